@@ -1,0 +1,89 @@
+/**
+ * @file memds_glue.h
+ * Shared declarations of the httpd glue (the only files that include httpd
+ * headers): configuration records, counters, log codes.
+ */
+#ifndef MEMDS_GLUE_H
+#define MEMDS_GLUE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <apr_shm.h>
+
+#include "store/memds_pgpool.h"
+
+#ifndef MEMDS_MODULE_MAIN /* mod_memds.c declares it with the module */
+APLOG_USE_MODULE(memds);
+#endif
+
+/** Log codes of this module: "MEMDS00001: ". Listed in docs/logcodes.md. */
+#define MEMDS_APLOGNO(n) "MEMDS" #n ": "
+
+#define MEMDS_UNSET (-1)
+
+/** Defaults (README lists them; keep in sync). */
+#define MEMDS_DEFAULT_MAX_MSG_SIZE  (1024 * 1024)
+#define MEMDS_MIN_MAX_MSG_SIZE      1024
+#define MEMDS_MAX_MAX_MSG_SIZE      (64 * 1024 * 1024)
+#define MEMDS_DEFAULT_DB_MIN        0
+#define MEMDS_DEFAULT_DB_KEEP       2
+#define MEMDS_DEFAULT_DB_EXPTIME    300
+#define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
+
+/**
+ * Request counters shared by all children of one generation (anonymous shared
+ * memory created in post_config; reset by a restart). Updated with
+ * apr_atomic, so no lock.
+ */
+typedef struct memds_counters_t {
+    volatile apr_uint64_t requests;     /**< requests reaching memds-sync */
+    volatile apr_uint64_t answered;     /**< 200 with a SyncML body */
+    volatile apr_uint64_t bad_method;   /**< 405 */
+    volatile apr_uint64_t bad_type;     /**< 415 */
+    volatile apr_uint64_t too_large;    /**< 413 */
+    volatile apr_uint64_t bad_body;     /**< 400 */
+    volatile apr_uint64_t unavailable;  /**< 503 (database or backend down) */
+    volatile apr_uint64_t failed;       /**< 500 */
+    volatile apr_uint64_t bytes_in;     /**< request body bytes */
+    volatile apr_uint64_t bytes_out;    /**< response body bytes */
+} memds_counters_t;
+
+/** Per-server configuration. */
+typedef struct memds_srv_conf {
+    const char *db_conninfo;    /**< MemDSDatabase */
+    int db_min, db_keep, db_max, db_exptime; /**< MemDSDB* (MEMDS_UNSET) */
+    int engine_used;            /**< a MemDSEngine On appeared in this server */
+    const char *engine_where;   /**< where, for the configtest message */
+    /* Runtime, not configuration: set in post_config / child_init. */
+    memds_pgpool_t *pgpool;     /**< this child's connection pool */
+    memds_counters_t *counters; /**< shared by the generation's children */
+    memds_logger_t logger;      /**< core log lines to this server's ErrorLog */
+} memds_srv_conf;
+
+/** Per-directory (<Location>) configuration. */
+typedef struct memds_dir_conf {
+    int engine;                 /**< MemDSEngine */
+    const char *imap_url;       /**< MemDSIMAPServer */
+    const char *smtp_url;       /**< MemDSSMTPServer */
+    apr_off_t max_msg_size;     /**< MemDSMaxMsgSize (MEMDS_UNSET) */
+} memds_dir_conf;
+
+extern const command_rec memds_cmds[];
+void *memds_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *memds_merge_srv_conf(apr_pool_t *p, void *base, void *add);
+void *memds_create_dir_conf(apr_pool_t *p, char *dir);
+void *memds_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+
+/** Typed getters (the only users of ap_get_module_config). */
+memds_srv_conf *memds_srv_conf_get(const server_rec *s);
+memds_dir_conf *memds_dir_conf_get(const request_rec *r);
+int memds_dir_engine(const memds_dir_conf *dc);
+apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
+/** Effective pool sizing for a server (defaults applied; max from the MPM). */
+void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
+
+/** The memds-status handler. */
+int memds_status_handler(request_rec *r);
+
+#endif /* MEMDS_GLUE_H */

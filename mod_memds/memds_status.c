@@ -1,0 +1,121 @@
+/* memds_status.c: the memds-status handler, text or JSON.
+ *
+ * Request counters are shared by all children of the running generation;
+ * pool figures are those of the child that answers (each child has its own
+ * connections), so they are labelled with its pid. */
+#include "memds_glue.h"
+
+#include <http_protocol.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include <unistd.h>
+
+#include "store/memds_migrate.h"
+
+typedef struct stat_line_t {
+    const char *key;
+    apr_uint64_t value;
+} stat_line_t;
+
+static int wants_json(request_rec *r)
+{
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+
+    if (r->args && (strcmp(r->args, "json") == 0
+                    || strstr(r->args, "format=json") != NULL)) {
+        return 1;
+    }
+    return accept && strstr(accept, "application/json") != NULL;
+}
+
+int memds_status_handler(request_rec *r)
+{
+    memds_srv_conf *sc;
+    memds_counters_t zero, *c;
+    memds_pgpool_stats_t ps;
+    const memds_pgpool_params_t *pp = NULL;
+    stat_line_t lines[32];
+    int n = 0, i, json;
+
+    if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
+        return DECLINED;
+    }
+    r->allowed |= (AP_METHOD_BIT << M_GET);
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    sc = memds_srv_conf_get(r->server);
+    memset(&zero, 0, sizeof(zero));
+    c = sc->counters ? sc->counters : &zero;
+    memset(&ps, 0, sizeof(ps));
+    if (sc->pgpool) {
+        memds_pgpool_get_stats(&ps, sc->pgpool);
+        pp = memds_pgpool_params(sc->pgpool);
+    }
+
+#define L(k, v) do { lines[n].key = (k); lines[n].value = (v); ++n; } while (0)
+    L("requests", apr_atomic_read64(&c->requests));
+    L("answered", apr_atomic_read64(&c->answered));
+    L("http_400", apr_atomic_read64(&c->bad_body));
+    L("http_405", apr_atomic_read64(&c->bad_method));
+    L("http_413", apr_atomic_read64(&c->too_large));
+    L("http_415", apr_atomic_read64(&c->bad_type));
+    L("http_500", apr_atomic_read64(&c->failed));
+    L("http_503", apr_atomic_read64(&c->unavailable));
+    L("bytes_in", apr_atomic_read64(&c->bytes_in));
+    L("bytes_out", apr_atomic_read64(&c->bytes_out));
+#undef L
+
+    json = wants_json(r);
+    ap_set_content_type(r, json ? "application/json" : "text/plain; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (r->header_only) {
+        return OK;
+    }
+    if (json) {
+        ap_rputs("{\n  \"module\": \"mod_memds " MEMDS_VERSION "\",\n", r);
+        ap_rprintf(r, "  \"schema_version_required\": %d,\n",
+                   MEMDS_SCHEMA_VERSION);
+        ap_rputs("  \"requests\": {", r);
+        for (i = 0; i < n; ++i) {
+            ap_rprintf(r, "%s\n    \"%s\": %" APR_UINT64_T_FMT,
+                       i ? "," : "", lines[i].key, lines[i].value);
+        }
+        ap_rputs("\n  },\n", r);
+        ap_rprintf(r, "  \"db_pool\": {\n    \"pid\": %ld,\n"
+                   "    \"configured\": %s,\n    \"max\": %d,\n"
+                   "    \"keep\": %d,\n    \"open\": %u,\n    \"in_use\": %u,\n"
+                   "    \"connects\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"connect_failures\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"replaced\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"acquires\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"acquire_failures\": %" APR_UINT64_T_FMT "\n  }\n}\n",
+                   (long)getpid(), sc->pgpool ? "true" : "false",
+                   pp ? pp->max : 0, pp ? pp->keep : 0, ps.open, ps.in_use,
+                   ps.connects, ps.connect_fails, ps.replaced, ps.acquires,
+                   ps.acquire_fails);
+        return OK;
+    }
+    ap_rputs("mod_memds " MEMDS_VERSION "\n", r);
+    ap_rprintf(r, "schema version required: %d\n\n", MEMDS_SCHEMA_VERSION);
+    ap_rputs("Requests (all children since the last (re)start):\n", r);
+    for (i = 0; i < n; ++i) {
+        ap_rprintf(r, "  %-10s %" APR_UINT64_T_FMT "\n", lines[i].key,
+                   lines[i].value);
+    }
+    ap_rprintf(r, "\nPostgreSQL pool (child pid %ld):\n", (long)getpid());
+    if (!sc->pgpool) {
+        ap_rputs("  not configured in this server\n", r);
+        return OK;
+    }
+    ap_rprintf(r, "  max              %d\n  keep             %d\n"
+               "  open             %u\n  in_use           %u\n"
+               "  connects         %" APR_UINT64_T_FMT "\n"
+               "  connect_failures %" APR_UINT64_T_FMT "\n"
+               "  replaced         %" APR_UINT64_T_FMT "\n"
+               "  acquires         %" APR_UINT64_T_FMT "\n"
+               "  acquire_failures %" APR_UINT64_T_FMT "\n",
+               pp->max, pp->keep, ps.open, ps.in_use, ps.connects,
+               ps.connect_fails, ps.replaced, ps.acquires, ps.acquire_fails);
+    return OK;
+}

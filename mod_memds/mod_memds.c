@@ -1,0 +1,380 @@
+/* mod_memds.c: module record, lifecycle hooks and the memds-sync handler.
+ *
+ * Lifecycle (why things are created where they are):
+ *  1. check_config (also run by `apachectl configtest`): cross-directive
+ *     checks that a single setter cannot do, e.g. MemDSEngine On without
+ *     MemDSDatabase.
+ *  2. post_config (parent, every (re)start): the request counters go into
+ *     anonymous shared memory so that all children of this generation add
+ *     to the same numbers; the core's logger is pointed at each server.
+ *  3. child_init (each child): the PostgreSQL pool. Connections must not be
+ *     shared across fork, so they are opened only in the child, lazily
+ *     unless MemDSDBMin says otherwise.
+ */
+#define MEMDS_MODULE_MAIN
+#include "memds_glue.h"
+
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <ap_mpm.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include "util/memds_util.h"
+#include "syncml/memds_msg_min.h"
+#include "store/memds_migrate.h"
+
+/* --------------------------------------------------------------- logging */
+
+static void log_to_server(void *baton, int level, apr_status_t rv,
+                          const char *msg)
+{
+    server_rec *s = baton;
+
+    ap_log_error(APLOG_MARK, level, rv, s, MEMDS_APLOGNO(00100) "%s", msg);
+}
+
+/* ----------------------------------------------------------------- hooks */
+
+static int memds_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    server_rec *v;
+    int ok = OK;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        memds_pgpool_params_t pp;
+
+        if (sc->engine_used && sc->db_conninfo == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
+                         MEMDS_APLOGNO(00001) "MemDSEngine On (%s) needs "
+                         "MemDSDatabase in the same server or virtual host",
+                         sc->engine_where ? sc->engine_where : "?");
+            ok = HTTP_INTERNAL_SERVER_ERROR;
+        }
+        memds_srv_pool_params(&pp, sc);
+        if (pp.min > pp.keep || pp.keep > pp.max) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
+                         MEMDS_APLOGNO(00002) "MemDSDBMin (%d) <= MemDSDBKeep "
+                         "(%d) <= MemDSDBMax (%d) must hold", pp.min, pp.keep,
+                         pp.max);
+            ok = HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return ok;
+}
+
+static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                             apr_pool_t *ptemp, server_rec *s)
+{
+    apr_shm_t *shm;
+    memds_counters_t *counters;
+    server_rec *v;
+    apr_status_t rv;
+
+    rv = apr_shm_create(&shm, sizeof(memds_counters_t), NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00003)
+                     "cannot create shared memory for the request counters");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    counters = apr_shm_baseaddr_get(shm);
+    memset(counters, 0, sizeof(*counters));
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        sc->counters = counters;
+        sc->logger.cb = log_to_server;
+        sc->logger.baton = v;
+    }
+    return OK;
+}
+
+static void memds_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_pool_t *p;
+    server_rec *v, *w;
+
+    apr_pool_create(&p, pchild);
+    apr_pool_tag(p, "memds_pgpool");
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        memds_pgpool_params_t pp;
+        apr_status_t rv;
+
+        if (sc->db_conninfo == NULL || sc->pgpool) {
+            continue;
+        }
+        /* Servers that share a connection string share one pool. */
+        for (w = s; w != v; w = w->next) {
+            memds_srv_conf *wc = memds_srv_conf_get(w);
+            if (wc->pgpool && strcmp(wc->db_conninfo, sc->db_conninfo) == 0) {
+                sc->pgpool = wc->pgpool;
+                break;
+            }
+        }
+        if (sc->pgpool) {
+            continue;
+        }
+        memds_srv_pool_params(&pp, sc);
+        rv = memds_pgpool_create(&sc->pgpool, sc->db_conninfo, &pp,
+                                 &sc->logger, p);
+        if (rv != APR_SUCCESS && pp.min > 0) {
+            /* MemDSDBMin connections could not be opened: go on lazily. */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, v, MEMDS_APLOGNO(00004)
+                         "could not open MemDSDBMin=%d PostgreSQL connections "
+                         "at child start; connecting on demand", pp.min);
+            pp.min = 0;
+            rv = memds_pgpool_create(&sc->pgpool, sc->db_conninfo, &pp,
+                                     &sc->logger, p);
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, v, MEMDS_APLOGNO(00005)
+                         "cannot create the PostgreSQL connection pool");
+            sc->pgpool = NULL;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the handler */
+
+#define COUNT(sc, f) do { if ((sc)->counters) \
+        apr_atomic_inc64(&(sc)->counters->f); } while (0)
+
+/* Read the whole body, refusing more than max bytes. */
+static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
+                     apr_off_t max)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_bucket_brigade *bb;
+    char *buf;
+    apr_size_t len = 0, cap;
+    int seen_eos = 0;
+    apr_status_t rv;
+
+    if (cl) {
+        apr_off_t n;
+        if (memds_parse_size(&n, cl, 0, APR_INT64_MAX) != APR_SUCCESS) {
+            return HTTP_BAD_REQUEST;
+        }
+        if (n > max) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00010)
+                          "request body of %" APR_OFF_T_FMT " bytes is larger "
+                          "than MemDSMaxMsgSize %" APR_OFF_T_FMT, n, max);
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+        cap = (apr_size_t)n;
+    }
+    else {
+        cap = 8192;
+    }
+    buf = apr_palloc(r->pool, cap + 1);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    while (!seen_eos) {
+        apr_bucket *b;
+
+        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                            APR_BLOCK_READ, 65536);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, MEMDS_APLOGNO(00012)
+                          "reading the request body failed");
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        }
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t n;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                seen_eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            rv = apr_bucket_read(b, &data, &n, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                return HTTP_BAD_REQUEST;
+            }
+            if ((apr_off_t)(len + n) > max) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                              MEMDS_APLOGNO(00010) "request body is larger "
+                              "than MemDSMaxMsgSize %" APR_OFF_T_FMT, max);
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            if (len + n > cap) {
+                char *nb;
+                while (len + n > cap) {
+                    cap *= 2;
+                }
+                if ((apr_off_t)cap > max) {
+                    cap = (apr_size_t)max;
+                }
+                nb = apr_palloc(r->pool, cap + 1);
+                memcpy(nb, buf, len);
+                buf = nb;
+            }
+            memcpy(buf + len, data, n);
+            len += n;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    buf[len] = '\0';
+    *pbuf = buf;
+    *plen = len;
+    return OK;
+}
+
+/* An HTTP error of ours: count it; on 413 close the connection rather than
+ * read the rest of a body we refused. */
+static int fail(request_rec *r, memds_srv_conf *sc, int status)
+{
+    switch (status) {
+    case HTTP_METHOD_NOT_ALLOWED: COUNT(sc, bad_method); break;
+    case HTTP_UNSUPPORTED_MEDIA_TYPE: COUNT(sc, bad_type); break;
+    case HTTP_REQUEST_ENTITY_TOO_LARGE:
+        COUNT(sc, too_large);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        break;
+    case HTTP_BAD_REQUEST: COUNT(sc, bad_body); break;
+    case HTTP_SERVICE_UNAVAILABLE:
+        COUNT(sc, unavailable);
+        apr_table_setn(r->err_headers_out, "Retry-After", "30");
+        break;
+    default: COUNT(sc, failed); break;
+    }
+    return status;
+}
+
+/* Is the database reachable and migrated? Interim use of the pool until the
+ * engine issue stores sessions; the 503 path it shows stays. */
+static int check_database(request_rec *r, memds_srv_conf *sc)
+{
+    memds_pgconn_t *conn;
+    const char *err = NULL;
+    int version = 0;
+    apr_status_t rv;
+
+    if (sc->pgpool == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00020)
+                      "no PostgreSQL pool in this child (see MEMDS00005 at "
+                      "child start)");
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    rv = memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00021)
+                      "database unavailable, answering 503: %s", err);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    rv = memds_store_schema_version(&version, conn, &err, r->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00022)
+                      "database query failed, answering 503: %s", err);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (version < MEMDS_SCHEMA_VERSION) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00023)
+                      "database schema is at version %d, this module needs "
+                      "%d: run `memds-admin migrate`", version,
+                      MEMDS_SCHEMA_VERSION);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    return OK;
+}
+
+static int memds_sync_handler(request_rec *r)
+{
+    memds_dir_conf *dc;
+    memds_srv_conf *sc;
+    memds_ct_e ct;
+    const char *body = NULL, *out = NULL, *err = NULL;
+    apr_size_t blen = 0, olen = 0;
+    apr_status_t rv;
+    int st;
+
+    if (r->handler == NULL || strcmp(r->handler, "memds-sync") != 0) {
+        return DECLINED;
+    }
+    dc = memds_dir_conf_get(r);
+    if (!memds_dir_engine(dc)) {
+        return DECLINED;
+    }
+    sc = memds_srv_conf_get(r->server);
+    r->allowed |= (AP_METHOD_BIT << M_POST);
+    if (r->method_number == M_OPTIONS) {
+        return DECLINED; /* the core answers with Allow: POST, OPTIONS */
+    }
+    COUNT(sc, requests);
+    if (r->method_number != M_POST) {
+        return fail(r, sc, HTTP_METHOD_NOT_ALLOWED);
+    }
+    ct = memds_content_type(apr_table_get(r->headers_in, "Content-Type"));
+    if (ct != MEMDS_CT_XML && ct != MEMDS_CT_WBXML) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00011)
+                      "refusing Content-Type '%s': expected "
+                      MEMDS_CT_XML_STR " or " MEMDS_CT_WBXML_STR,
+                      apr_table_get(r->headers_in, "Content-Type")
+                      ? apr_table_get(r->headers_in, "Content-Type") : "");
+        return fail(r, sc, HTTP_UNSUPPORTED_MEDIA_TYPE);
+    }
+    st = read_body(&body, &blen, r, memds_dir_max_msg_size(dc));
+    if (st != OK) {
+        return fail(r, sc, st);
+    }
+    if (sc->counters) {
+        apr_atomic_add64(&sc->counters->bytes_in, blen);
+    }
+    st = check_database(r, sc);
+    if (st != OK) {
+        return fail(r, sc, st);
+    }
+    rv = memds_msg_min_respond(&out, &olen, &err, body, blen,
+                               ct == MEMDS_CT_WBXML, r->pool);
+    if (rv == APR_EINVAL) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00013)
+                      "not a SyncML message (%s): %s",
+                      ct == MEMDS_CT_WBXML ? "WBXML" : "XML", err);
+        return fail(r, sc, HTTP_BAD_REQUEST);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00014)
+                      "cannot build the response: %s", err);
+        return fail(r, sc, HTTP_INTERNAL_SERVER_ERROR);
+    }
+    ap_set_content_type(r, ct == MEMDS_CT_WBXML ? MEMDS_CT_WBXML_STR
+                                                : MEMDS_CT_XML_STR);
+    ap_set_content_length(r, (apr_off_t)olen);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    COUNT(sc, answered);
+    if (sc->counters) {
+        apr_atomic_add64(&sc->counters->bytes_out, olen);
+    }
+    if (!r->header_only) {
+        ap_rwrite(out, (int)olen, r);
+    }
+    return OK;
+}
+
+static void memds_register_hooks(apr_pool_t *p)
+{
+    ap_hook_check_config(memds_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(memds_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(memds_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(memds_sync_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(memds_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(memds) = {
+    STANDARD20_MODULE_STUFF,
+    memds_create_dir_conf,
+    memds_merge_dir_conf,
+    memds_create_srv_conf,
+    memds_merge_srv_conf,
+    memds_cmds,
+    memds_register_hooks
+#ifdef AP_MODULE_FLAG_NONE
+    , AP_MODULE_FLAG_NONE
+#endif
+};

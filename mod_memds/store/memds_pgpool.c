@@ -1,0 +1,269 @@
+/* memds_pgpool.c: libpq connection pool on apr_reslist (see memds_pgpool.h). */
+#include "store/memds_pgpool.h"
+
+#include <apr_atomic.h>
+#include <apr_reslist.h>
+#include <apr_strings.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct memds_pgconn_t {
+    PGconn *conn;
+    memds_pgpool_t *owner;
+    int broken;
+};
+
+struct memds_pgpool_t {
+    apr_reslist_t *rl;
+    const char *conninfo;
+    memds_pgpool_params_t params;
+    const memds_logger_t *lg;
+    /* counters, updated atomically by all threads of the process */
+    volatile apr_uint32_t open;
+    volatile apr_uint32_t in_use;
+    volatile apr_uint64_t connects;
+    volatile apr_uint64_t connect_fails;
+    volatile apr_uint64_t replaced;
+    volatile apr_uint64_t acquires;
+    volatile apr_uint64_t acquire_fails;
+};
+
+const char *memds_pg_check_conninfo(const char *conninfo, apr_pool_t *p)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    const char *res = NULL;
+
+    if (opts == NULL) {
+        res = err ? apr_pstrdup(p, err) : "out of memory";
+        if (res[0] && res[strlen(res) - 1] == '\n') {
+            res = apr_pstrndup(p, res, strlen(res) - 1);
+        }
+    }
+    if (err) {
+        PQfreemem(err);
+    }
+    if (opts) {
+        PQconninfoFree(opts);
+    }
+    return res;
+}
+
+/* reslist constructor: one new connection. Runs in the acquiring thread, so
+ * it allocates nothing from shared pools (the pool struct is malloc'ed). */
+static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
+{
+    memds_pgpool_t *pool = params;
+    memds_pgconn_t *c;
+    /* Our defaults first; the admin's conninfo (expanded from "dbname")
+     * comes later and so overrides them. */
+    const char *keys[] = { "connect_timeout", "fallback_application_name",
+                           "dbname", NULL };
+    const char *vals[] = { "5", "mod_memds", pool->conninfo, NULL };
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+        int n = (int)strlen(m);
+        while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
+            --n;
+        }
+        apr_atomic_inc64(&pool->connect_fails);
+        memds_logf(pool->lg, MEMDS_LOG_ERR, 0, "PostgreSQL connect failed: %.*s",
+                   n, m);
+        if (conn) {
+            PQfinish(conn);
+        }
+        return APR_ECONNREFUSED;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        PQfinish(conn);
+        return APR_ENOMEM;
+    }
+    c->conn = conn;
+    c->owner = pool;
+    apr_atomic_inc32(&pool->open);
+    apr_atomic_inc64(&pool->connects);
+    *res = c;
+    return APR_SUCCESS;
+}
+
+static apr_status_t pg_destruct(void *res, void *params, apr_pool_t *p)
+{
+    memds_pgpool_t *pool = params;
+    memds_pgconn_t *c = res;
+
+    PQfinish(c->conn);
+    free(c);
+    apr_atomic_dec32(&pool->open);
+    return APR_SUCCESS;
+}
+
+/* Is an idle connection still usable? Without a round trip: the status must
+ * be OK and idle, and the socket must have nothing to read; a readable idle
+ * socket means the server closed it or sent a termination notice, which
+ * PQconsumeInput then turns into CONNECTION_BAD. */
+static int pg_alive(PGconn *conn)
+{
+    struct pollfd pfd;
+    int sock;
+
+    if (PQstatus(conn) != CONNECTION_OK
+        || PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        return 0;
+    }
+    sock = PQsocket(conn);
+    if (sock < 0) {
+        return 0;
+    }
+    pfd.fd = sock;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) > 0) {
+        if ((pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+            || !PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
+            return 0;
+        }
+        /* Asynchronous NOTIFY or a notice: consumed; still fine. */
+    }
+    return 1;
+}
+
+apr_status_t memds_pgpool_create(memds_pgpool_t **ppool, const char *conninfo,
+                                 const memds_pgpool_params_t *params,
+                                 const memds_logger_t *lg, apr_pool_t *p)
+{
+    memds_pgpool_t *pool = apr_pcalloc(p, sizeof(*pool));
+    apr_status_t rv;
+
+    pool->conninfo = apr_pstrdup(p, conninfo);
+    pool->params = *params;
+    pool->lg = lg;
+    if (pool->params.max < 1) {
+        pool->params.max = 1;
+    }
+    if (pool->params.keep > pool->params.max) {
+        pool->params.keep = pool->params.max;
+    }
+    if (pool->params.min > pool->params.keep) {
+        pool->params.min = pool->params.keep;
+    }
+    rv = apr_reslist_create(&pool->rl, pool->params.min, pool->params.keep,
+                            pool->params.max, pool->params.exptime,
+                            pg_construct, pg_destruct, pool, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    apr_reslist_timeout_set(pool->rl, pool->params.acquire_timeout);
+    *ppool = pool;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
+                                  const char **perr, apr_pool_t *p)
+{
+    /* Each dead idle connection costs one more round; after max+1 of them
+     * every idle connection has been replaced or PostgreSQL is down. */
+    int tries = pool->params.max + 1;
+    apr_status_t rv = APR_EGENERAL;
+    void *res;
+
+    while (tries-- > 0) {
+        rv = apr_reslist_acquire(pool->rl, &res);
+        if (rv != APR_SUCCESS) {
+            break;
+        }
+        if (pg_alive(((memds_pgconn_t *)res)->conn)) {
+            memds_pgconn_t *c = res;
+            c->broken = 0;
+            apr_atomic_inc32(&pool->in_use);
+            apr_atomic_inc64(&pool->acquires);
+            *pconn = c;
+            return APR_SUCCESS;
+        }
+        apr_atomic_inc64(&pool->replaced);
+        memds_logf(pool->lg, MEMDS_LOG_INFO, 0,
+                   "dropping a dead PostgreSQL connection from the pool");
+        apr_reslist_invalidate(pool->rl, res);
+    }
+    apr_atomic_inc64(&pool->acquire_fails);
+    if (perr) {
+        if (APR_STATUS_IS_TIMEUP(rv) || rv == APR_EAGAIN) {
+            *perr = apr_psprintf(p, "all %d PostgreSQL connections of this "
+                                 "process stayed busy", pool->params.max);
+            rv = APR_TIMEUP;
+        }
+        else if (rv == APR_SUCCESS || rv == APR_EGENERAL) {
+            *perr = "PostgreSQL connections keep dying";
+            rv = APR_ECONNREFUSED;
+        }
+        else {
+            *perr = "PostgreSQL cannot be reached (see the preceding "
+                    "connect error)";
+        }
+    }
+    return rv == APR_SUCCESS ? APR_ECONNREFUSED : rv;
+}
+
+void memds_pgpool_release(memds_pgpool_t *pool, memds_pgconn_t *conn,
+                          int broken)
+{
+    apr_atomic_dec32(&pool->in_use);
+    if (broken || conn->broken || PQstatus(conn->conn) != CONNECTION_OK
+        || PQtransactionStatus(conn->conn) != PQTRANS_IDLE) {
+        apr_atomic_inc64(&pool->replaced);
+        apr_reslist_invalidate(pool->rl, conn);
+        return;
+    }
+    apr_reslist_release(pool->rl, conn);
+}
+
+static apr_status_t release_cleanup(void *data)
+{
+    memds_pgconn_t *c = data;
+
+    memds_pgpool_release(c->owner, c, 0);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_pgpool_acquire_for(memds_pgconn_t **pconn,
+                                      memds_pgpool_t *pool,
+                                      const char **perr, apr_pool_t *p)
+{
+    apr_status_t rv = memds_pgpool_acquire(pconn, pool, perr, p);
+
+    if (rv == APR_SUCCESS) {
+        apr_pool_cleanup_register(p, *pconn, release_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    return rv;
+}
+
+void memds_pgconn_mark_broken(memds_pgconn_t *conn)
+{
+    conn->broken = 1;
+}
+
+void *memds_pgconn_native(memds_pgconn_t *conn)
+{
+    return conn->conn;
+}
+
+void memds_pgpool_get_stats(memds_pgpool_stats_t *st, memds_pgpool_t *pool)
+{
+    st->open = apr_atomic_read32(&pool->open);
+    st->in_use = apr_atomic_read32(&pool->in_use);
+    st->connects = apr_atomic_read64(&pool->connects);
+    st->connect_fails = apr_atomic_read64(&pool->connect_fails);
+    st->replaced = apr_atomic_read64(&pool->replaced);
+    st->acquires = apr_atomic_read64(&pool->acquires);
+    st->acquire_fails = apr_atomic_read64(&pool->acquire_fails);
+}
+
+const memds_pgpool_params_t *memds_pgpool_params(memds_pgpool_t *pool)
+{
+    return &pool->params;
+}

@@ -1,0 +1,97 @@
+/**
+ * @file memds_pgpool.h
+ * A per-process pool of PostgreSQL connections (libpq) on apr_reslist, in
+ * the manner of mod_dbd: connections are opened on demand, kept up to a
+ * "keep" count, closed after an idle time, and checked on every acquire so
+ * that a connection the server dropped (restart, crash, idle kill) is
+ * replaced instead of failing a request. Thread-safe: one pool is shared by
+ * all threads of an httpd child. libpq appears only under store/.
+ */
+#ifndef MEMDS_PGPOOL_H
+#define MEMDS_PGPOOL_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include "util/memds_util.h"
+
+typedef struct memds_pgpool_t memds_pgpool_t;
+
+/** One pooled connection; valid between acquire and release. */
+typedef struct memds_pgconn_t memds_pgconn_t;
+
+/** Pool sizing and behaviour. */
+typedef struct memds_pgpool_params_t {
+    int min;                     /**< connections opened at creation */
+    int keep;                    /**< idle connections kept open */
+    int max;                     /**< hard limit of open connections */
+    apr_interval_time_t exptime; /**< idle time before a connection above keep is closed */
+    apr_interval_time_t acquire_timeout; /**< wait for a free connection when max are in use */
+} memds_pgpool_params_t;
+
+/** Counters of one pool (one process). */
+typedef struct memds_pgpool_stats_t {
+    apr_uint32_t open;          /**< connections open now */
+    apr_uint32_t in_use;        /**< connections acquired now */
+    apr_uint64_t connects;      /**< successful connects since start */
+    apr_uint64_t connect_fails; /**< failed connects since start */
+    apr_uint64_t replaced;      /**< dead connections detected and dropped */
+    apr_uint64_t acquires;      /**< successful acquires */
+    apr_uint64_t acquire_fails; /**< acquires that failed (no connection to be had) */
+} memds_pgpool_stats_t;
+
+/**
+ * Check a libpq connection string (key=value or postgresql:// URI).
+ * @return NULL if libpq accepts it, else libpq's reason (allocated from p).
+ */
+const char *memds_pg_check_conninfo(const char *conninfo, apr_pool_t *p);
+
+/**
+ * Create a pool. conninfo is copied. A connect_timeout of 5 s and an
+ * application_name of "mod_memds" apply unless conninfo sets them. The
+ * pool lives as long as p; closing p closes every connection.
+ * lg (may be NULL) receives connect failures and replacements; it must
+ * outlive the pool.
+ */
+apr_status_t memds_pgpool_create(memds_pgpool_t **ppool, const char *conninfo,
+                                 const memds_pgpool_params_t *params,
+                                 const memds_logger_t *lg, apr_pool_t *p);
+
+/**
+ * Take a live connection from the pool (opening one if needed). Connections
+ * found dead are dropped and replaced, a bounded number of times.
+ * On failure *perr says why (from p) and the result is an APR error:
+ * APR_ECONNREFUSED when PostgreSQL cannot be reached, APR_TIMEUP when all
+ * connections stayed busy.
+ */
+apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
+                                  const char **perr, apr_pool_t *p);
+
+/**
+ * Give a connection back. With broken != 0 (a query failed in a way that
+ * may have left the connection unusable) it is closed instead of reused.
+ * A connection still inside a transaction is closed too.
+ */
+void memds_pgpool_release(memds_pgpool_t *pool, memds_pgconn_t *conn,
+                          int broken);
+
+/**
+ * Acquire a connection and register a cleanup on p that releases it when
+ * p is cleared (request pools); like mod_dbd's ap_dbd_acquire.
+ */
+apr_status_t memds_pgpool_acquire_for(memds_pgconn_t **pconn,
+                                      memds_pgpool_t *pool,
+                                      const char **perr, apr_pool_t *p);
+
+/** Mark an acquired connection broken so its release closes it. */
+void memds_pgconn_mark_broken(memds_pgconn_t *conn);
+
+/** The libpq handle of an acquired connection (type PGconn *). */
+void *memds_pgconn_native(memds_pgconn_t *conn);
+
+/** A snapshot of the pool's counters. */
+void memds_pgpool_get_stats(memds_pgpool_stats_t *st, memds_pgpool_t *pool);
+
+/** The params the pool was created with. */
+const memds_pgpool_params_t *memds_pgpool_params(memds_pgpool_t *pool);
+
+#endif /* MEMDS_PGPOOL_H */

@@ -1,0 +1,157 @@
+/* memds_util.c: small helpers of the core library (see memds_util.h). */
+#include "util/memds_util.h"
+
+#include <apr_strings.h>
+#include <apr_lib.h>
+#include <apr_uri.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+memds_ct_e memds_content_type(const char *value)
+{
+    const char *s, *e;
+    apr_size_t n;
+
+    if (value == NULL) {
+        return MEMDS_CT_MISSING;
+    }
+    for (s = value; *s == ' ' || *s == '\t'; ++s)
+        ;
+    for (e = s; *e && *e != ';' && *e != ' ' && *e != '\t'; ++e)
+        ;
+    n = (apr_size_t)(e - s);
+    if (n == 0) {
+        return MEMDS_CT_MISSING;
+    }
+    if (n == sizeof(MEMDS_CT_XML_STR) - 1
+        && strncasecmp(s, MEMDS_CT_XML_STR, n) == 0) {
+        return MEMDS_CT_XML;
+    }
+    if (n == sizeof(MEMDS_CT_WBXML_STR) - 1
+        && strncasecmp(s, MEMDS_CT_WBXML_STR, n) == 0) {
+        return MEMDS_CT_WBXML;
+    }
+    return MEMDS_CT_OTHER;
+}
+
+apr_status_t memds_parse_size(apr_off_t *psize, const char *s,
+                              apr_off_t min, apr_off_t max)
+{
+    apr_off_t v = 0, mult = 1;
+    const char *c = s;
+
+    if (s == NULL || !apr_isdigit(*s)) {
+        return APR_EINVAL;
+    }
+    for (; apr_isdigit(*c); ++c) {
+        if (v > (APR_INT64_MAX - 9) / 10) {
+            return APR_EINVAL;
+        }
+        v = v * 10 + (*c - '0');
+    }
+    switch (*c) {
+    case '\0': break;
+    case 'k': case 'K': mult = 1024; ++c; break;
+    case 'm': case 'M': mult = 1024 * 1024; ++c; break;
+    case 'g': case 'G': mult = 1024 * 1024 * 1024; ++c; break;
+    default: return APR_EINVAL;
+    }
+    if (*c != '\0' || v > APR_INT64_MAX / mult) {
+        return APR_EINVAL;
+    }
+    v *= mult;
+    if (v < min || v > max) {
+        return APR_EINVAL;
+    }
+    *psize = v;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_parse_uint(int *pval, const char *s, int max)
+{
+    long v = 0;
+    const char *c;
+
+    if (s == NULL || *s == '\0') {
+        return APR_EINVAL;
+    }
+    for (c = s; *c; ++c) {
+        if (!apr_isdigit(*c)) {
+            return APR_EINVAL;
+        }
+        v = v * 10 + (*c - '0');
+        if (v > max) {
+            return APR_EINVAL;
+        }
+    }
+    *pval = (int)v;
+    return APR_SUCCESS;
+}
+
+const char *memds_check_server_url(const char *url, const char *const *schemes,
+                                   apr_pool_t *p)
+{
+    apr_uri_t u;
+    const char *const *sc;
+    const char *allowed = NULL;
+
+    for (sc = schemes; *sc; ++sc) {
+        allowed = allowed ? apr_pstrcat(p, allowed, ", ", *sc, "://", NULL)
+                          : apr_pstrcat(p, *sc, "://", NULL);
+    }
+    if (url == NULL || *url == '\0') {
+        return apr_psprintf(p, "an empty URL; expected %s HOST[:PORT]", allowed);
+    }
+    if (apr_uri_parse(p, url, &u) != APR_SUCCESS || u.scheme == NULL) {
+        return apr_psprintf(p, "'%s' is not a URL; expected %s HOST[:PORT]",
+                            url, allowed);
+    }
+    for (sc = schemes; *sc; ++sc) {
+        if (strcasecmp(u.scheme, *sc) == 0) {
+            break;
+        }
+    }
+    if (*sc == NULL) {
+        return apr_psprintf(p, "scheme '%s' in '%s' is not allowed; use %s",
+                            u.scheme, url, allowed);
+    }
+    if (u.hostname == NULL || *u.hostname == '\0') {
+        return apr_psprintf(p, "'%s' has no host name", url);
+    }
+    if (u.user || u.password) {
+        return apr_psprintf(p, "'%s' carries credentials; credentials do not "
+                            "belong in the server URL", u.hostname);
+    }
+    if (u.port_str && (u.port == 0 || !*u.port_str)) {
+        return apr_psprintf(p, "'%s' has an invalid port; use 1-65535", url);
+    }
+    if (u.port_str) {
+        int port;
+        if (memds_parse_uint(&port, u.port_str, 65535) != APR_SUCCESS
+            || port == 0) {
+            return apr_psprintf(p, "'%s' has an invalid port; use 1-65535", url);
+        }
+    }
+    if ((u.path && strcmp(u.path, "/") != 0 && *u.path) || u.query
+        || u.fragment) {
+        return apr_psprintf(p, "'%s' has a path, query or fragment; give only "
+                            "%s HOST[:PORT]", url, allowed);
+    }
+    return NULL;
+}
+
+void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
+                const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    if (lg == NULL || lg->cb == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    apr_vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    lg->cb(lg->baton, level, rv, buf);
+}

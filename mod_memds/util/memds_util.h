@@ -1,0 +1,75 @@
+/**
+ * @file memds_util.h
+ * Small helpers of the core library: sizes, URLs, content types, a logger
+ * hand-off. No httpd headers here (the core links into tools and tests too).
+ */
+#ifndef MEMDS_UTIL_H
+#define MEMDS_UTIL_H
+
+#include <apr_pools.h>
+#include <apr_errno.h>
+
+/** Wire encodings of a SyncML message (from the HTTP Content-Type). */
+typedef enum {
+    MEMDS_CT_MISSING = 0, /**< no Content-Type header */
+    MEMDS_CT_XML,         /**< application/vnd.syncml+xml */
+    MEMDS_CT_WBXML,       /**< application/vnd.syncml+wbxml */
+    MEMDS_CT_OTHER        /**< anything else */
+} memds_ct_e;
+
+#define MEMDS_CT_XML_STR   "application/vnd.syncml+xml"
+#define MEMDS_CT_WBXML_STR "application/vnd.syncml+wbxml"
+
+/**
+ * Classify an HTTP Content-Type value: media type compared case-insensitively,
+ * parameters (e.g. "; charset=UTF-8") and surrounding blanks ignored.
+ */
+memds_ct_e memds_content_type(const char *value);
+
+/**
+ * Parse a byte size: decimal digits with an optional K, M or G suffix
+ * (binary multiples, case-insensitive). Fails with APR_EINVAL on anything
+ * else, on overflow, and when the result is outside [min, max].
+ */
+apr_status_t memds_parse_size(apr_off_t *psize, const char *s,
+                              apr_off_t min, apr_off_t max);
+
+/**
+ * Parse a non-negative decimal integer no larger than max (no sign, no blanks).
+ */
+apr_status_t memds_parse_uint(int *pval, const char *s, int max);
+
+/**
+ * Check that url is an absolute URL whose scheme is one of schemes (a
+ * NULL-terminated list), with a host, an optional port 1-65535, no user
+ * information and nothing but "/" as path.
+ * @return NULL when it is fine, else a sentence saying what is wrong,
+ *         allocated from p.
+ */
+const char *memds_check_server_url(const char *url, const char *const *schemes,
+                                   apr_pool_t *p);
+
+/** Log levels of the core (same numbers as syslog and httpd's APLOG_*). */
+typedef enum {
+    MEMDS_LOG_ERR = 3, MEMDS_LOG_WARNING = 4, MEMDS_LOG_NOTICE = 5,
+    MEMDS_LOG_INFO = 6, MEMDS_LOG_DEBUG = 7
+} memds_log_level_e;
+
+/**
+ * Where the core's log lines go: the glue points it at ap_log_error, tools
+ * and tests at stderr. Passed explicitly (no global logger) so that each
+ * server or tool owns its own.
+ */
+typedef void memds_log_cb(void *baton, int level, apr_status_t rv,
+                          const char *msg);
+typedef struct memds_logger_t {
+    memds_log_cb *cb;
+    void *baton;
+} memds_logger_t;
+
+/** printf-style logging through a logger; a NULL logger or cb drops it. */
+void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
+                const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif /* MEMDS_UTIL_H */

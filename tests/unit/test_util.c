@@ -1,0 +1,90 @@
+/* Unit tests: util/memds_util.c */
+#include "unit.h"
+#include "util/memds_util.h"
+
+#include <string.h>
+
+static void test_content_type(void)
+{
+    CU_ASSERT_EQUAL(memds_content_type(NULL), MEMDS_CT_MISSING);
+    CU_ASSERT_EQUAL(memds_content_type(""), MEMDS_CT_MISSING);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xml"), MEMDS_CT_XML);
+    CU_ASSERT_EQUAL(memds_content_type("Application/VND.SyncML+XML; charset=UTF-8"),
+                    MEMDS_CT_XML);
+    CU_ASSERT_EQUAL(memds_content_type("  application/vnd.syncml+wbxml"), MEMDS_CT_WBXML);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+wbxml;x=1"), MEMDS_CT_WBXML);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xmlx"), MEMDS_CT_OTHER);
+    CU_ASSERT_EQUAL(memds_content_type("text/xml"), MEMDS_CT_OTHER);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml.dm+xml"), MEMDS_CT_OTHER);
+}
+
+static void test_parse_size(void)
+{
+    apr_off_t v = -1;
+
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "4096", 0, 1 << 30), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v, 4096);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "150k", 0, 1 << 30), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v, 150 * 1024);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "2M", 0, 1 << 30), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v, 2 * 1024 * 1024);
+    v = 7;
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "", 0, 100), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "-1", 0, 100), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "12x", 0, 100), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "1KB", 0, 1 << 20), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "101", 0, 100), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "99999999999999999999999", 0,
+                                     APR_INT64_MAX), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "9999999999999999G", 0,
+                                     APR_INT64_MAX), APR_EINVAL);
+    CU_ASSERT_EQUAL(v, 7); /* untouched on failure */
+}
+
+static void test_parse_uint(void)
+{
+    int v = -1;
+
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "0", 10), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "10", 10), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v, 10);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "11", 10), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "1 ", 10), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "", 10), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "99999999999999999999", 1000), APR_EINVAL);
+}
+
+static void test_server_url(void)
+{
+    static const char *const imap[] = { "imap", "imaps", NULL };
+    apr_pool_t *p = unit_pool;
+    const char *e;
+
+    CU_ASSERT_PTR_NULL(memds_check_server_url("imap://127.0.0.1:143", imap, p));
+    CU_ASSERT_PTR_NULL(memds_check_server_url("imaps://mail.example.org", imap, p));
+    CU_ASSERT_PTR_NULL(memds_check_server_url("IMAP://mail.example.org/", imap, p));
+    e = memds_check_server_url("http://mail.example.org", imap, p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "imap://, imaps://"));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("mail.example.org", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("imap://", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("imap://h:0", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("imap://h:70000", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("imap://h:12ab", imap, p));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_server_url("imap://h/INBOX", imap, p));
+    e = memds_check_server_url("imap://u:secret@h", imap, p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NULL(strstr(e, "secret")); /* never echo a password */
+}
+
+void unit_add_util(void)
+{
+    CU_pSuite s = CU_add_suite("util", NULL, NULL);
+
+    CU_add_test(s, "content type", test_content_type);
+    CU_add_test(s, "parse size", test_parse_size);
+    CU_add_test(s, "parse uint", test_parse_uint);
+    CU_add_test(s, "server url", test_server_url);
+}

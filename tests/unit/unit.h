@@ -1,0 +1,18 @@
+/* Unit test suites of the core library (CUnit). */
+#ifndef MEMDS_UNIT_H
+#define MEMDS_UNIT_H
+
+#include <CUnit/CUnit.h>
+#include <apr_pools.h>
+
+/** A pool for the running test, cleared between tests. */
+extern apr_pool_t *unit_pool;
+
+void unit_add_util(void);
+void unit_add_msg_min(void);
+void unit_add_pgpool(void);
+
+/** Read a file into unit_pool; NULL if unreadable. */
+const char *unit_read_file(const char *path, apr_size_t *plen);
+
+#endif

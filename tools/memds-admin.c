@@ -1,0 +1,99 @@
+/* memds-admin: administration tool for mod_memds.
+ *
+ *   memds-admin migrate --db CONNINFO [--schema DIR]
+ *   memds-admin schema-version --db CONNINFO
+ *
+ * Exit codes: 0 success, 1 failure, 2 usage error. */
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/memds_util.h"
+#include "store/memds_migrate.h"
+
+#ifndef MEMDS_SCHEMA_DIR
+#define MEMDS_SCHEMA_DIR "schema"
+#endif
+
+static void log_stderr(void *baton, int level, apr_status_t rv, const char *msg)
+{
+    fprintf(level <= MEMDS_LOG_WARNING ? stderr : stdout, "memds-admin: %s\n",
+            msg);
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
+            "       memds-admin schema-version --db CONNINFO\n"
+            "  migrate         apply the numbered SQL migrations of DIR\n"
+            "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
+            "                  safe to repeat and to run concurrently\n"
+            "  schema-version  print the schema version of the database\n"
+            "  CONNINFO        libpq connection string, e.g.\n"
+            "                  \"host=127.0.0.1 port=5432 dbname=memds user=memds\"\n"
+            "                  (default: $MEMDS_PG)\n");
+    return 2;
+}
+
+int main(int argc, const char *const *argv)
+{
+    apr_pool_t *p;
+    const char *cmd, *db = getenv("MEMDS_PG"), *dir = MEMDS_SCHEMA_DIR;
+    const char *err = NULL;
+    memds_logger_t lg = { log_stderr, NULL };
+    int i, napplied = 0, version = 0, rc = 1;
+    apr_status_t rv;
+
+    if (argc < 2) {
+        return usage();
+    }
+    apr_app_initialize(&argc, &argv, NULL);
+    atexit(apr_terminate);
+    apr_pool_create(&p, NULL);
+    cmd = argv[1];
+    for (i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db = argv[++i];
+        }
+        else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
+            dir = argv[++i];
+        }
+        else {
+            return usage();
+        }
+    }
+    if (db == NULL) {
+        fprintf(stderr, "memds-admin: no database: give --db CONNINFO or set "
+                "MEMDS_PG\n");
+        return 2;
+    }
+    if (strcmp(cmd, "migrate") == 0) {
+        rv = memds_migrate_run(&napplied, &version, db, dir, &lg, &err, p);
+        if (rv == APR_SUCCESS) {
+            printf("memds-admin: schema at version %d (%d migration%s applied)\n",
+                   version, napplied, napplied == 1 ? "" : "s");
+            rc = 0;
+        }
+    }
+    else if (strcmp(cmd, "schema-version") == 0) {
+        rv = memds_migrate_version(&version, db, &err, p);
+        if (rv == APR_SUCCESS) {
+            printf("%d\n", version);
+            rc = 0;
+        }
+    }
+    else {
+        apr_pool_destroy(p);
+        return usage();
+    }
+    if (rc != 0) {
+        fprintf(stderr, "memds-admin: %s failed: %s\n", cmd,
+                err ? err : "unknown error");
+    }
+    apr_pool_destroy(p);
+    return rc;
+}
