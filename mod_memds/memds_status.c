@@ -6,6 +6,7 @@
 #include "memds_glue.h"
 
 #include <http_protocol.h>
+#include <http_request.h>
 #include <apr_atomic.h>
 #include <apr_strings.h>
 #include <unistd.h>
@@ -40,7 +41,7 @@ int memds_status_handler(request_rec *r)
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
         return DECLINED;
     }
-    r->allowed |= (AP_METHOD_BIT << M_GET);
+    ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", "OPTIONS", NULL);
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }

@@ -302,7 +302,7 @@ static int memds_sync_handler(request_rec *r)
         return DECLINED;
     }
     sc = memds_srv_conf_get(r->server);
-    r->allowed |= (AP_METHOD_BIT << M_POST);
+    ap_allow_methods(r, REPLACE_ALLOW, "POST", "OPTIONS", NULL);
     if (r->method_number == M_OPTIONS) {
         return DECLINED; /* the core answers with Allow: POST, OPTIONS */
     }

@@ -241,22 +241,34 @@ static apr_status_t query_version(int *pversion, PGconn *c, const char **perr,
                                   apr_pool_t *p)
 {
     PGresult *res;
+    int exists;
 
-    /* to_regclass: no error (and no aborted transaction) when the table is
-     * missing, as on a database that was never migrated. */
-    res = PQexec(c, "SELECT CASE WHEN to_regclass('memds.schema_migrations') "
-                    "IS NULL THEN 0 ELSE (SELECT coalesce(max(version), 0) "
-                    "FROM memds.schema_migrations) END");
+    /* Two steps: a query naming a missing table fails at parse time, even
+     * in a CASE branch that would not run. to_regclass does not fail. */
+    res = PQexec(c, "SELECT to_regclass('memds.schema_migrations') IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        *perr = apr_psprintf(p, "reading the schema version: %s",
-                             trim_msg(res ? PQresultErrorMessage(res)
-                                          : PQerrorMessage(c), p));
-        PQclear(res);
-        return APR_EGENERAL;
+        goto fail;
+    }
+    exists = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!exists) {
+        *pversion = 0;
+        return APR_SUCCESS;
+    }
+    res = PQexec(c, "SELECT coalesce(max(version), 0) FROM memds.schema_migrations");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        goto fail;
     }
     *pversion = atoi(PQgetvalue(res, 0, 0));
     PQclear(res);
     return APR_SUCCESS;
+
+fail:
+    *perr = apr_psprintf(p, "reading the schema version: %s",
+                         trim_msg(res ? PQresultErrorMessage(res)
+                                      : PQerrorMessage(c), p));
+    PQclear(res);
+    return APR_EGENERAL;
 }
 
 static PGconn *connect_or_fail(const char *conninfo, const char **perr,

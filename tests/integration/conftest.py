@@ -1,0 +1,222 @@
+"""Integration harness: one real stack per test run.
+
+Starts PostgreSQL, Dovecot, Postfix and httpd (with mod_memds from the build
+tree) through `./dev up` in a private MEMDS_VAR on free loopback ports, lets
+each test write its own MemDS* configuration and reload httpd, and fails a
+test when httpd's error log gains error or warning lines the test did not
+announce with `stack.allow_log(regex)`.
+"""
+import http.client
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
+CAPTURES = os.path.join(SHARED, "interop", "captures")
+
+# Lines of these levels fail a test unless allowed.
+BAD_LEVEL = re.compile(r"^\[[^\]]*\] \[[a-z_0-9]*:(warn|error|crit|alert|emerg)\]")
+
+
+def _port_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _pick_port_base():
+    # ./dev uses base+24, +25, +43, +54, +80; pick a base where all are free.
+    for base in range(21000, 60000, 100):
+        if all(_port_free(base + off) for off in (24, 25, 43, 54, 80)):
+            return base
+    raise RuntimeError("no free loopback port range")
+
+
+class Stack:
+    def __init__(self, var, base):
+        self.var = var
+        self.base = base
+        self.env = dict(os.environ)
+        self.env.update(MEMDS_VAR=var, MEMDS_PORT_BASE=str(base),
+                        MEMDS_NO_BUILD="1")
+        self.env.setdefault("MEMDS_BUILD", os.path.join(ROOT, "build"))
+        self.vars = {}
+        self._allowed = []
+        self._default_site = None
+
+    # ------------------------------------------------------------- commands
+    def dev(self, *args, check=True, timeout=300):
+        r = subprocess.run([os.path.join(ROOT, "dev"), *args], env=self.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and r.returncode != 0:
+            raise RuntimeError("./dev %s failed (%d):\n%s"
+                               % (" ".join(args), r.returncode, r.stdout))
+        return r
+
+    def up(self):
+        self.dev("up", timeout=600)
+        out = self.dev("env").stdout
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("export "):
+                line = line[len("export "):]
+            if "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            self.vars[k] = shlex.split(v)[0] if v else ""
+        with open(self.vars["MEMDS_HTTPD_SITE_CONF"]) as f:
+            self._default_site = f.read()
+
+    def down(self):
+        self.dev("down", check=False)
+
+    def __getitem__(self, k):
+        return self.vars[k]
+
+    # ------------------------------------------------------------ httpd conf
+    def site_conf(self, body):
+        """Site config text with {PG}, {IMAP}, {SMTP} placeholders filled."""
+        return body.format(
+            PG=self["MEMDS_PG"],
+            IMAP="imap://127.0.0.1:%s" % self["MEMDS_IMAP_PORT"],
+            SMTP="smtp://127.0.0.1:%s" % self["MEMDS_SMTP_PORT"])
+
+    def configtest(self, site_text):
+        """Run `apache2 -t` on the stack's httpd.conf with site_text as the
+        site config; returns (exit code, output)."""
+        d = tempfile.mkdtemp(prefix="ct-", dir=self.var)
+        site = os.path.join(d, "site.conf")
+        with open(site, "w") as f:
+            f.write(self.site_conf(site_text))
+        with open(self["MEMDS_HTTPD_CONF"]) as f:
+            main = f.read()
+        main = main.replace(self["MEMDS_HTTPD_SITE_CONF"], site)
+        conf = os.path.join(d, "httpd.conf")
+        with open(conf, "w") as f:
+            f.write(main)
+        r = subprocess.run([self["MEMDS_HTTPD_BIN"], "-t", "-f", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+        return r.returncode, r.stdout
+
+    def apply_site(self, site_text):
+        """Install site_text as the live site config and reload gracefully."""
+        rc, out = self.configtest(site_text)
+        assert rc == 0, out
+        with open(self["MEMDS_HTTPD_SITE_CONF"], "w") as f:
+            f.write(self.site_conf(site_text))
+        self.graceful()
+
+    def restore_site(self):
+        with open(self["MEMDS_HTTPD_SITE_CONF"]) as f:
+            cur = f.read()
+        if cur != self._default_site:
+            with open(self["MEMDS_HTTPD_SITE_CONF"], "w") as f:
+                f.write(self._default_site)
+            self.graceful()
+
+    def graceful(self):
+        mark = self.log_mark()
+        subprocess.run([self["MEMDS_HTTPD_BIN"], "-f", self["MEMDS_HTTPD_CONF"],
+                        "-k", "graceful"], check=True, timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if "resuming normal operations" in self.log_since(mark):
+                time.sleep(0.3)  # let the new generation's children come up
+                return
+            time.sleep(0.1)
+        raise RuntimeError("httpd did not come back after graceful restart")
+
+    # --------------------------------------------------------------- logs
+    def log_mark(self):
+        try:
+            return os.path.getsize(self["MEMDS_ERROR_LOG"])
+        except OSError:
+            return 0
+
+    def log_since(self, mark):
+        with open(self["MEMDS_ERROR_LOG"], errors="replace") as f:
+            f.seek(mark)
+            return f.read()
+
+    def allow_log(self, regex):
+        """Announce error/warning lines this test expects."""
+        self._allowed.append(re.compile(regex))
+
+    def unexpected_log_lines(self, mark):
+        bad = []
+        for line in self.log_since(mark).splitlines():
+            if BAD_LEVEL.match(line) and not any(a.search(line)
+                                                 for a in self._allowed):
+                bad.append(line)
+        self._allowed = []
+        return bad
+
+    # --------------------------------------------------------------- HTTP
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", int(self["MEMDS_HTTP_PORT"]),
+                                       timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+        finally:
+            c.close()
+
+    def post_syncml(self, body, wbxml=False, path="/sync"):
+        ct = "application/vnd.syncml+%s" % ("wbxml" if wbxml else "xml")
+        return self.request("POST", path, body, {"Content-Type": ct})
+
+    def httpd_children(self):
+        with open(self["MEMDS_HTTPD_PID"]) as f:
+            ppid = f.read().strip()
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", ppid],
+                             stdout=subprocess.PIPE, text=True).stdout
+        return [int(x) for x in out.split()]
+
+
+@pytest.fixture(scope="session")
+def stack():
+    var = tempfile.mkdtemp(prefix="memds-it-")
+    os.chmod(var, 0o755)
+    st = Stack(var, _pick_port_base())
+    try:
+        st.up()
+        yield st
+    finally:
+        st.down()
+        if os.environ.get("MEMDS_KEEP_VAR") != "1":
+            shutil.rmtree(var, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def log_guard(request, stack):
+    """Fails the test on unexpected warn/error lines in httpd's error log and
+    puts the default site config back afterwards."""
+    mark = stack.log_mark()
+    yield
+    try:
+        stack.restore_site()
+    finally:
+        bad = stack.unexpected_log_lines(mark)
+        assert not bad, "unexpected lines in the httpd error log:\n" + "\n".join(bad)
+
+
+def capture(path):
+    with open(os.path.join(CAPTURES, path), "rb") as f:
+        return f.read()

@@ -1,0 +1,122 @@
+"""1xx: the HTTP face of memds-sync and memds-status."""
+import json
+import subprocess
+import tempfile
+
+from conftest import capture
+
+
+def test_101_get_is_405_with_allow(stack):
+    st, hdr, _ = stack.request("GET", "/sync")
+    assert st == 405
+    assert "POST" in hdr.get("allow", "")
+
+
+def test_102_options_lists_post(stack):
+    st, hdr, _ = stack.request("OPTIONS", "/sync")
+    assert st == 200
+    assert "POST" in hdr.get("allow", "")
+
+
+def test_103_wrong_content_type_is_415(stack):
+    for ct in ("text/xml", "application/xml", "application/vnd.syncml.dm+xml"):
+        st, _, _ = stack.request("POST", "/sync", b"<SyncML/>", {"Content-Type": ct})
+        assert st == 415, ct
+    st, _, _ = stack.request("POST", "/sync", b"<SyncML/>", {})
+    assert st == 415
+
+
+def test_104_oversized_body_is_413(stack):
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /sync>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSMaxMsgSize 4K
+</Location>
+""")
+    body = capture("pkg1/xml-basic-001-req.xml")  # about 2.5 KB: fits
+    assert len(body) < 4096
+    st, _, _ = stack.post_syncml(body)
+    assert st == 200
+    st, _, _ = stack.post_syncml(b"<SyncML>" + b" " * 5000 + b"</SyncML>")
+    assert st == 413
+
+    # Without Content-Length (chunked): the cap applies while reading.
+    def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", int(stack["MEMDS_HTTP_PORT"]), timeout=30)
+    c.request("POST", "/sync", body=chunks(), encode_chunked=True,
+              headers={"Content-Type": "application/vnd.syncml+xml",
+                       "Transfer-Encoding": "chunked"})
+    assert c.getresponse().status == 413
+    c.close()
+
+
+def test_105_syncml_xml_post_gets_syncml_answer(stack):
+    st, hdr, body = stack.post_syncml(capture("pkg1/xml-basic-001-req.xml"))
+    assert st == 200
+    assert hdr["content-type"].startswith("application/vnd.syncml+xml")
+    assert hdr.get("cache-control") == "no-store"
+    assert int(hdr["content-length"]) == len(body)
+    text = body.decode()
+    assert '<SyncML xmlns="SYNCML:SYNCML1.2">' in text
+    assert "<CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd>" in text
+    assert text.rstrip().endswith("</SyncML>")
+
+
+def test_106_syncml_wbxml_post_gets_wbxml_answer(stack):
+    st, hdr, body = stack.post_syncml(capture("pkg1/wbxml-basic-001-req.wbxml"),
+                                      wbxml=True)
+    assert st == 200
+    assert hdr["content-type"].startswith("application/vnd.syncml+wbxml")
+    with tempfile.NamedTemporaryFile(suffix=".wbxml") as f:
+        f.write(body)
+        f.flush()
+        out = subprocess.run(["wbxml2xml", "-o", "-", f.name],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True).stdout
+    assert "<Cmd>SyncHdr</Cmd>" in out.replace("\n", "").replace(" ", ""), out
+
+
+def test_107_garbage_is_400_and_logged(stack):
+    mark = stack.log_mark()
+    st, _, _ = stack.post_syncml(b"\x00\x01garbage<<<")
+    assert st == 400
+    st, _, _ = stack.post_syncml(b"<html><body>hi</body></html>")
+    assert st == 400
+    st, _, _ = stack.post_syncml(b"\x02\xa4\x01\x6a", wbxml=True)
+    assert st == 400
+    log = stack.log_since(mark)
+    assert "MEMDS00013" in log and "not <SyncML>" in log
+
+
+def test_108_status_page_counts(stack):
+    st, hdr, body = stack.request("GET", "/memds-status?json")
+    assert st == 200 and hdr["content-type"].startswith("application/json")
+    before = json.loads(body)
+    stack.post_syncml(capture("pkg1/xml-basic-001-req.xml"))
+    stack.request("GET", "/sync")
+    st, _, body = stack.request("GET", "/memds-status?json")
+    after = json.loads(body)
+    assert after["requests"]["answered"] == before["requests"]["answered"] + 1
+    assert after["requests"]["http_405"] == before["requests"]["http_405"] + 1
+    assert after["requests"]["requests"] >= before["requests"]["requests"] + 2
+    assert "db_pool" in after and after["db_pool"]["configured"] is True
+    st, hdr, body = stack.request("GET", "/memds-status")
+    assert st == 200 and hdr["content-type"].startswith("text/plain")
+    assert b"PostgreSQL pool" in body
+
+
+def test_109_engine_off_declines(stack):
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /sync>
+    SetHandler memds-sync
+    MemDSEngine Off
+</Location>
+""")
+    st, _, _ = stack.post_syncml(capture("pkg1/xml-basic-001-req.xml"))
+    assert st != 200
