@@ -11,6 +11,9 @@ extern apr_pool_t *unit_pool;
 void unit_add_util(void);
 void unit_add_msg_min(void);
 void unit_add_pgpool(void);
+void unit_add_xml(void);
+void unit_add_wbxml(void);
+void unit_add_msg(void);
 
 /** Read a file into unit_pool; NULL if unreadable. */
 const char *unit_read_file(const char *path, apr_size_t *plen);

@@ -3,6 +3,7 @@
 #include "unit.h"
 
 #include <CUnit/Basic.h>
+#include <CUnit/TestRun.h>
 #include <apr_general.h>
 #include <apr_file_io.h>
 #include <stdio.h>
@@ -36,9 +37,30 @@ const char *unit_read_file(const char *path, apr_size_t *plen)
     return buf;
 }
 
+/* TAP output (one line per test case) so that automake's TAP driver and
+ * CI count single tests; failures print their assertion lines as
+ * diagnostics. The CUnit registry is the only state, owned by main. */
+static void on_complete(const CU_pTest test, const CU_pSuite suite,
+                        const CU_pFailureRecord failure)
+{
+    unsigned n = CU_get_number_of_tests_run();
+    CU_pFailureRecord f;
+
+    if (failure == NULL) {
+        printf("ok %u - %s: %s\n", n, suite->pName, test->pName);
+        return;
+    }
+    printf("not ok %u - %s: %s\n", n, suite->pName, test->pName);
+    for (f = failure; f; f = f->pNext) {
+        printf("# %s:%u: %s\n", f->strFileName ? f->strFileName : "?",
+               f->uiLineNumber, f->strCondition ? f->strCondition : "");
+    }
+}
+
 int main(int argc, const char *const *argv)
 {
-    unsigned failed, run;
+    unsigned failed, run, total = 0;
+    CU_pSuite s;
 
     apr_app_initialize(&argc, &argv, NULL);
     apr_pool_create(&unit_pool, NULL);
@@ -48,11 +70,19 @@ int main(int argc, const char *const *argv)
     unit_add_util();
     unit_add_msg_min();
     unit_add_pgpool();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
+    unit_add_xml();
+    unit_add_wbxml();
+    unit_add_msg();
+    for (s = CU_get_registry()->pSuite; s; s = s->pNext) {
+        total += s->uiNumberOfTests;
+    }
+    printf("1..%u\n", total);
+    fflush(stdout);
+    CU_set_test_complete_handler(on_complete);
+    CU_run_all_tests();
     failed = CU_get_number_of_tests_failed();
     run = CU_get_number_of_tests_run();
-    printf("\nunit: %u passed, %u failed\n", run - failed, failed);
+    printf("# unit: %u passed, %u failed\n", run - failed, failed);
     CU_cleanup_registry();
     apr_pool_destroy(unit_pool);
     apr_terminate();
