@@ -4,6 +4,7 @@
 #include <http_core.h>
 #include <ap_mpm.h>
 #include <apr_strings.h>
+#include <apr_file_info.h>
 
 #include "util/memds_util.h"
 
@@ -51,6 +52,11 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
 
     dc->engine = MEMDS_UNSET;
     dc->max_msg_size = MEMDS_UNSET;
+    dc->max_obj_size = MEMDS_UNSET;
+    dc->auth_type = MEMDS_UNSET;
+    dc->session_timeout = MEMDS_UNSET;
+    dc->conflict = MEMDS_UNSET;
+    dc->auth_failures = dc->auth_window = dc->auth_block = MEMDS_UNSET;
     return dc;
 }
 
@@ -64,6 +70,19 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(smtp_url);
     c->max_msg_size = add->max_msg_size != MEMDS_UNSET ? add->max_msg_size
                                                        : base->max_msg_size;
+    c->max_obj_size = add->max_obj_size != MEMDS_UNSET ? add->max_obj_size
+                                                       : base->max_obj_size;
+    MERGE_PTR(datastore);
+    MERGE_PTR(auth_file);
+    MERGE_INT(auth_type);
+    MERGE_INT(session_timeout);
+    MERGE_INT(conflict);
+    MERGE_INT(auth_failures);
+    MERGE_INT(auth_window);
+    MERGE_INT(auth_block);
+    if (c->auth_file) {
+        memds_verifier_passwd_file(&c->verifier, c->auth_file);
+    }
     return c;
 }
 
@@ -76,6 +95,24 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
 {
     return dc->max_msg_size != MEMDS_UNSET ? dc->max_msg_size
                                            : MEMDS_DEFAULT_MAX_MSG_SIZE;
+}
+
+void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, const memds_dir_conf *dc)
+{
+#define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->datastore = dc->datastore ? dc->datastore : "items";
+    cfg->session_timeout = OR(dc->session_timeout, MEMDS_DEFAULT_SESSION_TIMEOUT);
+    cfg->max_msg_size = memds_dir_max_msg_size(dc);
+    cfg->max_obj_size = OR(dc->max_obj_size, MEMDS_DEFAULT_MAX_OBJ_SIZE);
+    cfg->conflict = (memds_conflict_e)OR(dc->conflict, MEMDS_CONFLICT_SERVER_WINS);
+    cfg->auth_type = (memds_authtype_e)OR(dc->auth_type, MEMDS_AUTH_BASIC);
+    cfg->verifier = dc->auth_file ? &dc->verifier : NULL;
+    cfg->auth_max_failures = OR(dc->auth_failures, MEMDS_DEFAULT_AUTH_FAILURES);
+    cfg->auth_window = OR(dc->auth_window, MEMDS_DEFAULT_AUTH_WINDOW);
+    cfg->auth_block = OR(dc->auth_block, MEMDS_DEFAULT_AUTH_BLOCK);
+    cfg->server_name = "mod_memds";
+#undef OR
 }
 
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc)
@@ -180,6 +217,102 @@ static const char *set_max_msg_size(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *set_max_obj_size(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    apr_off_t v;
+
+    if (memds_parse_size(&v, arg, 1024, (apr_off_t)1024 * 1024 * 1024)
+        != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "MemDSMaxObjSize: '%s' is not a size "
+                            "from 1K to 1G (bytes, or a number with a K, M or "
+                            "G suffix)", arg);
+    }
+    dc->max_obj_size = v;
+    return NULL;
+}
+
+static const char *set_datastore(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (strcmp(arg, "items") != 0) {
+        return apr_psprintf(cmd->pool, "MemDSDatastore: unknown datastore '%s'; "
+                            "allowed: items", arg);
+    }
+    dc->datastore = arg;
+    return NULL;
+}
+
+static const char *set_auth_file(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_finfo_t fi;
+
+    if (path == NULL || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool)
+                        != APR_SUCCESS || fi.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool, "MemDSAuthFile: '%s' is not a readable "
+                            "file (a Dovecot-style passwd-file: "
+                            "user:{PLAIN}password)", arg);
+    }
+    dc->auth_file = path;
+    memds_verifier_passwd_file(&dc->verifier, path);
+    return NULL;
+}
+
+static const char *set_auth_type(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (strcasecmp(arg, "basic") == 0) dc->auth_type = MEMDS_AUTH_BASIC;
+    else if (strcasecmp(arg, "md5") == 0) dc->auth_type = MEMDS_AUTH_MD5;
+    else return "MemDSAuthType: use basic or md5";
+    return NULL;
+}
+
+static const char *set_conflict(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (strcasecmp(arg, "server-wins") == 0) dc->conflict = MEMDS_CONFLICT_SERVER_WINS;
+    else if (strcasecmp(arg, "client-wins") == 0) dc->conflict = MEMDS_CONFLICT_CLIENT_WINS;
+    else if (strcasecmp(arg, "duplicate") == 0) dc->conflict = MEMDS_CONFLICT_DUPLICATE;
+    else return "MemDSConflictPolicy: use server-wins, client-wins or duplicate";
+    return NULL;
+}
+
+static const char *set_session_timeout(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    int v;
+
+    if (memds_parse_uint(&v, arg, 86400) != APR_SUCCESS || v < 30) {
+        return apr_psprintf(cmd->pool, "MemDSSessionTimeout: '%s' is not a "
+                            "number of seconds from 30 to 86400", arg);
+    }
+    dc->session_timeout = v;
+    return NULL;
+}
+
+static const char *set_auth_limit(cmd_parms *cmd, void *dcv, const char *a1,
+                                  const char *a2, const char *a3)
+{
+    memds_dir_conf *dc = dcv;
+    int f, w, b;
+
+    if (memds_parse_uint(&f, a1, 1000) != APR_SUCCESS || f < 1
+        || memds_parse_uint(&w, a2, 86400) != APR_SUCCESS || w < 1
+        || memds_parse_uint(&b, a3, 86400) != APR_SUCCESS || b < 1) {
+        return "MemDSAuthLimit: give FAILURES (1-1000) WINDOW-SECONDS (1-86400) "
+               "BLOCK-SECONDS (1-86400)";
+    }
+    dc->auth_failures = f;
+    dc->auth_window = w;
+    dc->auth_block = b;
+    return NULL;
+}
+
 /* MemDSDBMin/Keep/Max/Exptime share one setter; the name picks the field. */
 static const char *set_db_int(cmd_parms *cmd, void *dcv, const char *arg)
 {
@@ -244,5 +377,34 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSDBExptime", set_db_int, NULL, RSRC_CONF,
                   "Seconds an idle PostgreSQL connection above MemDSDBKeep "
                   "stays open. Default: 300."),
+    AP_INIT_TAKE1("MemDSMaxObjSize", set_max_obj_size, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Largest single item accepted (after reassembly of chunks), "
+                  "1K to 1G; larger ones get Status 413. Default: 4M."),
+    AP_INIT_TAKE1("MemDSDatastore", set_datastore, NULL, RSRC_CONF | ACCESS_CONF,
+                  "What the datastores of this location are: items (opaque "
+                  "items in PostgreSQL, one store per alerted name). Default: "
+                  "items."),
+    AP_INIT_TAKE1("MemDSAuthFile", set_auth_file, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Dovecot-style passwd-file (user:{PLAIN}password) that SyncML "
+                  "basic and md5 credentials are checked against. Default: "
+                  "none (only users httpd authenticated)."),
+    AP_INIT_TAKE1("MemDSAuthType", set_auth_type, NULL, RSRC_CONF | ACCESS_CONF,
+                  "basic or md5: the scheme asked for when a device sends no "
+                  "or wrong credentials (both are accepted). Default: basic."),
+    AP_INIT_TAKE1("MemDSConflictPolicy", set_conflict, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "server-wins (419), client-wins (208) or duplicate (209) "
+                  "when device and server changed the same item. Default: "
+                  "server-wins."),
+    AP_INIT_TAKE1("MemDSSessionTimeout", set_session_timeout, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Seconds a session may stay idle before it expires, 30 to "
+                  "86400. Default: 900."),
+    AP_INIT_TAKE3("MemDSAuthLimit", set_auth_limit, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "FAILURES WINDOW BLOCK: after FAILURES failed logins of one "
+                  "account and device within WINDOW seconds, refuse it for "
+                  "BLOCK seconds. Default: 10 600 600."),
     { NULL }
 };

@@ -12,6 +12,7 @@
 #include <apr_shm.h>
 
 #include "store/memds_pgpool.h"
+#include "ds/memds_engine.h"
 
 #ifndef MEMDS_MODULE_MAIN /* mod_memds.c declares it with the module */
 APLOG_USE_MODULE(memds);
@@ -30,6 +31,12 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_DB_KEEP       2
 #define MEMDS_DEFAULT_DB_EXPTIME    300
 #define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
+#define MEMDS_DEFAULT_MAX_OBJ_SIZE  (4 * 1024 * 1024)
+#define MEMDS_DEFAULT_SESSION_TIMEOUT 900
+#define MEMDS_DEFAULT_AUTH_FAILURES 10
+#define MEMDS_DEFAULT_AUTH_WINDOW   600
+#define MEMDS_DEFAULT_AUTH_BLOCK    600
+#define MEMDS_EXPIRE_INTERVAL       60
 
 /**
  * Request counters shared by all children of one generation (anonymous shared
@@ -59,6 +66,7 @@ typedef struct memds_srv_conf {
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
     memds_counters_t *counters; /**< shared by the generation's children */
     memds_logger_t logger;      /**< core log lines to this server's ErrorLog */
+    volatile apr_uint32_t schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;
 
 /** Per-directory (<Location>) configuration. */
@@ -67,6 +75,14 @@ typedef struct memds_dir_conf {
     const char *imap_url;       /**< MemDSIMAPServer */
     const char *smtp_url;       /**< MemDSSMTPServer */
     apr_off_t max_msg_size;     /**< MemDSMaxMsgSize (MEMDS_UNSET) */
+    apr_off_t max_obj_size;     /**< MemDSMaxObjSize (MEMDS_UNSET) */
+    const char *datastore;      /**< MemDSDatastore */
+    const char *auth_file;      /**< MemDSAuthFile */
+    int auth_type;              /**< MemDSAuthType (MEMDS_UNSET, basic, md5) */
+    int session_timeout;        /**< MemDSSessionTimeout */
+    int conflict;               /**< MemDSConflictPolicy */
+    int auth_failures, auth_window, auth_block; /**< MemDSAuthLimit */
+    memds_verifier_t verifier;  /**< built from auth_file at config time */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];
@@ -80,6 +96,8 @@ memds_srv_conf *memds_srv_conf_get(const server_rec *s);
 memds_dir_conf *memds_dir_conf_get(const request_rec *r);
 int memds_dir_engine(const memds_dir_conf *dc);
 apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
+/** Engine settings of a location (defaults applied), in cfg. */
+void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
 

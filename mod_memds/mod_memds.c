@@ -22,7 +22,8 @@
 #include <apr_strings.h>
 
 #include "util/memds_util.h"
-#include "syncml/memds_msg_min.h"
+#include "ds/memds_engine.h"
+#include <mod_watchdog.h>
 #include "store/memds_migrate.h"
 
 /* --------------------------------------------------------------- logging */
@@ -66,6 +67,33 @@ static int memds_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return ok;
 }
 
+/* Watchdog job: remove expired sessions (and their queues, by cascade).
+ * A singleton child watchdog, so one child per node does it each minute;
+ * several nodes doing it at once only race on DELETE, which is harmless. */
+static apr_status_t expire_sessions(int state, void *data, apr_pool_t *pool)
+{
+    server_rec *s = data;
+    memds_srv_conf *sc = memds_srv_conf_get(s);
+    memds_pgconn_t *conn;
+    const char *err = NULL;
+    int n = 0;
+    apr_status_t rv;
+
+    if (state != AP_WATCHDOG_STATE_RUNNING || sc->pgpool == NULL) {
+        return APR_SUCCESS;
+    }
+    if (memds_pgpool_acquire(&conn, sc->pgpool, &err, pool) != APR_SUCCESS) {
+        return APR_SUCCESS; /* PostgreSQL down: the request path says so */
+    }
+    rv = memds_engine_expire(&n, conn, pool);
+    memds_pgpool_release(sc->pgpool, conn, rv != APR_SUCCESS);
+    if (n > 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, MEMDS_APLOGNO(00040)
+                     "removed %d expired session%s", n, n == 1 ? "" : "s");
+    }
+    return APR_SUCCESS;
+}
+
 static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -87,6 +115,24 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         sc->counters = counters;
         sc->logger.cb = log_to_server;
         sc->logger.baton = v;
+    }
+    {
+        APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
+            APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+        APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb =
+            APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+        ap_watchdog_t *wd;
+
+        if (get_instance && register_cb
+            && get_instance(&wd, "memds-expire", 0, 1, pconf) == APR_SUCCESS) {
+            register_cb(wd, apr_time_from_sec(MEMDS_EXPIRE_INTERVAL), s,
+                        expire_sessions);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MEMDS_APLOGNO(00041)
+                         "mod_watchdog is not loaded: expired sessions are "
+                         "removed by requests instead (every 256th)");
+        }
     }
     return OK;
 }
@@ -274,7 +320,10 @@ static int check_database(request_rec *r, memds_srv_conf *sc)
                       "database query failed, answering 503: %s", err);
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (version < MEMDS_SCHEMA_VERSION) {
+    if (version >= MEMDS_SCHEMA_VERSION) {
+        apr_atomic_set32(&sc->schema_ok, 1);
+    }
+    else {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00023)
                       "database schema is at version %d, this module needs "
                       "%d: run `memds-admin migrate`", version,
@@ -282,6 +331,29 @@ static int check_database(request_rec *r, memds_srv_conf *sc)
         return HTTP_SERVICE_UNAVAILABLE;
     }
     return OK;
+}
+
+/* The RespURI token from the query string (s=...), or NULL. */
+static const char *query_token(request_rec *r)
+{
+    const char *a = r->args, *t;
+    apr_size_t n;
+
+    while (a && *a) {
+        if (a[0] == 's' && a[1] == '=') {
+            t = a + 2;
+            n = strcspn(t, "&;");
+            if (n == 0 || n > 64) {
+                return NULL;
+            }
+            return apr_pstrndup(r->pool, t, n);
+        }
+        a = strchr(a, '&');
+        if (a) {
+            ++a;
+        }
+    }
+    return NULL;
 }
 
 static int memds_sync_handler(request_rec *r)
@@ -292,6 +364,10 @@ static int memds_sync_handler(request_rec *r)
     const char *body = NULL, *out = NULL, *err = NULL;
     apr_size_t blen = 0, olen = 0;
     apr_status_t rv;
+    memds_pgconn_t *conn;
+    memds_engine_cfg_t cfg;
+    memds_request_t rq;
+    memds_response_t resp;
     int st;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-sync") != 0) {
@@ -326,23 +402,47 @@ static int memds_sync_handler(request_rec *r)
     if (sc->counters) {
         apr_atomic_add64(&sc->counters->bytes_in, blen);
     }
-    st = check_database(r, sc);
-    if (st != OK) {
-        return fail(r, sc, st);
+    if (!apr_atomic_read32(&sc->schema_ok)) {
+        st = check_database(r, sc);
+        if (st != OK) {
+            return fail(r, sc, st);
+        }
     }
-    rv = memds_msg_min_respond(&out, &olen, &err, body, blen,
-                               ct == MEMDS_CT_WBXML, r->pool);
-    if (rv == APR_EINVAL) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00013)
-                      "not a SyncML message (%s): %s",
-                      ct == MEMDS_CT_WBXML ? "WBXML" : "XML", err);
-        return fail(r, sc, HTTP_BAD_REQUEST);
+    if (sc->pgpool == NULL) {
+        return fail(r, sc, check_database(r, sc));
     }
+    rv = memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00014)
-                      "cannot build the response: %s", err);
-        return fail(r, sc, HTTP_INTERNAL_SERVER_ERROR);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00021)
+                      "database unavailable, answering 503: %s", err);
+        return fail(r, sc, HTTP_SERVICE_UNAVAILABLE);
     }
+    memds_dir_engine_cfg(&cfg, dc);
+    memset(&rq, 0, sizeof(rq));
+    rq.body = body;
+    rq.len = blen;
+    rq.enc = ct == MEMDS_CT_WBXML ? MEMDS_ENC_WBXML : MEMDS_ENC_XML;
+    rq.token = query_token(r);
+    rq.base_url = ap_construct_url(r->pool, r->uri, r);
+    rq.http_user = r->user;
+    memds_engine_process(&resp, &cfg, conn, &rq, r->pool);
+    if (sc->counters && (apr_atomic_read64(&sc->counters->requests) & 255) == 0
+        && !APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance)) {
+        int n = 0;
+        memds_engine_expire(&n, conn, r->pool);
+    }
+    if (resp.log_msg && resp.log_level) {
+        ap_log_rerror(APLOG_MARK, resp.log_level, 0, r, MEMDS_APLOGNO(00030)
+                      "%s", resp.log_msg);
+    }
+    if (resp.http_status != HTTP_OK) {
+        if (resp.http_status == HTTP_SERVICE_UNAVAILABLE) {
+            memds_pgconn_mark_broken(conn);
+        }
+        return fail(r, sc, resp.http_status);
+    }
+    out = resp.body;
+    olen = resp.len;
     ap_set_content_type(r, ct == MEMDS_CT_WBXML ? MEMDS_CT_WBXML_STR
                                                 : MEMDS_CT_XML_STR);
     ap_set_content_length(r, (apr_off_t)olen);

@@ -97,6 +97,8 @@ def test_005_reference_config_is_valid(stack):
     with open(os.path.join(ROOT, "httpd-conf", "memds.conf")) as f:
         conf = f.read()
     conf = re.sub(r'^MemDSDatabase .*$', 'MemDSDatabase "{PG}"', conf, flags=re.M)
+    conf = re.sub(r'^(\s*)MemDSAuthFile .*$', r'\1MemDSAuthFile "%s"'
+                  % os.path.join(stack.var, "httpd", "users"), conf, flags=re.M)
     rc, out = stack.configtest(conf.replace("{", "{{").replace("}", "}}")
                                .replace("{{PG}}", "{PG}"))
     assert rc == 0, out

@@ -9,7 +9,7 @@
 extern apr_pool_t *unit_pool;
 
 void unit_add_util(void);
-void unit_add_msg_min(void);
+void unit_add_auth(void);
 void unit_add_pgpool(void);
 void unit_add_xml(void);
 void unit_add_wbxml(void);

@@ -68,7 +68,7 @@ int main(int argc, const char *const *argv)
         return 2;
     }
     unit_add_util();
-    unit_add_msg_min();
+    unit_add_auth();
     unit_add_pgpool();
     unit_add_xml();
     unit_add_wbxml();

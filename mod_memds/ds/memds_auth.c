@@ -1,0 +1,165 @@
+/* memds_auth.c: SyncML credential helpers and the passwd-file verifier. */
+#include "ds/memds_auth.h"
+
+#include <apr_base64.h>
+#include <apr_file_io.h>
+#include <apr_md5.h>
+#include <apr_random.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <string.h>
+
+const char *memds_auth_md5_inner(const char *user, const char *password,
+                                 apr_pool_t *p)
+{
+    unsigned char d[APR_MD5_DIGESTSIZE];
+    const char *s = apr_pstrcat(p, user, ":", password, NULL);
+    char *out = apr_palloc(p, apr_base64_encode_len(APR_MD5_DIGESTSIZE));
+
+    apr_md5(d, s, strlen(s));
+    apr_base64_encode(out, (const char *)d, APR_MD5_DIGESTSIZE);
+    return out;
+}
+
+const char *memds_auth_md5_digest(const char *inner, const char *nonce_b64,
+                                  apr_pool_t *p)
+{
+    apr_md5_ctx_t ctx;
+    unsigned char d[APR_MD5_DIGESTSIZE];
+    char *nonce = apr_palloc(p, apr_base64_decode_len(nonce_b64) + 1);
+    int nlen = apr_base64_decode_binary((unsigned char *)nonce, nonce_b64);
+    char *out = apr_palloc(p, apr_base64_encode_len(APR_MD5_DIGESTSIZE));
+
+    apr_md5_init(&ctx);
+    apr_md5_update(&ctx, inner, strlen(inner));
+    apr_md5_update(&ctx, ":", 1);
+    apr_md5_update(&ctx, nonce, (apr_size_t)nlen);
+    apr_md5_final(d, &ctx);
+    apr_base64_encode(out, (const char *)d, APR_MD5_DIGESTSIZE);
+    return out;
+}
+
+const char *memds_auth_new_nonce(apr_pool_t *p)
+{
+    unsigned char raw[12];
+    char *out = apr_palloc(p, apr_base64_encode_len(sizeof(raw)));
+
+    if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS) {
+        /* /dev/urandom missing is a broken system; fall back to time. */
+        apr_time_t t = apr_time_now();
+        memset(raw, 0, sizeof(raw));
+        memcpy(raw, &t, sizeof(t));
+    }
+    apr_base64_encode(out, (const char *)raw, sizeof(raw));
+    return out;
+}
+
+apr_status_t memds_auth_basic_decode(const char **puser, const char **ppass,
+                                     const memds_bytes_t *data, apr_pool_t *p)
+{
+    char *b64 = apr_pstrmemdup(p, data->data, data->len), *dec, *colon;
+    int n;
+
+    if (data->len == 0 || data->len > 4096) {
+        return APR_EINVAL;
+    }
+    dec = apr_palloc(p, apr_base64_decode_len(b64) + 1);
+    n = apr_base64_decode(dec, b64);
+    if (n <= 0) {
+        return APR_EINVAL;
+    }
+    dec[n] = '\0';
+    if ((int)strlen(dec) != n || (colon = strchr(dec, ':')) == NULL
+        || colon == dec) {
+        return APR_EINVAL;
+    }
+    *colon = '\0';
+    *puser = dec;
+    *ppass = colon + 1;
+    return APR_SUCCESS;
+}
+
+int memds_auth_equal(const char *a, const char *b)
+{
+    apr_size_t la = strlen(a), lb = strlen(b), i;
+    unsigned char diff = la != lb;
+
+    for (i = 0; i < la && i < lb; ++i) {
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+/* ------------------------------------------------ passwd-file verifier */
+
+/* The password of user from the file, or NULL. */
+static apr_status_t file_lookup(const char **ppass, const char *path,
+                                const char *user, apr_pool_t *p)
+{
+    apr_file_t *f;
+    char line[1024];
+    apr_size_t ulen = strlen(user);
+    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    while (apr_file_gets(line, sizeof(line), f) == APR_SUCCESS) {
+        char *pw, *end;
+        if (strncmp(line, user, ulen) != 0 || line[ulen] != ':') {
+            continue;
+        }
+        pw = line + ulen + 1;
+        end = strchr(pw, ':');
+        if (end == NULL) {
+            end = pw + strcspn(pw, "\r\n");
+        }
+        *end = '\0';
+        if (strncmp(pw, "{PLAIN}", 7) == 0) {
+            pw += 7;
+        }
+        else if (pw[0] == '{') {
+            continue; /* a hashed scheme we cannot use for md5 */
+        }
+        *ppass = apr_pstrdup(p, pw);
+        apr_file_close(f);
+        return APR_SUCCESS;
+    }
+    apr_file_close(f);
+    return APR_ENOENT;
+}
+
+static apr_status_t file_check(const memds_verifier_t *v, const char *user,
+                               const char *password, apr_pool_t *p)
+{
+    const char *pw;
+    apr_status_t rv = file_lookup(&pw, v->baton, user, p);
+
+    if (rv == APR_ENOENT) {
+        return APR_EACCES;
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return memds_auth_equal(pw, password) ? APR_SUCCESS : APR_EACCES;
+}
+
+static apr_status_t file_md5_inner(const memds_verifier_t *v, const char *user,
+                                   const char **pinner, apr_pool_t *p)
+{
+    const char *pw;
+    apr_status_t rv = file_lookup(&pw, v->baton, user, p);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pinner = memds_auth_md5_inner(user, pw, p);
+    return APR_SUCCESS;
+}
+
+void memds_verifier_passwd_file(memds_verifier_t *v, const char *path)
+{
+    v->check_password = file_check;
+    v->md5_inner = file_md5_inner;
+    v->baton = path;
+}

@@ -1,0 +1,51 @@
+/**
+ * @file memds_auth.h
+ * SyncML authentication: syncml:auth-basic and syncml:auth-md5 checks and
+ * nonces, behind a pluggable credential verifier. The verifier answers two
+ * questions: is this user's password right (basic), and what is the md5
+ * inner value B64(MD5(user:password)) of this user (md5, which never
+ * reveals the password). The passwd-file verifier reads Dovecot's
+ * passwd-file format; the IMAP issue adds an IMAP-login verifier.
+ */
+#ifndef MEMDS_AUTH_H
+#define MEMDS_AUTH_H
+
+#include <apr_pools.h>
+#include "syncml/memds_msg.h"
+
+typedef struct memds_verifier_t memds_verifier_t;
+struct memds_verifier_t {
+    /** APR_SUCCESS: right; APR_EACCES: wrong user or password; other:
+     *  the verifier could not decide (backend down). */
+    apr_status_t (*check_password)(const memds_verifier_t *v, const char *user,
+                                   const char *password, apr_pool_t *p);
+    /** The md5 inner value of user; APR_ENOENT: unknown user or none kept. */
+    apr_status_t (*md5_inner)(const memds_verifier_t *v, const char *user,
+                              const char **pinner, apr_pool_t *p);
+    const void *baton;
+};
+
+/** A verifier over a Dovecot-style passwd-file ("user:{PLAIN}password:..."
+ *  or "user:password"), read at each check so edits apply at once. */
+void memds_verifier_passwd_file(memds_verifier_t *v, const char *path);
+
+/** B64(MD5(user ":" password)), the md5 "inner" value. */
+const char *memds_auth_md5_inner(const char *user, const char *password,
+                                 apr_pool_t *p);
+
+/** B64(MD5(inner ":" nonce-bytes)) where nonce_b64 is the NextNonce as sent
+ *  (base64; "" for none). */
+const char *memds_auth_md5_digest(const char *inner, const char *nonce_b64,
+                                  apr_pool_t *p);
+
+/** A fresh random nonce, base64 of 12 bytes. */
+const char *memds_auth_new_nonce(apr_pool_t *p);
+
+/** Decode "user:password" from basic Cred data (base64); NULL if malformed. */
+apr_status_t memds_auth_basic_decode(const char **puser, const char **ppass,
+                                     const memds_bytes_t *data, apr_pool_t *p);
+
+/** Constant-time string comparison. */
+int memds_auth_equal(const char *a, const char *b);
+
+#endif /* MEMDS_AUTH_H */

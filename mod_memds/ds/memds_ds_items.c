@@ -1,0 +1,112 @@
+/* memds_ds_items.c: the "items" datastore: opaque items of any content type
+ * per account and datastore name, kept in PostgreSQL (memds.items) in the
+ * same transaction as the session state. */
+#include "ds/memds_ds.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+static apr_status_t items_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
+{
+    return memds_store_items_seq(ds->st, pseq);
+}
+
+static apr_status_t items_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
+                                  apr_int64_t since, apr_int64_t upto)
+{
+    apr_array_header_t *rows, *out;
+    apr_status_t rv;
+    int i;
+
+    rv = memds_store_items_changed(ds->st, &rows, ds->account, ds->store,
+                                   since, upto);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    out = apr_array_make(ds->st->pool, rows->nelts + 1, sizeof(memds_ds_change_t *));
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_item_row_t *r = APR_ARRAY_IDX(rows, i, memds_item_row_t *);
+        memds_ds_change_t *c = apr_palloc(ds->st->pool, sizeof(*c));
+        c->guid = r->guid;
+        c->deleted = r->deleted;
+        c->seq = r->seq;
+        c->changed_by = r->changed_by;
+        APR_ARRAY_PUSH(out, memds_ds_change_t *) = c;
+    }
+    *pchanges = out;
+    return APR_SUCCESS;
+}
+
+static apr_status_t items_fetch(memds_ds_t *ds, const char *guid,
+                                const char **pdata, apr_size_t *plen,
+                                const char **ptype)
+{
+    memds_item_row_t row;
+    apr_status_t rv = memds_store_items_get(ds->st, &row, ds->account,
+                                            ds->store, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (row.deleted) {
+        return APR_ENOENT;
+    }
+    *pdata = row.data;
+    *plen = row.len;
+    *ptype = row.content_type;
+    return APR_SUCCESS;
+}
+
+static apr_status_t items_add(memds_ds_t *ds, const char **pguid,
+                              const char *type, const char *data,
+                              apr_size_t len)
+{
+    return memds_store_items_add(ds->st, pguid, ds->account, ds->store, type,
+                                 data, len, ds->device_id);
+}
+
+static apr_status_t items_replace(memds_ds_t *ds, const char *guid,
+                                  const char *type, const char *data,
+                                  apr_size_t len)
+{
+    return memds_store_items_replace(ds->st, ds->account, ds->store, guid, type,
+                                     data, len, ds->device_id);
+}
+
+static apr_status_t items_remove(memds_ds_t *ds, const char *guid)
+{
+    return memds_store_items_delete(ds->st, ds->account, ds->store, guid,
+                                    ds->device_id);
+}
+
+static apr_status_t items_match(memds_ds_t *ds, const char **pguid,
+                                const char *data, apr_size_t len)
+{
+    return memds_store_items_match(ds->st, pguid, ds->account, ds->store,
+                                   ds->device_id, data, len);
+}
+
+static const memds_ds_vt items_vt = {
+    "items", items_snapshot, items_changes, items_fetch, items_add,
+    items_replace, items_remove, items_match
+};
+
+apr_status_t memds_ds_open(memds_ds_t **pds, const char *kind,
+                           memds_store_t *st, const char *account,
+                           const char *store, apr_int64_t device_id,
+                           apr_pool_t *p)
+{
+    memds_ds_t *ds;
+
+    if (strcmp(kind, "items") != 0) {
+        return APR_ENOTIMPL;
+    }
+    ds = apr_pcalloc(p, sizeof(*ds));
+    ds->vt = &items_vt;
+    ds->st = st;
+    ds->account = apr_pstrdup(p, account);
+    ds->store = apr_pstrdup(p, store);
+    ds->device_id = device_id;
+    *pds = ds;
+    return APR_SUCCESS;
+}

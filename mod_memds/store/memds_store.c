@@ -1,0 +1,1491 @@
+/* memds_store.c: the protocol engine's state in PostgreSQL over libpq (see
+ * memds_store.h and schema/002_engine.sql).
+ *
+ * Every statement goes through q_run: PQexecParams with text parameters
+ * (bytea parameters in binary format, so that any byte round-trips) and
+ * binary results. Binary results let bytea come back byte for byte without
+ * an unescape step; the col_* helpers decode the few binary types we select
+ * (int2/4/8 by their length, bool, text, bytea). No SQL is ever built from
+ * values. */
+#include "store/memds_store.h"
+
+#include <apr_sha1.h>
+#include <apr_strings.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The most parameters any statement here takes. */
+#define QMAX_PARAMS 16
+
+/* Parameters of one statement; values are borrowed from the caller or
+ * allocated from the store's pool. */
+typedef struct qargs_t {
+    int n;
+    int too_big;                 /* a binary value exceeded libpq's int length */
+    const char *val[QMAX_PARAMS];
+    int len[QMAX_PARAMS];
+    int fmt[QMAX_PARAMS];
+    apr_pool_t *p;
+} qargs_t;
+
+static void qa_init(qargs_t *a, apr_pool_t *p)
+{
+    a->n = 0;
+    a->too_big = 0;
+    a->p = p;
+}
+
+/* A text parameter; NULL is SQL NULL. */
+static void qa_str(qargs_t *a, const char *s)
+{
+    a->val[a->n] = s;
+    a->len[a->n] = 0;
+    a->fmt[a->n] = 0;
+    ++a->n;
+}
+
+static void qa_i64(qargs_t *a, apr_int64_t v)
+{
+    qa_str(a, apr_psprintf(a->p, "%" APR_INT64_T_FMT, v));
+}
+
+static void qa_int(qargs_t *a, int v)
+{
+    qa_str(a, apr_psprintf(a->p, "%d", v));
+}
+
+static void qa_bool(qargs_t *a, int v)
+{
+    qa_str(a, v ? "true" : "false");
+}
+
+/* A bytea parameter in binary format; data NULL with len 0 is the empty
+ * string, not NULL (a NULL value pointer would mean SQL NULL to libpq). */
+static void qa_bin(qargs_t *a, const char *data, apr_size_t len)
+{
+    if (len > (apr_size_t)INT_MAX) {
+        a->too_big = 1;
+        len = 0;
+    }
+    a->val[a->n] = data ? data : "";
+    a->len[a->n] = (int)len;
+    a->fmt[a->n] = 1;
+    ++a->n;
+}
+
+/* An optional bytea parameter: NULL data is SQL NULL. */
+static void qa_bin_or_null(qargs_t *a, const char *data, apr_size_t len)
+{
+    if (data == NULL) {
+        qa_str(a, NULL);
+    }
+    else {
+        qa_bin(a, data, len);
+    }
+}
+
+/* "" for NULL: NOT NULL text columns whose "unset" value is empty. */
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static const char *trim_nl(const char *m, apr_pool_t *p)
+{
+    apr_size_t n = strlen(m);
+
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
+        --n;
+    }
+    return apr_pstrndup(p, m, n);
+}
+
+/* Record a failed statement: st->err gets "what: message (SQLSTATE)" for
+ * the log; the connection is marked broken when libpq lost it. res is
+ * cleared. */
+static apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+    const char *msg = NULL, *state = NULL;
+
+    if (res) {
+        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (msg == NULL && PQresultStatus(res) != PGRES_FATAL_ERROR) {
+            msg = apr_psprintf(st->pool, "unexpected result %s",
+                               PQresStatus(PQresultStatus(res)));
+        }
+    }
+    if (msg == NULL) {
+        msg = PQerrorMessage(c);
+        if (msg == NULL || !*msg) {
+            msg = "no result from libpq";
+        }
+    }
+    st->err = state ? apr_psprintf(st->pool, "store: %s: %s (SQLSTATE %s)",
+                                   what, trim_nl(msg, st->pool), state)
+                    : apr_psprintf(st->pool, "store: %s: %s", what,
+                                   trim_nl(msg, st->pool));
+    PQclear(res);
+    if (PQstatus(c) != CONNECTION_OK) {
+        memds_pgconn_mark_broken(st->conn);
+    }
+    return APR_EGENERAL;
+}
+
+/* Run sql with a's parameters, binary results, and expect status `expect`.
+ * On success *pres (if pres is not NULL) gets the result, which the caller
+ * must PQclear; otherwise the result is cleared here. */
+static apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
+                          const char *sql, const qargs_t *a,
+                          ExecStatusType expect)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+    PGresult *res;
+
+    if (a && a->too_big) {
+        st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
+                               what);
+        return APR_EGENERAL;
+    }
+    res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
+                       a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    if (res == NULL || PQresultStatus(res) != expect) {
+        return q_fail(st, res, what);
+    }
+    if (pres) {
+        *pres = res;
+    }
+    else {
+        PQclear(res);
+    }
+    return APR_SUCCESS;
+}
+
+/* A statement that changes rows: *pn = how many (pn may be NULL). */
+static apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
+                          const char *sql, const qargs_t *a)
+{
+    PGresult *res;
+    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_COMMAND_OK);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (pn) {
+        *pn = atoi(PQcmdTuples(res));
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------- binary result decoding */
+
+/* An integer column (int2, int4 or int8; binary big-endian, or text). */
+static apr_int64_t col_i64(const PGresult *r, int row, int col,
+                           apr_int64_t dflt)
+{
+    const unsigned char *v;
+    int len, i;
+    apr_uint64_t u = 0;
+
+    if (PQgetisnull(r, row, col)) {
+        return dflt;
+    }
+    v = (const unsigned char *)PQgetvalue(r, row, col);
+    if (PQfformat(r, col) == 0) {
+        return (apr_int64_t)strtoll((const char *)v, NULL, 10);
+    }
+    len = PQgetlength(r, row, col);
+    if (len != 2 && len != 4 && len != 8) {
+        return dflt;
+    }
+    for (i = 0; i < len; ++i) {
+        u = (u << 8) | v[i];
+    }
+    switch (len) {
+    case 2:
+        return (apr_int16_t)(apr_uint16_t)u;
+    case 4:
+        return (apr_int32_t)(apr_uint32_t)u;
+    default:
+        return (apr_int64_t)u;
+    }
+}
+
+static int col_int(const PGresult *r, int row, int col, int dflt)
+{
+    return (int)col_i64(r, row, col, dflt);
+}
+
+static int col_bool(const PGresult *r, int row, int col)
+{
+    const char *v;
+
+    if (PQgetisnull(r, row, col)) {
+        return 0;
+    }
+    v = PQgetvalue(r, row, col);
+    return PQfformat(r, col) == 0 ? v[0] == 't' : v[0] != 0;
+}
+
+/* A text column (NULL stays NULL), copied into p. */
+static const char *col_str(const PGresult *r, int row, int col, apr_pool_t *p)
+{
+    if (PQgetisnull(r, row, col)) {
+        return NULL;
+    }
+    return apr_pstrmemdup(p, PQgetvalue(r, row, col),
+                          (apr_size_t)PQgetlength(r, row, col));
+}
+
+/* A bytea column (binary format): copied into p with a NUL appended (not
+ * counted in *plen) so that text content can be used as a C string. */
+static const char *col_bytes(const PGresult *r, int row, int col,
+                             apr_size_t *plen, apr_pool_t *p)
+{
+    if (PQgetisnull(r, row, col)) {
+        *plen = 0;
+        return NULL;
+    }
+    *plen = (apr_size_t)PQgetlength(r, row, col);
+    return apr_pstrmemdup(p, PQgetvalue(r, row, col), *plen);
+}
+
+/* SHA-1 of data as lowercase hex (memds.items.sha1). PostgreSQL 15 has no
+ * built-in sha1(), so it is computed here, for add, replace and match. */
+static const char *sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
+{
+    static const char hexd[] = "0123456789abcdef";
+    apr_sha1_ctx_t ctx;
+    unsigned char d[APR_SHA1_DIGESTSIZE];
+    char *hex = apr_palloc(p, 2 * APR_SHA1_DIGESTSIZE + 1);
+    int i;
+
+    apr_sha1_init(&ctx);
+    while (len > 0) { /* apr_sha1_update_binary takes an unsigned int */
+        unsigned int n = len > 0x40000000u ? 0x40000000u : (unsigned int)len;
+        apr_sha1_update_binary(&ctx, (const unsigned char *)data, n);
+        data += n;
+        len -= n;
+    }
+    apr_sha1_final(d, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
+        hex[2 * i] = hexd[d[i] >> 4];
+        hex[2 * i + 1] = hexd[d[i] & 0xf];
+    }
+    hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
+    return hex;
+}
+
+/* ------------------------------------------------------- transactions */
+
+void memds_store_init(memds_store_t *st, memds_pgconn_t *conn, apr_pool_t *p)
+{
+    st->conn = conn;
+    st->pool = p;
+    st->err = NULL;
+}
+
+apr_status_t memds_store_begin(memds_store_t *st)
+{
+    /* READ COMMITTED on purpose: each statement sees what other sessions
+     * committed before it, which memds_store_items_seq relies on. */
+    return q_run(st, NULL, "begin", "BEGIN ISOLATION LEVEL READ COMMITTED",
+                 NULL, PGRES_COMMAND_OK);
+}
+
+apr_status_t memds_store_commit(memds_store_t *st)
+{
+    PGresult *res;
+    apr_status_t rv = q_run(st, &res, "commit", "COMMIT", NULL,
+                            PGRES_COMMAND_OK);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* COMMIT of a transaction that an earlier error aborted "succeeds" with
+     * the tag ROLLBACK: the engine must not believe its state was saved. */
+    if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        st->err = apr_psprintf(st->pool, "store: commit: the transaction was "
+                               "rolled back (%s)", PQcmdStatus(res));
+        PQclear(res);
+        return APR_EGENERAL;
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+void memds_store_rollback(memds_store_t *st)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+    PGresult *res;
+
+    switch (PQtransactionStatus(c)) {
+    case PQTRANS_IDLE:
+        return;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR:
+        break;
+    default: /* ACTIVE (a query still running) or UNKNOWN (connection bad) */
+        memds_pgconn_mark_broken(st->conn);
+        return;
+    }
+    res = PQexec(c, "ROLLBACK");
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        memds_pgconn_mark_broken(st->conn);
+    }
+    PQclear(res);
+}
+
+/* --------------------------------------------------------------- auth */
+
+apr_status_t memds_store_auth_get(memds_store_t *st, memds_auth_row_t *row,
+                                  const char *account, const char *devid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    rv = q_run(st, &res, "auth_get",
+               "SELECT nonce, failures,"
+               " coalesce(blocked_until > now(), false)"
+               " FROM memds.device_auth"
+               " WHERE account = $1 AND devid = $2 FOR UPDATE",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        row->nonce = "";
+        row->failures = 0;
+        row->blocked = 0;
+    }
+    else {
+        row->nonce = col_str(res, 0, 0, st->pool);
+        row->failures = col_int(res, 0, 1, 0);
+        row->blocked = col_bool(res, 0, 2);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_auth_set_nonce(memds_store_t *st, const char *account,
+                                        const char *devid, const char *nonce)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    qa_str(&a, nz(nonce));
+    return q_cmd(st, NULL, "auth_set_nonce",
+                 "INSERT INTO memds.device_auth (account, devid, nonce)"
+                 " VALUES ($1, $2, $3)"
+                 " ON CONFLICT (account, devid) DO UPDATE"
+                 " SET nonce = EXCLUDED.nonce, updated_at = now()",
+                 &a);
+}
+
+apr_status_t memds_store_auth_failed(memds_store_t *st, const char *account,
+                                     const char *devid, int max_failures,
+                                     int window_secs, int block_secs)
+{
+    qargs_t a;
+
+    /* A failure after the window ended starts a new window at 1. Reaching
+     * max_failures (when > 0) blocks for block_secs; a further failure
+     * inside the same window blocks again. */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    qa_int(&a, max_failures);
+    qa_int(&a, window_secs);
+    qa_int(&a, block_secs);
+    return q_cmd(st, NULL, "auth_failed",
+                 "INSERT INTO memds.device_auth AS a"
+                 " (account, devid, failures, window_start, blocked_until)"
+                 " VALUES ($1, $2, 1, now(),"
+                 "  CASE WHEN $3::integer > 0 AND 1 >= $3::integer"
+                 "   THEN now() + $5::integer * interval '1 second' END)"
+                 " ON CONFLICT (account, devid) DO UPDATE SET"
+                 " failures = CASE"
+                 "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+                 "  THEN 1 ELSE a.failures + 1 END,"
+                 " window_start = CASE"
+                 "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+                 "  THEN now() ELSE a.window_start END,"
+                 " blocked_until = CASE"
+                 "  WHEN $3::integer > 0 AND (CASE"
+                 "   WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+                 "   THEN 1 ELSE a.failures + 1 END) >= $3::integer"
+                 "  THEN now() + $5::integer * interval '1 second'"
+                 "  ELSE a.blocked_until END,"
+                 " updated_at = now()",
+                 &a);
+}
+
+apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
+                                 const char *devid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    return q_cmd(st, NULL, "auth_ok",
+                 "INSERT INTO memds.device_auth (account, devid)"
+                 " VALUES ($1, $2)"
+                 " ON CONFLICT (account, devid) DO UPDATE SET failures = 0,"
+                 " window_start = now(), blocked_until = NULL,"
+                 " updated_at = now()",
+                 &a);
+}
+
+/* ------------------------------------------------------------ devices */
+
+apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
+                                     const char *account, const char *devid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    /* The upsert both creates the row and locks it until the transaction
+     * ends: the requests of one device run one after the other. (It takes
+     * a value of devices_device_id_seq on every call, even when the row
+     * exists; a bigserial does not run out.) */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    rv = q_run(st, &res, "device_lock",
+               "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
+               " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
+               " RETURNING device_id, account, devid,"
+               " coalesce(max_guid_size, 0), large_objs, devinf",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) != 1) {
+        st->err = "store: device_lock: no row returned";
+        PQclear(res);
+        return APR_EGENERAL;
+    }
+    dev->device_id = col_i64(res, 0, 0, 0);
+    dev->account = col_str(res, 0, 1, st->pool);
+    dev->devid = col_str(res, 0, 2, st->pool);
+    dev->max_guid_size = col_int(res, 0, 3, 0);
+    dev->large_objs = col_bool(res, 0, 4);
+    dev->devinf = col_bytes(res, 0, 5, &dev->devinf_len, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_device_set_devinf(memds_store_t *st,
+                                           apr_int64_t device_id,
+                                           const char *xml, apr_size_t len,
+                                           int max_guid_size, int large_objs)
+{
+    qargs_t a;
+    apr_status_t rv;
+    int n;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_bin_or_null(&a, xml, len);
+    qa_int(&a, max_guid_size);
+    qa_bool(&a, large_objs);
+    rv = q_cmd(st, &n, "device_set_devinf",
+               "UPDATE memds.devices SET devinf = $2::bytea,"
+               " devinf_at = CASE WHEN $2::bytea IS NULL THEN NULL ELSE now() END,"
+               " max_guid_size = NULLIF($3::integer, 0),"
+               " large_objs = $4::boolean"
+               " WHERE device_id = $1::bigint",
+               &a);
+    if (rv == APR_SUCCESS && n == 0) {
+        return APR_ENOENT;
+    }
+    return rv;
+}
+
+/* ----------------------------------------------------------- sessions */
+
+#define SESSION_SELECT \
+    "SELECT s.session_pk, s.token, s.device_id, d.account, d.devid," \
+    " s.session_id, s.version, s.encoding, s.phase, s.client_msg_id," \
+    " s.server_msg_id, s.max_msg_size, coalesce(s.max_obj_size, -1)," \
+    " s.request_sha1, s.response, s.finished, s.expires_at <= now()" \
+    " FROM memds.sessions s JOIN memds.devices d ON d.device_id = s.device_id"
+
+static void session_from_row(memds_session_row_t *row, const PGresult *res,
+                             apr_pool_t *p)
+{
+    row->session_pk = col_i64(res, 0, 0, 0);
+    row->token = col_str(res, 0, 1, p);
+    row->device_id = col_i64(res, 0, 2, 0);
+    row->account = col_str(res, 0, 3, p);
+    row->devid = col_str(res, 0, 4, p);
+    row->session_id = col_str(res, 0, 5, p);
+    row->version = col_str(res, 0, 6, p);
+    row->encoding = col_str(res, 0, 7, p);
+    row->phase = col_str(res, 0, 8, p);
+    row->client_msg_id = col_int(res, 0, 9, 0);
+    row->server_msg_id = col_int(res, 0, 10, 0);
+    row->max_msg_size = col_int(res, 0, 11, 0);
+    row->max_obj_size = col_i64(res, 0, 12, -1);
+    row->request_sha1 = col_str(res, 0, 13, p);
+    row->response = col_bytes(res, 0, 14, &row->response_len, p);
+    row->finished = col_bool(res, 0, 15);
+    row->expired = col_bool(res, 0, 16);
+}
+
+/* Run a session SELECT; one row or APR_ENOENT. */
+static apr_status_t session_fetch(memds_store_t *st, memds_session_row_t *row,
+                                  const char *what, const char *sql,
+                                  const qargs_t *a)
+{
+    PGresult *res;
+    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    session_from_row(row, res, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_session_by_token(memds_store_t *st,
+                                          memds_session_row_t *row,
+                                          const char *token)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, token);
+    return session_fetch(st, row, "session_by_token",
+                         SESSION_SELECT " WHERE s.token = $1 FOR UPDATE OF s",
+                         &a);
+}
+
+apr_status_t memds_store_session_by_sid(memds_store_t *st,
+                                        memds_session_row_t *row,
+                                        apr_int64_t device_id,
+                                        const char *session_id)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, session_id);
+    return session_fetch(st, row, "session_by_sid",
+                         SESSION_SELECT
+                         " WHERE s.device_id = $1::bigint AND s.session_id = $2"
+                         " ORDER BY s.session_pk DESC LIMIT 1 FOR UPDATE OF s",
+                         &a);
+}
+
+apr_status_t memds_store_session_save(memds_store_t *st,
+                                      memds_session_row_t *row,
+                                      int timeout_secs)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int n;
+
+    /* $1..$12 are common to insert and update. */
+    qa_init(&a, st->pool);
+    qa_str(&a, row->session_id);
+    qa_str(&a, row->version);
+    qa_str(&a, row->encoding);
+    qa_str(&a, row->phase);
+    qa_int(&a, row->client_msg_id);
+    qa_int(&a, row->server_msg_id);
+    qa_int(&a, row->max_msg_size);
+    if (row->max_obj_size < 0) {
+        qa_str(&a, NULL);
+    }
+    else {
+        qa_i64(&a, row->max_obj_size);
+    }
+    qa_str(&a, nz(row->request_sha1));
+    qa_bin(&a, row->response, row->response ? row->response_len : 0);
+    qa_bool(&a, row->finished);
+    qa_int(&a, timeout_secs);
+
+    if (row->session_pk != 0) {
+        qa_i64(&a, row->session_pk);
+        rv = q_cmd(st, &n, "session_save",
+                   "UPDATE memds.sessions SET session_id = $1, version = $2,"
+                   " encoding = $3, phase = $4, client_msg_id = $5::integer,"
+                   " server_msg_id = $6::integer, max_msg_size = $7::integer,"
+                   " max_obj_size = $8::bigint, request_sha1 = $9,"
+                   " response = $10::bytea, finished = $11::boolean,"
+                   " updated_at = now(),"
+                   " expires_at = now() + $12::integer * interval '1 second'"
+                   " WHERE session_pk = $13::bigint",
+                   &a);
+        if (rv == APR_SUCCESS && n == 0) {
+            return APR_ENOENT;
+        }
+        return rv;
+    }
+    /* The token comes from the engine (it is unguessable; we only store it). */
+    qa_str(&a, row->token);
+    qa_i64(&a, row->device_id);
+    rv = q_run(st, &res, "session_save",
+               "INSERT INTO memds.sessions (session_id, version, encoding,"
+               " phase, client_msg_id, server_msg_id, max_msg_size,"
+               " max_obj_size, request_sha1, response, finished, expires_at,"
+               " token, device_id)"
+               " VALUES ($1, $2, $3, $4, $5::integer, $6::integer, $7::integer,"
+               " $8::bigint, $9, $10::bytea, $11::boolean,"
+               " now() + $12::integer * interval '1 second', $13, $14::bigint)"
+               " RETURNING session_pk",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    row->session_pk = col_i64(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn)
+{
+    int n;
+    apr_status_t rv = q_cmd(st, &n, "sessions_expire",
+                            "DELETE FROM memds.sessions WHERE expires_at <= now()",
+                            NULL);
+
+    if (rv == APR_SUCCESS) {
+        *pn = n;
+    }
+    return rv;
+}
+
+/* ------------------------------------------------ session datastores */
+
+apr_status_t memds_store_sstores_load(memds_store_t *st,
+                                      apr_array_header_t **pstores,
+                                      apr_int64_t session_pk)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    rv = q_run(st, &res, "sstores_load",
+               "SELECT store, client_uri, server_uri, alert_code, slow,"
+               " client_next, server_next, coalesce(snapshot_seq, -1),"
+               " queue_built FROM memds.session_stores"
+               " WHERE session_pk = $1::bigint ORDER BY store COLLATE \"C\"",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_sstore_t *));
+    for (i = 0; i < n; ++i) {
+        memds_sstore_t *ss = apr_pcalloc(st->pool, sizeof(*ss));
+        ss->store = col_str(res, i, 0, st->pool);
+        ss->client_uri = col_str(res, i, 1, st->pool);
+        ss->server_uri = col_str(res, i, 2, st->pool);
+        ss->alert_code = col_int(res, i, 3, 0);
+        ss->slow = col_bool(res, i, 4);
+        ss->client_next = col_str(res, i, 5, st->pool);
+        ss->server_next = col_str(res, i, 6, st->pool);
+        ss->snapshot_seq = col_i64(res, i, 7, -1);
+        ss->queue_built = col_bool(res, i, 8);
+        APR_ARRAY_PUSH(arr, memds_sstore_t *) = ss;
+    }
+    PQclear(res);
+    *pstores = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
+                                     const memds_sstore_t *ss)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, ss->store);
+    qa_str(&a, nz(ss->client_uri));
+    qa_str(&a, nz(ss->server_uri));
+    qa_int(&a, ss->alert_code);
+    qa_bool(&a, ss->slow);
+    qa_str(&a, nz(ss->client_next));
+    qa_str(&a, nz(ss->server_next));
+    if (ss->snapshot_seq < 0) {
+        qa_str(&a, NULL);
+    }
+    else {
+        qa_i64(&a, ss->snapshot_seq);
+    }
+    qa_bool(&a, ss->queue_built);
+    return q_cmd(st, NULL, "sstore_save",
+                 "INSERT INTO memds.session_stores (session_pk, store,"
+                 " client_uri, server_uri, alert_code, slow, client_next,"
+                 " server_next, snapshot_seq, queue_built)"
+                 " VALUES ($1::bigint, $2, $3, $4, $5::integer, $6::boolean,"
+                 " $7, $8, $9::bigint, $10::boolean)"
+                 " ON CONFLICT (session_pk, store) DO UPDATE SET"
+                 " client_uri = EXCLUDED.client_uri,"
+                 " server_uri = EXCLUDED.server_uri,"
+                 " alert_code = EXCLUDED.alert_code, slow = EXCLUDED.slow,"
+                 " client_next = EXCLUDED.client_next,"
+                 " server_next = EXCLUDED.server_next,"
+                 " snapshot_seq = EXCLUDED.snapshot_seq,"
+                 " queue_built = EXCLUDED.queue_built",
+                 &a);
+}
+
+/* ------------------------------------------------------------- queue */
+
+static const char *const qop_names[] = { "add", "replace", "delete" };
+
+static const char *qop_name(memds_qop_e op)
+{
+    return (op >= MEMDS_Q_ADD && op <= MEMDS_Q_DELETE) ? qop_names[op] : "?";
+}
+
+static memds_qop_e qop_parse(const char *s)
+{
+    if (s && strcmp(s, "replace") == 0) {
+        return MEMDS_Q_REPLACE;
+    }
+    if (s && strcmp(s, "delete") == 0) {
+        return MEMDS_Q_DELETE;
+    }
+    return MEMDS_Q_ADD;
+}
+
+#define QUEUE_COLS \
+    "store, n, op, guid, luid, sent_bytes, coalesce(sent_msg_id, 0)," \
+    " coalesce(status, 0)"
+
+static void qitem_from_row(memds_qitem_t *q, const PGresult *res, int i,
+                           apr_pool_t *p)
+{
+    q->store = col_str(res, i, 0, p);
+    q->n = col_int(res, i, 1, 0);
+    q->op = qop_parse(PQgetvalue(res, i, 2));
+    q->guid = col_str(res, i, 3, p);
+    q->luid = col_str(res, i, 4, p);
+    q->sent_bytes = col_i64(res, i, 5, 0);
+    q->sent_msg_id = col_int(res, i, 6, 0);
+    q->status = col_int(res, i, 7, 0);
+}
+
+/* The fields of q after (session_pk, store, n): $4..$9. sent_msg_id and
+ * status 0 are stored as NULL ("not yet"). */
+static void qa_qitem(qargs_t *a, apr_int64_t session_pk, const memds_qitem_t *q)
+{
+    qa_i64(a, session_pk);
+    qa_str(a, q->store);
+    qa_int(a, q->n);
+    qa_str(a, qop_name(q->op));
+    qa_str(a, q->guid);
+    qa_str(a, q->luid);
+    qa_i64(a, q->sent_bytes);
+    qa_int(a, q->sent_msg_id);
+    qa_int(a, q->status);
+}
+
+apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
+                                   const memds_qitem_t *q)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_qitem(&a, session_pk, q);
+    return q_cmd(st, NULL, "queue_add",
+                 "INSERT INTO memds.session_queue (session_pk, store, n, op,"
+                 " guid, luid, sent_bytes, sent_msg_id, status)"
+                 " VALUES ($1::bigint, $2, $3::integer, $4, $5, $6, $7::bigint,"
+                 " NULLIF($8::integer, 0), NULLIF($9::integer, 0))",
+                 &a);
+}
+
+apr_status_t memds_store_queue_unsent(memds_store_t *st,
+                                      apr_array_header_t **pitems,
+                                      apr_int64_t session_pk, const char *store,
+                                      int limit)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    if (limit > 0) {
+        qa_int(&a, limit);
+    }
+    else {
+        qa_str(&a, NULL); /* LIMIT NULL: no limit */
+    }
+    rv = q_run(st, &res, "queue_unsent",
+               "SELECT " QUEUE_COLS " FROM memds.session_queue"
+               " WHERE session_pk = $1::bigint"
+               " AND ($2::text IS NULL OR store = $2::text)"
+               " AND sent_msg_id IS NULL"
+               " ORDER BY store COLLATE \"C\", n LIMIT $3::integer",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_qitem_t *));
+    for (i = 0; i < n; ++i) {
+        memds_qitem_t *q = apr_palloc(st->pool, sizeof(*q));
+        qitem_from_row(q, res, i, st->pool);
+        APR_ARRAY_PUSH(arr, memds_qitem_t *) = q;
+    }
+    PQclear(res);
+    *pitems = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
+                                    apr_int64_t session_pk, const char *store,
+                                    const char *guid, const char *luid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    if (guid == NULL && luid == NULL) {
+        st->err = "store: queue_find: neither guid nor luid given";
+        return APR_EGENERAL;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    qa_str(&a, luid);
+    rv = q_run(st, &res, "queue_find",
+               "SELECT " QUEUE_COLS " FROM memds.session_queue"
+               " WHERE session_pk = $1::bigint AND store = $2"
+               " AND CASE WHEN $3::text IS NOT NULL THEN guid = $3::text"
+               "     ELSE luid = $4::text END"
+               " ORDER BY n LIMIT 1",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    qitem_from_row(q, res, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_queue_update(memds_store_t *st, apr_int64_t session_pk,
+                                      const memds_qitem_t *q)
+{
+    qargs_t a;
+    apr_status_t rv;
+    int n;
+
+    qa_init(&a, st->pool);
+    qa_qitem(&a, session_pk, q);
+    rv = q_cmd(st, &n, "queue_update",
+               "UPDATE memds.session_queue SET op = $4, guid = $5, luid = $6,"
+               " sent_bytes = $7::bigint,"
+               " sent_msg_id = NULLIF($8::integer, 0),"
+               " status = NULLIF($9::integer, 0)"
+               " WHERE session_pk = $1::bigint AND store = $2"
+               " AND n = $3::integer",
+               &a);
+    if (rv == APR_SUCCESS && n == 0) {
+        return APR_ENOENT;
+    }
+    return rv;
+}
+
+apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
+                                            apr_int64_t session_pk)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    rv = q_run(st, &res, "queue_count_unsent",
+               "SELECT count(*) FROM memds.session_queue"
+               " WHERE session_pk = $1::bigint AND sent_msg_id IS NULL",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pn = col_int(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
+                                            apr_int64_t session_pk,
+                                            const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    /* Not taken: no status yet, or an error status. 418 (already exists)
+     * and 211 (not deleted, not found) leave the device as wanted. */
+    rv = q_run(st, &res, "queue_count_failed",
+               "SELECT count(*) FROM memds.session_queue"
+               " WHERE session_pk = $1::bigint AND store = $2"
+               " AND (status IS NULL OR (status >= 300 AND status <> 418))",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pn = col_int(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------ slow-sync "seen" set */
+
+apr_status_t memds_store_seen_add(memds_store_t *st, apr_int64_t session_pk,
+                                  const char *store, const char *guid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    return q_cmd(st, NULL, "seen_add",
+                 "INSERT INTO memds.session_seen (session_pk, store, guid)"
+                 " VALUES ($1::bigint, $2, $3) ON CONFLICT DO NOTHING", &a);
+}
+
+apr_status_t memds_store_seen_drop(memds_store_t *st, apr_int64_t session_pk,
+                                   const char *store, const char *guid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    return q_cmd(st, NULL, "seen_drop",
+                 "DELETE FROM memds.session_seen WHERE session_pk = $1::bigint"
+                 " AND store = $2 AND guid = $3", &a);
+}
+
+apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
+                                  apr_int64_t session_pk, const char *store,
+                                  const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    rv = q_run(st, &res, "seen_has",
+               "SELECT 1 FROM memds.session_seen WHERE session_pk = $1::bigint"
+               " AND store = $2 AND guid = $3", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *phas = PQntuples(res) > 0;
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------- partial large object */
+
+apr_status_t memds_store_partial_get(memds_store_t *st, memds_partial_t *pt,
+                                     apr_int64_t session_pk, const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    rv = q_run(st, &res, "partial_get",
+               "SELECT store, cmd, luid, content_type, total_size, data"
+               " FROM memds.session_partial"
+               " WHERE session_pk = $1::bigint AND store = $2",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    pt->store = col_str(res, 0, 0, st->pool);
+    pt->cmd = col_str(res, 0, 1, st->pool);
+    pt->luid = col_str(res, 0, 2, st->pool);
+    pt->content_type = col_str(res, 0, 3, st->pool);
+    pt->total_size = col_i64(res, 0, 4, 0);
+    pt->data = col_bytes(res, 0, 5, &pt->len, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_partial_append(memds_store_t *st,
+                                        apr_int64_t session_pk,
+                                        const memds_partial_t *pt,
+                                        const char *data, apr_size_t len)
+{
+    qargs_t a;
+
+    /* cmd, luid, type and size come with the first chunk; later chunks
+     * only add bytes (they need not repeat the Meta Size). */
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, pt->store);
+    qa_str(&a, pt->cmd);
+    qa_str(&a, pt->luid);
+    qa_str(&a, pt->content_type);
+    qa_i64(&a, pt->total_size);
+    qa_bin(&a, data, len);
+    return q_cmd(st, NULL, "partial_append",
+                 "INSERT INTO memds.session_partial AS p (session_pk, store,"
+                 " cmd, luid, content_type, total_size, data)"
+                 " VALUES ($1::bigint, $2, $3, $4, $5, $6::bigint, $7::bytea)"
+                 " ON CONFLICT (session_pk, store) DO UPDATE"
+                 " SET data = p.data || EXCLUDED.data",
+                 &a);
+}
+
+apr_status_t memds_store_partial_drop(memds_store_t *st, apr_int64_t session_pk,
+                                      const char *store)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    return q_cmd(st, NULL, "partial_drop",
+                 "DELETE FROM memds.session_partial"
+                 " WHERE session_pk = $1::bigint AND store = $2",
+                 &a);
+}
+
+/* ----------------------------------------------------- anchors and maps */
+
+apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
+                                       apr_int64_t device_id, const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    rv = q_run(st, &res, "syncstate_get",
+               "SELECT client_uri, last_client_anchor, last_server_anchor,"
+               " last_seq FROM memds.sync_state"
+               " WHERE device_id = $1::bigint AND store = $2",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    ss->client_uri = col_str(res, 0, 0, st->pool);
+    ss->last_client_anchor = col_str(res, 0, 1, st->pool);
+    ss->last_server_anchor = col_str(res, 0, 2, st->pool);
+    ss->last_seq = col_i64(res, 0, 3, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
+                                       const char *store,
+                                       const memds_syncstate_t *ss)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, nz(ss->client_uri));
+    qa_str(&a, nz(ss->last_client_anchor));
+    qa_str(&a, nz(ss->last_server_anchor));
+    qa_i64(&a, ss->last_seq);
+    return q_cmd(st, NULL, "syncstate_put",
+                 "INSERT INTO memds.sync_state (device_id, store, client_uri,"
+                 " last_client_anchor, last_server_anchor, last_seq)"
+                 " VALUES ($1::bigint, $2, $3, $4, $5, $6::bigint)"
+                 " ON CONFLICT (device_id, store) DO UPDATE SET"
+                 " client_uri = EXCLUDED.client_uri,"
+                 " last_client_anchor = EXCLUDED.last_client_anchor,"
+                 " last_server_anchor = EXCLUDED.last_server_anchor,"
+                 " last_seq = EXCLUDED.last_seq, updated_at = now()",
+                 &a);
+}
+
+/* One text value of a single-row query, or APR_ENOENT. */
+static apr_status_t q_value(memds_store_t *st, const char **pval,
+                            const char *what, const char *sql, const qargs_t *a)
+{
+    PGresult *res;
+    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    *pval = col_str(res, 0, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_map_guid(memds_store_t *st, const char **pguid,
+                                  apr_int64_t device_id, const char *store,
+                                  const char *luid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, luid);
+    return q_value(st, pguid, "map_guid",
+                   "SELECT guid FROM memds.maps WHERE device_id = $1::bigint"
+                   " AND store = $2 AND luid = $3",
+                   &a);
+}
+
+apr_status_t memds_store_map_luid(memds_store_t *st, const char **pluid,
+                                  apr_int64_t device_id, const char *store,
+                                  const char *guid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    return q_value(st, pluid, "map_luid",
+                   "SELECT luid FROM memds.maps WHERE device_id = $1::bigint"
+                   " AND store = $2 AND guid = $3",
+                   &a);
+}
+
+apr_status_t memds_store_map_put(memds_store_t *st, apr_int64_t device_id,
+                                 const char *store, const char *guid,
+                                 const char *luid)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    /* Two statements, not a DELETE in a WITH: the INSERT's unique checks
+     * must see the rows already gone. */
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    qa_str(&a, luid);
+    rv = q_cmd(st, NULL, "map_put",
+               "DELETE FROM memds.maps WHERE device_id = $1::bigint"
+               " AND store = $2 AND (guid = $3 OR luid = $4)",
+               &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return q_cmd(st, NULL, "map_put",
+                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
+                 " VALUES ($1::bigint, $2, $3, $4)",
+                 &a);
+}
+
+apr_status_t memds_store_map_del(memds_store_t *st, apr_int64_t device_id,
+                                 const char *store, const char *guid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    return q_cmd(st, NULL, "map_del",
+                 "DELETE FROM memds.maps WHERE device_id = $1::bigint"
+                 " AND store = $2 AND guid = $3",
+                 &a);
+}
+
+apr_status_t memds_store_map_clear(memds_store_t *st, apr_int64_t device_id,
+                                   const char *store)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    return q_cmd(st, NULL, "map_clear",
+                 "DELETE FROM memds.maps WHERE device_id = $1::bigint"
+                 " AND store = $2",
+                 &a);
+}
+
+/* ------------------------------------------------- the items datastore */
+
+apr_status_t memds_store_items_seq(memds_store_t *st, apr_int64_t *pseq)
+{
+    PGresult *res;
+    apr_status_t rv;
+
+    /* Not simply the sequence's last_value: a transaction still open may
+     * hold a smaller value than one already committed, and a device given
+     * last_value would skip that change for ever. memds.item_seq_visible()
+     * (002_engine.sql) stops below the smallest such value. */
+    rv = q_run(st, &res, "items_seq", "SELECT memds.item_seq_visible()", NULL,
+               PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pseq = col_i64(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_items_changed(memds_store_t *st,
+                                       apr_array_header_t **prows,
+                                       const char *account, const char *store,
+                                       apr_int64_t since, apr_int64_t upto)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_i64(&a, since < 0 ? -1 : since);
+    qa_i64(&a, upto);
+    rv = q_run(st, &res, "items_changed",
+               "SELECT guid, content_type, octet_length(data), seq, deleted,"
+               " coalesce(changed_by, 0) FROM memds.items"
+               " WHERE account = $1 AND store = $2"
+               " AND seq > $3::bigint AND seq <= $4::bigint"
+               " AND ($3::bigint >= 0 OR NOT deleted)"
+               " ORDER BY seq",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_item_row_t *));
+    for (i = 0; i < n; ++i) {
+        memds_item_row_t *r = apr_palloc(st->pool, sizeof(*r));
+        r->guid = col_str(res, i, 0, st->pool);
+        r->content_type = col_str(res, i, 1, st->pool);
+        r->data = NULL;
+        r->len = (apr_size_t)col_i64(res, i, 2, 0);
+        r->seq = col_i64(res, i, 3, 0);
+        r->deleted = col_bool(res, i, 4);
+        r->changed_by = col_i64(res, i, 5, 0);
+        APR_ARRAY_PUSH(arr, memds_item_row_t *) = r;
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
+                                   const char *account, const char *store,
+                                   const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    rv = q_run(st, &res, "items_get",
+               "SELECT guid, content_type, data, seq, deleted,"
+               " coalesce(changed_by, 0) FROM memds.items"
+               " WHERE account = $1 AND store = $2 AND guid = $3",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    row->guid = col_str(res, 0, 0, st->pool);
+    row->content_type = col_str(res, 0, 1, st->pool);
+    row->data = col_bytes(res, 0, 2, &row->len, st->pool);
+    row->seq = col_i64(res, 0, 3, 0);
+    row->deleted = col_bool(res, 0, 4);
+    row->changed_by = col_i64(res, 0, 5, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
+                                     const char *account, const char *store,
+                                     apr_int64_t device_id,
+                                     const char *data, apr_size_t len)
+{
+    qargs_t a;
+
+    /* The hash finds candidates through the items_match index; comparing
+     * the bytes too makes a SHA-1 collision harmless. */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, sha1_hex(data, len, st->pool));
+    qa_bin(&a, data, len);
+    qa_i64(&a, device_id);
+    return q_value(st, pguid, "items_match",
+                   "SELECT i.guid FROM memds.items i"
+                   " WHERE i.account = $1 AND i.store = $2 AND i.sha1 = $3"
+                   " AND NOT i.deleted AND i.data = $4::bytea"
+                   " AND NOT EXISTS (SELECT 1 FROM memds.maps m"
+                   "  WHERE m.device_id = $5::bigint AND m.store = i.store"
+                   "  AND m.guid = i.guid)"
+                   " ORDER BY i.seq LIMIT 1",
+                   &a);
+}
+
+apr_status_t memds_store_items_add(memds_store_t *st, const char **pguid,
+                                   const char *account, const char *store,
+                                   const char *content_type, const char *data,
+                                   apr_size_t len, apr_int64_t changed_by)
+{
+    qargs_t a;
+
+    /* The GUID is the item's first change sequence value in decimal: unique
+     * (each value is taken once) and short, since devices limit GUIDs
+     * (MaxGUIDSize, often 32 or 64): under 10 characters for the first
+     * billion changes, 19 at most. The item keeps its GUID when later
+     * changes give it a new seq. */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, content_type);
+    qa_bin(&a, data, len);
+    qa_str(&a, sha1_hex(data, len, st->pool));
+    if (changed_by > 0) {
+        qa_i64(&a, changed_by);
+    }
+    else {
+        qa_str(&a, NULL);
+    }
+    return q_value(st, pguid, "items_add",
+                   "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                   " INSERT INTO memds.items (account, store, guid,"
+                   " content_type, data, sha1, seq, changed_by)"
+                   " SELECT $1::text, $2::text, s.v::text, $3::text,"
+                   " $4::bytea, $5::text, s.v, $6::bigint FROM s"
+                   " RETURNING guid",
+                   &a);
+}
+
+apr_status_t memds_store_items_replace(memds_store_t *st, const char *account,
+                                       const char *store, const char *guid,
+                                       const char *content_type,
+                                       const char *data, apr_size_t len,
+                                       apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_status_t rv;
+    int n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    qa_str(&a, content_type);
+    qa_bin(&a, data, len);
+    qa_str(&a, sha1_hex(data, len, st->pool));
+    if (changed_by > 0) {
+        qa_i64(&a, changed_by);
+    }
+    else {
+        qa_str(&a, NULL);
+    }
+    rv = q_cmd(st, &n, "items_replace",
+               "UPDATE memds.items SET content_type = $4, data = $5::bytea,"
+               " sha1 = $6, seq = memds.item_seq_take(), deleted = false,"
+               " changed_by = $7::bigint, updated_at = now()"
+               " WHERE account = $1 AND store = $2 AND guid = $3",
+               &a);
+    if (rv == APR_SUCCESS && n == 0) {
+        return APR_ENOENT;
+    }
+    return rv;
+}
+
+apr_status_t memds_store_items_delete(memds_store_t *st, const char *account,
+                                      const char *store, const char *guid,
+                                      apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_status_t rv;
+    int n;
+
+    /* The tombstone keeps its bytes (items_get returns them; a Replace of
+     * the GUID revives the item). */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    if (changed_by > 0) {
+        qa_i64(&a, changed_by);
+    }
+    else {
+        qa_str(&a, NULL);
+    }
+    rv = q_cmd(st, &n, "items_delete",
+               "UPDATE memds.items SET deleted = true,"
+               " seq = memds.item_seq_take(), changed_by = $4::bigint,"
+               " updated_at = now()"
+               " WHERE account = $1 AND store = $2 AND guid = $3"
+               " AND NOT deleted",
+               &a);
+    if (rv == APR_SUCCESS && n == 0) {
+        return APR_ENOENT;
+    }
+    return rv;
+}

@@ -1,0 +1,288 @@
+/**
+ * @file memds_store.h
+ * Persistence of the protocol engine in PostgreSQL (schema/002_engine.sql):
+ * authentication state, devices, sessions with their last response,
+ * per-session datastores and send queues, partial large objects, anchors,
+ * LUID<->GUID maps. libpq stays behind this interface.
+ *
+ * All calls run on one pool connection inside the transaction opened by
+ * memds_store_begin; the engine commits once per request, together with the
+ * response it sends. Strings in results are allocated from the pool given.
+ * Every function returns APR_SUCCESS, APR_ENOENT (no such row, where said),
+ * or APR_EGENERAL with *st->err set (and the connection marked broken when
+ * libpq says it is).
+ */
+#ifndef MEMDS_STORE_H
+#define MEMDS_STORE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include "store/memds_pgpool.h"
+
+typedef struct memds_store_t {
+    memds_pgconn_t *conn;
+    apr_pool_t *pool;       /**< request pool: results and errors */
+    const char *err;        /**< last error (for the log), never sent to a device */
+} memds_store_t;
+
+void memds_store_init(memds_store_t *st, memds_pgconn_t *conn, apr_pool_t *p);
+apr_status_t memds_store_begin(memds_store_t *st);
+apr_status_t memds_store_commit(memds_store_t *st);
+/** Roll back; safe to call after an error or when no transaction is open. */
+void memds_store_rollback(memds_store_t *st);
+
+/* --------------------------------------------------------------- auth */
+
+typedef struct memds_auth_row_t {
+    const char *nonce;      /**< "" when none was issued */
+    int failures;
+    int blocked;            /**< blocked_until is in the future */
+} memds_auth_row_t;
+
+/** Read (and lock) the auth row; a missing row reads as all-zero/"". */
+apr_status_t memds_store_auth_get(memds_store_t *st, memds_auth_row_t *row,
+                                  const char *account, const char *devid);
+/** Remember the nonce issued to (account, devid). */
+apr_status_t memds_store_auth_set_nonce(memds_store_t *st, const char *account,
+                                        const char *devid, const char *nonce);
+/** Count a failure; after max_failures within window_secs block for block_secs. */
+apr_status_t memds_store_auth_failed(memds_store_t *st, const char *account,
+                                     const char *devid, int max_failures,
+                                     int window_secs, int block_secs);
+/** Reset the failure counter after a success. */
+apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
+                                 const char *devid);
+
+/* ------------------------------------------------------------ devices */
+
+typedef struct memds_device_t {
+    apr_int64_t device_id;
+    const char *account, *devid;
+    int max_guid_size;      /**< 0: no limit */
+    int large_objs;
+    const char *devinf;     /**< XML, NULL if none */
+    apr_size_t devinf_len;
+} memds_device_t;
+
+/** Find or create the device row of (account, devid), lock it (serialises
+ *  the device's requests) and update last_seen_at. */
+apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
+                                     const char *account, const char *devid);
+/** Store the DevInf (xml NULL clears it); max_guid_size 0: no limit.
+ *  APR_ENOENT if there is no such device. */
+apr_status_t memds_store_device_set_devinf(memds_store_t *st,
+                                           apr_int64_t device_id,
+                                           const char *xml, apr_size_t len,
+                                           int max_guid_size, int large_objs);
+
+/* ----------------------------------------------------------- sessions */
+
+typedef struct memds_session_row_t {
+    apr_int64_t session_pk;     /**< 0 for a session not yet inserted */
+    const char *token;
+    apr_int64_t device_id;
+    const char *account, *devid; /**< of the device (read with the session) */
+    const char *session_id, *version, *encoding, *phase;
+    int client_msg_id, server_msg_id, max_msg_size;
+    apr_int64_t max_obj_size;   /**< -1: unknown */
+    const char *request_sha1;
+    const char *response;
+    apr_size_t response_len;
+    int finished, expired;
+} memds_session_row_t;
+
+/** The session of a RespURI token, locked; APR_ENOENT if none. Expired
+ *  sessions are returned with expired = 1. */
+apr_status_t memds_store_session_by_token(memds_store_t *st,
+                                          memds_session_row_t *row,
+                                          const char *token);
+/** The newest session of a device with this SessionID, locked; APR_ENOENT. */
+apr_status_t memds_store_session_by_sid(memds_store_t *st,
+                                        memds_session_row_t *row,
+                                        apr_int64_t device_id,
+                                        const char *session_id);
+/** Insert (row->session_pk == 0; sets it) or update a session; expires_at
+ *  becomes now() + timeout_secs. The token is the caller's (stored as is,
+ *  never changed by an update). NULL request_sha1/response are stored as
+ *  empty. APR_ENOENT when updating a session_pk that does not exist. */
+apr_status_t memds_store_session_save(memds_store_t *st,
+                                      memds_session_row_t *row,
+                                      int timeout_secs);
+/** Delete sessions whose expires_at passed; *pn = how many. */
+apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn);
+
+/* ------------------------------------------------ session datastores */
+
+typedef struct memds_sstore_t {
+    const char *store, *client_uri, *server_uri;
+    int alert_code;
+    int slow;
+    const char *client_next, *server_next;
+    apr_int64_t snapshot_seq;   /**< -1: none */
+    int queue_built;
+} memds_sstore_t;
+
+/** All datastores of a session (memds_sstore_t *), in store order. */
+apr_status_t memds_store_sstores_load(memds_store_t *st,
+                                      apr_array_header_t **pstores,
+                                      apr_int64_t session_pk);
+/** Insert or update one. */
+apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
+                                     const memds_sstore_t *ss);
+
+/* ------------------------------------------------------------- queue */
+
+typedef enum { MEMDS_Q_ADD = 0, MEMDS_Q_REPLACE, MEMDS_Q_DELETE } memds_qop_e;
+
+typedef struct memds_qitem_t {
+    const char *store;
+    int n;
+    memds_qop_e op;
+    const char *guid, *luid;    /**< luid NULL for add */
+    apr_int64_t sent_bytes;
+    int sent_msg_id;            /**< 0: not completely sent */
+    int status;                 /**< 0: no status yet */
+} memds_qitem_t;
+
+apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
+                                   const memds_qitem_t *q);
+/** Items not yet completely sent (sent_msg_id 0), in order, at most limit.
+ *  store NULL: of every store (by store, then n); limit <= 0: no limit. */
+apr_status_t memds_store_queue_unsent(memds_store_t *st,
+                                      apr_array_header_t **pitems,
+                                      apr_int64_t session_pk, const char *store,
+                                      int limit);
+/** The item with this store and guid or luid (whichever is not NULL;
+ *  guid wins when both are given); APR_ENOENT if none. */
+apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
+                                    apr_int64_t session_pk, const char *store,
+                                    const char *guid, const char *luid);
+/** Update the item (session_pk, q->store, q->n) to q's fields;
+ *  APR_ENOENT if there is no such item. */
+apr_status_t memds_store_queue_update(memds_store_t *st, apr_int64_t session_pk,
+                                      const memds_qitem_t *q);
+/** Number of queue items of the session still unsent (all stores). */
+apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
+                                            apr_int64_t session_pk);
+
+/** Items of store not taken by the device: no status, or an error. */
+apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
+                                            apr_int64_t session_pk,
+                                            const char *store);
+
+/* --------------------------------------------- slow-sync "seen" set */
+
+/** In a slow or refresh-from-client sync: remember that the device has
+ *  guid (matched, sent or kept), so that it is not sent back to it. */
+apr_status_t memds_store_seen_add(memds_store_t *st, apr_int64_t session_pk,
+                                  const char *store, const char *guid);
+apr_status_t memds_store_seen_drop(memds_store_t *st, apr_int64_t session_pk,
+                                   const char *store, const char *guid);
+apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
+                                  apr_int64_t session_pk, const char *store,
+                                  const char *guid);
+
+/* ------------------------------------------------- partial large object */
+
+typedef struct memds_partial_t {
+    const char *store, *cmd, *luid, *content_type;
+    apr_int64_t total_size;
+    const char *data;
+    apr_size_t len;
+} memds_partial_t;
+
+/** APR_ENOENT when the session has no partial item for store. */
+apr_status_t memds_store_partial_get(memds_store_t *st, memds_partial_t *pt,
+                                     apr_int64_t session_pk, const char *store);
+/** Insert, or append data to, the partial item (other fields from pt). */
+apr_status_t memds_store_partial_append(memds_store_t *st,
+                                        apr_int64_t session_pk,
+                                        const memds_partial_t *pt,
+                                        const char *data, apr_size_t len);
+apr_status_t memds_store_partial_drop(memds_store_t *st, apr_int64_t session_pk,
+                                      const char *store);
+
+/* ----------------------------------------------------- anchors and maps */
+
+typedef struct memds_syncstate_t {
+    const char *client_uri, *last_client_anchor, *last_server_anchor;
+    apr_int64_t last_seq;
+} memds_syncstate_t;
+
+/** APR_ENOENT when the device never completed a sync of store. */
+apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
+                                       apr_int64_t device_id, const char *store);
+apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
+                                       const char *store,
+                                       const memds_syncstate_t *ss);
+
+/** The GUID mapped to luid (APR_ENOENT if none). */
+apr_status_t memds_store_map_guid(memds_store_t *st, const char **pguid,
+                                  apr_int64_t device_id, const char *store,
+                                  const char *luid);
+/** The LUID mapped to guid (APR_ENOENT if none). */
+apr_status_t memds_store_map_luid(memds_store_t *st, const char **pluid,
+                                  apr_int64_t device_id, const char *store,
+                                  const char *guid);
+/** Map guid <-> luid, replacing earlier maps of either. */
+apr_status_t memds_store_map_put(memds_store_t *st, apr_int64_t device_id,
+                                 const char *store, const char *guid,
+                                 const char *luid);
+apr_status_t memds_store_map_del(memds_store_t *st, apr_int64_t device_id,
+                                 const char *store, const char *guid);
+/** Forget every map of the device's store (refresh from server). */
+apr_status_t memds_store_map_clear(memds_store_t *st, apr_int64_t device_id,
+                                   const char *store);
+
+/* ------------------------------------------------- the items datastore */
+
+typedef struct memds_item_row_t {
+    const char *guid, *content_type;
+    const char *data;
+    apr_size_t len;
+    apr_int64_t seq;
+    int deleted;
+    apr_int64_t changed_by;     /**< 0: unknown source */
+} memds_item_row_t;
+
+/** Current value of the change sequence (changes with seq <= it are visible).
+ *  Every change with seq <= it is committed, rolled back, or the caller's
+ *  own: a change still open in another transaction keeps it below that
+ *  change's seq (so it can be lower than the caller's own latest changes). */
+apr_status_t memds_store_items_seq(memds_store_t *st, apr_int64_t *pseq);
+/** Items of (account, store) with since < seq <= upto, tombstones included,
+ *  without data (memds_item_row_t *), in seq order. since -1: all live items.
+ *  The rows' data is NULL and len is the item's size in bytes. */
+apr_status_t memds_store_items_changed(memds_store_t *st,
+                                       apr_array_header_t **prows,
+                                       const char *account, const char *store,
+                                       apr_int64_t since, apr_int64_t upto);
+/** One item with its data (tombstones too); APR_ENOENT if unknown. */
+apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
+                                   const char *account, const char *store,
+                                   const char *guid);
+/** A live item with exactly these bytes that no map of device_id points to
+ *  (slow-sync matching); APR_ENOENT if none. */
+apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
+                                     const char *account, const char *store,
+                                     apr_int64_t device_id,
+                                     const char *data, apr_size_t len);
+/** New item; *pguid receives its new GUID: the decimal text of the item's
+ *  first change sequence value (short, so that it fits MaxGUIDSize). */
+apr_status_t memds_store_items_add(memds_store_t *st, const char **pguid,
+                                   const char *account, const char *store,
+                                   const char *content_type, const char *data,
+                                   apr_size_t len, apr_int64_t changed_by);
+/** Replace the bytes of an item (reviving a tombstone); APR_ENOENT if the
+ *  GUID is unknown. */
+apr_status_t memds_store_items_replace(memds_store_t *st, const char *account,
+                                       const char *store, const char *guid,
+                                       const char *content_type,
+                                       const char *data, apr_size_t len,
+                                       apr_int64_t changed_by);
+/** Make an item a tombstone; APR_ENOENT if it is unknown or deleted. */
+apr_status_t memds_store_items_delete(memds_store_t *st, const char *account,
+                                      const char *store, const char *guid,
+                                      apr_int64_t changed_by);
+
+#endif /* MEMDS_STORE_H */

@@ -1,0 +1,286 @@
+"""2xx: the protocol engine driven message by message (tests/integration/
+syncml.py): a complete session, retransmissions, refusals, two httpd
+instances on one database, and a child killed in mid-session."""
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+import syncml as S
+
+
+def psql(stack, sql, *args):
+    cmd = ["psql", stack["MEMDS_PG"], "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
+def items_url(stack):
+    return stack["MEMDS_ITEMS_URL"]
+
+
+def count_items(stack, store, user="alice"):
+    return int(psql(stack, "SELECT count(*) FROM memds.items WHERE account='%s' "
+                           "AND store='%s' AND NOT deleted" % (user, store)))
+
+
+def new_session(stack, **kw):
+    return S.Session(items_url(stack), "dev-" + uuid.uuid4().hex[:12],
+                     kw.pop("user", "alice"), kw.pop("password", "alice-secret"), **kw)
+
+
+def run_to_sync(sess, store, items, code=201):
+    """Package 1 and 3 of a session; returns the answer to package 3."""
+    a = sess.post(sess.message(S.alert(1, code, store, "./" + store, "c-next-1")))
+    assert a.http_status == 200, a.body
+    assert a.hdr_status() == "212", a.body
+    assert a.resp_uri and "?s=" in a.resp_uri
+    assert a.final
+    al = a.commands("Alert")
+    assert len(al) == 1
+    ops = [("Add", "luid-%d" % i, data) for i, data in enumerate(items)]
+    return sess.post(sess.message(S.sync(2, store, "./" + store, ops)))
+
+
+def test_201_complete_session(stack):
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    a = run_to_sync(sess, store, ["one", "two\r\nlines", "<three> & ]]>"])
+    st = a.statuses()
+    assert st[0]["Data"] == "200"
+    adds = [s for s in st if s["Cmd"] == "Add"]
+    assert [s["Data"] for s in adds] == ["201", "201", "201"]
+    assert sorted(s["SourceRef"][0] for s in adds) == ["luid-0", "luid-1", "luid-2"]
+    assert a.final
+    assert count_items(stack, store) == 3
+    data = psql(stack, "SELECT string_agg(encode(data,'hex'), '|' ORDER BY seq) "
+                       "FROM memds.items WHERE store='%s'" % store)
+    assert data == "|".join(x.encode().hex() for x in ["one", "two\r\nlines", "<three> & ]]>"])
+    a = sess.post(sess.message(""))
+    assert a.final and a.hdr_status() == "200"
+    assert psql(stack, "SELECT last_client_anchor FROM memds.sync_state s JOIN memds.devices d "
+                       "USING (device_id) WHERE d.devid='%s'" % sess.devid) == "c-next-1"
+    # A second, two-way session sees the anchors agree: 200, not 508.
+    s2 = S.Session(items_url(stack), sess.devid, "alice", "alice-secret", session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, store, "./" + store, "c-next-2", last="c-next-1")))
+    alert_status = [s for s in a.statuses() if s["Cmd"] == "Alert"][0]
+    assert alert_status["Data"] == "200"
+    assert a.commands("Alert")[0].find(S.NS + "Data").text == "200"
+
+
+def test_202_anchor_mismatch_forces_slow_sync(stack):
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    a = sess.post(sess.message(S.alert(1, 200, store, "./" + store, "n1", last="bogus")))
+    st = [s for s in a.statuses() if s["Cmd"] == "Alert"][0]
+    assert st["Data"] == "508"
+    assert a.commands("Alert")[0].find(S.NS + "Data").text == "201"
+
+
+def test_203_retransmission_gets_identical_bytes(stack):
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    msg = sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "x"), ("Add", "l2", "y")]))
+    a1 = sess.post(msg)
+    a2 = sess.post(msg)
+    a3 = sess.post(msg)
+    assert a1.body == a2.body == a3.body
+    assert count_items(stack, store) == 2
+    # The first message again, too.
+    first = S.Session(items_url(stack), "dev-" + uuid.uuid4().hex[:8], "alice", "alice-secret")
+    m1 = first.message(S.alert(1, 201, store + "b", "./x", "n1"))
+    b1, b2 = first.post(m1, url=items_url(stack)), first.post(m1, url=items_url(stack))
+    assert b1.body == b2.body
+    assert psql(stack, "SELECT count(*) FROM memds.sessions s JOIN memds.devices d "
+                       "USING (device_id) WHERE d.devid='%s'" % first.devid) == "1"
+
+
+def test_204_wrong_password(stack):
+    stack.allow_log(r"authentication failed")
+    sess = new_session(stack, password="wrong")
+    a = sess.post(sess.message(S.alert(1, 201, "x", "./x", "n1")))
+    assert a.http_status == 200
+    assert a.hdr_status() == "401"
+    assert a.resp_uri is None
+    assert [s["Data"] for s in a.statuses()[1:]] == ["401"]
+    chal = a.root.find(".//" + S.NS + "Chal")
+    assert chal is not None
+    # No credentials at all: 407.
+    sess = new_session(stack)
+    sess.cred = False
+    a = sess.post(sess.message(S.alert(1, 201, "x", "./x", "n1")))
+    assert a.hdr_status() == "407"
+
+
+def test_205_unknown_and_foreign_tokens(stack):
+    stack.allow_log(r"session token of another device")
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    # Unknown token, MsgID 2: refused.
+    other = new_session(stack)
+    other.msg_id = 1
+    a = other.post(other.message(""), url=items_url(stack) + "?s=" + "0" * 32)
+    assert a.hdr_status() == "404" and a.resp_uri is None
+    # Another device's token: refused, and the session is untouched.
+    a = other.post(other.message(""), url=sess.next_url)
+    assert a.hdr_status() == "403"
+    a = sess.post(sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "z")])))
+    assert a.hdr_status() == "200"
+    assert count_items(stack, store) == 1
+
+
+def test_206_out_of_order_msgid(stack):
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    a = sess.post(sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "z")]), msg_id=5))
+    assert a.hdr_status() == "400"
+    assert count_items(stack, store) == 0
+    sess.msg_id = 1
+    a = sess.post(sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "z")])))
+    assert a.hdr_status() == "200"
+
+
+def test_207_garbage_bodies(stack):
+    for body in (b"", b"garbage", b"<SyncML/>", b"<?xml version='1.0'?><a/>",
+                 b"\x02\xa4\x01\x6a\x00\x6d", b"<SyncML xmlns='SYNCML:SYNCML1.2'>" * 100):
+        st, _, _ = stack.post_syncml(body, path="/items")
+        assert st == 400, body[:40]
+    st, _, _ = stack.post_syncml(b"\x02\xa4\x01\x6a\x00\x6d", wbxml=True, path="/items")
+    assert st == 400
+
+
+def test_208_server_changes_over_several_messages(stack):
+    """Server changes larger than the client's MaxMsgSize go over several
+    messages without Final until the last; every item arrives once."""
+    store = "proto-" + uuid.uuid4().hex[:8]
+    seed = new_session(stack)
+    run_to_sync(seed, store, ["item %03d %s" % (i, "x" * 300) for i in range(60)])
+    seed.post(seed.message(""))
+    sess = new_session(stack, max_msg=4096)
+    a = sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    a = sess.post(sess.message(S.sync(2, store, "./" + store, [])))
+    got, rounds = [], 0
+    while True:
+        assert len(a.body) <= 4096
+        items = a.sync_items()
+        got += items
+        rounds += 1
+        if a.final:
+            break
+        body = "".join(S.status(i + 1, a.hdr("MsgID").text, it[4], it[0], "201",
+                                source_ref=it[1]) for i, it in enumerate(items))
+        body += ("<Alert><CmdID>%d</CmdID><Data>222</Data><Item><Target><LocURI>%s"
+                 "</LocURI></Target><Source><LocURI>dev</LocURI></Source></Item></Alert>"
+                 % (len(items) + 1, S.esc(sess.url)))
+        a = sess.post(sess.message(body, final=False))
+        assert rounds < 40
+    assert rounds > 3
+    assert len(got) == 60
+    assert len(set(i[1] for i in got)) == 60
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%d</LocURI>"
+                   "</Source></MapItem>" % (it[1], n) for n, it in enumerate(got))
+    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>%s</LocURI></Target>"
+                               "<Source><LocURI>./%s</LocURI></Source>%s</Map>"
+                               % (store, store, maps)))
+    assert a.final
+    assert psql(stack, "SELECT count(*) FROM memds.maps m JOIN memds.devices d USING "
+                       "(device_id) WHERE d.devid='%s'" % sess.devid) == "60"
+
+
+def _second_httpd(stack, port):
+    conf = open(stack["MEMDS_HTTPD_CONF"]).read()
+    d = os.path.join(stack.var, "httpd2")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    conf = conf.replace("Listen 127.0.0.1:%s" % stack["MEMDS_HTTP_PORT"],
+                        "Listen 127.0.0.1:%d" % port)
+    import re
+    conf = re.sub(r'^PidFile .*$', 'PidFile "%s/httpd.pid"' % d, conf, flags=re.M)
+    conf = re.sub(r'^ErrorLog .*$', 'ErrorLog "%s/error.log"' % d, conf, flags=re.M)
+    conf = re.sub(r'^DefaultRuntimeDir .*$', 'DefaultRuntimeDir "%s"' % d, conf, flags=re.M)
+    conf = re.sub(r'^Mutex .*$', 'Mutex "file:%s" default' % d, conf, flags=re.M)
+    conf = re.sub(r'^CustomLog .*$', 'CustomLog "%s/access.log" memds' % d, conf, flags=re.M)
+    path = os.path.join(d, "httpd.conf")
+    open(path, "w").write(conf)
+    subprocess.run([stack["MEMDS_HTTPD_BIN"], "-f", path, "-k", "start"], check=True)
+    return path
+
+
+def test_209_two_servers_alternate_messages(stack):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conf = _second_httpd(stack, port)
+    try:
+        url2 = "http://127.0.0.1:%d/items" % port
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                S.Session(url2, "x").post(b"x", url=url2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        store = "proto-" + uuid.uuid4().hex[:8]
+        sess = new_session(stack)
+        a = sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+        token = S.token_of(a.resp_uri)
+        # Message 2 to the second server, message 3 to the first.
+        a = sess.post(sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "a"), ("Add", "l2", "b")])),
+                      url=url2 + "?s=" + token)
+        assert a.hdr_status() == "200"
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201", "201"]
+        a = sess.post(sess.message(""), url=items_url(stack) + "?s=" + token)
+        assert a.final and a.hdr_status() == "200"
+        assert count_items(stack, store) == 2
+    finally:
+        subprocess.run([stack["MEMDS_HTTPD_BIN"], "-f", conf, "-k", "stop"])
+        time.sleep(1)
+
+
+def test_210_kill_child_mid_session(stack):
+    """kill -9 of the children while a big message is processed; the client's
+    retry of the same message completes the session with every item once."""
+    stack.allow_log(r"AH10392")  # mpm_event: "children are killed successively"
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    ops = [("Add", "l%d" % i, "item %d %s" % (i, "y" * 200)) for i in range(600)]
+    msg = sess.message(S.sync(2, store, "./" + store, ops))
+
+    def killer():
+        time.sleep(0.15)
+        for pid in stack.httpd_children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    t = threading.Thread(target=killer)
+    t.start()
+    try:
+        first = sess.post(msg)
+    except Exception:
+        first = None
+    t.join()
+    deadline = time.time() + 30
+    answer = None
+    while time.time() < deadline:
+        try:
+            answer = sess.post(msg)
+            break
+        except Exception:
+            time.sleep(0.3)
+    assert answer is not None and answer.hdr_status() == "200"
+    if first is not None:
+        assert first.body == answer.body
+    assert count_items(stack, store) == 600
+    a = sess.post(sess.message(""))
+    assert a.final

@@ -1,0 +1,855 @@
+/* store_check: exercises every function of store/memds_store.c against a
+ * real PostgreSQL whose schema is already migrated (memds-admin migrate).
+ *
+ *   store_check CONNINFO
+ *
+ * Everything happens inside transactions that are rolled back at the end,
+ * with account and device names unique to the run, so it can run against
+ * a shared database. A second connection checks locking and what
+ * memds_store_items_seq promises about concurrent writers. Prints TAP and
+ * exits 0 when every check passed, 1 when one failed, 2 on a setup error. */
+#include "store/memds_store.h"
+#include "store/memds_pgpool.h"
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct ctx_t {
+    int n;                  /* checks run */
+    int failed;
+    apr_pool_t *p;
+    memds_store_t a, b;     /* two connections, two transactions */
+    const char *acct, *acct2;
+    apr_int64_t dev, dev2;  /* device ids on connection a */
+} ctx_t;
+
+static void ok(ctx_t *c, int cond, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void ok(ctx_t *c, int cond, const char *fmt, ...)
+{
+    va_list ap;
+
+    ++c->n;
+    if (!cond) {
+        ++c->failed;
+    }
+    printf("%sok %d - ", cond ? "" : "not ", c->n);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Check a status; on a mismatch show the store's error as a TAP comment. */
+static int ok_rv(ctx_t *c, memds_store_t *st, apr_status_t rv,
+                 apr_status_t want, const char *what)
+{
+    ok(c, rv == want, "%s", what);
+    if (rv != want) {
+        printf("# got status %d, wanted %d; err: %s\n", rv, want,
+               st->err ? st->err : "(none)");
+    }
+    return rv == want;
+}
+
+static int streq(const char *x, const char *y)
+{
+    return x && y && strcmp(x, y) == 0;
+}
+
+static int bytes_eq(const char *x, apr_size_t xlen, const char *y,
+                    apr_size_t ylen)
+{
+    return xlen == ylen && (xlen == 0 || (x && y && memcmp(x, y, xlen) == 0));
+}
+
+/* count(*) of a query with one text parameter, on st's connection. */
+static long raw_count(memds_store_t *st, const char *sql, const char *p1)
+{
+    PGconn *pc = memds_pgconn_native(st->conn);
+    const char *vals[1];
+    PGresult *res;
+    long n = -1;
+
+    vals[0] = p1;
+    res = PQexecParams(pc, sql, 1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        n = atol(PQgetvalue(res, 0, 0));
+    }
+    else {
+        printf("# raw query failed: %s", PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return n;
+}
+
+/* A command with up to two text parameters (p1, p2 may be NULL). */
+static void raw_exec2(memds_store_t *st, const char *sql, const char *p1,
+                      const char *p2)
+{
+    const char *vals[2];
+    int n = p2 ? 2 : p1 ? 1 : 0;
+    PGresult *res;
+
+    vals[0] = p1;
+    vals[1] = p2;
+    res = PQexecParams(memds_pgconn_native(st->conn), sql, n, NULL, vals,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        printf("# %s: %s", sql, PQresultErrorMessage(res));
+    }
+    PQclear(res);
+}
+
+static void raw_exec(memds_store_t *st, const char *sql)
+{
+    raw_exec2(st, sql, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void check_devices(ctx_t *c)
+{
+    memds_store_t *a = &c->a, *b = &c->b;
+    memds_device_t d, d2;
+    static const char xml[] = "<DevInf>\0\xff bytes</DevInf>";
+    apr_status_t rv;
+
+    memset(&d, 0, sizeof(d));
+    rv = memds_store_device_lock(a, &d, c->acct, "IMEI:1");
+    if (ok_rv(c, a, rv, APR_SUCCESS, "device_lock creates a device")) {
+        c->dev = d.device_id;
+        ok(c, d.device_id > 0 && streq(d.account, c->acct)
+              && streq(d.devid, "IMEI:1") && d.devinf == NULL
+              && d.max_guid_size == 0 && d.large_objs == 0,
+           "new device: id, account, devid, no devinf, no limits");
+    }
+    rv = memds_store_device_lock(a, &d2, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && d2.device_id == c->dev,
+       "device_lock again finds the same device");
+    rv = memds_store_device_lock(a, &d2, c->acct, "IMEI:2");
+    ok(c, rv == APR_SUCCESS && d2.device_id != c->dev && d2.device_id > 0,
+       "another devid is another device");
+    c->dev2 = d2.device_id;
+
+    rv = memds_store_device_set_devinf(a, c->dev, xml, sizeof(xml) - 1, 32, 1);
+    ok_rv(c, a, rv, APR_SUCCESS, "device_set_devinf");
+    rv = memds_store_device_lock(a, &d, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS
+          && bytes_eq(d.devinf, d.devinf_len, xml, sizeof(xml) - 1)
+          && d.max_guid_size == 32 && d.large_objs == 1,
+       "devinf (with NUL and 0xff), MaxGUIDSize and LargeObjs read back");
+    rv = memds_store_device_set_devinf(a, -42, xml, 3, 0, 0);
+    ok_rv(c, a, rv, APR_ENOENT, "device_set_devinf of an unknown device: ENOENT");
+
+    /* The row stays locked by a's transaction: b cannot lock it. */
+    raw_exec(b, "SET lock_timeout = '300ms'");
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "begin on connection b");
+    rv = memds_store_device_lock(b, &d2, c->acct, "IMEI:1");
+    ok(c, rv == APR_EGENERAL && b->err && strstr(b->err, "lock"),
+       "device_lock on b waits for a's lock (lock_timeout): %s",
+       b->err ? b->err : "(no err)");
+    rv = memds_store_commit(b);
+    ok(c, rv == APR_EGENERAL && b->err && strstr(b->err, "rolled back"),
+       "commit after a failed statement reports the rollback");
+    memds_store_rollback(b);
+    ok(c, PQtransactionStatus(memds_pgconn_native(b->conn)) == PQTRANS_IDLE,
+       "rollback is safe when no transaction is open");
+    raw_exec(b, "RESET lock_timeout");
+}
+
+static void check_auth(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    memds_auth_row_t r;
+    apr_status_t rv;
+    int i;
+
+    memset(&r, 0xff, sizeof(r));
+    rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && streq(r.nonce, "") && r.failures == 0
+          && r.blocked == 0, "auth_get of a missing row: zeros and \"\"");
+    ok(c, raw_count(a, "SELECT count(*) FROM memds.device_auth"
+                       " WHERE account = $1", c->acct) == 0,
+       "auth_get created no row");
+
+    rv = memds_store_auth_set_nonce(a, c->acct, "IMEI:1", "bm9uY2Ux");
+    ok_rv(c, a, rv, APR_SUCCESS, "auth_set_nonce (insert)");
+    rv = memds_store_auth_set_nonce(a, c->acct, "IMEI:1", "bm9uY2Uy");
+    ok_rv(c, a, rv, APR_SUCCESS, "auth_set_nonce (update)");
+    rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && streq(r.nonce, "bm9uY2Uy"), "nonce read back");
+
+    for (i = 1; i <= 2; ++i) {
+        rv = memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 600, 60);
+        ok_rv(c, a, rv, APR_SUCCESS, apr_psprintf(c->p, "auth_failed #%d", i));
+    }
+    rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && r.failures == 2 && !r.blocked
+          && streq(r.nonce, "bm9uY2Uy"),
+       "two failures counted, not blocked, nonce kept");
+    rv = memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 600, 60);
+    ok_rv(c, a, rv, APR_SUCCESS, "auth_failed #3");
+    rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && r.failures == 3 && r.blocked,
+       "third failure within the window blocks");
+    rv = memds_store_auth_ok(a, c->acct, "IMEI:1");
+    ok_rv(c, a, rv, APR_SUCCESS, "auth_ok");
+    rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && r.failures == 0 && !r.blocked,
+       "auth_ok resets the counter and the block");
+
+    /* A window that has passed (0 s) restarts the count at 1. */
+    memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 600, 60);
+    memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 600, 60);
+    rv = memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 0, 60);
+    memds_store_auth_get(a, &r, c->acct, "IMEI:1");
+    ok(c, rv == APR_SUCCESS && r.failures == 1 && !r.blocked,
+       "a failure after the window starts a new count");
+    rv = memds_store_auth_failed(a, c->acct, "IMEI:9", 1, 600, 60);
+    memds_store_auth_get(a, &r, c->acct, "IMEI:9");
+    ok(c, rv == APR_SUCCESS && r.failures == 1 && r.blocked,
+       "max_failures 1: the first failure (new row) blocks");
+    rv = memds_store_auth_ok(a, c->acct, "IMEI:8");
+    memds_store_auth_get(a, &r, c->acct, "IMEI:8");
+    ok(c, rv == APR_SUCCESS && r.failures == 0 && streq(r.nonce, ""),
+       "auth_ok on a new device creates a clean row");
+}
+
+static apr_int64_t check_sessions(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    memds_session_row_t s, s2, r;
+    static const char resp[] = "\x6d\x6c\0\x01\xff\xfe response";
+    const char *tok = apr_psprintf(c->p, "tok-%s", c->acct);
+    apr_status_t rv;
+
+    memset(&s, 0, sizeof(s));
+    s.token = tok;
+    s.device_id = c->dev;
+    s.session_id = "1";
+    s.version = "1.2";
+    s.encoding = "wbxml";
+    s.phase = "init";
+    s.client_msg_id = 1;
+    s.server_msg_id = 1;
+    s.max_msg_size = 10000;
+    s.max_obj_size = -1;
+    s.request_sha1 = NULL;
+    s.response = NULL;
+    rv = memds_store_session_save(a, &s, 3600);
+    ok(c, rv == APR_SUCCESS && s.session_pk > 0, "session_save inserts");
+    if (rv != APR_SUCCESS) {
+        printf("# %s\n", a->err);
+    }
+
+    rv = memds_store_session_by_token(a, &r, tok);
+    ok(c, rv == APR_SUCCESS && r.session_pk == s.session_pk
+          && streq(r.token, tok) && r.device_id == c->dev
+          && streq(r.account, c->acct) && streq(r.devid, "IMEI:1")
+          && streq(r.session_id, "1") && streq(r.version, "1.2")
+          && streq(r.encoding, "wbxml") && streq(r.phase, "init")
+          && r.client_msg_id == 1 && r.server_msg_id == 1
+          && r.max_msg_size == 10000 && r.max_obj_size == -1
+          && streq(r.request_sha1, "") && r.response_len == 0
+          && !r.finished && !r.expired,
+       "session_by_token reads every field");
+
+    s.phase = "client-sync";
+    s.client_msg_id = 2;
+    s.server_msg_id = 2;
+    s.max_obj_size = 1 << 20;
+    s.request_sha1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+    s.response = resp;
+    s.response_len = sizeof(resp) - 1;
+    rv = memds_store_session_save(a, &s, 3600);
+    ok_rv(c, a, rv, APR_SUCCESS, "session_save updates");
+    rv = memds_store_session_by_token(a, &r, tok);
+    ok(c, rv == APR_SUCCESS && streq(r.phase, "client-sync")
+          && r.client_msg_id == 2 && r.max_obj_size == (1 << 20)
+          && streq(r.request_sha1, s.request_sha1)
+          && bytes_eq(r.response, r.response_len, resp, sizeof(resp) - 1),
+       "updated fields and the binary response read back");
+    rv = memds_store_session_by_token(a, &r, "no-such-token");
+    ok_rv(c, a, rv, APR_ENOENT, "session_by_token of an unknown token: ENOENT");
+
+    rv = memds_store_session_by_sid(a, &r, c->dev, "1");
+    ok(c, rv == APR_SUCCESS && r.session_pk == s.session_pk,
+       "session_by_sid finds the session");
+    s2 = s;
+    s2.session_pk = 0;
+    s2.token = apr_pstrcat(c->p, tok, "-2", NULL);
+    s2.phase = "init";
+    s2.finished = 1;
+    rv = memds_store_session_save(a, &s2, 0); /* expires now: expired */
+    ok(c, rv == APR_SUCCESS && s2.session_pk > s.session_pk,
+       "a second session with the same SessionID");
+    rv = memds_store_session_by_sid(a, &r, c->dev, "1");
+    ok(c, rv == APR_SUCCESS && r.session_pk == s2.session_pk && r.finished
+          && r.expired, "session_by_sid returns the newest (finished, expired)");
+    rv = memds_store_session_by_sid(a, &r, c->dev2, "1");
+    ok_rv(c, a, rv, APR_ENOENT, "session_by_sid of another device: ENOENT");
+    rv = memds_store_session_by_token(a, &r, s2.token);
+    ok(c, rv == APR_SUCCESS && r.expired, "an expired session by token: expired = 1");
+
+    s2.session_pk = -5;
+    rv = memds_store_session_save(a, &s2, 60);
+    ok_rv(c, a, rv, APR_ENOENT, "session_save of a missing session_pk: ENOENT");
+    /* A duplicate token is a unique violation: an error, which aborts the
+     * transaction, so this runs in a savepoint rolled back to afterwards. */
+    raw_exec(a, "SAVEPOINT before_dup");
+    s2.session_pk = 0;
+    s2.token = tok;
+    rv = memds_store_session_save(a, &s2, 60);
+    ok(c, rv == APR_EGENERAL && a->err && strstr(a->err, "23505"),
+       "a duplicate token fails with the SQL error in err: %s",
+       a->err ? a->err : "(none)");
+    raw_exec(a, "ROLLBACK TO SAVEPOINT before_dup");
+    return s.session_pk;
+}
+
+static void check_expire(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    memds_session_row_t r;
+    int n = -1;
+    apr_status_t rv;
+
+    rv = memds_store_sessions_expire(a, &n);
+    ok(c, rv == APR_SUCCESS && n >= 1, "sessions_expire removed %d", n);
+    rv = memds_store_session_by_token(a, &r,
+                                      apr_psprintf(c->p, "tok-%s-2", c->acct));
+    ok_rv(c, a, rv, APR_ENOENT, "the expired session is gone");
+    rv = memds_store_session_by_token(a, &r, apr_psprintf(c->p, "tok-%s", c->acct));
+    ok_rv(c, a, rv, APR_SUCCESS, "the live session stays");
+}
+
+static void check_sstores(ctx_t *c, apr_int64_t spk)
+{
+    memds_store_t *a = &c->a;
+    memds_sstore_t s1, s2;
+    apr_array_header_t *arr;
+    const memds_sstore_t *x, *y;
+    apr_status_t rv;
+
+    memset(&s1, 0, sizeof(s1));
+    s1.store = "notes";
+    s1.client_uri = "./Notes";
+    s1.server_uri = "./notes";
+    s1.alert_code = 201;
+    s1.slow = 1;
+    s1.client_next = "c1";
+    s1.server_next = "s1";
+    s1.snapshot_seq = -1;
+    s2 = s1;
+    s2.store = "contacts";
+    s2.client_uri = "./Contacts";
+    s2.alert_code = 200;
+    s2.slow = 0;
+    s2.snapshot_seq = 77;
+    s2.queue_built = 1;
+    ok(c, memds_store_sstore_save(a, spk, &s1) == APR_SUCCESS
+          && memds_store_sstore_save(a, spk, &s2) == APR_SUCCESS,
+       "sstore_save x2");
+    rv = memds_store_sstores_load(a, &arr, spk);
+    ok(c, rv == APR_SUCCESS && arr->nelts == 2, "sstores_load: two stores");
+    if (rv == APR_SUCCESS && arr->nelts == 2) {
+        x = APR_ARRAY_IDX(arr, 0, const memds_sstore_t *);
+        y = APR_ARRAY_IDX(arr, 1, const memds_sstore_t *);
+        ok(c, streq(x->store, "contacts") && streq(y->store, "notes"),
+           "in store order");
+        ok(c, streq(x->client_uri, "./Contacts") && x->alert_code == 200
+              && !x->slow && x->snapshot_seq == 77 && x->queue_built
+              && streq(y->server_uri, "./notes") && y->slow
+              && y->snapshot_seq == -1 && !y->queue_built
+              && streq(y->client_next, "c1") && streq(y->server_next, "s1"),
+           "every field read back (snapshot -1 stays -1)");
+    }
+    s1.snapshot_seq = 5;
+    s1.queue_built = 1;
+    s1.alert_code = 200;
+    rv = memds_store_sstore_save(a, spk, &s1);
+    memds_store_sstores_load(a, &arr, spk);
+    x = arr->nelts == 2 ? APR_ARRAY_IDX(arr, 1, const memds_sstore_t *) : NULL;
+    ok(c, rv == APR_SUCCESS && x && x->snapshot_seq == 5 && x->queue_built
+          && x->alert_code == 200, "sstore_save updates");
+}
+
+static void check_queue(ctx_t *c, apr_int64_t spk)
+{
+    memds_store_t *a = &c->a;
+    memds_qitem_t q, f;
+    apr_array_header_t *arr;
+    apr_status_t rv = APR_SUCCESS;
+    int i, n = -1;
+
+    memset(&q, 0, sizeof(q));
+    for (i = 1; i <= 3 && rv == APR_SUCCESS; ++i) {
+        q.store = "contacts";
+        q.n = i;
+        q.op = i == 1 ? MEMDS_Q_ADD : i == 2 ? MEMDS_Q_REPLACE : MEMDS_Q_DELETE;
+        q.guid = apr_psprintf(c->p, "g%d", i);
+        q.luid = i == 1 ? NULL : apr_psprintf(c->p, "l%d", i);
+        rv = memds_store_queue_add(a, spk, &q);
+    }
+    q.store = "notes";
+    q.n = 1;
+    q.op = MEMDS_Q_ADD;
+    q.guid = "n1";
+    q.luid = NULL;
+    if (rv == APR_SUCCESS) {
+        rv = memds_store_queue_add(a, spk, &q);
+    }
+    ok_rv(c, a, rv, APR_SUCCESS, "queue_add x4 (two stores)");
+
+    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 2);
+    ok(c, rv == APR_SUCCESS && arr->nelts == 2
+          && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
+          && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 2,
+       "queue_unsent with limit 2: the first two in order");
+    if (rv == APR_SUCCESS && arr->nelts == 2) {
+        const memds_qitem_t *x = APR_ARRAY_IDX(arr, 0, memds_qitem_t *);
+        const memds_qitem_t *y = APR_ARRAY_IDX(arr, 1, memds_qitem_t *);
+        ok(c, x->op == MEMDS_Q_ADD && streq(x->guid, "g1") && x->luid == NULL
+              && x->sent_bytes == 0 && x->sent_msg_id == 0 && x->status == 0
+              && y->op == MEMDS_Q_REPLACE && streq(y->luid, "l2")
+              && streq(y->store, "contacts"),
+           "queue item fields read back");
+    }
+    rv = memds_store_queue_count_unsent(a, &n, spk);
+    ok(c, rv == APR_SUCCESS && n == 4, "queue_count_unsent: 4 (all stores)");
+
+    rv = memds_store_queue_find(a, &f, spk, "contacts", "g2", NULL);
+    ok(c, rv == APR_SUCCESS && f.n == 2, "queue_find by guid");
+    f.sent_bytes = 1234;
+    f.sent_msg_id = 5;
+    f.status = 200;
+    rv = memds_store_queue_update(a, spk, &f);
+    ok_rv(c, a, rv, APR_SUCCESS, "queue_update");
+    rv = memds_store_queue_find(a, &f, spk, "contacts", NULL, "l2");
+    ok(c, rv == APR_SUCCESS && f.n == 2 && f.sent_bytes == 1234
+          && f.sent_msg_id == 5 && f.status == 200 && streq(f.guid, "g2"),
+       "queue_find by luid sees the update");
+    rv = memds_store_queue_find(a, &f, spk, "contacts", "nope", NULL);
+    ok_rv(c, a, rv, APR_ENOENT, "queue_find of an unknown guid: ENOENT");
+    rv = memds_store_queue_find(a, &f, spk, "notes", NULL, "l2");
+    ok_rv(c, a, rv, APR_ENOENT, "queue_find in another store: ENOENT");
+    f.n = 99;
+    rv = memds_store_queue_update(a, spk, &f);
+    ok_rv(c, a, rv, APR_ENOENT, "queue_update of a missing item: ENOENT");
+
+    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 10);
+    ok(c, rv == APR_SUCCESS && arr->nelts == 2
+          && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
+          && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 3,
+       "a sent item is no longer unsent");
+    rv = memds_store_queue_unsent(a, &arr, spk, NULL, 0);
+    ok(c, rv == APR_SUCCESS && arr->nelts == 3,
+       "queue_unsent of all stores without a limit");
+    rv = memds_store_queue_count_unsent(a, &n, spk);
+    ok(c, rv == APR_SUCCESS && n == 3, "queue_count_unsent: 3");
+}
+
+static void check_partial(ctx_t *c, apr_int64_t spk)
+{
+    memds_store_t *a = &c->a;
+    memds_partial_t pt, g;
+    static const char c1[] = "BEGIN:VCARD\r\n\0";
+    static const char c2[] = "\xff\xfe\x00\x01";
+    static const char c3[] = "END:VCARD\r\n";
+    char all[64];
+    apr_size_t alen = 0;
+    apr_status_t rv;
+
+    rv = memds_store_partial_get(a, &g, spk, "contacts");
+    ok_rv(c, a, rv, APR_ENOENT, "partial_get before any chunk: ENOENT");
+    memset(&pt, 0, sizeof(pt));
+    pt.store = "contacts";
+    pt.cmd = "Add";
+    pt.luid = "L77";
+    pt.content_type = "text/x-vcard";
+    pt.total_size = (apr_int64_t)(sizeof(c1) - 1 + sizeof(c2) - 1 + sizeof(c3) - 1);
+    rv = memds_store_partial_append(a, spk, &pt, c1, sizeof(c1) - 1);
+    memcpy(all + alen, c1, sizeof(c1) - 1);
+    alen += sizeof(c1) - 1;
+    if (rv == APR_SUCCESS) {
+        pt.total_size = 0; /* later chunks need not repeat the size */
+        rv = memds_store_partial_append(a, spk, &pt, c2, sizeof(c2) - 1);
+        memcpy(all + alen, c2, sizeof(c2) - 1);
+        alen += sizeof(c2) - 1;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = memds_store_partial_append(a, spk, &pt, c3, sizeof(c3) - 1);
+        memcpy(all + alen, c3, sizeof(c3) - 1);
+        alen += sizeof(c3) - 1;
+    }
+    ok_rv(c, a, rv, APR_SUCCESS, "partial_append x3");
+    rv = memds_store_partial_get(a, &g, spk, "contacts");
+    ok(c, rv == APR_SUCCESS && bytes_eq(g.data, g.len, all, alen)
+          && streq(g.store, "contacts") && streq(g.cmd, "Add")
+          && streq(g.luid, "L77") && streq(g.content_type, "text/x-vcard")
+          && g.total_size == (apr_int64_t)alen,
+       "partial_get: the chunks concatenated byte for byte, first chunk's meta");
+    rv = memds_store_partial_drop(a, spk, "contacts");
+    ok_rv(c, a, rv, APR_SUCCESS, "partial_drop");
+    rv = memds_store_partial_get(a, &g, spk, "contacts");
+    ok_rv(c, a, rv, APR_ENOENT, "partial_get after drop: ENOENT");
+}
+
+static void check_syncstate(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    memds_syncstate_t s, g;
+    apr_status_t rv;
+
+    rv = memds_store_syncstate_get(a, &g, c->dev, "contacts");
+    ok_rv(c, a, rv, APR_ENOENT, "syncstate_get before a sync: ENOENT");
+    s.client_uri = "./Contacts";
+    s.last_client_anchor = "20240101T000000Z";
+    s.last_server_anchor = "1";
+    s.last_seq = 41;
+    rv = memds_store_syncstate_put(a, c->dev, "contacts", &s);
+    ok_rv(c, a, rv, APR_SUCCESS, "syncstate_put (insert)");
+    rv = memds_store_syncstate_get(a, &g, c->dev, "contacts");
+    ok(c, rv == APR_SUCCESS && streq(g.client_uri, "./Contacts")
+          && streq(g.last_client_anchor, "20240101T000000Z")
+          && streq(g.last_server_anchor, "1") && g.last_seq == 41,
+       "syncstate read back");
+    s.last_server_anchor = "2";
+    s.last_seq = 42;
+    rv = memds_store_syncstate_put(a, c->dev, "contacts", &s);
+    memds_store_syncstate_get(a, &g, c->dev, "contacts");
+    ok(c, rv == APR_SUCCESS && streq(g.last_server_anchor, "2")
+          && g.last_seq == 42, "syncstate_put (update)");
+    rv = memds_store_syncstate_get(a, &g, c->dev2, "contacts");
+    ok_rv(c, a, rv, APR_ENOENT, "another device has no syncstate");
+}
+
+static void check_maps(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    const char *v = NULL;
+    apr_status_t rv;
+    apr_int64_t d = c->dev;
+
+    rv = memds_store_map_put(a, d, "contacts", "g1", "l1");
+    ok_rv(c, a, rv, APR_SUCCESS, "map_put g1<->l1");
+    rv = memds_store_map_guid(a, &v, d, "contacts", "l1");
+    ok(c, rv == APR_SUCCESS && streq(v, "g1"), "map_guid(l1) = g1");
+    rv = memds_store_map_luid(a, &v, d, "contacts", "g1");
+    ok(c, rv == APR_SUCCESS && streq(v, "l1"), "map_luid(g1) = l1");
+    ok(c, memds_store_map_guid(a, &v, d, "notes", "l1") == APR_ENOENT
+          && memds_store_map_guid(a, &v, c->dev2, "contacts", "l1") == APR_ENOENT,
+       "maps are per store and per device");
+
+    rv = memds_store_map_put(a, d, "contacts", "g1", "l2");
+    ok(c, rv == APR_SUCCESS
+          && memds_store_map_guid(a, &v, d, "contacts", "l1") == APR_ENOENT
+          && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_SUCCESS
+          && streq(v, "l2"),
+       "map_put g1<->l2 replaces the map of g1");
+    rv = memds_store_map_put(a, d, "contacts", "g2", "l2");
+    ok(c, rv == APR_SUCCESS
+          && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_ENOENT
+          && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_SUCCESS
+          && streq(v, "g2"),
+       "map_put g2<->l2 replaces the map of l2");
+    memds_store_map_put(a, d, "contacts", "g3", "l3");
+    memds_store_map_put(a, d, "contacts", "g4", "l4");
+    rv = memds_store_map_put(a, d, "contacts", "g3", "l4");
+    ok(c, rv == APR_SUCCESS
+          && memds_store_map_luid(a, &v, d, "contacts", "g4") == APR_ENOENT
+          && memds_store_map_guid(a, &v, d, "contacts", "l3") == APR_ENOENT
+          && memds_store_map_guid(a, &v, d, "contacts", "l4") == APR_SUCCESS
+          && streq(v, "g3"),
+       "map_put g3<->l4 replaces both g3<->l3 and g4<->l4");
+    rv = memds_store_map_del(a, d, "contacts", "g2");
+    ok(c, rv == APR_SUCCESS
+          && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_ENOENT,
+       "map_del");
+    memds_store_map_put(a, d, "notes", "n1", "nl1");
+    rv = memds_store_map_clear(a, d, "contacts");
+    ok(c, rv == APR_SUCCESS
+          && memds_store_map_luid(a, &v, d, "contacts", "g3") == APR_ENOENT
+          && memds_store_map_luid(a, &v, d, "notes", "n1") == APR_SUCCESS,
+       "map_clear forgets one store only");
+}
+
+static int all_digits(const char *s)
+{
+    if (s == NULL || *s == '\0') {
+        return 0;
+    }
+    for (; *s; ++s) {
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The row of guid in rows, or NULL. */
+static const memds_item_row_t *find_row(const apr_array_header_t *rows,
+                                        const char *guid)
+{
+    int i;
+
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_item_row_t *r = APR_ARRAY_IDX(rows, i, memds_item_row_t *);
+        if (streq(r->guid, guid)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static int in_seq_order(const apr_array_header_t *rows)
+{
+    int i;
+
+    for (i = 1; i < rows->nelts; ++i) {
+        if (APR_ARRAY_IDX(rows, i - 1, memds_item_row_t *)->seq
+            >= APR_ARRAY_IDX(rows, i, memds_item_row_t *)->seq) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void check_items(ctx_t *c)
+{
+    memds_store_t *a = &c->a, *b = &c->b;
+    static const char bin[] = "\0\xff\x01\x80item\0\xff";
+    const apr_size_t binlen = sizeof(bin) - 1;
+    apr_size_t biglen = 200 * 1024, i;
+    char *big = apr_palloc(c->p, biglen);
+    const char *g1 = NULL, *g2 = NULL, *g3 = NULL, *gb = NULL, *m = NULL;
+    memds_item_row_t r;
+    apr_array_header_t *rows;
+    apr_int64_t s0 = -1, s1 = -1, s2 = -1, s3 = -1;
+    const char *acct = c->acct, *acct2 = c->acct2;
+    apr_status_t rv;
+
+    for (i = 0; i < biglen; ++i) {
+        big[i] = (char)((i * 7919u + (i >> 8)) & 0xff);
+    }
+    rv = memds_store_items_seq(a, &s0);
+    ok(c, rv == APR_SUCCESS && s0 >= 0, "items_seq = %" APR_INT64_T_FMT, s0);
+
+    rv = memds_store_items_add(a, &g1, acct, "notes", "application/octet-stream",
+                               bin, binlen, c->dev);
+    ok(c, rv == APR_SUCCESS && all_digits(g1) && strlen(g1) <= 19,
+       "items_add: GUID is short decimal text (%s)", g1 ? g1 : "-");
+    rv = memds_store_items_get(a, &r, acct, "notes", g1);
+    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, bin, binlen)
+          && streq(r.content_type, "application/octet-stream")
+          && !r.deleted && r.changed_by == c->dev
+          && r.seq == apr_atoi64(g1) && r.seq > s0,
+       "items_get: bytes with NUL and 0xff exact, seq = GUID");
+    rv = memds_store_items_add(a, &gb, acct, "notes", NULL, big, biglen, 0);
+    ok_rv(c, a, rv, APR_SUCCESS, "items_add of a 200 KB item");
+    rv = memds_store_items_get(a, &r, acct, "notes", gb);
+    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, big, biglen)
+          && r.content_type == NULL && r.changed_by == 0,
+       "the 200 KB item reads back byte for byte");
+    rv = memds_store_items_add(a, &g2, acct, "notes", "text/plain", "two", 3,
+                               c->dev2);
+    ok_rv(c, a, rv, APR_SUCCESS, "items_add a third item");
+    rv = memds_store_items_add(a, &g3, acct2, "notes", "text/plain", "two", 3, 0);
+    ok_rv(c, a, rv, APR_SUCCESS, "items_add in another account");
+    ok(c, g1 && gb && g2 && strcmp(g1, gb) != 0 && strcmp(gb, g2) != 0
+          && strcmp(g2, g3 ? g3 : "") != 0, "GUIDs are distinct");
+
+    /* Other transactions may be writing items meanwhile (a shared
+     * database): items_seq may then stay below this run's changes, so the
+     * items_changed checks use this run's own seq values as bounds. */
+    rv = memds_store_items_seq(a, &s1);
+    ok(c, rv == APR_SUCCESS && s1 >= s0, "items_seq does not go back");
+    s1 = apr_atoi64(g3 ? g3 : "0"); /* the newest change so far */
+    rv = memds_store_items_changed(a, &rows, acct, "notes", -1, s1);
+    ok(c, rv == APR_SUCCESS && rows->nelts == 3 && find_row(rows, g1)
+          && find_row(rows, gb) && find_row(rows, g2) && in_seq_order(rows),
+       "items_changed(-1, now): every live item of the account, in seq order");
+    if (rv == APR_SUCCESS && find_row(rows, gb)) {
+        const memds_item_row_t *x = find_row(rows, gb);
+        ok(c, x->data == NULL && x->len == biglen && !x->deleted,
+           "items_changed rows carry no data but the size");
+    }
+    rv = memds_store_items_changed(a, &rows, acct, "notes", -1,
+                                   apr_atoi64(gb));
+    ok(c, rv == APR_SUCCESS && rows->nelts == 2 && !find_row(rows, g2),
+       "items_changed(-1, upto) stops at upto");
+
+    rv = memds_store_items_replace(a, acct, "notes", g1, "text/plain",
+                                   "new\0bytes", 9, c->dev2);
+    ok_rv(c, a, rv, APR_SUCCESS, "items_replace");
+    rv = memds_store_items_get(a, &r, acct, "notes", g1);
+    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, "new\0bytes", 9)
+          && streq(r.content_type, "text/plain") && r.changed_by == c->dev2
+          && r.seq > s1 && streq(r.guid, g1),
+       "replaced bytes, type, changed_by; new seq, same GUID");
+    rv = memds_store_items_replace(a, acct, "notes", "999999999999", "x", "x",
+                                   1, 0);
+    ok_rv(c, a, rv, APR_ENOENT, "items_replace of an unknown GUID: ENOENT");
+    rv = memds_store_items_delete(a, acct, "notes", g2, c->dev);
+    ok_rv(c, a, rv, APR_SUCCESS, "items_delete");
+    rv = memds_store_items_delete(a, acct, "notes", g2, c->dev);
+    ok_rv(c, a, rv, APR_ENOENT, "items_delete of a tombstone: ENOENT");
+    rv = memds_store_items_delete(a, acct, "notes", "nope", c->dev);
+    ok_rv(c, a, rv, APR_ENOENT, "items_delete of an unknown GUID: ENOENT");
+    rv = memds_store_items_get(a, &r, acct, "notes", "nope");
+    ok_rv(c, a, rv, APR_ENOENT, "items_get of an unknown GUID: ENOENT");
+    rv = memds_store_items_get(a, &r, acct, "notes", g2);
+    ok(c, rv == APR_SUCCESS && r.deleted && r.changed_by == c->dev
+          && r.seq > s1, "items_get returns the tombstone, with a new seq");
+
+    s2 = r.seq; /* the tombstone: the newest change so far */
+    rv = memds_store_items_changed(a, &rows, acct, "notes", s1, s2);
+    ok(c, rv == APR_SUCCESS && rows->nelts == 2 && in_seq_order(rows)
+          && streq(APR_ARRAY_IDX(rows, 0, memds_item_row_t *)->guid, g1)
+          && streq(APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->guid, g2)
+          && APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->deleted,
+       "items_changed(since, upto): the replace, then the tombstone");
+    rv = memds_store_items_changed(a, &rows, acct, "notes", -1, s2);
+    ok(c, rv == APR_SUCCESS && rows->nelts == 2 && !find_row(rows, g2),
+       "items_changed(-1, ...) leaves tombstones out");
+    rv = memds_store_items_changed(a, &rows, acct, "notes", s2, s2);
+    ok(c, rv == APR_SUCCESS && rows->nelts == 0, "no changes after the snapshot");
+
+    /* slow-sync matching */
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen);
+    ok(c, rv == APR_SUCCESS && streq(m, gb), "items_match finds the 200 KB item");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen - 1);
+    ok_rv(c, a, rv, APR_ENOENT, "items_match: one byte less does not match");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "two", 3);
+    ok_rv(c, a, rv, APR_ENOENT, "items_match skips tombstones (and other accounts)");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "new\0bytes", 9);
+    ok(c, rv == APR_SUCCESS && streq(m, g1), "items_match with a NUL byte");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "new", 3);
+    ok_rv(c, a, rv, APR_ENOENT, "items_match does not stop at the NUL");
+    memds_store_map_put(a, c->dev, "notes", gb, "LB");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen);
+    ok_rv(c, a, rv, APR_ENOENT, "items_match skips items mapped for the device");
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev2, big, biglen);
+    ok(c, rv == APR_SUCCESS && streq(m, gb), "... but not for another device");
+    /* Tamper with the stored hash: same hash, other bytes must not match. */
+    raw_exec2(a, "UPDATE memds.items SET sha1 = (SELECT sha1 FROM memds.items"
+              " WHERE account = $1 AND store = 'notes' AND guid = $2)"
+              " WHERE account = $1 AND store = 'notes' AND guid <> $2"
+              " AND NOT deleted", acct, g1);
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev2, "new\0bytes", 9);
+    ok(c, rv == APR_SUCCESS && streq(m, g1),
+       "items_match compares bytes, not only the hash");
+    rv = memds_store_items_replace(a, acct, "notes", g2, "text/plain",
+                                   "back", 4, 0);
+    memds_store_items_get(a, &r, acct, "notes", g2);
+    ok(c, rv == APR_SUCCESS && !r.deleted && bytes_eq(r.data, r.len, "back", 4)
+          && r.changed_by == 0, "items_replace revives a tombstone");
+    rv = memds_store_items_add(a, &m, acct, "notes", NULL, NULL, 0, 0);
+    memds_store_items_get(a, &r, acct, "notes", m);
+    ok(c, rv == APR_SUCCESS && r.len == 0 && r.data != NULL,
+       "an empty item is stored as empty bytes");
+
+    /* Another transaction's uncommitted change: items_seq must stop below
+     * it, or a device would remember a snapshot that skips it. */
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "begin on b");
+    rv = memds_store_items_add(b, &m, acct2, "notes", NULL, "b", 1, 0);
+    ok_rv(c, b, rv, APR_SUCCESS, "b adds an item (not committed)");
+    rv = memds_store_items_add(a, &g3, acct, "notes", NULL, "a", 1, 0);
+    ok_rv(c, a, rv, APR_SUCCESS, "a adds an item after it");
+    memds_store_items_seq(a, &s0);
+    rv = memds_store_items_seq(a, &s3);
+    ok(c, rv == APR_SUCCESS && m && s3 < apr_atoi64(m),
+       "items_seq on a (%" APR_INT64_T_FMT ") stays below b's open change (%s)",
+       s3, m ? m : "-");
+    /* a's oldest open change is its first one (g1): b stops below it, even
+     * below b's own change. */
+    rv = memds_store_items_seq(b, &s3);
+    ok(c, rv == APR_SUCCESS && g1 && s3 < apr_atoi64(g1),
+       "items_seq on b (%" APR_INT64_T_FMT ") stays below a's oldest open "
+       "change (%s)", s3, g1 ? g1 : "-");
+    memds_store_rollback(b);
+    rv = memds_store_items_seq(a, &s3);
+    ok(c, rv == APR_SUCCESS && s3 >= s0,
+       "after b's rollback items_seq on a (%" APR_INT64_T_FMT ") does not go "
+       "back (alone in the database, it covers a's change %s)", s3,
+       g3 ? g3 : "-");
+}
+
+int main(int argc, const char *const *argv)
+{
+    ctx_t c;
+    apr_pool_t *p;
+    memds_pgpool_t *pool;
+    memds_pgpool_params_t pp = { 0, 2, 2, apr_time_from_sec(60),
+                                 apr_time_from_sec(5) };
+    memds_pgconn_t *ca = NULL, *cb = NULL;
+    const char *err = NULL;
+    apr_int64_t spk;
+    int nn;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CONNINFO\n", argv[0]);
+        return 2;
+    }
+    apr_app_initialize(&argc, &argv, NULL);
+    apr_pool_create(&p, NULL);
+    memset(&c, 0, sizeof(c));
+    c.p = p;
+    c.acct = apr_psprintf(p, "store-check-%ld-%" APR_TIME_T_FMT, (long)getpid(),
+                          apr_time_now());
+    c.acct2 = apr_pstrcat(p, c.acct, "-other", NULL);
+
+    if (memds_pgpool_create(&pool, argv[1], &pp, NULL, p) != APR_SUCCESS
+        || memds_pgpool_acquire(&ca, pool, &err, p) != APR_SUCCESS
+        || memds_pgpool_acquire(&cb, pool, &err, p) != APR_SUCCESS) {
+        printf("1..0 # Skipped: cannot connect: %s\n", err ? err : "?");
+        fprintf(stderr, "store_check: cannot connect: %s\n", err ? err : "?");
+        return 2;
+    }
+    memds_store_init(&c.a, ca, p);
+    memds_store_init(&c.b, cb, p);
+
+    memds_store_rollback(&c.a);
+    ok_rv(&c, &c.a, memds_store_begin(&c.a), APR_SUCCESS, "begin on a");
+    check_devices(&c);
+    check_auth(&c);
+    spk = check_sessions(&c);
+    check_expire(&c);
+    check_sstores(&c, spk);
+    check_queue(&c, spk);
+    check_partial(&c, spk);
+    check_syncstate(&c);
+    check_maps(&c);
+    check_items(&c);
+
+    memds_store_rollback(&c.a);
+    ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
+       "rolled back");
+    nn = (int)raw_count(&c.a, "SELECT (SELECT count(*) FROM memds.devices"
+                        " WHERE account LIKE $1 || '%')"
+                        " + (SELECT count(*) FROM memds.items"
+                        " WHERE account LIKE $1 || '%')"
+                        " + (SELECT count(*) FROM memds.device_auth"
+                        " WHERE account LIKE $1 || '%')", c.acct);
+    ok(&c, nn == 0, "nothing of this run remains in the database");
+
+    memds_pgpool_release(pool, cb, 0);
+    memds_pgpool_release(pool, ca, 0);
+    printf("1..%d\n", c.n);
+    if (c.failed) {
+        printf("# %d of %d checks failed\n", c.failed, c.n);
+    }
+    apr_pool_destroy(p);
+    apr_terminate();
+    return c.failed ? 1 : 0;
+}
