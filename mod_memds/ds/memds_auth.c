@@ -41,8 +41,15 @@ const char *memds_auth_md5_digest(const char *inner, const char *nonce_b64,
 
 const char *memds_auth_new_nonce(apr_pool_t *p)
 {
-    unsigned char raw[12];
-    char *out = apr_palloc(p, apr_base64_encode_len(sizeof(raw)));
+    /* The nonce itself is printable (16 letters and digits, about 95 bits):
+     * clients such as libsynthesis keep the decoded nonce as a C string, so
+     * a NUL or a high byte in it breaks their digest (seen as a local 415). */
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char raw[16];
+    char text[17];
+    char *out = apr_palloc(p, apr_base64_encode_len(16));
+    int i;
 
     if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS) {
         /* /dev/urandom missing is a broken system; fall back to time. */
@@ -50,7 +57,11 @@ const char *memds_auth_new_nonce(apr_pool_t *p)
         memset(raw, 0, sizeof(raw));
         memcpy(raw, &t, sizeof(t));
     }
-    apr_base64_encode(out, (const char *)raw, sizeof(raw));
+    for (i = 0; i < 16; ++i) {
+        text[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
+    }
+    text[16] = '\0';
+    apr_base64_encode(out, text, 16);
     return out;
 }
 

@@ -1234,8 +1234,15 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
             return db_fail(e, "reading the change sequence");
         }
     }
-    if (mode == 202 || mode == 203) {
-        goto done; /* from-client modes: nothing goes to the device */
+    if (mode == 202) {
+        /* One-way from client: the server's changes wait for a later sync,
+         * so the device's change position stays where it was (its own
+         * changes of this session are not echoed: changed_by). */
+        ss->snapshot_seq = since;
+        goto done;
+    }
+    if (mode == 203) {
+        goto done; /* the server now holds exactly the device's items */
     }
     if (mode == 201 || mode == 205) {
         since = -1; /* everything live */
@@ -1346,17 +1353,24 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
     return APR_SUCCESS;
 }
 
-/* Cut a chunk of at most n bytes that XML can carry: not inside a UTF-8
- * sequence (WBXML takes any cut). */
-static apr_size_t safe_cut(const char *d, apr_size_t n, memds_enc_e enc)
+/* Cut a chunk of at most n bytes (rest = bytes left) that XML carries
+ * unchanged: not inside a UTF-8 sequence, and with no whitespace at either
+ * edge of a chunk, since XML clients (libsynthesis) trim the text of <Data>
+ * and would lose it. WBXML takes any cut. */
+static apr_size_t safe_cut(const char *d, apr_size_t n, apr_size_t rest,
+                           memds_enc_e enc)
 {
-    if (enc == MEMDS_ENC_WBXML) {
+#define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n')
+
+    if (enc == MEMDS_ENC_WBXML || n >= rest) {
         return n;
     }
-    while (n > 0 && ((unsigned char)d[n] & 0xC0) == 0x80) {
+    while (n > 0 && (((unsigned char)d[n] & 0xC0) == 0x80 || WS(d[n])
+                     || WS(d[n - 1]))) {
         --n;
     }
     return n;
+#undef WS
 }
 
 /* Put as many queued changes as fit into Sync commands of the answer.
@@ -1466,7 +1480,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                         hi = mid - 1;
                     }
                 }
-                lo = safe_cut(it->data.data, lo, e->enc);
+                lo = safe_cut(it->data.data, lo, rest, e->enc);
                 if (lo >= 64 || (lo > 0 && added == 0)) {
                     it->data.len = lo;
                     q->sent_bytes += (apr_int64_t)lo;

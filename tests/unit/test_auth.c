@@ -3,6 +3,8 @@
 #include "ds/memds_auth.h"
 
 #include <apr_file_io.h>
+#include <apr_base64.h>
+#include <apr_lib.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +47,15 @@ static void nonces_differ(void)
 {
     const char *a = memds_auth_new_nonce(unit_pool), *b = memds_auth_new_nonce(unit_pool);
 
-    CU_ASSERT_EQUAL(strlen(a), 16);
+    char raw[32];
+    int n, i;
+
+    CU_ASSERT_EQUAL(strlen(a), 24);
+    n = apr_base64_decode(raw, a);
+    CU_ASSERT_EQUAL(n, 16);
+    for (i = 0; i < n; ++i) {
+        CU_ASSERT(apr_isalnum(raw[i]));   /* printable: clients keep C strings */
+    }
     CU_ASSERT_NOT_EQUAL(strcmp(a, b), 0);
     CU_ASSERT(memds_auth_equal("abc", "abc"));
     CU_ASSERT(!memds_auth_equal("abc", "abd"));
