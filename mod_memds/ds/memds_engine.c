@@ -843,6 +843,7 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
     const char *guid = NULL, *odata, *otype;
     apr_size_t olen;
     apr_status_t rv;
+    int conflict;
 
     rv = memds_store_map_guid(&e->st, &guid, e->dev.device_id, o->ss->store, luid);
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
@@ -860,8 +861,8 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
         if (olen == len && memcmp(odata, data, len) == 0) {
             return "200";
         }
-        if ((o->ss->slow || changed_on_server(o, guid))
-            && e->cfg->conflict != MEMDS_CONFLICT_CLIENT_WINS) {
+        conflict = o->ss->slow || changed_on_server(o, guid);
+        if (conflict && e->cfg->conflict != MEMDS_CONFLICT_CLIENT_WINS) {
             if (e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
                 const char *nguid;
                 if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS
@@ -888,7 +889,7 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
         if (o->ds->vt->replace(o->ds, guid, type, data, len) != APR_SUCCESS) {
             return NULL;
         }
-        return changed_on_server(o, guid) ? "208" : "200";
+        return conflict ? "208" : "200";
     }
     /* Unknown LUID: in a slow or refresh sync match identical content first
      * so that nothing is duplicated. */

@@ -284,3 +284,103 @@ def test_210_kill_child_mid_session(stack):
     assert count_items(stack, store) == 600
     a = sess.post(sess.message(""))
     assert a.final
+
+
+SITE_ITEMS = """
+MemDSDatabase "{PG}"
+<Location /items>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSDatastore items
+    MemDSAuthFile "%s"
+    %s
+</Location>
+"""
+
+
+def _items_site(stack, extra):
+    return SITE_ITEMS % (os.path.join(stack.var, "httpd", "users"), extra)
+
+
+def _set_item(stack, store, data):
+    psql(stack, "UPDATE memds.items SET data = convert_to('%s', 'UTF8'), sha1 = 'x', "
+                "seq = memds.item_seq_take(), changed_by = NULL WHERE store = '%s'"
+         % (data, store))
+
+
+@pytest.mark.parametrize("policy,code", [("server-wins", "419"), ("client-wins", "208"),
+                                         ("duplicate", "209")])
+def test_211_conflict_policies(stack, policy, code):
+    stack.apply_site(_items_site(stack, "MemDSConflictPolicy " + policy))
+    store = "conf-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    run_to_sync(sess, store, ["v1"])
+    sess.post(sess.message(""))
+    _set_item(stack, store, "server")
+    s2 = S.Session(items_url(stack), sess.devid, "alice", "alice-secret", session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, store, "./" + store, "n2", last="c-next-1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    a = s2.post(s2.message(S.sync(2, store, "./" + store, [("Replace", "luid-0", "client")])))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Replace"] == [code]
+    sent = a.sync_items()
+    datas = sorted(psql(stack, "SELECT convert_from(data, 'UTF8') FROM memds.items "
+                              "WHERE store='%s' AND NOT deleted" % store).split("\n"))
+    if policy == "server-wins":
+        assert [(i[0], i[2], i[3]) for i in sent] == [("Replace", "luid-0", "server")]
+        assert datas == ["server"]
+    elif policy == "client-wins":
+        assert sent == []
+        assert datas == ["client"]
+    else:
+        assert [(i[0], i[3]) for i in sent] == [("Add", "server")]
+        assert datas == ["client", "server"]
+
+
+def test_212_auth_failures_are_limited(stack):
+    stack.allow_log(r"authentication failed")
+    stack.apply_site(_items_site(stack, "MemDSAuthLimit 3 60 60"))
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    for i in range(3):
+        bad = S.Session(items_url(stack), devid, "alice", "nope", session_id=str(i))
+        assert bad.post(bad.message(S.alert(1, 201, "x", "./x", "n"))).hdr_status() == "401"
+    good = S.Session(items_url(stack), devid, "alice", "alice-secret", session_id="9")
+    a = good.post(good.message(S.alert(1, 201, "x", "./x", "n")))
+    assert a.hdr_status() == "401"  # blocked, although the password is right
+    other = S.Session(items_url(stack), devid + "-2", "alice", "alice-secret")
+    assert other.post(other.message(S.alert(1, 201, "x", "./x", "n"))).hdr_status() == "212"
+
+
+def test_213_httpd_authenticated_user(stack):
+    """With Apache auth on the location, the user httpd authenticated is the
+    account and the SyncML message needs no Cred."""
+    users = os.path.join(stack.var, "httpd", "htpasswd")
+    subprocess.run(["htpasswd", "-bc", users, "carol", "carol-pw"], check=True,
+                   stderr=subprocess.DEVNULL)
+    os.chmod(users, 0o644)
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /items>
+    SetHandler memds-sync
+    MemDSEngine On
+    AuthType Basic
+    AuthName "sync"
+    AuthUserFile "%s"
+    Require valid-user
+</Location>
+""" % users)
+    import base64
+    import http.client
+    sess = S.Session(items_url(stack), "dev-" + uuid.uuid4().hex[:8], "carol", None)
+    sess.cred = False
+    body = sess.message(S.alert(1, 201, "httpauth", "./h", "n1"))
+    c = http.client.HTTPConnection("127.0.0.1", int(stack["MEMDS_HTTP_PORT"]))
+    c.request("POST", "/items", body=body, headers={
+        "Content-Type": "application/vnd.syncml+xml",
+        "Authorization": "Basic " + base64.b64encode(b"carol:carol-pw").decode()})
+    r = c.getresponse()
+    a = S.Answer(r.status, {}, r.read())
+    assert a.hdr_status() == "200"
+    assert a.resp_uri
+    assert psql(stack, "SELECT account FROM memds.devices WHERE devid='%s'" % sess.devid) == "carol"
+    c.request("POST", "/items", body=body, headers={"Content-Type": "application/vnd.syncml+xml"})
+    assert c.getresponse().status == 401
