@@ -32,6 +32,7 @@
 #define PH_SERVER "server-sync"
 #define PH_MAP "map"
 #define PH_DONE "done"
+#define PH_SUSPENDED "suspended"
 
 /* Room kept free below the client's MaxMsgSize for what the sizer cannot
  * know in advance (none today; a safety margin for odd clients). */
@@ -61,6 +62,7 @@ typedef struct eng_t {
     int authenticated_now;
     int saw_alert;                 /* sync alerts processed in this message */
     int need_sync_out;             /* package 4 starts in this answer */
+    int suspend;                   /* the client sent Alert 224 */
 } eng_t;
 
 /* ================================================================ helpers */
@@ -687,6 +689,8 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         memds_syncstate_t state;
         const char *name, *next = NULL, *last = NULL, *server_last = NULL;
         int mode = base_mode(code), have_state = 0, effective;
+        memds_sstore_t *resumed = NULL;
+        apr_int64_t old_pk = 0;
         apr_status_t rv;
 
         add_ref(&st->target_refs, it->target ? it->target->uri : NULL, e->p);
@@ -717,8 +721,39 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         else if (rv != APR_ENOENT) {
             return db_fail(e, "reading anchors");
         }
+        if (code == 225) {
+            /* Resume: continue the newest suspended session of this device
+             * and datastore where it stopped, in its sync mode; without one
+             * (or before 1.2), 509 and a normal sync. */
+            if (e->in->version != MEMDS_V12) {
+                st->data = "406";
+                reply(e, cmd, st);
+                continue;
+            }
+            rv = memds_store_suspended_find(&e->st, &old_pk, e->dev.device_id,
+                                            name, e->sess.session_pk);
+            if (rv == APR_SUCCESS) {
+                apr_array_header_t *olds;
+                int k;
+                if (memds_store_sstores_load(&e->st, &olds, old_pk) != APR_SUCCESS) {
+                    return db_fail(e, "loading a suspended session");
+                }
+                for (k = 0; k < olds->nelts; ++k) {
+                    if (strcmp(APR_ARRAY_IDX(olds, k, memds_sstore_t *)->store, name) == 0) {
+                        resumed = APR_ARRAY_IDX(olds, k, memds_sstore_t *);
+                    }
+                }
+            }
+            else if (rv != APR_ENOENT) {
+                return db_fail(e, "finding a suspended session");
+            }
+            mode = resumed ? resumed->alert_code : 200;
+            if (!resumed) {
+                st->data = "509";
+            }
+        }
         effective = mode;
-        if (mode == 200 || mode == 202 || mode == 204) {
+        if (!resumed && (mode == 200 || mode == 202 || mode == 204)) {
             /* A normal sync needs the anchors to agree; otherwise 508 and
              * the slow/refresh variant (+1). */
             if (!have_state || !last
@@ -739,9 +774,16 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         ss->slow = effective == 201;
         ss->client_next = next ? next : "";
         ss->server_next = new_anchor(e->p);
-        ss->snapshot_seq = -1;
-        ss->queue_built = 0;
-        if (effective == 205 || effective == 203) {
+        ss->snapshot_seq = resumed ? resumed->snapshot_seq : -1;
+        ss->queue_built = resumed ? resumed->queue_built : 0;
+        if (resumed) {
+            ss->slow = resumed->slow;
+            if (memds_store_resume_copy(&e->st, e->sess.session_pk, old_pk, name)
+                != APR_SUCCESS) {
+                return db_fail(e, "resuming a session");
+            }
+        }
+        else if (effective == 205 || effective == 203) {
             /* Refresh: the device's copy starts empty (205) or replaces the
              * server's view of it (203); old maps must not match. */
             if (memds_store_map_clear(&e->st, e->dev.device_id, name) != APR_SUCCESS) {
@@ -785,8 +827,15 @@ static apr_status_t do_alert(eng_t *e, const memds_cmd_t *cmd)
 {
     int code = code_of(cmd->data);
 
-    if ((code >= 200 && code <= 210)) {
+    if ((code >= 200 && code <= 210) || code == 225) {
         return sync_alert(e, cmd, code);
+    }
+    if (code == 224) {
+        /* Suspend: the state stays as it is (all in the database); a later
+         * session resumes it with Alert 225. */
+        e->suspend = 1;
+        reply(e, cmd, status_for(e, cmd, "200"));
+        return APR_SUCCESS;
     }
     if (code == 222) {
         /* "Send the next message": answered by what we send anyway. */
@@ -1893,7 +1942,9 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     add_ref(&hs->target_refs, h->target->uri, p);
     add_ref(&hs->source_refs, h->source->uri, p);
     hs->chal = e->chal;
-    APR_ARRAY_PUSH(e->replies, memds_cmd_t *) = hs;
+    if (!h->no_resp) {
+        APR_ARRAY_PUSH(e->replies, memds_cmd_t *) = hs;
+    }
 
     for (i = 0; i < e->in->cmds->nelts; ++i) {
         if ((rv = dispatch(e, APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *)))
@@ -1903,7 +1954,11 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     }
 
     /* Package transitions on the client's Final. */
-    if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && e->saw_alert) {
+    if (e->suspend) {
+        e->sess.phase = PH_SUSPENDED;
+        e->final = 1;
+    }
+    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && e->saw_alert) {
         e->sess.phase = PH_CLIENT;
         e->final = 1;
     }
@@ -1912,9 +1967,9 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     }
     else if (e->in->final && strcmp(e->sess.phase, PH_CLIENT) == 0) {
         for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
-            if ((rv = build_queue(e, APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *)))
-                != APR_SUCCESS) {
-                return rv;
+            memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
+            if (!ss->queue_built && (rv = build_queue(e, ss)) != APR_SUCCESS) {
+                return rv; /* (a resumed datastore brings its queue) */
             }
         }
         e->sess.phase = PH_SERVER;
@@ -1949,6 +2004,18 @@ apr_status_t memds_engine_process(memds_response_t *resp,
             e->sess.phase = PH_MAP;
             e->final = 1;
         }
+    }
+    if (e->out->cmds->nelts == 0 && !e->final) {
+        /* Nothing to say (the client asked for no statuses) but its
+         * package goes on: ask for the next message. */
+        memds_cmd_t *al = cmd_new(e, MEMDS_CMD_ALERT);
+        memds_item_t *it = item_new(p);
+        al->data = "222";
+        it->target = loc(p, h->source->uri);
+        it->source = loc(p, h->target->uri);
+        push(&al->items, it, p);
+        number(e, al);
+        APR_ARRAY_PUSH(e->out->cmds, memds_cmd_t *) = al;
     }
     e->out->final = e->final;
     if (e->sess.finished) {

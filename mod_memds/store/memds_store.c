@@ -1024,6 +1024,80 @@ apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
     return APR_SUCCESS;
 }
 
+/* ------------------------------------------------------ suspend/resume */
+
+apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
+                                        apr_int64_t device_id, const char *store,
+                                        apr_int64_t except)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_i64(&a, except);
+    rv = q_run(st, &res, "suspended_find",
+               "SELECT s.session_pk FROM memds.sessions s"
+               " JOIN memds.session_stores ss USING (session_pk)"
+               " WHERE s.device_id = $1::bigint AND ss.store = $2"
+               " AND s.phase = 'suspended' AND s.expires_at > now()"
+               " AND s.session_pk <> $3::bigint"
+               " ORDER BY s.updated_at DESC LIMIT 1 FOR UPDATE OF s",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    *pold = col_i64(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
+                                     apr_int64_t old_pk, const char *store)
+{
+    static const char *const sql[] = {
+        /* what the device had not acknowledged goes again, from the start */
+        "INSERT INTO memds.session_queue (session_pk, store, n, op, guid, luid)"
+        " SELECT $1::bigint, store, n, op, guid, luid FROM memds.session_queue"
+        " WHERE session_pk = $2::bigint AND store = $3 AND status IS NULL",
+        "INSERT INTO memds.session_seen (session_pk, store, guid)"
+        " SELECT $1::bigint, store, guid FROM memds.session_seen"
+        " WHERE session_pk = $2::bigint AND store = $3",
+        "INSERT INTO memds.session_partial (session_pk, store, cmd, luid,"
+        " content_type, total_size, data)"
+        " SELECT $1::bigint, store, cmd, luid, content_type, total_size, data"
+        " FROM memds.session_partial WHERE session_pk = $2::bigint AND store = $3",
+        "DELETE FROM memds.session_stores WHERE session_pk = $2::bigint AND store = $3"
+        " AND $1::bigint IS NOT NULL",
+        /* a suspended session with nothing left to resume is over */
+        "UPDATE memds.sessions SET phase = 'done', finished = true"
+        " WHERE session_pk = $2::bigint AND NOT EXISTS (SELECT 1 FROM"
+        " memds.session_stores WHERE session_pk = $2::bigint) AND $3::text IS NOT NULL"
+        " AND $1::bigint IS NOT NULL",
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(sql) / sizeof(sql[0]); ++i) {
+        qargs_t a;
+        apr_status_t rv;
+
+        qa_init(&a, st->pool);
+        qa_i64(&a, new_pk);
+        qa_i64(&a, old_pk);
+        qa_str(&a, store);
+        if ((rv = q_cmd(st, NULL, "resume_copy", sql[i], &a)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
 /* ------------------------------------------------- partial large object */
 
 apr_status_t memds_store_partial_get(memds_store_t *st, memds_partial_t *pt,

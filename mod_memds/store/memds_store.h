@@ -182,6 +182,20 @@ apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
                                   apr_int64_t session_pk, const char *store,
                                   const char *guid);
 
+/* --------------------------------------------------- suspend/resume */
+
+/** The newest suspended, unexpired session of the device that has store
+ *  (other than except), locked; APR_ENOENT if none. */
+apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
+                                        apr_int64_t device_id, const char *store,
+                                        apr_int64_t except);
+/** Move what store still had to do in session old_pk into new_pk: the
+ *  unacknowledged send queue, the slow-sync set, a partial large object;
+ *  the old session forgets store (and ends when nothing is left). The
+ *  caller saves the new session's datastore row itself. */
+apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
+                                     apr_int64_t old_pk, const char *store);
+
 /* ------------------------------------------------- partial large object */
 
 typedef struct memds_partial_t {

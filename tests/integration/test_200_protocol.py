@@ -384,3 +384,77 @@ MemDSDatabase "{PG}"
     assert psql(stack, "SELECT account FROM memds.devices WHERE devid='%s'" % sess.devid) == "carol"
     c.request("POST", "/items", body=body, headers={"Content-Type": "application/vnd.syncml+xml"})
     assert c.getresponse().status == 401
+
+
+def _ack(a):
+    """Statuses for every item of an answer, and Alert 222."""
+    items = a.sync_items()
+    body = "".join(S.status(i + 1, a.hdr("MsgID").text, it[4], it[0], "201",
+                            source_ref=it[1]) for i, it in enumerate(items))
+    return items, body
+
+
+def test_214_suspend_and_resume(stack):
+    """Suspend (Alert 224) in the middle of the server's package; a new
+    session resumes (Alert 225) in the same mode and sends only what the
+    device had not acknowledged."""
+    store = "susp-" + uuid.uuid4().hex[:8]
+    seed = new_session(stack)
+    run_to_sync(seed, store, ["item %03d %s" % (i, "z" * 300) for i in range(40)])
+    seed.post(seed.message(""))
+
+    sess = new_session(stack, max_msg=4096)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    a = sess.post(sess.message(S.sync(2, store, "./" + store, [])))
+    assert not a.final
+    first, body = _ack(a)
+    assert 0 < len(first) < 40
+    # The device takes the first message's items, then suspends.
+    body += ("<Alert><CmdID>%d</CmdID><Data>224</Data><Item><Target><LocURI>%s</LocURI>"
+             "</Target><Source><LocURI>%s</LocURI></Source></Item></Alert>"
+             % (len(first) + 1, S.esc(sess.url), S.esc(sess.devid)))
+    a = sess.post(sess.message(body))
+    assert a.final
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    assert a.sync_items() == []
+
+    # Resume in a new session.
+    r = S.Session(items_url(stack), sess.devid, "alice", "alice-secret", session_id="2",
+                  max_msg=4096)
+    a = r.post(r.message(S.alert(1, 225, store, "./" + store, "n2")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    assert a.commands("Alert")[0].find(S.NS + "Data").text == "201"
+    a = r.post(r.message(S.sync(2, store, "./" + store, [])))
+    rest = []
+    for _ in range(40):
+        items, body = _ack(a)
+        rest += items
+        if a.final:
+            break
+        a = r.post(r.message(body, final=False))
+    assert a.final
+    guids_first = set(i[1] for i in first)
+    guids_rest = set(i[1] for i in rest)
+    assert not guids_first & guids_rest        # nothing acknowledged is resent
+    assert len(guids_first | guids_rest) == 40  # and nothing is missing
+
+    # Resume with nothing suspended: 509, and a normal sync goes on.
+    other = new_session(stack)
+    a = other.post(other.message(S.alert(1, 225, store, "./" + store, "n3")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] in (["509"], ["508"])
+
+
+def test_215_noresp_gets_alert_222(stack):
+    """A non-final message with NoResp on the header gets no Status at all,
+    and the answer asks for the next message with Alert 222."""
+    store = "nr-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    msg = sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "a")]), final=False)
+    msg = msg.replace(b"</MsgID>", b"</MsgID>", 1).replace(
+        b"<Meta><MaxMsgSize", b"<NoResp/><Meta><MaxMsgSize", 1)
+    a = sess.post(msg)
+    assert a.statuses() == []
+    al = a.commands("Alert")
+    assert [x.find(S.NS + "Data").text for x in al] == ["222"]
+    assert count_items(stack, store) == 1
