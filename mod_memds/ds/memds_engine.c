@@ -1423,155 +1423,190 @@ static apr_size_t safe_cut(const char *d, apr_size_t n, apr_size_t rest,
 #undef WS
 }
 
-/* Put as many queued changes as fit into Sync commands of the answer.
- * Returns APR_SUCCESS; *pdone = nothing left unsent in any datastore. */
+/* One queued change placed in this answer, to undo if it does not fit. */
+typedef struct placed_t {
+    memds_qitem_t *q;
+    apr_int64_t prev_sent;
+} placed_t;
+
+static apr_status_t mark_sent(eng_t *e, memds_qitem_t *q, apr_int64_t sent,
+                              int complete, int status)
+{
+    q->sent_bytes = sent;
+    q->sent_msg_id = complete ? e->sess.server_msg_id : 0;
+    q->status = status;
+    if (memds_store_queue_update(&e->st, e->sess.session_pk, q) != APR_SUCCESS) {
+        return db_fail(e, "updating the send queue");
+    }
+    return APR_SUCCESS;
+}
+
+/* Exact bytes the answer would have with sync appended (and Final). */
+static apr_size_t total_with(eng_t *e, memds_sizer_t *sz, memds_cmd_t *sync,
+                             int base)
+{
+    e->cmd_id = base;
+    number(e, sync);
+    return memds_sizer_total(sz, 1) + memds_sizer_cmd_size(sz, sync);
+}
+
+/* Put as many queued changes as fit into one Sync per datastore.
+ * Sizes: each command's share is measured alone (a Sync's children add up:
+ * every item command ends on WBXML page 0, and XML namespaces depend only
+ * on the parent), then the whole Sync is measured exactly once and trimmed
+ * if the sum was short; so filling is linear in the number of items.
+ * *pdone: nothing is left to send in any datastore. */
 static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
 {
-    int i, j, full = 0, first_sync = 1;
     apr_size_t limit = limit_of(e);
+    int i, j, full = 0, first_sync = 1, left = 0;
+    apr_status_t rv;
 
-    *pdone = 1;
     for (i = 0; e->sstores && i < e->sstores->nelts && !full; ++i) {
         memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
-        apr_array_header_t *items;
-        memds_cmd_t *sync = cmd_new(e, MEMDS_CMD_SYNC);
+        memds_cmd_t *sync, one;
         memds_ds_t *ds;
-        int added = 0, base = e->cmd_id;
+        apr_array_header_t *items, *placed;
+        apr_size_t empty, one_empty, est;
+        int base = e->cmd_id, more = 1;
 
         if (!ss->queue_built) {
             continue;
         }
+        sync = cmd_new(e, MEMDS_CMD_SYNC);
         sync->target = loc(e->p, ss->client_uri);
         sync->source = loc(e->p, ss->server_uri);
+        sync->cmds = apr_array_make(e->p, 64, sizeof(memds_cmd_t *));
+        placed = apr_array_make(e->p, 64, sizeof(placed_t));
         if (open_ds(&ds, e, ss->store) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
-        if (memds_store_queue_unsent(&e->st, &items, e->sess.session_pk,
-                                     ss->store, 500) != APR_SUCCESS) {
-            return db_fail(e, "reading the send queue");
-        }
-        for (j = 0; j < items->nelts; ++j) {
-            memds_qitem_t *q = APR_ARRAY_IDX(items, j, memds_qitem_t *);
-            memds_cmd_t *c;
-            const char *data;
-            apr_size_t len;
-            apr_status_t rv = queued_cmd(&c, e, ds, q, &data, &len);
+        empty = total_with(e, sz, sync, base);
+        est = empty;
+        one = *sync;
+        one.cmds = apr_array_make(e->p, 1, sizeof(memds_cmd_t *));
+        one_empty = memds_sizer_cmd_size(sz, &one);
 
-            if (rv == APR_ENOENT) {
-                /* Deleted meanwhile: nothing to send; the next sync tells. */
-                q->sent_msg_id = e->sess.server_msg_id;
-                q->status = 200;
-                if (memds_store_queue_update(&e->st, e->sess.session_pk, q)
-                    != APR_SUCCESS) {
-                    return db_fail(e, "updating the send queue");
-                }
-                continue;
+        while (more && !full) {
+            if (memds_store_queue_unsent(&e->st, &items, e->sess.session_pk,
+                                         ss->store, 500) != APR_SUCCESS) {
+                return db_fail(e, "reading the send queue");
             }
-            if (rv != APR_SUCCESS) {
-                return db_fail(e, "fetching an item");
-            }
-            if (e->sess.max_obj_size > 0 && (apr_int64_t)len > e->sess.max_obj_size) {
-                /* Larger than the device takes: never sent (logged). */
-                e->resp->log_level = 4;
-                e->resp->log_msg = apr_psprintf(e->p, "item %s of %s (%lu bytes) "
-                                                "exceeds the device's MaxObjSize",
-                                                q->guid, ss->store,
-                                                (unsigned long)len);
-                q->sent_msg_id = e->sess.server_msg_id;
-                q->status = 413;
-                if (memds_store_queue_update(&e->st, e->sess.session_pk, q)
-                    != APR_SUCCESS) {
-                    return db_fail(e, "updating the send queue");
-                }
-                continue;
-            }
-            APR_ARRAY_PUSH(sync->cmds ? sync->cmds
-                           : (sync->cmds = apr_array_make(e->p, 16,
-                                                          sizeof(memds_cmd_t *))),
-                           memds_cmd_t *) = c;
-            /* CmdIDs are part of the size: number exactly as sent. */
-            e->cmd_id = base;
-            number(e, sync);
-            if (memds_sizer_total(sz, 1) + memds_sizer_cmd_size(sz, sync) <= limit) {
-                q->sent_bytes = (apr_int64_t)len;
-                q->sent_msg_id = e->sess.server_msg_id;
-                if (memds_store_queue_update(&e->st, e->sess.session_pk, q)
-                    != APR_SUCCESS) {
-                    return db_fail(e, "updating the send queue");
-                }
-                ++added;
-                continue;
-            }
-            /* Does not fit. A large object goes in chunks if the device
-             * takes them; otherwise it waits for the next message, unless
-             * even an otherwise empty message could not hold it. */
-            sync->cmds->nelts--;
-            if (q->op != MEMDS_Q_DELETE && e->dev.large_objs) {
-                memds_item_t *it = APR_ARRAY_IDX(c->items, 0, memds_item_t *);
-                apr_size_t rest = len - (apr_size_t)q->sent_bytes, lo = 0, hi = rest;
+            more = items->nelts == 500;
+            for (j = 0; j < items->nelts && !full; ++j) {
+                memds_qitem_t *q = APR_ARRAY_IDX(items, j, memds_qitem_t *);
+                memds_cmd_t *c;
+                const char *data;
+                apr_size_t len, delta;
+                placed_t *pl;
 
-                it->more_data = 1;
-                if (q->sent_bytes == 0) {
-                    if (!it->meta) it->meta = meta_new(e->p);
-                    it->meta->size = (apr_int64_t)len;
+                rv = queued_cmd(&c, e, ds, q, &data, &len);
+                if (rv == APR_ENOENT) {
+                    /* Deleted meanwhile: nothing to send; the next sync tells. */
+                    if ((rv = mark_sent(e, q, 0, 1, 200)) != APR_SUCCESS) {
+                        return rv;
+                    }
+                    continue;
                 }
-                APR_ARRAY_PUSH(sync->cmds, memds_cmd_t *) = c;
-                e->cmd_id = base;
-                number(e, sync);
-                /* Largest chunk that fits (binary search on the exact size). */
-                while (lo < hi) {
-                    apr_size_t mid = (lo + hi + 1) / 2;
-                    it->data.len = mid;
-                    if (memds_sizer_total(sz, 0) + memds_sizer_cmd_size(sz, sync)
-                        <= limit) {
-                        lo = mid;
+                if (rv != APR_SUCCESS) {
+                    return db_fail(e, "fetching an item");
+                }
+                if (e->sess.max_obj_size > 0 && (apr_int64_t)len > e->sess.max_obj_size) {
+                    e->resp->log_level = 4;
+                    e->resp->log_msg = apr_psprintf(e->p, "item %s of %s (%lu bytes) "
+                                                    "exceeds the device's MaxObjSize: "
+                                                    "not sent", q->guid, ss->store,
+                                                    (unsigned long)len);
+                    if ((rv = mark_sent(e, q, 0, 1, 413)) != APR_SUCCESS) {
+                        return rv;
+                    }
+                    continue;
+                }
+                /* This command's share, with the CmdID it will have. */
+                e->cmd_id = base + 1 + sync->cmds->nelts;
+                c->cmd_id = apr_itoa(e->p, e->cmd_id);
+                APR_ARRAY_PUSH(one.cmds, memds_cmd_t *) = c;
+                delta = memds_sizer_cmd_size(sz, &one) - one_empty;
+                one.cmds->nelts = 0;
+                if (est + delta <= limit) {
+                    APR_ARRAY_PUSH(sync->cmds, memds_cmd_t *) = c;
+                    pl = apr_array_push(placed);
+                    pl->q = q;
+                    pl->prev_sent = q->sent_bytes;
+                    est += delta;
+                    if ((rv = mark_sent(e, q, (apr_int64_t)len, 1, 0)) != APR_SUCCESS) {
+                        return rv;
+                    }
+                    continue;
+                }
+                full = 1;
+                if (q->op != MEMDS_Q_DELETE && e->dev.large_objs) {
+                    /* A large object: the biggest chunk that fits, exactly
+                     * measured (binary search), cut where XML keeps it. */
+                    memds_item_t *it = APR_ARRAY_IDX(c->items, 0, memds_item_t *);
+                    apr_size_t rest = len - (apr_size_t)q->sent_bytes, lo = 0, hi = rest;
+
+                    it->more_data = 1;
+                    if (q->sent_bytes == 0) {
+                        if (!it->meta) {
+                            it->meta = meta_new(e->p);
+                        }
+                        it->meta->size = (apr_int64_t)len;
+                    }
+                    APR_ARRAY_PUSH(sync->cmds, memds_cmd_t *) = c;
+                    while (lo < hi) {
+                        apr_size_t mid = (lo + hi + 1) / 2;
+                        it->data.len = mid;
+                        if (total_with(e, sz, sync, base) <= limit) {
+                            lo = mid;
+                        }
+                        else {
+                            hi = mid - 1;
+                        }
+                    }
+                    lo = safe_cut(it->data.data, lo, rest, e->enc);
+                    if (lo >= 64 || (lo > 0 && sync->cmds->nelts == 1)) {
+                        it->data.len = lo;
+                        pl = apr_array_push(placed);
+                        pl->q = q;
+                        pl->prev_sent = q->sent_bytes;
+                        if ((rv = mark_sent(e, q, q->sent_bytes + (apr_int64_t)lo, 0, 0))
+                            != APR_SUCCESS) {
+                            return rv;
+                        }
                     }
                     else {
-                        hi = mid - 1;
+                        sync->cmds->nelts--;
                     }
                 }
-                lo = safe_cut(it->data.data, lo, rest, e->enc);
-                if (lo >= 64 || (lo > 0 && added == 0)) {
-                    it->data.len = lo;
-                    q->sent_bytes += (apr_int64_t)lo;
-                    if (memds_store_queue_update(&e->st, e->sess.session_pk, q)
-                        != APR_SUCCESS) {
-                        return db_fail(e, "updating the send queue");
+                else if (sync->cmds->nelts == 0 && first_sync) {
+                    /* Would not fit even an otherwise empty message, and the
+                     * device takes no large objects: it cannot be sent. */
+                    e->resp->log_level = 4;
+                    e->resp->log_msg = apr_psprintf(e->p, "item %s of %s does not "
+                                                    "fit the device's MaxMsgSize and "
+                                                    "the device takes no large "
+                                                    "objects: not sent", q->guid,
+                                                    ss->store);
+                    if ((rv = mark_sent(e, q, 0, 1, 413)) != APR_SUCCESS) {
+                        return rv;
                     }
-                    ++added;
-                }
-                else {
-                    sync->cmds->nelts--;
+                    full = 0;
                 }
             }
-            else if (added == 0 && first_sync) {
-                e->resp->log_level = 4;
-                e->resp->log_msg = apr_psprintf(e->p, "item %s of %s does not "
-                                                "fit the device's MaxMsgSize and "
-                                                "the device takes no large "
-                                                "objects: not sent", q->guid,
-                                                ss->store);
-                q->sent_msg_id = e->sess.server_msg_id;
-                q->status = 413;
-                if (memds_store_queue_update(&e->st, e->sess.session_pk, q)
-                    != APR_SUCCESS) {
-                    return db_fail(e, "updating the send queue");
-                }
-                continue;
+        }
+        /* The exact size, trimmed if the shares added up short. */
+        while (sync->cmds->nelts > 0 && total_with(e, sz, sync, base) > limit) {
+            placed_t *pl = &APR_ARRAY_IDX(placed, placed->nelts - 1, placed_t);
+            if ((rv = mark_sent(e, pl->q, pl->prev_sent, 0, 0)) != APR_SUCCESS) {
+                return rv;
             }
-            e->cmd_id = base;
-            number(e, sync);
+            placed->nelts--;
+            sync->cmds->nelts--;
             full = 1;
-            break;
         }
-        if (!full) {
-            e->cmd_id = base;
-            number(e, sync);
-        }
-        if (items->nelts > 0 && !full && items->nelts == 500) {
-            full = 1; /* more than one batch: continue in the next message */
-        }
-        if (added > 0 || e->need_sync_out) {
+        if (sync->cmds->nelts > 0 || e->need_sync_out) {
+            total_with(e, sz, sync, base); /* final CmdIDs */
             APR_ARRAY_PUSH(e->out->cmds, memds_cmd_t *) = sync;
             memds_sizer_add(sz, sync);
             first_sync = 0;
@@ -1579,21 +1614,12 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         else {
             e->cmd_id = base;
         }
-        if (full || j < items->nelts) {
-            *pdone = 0;
-        }
     }
-    if (!full) {
-        int left = 0;
-        if (memds_store_queue_count_unsent(&e->st, &left, e->sess.session_pk)
-            != APR_SUCCESS) {
-            return db_fail(e, "counting the send queue");
-        }
-        *pdone = left == 0;
+    if (memds_store_queue_count_unsent(&e->st, &left, e->sess.session_pk)
+        != APR_SUCCESS) {
+        return db_fail(e, "counting the send queue");
     }
-    else {
-        *pdone = 0;
-    }
+    *pdone = left == 0;
     return APR_SUCCESS;
 }
 
@@ -1781,10 +1807,9 @@ static apr_status_t check_sequence(eng_t *e)
         return refuse(e, "400", "400", "out-of-order MsgID") == APR_SUCCESS
                ? APR_EACCES : APR_EGENERAL;
     }
-    if (e->sess.finished || e->sess.expired) {
-        return refuse(e, "400", "400", e->sess.finished ? "session already ended"
-                      : "session expired") == APR_SUCCESS ? APR_EACCES
-                                                          : APR_EGENERAL;
+    if (e->sess.expired && !e->sess.finished) {
+        return refuse(e, "400", "400", "session expired") == APR_SUCCESS
+               ? APR_EACCES : APR_EGENERAL;
     }
     return APR_SUCCESS;
 }
@@ -1841,6 +1866,19 @@ static apr_status_t start_session(eng_t *e, const char *account)
     }
     e->new_session = 1;
     return APR_SUCCESS;
+}
+
+/* Does the answer carry any Sync (something the client must answer)? */
+static int sent_items(const eng_t *e)
+{
+    int i;
+
+    for (i = 0; i < e->out->cmds->nelts; ++i) {
+        if (APR_ARRAY_IDX(e->out->cmds, i, memds_cmd_t *)->type == MEMDS_CMD_SYNC) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 apr_status_t memds_engine_process(memds_response_t *resp,
@@ -1975,6 +2013,9 @@ apr_status_t memds_engine_process(memds_response_t *resp,
         e->sess.phase = PH_SERVER;
         e->need_sync_out = 1;
     }
+    else if (strcmp(e->sess.phase, PH_DONE) == 0) {
+        e->final = 1; /* a late message (statuses for our last answer) */
+    }
     else if (e->in->final && strcmp(e->sess.phase, PH_MAP) == 0) {
         if ((rv = complete_session(e)) != APR_SUCCESS) {
             return rv;
@@ -2001,8 +2042,16 @@ apr_status_t memds_engine_process(memds_response_t *resp,
             return rv;
         }
         if (done) {
-            e->sess.phase = PH_MAP;
             e->final = 1;
+            e->sess.phase = PH_MAP;
+            if (!sent_items(e)) {
+                /* Nothing in this last message needs an answer, so the
+                 * client may not send one (libsynthesis does not): every
+                 * status is in, finish now. */
+                if ((rv = complete_session(e)) != APR_SUCCESS) {
+                    return rv;
+                }
+            }
         }
     }
     if (e->out->cmds->nelts == 0 && !e->final) {
