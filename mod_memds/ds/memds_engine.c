@@ -1189,7 +1189,21 @@ static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
     for (i = 0; cmd->map_items && i < cmd->map_items->nelts; ++i) {
         const memds_mapitem_t *mi = APR_ARRAY_IDX(cmd->map_items, i,
                                                   memds_mapitem_t *);
-        if (memds_store_map_put(&e->st, e->dev.device_id, ss->store, mi->target,
+        const char *guid = mi->target;
+        if (guid[0] == '#') {
+            memds_qitem_t q;
+            apr_status_t rv = memds_store_queue_find(&e->st, &q, e->sess.session_pk,
+                                                     ss->store, guid, NULL);
+            if (rv == APR_ENOENT) {
+                st->data = "404"; /* a temporary id we never gave out */
+                continue;
+            }
+            if (rv != APR_SUCCESS) {
+                return db_fail(e, "translating a temporary id");
+            }
+            guid = q.guid;
+        }
+        if (memds_store_map_put(&e->st, e->dev.device_id, ss->store, guid,
                                 mi->source) != APR_SUCCESS) {
             return db_fail(e, "storing a map");
         }
@@ -1381,7 +1395,18 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
     }
     c = cmd_new(e, q->op == MEMDS_Q_ADD ? MEMDS_CMD_ADD
                 : q->op == MEMDS_Q_REPLACE ? MEMDS_CMD_REPLACE : MEMDS_CMD_DELETE);
-    if (q->op == MEMDS_Q_ADD) {
+    if (e->dev.max_guid_size > 0 && strlen(q->guid) > (apr_size_t)e->dev.max_guid_size) {
+        /* The device cannot store our GUID: an Add carries the temporary
+         * id "#n" (queue position), which Map and Status translate back;
+         * Replace and Delete need only the device's LUID. */
+        if (q->op == MEMDS_Q_ADD) {
+            it->source = loc(e->p, apr_psprintf(e->p, "#%d", q->n));
+        }
+        else {
+            it->target = loc(e->p, q->luid);
+        }
+    }
+    else if (q->op == MEMDS_Q_ADD) {
         it->source = loc(e->p, q->guid);
     }
     else {

@@ -877,18 +877,34 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
         st->err = "store: queue_find: neither guid nor luid given";
         return APR_EGENERAL;
     }
-    qa_init(&a, st->pool);
-    qa_i64(&a, session_pk);
-    qa_str(&a, store);
-    qa_str(&a, guid);
-    qa_str(&a, luid);
-    rv = q_run(st, &res, "queue_find",
-               "SELECT " QUEUE_COLS " FROM memds.session_queue"
-               " WHERE session_pk = $1::bigint AND store = $2"
-               " AND CASE WHEN $3::text IS NOT NULL THEN guid = $3::text"
-               "     ELSE luid = $4::text END"
-               " ORDER BY n LIMIT 1",
-               &a, PGRES_TUPLES_OK);
+    if (guid && guid[0] == '#' && guid[1] && strspn(guid + 1, "0123456789")
+                                               == strlen(guid + 1)
+        && strlen(guid) < 10) {
+        /* A temporary id "#n" stands for queue position n (devices whose
+         * MaxGUIDSize is smaller than our GUIDs). */
+        qa_init(&a, st->pool);
+        qa_i64(&a, session_pk);
+        qa_str(&a, store);
+        qa_int(&a, atoi(guid + 1));
+        rv = q_run(st, &res, "queue_find",
+                   "SELECT " QUEUE_COLS " FROM memds.session_queue"
+                   " WHERE session_pk = $1::bigint AND store = $2"
+                   " AND n = $3::integer", &a, PGRES_TUPLES_OK);
+    }
+    else {
+        qa_init(&a, st->pool);
+        qa_i64(&a, session_pk);
+        qa_str(&a, store);
+        qa_str(&a, guid);
+        qa_str(&a, luid);
+        rv = q_run(st, &res, "queue_find",
+                   "SELECT " QUEUE_COLS " FROM memds.session_queue"
+                   " WHERE session_pk = $1::bigint AND store = $2"
+                   " AND CASE WHEN $3::text IS NOT NULL THEN guid = $3::text"
+                   "     ELSE luid = $4::text END"
+                   " ORDER BY n LIMIT 1",
+                   &a, PGRES_TUPLES_OK);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -153,7 +153,8 @@ apr_status_t memds_store_queue_unsent(memds_store_t *st,
                                       apr_int64_t session_pk, const char *store,
                                       int limit);
 /** The item with this store and guid or luid (whichever is not NULL;
- *  guid wins when both are given); APR_ENOENT if none. */
+ *  guid wins when both are given); a guid "#n" is the temporary id of
+ *  queue position n; APR_ENOENT if none. */
 apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
                                     apr_int64_t session_pk, const char *store,
                                     const char *guid, const char *luid);

@@ -458,3 +458,40 @@ def test_215_noresp_gets_alert_222(stack):
     al = a.commands("Alert")
     assert [x.find(S.NS + "Data").text for x in al] == ["222"]
     assert count_items(stack, store) == 1
+
+
+def test_216_max_guid_size(stack):
+    """A device whose DevInf says MaxGUIDSize 3 gets temporary ids (#n) in
+    Adds; its Map with them lands on the real GUIDs."""
+    store = "guid-" + uuid.uuid4().hex[:8]
+    psql(stack, "SELECT setval('memds.item_seq', greatest(nextval('memds.item_seq'), 100000))")
+    seed = new_session(stack)
+    run_to_sync(seed, store, ["a", "b", "c"])
+    seed.post(seed.message(""))
+    assert min(len(g) for g in psql(stack, "SELECT guid FROM memds.items WHERE "
+                                           "store='%s'" % store).split()) > 3
+    sess = new_session(stack)
+    devinf = ("<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>application/"
+              "vnd.syncml-devinf+xml</Type></Meta><Item><Source><LocURI>./devinf12</LocURI>"
+              "</Source><Data><DevInf xmlns='syncml:devinf'><VerDTD>1.2</VerDTD>"
+              "<DevID>%s</DevID><DevTyp>phone</DevTyp><DataStore><SourceRef>./%s"
+              "</SourceRef><MaxGUIDSize>3</MaxGUIDSize><Rx-Pref><CTType>text/plain</CTType>"
+              "<VerCT>1.0</VerCT></Rx-Pref><Tx-Pref><CTType>text/plain</CTType><VerCT>1.0"
+              "</VerCT></Tx-Pref><SyncCap><SyncType>1</SyncType></SyncCap></DataStore>"
+              "</DevInf></Data></Item></Put>" % (sess.devid, store))
+    a = sess.post(sess.message(devinf + S.alert(2, 201, store, "./" + store, "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Put"] == ["200"]
+    a = sess.post(sess.message(S.sync(3, store, "./" + store, [])))
+    items = a.sync_items()
+    assert len(items) == 3 and all(i[1].startswith("#") and len(i[1]) <= 3 for i in items)
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>L%d"
+                   "</LocURI></Source></MapItem>" % (it[1], n) for n, it in enumerate(items))
+    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>%s</LocURI></Target>"
+                               "<Source><LocURI>./%s</LocURI></Source>%s</Map>"
+                               % (store, store, maps)))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Map"] == ["200"]
+    mapped = psql(stack, "SELECT string_agg(m.guid, ',' ORDER BY m.guid) FROM memds.maps m "
+                         "JOIN memds.devices d USING (device_id) WHERE d.devid='%s'" % sess.devid)
+    real = psql(stack, "SELECT string_agg(guid, ',' ORDER BY guid) FROM memds.items "
+                       "WHERE store='%s'" % store)
+    assert mapped == real
