@@ -102,3 +102,18 @@ def test_005_reference_config_is_valid(stack):
     rc, out = stack.configtest(conf.replace("{", "{{").replace("}", "}}")
                                .replace("{{PG}}", "{PG}"))
     assert rc == 0, out
+
+
+def test_006_make_install(stack, tmp_path):
+    """make install puts the module (through apxs), the tools and the schema
+    under DESTDIR."""
+    build = stack.env["MEMDS_BUILD"]
+    r = subprocess.run(["make", "-C", build, "install", "DESTDIR=%s" % tmp_path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    names = {os.path.relpath(os.path.join(d, f), tmp_path)
+             for d, _, fs in os.walk(tmp_path) for f in fs}
+    assert any(n.endswith("modules/mod_memds.so") for n in names), names
+    assert any(n.endswith("bin/memds-admin") for n in names)
+    assert any(n.endswith("bin/memds-codec") for n in names)
+    assert any(n.endswith("schema/002_engine.sql") for n in names)

@@ -495,3 +495,27 @@ def test_216_max_guid_size(stack):
     real = psql(stack, "SELECT string_agg(guid, ',' ORDER BY guid) FROM memds.items "
                        "WHERE store='%s'" % store)
     assert mapped == real
+
+
+def test_217_watchdog_removes_expired_sessions(stack):
+    """The mod_watchdog job (every minute) deletes sessions past expires_at,
+    with their queues; live sessions stay."""
+    store = "exp-" + uuid.uuid4().hex[:8]
+    old = new_session(stack)
+    old.post(old.message(S.alert(1, 201, store, "./" + store, "n1")))
+    live = new_session(stack)
+    live.post(live.message(S.alert(1, 201, store, "./" + store, "n1")))
+    psql(stack, "UPDATE memds.sessions SET expires_at = now() - interval '1 second' "
+                "WHERE token = '%s'" % S.token_of(old.next_url))
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if psql(stack, "SELECT count(*) FROM memds.sessions WHERE token = '%s'"
+                % S.token_of(old.next_url)) == "0":
+            break
+        time.sleep(2)
+    assert psql(stack, "SELECT count(*) FROM memds.sessions WHERE token = '%s'"
+                % S.token_of(old.next_url)) == "0"
+    assert psql(stack, "SELECT count(*) FROM memds.sessions WHERE token = '%s'"
+                % S.token_of(live.next_url)) == "1"
+    assert psql(stack, "SELECT count(*) FROM memds.session_stores ss WHERE NOT EXISTS "
+                       "(SELECT 1 FROM memds.sessions s WHERE s.session_pk = ss.session_pk)") == "0"
