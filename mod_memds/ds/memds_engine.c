@@ -17,6 +17,7 @@
 #include "ds/memds_engine.h"
 
 #include <apr_base64.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_sha1.h>
 #include <apr_strings.h>
@@ -63,6 +64,10 @@ typedef struct eng_t {
     int saw_alert;                 /* sync alerts processed in this message */
     int need_sync_out;             /* package 4 starts in this answer */
     int suspend;                   /* the client sent Alert 224 */
+    /* the client's statuses for our items, stored in one statement */
+    apr_array_header_t *st_refs, *st_luids, *st_codes;
+    /* queue items changed while filling, stored in one statement */
+    apr_array_header_t *dirty;
 } eng_t;
 
 /* ================================================================ helpers */
@@ -855,7 +860,67 @@ typedef struct op_ctx_t {
     memds_sstore_t *ss;
     memds_ds_t *ds;
     apr_int64_t last_seq;      /* device's last seen change (conflicts) */
+    /* The device's maps of this datastore (luid -> guid), read once per
+     * Sync; new maps and slow-sync "seen" marks are stored together at the
+     * end of the Sync (flush_ops). */
+    apr_hash_t *luid2guid;
+    apr_hash_t *claimed;       /* guids mapped in this Sync (not yet stored) */
+    apr_array_header_t *new_guids, *new_luids, *seen;
 } op_ctx_t;
+
+static apr_status_t load_maps(op_ctx_t *o)
+{
+    apr_hash_t *g2l;
+    apr_hash_index_t *hi;
+
+    if (o->luid2guid) {
+        return APR_SUCCESS;
+    }
+    if (memds_store_maps_load(&o->e->st, &g2l, o->e->dev.device_id, o->ss->store)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    o->luid2guid = apr_hash_make(o->e->p);
+    for (hi = apr_hash_first(o->e->p, g2l); hi; hi = apr_hash_next(hi)) {
+        const void *k;
+        void *v;
+        apr_hash_this(hi, &k, NULL, &v);
+        apr_hash_set(o->luid2guid, v, APR_HASH_KEY_STRING, k);
+    }
+    return APR_SUCCESS;
+}
+
+static void new_map(op_ctx_t *o, const char *guid, const char *luid)
+{
+    APR_ARRAY_PUSH(o->new_guids, const char *) = guid;
+    APR_ARRAY_PUSH(o->new_luids, const char *) = luid;
+    apr_hash_set(o->luid2guid, luid, APR_HASH_KEY_STRING, guid);
+    apr_hash_set(o->claimed, guid, APR_HASH_KEY_STRING, "");
+}
+
+static void mark_seen(op_ctx_t *o, const char *guid)
+{
+    if (o->ss->slow || o->ss->alert_code == 203) {
+        APR_ARRAY_PUSH(o->seen, const char *) = guid;
+    }
+}
+
+static apr_status_t flush_ops(op_ctx_t *o)
+{
+    eng_t *e = o->e;
+
+    if (memds_store_map_put_many(&e->st, e->dev.device_id, o->ss->store,
+                                 (const char *const *)o->new_guids->elts,
+                                 (const char *const *)o->new_luids->elts,
+                                 o->new_guids->nelts) != APR_SUCCESS
+        || memds_store_seen_add_many(&e->st, e->sess.session_pk, o->ss->store,
+                                     (const char *const *)o->seen->elts,
+                                     o->seen->nelts) != APR_SUCCESS) {
+        return db_fail(e, "storing maps");
+    }
+    o->new_guids->nelts = o->new_luids->nelts = o->seen->nelts = 0;
+    return APR_SUCCESS;
+}
 
 static apr_status_t open_ds(memds_ds_t **pds, eng_t *e, const char *store)
 {
@@ -884,60 +949,48 @@ static int changed_on_server(op_ctx_t *o, const char *guid)
     return row.seq > o->last_seq && row.changed_by != o->e->dev.device_id;
 }
 
-/* Apply one Add or Replace item from the client; returns the status code. */
+/* Apply one Add or Replace item from the client; returns the status code,
+ * NULL on a database error. */
 static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
                             const char *type, const char *data, apr_size_t len)
 {
     eng_t *e = o->e;
-    const char *guid = NULL, *odata, *otype;
+    const char *guid, *odata, *otype;
     apr_size_t olen;
     apr_status_t rv;
     int conflict;
 
-    rv = memds_store_map_guid(&e->st, &guid, e->dev.device_id, o->ss->store, luid);
-    if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+    if (load_maps(o) != APR_SUCCESS) {
         return NULL;
     }
-    if (rv == APR_SUCCESS
-        && o->ds->vt->fetch(o->ds, guid, &odata, &olen, &otype) == APR_SUCCESS) {
+    guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+    if (guid && o->ds->vt->fetch(o->ds, guid, &odata, &olen, &otype) == APR_SUCCESS) {
         /* Known item: unchanged, conflict, or plain replace. */
-        if (o->ss->slow) {
-            if (memds_store_seen_add(&e->st, e->sess.session_pk, o->ss->store,
-                                     guid) != APR_SUCCESS) {
-                return NULL;
-            }
-        }
         if (olen == len && memcmp(odata, data, len) == 0) {
+            mark_seen(o, guid);
             return "200";
         }
         conflict = o->ss->slow || changed_on_server(o, guid);
-        if (conflict && e->cfg->conflict != MEMDS_CONFLICT_CLIENT_WINS) {
-            if (e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
-                const char *nguid;
-                if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS
-                    || memds_store_map_put(&e->st, e->dev.device_id, o->ss->store,
-                                           nguid, luid) != APR_SUCCESS) {
-                    return NULL;
-                }
-                if (o->ss->slow && memds_store_seen_add(&e->st, e->sess.session_pk,
-                                                        o->ss->store, nguid)
-                                   != APR_SUCCESS) {
-                    return NULL;
-                }
-                return "209";
-            }
-            /* Server wins: the server version is queued for the device as a
-             * Replace (it is "changed since", or re-sent in a slow sync). */
-            if (o->ss->slow && memds_store_seen_drop(&e->st, e->sess.session_pk,
-                                                     o->ss->store, guid)
-                               != APR_SUCCESS) {
+        if (conflict && e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
+            const char *nguid;
+            if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS) {
                 return NULL;
             }
+            /* The device's item becomes the new one; the server's old one
+             * is no longer mapped and goes to the device as an Add. */
+            new_map(o, nguid, luid);
+            mark_seen(o, nguid);
+            return "209";
+        }
+        if (conflict && e->cfg->conflict == MEMDS_CONFLICT_SERVER_WINS) {
+            /* The server version is queued for the device as a Replace (it
+             * is "changed since", or unseen in a slow sync). */
             return "419";
         }
         if (o->ds->vt->replace(o->ds, guid, type, data, len) != APR_SUCCESS) {
             return NULL;
         }
+        mark_seen(o, guid);
         return conflict ? "208" : "200";
     }
     /* Unknown LUID: in a slow or refresh sync match identical content first
@@ -945,28 +998,22 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
     if (o->ss->slow || o->ss->alert_code == 203) {
         rv = o->ds->vt->match(o->ds, &guid, data, len);
         if (rv == APR_SUCCESS) {
-            if (memds_store_map_put(&e->st, e->dev.device_id, o->ss->store, guid,
-                                    luid) != APR_SUCCESS
-                || memds_store_seen_add(&e->st, e->sess.session_pk, o->ss->store,
-                                        guid) != APR_SUCCESS) {
-                return NULL;
+            /* not already claimed by another item of this batch */
+            if (!apr_hash_get(o->claimed, guid, APR_HASH_KEY_STRING)) {
+                new_map(o, guid, luid);
+                mark_seen(o, guid);
+                return is_add ? "201" : "200";
             }
-            return is_add ? "201" : "200";
         }
-        if (rv != APR_ENOENT) {
+        else if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             return NULL;
         }
     }
-    if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS
-        || memds_store_map_put(&e->st, e->dev.device_id, o->ss->store, guid, luid)
-           != APR_SUCCESS) {
+    if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS) {
         return NULL;
     }
-    if ((o->ss->slow || o->ss->alert_code == 203)
-        && memds_store_seen_add(&e->st, e->sess.session_pk, o->ss->store, guid)
-           != APR_SUCCESS) {
-        return NULL;
-    }
+    new_map(o, guid, luid);
+    mark_seen(o, guid);
     return "201";
 }
 
@@ -974,13 +1021,16 @@ static const char *del_item(op_ctx_t *o, const char *luid, int soft)
 {
     eng_t *e = o->e;
     const char *guid;
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
 
-    rv = memds_store_map_guid(&e->st, &guid, e->dev.device_id, o->ss->store, luid);
-    if (rv == APR_ENOENT) {
+    if (load_maps(o) != APR_SUCCESS) {
+        return NULL;
+    }
+    guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+    if (guid == NULL) {
         return "211";
     }
-    if (rv != APR_SUCCESS) {
+    if (flush_ops(o) != APR_SUCCESS) { /* pending maps before a deletion */
         return NULL;
     }
     if (!soft) {
@@ -993,6 +1043,7 @@ static const char *del_item(op_ctx_t *o, const char *luid, int soft)
         != APR_SUCCESS) {
         return NULL;
     }
+    apr_hash_set(o->luid2guid, luid, APR_HASH_KEY_STRING, NULL);
     return (!soft && rv == APR_ENOENT) ? "211" : "200";
 }
 
@@ -1163,20 +1214,25 @@ static apr_status_t do_sync(eng_t *e, const memds_cmd_t *cmd)
     else if (rv != APR_ENOENT) {
         return db_fail(e, "reading anchors");
     }
+    o.claimed = apr_hash_make(e->p);
+    o.new_guids = apr_array_make(e->p, 64, sizeof(const char *));
+    o.new_luids = apr_array_make(e->p, 64, sizeof(const char *));
+    o.seen = apr_array_make(e->p, 64, sizeof(const char *));
     for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
         if ((rv = do_sync_op(&o, APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *)))
             != APR_SUCCESS) {
             return rv;
         }
     }
-    return APR_SUCCESS;
+    return flush_ops(&o);
 }
 
 static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
 {
     memds_cmd_t *st = status_for(e, cmd, "200");
     memds_sstore_t *ss;
-    int i;
+    const char **guids, **luids;
+    int i, n, k = 0;
 
     add_ref(&st->target_refs, cmd->target ? cmd->target->uri : NULL, e->p);
     add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
@@ -1186,7 +1242,10 @@ static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
         reply(e, cmd, st);
         return APR_SUCCESS;
     }
-    for (i = 0; cmd->map_items && i < cmd->map_items->nelts; ++i) {
+    n = cmd->map_items ? cmd->map_items->nelts : 0;
+    guids = apr_palloc(e->p, sizeof(char *) * (apr_size_t)(n + 1));
+    luids = apr_palloc(e->p, sizeof(char *) * (apr_size_t)(n + 1));
+    for (i = 0; i < n; ++i) {
         const memds_mapitem_t *mi = APR_ARRAY_IDX(cmd->map_items, i,
                                                   memds_mapitem_t *);
         const char *guid = mi->target;
@@ -1203,50 +1262,53 @@ static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
             }
             guid = q.guid;
         }
-        if (memds_store_map_put(&e->st, e->dev.device_id, ss->store, guid,
-                                mi->source) != APR_SUCCESS) {
-            return db_fail(e, "storing a map");
-        }
+        guids[k] = guid;
+        luids[k++] = mi->source;
+    }
+    if (memds_store_map_put_many(&e->st, e->dev.device_id, ss->store, guids,
+                                 luids, k) != APR_SUCCESS) {
+        return db_fail(e, "storing maps");
     }
     reply(e, cmd, st);
     return APR_SUCCESS;
 }
 
-/* The client's Statuses for our commands: record item results. */
+/* The client's Statuses for our item commands: collected here, stored
+ * together by flush_statuses. 213 (a chunk arrived) is not a result. */
 static apr_status_t do_status(eng_t *e, const memds_cmd_t *cmd)
 {
-    int code = code_of(cmd->data), i;
+    int code = code_of(cmd->data);
     const char *name = cmd->cmd;
+    const char *guid, *luid;
 
     if (!name || (strcmp(name, "Add") != 0 && strcmp(name, "Replace") != 0
-                  && strcmp(name, "Delete") != 0)) {
+                  && strcmp(name, "Delete") != 0) || code == 213) {
         return APR_SUCCESS;
     }
-    for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
-        memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
-        memds_qitem_t q;
-        const char *guid = cmd->source_refs && cmd->source_refs->nelts
-                           ? APR_ARRAY_IDX(cmd->source_refs, 0, const char *) : NULL;
-        const char *luid = cmd->target_refs && cmd->target_refs->nelts
-                           ? APR_ARRAY_IDX(cmd->target_refs, 0, const char *) : NULL;
-        apr_status_t rv = memds_store_queue_find(&e->st, &q, e->sess.session_pk,
-                                                 ss->store, guid,
-                                                 guid ? NULL : luid);
-        if (rv == APR_ENOENT) {
-            continue;
-        }
-        if (rv != APR_SUCCESS) {
-            return db_fail(e, "reading the send queue");
-        }
-        if (code == 213) {
-            return APR_SUCCESS; /* a chunk arrived; the item goes on */
-        }
-        q.status = code;
-        if (memds_store_queue_update(&e->st, e->sess.session_pk, &q) != APR_SUCCESS) {
-            return db_fail(e, "recording a status");
-        }
+    guid = cmd->source_refs && cmd->source_refs->nelts
+           ? APR_ARRAY_IDX(cmd->source_refs, 0, const char *) : NULL;
+    luid = cmd->target_refs && cmd->target_refs->nelts
+           ? APR_ARRAY_IDX(cmd->target_refs, 0, const char *) : NULL;
+    if (!guid && !luid) {
         return APR_SUCCESS;
     }
+    APR_ARRAY_PUSH(e->st_refs, const char *) = guid;
+    APR_ARRAY_PUSH(e->st_luids, const char *) = luid;
+    APR_ARRAY_PUSH(e->st_codes, apr_int64_t) = code;
+    return APR_SUCCESS;
+}
+
+static apr_status_t flush_statuses(eng_t *e)
+{
+    if (e->st_codes->nelts
+        && memds_store_queue_status_many(&e->st, e->sess.session_pk,
+                                         (const char *const *)e->st_refs->elts,
+                                         (const char *const *)e->st_luids->elts,
+                                         (const apr_int64_t *)e->st_codes->elts,
+                                         e->st_codes->nelts) != APR_SUCCESS) {
+        return db_fail(e, "recording statuses");
+    }
+    e->st_codes->nelts = e->st_refs->nelts = e->st_luids->nelts = 0;
     return APR_SUCCESS;
 }
 
@@ -1256,7 +1318,8 @@ static apr_status_t do_status(eng_t *e, const memds_cmd_t *cmd)
 static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
 {
     memds_ds_t *ds;
-    apr_array_header_t *changes;
+    apr_array_header_t *changes, *queue;
+    apr_hash_t *maps = NULL, *seen = NULL;
     memds_syncstate_t state;
     apr_int64_t since = -1, snap;
     apr_status_t rv;
@@ -1282,14 +1345,14 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
         if (ds->vt->changes(ds, &changes, -1, snap) != APR_SUCCESS) {
             return db_fail(e, "listing items");
         }
+        if (memds_store_seen_load(&e->st, &seen, e->sess.session_pk, ss->store)
+            != APR_SUCCESS) {
+            return db_fail(e, "reading the slow-sync set");
+        }
         for (i = 0; i < changes->nelts; ++i) {
             const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i, memds_ds_change_t *);
-            int seen = 0;
-            if (memds_store_seen_has(&e->st, &seen, e->sess.session_pk, ss->store,
-                                     c->guid) != APR_SUCCESS) {
-                return db_fail(e, "reading the slow-sync set");
-            }
-            if (!seen && ds->vt->remove(ds, c->guid) != APR_SUCCESS) {
+            if (!apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)
+                && ds->vt->remove(ds, c->guid) != APR_SUCCESS) {
                 return db_fail(e, "deleting an item");
             }
         }
@@ -1314,51 +1377,41 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
     if (ds->vt->changes(ds, &changes, since, snap) != APR_SUCCESS) {
         return db_fail(e, "listing changes");
     }
+    /* The device's maps (and in a slow sync what it turned out to have),
+     * read once: the queue is built in memory and stored in one go. */
+    if (memds_store_maps_load(&e->st, &maps, e->dev.device_id, ss->store)
+        != APR_SUCCESS
+        || (mode == 201 && memds_store_seen_load(&e->st, &seen, e->sess.session_pk,
+                                                 ss->store) != APR_SUCCESS)) {
+        return db_fail(e, "reading maps");
+    }
+    queue = apr_array_make(e->p, changes->nelts + 1, sizeof(memds_qitem_t *));
     for (i = 0; i < changes->nelts; ++i) {
         const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i, memds_ds_change_t *);
-        memds_qitem_t q;
-        const char *luid = NULL;
+        const char *luid = apr_hash_get(maps, c->guid, APR_HASH_KEY_STRING);
+        memds_qitem_t *q;
 
         if (since >= 0 && c->changed_by == e->dev.device_id) {
             continue; /* the device's own change in this session */
         }
-        rv = memds_store_map_luid(&e->st, &luid, e->dev.device_id, ss->store,
-                                  c->guid);
-        if (rv != APR_SUCCESS && rv != APR_ENOENT) {
-            return db_fail(e, "reading maps");
+        if (mode == 201 && apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)) {
+            continue; /* the device has it, matched or sent by it */
         }
-        if (mode == 201) {
-            int seen = 0;
-            if (memds_store_seen_has(&e->st, &seen, e->sess.session_pk,
-                                     ss->store, c->guid) != APR_SUCCESS) {
-                return db_fail(e, "reading the slow-sync set");
-            }
-            if (seen) {
-                continue; /* the device has it, matched or sent by it */
-            }
-            if (luid) {
-                /* Mapped, but the device did not send it in its slow sync:
-                 * either it lost it (send it) or server won a conflict
-                 * (send the server version): a Replace does both. */
-            }
+        /* (In a slow sync a mapped item the device did not send goes as a
+         * Replace: it lost it, or the server won a conflict over it.) */
+        if (c->deleted && !luid) {
+            continue;
         }
-        memset(&q, 0, sizeof(q));
-        q.store = ss->store;
-        q.n = ++n;
-        q.guid = c->guid;
-        q.luid = luid;
-        if (c->deleted) {
-            if (!luid) {
-                continue;
-            }
-            q.op = MEMDS_Q_DELETE;
-        }
-        else {
-            q.op = luid ? MEMDS_Q_REPLACE : MEMDS_Q_ADD;
-        }
-        if (memds_store_queue_add(&e->st, e->sess.session_pk, &q) != APR_SUCCESS) {
-            return db_fail(e, "queueing a change");
-        }
+        q = apr_pcalloc(e->p, sizeof(*q));
+        q->store = ss->store;
+        q->n = ++n;
+        q->guid = c->guid;
+        q->luid = luid;
+        q->op = c->deleted ? MEMDS_Q_DELETE : luid ? MEMDS_Q_REPLACE : MEMDS_Q_ADD;
+        APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
+    }
+    if (memds_store_queue_add_many(&e->st, e->sess.session_pk, queue) != APR_SUCCESS) {
+        return db_fail(e, "queueing changes");
     }
 done:
     if (memds_store_sstore_save(&e->st, e->sess.session_pk, ss) != APR_SUCCESS) {
@@ -1460,9 +1513,27 @@ static apr_status_t mark_sent(eng_t *e, memds_qitem_t *q, apr_int64_t sent,
     q->sent_bytes = sent;
     q->sent_msg_id = complete ? e->sess.server_msg_id : 0;
     q->status = status;
-    if (memds_store_queue_update(&e->st, e->sess.session_pk, q) != APR_SUCCESS) {
+    if (!q->dirty) {
+        q->dirty = 1;
+        APR_ARRAY_PUSH(e->dirty, memds_qitem_t *) = q;
+    }
+    return APR_SUCCESS;
+}
+
+/* Store the queue items changed since the last flush. */
+static apr_status_t flush_queue(eng_t *e)
+{
+    int i;
+
+    if (e->dirty->nelts
+        && memds_store_queue_update_many(&e->st, e->sess.session_pk, e->dirty)
+           != APR_SUCCESS) {
         return db_fail(e, "updating the send queue");
     }
+    for (i = 0; i < e->dirty->nelts; ++i) {
+        APR_ARRAY_IDX(e->dirty, i, memds_qitem_t *)->dirty = 0;
+    }
+    e->dirty->nelts = 0;
     return APR_SUCCESS;
 }
 
@@ -1513,6 +1584,9 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         one_empty = memds_sizer_cmd_size(sz, &one);
 
         while (more && !full) {
+            if ((rv = flush_queue(e)) != APR_SUCCESS) {
+                return rv;
+            }
             if (memds_store_queue_unsent(&e->st, &items, e->sess.session_pk,
                                          ss->store, 500) != APR_SUCCESS) {
                 return db_fail(e, "reading the send queue");
@@ -1639,6 +1713,9 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         else {
             e->cmd_id = base;
         }
+    }
+    if ((rv = flush_queue(e)) != APR_SUCCESS) {
+        return rv;
     }
     if (memds_store_queue_count_unsent(&e->st, &left, e->sess.session_pk)
         != APR_SUCCESS) {
@@ -1946,6 +2023,10 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     e->req_sha1 = sha1_hex(req->body, req->len, p);
     e->replies = apr_array_make(p, 16, sizeof(memds_cmd_t *));
     e->cmds = apr_array_make(p, 8, sizeof(memds_cmd_t *));
+    e->st_refs = apr_array_make(p, 16, sizeof(const char *));
+    e->st_luids = apr_array_make(p, 16, sizeof(const char *));
+    e->st_codes = apr_array_make(p, 16, sizeof(apr_int64_t));
+    e->dirty = apr_array_make(p, 64, sizeof(memds_qitem_t *));
     if (strcmp(h->verproto, "SyncML/1.2") != 0 && strcmp(h->verproto, "SyncML/1.1") != 0) {
         return refuse(e, "513", "513", "SyncML/1.1, SyncML/1.2");
     }
@@ -2014,6 +2095,9 @@ apr_status_t memds_engine_process(memds_response_t *resp,
             != APR_SUCCESS) {
             return rv;
         }
+    }
+    if ((rv = flush_statuses(e)) != APR_SUCCESS) {
+        return rv;
     }
 
     /* Package transitions on the client's Final. */

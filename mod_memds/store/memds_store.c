@@ -9,6 +9,8 @@
  * values. */
 #include "store/memds_store.h"
 
+#include <apr_hash.h>
+
 #include <apr_sha1.h>
 #include <apr_strings.h>
 #include <libpq-fe.h>
@@ -791,6 +793,7 @@ static void qitem_from_row(memds_qitem_t *q, const PGresult *res, int i,
     q->sent_bytes = col_i64(res, i, 5, 0);
     q->sent_msg_id = col_int(res, i, 6, 0);
     q->status = col_int(res, i, 7, 0);
+    q->dirty = 0;
 }
 
 /* The fields of q after (session_pk, store, n): $4..$9. sent_msg_id and
@@ -989,57 +992,6 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
 
 /* ------------------------------------------------ slow-sync "seen" set */
 
-apr_status_t memds_store_seen_add(memds_store_t *st, apr_int64_t session_pk,
-                                  const char *store, const char *guid)
-{
-    qargs_t a;
-
-    qa_init(&a, st->pool);
-    qa_i64(&a, session_pk);
-    qa_str(&a, store);
-    qa_str(&a, guid);
-    return q_cmd(st, NULL, "seen_add",
-                 "INSERT INTO memds.session_seen (session_pk, store, guid)"
-                 " VALUES ($1::bigint, $2, $3) ON CONFLICT DO NOTHING", &a);
-}
-
-apr_status_t memds_store_seen_drop(memds_store_t *st, apr_int64_t session_pk,
-                                   const char *store, const char *guid)
-{
-    qargs_t a;
-
-    qa_init(&a, st->pool);
-    qa_i64(&a, session_pk);
-    qa_str(&a, store);
-    qa_str(&a, guid);
-    return q_cmd(st, NULL, "seen_drop",
-                 "DELETE FROM memds.session_seen WHERE session_pk = $1::bigint"
-                 " AND store = $2 AND guid = $3", &a);
-}
-
-apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
-                                  apr_int64_t session_pk, const char *store,
-                                  const char *guid)
-{
-    qargs_t a;
-    PGresult *res;
-    apr_status_t rv;
-
-    qa_init(&a, st->pool);
-    qa_i64(&a, session_pk);
-    qa_str(&a, store);
-    qa_str(&a, guid);
-    rv = q_run(st, &res, "seen_has",
-               "SELECT 1 FROM memds.session_seen WHERE session_pk = $1::bigint"
-               " AND store = $2 AND guid = $3", &a, PGRES_TUPLES_OK);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    *phas = PQntuples(res) > 0;
-    PQclear(res);
-    return APR_SUCCESS;
-}
-
 /* ------------------------------------------------------ suspend/resume */
 
 apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
@@ -1112,6 +1064,265 @@ apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
         }
     }
     return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------- batches */
+
+/* A text[] literal for an array parameter ({"a","b",NULL}); elements are
+ * quoted with backslash escapes, NULL stays NULL. */
+static const char *text_array(const char *const *v, int n, apr_pool_t *p)
+{
+    apr_size_t cap = 2;
+    char *out, *o;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        cap += (v[i] ? 2 * strlen(v[i]) + 3 : 5);
+    }
+    o = out = apr_palloc(p, cap + 1);
+    *o++ = '{';
+    for (i = 0; i < n; ++i) {
+        const char *c;
+        if (i) {
+            *o++ = ',';
+        }
+        if (v[i] == NULL) {
+            memcpy(o, "NULL", 4);
+            o += 4;
+            continue;
+        }
+        *o++ = '"';
+        for (c = v[i]; *c; ++c) {
+            if (*c == '"' || *c == '\\') {
+                *o++ = '\\';
+            }
+            *o++ = *c;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+static const char *int_array(const apr_int64_t *v, int n, apr_pool_t *p)
+{
+    const char **s = apr_palloc(p, sizeof(char *) * (apr_size_t)(n ? n : 1));
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        s[i] = v[i] == MEMDS_STORE_NULL ? NULL
+             : apr_psprintf(p, "%" APR_INT64_T_FMT, v[i]);
+    }
+    return text_array(s, n, p);
+}
+
+apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
+                                      const char *store,
+                                      const char *const *guids,
+                                      const char *const *luids, int n)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, text_array(guids, n, st->pool));
+    qa_str(&a, text_array(luids, n, st->pool));
+    rv = q_cmd(st, NULL, "map_put_many",
+               "DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
+               " AND (guid = ANY($3::text[]) OR luid = ANY($4::text[]))", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* The last pair wins when one guid or luid repeats in the batch. */
+    return q_cmd(st, NULL, "map_put_many",
+                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
+                 " SELECT DISTINCT ON (g) $1::bigint, $2, g, l FROM"
+                 " (SELECT DISTINCT ON (l) g, l, o FROM unnest($3::text[], $4::text[])"
+                 "  WITH ORDINALITY AS u(g, l, o) ORDER BY l, o DESC) x"
+                 " ORDER BY g, o DESC", &a);
+}
+
+apr_status_t memds_store_seen_add_many(memds_store_t *st, apr_int64_t session_pk,
+                                       const char *store,
+                                       const char *const *guids, int n)
+{
+    qargs_t a;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    qa_str(&a, text_array(guids, n, st->pool));
+    return q_cmd(st, NULL, "seen_add_many",
+                 "INSERT INTO memds.session_seen (session_pk, store, guid)"
+                 " SELECT DISTINCT $1::bigint, $2, g FROM unnest($3::text[]) AS u(g)"
+                 " ON CONFLICT DO NOTHING", &a);
+}
+
+apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
+                                   apr_int64_t device_id, const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_hash_t *h = apr_hash_make(st->pool);
+    apr_status_t rv;
+    int i;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    rv = q_run(st, &res, "maps_load",
+               "SELECT guid, luid FROM memds.maps WHERE device_id = $1::bigint"
+               " AND store = $2", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < PQntuples(res); ++i) {
+        apr_hash_set(h, col_str(res, i, 0, st->pool), APR_HASH_KEY_STRING,
+                     col_str(res, i, 1, st->pool));
+    }
+    PQclear(res);
+    *pmap = h;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
+                                   apr_int64_t session_pk, const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_hash_t *h = apr_hash_make(st->pool);
+    apr_status_t rv;
+    int i;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, store);
+    rv = q_run(st, &res, "seen_load",
+               "SELECT guid FROM memds.session_seen WHERE session_pk = $1::bigint"
+               " AND store = $2", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < PQntuples(res); ++i) {
+        apr_hash_set(h, col_str(res, i, 0, st->pool), APR_HASH_KEY_STRING, "");
+    }
+    PQclear(res);
+    *pset = h;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_queue_add_many(memds_store_t *st, apr_int64_t session_pk,
+                                        const apr_array_header_t *items)
+{
+    int n = items->nelts, i;
+    const char **stores, **ops, **guids, **luids;
+    apr_int64_t *ns;
+    qargs_t a;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    stores = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    ops = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    guids = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    luids = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    ns = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    for (i = 0; i < n; ++i) {
+        const memds_qitem_t *q = APR_ARRAY_IDX(items, i, memds_qitem_t *);
+        stores[i] = q->store;
+        ops[i] = qop_name(q->op);
+        guids[i] = q->guid;
+        luids[i] = q->luid;
+        ns[i] = q->n;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, text_array(stores, n, st->pool));
+    qa_str(&a, int_array(ns, n, st->pool));
+    qa_str(&a, text_array(ops, n, st->pool));
+    qa_str(&a, text_array(guids, n, st->pool));
+    qa_str(&a, text_array(luids, n, st->pool));
+    return q_cmd(st, NULL, "queue_add_many",
+                 "INSERT INTO memds.session_queue (session_pk, store, n, op, guid, luid)"
+                 " SELECT $1::bigint, s, n, o, g, l FROM unnest($2::text[],"
+                 " $3::integer[], $4::text[], $5::text[], $6::text[]) AS u(s, n, o, g, l)",
+                 &a);
+}
+
+apr_status_t memds_store_queue_update_many(memds_store_t *st,
+                                           apr_int64_t session_pk,
+                                           const apr_array_header_t *items)
+{
+    int n = items->nelts, i;
+    const char **stores;
+    apr_int64_t *ns, *sent, *msg, *status;
+    qargs_t a;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    stores = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    ns = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    sent = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    msg = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    status = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    for (i = 0; i < n; ++i) {
+        const memds_qitem_t *q = APR_ARRAY_IDX(items, i, memds_qitem_t *);
+        stores[i] = q->store;
+        ns[i] = q->n;
+        sent[i] = q->sent_bytes;
+        msg[i] = q->sent_msg_id > 0 ? q->sent_msg_id : MEMDS_STORE_NULL;
+        status[i] = q->status > 0 ? q->status : MEMDS_STORE_NULL;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, text_array(stores, n, st->pool));
+    qa_str(&a, int_array(ns, n, st->pool));
+    qa_str(&a, int_array(sent, n, st->pool));
+    qa_str(&a, int_array(msg, n, st->pool));
+    qa_str(&a, int_array(status, n, st->pool));
+    return q_cmd(st, NULL, "queue_update_many",
+                 "UPDATE memds.session_queue q SET sent_bytes = u.b,"
+                 " sent_msg_id = u.m, status = u.c"
+                 " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
+                 " $5::integer[], $6::integer[]) AS u(s, n, b, m, c)"
+                 " WHERE q.session_pk = $1::bigint AND q.store = u.s AND q.n = u.n",
+                 &a);
+}
+
+apr_status_t memds_store_queue_status_many(memds_store_t *st,
+                                           apr_int64_t session_pk,
+                                           const char *const *refs,
+                                           const char *const *luids,
+                                           const apr_int64_t *codes, int n)
+{
+    qargs_t a;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_str(&a, text_array(refs, n, st->pool));
+    qa_str(&a, text_array(luids, n, st->pool));
+    qa_str(&a, int_array(codes, n, st->pool));
+    /* A status names our item by its GUID (SourceRef), its temporary id
+     * "#n", or, for Replace/Delete without a SourceRef, the device's LUID. */
+    return q_cmd(st, NULL, "queue_status_many",
+                 "UPDATE memds.session_queue q SET status = u.c"
+                 " FROM unnest($2::text[], $3::text[], $4::integer[]) AS u(g, l, c)"
+                 " WHERE q.session_pk = $1::bigint AND"
+                 " (q.guid = u.g OR '#' || q.n = u.g OR (u.g IS NULL AND q.luid = u.l))",
+                 &a);
 }
 
 /* ------------------------------------------------- partial large object */

@@ -17,6 +17,7 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_hash.h>
 #include "store/memds_pgpool.h"
 
 typedef struct memds_store_t {
@@ -142,6 +143,7 @@ typedef struct memds_qitem_t {
     apr_int64_t sent_bytes;
     int sent_msg_id;            /**< 0: not completely sent */
     int status;                 /**< 0: no status yet */
+    int dirty;                  /**< engine bookkeeping: changed, not yet stored */
 } memds_qitem_t;
 
 apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
@@ -173,15 +175,8 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
 
 /* --------------------------------------------- slow-sync "seen" set */
 
-/** In a slow or refresh-from-client sync: remember that the device has
- *  guid (matched, sent or kept), so that it is not sent back to it. */
-apr_status_t memds_store_seen_add(memds_store_t *st, apr_int64_t session_pk,
-                                  const char *store, const char *guid);
-apr_status_t memds_store_seen_drop(memds_store_t *st, apr_int64_t session_pk,
-                                   const char *store, const char *guid);
-apr_status_t memds_store_seen_has(memds_store_t *st, int *phas,
-                                  apr_int64_t session_pk, const char *store,
-                                  const char *guid);
+/* The slow-sync "seen" set (memds.session_seen) is written and read in
+ * batches: memds_store_seen_add_many, memds_store_seen_load. */
 
 /* --------------------------------------------------- suspend/resume */
 
@@ -196,6 +191,43 @@ apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
  *  caller saves the new session's datastore row itself. */
 apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
                                      apr_int64_t old_pk, const char *store);
+
+/* ------------------------------------------------------------ batches */
+/* One statement for many rows, for the engine's per-message loops. */
+
+/** Value of an int64 array element that is SQL NULL. */
+#define MEMDS_STORE_NULL APR_INT64_MIN
+
+/** map_put for n pairs at once (the last pair wins on repeats). */
+apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
+                                      const char *store,
+                                      const char *const *guids,
+                                      const char *const *luids, int n);
+/** Every map of the device's store: guid -> luid. */
+apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
+                                   apr_int64_t device_id, const char *store);
+/** Remember that the device has these GUIDs (slow or refresh-from-client
+ *  sync), so they are not sent back to it. */
+apr_status_t memds_store_seen_add_many(memds_store_t *st, apr_int64_t session_pk,
+                                       const char *store,
+                                       const char *const *guids, int n);
+/** The slow-sync set of a session's store: guid -> "". */
+apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
+                                   apr_int64_t session_pk, const char *store);
+/** queue_add for an array of memds_qitem_t *. */
+apr_status_t memds_store_queue_add_many(memds_store_t *st, apr_int64_t session_pk,
+                                        const apr_array_header_t *items);
+/** queue_update (sent_bytes, sent_msg_id, status) for memds_qitem_t *. */
+apr_status_t memds_store_queue_update_many(memds_store_t *st,
+                                           apr_int64_t session_pk,
+                                           const apr_array_header_t *items);
+/** Record the device's statuses: refs[i] is a GUID or "#n" (or NULL, then
+ *  luids[i] names the item), codes[i] the status. */
+apr_status_t memds_store_queue_status_many(memds_store_t *st,
+                                           apr_int64_t session_pk,
+                                           const char *const *refs,
+                                           const char *const *luids,
+                                           const apr_int64_t *codes, int n);
 
 /* ------------------------------------------------- partial large object */
 
