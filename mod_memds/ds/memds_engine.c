@@ -77,22 +77,6 @@ static const char *next_id(eng_t *e)
     return apr_itoa(e->p, e->cmd_id++);
 }
 
-static const char *sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
-{
-    apr_sha1_ctx_t c;
-    unsigned char d[APR_SHA1_DIGESTSIZE];
-    char *hex = apr_palloc(p, 2 * APR_SHA1_DIGESTSIZE + 1);
-    int i;
-
-    apr_sha1_init(&c);
-    apr_sha1_update_binary(&c, (const unsigned char *)data, (unsigned)len);
-    apr_sha1_final(d, &c);
-    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
-        apr_snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    }
-    return hex;
-}
-
 static const char *new_token(apr_pool_t *p)
 {
     unsigned char raw[16];
@@ -2020,7 +2004,7 @@ apr_status_t memds_engine_process(memds_response_t *resp,
         return APR_SUCCESS;
     }
     h = &e->in->hdr;
-    e->req_sha1 = sha1_hex(req->body, req->len, p);
+    e->req_sha1 = memds_sha1_hex(req->body, req->len, p);
     e->replies = apr_array_make(p, 16, sizeof(memds_cmd_t *));
     e->cmds = apr_array_make(p, 8, sizeof(memds_cmd_t *));
     e->st_refs = apr_array_make(p, 16, sizeof(const char *));

@@ -66,22 +66,6 @@ static int cmp_migration(const void *a, const void *b)
     return (x->version > y->version) - (x->version < y->version);
 }
 
-static const char *sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
-{
-    apr_sha1_ctx_t ctx;
-    unsigned char d[APR_SHA1_DIGESTSIZE];
-    char *hex = apr_palloc(p, 2 * APR_SHA1_DIGESTSIZE + 1);
-    int i;
-
-    apr_sha1_init(&ctx);
-    apr_sha1_update_binary(&ctx, (const unsigned char *)data, (unsigned)len);
-    apr_sha1_final(d, &ctx);
-    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
-        apr_snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    }
-    return hex;
-}
-
 /* Read dir's NNN_*.sql files, sorted by version; duplicates are an error. */
 static apr_status_t load_migrations(apr_array_header_t **pmigs, const char *dir,
                                     const char **perr, apr_pool_t *p)
@@ -133,7 +117,7 @@ static apr_status_t load_migrations(apr_array_header_t **pmigs, const char *dir,
             rv = apr_file_read_full(f, buf, (apr_size_t)ffi.size, &got);
             buf[ffi.size] = '\0';
             m->sql = buf;
-            m->sha1 = sha1_hex(buf, (apr_size_t)ffi.size, p);
+            m->sha1 = memds_sha1_hex(buf, (apr_size_t)ffi.size, p);
             apr_file_close(f);
             if (memchr(buf, '\0', (apr_size_t)ffi.size)) {
                 *perr = apr_psprintf(p, "%s contains a NUL byte", m->path);

@@ -255,33 +255,6 @@ static const char *col_bytes(const PGresult *r, int row, int col,
     *plen = (apr_size_t)PQgetlength(r, row, col);
     return apr_pstrmemdup(p, PQgetvalue(r, row, col), *plen);
 }
-
-/* SHA-1 of data as lowercase hex (memds.items.sha1). PostgreSQL 15 has no
- * built-in sha1(), so it is computed here, for add, replace and match. */
-static const char *sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
-{
-    static const char hexd[] = "0123456789abcdef";
-    apr_sha1_ctx_t ctx;
-    unsigned char d[APR_SHA1_DIGESTSIZE];
-    char *hex = apr_palloc(p, 2 * APR_SHA1_DIGESTSIZE + 1);
-    int i;
-
-    apr_sha1_init(&ctx);
-    while (len > 0) { /* apr_sha1_update_binary takes an unsigned int */
-        unsigned int n = len > 0x40000000u ? 0x40000000u : (unsigned int)len;
-        apr_sha1_update_binary(&ctx, (const unsigned char *)data, n);
-        data += n;
-        len -= n;
-    }
-    apr_sha1_final(d, &ctx);
-    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
-        hex[2 * i] = hexd[d[i] >> 4];
-        hex[2 * i + 1] = hexd[d[i] & 0xf];
-    }
-    hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
-    return hex;
-}
-
 /* ------------------------------------------------------- transactions */
 
 void memds_store_init(memds_store_t *st, memds_pgconn_t *conn, apr_pool_t *p)
@@ -1675,7 +1648,7 @@ apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, store);
-    qa_str(&a, sha1_hex(data, len, st->pool));
+    qa_str(&a, memds_sha1_hex(data, len, st->pool));
     qa_bin(&a, data, len);
     qa_i64(&a, device_id);
     return q_value(st, pguid, "items_match",
@@ -1706,7 +1679,7 @@ apr_status_t memds_store_items_add(memds_store_t *st, const char **pguid,
     qa_str(&a, store);
     qa_str(&a, content_type);
     qa_bin(&a, data, len);
-    qa_str(&a, sha1_hex(data, len, st->pool));
+    qa_str(&a, memds_sha1_hex(data, len, st->pool));
     if (changed_by > 0) {
         qa_i64(&a, changed_by);
     }
@@ -1739,7 +1712,7 @@ apr_status_t memds_store_items_replace(memds_store_t *st, const char *account,
     qa_str(&a, guid);
     qa_str(&a, content_type);
     qa_bin(&a, data, len);
-    qa_str(&a, sha1_hex(data, len, st->pool));
+    qa_str(&a, memds_sha1_hex(data, len, st->pool));
     if (changed_by > 0) {
         qa_i64(&a, changed_by);
     }

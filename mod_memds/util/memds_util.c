@@ -4,6 +4,7 @@
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <apr_uri.h>
+#include <apr_sha1.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,4 +155,28 @@ void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
     apr_vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     lg->cb(lg->baton, level, rv, buf);
+}
+
+const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
+{
+    static const char hexd[] = "0123456789abcdef";
+    apr_sha1_ctx_t ctx;
+    unsigned char d[APR_SHA1_DIGESTSIZE];
+    char *hex = apr_palloc(p, 2 * APR_SHA1_DIGESTSIZE + 1);
+    int i;
+
+    apr_sha1_init(&ctx);
+    while (len > 0) { /* apr_sha1_update_binary takes an unsigned int */
+        unsigned int n = len > 0x40000000u ? 0x40000000u : (unsigned int)len;
+        apr_sha1_update_binary(&ctx, (const unsigned char *)data, n);
+        data += n;
+        len -= n;
+    }
+    apr_sha1_final(d, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
+        hex[2 * i] = hexd[d[i] >> 4];
+        hex[2 * i + 1] = hexd[d[i] & 15];
+    }
+    hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
+    return hex;
 }

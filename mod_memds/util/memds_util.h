@@ -49,6 +49,9 @@ apr_status_t memds_parse_uint(int *pval, const char *s, int max);
 const char *memds_check_server_url(const char *url, const char *const *schemes,
                                    apr_pool_t *p);
 
+/** Lower-case hex SHA-1 of len bytes (any length), from p. */
+const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p);
+
 /** Log levels of the core (same numbers as syslog and httpd's APLOG_*). */
 typedef enum {
     MEMDS_LOG_ERR = 3, MEMDS_LOG_WARNING = 4, MEMDS_LOG_NOTICE = 5,

@@ -79,6 +79,14 @@ static void test_server_url(void)
     CU_ASSERT_PTR_NULL(strstr(e, "secret")); /* never echo a password */
 }
 
+static void test_sha1(void)
+{
+    CU_ASSERT_STRING_EQUAL(memds_sha1_hex("abc", 3, unit_pool),
+                           "a9993e364706816aba3e25717850c26c9cd0d89d");
+    CU_ASSERT_STRING_EQUAL(memds_sha1_hex("", 0, unit_pool),
+                           "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+}
+
 void unit_add_util(void)
 {
     CU_pSuite s = CU_add_suite("util", NULL, NULL);
@@ -87,4 +95,5 @@ void unit_add_util(void)
     CU_add_test(s, "parse size", test_parse_size);
     CU_add_test(s, "parse uint", test_parse_uint);
     CU_add_test(s, "server url", test_server_url);
+    CU_add_test(s, "sha1", test_sha1);
 }
