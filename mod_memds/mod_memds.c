@@ -23,6 +23,7 @@
 
 #include "util/memds_util.h"
 #include "ds/memds_engine.h"
+#include "backends/memds_imap.h"
 #include <mod_watchdog.h>
 #include "store/memds_migrate.h"
 
@@ -102,6 +103,13 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     server_rec *v;
     apr_status_t rv;
 
+    /* libcurl's process-wide setup, before any child thread exists. */
+    rv = memds_imap_global_init();
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00006)
+                     "libcurl initialisation failed");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     rv = apr_shm_create(&shm, sizeof(memds_counters_t), NULL, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00003)

@@ -21,20 +21,21 @@ if [ ! -f "$BUILD/Makefile" ]; then
         LDFLAGS='-fsanitize=address,undefined' >configure.log 2>&1) \
         || { tail -20 "$BUILD/configure.log"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 fi
-if ! make -C "$BUILD" -j2 tests/fuzz/fuzz_xml tests/fuzz/fuzz_wbxml >"$BUILD/make.log" 2>&1; then
+if ! make -C "$BUILD" -j2 tests/fuzz/fuzz_xml tests/fuzz/fuzz_wbxml tests/fuzz/fuzz_imap >"$BUILD/make.log" 2>&1; then
     tail -30 "$BUILD/make.log"
     echo "fuzz: 0 passed, 1 failed"
     exit 1
 fi
 
-for t in xml wbxml; do
+for t in xml wbxml imap; do
     corpus="$BUILD/corpus-$t"
     mkdir -p "$corpus"
-    if [ "$t" = xml ]; then
-        find "$INTEROP" -name '*.xml' ! -name '*.decoded.xml' -exec cp {} "$corpus/" \;
-    else
-        find "$INTEROP" -name '*.wbxml' -exec cp {} "$corpus/" \;
-    fi
+    case $t in
+    xml)   find "$INTEROP" -name '*.xml' ! -name '*.decoded.xml' -exec cp {} "$corpus/" \; ;;
+    wbxml) find "$INTEROP" -name '*.wbxml' -exec cp {} "$corpus/" \; ;;
+    imap)  # the target writes its own seeds (real Dovecot responses) here
+           export MEMDS_FUZZ_IMAP_SEEDS="$corpus" ;;
+    esac
     log="$BUILD/fuzz-$t.log"
     echo "fuzz_$t: ${SECS}s on $(ls "$corpus" | wc -l) inputs"
     # New inputs go to a scratch dir: the corpus stays the seeds (reproducible).

@@ -13,8 +13,8 @@
 #include "../../backends/memds_imap.h"
 
 #include <apr_general.h>
+#include <apr_network_io.h>
 #include <apr_strings.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,7 +289,10 @@ int main(int argc, const char *const *argv)
     }
     apr_app_initialize(&argc, &argv, NULL);
     apr_pool_create(&p, NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (memds_imap_global_init() != APR_SUCCESS) {
+        fprintf(stderr, "imap_check: libcurl cannot initialise\n");
+        return 2;
+    }
     lc.verbose = getenv("IMAP_CHECK_VERBOSE") != NULL;
     lg.cb = log_cb;
     lg.baton = &lc;
@@ -365,6 +368,68 @@ int main(int argc, const char *const *argv)
     ok(rv != APR_SUCCESS && memds_imap_status_of(&err).status == 401
        && strstr(err.msg, "wrong-master") == NULL,
        "wrong master password gives 401 without the password in the text");
+
+    /* forced SASL mechanisms */
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.url = url;
+    cfg.user = argv[3];
+    cfg.password = argv[4];
+    cfg.mech = "LOGIN";
+    rv = memds_imap_connect(&m, &cfg, &err, p);
+    ok(rv == APR_SUCCESS, "login with AUTH=LOGIN");
+    if (rv == APR_SUCCESS) {
+        memds_imap_close(m);
+        m = NULL;
+    }
+    cfg.mech = "CRAM-MD5"; /* not offered by this server */
+    rv = memds_imap_connect(&m, &cfg, &err, p);
+    ok(rv != APR_SUCCESS && memds_imap_status_of(&err).status >= 400,
+       "a mechanism the server does not offer fails (%d)",
+       memds_imap_status_of(&err).status);
+    diag_err(&err);
+    cfg.mech = NULL;
+
+    /* STARTTLS required but not offered (the test Dovecot has ssl = no) */
+    cfg.starttls = 1;
+    rv = memds_imap_connect(&m, &cfg, &err, p);
+    ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TLS
+       && memds_imap_status_of(&err).status == 503,
+       "STARTTLS required but not offered: E_TLS / 503");
+    diag_err(&err);
+    cfg.starttls = 0;
+
+    /* nobody listening; a server that never speaks */
+    {
+        apr_socket_t *ls;
+        apr_sockaddr_t *sa;
+        apr_port_t port = 0;
+        apr_time_t t0;
+        cfg.url = "imap://127.0.0.1:1";
+        rv = memds_imap_connect(&m, &cfg, &err, p);
+        ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_CONNECT
+           && memds_imap_status_of(&err).status == 503,
+           "closed port: E_CONNECT / 503");
+        diag_err(&err);
+        if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p) == APR_SUCCESS
+            && apr_socket_create(&ls, APR_INET, SOCK_STREAM, APR_PROTO_TCP, p)
+               == APR_SUCCESS
+            && apr_socket_bind(ls, sa) == APR_SUCCESS
+            && apr_socket_listen(ls, 4) == APR_SUCCESS
+            && apr_socket_addr_get(&sa, APR_LOCAL, ls) == APR_SUCCESS) {
+            port = sa->port;
+        }
+        cfg.url = apr_psprintf(p, "imap://127.0.0.1:%u", (unsigned)port);
+        cfg.connect_timeout_ms = 500;
+        cfg.io_timeout_ms = 500;
+        t0 = apr_time_now();
+        rv = memds_imap_connect(&m, &cfg, &err, p);
+        ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TIMEOUT
+           && memds_imap_status_of(&err).status == 503
+           && apr_time_now() - t0 < apr_time_from_sec(5),
+           "silent server: E_TIMEOUT / 503 within the timeouts");
+        diag_err(&err);
+        cfg.url = url;
+    }
 
     /* ---- folders */
     rv = memds_imap_create(c, box, &err);
@@ -488,6 +553,11 @@ int main(int argc, const char *const *argv)
         }
         ok(good && sk.len == len && memcmp(sk.data, msg, len) == 0,
            "BODY.PEEK[]<n.1000> in %d partial fetches is byte-exact", parts);
+        sink_init(&sk, len + 16, p);
+        rv = memds_imap_fetch_body(c, uid1, "", len - 10, 0, 0, sink_cb, &sk, &bi,
+                                   &err);
+        ok(rv == APR_SUCCESS && sk.len == 10 && !memcmp(sk.data, msg + len - 10, 10),
+           "BODY.PEEK[]<origin> to the end gives the last bytes");
     }
     sink_init(&sk, binlen + 16, p);
     rv = memds_imap_fetch_body(c, uid1, "2", 0, 0, MEMDS_IMAP_BODY_BINARY, sink_cb,
@@ -625,6 +695,60 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_SUCCESS && sk.len == len && !memcmp(sk.data, msg, len),
        "the moved message is byte-exact at its new UID");
 
+    /* ---- a message larger than the response cap still streams */
+    {
+        memds_imap_conn_t *small = NULL;
+        apr_size_t blen = 3 * 1024 * 1024, k;
+        char *big = apr_palloc(p, blen);
+        apr_uint32_t buid = 0;
+        int hdr = apr_snprintf(big, blen, "From: robot@example.test\r\n"
+                               "Subject: big\r\n\r\n");
+        for (k = (apr_size_t)hdr; k < blen; k++) {
+            big[k] = (k % 78 == 76) ? '\r' : (k % 78 == 77) ? '\n'
+                     : (char)('a' + k % 26);
+        }
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.url = url;
+        cfg.user = argv[3];
+        cfg.password = argv[4];
+        cfg.max_response = 256 * 1024;
+        rv = memds_imap_connect(&small, &cfg, &err, p);
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_append(small, box, NULL, 0, big, blen, NULL, &buid, &err);
+        }
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_select(small, box, 0, NULL, NULL, NULL, NULL, &err);
+        }
+        sink_init(&sk, blen + 16, p);
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_fetch_body(small, buid, "", 0, 0, 0, sink_cb, &sk, &bi,
+                                       &err);
+        }
+        ok(rv == APR_SUCCESS && sk.len == blen && !memcmp(sk.data, big, blen),
+           "a 3 MB message streams byte-exact through a 256 KB response cap "
+           "(%d chunks)", sk.chunks);
+        diag_err(&err);
+        if (small) {
+            rv = memds_imap_uid_fetch(small, apr_psprintf(p, "%u", (unsigned)buid),
+                                      "(UID BODY.PEEK[])", 0, 0, NULL, NULL, &err);
+            ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_LIMIT
+               && memds_imap_status_of(&err).status == 413,
+               "held in memory instead, it exceeds the cap: E_LIMIT / 413");
+            memds_imap_close(small);
+        }
+        /* clean up with the main connection */
+        rv = memds_imap_select(c, box, 0, NULL, NULL, NULL, NULL, &err);
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_uid_store(c, apr_psprintf(p, "%u", (unsigned)buid), '+',
+                                      "\\Deleted", 1, 0, NULL, NULL, NULL, &err, p);
+        }
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_uid_expunge(c, apr_psprintf(p, "%u", (unsigned)buid), NULL,
+                                        NULL, &err);
+        }
+        ok(rv == APR_SUCCESS, "the big message is expunged again");
+    }
+
     /* ---- cleanup */
     rv = memds_imap_unselect(c, &err);
     ok(rv == APR_SUCCESS && memds_imap_selected(c) == NULL, "UNSELECT");
@@ -641,7 +765,7 @@ int main(int argc, const char *const *argv)
     memds_imap_close(c);
 
     printf("1..%d\n", ntest);
-    curl_global_cleanup();
+    memds_imap_global_cleanup();
     apr_pool_destroy(p);
     apr_terminate();
     return nfail == 0 ? 0 : 1;

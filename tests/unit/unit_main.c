@@ -73,6 +73,7 @@ int main(int argc, const char *const *argv)
     unit_add_xml();
     unit_add_wbxml();
     unit_add_msg();
+    unit_add_imap();
     for (s = CU_get_registry()->pSuite; s; s = s->pNext) {
         total += s->uiNumberOfTests;
     }
