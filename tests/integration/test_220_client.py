@@ -2,6 +2,8 @@
 XML and WBXML x basic and md5 x all six sync modes, items compared byte by
 byte on both sides after each session; 1000 items; MaxMsgSize 10240 with a
 200 KB item (multi-message packages and large objects both ways)."""
+import os
+
 import pytest
 
 from client import Client, vcard
@@ -110,3 +112,40 @@ def test_223_small_messages_and_a_large_object(stack, enc):
     finally:
         up.cleanup()
         down.cleanup()
+
+
+@pytest.mark.parametrize("enc", ["xml", "wbxml"])
+def test_224_client_splits_for_a_small_server_limit(stack, enc):
+    """With MemDSMaxMsgSize 16K the client must spread its package 3 over
+    several messages and send the 200 KB item as a large object (MoreData,
+    Status 213, reassembled and size-checked here)."""
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /items>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSMaxMsgSize 16K
+    MemDSAuthFile "%s"
+</Location>
+""" % os.path.join(stack.var, "httpd", "users"))
+    big = ("BEGIN:VCARD\nVERSION:3.0\nUID:big-up\nNOTE:"
+           + "".join("upward line %05d with some text to chunk\\n" % i for i in range(5000))
+           + "\nEND:VCARD\n").encode()
+    assert len(big) > 200 * 1024
+    c = Client(stack, enc=enc)
+    try:
+        c.sync("slow", items=0)
+        c.put("big", big)
+        for i in range(40):
+            c.put("s%02d" % i, vcard("up-%02d" % i))
+        mark = _access_lines(stack)
+        c.sync("slow")
+        assert c.remote() == c.local() and big in c.remote()
+        assert _access_lines(stack) - mark > 10   # many messages, each <= 16K
+    finally:
+        c.cleanup()
+
+
+def _access_lines(stack):
+    with open(os.path.join(stack.var, "httpd", "access.log")) as f:
+        return sum(1 for _ in f)
