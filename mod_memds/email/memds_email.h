@@ -150,6 +150,11 @@ memds_email_t *memds_email_make(apr_pool_t *p);
  *   stands) and as the tail of a CDATA section; enc="quoted-printable"
  *   (QP-decoded; 7bit, 8bit, binary: as is; any other enc is an error);
  * - a whole object escaped once more (starting "&lt;"): unescaped first.
+ * The parser is a conforming XML parser: inside CDATA, CR LF and a lone
+ * CR come out as LF (XML end-of-line handling), whichever SyncML encoding
+ * carried the object; only text written with &#13; keeps its CRs. RFC 2822
+ * allows CR only in CRLF, so memds_email_crlf() restores such an item
+ * exactly before it goes to IMAP or SMTP (item_form has IF_CDATA).
  * Unknown elements (also inside truncated and Ext), repeated single
  * elements, text between elements, bad numbers and bad dates are errors.
  * On failure err (may be NULL) says what and where (err->line) and *pe is
@@ -169,10 +174,12 @@ apr_status_t memds_email_parse(memds_email_t **pe, const char *data,
  * (a date that does not parse, an Ext without XNam) or when text cannot
  * be carried by XML: NUL, C0 controls other than TAB/LF/CR, invalid
  * UTF-8, U+FFFE/U+FFFF. A real email may contain raw 8-bit bytes in
- * another charset; check memds_email_item_xml_safe() first and send such
- * a message as message/rfc822 (or re-encode its body parts as base64 /
- * quoted-printable) instead: the builder never transfer-encodes behind
- * the caller's back, because the device would store different bytes.
+ * another charset; check memds_email_item_xml_safe() first and, for such
+ * a message, re-encode the offending body parts (base64 /
+ * quoted-printable, a MIME-level change the caller owns) or send it as
+ * message/rfc822 with Meta Format b64 or over WBXML: the builder never
+ * transfer-encodes behind the caller's back, because the device would
+ * store different bytes than the mailbox holds.
  */
 apr_status_t memds_email_build(memds_buf_t *out, const memds_email_t *e,
                                memds_email_style_e style,
