@@ -301,26 +301,17 @@ static int fail(request_rec *r, memds_srv_conf *sc, int status)
     return status;
 }
 
-/* Is the database reachable and migrated? Interim use of the pool until the
- * engine issue stores sessions; the 503 path it shows stays. */
-static int check_database(request_rec *r, memds_srv_conf *sc)
+/* Is the database migrated far enough for this module? Checked once per
+ * child (then remembered in sc->schema_ok); the 503 it gives tells the
+ * admin what to run. */
+static int check_schema(request_rec *r, memds_srv_conf *sc, memds_pgconn_t *conn)
 {
-    memds_pgconn_t *conn;
     const char *err = NULL;
     int version = 0;
     apr_status_t rv;
 
-    if (sc->pgpool == NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00020)
-                      "no PostgreSQL pool in this child (see MEMDS00005 at "
-                      "child start)");
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    rv = memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool);
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00021)
-                      "database unavailable, answering 503: %s", err);
-        return HTTP_SERVICE_UNAVAILABLE;
+    if (apr_atomic_read32(&sc->schema_ok)) {
+        return OK;
     }
     rv = memds_store_schema_version(&version, conn, &err, r->pool);
     if (rv != APR_SUCCESS) {
@@ -328,16 +319,14 @@ static int check_database(request_rec *r, memds_srv_conf *sc)
                       "database query failed, answering 503: %s", err);
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (version >= MEMDS_SCHEMA_VERSION) {
-        apr_atomic_set32(&sc->schema_ok, 1);
-    }
-    else {
+    if (version < MEMDS_SCHEMA_VERSION) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00023)
                       "database schema is at version %d, this module needs "
                       "%d: run `memds-admin migrate`", version,
                       MEMDS_SCHEMA_VERSION);
         return HTTP_SERVICE_UNAVAILABLE;
     }
+    apr_atomic_set32(&sc->schema_ok, 1);
     return OK;
 }
 
@@ -410,20 +399,20 @@ static int memds_sync_handler(request_rec *r)
     if (sc->counters) {
         apr_atomic_add64(&sc->counters->bytes_in, blen);
     }
-    if (!apr_atomic_read32(&sc->schema_ok)) {
-        st = check_database(r, sc);
-        if (st != OK) {
-            return fail(r, sc, st);
-        }
-    }
     if (sc->pgpool == NULL) {
-        return fail(r, sc, check_database(r, sc));
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00020)
+                      "no PostgreSQL pool in this child (see MEMDS00005 at "
+                      "child start)");
+        return fail(r, sc, HTTP_SERVICE_UNAVAILABLE);
     }
     rv = memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00021)
                       "database unavailable, answering 503: %s", err);
         return fail(r, sc, HTTP_SERVICE_UNAVAILABLE);
+    }
+    if ((st = check_schema(r, sc, conn)) != OK) {
+        return fail(r, sc, st);
     }
     memds_dir_engine_cfg(&cfg, dc);
     memset(&rq, 0, sizeof(rq));
@@ -444,9 +433,8 @@ static int memds_sync_handler(request_rec *r)
                       "%s", resp.log_msg);
     }
     if (resp.http_status != HTTP_OK) {
-        if (resp.http_status == HTTP_SERVICE_UNAVAILABLE) {
-            memds_pgconn_mark_broken(conn);
-        }
+        /* (A database failure left the transaction rolled back; the pool
+         * drops the connection on release if libpq says it is broken.) */
         return fail(r, sc, resp.http_status);
     }
     out = resp.body;
