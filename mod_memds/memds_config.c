@@ -97,7 +97,8 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
                                            : MEMDS_DEFAULT_MAX_MSG_SIZE;
 }
 
-void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, const memds_dir_conf *dc)
+void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
+                          const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
     memset(cfg, 0, sizeof(*cfg));
@@ -107,7 +108,17 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, const memds_dir_conf *dc)
     cfg->max_obj_size = OR(dc->max_obj_size, MEMDS_DEFAULT_MAX_OBJ_SIZE);
     cfg->conflict = (memds_conflict_e)OR(dc->conflict, MEMDS_CONFLICT_SERVER_WINS);
     cfg->auth_type = (memds_authtype_e)OR(dc->auth_type, MEMDS_AUTH_BASIC);
-    cfg->verifier = dc->auth_file ? &dc->verifier : NULL;
+    /* Who checks credentials: the passwd-file when there is one, else a
+     * login to the location's IMAP server (pass-through); basic logins
+     * checked by IMAP record the md5 inner value for md5 devices. */
+    if (dc->auth_file) {
+        cfg->verifier = &dc->verifier;
+    }
+    else if (dc->imap_url) {
+        memds_verifier_imap(vbuf, dc->imap_url);
+        cfg->verifier = vbuf;
+        cfg->record_md5 = 1;
+    }
     cfg->auth_max_failures = OR(dc->auth_failures, MEMDS_DEFAULT_AUTH_FAILURES);
     cfg->auth_window = OR(dc->auth_window, MEMDS_DEFAULT_AUTH_WINDOW);
     cfg->auth_block = OR(dc->auth_block, MEMDS_DEFAULT_AUTH_BLOCK);

@@ -97,7 +97,8 @@ memds_dir_conf *memds_dir_conf_get(const request_rec *r);
 int memds_dir_engine(const memds_dir_conf *dc);
 apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
 /** Engine settings of a location (defaults applied), in cfg. */
-void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, const memds_dir_conf *dc);
+void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
+                          const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
 

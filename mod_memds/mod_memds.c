@@ -363,6 +363,7 @@ static int memds_sync_handler(request_rec *r)
     apr_status_t rv;
     memds_pgconn_t *conn;
     memds_engine_cfg_t cfg;
+    memds_verifier_t verifier;
     memds_request_t rq;
     memds_response_t resp;
     int st;
@@ -414,7 +415,7 @@ static int memds_sync_handler(request_rec *r)
     if ((st = check_schema(r, sc, conn)) != OK) {
         return fail(r, sc, st);
     }
-    memds_dir_engine_cfg(&cfg, dc);
+    memds_dir_engine_cfg(&cfg, &verifier, dc);
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

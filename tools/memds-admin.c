@@ -2,6 +2,7 @@
  *
  *   memds-admin migrate --db CONNINFO [--schema DIR]
  *   memds-admin schema-version --db CONNINFO
+ *   memds-admin md5-set --db CONNINFO USER     (password on standard input)
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
 #include <apr_general.h>
@@ -13,6 +14,8 @@
 
 #include "util/memds_util.h"
 #include "store/memds_migrate.h"
+#include "store/memds_store.h"
+#include "ds/memds_auth.h"
 
 #ifndef MEMDS_SCHEMA_DIR
 #define MEMDS_SCHEMA_DIR "schema"
@@ -24,15 +27,61 @@ static void log_stderr(void *baton, int level, apr_status_t rv, const char *msg)
             msg);
 }
 
+/* md5-set: read the password (first line of stdin), store the inner value. */
+static int md5_set(const char *db, const char *user, const char **perr,
+                   apr_pool_t *p)
+{
+    char line[1024];
+    apr_size_t n;
+    memds_pgpool_params_t pp = { 0, 1, 1, apr_time_from_sec(60),
+                                 apr_time_from_sec(10) };
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+
+    if (fgets(line, sizeof(line), stdin) == NULL) {
+        *perr = "no password on standard input";
+        return 1;
+    }
+    n = strcspn(line, "\r\n");
+    line[n] = '\0';
+    if (n == 0) {
+        *perr = "empty password";
+        return 1;
+    }
+    if (memds_pgpool_create(&pool, db, &pp, NULL, p) != APR_SUCCESS
+        || memds_pgpool_acquire(&conn, pool, perr, p) != APR_SUCCESS) {
+        if (!*perr) {
+            *perr = "cannot connect to PostgreSQL";
+        }
+        return 1;
+    }
+    memds_store_init(&st, conn, p);
+    if (memds_store_md5_put(&st, user, memds_auth_md5_inner(user, line, p), "admin")
+        != APR_SUCCESS) {
+        *perr = st.err;
+        memds_pgpool_release(pool, conn, 1);
+        return 1;
+    }
+    memset(line, 0, sizeof(line));
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: md5 credential data of %s stored\n", user);
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr,
             "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
             "       memds-admin schema-version --db CONNINFO\n"
+            "       memds-admin md5-set --db CONNINFO USER < password\n"
             "  migrate         apply the numbered SQL migrations of DIR\n"
             "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
             "                  safe to repeat and to run concurrently\n"
             "  schema-version  print the schema version of the database\n"
+            "  md5-set         store the syncml:auth-md5 credential data of USER\n"
+            "                  (B64(MD5(user:password)), password-equivalent for\n"
+            "                  SyncML md5) from the password read on stdin\n"
             "  CONNINFO        libpq connection string, e.g.\n"
             "                  \"host=127.0.0.1 port=5432 dbname=memds user=memds\"\n"
             "                  (default: $MEMDS_PG)\n");
@@ -43,7 +92,7 @@ int main(int argc, const char *const *argv)
 {
     apr_pool_t *p;
     const char *cmd, *db = getenv("MEMDS_PG"), *dir = MEMDS_SCHEMA_DIR;
-    const char *err = NULL;
+    const char *err = NULL, *user = NULL;
     memds_logger_t lg = { log_stderr, NULL };
     int i, napplied = 0, version = 0, rc = 1;
     apr_status_t rv;
@@ -61,6 +110,9 @@ int main(int argc, const char *const *argv)
         }
         else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
             dir = argv[++i];
+        }
+        else if (argv[i][0] != '-' && user == NULL) {
+            user = argv[i];
         }
         else {
             return usage();
@@ -85,6 +137,9 @@ int main(int argc, const char *const *argv)
             printf("%d\n", version);
             rc = 0;
         }
+    }
+    else if (strcmp(cmd, "md5-set") == 0 && user != NULL) {
+        rc = md5_set(db, user, &err, p);
     }
     else {
         apr_pool_destroy(p);

@@ -1,5 +1,6 @@
 /* memds_auth.c: SyncML credential helpers and the passwd-file verifier. */
 #include "ds/memds_auth.h"
+#include "backends/memds_imap.h"
 
 #include <apr_base64.h>
 #include <apr_file_io.h>
@@ -173,4 +174,51 @@ void memds_verifier_passwd_file(memds_verifier_t *v, const char *path)
     v->check_password = file_check;
     v->md5_inner = file_md5_inner;
     v->baton = path;
+}
+
+/* ------------------------------------------------------ IMAP verifier */
+
+static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
+                               const char *password, apr_pool_t *p)
+{
+    memds_imap_config_t cfg;
+    memds_imap_conn_t *c = NULL;
+    memds_imap_err_t err;
+    apr_pool_t *sub;
+    apr_status_t rv;
+
+    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+        return APR_ENOMEM;
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&err, 0, sizeof(err));
+    cfg.url = v->baton;
+    cfg.user = user;
+    cfg.password = password;
+    cfg.connect_timeout_ms = 10000;
+    cfg.io_timeout_ms = 10000;
+    rv = memds_imap_connect(&c, &cfg, &err, sub);
+    if (rv == APR_SUCCESS) {
+        memds_imap_close(c);
+    }
+    else {
+        /* A refused login is a wrong password; anything else means the
+         * server could not decide (503 to the device, not 401). */
+        rv = memds_imap_status_of(&err).status == 401 ? APR_EACCES : APR_EGENERAL;
+    }
+    apr_pool_destroy(sub);
+    return rv;
+}
+
+static apr_status_t imap_md5_inner(const memds_verifier_t *v, const char *user,
+                                   const char **pinner, apr_pool_t *p)
+{
+    return APR_ENOENT;
+}
+
+void memds_verifier_imap(memds_verifier_t *v, const char *url)
+{
+    v->check_password = imap_check;
+    v->md5_inner = imap_md5_inner;
+    v->baton = url;
 }

@@ -29,6 +29,12 @@ struct memds_verifier_t {
  *  or "user:password"), read at each check so edits apply at once. */
 void memds_verifier_passwd_file(memds_verifier_t *v, const char *path);
 
+/** A verifier that logs in to the IMAP server at url (imap:// or imaps://)
+ *  with the device's user name and password: a successful login is the
+ *  proof (pass-through). It knows no md5 inner values (APR_ENOENT). url is
+ *  borrowed and must outlive the verifier. */
+void memds_verifier_imap(memds_verifier_t *v, const char *url);
+
 /** B64(MD5(user ":" password)), the md5 "inner" value. */
 const char *memds_auth_md5_inner(const char *user, const char *password,
                                  apr_pool_t *p);

@@ -389,6 +389,14 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
     if (md5) {
         const char *inner = NULL, *expect, *got;
         rv = e->cfg->verifier->md5_inner(e->cfg->verifier, user, &inner, e->p);
+        if (rv == APR_ENOENT) {
+            /* The verifier does not know it (passwords live on the IMAP
+             * server): the value an admin set or a basic login recorded. */
+            rv = memds_store_md5_get(&e->st, &inner, user);
+            if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+                return db_fail(e, "reading md5 credential data");
+            }
+        }
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             e->resp->http_status = 503;
             e->resp->log_level = 3;
@@ -429,6 +437,12 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
     }
     if (memds_store_auth_ok(&e->st, user, devid) != APR_SUCCESS) {
         return db_fail(e, "recording authentication");
+    }
+    if (!md5 && e->cfg->record_md5
+        && memds_store_md5_put(&e->st, user, memds_auth_md5_inner(user, pass, e->p),
+                               "basic-login") != APR_SUCCESS) {
+        /* Keep md5 working for this account's other devices. */
+        return db_fail(e, "recording md5 credential data");
     }
     if (md5) {
         /* The nonce for the next session goes out with this answer. */

@@ -37,6 +37,7 @@ typedef struct memds_engine_cfg_t {
     int auth_window;                /**< seconds */
     int auth_block;                 /**< seconds */
     const char *server_name;        /**< DevInf Man/Mod */
+    int record_md5;                 /**< keep md5 inner values from basic logins */
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {

@@ -422,6 +422,40 @@ apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
                  &a);
 }
 
+static apr_status_t q_value(memds_store_t *st, const char **pval,
+                            const char *what, const char *sql,
+                            const qargs_t *a);
+
+apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
+                                 const char *account)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    return q_value(st, pinner, "md5_get",
+                   "SELECT inner_b64 FROM memds.md5_credentials WHERE account = $1",
+                   &a);
+}
+
+apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
+                                 const char *inner_b64, const char *source)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, inner_b64);
+    qa_str(&a, source);
+    return q_cmd(st, NULL, "md5_put",
+                 "INSERT INTO memds.md5_credentials (account, inner_b64, source)"
+                 " VALUES ($1, $2, $3) ON CONFLICT (account) DO UPDATE SET"
+                 " inner_b64 = EXCLUDED.inner_b64, source = EXCLUDED.source,"
+                 " updated_at = now()"
+                 " WHERE md5_credentials.inner_b64 <> EXCLUDED.inner_b64"
+                 " OR md5_credentials.source <> EXCLUDED.source", &a);
+}
+
 /* ------------------------------------------------------------ devices */
 
 apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,

@@ -54,6 +54,14 @@ apr_status_t memds_store_auth_failed(memds_store_t *st, const char *account,
 apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
                                  const char *devid);
 
+/** The stored md5 inner value of account; APR_ENOENT if none. */
+apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
+                                 const char *account);
+/** Store (replace) the md5 inner value of account; source "admin" or
+ *  "basic-login". */
+apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
+                                 const char *inner_b64, const char *source);
+
 /* ------------------------------------------------------------ devices */
 
 typedef struct memds_device_t {

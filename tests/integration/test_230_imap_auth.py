@@ -1,0 +1,76 @@
+"""2xx: credentials checked by logging in to the IMAP server (pass-through),
+and md5 credential data: recorded at a basic login, or set by
+memds-admin md5-set."""
+import base64
+import hashlib
+import os
+import subprocess
+import uuid
+
+import syncml as S
+
+
+def _site(stack):
+    return """
+MemDSDatabase "{PG}"
+<Location /imapauth>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+</Location>
+"""
+
+
+def _md5_cred(user, password, nonce_b64=""):
+    inner = base64.b64encode(hashlib.md5(("%s:%s" % (user, password)).encode()).digest())
+    digest = hashlib.md5(inner + b":" + base64.b64decode(nonce_b64)).digest()
+    return ("<Cred><Meta><Format xmlns='syncml:metinf'>b64</Format><Type xmlns='syncml:metinf'>"
+            "syncml:auth-md5</Type></Meta><Data>%s</Data></Cred>"
+            % base64.b64encode(digest).decode())
+
+
+def _url(stack):
+    return "http://127.0.0.1:%s/imapauth" % stack["MEMDS_HTTP_PORT"]
+
+
+def test_231_basic_checked_by_imap_login(stack):
+    stack.allow_log(r"authentication failed")
+    stack.apply_site(_site(stack))
+    ok = S.Session(_url(stack), "dev-" + uuid.uuid4().hex[:8], "alice", "alice-secret")
+    assert ok.post(ok.message(S.alert(1, 201, "x", "./x", "n"))).hdr_status() == "212"
+    bad = S.Session(_url(stack), "dev-" + uuid.uuid4().hex[:8], "alice", "nope")
+    assert bad.post(bad.message(S.alert(1, 201, "x", "./x", "n"))).hdr_status() == "401"
+
+
+def test_232_md5_after_basic_login_and_by_admin(stack):
+    stack.allow_log(r"authentication failed")
+    stack.apply_site(_site(stack))
+    subprocess.run(["psql", stack["MEMDS_PG"], "-qc",
+                    "DELETE FROM memds.md5_credentials"], check=True)
+    # md5 with no credential data: refused.
+    dev = "dev-" + uuid.uuid4().hex[:8]
+    s = S.Session(_url(stack), dev, "alice", None)
+    a = s.post(s.message(S.alert(1, 201, "x", "./x", "n"),
+                         cred=_md5_cred("alice", "alice-secret")))
+    assert a.hdr_status() == "401"
+    # A basic login (checked by IMAP) records it; md5 then works, with the
+    # nonce the server issued in its challenge.
+    b = S.Session(_url(stack), "dev-" + uuid.uuid4().hex[:8], "alice", "alice-secret")
+    assert b.post(b.message(S.alert(1, 201, "x", "./x", "n"))).hdr_status() == "212"
+    nonce = a.root.find(".//" + S.NS + "Chal/" + S.NS + "Meta/" + S.MI + "NextNonce").text
+    s2 = S.Session(_url(stack), dev, "alice", None, session_id="2")
+    a = s2.post(s2.message(S.alert(1, 201, "x", "./x", "n"),
+                           cred=_md5_cred("alice", "alice-secret", nonce)))
+    assert a.hdr_status() == "212"
+    # memds-admin md5-set for bob, who never logged in with basic.
+    admin = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
+    r = subprocess.run([admin, "md5-set", "--db", stack["MEMDS_PG"], "bob"],
+                       input="bob-secret\n", text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout
+    s3 = S.Session(_url(stack), "dev-" + uuid.uuid4().hex[:8], "bob", None)
+    a = s3.post(s3.message(S.alert(1, 201, "x", "./x", "n"), cred=_md5_cred("bob", "bob-secret")))
+    assert a.hdr_status() == "212"
+    assert subprocess.run(["psql", stack["MEMDS_PG"], "-XAtc",
+                           "SELECT source FROM memds.md5_credentials WHERE account='bob'"],
+                          stdout=subprocess.PIPE, text=True).stdout.strip() == "admin"
