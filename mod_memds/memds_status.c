@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "store/memds_migrate.h"
+#include "store/memds_store.h"
 
 typedef struct stat_line_t {
     const char *key;
@@ -36,7 +37,8 @@ int memds_status_handler(request_rec *r)
     memds_pgpool_stats_t ps;
     const memds_pgpool_params_t *pp = NULL;
     stat_line_t lines[32];
-    int n = 0, i, json;
+    int n = 0, i, json, db_ok = 0, schema = 0;
+    apr_int64_t active = 0, devices = 0;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
         return DECLINED;
@@ -50,8 +52,20 @@ int memds_status_handler(request_rec *r)
     c = sc->counters ? sc->counters : &zero;
     memset(&ps, 0, sizeof(ps));
     if (sc->pgpool) {
+        memds_pgconn_t *conn;
+        const char *err = NULL;
         memds_pgpool_get_stats(&ps, sc->pgpool);
         pp = memds_pgpool_params(sc->pgpool);
+        /* Database figures, when it answers (the page still works when
+         * it does not: that is when admins look at it). */
+        if (memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool)
+            == APR_SUCCESS) {
+            memds_store_t st;
+            memds_store_init(&st, conn, r->pool);
+            db_ok = memds_store_schema_version(&schema, conn, &err, r->pool)
+                    == APR_SUCCESS
+                    && memds_store_counts(&st, &active, &devices) == APR_SUCCESS;
+        }
     }
 
 #define L(k, v) do { lines[n].key = (k); lines[n].value = (v); ++n; } while (0)
@@ -77,6 +91,10 @@ int memds_status_handler(request_rec *r)
         ap_rputs("{\n  \"module\": \"mod_memds " MEMDS_VERSION "\",\n", r);
         ap_rprintf(r, "  \"schema_version_required\": %d,\n",
                    MEMDS_SCHEMA_VERSION);
+        ap_rprintf(r, "  \"database\": {\"reachable\": %s, \"schema_version\": %d, "
+                   "\"active_sessions\": %" APR_INT64_T_FMT ", \"devices\": %"
+                   APR_INT64_T_FMT "},\n", db_ok ? "true" : "false", schema,
+                   active, devices);
         ap_rputs("  \"requests\": {", r);
         for (i = 0; i < n; ++i) {
             ap_rprintf(r, "%s\n    \"%s\": %" APR_UINT64_T_FMT,
@@ -98,7 +116,15 @@ int memds_status_handler(request_rec *r)
         return OK;
     }
     ap_rputs("mod_memds " MEMDS_VERSION "\n", r);
-    ap_rprintf(r, "schema version required: %d\n\n", MEMDS_SCHEMA_VERSION);
+    ap_rprintf(r, "schema version required: %d\n", MEMDS_SCHEMA_VERSION);
+    if (db_ok) {
+        ap_rprintf(r, "database: reachable, schema version %d, %" APR_INT64_T_FMT
+                   " active sessions, %" APR_INT64_T_FMT " devices\n\n", schema,
+                   active, devices);
+    }
+    else {
+        ap_rputs("database: NOT reachable (see the error log)\n\n", r);
+    }
     ap_rputs("Requests (all children since the last (re)start):\n", r);
     for (i = 0; i < n; ++i) {
         ap_rprintf(r, "  %-10s %" APR_UINT64_T_FMT "\n", lines[i].key,

@@ -426,6 +426,26 @@ static apr_status_t q_value(memds_store_t *st, const char **pval,
                             const char *what, const char *sql,
                             const qargs_t *a);
 
+apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
+                                apr_int64_t *pdevices)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    rv = q_run(st, &res, "counts",
+               "SELECT (SELECT count(*) FROM memds.active_sessions),"
+               " (SELECT count(*) FROM memds.devices)", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pactive = col_i64(res, 0, 0, 0);
+    *pdevices = col_i64(res, 0, 1, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
                                  const char *account)
 {

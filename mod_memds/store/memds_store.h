@@ -62,6 +62,10 @@ apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
 apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
                                  const char *inner_b64, const char *source);
 
+/** For the status page: sessions in progress and known devices. */
+apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
+                                apr_int64_t *pdevices);
+
 /* ------------------------------------------------------------ devices */
 
 typedef struct memds_device_t {
