@@ -24,6 +24,7 @@
  *   (localtime would be both wrong for the device and not thread-safe).
  */
 #include "email/memds_email.h"
+#include "syncml/memds_xmlsafe.h"
 
 #include <apr_strings.h>
 #include <libxml/SAX2.h>
@@ -37,7 +38,6 @@
 #define NS_FOLDER "syncml:folder"
 
 /* Why the SAX hooks stopped the parser. */
-enum { STOP_NONE, STOP_SUBSET, STOP_DEPTH, STOP_NODES };
 
 /* ------------------------------------------------------------- helpers */
 
@@ -445,141 +445,12 @@ typedef struct px_t {
     apr_pool_t *p;
     const char *own_ns;   /**< syncml:email / syncml:folder */
     const char *root_ns;  /**< namespace of the root as written, or NULL */
-    /* set by the SAX hooks while libxml2 parses */
-    int depth;
-    apr_size_t elements;
-    int stop;             /**< STOP_* */
-    int stop_line;
-    const char *error;    /**< first error libxml2 reported (level >= ERROR) */
-    int error_line;
+    int stopped;          /**< the parse hit a hardening limit (not repairable) */
     /* the outcome */
     apr_status_t rv;
     const char *msg;
     int line;
 } px_t;
-
-static px_t *px_of(void *ctx)
-{
-    return ((xmlParserCtxtPtr)ctx)->_private;
-}
-
-static void px_stop(xmlParserCtxtPtr ctxt, int why)
-{
-    px_t *x = ctxt->_private;
-
-    if (x->stop == STOP_NONE) {
-        x->stop = why;
-        x->stop_line = ctxt->input ? ctxt->input->line : 0;
-    }
-    xmlStopParser(ctxt);
-}
-
-/** libxml2's message without its trailing newline, from p. */
-static const char *message_of(const xmlError *e, apr_pool_t *p)
-{
-    char *m = apr_pstrdup(p, e && e->message ? e->message : "parse error");
-    apr_size_t n = strlen(m);
-
-    while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
-        m[--n] = '\0';
-    }
-    return m;
-}
-
-/* The context's own structured error handler: keeps the first error,
- * ignores warnings (e.g. "xmlns: URI syncml:email is not absolute"). */
-static void sax_serror(void *ctx, xmlErrorPtr e)
-{
-    px_t *x = px_of(ctx);
-
-    if (x == NULL || e == NULL || e->level < XML_ERR_ERROR || x->error) {
-        return;
-    }
-    x->error = message_of(e, x->p);
-    x->error_line = e->line;
-}
-
-/* DOCTYPE: refuse an internal subset before libxml2 parses a byte of it. */
-static void sax_internal_subset(void *ctx, const xmlChar *name,
-                                const xmlChar *eid, const xmlChar *sid)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-
-    xmlSAX2InternalSubset(ctx, name, eid, sid);
-    if (ctxt->input && ctxt->input->cur && *ctxt->input->cur == '[') {
-        px_stop(ctxt, STOP_SUBSET);
-    }
-}
-
-/* Second line of defence: any declaration stops the parser. */
-static void sax_entity_decl(void *ctx, const xmlChar *name, int type,
-                            const xmlChar *pid, const xmlChar *sid,
-                            xmlChar *content)
-{
-    (void)name; (void)type; (void)pid; (void)sid; (void)content;
-    px_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_element_decl(void *ctx, const xmlChar *name, int type,
-                             xmlElementContentPtr content)
-{
-    (void)name; (void)type; (void)content;
-    px_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_attribute_decl(void *ctx, const xmlChar *elem,
-                               const xmlChar *fullname, int type, int def,
-                               const xmlChar *defaultValue,
-                               xmlEnumerationPtr tree)
-{
-    (void)elem; (void)fullname; (void)type; (void)def; (void)defaultValue;
-    xmlFreeEnumeration(tree); /* the handler owns it */
-    px_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_notation_decl(void *ctx, const xmlChar *name,
-                              const xmlChar *pid, const xmlChar *sid)
-{
-    (void)name; (void)pid; (void)sid;
-    px_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_unparsed_decl(void *ctx, const xmlChar *name,
-                              const xmlChar *pid, const xmlChar *sid,
-                              const xmlChar *notation)
-{
-    (void)name; (void)pid; (void)sid; (void)notation;
-    px_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_start(void *ctx, const xmlChar *localname,
-                      const xmlChar *prefix, const xmlChar *URI,
-                      int nb_namespaces, const xmlChar **namespaces,
-                      int nb_attributes, int nb_defaulted,
-                      const xmlChar **attributes)
-{
-    px_t *x = px_of(ctx);
-
-    if (++x->depth > MEMDS_EMAIL_MAX_DEPTH) {
-        px_stop(ctx, STOP_DEPTH);
-        return;
-    }
-    if (++x->elements > MEMDS_EMAIL_MAX_NODES) {
-        px_stop(ctx, STOP_NODES);
-        return;
-    }
-    xmlSAX2StartElementNs(ctx, localname, prefix, URI, nb_namespaces,
-                          namespaces, nb_attributes, nb_defaulted, attributes);
-}
-
-static void sax_end(void *ctx, const xmlChar *localname,
-                    const xmlChar *prefix, const xmlChar *URI)
-{
-    px_t *x = px_of(ctx);
-
-    --x->depth;
-    xmlSAX2EndElementNs(ctx, localname, prefix, URI);
-}
 
 static apr_status_t px_fail(px_t *x, int line, const char *msg)
 {
@@ -596,105 +467,21 @@ static apr_status_t px_fail(px_t *x, int line, const char *msg)
 static apr_status_t xml_parse(px_t *x, xmlDocPtr *pdoc, const char *buf,
                               apr_size_t len)
 {
-    xmlParserCtxtPtr ctxt;
-    xmlDocPtr doc;
+    memds_xmlsafe_t sx;
+    apr_status_t rv;
 
-    *pdoc = NULL;
-    /* Only UTF-8: other encodings would run libxml2's converters, whose
-     * errors go to the process-wide handler; a declared encoding is
-     * ignored (XML_PARSE_IGNORE_ENC). */
-    if (len >= 4) {
-        xmlCharEncoding enc = xmlDetectCharEncoding((const xmlChar *)buf, 4);
-        if (enc != XML_CHAR_ENCODING_NONE && enc != XML_CHAR_ENCODING_UTF8) {
-            const char *name = xmlGetCharEncodingName(enc);
-            return px_fail(x, 1, apr_psprintf(x->p, "XML in %s is refused: "
-                           "the object must be UTF-8",
-                           name ? name : "another encoding"));
-        }
+    memset(&sx, 0, sizeof(sx));
+    sx.p = x->p;
+    sx.max_depth = MEMDS_EMAIL_MAX_DEPTH;
+    sx.max_nodes = MEMDS_EMAIL_MAX_NODES;
+    sx.keep_cdata = 1; /* the emailitem rules need to see CDATA */
+    rv = memds_xmlsafe_parse(pdoc, &sx, buf, len);
+    if (rv != APR_SUCCESS) {
+        px_fail(x, sx.line, sx.msg);
+        x->rv = sx.rv;
+        x->stopped = sx.stop != 0;
     }
-    xmlInitParser(); /* idempotent */
-    ctxt = xmlCreateMemoryParserCtxt(buf, (int)len);
-    if (ctxt == NULL) {
-        px_fail(x, 0, "out of memory (XML parser context)");
-        x->rv = APR_ENOMEM;
-        return APR_ENOMEM;
-    }
-    /* No DTD loading, no entity substitution, no network, no error output;
-     * CDATA kept as such (the emailitem rules need to see it). Never NOENT,
-     * DTDLOAD, DTDATTR or HUGE. */
-    xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR
-                      | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES
-                      | XML_PARSE_IGNORE_ENC);
-    /* whatever process-wide defaults another part of the process set */
-    ctxt->replaceEntities = 0;
-    ctxt->loadsubset = 0;
-    ctxt->validate = 0;
-    ctxt->pedantic = 0;
-    ctxt->keepBlanks = 1;
-    ctxt->recovery = 0;
-    ctxt->linenumbers = 1;
-    ctxt->_private = x;
-    /* ctxt->sax belongs to this context: per-context hooks, no globals */
-    ctxt->sax->ignorableWhitespace = xmlSAX2Characters;
-    ctxt->sax->serror = sax_serror;
-    ctxt->sax->internalSubset = sax_internal_subset;
-    ctxt->sax->entityDecl = sax_entity_decl;
-    ctxt->sax->elementDecl = sax_element_decl;
-    ctxt->sax->attributeDecl = sax_attribute_decl;
-    ctxt->sax->notationDecl = sax_notation_decl;
-    ctxt->sax->unparsedEntityDecl = sax_unparsed_decl;
-    ctxt->sax->startElementNs = sax_start;
-    ctxt->sax->endElementNs = sax_end;
-
-    xmlParseDocument(ctxt);
-    doc = ctxt->myDoc;
-    ctxt->myDoc = NULL;
-
-    switch (x->stop) {
-    case STOP_SUBSET:
-        px_fail(x, x->stop_line, "a DOCTYPE with an internal subset (entity "
-                "declarations) is refused");
-        break;
-    case STOP_DEPTH:
-        px_fail(x, x->stop_line, apr_psprintf(x->p, "elements nested deeper "
-                "than %d (line %d)", MEMDS_EMAIL_MAX_DEPTH, x->stop_line));
-        break;
-    case STOP_NODES:
-        px_fail(x, x->stop_line, apr_psprintf(x->p, "more than %d elements "
-                "(line %d)", MEMDS_EMAIL_MAX_NODES, x->stop_line));
-        break;
-    default:
-        /* Not only wellFormed: libxml2 reports some failures (a text
-         * node over its 10 MB limit, undeclared entities) as errors
-         * without clearing it. */
-        if (!ctxt->wellFormed || x->error || doc == NULL) {
-            if (x->error == NULL) {
-                const xmlError *le = xmlCtxtGetLastError(ctxt);
-                x->error = message_of(le, x->p);
-                x->error_line = le ? le->line : 0;
-            }
-            px_fail(x, x->error_line, apr_psprintf(x->p, "malformed XML at "
-                    "line %d: %s", x->error_line, x->error));
-            if (ctxt->errNo == XML_ERR_NO_MEMORY
-                && strstr(x->error, "huge") == NULL) {
-                x->rv = APR_ENOMEM;
-            }
-        }
-        else if (doc->intSubset && doc->intSubset->children) {
-            px_fail(x, 0, "a DOCTYPE with an internal subset (entity "
-                    "declarations) is refused");
-        }
-        break;
-    }
-    xmlFreeParserCtxt(ctxt);
-    if (x->msg) {
-        if (doc) {
-            xmlFreeDoc(doc);
-        }
-        return x->rv;
-    }
-    *pdoc = doc;
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* ------------------------------------------------ input pre-processing */
@@ -1595,7 +1382,7 @@ static apr_status_t parse_object(const char *data, apr_size_t len,
         *pform |= MEMDS_EMAIL_IF_ESCAPED;
     }
     rv = xml_parse(&x, &doc, data, len);
-    if (rv != APR_SUCCESS && x.stop == STOP_NONE && rv != APR_ENOMEM) {
+    if (rv != APR_SUCCESS && !x.stopped && rv != APR_ENOMEM) {
         char *fixed;
         apr_size_t flen;
 

@@ -23,6 +23,7 @@
  *   (and is lenient about MetInf without namespace, see resolve()).
  */
 #include "syncml/memds_tree.h"
+#include "syncml/memds_xmlsafe.h"
 
 #include <apr_strings.h>
 #include <libxml/SAX2.h>
@@ -45,7 +46,6 @@
 enum { NSC_NONE, NSC_SYNCML, NSC_METINF, NSC_DEVINF, NSC_OTHER };
 
 /* Why the SAX hooks stopped the parser. */
-enum { STOP_NONE, STOP_SUBSET, STOP_DEPTH, STOP_NODES };
 
 /* ------------------------------------------------------------- helpers */
 
@@ -123,146 +123,10 @@ static const char *ts_name(int ts)
 typedef struct dec_t {
     apr_pool_t *p;
     memds_ver_e version;
-    /* set by the SAX hooks while libxml2 parses */
-    int depth;
-    apr_size_t elements;
-    int stop;             /**< STOP_* */
-    int stop_line;
-    const char *error;    /**< first error libxml2 reported (level >= ERROR) */
-    int error_line;
-    /* set by the conversion */
+    /* set on failure */
     const char *msg;
     int line;
 } dec_t;
-
-static dec_t *dec_of(void *ctx)
-{
-    return ((xmlParserCtxtPtr)ctx)->_private;
-}
-
-static void dec_stop(xmlParserCtxtPtr ctxt, int why)
-{
-    dec_t *d = ctxt->_private;
-
-    if (d->stop == STOP_NONE) {
-        d->stop = why;
-        d->stop_line = ctxt->input ? ctxt->input->line : 0;
-    }
-    xmlStopParser(ctxt);
-}
-
-/** libxml2's message without its trailing newline, from p. */
-static const char *message_of(const xmlError *e, apr_pool_t *p)
-{
-    char *m = apr_pstrdup(p, e && e->message ? e->message : "parse error");
-    apr_size_t n = strlen(m);
-
-    while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
-        m[--n] = '\0';
-    }
-    return m;
-}
-
-/* The parser context's own structured error handler: keeps the first
- * error, ignores warnings (e.g. "xmlns: URI ... is not absolute"). Never
- * a global handler: decoding is thread-safe. */
-static void sax_serror(void *ctx, xmlErrorPtr e)
-{
-    dec_t *d = dec_of(ctx);
-
-    if (d == NULL || e == NULL || e->level < XML_ERR_ERROR || d->error) {
-        return;
-    }
-    d->error = message_of(e, d->p);
-    d->error_line = e->line;
-}
-
-/* DOCTYPE: refuse an internal subset before libxml2 parses a byte of it
- * (no entity declaration is ever seen, so no expansion can happen). At
- * this point libxml2 has read the name and external ids and skipped the
- * blanks; an internal subset starts with '['. */
-static void sax_internal_subset(void *ctx, const xmlChar *name,
-                                const xmlChar *eid, const xmlChar *sid)
-{
-    xmlParserCtxtPtr ctxt = ctx;
-
-    xmlSAX2InternalSubset(ctx, name, eid, sid);
-    if (ctxt->input && ctxt->input->cur && *ctxt->input->cur == '[') {
-        dec_stop(ctxt, STOP_SUBSET);
-    }
-}
-
-/* Second line of defence: any declaration stops the parser. */
-static void sax_entity_decl(void *ctx, const xmlChar *name, int type,
-                            const xmlChar *pid, const xmlChar *sid,
-                            xmlChar *content)
-{
-    (void)name; (void)type; (void)pid; (void)sid; (void)content;
-    dec_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_element_decl(void *ctx, const xmlChar *name, int type,
-                             xmlElementContentPtr content)
-{
-    (void)name; (void)type; (void)content;
-    dec_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_attribute_decl(void *ctx, const xmlChar *elem,
-                               const xmlChar *fullname, int type, int def,
-                               const xmlChar *defaultValue,
-                               xmlEnumerationPtr tree)
-{
-    (void)elem; (void)fullname; (void)type; (void)def; (void)defaultValue;
-    xmlFreeEnumeration(tree); /* the handler owns it */
-    dec_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_notation_decl(void *ctx, const xmlChar *name,
-                              const xmlChar *pid, const xmlChar *sid)
-{
-    (void)name; (void)pid; (void)sid;
-    dec_stop(ctx, STOP_SUBSET);
-}
-
-static void sax_unparsed_decl(void *ctx, const xmlChar *name,
-                              const xmlChar *pid, const xmlChar *sid,
-                              const xmlChar *notation)
-{
-    (void)name; (void)pid; (void)sid; (void)notation;
-    dec_stop(ctx, STOP_SUBSET);
-}
-
-/* Depth and element count are enforced while parsing, so a hostile
- * document never grows a big DOM (libxml2's own depth limit is 256). */
-static void sax_start(void *ctx, const xmlChar *localname,
-                      const xmlChar *prefix, const xmlChar *URI,
-                      int nb_namespaces, const xmlChar **namespaces,
-                      int nb_attributes, int nb_defaulted,
-                      const xmlChar **attributes)
-{
-    dec_t *d = dec_of(ctx);
-
-    if (++d->depth > MEMDS_CODEC_MAX_DEPTH) {
-        dec_stop(ctx, STOP_DEPTH);
-        return;
-    }
-    if (++d->elements > MEMDS_CODEC_MAX_NODES) {
-        dec_stop(ctx, STOP_NODES);
-        return;
-    }
-    xmlSAX2StartElementNs(ctx, localname, prefix, URI, nb_namespaces,
-                          namespaces, nb_attributes, nb_defaulted, attributes);
-}
-
-static void sax_end(void *ctx, const xmlChar *localname,
-                    const xmlChar *prefix, const xmlChar *URI)
-{
-    dec_t *d = dec_of(ctx);
-
-    --d->depth;
-    xmlSAX2EndElementNs(ctx, localname, prefix, URI);
-}
 
 static apr_status_t dec_fail(dec_t *d, int line, const char *msg)
 {
@@ -570,7 +434,7 @@ apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
                               apr_pool_t *p)
 {
     memds_codec_err_t dummy;
-    xmlParserCtxtPtr ctxt = NULL;
+    memds_xmlsafe_t x;
     xmlDocPtr doc = NULL;
     dec_t d;
     apr_status_t rv = APR_EINVAL;
@@ -587,98 +451,15 @@ apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
                              " bytes (64 MiB)", len, MEMDS_XML_MAX_INPUT);
         goto done;
     }
-    if (buf == NULL || len == 0) {
-        d.msg = "empty document";
-        goto done;
-    }
-    /* SyncML XML is UTF-8. Other encodings would run libxml2's converters,
-     * whose errors go to the process-wide error handler instead of this
-     * context; so UTF-16/UCS-4/EBCDIC input is refused here, and an
-     * encoding declaration is ignored (XML_PARSE_IGNORE_ENC): the bytes
-     * must be UTF-8 (an ASCII-only "ISO-8859-1" document is fine). */
-    if (len >= 4) {
-        xmlCharEncoding enc = xmlDetectCharEncoding((const xmlChar *)buf, 4);
-        if (enc != XML_CHAR_ENCODING_NONE && enc != XML_CHAR_ENCODING_UTF8) {
-            const char *name = xmlGetCharEncodingName(enc);
-            d.msg = apr_psprintf(p, "XML in %s is refused: SyncML XML is "
-                                 "UTF-8", name ? name : "another encoding");
-            d.line = 1;
-            goto done;
-        }
-    }
-    xmlInitParser(); /* idempotent */
-    ctxt = xmlCreateMemoryParserCtxt(buf, (int)len);
-    if (ctxt == NULL) {
-        rv = APR_ENOMEM;
-        d.msg = "out of memory (XML parser context)";
-        goto done;
-    }
-    /* No DTD loading, no entity substitution, no network, no error output
-     * (decision 8). Never NOENT, DTDLOAD, DTDATTR or HUGE. */
-    xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR
-                      | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA
-                      | XML_PARSE_BIG_LINES | XML_PARSE_IGNORE_ENC);
-    /* Whatever process-wide defaults another part of the process set
-     * (xmlSubstituteEntitiesDefault, xmlLoadExtDtdDefaultValue, ...). */
-    ctxt->replaceEntities = 0;
-    ctxt->loadsubset = 0;
-    ctxt->validate = 0;
-    ctxt->pedantic = 0;
-    ctxt->keepBlanks = 1;
-    ctxt->recovery = 0;
-    ctxt->linenumbers = 1;
-    ctxt->_private = &d;
-    /* ctxt->sax belongs to this context: per-context hooks, no globals. */
-    ctxt->sax->ignorableWhitespace = xmlSAX2Characters;
-    ctxt->sax->serror = sax_serror;
-    ctxt->sax->internalSubset = sax_internal_subset;
-    ctxt->sax->entityDecl = sax_entity_decl;
-    ctxt->sax->elementDecl = sax_element_decl;
-    ctxt->sax->attributeDecl = sax_attribute_decl;
-    ctxt->sax->notationDecl = sax_notation_decl;
-    ctxt->sax->unparsedEntityDecl = sax_unparsed_decl;
-    ctxt->sax->startElementNs = sax_start;
-    ctxt->sax->endElementNs = sax_end;
-
-    xmlParseDocument(ctxt);
-    doc = ctxt->myDoc;
-    ctxt->myDoc = NULL;
-
-    switch (d.stop) {
-    case STOP_SUBSET:
-        d.msg = "a DOCTYPE with an internal subset (entity declarations) "
-                "is refused";
-        d.line = d.stop_line;
-        goto done;
-    case STOP_DEPTH:
-        d.msg = apr_psprintf(p, "elements nested deeper than %d (line %d)",
-                             MEMDS_CODEC_MAX_DEPTH, d.stop_line);
-        d.line = d.stop_line;
-        goto done;
-    case STOP_NODES:
-        d.msg = apr_psprintf(p, "more than %d elements (line %d)",
-                             MEMDS_CODEC_MAX_NODES, d.stop_line);
-        d.line = d.stop_line;
-        goto done;
-    default:
-        break;
-    }
-    /* Not only wellFormed: libxml2 reports some failures (a text node over
-     * its 10 MB limit, undeclared entities, unbound prefixes) as errors
-     * without clearing it. */
-    if (!ctxt->wellFormed || d.error || doc == NULL) {
-        if (d.error == NULL) {
-            const xmlError *le = xmlCtxtGetLastError(ctxt);
-            d.error = message_of(le, p);
-            d.error_line = le ? le->line : 0;
-        }
-        d.line = d.error_line;
-        d.msg = apr_psprintf(p, "malformed XML at line %d: %s", d.error_line,
-                             d.error);
-        if (ctxt->errNo == XML_ERR_NO_MEMORY
-            && strstr(d.error, "huge") == NULL) {
-            rv = APR_ENOMEM;
-        }
+    memset(&x, 0, sizeof(x));
+    x.p = p;
+    x.max_depth = MEMDS_CODEC_MAX_DEPTH;
+    x.max_nodes = MEMDS_CODEC_MAX_NODES;
+    x.keep_cdata = 0; /* Data is the join of its text and CDATA pieces */
+    rv = memds_xmlsafe_parse(&doc, &x, buf, len);
+    if (rv != APR_SUCCESS) {
+        d.msg = x.msg;
+        d.line = x.line;
         goto done;
     }
     rv = dec_doc(&d, ptree, doc);
@@ -686,9 +467,6 @@ apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
 done:
     if (doc) {
         xmlFreeDoc(doc);
-    }
-    if (ctxt) {
-        xmlFreeParserCtxt(ctxt);
     }
     if (rv != APR_SUCCESS) {
         err->rv = rv;
