@@ -24,6 +24,7 @@
  *   (localtime would be both wrong for the device and not thread-safe).
  */
 #include "email/memds_email.h"
+#include "util/memds_util.h"
 #include "syncml/memds_xmlsafe.h"
 
 #include <apr_strings.h>
@@ -155,47 +156,6 @@ static const char *shown(const char *s, apr_size_t len, apr_pool_t *p)
     return c;
 }
 
-/** Length of the valid UTF-8 sequence at s (2..4), 0 if invalid; *cp gets
- *  the code point. Overlong forms and surrogates are invalid. (As in
- *  memds_xml.c.) */
-static apr_size_t utf8_seq(const unsigned char *s, const unsigned char *end,
-                           unsigned *cp)
-{
-    unsigned c = s[0], lo = 0x80, hi = 0xBF, v;
-    apr_size_t k, i;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        k = 2;
-        v = c & 0x1F;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        v = c & 0x0F;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        v = c & 0x07;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    }
-    else {
-        return 0;
-    }
-    if ((apr_size_t)(end - s) < k || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (i = 1; i < k; ++i) {
-        if (i > 1 && (s[i] < 0x80 || s[i] > 0xBF)) {
-            return 0;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return k;
-}
-
 /* Offset of the first byte XML 1.0 cannot carry, or len; *what names it. */
 static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
                             apr_size_t wlen)
@@ -215,7 +175,7 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
             ++s;
             continue;
         }
-        k = utf8_seq(s, end, &cp);
+        k = memds_utf8_seq(s, end, &cp);
         if (k == 0) {
             apr_snprintf(what, wlen, "invalid UTF-8 (byte 0x%02X)", c);
             return (apr_size_t)(s - b);

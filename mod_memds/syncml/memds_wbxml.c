@@ -15,6 +15,7 @@
  * context struct, so the codec is thread-safe.
  */
 #include "syncml/memds_tree.h"
+#include "util/memds_util.h"
 
 #include <apr_strings.h>
 #include <stdarg.h>
@@ -81,54 +82,23 @@ static const char *ver_name(memds_ver_e v)
 
 /* ------------------------------------------------------------ helpers */
 
-/* Index of the first byte that starts an invalid UTF-8 sequence, or len.
- * Strict (RFC 3629): no overlong forms, no surrogates, nothing past
- * U+10FFFF. */
+/* Index of the first byte that starts an invalid UTF-8 sequence, or len
+ * (strict, RFC 3629: see memds_utf8_seq). */
 static apr_size_t utf8_bad_at(const unsigned char *s, apr_size_t len)
 {
-    apr_size_t i = 0, k, n;
+    apr_size_t i = 0, k;
+    unsigned cp;
 
     while (i < len) {
-        unsigned c = s[i];
-        unsigned lo = 0x80, hi = 0xBF;
-
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             ++i;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        }
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0) {
-                lo = 0xA0;
-            }
-            else if (c == 0xED) {
-                hi = 0x9F;
-            }
-        }
-        else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0) {
-                lo = 0x90;
-            }
-            else if (c == 0xF4) {
-                hi = 0x8F;
-            }
-        }
-        else {
+        k = memds_utf8_seq(s + i, s + len, &cp);
+        if (k == 0) {
             return i;
         }
-        if (len - i <= n || s[i + 1] < lo || s[i + 1] > hi) {
-            return i;
-        }
-        for (k = 2; k <= n; ++k) {
-            if ((s[i + k] & 0xC0) != 0x80) {
-                return i;
-            }
-        }
-        i += n + 1;
+        i += k;
     }
     return len;
 }

@@ -23,6 +23,7 @@
  *   (and is lenient about MetInf without namespace, see resolve()).
  */
 #include "syncml/memds_tree.h"
+#include "util/memds_util.h"
 #include "syncml/memds_xmlsafe.h"
 
 #include <apr_strings.h>
@@ -509,46 +510,6 @@ static apr_status_t enc_fail(enc_t *e, const char *msg)
     return APR_EINVAL;
 }
 
-/** Length of the valid UTF-8 sequence at s (2..4), 0 if invalid; *cp gets
- *  the code point. Overlong forms and surrogates are invalid. */
-static apr_size_t utf8_seq(const unsigned char *s, const unsigned char *end,
-                           unsigned *cp)
-{
-    unsigned c = s[0], lo = 0x80, hi = 0xBF, v;
-    apr_size_t k, i;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        k = 2;
-        v = c & 0x1F;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        v = c & 0x0F;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        v = c & 0x07;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    }
-    else {
-        return 0;
-    }
-    if ((apr_size_t)(end - s) < k || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (i = 1; i < k; ++i) {
-        if (i > 1 && (s[i] < 0x80 || s[i] > 0xBF)) {
-            return 0;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return k;
-}
-
 static apr_status_t bad_text(enc_t *e, const memds_node_t *n, apr_size_t off,
                              const char *what)
 {
@@ -584,7 +545,7 @@ static apr_status_t put_text(enc_t *e, const memds_node_t *n,
         apr_size_t k;
 
         if (c >= 0x80) {
-            k = utf8_seq(s, end, &cp);
+            k = memds_utf8_seq(s, end, &cp);
             if (k == 0) {
                 if (e->out) {
                     char what[48];

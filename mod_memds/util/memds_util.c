@@ -180,3 +180,41 @@ const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p)
     hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
     return hex;
 }
+
+apr_size_t memds_utf8_seq(const unsigned char *s, const unsigned char *end,
+                          unsigned *cp)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF, v;
+    apr_size_t k, i;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 2;
+        v = c & 0x1F;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3;
+        v = c & 0x0F;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4;
+        v = c & 0x07;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    }
+    else {
+        return 0;
+    }
+    if ((apr_size_t)(end - s) < k || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (i = 1; i < k; ++i) {
+        if (i > 1 && (s[i] < 0x80 || s[i] > 0xBF)) {
+            return 0;
+        }
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    *cp = v;
+    return k;
+}

@@ -49,6 +49,15 @@ apr_status_t memds_parse_uint(int *pval, const char *s, int max);
 const char *memds_check_server_url(const char *url, const char *const *schemes,
                                    apr_pool_t *p);
 
+/**
+ * Length (2..4) of the valid multi-byte UTF-8 sequence starting at s (s <
+ * end, *s >= 0x80), or 0 when it is invalid (RFC 3629: no overlong forms,
+ * no surrogates, nothing past U+10FFFF, not truncated); *cp gets the code
+ * point.
+ */
+apr_size_t memds_utf8_seq(const unsigned char *s, const unsigned char *end,
+                          unsigned *cp);
+
 /** Lower-case hex SHA-1 of len bytes (any length), from p. */
 const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p);
 

@@ -87,6 +87,28 @@ static void test_sha1(void)
                            "da39a3ee5e6b4b0d3255bfef95601890afd80709");
 }
 
+static void test_utf8(void)
+{
+#define SEQ(str) memds_utf8_seq((const unsigned char *)(str), \
+                                (const unsigned char *)(str) + sizeof(str) - 1, &cp)
+    unsigned cp = 0;
+
+    CU_ASSERT_EQUAL(SEQ("\xC3\xA4"), 2);
+    CU_ASSERT_EQUAL(cp, 0xE4);
+    CU_ASSERT_EQUAL(SEQ("\xE2\x82\xAC"), 3);
+    CU_ASSERT_EQUAL(cp, 0x20AC);
+    CU_ASSERT_EQUAL(SEQ("\xF0\x9F\x98\x80"), 4);
+    CU_ASSERT_EQUAL(cp, 0x1F600);
+    CU_ASSERT_EQUAL(SEQ("\xC0\xAF"), 0);          /* overlong */
+    CU_ASSERT_EQUAL(SEQ("\xE0\x80\xAF"), 0);      /* overlong */
+    CU_ASSERT_EQUAL(SEQ("\xED\xA0\x80"), 0);      /* surrogate */
+    CU_ASSERT_EQUAL(SEQ("\xF4\x90\x80\x80"), 0); /* > U+10FFFF */
+    CU_ASSERT_EQUAL(SEQ("\xE2\x82"), 0);          /* truncated */
+    CU_ASSERT_EQUAL(SEQ("\xE2\x28\xAC"), 0);      /* bad continuation */
+    CU_ASSERT_EQUAL(SEQ("\xFF"), 0);
+#undef SEQ
+}
+
 void unit_add_util(void)
 {
     CU_pSuite s = CU_add_suite("util", NULL, NULL);
@@ -96,4 +118,5 @@ void unit_add_util(void)
     CU_add_test(s, "parse uint", test_parse_uint);
     CU_add_test(s, "server url", test_server_url);
     CU_add_test(s, "sha1", test_sha1);
+    CU_add_test(s, "utf8", test_utf8);
 }
