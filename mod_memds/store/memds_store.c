@@ -166,6 +166,21 @@ static apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
     return APR_SUCCESS;
 }
 
+/* A query that yields at most one row of interest: APR_ENOENT (result
+ * freed) when it yields none. */
+static apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
+                          const char *sql, const qargs_t *a)
+{
+    apr_status_t rv = q_run(st, pres, what, sql, a, PGRES_TUPLES_OK);
+
+    if (rv == APR_SUCCESS && PQntuples(*pres) == 0) {
+        PQclear(*pres);
+        *pres = NULL;
+        return APR_ENOENT;
+    }
+    return rv;
+}
+
 /* A statement that changes rows: *pn = how many (pn may be NULL). */
 static apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
                           const char *sql, const qargs_t *a)
@@ -580,14 +595,10 @@ static apr_status_t session_fetch(memds_store_t *st, memds_session_row_t *row,
                                   const qargs_t *a)
 {
     PGresult *res;
-    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+    apr_status_t rv = q_row(st, &res, what, sql, a);
 
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     session_from_row(row, res, st->pool);
     PQclear(res);
@@ -916,10 +927,10 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
         qa_i64(&a, session_pk);
         qa_str(&a, store);
         qa_int(&a, atoi(guid + 1));
-        rv = q_run(st, &res, "queue_find",
+        rv = q_row(st, &res, "queue_find",
                    "SELECT " QUEUE_COLS " FROM memds.session_queue"
                    " WHERE session_pk = $1::bigint AND store = $2"
-                   " AND n = $3::integer", &a, PGRES_TUPLES_OK);
+                   " AND n = $3::integer", &a);
     }
     else {
         qa_init(&a, st->pool);
@@ -927,20 +938,15 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
         qa_str(&a, store);
         qa_str(&a, guid);
         qa_str(&a, luid);
-        rv = q_run(st, &res, "queue_find",
+        rv = q_row(st, &res, "queue_find",
                    "SELECT " QUEUE_COLS " FROM memds.session_queue"
                    " WHERE session_pk = $1::bigint AND store = $2"
                    " AND CASE WHEN $3::text IS NOT NULL THEN guid = $3::text"
                    "     ELSE luid = $4::text END"
-                   " ORDER BY n LIMIT 1",
-                   &a, PGRES_TUPLES_OK);
+                   " ORDER BY n LIMIT 1", &a);
     }
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     qitem_from_row(q, res, 0, st->pool);
     PQclear(res);
@@ -1033,20 +1039,15 @@ apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
     qa_i64(&a, device_id);
     qa_str(&a, store);
     qa_i64(&a, except);
-    rv = q_run(st, &res, "suspended_find",
+    rv = q_row(st, &res, "suspended_find",
                "SELECT s.session_pk FROM memds.sessions s"
                " JOIN memds.session_stores ss USING (session_pk)"
                " WHERE s.device_id = $1::bigint AND ss.store = $2"
                " AND s.phase = 'suspended' AND s.expires_at > now()"
                " AND s.session_pk <> $3::bigint"
-               " ORDER BY s.updated_at DESC LIMIT 1 FOR UPDATE OF s",
-               &a, PGRES_TUPLES_OK);
+               " ORDER BY s.updated_at DESC LIMIT 1 FOR UPDATE OF s", &a);
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     *pold = col_i64(res, 0, 0, 0);
     PQclear(res);
@@ -1364,17 +1365,12 @@ apr_status_t memds_store_partial_get(memds_store_t *st, memds_partial_t *pt,
     qa_init(&a, st->pool);
     qa_i64(&a, session_pk);
     qa_str(&a, store);
-    rv = q_run(st, &res, "partial_get",
+    rv = q_row(st, &res, "partial_get",
                "SELECT store, cmd, luid, content_type, total_size, data"
                " FROM memds.session_partial"
-               " WHERE session_pk = $1::bigint AND store = $2",
-               &a, PGRES_TUPLES_OK);
+               " WHERE session_pk = $1::bigint AND store = $2", &a);
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     pt->store = col_str(res, 0, 0, st->pool);
     pt->cmd = col_str(res, 0, 1, st->pool);
@@ -1438,17 +1434,12 @@ apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
     qa_init(&a, st->pool);
     qa_i64(&a, device_id);
     qa_str(&a, store);
-    rv = q_run(st, &res, "syncstate_get",
+    rv = q_row(st, &res, "syncstate_get",
                "SELECT client_uri, last_client_anchor, last_server_anchor,"
                " last_seq FROM memds.sync_state"
-               " WHERE device_id = $1::bigint AND store = $2",
-               &a, PGRES_TUPLES_OK);
+               " WHERE device_id = $1::bigint AND store = $2", &a);
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     ss->client_uri = col_str(res, 0, 0, st->pool);
     ss->last_client_anchor = col_str(res, 0, 1, st->pool);
@@ -1488,14 +1479,10 @@ static apr_status_t q_value(memds_store_t *st, const char **pval,
                             const char *what, const char *sql, const qargs_t *a)
 {
     PGresult *res;
-    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+    apr_status_t rv = q_row(st, &res, what, sql, a);
 
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     *pval = col_str(res, 0, 0, st->pool);
     PQclear(res);
@@ -1668,17 +1655,12 @@ apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
     qa_str(&a, account);
     qa_str(&a, store);
     qa_str(&a, guid);
-    rv = q_run(st, &res, "items_get",
+    rv = q_row(st, &res, "items_get",
                "SELECT guid, content_type, data, seq, deleted,"
                " coalesce(changed_by, 0) FROM memds.items"
-               " WHERE account = $1 AND store = $2 AND guid = $3",
-               &a, PGRES_TUPLES_OK);
+               " WHERE account = $1 AND store = $2 AND guid = $3", &a);
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return APR_ENOENT;
     }
     row->guid = col_str(res, 0, 0, st->pool);
     row->content_type = col_str(res, 0, 1, st->pool);
