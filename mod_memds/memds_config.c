@@ -1,5 +1,6 @@
 /* memds_config.c: directives, create/merge, typed getters. */
 #include "memds_glue.h"
+#include "backends/memds_imap.h"
 
 #include <http_core.h>
 #include <ap_mpm.h>
@@ -57,6 +58,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->session_timeout = MEMDS_UNSET;
     dc->conflict = MEMDS_UNSET;
     dc->auth_failures = dc->auth_window = dc->auth_block = MEMDS_UNSET;
+    dc->delete_policy = MEMDS_UNSET;
     return dc;
 }
 
@@ -73,6 +75,16 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->max_obj_size = add->max_obj_size != MEMDS_UNSET ? add->max_obj_size
                                                        : base->max_obj_size;
     MERGE_PTR(datastore);
+    MERGE_PTR(master_user);
+    MERGE_PTR(master_password);
+    MERGE_INT(delete_policy);
+    {
+        int i;
+        for (i = 0; i < 9; ++i) {
+            c->folder_names[i] = add->folder_names[i] ? add->folder_names[i]
+                                                      : base->folder_names[i];
+        }
+    }
     MERGE_PTR(auth_file);
     MERGE_INT(auth_type);
     MERGE_INT(session_timeout);
@@ -98,11 +110,23 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
 }
 
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
+                          memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
     memset(cfg, 0, sizeof(*cfg));
-    cfg->datastore = dc->datastore ? dc->datastore : "items";
+    memset(mbuf, 0, sizeof(*mbuf));
+    /* A location with an IMAP server serves its mailbox by default. */
+    cfg->datastore = dc->datastore ? dc->datastore
+                   : dc->imap_url ? "imap" : "items";
+    mbuf->imap_url = dc->imap_url;
+    mbuf->master_user = dc->master_user;
+    mbuf->master_password = dc->master_password;
+    mbuf->delete_policy = (memds_delete_policy_e)OR(dc->delete_policy,
+                                                    MEMDS_DELETE_TRASH);
+    memcpy(mbuf->folder_names, dc->folder_names, sizeof(mbuf->folder_names));
+    mbuf->log = log;
+    cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout, MEMDS_DEFAULT_SESSION_TIMEOUT);
     cfg->max_msg_size = memds_dir_max_msg_size(dc);
     cfg->max_obj_size = OR(dc->max_obj_size, MEMDS_DEFAULT_MAX_OBJ_SIZE);
@@ -247,12 +271,66 @@ static const char *set_datastore(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_dir_conf *dc = dcv;
 
-    if (strcmp(arg, "items") != 0) {
+    if (strcmp(arg, "items") != 0 && strcmp(arg, "imap") != 0) {
         return apr_psprintf(cmd->pool, "MemDSDatastore: unknown datastore '%s'; "
-                            "allowed: items", arg);
+                            "allowed: items, imap", arg);
     }
     dc->datastore = arg;
     return NULL;
+}
+
+static const char *set_imap_master(cmd_parms *cmd, void *dcv, const char *user,
+                                   const char *password)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (!*user || !*password || strpbrk(user, " \t\r\n")) {
+        return "MemDSIMAPMaster: give the master user's name (no blanks) and "
+               "its password, both non-empty";
+    }
+    dc->master_user = user;
+    dc->master_password = password;
+    return NULL;
+}
+
+static const char *set_delete_policy(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    static const char *const names[] = { "trash", "flag", "expunge", NULL };
+    memds_dir_conf *dc = dcv;
+    int i;
+
+    for (i = 0; names[i]; ++i) {
+        if (strcasecmp(arg, names[i]) == 0) {
+            dc->delete_policy = i;
+            return NULL;
+        }
+    }
+    return apr_psprintf(cmd->pool, "MemDSDeletePolicy: '%s' is not one of "
+                        "trash, flag, expunge", arg);
+}
+
+static const char *set_folder(cmd_parms *cmd, void *dcv, const char *role,
+                              const char *path)
+{
+    static const struct { const char *name; int role; } roles[] = {
+        { "drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "sent", MEMDS_IMAP_ROLE_SENT },
+        { "trash", MEMDS_IMAP_ROLE_TRASH }, { "junk", MEMDS_IMAP_ROLE_JUNK },
+        { "archive", MEMDS_IMAP_ROLE_ARCHIVE }, { NULL, 0 }
+    };
+    memds_dir_conf *dc = dcv;
+    int i;
+
+    if (!*path) {
+        return "MemDSFolder: the folder path is empty";
+    }
+    for (i = 0; roles[i].name; ++i) {
+        if (strcasecmp(role, roles[i].name) == 0) {
+            dc->folder_names[roles[i].role] = path;
+            return NULL;
+        }
+    }
+    return apr_psprintf(cmd->pool, "MemDSFolder: unknown role '%s'; allowed: "
+                        "drafts, sent, trash, junk, archive", role);
 }
 
 static const char *set_auth_file(cmd_parms *cmd, void *dcv, const char *arg)
@@ -393,9 +471,26 @@ const command_rec memds_cmds[] = {
                   "Largest single item accepted (after reassembly of chunks), "
                   "1K to 1G; larger ones get Status 413. Default: 4M."),
     AP_INIT_TAKE1("MemDSDatastore", set_datastore, NULL, RSRC_CONF | ACCESS_CONF,
-                  "What the datastores of this location are: items (opaque "
+                  "What the datastores of this location are: imap (the "
+                  "account's mail folders on MemDSIMAPServer) or items (opaque "
                   "items in PostgreSQL, one store per alerted name). Default: "
-                  "items."),
+                  "imap where MemDSIMAPServer is set, else items."),
+    AP_INIT_TAKE2("MemDSIMAPMaster", set_imap_master, NULL, RSRC_CONF | ACCESS_CONF,
+                  "USER PASSWORD of an IMAP master user (Dovecot master user, "
+                  "SASL PLAIN authzid) through which the gateway reaches every "
+                  "account's mailbox; needed for md5 devices and HTTP-level "
+                  "auth. Default: none (the device's own password is the IMAP "
+                  "login)."),
+    AP_INIT_TAKE1("MemDSDeletePolicy", set_delete_policy, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "trash, flag or expunge: what a device's Delete does to the "
+                  "IMAP message (move to Trash, set \\Deleted, or expunge). "
+                  "Default: trash."),
+    AP_INIT_TAKE2("MemDSFolder", set_folder, NULL, RSRC_CONF | ACCESS_CONF,
+                  "ROLE PATH: the folder of a role (drafts, sent, trash, junk, "
+                  "archive) when the IMAP server does not mark it with "
+                  "SPECIAL-USE. Default: the usual names (Sent, Drafts, Trash, "
+                  "...)."),
     AP_INIT_TAKE1("MemDSAuthFile", set_auth_file, NULL, RSRC_CONF | ACCESS_CONF,
                   "Dovecot-style passwd-file (user:{PLAIN}password) that SyncML "
                   "basic and md5 credentials are checked against. Default: "

@@ -83,6 +83,9 @@ typedef struct memds_dir_conf {
     int conflict;               /**< MemDSConflictPolicy */
     int auth_failures, auth_window, auth_block; /**< MemDSAuthLimit */
     memds_verifier_t verifier;  /**< built from auth_file at config time */
+    const char *master_user, *master_password; /**< MemDSIMAPMaster */
+    int delete_policy;          /**< MemDSDeletePolicy (MEMDS_UNSET) */
+    const char *folder_names[9]; /**< MemDSFolder, by memds_imap_role_e */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];
@@ -96,8 +99,10 @@ memds_srv_conf *memds_srv_conf_get(const server_rec *s);
 memds_dir_conf *memds_dir_conf_get(const request_rec *r);
 int memds_dir_engine(const memds_dir_conf *dc);
 apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
-/** Engine settings of a location (defaults applied), in cfg. */
+/** Engine settings of a location (defaults applied), in cfg; mbuf holds
+ *  the mailbox settings cfg->mail points to, logging through log. */
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
+                          memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);

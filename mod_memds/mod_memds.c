@@ -364,6 +364,7 @@ static int memds_sync_handler(request_rec *r)
     memds_pgconn_t *conn;
     memds_engine_cfg_t cfg;
     memds_verifier_t verifier;
+    memds_mail_cfg_t mailcfg;
     memds_request_t rq;
     memds_response_t resp;
     int st;
@@ -415,7 +416,7 @@ static int memds_sync_handler(request_rec *r)
     if ((st = check_schema(r, sc, conn)) != OK) {
         return fail(r, sc, st);
     }
-    memds_dir_engine_cfg(&cfg, &verifier, dc);
+    memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, dc);
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

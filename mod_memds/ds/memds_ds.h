@@ -2,7 +2,7 @@
  * @file memds_ds.h
  * Datastores behind a vtable: the engine sees only these operations; the
  * items datastore (PostgreSQL, memds_ds_items.c) is one implementation, the
- * IMAP mailbox another (email issue).
+ * IMAP mailbox folders (memds_ds_imap.c) another.
  *
  * Change model: a datastore has a monotonically growing change sequence;
  * the engine asks for a snapshot value, then for the changes in
@@ -16,6 +16,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include "store/memds_store.h"
+#include "util/memds_util.h"
 
 typedef struct memds_ds_change_t {
     const char *guid;
@@ -34,8 +35,12 @@ typedef struct memds_ds_vt {
      *  since -1: every live item. */
     apr_status_t (*changes)(memds_ds_t *ds, apr_array_header_t **pchanges,
                             apr_int64_t since, apr_int64_t upto);
-    /** An item's bytes and type; APR_ENOENT if unknown or deleted. */
-    apr_status_t (*fetch)(memds_ds_t *ds, const char *guid, const char **pdata,
+    /** An item's bytes and type; APR_ENOENT if unknown or deleted.
+     *  known_seq: the change position up to which the device has the item
+     *  (a Replace), -1 when it has nothing; a datastore may then send less
+     *  (a flags-only email update). */
+    apr_status_t (*fetch)(memds_ds_t *ds, const char *guid,
+                          apr_int64_t known_seq, const char **pdata,
                           apr_size_t *plen, const char **ptype);
     apr_status_t (*add)(memds_ds_t *ds, const char **pguid, const char *type,
                         const char *data, apr_size_t len);
@@ -46,7 +51,54 @@ typedef struct memds_ds_vt {
     /** A live item with the same content not mapped for this device. */
     apr_status_t (*match)(memds_ds_t *ds, const char **pguid, const char *data,
                           apr_size_t len);
+    /** Does the item already hold what data says? *psame 1/0; APR_ENOENT
+     *  if unknown or deleted. */
+    apr_status_t (*same)(memds_ds_t *ds, const char *guid, const char *type,
+                         const char *data, apr_size_t len, int *psame);
+    /** The item's last change: its seq and the device that made it. */
+    apr_status_t (*last_change)(memds_ds_t *ds, const char *guid,
+                                apr_int64_t *pseq, apr_int64_t *pby);
+    /** Can the datastore be used at all (folder exists, backend reachable)?
+     *  May be NULL. On failure ds->status says what to answer. */
+    apr_status_t (*check)(memds_ds_t *ds);
+    /** 1: a refresh from the client never deletes what the device did not
+     *  send (a mailbox is not the device's to wipe). */
+    int keep_on_refresh;
 } memds_ds_vt;
+
+/** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,
+ *  MemDSDeletePolicy). */
+typedef enum {
+    MEMDS_DELETE_TRASH = 0,   /**< move to Trash; expunge when in Trash */
+    MEMDS_DELETE_FLAG,        /**< set \\Deleted only */
+    MEMDS_DELETE_EXPUNGE      /**< set \\Deleted and UID EXPUNGE */
+} memds_delete_policy_e;
+
+typedef struct memds_mail_cfg_t {
+    const char *imap_url;       /**< imap:// or imaps:// */
+    const char *master_user;    /**< log in as this user for the account
+                                     (SASL PLAIN authzid), or NULL */
+    const char *master_password;
+    memds_delete_policy_e delete_policy;
+    const char *folder_names[9]; /**< configured name per memds_imap_role_e, or NULL */
+    long timeout_ms;            /**< IMAP I/O timeout; 0: default */
+    const memds_logger_t *log;
+} memds_mail_cfg_t;
+
+/** What the datastores of one request share (the IMAP connection). */
+typedef struct memds_ds_shared_t memds_ds_shared_t;
+/** A new one, living (and closing what it holds) with p. */
+memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p);
+
+/** Who the datastore acts for and how it reaches the backend. */
+typedef struct memds_ds_env_t {
+    const char *kind;           /**< "items" or "imap" */
+    const memds_mail_cfg_t *mail;
+    const char *password;       /**< the device's password (basic) for a
+                                     pass-through IMAP login, or NULL */
+    const char *want_type;      /**< the device's preferred content type */
+    memds_ds_shared_t *shared;  /**< per request (memds_ds_shared_make) */
+} memds_ds_env_t;
 
 struct memds_ds_t {
     const memds_ds_vt *vt;
@@ -54,13 +106,20 @@ struct memds_ds_t {
     const char *account, *store;
     apr_int64_t device_id;
     void *impl;
+    /** After a failed operation: the SyncML status to answer (0: a store
+     *  failure) and a line for the log. */
+    int status;
+    const char *reason;
 };
 
-/** Open the datastore of kind ("items") for account/store on behalf of
- *  device_id; APR_ENOTIMPL for an unknown kind. */
-apr_status_t memds_ds_open(memds_ds_t **pds, const char *kind,
+/** Open the datastore of env->kind for account/store on behalf of
+ *  device_id; APR_ENOTIMPL for an unknown kind. Nothing is contacted yet. */
+apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
                            memds_store_t *st, const char *account,
                            const char *store, apr_int64_t device_id,
                            apr_pool_t *p);
+/** The mailbox datastore (memds_ds_imap.c). */
+apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
+                                apr_pool_t *p);
 
 #endif /* MEMDS_DS_H */

@@ -38,13 +38,14 @@ static apr_status_t items_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
 }
 
 static apr_status_t items_fetch(memds_ds_t *ds, const char *guid,
-                                const char **pdata, apr_size_t *plen,
-                                const char **ptype)
+                                apr_int64_t known_seq, const char **pdata,
+                                apr_size_t *plen, const char **ptype)
 {
     memds_item_row_t row;
     apr_status_t rv = memds_store_items_get(ds->st, &row, ds->account,
                                             ds->store, guid);
 
+    (void)known_seq; /* opaque items always go whole */
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -86,19 +87,50 @@ static apr_status_t items_match(memds_ds_t *ds, const char **pguid,
                                    ds->device_id, data, len);
 }
 
+static apr_status_t items_same(memds_ds_t *ds, const char *guid,
+                               const char *type, const char *data,
+                               apr_size_t len, int *psame)
+{
+    const char *odata, *otype;
+    apr_size_t olen;
+    apr_status_t rv = items_fetch(ds, guid, -1, &odata, &olen, &otype);
+
+    (void)type;
+    if (rv == APR_SUCCESS) {
+        *psame = olen == len && memcmp(odata, data, len) == 0;
+    }
+    return rv;
+}
+
+static apr_status_t items_last_change(memds_ds_t *ds, const char *guid,
+                                      apr_int64_t *pseq, apr_int64_t *pby)
+{
+    memds_item_row_t row;
+    apr_status_t rv = memds_store_items_get(ds->st, &row, ds->account,
+                                            ds->store, guid);
+
+    if (rv == APR_SUCCESS) {
+        *pseq = row.seq;
+        *pby = row.changed_by;
+    }
+    return rv;
+}
+
 static const memds_ds_vt items_vt = {
     "items", items_snapshot, items_changes, items_fetch, items_add,
-    items_replace, items_remove, items_match
+    items_replace, items_remove, items_match, items_same, items_last_change,
+    NULL, 0
 };
 
-apr_status_t memds_ds_open(memds_ds_t **pds, const char *kind,
+apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
                            memds_store_t *st, const char *account,
                            const char *store, apr_int64_t device_id,
                            apr_pool_t *p)
 {
     memds_ds_t *ds;
+    int imap = strcmp(env->kind, "imap") == 0;
 
-    if (strcmp(kind, "items") != 0) {
+    if (!imap && strcmp(env->kind, "items") != 0) {
         return APR_ENOTIMPL;
     }
     ds = apr_pcalloc(p, sizeof(*ds));
@@ -107,6 +139,12 @@ apr_status_t memds_ds_open(memds_ds_t **pds, const char *kind,
     ds->account = apr_pstrdup(p, account);
     ds->store = apr_pstrdup(p, store);
     ds->device_id = device_id;
+    if (imap) {
+        apr_status_t rv = memds_ds_imap_open(ds, env, p);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
     *pds = ds;
     return APR_SUCCESS;
 }

@@ -68,7 +68,16 @@ typedef struct eng_t {
     apr_array_header_t *st_refs, *st_luids, *st_codes;
     /* queue items changed while filling, stored in one statement */
     apr_array_header_t *dirty;
+    /* datastores: what they share in this request, the device's password
+     * of this message (pass-through IMAP login), its DevInf (parsed once) */
+    memds_ds_shared_t *ds_shared;
+    const char *password;
+    const memds_devinf_t *client_devinf;
+    int client_devinf_read;
 } eng_t;
+
+static apr_status_t open_ds(memds_ds_t **pds, eng_t *e, const char *store);
+static apr_status_t ds_fail(eng_t *e, memds_ds_t *ds, const char *what);
 
 /* ================================================================ helpers */
 
@@ -326,8 +335,33 @@ static apr_status_t refuse(eng_t *e, const char *hdr_code, const char *cmd_code,
 
 /* ========================================================= authentication */
 
+/* The mailbox datastores log in to IMAP with the device's own password. */
+static int pass_through(const eng_t *e)
+{
+    return strcmp(e->cfg->datastore, "imap") == 0 && e->cfg->mail
+           && e->cfg->mail->master_user == NULL;
+}
+
 /* Decide who the client is. Returns APR_SUCCESS with *paccount set, or
  * APR_EACCES after filling the refusal answer, or a database error. */
+static void session_password(eng_t *e)
+{
+    const memds_cred_t *cred = e->in->hdr.cred;
+    const char *user, *pass;
+
+    /* A later message of a session: the basic credentials the device keeps
+     * sending carry the password for the pass-through IMAP login (the IMAP
+     * server checks it again there). */
+    if (pass_through(e) && !e->req->http_user && cred
+        && (!cred->meta || !cred->meta->type
+            || strcmp(cred->meta->type, "syncml:auth-basic") == 0)
+        && memds_auth_basic_decode(&user, &pass, &cred->data, e->p) == APR_SUCCESS
+        && strcmp(user, e->sess.account) == 0) {
+        e->password = pass;
+        e->hdr_status = "200";
+    }
+}
+
 static apr_status_t authenticate(eng_t *e, const char **paccount)
 {
     const memds_hdr_t *h = &e->in->hdr;
@@ -455,7 +489,11 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
         e->chal->format = "b64";
         e->chal->next_nonce = nonce;
     }
-    e->hdr_status = "212";
+    /* With a pass-through IMAP login the password is needed in every
+     * message that reaches the mailbox: 200 (not 212, "authenticated for
+     * the session") keeps the device sending its credentials. */
+    e->password = pass;
+    e->hdr_status = pass_through(e) && !md5 ? "200" : "212";
     e->authenticated_now = 1;
     *paccount = user;
     return APR_SUCCESS;
@@ -712,6 +750,24 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             reply(e, cmd, st);
             continue;
         }
+        {
+            /* The datastore must exist (a mail folder) and be reachable. */
+            memds_ds_t *ds;
+            if ((rv = open_ds(&ds, e, name)) != APR_SUCCESS) {
+                return rv;
+            }
+            if (ds->vt->check && ds->vt->check(ds) != APR_SUCCESS) {
+                if (ds->status <= 0) {
+                    return ds_fail(e, ds, "opening a datastore");
+                }
+                e->resp->log_level = 4;
+                e->resp->log_msg = apr_psprintf(e->p, "device %s: %s",
+                                                e->dev.devid, ds->reason);
+                st->data = apr_itoa(e->p, ds->status);
+                reply(e, cmd, st);
+                continue;
+            }
+        }
         if (it->meta && it->meta->anchor) {
             next = it->meta->anchor->next;
             last = it->meta->anchor->last;
@@ -920,11 +976,46 @@ static apr_status_t flush_ops(op_ctx_t *o)
     return APR_SUCCESS;
 }
 
+/* The content type the device prefers for a datastore (its DevInf
+ * Rx-Pref, from this message or stored), or NULL. */
+static const char *client_rx_type(eng_t *e, const char *store)
+{
+    const memds_sstore_t *ss = find_sstore(e, store);
+    const memds_datastore_t *cds;
+
+    if (!e->client_devinf_read) {
+        e->client_devinf_read = 1;
+        e->client_devinf = devinf_in_message(e);
+        if (e->client_devinf == NULL && e->dev.devinf) {
+            memds_tree_t *t;
+            memds_codec_err_t err;
+            memds_devinf_t *di;
+            if (memds_xml_decode(&t, e->dev.devinf, e->dev.devinf_len, &err, e->p)
+                == APR_SUCCESS
+                && memds_devinf_from_tree(&di, t->root, &err, e->p) == APR_SUCCESS) {
+                e->client_devinf = di;
+            }
+        }
+    }
+    cds = client_ds(e->client_devinf, ss ? ss->client_uri : NULL);
+    return cds && cds->rx_pref ? cds->rx_pref->ct_type : NULL;
+}
+
 static apr_status_t open_ds(memds_ds_t **pds, eng_t *e, const char *store)
 {
-    apr_status_t rv = memds_ds_open(pds, e->cfg->datastore, &e->st,
-                                    e->dev.account, store, e->dev.device_id,
-                                    e->p);
+    memds_ds_env_t env;
+    apr_status_t rv;
+
+    memset(&env, 0, sizeof(env));
+    env.kind = e->cfg->datastore;
+    env.mail = e->cfg->mail;
+    env.password = e->password;
+    env.shared = e->ds_shared;
+    if (strcmp(env.kind, "items") != 0) {
+        env.want_type = client_rx_type(e, store);
+    }
+    rv = memds_ds_open(pds, &env, &e->st, e->dev.account, store,
+                       e->dev.device_id, e->p);
     if (rv != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
@@ -937,14 +1028,29 @@ static apr_status_t open_ds(memds_ds_t **pds, eng_t *e, const char *store)
 /* Did anyone but this device change guid after the device last synced? */
 static int changed_on_server(op_ctx_t *o, const char *guid)
 {
-    memds_item_row_t row;
+    apr_int64_t seq, by;
 
     if (o->last_seq < 0
-        || memds_store_items_get(&o->e->st, &row, o->e->dev.account,
-                                 o->ss->store, guid) != APR_SUCCESS) {
+        || o->ds->vt->last_change(o->ds, guid, &seq, &by) != APR_SUCCESS) {
         return 0;
     }
-    return row.seq > o->last_seq && row.changed_by != o->e->dev.device_id;
+    return seq > o->last_seq && by != o->e->dev.device_id;
+}
+
+/* A datastore operation failed: its status for the item, or NULL (a store
+ * failure: the request fails and rolls back). */
+static const char *ds_failed(op_ctx_t *o)
+{
+    if (o->ds->status <= 0) {
+        if (o->ds->reason) {
+            o->e->st.err = o->ds->reason;
+        }
+        return NULL;
+    }
+    o->e->resp->log_level = 4;
+    o->e->resp->log_msg = apr_psprintf(o->e->p, "device %s: %s",
+                                       o->e->dev.devid, o->ds->reason);
+    return apr_itoa(o->e->p, o->ds->status);
 }
 
 /* Apply one Add or Replace item from the client; returns the status code,
@@ -953,18 +1059,21 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
                             const char *type, const char *data, apr_size_t len)
 {
     eng_t *e = o->e;
-    const char *guid, *odata, *otype;
-    apr_size_t olen;
+    const char *guid;
     apr_status_t rv;
-    int conflict;
+    int conflict, same = 0;
 
     if (load_maps(o) != APR_SUCCESS) {
         return NULL;
     }
     guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
-    if (guid && o->ds->vt->fetch(o->ds, guid, &odata, &olen, &otype) == APR_SUCCESS) {
+    rv = guid ? o->ds->vt->same(o->ds, guid, type, data, len, &same) : APR_ENOENT;
+    if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+        return ds_failed(o);
+    }
+    if (rv == APR_SUCCESS) {
         /* Known item: unchanged, conflict, or plain replace. */
-        if (olen == len && memcmp(odata, data, len) == 0) {
+        if (same) {
             mark_seen(o, guid);
             return "200";
         }
@@ -972,7 +1081,7 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
         if (conflict && e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
             const char *nguid;
             if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS) {
-                return NULL;
+                return ds_failed(o);
             }
             /* The device's item becomes the new one; the server's old one
              * is no longer mapped and goes to the device as an Add. */
@@ -986,7 +1095,7 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
             return "419";
         }
         if (o->ds->vt->replace(o->ds, guid, type, data, len) != APR_SUCCESS) {
-            return NULL;
+            return ds_failed(o);
         }
         mark_seen(o, guid);
         return conflict ? "208" : "200";
@@ -1004,11 +1113,11 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
             }
         }
         else if (rv != APR_SUCCESS && rv != APR_ENOENT) {
-            return NULL;
+            return ds_failed(o);
         }
     }
     if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS) {
-        return NULL;
+        return ds_failed(o);
     }
     new_map(o, guid, luid);
     mark_seen(o, guid);
@@ -1034,7 +1143,7 @@ static const char *del_item(op_ctx_t *o, const char *luid, int soft)
     if (!soft) {
         rv = o->ds->vt->remove(o->ds, guid);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
-            return NULL;
+            return ds_failed(o);
         }
     }
     if (memds_store_map_del(&e->st, e->dev.device_id, o->ss->store, guid)
@@ -1312,6 +1421,26 @@ static apr_status_t flush_statuses(eng_t *e)
 
 /* ======================================== server changes (package 4) */
 
+/* A datastore failed where no item status can carry it (scanning the
+ * mailbox for the server's changes): the whole message is answered with
+ * 503 and Retry-After, nothing is stored, and the device retries. */
+static apr_status_t ds_fail(eng_t *e, memds_ds_t *ds, const char *what)
+{
+    apr_status_t rv;
+
+    if (ds->status <= 0) {
+        if (ds->reason) {
+            e->st.err = ds->reason;
+        }
+        return db_fail(e, what);
+    }
+    rv = db_fail(e, what);
+    e->resp->log_level = 3;
+    e->resp->log_msg = apr_psprintf(e->p, "device %s: %s: %s (answered 503)",
+                                    e->dev.devid, what, ds->reason);
+    return rv;
+}
+
 /* Queue what the device must receive for one datastore. */
 static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
 {
@@ -1327,7 +1456,7 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
         return rv;
     }
     if (ds->vt->snapshot(ds, &snap) != APR_SUCCESS) {
-        return db_fail(e, "reading the change sequence");
+        return ds_fail(e, ds, "reading the change sequence");
     }
     ss->snapshot_seq = snap;
     ss->queue_built = 1;
@@ -1338,7 +1467,7 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
     else if (rv != APR_ENOENT) {
         return db_fail(e, "reading anchors");
     }
-    if (mode == 203) {
+    if (mode == 203 && !ds->vt->keep_on_refresh) {
         /* Refresh from client: what the device did not send is gone. */
         if (ds->vt->changes(ds, &changes, -1, snap) != APR_SUCCESS) {
             return db_fail(e, "listing items");
@@ -1351,12 +1480,12 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
             const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i, memds_ds_change_t *);
             if (!apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)
                 && ds->vt->remove(ds, c->guid) != APR_SUCCESS) {
-                return db_fail(e, "deleting an item");
+                return ds_fail(e, ds, "deleting an item");
             }
         }
         /* The deletions are this device's own: not sent back to it. */
         if (ds->vt->snapshot(ds, &ss->snapshot_seq) != APR_SUCCESS) {
-            return db_fail(e, "reading the change sequence");
+            return ds_fail(e, ds, "reading the change sequence");
         }
     }
     if (mode == 202) {
@@ -1373,7 +1502,7 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
         since = -1; /* everything live */
     }
     if (ds->vt->changes(ds, &changes, since, snap) != APR_SUCCESS) {
-        return db_fail(e, "listing changes");
+        return ds_fail(e, ds, "listing changes");
     }
     /* The device's maps (and in a slow sync what it turned out to have),
      * read once: the queue is built in memory and stored in one go. */
@@ -1428,8 +1557,8 @@ static apr_size_t limit_of(eng_t *e)
 
 /* The command carrying one queued change; data and type fetched now. */
 static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
-                               const memds_qitem_t *q, const char **pdata,
-                               apr_size_t *plen)
+                               const memds_qitem_t *q, apr_int64_t known_seq,
+                               const char **pdata, apr_size_t *plen)
 {
     memds_cmd_t *c;
     memds_item_t *it = item_new(e->p);
@@ -1439,7 +1568,8 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
     *pdata = NULL;
     *plen = 0;
     if (q->op != MEMDS_Q_DELETE) {
-        rv = ds->vt->fetch(ds, q->guid, pdata, plen, &type);
+        rv = ds->vt->fetch(ds, q->guid, q->op == MEMDS_Q_REPLACE ? known_seq : -1,
+                           pdata, plen, &type);
         if (rv != APR_SUCCESS) {
             return rv; /* gone meanwhile: APR_ENOENT */
         }
@@ -1563,9 +1693,23 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         apr_array_header_t *items, *placed;
         apr_size_t empty, one_empty, est;
         int base = e->cmd_id, more = 1;
+        apr_int64_t known_seq = -1;
+        memds_syncstate_t state;
 
         if (!ss->queue_built) {
             continue;
+        }
+        /* Up to where the device has the items it gets a Replace for (in a
+         * slow sync it may have lost them: whole items then). */
+        if (!ss->slow) {
+            rv = memds_store_syncstate_get(&e->st, &state, e->dev.device_id,
+                                           ss->store);
+            if (rv == APR_SUCCESS) {
+                known_seq = state.last_seq;
+            }
+            else if (rv != APR_ENOENT) {
+                return db_fail(e, "reading anchors");
+            }
         }
         sync = cmd_new(e, MEMDS_CMD_SYNC);
         sync->target = loc(e->p, ss->client_uri);
@@ -1597,7 +1741,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 apr_size_t len, delta;
                 placed_t *pl;
 
-                rv = queued_cmd(&c, e, ds, q, &data, &len);
+                rv = queued_cmd(&c, e, ds, q, known_seq, &data, &len);
                 if (rv == APR_ENOENT) {
                     /* Deleted meanwhile: nothing to send; the next sync tells. */
                     if ((rv = mark_sent(e, q, 0, 1, 200)) != APR_SUCCESS) {
@@ -1606,7 +1750,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     continue;
                 }
                 if (rv != APR_SUCCESS) {
-                    return db_fail(e, "fetching an item");
+                    return ds_fail(e, ds, "fetching an item");
                 }
                 if (e->sess.max_obj_size > 0 && (apr_int64_t)len > e->sess.max_obj_size) {
                     e->resp->log_level = 4;
@@ -2025,6 +2169,7 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     e->st_luids = apr_array_make(p, 16, sizeof(const char *));
     e->st_codes = apr_array_make(p, 16, sizeof(apr_int64_t));
     e->dirty = apr_array_make(p, 64, sizeof(memds_qitem_t *));
+    e->ds_shared = memds_ds_shared_make(p);
     if (strcmp(h->verproto, "SyncML/1.2") != 0 && strcmp(h->verproto, "SyncML/1.1") != 0) {
         return refuse(e, "513", "513", "SyncML/1.1, SyncML/1.2");
     }
@@ -2047,6 +2192,9 @@ apr_status_t memds_engine_process(memds_response_t *resp,
             return db_fail(e, "locking the device");
         }
         rv = check_sequence(e);
+        if (rv == APR_SUCCESS) {
+            session_password(e);
+        }
     }
     else if (rv == APR_SUCCESS) {
         rv = authenticate(e, &account);

@@ -14,6 +14,7 @@
 #include "syncml/memds_msg.h"
 #include "ds/memds_auth.h"
 #include "store/memds_pgpool.h"
+#include "ds/memds_ds.h"
 
 /** Conflict resolution when both sides changed an item. */
 typedef enum {
@@ -26,7 +27,8 @@ typedef enum {
 typedef enum { MEMDS_AUTH_BASIC = 0, MEMDS_AUTH_MD5 } memds_authtype_e;
 
 typedef struct memds_engine_cfg_t {
-    const char *datastore;          /**< datastore kind: "items" */
+    const char *datastore;          /**< datastore kind: "items" or "imap" */
+    const memds_mail_cfg_t *mail;   /**< the mailbox datastores' settings */
     int session_timeout;            /**< seconds of idle time before a session expires */
     apr_int64_t max_msg_size;       /**< largest message we accept (our MaxMsgSize) */
     apr_int64_t max_obj_size;       /**< largest item we accept (our MaxObjSize) */

@@ -8,6 +8,7 @@
  * (int2/4/8 by their length, bool, text, bytea). No SQL is ever built from
  * values. */
 #include "store/memds_store.h"
+#include "store/memds_store_sql.h"
 
 #include <apr_hash.h>
 
@@ -18,258 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The most parameters any statement here takes. */
-#define QMAX_PARAMS 16
-
-/* Parameters of one statement; values are borrowed from the caller or
- * allocated from the store's pool. */
-typedef struct qargs_t {
-    int n;
-    int too_big;                 /* a binary value exceeded libpq's int length */
-    const char *val[QMAX_PARAMS];
-    int len[QMAX_PARAMS];
-    int fmt[QMAX_PARAMS];
-    apr_pool_t *p;
-} qargs_t;
-
-static void qa_init(qargs_t *a, apr_pool_t *p)
-{
-    a->n = 0;
-    a->too_big = 0;
-    a->p = p;
-}
-
-/* A text parameter; NULL is SQL NULL. */
-static void qa_str(qargs_t *a, const char *s)
-{
-    a->val[a->n] = s;
-    a->len[a->n] = 0;
-    a->fmt[a->n] = 0;
-    ++a->n;
-}
-
-static void qa_i64(qargs_t *a, apr_int64_t v)
-{
-    qa_str(a, apr_psprintf(a->p, "%" APR_INT64_T_FMT, v));
-}
-
-static void qa_int(qargs_t *a, int v)
-{
-    qa_str(a, apr_psprintf(a->p, "%d", v));
-}
-
-static void qa_bool(qargs_t *a, int v)
-{
-    qa_str(a, v ? "true" : "false");
-}
-
-/* A bytea parameter in binary format; data NULL with len 0 is the empty
- * string, not NULL (a NULL value pointer would mean SQL NULL to libpq). */
-static void qa_bin(qargs_t *a, const char *data, apr_size_t len)
-{
-    if (len > (apr_size_t)INT_MAX) {
-        a->too_big = 1;
-        len = 0;
-    }
-    a->val[a->n] = data ? data : "";
-    a->len[a->n] = (int)len;
-    a->fmt[a->n] = 1;
-    ++a->n;
-}
-
-/* An optional bytea parameter: NULL data is SQL NULL. */
-static void qa_bin_or_null(qargs_t *a, const char *data, apr_size_t len)
-{
-    if (data == NULL) {
-        qa_str(a, NULL);
-    }
-    else {
-        qa_bin(a, data, len);
-    }
-}
-
-/* "" for NULL: NOT NULL text columns whose "unset" value is empty. */
-static const char *nz(const char *s)
-{
-    return s ? s : "";
-}
-
-static const char *trim_nl(const char *m, apr_pool_t *p)
-{
-    apr_size_t n = strlen(m);
-
-    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
-        --n;
-    }
-    return apr_pstrndup(p, m, n);
-}
-
-/* Record a failed statement: st->err gets "what: message (SQLSTATE)" for
- * the log; the connection is marked broken when libpq lost it. res is
- * cleared. */
-static apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what)
-{
-    PGconn *c = memds_pgconn_native(st->conn);
-    const char *msg = NULL, *state = NULL;
-
-    if (res) {
-        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (msg == NULL && PQresultStatus(res) != PGRES_FATAL_ERROR) {
-            msg = apr_psprintf(st->pool, "unexpected result %s",
-                               PQresStatus(PQresultStatus(res)));
-        }
-    }
-    if (msg == NULL) {
-        msg = PQerrorMessage(c);
-        if (msg == NULL || !*msg) {
-            msg = "no result from libpq";
-        }
-    }
-    st->err = state ? apr_psprintf(st->pool, "store: %s: %s (SQLSTATE %s)",
-                                   what, trim_nl(msg, st->pool), state)
-                    : apr_psprintf(st->pool, "store: %s: %s", what,
-                                   trim_nl(msg, st->pool));
-    PQclear(res);
-    if (PQstatus(c) != CONNECTION_OK) {
-        memds_pgconn_mark_broken(st->conn);
-    }
-    return APR_EGENERAL;
-}
-
-/* Run sql with a's parameters, binary results, and expect status `expect`.
- * On success *pres (if pres is not NULL) gets the result, which the caller
- * must PQclear; otherwise the result is cleared here. */
-static apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
-                          const char *sql, const qargs_t *a,
-                          ExecStatusType expect)
-{
-    PGconn *c = memds_pgconn_native(st->conn);
-    PGresult *res;
-
-    if (a && a->too_big) {
-        st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
-                               what);
-        return APR_EGENERAL;
-    }
-    res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
-                       a ? a->len : NULL, a ? a->fmt : NULL, 1);
-    if (res == NULL || PQresultStatus(res) != expect) {
-        return q_fail(st, res, what);
-    }
-    if (pres) {
-        *pres = res;
-    }
-    else {
-        PQclear(res);
-    }
-    return APR_SUCCESS;
-}
-
-/* A query that yields at most one row of interest: APR_ENOENT (result
- * freed) when it yields none. */
-static apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
-                          const char *sql, const qargs_t *a)
-{
-    apr_status_t rv = q_run(st, pres, what, sql, a, PGRES_TUPLES_OK);
-
-    if (rv == APR_SUCCESS && PQntuples(*pres) == 0) {
-        PQclear(*pres);
-        *pres = NULL;
-        return APR_ENOENT;
-    }
-    return rv;
-}
-
-/* A statement that changes rows: *pn = how many (pn may be NULL). */
-static apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
-                          const char *sql, const qargs_t *a)
-{
-    PGresult *res;
-    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_COMMAND_OK);
-
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (pn) {
-        *pn = atoi(PQcmdTuples(res));
-    }
-    PQclear(res);
-    return APR_SUCCESS;
-}
-
-/* ---------------------------------------------- binary result decoding */
-
-/* An integer column (int2, int4 or int8; binary big-endian, or text). */
-static apr_int64_t col_i64(const PGresult *r, int row, int col,
-                           apr_int64_t dflt)
-{
-    const unsigned char *v;
-    int len, i;
-    apr_uint64_t u = 0;
-
-    if (PQgetisnull(r, row, col)) {
-        return dflt;
-    }
-    v = (const unsigned char *)PQgetvalue(r, row, col);
-    if (PQfformat(r, col) == 0) {
-        return (apr_int64_t)strtoll((const char *)v, NULL, 10);
-    }
-    len = PQgetlength(r, row, col);
-    if (len != 2 && len != 4 && len != 8) {
-        return dflt;
-    }
-    for (i = 0; i < len; ++i) {
-        u = (u << 8) | v[i];
-    }
-    switch (len) {
-    case 2:
-        return (apr_int16_t)(apr_uint16_t)u;
-    case 4:
-        return (apr_int32_t)(apr_uint32_t)u;
-    default:
-        return (apr_int64_t)u;
-    }
-}
-
-static int col_int(const PGresult *r, int row, int col, int dflt)
-{
-    return (int)col_i64(r, row, col, dflt);
-}
-
-static int col_bool(const PGresult *r, int row, int col)
-{
-    const char *v;
-
-    if (PQgetisnull(r, row, col)) {
-        return 0;
-    }
-    v = PQgetvalue(r, row, col);
-    return PQfformat(r, col) == 0 ? v[0] == 't' : v[0] != 0;
-}
-
-/* A text column (NULL stays NULL), copied into p. */
-static const char *col_str(const PGresult *r, int row, int col, apr_pool_t *p)
-{
-    if (PQgetisnull(r, row, col)) {
-        return NULL;
-    }
-    return apr_pstrmemdup(p, PQgetvalue(r, row, col),
-                          (apr_size_t)PQgetlength(r, row, col));
-}
-
-/* A bytea column (binary format): copied into p with a NUL appended (not
- * counted in *plen) so that text content can be used as a C string. */
-static const char *col_bytes(const PGresult *r, int row, int col,
-                             apr_size_t *plen, apr_pool_t *p)
-{
-    if (PQgetisnull(r, row, col)) {
-        *plen = 0;
-        return NULL;
-    }
-    *plen = (apr_size_t)PQgetlength(r, row, col);
-    return apr_pstrmemdup(p, PQgetvalue(r, row, col), *plen);
-}
 /* ------------------------------------------------------- transactions */
 
 void memds_store_init(memds_store_t *st, memds_pgconn_t *conn, apr_pool_t *p)
@@ -436,10 +185,6 @@ apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
                  " updated_at = now()",
                  &a);
 }
-
-static apr_status_t q_value(memds_store_t *st, const char **pval,
-                            const char *what, const char *sql,
-                            const qargs_t *a);
 
 apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
                                 apr_int64_t *pdevices)
@@ -1096,55 +841,6 @@ apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
 
 /* ---------------------------------------------------------- batches */
 
-/* A text[] literal for an array parameter ({"a","b",NULL}); elements are
- * quoted with backslash escapes, NULL stays NULL. */
-static const char *text_array(const char *const *v, int n, apr_pool_t *p)
-{
-    apr_size_t cap = 2;
-    char *out, *o;
-    int i;
-
-    for (i = 0; i < n; ++i) {
-        cap += (v[i] ? 2 * strlen(v[i]) + 3 : 5);
-    }
-    o = out = apr_palloc(p, cap + 1);
-    *o++ = '{';
-    for (i = 0; i < n; ++i) {
-        const char *c;
-        if (i) {
-            *o++ = ',';
-        }
-        if (v[i] == NULL) {
-            memcpy(o, "NULL", 4);
-            o += 4;
-            continue;
-        }
-        *o++ = '"';
-        for (c = v[i]; *c; ++c) {
-            if (*c == '"' || *c == '\\') {
-                *o++ = '\\';
-            }
-            *o++ = *c;
-        }
-        *o++ = '"';
-    }
-    *o++ = '}';
-    *o = '\0';
-    return out;
-}
-
-static const char *int_array(const apr_int64_t *v, int n, apr_pool_t *p)
-{
-    const char **s = apr_palloc(p, sizeof(char *) * (apr_size_t)(n ? n : 1));
-    int i;
-
-    for (i = 0; i < n; ++i) {
-        s[i] = v[i] == MEMDS_STORE_NULL ? NULL
-             : apr_psprintf(p, "%" APR_INT64_T_FMT, v[i]);
-    }
-    return text_array(s, n, p);
-}
-
 apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
                                       const char *store,
                                       const char *const *guids,
@@ -1472,21 +1168,6 @@ apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
                  " last_server_anchor = EXCLUDED.last_server_anchor,"
                  " last_seq = EXCLUDED.last_seq, updated_at = now()",
                  &a);
-}
-
-/* One text value of a single-row query, or APR_ENOENT. */
-static apr_status_t q_value(memds_store_t *st, const char **pval,
-                            const char *what, const char *sql, const qargs_t *a)
-{
-    PGresult *res;
-    apr_status_t rv = q_row(st, &res, what, sql, a);
-
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    *pval = col_str(res, 0, 0, st->pool);
-    PQclear(res);
-    return APR_SUCCESS;
 }
 
 apr_status_t memds_store_map_guid(memds_store_t *st, const char **pguid,

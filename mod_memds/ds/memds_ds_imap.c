@@ -1,0 +1,1195 @@
+/* memds_ds_imap.c: the mailbox datastores (MemDSDatastore imap). One
+ * datastore per IMAP folder: "Inbox", the role names "Sent", "Drafts",
+ * "Trash", "Junk", "Archive" (found by SPECIAL-USE, then MemDSFolder, then
+ * the usual names), or any folder by its path ("Lists/memds", "/" as the
+ * separator whatever the server's).
+ *
+ * The mail stays on IMAP; memds.mail_messages (memds_mailstore.h) keeps one
+ * row per message with its GUID, UID and flags. A sync first scans the
+ * folder: with CONDSTORE/QRESYNC one SELECT tells that nothing changed, or
+ * a UID FETCH CHANGEDSINCE lists what did (VANISHED for expunges); without
+ * them the UIDs and flags are diffed against the rows. Every change takes a
+ * seq from the same sequence as the items datastore, so the engine finds
+ * changes by seq. A UIDVALIDITY change re-maps rows by (Message-ID, size,
+ * INTERNALDATE). Bodies are fetched with BODY.PEEK only when sent.
+ *
+ * Objects: application/vnd.omads-email+xml (flags, received, emailitem; a
+ * Replace for a flag change carries no emailitem) or message/rfc822, as the
+ * device prefers (DevInf Rx-Pref). */
+#include "ds/memds_ds.h"
+#include "store/memds_mailstore.h"
+#include "backends/memds_imap.h"
+#include "email/memds_email.h"
+#include "syncml/memds_tree.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+#define BATCH 500
+#define RFC822 "message/rfc822"
+
+/* Per request: one IMAP connection and one LIST for every datastore. */
+struct memds_ds_shared_t {
+    memds_imap_conn_t *conn;
+    apr_array_header_t *boxes;   /* memds_imap_list_t *, or NULL */
+    apr_pool_t *p;
+};
+
+typedef struct imap_ds_t {
+    const memds_mail_cfg_t *cfg;
+    const char *password;
+    int want_rfc822;
+    memds_ds_shared_t *sh;
+    apr_pool_t *p;
+    const char *folder;          /* wire name, NULL until resolved */
+    memds_imap_role_e role;
+    int scanned;
+} imap_ds_t;
+
+#define X(ds) ((imap_ds_t *)(ds)->impl)
+
+/* ------------------------------------------------------------ failures */
+
+static apr_status_t fail(memds_ds_t *ds, int status, const char *reason)
+{
+    ds->status = status;
+    ds->reason = apr_psprintf(ds->st->pool, "mailbox %s of %s: %s", ds->store,
+                              ds->account, reason);
+    return APR_EGENERAL;
+}
+
+static apr_status_t fail_imap(memds_ds_t *ds, const memds_imap_err_t *err,
+                              const char *what)
+{
+    memds_imap_outcome_t o = memds_imap_status_of(err);
+
+    return fail(ds, o.status, apr_psprintf(ds->st->pool, "IMAP %s failed: %s "
+                                           "(%s)", what, err->msg ? err->msg
+                                           : "no detail", o.text));
+}
+
+/* A store failure: status 0 makes the engine answer 503 and roll back. */
+static apr_status_t fail_db(memds_ds_t *ds)
+{
+    ds->status = 0;
+    ds->reason = ds->st->err;
+    return APR_EGENERAL;
+}
+
+/* ------------------------------------------------------------ connection */
+
+static apr_status_t conn_get(memds_ds_t *ds, memds_imap_conn_t **pc)
+{
+    imap_ds_t *x = X(ds);
+    memds_imap_config_t c;
+    memds_imap_err_t err;
+
+    if (x->sh->conn && !memds_imap_broken(x->sh->conn)) {
+        *pc = x->sh->conn;
+        return APR_SUCCESS;
+    }
+    if (x->cfg == NULL || x->cfg->imap_url == NULL) {
+        return fail(ds, 500, "no MemDSIMAPServer configured");
+    }
+    memset(&c, 0, sizeof(c));
+    c.url = x->cfg->imap_url;
+    if (x->cfg->master_user) {
+        c.user = x->cfg->master_user;
+        c.password = x->cfg->master_password;
+        c.authzid = ds->account;
+    }
+    else if (x->password) {
+        c.user = ds->account;
+        c.password = x->password;
+    }
+    else {
+        return fail(ds, 407, "no password for the IMAP login: the message "
+                    "carried no basic credentials and no MemDSIMAPMaster is "
+                    "configured");
+    }
+    c.io_timeout_ms = x->cfg->timeout_ms;
+    c.log = x->cfg->log;
+    x->sh->conn = NULL;
+    if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p) != APR_SUCCESS) {
+        x->sh->conn = NULL;
+        return fail_imap(ds, &err, "login");
+    }
+    *pc = x->sh->conn;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ folders */
+
+static memds_imap_role_e role_of_name(const char *n)
+{
+    static const struct { const char *name; memds_imap_role_e role; } t[] = {
+        { "inbox", MEMDS_IMAP_ROLE_INBOX }, { "sent", MEMDS_IMAP_ROLE_SENT },
+        { "drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "draft", MEMDS_IMAP_ROLE_DRAFTS },
+        { "trash", MEMDS_IMAP_ROLE_TRASH }, { "junk", MEMDS_IMAP_ROLE_JUNK },
+        { "spam", MEMDS_IMAP_ROLE_JUNK }, { "archive", MEMDS_IMAP_ROLE_ARCHIVE },
+        { NULL, MEMDS_IMAP_ROLE_NONE }
+    };
+    int i;
+
+    for (i = 0; t[i].name; ++i) {
+        if (strcasecmp(n, t[i].name) == 0) {
+            return t[i].role;
+        }
+    }
+    return MEMDS_IMAP_ROLE_NONE;
+}
+
+/* The usual names of role folders, for servers without SPECIAL-USE. */
+static const char *const *usual_names(memds_imap_role_e role)
+{
+    static const char *const sent[] = { "Sent", "Sent Items", "Sent Messages",
+                                        "Sent Mail", "INBOX.Sent", NULL };
+    static const char *const drafts[] = { "Drafts", "Draft", "INBOX.Drafts", NULL };
+    static const char *const trash[] = { "Trash", "Deleted Items",
+                                         "Deleted Messages", "INBOX.Trash", NULL };
+    static const char *const junk[] = { "Junk", "Spam", "Junk E-mail",
+                                        "INBOX.Junk", NULL };
+    static const char *const archive[] = { "Archive", "Archives", NULL };
+    static const char *const none[] = { NULL };
+
+    switch (role) {
+    case MEMDS_IMAP_ROLE_SENT: return sent;
+    case MEMDS_IMAP_ROLE_DRAFTS: return drafts;
+    case MEMDS_IMAP_ROLE_TRASH: return trash;
+    case MEMDS_IMAP_ROLE_JUNK: return junk;
+    case MEMDS_IMAP_ROLE_ARCHIVE: return archive;
+    default: return none;
+    }
+}
+
+static int selectable(const memds_imap_list_t *l)
+{
+    return !(l->attrs & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT));
+}
+
+/* A mailbox's path as a device names it: UTF-8, "/" between levels. */
+static const char *path_of(const memds_imap_list_t *l, apr_pool_t *p)
+{
+    char *s = apr_pstrdup(p, l->name_utf8 ? l->name_utf8 : l->name);
+    char *c;
+
+    if (l->delim && l->delim != '/') {
+        for (c = s; *c; ++c) {
+            if (*c == l->delim) {
+                *c = '/';
+            }
+        }
+    }
+    return s;
+}
+
+static apr_status_t boxes_get(memds_ds_t *ds, apr_array_header_t **pboxes)
+{
+    imap_ds_t *x = X(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+
+    if (x->sh->boxes == NULL) {
+        if (conn_get(ds, &c) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (memds_imap_list(c, NULL, &x->sh->boxes, &err, x->sh->p)
+            != APR_SUCCESS) {
+            x->sh->boxes = NULL;
+            return fail_imap(ds, &err, "LIST");
+        }
+    }
+    *pboxes = x->sh->boxes;
+    return APR_SUCCESS;
+}
+
+/* The folder of a role: SPECIAL-USE, then MemDSFolder, then usual names.
+ * *pname NULL when there is none. */
+static apr_status_t role_folder(memds_ds_t *ds, memds_imap_role_e role,
+                                const char **pname)
+{
+    imap_ds_t *x = X(ds);
+    apr_array_header_t *boxes;
+    const char *const *u;
+    int i;
+
+    *pname = NULL;
+    if (role == MEMDS_IMAP_ROLE_INBOX) {
+        *pname = "INBOX";
+        return APR_SUCCESS;
+    }
+    if (boxes_get(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (l->role == role && selectable(l)) {
+            *pname = l->name;
+            return APR_SUCCESS;
+        }
+    }
+    if (x->cfg->folder_names[role]) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            if (selectable(l) && strcmp(path_of(l, ds->st->pool),
+                                        x->cfg->folder_names[role]) == 0) {
+                *pname = l->name;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    for (u = usual_names(role); *u; ++u) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            if (selectable(l) && strcasecmp(path_of(l, ds->st->pool), *u) == 0) {
+                *pname = l->name;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Which IMAP folder this datastore is. */
+static apr_status_t resolve(memds_ds_t *ds)
+{
+    imap_ds_t *x = X(ds);
+    apr_array_header_t *boxes;
+    const char *name = ds->store;
+    int i, pass;
+
+    if (x->folder) {
+        return APR_SUCCESS;
+    }
+    x->role = role_of_name(name);
+    if (x->role != MEMDS_IMAP_ROLE_NONE) {
+        if (role_folder(ds, x->role, &x->folder) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (x->folder) {
+            return APR_SUCCESS;
+        }
+    }
+    /* Any folder by its path: exact first, then ignoring case. */
+    if (boxes_get(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (pass = 0; pass < 2; ++pass) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            const char *path = path_of(l, ds->st->pool);
+            if (selectable(l) && (pass == 0 ? strcmp(path, name) == 0
+                                  : strcasecmp(path, name) == 0)) {
+                x->folder = l->name;
+                if (x->role == MEMDS_IMAP_ROLE_NONE) {
+                    x->role = l->role;
+                }
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return fail(ds, 404, "no such mail folder");
+}
+
+static apr_status_t select_folder(memds_ds_t *ds, memds_imap_conn_t **pc,
+                                  const memds_imap_mailbox_t **pmb)
+{
+    memds_imap_err_t err;
+    const memds_imap_mailbox_t *mb;
+
+    if (resolve(ds) != APR_SUCCESS || conn_get(ds, pc) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_select(*pc, X(ds)->folder,
+                          (memds_imap_caps(*pc) & MEMDS_IMAP_CAP_CONDSTORE)
+                          ? MEMDS_IMAP_SEL_CONDSTORE : 0,
+                          NULL, NULL, NULL, &mb, &err) != APR_SUCCESS) {
+        return fail_imap(ds, &err, "SELECT");
+    }
+    if (pmb) {
+        *pmb = mb;
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ messages */
+
+static int flags_of_fetch(const memds_imap_fetch_t *f)
+{
+    int fl = (int)(f->flags & (MEMDS_IMAP_FL_SEEN | MEMDS_IMAP_FL_ANSWERED
+                               | MEMDS_IMAP_FL_FLAGGED | MEMDS_IMAP_FL_DELETED
+                               | MEMDS_IMAP_FL_DRAFT));
+    int i;
+
+    for (i = 0; f->flag_names && i < f->flag_names->nelts; ++i) {
+        const char *n = APR_ARRAY_IDX(f->flag_names, i, const char *);
+        if (n && (strcasecmp(n, MEMDS_EMAIL_IMAP_FORWARDED) == 0
+                  || strcasecmp(n, "Forwarded") == 0)) {
+            fl |= MEMDS_MAIL_FORWARDED;
+        }
+    }
+    return fl;
+}
+
+/* The value of header field name (unfolded, trimmed) in the header section
+ * of msg, or NULL. */
+static const char *header_value(const char *msg, apr_size_t len,
+                                const char *name, apr_pool_t *p)
+{
+    apr_size_t nl = strlen(name), i = 0;
+
+    while (i < len) {
+        apr_size_t eol = i, end;
+        if (msg[i] == '\r' || msg[i] == '\n') {
+            return NULL; /* end of the header section */
+        }
+        while (eol < len && msg[eol] != '\n') {
+            ++eol;
+        }
+        if (eol - i > nl && strncasecmp(msg + i, name, nl) == 0
+            && msg[i + nl] == ':') {
+            memds_buf_t b;
+            apr_size_t s = i + nl + 1;
+            memds_buf_init(&b, 64, p);
+            end = eol;
+            for (;;) {
+                apr_size_t k;
+                for (k = s; k < end; ++k) {
+                    if (msg[k] != '\r') {
+                        memds_buf_addc(&b, msg[k]);
+                    }
+                }
+                /* folded continuation lines start with blank */
+                if (end + 1 < len && (msg[end + 1] == ' ' || msg[end + 1] == '\t')) {
+                    s = end + 1;
+                    end = s;
+                    while (end < len && msg[end] != '\n') {
+                        ++end;
+                    }
+                    continue;
+                }
+                break;
+            }
+            memds_buf_addc(&b, '\0');
+            {
+                char *v = b.data;
+                apr_size_t n = strlen(v);
+                while (*v == ' ' || *v == '\t') {
+                    ++v;
+                    --n;
+                }
+                while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
+                    v[--n] = '\0';
+                }
+                return *v ? v : NULL;
+            }
+        }
+        i = eol + 1;
+    }
+    return NULL;
+}
+
+/* Metadata of new messages, inserted BATCH at a time as FETCHes arrive. */
+typedef struct meta_ctx_t {
+    memds_ds_t *ds;
+    apr_pool_t *sub;                /* cleared after every batch */
+    apr_array_header_t *batch;      /* memds_mmsg_t * */
+    apr_hash_t *remap;              /* key -> apr_array of old rows, or NULL */
+    apr_int64_t changed_by;
+    apr_status_t db;                /* a store failure inside the callback */
+} meta_ctx_t;
+
+static const char *remap_key(const char *mid, apr_int64_t size, apr_time_t t,
+                             apr_pool_t *p)
+{
+    return apr_psprintf(p, "%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
+                        mid ? mid : "", size, (apr_int64_t)(t / APR_USEC_PER_SEC));
+}
+
+static apr_status_t meta_flush(meta_ctx_t *m)
+{
+    memds_ds_t *ds = m->ds;
+
+    if (m->batch->nelts > 0
+        && memds_mail_insert_many(ds->st, ds->account, X(ds)->folder,
+                                  (memds_mmsg_t *const *)m->batch->elts,
+                                  m->batch->nelts, m->changed_by)
+           != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    m->batch->nelts = 0;
+    apr_pool_clear(m->sub);
+    return APR_SUCCESS;
+}
+
+static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
+{
+    meta_ctx_t *m = baton;
+    const memds_imap_fetch_t *f = r->fetch;
+    memds_mmsg_t *row;
+    int i;
+
+    if (r->type != MEMDS_IMAP_RESP_FETCH || !(f->have & MEMDS_IMAP_F_UID)
+        || m->db != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if (f->flags & MEMDS_IMAP_FL_DELETED) {
+        return APR_SUCCESS; /* deleted mail is not shown to devices */
+    }
+    row = apr_pcalloc(m->sub, sizeof(*row));
+    row->uid = f->uid;
+    row->flags = flags_of_fetch(f);
+    row->size = (apr_int64_t)f->size;
+    row->internaldate = (f->have & MEMDS_IMAP_F_INTERNALDATE) ? f->internaldate_t : 0;
+    for (i = 0; f->sections && i < f->sections->nelts; ++i) {
+        const memds_imap_section_t *s = &APR_ARRAY_IDX(f->sections, i,
+                                                       memds_imap_section_t);
+        if (s->data) {
+            row->message_id = header_value(s->data, s->len, "Message-ID", m->sub);
+        }
+    }
+    if (m->remap) {
+        const char *k = remap_key(row->message_id, row->size,
+                                  row->internaldate, m->sub);
+        apr_array_header_t *olds = apr_hash_get(m->remap, k, APR_HASH_KEY_STRING);
+        if (olds && olds->nelts > 0) {
+            const memds_mmsg_t *o = *(memds_mmsg_t **)apr_array_pop(olds);
+            if (memds_mail_remap_one(m->ds->st, m->ds->account,
+                                     X(m->ds)->folder, o->guid, row->uid,
+                                     row->flags, o->flags) != APR_SUCCESS) {
+                m->db = APR_EGENERAL;
+            }
+            return APR_SUCCESS;
+        }
+    }
+    APR_ARRAY_PUSH(m->batch, memds_mmsg_t *) = row;
+    if (m->batch->nelts >= BATCH && meta_flush(m) != APR_SUCCESS) {
+        m->db = APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+#define META_ITEMS "(UID FLAGS RFC822.SIZE INTERNALDATE " \
+                   "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+
+/* Fetch the metadata of uidset and insert the messages (or re-map them). */
+static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
+                              const char *uidset, apr_hash_t *remap)
+{
+    meta_ctx_t m;
+    memds_imap_err_t err;
+    apr_status_t rv;
+
+    if (!*uidset) {
+        return APR_SUCCESS;
+    }
+    memset(&m, 0, sizeof(m));
+    m.ds = ds;
+    m.remap = remap;
+    apr_pool_create(&m.sub, ds->st->pool);
+    m.batch = apr_array_make(ds->st->pool, BATCH, sizeof(memds_mmsg_t *));
+    rv = memds_imap_uid_fetch(c, uidset, META_ITEMS, 0, 0, meta_cb, &m, &err);
+    if (m.db != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    if (rv != APR_SUCCESS) {
+        return fail_imap(ds, &err, "UID FETCH");
+    }
+    if (meta_flush(&m) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    apr_pool_destroy(m.sub);
+    return APR_SUCCESS;
+}
+
+/* UIDs and flags as the server reports them. */
+typedef struct uf_ctx_t {
+    apr_array_header_t *uids;      /* apr_int64_t */
+    apr_array_header_t *flags;     /* int */
+    apr_array_header_t *vanished;  /* apr_int64_t */
+} uf_ctx_t;
+
+static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
+{
+    uf_ctx_t *u = baton;
+
+    if (r->type == MEMDS_IMAP_RESP_FETCH && (r->fetch->have & MEMDS_IMAP_F_UID)) {
+        APR_ARRAY_PUSH(u->uids, apr_int64_t) = r->fetch->uid;
+        APR_ARRAY_PUSH(u->flags, int) = flags_of_fetch(r->fetch);
+    }
+    else if (r->type == MEMDS_IMAP_RESP_VANISHED && r->uids) {
+        int i;
+        apr_uint32_t n;
+        for (i = 0; i < r->uids->nranges; ++i) {
+            for (n = r->uids->ranges[i].lo; ; ++n) {
+                APR_ARRAY_PUSH(u->vanished, apr_int64_t) = n;
+                if (n >= r->uids->ranges[i].hi) {
+                    break;
+                }
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Apply what the server reported (u) to the rows: flag changes, deletions
+ * (expunged, or flagged \Deleted), and new messages. full: u lists every
+ * message, so rows it does not list are gone. */
+static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
+                          int full)
+{
+    apr_pool_t *p = ds->st->pool;
+    apr_array_header_t *rows, *fu, *ff, *gone, *newu;
+    apr_hash_t *byuid = apr_hash_make(p), *present = apr_hash_make(p);
+    apr_uint32_t *nu;
+    int i;
+
+    if (memds_mail_live(ds->st, &rows, ds->account, X(ds)->folder,
+                        full ? NULL : (const apr_int64_t *)u->uids->elts,
+                        u->uids->nelts, 0) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        apr_hash_set(byuid, &r->uid, sizeof(r->uid), r);
+    }
+    fu = apr_array_make(p, 16, sizeof(apr_int64_t));
+    ff = apr_array_make(p, 16, sizeof(int));
+    gone = apr_array_make(p, 16, sizeof(apr_int64_t));
+    newu = apr_array_make(p, 16, sizeof(apr_uint32_t));
+    for (i = 0; i < u->uids->nelts; ++i) {
+        apr_int64_t *uid = &APR_ARRAY_IDX(u->uids, i, apr_int64_t);
+        int fl = APR_ARRAY_IDX(u->flags, i, int);
+        const memds_mmsg_t *r = apr_hash_get(byuid, uid, sizeof(*uid));
+        if (r) {
+            apr_hash_set(present, uid, sizeof(*uid), r);
+            if (fl & MEMDS_MAIL_DELETED) {
+                APR_ARRAY_PUSH(gone, apr_int64_t) = *uid;
+            }
+            else if (fl != r->flags) {
+                APR_ARRAY_PUSH(fu, apr_int64_t) = *uid;
+                APR_ARRAY_PUSH(ff, int) = fl;
+            }
+        }
+        else if (!(fl & MEMDS_MAIL_DELETED)) {
+            APR_ARRAY_PUSH(newu, apr_uint32_t) = (apr_uint32_t)*uid;
+        }
+    }
+    if (full) {
+        for (i = 0; i < rows->nelts; ++i) {
+            memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+            if (!apr_hash_get(present, &r->uid, sizeof(r->uid))) {
+                APR_ARRAY_PUSH(gone, apr_int64_t) = r->uid;
+            }
+        }
+    }
+    for (i = 0; i < u->vanished->nelts; ++i) {
+        APR_ARRAY_PUSH(gone, apr_int64_t) = APR_ARRAY_IDX(u->vanished, i, apr_int64_t);
+    }
+    if (memds_mail_flags_many(ds->st, ds->account, X(ds)->folder,
+                              (const apr_int64_t *)fu->elts,
+                              (const int *)ff->elts, fu->nelts, 0) != APR_SUCCESS
+        || memds_mail_gone_many(ds->st, ds->account, X(ds)->folder,
+                                (const apr_int64_t *)gone->elts, gone->nelts, 0)
+           != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    nu = (apr_uint32_t *)newu->elts;
+    return load_meta(ds, c, memds_imap_set_from_uids(nu, newu->nelts, p), NULL);
+}
+
+static uf_ctx_t *uf_make(apr_pool_t *p)
+{
+    uf_ctx_t *u = apr_pcalloc(p, sizeof(*u));
+
+    u->uids = apr_array_make(p, 64, sizeof(apr_int64_t));
+    u->flags = apr_array_make(p, 64, sizeof(int));
+    u->vanished = apr_array_make(p, 16, sizeof(apr_int64_t));
+    return u;
+}
+
+/* UIDVALIDITY changed: find every message again by (Message-ID, size,
+ * INTERNALDATE) so that devices keep their copies. */
+static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
+                          const memds_imap_mailbox_t *mb)
+{
+    apr_pool_t *p = ds->st->pool;
+    apr_array_header_t *rows;
+    apr_hash_t *h = apr_hash_make(p);
+    int i;
+
+    if (memds_mail_remap_begin(ds->st, ds->account, X(ds)->folder) != APR_SUCCESS
+        || memds_mail_live(ds->st, &rows, ds->account, X(ds)->folder, NULL, 0, 1)
+           != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        const char *k = remap_key(r->message_id, r->size, r->internaldate, p);
+        apr_array_header_t *a = apr_hash_get(h, k, APR_HASH_KEY_STRING);
+        if (a == NULL) {
+            a = apr_array_make(p, 1, sizeof(memds_mmsg_t *));
+            apr_hash_set(h, k, APR_HASH_KEY_STRING, a);
+        }
+        APR_ARRAY_PUSH(a, memds_mmsg_t *) = r;
+    }
+    if (mb->exists > 0 && load_meta(ds, c, "1:*", h) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_remap_finish(ds->st, ds->account, X(ds)->folder) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    if (ds->st->conn && mb->uidvalidity) {
+        memds_logf(X(ds)->cfg->log, 5, APR_SUCCESS, "mailbox %s of %s: "
+                   "UIDVALIDITY changed to %u, %d known messages re-mapped",
+                   X(ds)->folder, ds->account, mb->uidvalidity, rows->nelts);
+    }
+    return APR_SUCCESS;
+}
+
+/* Bring memds.mail_messages up to date with the folder. */
+static apr_status_t scan(memds_ds_t *ds)
+{
+    imap_ds_t *x = X(ds);
+    memds_imap_conn_t *c;
+    const memds_imap_mailbox_t *mb;
+    memds_mfolder_t f, nf;
+    memds_imap_err_t err;
+    uf_ctx_t *u;
+    apr_status_t rv;
+
+    if (x->scanned) {
+        return APR_SUCCESS;
+    }
+    if (resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    /* The folder row lock makes concurrent scans of one folder (two devices
+     * of an account) run one after the other. */
+    if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    if (select_folder(ds, &c, &mb) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    nf.uidvalidity = mb->uidvalidity;
+    nf.highestmodseq = mb->condstore && !mb->nomodseq
+                       ? (apr_int64_t)mb->highestmodseq : 0;
+    nf.uidnext = mb->uidnext;
+    nf.messages = mb->exists;
+    if (f.uidvalidity != 0 && f.uidvalidity != (apr_int64_t)mb->uidvalidity) {
+        rv = remap(ds, c, mb);
+    }
+    else if (f.uidvalidity != 0 && nf.highestmodseq > 0
+             && f.highestmodseq == nf.highestmodseq) {
+        rv = APR_SUCCESS; /* CONDSTORE: nothing changed */
+    }
+    else if (f.uidvalidity != 0 && nf.highestmodseq > 0 && f.highestmodseq > 0
+             && memds_imap_qresync(c)) {
+        /* QRESYNC: what changed since, and what vanished */
+        u = uf_make(ds->st->pool);
+        rv = mb->exists == 0 && f.messages == 0 ? APR_SUCCESS
+             : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
+                                    (apr_uint64_t)f.highestmodseq,
+                                    MEMDS_IMAP_FETCH_VANISHED, uf_cb, u, &err);
+        if (rv != APR_SUCCESS) {
+            return fail_imap(ds, &err, "UID FETCH CHANGEDSINCE");
+        }
+        rv = apply(ds, c, u, 0);
+    }
+    else {
+        /* No CONDSTORE (or the first scan): diff every UID and its flags. */
+        u = uf_make(ds->st->pool);
+        if (mb->exists > 0
+            && memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, uf_cb, u,
+                                    &err) != APR_SUCCESS) {
+            return fail_imap(ds, &err, "UID FETCH");
+        }
+        rv = apply(ds, c, u, 1);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (memds_mail_folder_save(ds->st, ds->account, x->folder, &nf) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    x->scanned = 1;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ objects */
+
+/* What a device sent: the RFC 2822 bytes (CRLF) if any, and the email
+ * object for its flags (NULL for message/rfc822). */
+typedef struct incoming_t {
+    memds_email_t *email;
+    const char *msg;
+    apr_size_t len;
+    const char *message_id;
+} incoming_t;
+
+static apr_status_t parse_in(memds_ds_t *ds, incoming_t *in, const char *type,
+                             const char *data, apr_size_t len)
+{
+    apr_pool_t *p = ds->st->pool;
+    memds_codec_err_t err;
+
+    memset(in, 0, sizeof(*in));
+    if ((type && strcasecmp(type, RFC822) == 0)
+        || (!type && (len == 0 || data[0] != '<'))) {
+        memds_email_crlf(&in->msg, &in->len, data, len, p);
+    }
+    else {
+        memset(&err, 0, sizeof(err));
+        if (memds_email_parse(&in->email, data, len, &err, p) != APR_SUCCESS) {
+            return fail(ds, 415, apr_psprintf(p, "unreadable email object: %s",
+                                              err.msg ? err.msg : "?"));
+        }
+        if (in->email->has_item) {
+            memds_email_crlf(&in->msg, &in->len, in->email->item,
+                             in->email->item_len, p);
+        }
+    }
+    if (in->msg) {
+        in->message_id = header_value(in->msg, in->len, "Message-ID", p);
+    }
+    return APR_SUCCESS;
+}
+
+/* Flags after applying an email object's tri-state flags to old. */
+static int merge_flags(int old, const memds_email_t *e)
+{
+    int fl = old;
+
+#define SETB(field, bit) \
+    if (e->field == MEMDS_EMAIL_TRUE) { fl |= (bit); } \
+    else if (e->field == MEMDS_EMAIL_FALSE) { fl &= ~(bit); }
+    if (e) {
+        SETB(read, MEMDS_MAIL_SEEN);
+        SETB(replied, MEMDS_MAIL_ANSWERED);
+        SETB(flagged, MEMDS_MAIL_FLAGGED);
+        SETB(forwarded, MEMDS_MAIL_FORWARDED);
+        SETB(deleted, MEMDS_MAIL_DELETED);
+    }
+#undef SETB
+    return fl;
+}
+
+static const char *imap_flag_list(int fl, apr_pool_t *p)
+{
+    const char *s = apr_pstrcat(p,
+        (fl & MEMDS_MAIL_SEEN) ? " \\Seen" : "",
+        (fl & MEMDS_MAIL_ANSWERED) ? " \\Answered" : "",
+        (fl & MEMDS_MAIL_FLAGGED) ? " \\Flagged" : "",
+        (fl & MEMDS_MAIL_DELETED) ? " \\Deleted" : "",
+        (fl & MEMDS_MAIL_DRAFT) ? " \\Draft" : "",
+        (fl & MEMDS_MAIL_FORWARDED) ? " " MEMDS_EMAIL_IMAP_FORWARDED : "", NULL);
+
+    return *s ? s + 1 : NULL;
+}
+
+/* STORE the difference between two flag sets on uid. */
+static apr_status_t store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
+                                apr_int64_t uid, int from, int to)
+{
+    const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, uid);
+    const char *add = imap_flag_list(to & ~from, ds->st->pool);
+    const char *del = imap_flag_list(from & ~to, ds->st->pool);
+    memds_imap_err_t err;
+
+    if ((add && memds_imap_uid_store(c, set, '+', add, 1, 0, NULL, NULL, NULL,
+                                     &err, ds->st->pool) != APR_SUCCESS)
+        || (del && memds_imap_uid_store(c, set, '-', del, 1, 0, NULL, NULL, NULL,
+                                        &err, ds->st->pool) != APR_SUCCESS)) {
+        return fail_imap(ds, &err, "UID STORE");
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t body_cb(void *baton, apr_uint64_t off, const char *data,
+                            apr_size_t len)
+{
+    (void)off;
+    memds_buf_add(baton, data, len);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ the vtable */
+
+static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
+{
+    if (scan(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_store_items_seq(ds->st, pseq) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
+                                 apr_int64_t since, apr_int64_t upto)
+{
+    apr_array_header_t *rows, *out;
+    int i;
+
+    if (resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_changed(ds->st, &rows, ds->account, X(ds)->folder, since,
+                           upto) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    out = apr_array_make(ds->st->pool, rows->nelts + 1, sizeof(memds_ds_change_t *));
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        memds_ds_change_t *c = apr_palloc(ds->st->pool, sizeof(*c));
+        c->guid = r->guid;
+        c->deleted = r->deleted;
+        c->seq = r->seq;
+        c->changed_by = r->changed_by;
+        APR_ARRAY_PUSH(out, memds_ds_change_t *) = c;
+    }
+    *pchanges = out;
+    return APR_SUCCESS;
+}
+
+/* The row of a live message; APR_ENOENT if unknown or deleted. */
+static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid)
+{
+    apr_status_t rv;
+
+    if (resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    rv = memds_mail_get(ds->st, row, ds->account, X(ds)->folder, guid);
+    if (rv == APR_ENOENT || (rv == APR_SUCCESS && (row->deleted || row->uid <= 0))) {
+        return APR_ENOENT;
+    }
+    return rv == APR_SUCCESS ? rv : fail_db(ds);
+}
+
+static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
+                               apr_int64_t known_seq, const char **pdata,
+                               apr_size_t *plen, const char **ptype)
+{
+    imap_ds_t *x = X(ds);
+    apr_pool_t *p = ds->st->pool;
+    memds_mmsg_t row;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    memds_imap_body_info_t info;
+    memds_email_t *e;
+    memds_buf_t body, out;
+    memds_codec_err_t cerr;
+    apr_status_t rv = live_row(ds, &row, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    e = memds_email_make(p);
+    e->read = (row.flags & MEMDS_MAIL_SEEN) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->forwarded = (row.flags & MEMDS_MAIL_FORWARDED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->replied = (row.flags & MEMDS_MAIL_ANSWERED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->flagged = (row.flags & MEMDS_MAIL_FLAGGED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->deleted = (row.flags & MEMDS_MAIL_DELETED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    if (row.internaldate) {
+        memds_email_time_set(&e->received, row.internaldate, p);
+    }
+    if (!x->want_rfc822 && known_seq >= 0 && row.content_seq <= known_seq) {
+        /* The device has this message: only its flags changed. */
+        goto build;
+    }
+    if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
+    if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0, body_cb,
+                              &body, &info, &err) != APR_SUCCESS) {
+        if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
+            return APR_ENOENT; /* expunged since the scan */
+        }
+        return fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
+    }
+    if (x->want_rfc822 || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
+        /* (raw 8-bit mail in another charset cannot be XML text: it goes as
+         * message/rfc822, which WBXML and b64 carry byte for byte) */
+        *pdata = body.data;
+        *plen = body.len;
+        *ptype = RFC822;
+        return APR_SUCCESS;
+    }
+    e->has_item = 1;
+    e->item = body.data;
+    e->item_len = body.len;
+build:
+    memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
+    memset(&cerr, 0, sizeof(cerr));
+    if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p) != APR_SUCCESS) {
+        return fail(ds, 500, apr_psprintf(p, "building the email object: %s",
+                                          cerr.msg ? cerr.msg : "?"));
+    }
+    *pdata = out.data;
+    *plen = out.len;
+    *ptype = MEMDS_EMAIL_CTTYPE;
+    return APR_SUCCESS;
+}
+
+static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
+                               const incoming_t *in, int flags,
+                               memds_mmsg_t *row)
+{
+    memds_imap_err_t err;
+    apr_uint32_t uv = 0, uid = 0;
+    apr_time_t when = 0;
+
+    if (in->email && in->email->received.text && !in->email->received.floating) {
+        when = in->email->received.t;
+    }
+    if (memds_imap_append(c, X(ds)->folder, imap_flag_list(flags, ds->st->pool),
+                          when, in->msg, in->len, &uv, &uid, &err)
+        != APR_SUCCESS) {
+        return fail_imap(ds, &err, "APPEND");
+    }
+    if (uid == 0) {
+        return fail(ds, 500, "the IMAP server has no UIDPLUS: the appended "
+                    "message's UID is unknown");
+    }
+    memset(row, 0, sizeof(*row));
+    row->uid = uid;
+    row->flags = flags;
+    row->message_id = in->message_id;
+    row->size = (apr_int64_t)in->len;
+    row->internaldate = when;
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
+                             const char *type, const char *data, apr_size_t len)
+{
+    incoming_t in;
+    memds_imap_conn_t *c;
+    memds_mmsg_t row;
+
+    if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (in.msg == NULL) {
+        return fail(ds, 412, "an Add without the message (no emailitem)");
+    }
+    if (select_folder(ds, &c, NULL) != APR_SUCCESS
+        || append_msg(ds, c, &in, merge_flags(0, in.email), &row) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_add(ds->st, pguid, ds->account, X(ds)->folder, &row,
+                       ds->device_id) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+/* Is in the message of row (its content, not its flags)? */
+static int same_content(const incoming_t *in, const memds_mmsg_t *row)
+{
+    if (in->msg == NULL) {
+        return 1; /* flags only */
+    }
+    return (apr_int64_t)in->len == row->size
+           && ((in->message_id == NULL && row->message_id == NULL)
+               || (in->message_id && row->message_id
+                   && strcmp(in->message_id, row->message_id) == 0));
+}
+
+static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
+                              const char *type, const char *data,
+                              apr_size_t len, int *psame)
+{
+    memds_mmsg_t row;
+    incoming_t in;
+    apr_status_t rv = live_row(ds, &row, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    *psame = same_content(&in, &row) && merge_flags(row.flags, in.email) == row.flags;
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
+                                 const char *type, const char *data,
+                                 apr_size_t len)
+{
+    imap_ds_t *x = X(ds);
+    memds_mmsg_t row, nrow;
+    incoming_t in;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    int flags;
+    apr_status_t rv = live_row(ds, &row, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    flags = merge_flags(row.flags, in.email);
+    if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (same_content(&in, &row)) {
+        if (flags != row.flags
+            && store_flags(ds, c, row.uid, row.flags, flags) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        row.flags = flags;
+        if (memds_mail_update(ds->st, ds->account, x->folder, &row, 0,
+                              ds->device_id) != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+        return APR_SUCCESS;
+    }
+    if (x->role == MEMDS_IMAP_ROLE_INBOX || x->role == MEMDS_IMAP_ROLE_SENT) {
+        return fail(ds, 405, "content changes to received or sent mail are "
+                    "refused (only flags and deletion)");
+    }
+    /* A new version (a draft): append it, then remove the old one. */
+    if (append_msg(ds, c, &in, flags, &nrow) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    {
+        const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
+        if (memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL, NULL,
+                                 &err, ds->st->pool) != APR_SUCCESS
+            || ((memds_imap_caps(c) & MEMDS_IMAP_CAP_UIDPLUS)
+                && memds_imap_uid_expunge(c, set, NULL, NULL, &err) != APR_SUCCESS)) {
+            return fail_imap(ds, &err, "removing the old version");
+        }
+    }
+    nrow.guid = row.guid;
+    if (memds_mail_update(ds->st, ds->account, x->folder, &nrow, 1,
+                          ds->device_id) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
+{
+    imap_ds_t *x = X(ds);
+    memds_mmsg_t row;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    const char *set, *trash = NULL;
+    memds_delete_policy_e pol = x->cfg->delete_policy;
+    apr_status_t rv = live_row(ds, &row, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
+    if (pol == MEMDS_DELETE_TRASH) {
+        if (role_folder(ds, MEMDS_IMAP_ROLE_TRASH, &trash) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (trash == NULL || strcmp(trash, x->folder) == 0) {
+            pol = MEMDS_DELETE_EXPUNGE; /* deleting in Trash: gone for good */
+        }
+    }
+    if (pol == MEMDS_DELETE_TRASH) {
+        rv = memds_imap_uid_move(c, set, trash, NULL, NULL, NULL, &err,
+                                 ds->st->pool);
+    }
+    else {
+        rv = memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL,
+                                  NULL, &err, ds->st->pool);
+        if (rv == APR_SUCCESS && pol == MEMDS_DELETE_EXPUNGE
+            && (memds_imap_caps(c) & MEMDS_IMAP_CAP_UIDPLUS)) {
+            rv = memds_imap_uid_expunge(c, set, NULL, NULL, &err);
+        }
+    }
+    if (rv != APR_SUCCESS && err.kind != MEMDS_IMAP_E_NOTFOUND) {
+        return fail_imap(ds, &err, pol == MEMDS_DELETE_TRASH ? "UID MOVE"
+                                   : "deleting");
+    }
+    if (memds_mail_remove(ds->st, ds->account, x->folder, guid, ds->device_id)
+        == APR_EGENERAL) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
+                               const char *data, apr_size_t len)
+{
+    incoming_t in;
+    apr_status_t rv;
+
+    if (resolve(ds) != APR_SUCCESS || parse_in(ds, &in, NULL, data, len)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (in.message_id == NULL) {
+        return APR_ENOENT;
+    }
+    rv = memds_mail_match(ds->st, pguid, ds->account, X(ds)->folder,
+                          ds->device_id, ds->store, in.message_id,
+                          in.msg ? (apr_int64_t)in.len : -1);
+    return rv == APR_SUCCESS || rv == APR_ENOENT ? rv : fail_db(ds);
+}
+
+static apr_status_t imap_last_change(memds_ds_t *ds, const char *guid,
+                                     apr_int64_t *pseq, apr_int64_t *pby)
+{
+    memds_mmsg_t row;
+    apr_status_t rv = live_row(ds, &row, guid);
+
+    if (rv == APR_SUCCESS) {
+        *pseq = row.seq;
+        *pby = row.changed_by;
+    }
+    return rv;
+}
+
+static apr_status_t imap_check(memds_ds_t *ds)
+{
+    return resolve(ds);
+}
+
+static const memds_ds_vt imap_vt = {
+    "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
+    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1
+};
+
+apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
+                                apr_pool_t *p)
+{
+    imap_ds_t *x = apr_pcalloc(p, sizeof(*x));
+
+    if (env->mail == NULL || env->shared == NULL) {
+        return APR_EINVAL;
+    }
+    x->cfg = env->mail;
+    x->password = env->password;
+    x->want_rfc822 = env->want_type && strcasecmp(env->want_type, RFC822) == 0;
+    x->sh = env->shared;
+    x->p = p;
+    ds->vt = &imap_vt;
+    ds->impl = x;
+    return APR_SUCCESS;
+}
+
+memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p)
+{
+    memds_ds_shared_t *sh = apr_pcalloc(p, sizeof(*sh));
+
+    sh->p = p;
+    return sh;
+}

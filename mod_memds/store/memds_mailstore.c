@@ -1,0 +1,430 @@
+/* memds_mailstore.c: folders and messages of the mailbox datastores in
+ * PostgreSQL (see memds_mailstore.h and schema/004_mail.sql). Batches go as
+ * array parameters through unnest(), one statement per batch. */
+#include "store/memds_mailstore.h"
+#include "store/memds_store_sql.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+#define USEC 1000000
+
+static const char *secs_or_null(apr_time_t t, apr_pool_t *p)
+{
+    return t ? apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)(t / USEC))
+             : NULL;
+}
+
+apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
+                                    const char *account, const char *folder)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    rv = q_cmd(st, NULL, "mail_folder_create",
+               "INSERT INTO memds.mail_folders (account, folder, uidvalidity)"
+               " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = q_row(st, &res, "mail_folder_lock",
+               "SELECT uidvalidity, highestmodseq, uidnext, messages"
+               " FROM memds.mail_folders WHERE account = $1 AND folder = $2"
+               " FOR UPDATE", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    f->uidvalidity = col_i64(res, 0, 0, 0);
+    f->highestmodseq = col_i64(res, 0, 1, 0);
+    f->uidnext = col_i64(res, 0, 2, 0);
+    f->messages = col_i64(res, 0, 3, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
+                                    const char *folder,
+                                    const memds_mfolder_t *f)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_i64(&a, f->uidvalidity);
+    qa_i64(&a, f->highestmodseq);
+    qa_i64(&a, f->uidnext);
+    qa_i64(&a, f->messages);
+    return q_cmd(st, NULL, "mail_folder_save",
+                 "UPDATE memds.mail_folders SET uidvalidity = $3::bigint,"
+                 " highestmodseq = $4::bigint, uidnext = $5::bigint,"
+                 " messages = $6::bigint, scanned_at = now()"
+                 " WHERE account = $1 AND folder = $2", &a);
+}
+
+#define ROW_COLS "guid, uid, flags, message_id, size," \
+    " coalesce(extract(epoch FROM internaldate)::bigint, 0), seq," \
+    " content_seq, deleted, coalesce(changed_by, 0)"
+
+static memds_mmsg_t *row_of(const PGresult *res, int i, apr_pool_t *p)
+{
+    memds_mmsg_t *m = apr_pcalloc(p, sizeof(*m));
+
+    m->guid = col_str(res, i, 0, p);
+    m->uid = col_i64(res, i, 1, 0);
+    m->flags = col_int(res, i, 2, 0);
+    m->message_id = col_str(res, i, 3, p);
+    m->size = col_i64(res, i, 4, 0);
+    m->internaldate = (apr_time_t)col_i64(res, i, 5, 0) * USEC;
+    m->seq = col_i64(res, i, 6, 0);
+    m->content_seq = col_i64(res, i, 7, 0);
+    m->deleted = col_bool(res, i, 8);
+    m->changed_by = col_i64(res, i, 9, 0);
+    return m;
+}
+
+static apr_status_t rows_of(memds_store_t *st, apr_array_header_t **prows,
+                            const char *what, const char *sql,
+                            const qargs_t *a)
+{
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+    int i, n;
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_mmsg_t *));
+    for (i = 0; i < n; ++i) {
+        APR_ARRAY_PUSH(arr, memds_mmsg_t *) = row_of(res, i, st->pool);
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_live(memds_store_t *st, apr_array_header_t **prows,
+                             const char *account, const char *folder,
+                             const apr_int64_t *uids, int n, int full)
+{
+    qargs_t a;
+
+    (void)full; /* the columns are few; one statement serves both */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, uids ? int_array(uids, n, st->pool) : NULL);
+    return rows_of(st, prows, "mail_live",
+                   "SELECT " ROW_COLS " FROM memds.mail_messages"
+                   " WHERE account = $1 AND folder = $2 AND NOT deleted"
+                   " AND ($3::bigint[] IS NULL OR uid = ANY ($3::bigint[]))"
+                   " ORDER BY uid", &a);
+}
+
+apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
+                                    const char *folder,
+                                    memds_mmsg_t *const *rows, int n,
+                                    apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_int64_t *uids, *flags, *sizes;
+    const char **ids, **dates;
+    int i;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    uids = apr_palloc(st->pool, sizeof(*uids) * (apr_size_t)n);
+    flags = apr_palloc(st->pool, sizeof(*flags) * (apr_size_t)n);
+    sizes = apr_palloc(st->pool, sizeof(*sizes) * (apr_size_t)n);
+    ids = apr_palloc(st->pool, sizeof(*ids) * (apr_size_t)n);
+    dates = apr_palloc(st->pool, sizeof(*dates) * (apr_size_t)n);
+    for (i = 0; i < n; ++i) {
+        uids[i] = rows[i]->uid;
+        flags[i] = rows[i]->flags;
+        sizes[i] = rows[i]->size;
+        ids[i] = rows[i]->message_id;
+        dates[i] = secs_or_null(rows[i]->internaldate, st->pool);
+    }
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, int_array(uids, n, st->pool));
+    qa_str(&a, int_array(flags, n, st->pool));
+    qa_str(&a, text_array(ids, n, st->pool));
+    qa_str(&a, int_array(sizes, n, st->pool));
+    qa_str(&a, text_array(dates, n, st->pool));
+    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
+                                         changed_by) : NULL);
+    return q_cmd(st, NULL, "mail_insert",
+                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                 " INSERT INTO memds.mail_messages (account, folder, uid,"
+                 " flags, message_id, size, internaldate, seq, content_seq,"
+                 " changed_by)"
+                 " SELECT $1, $2, u.uid, u.flags, u.mid, u.size,"
+                 " to_timestamp(u.secs::double precision), s.v, s.v,"
+                 " $8::bigint FROM s, unnest($3::bigint[], $4::int[],"
+                 " $5::text[], $6::bigint[], $7::bigint[])"
+                 " AS u (uid, flags, mid, size, secs)", &a);
+}
+
+apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
+                                   const char *folder, const apr_int64_t *uids,
+                                   const int *flags, int n,
+                                   apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_int64_t *f;
+    int i;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    f = apr_palloc(st->pool, sizeof(*f) * (apr_size_t)n);
+    for (i = 0; i < n; ++i) {
+        f[i] = flags[i];
+    }
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, int_array(uids, n, st->pool));
+    qa_str(&a, int_array(f, n, st->pool));
+    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
+                                         changed_by) : NULL);
+    return q_cmd(st, NULL, "mail_flags",
+                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                 " UPDATE memds.mail_messages m SET flags = u.flags,"
+                 " seq = s.v, changed_by = $5::bigint, updated_at = now()"
+                 " FROM s, unnest($3::bigint[], $4::int[]) AS u (uid, flags)"
+                 " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
+                 " AND m.uid = u.uid AND m.flags <> u.flags", &a);
+}
+
+apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
+                                  const char *folder, const apr_int64_t *uids,
+                                  int n, apr_int64_t changed_by)
+{
+    qargs_t a;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, int_array(uids, n, st->pool));
+    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
+                                         changed_by) : NULL);
+    return q_cmd(st, NULL, "mail_gone",
+                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                 " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
+                 " changed_by = $4::bigint, updated_at = now() FROM s"
+                 " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
+                 " AND m.uid = ANY ($3::bigint[])", &a);
+}
+
+apr_status_t memds_mail_remap_begin(memds_store_t *st, const char *account,
+                                    const char *folder)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    /* (negative uids cannot collide with real ones: UIDs are > 0) */
+    return q_cmd(st, NULL, "mail_remap_begin",
+                 "UPDATE memds.mail_messages SET uid = -uid"
+                 " WHERE account = $1 AND folder = $2 AND NOT deleted"
+                 " AND uid > 0", &a);
+}
+
+apr_status_t memds_mail_remap_one(memds_store_t *st, const char *account,
+                                  const char *folder, const char *guid,
+                                  apr_int64_t uid, int flags, int old_flags)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, guid);
+    qa_i64(&a, uid);
+    qa_int(&a, flags);
+    if (flags == old_flags) {
+        return q_cmd(st, NULL, "mail_remap_one",
+                     "UPDATE memds.mail_messages SET uid = $4::bigint,"
+                     " updated_at = now() WHERE account = $1 AND folder = $2"
+                     " AND guid = $3 AND $5::int IS NOT NULL", &a);
+    }
+    return q_cmd(st, NULL, "mail_remap_one",
+                 "UPDATE memds.mail_messages SET uid = $4::bigint,"
+                 " flags = $5::int, seq = memds.item_seq_take(),"
+                 " changed_by = NULL, updated_at = now()"
+                 " WHERE account = $1 AND folder = $2 AND guid = $3", &a);
+}
+
+apr_status_t memds_mail_remap_finish(memds_store_t *st, const char *account,
+                                     const char *folder)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    return q_cmd(st, NULL, "mail_remap_finish",
+                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                 " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
+                 " changed_by = NULL, updated_at = now() FROM s"
+                 " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
+                 " AND m.uid < 0", &a);
+}
+
+apr_status_t memds_mail_changed(memds_store_t *st, apr_array_header_t **prows,
+                                const char *account, const char *folder,
+                                apr_int64_t since, apr_int64_t upto)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_i64(&a, since);
+    qa_i64(&a, upto);
+    return rows_of(st, prows, "mail_changed",
+                   "SELECT " ROW_COLS " FROM memds.mail_messages"
+                   " WHERE account = $1 AND folder = $2"
+                   " AND seq > $3::bigint AND seq <= $4::bigint"
+                   " AND ($3::bigint >= 0 OR NOT deleted)"
+                   " ORDER BY seq", &a);
+}
+
+apr_status_t memds_mail_get(memds_store_t *st, memds_mmsg_t *row,
+                            const char *account, const char *folder,
+                            const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, guid);
+    rv = q_row(st, &res, "mail_get",
+               "SELECT " ROW_COLS " FROM memds.mail_messages"
+               " WHERE account = $1 AND folder = $2 AND guid = $3", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *row = *row_of(res, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_match(memds_store_t *st, const char **pguid,
+                              const char *account, const char *folder,
+                              apr_int64_t device_id, const char *store,
+                              const char *message_id, apr_int64_t size)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, message_id);
+    qa_i64(&a, size);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    return q_value(st, pguid, "mail_match",
+                   "SELECT g.guid FROM memds.mail_messages g"
+                   " WHERE g.account = $1 AND g.folder = $2"
+                   " AND g.message_id = $3 AND NOT g.deleted"
+                   " AND ($4::bigint < 0 OR g.size = $4::bigint)"
+                   " AND NOT EXISTS (SELECT 1 FROM memds.maps m"
+                   "  WHERE m.device_id = $5::bigint AND m.store = $6"
+                   "  AND m.guid = g.guid)"
+                   " ORDER BY g.uid LIMIT 1", &a);
+}
+
+apr_status_t memds_mail_update(memds_store_t *st, const char *account,
+                               const char *folder, const memds_mmsg_t *row,
+                               int content_changed, apr_int64_t changed_by)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, row->guid);
+    qa_int(&a, row->flags);
+    qa_bool(&a, content_changed);
+    qa_i64(&a, row->uid);
+    qa_i64(&a, row->size);
+    qa_str(&a, row->message_id);
+    qa_str(&a, secs_or_null(row->internaldate, st->pool));
+    qa_i64(&a, changed_by);
+    return q_cmd(st, NULL, "mail_update",
+                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                 " UPDATE memds.mail_messages m SET flags = $4::int,"
+                 " seq = s.v, changed_by = $10::bigint, updated_at = now(),"
+                 " content_seq = CASE WHEN $5::bool THEN s.v ELSE content_seq END,"
+                 " uid = CASE WHEN $5::bool THEN $6::bigint ELSE uid END,"
+                 " size = CASE WHEN $5::bool THEN $7::bigint ELSE size END,"
+                 " message_id = CASE WHEN $5::bool THEN $8 ELSE message_id END,"
+                 " internaldate = CASE WHEN $5::bool AND $9::bigint IS NOT NULL"
+                 "  THEN to_timestamp($9::double precision) ELSE internaldate END"
+                 " FROM s WHERE m.account = $1 AND m.folder = $2"
+                 " AND m.guid = $3", &a);
+}
+
+apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
+                            const char *account, const char *folder,
+                            const memds_mmsg_t *row, apr_int64_t changed_by)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_i64(&a, row->uid);
+    qa_int(&a, row->flags);
+    qa_str(&a, row->message_id);
+    qa_i64(&a, row->size);
+    qa_str(&a, secs_or_null(row->internaldate, st->pool));
+    qa_i64(&a, changed_by);
+    return q_value(st, pguid, "mail_add",
+                   "WITH s AS (SELECT memds.item_seq_take() AS v)"
+                   " INSERT INTO memds.mail_messages (account, folder, uid,"
+                   " flags, message_id, size, internaldate, seq, content_seq,"
+                   " changed_by)"
+                   " SELECT $1, $2, $3::bigint, $4::int, $5, $6::bigint,"
+                   " to_timestamp($7::double precision), s.v, s.v, $8::bigint"
+                   " FROM s RETURNING guid", &a);
+}
+
+apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
+                               const char *folder, const char *guid,
+                               apr_int64_t changed_by)
+{
+    qargs_t a;
+    int n = 0;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, guid);
+    qa_i64(&a, changed_by);
+    rv = q_cmd(st, &n, "mail_remove",
+               "UPDATE memds.mail_messages SET deleted = true,"
+               " seq = memds.item_seq_take(), changed_by = $4::bigint,"
+               " updated_at = now() WHERE account = $1 AND folder = $2"
+               " AND guid = $3 AND NOT deleted", &a);
+    return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
+}
