@@ -990,7 +990,8 @@ static const char *client_rx_type(eng_t *e, const char *store)
             memds_tree_t *t;
             memds_codec_err_t err;
             memds_devinf_t *di;
-            if (memds_xml_decode(&t, e->dev.devinf, e->dev.devinf_len, &err, e->p)
+            if (memds_xml_decode_devinf(&t, e->dev.devinf, e->dev.devinf_len,
+                                        &err, e->p)
                 == APR_SUCCESS
                 && memds_devinf_from_tree(&di, t->root, &err, e->p) == APR_SUCCESS) {
                 e->client_devinf = di;

@@ -132,6 +132,11 @@ void memds_buf_addc(memds_buf_t *b, char c);
 apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
                               apr_size_t len, memds_codec_err_t *err,
                               apr_pool_t *p);
+/** The same for a stored DevInf document (root <DevInf xmlns='syncml:devinf'>,
+ *  as the engine keeps a client's DevInf); the tree's root is the DevInf. */
+apr_status_t memds_xml_decode_devinf(memds_tree_t **ptree, const char *buf,
+                                     apr_size_t len, memds_codec_err_t *err,
+                                     apr_pool_t *p);
 
 /**
  * Encode as XML: no declaration of DTD, namespace on the root and on the

@@ -124,6 +124,7 @@ static const char *ts_name(int ts)
 typedef struct dec_t {
     apr_pool_t *p;
     memds_ver_e version;
+    int devinf_root;    /* a stored DevInf document (memds_xml_decode_devinf) */
     /* set on failure */
     const char *msg;
     int line;
@@ -222,7 +223,8 @@ static const memds_tag_t *resolve(dec_t *d, const xmlNode *e,
         return NULL;
     }
     if (t->ts == MEMDS_TS_DEVINF && (pn == NULL || pn->tag->ts != MEMDS_TS_DEVINF)
-        && (t != memds_tag_DevInf || !(pn && (pn->tag->flags & MEMDS_TAGF_DATA)))) {
+        && (t != memds_tag_DevInf || !(pn && (pn->tag->flags & MEMDS_TAGF_DATA)))
+        && !(d->devinf_root && pn == NULL && t == memds_tag_DevInf)) {
         *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
                        "DevInf element <%s> in <%s> (line %d): DevInf must "
                        "come as one <DevInf> inside <Data>", t->name,
@@ -402,12 +404,18 @@ static apr_status_t dec_doc(dec_t *d, memds_tree_t **ptree, xmlDocPtr doc)
     if (root == NULL) {
         return dec_fail(d, 0, "no root element");
     }
-    if (strcmp((const char *)root->name, "SyncML") != 0) {
+    if (d->devinf_root) {
+        if (strcmp((const char *)root->name, "DevInf") != 0
+            || ns_class(root, NULL) != NSC_DEVINF) {
+            return dec_fail(d, line_of(root), "not a DevInf document");
+        }
+    }
+    else if (strcmp((const char *)root->name, "SyncML") != 0) {
         return dec_fail(d, line_of(root), apr_psprintf(d->p,
                         "root element is <%s>, not <SyncML>",
                         (const char *)root->name));
     }
-    cls = ns_class(root, &ver);
+    cls = d->devinf_root ? NSC_SYNCML : ns_class(root, &ver);
     if (cls == NSC_NONE) {
         ver = version_from_verdtd(root);
     }
@@ -430,9 +438,9 @@ static apr_status_t dec_doc(dec_t *d, memds_tree_t **ptree, xmlDocPtr doc)
     return APR_SUCCESS;
 }
 
-apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
-                              apr_size_t len, memds_codec_err_t *err,
-                              apr_pool_t *p)
+static apr_status_t xml_decode(memds_tree_t **ptree, const char *buf,
+                               apr_size_t len, int devinf_root,
+                               memds_codec_err_t *err, apr_pool_t *p)
 {
     memds_codec_err_t dummy;
     memds_xmlsafe_t x;
@@ -442,6 +450,7 @@ apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
 
     memset(&d, 0, sizeof(d));
     d.p = p;
+    d.devinf_root = devinf_root;
     if (err == NULL) {
         err = &dummy;
     }
@@ -476,6 +485,20 @@ done:
         err->line = d.line;
     }
     return rv;
+}
+
+apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
+                              apr_size_t len, memds_codec_err_t *err,
+                              apr_pool_t *p)
+{
+    return xml_decode(ptree, buf, len, 0, err, p);
+}
+
+apr_status_t memds_xml_decode_devinf(memds_tree_t **ptree, const char *buf,
+                                     apr_size_t len, memds_codec_err_t *err,
+                                     apr_pool_t *p)
+{
+    return xml_decode(ptree, buf, len, 1, err, p);
 }
 
 /* ------------------------------------------------------------- encoder */

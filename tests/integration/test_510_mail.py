@@ -1,0 +1,396 @@
+"""51x: the mailbox datastores (MemDSDatastore imap) with the real
+SyncEvolution client (raw-email = application/vnd.omads-email+xml items,
+raw-rfc822 = message/rfc822) against the stack's real Dovecot, mail
+delivered through the real MTA (Postfix -> LMTP) or appended over IMAP.
+
+Each test works in its own IMAP folder of alice (datastore = folder path),
+except the ones about Inbox."""
+import imaplib
+import os
+import re
+import smtplib
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import syncml as S
+from client import Client
+
+
+# ------------------------------------------------------------------ helpers
+
+def imap(stack, user=None, password=None):
+    m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+    m.login(user or stack["MEMDS_USER1"], password or stack["MEMDS_PASS1"])
+    return m
+
+
+def message(tag, i, size=0):
+    body = "Hello, this is message %d of %s.\r\n" % (i, tag)
+    body += ("The quick brown fox jumps over the lazy dog, line by line!!\r\n"
+             * (size // 61))
+    return ("From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\n"
+            "Subject: %s %d\r\nDate: Mon, 1 Jan 2024 10:%02d:00 +0000\r\n"
+            "Message-ID: <%s-%d@example.test>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=UTF-8\r\n\r\n%s"
+            % (tag, i, i % 60, tag, i, body)).encode()
+
+
+def new_folder(stack, n=3, prefix="T"):
+    name = prefix + uuid.uuid4().hex[:8]
+    m = imap(stack)
+    assert m.create(name)[0] == "OK"
+    for i in range(n):
+        assert m.append(name, None, imaplib.Time2Internaldate(time.time()),
+                        message(name, i))[0] == "OK"
+    m.logout()
+    return name
+
+
+def folder_messages(stack, folder):
+    """{Message-ID: (uid, set of flags, bytes)} of a folder, read with
+    BODY.PEEK (the test never sets \\Seen itself)."""
+    m = imap(stack)
+    typ, _ = m.select('"%s"' % folder, readonly=True)
+    assert typ == "OK", folder
+    out = {}
+    typ, data = m.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+    for part in data:
+        if not isinstance(part, tuple):
+            continue
+        head, raw = part
+        uid = int(re.search(rb"UID (\d+)", head).group(1))
+        flags = set(re.search(rb"FLAGS \(([^)]*)\)", head).group(1).decode().split())
+        mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", raw)
+        out[mid.group(1).decode() if mid else uid] = (uid, flags, raw)
+    m.logout()
+    return out
+
+
+def parse_item(b):
+    """(flags dict, emailitem bytes or None) of an email object."""
+    root = ET.fromstring(b)
+    fields = {c.tag: (c.text or "") for c in root if c.tag != "emailitem"}
+    it = root.find("emailitem")
+    return fields, (it.text or "").encode("utf-8") if it is not None else None
+
+
+def mail_client(stack, folder, typ="raw-email", **kw):
+    return Client(stack, typ=typ, uri=folder, **kw)
+
+
+def sync(stack, c, mode, **kw):
+    return c.sync(mode, url=stack["MEMDS_URL"], **kw)
+
+
+def stats(c):
+    """Local NEW, MOD, DEL, ERR, remote NEW, MOD, DEL, ERR of the last run."""
+    for line in c.last_log.splitlines():
+        m = re.match(r"\|\s+mail\s+\|(.*)\|\s*$", line)
+        if m:
+            return [int(x) for x in re.findall(r"\d+", m.group(1))][:8]
+    raise AssertionError("no statistics in the client log:\n" + c.last_log[-3000:])
+
+
+def items_by_mid(c):
+    out = {}
+    for b in c.local():
+        fields, item = parse_item(b)
+        mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", item) if item else None
+        out[mid.group(1).decode() if mid else len(out)] = (fields, item)
+    return out
+
+
+def psql(stack, sql):
+    return subprocess.run(["psql", stack["MEMDS_PG"], "-XAtq", "-c", sql], check=True,
+                          stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
+def started_mode(c):
+    m = re.search(r"mail: starting (.*)", c.last_log)
+    return m.group(1) if m else ""
+
+
+# -------------------------------------------------------------------- tests
+
+@pytest.mark.parametrize("enc,auth", [("xml", "basic"), ("wbxml", "md5")])
+def test_511_inbox_over_xml_and_wbxml_basic_and_md5(stack, enc, auth):
+    """The real client receives every Inbox message with its emailitem equal
+    to the IMAP message and its flags right; nothing gets \\Seen."""
+    tag = "inbox" + uuid.uuid4().hex[:6]
+    with smtplib.SMTP("127.0.0.1", int(stack["MEMDS_SMTP_PORT"]), timeout=30) as s:
+        for i in range(2):
+            s.sendmail("bob@example.test", ["alice@example.test"], message(tag, i))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if sum(1 for k in folder_messages(stack, "INBOX") if tag in str(k)) == 2:
+            break
+        time.sleep(0.3)
+    m = imap(stack)
+    m.select("INBOX")
+    m.uid("STORE", "1", "+FLAGS", r"(\Flagged)")  # one flag to carry across
+    m.logout()
+    before = folder_messages(stack, "INBOX")
+    c = mail_client(stack, "Inbox", enc=enc, auth=auth)
+    sync(stack, c, "slow")
+    got = items_by_mid(c)
+    assert set(got) == set(before)
+    for mid, (uid, flags, raw) in before.items():
+        fields, item = got[mid]
+        assert item == raw, mid
+        assert fields["read"] == ("true" if "\\Seen" in flags else "false")
+        assert fields["flagged"] == ("true" if "\\Flagged" in flags else "false")
+        assert fields["replied"] == ("true" if "\\Answered" in flags else "false")
+    after = folder_messages(stack, "INBOX")
+    assert {k: v[1] for k, v in after.items()} == {k: v[1] for k, v in before.items()}
+    # A two-way sync right after: nothing to do.
+    sync(stack, c, "two-way")
+    assert stats(c) == [0] * 8
+    assert "slow" not in started_mode(c)
+
+
+def test_512_server_changes_reach_the_device(stack):
+    """New mail, a flag change and an expunge made over IMAP arrive at the
+    next two-way sync: Add, flags-only Replace, Delete."""
+    folder = new_folder(stack, 3)
+    c = mail_client(stack, folder)
+    sync(stack, c, "slow")
+    assert len(c.local()) == 3
+    msgs = folder_messages(stack, folder)
+    m = imap(stack)
+    m.select(folder)
+    uid0 = msgs["<%s-0@example.test>" % folder][0]
+    uid1 = msgs["<%s-1@example.test>" % folder][0]
+    m.uid("STORE", str(uid0), "+FLAGS", r"(\Flagged \Answered)")
+    m.uid("STORE", str(uid1), "+FLAGS", r"(\Deleted)")
+    m.expunge()
+    m.append(folder, None, imaplib.Time2Internaldate(time.time()), message(folder, 7))
+    m.logout()
+    sync(stack, c, "two-way")
+    assert stats(c)[:3] == [1, 1, 1], c.last_log[-2000:]
+    local = [parse_item(b) for b in c.local()]
+    flags_only = [f for f, item in local if item is None]
+    assert len(flags_only) == 1
+    assert flags_only[0]["flagged"] == "true" and flags_only[0]["replied"] == "true"
+    assert flags_only[0]["read"] == "false"
+    subjects = sorted(re.search(rb"Subject: (.*)\r", i).group(1).decode()
+                      for _, i in local if i)
+    assert subjects == ["%s 2" % folder, "%s 7" % folder]
+    # and a no-change sync after that is empty
+    sync(stack, c, "two-way")
+    assert stats(c) == [0] * 8
+    assert all("\\Seen" not in f for _, f, _ in folder_messages(stack, folder).values())
+
+
+def test_513_device_changes_reach_imap(stack):
+    """The client's read flag becomes \\Seen, its delete moves the message to
+    Trash; its own changes are not echoed back to it."""
+    folder = new_folder(stack, 3)
+    c = mail_client(stack, folder)
+    sync(stack, c, "slow")
+    names = sorted(os.listdir(c.items_dir))
+    by_subject = {}
+    for n in names:
+        with open(os.path.join(c.items_dir, n), "rb") as f:
+            b = f.read()
+        by_subject[re.search(rb"Subject: (.*?)&#13;|Subject: (.*?)\r", b).group(0)] = (n, b)
+    items = sorted(by_subject.values(), key=lambda x: x[1])
+    (n0, b0), (n1, _), _ = items
+    c.put(n0, b0.replace(b"<read>false</read>", b"<read>true</read>")
+                .replace(b"<flagged>false</flagged>", b"<flagged>true</flagged>"))
+    c.remove(n1)
+    trash_before = len(folder_messages(stack, "Trash"))
+    sync(stack, c, "two-way")
+    assert stats(c)[4:7] == [0, 1, 1], c.last_log[-2000:]
+    msgs = folder_messages(stack, folder)
+    assert len(msgs) == 2
+    read = [f for _, f, raw in msgs.values() if b"Hello, this is message 0" in raw]
+    assert read and "\\Seen" in read[0] and "\\Flagged" in read[0]
+    trash = folder_messages(stack, "Trash")
+    assert len(trash) == trash_before + 1
+    assert "<%s-1@example.test>" % folder in trash
+    # nothing comes back
+    sync(stack, c, "two-way")
+    assert stats(c) == [0] * 8
+
+
+def test_514_flags_only_update_from_the_device(stack):
+    """An Email without emailitem from the device changes only flags."""
+    folder = new_folder(stack, 1)
+    c = mail_client(stack, folder)
+    sync(stack, c, "slow")
+    (n,) = os.listdir(c.items_dir)
+    c.put(n, b"<Email><read>true</read><replied>true</replied></Email>")
+    sync(stack, c, "two-way")
+    (uid, flags, raw) = list(folder_messages(stack, folder).values())[0]
+    assert flags == {"\\Seen", "\\Answered"}
+    assert b"Hello, this is message 0" in raw
+
+
+def test_515_inbox_content_change_refused(stack):
+    """Changing the content of received mail is refused (405); the IMAP
+    message stays as it was."""
+    stack.allow_log(r"content changes to received or sent mail are refused")
+    c = mail_client(stack, "Inbox")
+    sync(stack, c, "slow")
+    before = folder_messages(stack, "INBOX")
+    n = sorted(os.listdir(c.items_dir))[0]
+    with open(os.path.join(c.items_dir, n), "rb") as f:
+        b = f.read()
+    c.put(n, b.replace(b"Subject: ", b"Subject: CHANGED ", 1))
+    sync(stack, c, "two-way", check=False)
+    assert stats(c)[7] == 1 or "405" in c.last_log, c.last_log[-3000:]
+    after = folder_messages(stack, "INBOX")
+    assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
+
+
+def test_516_uidvalidity_change_is_remapped(stack):
+    """Recreating the folder (new UIDVALIDITY) with the same messages leaves
+    the device without duplicates and without a slow sync."""
+    folder = new_folder(stack, 3)
+    c = mail_client(stack, folder)
+    sync(stack, c, "slow")
+    msgs = folder_messages(stack, folder)
+    m = imap(stack)
+    uv1 = m.status(folder, "(UIDVALIDITY)")[1][0]
+    m.select(folder)
+    typ, data = m.uid("FETCH", "1:*", "(INTERNALDATE BODY.PEEK[])")
+    saved = [(re.search(rb'INTERNALDATE "([^"]+)"', p[0]).group(1).decode(), p[1])
+             for p in data if isinstance(p, tuple)]
+    m.close()
+    assert m.delete(folder)[0] == "OK"
+    time.sleep(1.1)  # a new UIDVALIDITY (Dovecot uses the time)
+    assert m.create(folder)[0] == "OK"
+    for date, raw in reversed(saved):  # other order: other UIDs
+        m.append(folder, None, '"%s"' % date, raw)
+    m.append(folder, None, imaplib.Time2Internaldate(time.time()), message(folder, 9))
+    uv2 = m.status(folder, "(UIDVALIDITY)")[1][0]
+    m.logout()
+    assert uv1 != uv2
+    sync(stack, c, "two-way")
+    assert "slow" not in started_mode(c)
+    assert stats(c)[:3] == [1, 0, 0], c.last_log[-2000:]
+    assert len(c.local()) == 4
+    assert len(set(items_by_mid(c))) == 4
+    assert len(msgs) == 3
+
+
+def test_517_message_rfc822(stack):
+    """message/rfc822 items are the IMAP messages byte for byte."""
+    folder = new_folder(stack, 2)
+    c = mail_client(stack, folder, typ="raw-rfc822", enc="wbxml")
+    sync(stack, c, "slow")
+    assert sorted(c.local()) == sorted(v[2] for v in folder_messages(stack, folder).values())
+
+
+def test_518_drafts_add_and_edit(stack):
+    """A message the device adds to Drafts is appended; an edit replaces it
+    (new version appended, old expunged, same server id); neither is echoed."""
+    c = mail_client(stack, "Drafts")
+    sync(stack, c, "slow")
+    base = len(c.local())
+    tag = "draft" + uuid.uuid4().hex[:6]
+    raw = message(tag, 1).decode()
+    obj = ("<Email><read>true</read><emailitem>%s</emailitem></Email>"
+           % S.esc(raw)).encode()
+    c.put("mydraft", obj)
+    sync(stack, c, "two-way")
+    assert stats(c)[4] == 1, c.last_log[-2000:]
+    drafts = folder_messages(stack, "Drafts")
+    mine = [v for v in drafts.values() if tag.encode() in v[2]]
+    assert len(mine) == 1 and mine[0][2] == raw.encode() and "\\Seen" in mine[0][1]
+    guid = psql(stack, "SELECT guid FROM memds.mail_messages WHERE folder='Drafts' "
+                       "AND message_id='<%s-1@example.test>' AND NOT deleted" % tag)
+    c.put("mydraft", obj.replace(b"Hello, this is", b"Hello again, this is"))
+    sync(stack, c, "two-way")
+    assert stats(c)[5] == 1, c.last_log[-2000:]
+    drafts = folder_messages(stack, "Drafts")
+    mine = [v for v in drafts.values() if tag.encode() in v[2]]
+    assert len(mine) == 1 and b"Hello again" in mine[0][2]
+    assert psql(stack, "SELECT guid FROM memds.mail_messages WHERE folder='Drafts' "
+                       "AND message_id='<%s-1@example.test>' AND NOT deleted" % tag) == guid
+    sync(stack, c, "two-way")
+    assert stats(c) == [0] * 8
+    assert len(c.local()) == base + 1
+
+
+def test_519_soft_delete_and_unknown_folder(stack):
+    """SftDel leaves the IMAP message alone (the device just forgets it); a
+    folder that does not exist gets 404 on its Alert."""
+    folder = new_folder(stack, 1)
+    raw = list(folder_messages(stack, folder).values())[0][2].decode()
+    obj = "<Email><read>false</read><emailitem>%s</emailitem></Email>" % S.esc(raw)
+    sess = S.Session(stack["MEMDS_URL"], "dev-" + uuid.uuid4().hex[:10], "alice",
+                     "alice-secret")
+    a = sess.post(sess.message(S.alert(1, 201, folder, "./" + folder, "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    a = sess.post(sess.message(S.sync(2, folder, "./" + folder, [("Add", "L1", obj)])))
+    adds = [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"]
+    assert adds == ["201"]  # matched by Message-ID: no second copy
+    assert len(folder_messages(stack, folder)) == 1
+    a = sess.post(sess.message(""))
+    s2 = S.Session(stack["MEMDS_URL"], sess.devid, "alice", "alice-secret", session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, folder, "./" + folder, "n2", last="n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    body = ("<Sync><CmdID>2</CmdID><Target><LocURI>%s</LocURI></Target><Source><LocURI>./%s"
+            "</LocURI></Source><Delete><CmdID>3</CmdID><SftDel/><Item><Source><LocURI>L1"
+            "</LocURI></Source></Item></Delete></Sync>" % (folder, folder))
+    a = s2.post(s2.message(body))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Delete"] == ["200"]
+    msgs = folder_messages(stack, folder)
+    assert len(msgs) == 1 and "\\Deleted" not in list(msgs.values())[0][1]
+    # unknown folder
+    stack.allow_log(r"no such mail folder")
+    s3 = S.Session(stack["MEMDS_URL"], "dev-" + uuid.uuid4().hex[:10], "alice", "alice-secret")
+    a = s3.post(s3.message(S.alert(1, 201, "NoSuchFolder", "./x", "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["404"]
+
+
+def _peak_rss_kb(stack):
+    peak = 0
+    for pid in stack.httpd_children():
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
+
+
+def _bulk_folder(stack, n, size):
+    name = "Bulk" + uuid.uuid4().hex[:6]
+    m = imap(stack)
+    m.create(name)
+    date = imaplib.Time2Internaldate(time.time())
+    for i in range(n):
+        m.append(name, None, date, message(name, i, size))
+    m.logout()
+    return name
+
+
+def test_520_ten_thousand_messages_bounded_memory(stack):
+    """A 10 000-message mailbox (about 40 MB) syncs completely; the httpd
+    children's peak memory grows no more than for a 1 000-message one plus
+    a few MB: bodies are streamed, not held."""
+    small, big = _bulk_folder(stack, 1000, 4000), _bulk_folder(stack, 10000, 4000)
+    growth = {}
+    for folder, n in ((small, 1000), (big, 10000)):
+        stack.graceful()  # fresh children: VmHWM starts again
+        time.sleep(1)
+        base = _peak_rss_kb(stack)
+        c = mail_client(stack, folder, enc="wbxml")
+        sync(stack, c, "slow", timeout=3000)
+        assert len(c.local()) == n
+        growth[n] = _peak_rss_kb(stack) - base
+        # and a two-way sync on it right after changes nothing
+        sync(stack, c, "two-way", timeout=600)
+        assert stats(c) == [0] * 8
+    print("peak RSS growth: 1000 messages %d KB, 10000 messages %d KB"
+          % (growth[1000], growth[10000]))
+    # 10x the mail (36 MB more) must not mean 10x the memory
+    assert growth[10000] < growth[1000] + 16 * 1024, growth
