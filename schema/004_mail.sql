@@ -5,6 +5,9 @@
 -- see, so that a sync finds the changes by a range scan on seq, exactly as
 -- for memds.items, and a no-change sync costs one SELECT on IMAP.
 
+CREATE SEQUENCE memds.mail_guid_seq;
+COMMENT ON SEQUENCE memds.mail_guid_seq IS 'Numbers the server ids (GUIDs) of messages ("m" || nextval) and folders ("f" || nextval).';
+
 CREATE TABLE memds.mail_folders (
     account        text        NOT NULL,
     folder         text        NOT NULL,
@@ -13,8 +16,16 @@ CREATE TABLE memds.mail_folders (
     uidnext        bigint      NOT NULL DEFAULT 0,
     messages       bigint      NOT NULL DEFAULT 0,
     scanned_at     timestamptz NOT NULL DEFAULT now(),
+    guid           text        NOT NULL DEFAULT 'f' || nextval('memds.mail_guid_seq'),
+    name           text,
+    role           text,
+    seq            bigint      NOT NULL DEFAULT memds.item_seq_take(),
+    deleted        boolean     NOT NULL DEFAULT false,
+    changed_by     bigint,
     PRIMARY KEY (account, folder)
 );
+CREATE INDEX mail_folders_guid ON memds.mail_folders (account, guid);
+CREATE INDEX mail_folders_changes ON memds.mail_folders (account, seq);
 COMMENT ON TABLE memds.mail_folders IS
   'What the gateway last saw of an IMAP folder. A sync compares the '
   'folder''s UIDVALIDITY and HIGHESTMODSEQ with these and asks IMAP only for '
@@ -27,9 +38,12 @@ COMMENT ON COLUMN memds.mail_folders.highestmodseq IS 'HIGHESTMODSEQ at the last
 COMMENT ON COLUMN memds.mail_folders.uidnext IS 'UIDNEXT at the last scan.';
 COMMENT ON COLUMN memds.mail_folders.messages IS 'Messages in the folder at the last scan.';
 COMMENT ON COLUMN memds.mail_folders.scanned_at IS 'Time of the last scan.';
-
-CREATE SEQUENCE memds.mail_guid_seq;
-COMMENT ON SEQUENCE memds.mail_guid_seq IS 'Numbers the server ids (GUIDs) of messages: "m" || nextval.';
+COMMENT ON COLUMN memds.mail_folders.guid IS 'Server id of the folder as an item of the hierarchical "email" datastore (folder object).';
+COMMENT ON COLUMN memds.mail_folders.name IS 'Path as devices see it: UTF-8, "/" between levels.';
+COMMENT ON COLUMN memds.mail_folders.role IS 'inbox, sent, drafts, trash, junk, archive, or NULL.';
+COMMENT ON COLUMN memds.mail_folders.seq IS 'Change sequence number of the folder item''s last change (memds.item_seq).';
+COMMENT ON COLUMN memds.mail_folders.deleted IS 'Tombstone: the folder no longer exists on the IMAP server.';
+COMMENT ON COLUMN memds.mail_folders.changed_by IS 'Device whose sync made the last change of the folder item; NULL: the IMAP server.';
 
 CREATE TABLE memds.mail_messages (
     account        text        NOT NULL,
@@ -51,6 +65,8 @@ CREATE TABLE memds.mail_messages (
 CREATE UNIQUE INDEX mail_messages_uid ON memds.mail_messages (account, folder, uid)
     WHERE NOT deleted;
 CREATE INDEX mail_messages_changes ON memds.mail_messages (account, folder, seq);
+CREATE INDEX mail_messages_account_changes ON memds.mail_messages (account, seq);
+CREATE INDEX mail_messages_guid ON memds.mail_messages (account, guid);
 CREATE INDEX mail_messages_msgid ON memds.mail_messages (account, folder, message_id)
     WHERE NOT deleted;
 COMMENT ON TABLE memds.mail_messages IS
@@ -63,7 +79,7 @@ COMMENT ON TABLE memds.mail_messages IS
   'by (message_id, size, internaldate) instead of replacing them.';
 COMMENT ON COLUMN memds.mail_messages.account IS 'Owning account.';
 COMMENT ON COLUMN memds.mail_messages.folder IS 'IMAP mailbox (as memds.mail_folders.folder).';
-COMMENT ON COLUMN memds.mail_messages.guid IS 'Server id of the message (what device maps point to); survives UIDVALIDITY changes and edits.';
+COMMENT ON COLUMN memds.mail_messages.guid IS 'Server id of the message (what device maps point to); survives UIDVALIDITY changes, edits and moves by a device (the old folder keeps a tombstone with the same guid).';
 COMMENT ON COLUMN memds.mail_messages.uid IS 'IMAP UID in the folder''s current UIDVALIDITY.';
 COMMENT ON COLUMN memds.mail_messages.flags IS 'Flags the devices see, bits: 1 \Seen, 2 \Answered, 4 \Flagged, 8 \Deleted, 16 \Draft, 64 $Forwarded.';
 COMMENT ON COLUMN memds.mail_messages.message_id IS 'Message-ID header (for re-mapping after a UIDVALIDITY change and slow-sync matching).';

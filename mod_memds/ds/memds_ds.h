@@ -64,6 +64,10 @@ typedef struct memds_ds_vt {
     /** 1: a refresh from the client never deletes what the device did not
      *  send (a mailbox is not the device's to wipe). */
     int keep_on_refresh;
+    /** Hierarchical datastores: the server id of the item's parent folder
+     *  (*pparent NULL at the top). May be NULL. */
+    apr_status_t (*parent)(memds_ds_t *ds, const char *guid,
+                           const char **pparent);
 } memds_ds_vt;
 
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,
@@ -110,6 +114,10 @@ struct memds_ds_t {
      *  failure) and a line for the log. */
     int status;
     const char *reason;
+    /** Set by the engine before add/replace/same/match: the server id of
+     *  the parent folder the device names (TargetParent, or its
+     *  SourceParent mapped), NULL for none. */
+    const char *parent_hint;
 };
 
 /** Open the datastore of env->kind for account/store on behalf of

@@ -45,6 +45,7 @@ typedef struct imap_ds_t {
     const char *folder;          /* wire name, NULL until resolved */
     memds_imap_role_e role;
     int scanned;
+    int hier;                    /* the hierarchical "email" datastore */
 } imap_ds_t;
 
 #define X(ds) ((imap_ds_t *)(ds)->impl)
@@ -261,6 +262,9 @@ static apr_status_t resolve(memds_ds_t *ds)
 
     if (x->folder) {
         return APR_SUCCESS;
+    }
+    if (x->hier) {
+        return fail(ds, 500, "no folder chosen in the hierarchical datastore");
     }
     x->role = role_of_name(name);
     if (x->role != MEMDS_IMAP_ROLE_NONE) {
@@ -815,11 +819,448 @@ static apr_status_t body_cb(void *baton, apr_uint64_t off, const char *data,
     return APR_SUCCESS;
 }
 
+
+/* ------------------------------------- the hierarchical "email" datastore
+ *
+ * Every folder of the account is an item (a folder object, server id
+ * "f<n>"), every message an item whose parent is its folder. A scan LISTs
+ * the folders with their STATUS and scans those whose UIDVALIDITY or
+ * HIGHESTMODSEQ moved. A device's Add names the parent folder (TargetParent,
+ * or SourceParent for a folder it adds in the same package); a Replace with
+ * another parent moves the message (UID MOVE, same server id). */
+
+static int is_hier_name(const char *n)
+{
+    return strcasecmp(n, "email") == 0 || strcasecmp(n, "mail") == 0;
+}
+
+static const char *role_text(memds_imap_role_e r)
+{
+    switch (r) {
+    case MEMDS_IMAP_ROLE_INBOX: return "inbox";
+    case MEMDS_IMAP_ROLE_SENT: return "sent";
+    case MEMDS_IMAP_ROLE_DRAFTS: return "drafts";
+    case MEMDS_IMAP_ROLE_TRASH: return "trash";
+    case MEMDS_IMAP_ROLE_JUNK: return "junk";
+    case MEMDS_IMAP_ROLE_ARCHIVE: return "archive";
+    default: return NULL;
+    }
+}
+
+/* Choose the folder the next operations work on (by IMAP name). */
+static apr_status_t set_folder(memds_ds_t *ds, const char *folder)
+{
+    imap_ds_t *x = X(ds);
+    apr_array_header_t *boxes;
+    int i;
+
+    x->folder = folder;
+    x->scanned = 0;
+    x->role = MEMDS_IMAP_ROLE_NONE;
+    if (strcmp(folder, "INBOX") == 0) {
+        x->role = MEMDS_IMAP_ROLE_INBOX;
+        return APR_SUCCESS;
+    }
+    if (boxes_get(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (strcmp(l->name, folder) == 0) {
+            x->role = l->role;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t scan_all(memds_ds_t *ds)
+{
+    imap_ds_t *x = X(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    apr_array_header_t *boxes, *rows;
+    apr_hash_t *known = apr_hash_make(ds->st->pool), *seen = apr_hash_make(ds->st->pool);
+    int i;
+
+    if (conn_get(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_list(c, "UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES", &boxes,
+                        &err, x->sh->p) != APR_SUCCESS) {
+        return fail_imap(ds, &err, "LIST");
+    }
+    x->sh->boxes = boxes;
+    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        apr_hash_set(known, f->folder, APR_HASH_KEY_STRING, f);
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_mfitem_t *f = apr_hash_get(known, l->name, APR_HASH_KEY_STRING);
+        const memds_imap_status_t *st = l->status;
+
+        if (!selectable(l)) {
+            continue;
+        }
+        apr_hash_set(seen, l->name, APR_HASH_KEY_STRING, l);
+        if (memds_mail_folder_upsert(ds->st, ds->account, l->name,
+                                     path_of(l, ds->st->pool), role_text(l->role),
+                                     0, NULL) != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+        if (f && !f->deleted && st && (st->have & MEMDS_IMAP_ST_UIDVALIDITY)
+            && (st->have & MEMDS_IMAP_ST_HIGHESTMODSEQ) && st->highestmodseq > 0
+            && f->uidvalidity == (apr_int64_t)st->uidvalidity
+            && f->highestmodseq == (apr_int64_t)st->highestmodseq) {
+            continue; /* unchanged: not even a SELECT */
+        }
+        if (set_folder(ds, l->name) != APR_SUCCESS || scan(ds) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!f->deleted && !apr_hash_get(seen, f->folder, APR_HASH_KEY_STRING)
+            && memds_mail_folder_gone(ds->st, ds->account, f->folder, 0)
+               != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+    }
+    x->folder = NULL;
+    return APR_SUCCESS;
+}
+
+/* The live folder row of a guid. */
+static apr_status_t folder_row(memds_ds_t *ds, memds_mfitem_t *f, const char *guid)
+{
+    apr_status_t rv = memds_mail_folder_by_guid(ds->st, f, ds->account, guid);
+
+    if (rv == APR_SUCCESS && (f->deleted || f->name == NULL)) {
+        return APR_ENOENT;
+    }
+    return rv == APR_SUCCESS || rv == APR_ENOENT ? rv : fail_db(ds);
+}
+
+static const char *last_component(const char *path)
+{
+    const char *s = strrchr(path, '/');
+
+    return s ? s + 1 : path;
+}
+
+/* The guid of the folder whose path is the parent of path, or NULL. */
+static apr_status_t parent_of_path(memds_ds_t *ds, const char *path,
+                                   const char **pguid)
+{
+    apr_array_header_t *rows;
+    const char *slash = strrchr(path, '/');
+    const char *ppath;
+    int i;
+
+    *pguid = NULL;
+    if (slash == NULL) {
+        return APR_SUCCESS;
+    }
+    ppath = apr_pstrndup(ds->st->pool, path, (apr_size_t)(slash - path));
+    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!f->deleted && f->name && strcmp(f->name, ppath) == 0) {
+            *pguid = f->guid;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t folder_fetch(memds_ds_t *ds, const char *guid,
+                                 const char **pdata, apr_size_t *plen,
+                                 const char **ptype)
+{
+    memds_mfitem_t f;
+    memds_folder_t *fo;
+    memds_buf_t out;
+    memds_codec_err_t err;
+    apr_status_t rv = folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    fo = apr_pcalloc(ds->st->pool, sizeof(*fo));
+    fo->name = last_component(f.name);
+    fo->role = f.role;
+    memds_buf_init(&out, 256, ds->st->pool);
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_build(&out, fo, &err, ds->st->pool) != APR_SUCCESS) {
+        return fail(ds, 500, apr_psprintf(ds->st->pool, "building a folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    *pdata = out.data;
+    *plen = out.len;
+    *ptype = MEMDS_FOLDER_CTTYPE;
+    return APR_SUCCESS;
+}
+
+static int is_folder_item(const char *type, const char *data, apr_size_t len)
+{
+    if (type && strcasecmp(type, MEMDS_FOLDER_CTTYPE) == 0) {
+        return 1;
+    }
+    return !type && len >= 7 && strncmp(data, "<Folder", 7) == 0;
+}
+
+/* The IMAP name for a device path under parent folder row pf (NULL: top). */
+static apr_status_t wire_name(memds_ds_t *ds, const memds_mfitem_t *pf,
+                              const char *name, const char **pwire,
+                              const char **ppath)
+{
+    apr_array_header_t *boxes;
+    char delim = '/';
+    const char *w;
+    int i;
+
+    if (boxes_get(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (l->delim) {
+            delim = l->delim;
+            break;
+        }
+    }
+    if (strchr(name, delim) || strchr(name, '/') || !*name) {
+        return fail(ds, 400, "folder name with a hierarchy separator");
+    }
+    if (memds_imap_mutf7_encode(&w, name, ds->st->pool) != APR_SUCCESS) {
+        return fail(ds, 400, "folder name is not valid UTF-8");
+    }
+    *pwire = pf ? apr_psprintf(ds->st->pool, "%s%c%s", pf->folder, delim, w) : w;
+    *ppath = pf ? apr_pstrcat(ds->st->pool, pf->name, "/", name, NULL) : name;
+    return APR_SUCCESS;
+}
+
+static apr_status_t folder_add(memds_ds_t *ds, const char **pguid,
+                               const char *data, apr_size_t len)
+{
+    memds_folder_t *fo;
+    memds_codec_err_t err;
+    memds_mfitem_t pf;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    const char *wire, *path;
+    int has_parent = 0;
+
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
+        return fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    if (ds->parent_hint) {
+        if (folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : fail(ds, 404, "the parent folder does not exist");
+        }
+        has_parent = 1;
+    }
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS
+        || conn_get(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_create(c, wire, &ierr) != APR_SUCCESS
+        && ierr.code != MEMDS_IMAP_CODE_ALREADYEXISTS) {
+        return fail_imap(ds, &ierr, "CREATE");
+    }
+    X(ds)->sh->boxes = NULL; /* LIST again when needed */
+    if (memds_mail_folder_upsert(ds->st, ds->account, wire, path, NULL,
+                                 ds->device_id, pguid) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t folder_replace(memds_ds_t *ds, const char *guid,
+                                   const char *data, apr_size_t len)
+{
+    memds_folder_t *fo;
+    memds_codec_err_t err;
+    memds_mfitem_t f, pf;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    const char *wire, *path, *ppath;
+    int has_parent = 0;
+    apr_status_t rv = folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
+        return fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    if (ds->parent_hint) {
+        if (folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : fail(ds, 404, "the parent folder does not exist");
+        }
+        has_parent = 1;
+    }
+    else {
+        /* no parent named: it stays where it is */
+        if (parent_of_path(ds, f.name, &ppath) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (ppath && folder_row(ds, &pf, ppath) == APR_SUCCESS) {
+            has_parent = 1;
+        }
+    }
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (strcmp(wire, f.folder) == 0) {
+        return APR_SUCCESS; /* same name and place */
+    }
+    if (f.role || strcmp(f.folder, "INBOX") == 0) {
+        return fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+                    "...) cannot be renamed");
+    }
+    if (conn_get(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_imap_unselect(c, &ierr);
+    if (memds_imap_rename(c, f.folder, wire, &ierr) != APR_SUCCESS) {
+        return fail_imap(ds, &ierr, "RENAME");
+    }
+    X(ds)->sh->boxes = NULL;
+    if (memds_mail_folder_rename(ds->st, ds->account, f.folder, wire, path,
+                                 ds->device_id) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t folder_remove(memds_ds_t *ds, const char *guid)
+{
+    memds_mfitem_t f;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    apr_status_t rv = folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (f.role || strcmp(f.folder, "INBOX") == 0) {
+        return fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+                    "...) cannot be deleted");
+    }
+    if (conn_get(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_imap_unselect(c, &ierr);
+    if (memds_imap_delete(c, f.folder, &ierr) != APR_SUCCESS
+        && memds_imap_status_of(&ierr).status != 404) {
+        return fail_imap(ds, &ierr, "DELETE");
+    }
+    X(ds)->sh->boxes = NULL;
+    if (memds_mail_folder_gone(ds->st, ds->account, f.folder, ds->device_id)
+        != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+/* Move the message of row (in the current folder) to folder row to. */
+static apr_status_t move_msg(memds_ds_t *ds, memds_mmsg_t *row,
+                             const memds_mfitem_t *to)
+{
+    imap_ds_t *x = X(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    memds_imap_copyuid_t *cu = NULL;
+    const char *from = x->folder;
+    apr_uint32_t nuid;
+
+    if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_uid_move(c, apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
+                                            row->uid),
+                            to->folder, NULL, NULL, &cu, &err, ds->st->pool)
+        != APR_SUCCESS) {
+        return fail_imap(ds, &err, "UID MOVE");
+    }
+    nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
+    if (nuid == 0) {
+        return fail(ds, 500, "the IMAP server did not say where the message "
+                    "went (no COPYUID)");
+    }
+    if (memds_mail_move(ds->st, ds->account, from, to->folder, row, nuid,
+                        ds->device_id) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    row->uid = nuid;
+    return set_folder(ds, to->folder);
+}
+
+/* The folder a device names for a message (parent_hint), or INBOX. */
+static apr_status_t target_folder(memds_ds_t *ds, memds_mfitem_t *f, int *pnamed)
+{
+    *pnamed = 0;
+    if (ds->parent_hint) {
+        apr_status_t rv = folder_row(ds, f, ds->parent_hint);
+        if (rv != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : fail(ds, 404, "the parent folder does not exist");
+        }
+        *pnamed = 1;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t hier_parent(memds_ds_t *ds, const char *guid,
+                                const char **pparent)
+{
+    memds_mfitem_t f;
+    memds_mmsg_t row;
+    const char *folder;
+    apr_array_header_t *rows;
+    apr_status_t rv;
+    int i;
+
+    *pparent = NULL;
+    if (!X(ds)->hier) {
+        return APR_SUCCESS;
+    }
+    if (guid[0] == 'f') {
+        rv = folder_row(ds, &f, guid);
+        return rv == APR_SUCCESS ? parent_of_path(ds, f.name, pparent) : rv;
+    }
+    rv = memds_mail_get_any(ds->st, &row, &folder, ds->account, guid);
+    if (rv != APR_SUCCESS) {
+        return rv == APR_ENOENT ? rv : fail_db(ds);
+    }
+    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *r = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!r->deleted && strcmp(r->folder, folder) == 0) {
+            *pparent = r->guid;
+        }
+    }
+    return APR_SUCCESS;
+}
+
 /* ------------------------------------------------------------ the vtable */
 
 static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
 {
-    if (scan(ds) != APR_SUCCESS) {
+    if ((X(ds)->hier ? scan_all(ds) : scan(ds)) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (memds_store_items_seq(ds->st, pseq) != APR_SUCCESS) {
@@ -834,11 +1275,17 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
     apr_array_header_t *rows, *out;
     int i;
 
-    if (resolve(ds) != APR_SUCCESS) {
+    if (X(ds)->hier) {
+        if (memds_mail_changed_all(ds->st, &rows, ds->account, since, upto)
+            != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+    }
+    else if (resolve(ds) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_mail_changed(ds->st, &rows, ds->account, X(ds)->folder, since,
-                           upto) != APR_SUCCESS) {
+    else if (memds_mail_changed(ds->st, &rows, ds->account, X(ds)->folder,
+                                since, upto) != APR_SUCCESS) {
         return fail_db(ds);
     }
     out = apr_array_make(ds->st->pool, rows->nelts + 1, sizeof(memds_ds_change_t *));
@@ -856,10 +1303,20 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
 }
 
 /* The row of a live message; APR_ENOENT if unknown or deleted. */
+static apr_status_t set_folder(memds_ds_t *ds, const char *folder);
+
 static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid)
 {
     apr_status_t rv;
 
+    if (X(ds)->hier) {
+        const char *folder;
+        rv = memds_mail_get_any(ds->st, row, &folder, ds->account, guid);
+        if (rv == APR_SUCCESS) {
+            return set_folder(ds, folder);
+        }
+        return rv == APR_ENOENT ? rv : fail_db(ds);
+    }
     if (resolve(ds) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -883,9 +1340,12 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     memds_email_t *e;
     memds_buf_t body, out;
     memds_codec_err_t cerr;
-    apr_status_t rv = live_row(ds, &row, guid);
+    apr_status_t rv;
 
-    if (rv != APR_SUCCESS) {
+    if (x->hier && guid[0] == 'f') {
+        return folder_fetch(ds, guid, pdata, plen, ptype);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
     e = memds_email_make(p);
@@ -972,6 +1432,17 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
     memds_imap_conn_t *c;
     memds_mmsg_t row;
 
+    if (X(ds)->hier) {
+        memds_mfitem_t f;
+        int named;
+        if (is_folder_item(type, data, len)) {
+            return folder_add(ds, pguid, data, len);
+        }
+        if (target_folder(ds, &f, &named) != APR_SUCCESS
+            || set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
     if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -1007,15 +1478,37 @@ static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
 {
     memds_mmsg_t row;
     incoming_t in;
-    apr_status_t rv = live_row(ds, &row, guid);
+    apr_status_t rv;
 
-    if (rv != APR_SUCCESS) {
+    if (X(ds)->hier && guid[0] == 'f') {
+        memds_mfitem_t f;
+        memds_folder_t *fo;
+        const char *pg;
+        if ((rv = folder_row(ds, &f, guid)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (parent_of_path(ds, f.name, &pg) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        *psame = memds_folder_parse(&fo, data, len, NULL, ds->st->pool) == APR_SUCCESS
+                 && strcmp(fo->name, last_component(f.name)) == 0
+                 && (!ds->parent_hint || (pg && strcmp(pg, ds->parent_hint) == 0));
+        return APR_SUCCESS;
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
     if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     *psame = same_content(&in, &row) && merge_flags(row.flags, in.email) == row.flags;
+    if (*psame && X(ds)->hier && ds->parent_hint) {
+        const char *pg;
+        if (hier_parent(ds, guid, &pg) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        *psame = pg && strcmp(pg, ds->parent_hint) == 0;
+    }
     return APR_SUCCESS;
 }
 
@@ -1029,13 +1522,27 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
     memds_imap_conn_t *c;
     memds_imap_err_t err;
     int flags;
-    apr_status_t rv = live_row(ds, &row, guid);
+    apr_status_t rv;
 
-    if (rv != APR_SUCCESS) {
+    if (x->hier && guid[0] == 'f') {
+        return folder_replace(ds, guid, data, len);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
     if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
+    }
+    if (x->hier && ds->parent_hint) {
+        memds_mfitem_t to;
+        int named;
+        if (target_folder(ds, &to, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (named && strcmp(to.folder, x->folder) != 0
+            && move_msg(ds, &row, &to) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
     }
     flags = merge_flags(row.flags, in.email);
     if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
@@ -1086,9 +1593,12 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
     memds_imap_err_t err;
     const char *set, *trash = NULL;
     memds_delete_policy_e pol = x->cfg->delete_policy;
-    apr_status_t rv = live_row(ds, &row, guid);
+    apr_status_t rv;
 
-    if (rv != APR_SUCCESS) {
+    if (x->hier && guid[0] == 'f') {
+        return folder_remove(ds, guid);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
     if (select_folder(ds, &c, NULL) != APR_SUCCESS) {
@@ -1132,6 +1642,19 @@ static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
     incoming_t in;
     apr_status_t rv;
 
+    if (X(ds)->hier) {
+        memds_mfitem_t f;
+        int named;
+        if (is_folder_item(NULL, data, len)) {
+            return APR_ENOENT; /* (a folder Add finds its folder by name) */
+        }
+        if (target_folder(ds, &f, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
     if (resolve(ds) != APR_SUCCESS || parse_in(ds, &in, NULL, data, len)
         != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -1149,9 +1672,17 @@ static apr_status_t imap_last_change(memds_ds_t *ds, const char *guid,
                                      apr_int64_t *pseq, apr_int64_t *pby)
 {
     memds_mmsg_t row;
-    apr_status_t rv = live_row(ds, &row, guid);
+    apr_status_t rv;
 
-    if (rv == APR_SUCCESS) {
+    if (X(ds)->hier && guid[0] == 'f') {
+        memds_mfitem_t f;
+        if ((rv = folder_row(ds, &f, guid)) == APR_SUCCESS) {
+            *pseq = f.seq;
+            *pby = f.changed_by;
+        }
+        return rv;
+    }
+    if ((rv = live_row(ds, &row, guid)) == APR_SUCCESS) {
         *pseq = row.seq;
         *pby = row.changed_by;
     }
@@ -1160,12 +1691,15 @@ static apr_status_t imap_last_change(memds_ds_t *ds, const char *guid,
 
 static apr_status_t imap_check(memds_ds_t *ds)
 {
-    return resolve(ds);
+    memds_imap_conn_t *c;
+
+    return X(ds)->hier ? conn_get(ds, &c) : resolve(ds);
 }
 
 static const memds_ds_vt imap_vt = {
     "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
-    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1
+    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1,
+    hier_parent
 };
 
 apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
@@ -1181,6 +1715,7 @@ apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
     x->want_rfc822 = env->want_type && strcasecmp(env->want_type, RFC822) == 0;
     x->sh = env->shared;
     x->p = p;
+    x->hier = is_hier_name(ds->store);
     ds->vt = &imap_vt;
     ds->impl = x;
     return APR_SUCCESS;

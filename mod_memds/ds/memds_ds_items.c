@@ -119,7 +119,7 @@ static apr_status_t items_last_change(memds_ds_t *ds, const char *guid,
 static const memds_ds_vt items_vt = {
     "items", items_snapshot, items_changes, items_fetch, items_add,
     items_replace, items_remove, items_match, items_same, items_last_change,
-    NULL, 0
+    NULL, 0, NULL
 };
 
 apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,

@@ -1261,6 +1261,20 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
         else if (c->type == MEMDS_CMD_ADD || c->type == MEMDS_CMD_REPLACE) {
             type = it->meta && it->meta->type ? it->meta->type
                  : c->meta ? c->meta->type : NULL;
+            /* The parent folder (hierarchical datastores): TargetParent is
+             * our id; a SourceParent is the device's id of a folder it
+             * added, mapped by now. */
+            o->ds->parent_hint = NULL;
+            if (it->target_parent && *it->target_parent) {
+                o->ds->parent_hint = it->target_parent;
+            }
+            else if (it->source_parent && *it->source_parent) {
+                if (load_maps(o) != APR_SUCCESS) {
+                    return db_fail(e, "reading maps");
+                }
+                o->ds->parent_hint = apr_hash_get(o->luid2guid, it->source_parent,
+                                                  APR_HASH_KEY_STRING);
+            }
             if (it->data_kind != MEMDS_DATA_BYTES) {
                 code = "412";
             }
@@ -1594,6 +1608,12 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
     else {
         it->target = loc(e->p, q->luid);
         it->source = loc(e->p, q->guid);
+    }
+    if (q->op != MEMDS_Q_DELETE && ds->vt->parent) {
+        const char *parent = NULL;
+        if (ds->vt->parent(ds, q->guid, &parent) == APR_SUCCESS && parent) {
+            it->source_parent = parent;
+        }
     }
     if (q->op != MEMDS_Q_DELETE) {
         if (type) {

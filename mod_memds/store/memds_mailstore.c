@@ -428,3 +428,273 @@ apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
                " AND guid = $3 AND NOT deleted", &a);
     return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
 }
+
+/* ------------------------------- the hierarchical "email" datastore */
+
+#define FOLDER_COLS "folder, guid, name, role, uidvalidity, highestmodseq," \
+    " seq, deleted, coalesce(changed_by, 0)"
+
+static void fitem_of(memds_mfitem_t *f, const PGresult *res, int i,
+                     apr_pool_t *p)
+{
+    f->folder = col_str(res, i, 0, p);
+    f->guid = col_str(res, i, 1, p);
+    f->name = col_str(res, i, 2, p);
+    f->role = col_str(res, i, 3, p);
+    f->uidvalidity = col_i64(res, i, 4, 0);
+    f->highestmodseq = col_i64(res, i, 5, 0);
+    f->seq = col_i64(res, i, 6, 0);
+    f->deleted = col_bool(res, i, 7);
+    f->changed_by = col_i64(res, i, 8, 0);
+}
+
+apr_status_t memds_mail_folders_all(memds_store_t *st, apr_array_header_t **prows,
+                                    const char *account)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    rv = q_run(st, &res, "mail_folders_all",
+               "SELECT " FOLDER_COLS " FROM memds.mail_folders"
+               " WHERE account = $1 ORDER BY folder", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_mfitem_t *));
+    for (i = 0; i < n; ++i) {
+        memds_mfitem_t *f = apr_palloc(st->pool, sizeof(*f));
+        fitem_of(f, res, i, st->pool);
+        APR_ARRAY_PUSH(arr, memds_mfitem_t *) = f;
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_folder_by_guid(memds_store_t *st, memds_mfitem_t *row,
+                                       const char *account, const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, guid);
+    rv = q_row(st, &res, "mail_folder_by_guid",
+               "SELECT " FOLDER_COLS " FROM memds.mail_folders"
+               " WHERE account = $1 AND guid = $2", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    fitem_of(row, res, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_folder_upsert(memds_store_t *st, const char *account,
+                                      const char *folder, const char *name,
+                                      const char *role, apr_int64_t changed_by,
+                                      const char **pguid)
+{
+    qargs_t a;
+    const char *g;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, name);
+    qa_str(&a, role);
+    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
+                                         changed_by) : NULL);
+    return q_value(st, pguid ? pguid : &g, "mail_folder_upsert",
+                   "INSERT INTO memds.mail_folders AS f (account, folder,"
+                   " uidvalidity, name, role, changed_by)"
+                   " VALUES ($1, $2, 0, $3, $4, $5::bigint)"
+                   " ON CONFLICT (account, folder) DO UPDATE SET"
+                   " name = EXCLUDED.name, role = EXCLUDED.role,"
+                   " deleted = false, seq = memds.item_seq_take(),"
+                   " changed_by = EXCLUDED.changed_by"
+                   " WHERE f.deleted OR f.name IS DISTINCT FROM EXCLUDED.name"
+                   " OR f.role IS DISTINCT FROM EXCLUDED.role"
+                   " RETURNING guid", &a)
+           == APR_ENOENT
+           ? q_value(st, pguid ? pguid : &g, "mail_folder_guid",
+                     "SELECT guid FROM memds.mail_folders WHERE account = $1"
+                     " AND folder = $2 AND $3::text IS NOT DISTINCT FROM $3"
+                     " AND $4::text IS NOT DISTINCT FROM $4"
+                     " AND $5::bigint IS NOT DISTINCT FROM $5", &a)
+           : APR_SUCCESS;
+}
+
+apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
+                                    const char *folder, apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
+                                         changed_by) : NULL);
+    rv = q_cmd(st, NULL, "mail_folder_gone_msgs",
+               "WITH s AS (SELECT memds.item_seq_take() AS v)"
+               " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
+               " changed_by = $3::bigint, updated_at = now() FROM s"
+               " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return q_cmd(st, NULL, "mail_folder_gone",
+                 "UPDATE memds.mail_folders SET deleted = true,"
+                 " seq = memds.item_seq_take(), changed_by = $3::bigint,"
+                 " uidvalidity = 0, highestmodseq = 0"
+                 " WHERE account = $1 AND folder = $2 AND NOT deleted", &a);
+}
+
+apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
+                                      const char *from, const char *to,
+                                      const char *name, apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, from);
+    qa_str(&a, to);
+    qa_str(&a, name);
+    qa_i64(&a, changed_by);
+    rv = q_cmd(st, NULL, "mail_folder_rename_drop",
+               "DELETE FROM memds.mail_folders WHERE account = $1"
+               " AND folder = $3 AND deleted AND $2::text IS NOT NULL"
+               " AND $4::text IS NOT NULL AND $5::bigint IS NOT NULL", &a);
+    if (rv == APR_SUCCESS) {
+        rv = q_cmd(st, NULL, "mail_folder_rename_msgs",
+                   "UPDATE memds.mail_messages SET folder = $3"
+                   " WHERE account = $1 AND folder = $2"
+                   " AND $4::text IS NOT NULL AND $5::bigint IS NOT NULL", &a);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = q_cmd(st, NULL, "mail_folder_rename",
+                   "UPDATE memds.mail_folders SET folder = $3, name = $4,"
+                   " seq = memds.item_seq_take(), changed_by = $5::bigint"
+                   " WHERE account = $1 AND folder = $2", &a);
+    }
+    return rv;
+}
+
+apr_status_t memds_mail_changed_all(memds_store_t *st, apr_array_header_t **prows,
+                                    const char *account, apr_int64_t since,
+                                    apr_int64_t upto)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, since);
+    qa_i64(&a, upto);
+    rv = q_run(st, &res, "mail_changed_all",
+               "SELECT guid, seq, deleted, coalesce(changed_by, 0) FROM ("
+               " SELECT guid, seq, deleted, changed_by FROM memds.mail_folders"
+               "  WHERE account = $1 AND name IS NOT NULL"
+               "  AND seq > $2::bigint AND seq <= $3::bigint"
+               "  AND ($2::bigint >= 0 OR NOT deleted)"
+               " UNION ALL"
+               " SELECT guid, seq, deleted, changed_by FROM memds.mail_messages"
+               "  WHERE account = $1 AND seq > $2::bigint AND seq <= $3::bigint"
+               "  AND ($2::bigint >= 0 OR NOT deleted)"
+               "  AND NOT (deleted AND EXISTS (SELECT 1 FROM memds.mail_messages l"
+               "   WHERE l.account = $1 AND l.guid = mail_messages.guid"
+               "   AND NOT l.deleted))"
+               ") c ORDER BY seq, guid", &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_mmsg_t *));
+    for (i = 0; i < n; ++i) {
+        memds_mmsg_t *m = apr_pcalloc(st->pool, sizeof(*m));
+        m->guid = col_str(res, i, 0, st->pool);
+        m->seq = col_i64(res, i, 1, 0);
+        m->deleted = col_bool(res, i, 2);
+        m->changed_by = col_i64(res, i, 3, 0);
+        APR_ARRAY_PUSH(arr, memds_mmsg_t *) = m;
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_get_any(memds_store_t *st, memds_mmsg_t *row,
+                                const char **pfolder, const char *account,
+                                const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, guid);
+    rv = q_row(st, &res, "mail_get_any",
+               "SELECT " ROW_COLS ", folder FROM memds.mail_messages"
+               " WHERE account = $1 AND guid = $2 AND NOT deleted AND uid > 0"
+               " LIMIT 1", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *row = *row_of(res, 0, st->pool);
+    *pfolder = col_str(res, 0, 10, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_move(memds_store_t *st, const char *account,
+                             const char *from, const char *to,
+                             const memds_mmsg_t *row, apr_int64_t new_uid,
+                             apr_int64_t changed_by)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, from);
+    qa_str(&a, to);
+    qa_str(&a, row->guid);
+    qa_i64(&a, new_uid);
+    qa_i64(&a, changed_by);
+    /* a tombstone of an earlier stay in "to" would collide: it goes */
+    rv = q_cmd(st, NULL, "mail_move_clear",
+               "DELETE FROM memds.mail_messages WHERE account = $1"
+               " AND folder = $3 AND guid = $4 AND deleted"
+               " AND $2::text IS NOT NULL AND $5::bigint IS NOT NULL"
+               " AND $6::bigint IS NOT NULL", &a);
+    if (rv == APR_SUCCESS) {
+        rv = q_cmd(st, NULL, "mail_move",
+                   "WITH s AS (SELECT memds.item_seq_take() AS v),"
+                   " old AS (UPDATE memds.mail_messages m SET deleted = true,"
+                   "  seq = s.v, changed_by = $6::bigint, updated_at = now()"
+                   "  FROM s WHERE m.account = $1 AND m.folder = $2"
+                   "  AND m.guid = $4 AND NOT m.deleted RETURNING m.*)"
+                   " INSERT INTO memds.mail_messages (account, folder, guid,"
+                   " uid, flags, message_id, size, internaldate, seq,"
+                   " content_seq, changed_by)"
+                   " SELECT $1, $3, old.guid, $5::bigint, old.flags,"
+                   " old.message_id, old.size, old.internaldate, s.v,"
+                   " old.content_seq, $6::bigint FROM old, s", &a);
+    }
+    return rv;
+}

@@ -106,4 +106,50 @@ apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
                                const char *folder, const char *guid,
                                apr_int64_t changed_by);
 
+/* ------------------------------- the hierarchical "email" datastore */
+
+typedef struct memds_mfitem_t {
+    const char *folder;         /**< IMAP name */
+    const char *guid, *name, *role; /**< name: UTF-8 path with "/" */
+    apr_int64_t uidvalidity, highestmodseq, seq;
+    int deleted;
+    apr_int64_t changed_by;
+} memds_mfitem_t;
+
+/** Every folder row of the account (memds_mfitem_t *), tombstones too. */
+apr_status_t memds_mail_folders_all(memds_store_t *st, apr_array_header_t **prows,
+                                    const char *account);
+/** The folder row with this guid; APR_ENOENT if none. */
+apr_status_t memds_mail_folder_by_guid(memds_store_t *st, memds_mfitem_t *row,
+                                       const char *account, const char *guid);
+/** Make sure a live row for folder exists with this name and role (a new
+ *  seq when it is new, was a tombstone, or its name/role changed). */
+apr_status_t memds_mail_folder_upsert(memds_store_t *st, const char *account,
+                                      const char *folder, const char *name,
+                                      const char *role, apr_int64_t changed_by,
+                                      const char **pguid);
+/** The folder is gone: tombstones for it and its messages. */
+apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
+                                    const char *folder, apr_int64_t changed_by);
+/** A device renamed/moved a folder: its row and messages follow. */
+apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
+                                      const char *from, const char *to,
+                                      const char *name, apr_int64_t changed_by);
+/** Changes of every folder and message of the account (guid, seq, deleted,
+ *  changed_by in memds_mmsg_t *), in seq order; since -1: all live. */
+apr_status_t memds_mail_changed_all(memds_store_t *st, apr_array_header_t **prows,
+                                    const char *account, apr_int64_t since,
+                                    apr_int64_t upto);
+/** The live message with this guid in any folder (*pfolder its folder);
+ *  APR_ENOENT if none. */
+apr_status_t memds_mail_get_any(memds_store_t *st, memds_mmsg_t *row,
+                                const char **pfolder, const char *account,
+                                const char *guid);
+/** A device moved a message: a tombstone stays in from, the message (same
+ *  guid) lives in to with its new uid. */
+apr_status_t memds_mail_move(memds_store_t *st, const char *account,
+                             const char *from, const char *to,
+                             const memds_mmsg_t *row, apr_int64_t new_uid,
+                             apr_int64_t changed_by);
+
 #endif /* MEMDS_MAILSTORE_H */

@@ -16,6 +16,7 @@ MemDSDatabase "{PG}"
 <Location /imapauth>
     SetHandler memds-sync
     MemDSEngine On
+    MemDSDatastore items
     MemDSIMAPServer {IMAP}
 </Location>
 """

@@ -394,3 +394,35 @@ def test_520_ten_thousand_messages_bounded_memory(stack):
           % (growth[1000], growth[10000]))
     # 10x the mail (36 MB more) must not mean 10x the memory
     assert growth[10000] < growth[1000] + 16 * 1024, growth
+
+
+def test_521_pass_through_login_without_master_user(stack):
+    """Without MemDSIMAPMaster the device's own basic password is the IMAP
+    login: the server answers 200 (not 212) to its credentials so that the
+    client sends them with every message, and a sync spanning many messages
+    works; a wrong password is refused."""
+    stack.allow_log(r"authentication failed")
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /passthru>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+</Location>
+""")
+    url = "http://127.0.0.1:%s/passthru" % stack["MEMDS_HTTP_PORT"]
+    folder = new_folder(stack, 12)
+    s = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "alice", "alice-secret")
+    a = s.post(s.message(S.alert(1, 201, folder, "./" + folder, "n1")))
+    assert a.hdr_status() == "200"
+    c = mail_client(stack, folder, maxmsg=4096)
+    c.sync("slow", url=url)
+    assert len(c.local()) == 12
+    assert c.last_log.count("sent by client") >= 1
+    c.put("new1", ("<Email><read>true</read><emailitem>%s</emailitem></Email>"
+                   % S.esc(message(folder, 40).decode())).encode())
+    c.sync("two-way", url=url)
+    assert stats(c)[4] == 1
+    assert len(folder_messages(stack, folder)) == 13
+    bad = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "alice", "wrong")
+    assert bad.post(bad.message(S.alert(1, 201, folder, "./" + folder, "n1"))).hdr_status() == "401"
