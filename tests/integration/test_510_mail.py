@@ -426,3 +426,146 @@ MemDSDatabase "{PG}"
     assert len(folder_messages(stack, folder)) == 13
     bad = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "alice", "wrong")
     assert bad.post(bad.message(S.alert(1, 201, folder, "./" + folder, "n1"))).hdr_status() == "401"
+
+
+def _hier_items(a):
+    """(op, source, source parent, type, data, cmdid) of every Sync item."""
+    NS = S.NS
+    out = []
+    for sync in a.commands("Sync"):
+        for op in sync:
+            tag = op.tag.replace(NS, "")
+            if tag not in ("Add", "Replace", "Delete"):
+                continue
+            typ = op.find(NS + "Meta/" + S.MI + "Type")
+            for it in op.findall(NS + "Item"):
+                src = it.find(NS + "Source/" + NS + "LocURI")
+                par = it.find(NS + "SourceParent/" + NS + "LocURI")
+                data = it.find(NS + "Data")
+                out.append((tag, src.text if src is not None else None,
+                            par.text if par is not None else None,
+                            typ.text if typ is not None else None,
+                            data.text if data is not None else None,
+                            op.find(NS + "CmdID").text))
+    return out
+
+
+def _receive_all(sess, a):
+    got = []
+    while True:
+        items = _hier_items(a)
+        got += items
+        if a.final:
+            return got, a
+        body = "".join(S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "201",
+                                source_ref=it[1]) for i, it in enumerate(items))
+        body += ("<Alert><CmdID>%d</CmdID><Data>222</Data><Item><Target><LocURI>%s"
+                 "</LocURI></Target><Source><LocURI>dev</LocURI></Source></Item></Alert>"
+                 % (len(items) + 1, S.esc(sess.url)))
+        a = sess.post(sess.message(body, final=False))
+
+
+def _op(cmd, cmd_id, luid, typ, data, target=None, target_parent=None,
+        source_parent=None):
+    x = "<%s><CmdID>%d</CmdID><Meta><Type xmlns='syncml:metinf'>%s</Type></Meta><Item>" % (
+        cmd, cmd_id, typ)
+    if target:
+        x += "<Target><LocURI>%s</LocURI></Target>" % target
+    x += "<Source><LocURI>%s</LocURI></Source>" % luid
+    if source_parent:
+        x += "<SourceParent><LocURI>%s</LocURI></SourceParent>" % source_parent
+    if target_parent:
+        x += "<TargetParent><LocURI>%s</LocURI></TargetParent>" % target_parent
+    return x + "<Data>%s</Data></Item></%s>" % (S.esc(data), cmd)
+
+
+def test_522_hierarchical_email_datastore(stack):
+    """The "email" datastore: folders as folder objects, messages with their
+    folder as SourceParent; a device's new folder (CREATE), a message added
+    into it by SourceParent, a message moved by TargetParent (UID MOVE, same
+    server id); IMAP-side folder changes arrive as folder items."""
+    user, pw = stack["MEMDS_USER2"], stack["MEMDS_PASS2"]
+    m = imap(stack, user, pw)
+    delim = re.search(rb'\(.*?\) "(.)"', m.list()[1][0]).group(1).decode()
+    top = "H" + uuid.uuid4().hex[:6]
+    sub = top + delim + "Alpha"
+    assert m.create(top)[0] == "OK" and m.create(sub)[0] == "OK"
+    m.append(sub, None, imaplib.Time2Internaldate(time.time()), message(top, 1))
+    m.logout()
+
+    sess = S.Session(stack["MEMDS_URL"], "dev-" + uuid.uuid4().hex[:8], user, pw)
+    sess.post(sess.message(S.alert(1, 201, "email", "./email", "n1")))
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(2, "email", "./email", []))))
+    folders = {}
+    mails = {}
+    for op, src, par, typ, data, _ in got:
+        assert op == "Add"
+        if typ == "application/vnd.omads-folder+xml":
+            folders[src] = (ET.fromstring(data).find("name").text, par)
+        else:
+            assert typ == "application/vnd.omads-email+xml"
+            mails[src] = (parse_item(data.encode()), par)
+    by_name = {v[0]: k for k, v in folders.items()}
+    assert "INBOX" in by_name and folders[by_name[top]][1] is None
+    assert folders[by_name["Alpha"]][1] == by_name[top]
+    mine = [g for g, (obj, par) in mails.items() if b"message 1 of " + top.encode() in obj[1]]
+    assert len(mine) == 1 and mails[mine[0]][1] == by_name["Alpha"]
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
+                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
+    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>email</LocURI></Target>"
+                               "<Source><LocURI>./email</LocURI></Source>%s</Map>" % maps))
+    assert a.final
+
+    # Session 2: a new folder under top, a message into it, a move.
+    s2 = S.Session(stack["MEMDS_URL"], sess.devid, user, pw, session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, "email", "./email", "n2", last="n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    newmail = "<Email><read>true</read><emailitem>%s</emailitem></Email>" % (
+        S.esc(message(top, 2).decode()))
+    ops = (_op("Add", 3, "cNew", "application/vnd.omads-folder+xml",
+               "<Folder><name>Beta</name></Folder>", target_parent=by_name[top])
+           + _op("Add", 4, "cMail2", "application/vnd.omads-email+xml", newmail,
+                 source_parent="cNew")
+           + _op("Replace", 5, "c" + mine[0], "application/vnd.omads-email+xml",
+                 "<Email><flagged>true</flagged></Email>", target=mine[0],
+                 target_parent=by_name[top]))
+    a = s2.post(s2.message("<Sync><CmdID>2</CmdID><Target><LocURI>email</LocURI></Target>"
+                           "<Source><LocURI>./email</LocURI></Source>%s</Sync>" % ops))
+    codes = {s["CmdRef"]: s["Data"] for s in a.statuses() if s["Cmd"] in ("Add", "Replace")}
+    assert codes == {"3": "201", "4": "201", "5": "200"}, a.body
+    got2, a = _receive_all(s2, s2.post(s2.message("")))
+    assert got2 == []  # its own changes are not echoed
+    beta = top + delim + "Beta"
+    assert any(b"message 2 of " + top.encode() in v[2]
+               for v in folder_messages_of(stack, user, pw, beta).values())
+    moved = folder_messages_of(stack, user, pw, top)
+    assert len(moved) == 1 and "\\Flagged" in list(moved.values())[0][1]
+    assert folder_messages_of(stack, user, pw, sub) == {}
+    assert psql(stack, "SELECT count(*) FROM memds.mail_messages WHERE account='%s' AND guid='%s'"
+                       " AND NOT deleted AND folder='%s'" % (user, mine[0], top)) == "1"
+
+    # Session 3: a folder made over IMAP arrives; nothing else does.
+    m = imap(stack, user, pw)
+    m.create(top + delim + "Gamma")
+    m.logout()
+    s3 = S.Session(stack["MEMDS_URL"], sess.devid, user, pw, session_id="3")
+    a = s3.post(s3.message(S.alert(1, 200, "email", "./email", "n3", last="n2")))
+    got3, a = _receive_all(s3, s3.post(s3.message(S.sync(2, "email", "./email", []))))
+    assert [(op, typ, par) for op, _, par, typ, *_ in got3] == [
+        ("Add", "application/vnd.omads-folder+xml", by_name[top])]
+
+
+def folder_messages_of(stack, user, pw, folder):
+    m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+    m.login(user, pw)
+    typ, _ = m.select('"%s"' % folder, readonly=True)
+    assert typ == "OK", folder
+    out = {}
+    typ, data = m.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+    for part in data:
+        if isinstance(part, tuple):
+            uid = int(re.search(rb"UID (\d+)", part[0]).group(1))
+            flags = set(re.search(rb"FLAGS \(([^)]*)\)", part[0]).group(1).decode().split())
+            out[uid] = (uid, flags, part[1])
+    m.logout()
+    return out

@@ -1,6 +1,7 @@
 /* Unit tests: syncml/memds_xml.c (XML decoder, encoder and sizer). */
 #include "unit.h"
 #include "syncml/memds_tree.h"
+#include "syncml/memds_msg.h"
 
 #include <apr_file_info.h>
 #include <apr_strings.h>
@@ -1020,6 +1021,39 @@ static void test_built_put_devinf(void)
     }
 }
 
+/* A DevInf document of its own (how the engine stores a client's DevInf)
+ * decodes with memds_xml_decode_devinf, and only with it. */
+static void test_devinf_document(void)
+{
+    static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<DevInf xmlns=\"syncml:devinf\"><VerDTD>1.2</VerDTD><Man>m</Man>"
+        "<DevID>dev1</DevID><DataStore><SourceRef>./mail</SourceRef>"
+        "<Rx-Pref><CTType>message/rfc822</CTType><VerCT>1.0</VerCT></Rx-Pref>"
+        "<SyncCap><SyncType>1</SyncType></SyncCap></DataStore></DevInf>";
+    static const char syncml[] = "<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr>"
+        "</SyncHdr><SyncBody/></SyncML>";
+    memds_tree_t *t;
+    memds_codec_err_t err;
+    memds_devinf_t *di;
+    const memds_datastore_t *ds;
+
+    CU_ASSERT_EQUAL(memds_xml_decode(&t, doc, strlen(doc), &err, unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL_FATAL(memds_xml_decode_devinf(&t, doc, strlen(doc), &err,
+                                                  unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_devinf_from_tree(&di, t->root, &err, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_STRING_EQUAL(di->devid, "dev1");
+    CU_ASSERT_EQUAL_FATAL(di->datastores->nelts, 1);
+    ds = APR_ARRAY_IDX(di->datastores, 0, memds_datastore_t *);
+    CU_ASSERT_STRING_EQUAL(ds->source_ref, "./mail");
+    CU_ASSERT_STRING_EQUAL(ds->rx_pref->ct_type, "message/rfc822");
+    /* a SyncML message is not a DevInf document */
+    CU_ASSERT_EQUAL(memds_xml_decode_devinf(&t, syncml, strlen(syncml), &err,
+                                            unit_pool), APR_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "not a DevInf document"));
+}
+
 static void test_built_meta(void)
 {
     memds_node_t *body, *alert, *item, *meta, *anchor, *mem;
@@ -1241,6 +1275,7 @@ void unit_add_xml(void)
     CU_add_test(s, "size cap", test_too_big);
     CU_add_test(s, "built Status with Anchor", test_built_status_anchor);
     CU_add_test(s, "built Put with DevInf", test_built_put_devinf);
+    CU_add_test(s, "stored DevInf document", test_devinf_document);
     CU_add_test(s, "built Meta", test_built_meta);
     CU_add_test(s, "lenient namespaces", test_lenient_namespaces);
     CU_add_test(s, "threads", test_threads);
