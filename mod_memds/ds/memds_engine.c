@@ -649,7 +649,25 @@ static memds_devinf_t *server_devinf(eng_t *e)
         }
         ds->source_ref = uri;
         ds->display_name = store_name(uri, e->p);
-        if (cds && cds->rx_pref) {
+        if (strcmp(e->cfg->datastore, "imap") == 0) {
+            /* A mailbox: OMA email objects or plain messages, the device's
+             * preference first; folder objects in the hierarchical one. */
+            int rfc = cds && cds->rx_pref && cds->rx_pref->ct_type
+                      && strcasecmp(cds->rx_pref->ct_type, "message/rfc822") == 0;
+            const char *n = store_name(uri, e->p);
+            memds_ctver_t *em = ctver(e->p, "application/vnd.omads-email+xml", "1.2");
+            memds_ctver_t *rf = ctver(e->p, "message/rfc822", "1.0");
+            ds->rx_pref = ds->tx_pref = rfc ? rf : em;
+            ds->rx = apr_array_make(e->p, 2, sizeof(memds_ctver_t *));
+            APR_ARRAY_PUSH(ds->rx, memds_ctver_t *) = rfc ? em : rf;
+            if (strcasecmp(n, "email") == 0 || strcasecmp(n, "mail") == 0) {
+                APR_ARRAY_PUSH(ds->rx, memds_ctver_t *) =
+                    ctver(e->p, "application/vnd.omads-folder+xml", "1.2");
+                ds->hierarchical = di->version == MEMDS_V12;
+            }
+            ds->tx = ds->rx;
+        }
+        else if (cds && cds->rx_pref) {
             ds->rx_pref = cds->rx_pref;
             ds->rx = cds->rx;
             ds->tx_pref = cds->tx_pref ? cds->tx_pref : cds->rx_pref;
