@@ -3247,22 +3247,6 @@ apr_status_t memds_imap_open_io(memds_imap_conn_t **pconn,
     return APR_SUCCESS;
 }
 
-/* libcurl's error text with any secret blanked out. */
-static const char *scrub(apr_pool_t *p, const char *s, const char *secret)
-{
-    const char *hit;
-    apr_size_t n;
-
-    if (s == NULL || secret == NULL || (n = strlen(secret)) == 0) {
-        return s;
-    }
-    while ((hit = strstr(s, secret)) != NULL) {
-        s = apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(hit - s)), "***",
-                        hit + n, NULL);
-    }
-    return s;
-}
-
 static memds_imap_ekind_e curl_kind(CURLcode rc)
 {
     switch (rc) {
@@ -3376,7 +3360,7 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, NULL);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
     if (rc != CURLE_OK) {
-        const char *detail = scrub(c->pool, scrub(c->pool, c->errbuf,
+        const char *detail = memds_scrub_secret(c->pool, memds_scrub_secret(c->pool, c->errbuf,
                                                   cfg->password), cfg->bearer);
         err->curl_code = (int)rc;
         rv = fail(c, err, curl_kind(rc), rc == CURLE_OPERATION_TIMEDOUT

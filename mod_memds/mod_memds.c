@@ -24,6 +24,7 @@
 #include "util/memds_util.h"
 #include "ds/memds_engine.h"
 #include "backends/memds_imap.h"
+#include "email/memds_mime.h"
 #include <mod_watchdog.h>
 #include "store/memds_migrate.h"
 
@@ -95,6 +96,13 @@ static apr_status_t expire_sessions(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+static apr_status_t mime_cleanup(void *unused)
+{
+    (void)unused;
+    memds_mime_global_cleanup();
+    return APR_SUCCESS;
+}
+
 static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -110,6 +118,9 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "libcurl initialisation failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* GMime (MIME parsing for sending mail): process-wide too. */
+    memds_mime_global_init();
+    apr_pool_cleanup_register(pconf, NULL, mime_cleanup, apr_pool_cleanup_null);
     rv = apr_shm_create(&shm, sizeof(memds_counters_t), NULL, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00003)

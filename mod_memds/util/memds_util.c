@@ -218,3 +218,18 @@ apr_size_t memds_utf8_seq(const unsigned char *s, const unsigned char *end,
     *cp = v;
     return k;
 }
+
+const char *memds_scrub_secret(apr_pool_t *p, const char *s, const char *secret)
+{
+    const char *hit;
+    apr_size_t n;
+
+    if (s == NULL || secret == NULL || (n = strlen(secret)) == 0) {
+        return s;
+    }
+    while ((hit = strstr(s, secret)) != NULL) {
+        s = apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(hit - s)), "***",
+                        hit + n, NULL);
+    }
+    return s;
+}

@@ -84,4 +84,8 @@ void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
                 const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/** s with every occurrence of secret replaced by "***" (s itself when
+ *  there is none); for error texts of libraries that echo credentials. */
+const char *memds_scrub_secret(apr_pool_t *p, const char *s, const char *secret);
+
 #endif /* MEMDS_UTIL_H */

@@ -20,25 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int ntest, nfail;
-
-static void ok(int cond, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-
-    printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (!cond) {
-        nfail++;
-    }
-}
+#include "tap.h"
 
 static void diag_err(const memds_imap_err_t *e)
 {

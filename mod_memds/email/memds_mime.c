@@ -1,0 +1,866 @@
+/* memds_mime.c: preparing an Outbox message for SMTP (memds_mime.h).
+ *
+ * Decisions:
+ * - The header block is edited as text, the body copied as bytes. GMime's
+ *   message writer re-folds and may re-encode headers, and a device that
+ *   signed or hashed its message (or simply the user) expects the exact
+ *   bytes to go out; so GMime only parses the address-list field values.
+ * - Line ends become CRLF first, for the whole message: SMTP DATA carries
+ *   nothing else, and the header scan then only knows one line end.
+ * - Address lists are parsed by GMime in its loose address mode, with a
+ *   per-call warning callback: a list that GMime could only read with an
+ *   "invalid address list" warning (words left over, "a@b c@d") is
+ *   refused rather than sent to a guess of its recipients, while
+ *   sloppiness with one meaning is accepted (an unquoted address as
+ *   display name, "a@b <a@b>", which strict mode refuses; a missing '>').
+ *   Loose mode also guesses where an unclosed quoted string or comment
+ *   ends, which has no meaning at all, so those are refused first by a
+ *   scan of our own. GMime returns a name without '@' ("john") as a
+ *   mailbox even with allow_addresses_without_domain off, so every
+ *   addr-spec is checked again here against RFC 5321 syntax; that check
+ *   is also what keeps CR, LF, '<' and '>' out of the SMTP commands.
+ * - Bcc removal is by field name on the field lines we found, so a folded
+ *   Bcc goes with all its continuation lines. The header scan refuses any
+ *   line that is neither a field nor a continuation: the SMTP server must
+ *   not read a header line we took for something else.
+ * - Nothing global: GMime options objects and lists are made and released
+ *   per call, results are copied into the pool before GMime's are freed.
+ */
+#include "email/memds_mime.h"
+
+#include <apr_general.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <gmime/gmime.h>
+#include <string.h>
+
+/* Group nesting accepted (RFC 5322 has none; GMime parses "a: b: c;;"). */
+#define MAX_GROUP_DEPTH 8
+/* Characters of message text quoted in an error reason. */
+#define WHY_TEXT_MAX 64
+
+/* One header field as found in the (CRLF-normalised) message. */
+typedef struct hfield_t {
+    const char *line;   /* first byte of the field */
+    apr_size_t len;     /* through its last CRLF, or to the end of input */
+    const char *name;   /* without white space before the colon */
+    apr_size_t nlen;
+    const char *value;  /* after the colon, up to the final CRLF */
+    apr_size_t vlen;
+    int drop;           /* not written out */
+} hfield_t;
+
+/* Addresses collected from one or more fields. */
+typedef struct addrs_t {
+    apr_pool_t *p;
+    apr_array_header_t *list;  /* const char * addr-specs */
+    apr_hash_t *seen;          /* lower-cased addr-specs; NULL: keep all */
+    int smtputf8;              /* a local part is not ASCII */
+    const char *why;
+} addrs_t;
+
+void memds_mime_global_init(void)
+{
+    g_mime_init();
+}
+
+void memds_mime_global_cleanup(void)
+{
+    g_mime_shutdown();
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static int lc(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static int name_is(const hfield_t *f, const char *lit)
+{
+    apr_size_t i;
+
+    for (i = 0; i < f->nlen; ++i) {
+        if (lit[i] == '\0' || lc((unsigned char)f->name[i]) != lit[i]) {
+            return 0;
+        }
+    }
+    return lit[i] == '\0';
+}
+
+static int is_wsp(int c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int blank(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; ++i) {
+        if (!is_wsp((unsigned char)s[i]) && s[i] != '\r' && s[i] != '\n') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* RFC 5322 ftext: a field name character. */
+static int is_ftext(int c)
+{
+    return c >= 33 && c <= 126 && c != ':';
+}
+
+/* RFC 5322 atext (ASCII part). */
+static int is_atext(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9')
+        || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+static int is_alnum(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9');
+}
+
+/* Message text fit for an error reason: trimmed, printable ASCII,
+ * shortened. */
+static const char *quote_text(const char *s, apr_size_t len, apr_pool_t *p)
+{
+    apr_size_t n, i;
+    char *out;
+
+    while (len > 0 && is_wsp((unsigned char)*s)) {
+        ++s;
+        --len;
+    }
+    while (len > 0 && is_wsp((unsigned char)s[len - 1])) {
+        --len;
+    }
+    n = len > WHY_TEXT_MAX ? WHY_TEXT_MAX : len;
+    out = apr_palloc(p, n + 4);
+
+    for (i = 0; i < n; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c >= 32 && c < 127 ? (char)c : '?';
+    }
+    if (n < len) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* The message with every bare LF and bare CR made CRLF (in itself when
+ * there is none: a large message is not copied once more). */
+static const char *to_crlf(apr_size_t *pout, const char *in, apr_size_t len,
+                           apr_pool_t *p)
+{
+    apr_size_t i, extra = 0;
+    char *out, *o;
+
+    for (i = 0; i < len; ++i) {
+        if ((in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+            || (in[i] == '\r' && (i + 1 == len || in[i + 1] != '\n'))) {
+            ++extra;
+        }
+    }
+    if (extra == 0) {
+        *pout = len;
+        return in;
+    }
+    out = o = apr_palloc(p, len + extra + 1);
+    for (i = 0; i < len; ++i) {
+        if ((in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+            || (in[i] == '\r' && (i + 1 == len || in[i + 1] != '\n'))) {
+            *o++ = '\r';
+            *o++ = '\n';
+        }
+        else {
+            *o++ = in[i];
+        }
+    }
+    *o = '\0';
+    *pout = (apr_size_t)(o - out);
+    return out;
+}
+
+/* Copy n bytes to o; the end of the copy. */
+static char *put(char *o, const char *s, apr_size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+
+/* A field value with its folding CRLFs taken out, NUL-terminated. */
+static char *unfold(const hfield_t *f, apr_pool_t *p)
+{
+    char *out = apr_palloc(p, f->vlen + 1), *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < f->vlen; ++i) {
+        if (f->value[i] != '\r' && f->value[i] != '\n') {
+            *o++ = f->value[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------- header scan */
+
+/* Split d[0..n) (CRLF only) into header fields and the body offset (n
+ * when no empty line ends the header). */
+static apr_status_t scan_header(apr_array_header_t **pfields,
+                                apr_size_t *pbody,
+                                const char *d, apr_size_t n,
+                                const char **pwhy, apr_pool_t *p)
+{
+    apr_array_header_t *fields = apr_array_make(p, 16, sizeof(hfield_t));
+    hfield_t *cur = NULL;
+    apr_size_t pos = 0, body = n;
+    int lineno = 0, i;
+
+    while (pos < n) {
+        const char *nl = memchr(d + pos, '\n', n - pos);
+        /* Normalised: every LF follows a CR. */
+        apr_size_t next = nl ? (apr_size_t)(nl - d) + 1 : n;
+        apr_size_t end = nl ? (apr_size_t)(nl - d) - 1 : n;
+        apr_size_t k;
+
+        ++lineno;
+        if (nl && end == pos) {
+            body = next;
+            break;
+        }
+        if (memchr(d + pos, '\0', end - pos)) {
+            *pwhy = apr_psprintf(p, "NUL byte in header line %d", lineno);
+            return APR_EINVAL;
+        }
+        if (is_wsp((unsigned char)d[pos])) {
+            if (cur == NULL) {
+                *pwhy = "the header starts with a continuation line";
+                return APR_EINVAL;
+            }
+            cur->len = next - (apr_size_t)(cur->line - d);
+            pos = next;
+            continue;
+        }
+        for (k = pos; k < end && is_ftext((unsigned char)d[k]); ++k) {
+        }
+        cur = apr_array_push(fields);
+        cur->name = d + pos;
+        cur->nlen = k - pos;
+        /* obs-optional: white space between the name and the colon */
+        while (k < end && is_wsp((unsigned char)d[k])) {
+            ++k;
+        }
+        if (cur->nlen == 0 || k >= end || d[k] != ':') {
+            *pwhy = apr_psprintf(p, "malformed header line %d: %s", lineno,
+                                 quote_text(d + pos, end - pos, p));
+            return APR_EINVAL;
+        }
+        cur->line = d + pos;
+        cur->len = next - pos;
+        cur->value = d + k + 1;
+        cur->drop = 0;
+        pos = next;
+    }
+    for (i = 0; i < fields->nelts; ++i) {
+        hfield_t *f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        apr_size_t vend = (apr_size_t)(f->line - f->value) + f->len;
+        if (vend >= 2 && f->value[vend - 1] == '\n') {
+            vend -= 2;
+        }
+        f->vlen = vend;
+    }
+    *pfields = fields;
+    *pbody = body;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* An RFC 5321 Mailbox: Local-part "@" (Domain / address-literal); bytes
+ * >= 0x80 allowed where RFC 6531 allows them, if valid UTF-8. NULL when
+ * valid, else what is wrong. */
+static const char *check_addr(const char *s)
+{
+    const char *at = strrchr(s, '@'), *c, *dom;
+
+    if (at == NULL) {
+        return "no domain";
+    }
+    if (at == s) {
+        return "empty local part";
+    }
+    if (!g_utf8_validate(s, -1, NULL)) {
+        return "invalid UTF-8";
+    }
+    if (*s == '"') {
+        /* Quoted-string: qtextSMTP or quoted-pairSMTP */
+        if (at - s < 2 || at[-1] != '"') {
+            return "bad quoted local part";
+        }
+        for (c = s + 1; c < at - 1; ++c) {
+            unsigned char u = (unsigned char)*c;
+            if (u == '\\') {
+                ++c;
+                u = (unsigned char)*c;
+                if (c >= at - 1 || u < 32 || u == 127) {
+                    return "bad quoted local part";
+                }
+            }
+            else if (u == '"' || u < 32 || u == 127) {
+                return "bad quoted local part";
+            }
+        }
+    }
+    else {
+        /* Dot-string */
+        for (c = s; c < at; ++c) {
+            unsigned char u = (unsigned char)*c;
+            if (u == '.') {
+                if (c == s || c + 1 == at || c[1] == '.') {
+                    return "misplaced dot in the local part";
+                }
+            }
+            else if (u < 0x80 && !is_atext(u)) {
+                return "bad character in the local part";
+            }
+        }
+    }
+    dom = at + 1;
+    if (*dom == '\0') {
+        return "empty domain";
+    }
+    if (*dom == '[') {
+        apr_size_t dl = strlen(dom);
+        if (dl < 3 || dom[dl - 1] != ']') {
+            return "bad address literal";
+        }
+        for (c = dom + 1; c < dom + dl - 1; ++c) {
+            unsigned char u = (unsigned char)*c;
+            if (u < 33 || u > 126 || u == '[' || u == ']' || u == '\\') {
+                return "bad address literal";
+            }
+        }
+        return NULL;
+    }
+    /* sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str] */
+    for (c = dom; *c; ++c) {
+        unsigned char u = (unsigned char)*c;
+        if (u == '.') {
+            if (c == dom || c[1] == '\0' || c[1] == '.' || c[-1] == '-'
+                || c[1] == '-') {
+                return "bad domain";
+            }
+        }
+        else if (u == '-') {
+            if (c == dom || c[1] == '\0') {
+                return "bad domain";
+            }
+        }
+        else if (u < 0x80 && !is_alnum(u)) {
+            return "bad domain";
+        }
+    }
+    return NULL;
+}
+
+/* An unclosed quoted string or comment (backslash escapes honoured);
+ * NULL when balanced. */
+static const char *unclosed(const char *s)
+{
+    int depth = 0, quoted = 0;
+
+    for (; *s; ++s) {
+        if (*s == '\\') {
+            if (s[1] == '\0') {
+                break;
+            }
+            ++s;
+        }
+        else if (quoted) {
+            quoted = *s != '"';
+        }
+        else if (*s == '(') {
+            ++depth;
+        }
+        else if (*s == ')' && depth > 0) {
+            --depth;
+        }
+        else if (*s == '"' && depth == 0) {
+            quoted = 1;
+        }
+    }
+    return quoted ? "unclosed quoted string"
+        : depth ? "unclosed comment" : NULL;
+}
+
+static void on_parser_warning(gint64 offset, GMimeParserWarning code,
+                              const gchar *item, gpointer data)
+{
+    if (code == GMIME_WARN_INVALID_ADDRESS_LIST) {
+        ++*(int *)data;
+    }
+}
+
+static GMimeParserOptions *make_options(int *pwarnings)
+{
+    GMimeParserOptions *o = g_mime_parser_options_new();
+
+    g_mime_parser_options_set_address_compliance_mode(
+        o, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_allow_addresses_without_domain(o, FALSE);
+    g_mime_parser_options_set_warning_callback(o, on_parser_warning,
+                                               pwarnings);
+    return o;
+}
+
+static apr_status_t add_mailboxes(addrs_t *a, InternetAddressList *l,
+                                  int depth, const char *hname)
+{
+    int i, n = internet_address_list_length(l);
+
+    for (i = 0; i < n; ++i) {
+        InternetAddress *ia = internet_address_list_get_address(l, i);
+        const char *addr, *bad, *c;
+        char *key;
+
+        if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+            apr_status_t rv;
+            if (depth >= MAX_GROUP_DEPTH) {
+                a->why = apr_psprintf(a->p, "address groups nested too deep "
+                                      "in the %s header", hname);
+                return APR_EINVAL;
+            }
+            rv = add_mailboxes(a, internet_address_group_get_members(
+                                   INTERNET_ADDRESS_GROUP(ia)),
+                               depth + 1, hname);
+            if (rv != APR_SUCCESS) {
+                return rv;
+            }
+            continue;
+        }
+        if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+            continue;
+        }
+        /* The domain as IDNA A-labels when GMime can convert it (owned by
+         * the mailbox: copied before the list goes). */
+        addr = internet_address_mailbox_get_idn_addr(
+            INTERNET_ADDRESS_MAILBOX(ia));
+        if (addr == NULL) {
+            addr = "";
+        }
+        if ((bad = check_addr(addr)) != NULL) {
+            a->why = apr_psprintf(a->p, "invalid address in the %s header "
+                                  "(%s): %s", hname, bad,
+                                  quote_text(addr, strlen(addr), a->p));
+            return APR_EINVAL;
+        }
+        key = apr_pstrdup(a->p, addr);
+        if (a->seen) {
+            char *k;
+            for (k = key; *k; ++k) {
+                *k = (char)lc((unsigned char)*k);
+            }
+            if (apr_hash_get(a->seen, key, APR_HASH_KEY_STRING)) {
+                continue;
+            }
+            apr_hash_set(a->seen, key, APR_HASH_KEY_STRING, key);
+        }
+        for (c = addr; *c && (unsigned char)*c < 0x80; ++c) {
+        }
+        if (*c) {
+            a->smtputf8 = 1;
+        }
+        APR_ARRAY_PUSH(a->list, const char *) = apr_pstrdup(a->p, addr);
+    }
+    return APR_SUCCESS;
+}
+
+/* Append the mailboxes of an address-list text (an unfolded field value,
+ * or the default sender) to a. An empty text adds nothing. */
+static apr_status_t add_list(addrs_t *a, const char *text, const char *hname)
+{
+    int warnings = 0;
+    GMimeParserOptions *o;
+    InternetAddressList *l;
+    apr_status_t rv = APR_SUCCESS;
+    const char *bad = unclosed(text);
+
+    if (bad != NULL) {
+        a->why = apr_psprintf(a->p, "invalid address list in the %s header "
+                              "(%s): %s", hname, bad,
+                              quote_text(text, strlen(text), a->p));
+        return APR_EINVAL;
+    }
+    o = make_options(&warnings);
+    l = internet_address_list_parse(o, text);
+    if (warnings || (l == NULL && !blank(text, strlen(text)))) {
+        a->why = apr_psprintf(a->p, "invalid address list in the %s header: "
+                              "%s", hname,
+                              quote_text(text, strlen(text), a->p));
+        rv = APR_EINVAL;
+    }
+    else if (l != NULL) {
+        rv = add_mailboxes(a, l, 0, hname);
+    }
+    if (l != NULL) {
+        g_object_unref(l);
+    }
+    g_mime_parser_options_free(o);
+    return rv;
+}
+
+static void addrs_init(addrs_t *a, int dedup, apr_pool_t *p)
+{
+    a->p = p;
+    a->list = apr_array_make(p, 4, sizeof(const char *));
+    a->seen = dedup ? apr_hash_make(p) : NULL;
+    a->smtputf8 = 0;
+    a->why = NULL;
+}
+
+/* The From field text for the default sender: as given when it is plain
+ * printable ASCII, else GMime's RFC 2047 encoding of it (CRLF folding). */
+static const char *from_field_text(const char *def, apr_pool_t *p)
+{
+    const char *c;
+    int warnings = 0;
+    GMimeParserOptions *o;
+    GMimeFormatOptions *fo;
+    InternetAddressList *l;
+    const char *out = NULL;
+
+    for (c = def; *c && (unsigned char)*c >= 32 && (unsigned char)*c < 127;
+         ++c) {
+    }
+    if (*c == '\0') {
+        return def;
+    }
+    o = make_options(&warnings);
+    l = internet_address_list_parse(o, def);
+    if (l != NULL) {
+        char *s;
+        fo = g_mime_format_options_new();
+        g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+        s = internet_address_list_to_string(l, fo, TRUE);
+        if (s != NULL) {
+            out = apr_pstrdup(p, s);
+            g_free(s);
+        }
+        g_mime_format_options_free(fo);
+        g_object_unref(l);
+    }
+    g_mime_parser_options_free(o);
+    return out;
+}
+
+/* ------------------------------------------------- Message-ID and Date */
+
+/* An RFC 5322 id-right: dot-atom-text or no-fold-literal, ASCII only. */
+static int valid_id_right(const char *s)
+{
+    const char *c;
+
+    if (*s == '[') {
+        apr_size_t n = strlen(s);
+        if (n < 3 || s[n - 1] != ']') {
+            return 0;
+        }
+        for (c = s + 1; c < s + n - 1; ++c) {
+            if (*c < 33 || *c > 126 || *c == '[' || *c == ']' || *c == '\\') {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (*s == '\0' || *s == '.') {
+        return 0;
+    }
+    for (c = s; *c; ++c) {
+        if (*c == '.' ? (c[1] == '\0' || c[1] == '.')
+            : !is_atext((unsigned char)*c) || (unsigned char)*c >= 0x80) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static apr_status_t new_message_id(const char **pid, const char *dom,
+                                   const char **pwhy, apr_pool_t *p)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char rnd[12];
+    char rhex[2 * sizeof(rnd) + 1];
+    apr_status_t rv;
+    apr_size_t i;
+
+    if (!valid_id_right(dom)) {
+        *pwhy = apr_psprintf(p, "no valid domain for a Message-ID: %s",
+                             quote_text(dom, strlen(dom), p));
+        return APR_EINVAL;
+    }
+    if ((rv = apr_generate_random_bytes(rnd, sizeof(rnd))) != APR_SUCCESS) {
+        *pwhy = "no random bytes for a Message-ID";
+        return rv;
+    }
+    for (i = 0; i < sizeof(rnd); ++i) {
+        rhex[2 * i] = hex[rnd[i] >> 4];
+        rhex[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    rhex[2 * sizeof(rnd)] = '\0';
+    *pid = apr_psprintf(p, "<%" APR_UINT64_T_HEX_FMT ".%s@%s>",
+                        (apr_uint64_t)apr_time_now(), rhex, dom);
+    return APR_SUCCESS;
+}
+
+/* The message's own Message-ID from an unfolded, non-blank value: its
+ * first <...>, else its first word (without stray brackets) in <>. */
+static const char *existing_message_id(const char *v, apr_pool_t *p)
+{
+    const char *lt = strchr(v, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+    apr_size_t n;
+
+    if (gt != NULL) {
+        return apr_pstrmemdup(p, lt, (apr_size_t)(gt - lt) + 1);
+    }
+    while (is_wsp((unsigned char)*v) || *v == '<') {
+        ++v;
+    }
+    for (n = 0; v[n] && !is_wsp((unsigned char)v[n]) && v[n] != '>'; ++n) {
+    }
+    return apr_psprintf(p, "<%.*s>", (int)n, v);
+}
+
+/* RFC 5322 date-time of now in UTC (no strftime: locale-free). */
+static const char *date_now(apr_pool_t *p)
+{
+    apr_time_exp_t t;
+
+    apr_time_exp_gmt(&t, apr_time_now());
+    return apr_psprintf(p, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+                        apr_day_snames[t.tm_wday], t.tm_mday,
+                        apr_month_snames[t.tm_mon], t.tm_year + 1900,
+                        t.tm_hour, t.tm_min, t.tm_sec);
+}
+
+/* -------------------------------------------------------------- prepare */
+
+apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
+                                const char *msg, apr_size_t len,
+                                const char *default_from, const char *domain,
+                                apr_size_t max_len, const char **pwhy,
+                                apr_pool_t *p)
+{
+    memds_mime_submission_t *sub;
+    apr_array_header_t *fields;
+    hfield_t *f, *sender_field = NULL, *msgid_field = NULL;
+    addrs_t rcpts, from;
+    const char *d, *why = NULL, *from_text = NULL;
+    struct {
+        const char *name, *value;
+    } added[3];
+    char *out, *o;
+    apr_size_t n, body, total, k;
+    apr_status_t rv;
+    int i, has_date = 0, nadded = 0;
+
+    if (msg == NULL || len == 0) {
+        why = "empty message";
+        rv = APR_EINVAL;
+        goto out;
+    }
+    if (max_len && len > max_len) {
+        why = apr_psprintf(p, "message too large (%" APR_SIZE_T_FMT
+                           " bytes, limit %" APR_SIZE_T_FMT ")", len, max_len);
+        rv = APR_EINVAL;
+        goto out;
+    }
+    sub = apr_pcalloc(p, sizeof(*sub));
+    d = to_crlf(&n, msg, len, p);
+    if ((rv = scan_header(&fields, &body, d, n, &why, p))
+        != APR_SUCCESS) {
+        goto out;
+    }
+
+    /* Envelope recipients, in field order; Bcc fields go. */
+    addrs_init(&rcpts, 1, p);
+    addrs_init(&from, 0, p);
+    for (i = 0; i < fields->nelts; ++i) {
+        f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (name_is(f, "to") || name_is(f, "cc") || name_is(f, "bcc")) {
+            if ((rv = add_list(&rcpts, unfold(f, p),
+                               name_is(f, "to") ? "To"
+                               : name_is(f, "cc") ? "Cc" : "Bcc"))
+                != APR_SUCCESS) {
+                why = rcpts.why;
+                goto out;
+            }
+            if (name_is(f, "bcc")) {
+                f->drop = 1;
+                ++sub->removed_bcc;
+            }
+        }
+        else if (name_is(f, "from")) {
+            apr_size_t before = (apr_size_t)from.list->nelts;
+            if ((rv = add_list(&from, unfold(f, p), "From")) != APR_SUCCESS) {
+                why = from.why;
+                goto out;
+            }
+            /* No mailbox in it: as if missing (replaced below). */
+            if ((apr_size_t)from.list->nelts == before) {
+                f->drop = 1;
+            }
+        }
+        else if (name_is(f, "sender")) {
+            sender_field = sender_field ? sender_field : f;
+        }
+        else if (name_is(f, "message-id")) {
+            if (blank(f->value, f->vlen) || msgid_field) {
+                f->drop = blank(f->value, f->vlen);
+            }
+            else {
+                msgid_field = f;
+            }
+        }
+        else if (name_is(f, "date")) {
+            if (blank(f->value, f->vlen)) {
+                f->drop = 1;
+            }
+            else {
+                has_date = 1;
+            }
+        }
+    }
+    if (rcpts.list->nelts == 0) {
+        why = "no recipients";
+        rv = APR_EINVAL;
+        goto out;
+    }
+
+    /* Envelope sender. */
+    if (from.list->nelts > 1 && sender_field != NULL) {
+        addrs_t s;
+        addrs_init(&s, 0, p);
+        if ((rv = add_list(&s, unfold(sender_field, p), "Sender"))
+            != APR_SUCCESS) {
+            why = s.why;
+            goto out;
+        }
+        if (s.list->nelts > 0) {
+            from = s;
+        }
+    }
+    if (from.list->nelts == 0) {
+        const char *c;
+        if (default_from == NULL || *default_from == '\0') {
+            why = "no sender: the message has no From address";
+            rv = APR_EINVAL;
+            goto out;
+        }
+        /* Configuration, not message text: checked before it becomes a
+         * header line (no control characters, exactly one mailbox). */
+        for (c = default_from; *c && (unsigned char)*c >= 32
+             && (unsigned char)*c != 127; ++c) {
+        }
+        if (*c == '\0') {
+            rv = add_list(&from, default_from, "default From");
+        }
+        if (*c || rv != APR_SUCCESS || from.list->nelts != 1
+            || (from_text = from_field_text(default_from, p)) == NULL) {
+            why = "invalid default sender address";
+            rv = APR_EINVAL;
+            goto out;
+        }
+        sub->added_from = 1;
+    }
+    sub->from = APR_ARRAY_IDX(from.list, 0, const char *);
+    sub->rcpts = rcpts.list;
+    sub->smtputf8 = rcpts.smtputf8 || from.smtputf8;
+
+    if (msgid_field != NULL) {
+        sub->message_id = existing_message_id(unfold(msgid_field, p), p);
+    }
+    else {
+        if (domain == NULL || *domain == '\0') {
+            domain = strrchr(sub->from, '@') + 1;
+        }
+        if ((rv = new_message_id(&sub->message_id, domain, &why, p))
+            != APR_SUCCESS) {
+            goto out;
+        }
+        sub->added_message_id = 1;
+    }
+    sub->added_date = !has_date;
+
+    /* Write: kept fields, added fields, the empty line, the body. */
+    if (from_text) {
+        added[nadded].name = "From";
+        added[nadded++].value = from_text;
+    }
+    if (sub->added_date) {
+        added[nadded].name = "Date";
+        added[nadded++].value = date_now(p);
+    }
+    if (sub->added_message_id) {
+        added[nadded].name = "Message-ID";
+        added[nadded++].value = sub->message_id;
+    }
+    total = n - body + 2;
+    for (i = 0; i < fields->nelts; ++i) {
+        f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (!f->drop) {
+            total += f->len + (f->line[f->len - 1] == '\n' ? 0 : 2);
+        }
+    }
+    for (i = 0; i < nadded; ++i) {
+        total += strlen(added[i].name) + 2 + strlen(added[i].value) + 2;
+    }
+    if (max_len && total > max_len) {
+        why = apr_psprintf(p, "message too large (%" APR_SIZE_T_FMT
+                           " bytes prepared, limit %" APR_SIZE_T_FMT ")",
+                           total, max_len);
+        rv = APR_EINVAL;
+        goto out;
+    }
+    out = o = apr_palloc(p, total + 1);
+    for (i = 0; i < fields->nelts; ++i) {
+        f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (!f->drop) {
+            o = put(o, f->line, f->len);
+            if (f->line[f->len - 1] != '\n') {
+                /* the last line of a message without a body */
+                o = put(o, "\r\n", 2);
+            }
+        }
+    }
+    for (i = 0; i < nadded; ++i) {
+        o = put(o, added[i].name, strlen(added[i].name));
+        o = put(o, ": ", 2);
+        o = put(o, added[i].value, strlen(added[i].value));
+        o = put(o, "\r\n", 2);
+    }
+    o = put(o, "\r\n", 2);
+    o = put(o, d + body, n - body);
+    *o = '\0';
+    sub->data = out;
+    sub->len = (apr_size_t)(o - out);
+    for (k = 0; k < sub->len && (unsigned char)out[k] < 0x80; ++k) {
+    }
+    sub->eightbit = k < sub->len;
+    *psub = sub;
+    rv = APR_SUCCESS;
+
+out:
+    if (rv != APR_SUCCESS && pwhy) {
+        *pwhy = why ? why : "cannot prepare the message";
+    }
+    return rv;
+}
