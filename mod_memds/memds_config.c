@@ -59,6 +59,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->conflict = MEMDS_UNSET;
     dc->auth_failures = dc->auth_window = dc->auth_block = MEMDS_UNSET;
     dc->delete_policy = MEMDS_UNSET;
+    dc->smtp_auth = MEMDS_UNSET;
     return dc;
 }
 
@@ -78,6 +79,16 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(master_user);
     MERGE_PTR(master_password);
     MERGE_INT(delete_policy);
+    if (add->smtp_auth != MEMDS_UNSET) {
+        c->smtp_auth = add->smtp_auth;
+        c->smtp_user = add->smtp_user;
+        c->smtp_password = add->smtp_password;
+    }
+    else {
+        c->smtp_auth = base->smtp_auth;
+        c->smtp_user = base->smtp_user;
+        c->smtp_password = base->smtp_password;
+    }
     {
         int i;
         for (i = 0; i < 9; ++i) {
@@ -111,7 +122,7 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
 
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
-                          const memds_dir_conf *dc)
+                          memds_pgpool_t *pgpool, const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
     memset(cfg, 0, sizeof(*cfg));
@@ -126,6 +137,11 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                                                     MEMDS_DELETE_TRASH);
     memcpy(mbuf->folder_names, dc->folder_names, sizeof(mbuf->folder_names));
     mbuf->log = log;
+    mbuf->smtp_url = dc->smtp_url;
+    mbuf->smtp_auth = OR(dc->smtp_auth, MEMDS_SMTP_AUTH_NONE);
+    mbuf->smtp_user = dc->smtp_user;
+    mbuf->smtp_password = dc->smtp_password;
+    mbuf->pgpool = pgpool;
     cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout, MEMDS_DEFAULT_SESSION_TIMEOUT);
     cfg->max_msg_size = memds_dir_max_msg_size(dc);
@@ -290,6 +306,33 @@ static const char *set_imap_master(cmd_parms *cmd, void *dcv, const char *user,
     }
     dc->master_user = user;
     dc->master_password = password;
+    return NULL;
+}
+
+static const char *set_smtp_auth(cmd_parms *cmd, void *dcv, const char *a1,
+                                 const char *a2)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (a2 == NULL) {
+        if (strcasecmp(a1, "none") == 0) {
+            dc->smtp_auth = MEMDS_SMTP_AUTH_NONE;
+            return NULL;
+        }
+        if (strcasecmp(a1, "user") == 0) {
+            dc->smtp_auth = MEMDS_SMTP_AUTH_USER;
+            return NULL;
+        }
+        return apr_psprintf(cmd->pool, "MemDSSMTPAuth: '%s' is not none, user, "
+                            "or a user name followed by a password", a1);
+    }
+    if (!*a1 || !*a2 || strpbrk(a1, " \t\r\n")) {
+        return "MemDSSMTPAuth: give the submission user's name (no blanks) and "
+               "its password, both non-empty";
+    }
+    dc->smtp_auth = MEMDS_SMTP_AUTH_FIXED;
+    dc->smtp_user = a1;
+    dc->smtp_password = a2;
     return NULL;
 }
 
@@ -481,6 +524,11 @@ const command_rec memds_cmds[] = {
                   "account's mailbox; needed for md5 devices and HTTP-level "
                   "auth. Default: none (the device's own password is the IMAP "
                   "login)."),
+    AP_INIT_TAKE12("MemDSSMTPAuth", set_smtp_auth, NULL, RSRC_CONF | ACCESS_CONF,
+                   "none, user (the device's own password), or USER PASSWORD "
+                   "(one submission account acting for each user as SASL "
+                   "authzid): how mail is submitted to MemDSSMTPServer. "
+                   "Default: none."),
     AP_INIT_TAKE1("MemDSDeletePolicy", set_delete_policy, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "trash, flag or expunge: what a device's Delete does to the "

@@ -86,6 +86,8 @@ typedef struct memds_dir_conf {
     const char *master_user, *master_password; /**< MemDSIMAPMaster */
     int delete_policy;          /**< MemDSDeletePolicy (MEMDS_UNSET) */
     const char *folder_names[9]; /**< MemDSFolder, by memds_imap_role_e */
+    int smtp_auth;              /**< MemDSSMTPAuth (MEMDS_UNSET) */
+    const char *smtp_user, *smtp_password;
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];
@@ -103,7 +105,7 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
  *  the mailbox settings cfg->mail points to, logging through log. */
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
-                          const memds_dir_conf *dc);
+                          memds_pgpool_t *pgpool, const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
 

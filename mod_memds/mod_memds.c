@@ -96,13 +96,6 @@ static apr_status_t expire_sessions(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
-static apr_status_t mime_cleanup(void *unused)
-{
-    (void)unused;
-    memds_mime_global_cleanup();
-    return APR_SUCCESS;
-}
-
 static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -118,9 +111,6 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "libcurl initialisation failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    /* GMime (MIME parsing for sending mail): process-wide too. */
-    memds_mime_global_init();
-    apr_pool_cleanup_register(pconf, NULL, mime_cleanup, apr_pool_cleanup_null);
     rv = apr_shm_create(&shm, sizeof(memds_counters_t), NULL, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00003)
@@ -161,6 +151,12 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
     apr_pool_t *p;
     server_rec *v, *w;
 
+    /* GMime (MIME parsing for sending mail) in each child, before its
+     * threads run, and never in the parent: httpd unloads and reloads the
+     * module (and with it libgmime) between configuration passes and at
+     * restarts, and GLib's type registry, which stays loaded, would then
+     * point into the old copy. */
+    memds_mime_global_init();
     apr_pool_create(&p, pchild);
     apr_pool_tag(p, "memds_pgpool");
     for (v = s; v; v = v->next) {
@@ -427,7 +423,7 @@ static int memds_sync_handler(request_rec *r)
     if ((st = check_schema(r, sc, conn)) != OK) {
         return fail(r, sc, st);
     }
-    memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, dc);
+    memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool, dc);
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

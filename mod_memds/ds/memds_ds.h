@@ -87,7 +87,16 @@ typedef struct memds_mail_cfg_t {
     const char *folder_names[9]; /**< configured name per memds_imap_role_e, or NULL */
     long timeout_ms;            /**< IMAP I/O timeout; 0: default */
     const memds_logger_t *log;
+    /* sending (the Outbox datastore) */
+    const char *smtp_url;       /**< MemDSSMTPServer, or NULL */
+    int smtp_auth;              /**< MEMDS_SMTP_AUTH_* */
+    const char *smtp_user, *smtp_password; /**< MemDSSMTPAuth USER PASSWORD */
+    struct memds_pgpool_t *pgpool; /**< for the outbox ledger's own commits */
 } memds_mail_cfg_t;
+
+#define MEMDS_SMTP_AUTH_NONE  0  /**< no AUTH (trusted submission) */
+#define MEMDS_SMTP_AUTH_USER  1  /**< the device's own password */
+#define MEMDS_SMTP_AUTH_FIXED 2  /**< MemDSSMTPAuth USER PASSWORD, account as authzid */
 
 /** What the datastores of one request share (the IMAP connection). */
 typedef struct memds_ds_shared_t memds_ds_shared_t;
@@ -118,6 +127,12 @@ struct memds_ds_t {
      *  the parent folder the device names (TargetParent, or its
      *  SourceParent mapped), NULL for none. */
     const char *parent_hint;
+    /** Set by the engine before add/replace/remove: the device's id of the
+     *  item (the outbox ledger keys on it). */
+    const char *luid_hint;
+    /** After a successful add: the status to answer instead of 201 (e.g.
+     *  202 for a message accepted but not yet sent), 0 for 201. */
+    int ok_status;
 };
 
 /** Open the datastore of env->kind for account/store on behalf of

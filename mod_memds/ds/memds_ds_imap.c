@@ -21,6 +21,9 @@
 #include "backends/memds_imap.h"
 #include "email/memds_email.h"
 #include "syncml/memds_tree.h"
+#include "backends/memds_smtp.h"
+#include "email/memds_mime.h"
+#include "store/memds_pgpool.h"
 
 #include <apr_strings.h>
 #include <string.h>
@@ -46,7 +49,10 @@ typedef struct imap_ds_t {
     memds_imap_role_e role;
     int scanned;
     int hier;                    /* the hierarchical "email" datastore */
+    int outbox;                  /* the Outbox datastore (sending) */
 } imap_ds_t;
+
+#define OUTBOX_FOLDER "\\Outbox" /* rows of the virtual Outbox (no IMAP name has a backslash) */
 
 #define X(ds) ((imap_ds_t *)(ds)->impl)
 
@@ -1256,10 +1262,368 @@ static apr_status_t hier_parent(memds_ds_t *ds, const char *guid,
     return APR_SUCCESS;
 }
 
+
+/* ------------------------------------------------------------ the Outbox
+ *
+ * An Add to "Outbox" means "send this". Exactly once (DESIGN.md decision 3):
+ * the ledger row (memds.outbox) is committed on its own connection before
+ * SMTP starts, keyed by (account, device, datastore, LUID, SHA-1 of the
+ * item), and moves received -> submitting (committed by the SMTP layer's
+ * hook just before the end of the data goes out) -> submitted (250) ->
+ * filed (copy appended to Sent). A retried Add finds its row: received
+ * (died before SMTP) is sent now, submitting/submitted/filed are answered
+ * as sent without sending again, rejected gets its stored status, retrying
+ * waits for its time. The device's Outbox item is then deleted by the
+ * server (a tombstone in the virtual Outbox folder), so it turns into the
+ * Sent copy on devices that sync Sent. */
+
+typedef struct ledger_t {
+    memds_store_t st;
+    memds_pgconn_t *conn;
+} ledger_t;
+
+static apr_status_t ledger_open(memds_ds_t *ds, ledger_t *l)
+{
+    const char *why;
+
+    if (X(ds)->cfg->pgpool == NULL) {
+        return fail(ds, 500, "no database pool for the outbox ledger");
+    }
+    if (memds_pgpool_acquire_for(&l->conn, X(ds)->cfg->pgpool, &why,
+                                 ds->st->pool) != APR_SUCCESS) {
+        return fail(ds, 503, apr_psprintf(ds->st->pool, "outbox ledger: no "
+                                          "database connection: %s", why));
+    }
+    /* autocommit: every ledger step is durable at once */
+    memds_store_init(&l->st, l->conn, ds->st->pool);
+    return APR_SUCCESS;
+}
+
+static apr_status_t ledger_fail(memds_ds_t *ds, ledger_t *l)
+{
+    return fail(ds, 503, apr_psprintf(ds->st->pool, "outbox ledger: %s",
+                                      l->st.err ? l->st.err : "?"));
+}
+
+typedef struct hook_ctx_t {
+    ledger_t *l;
+    apr_int64_t id;
+} hook_ctx_t;
+
+static apr_status_t before_end(void *baton)
+{
+    hook_ctx_t *h = baton;
+
+    return memds_outbox_set(&h->l->st, h->id, "submitting", 0, NULL, NULL, 0,
+                            0, 0);
+}
+
+/* APPEND a copy to the folder of role (Sent, or Drafts for a refused
+ * message); its row makes it appear on the devices. *pguid NULL when there
+ * is no such folder. */
+static apr_status_t file_copy(memds_ds_t *ds, memds_imap_role_e role,
+                              const char *data, apr_size_t len, int flags,
+                              const char **pguid)
+{
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    const char *folder;
+    apr_uint32_t uv = 0, uid = 0;
+    memds_mmsg_t row;
+
+    *pguid = NULL;
+    if (role_folder(ds, role, &folder) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (folder == NULL) {
+        return APR_SUCCESS;
+    }
+    if (conn_get(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_append(c, folder, imap_flag_list(flags, ds->st->pool), 0,
+                          data, len, &uv, &uid, &err) != APR_SUCCESS) {
+        return fail_imap(ds, &err, "APPEND");
+    }
+    if (uid == 0) {
+        return APR_SUCCESS; /* no UIDPLUS: the next scan finds it */
+    }
+    memset(&row, 0, sizeof(row));
+    row.uid = uid;
+    row.flags = flags;
+    row.message_id = header_value(data, len, "Message-ID", ds->st->pool);
+    row.size = (apr_int64_t)len;
+    row.internaldate = apr_time_now();
+    /* changed_by 0: every device of the account gets it */
+    if (memds_mail_add(ds->st, pguid, ds->account, folder, &row, 0) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+/* The Outbox item's server id: "q" and the ledger row. */
+static const char *outbox_guid(memds_ds_t *ds, apr_int64_t id)
+{
+    return apr_psprintf(ds->st->pool, "q%" APR_INT64_T_FMT, id);
+}
+
+/* The Outbox item is done (sent, or refused and moved to Drafts): a
+ * tombstone makes the device delete it, in this session when possible. */
+static apr_status_t outbox_done(memds_ds_t *ds, apr_int64_t id, const char **pguid)
+{
+    *pguid = outbox_guid(ds, id);
+    if (memds_mail_tombstone(ds->st, ds->account, OUTBOX_FOLDER, *pguid)
+        != APR_SUCCESS) {
+        return fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static void smtp_cfg(memds_ds_t *ds, memds_smtp_config_t *c)
+{
+    imap_ds_t *x = X(ds);
+
+    memset(c, 0, sizeof(*c));
+    c->url = x->cfg->smtp_url;
+    c->log = x->cfg->log;
+    if (x->cfg->smtp_auth == MEMDS_SMTP_AUTH_USER) {
+        c->user = ds->account;
+        c->password = x->password;
+    }
+    else if (x->cfg->smtp_auth == MEMDS_SMTP_AUTH_FIXED) {
+        c->user = x->cfg->smtp_user;
+        c->password = x->cfg->smtp_password;
+        c->authzid = ds->account;
+    }
+}
+
+/* Send ledger row id now; the outcome is in the ledger and in ds. */
+static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
+                           const char *from, const char *const *rcpts,
+                           int nrcpts, const char *data, apr_size_t len,
+                           int attempts)
+{
+    memds_smtp_config_t cfg;
+    memds_smtp_err_t err;
+    memds_smtp_outcome_t o;
+    hook_ctx_t h;
+    const char *sent = NULL;
+    apr_status_t rv;
+
+    if (X(ds)->cfg->smtp_url == NULL) {
+        return fail(ds, 500, "no MemDSSMTPServer configured: cannot send");
+    }
+    smtp_cfg(ds, &cfg);
+    h.l = l;
+    h.id = id;
+    memset(&err, 0, sizeof(err));
+    rv = memds_smtp_send(&cfg, from, rcpts, nrcpts, data, len, before_end, &h,
+                         &err, ds->st->pool);
+    if (rv == APR_SUCCESS || err.in_doubt) {
+        if (err.in_doubt) {
+            memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                       " of %s: the SMTP server did not confirm the end of the "
+                       "message; treated as sent, not sent again: %s", id,
+                       ds->account, err.msg ? err.msg : "");
+        }
+        if (memds_outbox_set(&l->st, id, "submitted", 201, err.reply, NULL, 1, 0,
+                             0) != APR_SUCCESS) {
+            /* sent, but not recorded: the row stays "submitting", which a
+             * retry also treats as sent */
+            return ledger_fail(ds, l);
+        }
+        if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
+            != APR_SUCCESS) {
+            /* sent: the copy is missing, which the log says; the device's
+             * Add still succeeded */
+            memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                       " of %s: sent, but not filed in Sent: %s", id, ds->account,
+                       ds->reason);
+            ds->status = 0;
+            return APR_SUCCESS;
+        }
+        if (memds_outbox_set(&l->st, id, "filed", 0, NULL, sent, 0, 0, 1)
+            != APR_SUCCESS) {
+            return ledger_fail(ds, l);
+        }
+        return APR_SUCCESS;
+    }
+    o = memds_smtp_status_of(&err);
+    if (err.kind == MEMDS_SMTP_E_HOOK) {
+        /* the ledger could not record "submitting": nothing went out */
+        return fail(ds, 503, "outbox ledger unavailable; message not sent");
+    }
+    if (err.permanent) {
+        const char *reason = apr_psprintf(ds->st->pool, "%s (%s)", o.text,
+                                          err.reply ? err.reply : err.msg ? err.msg : "");
+        const char *draft, *copy;
+        memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0, 0);
+        /* the device keeps nothing in Outbox: the message goes to Drafts
+         * with the reason, for the user to fix and send again */
+        copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
+                           apr_pstrndup(ds->st->pool, reason, 200), "\r\n", NULL);
+        copy = apr_pstrcat(ds->st->pool, copy, data, NULL);
+        if (file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy), MEMDS_MAIL_DRAFT,
+                      &draft) != APR_SUCCESS) {
+            ds->status = 0;
+        }
+        return fail(ds, o.status, apr_psprintf(ds->st->pool, "message refused "
+                                               "by the SMTP server: %s", reason));
+    }
+    /* transient: later, with backoff (1, 2, 4, ... minutes, at most an hour) */
+    {
+        int secs = 60 << (attempts < 6 ? attempts : 6);
+        if (secs > 3600) {
+            secs = 3600;
+        }
+        memds_outbox_set(&l->st, id, "retrying", 202,
+                         apr_psprintf(ds->st->pool, "%s (%s)", o.text,
+                                      err.msg ? err.msg : ""), NULL, 1, secs, 0);
+        memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                   " of %s: not sent yet, retried in %d s: %s (%s)", id,
+                   ds->account, secs, o.text, err.msg ? err.msg : "");
+        ds->ok_status = 202;
+        return APR_SUCCESS;
+    }
+}
+
+/* Due retries of this device's Outbox (at its syncs). */
+static apr_status_t outbox_retry(memds_ds_t *ds)
+{
+    ledger_t l;
+    apr_array_header_t *rows;
+    int i;
+
+    if (ledger_open(ds, &l) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_outbox_due(&l.st, &rows, ds->account, ds->device_id, ds->store, 20)
+        != APR_SUCCESS) {
+        return ledger_fail(ds, &l);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_outbox_row_t *r = APR_ARRAY_IDX(rows, i, memds_outbox_row_t *);
+        const char *g;
+        ds->ok_status = 0;
+        if (submit(ds, &l, r->id, r->envelope_from,
+                   (const char *const *)r->rcpts->elts, r->rcpts->nelts,
+                   r->data, r->len, r->attempts) != APR_SUCCESS) {
+            if (ds->status == 0) {
+                return APR_EGENERAL;
+            }
+            memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "%s", ds->reason);
+            ds->status = 0;
+            continue;
+        }
+        if (ds->ok_status == 0 && outbox_done(ds, r->id, &g) != APR_SUCCESS) {
+            return APR_EGENERAL; /* (sent now: the device's item goes) */
+        }
+    }
+    ds->ok_status = 0;
+    return APR_SUCCESS;
+}
+
+static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
+                               const char *type, const char *data,
+                               apr_size_t len)
+{
+    imap_ds_t *x = X(ds);
+    incoming_t in;
+    ledger_t l;
+    memds_outbox_row_t row;
+    memds_mime_submission_t *sub;
+    const char *sha1, *why = NULL, *from;
+    apr_int64_t id;
+    apr_status_t rv;
+
+    if (ds->luid_hint == NULL) {
+        return fail(ds, 412, "an Outbox item without the device's id");
+    }
+    if (parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (in.msg == NULL) {
+        return fail(ds, 412, "an Outbox item without the message (no emailitem)");
+    }
+    if (ledger_open(ds, &l) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    sha1 = memds_sha1_hex(data, len, ds->st->pool);
+    rv = memds_outbox_find(&l.st, &row, ds->account, ds->device_id, ds->store,
+                           ds->luid_hint, sha1);
+    if (rv == APR_SUCCESS) {
+        /* A retried Add: its outcome, never a second submission. */
+        if (strcmp(row.state, "rejected") == 0) {
+            return fail(ds, row.status ? row.status : 500, row.reason ? row.reason
+                        : "message refused");
+        }
+        if (strcmp(row.state, "retrying") == 0 && !row.due) {
+            ds->ok_status = 202;
+            *pguid = outbox_guid(ds, row.id);
+            return APR_SUCCESS;
+        }
+        if (strcmp(row.state, "received") != 0 && strcmp(row.state, "retrying") != 0) {
+            if (strcmp(row.state, "submitting") == 0) {
+                memds_logf(x->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                           " of %s: retried while its submission was in "
+                           "progress or interrupted; it may have been sent and "
+                           "is not sent again", row.id, ds->account);
+            }
+            return outbox_done(ds, row.id, pguid);
+        }
+        id = row.id;
+        rv = APR_ENOENT; /* (prepared again below, sent now) */
+    }
+    else if (rv != APR_ENOENT) {
+        return ledger_fail(ds, &l);
+    }
+    else {
+        id = 0;
+    }
+    from = strchr(ds->account, '@') ? ds->account : NULL;
+    if (memds_mime_prepare(&sub, in.msg, in.len, from, NULL,
+                           (apr_size_t)64 * 1024 * 1024, &why, ds->st->pool)
+        != APR_SUCCESS) {
+        return fail(ds, 400, apr_psprintf(ds->st->pool, "cannot send: %s",
+                                          why ? why : "invalid message"));
+    }
+    if (id == 0 && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
+                                       ds->store, ds->luid_hint, sha1,
+                                       sub->message_id, sub->from,
+                                       (const char *const *)sub->rcpts->elts,
+                                       sub->rcpts->nelts, sub->data, sub->len)
+                   != APR_SUCCESS) {
+        return ledger_fail(ds, &l);
+    }
+    if (submit(ds, &l, id, sub->from, (const char *const *)sub->rcpts->elts,
+               sub->rcpts->nelts, sub->data, sub->len, 0) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (ds->ok_status == 202) {
+        *pguid = outbox_guid(ds, id);
+        return APR_SUCCESS;
+    }
+    return outbox_done(ds, id, pguid);
+}
+
+/* The rest of the Outbox datastore: it has nothing to send to a device but
+ * the deletions of its sent items. */
+static apr_status_t outbox_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
+{
+    if (outbox_retry(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    return memds_store_items_seq(ds->st, pseq) == APR_SUCCESS ? APR_SUCCESS
+           : fail_db(ds);
+}
+
 /* ------------------------------------------------------------ the vtable */
 
 static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
 {
+    if (X(ds)->outbox) {
+        return outbox_snapshot(ds, pseq);
+    }
     if ((X(ds)->hier ? scan_all(ds) : scan(ds)) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -1278,6 +1642,12 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
     if (X(ds)->hier) {
         if (memds_mail_changed_all(ds->st, &rows, ds->account, since, upto)
             != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+    }
+    else if (X(ds)->outbox) {
+        if (memds_mail_changed(ds->st, &rows, ds->account, OUTBOX_FOLDER, since,
+                               upto) != APR_SUCCESS) {
             return fail_db(ds);
         }
     }
@@ -1344,6 +1714,9 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
 
     if (x->hier && guid[0] == 'f') {
         return folder_fetch(ds, guid, pdata, plen, ptype);
+    }
+    if (x->outbox) {
+        return APR_ENOENT; /* only deletions go to the device */
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
@@ -1432,6 +1805,9 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
     memds_imap_conn_t *c;
     memds_mmsg_t row;
 
+    if (X(ds)->outbox) {
+        return outbox_add(ds, pguid, type, data, len);
+    }
     if (X(ds)->hier) {
         memds_mfitem_t f;
         int named;
@@ -1480,6 +1856,9 @@ static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
     incoming_t in;
     apr_status_t rv;
 
+    if (X(ds)->outbox) {
+        return APR_ENOENT; /* every Outbox item is an Add to send */
+    }
     if (X(ds)->hier && guid[0] == 'f') {
         memds_mfitem_t f;
         memds_folder_t *fo;
@@ -1526,6 +1905,10 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
 
     if (x->hier && guid[0] == 'f') {
         return folder_replace(ds, guid, data, len);
+    }
+    if (x->outbox) {
+        const char *g;
+        return outbox_add(ds, &g, type, data, len);
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
@@ -1598,6 +1981,9 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
     if (x->hier && guid[0] == 'f') {
         return folder_remove(ds, guid);
     }
+    if (x->outbox) {
+        return APR_SUCCESS; /* the device forgets its item; sent is sent */
+    }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
@@ -1642,6 +2028,9 @@ static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
     incoming_t in;
     apr_status_t rv;
 
+    if (X(ds)->outbox) {
+        return APR_ENOENT;
+    }
     if (X(ds)->hier) {
         memds_mfitem_t f;
         int named;
@@ -1674,6 +2063,9 @@ static apr_status_t imap_last_change(memds_ds_t *ds, const char *guid,
     memds_mmsg_t row;
     apr_status_t rv;
 
+    if (X(ds)->outbox) {
+        return APR_ENOENT;
+    }
     if (X(ds)->hier && guid[0] == 'f') {
         memds_mfitem_t f;
         if ((rv = folder_row(ds, &f, guid)) == APR_SUCCESS) {
@@ -1693,6 +2085,11 @@ static apr_status_t imap_check(memds_ds_t *ds)
 {
     memds_imap_conn_t *c;
 
+    if (X(ds)->outbox) {
+        return X(ds)->cfg->smtp_url ? APR_SUCCESS
+               : fail(ds, 404, "no Outbox: sending is not configured "
+                      "(MemDSSMTPServer)");
+    }
     return X(ds)->hier ? conn_get(ds, &c) : resolve(ds);
 }
 
@@ -1716,6 +2113,7 @@ apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
     x->sh = env->shared;
     x->p = p;
     x->hier = is_hier_name(ds->store);
+    x->outbox = strcasecmp(ds->store, "Outbox") == 0;
     ds->vt = &imap_vt;
     ds->impl = x;
     return APR_SUCCESS;

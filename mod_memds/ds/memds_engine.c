@@ -1135,12 +1135,14 @@ static const char *put_item(op_ctx_t *o, int is_add, const char *luid,
             return ds_failed(o);
         }
     }
+    o->ds->ok_status = 0;
     if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS) {
         return ds_failed(o);
     }
     new_map(o, guid, luid);
     mark_seen(o, guid);
-    return "201";
+    /* (202: accepted, e.g. a message that will be sent later) */
+    return o->ds->ok_status ? apr_itoa(e->p, o->ds->ok_status) : "201";
 }
 
 static const char *del_item(op_ctx_t *o, const char *luid, int soft)
@@ -1274,6 +1276,7 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
             code = "403"; /* one-way / refresh from server: no client changes */
         }
         else if (c->type == MEMDS_CMD_DELETE) {
+            o->ds->luid_hint = luid;
             code = del_item(o, luid, c->sft_del);
         }
         else if (c->type == MEMDS_CMD_ADD || c->type == MEMDS_CMD_REPLACE) {
@@ -1283,6 +1286,7 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
              * our id; a SourceParent is the device's id of a folder it
              * added, mapped by now. */
             o->ds->parent_hint = NULL;
+            o->ds->luid_hint = luid;
             if (it->target_parent && *it->target_parent) {
                 o->ds->parent_hint = it->target_parent;
             }

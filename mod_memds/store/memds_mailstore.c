@@ -698,3 +698,172 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
     }
     return rv;
 }
+
+/* ------------------------------------------------- the outbox ledger */
+
+#define OUTBOX_COLS "outbox_id, state, luid, message_id, envelope_from," \
+    " sent_guid, reason, coalesce(status, 0), attempts," \
+    " (state = 'retrying' AND next_attempt_at <= now())"
+
+static void outbox_of(memds_outbox_row_t *o, const PGresult *res, int i,
+                      apr_pool_t *p)
+{
+    memset(o, 0, sizeof(*o));
+    o->id = col_i64(res, i, 0, 0);
+    o->state = col_str(res, i, 1, p);
+    o->luid = col_str(res, i, 2, p);
+    o->message_id = col_str(res, i, 3, p);
+    o->envelope_from = col_str(res, i, 4, p);
+    o->sent_guid = col_str(res, i, 5, p);
+    o->reason = col_str(res, i, 6, p);
+    o->status = col_int(res, i, 7, 0);
+    o->attempts = col_int(res, i, 8, 0);
+    o->due = col_bool(res, i, 9);
+}
+
+apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
+                               const char *account, apr_int64_t device_id,
+                               const char *store, const char *luid,
+                               const char *sha1)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, luid);
+    qa_str(&a, sha1);
+    rv = q_row(st, &res, "outbox_find",
+               "SELECT " OUTBOX_COLS " FROM memds.outbox WHERE account = $1"
+               " AND device_id = $2::bigint AND store = $3 AND luid = $4"
+               " AND content_sha1 = $5", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    outbox_of(row, res, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
+                                 const char *account, apr_int64_t device_id,
+                                 const char *store, const char *luid,
+                                 const char *sha1, const char *message_id,
+                                 const char *from, const char *const *rcpts,
+                                 int nrcpts, const char *data, apr_size_t len)
+{
+    qargs_t a;
+    const char *id;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, luid);
+    qa_str(&a, sha1);
+    qa_str(&a, message_id);
+    qa_str(&a, from);
+    qa_str(&a, text_array(rcpts, nrcpts, st->pool));
+    qa_bin(&a, data, len);
+    rv = q_value(st, &id, "outbox_insert",
+                 "INSERT INTO memds.outbox (account, device_id, store, luid,"
+                 " content_sha1, message_id, envelope_from, rcpts, data)"
+                 " VALUES ($1, $2::bigint, $3, $4, $5, $6, $7, $8::text[],"
+                 " $9::bytea) RETURNING outbox_id::text", &a);
+    if (rv == APR_SUCCESS) {
+        *pid = apr_atoi64(id);
+    }
+    return rv;
+}
+
+apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
+                              const char *state, int status, const char *reason,
+                              const char *sent_guid, int attempt,
+                              int retry_secs, int clear_data)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, id);
+    qa_str(&a, state);
+    qa_str(&a, status ? apr_itoa(st->pool, status) : NULL);
+    qa_str(&a, reason);
+    qa_str(&a, sent_guid);
+    qa_int(&a, attempt ? 1 : 0);
+    qa_int(&a, retry_secs);
+    qa_bool(&a, clear_data);
+    return q_cmd(st, NULL, "outbox_set",
+                 "UPDATE memds.outbox SET state = $2,"
+                 " status = coalesce($3::int, status),"
+                 " reason = coalesce($4, reason),"
+                 " sent_guid = coalesce($5, sent_guid),"
+                 " attempts = attempts + $6::int,"
+                 " next_attempt_at = CASE WHEN $7::int > 0"
+                 "  THEN now() + make_interval(secs => $7::int) ELSE NULL END,"
+                 " data = CASE WHEN $8::bool THEN NULL ELSE data END,"
+                 " updated_at = now() WHERE outbox_id = $1::bigint", &a);
+}
+
+apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
+                              const char *account, apr_int64_t device_id,
+                              const char *store, int limit)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_int(&a, limit);
+    rv = q_run(st, &res, "outbox_due",
+               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), '')"
+               " FROM memds.outbox WHERE account = $1 AND device_id = $2::bigint"
+               " AND store = $3 AND state = 'retrying'"
+               " AND next_attempt_at <= now() ORDER BY outbox_id LIMIT $4::int",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_outbox_row_t *));
+    for (i = 0; i < n; ++i) {
+        memds_outbox_row_t *o = apr_palloc(st->pool, sizeof(*o));
+        char *list, *tok, *last;
+        outbox_of(o, res, i, st->pool);
+        o->data = col_bytes(res, i, 10, &o->len, st->pool);
+        o->rcpts = apr_array_make(st->pool, 4, sizeof(const char *));
+        list = apr_pstrdup(st->pool, col_str(res, i, 11, st->pool));
+        for (tok = apr_strtok(list, " ", &last); tok; tok = apr_strtok(NULL, " ", &last)) {
+            APR_ARRAY_PUSH(o->rcpts, const char *) = tok;
+        }
+        APR_ARRAY_PUSH(arr, memds_outbox_row_t *) = o;
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
+                                  const char *folder, const char *guid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_str(&a, guid);
+    return q_cmd(st, NULL, "mail_tombstone",
+                 "INSERT INTO memds.mail_messages AS m (account, folder, guid,"
+                 " uid, deleted) VALUES ($1, $2, $3, 0, true)"
+                 " ON CONFLICT (account, folder, guid) DO UPDATE SET"
+                 " deleted = true, seq = memds.item_seq_take(), changed_by = NULL,"
+                 " updated_at = now()", &a);
+}

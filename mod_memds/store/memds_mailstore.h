@@ -101,6 +101,10 @@ apr_status_t memds_mail_update(memds_store_t *st, const char *account,
 apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
                             const char *account, const char *folder,
                             const memds_mmsg_t *row, apr_int64_t changed_by);
+/** A tombstone with this guid (new, or with a new seq): devices that map
+ *  the guid get a Delete. */
+apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
+                                  const char *folder, const char *guid);
 /** Tombstone one message. */
 apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
                                const char *folder, const char *guid,
@@ -151,5 +155,44 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
                              const char *from, const char *to,
                              const memds_mmsg_t *row, apr_int64_t new_uid,
                              apr_int64_t changed_by);
+
+/* ------------------------------------------------- the outbox ledger */
+
+typedef struct memds_outbox_row_t {
+    apr_int64_t id;
+    const char *state;          /**< received, submitting, submitted, filed,
+                                     acknowledged, rejected, retrying */
+    const char *luid, *message_id, *envelope_from, *sent_guid, *reason;
+    apr_array_header_t *rcpts;  /**< const char * (with data: due rows only) */
+    const char *data;           /**< NULL unless asked for */
+    apr_size_t len;
+    int status, attempts;
+    int due;                    /**< retrying and next_attempt_at has come */
+} memds_outbox_row_t;
+
+/** The ledger row of a device's item; APR_ENOENT if none. */
+apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
+                               const char *account, apr_int64_t device_id,
+                               const char *store, const char *luid,
+                               const char *sha1);
+/** A new row in state received with the prepared message; *pid its id. */
+apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
+                                 const char *account, apr_int64_t device_id,
+                                 const char *store, const char *luid,
+                                 const char *sha1, const char *message_id,
+                                 const char *from, const char *const *rcpts,
+                                 int nrcpts, const char *data, apr_size_t len);
+/** Move row id to state; status/reason/sent_guid NULL-or-0 keep theirs;
+ *  attempt 1 counts an SMTP attempt; retry_secs > 0 sets next_attempt_at;
+ *  clear_data drops the stored message. */
+apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
+                              const char *state, int status, const char *reason,
+                              const char *sent_guid, int attempt,
+                              int retry_secs, int clear_data);
+/** Rows of (account, device, store) waiting for a retry that is due, with
+ *  their message (memds_outbox_row_t *), at most limit. */
+apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
+                              const char *account, apr_int64_t device_id,
+                              const char *store, int limit);
 
 #endif /* MEMDS_MAILSTORE_H */
