@@ -1574,6 +1574,30 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
         q->op = c->deleted ? MEMDS_Q_DELETE : luid ? MEMDS_Q_REPLACE : MEMDS_Q_ADD;
         APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
     }
+    if (mode == 201) {
+        /* A slow sync lists live items only; an item the device holds (it
+         * sent it in this sync, or it was mapped before) that the server
+         * has deleted since (a sent Outbox message, say) must go too. */
+        apr_array_header_t *all;
+        if (ds->vt->changes(ds, &all, 0, snap) != APR_SUCCESS) {
+            return ds_fail(e, ds, "listing deletions");
+        }
+        for (i = 0; i < all->nelts; ++i) {
+            const memds_ds_change_t *c = APR_ARRAY_IDX(all, i, memds_ds_change_t *);
+            const char *luid = apr_hash_get(maps, c->guid, APR_HASH_KEY_STRING);
+            memds_qitem_t *q;
+            if (!c->deleted || !luid || c->changed_by == e->dev.device_id) {
+                continue;
+            }
+            q = apr_pcalloc(e->p, sizeof(*q));
+            q->store = ss->store;
+            q->n = ++n;
+            q->guid = c->guid;
+            q->luid = luid;
+            q->op = MEMDS_Q_DELETE;
+            APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
+        }
+    }
     if (memds_store_queue_add_many(&e->st, e->sess.session_pk, queue) != APR_SUCCESS) {
         return db_fail(e, "queueing changes");
     }

@@ -1,0 +1,171 @@
+"""61x: sending mail through the Outbox datastore, exactly once: the real
+client's Outbox item reaches bob once and is filed once in alice's Sent;
+Bcc recipients get it and no delivered copy names them; a retransmitted
+message, a retried Add in a new session, a stopped MTA and a stopped
+PostgreSQL all end in exactly one delivery."""
+import imaplib
+import os
+import re
+import time
+import uuid
+from xml.sax.saxutils import escape
+
+import syncml as S
+from client import Client
+from test_510_mail import psql, stats
+
+
+def outgoing(tag, to="Bob <bob@example.test>", bcc=None):
+    msg = ("From: Alice <alice@example.test>\r\nTo: %s\r\n%sSubject: %s\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+           "Hello, this is %s.\r\n" % (to, "Bcc: %s\r\n" % bcc if bcc else "", tag, tag))
+    return ("<Email><read>true</read><emailitem>%s</emailitem></Email>"
+            % escape(msg).replace("\r", "&#13;"))
+
+
+def copies(stack, user, password, box, tag, wait=20):
+    """Headers of the messages with Subject tag in box (polls a while for
+    at least one when wait)."""
+    deadline = time.time() + wait
+    while True:
+        m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+        m.login(user, password)
+        m.select(box, readonly=True)
+        typ, d = m.search(None, "SUBJECT", '"%s"' % tag)
+        out = []
+        for i in d[0].split():
+            out.append(m.fetch(i, "(BODY.PEEK[HEADER])")[1][0][1])
+        m.logout()
+        if out or time.time() > deadline:
+            return out
+        time.sleep(0.3)
+
+
+def settle(stack, seconds=3):
+    """Give the MTA time to deliver anything that would be a duplicate."""
+    time.sleep(seconds)
+
+
+def test_611_real_client_outbox_once_and_sent_once(stack):
+    tag = "outbox-" + uuid.uuid4().hex[:8]
+    c = Client(stack, typ="raw-email", uri="Outbox")
+    c.sync("slow", url=stack["MEMDS_URL"])
+    c.put("mail1", outgoing(tag, bcc="Hidden <alice@example.test>").encode())
+    c.sync("two-way", url=stack["MEMDS_URL"])
+    s = stats(c)
+    assert s[4] == 1 and s[2] == 1, c.last_log[-2000:]  # sent; the item left Outbox
+    assert c.local() == []
+    bob = copies(stack, "bob", "bob-secret", "INBOX", tag)
+    hidden = copies(stack, "alice", "alice-secret", "INBOX", tag)
+    sent = copies(stack, "alice", "alice-secret", "Sent", tag)
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(bob) == 1 and len(hidden) == 1 and len(sent) == 1
+    for h in bob + hidden + sent:
+        assert not re.search(rb"(?im)^bcc:", h) and b"Hidden" not in h
+        assert re.search(rb"(?im)^Message-ID: <", h) and re.search(rb"(?im)^Date: ", h)
+    assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                       "(device_id) WHERE d.devid = '%s'" % c.devid) == "filed"
+    # the next sync changes nothing
+    c.sync("two-way", url=stack["MEMDS_URL"])
+    assert stats(c) == [0] * 8
+
+
+def _outbox_session(stack, devid, sid, tag, last=None):
+    sess = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id=sid)
+    a = sess.post(sess.message(S.alert(1, 200 if last else 201, "Outbox", "./outbox",
+                                       "n" + sid, last=last)))
+    assert a.http_status == 200
+    body = ("<Sync><CmdID>2</CmdID><Target><LocURI>Outbox</LocURI></Target><Source>"
+            "<LocURI>./outbox</LocURI></Source><Add><CmdID>3</CmdID><Meta><Type "
+            "xmlns='syncml:metinf'>application/vnd.omads-email+xml</Type></Meta><Item>"
+            "<Source><LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add></Sync>"
+            % S.esc(outgoing(tag)))
+    return sess, body
+
+
+def test_612_retransmission_and_retried_add_send_once(stack):
+    tag = "retry-" + uuid.uuid4().hex[:8]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess, body = _outbox_session(stack, devid, "1", tag)
+    msg = sess.message(body)
+    a1 = sess.post(msg)
+    a2 = sess.post(msg)  # the answer was "lost": the same message again
+    assert a1.body == a2.body
+    assert [s["Data"] for s in a1.statuses() if s["Cmd"] == "Add"] == ["201"]
+    # a new session re-sends the same item (the device never saw a Status)
+    s2, body2 = _outbox_session(stack, devid, "2", tag)
+    a3 = s2.post(s2.message(body2))
+    assert [s["Data"] for s in a3.statuses() if s["Cmd"] == "Add"] == ["201"]
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
+    # the server deletes the Outbox item on the device, both times
+    assert [(op, tgt) for op, src, tgt, *_ in a1.sync_items()] == [("Delete", "L1")]
+    assert [(op, tgt) for op, src, tgt, *_ in a3.sync_items()] == [("Delete", "L1")]
+
+
+def test_613_mta_down_then_sent_once(stack):
+    stack.allow_log(r"not sent yet, retried|Mail server not reachable")
+    tag = "mtadown-" + uuid.uuid4().hex[:8]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    stack.dev("svc", "mta", "stop")
+    try:
+        sess, body = _outbox_session(stack, devid, "1", tag)
+        a = sess.post(sess.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
+        a = sess.post(sess.message(""))
+        assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                           "(device_id) WHERE d.devid = '%s'" % devid) == "retrying"
+    finally:
+        stack.dev("svc", "mta", "start")
+    # the retry is due (skip the backoff wait), the next sync sends it
+    psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE state = 'retrying'")
+    s2 = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, "Outbox", "./outbox", "n2", last="n1")))
+    a = s2.post(s2.message(S.sync(2, "Outbox", "./outbox", [])))
+    assert [op for op, *_ in a.sync_items()] == ["Delete"]
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
+
+
+def test_614_database_down_nothing_sent_then_once(stack):
+    stack.allow_log(r"database|PostgreSQL|connect|pool|503|unavailable")
+    tag = "pgdown-" + uuid.uuid4().hex[:8]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess, body = _outbox_session(stack, devid, "1", tag)
+    stack.dev("svc", "pg", "stop")
+    try:
+        st, _, _ = stack.request("POST", "/sync", sess.message(body),
+                                 {"Content-Type": "application/vnd.syncml+xml"})
+        assert st == 503
+    finally:
+        stack.dev("svc", "pg", "start")
+    time.sleep(1)
+    assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=2) == []
+    # the device retries the same message: sent once now
+    for _ in range(20):
+        a = sess.post(sess.message(body, msg_id=sess.msg_id))
+        if a.http_status == 200:
+            break
+        time.sleep(0.5)
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"]
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+
+
+def test_615_invalid_recipient_is_refused(stack):
+    stack.allow_log(r"cannot send")
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret")
+    sess.post(sess.message(S.alert(1, 201, "Outbox", "./outbox", "n1")))
+    body = ("<Sync><CmdID>2</CmdID><Target><LocURI>Outbox</LocURI></Target><Source>"
+            "<LocURI>./outbox</LocURI></Source><Add><CmdID>3</CmdID><Item><Source>"
+            "<LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add></Sync>"
+            % S.esc(outgoing("bad", to="nobody at all")))
+    a = sess.post(sess.message(body))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
