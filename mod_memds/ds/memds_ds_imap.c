@@ -26,8 +26,11 @@
 #include "store/memds_pgpool.h"
 
 #include <apr_strings.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define BATCH 500
 #define RFC822 "message/rfc822"
@@ -1277,6 +1280,20 @@ static apr_status_t hier_parent(memds_ds_t *ds, const char *guid,
  * server (a tombstone in the virtual Outbox folder), so it turns into the
  * Sent copy on devices that sync Sent. */
 
+/* Test hook: MEMDS_TEST_FAULT=<point> in httpd's environment kills the
+ * process at that point of sending (SIGKILL: no cleanup, no answer), so
+ * that tests can show a crash at every step of the ledger ends in exactly
+ * one delivery. Never set in production; reading the environment has no
+ * other effect. */
+static void fault_point(const char *point)
+{
+    const char *f = getenv("MEMDS_TEST_FAULT");
+
+    if (f && strcmp(f, point) == 0) {
+        kill(getpid(), SIGKILL);
+    }
+}
+
 typedef struct ledger_t {
     memds_store_t st;
     memds_pgconn_t *conn;
@@ -1420,6 +1437,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     rv = memds_smtp_send(&cfg, from, rcpts, nrcpts, data, len, before_end, &h,
                          &err, ds->st->pool);
     if (rv == APR_SUCCESS || err.in_doubt) {
+        fault_point("outbox-sent");
         if (err.in_doubt) {
             memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
                        " of %s: the SMTP server did not confirm the end of the "
@@ -1446,6 +1464,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
             != APR_SUCCESS) {
             return ledger_fail(ds, l);
         }
+        fault_point("outbox-filed");
         return APR_SUCCESS;
     }
     o = memds_smtp_status_of(&err);
@@ -1569,10 +1588,36 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                            "progress or interrupted; it may have been sent and "
                            "is not sent again", row.id, ds->account);
             }
+            if ((strcmp(row.state, "submitting") == 0
+                 || strcmp(row.state, "submitted") == 0) && row.data) {
+                /* sent, but the copy in Sent was not made: make it now */
+                const char *sent = NULL;
+                if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, row.data, row.len,
+                              MEMDS_MAIL_SEEN, &sent) != APR_SUCCESS) {
+                    return APR_EGENERAL;
+                }
+                if (memds_outbox_set(&l.st, row.id, "filed", 0, NULL, sent, 0, 0, 1)
+                    != APR_SUCCESS) {
+                    return ledger_fail(ds, &l);
+                }
+            }
             return outbox_done(ds, row.id, pguid);
         }
-        id = row.id;
-        rv = APR_ENOENT; /* (prepared again below, sent now) */
+        /* received (died before SMTP) or a due retry: send the stored
+         * message now, exactly as prepared the first time */
+        if (row.data == NULL) {
+            return fail(ds, 500, "outbox ledger row without its message");
+        }
+        if (submit(ds, &l, row.id, row.envelope_from,
+                   (const char *const *)row.rcpts->elts, row.rcpts->nelts,
+                   row.data, row.len, row.attempts) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (ds->ok_status == 202) {
+            *pguid = outbox_guid(ds, row.id);
+            return APR_SUCCESS;
+        }
+        return outbox_done(ds, row.id, pguid);
     }
     else if (rv != APR_ENOENT) {
         return ledger_fail(ds, &l);
@@ -1595,6 +1640,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                    != APR_SUCCESS) {
         return ledger_fail(ds, &l);
     }
+    fault_point("outbox-received");
     if (submit(ds, &l, id, sub->from, (const char *const *)sub->rcpts->elts,
                sub->rcpts->nelts, sub->data, sub->len, 0) != APR_SUCCESS) {
         return APR_EGENERAL;

@@ -318,6 +318,12 @@ static const char *check_addr(const char *s)
             else if (u == '"' || u < 32 || u == 127) {
                 return "bad quoted local part";
             }
+            else if (u == ' ' || u == '<' || u == '>') {
+                /* legal, but not something the SMTP layer passes on
+                 * (memds_smtp_send refuses blanks and angle brackets):
+                 * refused here with a clear reason instead */
+                return "blank or angle bracket in a quoted local part";
+            }
         }
     }
     else {

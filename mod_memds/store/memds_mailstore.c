@@ -705,6 +705,20 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
     " sent_guid, reason, coalesce(status, 0), attempts," \
     " (state = 'retrying' AND next_attempt_at <= now())"
 
+/* The recipients column (space-separated: addresses have no blanks). */
+static apr_array_header_t *rcpts_of(const PGresult *res, int i, int col,
+                                    apr_pool_t *p)
+{
+    apr_array_header_t *r = apr_array_make(p, 4, sizeof(const char *));
+    char *list = apr_pstrdup(p, col_str(res, i, col, p)), *tok, *last;
+
+    for (tok = list ? apr_strtok(list, " ", &last) : NULL; tok;
+         tok = apr_strtok(NULL, " ", &last)) {
+        APR_ARRAY_PUSH(r, const char *) = tok;
+    }
+    return r;
+}
+
 static void outbox_of(memds_outbox_row_t *o, const PGresult *res, int i,
                       apr_pool_t *p)
 {
@@ -737,13 +751,16 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
     qa_str(&a, luid);
     qa_str(&a, sha1);
     rv = q_row(st, &res, "outbox_find",
-               "SELECT " OUTBOX_COLS " FROM memds.outbox WHERE account = $1"
+               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), '')"
+               " FROM memds.outbox WHERE account = $1"
                " AND device_id = $2::bigint AND store = $3 AND luid = $4"
                " AND content_sha1 = $5", &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     outbox_of(row, res, 0, st->pool);
+    row->data = col_bytes(res, 0, 10, &row->len, st->pool);
+    row->rcpts = rcpts_of(res, 0, 11, st->pool);
     PQclear(res);
     return APR_SUCCESS;
 }
@@ -836,14 +853,9 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
     arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_outbox_row_t *));
     for (i = 0; i < n; ++i) {
         memds_outbox_row_t *o = apr_palloc(st->pool, sizeof(*o));
-        char *list, *tok, *last;
         outbox_of(o, res, i, st->pool);
         o->data = col_bytes(res, i, 10, &o->len, st->pool);
-        o->rcpts = apr_array_make(st->pool, 4, sizeof(const char *));
-        list = apr_pstrdup(st->pool, col_str(res, i, 11, st->pool));
-        for (tok = apr_strtok(list, " ", &last); tok; tok = apr_strtok(NULL, " ", &last)) {
-            APR_ARRAY_PUSH(o->rcpts, const char *) = tok;
-        }
+        o->rcpts = rcpts_of(res, i, 11, st->pool);
         APR_ARRAY_PUSH(arr, memds_outbox_row_t *) = o;
     }
     PQclear(res);

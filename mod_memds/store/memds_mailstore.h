@@ -170,7 +170,8 @@ typedef struct memds_outbox_row_t {
     int due;                    /**< retrying and next_attempt_at has come */
 } memds_outbox_row_t;
 
-/** The ledger row of a device's item; APR_ENOENT if none. */
+/** The ledger row of a device's item, with its message unless filed;
+ *  APR_ENOENT if none. */
 apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
                                const char *account, apr_int64_t device_id,
                                const char *store, const char *luid,

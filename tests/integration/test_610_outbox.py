@@ -8,6 +8,8 @@ import os
 import re
 import time
 import uuid
+
+import pytest
 from xml.sax.saxutils import escape
 
 import syncml as S
@@ -144,7 +146,9 @@ def test_614_database_down_nothing_sent_then_once(stack):
         assert st == 503
     finally:
         stack.dev("svc", "pg", "start")
-    time.sleep(1)
+    # (each child's pooled connections died with the server: a graceful
+    # restart gives fresh ones, so later tests see no first-use failures)
+    stack.graceful()
     assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=2) == []
     # the device retries the same message: sent once now
     for _ in range(20):
@@ -169,3 +173,41 @@ def test_615_invalid_recipient_is_refused(stack):
             % S.esc(outgoing("bad", to="nobody at all")))
     a = sess.post(sess.message(body))
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
+
+
+@pytest.mark.parametrize("point", ["outbox-received", "outbox-sent", "outbox-filed"])
+def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
+    """The httpd child dies (SIGKILL, test hook MEMDS_TEST_FAULT) right after
+    the ledger row is stored, right after the SMTP server's 250, and after
+    filing but before the answer is committed; the device retries the same
+    message and the mail is delivered exactly once, filed once."""
+    stack.allow_log(r"exit signal Killed|child pid \\d+ exit signal|retried while its submission")
+    tag = "kill-%s-%s" % (point, uuid.uuid4().hex[:6])
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess, body = _outbox_session(stack, devid, "1", tag)
+    msg = sess.message(body)
+    stack.dev("svc", "httpd", "stop")
+    env = dict(stack.env)
+    try:
+        stack.env = dict(env, MEMDS_TEST_FAULT=point)
+        stack.dev("svc", "httpd", "start")
+        try:
+            st = sess.post(msg).http_status
+        except Exception:
+            st = None  # the connection died with the child
+        assert st != 200
+    finally:
+        stack.env = env
+        stack.dev("svc", "httpd", "stop")
+        stack.dev("svc", "httpd", "start")
+    a = None
+    for _ in range(20):
+        a = sess.post(msg)
+        if a.http_status == 200:
+            break
+        time.sleep(0.5)
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"], a.body
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1

@@ -188,8 +188,18 @@ static void test_quoted_names(void)
     RCPTS(s, "real@x.org");
     /* comments (with commas), angle-addr without a name, quoted local part */
     s = PREP(HDRS_FULL "To: a@x.org (Alice, at work), (c) b@y.org,\r\n"
-             " <c@z.org>, \"d d\"@z.org\r\n\r\nbody\r\n");
-    RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "\"d d\"@z.org");
+             " <c@z.org>, \"d.d\"@z.org\r\n\r\nbody\r\n");
+    RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "\"d.d\"@z.org");
+    /* a blank inside a quoted local part is legal but cannot be passed to
+     * the SMTP layer: refused with a reason */
+    {
+        memds_mime_submission_t *r;
+        const char *why = NULL;
+        const char *m = HDRS_FULL "To: \"d d\"@z.org\r\n\r\nbody\r\n";
+        CU_ASSERT_EQUAL(memds_mime_prepare(&r, m, strlen(m), DEF_FROM, NULL, 0,
+                                           &why, unit_pool), APR_EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(why && strstr(why, "blank"));
+    }
 }
 
 static void test_encoded_names(void)
