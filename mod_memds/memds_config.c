@@ -60,6 +60,8 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->auth_failures = dc->auth_window = dc->auth_block = MEMDS_UNSET;
     dc->delete_policy = MEMDS_UNSET;
     dc->smtp_auth = MEMDS_UNSET;
+    dc->sent_copy = MEMDS_UNSET;
+    dc->rejected_to_drafts = MEMDS_UNSET;
     return dc;
 }
 
@@ -79,6 +81,8 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(master_user);
     MERGE_PTR(master_password);
     MERGE_INT(delete_policy);
+    MERGE_INT(sent_copy);
+    MERGE_INT(rejected_to_drafts);
     if (add->smtp_auth != MEMDS_UNSET) {
         c->smtp_auth = add->smtp_auth;
         c->smtp_user = add->smtp_user;
@@ -142,6 +146,8 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->smtp_user = dc->smtp_user;
     mbuf->smtp_password = dc->smtp_password;
     mbuf->pgpool = pgpool;
+    mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
+    mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout, MEMDS_DEFAULT_SESSION_TIMEOUT);
     cfg->max_msg_size = memds_dir_max_msg_size(dc);
@@ -333,6 +339,29 @@ static const char *set_smtp_auth(cmd_parms *cmd, void *dcv, const char *a1,
     dc->smtp_auth = MEMDS_SMTP_AUTH_FIXED;
     dc->smtp_user = a1;
     dc->smtp_password = a2;
+    return NULL;
+}
+
+static const char *set_sent_copy(cmd_parms *cmd, void *dcv, int flag)
+{
+    ((memds_dir_conf *)dcv)->sent_copy = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_rejected_mail(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (strcasecmp(arg, "drafts") == 0) {
+        dc->rejected_to_drafts = 1;
+    }
+    else if (strcasecmp(arg, "keep") == 0) {
+        dc->rejected_to_drafts = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "MemDSRejectedMail: '%s' is not drafts "
+                            "or keep", arg);
+    }
     return NULL;
 }
 
@@ -529,6 +558,15 @@ const command_rec memds_cmds[] = {
                    "(one submission account acting for each user as SASL "
                    "authzid): how mail is submitted to MemDSSMTPServer. "
                    "Default: none."),
+    AP_INIT_FLAG("MemDSSentCopy", set_sent_copy, NULL, RSRC_CONF | ACCESS_CONF,
+                 "On or Off: append a copy of each sent message to the Sent "
+                 "folder (Off when the submission server files it itself, "
+                 "like Gmail). Default: On."),
+    AP_INIT_TAKE1("MemDSRejectedMail", set_rejected_mail, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "drafts or keep: a message the SMTP server refuses goes to "
+                  "Drafts with the reason (X-MemDS-Send-Error), or stays "
+                  "only in the device's Outbox. Default: drafts."),
     AP_INIT_TAKE1("MemDSDeletePolicy", set_delete_policy, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "trash, flag or expunge: what a device's Delete does to the "

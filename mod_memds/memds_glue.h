@@ -85,6 +85,8 @@ typedef struct memds_dir_conf {
     memds_verifier_t verifier;  /**< built from auth_file at config time */
     const char *master_user, *master_password; /**< MemDSIMAPMaster */
     int delete_policy;          /**< MemDSDeletePolicy (MEMDS_UNSET) */
+    int sent_copy;              /**< MemDSSentCopy (MEMDS_UNSET) */
+    int rejected_to_drafts;     /**< MemDSRejectedMail (MEMDS_UNSET) */
     const char *folder_names[9]; /**< MemDSFolder, by memds_imap_role_e */
     int smtp_auth;              /**< MemDSSMTPAuth (MEMDS_UNSET) */
     const char *smtp_user, *smtp_password;

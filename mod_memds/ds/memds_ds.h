@@ -92,6 +92,8 @@ typedef struct memds_mail_cfg_t {
     int smtp_auth;              /**< MEMDS_SMTP_AUTH_* */
     const char *smtp_user, *smtp_password; /**< MemDSSMTPAuth USER PASSWORD */
     struct memds_pgpool_t *pgpool; /**< for the outbox ledger's own commits */
+    int no_sent_copy;           /**< MemDSSentCopy Off: the server files it */
+    int keep_rejected;          /**< MemDSRejectedMail keep: not to Drafts */
 } memds_mail_cfg_t;
 
 #define MEMDS_SMTP_AUTH_NONE  0  /**< no AUTH (trusted submission) */

@@ -1450,8 +1450,9 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
              * retry also treats as sent */
             return ledger_fail(ds, l);
         }
-        if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
-            != APR_SUCCESS) {
+        if (!X(ds)->cfg->no_sent_copy
+            && file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
+               != APR_SUCCESS) {
             /* sent: the copy is missing, which the log says; the device's
              * Add still succeeded */
             memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
@@ -1482,8 +1483,9 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
                            apr_pstrndup(ds->st->pool, reason, 200), "\r\n", NULL);
         copy = apr_pstrcat(ds->st->pool, copy, data, NULL);
-        if (file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy), MEMDS_MAIL_DRAFT,
-                      &draft) != APR_SUCCESS) {
+        if (!X(ds)->cfg->keep_rejected
+            && file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy),
+                         MEMDS_MAIL_DRAFT, &draft) != APR_SUCCESS) {
             ds->status = 0;
         }
         return fail(ds, o.status, apr_psprintf(ds->st->pool, "message refused "
@@ -1589,7 +1591,8 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                            "is not sent again", row.id, ds->account);
             }
             if ((strcmp(row.state, "submitting") == 0
-                 || strcmp(row.state, "submitted") == 0) && row.data) {
+                 || strcmp(row.state, "submitted") == 0) && row.data
+                && !x->cfg->no_sent_copy) {
                 /* sent, but the copy in Sent was not made: make it now */
                 const char *sent = NULL;
                 if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, row.data, row.len,
