@@ -1378,6 +1378,365 @@ static apr_status_t file_copy(memds_ds_t *ds, memds_imap_role_e role,
     return APR_SUCCESS;
 }
 
+
+/* ------------------------------- reply and forward without download
+ *
+ * A device replies to or forwards a message it has (maybe only its
+ * headers, truncated) without sending the original back: its Outbox
+ * message carries the header "X-MemDS-Reply: <server id>" or
+ * "X-MemDS-Forward: <server id>" (the id it got the original under; in an
+ * Email object or a message/rfc822 item alike). The server composes what
+ * goes out from the device's text and the original on IMAP, fetched by
+ * parts (BODYSTRUCTURE, then BODY.PEEK of the parts it needs):
+ * - reply: the original's text quoted under the device's text ("On <date>,
+ *   <from> wrote:" and "> " lines), In-Reply-To and References set; the
+ *   original gets \Answered;
+ * - forward: the original's text quoted under a "Forwarded message" line,
+ *   and every attachment of the original attached byte for byte (its MIME
+ *   header and body as stored); the original gets $Forwarded.
+ * Quoting needs the device's message to be one text/plain part without a
+ * transfer encoding (what phones send) and the original's text to be
+ * UTF-8 or ASCII; otherwise the text is attached instead of quoted. */
+
+typedef struct leaf_t {
+    const char *section, *type, *subtype, *charset, *encoding, *disposition;
+} leaf_t;
+
+typedef struct bs_ctx_t {
+    apr_pool_t *p;
+    apr_array_header_t *leaves;   /* leaf_t */
+    int multipart;
+} bs_ctx_t;
+
+static const char *param_of(const apr_array_header_t *params, const char *name)
+{
+    int i;
+
+    for (i = 0; params && i < params->nelts; ++i) {
+        const memds_imap_param_t *pa = &APR_ARRAY_IDX(params, i, memds_imap_param_t);
+        if (pa->name && strcasecmp(pa->name, name) == 0) {
+            return pa->value;
+        }
+    }
+    return NULL;
+}
+
+static void collect_leaves(bs_ctx_t *b, const memds_imap_body_t *n)
+{
+    int i;
+
+    if (n->multipart) {
+        for (i = 0; n->parts && i < n->parts->nelts; ++i) {
+            collect_leaves(b, APR_ARRAY_IDX(n->parts, i, memds_imap_body_t *));
+        }
+        return;
+    }
+    {
+        leaf_t *l = apr_array_push(b->leaves);
+        l->section = apr_pstrdup(b->p, n->section);
+        l->type = apr_pstrdup(b->p, n->type ? n->type : "text");
+        l->subtype = apr_pstrdup(b->p, n->subtype ? n->subtype : "plain");
+        l->charset = apr_pstrdup(b->p, param_of(n->params, "charset"));
+        l->encoding = apr_pstrdup(b->p, n->encoding);
+        l->disposition = apr_pstrdup(b->p, n->disposition);
+    }
+}
+
+static apr_status_t bs_cb(void *baton, const memds_imap_resp_t *r)
+{
+    bs_ctx_t *b = baton;
+
+    if (r->type == MEMDS_IMAP_RESP_FETCH && r->fetch->body) {
+        b->multipart = r->fetch->body->multipart;
+        collect_leaves(b, r->fetch->body);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
+                                  apr_int64_t uid, const char *section,
+                                  unsigned flags, memds_buf_t *out)
+{
+    memds_imap_err_t err;
+    memds_imap_body_info_t info;
+
+    memds_buf_init(out, 4096, ds->st->pool);
+    if (memds_imap_fetch_body(c, (apr_uint32_t)uid, section, 0, 0, flags,
+                              body_cb, out, &info, &err) != APR_SUCCESS) {
+        return fail_imap(ds, &err, "UID FETCH BODY.PEEK[part]");
+    }
+    memds_buf_addc(out, '\0');
+    out->len--;
+    return APR_SUCCESS;
+}
+
+/* Split a message into its header (with the blank line) and body. */
+static void split_msg(const char *m, apr_size_t len, apr_size_t *phlen)
+{
+    const char *e = NULL;
+    apr_size_t i;
+
+    for (i = 0; i + 3 < len; ++i) {
+        if (m[i] == '\r' && m[i + 1] == '\n' && m[i + 2] == '\r' && m[i + 3] == '\n') {
+            e = m + i + 4;
+            break;
+        }
+    }
+    *phlen = e ? (apr_size_t)(e - m) : len;
+}
+
+/* The header without the fields named in drop (NULL-terminated), without
+ * its blank line. */
+static const char *header_without(const char *m, apr_size_t hlen,
+                                  const char *const *drop, apr_pool_t *p)
+{
+    memds_buf_t b;
+    apr_size_t i = 0;
+    int skipping = 0;
+
+    memds_buf_init(&b, hlen + 1, p);
+    while (i < hlen) {
+        apr_size_t eol = i;
+        int k;
+        while (eol < hlen && m[eol] != '\n') {
+            ++eol;
+        }
+        if (eol < hlen) {
+            ++eol;
+        }
+        if (m[i] == '\r' || m[i] == '\n') {
+            break; /* the blank line */
+        }
+        if (m[i] != ' ' && m[i] != '\t') {
+            skipping = 0;
+            for (k = 0; drop[k]; ++k) {
+                apr_size_t n = strlen(drop[k]);
+                if (eol - i > n && strncasecmp(m + i, drop[k], n) == 0
+                    && m[i + n] == ':') {
+                    skipping = 1;
+                }
+            }
+        }
+        if (!skipping) {
+            memds_buf_add(&b, m + i, eol - i);
+        }
+        i = eol;
+    }
+    memds_buf_addc(&b, '\0');
+    return b.data;
+}
+
+/* "> " before every line of text (CRLF). */
+static void add_quoted(memds_buf_t *b, const char *t, apr_size_t n)
+{
+    apr_size_t i = 0;
+
+    while (i < n) {
+        apr_size_t eol = i;
+        while (eol < n && t[eol] != '\n') {
+            ++eol;
+        }
+        memds_buf_add(b, ">", 1);
+        if (eol > i && t[i] != '>') {
+            memds_buf_add(b, " ", 1);
+        }
+        memds_buf_add(b, t + i, (eol > i && t[eol - 1] == '\r') ? eol - 1 - i : eol - i);
+        memds_buf_add(b, "\r\n", 2);
+        i = eol + 1;
+    }
+}
+
+static int simple_text(const char *charset, const char *enc)
+{
+    return (!charset || !strcasecmp(charset, "utf-8") || !strcasecmp(charset, "us-ascii"))
+           && (!enc || !strcasecmp(enc, "7bit") || !strcasecmp(enc, "8bit")
+               || !strcasecmp(enc, "quoted-printable") || !strcasecmp(enc, "base64"));
+}
+
+/* in->msg becomes the composed message when it asks for a reply or forward. */
+static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
+{
+    static const char *const drop_top[] = {
+        "X-MemDS-Reply", "X-MemDS-Forward", "MIME-Version", "Content-Type",
+        "Content-Transfer-Encoding", NULL
+    };
+    apr_pool_t *p = ds->st->pool;
+    const char *rid = header_value(in->msg, in->len, "X-MemDS-Reply", p);
+    const char *fid = header_value(in->msg, in->len, "X-MemDS-Forward", p);
+    const char *id = rid ? rid : fid, *ctype, *cte, *orig_id, *from, *date,
+               *boundary, *refs;
+    memds_mmsg_t row;
+    const char *folder;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    bs_ctx_t b;
+    memds_buf_t out, hdr, text;
+    apr_size_t hlen, ohlen;
+    const leaf_t *textpart = NULL;
+    int quote, i, nattach = 0;
+    unsigned char rnd[8];
+
+    if (id == NULL) {
+        return APR_SUCCESS;
+    }
+    if (memds_mail_get_any(ds->st, &row, &folder, ds->account, id) != APR_SUCCESS) {
+        return fail(ds, 404, apr_psprintf(p, "the message to %s (%s) does not "
+                                          "exist (any more)", rid ? "reply to"
+                                          : "forward", id));
+    }
+    if (set_folder(ds, folder) != APR_SUCCESS || select_folder(ds, &c, NULL)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memset(&b, 0, sizeof(b));
+    b.p = p;
+    b.leaves = apr_array_make(p, 4, sizeof(leaf_t));
+    if (memds_imap_uid_fetch(c, apr_psprintf(p, "%" APR_INT64_T_FMT, row.uid),
+                             "(UID BODYSTRUCTURE)", 0, 0, bs_cb, &b, &err)
+        != APR_SUCCESS) {
+        return fail_imap(ds, &err, "UID FETCH BODYSTRUCTURE");
+    }
+    /* the original's header fields the reply needs */
+    if (fetch_section(ds, c, row.uid, "HEADER.FIELDS (FROM DATE MESSAGE-ID "
+                      "REFERENCES SUBJECT)", 0, &hdr) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    from = header_value(hdr.data, hdr.len, "From", p);
+    date = header_value(hdr.data, hdr.len, "Date", p);
+    orig_id = header_value(hdr.data, hdr.len, "Message-ID", p);
+    refs = header_value(hdr.data, hdr.len, "References", p);
+    for (i = 0; i < b.leaves->nelts; ++i) {
+        const leaf_t *l = &APR_ARRAY_IDX(b.leaves, i, leaf_t);
+        if (!strcasecmp(l->type, "text") && !strcasecmp(l->subtype, "plain")
+            && (!l->disposition || strcasecmp(l->disposition, "attachment"))) {
+            textpart = l;
+            break;
+        }
+    }
+    split_msg(in->msg, in->len, &hlen);
+    ctype = header_value(in->msg, hlen, "Content-Type", p);
+    cte = header_value(in->msg, hlen, "Content-Transfer-Encoding", p);
+    quote = textpart && simple_text(textpart->charset, textpart->encoding)
+            && (!ctype || !strncasecmp(ctype, "text/plain", 10))
+            && (!cte || !strcasecmp(cte, "7bit") || !strcasecmp(cte, "8bit"));
+    /* the new text: the device's, then the original's quoted */
+    memds_buf_init(&text, in->len + 1024, p);
+    memds_buf_add(&text, in->msg + hlen, in->len - hlen);
+    if (quote) {
+        memds_buf_t ot;
+        if (fetch_section(ds, c, row.uid, textpart->section, MEMDS_IMAP_BODY_BINARY,
+                          &ot) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (text.len >= 2 && memcmp(text.data + text.len - 2, "\r\n", 2) != 0) {
+            memds_buf_add(&text, "\r\n", 2);
+        }
+        if (rid) {
+            const char *att = apr_psprintf(p, "\r\nOn %s, %s wrote:\r\n",
+                                           date ? date : "an earlier day",
+                                           from ? from : "someone");
+            memds_buf_add(&text, att, strlen(att));
+        }
+        else {
+            const char *att = apr_psprintf(p, "\r\n---------- Forwarded message "
+                                           "----------\r\nFrom: %s\r\nDate: %s\r\n"
+                                           "\r\n", from ? from : "", date ? date : "");
+            memds_buf_add(&text, att, strlen(att));
+        }
+        add_quoted(&text, ot.data, ot.len);
+    }
+    /* the parts to attach: a forward's attachments (or the whole original
+     * when its text could not be quoted and it has no other part) */
+    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
+        return fail(ds, 500, "no random bytes for a MIME boundary");
+    }
+    boundary = apr_psprintf(p, "=_memds_%02x%02x%02x%02x%02x%02x%02x%02x",
+                            rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
+                            rnd[6], rnd[7]);
+    memds_buf_init(&out, in->len + text.len + 4096, p);
+    {
+        const char *h = header_without(in->msg, hlen, drop_top, p);
+        memds_buf_add(&out, h, strlen(h));
+    }
+    if (rid && orig_id) {
+        const char *x = apr_psprintf(p, "In-Reply-To: %s\r\nReferences: %s%s%s\r\n",
+                                     orig_id, refs ? refs : "", refs ? " " : "",
+                                     orig_id);
+        memds_buf_add(&out, x, strlen(x));
+    }
+    memds_buf_add(&out, "MIME-Version: 1.0\r\n", 19);
+    if (rid || (fid && b.leaves->nelts <= (textpart ? 1 : 0) && quote)) {
+        /* one text part: what the device wrote, with the quote */
+        const char *x = apr_psprintf(p, "Content-Type: %s\r\n%s%s%s\r\n",
+                                     ctype ? ctype : "text/plain; charset=UTF-8",
+                                     cte ? "Content-Transfer-Encoding: " : "",
+                                     cte ? cte : "", cte ? "\r\n" : "");
+        memds_buf_add(&out, x, strlen(x));
+        memds_buf_add(&out, text.data, text.len);
+    }
+    else {
+        const char *x = apr_psprintf(p, "Content-Type: multipart/mixed; "
+                                     "boundary=\"%s\"\r\n\r\n--%s\r\nContent-Type: "
+                                     "%s\r\n%s%s%s\r\n", boundary, boundary,
+                                     ctype ? ctype : "text/plain; charset=UTF-8",
+                                     cte ? "Content-Transfer-Encoding: " : "",
+                                     cte ? cte : "", cte ? "\r\n" : "");
+        memds_buf_add(&out, x, strlen(x));
+        memds_buf_add(&out, text.data, text.len);
+        for (i = 0; i < b.leaves->nelts; ++i) {
+            const leaf_t *l = &APR_ARRAY_IDX(b.leaves, i, leaf_t);
+            memds_buf_t mh, mb;
+            if (quote && l == textpart) {
+                continue;
+            }
+            if (!strcasecmp(l->type, "text") && !l->disposition && b.multipart
+                && l != textpart && !strcasecmp(l->subtype, "html") && quote) {
+                continue; /* the HTML twin of the quoted text */
+            }
+            if (!b.multipart) {
+                /* a single-part original: attach it whole */
+                if (fetch_section(ds, c, row.uid, "", 0, &mb) != APR_SUCCESS) {
+                    return APR_EGENERAL;
+                }
+                x = apr_psprintf(p, "\r\n--%s\r\nContent-Type: message/rfc822\r\n"
+                                 "Content-Disposition: attachment\r\n\r\n", boundary);
+                memds_buf_add(&out, x, strlen(x));
+                memds_buf_add(&out, mb.data, mb.len);
+                ++nattach;
+                break;
+            }
+            if (fetch_section(ds, c, row.uid, apr_pstrcat(p, l->section, ".MIME", NULL),
+                              0, &mh) != APR_SUCCESS
+                || fetch_section(ds, c, row.uid, l->section, 0, &mb) != APR_SUCCESS) {
+                return APR_EGENERAL;
+            }
+            x = apr_psprintf(p, "\r\n--%s\r\n", boundary);
+            memds_buf_add(&out, x, strlen(x));
+            memds_buf_add(&out, mh.data, mh.len); /* (ends with its blank line) */
+            memds_buf_add(&out, mb.data, mb.len);
+            ++nattach;
+        }
+        x = apr_psprintf(p, "\r\n--%s--\r\n", boundary);
+        memds_buf_add(&out, x, strlen(x));
+    }
+    in->msg = out.data;
+    in->len = out.len;
+    /* the original is now answered / forwarded */
+    if (select_folder(ds, &c, NULL) == APR_SUCCESS) {
+        int nf = row.flags | (rid ? MEMDS_MAIL_ANSWERED : MEMDS_MAIL_FORWARDED);
+        if (nf != row.flags && store_flags(ds, c, row.uid, row.flags, nf) == APR_SUCCESS) {
+            row.flags = nf;
+            if (memds_mail_update(ds->st, ds->account, folder, &row, 0, 0)
+                != APR_SUCCESS) {
+                return fail_db(ds);
+            }
+        }
+        ds->status = 0;
+    }
+    (void)ohlen;
+    return APR_SUCCESS;
+}
+
 /* The Outbox item's server id: "q" and the ledger row. */
 static const char *outbox_guid(memds_ds_t *ds, apr_int64_t id)
 {
@@ -1627,6 +1986,9 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     }
     else {
         id = 0;
+    }
+    if (compose_smart(ds, &in) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     from = strchr(ds->account, '@') ? ds->account : NULL;
     if (memds_mime_prepare(&sub, in.msg, in.len, from, NULL,

@@ -211,3 +211,99 @@ def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
     settle(stack)
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
+
+
+def _original_with_attachment(stack, folder, tag):
+    """A multipart message with a binary attachment in folder; synced once
+    by a real client so that it has a server id. Returns (guid, bytes)."""
+    import email.message
+    blob = os.urandom(3000) + b"\x00\r\n.\r\n" + os.urandom(500)
+    msg = email.message.EmailMessage()
+    msg["From"] = "Carol <carol@example.test>"
+    msg["To"] = "alice@example.test"
+    msg["Subject"] = tag
+    msg["Message-ID"] = "<%s@example.test>" % tag
+    msg["Date"] = "Mon, 1 Jan 2024 10:00:00 +0000"
+    msg.set_content("Dear Alice,\nplease find the report attached.\nCarol\n")
+    msg.add_attachment(blob, maintype="application", subtype="octet-stream",
+                       filename="report.bin")
+    raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+    m.login("alice", "alice-secret")
+    m.create(folder)
+    m.append(folder, None, imaplib.Time2Internaldate(time.time()), raw)
+    m.logout()
+    c = Client(stack, typ="raw-email", uri=folder)
+    c.sync("slow", url=stack["MEMDS_URL"])
+    guid = psql(stack, "SELECT guid FROM memds.mail_messages WHERE folder = '%s' "
+                       "AND NOT deleted" % folder)
+    return guid, blob
+
+
+def _send_smart(stack, header, guid, tag, text):
+    msg = ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+           "Subject: %s\r\n%s: %s\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+           "%s\r\n" % (tag, header, guid, text))
+    obj = "<Email><read>true</read><emailitem>%s</emailitem></Email>" % (
+        escape(msg).replace("\r", "&#13;"))
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret")
+    sess.post(sess.message(S.alert(1, 201, "Outbox", "./outbox", "n1")))
+    body = ("<Sync><CmdID>2</CmdID><Target><LocURI>Outbox</LocURI></Target><Source>"
+            "<LocURI>./outbox</LocURI></Source><Add><CmdID>3</CmdID><Item><Source>"
+            "<LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add></Sync>" % S.esc(obj))
+    a = sess.post(sess.message(body))
+    return [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"]
+
+
+def _delivered(stack, tag):
+    import email
+    from email import policy
+    m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+    m.login("bob", "bob-secret")
+    deadline = time.time() + 20
+    while True:
+        m.select("INBOX", readonly=True)
+        typ, d = m.search(None, "SUBJECT", '"%s"' % tag)
+        if d[0].split() or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    ids = d[0].split()
+    assert len(ids) == 1
+    raw = m.fetch(ids[0], "(BODY.PEEK[])")[1][0][1]
+    m.logout()
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_617_forward_and_reply_without_download(stack):
+    """The device forwards and replies by server id: the original's
+    attachment goes out byte for byte and its text quoted, without the
+    device ever sending (or having) them; the original is flagged."""
+    folder = "Orig" + uuid.uuid4().hex[:6]
+    otag = "orig-" + uuid.uuid4().hex[:6]
+    guid, blob = _original_with_attachment(stack, folder, otag)
+    ftag = "fwd-" + uuid.uuid4().hex[:6]
+    assert _send_smart(stack, "X-MemDS-Forward", guid, ftag, "FYI, see below.") == ["201"]
+    fwd = _delivered(stack, ftag)
+    assert "X-MemDS-Forward" not in fwd
+    atts = [p for p in fwd.iter_attachments()]
+    assert len(atts) == 1 and atts[0].get_filename() == "report.bin"
+    assert atts[0].get_content() == blob
+    text = fwd.get_body(preferencelist=("plain",)).get_content()
+    assert "FYI, see below." in text and "> please find the report attached." in text
+    rtag = "re-" + uuid.uuid4().hex[:6]
+    assert _send_smart(stack, "X-MemDS-Reply", guid, rtag, "Thanks, got it.") == ["201"]
+    rep = _delivered(stack, rtag)
+    assert rep["In-Reply-To"] == "<%s@example.test>" % otag
+    body = rep.get_body(preferencelist=("plain",)).get_content()
+    assert "Thanks, got it." in body and "> Dear Alice," in body and "wrote:" in body
+    assert list(rep.iter_attachments()) == []
+    m = imaplib.IMAP4("127.0.0.1", int(stack["MEMDS_IMAP_PORT"]))
+    m.login("alice", "alice-secret")
+    m.select(folder, readonly=True)
+    flags = m.fetch(b"1", "(FLAGS)")[1][0]
+    m.logout()
+    assert b"\\Answered" in flags and b"$Forwarded" in flags
+    # an unknown id: a clear status, nothing sent
+    stack.allow_log(r"does not exist \(any more\)")
+    assert _send_smart(stack, "X-MemDS-Reply", "m999999999", "nope", "x") == ["404"]
