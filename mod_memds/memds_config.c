@@ -44,6 +44,7 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(db_exptime);
     c->engine_used = add->engine_used;
     c->engine_where = add->engine_where;
+    c->engine_dirs = add->engine_dirs ? add->engine_dirs : base->engine_dirs;
     return c;
 }
 
@@ -51,6 +52,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
 {
     memds_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
+    dc->location = dir ? apr_pstrdup(p, dir) : NULL;
     dc->engine = MEMDS_UNSET;
     dc->max_msg_size = MEMDS_UNSET;
     dc->max_obj_size = MEMDS_UNSET;
@@ -71,6 +73,7 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     memds_dir_conf *c = apr_pcalloc(p, sizeof(*c));
 
     MERGE_INT(engine);
+    c->location = add->location ? add->location : base->location;
     MERGE_PTR(imap_url);
     MERGE_PTR(smtp_url);
     c->max_msg_size = add->max_msg_size != MEMDS_UNSET ? add->max_msg_size
@@ -146,6 +149,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->smtp_user = dc->smtp_user;
     mbuf->smtp_password = dc->smtp_password;
     mbuf->pgpool = pgpool;
+    mbuf->location = dc->location;
     mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     cfg->mail = mbuf;
@@ -199,6 +203,13 @@ static const char *set_engine(cmd_parms *cmd, void *dcv, int flag)
     if (flag) {
         memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
         sc->engine_used = 1;
+        if (dc->location) {
+            if (sc->engine_dirs == NULL) {
+                sc->engine_dirs = apr_array_make(cmd->pool, 2,
+                                                 sizeof(memds_dir_conf *));
+            }
+            APR_ARRAY_PUSH(sc->engine_dirs, memds_dir_conf *) = dc;
+        }
         if (sc->engine_where == NULL) {
             sc->engine_where = apr_psprintf(cmd->pool, "%s:%d",
                                             cmd->directive->filename,

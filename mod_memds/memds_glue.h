@@ -37,6 +37,8 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_AUTH_WINDOW   600
 #define MEMDS_DEFAULT_AUTH_BLOCK    600
 #define MEMDS_EXPIRE_INTERVAL       60
+/** Seconds between runs of the Outbox retry job. */
+#define MEMDS_OUTBOX_INTERVAL       10
 
 /**
  * Request counters shared by all children of one generation (anonymous shared
@@ -62,6 +64,8 @@ typedef struct memds_srv_conf {
     int db_min, db_keep, db_max, db_exptime; /**< MemDSDB* (MEMDS_UNSET) */
     int engine_used;            /**< a MemDSEngine On appeared in this server */
     const char *engine_where;   /**< where, for the configtest message */
+    apr_array_header_t *engine_dirs; /**< memds_dir_conf * of each location
+                                          with MemDSEngine On (background jobs) */
     /* Runtime, not configuration: set in post_config / child_init. */
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
     memds_counters_t *counters; /**< shared by the generation's children */
@@ -72,6 +76,7 @@ typedef struct memds_srv_conf {
 /** Per-directory (<Location>) configuration. */
 typedef struct memds_dir_conf {
     int engine;                 /**< MemDSEngine */
+    const char *location;       /**< the <Location> path, NULL elsewhere */
     const char *imap_url;       /**< MemDSIMAPServer */
     const char *smtp_url;       /**< MemDSSMTPServer */
     apr_off_t max_msg_size;     /**< MemDSMaxMsgSize (MEMDS_UNSET) */

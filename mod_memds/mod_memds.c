@@ -96,6 +96,35 @@ static apr_status_t expire_sessions(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+/* Watchdog job: send the Outbox messages whose retry is due, per location
+ * with its own settings (a singleton too: one child per node). */
+static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
+{
+    server_rec *s = data, *v;
+    int i;
+
+    if (state != AP_WATCHDOG_STATE_RUNNING) {
+        return APR_SUCCESS;
+    }
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        for (i = 0; sc->pgpool && sc->engine_dirs && i < sc->engine_dirs->nelts; ++i) {
+            const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
+                                                     memds_dir_conf *);
+            memds_engine_cfg_t cfg;
+            memds_verifier_t vbuf;
+            memds_mail_cfg_t mail;
+            int sent = 0;
+            if (dc->engine != 1 || dc->imap_url == NULL || dc->smtp_url == NULL) {
+                continue;
+            }
+            memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool, dc);
+            memds_outbox_background(&sent, sc->pgpool, &mail, 20, pool);
+        }
+    }
+    return APR_SUCCESS;
+}
+
 static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -136,6 +165,11 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             && get_instance(&wd, "memds-expire", 0, 1, pconf) == APR_SUCCESS) {
             register_cb(wd, apr_time_from_sec(MEMDS_EXPIRE_INTERVAL), s,
                         expire_sessions);
+        }
+        if (get_instance && register_cb
+            && get_instance(&wd, "memds-outbox", 0, 1, pconf) == APR_SUCCESS) {
+            register_cb(wd, apr_time_from_sec(MEMDS_OUTBOX_INTERVAL), s,
+                        retry_outbox);
         }
         else {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MEMDS_APLOGNO(00041)

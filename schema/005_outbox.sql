@@ -13,6 +13,7 @@ CREATE TABLE memds.outbox (
     account        text        NOT NULL,
     device_id      bigint      NOT NULL,
     store          text        NOT NULL,
+    location       text,
     luid           text        NOT NULL,
     content_sha1   text        NOT NULL,
     state          text        NOT NULL DEFAULT 'received'
@@ -31,7 +32,7 @@ CREATE TABLE memds.outbox (
     updated_at     timestamptz NOT NULL DEFAULT now(),
     UNIQUE (account, device_id, store, luid, content_sha1)
 );
-CREATE INDEX outbox_retry ON memds.outbox (next_attempt_at) WHERE state = 'retrying';
+CREATE INDEX outbox_retry ON memds.outbox (location, next_attempt_at) WHERE state = 'retrying';
 COMMENT ON TABLE memds.outbox IS
   'Outbox ledger: one row per message a device asked to send, written (and '
   'committed) before SMTP starts. A retried Add with the same item finds its '
@@ -42,6 +43,7 @@ COMMENT ON TABLE memds.outbox IS
 COMMENT ON COLUMN memds.outbox.account IS 'Sending account.';
 COMMENT ON COLUMN memds.outbox.device_id IS 'Device that sent it (memds.devices).';
 COMMENT ON COLUMN memds.outbox.store IS 'Datastore the device added it to (Outbox, or email for the hierarchical one).';
+COMMENT ON COLUMN memds.outbox.location IS 'The httpd <Location> (sync URL path) whose settings send it; the background retry job uses them.';
 COMMENT ON COLUMN memds.outbox.luid IS 'The device''s id of the Outbox item.';
 COMMENT ON COLUMN memds.outbox.content_sha1 IS 'SHA-1 of the item as the device sent it: a new item under an old LUID is a new message.';
 COMMENT ON COLUMN memds.outbox.state IS 'received (stored, SMTP not started), submitting (the end of the data is being handed to the server), submitted (250), filed (copy in Sent), acknowledged (the device got the answer), rejected (permanent failure), retrying (transient failure).';

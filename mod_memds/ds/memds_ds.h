@@ -93,6 +93,7 @@ typedef struct memds_mail_cfg_t {
     const char *smtp_user, *smtp_password; /**< MemDSSMTPAuth USER PASSWORD */
     struct memds_pgpool_t *pgpool; /**< for the outbox ledger's own commits */
     int no_sent_copy;           /**< MemDSSentCopy Off: the server files it */
+    const char *location;       /**< the <Location> path (outbox retries) */
     int keep_rejected;          /**< MemDSRejectedMail keep: not to Drafts */
 } memds_mail_cfg_t;
 
@@ -143,6 +144,17 @@ apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
                            memds_store_t *st, const char *account,
                            const char *store, apr_int64_t device_id,
                            apr_pool_t *p);
+/**
+ * The background part of sending: retry the due Outbox messages of every
+ * account sent through cfg->location (at most limit), with cfg's settings
+ * and the master user (a pass-through SMTP login cannot be retried without
+ * the device: those rows wait for its next sync). *psent: how many went
+ * out. Every step is committed at once (no surrounding transaction).
+ */
+apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
+                                     const memds_mail_cfg_t *cfg, int limit,
+                                     apr_pool_t *p);
+
 /** The mailbox datastore (memds_ds_imap.c). */
 apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
                                 apr_pool_t *p);

@@ -1998,7 +1998,8 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                                           why ? why : "invalid message"));
     }
     if (id == 0 && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
-                                       ds->store, ds->luid_hint, sha1,
+                                       ds->store, x->cfg->location,
+                                       ds->luid_hint, sha1,
                                        sub->message_id, sub->from,
                                        (const char *const *)sub->rcpts->elts,
                                        sub->rcpts->nelts, sub->data, sub->len)
@@ -2536,4 +2537,71 @@ memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p)
 
     sh->p = p;
     return sh;
+}
+
+apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
+                                     const memds_mail_cfg_t *cfg, int limit,
+                                     apr_pool_t *p)
+{
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    apr_array_header_t *rows;
+    const char *why;
+    apr_status_t rv;
+    int i;
+
+    *psent = 0;
+    if (cfg->location == NULL || cfg->smtp_url == NULL
+        || cfg->smtp_auth == MEMDS_SMTP_AUTH_USER) {
+        return APR_SUCCESS; /* nothing this job can send */
+    }
+    if (memds_pgpool_acquire_for(&conn, pool, &why, p) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_store_init(&st, conn, p);
+    if (memds_outbox_due_at(&st, &rows, cfg->location, limit) != APR_SUCCESS) {
+        memds_logf(cfg->log, 3, APR_SUCCESS, "outbox retries: %s", st.err);
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_outbox_row_t *r = APR_ARRAY_IDX(rows, i, memds_outbox_row_t *);
+        memds_ds_env_t env;
+        memds_ds_t *ds;
+        ledger_t l;
+        const char *g;
+        apr_pool_t *sub;
+
+        apr_pool_create(&sub, p);
+        memset(&env, 0, sizeof(env));
+        env.kind = "imap";
+        env.mail = cfg;
+        env.shared = memds_ds_shared_make(sub);
+        st.pool = sub;
+        if (memds_ds_open(&ds, &env, &st, r->account, r->store, r->device_id,
+                          sub) != APR_SUCCESS) {
+            apr_pool_destroy(sub);
+            continue;
+        }
+        rv = ledger_open(ds, &l);
+        if (rv == APR_SUCCESS) {
+            rv = submit(ds, &l, r->id, r->envelope_from,
+                        (const char *const *)r->rcpts->elts, r->rcpts->nelts,
+                        r->data, r->len, r->attempts);
+        }
+        if (rv == APR_SUCCESS && ds->ok_status == 0) {
+            rv = outbox_done(ds, r->id, &g);
+            if (rv == APR_SUCCESS) {
+                ++*psent;
+                memds_logf(cfg->log, 6, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                           " of %s: sent by the background retry", r->id,
+                           r->account);
+            }
+        }
+        if (rv != APR_SUCCESS && ds->reason) {
+            memds_logf(cfg->log, 4, APR_SUCCESS, "outbox retry: %s", ds->reason);
+        }
+        apr_pool_destroy(sub);
+        st.pool = p;
+    }
+    return APR_SUCCESS;
 }

@@ -767,7 +767,8 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
 
 apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *account, apr_int64_t device_id,
-                                 const char *store, const char *luid,
+                                 const char *store, const char *location,
+                                 const char *luid,
                                  const char *sha1, const char *message_id,
                                  const char *from, const char *const *rcpts,
                                  int nrcpts, const char *data, apr_size_t len)
@@ -786,11 +787,12 @@ apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
     qa_str(&a, from);
     qa_str(&a, text_array(rcpts, nrcpts, st->pool));
     qa_bin(&a, data, len);
+    qa_str(&a, location);
     rv = q_value(st, &id, "outbox_insert",
                  "INSERT INTO memds.outbox (account, device_id, store, luid,"
-                 " content_sha1, message_id, envelope_from, rcpts, data)"
-                 " VALUES ($1, $2::bigint, $3, $4, $5, $6, $7, $8::text[],"
-                 " $9::bytea) RETURNING outbox_id::text", &a);
+                 " content_sha1, message_id, envelope_from, rcpts, data,"
+                 " location) VALUES ($1, $2::bigint, $3, $4, $5, $6, $7,"
+                 " $8::text[], $9::bytea, $10) RETURNING outbox_id::text", &a);
     if (rv == APR_SUCCESS) {
         *pid = apr_atoi64(id);
     }
@@ -878,4 +880,42 @@ apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
                  " ON CONFLICT (account, folder, guid) DO UPDATE SET"
                  " deleted = true, seq = memds.item_seq_take(), changed_by = NULL,"
                  " updated_at = now()", &a);
+}
+
+apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
+                                 const char *location, int limit)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_array_header_t *arr;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, location);
+    qa_int(&a, limit);
+    rv = q_run(st, &res, "outbox_due_at",
+               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '),"
+               " ''), account, device_id, store FROM memds.outbox"
+               " WHERE location = $1 AND state = 'retrying'"
+               " AND next_attempt_at <= now() ORDER BY outbox_id LIMIT $2::int",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_outbox_row_t *));
+    for (i = 0; i < n; ++i) {
+        memds_outbox_row_t *o = apr_palloc(st->pool, sizeof(*o));
+        outbox_of(o, res, i, st->pool);
+        o->data = col_bytes(res, i, 10, &o->len, st->pool);
+        o->rcpts = rcpts_of(res, i, 11, st->pool);
+        o->account = col_str(res, i, 12, st->pool);
+        o->device_id = col_i64(res, i, 13, 0);
+        o->store = col_str(res, i, 14, st->pool);
+        APR_ARRAY_PUSH(arr, memds_outbox_row_t *) = o;
+    }
+    PQclear(res);
+    *prows = arr;
+    return APR_SUCCESS;
 }

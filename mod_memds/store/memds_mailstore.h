@@ -163,6 +163,8 @@ typedef struct memds_outbox_row_t {
     const char *state;          /**< received, submitting, submitted, filed,
                                      acknowledged, rejected, retrying */
     const char *luid, *message_id, *envelope_from, *sent_guid, *reason;
+    const char *account, *store; /**< (memds_outbox_due_at only) */
+    apr_int64_t device_id;
     apr_array_header_t *rcpts;  /**< const char * (with data: due rows only) */
     const char *data;           /**< NULL unless asked for */
     apr_size_t len;
@@ -176,10 +178,12 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
                                const char *account, apr_int64_t device_id,
                                const char *store, const char *luid,
                                const char *sha1);
-/** A new row in state received with the prepared message; *pid its id. */
+/** A new row in state received with the prepared message; *pid its id.
+ *  location: the sync location whose settings send it (may be NULL). */
 apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *account, apr_int64_t device_id,
-                                 const char *store, const char *luid,
+                                 const char *store, const char *location,
+                                 const char *luid,
                                  const char *sha1, const char *message_id,
                                  const char *from, const char *const *rcpts,
                                  int nrcpts, const char *data, apr_size_t len);
@@ -195,5 +199,10 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
 apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
                               const char *account, apr_int64_t device_id,
                               const char *store, int limit);
+
+/** Due retries of every account sent through location (memds_outbox_row_t *
+ *  with account, device_id, store and the message), at most limit. */
+apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
+                                 const char *location, int limit);
 
 #endif /* MEMDS_MAILSTORE_H */

@@ -307,3 +307,31 @@ def test_617_forward_and_reply_without_download(stack):
     # an unknown id: a clear status, nothing sent
     stack.allow_log(r"does not exist \(any more\)")
     assert _send_smart(stack, "X-MemDS-Reply", "m999999999", "nope", "x") == ["404"]
+
+
+def test_618_background_retry_without_the_device(stack):
+    """A message that could not be sent (MTA down) is sent by the background
+    job once the MTA is back, without the device syncing; the device's next
+    sync then deletes its Outbox item."""
+    stack.allow_log(r"not sent yet, retried|Mail server not reachable")
+    tag = "bg-" + uuid.uuid4().hex[:8]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    stack.dev("svc", "mta", "stop")
+    try:
+        sess, body = _outbox_session(stack, devid, "1", tag)
+        a = sess.post(sess.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
+        sess.post(sess.message(""))
+    finally:
+        stack.dev("svc", "mta", "start")
+    psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE state = 'retrying'")
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
+    assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                       "(device_id) WHERE d.devid = '%s'" % devid) == "filed"
+    s2 = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id="2")
+    s2.post(s2.message(S.alert(1, 200, "Outbox", "./outbox", "n2", last="n1")))
+    a = s2.post(s2.message(S.sync(2, "Outbox", "./outbox", [])))
+    assert [op for op, *_ in a.sync_items()] == ["Delete"]
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
