@@ -129,7 +129,8 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
 
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
-                          memds_pgpool_t *pgpool, const memds_dir_conf *dc)
+                          memds_pgpool_t *pgpool, memds_logincache_t *logins,
+                          const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
     memset(cfg, 0, sizeof(*cfg));
@@ -165,7 +166,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
         cfg->verifier = &dc->verifier;
     }
     else if (dc->imap_url) {
-        memds_verifier_imap(vbuf, dc->imap_url);
+        memds_verifier_imap(vbuf, dc->imap_url, logins);
         cfg->verifier = vbuf;
         cfg->record_md5 = 1;
     }

@@ -37,6 +37,10 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_AUTH_WINDOW   600
 #define MEMDS_DEFAULT_AUTH_BLOCK    600
 #define MEMDS_EXPIRE_INTERVAL       60
+/** Successful pass-through IMAP logins are trusted again for this long
+ *  (per child), at most this many remembered. */
+#define MEMDS_LOGIN_CACHE_SECS      120
+#define MEMDS_LOGIN_CACHE_MAX       4096
 /** Seconds between runs of the Outbox retry job. */
 #define MEMDS_OUTBOX_INTERVAL       10
 
@@ -68,6 +72,7 @@ typedef struct memds_srv_conf {
                                           with MemDSEngine On (background jobs) */
     /* Runtime, not configuration: set in post_config / child_init. */
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
+    memds_logincache_t *logins; /**< this child's recent pass-through logins */
     memds_counters_t *counters; /**< shared by the generation's children */
     memds_logger_t logger;      /**< core log lines to this server's ErrorLog */
     volatile apr_uint32_t schema_ok; /**< this child saw the right schema version */
@@ -112,7 +117,8 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
  *  the mailbox settings cfg->mail points to, logging through log. */
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
-                          memds_pgpool_t *pgpool, const memds_dir_conf *dc);
+                          memds_pgpool_t *pgpool, memds_logincache_t *logins,
+                          const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
 

@@ -118,7 +118,8 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
             if (dc->engine != 1 || dc->imap_url == NULL || dc->smtp_url == NULL) {
                 continue;
             }
-            memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool, dc);
+            memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
+                                 NULL, dc);
             memds_outbox_background(&sent, sc->pgpool, &mail, 20, pool);
         }
     }
@@ -193,6 +194,18 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
     memds_mime_global_init();
     apr_pool_create(&p, pchild);
     apr_pool_tag(p, "memds_pgpool");
+    {
+        /* Recent pass-through logins: one cache per child, for every
+         * virtual host (the server URL is part of each key). */
+        memds_logincache_t *logins = NULL;
+        if (memds_logincache_create(&logins, MEMDS_LOGIN_CACHE_SECS,
+                                    MEMDS_LOGIN_CACHE_MAX, pchild) != APR_SUCCESS) {
+            logins = NULL;
+        }
+        for (v = s; v; v = v->next) {
+            memds_srv_conf_get(v)->logins = logins;
+        }
+    }
     for (v = s; v; v = v->next) {
         memds_srv_conf *sc = memds_srv_conf_get(v);
         memds_pgpool_params_t pp;
@@ -457,7 +470,8 @@ static int memds_sync_handler(request_rec *r)
     if ((st = check_schema(r, sc, conn)) != OK) {
         return fail(r, sc, st);
     }
-    memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool, dc);
+    memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool,
+                         sc->logins, dc);
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

@@ -3,6 +3,9 @@
 #include "backends/memds_imap.h"
 
 #include <apr_base64.h>
+#include <apr_hash.h>
+#include <apr_sha1.h>
+#include <apr_thread_mutex.h>
 #include <apr_file_io.h>
 #include <apr_md5.h>
 #include <apr_random.h>
@@ -187,6 +190,9 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     apr_pool_t *sub;
     apr_status_t rv;
 
+    if (v->cache && memds_logincache_hit(v->cache, v->baton, user, password)) {
+        return APR_SUCCESS;
+    }
     if (apr_pool_create(&sub, p) != APR_SUCCESS) {
         return APR_ENOMEM;
     }
@@ -200,6 +206,9 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     rv = memds_imap_connect(&c, &cfg, &err, sub);
     if (rv == APR_SUCCESS) {
         memds_imap_close(c);
+        if (v->cache) {
+            memds_logincache_put(v->cache, v->baton, user, password);
+        }
     }
     else {
         /* A refused login is a wrong password; anything else means the
@@ -216,9 +225,97 @@ static apr_status_t imap_md5_inner(const memds_verifier_t *v, const char *user,
     return APR_ENOENT;
 }
 
-void memds_verifier_imap(memds_verifier_t *v, const char *url)
+void memds_verifier_imap(memds_verifier_t *v, const char *url,
+                         memds_logincache_t *cache)
 {
     v->check_password = imap_check;
     v->md5_inner = imap_md5_inner;
     v->baton = url;
+    v->cache = cache;
+}
+
+/* ------------------------------------------------------- login cache */
+
+struct memds_logincache_t {
+    apr_thread_mutex_t *lock;
+    apr_pool_t *pool;          /* entries; cleared when full */
+    apr_hash_t *h;             /* key -> apr_time_t * (expiry) */
+    unsigned char salt[16];
+    apr_interval_time_t ttl;
+    int max;
+};
+
+static const char *cache_key(const memds_logincache_t *c, const char *server,
+                             const char *user, const char *password,
+                             char *buf)
+{
+    apr_sha1_ctx_t ctx;
+    unsigned char d[APR_SHA1_DIGESTSIZE];
+    int i;
+
+    apr_sha1_init(&ctx);
+    apr_sha1_update_binary(&ctx, c->salt, sizeof(c->salt));
+    apr_sha1_update(&ctx, server ? server : "", (unsigned)strlen(server ? server : "") + 1);
+    apr_sha1_update(&ctx, user, (unsigned)strlen(user) + 1);
+    apr_sha1_update(&ctx, password, (unsigned)strlen(password));
+    apr_sha1_final(d, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; ++i) {
+        apr_snprintf(buf + 2 * i, 3, "%02x", d[i]);
+    }
+    return buf;
+}
+
+apr_status_t memds_logincache_create(memds_logincache_t **pc, int ttl_secs,
+                                     int max_entries, apr_pool_t *p)
+{
+    memds_logincache_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_status_t rv;
+
+    if ((rv = apr_generate_random_bytes(c->salt, sizeof(c->salt))) != APR_SUCCESS
+        || (rv = apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p))
+           != APR_SUCCESS
+        || (rv = apr_pool_create(&c->pool, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    c->h = apr_hash_make(c->pool);
+    c->ttl = apr_time_from_sec(ttl_secs);
+    c->max = max_entries > 0 ? max_entries : 1;
+    *pc = c;
+    return APR_SUCCESS;
+}
+
+int memds_logincache_hit(memds_logincache_t *c, const char *server,
+                         const char *user, const char *password)
+{
+    char key[2 * APR_SHA1_DIGESTSIZE + 1];
+    apr_time_t *exp;
+    int hit;
+
+    cache_key(c, server, user, password, key);
+    apr_thread_mutex_lock(c->lock);
+    exp = apr_hash_get(c->h, key, APR_HASH_KEY_STRING);
+    hit = exp && *exp > apr_time_now();
+    apr_thread_mutex_unlock(c->lock);
+    return hit;
+}
+
+void memds_logincache_put(memds_logincache_t *c, const char *server,
+                          const char *user, const char *password)
+{
+    char key[2 * APR_SHA1_DIGESTSIZE + 1];
+    apr_time_t *exp;
+
+    cache_key(c, server, user, password, key);
+    apr_thread_mutex_lock(c->lock);
+    if ((int)apr_hash_count(c->h) >= c->max) {
+        apr_pool_clear(c->pool); /* bounded: start over */
+        c->h = apr_hash_make(c->pool);
+    }
+    exp = apr_hash_get(c->h, key, APR_HASH_KEY_STRING);
+    if (exp == NULL) {
+        exp = apr_palloc(c->pool, sizeof(*exp));
+        apr_hash_set(c->h, apr_pstrdup(c->pool, key), APR_HASH_KEY_STRING, exp);
+    }
+    *exp = apr_time_now() + c->ttl;
+    apr_thread_mutex_unlock(c->lock);
 }

@@ -13,6 +13,22 @@
 #include <apr_pools.h>
 #include "syncml/memds_msg.h"
 
+/** Successful pass-through logins remembered for a short time, per
+ *  process (thread-safe), so that a device's sessions do not cost an IMAP
+ *  login each. Keys are salted SHA-1 digests of server, user and password:
+ *  no password is kept, and a different password never hits. */
+typedef struct memds_logincache_t memds_logincache_t;
+
+/** A cache of at most max_entries logins, each good for ttl_secs. */
+apr_status_t memds_logincache_create(memds_logincache_t **pc, int ttl_secs,
+                                     int max_entries, apr_pool_t *p);
+/** 1 when this login succeeded less than ttl_secs ago. */
+int memds_logincache_hit(memds_logincache_t *c, const char *server,
+                         const char *user, const char *password);
+/** Remember a successful login (when full, everything is forgotten). */
+void memds_logincache_put(memds_logincache_t *c, const char *server,
+                          const char *user, const char *password);
+
 typedef struct memds_verifier_t memds_verifier_t;
 struct memds_verifier_t {
     /** APR_SUCCESS: right; APR_EACCES: wrong user or password; other:
@@ -23,6 +39,7 @@ struct memds_verifier_t {
     apr_status_t (*md5_inner)(const memds_verifier_t *v, const char *user,
                               const char **pinner, apr_pool_t *p);
     const void *baton;
+    memds_logincache_t *cache;  /**< IMAP verifier: recent logins, or NULL */
 };
 
 /** A verifier over a Dovecot-style passwd-file ("user:{PLAIN}password:..."
@@ -33,7 +50,8 @@ void memds_verifier_passwd_file(memds_verifier_t *v, const char *path);
  *  with the device's user name and password: a successful login is the
  *  proof (pass-through). It knows no md5 inner values (APR_ENOENT). url is
  *  borrowed and must outlive the verifier. */
-void memds_verifier_imap(memds_verifier_t *v, const char *url);
+void memds_verifier_imap(memds_verifier_t *v, const char *url,
+                         memds_logincache_t *cache);
 
 /** B64(MD5(user ":" password)), the md5 "inner" value. */
 const char *memds_auth_md5_inner(const char *user, const char *password,

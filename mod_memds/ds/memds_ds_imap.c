@@ -870,6 +870,9 @@ static apr_status_t set_folder(memds_ds_t *ds, const char *folder)
         x->role = MEMDS_IMAP_ROLE_INBOX;
         return APR_SUCCESS;
     }
+    if (strcmp(folder, OUTBOX_FOLDER) == 0) {
+        return APR_SUCCESS;
+    }
     if (boxes_get(ds, &boxes) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -929,6 +932,14 @@ static apr_status_t scan_all(memds_ds_t *ds)
         if (set_folder(ds, l->name) != APR_SUCCESS || scan(ds) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
+    }
+    /* the Outbox: a folder of its own, not on IMAP (mail added to it is sent) */
+    if (x->cfg->smtp_url) {
+        if (memds_mail_folder_upsert(ds->st, ds->account, OUTBOX_FOLDER, "Outbox",
+                                     "outbox", 0, NULL) != APR_SUCCESS) {
+            return fail_db(ds);
+        }
+        apr_hash_set(seen, OUTBOX_FOLDER, APR_HASH_KEY_STRING, "");
     }
     for (i = 0; i < rows->nelts; ++i) {
         memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
@@ -2085,7 +2096,6 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
 }
 
 /* The row of a live message; APR_ENOENT if unknown or deleted. */
-static apr_status_t set_folder(memds_ds_t *ds, const char *folder);
 
 static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid)
 {
@@ -2226,8 +2236,13 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
         if (is_folder_item(type, data, len)) {
             return folder_add(ds, pguid, data, len);
         }
-        if (target_folder(ds, &f, &named) != APR_SUCCESS
-            || set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+        if (target_folder(ds, &f, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (named && strcmp(f.folder, OUTBOX_FOLDER) == 0) {
+            return outbox_add(ds, pguid, type, data, len); /* send it */
+        }
+        if (set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
             return APR_EGENERAL;
         }
     }
@@ -2560,7 +2575,9 @@ apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
     }
     memds_store_init(&st, conn, p);
     if (memds_outbox_due_at(&st, &rows, cfg->location, limit) != APR_SUCCESS) {
-        memds_logf(cfg->log, 3, APR_SUCCESS, "outbox retries: %s", st.err);
+        /* (PostgreSQL down or restarted: requests report that; the job
+         * just tries again at its next run) */
+        memds_logf(cfg->log, 6, APR_SUCCESS, "outbox retries skipped: %s", st.err);
         return APR_EGENERAL;
     }
     for (i = 0; i < rows->nelts; ++i) {

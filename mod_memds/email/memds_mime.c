@@ -314,6 +314,9 @@ static const char *check_addr(const char *s)
                 if (c >= at - 1 || u < 32 || u == 127) {
                     return "bad quoted local part";
                 }
+                if (u == ' ' || u == '<' || u == '>') {
+                    return "blank or angle bracket in a quoted local part";
+                }
             }
             else if (u == '"' || u < 32 || u == 127) {
                 return "bad quoted local part";

@@ -335,3 +335,37 @@ def test_618_background_retry_without_the_device(stack):
     settle(stack)
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
+
+
+def test_619_outbox_folder_of_the_hierarchical_datastore(stack):
+    """In the "email" datastore the Outbox is a folder (role outbox): a
+    message added into it is sent once, filed in Sent, and deleted from the
+    device's Outbox folder."""
+    from test_510_mail import _hier_items, _receive_all, _op
+    import xml.etree.ElementTree as ET
+    tag = "hier-out-" + uuid.uuid4().hex[:6]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    sess = S.Session(stack["MEMDS_URL"], devid, "bob", "bob-secret")
+    sess.post(sess.message(S.alert(1, 201, "email", "./email", "n1")))
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(2, "email", "./email", []))))
+    outbox = [src for op, src, par, typ, data, _ in got
+              if typ == "application/vnd.omads-folder+xml"
+              and ET.fromstring(data).findtext("role") == "outbox"]
+    assert len(outbox) == 1
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
+                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
+    sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>email</LocURI></Target>"
+                           "<Source><LocURI>./email</LocURI></Source>%s</Map>" % maps))
+    s2 = S.Session(stack["MEMDS_URL"], devid, "bob", "bob-secret", session_id="2")
+    s2.post(s2.message(S.alert(1, 200, "email", "./email", "n2", last="n1")))
+    msg = outgoing(tag, to="Alice <alice@example.test>").replace(
+        "From: Alice &lt;alice@example.test&gt;", "From: Bob &lt;bob@example.test&gt;")
+    ops = _op("Add", 3, "cOut1", "application/vnd.omads-email+xml", msg,
+              target_parent=outbox[0])
+    a = s2.post(s2.message("<Sync><CmdID>2</CmdID><Target><LocURI>email</LocURI></Target>"
+                           "<Source><LocURI>./email</LocURI></Source>%s</Sync>" % ops))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"], a.body
+    got2, a = _receive_all(s2, a)
+    assert [(op, par) for op, src, par, *_ in got2 if op == "Delete"] == [("Delete", None)]
+    assert len(copies(stack, "alice", "alice-secret", "INBOX", tag)) == 1
+    assert len(copies(stack, "bob", "bob-secret", "Sent", tag, wait=0)) == 1

@@ -85,10 +85,39 @@ static void passwd_file(void)
     CU_ASSERT_NOT_EQUAL(v.check_password(&v, "alice", "alice-secret", unit_pool), APR_SUCCESS);
 }
 
+/* Recent pass-through logins: right password hits, anything else misses,
+ * entries expire, and the cache stays bounded. */
+static void test_login_cache(void)
+{
+    memds_logincache_t *c, *c0;
+
+    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c, 60, 3, unit_pool), APR_SUCCESS);
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
+    memds_logincache_put(c, "imap://h", "alice", "pw");
+    CU_ASSERT_TRUE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "pw2"));
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "p"));
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "bob", "pw"));
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://other", "alice", "pw"));
+    /* no ambiguity from joining the parts */
+    memds_logincache_put(c, "imap://h", "ab", "c");
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "a", "bc"));
+    /* bounded: the fourth entry starts over */
+    memds_logincache_put(c, "imap://h", "u3", "x");
+    memds_logincache_put(c, "imap://h", "u4", "x");
+    CU_ASSERT_TRUE(memds_logincache_hit(c, "imap://h", "u4", "x"));
+    CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
+    /* a ttl of 0: nothing is trusted again */
+    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c0, 0, 3, unit_pool), APR_SUCCESS);
+    memds_logincache_put(c0, "imap://h", "alice", "pw");
+    CU_ASSERT_FALSE(memds_logincache_hit(c0, "imap://h", "alice", "pw"));
+}
+
 void unit_add_auth(void)
 {
     CU_pSuite s = CU_add_suite("auth", NULL, NULL);
 
+    CU_add_test(s, "login cache", test_login_cache);
     CU_add_test(s, "md5 known answer", md5_known_answer);
     CU_add_test(s, "basic credentials", basic_decode);
     CU_add_test(s, "nonces and comparison", nonces_differ);
