@@ -1914,6 +1914,13 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
     return APR_SUCCESS;
 }
 
+/* SMTP MAIL FROM: the account when it is an address (accounts that log in
+ * with their mail address), else the message's sender. */
+static const char *envelope_from(memds_ds_t *ds, const memds_mime_submission_t *sub)
+{
+    return strchr(ds->account, '@') ? ds->account : sub->from;
+}
+
 static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                                const char *type, const char *data,
                                apr_size_t len)
@@ -2011,14 +2018,14 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (id == 0 && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
                                        ds->store, x->cfg->location,
                                        ds->luid_hint, sha1,
-                                       sub->message_id, sub->from,
+                                       sub->message_id, envelope_from(ds, sub),
                                        (const char *const *)sub->rcpts->elts,
                                        sub->rcpts->nelts, sub->data, sub->len)
                    != APR_SUCCESS) {
         return ledger_fail(ds, &l);
     }
     fault_point("outbox-received");
-    if (submit(ds, &l, id, sub->from, (const char *const *)sub->rcpts->elts,
+    if (submit(ds, &l, id, envelope_from(ds, sub), (const char *const *)sub->rcpts->elts,
                sub->rcpts->nelts, sub->data, sub->len, 0) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -2036,6 +2043,10 @@ static apr_status_t outbox_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
     if (outbox_retry(ds) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    if (memds_outbox_acknowledge(ds->st, ds->account, ds->device_id, ds->store,
+                                 OUTBOX_FOLDER) != APR_SUCCESS) {
+        return fail_db(ds);
+    }
     return memds_store_items_seq(ds->st, pseq) == APR_SUCCESS ? APR_SUCCESS
            : fail_db(ds);
 }
@@ -2049,6 +2060,11 @@ static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
     }
     if ((X(ds)->hier ? scan_all(ds) : scan(ds)) != APR_SUCCESS) {
         return APR_EGENERAL;
+    }
+    if (X(ds)->hier && X(ds)->cfg->smtp_url
+        && memds_outbox_acknowledge(ds->st, ds->account, ds->device_id, ds->store,
+                                    OUTBOX_FOLDER) != APR_SUCCESS) {
+        return fail_db(ds);
     }
     if (memds_store_items_seq(ds->st, pseq) != APR_SUCCESS) {
         return fail_db(ds);

@@ -919,3 +919,25 @@ apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
     *prows = arr;
     return APR_SUCCESS;
 }
+
+apr_status_t memds_outbox_acknowledge(memds_store_t *st, const char *account,
+                                      apr_int64_t device_id, const char *store,
+                                      const char *folder)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, folder);
+    return q_cmd(st, NULL, "outbox_acknowledge",
+                 "UPDATE memds.outbox o SET state = 'acknowledged',"
+                 " updated_at = now() FROM memds.sync_state s,"
+                 " memds.mail_messages m"
+                 " WHERE o.account = $1 AND o.device_id = $2::bigint"
+                 " AND o.store = $3 AND o.state = 'filed'"
+                 " AND s.device_id = o.device_id AND s.store = o.store"
+                 " AND m.account = o.account AND m.folder = $4"
+                 " AND m.guid = 'q' || o.outbox_id AND m.seq <= s.last_seq", &a);
+}

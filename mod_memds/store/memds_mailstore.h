@@ -200,6 +200,13 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
                               const char *account, apr_int64_t device_id,
                               const char *store, int limit);
 
+/** Rows of (account, device, store) in state filed whose Outbox item the
+ *  device has since been told to delete in a completed session (the
+ *  tombstone "q<id>" in folder is at or below the device's last_seq):
+ *  the device got our answer; they become acknowledged. */
+apr_status_t memds_outbox_acknowledge(memds_store_t *st, const char *account,
+                                      apr_int64_t device_id, const char *store,
+                                      const char *folder);
 /** Due retries of every account sent through location (memds_outbox_row_t *
  *  with account, device_id, store and the message), at most limit. */
 apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,

@@ -68,9 +68,11 @@ def test_611_real_client_outbox_once_and_sent_once(stack):
         assert re.search(rb"(?im)^Message-ID: <", h) and re.search(rb"(?im)^Date: ", h)
     assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
                        "(device_id) WHERE d.devid = '%s'" % c.devid) == "filed"
-    # the next sync changes nothing
+    # the next sync changes nothing, and shows the device got the answer
     c.sync("two-way", url=stack["MEMDS_URL"])
     assert stats(c) == [0] * 8
+    assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                       "(device_id) WHERE d.devid = '%s'" % c.devid) == "acknowledged"
 
 
 def _outbox_session(stack, devid, sid, tag, last=None):
@@ -369,3 +371,91 @@ def test_619_outbox_folder_of_the_hierarchical_datastore(stack):
     assert [(op, par) for op, src, par, *_ in got2 if op == "Delete"] == [("Delete", None)]
     assert len(copies(stack, "alice", "alice-secret", "INBOX", tag)) == 1
     assert len(copies(stack, "bob", "bob-secret", "Sent", tag, wait=0)) == 1
+
+
+def _fake_smtp(reply_rcpt):
+    """A one-trick SMTP server on a free loopback port: every RCPT gets
+    reply_rcpt. Returns (port, list of connections seen, stop)."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.5)
+    seen = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            seen.append(1)
+            f = c.makefile("rwb")
+            f.write(b"220 fake ESMTP\r\n")
+            f.flush()
+            for line in f:
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    f.write(b"250 fake\r\n")
+                elif verb == b"MAIL":
+                    f.write(b"250 2.1.0 Ok\r\n")
+                elif verb == b"RCPT":
+                    f.write(reply_rcpt + b"\r\n")
+                elif verb == b"QUIT":
+                    f.write(b"221 2.0.0 Bye\r\n")
+                    f.flush()
+                    break
+                else:
+                    f.write(b"503 5.5.1 Error\r\n")
+                f.flush()
+            c.close()
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1], seen, stop
+
+
+def test_620_refused_by_the_smtp_server_goes_to_drafts(stack):
+    """A recipient the SMTP server refuses for good (a fake server answers
+    550 5.1.1 to RCPT): the device gets the documented status (400), the
+    message goes to Drafts with the reason, and a retried Add gets the same
+    status without another SMTP attempt."""
+    stack.allow_log(r"message refused by the SMTP server|Recipient address rejected")
+    port, seen, stop = _fake_smtp(b"550 5.1.1 <nobody@example.test>: User unknown")
+    try:
+        stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /rej>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+    MemDSIMAPMaster %s %s
+    MemDSSMTPServer smtp://127.0.0.1:%d
+</Location>
+""" % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"], port))
+        url = "http://127.0.0.1:%s/rej" % stack["MEMDS_HTTP_PORT"]
+        tag = "rej-" + uuid.uuid4().hex[:8]
+        devid = "dev-" + uuid.uuid4().hex[:8]
+        sess = S.Session(url, devid, "alice", "alice-secret")
+        sess.post(sess.message(S.alert(1, 201, "Outbox", "./outbox", "n1")))
+        body = ("<Sync><CmdID>2</CmdID><Target><LocURI>Outbox</LocURI></Target><Source>"
+                "<LocURI>./outbox</LocURI></Source><Add><CmdID>3</CmdID><Item><Source>"
+                "<LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add></Sync>"
+                % S.esc(outgoing(tag, to="Nobody <nobody@example.test>")))
+        a = sess.post(sess.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
+        assert len(seen) == 1
+        drafts = copies(stack, "alice", "alice-secret", "Drafts", tag, wait=5)
+        assert len(drafts) == 1 and b"X-MemDS-Send-Error: " in drafts[0]
+        assert b"User unknown" in drafts[0] or b"refused" in drafts[0]
+        assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                           "(device_id) WHERE d.devid = '%s'" % devid) == "rejected"
+        s2 = S.Session(url, devid, "alice", "alice-secret", session_id="2")
+        s2.post(s2.message(S.alert(1, 201, "Outbox", "./outbox", "n2")))
+        a = s2.post(s2.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
+        assert len(seen) == 1
+    finally:
+        stop.set()
