@@ -508,6 +508,25 @@ apr_status_t memds_imap_open_io(memds_imap_conn_t **pconn,
                                 const memds_imap_config_t *cfg,
                                 memds_imap_err_t *err, apr_pool_t *p);
 
+/**
+ * Logged-in connections kept between requests (per process, thread-safe):
+ * memds_imap_cache_get gives one logged in as cfg says (same server, user,
+ * authzid and password; an idle one proven alive by NOOP, else a new
+ * login), memds_imap_cache_put gives it back (kept only when healthy, with
+ * nothing selected: UNSELECT). At most max_idle are kept, each at most
+ * idle_secs idle and max_uses times. Connections live in pools of their
+ * own, not in the caller's.
+ */
+typedef struct memds_imap_cache_t memds_imap_cache_t;
+typedef struct memds_imap_lease_t memds_imap_lease_t;
+apr_status_t memds_imap_cache_create(memds_imap_cache_t **pc, int max_idle,
+                                     int idle_secs, int max_uses, apr_pool_t *p);
+apr_status_t memds_imap_cache_get(memds_imap_cache_t *c, memds_imap_lease_t **pl,
+                                  memds_imap_conn_t **pconn,
+                                  const memds_imap_config_t *cfg,
+                                  memds_imap_err_t *err);
+void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l);
+
 /** LOGOUT (best effort) and free the connection and its pool. */
 void memds_imap_close(memds_imap_conn_t *c);
 

@@ -130,6 +130,7 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc)
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           memds_pgpool_t *pgpool, memds_logincache_t *logins,
+                          memds_imap_cache_t *imap_cache,
                           const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
@@ -151,6 +152,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->smtp_password = dc->smtp_password;
     mbuf->pgpool = pgpool;
     mbuf->location = dc->location;
+    mbuf->imap_cache = imap_cache;
     mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     cfg->mail = mbuf;

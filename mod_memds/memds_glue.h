@@ -13,6 +13,7 @@
 
 #include "store/memds_pgpool.h"
 #include "ds/memds_engine.h"
+#include "backends/memds_imap.h"
 
 #ifndef MEMDS_MODULE_MAIN /* mod_memds.c declares it with the module */
 APLOG_USE_MODULE(memds);
@@ -41,6 +42,11 @@ APLOG_USE_MODULE(memds);
  *  (per child), at most this many remembered. */
 #define MEMDS_LOGIN_CACHE_SECS      120
 #define MEMDS_LOGIN_CACHE_MAX       4096
+/** IMAP connections a child keeps between requests, how long idle, and
+ *  for how many requests at most. */
+#define MEMDS_IMAP_CACHE_MAX        16
+#define MEMDS_IMAP_CACHE_IDLE_SECS  60
+#define MEMDS_IMAP_CACHE_USES       500
 /** Seconds between runs of the Outbox retry job. */
 #define MEMDS_OUTBOX_INTERVAL       10
 
@@ -73,6 +79,7 @@ typedef struct memds_srv_conf {
     /* Runtime, not configuration: set in post_config / child_init. */
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
     memds_logincache_t *logins; /**< this child's recent pass-through logins */
+    memds_imap_cache_t *imap_cache; /**< this child's idle IMAP connections */
     memds_counters_t *counters; /**< shared by the generation's children */
     memds_logger_t logger;      /**< core log lines to this server's ErrorLog */
     volatile apr_uint32_t schema_ok; /**< this child saw the right schema version */
@@ -118,6 +125,7 @@ apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           memds_pgpool_t *pgpool, memds_logincache_t *logins,
+                          memds_imap_cache_t *imap_cache,
                           const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);

@@ -119,7 +119,7 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
                 continue;
             }
             memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
-                                 NULL, dc);
+                                 NULL, NULL, dc);
             memds_outbox_background(&sent, sc->pgpool, &mail, 20, pool);
         }
     }
@@ -198,12 +198,19 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
         /* Recent pass-through logins: one cache per child, for every
          * virtual host (the server URL is part of each key). */
         memds_logincache_t *logins = NULL;
+        memds_imap_cache_t *imaps = NULL;
         if (memds_logincache_create(&logins, MEMDS_LOGIN_CACHE_SECS,
                                     MEMDS_LOGIN_CACHE_MAX, pchild) != APR_SUCCESS) {
             logins = NULL;
         }
+        if (memds_imap_cache_create(&imaps, MEMDS_IMAP_CACHE_MAX,
+                                    MEMDS_IMAP_CACHE_IDLE_SECS,
+                                    MEMDS_IMAP_CACHE_USES, pchild) != APR_SUCCESS) {
+            imaps = NULL;
+        }
         for (v = s; v; v = v->next) {
             memds_srv_conf_get(v)->logins = logins;
+            memds_srv_conf_get(v)->imap_cache = imaps;
         }
     }
     for (v = s; v; v = v->next) {
@@ -471,7 +478,7 @@ static int memds_sync_handler(request_rec *r)
         return fail(r, sc, st);
     }
     memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool,
-                         sc->logins, dc);
+                         sc->logins, sc->imap_cache, dc);
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

@@ -94,6 +94,8 @@ typedef struct memds_mail_cfg_t {
     struct memds_pgpool_t *pgpool; /**< for the outbox ledger's own commits */
     int no_sent_copy;           /**< MemDSSentCopy Off: the server files it */
     const char *location;       /**< the <Location> path (outbox retries) */
+    struct memds_imap_cache_t *imap_cache; /**< connections kept between
+                                                requests, or NULL */
     int keep_rejected;          /**< MemDSRejectedMail keep: not to Drafts */
 } memds_mail_cfg_t;
 

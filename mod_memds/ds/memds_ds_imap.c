@@ -38,6 +38,8 @@
 /* Per request: one IMAP connection and one LIST for every datastore. */
 struct memds_ds_shared_t {
     memds_imap_conn_t *conn;
+    memds_imap_lease_t *lease;   /* conn came from this cache entry */
+    memds_imap_cache_t *cache;
     apr_array_header_t *boxes;   /* memds_imap_list_t *, or NULL */
     apr_pool_t *p;
 };
@@ -120,8 +122,22 @@ static apr_status_t conn_get(memds_ds_t *ds, memds_imap_conn_t **pc)
     }
     c.io_timeout_ms = x->cfg->timeout_ms;
     c.log = x->cfg->log;
+    if (x->sh->lease) {
+        /* a broken connection from the cache: back (it is closed there) */
+        memds_imap_cache_put(x->sh->cache, x->sh->lease);
+        x->sh->lease = NULL;
+    }
     x->sh->conn = NULL;
-    if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p) != APR_SUCCESS) {
+    if (x->cfg->imap_cache) {
+        if (memds_imap_cache_get(x->cfg->imap_cache, &x->sh->lease, &x->sh->conn,
+                                 &c, &err) != APR_SUCCESS) {
+            x->sh->conn = NULL;
+            x->sh->lease = NULL;
+            return fail_imap(ds, &err, "login");
+        }
+        x->sh->cache = x->cfg->imap_cache;
+    }
+    else if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p) != APR_SUCCESS) {
         x->sh->conn = NULL;
         return fail_imap(ds, &err, "login");
     }
@@ -2562,11 +2578,25 @@ apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
     return APR_SUCCESS;
 }
 
+/* The end of the request: a cached connection goes back for the next. */
+static apr_status_t shared_done(void *data)
+{
+    memds_ds_shared_t *sh = data;
+
+    if (sh->lease) {
+        memds_imap_cache_put(sh->cache, sh->lease);
+        sh->lease = NULL;
+        sh->conn = NULL;
+    }
+    return APR_SUCCESS;
+}
+
 memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p)
 {
     memds_ds_shared_t *sh = apr_pcalloc(p, sizeof(*sh));
 
     sh->p = p;
+    apr_pool_cleanup_register(p, sh, shared_done, apr_pool_cleanup_null);
     return sh;
 }
 
