@@ -41,6 +41,8 @@ struct memds_ds_shared_t {
     memds_imap_lease_t *lease;   /* conn came from this cache entry */
     memds_imap_cache_t *cache;
     apr_array_header_t *boxes;   /* memds_imap_list_t *, or NULL */
+    apr_array_header_t *frows;   /* memds_mfitem_t * (email datastore), or
+                                    NULL: read again */
     apr_pool_t *p;
 };
 
@@ -361,64 +363,6 @@ static int flags_of_fetch(const memds_imap_fetch_t *f)
     return fl;
 }
 
-/* The value of header field name (unfolded, trimmed) in the header section
- * of msg, or NULL. */
-static const char *header_value(const char *msg, apr_size_t len,
-                                const char *name, apr_pool_t *p)
-{
-    apr_size_t nl = strlen(name), i = 0;
-
-    while (i < len) {
-        apr_size_t eol = i, end;
-        if (msg[i] == '\r' || msg[i] == '\n') {
-            return NULL; /* end of the header section */
-        }
-        while (eol < len && msg[eol] != '\n') {
-            ++eol;
-        }
-        if (eol - i > nl && strncasecmp(msg + i, name, nl) == 0
-            && msg[i + nl] == ':') {
-            memds_buf_t b;
-            apr_size_t s = i + nl + 1;
-            memds_buf_init(&b, 64, p);
-            end = eol;
-            for (;;) {
-                apr_size_t k;
-                for (k = s; k < end; ++k) {
-                    if (msg[k] != '\r') {
-                        memds_buf_addc(&b, msg[k]);
-                    }
-                }
-                /* folded continuation lines start with blank */
-                if (end + 1 < len && (msg[end + 1] == ' ' || msg[end + 1] == '\t')) {
-                    s = end + 1;
-                    end = s;
-                    while (end < len && msg[end] != '\n') {
-                        ++end;
-                    }
-                    continue;
-                }
-                break;
-            }
-            memds_buf_addc(&b, '\0');
-            {
-                char *v = b.data;
-                apr_size_t n = strlen(v);
-                while (*v == ' ' || *v == '\t') {
-                    ++v;
-                    --n;
-                }
-                while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
-                    v[--n] = '\0';
-                }
-                return *v ? v : NULL;
-            }
-        }
-        i = eol + 1;
-    }
-    return NULL;
-}
-
 /* Metadata of new messages, inserted BATCH at a time as FETCHes arrive. */
 typedef struct meta_ctx_t {
     memds_ds_t *ds;
@@ -475,7 +419,7 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
         const memds_imap_section_t *s = &APR_ARRAY_IDX(f->sections, i,
                                                        memds_imap_section_t);
         if (s->data) {
-            row->message_id = header_value(s->data, s->len, "Message-ID", m->sub);
+            row->message_id = memds_mime_header_value(s->data, s->len, "Message-ID", m->sub);
         }
     }
     if (m->remap) {
@@ -669,11 +613,9 @@ static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
     if (memds_mail_remap_finish(ds->st, ds->account, X(ds)->folder) != APR_SUCCESS) {
         return fail_db(ds);
     }
-    if (ds->st->conn && mb->uidvalidity) {
-        memds_logf(X(ds)->cfg->log, 5, APR_SUCCESS, "mailbox %s of %s: "
-                   "UIDVALIDITY changed to %u, %d known messages re-mapped",
-                   X(ds)->folder, ds->account, mb->uidvalidity, rows->nelts);
-    }
+    memds_logf(X(ds)->cfg->log, 5, APR_SUCCESS, "mailbox %s of %s: UIDVALIDITY "
+               "changed to %u, %d known messages re-mapped", X(ds)->folder,
+               ds->account, mb->uidvalidity, rows->nelts);
     return APR_SUCCESS;
 }
 
@@ -781,7 +723,7 @@ static apr_status_t parse_in(memds_ds_t *ds, incoming_t *in, const char *type,
         }
     }
     if (in->msg) {
-        in->message_id = header_value(in->msg, in->len, "Message-ID", p);
+        in->message_id = memds_mime_header_value(in->msg, in->len, "Message-ID", p);
     }
     return APR_SUCCESS;
 }
@@ -965,6 +907,7 @@ static apr_status_t scan_all(memds_ds_t *ds)
             return fail_db(ds);
         }
     }
+    x->sh->frows = NULL; /* (upserted and tombstoned above) */
     x->folder = NULL;
     return APR_SUCCESS;
 }
@@ -987,6 +930,23 @@ static const char *last_component(const char *path)
     return s ? s + 1 : path;
 }
 
+/* Every folder row of the account, read once per request (the email
+ * datastore needs them for each item's parent); a folder change drops
+ * them (x->sh->frows = NULL). */
+static apr_status_t folder_rows(memds_ds_t *ds, apr_array_header_t **prows)
+{
+    imap_ds_t *x = X(ds);
+
+    if (x->sh->frows == NULL
+        && memds_mail_folders_all(ds->st, &x->sh->frows, ds->account)
+           != APR_SUCCESS) {
+        x->sh->frows = NULL;
+        return fail_db(ds);
+    }
+    *prows = x->sh->frows;
+    return APR_SUCCESS;
+}
+
 /* The guid of the folder whose path is the parent of path, or NULL. */
 static apr_status_t parent_of_path(memds_ds_t *ds, const char *path,
                                    const char **pguid)
@@ -1001,8 +961,8 @@ static apr_status_t parent_of_path(memds_ds_t *ds, const char *path,
         return APR_SUCCESS;
     }
     ppath = apr_pstrndup(ds->st->pool, path, (apr_size_t)(slash - path));
-    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
-        return fail_db(ds);
+    if (folder_rows(ds, &rows) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     for (i = 0; i < rows->nelts; ++i) {
         memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
@@ -1112,6 +1072,7 @@ static apr_status_t folder_add(memds_ds_t *ds, const char **pguid,
         return fail_imap(ds, &ierr, "CREATE");
     }
     X(ds)->sh->boxes = NULL; /* LIST again when needed */
+    X(ds)->sh->frows = NULL;
     if (memds_mail_folder_upsert(ds->st, ds->account, wire, path, NULL,
                                  ds->device_id, pguid) != APR_SUCCESS) {
         return fail_db(ds);
@@ -1173,6 +1134,7 @@ static apr_status_t folder_replace(memds_ds_t *ds, const char *guid,
         return fail_imap(ds, &ierr, "RENAME");
     }
     X(ds)->sh->boxes = NULL;
+    X(ds)->sh->frows = NULL;
     if (memds_mail_folder_rename(ds->st, ds->account, f.folder, wire, path,
                                  ds->device_id) != APR_SUCCESS) {
         return fail_db(ds);
@@ -1203,6 +1165,7 @@ static apr_status_t folder_remove(memds_ds_t *ds, const char *guid)
         return fail_imap(ds, &ierr, "DELETE");
     }
     X(ds)->sh->boxes = NULL;
+    X(ds)->sh->frows = NULL;
     if (memds_mail_folder_gone(ds->st, ds->account, f.folder, ds->device_id)
         != APR_SUCCESS) {
         return fail_db(ds);
@@ -1280,8 +1243,8 @@ static apr_status_t hier_parent(memds_ds_t *ds, const char *guid,
     if (rv != APR_SUCCESS) {
         return rv == APR_ENOENT ? rv : fail_db(ds);
     }
-    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
-        return fail_db(ds);
+    if (folder_rows(ds, &rows) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     for (i = 0; i < rows->nelts; ++i) {
         memds_mfitem_t *r = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
@@ -1395,7 +1358,7 @@ static apr_status_t file_copy(memds_ds_t *ds, memds_imap_role_e role,
     memset(&row, 0, sizeof(row));
     row.uid = uid;
     row.flags = flags;
-    row.message_id = header_value(data, len, "Message-ID", ds->st->pool);
+    row.message_id = memds_mime_header_value(data, len, "Message-ID", ds->st->pool);
     row.size = (apr_int64_t)len;
     row.internaldate = apr_time_now();
     /* changed_by 0: every device of the account gets it */
@@ -1497,62 +1460,6 @@ static apr_status_t fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
     return APR_SUCCESS;
 }
 
-/* Split a message into its header (with the blank line) and body. */
-static void split_msg(const char *m, apr_size_t len, apr_size_t *phlen)
-{
-    const char *e = NULL;
-    apr_size_t i;
-
-    for (i = 0; i + 3 < len; ++i) {
-        if (m[i] == '\r' && m[i + 1] == '\n' && m[i + 2] == '\r' && m[i + 3] == '\n') {
-            e = m + i + 4;
-            break;
-        }
-    }
-    *phlen = e ? (apr_size_t)(e - m) : len;
-}
-
-/* The header without the fields named in drop (NULL-terminated), without
- * its blank line. */
-static const char *header_without(const char *m, apr_size_t hlen,
-                                  const char *const *drop, apr_pool_t *p)
-{
-    memds_buf_t b;
-    apr_size_t i = 0;
-    int skipping = 0;
-
-    memds_buf_init(&b, hlen + 1, p);
-    while (i < hlen) {
-        apr_size_t eol = i;
-        int k;
-        while (eol < hlen && m[eol] != '\n') {
-            ++eol;
-        }
-        if (eol < hlen) {
-            ++eol;
-        }
-        if (m[i] == '\r' || m[i] == '\n') {
-            break; /* the blank line */
-        }
-        if (m[i] != ' ' && m[i] != '\t') {
-            skipping = 0;
-            for (k = 0; drop[k]; ++k) {
-                apr_size_t n = strlen(drop[k]);
-                if (eol - i > n && strncasecmp(m + i, drop[k], n) == 0
-                    && m[i + n] == ':') {
-                    skipping = 1;
-                }
-            }
-        }
-        if (!skipping) {
-            memds_buf_add(&b, m + i, eol - i);
-        }
-        i = eol;
-    }
-    memds_buf_addc(&b, '\0');
-    return b.data;
-}
-
 /* "> " before every line of text (CRLF). */
 static void add_quoted(memds_buf_t *b, const char *t, apr_size_t n)
 {
@@ -1588,19 +1495,19 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
         "Content-Transfer-Encoding", NULL
     };
     apr_pool_t *p = ds->st->pool;
-    const char *rid = header_value(in->msg, in->len, "X-MemDS-Reply", p);
-    const char *fid = header_value(in->msg, in->len, "X-MemDS-Forward", p);
+    const char *rid = memds_mime_header_value(in->msg, in->len, "X-MemDS-Reply", p);
+    const char *fid = memds_mime_header_value(in->msg, in->len, "X-MemDS-Forward", p);
     const char *id = rid ? rid : fid, *ctype, *cte, *orig_id, *from, *date,
-               *boundary, *refs;
+               *boundary, *refs, *top;
     memds_mmsg_t row;
     const char *folder;
     memds_imap_conn_t *c;
     memds_imap_err_t err;
     bs_ctx_t b;
     memds_buf_t out, hdr, text;
-    apr_size_t hlen, ohlen;
+    apr_size_t hlen;
     const leaf_t *textpart = NULL;
-    int quote, i, nattach = 0;
+    int quote, i, nf;
     unsigned char rnd[8];
 
     if (id == NULL) {
@@ -1628,10 +1535,10 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
                       "REFERENCES SUBJECT)", 0, &hdr) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    from = header_value(hdr.data, hdr.len, "From", p);
-    date = header_value(hdr.data, hdr.len, "Date", p);
-    orig_id = header_value(hdr.data, hdr.len, "Message-ID", p);
-    refs = header_value(hdr.data, hdr.len, "References", p);
+    from = memds_mime_header_value(hdr.data, hdr.len, "From", p);
+    date = memds_mime_header_value(hdr.data, hdr.len, "Date", p);
+    orig_id = memds_mime_header_value(hdr.data, hdr.len, "Message-ID", p);
+    refs = memds_mime_header_value(hdr.data, hdr.len, "References", p);
     for (i = 0; i < b.leaves->nelts; ++i) {
         const leaf_t *l = &APR_ARRAY_IDX(b.leaves, i, leaf_t);
         if (!strcasecmp(l->type, "text") && !strcasecmp(l->subtype, "plain")
@@ -1640,9 +1547,12 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
             break;
         }
     }
-    split_msg(in->msg, in->len, &hlen);
-    ctype = header_value(in->msg, hlen, "Content-Type", p);
-    cte = header_value(in->msg, hlen, "Content-Transfer-Encoding", p);
+    top = memds_mime_header_without(in->msg, in->len, drop_top, &hlen, p);
+    if (top == NULL) {
+        return fail(ds, 400, "cannot read the header of the message");
+    }
+    ctype = memds_mime_header_value(in->msg, hlen, "Content-Type", p);
+    cte = memds_mime_header_value(in->msg, hlen, "Content-Transfer-Encoding", p);
     quote = textpart && simple_text(textpart->charset, textpart->encoding)
             && (!ctype || !strncasecmp(ctype, "text/plain", 10))
             && (!cte || !strcasecmp(cte, "7bit") || !strcasecmp(cte, "8bit"));
@@ -1681,10 +1591,7 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
                             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
                             rnd[6], rnd[7]);
     memds_buf_init(&out, in->len + text.len + 4096, p);
-    {
-        const char *h = header_without(in->msg, hlen, drop_top, p);
-        memds_buf_add(&out, h, strlen(h));
-    }
+    memds_buf_add(&out, top, strlen(top));
     if (rid && orig_id) {
         const char *x = apr_psprintf(p, "In-Reply-To: %s\r\nReferences: %s%s%s\r\n",
                                      orig_id, refs ? refs : "", refs ? " " : "",
@@ -1729,7 +1636,6 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
                                  "Content-Disposition: attachment\r\n\r\n", boundary);
                 memds_buf_add(&out, x, strlen(x));
                 memds_buf_add(&out, mb.data, mb.len);
-                ++nattach;
                 break;
             }
             if (fetch_section(ds, c, row.uid, apr_pstrcat(p, l->section, ".MIME", NULL),
@@ -1741,26 +1647,29 @@ static apr_status_t compose_smart(memds_ds_t *ds, incoming_t *in)
             memds_buf_add(&out, x, strlen(x));
             memds_buf_add(&out, mh.data, mh.len); /* (ends with its blank line) */
             memds_buf_add(&out, mb.data, mb.len);
-            ++nattach;
         }
         x = apr_psprintf(p, "\r\n--%s--\r\n", boundary);
         memds_buf_add(&out, x, strlen(x));
     }
     in->msg = out.data;
     in->len = out.len;
-    /* the original is now answered / forwarded */
-    if (select_folder(ds, &c, NULL) == APR_SUCCESS) {
-        int nf = row.flags | (rid ? MEMDS_MAIL_ANSWERED : MEMDS_MAIL_FORWARDED);
-        if (nf != row.flags && store_flags(ds, c, row.uid, row.flags, nf) == APR_SUCCESS) {
+    /* the original is now answered / forwarded (best effort: the message
+     * goes out either way) */
+    nf = row.flags | (rid ? MEMDS_MAIL_ANSWERED : MEMDS_MAIL_FORWARDED);
+    if (nf != row.flags) {
+        if (store_flags(ds, c, row.uid, row.flags, nf) == APR_SUCCESS) {
             row.flags = nf;
             if (memds_mail_update(ds->st, ds->account, folder, &row, 0, 0)
                 != APR_SUCCESS) {
                 return fail_db(ds);
             }
         }
-        ds->status = 0;
+        else {
+            memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "%s (the original "
+                       "stays unflagged)", ds->reason);
+            ds->status = 0;
+        }
     }
-    (void)ohlen;
     return APR_SUCCESS;
 }
 
@@ -1904,7 +1813,8 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
     if (ledger_open(ds, &l) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_outbox_due(&l.st, &rows, ds->account, ds->device_id, ds->store, 20)
+    if (memds_outbox_due(&l.st, &rows, NULL, ds->account, ds->device_id,
+                         ds->store, 20)
         != APR_SUCCESS) {
         return ledger_fail(ds, &l);
     }
@@ -2620,7 +2530,8 @@ apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
         return APR_EGENERAL;
     }
     memds_store_init(&st, conn, p);
-    if (memds_outbox_due_at(&st, &rows, cfg->location, limit) != APR_SUCCESS) {
+    if (memds_outbox_due(&st, &rows, cfg->location, NULL, 0, NULL, limit)
+        != APR_SUCCESS) {
         /* (PostgreSQL down or restarted: requests report that; the job
          * just tries again at its next run) */
         memds_logf(cfg->log, 6, APR_SUCCESS, "outbox retries skipped: %s", st.err);

@@ -283,6 +283,78 @@ static apr_status_t scan_header(apr_array_header_t **pfields,
     return APR_SUCCESS;
 }
 
+/* A field name as name_is() wants it: lower case. */
+static const char *lower(const char *s, apr_pool_t *p)
+{
+    char *o = apr_pstrdup(p, s), *c;
+
+    for (c = o; *c; ++c) {
+        *c = (char)lc((unsigned char)*c);
+    }
+    return o;
+}
+
+const char *memds_mime_header_value(const char *msg, apr_size_t len,
+                                    const char *name, apr_pool_t *p)
+{
+    apr_array_header_t *fields;
+    apr_size_t body;
+    const char *why, *ln = lower(name, p);
+    int i;
+
+    if (scan_header(&fields, &body, msg, len, &why, p) != APR_SUCCESS) {
+        return NULL;
+    }
+    for (i = 0; i < fields->nelts; ++i) {
+        const hfield_t *f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (name_is(f, ln)) {
+            char *v = unfold(f, p);
+            apr_size_t n;
+            while (is_wsp((unsigned char)*v)) {
+                ++v;
+            }
+            n = strlen(v);
+            while (n > 0 && is_wsp((unsigned char)v[n - 1])) {
+                v[--n] = '\0';
+            }
+            return *v ? v : NULL;
+        }
+    }
+    return NULL;
+}
+
+const char *memds_mime_header_without(const char *msg, apr_size_t len,
+                                      const char *const *drop,
+                                      apr_size_t *pbody, apr_pool_t *p)
+{
+    apr_array_header_t *fields;
+    apr_size_t body, n = 0;
+    const char *why;
+    char *out;
+    int i, k;
+
+    if (scan_header(&fields, &body, msg, len, &why, p) != APR_SUCCESS) {
+        return NULL;
+    }
+    out = apr_palloc(p, body + 1);
+    for (i = 0; i < fields->nelts; ++i) {
+        const hfield_t *f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        int keep = 1;
+        for (k = 0; drop[k]; ++k) {
+            if (name_is(f, lower(drop[k], p))) {
+                keep = 0;
+            }
+        }
+        if (keep) {
+            memcpy(out + n, f->line, f->len);
+            n += f->len;
+        }
+    }
+    out[n] = '\0';
+    *pbody = body;
+    return out;
+}
+
 /* ------------------------------------------------------------ addresses */
 
 /* An RFC 5321 Mailbox: Local-part "@" (Domain / address-literal); bytes

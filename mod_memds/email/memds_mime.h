@@ -122,4 +122,22 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
                                 apr_size_t max_len, const char **pwhy,
                                 apr_pool_t *p);
 
+/**
+ * The value of the first header field called name (case-insensitive) of a
+ * CRLF message: unfolded, blanks around it removed; NULL when there is no
+ * such field, it is empty, or the header is malformed.
+ */
+const char *memds_mime_header_value(const char *msg, apr_size_t len,
+                                    const char *name, apr_pool_t *p);
+
+/**
+ * The header fields of a CRLF message except those named in drop
+ * (NULL-terminated list, case-insensitive), as text without the empty line
+ * that ends the header; *pbody the offset of the body. NULL when the
+ * header is malformed.
+ */
+const char *memds_mime_header_without(const char *msg, apr_size_t len,
+                                      const char *const *drop,
+                                      apr_size_t *pbody, apr_pool_t *p);
+
 #endif /* MEMDS_MIME_H */

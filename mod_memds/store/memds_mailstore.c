@@ -9,6 +9,15 @@
 
 #define USEC 1000000
 
+/* The first parameters of most statements: $1 account, $2 folder. */
+static void qa_folder(qargs_t *a, memds_store_t *st, const char *account,
+                      const char *folder)
+{
+    qa_init(a, st->pool);
+    qa_str(a, account);
+    qa_str(a, folder);
+}
+
 static const char *secs_or_null(apr_time_t t, apr_pool_t *p)
 {
     return t ? apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)(t / USEC))
@@ -250,18 +259,16 @@ apr_status_t memds_mail_remap_one(memds_store_t *st, const char *account,
 {
     qargs_t a;
 
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_str(&a, folder);
+    qa_folder(&a, st, account, folder);
     qa_str(&a, guid);
     qa_i64(&a, uid);
-    qa_int(&a, flags);
     if (flags == old_flags) {
         return q_cmd(st, NULL, "mail_remap_one",
                      "UPDATE memds.mail_messages SET uid = $4::bigint,"
                      " updated_at = now() WHERE account = $1 AND folder = $2"
-                     " AND guid = $3 AND $5::int IS NOT NULL", &a);
+                     " AND guid = $3", &a);
     }
+    qa_int(&a, flags);
     return q_cmd(st, NULL, "mail_remap_one",
                  "UPDATE memds.mail_messages SET uid = $4::bigint,"
                  " flags = $5::int, seq = memds.item_seq_take(),"
@@ -503,17 +510,18 @@ apr_status_t memds_mail_folder_upsert(memds_store_t *st, const char *account,
                                       const char *role, apr_int64_t changed_by,
                                       const char **pguid)
 {
-    qargs_t a;
+    qargs_t a, k;
     const char *g;
+    apr_status_t rv;
 
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_str(&a, folder);
+    qa_folder(&a, st, account, folder);
     qa_str(&a, name);
     qa_str(&a, role);
     qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
                                          changed_by) : NULL);
-    return q_value(st, pguid ? pguid : &g, "mail_folder_upsert",
+    /* written only when new or changed (a scan calls this for every
+     * folder); unchanged, the guid is read */
+    rv = q_value(st, pguid ? pguid : &g, "mail_folder_upsert",
                    "INSERT INTO memds.mail_folders AS f (account, folder,"
                    " uidvalidity, name, role, changed_by)"
                    " VALUES ($1, $2, 0, $3, $4, $5::bigint)"
@@ -523,14 +531,14 @@ apr_status_t memds_mail_folder_upsert(memds_store_t *st, const char *account,
                    " changed_by = EXCLUDED.changed_by"
                    " WHERE f.deleted OR f.name IS DISTINCT FROM EXCLUDED.name"
                    " OR f.role IS DISTINCT FROM EXCLUDED.role"
-                   " RETURNING guid", &a)
-           == APR_ENOENT
-           ? q_value(st, pguid ? pguid : &g, "mail_folder_guid",
-                     "SELECT guid FROM memds.mail_folders WHERE account = $1"
-                     " AND folder = $2 AND $3::text IS NOT DISTINCT FROM $3"
-                     " AND $4::text IS NOT DISTINCT FROM $4"
-                     " AND $5::bigint IS NOT DISTINCT FROM $5", &a)
-           : APR_SUCCESS;
+                   " RETURNING guid", &a);
+    if (rv != APR_ENOENT) {
+        return rv;
+    }
+    qa_folder(&k, st, account, folder);
+    return q_value(st, pguid ? pguid : &g, "mail_folder_guid",
+                   "SELECT guid FROM memds.mail_folders WHERE account = $1"
+                   " AND folder = $2", &k);
 }
 
 apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
@@ -563,26 +571,26 @@ apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
                                       const char *from, const char *to,
                                       const char *name, apr_int64_t changed_by)
 {
-    qargs_t a;
+    qargs_t d, m, a;
     apr_status_t rv;
 
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_str(&a, from);
-    qa_str(&a, to);
-    qa_str(&a, name);
-    qa_i64(&a, changed_by);
+    /* a tombstone under the new name would collide: it goes */
+    qa_folder(&d, st, account, to);
     rv = q_cmd(st, NULL, "mail_folder_rename_drop",
                "DELETE FROM memds.mail_folders WHERE account = $1"
-               " AND folder = $3 AND deleted AND $2::text IS NOT NULL"
-               " AND $4::text IS NOT NULL AND $5::bigint IS NOT NULL", &a);
+               " AND folder = $2 AND deleted", &d);
     if (rv == APR_SUCCESS) {
+        qa_folder(&m, st, account, from);
+        qa_str(&m, to);
         rv = q_cmd(st, NULL, "mail_folder_rename_msgs",
                    "UPDATE memds.mail_messages SET folder = $3"
-                   " WHERE account = $1 AND folder = $2"
-                   " AND $4::text IS NOT NULL AND $5::bigint IS NOT NULL", &a);
+                   " WHERE account = $1 AND folder = $2", &m);
     }
     if (rv == APR_SUCCESS) {
+        qa_folder(&a, st, account, from);
+        qa_str(&a, to);
+        qa_str(&a, name);
+        qa_i64(&a, changed_by);
         rv = q_cmd(st, NULL, "mail_folder_rename",
                    "UPDATE memds.mail_folders SET folder = $3, name = $4,"
                    " seq = memds.item_seq_take(), changed_by = $5::bigint"
@@ -666,23 +674,21 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
                              const memds_mmsg_t *row, apr_int64_t new_uid,
                              apr_int64_t changed_by)
 {
-    qargs_t a;
+    qargs_t d, a;
     apr_status_t rv;
 
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_str(&a, from);
-    qa_str(&a, to);
-    qa_str(&a, row->guid);
-    qa_i64(&a, new_uid);
-    qa_i64(&a, changed_by);
     /* a tombstone of an earlier stay in "to" would collide: it goes */
+    qa_folder(&d, st, account, to);
+    qa_str(&d, row->guid);
     rv = q_cmd(st, NULL, "mail_move_clear",
                "DELETE FROM memds.mail_messages WHERE account = $1"
-               " AND folder = $3 AND guid = $4 AND deleted"
-               " AND $2::text IS NOT NULL AND $5::bigint IS NOT NULL"
-               " AND $6::bigint IS NOT NULL", &a);
+               " AND folder = $2 AND guid = $3 AND deleted", &d);
     if (rv == APR_SUCCESS) {
+        qa_folder(&a, st, account, from);
+        qa_str(&a, to);
+        qa_str(&a, row->guid);
+        qa_i64(&a, new_uid);
+        qa_i64(&a, changed_by);
         rv = q_cmd(st, NULL, "mail_move",
                    "WITH s AS (SELECT memds.item_seq_take() AS v),"
                    " old AS (UPDATE memds.mail_messages m SET deleted = true,"
@@ -827,43 +833,6 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
                  " updated_at = now() WHERE outbox_id = $1::bigint", &a);
 }
 
-apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
-                              const char *account, apr_int64_t device_id,
-                              const char *store, int limit)
-{
-    qargs_t a;
-    PGresult *res;
-    apr_array_header_t *arr;
-    apr_status_t rv;
-    int i, n;
-
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_i64(&a, device_id);
-    qa_str(&a, store);
-    qa_int(&a, limit);
-    rv = q_run(st, &res, "outbox_due",
-               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), '')"
-               " FROM memds.outbox WHERE account = $1 AND device_id = $2::bigint"
-               " AND store = $3 AND state = 'retrying'"
-               " AND next_attempt_at <= now() ORDER BY outbox_id LIMIT $4::int",
-               &a, PGRES_TUPLES_OK);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    n = PQntuples(res);
-    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_outbox_row_t *));
-    for (i = 0; i < n; ++i) {
-        memds_outbox_row_t *o = apr_palloc(st->pool, sizeof(*o));
-        outbox_of(o, res, i, st->pool);
-        o->data = col_bytes(res, i, 10, &o->len, st->pool);
-        o->rcpts = rcpts_of(res, i, 11, st->pool);
-        APR_ARRAY_PUSH(arr, memds_outbox_row_t *) = o;
-    }
-    PQclear(res);
-    *prows = arr;
-    return APR_SUCCESS;
-}
 
 apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
                                   const char *folder, const char *guid)
@@ -882,8 +851,10 @@ apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
                  " updated_at = now()", &a);
 }
 
-apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
-                                 const char *location, int limit)
+apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
+                              const char *location, const char *account,
+                              apr_int64_t device_id, const char *store,
+                              int limit)
 {
     qargs_t a;
     PGresult *res;
@@ -893,13 +864,18 @@ apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
 
     qa_init(&a, st->pool);
     qa_str(&a, location);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
     qa_int(&a, limit);
-    rv = q_run(st, &res, "outbox_due_at",
+    rv = q_run(st, &res, "outbox_due",
                "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '),"
                " ''), account, device_id, store FROM memds.outbox"
-               " WHERE location = $1 AND state = 'retrying'"
-               " AND next_attempt_at <= now() ORDER BY outbox_id LIMIT $2::int",
-               &a, PGRES_TUPLES_OK);
+               " WHERE state = 'retrying' AND next_attempt_at <= now()"
+               " AND ($1::text IS NULL OR location = $1)"
+               " AND ($2::text IS NULL OR (account = $2"
+               "  AND device_id = $3::bigint AND store = $4))"
+               " ORDER BY outbox_id LIMIT $5::int", &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }

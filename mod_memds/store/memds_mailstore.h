@@ -163,7 +163,7 @@ typedef struct memds_outbox_row_t {
     const char *state;          /**< received, submitting, submitted, filed,
                                      acknowledged, rejected, retrying */
     const char *luid, *message_id, *envelope_from, *sent_guid, *reason;
-    const char *account, *store; /**< (memds_outbox_due_at only) */
+    const char *account, *store; /**< (memds_outbox_due only) */
     apr_int64_t device_id;
     apr_array_header_t *rcpts;  /**< const char * (with data: due rows only) */
     const char *data;           /**< NULL unless asked for */
@@ -194,11 +194,6 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
                               const char *state, int status, const char *reason,
                               const char *sent_guid, int attempt,
                               int retry_secs, int clear_data);
-/** Rows of (account, device, store) waiting for a retry that is due, with
- *  their message (memds_outbox_row_t *), at most limit. */
-apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
-                              const char *account, apr_int64_t device_id,
-                              const char *store, int limit);
 
 /** Rows of (account, device, store) in state filed whose Outbox item the
  *  device has since been told to delete in a completed session (the
@@ -207,9 +202,12 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
 apr_status_t memds_outbox_acknowledge(memds_store_t *st, const char *account,
                                       apr_int64_t device_id, const char *store,
                                       const char *folder);
-/** Due retries of every account sent through location (memds_outbox_row_t *
- *  with account, device_id, store and the message), at most limit. */
-apr_status_t memds_outbox_due_at(memds_store_t *st, apr_array_header_t **prows,
-                                 const char *location, int limit);
+/** Retries that are due (memds_outbox_row_t * with account, device_id,
+ *  store and the message), at most limit: of every account sent through
+ *  location (account NULL), or of one device's datastore (location NULL). */
+apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
+                              const char *location, const char *account,
+                              apr_int64_t device_id, const char *store,
+                              int limit);
 
 #endif /* MEMDS_MAILSTORE_H */

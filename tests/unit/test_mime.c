@@ -755,10 +755,34 @@ static int suite_clean(void)
     return 0;
 }
 
+/* Reading and dropping header fields (for the mailbox datastores). */
+static void test_header_access(void)
+{
+    static const char m[] = "From: a@x.org\r\nmessage-id:  <m1@x.org> \r\n"
+        "X-Long: one\r\n two\r\nX-MemDS-Reply: m7\r\n\r\nbody\r\nX-Long: no\r\n";
+    static const char *const drop[] = { "X-MemDS-Reply", "x-long", NULL };
+    apr_size_t body = 0;
+    const char *h;
+
+    CU_ASSERT_STRING_EQUAL(memds_mime_header_value(m, sizeof(m) - 1, "Message-ID",
+                                                   unit_pool), "<m1@x.org>");
+    CU_ASSERT_STRING_EQUAL(memds_mime_header_value(m, sizeof(m) - 1, "x-long",
+                                                   unit_pool), "one two");
+    CU_ASSERT_PTR_NULL(memds_mime_header_value(m, sizeof(m) - 1, "Subject", unit_pool));
+    h = memds_mime_header_without(m, sizeof(m) - 1, drop, &body, unit_pool);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT_STRING_EQUAL(h, "From: a@x.org\r\nmessage-id:  <m1@x.org> \r\n");
+    CU_ASSERT_STRING_EQUAL(m + body, "body\r\nX-Long: no\r\n");
+    /* a malformed header: nothing read */
+    CU_ASSERT_PTR_NULL(memds_mime_header_value(" x\r\nA: b\r\n\r\n", 12, "A",
+                                               unit_pool));
+}
+
 void unit_add_mime(void)
 {
     CU_pSuite s = CU_add_suite("mime", suite_init, suite_clean);
 
+    CU_add_test(s, "header access", test_header_access);
     CU_add_test(s, "groups", test_groups);
     CU_add_test(s, "quoted names with commas, comments", test_quoted_names);
     CU_add_test(s, "encoded-word names", test_encoded_names);
