@@ -429,6 +429,11 @@ static const char *check_addr(const char *s)
             if (u < 33 || u > 126 || u == '[' || u == ']' || u == '\\') {
                 return "bad address literal";
             }
+            if (u == '<' || u == '>') {
+                /* dcontent allows them; the SMTP layer does not pass them
+                 * on, so refused here with the reason */
+                return "angle bracket in an address literal";
+            }
         }
         return NULL;
     }

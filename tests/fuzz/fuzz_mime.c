@@ -39,6 +39,8 @@ static const struct {
       "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"),
     S("To: \"unclosed <a@b.example>\r\n\r\n"),
     S("To: john\r\n\r\n"),
+    S("To: a@[192.0.2.1], b@[IPv6:2001:db8::1]\r\n\r\nx"),
+    S("To: a@[1<2]\r\n\r\nx"),
 };
 
 static void check(int cond, const char *what)

@@ -39,6 +39,7 @@ for t in xml wbxml imap email mime; do
     mime)  export MEMDS_FUZZ_MIME_SEEDS="$corpus" ;;
     esac
     log="$BUILD/fuzz-$t.log"
+    rm -f "$BUILD"/crash-$t-*
     echo "fuzz_$t: ${SECS}s on $(ls "$corpus" | wc -l) inputs"
     # New inputs go to a scratch dir: the corpus stays the seeds (reproducible).
     scratch=$(mktemp -d)
@@ -52,7 +53,13 @@ for t in xml wbxml imap email mime; do
         pass=$((pass + 1))
     else
         echo "fuzz_$t: FAILED, see $log; artifacts $BUILD/crash-$t-*"
-        grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5
+        grep -E 'ERROR|SUMMARY|runtime error|invariant' "$log" | head -8
+        # the input, so that a CI log alone reproduces it
+        for a in "$BUILD"/crash-$t-*; do
+            [ -f "$a" ] || continue
+            echo "input $(basename "$a") ($(stat -c %s "$a") bytes), base64:"
+            head -c 4096 "$a" | base64 -w 76
+        done
         fail=$((fail + 1))
     fi
     rm -rf "$scratch"

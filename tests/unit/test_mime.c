@@ -625,6 +625,13 @@ static void test_errors(void)
           "unclosed comment");
     FAILS(HDRS_FULL "Bcc: x <a@x.org> y\r\n\r\nb", "Bcc");
     FAILS(HDRS_FULL "To: @x.org\r\n\r\nb", "To");
+    /* address literals: printable, no brackets inside (found by fuzz_mime) */
+    FAILS(HDRS_FULL "To: a@[1<2]\r\n\r\nb", "angle bracket");
+    FAILS(HDRS_FULL "To: <a@[1>2]>\r\n\r\nb", "angle bracket");
+    FAILS(HDRS_FULL "To: a@[]\r\n\r\nb", "To");
+    CU_ASSERT_PTR_NOT_NULL(prep_ok(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb",
+                                   sizeof(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb") - 1,
+                                   DEF_FROM, DOMAIN, 0));
     /* the reason shows the address as printable ASCII only */
     {
         static const char ctl[] = HDRS_FULL "To: j\x01ohn\r\n\r\nb";
