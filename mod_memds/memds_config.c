@@ -21,6 +21,45 @@ memds_dir_conf *memds_dir_conf_get(const request_rec *r)
     return ap_get_module_config(r->per_dir_config, &memds_module);
 }
 
+void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s)
+{
+    apr_hash_t *seen = apr_hash_make(p);
+    server_rec *v;
+    int i;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        core_server_config *core = ap_get_core_module_config(v->module_config);
+        memds_dir_conf *base = ap_get_module_config(v->lookup_defaults,
+                                                    &memds_module);
+        ap_conf_vector_t **sec;
+
+        sc->engine_dirs = apr_array_make(p, 2, sizeof(memds_dir_conf *));
+        if (base == NULL) {
+            base = memds_create_dir_conf(p, NULL);
+        }
+        sec = (ap_conf_vector_t **)core->sec_url->elts;
+        for (i = 0; i < core->sec_url->nelts; ++i) {
+            core_dir_config *cd = ap_get_core_module_config(sec[i]);
+            memds_dir_conf *dc = ap_get_module_config(sec[i], &memds_module);
+
+            if (cd == NULL || cd->d == NULL
+                || apr_hash_get(seen, cd->d, APR_HASH_KEY_STRING)) {
+                continue;
+            }
+            if (dc == NULL) {
+                /* no MemDS directive in the section: all inherited */
+                dc = memds_create_dir_conf(p, cd->d);
+            }
+            dc = memds_merge_dir_conf(p, base, dc);
+            if (dc->engine == 1 && dc->location != NULL) {
+                apr_hash_set(seen, cd->d, APR_HASH_KEY_STRING, cd->d);
+                APR_ARRAY_PUSH(sc->engine_dirs, memds_dir_conf *) = dc;
+            }
+        }
+    }
+}
+
 void *memds_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
     memds_srv_conf *sc = apr_pcalloc(p, sizeof(*sc));
@@ -44,7 +83,6 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(db_exptime);
     c->engine_used = add->engine_used;
     c->engine_where = add->engine_where;
-    c->engine_dirs = add->engine_dirs ? add->engine_dirs : base->engine_dirs;
     return c;
 }
 
@@ -206,13 +244,6 @@ static const char *set_engine(cmd_parms *cmd, void *dcv, int flag)
     if (flag) {
         memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
         sc->engine_used = 1;
-        if (dc->location) {
-            if (sc->engine_dirs == NULL) {
-                sc->engine_dirs = apr_array_make(cmd->pool, 2,
-                                                 sizeof(memds_dir_conf *));
-            }
-            APR_ARRAY_PUSH(sc->engine_dirs, memds_dir_conf *) = dc;
-        }
         if (sc->engine_where == NULL) {
             sc->engine_where = apr_psprintf(cmd->pool, "%s:%d",
                                             cmd->directive->filename,

@@ -75,7 +75,9 @@ typedef struct memds_srv_conf {
     int engine_used;            /**< a MemDSEngine On appeared in this server */
     const char *engine_where;   /**< where, for the configtest message */
     apr_array_header_t *engine_dirs; /**< memds_dir_conf * of each location
-                                          with MemDSEngine On (background jobs) */
+                                          where the engine is on, merged with
+                                          the server's defaults (background
+                                          jobs; memds_collect_engine_dirs) */
     /* Runtime, not configuration: set in post_config / child_init. */
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
     memds_logincache_t *logins; /**< this child's recent pass-through logins */
@@ -114,6 +116,11 @@ void *memds_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *memds_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *memds_create_dir_conf(apr_pool_t *p, char *dir);
 void *memds_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+
+/** Fill each server's engine_dirs (post_config): every <Location> section
+ * where the engine is on once merged with its server's defaults, each path
+ * once (the first server that has it). */
+void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s);
 
 /** Typed getters (the only users of ap_get_module_config). */
 memds_srv_conf *memds_srv_conf_get(const server_rec *s);

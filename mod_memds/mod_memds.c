@@ -147,6 +147,7 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "cannot create shared memory for the request counters");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    memds_collect_engine_dirs(pconf, s);
     counters = apr_shm_baseaddr_get(shm);
     memset(counters, 0, sizeof(*counters));
     for (v = s; v; v = v->next) {

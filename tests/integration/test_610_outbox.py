@@ -75,8 +75,8 @@ def test_611_real_client_outbox_once_and_sent_once(stack):
                        "(device_id) WHERE d.devid = '%s'" % c.devid) == "acknowledged"
 
 
-def _outbox_session(stack, devid, sid, tag, last=None):
-    sess = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id=sid)
+def _outbox_session(stack, devid, sid, tag, last=None, url=None):
+    sess = S.Session(url or stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id=sid)
     a = sess.post(sess.message(S.alert(1, 200 if last else 201, "Outbox", "./outbox",
                                        "n" + sid, last=last)))
     assert a.http_status == 200
@@ -459,3 +459,36 @@ MemDSDatabase "{PG}"
         assert len(seen) == 1
     finally:
         stop.set()
+
+
+def test_621_background_retry_with_settings_from_the_server_level(stack):
+    """The background job sends with what a location inherits from the
+    server level (here every mail setting: the <Location> only switches the
+    engine on); before, it saw the <Location> block alone and never sent."""
+    stack.allow_log(r"not sent yet, retried|Mail server not reachable")
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+MemDSIMAPServer {IMAP}
+MemDSIMAPMaster %s %s
+MemDSSMTPServer {SMTP}
+<Location /inherited>
+    SetHandler memds-sync
+    MemDSEngine On
+</Location>
+""" % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"]))
+    url = "http://127.0.0.1:%s/inherited" % stack["MEMDS_HTTP_PORT"]
+    tag = "inh-" + uuid.uuid4().hex[:8]
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    stack.dev("svc", "mta", "stop")
+    try:
+        sess, body = _outbox_session(stack, devid, "1", tag, url=url)
+        a = sess.post(sess.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
+        sess.post(sess.message(""))
+    finally:
+        stack.dev("svc", "mta", "start")
+    psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE state = 'retrying'")
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
+    assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                       "(device_id) WHERE d.devid = '%s'" % devid) == "filed"
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
