@@ -311,16 +311,16 @@ def test_617_forward_and_reply_without_download(stack):
     assert _send_smart(stack, "X-MemDS-Reply", "m999999999", "nope", "x") == ["404"]
 
 
-def test_618_background_retry_without_the_device(stack):
-    """A message that could not be sent (MTA down) is sent by the background
-    job once the MTA is back, without the device syncing; the device's next
-    sync then deletes its Outbox item."""
+def _sent_by_the_background_job(stack, prefix, url=None):
+    """Add a message to the Outbox while the MTA is down (202), start the
+    MTA, make the retry due: the background job (not a device) sends it to
+    bob once and the ledger row ends filed. Returns (tag, devid)."""
     stack.allow_log(r"not sent yet, retried|Mail server not reachable")
-    tag = "bg-" + uuid.uuid4().hex[:8]
+    tag = prefix + uuid.uuid4().hex[:8]
     devid = "dev-" + uuid.uuid4().hex[:8]
     stack.dev("svc", "mta", "stop")
     try:
-        sess, body = _outbox_session(stack, devid, "1", tag)
+        sess, body = _outbox_session(stack, devid, "1", tag, url=url)
         a = sess.post(sess.message(body))
         assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
         sess.post(sess.message(""))
@@ -330,6 +330,14 @@ def test_618_background_retry_without_the_device(stack):
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
     assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
                        "(device_id) WHERE d.devid = '%s'" % devid) == "filed"
+    return tag, devid
+
+
+def test_618_background_retry_without_the_device(stack):
+    """A message that could not be sent (MTA down) is sent by the background
+    job once the MTA is back, without the device syncing; the device's next
+    sync then deletes its Outbox item."""
+    tag, devid = _sent_by_the_background_job(stack, "bg-")
     s2 = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id="2")
     s2.post(s2.message(S.alert(1, 200, "Outbox", "./outbox", "n2", last="n1")))
     a = s2.post(s2.message(S.sync(2, "Outbox", "./outbox", [])))
@@ -465,7 +473,6 @@ def test_621_background_retry_with_settings_from_the_server_level(stack):
     """The background job sends with what a location inherits from the
     server level (here every mail setting: the <Location> only switches the
     engine on); before, it saw the <Location> block alone and never sent."""
-    stack.allow_log(r"not sent yet, retried|Mail server not reachable")
     stack.apply_site("""
 MemDSDatabase "{PG}"
 MemDSIMAPServer {IMAP}
@@ -477,18 +484,5 @@ MemDSSMTPServer {SMTP}
 </Location>
 """ % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"]))
     url = "http://127.0.0.1:%s/inherited" % stack["MEMDS_HTTP_PORT"]
-    tag = "inh-" + uuid.uuid4().hex[:8]
-    devid = "dev-" + uuid.uuid4().hex[:8]
-    stack.dev("svc", "mta", "stop")
-    try:
-        sess, body = _outbox_session(stack, devid, "1", tag, url=url)
-        a = sess.post(sess.message(body))
-        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
-        sess.post(sess.message(""))
-    finally:
-        stack.dev("svc", "mta", "start")
-    psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE state = 'retrying'")
-    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
-    assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
-                       "(device_id) WHERE d.devid = '%s'" % devid) == "filed"
+    tag, _ = _sent_by_the_background_job(stack, "inh-", url=url)
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
