@@ -458,11 +458,17 @@ static const char *check_addr(const char *s)
     return NULL;
 }
 
-/* An unclosed quoted string or comment (backslash escapes honoured);
- * NULL when balanced. */
+/* An unclosed quoted string, comment or domain literal (backslash escapes
+ * honoured); NULL when balanced. A domain literal ("@[...]") is one token
+ * in which quotes and parentheses are plain text, as GMime reads it: a
+ * domain literal followed by an unclosed comment (a@["]("), which this
+ * check missed when it took the quote in the literal for the start of a
+ * quoted string, makes internet_address_list_parse leak (GMime 3.2.13,
+ * found by fuzz_mime), so such lists are refused before GMime sees them. */
 static const char *unclosed(const char *s)
 {
-    int depth = 0, quoted = 0;
+    int depth = 0, quoted = 0, literal = 0;
+    const char *at = NULL;
 
     for (; *s; ++s) {
         if (*s == '\\') {
@@ -470,6 +476,9 @@ static const char *unclosed(const char *s)
                 break;
             }
             ++s;
+        }
+        else if (literal) {
+            literal = *s != ']';
         }
         else if (quoted) {
             quoted = *s != '"';
@@ -480,9 +489,25 @@ static const char *unclosed(const char *s)
         else if (*s == ')' && depth > 0) {
             --depth;
         }
-        else if (*s == '"' && depth == 0) {
+        else if (depth > 0) {
+            continue;
+        }
+        else if (*s == '"') {
             quoted = 1;
         }
+        else if (*s == '@') {
+            at = s;
+            continue;
+        }
+        else if (*s == '[' && at != NULL) {
+            literal = 1;
+        }
+        if (!is_wsp((unsigned char)*s)) {
+            at = NULL;
+        }
+    }
+    if (literal) {
+        return "unclosed domain literal";
     }
     return quoted ? "unclosed quoted string"
         : depth ? "unclosed comment" : NULL;

@@ -41,6 +41,7 @@ static const struct {
     S("To: john\r\n\r\n"),
     S("To: a@[192.0.2.1], b@[IPv6:2001:db8::1]\r\n\r\nx"),
     S("To: a@[1<2]\r\n\r\nx"),
+    S("To:D@[\"](\""),
 };
 
 static void check(int cond, const char *what)
