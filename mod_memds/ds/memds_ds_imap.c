@@ -1710,10 +1710,10 @@ static void smtp_cfg(memds_ds_t *ds, memds_smtp_config_t *c)
 }
 
 /* Send ledger row id now; the outcome is in the ledger and in ds. */
-static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
-                           const char *from, const char *const *rcpts,
-                           int nrcpts, const char *data, apr_size_t len,
-                           int attempts)
+static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
+                                 const char *from, const char *const *rcpts,
+                                 int nrcpts, const char *data, apr_size_t len,
+                                 int attempts)
 {
     memds_smtp_config_t cfg;
     memds_smtp_err_t err;
@@ -1803,6 +1803,75 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     }
 }
 
+/* A row sent but not filed (submitting or submitted: the sender died or
+ * lost the database after the SMTP server took the message): the copy in
+ * Sent is made now. Nothing to do for other states. */
+static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
+                              const memds_outbox_row_t *row, const char *data,
+                              apr_size_t len)
+{
+    const char *sent = NULL;
+
+    if ((strcmp(row->state, "submitting") != 0
+         && strcmp(row->state, "submitted") != 0) || data == NULL
+        || X(ds)->cfg->no_sent_copy) {
+        return APR_SUCCESS;
+    }
+    if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_outbox_set(&l->st, row->id, "filed", 0, NULL, sent, 0, 0, 1)
+        != APR_SUCCESS) {
+        return ledger_fail(ds, l);
+    }
+    return APR_SUCCESS;
+}
+
+/* Send ledger row id, as one sender: a device's Add or retried Add, the
+ * retries at a device's sync and the background job can reach the same row
+ * at the same time (two children, or a child and the watchdog), and only
+ * the one holding the row's claim (memds_outbox_claim) sends. The others
+ * answer "pending" (202). The claimant reads the row again first, so that
+ * what a sender before it did counts: sent (and filed) means done, refused
+ * means its status. */
+static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
+                           const char *from, const char *const *rcpts,
+                           int nrcpts, const char *data, apr_size_t len)
+{
+    memds_outbox_row_t now;
+    int got;
+    apr_status_t rv;
+
+    if (memds_outbox_claim(&l->st, id, &got, &now) != APR_SUCCESS) {
+        return ledger_fail(ds, l);
+    }
+    if (!got) {
+        memds_logf(X(ds)->cfg->log, 6, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                   " of %s: being sent by another process; pending", id,
+                   ds->account);
+        ds->ok_status = 202;
+        return APR_SUCCESS;
+    }
+    if (strcmp(now.state, "received") == 0 || strcmp(now.state, "retrying") == 0) {
+        rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len,
+                          now.attempts);
+    }
+    else if (strcmp(now.state, "rejected") == 0) {
+        rv = fail(ds, now.status ? now.status : 500,
+                  now.reason ? now.reason : "message refused");
+    }
+    else {
+        /* sent meanwhile by another sender */
+        rv = file_late(ds, l, &now, data, len);
+    }
+    if (memds_outbox_unclaim(&l->st, id) != APR_SUCCESS) {
+        /* the claim ends with the connection */
+        memds_pgconn_mark_broken(l->conn);
+    }
+    return rv;
+}
+
 /* Due retries of this device's Outbox (at its syncs). */
 static apr_status_t outbox_retry(memds_ds_t *ds)
 {
@@ -1824,7 +1893,7 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
         ds->ok_status = 0;
         if (submit(ds, &l, r->id, r->envelope_from,
                    (const char *const *)r->rcpts->elts, r->rcpts->nelts,
-                   r->data, r->len, r->attempts) != APR_SUCCESS) {
+                   r->data, r->len) != APR_SUCCESS) {
             if (ds->status == 0) {
                 return APR_EGENERAL;
             }
@@ -1886,37 +1955,26 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
             *pguid = outbox_guid(ds, row.id);
             return APR_SUCCESS;
         }
-        if (strcmp(row.state, "received") != 0 && strcmp(row.state, "retrying") != 0) {
-            if (strcmp(row.state, "submitting") == 0) {
-                memds_logf(x->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
-                           " of %s: retried while its submission was in "
-                           "progress or interrupted; it may have been sent and "
-                           "is not sent again", row.id, ds->account);
-            }
-            if ((strcmp(row.state, "submitting") == 0
-                 || strcmp(row.state, "submitted") == 0) && row.data
-                && !x->cfg->no_sent_copy) {
-                /* sent, but the copy in Sent was not made: make it now */
-                const char *sent = NULL;
-                if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, row.data, row.len,
-                              MEMDS_MAIL_SEEN, &sent) != APR_SUCCESS) {
-                    return APR_EGENERAL;
-                }
-                if (memds_outbox_set(&l.st, row.id, "filed", 0, NULL, sent, 0, 0, 1)
-                    != APR_SUCCESS) {
-                    return ledger_fail(ds, &l);
-                }
-            }
+        if (strcmp(row.state, "filed") == 0
+            || strcmp(row.state, "acknowledged") == 0) {
             return outbox_done(ds, row.id, pguid);
         }
-        /* received (died before SMTP) or a due retry: send the stored
-         * message now, exactly as prepared the first time */
+        if (strcmp(row.state, "submitting") == 0) {
+            memds_logf(x->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                       " of %s: retried while its submission was in "
+                       "progress or interrupted; it may have been sent and "
+                       "is not sent again", row.id, ds->account);
+        }
+        /* received (died before SMTP) or a due retry: the stored message is
+         * sent now, exactly as prepared the first time; submitting or
+         * submitted: sent, filed in Sent now if it is not (submit decides
+         * under the row's claim, after reading it again) */
         if (row.data == NULL) {
             return fail(ds, 500, "outbox ledger row without its message");
         }
         if (submit(ds, &l, row.id, row.envelope_from,
                    (const char *const *)row.rcpts->elts, row.rcpts->nelts,
-                   row.data, row.len, row.attempts) != APR_SUCCESS) {
+                   row.data, row.len) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         if (ds->ok_status == 202) {
@@ -1952,7 +2010,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     }
     fault_point("outbox-received");
     if (submit(ds, &l, id, envelope_from(ds, sub), (const char *const *)sub->rcpts->elts,
-               sub->rcpts->nelts, sub->data, sub->len, 0) != APR_SUCCESS) {
+               sub->rcpts->nelts, sub->data, sub->len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (ds->ok_status == 202) {
@@ -2560,7 +2618,7 @@ apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
         if (rv == APR_SUCCESS) {
             rv = submit(ds, &l, r->id, r->envelope_from,
                         (const char *const *)r->rcpts->elts, r->rcpts->nelts,
-                        r->data, r->len, r->attempts);
+                        r->data, r->len);
         }
         if (rv == APR_SUCCESS && ds->ok_status == 0) {
             rv = outbox_done(ds, r->id, &g);

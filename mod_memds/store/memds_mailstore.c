@@ -834,6 +834,66 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
 }
 
 
+/* The advisory-lock keys of an outbox row: the two-int4 form, which
+ * nothing else in the schema uses (migrations lock with the bigint form),
+ * first key a class tag plus the id's bits above 32, second the low 32
+ * bits as a signed int4. */
+#define MEMDS_OUTBOX_LOCK_CLASS 0x4d440000
+static void outbox_lock_args(qargs_t *a, apr_int64_t id)
+{
+    apr_uint32_t lo = (apr_uint32_t)((apr_uint64_t)id & 0xffffffffu);
+    apr_int64_t hi = (apr_int64_t)(((apr_uint64_t)id >> 32) & 0xffffu);
+
+    qa_i64(a, MEMDS_OUTBOX_LOCK_CLASS + hi);
+    qa_i64(a, (apr_int64_t)lo - (lo > 0x7fffffffu ? APR_INT64_C(0x100000000) : 0));
+}
+
+apr_status_t memds_outbox_claim(memds_store_t *st, apr_int64_t id, int *pgot,
+                                memds_outbox_row_t *row)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    *pgot = 0;
+    qa_init(&a, st->pool);
+    outbox_lock_args(&a, id);
+    rv = q_row(st, &res, "outbox_claim",
+               "SELECT pg_try_advisory_lock($1::int, $2::int)", &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pgot = col_bool(res, 0, 0);
+    PQclear(res);
+    if (!*pgot) {
+        return APR_SUCCESS;
+    }
+    /* a statement of its own: its snapshot is taken after the lock */
+    qa_init(&a, st->pool);
+    qa_i64(&a, id);
+    rv = q_row(st, &res, "outbox_claimed",
+               "SELECT " OUTBOX_COLS " FROM memds.outbox WHERE outbox_id = $1::bigint",
+               &a);
+    if (rv != APR_SUCCESS) {
+        memds_outbox_unclaim(st, id);
+        *pgot = 0;
+        return rv;
+    }
+    outbox_of(row, res, 0, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_outbox_unclaim(memds_store_t *st, apr_int64_t id)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    outbox_lock_args(&a, id);
+    return q_cmd(st, NULL, "outbox_unclaim",
+                 "SELECT pg_advisory_unlock($1::int, $2::int)", &a);
+}
+
 apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
                                   const char *folder, const char *guid)
 {

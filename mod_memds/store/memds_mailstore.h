@@ -195,6 +195,19 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
                               const char *sent_guid, int attempt,
                               int retry_secs, int clear_data);
 
+/** Take the right to send row id: a PostgreSQL session-level advisory
+ *  lock (key pair MEMDS_OUTBOX_LOCK_CLASS + high bits of id, low 32 bits
+ *  of id) on st's connection, held until memds_outbox_unclaim or until the
+ *  connection ends (a crashed child's claim ends with it). *pgot 0 when
+ *  another connection holds it. When got, *row is the row as it is now
+ *  (read after the lock: what another sender did before is seen), without
+ *  its message. */
+apr_status_t memds_outbox_claim(memds_store_t *st, apr_int64_t id, int *pgot,
+                                memds_outbox_row_t *row);
+/** Give the claim back (a failure here means the connection is broken, and
+ *  then the claim has ended with it). */
+apr_status_t memds_outbox_unclaim(memds_store_t *st, apr_int64_t id);
+
 /** Rows of (account, device, store) in state filed whose Outbox item the
  *  device has since been told to delete in a completed session (the
  *  tombstone "q<id>" in folder is at or below the device's last_seq):

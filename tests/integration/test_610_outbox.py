@@ -6,6 +6,7 @@ PostgreSQL all end in exactly one delivery."""
 import imaplib
 import os
 import re
+import subprocess
 import time
 import uuid
 
@@ -311,10 +312,9 @@ def test_617_forward_and_reply_without_download(stack):
     assert _send_smart(stack, "X-MemDS-Reply", "m999999999", "nope", "x") == ["404"]
 
 
-def _sent_by_the_background_job(stack, prefix, url=None):
-    """Add a message to the Outbox while the MTA is down (202), start the
-    MTA, make the retry due: the background job (not a device) sends it to
-    bob once and the ledger row ends filed. Returns (tag, devid)."""
+def _pending_while_the_mta_is_down(stack, prefix, url=None):
+    """Add a message to the Outbox while the MTA is down (202, the session
+    completed), then start the MTA again. Returns (tag, devid, body)."""
     stack.allow_log(r"not sent yet, retried|Mail server not reachable")
     tag = prefix + uuid.uuid4().hex[:8]
     devid = "dev-" + uuid.uuid4().hex[:8]
@@ -326,6 +326,14 @@ def _sent_by_the_background_job(stack, prefix, url=None):
         sess.post(sess.message(""))
     finally:
         stack.dev("svc", "mta", "start")
+    return tag, devid, body
+
+
+def _sent_by_the_background_job(stack, prefix, url=None):
+    """A message pending while the MTA was down; once its retry is due the
+    background job (not a device) sends it to bob once and the ledger row
+    ends filed. Returns (tag, devid)."""
+    tag, devid, _ = _pending_while_the_mta_is_down(stack, prefix, url)
     psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE state = 'retrying'")
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
     assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
@@ -485,4 +493,40 @@ MemDSSMTPServer {SMTP}
 """ % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"]))
     url = "http://127.0.0.1:%s/inherited" % stack["MEMDS_HTTP_PORT"]
     tag, _ = _sent_by_the_background_job(stack, "inh-", url=url)
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
+
+
+def test_622_one_sender_per_message_at_a_time(stack):
+    """Two senders (children, or a child and the background job) that reach
+    the same ledger row at once do not both send it: while another database
+    connection holds the row's claim (as a sender does for the length of its
+    SMTP transaction), neither the device's retried Add nor the background
+    job sends; the device is told "pending" (202). When that connection
+    ends (as a crashed child's does), the message is sent, once."""
+    stack.allow_log(r"being sent by another process")
+    tag, devid, body = _pending_while_the_mta_is_down(stack, "claim-")
+    oid = int(psql(stack, "SELECT outbox_id FROM memds.outbox o JOIN memds.devices d "
+                          "USING (device_id) WHERE d.devid = '%s'" % devid))
+    holder = subprocess.Popen(["psql", stack["MEMDS_PG"], "-XAtq"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdin.write("SELECT 'held' FROM pg_advisory_lock(%d, %d);\n"
+                           % (0x4d440000 + (oid >> 32), oid & 0x7fffffff))
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "held"
+        psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() "
+                    "WHERE outbox_id = %d" % oid)
+        s2, _ = _outbox_session(stack, devid, "2", tag, last="n1")
+        a = s2.post(s2.message(body))
+        assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
+        time.sleep(12)  # at least one run of the background job (every 10 s)
+        assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
+        assert psql(stack, "SELECT state FROM memds.outbox WHERE outbox_id = %d"
+                    % oid) == "retrying"
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=60)) == 1
+    settle(stack)
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
