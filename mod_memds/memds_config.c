@@ -32,14 +32,18 @@ void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s)
         core_server_config *core = ap_get_core_module_config(v->module_config);
         memds_dir_conf *base = ap_get_module_config(v->lookup_defaults,
                                                     &memds_module);
+        /* <Location> sections, and <Directory> ones (a sync URL mapped to
+         * a directory with Alias): their path names the ledger's rows */
+        apr_array_header_t *secs = apr_array_append(p, core->sec_url,
+                                                    core->sec_dir);
         ap_conf_vector_t **sec;
 
         sc->engine_dirs = apr_array_make(p, 2, sizeof(memds_dir_conf *));
         if (base == NULL) {
             base = memds_create_dir_conf(p, NULL);
         }
-        sec = (ap_conf_vector_t **)core->sec_url->elts;
-        for (i = 0; i < core->sec_url->nelts; ++i) {
+        sec = (ap_conf_vector_t **)secs->elts;
+        for (i = 0; i < secs->nelts; ++i) {
             core_dir_config *cd = ap_get_core_module_config(sec[i]);
             memds_dir_conf *dc = ap_get_module_config(sec[i], &memds_module);
 

@@ -117,9 +117,9 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *memds_create_dir_conf(apr_pool_t *p, char *dir);
 void *memds_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 
-/** Fill each server's engine_dirs (post_config): every <Location> section
- * where the engine is on once merged with its server's defaults, each path
- * once (the first server that has it). */
+/** Fill each server's engine_dirs (post_config): every <Location> (and
+ * <Directory>) section where the engine is on once merged with its
+ * server's defaults, each path once (the first server that has it). */
 void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s);
 
 /** Typed getters (the only users of ap_get_module_config). */

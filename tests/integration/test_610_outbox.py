@@ -477,21 +477,29 @@ MemDSDatabase "{PG}"
         stop.set()
 
 
-def test_621_background_retry_with_settings_from_the_server_level(stack):
-    """The background job sends with what a location inherits from the
-    server level (here every mail setting: the <Location> only switches the
-    engine on); before, it saw the <Location> block alone and never sent."""
+@pytest.mark.parametrize("section", ["Location", "Directory"])
+def test_621_background_retry_with_settings_from_the_server_level(stack, section):
+    """The background job sends with what a sync URL's section inherits from
+    the server level (here every mail setting: the section only switches
+    the engine on), for a <Location> and for a <Directory> the URL maps to;
+    before, it saw the <Location> block alone and never sent."""
+    if section == "Location":
+        where, path = "/inherited", "/inherited"
+    else:
+        where = os.path.join(stack.var, "httpd", "htdocs", "dsync")
+        os.makedirs(where, exist_ok=True)
+        path = "/dsync"
     stack.apply_site("""
 MemDSDatabase "{PG}"
 MemDSIMAPServer {IMAP}
 MemDSIMAPMaster %s %s
 MemDSSMTPServer {SMTP}
-<Location /inherited>
+<%s "%s">
     SetHandler memds-sync
     MemDSEngine On
-</Location>
-""" % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"]))
-    url = "http://127.0.0.1:%s/inherited" % stack["MEMDS_HTTP_PORT"]
+</%s>
+""" % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"], section, where, section))
+    url = "http://127.0.0.1:%s%s" % (stack["MEMDS_HTTP_PORT"], path)
     tag, _ = _sent_by_the_background_job(stack, "inh-", url=url)
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
 
