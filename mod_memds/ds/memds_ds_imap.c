@@ -1710,11 +1710,33 @@ static void smtp_cfg(memds_ds_t *ds, memds_smtp_config_t *c)
 }
 
 /* Send ledger row id now; the outcome is in the ledger and in ds. */
+/* The sender's own copy (for Sent, or Drafts): the Bcc fields taken out
+ * of the transmitted message put back in front of it. */
+static const char *own_copy(memds_ds_t *ds, const char *data, apr_size_t len,
+                            const char *bcc, apr_size_t bcc_len,
+                            apr_size_t *pcopy_len)
+{
+    char *c;
+
+    *pcopy_len = len + bcc_len;
+    if (bcc == NULL || bcc_len == 0) {
+        return data;
+    }
+    c = apr_palloc(ds->st->pool, len + bcc_len + 1);
+    memcpy(c, bcc, bcc_len);
+    memcpy(c + bcc_len, data, len);
+    c[len + bcc_len] = '\0';
+    return c;
+}
+
 static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                                  const char *from, const char *const *rcpts,
                                  int nrcpts, const char *data, apr_size_t len,
+                                 const char *bcc, apr_size_t bcc_len,
                                  int attempts)
 {
+    apr_size_t own_len;
+    const char *own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
     memds_smtp_config_t cfg;
     memds_smtp_err_t err;
     memds_smtp_outcome_t o;
@@ -1746,8 +1768,8 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
             return ledger_fail(ds, l);
         }
         if (!X(ds)->cfg->no_sent_copy
-            && file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
-               != APR_SUCCESS) {
+            && file_copy(ds, MEMDS_IMAP_ROLE_SENT, own, own_len, MEMDS_MAIL_SEEN,
+                         &sent) != APR_SUCCESS) {
             /* sent: the copy is missing, which the log says; the device's
              * Add still succeeded */
             memds_logf(X(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
@@ -1777,7 +1799,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
          * with the reason, for the user to fix and send again */
         copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
                            apr_pstrndup(ds->st->pool, reason, 200), "\r\n", NULL);
-        copy = apr_pstrcat(ds->st->pool, copy, data, NULL);
+        copy = apr_pstrcat(ds->st->pool, copy, own, NULL);
         if (!X(ds)->cfg->keep_rejected
             && file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy),
                          MEMDS_MAIL_DRAFT, &draft) != APR_SUCCESS) {
@@ -1808,7 +1830,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
  * Sent is made now. Nothing to do for other states. */
 static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
                               const memds_outbox_row_t *row, const char *data,
-                              apr_size_t len)
+                              apr_size_t len, const char *bcc, apr_size_t bcc_len)
 {
     const char *sent = NULL;
 
@@ -1817,6 +1839,7 @@ static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
         || X(ds)->cfg->no_sent_copy) {
         return APR_SUCCESS;
     }
+    data = own_copy(ds, data, len, bcc, bcc_len, &len);
     if (file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
         != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -1837,7 +1860,8 @@ static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
  * means its status. */
 static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                            const char *from, const char *const *rcpts,
-                           int nrcpts, const char *data, apr_size_t len)
+                           int nrcpts, const char *data, apr_size_t len,
+                           const char *bcc, apr_size_t bcc_len)
 {
     memds_outbox_row_t now;
     int got;
@@ -1854,7 +1878,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         return APR_SUCCESS;
     }
     if (strcmp(now.state, "received") == 0 || strcmp(now.state, "retrying") == 0) {
-        rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len,
+        rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len, bcc, bcc_len,
                           now.attempts);
     }
     else if (strcmp(now.state, "rejected") == 0) {
@@ -1863,7 +1887,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     }
     else {
         /* sent meanwhile by another sender */
-        rv = file_late(ds, l, &now, data, len);
+        rv = file_late(ds, l, &now, data, len, bcc, bcc_len);
     }
     if (memds_outbox_unclaim(&l->st, id) != APR_SUCCESS) {
         /* the claim ends with the connection */
@@ -1893,7 +1917,7 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
         ds->ok_status = 0;
         if (submit(ds, &l, r->id, r->envelope_from,
                    (const char *const *)r->rcpts->elts, r->rcpts->nelts,
-                   r->data, r->len) != APR_SUCCESS) {
+                   r->data, r->len, r->bcc, r->bcc_len) != APR_SUCCESS) {
             if (ds->status == 0) {
                 return APR_EGENERAL;
             }
@@ -1974,7 +1998,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
         }
         if (submit(ds, &l, row.id, row.envelope_from,
                    (const char *const *)row.rcpts->elts, row.rcpts->nelts,
-                   row.data, row.len) != APR_SUCCESS) {
+                   row.data, row.len, row.bcc, row.bcc_len) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         if (ds->ok_status == 202) {
@@ -2004,13 +2028,15 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                                        ds->luid_hint, sha1,
                                        sub->message_id, envelope_from(ds, sub),
                                        (const char *const *)sub->rcpts->elts,
-                                       sub->rcpts->nelts, sub->data, sub->len)
+                                       sub->rcpts->nelts, sub->data, sub->len,
+                                       sub->bcc_fields, sub->bcc_len)
                    != APR_SUCCESS) {
         return ledger_fail(ds, &l);
     }
     fault_point("outbox-received");
     if (submit(ds, &l, id, envelope_from(ds, sub), (const char *const *)sub->rcpts->elts,
-               sub->rcpts->nelts, sub->data, sub->len) != APR_SUCCESS) {
+               sub->rcpts->nelts, sub->data, sub->len, sub->bcc_fields,
+               sub->bcc_len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (ds->ok_status == 202) {
@@ -2618,7 +2644,7 @@ apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
         if (rv == APR_SUCCESS) {
             rv = submit(ds, &l, r->id, r->envelope_from,
                         (const char *const *)r->rcpts->elts, r->rcpts->nelts,
-                        r->data, r->len);
+                        r->data, r->len, r->bcc, r->bcc_len);
         }
         if (rv == APR_SUCCESS && ds->ok_status == 0) {
             rv = outbox_done(ds, r->id, &g);

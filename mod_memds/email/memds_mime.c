@@ -911,6 +911,26 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
     }
     sub->added_date = !has_date;
 
+    /* The Bcc fields as they were, for the sender's copies. */
+    for (k = 0, i = 0; i < fields->nelts; ++i) {
+        f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (name_is(f, "bcc")) {
+            k += f->len + (f->line[f->len - 1] == '\n' ? 0 : 2);
+        }
+    }
+    sub->bcc_len = k;
+    sub->bcc_fields = o = apr_palloc(p, k + 1);
+    for (i = 0; i < fields->nelts; ++i) {
+        f = &APR_ARRAY_IDX(fields, i, hfield_t);
+        if (name_is(f, "bcc")) {
+            o = put(o, f->line, f->len);
+            if (f->line[f->len - 1] != '\n') {
+                o = put(o, "\r\n", 2);
+            }
+        }
+    }
+    *o = '\0';
+
     /* Write: kept fields, added fields, the empty line, the body. */
     if (from_text) {
         added[nadded].name = "From";

@@ -61,6 +61,12 @@ typedef struct memds_mime_submission_t {
     int added_message_id;  /**< 1: a Message-ID field was added */
     int added_date;        /**< 1: a Date field was added */
     int removed_bcc;       /**< number of Bcc fields taken out */
+    /** The Bcc fields taken out, as they were (CRLF line ends, each
+     *  ending in CRLF), for the sender's own copies (Sent, Drafts):
+     *  these fields followed by data is the message with its Bcc. ""
+     *  when there was none. NUL-terminated. */
+    const char *bcc_fields;
+    apr_size_t bcc_len;
     /** 1: data holds bytes >= 0x80 (send with BODY=8BITMIME). */
     int eightbit;
     /** 1: from or a recipient has a non-ASCII local part (needs the

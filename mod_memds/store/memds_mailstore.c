@@ -757,8 +757,8 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
     qa_str(&a, luid);
     qa_str(&a, sha1);
     rv = q_row(st, &res, "outbox_find",
-               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), '')"
-               " FROM memds.outbox WHERE account = $1"
+               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), ''),"
+               " bcc_fields FROM memds.outbox WHERE account = $1"
                " AND device_id = $2::bigint AND store = $3 AND luid = $4"
                " AND content_sha1 = $5", &a);
     if (rv != APR_SUCCESS) {
@@ -767,6 +767,7 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
     outbox_of(row, res, 0, st->pool);
     row->data = col_bytes(res, 0, 10, &row->len, st->pool);
     row->rcpts = rcpts_of(res, 0, 11, st->pool);
+    row->bcc = col_bytes(res, 0, 12, &row->bcc_len, st->pool);
     PQclear(res);
     return APR_SUCCESS;
 }
@@ -777,7 +778,8 @@ apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *luid,
                                  const char *sha1, const char *message_id,
                                  const char *from, const char *const *rcpts,
-                                 int nrcpts, const char *data, apr_size_t len)
+                                 int nrcpts, const char *data, apr_size_t len,
+                                 const char *bcc, apr_size_t bcc_len)
 {
     qargs_t a;
     const char *id;
@@ -794,11 +796,13 @@ apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
     qa_str(&a, text_array(rcpts, nrcpts, st->pool));
     qa_bin(&a, data, len);
     qa_str(&a, location);
+    qa_bin_or_null(&a, bcc_len ? bcc : NULL, bcc_len);
     rv = q_value(st, &id, "outbox_insert",
                  "INSERT INTO memds.outbox (account, device_id, store, luid,"
                  " content_sha1, message_id, envelope_from, rcpts, data,"
-                 " location) VALUES ($1, $2::bigint, $3, $4, $5, $6, $7,"
-                 " $8::text[], $9::bytea, $10) RETURNING outbox_id::text", &a);
+                 " location, bcc_fields) VALUES ($1, $2::bigint, $3, $4, $5, $6,"
+                 " $7, $8::text[], $9::bytea, $10, $11::bytea)"
+                 " RETURNING outbox_id::text", &a);
     if (rv == APR_SUCCESS) {
         *pid = apr_atoi64(id);
     }
@@ -830,6 +834,7 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
                  " next_attempt_at = CASE WHEN $7::int > 0"
                  "  THEN now() + make_interval(secs => $7::int) ELSE NULL END,"
                  " data = CASE WHEN $8::bool THEN NULL ELSE data END,"
+                 " bcc_fields = CASE WHEN $8::bool THEN NULL ELSE bcc_fields END,"
                  " updated_at = now() WHERE outbox_id = $1::bigint", &a);
 }
 
@@ -930,7 +935,7 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
     qa_int(&a, limit);
     rv = q_run(st, &res, "outbox_due",
                "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '),"
-               " ''), account, device_id, store FROM memds.outbox"
+               " ''), account, device_id, store, bcc_fields FROM memds.outbox"
                " WHERE state = 'retrying' AND next_attempt_at <= now()"
                " AND ($1::text IS NULL OR location = $1)"
                " AND ($2::text IS NULL OR (account = $2"
@@ -946,6 +951,7 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
         outbox_of(o, res, i, st->pool);
         o->data = col_bytes(res, i, 10, &o->len, st->pool);
         o->rcpts = rcpts_of(res, i, 11, st->pool);
+        o->bcc = col_bytes(res, i, 15, &o->bcc_len, st->pool);
         o->account = col_str(res, i, 12, st->pool);
         o->device_id = col_i64(res, i, 13, 0);
         o->store = col_str(res, i, 14, st->pool);

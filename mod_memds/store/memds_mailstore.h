@@ -168,6 +168,8 @@ typedef struct memds_outbox_row_t {
     apr_array_header_t *rcpts;  /**< const char * (with data: due rows only) */
     const char *data;           /**< NULL unless asked for */
     apr_size_t len;
+    const char *bcc;            /**< the Bcc fields taken out (with data) */
+    apr_size_t bcc_len;
     int status, attempts;
     int due;                    /**< retrying and next_attempt_at has come */
 } memds_outbox_row_t;
@@ -178,7 +180,8 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
                                const char *account, apr_int64_t device_id,
                                const char *store, const char *luid,
                                const char *sha1);
-/** A new row in state received with the prepared message; *pid its id.
+/** A new row in state received with the prepared message (and the Bcc
+ *  fields taken out of it, for the sender's copies); *pid its id.
  *  location: the sync location whose settings send it (may be NULL). */
 apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *account, apr_int64_t device_id,
@@ -186,7 +189,8 @@ apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *luid,
                                  const char *sha1, const char *message_id,
                                  const char *from, const char *const *rcpts,
-                                 int nrcpts, const char *data, apr_size_t len);
+                                 int nrcpts, const char *data, apr_size_t len,
+                                 const char *bcc, apr_size_t bcc_len);
 /** Move row id to state; status/reason/sent_guid NULL-or-0 keep theirs;
  *  attempt 1 counts an SMTP attempt; retry_secs > 0 sets next_attempt_at;
  *  clear_data drops the stored message. */

@@ -110,6 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     check(!has_bcc_field(sub->data, sub->len), "a Bcc field left");
+    check(sub->bcc_fields != NULL && strlen(sub->bcc_fields) == sub->bcc_len
+          && (sub->bcc_len == 0) == (sub->removed_bcc == 0),
+          "the removed Bcc fields do not match");
     if (memds_mime_prepare(&again, sub->data, sub->len, "dev@example.org",
                            "example.org", 1 << 20, &why, p) == APR_SUCCESS) {
         check(!again->added_message_id && !again->added_date

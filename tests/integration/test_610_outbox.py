@@ -65,8 +65,11 @@ def test_611_real_client_outbox_once_and_sent_once(stack):
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
     assert len(bob) == 1 and len(hidden) == 1 and len(sent) == 1
     for h in bob + hidden + sent:
-        assert not re.search(rb"(?im)^bcc:", h) and b"Hidden" not in h
         assert re.search(rb"(?im)^Message-ID: <", h) and re.search(rb"(?im)^Date: ", h)
+    for h in bob + hidden:  # what was transmitted names no Bcc recipient
+        assert not re.search(rb"(?im)^bcc:", h) and b"Hidden" not in h
+    # the sender's own copy in Sent keeps its Bcc, as mail programs do
+    assert re.search(rb"(?m)^Bcc: Hidden <alice@example.test>\r$", sent[0])
     assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
                        "(device_id) WHERE d.devid = '%s'" % c.devid) == "filed"
     # the next sync changes nothing, and shows the device got the answer
@@ -459,12 +462,15 @@ MemDSDatabase "{PG}"
         body = ("<Sync><CmdID>2</CmdID><Target><LocURI>Outbox</LocURI></Target><Source>"
                 "<LocURI>./outbox</LocURI></Source><Add><CmdID>3</CmdID><Item><Source>"
                 "<LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add></Sync>"
-                % S.esc(outgoing(tag, to="Nobody <nobody@example.test>")))
+                % S.esc(outgoing(tag, to="Nobody <nobody@example.test>",
+                                 bcc="Carol <carol@example.test>")))
         a = sess.post(sess.message(body))
         assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
         assert len(seen) == 1
         drafts = copies(stack, "alice", "alice-secret", "Drafts", tag, wait=5)
         assert len(drafts) == 1 and b"X-MemDS-Send-Error: " in drafts[0]
+        # back in Drafts whole, Bcc included, for the user to send again
+        assert b"\r\nBcc: Carol <carol@example.test>\r\n" in drafts[0]
         assert b"User unknown" in drafts[0] or b"refused" in drafts[0]
         assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
                            "(device_id) WHERE d.devid = '%s'" % devid) == "rejected"

@@ -252,6 +252,11 @@ static void test_bcc_removed(void)
                            "not-a-header@z.org\r\nbody\r\n");
     CU_ASSERT(ends_with(s, body, sizeof(body) - 1));
     CU_ASSERT_EQUAL(s->added_date + s->added_message_id + s->added_from, 0);
+    /* the sender's copies get them back: exactly as they were */
+    CU_ASSERT_STRING_EQUAL(s->bcc_fields, "Bcc: b1@y.org,\r\n"
+                           "  \"Hidden, Too\" <b2@y.org>\r\nbcc: b3@y.org\r\n"
+                           "BCC : b4@y.org\r\n");
+    CU_ASSERT_EQUAL(s->bcc_len, strlen(s->bcc_fields));
 
     /* Bcc as the last field, folded, before the empty line; empty Bcc */
     s = PREP(HDRS_FULL "To: a@x.org\r\nBcc:\r\nbcc: x@y.org,\r\n\ty@y.org\r\n"
@@ -259,6 +264,12 @@ static void test_bcc_removed(void)
     RCPTS(s, "a@x.org", "x@y.org", "y@y.org");
     CU_ASSERT(s && s->removed_bcc == 2);
     CU_ASSERT(s && strcmp(s->data, HDRS_FULL "To: a@x.org\r\n\r\nbody") == 0);
+    CU_ASSERT(s && strcmp(s->bcc_fields, "Bcc:\r\nbcc: x@y.org,\r\n\ty@y.org\r\n") == 0);
+    /* the last line of a message without a body; none at all */
+    s = PREP(HDRS_FULL "To: a@x.org\r\nBcc: z@y.org");
+    CU_ASSERT(s && strcmp(s->bcc_fields, "Bcc: z@y.org\r\n") == 0);
+    s = PREP(HDRS_FULL "To: a@x.org\r\n\r\nb");
+    CU_ASSERT(s && s->bcc_len == 0 && strcmp(s->bcc_fields, "") == 0);
 
     /* Resent-* fields are not ours: kept, not used */
     s = PREP(HDRS_FULL "To: a@x.org\r\nResent-Bcc: r@y.org\r\n\r\nbody");
