@@ -12,6 +12,8 @@
  * at start-up, before libFuzzer reads its corpus directories. */
 #include "email/memds_email.h"
 
+#include "fuzz_seeds.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <libxml/parser.h>
@@ -27,11 +29,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 /* Built-in seeds: the real client's raw-email item (as in the captures and
  * run-client.sh), and the Nokia, libsynthesis and Funambol variants of
  * email-san.md 1-2. */
-#define S(x) { x, sizeof(x) - 1 }
-static const struct {
-    const char *data;
-    size_t len;
-} seeds[] = {
+#define S(x) FUZZ_SEED(x)
+static const fuzz_seed_t seeds[] = {
     S("<Email xmlns=\"syncml:email\"><read>false</read><forwarded>false"
       "</forwarded><replied>false</replied><received>20240101T100100Z"
       "</received><created>20240101T100100Z</created><modified>"
@@ -244,22 +243,9 @@ static void folder(const uint8_t *data, size_t size, apr_pool_t *p)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("MEMDS_FUZZ_EMAIL_SEEDS");
-    size_t i;
-
     (void)argc;
     (void)argv;
-    for (i = 0; dir != NULL && i < sizeof(seeds) / sizeof(seeds[0]); i++) {
-        char path[4096];
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/seed-email-%02u", dir, (unsigned)i);
-        if ((f = fopen(path, "wb")) == NULL
-            || fwrite(seeds[i].data, 1, seeds[i].len, f) != seeds[i].len) {
-            fprintf(stderr, "fuzz_email: cannot write %s\n", path);
-            abort();
-        }
-        fclose(f);
-    }
+    fuzz_write_seeds("MEMDS_FUZZ_EMAIL_SEEDS", "email", seeds, FUZZ_NSEEDS(seeds));
     return 0;
 }
 

@@ -17,6 +17,8 @@
  * Seeds: built in (below); MEMDS_FUZZ_IMAP_SEEDS=DIR writes them to DIR. */
 #include "../../backends/memds_imap.h"
 
+#include "fuzz_seeds.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <stdint.h>
@@ -32,11 +34,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
  * written into DIR at start-up, before libFuzzer reads its corpus
  * directories, so `MEMDS_FUZZ_IMAP_SEEDS=DIR fuzz_imap DIR` starts from them
  * (in 30 s: about 1850 edges with them, 800 without). */
-#define S(x) { x, sizeof(x) - 1 }
-static const struct {
-    const char *data;
-    size_t len;
-} seeds[] = {
+#define S(x) FUZZ_SEED(x)
+static const fuzz_seed_t seeds[] = {
     S("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LI"
       "TERAL+ AUTH=PLAIN AUTH=LOGIN] Dovecot (Debian) ready.\r\n"),
     S("a1 OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE S"
@@ -248,20 +247,7 @@ static const struct {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("MEMDS_FUZZ_IMAP_SEEDS");
-    size_t i;
-
-    for (i = 0; dir != NULL && i < sizeof(seeds) / sizeof(seeds[0]); i++) {
-        char path[4096];
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/seed-imap-%02u", dir, (unsigned)i);
-        if ((f = fopen(path, "wb")) == NULL
-            || fwrite(seeds[i].data, 1, seeds[i].len, f) != seeds[i].len) {
-            fprintf(stderr, "fuzz_imap: cannot write %s\n", path);
-            abort();
-        }
-        fclose(f);
-    }
+    fuzz_write_seeds("MEMDS_FUZZ_IMAP_SEEDS", "imap", seeds, FUZZ_NSEEDS(seeds));
     return 0;
 }
 

@@ -10,6 +10,8 @@
  * Seeds: built in; MEMDS_FUZZ_MIME_SEEDS=DIR writes them to DIR first. */
 #include "email/memds_mime.h"
 
+#include "fuzz_seeds.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <stddef.h>
@@ -21,11 +23,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define S(x) { x, sizeof(x) - 1 }
-static const struct {
-    const char *data;
-    size_t len;
-} seeds[] = {
+#define S(x) FUZZ_SEED(x)
+static const fuzz_seed_t seeds[] = {
     S("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
       "Subject: hi\r\n\r\nHello\r\n"),
     S("From: \"Doe, John\" <j@x.example>\nTo: Team: a@x.example, \"B, b\" "
@@ -130,23 +129,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("MEMDS_FUZZ_MIME_SEEDS");
-    size_t i;
-
     (void)argc;
     (void)argv;
     apr_initialize();
     memds_mime_global_init();
-    for (i = 0; dir != NULL && i < sizeof(seeds) / sizeof(seeds[0]); i++) {
-        char path[4096];
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/seed-mime-%02u", dir, (unsigned)i);
-        if ((f = fopen(path, "wb")) != NULL) {
-            if (fwrite(seeds[i].data, 1, seeds[i].len, f) != seeds[i].len) {
-                fprintf(stderr, "fuzz_mime: cannot write %s\n", path);
-            }
-            fclose(f);
-        }
-    }
+    fuzz_write_seeds("MEMDS_FUZZ_MIME_SEEDS", "mime", seeds, FUZZ_NSEEDS(seeds));
     return 0;
 }
