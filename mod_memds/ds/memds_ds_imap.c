@@ -1736,7 +1736,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                                  int attempts)
 {
     apr_size_t own_len;
-    const char *own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
+    const char *own;
     memds_smtp_config_t cfg;
     memds_smtp_err_t err;
     memds_smtp_outcome_t o;
@@ -1767,6 +1767,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
              * retry also treats as sent */
             return ledger_fail(ds, l);
         }
+        own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
         if (!X(ds)->cfg->no_sent_copy
             && file_copy(ds, MEMDS_IMAP_ROLE_SENT, own, own_len, MEMDS_MAIL_SEEN,
                          &sent) != APR_SUCCESS) {
@@ -1799,6 +1800,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
          * with the reason, for the user to fix and send again */
         copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
                            apr_pstrndup(ds->st->pool, reason, 200), "\r\n", NULL);
+        own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
         copy = apr_pstrcat(ds->st->pool, copy, own, NULL);
         if (!X(ds)->cfg->keep_rejected
             && file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy),
