@@ -8,7 +8,7 @@
  * response framer that streams literals, (5) command execution and
  * connection state, (6) one function per command, (7) status mapping. */
 #include "memds_imap.h"
-#include "syncml/memds_tree.h"
+#include "util/memds_buf.h"
 
 #include <apr_strings.h>
 #include <curl/curl.h>

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "syncml/memds_msg.h"
+#include "syncml/memds_xml.h"
 
 static int usage(void)
 {

@@ -27,6 +27,7 @@
 
 #include "ds/memds_ds.h"
 #include "store/memds_store.h"
+#include "syncml/memds_xml.h"
 
 #define PH_INIT "init"
 #define PH_CLIENT "client-sync"

@@ -25,7 +25,7 @@
  */
 #include "email/memds_email.h"
 #include "util/memds_util.h"
-#include "syncml/memds_xmlsafe.h"
+#include "util/memds_xmlsafe.h"
 
 #include <apr_strings.h>
 #include <libxml/SAX2.h>

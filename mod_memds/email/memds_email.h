@@ -25,8 +25,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
-#include "syncml/memds_tree.h" /* memds_buf_t, memds_codec_err_t */
-#include "syncml/memds_msg.h"  /* memds_ext_t (the same Ext as DevInf's) */
+#include "util/memds_buf.h" /* memds_buf_t, memds_codec_err_t, memds_ext_t */
 
 #define MEMDS_EMAIL_CTTYPE  "application/vnd.omads-email+xml"
 #define MEMDS_FOLDER_CTTYPE "application/vnd.omads-folder+xml"

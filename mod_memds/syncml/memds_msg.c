@@ -1,5 +1,7 @@
 /* memds_msg.c: the SyncML message model <-> element tree (memds_msg.h). */
 #include "syncml/memds_msg.h"
+#include "syncml/memds_wbxml.h"
+#include "syncml/memds_xml.h"
 
 #include <apr_lib.h>
 #include <apr_strings.h>

@@ -201,10 +201,7 @@ typedef struct memds_datastore_t {
     apr_array_header_t *filter_caps;       /**< memds_filtercap_t * */
 } memds_datastore_t;
 
-typedef struct memds_ext_t {
-    const char *xnam;
-    apr_array_header_t *xvals;             /**< const char * */
-} memds_ext_t;
+/* memds_ext_t (an Ext: name and values) is in util/memds_buf.h. */
 
 struct memds_devinf_t {
     memds_ver_e version;                   /**< from VerDTD */

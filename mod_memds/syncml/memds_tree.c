@@ -1,4 +1,4 @@
-/* memds_tree.c: element tree helpers and output buffers (memds_tree.h). */
+/* memds_tree.c: element tree helpers (memds_tree.h). */
 #include "syncml/memds_tree.h"
 
 #include <apr_strings.h>
@@ -75,34 +75,4 @@ const char *memds_node_str(const memds_node_t *n, apr_pool_t *p)
         --e;
     }
     return apr_pstrmemdup(p, s, (apr_size_t)(e - s));
-}
-
-void memds_buf_init(memds_buf_t *b, apr_size_t initial, apr_pool_t *p)
-{
-    b->pool = p;
-    b->cap = initial ? initial : 256;
-    b->data = apr_palloc(p, b->cap);
-    b->len = 0;
-}
-
-void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len)
-{
-    if (b->len + len > b->cap) {
-        apr_size_t cap = b->cap * 2;
-        char *nd;
-        while (cap < b->len + len) {
-            cap *= 2;
-        }
-        nd = apr_palloc(b->pool, cap);
-        memcpy(nd, b->data, b->len);
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
-void memds_buf_addc(memds_buf_t *b, char c)
-{
-    memds_buf_add(b, &c, 1);
 }

@@ -7,6 +7,8 @@
  * (memds_tags.c): SyncML 1.1/1.2 (WBXML page 0), MetInf (page 1) and DevInf
  * (a separate WBXML document nested as OPAQUE in <Data>).
  *
+ * The wire codecs have their own headers: memds_xml.h and memds_wbxml.h.
+ *
  * Everything is allocated from the pool given to the decoder / builder; the
  * tree lives as long as that pool. Trees are not shared between threads.
  */
@@ -15,6 +17,8 @@
 
 #include <apr_pools.h>
 #include <apr_errno.h>
+
+#include "util/memds_buf.h" /* memds_buf_t, memds_codec_err_t */
 
 /** Tag spaces: where a tag lives (XML namespace / WBXML code page). */
 typedef enum {
@@ -75,14 +79,6 @@ typedef struct memds_tree_t {
     int wbxml_version;       /**< 0x02 (1.2) or 0x03 (1.3) when decoded from WBXML, else 0 */
 } memds_tree_t;
 
-/** Why decoding failed: a message for the log and the 400 answer. */
-typedef struct memds_codec_err_t {
-    apr_status_t rv;      /**< APR_EINVAL for bad input, APR_ENOMEM, ... */
-    const char *msg;      /**< what is wrong, e.g. "unknown tag 0x3F on page 1" */
-    apr_size_t offset;    /**< byte offset into the input (WBXML) or 0 */
-    int line;             /**< line (XML) or 0 */
-} memds_codec_err_t;
-
 /** Limits applied by both decoders. */
 #define MEMDS_CODEC_MAX_DEPTH 32      /**< element nesting (SyncML needs < 20) */
 #define MEMDS_CODEC_MAX_NODES 1000000 /**< elements per message */
@@ -105,84 +101,5 @@ memds_node_t *memds_node_child(const memds_node_t *n, const char *name);
 /** The content as a NUL-terminated string with surrounding blanks trimmed
  *  (for numbers and names); "" when empty; from p. */
 const char *memds_node_str(const memds_node_t *n, apr_pool_t *p);
-
-/* ------------------------------------------------------------ buffers */
-
-/** A growable output buffer (pool memory). */
-typedef struct memds_buf_t {
-    char *data;
-    apr_size_t len, cap;
-    apr_pool_t *pool;
-} memds_buf_t;
-
-void memds_buf_init(memds_buf_t *b, apr_size_t initial, apr_pool_t *p);
-void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len);
-void memds_buf_addc(memds_buf_t *b, char c);
-
-/* -------------------------------------------------------------- codecs */
-
-/**
- * Decode XML (libxml2 with DTD loading, entity substitution and network off;
- * a DOCTYPE with an internal subset is refused). Unknown elements, elements
- * of the wrong namespace and text where only elements may be are errors.
- * <Data> holds either bytes (text and CDATA sections joined, exactly as the
- * parser delivers them) or one nested element tree (DevInf, or MetInf
- * elements such as an Anchor in a Status item).
- */
-apr_status_t memds_xml_decode(memds_tree_t **ptree, const char *buf,
-                              apr_size_t len, memds_codec_err_t *err,
-                              apr_pool_t *p);
-/** The same for a stored DevInf document (root <DevInf xmlns='syncml:devinf'>,
- *  as the engine keeps a client's DevInf); the tree's root is the DevInf. */
-apr_status_t memds_xml_decode_devinf(memds_tree_t **ptree, const char *buf,
-                                     apr_size_t len, memds_codec_err_t *err,
-                                     apr_pool_t *p);
-
-/**
- * Encode as XML: no declaration of DTD, namespace on the root and on the
- * first element of each other tag space (xmlns='syncml:metinf' on each
- * MetInf element, as libsynthesis does), text escaped (&lt; &amp; &gt;, CR
- * as &#13;) so every byte survives a conforming parser; no whitespace added.
- * Type values "application/vnd.syncml-devinf+wbxml" are written as "+xml".
- * Fails (APR_EINVAL, err->msg) when content cannot be carried by XML 1.0
- * (invalid UTF-8, NUL or other forbidden control characters).
- */
-apr_status_t memds_xml_encode(memds_buf_t *out, const memds_tree_t *tree,
-                              memds_codec_err_t *err);
-
-/** Exact number of bytes memds_xml_encode writes for node n (and its
- *  subtree) at its place in a document (namespace declarations included). */
-apr_size_t memds_xml_node_size(const memds_node_t *n);
-
-/**
- * Decode WBXML 1.1-1.3 straight into the tree (decision 7 of DESIGN.md):
- * public id numeric or from the string table (or unknown: then version from
- * the root's VerDTD), charset UTF-8, string table, SWITCH_PAGE, END, STR_I,
- * STR_T, OPAQUE, ENTITY. Attributes, LITERAL tags, extensions and PIs are
- * refused. A <Data> OPAQUE holding a nested DevInf document (when the
- * command's or item's Meta Type is application/vnd.syncml-devinf+wbxml) is
- * decoded into a DevInf subtree; any other OPAQUE stays bytes (opaque=1).
- */
-apr_status_t memds_wbxml_decode(memds_tree_t **ptree, const char *buf,
-                                apr_size_t len, memds_codec_err_t *err,
-                                apr_pool_t *p);
-
-/**
- * Encode as WBXML 1.2, appended to out: numeric public id, UTF-8, no
- * string table; leaves as STR_I unless opaque, containing NUL or not valid
- * UTF-8 (then OPAQUE); <Data> bytes always OPAQUE (except text in a Data
- * typed as DevInf, written as STR_I so that it is not taken for a nested
- * document); a nested DevInf subtree as an OPAQUE holding a complete
- * DevInf document. Type values "application/vnd.syncml-devinf+xml" are
- * written as "+wbxml". Page switches only where the next tag needs another
- * page.
- */
-apr_status_t memds_wbxml_encode(memds_buf_t *out, const memds_tree_t *tree,
-                                memds_codec_err_t *err);
-
-/** Exact number of bytes memds_wbxml_encode writes for node n when the
- *  current code page before it is *page; *page is updated to the page
- *  current after it. 0 for a subtree the encoder refuses. */
-apr_size_t memds_wbxml_node_size(const memds_node_t *n, int *page);
 
 #endif /* MEMDS_TREE_H */

@@ -14,7 +14,7 @@
  * Nothing here keeps state between calls: every call works on its own
  * context struct, so the codec is thread-safe.
  */
-#include "syncml/memds_tree.h"
+#include "syncml/memds_wbxml.h"
 #include "util/memds_util.h"
 
 #include <apr_strings.h>

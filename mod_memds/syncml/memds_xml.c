@@ -22,9 +22,9 @@
  *   xmlns="syncml:devinf"; descendants inherit. The decoder reads them back
  *   (and is lenient about MetInf without namespace, see resolve()).
  */
-#include "syncml/memds_tree.h"
+#include "syncml/memds_xml.h"
 #include "util/memds_util.h"
-#include "syncml/memds_xmlsafe.h"
+#include "util/memds_xmlsafe.h"
 
 #include <apr_strings.h>
 #include <libxml/SAX2.h>

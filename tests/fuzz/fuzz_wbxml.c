@@ -6,7 +6,7 @@
  * and be exactly as long as memds_wbxml_node_size says. Any violation
  * abort()s so that libFuzzer records the input.
  */
-#include "syncml/memds_tree.h"
+#include "syncml/memds_wbxml.h"
 
 #include <apr_general.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
  * output is canonical); the sizer must agree with the encoder. Anything
  * else is a bug and aborts. Seed corpus: the XML captures under
  * ../shared/interop (see tests/fuzz/run-fuzz.sh). */
-#include "syncml/memds_tree.h"
+#include "syncml/memds_xml.h"
 
 #include <apr_general.h>
 #include <apr_pools.h>

@@ -10,7 +10,7 @@
  * 5. hand-built trees: round trip and exact bytes.
  */
 #include "unit.h"
-#include "syncml/memds_tree.h"
+#include "syncml/memds_wbxml.h"
 
 #include <apr_file_io.h>
 #include <apr_strings.h>

@@ -1,6 +1,6 @@
 /* Unit tests: syncml/memds_xml.c (XML decoder, encoder and sizer). */
 #include "unit.h"
-#include "syncml/memds_tree.h"
+#include "syncml/memds_xml.h"
 #include "syncml/memds_msg.h"
 
 #include <apr_file_info.h>

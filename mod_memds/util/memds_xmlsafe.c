@@ -1,5 +1,5 @@
 /* memds_xmlsafe.c: the hardened libxml2 parse (see memds_xmlsafe.h). */
-#include "syncml/memds_xmlsafe.h"
+#include "util/memds_xmlsafe.h"
 
 #include <apr_strings.h>
 #include <libxml/SAX2.h>
