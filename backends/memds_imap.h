@@ -9,11 +9,15 @@
  * ESEARCH, LIST-STATUS. Bodies are only ever fetched with BODY.PEEK /
  * BINARY.PEEK, so syncing never sets \\Seen.
  *
- * Three parts:
- *  - the response parser (memds_imap_parse_response), pure and separate from
- *    the I/O so it can be unit-tested and fuzzed;
- *  - a connection (memds_imap_conn_t) with one method per command;
- *  - the mapping of a failure to a SyncML status (memds_imap_status_of).
+ * Three parts, each in its own file (memds_imap_int.h is what they share):
+ *  - the response parser (memds_imap_parse_response, memds_imap_parse.c),
+ *    pure and separate from the I/O so it can be unit-tested and fuzzed;
+ *  - a connection (memds_imap_conn_t, memds_imap_conn.c): transport, the
+ *    response framer with its literals, command execution, connect (TLS,
+ *    login; libcurl options shared with SMTP in memds_curl.c);
+ *  - one method per command (memds_imap_cmd.c).
+ * A failure is a memds_imap_err_t (what went wrong, the response code);
+ * memds_imap_cache.c keeps logged-in connections between requests.
  *
  * Memory: everything a call returns is allocated from the pool it is given,
  * except what is passed to callbacks (valid only during the call: copy what

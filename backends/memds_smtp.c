@@ -13,9 +13,9 @@
  * data; and every reply line passes the header callback, so a reply that
  * arrives after the hook is the reply to the end of data. */
 #include "memds_smtp.h"
+#include "backends/memds_curl.h"
 
 #include <apr_strings.h>
-#include <curl/curl.h>
 
 #include <string.h>
 
@@ -244,29 +244,6 @@ static const char *enhanced_of(const char *reply, apr_pool_t *p)
     return apr_pstrmemdup(p, s, (apr_size_t)(e - s));
 }
 
-static int is_tls_error(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static const char *kind_name(memds_smtp_ekind_e k)
 {
     switch (k) {
@@ -288,6 +265,8 @@ static const char *kind_name(memds_smtp_ekind_e k)
 static memds_smtp_ekind_e classify(const send_t *st, CURLcode rc,
                                    const char *errbuf, int code)
 {
+    memds_curl_class_e cls = memds_curl_class(rc);
+
     if (st->hook_done && st->hook_rv != APR_SUCCESS) {
         return MEMDS_SMTP_E_HOOK;
     }
@@ -303,24 +282,19 @@ static memds_smtp_ekind_e classify(const send_t *st, CURLcode rc,
         return rc == CURLE_OPERATION_TIMEDOUT ? MEMDS_SMTP_E_TIMEOUT
                                               : MEMDS_SMTP_E_CONNECT;
     }
-    switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
+    switch (cls) {
+    case MEMDS_CURL_TIMEOUT:
         return MEMDS_SMTP_E_TIMEOUT;
-    case CURLE_LOGIN_DENIED:
+    case MEMDS_CURL_AUTH:
         return MEMDS_SMTP_E_AUTH;
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_UNKNOWN_OPTION:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case MEMDS_CURL_CONFIG:
         return MEMDS_SMTP_E_CONFIG;
-    case CURLE_OUT_OF_MEMORY:
+    case MEMDS_CURL_NOMEM:
         return MEMDS_SMTP_E_OTHER;
+    case MEMDS_CURL_TLS:
+        return MEMDS_SMTP_E_TLS;
     default:
         break;
-    }
-    if (is_tls_error(rc)) {
-        return MEMDS_SMTP_E_TLS;
     }
     if (st->reading) {
         /* DATA was accepted; the server cut in, or the connection broke */
@@ -336,19 +310,7 @@ static memds_smtp_ekind_e classify(const send_t *st, CURLcode rc,
     if (!strncmp(errbuf, "DATA failed", 11)) {
         return MEMDS_SMTP_E_DATA;
     }
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_WEIRD_SERVER_REPLY:    /* greeting refused (421, 554) */
-    case CURLE_REMOTE_ACCESS_DENIED:  /* EHLO and HELO refused */
-        return MEMDS_SMTP_E_CONNECT;
-    default:
-        return MEMDS_SMTP_E_OTHER;
-    }
+    return cls == MEMDS_CURL_CONNECT ? MEMDS_SMTP_E_CONNECT : MEMDS_SMTP_E_OTHER;
 }
 
 static void err_clear(memds_smtp_err_t *err)
@@ -465,11 +427,7 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
         goto done;
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-#else
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
-#endif
+    memds_curl_protocols(h, "smtp,smtps", (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
     curl_easy_setopt(h, CURLOPT_VERBOSE, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM */
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
@@ -488,23 +446,11 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
                          (cfg->starttls || (cfg->user && !cfg->allow_plain_auth))
                          ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
     }
-    if (cfg->tls_no_verify) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (cfg->ca_file) {
-        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
-    }
+    memds_curl_tls(h, cfg->tls_no_verify, cfg->ca_file);
     if (cfg->user) {
         curl_easy_setopt(h, CURLOPT_USERNAME, cfg->user);
         curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->password ? cfg->password : "");
-        if (mech) {
-            curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS,
-                             apr_pstrcat(p, "AUTH=", mech, NULL));
-        }
-        if (cfg->authzid) {
-            curl_easy_setopt(h, CURLOPT_SASL_AUTHZID, cfg->authzid);
-        }
+        memds_curl_sasl(h, mech, cfg->authzid, p);
     }
     curl_easy_setopt(h, CURLOPT_MAIL_FROM, apr_pstrcat(p, "<", from, ">", NULL));
     curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rl);

@@ -1,4 +1,4 @@
-/* libFuzzer target for the IMAP client layer (backends/memds_imap.c).
+/* libFuzzer target for the IMAP client layer (backends/memds_imap_*.c).
  *
  * Parser mode (any input): the bytes are one server response for
  * memds_imap_parse_response. It must either succeed with a well-typed result

@@ -1,6 +1,6 @@
 /* imap_check HOST PORT USER PASS MASTERUSER MASTERPASS
  *
- * Runs the IMAP client layer (backends/memds_imap.c) against a real Dovecot:
+ * Runs the IMAP client layer (backends/memds_imap_*.c) against a real Dovecot:
  * logins (password, master user by SASL authzid and by "user*master",
  * wrong password → 401), LIST with SPECIAL-USE and LIST-STATUS, CREATE,
  * APPEND with flags/date/APPENDUID, SELECT (CONDSTORE), FETCH of metadata,

@@ -2,7 +2,7 @@
  *
  * Runs the SMTP submission layer (backends/memds_smtp.c) against the real
  * Postfix of the stack, which hands mail to Dovecot over LMTP, and checks
- * every outcome over IMAP (backends/memds_imap.c, as USER2 on
+ * every outcome over IMAP (backends/memds_imap_*.c, as USER2 on
  * SMTP_HOST:IMAP_PORT, polling up to 20 s):
  *  - argument and configuration checks (nothing is sent);
  *  - a ~200 KB message with dot lines and UTF-8 from USER1 to USER2 arrives

@@ -1,4 +1,4 @@
-/* Unit tests: backends/memds_imap.c, the IMAP response parser and the
+/* Unit tests: backends/memds_imap_parse.c (the IMAP response parser) and the
  * command layer over a scripted server.
  *
  * The corpus is Dovecot 2.3.19's real output, captured from the ./dev
