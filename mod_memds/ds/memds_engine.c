@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "ds/memds_ds.h"
-#include "store/memds_store.h"
+#include "ds/memds_sessdb.h"
 #include "syncml/memds_xml.h"
 
 #define PH_INIT "init"
@@ -45,7 +45,7 @@ typedef struct eng_t {
     const memds_engine_cfg_t *cfg;
     const memds_request_t *req;
     memds_response_t *resp;
-    memds_store_t st;
+    memds_sessdb_t *db;
     memds_enc_e enc;
     memds_msg_t *in;
     const char *req_sha1;
@@ -226,8 +226,8 @@ static apr_status_t db_fail(eng_t *e, const char *what)
     e->resp->http_status = 503;
     e->resp->log_level = 3;
     e->resp->log_msg = apr_psprintf(e->p, "database error while %s: %s", what,
-                                    e->st.err ? e->st.err : "?");
-    memds_store_rollback(&e->st);
+                                    e->db->err ? e->db->err : "?");
+    e->db->vt->rollback(e->db);
     return APR_EGENERAL;
 }
 
@@ -414,7 +414,7 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
         why = "user name too long";
         goto challenge;
     }
-    if (memds_store_auth_get(&e->st, &ar, user, devid) != APR_SUCCESS) {
+    if (e->db->vt->auth_get(e->db, &ar, user, devid) != APR_SUCCESS) {
         return db_fail(e, "reading authentication state");
     }
     if (ar.blocked) {
@@ -427,7 +427,7 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
         if (rv == APR_ENOENT) {
             /* The verifier does not know it (passwords live on the IMAP
              * server): the value an admin set or a basic login recorded. */
-            rv = memds_store_md5_get(&e->st, &inner, user);
+            rv = e->db->vt->md5_get(e->db, &inner, user);
             if (rv != APR_SUCCESS && rv != APR_ENOENT) {
                 return db_fail(e, "reading md5 credential data");
             }
@@ -436,7 +436,7 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
             e->resp->http_status = 503;
             e->resp->log_level = 3;
             e->resp->log_msg = "credential verifier unavailable";
-            memds_store_rollback(&e->st);
+            e->db->vt->rollback(e->db);
             return APR_EGENERAL;
         }
         if (rv == APR_ENOENT) {
@@ -466,15 +466,15 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
             e->resp->http_status = 503;
             e->resp->log_level = 3;
             e->resp->log_msg = "credential verifier unavailable";
-            memds_store_rollback(&e->st);
+            e->db->vt->rollback(e->db);
             return APR_EGENERAL;
         }
     }
-    if (memds_store_auth_ok(&e->st, user, devid) != APR_SUCCESS) {
+    if (e->db->vt->auth_ok(e->db, user, devid) != APR_SUCCESS) {
         return db_fail(e, "recording authentication");
     }
     if (!md5 && e->cfg->record_md5
-        && memds_store_md5_put(&e->st, user, memds_auth_md5_inner(user, pass, e->p),
+        && e->db->vt->md5_put(e->db, user, memds_auth_md5_inner(user, pass, e->p),
                                "basic-login") != APR_SUCCESS) {
         /* Keep md5 working for this account's other devices. */
         return db_fail(e, "recording md5 credential data");
@@ -482,7 +482,7 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
     if (md5) {
         /* The nonce for the next session goes out with this answer. */
         const char *nonce = memds_auth_new_nonce(e->p);
-        if (memds_store_auth_set_nonce(&e->st, user, devid, nonce) != APR_SUCCESS) {
+        if (e->db->vt->auth_set_nonce(e->db, user, devid, nonce) != APR_SUCCESS) {
             return db_fail(e, "storing the nonce");
         }
         e->chal = meta_new(e->p);
@@ -500,7 +500,7 @@ static apr_status_t authenticate(eng_t *e, const char **paccount)
     return APR_SUCCESS;
 
 challenge:
-    if (user && memds_store_auth_failed(&e->st, user, devid,
+    if (user && e->db->vt->auth_failed(e->db, user, devid,
                                         e->cfg->auth_max_failures,
                                         e->cfg->auth_window,
                                         e->cfg->auth_block) != APR_SUCCESS) {
@@ -513,7 +513,7 @@ challenge_nocount:
         e->chal->type = "syncml:auth-md5";
         e->chal->format = "b64";
         e->chal->next_nonce = nonce;
-        if (user && memds_store_auth_set_nonce(&e->st, user, devid, nonce)
+        if (user && e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
             != APR_SUCCESS) {
             return db_fail(e, "storing the nonce");
         }
@@ -531,7 +531,7 @@ fail_nocount:
         return APR_EGENERAL;
     }
     /* Keep the failure count and the nonce. */
-    if (memds_store_commit(&e->st) != APR_SUCCESS) {
+    if (e->db->vt->commit(e->db) != APR_SUCCESS) {
         return db_fail(e, "committing an authentication failure");
     }
     return APR_EACCES;
@@ -714,7 +714,7 @@ static apr_status_t store_client_devinf(eng_t *e, const memds_devinf_t *di)
     }
     e->dev.max_guid_size = max_guid;
     e->dev.large_objs = di->large_objs;
-    if (memds_store_device_set_devinf(&e->st, e->dev.device_id,
+    if (e->db->vt->device_set_devinf(e->db, e->dev.device_id,
                                       b.len ? b.data : NULL, b.len, max_guid,
                                       di->large_objs) != APR_SUCCESS) {
         return db_fail(e, "storing the DevInf");
@@ -791,7 +791,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             next = it->meta->anchor->next;
             last = it->meta->anchor->last;
         }
-        rv = memds_store_syncstate_get(&e->st, &state, e->dev.device_id, name);
+        rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, name);
         if (rv == APR_SUCCESS) {
             have_state = 1;
             server_last = state.last_server_anchor;
@@ -808,12 +808,12 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                 reply(e, cmd, st);
                 continue;
             }
-            rv = memds_store_suspended_find(&e->st, &old_pk, e->dev.device_id,
+            rv = e->db->vt->suspended_find(e->db, &old_pk, e->dev.device_id,
                                             name, e->sess.session_pk);
             if (rv == APR_SUCCESS) {
                 apr_array_header_t *olds;
                 int k;
-                if (memds_store_sstores_load(&e->st, &olds, old_pk) != APR_SUCCESS) {
+                if (e->db->vt->sstores_load(e->db, &olds, old_pk) != APR_SUCCESS) {
                     return db_fail(e, "loading a suspended session");
                 }
                 for (k = 0; k < olds->nelts; ++k) {
@@ -856,7 +856,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         ss->queue_built = resumed ? resumed->queue_built : 0;
         if (resumed) {
             ss->slow = resumed->slow;
-            if (memds_store_resume_copy(&e->st, e->sess.session_pk, old_pk, name)
+            if (e->db->vt->resume_copy(e->db, e->sess.session_pk, old_pk, name)
                 != APR_SUCCESS) {
                 return db_fail(e, "resuming a session");
             }
@@ -864,11 +864,11 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         else if (effective == 205 || effective == 203) {
             /* Refresh: the device's copy starts empty (205) or replaces the
              * server's view of it (203); old maps must not match. */
-            if (memds_store_map_clear(&e->st, e->dev.device_id, name) != APR_SUCCESS) {
+            if (e->db->vt->map_clear(e->db, e->dev.device_id, name) != APR_SUCCESS) {
                 return db_fail(e, "clearing maps");
             }
         }
-        if (memds_store_sstore_save(&e->st, e->sess.session_pk, ss) != APR_SUCCESS) {
+        if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss) != APR_SUCCESS) {
             return db_fail(e, "saving a session datastore");
         }
         /* Echo the client's Next anchor in the Status item. */
@@ -949,7 +949,7 @@ static apr_status_t load_maps(op_ctx_t *o)
     if (o->luid2guid) {
         return APR_SUCCESS;
     }
-    if (memds_store_maps_load(&o->e->st, &g2l, o->e->dev.device_id, o->ss->store)
+    if (o->e->db->vt->maps_load(o->e->db, &g2l, o->e->dev.device_id, o->ss->store)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -982,11 +982,11 @@ static apr_status_t flush_ops(op_ctx_t *o)
 {
     eng_t *e = o->e;
 
-    if (memds_store_map_put_many(&e->st, e->dev.device_id, o->ss->store,
+    if (e->db->vt->map_put_many(e->db, e->dev.device_id, o->ss->store,
                                  (const char *const *)o->new_guids->elts,
                                  (const char *const *)o->new_luids->elts,
                                  o->new_guids->nelts) != APR_SUCCESS
-        || memds_store_seen_add_many(&e->st, e->sess.session_pk, o->ss->store,
+        || e->db->vt->seen_add_many(e->db, e->sess.session_pk, o->ss->store,
                                      (const char *const *)o->seen->elts,
                                      o->seen->nelts) != APR_SUCCESS) {
         return db_fail(e, "storing maps");
@@ -1034,8 +1034,8 @@ static apr_status_t open_ds(memds_ds_t **pds, eng_t *e, const char *store)
     if (strcmp(env.kind, "items") != 0) {
         env.want_type = client_rx_type(e, store);
     }
-    rv = memds_ds_open(pds, &env, &e->st, e->dev.account, store,
-                       e->dev.device_id, e->p);
+    rv = e->db->vt->ds_open(e->db, pds, &env, e->dev.account, store,
+                            e->dev.device_id, e->p);
     if (rv != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
@@ -1063,7 +1063,7 @@ static const char *ds_failed(op_ctx_t *o)
 {
     if (o->ds->status <= 0) {
         if (o->ds->reason) {
-            o->e->st.err = o->ds->reason;
+            o->e->db->err = o->ds->reason;
         }
         return NULL;
     }
@@ -1168,7 +1168,7 @@ static const char *del_item(op_ctx_t *o, const char *luid, int soft)
             return ds_failed(o);
         }
     }
-    if (memds_store_map_del(&e->st, e->dev.device_id, o->ss->store, guid)
+    if (e->db->vt->map_del(e->db, e->dev.device_id, o->ss->store, guid)
         != APR_SUCCESS) {
         return NULL;
     }
@@ -1190,7 +1190,7 @@ static const char *chunk(op_ctx_t *o, const memds_cmd_t *c,
                      : c->meta && c->meta->size != MEMDS_NOVAL ? c->meta->size : -1;
 
     *pdone = 0;
-    rv = memds_store_partial_get(&e->st, &pt, e->sess.session_pk, o->ss->store);
+    rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         return NULL;
     }
@@ -1217,18 +1217,18 @@ static const char *chunk(op_ctx_t *o, const memds_cmd_t *c,
     }
     else if (strcmp(pt.luid, luid) != 0 || strcmp(pt.cmd, memds_cmd_name(c->type)) != 0) {
         /* A different item while one was incomplete: drop the old one. */
-        if (memds_store_partial_drop(&e->st, e->sess.session_pk, o->ss->store)
+        if (e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store)
             != APR_SUCCESS) {
             return NULL;
         }
         return chunk(o, c, it, luid, pdata, plen, pdone);
     }
     if ((apr_int64_t)(pt.len + it->data.len) > pt.total_size) {
-        memds_store_partial_drop(&e->st, e->sess.session_pk, o->ss->store);
+        e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store);
         return "424";
     }
     if (it->more_data) {
-        if (memds_store_partial_append(&e->st, e->sess.session_pk, &pt,
+        if (e->db->vt->partial_append(e->db, e->sess.session_pk, &pt,
                                        it->data.data, it->data.len) != APR_SUCCESS) {
             return NULL;
         }
@@ -1240,7 +1240,7 @@ static const char *chunk(op_ctx_t *o, const memds_cmd_t *c,
         memcpy(all, pt.data, pt.len);
         memcpy(all + pt.len, it->data.data, it->data.len);
         all[pt.len + it->data.len] = '\0';
-        if (memds_store_partial_drop(&e->st, e->sess.session_pk, o->ss->store)
+        if (e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store)
             != APR_SUCCESS) {
             return NULL;
         }
@@ -1352,7 +1352,7 @@ static apr_status_t do_sync(eng_t *e, const memds_cmd_t *cmd)
         return rv;
     }
     o.last_seq = -1;
-    rv = memds_store_syncstate_get(&e->st, &state, e->dev.device_id, o.ss->store);
+    rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, o.ss->store);
     if (rv == APR_SUCCESS) {
         o.last_seq = state.last_seq;
     }
@@ -1396,7 +1396,7 @@ static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
         const char *guid = mi->target;
         if (guid[0] == '#') {
             memds_qitem_t q;
-            apr_status_t rv = memds_store_queue_find(&e->st, &q, e->sess.session_pk,
+            apr_status_t rv = e->db->vt->queue_find(e->db, &q, e->sess.session_pk,
                                                      ss->store, guid, NULL);
             if (rv == APR_ENOENT) {
                 st->data = "404"; /* a temporary id we never gave out */
@@ -1410,7 +1410,7 @@ static apr_status_t do_map(eng_t *e, const memds_cmd_t *cmd)
         guids[k] = guid;
         luids[k++] = mi->source;
     }
-    if (memds_store_map_put_many(&e->st, e->dev.device_id, ss->store, guids,
+    if (e->db->vt->map_put_many(e->db, e->dev.device_id, ss->store, guids,
                                  luids, k) != APR_SUCCESS) {
         return db_fail(e, "storing maps");
     }
@@ -1446,7 +1446,7 @@ static apr_status_t do_status(eng_t *e, const memds_cmd_t *cmd)
 static apr_status_t flush_statuses(eng_t *e)
 {
     if (e->st_codes->nelts
-        && memds_store_queue_status_many(&e->st, e->sess.session_pk,
+        && e->db->vt->queue_status_many(e->db, e->sess.session_pk,
                                          (const char *const *)e->st_refs->elts,
                                          (const char *const *)e->st_luids->elts,
                                          (const apr_int64_t *)e->st_codes->elts,
@@ -1468,7 +1468,7 @@ static apr_status_t ds_fail(eng_t *e, memds_ds_t *ds, const char *what)
 
     if (ds->status <= 0) {
         if (ds->reason) {
-            e->st.err = ds->reason;
+            e->db->err = ds->reason;
         }
         return db_fail(e, what);
     }
@@ -1498,7 +1498,7 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
     }
     ss->snapshot_seq = snap;
     ss->queue_built = 1;
-    rv = memds_store_syncstate_get(&e->st, &state, e->dev.device_id, ss->store);
+    rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, ss->store);
     if (rv == APR_SUCCESS) {
         since = state.last_seq;
     }
@@ -1510,7 +1510,7 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
         if (ds->vt->changes(ds, &changes, -1, snap) != APR_SUCCESS) {
             return db_fail(e, "listing items");
         }
-        if (memds_store_seen_load(&e->st, &seen, e->sess.session_pk, ss->store)
+        if (e->db->vt->seen_load(e->db, &seen, e->sess.session_pk, ss->store)
             != APR_SUCCESS) {
             return db_fail(e, "reading the slow-sync set");
         }
@@ -1544,9 +1544,9 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
     }
     /* The device's maps (and in a slow sync what it turned out to have),
      * read once: the queue is built in memory and stored in one go. */
-    if (memds_store_maps_load(&e->st, &maps, e->dev.device_id, ss->store)
+    if (e->db->vt->maps_load(e->db, &maps, e->dev.device_id, ss->store)
         != APR_SUCCESS
-        || (mode == 201 && memds_store_seen_load(&e->st, &seen, e->sess.session_pk,
+        || (mode == 201 && e->db->vt->seen_load(e->db, &seen, e->sess.session_pk,
                                                  ss->store) != APR_SUCCESS)) {
         return db_fail(e, "reading maps");
     }
@@ -1599,11 +1599,11 @@ static apr_status_t build_queue(eng_t *e, memds_sstore_t *ss)
             APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
         }
     }
-    if (memds_store_queue_add_many(&e->st, e->sess.session_pk, queue) != APR_SUCCESS) {
+    if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue) != APR_SUCCESS) {
         return db_fail(e, "queueing changes");
     }
 done:
-    if (memds_store_sstore_save(&e->st, e->sess.session_pk, ss) != APR_SUCCESS) {
+    if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss) != APR_SUCCESS) {
         return db_fail(e, "saving a session datastore");
     }
     return APR_SUCCESS;
@@ -1722,7 +1722,7 @@ static apr_status_t flush_queue(eng_t *e)
     int i;
 
     if (e->dirty->nelts
-        && memds_store_queue_update_many(&e->st, e->sess.session_pk, e->dirty)
+        && e->db->vt->queue_update_many(e->db, e->sess.session_pk, e->dirty)
            != APR_SUCCESS) {
         return db_fail(e, "updating the send queue");
     }
@@ -1770,7 +1770,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         /* Up to where the device has the items it gets a Replace for (in a
          * slow sync it may have lost them: whole items then). */
         if (!ss->slow) {
-            rv = memds_store_syncstate_get(&e->st, &state, e->dev.device_id,
+            rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id,
                                            ss->store);
             if (rv == APR_SUCCESS) {
                 known_seq = state.last_seq;
@@ -1797,7 +1797,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             if ((rv = flush_queue(e)) != APR_SUCCESS) {
                 return rv;
             }
-            if (memds_store_queue_unsent(&e->st, &items, e->sess.session_pk,
+            if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
                                          ss->store, 500) != APR_SUCCESS) {
                 return db_fail(e, "reading the send queue");
             }
@@ -1927,7 +1927,7 @@ static apr_status_t fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
     if ((rv = flush_queue(e)) != APR_SUCCESS) {
         return rv;
     }
-    if (memds_store_queue_count_unsent(&e->st, &left, e->sess.session_pk)
+    if (e->db->vt->queue_count_unsent(e->db, &left, e->sess.session_pk)
         != APR_SUCCESS) {
         return db_fail(e, "counting the send queue");
     }
@@ -2036,11 +2036,11 @@ static apr_status_t complete_session(eng_t *e)
         int failed = 0;
         apr_status_t rv;
 
-        if (memds_store_queue_count_failed(&e->st, &failed, e->sess.session_pk,
+        if (e->db->vt->queue_count_failed(e->db, &failed, e->sess.session_pk,
                                            ss->store) != APR_SUCCESS) {
             return db_fail(e, "checking item results");
         }
-        rv = memds_store_syncstate_get(&e->st, &old, e->dev.device_id, ss->store);
+        rv = e->db->vt->syncstate_get(e->db, &old, e->dev.device_id, ss->store);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             return db_fail(e, "reading anchors");
         }
@@ -2052,7 +2052,7 @@ static apr_status_t complete_session(eng_t *e)
         state.last_seq = (failed && rv == APR_SUCCESS) ? old.last_seq
                        : ss->snapshot_seq >= 0 ? ss->snapshot_seq
                        : (rv == APR_SUCCESS ? old.last_seq : 0);
-        if (memds_store_syncstate_put(&e->st, e->dev.device_id, ss->store, &state)
+        if (e->db->vt->syncstate_put(e->db, e->dev.device_id, ss->store, &state)
             != APR_SUCCESS) {
             return db_fail(e, "storing anchors");
         }
@@ -2071,7 +2071,7 @@ static apr_status_t find_session(eng_t *e, int *phave)
     if (e->req->token == NULL) {
         return APR_SUCCESS;
     }
-    rv = memds_store_session_by_token(&e->st, &e->sess, e->req->token);
+    rv = e->db->vt->session_by_token(e->db, &e->sess, e->req->token);
     if (rv == APR_ENOENT) {
         if (strcmp(h->msg_id, "1") == 0) {
             return APR_SUCCESS; /* a new session at an old RespURI */
@@ -2131,12 +2131,12 @@ static apr_status_t start_session(eng_t *e, const char *account)
     const memds_hdr_t *h = &e->in->hdr;
     apr_status_t rv;
 
-    if (memds_store_device_lock(&e->st, &e->dev, account, h->source->uri)
+    if (e->db->vt->device_lock(e->db, &e->dev, account, h->source->uri)
         != APR_SUCCESS) {
         return db_fail(e, "locking the device");
     }
     /* A client that ignores RespURI continues by SessionID. */
-    rv = memds_store_session_by_sid(&e->st, &e->sess, e->dev.device_id,
+    rv = e->db->vt->session_by_sid(e->db, &e->sess, e->dev.device_id,
                                     h->session_id);
     if (rv == APR_SUCCESS && !e->sess.finished && !e->sess.expired
         && strcmp(h->msg_id, "1") != 0) {
@@ -2156,7 +2156,7 @@ static apr_status_t start_session(eng_t *e, const char *account)
         e->resp->http_status = 500;
         e->resp->log_level = 2;
         e->resp->log_msg = "no random numbers for a session token";
-        memds_store_rollback(&e->st);
+        e->db->vt->rollback(e->db);
         return APR_EGENERAL;
     }
     e->sess.device_id = e->dev.device_id;
@@ -2172,7 +2172,7 @@ static apr_status_t start_session(eng_t *e, const char *account)
     e->sess.request_sha1 = "";
     e->sess.response = "";
     e->sess.response_len = 0;
-    if (memds_store_session_save(&e->st, &e->sess, e->cfg->session_timeout)
+    if (e->db->vt->session_save(e->db, &e->sess, e->cfg->session_timeout)
         != APR_SUCCESS) {
         return db_fail(e, "creating the session");
     }
@@ -2193,10 +2193,9 @@ static int sent_items(const eng_t *e)
     return 0;
 }
 
-apr_status_t memds_engine_process(memds_response_t *resp,
-                                  const memds_engine_cfg_t *cfg,
-                                  memds_pgconn_t *conn,
-                                  const memds_request_t *req, apr_pool_t *p)
+apr_status_t memds_engine_run(memds_response_t *resp,
+                              const memds_engine_cfg_t *cfg, memds_sessdb_t *db,
+                              const memds_request_t *req, apr_pool_t *p)
 {
     eng_t E, *e = &E;
     memds_codec_err_t err;
@@ -2249,13 +2248,13 @@ apr_status_t memds_engine_process(memds_response_t *resp,
         return refuse(e, "400", "400", "invalid MsgID");
     }
 
-    memds_store_init(&e->st, conn, p);
-    if (memds_store_begin(&e->st) != APR_SUCCESS) {
+    e->db = db;
+    if (db->vt->begin(db) != APR_SUCCESS) {
         return db_fail(e, "starting a transaction");
     }
     rv = find_session(e, &have);
     if (rv == APR_SUCCESS && have) {
-        if (memds_store_device_lock(&e->st, &e->dev, e->sess.account, e->sess.devid)
+        if (e->db->vt->device_lock(e->db, &e->dev, e->sess.account, e->sess.devid)
             != APR_SUCCESS) {
             return db_fail(e, "locking the device");
         }
@@ -2271,14 +2270,14 @@ apr_status_t memds_engine_process(memds_response_t *resp,
         }
     }
     if (rv == APR_EACCES) {
-        memds_store_rollback(&e->st); /* refusals change nothing (auth committed itself) */
+        e->db->vt->rollback(e->db); /* refusals change nothing (auth committed itself) */
         return APR_SUCCESS;
     }
     if (rv != APR_SUCCESS) {
         return rv;
     }
     if (!e->new_session
-        && memds_store_sstores_load(&e->st, &e->sstores, e->sess.session_pk)
+        && e->db->vt->sstores_load(e->db, &e->sstores, e->sess.session_pk)
            != APR_SUCCESS) {
         return db_fail(e, "loading the session datastores");
     }
@@ -2394,7 +2393,7 @@ apr_status_t memds_engine_process(memds_response_t *resp,
         e->out->hdr.resp_uri = NULL; /* nothing follows */
     }
     if (encode(e, e->out) != APR_SUCCESS) {
-        memds_store_rollback(&e->st);
+        e->db->vt->rollback(e->db);
         return APR_SUCCESS;
     }
     if (resp->len > limit_of(e) + MSG_MARGIN) {
@@ -2406,11 +2405,11 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     e->sess.request_sha1 = e->req_sha1;
     e->sess.response = resp->body;
     e->sess.response_len = resp->len;
-    if (memds_store_session_save(&e->st, &e->sess, cfg->session_timeout)
+    if (e->db->vt->session_save(e->db, &e->sess, cfg->session_timeout)
         != APR_SUCCESS) {
         return db_fail(e, "saving the session");
     }
-    if (memds_store_commit(&e->st) != APR_SUCCESS) {
+    if (e->db->vt->commit(e->db) != APR_SUCCESS) {
         return db_fail(e, "committing");
     }
     if (!resp->log_msg) {
@@ -2424,18 +2423,29 @@ apr_status_t memds_engine_process(memds_response_t *resp,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_engine_expire(int *pn, memds_pgconn_t *conn, apr_pool_t *p)
+apr_status_t memds_engine_process(memds_response_t *resp,
+                                  const memds_engine_cfg_t *cfg,
+                                  memds_pgconn_t *conn,
+                                  const memds_request_t *req, apr_pool_t *p)
 {
-    memds_store_t st;
+    return memds_engine_run(resp, cfg, memds_sessdb_pg(conn, p), req, p);
+}
+
+apr_status_t memds_engine_expire_db(int *pn, memds_sessdb_t *db)
+{
     apr_status_t rv;
 
-    memds_store_init(&st, conn, p);
-    if ((rv = memds_store_begin(&st)) != APR_SUCCESS) {
+    if ((rv = db->vt->begin(db)) != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = memds_store_sessions_expire(&st, pn)) != APR_SUCCESS) {
-        memds_store_rollback(&st);
+    if ((rv = db->vt->sessions_expire(db, pn)) != APR_SUCCESS) {
+        db->vt->rollback(db);
         return rv;
     }
-    return memds_store_commit(&st);
+    return db->vt->commit(db);
+}
+
+apr_status_t memds_engine_expire(int *pn, memds_pgconn_t *conn, apr_pool_t *p)
+{
+    return memds_engine_expire_db(pn, memds_sessdb_pg(conn, p));
 }

@@ -15,6 +15,7 @@
 #include "ds/memds_auth.h"
 #include "store/memds_pgpool.h"
 #include "ds/memds_ds.h"
+#include "ds/memds_sessdb.h"
 
 /** Conflict resolution when both sides changed an item. */
 typedef enum {
@@ -61,13 +62,22 @@ typedef struct memds_response_t {
 } memds_response_t;
 
 /**
- * Process one SyncML message. Always fills resp; the return value is
- * APR_SUCCESS unless the database failed (resp then says 503).
+ * Process one SyncML message with the session store db (one transaction).
+ * Always fills resp; the return value is APR_SUCCESS unless the store
+ * failed (resp then says 503).
  */
+apr_status_t memds_engine_run(memds_response_t *resp,
+                              const memds_engine_cfg_t *cfg, memds_sessdb_t *db,
+                              const memds_request_t *req, apr_pool_t *p);
+
+/** memds_engine_run with the PostgreSQL session store on conn. */
 apr_status_t memds_engine_process(memds_response_t *resp,
                                   const memds_engine_cfg_t *cfg,
                                   memds_pgconn_t *conn,
                                   const memds_request_t *req, apr_pool_t *p);
+
+/** Remove expired sessions of db (own transaction); *pn how many. */
+apr_status_t memds_engine_expire_db(int *pn, memds_sessdb_t *db);
 
 /** Remove expired sessions (for the watchdog); *pn how many. */
 apr_status_t memds_engine_expire(int *pn, memds_pgconn_t *conn, apr_pool_t *p);
