@@ -1,0 +1,857 @@
+/* Unit tests: the protocol engine (ds/memds_engine*.c) driven through
+ * memds_engine_run with the in-memory session store and its "items"
+ * datastore: no PostgreSQL. The device side is written here as XML, the way
+ * SyncEvolution (libsynthesis) writes its messages: Cred and Alerts with
+ * anchors in package 1 (md5 digest over an empty nonce when it has none),
+ * the Sync in package 3, Statuses and Map in package 5, Alert 222 for the
+ * next message of a package spanning several. Recorded sessions of the real
+ * client are replayed from tests/corpus when it is there. */
+#include "unit.h"
+#include "ds/memds_engine.h"
+#include "ds/memds_sessdb.h"
+#include "ds/memds_auth.h"
+#include "syncml/memds_codes.h"
+
+#include <apr_base64.h>
+#include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USER "test"
+#define PASS "secret"
+#define BASE "http://server.test/sync"
+
+/* --------------------------------------------------------- a verifier */
+
+static apr_status_t v_check(const memds_verifier_t *v, const char *user,
+                            const char *password, apr_pool_t *p)
+{
+    (void)v;
+    (void)p;
+    return strcmp(user, USER) == 0 && strcmp(password, PASS) == 0 ? APR_SUCCESS
+                                                                  : APR_EACCES;
+}
+
+static apr_status_t v_md5(const memds_verifier_t *v, const char *user,
+                          const char **pinner, apr_pool_t *p)
+{
+    (void)v;
+    if (strcmp(user, USER) != 0) {
+        return APR_ENOENT;
+    }
+    *pinner = memds_auth_md5_inner(USER, PASS, p);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ a device */
+
+typedef struct tdev_t {
+    memds_memdb_t *db;
+    memds_verifier_t ver;
+    memds_engine_cfg_t cfg;
+    apr_pool_t *p;
+    const char *devid, *user, *pass;
+    int md5;                    /* 1: syncml:auth-md5 */
+    const char *nonce;          /* md5: the last NextNonce, "" for none */
+    int sid, msgid, max_msg;
+    const char *token;          /* from RespURI */
+    const char *last_anchor;    /* of the last completed sync */
+    /* the last exchange */
+    const char *body;           /* what was sent */
+    memds_response_t resp;
+    memds_msg_t *ans;
+    /* what package 4 brought */
+    int got_add, got_replace, got_delete;
+} tdev_t;
+
+static tdev_t *dev_new(const char *devid)
+{
+    tdev_t *d = apr_pcalloc(unit_pool, sizeof(*d));
+
+    d->p = unit_pool;
+    d->db = memds_memdb_create(unit_pool);
+    d->ver.check_password = v_check;
+    d->ver.md5_inner = v_md5;
+    d->cfg.datastore = "items";
+    d->cfg.session_timeout = 600;
+    d->cfg.max_msg_size = 150000;
+    d->cfg.max_obj_size = 4000000;
+    d->cfg.conflict = MEMDS_CONFLICT_SERVER_WINS;
+    d->cfg.auth_type = MEMDS_AUTH_BASIC;
+    d->cfg.verifier = &d->ver;
+    d->cfg.auth_max_failures = 5;
+    d->cfg.auth_window = 60;
+    d->cfg.auth_block = 60;
+    d->cfg.server_name = "unit";
+    d->devid = devid;
+    d->user = USER;
+    d->pass = PASS;
+    d->nonce = "";
+    d->max_msg = 150000;
+    return d;
+}
+
+/* A second device of the same account on the same server. */
+static tdev_t *dev_other(const tdev_t *d, const char *devid)
+{
+    tdev_t *o = apr_pmemdup(unit_pool, d, sizeof(*d));
+
+    o->devid = devid;
+    o->nonce = "";
+    o->token = NULL;
+    o->last_anchor = NULL;
+    return o;
+}
+
+static const char *cred_xml(tdev_t *d)
+{
+    const char *data;
+
+    if (d->md5) {
+        data = memds_auth_md5_digest(memds_auth_md5_inner(d->user, d->pass, d->p),
+                                     d->nonce, d->p);
+    }
+    else {
+        const char *up = apr_pstrcat(d->p, d->user, ":", d->pass, NULL);
+        char *b = apr_palloc(d->p, apr_base64_encode_len((int)strlen(up)));
+        apr_base64_encode(b, up, (int)strlen(up));
+        data = b;
+    }
+    return apr_psprintf(d->p, "<Cred><Meta><Format xmlns='syncml:metinf'>b64</Format>"
+                        "<Type xmlns='syncml:metinf'>syncml:auth-%s</Type></Meta>"
+                        "<Data>%s</Data></Cred>", d->md5 ? "md5" : "basic", data);
+}
+
+static void start(tdev_t *d)
+{
+    d->sid++;
+    d->msgid = 0;
+    d->token = NULL;
+    d->got_add = d->got_replace = d->got_delete = 0;
+}
+
+/* The header Status of the answer (its Data as a number), and the Chal. */
+static const memds_cmd_t *hdr_status(const memds_msg_t *m)
+{
+    int i;
+
+    for (i = 0; m && i < m->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
+        if (c->type == MEMDS_CMD_STATUS && c->cmd && strcmp(c->cmd, "SyncHdr") == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int hdr_code(const memds_msg_t *m)
+{
+    const memds_cmd_t *c = hdr_status(m);
+
+    return c ? atoi(c->data) : -1;
+}
+
+/* Send raw bytes as the next message (no MsgID handling). */
+static memds_msg_t *send_raw(tdev_t *d, const char *body)
+{
+    memds_request_t rq;
+    memds_codec_err_t err;
+    const memds_cmd_t *hs;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.body = body;
+    rq.len = strlen(body);
+    rq.enc = MEMDS_ENC_XML;
+    rq.token = d->token;
+    rq.base_url = BASE;
+    d->body = body;
+    d->ans = NULL;
+    CU_ASSERT_EQUAL(memds_engine_run(&d->resp, &d->cfg, memds_sessdb_mem(d->db, d->p),
+                                     &rq, d->p), APR_SUCCESS);
+    if (d->resp.http_status != 200) {
+        return NULL;
+    }
+    if (memds_msg_decode(&d->ans, d->resp.body, d->resp.len, MEMDS_ENC_XML, &err, d->p)
+        != APR_SUCCESS) {
+        CU_FAIL("the answer does not decode");
+        return NULL;
+    }
+    if (d->ans->hdr.resp_uri && strstr(d->ans->hdr.resp_uri, "?s=")) {
+        d->token = strstr(d->ans->hdr.resp_uri, "?s=") + 3;
+    }
+    hs = hdr_status(d->ans);
+    if (hs && hs->chal && hs->chal->next_nonce) {
+        d->nonce = hs->chal->next_nonce;
+    }
+    return d->ans;
+}
+
+/* The next message of the session: header (with Cred when asked), cmds,
+ * Final when asked. */
+static memds_msg_t *send_msg(tdev_t *d, const char *cmds, int final, int cred)
+{
+    const char *body = apr_psprintf(
+        d->p,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>"
+        "<VerProto>SyncML/1.2</VerProto><SessionID>%d</SessionID><MsgID>%d</MsgID>"
+        "<Target><LocURI>" BASE "</LocURI></Target>"
+        "<Source><LocURI>%s</LocURI><LocName>%s</LocName></Source>%s"
+        "<Meta><MaxMsgSize xmlns='syncml:metinf'>%d</MaxMsgSize>"
+        "<MaxObjSize xmlns='syncml:metinf'>4000000</MaxObjSize></Meta></SyncHdr>"
+        "<SyncBody>%s%s</SyncBody></SyncML>",
+        d->sid, ++d->msgid, d->devid, d->user, cred ? cred_xml(d) : "", d->max_msg,
+        cmds, final ? "<Final/>" : "");
+
+    return send_raw(d, body);
+}
+
+static const char *alert_xml(tdev_t *d, int code, const char *last, const char *next)
+{
+    return apr_psprintf(d->p, "<Alert><CmdID>1</CmdID><Data>%d</Data><Item>"
+                        "<Target><LocURI>memo</LocURI></Target>"
+                        "<Source><LocURI>./memo</LocURI></Source>"
+                        "<Meta><Anchor xmlns='syncml:metinf'>%s%s%s<Next>%s</Next>"
+                        "</Anchor><MaxObjSize xmlns='syncml:metinf'>4000000</MaxObjSize>"
+                        "</Meta></Item></Alert>", code, last ? "<Last>" : "",
+                        last ? last : "", last ? "</Last>" : "", next);
+}
+
+static const char *item_cmd(tdev_t *d, const char *cmd, int id, const char *luid,
+                            const char *data)
+{
+    return apr_psprintf(d->p, "<%s><CmdID>%d</CmdID><Meta><Type xmlns='syncml:metinf'>"
+                        "text/plain</Type></Meta><Item><Source><LocURI>%s</LocURI>"
+                        "</Source>%s%s%s</Item></%s>", cmd, id, luid,
+                        data ? "<Data>" : "", data ? data : "", data ? "</Data>" : "",
+                        cmd);
+}
+
+static const char *sync_xml(tdev_t *d, const char *inner)
+{
+    return apr_psprintf(d->p, "<Sync><CmdID>2</CmdID><Target><LocURI>memo</LocURI>"
+                        "</Target><Source><LocURI>./memo</LocURI></Source>%s</Sync>",
+                        inner);
+}
+
+/* The answer's commands of a type, and the n-th Status for a command. */
+static const memds_cmd_t *find_cmd(const memds_msg_t *m, memds_cmd_e type)
+{
+    int i;
+
+    for (i = 0; m && i < m->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
+        if (c->type == type) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int status_code(const memds_msg_t *m, const char *cmd, int nth)
+{
+    int i;
+
+    for (i = 0; m && i < m->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
+        if (c->type == MEMDS_CMD_STATUS && c->cmd && strcmp(c->cmd, cmd) == 0
+            && nth-- == 0) {
+            return atoi(c->data);
+        }
+    }
+    return -1;
+}
+
+static int alert_code(const memds_msg_t *m)
+{
+    const memds_cmd_t *c = find_cmd(m, MEMDS_CMD_ALERT);
+
+    return c ? atoi(c->data) : -1;
+}
+
+/* Package 1: credentials and one Alert for ./memo; returns the server's
+ * Alert code (the sync it agreed to), -1 without one. */
+static int package1(tdev_t *d, int code, const char **pnext)
+{
+    *pnext = apr_psprintf(d->p, "%d-%d", d->sid + 1, rand());
+    start(d);
+    send_msg(d, alert_xml(d, code, d->last_anchor, *pnext), 1, 1);
+    return alert_code(d->ans);
+}
+
+/* Statuses (and maps for Adds) for what the server's Sync carried. */
+static const char *answer_sync(tdev_t *d, const char **pmap)
+{
+    const memds_cmd_t *sync = find_cmd(d->ans, MEMDS_CMD_SYNC);
+    const char *st = "", *map = "";
+    int i, id = 10;
+
+    for (i = 0; sync && sync->cmds && i < sync->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(sync->cmds, i, memds_cmd_t *);
+        const memds_item_t *it = APR_ARRAY_IDX(c->items, 0, memds_item_t *);
+        const char *name = memds_cmd_name(c->type);
+        const char *guid = it->source ? it->source->uri : NULL;
+        const char *luid = it->target ? it->target->uri : NULL;
+        int code = c->type == MEMDS_CMD_ADD ? 201 : 200;
+
+        if (it->more_data) {
+            code = 213;
+        }
+        else if (c->type == MEMDS_CMD_ADD) {
+            d->got_add++;
+            map = apr_psprintf(d->p, "%s<MapItem><Target><LocURI>%s</LocURI></Target>"
+                               "<Source><LocURI>dev-%s</LocURI></Source></MapItem>",
+                               map, guid, guid);
+        }
+        else if (c->type == MEMDS_CMD_REPLACE) {
+            d->got_replace++;
+        }
+        else {
+            d->got_delete++;
+        }
+        st = apr_psprintf(d->p, "%s<Status><CmdID>%d</CmdID><MsgRef>%s</MsgRef>"
+                          "<CmdRef>%s</CmdRef><Cmd>%s</Cmd>%s%s%s%s%s%s<Data>%d</Data>"
+                          "</Status>", st, id++, d->ans->hdr.msg_id, c->cmd_id, name,
+                          luid ? "<TargetRef>" : "", luid ? luid : "",
+                          luid ? "</TargetRef>" : "", guid ? "<SourceRef>" : "",
+                          guid ? guid : "", guid ? "</SourceRef>" : "", code);
+    }
+    *pmap = *map ? apr_psprintf(d->p, "<Map><CmdID>%d</CmdID><Target><LocURI>./memo"
+                                "</LocURI></Target><Source><LocURI>memo</LocURI>"
+                                "</Source>%s</Map>", id, map) : "";
+    return st;
+}
+
+/* After the device's package 3 (d->ans answers it): the server's changes
+ * taken (Alert 222 while they span messages), then statuses and maps.
+ * Returns the number of messages of package 4. */
+static int finish(tdev_t *d, const char *next)
+{
+    const char *map;
+    int n4 = 1;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    while (!d->ans->final) {
+        const char *st = answer_sync(d, &map);
+        send_msg(d, apr_pstrcat(d->p, st, map,
+                                "<Alert><CmdID>99</CmdID><Data>222</Data><Item><Target>"
+                                "<LocURI>" BASE "</LocURI></Target><Source><LocURI>",
+                                d->devid, "</LocURI></Source></Item></Alert>", NULL),
+                 0, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+        if (++n4 > 50) {
+            CU_FAIL_FATAL("package 4 does not end");
+        }
+    }
+    if (find_cmd(d->ans, MEMDS_CMD_SYNC)) {
+        const char *st = answer_sync(d, &map);
+        send_msg(d, apr_pstrcat(d->p, st, map, NULL), 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+        CU_ASSERT(d->ans->final);
+    }
+    d->last_anchor = next;
+    return n4;
+}
+
+/* Package 3 with the device's changes (Sync content), then finish. */
+static int rest_of_session(tdev_t *d, const char *changes, const char *next)
+{
+    send_msg(d, sync_xml(d, changes), 1, 0);
+    return finish(d, next);
+}
+
+/* A whole session; returns the server's Alert code. */
+static int session(tdev_t *d, int code, const char *changes)
+{
+    const char *next;
+    int got = package1(d, code, &next);
+
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    rest_of_session(d, changes, next);
+    return got;
+}
+
+static const char *three_adds(tdev_t *d)
+{
+    return apr_pstrcat(d->p, item_cmd(d, "Add", 3, "a1", "memo one"),
+                       item_cmd(d, "Add", 4, "a2", "memo two"),
+                       item_cmd(d, "Add", 5, "a3", "memo three"), NULL);
+}
+
+/* ------------------------------------------------------------- tests */
+
+static void auth_basic(void)
+{
+    tdev_t *d = dev_new("dev-basic");
+    const char *next;
+
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_PTR_NOT_NULL(d->token);
+    CU_ASSERT(d->ans->final);
+    /* a wrong password: 401 with a basic challenge, no session */
+    d = dev_new("dev-basic");
+    d->pass = "wrong";
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), -1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hdr_status(d->ans)->chal);
+    CU_ASSERT_STRING_EQUAL(hdr_status(d->ans)->chal->type, "syncml:auth-basic");
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+    /* no credentials: 407; an unknown scheme: 406 */
+    start(d);
+    send_msg(d, alert_xml(d, MEMDS_ALERT_SLOW, NULL, "1"), 1, 0);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_MISSING_CREDENTIALS);
+    start(d);
+    send_msg(d, apr_pstrcat(d->p, "<Put><CmdID>1</CmdID><Item><Source><LocURI>x"
+                            "</LocURI></Source><Data>y</Data></Item></Put>", NULL),
+             1, 0);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_MISSING_CREDENTIALS);
+}
+
+static void auth_blocked(void)
+{
+    tdev_t *d = dev_new("dev-block");
+    const char *next;
+    int i;
+
+    d->cfg.auth_max_failures = 3;
+    d->pass = "wrong";
+    for (i = 0; i < 3; ++i) {
+        package1(d, MEMDS_ALERT_SLOW, &next);
+        CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    }
+    /* blocked now: even the right password is refused */
+    d->pass = PASS;
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    /* another device of the account is not blocked */
+    d = dev_other(d, "dev-block-2");
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+}
+
+static void auth_md5(void)
+{
+    tdev_t *d = dev_new("dev-md5");
+    const char *next;
+    const memds_cmd_t *hs;
+
+    /* Message 1 of the real client: a digest over an empty nonce. */
+    d->md5 = 1;
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    hs = hdr_status(d->ans);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hs->chal);
+    CU_ASSERT_STRING_EQUAL(hs->chal->type, "syncml:auth-md5");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hs->chal->next_nonce);
+    CU_ASSERT_NOT_EQUAL(strcmp(d->nonce, ""), 0);
+    rest_of_session(d, "", next);
+    /* The next session uses the nonce it was given. */
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+    /* An old nonce no longer works: 401 and a fresh md5 challenge. */
+    {
+        const char *used = d->nonce;
+        session(d, MEMDS_ALERT_TWO_WAY, "");
+        d->nonce = used;
+    }
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_STRING_EQUAL(hdr_status(d->ans)->chal->type, "syncml:auth-md5");
+    /* ... with which it gets in */
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    /* a wrong password */
+    d->pass = "wrong";
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+    /* an unknown user */
+    d->pass = PASS;
+    d->user = "nobody";
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+}
+
+static apr_status_t v_md5_none(const memds_verifier_t *v, const char *user,
+                               const char **pinner, apr_pool_t *p)
+{
+    (void)v;
+    (void)user;
+    (void)pinner;
+    (void)p;
+    return APR_ENOENT;
+}
+
+static void auth_md5_recorded_from_basic(void)
+{
+    /* A verifier without md5 values (the IMAP login): md5 fails until a
+     * basic login records the inner value (record_md5), then works. */
+    tdev_t *d = dev_new("dev-rec");
+    const char *next;
+
+    d->ver.md5_inner = v_md5_none;
+    d->cfg.record_md5 = 1;
+    d->md5 = 1;
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    d->md5 = 0;
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    d->md5 = 1;
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+}
+
+static void alert_modes(void)
+{
+    tdev_t *d = dev_new("dev-alerts");
+    const char *next;
+
+    /* First contact: a two-way sync without anchors is answered 508 and
+     * turned into a slow sync; one-way and refresh into their refresh. */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_ONE_WAY_CLIENT, &next),
+                    MEMDS_ALERT_REFRESH_CLIENT);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_ONE_WAY_SERVER, &next),
+                    MEMDS_ALERT_REFRESH_SERVER);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_REFRESH_REQUIRED);
+    /* slow and refresh need no anchors */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_REFRESH_CLIENT, &next),
+                    MEMDS_ALERT_REFRESH_CLIENT);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_REFRESH_SERVER, &next),
+                    MEMDS_ALERT_REFRESH_SERVER);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    /* after a completed slow sync the anchors agree: each mode as asked */
+    session(d, MEMDS_ALERT_SLOW, three_adds(d));
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next), MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_ONE_WAY_CLIENT, &next),
+                    MEMDS_ALERT_ONE_WAY_CLIENT);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_ONE_WAY_SERVER, &next),
+                    MEMDS_ALERT_ONE_WAY_SERVER);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    /* the server-alerted forms mean the same */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY_BY_SERVER, &next),
+                    MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_REFRESH_SERVER_BY_SERVER, &next),
+                    MEMDS_ALERT_REFRESH_SERVER);
+    /* anchors that do not match the stored ones: 508 and a slow sync */
+    d->last_anchor = "not-the-anchor";
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_REFRESH_REQUIRED);
+    /* unknown alert codes, display and result alerts: 406 */
+    CU_ASSERT_EQUAL(package1(d, 299, &next), -1);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_NOT_SUPPORTED);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_DISPLAY, &next), -1);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_NOT_SUPPORTED);
+    /* resume without a suspended session: 509 and a normal sync */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_RESUME, &next), MEMDS_ALERT_SLOW);
+}
+
+static void two_way_and_maps(void)
+{
+    tdev_t *d = dev_new("dev-a"), *b;
+
+    /* device a fills the datastore in a slow sync */
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, three_adds(d)), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(d->got_add, 0);
+    /* device b gets the three items as Adds and maps them */
+    b = dev_other(d, "dev-b");
+    CU_ASSERT_EQUAL(session(b, MEMDS_ALERT_SLOW, ""), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(b->got_add, 3);
+    /* a two-way sync with nothing changed sends nothing */
+    CU_ASSERT_EQUAL(session(b, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(b->got_add + b->got_replace + b->got_delete, 0);
+    /* a changes one and deletes one: b gets a Replace and a Delete for
+     * the LUIDs it mapped; a itself gets nothing back */
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY,
+                            apr_pstrcat(d->p, item_cmd(d, "Replace", 3, "a1", "memo 1b"),
+                                        item_cmd(d, "Delete", 4, "a2", NULL), NULL)),
+                    MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(d->got_add + d->got_replace + d->got_delete, 0);
+    CU_ASSERT_EQUAL(session(b, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(b->got_replace, 1);
+    CU_ASSERT_EQUAL(b->got_delete, 1);
+    CU_ASSERT_EQUAL(b->got_add, 0);
+    {
+        /* the Replace names b's own LUID (from its Map) */
+        const memds_cmd_t *c;
+        const char *next;
+        session(d, MEMDS_ALERT_TWO_WAY, item_cmd(d, "Replace", 3, "a3", "memo 3b"));
+        package1(b, MEMDS_ALERT_TWO_WAY, &next);
+        send_msg(b, sync_xml(b, ""), 1, 0);
+        c = find_cmd(b->ans, MEMDS_CMD_SYNC);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+        CU_ASSERT_EQUAL_FATAL(c->cmds->nelts, 1);
+        c = APR_ARRAY_IDX(c->cmds, 0, memds_cmd_t *);
+        CU_ASSERT_EQUAL_FATAL(c->type, MEMDS_CMD_REPLACE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target);
+        CU_ASSERT_NSTRING_EQUAL(APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target->uri,
+                                "dev-", 4);
+    }
+}
+
+static void client_changes_statuses(void)
+{
+    tdev_t *d = dev_new("dev-st");
+    const char *next;
+
+    session(d, MEMDS_ALERT_SLOW, three_adds(d));
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(d, sync_xml(d, apr_pstrcat(d->p,
+                                        item_cmd(d, "Add", 3, "a4", "memo four"),
+                                        item_cmd(d, "Replace", 4, "a1", "memo one"),
+                                        item_cmd(d, "Replace", 5, "a2", "memo 2 new"),
+                                        item_cmd(d, "Delete", 6, "a3", NULL),
+                                        item_cmd(d, "Delete", 7, "nope", NULL),
+                                        NULL)), 1, 0);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0), MEMDS_ST_OK);  /* the same */
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 1), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 1), MEMDS_ST_ITEM_NOT_DELETED);
+    /* a Sync for a datastore not alerted: 404 */
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(d, apr_pstrcat(d->p, "<Sync><CmdID>2</CmdID><Target><LocURI>other</LocURI>"
+                            "</Target><Source><LocURI>./other</LocURI></Source>",
+                            item_cmd(d, "Add", 3, "x", "x"), "</Sync>", NULL), 1, 0);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_NOT_FOUND);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_NOT_FOUND);
+}
+
+static void one_way_and_refresh(void)
+{
+    tdev_t *a = dev_new("dev-ow"), *b;
+    const char *next;
+
+    session(a, MEMDS_ALERT_SLOW, three_adds(a));
+    b = dev_other(a, "dev-ow-b");
+    session(b, MEMDS_ALERT_SLOW, "");
+    CU_ASSERT_EQUAL(b->got_add, 3);
+    /* one-way from server: the device's changes are refused with 403 */
+    CU_ASSERT_EQUAL(package1(b, MEMDS_ALERT_ONE_WAY_SERVER, &next),
+                    MEMDS_ALERT_ONE_WAY_SERVER);
+    send_msg(b, sync_xml(b, item_cmd(b, "Add", 3, "b1", "from b")), 1, 0);
+    CU_ASSERT_EQUAL(status_code(b->ans, "Add", 0), MEMDS_ST_FORBIDDEN);
+    finish(b, next);
+    /* one-way from client: a's change is taken, the server's new item is
+     * not sent to a then */
+    session(b, MEMDS_ALERT_TWO_WAY, item_cmd(b, "Add", 3, "b2", "from b, 2"));
+    CU_ASSERT_EQUAL(session(a, MEMDS_ALERT_ONE_WAY_CLIENT,
+                            item_cmd(a, "Add", 3, "a9", "from a")),
+                    MEMDS_ALERT_ONE_WAY_CLIENT);
+    CU_ASSERT_EQUAL(a->got_add, 0);
+    /* ... but in the next two-way sync */
+    session(a, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(a->got_add, 1);
+    /* refresh from server: every item goes to the device */
+    CU_ASSERT_EQUAL(session(b, MEMDS_ALERT_REFRESH_SERVER, ""),
+                    MEMDS_ALERT_REFRESH_SERVER);
+    CU_ASSERT_EQUAL(b->got_add, 5);
+    /* refresh from client: what the device does not send is deleted on
+     * the server, which the other device then learns */
+    CU_ASSERT_EQUAL(session(a, MEMDS_ALERT_REFRESH_CLIENT,
+                            item_cmd(a, "Add", 3, "only", "memo one")),
+                    MEMDS_ALERT_REFRESH_CLIENT);
+    CU_ASSERT_EQUAL(a->got_add + a->got_delete, 0);
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_delete, 4);
+    CU_ASSERT_EQUAL(b->got_add, 0);
+}
+
+static void multi_message_package(void)
+{
+    tdev_t *a = dev_new("dev-big"), *b;
+    const char *adds = "", *next;
+    int i, n4;
+
+    for (i = 0; i < 40; ++i) {
+        adds = apr_pstrcat(a->p, adds,
+                           item_cmd(a, "Add", 3 + i, apr_psprintf(a->p, "l%d", i),
+                                    apr_psprintf(a->p, "memo %d %0200d", i, i)), NULL);
+    }
+    session(a, MEMDS_ALERT_SLOW, adds);
+    /* a device with a small MaxMsgSize gets package 4 over several
+     * messages, asking for each with Alert 222 */
+    b = dev_other(a, "dev-small");
+    b->max_msg = 3000;
+    package1(b, MEMDS_ALERT_SLOW, &next);
+    n4 = rest_of_session(b, "", next);
+    CU_ASSERT(n4 > 2);
+    CU_ASSERT_EQUAL(b->got_add, 40);
+    CU_ASSERT(b->resp.len <= 3000);
+    /* the device's own package 3 over two messages: the first without
+     * Final gets its statuses and no Final */
+    package1(a, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(a, sync_xml(a, item_cmd(a, "Add", 3, "m1", "part one")), 0, 0);
+    CU_ASSERT_FALSE(a->ans->final);
+    CU_ASSERT_EQUAL(status_code(a->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT_PTR_NULL(find_cmd(a->ans, MEMDS_CMD_SYNC));
+    rest_of_session(a, item_cmd(a, "Add", 3, "m2", "part two"), next);
+    CU_ASSERT_EQUAL(status_code(a->ans, "Add", 0), -1);
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 2);
+}
+
+static void next_message_alert(void)
+{
+    tdev_t *d = dev_new("dev-222");
+    const char *next, *body;
+
+    /* A message without Final that wants no statuses: nothing to say, so
+     * the server asks for the next message with Alert 222. */
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    body = apr_psprintf(d->p, "<?xml version=\"1.0\"?><SyncML xmlns='SYNCML:SYNCML1.2'>"
+                        "<SyncHdr><VerDTD>1.2</VerDTD><VerProto>SyncML/1.2</VerProto>"
+                        "<SessionID>%d</SessionID><MsgID>2</MsgID>"
+                        "<Target><LocURI>" BASE "</LocURI></Target>"
+                        "<Source><LocURI>%s</LocURI></Source><NoResp/></SyncHdr>"
+                        "<SyncBody>%s</SyncBody></SyncML>", d->sid, d->devid,
+                        sync_xml(d, ""));
+    d->msgid = 2;
+    send_raw(d, body);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(alert_code(d->ans), MEMDS_ALERT_NEXT_MESSAGE);
+    CU_ASSERT_FALSE(d->ans->final);
+}
+
+static void retransmission(void)
+{
+    tdev_t *d = dev_new("dev-re");
+    const char *next, *first, *body;
+    apr_size_t len;
+
+    session(d, MEMDS_ALERT_SLOW, three_adds(d));
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(d, sync_xml(d, item_cmd(d, "Add", 3, "r1", "once")), 1, 0);
+    CU_ASSERT_FALSE(d->resp.replayed);
+    first = d->resp.body;
+    len = d->resp.len;
+    body = d->body;
+    /* the same bytes again: the stored answer, nothing applied twice */
+    send_raw(d, body);
+    CU_ASSERT(d->resp.replayed);
+    CU_ASSERT_EQUAL_FATAL(d->resp.len, len);
+    CU_ASSERT_EQUAL(memcmp(d->resp.body, first, len), 0);
+    finish(d, next);
+    {
+        tdev_t *o = dev_other(d, "dev-re-2");
+        session(o, MEMDS_ALERT_SLOW, "");
+        CU_ASSERT_EQUAL(o->got_add, 4);
+    }
+    /* the same MsgID with other bytes: 400 */
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(d, sync_xml(d, ""), 1, 0);
+    d->msgid--;
+    send_msg(d, sync_xml(d, item_cmd(d, "Add", 3, "r2", "other")), 1, 0);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_BAD_REQUEST);
+    /* a MsgID out of order: 400 */
+    d->msgid += 3;
+    send_msg(d, "", 1, 0);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_BAD_REQUEST);
+    /* a retransmitted first message: the stored answer too */
+    start(d);
+    send_msg(d, alert_xml(d, MEMDS_ALERT_SLOW, NULL, "x"), 1, 1);
+    first = d->resp.body;
+    len = d->resp.len;
+    d->token = NULL;   /* resent to the URL of message 1 */
+    send_raw(d, d->body);
+    CU_ASSERT(d->resp.replayed);
+    CU_ASSERT_EQUAL_FATAL(d->resp.len, len);
+    CU_ASSERT_EQUAL(memcmp(d->resp.body, first, len), 0);
+}
+
+static void sessions_and_tokens(void)
+{
+    tdev_t *d = dev_new("dev-tok"), *o;
+    const char *next;
+    int n = -1;
+
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    /* another device with this device's token: 403 */
+    o = dev_other(d, "dev-thief");
+    o->token = d->token;
+    o->msgid = 1;
+    send_msg(o, sync_xml(o, ""), 1, 0);
+    CU_ASSERT_EQUAL(hdr_code(o->ans), MEMDS_ST_FORBIDDEN);
+    /* an unknown token after message 1: 404 */
+    o->token = "0123456789abcdef";
+    send_msg(o, sync_xml(o, ""), 1, 0);
+    CU_ASSERT_EQUAL(hdr_code(o->ans), MEMDS_ST_NOT_FOUND);
+    /* not SyncML: HTTP 400; a wrong VerProto: 513 */
+    send_raw(o, "<html/>");
+    CU_ASSERT_EQUAL(o->resp.http_status, 400);
+    /* expiry removes nothing that has not expired */
+    CU_ASSERT_EQUAL(memds_engine_expire_db(&n, memds_sessdb_mem(d->db, d->p)),
+                    APR_SUCCESS);
+    CU_ASSERT_EQUAL(n, 0);
+    d->cfg.session_timeout = 0;
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(memds_engine_expire_db(&n, memds_sessdb_mem(d->db, d->p)),
+                    APR_SUCCESS);
+    CU_ASSERT(n >= 1);
+}
+
+static void devinf_exchange(void)
+{
+    tdev_t *d = dev_new("dev-devinf");
+    const memds_cmd_t *res;
+
+    start(d);
+    send_msg(d, "<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>"
+             "application/vnd.syncml-devinf+xml</Type></Meta><Item><Source><LocURI>"
+             "./devinf12</LocURI></Source><Data><DevInf xmlns='syncml:devinf'>"
+             "<VerDTD>1.2</VerDTD><Man>unit</Man><Mod>unit</Mod><OEM>unit</OEM>"
+             "<FwV>1</FwV><SwV>1</SwV><HwV>1</HwV><DevID>dev-devinf</DevID>"
+             "<DevTyp>workstation</DevTyp><UTC/><SupportLargeObjs/>"
+             "<SupportNumberOfChanges/><DataStore><SourceRef>./memo</SourceRef>"
+             "<MaxGUIDSize>64</MaxGUIDSize><Rx-Pref><CTType>text/plain</CTType>"
+             "<VerCT>1.0</VerCT></Rx-Pref><Tx-Pref><CTType>text/plain</CTType>"
+             "<VerCT>1.0</VerCT></Tx-Pref><SyncCap><SyncType>1</SyncType>"
+             "<SyncType>2</SyncType></SyncCap></DataStore></DevInf></Data></Item></Put>"
+             "<Get><CmdID>2</CmdID><Meta><Type xmlns='syncml:metinf'>"
+             "application/vnd.syncml-devinf+xml</Type></Meta><Item><Target><LocURI>"
+             "./devinf12</LocURI></Target></Item></Get>", 1, 1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Put", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Get", 0), MEMDS_ST_OK);
+    res = find_cmd(d->ans, MEMDS_CMD_RESULTS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    CU_ASSERT_EQUAL(APR_ARRAY_IDX(res->items, 0, memds_item_t *)->data_kind,
+                    MEMDS_DATA_DEVINF);
+    CU_ASSERT(d->ans->final);
+}
+
+/* ------------------------------------------- the recorded corpus */
+
+#ifndef MEMDS_SRCDIR
+#define MEMDS_SRCDIR "."
+#endif
+
+void unit_add_engine(void)
+{
+    CU_pSuite s = CU_add_suite("engine", NULL, NULL);
+
+    CU_add_test(s, "auth basic: right, wrong, missing", auth_basic);
+    CU_add_test(s, "auth failures block the device", auth_blocked);
+    CU_add_test(s, "auth md5: empty nonce, next nonce, wrong", auth_md5);
+    CU_add_test(s, "auth md5 inner value recorded", auth_md5_recorded_from_basic);
+    CU_add_test(s, "every alert, 508 on anchors", alert_modes);
+    CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
+    CU_add_test(s, "statuses of client changes", client_changes_statuses);
+    CU_add_test(s, "one-way and refresh", one_way_and_refresh);
+    CU_add_test(s, "multi-message packages", multi_message_package);
+    CU_add_test(s, "Alert 222 when nothing to say", next_message_alert);
+    CU_add_test(s, "retransmission answered from storage", retransmission);
+    CU_add_test(s, "sessions and tokens", sessions_and_tokens);
+    CU_add_test(s, "DevInf Put and Get", devinf_exchange);
+}
