@@ -38,6 +38,7 @@
 #include <apr_time.h>
 
 #include "util/memds_util.h"
+#include "util/memds_err.h"
 
 /* ================================================================ limits */
 
@@ -394,22 +395,30 @@ typedef struct memds_imap_err_t {
     apr_size_t offset;        /**< parse errors: byte offset in the response */
 } memds_imap_err_t;
 
-/** A SyncML status for a failure, with a fixed, sanitised reason. */
-typedef struct memds_imap_outcome_t {
-    int status;               /**< 200 on success, else 401, 404, ... */
-    const char *text;         /**< static text safe to send to a device */
-} memds_imap_outcome_t;
-
 /**
- * Map a failure to a SyncML status (RepPro 1.2), in one place:
- * login refused / AUTHENTICATIONFAILED / EXPIRED → 401;
- * missing mailbox (NONEXISTENT, TRYCREATE, a NO to SELECT/EXAMINE/STATUS
- * without code), vanished message → 404; ALREADYEXISTS → 418; NOPERM → 425;
- * OVERQUOTA, server-side failures (SERVERBUG, CORRUPTION, LIMIT, other NO),
- * malformed responses → 510; connection failures, timeouts, BYE,
- * UNAVAILABLE, INUSE → 503; BAD and local errors → 500; a response larger
- * than the configured limit → 413. err NULL or kind NONE → 200.
+ * A failure as a typed error (util/memds_err.h), in one place; the kind
+ * and a fixed, sanitised text (no server text, no names, no secrets).
+ * Response codes first: AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED
+ * → AUTH; NONEXISTENT, TRYCREATE, EXPUNGEISSUED → NOT_FOUND; ALREADYEXISTS
+ * → EXISTS; NOPERM → PERMISSION; OVERQUOTA → QUOTA; UNAVAILABLE, INUSE →
+ * TRANSIENT. Then the kind: E_AUTH → AUTH; E_TLS → TLS; E_CONNECT, E_IO,
+ * E_BYE, E_TIMEOUT → TRANSIENT; E_NOTFOUND and a NO without code to
+ * SELECT/EXAMINE/STATUS (Dovecot's answer for a missing mailbox) →
+ * NOT_FOUND; another NO → FAILED; E_PROTOCOL → PROTOCOL; E_LIMIT →
+ * TOO_LARGE; E_BAD → REJECTED; E_UNSUPPORTED → CONFIG; else INTERNAL.
+ * err NULL or kind NONE → MEMDS_ERR_NONE. ds/memds_outcome.h maps the
+ * result to a SyncML status.
  */
+memds_err_t memds_imap_err_of(const memds_imap_err_t *err);
+
+/** Deprecated: the outcome of a failure as a SyncML status. Defined in
+ *  ds/memds_outcome.c as memds_outcome_of(memds_imap_err_of(err)) for an
+ *  item, and kept here only so that callers build until they switch to
+ *  that; to be removed. */
+typedef struct memds_imap_outcome_t {
+    int status;
+    const char *text;
+} memds_imap_outcome_t;
 memds_imap_outcome_t memds_imap_status_of(const memds_imap_err_t *err);
 
 /* ============================================================ parser */

@@ -1,10 +1,10 @@
 /* IMAP client layer, part 3 of 3: one function per command (SELECT,
  * FETCH, STORE, SEARCH, LIST, STATUS, APPEND, COPY, MOVE, EXPUNGE, ...) and
- * the checks of their arguments, and the failure → SyncML status mapping.
+ * the checks of their arguments, and a failure as a typed error.
  * See memds_imap.h for the contract and memds_imap_int.h for what the three
  * parts share.
  *
- * File map: argument checks, (6) the commands, (7) status mapping. */
+ * File map: argument checks, (6) the commands, (7) typed errors. */
 #include "backends/memds_imap_int.h"
 
 #include <apr_strings.h>
@@ -876,50 +876,49 @@ apr_status_t memds_imap_run(memds_imap_conn_t *c, const char *line,
     return memds_imap__cmd_exec(&cmd, cb, baton, ptagged, err);
 }
 
-/* ============================================= (7) status mapping */
+/* ============================================= (7) typed errors */
 
-memds_imap_outcome_t memds_imap_status_of(const memds_imap_err_t *err)
+memds_err_t memds_imap_err_of(const memds_imap_err_t *err)
 {
-    memds_imap_outcome_t o = { 200, "OK" };
-
     if (err == NULL || err->kind == MEMDS_IMAP_E_NONE) {
-        return o;
+        return memds_err_make(MEMDS_ERR_NONE, "OK");
     }
     /* response codes first: they say most precisely what happened */
     switch (err->code) {
     case MEMDS_IMAP_CODE_AUTHENTICATIONFAILED:
     case MEMDS_IMAP_CODE_AUTHORIZATIONFAILED:
     case MEMDS_IMAP_CODE_EXPIRED:
-        o.status = 401; o.text = "Mail server login failed"; return o;
+        return memds_err_make(MEMDS_ERR_AUTH, "Mail server login failed");
     case MEMDS_IMAP_CODE_NONEXISTENT:
     case MEMDS_IMAP_CODE_TRYCREATE:
-        o.status = 404; o.text = "Mail folder not found"; return o;
+        return memds_err_make(MEMDS_ERR_NOT_FOUND, "Mail folder not found");
     case MEMDS_IMAP_CODE_ALREADYEXISTS:
-        o.status = 418; o.text = "Mail folder already exists"; return o;
+        return memds_err_make(MEMDS_ERR_EXISTS, "Mail folder already exists");
     case MEMDS_IMAP_CODE_NOPERM:
-        o.status = 425; o.text = "Permission denied by the mail server"; return o;
+        return memds_err_make(MEMDS_ERR_PERMISSION, "Permission denied by the mail server");
     case MEMDS_IMAP_CODE_OVERQUOTA:
-        o.status = 510; o.text = "Mailbox quota exceeded"; return o;
+        return memds_err_make(MEMDS_ERR_QUOTA, "Mailbox quota exceeded");
     case MEMDS_IMAP_CODE_UNAVAILABLE:
     case MEMDS_IMAP_CODE_INUSE:
-        o.status = 503; o.text = "Mail server temporarily unavailable"; return o;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server temporarily unavailable");
     case MEMDS_IMAP_CODE_EXPUNGEISSUED:
-        o.status = 404; o.text = "Message no longer exists"; return o;
+        return memds_err_make(MEMDS_ERR_NOT_FOUND, "Message no longer exists");
     default:
         break;
     }
     switch (err->kind) {
     case MEMDS_IMAP_E_AUTH:
-        o.status = 401; o.text = "Mail server login failed"; break;
-    case MEMDS_IMAP_E_CONNECT:
+        return memds_err_make(MEMDS_ERR_AUTH, "Mail server login failed");
     case MEMDS_IMAP_E_TLS:
+        return memds_err_make(MEMDS_ERR_TLS, "Mail server not reachable");
+    case MEMDS_IMAP_E_CONNECT:
     case MEMDS_IMAP_E_IO:
     case MEMDS_IMAP_E_BYE:
-        o.status = 503; o.text = "Mail server not reachable"; break;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server not reachable");
     case MEMDS_IMAP_E_TIMEOUT:
-        o.status = 503; o.text = "Mail server timed out"; break;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server timed out");
     case MEMDS_IMAP_E_NOTFOUND:
-        o.status = 404; o.text = "Message no longer exists"; break;
+        return memds_err_make(MEMDS_ERR_NOT_FOUND, "Message no longer exists");
     case MEMDS_IMAP_E_NO:
         /* Dovecot answers SELECT/EXAMINE/STATUS of a missing mailbox with a
          * plain NO (no [NONEXISTENT]): that is what a code-less NO to these
@@ -927,22 +926,18 @@ memds_imap_outcome_t memds_imap_status_of(const memds_imap_err_t *err)
         if (err->code == MEMDS_IMAP_CODE_NONE && err->cmd
             && (!strcmp(err->cmd, "SELECT") || !strcmp(err->cmd, "EXAMINE")
                 || !strcmp(err->cmd, "STATUS"))) {
-            o.status = 404; o.text = "Mail folder not found";
+            return memds_err_make(MEMDS_ERR_NOT_FOUND, "Mail folder not found");
         }
-        else {
-            o.status = 510; o.text = "Mail server refused the operation";
-        }
-        break;
+        return memds_err_make(MEMDS_ERR_FAILED, "Mail server refused the operation");
     case MEMDS_IMAP_E_PROTOCOL:
-        o.status = 510; o.text = "Invalid answer from the mail server"; break;
+        return memds_err_make(MEMDS_ERR_PROTOCOL, "Invalid answer from the mail server");
     case MEMDS_IMAP_E_LIMIT:
-        o.status = 413; o.text = "Mail server data too large"; break;
+        return memds_err_make(MEMDS_ERR_TOO_LARGE, "Mail server data too large");
     case MEMDS_IMAP_E_BAD:
-        o.status = 500; o.text = "Mail server rejected the command"; break;
+        return memds_err_make(MEMDS_ERR_REJECTED, "Mail server rejected the command");
     case MEMDS_IMAP_E_UNSUPPORTED:
-        o.status = 500; o.text = "Mail server lacks a needed feature"; break;
+        return memds_err_make(MEMDS_ERR_CONFIG, "Mail server lacks a needed feature");
     default:
-        o.status = 500; o.text = "Mail operation failed"; break;
+        return memds_err_make(MEMDS_ERR_INTERNAL, "Mail operation failed");
     }
-    return o;
 }

@@ -1,10 +1,10 @@
-/* SMTP submission through libcurl's SMTP support, and the failure → SyncML
- * status mapping. See memds_smtp.h for the contract.
+/* SMTP submission through libcurl's SMTP support, and a failure as a typed
+ * error (util/memds_err.h). See memds_smtp.h for the contract.
  *
  * File map: (1) argument checks, (2) the per-call state and libcurl's
  * callbacks (read: the data and the before-end hook; header: the server's
  * reply lines), (3) classifying a failed transfer, (4) memds_smtp_send,
- * (5) status mapping.
+ * (5) a failure as a typed error.
  *
  * How the phase of a failure is known: libcurl 7.88 reports a refused
  * MAIL, RCPT or DATA command as CURLE_SEND_ERROR with "MAIL failed: 550"
@@ -556,7 +556,7 @@ done:
     return rv;
 }
 
-/* ============================================== (5) status mapping */
+/* ============================================== (5) typed errors */
 
 /* "5.7.1" → 7 (the subject class), else -1. */
 static int enh_subject(const memds_smtp_err_t *err)
@@ -569,80 +569,58 @@ static int enh_subject(const memds_smtp_err_t *err)
     return e[3] == '.' ? e[2] - '0' : -1;
 }
 
-memds_smtp_outcome_t memds_smtp_status_of(const memds_smtp_err_t *err)
+memds_err_t memds_smtp_err_of(const memds_smtp_err_t *err)
 {
-    memds_smtp_outcome_t o = { 200, "OK" };
     int code, cls, policy;
 
     if (err == NULL || err->kind == MEMDS_SMTP_E_NONE) {
-        return o;
+        return memds_err_make(MEMDS_ERR_NONE, "OK");
     }
     code = err->smtp_code;
     cls = code / 100;
     policy = enh_subject(err) == 7;
     if (err->in_doubt) {
-        o.status = 503;
-        o.text = "Mail server did not confirm the message";
-        return o;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server did not confirm the message");
     }
     switch (err->kind) {
     case MEMDS_SMTP_E_HOOK:
-        o.status = 510; o.text = "Message not sent: server storage failure";
-        return o;
+        return memds_err_make(MEMDS_ERR_STORAGE, "Message not sent: server storage failure");
     case MEMDS_SMTP_E_ARG:
-        o.status = 400; o.text = "Invalid sender, recipient or message";
-        return o;
+        return memds_err_make(MEMDS_ERR_INVALID, "Invalid sender, recipient or message");
     case MEMDS_SMTP_E_CONFIG:
-        o.status = 500; o.text = "Mail submission is not configured correctly";
-        return o;
+        return memds_err_make(MEMDS_ERR_CONFIG, "Mail submission is not configured correctly");
     case MEMDS_SMTP_E_CONNECT:
-        o.status = 503; o.text = "Mail server not reachable";
-        return o;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server not reachable");
     case MEMDS_SMTP_E_TLS:
-        o.status = 503; o.text = "Secure connection to the mail server failed";
-        return o;
+        return memds_err_make(MEMDS_ERR_TLS, "Secure connection to the mail server failed");
     case MEMDS_SMTP_E_TIMEOUT:
-        o.status = 503; o.text = "Mail server timed out";
-        return o;
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server timed out");
     case MEMDS_SMTP_E_AUTH:
         if (cls == 4) {
-            o.status = 503; o.text = "Mail server login temporarily failed";
+            return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server login temporarily failed");
         }
-        else {
-            o.status = 401; o.text = "Mail server login failed";
-        }
-        return o;
+        return memds_err_make(MEMDS_ERR_AUTH, "Mail server login failed");
     case MEMDS_SMTP_E_SENDER:
     case MEMDS_SMTP_E_RCPT:
     case MEMDS_SMTP_E_DATA:
         break;
     default:
-        o.status = 500; o.text = "Sending the message failed";
-        return o;
+        return memds_err_make(MEMDS_ERR_INTERNAL, "Sending the message failed");
     }
     /* a refusal of the transaction: sender, a recipient, or the message */
     if (cls == 4 || (err->kind == MEMDS_SMTP_E_RCPT && code == 552)) {
-        o.status = 503; o.text = "Mail server temporarily refused the message";
+        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server temporarily refused the message");
     }
-    else if (code == 552 || (err->enhanced && !strcmp(err->enhanced + 1, ".3.4"))) {
-        o.status = 413; o.text = "Message too large for the mail server";
+    if (code == 552 || (err->enhanced && !strcmp(err->enhanced + 1, ".3.4"))) {
+        return memds_err_make(MEMDS_ERR_TOO_LARGE, "Message too large for the mail server");
     }
-    else if (err->kind == MEMDS_SMTP_E_SENDER) {
-        o.status = 403; o.text = "Sender address not accepted by the mail server";
+    if (err->kind == MEMDS_SMTP_E_SENDER) {
+        return memds_err_make(MEMDS_ERR_REFUSED, "Sender address not accepted by the mail server");
     }
-    else if (err->kind == MEMDS_SMTP_E_RCPT) {
-        if (policy) {
-            o.status = 403; o.text = "Recipient not allowed by the mail server";
-        }
-        else {
-            o.status = 400; o.text = "Recipient address rejected by the mail server";
-        }
+    if (err->kind == MEMDS_SMTP_E_RCPT) {
+        return policy ? memds_err_make(MEMDS_ERR_REFUSED, "Recipient not allowed by the mail server")
+                      : memds_err_make(MEMDS_ERR_INVALID, "Recipient address rejected by the mail server");
     }
-    else if (policy) {
-        o.status = 403; o.text = "Message refused by the mail server policy";
-    }
-    else {
-        o.status = 500; o.text = "Mail server rejected the message";
-    }
-    return o;
+    return policy ? memds_err_make(MEMDS_ERR_REFUSED, "Message refused by the mail server policy")
+                  : memds_err_make(MEMDS_ERR_REJECTED, "Mail server rejected the message");
 }

@@ -33,6 +33,7 @@
 #include <apr_errno.h>
 
 #include "util/memds_util.h"
+#include "util/memds_err.h"
 
 /** Longest address accepted for MAIL FROM / RCPT TO, in bytes. */
 #define MEMDS_SMTP_MAX_ADDR 512
@@ -193,39 +194,44 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
                              memds_smtp_before_end_cb *hook, void *baton,
                              memds_smtp_err_t *err, apr_pool_t *p);
 
-/** A SyncML status for a send, with a fixed, sanitised reason. */
-typedef struct memds_smtp_outcome_t {
-    int status;               /**< 200 on success, else 400, 401, ... */
-    const char *text;         /**< static text safe to send to a device */
-} memds_smtp_outcome_t;
-
 /**
- * Map a send's result to a SyncML status (RepPro 1.2), in one place. The
+ * A send's result as a typed error (util/memds_err.h), in one place. The
  * first matching row wins ("NNN" is err->smtp_code, "x.y.z" the enhanced
  * code):
  *
- *  | result                                        | status |
- *  |-----------------------------------------------|--------|
- *  | err NULL, E_NONE                              | 200    |
- *  | in_doubt (end of data sent, no final reply)   | 503    |
- *  | E_HOOK (our ledger failed; nothing was sent)  | 510    |
- *  | E_ARG (bad address or empty message)          | 400    |
- *  | E_CONFIG                                      | 500    |
- *  | E_CONNECT, E_TLS, E_TIMEOUT                   | 503    |
- *  | E_AUTH with 4xx                               | 503    |
- *  | E_AUTH otherwise                              | 401    |
- *  | SENDER/RCPT/DATA: 4xx, or 552 to RCPT         | 503    |
- *  | SENDER/DATA: 552; any of them: 5.3.4          | 413    |
- *  | SENDER 5xx                                    | 403    |
- *  | RCPT 5xx with 5.7.x (policy, relay denied)    | 403    |
- *  | RCPT 5xx otherwise (unknown user, syntax)     | 400    |
- *  | DATA 5xx with 5.7.x (policy)                  | 403    |
- *  | DATA 5xx otherwise (content refused)          | 500    |
- *  | anything else (E_OTHER)                       | 500    |
+ *  | result                                        | kind      |
+ *  |-----------------------------------------------|-----------|
+ *  | err NULL, E_NONE                              | NONE      |
+ *  | in_doubt (end of data sent, no final reply)   | TRANSIENT |
+ *  | E_HOOK (our ledger failed; nothing was sent)  | STORAGE   |
+ *  | E_ARG (bad address or empty message)          | INVALID   |
+ *  | E_CONFIG                                      | CONFIG    |
+ *  | E_CONNECT, E_TIMEOUT                          | TRANSIENT |
+ *  | E_TLS                                         | TLS       |
+ *  | E_AUTH with 4xx                               | TRANSIENT |
+ *  | E_AUTH otherwise                              | AUTH      |
+ *  | SENDER/RCPT/DATA: 4xx, or 552 to RCPT         | TRANSIENT |
+ *  | SENDER/DATA: 552; any of them: 5.3.4          | TOO_LARGE |
+ *  | SENDER 5xx                                    | REFUSED   |
+ *  | RCPT 5xx with 5.7.x (policy, relay denied)    | REFUSED   |
+ *  | RCPT 5xx otherwise (unknown user, syntax)     | INVALID   |
+ *  | DATA 5xx with 5.7.x (policy)                  | REFUSED   |
+ *  | DATA 5xx otherwise (content refused)          | REJECTED  |
+ *  | anything else (E_OTHER)                       | INTERNAL  |
  *
- * 503 tells the device to try again later; the texts never carry server
- * text or addresses.
+ * The texts never carry server text or addresses. ds/memds_outcome.h maps
+ * the result to a SyncML status (TRANSIENT and TLS: 503, try later).
  */
+memds_err_t memds_smtp_err_of(const memds_smtp_err_t *err);
+
+/** Deprecated: the outcome of a send as a SyncML status. Defined in
+ *  ds/memds_outcome.c as memds_outcome_of(memds_smtp_err_of(err)) for an
+ *  item, and kept here only so that callers build until they switch to
+ *  that; to be removed. */
+typedef struct memds_smtp_outcome_t {
+    int status;
+    const char *text;
+} memds_smtp_outcome_t;
 memds_smtp_outcome_t memds_smtp_status_of(const memds_smtp_err_t *err);
 
 #endif /* MEMDS_SMTP_H */

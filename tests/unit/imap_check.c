@@ -11,6 +11,7 @@
  * deletes what it created. TAP on stdout; exit 0 when everything passed.
  * IMAP_CHECK_VERBOSE=1 prints the layer's debug lines on stderr. */
 #include "../../backends/memds_imap.h"
+#include "ds/memds_outcome.h"
 
 #include <apr_general.h>
 #include <apr_network_io.h>
@@ -21,6 +22,14 @@
 #include <unistd.h>
 
 #include "tap.h"
+
+/* A failure's SyncML status for an item, through the one outcome map. */
+static memds_outcome_t imap_outcome(const memds_imap_err_t *err)
+{
+    memds_err_t e = memds_imap_err_of(err);
+
+    return memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
+}
 
 static void diag_err(const memds_imap_err_t *e)
 {
@@ -244,7 +253,7 @@ int main(int argc, const char *const *argv)
     memds_imap_config_t cfg;
     memds_imap_conn_t *c = NULL, *m = NULL;
     memds_imap_err_t err;
-    memds_imap_outcome_t oc;
+    memds_outcome_t oc;
     logcount_t lc = { 0, 0 };
     memds_logger_t lg;
     const char *url, *box, *dst, *box_utf8, *box_m7;
@@ -293,7 +302,7 @@ int main(int argc, const char *const *argv)
     cfg.connect_timeout_ms = 10000;
     cfg.io_timeout_ms = 10000;
     rv = memds_imap_connect(&c, &cfg, &err, p);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_AUTH && oc.status == 401,
        "wrong password gives E_AUTH and SyncML 401 (%d: %s)", oc.status, oc.text);
     ok(err.msg && strstr(err.msg, "certainly-wrong-pw") == NULL,
@@ -347,7 +356,7 @@ int main(int argc, const char *const *argv)
     cfg.password = "wrong-master";
     cfg.authzid = argv[3];
     rv = memds_imap_connect(&m, &cfg, &err, p);
-    ok(rv != APR_SUCCESS && memds_imap_status_of(&err).status == 401
+    ok(rv != APR_SUCCESS && imap_outcome(&err).status == 401
        && strstr(err.msg, "wrong-master") == NULL,
        "wrong master password gives 401 without the password in the text");
 
@@ -365,9 +374,9 @@ int main(int argc, const char *const *argv)
     }
     cfg.mech = "CRAM-MD5"; /* not offered by this server */
     rv = memds_imap_connect(&m, &cfg, &err, p);
-    ok(rv != APR_SUCCESS && memds_imap_status_of(&err).status >= 400,
+    ok(rv != APR_SUCCESS && imap_outcome(&err).status >= 400,
        "a mechanism the server does not offer fails (%d)",
-       memds_imap_status_of(&err).status);
+       imap_outcome(&err).status);
     diag_err(&err);
     cfg.mech = NULL;
 
@@ -375,7 +384,7 @@ int main(int argc, const char *const *argv)
     cfg.starttls = 1;
     rv = memds_imap_connect(&m, &cfg, &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TLS
-       && memds_imap_status_of(&err).status == 503,
+       && imap_outcome(&err).status == 503,
        "STARTTLS required but not offered: E_TLS / 503");
     diag_err(&err);
     cfg.starttls = 0;
@@ -389,7 +398,7 @@ int main(int argc, const char *const *argv)
         cfg.url = "imap://127.0.0.1:1";
         rv = memds_imap_connect(&m, &cfg, &err, p);
         ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_CONNECT
-           && memds_imap_status_of(&err).status == 503,
+           && imap_outcome(&err).status == 503,
            "closed port: E_CONNECT / 503");
         diag_err(&err);
         if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p) == APR_SUCCESS
@@ -406,7 +415,7 @@ int main(int argc, const char *const *argv)
         t0 = apr_time_now();
         rv = memds_imap_connect(&m, &cfg, &err, p);
         ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TIMEOUT
-           && memds_imap_status_of(&err).status == 503
+           && imap_outcome(&err).status == 503
            && apr_time_now() - t0 < apr_time_from_sec(5),
            "silent server: E_TIMEOUT / 503 within the timeouts");
         diag_err(&err);
@@ -420,7 +429,7 @@ int main(int argc, const char *const *argv)
     rv = memds_imap_create(c, dst, &err);
     ok(rv == APR_SUCCESS, "CREATE %s", dst);
     rv = memds_imap_create(c, box, &err);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_NO && oc.status == 418,
        "CREATE of an existing mailbox maps to 418 (%d)", oc.status);
     rv = memds_imap_mutf7_encode(&box_m7, box_utf8, p);
@@ -558,7 +567,7 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_SUCCESS && sk.len > 9 && !memcmp(sk.data, "Subject: ", 9),
        "BODY.PEEK[HEADER.FIELDS (Subject)]");
     rv = memds_imap_fetch_body(c, uid2 + 100, "", 0, 0, 0, sink_cb, &sk, &bi, &err);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_NOTFOUND && oc.status == 404,
        "fetching a missing UID gives E_NOTFOUND / 404");
     rv = memds_imap_uid_fetch(c, "1:*", "(UID BODY[])", 0, 0, collect, &col, &err);
@@ -638,14 +647,14 @@ int main(int argc, const char *const *argv)
     /* ---- errors */
     rv = memds_imap_uid_copy(c, apr_psprintf(p, "%u", (unsigned)uid1),
                              "memds-no-such-box", NULL, &err, p);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.code == MEMDS_IMAP_CODE_TRYCREATE && oc.status == 404,
        "COPY to a missing mailbox: TRYCREATE → 404");
     rv = memds_imap_status(c, "memds-no-such-box", NULL, &st, &err, p);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && oc.status == 404, "STATUS of a missing mailbox → 404");
     rv = memds_imap_run(c, "FROBNICATE", NULL, NULL, NULL, &err);
-    oc = memds_imap_status_of(&err);
+    oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_BAD && oc.status == 500,
        "an unknown command: BAD → 500");
     rv = memds_imap_noop(c, NULL, NULL, &err);
@@ -714,7 +723,7 @@ int main(int argc, const char *const *argv)
             rv = memds_imap_uid_fetch(small, apr_psprintf(p, "%u", (unsigned)buid),
                                       "(UID BODY.PEEK[])", 0, 0, NULL, NULL, &err);
             ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_LIMIT
-               && memds_imap_status_of(&err).status == 413,
+               && imap_outcome(&err).status == 413,
                "held in memory instead, it exceeds the cap: E_LIMIT / 413");
             memds_imap_close(small);
         }
@@ -742,7 +751,7 @@ int main(int argc, const char *const *argv)
          == APR_SUCCESS;
     ok(n == 3, "DELETE the test mailboxes");
     rv = memds_imap_delete(c, box, &err);
-    ok(rv != APR_SUCCESS && memds_imap_status_of(&err).status == 404,
+    ok(rv != APR_SUCCESS && imap_outcome(&err).status == 404,
        "DELETE of a missing mailbox → 404");
     memds_imap_close(c);
 

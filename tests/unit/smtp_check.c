@@ -27,6 +27,7 @@
  * SMTP_CHECK_VERBOSE=1 prints the layer's debug lines on stderr. */
 #include "../../backends/memds_smtp.h"
 #include "../../backends/memds_imap.h"
+#include "ds/memds_outcome.h"
 
 #include <apr_general.h>
 #include <apr_network_io.h>
@@ -42,6 +43,14 @@
 #include <unistd.h>
 
 #include "tap.h"
+
+/* A send's SyncML status for an item, through the one outcome map. */
+static memds_outcome_t smtp_outcome(const memds_smtp_err_t *err)
+{
+    memds_err_t e = memds_smtp_err_of(err);
+
+    return memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
+}
 
 static void diag(const memds_smtp_err_t *e)
 {
@@ -554,7 +563,7 @@ static int status_is(memds_smtp_ekind_e kind, int code, const char *enh,
     e.enhanced = enh;
     e.in_doubt = in_doubt;
     e.data_sent = in_doubt;
-    return memds_smtp_status_of(&e).status == want;
+    return smtp_outcome(&e).status == want;
 }
 
 int main(int argc, const char *const *argv)
@@ -562,7 +571,7 @@ int main(int argc, const char *const *argv)
     apr_pool_t *p;
     memds_smtp_config_t cfg, bad;
     memds_smtp_err_t err;
-    memds_smtp_outcome_t oc;
+    memds_outcome_t oc;
     memds_imap_config_t icfg;
     memds_imap_conn_t *c2 = NULL, *c1 = NULL;
     memds_imap_err_t ierr;
@@ -649,7 +658,7 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG, "no recipients: E_ARG");
     rv = memds_smtp_send(&cfg, from, rcpts, 1, m2.data, 0, hook_cb, &hk, &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG
-       && memds_smtp_status_of(&err).status == 400, "empty message: E_ARG, 400");
+       && smtp_outcome(&err).status == 400, "empty message: E_ARG, 400");
     bad = cfg;
     bad.url = apr_psprintf(p, "smtp://someone:%s@%s:%s", argv[5], host, argv[2]);
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
@@ -661,7 +670,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG
-       && memds_smtp_status_of(&err).status == 500, "http:// URL: E_CONFIG, 500");
+       && smtp_outcome(&err).status == 500, "http:// URL: E_CONFIG, 500");
     bad = cfg;
     bad.helo = "bad/name";
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
@@ -717,7 +726,7 @@ int main(int argc, const char *const *argv)
     ok(hk.seen_in_hook == 0,
        "the message was not in the mailbox while the hook ran (%d)",
        hk.seen_in_hook);
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(oc.status == 200, "status_of: 200");
     ok(!events_contain(&ev, argv[7]) && !events_contain(&ev, argv[5]),
        "no password in the log lines");
@@ -759,7 +768,7 @@ int main(int argc, const char *const *argv)
        "a failing hook: its status returned, E_HOOK");
     ok(hk.calls == 1 && !err.data_sent && !err.in_doubt && !err.permanent,
        "the hook ran once; data_sent not set");
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(oc.status == 510, "status_of(E_HOOK) = 510 (%s)", oc.text);
 
     /* ================================ (4) refused recipient, refused sender */
@@ -774,7 +783,7 @@ int main(int argc, const char *const *argv)
        "permanent, 5xx, nothing sent, no hook (Postfix: %s)",
        err.reply ? err.reply : "no reply");
     diag(&err);
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(oc.status == 400, "status_of: %d %s", oc.status, oc.text);
 
     rcpts[0] = to;
@@ -795,7 +804,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&cfg, badrcpt, rcpts, 1, m6.data, m6.len, hook_cb,
                          &hk, &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_SENDER && err.permanent
-       && err.smtp_code / 100 == 5 && memds_smtp_status_of(&err).status == 403,
+       && err.smtp_code / 100 == 5 && smtp_outcome(&err).status == 403,
        "sender %s refused: E_SENDER, permanent, 403 (Postfix: %s)", badrcpt,
        err.reply ? err.reply : "no reply");
 
@@ -811,7 +820,7 @@ int main(int argc, const char *const *argv)
     ok(sock && rv == APR_EGENERAL && err.kind == MEMDS_SMTP_E_CONNECT
        && !err.permanent && err.smtp_code == 0 && !err.data_sent,
        "connection refused on a closed port: E_CONNECT, transient");
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(oc.status == 503, "status_of: 503 (%s)", oc.text);
 
     sock = bind_free(&port, 1, p); /* listens, never accepts or greets */
@@ -823,7 +832,7 @@ int main(int argc, const char *const *argv)
                          &err, p);
     t0 = apr_time_now() - t0;
     ok(sock && rv == APR_TIMEUP && err.kind == MEMDS_SMTP_E_TIMEOUT
-       && !err.permanent && memds_smtp_status_of(&err).status == 503
+       && !err.permanent && smtp_outcome(&err).status == 503
        && t0 < apr_time_from_sec(10),
        "a server that never greets: E_TIMEOUT after %d ms, 503",
        (int)apr_time_as_msec(t0));
@@ -838,7 +847,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_TLS
-       && memds_smtp_status_of(&err).status == 503,
+       && smtp_outcome(&err).status == 503,
        "smtps:// to the plain port: E_TLS, 503");
     if (err.kind != MEMDS_SMTP_E_TLS) {
         diag(&err);
@@ -859,7 +868,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG && !err.data_sent
-       && memds_smtp_status_of(&err).status == 500 && err.msg
+       && smtp_outcome(&err).status == 500 && err.msg
        && !strstr(err.msg, argv[5]),
        "credentials, but the server offers no AUTH: E_CONFIG, not sent, 500");
     diag(&err);
@@ -880,7 +889,7 @@ int main(int argc, const char *const *argv)
        "fake server: AUTH PLAIN with authzid (\"%s\"), %" APR_SIZE_T_FMT
        " bytes un-stuffed, QUIT", fk.auth, fk.data_len);
     rv = fake_send_msg(&fk, FAKE_AUTH_FAIL, &bad, &mf, from, to, &hk, &err, p);
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_AUTH && err.smtp_code == 535
        && oc.status == 401 && !err.permanent && hk.calls == 1 && err.msg
        && !strstr(err.msg, "carol-pw-xyzzy"),
@@ -889,14 +898,14 @@ int main(int argc, const char *const *argv)
     bad = cfg;
     hook_init(&hk, &ev, APR_SUCCESS);
     rv = fake_send_msg(&fk, FAKE_END_552, &bad, &mf, from, to, &hk, &err, p);
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA && err.smtp_code == 552
        && err.permanent && err.data_sent && !err.in_doubt && hk.calls == 1
        && oc.status == 413,
        "fake server: 552 to the end of data → E_DATA, permanent, data_sent, "
        "not in doubt, 413");
     rv = fake_send_msg(&fk, FAKE_END_451, &bad, &mf, from, to, &hk, &err, p);
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA && err.smtp_code == 451
        && !err.permanent && err.data_sent && !err.in_doubt && oc.status == 503,
        "fake server: 451 to the end of data → E_DATA, transient, 503");
@@ -904,7 +913,7 @@ int main(int argc, const char *const *argv)
     t0 = apr_time_now();
     rv = fake_send_msg(&fk, FAKE_END_SILENT, &bad, &mf, from, to, &hk, &err, p);
     t0 = apr_time_now() - t0;
-    oc = memds_smtp_status_of(&err);
+    oc = smtp_outcome(&err);
     ok(rv == APR_TIMEUP && err.kind == MEMDS_SMTP_E_TIMEOUT && err.data_sent
        && err.in_doubt && fk.got_end && oc.status == 503
        && t0 < apr_time_from_sec(10),
@@ -942,7 +951,7 @@ int main(int argc, const char *const *argv)
     }
 
     /* ================================ (6) the status table */
-    ok(memds_smtp_status_of(NULL).status == 200
+    ok(smtp_outcome(NULL).status == 200
        && status_is(MEMDS_SMTP_E_NONE, 250, "2.0.0", 0, 200), "200 for success");
     ok(status_is(MEMDS_SMTP_E_TIMEOUT, 0, NULL, 1, 503)
        && status_is(MEMDS_SMTP_E_CONNECT, 0, NULL, 1, 503),

@@ -7,6 +7,7 @@
  * RETURN (SPECIAL-USE STATUS), ESEARCH, errors) and pasted byte for byte. */
 #include "unit.h"
 #include "../../backends/memds_imap.h"
+#include "ds/memds_outcome.h"
 
 /* also declared in unit.h once the suite is registered there */
 void unit_add_imap(void);
@@ -22,6 +23,14 @@ void unit_add_imap(void);
     CU_assertImplementation((cond) ? CU_TRUE : CU_FALSE, __LINE__, \
                             apr_psprintf(unit_pool, __VA_ARGS__), __FILE__, "", \
                             CU_FALSE)
+
+/* A failure's SyncML status for an item, through the one outcome map. */
+static memds_outcome_t imap_outcome(const memds_imap_err_t *err)
+{
+    memds_err_t e = memds_imap_err_of(err);
+
+    return memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
+}
 
 static memds_imap_resp_t *parse(const char *buf, apr_size_t len,
                                 memds_imap_err_t *err)
@@ -969,19 +978,19 @@ static void test_status_mapping(void)
     memds_imap_err_t e;
 
     for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        memds_imap_outcome_t o;
+        memds_outcome_t o;
         memset(&e, 0, sizeof(e));
         e.kind = map[i].kind;
         e.code = map[i].code;
         e.cmd = map[i].cmd;
         e.msg = "IMAP LOGIN failed for secret-password";
-        o = memds_imap_status_of(&e);
+        o = imap_outcome(&e);
         CHECK(o.status == map[i].status, "mapping %d: %d, expected %d", (int)i,
               o.status, map[i].status);
         CHECK(o.text && *o.text && strstr(o.text, "secret") == NULL,
               "mapping %d: sanitised text", (int)i);
     }
-    CU_ASSERT_EQUAL(memds_imap_status_of(NULL).status, 200);
+    CU_ASSERT_EQUAL(imap_outcome(NULL).status, 200);
 }
 
 /* -------------------------------------------- a scripted IMAP server */
@@ -1176,7 +1185,7 @@ static void test_open_and_select(void)
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_NO);
     CU_ASSERT_STRING_EQUAL(err.cmd, "SELECT");
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 404);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 404);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "Mailbox doesn't exist"));
     CU_ASSERT_PTR_NULL(memds_imap_selected(c)); /* a failed SELECT deselects */
     memds_imap_close(c);
@@ -1554,7 +1563,7 @@ static void test_commands_on_the_wire(void)
     CU_ASSERT_EQUAL(mb->exists, 2); /* VANISHED without EARLIER */
     CU_ASSERT_NOT_EQUAL(memds_imap_create(c, "\xc3\xa9t\xc3", &err), APR_SUCCESS);
     CU_ASSERT_EQUAL(err.code, MEMDS_IMAP_CODE_CANNOT);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 510);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 510);
     CU_ASSERT_EQUAL(memds_imap_rename(c, "Foo/Bar", "&AOk-t", &err), APR_SUCCESS);
     /* an empty name is refused locally; the raw form reaches the server */
     CU_ASSERT_EQUAL(memds_imap_delete(c, "", &err), APR_EINVAL);
@@ -1773,7 +1782,7 @@ static void test_recoverable_errors(void)
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_PROTOCOL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "UID must not be 0"));
     CU_ASSERT_EQUAL(n, 2);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 510);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 510);
     CU_ASSERT_FALSE(memds_imap_broken(c));
     CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, refuse_cb, NULL,
                                          &err), APR_EGENERAL);
@@ -1788,7 +1797,7 @@ static void test_recoverable_errors(void)
     CU_ASSERT_NOT_EQUAL(memds_imap_fetch_body(c, 6, "", 0, 0, 0, sink, &s, NULL, &err),
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_NOTFOUND);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 404);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 404);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_SUCCESS);
     memds_imap_close(c);
     FAKE_DONE(f);
@@ -1817,7 +1826,7 @@ static void test_fatal_errors(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_EOF);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_IO);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 503);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 503);
     CU_ASSERT(memds_imap_broken(c));
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_ECONNABORTED);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_IO);
@@ -1829,7 +1838,7 @@ static void test_fatal_errors(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_EOF);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_BYE);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 503);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 503);
     memds_imap_close(c);
 
     f = fake_new(tag, 3);
@@ -1862,7 +1871,7 @@ static void test_fatal_errors(void)
     CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "(UID BODY.PEEK[1])", 0, 0, NULL, NULL,
                                          &err), APR_ENOSPC);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_LIMIT);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 413);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 413);
     CU_ASSERT(memds_imap_broken(c));
     memds_imap_close(c);
 
@@ -1872,7 +1881,7 @@ static void test_fatal_errors(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_TIMEUP);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_TIMEOUT);
-    CU_ASSERT_EQUAL(memds_imap_status_of(&err).status, 503);
+    CU_ASSERT_EQUAL(imap_outcome(&err).status, 503);
     memds_imap_close(c);
     apr_pool_destroy(p);
 }
