@@ -1,4 +1,5 @@
-/* bench/codec: throughput of mod_memds' SyncML codec on the recorded corpus,
+/* bench/codec: throughput of mod_memds' SyncML codec on the corpus of
+ * recorded and hand-written messages (tests/corpus),
  * as ratios against baselines measured in the same run on the same bytes:
  *
  *   XML:   memds decode + model + encode  vs  a plain libxml2 parse (xmlReadMemory)
@@ -9,7 +10,7 @@
  * baseline and the median of the per-round ratios is reported, never an
  * absolute time as a pass/fail figure.
  *
- * usage: bench/codec [INTEROP_DIR] [ROUNDS]   (default ../shared/interop, 15) */
+ * usage: bench/codec [CORPUS_DIR] [ROUNDS]   (default tests/corpus, 15) */
 #include <apr_file_info.h>
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -55,7 +56,7 @@ static void load_dir(apr_array_header_t *files, const char *dir, apr_pool_t *p)
         char *buf;
 
         if (fi.filetype != APR_REG || (!xml && !wb) || strstr(fi.name, ".decoded.")
-            || strstr(fi.name, ".pretty.") || strstr(fi.name, ".c.xml")) {
+            || strstr(fi.name, ".c.xml")) {
             continue;
         }
         f = fopen(path, "rb");
@@ -147,7 +148,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, const char *const *argv)
 {
-    const char *dir = argc > 1 ? argv[1] : "../shared/interop";
+    const char *dir = argc > 1 ? argv[1] : "tests/corpus";
     int rounds = argc > 2 ? atoi(argv[2]) : 15, r, enc, reps = 20, k;
     apr_pool_t *p;
     apr_array_header_t *files;
@@ -156,10 +157,10 @@ int main(int argc, const char *const *argv)
     apr_pool_create(&p, NULL);
     xmlInitParser();
     files = apr_array_make(p, 64, sizeof(file_t));
-    load_dir(files, apr_pstrcat(p, dir, "/captures/pkg1", NULL), p);
-    load_dir(files, apr_pstrcat(p, dir, "/captures/conv", NULL), p);
-    load_dir(files, apr_pstrcat(p, dir, "/captures/horde", NULL), p);
-    load_dir(files, apr_pstrcat(p, dir, "/examples", NULL), p);
+    load_dir(files, apr_pstrcat(p, dir, "/pkg1", NULL), p);
+    load_dir(files, apr_pstrcat(p, dir, "/items", NULL), p);
+    load_dir(files, apr_pstrcat(p, dir, "/mail", NULL), p);
+    load_dir(files, apr_pstrcat(p, dir, "/handmade", NULL), p);
     if (files->nelts == 0 || rounds < 1) {
         fprintf(stderr, "bench/codec: no corpus under %s\n", dir);
         return 2;

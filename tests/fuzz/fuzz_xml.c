@@ -3,8 +3,8 @@
  * Per input: decode; when that succeeds, encode and decode the result
  * again, which must succeed and give the same encoding (the encoder's
  * output is canonical); the sizer must agree with the encoder. Anything
- * else is a bug and aborts. Seed corpus: the XML captures under
- * ../shared/interop (see tests/fuzz/run-fuzz.sh). */
+ * else is a bug and aborts. Seed corpus: the XML messages of tests/corpus
+ * (see tests/fuzz/run-fuzz.sh). */
 #include "syncml/memds_xml.h"
 
 #include <apr_general.h>

@@ -1,7 +1,7 @@
 #!/bin/bash
 # run-fuzz.sh BUILD_DIR: build the libFuzzer targets (clang, ASan+UBSan) in
 # BUILD_DIR and run each for a bounded time on a seed corpus made from the
-# recorded SyncML traffic in ../shared/interop. A target passes when libFuzzer
+# SyncML messages of tests/corpus. A target passes when libFuzzer
 # finds no crash, leak, timeout or sanitizer report in its time.
 # Prints "fuzz: N passed, N failed" last. MEMDS_FUZZ_SECONDS (default 60) per
 # target. MEMDS_FUZZ_SEED (default 1): libFuzzer's random seed, fixed so that
@@ -14,7 +14,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=${1:-$ROOT/build-fuzz}
 SECS=${MEMDS_FUZZ_SECONDS:-60}
 SEED=${MEMDS_FUZZ_SEED:-1}
-INTEROP="$ROOT/../shared/interop"
+CORPUS="$ROOT/tests/corpus"
 pass=0; fail=0
 
 mkdir -p "$BUILD"
@@ -35,8 +35,8 @@ for t in xml wbxml imap email mime; do
     corpus="$BUILD/corpus-$t"
     mkdir -p "$corpus"
     case $t in
-    xml)   find "$INTEROP" -name '*.xml' ! -name '*.decoded.xml' -exec cp {} "$corpus/" \; ;;
-    wbxml) find "$INTEROP" -name '*.wbxml' -exec cp {} "$corpus/" \; ;;
+    xml)   find "$CORPUS" -name '*.xml' ! -name '*.decoded.xml' -exec cp {} "$corpus/" \; ;;
+    wbxml) find "$CORPUS" -name '*.wbxml' -exec cp {} "$corpus/" \; ;;
     imap)  # the target writes its own seeds (real Dovecot responses) here
            export MEMDS_FUZZ_IMAP_SEEDS="$corpus" ;;
     email) export MEMDS_FUZZ_EMAIL_SEEDS="$corpus" ;;

@@ -1,4 +1,4 @@
-"""Drive the real SyncEvolution client (../shared/interop/run-client.sh)
+"""Drive the real SyncEvolution client (tests/client/run-client.sh)
 against the stack, and compare what the client and the server hold."""
 import hashlib
 import os
@@ -7,9 +7,9 @@ import subprocess
 import tempfile
 import uuid
 
-from conftest import SHARED
+from conftest import ROOT
 
-RUN_CLIENT = os.path.join(SHARED, "interop", "run-client.sh")
+RUN_CLIENT = os.path.join(ROOT, "tests", "client", "run-client.sh")
 
 
 class Client:

@@ -19,8 +19,8 @@ import time
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
-CAPTURES = os.path.join(SHARED, "interop", "captures")
+# Recorded SyncML sessions of the real client (tests/corpus/README.md).
+CAPTURES = os.path.join(ROOT, "tests", "corpus")
 
 # Lines of these levels fail a test unless allowed.
 BAD_LEVEL = re.compile(r"^\[[^\]]*\] \[[a-z_0-9]*:(warn|error|crit|alert|emerg)\]")

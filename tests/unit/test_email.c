@@ -1,6 +1,6 @@
 /* Unit tests: email/memds_email.c (Email and Folder data objects, flags,
- * truncation helpers), against the real client's items in
- * ../shared/interop and the variants of email-san.md 1-2. */
+ * truncation helpers), against the real client's items in the sessions
+ * recorded in tests/corpus and the variants of email-san.md 1-2. */
 #include "unit.h"
 #include "email/memds_email.h"
 #include "syncml/memds_msg.h"
@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define INTEROP MEMDS_SRCDIR "/../shared/interop/"
+#define CORPUS MEMDS_SRCDIR "/tests/corpus/"
+/* Messages of the raw-email sessions in pkg1/ and mail/ (XML and WBXML),
+ * and the Email objects the gateway sends in them. */
+#define CORPUS_RAW_EMAIL_FILES 40
+#define CORPUS_SERVER_EMAILS 9
 
 
 /* ------------------------------------------------------------- helpers */
@@ -131,23 +135,25 @@ static int item_is(const memds_email_t *e, const char *bytes, apr_size_t len)
 #define ITEM_IS(e, lit) CU_ASSERT(item_is((e), (lit), sizeof(lit) - 1))
 
 /* The RFC 822 text of the real client's raw-email item i, and the item
- * itself, byte for byte as run-client.sh make_items writes them. */
+ * itself, byte for byte as tests/client/run-client.sh --items writes them
+ * (sample_item, rfc822_item). */
 static const char *client_rfc822(int i)
 {
-    return apr_psprintf(unit_pool, "From: Alice <alice@example.org>\r\n"
-        "To: Bob <bob@example.org>\r\nSubject: Test mail %d\r\n"
-        "Date: Mon, 1 Jan 2024 10:%02d:00 +0000\r\n"
-        "Message-ID: <rc-mail-%d@example.org>\r\nMIME-Version: 1.0\r\n"
+    return apr_psprintf(unit_pool, "From: Corpus Sender <sender@example.test>"
+        "\r\nTo: Alice <alice@example.test>\r\nSubject: Corpus mail %d\r\n"
+        "Date: Tue, 2 Jan 2024 08:%02d:00 +0000\r\n"
+        "Message-ID: <corpus-mail-%d@example.test>\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=UTF-8\r\n\r\n"
-        "Hello Bob, this is mail number %d.\r\n", i, i % 60, i, i);
+        "This is corpus mail number %d.\r\n"
+        "It has a second line & a <tag>.\r\n", i, i % 60, i, i);
 }
 
 static const char *client_item(int i)
 {
     return apr_psprintf(unit_pool, "<Email xmlns=\"syncml:email\"><read>false"
         "</read><forwarded>false</forwarded><replied>false</replied>"
-        "<received>20240101T10%02d00Z</received><created>20240101T10%02d00Z"
-        "</created><modified>20240101T10%02d00Z</modified><deleted>false"
+        "<received>20240102T08%02d00Z</received><created>20240102T08%02d00Z"
+        "</created><modified>20240102T08%02d00Z</modified><deleted>false"
         "</deleted><flagged>false</flagged><emailitem><![CDATA[%s]]>"
         "</emailitem></Email>", i % 60, i % 60, i % 60, client_rfc822(i));
 }
@@ -190,14 +196,14 @@ static void test_client_item(void)
         CU_ASSERT_EQUAL(e->deleted, MEMDS_EMAIL_FALSE);
         CU_ASSERT_EQUAL(e->flagged, MEMDS_EMAIL_FALSE);
         CU_ASSERT_STRING_EQUAL(e->received.text,
-                               apr_psprintf(unit_pool, "20240101T10%02d00Z", i));
+                               apr_psprintf(unit_pool, "20240102T08%02d00Z", i));
         CU_ASSERT_STRING_EQUAL(e->created.text, e->received.text);
         CU_ASSERT_STRING_EQUAL(e->modified.text, e->received.text);
         CU_ASSERT_FALSE(e->received.floating);
         memset(&xt, 0, sizeof(xt));
         xt.tm_year = 124;
-        xt.tm_mday = 1;
-        xt.tm_hour = 10;
+        xt.tm_mday = 2;
+        xt.tm_hour = 8;
         xt.tm_min = i;
         CU_ASSERT_EQUAL_FATAL(apr_time_exp_gmt_get(&t, &xt), APR_SUCCESS);
         CU_ASSERT_EQUAL(e->received.t, t);
@@ -232,15 +238,18 @@ static void test_client_item(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(x);
         CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
         CU_ASSERT_STRING_EQUAL(x, "<Email><read>false</read><forwarded>false"
-            "</forwarded><replied>false</replied><received>20240101T100100Z"
-            "</received><created>20240101T100100Z</created><modified>"
-            "20240101T100100Z</modified><deleted>false</deleted><flagged>false"
-            "</flagged><emailitem>From: Alice &lt;alice@example.org&gt;&#13;\n"
-            "To: Bob &lt;bob@example.org&gt;&#13;\nSubject: Test mail 1&#13;\n"
-            "Date: Mon, 1 Jan 2024 10:01:00 +0000&#13;\nMessage-ID: "
-            "&lt;rc-mail-1@example.org&gt;&#13;\nMIME-Version: 1.0&#13;\n"
+            "</forwarded><replied>false</replied><received>20240102T080100Z"
+            "</received><created>20240102T080100Z</created><modified>"
+            "20240102T080100Z</modified><deleted>false</deleted><flagged>false"
+            "</flagged><emailitem>From: Corpus Sender &lt;sender@example.test&gt;"
+            "&#13;\nTo: Alice &lt;alice@example.test&gt;&#13;\n"
+            "Subject: Corpus mail 1&#13;\n"
+            "Date: Tue, 2 Jan 2024 08:01:00 +0000&#13;\nMessage-ID: "
+            "&lt;corpus-mail-1@example.test&gt;&#13;\nMIME-Version: 1.0&#13;\n"
             "Content-Type: text/plain; charset=UTF-8&#13;\n&#13;\n"
-            "Hello Bob, this is mail number 1.&#13;\n</emailitem></Email>");
+            "This is corpus mail number 1.&#13;\n"
+            "It has a second line &amp; a &lt;tag&gt;.&#13;\n"
+            "</emailitem></Email>");
         /* CDATA: the client's own item again (but for the namespace) */
         x = build(e, MEMDS_EMAIL_STYLE_CDATA, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x);
@@ -273,17 +282,20 @@ static void collect_email(apr_array_header_t *out, const apr_array_header_t *cmd
     }
 }
 
-/* Every Email object in the recorded raw-email sessions. */
+/* Every Email object in the recorded raw-email sessions (tests/corpus:
+ * pkg1/ refused at authentication, mail/ with the Inbox): the client's own
+ * items 1..3 as it adds them in its slow syncs over XML and WBXML, its
+ * later changes, and the objects the gateway sends down. */
 static void test_captures(void)
 {
-    static const char *const dirs[] = { "captures/pkg1", "captures/conv", NULL };
+    static const char *const dirs[] = { "pkg1", "mail", NULL };
     /* [0]: over XML, [1]: over WBXML, per client item 1..3 */
     const memds_email_t *seen[2][4];
-    int d, files = 0, pkg1_items = 0, i;
+    int d, files = 0, pkg1_items = 0, server_items = 0, i;
 
     memset(seen, 0, sizeof(seen));
     for (d = 0; dirs[d]; ++d) {
-        const char *dir = apr_pstrcat(unit_pool, INTEROP, dirs[d], NULL);
+        const char *dir = apr_pstrcat(unit_pool, CORPUS, dirs[d], NULL);
         apr_dir_t *dh;
         apr_finfo_t fi;
 
@@ -293,6 +305,8 @@ static void test_captures(void)
             int wbxml = n > 6 && strcmp(fi.name + n - 6, ".wbxml") == 0;
             int xml = n > 4 && strcmp(fi.name + n - 4, ".xml") == 0
                 && strstr(fi.name, ".decoded.") == NULL;
+            int from_server = strstr(fi.name, "-resp.") != NULL;
+            int client_adds = !from_server && strstr(fi.name, "-slow-") != NULL;
             apr_array_header_t *items;
             memds_msg_t *m;
             memds_codec_err_t err;
@@ -318,24 +332,40 @@ static void test_captures(void)
                 int k;
 
                 CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+                /* text build -> parse: identical, every byte */
+                CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
+                if (from_server) {
+                    /* the gateway writes the object's text escaped, CR as
+                     * &#13;, so that any XML parser gives the mail's CR LF
+                     * back: exact bytes over both encodings */
+                    ++server_items;
+                    CU_ASSERT_FATAL(e->has_item);
+                    CU_ASSERT_FALSE(e->item_form & MEMDS_EMAIL_IF_CDATA);
+                    CU_ASSERT_PTR_NULL(memchr(it->data.data, '\r', it->data.len));
+                    CU_ASSERT_PTR_NOT_NULL(memchr(e->item, '\r', e->item_len));
+                    continue;
+                }
+                CU_ASSERT(e->item_form & MEMDS_EMAIL_IF_CDATA);
+                /* the client's SyncML Data itself: exact over WBXML, LF over
+                 * XML (a raw CR inside its CDATA) */
+                CU_ASSERT((memchr(it->data.data, '\r', it->data.len) != NULL)
+                          == wbxml);
+                if (!client_adds) {
+                    continue;
+                }
                 CU_ASSERT_PTR_NOT_NULL_FATAL(it->source);
                 k = it->source->uri[0] - '0';
                 CU_ASSERT_FATAL(k >= 1 && k <= 3 && it->source->uri[1] == '\0');
                 CU_ASSERT_PTR_NULL(seen[wbxml][k]);
                 seen[wbxml][k] = e;
-                CU_ASSERT(e->item_form & MEMDS_EMAIL_IF_CDATA);
-                /* the SyncML Data itself: exact over WBXML, LF over XML */
-                CU_ASSERT((memchr(it->data.data, '\r', it->data.len) != NULL)
-                          == wbxml);
-                /* text build -> parse: identical, every byte */
-                CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
             }
         }
         apr_dir_close(dh);
     }
     /* pkg1 is package #1 only: DevInf, Get, Alert; no item at all */
     CU_ASSERT_EQUAL(pkg1_items, 0);
-    CU_ASSERT(files >= 10);
+    CU_ASSERT(files >= CORPUS_RAW_EMAIL_FILES);
+    CU_ASSERT(server_items >= CORPUS_SERVER_EMAILS);
     for (i = 1; i <= 3; ++i) {
         const char *rfc = client_rfc822(i), *crlf;
         apr_size_t lflen, crlflen;
@@ -360,15 +390,15 @@ static void test_captures(void)
     }
 }
 
-/* Our builds inside a real SyncML message (the capture's), through both
+/* Our builds inside a real SyncML message (the client's), through both
  * wire encodings of the SyncML codec: TEXT keeps every byte (CR as &#13;)
  * over both; in CDATA a CR cannot survive an XML parser, whichever wire
  * encoding carried the object. */
 static void test_through_syncml(void)
 {
     apr_size_t len, xlen;
-    const char *in = unit_read_file(INTEROP
-        "captures/conv/se-xml-type-raw-email-002-req.xml", &len);
+    const char *in = unit_read_file(CORPUS
+        "mail/xml-basic-raw-email-inbox-slow-002-req.xml", &len);
     memds_msg_t *m;
     memds_codec_err_t err;
     apr_array_header_t *items = apr_array_make(unit_pool, 4, sizeof(memds_item_t *));

@@ -1,27 +1,33 @@
 /* Unit tests: syncml/memds_msg.c (model <-> tree, DevInf, size accounting)
- * over every recorded message in ../shared/interop. */
+ * over every message of the corpus in tests/corpus (recorded sessions of the
+ * real SyncEvolution client with the gateway, and hand-written messages). */
 #include "unit.h"
 #include "syncml/memds_msg.h"
 
+#include <apr_base64.h>
 #include <apr_file_info.h>
+#include <apr_md5.h>
 #include <apr_strings.h>
 #include <stdio.h>
 #include <string.h>
 
-#define INTEROP MEMDS_SRCDIR "/../shared/interop/"
+#define CORPUS MEMDS_SRCDIR "/tests/corpus/"
+/* Messages of the corpus (tests/corpus/record.sh and handmade/): if fewer
+ * are found, the corpus is missing or incomplete. */
+#define CORPUS_MESSAGES 198
 
-/* Files to run through the codec: the captures and examples, minus the
- * wbxml2xml outputs (*.decoded.xml, which can be malformed on purpose) and
- * the pretty-printed duplicates. */
+/* Files to run through the codec: the recorded and hand-written messages,
+ * minus the wbxml2xml outputs (*.decoded.xml, which can be malformed on
+ * purpose) and the compact renderings of hand-written ones (*.c.xml). */
 static apr_array_header_t *corpus(void)
 {
-    static const char *const dirs[] = { "captures/pkg1", "captures/conv",
-                                        "captures/horde", "examples", NULL };
+    static const char *const dirs[] = { "pkg1", "items", "mail", "handmade",
+                                        NULL };
     apr_array_header_t *files = apr_array_make(unit_pool, 64, sizeof(char *));
     int i;
 
     for (i = 0; dirs[i]; ++i) {
-        const char *dir = apr_pstrcat(unit_pool, INTEROP, dirs[i], NULL);
+        const char *dir = apr_pstrcat(unit_pool, CORPUS, dirs[i], NULL);
         apr_dir_t *d;
         apr_finfo_t fi;
 
@@ -33,7 +39,7 @@ static apr_array_header_t *corpus(void)
             int xml = n > 4 && strcmp(fi.name + n - 4, ".xml") == 0;
             int wbxml = n > 6 && strcmp(fi.name + n - 6, ".wbxml") == 0;
             if ((!xml && !wbxml) || strstr(fi.name, ".decoded.")
-                || strstr(fi.name, ".pretty.") || strstr(fi.name, ".c.xml")) {
+                || strstr(fi.name, ".c.xml")) {
                 continue;
             }
             APR_ARRAY_PUSH(files, const char *) =
@@ -100,7 +106,7 @@ static void roundtrip_corpus(void)
     apr_array_header_t *files = corpus();
     int i, checked = 0;
 
-    CU_ASSERT_FATAL(files->nelts >= 40);
+    CU_ASSERT_FATAL(files->nelts >= CORPUS_MESSAGES);
     for (i = 0; i < files->nelts; ++i) {
         const char *path = APR_ARRAY_IDX(files, i, const char *);
         apr_pool_t *p;
@@ -231,31 +237,60 @@ static const memds_cmd_t *find_cmd(const memds_msg_t *m, memds_cmd_e t)
     return NULL;
 }
 
+static int bytes_are(const memds_bytes_t *b, const char *s)
+{
+    return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
+}
+
+/* The credential SyncEvolution sends with md5 in message 1, before any
+ * nonce: b64(md5(b64(md5("user:password")) ":")), the nonce empty. */
+static const char *md5_empty_nonce(const char *user, const char *password)
+{
+    unsigned char d[APR_MD5_DIGESTSIZE];
+    char b1[32], b2[32];
+    const char *up = apr_pstrcat(unit_pool, user, ":", password, NULL);
+
+    apr_md5(d, up, strlen(up));
+    apr_base64_encode(b1, (const char *)d, sizeof(d));
+    up = apr_pstrcat(unit_pool, b1, ":", NULL);
+    apr_md5(d, up, strlen(up));
+    apr_base64_encode(b2, (const char *)d, sizeof(d));
+    return apr_pstrdup(unit_pool, b2);
+}
+
+/* Package 1 of the real client (tests/corpus/pkg1: user "corpus",
+ * password "corpus-secret", memo datastore, XML and WBXML, basic and md5). */
 static void model_of_pkg1(void)
 {
     const char *names[] = { "xml-basic-001-req.xml", "wbxml-basic-001-req.wbxml",
+                            "xml-md5-001-req.xml", "wbxml-md5-001-req.wbxml",
                             NULL };
     int i;
 
     for (i = 0; names[i]; ++i) {
         apr_size_t len;
-        const char *buf = unit_read_file(apr_pstrcat(unit_pool, INTEROP,
-                                                     "captures/pkg1/", names[i],
-                                                     NULL), &len);
+        const char *buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS, "pkg1/",
+                                                     names[i], NULL), &len);
+        int md5 = strstr(names[i], "-md5-") != NULL;
         memds_msg_t *m;
         memds_codec_err_t err;
         const memds_cmd_t *put, *alert;
         const memds_item_t *it;
         const memds_datastore_t *ds;
 
-        CU_ASSERT_PTR_NOT_NULL_FATAL(buf);   /* ../shared/interop beside the tree */
+        CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
         CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO,
                                                &err, unit_pool), APR_SUCCESS);
         CU_ASSERT_STRING_EQUAL(m->hdr.verdtd, "1.2");
         CU_ASSERT_STRING_EQUAL(m->hdr.msg_id, "1");
-        CU_ASSERT_STRING_EQUAL(m->hdr.source->name, "test");
+        CU_ASSERT_STRING_EQUAL(m->hdr.source->name, "corpus");
         CU_ASSERT_PTR_NOT_NULL_FATAL(m->hdr.cred);
-        CU_ASSERT_STRING_EQUAL(m->hdr.cred->meta->type, "syncml:auth-basic");
+        CU_ASSERT_STRING_EQUAL(m->hdr.cred->meta->type,
+                               md5 ? "syncml:auth-md5" : "syncml:auth-basic");
+        /* md5: credentials in message 1 already, over an empty nonce */
+        CU_ASSERT(bytes_are(&m->hdr.cred->data, md5
+                            ? md5_empty_nonce("corpus", "corpus-secret")
+                            : "Y29ycHVzOmNvcnB1cy1zZWNyZXQ=")); /* basic */
         CU_ASSERT_EQUAL(m->hdr.meta->max_msg_size, 150000);
         CU_ASSERT_EQUAL(m->hdr.meta->max_obj_size, 4000000);
         CU_ASSERT(m->final);

@@ -22,7 +22,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define INTEROP MEMDS_SRCDIR "/../shared/interop/"
+#define CORPUS MEMDS_SRCDIR "/tests/corpus/"
+/* *.wbxml files of the corpus, those of raw-email sessions, and messages
+ * with a nested DevInf: fewer means the corpus is missing or incomplete. */
+#define CORPUS_WBXML_FILES 78
+#define CORPUS_WBXML_RAW_EMAIL 21
+#define CORPUS_WBXML_DEVINF 20
+
+/* The client's message with its three raw-email items, over WBXML. */
+#define CLIENT_MAIL "wbxml-md5-raw-email-inbox-slow-002-req.wbxml"
 
 #define DEVINF_WBXML "application/vnd.syncml-devinf+wbxml"
 #define DEVINF_XML   "application/vnd.syncml-devinf+xml"
@@ -135,17 +143,15 @@ static void collect_data(const memds_node_t *n, apr_array_header_t *a)
 }
 
 typedef struct {
-    const char *name; /* relative to INTEROP */
+    const char *name; /* relative to CORPUS */
     const char *buf;
     apr_size_t len;
 } capture_t;
 
-/* Every *.wbxml file of the recorded traffic. */
+/* Every *.wbxml file of the corpus: recorded sessions and hand-made. */
 static apr_array_header_t *wbxml_files(void)
 {
-    static const char *const dirs[] = {
-        "captures/conv", "captures/horde", "captures/pkg1", "examples"
-    };
+    static const char *const dirs[] = { "pkg1", "items", "mail", "handmade" };
     apr_array_header_t *a = apr_array_make(unit_pool, 64, sizeof(capture_t));
     apr_size_t i;
 
@@ -154,9 +160,9 @@ static apr_array_header_t *wbxml_files(void)
         apr_finfo_t fi;
         apr_status_t rv;
 
-        rv = apr_dir_open(&dir, apr_pstrcat(unit_pool, INTEROP, dirs[i], NULL),
+        rv = apr_dir_open(&dir, apr_pstrcat(unit_pool, CORPUS, dirs[i], NULL),
                           unit_pool);
-        CHECK(rv == APR_SUCCESS, "cannot open %s%s", INTEROP, dirs[i]);
+        CHECK(rv == APR_SUCCESS, "cannot open %s%s", CORPUS, dirs[i]);
         if (rv != APR_SUCCESS) {
             continue;
         }
@@ -170,7 +176,7 @@ static apr_array_header_t *wbxml_files(void)
             }
             c = apr_array_push(a);
             c->name = apr_pstrcat(unit_pool, dirs[i], "/", fi.name, NULL);
-            c->buf = unit_read_file(apr_pstrcat(unit_pool, INTEROP, c->name,
+            c->buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS, c->name,
                                                 NULL), &c->len);
             CHECK(c->buf != NULL, "cannot read %s", c->name);
             if (c->buf == NULL) {
@@ -214,8 +220,8 @@ static void captures_round_trip(void)
     apr_array_header_t *files = wbxml_files();
     int i, raw_email = 0, nested = 0;
 
-    CHECK(files->nelts >= 60, "expected the 60 recorded WBXML messages, found %d",
-          files->nelts);
+    CHECK(files->nelts >= CORPUS_WBXML_FILES, "expected the %d WBXML messages "
+          "of the corpus, found %d", CORPUS_WBXML_FILES, files->nelts);
     for (i = 0; i < files->nelts; ++i) {
         const capture_t *c = &APR_ARRAY_IDX(files, i, capture_t);
         memds_tree_t *t1, *t2;
@@ -291,19 +297,18 @@ static void captures_round_trip(void)
             }
         }
     }
-    CHECK(raw_email >= 7, "expected the raw-email captures, found %d", raw_email);
-    CHECK(nested >= 23, "expected the 23 messages with a nested DevInf, "
-          "found %d", nested);
+    CHECK(raw_email >= CORPUS_WBXML_RAW_EMAIL, "expected the %d raw-email "
+          "messages, found %d", CORPUS_WBXML_RAW_EMAIL, raw_email);
+    CHECK(nested >= CORPUS_WBXML_DEVINF, "expected the %d messages with a "
+          "nested DevInf, found %d", CORPUS_WBXML_DEVINF, nested);
 }
 
 /* A raw email item holds "]]>" and CRLF: check the bytes in detail. */
 static void raw_email_bytes(void)
 {
-    const char *name = "captures/conv/se-wbxml-type-raw-email-002-req.wbxml";
+    const char *name = "mail/" CLIENT_MAIL;
     apr_size_t len;
-    const char *buf = unit_read_file(INTEROP "captures/conv/"
-                                     "se-wbxml-type-raw-email-002-req.wbxml",
-                                     &len);
+    const char *buf = unit_read_file(CORPUS "mail/" CLIENT_MAIL, &len);
     memds_tree_t *t1, *t2;
     memds_buf_t *out;
     apr_array_header_t *d1, *d2;
@@ -550,10 +555,10 @@ static const char *xml_diff(xmlNode *x, const memds_node_t *n, const char *path)
 
 static void oracle_wbxml2xml(void)
 {
-    const char *name = "captures/conv/se-wbxml-basic-slow-001-req.wbxml";
+    const char *name = "items/wbxml-basic-slow-001-req.wbxml";
     apr_size_t len, xlen = 0;
-    const char *buf = unit_read_file(INTEROP "captures/conv/"
-                                     "se-wbxml-basic-slow-001-req.wbxml", &len);
+    const char *buf = unit_read_file(CORPUS "items/wbxml-basic-slow-001-req.wbxml",
+                                     &len);
     memds_tree_t *t;
     memds_buf_t *out;
     const char *xml, *diff;
@@ -587,11 +592,9 @@ static void oracle_wbxml2xml(void)
  * CDATA and breaks on "]]>"; our codec keeps the bytes. */
 static void oracle_cdata_defect(void)
 {
-    const char *name = "captures/conv/se-wbxml-type-raw-email-002-req.wbxml";
+    const char *name = "mail/" CLIENT_MAIL;
     apr_size_t len, xlen = 0;
-    const char *buf = unit_read_file(INTEROP "captures/conv/"
-                                     "se-wbxml-type-raw-email-002-req.wbxml",
-                                     &len);
+    const char *buf = unit_read_file(CORPUS "mail/" CLIENT_MAIL, &len);
     memds_tree_t *t, *t2;
     memds_buf_t *out;
     const char *xml;
@@ -677,14 +680,14 @@ static memds_tree_t *expect_good_at(int line, const void *buf, apr_size_t len)
 static void malformed_truncated(void)
 {
     static const char *const files[] = {
-        "captures/pkg1/wbxml-md5-001-req.wbxml",       /* nested DevInf */
-        "captures/horde/horde-wbxml-basic-slow-001-resp.wbxml", /* string FPIs */
-        "captures/conv/se-wbxml-type-raw-email-002-req.wbxml",
+        "pkg1/wbxml-md5-001-req.wbxml",                /* nested DevInf */
+        "handmade/string-fpi-wbxml-basic-slow-001-resp.wbxml", /* string FPI */
+        "mail/" CLIENT_MAIL,
     };
     apr_size_t f, i, len;
 
     for (f = 0; f < sizeof(files) / sizeof(files[0]); ++f) {
-        const char *buf = unit_read_file(apr_pstrcat(unit_pool, INTEROP,
+        const char *buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS,
                                                      files[f], NULL), &len);
         apr_pool_t *p;
         int failures = 0;
