@@ -4,27 +4,23 @@
  * - The header block is edited as text, the body copied as bytes. GMime's
  *   message writer re-folds and may re-encode headers, and a device that
  *   signed or hashed its message (or simply the user) expects the exact
- *   bytes to go out; so GMime only parses the address-list field values.
+ *   bytes to go out.
  * - Line ends become CRLF first, for the whole message: SMTP DATA carries
  *   nothing else, and the header scan then only knows one line end.
- * - Address lists are parsed by GMime in its loose address mode, with a
- *   per-call warning callback: a list that GMime could only read with an
- *   "invalid address list" warning (words left over, "a@b c@d") is
- *   refused rather than sent to a guess of its recipients, while
- *   sloppiness with one meaning is accepted (an unquoted address as
- *   display name, "a@b <a@b>", which strict mode refuses; a missing '>').
- *   Loose mode also guesses where an unclosed quoted string or comment
- *   ends, which has no meaning at all, so those are refused first by a
- *   scan of our own. GMime returns a name without '@' ("john") as a
- *   mailbox even with allow_addresses_without_domain off, so every
- *   addr-spec is checked again here against RFC 5321 syntax; that check
+ * - Address lists are read by our own RFC 5322 parser (below, and
+ *   docs/addresses.md), not by GMime's, which leaks on malformed lists
+ *   (issue 17): a list not read completely is refused rather than sent to
+ *   a guess of its recipients, while sloppiness with one meaning is
+ *   accepted (an unquoted address as display name, "a@b <a@b>"; a missing
+ *   '>'). Every addr-spec is checked against RFC 5321 syntax; that check
  *   is also what keeps CR, LF, '<' and '>' out of the SMTP commands.
  * - Bcc removal is by field name on the field lines we found, so a folded
  *   Bcc goes with all its continuation lines. The header scan refuses any
  *   line that is neither a field nor a continuation: the SMTP server must
  *   not read a header line we took for something else.
- * - Nothing global: GMime options objects and lists are made and released
- *   per call, results are copied into the pool before GMime's are freed.
+ * - Nothing global: the GMime objects used (IDNA conversion, the default
+ *   sender's From text) are made and released per call, results are
+ *   copied into the pool before GMime's are freed.
  */
 #include "email/memds_mime.h"
 
@@ -57,6 +53,7 @@ typedef struct addrs_t {
     apr_array_header_t *list;  /* const char * addr-specs */
     apr_hash_t *seen;          /* lower-cased addr-specs; NULL: keep all */
     int smtputf8;              /* a local part is not ASCII */
+    const char *name;          /* display name of the last mailbox, or NULL */
     const char *why;
 } addrs_t;
 
@@ -458,174 +455,504 @@ static const char *check_addr(const char *s)
     return NULL;
 }
 
-/* An unclosed quoted string, comment or domain literal (backslash escapes
- * honoured); NULL when balanced. A domain literal ("@[...]") is one token
- * in which quotes and parentheses are plain text, as GMime reads it: a
- * domain literal followed by an unclosed comment (a@["]("), which this
- * check missed when it took the quote in the literal for the start of a
- * quoted string, makes internet_address_list_parse leak (GMime 3.2.13,
- * found by fuzz_mime), so such lists are refused before GMime sees them. */
-static const char *unclosed(const char *s)
-{
-    int depth = 0, quoted = 0, literal = 0;
-    const char *at = NULL;
+/* The project's own RFC 5322 address-list parser (docs/addresses.md).
+ *
+ * GMime 3.2's internet_address_list_parse() leaks on malformed lists (a
+ * GString on several error paths: a@[1<2], a@["](, [",b@[]("; found one
+ * after the other by fuzz_mime). Teaching a pre-check one shape per find
+ * did not close the class, so the raw text no longer reaches GMime: this
+ * parser reads the list, extracts the addr-specs and refuses anything it
+ * cannot read completely, with a reason. GMime only ever sees text this
+ * parser accepted and re-serialised: "x@<domain>" for the IDNA conversion
+ * of a domain that is not ASCII, and the default sender's mailbox (name
+ * and addr-spec given separately) for RFC 2047 encoding.
+ *
+ * Two passes. The tokenizer reads the whole value first: atoms (atext and
+ * any byte >= 0x80, so encoded-words and UTF-8 are atoms), quoted strings,
+ * domain literals, the specials "<>:;@,." and, skipped, white space and
+ * (nested) comments; backslash escapes inside the three delimited forms.
+ * A delimited form not closed, a ')' or ']' without its opener, a '[' in
+ * a domain literal, a backslash or control character anywhere else is
+ * refused there: what the grammar pass sees is balanced by construction.
+ * The grammar pass is a recursive descent over the tokens (recursion only
+ * for groups, bounded by MAX_GROUP_DEPTH). */
 
-    for (; *s; ++s) {
-        if (*s == '\\') {
-            if (s[1] == '\0') {
-                break;
-            }
-            ++s;
+typedef enum {
+    TK_ATOM, TK_QUOTED, TK_LITERAL, TK_SPECIAL, TK_END
+} tkind_t;
+
+typedef struct tok_t {
+    tkind_t kind;
+    const char *s;   /* raw text: quotes and brackets included */
+    apr_size_t len;
+} tok_t;
+
+/* One parse of one field value. */
+typedef struct aparse_t {
+    addrs_t *a;
+    const tok_t *t;
+    int n, i;              /* tokens (t[n] is TK_END), current */
+    const char *why;       /* grammar: what is wrong */
+    int bad_address;       /* 1: why is about one address (check_addr) */
+    const char *bad_text;  /* that address */
+} aparse_t;
+
+static int is_special(int c)
+{
+    return c != '\0' && strchr("<>:;@,.", c) != NULL;
+}
+
+/* The end of the delimited form that starts at s (a '"', '(' or '['): the
+ * byte after its closing delimiter; NULL with *pwhy when it is not
+ * closed or holds what it may not. */
+static const char *delimited(const char *s, const char **pwhy)
+{
+    char open = *s, close = open == '(' ? ')' : open == '"' ? '"' : ']';
+    int depth = 1;
+
+    for (++s; *s; ++s) {
+        unsigned char u = (unsigned char)*s;
+        int escaped = u == '\\';
+        if (escaped && (u = (unsigned char)*++s) == '\0') {
+            break;
         }
-        else if (literal) {
-            literal = *s != ']';
+        if ((u < 32 && u != '\t') || u == 127) {
+            *pwhy = "control character in the address list";
+            return NULL;
         }
-        else if (quoted) {
-            quoted = *s != '"';
+        if (escaped) {
+            continue;
         }
-        else if (*s == '(') {
+        if (u == close && --depth == 0) {
+            return s + 1;
+        }
+        if (u == '(' && open == '(') {
             ++depth;
         }
-        else if (*s == ')' && depth > 0) {
-            --depth;
-        }
-        else if (depth > 0) {
-            continue;
-        }
-        else if (*s == '"') {
-            quoted = 1;
-        }
-        else if (*s == '@') {
-            at = s;
-            continue;
-        }
-        else if (*s == '[' && at != NULL) {
-            literal = 1;
-        }
-        if (!is_wsp((unsigned char)*s)) {
-            at = NULL;
+        else if (u == '[' && open == '[') {
+            *pwhy = "'[' inside a domain literal";
+            return NULL;
         }
     }
-    if (literal) {
-        return "unclosed domain literal";
-    }
-    return quoted ? "unclosed quoted string"
-        : depth ? "unclosed comment" : NULL;
+    *pwhy = open == '(' ? "unclosed comment"
+        : open == '"' ? "unclosed quoted string" : "unclosed domain literal";
+    return NULL;
 }
 
-static void on_parser_warning(gint64 offset, GMimeParserWarning code,
-                              const gchar *item, gpointer data)
+/* Split an address-list value into tokens (comments and white space
+ * dropped), the last one TK_END. NULL with *pwhy when the value is not
+ * made of tokens. */
+static tok_t *tokenize(int *pn, const char *s, const char **pwhy,
+                       apr_pool_t *p)
 {
-    if (code == GMIME_WARN_INVALID_ADDRESS_LIST) {
-        ++*(int *)data;
-    }
-}
+    apr_array_header_t *toks = apr_array_make(p, 16, sizeof(tok_t));
+    tok_t *t;
 
-static GMimeParserOptions *make_options(int *pwarnings)
-{
-    GMimeParserOptions *o = g_mime_parser_options_new();
-
-    g_mime_parser_options_set_address_compliance_mode(
-        o, GMIME_RFC_COMPLIANCE_LOOSE);
-    g_mime_parser_options_set_allow_addresses_without_domain(o, FALSE);
-    g_mime_parser_options_set_warning_callback(o, on_parser_warning,
-                                               pwarnings);
-    return o;
-}
-
-static apr_status_t add_mailboxes(addrs_t *a, InternetAddressList *l,
-                                  int depth, const char *hname)
-{
-    int i, n = internet_address_list_length(l);
-
-    for (i = 0; i < n; ++i) {
-        InternetAddress *ia = internet_address_list_get_address(l, i);
-        const char *addr, *bad, *c;
-        char *key;
-
-        if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-            apr_status_t rv;
-            if (depth >= MAX_GROUP_DEPTH) {
-                a->why = apr_psprintf(a->p, "address groups nested too deep "
-                                      "in the %s header", hname);
-                return APR_EINVAL;
-            }
-            rv = add_mailboxes(a, internet_address_group_get_members(
-                                   INTERNET_ADDRESS_GROUP(ia)),
-                               depth + 1, hname);
-            if (rv != APR_SUCCESS) {
-                return rv;
-            }
+    while (*s) {
+        unsigned char u = (unsigned char)*s;
+        const char *e;
+        if (is_wsp(u)) {
+            ++s;
             continue;
         }
-        if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+        if (u == '(') {
+            if ((e = delimited(s, pwhy)) == NULL) {
+                return NULL;
+            }
+            s = e;
             continue;
         }
-        /* The domain as IDNA A-labels when GMime can convert it (owned by
-         * the mailbox: copied before the list goes). */
-        addr = internet_address_mailbox_get_idn_addr(
-            INTERNET_ADDRESS_MAILBOX(ia));
-        if (addr == NULL) {
-            addr = "";
-        }
-        if ((bad = check_addr(addr)) != NULL) {
-            a->why = apr_psprintf(a->p, "invalid address in the %s header "
-                                  "(%s): %s", hname, bad,
-                                  quote_text(addr, strlen(addr), a->p));
-            return APR_EINVAL;
-        }
-        key = apr_pstrdup(a->p, addr);
-        if (a->seen) {
-            char *k;
-            for (k = key; *k; ++k) {
-                *k = (char)lc((unsigned char)*k);
+        t = apr_array_push(toks);
+        t->s = s;
+        if (u == '"' || u == '[') {
+            if ((e = delimited(s, pwhy)) == NULL) {
+                return NULL;
             }
-            if (apr_hash_get(a->seen, key, APR_HASH_KEY_STRING)) {
-                continue;
+            t->kind = u == '"' ? TK_QUOTED : TK_LITERAL;
+        }
+        else if (is_special(u)) {
+            t->kind = TK_SPECIAL;
+            e = s + 1;
+        }
+        else if (is_atext(u) || u >= 0x80) {
+            for (e = s; is_atext((unsigned char)*e)
+                 || (unsigned char)*e >= 0x80; ++e) {
             }
-            apr_hash_set(a->seen, key, APR_HASH_KEY_STRING, key);
+            t->kind = TK_ATOM;
         }
-        for (c = addr; *c && (unsigned char)*c < 0x80; ++c) {
+        else {
+            *pwhy = u == ')' ? "')' without '('"
+                : u == ']' ? "']' without '['"
+                : u == '\\' ? "backslash outside a quoted string or comment"
+                : "control character in the address list";
+            return NULL;
         }
-        if (*c) {
-            a->smtputf8 = 1;
-        }
-        APR_ARRAY_PUSH(a->list, const char *) = apr_pstrdup(a->p, addr);
+        t->len = (apr_size_t)(e - s);
+        s = e;
     }
+    t = apr_array_push(toks);
+    t->kind = TK_END;
+    t->s = s;
+    t->len = 0;
+    *pn = toks->nelts - 1;
+    return (tok_t *)toks->elts;
+}
+
+static int at_special(const aparse_t *P, char c)
+{
+    const tok_t *t = &P->t[P->i];
+    return t->kind == TK_SPECIAL && *t->s == c;
+}
+
+static int at_word(const aparse_t *P)
+{
+    return P->t[P->i].kind == TK_ATOM || P->t[P->i].kind == TK_QUOTED;
+}
+
+/* Where an element may end: ',' ';' or the end. */
+static int at_element_end(const aparse_t *P)
+{
+    return P->t[P->i].kind == TK_END || at_special(P, ',')
+        || at_special(P, ';');
+}
+
+static apr_status_t fail(aparse_t *P, const char *why)
+{
+    P->why = why;
+    return APR_EINVAL;
+}
+
+/* Append the text of the current token to parts and move on. */
+static void take(aparse_t *P, apr_array_header_t *parts)
+{
+    struct iovec *v = apr_array_push(parts);
+
+    v->iov_base = (void *)P->t[P->i].s;
+    v->iov_len = P->t[P->i].len;
+    ++P->i;
+}
+
+static void push_dot(apr_array_header_t *parts)
+{
+    struct iovec *v = apr_array_push(parts);
+
+    v->iov_base = (void *)".";
+    v->iov_len = 1;
+}
+
+/* An addr-spec: local-part "@" domain. Local part: word *("." word)
+ * (dot-atom, quoted-string, obs-local-part); domain: atom *("." atom)
+ * with one trailing dot dropped (dot-atom, obs-domain), or a domain
+ * literal. The result is the tokens' text joined, no CFWS. */
+static apr_status_t addr_spec(aparse_t *P, const char **paddr)
+{
+    apr_pool_t *p = P->a->p;
+    const char *local, *domain;
+    apr_array_header_t *parts = apr_array_make(p, 8, sizeof(struct iovec));
+
+    if (at_special(P, '@')) {
+        return fail(P, "empty local part");
+    }
+    if (!at_word(P)) {
+        return fail(P, "expected an address");
+    }
+    for (;;) {
+        take(P, parts);
+        if (!at_special(P, '.')) {
+            break;
+        }
+        push_dot(parts);
+        ++P->i;
+        if (!at_word(P)) {
+            return fail(P, "misplaced dot in the local part");
+        }
+    }
+    local = apr_pstrcatv(p, (struct iovec *)parts->elts, parts->nelts, NULL);
+    if (!at_special(P, '@')) {
+        if (at_element_end(P) || at_special(P, '>')) {
+            P->bad_address = 1;
+            P->bad_text = local;
+            return fail(P, "no domain");
+        }
+        return fail(P, "text after a local part where '@' belongs");
+    }
+    ++P->i;
+    parts->nelts = 0;
+    if (P->t[P->i].kind == TK_LITERAL) {
+        take(P, parts);
+    }
+    else if (P->t[P->i].kind == TK_ATOM) {
+        for (;;) {
+            take(P, parts);
+            if (!at_special(P, '.')) {
+                break;
+            }
+            ++P->i;
+            if (P->t[P->i].kind != TK_ATOM) {
+                break; /* a trailing dot (FQDN spelling): dropped */
+            }
+            push_dot(parts);
+        }
+    }
+    else {
+        return fail(P, P->t[P->i].kind == TK_END || at_element_end(P)
+                    || at_special(P, '>') ? "empty domain" : "bad domain");
+    }
+    domain = apr_pstrcatv(p, (struct iovec *)parts->elts, parts->nelts, NULL);
+    *paddr = apr_pstrcat(p, local, "@", domain, NULL);
     return APR_SUCCESS;
+}
+
+/* The domain as IDNA A-labels when it is not ASCII and GMime can convert
+ * it; GMime sees "x@<domain>", a domain check_addr() accepted. */
+static const char *idn_addr(const char *addr, apr_pool_t *p)
+{
+    const char *at = strrchr(addr, '@'), *c, *idn;
+    InternetAddress *ia;
+
+    for (c = at + 1; *c && (unsigned char)*c < 0x80; ++c) {
+    }
+    if (*c == '\0' || at[1] == '[') {
+        return addr;
+    }
+    ia = internet_address_mailbox_new(NULL, apr_pstrcat(p, "x@", at + 1,
+                                                        NULL));
+    idn = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(ia));
+    if (idn != NULL && strncmp(idn, "x@", 2) == 0 && idn[2] != '\0') {
+        addr = apr_pstrcat(p, apr_pstrmemdup(p, addr,
+                                             (apr_size_t)(at - addr)),
+                           "@", idn + 2, NULL);
+    }
+    g_object_unref(ia);
+    return addr;
+}
+
+/* Check one mailbox's addr-spec, convert its domain, add it to the list. */
+static apr_status_t add_addr(aparse_t *P, const char *addr)
+{
+    addrs_t *a = P->a;
+    const char *bad, *c;
+    char *key;
+
+    if ((bad = check_addr(addr)) == NULL) {
+        addr = idn_addr(addr, a->p);
+        bad = check_addr(addr);
+    }
+    if (bad != NULL) {
+        P->bad_address = 1;
+        P->bad_text = addr;
+        return fail(P, bad);
+    }
+    key = apr_pstrdup(a->p, addr);
+    if (a->seen) {
+        char *k;
+        for (k = key; *k; ++k) {
+            *k = (char)lc((unsigned char)*k);
+        }
+        if (apr_hash_get(a->seen, key, APR_HASH_KEY_STRING)) {
+            return APR_SUCCESS;
+        }
+        apr_hash_set(a->seen, key, APR_HASH_KEY_STRING, key);
+    }
+    for (c = addr; *c && (unsigned char)*c < 0x80; ++c) {
+    }
+    if (*c) {
+        a->smtputf8 = 1;
+    }
+    APR_ARRAY_PUSH(a->list, const char *) = addr;
+    return APR_SUCCESS;
+}
+
+/* A display name from tokens [from, to): quoted strings unquoted, words
+ * joined by one blank, dots kept; encoded-words as they are. */
+static const char *display_name(const aparse_t *P, int from, int to)
+{
+    apr_pool_t *p = P->a->p;
+    char *out, *o;
+    apr_size_t n = 1;
+    int k;
+
+    for (k = from; k < to; ++k) {
+        n += P->t[k].len + 1;
+    }
+    out = o = apr_palloc(p, n);
+    for (k = from; k < to; ++k) {
+        const tok_t *t = &P->t[k];
+        apr_size_t j;
+        if (o > out && !(t->kind == TK_SPECIAL && *t->s == '.')) {
+            *o++ = ' ';
+        }
+        if (t->kind != TK_QUOTED) {
+            o = put(o, t->s, t->len);
+            continue;
+        }
+        for (j = 1; j + 1 < t->len; ++j) {
+            if (t->s[j] == '\\') {
+                ++j;
+            }
+            *o++ = t->s[j];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* obs-route: obs-domain-list ":" (after '<'); the domains are dropped. */
+static apr_status_t route(aparse_t *P)
+{
+    for (;;) {
+        while (at_special(P, ',')) {
+            ++P->i;
+        }
+        if (!at_special(P, '@')) {
+            break;
+        }
+        ++P->i;
+        if (P->t[P->i].kind == TK_LITERAL) {
+            ++P->i;
+            continue;
+        }
+        if (P->t[P->i].kind != TK_ATOM) {
+            return fail(P, "bad route in an angle address");
+        }
+        for (++P->i; at_special(P, '.')
+             && P->t[P->i + 1].kind == TK_ATOM; P->i += 2) {
+        }
+    }
+    if (!at_special(P, ':')) {
+        return fail(P, "bad route in an angle address");
+    }
+    ++P->i;
+    return APR_SUCCESS;
+}
+
+static apr_status_t address_list(aparse_t *P, int depth);
+
+/* address = mailbox / group; mailbox = name-addr / addr-spec. */
+static apr_status_t address(aparse_t *P, int depth)
+{
+    const char *addr;
+    apr_status_t rv;
+    int start = P->i, j = P->i, k;
+
+    /* display-name: phrase (words and obs-phrase dots) */
+    while (at_word(P) || at_special(P, '.')) {
+        ++P->i;
+    }
+    j = P->i;
+    if (at_special(P, ':')) {
+        if (j == start) {
+            return fail(P, "group without a name");
+        }
+        if (depth >= MAX_GROUP_DEPTH) {
+            return fail(P, "address groups nested too deep");
+        }
+        ++P->i;
+        if ((rv = address_list(P, depth + 1)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (at_special(P, ';')) {
+            ++P->i;
+        }
+        /* else the end of the value: the ';' missing, one meaning */
+        return APR_SUCCESS;
+    }
+    /* An unquoted address in front of an angle address ("a@b <a@b>"): a
+     * display name that was not quoted, one meaning. */
+    for (k = j; P->t[k].kind == TK_ATOM || P->t[k].kind == TK_QUOTED
+         || P->t[k].kind == TK_LITERAL
+         || (P->t[k].kind == TK_SPECIAL && (*P->t[k].s == '.'
+                                          || *P->t[k].s == '@')); ++k) {
+    }
+    if (P->t[k].kind == TK_SPECIAL && *P->t[k].s == '<') {
+        P->a->name = display_name(P, start, k);
+        P->i = k + 1;
+        if (at_special(P, '@') && (rv = route(P)) != APR_SUCCESS) {
+            return rv;
+        }
+        if ((rv = addr_spec(P, &addr)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (at_special(P, '>')) {
+            ++P->i;
+        }
+        else if (!at_element_end(P)) {
+            return fail(P, "text in an angle address after the address");
+        }
+        /* else the '>' missing before ',' or the end: one meaning */
+        return add_addr(P, addr);
+    }
+    P->i = start;
+    P->a->name = NULL;
+    if ((rv = addr_spec(P, &addr)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (at_special(P, '>')) {
+        ++P->i; /* a stray '>' after an address ("<a@b, c@d>") */
+    }
+    return add_addr(P, addr);
+}
+
+/* address-list (or a group's list when depth > 0): addresses separated
+ * by ',', empty elements allowed (obs-addr-list, obs-group-list). Stops
+ * at the end, or at ';' in a group. */
+static apr_status_t address_list(aparse_t *P, int depth)
+{
+    apr_status_t rv;
+
+    for (;;) {
+        if (P->t[P->i].kind == TK_END) {
+            return APR_SUCCESS;
+        }
+        if (at_special(P, ',')) {
+            ++P->i;
+            continue;
+        }
+        if (at_special(P, ';')) {
+            return depth > 0 ? APR_SUCCESS
+                : fail(P, "';' outside a group (use ',' between addresses)");
+        }
+        if ((rv = address(P, depth)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (!at_element_end(P)) {
+            return fail(P, "text after an address (use ',' between "
+                        "addresses)");
+        }
+    }
 }
 
 /* Append the mailboxes of an address-list text (an unfolded field value,
  * or the default sender) to a. An empty text adds nothing. */
 static apr_status_t add_list(addrs_t *a, const char *text, const char *hname)
 {
-    int warnings = 0;
-    GMimeParserOptions *o;
-    InternetAddressList *l;
-    apr_status_t rv = APR_SUCCESS;
-    const char *bad = unclosed(text);
+    aparse_t P;
+    apr_status_t rv;
+    const char *why = NULL;
 
-    if (bad != NULL) {
+    memset(&P, 0, sizeof(P));
+    P.a = a;
+    if ((P.t = tokenize(&P.n, text, &why, a->p)) == NULL) {
+        rv = fail(&P, why);
+    }
+    else if ((rv = address_list(&P, 0)) == APR_SUCCESS
+             && P.t[P.i].kind != TK_END) {
+        rv = fail(&P, "text after the address list");
+    }
+    if (rv == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if (P.bad_address) {
+        a->why = apr_psprintf(a->p, "invalid address in the %s header (%s): "
+                              "%s", hname, P.why,
+                              quote_text(P.bad_text, strlen(P.bad_text),
+                                         a->p));
+    }
+    else {
         a->why = apr_psprintf(a->p, "invalid address list in the %s header "
-                              "(%s): %s", hname, bad,
+                              "(%s): %s", hname, P.why,
                               quote_text(text, strlen(text), a->p));
-        return APR_EINVAL;
     }
-    o = make_options(&warnings);
-    l = internet_address_list_parse(o, text);
-    if (warnings || (l == NULL && !blank(text, strlen(text)))) {
-        a->why = apr_psprintf(a->p, "invalid address list in the %s header: "
-                              "%s", hname,
-                              quote_text(text, strlen(text), a->p));
-        rv = APR_EINVAL;
-    }
-    else if (l != NULL) {
-        rv = add_mailboxes(a, l, 0, hname);
-    }
-    if (l != NULL) {
-        g_object_unref(l);
-    }
-    g_mime_parser_options_free(o);
     return rv;
 }
 
@@ -635,18 +962,22 @@ static void addrs_init(addrs_t *a, int dedup, apr_pool_t *p)
     a->list = apr_array_make(p, 4, sizeof(const char *));
     a->seen = dedup ? apr_hash_make(p) : NULL;
     a->smtputf8 = 0;
+    a->name = NULL;
     a->why = NULL;
 }
 
-/* The From field text for the default sender: as given when it is plain
- * printable ASCII, else GMime's RFC 2047 encoding of it (CRLF folding). */
-static const char *from_field_text(const char *def, apr_pool_t *p)
+/* The From field text for the default sender (a parsed one-mailbox list):
+ * as given when it is plain printable ASCII, else GMime's RFC 2047
+ * encoding of the display name (decoded for it first) with the addr-spec
+ * (CRLF folding). GMime gets the parts, never the text to parse. */
+static const char *from_field_text(const char *def, const addrs_t *from,
+                                   apr_pool_t *p)
 {
-    const char *c;
-    int warnings = 0;
-    GMimeParserOptions *o;
+    const char *c, *addr = APR_ARRAY_IDX(from->list, 0, const char *);
     GMimeFormatOptions *fo;
     InternetAddressList *l;
+    InternetAddress *ia;
+    char *name = NULL, *s;
     const char *out = NULL;
 
     for (c = def; *c && (unsigned char)*c >= 32 && (unsigned char)*c < 127;
@@ -655,21 +986,23 @@ static const char *from_field_text(const char *def, apr_pool_t *p)
     if (*c == '\0') {
         return def;
     }
-    o = make_options(&warnings);
-    l = internet_address_list_parse(o, def);
-    if (l != NULL) {
-        char *s;
-        fo = g_mime_format_options_new();
-        g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
-        s = internet_address_list_to_string(l, fo, TRUE);
-        if (s != NULL) {
-            out = apr_pstrdup(p, s);
-            g_free(s);
-        }
-        g_mime_format_options_free(fo);
-        g_object_unref(l);
+    if (from->name != NULL && *from->name) {
+        name = g_mime_utils_header_decode_text(NULL, from->name);
     }
-    g_mime_parser_options_free(o);
+    ia = internet_address_mailbox_new(name, addr);
+    l = internet_address_list_new();
+    internet_address_list_add(l, ia);
+    fo = g_mime_format_options_new();
+    g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+    s = internet_address_list_to_string(l, fo, TRUE);
+    if (s != NULL) {
+        out = apr_pstrdup(p, s);
+        g_free(s);
+    }
+    g_mime_format_options_free(fo);
+    g_object_unref(ia);
+    g_object_unref(l);
+    g_free(name);
     return out;
 }
 
@@ -885,7 +1218,8 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
             rv = add_list(&from, default_from, "default From");
         }
         if (*c || rv != APR_SUCCESS || from.list->nelts != 1
-            || (from_text = from_field_text(default_from, p)) == NULL) {
+            || (from_text = from_field_text(default_from, &from, p))
+               == NULL) {
             why = "invalid default sender address";
             rv = APR_EINVAL;
             goto out;

@@ -7,9 +7,11 @@
  *
  * Only the header block is edited, as text: fields are dropped or
  * appended, never rewritten, and the body is copied byte for byte (after
- * the line-end normalisation). GMime is used for one thing, the RFC 5322
- * address-list grammar (groups, quoted display names with commas,
- * encoded-words, comments); the message is never written through GMime,
+ * the line-end normalisation). Address lists (groups, quoted display names
+ * with commas, encoded-words, comments, domain literals) are read by the
+ * module's own RFC 5322 parser (docs/addresses.md); GMime only converts
+ * non-ASCII domains to IDNA and encodes a non-ASCII default sender, from
+ * parts that parser checked. The message is never written through GMime,
  * whose writer may re-fold headers and re-encode parts.
  *
  * Threads: memds_mime_global_init() once per process before any thread
@@ -87,12 +89,14 @@ typedef struct memds_mime_submission_t {
  *
  * Envelope: see memds_mime_submission_t. Each address must be an
  * RFC 5321 mailbox (local part, '@', domain; no domain-less names like
- * "john"). A list whose recipients are ambiguous is refused: one that
- * GMime reads only with an "invalid address list" warning (leftover
- * words, "a@b c@d", "a@b; c@d"), or with an unclosed quoted string or
- * comment. Sloppiness with one meaning is accepted ("a@b <a@b>" unquoted,
- * a missing '>'). From fields without any mailbox (empty, or an empty
- * group) count as missing: they are dropped and default_from is used.
+ * "john"). A list that is not read completely is refused with a reason:
+ * leftover words ("a@b c@d", "a@b; c@d"), an unclosed quoted string,
+ * comment or domain literal, a stray ')' ']' or backslash, a control
+ * character (docs/addresses.md has the grammar). Sloppiness with one
+ * meaning is accepted ("a@b <a@b>" unquoted, a missing '>', a missing ';'
+ * at the end, empty list elements). From fields without any mailbox
+ * (empty, or an empty group) count as missing: they are dropped and
+ * default_from is used.
  * Resent-* fields are left alone and not used. A quoted local part
  * ("a b"@x) is returned as such (the SMTP backend refuses spaces).
  *

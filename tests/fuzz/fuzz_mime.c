@@ -1,6 +1,6 @@
 /* libFuzzer target: preparing a device's message for SMTP submission
- * (email/memds_mime.c: header block, address lists through GMime, Bcc
- * removal, Message-ID/Date).
+ * (email/memds_mime.c: header block, address lists by the module's own
+ * RFC 5322 parser, Bcc removal, Message-ID/Date).
  *
  * Per input: prepare. On success the result must be sane: CRLF line ends
  * only, recipients that are addr-specs without blanks or angle brackets,
@@ -39,8 +39,19 @@ static const fuzz_seed_t seeds[] = {
     S("To: \"unclosed <a@b.example>\r\n\r\n"),
     S("To: john\r\n\r\n"),
     S("To: a@[192.0.2.1], b@[IPv6:2001:db8::1]\r\n\r\nx"),
+    /* found by fuzz_mime: GMime 3.2 leaked on these (issue 17); now the
+     * module's own parser refuses them before GMime sees anything */
     S("To: a@[1<2]\r\n\r\nx"),
     S("To:D@[\"](\""),
+    S("To: a@[\"](\r\n\r\nx"),
+    S("To:[\",b@[](\""),
+    /* valid hard cases: the parser's other paths */
+    S("From: \"Doe \\\"JD\\\" (x)\" <jd@x.example>\r\nTo: (x [ \" \\) y) "
+      "c@x.example (nested (comments)), \"q \\\" [ ( n\" <d@x.example>,\r\n"
+      " Team: h@x.example, Sub: i@x.example;;, <@r.example,@[192.0.2.9]:"
+      "n@x.example>, l . m @ x . example, Empty:;, [Ext] <o@x.example>\r\n"
+      "\r\nx"),
+    S("To: M <m@b\xc3\xbc" "cher.example>, \xc3\xa4rger@x.example\r\n\r\nx"),
 };
 
 static void check(int cond, const char *what)

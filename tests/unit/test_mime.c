@@ -681,6 +681,166 @@ static void test_errors(void)
     FAILS("To: a@x.org\r\nSubject: a\0b\r\n\r\nb", "NUL");
 }
 
+/* Issue 17: the hostile lists GMime 3.2 leaked on (found by fuzz_mime one
+ * after the other) are refused by the module's own parser before GMime
+ * sees anything; this suite runs under ASan/LSan in `./dev test`, which
+ * reports a leak as a failure. */
+static void test_hostile_found(void)
+{
+    FAILS("To:[\",b@[](\"", "'[' inside a domain literal");
+    FAILS(HDRS_FULL "To:[\",b@[](\"\r\n\r\nb", "To");
+    FAILS(HDRS_FULL "To: a@[1<2]\r\n\r\nb", "angle bracket");
+    FAILS(HDRS_FULL "To: a@[\"](\r\n\r\nb", "unclosed comment");
+    FAILS(HDRS_FULL "To:D@[\"](\"\r\n\r\nb", "unclosed comment");
+    FAILS(HDRS_FULL "Cc: x@y.org, [\",b@[](\"\r\n\r\nb", "Cc");
+    FAILS(HDRS_FULL "Bcc: G: a@[\"](;\r\n\r\nb", "Bcc");
+}
+
+/* What the tokenizer refuses, each with its reason. */
+static void test_unbalanced_reasons(void)
+{
+    FAILS(HDRS_FULL "To: a@x.org)\r\n\r\nb", "')' without '('");
+    FAILS(HDRS_FULL "To: a@x.org]\r\n\r\nb", "']' without '['");
+    FAILS(HDRS_FULL "To: a\\b@x.org\r\n\r\nb", "backslash");
+    FAILS(HDRS_FULL "To: \"a\\\"@x.org\r\n\r\nb", "unclosed quoted string");
+    FAILS(HDRS_FULL "To: a@x.org (c\\)\r\n\r\nb", "unclosed comment");
+    FAILS(HDRS_FULL "To: a@[1\\]\r\n\r\nb", "unclosed domain literal");
+    FAILS(HDRS_FULL "To: a@[1[2]]\r\n\r\nb", "'[' inside a domain literal");
+    FAILS(HDRS_FULL "To: a@x.org (((c))\r\n\r\nb", "unclosed comment");
+    FAILS(HDRS_FULL "To: \"a\x01\"@x.org\r\n\r\nb", "control character");
+    FAILS(HDRS_FULL "To: (c\\\x7f) a@x.org\r\n\r\nb", "control character");
+    FAILS(HDRS_FULL "To: G: a@x.org;;\r\n\r\nb", "';' outside a group");
+    FAILS(HDRS_FULL "To: : a@x.org;\r\n\r\nb", "group without a name");
+    FAILS(HDRS_FULL "To: A: B: C: D: E: F: G: H: I: a@x.org;;;;;;;;;\r\n\r\nb",
+          "nested too deep");
+    FAILS(HDRS_FULL "To: <a@x.org y>\r\n\r\nb", "angle address");
+    FAILS(HDRS_FULL "To: <@r.org a@x.org>\r\n\r\nb", "route");
+    FAILS(HDRS_FULL "To: a@\r\n\r\nb", "empty domain");
+    FAILS(HDRS_FULL "To: a@\"x\".org\r\n\r\nb", "bad domain");
+    FAILS(HDRS_FULL "To: a b@x.org\r\n\r\nb", "'@'");
+}
+
+/* The class of issue 17: every sequence of one to three of [ ( " \ (with
+ * at most one '"', so that nothing in it closes what it opens) put into
+ * and around domain literals, comments, quoted strings, angle addresses
+ * and groups. Where the hole is outside any quoted string, comment or
+ * literal and nothing after it closes one, the list is unbalanced and
+ * must be refused with a reason; inside them, either refused with a
+ * reason or read as sane recipients. Never a crash, never a leak (the
+ * ASan stage). */
+static void test_unbalanced_class(void)
+{
+    /* %s: the hole; 1: structural (nothing after it closes anything) */
+    static const struct {
+        const char *tmpl;
+        int structural;
+    } ctx[] = {
+        { "%sa@x.org", 1 },              { "a@x.org%s", 1 },
+        { "a%s@x.org", 1 },              { "a@%sx.org", 1 },
+        { "a@x%s.org", 1 },              { "a@x.org, %sb@y.org", 1 },
+        { "a@[127.0.0.1]%s", 1 },        { "a@[127.0.0.1] %s, b@y.org", 1 },
+        { "a@%s[127.0.0.1", 1 },         { "a@[1%s2]", 0 },
+        { "a@[%s]", 0 },                 { "<a@[1%s2]>", 0 },
+        { "(c) a@x.org%s", 1 },          { "a@x.org (c%sd)", 0 },
+        { "(%s) a@x.org", 0 },           { "a@x.org (c (%s) d)", 0 },
+        { "\"q\" <a@x.org>%s", 1 },      { "\"q%sq\" <a@x.org>", 0 },
+        { "\"%s\"@x.org", 0 },           { "\"q\"@x.org%s", 1 },
+        { "N%s <a@x.org>", 1 },          { "N <a@x.org%s>", 1 },
+        { "N <%sa@x.org>", 1 },          { "<@r.org%s:a@x.org>", 1 },
+        { "G: a@x.org%s;", 1 },          { "G: %sa@x.org;", 1 },
+        { "G%s: a@x.org;", 1 },          { "G: a@x.org;%s", 1 },
+        { "G: \"n%s\" <a@x.org>;", 0 },  { "G: a@[1%s] ;", 0 },
+        { "G: (%s) a@x.org;", 0 },       { "O: I: a@x.org%s;;", 1 },
+    };
+    static const char alpha[] = "[(\"\\";
+    char fill[4];
+    int c, len, k, idx[3], refused = 0, accepted = 0, bad = 0;
+
+    for (c = 0; c < (int)(sizeof(ctx) / sizeof(ctx[0])); ++c) {
+        for (len = 1; len <= 3; ++len) {
+            int total = len == 1 ? 4 : len == 2 ? 16 : 64;
+            for (k = 0; k < total; ++k) {
+                memds_mime_submission_t *s = NULL;
+                const char *why = NULL, *m, *hole;
+                apr_status_t rv;
+                int j, quotes = 0;
+                idx[0] = k % 4;
+                idx[1] = (k / 4) % 4;
+                idx[2] = k / 16;
+                for (j = 0; j < len; ++j) {
+                    fill[j] = alpha[idx[j]];
+                    quotes += fill[j] == '"';
+                }
+                fill[len] = '\0';
+                if (quotes > 1) {
+                    continue;
+                }
+                hole = strstr(ctx[c].tmpl, "%s");
+                m = apr_pstrcat(unit_pool, HDRS_FULL "To: ",
+                                apr_pstrmemdup(unit_pool, ctx[c].tmpl,
+                                               (apr_size_t)(hole
+                                                            - ctx[c].tmpl)),
+                                fill, hole + 2, "\r\n\r\nbody\r\n", NULL);
+                rv = memds_mime_prepare(&s, m, strlen(m), DEF_FROM, DOMAIN,
+                                        0, &why, unit_pool);
+                if (rv != APR_SUCCESS) {
+                    ++refused;
+                    if (rv != APR_EINVAL || s != NULL || why == NULL
+                        || strstr(why, "To") == NULL) {
+                        ++bad;
+                        fprintf(stderr, "\n  unclean refusal: %s\n", m);
+                    }
+                    continue;
+                }
+                ++accepted;
+                if (ctx[c].structural) {
+                    ++bad;
+                    fprintf(stderr, "\n  unbalanced list accepted: %s\n", m);
+                }
+                for (j = 0; j < s->rcpts->nelts; ++j) {
+                    const char *r = APR_ARRAY_IDX(s->rcpts, j, const char *);
+                    if (strchr(r, '@') == NULL
+                        || strpbrk(r, " \t<>\r\n") != NULL) {
+                        ++bad;
+                        fprintf(stderr, "\n  recipient %s from: %s\n", r, m);
+                    }
+                }
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(refused > 1000);
+    CU_ASSERT(accepted > 0);
+}
+
+/* Valid hard cases are still read. */
+static void test_valid_hard(void)
+{
+    memds_mime_submission_t *s;
+
+    s = PREP(HDRS_FULL "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],\r\n"
+             " (x [ \" \\) y) c@x.org (nested (comments) \\( too),\r\n"
+             " \"q \\\" [ ( name\" <d@x.org>, \"e.f\"@x.org,\r\n"
+             " =?UTF-8?Q?G=C3=BCnter_=5B=28?= <g@x.org>,\r\n"
+             " Team: h@x.org, Sub: i@x.org;, \"J, K\" <j@x.org>;,\r\n"
+             " John Q. Public <k@x.org>, l . m @ x . org,\r\n"
+             " <@r1.org,@[192.0.2.9]:n@x.org>, Empty:;, [Ext] <o@x.org>\r\n"
+             "\r\nbody\r\n");
+    RCPTS(s, "a@[127.0.0.1]", "b@[IPv6:2001:db8::1]", "c@x.org", "d@x.org",
+          "\"e.f\"@x.org", "g@x.org", "h@x.org", "i@x.org", "j@x.org",
+          "k@x.org", "l.m@x.org", "n@x.org", "o@x.org");
+    /* the header is sent as it was written */
+    CU_ASSERT(s && strstr(s->data, "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],"
+                          "\r\n (x [ \" \\) y) c@x.org") != NULL);
+    /* a group without its ';' at the end of the field: one meaning */
+    s = PREP(HDRS_FULL "To: Team: a@x.org, b@y.org\r\n\r\nb");
+    RCPTS(s, "a@x.org", "b@y.org");
+    /* the From field's display name, quoted with escapes */
+    s = PREP("From: \"Doe \\\"JD\\\" (x)\" <jd@example.org>\r\n"
+             "To: a@x.org\r\n\r\nb");
+    CU_ASSERT(s && strcmp(s->from, "jd@example.org") == 0);
+}
+
 static void test_no_body(void)
 {
     memds_mime_submission_t *s;
@@ -823,6 +983,10 @@ void unit_add_mime(void)
     CU_add_test(s, "sloppy but unambiguous lists", test_liberal);
     CU_add_test(s, "international addresses", test_international);
     CU_add_test(s, "errors", test_errors);
+    CU_add_test(s, "hostile lists found by fuzz_mime", test_hostile_found);
+    CU_add_test(s, "unbalanced lists: reasons", test_unbalanced_reasons);
+    CU_add_test(s, "unbalanced lists: the class", test_unbalanced_class);
+    CU_add_test(s, "valid hard lists", test_valid_hard);
     CU_add_test(s, "no body", test_no_body);
     CU_add_test(s, "threads", test_threads);
 }
