@@ -4,16 +4,27 @@
 # SyncML messages of tests/corpus. A target passes when libFuzzer
 # finds no crash, leak, timeout or sanitizer report in its time.
 # Prints "fuzz: N passed, N failed" last. MEMDS_FUZZ_SECONDS (default 60) per
-# target. MEMDS_FUZZ_SEED (default 1): libFuzzer's random seed, fixed so that
-# CI runs are repeatable (a find is not a coin toss between two runs of the
-# same commit); 0 picks a new one each run, for long exploratory runs:
+# target. MEMDS_FUZZ_SEED: libFuzzer's random seed; by default the first 8
+# hex digits of `git rev-parse HEAD` as a number (31 bits; 1 outside a git
+# checkout), so each commit explores new inputs while a run of the same
+# commit repeats (the seed is printed: a find reproduces from the log with
+# MEMDS_FUZZ_SEED=N); 0 picks a new one each run, for long exploratory runs:
 #   MEMDS_FUZZ_SEED=0 MEMDS_FUZZ_SECONDS=1800 tests/fuzz/run-fuzz.sh
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=${1:-$ROOT/build-fuzz}
 SECS=${MEMDS_FUZZ_SECONDS:-60}
-SEED=${MEMDS_FUZZ_SEED:-1}
+if [ -n "${MEMDS_FUZZ_SEED:-}" ]; then
+    SEED=$MEMDS_FUZZ_SEED; seed_from="MEMDS_FUZZ_SEED"
+elif head=$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null) \
+        && [[ $head =~ ^[0-9a-f]{8} ]]; then
+    SEED=$(( 16#${head:0:8} & 0x7fffffff )); seed_from="commit ${head:0:8}"
+    [ "$SEED" != 0 ] || SEED=1
+else
+    SEED=1; seed_from="no git checkout"
+fi
+echo "fuzz: libFuzzer seed $SEED ($seed_from; MEMDS_FUZZ_SEED=N repeats it)"
 CORPUS="$ROOT/tests/corpus"
 pass=0; fail=0
 
@@ -60,7 +71,7 @@ for t in xml wbxml imap email mime; do
         pass=$((pass + 1))
     else
         echo "fuzz_$t: FAILED, see $log; artifacts $BUILD/crash-$t-*"
-        grep -E 'ERROR|SUMMARY|runtime error|invariant' "$log" | head -8
+        grep -E 'INFO: Seed:|ERROR|SUMMARY|runtime error|invariant' "$log" | head -9
         # the input, so that a CI log alone reproduces it
         for a in "$BUILD"/crash-$t-*; do
             [ -f "$a" ] || continue
