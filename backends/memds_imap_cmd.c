@@ -118,7 +118,7 @@ static apr_status_t need_selected(memds_imap_conn_t *c, memds_imap_err_t *err,
     if (!c->selected) {
         c->verb = verb;
         return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
-                    "IMAP %s needs a selected mailbox", verb);
+                                "IMAP %s needs a selected mailbox", verb);
     }
     return APR_SUCCESS;
 }
@@ -128,7 +128,7 @@ static apr_status_t bad_arg(memds_imap_conn_t *c, memds_imap_err_t *err,
 {
     c->verb = verb;
     return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL, "IMAP %s: invalid %s",
-                verb, what);
+                            verb, what);
 }
 
 static apr_status_t unsupported(memds_imap_conn_t *c, memds_imap_err_t *err,
@@ -136,7 +136,7 @@ static apr_status_t unsupported(memds_imap_conn_t *c, memds_imap_err_t *err,
 {
     c->verb = verb;
     return memds_imap__fail(c, err, MEMDS_IMAP_E_UNSUPPORTED, APR_ENOTIMPL,
-                "IMAP %s: the server does not offer %s", verb, what);
+                            "IMAP %s: the server does not offer %s", verb, what);
 }
 
 /* ---- connection setup */
@@ -186,8 +186,8 @@ apr_status_t memds_imap_select(memds_imap_conn_t *c, const char *mailbox,
     memds_imap__cmd_astring(&cmd, mailbox);
     if (qr) {
         memds_imap__cmd_addf(&cmd, " (QRESYNC (%u %" APR_UINT64_T_FMT "%s%s))",
-                 (unsigned)qr->uidvalidity, qr->modseq,
-                 qr->known_uids ? " " : "", qr->known_uids ? qr->known_uids : "");
+                             (unsigned)qr->uidvalidity, qr->modseq,
+                             qr->known_uids ? " " : "", qr->known_uids ? qr->known_uids : "");
     }
     else if (cs) {
         memds_imap__cmd_add(&cmd, " (CONDSTORE)");
@@ -274,7 +274,7 @@ apr_status_t memds_imap_uid_fetch(memds_imap_conn_t *c, const char *uidset,
     }
     if (changedsince) {
         memds_imap__cmd_addf(&cmd, " (CHANGEDSINCE %" APR_UINT64_T_FMT "%s)", changedsince,
-                 vanished ? " VANISHED" : "");
+                             vanished ? " VANISHED" : "");
     }
     return memds_imap__cmd_exec(&cmd, cb, baton, NULL, err);
 }
@@ -344,10 +344,10 @@ apr_status_t memds_imap_fetch_body(memds_imap_conn_t *c, apr_uint32_t uid,
     bb.baton = baton;
     memds_imap__cmd_start(c, &cmd, "UID FETCH");
     memds_imap__cmd_addf(&cmd, " %u (UID %s[%s]", (unsigned)uid,
-             bin ? "BINARY.PEEK" : "BODY.PEEK", section);
+                         bin ? "BINARY.PEEK" : "BODY.PEEK", section);
     if (origin > 0 || length > 0) {
         memds_imap__cmd_addf(&cmd, "<%" APR_UINT64_T_FMT ".%" APR_UINT64_T_FMT ">", origin,
-                 length > 0 ? length : APR_UINT64_C(4294967295));
+                             length > 0 ? length : APR_UINT64_C(4294967295));
     }
     memds_imap__cmd_add(&cmd, ")");
     c->chunk_cb = cb;
@@ -355,7 +355,7 @@ apr_status_t memds_imap_fetch_body(memds_imap_conn_t *c, apr_uint32_t uid,
     rv = memds_imap__cmd_exec(&cmd, body_resp, &bb, NULL, err);
     if (rv == APR_SUCCESS && !bb.found) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_NOTFOUND, APR_NOTFOUND,
-                  "IMAP UID FETCH: message UID %u not found", (unsigned)uid);
+                              "IMAP UID FETCH: message UID %u not found", (unsigned)uid);
     }
     bb.info.len += c->chunk_total;
     if (info) {
@@ -393,7 +393,7 @@ apr_status_t memds_imap_uid_store(memds_imap_conn_t *c, const char *uidset,
         memds_imap__cmd_addf(&cmd, "(UNCHANGEDSINCE %" APR_UINT64_T_FMT ") ", unchangedsince);
     }
     memds_imap__cmd_addf(&cmd, "%sFLAGS%s (%s)", op == '=' ? "" : op == '+' ? "+" : "-",
-             silent ? ".SILENT" : "", flags);
+                         silent ? ".SILENT" : "", flags);
     rv = memds_imap__cmd_exec(&cmd, cb, baton, &tagged, err);
     if (rv == APR_SUCCESS && pmodified
         && tagged->code.code == MEMDS_IMAP_CODE_MODIFIED) {
@@ -467,7 +467,7 @@ apr_status_t memds_imap_uid_search(memds_imap_conn_t *c, const char *criteria,
         res = apr_pcalloc(p, sizeof(*res));
         res->uid = 1;
         res->all = memds_imap__set_from_numbers((const apr_uint32_t *)sb.uids->elts,
-                                    sb.uids->nelts, p);
+                                                sb.uids->nelts, p);
         res->count = (apr_uint32_t)memds_imap_set_count(res->all);
         res->have = MEMDS_IMAP_SR_ALL | MEMDS_IMAP_SR_COUNT;
         if (sb.modseq) {
@@ -543,8 +543,8 @@ apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
     memds_imap__cmd_add(&cmd, " \"\" \"*\"");
     if (su || ls) {
         memds_imap__cmd_addf(&cmd, " RETURN (%s%s%s%s%s)", su ? "SPECIAL-USE" : "",
-                 su && ls ? " " : "", ls ? "STATUS (" : "",
-                 ls ? status_items : "", ls ? ")" : "");
+                             su && ls ? " " : "", ls ? "STATUS (" : "",
+                             ls ? status_items : "", ls ? ")" : "");
     }
     rv = memds_imap__cmd_exec(&cmd, list_resp, &lb, NULL, err);
     if (rv != APR_SUCCESS && (su || ls) && err->kind == MEMDS_IMAP_E_BAD) {
@@ -632,7 +632,7 @@ apr_status_t memds_imap_status(memds_imap_conn_t *c, const char *mailbox,
     TRY(memds_imap__cmd_exec(&cmd, status_resp, &sb, NULL, err));
     if (sb.match == NULL && sb.n != 1) {
         return memds_imap__fail(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
-                    "IMAP STATUS: no STATUS response for the mailbox");
+                                "IMAP STATUS: no STATUS response for the mailbox");
     }
     *pst = sb.match ? sb.match : sb.any;
     return APR_SUCCESS;
@@ -671,8 +671,8 @@ apr_status_t memds_imap_append(memds_imap_conn_t *c, const char *mailbox,
         apr_time_exp_t tm;
         apr_time_exp_gmt(&tm, internaldate);
         memds_imap__cmd_addf(&cmd, " \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
-                 mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
+                             mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                             tm.tm_sec);
     }
     memds_buf_addc(&cmd.b, ' ');
     memds_imap__cmd_literal(&cmd, msg ? msg : "", len);

@@ -31,8 +31,8 @@ static apr_status_t failv(memds_imap_conn_t *c, memds_imap_err_t *err,
 }
 
 apr_status_t memds_imap__fail(memds_imap_conn_t *c, memds_imap_err_t *err,
-                         memds_imap_ekind_e kind, apr_status_t rv,
-                         const char *fmt, ...)
+                              memds_imap_ekind_e kind, apr_status_t rv,
+                              const char *fmt, ...)
 {
     va_list ap;
 
@@ -768,8 +768,8 @@ void memds_imap__cmd_astring(cmd_t *cmd, const char *s)
 
 /* Send the command and read up to its tagged response. */
 apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *baton,
-                             const memds_imap_resp_t **ptagged,
-                             memds_imap_err_t *err)
+                                  const memds_imap_resp_t **ptagged,
+                                  memds_imap_err_t *err)
 {
     memds_imap_conn_t *c = cmd->c;
     memds_imap_resp_t *r, *tagged = NULL;
@@ -780,8 +780,8 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
     cmd_piece(cmd, cmd->b.data, cmd->b.len, 0);
     if (c->broken) {
         return memds_imap__fail(c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
-                    APR_ECONNABORTED,
-                    "IMAP connection unusable after an earlier failure");
+                                APR_ECONNABORTED,
+                                "IMAP connection unusable after an earlier failure");
     }
     c->cb = cb;
     c->baton = baton;
@@ -854,12 +854,12 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
     }
     else if (c->cb_rv != APR_SUCCESS || c->chunk_rv != APR_SUCCESS) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_CALLBACK,
-                  c->cb_rv != APR_SUCCESS ? c->cb_rv : c->chunk_rv,
-                  "IMAP %s: a callback refused the data", c->verb);
+                              c->cb_rv != APR_SUCCESS ? c->cb_rv : c->chunk_rv,
+                              "IMAP %s: a callback refused the data", c->verb);
     }
     else if (c->proto_err) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL, "IMAP %s: %s",
-                  c->verb, c->proto_err);
+                              c->verb, c->proto_err);
     }
 done:
     c->cb = NULL;
@@ -1009,19 +1009,19 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
         || (strncmp(cfg->url, "imap://", 7) != 0
             && strncmp(cfg->url, "imaps://", 8) != 0)) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL, "IMAP connect: the "
-                  "URL must be imap://host[:port] or imaps://host[:port] "
-                  "without credentials, and a user is needed");
+                              "URL must be imap://host[:port] or imaps://host[:port] "
+                              "without credentials, and a user is needed");
         goto failed;
     }
     mech = cfg->authzid ? "PLAIN" : cfg->mech;
     if (mech && !mech_ok(mech)) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
-                  "IMAP connect: invalid SASL mechanism name");
+                              "IMAP connect: invalid SASL mechanism name");
         goto failed;
     }
     if ((h = curl_easy_init()) == NULL) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_CONNECT, APR_ENOMEM,
-                  "IMAP connect: curl_easy_init failed");
+                              "IMAP connect: curl_easy_init failed");
         goto failed;
     }
     c->cio.h = h;
@@ -1057,17 +1057,17 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
                                                   cfg->password), cfg->bearer);
         err->curl_code = (int)rc;
         rv = memds_imap__fail(c, err, curl_kind(rc), rc == CURLE_OPERATION_TIMEDOUT
-                  ? APR_TIMEUP : APR_EGENERAL,
-                  "IMAP %s to %s as %s failed: %s%s%s%s",
-                  rc == CURLE_LOGIN_DENIED ? "login" : "connect", cfg->url,
-                  cfg->user, curl_easy_strerror(rc),
-                  *detail ? " (" : "", detail, *detail ? ")" : "");
+                              ? APR_TIMEUP : APR_EGENERAL,
+                              "IMAP %s to %s as %s failed: %s%s%s%s",
+                              rc == CURLE_LOGIN_DENIED ? "login" : "connect", cfg->url,
+                              cfg->user, curl_easy_strerror(rc),
+                              *detail ? " (" : "", detail, *detail ? ")" : "");
         goto failed;
     }
     rc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);
     if (rc != CURLE_OK || sock == CURL_SOCKET_BAD) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_CONNECT, APR_EGENERAL,
-                  "IMAP connect: no socket from libcurl");
+                              "IMAP connect: no socket from libcurl");
         goto failed;
     }
     c->cio.sock = sock;

@@ -24,7 +24,7 @@ static int range_cmp(const void *a, const void *b)
 
 /* Sorted, merged ranges from a list of numbers. */
 memds_imap_set_t *memds_imap__set_from_numbers(const apr_uint32_t *in, int n,
-                                          apr_pool_t *p)
+                                               apr_pool_t *p)
 {
     memds_imap_set_t *set = apr_pcalloc(p, sizeof(*set));
     apr_uint32_t *v;
