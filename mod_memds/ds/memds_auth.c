@@ -1,6 +1,9 @@
-/* memds_auth.c: SyncML credential helpers and the passwd-file verifier. */
+/* memds_auth.c: SyncML credential helpers, the passwd-file and IMAP
+ * verifiers, the login cache, and the engine's check of who a device is
+ * (eng_authenticate: basic, md5 with nonces, failures and blocking). */
 #include "ds/memds_auth.h"
 #include "backends/memds_imap.h"
+#include "ds/memds_engine_int.h"
 
 #include <apr_base64.h>
 #include <apr_hash.h>
@@ -318,4 +321,211 @@ void memds_logincache_put(memds_logincache_t *c, const char *server,
     }
     *exp = apr_time_now() + c->ttl;
     apr_thread_mutex_unlock(c->lock);
+}
+
+/* ============================================= the engine's login check */
+
+/* The mailbox datastores log in to IMAP with the device's own password. */
+static int pass_through(const eng_t *e)
+{
+    return strcmp(e->cfg->datastore, "imap") == 0 && e->cfg->mail
+           && e->cfg->mail->master_user == NULL;
+}
+
+/* A later message of a session: the password its basic credentials carry
+ * (pass-through IMAP login). */
+void eng_session_password(eng_t *e)
+{
+    const memds_cred_t *cred = e->in->hdr.cred;
+    const char *user, *pass;
+
+    /* A later message of a session: the basic credentials the device keeps
+     * sending carry the password for the pass-through IMAP login (the IMAP
+     * server checks it again there). */
+    if (pass_through(e) && !e->req->http_user && cred
+        && (!cred->meta || !cred->meta->type
+            || strcmp(cred->meta->type, "syncml:auth-basic") == 0)
+        && memds_auth_basic_decode(&user, &pass, &cred->data, e->p) == APR_SUCCESS
+        && strcmp(user, e->sess.account) == 0) {
+        e->password = pass;
+        e->hdr_status = MEMDS_ST_OK;
+    }
+}
+
+/* Decide who the client is. Returns APR_SUCCESS with *paccount set, or
+ * APR_EACCES after filling the refusal answer, or a database error. */
+apr_status_t eng_authenticate(eng_t *e, const char **paccount)
+{
+    const memds_hdr_t *h = &e->in->hdr;
+    const memds_cred_t *cred = h->cred;
+    const char *type = cred && cred->meta && cred->meta->type
+                       ? cred->meta->type : "syncml:auth-basic";
+    const char *user = NULL, *pass = NULL, *devid = h->source->uri;
+    memds_auth_row_t ar;
+    apr_status_t rv;
+    int md5 = strcmp(type, "syncml:auth-md5") == 0;
+    const char *why = NULL;
+
+    if (e->req->http_user) {
+        *paccount = e->req->http_user;
+        e->hdr_status = MEMDS_ST_OK;
+        return APR_SUCCESS;
+    }
+    if (e->cfg->verifier == NULL) {
+        why = "no credential verifier configured";
+        goto fail_nocount;
+    }
+    if (cred == NULL) {
+        user = h->source->name;
+        why = "no credentials";
+        goto challenge;
+    }
+    if (md5) {
+        user = h->source->name;
+        if (user == NULL || !*user) {
+            why = "md5 credentials without LocName (user name)";
+            goto challenge;
+        }
+    }
+    else if (strcmp(type, "syncml:auth-basic") == 0) {
+        if (memds_auth_basic_decode(&user, &pass, &cred->data, e->p)
+            != APR_SUCCESS) {
+            why = "malformed basic credentials";
+            goto challenge;
+        }
+    }
+    else {
+        e->resp->log_level = 6;
+        e->resp->log_msg = apr_psprintf(e->p, "device %s: unsupported "
+                                        "authentication type %.60s", devid, type);
+        return eng_refuse(e, MEMDS_ST_NOT_SUPPORTED, MEMDS_ST_NOT_SUPPORTED, "unsupported authentication type")
+               == APR_SUCCESS ? APR_EACCES : APR_EGENERAL;
+    }
+    if (strlen(user) > 255) {
+        why = "user name too long";
+        goto challenge;
+    }
+    if (e->db->vt->auth_get(e->db, &ar, user, devid) != APR_SUCCESS) {
+        return eng_db_fail(e, "reading authentication state");
+    }
+    if (ar.blocked) {
+        why = "too many failed attempts, blocked for a while";
+        goto challenge_nocount;
+    }
+    if (md5) {
+        const char *inner = NULL, *expect, *got;
+        rv = e->cfg->verifier->md5_inner(e->cfg->verifier, user, &inner, e->p);
+        if (rv == APR_ENOENT) {
+            /* The verifier does not know it (passwords live on the IMAP
+             * server): the value an admin set or a basic login recorded. */
+            rv = e->db->vt->md5_get(e->db, &inner, user);
+            if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+                return eng_db_fail(e, "reading md5 credential data");
+            }
+        }
+        if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+            e->resp->http_status = 503;
+            e->resp->log_level = 3;
+            e->resp->log_msg = "credential verifier unavailable";
+            e->db->vt->rollback(e->db);
+            return APR_EGENERAL;
+        }
+        if (rv == APR_ENOENT) {
+            why = "unknown user or no md5 credential data";
+            goto challenge;
+        }
+        expect = memds_auth_md5_digest(inner, ar.nonce, e->p);
+        got = apr_pstrmemdup(e->p, cred->data.data, cred->data.len);
+        if (cred->data.len == 16 && (!cred->meta || !cred->meta->format
+                                     || strcmp(cred->meta->format, "b64") != 0)) {
+            char *b = apr_palloc(e->p, apr_base64_encode_len(16));
+            apr_base64_encode(b, cred->data.data, 16);
+            got = b;
+        }
+        if (!memds_auth_equal(expect, got)) {
+            why = "wrong md5 digest";
+            goto challenge;
+        }
+    }
+    else {
+        rv = e->cfg->verifier->check_password(e->cfg->verifier, user, pass, e->p);
+        if (rv == APR_EACCES) {
+            why = "wrong user name or password";
+            goto challenge;
+        }
+        if (rv != APR_SUCCESS) {
+            e->resp->http_status = 503;
+            e->resp->log_level = 3;
+            e->resp->log_msg = "credential verifier unavailable";
+            e->db->vt->rollback(e->db);
+            return APR_EGENERAL;
+        }
+    }
+    if (e->db->vt->auth_ok(e->db, user, devid) != APR_SUCCESS) {
+        return eng_db_fail(e, "recording authentication");
+    }
+    if (!md5 && e->cfg->record_md5
+        && e->db->vt->md5_put(e->db, user, memds_auth_md5_inner(user, pass, e->p),
+                               "basic-login") != APR_SUCCESS) {
+        /* Keep md5 working for this account's other devices. */
+        return eng_db_fail(e, "recording md5 credential data");
+    }
+    if (md5) {
+        /* The nonce for the next session goes out with this answer. */
+        const char *nonce = memds_auth_new_nonce(e->p);
+        if (e->db->vt->auth_set_nonce(e->db, user, devid, nonce) != APR_SUCCESS) {
+            return eng_db_fail(e, "storing the nonce");
+        }
+        e->chal = eng_meta_new(e->p);
+        e->chal->type = "syncml:auth-md5";
+        e->chal->format = "b64";
+        e->chal->next_nonce = nonce;
+    }
+    /* With a pass-through IMAP login the password is needed in every
+     * message that reaches the mailbox: 200 (not 212, "authenticated for
+     * the session") keeps the device sending its credentials. */
+    e->password = pass;
+    e->hdr_status = pass_through(e) && !md5 ? MEMDS_ST_OK : MEMDS_ST_AUTH_ACCEPTED;
+    e->authenticated_now = 1;
+    *paccount = user;
+    return APR_SUCCESS;
+
+challenge:
+    if (user && e->db->vt->auth_failed(e->db, user, devid,
+                                        e->cfg->auth_max_failures,
+                                        e->cfg->auth_window,
+                                        e->cfg->auth_block) != APR_SUCCESS) {
+        return eng_db_fail(e, "counting an authentication failure");
+    }
+challenge_nocount:
+    e->chal = eng_meta_new(e->p);
+    if (e->cfg->auth_type == MEMDS_AUTH_MD5 || md5) {
+        const char *nonce = memds_auth_new_nonce(e->p);
+        e->chal->type = "syncml:auth-md5";
+        e->chal->format = "b64";
+        e->chal->next_nonce = nonce;
+        if (user && e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
+            != APR_SUCCESS) {
+            return eng_db_fail(e, "storing the nonce");
+        }
+    }
+    else {
+        e->chal->type = "syncml:auth-basic";
+        e->chal->format = "b64";
+    }
+fail_nocount:
+    e->resp->log_level = 4;
+    e->resp->log_msg = apr_psprintf(e->p, "device %s user %s: authentication "
+                                    "failed: %s", devid,
+                                    user ? user : "(none)", why);
+    if (eng_refuse(e, cred ? MEMDS_ST_INVALID_CREDENTIALS : MEMDS_ST_MISSING_CREDENTIALS,
+               cred ? MEMDS_ST_INVALID_CREDENTIALS : MEMDS_ST_MISSING_CREDENTIALS, why)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    /* Keep the failure count and the nonce. */
+    if (e->db->vt->commit(e->db) != APR_SUCCESS) {
+        return eng_db_fail(e, "committing an authentication failure");
+    }
+    return APR_EACCES;
 }

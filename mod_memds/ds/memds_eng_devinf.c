@@ -1,0 +1,282 @@
+/* memds_eng_devinf.c: the engine's DevInf exchange: the client's DevInf
+ * (Put, Results) kept with the device, ours (Get), the content type the
+ * device prefers for a datastore. */
+#include "ds/memds_engine_int.h"
+#include "syncml/memds_xml.h"
+
+static int is_devinf_uri(const char *uri)
+{
+    return uri && (strcmp(uri, "./devinf12") == 0 || strcmp(uri, "./devinf11") == 0
+                   || strcmp(uri, "./devinf10") == 0);
+}
+
+static const char *devinf_uri(const eng_t *e)
+{
+    return e->in->version == MEMDS_V11 ? "./devinf11" : "./devinf12";
+}
+
+/* The client's DevInf datastore whose SourceRef is uri, if it sent one. */
+static const memds_datastore_t *client_ds(const memds_devinf_t *di,
+                                          const char *uri)
+{
+    int i;
+
+    for (i = 0; di && di->datastores && i < di->datastores->nelts; ++i) {
+        const memds_datastore_t *ds = APR_ARRAY_IDX(di->datastores, i,
+                                                    memds_datastore_t *);
+        if (ds->source_ref && uri && strcmp(ds->source_ref, uri) == 0) {
+            return ds;
+        }
+    }
+    return NULL;
+}
+
+/* The DevInf the client sent in this message (Put or Results), if any. */
+static const memds_devinf_t *devinf_in_message(const eng_t *e)
+{
+    int i;
+
+    for (i = 0; i < e->in->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *);
+        if ((c->type == MEMDS_CMD_PUT || c->type == MEMDS_CMD_RESULTS)
+            && c->items && c->items->nelts > 0) {
+            const memds_item_t *it = APR_ARRAY_IDX(c->items, 0, memds_item_t *);
+            if (it->data_kind == MEMDS_DATA_DEVINF) {
+                return it->devinf;
+            }
+        }
+    }
+    return NULL;
+}
+
+static memds_ctver_t *ctver(apr_pool_t *p, const char *type, const char *ver)
+{
+    memds_ctver_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->ct_type = type;
+    c->ver_ct = ver;
+    return c;
+}
+
+/* Our DevInf: one DataStore per datastore the client alerts in this message
+ * or has in this session; the items datastore takes any content type, so
+ * each advertises the client's own preferred types when known. */
+static memds_devinf_t *server_devinf(eng_t *e)
+{
+    memds_devinf_t *di = apr_pcalloc(e->p, sizeof(*di));
+    const memds_devinf_t *cdi = devinf_in_message(e);
+    apr_array_header_t *names = apr_array_make(e->p, 4, sizeof(const char *));
+    int i, j;
+
+    di->version = e->in->version == MEMDS_V11 ? MEMDS_V11 : MEMDS_V12;
+    di->verdtd = di->version == MEMDS_V11 ? "1.1" : "1.2";
+    di->man = e->cfg->server_name ? e->cfg->server_name : "mod_memds";
+    di->mod = "mod_memds";
+    di->swv = MEMDS_VERSION;
+    di->devid = e->in->hdr.target->uri;
+    di->devtyp = "server";
+    di->utc = 1;
+    di->large_objs = 1;
+    di->number_of_changes = 1;
+    di->datastores = apr_array_make(e->p, 4, sizeof(memds_datastore_t *));
+    for (i = 0; i < e->in->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *);
+        if (c->type != MEMDS_CMD_ALERT) {
+            continue;
+        }
+        for (j = 0; c->items && j < c->items->nelts; ++j) {
+            const memds_item_t *it = APR_ARRAY_IDX(c->items, j, memds_item_t *);
+            if (it->target && it->target->uri) {
+                APR_ARRAY_PUSH(names, const char *) = it->target->uri;
+                APR_ARRAY_PUSH(names, const char *) = it->source ? it->source->uri : NULL;
+            }
+        }
+    }
+    for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
+        const memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
+        APR_ARRAY_PUSH(names, const char *) = ss->server_uri;
+        APR_ARRAY_PUSH(names, const char *) = ss->client_uri;
+    }
+    for (i = 0; i + 1 < names->nelts; i += 2) {
+        const char *uri = APR_ARRAY_IDX(names, i, const char *);
+        const memds_datastore_t *cds = client_ds(cdi, APR_ARRAY_IDX(names, i + 1,
+                                                                    const char *));
+        memds_datastore_t *ds = apr_pcalloc(e->p, sizeof(*ds));
+        int k, dup = 0;
+
+        for (k = 0; k < di->datastores->nelts; ++k) {
+            if (strcmp(APR_ARRAY_IDX(di->datastores, k, memds_datastore_t *)->source_ref,
+                       uri) == 0) {
+                dup = 1;
+            }
+        }
+        if (dup) {
+            continue;
+        }
+        ds->source_ref = uri;
+        ds->display_name = eng_store_name(uri, e->p);
+        if (strcmp(e->cfg->datastore, "imap") == 0) {
+            /* A mailbox: OMA email objects or plain messages, the device's
+             * preference first; folder objects in the hierarchical one. */
+            int rfc = cds && cds->rx_pref && cds->rx_pref->ct_type
+                      && strcasecmp(cds->rx_pref->ct_type, "message/rfc822") == 0;
+            const char *n = eng_store_name(uri, e->p);
+            memds_ctver_t *em = ctver(e->p, "application/vnd.omads-email+xml", "1.2");
+            memds_ctver_t *rf = ctver(e->p, "message/rfc822", "1.0");
+            ds->rx_pref = ds->tx_pref = rfc ? rf : em;
+            ds->rx = apr_array_make(e->p, 2, sizeof(memds_ctver_t *));
+            APR_ARRAY_PUSH(ds->rx, memds_ctver_t *) = rfc ? em : rf;
+            if (strcasecmp(n, "email") == 0 || strcasecmp(n, "mail") == 0) {
+                APR_ARRAY_PUSH(ds->rx, memds_ctver_t *) =
+                    ctver(e->p, "application/vnd.omads-folder+xml", "1.2");
+                ds->hierarchical = di->version == MEMDS_V12;
+            }
+            ds->tx = ds->rx;
+        }
+        else if (cds && cds->rx_pref) {
+            ds->rx_pref = cds->rx_pref;
+            ds->rx = cds->rx;
+            ds->tx_pref = cds->tx_pref ? cds->tx_pref : cds->rx_pref;
+            ds->tx = cds->tx;
+        }
+        else {
+            ds->rx_pref = ctver(e->p, "text/plain", "1.0");
+            ds->tx_pref = ctver(e->p, "text/plain", "1.0");
+        }
+        ds->sync_types = apr_array_make(e->p, 7, sizeof(const char *));
+        for (k = 1; k <= 7; ++k) {
+            APR_ARRAY_PUSH(ds->sync_types, const char *) = apr_itoa(e->p, k);
+        }
+        APR_ARRAY_PUSH(di->datastores, memds_datastore_t *) = ds;
+    }
+    return di;
+}
+
+/* Keep the client's DevInf: as XML (readable by DBAs and memds-codec). */
+static apr_status_t store_client_devinf(eng_t *e, const memds_devinf_t *di)
+{
+    memds_tree_t t;
+    memds_buf_t b;
+    memds_codec_err_t err;
+    int i, max_guid = 0;
+
+    t.root = memds_devinf_to_tree(di, e->p);
+    t.version = di->version;
+    t.wbxml_version = 0;
+    memds_buf_init(&b, 4096, e->p);
+    /* A devinf root alone: wrap nothing, the XML codec writes it with its
+     * namespace when it is the root. */
+    if (memds_xml_encode(&b, &t, &err) != APR_SUCCESS) {
+        b.len = 0;
+    }
+    for (i = 0; di->datastores && i < di->datastores->nelts; ++i) {
+        const memds_datastore_t *ds = APR_ARRAY_IDX(di->datastores, i,
+                                                    memds_datastore_t *);
+        int g = ds->max_guid_size ? atoi(ds->max_guid_size) : 0;
+        if (g > 0 && (max_guid == 0 || g < max_guid)) {
+            max_guid = g;
+        }
+    }
+    e->dev.max_guid_size = max_guid;
+    e->dev.large_objs = di->large_objs;
+    if (e->db->vt->device_set_devinf(e->db, e->dev.device_id,
+                                      b.len ? b.data : NULL, b.len, max_guid,
+                                      di->large_objs) != APR_SUCCESS) {
+        return eng_db_fail(e, "storing the DevInf");
+    }
+    return APR_SUCCESS;
+}
+
+/* The content type the device prefers for a datastore (its DevInf
+ * Rx-Pref, from this message or stored), or NULL. */
+const char *eng_client_rx_type(eng_t *e, const char *store)
+{
+    const memds_sstore_t *ss = eng_find_sstore(e, store);
+    const memds_datastore_t *cds;
+
+    if (!e->client_devinf_read) {
+        e->client_devinf_read = 1;
+        e->client_devinf = devinf_in_message(e);
+        if (e->client_devinf == NULL && e->dev.devinf) {
+            memds_tree_t *t;
+            memds_codec_err_t err;
+            memds_devinf_t *di;
+            if (memds_xml_decode_devinf(&t, e->dev.devinf, e->dev.devinf_len,
+                                        &err, e->p)
+                == APR_SUCCESS
+                && memds_devinf_from_tree(&di, t->root, &err, e->p) == APR_SUCCESS) {
+                e->client_devinf = di;
+            }
+        }
+    }
+    cds = client_ds(e->client_devinf, ss ? ss->client_uri : NULL);
+    return cds && cds->rx_pref ? cds->rx_pref->ct_type : NULL;
+}
+
+apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd)
+{
+    memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
+    const memds_item_t *it = cmd->items && cmd->items->nelts
+                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+
+    if (it && it->source) {
+        eng_add_ref(&st->source_refs, it->source->uri, e->p);
+    }
+    if (it == NULL || !it->source || !is_devinf_uri(it->source->uri)) {
+        st->data = eng_code_text(e, MEMDS_ST_NOT_FOUND);
+    }
+    else if (it->data_kind != MEMDS_DATA_DEVINF) {
+        st->data = eng_code_text(e, MEMDS_ST_UNSUPPORTED_MEDIA);
+    }
+    else if (store_client_devinf(e, it->devinf) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    eng_reply(e, cmd, st);
+    return APR_SUCCESS;
+}
+
+apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd)
+{
+    memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
+    const memds_item_t *it = cmd->items && cmd->items->nelts
+                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+
+    if (it && it->data_kind == MEMDS_DATA_DEVINF) {
+        if (store_client_devinf(e, it->devinf) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    eng_reply(e, cmd, st);
+    return APR_SUCCESS;
+}
+
+void eng_do_get(eng_t *e, const memds_cmd_t *cmd)
+{
+    memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK), *res;
+    const memds_item_t *it = cmd->items && cmd->items->nelts
+                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+    memds_item_t *rit;
+
+    if (it && it->target) {
+        eng_add_ref(&st->target_refs, it->target->uri, e->p);
+    }
+    if (it == NULL || !it->target || !is_devinf_uri(it->target->uri)) {
+        st->data = eng_code_text(e, MEMDS_ST_NOT_FOUND);
+        eng_reply(e, cmd, st);
+        return;
+    }
+    eng_reply(e, cmd, st);
+    res = eng_cmd_new(e, MEMDS_CMD_RESULTS);
+    res->msg_ref = e->in->hdr.msg_id;
+    res->cmd_ref = cmd->cmd_id;
+    res->meta = eng_meta_new(e->p);
+    res->meta->type = e->enc == MEMDS_ENC_WBXML ? "application/vnd.syncml-devinf+wbxml"
+                                                : "application/vnd.syncml-devinf+xml";
+    rit = eng_item_new(e->p);
+    rit->source = eng_loc(e->p, devinf_uri(e));
+    rit->data_kind = MEMDS_DATA_DEVINF;
+    rit->devinf = server_devinf(e);
+    eng_push(&res->items, rit, e->p);
+    /* Results follow the Get's Status. */
+    APR_ARRAY_PUSH(e->replies, memds_cmd_t *) = res;
+}

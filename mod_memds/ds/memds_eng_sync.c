@@ -1,0 +1,400 @@
+/* memds_eng_sync.c: the engine's client changes: the Sync of package 3,
+ * its Add/Replace/Delete items applied to the datastore (conflicts, slow-sync
+ * matching, large objects in chunks) with the device's maps. */
+#include "ds/memds_engine_int.h"
+
+typedef struct op_ctx_t {
+    eng_t *e;
+    memds_sstore_t *ss;
+    memds_ds_t *ds;
+    apr_int64_t last_seq;      /* device's last seen change (conflicts) */
+    /* The device's maps of this datastore (luid -> guid), read once per
+     * Sync; new maps and slow-sync "seen" marks are stored together at the
+     * end of the Sync (flush_ops). */
+    apr_hash_t *luid2guid;
+    apr_hash_t *claimed;       /* guids mapped in this Sync (not yet stored) */
+    apr_array_header_t *new_guids, *new_luids, *seen;
+} op_ctx_t;
+
+static apr_status_t load_maps(op_ctx_t *o)
+{
+    apr_hash_t *g2l;
+    apr_hash_index_t *hi;
+
+    if (o->luid2guid) {
+        return APR_SUCCESS;
+    }
+    if (o->e->db->vt->maps_load(o->e->db, &g2l, o->e->dev.device_id, o->ss->store)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    o->luid2guid = apr_hash_make(o->e->p);
+    for (hi = apr_hash_first(o->e->p, g2l); hi; hi = apr_hash_next(hi)) {
+        const void *k;
+        void *v;
+        apr_hash_this(hi, &k, NULL, &v);
+        apr_hash_set(o->luid2guid, v, APR_HASH_KEY_STRING, k);
+    }
+    return APR_SUCCESS;
+}
+
+static void new_map(op_ctx_t *o, const char *guid, const char *luid)
+{
+    APR_ARRAY_PUSH(o->new_guids, const char *) = guid;
+    APR_ARRAY_PUSH(o->new_luids, const char *) = luid;
+    apr_hash_set(o->luid2guid, luid, APR_HASH_KEY_STRING, guid);
+    apr_hash_set(o->claimed, guid, APR_HASH_KEY_STRING, "");
+}
+
+static void mark_seen(op_ctx_t *o, const char *guid)
+{
+    if (o->ss->slow || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT) {
+        APR_ARRAY_PUSH(o->seen, const char *) = guid;
+    }
+}
+
+static apr_status_t flush_ops(op_ctx_t *o)
+{
+    eng_t *e = o->e;
+
+    if (e->db->vt->map_put_many(e->db, e->dev.device_id, o->ss->store,
+                                 (const char *const *)o->new_guids->elts,
+                                 (const char *const *)o->new_luids->elts,
+                                 o->new_guids->nelts) != APR_SUCCESS
+        || e->db->vt->seen_add_many(e->db, e->sess.session_pk, o->ss->store,
+                                     (const char *const *)o->seen->elts,
+                                     o->seen->nelts) != APR_SUCCESS) {
+        return eng_db_fail(e, "storing maps");
+    }
+    o->new_guids->nelts = o->new_luids->nelts = o->seen->nelts = 0;
+    return APR_SUCCESS;
+}
+
+/* Did anyone but this device change guid after the device last synced? */
+static int changed_on_server(op_ctx_t *o, const char *guid)
+{
+    apr_int64_t seq, by;
+
+    if (o->last_seq < 0
+        || o->ds->vt->last_change(o->ds, guid, &seq, &by) != APR_SUCCESS) {
+        return 0;
+    }
+    return seq > o->last_seq && by != o->e->dev.device_id;
+}
+
+/* A datastore operation failed: its status for the item, or 0 (a store
+ * failure: the request fails and rolls back). */
+static int ds_failed(op_ctx_t *o)
+{
+    if (o->ds->status <= 0) {
+        if (o->ds->reason) {
+            o->e->db->err = o->ds->reason;
+        }
+        return 0;
+    }
+    o->e->resp->log_level = 4;
+    o->e->resp->log_msg = apr_psprintf(o->e->p, "device %s: %s",
+                                       o->e->dev.devid, o->ds->reason);
+    return o->ds->status;
+}
+
+/* Apply one Add or Replace item from the client; returns the status code,
+ * 0 on a database error. */
+static int put_item(op_ctx_t *o, int is_add, const char *luid,
+                            const char *type, const char *data, apr_size_t len)
+{
+    eng_t *e = o->e;
+    const char *guid;
+    apr_status_t rv;
+    int conflict, same = 0;
+
+    if (load_maps(o) != APR_SUCCESS) {
+        return 0;
+    }
+    guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+    rv = guid ? o->ds->vt->same(o->ds, guid, type, data, len, &same) : APR_ENOENT;
+    if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+        return ds_failed(o);
+    }
+    if (rv == APR_SUCCESS) {
+        /* Known item: unchanged, conflict, or plain replace. */
+        if (same) {
+            mark_seen(o, guid);
+            return MEMDS_ST_OK;
+        }
+        conflict = o->ss->slow || changed_on_server(o, guid);
+        if (conflict && e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
+            const char *nguid;
+            if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS) {
+                return ds_failed(o);
+            }
+            /* The device's item becomes the new one; the server's old one
+             * is no longer mapped and goes to the device as an Add. */
+            new_map(o, nguid, luid);
+            mark_seen(o, nguid);
+            return MEMDS_ST_CONFLICT_DUPLICATE;
+        }
+        if (conflict && e->cfg->conflict == MEMDS_CONFLICT_SERVER_WINS) {
+            /* The server version is queued for the device as a Replace (it
+             * is "changed since", or unseen in a slow sync). */
+            return MEMDS_ST_SERVER_DATA_WINS;
+        }
+        if (o->ds->vt->replace(o->ds, guid, type, data, len) != APR_SUCCESS) {
+            return ds_failed(o);
+        }
+        mark_seen(o, guid);
+        return conflict ? MEMDS_ST_CONFLICT_CLIENT_WON : MEMDS_ST_OK;
+    }
+    /* Unknown LUID: in a slow or refresh sync match identical content first
+     * so that nothing is duplicated. */
+    if (o->ss->slow || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT) {
+        rv = o->ds->vt->match(o->ds, &guid, data, len);
+        if (rv == APR_SUCCESS) {
+            /* not already claimed by another item of this batch */
+            if (!apr_hash_get(o->claimed, guid, APR_HASH_KEY_STRING)) {
+                new_map(o, guid, luid);
+                mark_seen(o, guid);
+                return is_add ? MEMDS_ST_ITEM_ADDED : MEMDS_ST_OK;
+            }
+        }
+        else if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+            return ds_failed(o);
+        }
+    }
+    o->ds->ok_status = 0;
+    if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS) {
+        return ds_failed(o);
+    }
+    new_map(o, guid, luid);
+    mark_seen(o, guid);
+    /* (202: accepted, e.g. a message that will be sent later) */
+    return o->ds->ok_status ? o->ds->ok_status : MEMDS_ST_ITEM_ADDED;
+}
+
+static int del_item(op_ctx_t *o, const char *luid, int soft)
+{
+    eng_t *e = o->e;
+    const char *guid;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (load_maps(o) != APR_SUCCESS) {
+        return 0;
+    }
+    guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+    if (guid == NULL) {
+        return MEMDS_ST_ITEM_NOT_DELETED;
+    }
+    if (flush_ops(o) != APR_SUCCESS) { /* pending maps before a deletion */
+        return 0;
+    }
+    if (!soft) {
+        rv = o->ds->vt->remove(o->ds, guid);
+        if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+            return ds_failed(o);
+        }
+    }
+    if (e->db->vt->map_del(e->db, e->dev.device_id, o->ss->store, guid)
+        != APR_SUCCESS) {
+        return 0;
+    }
+    apr_hash_set(o->luid2guid, luid, APR_HASH_KEY_STRING, NULL);
+    return (!soft && rv == APR_ENOENT) ? MEMDS_ST_ITEM_NOT_DELETED : MEMDS_ST_OK;
+}
+
+/* A chunk of a large object (MoreData), or the last chunk completing one.
+ * Returns 0 on a database error; *pdone says the item is whole and
+ * *pdata and *plen hold it. */
+static int chunk(op_ctx_t *o, const memds_cmd_t *c,
+                         const memds_item_t *it, const char *luid,
+                         const char **pdata, apr_size_t *plen, int *pdone)
+{
+    eng_t *e = o->e;
+    memds_partial_t pt;
+    apr_status_t rv;
+    apr_int64_t size = it->meta && it->meta->size != MEMDS_NOVAL ? it->meta->size
+                     : c->meta && c->meta->size != MEMDS_NOVAL ? c->meta->size : -1;
+
+    *pdone = 0;
+    rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
+    if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+        return 0;
+    }
+    if (rv == APR_ENOENT) {
+        if (!it->more_data) {
+            *pdata = it->data.data;
+            *plen = it->data.len;
+            *pdone = 1;
+            return MEMDS_ST_OK;
+        }
+        if (size < 0) {
+            return MEMDS_ST_SIZE_REQUIRED;
+        }
+        if (size > e->cfg->max_obj_size) {
+            return MEMDS_ST_ENTITY_TOO_LARGE;
+        }
+        memset(&pt, 0, sizeof(pt));
+        pt.store = o->ss->store;
+        pt.cmd = memds_cmd_name(c->type);
+        pt.luid = luid;
+        pt.content_type = it->meta && it->meta->type ? it->meta->type
+                          : c->meta ? c->meta->type : NULL;
+        pt.total_size = size;
+    }
+    else if (strcmp(pt.luid, luid) != 0 || strcmp(pt.cmd, memds_cmd_name(c->type)) != 0) {
+        /* A different item while one was incomplete: drop the old one. */
+        if (e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store)
+            != APR_SUCCESS) {
+            return 0;
+        }
+        return chunk(o, c, it, luid, pdata, plen, pdone);
+    }
+    if ((apr_int64_t)(pt.len + it->data.len) > pt.total_size) {
+        e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store);
+        return MEMDS_ST_SIZE_MISMATCH;
+    }
+    if (it->more_data) {
+        if (e->db->vt->partial_append(e->db, e->sess.session_pk, &pt,
+                                       it->data.data, it->data.len) != APR_SUCCESS) {
+            return 0;
+        }
+        return MEMDS_ST_CHUNK_ACCEPTED;
+    }
+    /* Last chunk: assemble, check the announced size. */
+    {
+        char *all = apr_palloc(e->p, pt.len + it->data.len + 1);
+        memcpy(all, pt.data, pt.len);
+        memcpy(all + pt.len, it->data.data, it->data.len);
+        all[pt.len + it->data.len] = '\0';
+        if (e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store)
+            != APR_SUCCESS) {
+            return 0;
+        }
+        if ((apr_int64_t)(pt.len + it->data.len) != pt.total_size) {
+            return MEMDS_ST_SIZE_MISMATCH;
+        }
+        *pdata = all;
+        *plen = pt.len + it->data.len;
+        *pdone = 1;
+        return MEMDS_ST_OK;
+    }
+}
+
+static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
+{
+    eng_t *e = o->e;
+    int i;
+
+    for (i = 0; c->items && i < c->items->nelts; ++i) {
+        const memds_item_t *it = APR_ARRAY_IDX(c->items, i, memds_item_t *);
+        const char *luid = it->source && it->source->uri ? it->source->uri
+                         : it->target ? it->target->uri : NULL;
+        const char *type, *data;
+        int code = 0;
+        apr_size_t len;
+        int done = 0;
+        memds_cmd_t *st = eng_status_for(e, c, MEMDS_ST_OK);
+
+        eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL, e->p);
+        eng_add_ref(&st->target_refs, it->target ? it->target->uri : NULL, e->p);
+        if (luid == NULL) {
+            code = MEMDS_ST_INCOMPLETE_COMMAND;
+        }
+        else if (o->ss->alert_code == MEMDS_ALERT_ONE_WAY_SERVER
+                 || o->ss->alert_code == MEMDS_ALERT_REFRESH_SERVER) {
+            code = MEMDS_ST_FORBIDDEN; /* one-way / refresh from server: no client changes */
+        }
+        else if (c->type == MEMDS_CMD_DELETE) {
+            o->ds->luid_hint = luid;
+            code = del_item(o, luid, c->sft_del);
+        }
+        else if (c->type == MEMDS_CMD_ADD || c->type == MEMDS_CMD_REPLACE) {
+            type = it->meta && it->meta->type ? it->meta->type
+                 : c->meta ? c->meta->type : NULL;
+            /* The parent folder (hierarchical datastores): TargetParent is
+             * our id; a SourceParent is the device's id of a folder it
+             * added, mapped by now. */
+            o->ds->parent_hint = NULL;
+            o->ds->luid_hint = luid;
+            if (it->target_parent && *it->target_parent) {
+                o->ds->parent_hint = it->target_parent;
+            }
+            else if (it->source_parent && *it->source_parent) {
+                if (load_maps(o) != APR_SUCCESS) {
+                    return eng_db_fail(e, "reading maps");
+                }
+                o->ds->parent_hint = apr_hash_get(o->luid2guid, it->source_parent,
+                                                  APR_HASH_KEY_STRING);
+            }
+            if (it->data_kind != MEMDS_DATA_BYTES) {
+                code = MEMDS_ST_INCOMPLETE_COMMAND;
+            }
+            else if ((code = chunk(o, c, it, luid, &data, &len, &done)) != 0
+                     && done) {
+                if ((apr_int64_t)len > e->cfg->max_obj_size) {
+                    code = MEMDS_ST_ENTITY_TOO_LARGE;
+                }
+                else {
+                    code = put_item(o, c->type == MEMDS_CMD_ADD, luid, type,
+                                    data, len);
+                }
+            }
+        }
+        else {
+            code = MEMDS_ST_NOT_SUPPORTED; /* Copy, Move, Atomic, Sequence inside Sync */
+        }
+        if (code == 0) {
+            return eng_db_fail(e, "applying a client change");
+        }
+        st->data = eng_code_text(e, code);
+        eng_reply(e, c, st);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
+{
+    memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
+    op_ctx_t o;
+    memds_syncstate_t state;
+    apr_status_t rv;
+    int i;
+
+    eng_add_ref(&st->target_refs, cmd->target ? cmd->target->uri : NULL, e->p);
+    eng_add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
+    memset(&o, 0, sizeof(o));
+    o.e = e;
+    o.ss = eng_find_sstore(e, eng_store_name(cmd->target ? cmd->target->uri : NULL, e->p));
+    if (o.ss == NULL || strcmp(e->sess.phase, PH_INIT) == 0) {
+        /* Not alerted in this session (or before the alerts are answered). */
+        st->data = eng_code_text(e, o.ss ? MEMDS_ST_FORBIDDEN : MEMDS_ST_NOT_FOUND);
+        eng_reply(e, cmd, st);
+        for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
+            const memds_cmd_t *c = APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *);
+            eng_reply(e, c, eng_status_for(e, c, eng_code_of(st->data)));
+        }
+        return APR_SUCCESS;
+    }
+    eng_reply(e, cmd, st);
+    if ((rv = eng_open_ds(&o.ds, e, o.ss->store)) != APR_SUCCESS) {
+        return rv;
+    }
+    o.last_seq = -1;
+    rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, o.ss->store);
+    if (rv == APR_SUCCESS) {
+        o.last_seq = state.last_seq;
+    }
+    else if (rv != APR_ENOENT) {
+        return eng_db_fail(e, "reading anchors");
+    }
+    o.claimed = apr_hash_make(e->p);
+    o.new_guids = apr_array_make(e->p, 64, sizeof(const char *));
+    o.new_luids = apr_array_make(e->p, 64, sizeof(const char *));
+    o.seen = apr_array_make(e->p, 64, sizeof(const char *));
+    for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
+        if ((rv = do_sync_op(&o, APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *)))
+            != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    return flush_ops(&o);
+}

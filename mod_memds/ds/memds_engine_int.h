@@ -1,0 +1,186 @@
+/**
+ * @file memds_engine_int.h
+ * What the parts of the protocol engine share (private to ds/memds_engine*.c,
+ * memds_eng_*.c and the engine's part of memds_auth.c): the state of one
+ * request (eng_t), the session phases, and the functions one part calls
+ * in another. See memds_engine.c for the request's path.
+ */
+#ifndef MEMDS_ENGINE_INT_H
+#define MEMDS_ENGINE_INT_H
+
+#include "ds/memds_engine.h"
+#include "ds/memds_ds.h"
+#include "ds/memds_sessdb.h"
+#include "syncml/memds_codes.h"
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Session phases (sessions.phase). */
+#define PH_INIT "init"
+#define PH_CLIENT "client-sync"
+#define PH_SERVER "server-sync"
+#define PH_MAP "map"
+#define PH_DONE "done"
+#define PH_SUSPENDED "suspended"
+
+/* Room kept free below the client's MaxMsgSize for what the sizer cannot
+ * know in advance (none today; a safety margin for odd clients). */
+#define MSG_MARGIN 64
+
+typedef struct eng_t {
+    apr_pool_t *p;
+    const memds_engine_cfg_t *cfg;
+    const memds_request_t *req;
+    memds_response_t *resp;
+    memds_sessdb_t *db;
+    memds_enc_e enc;
+    memds_msg_t *in;
+    const char *req_sha1;
+    memds_session_row_t sess;
+    memds_device_t dev;
+    int new_session;
+    apr_array_header_t *sstores;   /* memds_sstore_t * */
+    /* the answer */
+    memds_msg_t *out;
+    int cmd_id;
+    apr_array_header_t *replies;   /* Status / Results, in order */
+    apr_array_header_t *cmds;      /* our own commands (Alert, Sync, Put...) */
+    int final;
+    int hdr_status;                /* 0: none yet */
+    memds_meta_t *chal;
+    int authenticated_now;
+    int saw_alert;                 /* sync alerts processed in this message */
+    int need_sync_out;             /* package 4 starts in this answer */
+    int suspend;                   /* the client sent Alert 224 */
+    /* the client's statuses for our items, stored in one statement */
+    apr_array_header_t *st_refs, *st_luids, *st_codes;
+    /* queue items changed while filling, stored in one statement */
+    apr_array_header_t *dirty;
+    /* datastores: what they share in this request, the device's password
+     * of this message (pass-through IMAP login), its DevInf (parsed once) */
+    memds_ds_shared_t *ds_shared;
+    const char *password;
+    const memds_devinf_t *client_devinf;
+    int client_devinf_read;
+} eng_t;
+
+/* ----------------------- memds_engine.c: the request and the session */
+
+const char *eng_new_token(apr_pool_t *p);
+
+/* Datastore name from an Alert/Sync LocURI: no "./", no CGI options, no
+ * trailing slash. */
+const char *eng_store_name(const char *uri, apr_pool_t *p);
+
+memds_sstore_t *eng_find_sstore(eng_t *e, const char *name);
+
+apr_status_t eng_db_fail(eng_t *e, const char *what);
+
+apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store);
+
+/* A datastore failed where no item status can carry it (scanning the
+ * mailbox for the server's changes): the whole message is answered with
+ * 503 and Retry-After, nothing is stored, and the device retries. */
+apr_status_t eng_ds_fail(eng_t *e, memds_ds_t *ds, const char *what);
+
+/* ----------------------------------- memds_auth.c: who the device is */
+
+/* A later message of a session: the password its basic credentials carry
+ * (pass-through IMAP login). */
+void eng_session_password(eng_t *e);
+
+/* Decide who the client is. Returns APR_SUCCESS with *paccount set, or
+ * APR_EACCES after filling the refusal answer, or a database error. */
+apr_status_t eng_authenticate(eng_t *e, const char **paccount);
+
+/* ---------------------------- memds_eng_pkg.c: answers and package 4 */
+
+memds_loc_t *eng_loc(apr_pool_t *p, const char *uri);
+
+memds_item_t *eng_item_new(apr_pool_t *p);
+
+memds_meta_t *eng_meta_new(apr_pool_t *p);
+
+memds_cmd_t *eng_cmd_new(eng_t *e, memds_cmd_e type);
+
+void eng_push(apr_array_header_t **a, void *v, apr_pool_t *p);
+
+/* A Status answering cmd (NULL: the SyncHdr). CmdIDs are given when the
+ * answer is assembled. */
+memds_cmd_t *eng_status_for(eng_t *e, const memds_cmd_t *cmd, int code);
+
+void eng_reply(eng_t *e, const memds_cmd_t *cmd, memds_cmd_t *status);
+
+void eng_add_ref(apr_array_header_t **refs, const char *uri, apr_pool_t *p);
+
+int eng_code_of(const char *s);
+
+/* A status or alert code as the text a command carries. */
+const char *eng_code_text(eng_t *e, int code);
+
+memds_msg_t *eng_answer_header(eng_t *e, int with_respuri);
+
+/* Give CmdIDs in document order (nested commands too). */
+void eng_number(eng_t *e, memds_cmd_t *c);
+
+apr_status_t eng_encode(eng_t *e, memds_msg_t *m);
+
+/* An answer that ends the exchange without a session: a SyncHdr status
+ * code for the header and for every command (e.g. 401), Final, no RespURI. */
+apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code,
+                        const char *why);
+
+/* Queue what the device must receive for one datastore. */
+apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss);
+
+/* Room left in the answer for commands, per the client's MaxMsgSize. */
+apr_size_t eng_limit_of(eng_t *e);
+
+/* Put as many queued changes as fit into one Sync per datastore.
+ * Sizes: each command's share is measured alone (a Sync's children add up:
+ * every item command ends on WBXML page 0, and XML namespaces depend only
+ * on the parent), then the whole Sync is measured exactly once and trimmed
+ * if the sum was short; so filling is linear in the number of items.
+ * *pdone: nothing is left to send in any datastore. */
+apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone);
+
+/* Does the answer carry any Sync (something the client must answer)? */
+int eng_sent_items(const eng_t *e);
+
+/* ----------------------------------------- memds_eng_alert.c: alerts */
+
+apr_status_t eng_do_alert(eng_t *e, const memds_cmd_t *cmd);
+
+/* ------------------- memds_eng_sync.c: the client's Sync (package 3) */
+
+apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd);
+
+/* ------------ memds_eng_map.c: statuses, Map, completion (package 5) */
+
+apr_status_t eng_do_map(eng_t *e, const memds_cmd_t *cmd);
+
+/* The client's Statuses for our item commands: collected here, stored
+ * together by eng_flush_statuses. 213 (a chunk arrived) is not a result. */
+apr_status_t eng_do_status(eng_t *e, const memds_cmd_t *cmd);
+
+apr_status_t eng_flush_statuses(eng_t *e);
+
+/* Anchors become current only when the client's last package is done. */
+apr_status_t eng_complete_session(eng_t *e);
+
+/* ---------------------------------------- memds_eng_devinf.c: DevInf */
+
+/* The content type the device prefers for a datastore (its DevInf
+ * Rx-Pref, from this message or stored), or NULL. */
+const char *eng_client_rx_type(eng_t *e, const char *store);
+
+apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
+
+apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);
+
+void eng_do_get(eng_t *e, const memds_cmd_t *cmd);
+
+#endif /* MEMDS_ENGINE_INT_H */
