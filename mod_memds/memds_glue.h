@@ -80,6 +80,10 @@ typedef struct memds_srv_conf {
                                           jobs; memds_collect_engine_dirs) */
     /* Runtime, not configuration: set in post_config / child_init. */
     memds_pgpool_t *pgpool;     /**< this child's connection pool */
+    memds_pgpool_t *ledger_pool; /**< this child's outbox ledger connections
+                                     (a request may hold one of each) */
+    struct memds_ds_registry_t *ds_registry; /**< datastore providers
+                                     (post_config; read-only after) */
     memds_logincache_t *logins; /**< this child's recent pass-through logins */
     memds_imap_cache_t *imap_cache; /**< this child's idle IMAP connections */
     memds_counters_t *counters; /**< shared by the generation's children */

@@ -25,6 +25,7 @@
 #include "ds/memds_engine.h"
 #include "backends/memds_imap.h"
 #include "email/memds_mime.h"
+#include "send/memds_send.h"
 #include <mod_watchdog.h>
 #include "store/memds_migrate.h"
 
@@ -120,7 +121,8 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
             }
             memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
                                  NULL, NULL, dc);
-            memds_outbox_background(&sent, sc->pgpool, &mail, 20, pool);
+            mail.ledger_pool = sc->ledger_pool;
+            memds_send_background(&sent, sc->pgpool, &mail, 20, pool);
         }
     }
     return APR_SUCCESS;
@@ -148,6 +150,16 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     memds_collect_engine_dirs(pconf, s);
+    {
+        /* The datastore providers: built in ("items"), the mailbox folders
+         * and the Outbox. One registry, read-only once the children run. */
+        memds_ds_registry_t *reg = memds_ds_registry_make(pconf);
+        memds_send_register(reg);
+        memds_ds_mail_register(reg);
+        for (v = s; v; v = v->next) {
+            memds_srv_conf_get(v)->ds_registry = reg;
+        }
+    }
     counters = apr_shm_baseaddr_get(shm);
     memset(counters, 0, sizeof(*counters));
     for (v = s; v; v = v->next) {
@@ -227,6 +239,7 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
             memds_srv_conf *wc = memds_srv_conf_get(w);
             if (wc->pgpool && strcmp(wc->db_conninfo, sc->db_conninfo) == 0) {
                 sc->pgpool = wc->pgpool;
+                sc->ledger_pool = wc->ledger_pool;
                 break;
             }
         }
@@ -249,6 +262,22 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, v, MEMDS_APLOGNO(00005)
                          "cannot create the PostgreSQL connection pool");
             sc->pgpool = NULL;
+            continue;
+        }
+        /* The outbox ledger's autocommit connections: a pool of their own,
+         * so that a request that holds a connection of the first never
+         * waits for a second from it (every thread sending at once would
+         * starve). At most one per request holding a first one, and one
+         * for the background job; opened only when mail is sent. */
+        pp.min = 0;
+        pp.keep = 1;
+        pp.max = pp.max + 1;
+        if (memds_pgpool_create(&sc->ledger_pool, sc->db_conninfo, &pp,
+                                &sc->logger, p) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, v, MEMDS_APLOGNO(00007)
+                         "cannot create the outbox ledger's connection pool; "
+                         "sending answers 500");
+            sc->ledger_pool = NULL;
         }
     }
 }
@@ -480,6 +509,8 @@ static int memds_sync_handler(request_rec *r)
     }
     memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool,
                          sc->logins, sc->imap_cache, dc);
+    mailcfg.ledger_pool = sc->ledger_pool;
+    cfg.registry = sc->ds_registry;
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

@@ -1,8 +1,11 @@
 /**
  * @file memds_ds.h
- * Datastores behind a vtable: the engine sees only these operations; the
- * items datastore (PostgreSQL, memds_ds_items.c) is one implementation, the
- * IMAP mailbox folders (memds_ds_imap.c) another.
+ * Datastores behind a vtable: the engine sees only these operations.
+ * Implementations ("providers") are found through a registry by the
+ * MemDSDatastore kind and the datastore's name, the way mod_dav finds its
+ * providers: the items datastore (PostgreSQL, memds_ds_items.c) is built
+ * in; the glue registers the mailbox folders (memds_ds_mail.c,
+ * memds_ds_mailtree.c) and the Outbox (send/memds_outbox.c).
  *
  * Change model: a datastore has a monotonically growing change sequence;
  * the engine asks for a snapshot value, then for the changes in
@@ -24,6 +27,10 @@ typedef struct memds_ds_change_t {
     apr_int64_t seq;
     apr_int64_t changed_by;   /**< device id, 0 unknown */
 } memds_ds_change_t;
+
+/** Append a change to an array of memds_ds_change_t * (from its pool). */
+void memds_ds_change_push(apr_array_header_t *changes, const char *guid,
+                          int deleted, apr_int64_t seq, apr_int64_t changed_by);
 
 typedef struct memds_ds_t memds_ds_t;
 
@@ -91,7 +98,12 @@ typedef struct memds_mail_cfg_t {
     const char *smtp_url;       /**< MemDSSMTPServer, or NULL */
     int smtp_auth;              /**< MEMDS_SMTP_AUTH_* */
     const char *smtp_user, *smtp_password; /**< MemDSSMTPAuth USER PASSWORD */
-    struct memds_pgpool_t *pgpool; /**< for the outbox ledger's own commits */
+    struct memds_pgpool_t *pgpool; /**< the request pool (background job) */
+    struct memds_pgpool_t *ledger_pool; /**< the outbox ledger's own
+                                     autocommit connections: a pool of its
+                                     own, so that a request holding a
+                                     connection of pgpool never waits for a
+                                     second one from it */
     int no_sent_copy;           /**< MemDSSentCopy Off: the server files it */
     const char *location;       /**< the <Location> path (outbox retries) */
     struct memds_imap_cache_t *imap_cache; /**< connections kept between
@@ -103,14 +115,27 @@ typedef struct memds_mail_cfg_t {
 #define MEMDS_SMTP_AUTH_USER  1  /**< the device's own password */
 #define MEMDS_SMTP_AUTH_FIXED 2  /**< MemDSSMTPAuth USER PASSWORD, account as authzid */
 
-/** What the datastores of one request share (the IMAP connection). */
+/** What the datastores of one request share (a mailbox kind keeps its
+ *  IMAP connection there), opaque to the engine: each provider keeps its
+ *  own state under its own key. */
 typedef struct memds_ds_shared_t memds_ds_shared_t;
-/** A new one, living (and closing what it holds) with p. */
+/** A new one, living (and closing what it holds) with p. Cheap: nothing
+ *  is made until a provider asks for its slot. */
 memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p);
+/** The state a provider keeps under key, or NULL. */
+void *memds_ds_shared_get(memds_ds_shared_t *sh, const char *key);
+/** Keep v under key for the rest of the request. */
+void memds_ds_shared_set(memds_ds_shared_t *sh, const char *key, void *v);
+/** The pool the shared state lives in (the request's). */
+apr_pool_t *memds_ds_shared_pool(memds_ds_shared_t *sh);
+
+typedef struct memds_ds_registry_t memds_ds_registry_t;
 
 /** Who the datastore acts for and how it reaches the backend. */
 typedef struct memds_ds_env_t {
-    const char *kind;           /**< "items" or "imap" */
+    const char *kind;           /**< MemDSDatastore: "items" or "imap" */
+    const memds_ds_registry_t *registry; /**< the providers; NULL: only
+                                     the built-in "items" */
     const memds_mail_cfg_t *mail;
     const char *password;       /**< the device's password (basic) for a
                                      pass-through IMAP login, or NULL */
@@ -140,25 +165,39 @@ struct memds_ds_t {
     int ok_status;
 };
 
-/** Open the datastore of env->kind for account/store on behalf of
- *  device_id; APR_ENOTIMPL for an unknown kind. Nothing is contacted yet. */
+/** A datastore implementation, registered under a MemDSDatastore kind. */
+typedef struct memds_ds_provider_t {
+    const char *kind;       /**< the MemDSDatastore value it serves */
+    const char *name;       /**< for logs and docs ("mail folder", "outbox") */
+    /** Does it serve the datastore called store? NULL: every datastore of
+     *  the kind not claimed by a provider that has this test. */
+    int (*serves)(const char *store);
+    /** Make ds (account, store, device, st already set) this provider's:
+     *  set ds->vt and ds->impl. Nothing is contacted yet. */
+    apr_status_t (*open)(memds_ds_t *ds, const memds_ds_env_t *env,
+                         apr_pool_t *p);
+} memds_ds_provider_t;
+
+/** A registry with the built-in "items" provider, living in p. Filled at
+ *  start-up, read-only afterwards (safe to share between threads). */
+memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p);
+/** Add a provider (not copied: it must outlive the registry). */
+void memds_ds_register(memds_ds_registry_t *reg, const memds_ds_provider_t *prov);
+/** Is there any provider for kind? (reg NULL: the built-in ones) */
+int memds_ds_kind_known(const memds_ds_registry_t *reg, const char *kind);
+
+/** Open the datastore store of env->kind for account on behalf of
+ *  device_id; APR_ENOTIMPL when no provider serves it. Nothing is
+ *  contacted yet. */
 apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
                            memds_store_t *st, const char *account,
                            const char *store, apr_int64_t device_id,
                            apr_pool_t *p);
-/**
- * The background part of sending: retry the due Outbox messages of every
- * account sent through cfg->location (at most limit), with cfg's settings
- * and the master user (a pass-through SMTP login cannot be retried without
- * the device: those rows wait for its next sync). *psent: how many went
- * out. Every step is committed at once (no surrounding transaction).
- */
-apr_status_t memds_outbox_background(int *psent, struct memds_pgpool_t *pool,
-                                     const memds_mail_cfg_t *cfg, int limit,
-                                     apr_pool_t *p);
 
-/** The mailbox datastore (memds_ds_imap.c). */
-apr_status_t memds_ds_imap_open(memds_ds_t *ds, const memds_ds_env_t *env,
-                                apr_pool_t *p);
+/** The "items" provider (memds_ds_items.c). */
+extern const memds_ds_provider_t memds_ds_items_provider;
+/** Register the mailbox providers (memds_ds_mail.c; kind "imap": one
+ *  datastore per folder, and the hierarchical "email" datastore). */
+void memds_ds_mail_register(memds_ds_registry_t *reg);
 
 #endif /* MEMDS_DS_H */

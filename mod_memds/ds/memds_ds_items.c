@@ -26,12 +26,7 @@ static apr_status_t items_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
     out = apr_array_make(ds->st->pool, rows->nelts + 1, sizeof(memds_ds_change_t *));
     for (i = 0; i < rows->nelts; ++i) {
         const memds_item_row_t *r = APR_ARRAY_IDX(rows, i, memds_item_row_t *);
-        memds_ds_change_t *c = apr_palloc(ds->st->pool, sizeof(*c));
-        c->guid = r->guid;
-        c->deleted = r->deleted;
-        c->seq = r->seq;
-        c->changed_by = r->changed_by;
-        APR_ARRAY_PUSH(out, memds_ds_change_t *) = c;
+        memds_ds_change_push(out, r->guid, r->deleted, r->seq, r->changed_by);
     }
     *pchanges = out;
     return APR_SUCCESS;
@@ -122,29 +117,15 @@ static const memds_ds_vt items_vt = {
     NULL, 0, NULL
 };
 
-apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
-                           memds_store_t *st, const char *account,
-                           const char *store, apr_int64_t device_id,
-                           apr_pool_t *p)
+static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
+                               apr_pool_t *p)
 {
-    memds_ds_t *ds;
-    int imap = strcmp(env->kind, "imap") == 0;
-
-    if (!imap && strcmp(env->kind, "items") != 0) {
-        return APR_ENOTIMPL;
-    }
-    ds = apr_pcalloc(p, sizeof(*ds));
+    (void)env;
+    (void)p;
     ds->vt = &items_vt;
-    ds->st = st;
-    ds->account = apr_pstrdup(p, account);
-    ds->store = apr_pstrdup(p, store);
-    ds->device_id = device_id;
-    if (imap) {
-        apr_status_t rv = memds_ds_imap_open(ds, env, p);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-    }
-    *pds = ds;
     return APR_SUCCESS;
 }
+
+const memds_ds_provider_t memds_ds_items_provider = {
+    "items", "items", NULL, items_open
+};

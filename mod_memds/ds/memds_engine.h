@@ -30,6 +30,8 @@ typedef enum { MEMDS_AUTH_BASIC = 0, MEMDS_AUTH_MD5 } memds_authtype_e;
 typedef struct memds_engine_cfg_t {
     const char *datastore;          /**< datastore kind: "items" or "imap" */
     const memds_mail_cfg_t *mail;   /**< the mailbox datastores' settings */
+    const memds_ds_registry_t *registry; /**< datastore providers; NULL:
+                                         only the built-in "items" */
     int session_timeout;            /**< seconds of idle time before a session expires */
     apr_int64_t max_msg_size;       /**< largest message we accept (our MaxMsgSize) */
     apr_int64_t max_obj_size;       /**< largest item we accept (our MaxObjSize) */

@@ -544,3 +544,59 @@ def test_622_one_sender_per_message_at_a_time(stack):
     settle(stack)
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=5)) == 1
+
+
+@pytest.mark.parametrize("dbmax", [2, None])
+def test_623_every_thread_sending_at_once_no_503(stack, dbmax):
+    """ThreadsPerChild (25) devices send at the same moment. Each request
+    holds a connection of the request pool for its transaction and needs a
+    ledger connection besides (committed on its own before SMTP). Before,
+    both came from one pool, so with every connection held by a sender
+    each waited for a second one and answered 503; the ledger has its own
+    pool now. With MemDSDBMax 2 every child's pool is exhausted for sure;
+    with the default (ThreadsPerChild) as it comes. All get 201 and each
+    message reaches bob exactly once."""
+    import threading
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+%s
+<Location /many>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+    MemDSIMAPMaster %s %s
+    MemDSSMTPServer {SMTP}
+</Location>
+""" % ("MemDSDBMax %d" % dbmax if dbmax else "", stack["MEMDS_MASTER_USER"],
+       stack["MEMDS_MASTER_PASS"]))
+    url = "http://127.0.0.1:%s/many" % stack["MEMDS_HTTP_PORT"]
+    n = 25
+    run = uuid.uuid4().hex[:6]
+    tags = ["many-%s-%02d" % (run, i) for i in range(n)]
+    sessions = []
+    for i, tag in enumerate(tags):
+        sessions.append(_outbox_session(stack, "dev-%s-%02d" % (run, i), "1", tag,
+                                        url=url))
+    barrier = threading.Barrier(n)
+    answers = [None] * n
+
+    def send(i):
+        sess, body = sessions[i]
+        msg = sess.message(body)
+        barrier.wait()
+        answers[i] = sess.post(msg)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [a.http_status for a in answers] == [200] * n
+    assert [[s["Data"] for s in a.statuses() if s["Cmd"] == "Add"]
+            for a in answers] == [["201"]] * n
+    for tag in tags:
+        assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1, tag
+    settle(stack)
+    for tag in tags:
+        assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1, tag
+        assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1, tag

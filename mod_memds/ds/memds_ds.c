@@ -1,0 +1,143 @@
+/* memds_ds.c: the datastore registry and factory, and the state the
+ * datastores of one request share. Neutral: it knows no provider but the
+ * built-in "items"; the mailbox and Outbox providers are registered by the
+ * glue at start-up (memds_ds_mail_register, memds_send_register). */
+#include "ds/memds_ds.h"
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <string.h>
+
+struct memds_ds_registry_t {
+    apr_array_header_t *provs;   /* const memds_ds_provider_t * */
+};
+
+memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p)
+{
+    memds_ds_registry_t *reg = apr_pcalloc(p, sizeof(*reg));
+
+    reg->provs = apr_array_make(p, 4, sizeof(const memds_ds_provider_t *));
+    memds_ds_register(reg, &memds_ds_items_provider);
+    return reg;
+}
+
+void memds_ds_register(memds_ds_registry_t *reg, const memds_ds_provider_t *prov)
+{
+    APR_ARRAY_PUSH(reg->provs, const memds_ds_provider_t *) = prov;
+}
+
+/* The provider for (kind, store): one whose test claims the store, else
+ * the kind's catch-all; NULL when there is none. */
+static const memds_ds_provider_t *find(const memds_ds_registry_t *reg,
+                                       const char *kind, const char *store)
+{
+    static const memds_ds_provider_t *const builtin[] = { &memds_ds_items_provider };
+    const memds_ds_provider_t *const *v = builtin, *any = NULL;
+    int n = 1, i;
+
+    if (reg) {
+        v = (const memds_ds_provider_t *const *)reg->provs->elts;
+        n = reg->provs->nelts;
+    }
+    for (i = 0; i < n; ++i) {
+        if (strcmp(v[i]->kind, kind) != 0) {
+            continue;
+        }
+        if (v[i]->serves == NULL) {
+            if (any == NULL) {
+                any = v[i];
+            }
+        }
+        else if (store && v[i]->serves(store)) {
+            return v[i];
+        }
+    }
+    return any;
+}
+
+int memds_ds_kind_known(const memds_ds_registry_t *reg, const char *kind)
+{
+    const memds_ds_provider_t *const *v;
+    int i;
+
+    if (reg == NULL) {
+        return find(NULL, kind, NULL) != NULL;
+    }
+    v = (const memds_ds_provider_t *const *)reg->provs->elts;
+    for (i = 0; i < reg->provs->nelts; ++i) {
+        if (strcmp(v[i]->kind, kind) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
+                           memds_store_t *st, const char *account,
+                           const char *store, apr_int64_t device_id,
+                           apr_pool_t *p)
+{
+    const memds_ds_provider_t *prov = find(env->registry, env->kind, store);
+    memds_ds_t *ds;
+    apr_status_t rv;
+
+    if (prov == NULL) {
+        return APR_ENOTIMPL;
+    }
+    ds = apr_pcalloc(p, sizeof(*ds));
+    ds->st = st;
+    ds->account = apr_pstrdup(p, account);
+    ds->store = apr_pstrdup(p, store);
+    ds->device_id = device_id;
+    rv = prov->open(ds, env, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pds = ds;
+    return APR_SUCCESS;
+}
+
+void memds_ds_change_push(apr_array_header_t *changes, const char *guid,
+                          int deleted, apr_int64_t seq, apr_int64_t changed_by)
+{
+    memds_ds_change_t *c = apr_palloc(changes->pool, sizeof(*c));
+
+    c->guid = guid;
+    c->deleted = deleted;
+    c->seq = seq;
+    c->changed_by = changed_by;
+    APR_ARRAY_PUSH(changes, memds_ds_change_t *) = c;
+}
+
+/* ------------------------------------------------------------ shared state */
+
+struct memds_ds_shared_t {
+    apr_pool_t *p;
+    apr_hash_t *slots;           /* made on first use */
+};
+
+memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p)
+{
+    memds_ds_shared_t *sh = apr_pcalloc(p, sizeof(*sh));
+
+    sh->p = p;
+    return sh;
+}
+
+void *memds_ds_shared_get(memds_ds_shared_t *sh, const char *key)
+{
+    return sh->slots ? apr_hash_get(sh->slots, key, APR_HASH_KEY_STRING) : NULL;
+}
+
+void memds_ds_shared_set(memds_ds_shared_t *sh, const char *key, void *v)
+{
+    if (sh->slots == NULL) {
+        sh->slots = apr_hash_make(sh->p);
+    }
+    apr_hash_set(sh->slots, key, APR_HASH_KEY_STRING, v);
+}
+
+apr_pool_t *memds_ds_shared_pool(memds_ds_shared_t *sh)
+{
+    return sh->p;
+}

@@ -1,0 +1,873 @@
+/* memds_ds_mail.c: the mailbox datastores (MemDSDatastore imap). One
+ * datastore per IMAP folder: "Inbox", the role names "Sent", "Drafts",
+ * "Trash", "Junk", "Archive" (found by SPECIAL-USE, then MemDSFolder, then
+ * the usual names), or any folder by its path ("Lists/memds", "/" as the
+ * separator whatever the server's).
+ *
+ * The mail stays on IMAP; memds.mail_messages (memds_mailstore.h) keeps one
+ * row per message with its GUID, UID and flags. A sync first scans the
+ * folder: with CONDSTORE/QRESYNC one SELECT tells that nothing changed, or
+ * a UID FETCH CHANGEDSINCE lists what did (VANISHED for expunges); without
+ * them the UIDs and flags are diffed against the rows. Every change takes a
+ * seq from the same sequence as the items datastore, so the engine finds
+ * changes by seq. A UIDVALIDITY change re-maps rows by (Message-ID, size,
+ * INTERNALDATE). Bodies are fetched with BODY.PEEK only when sent.
+ *
+ * Objects: application/vnd.omads-email+xml (flags, received, emailitem; a
+ * Replace for a flag change carries no emailitem) or message/rfc822, as the
+ * device prefers (DevInf Rx-Pref). */
+#include "ds/memds_mailbox.h"
+#include "email/memds_mime.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+#define BATCH 500
+
+/* ------------------------------------------------------------ messages */
+
+static int flags_of_fetch(const memds_imap_fetch_t *f)
+{
+    int fl = (int)(f->flags & (MEMDS_IMAP_FL_SEEN | MEMDS_IMAP_FL_ANSWERED
+                               | MEMDS_IMAP_FL_FLAGGED | MEMDS_IMAP_FL_DELETED
+                               | MEMDS_IMAP_FL_DRAFT));
+    int i;
+
+    for (i = 0; f->flag_names && i < f->flag_names->nelts; ++i) {
+        const char *n = APR_ARRAY_IDX(f->flag_names, i, const char *);
+        if (n && (strcasecmp(n, MEMDS_EMAIL_IMAP_FORWARDED) == 0
+                  || strcasecmp(n, "Forwarded") == 0)) {
+            fl |= MEMDS_MAIL_FORWARDED;
+        }
+    }
+    return fl;
+}
+
+/* Metadata of new messages, inserted BATCH at a time as FETCHes arrive. */
+typedef struct meta_ctx_t {
+    memds_ds_t *ds;
+    apr_pool_t *sub;                /* cleared after every batch */
+    apr_array_header_t *batch;      /* memds_mmsg_t * */
+    apr_hash_t *remap;              /* key -> apr_array of old rows, or NULL */
+    apr_int64_t changed_by;
+    apr_status_t db;                /* a store failure inside the callback */
+} meta_ctx_t;
+
+static const char *remap_key(const char *mid, apr_int64_t size, apr_time_t t,
+                             apr_pool_t *p)
+{
+    return apr_psprintf(p, "%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
+                        mid ? mid : "", size, (apr_int64_t)(t / APR_USEC_PER_SEC));
+}
+
+static apr_status_t meta_flush(meta_ctx_t *m)
+{
+    memds_ds_t *ds = m->ds;
+
+    if (m->batch->nelts > 0
+        && memds_mail_insert_many(ds->st, ds->account, MBOX(ds)->folder,
+                                  (memds_mmsg_t *const *)m->batch->elts,
+                                  m->batch->nelts, m->changed_by)
+           != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    m->batch->nelts = 0;
+    apr_pool_clear(m->sub);
+    return APR_SUCCESS;
+}
+
+static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
+{
+    meta_ctx_t *m = baton;
+    const memds_imap_fetch_t *f = r->fetch;
+    memds_mmsg_t *row;
+    int i;
+
+    if (r->type != MEMDS_IMAP_RESP_FETCH || !(f->have & MEMDS_IMAP_F_UID)
+        || m->db != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if (f->flags & MEMDS_IMAP_FL_DELETED) {
+        return APR_SUCCESS; /* deleted mail is not shown to devices */
+    }
+    row = apr_pcalloc(m->sub, sizeof(*row));
+    row->uid = f->uid;
+    row->flags = flags_of_fetch(f);
+    row->size = (apr_int64_t)f->size;
+    row->internaldate = (f->have & MEMDS_IMAP_F_INTERNALDATE) ? f->internaldate_t : 0;
+    for (i = 0; f->sections && i < f->sections->nelts; ++i) {
+        const memds_imap_section_t *s = &APR_ARRAY_IDX(f->sections, i,
+                                                       memds_imap_section_t);
+        if (s->data) {
+            row->message_id = memds_mime_header_value(s->data, s->len, "Message-ID", m->sub);
+        }
+    }
+    if (m->remap) {
+        const char *k = remap_key(row->message_id, row->size,
+                                  row->internaldate, m->sub);
+        apr_array_header_t *olds = apr_hash_get(m->remap, k, APR_HASH_KEY_STRING);
+        if (olds && olds->nelts > 0) {
+            const memds_mmsg_t *o = *(memds_mmsg_t **)apr_array_pop(olds);
+            if (memds_mail_remap_one(m->ds->st, m->ds->account,
+                                     MBOX(m->ds)->folder, o->guid, row->uid,
+                                     row->flags, o->flags) != APR_SUCCESS) {
+                m->db = APR_EGENERAL;
+            }
+            return APR_SUCCESS;
+        }
+    }
+    APR_ARRAY_PUSH(m->batch, memds_mmsg_t *) = row;
+    if (m->batch->nelts >= BATCH && meta_flush(m) != APR_SUCCESS) {
+        m->db = APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+#define META_ITEMS "(UID FLAGS RFC822.SIZE INTERNALDATE " \
+                   "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+
+/* Fetch the metadata of uidset and insert the messages (or re-map them). */
+static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
+                              const char *uidset, apr_hash_t *remap)
+{
+    meta_ctx_t m;
+    memds_imap_err_t err;
+    apr_status_t rv;
+
+    if (!*uidset) {
+        return APR_SUCCESS;
+    }
+    memset(&m, 0, sizeof(m));
+    m.ds = ds;
+    m.remap = remap;
+    apr_pool_create(&m.sub, ds->st->pool);
+    m.batch = apr_array_make(ds->st->pool, BATCH, sizeof(memds_mmsg_t *));
+    rv = memds_imap_uid_fetch(c, uidset, META_ITEMS, 0, 0, meta_cb, &m, &err);
+    if (m.db != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    if (rv != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "UID FETCH");
+    }
+    if (meta_flush(&m) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    apr_pool_destroy(m.sub);
+    return APR_SUCCESS;
+}
+
+/* UIDs and flags as the server reports them. */
+typedef struct uf_ctx_t {
+    apr_array_header_t *uids;      /* apr_int64_t */
+    apr_array_header_t *flags;     /* int */
+    apr_array_header_t *vanished;  /* apr_int64_t */
+} uf_ctx_t;
+
+static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
+{
+    uf_ctx_t *u = baton;
+
+    if (r->type == MEMDS_IMAP_RESP_FETCH && (r->fetch->have & MEMDS_IMAP_F_UID)) {
+        APR_ARRAY_PUSH(u->uids, apr_int64_t) = r->fetch->uid;
+        APR_ARRAY_PUSH(u->flags, int) = flags_of_fetch(r->fetch);
+    }
+    else if (r->type == MEMDS_IMAP_RESP_VANISHED && r->uids) {
+        int i;
+        apr_uint32_t n;
+        for (i = 0; i < r->uids->nranges; ++i) {
+            for (n = r->uids->ranges[i].lo; ; ++n) {
+                APR_ARRAY_PUSH(u->vanished, apr_int64_t) = n;
+                if (n >= r->uids->ranges[i].hi) {
+                    break;
+                }
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Apply what the server reported (u) to the rows: flag changes, deletions
+ * (expunged, or flagged \Deleted), and new messages. full: u lists every
+ * message, so rows it does not list are gone. */
+static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
+                          int full)
+{
+    apr_pool_t *p = ds->st->pool;
+    apr_array_header_t *rows, *fu, *ff, *gone, *newu;
+    apr_hash_t *byuid = apr_hash_make(p), *present = apr_hash_make(p);
+    apr_uint32_t *nu;
+    int i;
+
+    if (memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder,
+                        full ? NULL : (const apr_int64_t *)u->uids->elts,
+                        u->uids->nelts, 0) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        apr_hash_set(byuid, &r->uid, sizeof(r->uid), r);
+    }
+    fu = apr_array_make(p, 16, sizeof(apr_int64_t));
+    ff = apr_array_make(p, 16, sizeof(int));
+    gone = apr_array_make(p, 16, sizeof(apr_int64_t));
+    newu = apr_array_make(p, 16, sizeof(apr_uint32_t));
+    for (i = 0; i < u->uids->nelts; ++i) {
+        apr_int64_t *uid = &APR_ARRAY_IDX(u->uids, i, apr_int64_t);
+        int fl = APR_ARRAY_IDX(u->flags, i, int);
+        const memds_mmsg_t *r = apr_hash_get(byuid, uid, sizeof(*uid));
+        if (r) {
+            apr_hash_set(present, uid, sizeof(*uid), r);
+            if (fl & MEMDS_MAIL_DELETED) {
+                APR_ARRAY_PUSH(gone, apr_int64_t) = *uid;
+            }
+            else if (fl != r->flags) {
+                APR_ARRAY_PUSH(fu, apr_int64_t) = *uid;
+                APR_ARRAY_PUSH(ff, int) = fl;
+            }
+        }
+        else if (!(fl & MEMDS_MAIL_DELETED)) {
+            APR_ARRAY_PUSH(newu, apr_uint32_t) = (apr_uint32_t)*uid;
+        }
+    }
+    if (full) {
+        for (i = 0; i < rows->nelts; ++i) {
+            memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+            if (!apr_hash_get(present, &r->uid, sizeof(r->uid))) {
+                APR_ARRAY_PUSH(gone, apr_int64_t) = r->uid;
+            }
+        }
+    }
+    for (i = 0; i < u->vanished->nelts; ++i) {
+        APR_ARRAY_PUSH(gone, apr_int64_t) = APR_ARRAY_IDX(u->vanished, i, apr_int64_t);
+    }
+    if (memds_mail_flags_many(ds->st, ds->account, MBOX(ds)->folder,
+                              (const apr_int64_t *)fu->elts,
+                              (const int *)ff->elts, fu->nelts, 0) != APR_SUCCESS
+        || memds_mail_gone_many(ds->st, ds->account, MBOX(ds)->folder,
+                                (const apr_int64_t *)gone->elts, gone->nelts, 0)
+           != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    nu = (apr_uint32_t *)newu->elts;
+    return load_meta(ds, c, memds_imap_set_from_uids(nu, newu->nelts, p), NULL);
+}
+
+static uf_ctx_t *uf_make(apr_pool_t *p)
+{
+    uf_ctx_t *u = apr_pcalloc(p, sizeof(*u));
+
+    u->uids = apr_array_make(p, 64, sizeof(apr_int64_t));
+    u->flags = apr_array_make(p, 64, sizeof(int));
+    u->vanished = apr_array_make(p, 16, sizeof(apr_int64_t));
+    return u;
+}
+
+/* UIDVALIDITY changed: find every message again by (Message-ID, size,
+ * INTERNALDATE) so that devices keep their copies. */
+static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
+                          const memds_imap_mailbox_t *mb)
+{
+    apr_pool_t *p = ds->st->pool;
+    apr_array_header_t *rows;
+    apr_hash_t *h = apr_hash_make(p);
+    int i;
+
+    if (memds_mail_remap_begin(ds->st, ds->account, MBOX(ds)->folder) != APR_SUCCESS
+        || memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder, NULL, 0, 1)
+           != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        const char *k = remap_key(r->message_id, r->size, r->internaldate, p);
+        apr_array_header_t *a = apr_hash_get(h, k, APR_HASH_KEY_STRING);
+        if (a == NULL) {
+            a = apr_array_make(p, 1, sizeof(memds_mmsg_t *));
+            apr_hash_set(h, k, APR_HASH_KEY_STRING, a);
+        }
+        APR_ARRAY_PUSH(a, memds_mmsg_t *) = r;
+    }
+    if (mb->exists > 0 && load_meta(ds, c, "1:*", h) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_remap_finish(ds->st, ds->account, MBOX(ds)->folder) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    memds_logf(MBOX(ds)->cfg->log, 5, APR_SUCCESS, "mailbox %s of %s: UIDVALIDITY "
+               "changed to %u, %d known messages re-mapped", MBOX(ds)->folder,
+               ds->account, mb->uidvalidity, rows->nelts);
+    return APR_SUCCESS;
+}
+
+/* Bring memds.mail_messages up to date with the folder. */
+apr_status_t memds_mbox_scan(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_imap_conn_t *c;
+    const memds_imap_mailbox_t *mb;
+    memds_mfolder_t f, nf;
+    memds_imap_err_t err;
+    uf_ctx_t *u;
+    apr_status_t rv;
+
+    if (x->scanned) {
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    /* The folder row lock makes concurrent scans of one folder (two devices
+     * of an account) run one after the other. */
+    if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    if (memds_mbox_select(ds, &c, &mb) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    nf.uidvalidity = mb->uidvalidity;
+    nf.highestmodseq = mb->condstore && !mb->nomodseq
+                       ? (apr_int64_t)mb->highestmodseq : 0;
+    nf.uidnext = mb->uidnext;
+    nf.messages = mb->exists;
+    if (f.uidvalidity != 0 && f.uidvalidity != (apr_int64_t)mb->uidvalidity) {
+        rv = remap(ds, c, mb);
+    }
+    else if (f.uidvalidity != 0 && nf.highestmodseq > 0
+             && f.highestmodseq == nf.highestmodseq) {
+        rv = APR_SUCCESS; /* CONDSTORE: nothing changed */
+    }
+    else if (f.uidvalidity != 0 && nf.highestmodseq > 0 && f.highestmodseq > 0
+             && memds_imap_qresync(c)) {
+        /* QRESYNC: what changed since, and what vanished */
+        u = uf_make(ds->st->pool);
+        rv = mb->exists == 0 && f.messages == 0 ? APR_SUCCESS
+             : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
+                                    (apr_uint64_t)f.highestmodseq,
+                                    MEMDS_IMAP_FETCH_VANISHED, uf_cb, u, &err);
+        if (rv != APR_SUCCESS) {
+            return memds_mbox_fail_imap(ds, &err, "UID FETCH CHANGEDSINCE");
+        }
+        rv = apply(ds, c, u, 0);
+    }
+    else {
+        /* No CONDSTORE (or the first scan): diff every UID and its flags. */
+        u = uf_make(ds->st->pool);
+        if (mb->exists > 0
+            && memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, uf_cb, u,
+                                    &err) != APR_SUCCESS) {
+            return memds_mbox_fail_imap(ds, &err, "UID FETCH");
+        }
+        rv = apply(ds, c, u, 1);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (memds_mail_folder_save(ds->st, ds->account, x->folder, &nf) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    x->scanned = 1;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ the vtable */
+
+static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
+{
+    if ((MBOX(ds)->hier ? memds_mtree_scan(ds) : memds_mbox_scan(ds)) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (MBOX(ds)->hier && MBOX(ds)->cfg->smtp_url
+        && memds_outbox_acknowledge(ds->st, ds->account, ds->device_id, ds->store,
+                                    MEMDS_OUTBOX_FOLDER) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    if (memds_store_items_seq(ds->st, pseq) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
+                                 apr_int64_t since, apr_int64_t upto)
+{
+    apr_array_header_t *rows;
+
+    if (MBOX(ds)->hier) {
+        if (memds_mail_changed_all(ds->st, &rows, ds->account, since, upto)
+            != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+    }
+    else if (memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    else if (memds_mail_changed(ds->st, &rows, ds->account, MBOX(ds)->folder,
+                                since, upto) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    *pchanges = memds_mbox_changes_of(rows, ds->st->pool);
+    return APR_SUCCESS;
+}
+
+/* The row of a live message; APR_ENOENT if unknown or deleted. */
+
+static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid)
+{
+    apr_status_t rv;
+
+    if (MBOX(ds)->hier) {
+        const char *folder;
+        rv = memds_mail_get_any(ds->st, row, &folder, ds->account, guid);
+        if (rv == APR_SUCCESS) {
+            return memds_mbox_set_folder(ds, folder);
+        }
+        return rv == APR_ENOENT ? rv : memds_mbox_fail_db(ds);
+    }
+    if (memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    rv = memds_mail_get(ds->st, row, ds->account, MBOX(ds)->folder, guid);
+    if (rv == APR_ENOENT || (rv == APR_SUCCESS && (row->deleted || row->uid <= 0))) {
+        return APR_ENOENT;
+    }
+    return rv == APR_SUCCESS ? rv : memds_mbox_fail_db(ds);
+}
+
+static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
+                               apr_int64_t known_seq, const char **pdata,
+                               apr_size_t *plen, const char **ptype)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_pool_t *p = ds->st->pool;
+    memds_mmsg_t row;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    memds_imap_body_info_t info;
+    memds_email_t *e;
+    memds_buf_t body, out;
+    memds_codec_err_t cerr;
+    apr_status_t rv;
+
+    if (x->hier && guid[0] == 'f') {
+        return memds_mtree_folder_fetch(ds, guid, pdata, plen, ptype);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
+        return rv;
+    }
+    e = memds_email_make(p);
+    e->read = (row.flags & MEMDS_MAIL_SEEN) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->forwarded = (row.flags & MEMDS_MAIL_FORWARDED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->replied = (row.flags & MEMDS_MAIL_ANSWERED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->flagged = (row.flags & MEMDS_MAIL_FLAGGED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->deleted = (row.flags & MEMDS_MAIL_DELETED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    if (row.internaldate) {
+        memds_email_time_set(&e->received, row.internaldate, p);
+    }
+    if (!x->want_rfc822 && known_seq >= 0 && row.content_seq <= known_seq) {
+        /* The device has this message: only its flags changed. */
+        goto build;
+    }
+    if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
+    if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0, memds_mbox_body_cb,
+                              &body, &info, &err) != APR_SUCCESS) {
+        if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
+            return APR_ENOENT; /* expunged since the scan */
+        }
+        return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
+    }
+    if (x->want_rfc822 || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
+        /* (raw 8-bit mail in another charset cannot be XML text: it goes as
+         * message/rfc822, which WBXML and b64 carry byte for byte) */
+        *pdata = body.data;
+        *plen = body.len;
+        *ptype = MEMDS_RFC822;
+        return APR_SUCCESS;
+    }
+    e->has_item = 1;
+    e->item = body.data;
+    e->item_len = body.len;
+build:
+    memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
+    memset(&cerr, 0, sizeof(cerr));
+    if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, 500, apr_psprintf(p, "building the email object: %s",
+                                          cerr.msg ? cerr.msg : "?"));
+    }
+    *pdata = out.data;
+    *plen = out.len;
+    *ptype = MEMDS_EMAIL_CTTYPE;
+    return APR_SUCCESS;
+}
+
+static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
+                               const memds_mbox_in_t *in, int flags,
+                               memds_mmsg_t *row)
+{
+    memds_imap_err_t err;
+    apr_uint32_t uv = 0, uid = 0;
+    apr_time_t when = 0;
+
+    if (in->email && in->email->received.text && !in->email->received.floating) {
+        when = in->email->received.t;
+    }
+    if (memds_imap_append(c, MBOX(ds)->folder, memds_mbox_flag_list(flags, ds->st->pool),
+                          when, in->msg, in->len, &uv, &uid, &err)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "APPEND");
+    }
+    if (uid == 0) {
+        return memds_mbox_fail(ds, 500, "the IMAP server has no UIDPLUS: the appended "
+                    "message's UID is unknown");
+    }
+    memset(row, 0, sizeof(*row));
+    row->uid = uid;
+    row->flags = flags;
+    row->message_id = in->message_id;
+    row->size = (apr_int64_t)in->len;
+    row->internaldate = when;
+    return APR_SUCCESS;
+}
+
+/* A message the device puts into the Outbox folder of the hierarchical
+ * datastore: handed to the Outbox datastore of the same kind (found through
+ * the registry like any other), whose outcome becomes this one's. */
+static apr_status_t send_via_outbox(memds_ds_t *ds, const char **pguid,
+                                    const char *type, const char *data,
+                                    apr_size_t len)
+{
+    memds_ds_t *ob;
+    apr_status_t rv;
+
+    if (memds_ds_open(&ob, &MBOX(ds)->env, ds->st, ds->account, "Outbox",
+                      ds->device_id, ds->st->pool) != APR_SUCCESS
+        || strcmp(ob->vt->kind, "outbox") != 0) {
+        return memds_mbox_fail(ds, 404, "no Outbox: sending is not configured");
+    }
+    ob->store = ds->store; /* the ledger keys on this datastore */
+    ob->luid_hint = ds->luid_hint;
+    ob->parent_hint = ds->parent_hint;
+    rv = ob->vt->add(ob, pguid, type, data, len);
+    ds->status = ob->status;
+    ds->reason = ob->reason;
+    ds->ok_status = ob->ok_status;
+    return rv;
+}
+
+static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
+                             const char *type, const char *data, apr_size_t len)
+{
+    memds_mbox_in_t in;
+    memds_imap_conn_t *c;
+    memds_mmsg_t row;
+
+    if (MBOX(ds)->hier) {
+        memds_mfitem_t f;
+        int named;
+        if (memds_mtree_is_folder_item(type, data, len)) {
+            return memds_mtree_folder_add(ds, pguid, data, len);
+        }
+        if (memds_mtree_target_folder(ds, &f, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (named && strcmp(f.folder, MEMDS_OUTBOX_FOLDER) == 0) {
+            return send_via_outbox(ds, pguid, type, data, len);
+        }
+        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (in.msg == NULL) {
+        return memds_mbox_fail(ds, 412, "an Add without the message (no emailitem)");
+    }
+    if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS
+        || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), &row) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_add(ds->st, pguid, ds->account, MBOX(ds)->folder, &row,
+                       ds->device_id) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+/* Is in the message of row (its content, not its flags)? */
+static int same_content(const memds_mbox_in_t *in, const memds_mmsg_t *row)
+{
+    if (in->msg == NULL) {
+        return 1; /* flags only */
+    }
+    return (apr_int64_t)in->len == row->size
+           && ((in->message_id == NULL && row->message_id == NULL)
+               || (in->message_id && row->message_id
+                   && strcmp(in->message_id, row->message_id) == 0));
+}
+
+static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
+                              const char *type, const char *data,
+                              apr_size_t len, int *psame)
+{
+    memds_mmsg_t row;
+    memds_mbox_in_t in;
+    apr_status_t rv;
+
+    if (MBOX(ds)->hier && guid[0] == 'f') {
+        memds_mfitem_t f;
+        memds_folder_t *fo;
+        const char *pg;
+        if ((rv = memds_mtree_folder_row(ds, &f, guid)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (memds_mtree_parent_of_path(ds, f.name, &pg) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        *psame = memds_folder_parse(&fo, data, len, NULL, ds->st->pool) == APR_SUCCESS
+                 && strcmp(fo->name, memds_mtree_last_component(f.name)) == 0
+                 && (!ds->parent_hint || (pg && strcmp(pg, ds->parent_hint) == 0));
+        return APR_SUCCESS;
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    *psame = same_content(&in, &row) && memds_mbox_merge_flags(row.flags, in.email) == row.flags;
+    if (*psame && MBOX(ds)->hier && ds->parent_hint) {
+        const char *pg;
+        if (memds_mtree_parent(ds, guid, &pg) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        *psame = pg && strcmp(pg, ds->parent_hint) == 0;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
+                                 const char *type, const char *data,
+                                 apr_size_t len)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_mmsg_t row, nrow;
+    memds_mbox_in_t in;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    int flags;
+    apr_status_t rv;
+
+    if (x->hier && guid[0] == 'f') {
+        return memds_mtree_folder_replace(ds, guid, data, len);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (x->hier && ds->parent_hint) {
+        memds_mfitem_t to;
+        int named;
+        if (memds_mtree_target_folder(ds, &to, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (named && strcmp(to.folder, x->folder) != 0
+            && memds_mtree_move_msg(ds, &row, &to) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    flags = memds_mbox_merge_flags(row.flags, in.email);
+    if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (same_content(&in, &row)) {
+        if (flags != row.flags
+            && memds_mbox_store_flags(ds, c, row.uid, row.flags, flags) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        row.flags = flags;
+        if (memds_mail_update(ds->st, ds->account, x->folder, &row, 0,
+                              ds->device_id) != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+        return APR_SUCCESS;
+    }
+    if (x->role == MEMDS_IMAP_ROLE_INBOX || x->role == MEMDS_IMAP_ROLE_SENT) {
+        return memds_mbox_fail(ds, 405, "content changes to received or sent mail are "
+                    "refused (only flags and deletion)");
+    }
+    /* A new version (a draft): append it, then remove the old one. */
+    if (append_msg(ds, c, &in, flags, &nrow) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    {
+        const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
+        if (memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL, NULL,
+                                 &err, ds->st->pool) != APR_SUCCESS
+            || ((memds_imap_caps(c) & MEMDS_IMAP_CAP_UIDPLUS)
+                && memds_imap_uid_expunge(c, set, NULL, NULL, &err) != APR_SUCCESS)) {
+            return memds_mbox_fail_imap(ds, &err, "removing the old version");
+        }
+    }
+    nrow.guid = row.guid;
+    if (memds_mail_update(ds->st, ds->account, x->folder, &nrow, 1,
+                          ds->device_id) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_mmsg_t row;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    const char *set, *trash = NULL;
+    memds_delete_policy_e pol = x->cfg->delete_policy;
+    apr_status_t rv;
+
+    if (x->hier && guid[0] == 'f') {
+        return memds_mtree_folder_remove(ds, guid);
+    }
+    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
+    if (pol == MEMDS_DELETE_TRASH) {
+        if (memds_mbox_role_folder(ds, MEMDS_IMAP_ROLE_TRASH, &trash) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (trash == NULL || strcmp(trash, x->folder) == 0) {
+            pol = MEMDS_DELETE_EXPUNGE; /* deleting in Trash: gone for good */
+        }
+    }
+    if (pol == MEMDS_DELETE_TRASH) {
+        rv = memds_imap_uid_move(c, set, trash, NULL, NULL, NULL, &err,
+                                 ds->st->pool);
+    }
+    else {
+        rv = memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL,
+                                  NULL, &err, ds->st->pool);
+        if (rv == APR_SUCCESS && pol == MEMDS_DELETE_EXPUNGE
+            && (memds_imap_caps(c) & MEMDS_IMAP_CAP_UIDPLUS)) {
+            rv = memds_imap_uid_expunge(c, set, NULL, NULL, &err);
+        }
+    }
+    if (rv != APR_SUCCESS && err.kind != MEMDS_IMAP_E_NOTFOUND) {
+        return memds_mbox_fail_imap(ds, &err, pol == MEMDS_DELETE_TRASH ? "UID MOVE"
+                                   : "deleting");
+    }
+    if (memds_mail_remove(ds->st, ds->account, x->folder, guid, ds->device_id)
+        == APR_EGENERAL) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
+                               const char *data, apr_size_t len)
+{
+    memds_mbox_in_t in;
+    apr_status_t rv;
+
+    if (MBOX(ds)->hier) {
+        memds_mfitem_t f;
+        int named;
+        if (memds_mtree_is_folder_item(NULL, data, len)) {
+            return APR_ENOENT; /* (a folder Add finds its folder by name) */
+        }
+        if (memds_mtree_target_folder(ds, &f, &named) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    if (memds_mbox_resolve(ds) != APR_SUCCESS || memds_mbox_parse_in(ds, &in, NULL, data, len)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (in.message_id == NULL) {
+        return APR_ENOENT;
+    }
+    rv = memds_mail_match(ds->st, pguid, ds->account, MBOX(ds)->folder,
+                          ds->device_id, ds->store, in.message_id,
+                          in.msg ? (apr_int64_t)in.len : -1);
+    return rv == APR_SUCCESS || rv == APR_ENOENT ? rv : memds_mbox_fail_db(ds);
+}
+
+static apr_status_t imap_last_change(memds_ds_t *ds, const char *guid,
+                                     apr_int64_t *pseq, apr_int64_t *pby)
+{
+    memds_mmsg_t row;
+    apr_status_t rv;
+
+    if (MBOX(ds)->hier && guid[0] == 'f') {
+        memds_mfitem_t f;
+        if ((rv = memds_mtree_folder_row(ds, &f, guid)) == APR_SUCCESS) {
+            *pseq = f.seq;
+            *pby = f.changed_by;
+        }
+        return rv;
+    }
+    if ((rv = live_row(ds, &row, guid)) == APR_SUCCESS) {
+        *pseq = row.seq;
+        *pby = row.changed_by;
+    }
+    return rv;
+}
+
+static apr_status_t imap_check(memds_ds_t *ds)
+{
+    memds_imap_conn_t *c;
+
+    return MBOX(ds)->hier ? memds_mbox_conn(ds, &c) : memds_mbox_resolve(ds);
+}
+
+static const memds_ds_vt imap_vt = {
+    "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
+    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1,
+    NULL
+};
+
+static const memds_ds_vt tree_vt = {
+    "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
+    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1,
+    memds_mtree_parent
+};
+
+static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
+                              apr_pool_t *p)
+{
+    apr_status_t rv = memds_mbox_init(ds, env, p);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    MBOX(ds)->hier = memds_mtree_serves(ds->store);
+    ds->vt = MBOX(ds)->hier ? &tree_vt : &imap_vt;
+    return APR_SUCCESS;
+}
+
+static const memds_ds_provider_t mail_provider = {
+    "imap", "mail folder", NULL, mail_open
+};
+
+static const memds_ds_provider_t tree_provider = {
+    "imap", "mail folders (hierarchical)", memds_mtree_serves, mail_open
+};
+
+void memds_ds_mail_register(memds_ds_registry_t *reg)
+{
+    memds_ds_register(reg, &tree_provider);
+    memds_ds_register(reg, &mail_provider);
+}

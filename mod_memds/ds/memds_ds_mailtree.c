@@ -1,0 +1,447 @@
+/* memds_ds_mailtree.c: the hierarchical "email" datastore's folders. */
+#include "ds/memds_mailbox.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------- the hierarchical "email" datastore
+ *
+ * Every folder of the account is an item (a folder object, server id
+ * "f<n>"), every message an item whose parent is its folder. A scan LISTs
+ * the folders with their STATUS and scans those whose UIDVALIDITY or
+ * HIGHESTMODSEQ moved. A device's Add names the parent folder (TargetParent,
+ * or SourceParent for a folder it adds in the same package); a Replace with
+ * another parent moves the message (UID MOVE, same server id). */
+
+int memds_mtree_serves(const char *n)
+{
+    return strcasecmp(n, "email") == 0 || strcasecmp(n, "mail") == 0;
+}
+
+static const char *role_text(memds_imap_role_e r)
+{
+    switch (r) {
+    case MEMDS_IMAP_ROLE_INBOX: return "inbox";
+    case MEMDS_IMAP_ROLE_SENT: return "sent";
+    case MEMDS_IMAP_ROLE_DRAFTS: return "drafts";
+    case MEMDS_IMAP_ROLE_TRASH: return "trash";
+    case MEMDS_IMAP_ROLE_JUNK: return "junk";
+    case MEMDS_IMAP_ROLE_ARCHIVE: return "archive";
+    default: return NULL;
+    }
+}
+
+apr_status_t memds_mtree_scan(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    apr_array_header_t *boxes, *rows;
+    apr_hash_t *known = apr_hash_make(ds->st->pool), *seen = apr_hash_make(ds->st->pool);
+    int i;
+
+    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_list(c, "UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES", &boxes,
+                        &err, x->sh->p) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "LIST");
+    }
+    x->sh->boxes = boxes;
+    if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        apr_hash_set(known, f->folder, APR_HASH_KEY_STRING, f);
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_mfitem_t *f = apr_hash_get(known, l->name, APR_HASH_KEY_STRING);
+        const memds_imap_status_t *st = l->status;
+
+        if (!memds_mbox_selectable(l)) {
+            continue;
+        }
+        apr_hash_set(seen, l->name, APR_HASH_KEY_STRING, l);
+        if (memds_mail_folder_upsert(ds->st, ds->account, l->name,
+                                     memds_mbox_path_of(l, ds->st->pool), role_text(l->role),
+                                     0, NULL) != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+        if (f && !f->deleted && st && (st->have & MEMDS_IMAP_ST_UIDVALIDITY)
+            && (st->have & MEMDS_IMAP_ST_HIGHESTMODSEQ) && st->highestmodseq > 0
+            && f->uidvalidity == (apr_int64_t)st->uidvalidity
+            && f->highestmodseq == (apr_int64_t)st->highestmodseq) {
+            continue; /* unchanged: not even a SELECT */
+        }
+        if (memds_mbox_set_folder(ds, l->name) != APR_SUCCESS || memds_mbox_scan(ds) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
+    /* the Outbox: a folder of its own, not on IMAP (mail added to it is sent) */
+    if (x->cfg->smtp_url) {
+        if (memds_mail_folder_upsert(ds->st, ds->account, MEMDS_OUTBOX_FOLDER, "Outbox",
+                                     "outbox", 0, NULL) != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+        apr_hash_set(seen, MEMDS_OUTBOX_FOLDER, APR_HASH_KEY_STRING, "");
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!f->deleted && !apr_hash_get(seen, f->folder, APR_HASH_KEY_STRING)
+            && memds_mail_folder_gone(ds->st, ds->account, f->folder, 0)
+               != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+    }
+    x->sh->frows = NULL; /* (upserted and tombstoned above) */
+    x->folder = NULL;
+    return APR_SUCCESS;
+}
+
+/* The live folder row of a guid. */
+apr_status_t memds_mtree_folder_row(memds_ds_t *ds, memds_mfitem_t *f, const char *guid)
+{
+    apr_status_t rv = memds_mail_folder_by_guid(ds->st, f, ds->account, guid);
+
+    if (rv == APR_SUCCESS && (f->deleted || f->name == NULL)) {
+        return APR_ENOENT;
+    }
+    return rv == APR_SUCCESS || rv == APR_ENOENT ? rv : memds_mbox_fail_db(ds);
+}
+
+const char *memds_mtree_last_component(const char *path)
+{
+    const char *s = strrchr(path, '/');
+
+    return s ? s + 1 : path;
+}
+
+/* Every folder row of the account, read once per request (the email
+ * datastore needs them for each item's parent); a folder change drops
+ * them (x->sh->frows = NULL). */
+apr_status_t memds_mtree_folder_rows(memds_ds_t *ds, apr_array_header_t **prows)
+{
+    memds_mbox_t *x = MBOX(ds);
+
+    if (x->sh->frows == NULL
+        && memds_mail_folders_all(ds->st, &x->sh->frows, ds->account)
+           != APR_SUCCESS) {
+        x->sh->frows = NULL;
+        return memds_mbox_fail_db(ds);
+    }
+    *prows = x->sh->frows;
+    return APR_SUCCESS;
+}
+
+/* The guid of the folder whose path is the parent of path, or NULL. */
+apr_status_t memds_mtree_parent_of_path(memds_ds_t *ds, const char *path,
+                                   const char **pguid)
+{
+    apr_array_header_t *rows;
+    const char *slash = strrchr(path, '/');
+    const char *ppath;
+    int i;
+
+    *pguid = NULL;
+    if (slash == NULL) {
+        return APR_SUCCESS;
+    }
+    ppath = apr_pstrndup(ds->st->pool, path, (apr_size_t)(slash - path));
+    if (memds_mtree_folder_rows(ds, &rows) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!f->deleted && f->name && strcmp(f->name, ppath) == 0) {
+            *pguid = f->guid;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,
+                                 const char **pdata, apr_size_t *plen,
+                                 const char **ptype)
+{
+    memds_mfitem_t f;
+    memds_folder_t *fo;
+    memds_buf_t out;
+    memds_codec_err_t err;
+    apr_status_t rv = memds_mtree_folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    fo = apr_pcalloc(ds->st->pool, sizeof(*fo));
+    fo->name = memds_mtree_last_component(f.name);
+    fo->role = f.role;
+    memds_buf_init(&out, 256, ds->st->pool);
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_build(&out, fo, &err, ds->st->pool) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, 500, apr_psprintf(ds->st->pool, "building a folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    *pdata = out.data;
+    *plen = out.len;
+    *ptype = MEMDS_FOLDER_CTTYPE;
+    return APR_SUCCESS;
+}
+
+int memds_mtree_is_folder_item(const char *type, const char *data, apr_size_t len)
+{
+    if (type && strcasecmp(type, MEMDS_FOLDER_CTTYPE) == 0) {
+        return 1;
+    }
+    return !type && len >= 7 && strncmp(data, "<Folder", 7) == 0;
+}
+
+/* The IMAP name for a device path under parent folder row pf (NULL: top). */
+static apr_status_t wire_name(memds_ds_t *ds, const memds_mfitem_t *pf,
+                              const char *name, const char **pwire,
+                              const char **ppath)
+{
+    apr_array_header_t *boxes;
+    char delim = '/';
+    const char *w;
+    int i;
+
+    if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (l->delim) {
+            delim = l->delim;
+            break;
+        }
+    }
+    if (strchr(name, delim) || strchr(name, '/') || !*name) {
+        return memds_mbox_fail(ds, 400, "folder name with a hierarchy separator");
+    }
+    if (memds_imap_mutf7_encode(&w, name, ds->st->pool) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, 400, "folder name is not valid UTF-8");
+    }
+    *pwire = pf ? apr_psprintf(ds->st->pool, "%s%c%s", pf->folder, delim, w) : w;
+    *ppath = pf ? apr_pstrcat(ds->st->pool, pf->name, "/", name, NULL) : name;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
+                               const char *data, apr_size_t len)
+{
+    memds_folder_t *fo;
+    memds_codec_err_t err;
+    memds_mfitem_t pf;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    const char *wire, *path;
+    int has_parent = 0;
+
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    if (ds->parent_hint) {
+        if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+        }
+        has_parent = 1;
+    }
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS
+        || memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_create(c, wire, &ierr) != APR_SUCCESS
+        && ierr.code != MEMDS_IMAP_CODE_ALREADYEXISTS) {
+        return memds_mbox_fail_imap(ds, &ierr, "CREATE");
+    }
+    MBOX(ds)->sh->boxes = NULL; /* LIST again when needed */
+    MBOX(ds)->sh->frows = NULL;
+    if (memds_mail_folder_upsert(ds->st, ds->account, wire, path, NULL,
+                                 ds->device_id, pguid) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
+                                   const char *data, apr_size_t len)
+{
+    memds_folder_t *fo;
+    memds_codec_err_t err;
+    memds_mfitem_t f, pf;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    const char *wire, *path, *ppath;
+    int has_parent = 0;
+    apr_status_t rv = memds_mtree_folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+                                          "object: %s", err.msg ? err.msg : "?"));
+    }
+    if (ds->parent_hint) {
+        if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+        }
+        has_parent = 1;
+    }
+    else {
+        /* no parent named: it stays where it is */
+        if (memds_mtree_parent_of_path(ds, f.name, &ppath) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (ppath && memds_mtree_folder_row(ds, &pf, ppath) == APR_SUCCESS) {
+            has_parent = 1;
+        }
+    }
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (strcmp(wire, f.folder) == 0) {
+        return APR_SUCCESS; /* same name and place */
+    }
+    if (f.role || strcmp(f.folder, "INBOX") == 0) {
+        return memds_mbox_fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+                    "...) cannot be renamed");
+    }
+    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_imap_unselect(c, &ierr);
+    if (memds_imap_rename(c, f.folder, wire, &ierr) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &ierr, "RENAME");
+    }
+    MBOX(ds)->sh->boxes = NULL;
+    MBOX(ds)->sh->frows = NULL;
+    if (memds_mail_folder_rename(ds->st, ds->account, f.folder, wire, path,
+                                 ds->device_id) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
+{
+    memds_mfitem_t f;
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+    apr_status_t rv = memds_mtree_folder_row(ds, &f, guid);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (f.role || strcmp(f.folder, "INBOX") == 0) {
+        return memds_mbox_fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+                    "...) cannot be deleted");
+    }
+    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_imap_unselect(c, &ierr);
+    if (memds_imap_delete(c, f.folder, &ierr) != APR_SUCCESS
+        && memds_imap_status_of(&ierr).status != 404) {
+        return memds_mbox_fail_imap(ds, &ierr, "DELETE");
+    }
+    MBOX(ds)->sh->boxes = NULL;
+    MBOX(ds)->sh->frows = NULL;
+    if (memds_mail_folder_gone(ds->st, ds->account, f.folder, ds->device_id)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+/* Move the message of row (in the current folder) to folder row to. */
+apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
+                             const memds_mfitem_t *to)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    memds_imap_copyuid_t *cu = NULL;
+    const char *from = x->folder;
+    apr_uint32_t nuid;
+
+    if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_uid_move(c, apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
+                                            row->uid),
+                            to->folder, NULL, NULL, &cu, &err, ds->st->pool)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "UID MOVE");
+    }
+    nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
+    if (nuid == 0) {
+        return memds_mbox_fail(ds, 500, "the IMAP server did not say where the message "
+                    "went (no COPYUID)");
+    }
+    if (memds_mail_move(ds->st, ds->account, from, to->folder, row, nuid,
+                        ds->device_id) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    row->uid = nuid;
+    return memds_mbox_set_folder(ds, to->folder);
+}
+
+/* The folder a device names for a message (parent_hint), or INBOX. */
+apr_status_t memds_mtree_target_folder(memds_ds_t *ds, memds_mfitem_t *f, int *pnamed)
+{
+    *pnamed = 0;
+    if (ds->parent_hint) {
+        apr_status_t rv = memds_mtree_folder_row(ds, f, ds->parent_hint);
+        if (rv != APR_SUCCESS) {
+            return ds->status ? APR_EGENERAL
+                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+        }
+        *pnamed = 1;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mtree_parent(memds_ds_t *ds, const char *guid,
+                                const char **pparent)
+{
+    memds_mfitem_t f;
+    memds_mmsg_t row;
+    const char *folder;
+    apr_array_header_t *rows;
+    apr_status_t rv;
+    int i;
+
+    *pparent = NULL;
+    if (!MBOX(ds)->hier) {
+        return APR_SUCCESS;
+    }
+    if (guid[0] == 'f') {
+        rv = memds_mtree_folder_row(ds, &f, guid);
+        return rv == APR_SUCCESS ? memds_mtree_parent_of_path(ds, f.name, pparent) : rv;
+    }
+    rv = memds_mail_get_any(ds->st, &row, &folder, ds->account, guid);
+    if (rv != APR_SUCCESS) {
+        return rv == APR_ENOENT ? rv : memds_mbox_fail_db(ds);
+    }
+    if (memds_mtree_folder_rows(ds, &rows) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < rows->nelts; ++i) {
+        memds_mfitem_t *r = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
+        if (!r->deleted && strcmp(r->folder, folder) == 0) {
+            *pparent = r->guid;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+

@@ -1,0 +1,538 @@
+/* memds_mailbox.c: what the mailbox providers share: failures, the IMAP
+ * connection of the request, folders and their roles, objects a device
+ * sends, flags, and filing a copy (Sent, Drafts). Used by the folder
+ * datastores (memds_ds_mail.c, memds_ds_mailtree.c) and the Outbox
+ * (send/memds_outbox.c). */
+#include "ds/memds_mailbox.h"
+#include "email/memds_mime.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------ failures */
+
+apr_status_t memds_mbox_fail(memds_ds_t *ds, int status, const char *reason)
+{
+    ds->status = status;
+    ds->reason = apr_psprintf(ds->st->pool, "mailbox %s of %s: %s", ds->store,
+                              ds->account, reason);
+    return APR_EGENERAL;
+}
+
+apr_status_t memds_mbox_fail_imap(memds_ds_t *ds, const memds_imap_err_t *err,
+                              const char *what)
+{
+    memds_imap_outcome_t o = memds_imap_status_of(err);
+
+    return memds_mbox_fail(ds, o.status, apr_psprintf(ds->st->pool, "IMAP %s failed: %s "
+                                           "(%s)", what, err->msg ? err->msg
+                                           : "no detail", o.text));
+}
+
+/* A store failure: status 0 makes the engine answer 503 and roll back. */
+apr_status_t memds_mbox_fail_db(memds_ds_t *ds)
+{
+    ds->status = 0;
+    ds->reason = ds->st->err;
+    return APR_EGENERAL;
+}
+
+/* ------------------------------------------------------------ connection */
+
+apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_imap_config_t c;
+    memds_imap_err_t err;
+
+    if (x->sh->conn && !memds_imap_broken(x->sh->conn)) {
+        *pc = x->sh->conn;
+        return APR_SUCCESS;
+    }
+    if (x->cfg == NULL || x->cfg->imap_url == NULL) {
+        return memds_mbox_fail(ds, 500, "no MemDSIMAPServer configured");
+    }
+    memset(&c, 0, sizeof(c));
+    c.url = x->cfg->imap_url;
+    if (x->cfg->master_user) {
+        c.user = x->cfg->master_user;
+        c.password = x->cfg->master_password;
+        c.authzid = ds->account;
+    }
+    else if (x->password) {
+        c.user = ds->account;
+        c.password = x->password;
+    }
+    else {
+        return memds_mbox_fail(ds, 407, "no password for the IMAP login: the message "
+                    "carried no basic credentials and no MemDSIMAPMaster is "
+                    "configured");
+    }
+    c.io_timeout_ms = x->cfg->timeout_ms;
+    c.log = x->cfg->log;
+    if (x->sh->lease) {
+        /* a broken connection from the cache: back (it is closed there) */
+        memds_imap_cache_put(x->sh->cache, x->sh->lease);
+        x->sh->lease = NULL;
+    }
+    x->sh->conn = NULL;
+    if (x->cfg->imap_cache) {
+        if (memds_imap_cache_get(x->cfg->imap_cache, &x->sh->lease, &x->sh->conn,
+                                 &c, &err) != APR_SUCCESS) {
+            x->sh->conn = NULL;
+            x->sh->lease = NULL;
+            return memds_mbox_fail_imap(ds, &err, "login");
+        }
+        x->sh->cache = x->cfg->imap_cache;
+    }
+    else if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p) != APR_SUCCESS) {
+        x->sh->conn = NULL;
+        return memds_mbox_fail_imap(ds, &err, "login");
+    }
+    *pc = x->sh->conn;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ folders */
+
+memds_imap_role_e memds_mbox_role_of_name(const char *n)
+{
+    static const struct { const char *name; memds_imap_role_e role; } t[] = {
+        { "inbox", MEMDS_IMAP_ROLE_INBOX }, { "sent", MEMDS_IMAP_ROLE_SENT },
+        { "drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "draft", MEMDS_IMAP_ROLE_DRAFTS },
+        { "trash", MEMDS_IMAP_ROLE_TRASH }, { "junk", MEMDS_IMAP_ROLE_JUNK },
+        { "spam", MEMDS_IMAP_ROLE_JUNK }, { "archive", MEMDS_IMAP_ROLE_ARCHIVE },
+        { NULL, MEMDS_IMAP_ROLE_NONE }
+    };
+    int i;
+
+    for (i = 0; t[i].name; ++i) {
+        if (strcasecmp(n, t[i].name) == 0) {
+            return t[i].role;
+        }
+    }
+    return MEMDS_IMAP_ROLE_NONE;
+}
+
+/* The usual names of role folders, for servers without SPECIAL-USE. */
+static const char *const *memds_mbox_usual_names(memds_imap_role_e role)
+{
+    static const char *const sent[] = { "Sent", "Sent Items", "Sent Messages",
+                                        "Sent Mail", "INBOX.Sent", NULL };
+    static const char *const drafts[] = { "Drafts", "Draft", "INBOX.Drafts", NULL };
+    static const char *const trash[] = { "Trash", "Deleted Items",
+                                         "Deleted Messages", "INBOX.Trash", NULL };
+    static const char *const junk[] = { "Junk", "Spam", "Junk E-mail",
+                                        "INBOX.Junk", NULL };
+    static const char *const archive[] = { "Archive", "Archives", NULL };
+    static const char *const none[] = { NULL };
+
+    switch (role) {
+    case MEMDS_IMAP_ROLE_SENT: return sent;
+    case MEMDS_IMAP_ROLE_DRAFTS: return drafts;
+    case MEMDS_IMAP_ROLE_TRASH: return trash;
+    case MEMDS_IMAP_ROLE_JUNK: return junk;
+    case MEMDS_IMAP_ROLE_ARCHIVE: return archive;
+    default: return none;
+    }
+}
+
+int memds_mbox_selectable(const memds_imap_list_t *l)
+{
+    return !(l->attrs & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT));
+}
+
+/* A mailbox's path as a device names it: UTF-8, "/" between levels. */
+const char *memds_mbox_path_of(const memds_imap_list_t *l, apr_pool_t *p)
+{
+    char *s = apr_pstrdup(p, l->name_utf8 ? l->name_utf8 : l->name);
+    char *c;
+
+    if (l->delim && l->delim != '/') {
+        for (c = s; *c; ++c) {
+            if (*c == l->delim) {
+                *c = '/';
+            }
+        }
+    }
+    return s;
+}
+
+apr_status_t memds_mbox_boxes(memds_ds_t *ds, apr_array_header_t **pboxes)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+
+    if (x->sh->boxes == NULL) {
+        if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (memds_imap_list(c, NULL, &x->sh->boxes, &err, x->sh->p)
+            != APR_SUCCESS) {
+            x->sh->boxes = NULL;
+            return memds_mbox_fail_imap(ds, &err, "LIST");
+        }
+    }
+    *pboxes = x->sh->boxes;
+    return APR_SUCCESS;
+}
+
+/* The folder of a role: SPECIAL-USE, then MemDSFolder, then usual names.
+ * *pname NULL when there is none. */
+apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
+                                const char **pname)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_array_header_t *boxes;
+    const char *const *u;
+    int i;
+
+    *pname = NULL;
+    if (role == MEMDS_IMAP_ROLE_INBOX) {
+        *pname = "INBOX";
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (l->role == role && memds_mbox_selectable(l)) {
+            *pname = l->name;
+            return APR_SUCCESS;
+        }
+    }
+    if (x->cfg->folder_names[role]) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            if (memds_mbox_selectable(l) && strcmp(memds_mbox_path_of(l, ds->st->pool),
+                                        x->cfg->folder_names[role]) == 0) {
+                *pname = l->name;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    for (u = memds_mbox_usual_names(role); *u; ++u) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            if (memds_mbox_selectable(l) && strcasecmp(memds_mbox_path_of(l, ds->st->pool), *u) == 0) {
+                *pname = l->name;
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Which IMAP folder this datastore is. */
+apr_status_t memds_mbox_resolve(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_array_header_t *boxes;
+    const char *name = ds->store;
+    int i, pass;
+
+    if (x->folder) {
+        return APR_SUCCESS;
+    }
+    if (x->hier) {
+        return memds_mbox_fail(ds, 500, "no folder chosen in the hierarchical datastore");
+    }
+    x->role = memds_mbox_role_of_name(name);
+    if (x->role != MEMDS_IMAP_ROLE_NONE) {
+        if (memds_mbox_role_folder(ds, x->role, &x->folder) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (x->folder) {
+            return APR_SUCCESS;
+        }
+    }
+    /* Any folder by its path: exact first, then ignoring case. */
+    if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (pass = 0; pass < 2; ++pass) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            const char *path = memds_mbox_path_of(l, ds->st->pool);
+            if (memds_mbox_selectable(l) && (pass == 0 ? strcmp(path, name) == 0
+                                  : strcasecmp(path, name) == 0)) {
+                x->folder = l->name;
+                if (x->role == MEMDS_IMAP_ROLE_NONE) {
+                    x->role = l->role;
+                }
+                return APR_SUCCESS;
+            }
+        }
+    }
+    return memds_mbox_fail(ds, 404, "no such mail folder");
+}
+
+apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
+                                  const memds_imap_mailbox_t **pmb)
+{
+    memds_imap_err_t err;
+    const memds_imap_mailbox_t *mb;
+
+    if (memds_mbox_resolve(ds) != APR_SUCCESS || memds_mbox_conn(ds, pc) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_select(*pc, MBOX(ds)->folder,
+                          (memds_imap_caps(*pc) & MEMDS_IMAP_CAP_CONDSTORE)
+                          ? MEMDS_IMAP_SEL_CONDSTORE : 0,
+                          NULL, NULL, NULL, &mb, &err) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "SELECT");
+    }
+    if (pmb) {
+        *pmb = mb;
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ objects */
+
+
+apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in, const char *type,
+                             const char *data, apr_size_t len)
+{
+    apr_pool_t *p = ds->st->pool;
+    memds_codec_err_t err;
+
+    memset(in, 0, sizeof(*in));
+    if ((type && strcasecmp(type, MEMDS_RFC822) == 0)
+        || (!type && (len == 0 || data[0] != '<'))) {
+        memds_email_crlf(&in->msg, &in->len, data, len, p);
+    }
+    else {
+        memset(&err, 0, sizeof(err));
+        if (memds_email_parse(&in->email, data, len, &err, p) != APR_SUCCESS) {
+            return memds_mbox_fail(ds, 415, apr_psprintf(p, "unreadable email object: %s",
+                                              err.msg ? err.msg : "?"));
+        }
+        if (in->email->has_item) {
+            memds_email_crlf(&in->msg, &in->len, in->email->item,
+                             in->email->item_len, p);
+        }
+    }
+    if (in->msg) {
+        in->message_id = memds_mime_header_value(in->msg, in->len, "Message-ID", p);
+    }
+    return APR_SUCCESS;
+}
+
+/* Flags after applying an email object's tri-state flags to old. */
+int memds_mbox_merge_flags(int old, const memds_email_t *e)
+{
+    int fl = old;
+
+#define SETB(field, bit) \
+    if (e->field == MEMDS_EMAIL_TRUE) { fl |= (bit); } \
+    else if (e->field == MEMDS_EMAIL_FALSE) { fl &= ~(bit); }
+    if (e) {
+        SETB(read, MEMDS_MAIL_SEEN);
+        SETB(replied, MEMDS_MAIL_ANSWERED);
+        SETB(flagged, MEMDS_MAIL_FLAGGED);
+        SETB(forwarded, MEMDS_MAIL_FORWARDED);
+        SETB(deleted, MEMDS_MAIL_DELETED);
+    }
+#undef SETB
+    return fl;
+}
+
+const char *memds_mbox_flag_list(int fl, apr_pool_t *p)
+{
+    const char *s = apr_pstrcat(p,
+        (fl & MEMDS_MAIL_SEEN) ? " \\Seen" : "",
+        (fl & MEMDS_MAIL_ANSWERED) ? " \\Answered" : "",
+        (fl & MEMDS_MAIL_FLAGGED) ? " \\Flagged" : "",
+        (fl & MEMDS_MAIL_DELETED) ? " \\Deleted" : "",
+        (fl & MEMDS_MAIL_DRAFT) ? " \\Draft" : "",
+        (fl & MEMDS_MAIL_FORWARDED) ? " " MEMDS_EMAIL_IMAP_FORWARDED : "", NULL);
+
+    return *s ? s + 1 : NULL;
+}
+
+/* STORE the difference between two flag sets on uid. */
+apr_status_t memds_mbox_store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
+                                apr_int64_t uid, int from, int to)
+{
+    const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, uid);
+    const char *add = memds_mbox_flag_list(to & ~from, ds->st->pool);
+    const char *del = memds_mbox_flag_list(from & ~to, ds->st->pool);
+    memds_imap_err_t err;
+
+    if ((add && memds_imap_uid_store(c, set, '+', add, 1, 0, NULL, NULL, NULL,
+                                     &err, ds->st->pool) != APR_SUCCESS)
+        || (del && memds_imap_uid_store(c, set, '-', del, 1, 0, NULL, NULL, NULL,
+                                        &err, ds->st->pool) != APR_SUCCESS)) {
+        return memds_mbox_fail_imap(ds, &err, "UID STORE");
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mbox_body_cb(void *baton, apr_uint64_t off, const char *data,
+                            apr_size_t len)
+{
+    (void)off;
+    memds_buf_add(baton, data, len);
+    return APR_SUCCESS;
+}
+
+
+/* APPEND a copy to the folder of role (Sent, or Drafts for a refused
+ * message); its row makes it appear on the devices. *pguid NULL when there
+ * is no such folder. */
+apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
+                              const char *data, apr_size_t len, int flags,
+                              const char **pguid)
+{
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    const char *folder;
+    apr_uint32_t uv = 0, uid = 0;
+    memds_mmsg_t row;
+
+    *pguid = NULL;
+    if (memds_mbox_role_folder(ds, role, &folder) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (folder == NULL) {
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_imap_append(c, folder, memds_mbox_flag_list(flags, ds->st->pool), 0,
+                          data, len, &uv, &uid, &err) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "APPEND");
+    }
+    if (uid == 0) {
+        return APR_SUCCESS; /* no UIDPLUS: the next scan finds it */
+    }
+    memset(&row, 0, sizeof(row));
+    row.uid = uid;
+    row.flags = flags;
+    row.message_id = memds_mime_header_value(data, len, "Message-ID", ds->st->pool);
+    row.size = (apr_int64_t)len;
+    row.internaldate = apr_time_now();
+    /* changed_by 0: every device of the account gets it */
+    if (memds_mail_add(ds->st, pguid, ds->account, folder, &row, 0) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+
+/* Choose the folder the next operations work on (by IMAP name). */
+apr_status_t memds_mbox_set_folder(memds_ds_t *ds, const char *folder)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_array_header_t *boxes;
+    int i;
+
+    x->folder = folder;
+    x->scanned = 0;
+    x->role = MEMDS_IMAP_ROLE_NONE;
+    if (strcmp(folder, "INBOX") == 0) {
+        x->role = MEMDS_IMAP_ROLE_INBOX;
+        return APR_SUCCESS;
+    }
+    if (strcmp(folder, MEMDS_OUTBOX_FOLDER) == 0) {
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < boxes->nelts; ++i) {
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        if (strcmp(l->name, folder) == 0) {
+            x->role = l->role;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
+                                  apr_int64_t uid, const char *section,
+                                  unsigned flags, memds_buf_t *out)
+{
+    memds_imap_err_t err;
+    memds_imap_body_info_t info;
+
+    memds_buf_init(out, 4096, ds->st->pool);
+    if (memds_imap_fetch_body(c, (apr_uint32_t)uid, section, 0, 0, flags,
+                              memds_mbox_body_cb, out, &info, &err) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[part]");
+    }
+    memds_buf_addc(out, '\0');
+    out->len--;
+    return APR_SUCCESS;
+}
+
+
+apr_array_header_t *memds_mbox_changes_of(const apr_array_header_t *rows,
+                                          apr_pool_t *p)
+{
+    apr_array_header_t *out = apr_array_make(p, rows->nelts + 1,
+                                             sizeof(memds_ds_change_t *));
+    int i;
+
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        memds_ds_change_push(out, r->guid, r->deleted, r->seq, r->changed_by);
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+#define SHARED_KEY "memds.mailbox"
+
+/* The end of the request: a cached connection goes back for the next. */
+static apr_status_t shared_done(void *data)
+{
+    memds_mbox_shared_t *sh = data;
+
+    if (sh->lease) {
+        memds_imap_cache_put(sh->cache, sh->lease);
+        sh->lease = NULL;
+        sh->conn = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* The mailbox state of the request, made on first use. */
+static memds_mbox_shared_t *shared_of(memds_ds_shared_t *rs)
+{
+    memds_mbox_shared_t *sh = memds_ds_shared_get(rs, SHARED_KEY);
+
+    if (sh == NULL) {
+        apr_pool_t *p = memds_ds_shared_pool(rs);
+        sh = apr_pcalloc(p, sizeof(*sh));
+        sh->p = p;
+        apr_pool_cleanup_register(p, sh, shared_done, apr_pool_cleanup_null);
+        memds_ds_shared_set(rs, SHARED_KEY, sh);
+    }
+    return sh;
+}
+
+apr_status_t memds_mbox_init(memds_ds_t *ds, const memds_ds_env_t *env,
+                             apr_pool_t *p)
+{
+    memds_mbox_t *x;
+
+    if (env->mail == NULL || env->shared == NULL) {
+        return APR_EINVAL;
+    }
+    x = apr_pcalloc(p, sizeof(*x));
+    x->cfg = env->mail;
+    x->env = *env;
+    x->password = env->password;
+    x->want_rfc822 = env->want_type && strcasecmp(env->want_type, MEMDS_RFC822) == 0;
+    x->sh = shared_of(env->shared);
+    x->p = p;
+    ds->impl = x;
+    return APR_SUCCESS;
+}
