@@ -92,6 +92,7 @@ apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
     env.mail = e->cfg->mail;
     env.password = e->password;
     env.shared = e->ds_shared;
+    env.registry = e->cfg->registry;
     if (strcmp(env.kind, "items") != 0) {
         env.want_type = eng_client_rx_type(e, store);
     }
