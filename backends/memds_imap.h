@@ -411,16 +411,6 @@ typedef struct memds_imap_err_t {
  */
 memds_err_t memds_imap_err_of(const memds_imap_err_t *err);
 
-/** Deprecated: the outcome of a failure as a SyncML status. Defined in
- *  ds/memds_outcome.c as memds_outcome_of(memds_imap_err_of(err)) for an
- *  item, and kept here only so that callers build until they switch to
- *  that; to be removed. */
-typedef struct memds_imap_outcome_t {
-    int status;
-    const char *text;
-} memds_imap_outcome_t;
-memds_imap_outcome_t memds_imap_status_of(const memds_imap_err_t *err);
-
 /* ============================================================ parser */
 
 /**

@@ -224,14 +224,4 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
  */
 memds_err_t memds_smtp_err_of(const memds_smtp_err_t *err);
 
-/** Deprecated: the outcome of a send as a SyncML status. Defined in
- *  ds/memds_outcome.c as memds_outcome_of(memds_smtp_err_of(err)) for an
- *  item, and kept here only so that callers build until they switch to
- *  that; to be removed. */
-typedef struct memds_smtp_outcome_t {
-    int status;
-    const char *text;
-} memds_smtp_outcome_t;
-memds_smtp_outcome_t memds_smtp_status_of(const memds_smtp_err_t *err);
-
 #endif /* MEMDS_SMTP_H */

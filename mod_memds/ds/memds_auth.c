@@ -216,7 +216,7 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     else {
         /* A refused login is a wrong password; anything else means the
          * server could not decide (503 to the device, not 401). */
-        rv = memds_imap_status_of(&err).status == 401 ? APR_EACCES : APR_EGENERAL;
+        rv = memds_imap_err_of(&err).kind == MEMDS_ERR_AUTH ? APR_EACCES : APR_EGENERAL;
     }
     apr_pool_destroy(sub);
     return rv;

@@ -350,7 +350,7 @@ apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
     }
     memds_imap_unselect(c, &ierr);
     if (memds_imap_delete(c, f.folder, &ierr) != APR_SUCCESS
-        && memds_imap_status_of(&ierr).status != 404) {
+        && memds_imap_err_of(&ierr).kind != MEMDS_ERR_NOT_FOUND) {
         return memds_mbox_fail_imap(ds, &ierr, "DELETE");
     }
     MBOX(ds)->sh->boxes = NULL;

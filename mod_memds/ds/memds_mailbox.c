@@ -4,6 +4,7 @@
  * datastores (memds_ds_mail.c, memds_ds_mailtree.c) and the Outbox
  * (send/memds_outbox.c). */
 #include "ds/memds_mailbox.h"
+#include "ds/memds_outcome.h"
 #include "email/memds_mime.h"
 
 #include <apr_strings.h>
@@ -23,7 +24,8 @@ apr_status_t memds_mbox_fail(memds_ds_t *ds, int status, const char *reason)
 apr_status_t memds_mbox_fail_imap(memds_ds_t *ds, const memds_imap_err_t *err,
                               const char *what)
 {
-    memds_imap_outcome_t o = memds_imap_status_of(err);
+    memds_err_t e = memds_imap_err_of(err);
+    memds_outcome_t o = memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
 
     return memds_mbox_fail(ds, o.status, apr_psprintf(ds->st->pool, "IMAP %s failed: %s "
                                            "(%s)", what, err->msg ? err->msg

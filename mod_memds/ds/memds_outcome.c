@@ -2,8 +2,6 @@
  * log level (memds_outcome.h), and the deprecated per-backend wrappers. */
 #include "ds/memds_outcome.h"
 #include "syncml/memds_codes.h"
-#include "backends/memds_imap.h"
-#include "backends/memds_smtp.h"
 
 /* One row per kind: the SyncML status (MEMDS_ST_*) for an item and for a
  * session, and the log level (MEMDS_LOG_*) for each. */
@@ -60,28 +58,4 @@ memds_outcome_t memds_outcome_of(const memds_err_t *e, memds_outcome_ctx_e ctx)
     o.text = e && e->text ? e->text
              : kind == MEMDS_ERR_NONE ? "OK" : memds_err_kind_name(kind);
     return o;
-}
-
-/* ------------------------------------------------ deprecated wrappers */
-
-memds_imap_outcome_t memds_imap_status_of(const memds_imap_err_t *err)
-{
-    memds_err_t e = memds_imap_err_of(err);
-    memds_outcome_t o = memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
-    memds_imap_outcome_t r;
-
-    r.status = o.status;
-    r.text = o.text;
-    return r;
-}
-
-memds_smtp_outcome_t memds_smtp_status_of(const memds_smtp_err_t *err)
-{
-    memds_err_t e = memds_smtp_err_of(err);
-    memds_outcome_t o = memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
-    memds_smtp_outcome_t r;
-
-    r.status = o.status;
-    r.text = o.text;
-    return r;
 }

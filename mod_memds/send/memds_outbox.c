@@ -19,6 +19,7 @@
 #include "send/memds_send.h"
 #include "ds/memds_mailbox.h"
 #include "backends/memds_smtp.h"
+#include "ds/memds_outcome.h"
 #include "email/memds_compose.h"
 #include "email/memds_mime.h"
 #include "store/memds_pgpool.h"
@@ -302,7 +303,8 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     const char *own;
     memds_smtp_config_t cfg;
     memds_smtp_err_t err;
-    memds_smtp_outcome_t o;
+    memds_err_t te;
+    memds_outcome_t o;
     hook_ctx_t h;
     const char *sent = NULL;
     apr_status_t rv;
@@ -349,7 +351,8 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         fault_point("outbox-filed");
         return APR_SUCCESS;
     }
-    o = memds_smtp_status_of(&err);
+    te = memds_smtp_err_of(&err);
+    o = memds_outcome_of(&te, MEMDS_OUTCOME_ITEM);
     if (err.kind == MEMDS_SMTP_E_HOOK) {
         /* the ledger could not record "submitting": nothing went out */
         return memds_mbox_fail(ds, 503, "outbox ledger unavailable; message not sent");

@@ -1,8 +1,7 @@
 /* Unit tests: the one outcome map (ds/memds_outcome.c): every error kind
  * to a SyncML status and a log level, for an item and for a session; the
  * SMTP typed errors through it give the statuses the SMTP layer always
- * gave (the IMAP ones are checked in test_imap.c); the deprecated wrappers
- * agree with the map. */
+ * gave (the IMAP ones are checked in test_imap.c). */
 #include "unit.h"
 #include "ds/memds_outcome.h"
 #include "syncml/memds_codes.h"
@@ -150,30 +149,9 @@ static void test_smtp(void)
               o.status, map[i].status);
         CHECK(e.text && *e.text && strstr(e.text, "secret") == NULL
               && strchr(e.text, '@') == NULL, "smtp %d: sanitised text", (int)i);
-        /* the deprecated wrapper is the map */
-        CU_ASSERT_EQUAL(memds_smtp_status_of(&err).status, o.status);
-        CU_ASSERT_PTR_EQUAL(memds_smtp_status_of(&err).text, o.text);
     }
     CU_ASSERT_EQUAL(memds_smtp_err_of(NULL).kind, MEMDS_ERR_NONE);
-    CU_ASSERT_EQUAL(memds_smtp_status_of(NULL).status, 200);
-}
-
-/* The IMAP wrapper is the map too (the mapping itself: test_imap.c). */
-static void test_imap_wrapper(void)
-{
-    memds_imap_err_t err;
-    memds_err_t e;
-    int k;
-
-    for (k = MEMDS_IMAP_E_NONE; k <= MEMDS_IMAP_E_ARG; k++) {
-        memset(&err, 0, sizeof(err));
-        err.kind = (memds_imap_ekind_e)k;
-        e = memds_imap_err_of(&err);
-        CU_ASSERT_EQUAL(memds_imap_status_of(&err).status,
-                        memds_outcome_status(e.kind, MEMDS_OUTCOME_ITEM));
-        CU_ASSERT_PTR_EQUAL(memds_imap_status_of(&err).text, e.text);
-    }
-    CU_ASSERT_EQUAL(memds_imap_err_of(NULL).kind, MEMDS_ERR_NONE);
+    CU_ASSERT_EQUAL(memds_outcome_of(NULL, MEMDS_OUTCOME_ITEM).status, 200);
 }
 
 void unit_add_outcome(void)
@@ -183,5 +161,4 @@ void unit_add_outcome(void)
     CU_add_test(s, "every kind, item and session", test_kinds);
     CU_add_test(s, "success, unknown kinds, no text", test_edges);
     CU_add_test(s, "SMTP results", test_smtp);
-    CU_add_test(s, "IMAP wrapper", test_imap_wrapper);
 }
