@@ -14,6 +14,7 @@
 
 #include <apr_base64.h>
 #include <apr_strings.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,23 +24,31 @@
 
 /* --------------------------------------------------------- a verifier */
 
+/* The accounts: ours, and the one the recorded corpus sessions use. */
+static const char *password_of(const char *user)
+{
+    return strcmp(user, USER) == 0 ? PASS
+         : strcmp(user, "alice") == 0 ? "alice-secret" : NULL;
+}
+
 static apr_status_t v_check(const memds_verifier_t *v, const char *user,
                             const char *password, apr_pool_t *p)
 {
+    const char *pw = password_of(user);
+
     (void)v;
     (void)p;
-    return strcmp(user, USER) == 0 && strcmp(password, PASS) == 0 ? APR_SUCCESS
-                                                                  : APR_EACCES;
+    return pw && strcmp(password, pw) == 0 ? APR_SUCCESS : APR_EACCES;
 }
 
 static apr_status_t v_md5(const memds_verifier_t *v, const char *user,
                           const char **pinner, apr_pool_t *p)
 {
     (void)v;
-    if (strcmp(user, USER) != 0) {
+    if (password_of(user) == NULL) {
         return APR_ENOENT;
     }
-    *pinner = memds_auth_md5_inner(USER, PASS, p);
+    *pinner = memds_auth_md5_inner(user, password_of(user), p);
     return APR_SUCCESS;
 }
 
@@ -151,8 +160,9 @@ static int hdr_code(const memds_msg_t *m)
     return c ? atoi(c->data) : -1;
 }
 
-/* Send raw bytes as the next message (no MsgID handling). */
-static memds_msg_t *send_raw(tdev_t *d, const char *body)
+/* Send bytes as the next message (no MsgID handling). */
+static memds_msg_t *send_bytes(tdev_t *d, const char *body, apr_size_t len,
+                               memds_enc_e enc)
 {
     memds_request_t rq;
     memds_codec_err_t err;
@@ -160,8 +170,8 @@ static memds_msg_t *send_raw(tdev_t *d, const char *body)
 
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
-    rq.len = strlen(body);
-    rq.enc = MEMDS_ENC_XML;
+    rq.len = len;
+    rq.enc = enc;
     rq.token = d->token;
     rq.base_url = BASE;
     d->body = body;
@@ -171,7 +181,7 @@ static memds_msg_t *send_raw(tdev_t *d, const char *body)
     if (d->resp.http_status != 200) {
         return NULL;
     }
-    if (memds_msg_decode(&d->ans, d->resp.body, d->resp.len, MEMDS_ENC_XML, &err, d->p)
+    if (memds_msg_decode(&d->ans, d->resp.body, d->resp.len, enc, &err, d->p)
         != APR_SUCCESS) {
         CU_FAIL("the answer does not decode");
         return NULL;
@@ -184,6 +194,11 @@ static memds_msg_t *send_raw(tdev_t *d, const char *body)
         d->nonce = hs->chal->next_nonce;
     }
     return d->ans;
+}
+
+static memds_msg_t *send_raw(tdev_t *d, const char *body)
+{
+    return send_bytes(d, body, strlen(body), MEMDS_ENC_XML);
 }
 
 /* The next message of the session: header (with Cred when asked), cmds,
@@ -836,6 +851,135 @@ static void devinf_exchange(void)
 #ifndef MEMDS_SRCDIR
 #define MEMDS_SRCDIR "."
 #endif
+#define CORPUS MEMDS_SRCDIR "/tests/corpus/"
+
+/* What an answer says about the device's commands, comparable between two
+ * runs: every Status (command, CmdRef, code), the Alerts' codes, Final. */
+static const char *outcome(const memds_msg_t *m, apr_pool_t *p)
+{
+    const char *s = "";
+    int i;
+
+    for (i = 0; m && i < m->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
+        if (c->type == MEMDS_CMD_STATUS) {
+            s = apr_psprintf(p, "%s %s/%s=%s", s, c->cmd, c->cmd_ref, c->data);
+        }
+        else if (c->type == MEMDS_CMD_ALERT) {
+            s = apr_psprintf(p, "%s Alert=%s", s, c->data);
+        }
+    }
+    return apr_pstrcat(p, s, m && m->final ? " Final" : "", NULL);
+}
+
+/* Replay the device's messages of one recorded session (dir/name-NNN-req)
+ * against the engine; each answer must say what the recorded one said.
+ * Returns the number of messages. */
+static int replay(tdev_t *d, const char *dir, const char *name)
+{
+    int i;
+
+    for (i = 1;; ++i) {
+        const char *base = apr_psprintf(d->p, CORPUS "%s/%s-%03d-", dir, name, i);
+        memds_enc_e enc = MEMDS_ENC_XML;
+        apr_size_t len, rlen;
+        const char *req = unit_read_file(apr_pstrcat(d->p, base, "req.xml", NULL), &len);
+        const char *rec, *ours, *theirs;
+        memds_msg_t *rm;
+        memds_codec_err_t err;
+
+        if (req == NULL) {
+            enc = MEMDS_ENC_WBXML;
+            req = unit_read_file(apr_pstrcat(d->p, base, "req.wbxml", NULL), &len);
+        }
+        if (req == NULL) {
+            return i - 1;
+        }
+        rec = unit_read_file(apr_pstrcat(d->p, base, enc == MEMDS_ENC_XML ? "resp.xml"
+                                         : "resp.wbxml", NULL), &rlen);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
+        CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&rm, rec, rlen, enc, &err, d->p),
+                              APR_SUCCESS);
+        send_bytes(d, req, len, enc);
+        CU_ASSERT_EQUAL(d->resp.http_status, 200);
+        ours = outcome(d->ans, d->p);
+        theirs = outcome(rm, d->p);
+        CU_ASSERT_STRING_EQUAL(ours, theirs);
+        if (strcmp(ours, theirs) != 0) {
+            printf("# %s: engine:%s\n#   recorded:%s\n", base, ours, theirs);
+        }
+        if (d->ans && d->ans->final && !d->ans->hdr.resp_uri) {
+            d->token = NULL;    /* the session is over */
+        }
+    }
+}
+
+/* The NextNonce the recorded gateway gave in an answer, for the next
+ * recorded session's md5 digest. */
+static void take_recorded_nonce(tdev_t *d, const char *file, memds_enc_e enc,
+                                const char *account, const char *devid)
+{
+    apr_size_t len;
+    const char *buf = unit_read_file(apr_pstrcat(d->p, CORPUS, file, NULL), &len);
+    memds_msg_t *m;
+    memds_codec_err_t err;
+    memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
+    const memds_cmd_t *hs;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, enc, &err, d->p), APR_SUCCESS);
+    hs = hdr_status(m);
+    CU_ASSERT_FATAL(hs && hs->chal && hs->chal->next_nonce);
+    db->vt->begin(db);
+    db->vt->auth_set_nonce(db, account, devid, hs->chal->next_nonce);
+    db->vt->commit(db);
+}
+
+static void corpus_items_sessions(void)
+{
+    static const char *const kinds[] = { "xml-basic", "xml-md5", "wbxml-basic",
+                                         "wbxml-md5" };
+    int k;
+
+    for (k = 0; k < 4; ++k) {
+        /* slow sync of three memos, then a two-way sync with changes both
+         * ways (the recorded gateway had a server-side Add more: it only
+         * changes what package 4 carries) */
+        tdev_t *d = dev_new("corpus");
+        int xml = strncmp(kinds[k], "xml", 3) == 0;
+
+        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-slow", NULL)), 3);
+        if (strstr(kinds[k], "md5")) {
+            take_recorded_nonce(d, apr_pstrcat(d->p, "items/", kinds[k], "-slow-001-resp.",
+                                               xml ? "xml" : "wbxml", NULL),
+                                xml ? MEMDS_ENC_XML : MEMDS_ENC_WBXML, "alice",
+                                apr_pstrcat(d->p, "corpus-", kinds[k], NULL));
+        }
+        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-twoway", NULL)),
+                        3);
+    }
+}
+
+static void corpus_other_sessions(void)
+{
+    static const char *const pkg1[] = { "xml-basic", "xml-md5", "wbxml-basic",
+                                        "wbxml-md5" };
+    tdev_t *d;
+    int k;
+
+    /* an unknown user's package 1 and retries: 401 with the challenge */
+    for (k = 0; k < 4; ++k) {
+        d = dev_new("corpus");
+        CU_ASSERT(replay(d, "pkg1", pkg1[k]) >= 2);
+    }
+    /* a large object up in chunks to a location with an 8K MaxMsgSize */
+    d = dev_new("corpus");
+    d->cfg.max_msg_size = 8192;
+    CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-large-up"), 5);
+    d = dev_new("corpus");
+    d->cfg.max_msg_size = 8192;
+    CU_ASSERT_EQUAL(replay(d, "items", "wbxml-basic-large-up"), 4);
+}
 
 void unit_add_engine(void)
 {
@@ -854,4 +998,6 @@ void unit_add_engine(void)
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
+    CU_add_test(s, "corpus: items sessions replayed", corpus_items_sessions);
+    CU_add_test(s, "corpus: 401 and large objects replayed", corpus_other_sessions);
 }
