@@ -33,10 +33,17 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if !defined(__x86_64__) || !defined(__linux__)
 #error "curl-shim.c is written for x86-64 Linux only"
 #endif
+
+/* The agent's member functions, Itanium-mangled:
+ * SyncEvo::CurlTransportAgent::writeData(void *, unsigned long) and
+ * SyncEvo::CurlTransportAgent::readData(void *, unsigned long). */
+#define AGENT_WRITE_DATA "_ZN7SyncEvo18CurlTransportAgent9writeDataEPvm"
+#define AGENT_READ_DATA "_ZN7SyncEvo18CurlTransportAgent8readDataEPvm"
 
 enum {
     SHIM_OPT_WRITEFUNCTION = 20011,
@@ -45,6 +52,8 @@ enum {
 
 /* libcurl's curl_easy_setopt, with the argument as one machine word. */
 typedef int (*setopt_fn)(void *handle, int option, ...);
+/* libcurl's read and write callbacks. */
+typedef size_t (*curl_io_fn)(char *buf, size_t size, size_t n, void *userdata);
 /* A non-static member function: `this` first. */
 typedef size_t (*member_io_fn)(void *agent, void *buf, size_t len);
 
@@ -58,17 +67,30 @@ typedef struct shim_state {
 static shim_state shim;           /* written once, under shim_once */
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
 
+/* dlsym's object pointer as a function pointer (POSIX guarantees the
+ * conversion; ISO C has no cast for it). */
+static void lookup(void *fnp, size_t size, void *handle, const char *name)
+{
+    void *sym = dlsym(handle, name);
+
+    memcpy(fnp, &sym, size < sizeof(sym) ? size : sizeof(sym));
+}
+
 static void shim_resolve(void)
 {
     Dl_info info;
 
-    shim.next_setopt = (setopt_fn)dlsym(RTLD_NEXT, "curl_easy_setopt");
-    shim.agent_write = (member_io_fn)dlsym(RTLD_DEFAULT,
-        "_ZN7SyncEvo18CurlTransportAgent9writeDataEPvm");
-    shim.agent_read = (member_io_fn)dlsym(RTLD_DEFAULT,
-        "_ZN7SyncEvo18CurlTransportAgent8readDataEPvm");
-    if (shim.agent_write && dladdr((void *)shim.agent_write, &info)) {
-        shim.agent_object_base = info.dli_fbase;
+    lookup(&shim.next_setopt, sizeof(shim.next_setopt), RTLD_NEXT,
+           "curl_easy_setopt");
+    lookup(&shim.agent_write, sizeof(shim.agent_write), RTLD_DEFAULT,
+           AGENT_WRITE_DATA);
+    lookup(&shim.agent_read, sizeof(shim.agent_read), RTLD_DEFAULT,
+           AGENT_READ_DATA);
+    if (shim.agent_write) {
+        void *addr = dlsym(RTLD_DEFAULT, AGENT_WRITE_DATA);
+        if (addr && dladdr(addr, &info)) {
+            shim.agent_object_base = info.dli_fbase;
+        }
     }
     shim.debug = getenv("MEMDS_CURL_SHIM_DEBUG") != NULL;
 }
@@ -109,19 +131,16 @@ int curl_easy_setopt(void *handle, int option, ...)
     }
     if ((option == SHIM_OPT_WRITEFUNCTION || option == SHIM_OPT_READFUNCTION)
         && called_by_agent(caller)) {
-        void *fixed = NULL;
-        if (option == SHIM_OPT_WRITEFUNCTION && shim.agent_write) {
-            fixed = (void *)forward_write;
-        }
-        else if (option == SHIM_OPT_READFUNCTION && shim.agent_read) {
-            fixed = (void *)forward_read;
-        }
+        /* libcurl reads a function pointer for these options */
+        curl_io_fn fixed = option == SHIM_OPT_WRITEFUNCTION
+            ? (shim.agent_write ? forward_write : NULL)
+            : (shim.agent_read ? forward_read : NULL);
         if (fixed) {
             if (shim.debug) {
                 fprintf(stderr, "curl-shim: option %d from libsyncevolution "
-                        "replaced (%p -> %p)\n", option, arg, fixed);
+                        "replaced (it was %p)\n", option, arg);
             }
-            arg = fixed;
+            return shim.next_setopt(handle, option, fixed);
         }
     }
     return shim.next_setopt(handle, option, arg);

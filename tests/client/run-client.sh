@@ -92,10 +92,10 @@ case $nitems in '' | *[!0-9]*) die "--items needs a number" ;; esac
 refresh=0
 case $mode in
 two-way | slow) se_mode=$mode ;;
-refresh-from-server) se_mode=refresh-from-remote refresh=1 ;;
-refresh-from-client) se_mode=refresh-from-local ;;
-one-way-from-server) se_mode=one-way-from-remote refresh=1 ;;
-one-way-from-client) se_mode=one-way-from-local ;;
+refresh-from-server) se_mode='refresh-from-remote' refresh=1 ;;
+refresh-from-client) se_mode='refresh-from-local' ;;
+one-way-from-server) se_mode='one-way-from-remote' refresh=1 ;;
+one-way-from-client) se_mode='one-way-from-local' ;;
 *) die "unknown --mode $mode" ;;
 esac
 
@@ -221,7 +221,7 @@ if [ ! -d "$XDG_CONFIG_HOME/syncevolution" ]; then
     props=(--sync-property keyring=no
         --sync-property "syncURL=$url"
         --sync-property "username=$user" --sync-property "password=$pass"
-        --sync-property enableWBXML=$wbxml --sync-property clientAuthType=$auth
+        --sync-property "enableWBXML=$wbxml" --sync-property "clientAuthType=$auth"
         --sync-property SyncMLVersion=1.2 --sync-property preventSlowSync=0
         --sync-property RetryInterval=0 --sync-property RetryDuration=0
         --sync-property printChanges=0 --sync-property dumpData=0
@@ -240,7 +240,7 @@ fi
 
 # Per-session settings, so that a reused work dir can change them.
 run=(--sync "$se_mode" --sync-property "syncURL=$url"
-    --sync-property enableWBXML=$wbxml --sync-property clientAuthType=$auth)
+    --sync-property "enableWBXML=$wbxml" --sync-property "clientAuthType=$auth")
 [ "$refresh" = 0 ] || run+=(--sync-property enableRefreshSync=1)
 [ -z "$maxmsg" ] || run+=(--sync-property "maxMsgSize=$maxmsg")
 [ -z "$loglevel" ] || run+=(--sync-property "loglevel=$loglevel")

@@ -21,9 +21,11 @@ RECORDER=$ROOT/tools/memds-record.py
 
 export MEMDS_BUILD=${MEMDS_BUILD:-$ROOT/build}
 export MEMDS_PORT_BASE=${MEMDS_PORT_BASE:-23000}
+own_var=0
 if [ -z "${MEMDS_VAR:-}" ]; then
     MEMDS_VAR=$(mktemp -d /tmp/memds-corpus-XXXXXX)
     rmdir "$MEMDS_VAR"
+    own_var=1
 fi
 [ ! -e "$MEMDS_VAR" ] || { echo "record.sh: $MEMDS_VAR exists; the corpus needs a fresh stack" >&2; exit 2; }
 export MEMDS_VAR MEMDS_NO_BUILD=1
@@ -34,6 +36,7 @@ recorder_pid=""
 cleanup() {
     [ -z "$recorder_pid" ] || kill "$recorder_pid" 2>/dev/null || true
     (cd "$ROOT" && ./dev down >/dev/null 2>&1) || true
+    [ "$own_var" = 0 ] || rm -rf "$MEMDS_VAR"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
