@@ -11,6 +11,10 @@ from others (record.sh runs it last; run it alone after editing handmade/).
 - handmade/X.c.xml beside every hand-written, indented handmade/X.xml: the
   same document without the blanks between elements (leaf text and CDATA
   untouched), so a decoder can be shown to give the same tree for both.
+- handmade/X.libwbxml.wbxml for every hand-written handmade/X.xml: the
+  message as another WBXML encoder writes it, libwbxml's
+  `xml2wbxml -v 1.2` (string table, inline strings, its own DevInf
+  nesting), for decoders to read what they did not write.
 - handmade/string-fpi-*.wbxml: recorded gateway answers whose WBXML header
   names the document type by a string-table FPI
   ("-//SYNCML//DTD SyncML 1.2//EN") instead of the numeric public id, as
@@ -76,9 +80,7 @@ def strip_blanks(node):
 def renderings(corpus):
     path = os.path.join(corpus, "handmade")
     os.makedirs(path, exist_ok=True)
-    for name in sorted(os.listdir(path)):
-        if not name.endswith(".xml") or name.endswith(".c.xml"):
-            continue
+    for name in hand_written(path):
         with open(os.path.join(path, name), "rb") as f:
             doc = xml.dom.minidom.parseString(f.read())
         strip_blanks(doc.documentElement)
@@ -86,6 +88,20 @@ def renderings(corpus):
                + doc.documentElement.toxml()).encode("utf-8")
         with open(os.path.join(path, name[:-len(".xml")] + ".c.xml"), "wb") as f:
             f.write(out)
+
+
+def hand_written(path):
+    return sorted(n for n in os.listdir(path)
+                  if n.endswith(".xml") and not n.endswith(".c.xml"))
+
+
+def libwbxml(corpus):
+    path = os.path.join(corpus, "handmade")
+    for name in hand_written(path):
+        dst = os.path.join(path, name[:-len(".xml")] + ".libwbxml.wbxml")
+        subprocess.run(["xml2wbxml", "-v", "1.2", "-o", dst,
+                        os.path.join(path, name)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def string_fpi(corpus):
@@ -111,6 +127,7 @@ def main():
         os.path.abspath(__file__))
     decoded(corpus)
     renderings(corpus)
+    libwbxml(corpus)
     string_fpi(corpus)
 
 

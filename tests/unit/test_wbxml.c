@@ -25,7 +25,7 @@
 #define CORPUS MEMDS_SRCDIR "/tests/corpus/"
 /* *.wbxml files of the corpus, those of raw-email sessions, and messages
  * with a nested DevInf: fewer means the corpus is missing or incomplete. */
-#define CORPUS_WBXML_FILES 78
+#define CORPUS_WBXML_FILES 90
 #define CORPUS_WBXML_RAW_EMAIL 21
 #define CORPUS_WBXML_DEVINF 20
 
@@ -234,9 +234,9 @@ static void captures_round_trip(void)
         if (t1 == NULL) {
             continue;
         }
-        CHECK(t1->version == MEMDS_V12 && t1->wbxml_version == 2,
-              "%s: version %d, WBXML 0x%02X", c->name, t1->version,
-              t1->wbxml_version);
+        CHECK(t1->version == (strstr(c->name, "syncml11") ? MEMDS_V11 : MEMDS_V12)
+              && t1->wbxml_version == 2, "%s: version %d, WBXML 0x%02X",
+              c->name, t1->version, t1->wbxml_version);
         out = encode_ok(t1, c->name);
         if (out == NULL) {
             continue;
@@ -272,7 +272,9 @@ static void captures_round_trip(void)
                   "%s: Data %d changed", c->name, k);
             CHECK(a->text[a->len] == '\0' && b->text[b->len] == '\0',
                   "%s: Data %d not NUL-terminated", c->name, k);
-            if (a->opaque) {
+            /* (libwbxml's encoder writes a Data of several CDATA sections
+             * as several OPAQUE pieces, which the decoder joins) */
+            if (a->opaque && !strstr(c->name, ".libwbxml.")) {
                 CHECK(find_bytes(c->buf, c->len, a->text, a->len) != NULL,
                       "%s: opaque Data %d not found in the original", c->name,
                       k);
@@ -682,6 +684,7 @@ static void malformed_truncated(void)
     static const char *const files[] = {
         "pkg1/wbxml-md5-001-req.wbxml",                /* nested DevInf */
         "handmade/string-fpi-wbxml-basic-slow-001-resp.wbxml", /* string FPI */
+        "handmade/hm01-client-pkg1-email.libwbxml.wbxml", /* string table */
         "mail/" CLIENT_MAIL,
     };
     apr_size_t f, i, len;
