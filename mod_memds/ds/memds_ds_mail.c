@@ -494,7 +494,7 @@ build:
     memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
     memset(&cerr, 0, sizeof(cerr));
     if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 500, apr_psprintf(p, "building the email object: %s",
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, apr_psprintf(p, "building the email object: %s",
                                           cerr.msg ? cerr.msg : "?"));
     }
     *pdata = out.data;
@@ -520,7 +520,7 @@ static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
     if (uid == 0) {
-        return memds_mbox_fail(ds, 500, "the IMAP server has no UIDPLUS: the appended "
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "the IMAP server has no UIDPLUS: the appended "
                     "message's UID is unknown");
     }
     memset(row, 0, sizeof(*row));
@@ -545,7 +545,7 @@ static apr_status_t send_via_outbox(memds_ds_t *ds, const char **pguid,
     if (memds_ds_open(&ob, &MBOX(ds)->env, ds->st, ds->account, "Outbox",
                       ds->device_id, ds->st->pool) != APR_SUCCESS
         || strcmp(ob->vt->kind, "outbox") != 0) {
-        return memds_mbox_fail(ds, 404, "no Outbox: sending is not configured");
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no Outbox: sending is not configured");
     }
     ob->store = ds->store; /* the ledger keys on this datastore */
     ob->luid_hint = ds->luid_hint;
@@ -584,7 +584,7 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
         return APR_EGENERAL;
     }
     if (in.msg == NULL) {
-        return memds_mbox_fail(ds, 412, "an Add without the message (no emailitem)");
+        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Add without the message (no emailitem)");
     }
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS
         || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), &row) != APR_SUCCESS) {
@@ -698,7 +698,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
         return APR_SUCCESS;
     }
     if (x->role == MEMDS_IMAP_ROLE_INBOX || x->role == MEMDS_IMAP_ROLE_SENT) {
-        return memds_mbox_fail(ds, 405, "content changes to received or sent mail are "
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "content changes to received or sent mail are "
                     "refused (only flags and deletion)");
     }
     /* A new version (a draft): append it, then remove the old one. */

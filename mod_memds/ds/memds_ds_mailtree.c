@@ -181,7 +181,7 @@ apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,
     memds_buf_init(&out, 256, ds->st->pool);
     memset(&err, 0, sizeof(err));
     if (memds_folder_build(&out, fo, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 500, apr_psprintf(ds->st->pool, "building a folder "
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, apr_psprintf(ds->st->pool, "building a folder "
                                           "object: %s", err.msg ? err.msg : "?"));
     }
     *pdata = out.data;
@@ -219,10 +219,10 @@ static apr_status_t wire_name(memds_ds_t *ds, const memds_mfitem_t *pf,
         }
     }
     if (strchr(name, delim) || strchr(name, '/') || !*name) {
-        return memds_mbox_fail(ds, 400, "folder name with a hierarchy separator");
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, "folder name with a hierarchy separator");
     }
     if (memds_imap_mutf7_encode(&w, name, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 400, "folder name is not valid UTF-8");
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, "folder name is not valid UTF-8");
     }
     *pwire = pf ? apr_psprintf(ds->st->pool, "%s%c%s", pf->folder, delim, w) : w;
     *ppath = pf ? apr_pstrcat(ds->st->pool, pf->name, "/", name, NULL) : name;
@@ -242,13 +242,13 @@ apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
 
     memset(&err, 0, sizeof(err));
     if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(ds->st->pool, "unreadable folder "
                                           "object: %s", err.msg ? err.msg : "?"));
     }
     if (ds->parent_hint) {
         if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
             return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
         }
         has_parent = 1;
     }
@@ -286,13 +286,13 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
     }
     memset(&err, 0, sizeof(err));
     if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 415, apr_psprintf(ds->st->pool, "unreadable folder "
+        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(ds->st->pool, "unreadable folder "
                                           "object: %s", err.msg ? err.msg : "?"));
     }
     if (ds->parent_hint) {
         if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
             return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
         }
         has_parent = 1;
     }
@@ -312,7 +312,7 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
         return APR_SUCCESS; /* same name and place */
     }
     if (f.role || strcmp(f.folder, "INBOX") == 0) {
-        return memds_mbox_fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "special folders (Inbox, Sent, Drafts, Trash, "
                     "...) cannot be renamed");
     }
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
@@ -342,7 +342,7 @@ apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
         return rv;
     }
     if (f.role || strcmp(f.folder, "INBOX") == 0) {
-        return memds_mbox_fail(ds, 405, "special folders (Inbox, Sent, Drafts, Trash, "
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "special folders (Inbox, Sent, Drafts, Trash, "
                     "...) cannot be deleted");
     }
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
@@ -384,7 +384,7 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
     }
     nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
     if (nuid == 0) {
-        return memds_mbox_fail(ds, 500, "the IMAP server did not say where the message "
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "the IMAP server did not say where the message "
                     "went (no COPYUID)");
     }
     if (memds_mail_move(ds->st, ds->account, from, to->folder, row, nuid,
@@ -403,7 +403,7 @@ apr_status_t memds_mtree_target_folder(memds_ds_t *ds, memds_mfitem_t *f, int *p
         apr_status_t rv = memds_mtree_folder_row(ds, f, ds->parent_hint);
         if (rv != APR_SUCCESS) {
             return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, 404, "the parent folder does not exist");
+                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
         }
         *pnamed = 1;
     }

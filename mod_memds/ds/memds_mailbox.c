@@ -53,7 +53,7 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
         return APR_SUCCESS;
     }
     if (x->cfg == NULL || x->cfg->imap_url == NULL) {
-        return memds_mbox_fail(ds, 500, "no MemDSIMAPServer configured");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no MemDSIMAPServer configured");
     }
     memset(&c, 0, sizeof(c));
     c.url = x->cfg->imap_url;
@@ -67,7 +67,7 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
         c.password = x->password;
     }
     else {
-        return memds_mbox_fail(ds, 407, "no password for the IMAP login: the message "
+        return memds_mbox_fail(ds, MEMDS_ST_MISSING_CREDENTIALS, "no password for the IMAP login: the message "
                     "carried no basic credentials and no MemDSIMAPMaster is "
                     "configured");
     }
@@ -240,7 +240,7 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
         return APR_SUCCESS;
     }
     if (x->hier) {
-        return memds_mbox_fail(ds, 500, "no folder chosen in the hierarchical datastore");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no folder chosen in the hierarchical datastore");
     }
     x->role = memds_mbox_role_of_name(name);
     if (x->role != MEMDS_IMAP_ROLE_NONE) {
@@ -269,7 +269,7 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
             }
         }
     }
-    return memds_mbox_fail(ds, 404, "no such mail folder");
+    return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no such mail folder");
 }
 
 apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
@@ -310,7 +310,7 @@ apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in, const char
     else {
         memset(&err, 0, sizeof(err));
         if (memds_email_parse(&in->email, data, len, &err, p) != APR_SUCCESS) {
-            return memds_mbox_fail(ds, 415, apr_psprintf(p, "unreadable email object: %s",
+            return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(p, "unreadable email object: %s",
                                               err.msg ? err.msg : "?"));
         }
         if (in->email->has_item) {

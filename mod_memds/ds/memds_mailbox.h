@@ -14,6 +14,7 @@
 #include "backends/memds_imap.h"
 #include "email/memds_email.h"
 #include "util/memds_buf.h"
+#include "syncml/memds_codes.h"
 
 #define MEMDS_RFC822 "message/rfc822"
 /** The rows of the virtual Outbox folder (no IMAP name has a backslash). */

@@ -55,11 +55,11 @@ static apr_status_t ledger_open(memds_ds_t *ds, ledger_t *l)
     const char *why;
 
     if (MBOX(ds)->cfg->ledger_pool == NULL) {
-        return memds_mbox_fail(ds, 500, "no database pool for the outbox ledger");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no database pool for the outbox ledger");
     }
     if (memds_pgpool_acquire_for(&l->conn, MBOX(ds)->cfg->ledger_pool, &why,
                                  ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 503, apr_psprintf(ds->st->pool, "outbox ledger: no "
+        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, apr_psprintf(ds->st->pool, "outbox ledger: no "
                                           "database connection: %s", why));
     }
     /* autocommit: every ledger step is durable at once */
@@ -69,7 +69,7 @@ static apr_status_t ledger_open(memds_ds_t *ds, ledger_t *l)
 
 static apr_status_t ledger_fail(memds_ds_t *ds, ledger_t *l)
 {
-    return memds_mbox_fail(ds, 503, apr_psprintf(ds->st->pool, "outbox ledger: %s",
+    return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, apr_psprintf(ds->st->pool, "outbox ledger: %s",
                                       l->st.err ? l->st.err : "?"));
 }
 
@@ -184,7 +184,7 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
         return APR_SUCCESS;
     }
     if (memds_mail_get_any(ds->st, &row, &folder, ds->account, id) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 404, apr_psprintf(p, "the message to %s (%s) "
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, apr_psprintf(p, "the message to %s (%s) "
                                                      "does not exist (any more)",
                                                      forward ? "forward"
                                                      : "reply to", id));
@@ -213,7 +213,7 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
     rv = memds_compose(&out, &outlen, in->msg, in->len, &o, &why, p);
     if (rv != APR_SUCCESS) {
         return why == NULL ? rv /* (the fetch's failure, in ds) */
-               : memds_mbox_fail(ds, rv == APR_EINVAL ? 400 : 500, why);
+               : memds_mbox_fail(ds, rv == APR_EINVAL ? MEMDS_ST_BAD_REQUEST : MEMDS_ST_COMMAND_FAILED, why);
     }
     in->msg = out;
     in->len = outlen;
@@ -310,7 +310,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     apr_status_t rv;
 
     if (MBOX(ds)->cfg->smtp_url == NULL) {
-        return memds_mbox_fail(ds, 500, "no MemDSSMTPServer configured: cannot send");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no MemDSSMTPServer configured: cannot send");
     }
     smtp_cfg(ds, &cfg);
     h.l = l;
@@ -326,7 +326,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                        "message; treated as sent, not sent again: %s", id,
                        ds->account, err.msg ? err.msg : "");
         }
-        if (memds_outbox_set(&l->st, id, "submitted", 201, err.reply, NULL, 1, 0,
+        if (memds_outbox_set(&l->st, id, "submitted", MEMDS_ST_ITEM_ADDED, err.reply, NULL, 1, 0,
                              0) != APR_SUCCESS) {
             /* sent, but not recorded: the row stays "submitting", which a
              * retry also treats as sent */
@@ -355,7 +355,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     o = memds_outcome_of(&te, MEMDS_OUTCOME_ITEM);
     if (err.kind == MEMDS_SMTP_E_HOOK) {
         /* the ledger could not record "submitting": nothing went out */
-        return memds_mbox_fail(ds, 503, "outbox ledger unavailable; message not sent");
+        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, "outbox ledger unavailable; message not sent");
     }
     if (err.permanent) {
         const char *reason = apr_psprintf(ds->st->pool, "%s (%s)", o.text,
@@ -382,13 +382,13 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         if (secs > 3600) {
             secs = 3600;
         }
-        memds_outbox_set(&l->st, id, "retrying", 202,
+        memds_outbox_set(&l->st, id, "retrying", MEMDS_ST_ACCEPTED,
                          apr_psprintf(ds->st->pool, "%s (%s)", o.text,
                                       err.msg ? err.msg : ""), NULL, 1, secs, 0);
         memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
                    " of %s: not sent yet, retried in %d s: %s (%s)", id,
                    ds->account, secs, o.text, err.msg ? err.msg : "");
-        ds->ok_status = 202;
+        ds->ok_status = MEMDS_ST_ACCEPTED;
         return APR_SUCCESS;
     }
 }
@@ -442,7 +442,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         memds_logf(MBOX(ds)->cfg->log, 6, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
                    " of %s: being sent by another process; pending", id,
                    ds->account);
-        ds->ok_status = 202;
+        ds->ok_status = MEMDS_ST_ACCEPTED;
         return APR_SUCCESS;
     }
     if (strcmp(now.state, "received") == 0 || strcmp(now.state, "retrying") == 0) {
@@ -450,7 +450,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                           now.attempts);
     }
     else if (strcmp(now.state, "rejected") == 0) {
-        rv = memds_mbox_fail(ds, now.status ? now.status : 500,
+        rv = memds_mbox_fail(ds, now.status ? now.status : MEMDS_ST_COMMAND_FAILED,
                   now.reason ? now.reason : "message refused");
     }
     else {
@@ -522,13 +522,13 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     apr_status_t rv;
 
     if (ds->luid_hint == NULL) {
-        return memds_mbox_fail(ds, 412, "an Outbox item without the device's id");
+        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Outbox item without the device's id");
     }
     if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (in.msg == NULL) {
-        return memds_mbox_fail(ds, 412, "an Outbox item without the message (no emailitem)");
+        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Outbox item without the message (no emailitem)");
     }
     if (ledger_open(ds, &l) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -539,11 +539,11 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (rv == APR_SUCCESS) {
         /* A retried Add: its outcome, never a second submission. */
         if (strcmp(row.state, "rejected") == 0) {
-            return memds_mbox_fail(ds, row.status ? row.status : 500, row.reason ? row.reason
+            return memds_mbox_fail(ds, row.status ? row.status : MEMDS_ST_COMMAND_FAILED, row.reason ? row.reason
                         : "message refused");
         }
         if (strcmp(row.state, "retrying") == 0 && !row.due) {
-            ds->ok_status = 202;
+            ds->ok_status = MEMDS_ST_ACCEPTED;
             *pguid = outbox_guid(ds, row.id);
             return APR_SUCCESS;
         }
@@ -562,14 +562,14 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
          * submitted: sent, filed in Sent now if it is not (submit decides
          * under the row's claim, after reading it again) */
         if (row.data == NULL) {
-            return memds_mbox_fail(ds, 500, "outbox ledger row without its message");
+            return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "outbox ledger row without its message");
         }
         if (submit(ds, &l, row.id, row.envelope_from,
                    (const char *const *)row.rcpts->elts, row.rcpts->nelts,
                    row.data, row.len, row.bcc, row.bcc_len) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
-        if (ds->ok_status == 202) {
+        if (ds->ok_status == MEMDS_ST_ACCEPTED) {
             *pguid = outbox_guid(ds, row.id);
             return APR_SUCCESS;
         }
@@ -588,7 +588,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (memds_mime_prepare(&sub, in.msg, in.len, from, NULL,
                            (apr_size_t)64 * 1024 * 1024, &why, ds->st->pool)
         != APR_SUCCESS) {
-        return memds_mbox_fail(ds, 400, apr_psprintf(ds->st->pool, "cannot send: %s",
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, apr_psprintf(ds->st->pool, "cannot send: %s",
                                           why ? why : "invalid message"));
     }
     if (id == 0 && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
@@ -607,7 +607,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                sub->bcc_len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (ds->ok_status == 202) {
+    if (ds->ok_status == MEMDS_ST_ACCEPTED) {
         *pguid = outbox_guid(ds, id);
         return APR_SUCCESS;
     }
@@ -687,7 +687,7 @@ static apr_status_t outbox_last_change(memds_ds_t *ds, const char *guid,
 static apr_status_t outbox_check(memds_ds_t *ds)
 {
     return MBOX(ds)->cfg->smtp_url ? APR_SUCCESS
-           : memds_mbox_fail(ds, 404, "no Outbox: sending is not configured "
+           : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no Outbox: sending is not configured "
                              "(MemDSSMTPServer)");
 }
 
