@@ -211,7 +211,8 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
         }
         add_str(&out, apr_psprintf(p, "\r\n--%s--\r\n", boundary));
     }
+    memds_buf_addc(&out, '\0'); /* (a C string too) */
     *pout = out.data;
-    *plen = out.len;
+    *plen = out.len - 1;
     return APR_SUCCESS;
 }

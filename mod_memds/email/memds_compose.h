@@ -53,7 +53,7 @@ void memds_compose_target(const char *msg, apr_size_t len, const char **pid,
 /**
  * The message to send: the device's message msg (CRLF, header and text)
  * with the original o quoted and (forward) attached. The header fields
- * X-MemDS-Reply/-Forward are removed.
+ * X-MemDS-Reply/-Forward are removed. *pout is NUL-terminated.
  * @return APR_SUCCESS; APR_EINVAL when the device's header cannot be read
  *         (*pwhy says why); the fetch callback's error as it returned it
  *         (*pwhy NULL); APR_EGENERAL with *pwhy for anything else.

@@ -18,6 +18,7 @@ void unit_add_imap(void);
 void unit_add_email(void);
 void unit_add_mime(void);
 void unit_add_outcome(void);
+void unit_add_compose(void);
 void unit_add_engine(void);
 
 /** Read a file into unit_pool; NULL if unreadable. */
