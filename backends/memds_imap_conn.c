@@ -577,11 +577,11 @@ static void handle_untagged(memds_imap_conn_t *c, const memds_imap_resp_t *r)
     case MEMDS_IMAP_RESP_COND:
         if (r->cond == MEMDS_IMAP_BYE) {
             c->bye = 1;
-            memds_logf(&c->log, MEMDS_LOG_INFO, 0, "imap: server says BYE: %s",
+            memds_logf(&c->log, MEMDS_LOG_INFO, 0, MEMDS_LOGNO(00200) "imap: server says BYE: %s",
                        r->text);
         }
         if (r->code.code == MEMDS_IMAP_CODE_ALERT) {
-            memds_logf(&c->log, MEMDS_LOG_WARNING, 0, "imap: server alert: %s",
+            memds_logf(&c->log, MEMDS_LOG_WARNING, 0, MEMDS_LOGNO(00201) "imap: server alert: %s",
                        r->text);
         }
         if (r->code.code == MEMDS_IMAP_CODE_COPYUID) {
@@ -789,7 +789,7 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
     c->chunk_total = 0;
     c->copyuid = NULL;
     c->proto_err = NULL;
-    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, "imap: %s %s", c->tag, c->verb);
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00202) "imap: %s %s", c->tag, c->verb);
 
     for (i = 0; i < cmd->pieces->nelts && tagged == NULL; i++) {
         const piece_t *pc = &APR_ARRAY_IDX(cmd->pieces, i, piece_t);
@@ -850,7 +850,7 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
                   tagged->code.name ? tagged->code.name : "",
                   tagged->code.name ? "] " : "", tagged->text);
         err->code = tagged->code.code;
-        memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, "%s", err->msg);
+        memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00203) "%s", err->msg);
     }
     else if (c->cb_rv != APR_SUCCESS || c->chunk_rv != APR_SUCCESS) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_CALLBACK,
@@ -1079,7 +1079,7 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     if (rv != APR_SUCCESS) {
         goto failed;
     }
-    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, "imap: logged in to %s as %s%s%s",
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00204) "imap: logged in to %s as %s%s%s",
                cfg->url, cfg->user, cfg->authzid ? " for " : "",
                cfg->authzid ? cfg->authzid : "");
     *pconn = c;

@@ -145,12 +145,12 @@ static size_t read_cb(char *buf, size_t size, size_t nitems, void *userdata)
     if (!st->hook_done) {
         st->hook_done = 1;
         memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
-                   "smtp: end of %" APR_SIZE_T_FMT " bytes of data%s",
+                   MEMDS_LOGNO(00205) "smtp: end of %" APR_SIZE_T_FMT " bytes of data%s",
                    st->len, st->hook ? ", running the before-end hook" : "");
         st->hook_rv = st->hook ? st->hook(st->baton) : APR_SUCCESS;
         if (st->hook_rv != APR_SUCCESS) {
             memds_logf(st->log, MEMDS_LOG_DEBUG, st->hook_rv,
-                       "smtp: the before-end hook failed: aborting the "
+                       MEMDS_LOGNO(00206) "smtp: the before-end hook failed: aborting the "
                        "transaction before the end of data");
             return CURL_READFUNC_ABORT;
         }
@@ -184,10 +184,10 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     line[k] = '\0';
     if (code == 334) {
         /* an AUTH challenge: its data is of no use in a log */
-        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, "smtp: S: 334 (challenge)");
+        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00207) "smtp: S: 334 (challenge)");
         return n;
     }
-    memds_logf(st->log, MEMDS_LOG_DEBUG, 0, "smtp: S: %s", line);
+    memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00208) "smtp: S: %s", line);
     if (code == 235) {
         st->authed = 1;
     }
@@ -471,7 +471,7 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
     curl_easy_setopt(h, CURLOPT_WRITEDATA, st);
 
     memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
-               "smtp: sending %" APR_SIZE_T_FMT " bytes from %s to %d "
+               MEMDS_LOGNO(00209) "smtp: sending %" APR_SIZE_T_FMT " bytes from %s to %d "
                "recipient(s) via %s%s%s", len, from, nrcpts, cfg->url,
                cfg->user ? " as " : "", cfg->user ? cfg->user : "");
     rc = curl_easy_perform(h);
@@ -487,12 +487,12 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
         if (!st->hook_done) {
             /* cannot happen with libcurl 7.88 (without INFILESIZE the end
              * of data is only ever signalled by our read returning 0) */
-            memds_logf(st->log, MEMDS_LOG_WARNING, 0, "smtp: libcurl ended "
+            memds_logf(st->log, MEMDS_LOG_WARNING, 0, MEMDS_LOGNO(00210) "smtp: libcurl ended "
                        "the data without the final read: the before-end "
                        "hook did not run");
         }
         err->data_sent = 1; /* accepted, so certainly sent */
-        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, "smtp: accepted (%s)",
+        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00211) "smtp: accepted (%s)",
                    err->reply ? err->reply : "no reply text");
         rv = APR_SUCCESS;
         goto done;
@@ -545,7 +545,7 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
                                 "and no reply came: the mail may have been "
                                 "accepted" : "");
     }
-    memds_logf(st->log, MEMDS_LOG_DEBUG, rv, "smtp: %s", err->msg);
+    memds_logf(st->log, MEMDS_LOG_DEBUG, rv, MEMDS_LOGNO(00212) "smtp: %s", err->msg);
 
 done:
     if (h) {

@@ -36,7 +36,8 @@ static void log_to_server(void *baton, int level, apr_status_t rv,
 {
     server_rec *s = baton;
 
-    ap_log_error(APLOG_MARK, level, rv, s, MEMDS_APLOGNO(00100) "%s", msg);
+    /* (the core's lines carry their own codes: MEMDS_LOGNO) */
+    ap_log_error(APLOG_MARK, level, rv, s, "%s", msg); /* code in msg */
 }
 
 /* ----------------------------------------------------------------- hooks */
@@ -344,7 +345,7 @@ static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
             }
             if ((apr_off_t)(len + n) > max) {
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                              MEMDS_APLOGNO(00010) "request body is larger "
+                              MEMDS_APLOGNO(00015) "request body is larger "
                               "than MemDSMaxMsgSize %" APR_OFF_T_FMT, max);
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
@@ -525,8 +526,8 @@ static int memds_sync_handler(request_rec *r)
         memds_engine_expire(&n, conn, r->pool);
     }
     if (resp.log_msg && resp.log_level) {
-        ap_log_rerror(APLOG_MARK, resp.log_level, 0, r, MEMDS_APLOGNO(00030)
-                      "%s", resp.log_msg);
+        ap_log_rerror(APLOG_MARK, resp.log_level, 0, r, "%s",
+                      resp.log_msg); /* code in msg */
     }
     if (resp.http_status != HTTP_OK) {
         /* (A database failure left the transaction rolled back; the pool

@@ -396,7 +396,7 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     }
     else {
         e->resp->log_level = 6;
-        e->resp->log_msg = apr_psprintf(e->p, "device %s: unsupported "
+        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00509) "device %s: unsupported "
                                         "authentication type %.60s", devid, type);
         return eng_refuse(e, MEMDS_ST_NOT_SUPPORTED, MEMDS_ST_NOT_SUPPORTED, "unsupported authentication type")
                == APR_SUCCESS ? APR_EACCES : APR_EGENERAL;
@@ -426,7 +426,7 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             e->resp->http_status = 503;
             e->resp->log_level = 3;
-            e->resp->log_msg = "credential verifier unavailable";
+            e->resp->log_msg = MEMDS_LOGNO(00510) "credential verifier unavailable";
             e->db->vt->rollback(e->db);
             return APR_EGENERAL;
         }
@@ -456,7 +456,7 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         if (rv != APR_SUCCESS) {
             e->resp->http_status = 503;
             e->resp->log_level = 3;
-            e->resp->log_msg = "credential verifier unavailable";
+            e->resp->log_msg = MEMDS_LOGNO(00511) "credential verifier unavailable";
             e->db->vt->rollback(e->db);
             return APR_EGENERAL;
         }
@@ -515,7 +515,7 @@ challenge_nocount:
     }
 fail_nocount:
     e->resp->log_level = 4;
-    e->resp->log_msg = apr_psprintf(e->p, "device %s user %s: authentication "
+    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00512) "device %s user %s: authentication "
                                     "failed: %s", devid,
                                     user ? user : "(none)", why);
     if (eng_refuse(e, cred ? MEMDS_ST_INVALID_CREDENTIALS : MEMDS_ST_MISSING_CREDENTIALS,

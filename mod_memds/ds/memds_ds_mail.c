@@ -294,7 +294,7 @@ static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
     if (memds_mail_remap_finish(ds->st, ds->account, MBOX(ds)->folder) != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
-    memds_logf(MBOX(ds)->cfg->log, 5, APR_SUCCESS, "mailbox %s of %s: UIDVALIDITY "
+    memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_NOTICE, APR_SUCCESS, MEMDS_LOGNO(00400) "mailbox %s of %s: UIDVALIDITY "
                "changed to %u, %d known messages re-mapped", MBOX(ds)->folder,
                ds->account, mb->uidvalidity, rows->nelts);
     return APR_SUCCESS;

@@ -74,7 +74,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                     return eng_ds_fail(e, ds, "opening a datastore");
                 }
                 e->resp->log_level = 4;
-                e->resp->log_msg = apr_psprintf(e->p, "device %s: %s",
+                e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00513) "device %s: %s",
                                                 e->dev.devid, ds->reason);
                 st->data = apr_itoa(e->p, ds->status);
                 eng_reply(e, cmd, st);

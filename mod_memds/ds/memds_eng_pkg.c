@@ -136,7 +136,7 @@ apr_status_t eng_encode(eng_t *e, memds_msg_t *m)
     if (memds_msg_encode(&b, m, e->enc, &err, e->p) != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
-        e->resp->log_msg = apr_psprintf(e->p, "cannot encode the answer: %s",
+        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00014) "cannot encode the answer: %s",
                                         err.msg);
         return APR_EGENERAL;
     }
@@ -182,7 +182,7 @@ apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code,
     m->final = 1;
     if (!e->resp->log_msg) {
         e->resp->log_level = 6;
-        e->resp->log_msg = apr_psprintf(e->p, "device %s session %s MsgID %s: "
+        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00516) "device %s session %s MsgID %s: "
                                         "refused with %d: %s",
                                         e->in->hdr.source->uri,
                                         e->in->hdr.session_id,
@@ -534,7 +534,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 }
                 if (e->sess.max_obj_size > 0 && (apr_int64_t)len > e->sess.max_obj_size) {
                     e->resp->log_level = 4;
-                    e->resp->log_msg = apr_psprintf(e->p, "item %s of %s (%lu bytes) "
+                    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00517) "item %s of %s (%lu bytes) "
                                                     "exceeds the device's MaxObjSize: "
                                                     "not sent", q->guid, ss->store,
                                                     (unsigned long)len);
@@ -604,7 +604,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     /* Would not fit even an otherwise empty message, and the
                      * device takes no large objects: it cannot be sent. */
                     e->resp->log_level = 4;
-                    e->resp->log_msg = apr_psprintf(e->p, "item %s of %s does not "
+                    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00518) "item %s of %s does not "
                                                     "fit the device's MaxMsgSize and "
                                                     "the device takes no large "
                                                     "objects: not sent", q->guid,

@@ -93,7 +93,7 @@ static int ds_failed(op_ctx_t *o)
         return 0;
     }
     o->e->resp->log_level = 4;
-    o->e->resp->log_msg = apr_psprintf(o->e->p, "device %s: %s",
+    o->e->resp->log_msg = apr_psprintf(o->e->p, MEMDS_LOGNO(00514) "device %s: %s",
                                        o->e->dev.devid, o->ds->reason);
     return o->ds->status;
 }

@@ -76,7 +76,7 @@ apr_status_t eng_db_fail(eng_t *e, const char *what)
 {
     e->resp->http_status = 503;
     e->resp->log_level = 3;
-    e->resp->log_msg = apr_psprintf(e->p, "database error while %s: %s", what,
+    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00500) "database error while %s: %s", what,
                                     e->db->err ? e->db->err : "?");
     e->db->vt->rollback(e->db);
     return APR_EGENERAL;
@@ -101,7 +101,7 @@ apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
     if (rv != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
-        e->resp->log_msg = apr_psprintf(e->p, "unknown datastore kind %s",
+        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00501) "unknown datastore kind %s",
                                         e->cfg->datastore);
     }
     return rv;
@@ -122,7 +122,7 @@ apr_status_t eng_ds_fail(eng_t *e, memds_ds_t *ds, const char *what)
     }
     rv = eng_db_fail(e, what);
     e->resp->log_level = 3;
-    e->resp->log_msg = apr_psprintf(e->p, "device %s: %s: %s (answered 503)",
+    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00502) "device %s: %s: %s (answered 503)",
                                     e->dev.devid, what, ds->reason);
     return rv;
 }
@@ -167,7 +167,7 @@ static apr_status_t find_session(eng_t *e, int *phave)
     }
     if (strcmp(e->sess.devid, h->source->uri) != 0) {
         e->resp->log_level = 4;
-        e->resp->log_msg = apr_psprintf(e->p, "device %s presented the session "
+        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00503) "device %s presented the session "
                                         "token of another device", h->source->uri);
         memset(&e->sess, 0, sizeof(e->sess));
         return eng_refuse(e, MEMDS_ST_FORBIDDEN, MEMDS_ST_FORBIDDEN, "session of another device") == APR_SUCCESS
@@ -189,7 +189,7 @@ static apr_status_t check_sequence(eng_t *e)
             e->resp->len = e->sess.response_len;
             e->resp->replayed = 1;
             e->resp->log_level = 6;
-            e->resp->log_msg = apr_psprintf(e->p, "device %s session %s MsgID %d: "
+            e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00504) "device %s session %s MsgID %d: "
                                             "retransmission, stored answer sent",
                                             e->sess.devid, e->sess.session_id,
                                             msgid);
@@ -238,7 +238,7 @@ static apr_status_t start_session(eng_t *e, const char *account)
     if (e->sess.token == NULL) {
         e->resp->http_status = 500;
         e->resp->log_level = 2;
-        e->resp->log_msg = "no random numbers for a session token";
+        e->resp->log_msg = MEMDS_LOGNO(00505) "no random numbers for a session token";
         e->db->vt->rollback(e->db);
         return APR_EGENERAL;
     }
@@ -290,7 +290,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         != APR_SUCCESS) {
         resp->http_status = 400;
         resp->log_level = 6;
-        resp->log_msg = apr_psprintf(p, "not a SyncML message (%s%s%s): %s",
+        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00013) "not a SyncML message (%s%s%s): %s",
                                      e->enc == MEMDS_ENC_WBXML ? "WBXML" : "XML",
                                      err.line ? apr_psprintf(p, ", line %d", err.line) : "",
                                      err.offset ? apr_psprintf(p, ", byte %lu",
@@ -468,7 +468,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     if (resp->len > eng_limit_of(e) + MSG_MARGIN) {
         resp->log_level = 4;
-        resp->log_msg = apr_psprintf(p, "answer of %lu bytes exceeds the device's "
+        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00507) "answer of %lu bytes exceeds the device's "
                                      "MaxMsgSize %d (statuses alone)",
                                      (unsigned long)resp->len, e->sess.max_msg_size);
     }
@@ -484,7 +484,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     if (!resp->log_msg) {
         resp->log_level = 7;
-        resp->log_msg = apr_psprintf(p, "device %s session %s MsgID %s: phase %s, "
+        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00508) "device %s session %s MsgID %s: phase %s, "
                                      "%d commands in, %d out%s", e->sess.devid,
                                      e->sess.session_id, h->msg_id, e->sess.phase,
                                      e->in->cmds->nelts, e->out->cmds->nelts,

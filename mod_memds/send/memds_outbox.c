@@ -229,7 +229,7 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
             }
         }
         else {
-            memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "%s (the original "
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00401) "%s (the original "
                        "stays unflagged)", ds->reason);
             ds->status = 0;
         }
@@ -321,7 +321,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     if (rv == APR_SUCCESS || err.in_doubt) {
         fault_point("outbox-sent");
         if (err.in_doubt) {
-            memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00402) "outbox %" APR_INT64_T_FMT
                        " of %s: the SMTP server did not confirm the end of the "
                        "message; treated as sent, not sent again: %s", id,
                        ds->account, err.msg ? err.msg : "");
@@ -338,7 +338,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                          &sent) != APR_SUCCESS) {
             /* sent: the copy is missing, which the log says; the device's
              * Add still succeeded */
-            memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00403) "outbox %" APR_INT64_T_FMT
                        " of %s: sent, but not filed in Sent: %s", id, ds->account,
                        ds->reason);
             ds->status = 0;
@@ -385,7 +385,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         memds_outbox_set(&l->st, id, "retrying", MEMDS_ST_ACCEPTED,
                          apr_psprintf(ds->st->pool, "%s (%s)", o.text,
                                       err.msg ? err.msg : ""), NULL, 1, secs, 0);
-        memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00404) "outbox %" APR_INT64_T_FMT
                    " of %s: not sent yet, retried in %d s: %s (%s)", id,
                    ds->account, secs, o.text, err.msg ? err.msg : "");
         ds->ok_status = MEMDS_ST_ACCEPTED;
@@ -439,7 +439,7 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         return ledger_fail(ds, l);
     }
     if (!got) {
-        memds_logf(MBOX(ds)->cfg->log, 6, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00405) "outbox %" APR_INT64_T_FMT
                    " of %s: being sent by another process; pending", id,
                    ds->account);
         ds->ok_status = MEMDS_ST_ACCEPTED;
@@ -489,7 +489,7 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
             if (ds->status == 0) {
                 return APR_EGENERAL;
             }
-            memds_logf(MBOX(ds)->cfg->log, 4, APR_SUCCESS, "%s", ds->reason);
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00406) "%s", ds->reason);
             ds->status = 0;
             continue;
         }
@@ -552,7 +552,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
             return outbox_done(ds, row.id, pguid);
         }
         if (strcmp(row.state, "submitting") == 0) {
-            memds_logf(x->cfg->log, 4, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+            memds_logf(x->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00407) "outbox %" APR_INT64_T_FMT
                        " of %s: retried while its submission was in "
                        "progress or interrupted; it may have been sent and "
                        "is not sent again", row.id, ds->account);
@@ -746,7 +746,7 @@ apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
         != APR_SUCCESS) {
         /* (PostgreSQL down or restarted: requests report that; the job
          * just tries again at its next run) */
-        memds_logf(cfg->log, 6, APR_SUCCESS, "outbox retries skipped: %s", st.err);
+        memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00408) "outbox retries skipped: %s", st.err);
         return APR_EGENERAL;
     }
     for (i = 0; i < rows->nelts; ++i) {
@@ -784,13 +784,13 @@ apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
             rv = outbox_done(ds, r->id, &g);
             if (rv == APR_SUCCESS) {
                 ++*psent;
-                memds_logf(cfg->log, 6, APR_SUCCESS, "outbox %" APR_INT64_T_FMT
+                memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00409) "outbox %" APR_INT64_T_FMT
                            " of %s: sent by the background retry", r->id,
                            r->account);
             }
         }
         if (rv != APR_SUCCESS && ds->reason) {
-            memds_logf(cfg->log, 4, APR_SUCCESS, "outbox retry: %s", ds->reason);
+            memds_logf(cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00410) "outbox retry: %s", ds->reason);
         }
         apr_pool_destroy(sub);
         st.pool = p;

@@ -313,7 +313,7 @@ apr_status_t memds_migrate_run(int *napplied, int *pversion,
         }
         if (applied) {
             ++n;
-            memds_logf(lg, MEMDS_LOG_NOTICE, 0, "applied %s", m->name);
+            memds_logf(lg, MEMDS_LOG_NOTICE, 0, MEMDS_LOGNO(00302) "applied %s", m->name);
         }
     }
     rv = query_version(pversion, c, perr, p);

@@ -71,7 +71,7 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
             --n;
         }
         apr_atomic_inc64(&pool->connect_fails);
-        memds_logf(pool->lg, MEMDS_LOG_ERR, 0, "PostgreSQL connect failed: %.*s",
+        memds_logf(pool->lg, MEMDS_LOG_ERR, 0, MEMDS_LOGNO(00300) "PostgreSQL connect failed: %.*s",
                    n, m);
         if (conn) {
             PQfinish(conn);
@@ -186,7 +186,7 @@ apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
         }
         apr_atomic_inc64(&pool->replaced);
         memds_logf(pool->lg, MEMDS_LOG_INFO, 0,
-                   "dropping a dead PostgreSQL connection from the pool");
+                   MEMDS_LOGNO(00301) "dropping a dead PostgreSQL connection from the pool");
         apr_reslist_invalidate(pool->rl, res);
     }
     apr_atomic_inc64(&pool->acquire_fails);

@@ -79,6 +79,12 @@ typedef struct memds_logger_t {
     void *baton;
 } memds_logger_t;
 
+/** The code that starts every log line of the core, one per log site
+ *  (as httpd's APLOGNO), put before the format: MEMDS_LOGNO(nnnnn) "...".
+ *  docs/logcodes.md lists every code; tests/unit/check-logcodes.py checks
+ *  that the list and the source agree and that no code is used twice. */
+#define MEMDS_LOGNO(n) "MEMDS" #n ": "
+
 /** printf-style logging through a logger; a NULL logger or cb drops it. */
 void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
                 const char *fmt, ...)

@@ -18,9 +18,9 @@ def _pool(stack):
 
 def test_401_database_down_is_503_then_recovers(stack):
     stack.allow_log(r"authentication failed")  # the capture's user is unknown here
-    stack.allow_log(r"MEMDS00100: PostgreSQL connect failed")
+    stack.allow_log(r"MEMDS00300: PostgreSQL connect failed")
     stack.allow_log(r"MEMDS0002[12]: database")
-    stack.allow_log(r"MEMDS00030: database error")
+    stack.allow_log(r"MEMDS00500: database error")
     # Warm the pool so it holds connections that are about to die.
     for _ in range(5):
         assert stack.post_syncml(REQ)[0] == 200
@@ -33,7 +33,7 @@ def test_401_database_down_is_503_then_recovers(stack):
             assert st == 503
             assert hdr.get("retry-after") == "30"
         log = stack.log_since(mark)
-        assert re.search(r"MEMDS000(21|22|30): database", log), log
+        assert re.search(r"MEMDS(00021|00022|00500): database", log), log
         # The children survived: same processes still serve.
         assert set(stack.httpd_children()) == children
         st, _, _ = stack.request("GET", "/memds-status")
