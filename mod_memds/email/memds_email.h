@@ -3,7 +3,8 @@
  * The OMA DS 1.2 Email and Folder data objects
  * (application/vnd.omads-email+xml, application/vnd.omads-folder+xml):
  * models, parsers, builders, and the mapping of the email flags to IMAP.
- * Reference: ../shared/docs/email-san.md sections 1 and 2.
+ * Reference: OMA-TS-DS_DataObjEmail-V1_2 (the Email object) and
+ * OMA-TS-DS_DataObjFolder-V1_2 (the Folder object); docs/email-objects.md.
  *
  * Input is the bytes of a SyncML item's Data (after the SyncML codec took
  * off its own XML escaping or WBXML opaque wrapping). Parsing is liberal:

@@ -1,6 +1,6 @@
 /* memds_tags.c: the SyncML, MetInf and DevInf tag tables (names and WBXML
- * tokens from the OMA SyncML RepPro / MetInf / DevInf DTDs, as listed in
- * shared/docs/syncml-core.md section 6). */
+ * tokens from the OMA SyncML RepPro / MetInf / DevInf DTDs: code pages 0
+ * and 1 of "-//SYNCML//DTD SyncML 1.2//EN" and the DevInf document). */
 #include "syncml/memds_tree.h"
 
 #include <string.h>
