@@ -874,8 +874,9 @@ static const char *outcome(const memds_msg_t *m, apr_pool_t *p)
 
 /* Replay the device's messages of one recorded session (dir/name-NNN-req)
  * against the engine; each answer must say what the recorded one said.
- * Returns the number of messages. */
-static int replay(tdev_t *d, const char *dir, const char *name)
+ * Message number resend goes twice (a retransmission): the second answer
+ * must be the stored bytes of the first. Returns the number of messages. */
+static int replay(tdev_t *d, const char *dir, const char *name, int resend)
 {
     int i;
 
@@ -902,6 +903,15 @@ static int replay(tdev_t *d, const char *dir, const char *name)
                               APR_SUCCESS);
         send_bytes(d, req, len, enc);
         CU_ASSERT_EQUAL(d->resp.http_status, 200);
+        CU_ASSERT_FALSE(d->resp.replayed);
+        if (i == resend) {
+            const char *first = d->resp.body;
+            apr_size_t flen = d->resp.len;
+            send_bytes(d, req, len, enc);
+            CU_ASSERT(d->resp.replayed);
+            CU_ASSERT_EQUAL_FATAL(d->resp.len, flen);
+            CU_ASSERT_EQUAL(memcmp(d->resp.body, first, flen), 0);
+        }
         ours = outcome(d->ans, d->p);
         theirs = outcome(rm, d->p);
         CU_ASSERT_STRING_EQUAL(ours, theirs);
@@ -948,15 +958,15 @@ static void corpus_items_sessions(void)
         tdev_t *d = dev_new("corpus");
         int xml = strncmp(kinds[k], "xml", 3) == 0;
 
-        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-slow", NULL)), 3);
+        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-slow", NULL), 0), 3);
         if (strstr(kinds[k], "md5")) {
             take_recorded_nonce(d, apr_pstrcat(d->p, "items/", kinds[k], "-slow-001-resp.",
                                                xml ? "xml" : "wbxml", NULL),
                                 xml ? MEMDS_ENC_XML : MEMDS_ENC_WBXML, "alice",
                                 apr_pstrcat(d->p, "corpus-", kinds[k], NULL));
         }
-        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-twoway", NULL)),
-                        3);
+        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-twoway", NULL),
+                               2), 3);
     }
 }
 
@@ -970,15 +980,15 @@ static void corpus_other_sessions(void)
     /* an unknown user's package 1 and retries: 401 with the challenge */
     for (k = 0; k < 4; ++k) {
         d = dev_new("corpus");
-        CU_ASSERT(replay(d, "pkg1", pkg1[k]) >= 2);
+        CU_ASSERT(replay(d, "pkg1", pkg1[k], 0) >= 2);
     }
     /* a large object up in chunks to a location with an 8K MaxMsgSize */
     d = dev_new("corpus");
     d->cfg.max_msg_size = 8192;
-    CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-large-up"), 5);
+    CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-large-up", 3), 5);
     d = dev_new("corpus");
     d->cfg.max_msg_size = 8192;
-    CU_ASSERT_EQUAL(replay(d, "items", "wbxml-basic-large-up"), 4);
+    CU_ASSERT_EQUAL(replay(d, "items", "wbxml-basic-large-up", 0), 4);
 }
 
 void unit_add_engine(void)
@@ -998,6 +1008,6 @@ void unit_add_engine(void)
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
-    CU_add_test(s, "corpus: items sessions replayed", corpus_items_sessions);
+    CU_add_test(s, "corpus: items sessions replayed, a retransmission", corpus_items_sessions);
     CU_add_test(s, "corpus: 401 and large objects replayed", corpus_other_sessions);
 }
