@@ -85,14 +85,18 @@ static void log_cb(void *baton, int level, apr_status_t rv, const char *msg)
     }
 }
 
-/* Index of the first line starting with prefix, or -1. */
+/* Index of the first line starting with prefix (after its log code
+ * "MEMDSnnnnn: ", if any), or -1. */
 static int event_at(const events_t *ev, const char *prefix)
 {
     int i;
 
     for (i = 0; i < ev->lines->nelts; i++) {
-        if (!strncmp(APR_ARRAY_IDX(ev->lines, i, const char *), prefix,
-                     strlen(prefix))) {
+        const char *l = APR_ARRAY_IDX(ev->lines, i, const char *);
+        if (!strncmp(l, "MEMDS", 5) && strlen(l) > 12 && l[10] == ':') {
+            l += 12;
+        }
+        if (!strncmp(l, prefix, strlen(prefix))) {
             return i;
         }
     }

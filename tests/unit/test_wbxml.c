@@ -31,6 +31,7 @@
 
 /* The client's message with its three raw-email items, over WBXML. */
 #define CLIENT_MAIL "wbxml-md5-raw-email-inbox-slow-002-req.wbxml"
+#define CLIENT_MAIL_PATH "mail/wbxml-md5-raw-email-inbox-slow-002-req.wbxml"
 
 #define DEVINF_WBXML "application/vnd.syncml-devinf+wbxml"
 #define DEVINF_XML   "application/vnd.syncml-devinf+xml"
@@ -685,7 +686,7 @@ static void malformed_truncated(void)
         "pkg1/wbxml-md5-001-req.wbxml",                /* nested DevInf */
         "handmade/string-fpi-wbxml-basic-slow-001-resp.wbxml", /* string FPI */
         "handmade/hm01-client-pkg1-email.libwbxml.wbxml", /* string table */
-        "mail/" CLIENT_MAIL,
+        CLIENT_MAIL_PATH,
     };
     apr_size_t f, i, len;
 
