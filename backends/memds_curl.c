@@ -7,18 +7,14 @@
 memds_curl_class_e memds_curl_class(CURLcode rc)
 {
     switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return MEMDS_CURL_TIMEOUT;
-    case CURLE_LOGIN_DENIED:
-        return MEMDS_CURL_AUTH;
+    case CURLE_OPERATION_TIMEDOUT: return MEMDS_CURL_TIMEOUT;
+    case CURLE_LOGIN_DENIED: return MEMDS_CURL_AUTH;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_NOT_BUILT_IN:
     case CURLE_UNKNOWN_OPTION:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-        return MEMDS_CURL_CONFIG;
-    case CURLE_OUT_OF_MEMORY:
-        return MEMDS_CURL_NOMEM;
+    case CURLE_BAD_FUNCTION_ARGUMENT: return MEMDS_CURL_CONFIG;
+    case CURLE_OUT_OF_MEMORY: return MEMDS_CURL_NOMEM;
     case CURLE_USE_SSL_FAILED:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -32,19 +28,17 @@ memds_curl_class_e memds_curl_class(CURLcode rc)
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-        return MEMDS_CURL_TLS;
+    case CURLE_SSL_SHUTDOWN_FAILED: return MEMDS_CURL_TLS;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-    case CURLE_WEIRD_SERVER_REPLY:    /* greeting refused (421, 554) */
-    case CURLE_REMOTE_ACCESS_DENIED:  /* SMTP: EHLO and HELO refused */
+    case CURLE_WEIRD_SERVER_REPLY:   /* greeting refused (421, 554) */
+    case CURLE_REMOTE_ACCESS_DENIED: /* SMTP: EHLO and HELO refused */
         return MEMDS_CURL_CONNECT;
-    default:
-        return MEMDS_CURL_OTHER;
+    default: return MEMDS_CURL_OTHER;
     }
 }
 

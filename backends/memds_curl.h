@@ -13,14 +13,14 @@
 
 /** What a failed libcurl call means, for the backends' own error kinds. */
 typedef enum {
-    MEMDS_CURL_OTHER = 0,   /**< anything else */
-    MEMDS_CURL_CONNECT,     /**< resolve, connect, send or receive failed,
+    MEMDS_CURL_OTHER = 0, /**< anything else */
+    MEMDS_CURL_CONNECT,   /**< resolve, connect, send or receive failed,
                                  nothing or a refusal as greeting */
-    MEMDS_CURL_TLS,         /**< TLS handshake, certificate, STARTTLS */
-    MEMDS_CURL_AUTH,        /**< login refused */
-    MEMDS_CURL_TIMEOUT,     /**< no progress within the timeout */
-    MEMDS_CURL_CONFIG,      /**< bad URL, protocol not built in, bad option */
-    MEMDS_CURL_NOMEM        /**< out of memory */
+    MEMDS_CURL_TLS,       /**< TLS handshake, certificate, STARTTLS */
+    MEMDS_CURL_AUTH,      /**< login refused */
+    MEMDS_CURL_TIMEOUT,   /**< no progress within the timeout */
+    MEMDS_CURL_CONFIG,    /**< bad URL, protocol not built in, bad option */
+    MEMDS_CURL_NOMEM      /**< out of memory */
 } memds_curl_class_e;
 
 /** The class of a CURLcode other than CURLE_OK. */

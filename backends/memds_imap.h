@@ -112,126 +112,153 @@ typedef enum {
     MEMDS_IMAP_RESP_RECENT,     /**< * n RECENT: number */
     MEMDS_IMAP_RESP_EXPUNGE,    /**< * n EXPUNGE: number */
     MEMDS_IMAP_RESP_FETCH,      /**< * n FETCH (...): fetch */
-    MEMDS_IMAP_RESP_VANISHED,   /**< * VANISHED [(EARLIER)] set: uids, earlier */
-    MEMDS_IMAP_RESP_OTHER       /**< another well-formed untagged response
+    MEMDS_IMAP_RESP_VANISHED, /**< * VANISHED [(EARLIER)] set: uids, earlier */
+    MEMDS_IMAP_RESP_OTHER     /**< another well-formed untagged response
                                      (NAMESPACE, ID, ...): keyword, text */
 } memds_imap_resp_e;
 
 /** Condition of a status response. */
 typedef enum {
-    MEMDS_IMAP_OK = 1, MEMDS_IMAP_NO, MEMDS_IMAP_BAD, MEMDS_IMAP_BYE,
+    MEMDS_IMAP_OK = 1,
+    MEMDS_IMAP_NO,
+    MEMDS_IMAP_BAD,
+    MEMDS_IMAP_BYE,
     MEMDS_IMAP_PREAUTH
 } memds_imap_cond_e;
 
 /** Response codes ("[...]" in a status response) that are decoded. */
 typedef enum {
-    MEMDS_IMAP_CODE_NONE = 0,  /**< no response code */
-    MEMDS_IMAP_CODE_OTHER,     /**< a code not listed here: name, arg */
-    MEMDS_IMAP_CODE_ALERT, MEMDS_IMAP_CODE_PARSE, MEMDS_IMAP_CODE_BADCHARSET,
-    MEMDS_IMAP_CODE_CAPABILITY, MEMDS_IMAP_CODE_PERMANENTFLAGS,
-    MEMDS_IMAP_CODE_READ_ONLY, MEMDS_IMAP_CODE_READ_WRITE,
-    MEMDS_IMAP_CODE_TRYCREATE, MEMDS_IMAP_CODE_UIDNEXT,
-    MEMDS_IMAP_CODE_UIDVALIDITY, MEMDS_IMAP_CODE_UNSEEN,
+    MEMDS_IMAP_CODE_NONE = 0, /**< no response code */
+    MEMDS_IMAP_CODE_OTHER,    /**< a code not listed here: name, arg */
+    MEMDS_IMAP_CODE_ALERT,
+    MEMDS_IMAP_CODE_PARSE,
+    MEMDS_IMAP_CODE_BADCHARSET,
+    MEMDS_IMAP_CODE_CAPABILITY,
+    MEMDS_IMAP_CODE_PERMANENTFLAGS,
+    MEMDS_IMAP_CODE_READ_ONLY,
+    MEMDS_IMAP_CODE_READ_WRITE,
+    MEMDS_IMAP_CODE_TRYCREATE,
+    MEMDS_IMAP_CODE_UIDNEXT,
+    MEMDS_IMAP_CODE_UIDVALIDITY,
+    MEMDS_IMAP_CODE_UNSEEN,
     /* RFC 4315 UIDPLUS */
-    MEMDS_IMAP_CODE_APPENDUID, MEMDS_IMAP_CODE_COPYUID,
+    MEMDS_IMAP_CODE_APPENDUID,
+    MEMDS_IMAP_CODE_COPYUID,
     MEMDS_IMAP_CODE_UIDNOTSTICKY,
     /* RFC 7162 CONDSTORE/QRESYNC */
-    MEMDS_IMAP_CODE_HIGHESTMODSEQ, MEMDS_IMAP_CODE_NOMODSEQ,
-    MEMDS_IMAP_CODE_MODIFIED, MEMDS_IMAP_CODE_CLOSED,
+    MEMDS_IMAP_CODE_HIGHESTMODSEQ,
+    MEMDS_IMAP_CODE_NOMODSEQ,
+    MEMDS_IMAP_CODE_MODIFIED,
+    MEMDS_IMAP_CODE_CLOSED,
     /* RFC 5530 */
-    MEMDS_IMAP_CODE_UNAVAILABLE, MEMDS_IMAP_CODE_AUTHENTICATIONFAILED,
-    MEMDS_IMAP_CODE_AUTHORIZATIONFAILED, MEMDS_IMAP_CODE_EXPIRED,
-    MEMDS_IMAP_CODE_PRIVACYREQUIRED, MEMDS_IMAP_CODE_CONTACTADMIN,
-    MEMDS_IMAP_CODE_NOPERM, MEMDS_IMAP_CODE_INUSE,
-    MEMDS_IMAP_CODE_EXPUNGEISSUED, MEMDS_IMAP_CODE_CORRUPTION,
-    MEMDS_IMAP_CODE_SERVERBUG, MEMDS_IMAP_CODE_CLIENTBUG,
-    MEMDS_IMAP_CODE_CANNOT, MEMDS_IMAP_CODE_LIMIT,
-    MEMDS_IMAP_CODE_OVERQUOTA, MEMDS_IMAP_CODE_ALREADYEXISTS,
+    MEMDS_IMAP_CODE_UNAVAILABLE,
+    MEMDS_IMAP_CODE_AUTHENTICATIONFAILED,
+    MEMDS_IMAP_CODE_AUTHORIZATIONFAILED,
+    MEMDS_IMAP_CODE_EXPIRED,
+    MEMDS_IMAP_CODE_PRIVACYREQUIRED,
+    MEMDS_IMAP_CODE_CONTACTADMIN,
+    MEMDS_IMAP_CODE_NOPERM,
+    MEMDS_IMAP_CODE_INUSE,
+    MEMDS_IMAP_CODE_EXPUNGEISSUED,
+    MEMDS_IMAP_CODE_CORRUPTION,
+    MEMDS_IMAP_CODE_SERVERBUG,
+    MEMDS_IMAP_CODE_CLIENTBUG,
+    MEMDS_IMAP_CODE_CANNOT,
+    MEMDS_IMAP_CODE_LIMIT,
+    MEMDS_IMAP_CODE_OVERQUOTA,
+    MEMDS_IMAP_CODE_ALREADYEXISTS,
     MEMDS_IMAP_CODE_NONEXISTENT
 } memds_imap_code_e;
 
 /** A decoded response code. Fields not used by the code are 0/NULL. */
 typedef struct memds_imap_code_t {
     memds_imap_code_e code;
-    const char *name;          /**< the code as sent ("APPENDUID"), or NULL */
-    const char *arg;           /**< OTHER: its argument text, "" if none */
-    apr_uint32_t uidvalidity;  /**< UIDVALIDITY, APPENDUID, COPYUID */
-    apr_uint32_t number;       /**< UIDNEXT, UNSEEN; APPENDUID: first UID */
-    memds_imap_set_t *uids;    /**< APPENDUID UIDs, COPYUID source, MODIFIED */
-    memds_imap_set_t *uids2;   /**< COPYUID destination (same size as uids) */
-    apr_uint64_t modseq;       /**< HIGHESTMODSEQ */
-    apr_array_header_t *list;  /**< CAPABILITY, PERMANENTFLAGS, BADCHARSET
+    const char *name;         /**< the code as sent ("APPENDUID"), or NULL */
+    const char *arg;          /**< OTHER: its argument text, "" if none */
+    apr_uint32_t uidvalidity; /**< UIDVALIDITY, APPENDUID, COPYUID */
+    apr_uint32_t number;      /**< UIDNEXT, UNSEEN; APPENDUID: first UID */
+    memds_imap_set_t *uids;   /**< APPENDUID UIDs, COPYUID source, MODIFIED */
+    memds_imap_set_t *uids2;  /**< COPYUID destination (same size as uids) */
+    apr_uint64_t modseq;      /**< HIGHESTMODSEQ */
+    apr_array_header_t *list; /**< CAPABILITY, PERMANENTFLAGS, BADCHARSET
                                     (const char *) */
 } memds_imap_code_t;
 
 /** Mailbox attributes of a LIST response. */
-#define MEMDS_IMAP_MBX_NOINFERIORS   0x0001
-#define MEMDS_IMAP_MBX_NOSELECT      0x0002
-#define MEMDS_IMAP_MBX_MARKED        0x0004
-#define MEMDS_IMAP_MBX_UNMARKED      0x0008
-#define MEMDS_IMAP_MBX_HASCHILDREN   0x0010
+#define MEMDS_IMAP_MBX_NOINFERIORS 0x0001
+#define MEMDS_IMAP_MBX_NOSELECT 0x0002
+#define MEMDS_IMAP_MBX_MARKED 0x0004
+#define MEMDS_IMAP_MBX_UNMARKED 0x0008
+#define MEMDS_IMAP_MBX_HASCHILDREN 0x0010
 #define MEMDS_IMAP_MBX_HASNOCHILDREN 0x0020
-#define MEMDS_IMAP_MBX_NONEXISTENT   0x0040
-#define MEMDS_IMAP_MBX_SUBSCRIBED    0x0080
-#define MEMDS_IMAP_MBX_REMOTE        0x0100
+#define MEMDS_IMAP_MBX_NONEXISTENT 0x0040
+#define MEMDS_IMAP_MBX_SUBSCRIBED 0x0080
+#define MEMDS_IMAP_MBX_REMOTE 0x0100
 /* RFC 6154 SPECIAL-USE */
-#define MEMDS_IMAP_MBX_ALL           0x1000
-#define MEMDS_IMAP_MBX_ARCHIVE       0x2000
-#define MEMDS_IMAP_MBX_DRAFTS        0x4000
-#define MEMDS_IMAP_MBX_FLAGGED       0x8000
-#define MEMDS_IMAP_MBX_JUNK          0x10000
-#define MEMDS_IMAP_MBX_SENT          0x20000
-#define MEMDS_IMAP_MBX_TRASH         0x40000
+#define MEMDS_IMAP_MBX_ALL 0x1000
+#define MEMDS_IMAP_MBX_ARCHIVE 0x2000
+#define MEMDS_IMAP_MBX_DRAFTS 0x4000
+#define MEMDS_IMAP_MBX_FLAGGED 0x8000
+#define MEMDS_IMAP_MBX_JUNK 0x10000
+#define MEMDS_IMAP_MBX_SENT 0x20000
+#define MEMDS_IMAP_MBX_TRASH 0x40000
 
 /** Folder role from SPECIAL-USE (and INBOX by name). */
 typedef enum {
-    MEMDS_IMAP_ROLE_NONE = 0, MEMDS_IMAP_ROLE_INBOX, MEMDS_IMAP_ROLE_DRAFTS,
-    MEMDS_IMAP_ROLE_SENT, MEMDS_IMAP_ROLE_TRASH, MEMDS_IMAP_ROLE_JUNK,
-    MEMDS_IMAP_ROLE_ARCHIVE, MEMDS_IMAP_ROLE_ALL, MEMDS_IMAP_ROLE_FLAGGED
+    MEMDS_IMAP_ROLE_NONE = 0,
+    MEMDS_IMAP_ROLE_INBOX,
+    MEMDS_IMAP_ROLE_DRAFTS,
+    MEMDS_IMAP_ROLE_SENT,
+    MEMDS_IMAP_ROLE_TRASH,
+    MEMDS_IMAP_ROLE_JUNK,
+    MEMDS_IMAP_ROLE_ARCHIVE,
+    MEMDS_IMAP_ROLE_ALL,
+    MEMDS_IMAP_ROLE_FLAGGED
 } memds_imap_role_e;
 
 /** STATUS items present (memds_imap_status_t.have). */
-#define MEMDS_IMAP_ST_MESSAGES      0x01
-#define MEMDS_IMAP_ST_RECENT        0x02
-#define MEMDS_IMAP_ST_UIDNEXT       0x04
-#define MEMDS_IMAP_ST_UIDVALIDITY   0x08
-#define MEMDS_IMAP_ST_UNSEEN        0x10
+#define MEMDS_IMAP_ST_MESSAGES 0x01
+#define MEMDS_IMAP_ST_RECENT 0x02
+#define MEMDS_IMAP_ST_UIDNEXT 0x04
+#define MEMDS_IMAP_ST_UIDVALIDITY 0x08
+#define MEMDS_IMAP_ST_UNSEEN 0x10
 #define MEMDS_IMAP_ST_HIGHESTMODSEQ 0x20
-#define MEMDS_IMAP_ST_SIZE          0x40
-#define MEMDS_IMAP_ST_XGUID         0x80
+#define MEMDS_IMAP_ST_SIZE 0x40
+#define MEMDS_IMAP_ST_XGUID 0x80
 
 /** A STATUS response. */
 typedef struct memds_imap_status_t {
-    const char *mailbox;       /**< as sent (modified UTF-7; "INBOX" normalised) */
-    unsigned have;             /**< MEMDS_IMAP_ST_* */
+    const char *mailbox; /**< as sent (modified UTF-7; "INBOX" normalised) */
+    unsigned have;       /**< MEMDS_IMAP_ST_* */
     apr_uint32_t messages, recent, uidnext, uidvalidity, unseen;
     apr_uint64_t highestmodseq, size;
-    const char *xguid;         /**< Dovecot's mailbox GUID (X-GUID) */
+    const char *xguid; /**< Dovecot's mailbox GUID (X-GUID) */
 } memds_imap_status_t;
 
 /** A LIST (or LSUB) response. */
 typedef struct memds_imap_list_t {
-    const char *name;          /**< as sent (modified UTF-7); INBOX in any
+    const char *name;      /**< as sent (modified UTF-7); INBOX in any
                                     case is normalised to "INBOX" */
-    const char *name_utf8;     /**< decoded, NULL when not valid mUTF-7 */
-    char delim;                /**< hierarchy delimiter, 0 for NIL */
-    unsigned attrs;            /**< MEMDS_IMAP_MBX_* */
-    apr_array_header_t *attr_names; /**< every attribute as sent (const char *) */
+    const char *name_utf8; /**< decoded, NULL when not valid mUTF-7 */
+    char delim;            /**< hierarchy delimiter, 0 for NIL */
+    unsigned attrs;        /**< MEMDS_IMAP_MBX_* */
+    apr_array_header_t
+        *attr_names; /**< every attribute as sent (const char *) */
     memds_imap_role_e role;
     memds_imap_status_t *status; /**< filled by memds_imap_list when asked */
 } memds_imap_list_t;
 
 /** SEARCH and ESEARCH results. */
-#define MEMDS_IMAP_SR_MIN    0x01
-#define MEMDS_IMAP_SR_MAX    0x02
-#define MEMDS_IMAP_SR_COUNT  0x04
-#define MEMDS_IMAP_SR_ALL    0x08
+#define MEMDS_IMAP_SR_MIN 0x01
+#define MEMDS_IMAP_SR_MAX 0x02
+#define MEMDS_IMAP_SR_COUNT 0x04
+#define MEMDS_IMAP_SR_ALL 0x08
 #define MEMDS_IMAP_SR_MODSEQ 0x10
 typedef struct memds_imap_search_t {
-    const char *tag;           /**< ESEARCH (TAG "x"), or NULL */
-    int uid;                   /**< ESEARCH: the UID indicator was present */
-    unsigned have;             /**< MEMDS_IMAP_SR_* */
-    memds_imap_set_t *all;     /**< the matches (never NULL; maybe empty) */
+    const char *tag;       /**< ESEARCH (TAG "x"), or NULL */
+    int uid;               /**< ESEARCH: the UID indicator was present */
+    unsigned have;         /**< MEMDS_IMAP_SR_* */
+    memds_imap_set_t *all; /**< the matches (never NULL; maybe empty) */
     apr_uint32_t min, max, count;
     apr_uint64_t modseq;
 } memds_imap_search_t;
@@ -265,15 +292,16 @@ struct memds_imap_body_t {
      *  has "1". The body of a message/rfc822 part S is S.1 when single
      *  part; when multipart it has S and its parts are S.1, S.2, ... */
     const char *section;
-    int multipart;             /**< 1 for multipart/... */
-    const char *type, *subtype; /**< as sent ("text", "plain"); multipart: "multipart" */
+    int multipart; /**< 1 for multipart/... */
+    const char *type,
+        *subtype; /**< as sent ("text", "plain"); multipart: "multipart" */
     apr_array_header_t *params; /**< memds_imap_param_t, or NULL for NIL */
     const char *id, *description, *encoding; /**< NULL for NIL */
-    apr_uint64_t size;         /**< octets as sent (0 for multipart) */
-    apr_uint64_t lines;        /**< text/... and message/rfc822 */
+    apr_uint64_t size;  /**< octets as sent (0 for multipart) */
+    apr_uint64_t lines; /**< text/... and message/rfc822 */
     int has_lines;
-    const char *md5;           /**< extension data, NULL when absent */
-    const char *disposition;   /**< "attachment", "inline", ... or NULL */
+    const char *md5;                 /**< extension data, NULL when absent */
+    const char *disposition;         /**< "attachment", "inline", ... or NULL */
     apr_array_header_t *disp_params; /**< memds_imap_param_t or NULL */
     apr_array_header_t *language;    /**< const char *, or NULL */
     const char *location;
@@ -286,16 +314,16 @@ struct memds_imap_body_t {
 
 /** BODY[...] / BINARY[...] / RFC822* data of a FETCH response. */
 typedef struct memds_imap_section_t {
-    const char *item;          /**< "BODY", "BINARY", "RFC822", "RFC822.HEADER",
+    const char *item;    /**< "BODY", "BINARY", "RFC822", "RFC822.HEADER",
                                     "RFC822.TEXT" (upper case) */
-    const char *section;       /**< between the brackets as sent ("" for
+    const char *section; /**< between the brackets as sent ("" for
                                     BODY[]), NULL for RFC822* */
     int has_origin;
-    apr_uint64_t origin;       /**< <origin> of a partial fetch */
-    const char *data;          /**< exact bytes (may contain NUL); NULL for NIL;
+    apr_uint64_t origin; /**< <origin> of a partial fetch */
+    const char *data;    /**< exact bytes (may contain NUL); NULL for NIL;
                                     points into the parsed buffer */
     apr_size_t len;
-    int streamed;              /**< the data went to a chunk callback instead */
+    int streamed; /**< the data went to a chunk callback instead */
 } memds_imap_section_t;
 
 /** A FETCH item the parser does not decode: name and raw value text. */
@@ -304,60 +332,60 @@ typedef struct memds_imap_item_t {
 } memds_imap_item_t;
 
 /** FETCH items present (memds_imap_fetch_t.have). */
-#define MEMDS_IMAP_F_UID           0x001
-#define MEMDS_IMAP_F_FLAGS         0x002
-#define MEMDS_IMAP_F_MODSEQ        0x004
-#define MEMDS_IMAP_F_SIZE          0x008
-#define MEMDS_IMAP_F_INTERNALDATE  0x010
-#define MEMDS_IMAP_F_ENVELOPE      0x020
+#define MEMDS_IMAP_F_UID 0x001
+#define MEMDS_IMAP_F_FLAGS 0x002
+#define MEMDS_IMAP_F_MODSEQ 0x004
+#define MEMDS_IMAP_F_SIZE 0x008
+#define MEMDS_IMAP_F_INTERNALDATE 0x010
+#define MEMDS_IMAP_F_ENVELOPE 0x020
 #define MEMDS_IMAP_F_BODYSTRUCTURE 0x040
-#define MEMDS_IMAP_F_XGUID         0x080
-#define MEMDS_IMAP_F_BODY          0x100 /**< non-extensible BODY */
+#define MEMDS_IMAP_F_XGUID 0x080
+#define MEMDS_IMAP_F_BODY 0x100 /**< non-extensible BODY */
 
 /** System flags (memds_imap_fetch_t.flags). */
-#define MEMDS_IMAP_FL_SEEN     0x01
+#define MEMDS_IMAP_FL_SEEN 0x01
 #define MEMDS_IMAP_FL_ANSWERED 0x02
-#define MEMDS_IMAP_FL_FLAGGED  0x04
-#define MEMDS_IMAP_FL_DELETED  0x08
-#define MEMDS_IMAP_FL_DRAFT    0x10
-#define MEMDS_IMAP_FL_RECENT   0x20
+#define MEMDS_IMAP_FL_FLAGGED 0x04
+#define MEMDS_IMAP_FL_DELETED 0x08
+#define MEMDS_IMAP_FL_DRAFT 0x10
+#define MEMDS_IMAP_FL_RECENT 0x20
 
 /** A FETCH response. */
 typedef struct memds_imap_fetch_t {
-    apr_uint32_t seq;          /**< message sequence number */
-    unsigned have;             /**< MEMDS_IMAP_F_* */
+    apr_uint32_t seq; /**< message sequence number */
+    unsigned have;    /**< MEMDS_IMAP_F_* */
     apr_uint32_t uid;
-    unsigned flags;            /**< MEMDS_IMAP_FL_* */
+    unsigned flags;                 /**< MEMDS_IMAP_FL_* */
     apr_array_header_t *flag_names; /**< all flags and keywords as sent */
     apr_uint64_t modseq;
     apr_uint64_t size;         /**< RFC822.SIZE */
     const char *internaldate;  /**< as sent ("02-Jan-2023 09:00:00 +0000") */
     apr_time_t internaldate_t; /**< the same as APR time (UTC) */
     memds_imap_envelope_t *envelope;
-    memds_imap_body_t *body;   /**< BODYSTRUCTURE, else BODY */
+    memds_imap_body_t *body;      /**< BODYSTRUCTURE, else BODY */
     apr_array_header_t *sections; /**< memds_imap_section_t, maybe empty */
-    const char *xguid;         /**< Dovecot X-GUID */
-    apr_array_header_t *other; /**< memds_imap_item_t for other items */
+    const char *xguid;            /**< Dovecot X-GUID */
+    apr_array_header_t *other;    /**< memds_imap_item_t for other items */
 } memds_imap_fetch_t;
 
 /** One parsed response. */
 typedef struct memds_imap_resp_t {
     memds_imap_resp_e type;
-    const char *tag;           /**< TAGGED: the tag */
-    memds_imap_cond_e cond;    /**< TAGGED, COND */
-    memds_imap_code_t code;    /**< TAGGED, COND (code NONE when absent) */
-    const char *text;          /**< TAGGED, COND, CONT: human text ("" if none);
+    const char *tag;          /**< TAGGED: the tag */
+    memds_imap_cond_e cond;   /**< TAGGED, COND */
+    memds_imap_code_t code;   /**< TAGGED, COND (code NONE when absent) */
+    const char *text;         /**< TAGGED, COND, CONT: human text ("" if none);
                                     OTHER: the rest of the line as sent */
-    const char *keyword;       /**< OTHER: the response name (upper case) */
-    apr_uint32_t number;       /**< EXISTS, RECENT, EXPUNGE; OTHER: 0 or a
+    const char *keyword;      /**< OTHER: the response name (upper case) */
+    apr_uint32_t number;      /**< EXISTS, RECENT, EXPUNGE; OTHER: 0 or a
                                     leading number */
-    apr_array_header_t *list;  /**< CAPABILITY, ENABLED, FLAGS (const char *) */
-    memds_imap_list_t *mbox;   /**< LIST */
+    apr_array_header_t *list; /**< CAPABILITY, ENABLED, FLAGS (const char *) */
+    memds_imap_list_t *mbox;  /**< LIST */
     memds_imap_status_t *status; /**< STATUS */
     memds_imap_search_t *search; /**< SEARCH, ESEARCH */
     memds_imap_fetch_t *fetch;   /**< FETCH */
-    memds_imap_set_t *uids;    /**< VANISHED */
-    int earlier;               /**< VANISHED (EARLIER) */
+    memds_imap_set_t *uids;      /**< VANISHED */
+    int earlier;                 /**< VANISHED (EARLIER) */
 } memds_imap_resp_t;
 
 /* ============================================================ errors */
@@ -365,34 +393,34 @@ typedef struct memds_imap_resp_t {
 /** What went wrong. */
 typedef enum {
     MEMDS_IMAP_E_NONE = 0,
-    MEMDS_IMAP_E_CONNECT,     /**< cannot resolve / connect / TLS handshake */
-    MEMDS_IMAP_E_TLS,         /**< STARTTLS refused or certificate rejected */
-    MEMDS_IMAP_E_AUTH,        /**< login refused */
-    MEMDS_IMAP_E_TIMEOUT,     /**< no answer within the I/O timeout */
-    MEMDS_IMAP_E_IO,          /**< connection lost, or unusable after an error */
-    MEMDS_IMAP_E_BYE,         /**< the server said BYE and closed */
-    MEMDS_IMAP_E_PROTOCOL,    /**< malformed or unexpected response */
-    MEMDS_IMAP_E_LIMIT,       /**< a response exceeded max_response */
-    MEMDS_IMAP_E_NO,          /**< tagged NO (see code) */
-    MEMDS_IMAP_E_BAD,         /**< tagged BAD */
-    MEMDS_IMAP_E_NOTFOUND,    /**< a fetched UID does not exist (any more) */
-    MEMDS_IMAP_E_CALLBACK,    /**< a callback returned an error (rv) */
+    MEMDS_IMAP_E_CONNECT,  /**< cannot resolve / connect / TLS handshake */
+    MEMDS_IMAP_E_TLS,      /**< STARTTLS refused or certificate rejected */
+    MEMDS_IMAP_E_AUTH,     /**< login refused */
+    MEMDS_IMAP_E_TIMEOUT,  /**< no answer within the I/O timeout */
+    MEMDS_IMAP_E_IO,       /**< connection lost, or unusable after an error */
+    MEMDS_IMAP_E_BYE,      /**< the server said BYE and closed */
+    MEMDS_IMAP_E_PROTOCOL, /**< malformed or unexpected response */
+    MEMDS_IMAP_E_LIMIT,    /**< a response exceeded max_response */
+    MEMDS_IMAP_E_NO,       /**< tagged NO (see code) */
+    MEMDS_IMAP_E_BAD,      /**< tagged BAD */
+    MEMDS_IMAP_E_NOTFOUND, /**< a fetched UID does not exist (any more) */
+    MEMDS_IMAP_E_CALLBACK, /**< a callback returned an error (rv) */
     MEMDS_IMAP_E_UNSUPPORTED, /**< the server lacks a needed capability */
     MEMDS_IMAP_E_ARG          /**< invalid argument from the caller */
 } memds_imap_ekind_e;
 
 /** Details of a failure (filled by every call that takes one). */
 typedef struct memds_imap_err_t {
-    apr_status_t rv;          /**< what the call returned */
+    apr_status_t rv; /**< what the call returned */
     memds_imap_ekind_e kind;
-    memds_imap_code_e code;   /**< response code of a NO/BAD (TRYCREATE, ...) */
-    const char *cmd;          /**< command verb ("SELECT"), or NULL */
-    int curl_code;            /**< CURLcode of a libcurl failure, else 0 */
-    const char *msg;          /**< detail for the log: never contains a
+    memds_imap_code_e code; /**< response code of a NO/BAD (TRYCREATE, ...) */
+    const char *cmd;        /**< command verb ("SELECT"), or NULL */
+    int curl_code;          /**< CURLcode of a libcurl failure, else 0 */
+    const char *msg;        /**< detail for the log: never contains a
                                    password; may contain server text and
                                    mailbox names. Allocated from the
                                    connection's pool (or the pool given). */
-    apr_size_t offset;        /**< parse errors: byte offset in the response */
+    apr_size_t offset;      /**< parse errors: byte offset in the response */
 } memds_imap_err_t;
 
 /**
@@ -428,44 +456,45 @@ apr_status_t memds_imap_parse_response(memds_imap_resp_t **presp,
                                        memds_imap_err_t *err, apr_pool_t *p);
 
 /** Parse an INTERNALDATE value without quotes ("dd-Mon-yyyy hh:mm:ss +zzzz"). */
-apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s, apr_size_t len);
+apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s,
+                                   apr_size_t len);
 
 /* ======================================================== connection */
 
 /** Capabilities the layer uses (memds_imap_caps). */
-#define MEMDS_IMAP_CAP_IMAP4REV1     0x0001
-#define MEMDS_IMAP_CAP_CONDSTORE     0x0002
-#define MEMDS_IMAP_CAP_QRESYNC       0x0004
-#define MEMDS_IMAP_CAP_MOVE          0x0008
-#define MEMDS_IMAP_CAP_UIDPLUS       0x0010
-#define MEMDS_IMAP_CAP_SPECIAL_USE   0x0020
-#define MEMDS_IMAP_CAP_ESEARCH       0x0040
-#define MEMDS_IMAP_CAP_LIST_STATUS   0x0080
+#define MEMDS_IMAP_CAP_IMAP4REV1 0x0001
+#define MEMDS_IMAP_CAP_CONDSTORE 0x0002
+#define MEMDS_IMAP_CAP_QRESYNC 0x0004
+#define MEMDS_IMAP_CAP_MOVE 0x0008
+#define MEMDS_IMAP_CAP_UIDPLUS 0x0010
+#define MEMDS_IMAP_CAP_SPECIAL_USE 0x0020
+#define MEMDS_IMAP_CAP_ESEARCH 0x0040
+#define MEMDS_IMAP_CAP_LIST_STATUS 0x0080
 #define MEMDS_IMAP_CAP_LIST_EXTENDED 0x0100
-#define MEMDS_IMAP_CAP_LITERAL_PLUS  0x0200
+#define MEMDS_IMAP_CAP_LITERAL_PLUS 0x0200
 #define MEMDS_IMAP_CAP_LITERAL_MINUS 0x0400
-#define MEMDS_IMAP_CAP_ENABLE        0x0800
-#define MEMDS_IMAP_CAP_UNSELECT      0x1000
-#define MEMDS_IMAP_CAP_BINARY        0x2000
-#define MEMDS_IMAP_CAP_IDLE          0x4000
+#define MEMDS_IMAP_CAP_ENABLE 0x0800
+#define MEMDS_IMAP_CAP_UNSELECT 0x1000
+#define MEMDS_IMAP_CAP_BINARY 0x2000
+#define MEMDS_IMAP_CAP_IDLE 0x4000
 
 /** How to reach and log in to the server. Zero means the default. */
 typedef struct memds_imap_config_t {
-    const char *url;          /**< imap://host[:port] or imaps://host[:port] */
-    int starttls;             /**< imap://: require STARTTLS */
-    const char *user;         /**< login name; Dovecot's "user*master" works too */
-    const char *password;     /**< never logged or kept after login */
-    const char *authzid;      /**< act as this user (master-user login via
+    const char *url;      /**< imap://host[:port] or imaps://host[:port] */
+    int starttls;         /**< imap://: require STARTTLS */
+    const char *user;     /**< login name; Dovecot's "user*master" works too */
+    const char *password; /**< never logged or kept after login */
+    const char *authzid;  /**< act as this user (master-user login via
                                    SASL PLAIN authzid; forces AUTH=PLAIN) */
-    const char *mech;         /**< "PLAIN", "LOGIN", "XOAUTH2", ... or NULL
+    const char *mech;     /**< "PLAIN", "LOGIN", "XOAUTH2", ... or NULL
                                    for libcurl's choice */
-    const char *bearer;       /**< OAuth 2 token for XOAUTH2/OAUTHBEARER */
-    long connect_timeout_ms;  /**< TCP+TLS+login; default 30 s */
-    long io_timeout_ms;       /**< longest wait for server data; default 60 s */
-    apr_size_t max_response;  /**< MEMDS_IMAP_DEFAULT_MAX_RESPONSE */
-    int tls_no_verify;        /**< tests only: accept any certificate */
-    const char *ca_file;      /**< CA bundle for TLS, NULL for the system's */
-    int no_qresync;           /**< do not ENABLE QRESYNC even when offered */
+    const char *bearer;   /**< OAuth 2 token for XOAUTH2/OAUTHBEARER */
+    long connect_timeout_ms; /**< TCP+TLS+login; default 30 s */
+    long io_timeout_ms;      /**< longest wait for server data; default 60 s */
+    apr_size_t max_response; /**< MEMDS_IMAP_DEFAULT_MAX_RESPONSE */
+    int tls_no_verify;       /**< tests only: accept any certificate */
+    const char *ca_file;     /**< CA bundle for TLS, NULL for the system's */
+    int no_qresync;          /**< do not ENABLE QRESYNC even when offered */
     const memds_logger_t *log; /**< debug lines (commands without arguments) */
 } memds_imap_config_t;
 
@@ -523,8 +552,10 @@ apr_status_t memds_imap_open_io(memds_imap_conn_t **pconn,
 typedef struct memds_imap_cache_t memds_imap_cache_t;
 typedef struct memds_imap_lease_t memds_imap_lease_t;
 apr_status_t memds_imap_cache_create(memds_imap_cache_t **pc, int max_idle,
-                                     int idle_secs, int max_uses, apr_pool_t *p);
-apr_status_t memds_imap_cache_get(memds_imap_cache_t *c, memds_imap_lease_t **pl,
+                                     int idle_secs, int max_uses,
+                                     apr_pool_t *p);
+apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
+                                  memds_imap_lease_t **pl,
                                   memds_imap_conn_t **pconn,
                                   const memds_imap_config_t *cfg,
                                   memds_imap_err_t *err);
@@ -546,7 +577,8 @@ int memds_imap_broken(const memds_imap_conn_t *c);
  *  its own state. r and everything in it is valid only during the call.
  *  A non-success return ends the command with E_CALLBACK (the response is
  *  still read to its end, so the connection stays usable). */
-typedef apr_status_t memds_imap_resp_cb(void *baton, const memds_imap_resp_t *r);
+typedef apr_status_t memds_imap_resp_cb(void *baton,
+                                        const memds_imap_resp_t *r);
 
 /** Body data as it arrives: offset counts from the start of the literal. */
 typedef apr_status_t memds_imap_chunk_cb(void *baton, apr_uint64_t offset,
@@ -554,9 +586,9 @@ typedef apr_status_t memds_imap_chunk_cb(void *baton, apr_uint64_t offset,
 
 /** The selected mailbox (cached on the connection). */
 typedef struct memds_imap_mailbox_t {
-    const char *name;          /**< as given to select (modified UTF-7) */
-    int readonly;              /**< EXAMINE, or [READ-ONLY] */
-    int condstore;             /**< CONDSTORE or QRESYNC active for it */
+    const char *name; /**< as given to select (modified UTF-7) */
+    int readonly;     /**< EXAMINE, or [READ-ONLY] */
+    int condstore;    /**< CONDSTORE or QRESYNC active for it */
     apr_uint32_t exists, recent, uidvalidity, uidnext, unseen;
     apr_uint64_t highestmodseq; /**< 0 with NOMODSEQ */
     int nomodseq;
@@ -565,14 +597,14 @@ typedef struct memds_imap_mailbox_t {
 
 /** QRESYNC parameters of SELECT. */
 typedef struct memds_imap_qresync_t {
-    apr_uint32_t uidvalidity;  /**< known UIDVALIDITY */
-    apr_uint64_t modseq;       /**< known HIGHESTMODSEQ */
-    const char *known_uids;    /**< optional UID set the client knows */
+    apr_uint32_t uidvalidity; /**< known UIDVALIDITY */
+    apr_uint64_t modseq;      /**< known HIGHESTMODSEQ */
+    const char *known_uids;   /**< optional UID set the client knows */
 } memds_imap_qresync_t;
 
-#define MEMDS_IMAP_SEL_READONLY  0x01 /**< EXAMINE */
+#define MEMDS_IMAP_SEL_READONLY 0x01  /**< EXAMINE */
 #define MEMDS_IMAP_SEL_CONDSTORE 0x02 /**< (CONDSTORE) */
-#define MEMDS_IMAP_SEL_FORCE     0x04 /**< select even when already selected */
+#define MEMDS_IMAP_SEL_FORCE 0x04     /**< select even when already selected */
 
 /**
  * SELECT (or EXAMINE) a mailbox. When the same mailbox is already selected in
@@ -607,11 +639,12 @@ apr_status_t memds_imap_uid_fetch(memds_imap_conn_t *c, const char *uidset,
 
 /** What memds_imap_fetch_body delivered. */
 typedef struct memds_imap_body_info_t {
-    apr_uint64_t len;          /**< bytes given to the chunk callback */
-    int nil;                   /**< the server answered NIL for the section */
+    apr_uint64_t len; /**< bytes given to the chunk callback */
+    int nil;          /**< the server answered NIL for the section */
 } memds_imap_body_info_t;
 
-#define MEMDS_IMAP_BODY_BINARY 0x01 /**< BINARY.PEEK (content-transfer-decoded) */
+#define MEMDS_IMAP_BODY_BINARY \
+    0x01 /**< BINARY.PEEK (content-transfer-decoded) */
 
 /**
  * UID FETCH uid (UID BODY.PEEK[section]<origin.length>): the body data goes
@@ -656,8 +689,8 @@ apr_status_t memds_imap_uid_search(memds_imap_conn_t *c, const char *criteria,
  * STATUS per mailbox. *pboxes: memds_imap_list_t * from p.
  */
 apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
-                             apr_array_header_t **pboxes,
-                             memds_imap_err_t *err, apr_pool_t *p);
+                             apr_array_header_t **pboxes, memds_imap_err_t *err,
+                             apr_pool_t *p);
 
 /** STATUS mailbox (items); items NULL: MESSAGES UIDNEXT UIDVALIDITY UNSEEN
  *  (and HIGHESTMODSEQ with CONDSTORE). From p. */
@@ -678,7 +711,7 @@ apr_status_t memds_imap_append(memds_imap_conn_t *c, const char *mailbox,
 
 /** Where COPY/MOVE put the messages (UIDPLUS). */
 typedef struct memds_imap_copyuid_t {
-    apr_uint32_t uidvalidity;  /**< of the destination */
+    apr_uint32_t uidvalidity;    /**< of the destination */
     memds_imap_set_t *src, *dst; /**< corresponding UIDs, same order */
 } memds_imap_copyuid_t;
 

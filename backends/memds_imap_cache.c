@@ -10,7 +10,7 @@
 
 struct memds_imap_lease_t {
     char key[2 * APR_SHA1_DIGESTSIZE + 1];
-    apr_pool_t *pool;              /* unmanaged root: the connection's home */
+    apr_pool_t *pool; /* unmanaged root: the connection's home */
     memds_imap_conn_t *conn;
     int uses;
     apr_time_t idle_since;
@@ -18,9 +18,9 @@ struct memds_imap_lease_t {
 
 struct memds_imap_cache_t {
     apr_thread_mutex_t *lock;
-    memds_imap_lease_t **idle;     /* max_idle slots, NULL when free */
+    memds_imap_lease_t **idle; /* max_idle slots, NULL when free */
     int max_idle, max_uses;
-    apr_interval_time_t max_age;   /* idle longer: closed */
+    apr_interval_time_t max_age; /* idle longer: closed */
     unsigned char salt[16];
 };
 
@@ -34,9 +34,10 @@ apr_status_t memds_imap_cache_create(memds_imap_cache_t **pc, int max_idle,
     c->max_uses = max_uses > 0 ? max_uses : 1;
     c->max_age = apr_time_from_sec(idle_secs);
     c->idle = apr_pcalloc(p, sizeof(*c->idle) * (apr_size_t)c->max_idle);
-    if ((rv = apr_generate_random_bytes(c->salt, sizeof(c->salt))) != APR_SUCCESS
+    if ((rv = apr_generate_random_bytes(c->salt, sizeof(c->salt)))
+            != APR_SUCCESS
         || (rv = apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p))
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return rv;
     }
     *pc = c;
@@ -45,8 +46,8 @@ apr_status_t memds_imap_cache_create(memds_imap_cache_t **pc, int max_idle,
 
 /* Who the connection is logged in as: server, user, authzid and password
  * (salted digest: no password is kept). */
-static void lease_key(const memds_imap_cache_t *c, const memds_imap_config_t *cfg,
-                      char *out)
+static void lease_key(const memds_imap_cache_t *c,
+                      const memds_imap_config_t *cfg, char *out)
 {
     apr_sha1_ctx_t ctx;
     unsigned char d[APR_SHA1_DIGESTSIZE];
@@ -62,7 +63,9 @@ static void lease_key(const memds_imap_cache_t *c, const memds_imap_config_t *cf
     apr_sha1_update_binary(&ctx, c->salt, sizeof(c->salt));
     for (i = 0; i < 5; ++i) {
         const char *s = parts[i] ? parts[i] : "";
-        apr_sha1_update_binary(&ctx, (const unsigned char *)(parts[i] ? "1" : "0"), 1);
+        apr_sha1_update_binary(&ctx,
+                               (const unsigned char *)(parts[i] ? "1" : "0"),
+                               1);
         apr_sha1_update_binary(&ctx, (const unsigned char *)s, strlen(s) + 1);
     }
     apr_sha1_final(d, &ctx);
@@ -77,7 +80,8 @@ static void lease_close(memds_imap_lease_t *l)
     apr_pool_destroy(l->pool);
 }
 
-apr_status_t memds_imap_cache_get(memds_imap_cache_t *c, memds_imap_lease_t **pl,
+apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
+                                  memds_imap_lease_t **pl,
                                   memds_imap_conn_t **pconn,
                                   const memds_imap_config_t *cfg,
                                   memds_imap_err_t *err)

@@ -111,7 +111,6 @@ static int sets_seen(const char *s)
     return 0;
 }
 
-
 static apr_status_t need_selected(memds_imap_conn_t *c, memds_imap_err_t *err,
                                   const char *verb)
 {
@@ -127,8 +126,8 @@ static apr_status_t bad_arg(memds_imap_conn_t *c, memds_imap_err_t *err,
                             const char *verb, const char *what)
 {
     c->verb = verb;
-    return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL, "IMAP %s: invalid %s",
-                            verb, what);
+    return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+                            "IMAP %s: invalid %s", verb, what);
 }
 
 static apr_status_t unsupported(memds_imap_conn_t *c, memds_imap_err_t *err,
@@ -136,11 +135,11 @@ static apr_status_t unsupported(memds_imap_conn_t *c, memds_imap_err_t *err,
 {
     c->verb = verb;
     return memds_imap__fail(c, err, MEMDS_IMAP_E_UNSUPPORTED, APR_ENOTIMPL,
-                            "IMAP %s: the server does not offer %s", verb, what);
+                            "IMAP %s: the server does not offer %s", verb,
+                            what);
 }
 
 /* ---- connection setup */
-
 
 /* ================================================= (6) the commands */
 
@@ -165,8 +164,9 @@ apr_status_t memds_imap_select(memds_imap_conn_t *c, const char *mailbox,
     if (qr && !c->qresync) {
         return unsupported(c, err, verb, "QRESYNC (or it is not enabled)");
     }
-    if (qr && (qr->uidvalidity == 0 || qr->modseq == 0
-               || (qr->known_uids && !seqset_ok(qr->known_uids)))) {
+    if (qr
+        && (qr->uidvalidity == 0 || qr->modseq == 0
+            || (qr->known_uids && !seqset_ok(qr->known_uids)))) {
         return bad_arg(c, err, verb, "QRESYNC parameters");
     }
     if (cs && !(c->caps & MEMDS_IMAP_CAP_CONDSTORE)) {
@@ -187,7 +187,8 @@ apr_status_t memds_imap_select(memds_imap_conn_t *c, const char *mailbox,
     if (qr) {
         memds_imap__cmd_addf(&cmd, " (QRESYNC (%u %" APR_UINT64_T_FMT "%s%s))",
                              (unsigned)qr->uidvalidity, qr->modseq,
-                             qr->known_uids ? " " : "", qr->known_uids ? qr->known_uids : "");
+                             qr->known_uids ? " " : "",
+                             qr->known_uids ? qr->known_uids : "");
     }
     else if (cs) {
         memds_imap__cmd_add(&cmd, " (CONDSTORE)");
@@ -257,7 +258,8 @@ apr_status_t memds_imap_uid_fetch(memds_imap_conn_t *c, const char *uidset,
                        "item list: it would set \\Seen (use BODY.PEEK)");
     }
     if (vanished && (!c->qresync || changedsince == 0)) {
-        return c->qresync ? bad_arg(c, err, "UID FETCH", "VANISHED without "
+        return c->qresync ? bad_arg(c, err, "UID FETCH",
+                                    "VANISHED without "
                                     "CHANGEDSINCE")
                           : unsupported(c, err, "UID FETCH", "QRESYNC");
     }
@@ -273,8 +275,8 @@ apr_status_t memds_imap_uid_fetch(memds_imap_conn_t *c, const char *uidset,
         memds_imap__cmd_add(&cmd, items);
     }
     if (changedsince) {
-        memds_imap__cmd_addf(&cmd, " (CHANGEDSINCE %" APR_UINT64_T_FMT "%s)", changedsince,
-                             vanished ? " VANISHED" : "");
+        memds_imap__cmd_addf(&cmd, " (CHANGEDSINCE %" APR_UINT64_T_FMT "%s)",
+                             changedsince, vanished ? " VANISHED" : "");
     }
     return memds_imap__cmd_exec(&cmd, cb, baton, NULL, err);
 }
@@ -299,8 +301,8 @@ static apr_status_t body_resp(void *baton, const memds_imap_resp_t *r)
     }
     bb->found = 1;
     for (i = 0; i < r->fetch->sections->nelts; i++) {
-        const memds_imap_section_t *s =
-            &APR_ARRAY_IDX(r->fetch->sections, i, memds_imap_section_t);
+        const memds_imap_section_t *s = &APR_ARRAY_IDX(r->fetch->sections, i,
+                                                       memds_imap_section_t);
         if (s->data == NULL) {
             bb->info.nil = 1;
         }
@@ -330,7 +332,8 @@ apr_status_t memds_imap_fetch_body(memds_imap_conn_t *c, apr_uint32_t uid,
     if (section == NULL) {
         section = "";
     }
-    if (uid == 0 || cb == NULL || !memds_imap__section_ok(section, bin, c->cpool)
+    if (uid == 0 || cb == NULL
+        || !memds_imap__section_ok(section, bin, c->cpool)
         || length > 0xFFFFFFFFu || origin > 0xFFFFFFFFu) {
         return bad_arg(c, err, "UID FETCH", "body section, range or callback");
     }
@@ -346,7 +349,9 @@ apr_status_t memds_imap_fetch_body(memds_imap_conn_t *c, apr_uint32_t uid,
     memds_imap__cmd_addf(&cmd, " %u (UID %s[%s]", (unsigned)uid,
                          bin ? "BINARY.PEEK" : "BODY.PEEK", section);
     if (origin > 0 || length > 0) {
-        memds_imap__cmd_addf(&cmd, "<%" APR_UINT64_T_FMT ".%" APR_UINT64_T_FMT ">", origin,
+        memds_imap__cmd_addf(&cmd,
+                             "<%" APR_UINT64_T_FMT ".%" APR_UINT64_T_FMT ">",
+                             origin,
                              length > 0 ? length : APR_UINT64_C(4294967295));
     }
     memds_imap__cmd_add(&cmd, ")");
@@ -355,7 +360,8 @@ apr_status_t memds_imap_fetch_body(memds_imap_conn_t *c, apr_uint32_t uid,
     rv = memds_imap__cmd_exec(&cmd, body_resp, &bb, NULL, err);
     if (rv == APR_SUCCESS && !bb.found) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_NOTFOUND, APR_NOTFOUND,
-                              "IMAP UID FETCH: message UID %u not found", (unsigned)uid);
+                              "IMAP UID FETCH: message UID %u not found",
+                              (unsigned)uid);
     }
     bb.info.len += c->chunk_total;
     if (info) {
@@ -390,9 +396,13 @@ apr_status_t memds_imap_uid_store(memds_imap_conn_t *c, const char *uidset,
     memds_imap__cmd_start(c, &cmd, "UID STORE");
     memds_imap__cmd_addf(&cmd, " %s ", uidset);
     if (unchangedsince) {
-        memds_imap__cmd_addf(&cmd, "(UNCHANGEDSINCE %" APR_UINT64_T_FMT ") ", unchangedsince);
+        memds_imap__cmd_addf(&cmd, "(UNCHANGEDSINCE %" APR_UINT64_T_FMT ") ",
+                             unchangedsince);
     }
-    memds_imap__cmd_addf(&cmd, "%sFLAGS%s (%s)", op == '=' ? "" : op == '+' ? "+" : "-",
+    memds_imap__cmd_addf(&cmd, "%sFLAGS%s (%s)",
+                         op == '='   ? ""
+                         : op == '+' ? "+"
+                                     : "-",
                          silent ? ".SILENT" : "", flags);
     rv = memds_imap__cmd_exec(&cmd, cb, baton, &tagged, err);
     if (rv == APR_SUCCESS && pmodified
@@ -405,8 +415,8 @@ apr_status_t memds_imap_uid_store(memds_imap_conn_t *c, const char *uidset,
 typedef struct search_baton_t {
     memds_imap_conn_t *c;
     apr_pool_t *p;
-    apr_array_header_t *uids;   /* SEARCH results */
-    memds_imap_search_t *es;    /* ESEARCH result */
+    apr_array_header_t *uids; /* SEARCH results */
+    memds_imap_search_t *es;  /* ESEARCH result */
     apr_uint64_t modseq;
 } search_baton_t;
 
@@ -418,10 +428,11 @@ static apr_status_t search_resp(void *baton, const memds_imap_resp_t *r)
     if (r->type == MEMDS_IMAP_RESP_SEARCH) {
         const memds_imap_set_t *s = r->search->all;
         for (i = 0; i < s->nranges; i++) {
-            for (j = 0; (apr_uint64_t)j <= (apr_uint64_t)s->ranges[i].hi
-                                              - s->ranges[i].lo; j++) {
-                *(apr_uint32_t *)apr_array_push(sb->uids) =
-                    s->ranges[i].lo + (apr_uint32_t)j;
+            for (j = 0; (apr_uint64_t)j
+                        <= (apr_uint64_t)s->ranges[i].hi - s->ranges[i].lo;
+                 j++) {
+                *(apr_uint32_t *)apr_array_push(sb->uids) = s->ranges[i].lo
+                                                            + (apr_uint32_t)j;
             }
         }
         if (r->search->have & MEMDS_IMAP_SR_MODSEQ) {
@@ -429,7 +440,8 @@ static apr_status_t search_resp(void *baton, const memds_imap_resp_t *r)
         }
     }
     else if (r->type == MEMDS_IMAP_RESP_ESEARCH
-             && (r->search->tag == NULL || !strcmp(r->search->tag, sb->c->tag))) {
+             && (r->search->tag == NULL
+                 || !strcmp(r->search->tag, sb->c->tag))) {
         sb->es = apr_pmemdup(sb->p, r->search, sizeof(*r->search));
         sb->es->tag = NULL;
         sb->es->all = memds_imap__copy_set(r->search->all, sb->p);
@@ -466,7 +478,8 @@ apr_status_t memds_imap_uid_search(memds_imap_conn_t *c, const char *criteria,
     else {
         res = apr_pcalloc(p, sizeof(*res));
         res->uid = 1;
-        res->all = memds_imap__set_from_numbers((const apr_uint32_t *)sb.uids->elts,
+        res->all = memds_imap__set_from_numbers((const apr_uint32_t *)
+                                                    sb.uids->elts,
                                                 sb.uids->nelts, p);
         res->count = (apr_uint32_t)memds_imap_set_count(res->all);
         res->have = MEMDS_IMAP_SR_ALL | MEMDS_IMAP_SR_COUNT;
@@ -496,8 +509,8 @@ static memds_imap_status_t *copy_status(const memds_imap_status_t *s,
 
 typedef struct list_baton_t {
     apr_pool_t *p;
-    apr_array_header_t *boxes;     /* memds_imap_list_t * */
-    apr_array_header_t *statuses;  /* memds_imap_status_t * */
+    apr_array_header_t *boxes;    /* memds_imap_list_t * */
+    apr_array_header_t *statuses; /* memds_imap_status_t * */
 } list_baton_t;
 
 static apr_status_t list_resp(void *baton, const memds_imap_resp_t *r)
@@ -507,22 +520,23 @@ static apr_status_t list_resp(void *baton, const memds_imap_resp_t *r)
     if (r->type == MEMDS_IMAP_RESP_LIST) {
         memds_imap_list_t *l = apr_pmemdup(lb->p, r->mbox, sizeof(*r->mbox));
         l->name = apr_pstrdup(lb->p, r->mbox->name);
-        l->name_utf8 = r->mbox->name_utf8 ? apr_pstrdup(lb->p, r->mbox->name_utf8)
-                                          : NULL;
+        l->name_utf8 = r->mbox->name_utf8
+                           ? apr_pstrdup(lb->p, r->mbox->name_utf8)
+                           : NULL;
         l->attr_names = memds_imap__copy_strs(r->mbox->attr_names, lb->p);
         l->status = NULL;
         *(memds_imap_list_t **)apr_array_push(lb->boxes) = l;
     }
     else if (r->type == MEMDS_IMAP_RESP_STATUS) {
-        *(memds_imap_status_t **)apr_array_push(lb->statuses) =
-            copy_status(r->status, lb->p);
+        *(memds_imap_status_t **)apr_array_push(
+            lb->statuses) = copy_status(r->status, lb->p);
     }
     return APR_SUCCESS;
 }
 
 apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
-                             apr_array_header_t **pboxes,
-                             memds_imap_err_t *err, apr_pool_t *p)
+                             apr_array_header_t **pboxes, memds_imap_err_t *err,
+                             apr_pool_t *p)
 {
     list_baton_t lb;
     cmd_t cmd;
@@ -542,9 +556,10 @@ apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
     memds_imap__cmd_start(c, &cmd, "LIST");
     memds_imap__cmd_add(&cmd, " \"\" \"*\"");
     if (su || ls) {
-        memds_imap__cmd_addf(&cmd, " RETURN (%s%s%s%s%s)", su ? "SPECIAL-USE" : "",
-                             su && ls ? " " : "", ls ? "STATUS (" : "",
-                             ls ? status_items : "", ls ? ")" : "");
+        memds_imap__cmd_addf(&cmd, " RETURN (%s%s%s%s%s)",
+                             su ? "SPECIAL-USE" : "", su && ls ? " " : "",
+                             ls ? "STATUS (" : "", ls ? status_items : "",
+                             ls ? ")" : "");
     }
     rv = memds_imap__cmd_exec(&cmd, list_resp, &lb, NULL, err);
     if (rv != APR_SUCCESS && (su || ls) && err->kind == MEMDS_IMAP_E_BAD) {
@@ -570,8 +585,10 @@ apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
             }
         }
         if (status_items && !ls && l->status == NULL
-            && !(l->attrs & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT))) {
-            rv = memds_imap_status(c, l->name, status_items, &l->status, err, p);
+            && !(l->attrs
+                 & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT))) {
+            rv = memds_imap_status(c, l->name, status_items, &l->status, err,
+                                   p);
             if (rv != APR_SUCCESS) {
                 if (err->kind != MEMDS_IMAP_E_NO) {
                     return rv;
@@ -619,8 +636,8 @@ apr_status_t memds_imap_status(memds_imap_conn_t *c, const char *mailbox,
     }
     if (items == NULL) {
         items = (c->caps & MEMDS_IMAP_CAP_CONDSTORE)
-                ? "MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ"
-                : "MESSAGES UIDNEXT UIDVALIDITY UNSEEN";
+                    ? "MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ"
+                    : "MESSAGES UIDNEXT UIDVALIDITY UNSEEN";
     }
     memset(&sb, 0, sizeof(sb));
     sb.p = p;
@@ -631,8 +648,9 @@ apr_status_t memds_imap_status(memds_imap_conn_t *c, const char *mailbox,
     memds_imap__cmd_addf(&cmd, " (%s)", items);
     TRY(memds_imap__cmd_exec(&cmd, status_resp, &sb, NULL, err));
     if (sb.match == NULL && sb.n != 1) {
-        return memds_imap__fail(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
-                                "IMAP STATUS: no STATUS response for the mailbox");
+        return memds_imap__fail(
+            c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+            "IMAP STATUS: no STATUS response for the mailbox");
     }
     *pst = sb.match ? sb.match : sb.any;
     return APR_SUCCESS;
@@ -644,8 +662,10 @@ apr_status_t memds_imap_append(memds_imap_conn_t *c, const char *mailbox,
                                apr_uint32_t *puidvalidity, apr_uint32_t *puid,
                                memds_imap_err_t *err)
 {
-    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    static const char *const mon[] = {
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+    };
     const memds_imap_resp_t *tagged = NULL;
     cmd_t cmd;
     apr_status_t rv;
@@ -657,8 +677,9 @@ apr_status_t memds_imap_append(memds_imap_conn_t *c, const char *mailbox,
     if (puid) {
         *puid = 0;
     }
-    if (mailbox == NULL || *mailbox == '\0' || (flags && *flags && !flags_ok(flags))
-        || (msg == NULL && len > 0) || len > 0xFFFFFFFFu) {
+    if (mailbox == NULL || *mailbox == '\0'
+        || (flags && *flags && !flags_ok(flags)) || (msg == NULL && len > 0)
+        || len > 0xFFFFFFFFu) {
         return bad_arg(c, err, "APPEND", "mailbox, flags or message");
     }
     memds_imap__cmd_start(c, &cmd, "APPEND");
@@ -670,9 +691,9 @@ apr_status_t memds_imap_append(memds_imap_conn_t *c, const char *mailbox,
     if (internaldate > 0) {
         apr_time_exp_t tm;
         apr_time_exp_gmt(&tm, internaldate);
-        memds_imap__cmd_addf(&cmd, " \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
-                             mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                             tm.tm_sec);
+        memds_imap__cmd_addf(&cmd, " \"%2d-%s-%04d %02d:%02d:%02d +0000\"",
+                             tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900,
+                             tm.tm_hour, tm.tm_min, tm.tm_sec);
     }
     memds_buf_addc(&cmd.b, ' ');
     memds_imap__cmd_literal(&cmd, msg ? msg : "", len);
@@ -699,7 +720,8 @@ static memds_imap_copyuid_t *copy_cu(const memds_imap_copyuid_t *cu,
     return o;
 }
 
-static memds_imap_copyuid_t *tagged_cu(const memds_imap_resp_t *t, apr_pool_t *p)
+static memds_imap_copyuid_t *tagged_cu(const memds_imap_resp_t *t,
+                                       apr_pool_t *p)
 {
     memds_imap_copyuid_t cu;
 
@@ -868,8 +890,10 @@ apr_status_t memds_imap_run(memds_imap_conn_t *c, const char *line,
         return bad_arg(c, err, "(command)", "command line");
     }
     sp = strchr(line, ' ');
-    memds_imap__cmd_start(c, &cmd, str_upper(c->pool, line, sp ? (apr_size_t)(sp - line)
-                                                   : strlen(line)));
+    memds_imap__cmd_start(c, &cmd,
+                          str_upper(c->pool, line,
+                                    sp ? (apr_size_t)(sp - line)
+                                       : strlen(line)));
     if (sp) {
         memds_imap__cmd_add(&cmd, sp);
     }
@@ -895,16 +919,17 @@ memds_err_t memds_imap_err_of(const memds_imap_err_t *err)
     case MEMDS_IMAP_CODE_ALREADYEXISTS:
         return memds_err_make(MEMDS_ERR_EXISTS, "Mail folder already exists");
     case MEMDS_IMAP_CODE_NOPERM:
-        return memds_err_make(MEMDS_ERR_PERMISSION, "Permission denied by the mail server");
+        return memds_err_make(MEMDS_ERR_PERMISSION,
+                              "Permission denied by the mail server");
     case MEMDS_IMAP_CODE_OVERQUOTA:
         return memds_err_make(MEMDS_ERR_QUOTA, "Mailbox quota exceeded");
     case MEMDS_IMAP_CODE_UNAVAILABLE:
     case MEMDS_IMAP_CODE_INUSE:
-        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server temporarily unavailable");
+        return memds_err_make(MEMDS_ERR_TRANSIENT,
+                              "Mail server temporarily unavailable");
     case MEMDS_IMAP_CODE_EXPUNGEISSUED:
         return memds_err_make(MEMDS_ERR_NOT_FOUND, "Message no longer exists");
-    default:
-        break;
+    default: break;
     }
     switch (err->kind) {
     case MEMDS_IMAP_E_AUTH:
@@ -928,16 +953,20 @@ memds_err_t memds_imap_err_of(const memds_imap_err_t *err)
                 || !strcmp(err->cmd, "STATUS"))) {
             return memds_err_make(MEMDS_ERR_NOT_FOUND, "Mail folder not found");
         }
-        return memds_err_make(MEMDS_ERR_FAILED, "Mail server refused the operation");
+        return memds_err_make(MEMDS_ERR_FAILED,
+                              "Mail server refused the operation");
     case MEMDS_IMAP_E_PROTOCOL:
-        return memds_err_make(MEMDS_ERR_PROTOCOL, "Invalid answer from the mail server");
+        return memds_err_make(MEMDS_ERR_PROTOCOL,
+                              "Invalid answer from the mail server");
     case MEMDS_IMAP_E_LIMIT:
-        return memds_err_make(MEMDS_ERR_TOO_LARGE, "Mail server data too large");
+        return memds_err_make(MEMDS_ERR_TOO_LARGE,
+                              "Mail server data too large");
     case MEMDS_IMAP_E_BAD:
-        return memds_err_make(MEMDS_ERR_REJECTED, "Mail server rejected the command");
+        return memds_err_make(MEMDS_ERR_REJECTED,
+                              "Mail server rejected the command");
     case MEMDS_IMAP_E_UNSUPPORTED:
-        return memds_err_make(MEMDS_ERR_CONFIG, "Mail server lacks a needed feature");
-    default:
-        return memds_err_make(MEMDS_ERR_INTERNAL, "Mail operation failed");
+        return memds_err_make(MEMDS_ERR_CONFIG,
+                              "Mail server lacks a needed feature");
+    default: return memds_err_make(MEMDS_ERR_INTERNAL, "Mail operation failed");
     }
 }

@@ -336,7 +336,8 @@ static apr_status_t stream_literal(memds_imap_conn_t *c, apr_uint64_t n,
             return broke(c, err, MEMDS_IMAP_E_CALLBACK, c->chunk_rv,
                          "IMAP %s: a callback refused the data; connection "
                          "dropped instead of skipping %" APR_UINT64_T_FMT
-                         " more bytes", c->verb, n - off);
+                         " more bytes",
+                         c->verb, n - off);
         }
         TRY(fill(c, err));
         k = c->in_len - c->in_pos;
@@ -344,7 +345,8 @@ static apr_status_t stream_literal(memds_imap_conn_t *c, apr_uint64_t n,
             k = (apr_size_t)(n - off);
         }
         if (c->chunk_rv == APR_SUCCESS) {
-            c->chunk_rv = c->chunk_cb(c->chunk_baton, off, c->inbuf + c->in_pos, k);
+            c->chunk_rv = c->chunk_cb(c->chunk_baton, off, c->inbuf + c->in_pos,
+                                      k);
         }
         c->in_pos += k;
         off += k;
@@ -409,7 +411,8 @@ static apr_status_t read_response(memds_imap_conn_t *c, memds_buf_t *b,
             if (b->len + k > c->max_response) {
                 return broke(c, err, MEMDS_IMAP_E_LIMIT, APR_ENOSPC,
                              "IMAP response longer than %" APR_SIZE_T_FMT
-                             " bytes", c->max_response);
+                             " bytes",
+                             c->max_response);
             }
             memds_buf_add(b, c->inbuf + c->in_pos, k);
             c->in_pos += k;
@@ -444,10 +447,12 @@ static apr_status_t read_response(memds_imap_conn_t *c, memds_buf_t *b,
         else {
             if (m < 0 || n > c->max_response - b->len) {
                 return broke(c, err, MEMDS_IMAP_E_LIMIT, APR_ENOSPC,
-                             "IMAP literal of %s bytes exceeds the limit of %"
-                             APR_SIZE_T_FMT " bytes per response",
-                             m < 0 ? "too many" : apr_psprintf(c->rpool, "%"
-                             APR_UINT64_T_FMT, n), c->max_response);
+                             "IMAP literal of %s bytes exceeds the limit of "
+                             "%" APR_SIZE_T_FMT " bytes per response",
+                             m < 0 ? "too many"
+                                   : apr_psprintf(c->rpool,
+                                                  "%" APR_UINT64_T_FMT, n),
+                             c->max_response);
             }
             TRY(read_literal(c, b, (apr_size_t)n, err));
         }
@@ -462,19 +467,24 @@ static const struct {
     unsigned bit;
 } cap_names[] = {
     { "IMAP4rev1", MEMDS_IMAP_CAP_IMAP4REV1 },
-    { "CONDSTORE", MEMDS_IMAP_CAP_CONDSTORE }, { "QRESYNC", MEMDS_IMAP_CAP_QRESYNC },
-    { "MOVE", MEMDS_IMAP_CAP_MOVE }, { "UIDPLUS", MEMDS_IMAP_CAP_UIDPLUS },
+    { "CONDSTORE", MEMDS_IMAP_CAP_CONDSTORE },
+    { "QRESYNC", MEMDS_IMAP_CAP_QRESYNC },
+    { "MOVE", MEMDS_IMAP_CAP_MOVE },
+    { "UIDPLUS", MEMDS_IMAP_CAP_UIDPLUS },
     { "SPECIAL-USE", MEMDS_IMAP_CAP_SPECIAL_USE },
     { "ESEARCH", MEMDS_IMAP_CAP_ESEARCH },
     { "LIST-STATUS", MEMDS_IMAP_CAP_LIST_STATUS },
     { "LIST-EXTENDED", MEMDS_IMAP_CAP_LIST_EXTENDED },
     { "LITERAL+", MEMDS_IMAP_CAP_LITERAL_PLUS },
     { "LITERAL-", MEMDS_IMAP_CAP_LITERAL_MINUS },
-    { "ENABLE", MEMDS_IMAP_CAP_ENABLE }, { "UNSELECT", MEMDS_IMAP_CAP_UNSELECT },
-    { "BINARY", MEMDS_IMAP_CAP_BINARY }, { "IDLE", MEMDS_IMAP_CAP_IDLE },
+    { "ENABLE", MEMDS_IMAP_CAP_ENABLE },
+    { "UNSELECT", MEMDS_IMAP_CAP_UNSELECT },
+    { "BINARY", MEMDS_IMAP_CAP_BINARY },
+    { "IDLE", MEMDS_IMAP_CAP_IDLE },
 };
 
-apr_array_header_t *memds_imap__copy_strs(const apr_array_header_t *l, apr_pool_t *p)
+apr_array_header_t *memds_imap__copy_strs(const apr_array_header_t *l,
+                                          apr_pool_t *p)
 {
     apr_array_header_t *o;
     int i;
@@ -484,8 +494,8 @@ apr_array_header_t *memds_imap__copy_strs(const apr_array_header_t *l, apr_pool_
     }
     o = apr_array_make(p, l->nelts > 0 ? l->nelts : 1, sizeof(const char *));
     for (i = 0; i < l->nelts; i++) {
-        *(const char **)apr_array_push(o) =
-            apr_pstrdup(p, APR_ARRAY_IDX(l, i, const char *));
+        *(const char **)apr_array_push(
+            o) = apr_pstrdup(p, APR_ARRAY_IDX(l, i, const char *));
     }
     return o;
 }
@@ -564,9 +574,7 @@ static void handle_untagged(memds_imap_conn_t *c, const memds_imap_resp_t *r)
     int on = c->selected || c->selecting, i;
 
     switch (r->type) {
-    case MEMDS_IMAP_RESP_CAPABILITY:
-        set_caps(c, r->list);
-        break;
+    case MEMDS_IMAP_RESP_CAPABILITY: set_caps(c, r->list); break;
     case MEMDS_IMAP_RESP_ENABLED:
         for (i = 0; i < r->list->nelts; i++) {
             if (str_ieq(APR_ARRAY_IDX(r->list, i, const char *), "QRESYNC")) {
@@ -577,12 +585,12 @@ static void handle_untagged(memds_imap_conn_t *c, const memds_imap_resp_t *r)
     case MEMDS_IMAP_RESP_COND:
         if (r->cond == MEMDS_IMAP_BYE) {
             c->bye = 1;
-            memds_logf(&c->log, MEMDS_LOG_INFO, 0, MEMDS_LOGNO(00200) "imap: server says BYE: %s",
-                       r->text);
+            memds_logf(&c->log, MEMDS_LOG_INFO, 0,
+                       MEMDS_LOGNO(00200) "imap: server says BYE: %s", r->text);
         }
         if (r->code.code == MEMDS_IMAP_CODE_ALERT) {
-            memds_logf(&c->log, MEMDS_LOG_WARNING, 0, MEMDS_LOGNO(00201) "imap: server alert: %s",
-                       r->text);
+            memds_logf(&c->log, MEMDS_LOG_WARNING, 0,
+                       MEMDS_LOGNO(00201) "imap: server alert: %s", r->text);
         }
         if (r->code.code == MEMDS_IMAP_CODE_COPYUID) {
             c->copyuid = apr_pcalloc(c->cpool, sizeof(*c->copyuid));
@@ -620,8 +628,7 @@ static void handle_untagged(memds_imap_conn_t *c, const memds_imap_resp_t *r)
             m->exists = k >= m->exists ? 0 : m->exists - (apr_uint32_t)k;
         }
         break;
-    default:
-        break;
+    default: break;
     }
     if (c->cb && c->cb_rv == APR_SUCCESS) {
         c->cb_rv = c->cb(c->baton, r);
@@ -645,17 +652,21 @@ static apr_status_t next_response(memds_imap_conn_t *c, memds_imap_resp_t **pr,
         /* tagged: one short line that must outlive the next response */
         const char *copy = apr_pmemdup(c->cpool, b.data, b.len);
         if (memds_imap_parse_response(&r, copy, b.len, c->max_response, &pe,
-                                      c->cpool) != APR_SUCCESS) {
-            return broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL, "%s", pe.msg);
+                                      c->cpool)
+            != APR_SUCCESS) {
+            return broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL, "%s",
+                         pe.msg);
         }
         if (strcmp(r->tag, c->tag) != 0) {
-            return broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
-                         "IMAP tagged response for unknown tag %s (expected %s)",
-                         r->tag, c->tag);
+            return broke(
+                c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+                "IMAP tagged response for unknown tag %s (expected %s)", r->tag,
+                c->tag);
         }
     }
     else if (memds_imap_parse_response(&r, b.data, b.len, c->max_response, &pe,
-                                       c->rpool) != APR_SUCCESS) {
+                                       c->rpool)
+             != APR_SUCCESS) {
         if (c->proto_err == NULL) {
             c->proto_err = apr_pstrdup(c->cpool, pe.msg);
         }
@@ -663,8 +674,8 @@ static apr_status_t next_response(memds_imap_conn_t *c, memds_imap_resp_t **pr,
     }
     else if (c->chunk_lits > 0 && r->type == MEMDS_IMAP_RESP_FETCH) {
         for (i = 0; i < r->fetch->sections->nelts; i++) {
-            memds_imap_section_t *s =
-                &APR_ARRAY_IDX(r->fetch->sections, i, memds_imap_section_t);
+            memds_imap_section_t *s = &APR_ARRAY_IDX(r->fetch->sections, i,
+                                                     memds_imap_section_t);
             if (s->data && s->len == 0 && s->section) {
                 s->streamed = 1;
             }
@@ -721,7 +732,8 @@ void memds_imap__cmd_literal(cmd_t *cmd, const char *data, apr_size_t len)
     int nonsync = (c->caps & MEMDS_IMAP_CAP_LITERAL_PLUS)
                   || ((c->caps & MEMDS_IMAP_CAP_LITERAL_MINUS) && len <= 4096);
 
-    memds_imap__cmd_addf(cmd, "{%" APR_SIZE_T_FMT "%s}\r\n", len, nonsync ? "+" : "");
+    memds_imap__cmd_addf(cmd, "{%" APR_SIZE_T_FMT "%s}\r\n", len,
+                         nonsync ? "+" : "");
     cmd_piece(cmd, cmd->b.data, cmd->b.len, 0);
     cmd_piece(cmd, data, len, !nonsync);
     memds_buf_init(&cmd->b, 64, c->cpool);
@@ -767,7 +779,8 @@ void memds_imap__cmd_astring(cmd_t *cmd, const char *s)
 }
 
 /* Send the command and read up to its tagged response. */
-apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *baton,
+apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
+                                  void *baton,
                                   const memds_imap_resp_t **ptagged,
                                   memds_imap_err_t *err)
 {
@@ -779,9 +792,10 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
     memds_imap__cmd_add(cmd, "\r\n");
     cmd_piece(cmd, cmd->b.data, cmd->b.len, 0);
     if (c->broken) {
-        return memds_imap__fail(c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
-                                APR_ECONNABORTED,
-                                "IMAP connection unusable after an earlier failure");
+        return memds_imap__fail(
+            c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
+            APR_ECONNABORTED,
+            "IMAP connection unusable after an earlier failure");
     }
     c->cb = cb;
     c->baton = baton;
@@ -789,7 +803,8 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
     c->chunk_total = 0;
     c->copyuid = NULL;
     c->proto_err = NULL;
-    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00202) "imap: %s %s", c->tag, c->verb);
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0,
+               MEMDS_LOGNO(00202) "imap: %s %s", c->tag, c->verb);
 
     for (i = 0; i < cmd->pieces->nelts && tagged == NULL; i++) {
         const piece_t *pc = &APR_ARRAY_IDX(cmd->pieces, i, piece_t);
@@ -842,15 +857,17 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
         apply_code(c, &tagged->code);
     }
     if (tagged->cond != MEMDS_IMAP_OK) {
-        rv = memds_imap__fail(c, err, tagged->cond == MEMDS_IMAP_NO ? MEMDS_IMAP_E_NO
-                                                        : MEMDS_IMAP_E_BAD,
-                  APR_EGENERAL, "IMAP %s: %s %s%s%s%s", c->verb,
-                  tagged->cond == MEMDS_IMAP_NO ? "NO" : "BAD",
-                  tagged->code.name ? "[" : "",
-                  tagged->code.name ? tagged->code.name : "",
-                  tagged->code.name ? "] " : "", tagged->text);
+        rv = memds_imap__fail(c, err,
+                              tagged->cond == MEMDS_IMAP_NO ? MEMDS_IMAP_E_NO
+                                                            : MEMDS_IMAP_E_BAD,
+                              APR_EGENERAL, "IMAP %s: %s %s%s%s%s", c->verb,
+                              tagged->cond == MEMDS_IMAP_NO ? "NO" : "BAD",
+                              tagged->code.name ? "[" : "",
+                              tagged->code.name ? tagged->code.name : "",
+                              tagged->code.name ? "] " : "", tagged->text);
         err->code = tagged->code.code;
-        memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00203) "%s", err->msg);
+        memds_logf(&c->log, MEMDS_LOG_DEBUG, 0,
+                   MEMDS_LOGNO(00203) "%s", err->msg);
     }
     else if (c->cb_rv != APR_SUCCESS || c->chunk_rv != APR_SUCCESS) {
         rv = memds_imap__fail(c, err, MEMDS_IMAP_E_CALLBACK,
@@ -858,8 +875,8 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb, void *bato
                               "IMAP %s: a callback refused the data", c->verb);
     }
     else if (c->proto_err) {
-        rv = memds_imap__fail(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL, "IMAP %s: %s",
-                              c->verb, c->proto_err);
+        rv = memds_imap__fail(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+                              "IMAP %s: %s", c->verb, c->proto_err);
     }
 done:
     c->cb = NULL;
@@ -892,7 +909,8 @@ static apr_status_t conn_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-static memds_imap_conn_t *conn_new(const memds_imap_config_t *cfg, apr_pool_t *p)
+static memds_imap_conn_t *conn_new(const memds_imap_config_t *cfg,
+                                   apr_pool_t *p)
 {
     apr_pool_t *cp;
     memds_imap_conn_t *c;
@@ -907,9 +925,11 @@ static memds_imap_conn_t *conn_new(const memds_imap_config_t *cfg, apr_pool_t *p
     apr_pool_create(&c->cappool, cp);
     apr_pool_tag(c->rpool, "memds_imap_response");
     apr_pool_tag(c->cpool, "memds_imap_command");
-    c->io_timeout_ms = cfg && cfg->io_timeout_ms > 0 ? cfg->io_timeout_ms : 60000;
-    c->max_response = cfg && cfg->max_response > 0 ? cfg->max_response
-                      : MEMDS_IMAP_DEFAULT_MAX_RESPONSE;
+    c->io_timeout_ms = cfg && cfg->io_timeout_ms > 0 ? cfg->io_timeout_ms
+                                                     : 60000;
+    c->max_response = cfg && cfg->max_response > 0
+                          ? cfg->max_response
+                          : MEMDS_IMAP_DEFAULT_MAX_RESPONSE;
     if (cfg && cfg->log) {
         c->log = *cfg->log;
     }
@@ -966,16 +986,11 @@ apr_status_t memds_imap_open_io(memds_imap_conn_t **pconn,
 static memds_imap_ekind_e curl_kind(CURLcode rc)
 {
     switch (memds_curl_class(rc)) {
-    case MEMDS_CURL_AUTH:
-        return MEMDS_IMAP_E_AUTH;
-    case MEMDS_CURL_TIMEOUT:
-        return MEMDS_IMAP_E_TIMEOUT;
-    case MEMDS_CURL_TLS:
-        return MEMDS_IMAP_E_TLS;
-    case MEMDS_CURL_CONFIG:
-        return MEMDS_IMAP_E_ARG;
-    default:
-        return MEMDS_IMAP_E_CONNECT;
+    case MEMDS_CURL_AUTH: return MEMDS_IMAP_E_AUTH;
+    case MEMDS_CURL_TIMEOUT: return MEMDS_IMAP_E_TIMEOUT;
+    case MEMDS_CURL_TLS: return MEMDS_IMAP_E_TLS;
+    case MEMDS_CURL_CONFIG: return MEMDS_IMAP_E_ARG;
+    default: return MEMDS_IMAP_E_CONNECT;
     }
 }
 
@@ -1008,9 +1023,11 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
         || strchr(cfg->url, '@') != NULL
         || (strncmp(cfg->url, "imap://", 7) != 0
             && strncmp(cfg->url, "imaps://", 8) != 0)) {
-        rv = memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL, "IMAP connect: the "
-                              "URL must be imap://host[:port] or imaps://host[:port] "
-                              "without credentials, and a user is needed");
+        rv = memds_imap__fail(
+            c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+            "IMAP connect: the "
+            "URL must be imap://host[:port] or imaps://host[:port] "
+            "without credentials, and a user is needed");
         goto failed;
     }
     mech = cfg->authzid ? "PLAIN" : cfg->mech;
@@ -1027,7 +1044,8 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     c->cio.h = h;
     cto = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 30000;
     curl_easy_setopt(h, CURLOPT_URL, cfg->url);
-    memds_curl_protocols(h, "imap,imaps", (long)(CURLPROTO_IMAP | CURLPROTO_IMAPS));
+    memds_curl_protocols(h, "imap,imaps",
+                         (long)(CURLPROTO_IMAP | CURLPROTO_IMAPS));
     curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM */
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cto);
@@ -1053,14 +1071,16 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, NULL);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
     if (rc != CURLE_OK) {
-        const char *detail = memds_scrub_secret(c->pool, memds_scrub_secret(c->pool, c->errbuf,
-                                                  cfg->password), cfg->bearer);
+        const char *detail = memds_scrub_secret(
+            c->pool, memds_scrub_secret(c->pool, c->errbuf, cfg->password),
+            cfg->bearer);
         err->curl_code = (int)rc;
-        rv = memds_imap__fail(c, err, curl_kind(rc), rc == CURLE_OPERATION_TIMEDOUT
-                              ? APR_TIMEUP : APR_EGENERAL,
+        rv = memds_imap__fail(c, err, curl_kind(rc),
+                              rc == CURLE_OPERATION_TIMEDOUT ? APR_TIMEUP
+                                                             : APR_EGENERAL,
                               "IMAP %s to %s as %s failed: %s%s%s%s",
-                              rc == CURLE_LOGIN_DENIED ? "login" : "connect", cfg->url,
-                              cfg->user, curl_easy_strerror(rc),
+                              rc == CURLE_LOGIN_DENIED ? "login" : "connect",
+                              cfg->url, cfg->user, curl_easy_strerror(rc),
                               *detail ? " (" : "", detail, *detail ? ")" : "");
         goto failed;
     }
@@ -1079,9 +1099,10 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     if (rv != APR_SUCCESS) {
         goto failed;
     }
-    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00204) "imap: logged in to %s as %s%s%s",
-               cfg->url, cfg->user, cfg->authzid ? " for " : "",
-               cfg->authzid ? cfg->authzid : "");
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0,
+               MEMDS_LOGNO(00204) "imap: logged in to %s as %s%s%s", cfg->url,
+                           cfg->user, cfg->authzid ? " for " : "",
+                           cfg->authzid ? cfg->authzid : "");
     *pconn = c;
     return APR_SUCCESS;
 failed:

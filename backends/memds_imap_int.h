@@ -18,8 +18,12 @@
 
 /* ======================================================== small helpers */
 
-#define TRY(e) do { apr_status_t try_rv_ = (e); \
-                    if (try_rv_ != APR_SUCCESS) return try_rv_; } while (0)
+#define TRY(e) \
+    do { \
+        apr_status_t try_rv_ = (e); \
+        if (try_rv_ != APR_SUCCESS) \
+            return try_rv_; \
+    } while (0)
 
 #define MODSEQ_MAX APR_UINT64_C(9223372036854775807)
 
@@ -34,7 +38,8 @@ static inline int tok_eq(const char *s, apr_size_t n, const char *lit)
     apr_size_t i;
 
     for (i = 0; i < n; i++) {
-        if (lit[i] == '\0' || upc((unsigned char)s[i]) != upc((unsigned char)lit[i])) {
+        if (lit[i] == '\0'
+            || upc((unsigned char)s[i]) != upc((unsigned char)lit[i])) {
             return 0;
         }
     }
@@ -60,8 +65,8 @@ static inline char *str_upper(apr_pool_t *p, const char *s, apr_size_t n)
 /* ATOM-CHAR of RFC 3501: any CHAR except atom-specials. */
 static inline int is_atom_char(int c)
 {
-    return c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '{'
-           && c != '%' && c != '*' && c != '"' && c != '\\' && c != ']';
+    return c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '{' && c != '%'
+           && c != '*' && c != '"' && c != '\\' && c != ']';
 }
 
 static inline int is_digit(int c)
@@ -76,7 +81,7 @@ typedef struct curl_io_t {
     CURL *h;
     curl_socket_t sock;
     long timeout_ms;
-    CURLcode last;           /* the last libcurl failure, for messages */
+    CURLcode last; /* the last libcurl failure, for messages */
 } curl_io_t;
 
 /* A piece of a command: text, or literal data sent after the server's
@@ -88,23 +93,23 @@ typedef struct piece_t {
 } piece_t;
 
 struct memds_imap_conn_t {
-    apr_pool_t *pool;        /* the connection's own */
-    apr_pool_t *rpool;       /* one response; cleared before the next */
-    apr_pool_t *cpool;       /* one command: its text and tagged response */
-    apr_pool_t *selpool;     /* the selected mailbox's state */
-    apr_pool_t *cappool;     /* the capability list */
+    apr_pool_t *pool;    /* the connection's own */
+    apr_pool_t *rpool;   /* one response; cleared before the next */
+    apr_pool_t *cpool;   /* one command: its text and tagged response */
+    apr_pool_t *selpool; /* the selected mailbox's state */
+    apr_pool_t *cappool; /* the capability list */
     memds_imap_io_t io;
-    curl_io_t cio;           /* used when libcurl connected */
+    curl_io_t cio; /* used when libcurl connected */
     char errbuf[CURL_ERROR_SIZE];
     memds_logger_t log;
     long io_timeout_ms;
     apr_size_t max_response;
-    char inbuf[16384];       /* bytes received, not yet framed */
+    char inbuf[16384]; /* bytes received, not yet framed */
     apr_size_t in_pos, in_len;
     unsigned tagno;
     unsigned caps;
     apr_array_header_t *capnames;
-    int qresync;             /* ENABLE QRESYNC succeeded */
+    int qresync; /* ENABLE QRESYNC succeeded */
     int broken, bye;
     int selected, selecting;
     memds_imap_mailbox_t sel;
@@ -114,18 +119,18 @@ struct memds_imap_conn_t {
     void *baton;
     apr_status_t cb_rv;
     memds_imap_copyuid_t *copyuid; /* untagged OK [COPYUID] (UID MOVE) */
-    const char *proto_err;   /* the first malformed untagged response */
+    const char *proto_err;         /* the first malformed untagged response */
     memds_imap_chunk_cb *chunk_cb;
     void *chunk_baton;
     apr_status_t chunk_rv;
     apr_uint64_t chunk_total; /* streamed bytes in this command */
-    int chunk_lits;          /* literals streamed in the current response */
+    int chunk_lits;           /* literals streamed in the current response */
 };
 
 typedef struct cmd_t {
     memds_imap_conn_t *c;
-    memds_buf_t b;               /* the text since the last literal */
-    apr_array_header_t *pieces;  /* piece_t */
+    memds_buf_t b;              /* the text since the last literal */
+    apr_array_header_t *pieces; /* piece_t */
 } cmd_t;
 
 static inline void err_init(memds_imap_err_t *err)
@@ -133,10 +138,12 @@ static inline void err_init(memds_imap_err_t *err)
     memset(err, 0, sizeof(*err));
 }
 
-#define ERR_ARG(err) memds_imap_err_t err_local_; \
-    if ((err) == NULL) { (err) = &err_local_; } \
+#define ERR_ARG(err) \
+    memds_imap_err_t err_local_; \
+    if ((err) == NULL) { \
+        (err) = &err_local_; \
+    } \
     err_init(err)
-
 
 /* A failure: fills err (kind, rv, the running command, the message from
  * the connection's pool) and returns rv. */

@@ -37,8 +37,9 @@ memds_imap_set_t *memds_imap__set_from_numbers(const apr_uint32_t *in, int n,
     qsort(v, (size_t)n, sizeof(*v), range_cmp);
     set->ranges = apr_palloc(p, sizeof(*set->ranges) * (apr_size_t)n);
     for (i = 0; i < n; i++) {
-        if (set->nranges > 0 && (v[i] == set->ranges[set->nranges - 1].hi
-                                 || v[i] == set->ranges[set->nranges - 1].hi + 1)) {
+        if (set->nranges > 0
+            && (v[i] == set->ranges[set->nranges - 1].hi
+                || v[i] == set->ranges[set->nranges - 1].hi + 1)) {
             set->ranges[set->nranges - 1].hi = v[i];
         }
         else {
@@ -104,7 +105,8 @@ apr_uint32_t memds_imap_set_nth(const memds_imap_set_t *set, apr_uint64_t idx)
     int i;
 
     for (i = 0; set && i < set->nranges; i++) {
-        apr_uint64_t k = (apr_uint64_t)set->ranges[i].hi - set->ranges[i].lo + 1;
+        apr_uint64_t k = (apr_uint64_t)set->ranges[i].hi - set->ranges[i].lo
+                         + 1;
         if (idx < k) {
             return (apr_uint32_t)(set->ranges[i].lo + idx);
         }
@@ -145,11 +147,16 @@ static const char b64chars[] =
 
 static int b64val(int c)
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == ',') return 63;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == ',')
+        return 63;
     return -1;
 }
 
@@ -159,18 +166,25 @@ static void put_utf8(memds_buf_t *b, apr_uint32_t cp)
     apr_size_t n;
 
     if (cp < 0x80) {
-        u[0] = (char)cp; n = 1;
+        u[0] = (char)cp;
+        n = 1;
     }
     else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); n = 2;
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
     }
     else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+        u[0] = (char)(0xE0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
     }
     else {
-        u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F));
+        u[0] = (char)(0xF0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
     memds_buf_add(b, u, n);
@@ -219,7 +233,8 @@ apr_status_t memds_imap_mutf7_decode(const char **putf8, const char *s,
                         if (u < 0xDC00 || u > 0xDFFF) {
                             return APR_EINVAL;
                         }
-                        put_utf8(&b, 0x10000 + ((hi - 0xD800) << 10) + (u - 0xDC00));
+                        put_utf8(&b, 0x10000 + ((hi - 0xD800) << 10)
+                                         + (u - 0xDC00));
                         hi = 0;
                     }
                     else if (u >= 0xD800 && u <= 0xDBFF) {
@@ -257,11 +272,25 @@ static int utf8_next(const unsigned char **ps, const unsigned char *end,
     apr_uint32_t cp;
     int n, i;
 
-    if (s[0] < 0x80) { *pcp = s[0]; *ps = s + 1; return 1; }
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) { cp = s[0] & 0x1F; n = 1; }
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF) { cp = s[0] & 0x0F; n = 2; }
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4) { cp = s[0] & 0x07; n = 3; }
-    else return 0;
+    if (s[0] < 0x80) {
+        *pcp = s[0];
+        *ps = s + 1;
+        return 1;
+    }
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        cp = s[0] & 0x1F;
+        n = 1;
+    }
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        cp = s[0] & 0x0F;
+        n = 2;
+    }
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        cp = s[0] & 0x07;
+        n = 3;
+    }
+    else
+        return 0;
     if (end - s <= n) {
         return 0;
     }
@@ -306,7 +335,8 @@ apr_status_t memds_imap_mutf7_encode(const char **pmutf7, const char *utf8,
 {
     const unsigned char *s = (const unsigned char *)utf8;
     const unsigned char *end = s + strlen(utf8);
-    apr_uint16_t *u = apr_palloc(p, sizeof(*u) * (2 * (apr_size_t)(end - s) + 2));
+    apr_uint16_t *u = apr_palloc(p,
+                                 sizeof(*u) * (2 * (apr_size_t)(end - s) + 2));
     memds_buf_t b;
     int nu = 0;
 
@@ -368,17 +398,19 @@ static int two_digits(const char *s, int *pv)
     return 1;
 }
 
-apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s, apr_size_t len)
+apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s,
+                                   apr_size_t len)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    static const int mdays[] = {
+        31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
     int day, mon = -1, y1, y2, year, hh, mm, ss, zh, zm, i;
     apr_int64_t secs;
 
     /* "dd-Mon-yyyy hh:mm:ss +zzzz" with day " d" or "dd" */
-    if (len != 26 || s[2] != '-' || s[6] != '-' || s[11] != ' '
-        || s[14] != ':' || s[17] != ':' || s[20] != ' '
-        || (s[21] != '+' && s[21] != '-')) {
+    if (len != 26 || s[2] != '-' || s[6] != '-' || s[11] != ' ' || s[14] != ':'
+        || s[17] != ':' || s[20] != ' ' || (s[21] != '+' && s[21] != '-')) {
         return APR_EINVAL;
     }
     if (s[0] == ' ') {
@@ -393,7 +425,8 @@ apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s, apr_size_t len
     for (i = 0; i < 12; i++) {
         if (upc((unsigned char)s[3]) == upc((unsigned char)months[3 * i])
             && upc((unsigned char)s[4]) == upc((unsigned char)months[3 * i + 1])
-            && upc((unsigned char)s[5]) == upc((unsigned char)months[3 * i + 2])) {
+            && upc((unsigned char)s[5])
+                   == upc((unsigned char)months[3 * i + 2])) {
             mon = i;
             break;
         }
@@ -411,8 +444,8 @@ apr_status_t memds_imap_parse_date(apr_time_t *pt, const char *s, apr_size_t len
         || hh > 23 || mm > 59 || ss > 60 || zh > 23 || zm > 59) {
         return APR_EINVAL;
     }
-    secs = days_from_civil(year, mon + 1, day) * 86400
-           + hh * 3600 + mm * 60 + ss;
+    secs = days_from_civil(year, mon + 1, day) * 86400 + hh * 3600 + mm * 60
+           + ss;
     secs -= (s[21] == '-' ? -1 : 1) * (zh * 3600 + zm * 60);
     *pt = (apr_time_t)secs * APR_USEC_PER_SEC;
     return APR_SUCCESS;
@@ -424,8 +457,8 @@ typedef struct pctx_t {
     const char *buf, *p, *end;
     apr_size_t max_literal;
     apr_pool_t *pool;
-    int depth;               /* parenthesised nesting of generic values */
-    const char *emsg;        /* the first error */
+    int depth;        /* parenthesised nesting of generic values */
+    const char *emsg; /* the first error */
     apr_size_t eoff;
 } pctx_t;
 
@@ -460,11 +493,16 @@ static const char *found(pctx_t *x)
 {
     int c = peekc(x);
 
-    if (c < 0) return "end of input";
-    if (c == '\r') return "CR";
-    if (c == '\n') return "LF";
-    if (c == ' ') return "SP";
-    if (c > 0x20 && c < 0x7f) return apr_psprintf(x->pool, "'%c'", c);
+    if (c < 0)
+        return "end of input";
+    if (c == '\r')
+        return "CR";
+    if (c == '\n')
+        return "LF";
+    if (c == ' ')
+        return "SP";
+    if (c > 0x20 && c < 0x7f)
+        return apr_psprintf(x->pool, "'%c'", c);
     return apr_psprintf(x->pool, "byte 0x%02X", (unsigned)c);
 }
 
@@ -564,7 +602,7 @@ static apr_status_t num64(pctx_t *x, apr_uint64_t *pv, int nonzero,
 
 /* String flags. */
 #define S_BINARY 0x01 /* body data: NUL allowed, not copied */
-#define S_LIT8   0x02 /* literal8 (~{n}) allowed */
+#define S_LIT8 0x02   /* literal8 (~{n}) allowed */
 
 static apr_status_t literal(pctx_t *x, const char **pd, apr_size_t *plen,
                             unsigned fl, const char *what)
@@ -590,13 +628,16 @@ static apr_status_t literal(pctx_t *x, const char **pd, apr_size_t *plen,
     }
     x->p += 2;
     if (x->max_literal && n > x->max_literal) {
-        return perr(x, "literal of %" APR_UINT64_T_FMT " bytes in %s exceeds "
-                    "the limit of %" APR_SIZE_T_FMT, n, what, x->max_literal);
+        return perr(x,
+                    "literal of %" APR_UINT64_T_FMT " bytes in %s exceeds "
+                    "the limit of %" APR_SIZE_T_FMT,
+                    n, what, x->max_literal);
     }
     if (n > (apr_uint64_t)(x->end - x->p)) {
-        return perr(x, "literal of %" APR_UINT64_T_FMT " bytes in %s runs past "
-                    "the end of the response (%" APR_SIZE_T_FMT " left)", n, what,
-                    (apr_size_t)(x->end - x->p));
+        return perr(x,
+                    "literal of %" APR_UINT64_T_FMT " bytes in %s runs past "
+                    "the end of the response (%" APR_SIZE_T_FMT " left)",
+                    n, what, (apr_size_t)(x->end - x->p));
     }
     if (!(fl & S_BINARY) && memchr(x->p, '\0', (apr_size_t)n) != NULL) {
         return perr(x, "NUL byte in the literal of %s", what);
@@ -623,14 +664,16 @@ static apr_status_t string_(pctx_t *x, const char **ps, apr_size_t *plen,
             if (ch == '\\') {
                 if (x->end - x->p < 2 || (x->p[1] != '"' && x->p[1] != '\\')) {
                     x->p++;
-                    return perr(x, "invalid escape in the quoted string of %s "
-                                "(only \\\" and \\\\), found %s", what, found(x));
+                    return perr(x,
+                                "invalid escape in the quoted string of %s "
+                                "(only \\\" and \\\\), found %s",
+                                what, found(x));
                 }
                 x->p++;
             }
             else if (ch == '\r' || ch == '\n' || ch == '\0') {
-                return perr(x, "%s inside the quoted string of %s",
-                            found(x), what);
+                return perr(x, "%s inside the quoted string of %s", found(x),
+                            what);
             }
             x->p++;
             n++;
@@ -689,7 +732,8 @@ static apr_status_t astring(pctx_t *x, const char **ps, const char *what)
     if (c == '"' || c == '{') {
         return string_(x, ps, NULL, 0, what);
     }
-    while (x->p < x->end && (is_atom_char((unsigned char)*x->p) || *x->p == ']')) {
+    while (x->p < x->end
+           && (is_atom_char((unsigned char)*x->p) || *x->p == ']')) {
         x->p++;
     }
     if (x->p == s) {
@@ -708,7 +752,8 @@ static apr_status_t eol(pctx_t *x)
     }
     x->p += 2;
     if (x->p != x->end) {
-        return perr(x, "%" APR_SIZE_T_FMT " bytes after the end of the response",
+        return perr(x,
+                    "%" APR_SIZE_T_FMT " bytes after the end of the response",
                     (apr_size_t)(x->end - x->p));
     }
     return APR_SUCCESS;
@@ -732,7 +777,8 @@ static apr_status_t text_eol(pctx_t *x, const char **ps)
 /* uid-set / sequence-set of a response: numbers and ranges, no "*". */
 static apr_status_t uidset(pctx_t *x, memds_imap_set_t **pset, const char *what)
 {
-    apr_array_header_t *a = apr_array_make(x->pool, 4, sizeof(memds_imap_range_t));
+    apr_array_header_t *a = apr_array_make(x->pool, 4,
+                                           sizeof(memds_imap_range_t));
     memds_imap_set_t *set = apr_pcalloc(x->pool, sizeof(*set));
 
     for (;;) {
@@ -870,7 +916,8 @@ static apr_status_t gvalue(pctx_t *x)
     s = x->p;
     while (x->p < x->end) {
         c = (unsigned char)*x->p;
-        if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '"' || c == '{') {
+        if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '"'
+            || c == '{') {
             break;
         }
         x->p++;
@@ -887,7 +934,8 @@ static const struct {
     const char *name;
     memds_imap_code_e code;
 } code_names[] = {
-    { "ALERT", MEMDS_IMAP_CODE_ALERT }, { "PARSE", MEMDS_IMAP_CODE_PARSE },
+    { "ALERT", MEMDS_IMAP_CODE_ALERT },
+    { "PARSE", MEMDS_IMAP_CODE_PARSE },
     { "BADCHARSET", MEMDS_IMAP_CODE_BADCHARSET },
     { "CAPABILITY", MEMDS_IMAP_CODE_CAPABILITY },
     { "PERMANENTFLAGS", MEMDS_IMAP_CODE_PERMANENTFLAGS },
@@ -910,12 +958,14 @@ static const struct {
     { "EXPIRED", MEMDS_IMAP_CODE_EXPIRED },
     { "PRIVACYREQUIRED", MEMDS_IMAP_CODE_PRIVACYREQUIRED },
     { "CONTACTADMIN", MEMDS_IMAP_CODE_CONTACTADMIN },
-    { "NOPERM", MEMDS_IMAP_CODE_NOPERM }, { "INUSE", MEMDS_IMAP_CODE_INUSE },
+    { "NOPERM", MEMDS_IMAP_CODE_NOPERM },
+    { "INUSE", MEMDS_IMAP_CODE_INUSE },
     { "EXPUNGEISSUED", MEMDS_IMAP_CODE_EXPUNGEISSUED },
     { "CORRUPTION", MEMDS_IMAP_CODE_CORRUPTION },
     { "SERVERBUG", MEMDS_IMAP_CODE_SERVERBUG },
     { "CLIENTBUG", MEMDS_IMAP_CODE_CLIENTBUG },
-    { "CANNOT", MEMDS_IMAP_CODE_CANNOT }, { "LIMIT", MEMDS_IMAP_CODE_LIMIT },
+    { "CANNOT", MEMDS_IMAP_CODE_CANNOT },
+    { "LIMIT", MEMDS_IMAP_CODE_LIMIT },
     { "OVERQUOTA", MEMDS_IMAP_CODE_OVERQUOTA },
     { "ALREADYEXISTS", MEMDS_IMAP_CODE_ALREADYEXISTS },
     { "NONEXISTENT", MEMDS_IMAP_CODE_NONEXISTENT },
@@ -941,8 +991,10 @@ static apr_status_t resp_code(pctx_t *x, memds_imap_code_t *code)
     case MEMDS_IMAP_CODE_UIDVALIDITY:
     case MEMDS_IMAP_CODE_UNSEEN:
         TRY(expect(x, ' ', "SP after the response code"));
-        TRY(num32(x, code->code == MEMDS_IMAP_CODE_UIDVALIDITY
-                  ? &code->uidvalidity : &code->number, 1, code->name));
+        TRY(num32(x,
+                  code->code == MEMDS_IMAP_CODE_UIDVALIDITY ? &code->uidvalidity
+                                                            : &code->number,
+                  1, code->name));
         break;
     case MEMDS_IMAP_CODE_HIGHESTMODSEQ:
         TRY(expect(x, ' ', "SP after HIGHESTMODSEQ"));
@@ -962,8 +1014,10 @@ static apr_status_t resp_code(pctx_t *x, memds_imap_code_t *code)
         TRY(uidset(x, &code->uids, "COPYUID source uids"));
         TRY(expect(x, ' ', "SP after the COPYUID source uids"));
         TRY(uidset(x, &code->uids2, "COPYUID destination uids"));
-        if (memds_imap_set_count(code->uids) != memds_imap_set_count(code->uids2)) {
-            return perr(x, "COPYUID source and destination sets differ in size");
+        if (memds_imap_set_count(code->uids)
+            != memds_imap_set_count(code->uids2)) {
+            return perr(x,
+                        "COPYUID source and destination sets differ in size");
         }
         break;
     case MEMDS_IMAP_CODE_MODIFIED:
@@ -1008,14 +1062,14 @@ static apr_status_t resp_code(pctx_t *x, memds_imap_code_t *code)
                 x->p++;
             }
             if (x->p == s) {
-                return perr(x, "empty argument of response code %s", code->name);
+                return perr(x, "empty argument of response code %s",
+                            code->name);
             }
             code->arg = apr_pstrmemdup(x->pool, s, (apr_size_t)(x->p - s));
         }
         break;
     }
-    default:
-        break; /* codes without arguments */
+    default: break; /* codes without arguments */
     }
     if (peekc(x) != ']') {
         return perr(x, "expected ']' closing response code %s, found %s",
@@ -1282,7 +1336,8 @@ static apr_status_t body(pctx_t *x, memds_imap_body_t *parent, int depth,
         TRY(expect(x, ' ', "SP after the body encoding"));
         TRY(num64(x, &b->size, 0, "the body size"));
         if (str_ieq(b->type, "message")
-            && (str_ieq(b->subtype, "rfc822") || str_ieq(b->subtype, "global"))) {
+            && (str_ieq(b->subtype, "rfc822")
+                || str_ieq(b->subtype, "global"))) {
             TRY(expect(x, ' ', "SP before the envelope of a message part"));
             TRY(envelope(x, &b->envelope));
             TRY(expect(x, ' ', "SP before the body of a message part"));
@@ -1317,12 +1372,15 @@ static void number_body(memds_imap_body_t *b, const char *sect, apr_pool_t *p)
         for (i = 0; i < b->parts->nelts; i++) {
             number_body(APR_ARRAY_IDX(b->parts, i, memds_imap_body_t *),
                         *sect ? apr_psprintf(p, "%s.%d", sect, i + 1)
-                              : apr_psprintf(p, "%d", i + 1), p);
+                              : apr_psprintf(p, "%d", i + 1),
+                        p);
         }
     }
     else if (b->message) {
-        number_body(b->message, b->message->multipart
-                    ? sect : apr_pstrcat(p, sect, ".1", NULL), p);
+        number_body(b->message,
+                    b->message->multipart ? sect
+                                          : apr_pstrcat(p, sect, ".1", NULL),
+                    p);
     }
 }
 
@@ -1332,8 +1390,9 @@ static apr_status_t section_text(pctx_t *x, int mime_ok)
     const char *s = x->p;
     apr_size_t n;
 
-    while (x->p < x->end && ((*x->p >= 'A' && *x->p <= 'Z')
-                             || (*x->p >= 'a' && *x->p <= 'z') || *x->p == '.')) {
+    while (x->p < x->end
+           && ((*x->p >= 'A' && *x->p <= 'Z') || (*x->p >= 'a' && *x->p <= 'z')
+               || *x->p == '.')) {
         x->p++;
     }
     n = (apr_size_t)(x->p - s);
@@ -1379,7 +1438,8 @@ static apr_status_t section_spec(pctx_t *x, const char **psec, int binary)
             }
         }
         else if (binary) {
-            return perr(x, "BINARY sections are part numbers, found %s", found(x));
+            return perr(x, "BINARY sections are part numbers, found %s",
+                        found(x));
         }
         else {
             TRY(section_text(x, 0));
@@ -1428,12 +1488,18 @@ static apr_status_t once(pctx_t *x, memds_imap_fetch_t *f, unsigned bit,
 
 static unsigned sysflag_bit(const char *f)
 {
-    if (str_ieq(f, "\\Seen")) return MEMDS_IMAP_FL_SEEN;
-    if (str_ieq(f, "\\Answered")) return MEMDS_IMAP_FL_ANSWERED;
-    if (str_ieq(f, "\\Flagged")) return MEMDS_IMAP_FL_FLAGGED;
-    if (str_ieq(f, "\\Deleted")) return MEMDS_IMAP_FL_DELETED;
-    if (str_ieq(f, "\\Draft")) return MEMDS_IMAP_FL_DRAFT;
-    if (str_ieq(f, "\\Recent")) return MEMDS_IMAP_FL_RECENT;
+    if (str_ieq(f, "\\Seen"))
+        return MEMDS_IMAP_FL_SEEN;
+    if (str_ieq(f, "\\Answered"))
+        return MEMDS_IMAP_FL_ANSWERED;
+    if (str_ieq(f, "\\Flagged"))
+        return MEMDS_IMAP_FL_FLAGGED;
+    if (str_ieq(f, "\\Deleted"))
+        return MEMDS_IMAP_FL_DELETED;
+    if (str_ieq(f, "\\Draft"))
+        return MEMDS_IMAP_FL_DRAFT;
+    if (str_ieq(f, "\\Recent"))
+        return MEMDS_IMAP_FL_RECENT;
     return 0;
 }
 
@@ -1447,10 +1513,11 @@ static apr_status_t msg_att(pctx_t *x, memds_imap_fetch_t *f)
     for (;;) {
         const char *s = x->p, *name;
         apr_size_t n;
-        while (x->p < x->end && ((*x->p >= 'A' && *x->p <= 'Z')
-                                 || (*x->p >= 'a' && *x->p <= 'z')
-                                 || is_digit((unsigned char)*x->p)
-                                 || *x->p == '.' || *x->p == '-')) {
+        while (x->p < x->end
+               && ((*x->p >= 'A' && *x->p <= 'Z')
+                   || (*x->p >= 'a' && *x->p <= 'z')
+                   || is_digit((unsigned char)*x->p) || *x->p == '.'
+                   || *x->p == '-')) {
             x->p++;
         }
         n = (apr_size_t)(x->p - s);
@@ -1469,7 +1536,8 @@ static apr_status_t msg_att(pctx_t *x, memds_imap_fetch_t *f)
             TRY(expect(x, ' ', "SP after FLAGS"));
             TRY(flag_list(x, &f->flag_names, 0, "FLAGS"));
             for (i = 0; i < f->flag_names->nelts; i++) {
-                f->flags |= sysflag_bit(APR_ARRAY_IDX(f->flag_names, i, const char *));
+                f->flags |= sysflag_bit(
+                    APR_ARRAY_IDX(f->flag_names, i, const char *));
             }
         }
         else if (!strcmp(name, "MODSEQ")) {
@@ -1517,8 +1585,8 @@ static apr_status_t msg_att(pctx_t *x, memds_imap_fetch_t *f)
             TRY(section_spec(x, &sec->section, bin));
             TRY(origin(x, sec));
             TRY(expect(x, ' ', "SP before the section data"));
-            TRY(nstring(x, &sec->data, &sec->len,
-                        S_BINARY | (bin ? S_LIT8 : 0), "section data"));
+            TRY(nstring(x, &sec->data, &sec->len, S_BINARY | (bin ? S_LIT8 : 0),
+                        "section data"));
         }
         else if (!strcmp(name, "BINARY.SIZE")) {
             const char *sec;
@@ -1550,7 +1618,8 @@ static apr_status_t msg_att(pctx_t *x, memds_imap_fetch_t *f)
             v = x->p;
             TRY(gvalue(x));
             if (f->other == NULL) {
-                f->other = apr_array_make(x->pool, 2, sizeof(memds_imap_item_t));
+                f->other = apr_array_make(x->pool, 2,
+                                          sizeof(memds_imap_item_t));
             }
             it = apr_array_push(f->other);
             it->name = name;
@@ -1583,22 +1652,33 @@ static const struct {
     { "\\NonExistent", MEMDS_IMAP_MBX_NONEXISTENT },
     { "\\Subscribed", MEMDS_IMAP_MBX_SUBSCRIBED },
     { "\\Remote", MEMDS_IMAP_MBX_REMOTE },
-    { "\\All", MEMDS_IMAP_MBX_ALL }, { "\\Archive", MEMDS_IMAP_MBX_ARCHIVE },
-    { "\\Drafts", MEMDS_IMAP_MBX_DRAFTS }, { "\\Flagged", MEMDS_IMAP_MBX_FLAGGED },
-    { "\\Junk", MEMDS_IMAP_MBX_JUNK }, { "\\Sent", MEMDS_IMAP_MBX_SENT },
+    { "\\All", MEMDS_IMAP_MBX_ALL },
+    { "\\Archive", MEMDS_IMAP_MBX_ARCHIVE },
+    { "\\Drafts", MEMDS_IMAP_MBX_DRAFTS },
+    { "\\Flagged", MEMDS_IMAP_MBX_FLAGGED },
+    { "\\Junk", MEMDS_IMAP_MBX_JUNK },
+    { "\\Sent", MEMDS_IMAP_MBX_SENT },
     { "\\Trash", MEMDS_IMAP_MBX_TRASH },
 };
 
 static memds_imap_role_e role_of(const memds_imap_list_t *l)
 {
-    if (!strcmp(l->name, "INBOX")) return MEMDS_IMAP_ROLE_INBOX;
-    if (l->attrs & MEMDS_IMAP_MBX_DRAFTS) return MEMDS_IMAP_ROLE_DRAFTS;
-    if (l->attrs & MEMDS_IMAP_MBX_SENT) return MEMDS_IMAP_ROLE_SENT;
-    if (l->attrs & MEMDS_IMAP_MBX_TRASH) return MEMDS_IMAP_ROLE_TRASH;
-    if (l->attrs & MEMDS_IMAP_MBX_JUNK) return MEMDS_IMAP_ROLE_JUNK;
-    if (l->attrs & MEMDS_IMAP_MBX_ARCHIVE) return MEMDS_IMAP_ROLE_ARCHIVE;
-    if (l->attrs & MEMDS_IMAP_MBX_ALL) return MEMDS_IMAP_ROLE_ALL;
-    if (l->attrs & MEMDS_IMAP_MBX_FLAGGED) return MEMDS_IMAP_ROLE_FLAGGED;
+    if (!strcmp(l->name, "INBOX"))
+        return MEMDS_IMAP_ROLE_INBOX;
+    if (l->attrs & MEMDS_IMAP_MBX_DRAFTS)
+        return MEMDS_IMAP_ROLE_DRAFTS;
+    if (l->attrs & MEMDS_IMAP_MBX_SENT)
+        return MEMDS_IMAP_ROLE_SENT;
+    if (l->attrs & MEMDS_IMAP_MBX_TRASH)
+        return MEMDS_IMAP_ROLE_TRASH;
+    if (l->attrs & MEMDS_IMAP_MBX_JUNK)
+        return MEMDS_IMAP_ROLE_JUNK;
+    if (l->attrs & MEMDS_IMAP_MBX_ARCHIVE)
+        return MEMDS_IMAP_ROLE_ARCHIVE;
+    if (l->attrs & MEMDS_IMAP_MBX_ALL)
+        return MEMDS_IMAP_ROLE_ALL;
+    if (l->attrs & MEMDS_IMAP_MBX_FLAGGED)
+        return MEMDS_IMAP_ROLE_FLAGGED;
     return MEMDS_IMAP_ROLE_NONE;
 }
 
@@ -1622,7 +1702,8 @@ static apr_status_t list_data(pctx_t *x, memds_imap_list_t **pl)
         for (;;) {
             const char **pa = apr_array_push(l->attr_names);
             if (peekc(x) != '\\') {
-                return perr(x, "expected a mailbox attribute (\\name), found %s",
+                return perr(x,
+                            "expected a mailbox attribute (\\name), found %s",
                             found(x));
             }
             TRY(flag(x, pa, 0));
@@ -1646,7 +1727,8 @@ static apr_status_t list_data(pctx_t *x, memds_imap_list_t **pl)
         const char *d;
         apr_size_t n;
         if (peekc(x) != '"') {
-            return perr(x, "expected a quoted delimiter or NIL, found %s", found(x));
+            return perr(x, "expected a quoted delimiter or NIL, found %s",
+                        found(x));
         }
         TRY(string_(x, &d, &n, 0, "the hierarchy delimiter"));
         if (n != 1) {
@@ -1675,7 +1757,8 @@ static apr_status_t list_data(pctx_t *x, memds_imap_list_t **pl)
         TRY(expect(x, ')', "SP or ')' in the extended LIST data"));
     }
     if (memds_imap_mutf7_decode(&l->name_utf8, l->name, strlen(l->name),
-                                x->pool) != APR_SUCCESS) {
+                                x->pool)
+        != APR_SUCCESS) {
         l->name_utf8 = NULL;
     }
     l->role = role_of(l);
@@ -1697,14 +1780,32 @@ static apr_status_t status_data(pctx_t *x, memds_imap_status_t **pst)
         apr_uint32_t *p32 = NULL;
         TRY(atom(x, &a, &n, "a STATUS attribute"));
         TRY(expect(x, ' ', "SP after a STATUS attribute"));
-        if (tok_eq(a, n, "MESSAGES")) { bit = MEMDS_IMAP_ST_MESSAGES; p32 = &st->messages; }
-        else if (tok_eq(a, n, "RECENT")) { bit = MEMDS_IMAP_ST_RECENT; p32 = &st->recent; }
-        else if (tok_eq(a, n, "UIDNEXT")) { bit = MEMDS_IMAP_ST_UIDNEXT; p32 = &st->uidnext; }
-        else if (tok_eq(a, n, "UIDVALIDITY")) { bit = MEMDS_IMAP_ST_UIDVALIDITY; p32 = &st->uidvalidity; }
-        else if (tok_eq(a, n, "UNSEEN")) { bit = MEMDS_IMAP_ST_UNSEEN; p32 = &st->unseen; }
-        else if (tok_eq(a, n, "HIGHESTMODSEQ")) bit = MEMDS_IMAP_ST_HIGHESTMODSEQ;
-        else if (tok_eq(a, n, "SIZE")) bit = MEMDS_IMAP_ST_SIZE;
-        else if (tok_eq(a, n, "X-GUID")) bit = MEMDS_IMAP_ST_XGUID;
+        if (tok_eq(a, n, "MESSAGES")) {
+            bit = MEMDS_IMAP_ST_MESSAGES;
+            p32 = &st->messages;
+        }
+        else if (tok_eq(a, n, "RECENT")) {
+            bit = MEMDS_IMAP_ST_RECENT;
+            p32 = &st->recent;
+        }
+        else if (tok_eq(a, n, "UIDNEXT")) {
+            bit = MEMDS_IMAP_ST_UIDNEXT;
+            p32 = &st->uidnext;
+        }
+        else if (tok_eq(a, n, "UIDVALIDITY")) {
+            bit = MEMDS_IMAP_ST_UIDVALIDITY;
+            p32 = &st->uidvalidity;
+        }
+        else if (tok_eq(a, n, "UNSEEN")) {
+            bit = MEMDS_IMAP_ST_UNSEEN;
+            p32 = &st->unseen;
+        }
+        else if (tok_eq(a, n, "HIGHESTMODSEQ"))
+            bit = MEMDS_IMAP_ST_HIGHESTMODSEQ;
+        else if (tok_eq(a, n, "SIZE"))
+            bit = MEMDS_IMAP_ST_SIZE;
+        else if (tok_eq(a, n, "X-GUID"))
+            bit = MEMDS_IMAP_ST_XGUID;
         if (bit && (st->have & bit)) {
             return perr(x, "STATUS attribute %s appears twice",
                         apr_pstrmemdup(x->pool, a, n));
@@ -1757,7 +1858,8 @@ static apr_status_t search_data(pctx_t *x, memds_imap_search_t **psr)
         }
         TRY(num32(x, (apr_uint32_t *)apr_array_push(v), 1, "a SEARCH result"));
     }
-    sr->all = memds_imap__set_from_numbers((const apr_uint32_t *)v->elts, v->nelts, x->pool);
+    sr->all = memds_imap__set_from_numbers((const apr_uint32_t *)v->elts,
+                                           v->nelts, x->pool);
     sr->count = (apr_uint32_t)v->nelts;
     sr->have |= MEMDS_IMAP_SR_ALL | MEMDS_IMAP_SR_COUNT;
     *psr = sr;
@@ -1865,10 +1967,11 @@ static apr_status_t untagged(pctx_t *x, memds_imap_resp_t *r)
         if (tok_eq(kw, n, "OK") || tok_eq(kw, n, "NO") || tok_eq(kw, n, "BAD")
             || tok_eq(kw, n, "BYE") || tok_eq(kw, n, "PREAUTH")) {
             r->type = MEMDS_IMAP_RESP_COND;
-            r->cond = tok_eq(kw, n, "OK") ? MEMDS_IMAP_OK
-                      : tok_eq(kw, n, "NO") ? MEMDS_IMAP_NO
+            r->cond = tok_eq(kw, n, "OK")    ? MEMDS_IMAP_OK
+                      : tok_eq(kw, n, "NO")  ? MEMDS_IMAP_NO
                       : tok_eq(kw, n, "BAD") ? MEMDS_IMAP_BAD
-                      : tok_eq(kw, n, "BYE") ? MEMDS_IMAP_BYE : MEMDS_IMAP_PREAUTH;
+                      : tok_eq(kw, n, "BYE") ? MEMDS_IMAP_BYE
+                                             : MEMDS_IMAP_PREAUTH;
             return resp_text(x, r);
         }
         if (tok_eq(kw, n, "CAPABILITY") || tok_eq(kw, n, "ENABLED")) {
@@ -1916,7 +2019,8 @@ static apr_status_t untagged(pctx_t *x, memds_imap_resp_t *r)
             if (peekc(x) == '(') {
                 x->p++;
                 if (!at_word(x, "EARLIER")) {
-                    return perr(x, "expected EARLIER after VANISHED (, found %s",
+                    return perr(x,
+                                "expected EARLIER after VANISHED (, found %s",
                                 found(x));
                 }
                 x->p += 7;
@@ -1982,9 +2086,12 @@ static apr_status_t parse_resp(pctx_t *x, memds_imap_resp_t *r)
         r->tag = apr_pstrmemdup(x->pool, s, (apr_size_t)(x->p - s));
         TRY(expect(x, ' ', "SP after the tag"));
         TRY(atom(x, &kw, &n, "OK, NO or BAD"));
-        if (tok_eq(kw, n, "OK")) r->cond = MEMDS_IMAP_OK;
-        else if (tok_eq(kw, n, "NO")) r->cond = MEMDS_IMAP_NO;
-        else if (tok_eq(kw, n, "BAD")) r->cond = MEMDS_IMAP_BAD;
+        if (tok_eq(kw, n, "OK"))
+            r->cond = MEMDS_IMAP_OK;
+        else if (tok_eq(kw, n, "NO"))
+            r->cond = MEMDS_IMAP_NO;
+        else if (tok_eq(kw, n, "BAD"))
+            r->cond = MEMDS_IMAP_BAD;
         else {
             x->p = kw;
             return perr(x, "tagged response must be OK, NO or BAD, found %s",
@@ -2014,9 +2121,9 @@ apr_status_t memds_imap_parse_response(memds_imap_resp_t **presp,
             memset(err, 0, sizeof(*err));
             err->rv = APR_EINVAL;
             err->kind = MEMDS_IMAP_E_PROTOCOL;
-            err->msg = apr_psprintf(p, "malformed IMAP response at offset %"
-                                    APR_SIZE_T_FMT ": %s", x.eoff,
-                                    x.emsg ? x.emsg : "unknown error");
+            err->msg = apr_psprintf(
+                p, "malformed IMAP response at offset %" APR_SIZE_T_FMT ": %s",
+                x.eoff, x.emsg ? x.emsg : "unknown error");
             err->offset = x.eoff;
         }
         return APR_EINVAL;

@@ -103,15 +103,15 @@ typedef struct send_t {
     memds_smtp_before_end_cb *hook;
     void *baton;
     /* progress */
-    int reading;          /* the read callback ran: DATA got its 354 */
-    int hook_done;        /* the hook ran (once, whatever it returned) */
+    int reading;   /* the read callback ran: DATA got its 354 */
+    int hook_done; /* the hook ran (once, whatever it returned) */
     apr_status_t hook_rv;
-    int data_sent;        /* the hook returned success */
-    int noauth;           /* aborted: user set, but no AUTH took place */
-    int authed;           /* a 235 reply was seen */
-    int finished;         /* curl_easy_perform returned: ignore replies */
-    int replies_after_end; /* final replies after the hook succeeded */
-    int replies_in_data;  /* final replies while the data was being read */
+    int data_sent;            /* the hook returned success */
+    int noauth;               /* aborted: user set, but no AUTH took place */
+    int authed;               /* a 235 reply was seen */
+    int finished;             /* curl_easy_perform returned: ignore replies */
+    int replies_after_end;    /* final replies after the hook succeeded */
+    int replies_in_data;      /* final replies while the data was being read */
     char last[MAX_REPLY + 1]; /* last final reply line (not 221) */
 } send_t;
 
@@ -145,13 +145,16 @@ static size_t read_cb(char *buf, size_t size, size_t nitems, void *userdata)
     if (!st->hook_done) {
         st->hook_done = 1;
         memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
-                   MEMDS_LOGNO(00205) "smtp: end of %" APR_SIZE_T_FMT " bytes of data%s",
-                   st->len, st->hook ? ", running the before-end hook" : "");
+                   MEMDS_LOGNO(00205) "smtp: end of %" APR_SIZE_T_FMT
+                                      " bytes of data%s",
+                               st->len,
+                               st->hook ? ", running the before-end hook" : "");
         st->hook_rv = st->hook ? st->hook(st->baton) : APR_SUCCESS;
         if (st->hook_rv != APR_SUCCESS) {
-            memds_logf(st->log, MEMDS_LOG_DEBUG, st->hook_rv,
-                       MEMDS_LOGNO(00206) "smtp: the before-end hook failed: aborting the "
-                       "transaction before the end of data");
+            memds_logf(
+                st->log, MEMDS_LOG_DEBUG, st->hook_rv,
+                MEMDS_LOGNO(00206) "smtp: the before-end hook failed: aborting the "
+                           "transaction before the end of data");
             return CURL_READFUNC_ABORT;
         }
         st->data_sent = 1;
@@ -167,8 +170,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     char line[MAX_REPLY + 1];
     int code;
 
-    if (st->finished || n < 4 || buf[0] < '0' || buf[0] > '9'
-        || buf[1] < '0' || buf[1] > '9' || buf[2] < '0' || buf[2] > '9'
+    if (st->finished || n < 4 || buf[0] < '0' || buf[0] > '9' || buf[1] < '0'
+        || buf[1] > '9' || buf[2] < '0' || buf[2] > '9'
         || (buf[3] != ' ' && buf[3] != '\r' && buf[3] != '\n')) {
         /* continuation lines ("250-...") and anything after the transfer */
         return n;
@@ -184,10 +187,12 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     line[k] = '\0';
     if (code == 334) {
         /* an AUTH challenge: its data is of no use in a log */
-        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00207) "smtp: S: 334 (challenge)");
+        memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
+                   MEMDS_LOGNO(00207) "smtp: S: 334 (challenge)");
         return n;
     }
-    memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00208) "smtp: S: %s", line);
+    memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
+               MEMDS_LOGNO(00208) "smtp: S: %s", line);
     if (code == 235) {
         st->authed = 1;
     }
@@ -283,18 +288,12 @@ static memds_smtp_ekind_e classify(const send_t *st, CURLcode rc,
                                               : MEMDS_SMTP_E_CONNECT;
     }
     switch (cls) {
-    case MEMDS_CURL_TIMEOUT:
-        return MEMDS_SMTP_E_TIMEOUT;
-    case MEMDS_CURL_AUTH:
-        return MEMDS_SMTP_E_AUTH;
-    case MEMDS_CURL_CONFIG:
-        return MEMDS_SMTP_E_CONFIG;
-    case MEMDS_CURL_NOMEM:
-        return MEMDS_SMTP_E_OTHER;
-    case MEMDS_CURL_TLS:
-        return MEMDS_SMTP_E_TLS;
-    default:
-        break;
+    case MEMDS_CURL_TIMEOUT: return MEMDS_SMTP_E_TIMEOUT;
+    case MEMDS_CURL_AUTH: return MEMDS_SMTP_E_AUTH;
+    case MEMDS_CURL_CONFIG: return MEMDS_SMTP_E_CONFIG;
+    case MEMDS_CURL_NOMEM: return MEMDS_SMTP_E_OTHER;
+    case MEMDS_CURL_TLS: return MEMDS_SMTP_E_TLS;
+    default: break;
     }
     if (st->reading) {
         /* DATA was accepted; the server cut in, or the connection broke */
@@ -310,7 +309,8 @@ static memds_smtp_ekind_e classify(const send_t *st, CURLcode rc,
     if (!strncmp(errbuf, "DATA failed", 11)) {
         return MEMDS_SMTP_E_DATA;
     }
-    return cls == MEMDS_CURL_CONNECT ? MEMDS_SMTP_E_CONNECT : MEMDS_SMTP_E_OTHER;
+    return cls == MEMDS_CURL_CONNECT ? MEMDS_SMTP_E_CONNECT
+                                     : MEMDS_SMTP_E_OTHER;
 }
 
 static void err_clear(memds_smtp_err_t *err)
@@ -381,8 +381,10 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
     for (i = 0; i < nrcpts; i++) {
         if (!addr_ok(rcpts[i])) {
             return bad_arg(err, MEMDS_SMTP_E_ARG,
-                           apr_psprintf(p, "SMTP: invalid recipient address "
-                                        "(recipient %d of %d)", i + 1, nrcpts));
+                           apr_psprintf(p,
+                                        "SMTP: invalid recipient address "
+                                        "(recipient %d of %d)",
+                                        i + 1, nrcpts));
         }
     }
     if (data == NULL || len == 0) {
@@ -427,7 +429,8 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
         goto done;
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
-    memds_curl_protocols(h, "smtp,smtps", (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
+    memds_curl_protocols(h, "smtp,smtps",
+                         (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
     curl_easy_setopt(h, CURLOPT_VERBOSE, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM */
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
@@ -443,16 +446,20 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
         /* STARTTLS when offered; required when asked for, and whenever a
          * password would otherwise cross the network in the clear */
         curl_easy_setopt(h, CURLOPT_USE_SSL,
-                         (cfg->starttls || (cfg->user && !cfg->allow_plain_auth))
-                         ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
+                         (cfg->starttls
+                          || (cfg->user && !cfg->allow_plain_auth))
+                             ? (long)CURLUSESSL_ALL
+                             : (long)CURLUSESSL_TRY);
     }
     memds_curl_tls(h, cfg->tls_no_verify, cfg->ca_file);
     if (cfg->user) {
         curl_easy_setopt(h, CURLOPT_USERNAME, cfg->user);
-        curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->password ? cfg->password : "");
+        curl_easy_setopt(h, CURLOPT_PASSWORD,
+                         cfg->password ? cfg->password : "");
         memds_curl_sasl(h, mech, cfg->authzid, p);
     }
-    curl_easy_setopt(h, CURLOPT_MAIL_FROM, apr_pstrcat(p, "<", from, ">", NULL));
+    curl_easy_setopt(h, CURLOPT_MAIL_FROM,
+                     apr_pstrcat(p, "<", from, ">", NULL));
     curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rl);
     if (cfg->allow_rcpt_fails) {
 #if LIBCURL_VERSION_NUM >= 0x080200
@@ -471,9 +478,11 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
     curl_easy_setopt(h, CURLOPT_WRITEDATA, st);
 
     memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
-               MEMDS_LOGNO(00209) "smtp: sending %" APR_SIZE_T_FMT " bytes from %s to %d "
-               "recipient(s) via %s%s%s", len, from, nrcpts, cfg->url,
-               cfg->user ? " as " : "", cfg->user ? cfg->user : "");
+               MEMDS_LOGNO(00209) "smtp: sending %" APR_SIZE_T_FMT
+                                  " bytes from %s to %d "
+                                  "recipient(s) via %s%s%s",
+                           len, from, nrcpts, cfg->url, cfg->user ? " as " : "",
+                           cfg->user ? cfg->user : "");
     rc = curl_easy_perform(h);
     st->finished = 1;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
@@ -487,13 +496,16 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
         if (!st->hook_done) {
             /* cannot happen with libcurl 7.88 (without INFILESIZE the end
              * of data is only ever signalled by our read returning 0) */
-            memds_logf(st->log, MEMDS_LOG_WARNING, 0, MEMDS_LOGNO(00210) "smtp: libcurl ended "
-                       "the data without the final read: the before-end "
-                       "hook did not run");
+            memds_logf(
+                st->log, MEMDS_LOG_WARNING, 0,
+                MEMDS_LOGNO(00210) "smtp: libcurl ended "
+                           "the data without the final read: the before-end "
+                           "hook did not run");
         }
         err->data_sent = 1; /* accepted, so certainly sent */
-        memds_logf(st->log, MEMDS_LOG_DEBUG, 0, MEMDS_LOGNO(00211) "smtp: accepted (%s)",
-                   err->reply ? err->reply : "no reply text");
+        memds_logf(st->log, MEMDS_LOG_DEBUG, 0,
+                   MEMDS_LOGNO(00211) "smtp: accepted (%s)",
+                               err->reply ? err->reply : "no reply text");
         rv = APR_SUCCESS;
         goto done;
     }
@@ -517,35 +529,42 @@ apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
     detail = memds_scrub_secret(p, errbuf, cfg->password);
     if (err->kind == MEMDS_SMTP_E_HOOK) {
         rv = st->hook_rv;
-        err->msg = apr_psprintf(p, "SMTP to %s: the before-end hook failed; "
+        err->msg = apr_psprintf(p,
+                                "SMTP to %s: the before-end hook failed; "
                                 "the transaction was aborted before the end "
-                                "of data", cfg->url);
+                                "of data",
+                                cfg->url);
     }
     else if (noauth) {
         rv = APR_EINVAL;
-        err->msg = apr_psprintf(p, "SMTP to %s: credentials are configured "
+        err->msg = apr_psprintf(p,
+                                "SMTP to %s: credentials are configured "
                                 "but the server offers no AUTH; the mail was "
-                                "not sent%s%s", cfg->url,
+                                "not sent%s%s",
+                                cfg->url,
                                 /* the refusal that followed, if any */
                                 err->reply && !st->noauth ? "; server: " : "",
                                 err->reply && !st->noauth ? err->reply : "");
     }
     else {
-        rv = err->kind == MEMDS_SMTP_E_TIMEOUT ? APR_TIMEUP
+        rv = err->kind == MEMDS_SMTP_E_TIMEOUT  ? APR_TIMEUP
              : err->kind == MEMDS_SMTP_E_CONFIG ? APR_EINVAL
-             : rc == CURLE_OUT_OF_MEMORY ? APR_ENOMEM : APR_EGENERAL;
-        err->msg = apr_psprintf(p, "SMTP %s failure sending from %s via %s: "
-                                "%s%s%s%s%s%s%s", kind_name(err->kind), from,
-                                cfg->url, curl_easy_strerror(rc),
-                                *detail ? " (" : "", detail,
-                                *detail ? ")" : "",
-                                err->reply ? "; server: " : "",
-                                err->reply ? err->reply : "",
-                                err->in_doubt ? "; the end of data was sent "
-                                "and no reply came: the mail may have been "
-                                "accepted" : "");
+             : rc == CURLE_OUT_OF_MEMORY        ? APR_ENOMEM
+                                                : APR_EGENERAL;
+        err->msg = apr_psprintf(
+            p,
+            "SMTP %s failure sending from %s via %s: "
+            "%s%s%s%s%s%s%s",
+            kind_name(err->kind), from, cfg->url, curl_easy_strerror(rc),
+            *detail ? " (" : "", detail, *detail ? ")" : "",
+            err->reply ? "; server: " : "", err->reply ? err->reply : "",
+            err->in_doubt ? "; the end of data was sent "
+                            "and no reply came: the mail may have been "
+                            "accepted"
+                          : "");
     }
-    memds_logf(st->log, MEMDS_LOG_DEBUG, rv, MEMDS_LOGNO(00212) "smtp: %s", err->msg);
+    memds_logf(st->log, MEMDS_LOG_DEBUG, rv,
+               MEMDS_LOGNO(00212) "smtp: %s", err->msg);
 
 done:
     if (h) {
@@ -580,47 +599,61 @@ memds_err_t memds_smtp_err_of(const memds_smtp_err_t *err)
     cls = code / 100;
     policy = enh_subject(err) == 7;
     if (err->in_doubt) {
-        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server did not confirm the message");
+        return memds_err_make(MEMDS_ERR_TRANSIENT,
+                              "Mail server did not confirm the message");
     }
     switch (err->kind) {
     case MEMDS_SMTP_E_HOOK:
-        return memds_err_make(MEMDS_ERR_STORAGE, "Message not sent: server storage failure");
+        return memds_err_make(MEMDS_ERR_STORAGE,
+                              "Message not sent: server storage failure");
     case MEMDS_SMTP_E_ARG:
-        return memds_err_make(MEMDS_ERR_INVALID, "Invalid sender, recipient or message");
+        return memds_err_make(MEMDS_ERR_INVALID,
+                              "Invalid sender, recipient or message");
     case MEMDS_SMTP_E_CONFIG:
-        return memds_err_make(MEMDS_ERR_CONFIG, "Mail submission is not configured correctly");
+        return memds_err_make(MEMDS_ERR_CONFIG,
+                              "Mail submission is not configured correctly");
     case MEMDS_SMTP_E_CONNECT:
         return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server not reachable");
     case MEMDS_SMTP_E_TLS:
-        return memds_err_make(MEMDS_ERR_TLS, "Secure connection to the mail server failed");
+        return memds_err_make(MEMDS_ERR_TLS,
+                              "Secure connection to the mail server failed");
     case MEMDS_SMTP_E_TIMEOUT:
         return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server timed out");
     case MEMDS_SMTP_E_AUTH:
         if (cls == 4) {
-            return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server login temporarily failed");
+            return memds_err_make(MEMDS_ERR_TRANSIENT,
+                                  "Mail server login temporarily failed");
         }
         return memds_err_make(MEMDS_ERR_AUTH, "Mail server login failed");
     case MEMDS_SMTP_E_SENDER:
     case MEMDS_SMTP_E_RCPT:
-    case MEMDS_SMTP_E_DATA:
-        break;
+    case MEMDS_SMTP_E_DATA: break;
     default:
         return memds_err_make(MEMDS_ERR_INTERNAL, "Sending the message failed");
     }
     /* a refusal of the transaction: sender, a recipient, or the message */
     if (cls == 4 || (err->kind == MEMDS_SMTP_E_RCPT && code == 552)) {
-        return memds_err_make(MEMDS_ERR_TRANSIENT, "Mail server temporarily refused the message");
+        return memds_err_make(MEMDS_ERR_TRANSIENT,
+                              "Mail server temporarily refused the message");
     }
     if (code == 552 || (err->enhanced && !strcmp(err->enhanced + 1, ".3.4"))) {
-        return memds_err_make(MEMDS_ERR_TOO_LARGE, "Message too large for the mail server");
+        return memds_err_make(MEMDS_ERR_TOO_LARGE,
+                              "Message too large for the mail server");
     }
     if (err->kind == MEMDS_SMTP_E_SENDER) {
-        return memds_err_make(MEMDS_ERR_REFUSED, "Sender address not accepted by the mail server");
+        return memds_err_make(MEMDS_ERR_REFUSED,
+                              "Sender address not accepted by the mail server");
     }
     if (err->kind == MEMDS_SMTP_E_RCPT) {
-        return policy ? memds_err_make(MEMDS_ERR_REFUSED, "Recipient not allowed by the mail server")
-                      : memds_err_make(MEMDS_ERR_INVALID, "Recipient address rejected by the mail server");
+        return policy
+                   ? memds_err_make(MEMDS_ERR_REFUSED,
+                                    "Recipient not allowed by the mail server")
+                   : memds_err_make(
+                       MEMDS_ERR_INVALID,
+                       "Recipient address rejected by the mail server");
     }
-    return policy ? memds_err_make(MEMDS_ERR_REFUSED, "Message refused by the mail server policy")
-                  : memds_err_make(MEMDS_ERR_REJECTED, "Mail server rejected the message");
+    return policy ? memds_err_make(MEMDS_ERR_REFUSED,
+                                   "Message refused by the mail server policy")
+                  : memds_err_make(MEMDS_ERR_REJECTED,
+                                   "Mail server rejected the message");
 }

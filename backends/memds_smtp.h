@@ -53,7 +53,7 @@ typedef struct memds_smtp_config_t {
      *  at all fails the send with E_CONFIG before any data is sent (libcurl
      *  itself would silently carry on unauthenticated). */
     const char *user;
-    const char *password;     /**< never logged */
+    const char *password; /**< never logged */
     /** Submit on behalf of this user (SASL PLAIN authzid; forces
      *  AUTH=PLAIN, as for the IMAP master user). NULL: none. */
     const char *authzid;
@@ -64,7 +64,7 @@ typedef struct memds_smtp_config_t {
     /** EHLO name (a host name or an address literal "[192.0.2.1]"); NULL:
      *  libcurl's default (this machine's host name). */
     const char *helo;
-    long connect_timeout_ms;  /**< name lookup, TCP connect and TLS
+    long connect_timeout_ms; /**< name lookup, TCP connect and TLS
                                    handshake (CURLOPT_CONNECTTIMEOUT_MS);
                                    default 30 s */
     /** Longest wait for a server reply (rounded up to whole seconds:
@@ -82,35 +82,35 @@ typedef struct memds_smtp_config_t {
      *  not say which recipients were refused, so with this option the user
      *  never learns that some of them got nothing. */
     int allow_rcpt_fails;
-    int tls_no_verify;        /**< tests only: accept any certificate */
-    const char *ca_file;      /**< CA bundle for TLS, NULL for the system's */
+    int tls_no_verify;         /**< tests only: accept any certificate */
+    const char *ca_file;       /**< CA bundle for TLS, NULL for the system's */
     const memds_logger_t *log; /**< debug lines; NULL: none */
 } memds_smtp_config_t;
 
 /** What went wrong (or MEMDS_SMTP_E_NONE). */
 typedef enum {
     MEMDS_SMTP_E_NONE = 0,
-    MEMDS_SMTP_E_CONNECT,  /**< cannot resolve / connect, greeting or EHLO
+    MEMDS_SMTP_E_CONNECT, /**< cannot resolve / connect, greeting or EHLO
                                 refused, connection lost */
-    MEMDS_SMTP_E_TLS,      /**< TLS handshake, certificate, or STARTTLS
+    MEMDS_SMTP_E_TLS,     /**< TLS handshake, certificate, or STARTTLS
                                 required but not offered / refused */
-    MEMDS_SMTP_E_AUTH,     /**< AUTH refused (smtp_code 535, 454, ...) */
-    MEMDS_SMTP_E_SENDER,   /**< MAIL FROM refused */
-    MEMDS_SMTP_E_RCPT,     /**< a RCPT TO refused (or, with allow_rcpt_fails,
+    MEMDS_SMTP_E_AUTH,    /**< AUTH refused (smtp_code 535, 454, ...) */
+    MEMDS_SMTP_E_SENDER,  /**< MAIL FROM refused */
+    MEMDS_SMTP_E_RCPT,    /**< a RCPT TO refused (or, with allow_rcpt_fails,
                                 all of them) */
-    MEMDS_SMTP_E_DATA,     /**< DATA refused, or the message refused at
+    MEMDS_SMTP_E_DATA,    /**< DATA refused, or the message refused at
                                 or after the end of data (data_sent tells) */
-    MEMDS_SMTP_E_TIMEOUT,  /**< no reply or no progress within io_timeout_ms,
+    MEMDS_SMTP_E_TIMEOUT, /**< no reply or no progress within io_timeout_ms,
                                 or no connection within connect_timeout_ms */
-    MEMDS_SMTP_E_ARG,      /**< invalid sender, recipient or message (the
+    MEMDS_SMTP_E_ARG,     /**< invalid sender, recipient or message (the
                                 caller's input; nothing was sent) */
-    MEMDS_SMTP_E_CONFIG,   /**< invalid configuration (URL, EHLO name,
+    MEMDS_SMTP_E_CONFIG,  /**< invalid configuration (URL, EHLO name,
                                 mechanism), a libcurl without SMTP, or
                                 credentials configured for a server that
                                 offers no AUTH */
-    MEMDS_SMTP_E_HOOK,     /**< the before-end hook failed: aborted before
+    MEMDS_SMTP_E_HOOK,    /**< the before-end hook failed: aborted before
                                 the end of data, the server discards it */
-    MEMDS_SMTP_E_OTHER     /**< anything else (out of memory, ...) */
+    MEMDS_SMTP_E_OTHER    /**< anything else (out of memory, ...) */
 } memds_smtp_ekind_e;
 
 /** Details of a send, filled on success too. */
@@ -143,7 +143,7 @@ typedef struct memds_smtp_err_t {
     /** Detail for the log: what failed, libcurl's text, the server's
      *  reply. Never contains the password. From the call's pool. */
     const char *msg;
-    int curl_code;           /**< CURLcode of the transfer, 0 if none */
+    int curl_code; /**< CURLcode of the transfer, 0 if none */
 } memds_smtp_err_t;
 
 /**

@@ -45,8 +45,9 @@ static void load_dir(apr_array_header_t *files, const char *dir, apr_pool_t *p)
     if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
         return;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_SIZE | APR_FINFO_TYPE, d)
-           == APR_SUCCESS) {
+    while (
+        apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_SIZE | APR_FINFO_TYPE, d)
+        == APR_SUCCESS) {
         apr_size_t n = strlen(fi.name);
         int xml = n > 4 && strcmp(fi.name + n - 4, ".xml") == 0;
         int wb = n > 6 && strcmp(fi.name + n - 6, ".wbxml") == 0;
@@ -55,8 +56,8 @@ static void load_dir(apr_array_header_t *files, const char *dir, apr_pool_t *p)
         file_t *e;
         char *buf;
 
-        if (fi.filetype != APR_REG || (!xml && !wb) || strstr(fi.name, ".decoded.")
-            || strstr(fi.name, ".c.xml")) {
+        if (fi.filetype != APR_REG || (!xml && !wb)
+            || strstr(fi.name, ".decoded.") || strstr(fi.name, ".c.xml")) {
             continue;
         }
         f = fopen(path, "rb");
@@ -122,7 +123,7 @@ static void run_baseline(const apr_array_header_t *files, int wbxml)
         if (!wbxml) {
             xmlDocPtr doc = xmlReadMemory(f->data, (int)f->len, NULL, NULL,
                                           XML_PARSE_NONET | XML_PARSE_NOERROR
-                                          | XML_PARSE_NOWARNING);
+                                              | XML_PARSE_NOWARNING);
             xmlFreeDoc(doc);
         }
         else {
@@ -165,7 +166,8 @@ int main(int argc, const char *const *argv)
         fprintf(stderr, "bench/codec: no corpus under %s\n", dir);
         return 2;
     }
-    printf("bench/codec: %d files, %d rounds x %d passes, median of per-round ratios\n",
+    printf("bench/codec: %d files, %d rounds x %d passes, median of per-round "
+           "ratios\n",
            files->nelts, rounds, reps);
     for (enc = 0; enc <= 1; ++enc) {
         double *ratio = calloc((size_t)rounds, sizeof(double));
@@ -189,11 +191,12 @@ int main(int argc, const char *const *argv)
             base_mbps += (double)bytes / (t2 - t1) / 1e6;
         }
         qsort(ratio, (size_t)rounds, sizeof(double), cmp_double);
-        printf("%-5s memds decode+encode %.1f MB/s, %s %.1f MB/s: "
-               "speed ratio memds/baseline = %.2f (median; min %.2f, max %.2f)\n",
-               enc ? "WBXML" : "XML", mbps / rounds,
-               enc ? "libwbxml wbxml2xml conversion" : "libxml2 parse only",
-               base_mbps / rounds, ratio[rounds / 2], ratio[0], ratio[rounds - 1]);
+        printf(
+            "%-5s memds decode+encode %.1f MB/s, %s %.1f MB/s: "
+            "speed ratio memds/baseline = %.2f (median; min %.2f, max %.2f)\n",
+            enc ? "WBXML" : "XML", mbps / rounds,
+            enc ? "libwbxml wbxml2xml conversion" : "libxml2 parse only",
+            base_mbps / rounds, ratio[rounds / 2], ratio[0], ratio[rounds - 1]);
         free(ratio);
     }
     apr_pool_destroy(p);

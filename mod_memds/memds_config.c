@@ -179,8 +179,9 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     memset(cfg, 0, sizeof(*cfg));
     memset(mbuf, 0, sizeof(*mbuf));
     /* A location with an IMAP server serves its mailbox by default. */
-    cfg->datastore = dc->datastore ? dc->datastore
-                   : dc->imap_url ? "imap" : "items";
+    cfg->datastore = dc->datastore  ? dc->datastore
+                     : dc->imap_url ? "imap"
+                                    : "items";
     mbuf->imap_url = dc->imap_url;
     mbuf->master_user = dc->master_user;
     mbuf->master_password = dc->master_password;
@@ -198,10 +199,12 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     cfg->mail = mbuf;
-    cfg->session_timeout = OR(dc->session_timeout, MEMDS_DEFAULT_SESSION_TIMEOUT);
+    cfg->session_timeout = OR(dc->session_timeout,
+                              MEMDS_DEFAULT_SESSION_TIMEOUT);
     cfg->max_msg_size = memds_dir_max_msg_size(dc);
     cfg->max_obj_size = OR(dc->max_obj_size, MEMDS_DEFAULT_MAX_OBJ_SIZE);
-    cfg->conflict = (memds_conflict_e)OR(dc->conflict, MEMDS_CONFLICT_SERVER_WINS);
+    cfg->conflict = (memds_conflict_e)OR(dc->conflict,
+                                         MEMDS_CONFLICT_SERVER_WINS);
     cfg->auth_type = (memds_authtype_e)OR(dc->auth_type, MEMDS_AUTH_BASIC);
     /* Who checks credentials: the passwd-file when there is one, else a
      * login to the location's IMAP server (pass-through); basic logins
@@ -234,7 +237,8 @@ void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc)
     /* Every worker thread of a child may need a connection at once. */
     pp->max = sc->db_max != MEMDS_UNSET ? sc->db_max : threads;
     pp->exptime = apr_time_from_sec(sc->db_exptime != MEMDS_UNSET
-                                    ? sc->db_exptime : MEMDS_DEFAULT_DB_EXPTIME);
+                                        ? sc->db_exptime
+                                        : MEMDS_DEFAULT_DB_EXPTIME);
     pp->acquire_timeout = apr_time_from_sec(MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT);
 }
 
@@ -260,7 +264,8 @@ static const char *set_engine(cmd_parms *cmd, void *dcv, int flag)
 static const char *set_database(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY & ~NOT_IN_VIRTUALHOST);
+    const char *err = ap_check_cmd_context(cmd,
+                                           GLOBAL_ONLY & ~NOT_IN_VIRTUALHOST);
     const char *why;
 
     if (err) {
@@ -272,9 +277,11 @@ static const char *set_database(cmd_parms *cmd, void *dcv, const char *arg)
     }
     why = memds_pg_check_conninfo(arg, cmd->temp_pool);
     if (why) {
-        return apr_psprintf(cmd->pool, "MemDSDatabase: not a valid libpq "
+        return apr_psprintf(cmd->pool,
+                            "MemDSDatabase: not a valid libpq "
                             "connection string (key=value pairs or a "
-                            "postgresql:// URI): %s", why);
+                            "postgresql:// URI): %s",
+                            why);
     }
     sc->db_conninfo = arg;
     return NULL;
@@ -314,10 +321,13 @@ static const char *set_max_msg_size(cmd_parms *cmd, void *dcv, const char *arg)
     apr_off_t v;
 
     if (memds_parse_size(&v, arg, MEMDS_MIN_MAX_MSG_SIZE,
-                         MEMDS_MAX_MAX_MSG_SIZE) != APR_SUCCESS) {
-        return apr_psprintf(cmd->pool, "MemDSMaxMsgSize: '%s' is not a size "
+                         MEMDS_MAX_MAX_MSG_SIZE)
+        != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSMaxMsgSize: '%s' is not a size "
                             "from 1K to 64M (bytes, or a number with a K or "
-                            "M suffix)", arg);
+                            "M suffix)",
+                            arg);
     }
     dc->max_msg_size = v;
     return NULL;
@@ -330,9 +340,11 @@ static const char *set_max_obj_size(cmd_parms *cmd, void *dcv, const char *arg)
 
     if (memds_parse_size(&v, arg, 1024, (apr_off_t)1024 * 1024 * 1024)
         != APR_SUCCESS) {
-        return apr_psprintf(cmd->pool, "MemDSMaxObjSize: '%s' is not a size "
+        return apr_psprintf(cmd->pool,
+                            "MemDSMaxObjSize: '%s' is not a size "
                             "from 1K to 1G (bytes, or a number with a K, M or "
-                            "G suffix)", arg);
+                            "G suffix)",
+                            arg);
     }
     dc->max_obj_size = v;
     return NULL;
@@ -343,8 +355,10 @@ static const char *set_datastore(cmd_parms *cmd, void *dcv, const char *arg)
     memds_dir_conf *dc = dcv;
 
     if (strcmp(arg, "items") != 0 && strcmp(arg, "imap") != 0) {
-        return apr_psprintf(cmd->pool, "MemDSDatastore: unknown datastore '%s'; "
-                            "allowed: items, imap", arg);
+        return apr_psprintf(cmd->pool,
+                            "MemDSDatastore: unknown datastore '%s'; "
+                            "allowed: items, imap",
+                            arg);
     }
     dc->datastore = arg;
     return NULL;
@@ -378,8 +392,10 @@ static const char *set_smtp_auth(cmd_parms *cmd, void *dcv, const char *a1,
             dc->smtp_auth = MEMDS_SMTP_AUTH_USER;
             return NULL;
         }
-        return apr_psprintf(cmd->pool, "MemDSSMTPAuth: '%s' is not none, user, "
-                            "or a user name followed by a password", a1);
+        return apr_psprintf(cmd->pool,
+                            "MemDSSMTPAuth: '%s' is not none, user, "
+                            "or a user name followed by a password",
+                            a1);
     }
     if (!*a1 || !*a2 || strpbrk(a1, " \t\r\n")) {
         return "MemDSSMTPAuth: give the submission user's name (no blanks) and "
@@ -408,8 +424,10 @@ static const char *set_rejected_mail(cmd_parms *cmd, void *dcv, const char *arg)
         dc->rejected_to_drafts = 0;
     }
     else {
-        return apr_psprintf(cmd->pool, "MemDSRejectedMail: '%s' is not drafts "
-                            "or keep", arg);
+        return apr_psprintf(cmd->pool,
+                            "MemDSRejectedMail: '%s' is not drafts "
+                            "or keep",
+                            arg);
     }
     return NULL;
 }
@@ -426,18 +444,24 @@ static const char *set_delete_policy(cmd_parms *cmd, void *dcv, const char *arg)
             return NULL;
         }
     }
-    return apr_psprintf(cmd->pool, "MemDSDeletePolicy: '%s' is not one of "
-                        "trash, flag, expunge", arg);
+    return apr_psprintf(cmd->pool,
+                        "MemDSDeletePolicy: '%s' is not one of "
+                        "trash, flag, expunge",
+                        arg);
 }
 
 static const char *set_folder(cmd_parms *cmd, void *dcv, const char *role,
                               const char *path)
 {
-    static const struct { const char *name; int role; } roles[] = {
-        { "drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "sent", MEMDS_IMAP_ROLE_SENT },
-        { "trash", MEMDS_IMAP_ROLE_TRASH }, { "junk", MEMDS_IMAP_ROLE_JUNK },
-        { "archive", MEMDS_IMAP_ROLE_ARCHIVE }, { NULL, 0 }
-    };
+    static const struct {
+        const char *name;
+        int role;
+    } roles[] = { { "drafts", MEMDS_IMAP_ROLE_DRAFTS },
+                  { "sent", MEMDS_IMAP_ROLE_SENT },
+                  { "trash", MEMDS_IMAP_ROLE_TRASH },
+                  { "junk", MEMDS_IMAP_ROLE_JUNK },
+                  { "archive", MEMDS_IMAP_ROLE_ARCHIVE },
+                  { NULL, 0 } };
     memds_dir_conf *dc = dcv;
     int i;
 
@@ -450,8 +474,10 @@ static const char *set_folder(cmd_parms *cmd, void *dcv, const char *role,
             return NULL;
         }
     }
-    return apr_psprintf(cmd->pool, "MemDSFolder: unknown role '%s'; allowed: "
-                        "drafts, sent, trash, junk, archive", role);
+    return apr_psprintf(cmd->pool,
+                        "MemDSFolder: unknown role '%s'; allowed: "
+                        "drafts, sent, trash, junk, archive",
+                        role);
 }
 
 static const char *set_auth_file(cmd_parms *cmd, void *dcv, const char *arg)
@@ -460,11 +486,14 @@ static const char *set_auth_file(cmd_parms *cmd, void *dcv, const char *arg)
     const char *path = ap_server_root_relative(cmd->pool, arg);
     apr_finfo_t fi;
 
-    if (path == NULL || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool)
-                        != APR_SUCCESS || fi.filetype != APR_REG) {
-        return apr_psprintf(cmd->pool, "MemDSAuthFile: '%s' is not a readable "
+    if (path == NULL
+        || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
+        || fi.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSAuthFile: '%s' is not a readable "
                             "file (a Dovecot-style passwd-file: "
-                            "user:{PLAIN}password)", arg);
+                            "user:{PLAIN}password)",
+                            arg);
     }
     dc->auth_file = path;
     memds_verifier_passwd_file(&dc->verifier, path);
@@ -475,9 +504,12 @@ static const char *set_auth_type(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_dir_conf *dc = dcv;
 
-    if (strcasecmp(arg, "basic") == 0) dc->auth_type = MEMDS_AUTH_BASIC;
-    else if (strcasecmp(arg, "md5") == 0) dc->auth_type = MEMDS_AUTH_MD5;
-    else return "MemDSAuthType: use basic or md5";
+    if (strcasecmp(arg, "basic") == 0)
+        dc->auth_type = MEMDS_AUTH_BASIC;
+    else if (strcasecmp(arg, "md5") == 0)
+        dc->auth_type = MEMDS_AUTH_MD5;
+    else
+        return "MemDSAuthType: use basic or md5";
     return NULL;
 }
 
@@ -485,21 +517,28 @@ static const char *set_conflict(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_dir_conf *dc = dcv;
 
-    if (strcasecmp(arg, "server-wins") == 0) dc->conflict = MEMDS_CONFLICT_SERVER_WINS;
-    else if (strcasecmp(arg, "client-wins") == 0) dc->conflict = MEMDS_CONFLICT_CLIENT_WINS;
-    else if (strcasecmp(arg, "duplicate") == 0) dc->conflict = MEMDS_CONFLICT_DUPLICATE;
-    else return "MemDSConflictPolicy: use server-wins, client-wins or duplicate";
+    if (strcasecmp(arg, "server-wins") == 0)
+        dc->conflict = MEMDS_CONFLICT_SERVER_WINS;
+    else if (strcasecmp(arg, "client-wins") == 0)
+        dc->conflict = MEMDS_CONFLICT_CLIENT_WINS;
+    else if (strcasecmp(arg, "duplicate") == 0)
+        dc->conflict = MEMDS_CONFLICT_DUPLICATE;
+    else
+        return "MemDSConflictPolicy: use server-wins, client-wins or duplicate";
     return NULL;
 }
 
-static const char *set_session_timeout(cmd_parms *cmd, void *dcv, const char *arg)
+static const char *set_session_timeout(cmd_parms *cmd, void *dcv,
+                                       const char *arg)
 {
     memds_dir_conf *dc = dcv;
     int v;
 
     if (memds_parse_uint(&v, arg, 86400) != APR_SUCCESS || v < 30) {
-        return apr_psprintf(cmd->pool, "MemDSSessionTimeout: '%s' is not a "
-                            "number of seconds from 30 to 86400", arg);
+        return apr_psprintf(cmd->pool,
+                            "MemDSSessionTimeout: '%s' is not a "
+                            "number of seconds from 30 to 86400",
+                            arg);
     }
     dc->session_timeout = v;
     return NULL;
@@ -514,7 +553,8 @@ static const char *set_auth_limit(cmd_parms *cmd, void *dcv, const char *a1,
     if (memds_parse_uint(&f, a1, 1000) != APR_SUCCESS || f < 1
         || memds_parse_uint(&w, a2, 86400) != APR_SUCCESS || w < 1
         || memds_parse_uint(&b, a3, 86400) != APR_SUCCESS || b < 1) {
-        return "MemDSAuthLimit: give FAILURES (1-1000) WINDOW-SECONDS (1-86400) "
+        return "MemDSAuthLimit: give FAILURES (1-1000) WINDOW-SECONDS "
+               "(1-86400) "
                "BLOCK-SECONDS (1-86400)";
     }
     dc->auth_failures = f;
@@ -527,7 +567,8 @@ static const char *set_auth_limit(cmd_parms *cmd, void *dcv, const char *a1,
 static const char *set_db_int(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY & ~NOT_IN_VIRTUALHOST);
+    const char *err = ap_check_cmd_context(cmd,
+                                           GLOBAL_ONLY & ~NOT_IN_VIRTUALHOST);
     const char *name = cmd->cmd->name;
     int v, lo = 0, hi = 10000;
     int *slot;
@@ -550,8 +591,10 @@ static const char *set_db_int(cmd_parms *cmd, void *dcv, const char *arg)
         hi = 86400;
     }
     if (memds_parse_uint(&v, arg, hi) != APR_SUCCESS || v < lo) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from "
-                            "%d to %d", name, arg, lo, hi);
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a whole number from "
+                            "%d to %d",
+                            name, arg, lo, hi);
     }
     *slot = v;
     return NULL;
@@ -591,18 +634,21 @@ const command_rec memds_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "Largest single item accepted (after reassembly of chunks), "
                   "1K to 1G; larger ones get Status 413. Default: 4M."),
-    AP_INIT_TAKE1("MemDSDatastore", set_datastore, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("MemDSDatastore", set_datastore, NULL,
+                  RSRC_CONF | ACCESS_CONF,
                   "What the datastores of this location are: imap (the "
                   "account's mail folders on MemDSIMAPServer) or items (opaque "
                   "items in PostgreSQL, one store per alerted name). Default: "
                   "imap where MemDSIMAPServer is set, else items."),
-    AP_INIT_TAKE2("MemDSIMAPMaster", set_imap_master, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE2("MemDSIMAPMaster", set_imap_master, NULL,
+                  RSRC_CONF | ACCESS_CONF,
                   "USER PASSWORD of an IMAP master user (Dovecot master user, "
                   "SASL PLAIN authzid) through which the gateway reaches every "
                   "account's mailbox; needed for md5 devices and HTTP-level "
                   "auth. Default: none (the device's own password is the IMAP "
                   "login)."),
-    AP_INIT_TAKE12("MemDSSMTPAuth", set_smtp_auth, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE12("MemDSSMTPAuth", set_smtp_auth, NULL,
+                   RSRC_CONF | ACCESS_CONF,
                    "none, user (the device's own password), or USER PASSWORD "
                    "(one submission account acting for each user as SASL "
                    "authzid): how mail is submitted to MemDSSMTPServer. "
@@ -626,10 +672,11 @@ const command_rec memds_cmds[] = {
                   "archive) when the IMAP server does not mark it with "
                   "SPECIAL-USE. Default: the usual names (Sent, Drafts, Trash, "
                   "...)."),
-    AP_INIT_TAKE1("MemDSAuthFile", set_auth_file, NULL, RSRC_CONF | ACCESS_CONF,
-                  "Dovecot-style passwd-file (user:{PLAIN}password) that SyncML "
-                  "basic and md5 credentials are checked against. Default: "
-                  "none (only users httpd authenticated)."),
+    AP_INIT_TAKE1(
+        "MemDSAuthFile", set_auth_file, NULL, RSRC_CONF | ACCESS_CONF,
+        "Dovecot-style passwd-file (user:{PLAIN}password) that SyncML "
+        "basic and md5 credentials are checked against. Default: "
+        "none (only users httpd authenticated)."),
     AP_INIT_TAKE1("MemDSAuthType", set_auth_type, NULL, RSRC_CONF | ACCESS_CONF,
                   "basic or md5: the scheme asked for when a device sends no "
                   "or wrong credentials (both are accepted). Default: basic."),

@@ -25,30 +25,30 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_UNSET (-1)
 
 /** Defaults (README lists them; keep in sync). */
-#define MEMDS_DEFAULT_MAX_MSG_SIZE  (1024 * 1024)
-#define MEMDS_MIN_MAX_MSG_SIZE      1024
-#define MEMDS_MAX_MAX_MSG_SIZE      (64 * 1024 * 1024)
-#define MEMDS_DEFAULT_DB_MIN        0
-#define MEMDS_DEFAULT_DB_KEEP       2
-#define MEMDS_DEFAULT_DB_EXPTIME    300
+#define MEMDS_DEFAULT_MAX_MSG_SIZE (1024 * 1024)
+#define MEMDS_MIN_MAX_MSG_SIZE 1024
+#define MEMDS_MAX_MAX_MSG_SIZE (64 * 1024 * 1024)
+#define MEMDS_DEFAULT_DB_MIN 0
+#define MEMDS_DEFAULT_DB_KEEP 2
+#define MEMDS_DEFAULT_DB_EXPTIME 300
 #define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
-#define MEMDS_DEFAULT_MAX_OBJ_SIZE  (4 * 1024 * 1024)
+#define MEMDS_DEFAULT_MAX_OBJ_SIZE (4 * 1024 * 1024)
 #define MEMDS_DEFAULT_SESSION_TIMEOUT 900
 #define MEMDS_DEFAULT_AUTH_FAILURES 10
-#define MEMDS_DEFAULT_AUTH_WINDOW   600
-#define MEMDS_DEFAULT_AUTH_BLOCK    600
-#define MEMDS_EXPIRE_INTERVAL       60
+#define MEMDS_DEFAULT_AUTH_WINDOW 600
+#define MEMDS_DEFAULT_AUTH_BLOCK 600
+#define MEMDS_EXPIRE_INTERVAL 60
 /** Successful pass-through IMAP logins are trusted again for this long
  *  (per child), at most this many remembered. */
-#define MEMDS_LOGIN_CACHE_SECS      120
-#define MEMDS_LOGIN_CACHE_MAX       4096
+#define MEMDS_LOGIN_CACHE_SECS 120
+#define MEMDS_LOGIN_CACHE_MAX 4096
 /** IMAP connections a child keeps between requests, how long idle, and
  *  for how many requests at most. */
-#define MEMDS_IMAP_CACHE_MAX        16
-#define MEMDS_IMAP_CACHE_IDLE_SECS  60
-#define MEMDS_IMAP_CACHE_USES       500
+#define MEMDS_IMAP_CACHE_MAX 16
+#define MEMDS_IMAP_CACHE_IDLE_SECS 60
+#define MEMDS_IMAP_CACHE_USES 500
 /** Seconds between runs of the Outbox retry job. */
-#define MEMDS_OUTBOX_INTERVAL       10
+#define MEMDS_OUTBOX_INTERVAL 10
 
 /**
  * Request counters shared by all children of one generation (anonymous shared
@@ -56,62 +56,63 @@ APLOG_USE_MODULE(memds);
  * apr_atomic, so no lock.
  */
 typedef struct memds_counters_t {
-    volatile apr_uint64_t requests;     /**< requests reaching memds-sync */
-    volatile apr_uint64_t answered;     /**< 200 with a SyncML body */
-    volatile apr_uint64_t bad_method;   /**< 405 */
-    volatile apr_uint64_t bad_type;     /**< 415 */
-    volatile apr_uint64_t too_large;    /**< 413 */
-    volatile apr_uint64_t bad_body;     /**< 400 */
-    volatile apr_uint64_t unavailable;  /**< 503 (database or backend down) */
-    volatile apr_uint64_t failed;       /**< 500 */
-    volatile apr_uint64_t bytes_in;     /**< request body bytes */
-    volatile apr_uint64_t bytes_out;    /**< response body bytes */
+    volatile apr_uint64_t requests;    /**< requests reaching memds-sync */
+    volatile apr_uint64_t answered;    /**< 200 with a SyncML body */
+    volatile apr_uint64_t bad_method;  /**< 405 */
+    volatile apr_uint64_t bad_type;    /**< 415 */
+    volatile apr_uint64_t too_large;   /**< 413 */
+    volatile apr_uint64_t bad_body;    /**< 400 */
+    volatile apr_uint64_t unavailable; /**< 503 (database or backend down) */
+    volatile apr_uint64_t failed;      /**< 500 */
+    volatile apr_uint64_t bytes_in;    /**< request body bytes */
+    volatile apr_uint64_t bytes_out;   /**< response body bytes */
 } memds_counters_t;
 
 /** Per-server configuration. */
 typedef struct memds_srv_conf {
-    const char *db_conninfo;    /**< MemDSDatabase */
+    const char *db_conninfo;                 /**< MemDSDatabase */
     int db_min, db_keep, db_max, db_exptime; /**< MemDSDB* (MEMDS_UNSET) */
-    int engine_used;            /**< a MemDSEngine On appeared in this server */
-    const char *engine_where;   /**< where, for the configtest message */
+    int engine_used;          /**< a MemDSEngine On appeared in this server */
+    const char *engine_where; /**< where, for the configtest message */
     apr_array_header_t *engine_dirs; /**< memds_dir_conf * of each location
                                           where the engine is on, merged with
                                           the server's defaults (background
                                           jobs; memds_collect_engine_dirs) */
     /* Runtime, not configuration: set in post_config / child_init. */
-    memds_pgpool_t *pgpool;     /**< this child's connection pool */
+    memds_pgpool_t *pgpool;      /**< this child's connection pool */
     memds_pgpool_t *ledger_pool; /**< this child's outbox ledger connections
                                      (a request may hold one of each) */
     struct memds_ds_registry_t *ds_registry; /**< datastore providers
                                      (post_config; read-only after) */
     memds_logincache_t *logins; /**< this child's recent pass-through logins */
     memds_imap_cache_t *imap_cache; /**< this child's idle IMAP connections */
-    memds_counters_t *counters; /**< shared by the generation's children */
-    memds_logger_t logger;      /**< core log lines to this server's ErrorLog */
-    volatile apr_uint32_t schema_ok; /**< this child saw the right schema version */
+    memds_counters_t *counters;     /**< shared by the generation's children */
+    memds_logger_t logger; /**< core log lines to this server's ErrorLog */
+    volatile apr_uint32_t
+        schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;
 
 /** Per-directory (<Location>) configuration. */
 typedef struct memds_dir_conf {
-    int engine;                 /**< MemDSEngine */
-    const char *location;       /**< the <Location> path, NULL elsewhere */
-    const char *imap_url;       /**< MemDSIMAPServer */
-    const char *smtp_url;       /**< MemDSSMTPServer */
-    apr_off_t max_msg_size;     /**< MemDSMaxMsgSize (MEMDS_UNSET) */
-    apr_off_t max_obj_size;     /**< MemDSMaxObjSize (MEMDS_UNSET) */
-    const char *datastore;      /**< MemDSDatastore */
-    const char *auth_file;      /**< MemDSAuthFile */
-    int auth_type;              /**< MemDSAuthType (MEMDS_UNSET, basic, md5) */
-    int session_timeout;        /**< MemDSSessionTimeout */
-    int conflict;               /**< MemDSConflictPolicy */
+    int engine;             /**< MemDSEngine */
+    const char *location;   /**< the <Location> path, NULL elsewhere */
+    const char *imap_url;   /**< MemDSIMAPServer */
+    const char *smtp_url;   /**< MemDSSMTPServer */
+    apr_off_t max_msg_size; /**< MemDSMaxMsgSize (MEMDS_UNSET) */
+    apr_off_t max_obj_size; /**< MemDSMaxObjSize (MEMDS_UNSET) */
+    const char *datastore;  /**< MemDSDatastore */
+    const char *auth_file;  /**< MemDSAuthFile */
+    int auth_type;          /**< MemDSAuthType (MEMDS_UNSET, basic, md5) */
+    int session_timeout;    /**< MemDSSessionTimeout */
+    int conflict;           /**< MemDSConflictPolicy */
     int auth_failures, auth_window, auth_block; /**< MemDSAuthLimit */
-    memds_verifier_t verifier;  /**< built from auth_file at config time */
+    memds_verifier_t verifier; /**< built from auth_file at config time */
     const char *master_user, *master_password; /**< MemDSIMAPMaster */
-    int delete_policy;          /**< MemDSDeletePolicy (MEMDS_UNSET) */
-    int sent_copy;              /**< MemDSSentCopy (MEMDS_UNSET) */
-    int rejected_to_drafts;     /**< MemDSRejectedMail (MEMDS_UNSET) */
+    int delete_policy;           /**< MemDSDeletePolicy (MEMDS_UNSET) */
+    int sent_copy;               /**< MemDSSentCopy (MEMDS_UNSET) */
+    int rejected_to_drafts;      /**< MemDSRejectedMail (MEMDS_UNSET) */
     const char *folder_names[9]; /**< MemDSFolder, by memds_imap_role_e */
-    int smtp_auth;              /**< MemDSSMTPAuth (MEMDS_UNSET) */
+    int smtp_auth;               /**< MemDSSMTPAuth (MEMDS_UNSET) */
     const char *smtp_user, *smtp_password;
 } memds_dir_conf;
 

@@ -23,8 +23,9 @@ static int wants_json(request_rec *r)
 {
     const char *accept = apr_table_get(r->headers_in, "Accept");
 
-    if (r->args && (strcmp(r->args, "json") == 0
-                    || strstr(r->args, "format=json") != NULL)) {
+    if (r->args
+        && (strcmp(r->args, "json") == 0
+            || strstr(r->args, "format=json") != NULL)) {
         return 1;
     }
     return accept && strstr(accept, "application/json") != NULL;
@@ -63,12 +64,18 @@ int memds_status_handler(request_rec *r)
             memds_store_t st;
             memds_store_init(&st, conn, r->pool);
             db_ok = memds_store_schema_version(&schema, conn, &err, r->pool)
-                    == APR_SUCCESS
-                    && memds_store_counts(&st, &active, &devices) == APR_SUCCESS;
+                        == APR_SUCCESS
+                    && memds_store_counts(&st, &active, &devices)
+                           == APR_SUCCESS;
         }
     }
 
-#define L(k, v) do { lines[n].key = (k); lines[n].value = (v); ++n; } while (0)
+#define L(k, v) \
+    do { \
+        lines[n].key = (k); \
+        lines[n].value = (v); \
+        ++n; \
+    } while (0)
     L("requests", apr_atomic_read64(&c->requests));
     L("answered", apr_atomic_read64(&c->answered));
     L("http_400", apr_atomic_read64(&c->bad_body));
@@ -82,7 +89,8 @@ int memds_status_handler(request_rec *r)
 #undef L
 
     json = wants_json(r);
-    ap_set_content_type(r, json ? "application/json" : "text/plain; charset=utf-8");
+    ap_set_content_type(r, json ? "application/json"
+                                : "text/plain; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (r->header_only) {
         return OK;
@@ -91,17 +99,20 @@ int memds_status_handler(request_rec *r)
         ap_rputs("{\n  \"module\": \"mod_memds " MEMDS_VERSION "\",\n", r);
         ap_rprintf(r, "  \"schema_version_required\": %d,\n",
                    MEMDS_SCHEMA_VERSION);
-        ap_rprintf(r, "  \"database\": {\"reachable\": %s, \"schema_version\": %d, "
-                   "\"active_sessions\": %" APR_INT64_T_FMT ", \"devices\": %"
-                   APR_INT64_T_FMT "},\n", db_ok ? "true" : "false", schema,
-                   active, devices);
+        ap_rprintf(
+            r,
+            "  \"database\": {\"reachable\": %s, \"schema_version\": %d, "
+            "\"active_sessions\": %" APR_INT64_T_FMT
+            ", \"devices\": %" APR_INT64_T_FMT "},\n",
+            db_ok ? "true" : "false", schema, active, devices);
         ap_rputs("  \"requests\": {", r);
         for (i = 0; i < n; ++i) {
-            ap_rprintf(r, "%s\n    \"%s\": %" APR_UINT64_T_FMT,
-                       i ? "," : "", lines[i].key, lines[i].value);
+            ap_rprintf(r, "%s\n    \"%s\": %" APR_UINT64_T_FMT, i ? "," : "",
+                       lines[i].key, lines[i].value);
         }
         ap_rputs("\n  },\n", r);
-        ap_rprintf(r, "  \"db_pool\": {\n    \"pid\": %ld,\n"
+        ap_rprintf(r,
+                   "  \"db_pool\": {\n    \"pid\": %ld,\n"
                    "    \"configured\": %s,\n    \"max\": %d,\n"
                    "    \"keep\": %d,\n    \"open\": %u,\n    \"in_use\": %u,\n"
                    "    \"connects\": %" APR_UINT64_T_FMT ",\n"
@@ -118,9 +129,10 @@ int memds_status_handler(request_rec *r)
     ap_rputs("mod_memds " MEMDS_VERSION "\n", r);
     ap_rprintf(r, "schema version required: %d\n", MEMDS_SCHEMA_VERSION);
     if (db_ok) {
-        ap_rprintf(r, "database: reachable, schema version %d, %" APR_INT64_T_FMT
-                   " active sessions, %" APR_INT64_T_FMT " devices\n\n", schema,
-                   active, devices);
+        ap_rprintf(r,
+                   "database: reachable, schema version %d, %" APR_INT64_T_FMT
+                   " active sessions, %" APR_INT64_T_FMT " devices\n\n",
+                   schema, active, devices);
     }
     else {
         ap_rputs("database: NOT reachable (see the error log)\n\n", r);
@@ -135,7 +147,8 @@ int memds_status_handler(request_rec *r)
         ap_rputs("  not configured in this server\n", r);
         return OK;
     }
-    ap_rprintf(r, "  max              %d\n  keep             %d\n"
+    ap_rprintf(r,
+               "  max              %d\n  keep             %d\n"
                "  open             %u\n  in_use           %u\n"
                "  connects         %" APR_UINT64_T_FMT "\n"
                "  connect_failures %" APR_UINT64_T_FMT "\n"

@@ -53,18 +53,19 @@ static int memds_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         memds_pgpool_params_t pp;
 
         if (sc->engine_used && sc->db_conninfo == NULL) {
-            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
-                         MEMDS_APLOGNO(00001) "MemDSEngine On (%s) needs "
-                         "MemDSDatabase in the same server or virtual host",
-                         sc->engine_where ? sc->engine_where : "?");
+            ap_log_error(
+                APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
+                MEMDS_APLOGNO(00001) "MemDSEngine On (%s) needs "
+                           "MemDSDatabase in the same server or virtual host",
+                    sc->engine_where ? sc->engine_where : "?");
             ok = HTTP_INTERNAL_SERVER_ERROR;
         }
         memds_srv_pool_params(&pp, sc);
         if (pp.min > pp.keep || pp.keep > pp.max) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
                          MEMDS_APLOGNO(00002) "MemDSDBMin (%d) <= MemDSDBKeep "
-                         "(%d) <= MemDSDBMax (%d) must hold", pp.min, pp.keep,
-                         pp.max);
+                                    "(%d) <= MemDSDBMax (%d) must hold",
+                             pp.min, pp.keep, pp.max);
             ok = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -92,8 +93,9 @@ static apr_status_t expire_sessions(int state, void *data, apr_pool_t *pool)
     rv = memds_engine_expire(&n, conn, pool);
     memds_pgpool_release(sc->pgpool, conn, rv != APR_SUCCESS);
     if (n > 0) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, MEMDS_APLOGNO(00040)
-                     "removed %d expired session%s", n, n == 1 ? "" : "s");
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     MEMDS_APLOGNO(00040) "removed %d expired session%s", n,
+                                   n == 1 ? "" : "s");
     }
     return APR_SUCCESS;
 }
@@ -110,14 +112,16 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
     }
     for (v = s; v; v = v->next) {
         memds_srv_conf *sc = memds_srv_conf_get(v);
-        for (i = 0; sc->pgpool && sc->engine_dirs && i < sc->engine_dirs->nelts; ++i) {
+        for (i = 0; sc->pgpool && sc->engine_dirs && i < sc->engine_dirs->nelts;
+             ++i) {
             const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
                                                      memds_dir_conf *);
             memds_engine_cfg_t cfg;
             memds_verifier_t vbuf;
             memds_mail_cfg_t mail;
             int sent = 0;
-            if (dc->engine != 1 || dc->imap_url == NULL || dc->smtp_url == NULL) {
+            if (dc->engine != 1 || dc->imap_url == NULL
+                || dc->smtp_url == NULL) {
                 continue;
             }
             memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
@@ -140,14 +144,15 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     /* libcurl's process-wide setup, before any child thread exists. */
     rv = memds_imap_global_init();
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00006)
-                     "libcurl initialisation failed");
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     MEMDS_APLOGNO(00006) "libcurl initialisation failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     rv = apr_shm_create(&shm, sizeof(memds_counters_t), NULL, pconf);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MEMDS_APLOGNO(00003)
-                     "cannot create shared memory for the request counters");
+        ap_log_error(
+            APLOG_MARK, APLOG_EMERG, rv, s,
+            MEMDS_APLOGNO(00003) "cannot create shared memory for the request counters");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     memds_collect_engine_dirs(pconf, s);
@@ -170,8 +175,8 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         sc->logger.baton = v;
     }
     {
-        APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
-            APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+        APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance)
+            *get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
         APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb =
             APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
         ap_watchdog_t *wd;
@@ -187,9 +192,10 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                         retry_outbox);
         }
         else {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MEMDS_APLOGNO(00041)
-                         "mod_watchdog is not loaded: expired sessions are "
-                         "removed by requests instead (every 256th)");
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, s,
+                MEMDS_APLOGNO(00041) "mod_watchdog is not loaded: expired sessions are "
+                           "removed by requests instead (every 256th)");
         }
     }
     return OK;
@@ -214,12 +220,14 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
         memds_logincache_t *logins = NULL;
         memds_imap_cache_t *imaps = NULL;
         if (memds_logincache_create(&logins, MEMDS_LOGIN_CACHE_SECS,
-                                    MEMDS_LOGIN_CACHE_MAX, pchild) != APR_SUCCESS) {
+                                    MEMDS_LOGIN_CACHE_MAX, pchild)
+            != APR_SUCCESS) {
             logins = NULL;
         }
         if (memds_imap_cache_create(&imaps, MEMDS_IMAP_CACHE_MAX,
                                     MEMDS_IMAP_CACHE_IDLE_SECS,
-                                    MEMDS_IMAP_CACHE_USES, pchild) != APR_SUCCESS) {
+                                    MEMDS_IMAP_CACHE_USES, pchild)
+            != APR_SUCCESS) {
             imaps = NULL;
         }
         for (v = s; v; v = v->next) {
@@ -248,20 +256,23 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
             continue;
         }
         memds_srv_pool_params(&pp, sc);
-        rv = memds_pgpool_create(&sc->pgpool, sc->db_conninfo, &pp,
-                                 &sc->logger, p);
+        rv = memds_pgpool_create(&sc->pgpool, sc->db_conninfo, &pp, &sc->logger,
+                                 p);
         if (rv != APR_SUCCESS && pp.min > 0) {
             /* MemDSDBMin connections could not be opened: go on lazily. */
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, v, MEMDS_APLOGNO(00004)
-                         "could not open MemDSDBMin=%d PostgreSQL connections "
-                         "at child start; connecting on demand", pp.min);
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, v,
+                         MEMDS_APLOGNO(00004) "could not open MemDSDBMin=%d PostgreSQL "
+                                    "connections "
+                                    "at child start; connecting on demand",
+                             pp.min);
             pp.min = 0;
             rv = memds_pgpool_create(&sc->pgpool, sc->db_conninfo, &pp,
                                      &sc->logger, p);
         }
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, v, MEMDS_APLOGNO(00005)
-                         "cannot create the PostgreSQL connection pool");
+            ap_log_error(
+                APLOG_MARK, APLOG_CRIT, rv, v,
+                MEMDS_APLOGNO(00005) "cannot create the PostgreSQL connection pool");
             sc->pgpool = NULL;
             continue;
         }
@@ -274,10 +285,12 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
         pp.keep = 1;
         pp.max = pp.max + 1;
         if (memds_pgpool_create(&sc->ledger_pool, sc->db_conninfo, &pp,
-                                &sc->logger, p) != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, v, MEMDS_APLOGNO(00007)
-                         "cannot create the outbox ledger's connection pool; "
-                         "sending answers 500");
+                                &sc->logger, p)
+            != APR_SUCCESS) {
+            ap_log_error(
+                APLOG_MARK, APLOG_CRIT, 0, v,
+                MEMDS_APLOGNO(00007) "cannot create the outbox ledger's connection pool; "
+                           "sending answers 500");
             sc->ledger_pool = NULL;
         }
     }
@@ -285,8 +298,11 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* ------------------------------------------------------------ the handler */
 
-#define COUNT(sc, f) do { if ((sc)->counters) \
-        apr_atomic_inc64(&(sc)->counters->f); } while (0)
+#define COUNT(sc, f) \
+    do { \
+        if ((sc)->counters) \
+            apr_atomic_inc64(&(sc)->counters->f); \
+    } while (0)
 
 /* Read the whole body, refusing more than max bytes. */
 static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
@@ -305,9 +321,11 @@ static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
             return HTTP_BAD_REQUEST;
         }
         if (n > max) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00010)
-                          "request body of %" APR_OFF_T_FMT " bytes is larger "
-                          "than MemDSMaxMsgSize %" APR_OFF_T_FMT, n, max);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          MEMDS_APLOGNO(00010) "request body of %" APR_OFF_T_FMT
+                                     " bytes is larger "
+                                     "than MemDSMaxMsgSize %" APR_OFF_T_FMT,
+                              n, max);
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
         cap = (apr_size_t)n;
@@ -323,8 +341,8 @@ static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
         rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
                             APR_BLOCK_READ, 65536);
         if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, MEMDS_APLOGNO(00012)
-                          "reading the request body failed");
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+                          MEMDS_APLOGNO(00012) "reading the request body failed");
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
         }
         for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
@@ -346,7 +364,8 @@ static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
             if ((apr_off_t)(len + n) > max) {
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                               MEMDS_APLOGNO(00015) "request body is larger "
-                              "than MemDSMaxMsgSize %" APR_OFF_T_FMT, max);
+                                         "than MemDSMaxMsgSize %" APR_OFF_T_FMT,
+                                  max);
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
             if (len + n > cap) {
@@ -396,7 +415,8 @@ static int fail(request_rec *r, memds_srv_conf *sc, int status)
 /* Is the database migrated far enough for this module? Checked once per
  * child (then remembered in sc->schema_ok); the 503 it gives tells the
  * admin what to run. */
-static int check_schema(request_rec *r, memds_srv_conf *sc, memds_pgconn_t *conn)
+static int check_schema(request_rec *r, memds_srv_conf *sc,
+                        memds_pgconn_t *conn)
 {
     const char *err = NULL;
     int version = 0;
@@ -407,15 +427,17 @@ static int check_schema(request_rec *r, memds_srv_conf *sc, memds_pgconn_t *conn
     }
     rv = memds_store_schema_version(&version, conn, &err, r->pool);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00022)
-                      "database query failed, answering 503: %s", err);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      MEMDS_APLOGNO(00022) "database query failed, answering 503: %s",
+                          err);
         return HTTP_SERVICE_UNAVAILABLE;
     }
     if (version < MEMDS_SCHEMA_VERSION) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00023)
-                      "database schema is at version %d, this module needs "
-                      "%d: run `memds-admin migrate`", version,
-                      MEMDS_SCHEMA_VERSION);
+        ap_log_rerror(
+            APLOG_MARK, APLOG_ERR, 0, r,
+            MEMDS_APLOGNO(00023) "database schema is at version %d, this module needs "
+                       "%d: run `memds-admin migrate`",
+                version, MEMDS_SCHEMA_VERSION);
         return HTTP_SERVICE_UNAVAILABLE;
     }
     apr_atomic_set32(&sc->schema_ok, 1);
@@ -479,11 +501,13 @@ static int memds_sync_handler(request_rec *r)
     }
     ct = memds_content_type(apr_table_get(r->headers_in, "Content-Type"));
     if (ct != MEMDS_CT_XML && ct != MEMDS_CT_WBXML) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MEMDS_APLOGNO(00011)
-                      "refusing Content-Type '%s': expected "
-                      MEMDS_CT_XML_STR " or " MEMDS_CT_WBXML_STR,
-                      apr_table_get(r->headers_in, "Content-Type")
-                      ? apr_table_get(r->headers_in, "Content-Type") : "");
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            MEMDS_APLOGNO(00011) "refusing Content-Type '%s': expected " MEMDS_CT_XML_STR
+                       " or " MEMDS_CT_WBXML_STR,
+                apr_table_get(r->headers_in, "Content-Type")
+                    ? apr_table_get(r->headers_in, "Content-Type")
+                    : "");
         return fail(r, sc, HTTP_UNSUPPORTED_MEDIA_TYPE);
     }
     st = read_body(&body, &blen, r, memds_dir_max_msg_size(dc));
@@ -494,15 +518,17 @@ static int memds_sync_handler(request_rec *r)
         apr_atomic_add64(&sc->counters->bytes_in, blen);
     }
     if (sc->pgpool == NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MEMDS_APLOGNO(00020)
-                      "no PostgreSQL pool in this child (see MEMDS00005 at "
-                      "child start)");
+        ap_log_rerror(
+            APLOG_MARK, APLOG_ERR, 0, r,
+            MEMDS_APLOGNO(00020) "no PostgreSQL pool in this child (see MEMDS00005 at "
+                       "child start)");
         return fail(r, sc, HTTP_SERVICE_UNAVAILABLE);
     }
     rv = memds_pgpool_acquire_for(&conn, sc->pgpool, &err, r->pool);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MEMDS_APLOGNO(00021)
-                      "database unavailable, answering 503: %s", err);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      MEMDS_APLOGNO(00021) "database unavailable, answering 503: %s",
+                          err);
         return fail(r, sc, HTTP_SERVICE_UNAVAILABLE);
     }
     if ((st = check_schema(r, sc, conn)) != OK) {
@@ -559,15 +585,15 @@ static void memds_register_hooks(apr_pool_t *p)
     ap_hook_handler(memds_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
-AP_DECLARE_MODULE(memds) = {
-    STANDARD20_MODULE_STUFF,
-    memds_create_dir_conf,
-    memds_merge_dir_conf,
-    memds_create_srv_conf,
-    memds_merge_srv_conf,
-    memds_cmds,
-    memds_register_hooks
+AP_DECLARE_MODULE(memds) = { STANDARD20_MODULE_STUFF,
+                             memds_create_dir_conf,
+                             memds_merge_dir_conf,
+                             memds_create_srv_conf,
+                             memds_merge_srv_conf,
+                             memds_cmds,
+                             memds_register_hooks
 #ifdef AP_MODULE_FLAG_NONE
-    , AP_MODULE_FLAG_NONE
+                             ,
+                             AP_MODULE_FLAG_NONE
 #endif
 };

@@ -57,7 +57,8 @@ static int md5_set(const char *db, const char *user, const char **perr,
         return 1;
     }
     memds_store_init(&st, conn, p);
-    if (memds_store_md5_put(&st, user, memds_auth_md5_inner(user, line, p), "admin")
+    if (memds_store_md5_put(&st, user, memds_auth_md5_inner(user, line, p),
+                            "admin")
         != APR_SUCCESS) {
         *perr = st.err;
         memds_pgpool_release(pool, conn, 1);
@@ -71,20 +72,22 @@ static int md5_set(const char *db, const char *user, const char **perr,
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
-            "       memds-admin schema-version --db CONNINFO\n"
-            "       memds-admin md5-set --db CONNINFO USER < password\n"
-            "  migrate         apply the numbered SQL migrations of DIR\n"
-            "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
-            "                  safe to repeat and to run concurrently\n"
-            "  schema-version  print the schema version of the database\n"
-            "  md5-set         store the syncml:auth-md5 credential data of USER\n"
-            "                  (B64(MD5(user:password)), password-equivalent for\n"
-            "                  SyncML md5) from the password read on stdin\n"
-            "  CONNINFO        libpq connection string, e.g.\n"
-            "                  \"host=127.0.0.1 port=5432 dbname=memds user=memds\"\n"
-            "                  (default: $MEMDS_PG)\n");
+    fprintf(
+        stderr,
+        "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
+        "       memds-admin schema-version --db CONNINFO\n"
+        "       memds-admin md5-set --db CONNINFO USER < password\n"
+        "  migrate         apply the numbered SQL migrations of DIR\n"
+        "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
+        "                  safe to repeat and to run concurrently\n"
+        "  schema-version  print the schema version of the database\n"
+        "  md5-set         store the syncml:auth-md5 credential data of USER\n"
+        "                  (B64(MD5(user:password)), password-equivalent for\n"
+        "                  SyncML md5) from the password read on stdin\n"
+        "  CONNINFO        libpq connection string, e.g.\n"
+        "                  \"host=127.0.0.1 port=5432 dbname=memds "
+        "user=memds\"\n"
+        "                  (default: $MEMDS_PG)\n");
     return 2;
 }
 
@@ -120,14 +123,15 @@ int main(int argc, const char *const *argv)
     }
     if (db == NULL) {
         fprintf(stderr, "memds-admin: no database: give --db CONNINFO or set "
-                "MEMDS_PG\n");
+                        "MEMDS_PG\n");
         return 2;
     }
     if (strcmp(cmd, "migrate") == 0) {
         rv = memds_migrate_run(&napplied, &version, db, dir, &lg, &err, p);
         if (rv == APR_SUCCESS) {
-            printf("memds-admin: schema at version %d (%d migration%s applied)\n",
-                   version, napplied, napplied == 1 ? "" : "s");
+            printf(
+                "memds-admin: schema at version %d (%d migration%s applied)\n",
+                version, napplied, napplied == 1 ? "" : "s");
             rc = 0;
         }
     }

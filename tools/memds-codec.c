@@ -61,7 +61,8 @@ static int read_all(const char **pbuf, apr_size_t *plen, const char *path,
 static void print_err(const char *path, const char *buf, apr_size_t len,
                       const memds_codec_err_t *err)
 {
-    const char *enc = memds_msg_sniff(buf, len) == MEMDS_ENC_WBXML ? "WBXML" : "XML";
+    const char *enc = memds_msg_sniff(buf, len) == MEMDS_ENC_WBXML ? "WBXML"
+                                                                   : "XML";
 
     if (err->line) {
         fprintf(stderr, "%s: invalid %s at line %d: %s\n", path, enc, err->line,
@@ -88,7 +89,8 @@ static int load(memds_msg_t **pm, const char **pbuf, apr_size_t *plen,
         return rc;
     }
     memset(&err, 0, sizeof(err));
-    if (memds_msg_decode(pm, *pbuf, *plen, MEMDS_ENC_AUTO, &err, p) != APR_SUCCESS) {
+    if (memds_msg_decode(pm, *pbuf, *plen, MEMDS_ENC_AUTO, &err, p)
+        != APR_SUCCESS) {
         print_err(path, *pbuf, *plen, &err);
         return 1;
     }
@@ -150,7 +152,8 @@ static int do_decode(const char *path, apr_pool_t *p)
             print_err(path, buf, len, &err);
             return 1;
         }
-        fprintf(stderr, "memds-codec: note: binary item data shown as [base64]\n");
+        fprintf(stderr,
+                "memds-codec: note: binary item data shown as [base64]\n");
         memds_buf_init(&out, len * 2 + 256, p);
         if (memds_xml_encode(&out, t, &err) != APR_SUCCESS) {
             print_err(path, buf, len, &err);
@@ -205,11 +208,12 @@ static int do_check(const char *path, apr_pool_t *p)
     if ((rc = load(&m, &buf, &len, path, p)) != 0) {
         return rc;
     }
-    printf("%s: OK: SyncML %s %s message, session %s, MsgID %s, %d command%s%s\n",
-           path, m->hdr.verdtd,
-           memds_msg_sniff(buf, len) == MEMDS_ENC_WBXML ? "WBXML" : "XML",
-           m->hdr.session_id, m->hdr.msg_id, m->cmds->nelts,
-           m->cmds->nelts == 1 ? "" : "s", m->final ? ", Final" : "");
+    printf(
+        "%s: OK: SyncML %s %s message, session %s, MsgID %s, %d command%s%s\n",
+        path, m->hdr.verdtd,
+        memds_msg_sniff(buf, len) == MEMDS_ENC_WBXML ? "WBXML" : "XML",
+        m->hdr.session_id, m->hdr.msg_id, m->cmds->nelts,
+        m->cmds->nelts == 1 ? "" : "s", m->final ? ", Final" : "");
     return 0;
 }
 
@@ -232,9 +236,12 @@ int main(int argc, const char *const *argv)
         rc = do_check(argv[2], p);
     }
     else if (strcmp(argv[1], "encode") == 0 && argc == 4
-             && (strcmp(argv[2], "--xml") == 0 || strcmp(argv[2], "--wbxml") == 0)) {
-        rc = do_encode(argv[3], strcmp(argv[2], "--xml") == 0 ? MEMDS_ENC_XML
-                                                              : MEMDS_ENC_WBXML, p);
+             && (strcmp(argv[2], "--xml") == 0
+                 || strcmp(argv[2], "--wbxml") == 0)) {
+        rc = do_encode(argv[3],
+                       strcmp(argv[2], "--xml") == 0 ? MEMDS_ENC_XML
+                                                     : MEMDS_ENC_WBXML,
+                       p);
     }
     else {
         rc = usage();

@@ -216,7 +216,8 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     else {
         /* A refused login is a wrong password; anything else means the
          * server could not decide (503 to the device, not 401). */
-        rv = memds_imap_err_of(&err).kind == MEMDS_ERR_AUTH ? APR_EACCES : APR_EGENERAL;
+        rv = memds_imap_err_of(&err).kind == MEMDS_ERR_AUTH ? APR_EACCES
+                                                            : APR_EGENERAL;
     }
     apr_pool_destroy(sub);
     return rv;
@@ -241,16 +242,15 @@ void memds_verifier_imap(memds_verifier_t *v, const char *url,
 
 struct memds_logincache_t {
     apr_thread_mutex_t *lock;
-    apr_pool_t *pool;          /* entries; cleared when full */
-    apr_hash_t *h;             /* key -> apr_time_t * (expiry) */
+    apr_pool_t *pool; /* entries; cleared when full */
+    apr_hash_t *h;    /* key -> apr_time_t * (expiry) */
     unsigned char salt[16];
     apr_interval_time_t ttl;
     int max;
 };
 
 static const char *cache_key(const memds_logincache_t *c, const char *server,
-                             const char *user, const char *password,
-                             char *buf)
+                             const char *user, const char *password, char *buf)
 {
     apr_sha1_ctx_t ctx;
     unsigned char d[APR_SHA1_DIGESTSIZE];
@@ -258,7 +258,8 @@ static const char *cache_key(const memds_logincache_t *c, const char *server,
 
     apr_sha1_init(&ctx);
     apr_sha1_update_binary(&ctx, c->salt, sizeof(c->salt));
-    apr_sha1_update(&ctx, server ? server : "", (unsigned)strlen(server ? server : "") + 1);
+    apr_sha1_update(&ctx, server ? server : "",
+                    (unsigned)strlen(server ? server : "") + 1);
     apr_sha1_update(&ctx, user, (unsigned)strlen(user) + 1);
     apr_sha1_update(&ctx, password, (unsigned)strlen(password));
     apr_sha1_final(d, &ctx);
@@ -274,9 +275,10 @@ apr_status_t memds_logincache_create(memds_logincache_t **pc, int ttl_secs,
     memds_logincache_t *c = apr_pcalloc(p, sizeof(*c));
     apr_status_t rv;
 
-    if ((rv = apr_generate_random_bytes(c->salt, sizeof(c->salt))) != APR_SUCCESS
+    if ((rv = apr_generate_random_bytes(c->salt, sizeof(c->salt)))
+            != APR_SUCCESS
         || (rv = apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p))
-           != APR_SUCCESS
+               != APR_SUCCESS
         || (rv = apr_pool_create(&c->pool, p)) != APR_SUCCESS) {
         return rv;
     }
@@ -345,7 +347,8 @@ void eng_session_password(eng_t *e)
     if (pass_through(e) && !e->req->http_user && cred
         && (!cred->meta || !cred->meta->type
             || strcmp(cred->meta->type, "syncml:auth-basic") == 0)
-        && memds_auth_basic_decode(&user, &pass, &cred->data, e->p) == APR_SUCCESS
+        && memds_auth_basic_decode(&user, &pass, &cred->data, e->p)
+               == APR_SUCCESS
         && strcmp(user, e->sess.account) == 0) {
         e->password = pass;
         e->hdr_status = MEMDS_ST_OK;
@@ -359,7 +362,8 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     const memds_hdr_t *h = &e->in->hdr;
     const memds_cred_t *cred = h->cred;
     const char *type = cred && cred->meta && cred->meta->type
-                       ? cred->meta->type : "syncml:auth-basic";
+                           ? cred->meta->type
+                           : "syncml:auth-basic";
     const char *user = NULL, *pass = NULL, *devid = h->source->uri;
     memds_auth_row_t ar;
     apr_status_t rv;
@@ -396,10 +400,15 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     }
     else {
         e->resp->log_level = 6;
-        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00509) "device %s: unsupported "
-                                        "authentication type %.60s", devid, type);
-        return eng_refuse(e, MEMDS_ST_NOT_SUPPORTED, MEMDS_ST_NOT_SUPPORTED, "unsupported authentication type")
-               == APR_SUCCESS ? APR_EACCES : APR_EGENERAL;
+        e->resp->log_msg = apr_psprintf(e->p,
+                                        MEMDS_LOGNO(00509) "device %s: unsupported "
+                                                   "authentication type %.60s",
+                                            devid, type);
+        return eng_refuse(e, MEMDS_ST_NOT_SUPPORTED, MEMDS_ST_NOT_SUPPORTED,
+                          "unsupported authentication type")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     if (strlen(user) > 255) {
         why = "user name too long";
@@ -436,8 +445,9 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         }
         expect = memds_auth_md5_digest(inner, ar.nonce, e->p);
         got = apr_pstrmemdup(e->p, cred->data.data, cred->data.len);
-        if (cred->data.len == 16 && (!cred->meta || !cred->meta->format
-                                     || strcmp(cred->meta->format, "b64") != 0)) {
+        if (cred->data.len == 16
+            && (!cred->meta || !cred->meta->format
+                || strcmp(cred->meta->format, "b64") != 0)) {
             char *b = apr_palloc(e->p, apr_base64_encode_len(16));
             apr_base64_encode(b, cred->data.data, 16);
             got = b;
@@ -448,7 +458,8 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         }
     }
     else {
-        rv = e->cfg->verifier->check_password(e->cfg->verifier, user, pass, e->p);
+        rv = e->cfg->verifier->check_password(e->cfg->verifier, user, pass,
+                                              e->p);
         if (rv == APR_EACCES) {
             why = "wrong user name or password";
             goto challenge;
@@ -465,15 +476,18 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         return eng_db_fail(e, "recording authentication");
     }
     if (!md5 && e->cfg->record_md5
-        && e->db->vt->md5_put(e->db, user, memds_auth_md5_inner(user, pass, e->p),
-                               "basic-login") != APR_SUCCESS) {
+        && e->db->vt->md5_put(e->db, user,
+                              memds_auth_md5_inner(user, pass, e->p),
+                              "basic-login")
+               != APR_SUCCESS) {
         /* Keep md5 working for this account's other devices. */
         return eng_db_fail(e, "recording md5 credential data");
     }
     if (md5) {
         /* The nonce for the next session goes out with this answer. */
         const char *nonce = memds_auth_new_nonce(e->p);
-        if (e->db->vt->auth_set_nonce(e->db, user, devid, nonce) != APR_SUCCESS) {
+        if (e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
+            != APR_SUCCESS) {
             return eng_db_fail(e, "storing the nonce");
         }
         e->chal = eng_meta_new(e->p);
@@ -485,16 +499,17 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
      * message that reaches the mailbox: 200 (not 212, "authenticated for
      * the session") keeps the device sending its credentials. */
     e->password = pass;
-    e->hdr_status = pass_through(e) && !md5 ? MEMDS_ST_OK : MEMDS_ST_AUTH_ACCEPTED;
+    e->hdr_status = pass_through(e) && !md5 ? MEMDS_ST_OK
+                                            : MEMDS_ST_AUTH_ACCEPTED;
     e->authenticated_now = 1;
     *paccount = user;
     return APR_SUCCESS;
 
 challenge:
-    if (user && e->db->vt->auth_failed(e->db, user, devid,
-                                        e->cfg->auth_max_failures,
-                                        e->cfg->auth_window,
-                                        e->cfg->auth_block) != APR_SUCCESS) {
+    if (user
+        && e->db->vt->auth_failed(e->db, user, devid, e->cfg->auth_max_failures,
+                                  e->cfg->auth_window, e->cfg->auth_block)
+               != APR_SUCCESS) {
         return eng_db_fail(e, "counting an authentication failure");
     }
 challenge_nocount:
@@ -504,8 +519,9 @@ challenge_nocount:
         e->chal->type = "syncml:auth-md5";
         e->chal->format = "b64";
         e->chal->next_nonce = nonce;
-        if (user && e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
-            != APR_SUCCESS) {
+        if (user
+            && e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
+                   != APR_SUCCESS) {
             return eng_db_fail(e, "storing the nonce");
         }
     }
@@ -515,11 +531,16 @@ challenge_nocount:
     }
 fail_nocount:
     e->resp->log_level = 4;
-    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00512) "device %s user %s: authentication "
-                                    "failed: %s", devid,
-                                    user ? user : "(none)", why);
-    if (eng_refuse(e, cred ? MEMDS_ST_INVALID_CREDENTIALS : MEMDS_ST_MISSING_CREDENTIALS,
-               cred ? MEMDS_ST_INVALID_CREDENTIALS : MEMDS_ST_MISSING_CREDENTIALS, why)
+    e->resp->log_msg = apr_psprintf(
+        e->p, MEMDS_LOGNO(00512) "device %s user %s: authentication "
+                                 "failed: %s",
+                          devid, user ? user : "(none)", why);
+    if (eng_refuse(e,
+                   cred ? MEMDS_ST_INVALID_CREDENTIALS
+                        : MEMDS_ST_MISSING_CREDENTIALS,
+                   cred ? MEMDS_ST_INVALID_CREDENTIALS
+                        : MEMDS_ST_MISSING_CREDENTIALS,
+                   why)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }

@@ -39,7 +39,7 @@ struct memds_verifier_t {
     apr_status_t (*md5_inner)(const memds_verifier_t *v, const char *user,
                               const char **pinner, apr_pool_t *p);
     const void *baton;
-    memds_logincache_t *cache;  /**< IMAP verifier: recent logins, or NULL */
+    memds_logincache_t *cache; /**< IMAP verifier: recent logins, or NULL */
 };
 
 /** A verifier over a Dovecot-style passwd-file ("user:{PLAIN}password:..."

@@ -9,7 +9,7 @@
 #include <string.h>
 
 struct memds_ds_registry_t {
-    apr_array_header_t *provs;   /* const memds_ds_provider_t * */
+    apr_array_header_t *provs; /* const memds_ds_provider_t * */
 };
 
 memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p)
@@ -21,7 +21,8 @@ memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p)
     return reg;
 }
 
-void memds_ds_register(memds_ds_registry_t *reg, const memds_ds_provider_t *prov)
+void memds_ds_register(memds_ds_registry_t *reg,
+                       const memds_ds_provider_t *prov)
 {
     APR_ARRAY_PUSH(reg->provs, const memds_ds_provider_t *) = prov;
 }
@@ -31,7 +32,9 @@ void memds_ds_register(memds_ds_registry_t *reg, const memds_ds_provider_t *prov
 static const memds_ds_provider_t *find(const memds_ds_registry_t *reg,
                                        const char *kind, const char *store)
 {
-    static const memds_ds_provider_t *const builtin[] = { &memds_ds_items_provider };
+    static const memds_ds_provider_t *const builtin[] = {
+        &memds_ds_items_provider
+    };
     const memds_ds_provider_t *const *v = builtin, *any = NULL;
     int n = 1, i;
 
@@ -113,7 +116,7 @@ void memds_ds_change_push(apr_array_header_t *changes, const char *guid,
 
 struct memds_ds_shared_t {
     apr_pool_t *p;
-    apr_hash_t *slots;           /* made on first use */
+    apr_hash_t *slots; /* made on first use */
 };
 
 memds_ds_shared_t *memds_ds_shared_make(apr_pool_t *p)

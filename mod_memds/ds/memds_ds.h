@@ -25,7 +25,7 @@ typedef struct memds_ds_change_t {
     const char *guid;
     int deleted;
     apr_int64_t seq;
-    apr_int64_t changed_by;   /**< device id, 0 unknown */
+    apr_int64_t changed_by; /**< device id, 0 unknown */
 } memds_ds_change_t;
 
 /** Append a change to an array of memds_ds_change_t * (from its pool). */
@@ -80,23 +80,24 @@ typedef struct memds_ds_vt {
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,
  *  MemDSDeletePolicy). */
 typedef enum {
-    MEMDS_DELETE_TRASH = 0,   /**< move to Trash; expunge when in Trash */
-    MEMDS_DELETE_FLAG,        /**< set \\Deleted only */
-    MEMDS_DELETE_EXPUNGE      /**< set \\Deleted and UID EXPUNGE */
+    MEMDS_DELETE_TRASH = 0, /**< move to Trash; expunge when in Trash */
+    MEMDS_DELETE_FLAG,      /**< set \\Deleted only */
+    MEMDS_DELETE_EXPUNGE    /**< set \\Deleted and UID EXPUNGE */
 } memds_delete_policy_e;
 
 typedef struct memds_mail_cfg_t {
-    const char *imap_url;       /**< imap:// or imaps:// */
-    const char *master_user;    /**< log in as this user for the account
+    const char *imap_url;    /**< imap:// or imaps:// */
+    const char *master_user; /**< log in as this user for the account
                                      (SASL PLAIN authzid), or NULL */
     const char *master_password;
     memds_delete_policy_e delete_policy;
-    const char *folder_names[9]; /**< configured name per memds_imap_role_e, or NULL */
-    long timeout_ms;            /**< IMAP I/O timeout; 0: default */
+    const char
+        *folder_names[9]; /**< configured name per memds_imap_role_e, or NULL */
+    long timeout_ms;      /**< IMAP I/O timeout; 0: default */
     const memds_logger_t *log;
     /* sending (the Outbox datastore) */
-    const char *smtp_url;       /**< MemDSSMTPServer, or NULL */
-    int smtp_auth;              /**< MEMDS_SMTP_AUTH_* */
+    const char *smtp_url;                  /**< MemDSSMTPServer, or NULL */
+    int smtp_auth;                         /**< MEMDS_SMTP_AUTH_* */
     const char *smtp_user, *smtp_password; /**< MemDSSMTPAuth USER PASSWORD */
     struct memds_pgpool_t *pgpool; /**< the request pool (background job) */
     struct memds_pgpool_t *ledger_pool; /**< the outbox ledger's own
@@ -104,16 +105,17 @@ typedef struct memds_mail_cfg_t {
                                      own, so that a request holding a
                                      connection of pgpool never waits for a
                                      second one from it */
-    int no_sent_copy;           /**< MemDSSentCopy Off: the server files it */
-    const char *location;       /**< the <Location> path (outbox retries) */
+    int no_sent_copy;     /**< MemDSSentCopy Off: the server files it */
+    const char *location; /**< the <Location> path (outbox retries) */
     struct memds_imap_cache_t *imap_cache; /**< connections kept between
                                                 requests, or NULL */
-    int keep_rejected;          /**< MemDSRejectedMail keep: not to Drafts */
+    int keep_rejected; /**< MemDSRejectedMail keep: not to Drafts */
 } memds_mail_cfg_t;
 
-#define MEMDS_SMTP_AUTH_NONE  0  /**< no AUTH (trusted submission) */
-#define MEMDS_SMTP_AUTH_USER  1  /**< the device's own password */
-#define MEMDS_SMTP_AUTH_FIXED 2  /**< MemDSSMTPAuth USER PASSWORD, account as authzid */
+#define MEMDS_SMTP_AUTH_NONE 0 /**< no AUTH (trusted submission) */
+#define MEMDS_SMTP_AUTH_USER 1 /**< the device's own password */
+#define MEMDS_SMTP_AUTH_FIXED \
+    2 /**< MemDSSMTPAuth USER PASSWORD, account as authzid */
 
 /** What the datastores of one request share (a mailbox kind keeps its
  *  IMAP connection there), opaque to the engine: each provider keeps its
@@ -133,19 +135,19 @@ typedef struct memds_ds_registry_t memds_ds_registry_t;
 
 /** Who the datastore acts for and how it reaches the backend. */
 typedef struct memds_ds_env_t {
-    const char *kind;           /**< MemDSDatastore: "items" or "imap" */
+    const char *kind; /**< MemDSDatastore: "items" or "imap" */
     const memds_ds_registry_t *registry; /**< the providers; NULL: only
                                      the built-in "items" */
     const memds_mail_cfg_t *mail;
-    const char *password;       /**< the device's password (basic) for a
+    const char *password;      /**< the device's password (basic) for a
                                      pass-through IMAP login, or NULL */
-    const char *want_type;      /**< the device's preferred content type */
-    memds_ds_shared_t *shared;  /**< per request (memds_ds_shared_make) */
+    const char *want_type;     /**< the device's preferred content type */
+    memds_ds_shared_t *shared; /**< per request (memds_ds_shared_make) */
 } memds_ds_env_t;
 
 struct memds_ds_t {
     const memds_ds_vt *vt;
-    memds_store_t *st;        /**< the request's store (same transaction) */
+    memds_store_t *st; /**< the request's store (same transaction) */
     const char *account, *store;
     apr_int64_t device_id;
     void *impl;
@@ -167,8 +169,8 @@ struct memds_ds_t {
 
 /** A datastore implementation, registered under a MemDSDatastore kind. */
 typedef struct memds_ds_provider_t {
-    const char *kind;       /**< the MemDSDatastore value it serves */
-    const char *name;       /**< for logs and docs ("mail folder", "outbox") */
+    const char *kind; /**< the MemDSDatastore value it serves */
+    const char *name; /**< for logs and docs ("mail folder", "outbox") */
     /** Does it serve the datastore called store? NULL: every datastore of
      *  the kind not claimed by a provider that has this test. */
     int (*serves)(const char *store);
@@ -182,7 +184,8 @@ typedef struct memds_ds_provider_t {
  *  start-up, read-only afterwards (safe to share between threads). */
 memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p);
 /** Add a provider (not copied: it must outlive the registry). */
-void memds_ds_register(memds_ds_registry_t *reg, const memds_ds_provider_t *prov);
+void memds_ds_register(memds_ds_registry_t *reg,
+                       const memds_ds_provider_t *prov);
 /** Is there any provider for kind? (reg NULL: the built-in ones) */
 int memds_ds_kind_known(const memds_ds_registry_t *reg, const char *kind);
 

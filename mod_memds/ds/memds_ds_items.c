@@ -18,12 +18,13 @@ static apr_status_t items_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
     apr_status_t rv;
     int i;
 
-    rv = memds_store_items_changed(ds->st, &rows, ds->account, ds->store,
-                                   since, upto);
+    rv = memds_store_items_changed(ds->st, &rows, ds->account, ds->store, since,
+                                   upto);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    out = apr_array_make(ds->st->pool, rows->nelts + 1, sizeof(memds_ds_change_t *));
+    out = apr_array_make(ds->st->pool, rows->nelts + 1,
+                         sizeof(memds_ds_change_t *));
     for (i = 0; i < rows->nelts; ++i) {
         const memds_item_row_t *r = APR_ARRAY_IDX(rows, i, memds_item_row_t *);
         memds_ds_change_push(out, r->guid, r->deleted, r->seq, r->changed_by);
@@ -112,9 +113,10 @@ static apr_status_t items_last_change(memds_ds_t *ds, const char *guid,
 }
 
 static const memds_ds_vt items_vt = {
-    "items", items_snapshot, items_changes, items_fetch, items_add,
-    items_replace, items_remove, items_match, items_same, items_last_change,
-    NULL, 0, NULL
+    "items",    items_snapshot,    items_changes, items_fetch,
+    items_add,  items_replace,     items_remove,  items_match,
+    items_same, items_last_change, NULL,          0,
+    NULL
 };
 
 static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
@@ -126,6 +128,5 @@ static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
     return APR_SUCCESS;
 }
 
-const memds_ds_provider_t memds_ds_items_provider = {
-    "items", "items", NULL, items_open
-};
+const memds_ds_provider_t memds_ds_items_provider = { "items", "items", NULL,
+                                                      items_open };

@@ -29,15 +29,17 @@
 
 static int flags_of_fetch(const memds_imap_fetch_t *f)
 {
-    int fl = (int)(f->flags & (MEMDS_IMAP_FL_SEEN | MEMDS_IMAP_FL_ANSWERED
-                               | MEMDS_IMAP_FL_FLAGGED | MEMDS_IMAP_FL_DELETED
-                               | MEMDS_IMAP_FL_DRAFT));
+    int fl = (int)(f->flags
+                   & (MEMDS_IMAP_FL_SEEN | MEMDS_IMAP_FL_ANSWERED
+                      | MEMDS_IMAP_FL_FLAGGED | MEMDS_IMAP_FL_DELETED
+                      | MEMDS_IMAP_FL_DRAFT));
     int i;
 
     for (i = 0; f->flag_names && i < f->flag_names->nelts; ++i) {
         const char *n = APR_ARRAY_IDX(f->flag_names, i, const char *);
-        if (n && (strcasecmp(n, MEMDS_EMAIL_IMAP_FORWARDED) == 0
-                  || strcasecmp(n, "Forwarded") == 0)) {
+        if (n
+            && (strcasecmp(n, MEMDS_EMAIL_IMAP_FORWARDED) == 0
+                || strcasecmp(n, "Forwarded") == 0)) {
             fl |= MEMDS_MAIL_FORWARDED;
         }
     }
@@ -47,18 +49,19 @@ static int flags_of_fetch(const memds_imap_fetch_t *f)
 /* Metadata of new messages, inserted BATCH at a time as FETCHes arrive. */
 typedef struct meta_ctx_t {
     memds_ds_t *ds;
-    apr_pool_t *sub;                /* cleared after every batch */
-    apr_array_header_t *batch;      /* memds_mmsg_t * */
-    apr_hash_t *remap;              /* key -> apr_array of old rows, or NULL */
+    apr_pool_t *sub;           /* cleared after every batch */
+    apr_array_header_t *batch; /* memds_mmsg_t * */
+    apr_hash_t *remap;         /* key -> apr_array of old rows, or NULL */
     apr_int64_t changed_by;
-    apr_status_t db;                /* a store failure inside the callback */
+    apr_status_t db; /* a store failure inside the callback */
 } meta_ctx_t;
 
 static const char *remap_key(const char *mid, apr_int64_t size, apr_time_t t,
                              apr_pool_t *p)
 {
     return apr_psprintf(p, "%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
-                        mid ? mid : "", size, (apr_int64_t)(t / APR_USEC_PER_SEC));
+                        mid ? mid : "", size,
+                        (apr_int64_t)(t / APR_USEC_PER_SEC));
 }
 
 static apr_status_t meta_flush(meta_ctx_t *m)
@@ -69,7 +72,7 @@ static apr_status_t meta_flush(meta_ctx_t *m)
         && memds_mail_insert_many(ds->st, ds->account, MBOX(ds)->folder,
                                   (memds_mmsg_t *const *)m->batch->elts,
                                   m->batch->nelts, m->changed_by)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     m->batch->nelts = 0;
@@ -95,23 +98,28 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
     row->uid = f->uid;
     row->flags = flags_of_fetch(f);
     row->size = (apr_int64_t)f->size;
-    row->internaldate = (f->have & MEMDS_IMAP_F_INTERNALDATE) ? f->internaldate_t : 0;
+    row->internaldate = (f->have & MEMDS_IMAP_F_INTERNALDATE)
+                            ? f->internaldate_t
+                            : 0;
     for (i = 0; f->sections && i < f->sections->nelts; ++i) {
         const memds_imap_section_t *s = &APR_ARRAY_IDX(f->sections, i,
                                                        memds_imap_section_t);
         if (s->data) {
-            row->message_id = memds_mime_header_value(s->data, s->len, "Message-ID", m->sub);
+            row->message_id = memds_mime_header_value(s->data, s->len,
+                                                      "Message-ID", m->sub);
         }
     }
     if (m->remap) {
-        const char *k = remap_key(row->message_id, row->size,
-                                  row->internaldate, m->sub);
-        apr_array_header_t *olds = apr_hash_get(m->remap, k, APR_HASH_KEY_STRING);
+        const char *k = remap_key(row->message_id, row->size, row->internaldate,
+                                  m->sub);
+        apr_array_header_t *olds = apr_hash_get(m->remap, k,
+                                                APR_HASH_KEY_STRING);
         if (olds && olds->nelts > 0) {
             const memds_mmsg_t *o = *(memds_mmsg_t **)apr_array_pop(olds);
             if (memds_mail_remap_one(m->ds->st, m->ds->account,
                                      MBOX(m->ds)->folder, o->guid, row->uid,
-                                     row->flags, o->flags) != APR_SUCCESS) {
+                                     row->flags, o->flags)
+                != APR_SUCCESS) {
                 m->db = APR_EGENERAL;
             }
             return APR_SUCCESS;
@@ -124,8 +132,9 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
     return APR_SUCCESS;
 }
 
-#define META_ITEMS "(UID FLAGS RFC822.SIZE INTERNALDATE " \
-                   "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+#define META_ITEMS \
+    "(UID FLAGS RFC822.SIZE INTERNALDATE " \
+    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
 
 /* Fetch the metadata of uidset and insert the messages (or re-map them). */
 static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
@@ -159,16 +168,17 @@ static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
 
 /* UIDs and flags as the server reports them. */
 typedef struct uf_ctx_t {
-    apr_array_header_t *uids;      /* apr_int64_t */
-    apr_array_header_t *flags;     /* int */
-    apr_array_header_t *vanished;  /* apr_int64_t */
+    apr_array_header_t *uids;     /* apr_int64_t */
+    apr_array_header_t *flags;    /* int */
+    apr_array_header_t *vanished; /* apr_int64_t */
 } uf_ctx_t;
 
 static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
 {
     uf_ctx_t *u = baton;
 
-    if (r->type == MEMDS_IMAP_RESP_FETCH && (r->fetch->have & MEMDS_IMAP_F_UID)) {
+    if (r->type == MEMDS_IMAP_RESP_FETCH
+        && (r->fetch->have & MEMDS_IMAP_F_UID)) {
         APR_ARRAY_PUSH(u->uids, apr_int64_t) = r->fetch->uid;
         APR_ARRAY_PUSH(u->flags, int) = flags_of_fetch(r->fetch);
     }
@@ -176,7 +186,7 @@ static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
         int i;
         apr_uint32_t n;
         for (i = 0; i < r->uids->nranges; ++i) {
-            for (n = r->uids->ranges[i].lo; ; ++n) {
+            for (n = r->uids->ranges[i].lo;; ++n) {
                 APR_ARRAY_PUSH(u->vanished, apr_int64_t) = n;
                 if (n >= r->uids->ranges[i].hi) {
                     break;
@@ -201,7 +211,8 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
 
     if (memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder,
                         full ? NULL : (const apr_int64_t *)u->uids->elts,
-                        u->uids->nelts, 0) != APR_SUCCESS) {
+                        u->uids->nelts, 0)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     for (i = 0; i < rows->nelts; ++i) {
@@ -239,14 +250,16 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
         }
     }
     for (i = 0; i < u->vanished->nelts; ++i) {
-        APR_ARRAY_PUSH(gone, apr_int64_t) = APR_ARRAY_IDX(u->vanished, i, apr_int64_t);
+        APR_ARRAY_PUSH(gone, apr_int64_t) = APR_ARRAY_IDX(u->vanished, i,
+                                                          apr_int64_t);
     }
     if (memds_mail_flags_many(ds->st, ds->account, MBOX(ds)->folder,
                               (const apr_int64_t *)fu->elts,
-                              (const int *)ff->elts, fu->nelts, 0) != APR_SUCCESS
+                              (const int *)ff->elts, fu->nelts, 0)
+            != APR_SUCCESS
         || memds_mail_gone_many(ds->st, ds->account, MBOX(ds)->folder,
                                 (const apr_int64_t *)gone->elts, gone->nelts, 0)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     nu = (apr_uint32_t *)newu->elts;
@@ -273,9 +286,11 @@ static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
     apr_hash_t *h = apr_hash_make(p);
     int i;
 
-    if (memds_mail_remap_begin(ds->st, ds->account, MBOX(ds)->folder) != APR_SUCCESS
-        || memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder, NULL, 0, 1)
-           != APR_SUCCESS) {
+    if (memds_mail_remap_begin(ds->st, ds->account, MBOX(ds)->folder)
+            != APR_SUCCESS
+        || memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder, NULL,
+                           0, 1)
+               != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     for (i = 0; i < rows->nelts; ++i) {
@@ -291,12 +306,15 @@ static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
     if (mb->exists > 0 && load_meta(ds, c, "1:*", h) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_mail_remap_finish(ds->st, ds->account, MBOX(ds)->folder) != APR_SUCCESS) {
+    if (memds_mail_remap_finish(ds->st, ds->account, MBOX(ds)->folder)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
-    memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_NOTICE, APR_SUCCESS, MEMDS_LOGNO(00400) "mailbox %s of %s: UIDVALIDITY "
-               "changed to %u, %d known messages re-mapped", MBOX(ds)->folder,
-               ds->account, mb->uidvalidity, rows->nelts);
+    memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_NOTICE, APR_SUCCESS,
+               MEMDS_LOGNO(00400) "mailbox %s of %s: UIDVALIDITY "
+                                  "changed to %u, %d known messages re-mapped",
+                           MBOX(ds)->folder, ds->account, mb->uidvalidity,
+                           rows->nelts);
     return APR_SUCCESS;
 }
 
@@ -319,7 +337,8 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
     }
     /* The folder row lock makes concurrent scans of one folder (two devices
      * of an account) run one after the other. */
-    if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder) != APR_SUCCESS) {
+    if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     if (memds_mbox_select(ds, &c, &mb) != APR_SUCCESS) {
@@ -327,7 +346,8 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
     }
     nf.uidvalidity = mb->uidvalidity;
     nf.highestmodseq = mb->condstore && !mb->nomodseq
-                       ? (apr_int64_t)mb->highestmodseq : 0;
+                           ? (apr_int64_t)mb->highestmodseq
+                           : 0;
     nf.uidnext = mb->uidnext;
     nf.messages = mb->exists;
     if (f.uidvalidity != 0 && f.uidvalidity != (apr_int64_t)mb->uidvalidity) {
@@ -341,10 +361,12 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
              && memds_imap_qresync(c)) {
         /* QRESYNC: what changed since, and what vanished */
         u = uf_make(ds->st->pool);
-        rv = mb->exists == 0 && f.messages == 0 ? APR_SUCCESS
-             : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
-                                    (apr_uint64_t)f.highestmodseq,
-                                    MEMDS_IMAP_FETCH_VANISHED, uf_cb, u, &err);
+        rv = mb->exists == 0 && f.messages == 0
+                 ? APR_SUCCESS
+                 : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
+                                        (apr_uint64_t)f.highestmodseq,
+                                        MEMDS_IMAP_FETCH_VANISHED, uf_cb, u,
+                                        &err);
         if (rv != APR_SUCCESS) {
             return memds_mbox_fail_imap(ds, &err, "UID FETCH CHANGEDSINCE");
         }
@@ -355,7 +377,8 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
         u = uf_make(ds->st->pool);
         if (mb->exists > 0
             && memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, uf_cb, u,
-                                    &err) != APR_SUCCESS) {
+                                    &err)
+                   != APR_SUCCESS) {
             return memds_mbox_fail_imap(ds, &err, "UID FETCH");
         }
         rv = apply(ds, c, u, 1);
@@ -363,7 +386,8 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    if (memds_mail_folder_save(ds->st, ds->account, x->folder, &nf) != APR_SUCCESS) {
+    if (memds_mail_folder_save(ds->st, ds->account, x->folder, &nf)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     x->scanned = 1;
@@ -374,12 +398,14 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
 
 static apr_status_t imap_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
 {
-    if ((MBOX(ds)->hier ? memds_mtree_scan(ds) : memds_mbox_scan(ds)) != APR_SUCCESS) {
+    if ((MBOX(ds)->hier ? memds_mtree_scan(ds) : memds_mbox_scan(ds))
+        != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (MBOX(ds)->hier && MBOX(ds)->cfg->smtp_url
-        && memds_outbox_acknowledge(ds->st, ds->account, ds->device_id, ds->store,
-                                    MEMDS_OUTBOX_FOLDER) != APR_SUCCESS) {
+        && memds_outbox_acknowledge(ds->st, ds->account, ds->device_id,
+                                    ds->store, MEMDS_OUTBOX_FOLDER)
+               != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     if (memds_store_items_seq(ds->st, pseq) != APR_SUCCESS) {
@@ -403,7 +429,8 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
         return APR_EGENERAL;
     }
     else if (memds_mail_changed(ds->st, &rows, ds->account, MBOX(ds)->folder,
-                                since, upto) != APR_SUCCESS) {
+                                since, upto)
+             != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     *pchanges = memds_mbox_changes_of(rows, ds->st->pool);
@@ -412,7 +439,8 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
 
 /* The row of a live message; APR_ENOENT if unknown or deleted. */
 
-static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid)
+static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row,
+                             const char *guid)
 {
     apr_status_t rv;
 
@@ -428,7 +456,8 @@ static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row, const char *guid
         return APR_EGENERAL;
     }
     rv = memds_mail_get(ds->st, row, ds->account, MBOX(ds)->folder, guid);
-    if (rv == APR_ENOENT || (rv == APR_SUCCESS && (row->deleted || row->uid <= 0))) {
+    if (rv == APR_ENOENT
+        || (rv == APR_SUCCESS && (row->deleted || row->uid <= 0))) {
         return APR_ENOENT;
     }
     return rv == APR_SUCCESS ? rv : memds_mbox_fail_db(ds);
@@ -456,11 +485,16 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         return rv;
     }
     e = memds_email_make(p);
-    e->read = (row.flags & MEMDS_MAIL_SEEN) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
-    e->forwarded = (row.flags & MEMDS_MAIL_FORWARDED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
-    e->replied = (row.flags & MEMDS_MAIL_ANSWERED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
-    e->flagged = (row.flags & MEMDS_MAIL_FLAGGED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
-    e->deleted = (row.flags & MEMDS_MAIL_DELETED) ? MEMDS_EMAIL_TRUE : MEMDS_EMAIL_FALSE;
+    e->read = (row.flags & MEMDS_MAIL_SEEN) ? MEMDS_EMAIL_TRUE
+                                            : MEMDS_EMAIL_FALSE;
+    e->forwarded = (row.flags & MEMDS_MAIL_FORWARDED) ? MEMDS_EMAIL_TRUE
+                                                      : MEMDS_EMAIL_FALSE;
+    e->replied = (row.flags & MEMDS_MAIL_ANSWERED) ? MEMDS_EMAIL_TRUE
+                                                   : MEMDS_EMAIL_FALSE;
+    e->flagged = (row.flags & MEMDS_MAIL_FLAGGED) ? MEMDS_EMAIL_TRUE
+                                                  : MEMDS_EMAIL_FALSE;
+    e->deleted = (row.flags & MEMDS_MAIL_DELETED) ? MEMDS_EMAIL_TRUE
+                                                  : MEMDS_EMAIL_FALSE;
     if (row.internaldate) {
         memds_email_time_set(&e->received, row.internaldate, p);
     }
@@ -472,14 +506,16 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         return APR_EGENERAL;
     }
     memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
-    if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0, memds_mbox_body_cb,
-                              &body, &info, &err) != APR_SUCCESS) {
+    if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
+                              memds_mbox_body_cb, &body, &info, &err)
+        != APR_SUCCESS) {
         if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
             return APR_ENOENT; /* expunged since the scan */
         }
         return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
     }
-    if (x->want_rfc822 || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
+    if (x->want_rfc822
+        || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
         /* (raw 8-bit mail in another charset cannot be XML text: it goes as
          * message/rfc822, which WBXML and b64 carry byte for byte) */
         *pdata = body.data;
@@ -493,9 +529,11 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
 build:
     memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
     memset(&cerr, 0, sizeof(cerr));
-    if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, apr_psprintf(p, "building the email object: %s",
-                                          cerr.msg ? cerr.msg : "?"));
+    if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p)
+        != APR_SUCCESS) {
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               apr_psprintf(p, "building the email object: %s",
+                                            cerr.msg ? cerr.msg : "?"));
     }
     *pdata = out.data;
     *plen = out.len;
@@ -511,17 +549,20 @@ static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
     apr_uint32_t uv = 0, uid = 0;
     apr_time_t when = 0;
 
-    if (in->email && in->email->received.text && !in->email->received.floating) {
+    if (in->email && in->email->received.text
+        && !in->email->received.floating) {
         when = in->email->received.t;
     }
-    if (memds_imap_append(c, MBOX(ds)->folder, memds_mbox_flag_list(flags, ds->st->pool),
-                          when, in->msg, in->len, &uv, &uid, &err)
+    if (memds_imap_append(c, MBOX(ds)->folder,
+                          memds_mbox_flag_list(flags, ds->st->pool), when,
+                          in->msg, in->len, &uv, &uid, &err)
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
     if (uid == 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "the IMAP server has no UIDPLUS: the appended "
-                    "message's UID is unknown");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               "the IMAP server has no UIDPLUS: the appended "
+                               "message's UID is unknown");
     }
     memset(row, 0, sizeof(*row));
     row->uid = uid;
@@ -543,9 +584,11 @@ static apr_status_t send_via_outbox(memds_ds_t *ds, const char **pguid,
     apr_status_t rv;
 
     if (memds_ds_open(&ob, &MBOX(ds)->env, ds->st, ds->account, "Outbox",
-                      ds->device_id, ds->st->pool) != APR_SUCCESS
+                      ds->device_id, ds->st->pool)
+            != APR_SUCCESS
         || strcmp(ob->vt->kind, "outbox") != 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no Outbox: sending is not configured");
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                               "no Outbox: sending is not configured");
     }
     ob->store = ds->store; /* the ledger keys on this datastore */
     ob->luid_hint = ds->luid_hint;
@@ -576,7 +619,8 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
         if (named && strcmp(f.folder, MEMDS_OUTBOX_FOLDER) == 0) {
             return send_via_outbox(ds, pguid, type, data, len);
         }
-        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX")
+            != APR_SUCCESS) {
             return APR_EGENERAL;
         }
     }
@@ -584,14 +628,17 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
         return APR_EGENERAL;
     }
     if (in.msg == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Add without the message (no emailitem)");
+        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND,
+                               "an Add without the message (no emailitem)");
     }
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS
-        || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), &row) != APR_SUCCESS) {
+        || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), &row)
+               != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (memds_mail_add(ds->st, pguid, ds->account, MBOX(ds)->folder, &row,
-                       ds->device_id) != APR_SUCCESS) {
+                       ds->device_id)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
@@ -627,9 +674,11 @@ static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
         if (memds_mtree_parent_of_path(ds, f.name, &pg) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
-        *psame = memds_folder_parse(&fo, data, len, NULL, ds->st->pool) == APR_SUCCESS
+        *psame = memds_folder_parse(&fo, data, len, NULL, ds->st->pool)
+                     == APR_SUCCESS
                  && strcmp(fo->name, memds_mtree_last_component(f.name)) == 0
-                 && (!ds->parent_hint || (pg && strcmp(pg, ds->parent_hint) == 0));
+                 && (!ds->parent_hint
+                     || (pg && strcmp(pg, ds->parent_hint) == 0));
         return APR_SUCCESS;
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
@@ -638,7 +687,8 @@ static apr_status_t imap_same(memds_ds_t *ds, const char *guid,
     if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    *psame = same_content(&in, &row) && memds_mbox_merge_flags(row.flags, in.email) == row.flags;
+    *psame = same_content(&in, &row)
+             && memds_mbox_merge_flags(row.flags, in.email) == row.flags;
     if (*psame && MBOX(ds)->hier && ds->parent_hint) {
         const char *pg;
         if (memds_mtree_parent(ds, guid, &pg) != APR_SUCCESS) {
@@ -687,36 +737,43 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
     }
     if (same_content(&in, &row)) {
         if (flags != row.flags
-            && memds_mbox_store_flags(ds, c, row.uid, row.flags, flags) != APR_SUCCESS) {
+            && memds_mbox_store_flags(ds, c, row.uid, row.flags, flags)
+                   != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         row.flags = flags;
         if (memds_mail_update(ds->st, ds->account, x->folder, &row, 0,
-                              ds->device_id) != APR_SUCCESS) {
+                              ds->device_id)
+            != APR_SUCCESS) {
             return memds_mbox_fail_db(ds);
         }
         return APR_SUCCESS;
     }
     if (x->role == MEMDS_IMAP_ROLE_INBOX || x->role == MEMDS_IMAP_ROLE_SENT) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "content changes to received or sent mail are "
-                    "refused (only flags and deletion)");
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "content changes to received or sent mail are "
+                               "refused (only flags and deletion)");
     }
     /* A new version (a draft): append it, then remove the old one. */
     if (append_msg(ds, c, &in, flags, &nrow) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     {
-        const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
-        if (memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL, NULL,
-                                 &err, ds->st->pool) != APR_SUCCESS
+        const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
+                                       row.uid);
+        if (memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL,
+                                 NULL, &err, ds->st->pool)
+                != APR_SUCCESS
             || ((memds_imap_caps(c) & MEMDS_IMAP_CAP_UIDPLUS)
-                && memds_imap_uid_expunge(c, set, NULL, NULL, &err) != APR_SUCCESS)) {
+                && memds_imap_uid_expunge(c, set, NULL, NULL, &err)
+                       != APR_SUCCESS)) {
             return memds_mbox_fail_imap(ds, &err, "removing the old version");
         }
     }
     nrow.guid = row.guid;
     if (memds_mail_update(ds->st, ds->account, x->folder, &nrow, 1,
-                          ds->device_id) != APR_SUCCESS) {
+                          ds->device_id)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
@@ -743,7 +800,8 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
     }
     set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, row.uid);
     if (pol == MEMDS_DELETE_TRASH) {
-        if (memds_mbox_role_folder(ds, MEMDS_IMAP_ROLE_TRASH, &trash) != APR_SUCCESS) {
+        if (memds_mbox_role_folder(ds, MEMDS_IMAP_ROLE_TRASH, &trash)
+            != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         if (trash == NULL || strcmp(trash, x->folder) == 0) {
@@ -763,8 +821,9 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
         }
     }
     if (rv != APR_SUCCESS && err.kind != MEMDS_IMAP_E_NOTFOUND) {
-        return memds_mbox_fail_imap(ds, &err, pol == MEMDS_DELETE_TRASH ? "UID MOVE"
-                                   : "deleting");
+        return memds_mbox_fail_imap(ds, &err,
+                                    pol == MEMDS_DELETE_TRASH ? "UID MOVE"
+                                                              : "deleting");
     }
     if (memds_mail_remove(ds->st, ds->account, x->folder, guid, ds->device_id)
         == APR_EGENERAL) {
@@ -788,12 +847,13 @@ static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
         if (memds_mtree_target_folder(ds, &f, &named) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
-        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX") != APR_SUCCESS) {
+        if (memds_mbox_set_folder(ds, named ? f.folder : "INBOX")
+            != APR_SUCCESS) {
             return APR_EGENERAL;
         }
     }
-    if (memds_mbox_resolve(ds) != APR_SUCCESS || memds_mbox_parse_in(ds, &in, NULL, data, len)
-        != APR_SUCCESS) {
+    if (memds_mbox_resolve(ds) != APR_SUCCESS
+        || memds_mbox_parse_in(ds, &in, NULL, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (in.message_id == NULL) {
@@ -834,16 +894,25 @@ static apr_status_t imap_check(memds_ds_t *ds)
 }
 
 static const memds_ds_vt imap_vt = {
-    "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
-    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1,
+    "imap",    imap_snapshot,    imap_changes, imap_fetch,
+    imap_add,  imap_replace,     imap_remove,  imap_match,
+    imap_same, imap_last_change, imap_check,   1,
     NULL
 };
 
-static const memds_ds_vt tree_vt = {
-    "imap", imap_snapshot, imap_changes, imap_fetch, imap_add, imap_replace,
-    imap_remove, imap_match, imap_same, imap_last_change, imap_check, 1,
-    memds_mtree_parent
-};
+static const memds_ds_vt tree_vt = { "imap",
+                                     imap_snapshot,
+                                     imap_changes,
+                                     imap_fetch,
+                                     imap_add,
+                                     imap_replace,
+                                     imap_remove,
+                                     imap_match,
+                                     imap_same,
+                                     imap_last_change,
+                                     imap_check,
+                                     1,
+                                     memds_mtree_parent };
 
 static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
                               apr_pool_t *p)
@@ -858,9 +927,8 @@ static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
     return APR_SUCCESS;
 }
 
-static const memds_ds_provider_t mail_provider = {
-    "imap", "mail folder", NULL, mail_open
-};
+static const memds_ds_provider_t mail_provider = { "imap", "mail folder", NULL,
+                                                   mail_open };
 
 static const memds_ds_provider_t tree_provider = {
     "imap", "mail folders (hierarchical)", memds_mtree_serves, mail_open

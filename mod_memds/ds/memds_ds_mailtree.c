@@ -38,14 +38,16 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
     memds_imap_conn_t *c;
     memds_imap_err_t err;
     apr_array_header_t *boxes, *rows;
-    apr_hash_t *known = apr_hash_make(ds->st->pool), *seen = apr_hash_make(ds->st->pool);
+    apr_hash_t *known = apr_hash_make(ds->st->pool),
+               *seen = apr_hash_make(ds->st->pool);
     int i;
 
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (memds_imap_list(c, "UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES", &boxes,
-                        &err, x->sh->p) != APR_SUCCESS) {
+                        &err, x->sh->p)
+        != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "LIST");
     }
     x->sh->boxes = boxes;
@@ -57,8 +59,10 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
         apr_hash_set(known, f->folder, APR_HASH_KEY_STRING, f);
     }
     for (i = 0; i < boxes->nelts; ++i) {
-        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
-        const memds_mfitem_t *f = apr_hash_get(known, l->name, APR_HASH_KEY_STRING);
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                   memds_imap_list_t *);
+        const memds_mfitem_t *f = apr_hash_get(known, l->name,
+                                               APR_HASH_KEY_STRING);
         const memds_imap_status_t *st = l->status;
 
         if (!memds_mbox_selectable(l)) {
@@ -66,8 +70,9 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
         }
         apr_hash_set(seen, l->name, APR_HASH_KEY_STRING, l);
         if (memds_mail_folder_upsert(ds->st, ds->account, l->name,
-                                     memds_mbox_path_of(l, ds->st->pool), role_text(l->role),
-                                     0, NULL) != APR_SUCCESS) {
+                                     memds_mbox_path_of(l, ds->st->pool),
+                                     role_text(l->role), 0, NULL)
+            != APR_SUCCESS) {
             return memds_mbox_fail_db(ds);
         }
         if (f && !f->deleted && st && (st->have & MEMDS_IMAP_ST_UIDVALIDITY)
@@ -76,14 +81,16 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
             && f->highestmodseq == (apr_int64_t)st->highestmodseq) {
             continue; /* unchanged: not even a SELECT */
         }
-        if (memds_mbox_set_folder(ds, l->name) != APR_SUCCESS || memds_mbox_scan(ds) != APR_SUCCESS) {
+        if (memds_mbox_set_folder(ds, l->name) != APR_SUCCESS
+            || memds_mbox_scan(ds) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
     }
     /* the Outbox: a folder of its own, not on IMAP (mail added to it is sent) */
     if (x->cfg->smtp_url) {
-        if (memds_mail_folder_upsert(ds->st, ds->account, MEMDS_OUTBOX_FOLDER, "Outbox",
-                                     "outbox", 0, NULL) != APR_SUCCESS) {
+        if (memds_mail_folder_upsert(ds->st, ds->account, MEMDS_OUTBOX_FOLDER,
+                                     "Outbox", "outbox", 0, NULL)
+            != APR_SUCCESS) {
             return memds_mbox_fail_db(ds);
         }
         apr_hash_set(seen, MEMDS_OUTBOX_FOLDER, APR_HASH_KEY_STRING, "");
@@ -92,7 +99,7 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
         memds_mfitem_t *f = APR_ARRAY_IDX(rows, i, memds_mfitem_t *);
         if (!f->deleted && !apr_hash_get(seen, f->folder, APR_HASH_KEY_STRING)
             && memds_mail_folder_gone(ds->st, ds->account, f->folder, 0)
-               != APR_SUCCESS) {
+                   != APR_SUCCESS) {
             return memds_mbox_fail_db(ds);
         }
     }
@@ -102,7 +109,8 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
 }
 
 /* The live folder row of a guid. */
-apr_status_t memds_mtree_folder_row(memds_ds_t *ds, memds_mfitem_t *f, const char *guid)
+apr_status_t memds_mtree_folder_row(memds_ds_t *ds, memds_mfitem_t *f,
+                                    const char *guid)
 {
     apr_status_t rv = memds_mail_folder_by_guid(ds->st, f, ds->account, guid);
 
@@ -128,7 +136,7 @@ apr_status_t memds_mtree_folder_rows(memds_ds_t *ds, apr_array_header_t **prows)
 
     if (x->sh->frows == NULL
         && memds_mail_folders_all(ds->st, &x->sh->frows, ds->account)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         x->sh->frows = NULL;
         return memds_mbox_fail_db(ds);
     }
@@ -138,7 +146,7 @@ apr_status_t memds_mtree_folder_rows(memds_ds_t *ds, apr_array_header_t **prows)
 
 /* The guid of the folder whose path is the parent of path, or NULL. */
 apr_status_t memds_mtree_parent_of_path(memds_ds_t *ds, const char *path,
-                                   const char **pguid)
+                                        const char **pguid)
 {
     apr_array_header_t *rows;
     const char *slash = strrchr(path, '/');
@@ -163,8 +171,8 @@ apr_status_t memds_mtree_parent_of_path(memds_ds_t *ds, const char *path,
 }
 
 apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,
-                                 const char **pdata, apr_size_t *plen,
-                                 const char **ptype)
+                                      const char **pdata, apr_size_t *plen,
+                                      const char **ptype)
 {
     memds_mfitem_t f;
     memds_folder_t *fo;
@@ -181,8 +189,11 @@ apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,
     memds_buf_init(&out, 256, ds->st->pool);
     memset(&err, 0, sizeof(err));
     if (memds_folder_build(&out, fo, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, apr_psprintf(ds->st->pool, "building a folder "
-                                          "object: %s", err.msg ? err.msg : "?"));
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               apr_psprintf(ds->st->pool,
+                                            "building a folder "
+                                            "object: %s",
+                                            err.msg ? err.msg : "?"));
     }
     *pdata = out.data;
     *plen = out.len;
@@ -190,7 +201,8 @@ apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,
     return APR_SUCCESS;
 }
 
-int memds_mtree_is_folder_item(const char *type, const char *data, apr_size_t len)
+int memds_mtree_is_folder_item(const char *type, const char *data,
+                               apr_size_t len)
 {
     if (type && strcasecmp(type, MEMDS_FOLDER_CTTYPE) == 0) {
         return 1;
@@ -212,25 +224,29 @@ static apr_status_t wire_name(memds_ds_t *ds, const memds_mfitem_t *pf,
         return APR_EGENERAL;
     }
     for (i = 0; i < boxes->nelts; ++i) {
-        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                   memds_imap_list_t *);
         if (l->delim) {
             delim = l->delim;
             break;
         }
     }
     if (strchr(name, delim) || strchr(name, '/') || !*name) {
-        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, "folder name with a hierarchy separator");
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST,
+                               "folder name with a hierarchy separator");
     }
     if (memds_imap_mutf7_encode(&w, name, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, "folder name is not valid UTF-8");
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST,
+                               "folder name is not valid UTF-8");
     }
-    *pwire = pf ? apr_psprintf(ds->st->pool, "%s%c%s", pf->folder, delim, w) : w;
+    *pwire = pf ? apr_psprintf(ds->st->pool, "%s%c%s", pf->folder, delim, w)
+                : w;
     *ppath = pf ? apr_pstrcat(ds->st->pool, pf->name, "/", name, NULL) : name;
     return APR_SUCCESS;
 }
 
 apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
-                               const char *data, apr_size_t len)
+                                    const char *data, apr_size_t len)
 {
     memds_folder_t *fo;
     memds_codec_err_t err;
@@ -242,17 +258,23 @@ apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
 
     memset(&err, 0, sizeof(err));
     if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(ds->st->pool, "unreadable folder "
-                                          "object: %s", err.msg ? err.msg : "?"));
+        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
+                               apr_psprintf(ds->st->pool,
+                                            "unreadable folder "
+                                            "object: %s",
+                                            err.msg ? err.msg : "?"));
     }
     if (ds->parent_hint) {
         if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
-            return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
+            return ds->status
+                       ? APR_EGENERAL
+                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                         "the parent folder does not exist");
         }
         has_parent = 1;
     }
-    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path)
+            != APR_SUCCESS
         || memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -263,14 +285,15 @@ apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
     MBOX(ds)->sh->boxes = NULL; /* LIST again when needed */
     MBOX(ds)->sh->frows = NULL;
     if (memds_mail_folder_upsert(ds->st, ds->account, wire, path, NULL,
-                                 ds->device_id, pguid) != APR_SUCCESS) {
+                                 ds->device_id, pguid)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
 }
 
 apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
-                                   const char *data, apr_size_t len)
+                                        const char *data, apr_size_t len)
 {
     memds_folder_t *fo;
     memds_codec_err_t err;
@@ -286,13 +309,18 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
     }
     memset(&err, 0, sizeof(err));
     if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(ds->st->pool, "unreadable folder "
-                                          "object: %s", err.msg ? err.msg : "?"));
+        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
+                               apr_psprintf(ds->st->pool,
+                                            "unreadable folder "
+                                            "object: %s",
+                                            err.msg ? err.msg : "?"));
     }
     if (ds->parent_hint) {
         if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
-            return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
+            return ds->status
+                       ? APR_EGENERAL
+                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                         "the parent folder does not exist");
         }
         has_parent = 1;
     }
@@ -305,15 +333,17 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
             has_parent = 1;
         }
     }
-    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path) != APR_SUCCESS) {
+    if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path)
+        != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (strcmp(wire, f.folder) == 0) {
         return APR_SUCCESS; /* same name and place */
     }
     if (f.role || strcmp(f.folder, "INBOX") == 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "special folders (Inbox, Sent, Drafts, Trash, "
-                    "...) cannot be renamed");
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "special folders (Inbox, Sent, Drafts, Trash, "
+                               "...) cannot be renamed");
     }
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -325,7 +355,8 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
     MBOX(ds)->sh->boxes = NULL;
     MBOX(ds)->sh->frows = NULL;
     if (memds_mail_folder_rename(ds->st, ds->account, f.folder, wire, path,
-                                 ds->device_id) != APR_SUCCESS) {
+                                 ds->device_id)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
@@ -342,8 +373,9 @@ apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
         return rv;
     }
     if (f.role || strcmp(f.folder, "INBOX") == 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED, "special folders (Inbox, Sent, Drafts, Trash, "
-                    "...) cannot be deleted");
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "special folders (Inbox, Sent, Drafts, Trash, "
+                               "...) cannot be deleted");
     }
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -364,7 +396,7 @@ apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
 
 /* Move the message of row (in the current folder) to folder row to. */
 apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
-                             const memds_mfitem_t *to)
+                                  const memds_mfitem_t *to)
 {
     memds_mbox_t *x = MBOX(ds);
     memds_imap_conn_t *c;
@@ -376,19 +408,22 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_imap_uid_move(c, apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
-                                            row->uid),
+    if (memds_imap_uid_move(c,
+                            apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
+                                         row->uid),
                             to->folder, NULL, NULL, &cu, &err, ds->st->pool)
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID MOVE");
     }
     nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
     if (nuid == 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "the IMAP server did not say where the message "
-                    "went (no COPYUID)");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               "the IMAP server did not say where the message "
+                               "went (no COPYUID)");
     }
     if (memds_mail_move(ds->st, ds->account, from, to->folder, row, nuid,
-                        ds->device_id) != APR_SUCCESS) {
+                        ds->device_id)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     row->uid = nuid;
@@ -396,14 +431,17 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
 }
 
 /* The folder a device names for a message (parent_hint), or INBOX. */
-apr_status_t memds_mtree_target_folder(memds_ds_t *ds, memds_mfitem_t *f, int *pnamed)
+apr_status_t memds_mtree_target_folder(memds_ds_t *ds, memds_mfitem_t *f,
+                                       int *pnamed)
 {
     *pnamed = 0;
     if (ds->parent_hint) {
         apr_status_t rv = memds_mtree_folder_row(ds, f, ds->parent_hint);
         if (rv != APR_SUCCESS) {
-            return ds->status ? APR_EGENERAL
-                   : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "the parent folder does not exist");
+            return ds->status
+                       ? APR_EGENERAL
+                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                         "the parent folder does not exist");
         }
         *pnamed = 1;
     }
@@ -426,7 +464,9 @@ apr_status_t memds_mtree_parent(memds_ds_t *ds, const char *guid,
     }
     if (guid[0] == 'f') {
         rv = memds_mtree_folder_row(ds, &f, guid);
-        return rv == APR_SUCCESS ? memds_mtree_parent_of_path(ds, f.name, pparent) : rv;
+        return rv == APR_SUCCESS
+                   ? memds_mtree_parent_of_path(ds, f.name, pparent)
+                   : rv;
     }
     rv = memds_mail_get_any(ds->st, &row, &folder, ds->account, guid);
     if (rv != APR_SUCCESS) {
@@ -443,5 +483,3 @@ apr_status_t memds_mtree_parent(memds_ds_t *ds, const char *guid,
     }
     return APR_SUCCESS;
 }
-
-

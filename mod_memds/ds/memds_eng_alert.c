@@ -23,10 +23,14 @@ static int base_mode(int code)
 {
     switch (code) {
     case MEMDS_ALERT_TWO_WAY_BY_SERVER: return MEMDS_ALERT_TWO_WAY;
-    case MEMDS_ALERT_ONE_WAY_CLIENT_BY_SERVER: return MEMDS_ALERT_ONE_WAY_CLIENT;
-    case MEMDS_ALERT_REFRESH_CLIENT_BY_SERVER: return MEMDS_ALERT_REFRESH_CLIENT;
-    case MEMDS_ALERT_ONE_WAY_SERVER_BY_SERVER: return MEMDS_ALERT_ONE_WAY_SERVER;
-    case MEMDS_ALERT_REFRESH_SERVER_BY_SERVER: return MEMDS_ALERT_REFRESH_SERVER;
+    case MEMDS_ALERT_ONE_WAY_CLIENT_BY_SERVER:
+        return MEMDS_ALERT_ONE_WAY_CLIENT;
+    case MEMDS_ALERT_REFRESH_CLIENT_BY_SERVER:
+        return MEMDS_ALERT_REFRESH_CLIENT;
+    case MEMDS_ALERT_ONE_WAY_SERVER_BY_SERVER:
+        return MEMDS_ALERT_ONE_WAY_SERVER;
+    case MEMDS_ALERT_REFRESH_SERVER_BY_SERVER:
+        return MEMDS_ALERT_REFRESH_SERVER;
     default: return code;
     }
 }
@@ -47,8 +51,10 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         apr_int64_t old_pk = 0;
         apr_status_t rv;
 
-        eng_add_ref(&st->target_refs, it->target ? it->target->uri : NULL, e->p);
-        eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL, e->p);
+        eng_add_ref(&st->target_refs, it->target ? it->target->uri : NULL,
+                    e->p);
+        eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL,
+                    e->p);
         name = eng_store_name(it->target ? it->target->uri : NULL, e->p);
         if (!*name && it->source) {
             name = eng_store_name(it->source->uri, e->p);
@@ -59,7 +65,8 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             continue;
         }
         if (strcmp(e->sess.phase, PH_INIT) != 0) {
-            st->data = eng_code_text(e, MEMDS_ST_FORBIDDEN); /* sync alerts belong in package 1 */
+            st->data = eng_code_text(
+                e, MEMDS_ST_FORBIDDEN); /* sync alerts belong in package 1 */
             eng_reply(e, cmd, st);
             continue;
         }
@@ -74,8 +81,9 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                     return eng_ds_fail(e, ds, "opening a datastore");
                 }
                 e->resp->log_level = 4;
-                e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00513) "device %s: %s",
-                                                e->dev.devid, ds->reason);
+                e->resp->log_msg = apr_psprintf(e->p,
+                                                MEMDS_LOGNO(00513) "device %s: %s",
+                                                    e->dev.devid, ds->reason);
                 st->data = apr_itoa(e->p, ds->status);
                 eng_reply(e, cmd, st);
                 continue;
@@ -103,15 +111,18 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                 continue;
             }
             rv = e->db->vt->suspended_find(e->db, &old_pk, e->dev.device_id,
-                                            name, e->sess.session_pk);
+                                           name, e->sess.session_pk);
             if (rv == APR_SUCCESS) {
                 apr_array_header_t *olds;
                 int k;
-                if (e->db->vt->sstores_load(e->db, &olds, old_pk) != APR_SUCCESS) {
+                if (e->db->vt->sstores_load(e->db, &olds, old_pk)
+                    != APR_SUCCESS) {
                     return eng_db_fail(e, "loading a suspended session");
                 }
                 for (k = 0; k < olds->nelts; ++k) {
-                    if (strcmp(APR_ARRAY_IDX(olds, k, memds_sstore_t *)->store, name) == 0) {
+                    if (strcmp(APR_ARRAY_IDX(olds, k, memds_sstore_t *)->store,
+                               name)
+                        == 0) {
                         resumed = APR_ARRAY_IDX(olds, k, memds_sstore_t *);
                     }
                 }
@@ -125,8 +136,10 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             }
         }
         effective = mode;
-        if (!resumed && (mode == MEMDS_ALERT_TWO_WAY || mode == MEMDS_ALERT_ONE_WAY_CLIENT
-                         || mode == MEMDS_ALERT_ONE_WAY_SERVER)) {
+        if (!resumed
+            && (mode == MEMDS_ALERT_TWO_WAY
+                || mode == MEMDS_ALERT_ONE_WAY_CLIENT
+                || mode == MEMDS_ALERT_ONE_WAY_SERVER)) {
             /* A normal sync needs the anchors to agree; otherwise 508 and
              * the slow/refresh variant (+1). */
             if (!have_state || !last
@@ -160,11 +173,13 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                  || effective == MEMDS_ALERT_REFRESH_CLIENT) {
             /* Refresh: the device's copy starts empty (205) or replaces the
              * server's view of it (203); old maps must not match. */
-            if (e->db->vt->map_clear(e->db, e->dev.device_id, name) != APR_SUCCESS) {
+            if (e->db->vt->map_clear(e->db, e->dev.device_id, name)
+                != APR_SUCCESS) {
                 return eng_db_fail(e, "clearing maps");
             }
         }
-        if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss) != APR_SUCCESS) {
+        if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss)
+            != APR_SUCCESS) {
             return eng_db_fail(e, "saving a session datastore");
         }
         /* Echo the client's Next anchor in the Status item. */
@@ -186,7 +201,8 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         ait->meta->anchor->last = (effective == MEMDS_ALERT_TWO_WAY
                                    || effective == MEMDS_ALERT_ONE_WAY_CLIENT
                                    || effective == MEMDS_ALERT_ONE_WAY_SERVER)
-                                  ? server_last : NULL;
+                                      ? server_last
+                                      : NULL;
         ait->meta->anchor->next = ss->server_next;
         ait->meta->max_obj_size = e->cfg->max_obj_size;
         eng_push(&al->items, ait, e->p);

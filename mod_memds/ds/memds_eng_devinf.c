@@ -6,8 +6,9 @@
 
 static int is_devinf_uri(const char *uri)
 {
-    return uri && (strcmp(uri, "./devinf12") == 0 || strcmp(uri, "./devinf11") == 0
-                   || strcmp(uri, "./devinf10") == 0);
+    return uri
+           && (strcmp(uri, "./devinf12") == 0 || strcmp(uri, "./devinf11") == 0
+               || strcmp(uri, "./devinf10") == 0);
 }
 
 static const char *devinf_uri(const eng_t *e)
@@ -88,25 +89,31 @@ static memds_devinf_t *server_devinf(eng_t *e)
             const memds_item_t *it = APR_ARRAY_IDX(c->items, j, memds_item_t *);
             if (it->target && it->target->uri) {
                 APR_ARRAY_PUSH(names, const char *) = it->target->uri;
-                APR_ARRAY_PUSH(names, const char *) = it->source ? it->source->uri : NULL;
+                APR_ARRAY_PUSH(names, const char *) = it->source
+                                                          ? it->source->uri
+                                                          : NULL;
             }
         }
     }
     for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
-        const memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
+        const memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i,
+                                                 memds_sstore_t *);
         APR_ARRAY_PUSH(names, const char *) = ss->server_uri;
         APR_ARRAY_PUSH(names, const char *) = ss->client_uri;
     }
     for (i = 0; i + 1 < names->nelts; i += 2) {
         const char *uri = APR_ARRAY_IDX(names, i, const char *);
-        const memds_datastore_t *cds = client_ds(cdi, APR_ARRAY_IDX(names, i + 1,
-                                                                    const char *));
+        const memds_datastore_t *cds = client_ds(cdi,
+                                                 APR_ARRAY_IDX(names, i + 1,
+                                                               const char *));
         memds_datastore_t *ds = apr_pcalloc(e->p, sizeof(*ds));
         int k, dup = 0;
 
         for (k = 0; k < di->datastores->nelts; ++k) {
-            if (strcmp(APR_ARRAY_IDX(di->datastores, k, memds_datastore_t *)->source_ref,
-                       uri) == 0) {
+            if (strcmp(APR_ARRAY_IDX(di->datastores, k, memds_datastore_t *)
+                           ->source_ref,
+                       uri)
+                == 0) {
                 dup = 1;
             }
         }
@@ -119,9 +126,11 @@ static memds_devinf_t *server_devinf(eng_t *e)
             /* A mailbox: OMA email objects or plain messages, the device's
              * preference first; folder objects in the hierarchical one. */
             int rfc = cds && cds->rx_pref && cds->rx_pref->ct_type
-                      && strcasecmp(cds->rx_pref->ct_type, "message/rfc822") == 0;
+                      && strcasecmp(cds->rx_pref->ct_type, "message/rfc822")
+                             == 0;
             const char *n = eng_store_name(uri, e->p);
-            memds_ctver_t *em = ctver(e->p, "application/vnd.omads-email+xml", "1.2");
+            memds_ctver_t *em = ctver(e->p, "application/vnd.omads-email+xml",
+                                      "1.2");
             memds_ctver_t *rf = ctver(e->p, "message/rfc822", "1.0");
             ds->rx_pref = ds->tx_pref = rfc ? rf : em;
             ds->rx = apr_array_make(e->p, 2, sizeof(memds_ctver_t *));
@@ -180,8 +189,9 @@ static apr_status_t store_client_devinf(eng_t *e, const memds_devinf_t *di)
     e->dev.max_guid_size = max_guid;
     e->dev.large_objs = di->large_objs;
     if (e->db->vt->device_set_devinf(e->db, e->dev.device_id,
-                                      b.len ? b.data : NULL, b.len, max_guid,
-                                      di->large_objs) != APR_SUCCESS) {
+                                     b.len ? b.data : NULL, b.len, max_guid,
+                                     di->large_objs)
+        != APR_SUCCESS) {
         return eng_db_fail(e, "storing the DevInf");
     }
     return APR_SUCCESS;
@@ -203,8 +213,9 @@ const char *eng_client_rx_type(eng_t *e, const char *store)
             memds_devinf_t *di;
             if (memds_xml_decode_devinf(&t, e->dev.devinf, e->dev.devinf_len,
                                         &err, e->p)
-                == APR_SUCCESS
-                && memds_devinf_from_tree(&di, t->root, &err, e->p) == APR_SUCCESS) {
+                    == APR_SUCCESS
+                && memds_devinf_from_tree(&di, t->root, &err, e->p)
+                       == APR_SUCCESS) {
                 e->client_devinf = di;
             }
         }
@@ -217,7 +228,8 @@ apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd)
 {
     memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
     const memds_item_t *it = cmd->items && cmd->items->nelts
-                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+                                 ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *)
+                                 : NULL;
 
     if (it && it->source) {
         eng_add_ref(&st->source_refs, it->source->uri, e->p);
@@ -239,7 +251,8 @@ apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd)
 {
     memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
     const memds_item_t *it = cmd->items && cmd->items->nelts
-                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+                                 ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *)
+                                 : NULL;
 
     if (it && it->data_kind == MEMDS_DATA_DEVINF) {
         if (store_client_devinf(e, it->devinf) != APR_SUCCESS) {
@@ -254,7 +267,8 @@ void eng_do_get(eng_t *e, const memds_cmd_t *cmd)
 {
     memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK), *res;
     const memds_item_t *it = cmd->items && cmd->items->nelts
-                             ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *) : NULL;
+                                 ? APR_ARRAY_IDX(cmd->items, 0, memds_item_t *)
+                                 : NULL;
     memds_item_t *rit;
 
     if (it && it->target) {
@@ -270,8 +284,9 @@ void eng_do_get(eng_t *e, const memds_cmd_t *cmd)
     res->msg_ref = e->in->hdr.msg_id;
     res->cmd_ref = cmd->cmd_id;
     res->meta = eng_meta_new(e->p);
-    res->meta->type = e->enc == MEMDS_ENC_WBXML ? "application/vnd.syncml-devinf+wbxml"
-                                                : "application/vnd.syncml-devinf+xml";
+    res->meta->type = e->enc == MEMDS_ENC_WBXML
+                          ? "application/vnd.syncml-devinf+wbxml"
+                          : "application/vnd.syncml-devinf+xml";
     rit = eng_item_new(e->p);
     rit->source = eng_loc(e->p, devinf_uri(e));
     rit->data_kind = MEMDS_DATA_DEVINF;

@@ -11,14 +11,18 @@ apr_status_t eng_do_status(eng_t *e, const memds_cmd_t *cmd)
     const char *name = cmd->cmd;
     const char *guid, *luid;
 
-    if (!name || (strcmp(name, "Add") != 0 && strcmp(name, "Replace") != 0
-                  && strcmp(name, "Delete") != 0) || code == MEMDS_ST_CHUNK_ACCEPTED) {
+    if (!name
+        || (strcmp(name, "Add") != 0 && strcmp(name, "Replace") != 0
+            && strcmp(name, "Delete") != 0)
+        || code == MEMDS_ST_CHUNK_ACCEPTED) {
         return APR_SUCCESS;
     }
     guid = cmd->source_refs && cmd->source_refs->nelts
-           ? APR_ARRAY_IDX(cmd->source_refs, 0, const char *) : NULL;
+               ? APR_ARRAY_IDX(cmd->source_refs, 0, const char *)
+               : NULL;
     luid = cmd->target_refs && cmd->target_refs->nelts
-           ? APR_ARRAY_IDX(cmd->target_refs, 0, const char *) : NULL;
+               ? APR_ARRAY_IDX(cmd->target_refs, 0, const char *)
+               : NULL;
     if (!guid && !luid) {
         return APR_SUCCESS;
     }
@@ -32,10 +36,11 @@ apr_status_t eng_flush_statuses(eng_t *e)
 {
     if (e->st_codes->nelts
         && e->db->vt->queue_status_many(e->db, e->sess.session_pk,
-                                         (const char *const *)e->st_refs->elts,
-                                         (const char *const *)e->st_luids->elts,
-                                         (const apr_int64_t *)e->st_codes->elts,
-                                         e->st_codes->nelts) != APR_SUCCESS) {
+                                        (const char *const *)e->st_refs->elts,
+                                        (const char *const *)e->st_luids->elts,
+                                        (const apr_int64_t *)e->st_codes->elts,
+                                        e->st_codes->nelts)
+               != APR_SUCCESS) {
         return eng_db_fail(e, "recording statuses");
     }
     e->st_codes->nelts = e->st_refs->nelts = e->st_luids->nelts = 0;
@@ -51,7 +56,9 @@ apr_status_t eng_do_map(eng_t *e, const memds_cmd_t *cmd)
 
     eng_add_ref(&st->target_refs, cmd->target ? cmd->target->uri : NULL, e->p);
     eng_add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
-    ss = eng_find_sstore(e, eng_store_name(cmd->target ? cmd->target->uri : NULL, e->p));
+    ss = eng_find_sstore(e,
+                         eng_store_name(cmd->target ? cmd->target->uri : NULL,
+                                        e->p));
     if (ss == NULL) {
         st->data = eng_code_text(e, MEMDS_ST_NOT_FOUND);
         eng_reply(e, cmd, st);
@@ -66,10 +73,13 @@ apr_status_t eng_do_map(eng_t *e, const memds_cmd_t *cmd)
         const char *guid = mi->target;
         if (guid[0] == '#') {
             memds_qitem_t q;
-            apr_status_t rv = e->db->vt->queue_find(e->db, &q, e->sess.session_pk,
-                                                     ss->store, guid, NULL);
+            apr_status_t rv = e->db->vt->queue_find(e->db, &q,
+                                                    e->sess.session_pk,
+                                                    ss->store, guid, NULL);
             if (rv == APR_ENOENT) {
-                st->data = eng_code_text(e, MEMDS_ST_NOT_FOUND); /* a temporary id we never gave out */
+                st->data = eng_code_text(
+                    e,
+                    MEMDS_ST_NOT_FOUND); /* a temporary id we never gave out */
                 continue;
             }
             if (rv != APR_SUCCESS) {
@@ -81,7 +91,8 @@ apr_status_t eng_do_map(eng_t *e, const memds_cmd_t *cmd)
         luids[k++] = mi->source;
     }
     if (e->db->vt->map_put_many(e->db, e->dev.device_id, ss->store, guids,
-                                 luids, k) != APR_SUCCESS) {
+                                luids, k)
+        != APR_SUCCESS) {
         return eng_db_fail(e, "storing maps");
     }
     eng_reply(e, cmd, st);
@@ -94,13 +105,15 @@ apr_status_t eng_complete_session(eng_t *e)
     int i;
 
     for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
-        const memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
+        const memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i,
+                                                 memds_sstore_t *);
         memds_syncstate_t state, old;
         int failed = 0;
         apr_status_t rv;
 
         if (e->db->vt->queue_count_failed(e->db, &failed, e->sess.session_pk,
-                                           ss->store) != APR_SUCCESS) {
+                                          ss->store)
+            != APR_SUCCESS) {
             return eng_db_fail(e, "checking item results");
         }
         rv = e->db->vt->syncstate_get(e->db, &old, e->dev.device_id, ss->store);
@@ -113,8 +126,9 @@ apr_status_t eng_complete_session(eng_t *e)
         /* An item the device did not take is sent again next time: keep
          * the old change position then. */
         state.last_seq = (failed && rv == APR_SUCCESS) ? old.last_seq
-                       : ss->snapshot_seq >= 0 ? ss->snapshot_seq
-                       : (rv == APR_SUCCESS ? old.last_seq : 0);
+                         : ss->snapshot_seq >= 0
+                             ? ss->snapshot_seq
+                             : (rv == APR_SUCCESS ? old.last_seq : 0);
         if (e->db->vt->syncstate_put(e->db, e->dev.device_id, ss->store, &state)
             != APR_SUCCESS) {
             return eng_db_fail(e, "storing anchors");

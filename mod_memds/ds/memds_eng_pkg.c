@@ -99,13 +99,14 @@ memds_msg_t *eng_answer_header(eng_t *e, int with_respuri)
     m->hdr.verproto = e->in->version == MEMDS_V11 ? "SyncML/1.1" : "SyncML/1.2";
     m->hdr.session_id = h->session_id;
     m->hdr.msg_id = apr_itoa(e->p, e->sess.server_msg_id > 0
-                             ? e->sess.server_msg_id : 1);
+                                       ? e->sess.server_msg_id
+                                       : 1);
     m->hdr.target = eng_loc(e->p, h->source->uri);
     m->hdr.target->name = h->source->name;
     m->hdr.source = eng_loc(e->p, h->target->uri);
     if (with_respuri && e->sess.token && e->req->base_url) {
-        m->hdr.resp_uri = apr_pstrcat(e->p, e->req->base_url, "?s=",
-                                      e->sess.token, NULL);
+        m->hdr.resp_uri = apr_pstrcat(e->p, e->req->base_url,
+                                      "?s=", e->sess.token, NULL);
     }
     m->hdr.meta = eng_meta_new(e->p);
     m->hdr.meta->max_msg_size = e->cfg->max_msg_size;
@@ -136,8 +137,8 @@ apr_status_t eng_encode(eng_t *e, memds_msg_t *m)
     if (memds_msg_encode(&b, m, e->enc, &err, e->p) != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
-        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00014) "cannot encode the answer: %s",
-                                        err.msg);
+        e->resp->log_msg = apr_psprintf(
+            e->p, MEMDS_LOGNO(00014) "cannot encode the answer: %s", err.msg);
         return APR_EGENERAL;
     }
     e->resp->http_status = 200;
@@ -148,8 +149,7 @@ apr_status_t eng_encode(eng_t *e, memds_msg_t *m)
 
 /* An answer that ends the exchange without a session: a SyncHdr status
  * code for the header and for every command (e.g. 401), Final, no RespURI. */
-apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code,
-                        const char *why)
+apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code, const char *why)
 {
     memds_msg_t *m = eng_answer_header(e, 0);
     memds_cmd_t *s;
@@ -182,11 +182,11 @@ apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code,
     m->final = 1;
     if (!e->resp->log_msg) {
         e->resp->log_level = 6;
-        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00516) "device %s session %s MsgID %s: "
-                                        "refused with %d: %s",
-                                        e->in->hdr.source->uri,
-                                        e->in->hdr.session_id,
-                                        e->in->hdr.msg_id, hdr_code, why);
+        e->resp->log_msg = apr_psprintf(
+            e->p, MEMDS_LOGNO(00516) "device %s session %s MsgID %s: "
+                                     "refused with %d: %s",
+                              e->in->hdr.source->uri, e->in->hdr.session_id,
+                              e->in->hdr.msg_id, hdr_code, why);
     }
     return eng_encode(e, m);
 }
@@ -227,7 +227,8 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
             return eng_db_fail(e, "reading the slow-sync set");
         }
         for (i = 0; i < changes->nelts; ++i) {
-            const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i, memds_ds_change_t *);
+            const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i,
+                                                       memds_ds_change_t *);
             if (!apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)
                 && ds->vt->remove(ds, c->guid) != APR_SUCCESS) {
                 return eng_ds_fail(e, ds, "deleting an item");
@@ -257,21 +258,24 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     /* The device's maps (and in a slow sync what it turned out to have),
      * read once: the queue is built in memory and stored in one go. */
     if (e->db->vt->maps_load(e->db, &maps, e->dev.device_id, ss->store)
-        != APR_SUCCESS
-        || (mode == MEMDS_ALERT_SLOW && e->db->vt->seen_load(e->db, &seen, e->sess.session_pk,
-                                                 ss->store) != APR_SUCCESS)) {
+            != APR_SUCCESS
+        || (mode == MEMDS_ALERT_SLOW
+            && e->db->vt->seen_load(e->db, &seen, e->sess.session_pk, ss->store)
+                   != APR_SUCCESS)) {
         return eng_db_fail(e, "reading maps");
     }
     queue = apr_array_make(e->p, changes->nelts + 1, sizeof(memds_qitem_t *));
     for (i = 0; i < changes->nelts; ++i) {
-        const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i, memds_ds_change_t *);
+        const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i,
+                                                   memds_ds_change_t *);
         const char *luid = apr_hash_get(maps, c->guid, APR_HASH_KEY_STRING);
         memds_qitem_t *q;
 
         if (since >= 0 && c->changed_by == e->dev.device_id) {
             continue; /* the device's own change in this session */
         }
-        if (mode == MEMDS_ALERT_SLOW && apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)) {
+        if (mode == MEMDS_ALERT_SLOW
+            && apr_hash_get(seen, c->guid, APR_HASH_KEY_STRING)) {
             continue; /* the device has it, matched or sent by it */
         }
         /* (In a slow sync a mapped item the device did not send goes as a
@@ -284,7 +288,9 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
         q->n = ++n;
         q->guid = c->guid;
         q->luid = luid;
-        q->op = c->deleted ? MEMDS_Q_DELETE : luid ? MEMDS_Q_REPLACE : MEMDS_Q_ADD;
+        q->op = c->deleted ? MEMDS_Q_DELETE
+                : luid     ? MEMDS_Q_REPLACE
+                           : MEMDS_Q_ADD;
         APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
     }
     if (mode == MEMDS_ALERT_SLOW) {
@@ -296,7 +302,8 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
             return eng_ds_fail(e, ds, "listing deletions");
         }
         for (i = 0; i < all->nelts; ++i) {
-            const memds_ds_change_t *c = APR_ARRAY_IDX(all, i, memds_ds_change_t *);
+            const memds_ds_change_t *c = APR_ARRAY_IDX(all, i,
+                                                       memds_ds_change_t *);
             const char *luid = apr_hash_get(maps, c->guid, APR_HASH_KEY_STRING);
             memds_qitem_t *q;
             if (!c->deleted || !luid || c->changed_by == e->dev.device_id) {
@@ -311,7 +318,8 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
             APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
         }
     }
-    if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue) != APR_SUCCESS) {
+    if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue)
+        != APR_SUCCESS) {
         return eng_db_fail(e, "queueing changes");
     }
 done:
@@ -342,15 +350,18 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
     *pdata = NULL;
     *plen = 0;
     if (q->op != MEMDS_Q_DELETE) {
-        rv = ds->vt->fetch(ds, q->guid, q->op == MEMDS_Q_REPLACE ? known_seq : -1,
-                           pdata, plen, &type);
+        rv = ds->vt->fetch(ds, q->guid,
+                           q->op == MEMDS_Q_REPLACE ? known_seq : -1, pdata,
+                           plen, &type);
         if (rv != APR_SUCCESS) {
             return rv; /* gone meanwhile: APR_ENOENT */
         }
     }
-    c = eng_cmd_new(e, q->op == MEMDS_Q_ADD ? MEMDS_CMD_ADD
-                : q->op == MEMDS_Q_REPLACE ? MEMDS_CMD_REPLACE : MEMDS_CMD_DELETE);
-    if (e->dev.max_guid_size > 0 && strlen(q->guid) > (apr_size_t)e->dev.max_guid_size) {
+    c = eng_cmd_new(e, q->op == MEMDS_Q_ADD       ? MEMDS_CMD_ADD
+                       : q->op == MEMDS_Q_REPLACE ? MEMDS_CMD_REPLACE
+                                                  : MEMDS_CMD_DELETE);
+    if (e->dev.max_guid_size > 0
+        && strlen(q->guid) > (apr_size_t)e->dev.max_guid_size) {
         /* The device cannot store our GUID: an Add carries the temporary
          * id "#n" (queue position), which Map and Status translate back;
          * Replace and Delete need only the device's LUID. */
@@ -401,8 +412,9 @@ static apr_size_t safe_cut(const char *d, apr_size_t n, apr_size_t rest,
     if (enc == MEMDS_ENC_WBXML || n >= rest) {
         return n;
     }
-    while (n > 0 && (((unsigned char)d[n] & 0xC0) == 0x80 || WS(d[n])
-                     || WS(d[n - 1]))) {
+    while (
+        n > 0
+        && (((unsigned char)d[n] & 0xC0) == 0x80 || WS(d[n]) || WS(d[n - 1]))) {
         --n;
     }
     return n;
@@ -435,7 +447,7 @@ static apr_status_t flush_queue(eng_t *e)
 
     if (e->dirty->nelts
         && e->db->vt->queue_update_many(e->db, e->sess.session_pk, e->dirty)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return eng_db_fail(e, "updating the send queue");
     }
     for (i = 0; i < e->dirty->nelts; ++i) {
@@ -483,7 +495,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
          * slow sync it may have lost them: whole items then). */
         if (!ss->slow) {
             rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id,
-                                           ss->store);
+                                          ss->store);
             if (rv == APR_SUCCESS) {
                 known_seq = state.last_seq;
             }
@@ -510,7 +522,8 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 return rv;
             }
             if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
-                                         ss->store, 500) != APR_SUCCESS) {
+                                        ss->store, 500)
+                != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the send queue");
             }
             more = items->nelts == 500;
@@ -524,7 +537,8 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 rv = queued_cmd(&c, e, ds, q, known_seq, &data, &len);
                 if (rv == APR_ENOENT) {
                     /* Deleted meanwhile: nothing to send; the next sync tells. */
-                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_OK)) != APR_SUCCESS) {
+                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_OK))
+                        != APR_SUCCESS) {
                         return rv;
                     }
                     continue;
@@ -532,13 +546,17 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 if (rv != APR_SUCCESS) {
                     return eng_ds_fail(e, ds, "fetching an item");
                 }
-                if (e->sess.max_obj_size > 0 && (apr_int64_t)len > e->sess.max_obj_size) {
+                if (e->sess.max_obj_size > 0
+                    && (apr_int64_t)len > e->sess.max_obj_size) {
                     e->resp->log_level = 4;
-                    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00517) "item %s of %s (%lu bytes) "
-                                                    "exceeds the device's MaxObjSize: "
-                                                    "not sent", q->guid, ss->store,
-                                                    (unsigned long)len);
-                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_ENTITY_TOO_LARGE)) != APR_SUCCESS) {
+                    e->resp->log_msg = apr_psprintf(
+                        e->p,
+                        MEMDS_LOGNO(00517) "item %s of %s (%lu bytes) "
+                                           "exceeds the device's MaxObjSize: "
+                                           "not sent",
+                                    q->guid, ss->store, (unsigned long)len);
+                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_ENTITY_TOO_LARGE))
+                        != APR_SUCCESS) {
                         return rv;
                     }
                     continue;
@@ -555,7 +573,8 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     pl->q = q;
                     pl->prev_sent = q->sent_bytes;
                     est += delta;
-                    if ((rv = mark_sent(e, q, (apr_int64_t)len, 1, 0)) != APR_SUCCESS) {
+                    if ((rv = mark_sent(e, q, (apr_int64_t)len, 1, 0))
+                        != APR_SUCCESS) {
                         return rv;
                     }
                     continue;
@@ -564,8 +583,10 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 if (q->op != MEMDS_Q_DELETE && e->dev.large_objs) {
                     /* A large object: the biggest chunk that fits, exactly
                      * measured (binary search), cut where XML keeps it. */
-                    memds_item_t *it = APR_ARRAY_IDX(c->items, 0, memds_item_t *);
-                    apr_size_t rest = len - (apr_size_t)q->sent_bytes, lo = 0, hi = rest;
+                    memds_item_t *it = APR_ARRAY_IDX(c->items, 0,
+                                                     memds_item_t *);
+                    apr_size_t rest = len - (apr_size_t)q->sent_bytes, lo = 0,
+                               hi = rest;
 
                     it->more_data = 1;
                     if (q->sent_bytes == 0) {
@@ -591,7 +612,9 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                         pl = apr_array_push(placed);
                         pl->q = q;
                         pl->prev_sent = q->sent_bytes;
-                        if ((rv = mark_sent(e, q, q->sent_bytes + (apr_int64_t)lo, 0, 0))
+                        if ((rv = mark_sent(e, q,
+                                            q->sent_bytes + (apr_int64_t)lo, 0,
+                                            0))
                             != APR_SUCCESS) {
                             return rv;
                         }
@@ -604,12 +627,15 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     /* Would not fit even an otherwise empty message, and the
                      * device takes no large objects: it cannot be sent. */
                     e->resp->log_level = 4;
-                    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00518) "item %s of %s does not "
-                                                    "fit the device's MaxMsgSize and "
-                                                    "the device takes no large "
-                                                    "objects: not sent", q->guid,
-                                                    ss->store);
-                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_ENTITY_TOO_LARGE)) != APR_SUCCESS) {
+                    e->resp->log_msg = apr_psprintf(
+                        e->p,
+                        MEMDS_LOGNO(00518) "item %s of %s does not "
+                                           "fit the device's MaxMsgSize and "
+                                           "the device takes no large "
+                                           "objects: not sent",
+                                    q->guid, ss->store);
+                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_ENTITY_TOO_LARGE))
+                        != APR_SUCCESS) {
                         return rv;
                     }
                     full = 0;
@@ -619,7 +645,8 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         /* The exact size, trimmed if the shares added up short. */
         while (sync->cmds->nelts > 0 && total_with(e, sz, sync, base) > limit) {
             placed_t *pl = &APR_ARRAY_IDX(placed, placed->nelts - 1, placed_t);
-            if ((rv = mark_sent(e, pl->q, pl->prev_sent, 0, 0)) != APR_SUCCESS) {
+            if ((rv = mark_sent(e, pl->q, pl->prev_sent, 0, 0))
+                != APR_SUCCESS) {
                 return rv;
             }
             placed->nelts--;
@@ -653,7 +680,8 @@ int eng_sent_items(const eng_t *e)
     int i;
 
     for (i = 0; i < e->out->cmds->nelts; ++i) {
-        if (APR_ARRAY_IDX(e->out->cmds, i, memds_cmd_t *)->type == MEMDS_CMD_SYNC) {
+        if (APR_ARRAY_IDX(e->out->cmds, i, memds_cmd_t *)->type
+            == MEMDS_CMD_SYNC) {
             return 1;
         }
     }

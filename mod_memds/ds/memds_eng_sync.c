@@ -7,12 +7,12 @@ typedef struct op_ctx_t {
     eng_t *e;
     memds_sstore_t *ss;
     memds_ds_t *ds;
-    apr_int64_t last_seq;      /* device's last seen change (conflicts) */
+    apr_int64_t last_seq; /* device's last seen change (conflicts) */
     /* The device's maps of this datastore (luid -> guid), read once per
      * Sync; new maps and slow-sync "seen" marks are stored together at the
      * end of the Sync (flush_ops). */
     apr_hash_t *luid2guid;
-    apr_hash_t *claimed;       /* guids mapped in this Sync (not yet stored) */
+    apr_hash_t *claimed; /* guids mapped in this Sync (not yet stored) */
     apr_array_header_t *new_guids, *new_luids, *seen;
 } op_ctx_t;
 
@@ -24,7 +24,8 @@ static apr_status_t load_maps(op_ctx_t *o)
     if (o->luid2guid) {
         return APR_SUCCESS;
     }
-    if (o->e->db->vt->maps_load(o->e->db, &g2l, o->e->dev.device_id, o->ss->store)
+    if (o->e->db->vt->maps_load(o->e->db, &g2l, o->e->dev.device_id,
+                                o->ss->store)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -58,12 +59,14 @@ static apr_status_t flush_ops(op_ctx_t *o)
     eng_t *e = o->e;
 
     if (e->db->vt->map_put_many(e->db, e->dev.device_id, o->ss->store,
-                                 (const char *const *)o->new_guids->elts,
-                                 (const char *const *)o->new_luids->elts,
-                                 o->new_guids->nelts) != APR_SUCCESS
+                                (const char *const *)o->new_guids->elts,
+                                (const char *const *)o->new_luids->elts,
+                                o->new_guids->nelts)
+            != APR_SUCCESS
         || e->db->vt->seen_add_many(e->db, e->sess.session_pk, o->ss->store,
-                                     (const char *const *)o->seen->elts,
-                                     o->seen->nelts) != APR_SUCCESS) {
+                                    (const char *const *)o->seen->elts,
+                                    o->seen->nelts)
+               != APR_SUCCESS) {
         return eng_db_fail(e, "storing maps");
     }
     o->new_guids->nelts = o->new_luids->nelts = o->seen->nelts = 0;
@@ -93,15 +96,17 @@ static int ds_failed(op_ctx_t *o)
         return 0;
     }
     o->e->resp->log_level = 4;
-    o->e->resp->log_msg = apr_psprintf(o->e->p, MEMDS_LOGNO(00514) "device %s: %s",
-                                       o->e->dev.devid, o->ds->reason);
+    o->e->resp->log_msg = apr_psprintf(o->e->p,
+                                       MEMDS_LOGNO(00514) "device %s: %s",
+                                                   o->e->dev.devid,
+                                                   o->ds->reason);
     return o->ds->status;
 }
 
 /* Apply one Add or Replace item from the client; returns the status code,
  * 0 on a database error. */
-static int put_item(op_ctx_t *o, int is_add, const char *luid,
-                            const char *type, const char *data, apr_size_t len)
+static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
+                    const char *data, apr_size_t len)
 {
     eng_t *e = o->e;
     const char *guid;
@@ -112,7 +117,8 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid,
         return 0;
     }
     guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
-    rv = guid ? o->ds->vt->same(o->ds, guid, type, data, len, &same) : APR_ENOENT;
+    rv = guid ? o->ds->vt->same(o->ds, guid, type, data, len, &same)
+              : APR_ENOENT;
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         return ds_failed(o);
     }
@@ -198,21 +204,24 @@ static int del_item(op_ctx_t *o, const char *luid, int soft)
         return 0;
     }
     apr_hash_set(o->luid2guid, luid, APR_HASH_KEY_STRING, NULL);
-    return (!soft && rv == APR_ENOENT) ? MEMDS_ST_ITEM_NOT_DELETED : MEMDS_ST_OK;
+    return (!soft && rv == APR_ENOENT) ? MEMDS_ST_ITEM_NOT_DELETED
+                                       : MEMDS_ST_OK;
 }
 
 /* A chunk of a large object (MoreData), or the last chunk completing one.
  * Returns 0 on a database error; *pdone says the item is whole and
  * *pdata and *plen hold it. */
-static int chunk(op_ctx_t *o, const memds_cmd_t *c,
-                         const memds_item_t *it, const char *luid,
-                         const char **pdata, apr_size_t *plen, int *pdone)
+static int chunk(op_ctx_t *o, const memds_cmd_t *c, const memds_item_t *it,
+                 const char *luid, const char **pdata, apr_size_t *plen,
+                 int *pdone)
 {
     eng_t *e = o->e;
     memds_partial_t pt;
     apr_status_t rv;
-    apr_int64_t size = it->meta && it->meta->size != MEMDS_NOVAL ? it->meta->size
-                     : c->meta && c->meta->size != MEMDS_NOVAL ? c->meta->size : -1;
+    apr_int64_t size = it->meta && it->meta->size != MEMDS_NOVAL
+                           ? it->meta->size
+                       : c->meta && c->meta->size != MEMDS_NOVAL ? c->meta->size
+                                                                 : -1;
 
     *pdone = 0;
     rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
@@ -237,10 +246,12 @@ static int chunk(op_ctx_t *o, const memds_cmd_t *c,
         pt.cmd = memds_cmd_name(c->type);
         pt.luid = luid;
         pt.content_type = it->meta && it->meta->type ? it->meta->type
-                          : c->meta ? c->meta->type : NULL;
+                          : c->meta                  ? c->meta->type
+                                                     : NULL;
         pt.total_size = size;
     }
-    else if (strcmp(pt.luid, luid) != 0 || strcmp(pt.cmd, memds_cmd_name(c->type)) != 0) {
+    else if (strcmp(pt.luid, luid) != 0
+             || strcmp(pt.cmd, memds_cmd_name(c->type)) != 0) {
         /* A different item while one was incomplete: drop the old one. */
         if (e->db->vt->partial_drop(e->db, e->sess.session_pk, o->ss->store)
             != APR_SUCCESS) {
@@ -254,7 +265,8 @@ static int chunk(op_ctx_t *o, const memds_cmd_t *c,
     }
     if (it->more_data) {
         if (e->db->vt->partial_append(e->db, e->sess.session_pk, &pt,
-                                       it->data.data, it->data.len) != APR_SUCCESS) {
+                                      it->data.data, it->data.len)
+            != APR_SUCCESS) {
             return 0;
         }
         return MEMDS_ST_CHUNK_ACCEPTED;
@@ -287,21 +299,25 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
     for (i = 0; c->items && i < c->items->nelts; ++i) {
         const memds_item_t *it = APR_ARRAY_IDX(c->items, i, memds_item_t *);
         const char *luid = it->source && it->source->uri ? it->source->uri
-                         : it->target ? it->target->uri : NULL;
+                           : it->target                  ? it->target->uri
+                                                         : NULL;
         const char *type, *data;
         int code = 0;
         apr_size_t len;
         int done = 0;
         memds_cmd_t *st = eng_status_for(e, c, MEMDS_ST_OK);
 
-        eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL, e->p);
-        eng_add_ref(&st->target_refs, it->target ? it->target->uri : NULL, e->p);
+        eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL,
+                    e->p);
+        eng_add_ref(&st->target_refs, it->target ? it->target->uri : NULL,
+                    e->p);
         if (luid == NULL) {
             code = MEMDS_ST_INCOMPLETE_COMMAND;
         }
         else if (o->ss->alert_code == MEMDS_ALERT_ONE_WAY_SERVER
                  || o->ss->alert_code == MEMDS_ALERT_REFRESH_SERVER) {
-            code = MEMDS_ST_FORBIDDEN; /* one-way / refresh from server: no client changes */
+            code =
+                MEMDS_ST_FORBIDDEN; /* one-way / refresh from server: no client changes */
         }
         else if (c->type == MEMDS_CMD_DELETE) {
             o->ds->luid_hint = luid;
@@ -309,7 +325,8 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
         }
         else if (c->type == MEMDS_CMD_ADD || c->type == MEMDS_CMD_REPLACE) {
             type = it->meta && it->meta->type ? it->meta->type
-                 : c->meta ? c->meta->type : NULL;
+                   : c->meta                  ? c->meta->type
+                                              : NULL;
             /* The parent folder (hierarchical datastores): TargetParent is
              * our id; a SourceParent is the device's id of a folder it
              * added, mapped by now. */
@@ -322,7 +339,8 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
                 if (load_maps(o) != APR_SUCCESS) {
                     return eng_db_fail(e, "reading maps");
                 }
-                o->ds->parent_hint = apr_hash_get(o->luid2guid, it->source_parent,
+                o->ds->parent_hint = apr_hash_get(o->luid2guid,
+                                                  it->source_parent,
                                                   APR_HASH_KEY_STRING);
             }
             if (it->data_kind != MEMDS_DATA_BYTES) {
@@ -340,7 +358,8 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
             }
         }
         else {
-            code = MEMDS_ST_NOT_SUPPORTED; /* Copy, Move, Atomic, Sequence inside Sync */
+            code =
+                MEMDS_ST_NOT_SUPPORTED; /* Copy, Move, Atomic, Sequence inside Sync */
         }
         if (code == 0) {
             return eng_db_fail(e, "applying a client change");
@@ -363,10 +382,13 @@ apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
     eng_add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
     memset(&o, 0, sizeof(o));
     o.e = e;
-    o.ss = eng_find_sstore(e, eng_store_name(cmd->target ? cmd->target->uri : NULL, e->p));
+    o.ss = eng_find_sstore(e,
+                           eng_store_name(cmd->target ? cmd->target->uri : NULL,
+                                          e->p));
     if (o.ss == NULL || strcmp(e->sess.phase, PH_INIT) == 0) {
         /* Not alerted in this session (or before the alerts are answered). */
-        st->data = eng_code_text(e, o.ss ? MEMDS_ST_FORBIDDEN : MEMDS_ST_NOT_FOUND);
+        st->data = eng_code_text(e, o.ss ? MEMDS_ST_FORBIDDEN
+                                         : MEMDS_ST_NOT_FOUND);
         eng_reply(e, cmd, st);
         for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
             const memds_cmd_t *c = APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *);

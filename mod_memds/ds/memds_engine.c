@@ -76,8 +76,9 @@ apr_status_t eng_db_fail(eng_t *e, const char *what)
 {
     e->resp->http_status = 503;
     e->resp->log_level = 3;
-    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00500) "database error while %s: %s", what,
-                                    e->db->err ? e->db->err : "?");
+    e->resp->log_msg = apr_psprintf(e->p,
+                                    MEMDS_LOGNO(00500) "database error while %s: %s",
+                                        what, e->db->err ? e->db->err : "?");
     e->db->vt->rollback(e->db);
     return APR_EGENERAL;
 }
@@ -101,8 +102,9 @@ apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
     if (rv != APR_SUCCESS) {
         e->resp->http_status = 500;
         e->resp->log_level = 3;
-        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00501) "unknown datastore kind %s",
-                                        e->cfg->datastore);
+        e->resp->log_msg = apr_psprintf(e->p,
+                                        MEMDS_LOGNO(00501) "unknown datastore kind %s",
+                                            e->cfg->datastore);
     }
     return rv;
 }
@@ -122,8 +124,9 @@ apr_status_t eng_ds_fail(eng_t *e, memds_ds_t *ds, const char *what)
     }
     rv = eng_db_fail(e, what);
     e->resp->log_level = 3;
-    e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00502) "device %s: %s: %s (answered 503)",
-                                    e->dev.devid, what, ds->reason);
+    e->resp->log_msg = apr_psprintf(
+        e->p, MEMDS_LOGNO(00502) "device %s: %s: %s (answered 503)",
+                          e->dev.devid, what, ds->reason);
     return rv;
 }
 
@@ -159,19 +162,27 @@ static apr_status_t find_session(eng_t *e, int *phave)
         if (strcmp(h->msg_id, "1") == 0) {
             return APR_SUCCESS; /* a new session at an old RespURI */
         }
-        return eng_refuse(e, MEMDS_ST_NOT_FOUND, MEMDS_ST_NOT_FOUND, "unknown session") == APR_SUCCESS
-               ? APR_EACCES : APR_EGENERAL;
+        return eng_refuse(e, MEMDS_ST_NOT_FOUND, MEMDS_ST_NOT_FOUND,
+                          "unknown session")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     if (rv != APR_SUCCESS) {
         return eng_db_fail(e, "finding the session");
     }
     if (strcmp(e->sess.devid, h->source->uri) != 0) {
         e->resp->log_level = 4;
-        e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00503) "device %s presented the session "
-                                        "token of another device", h->source->uri);
+        e->resp->log_msg = apr_psprintf(
+            e->p, MEMDS_LOGNO(00503) "device %s presented the session "
+                                     "token of another device",
+                              h->source->uri);
         memset(&e->sess, 0, sizeof(e->sess));
-        return eng_refuse(e, MEMDS_ST_FORBIDDEN, MEMDS_ST_FORBIDDEN, "session of another device") == APR_SUCCESS
-               ? APR_EACCES : APR_EGENERAL;
+        return eng_refuse(e, MEMDS_ST_FORBIDDEN, MEMDS_ST_FORBIDDEN,
+                          "session of another device")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     *phave = 1;
     return APR_SUCCESS;
@@ -189,22 +200,31 @@ static apr_status_t check_sequence(eng_t *e)
             e->resp->len = e->sess.response_len;
             e->resp->replayed = 1;
             e->resp->log_level = 6;
-            e->resp->log_msg = apr_psprintf(e->p, MEMDS_LOGNO(00504) "device %s session %s MsgID %d: "
-                                            "retransmission, stored answer sent",
-                                            e->sess.devid, e->sess.session_id,
-                                            msgid);
+            e->resp->log_msg = apr_psprintf(
+                e->p, MEMDS_LOGNO(00504) "device %s session %s MsgID %d: "
+                                         "retransmission, stored answer sent",
+                                  e->sess.devid, e->sess.session_id, msgid);
             return APR_EACCES;
         }
-        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST, "MsgID reused for another message")
-               == APR_SUCCESS ? APR_EACCES : APR_EGENERAL;
+        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST,
+                          "MsgID reused for another message")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     if (msgid != e->sess.client_msg_id + 1) {
-        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST, "out-of-order MsgID") == APR_SUCCESS
-               ? APR_EACCES : APR_EGENERAL;
+        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST,
+                          "out-of-order MsgID")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     if (e->sess.expired && !e->sess.finished) {
-        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST, "session expired") == APR_SUCCESS
-               ? APR_EACCES : APR_EGENERAL;
+        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST,
+                          "session expired")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
     }
     return APR_SUCCESS;
 }
@@ -220,7 +240,7 @@ static apr_status_t start_session(eng_t *e, const char *account)
     }
     /* A client that ignores RespURI continues by SessionID. */
     rv = e->db->vt->session_by_sid(e->db, &e->sess, e->dev.device_id,
-                                    h->session_id);
+                                   h->session_id);
     if (rv == APR_SUCCESS && !e->sess.finished && !e->sess.expired
         && strcmp(h->msg_id, "1") != 0) {
         return check_sequence(e);
@@ -290,12 +310,15 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         != APR_SUCCESS) {
         resp->http_status = 400;
         resp->log_level = 6;
-        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00013) "not a SyncML message (%s%s%s): %s",
-                                     e->enc == MEMDS_ENC_WBXML ? "WBXML" : "XML",
-                                     err.line ? apr_psprintf(p, ", line %d", err.line) : "",
-                                     err.offset ? apr_psprintf(p, ", byte %lu",
-                                                               (unsigned long)err.offset) : "",
-                                     err.msg ? err.msg : "?");
+        resp->log_msg = apr_psprintf(
+            p,
+            MEMDS_LOGNO(00013) "not a SyncML message (%s%s%s): %s",
+                        e->enc == MEMDS_ENC_WBXML ? "WBXML" : "XML",
+                        err.line ? apr_psprintf(p, ", line %d", err.line) : "",
+                        err.offset ? apr_psprintf(p, ", byte %lu",
+                                                  (unsigned long)err.offset)
+                                   : "",
+                        err.msg ? err.msg : "?");
         return APR_SUCCESS;
     }
     h = &e->in->hdr;
@@ -307,15 +330,20 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     e->st_codes = apr_array_make(p, 16, sizeof(apr_int64_t));
     e->dirty = apr_array_make(p, 64, sizeof(memds_qitem_t *));
     e->ds_shared = memds_ds_shared_make(p);
-    if (strcmp(h->verproto, "SyncML/1.2") != 0 && strcmp(h->verproto, "SyncML/1.1") != 0) {
-        return eng_refuse(e, MEMDS_ST_PROTOCOL_VERSION, MEMDS_ST_PROTOCOL_VERSION, "SyncML/1.1, SyncML/1.2");
+    if (strcmp(h->verproto, "SyncML/1.2") != 0
+        && strcmp(h->verproto, "SyncML/1.1") != 0) {
+        return eng_refuse(e, MEMDS_ST_PROTOCOL_VERSION,
+                          MEMDS_ST_PROTOCOL_VERSION, "SyncML/1.1, SyncML/1.2");
     }
-    if ((e->in->version == MEMDS_V12) != (strcmp(h->verproto, "SyncML/1.2") == 0)
+    if ((e->in->version == MEMDS_V12)
+            != (strcmp(h->verproto, "SyncML/1.2") == 0)
         || (strcmp(h->verdtd, "1.2") != 0 && strcmp(h->verdtd, "1.1") != 0)) {
-        return eng_refuse(e, MEMDS_ST_DTD_VERSION, MEMDS_ST_DTD_VERSION, "VerDTD does not match VerProto");
+        return eng_refuse(e, MEMDS_ST_DTD_VERSION, MEMDS_ST_DTD_VERSION,
+                          "VerDTD does not match VerProto");
     }
     if (atoi(h->msg_id) < 1) {
-        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST, "invalid MsgID");
+        return eng_refuse(e, MEMDS_ST_BAD_REQUEST, MEMDS_ST_BAD_REQUEST,
+                          "invalid MsgID");
     }
 
     e->db = db;
@@ -324,7 +352,8 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     rv = find_session(e, &have);
     if (rv == APR_SUCCESS && have) {
-        if (e->db->vt->device_lock(e->db, &e->dev, e->sess.account, e->sess.devid)
+        if (e->db->vt->device_lock(e->db, &e->dev, e->sess.account,
+                                   e->sess.devid)
             != APR_SUCCESS) {
             return eng_db_fail(e, "locking the device");
         }
@@ -340,7 +369,8 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         }
     }
     if (rv == APR_EACCES) {
-        e->db->vt->rollback(e->db); /* refusals change nothing (auth committed itself) */
+        e->db->vt->rollback(
+            e->db); /* refusals change nothing (auth committed itself) */
         return APR_SUCCESS;
     }
     if (rv != APR_SUCCESS) {
@@ -348,14 +378,15 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     if (!e->new_session
         && e->db->vt->sstores_load(e->db, &e->sstores, e->sess.session_pk)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return eng_db_fail(e, "loading the session datastores");
     }
     e->sess.client_msg_id = atoi(h->msg_id);
     e->sess.server_msg_id++;
     if (h->meta && h->meta->max_msg_size > 0) {
         e->sess.max_msg_size = (int)(h->meta->max_msg_size > 0x7fffffff
-                                     ? 0x7fffffff : h->meta->max_msg_size);
+                                         ? 0x7fffffff
+                                         : h->meta->max_msg_size);
     }
     if (h->meta && h->meta->max_obj_size > 0) {
         e->sess.max_obj_size = h->meta->max_obj_size;
@@ -388,7 +419,8 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         e->sess.phase = PH_SUSPENDED;
         e->final = 1;
     }
-    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && e->saw_alert) {
+    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0
+             && e->saw_alert) {
         e->sess.phase = PH_CLIENT;
         e->final = 1;
     }
@@ -398,7 +430,8 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     else if (e->in->final && strcmp(e->sess.phase, PH_CLIENT) == 0) {
         for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
             memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
-            if (!ss->queue_built && (rv = eng_build_queue(e, ss)) != APR_SUCCESS) {
+            if (!ss->queue_built
+                && (rv = eng_build_queue(e, ss)) != APR_SUCCESS) {
                 return rv; /* (a resumed datastore brings its queue) */
             }
         }
@@ -468,9 +501,10 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     if (resp->len > eng_limit_of(e) + MSG_MARGIN) {
         resp->log_level = 4;
-        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00507) "answer of %lu bytes exceeds the device's "
-                                     "MaxMsgSize %d (statuses alone)",
-                                     (unsigned long)resp->len, e->sess.max_msg_size);
+        resp->log_msg = apr_psprintf(
+            p, MEMDS_LOGNO(00507) "answer of %lu bytes exceeds the device's "
+                                  "MaxMsgSize %d (statuses alone)",
+                           (unsigned long)resp->len, e->sess.max_msg_size);
     }
     e->sess.request_sha1 = e->req_sha1;
     e->sess.response = resp->body;
@@ -484,11 +518,12 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     }
     if (!resp->log_msg) {
         resp->log_level = 7;
-        resp->log_msg = apr_psprintf(p, MEMDS_LOGNO(00508) "device %s session %s MsgID %s: phase %s, "
-                                     "%d commands in, %d out%s", e->sess.devid,
-                                     e->sess.session_id, h->msg_id, e->sess.phase,
-                                     e->in->cmds->nelts, e->out->cmds->nelts,
-                                     e->final ? ", Final" : "");
+        resp->log_msg = apr_psprintf(
+            p, MEMDS_LOGNO(00508) "device %s session %s MsgID %s: phase %s, "
+                                  "%d commands in, %d out%s",
+                           e->sess.devid, e->sess.session_id, h->msg_id,
+                           e->sess.phase, e->in->cmds->nelts,
+                           e->out->cmds->nelts, e->final ? ", Final" : "");
     }
     return APR_SUCCESS;
 }

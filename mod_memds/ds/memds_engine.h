@@ -19,48 +19,50 @@
 
 /** Conflict resolution when both sides changed an item. */
 typedef enum {
-    MEMDS_CONFLICT_SERVER_WINS = 0, /**< 419; the server version goes to the device */
-    MEMDS_CONFLICT_CLIENT_WINS,     /**< 208; the device's change is applied */
-    MEMDS_CONFLICT_DUPLICATE        /**< 209; both kept */
+    MEMDS_CONFLICT_SERVER_WINS =
+        0, /**< 419; the server version goes to the device */
+    MEMDS_CONFLICT_CLIENT_WINS, /**< 208; the device's change is applied */
+    MEMDS_CONFLICT_DUPLICATE    /**< 209; both kept */
 } memds_conflict_e;
 
 /** Preferred authentication scheme (asked for in Chal). */
 typedef enum { MEMDS_AUTH_BASIC = 0, MEMDS_AUTH_MD5 } memds_authtype_e;
 
 typedef struct memds_engine_cfg_t {
-    const char *datastore;          /**< datastore kind: "items" or "imap" */
-    const memds_mail_cfg_t *mail;   /**< the mailbox datastores' settings */
+    const char *datastore;        /**< datastore kind: "items" or "imap" */
+    const memds_mail_cfg_t *mail; /**< the mailbox datastores' settings */
     const memds_ds_registry_t *registry; /**< datastore providers; NULL:
                                          only the built-in "items" */
-    int session_timeout;            /**< seconds of idle time before a session expires */
-    apr_int64_t max_msg_size;       /**< largest message we accept (our MaxMsgSize) */
-    apr_int64_t max_obj_size;       /**< largest item we accept (our MaxObjSize) */
+    int session_timeout; /**< seconds of idle time before a session expires */
+    apr_int64_t max_msg_size; /**< largest message we accept (our MaxMsgSize) */
+    apr_int64_t max_obj_size; /**< largest item we accept (our MaxObjSize) */
     memds_conflict_e conflict;
-    memds_authtype_e auth_type;     /**< scheme asked for in Chal */
-    const memds_verifier_t *verifier; /**< NULL: only HTTP-authenticated users */
-    int auth_max_failures;          /**< failures per window before blocking */
-    int auth_window;                /**< seconds */
-    int auth_block;                 /**< seconds */
-    const char *server_name;        /**< DevInf Man/Mod */
-    int record_md5;                 /**< keep md5 inner values from basic logins */
+    memds_authtype_e auth_type; /**< scheme asked for in Chal */
+    const memds_verifier_t
+        *verifier;           /**< NULL: only HTTP-authenticated users */
+    int auth_max_failures;   /**< failures per window before blocking */
+    int auth_window;         /**< seconds */
+    int auth_block;          /**< seconds */
+    const char *server_name; /**< DevInf Man/Mod */
+    int record_md5;          /**< keep md5 inner values from basic logins */
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {
     const char *body;
     apr_size_t len;
     memds_enc_e enc;
-    const char *token;      /**< the RespURI token (?s=...), NULL if none */
-    const char *base_url;   /**< absolute URL of the sync location, for RespURI */
-    const char *http_user;  /**< user httpd authenticated (r->user), or NULL */
+    const char *token;    /**< the RespURI token (?s=...), NULL if none */
+    const char *base_url; /**< absolute URL of the sync location, for RespURI */
+    const char *http_user; /**< user httpd authenticated (r->user), or NULL */
 } memds_request_t;
 
 typedef struct memds_response_t {
-    int http_status;        /**< 200, or 400 / 503 / 500 */
+    int http_status; /**< 200, or 400 / 503 / 500 */
     const char *body;
     apr_size_t len;
-    int log_level;          /**< level of log_msg (syslog numbers), 0: none */
-    const char *log_msg;    /**< one line for the error log; never has passwords */
-    int replayed;           /**< the stored response of a retransmission */
+    int log_level;       /**< level of log_msg (syslog numbers), 0: none */
+    const char *log_msg; /**< one line for the error log; never has passwords */
+    int replayed;        /**< the stored response of a retransmission */
 } memds_response_t;
 
 /**

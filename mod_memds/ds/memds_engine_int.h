@@ -42,19 +42,19 @@ typedef struct eng_t {
     memds_session_row_t sess;
     memds_device_t dev;
     int new_session;
-    apr_array_header_t *sstores;   /* memds_sstore_t * */
+    apr_array_header_t *sstores; /* memds_sstore_t * */
     /* the answer */
     memds_msg_t *out;
     int cmd_id;
-    apr_array_header_t *replies;   /* Status / Results, in order */
-    apr_array_header_t *cmds;      /* our own commands (Alert, Sync, Put...) */
+    apr_array_header_t *replies; /* Status / Results, in order */
+    apr_array_header_t *cmds;    /* our own commands (Alert, Sync, Put...) */
     int final;
-    int hdr_status;                /* 0: none yet */
+    int hdr_status; /* 0: none yet */
     memds_meta_t *chal;
     int authenticated_now;
-    int saw_alert;                 /* sync alerts processed in this message */
-    int need_sync_out;             /* package 4 starts in this answer */
-    int suspend;                   /* the client sent Alert 224 */
+    int saw_alert;     /* sync alerts processed in this message */
+    int need_sync_out; /* package 4 starts in this answer */
+    int suspend;       /* the client sent Alert 224 */
     /* the client's statuses for our items, stored in one statement */
     apr_array_header_t *st_refs, *st_luids, *st_codes;
     /* queue items changed while filling, stored in one statement */
@@ -130,8 +130,7 @@ apr_status_t eng_encode(eng_t *e, memds_msg_t *m);
 
 /* An answer that ends the exchange without a session: a SyncHdr status
  * code for the header and for every command (e.g. 401), Final, no RespURI. */
-apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code,
-                        const char *why);
+apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code, const char *why);
 
 /* Queue what the device must receive for one datastore. */
 apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss);

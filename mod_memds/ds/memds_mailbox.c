@@ -22,14 +22,17 @@ apr_status_t memds_mbox_fail(memds_ds_t *ds, int status, const char *reason)
 }
 
 apr_status_t memds_mbox_fail_imap(memds_ds_t *ds, const memds_imap_err_t *err,
-                              const char *what)
+                                  const char *what)
 {
     memds_err_t e = memds_imap_err_of(err);
     memds_outcome_t o = memds_outcome_of(&e, MEMDS_OUTCOME_ITEM);
 
-    return memds_mbox_fail(ds, o.status, apr_psprintf(ds->st->pool, "IMAP %s failed: %s "
-                                           "(%s)", what, err->msg ? err->msg
-                                           : "no detail", o.text));
+    return memds_mbox_fail(ds, o.status,
+                           apr_psprintf(ds->st->pool,
+                                        "IMAP %s failed: %s "
+                                        "(%s)",
+                                        what, err->msg ? err->msg : "no detail",
+                                        o.text));
 }
 
 /* A store failure: status 0 makes the engine answer 503 and roll back. */
@@ -53,7 +56,8 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
         return APR_SUCCESS;
     }
     if (x->cfg == NULL || x->cfg->imap_url == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no MemDSIMAPServer configured");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               "no MemDSIMAPServer configured");
     }
     memset(&c, 0, sizeof(c));
     c.url = x->cfg->imap_url;
@@ -67,9 +71,11 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
         c.password = x->password;
     }
     else {
-        return memds_mbox_fail(ds, MEMDS_ST_MISSING_CREDENTIALS, "no password for the IMAP login: the message "
-                    "carried no basic credentials and no MemDSIMAPMaster is "
-                    "configured");
+        return memds_mbox_fail(
+            ds, MEMDS_ST_MISSING_CREDENTIALS,
+            "no password for the IMAP login: the message "
+            "carried no basic credentials and no MemDSIMAPMaster is "
+            "configured");
     }
     c.io_timeout_ms = x->cfg->timeout_ms;
     c.log = x->cfg->log;
@@ -80,15 +86,17 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
     }
     x->sh->conn = NULL;
     if (x->cfg->imap_cache) {
-        if (memds_imap_cache_get(x->cfg->imap_cache, &x->sh->lease, &x->sh->conn,
-                                 &c, &err) != APR_SUCCESS) {
+        if (memds_imap_cache_get(x->cfg->imap_cache, &x->sh->lease,
+                                 &x->sh->conn, &c, &err)
+            != APR_SUCCESS) {
             x->sh->conn = NULL;
             x->sh->lease = NULL;
             return memds_mbox_fail_imap(ds, &err, "login");
         }
         x->sh->cache = x->cfg->imap_cache;
     }
-    else if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p) != APR_SUCCESS) {
+    else if (memds_imap_connect(&x->sh->conn, &c, &err, x->sh->p)
+             != APR_SUCCESS) {
         x->sh->conn = NULL;
         return memds_mbox_fail_imap(ds, &err, "login");
     }
@@ -100,13 +108,18 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
 
 memds_imap_role_e memds_mbox_role_of_name(const char *n)
 {
-    static const struct { const char *name; memds_imap_role_e role; } t[] = {
-        { "inbox", MEMDS_IMAP_ROLE_INBOX }, { "sent", MEMDS_IMAP_ROLE_SENT },
-        { "drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "draft", MEMDS_IMAP_ROLE_DRAFTS },
-        { "trash", MEMDS_IMAP_ROLE_TRASH }, { "junk", MEMDS_IMAP_ROLE_JUNK },
-        { "spam", MEMDS_IMAP_ROLE_JUNK }, { "archive", MEMDS_IMAP_ROLE_ARCHIVE },
-        { NULL, MEMDS_IMAP_ROLE_NONE }
-    };
+    static const struct {
+        const char *name;
+        memds_imap_role_e role;
+    } t[] = { { "inbox", MEMDS_IMAP_ROLE_INBOX },
+              { "sent", MEMDS_IMAP_ROLE_SENT },
+              { "drafts", MEMDS_IMAP_ROLE_DRAFTS },
+              { "draft", MEMDS_IMAP_ROLE_DRAFTS },
+              { "trash", MEMDS_IMAP_ROLE_TRASH },
+              { "junk", MEMDS_IMAP_ROLE_JUNK },
+              { "spam", MEMDS_IMAP_ROLE_JUNK },
+              { "archive", MEMDS_IMAP_ROLE_ARCHIVE },
+              { NULL, MEMDS_IMAP_ROLE_NONE } };
     int i;
 
     for (i = 0; t[i].name; ++i) {
@@ -120,11 +133,14 @@ memds_imap_role_e memds_mbox_role_of_name(const char *n)
 /* The usual names of role folders, for servers without SPECIAL-USE. */
 static const char *const *memds_mbox_usual_names(memds_imap_role_e role)
 {
-    static const char *const sent[] = { "Sent", "Sent Items", "Sent Messages",
-                                        "Sent Mail", "INBOX.Sent", NULL };
-    static const char *const drafts[] = { "Drafts", "Draft", "INBOX.Drafts", NULL };
+    static const char *const sent[] = { "Sent",          "Sent Items",
+                                        "Sent Messages", "Sent Mail",
+                                        "INBOX.Sent",    NULL };
+    static const char *const drafts[] = { "Drafts", "Draft", "INBOX.Drafts",
+                                          NULL };
     static const char *const trash[] = { "Trash", "Deleted Items",
-                                         "Deleted Messages", "INBOX.Trash", NULL };
+                                         "Deleted Messages", "INBOX.Trash",
+                                         NULL };
     static const char *const junk[] = { "Junk", "Spam", "Junk E-mail",
                                         "INBOX.Junk", NULL };
     static const char *const archive[] = { "Archive", "Archives", NULL };
@@ -184,7 +200,7 @@ apr_status_t memds_mbox_boxes(memds_ds_t *ds, apr_array_header_t **pboxes)
 /* The folder of a role: SPECIAL-USE, then MemDSFolder, then usual names.
  * *pname NULL when there is none. */
 apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
-                                const char **pname)
+                                    const char **pname)
 {
     memds_mbox_t *x = MBOX(ds);
     apr_array_header_t *boxes;
@@ -200,7 +216,8 @@ apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
         return APR_EGENERAL;
     }
     for (i = 0; i < boxes->nelts; ++i) {
-        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                   memds_imap_list_t *);
         if (l->role == role && memds_mbox_selectable(l)) {
             *pname = l->name;
             return APR_SUCCESS;
@@ -208,9 +225,12 @@ apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
     }
     if (x->cfg->folder_names[role]) {
         for (i = 0; i < boxes->nelts; ++i) {
-            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
-            if (memds_mbox_selectable(l) && strcmp(memds_mbox_path_of(l, ds->st->pool),
-                                        x->cfg->folder_names[role]) == 0) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                       memds_imap_list_t *);
+            if (memds_mbox_selectable(l)
+                && strcmp(memds_mbox_path_of(l, ds->st->pool),
+                          x->cfg->folder_names[role])
+                       == 0) {
                 *pname = l->name;
                 return APR_SUCCESS;
             }
@@ -218,8 +238,10 @@ apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
     }
     for (u = memds_mbox_usual_names(role); *u; ++u) {
         for (i = 0; i < boxes->nelts; ++i) {
-            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
-            if (memds_mbox_selectable(l) && strcasecmp(memds_mbox_path_of(l, ds->st->pool), *u) == 0) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                       memds_imap_list_t *);
+            if (memds_mbox_selectable(l)
+                && strcasecmp(memds_mbox_path_of(l, ds->st->pool), *u) == 0) {
                 *pname = l->name;
                 return APR_SUCCESS;
             }
@@ -240,7 +262,9 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
         return APR_SUCCESS;
     }
     if (x->hier) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no folder chosen in the hierarchical datastore");
+        return memds_mbox_fail(
+            ds, MEMDS_ST_COMMAND_FAILED,
+            "no folder chosen in the hierarchical datastore");
     }
     x->role = memds_mbox_role_of_name(name);
     if (x->role != MEMDS_IMAP_ROLE_NONE) {
@@ -257,10 +281,12 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
     }
     for (pass = 0; pass < 2; ++pass) {
         for (i = 0; i < boxes->nelts; ++i) {
-            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                       memds_imap_list_t *);
             const char *path = memds_mbox_path_of(l, ds->st->pool);
-            if (memds_mbox_selectable(l) && (pass == 0 ? strcmp(path, name) == 0
-                                  : strcasecmp(path, name) == 0)) {
+            if (memds_mbox_selectable(l)
+                && (pass == 0 ? strcmp(path, name) == 0
+                              : strcasecmp(path, name) == 0)) {
                 x->folder = l->name;
                 if (x->role == MEMDS_IMAP_ROLE_NONE) {
                     x->role = l->role;
@@ -273,18 +299,21 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
 }
 
 apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
-                                  const memds_imap_mailbox_t **pmb)
+                               const memds_imap_mailbox_t **pmb)
 {
     memds_imap_err_t err;
     const memds_imap_mailbox_t *mb;
 
-    if (memds_mbox_resolve(ds) != APR_SUCCESS || memds_mbox_conn(ds, pc) != APR_SUCCESS) {
+    if (memds_mbox_resolve(ds) != APR_SUCCESS
+        || memds_mbox_conn(ds, pc) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (memds_imap_select(*pc, MBOX(ds)->folder,
                           (memds_imap_caps(*pc) & MEMDS_IMAP_CAP_CONDSTORE)
-                          ? MEMDS_IMAP_SEL_CONDSTORE : 0,
-                          NULL, NULL, NULL, &mb, &err) != APR_SUCCESS) {
+                              ? MEMDS_IMAP_SEL_CONDSTORE
+                              : 0,
+                          NULL, NULL, NULL, &mb, &err)
+        != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "SELECT");
     }
     if (pmb) {
@@ -295,9 +324,9 @@ apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
 
 /* ------------------------------------------------------------ objects */
 
-
-apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in, const char *type,
-                             const char *data, apr_size_t len)
+apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,
+                                 const char *type, const char *data,
+                                 apr_size_t len)
 {
     apr_pool_t *p = ds->st->pool;
     memds_codec_err_t err;
@@ -310,8 +339,10 @@ apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in, const char
     else {
         memset(&err, 0, sizeof(err));
         if (memds_email_parse(&in->email, data, len, &err, p) != APR_SUCCESS) {
-            return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA, apr_psprintf(p, "unreadable email object: %s",
-                                              err.msg ? err.msg : "?"));
+            return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
+                                   apr_psprintf(p,
+                                                "unreadable email object: %s",
+                                                err.msg ? err.msg : "?"));
         }
         if (in->email->has_item) {
             memds_email_crlf(&in->msg, &in->len, in->email->item,
@@ -319,7 +350,8 @@ apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in, const char
         }
     }
     if (in->msg) {
-        in->message_id = memds_mime_header_value(in->msg, in->len, "Message-ID", p);
+        in->message_id = memds_mime_header_value(in->msg, in->len, "Message-ID",
+                                                 p);
     }
     return APR_SUCCESS;
 }
@@ -330,8 +362,12 @@ int memds_mbox_merge_flags(int old, const memds_email_t *e)
     int fl = old;
 
 #define SETB(field, bit) \
-    if (e->field == MEMDS_EMAIL_TRUE) { fl |= (bit); } \
-    else if (e->field == MEMDS_EMAIL_FALSE) { fl &= ~(bit); }
+    if (e->field == MEMDS_EMAIL_TRUE) { \
+        fl |= (bit); \
+    } \
+    else if (e->field == MEMDS_EMAIL_FALSE) { \
+        fl &= ~(bit); \
+    }
     if (e) {
         SETB(read, MEMDS_MAIL_SEEN);
         SETB(replied, MEMDS_MAIL_ANSWERED);
@@ -345,50 +381,55 @@ int memds_mbox_merge_flags(int old, const memds_email_t *e)
 
 const char *memds_mbox_flag_list(int fl, apr_pool_t *p)
 {
-    const char *s = apr_pstrcat(p,
-        (fl & MEMDS_MAIL_SEEN) ? " \\Seen" : "",
-        (fl & MEMDS_MAIL_ANSWERED) ? " \\Answered" : "",
-        (fl & MEMDS_MAIL_FLAGGED) ? " \\Flagged" : "",
-        (fl & MEMDS_MAIL_DELETED) ? " \\Deleted" : "",
-        (fl & MEMDS_MAIL_DRAFT) ? " \\Draft" : "",
-        (fl & MEMDS_MAIL_FORWARDED) ? " " MEMDS_EMAIL_IMAP_FORWARDED : "", NULL);
+    const char *s = apr_pstrcat(p, (fl & MEMDS_MAIL_SEEN) ? " \\Seen" : "",
+                                (fl & MEMDS_MAIL_ANSWERED) ? " \\Answered" : "",
+                                (fl & MEMDS_MAIL_FLAGGED) ? " \\Flagged" : "",
+                                (fl & MEMDS_MAIL_DELETED) ? " \\Deleted" : "",
+                                (fl & MEMDS_MAIL_DRAFT) ? " \\Draft" : "",
+                                (fl & MEMDS_MAIL_FORWARDED)
+                                    ? " " MEMDS_EMAIL_IMAP_FORWARDED
+                                    : "",
+                                NULL);
 
     return *s ? s + 1 : NULL;
 }
 
 /* STORE the difference between two flag sets on uid. */
 apr_status_t memds_mbox_store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
-                                apr_int64_t uid, int from, int to)
+                                    apr_int64_t uid, int from, int to)
 {
     const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT, uid);
     const char *add = memds_mbox_flag_list(to & ~from, ds->st->pool);
     const char *del = memds_mbox_flag_list(from & ~to, ds->st->pool);
     memds_imap_err_t err;
 
-    if ((add && memds_imap_uid_store(c, set, '+', add, 1, 0, NULL, NULL, NULL,
-                                     &err, ds->st->pool) != APR_SUCCESS)
-        || (del && memds_imap_uid_store(c, set, '-', del, 1, 0, NULL, NULL, NULL,
-                                        &err, ds->st->pool) != APR_SUCCESS)) {
+    if ((add
+         && memds_imap_uid_store(c, set, '+', add, 1, 0, NULL, NULL, NULL, &err,
+                                 ds->st->pool)
+                != APR_SUCCESS)
+        || (del
+            && memds_imap_uid_store(c, set, '-', del, 1, 0, NULL, NULL, NULL,
+                                    &err, ds->st->pool)
+                   != APR_SUCCESS)) {
         return memds_mbox_fail_imap(ds, &err, "UID STORE");
     }
     return APR_SUCCESS;
 }
 
 apr_status_t memds_mbox_body_cb(void *baton, apr_uint64_t off, const char *data,
-                            apr_size_t len)
+                                apr_size_t len)
 {
     (void)off;
     memds_buf_add(baton, data, len);
     return APR_SUCCESS;
 }
 
-
 /* APPEND a copy to the folder of role (Sent, or Drafts for a refused
  * message); its row makes it appear on the devices. *pguid NULL when there
  * is no such folder. */
 apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
-                              const char *data, apr_size_t len, int flags,
-                              const char **pguid)
+                                  const char *data, apr_size_t len, int flags,
+                                  const char **pguid)
 {
     memds_imap_conn_t *c;
     memds_imap_err_t err;
@@ -406,8 +447,9 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_imap_append(c, folder, memds_mbox_flag_list(flags, ds->st->pool), 0,
-                          data, len, &uv, &uid, &err) != APR_SUCCESS) {
+    if (memds_imap_append(c, folder, memds_mbox_flag_list(flags, ds->st->pool),
+                          0, data, len, &uv, &uid, &err)
+        != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
     if (uid == 0) {
@@ -416,16 +458,17 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
     memset(&row, 0, sizeof(row));
     row.uid = uid;
     row.flags = flags;
-    row.message_id = memds_mime_header_value(data, len, "Message-ID", ds->st->pool);
+    row.message_id = memds_mime_header_value(data, len, "Message-ID",
+                                             ds->st->pool);
     row.size = (apr_int64_t)len;
     row.internaldate = apr_time_now();
     /* changed_by 0: every device of the account gets it */
-    if (memds_mail_add(ds->st, pguid, ds->account, folder, &row, 0) != APR_SUCCESS) {
+    if (memds_mail_add(ds->st, pguid, ds->account, folder, &row, 0)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
 }
-
 
 /* Choose the folder the next operations work on (by IMAP name). */
 apr_status_t memds_mbox_set_folder(memds_ds_t *ds, const char *folder)
@@ -448,7 +491,8 @@ apr_status_t memds_mbox_set_folder(memds_ds_t *ds, const char *folder)
         return APR_EGENERAL;
     }
     for (i = 0; i < boxes->nelts; ++i) {
-        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                   memds_imap_list_t *);
         if (strcmp(l->name, folder) == 0) {
             x->role = l->role;
         }
@@ -457,22 +501,22 @@ apr_status_t memds_mbox_set_folder(memds_ds_t *ds, const char *folder)
 }
 
 apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
-                                  apr_int64_t uid, const char *section,
-                                  unsigned flags, memds_buf_t *out)
+                                      apr_int64_t uid, const char *section,
+                                      unsigned flags, memds_buf_t *out)
 {
     memds_imap_err_t err;
     memds_imap_body_info_t info;
 
     memds_buf_init(out, 4096, ds->st->pool);
     if (memds_imap_fetch_body(c, (apr_uint32_t)uid, section, 0, 0, flags,
-                              memds_mbox_body_cb, out, &info, &err) != APR_SUCCESS) {
+                              memds_mbox_body_cb, out, &info, &err)
+        != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[part]");
     }
     memds_buf_addc(out, '\0');
     out->len--;
     return APR_SUCCESS;
 }
-
 
 apr_array_header_t *memds_mbox_changes_of(const apr_array_header_t *rows,
                                           apr_pool_t *p)
@@ -532,7 +576,8 @@ apr_status_t memds_mbox_init(memds_ds_t *ds, const memds_ds_env_t *env,
     x->cfg = env->mail;
     x->env = *env;
     x->password = env->password;
-    x->want_rfc822 = env->want_type && strcasecmp(env->want_type, MEMDS_RFC822) == 0;
+    x->want_rfc822 = env->want_type
+                     && strcasecmp(env->want_type, MEMDS_RFC822) == 0;
     x->sh = shared_of(env->shared);
     x->p = p;
     ds->impl = x;

@@ -24,10 +24,10 @@
  *  request's memds_ds_shared_t): one IMAP connection and one LIST. */
 typedef struct memds_mbox_shared_t {
     memds_imap_conn_t *conn;
-    memds_imap_lease_t *lease;   /**< conn came from this cache entry */
+    memds_imap_lease_t *lease; /**< conn came from this cache entry */
     memds_imap_cache_t *cache;
-    apr_array_header_t *boxes;   /**< memds_imap_list_t *, or NULL */
-    apr_array_header_t *frows;   /**< memds_mfitem_t * (email datastore),
+    apr_array_header_t *boxes; /**< memds_imap_list_t *, or NULL */
+    apr_array_header_t *frows; /**< memds_mfitem_t * (email datastore),
                                       or NULL: read again */
     apr_pool_t *p;
 } memds_mbox_shared_t;
@@ -35,15 +35,15 @@ typedef struct memds_mbox_shared_t {
 /** One mailbox datastore (ds->impl). */
 typedef struct memds_mbox_t {
     const memds_mail_cfg_t *cfg;
-    memds_ds_env_t env;          /**< as opened (registry, shared, password) */
+    memds_ds_env_t env; /**< as opened (registry, shared, password) */
     const char *password;
     int want_rfc822;
     memds_mbox_shared_t *sh;
     apr_pool_t *p;
-    const char *folder;          /**< wire name, NULL until resolved */
+    const char *folder; /**< wire name, NULL until resolved */
     memds_imap_role_e role;
     int scanned;
-    int hier;                    /**< the hierarchical "email" datastore */
+    int hier; /**< the hierarchical "email" datastore */
 } memds_mbox_t;
 
 #define MBOX(ds) ((memds_mbox_t *)(ds)->impl)
@@ -103,8 +103,8 @@ const char *memds_mbox_flag_list(int fl, apr_pool_t *p);
 apr_status_t memds_mbox_store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
                                     apr_int64_t uid, int from, int to);
 /** Body callback appending to a memds_buf_t. */
-apr_status_t memds_mbox_body_cb(void *baton, apr_uint64_t off,
-                                const char *data, apr_size_t len);
+apr_status_t memds_mbox_body_cb(void *baton, apr_uint64_t off, const char *data,
+                                apr_size_t len);
 /** A part of message uid (BODY.PEEK[section]) into out (NUL-terminated). */
 apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
                                       apr_int64_t uid, const char *section,
@@ -130,7 +130,8 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds);
 apr_status_t memds_mtree_folder_row(memds_ds_t *ds, memds_mfitem_t *f,
                                     const char *guid);
 const char *memds_mtree_last_component(const char *path);
-apr_status_t memds_mtree_folder_rows(memds_ds_t *ds, apr_array_header_t **prows);
+apr_status_t memds_mtree_folder_rows(memds_ds_t *ds,
+                                     apr_array_header_t **prows);
 apr_status_t memds_mtree_parent_of_path(memds_ds_t *ds, const char *path,
                                         const char **pguid);
 apr_status_t memds_mtree_folder_fetch(memds_ds_t *ds, const char *guid,

@@ -42,15 +42,15 @@
 
 /** The scope of a failure. */
 typedef enum {
-    MEMDS_OUTCOME_ITEM = 0,   /**< one item of a Sync (Add, Replace, ...) */
-    MEMDS_OUTCOME_SESSION     /**< the session or a whole datastore */
+    MEMDS_OUTCOME_ITEM = 0, /**< one item of a Sync (Add, Replace, ...) */
+    MEMDS_OUTCOME_SESSION   /**< the session or a whole datastore */
 } memds_outcome_ctx_e;
 
 /** What an error means for the protocol and the log. */
 typedef struct memds_outcome_t {
-    int status;               /**< SyncML status (MEMDS_ST_*) */
-    const char *text;         /**< the error's sanitised text ("OK") */
-    memds_log_level_e level;  /**< level of the log line recording it */
+    int status;              /**< SyncML status (MEMDS_ST_*) */
+    const char *text;        /**< the error's sanitised text ("OK") */
+    memds_log_level_e level; /**< level of the log line recording it */
 } memds_outcome_t;
 
 /** The outcome of e (NULL: success) in context ctx. */

@@ -28,7 +28,7 @@
 typedef struct memds_sessdb_t memds_sessdb_t;
 
 typedef struct memds_sessdb_vt {
-    const char *name;   /**< "pg" or "mem" */
+    const char *name; /**< "pg" or "mem" */
 
     /* one transaction per request */
     apr_status_t (*begin)(memds_sessdb_t *db);
@@ -59,16 +59,19 @@ typedef struct memds_sessdb_vt {
                                       int max_guid_size, int large_objs);
 
     /* sessions, with the stored answer for retransmissions */
-    apr_status_t (*session_by_token)(memds_sessdb_t *db, memds_session_row_t *row,
+    apr_status_t (*session_by_token)(memds_sessdb_t *db,
+                                     memds_session_row_t *row,
                                      const char *token);
     apr_status_t (*session_by_sid)(memds_sessdb_t *db, memds_session_row_t *row,
-                                   apr_int64_t device_id, const char *session_id);
+                                   apr_int64_t device_id,
+                                   const char *session_id);
     apr_status_t (*session_save)(memds_sessdb_t *db, memds_session_row_t *row,
                                  int timeout_secs);
     apr_status_t (*sessions_expire)(memds_sessdb_t *db, int *pn);
 
     /* the datastores of a session; suspend and resume */
-    apr_status_t (*sstores_load)(memds_sessdb_t *db, apr_array_header_t **pstores,
+    apr_status_t (*sstores_load)(memds_sessdb_t *db,
+                                 apr_array_header_t **pstores,
                                  apr_int64_t session_pk);
     apr_status_t (*sstore_save)(memds_sessdb_t *db, apr_int64_t session_pk,
                                 const memds_sstore_t *ss);
@@ -81,22 +84,26 @@ typedef struct memds_sessdb_vt {
     /* the change queue (package 4) and the device's statuses for it */
     apr_status_t (*queue_add_many)(memds_sessdb_t *db, apr_int64_t session_pk,
                                    const apr_array_header_t *items);
-    apr_status_t (*queue_unsent)(memds_sessdb_t *db, apr_array_header_t **pitems,
+    apr_status_t (*queue_unsent)(memds_sessdb_t *db,
+                                 apr_array_header_t **pitems,
                                  apr_int64_t session_pk, const char *store,
                                  int limit);
     apr_status_t (*queue_find)(memds_sessdb_t *db, memds_qitem_t *q,
                                apr_int64_t session_pk, const char *store,
                                const char *guid, const char *luid);
-    apr_status_t (*queue_update_many)(memds_sessdb_t *db, apr_int64_t session_pk,
+    apr_status_t (*queue_update_many)(memds_sessdb_t *db,
+                                      apr_int64_t session_pk,
                                       const apr_array_header_t *items);
-    apr_status_t (*queue_status_many)(memds_sessdb_t *db, apr_int64_t session_pk,
+    apr_status_t (*queue_status_many)(memds_sessdb_t *db,
+                                      apr_int64_t session_pk,
                                       const char *const *refs,
                                       const char *const *luids,
                                       const apr_int64_t *codes, int n);
     apr_status_t (*queue_count_unsent)(memds_sessdb_t *db, int *pn,
                                        apr_int64_t session_pk);
     apr_status_t (*queue_count_failed)(memds_sessdb_t *db, int *pn,
-                                       apr_int64_t session_pk, const char *store);
+                                       apr_int64_t session_pk,
+                                       const char *store);
 
     /* maps and the slow-sync "seen" set */
     apr_status_t (*maps_load)(memds_sessdb_t *db, apr_hash_t **pmap,
@@ -127,7 +134,8 @@ typedef struct memds_sessdb_vt {
     apr_status_t (*syncstate_get)(memds_sessdb_t *db, memds_syncstate_t *ss,
                                   apr_int64_t device_id, const char *store);
     apr_status_t (*syncstate_put)(memds_sessdb_t *db, apr_int64_t device_id,
-                                  const char *store, const memds_syncstate_t *ss);
+                                  const char *store,
+                                  const memds_syncstate_t *ss);
 
     /** Open the datastore of env->kind in this store's transaction;
      *  APR_ENOTIMPL for a kind this store cannot serve. */
@@ -139,8 +147,8 @@ typedef struct memds_sessdb_vt {
 
 struct memds_sessdb_t {
     const memds_sessdb_vt *vt;
-    apr_pool_t *pool;       /**< the request's pool: results and errors */
-    const char *err;        /**< last error, for the log */
+    apr_pool_t *pool; /**< the request's pool: results and errors */
+    const char *err;  /**< last error, for the log */
     void *impl;
 };
 

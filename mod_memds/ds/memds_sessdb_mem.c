@@ -16,24 +16,24 @@
 
 typedef struct tables_t {
     apr_int64_t next_device, next_session, seq, tick;
-    apr_hash_t *auth;       /* account, devid -> mauth_t */
-    apr_hash_t *md5;        /* account -> inner value */
-    apr_hash_t *devices;    /* account, devid -> memds_device_t */
-    apr_hash_t *sessions;   /* pk -> msess_t */
-    apr_hash_t *sstores;    /* pk, store -> msstore_t */
-    apr_hash_t *queue;      /* pk, store, n -> mqueue_t */
-    apr_hash_t *seen;       /* pk, store, guid -> mseen_t */
-    apr_hash_t *partial;    /* pk, store -> memds_partial_t */
-    apr_hash_t *syncstate;  /* device, store -> memds_syncstate_t */
-    apr_hash_t *g2l;        /* device, store, guid -> mmap_t */
-    apr_hash_t *l2g;        /* device, store, luid -> mmap_t (the same) */
-    apr_hash_t *items;      /* account, store, guid -> mitem_t */
+    apr_hash_t *auth;      /* account, devid -> mauth_t */
+    apr_hash_t *md5;       /* account -> inner value */
+    apr_hash_t *devices;   /* account, devid -> memds_device_t */
+    apr_hash_t *sessions;  /* pk -> msess_t */
+    apr_hash_t *sstores;   /* pk, store -> msstore_t */
+    apr_hash_t *queue;     /* pk, store, n -> mqueue_t */
+    apr_hash_t *seen;      /* pk, store, guid -> mseen_t */
+    apr_hash_t *partial;   /* pk, store -> memds_partial_t */
+    apr_hash_t *syncstate; /* device, store -> memds_syncstate_t */
+    apr_hash_t *g2l;       /* device, store, guid -> mmap_t */
+    apr_hash_t *l2g;       /* device, store, luid -> mmap_t (the same) */
+    apr_hash_t *items;     /* account, store, guid -> mitem_t */
 } tables_t;
 
 struct memds_memdb_t {
     apr_pool_t *pool;
-    tables_t t;             /* current */
-    tables_t saved;         /* at begin */
+    tables_t t;     /* current */
+    tables_t saved; /* at begin */
     int in_tx;
 };
 
@@ -46,7 +46,7 @@ typedef struct mauth_t {
 typedef struct msess_t {
     memds_session_row_t row;
     apr_time_t expires;
-    apr_int64_t updated;    /* tick of the last save */
+    apr_int64_t updated; /* tick of the last save */
 } msess_t;
 
 typedef struct msstore_t {
@@ -108,7 +108,8 @@ static const char *kn(memds_memdb_t *m, apr_int64_t n, const char *b)
 static const char *kn3(memds_memdb_t *m, apr_int64_t n, const char *b,
                        const char *c)
 {
-    return apr_psprintf(m->pool, "%" APR_INT64_T_FMT SEP "%s" SEP "%s", n, b, c);
+    return apr_psprintf(m->pool, "%" APR_INT64_T_FMT SEP "%s" SEP "%s", n, b,
+                        c);
 }
 
 static void *get(apr_hash_t *h, const char *key)
@@ -304,7 +305,8 @@ static apr_status_t mem_device_lock(memds_sessdb_t *db, memds_device_t *dev,
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_device_set_devinf(memds_sessdb_t *db, apr_int64_t device_id,
+static apr_status_t mem_device_set_devinf(memds_sessdb_t *db,
+                                          apr_int64_t device_id,
                                           const char *xml, apr_size_t len,
                                           int max_guid_size, int large_objs)
 {
@@ -343,7 +345,8 @@ static apr_status_t mem_session_by_token(memds_sessdb_t *db,
 {
     apr_hash_index_t *hi;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.sessions); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.sessions); hi;
+         hi = apr_hash_next(hi)) {
         const msess_t *s = apr_hash_this_val(hi);
         if (eq(s->row.token, token)) {
             session_out(M(db), row, s);
@@ -353,14 +356,16 @@ static apr_status_t mem_session_by_token(memds_sessdb_t *db,
     return APR_ENOENT;
 }
 
-static apr_status_t mem_session_by_sid(memds_sessdb_t *db, memds_session_row_t *row,
+static apr_status_t mem_session_by_sid(memds_sessdb_t *db,
+                                       memds_session_row_t *row,
                                        apr_int64_t device_id,
                                        const char *session_id)
 {
     apr_hash_index_t *hi;
     const msess_t *best = NULL;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.sessions); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.sessions); hi;
+         hi = apr_hash_next(hi)) {
         const msess_t *s = apr_hash_this_val(hi);
         if (s->row.device_id == device_id && eq(s->row.session_id, session_id)
             && (!best || s->row.session_pk > best->row.session_pk)) {
@@ -374,30 +379,30 @@ static apr_status_t mem_session_by_sid(memds_sessdb_t *db, memds_session_row_t *
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_session_save(memds_sessdb_t *db, memds_session_row_t *row,
-                                     int timeout_secs)
+static apr_status_t mem_session_save(memds_sessdb_t *db,
+                                     memds_session_row_t *row, int timeout_secs)
 {
     memds_memdb_t *m = M(db);
     msess_t *s = apr_pcalloc(m->pool, sizeof(*s));
     const msess_t *old = NULL;
 
     if (row->session_pk != 0) {
-        old = get(m->t.sessions, apr_psprintf(m->pool, "%" APR_INT64_T_FMT,
-                                              row->session_pk));
+        old = get(m->t.sessions,
+                  apr_psprintf(m->pool, "%" APR_INT64_T_FMT, row->session_pk));
         if (old == NULL) {
             return APR_ENOENT;
         }
     }
     s->row = *row;
     if (old) {
-        s->row.token = old->row.token;       /* never changed by an update */
+        s->row.token = old->row.token; /* never changed by an update */
         s->row.device_id = old->row.device_id;
     }
     else {
         s->row.session_pk = row->session_pk = ++m->t.next_session;
         s->row.token = mdup(m, row->token);
     }
-    s->row.account = s->row.devid = NULL;    /* read from the device */
+    s->row.account = s->row.devid = NULL; /* read from the device */
     s->row.session_id = mdup(m, row->session_id);
     s->row.version = mdup(m, row->version);
     s->row.encoding = mdup(m, row->encoding);
@@ -409,14 +414,15 @@ static apr_status_t mem_session_save(memds_sessdb_t *db, memds_session_row_t *ro
     s->row.expired = 0;
     s->expires = apr_time_now() + apr_time_from_sec(timeout_secs);
     s->updated = ++m->t.tick;
-    put(m->t.sessions, apr_psprintf(m->pool, "%" APR_INT64_T_FMT,
-                                    s->row.session_pk), s);
+    put(m->t.sessions,
+        apr_psprintf(m->pool, "%" APR_INT64_T_FMT, s->row.session_pk), s);
     return APR_SUCCESS;
 }
 
 /* Forget the session's datastores, queue, slow-sync set and partial item
  * (store NULL: of every datastore). */
-static void drop_session_rows(memds_memdb_t *m, apr_int64_t pk, const char *store)
+static void drop_session_rows(memds_memdb_t *m, apr_int64_t pk,
+                              const char *store)
 {
     apr_hash_index_t *hi;
 
@@ -441,7 +447,8 @@ static void drop_session_rows(memds_memdb_t *m, apr_int64_t pk, const char *stor
     for (hi = apr_hash_first(NULL, m->t.partial); hi; hi = apr_hash_next(hi)) {
         const char *k = apr_hash_this_key(hi);
         const char *want = kn(m, pk, store);
-        if (store ? strcmp(k, want) == 0 : strncmp(k, want, strlen(want)) == 0) {
+        if (store ? strcmp(k, want) == 0
+                  : strncmp(k, want, strlen(want)) == 0) {
             put(m->t.partial, k, NULL);
         }
     }
@@ -478,14 +485,17 @@ static apr_status_t mem_sstores_load(memds_sessdb_t *db,
                                      apr_array_header_t **pstores,
                                      apr_int64_t session_pk)
 {
-    apr_array_header_t *arr = apr_array_make(db->pool, 4, sizeof(memds_sstore_t *));
+    apr_array_header_t *arr = apr_array_make(db->pool, 4,
+                                             sizeof(memds_sstore_t *));
     apr_hash_index_t *hi;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.sstores); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.sstores); hi;
+         hi = apr_hash_next(hi)) {
         const msstore_t *v = apr_hash_this_val(hi);
         if (v->pk == session_pk) {
-            APR_ARRAY_PUSH(arr, memds_sstore_t *) =
-                apr_pmemdup(db->pool, &v->ss, sizeof(v->ss));
+            APR_ARRAY_PUSH(arr, memds_sstore_t *) = apr_pmemdup(db->pool,
+                                                                &v->ss,
+                                                                sizeof(v->ss));
         }
     }
     qsort(arr->elts, (size_t)arr->nelts, sizeof(memds_sstore_t *), by_store);
@@ -552,7 +562,8 @@ static apr_status_t mem_resume_copy(memds_sessdb_t *db, apr_int64_t new_pk,
             n->q.op = v->q.op;
             n->q.guid = v->q.guid;
             n->q.luid = v->q.luid;
-            put(m->t.queue, kn3(m, new_pk, store, apr_itoa(m->pool, v->q.n)), n);
+            put(m->t.queue, kn3(m, new_pk, store, apr_itoa(m->pool, v->q.n)),
+                n);
         }
     }
     for (hi = apr_hash_first(NULL, m->t.seen); hi; hi = apr_hash_next(hi)) {
@@ -588,7 +599,8 @@ static apr_status_t mem_resume_copy(memds_sessdb_t *db, apr_int64_t new_pk,
 
 /* ------------------------------------------------------------- queue */
 
-static apr_status_t mem_queue_add_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t mem_queue_add_many(memds_sessdb_t *db,
+                                       apr_int64_t session_pk,
                                        const apr_array_header_t *items)
 {
     memds_memdb_t *m = M(db);
@@ -603,7 +615,8 @@ static apr_status_t mem_queue_add_many(memds_sessdb_t *db, apr_int64_t session_p
         v->q.op = q->op;
         v->q.guid = mdup(m, q->guid);
         v->q.luid = mdup(m, q->luid);
-        put(m->t.queue, kn3(m, session_pk, q->store, apr_itoa(m->pool, q->n)), v);
+        put(m->t.queue, kn3(m, session_pk, q->store, apr_itoa(m->pool, q->n)),
+            v);
     }
     return APR_SUCCESS;
 }
@@ -617,19 +630,22 @@ static int by_store_n(const void *a, const void *b)
     return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-static apr_status_t mem_queue_unsent(memds_sessdb_t *db, apr_array_header_t **pitems,
+static apr_status_t mem_queue_unsent(memds_sessdb_t *db,
+                                     apr_array_header_t **pitems,
                                      apr_int64_t session_pk, const char *store,
                                      int limit)
 {
-    apr_array_header_t *arr = apr_array_make(db->pool, 16, sizeof(memds_qitem_t *));
+    apr_array_header_t *arr = apr_array_make(db->pool, 16,
+                                             sizeof(memds_qitem_t *));
     apr_hash_index_t *hi;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi;
+         hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
         if (v->pk == session_pk && (!store || eq(v->q.store, store))
             && v->q.sent_msg_id == 0) {
-            APR_ARRAY_PUSH(arr, memds_qitem_t *) =
-                apr_pmemdup(db->pool, &v->q, sizeof(v->q));
+            APR_ARRAY_PUSH(arr, memds_qitem_t *) = apr_pmemdup(db->pool, &v->q,
+                                                               sizeof(v->q));
         }
     }
     qsort(arr->elts, (size_t)arr->nelts, sizeof(memds_qitem_t *), by_store_n);
@@ -644,7 +660,8 @@ static apr_status_t mem_queue_unsent(memds_sessdb_t *db, apr_array_header_t **pi
 static int temp_id(const char *guid)
 {
     if (guid && guid[0] == '#' && guid[1]
-        && strspn(guid + 1, "0123456789") == strlen(guid + 1) && strlen(guid) < 10) {
+        && strspn(guid + 1, "0123456789") == strlen(guid + 1)
+        && strlen(guid) < 10) {
         return atoi(guid + 1);
     }
     return -1;
@@ -662,12 +679,15 @@ static apr_status_t mem_queue_find(memds_sessdb_t *db, memds_qitem_t *q,
         db->err = "store: queue_find: neither guid nor luid given";
         return APR_EGENERAL;
     }
-    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi;
+         hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
         if (v->pk != session_pk || !eq(v->q.store, store)) {
             continue;
         }
-        if (n >= 0 ? v->q.n == n : guid ? eq(v->q.guid, guid) : eq(v->q.luid, luid)) {
+        if (n >= 0 ? v->q.n == n
+            : guid ? eq(v->q.guid, guid)
+                   : eq(v->q.luid, luid)) {
             if (!best || v->q.n < best->q.n) {
                 best = v;
             }
@@ -680,7 +700,8 @@ static apr_status_t mem_queue_find(memds_sessdb_t *db, memds_qitem_t *q,
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_queue_update_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t mem_queue_update_many(memds_sessdb_t *db,
+                                          apr_int64_t session_pk,
                                           const apr_array_header_t *items)
 {
     memds_memdb_t *m = M(db);
@@ -703,7 +724,8 @@ static apr_status_t mem_queue_update_many(memds_sessdb_t *db, apr_int64_t sessio
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_queue_status_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t mem_queue_status_many(memds_sessdb_t *db,
+                                          apr_int64_t session_pk,
                                           const char *const *refs,
                                           const char *const *luids,
                                           const apr_int64_t *codes, int n)
@@ -714,7 +736,8 @@ static apr_status_t mem_queue_status_many(memds_sessdb_t *db, apr_int64_t sessio
 
     for (i = 0; i < n; ++i) {
         int tn = temp_id(refs[i]);
-        for (hi = apr_hash_first(NULL, m->t.queue); hi; hi = apr_hash_next(hi)) {
+        for (hi = apr_hash_first(NULL, m->t.queue); hi;
+             hi = apr_hash_next(hi)) {
             const mqueue_t *v = apr_hash_this_val(hi);
             mqueue_t *nv;
             if (v->pk != session_pk
@@ -736,7 +759,8 @@ static apr_status_t mem_queue_count_unsent(memds_sessdb_t *db, int *pn,
     apr_hash_index_t *hi;
     int n = 0;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi;
+         hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
         n += v->pk == session_pk && v->q.sent_msg_id == 0;
     }
@@ -751,10 +775,12 @@ static apr_status_t mem_queue_count_failed(memds_sessdb_t *db, int *pn,
     apr_hash_index_t *hi;
     int n = 0;
 
-    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, M(db)->t.queue); hi;
+         hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
         n += v->pk == session_pk && eq(v->q.store, store)
-             && (v->q.status == 0 || (v->q.status >= 300 && v->q.status != 418));
+             && (v->q.status == 0
+                 || (v->q.status >= 300 && v->q.status != 418));
     }
     *pn = n;
     return APR_SUCCESS;
@@ -787,7 +813,8 @@ static apr_status_t mem_maps_load(memds_sessdb_t *db, apr_hash_t **pmap,
 }
 
 static apr_status_t mem_map_put_many(memds_sessdb_t *db, apr_int64_t device_id,
-                                     const char *store, const char *const *guids,
+                                     const char *store,
+                                     const char *const *guids,
                                      const char *const *luids, int n)
 {
     memds_memdb_t *m = M(db);
@@ -832,9 +859,9 @@ static apr_status_t mem_map_clear(memds_sessdb_t *db, apr_int64_t device_id,
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_seen_add_many(memds_sessdb_t *db, apr_int64_t session_pk,
-                                      const char *store, const char *const *guids,
-                                      int n)
+static apr_status_t mem_seen_add_many(memds_sessdb_t *db,
+                                      apr_int64_t session_pk, const char *store,
+                                      const char *const *guids, int n)
 {
     memds_memdb_t *m = M(db);
     int i;
@@ -870,7 +897,8 @@ static apr_status_t mem_seen_load(memds_sessdb_t *db, apr_hash_t **pset,
 static apr_status_t mem_partial_get(memds_sessdb_t *db, memds_partial_t *pt,
                                     apr_int64_t session_pk, const char *store)
 {
-    const memds_partial_t *v = get(M(db)->t.partial, kn(M(db), session_pk, store));
+    const memds_partial_t *v = get(M(db)->t.partial,
+                                   kn(M(db), session_pk, store));
 
     if (v == NULL) {
         return APR_ENOENT;
@@ -879,9 +907,10 @@ static apr_status_t mem_partial_get(memds_sessdb_t *db, memds_partial_t *pt,
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_partial_append(memds_sessdb_t *db, apr_int64_t session_pk,
-                                       const memds_partial_t *pt, const char *data,
-                                       apr_size_t len)
+static apr_status_t mem_partial_append(memds_sessdb_t *db,
+                                       apr_int64_t session_pk,
+                                       const memds_partial_t *pt,
+                                       const char *data, apr_size_t len)
 {
     memds_memdb_t *m = M(db);
     const char *key = kn(m, session_pk, pt->store);
@@ -923,7 +952,8 @@ static apr_status_t mem_partial_drop(memds_sessdb_t *db, apr_int64_t session_pk,
 static apr_status_t mem_syncstate_get(memds_sessdb_t *db, memds_syncstate_t *ss,
                                       apr_int64_t device_id, const char *store)
 {
-    const memds_syncstate_t *v = get(M(db)->t.syncstate, kn(M(db), device_id, store));
+    const memds_syncstate_t *v = get(M(db)->t.syncstate,
+                                     kn(M(db), device_id, store));
 
     if (v == NULL) {
         return APR_ENOENT;
@@ -933,7 +963,8 @@ static apr_status_t mem_syncstate_get(memds_sessdb_t *db, memds_syncstate_t *ss,
 }
 
 static apr_status_t mem_syncstate_put(memds_sessdb_t *db, apr_int64_t device_id,
-                                      const char *store, const memds_syncstate_t *ss)
+                                      const char *store,
+                                      const memds_syncstate_t *ss)
 {
     memds_memdb_t *m = M(db);
     memds_syncstate_t *v = apr_pcalloc(m->pool, sizeof(*v));
@@ -952,7 +983,8 @@ static apr_status_t mem_syncstate_put(memds_sessdb_t *db, apr_int64_t device_id,
 
 static const char *item_key(memds_ds_t *ds, const char *guid)
 {
-    return apr_pstrcat(DM(ds)->pool, ds->account, SEP, ds->store, SEP, guid, NULL);
+    return apr_pstrcat(DM(ds)->pool, ds->account, SEP, ds->store, SEP, guid,
+                       NULL);
 }
 
 static const mitem_t *item_of(memds_ds_t *ds, const char *guid)
@@ -976,7 +1008,7 @@ static void item_put(memds_ds_t *ds, mitem_t *it, const char *type,
 
 static apr_status_t mi_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
 {
-    *pseq = DM(ds)->t.seq;   /* one request at a time: all is visible */
+    *pseq = DM(ds)->t.seq; /* one request at a time: all is visible */
     return APR_SUCCESS;
 }
 
@@ -992,14 +1024,17 @@ static apr_status_t mi_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
                                apr_int64_t since, apr_int64_t upto)
 {
     apr_pool_t *p = ds->st->pool;
-    apr_array_header_t *out = apr_array_make(p, 16, sizeof(memds_ds_change_t *));
+    apr_array_header_t *out = apr_array_make(p, 16,
+                                             sizeof(memds_ds_change_t *));
     apr_hash_index_t *hi;
 
-    for (hi = apr_hash_first(NULL, DM(ds)->t.items); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(NULL, DM(ds)->t.items); hi;
+         hi = apr_hash_next(hi)) {
         const mitem_t *it = apr_hash_this_val(hi);
         memds_ds_change_t *c;
         if (!eq(it->account, ds->account) || !eq(it->store, ds->store)
-            || it->seq <= since || it->seq > upto || (since < 0 && it->deleted)) {
+            || it->seq <= since || it->seq > upto
+            || (since < 0 && it->deleted)) {
             continue;
         }
         c = apr_pcalloc(p, sizeof(*c));
@@ -1046,8 +1081,9 @@ static apr_status_t mi_add(memds_ds_t *ds, const char **pguid, const char *type,
     return APR_SUCCESS;
 }
 
-static apr_status_t mi_replace(memds_ds_t *ds, const char *guid, const char *type,
-                               const char *data, apr_size_t len)
+static apr_status_t mi_replace(memds_ds_t *ds, const char *guid,
+                               const char *type, const char *data,
+                               apr_size_t len)
 {
     const mitem_t *old = item_of(ds, guid);
 
@@ -1076,8 +1112,8 @@ static apr_status_t mi_remove(memds_ds_t *ds, const char *guid)
     return APR_SUCCESS;
 }
 
-static apr_status_t mi_match(memds_ds_t *ds, const char **pguid, const char *data,
-                             apr_size_t len)
+static apr_status_t mi_match(memds_ds_t *ds, const char **pguid,
+                             const char *data, apr_size_t len)
 {
     memds_memdb_t *m = DM(ds);
     apr_hash_index_t *hi;
@@ -1086,7 +1122,8 @@ static apr_status_t mi_match(memds_ds_t *ds, const char **pguid, const char *dat
     for (hi = apr_hash_first(NULL, m->t.items); hi; hi = apr_hash_next(hi)) {
         const mitem_t *it = apr_hash_this_val(hi);
         if (eq(it->account, ds->account) && eq(it->store, ds->store)
-            && !it->deleted && it->len == len && memcmp(it->data, data, len) == 0
+            && !it->deleted && it->len == len
+            && memcmp(it->data, data, len) == 0
             && !get(m->t.g2l, kn3(m, ds->device_id, ds->store, it->guid))
             && (!best || it->seq < best->seq)) {
             best = it;
@@ -1164,22 +1201,45 @@ static apr_status_t mem_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
     return APR_SUCCESS;
 }
 
-static const memds_sessdb_vt mem_vt = {
-    "mem",
-    mem_begin, mem_commit, mem_rollback,
-    mem_auth_get, mem_auth_set_nonce, mem_auth_failed, mem_auth_ok,
-    mem_md5_get, mem_md5_put,
-    mem_device_lock, mem_device_set_devinf,
-    mem_session_by_token, mem_session_by_sid, mem_session_save, mem_sessions_expire,
-    mem_sstores_load, mem_sstore_save, mem_suspended_find, mem_resume_copy,
-    mem_queue_add_many, mem_queue_unsent, mem_queue_find, mem_queue_update_many,
-    mem_queue_status_many, mem_queue_count_unsent, mem_queue_count_failed,
-    mem_maps_load, mem_map_put_many, mem_map_del, mem_map_clear,
-    mem_seen_add_many, mem_seen_load,
-    mem_partial_get, mem_partial_append, mem_partial_drop,
-    mem_syncstate_get, mem_syncstate_put,
-    mem_ds_open
-};
+static const memds_sessdb_vt mem_vt = { "mem",
+                                        mem_begin,
+                                        mem_commit,
+                                        mem_rollback,
+                                        mem_auth_get,
+                                        mem_auth_set_nonce,
+                                        mem_auth_failed,
+                                        mem_auth_ok,
+                                        mem_md5_get,
+                                        mem_md5_put,
+                                        mem_device_lock,
+                                        mem_device_set_devinf,
+                                        mem_session_by_token,
+                                        mem_session_by_sid,
+                                        mem_session_save,
+                                        mem_sessions_expire,
+                                        mem_sstores_load,
+                                        mem_sstore_save,
+                                        mem_suspended_find,
+                                        mem_resume_copy,
+                                        mem_queue_add_many,
+                                        mem_queue_unsent,
+                                        mem_queue_find,
+                                        mem_queue_update_many,
+                                        mem_queue_status_many,
+                                        mem_queue_count_unsent,
+                                        mem_queue_count_failed,
+                                        mem_maps_load,
+                                        mem_map_put_many,
+                                        mem_map_del,
+                                        mem_map_clear,
+                                        mem_seen_add_many,
+                                        mem_seen_load,
+                                        mem_partial_get,
+                                        mem_partial_append,
+                                        mem_partial_drop,
+                                        mem_syncstate_get,
+                                        mem_syncstate_put,
+                                        mem_ds_open };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)
 {

@@ -46,8 +46,9 @@ static apr_status_t pg_auth_failed(memds_sessdb_t *db, const char *account,
                                    const char *devid, int max_failures,
                                    int window_secs, int block_secs)
 {
-    return done(db, memds_store_auth_failed(ST(db), account, devid, max_failures,
-                                            window_secs, block_secs));
+    return done(db,
+                memds_store_auth_failed(ST(db), account, devid, max_failures,
+                                        window_secs, block_secs));
 }
 
 static apr_status_t pg_auth_ok(memds_sessdb_t *db, const char *account,
@@ -74,9 +75,10 @@ static apr_status_t pg_device_lock(memds_sessdb_t *db, memds_device_t *dev,
     return done(db, memds_store_device_lock(ST(db), dev, account, devid));
 }
 
-static apr_status_t pg_device_set_devinf(memds_sessdb_t *db, apr_int64_t device_id,
-                                         const char *xml, apr_size_t len,
-                                         int max_guid_size, int large_objs)
+static apr_status_t pg_device_set_devinf(memds_sessdb_t *db,
+                                         apr_int64_t device_id, const char *xml,
+                                         apr_size_t len, int max_guid_size,
+                                         int large_objs)
 {
     return done(db, memds_store_device_set_devinf(ST(db), device_id, xml, len,
                                                   max_guid_size, large_objs));
@@ -89,15 +91,17 @@ static apr_status_t pg_session_by_token(memds_sessdb_t *db,
     return done(db, memds_store_session_by_token(ST(db), row, token));
 }
 
-static apr_status_t pg_session_by_sid(memds_sessdb_t *db, memds_session_row_t *row,
+static apr_status_t pg_session_by_sid(memds_sessdb_t *db,
+                                      memds_session_row_t *row,
                                       apr_int64_t device_id,
                                       const char *session_id)
 {
-    return done(db, memds_store_session_by_sid(ST(db), row, device_id, session_id));
+    return done(db,
+                memds_store_session_by_sid(ST(db), row, device_id, session_id));
 }
 
-static apr_status_t pg_session_save(memds_sessdb_t *db, memds_session_row_t *row,
-                                    int timeout_secs)
+static apr_status_t pg_session_save(memds_sessdb_t *db,
+                                    memds_session_row_t *row, int timeout_secs)
 {
     return done(db, memds_store_session_save(ST(db), row, timeout_secs));
 }
@@ -134,13 +138,15 @@ static apr_status_t pg_resume_copy(memds_sessdb_t *db, apr_int64_t new_pk,
     return done(db, memds_store_resume_copy(ST(db), new_pk, old_pk, store));
 }
 
-static apr_status_t pg_queue_add_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t pg_queue_add_many(memds_sessdb_t *db,
+                                      apr_int64_t session_pk,
                                       const apr_array_header_t *items)
 {
     return done(db, memds_store_queue_add_many(ST(db), session_pk, items));
 }
 
-static apr_status_t pg_queue_unsent(memds_sessdb_t *db, apr_array_header_t **pitems,
+static apr_status_t pg_queue_unsent(memds_sessdb_t *db,
+                                    apr_array_header_t **pitems,
                                     apr_int64_t session_pk, const char *store,
                                     int limit)
 {
@@ -156,19 +162,21 @@ static apr_status_t pg_queue_find(memds_sessdb_t *db, memds_qitem_t *q,
                                            luid));
 }
 
-static apr_status_t pg_queue_update_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t pg_queue_update_many(memds_sessdb_t *db,
+                                         apr_int64_t session_pk,
                                          const apr_array_header_t *items)
 {
     return done(db, memds_store_queue_update_many(ST(db), session_pk, items));
 }
 
-static apr_status_t pg_queue_status_many(memds_sessdb_t *db, apr_int64_t session_pk,
+static apr_status_t pg_queue_status_many(memds_sessdb_t *db,
+                                         apr_int64_t session_pk,
                                          const char *const *refs,
                                          const char *const *luids,
                                          const apr_int64_t *codes, int n)
 {
-    return done(db, memds_store_queue_status_many(ST(db), session_pk, refs, luids,
-                                                  codes, n));
+    return done(db, memds_store_queue_status_many(ST(db), session_pk, refs,
+                                                  luids, codes, n));
 }
 
 static apr_status_t pg_queue_count_unsent(memds_sessdb_t *db, int *pn,
@@ -181,7 +189,8 @@ static apr_status_t pg_queue_count_failed(memds_sessdb_t *db, int *pn,
                                           apr_int64_t session_pk,
                                           const char *store)
 {
-    return done(db, memds_store_queue_count_failed(ST(db), pn, session_pk, store));
+    return done(db,
+                memds_store_queue_count_failed(ST(db), pn, session_pk, store));
 }
 
 static apr_status_t pg_maps_load(memds_sessdb_t *db, apr_hash_t **pmap,
@@ -211,10 +220,11 @@ static apr_status_t pg_map_clear(memds_sessdb_t *db, apr_int64_t device_id,
 }
 
 static apr_status_t pg_seen_add_many(memds_sessdb_t *db, apr_int64_t session_pk,
-                                     const char *store, const char *const *guids,
-                                     int n)
+                                     const char *store,
+                                     const char *const *guids, int n)
 {
-    return done(db, memds_store_seen_add_many(ST(db), session_pk, store, guids, n));
+    return done(db,
+                memds_store_seen_add_many(ST(db), session_pk, store, guids, n));
 }
 
 static apr_status_t pg_seen_load(memds_sessdb_t *db, apr_hash_t **pset,
@@ -229,11 +239,13 @@ static apr_status_t pg_partial_get(memds_sessdb_t *db, memds_partial_t *pt,
     return done(db, memds_store_partial_get(ST(db), pt, session_pk, store));
 }
 
-static apr_status_t pg_partial_append(memds_sessdb_t *db, apr_int64_t session_pk,
-                                      const memds_partial_t *pt, const char *data,
-                                      apr_size_t len)
+static apr_status_t pg_partial_append(memds_sessdb_t *db,
+                                      apr_int64_t session_pk,
+                                      const memds_partial_t *pt,
+                                      const char *data, apr_size_t len)
 {
-    return done(db, memds_store_partial_append(ST(db), session_pk, pt, data, len));
+    return done(db,
+                memds_store_partial_append(ST(db), session_pk, pt, data, len));
 }
 
 static apr_status_t pg_partial_drop(memds_sessdb_t *db, apr_int64_t session_pk,
@@ -263,22 +275,45 @@ static apr_status_t pg_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
     return memds_ds_open(pds, env, ST(db), account, store, device_id, p);
 }
 
-static const memds_sessdb_vt pg_vt = {
-    "pg",
-    pg_begin, pg_commit, pg_rollback,
-    pg_auth_get, pg_auth_set_nonce, pg_auth_failed, pg_auth_ok,
-    pg_md5_get, pg_md5_put,
-    pg_device_lock, pg_device_set_devinf,
-    pg_session_by_token, pg_session_by_sid, pg_session_save, pg_sessions_expire,
-    pg_sstores_load, pg_sstore_save, pg_suspended_find, pg_resume_copy,
-    pg_queue_add_many, pg_queue_unsent, pg_queue_find, pg_queue_update_many,
-    pg_queue_status_many, pg_queue_count_unsent, pg_queue_count_failed,
-    pg_maps_load, pg_map_put_many, pg_map_del, pg_map_clear,
-    pg_seen_add_many, pg_seen_load,
-    pg_partial_get, pg_partial_append, pg_partial_drop,
-    pg_syncstate_get, pg_syncstate_put,
-    pg_ds_open
-};
+static const memds_sessdb_vt pg_vt = { "pg",
+                                       pg_begin,
+                                       pg_commit,
+                                       pg_rollback,
+                                       pg_auth_get,
+                                       pg_auth_set_nonce,
+                                       pg_auth_failed,
+                                       pg_auth_ok,
+                                       pg_md5_get,
+                                       pg_md5_put,
+                                       pg_device_lock,
+                                       pg_device_set_devinf,
+                                       pg_session_by_token,
+                                       pg_session_by_sid,
+                                       pg_session_save,
+                                       pg_sessions_expire,
+                                       pg_sstores_load,
+                                       pg_sstore_save,
+                                       pg_suspended_find,
+                                       pg_resume_copy,
+                                       pg_queue_add_many,
+                                       pg_queue_unsent,
+                                       pg_queue_find,
+                                       pg_queue_update_many,
+                                       pg_queue_status_many,
+                                       pg_queue_count_unsent,
+                                       pg_queue_count_failed,
+                                       pg_maps_load,
+                                       pg_map_put_many,
+                                       pg_map_del,
+                                       pg_map_clear,
+                                       pg_seen_add_many,
+                                       pg_seen_load,
+                                       pg_partial_get,
+                                       pg_partial_append,
+                                       pg_partial_drop,
+                                       pg_syncstate_get,
+                                       pg_syncstate_put,
+                                       pg_ds_open };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)
 {

@@ -32,7 +32,8 @@ static void add_quoted(memds_buf_t *b, const char *t, apr_size_t n)
         if (eol > i && t[i] != '>') {
             memds_buf_add(b, " ", 1);
         }
-        memds_buf_add(b, t + i, (eol > i && t[eol - 1] == '\r') ? eol - 1 - i : eol - i);
+        memds_buf_add(b, t + i,
+                      (eol > i && t[eol - 1] == '\r') ? eol - 1 - i : eol - i);
         memds_buf_add(b, "\r\n", 2);
         i = eol + 1;
     }
@@ -45,9 +46,11 @@ static void add_str(memds_buf_t *b, const char *s)
 
 static int simple_text(const char *charset, const char *enc)
 {
-    return (!charset || !strcasecmp(charset, "utf-8") || !strcasecmp(charset, "us-ascii"))
+    return (!charset || !strcasecmp(charset, "utf-8")
+            || !strcasecmp(charset, "us-ascii"))
            && (!enc || !strcasecmp(enc, "7bit") || !strcasecmp(enc, "8bit")
-               || !strcasecmp(enc, "quoted-printable") || !strcasecmp(enc, "base64"));
+               || !strcasecmp(enc, "quoted-printable")
+               || !strcasecmp(enc, "base64"));
 }
 
 /* The original's first text/plain part that is not an attachment. */
@@ -56,7 +59,8 @@ static const memds_compose_part_t *text_part(const apr_array_header_t *parts)
     int i;
 
     for (i = 0; parts && i < parts->nelts; ++i) {
-        const memds_compose_part_t *l = &APR_ARRAY_IDX(parts, i, memds_compose_part_t);
+        const memds_compose_part_t *l = &APR_ARRAY_IDX(parts, i,
+                                                       memds_compose_part_t);
         if (!strcasecmp(l->type, "text") && !strcasecmp(l->subtype, "plain")
             && (!l->disposition || strcasecmp(l->disposition, "attachment"))) {
             return l;
@@ -78,7 +82,8 @@ static apr_status_t add_parts(memds_buf_t *out, const memds_compose_orig_t *o,
     int i;
 
     for (i = 0; o->parts && i < o->parts->nelts; ++i) {
-        const memds_compose_part_t *l = &APR_ARRAY_IDX(o->parts, i, memds_compose_part_t);
+        const memds_compose_part_t *l = &APR_ARRAY_IDX(o->parts, i,
+                                                       memds_compose_part_t);
         const char *mh, *mb;
         apr_size_t mhl, mbl;
         if (quote && l == textpart) {
@@ -93,15 +98,19 @@ static apr_status_t add_parts(memds_buf_t *out, const memds_compose_orig_t *o,
             if ((rv = o->fetch(o->baton, "", 0, &d, &n)) != APR_SUCCESS) {
                 return rv;
             }
-            x = apr_psprintf(p, "\r\n--%s\r\nContent-Type: message/rfc822\r\n"
-                             "Content-Disposition: attachment\r\n\r\n", boundary);
+            x = apr_psprintf(p,
+                             "\r\n--%s\r\nContent-Type: message/rfc822\r\n"
+                             "Content-Disposition: attachment\r\n\r\n",
+                             boundary);
             add_str(out, x);
             memds_buf_add(out, d, n);
             break;
         }
-        if ((rv = o->fetch(o->baton, apr_pstrcat(p, l->section, ".MIME", NULL), 0,
-                           &mh, &mhl)) != APR_SUCCESS
-            || (rv = o->fetch(o->baton, l->section, 0, &mb, &mbl)) != APR_SUCCESS) {
+        if ((rv = o->fetch(o->baton, apr_pstrcat(p, l->section, ".MIME", NULL),
+                           0, &mh, &mhl))
+                != APR_SUCCESS
+            || (rv = o->fetch(o->baton, l->section, 0, &mb, &mbl))
+                   != APR_SUCCESS) {
             return rv;
         }
         add_str(out, apr_psprintf(p, "\r\n--%s\r\n", boundary));
@@ -111,17 +120,16 @@ static apr_status_t add_parts(memds_buf_t *out, const memds_compose_orig_t *o,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_compose(const char **pout, apr_size_t *plen,
-                           const char *msg, apr_size_t len,
-                           const memds_compose_orig_t *o, const char **pwhy,
-                           apr_pool_t *p)
+apr_status_t memds_compose(const char **pout, apr_size_t *plen, const char *msg,
+                           apr_size_t len, const memds_compose_orig_t *o,
+                           const char **pwhy, apr_pool_t *p)
 {
     static const char *const drop_top[] = {
-        "X-MemDS-Reply", "X-MemDS-Forward", "MIME-Version", "Content-Type",
-        "Content-Transfer-Encoding", NULL
+        "X-MemDS-Reply", "X-MemDS-Forward",           "MIME-Version",
+        "Content-Type",  "Content-Transfer-Encoding", NULL
     };
     const char *ctype, *cte, *orig_id, *from, *date, *boundary, *refs, *top,
-               *hdr, *ctline;
+        *hdr, *ctline;
     memds_buf_t out, text;
     apr_size_t hlen, hdrlen;
     const memds_compose_part_t *textpart = text_part(o->parts);
@@ -131,8 +139,9 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
 
     *pwhy = NULL;
     /* the original's header fields the reply needs */
-    rv = o->fetch(o->baton, "HEADER.FIELDS (FROM DATE MESSAGE-ID REFERENCES SUBJECT)",
-                  0, &hdr, &hdrlen);
+    rv = o->fetch(o->baton,
+                  "HEADER.FIELDS (FROM DATE MESSAGE-ID REFERENCES SUBJECT)", 0,
+                  &hdr, &hdrlen);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -156,7 +165,8 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
     if (quote) {
         const char *ot;
         apr_size_t otl;
-        if ((rv = o->fetch(o->baton, textpart->section, 1, &ot, &otl)) != APR_SUCCESS) {
+        if ((rv = o->fetch(o->baton, textpart->section, 1, &ot, &otl))
+            != APR_SUCCESS) {
             return rv;
         }
         if (text.len >= 2 && memcmp(text.data + text.len - 2, "\r\n", 2) != 0) {
@@ -168,9 +178,11 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
                                         from ? from : "someone"));
         }
         else {
-            add_str(&text, apr_psprintf(p, "\r\n---------- Forwarded message "
+            add_str(&text, apr_psprintf(p,
+                                        "\r\n---------- Forwarded message "
                                         "----------\r\nFrom: %s\r\nDate: %s\r\n"
-                                        "\r\n", from ? from : "", date ? date : ""));
+                                        "\r\n",
+                                        from ? from : "", date ? date : ""));
         }
         add_quoted(&text, ot, otl);
     }
@@ -186,9 +198,10 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
     memds_buf_init(&out, len + text.len + 4096, p);
     add_str(&out, top);
     if (!o->forward && orig_id) {
-        add_str(&out, apr_psprintf(p, "In-Reply-To: %s\r\nReferences: %s%s%s\r\n",
-                                   orig_id, refs ? refs : "", refs ? " " : "",
-                                   orig_id));
+        add_str(&out,
+                apr_psprintf(p, "In-Reply-To: %s\r\nReferences: %s%s%s\r\n",
+                             orig_id, refs ? refs : "", refs ? " " : "",
+                             orig_id));
     }
     add_str(&out, "MIME-Version: 1.0\r\n");
     ctline = apr_psprintf(p, "Content-Type: %s\r\n%s%s%s\r\n",
@@ -201,12 +214,14 @@ apr_status_t memds_compose(const char **pout, apr_size_t *plen,
         memds_buf_add(&out, text.data, text.len);
     }
     else {
-        add_str(&out, apr_psprintf(p, "Content-Type: multipart/mixed; "
-                                   "boundary=\"%s\"\r\n\r\n--%s\r\n", boundary,
-                                   boundary));
+        add_str(&out, apr_psprintf(p,
+                                   "Content-Type: multipart/mixed; "
+                                   "boundary=\"%s\"\r\n\r\n--%s\r\n",
+                                   boundary, boundary));
         add_str(&out, ctline);
         memds_buf_add(&out, text.data, text.len);
-        if ((rv = add_parts(&out, o, textpart, quote, boundary, p)) != APR_SUCCESS) {
+        if ((rv = add_parts(&out, o, textpart, quote, boundary, p))
+            != APR_SUCCESS) {
             return rv;
         }
         add_str(&out, apr_psprintf(p, "\r\n--%s--\r\n", boundary));

@@ -24,7 +24,7 @@
 
 /** A leaf part of the original (from its BODYSTRUCTURE), in order. */
 typedef struct memds_compose_part_t {
-    const char *section;     /**< IMAP section number ("1", "2.1") */
+    const char *section;        /**< IMAP section number ("1", "2.1") */
     const char *type, *subtype; /**< lower or any case; never NULL */
     const char *charset, *encoding, *disposition; /**< or NULL */
 } memds_compose_part_t;
@@ -38,9 +38,9 @@ typedef apr_status_t memds_compose_fetch_fn(void *baton, const char *section,
                                             apr_size_t *plen);
 
 typedef struct memds_compose_orig_t {
-    int forward;                       /**< 1 forward, 0 reply */
-    const apr_array_header_t *parts;   /**< memds_compose_part_t */
-    int multipart;                     /**< the original is multipart */
+    int forward;                     /**< 1 forward, 0 reply */
+    const apr_array_header_t *parts; /**< memds_compose_part_t */
+    int multipart;                   /**< the original is multipart */
     memds_compose_fetch_fn *fetch;
     void *baton;
 } memds_compose_orig_t;
@@ -58,9 +58,8 @@ void memds_compose_target(const char *msg, apr_size_t len, const char **pid,
  *         (*pwhy says why); the fetch callback's error as it returned it
  *         (*pwhy NULL); APR_EGENERAL with *pwhy for anything else.
  */
-apr_status_t memds_compose(const char **pout, apr_size_t *plen,
-                           const char *msg, apr_size_t len,
-                           const memds_compose_orig_t *o, const char **pwhy,
-                           apr_pool_t *p);
+apr_status_t memds_compose(const char **pout, apr_size_t *plen, const char *msg,
+                           apr_size_t len, const memds_compose_orig_t *o,
+                           const char **pwhy, apr_pool_t *p);
 
 #endif /* MEMDS_COMPOSE_H */

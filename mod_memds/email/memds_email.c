@@ -35,7 +35,7 @@
 #include <libxml/tree.h>
 #include <string.h>
 
-#define NS_EMAIL  "syncml:email"
+#define NS_EMAIL "syncml:email"
 #define NS_FOLDER "syncml:folder"
 
 /* Why the SAX hooks stopped the parser. */
@@ -161,7 +161,7 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
                             apr_size_t wlen)
 {
     const unsigned char *b = (const unsigned char *)data, *s = b,
-        *end = b + len;
+                        *end = b + len;
 
     while (s < end) {
         unsigned c = *s, cp;
@@ -282,7 +282,7 @@ static int opt(const char *s, apr_size_t len, apr_size_t *i, char c)
 static const char *time_text(apr_int64_t secs, int floating, apr_pool_t *p)
 {
     apr_int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400),
-        rem = secs - days * 86400, y;
+                rem = secs - days * 86400, y;
     int m, d;
 
     civil_from_days(days, &y, &m, &d);
@@ -374,7 +374,7 @@ apr_status_t memds_email_time_parse(memds_email_time_t *dt, const char *s,
         return APR_EINVAL;
     }
     secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
-        - (apr_int64_t)sign * (oh * 3600 + om * 60);
+           - (apr_int64_t)sign * (oh * 3600 + om * 60);
     if (secs < secs_min() || secs > secs_max()) {
         return APR_EINVAL;
     }
@@ -388,7 +388,7 @@ apr_status_t memds_email_time_set(memds_email_time_t *dt, apr_time_t t,
                                   apr_pool_t *p)
 {
     apr_int64_t secs = t >= 0 ? t / APR_USEC_PER_SEC
-        : -((-(t + 1)) / APR_USEC_PER_SEC) - 1;
+                              : -((-(t + 1)) / APR_USEC_PER_SEC) - 1;
 
     if (secs < secs_min() || secs > secs_max()) {
         return APR_EINVAL;
@@ -403,9 +403,9 @@ apr_status_t memds_email_time_set(memds_email_time_t *dt, apr_time_t t,
 
 typedef struct px_t {
     apr_pool_t *p;
-    const char *own_ns;   /**< syncml:email / syncml:folder */
-    const char *root_ns;  /**< namespace of the root as written, or NULL */
-    int stopped;          /**< the parse hit a hardening limit (not repairable) */
+    const char *own_ns;  /**< syncml:email / syncml:folder */
+    const char *root_ns; /**< namespace of the root as written, or NULL */
+    int stopped; /**< the parse hit a hardening limit (not repairable) */
     /* the outcome */
     apr_status_t rv;
     const char *msg;
@@ -478,10 +478,14 @@ static char *put_utf8(char *o, unsigned long cp)
 static char *unescape_once(const char *s, apr_size_t len, apr_size_t *olen,
                            apr_pool_t *p)
 {
-    static const struct { const char *ent; char c; } ents[] = {
-        { "&lt;", '<' }, { "&gt;", '>' }, { "&amp;", '&' },
-        { "&quot;", '"' }, { "&apos;", '\'' }
-    };
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = { { "&lt;", '<' },
+                 { "&gt;", '>' },
+                 { "&amp;", '&' },
+                 { "&quot;", '"' },
+                 { "&apos;", '\'' } };
     char *out = apr_palloc(p, len + 1), *o = out;
     apr_size_t i = 0, k;
 
@@ -611,12 +615,15 @@ static apr_status_t check_ns(px_t *x, const xmlNode *e)
         return APR_SUCCESS;
     }
     h = (const char *)e->ns->href;
-    if ((x->root_ns && strcmp(h, x->root_ns) == 0) || ascii_caseeq(h, x->own_ns)) {
+    if ((x->root_ns && strcmp(h, x->root_ns) == 0)
+        || ascii_caseeq(h, x->own_ns)) {
         return APR_SUCCESS;
     }
-    return px_fail(x, line_of(e), apr_psprintf(x->p, "element <%s> (line %d) "
-                   "is in namespace '%s', not %s", nm(e), line_of(e), h,
-                   x->own_ns));
+    return px_fail(x, line_of(e),
+                   apr_psprintf(x->p,
+                                "element <%s> (line %d) "
+                                "is in namespace '%s', not %s",
+                                nm(e), line_of(e), h, x->own_ns));
 }
 
 /* A non-element child of container element `in`: blanks, comments and
@@ -627,24 +634,32 @@ static apr_status_t check_other(px_t *x, const xmlNode *c, const char *in)
     case XML_TEXT_NODE:
     case XML_CDATA_SECTION_NODE:
         if (c->content == NULL
-            || all_ws((const char *)c->content, strlen((const char *)c->content))) {
+            || all_ws((const char *)c->content,
+                      strlen((const char *)c->content))) {
             return APR_SUCCESS;
         }
-        return px_fail(x, line_of(c), apr_psprintf(x->p, "text inside <%s> "
-                       "(line %d): '%s'", in, line_of(c),
-                       shown((const char *)c->content,
-                             strlen((const char *)c->content), x->p)));
+        return px_fail(x, line_of(c),
+                       apr_psprintf(x->p,
+                                    "text inside <%s> "
+                                    "(line %d): '%s'",
+                                    in, line_of(c),
+                                    shown((const char *)c->content,
+                                          strlen((const char *)c->content),
+                                          x->p)));
     case XML_COMMENT_NODE:
-    case XML_PI_NODE:
-        return APR_SUCCESS;
+    case XML_PI_NODE: return APR_SUCCESS;
     case XML_ENTITY_REF_NODE:
-        return px_fail(x, line_of(c), apr_psprintf(x->p, "entity reference "
-                       "&%s; in <%s> (line %d) is refused", nm(c), in,
-                       line_of(c)));
+        return px_fail(x, line_of(c),
+                       apr_psprintf(x->p,
+                                    "entity reference "
+                                    "&%s; in <%s> (line %d) is refused",
+                                    nm(c), in, line_of(c)));
     default:
-        return px_fail(x, line_of(c), apr_psprintf(x->p, "unexpected XML node "
-                       "(type %d) in <%s> (line %d)", (int)c->type, in,
-                       line_of(c)));
+        return px_fail(x, line_of(c),
+                       apr_psprintf(x->p,
+                                    "unexpected XML node "
+                                    "(type %d) in <%s> (line %d)",
+                                    (int)c->type, in, line_of(c)));
     }
 }
 
@@ -661,9 +676,12 @@ static apr_status_t leaf_text(px_t *x, const xmlNode *e, const char **ps,
             total += c->content ? strlen((const char *)c->content) : 0;
         }
         else if (c->type == XML_ELEMENT_NODE) {
-            return px_fail(x, line_of(c), apr_psprintf(x->p, "element <%s> "
-                           "inside <%s> (line %d), which holds a value",
-                           nm(c), nm(e), line_of(c)));
+            return px_fail(
+                x, line_of(c),
+                apr_psprintf(x->p,
+                             "element <%s> "
+                             "inside <%s> (line %d), which holds a value",
+                             nm(c), nm(e), line_of(c)));
         }
         else if (check_other(x, c, nm(e)) != APR_SUCCESS) {
             return x->rv;
@@ -700,15 +718,20 @@ static int name_index(const xmlNode *e, const char *const *names, int n)
 static apr_status_t unknown(px_t *x, const xmlNode *e, const char *in,
                             const char *allowed)
 {
-    return px_fail(x, line_of(e), apr_psprintf(x->p, "unknown element <%s> in "
-                   "<%s> (line %d); allowed: %s", nm(e), in, line_of(e),
-                   allowed));
+    return px_fail(x, line_of(e),
+                   apr_psprintf(x->p,
+                                "unknown element <%s> in "
+                                "<%s> (line %d); allowed: %s",
+                                nm(e), in, line_of(e), allowed));
 }
 
 static apr_status_t repeated(px_t *x, const xmlNode *e, const char *in)
 {
-    return px_fail(x, line_of(e), apr_psprintf(x->p, "<%s> repeated in <%s> "
-                   "(line %d)", nm(e), in, line_of(e)));
+    return px_fail(x, line_of(e),
+                   apr_psprintf(x->p,
+                                "<%s> repeated in <%s> "
+                                "(line %d)",
+                                nm(e), in, line_of(e)));
 }
 
 static apr_status_t get_bool(px_t *x, const xmlNode *e, memds_email_bool_e *pb)
@@ -727,9 +750,12 @@ static apr_status_t get_bool(px_t *x, const xmlNode *e, memds_email_bool_e *pb)
         *pb = MEMDS_EMAIL_TRUE;
     }
     else {
-        return px_fail(x, line_of(e), apr_psprintf(x->p, "<%s> (line %d): "
-                       "'%s' is not a boolean (true, false, 1, 0 or empty)",
-                       nm(e), line_of(e), shown(t, strlen(t), x->p)));
+        return px_fail(
+            x, line_of(e),
+            apr_psprintf(x->p,
+                         "<%s> (line %d): "
+                         "'%s' is not a boolean (true, false, 1, 0 or empty)",
+                         nm(e), line_of(e), shown(t, strlen(t), x->p)));
     }
     return APR_SUCCESS;
 }
@@ -747,10 +773,13 @@ static apr_status_t get_time(px_t *x, const xmlNode *e, memds_email_time_t *dt)
         return APR_SUCCESS; /* empty: absent */
     }
     if (memds_email_time_parse(dt, t, strlen(t), x->p) != APR_SUCCESS) {
-        return px_fail(x, line_of(e), apr_psprintf(x->p, "<%s> (line %d): "
-                       "'%s' is not an ISO 8601 date-time "
-                       "(YYYYMMDDTHHMMSSZ)", nm(e), line_of(e),
-                       shown(t, strlen(t), x->p)));
+        return px_fail(x, line_of(e),
+                       apr_psprintf(x->p,
+                                    "<%s> (line %d): "
+                                    "'%s' is not an ISO 8601 date-time "
+                                    "(YYYYMMDDTHHMMSSZ)",
+                                    nm(e), line_of(e),
+                                    shown(t, strlen(t), x->p)));
     }
     return APR_SUCCESS;
 }
@@ -787,9 +816,12 @@ static apr_status_t get_size(px_t *x, const xmlNode *e, apr_int64_t *pv)
         return APR_SUCCESS;
     }
     if (!parse_size(t, pv)) {
-        return px_fail(x, line_of(e), apr_psprintf(x->p, "<%s> (line %d): "
-                       "'%s' is not a byte count", nm(e), line_of(e),
-                       shown(t, strlen(t), x->p)));
+        return px_fail(x, line_of(e),
+                       apr_psprintf(x->p,
+                                    "<%s> (line %d): "
+                                    "'%s' is not a byte count",
+                                    nm(e), line_of(e),
+                                    shown(t, strlen(t), x->p)));
     }
     return APR_SUCCESS;
 }
@@ -839,8 +871,11 @@ static apr_status_t get_ext(px_t *x, const xmlNode *e,
                 return x->rv;
             }
             if (xnam == NULL) {
-                return px_fail(x, line_of(c), apr_psprintf(x->p, "empty <%s> "
-                               "in <%s> (line %d)", nm(c), nm(e), line_of(c)));
+                return px_fail(x, line_of(c),
+                               apr_psprintf(x->p,
+                                            "empty <%s> "
+                                            "in <%s> (line %d)",
+                                            nm(c), nm(e), line_of(c)));
             }
             break;
         case 1:
@@ -849,13 +884,15 @@ static apr_status_t get_ext(px_t *x, const xmlNode *e,
             }
             APR_ARRAY_PUSH(vals, const char *) = v; /* exact, not trimmed */
             break;
-        default:
-            return unknown(x, c, nm(e), "XNam, XVal");
+        default: return unknown(x, c, nm(e), "XNam, XVal");
         }
     }
     if (xnam == NULL) {
-        return px_fail(x, line_of(e), apr_psprintf(x->p, "<%s> (line %d) has "
-                       "no <XNam>", nm(e), line_of(e)));
+        return px_fail(x, line_of(e),
+                       apr_psprintf(x->p,
+                                    "<%s> (line %d) has "
+                                    "no <XNam>",
+                                    nm(e), line_of(e)));
     }
     ext = memds_email_ext_add(pexts, xnam, NULL, 0, x->p);
     ext->xvals = vals;
@@ -901,8 +938,8 @@ static apr_status_t get_truncated(px_t *x, const xmlNode *e, memds_email_t *em)
             }
             k = name_index(f, fields, 3);
             if (k < 0 || (kind == 0 && k == 0)) {
-                return unknown(x, f, nm(c), kind == 0 ? "size, type"
-                               : "name, size, type");
+                return unknown(x, f, nm(c),
+                               kind == 0 ? "size, type" : "name, size, type");
             }
             if (seen & (1 << k)) {
                 return repeated(x, f, nm(c));
@@ -927,8 +964,9 @@ static apr_status_t get_truncated(px_t *x, const xmlNode *e, memds_email_t *em)
 static int hexval(int c)
 {
     c = lc(c);
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-        : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
 }
 
 /* Quoted-printable decoding (RFC 2045 6.7): =XX, soft line breaks (= then
@@ -997,10 +1035,13 @@ static apr_status_t get_item(px_t *x, const xmlNode *e, memds_email_t *em)
         else if (v && *v && !ascii_caseeq((const char *)v, "7bit")
                  && !ascii_caseeq((const char *)v, "8bit")
                  && !ascii_caseeq((const char *)v, "binary")) {
-            const char *m = apr_psprintf(x->p, "<%s enc='%s'> (line %d): "
+            const char *m = apr_psprintf(
+                x->p,
+                "<%s enc='%s'> (line %d): "
                 "unsupported encoding (quoted-printable, 7bit, 8bit or "
-                "binary)", nm(e), shown((const char *)v,
-                strlen((const char *)v), x->p), line_of(e));
+                "binary)",
+                nm(e), shown((const char *)v, strlen((const char *)v), x->p),
+                line_of(e));
             xmlFree(v);
             return px_fail(x, line_of(e), m);
         }
@@ -1016,9 +1057,13 @@ static apr_status_t get_item(px_t *x, const xmlNode *e, memds_email_t *em)
             last_cd = c;
         }
         else if (c->type == XML_ELEMENT_NODE) {
-            return px_fail(x, line_of(c), apr_psprintf(x->p, "element <%s> "
-                           "inside <%s> (line %d): the message must be CDATA "
-                           "or escaped text", nm(c), nm(e), line_of(c)));
+            return px_fail(
+                x, line_of(c),
+                apr_psprintf(x->p,
+                             "element <%s> "
+                             "inside <%s> (line %d): the message must be CDATA "
+                             "or escaped text",
+                             nm(c), nm(e), line_of(c)));
         }
         else if (c->type != XML_TEXT_NODE
                  && check_other(x, c, nm(e)) != APR_SUCCESS) {
@@ -1031,8 +1076,9 @@ static apr_status_t get_item(px_t *x, const xmlNode *e, memds_email_t *em)
         if (c == first_cd) {
             in_range = 1;
         }
-        if (in_range && (c->type == XML_TEXT_NODE
-                         || c->type == XML_CDATA_SECTION_NODE) && c->content) {
+        if (in_range
+            && (c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE)
+            && c->content) {
             total += strlen((const char *)c->content);
         }
         if (c == last_cd) {
@@ -1044,8 +1090,9 @@ static apr_status_t get_item(px_t *x, const xmlNode *e, memds_email_t *em)
         if (c == first_cd) {
             in_range = 1;
         }
-        if (in_range && (c->type == XML_TEXT_NODE
-                         || c->type == XML_CDATA_SECTION_NODE) && c->content) {
+        if (in_range
+            && (c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE)
+            && c->content) {
             apr_size_t l = strlen((const char *)c->content);
             if (c == last_cd) {
                 last_off = off;
@@ -1090,7 +1137,8 @@ static void fnbl_view(memds_email_t *em, apr_pool_t *p)
     for (i = 0; em->exts && i < em->exts->nelts; ++i) {
         const memds_ext_t *x = APR_ARRAY_IDX(em->exts, i, memds_ext_t *);
         int n = x->xvals ? x->xvals->nelts : 0;
-        const char *v0 = n > 0 ? APR_ARRAY_IDX(x->xvals, 0, const char *) : NULL;
+        const char *v0 = n > 0 ? APR_ARRAY_IDX(x->xvals, 0, const char *)
+                               : NULL;
         apr_int64_t v;
 
         if (ascii_caseeq(x->xnam, "x-funambol-size")) {
@@ -1110,7 +1158,8 @@ static void fnbl_view(memds_email_t *em, apr_pool_t *p)
         }
         else if (ascii_caseeq(x->xnam, "x-funambol-attach")) {
             memds_email_attach_t *at = apr_pcalloc(p, sizeof(*at));
-            const char *v1 = n > 1 ? APR_ARRAY_IDX(x->xvals, 1, const char *) : NULL;
+            const char *v1 = n > 1 ? APR_ARRAY_IDX(x->xvals, 1, const char *)
+                                   : NULL;
             at->name = v0;
             at->size = MEMDS_EMAIL_NOSIZE;
             if (v1 && parse_size(trimmed(v1, strlen(v1), p), &v)) {
@@ -1128,14 +1177,25 @@ static void fnbl_view(memds_email_t *em, apr_pool_t *p)
 
 /* Email element indices, in Nokia's order. */
 enum {
-    E_READ, E_FORWARDED, E_REPLIED, E_RECEIVED, E_CREATED, E_MODIFIED,
-    E_DELETED, E_FLAGGED, E_EMAILITEM, E_TRUNCATED, E_EXT, E_COUNT
+    E_READ,
+    E_FORWARDED,
+    E_REPLIED,
+    E_RECEIVED,
+    E_CREATED,
+    E_MODIFIED,
+    E_DELETED,
+    E_FLAGGED,
+    E_EMAILITEM,
+    E_TRUNCATED,
+    E_EXT,
+    E_COUNT
 };
 static const char *const email_names[E_COUNT] = {
-    "read", "forwarded", "replied", "received", "created", "modified",
-    "deleted", "flagged", "emailitem", "truncated", "Ext"
+    "read",    "forwarded", "replied",   "received",  "created", "modified",
+    "deleted", "flagged",   "emailitem", "truncated", "Ext"
 };
-#define EMAIL_ALLOWED "read, forwarded, replied, received, created, " \
+#define EMAIL_ALLOWED \
+    "read, forwarded, replied, received, created, " \
     "modified, deleted, flagged, emailitem, truncated, Ext"
 
 static apr_status_t conv_email(px_t *x, memds_email_t *em, const xmlNode *root)
@@ -1165,17 +1225,17 @@ static apr_status_t conv_email(px_t *x, memds_email_t *em, const xmlNode *root)
         }
         seen |= 1u << k;
         switch (k) {
-        case E_READ:      rv = get_bool(x, c, &em->read); break;
+        case E_READ: rv = get_bool(x, c, &em->read); break;
         case E_FORWARDED: rv = get_bool(x, c, &em->forwarded); break;
-        case E_REPLIED:   rv = get_bool(x, c, &em->replied); break;
-        case E_DELETED:   rv = get_bool(x, c, &em->deleted); break;
-        case E_FLAGGED:   rv = get_bool(x, c, &em->flagged); break;
-        case E_RECEIVED:  rv = get_time(x, c, &em->received); break;
-        case E_CREATED:   rv = get_time(x, c, &em->created); break;
-        case E_MODIFIED:  rv = get_time(x, c, &em->modified); break;
+        case E_REPLIED: rv = get_bool(x, c, &em->replied); break;
+        case E_DELETED: rv = get_bool(x, c, &em->deleted); break;
+        case E_FLAGGED: rv = get_bool(x, c, &em->flagged); break;
+        case E_RECEIVED: rv = get_time(x, c, &em->received); break;
+        case E_CREATED: rv = get_time(x, c, &em->created); break;
+        case E_MODIFIED: rv = get_time(x, c, &em->modified); break;
         case E_EMAILITEM: rv = get_item(x, c, em); break;
         case E_TRUNCATED: rv = get_truncated(x, c, em); break;
-        default:          rv = get_ext(x, c, &em->exts); break;
+        default: rv = get_ext(x, c, &em->exts); break;
         }
         if (rv != APR_SUCCESS) {
             return rv;
@@ -1186,14 +1246,22 @@ static apr_status_t conv_email(px_t *x, memds_email_t *em, const xmlNode *root)
 }
 
 enum {
-    F_NAME, F_CREATED, F_MODIFIED, F_ACCESSED, F_ATTRIBUTES, F_ROLE, F_EXT,
+    F_NAME,
+    F_CREATED,
+    F_MODIFIED,
+    F_ACCESSED,
+    F_ATTRIBUTES,
+    F_ROLE,
+    F_EXT,
     F_COUNT
 };
 static const char *const folder_names[F_COUNT] = {
     "name", "created", "modified", "accessed", "attributes", "role", "Ext"
 };
 /* attribute letters in element order, then Funambol client's "e" (= x) */
-static const char *const attr_names[] = { "h", "s", "a", "d", "w", "r", "x", "e" };
+static const char *const attr_names[] = {
+    "h", "s", "a", "d", "w", "r", "x", "e"
+};
 
 static apr_status_t get_attributes(px_t *x, const xmlNode *e, memds_folder_t *f)
 {
@@ -1252,7 +1320,8 @@ static apr_status_t conv_folder(px_t *x, memds_folder_t *f, const xmlNode *root)
         }
         k = name_index(c, folder_names, F_COUNT);
         if (k < 0) {
-            return unknown(x, c, nm(root), "name, created, modified, accessed, "
+            return unknown(x, c, nm(root),
+                           "name, created, modified, accessed, "
                            "attributes, role, Ext");
         }
         if (k != F_EXT && (seen & (1u << k))) {
@@ -1263,29 +1332,34 @@ static apr_status_t conv_folder(px_t *x, memds_folder_t *f, const xmlNode *root)
         case F_NAME:
             rv = leaf_text(x, c, &s, &len);
             if (rv == APR_SUCCESS && len == 0) {
-                return px_fail(x, line_of(c), apr_psprintf(x->p, "empty <%s> "
-                               "in <%s> (line %d)", nm(c), nm(root),
-                               line_of(c)));
+                return px_fail(x, line_of(c),
+                               apr_psprintf(x->p,
+                                            "empty <%s> "
+                                            "in <%s> (line %d)",
+                                            nm(c), nm(root), line_of(c)));
             }
             f->name = s;
             break;
-        case F_CREATED:    rv = get_time(x, c, &f->created); break;
-        case F_MODIFIED:   rv = get_time(x, c, &f->modified); break;
-        case F_ACCESSED:   rv = get_time(x, c, &f->accessed); break;
+        case F_CREATED: rv = get_time(x, c, &f->created); break;
+        case F_MODIFIED: rv = get_time(x, c, &f->modified); break;
+        case F_ACCESSED: rv = get_time(x, c, &f->accessed); break;
         case F_ATTRIBUTES: rv = get_attributes(x, c, f); break;
         case F_ROLE:
             rv = get_str(x, c, &f->role);
             f->role_id = memds_folder_role(f->role);
             break;
-        default:           rv = get_ext(x, c, &f->exts); break;
+        default: rv = get_ext(x, c, &f->exts); break;
         }
         if (rv != APR_SUCCESS) {
             return rv;
         }
     }
     if (f->name == NULL) {
-        return px_fail(x, line_of(root), apr_psprintf(x->p, "<%s> (line %d) "
-                       "has no <name>", nm(root), line_of(root)));
+        return px_fail(x, line_of(root),
+                       apr_psprintf(x->p,
+                                    "<%s> (line %d) "
+                                    "has no <name>",
+                                    nm(root), line_of(root)));
     }
     return APR_SUCCESS;
 }
@@ -1321,9 +1395,13 @@ static apr_status_t parse_object(const char *data, apr_size_t len,
     x.p = p;
     x.own_ns = own_ns;
     if (len > MEMDS_EMAIL_MAX_INPUT) {
-        px_fail(&x, 0, apr_psprintf(p, "<%s> object of %" APR_SIZE_T_FMT
-                " bytes exceeds the parser's limit of %" APR_SIZE_T_FMT
-                " bytes", root_name, len, MEMDS_EMAIL_MAX_INPUT));
+        px_fail(
+            &x, 0,
+            apr_psprintf(p,
+                         "<%s> object of %" APR_SIZE_T_FMT
+                         " bytes exceeds the parser's limit of %" APR_SIZE_T_FMT
+                         " bytes",
+                         root_name, len, MEMDS_EMAIL_MAX_INPUT));
         goto done;
     }
     /* Leading blanks would make an XML declaration illegal: skip them. */
@@ -1366,16 +1444,21 @@ static apr_status_t parse_object(const char *data, apr_size_t len,
         goto done;
     }
     if (!ascii_caseeq(nm(root), root_name)) {
-        px_fail(&x, line_of(root), apr_psprintf(p, "root element is <%s>, not "
-                "<%s>", nm(root), root_name));
+        px_fail(&x, line_of(root),
+                apr_psprintf(p,
+                             "root element is <%s>, not "
+                             "<%s>",
+                             nm(root), root_name));
         goto done;
     }
     if (root->ns && root->ns->href && root->ns->href[0]) {
         x.root_ns = (const char *)root->ns->href;
         if (!ascii_caseeq(x.root_ns, own_ns)) {
-            px_fail(&x, line_of(root), apr_psprintf(p, "root <%s> is in "
-                    "namespace '%s', not %s (or none)", root_name, x.root_ns,
-                    own_ns));
+            px_fail(&x, line_of(root),
+                    apr_psprintf(p,
+                                 "root <%s> is in "
+                                 "namespace '%s', not %s (or none)",
+                                 root_name, x.root_ns, own_ns));
             goto done;
         }
     }
@@ -1470,9 +1553,11 @@ static apr_status_t check_xml(bw_t *w, const char *what, const char *s,
     apr_size_t off = first_bad(s, len, why, sizeof(why));
 
     if (off < len) {
-        return bw_fail(w, apr_psprintf(w->p, "%s contains %s at offset %"
-                       APR_SIZE_T_FMT ", which XML cannot carry", what, why,
-                       off));
+        return bw_fail(w,
+                       apr_psprintf(w->p,
+                                    "%s contains %s at offset %" APR_SIZE_T_FMT
+                                    ", which XML cannot carry",
+                                    what, why, off));
     }
     return APR_SUCCESS;
 }
@@ -1559,15 +1644,14 @@ static apr_status_t put_leaf(bw_t *w, const char *name, const char *s,
 static apr_status_t put_bool(bw_t *w, const char *name, memds_email_bool_e b)
 {
     switch (b) {
-    case MEMDS_EMAIL_ABSENT:
-        return APR_SUCCESS;
-    case MEMDS_EMAIL_FALSE:
-        return put_leaf(w, name, "false", 5);
-    case MEMDS_EMAIL_TRUE:
-        return put_leaf(w, name, "true", 4);
+    case MEMDS_EMAIL_ABSENT: return APR_SUCCESS;
+    case MEMDS_EMAIL_FALSE: return put_leaf(w, name, "false", 5);
+    case MEMDS_EMAIL_TRUE: return put_leaf(w, name, "true", 4);
     default:
-        return bw_fail(w, apr_psprintf(w->p, "<%s>: %d is not a tri-state "
-                       "boolean", name, (int)b));
+        return bw_fail(w, apr_psprintf(w->p,
+                                       "<%s>: %d is not a tri-state "
+                                       "boolean",
+                                       name, (int)b));
     }
 }
 
@@ -1582,9 +1666,12 @@ static apr_status_t put_time(bw_t *w, const char *name,
     /* the text is authoritative; written in canonical form */
     if (memds_email_time_parse(&c, dt->text, strlen(dt->text), w->p)
         != APR_SUCCESS) {
-        return bw_fail(w, apr_psprintf(w->p, "<%s>: '%s' is not an ISO 8601 "
-                       "date-time", name, shown(dt->text, strlen(dt->text),
-                                                w->p)));
+        return bw_fail(w,
+                       apr_psprintf(w->p,
+                                    "<%s>: '%s' is not an ISO 8601 "
+                                    "date-time",
+                                    name,
+                                    shown(dt->text, strlen(dt->text), w->p)));
     }
     return put_leaf(w, name, c.text, strlen(c.text));
 }
@@ -1602,8 +1689,9 @@ static apr_status_t put_size(bw_t *w, const char *name, apr_int64_t v)
         return APR_SUCCESS;
     }
     if (v < 0) {
-        return bw_fail(w, apr_psprintf(w->p, "<%s>: negative size %"
-                       APR_INT64_T_FMT, name, v));
+        return bw_fail(w, apr_psprintf(w->p,
+                                       "<%s>: negative size %" APR_INT64_T_FMT,
+                                       name, v));
     }
     s = apr_psprintf(w->p, "%" APR_INT64_T_FMT, v);
     return put_leaf(w, name, s, strlen(s));
@@ -1638,7 +1726,7 @@ static apr_status_t put_exts(bw_t *w, const apr_array_header_t *exts)
 static apr_status_t put_truncated(bw_t *w, const memds_email_t *e)
 {
     int i, nb = e->trunc_body ? e->trunc_body->nelts : 0,
-        na = e->trunc_attach ? e->trunc_attach->nelts : 0;
+           na = e->trunc_attach ? e->trunc_attach->nelts : 0;
     apr_size_t mark;
 
     if (!e->has_truncated && nb == 0 && na == 0) {
@@ -1718,13 +1806,15 @@ static apr_status_t build_email(bw_t *w, const memds_email_t *e,
         }
         PUTS(w, "<emailitem>");
         if ((style == MEMDS_EMAIL_STYLE_CDATA
-             ? put_cdata(w, "emailitem", s, e->item_len)
-             : put_text(w, "emailitem", s, e->item_len)) != APR_SUCCESS) {
+                 ? put_cdata(w, "emailitem", s, e->item_len)
+                 : put_text(w, "emailitem", s, e->item_len))
+            != APR_SUCCESS) {
             return APR_EINVAL;
         }
         PUTS(w, "</emailitem>");
     }
-    if (put_truncated(w, e) != APR_SUCCESS || put_exts(w, e->exts) != APR_SUCCESS) {
+    if (put_truncated(w, e) != APR_SUCCESS
+        || put_exts(w, e->exts) != APR_SUCCESS) {
         return APR_EINVAL;
     }
     PUTS(w, "</Email>");
@@ -1754,9 +1844,8 @@ apr_status_t memds_email_build(memds_buf_t *out, const memds_email_t *e,
 
 static apr_status_t build_folder(bw_t *w, const memds_folder_t *f)
 {
-    static const char *const letters[MEMDS_FOLDER_NATTR] = {
-        "h", "s", "a", "d", "w", "r", "x"
-    };
+    static const char *const letters[MEMDS_FOLDER_NATTR] = { "h", "s", "a", "d",
+                                                             "w", "r", "x" };
     int i, any = 0;
 
     if (f->name == NULL || f->name[0] == '\0') {
@@ -1832,8 +1921,7 @@ memds_email_tbody_t *memds_email_add_tbody(memds_email_t *e, apr_int64_t size,
 memds_email_attach_t *memds_email_add_tattach(memds_email_t *e,
                                               const char *name,
                                               apr_int64_t size,
-                                              const char *type,
-                                              apr_pool_t *p)
+                                              const char *type, apr_pool_t *p)
 {
     memds_email_attach_t *a = apr_pcalloc(p, sizeof(*a));
 
@@ -1849,8 +1937,7 @@ memds_email_attach_t *memds_email_add_tattach(memds_email_t *e,
 }
 
 memds_ext_t *memds_email_ext_add(apr_array_header_t **pexts, const char *xnam,
-                                 const char *const *xvals, int n,
-                                 apr_pool_t *p)
+                                 const char *const *xvals, int n, apr_pool_t *p)
 {
     memds_ext_t *x = apr_pcalloc(p, sizeof(*x));
     int i;
@@ -1892,9 +1979,9 @@ int memds_email_is_truncated(const memds_email_t *e)
         return 0;
     }
     return (e->trunc_body && e->trunc_body->nelts)
-        || (e->trunc_attach && e->trunc_attach->nelts)
-        || e->fnbl.body_left > 0
-        || (e->fnbl.attach && e->fnbl.attach->nelts);
+           || (e->trunc_attach && e->trunc_attach->nelts)
+           || e->fnbl.body_left > 0
+           || (e->fnbl.attach && e->fnbl.attach->nelts);
 }
 
 static int str_eq(const char *a, const char *b)
@@ -1908,7 +1995,7 @@ static int time_eq(const memds_email_time_t *a, const memds_email_time_t *b)
         return a->text == b->text;
     }
     return strcmp(a->text, b->text) == 0 && a->t == b->t
-        && a->floating == b->floating;
+           && a->floating == b->floating;
 }
 
 static int exts_eq(const apr_array_header_t *a, const apr_array_header_t *b)
@@ -1920,14 +2007,15 @@ static int exts_eq(const apr_array_header_t *a, const apr_array_header_t *b)
     }
     for (i = 0; i < na; ++i) {
         const memds_ext_t *x = APR_ARRAY_IDX(a, i, memds_ext_t *),
-            *y = APR_ARRAY_IDX(b, i, memds_ext_t *);
-        int nx = x->xvals ? x->xvals->nelts : 0, ny = y->xvals ? y->xvals->nelts : 0;
+                          *y = APR_ARRAY_IDX(b, i, memds_ext_t *);
+        int nx = x->xvals ? x->xvals->nelts : 0,
+            ny = y->xvals ? y->xvals->nelts : 0;
         if (!str_eq(x->xnam, y->xnam) || nx != ny) {
             return 0;
         }
         for (j = 0; j < nx; ++j) {
             const char *u = APR_ARRAY_IDX(x->xvals, j, const char *),
-                *v = APR_ARRAY_IDX(y->xvals, j, const char *);
+                       *v = APR_ARRAY_IDX(y->xvals, j, const char *);
             if (!str_eq(u ? u : "", v ? v : "")) {
                 return 0;
             }
@@ -1950,9 +2038,9 @@ int memds_email_equal(const memds_email_t *a, const memds_email_t *b)
         || !time_eq(&a->modified, &b->modified) || a->has_item != b->has_item) {
         return 0;
     }
-    if (a->has_item && (a->item_len != b->item_len
-                        || (a->item_len && memcmp(a->item, b->item,
-                                                  a->item_len) != 0))) {
+    if (a->has_item
+        && (a->item_len != b->item_len
+            || (a->item_len && memcmp(a->item, b->item, a->item_len) != 0))) {
         return 0;
     }
     nba = a->trunc_body ? a->trunc_body->nelts : 0;
@@ -1966,7 +2054,8 @@ int memds_email_equal(const memds_email_t *a, const memds_email_t *b)
     for (i = 0; i < nba; ++i) {
         const memds_email_tbody_t *x = APR_ARRAY_IDX(a->trunc_body, i,
                                                      memds_email_tbody_t *),
-            *y = APR_ARRAY_IDX(b->trunc_body, i, memds_email_tbody_t *);
+                                  *y = APR_ARRAY_IDX(b->trunc_body, i,
+                                                     memds_email_tbody_t *);
         if (x->size != y->size || !str_eq(x->type, y->type)) {
             return 0;
         }
@@ -1974,7 +2063,8 @@ int memds_email_equal(const memds_email_t *a, const memds_email_t *b)
     for (i = 0; i < naa; ++i) {
         const memds_email_attach_t *x = APR_ARRAY_IDX(a->trunc_attach, i,
                                                       memds_email_attach_t *),
-            *y = APR_ARRAY_IDX(b->trunc_attach, i, memds_email_attach_t *);
+                                   *y = APR_ARRAY_IDX(b->trunc_attach, i,
+                                                      memds_email_attach_t *);
         if (x->size != y->size || !str_eq(x->type, y->type)
             || !str_eq(x->name, y->name)) {
             return 0;
@@ -1998,22 +2088,27 @@ int memds_folder_equal(const memds_folder_t *a, const memds_folder_t *b)
         anyb |= b->attr[i] != MEMDS_EMAIL_ABSENT;
     }
     return anya == anyb && str_eq(a->name, b->name)
-        && time_eq(&a->created, &b->created)
-        && time_eq(&a->modified, &b->modified)
-        && time_eq(&a->accessed, &b->accessed) && str_eq(a->role, b->role)
-        && exts_eq(a->exts, b->exts);
+           && time_eq(&a->created, &b->created)
+           && time_eq(&a->modified, &b->modified)
+           && time_eq(&a->accessed, &b->accessed) && str_eq(a->role, b->role)
+           && exts_eq(a->exts, b->exts);
 }
 
 /* -------------------------------------------------------------- roles */
 
 memds_folder_role_e memds_folder_role(const char *role)
 {
-    static const struct { const char *name; memds_folder_role_e r; } map[] = {
-        { "inbox", MEMDS_FOLDER_ROLE_INBOX }, { "outbox", MEMDS_FOLDER_ROLE_OUTBOX },
-        { "sent", MEMDS_FOLDER_ROLE_SENT }, { "drafts", MEMDS_FOLDER_ROLE_DRAFTS },
-        { "draft", MEMDS_FOLDER_ROLE_DRAFTS }, { "trash", MEMDS_FOLDER_ROLE_TRASH },
-        { "deleted", MEMDS_FOLDER_ROLE_TRASH }, { "account", MEMDS_FOLDER_ROLE_ACCOUNT }
-    };
+    static const struct {
+        const char *name;
+        memds_folder_role_e r;
+    } map[] = { { "inbox", MEMDS_FOLDER_ROLE_INBOX },
+                { "outbox", MEMDS_FOLDER_ROLE_OUTBOX },
+                { "sent", MEMDS_FOLDER_ROLE_SENT },
+                { "drafts", MEMDS_FOLDER_ROLE_DRAFTS },
+                { "draft", MEMDS_FOLDER_ROLE_DRAFTS },
+                { "trash", MEMDS_FOLDER_ROLE_TRASH },
+                { "deleted", MEMDS_FOLDER_ROLE_TRASH },
+                { "account", MEMDS_FOLDER_ROLE_ACCOUNT } };
     apr_size_t i;
 
     if (role == NULL) {
@@ -2030,23 +2125,22 @@ memds_folder_role_e memds_folder_role(const char *role)
 const char *memds_folder_role_name(memds_folder_role_e role)
 {
     switch (role) {
-    case MEMDS_FOLDER_ROLE_INBOX:   return "inbox";
-    case MEMDS_FOLDER_ROLE_OUTBOX:  return "outbox";
-    case MEMDS_FOLDER_ROLE_SENT:    return "sent";
-    case MEMDS_FOLDER_ROLE_DRAFTS:  return "drafts";
-    case MEMDS_FOLDER_ROLE_TRASH:   return "deleted";
+    case MEMDS_FOLDER_ROLE_INBOX: return "inbox";
+    case MEMDS_FOLDER_ROLE_OUTBOX: return "outbox";
+    case MEMDS_FOLDER_ROLE_SENT: return "sent";
+    case MEMDS_FOLDER_ROLE_DRAFTS: return "drafts";
+    case MEMDS_FOLDER_ROLE_TRASH: return "deleted";
     case MEMDS_FOLDER_ROLE_ACCOUNT: return "account";
-    default:                        return NULL;
+    default: return NULL;
     }
 }
 
 /* ---------------------------------------------------------- IMAP flags */
 
 /* The IMAP flag of each Email flag; FORWARDED_AT is $Forwarded's index. */
-static const char *const imap_flags[] = {
-    "\\Seen", "\\Answered", MEMDS_EMAIL_IMAP_FORWARDED, "\\Flagged",
-    "\\Deleted"
-};
+static const char *const imap_flags[] = { "\\Seen", "\\Answered",
+                                          MEMDS_EMAIL_IMAP_FORWARDED,
+                                          "\\Flagged", "\\Deleted" };
 #define NFLAGS ((int)(sizeof(imap_flags) / sizeof(imap_flags[0])))
 #define FORWARDED_AT 2
 
@@ -2186,8 +2280,8 @@ apr_status_t memds_email_sync_limit(apr_int64_t *plimit, const char *msg,
     return APR_NOTFOUND;
 }
 
-void memds_email_crlf(const char **pout, apr_size_t *poutlen,
-                      const char *data, apr_size_t len, apr_pool_t *p)
+void memds_email_crlf(const char **pout, apr_size_t *poutlen, const char *data,
+                      apr_size_t len, apr_pool_t *p)
 {
     apr_size_t i, extra = 0;
     char *out, *o;

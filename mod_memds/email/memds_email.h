@@ -28,9 +28,9 @@
 #include <apr_time.h>
 #include "util/memds_buf.h" /* memds_buf_t, memds_codec_err_t, memds_ext_t */
 
-#define MEMDS_EMAIL_CTTYPE  "application/vnd.omads-email+xml"
+#define MEMDS_EMAIL_CTTYPE "application/vnd.omads-email+xml"
 #define MEMDS_FOLDER_CTTYPE "application/vnd.omads-folder+xml"
-#define MEMDS_EMAIL_VERCT   "1.2"
+#define MEMDS_EMAIL_VERCT "1.2"
 
 /** Largest object the parsers look at (checked before parsing). A single
  *  text or CDATA piece is further limited by libxml2 to 10,000,000 bytes
@@ -65,38 +65,44 @@ typedef struct memds_email_time_t {
      *  know). Nokia's own parser reads even a "Z" value as local time;
      *  that is the device's affair, we always emit UTC with Z. */
     apr_time_t t;
-    int floating;  /**< 1: no zone given */
+    int floating; /**< 1: no zone given */
 } memds_email_time_t;
 
 /** A truncated body part (OMA <truncated><body>). */
 typedef struct memds_email_tbody_t {
-    apr_int64_t size;   /**< bytes left out (we send the full original size); MEMDS_EMAIL_NOSIZE */
-    const char *type;   /**< MIME type; NULL when absent */
+    apr_int64_t
+        size; /**< bytes left out (we send the full original size); MEMDS_EMAIL_NOSIZE */
+    const char *type; /**< MIME type; NULL when absent */
 } memds_email_tbody_t;
 
 /** An attachment that was not sent: OMA <truncated><attach>, or
  *  Funambol's x-funambol-attach Ext (which adds the download URL). */
 typedef struct memds_email_attach_t {
-    const char *name;   /**< as sent (Funambol: maybe an RFC 2047 encoded-word); NULL when absent */
-    apr_int64_t size;   /**< MEMDS_EMAIL_NOSIZE when absent */
-    const char *type;   /**< NULL when absent */
-    const char *url;    /**< Funambol only: XVal4; else NULL */
+    const char *
+        name; /**< as sent (Funambol: maybe an RFC 2047 encoded-word); NULL when absent */
+    apr_int64_t size; /**< MEMDS_EMAIL_NOSIZE when absent */
+    const char *type; /**< NULL when absent */
+    const char *url;  /**< Funambol only: XVal4; else NULL */
 } memds_email_attach_t;
 
 /** Funambol's truncation data, recognised in the Ext list by the parser
  *  (the Exts themselves stay in exts; the builder writes only exts). */
 typedef struct memds_email_fnbl_t {
-    apr_int64_t size;       /**< x-funambol-size: whole original message */
-    apr_int64_t body_left;  /**< x-funambol-body: body bytes not sent */
-    apr_int64_t attach_n;   /**< x-funambol-attach-n: number of attachments */
-    apr_array_header_t *attach; /**< memds_email_attach_t *, x-funambol-attach; NULL when none */
+    apr_int64_t size;      /**< x-funambol-size: whole original message */
+    apr_int64_t body_left; /**< x-funambol-body: body bytes not sent */
+    apr_int64_t attach_n;  /**< x-funambol-attach-n: number of attachments */
+    apr_array_header_t *
+        attach; /**< memds_email_attach_t *, x-funambol-attach; NULL when none */
 } memds_email_fnbl_t;
 
 /** How the emailitem arrived (set by the parser, ignored by the builder). */
-#define MEMDS_EMAIL_IF_CDATA    0x01 /**< at least one CDATA section (CRs were lost over XML) */
-#define MEMDS_EMAIL_IF_QP       0x02 /**< enc="quoted-printable": decoded */
-#define MEMDS_EMAIL_IF_FNBL_END 0x04 /**< Funambol's literal "]]&gt;" end marker was removed */
-#define MEMDS_EMAIL_IF_ESCAPED  0x08 /**< the whole object came XML-escaped once more */
+#define MEMDS_EMAIL_IF_CDATA \
+    0x01 /**< at least one CDATA section (CRs were lost over XML) */
+#define MEMDS_EMAIL_IF_QP 0x02 /**< enc="quoted-printable": decoded */
+#define MEMDS_EMAIL_IF_FNBL_END \
+    0x04 /**< Funambol's literal "]]&gt;" end marker was removed */
+#define MEMDS_EMAIL_IF_ESCAPED \
+    0x08 /**< the whole object came XML-escaped once more */
 
 /** The Email object. */
 typedef struct memds_email_t {
@@ -104,15 +110,18 @@ typedef struct memds_email_t {
     memds_email_time_t received, created, modified;
     /** 0: no <emailitem>, i.e. a flags-only update. */
     int has_item;
-    const char *item;       /**< the RFC 2822 bytes (NUL-terminated; may contain NULs after QP) */
+    const char *
+        item; /**< the RFC 2822 bytes (NUL-terminated; may contain NULs after QP) */
     apr_size_t item_len;
-    unsigned item_form;     /**< MEMDS_EMAIL_IF_* */
+    unsigned item_form; /**< MEMDS_EMAIL_IF_* */
     /** <truncated> present (possibly empty). */
     int has_truncated;
-    apr_array_header_t *trunc_body;    /**< memds_email_tbody_t *; NULL when none */
-    apr_array_header_t *trunc_attach;  /**< memds_email_attach_t *; NULL when none */
-    apr_array_header_t *exts;          /**< memds_ext_t *; NULL when none */
-    memds_email_fnbl_t fnbl;           /**< derived from exts by the parser */
+    apr_array_header_t
+        *trunc_body; /**< memds_email_tbody_t *; NULL when none */
+    apr_array_header_t
+        *trunc_attach;        /**< memds_email_attach_t *; NULL when none */
+    apr_array_header_t *exts; /**< memds_ext_t *; NULL when none */
+    memds_email_fnbl_t fnbl;  /**< derived from exts by the parser */
 } memds_email_t;
 
 /** How the builder writes emailitem. */
@@ -211,8 +220,7 @@ memds_email_tbody_t *memds_email_add_tbody(memds_email_t *e, apr_int64_t size,
 memds_email_attach_t *memds_email_add_tattach(memds_email_t *e,
                                               const char *name,
                                               apr_int64_t size,
-                                              const char *type,
-                                              apr_pool_t *p);
+                                              const char *type, apr_pool_t *p);
 
 /** Append an Ext (XNam plus n XVals, not copied) to *pexts (created when
  *  NULL); for emails and folders. */
@@ -256,17 +264,17 @@ apr_status_t memds_email_sync_limit(apr_int64_t *plimit, const char *msg,
  * LF only (the parser's end-of-line handling). *pout is data itself when
  * nothing changes, else a NUL-terminated copy from p.
  */
-void memds_email_crlf(const char **pout, apr_size_t *poutlen,
-                      const char *data, apr_size_t len, apr_pool_t *p);
+void memds_email_crlf(const char **pout, apr_size_t *poutlen, const char *data,
+                      apr_size_t len, apr_pool_t *p);
 
 /* ---------------------------------------------------------- IMAP flags */
 
 /** What to change on the IMAP message to carry an Email's flags. */
 typedef struct memds_email_flagops_t {
-    apr_array_header_t *add;     /**< const char *: for +FLAGS */
-    apr_array_header_t *remove;  /**< const char *: for -FLAGS */
-    const char *add_str;         /**< add, space-separated; NULL when empty */
-    const char *remove_str;      /**< remove, space-separated; NULL when empty */
+    apr_array_header_t *add;    /**< const char *: for +FLAGS */
+    apr_array_header_t *remove; /**< const char *: for -FLAGS */
+    const char *add_str;        /**< add, space-separated; NULL when empty */
+    const char *remove_str;     /**< remove, space-separated; NULL when empty */
 } memds_email_flagops_t;
 
 #define MEMDS_EMAIL_IMAP_FORWARDED "$Forwarded"
@@ -299,7 +307,7 @@ typedef enum {
     MEMDS_FOLDER_ATTR_D,     /**< delete(able) */
     MEMDS_FOLDER_ATTR_W,     /**< writable */
     MEMDS_FOLDER_ATTR_R,     /**< readable */
-    MEMDS_FOLDER_ATTR_X,     /**< executable (Funambol's client wrote "e"; accepted) */
+    MEMDS_FOLDER_ATTR_X, /**< executable (Funambol's client wrote "e"; accepted) */
     MEMDS_FOLDER_NATTR
 } memds_folder_attr_e;
 
@@ -309,21 +317,22 @@ typedef enum {
     MEMDS_FOLDER_ROLE_INBOX,
     MEMDS_FOLDER_ROLE_OUTBOX,
     MEMDS_FOLDER_ROLE_SENT,
-    MEMDS_FOLDER_ROLE_DRAFTS,   /**< draft | drafts */
-    MEMDS_FOLDER_ROLE_TRASH,    /**< trash | deleted */
-    MEMDS_FOLDER_ROLE_ACCOUNT,  /**< Funambol client's account pseudo-folder */
-    MEMDS_FOLDER_ROLE_OTHER     /**< any other text */
+    MEMDS_FOLDER_ROLE_DRAFTS,  /**< draft | drafts */
+    MEMDS_FOLDER_ROLE_TRASH,   /**< trash | deleted */
+    MEMDS_FOLDER_ROLE_ACCOUNT, /**< Funambol client's account pseudo-folder */
+    MEMDS_FOLDER_ROLE_OTHER    /**< any other text */
 } memds_folder_role_e;
 
 /** The Folder object. */
 typedef struct memds_folder_t {
-    const char *name;   /**< exact text (not trimmed); required, non-empty */
+    const char *name; /**< exact text (not trimmed); required, non-empty */
     memds_email_time_t created, modified, accessed;
     int has_attributes; /**< <attributes> present (possibly empty) */
     memds_email_bool_e attr[MEMDS_FOLDER_NATTR];
-    const char *role;   /**< as sent, trimmed; NULL when absent; the builder writes it */
-    memds_folder_role_e role_id;  /**< set by the parser */
-    apr_array_header_t *exts;     /**< memds_ext_t *; NULL when none */
+    const char
+        *role; /**< as sent, trimmed; NULL when absent; the builder writes it */
+    memds_folder_role_e role_id; /**< set by the parser */
+    apr_array_header_t *exts;    /**< memds_ext_t *; NULL when none */
 } memds_folder_t;
 
 /** The role of a role text (case-insensitive; NULL -> NONE). */

@@ -55,12 +55,17 @@ static apr_status_t ledger_open(memds_ds_t *ds, ledger_t *l)
     const char *why;
 
     if (MBOX(ds)->cfg->ledger_pool == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no database pool for the outbox ledger");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               "no database pool for the outbox ledger");
     }
     if (memds_pgpool_acquire_for(&l->conn, MBOX(ds)->cfg->ledger_pool, &why,
-                                 ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, apr_psprintf(ds->st->pool, "outbox ledger: no "
-                                          "database connection: %s", why));
+                                 ds->st->pool)
+        != APR_SUCCESS) {
+        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE,
+                               apr_psprintf(ds->st->pool,
+                                            "outbox ledger: no "
+                                            "database connection: %s",
+                                            why));
     }
     /* autocommit: every ledger step is durable at once */
     memds_store_init(&l->st, l->conn, ds->st->pool);
@@ -69,8 +74,9 @@ static apr_status_t ledger_open(memds_ds_t *ds, ledger_t *l)
 
 static apr_status_t ledger_fail(memds_ds_t *ds, ledger_t *l)
 {
-    return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, apr_psprintf(ds->st->pool, "outbox ledger: %s",
-                                      l->st.err ? l->st.err : "?"));
+    return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE,
+                           apr_psprintf(ds->st->pool, "outbox ledger: %s",
+                                        l->st.err ? l->st.err : "?"));
 }
 
 typedef struct hook_ctx_t {
@@ -82,8 +88,8 @@ static apr_status_t before_end(void *baton)
 {
     hook_ctx_t *h = baton;
 
-    return memds_outbox_set(&h->l->st, h->id, "submitting", 0, NULL, NULL, 0,
-                            0, 0);
+    return memds_outbox_set(&h->l->st, h->id, "submitting", 0, NULL, NULL, 0, 0,
+                            0);
 }
 
 /* ------------------------------- reply and forward without download
@@ -95,7 +101,7 @@ static apr_status_t before_end(void *baton)
 
 typedef struct bs_ctx_t {
     apr_pool_t *p;
-    apr_array_header_t *parts;   /* memds_compose_part_t */
+    apr_array_header_t *parts; /* memds_compose_part_t */
     int multipart;
 } bs_ctx_t;
 
@@ -104,7 +110,8 @@ static const char *param_of(const apr_array_header_t *params, const char *name)
     int i;
 
     for (i = 0; params && i < params->nelts; ++i) {
-        const memds_imap_param_t *pa = &APR_ARRAY_IDX(params, i, memds_imap_param_t);
+        const memds_imap_param_t *pa = &APR_ARRAY_IDX(params, i,
+                                                      memds_imap_param_t);
         if (pa->name && strcasecmp(pa->name, name) == 0) {
             return pa->value;
         }
@@ -183,11 +190,14 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
     if (id == NULL) {
         return APR_SUCCESS;
     }
-    if (memds_mail_get_any(ds->st, &row, &folder, ds->account, id) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, apr_psprintf(p, "the message to %s (%s) "
-                                                     "does not exist (any more)",
-                                                     forward ? "forward"
-                                                     : "reply to", id));
+    if (memds_mail_get_any(ds->st, &row, &folder, ds->account, id)
+        != APR_SUCCESS) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                               apr_psprintf(p,
+                                            "the message to %s (%s) "
+                                            "does not exist (any more)",
+                                            forward ? "forward" : "reply to",
+                                            id));
     }
     memset(&oc, 0, sizeof(oc));
     oc.ds = ds;
@@ -199,7 +209,8 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
     memset(&b, 0, sizeof(b));
     b.p = p;
     b.parts = apr_array_make(p, 4, sizeof(memds_compose_part_t));
-    if (memds_imap_uid_fetch(oc.c, apr_psprintf(p, "%" APR_INT64_T_FMT, row.uid),
+    if (memds_imap_uid_fetch(oc.c,
+                             apr_psprintf(p, "%" APR_INT64_T_FMT, row.uid),
                              "(UID BODYSTRUCTURE)", 0, 0, bs_cb, &b, &err)
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID FETCH BODYSTRUCTURE");
@@ -212,8 +223,12 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
     o.baton = &oc;
     rv = memds_compose(&out, &outlen, in->msg, in->len, &o, &why, p);
     if (rv != APR_SUCCESS) {
-        return why == NULL ? rv /* (the fetch's failure, in ds) */
-               : memds_mbox_fail(ds, rv == APR_EINVAL ? MEMDS_ST_BAD_REQUEST : MEMDS_ST_COMMAND_FAILED, why);
+        return why == NULL
+                   ? rv /* (the fetch's failure, in ds) */
+                   : memds_mbox_fail(ds,
+                                     rv == APR_EINVAL ? MEMDS_ST_BAD_REQUEST
+                                                      : MEMDS_ST_COMMAND_FAILED,
+                                     why);
     }
     in->msg = out;
     in->len = outlen;
@@ -221,7 +236,8 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
      * goes out either way) */
     nf = row.flags | (forward ? MEMDS_MAIL_FORWARDED : MEMDS_MAIL_ANSWERED);
     if (nf != row.flags) {
-        if (memds_mbox_store_flags(ds, oc.c, row.uid, row.flags, nf) == APR_SUCCESS) {
+        if (memds_mbox_store_flags(ds, oc.c, row.uid, row.flags, nf)
+            == APR_SUCCESS) {
             row.flags = nf;
             if (memds_mail_update(ds->st, ds->account, folder, &row, 0, 0)
                 != APR_SUCCESS) {
@@ -229,8 +245,10 @@ static apr_status_t compose_smart(memds_ds_t *ds, memds_mbox_in_t *in)
             }
         }
         else {
-            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00401) "%s (the original "
-                       "stays unflagged)", ds->reason);
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                       MEMDS_LOGNO(00401) "%s (the original "
+                                          "stays unflagged)",
+                                   ds->reason);
             ds->status = 0;
         }
     }
@@ -245,7 +263,8 @@ static const char *outbox_guid(memds_ds_t *ds, apr_int64_t id)
 
 /* The Outbox item is done (sent, or refused and moved to Drafts): a
  * tombstone makes the device delete it, in this session when possible. */
-static apr_status_t outbox_done(memds_ds_t *ds, apr_int64_t id, const char **pguid)
+static apr_status_t outbox_done(memds_ds_t *ds, apr_int64_t id,
+                                const char **pguid)
 {
     *pguid = outbox_guid(ds, id);
     if (memds_mail_tombstone(ds->st, ds->account, MEMDS_OUTBOX_FOLDER, *pguid)
@@ -310,7 +329,8 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     apr_status_t rv;
 
     if (MBOX(ds)->cfg->smtp_url == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "no MemDSSMTPServer configured: cannot send");
+        return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                               "no MemDSSMTPServer configured: cannot send");
     }
     smtp_cfg(ds, &cfg);
     h.l = l;
@@ -321,26 +341,32 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     if (rv == APR_SUCCESS || err.in_doubt) {
         fault_point("outbox-sent");
         if (err.in_doubt) {
-            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00402) "outbox %" APR_INT64_T_FMT
-                       " of %s: the SMTP server did not confirm the end of the "
-                       "message; treated as sent, not sent again: %s", id,
-                       ds->account, err.msg ? err.msg : "");
+            memds_logf(
+                MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                MEMDS_LOGNO(00402) "outbox %" APR_INT64_T_FMT
+                           " of %s: the SMTP server did not confirm the end of "
+                           "the "
+                           "message; treated as sent, not sent again: %s",
+                    id, ds->account, err.msg ? err.msg : "");
         }
-        if (memds_outbox_set(&l->st, id, "submitted", MEMDS_ST_ITEM_ADDED, err.reply, NULL, 1, 0,
-                             0) != APR_SUCCESS) {
+        if (memds_outbox_set(&l->st, id, "submitted", MEMDS_ST_ITEM_ADDED,
+                             err.reply, NULL, 1, 0, 0)
+            != APR_SUCCESS) {
             /* sent, but not recorded: the row stays "submitting", which a
              * retry also treats as sent */
             return ledger_fail(ds, l);
         }
         own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
         if (!MBOX(ds)->cfg->no_sent_copy
-            && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_SENT, own, own_len, MEMDS_MAIL_SEEN,
-                         &sent) != APR_SUCCESS) {
+            && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_SENT, own, own_len,
+                                    MEMDS_MAIL_SEEN, &sent)
+                   != APR_SUCCESS) {
             /* sent: the copy is missing, which the log says; the device's
              * Add still succeeded */
-            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00403) "outbox %" APR_INT64_T_FMT
-                       " of %s: sent, but not filed in Sent: %s", id, ds->account,
-                       ds->reason);
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                       MEMDS_LOGNO(00403) "outbox %" APR_INT64_T_FMT
+                                  " of %s: sent, but not filed in Sent: %s",
+                           id, ds->account, ds->reason);
             ds->status = 0;
             return APR_SUCCESS;
         }
@@ -355,26 +381,35 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     o = memds_outcome_of(&te, MEMDS_OUTCOME_ITEM);
     if (err.kind == MEMDS_SMTP_E_HOOK) {
         /* the ledger could not record "submitting": nothing went out */
-        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE, "outbox ledger unavailable; message not sent");
+        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE,
+                               "outbox ledger unavailable; message not sent");
     }
     if (err.permanent) {
         const char *reason = apr_psprintf(ds->st->pool, "%s (%s)", o.text,
-                                          err.reply ? err.reply : err.msg ? err.msg : "");
+                                          err.reply ? err.reply
+                                          : err.msg ? err.msg
+                                                    : "");
         const char *draft, *copy;
-        memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0, 0);
+        memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0,
+                         0);
         /* the device keeps nothing in Outbox: the message goes to Drafts
          * with the reason, for the user to fix and send again */
         copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
-                           apr_pstrndup(ds->st->pool, reason, 200), "\r\n", NULL);
+                           apr_pstrndup(ds->st->pool, reason, 200), "\r\n",
+                           NULL);
         own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
         copy = apr_pstrcat(ds->st->pool, copy, own, NULL);
         if (!MBOX(ds)->cfg->keep_rejected
-            && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy),
-                         MEMDS_MAIL_DRAFT, &draft) != APR_SUCCESS) {
+            && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy,
+                                    strlen(copy), MEMDS_MAIL_DRAFT, &draft)
+                   != APR_SUCCESS) {
             ds->status = 0;
         }
-        return memds_mbox_fail(ds, o.status, apr_psprintf(ds->st->pool, "message refused "
-                                               "by the SMTP server: %s", reason));
+        return memds_mbox_fail(ds, o.status,
+                               apr_psprintf(ds->st->pool,
+                                            "message refused "
+                                            "by the SMTP server: %s",
+                                            reason));
     }
     /* transient: later, with backoff (1, 2, 4, ... minutes, at most an hour) */
     {
@@ -384,10 +419,12 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         }
         memds_outbox_set(&l->st, id, "retrying", MEMDS_ST_ACCEPTED,
                          apr_psprintf(ds->st->pool, "%s (%s)", o.text,
-                                      err.msg ? err.msg : ""), NULL, 1, secs, 0);
-        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00404) "outbox %" APR_INT64_T_FMT
-                   " of %s: not sent yet, retried in %d s: %s (%s)", id,
-                   ds->account, secs, o.text, err.msg ? err.msg : "");
+                                      err.msg ? err.msg : ""),
+                         NULL, 1, secs, 0);
+        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                   MEMDS_LOGNO(00404) "outbox %" APR_INT64_T_FMT
+                              " of %s: not sent yet, retried in %d s: %s (%s)",
+                       id, ds->account, secs, o.text, err.msg ? err.msg : "");
         ds->ok_status = MEMDS_ST_ACCEPTED;
         return APR_SUCCESS;
     }
@@ -398,17 +435,19 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
  * Sent is made now. Nothing to do for other states. */
 static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
                               const memds_outbox_row_t *row, const char *data,
-                              apr_size_t len, const char *bcc, apr_size_t bcc_len)
+                              apr_size_t len, const char *bcc,
+                              apr_size_t bcc_len)
 {
     const char *sent = NULL;
 
     if ((strcmp(row->state, "submitting") != 0
-         && strcmp(row->state, "submitted") != 0) || data == NULL
-        || MBOX(ds)->cfg->no_sent_copy) {
+         && strcmp(row->state, "submitted") != 0)
+        || data == NULL || MBOX(ds)->cfg->no_sent_copy) {
         return APR_SUCCESS;
     }
     data = own_copy(ds, data, len, bcc, bcc_len, &len);
-    if (memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len, MEMDS_MAIL_SEEN, &sent)
+    if (memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_SENT, data, len,
+                             MEMDS_MAIL_SEEN, &sent)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -439,19 +478,22 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         return ledger_fail(ds, l);
     }
     if (!got) {
-        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00405) "outbox %" APR_INT64_T_FMT
-                   " of %s: being sent by another process; pending", id,
-                   ds->account);
+        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_INFO, APR_SUCCESS,
+                   MEMDS_LOGNO(00405) "outbox %" APR_INT64_T_FMT
+                              " of %s: being sent by another process; pending",
+                       id, ds->account);
         ds->ok_status = MEMDS_ST_ACCEPTED;
         return APR_SUCCESS;
     }
-    if (strcmp(now.state, "received") == 0 || strcmp(now.state, "retrying") == 0) {
-        rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len, bcc, bcc_len,
-                          now.attempts);
+    if (strcmp(now.state, "received") == 0
+        || strcmp(now.state, "retrying") == 0) {
+        rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len, bcc,
+                          bcc_len, now.attempts);
     }
     else if (strcmp(now.state, "rejected") == 0) {
-        rv = memds_mbox_fail(ds, now.status ? now.status : MEMDS_ST_COMMAND_FAILED,
-                  now.reason ? now.reason : "message refused");
+        rv = memds_mbox_fail(ds,
+                             now.status ? now.status : MEMDS_ST_COMMAND_FAILED,
+                             now.reason ? now.reason : "message refused");
     }
     else {
         /* sent meanwhile by another sender */
@@ -485,11 +527,13 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
         ds->ok_status = 0;
         if (submit(ds, &l, r->id, r->envelope_from,
                    (const char *const *)r->rcpts->elts, r->rcpts->nelts,
-                   r->data, r->len, r->bcc, r->bcc_len) != APR_SUCCESS) {
+                   r->data, r->len, r->bcc, r->bcc_len)
+            != APR_SUCCESS) {
             if (ds->status == 0) {
                 return APR_EGENERAL;
             }
-            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00406) "%s", ds->reason);
+            memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                       MEMDS_LOGNO(00406) "%s", ds->reason);
             ds->status = 0;
             continue;
         }
@@ -503,7 +547,8 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
 
 /* SMTP MAIL FROM: the account when it is an address (accounts that log in
  * with their mail address), else the message's sender. */
-static const char *envelope_from(memds_ds_t *ds, const memds_mime_submission_t *sub)
+static const char *envelope_from(memds_ds_t *ds,
+                                 const memds_mime_submission_t *sub)
 {
     return strchr(ds->account, '@') ? ds->account : sub->from;
 }
@@ -522,13 +567,16 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     apr_status_t rv;
 
     if (ds->luid_hint == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Outbox item without the device's id");
+        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND,
+                               "an Outbox item without the device's id");
     }
     if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (in.msg == NULL) {
-        return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND, "an Outbox item without the message (no emailitem)");
+        return memds_mbox_fail(
+            ds, MEMDS_ST_INCOMPLETE_COMMAND,
+            "an Outbox item without the message (no emailitem)");
     }
     if (ledger_open(ds, &l) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -539,8 +587,10 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (rv == APR_SUCCESS) {
         /* A retried Add: its outcome, never a second submission. */
         if (strcmp(row.state, "rejected") == 0) {
-            return memds_mbox_fail(ds, row.status ? row.status : MEMDS_ST_COMMAND_FAILED, row.reason ? row.reason
-                        : "message refused");
+            return memds_mbox_fail(ds,
+                                   row.status ? row.status
+                                              : MEMDS_ST_COMMAND_FAILED,
+                                   row.reason ? row.reason : "message refused");
         }
         if (strcmp(row.state, "retrying") == 0 && !row.due) {
             ds->ok_status = MEMDS_ST_ACCEPTED;
@@ -552,21 +602,26 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
             return outbox_done(ds, row.id, pguid);
         }
         if (strcmp(row.state, "submitting") == 0) {
-            memds_logf(x->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00407) "outbox %" APR_INT64_T_FMT
-                       " of %s: retried while its submission was in "
-                       "progress or interrupted; it may have been sent and "
-                       "is not sent again", row.id, ds->account);
+            memds_logf(
+                x->cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                MEMDS_LOGNO(00407) "outbox %" APR_INT64_T_FMT
+                           " of %s: retried while its submission was in "
+                           "progress or interrupted; it may have been sent and "
+                           "is not sent again",
+                    row.id, ds->account);
         }
         /* received (died before SMTP) or a due retry: the stored message is
          * sent now, exactly as prepared the first time; submitting or
          * submitted: sent, filed in Sent now if it is not (submit decides
          * under the row's claim, after reading it again) */
         if (row.data == NULL) {
-            return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED, "outbox ledger row without its message");
+            return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
+                                   "outbox ledger row without its message");
         }
         if (submit(ds, &l, row.id, row.envelope_from,
                    (const char *const *)row.rcpts->elts, row.rcpts->nelts,
-                   row.data, row.len, row.bcc, row.bcc_len) != APR_SUCCESS) {
+                   row.data, row.len, row.bcc, row.bcc_len)
+            != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         if (ds->ok_status == MEMDS_ST_ACCEPTED) {
@@ -588,23 +643,25 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (memds_mime_prepare(&sub, in.msg, in.len, from, NULL,
                            (apr_size_t)64 * 1024 * 1024, &why, ds->st->pool)
         != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST, apr_psprintf(ds->st->pool, "cannot send: %s",
-                                          why ? why : "invalid message"));
+        return memds_mbox_fail(ds, MEMDS_ST_BAD_REQUEST,
+                               apr_psprintf(ds->st->pool, "cannot send: %s",
+                                            why ? why : "invalid message"));
     }
-    if (id == 0 && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
-                                       ds->store, x->cfg->location,
-                                       ds->luid_hint, sha1,
-                                       sub->message_id, envelope_from(ds, sub),
-                                       (const char *const *)sub->rcpts->elts,
-                                       sub->rcpts->nelts, sub->data, sub->len,
-                                       sub->bcc_fields, sub->bcc_len)
-                   != APR_SUCCESS) {
+    if (id == 0
+        && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
+                               ds->store, x->cfg->location, ds->luid_hint, sha1,
+                               sub->message_id, envelope_from(ds, sub),
+                               (const char *const *)sub->rcpts->elts,
+                               sub->rcpts->nelts, sub->data, sub->len,
+                               sub->bcc_fields, sub->bcc_len)
+               != APR_SUCCESS) {
         return ledger_fail(ds, &l);
     }
     fault_point("outbox-received");
-    if (submit(ds, &l, id, envelope_from(ds, sub), (const char *const *)sub->rcpts->elts,
-               sub->rcpts->nelts, sub->data, sub->len, sub->bcc_fields,
-               sub->bcc_len) != APR_SUCCESS) {
+    if (submit(ds, &l, id, envelope_from(ds, sub),
+               (const char *const *)sub->rcpts->elts, sub->rcpts->nelts,
+               sub->data, sub->len, sub->bcc_fields, sub->bcc_len)
+        != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (ds->ok_status == MEMDS_ST_ACCEPTED) {
@@ -622,22 +679,26 @@ static apr_status_t outbox_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
         return APR_EGENERAL;
     }
     if (memds_outbox_acknowledge(ds->st, ds->account, ds->device_id, ds->store,
-                                 MEMDS_OUTBOX_FOLDER) != APR_SUCCESS) {
+                                 MEMDS_OUTBOX_FOLDER)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
-    return memds_store_items_seq(ds->st, pseq) == APR_SUCCESS ? APR_SUCCESS
-           : memds_mbox_fail_db(ds);
+    return memds_store_items_seq(ds->st, pseq) == APR_SUCCESS
+               ? APR_SUCCESS
+               : memds_mbox_fail_db(ds);
 }
 
 /* The rest of the Outbox datastore: nothing goes to a device but the
  * deletions of its sent items. */
-static apr_status_t outbox_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
+static apr_status_t outbox_changes(memds_ds_t *ds,
+                                   apr_array_header_t **pchanges,
                                    apr_int64_t since, apr_int64_t upto)
 {
     apr_array_header_t *rows;
 
-    if (memds_mail_changed(ds->st, &rows, ds->account, MEMDS_OUTBOX_FOLDER, since,
-                           upto) != APR_SUCCESS) {
+    if (memds_mail_changed(ds->st, &rows, ds->account, MEMDS_OUTBOX_FOLDER,
+                           since, upto)
+        != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     *pchanges = memds_mbox_changes_of(rows, ds->st->pool);
@@ -686,15 +747,18 @@ static apr_status_t outbox_last_change(memds_ds_t *ds, const char *guid,
 
 static apr_status_t outbox_check(memds_ds_t *ds)
 {
-    return MBOX(ds)->cfg->smtp_url ? APR_SUCCESS
-           : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no Outbox: sending is not configured "
-                             "(MemDSSMTPServer)");
+    return MBOX(ds)->cfg->smtp_url
+               ? APR_SUCCESS
+               : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                 "no Outbox: sending is not configured "
+                                 "(MemDSSMTPServer)");
 }
 
 static const memds_ds_vt outbox_vt = {
-    "outbox", outbox_snapshot, outbox_changes, outbox_fetch, outbox_add,
-    outbox_replace, outbox_remove, outbox_match, outbox_same,
-    outbox_last_change, outbox_check, 1, NULL
+    "outbox",    outbox_snapshot,    outbox_changes, outbox_fetch,
+    outbox_add,  outbox_replace,     outbox_remove,  outbox_match,
+    outbox_same, outbox_last_change, outbox_check,   1,
+    NULL
 };
 
 static int serves_outbox(const char *store)
@@ -713,9 +777,9 @@ static apr_status_t outbox_open(memds_ds_t *ds, const memds_ds_env_t *env,
     return rv;
 }
 
-static const memds_ds_provider_t outbox_provider = {
-    "imap", "outbox", serves_outbox, outbox_open
-};
+static const memds_ds_provider_t outbox_provider = { "imap", "outbox",
+                                                     serves_outbox,
+                                                     outbox_open };
 
 void memds_send_register(memds_ds_registry_t *reg)
 {
@@ -723,8 +787,8 @@ void memds_send_register(memds_ds_registry_t *reg)
 }
 
 apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
-                                     const memds_mail_cfg_t *cfg, int limit,
-                                     apr_pool_t *p)
+                                   const memds_mail_cfg_t *cfg, int limit,
+                                   apr_pool_t *p)
 {
     memds_pgconn_t *conn;
     memds_store_t st;
@@ -746,7 +810,8 @@ apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
         != APR_SUCCESS) {
         /* (PostgreSQL down or restarted: requests report that; the job
          * just tries again at its next run) */
-        memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00408) "outbox retries skipped: %s", st.err);
+        memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS,
+                   MEMDS_LOGNO(00408) "outbox retries skipped: %s", st.err);
         return APR_EGENERAL;
     }
     for (i = 0; i < rows->nelts; ++i) {
@@ -784,17 +849,18 @@ apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
             rv = outbox_done(ds, r->id, &g);
             if (rv == APR_SUCCESS) {
                 ++*psent;
-                memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS, MEMDS_LOGNO(00409) "outbox %" APR_INT64_T_FMT
-                           " of %s: sent by the background retry", r->id,
-                           r->account);
+                memds_logf(cfg->log, MEMDS_LOG_INFO, APR_SUCCESS,
+                           MEMDS_LOGNO(00409) "outbox %" APR_INT64_T_FMT
+                                      " of %s: sent by the background retry",
+                               r->id, r->account);
             }
         }
         if (rv != APR_SUCCESS && ds->reason) {
-            memds_logf(cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS, MEMDS_LOGNO(00410) "outbox retry: %s", ds->reason);
+            memds_logf(cfg->log, MEMDS_LOG_WARNING, APR_SUCCESS,
+                       MEMDS_LOGNO(00410) "outbox retry: %s", ds->reason);
         }
         apr_pool_destroy(sub);
         st.pool = p;
     }
     return APR_SUCCESS;
 }
-

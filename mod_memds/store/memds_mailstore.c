@@ -36,14 +36,16 @@ apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
     qa_str(&a, folder);
     rv = q_cmd(st, NULL, "mail_folder_create",
                "INSERT INTO memds.mail_folders (account, folder, uidvalidity)"
-               " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING", &a);
+               " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     rv = q_row(st, &res, "mail_folder_lock",
                "SELECT uidvalidity, highestmodseq, uidnext, messages"
                " FROM memds.mail_folders WHERE account = $1 AND folder = $2"
-               " FOR UPDATE", &a);
+               " FOR UPDATE",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -72,10 +74,12 @@ apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
                  "UPDATE memds.mail_folders SET uidvalidity = $3::bigint,"
                  " highestmodseq = $4::bigint, uidnext = $5::bigint,"
                  " messages = $6::bigint, scanned_at = now()"
-                 " WHERE account = $1 AND folder = $2", &a);
+                 " WHERE account = $1 AND folder = $2",
+                 &a);
 }
 
-#define ROW_COLS "guid, uid, flags, message_id, size," \
+#define ROW_COLS \
+    "guid, uid, flags, message_id, size," \
     " coalesce(extract(epoch FROM internaldate)::bigint, 0), seq," \
     " content_seq, deleted, coalesce(changed_by, 0)"
 
@@ -97,8 +101,7 @@ static memds_mmsg_t *row_of(const PGresult *res, int i, apr_pool_t *p)
 }
 
 static apr_status_t rows_of(memds_store_t *st, apr_array_header_t **prows,
-                            const char *what, const char *sql,
-                            const qargs_t *a)
+                            const char *what, const char *sql, const qargs_t *a)
 {
     PGresult *res;
     apr_array_header_t *arr;
@@ -133,7 +136,8 @@ apr_status_t memds_mail_live(memds_store_t *st, apr_array_header_t **prows,
                    "SELECT " ROW_COLS " FROM memds.mail_messages"
                    " WHERE account = $1 AND folder = $2 AND NOT deleted"
                    " AND ($3::bigint[] IS NULL OR uid = ANY ($3::bigint[]))"
-                   " ORDER BY uid", &a);
+                   " ORDER BY uid",
+                   &a);
 }
 
 apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
@@ -169,8 +173,9 @@ apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
     qa_str(&a, text_array(ids, n, st->pool));
     qa_str(&a, int_array(sizes, n, st->pool));
     qa_str(&a, text_array(dates, n, st->pool));
-    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
-                                         changed_by) : NULL);
+    qa_str(&a, changed_by
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
+                   : NULL);
     return q_cmd(st, NULL, "mail_insert",
                  "WITH s AS (SELECT memds.item_seq_take() AS v)"
                  " INSERT INTO memds.mail_messages (account, folder, uid,"
@@ -180,7 +185,8 @@ apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
                  " to_timestamp(u.secs::double precision), s.v, s.v,"
                  " $8::bigint FROM s, unnest($3::bigint[], $4::int[],"
                  " $5::text[], $6::bigint[], $7::bigint[])"
-                 " AS u (uid, flags, mid, size, secs)", &a);
+                 " AS u (uid, flags, mid, size, secs)",
+                 &a);
 }
 
 apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
@@ -204,15 +210,17 @@ apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
     qa_str(&a, folder);
     qa_str(&a, int_array(uids, n, st->pool));
     qa_str(&a, int_array(f, n, st->pool));
-    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
-                                         changed_by) : NULL);
+    qa_str(&a, changed_by
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
+                   : NULL);
     return q_cmd(st, NULL, "mail_flags",
                  "WITH s AS (SELECT memds.item_seq_take() AS v)"
                  " UPDATE memds.mail_messages m SET flags = u.flags,"
                  " seq = s.v, changed_by = $5::bigint, updated_at = now()"
                  " FROM s, unnest($3::bigint[], $4::int[]) AS u (uid, flags)"
                  " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
-                 " AND m.uid = u.uid AND m.flags <> u.flags", &a);
+                 " AND m.uid = u.uid AND m.flags <> u.flags",
+                 &a);
 }
 
 apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
@@ -228,14 +236,16 @@ apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
     qa_str(&a, account);
     qa_str(&a, folder);
     qa_str(&a, int_array(uids, n, st->pool));
-    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
-                                         changed_by) : NULL);
+    qa_str(&a, changed_by
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
+                   : NULL);
     return q_cmd(st, NULL, "mail_gone",
                  "WITH s AS (SELECT memds.item_seq_take() AS v)"
                  " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
                  " changed_by = $4::bigint, updated_at = now() FROM s"
                  " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
-                 " AND m.uid = ANY ($3::bigint[])", &a);
+                 " AND m.uid = ANY ($3::bigint[])",
+                 &a);
 }
 
 apr_status_t memds_mail_remap_begin(memds_store_t *st, const char *account,
@@ -250,7 +260,8 @@ apr_status_t memds_mail_remap_begin(memds_store_t *st, const char *account,
     return q_cmd(st, NULL, "mail_remap_begin",
                  "UPDATE memds.mail_messages SET uid = -uid"
                  " WHERE account = $1 AND folder = $2 AND NOT deleted"
-                 " AND uid > 0", &a);
+                 " AND uid > 0",
+                 &a);
 }
 
 apr_status_t memds_mail_remap_one(memds_store_t *st, const char *account,
@@ -266,14 +277,16 @@ apr_status_t memds_mail_remap_one(memds_store_t *st, const char *account,
         return q_cmd(st, NULL, "mail_remap_one",
                      "UPDATE memds.mail_messages SET uid = $4::bigint,"
                      " updated_at = now() WHERE account = $1 AND folder = $2"
-                     " AND guid = $3", &a);
+                     " AND guid = $3",
+                     &a);
     }
     qa_int(&a, flags);
     return q_cmd(st, NULL, "mail_remap_one",
                  "UPDATE memds.mail_messages SET uid = $4::bigint,"
                  " flags = $5::int, seq = memds.item_seq_take(),"
                  " changed_by = NULL, updated_at = now()"
-                 " WHERE account = $1 AND folder = $2 AND guid = $3", &a);
+                 " WHERE account = $1 AND folder = $2 AND guid = $3",
+                 &a);
 }
 
 apr_status_t memds_mail_remap_finish(memds_store_t *st, const char *account,
@@ -289,7 +302,8 @@ apr_status_t memds_mail_remap_finish(memds_store_t *st, const char *account,
                  " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
                  " changed_by = NULL, updated_at = now() FROM s"
                  " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
-                 " AND m.uid < 0", &a);
+                 " AND m.uid < 0",
+                 &a);
 }
 
 apr_status_t memds_mail_changed(memds_store_t *st, apr_array_header_t **prows,
@@ -308,7 +322,8 @@ apr_status_t memds_mail_changed(memds_store_t *st, apr_array_header_t **prows,
                    " WHERE account = $1 AND folder = $2"
                    " AND seq > $3::bigint AND seq <= $4::bigint"
                    " AND ($3::bigint >= 0 OR NOT deleted)"
-                   " ORDER BY seq", &a);
+                   " ORDER BY seq",
+                   &a);
 }
 
 apr_status_t memds_mail_get(memds_store_t *st, memds_mmsg_t *row,
@@ -325,7 +340,8 @@ apr_status_t memds_mail_get(memds_store_t *st, memds_mmsg_t *row,
     qa_str(&a, guid);
     rv = q_row(st, &res, "mail_get",
                "SELECT " ROW_COLS " FROM memds.mail_messages"
-               " WHERE account = $1 AND folder = $2 AND guid = $3", &a);
+               " WHERE account = $1 AND folder = $2 AND guid = $3",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -356,7 +372,8 @@ apr_status_t memds_mail_match(memds_store_t *st, const char **pguid,
                    " AND NOT EXISTS (SELECT 1 FROM memds.maps m"
                    "  WHERE m.device_id = $5::bigint AND m.store = $6"
                    "  AND m.guid = g.guid)"
-                   " ORDER BY g.uid LIMIT 1", &a);
+                   " ORDER BY g.uid LIMIT 1",
+                   &a);
 }
 
 apr_status_t memds_mail_update(memds_store_t *st, const char *account,
@@ -376,18 +393,20 @@ apr_status_t memds_mail_update(memds_store_t *st, const char *account,
     qa_str(&a, row->message_id);
     qa_str(&a, secs_or_null(row->internaldate, st->pool));
     qa_i64(&a, changed_by);
-    return q_cmd(st, NULL, "mail_update",
-                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
-                 " UPDATE memds.mail_messages m SET flags = $4::int,"
-                 " seq = s.v, changed_by = $10::bigint, updated_at = now(),"
-                 " content_seq = CASE WHEN $5::bool THEN s.v ELSE content_seq END,"
-                 " uid = CASE WHEN $5::bool THEN $6::bigint ELSE uid END,"
-                 " size = CASE WHEN $5::bool THEN $7::bigint ELSE size END,"
-                 " message_id = CASE WHEN $5::bool THEN $8 ELSE message_id END,"
-                 " internaldate = CASE WHEN $5::bool AND $9::bigint IS NOT NULL"
-                 "  THEN to_timestamp($9::double precision) ELSE internaldate END"
-                 " FROM s WHERE m.account = $1 AND m.folder = $2"
-                 " AND m.guid = $3", &a);
+    return q_cmd(
+        st, NULL, "mail_update",
+        "WITH s AS (SELECT memds.item_seq_take() AS v)"
+        " UPDATE memds.mail_messages m SET flags = $4::int,"
+        " seq = s.v, changed_by = $10::bigint, updated_at = now(),"
+        " content_seq = CASE WHEN $5::bool THEN s.v ELSE content_seq END,"
+        " uid = CASE WHEN $5::bool THEN $6::bigint ELSE uid END,"
+        " size = CASE WHEN $5::bool THEN $7::bigint ELSE size END,"
+        " message_id = CASE WHEN $5::bool THEN $8 ELSE message_id END,"
+        " internaldate = CASE WHEN $5::bool AND $9::bigint IS NOT NULL"
+        "  THEN to_timestamp($9::double precision) ELSE internaldate END"
+        " FROM s WHERE m.account = $1 AND m.folder = $2"
+        " AND m.guid = $3",
+        &a);
 }
 
 apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
@@ -412,7 +431,8 @@ apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
                    " changed_by)"
                    " SELECT $1, $2, $3::bigint, $4::int, $5, $6::bigint,"
                    " to_timestamp($7::double precision), s.v, s.v, $8::bigint"
-                   " FROM s RETURNING guid", &a);
+                   " FROM s RETURNING guid",
+                   &a);
 }
 
 apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
@@ -432,13 +452,15 @@ apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
                "UPDATE memds.mail_messages SET deleted = true,"
                " seq = memds.item_seq_take(), changed_by = $4::bigint,"
                " updated_at = now() WHERE account = $1 AND folder = $2"
-               " AND guid = $3 AND NOT deleted", &a);
+               " AND guid = $3 AND NOT deleted",
+               &a);
     return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
 }
 
 /* ------------------------------- the hierarchical "email" datastore */
 
-#define FOLDER_COLS "folder, guid, name, role, uidvalidity, highestmodseq," \
+#define FOLDER_COLS \
+    "folder, guid, name, role, uidvalidity, highestmodseq," \
     " seq, deleted, coalesce(changed_by, 0)"
 
 static void fitem_of(memds_mfitem_t *f, const PGresult *res, int i,
@@ -455,7 +477,8 @@ static void fitem_of(memds_mfitem_t *f, const PGresult *res, int i,
     f->changed_by = col_i64(res, i, 8, 0);
 }
 
-apr_status_t memds_mail_folders_all(memds_store_t *st, apr_array_header_t **prows,
+apr_status_t memds_mail_folders_all(memds_store_t *st,
+                                    apr_array_header_t **prows,
                                     const char *account)
 {
     qargs_t a;
@@ -468,7 +491,8 @@ apr_status_t memds_mail_folders_all(memds_store_t *st, apr_array_header_t **prow
     qa_str(&a, account);
     rv = q_run(st, &res, "mail_folders_all",
                "SELECT " FOLDER_COLS " FROM memds.mail_folders"
-               " WHERE account = $1 ORDER BY folder", &a, PGRES_TUPLES_OK);
+               " WHERE account = $1 ORDER BY folder",
+               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -496,7 +520,8 @@ apr_status_t memds_mail_folder_by_guid(memds_store_t *st, memds_mfitem_t *row,
     qa_str(&a, guid);
     rv = q_row(st, &res, "mail_folder_by_guid",
                "SELECT " FOLDER_COLS " FROM memds.mail_folders"
-               " WHERE account = $1 AND guid = $2", &a);
+               " WHERE account = $1 AND guid = $2",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -517,28 +542,31 @@ apr_status_t memds_mail_folder_upsert(memds_store_t *st, const char *account,
     qa_folder(&a, st, account, folder);
     qa_str(&a, name);
     qa_str(&a, role);
-    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
-                                         changed_by) : NULL);
+    qa_str(&a, changed_by
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
+                   : NULL);
     /* written only when new or changed (a scan calls this for every
      * folder); unchanged, the guid is read */
     rv = q_value(st, pguid ? pguid : &g, "mail_folder_upsert",
-                   "INSERT INTO memds.mail_folders AS f (account, folder,"
-                   " uidvalidity, name, role, changed_by)"
-                   " VALUES ($1, $2, 0, $3, $4, $5::bigint)"
-                   " ON CONFLICT (account, folder) DO UPDATE SET"
-                   " name = EXCLUDED.name, role = EXCLUDED.role,"
-                   " deleted = false, seq = memds.item_seq_take(),"
-                   " changed_by = EXCLUDED.changed_by"
-                   " WHERE f.deleted OR f.name IS DISTINCT FROM EXCLUDED.name"
-                   " OR f.role IS DISTINCT FROM EXCLUDED.role"
-                   " RETURNING guid", &a);
+                 "INSERT INTO memds.mail_folders AS f (account, folder,"
+                 " uidvalidity, name, role, changed_by)"
+                 " VALUES ($1, $2, 0, $3, $4, $5::bigint)"
+                 " ON CONFLICT (account, folder) DO UPDATE SET"
+                 " name = EXCLUDED.name, role = EXCLUDED.role,"
+                 " deleted = false, seq = memds.item_seq_take(),"
+                 " changed_by = EXCLUDED.changed_by"
+                 " WHERE f.deleted OR f.name IS DISTINCT FROM EXCLUDED.name"
+                 " OR f.role IS DISTINCT FROM EXCLUDED.role"
+                 " RETURNING guid",
+                 &a);
     if (rv != APR_ENOENT) {
         return rv;
     }
     qa_folder(&k, st, account, folder);
     return q_value(st, pguid ? pguid : &g, "mail_folder_guid",
                    "SELECT guid FROM memds.mail_folders WHERE account = $1"
-                   " AND folder = $2", &k);
+                   " AND folder = $2",
+                   &k);
 }
 
 apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
@@ -550,13 +578,15 @@ apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, folder);
-    qa_str(&a, changed_by ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT,
-                                         changed_by) : NULL);
+    qa_str(&a, changed_by
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
+                   : NULL);
     rv = q_cmd(st, NULL, "mail_folder_gone_msgs",
                "WITH s AS (SELECT memds.item_seq_take() AS v)"
                " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
                " changed_by = $3::bigint, updated_at = now() FROM s"
-               " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted", &a);
+               " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -564,7 +594,8 @@ apr_status_t memds_mail_folder_gone(memds_store_t *st, const char *account,
                  "UPDATE memds.mail_folders SET deleted = true,"
                  " seq = memds.item_seq_take(), changed_by = $3::bigint,"
                  " uidvalidity = 0, highestmodseq = 0"
-                 " WHERE account = $1 AND folder = $2 AND NOT deleted", &a);
+                 " WHERE account = $1 AND folder = $2 AND NOT deleted",
+                 &a);
 }
 
 apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
@@ -578,13 +609,15 @@ apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
     qa_folder(&d, st, account, to);
     rv = q_cmd(st, NULL, "mail_folder_rename_drop",
                "DELETE FROM memds.mail_folders WHERE account = $1"
-               " AND folder = $2 AND deleted", &d);
+               " AND folder = $2 AND deleted",
+               &d);
     if (rv == APR_SUCCESS) {
         qa_folder(&m, st, account, from);
         qa_str(&m, to);
         rv = q_cmd(st, NULL, "mail_folder_rename_msgs",
                    "UPDATE memds.mail_messages SET folder = $3"
-                   " WHERE account = $1 AND folder = $2", &m);
+                   " WHERE account = $1 AND folder = $2",
+                   &m);
     }
     if (rv == APR_SUCCESS) {
         qa_folder(&a, st, account, from);
@@ -594,12 +627,14 @@ apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
         rv = q_cmd(st, NULL, "mail_folder_rename",
                    "UPDATE memds.mail_folders SET folder = $3, name = $4,"
                    " seq = memds.item_seq_take(), changed_by = $5::bigint"
-                   " WHERE account = $1 AND folder = $2", &a);
+                   " WHERE account = $1 AND folder = $2",
+                   &a);
     }
     return rv;
 }
 
-apr_status_t memds_mail_changed_all(memds_store_t *st, apr_array_header_t **prows,
+apr_status_t memds_mail_changed_all(memds_store_t *st,
+                                    apr_array_header_t **prows,
                                     const char *account, apr_int64_t since,
                                     apr_int64_t upto)
 {
@@ -613,20 +648,22 @@ apr_status_t memds_mail_changed_all(memds_store_t *st, apr_array_header_t **prow
     qa_str(&a, account);
     qa_i64(&a, since);
     qa_i64(&a, upto);
-    rv = q_run(st, &res, "mail_changed_all",
-               "SELECT guid, seq, deleted, coalesce(changed_by, 0) FROM ("
-               " SELECT guid, seq, deleted, changed_by FROM memds.mail_folders"
-               "  WHERE account = $1 AND name IS NOT NULL"
-               "  AND seq > $2::bigint AND seq <= $3::bigint"
-               "  AND ($2::bigint >= 0 OR NOT deleted)"
-               " UNION ALL"
-               " SELECT guid, seq, deleted, changed_by FROM memds.mail_messages"
-               "  WHERE account = $1 AND seq > $2::bigint AND seq <= $3::bigint"
-               "  AND ($2::bigint >= 0 OR NOT deleted)"
-               "  AND NOT (deleted AND EXISTS (SELECT 1 FROM memds.mail_messages l"
-               "   WHERE l.account = $1 AND l.guid = mail_messages.guid"
-               "   AND NOT l.deleted))"
-               ") c ORDER BY seq, guid", &a, PGRES_TUPLES_OK);
+    rv = q_run(
+        st, &res, "mail_changed_all",
+        "SELECT guid, seq, deleted, coalesce(changed_by, 0) FROM ("
+        " SELECT guid, seq, deleted, changed_by FROM memds.mail_folders"
+        "  WHERE account = $1 AND name IS NOT NULL"
+        "  AND seq > $2::bigint AND seq <= $3::bigint"
+        "  AND ($2::bigint >= 0 OR NOT deleted)"
+        " UNION ALL"
+        " SELECT guid, seq, deleted, changed_by FROM memds.mail_messages"
+        "  WHERE account = $1 AND seq > $2::bigint AND seq <= $3::bigint"
+        "  AND ($2::bigint >= 0 OR NOT deleted)"
+        "  AND NOT (deleted AND EXISTS (SELECT 1 FROM memds.mail_messages l"
+        "   WHERE l.account = $1 AND l.guid = mail_messages.guid"
+        "   AND NOT l.deleted))"
+        ") c ORDER BY seq, guid",
+        &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -659,7 +696,8 @@ apr_status_t memds_mail_get_any(memds_store_t *st, memds_mmsg_t *row,
     rv = q_row(st, &res, "mail_get_any",
                "SELECT " ROW_COLS ", folder FROM memds.mail_messages"
                " WHERE account = $1 AND guid = $2 AND NOT deleted AND uid > 0"
-               " LIMIT 1", &a);
+               " LIMIT 1",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -682,7 +720,8 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
     qa_str(&d, row->guid);
     rv = q_cmd(st, NULL, "mail_move_clear",
                "DELETE FROM memds.mail_messages WHERE account = $1"
-               " AND folder = $2 AND guid = $3 AND deleted", &d);
+               " AND folder = $2 AND guid = $3 AND deleted",
+               &d);
     if (rv == APR_SUCCESS) {
         qa_folder(&a, st, account, from);
         qa_str(&a, to);
@@ -700,14 +739,16 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
                    " content_seq, changed_by)"
                    " SELECT $1, $3, old.guid, $5::bigint, old.flags,"
                    " old.message_id, old.size, old.internaldate, s.v,"
-                   " old.content_seq, $6::bigint FROM old, s", &a);
+                   " old.content_seq, $6::bigint FROM old, s",
+                   &a);
     }
     return rv;
 }
 
 /* ------------------------------------------------- the outbox ledger */
 
-#define OUTBOX_COLS "outbox_id, state, luid, message_id, envelope_from," \
+#define OUTBOX_COLS \
+    "outbox_id, state, luid, message_id, envelope_from," \
     " sent_guid, reason, coalesce(status, 0), attempts," \
     " (state = 'retrying' AND next_attempt_at <= now())"
 
@@ -757,10 +798,12 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
     qa_str(&a, luid);
     qa_str(&a, sha1);
     rv = q_row(st, &res, "outbox_find",
-               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '), ''),"
+               "SELECT " OUTBOX_COLS
+               ", data, coalesce(array_to_string(rcpts, ' '), ''),"
                " bcc_fields FROM memds.outbox WHERE account = $1"
                " AND device_id = $2::bigint AND store = $3 AND luid = $4"
-               " AND content_sha1 = $5", &a);
+               " AND content_sha1 = $5",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -775,10 +818,10 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
 apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *account, apr_int64_t device_id,
                                  const char *store, const char *location,
-                                 const char *luid,
-                                 const char *sha1, const char *message_id,
-                                 const char *from, const char *const *rcpts,
-                                 int nrcpts, const char *data, apr_size_t len,
+                                 const char *luid, const char *sha1,
+                                 const char *message_id, const char *from,
+                                 const char *const *rcpts, int nrcpts,
+                                 const char *data, apr_size_t len,
                                  const char *bcc, apr_size_t bcc_len)
 {
     qargs_t a;
@@ -797,12 +840,14 @@ apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
     qa_bin(&a, data, len);
     qa_str(&a, location);
     qa_bin_or_null(&a, bcc_len ? bcc : NULL, bcc_len);
-    rv = q_value(st, &id, "outbox_insert",
-                 "INSERT INTO memds.outbox (account, device_id, store, luid,"
-                 " content_sha1, message_id, envelope_from, rcpts, data,"
-                 " location, bcc_fields) VALUES ($1, $2::bigint, $3, $4, $5, $6,"
-                 " $7, $8::text[], $9::bytea, $10, $11::bytea)"
-                 " RETURNING outbox_id::text", &a);
+    rv =
+        q_value(st, &id, "outbox_insert",
+                "INSERT INTO memds.outbox (account, device_id, store, luid,"
+                " content_sha1, message_id, envelope_from, rcpts, data,"
+                " location, bcc_fields) VALUES ($1, $2::bigint, $3, $4, $5, $6,"
+                " $7, $8::text[], $9::bytea, $10, $11::bytea)"
+                " RETURNING outbox_id::text",
+                &a);
     if (rv == APR_SUCCESS) {
         *pid = apr_atoi64(id);
     }
@@ -825,19 +870,20 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
     qa_int(&a, attempt ? 1 : 0);
     qa_int(&a, retry_secs);
     qa_bool(&a, clear_data);
-    return q_cmd(st, NULL, "outbox_set",
-                 "UPDATE memds.outbox SET state = $2,"
-                 " status = coalesce($3::int, status),"
-                 " reason = coalesce($4, reason),"
-                 " sent_guid = coalesce($5, sent_guid),"
-                 " attempts = attempts + $6::int,"
-                 " next_attempt_at = CASE WHEN $7::int > 0"
-                 "  THEN now() + make_interval(secs => $7::int) ELSE NULL END,"
-                 " data = CASE WHEN $8::bool THEN NULL ELSE data END,"
-                 " bcc_fields = CASE WHEN $8::bool THEN NULL ELSE bcc_fields END,"
-                 " updated_at = now() WHERE outbox_id = $1::bigint", &a);
+    return q_cmd(
+        st, NULL, "outbox_set",
+        "UPDATE memds.outbox SET state = $2,"
+        " status = coalesce($3::int, status),"
+        " reason = coalesce($4, reason),"
+        " sent_guid = coalesce($5, sent_guid),"
+        " attempts = attempts + $6::int,"
+        " next_attempt_at = CASE WHEN $7::int > 0"
+        "  THEN now() + make_interval(secs => $7::int) ELSE NULL END,"
+        " data = CASE WHEN $8::bool THEN NULL ELSE data END,"
+        " bcc_fields = CASE WHEN $8::bool THEN NULL ELSE bcc_fields END,"
+        " updated_at = now() WHERE outbox_id = $1::bigint",
+        &a);
 }
-
 
 /* The advisory-lock keys of an outbox row: the two-int4 form, which
  * nothing else in the schema uses (migrations lock with the bigint form),
@@ -850,7 +896,8 @@ static void outbox_lock_args(qargs_t *a, apr_int64_t id)
     apr_int64_t hi = (apr_int64_t)(((apr_uint64_t)id >> 32) & 0xffffu);
 
     qa_i64(a, MEMDS_OUTBOX_LOCK_CLASS + hi);
-    qa_i64(a, (apr_int64_t)lo - (lo > 0x7fffffffu ? APR_INT64_C(0x100000000) : 0));
+    qa_i64(a,
+           (apr_int64_t)lo - (lo > 0x7fffffffu ? APR_INT64_C(0x100000000) : 0));
 }
 
 apr_status_t memds_outbox_claim(memds_store_t *st, apr_int64_t id, int *pgot,
@@ -877,7 +924,8 @@ apr_status_t memds_outbox_claim(memds_store_t *st, apr_int64_t id, int *pgot,
     qa_init(&a, st->pool);
     qa_i64(&a, id);
     rv = q_row(st, &res, "outbox_claimed",
-               "SELECT " OUTBOX_COLS " FROM memds.outbox WHERE outbox_id = $1::bigint",
+               "SELECT " OUTBOX_COLS
+               " FROM memds.outbox WHERE outbox_id = $1::bigint",
                &a);
     if (rv != APR_SUCCESS) {
         memds_outbox_unclaim(st, id);
@@ -908,12 +956,14 @@ apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
     qa_str(&a, account);
     qa_str(&a, folder);
     qa_str(&a, guid);
-    return q_cmd(st, NULL, "mail_tombstone",
-                 "INSERT INTO memds.mail_messages AS m (account, folder, guid,"
-                 " uid, deleted) VALUES ($1, $2, $3, 0, true)"
-                 " ON CONFLICT (account, folder, guid) DO UPDATE SET"
-                 " deleted = true, seq = memds.item_seq_take(), changed_by = NULL,"
-                 " updated_at = now()", &a);
+    return q_cmd(
+        st, NULL, "mail_tombstone",
+        "INSERT INTO memds.mail_messages AS m (account, folder, guid,"
+        " uid, deleted) VALUES ($1, $2, $3, 0, true)"
+        " ON CONFLICT (account, folder, guid) DO UPDATE SET"
+        " deleted = true, seq = memds.item_seq_take(), changed_by = NULL,"
+        " updated_at = now()",
+        &a);
 }
 
 apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
@@ -934,13 +984,15 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
     qa_str(&a, store);
     qa_int(&a, limit);
     rv = q_run(st, &res, "outbox_due",
-               "SELECT " OUTBOX_COLS ", data, coalesce(array_to_string(rcpts, ' '),"
+               "SELECT " OUTBOX_COLS
+               ", data, coalesce(array_to_string(rcpts, ' '),"
                " ''), account, device_id, store, bcc_fields FROM memds.outbox"
                " WHERE state = 'retrying' AND next_attempt_at <= now()"
                " AND ($1::text IS NULL OR location = $1)"
                " AND ($2::text IS NULL OR (account = $2"
                "  AND device_id = $3::bigint AND store = $4))"
-               " ORDER BY outbox_id LIMIT $5::int", &a, PGRES_TUPLES_OK);
+               " ORDER BY outbox_id LIMIT $5::int",
+               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -981,5 +1033,6 @@ apr_status_t memds_outbox_acknowledge(memds_store_t *st, const char *account,
                  " AND o.store = $3 AND o.state = 'filed'"
                  " AND s.device_id = o.device_id AND s.store = o.store"
                  " AND m.account = o.account AND m.folder = $4"
-                 " AND m.guid = 'q' || o.outbox_id AND m.seq <= s.last_seq", &a);
+                 " AND m.guid = 'q' || o.outbox_id AND m.seq <= s.last_seq",
+                 &a);
 }

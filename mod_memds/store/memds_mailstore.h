@@ -11,16 +11,16 @@
 #include "store/memds_store.h"
 
 /** Flag bits of memds.mail_messages.flags (IMAP's, plus $Forwarded). */
-#define MEMDS_MAIL_SEEN      0x01
-#define MEMDS_MAIL_ANSWERED  0x02
-#define MEMDS_MAIL_FLAGGED   0x04
-#define MEMDS_MAIL_DELETED   0x08
-#define MEMDS_MAIL_DRAFT     0x10
+#define MEMDS_MAIL_SEEN 0x01
+#define MEMDS_MAIL_ANSWERED 0x02
+#define MEMDS_MAIL_FLAGGED 0x04
+#define MEMDS_MAIL_DELETED 0x08
+#define MEMDS_MAIL_DRAFT 0x10
 #define MEMDS_MAIL_FORWARDED 0x40
 
 typedef struct memds_mfolder_t {
-    apr_int64_t uidvalidity;    /**< 0: never scanned */
-    apr_int64_t highestmodseq;  /**< 0: no CONDSTORE */
+    apr_int64_t uidvalidity;   /**< 0: never scanned */
+    apr_int64_t highestmodseq; /**< 0: no CONDSTORE */
     apr_int64_t uidnext, messages;
 } memds_mfolder_t;
 
@@ -35,13 +35,13 @@ apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
 typedef struct memds_mmsg_t {
     const char *guid;
     apr_int64_t uid;
-    int flags;                  /**< MEMDS_MAIL_* */
-    const char *message_id;     /**< NULL when none */
+    int flags;              /**< MEMDS_MAIL_* */
+    const char *message_id; /**< NULL when none */
     apr_int64_t size;
-    apr_time_t internaldate;    /**< 0: unknown */
+    apr_time_t internaldate; /**< 0: unknown */
     apr_int64_t seq, content_seq;
     int deleted;
-    apr_int64_t changed_by;     /**< 0: the IMAP server */
+    apr_int64_t changed_by; /**< 0: the IMAP server */
 } memds_mmsg_t;
 
 /** Live messages of the folder (memds_mmsg_t *, guid, uid, flags, and with
@@ -113,7 +113,7 @@ apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
 /* ------------------------------- the hierarchical "email" datastore */
 
 typedef struct memds_mfitem_t {
-    const char *folder;         /**< IMAP name */
+    const char *folder;             /**< IMAP name */
     const char *guid, *name, *role; /**< name: UTF-8 path with "/" */
     apr_int64_t uidvalidity, highestmodseq, seq;
     int deleted;
@@ -121,7 +121,8 @@ typedef struct memds_mfitem_t {
 } memds_mfitem_t;
 
 /** Every folder row of the account (memds_mfitem_t *), tombstones too. */
-apr_status_t memds_mail_folders_all(memds_store_t *st, apr_array_header_t **prows,
+apr_status_t memds_mail_folders_all(memds_store_t *st,
+                                    apr_array_header_t **prows,
                                     const char *account);
 /** The folder row with this guid; APR_ENOENT if none. */
 apr_status_t memds_mail_folder_by_guid(memds_store_t *st, memds_mfitem_t *row,
@@ -141,7 +142,8 @@ apr_status_t memds_mail_folder_rename(memds_store_t *st, const char *account,
                                       const char *name, apr_int64_t changed_by);
 /** Changes of every folder and message of the account (guid, seq, deleted,
  *  changed_by in memds_mmsg_t *), in seq order; since -1: all live. */
-apr_status_t memds_mail_changed_all(memds_store_t *st, apr_array_header_t **prows,
+apr_status_t memds_mail_changed_all(memds_store_t *st,
+                                    apr_array_header_t **prows,
                                     const char *account, apr_int64_t since,
                                     apr_int64_t upto);
 /** The live message with this guid in any folder (*pfolder its folder);
@@ -160,18 +162,18 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
 
 typedef struct memds_outbox_row_t {
     apr_int64_t id;
-    const char *state;          /**< received, submitting, submitted, filed,
+    const char *state; /**< received, submitting, submitted, filed,
                                      acknowledged, rejected, retrying */
     const char *luid, *message_id, *envelope_from, *sent_guid, *reason;
     const char *account, *store; /**< (memds_outbox_due only) */
     apr_int64_t device_id;
-    apr_array_header_t *rcpts;  /**< const char * (with data: due rows only) */
-    const char *data;           /**< NULL unless asked for */
+    apr_array_header_t *rcpts; /**< const char * (with data: due rows only) */
+    const char *data;          /**< NULL unless asked for */
     apr_size_t len;
-    const char *bcc;            /**< the Bcc fields taken out (with data) */
+    const char *bcc; /**< the Bcc fields taken out (with data) */
     apr_size_t bcc_len;
     int status, attempts;
-    int due;                    /**< retrying and next_attempt_at has come */
+    int due; /**< retrying and next_attempt_at has come */
 } memds_outbox_row_t;
 
 /** The ledger row of a device's item, with its message unless filed;
@@ -186,10 +188,10 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
 apr_status_t memds_outbox_insert(memds_store_t *st, apr_int64_t *pid,
                                  const char *account, apr_int64_t device_id,
                                  const char *store, const char *location,
-                                 const char *luid,
-                                 const char *sha1, const char *message_id,
-                                 const char *from, const char *const *rcpts,
-                                 int nrcpts, const char *data, apr_size_t len,
+                                 const char *luid, const char *sha1,
+                                 const char *message_id, const char *from,
+                                 const char *const *rcpts, int nrcpts,
+                                 const char *data, apr_size_t len,
                                  const char *bcc, apr_size_t bcc_len);
 /** Move row id to state; status/reason/sent_guid NULL-or-0 keep theirs;
  *  attempt 1 counts an SMTP attempt; retry_secs > 0 sets next_attempt_at;

@@ -24,10 +24,10 @@
 
 typedef struct migration_t {
     int version;
-    const char *name;   /* file name */
+    const char *name; /* file name */
     const char *path;
     const char *sql;
-    const char *sha1;   /* hex */
+    const char *sha1; /* hex */
 } migration_t;
 
 static const char *trim_msg(const char *m, apr_pool_t *p)
@@ -50,7 +50,8 @@ static apr_status_t exec_ok(PGconn *c, const char *sql, const char *what,
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         *perr = apr_psprintf(p, "%s: %s", what,
                              trim_msg(res ? PQresultErrorMessage(res)
-                                          : PQerrorMessage(c), p));
+                                          : PQerrorMessage(c),
+                                      p));
         PQclear(res);
         return APR_EGENERAL;
     }
@@ -81,7 +82,8 @@ static apr_status_t load_migrations(apr_array_header_t **pmigs, const char *dir,
         *perr = apr_psprintf(p, "cannot open schema directory %s", dir);
         return rv;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d) == APR_SUCCESS) {
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
+           == APR_SUCCESS) {
         const char *n = fi.name, *c;
         apr_size_t len = strlen(n);
         migration_t *m;
@@ -133,7 +135,8 @@ static apr_status_t load_migrations(apr_array_header_t **pmigs, const char *dir,
         APR_ARRAY_PUSH(migs, migration_t *) = m;
     }
     apr_dir_close(d);
-    qsort(migs->elts, (size_t)migs->nelts, sizeof(migration_t *), cmp_migration);
+    qsort(migs->elts, (size_t)migs->nelts, sizeof(migration_t *),
+          cmp_migration);
     for (i = 1; i < migs->nelts; ++i) {
         migration_t *a = APR_ARRAY_IDX(migs, i - 1, migration_t *);
         migration_t *b = APR_ARRAY_IDX(migs, i, migration_t *);
@@ -160,15 +163,17 @@ static apr_status_t apply_one(int *papplied, PGconn *c, const migration_t *m,
     *papplied = 0;
     if ((rv = exec_ok(c, "BEGIN", "BEGIN", perr, p)) != APR_SUCCESS
         || (rv = exec_ok(c, MIGRATE_LOCK_SQL, "advisory lock", perr, p))
-           != APR_SUCCESS
+               != APR_SUCCESS
         || (rv = exec_ok(c, BOOTSTRAP_SQL, "creating memds.schema_migrations",
-                         perr, p)) != APR_SUCCESS) {
+                         perr, p))
+               != APR_SUCCESS) {
         goto fail;
     }
     apr_snprintf(vbuf, sizeof(vbuf), "%d", m->version);
     params[0] = vbuf;
-    res = PQexecParams(c, "SELECT sha1 FROM memds.schema_migrations "
-                          "WHERE version = $1::integer",
+    res = PQexecParams(c,
+                       "SELECT sha1 FROM memds.schema_migrations "
+                       "WHERE version = $1::integer",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         *perr = apr_psprintf(p, "reading memds.schema_migrations: %s",
@@ -182,7 +187,8 @@ static apr_status_t apply_one(int *papplied, PGconn *c, const migration_t *m,
         PQclear(res);
         exec_ok(c, "ROLLBACK", "ROLLBACK", perr, p);
         if (strcmp(was, m->sha1) != 0) {
-            *perr = apr_psprintf(p, "%s was changed after it was applied "
+            *perr = apr_psprintf(p,
+                                 "%s was changed after it was applied "
                                  "(recorded sha1 %s, file has %s); add a new "
                                  "migration instead of editing an applied one",
                                  m->path, was, m->sha1);
@@ -196,8 +202,9 @@ static apr_status_t apply_one(int *papplied, PGconn *c, const migration_t *m,
     }
     params[1] = m->name;
     params[2] = m->sha1;
-    res = PQexecParams(c, "INSERT INTO memds.schema_migrations "
-                          "(version, name, sha1) VALUES ($1::integer, $2, $3)",
+    res = PQexecParams(c,
+                       "INSERT INTO memds.schema_migrations "
+                       "(version, name, sha1) VALUES ($1::integer, $2, $3)",
                        3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         *perr = apr_psprintf(p, "recording %s: %s", m->name,
@@ -213,11 +220,10 @@ static apr_status_t apply_one(int *papplied, PGconn *c, const migration_t *m,
     *papplied = 1;
     return APR_SUCCESS;
 
-fail:
-    {
-        const char *ignored;
-        exec_ok(c, "ROLLBACK", "ROLLBACK", &ignored, p);
-    }
+fail : {
+    const char *ignored;
+    exec_ok(c, "ROLLBACK", "ROLLBACK", &ignored, p);
+}
     return rv;
 }
 
@@ -229,7 +235,8 @@ static apr_status_t query_version(int *pversion, PGconn *c, const char **perr,
 
     /* Two steps: a query naming a missing table fails at parse time, even
      * in a CASE branch that would not run. to_regclass does not fail. */
-    res = PQexec(c, "SELECT to_regclass('memds.schema_migrations') IS NOT NULL");
+    res = PQexec(c,
+                 "SELECT to_regclass('memds.schema_migrations') IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         goto fail;
     }
@@ -239,7 +246,8 @@ static apr_status_t query_version(int *pversion, PGconn *c, const char **perr,
         *pversion = 0;
         return APR_SUCCESS;
     }
-    res = PQexec(c, "SELECT coalesce(max(version), 0) FROM memds.schema_migrations");
+    res = PQexec(
+        c, "SELECT coalesce(max(version), 0) FROM memds.schema_migrations");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         goto fail;
     }
@@ -250,7 +258,8 @@ static apr_status_t query_version(int *pversion, PGconn *c, const char **perr,
 fail:
     *perr = apr_psprintf(p, "reading the schema version: %s",
                          trim_msg(res ? PQresultErrorMessage(res)
-                                      : PQerrorMessage(c), p));
+                                      : PQerrorMessage(c),
+                                  p));
     PQclear(res);
     return APR_EGENERAL;
 }
@@ -262,7 +271,8 @@ static PGconn *connect_or_fail(const char *conninfo, const char **perr,
 
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         *perr = apr_psprintf(p, "cannot connect to PostgreSQL: %s",
-                             trim_msg(c ? PQerrorMessage(c) : "out of memory", p));
+                             trim_msg(c ? PQerrorMessage(c) : "out of memory",
+                                      p));
         PQfinish(c);
         return NULL;
     }
@@ -313,7 +323,8 @@ apr_status_t memds_migrate_run(int *napplied, int *pversion,
         }
         if (applied) {
             ++n;
-            memds_logf(lg, MEMDS_LOG_NOTICE, 0, MEMDS_LOGNO(00302) "applied %s", m->name);
+            memds_logf(lg, MEMDS_LOG_NOTICE, 0,
+                       MEMDS_LOGNO(00302) "applied %s", m->name);
         }
     }
     rv = query_version(pversion, c, perr, p);

@@ -71,8 +71,8 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
             --n;
         }
         apr_atomic_inc64(&pool->connect_fails);
-        memds_logf(pool->lg, MEMDS_LOG_ERR, 0, MEMDS_LOGNO(00300) "PostgreSQL connect failed: %.*s",
-                   n, m);
+        memds_logf(pool->lg, MEMDS_LOG_ERR, 0,
+                   MEMDS_LOGNO(00300) "PostgreSQL connect failed: %.*s", n, m);
         if (conn) {
             PQfinish(conn);
         }
@@ -185,15 +185,18 @@ apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
             return APR_SUCCESS;
         }
         apr_atomic_inc64(&pool->replaced);
-        memds_logf(pool->lg, MEMDS_LOG_INFO, 0,
-                   MEMDS_LOGNO(00301) "dropping a dead PostgreSQL connection from the pool");
+        memds_logf(
+            pool->lg, MEMDS_LOG_INFO, 0,
+            MEMDS_LOGNO(00301) "dropping a dead PostgreSQL connection from the pool");
         apr_reslist_invalidate(pool->rl, res);
     }
     apr_atomic_inc64(&pool->acquire_fails);
     if (perr) {
         if (APR_STATUS_IS_TIMEUP(rv) || rv == APR_EAGAIN) {
-            *perr = apr_psprintf(p, "all %d PostgreSQL connections of this "
-                                 "process stayed busy", pool->params.max);
+            *perr = apr_psprintf(p,
+                                 "all %d PostgreSQL connections of this "
+                                 "process stayed busy",
+                                 pool->params.max);
             rv = APR_TIMEUP;
         }
         else if (rv == APR_SUCCESS || rv == APR_EGENERAL) {
@@ -230,8 +233,8 @@ static apr_status_t release_cleanup(void *data)
 }
 
 apr_status_t memds_pgpool_acquire_for(memds_pgconn_t **pconn,
-                                      memds_pgpool_t *pool,
-                                      const char **perr, apr_pool_t *p)
+                                      memds_pgpool_t *pool, const char **perr,
+                                      apr_pool_t *p)
 {
     apr_status_t rv = memds_pgpool_acquire(pconn, pool, perr, p);
 

@@ -21,11 +21,13 @@ typedef struct memds_pgconn_t memds_pgconn_t;
 
 /** Pool sizing and behaviour. */
 typedef struct memds_pgpool_params_t {
-    int min;                     /**< connections opened at creation */
-    int keep;                    /**< idle connections kept open */
-    int max;                     /**< hard limit of open connections */
-    apr_interval_time_t exptime; /**< idle time before a connection above keep is closed */
-    apr_interval_time_t acquire_timeout; /**< wait for a free connection when max are in use */
+    int min;  /**< connections opened at creation */
+    int keep; /**< idle connections kept open */
+    int max;  /**< hard limit of open connections */
+    apr_interval_time_t
+        exptime; /**< idle time before a connection above keep is closed */
+    apr_interval_time_t
+        acquire_timeout; /**< wait for a free connection when max are in use */
 } memds_pgpool_params_t;
 
 /** Counters of one pool (one process). */
@@ -36,7 +38,8 @@ typedef struct memds_pgpool_stats_t {
     apr_uint64_t connect_fails; /**< failed connects since start */
     apr_uint64_t replaced;      /**< dead connections detected and dropped */
     apr_uint64_t acquires;      /**< successful acquires */
-    apr_uint64_t acquire_fails; /**< acquires that failed (no connection to be had) */
+    apr_uint64_t
+        acquire_fails; /**< acquires that failed (no connection to be had) */
 } memds_pgpool_stats_t;
 
 /**
@@ -79,8 +82,8 @@ void memds_pgpool_release(memds_pgpool_t *pool, memds_pgconn_t *conn,
  * p is cleared (request pools); like mod_dbd's ap_dbd_acquire.
  */
 apr_status_t memds_pgpool_acquire_for(memds_pgconn_t **pconn,
-                                      memds_pgpool_t *pool,
-                                      const char **perr, apr_pool_t *p);
+                                      memds_pgpool_t *pool, const char **perr,
+                                      apr_pool_t *p);
 
 /** Mark an acquired connection broken so its release closes it. */
 void memds_pgconn_mark_broken(memds_pgconn_t *conn);

@@ -48,8 +48,10 @@ apr_status_t memds_store_commit(memds_store_t *st)
     /* COMMIT of a transaction that an earlier error aborted "succeeds" with
      * the tag ROLLBACK: the engine must not believe its state was saved. */
     if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-        st->err = apr_psprintf(st->pool, "store: commit: the transaction was "
-                               "rolled back (%s)", PQcmdStatus(res));
+        st->err = apr_psprintf(st->pool,
+                               "store: commit: the transaction was "
+                               "rolled back (%s)",
+                               PQcmdStatus(res));
         PQclear(res);
         return APR_EGENERAL;
     }
@@ -63,11 +65,9 @@ void memds_store_rollback(memds_store_t *st)
     PGresult *res;
 
     switch (PQtransactionStatus(c)) {
-    case PQTRANS_IDLE:
-        return;
+    case PQTRANS_IDLE: return;
     case PQTRANS_INTRANS:
-    case PQTRANS_INERROR:
-        break;
+    case PQTRANS_INERROR: break;
     default: /* ACTIVE (a query still running) or UNKNOWN (connection bad) */
         memds_pgconn_mark_broken(st->conn);
         return;
@@ -146,27 +146,28 @@ apr_status_t memds_store_auth_failed(memds_store_t *st, const char *account,
     qa_int(&a, max_failures);
     qa_int(&a, window_secs);
     qa_int(&a, block_secs);
-    return q_cmd(st, NULL, "auth_failed",
-                 "INSERT INTO memds.device_auth AS a"
-                 " (account, devid, failures, window_start, blocked_until)"
-                 " VALUES ($1, $2, 1, now(),"
-                 "  CASE WHEN $3::integer > 0 AND 1 >= $3::integer"
-                 "   THEN now() + $5::integer * interval '1 second' END)"
-                 " ON CONFLICT (account, devid) DO UPDATE SET"
-                 " failures = CASE"
-                 "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
-                 "  THEN 1 ELSE a.failures + 1 END,"
-                 " window_start = CASE"
-                 "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
-                 "  THEN now() ELSE a.window_start END,"
-                 " blocked_until = CASE"
-                 "  WHEN $3::integer > 0 AND (CASE"
-                 "   WHEN a.window_start <= now() - $4::integer * interval '1 second'"
-                 "   THEN 1 ELSE a.failures + 1 END) >= $3::integer"
-                 "  THEN now() + $5::integer * interval '1 second'"
-                 "  ELSE a.blocked_until END,"
-                 " updated_at = now()",
-                 &a);
+    return q_cmd(
+        st, NULL, "auth_failed",
+        "INSERT INTO memds.device_auth AS a"
+        " (account, devid, failures, window_start, blocked_until)"
+        " VALUES ($1, $2, 1, now(),"
+        "  CASE WHEN $3::integer > 0 AND 1 >= $3::integer"
+        "   THEN now() + $5::integer * interval '1 second' END)"
+        " ON CONFLICT (account, devid) DO UPDATE SET"
+        " failures = CASE"
+        "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+        "  THEN 1 ELSE a.failures + 1 END,"
+        " window_start = CASE"
+        "  WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+        "  THEN now() ELSE a.window_start END,"
+        " blocked_until = CASE"
+        "  WHEN $3::integer > 0 AND (CASE"
+        "   WHEN a.window_start <= now() - $4::integer * interval '1 second'"
+        "   THEN 1 ELSE a.failures + 1 END) >= $3::integer"
+        "  THEN now() + $5::integer * interval '1 second'"
+        "  ELSE a.blocked_until END,"
+        " updated_at = now()",
+        &a);
 }
 
 apr_status_t memds_store_auth_ok(memds_store_t *st, const char *account,
@@ -196,7 +197,8 @@ apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
     qa_init(&a, st->pool);
     rv = q_run(st, &res, "counts",
                "SELECT (SELECT count(*) FROM memds.active_sessions),"
-               " (SELECT count(*) FROM memds.devices)", &a, PGRES_TUPLES_OK);
+               " (SELECT count(*) FROM memds.devices)",
+               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -213,9 +215,9 @@ apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
 
     qa_init(&a, st->pool);
     qa_str(&a, account);
-    return q_value(st, pinner, "md5_get",
-                   "SELECT inner_b64 FROM memds.md5_credentials WHERE account = $1",
-                   &a);
+    return q_value(
+        st, pinner, "md5_get",
+        "SELECT inner_b64 FROM memds.md5_credentials WHERE account = $1", &a);
 }
 
 apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
@@ -227,13 +229,15 @@ apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
     qa_str(&a, account);
     qa_str(&a, inner_b64);
     qa_str(&a, source);
-    return q_cmd(st, NULL, "md5_put",
-                 "INSERT INTO memds.md5_credentials (account, inner_b64, source)"
-                 " VALUES ($1, $2, $3) ON CONFLICT (account) DO UPDATE SET"
-                 " inner_b64 = EXCLUDED.inner_b64, source = EXCLUDED.source,"
-                 " updated_at = now()"
-                 " WHERE md5_credentials.inner_b64 <> EXCLUDED.inner_b64"
-                 " OR md5_credentials.source <> EXCLUDED.source", &a);
+    return q_cmd(
+        st, NULL, "md5_put",
+        "INSERT INTO memds.md5_credentials (account, inner_b64, source)"
+        " VALUES ($1, $2, $3) ON CONFLICT (account) DO UPDATE SET"
+        " inner_b64 = EXCLUDED.inner_b64, source = EXCLUDED.source,"
+        " updated_at = now()"
+        " WHERE md5_credentials.inner_b64 <> EXCLUDED.inner_b64"
+        " OR md5_credentials.source <> EXCLUDED.source",
+        &a);
 }
 
 /* ------------------------------------------------------------ devices */
@@ -252,12 +256,13 @@ apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, devid);
-    rv = q_run(st, &res, "device_lock",
-               "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
-               " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
-               " RETURNING device_id, account, devid,"
-               " coalesce(max_guid_size, 0), large_objs, devinf",
-               &a, PGRES_TUPLES_OK);
+    rv =
+        q_run(st, &res, "device_lock",
+              "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
+              " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
+              " RETURNING device_id, account, devid,"
+              " coalesce(max_guid_size, 0), large_objs, devinf",
+              &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -290,13 +295,14 @@ apr_status_t memds_store_device_set_devinf(memds_store_t *st,
     qa_bin_or_null(&a, xml, len);
     qa_int(&a, max_guid_size);
     qa_bool(&a, large_objs);
-    rv = q_cmd(st, &n, "device_set_devinf",
-               "UPDATE memds.devices SET devinf = $2::bytea,"
-               " devinf_at = CASE WHEN $2::bytea IS NULL THEN NULL ELSE now() END,"
-               " max_guid_size = NULLIF($3::integer, 0),"
-               " large_objs = $4::boolean"
-               " WHERE device_id = $1::bigint",
-               &a);
+    rv = q_cmd(
+        st, &n, "device_set_devinf",
+        "UPDATE memds.devices SET devinf = $2::bytea,"
+        " devinf_at = CASE WHEN $2::bytea IS NULL THEN NULL ELSE now() END,"
+        " max_guid_size = NULLIF($3::integer, 0),"
+        " large_objs = $4::boolean"
+        " WHERE device_id = $1::bigint",
+        &a);
     if (rv == APR_SUCCESS && n == 0) {
         return APR_ENOENT;
     }
@@ -450,9 +456,9 @@ apr_status_t memds_store_session_save(memds_store_t *st,
 apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn)
 {
     int n;
-    apr_status_t rv = q_cmd(st, &n, "sessions_expire",
-                            "DELETE FROM memds.sessions WHERE expires_at <= now()",
-                            NULL);
+    apr_status_t rv =
+        q_cmd(st, &n, "sessions_expire",
+              "DELETE FROM memds.sessions WHERE expires_at <= now()", NULL);
 
     if (rv == APR_SUCCESS) {
         *pn = n;
@@ -663,8 +669,8 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
         st->err = "store: queue_find: neither guid nor luid given";
         return APR_EGENERAL;
     }
-    if (guid && guid[0] == '#' && guid[1] && strspn(guid + 1, "0123456789")
-                                               == strlen(guid + 1)
+    if (guid && guid[0] == '#' && guid[1]
+        && strspn(guid + 1, "0123456789") == strlen(guid + 1)
         && strlen(guid) < 10) {
         /* A temporary id "#n" stands for queue position n (devices whose
          * MaxGUIDSize is smaller than our GUIDs). */
@@ -675,7 +681,8 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
         rv = q_row(st, &res, "queue_find",
                    "SELECT " QUEUE_COLS " FROM memds.session_queue"
                    " WHERE session_pk = $1::bigint AND store = $2"
-                   " AND n = $3::integer", &a);
+                   " AND n = $3::integer",
+                   &a);
     }
     else {
         qa_init(&a, st->pool);
@@ -688,7 +695,8 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
                    " WHERE session_pk = $1::bigint AND store = $2"
                    " AND CASE WHEN $3::text IS NOT NULL THEN guid = $3::text"
                    "     ELSE luid = $4::text END"
-                   " ORDER BY n LIMIT 1", &a);
+                   " ORDER BY n LIMIT 1",
+                   &a);
     }
     if (rv != APR_SUCCESS) {
         return rv;
@@ -773,8 +781,8 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
 /* ------------------------------------------------------ suspend/resume */
 
 apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
-                                        apr_int64_t device_id, const char *store,
-                                        apr_int64_t except)
+                                        apr_int64_t device_id,
+                                        const char *store, apr_int64_t except)
 {
     qargs_t a;
     PGresult *res;
@@ -790,7 +798,8 @@ apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
                " WHERE s.device_id = $1::bigint AND ss.store = $2"
                " AND s.phase = 'suspended' AND s.expires_at > now()"
                " AND s.session_pk <> $3::bigint"
-               " ORDER BY s.updated_at DESC LIMIT 1 FOR UPDATE OF s", &a);
+               " ORDER BY s.updated_at DESC LIMIT 1 FOR UPDATE OF s",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -813,13 +822,16 @@ apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
         "INSERT INTO memds.session_partial (session_pk, store, cmd, luid,"
         " content_type, total_size, data)"
         " SELECT $1::bigint, store, cmd, luid, content_type, total_size, data"
-        " FROM memds.session_partial WHERE session_pk = $2::bigint AND store = $3",
-        "DELETE FROM memds.session_stores WHERE session_pk = $2::bigint AND store = $3"
+        " FROM memds.session_partial WHERE session_pk = $2::bigint AND store = "
+        "$3",
+        "DELETE FROM memds.session_stores WHERE session_pk = $2::bigint AND "
+        "store = $3"
         " AND $1::bigint IS NOT NULL",
         /* a suspended session with nothing left to resume is over */
         "UPDATE memds.sessions SET phase = 'done', finished = true"
         " WHERE session_pk = $2::bigint AND NOT EXISTS (SELECT 1 FROM"
-        " memds.session_stores WHERE session_pk = $2::bigint) AND $3::text IS NOT NULL"
+        " memds.session_stores WHERE session_pk = $2::bigint) AND $3::text IS "
+        "NOT NULL"
         " AND $1::bigint IS NOT NULL",
     };
     apr_size_t i;
@@ -857,22 +869,27 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     qa_str(&a, store);
     qa_str(&a, text_array(guids, n, st->pool));
     qa_str(&a, text_array(luids, n, st->pool));
-    rv = q_cmd(st, NULL, "map_put_many",
-               "DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
-               " AND (guid = ANY($3::text[]) OR luid = ANY($4::text[]))", &a);
+    rv = q_cmd(
+        st, NULL, "map_put_many",
+        "DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
+        " AND (guid = ANY($3::text[]) OR luid = ANY($4::text[]))",
+        &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     /* The last pair wins when one guid or luid repeats in the batch. */
-    return q_cmd(st, NULL, "map_put_many",
-                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
-                 " SELECT DISTINCT ON (g) $1::bigint, $2, g, l FROM"
-                 " (SELECT DISTINCT ON (l) g, l, o FROM unnest($3::text[], $4::text[])"
-                 "  WITH ORDINALITY AS u(g, l, o) ORDER BY l, o DESC) x"
-                 " ORDER BY g, o DESC", &a);
+    return q_cmd(
+        st, NULL, "map_put_many",
+        "INSERT INTO memds.maps (device_id, store, guid, luid)"
+        " SELECT DISTINCT ON (g) $1::bigint, $2, g, l FROM"
+        " (SELECT DISTINCT ON (l) g, l, o FROM unnest($3::text[], $4::text[])"
+        "  WITH ORDINALITY AS u(g, l, o) ORDER BY l, o DESC) x"
+        " ORDER BY g, o DESC",
+        &a);
 }
 
-apr_status_t memds_store_seen_add_many(memds_store_t *st, apr_int64_t session_pk,
+apr_status_t memds_store_seen_add_many(memds_store_t *st,
+                                       apr_int64_t session_pk,
                                        const char *store,
                                        const char *const *guids, int n)
 {
@@ -885,10 +902,12 @@ apr_status_t memds_store_seen_add_many(memds_store_t *st, apr_int64_t session_pk
     qa_i64(&a, session_pk);
     qa_str(&a, store);
     qa_str(&a, text_array(guids, n, st->pool));
-    return q_cmd(st, NULL, "seen_add_many",
-                 "INSERT INTO memds.session_seen (session_pk, store, guid)"
-                 " SELECT DISTINCT $1::bigint, $2, g FROM unnest($3::text[]) AS u(g)"
-                 " ON CONFLICT DO NOTHING", &a);
+    return q_cmd(
+        st, NULL, "seen_add_many",
+        "INSERT INTO memds.session_seen (session_pk, store, guid)"
+        " SELECT DISTINCT $1::bigint, $2, g FROM unnest($3::text[]) AS u(g)"
+        " ON CONFLICT DO NOTHING",
+        &a);
 }
 
 apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
@@ -905,7 +924,8 @@ apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
     qa_str(&a, store);
     rv = q_run(st, &res, "maps_load",
                "SELECT guid, luid FROM memds.maps WHERE device_id = $1::bigint"
-               " AND store = $2", &a, PGRES_TUPLES_OK);
+               " AND store = $2",
+               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -930,9 +950,11 @@ apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
     qa_init(&a, st->pool);
     qa_i64(&a, session_pk);
     qa_str(&a, store);
-    rv = q_run(st, &res, "seen_load",
-               "SELECT guid FROM memds.session_seen WHERE session_pk = $1::bigint"
-               " AND store = $2", &a, PGRES_TUPLES_OK);
+    rv = q_run(
+        st, &res, "seen_load",
+        "SELECT guid FROM memds.session_seen WHERE session_pk = $1::bigint"
+        " AND store = $2",
+        &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -944,7 +966,8 @@ apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_store_queue_add_many(memds_store_t *st, apr_int64_t session_pk,
+apr_status_t memds_store_queue_add_many(memds_store_t *st,
+                                        apr_int64_t session_pk,
                                         const apr_array_header_t *items)
 {
     int n = items->nelts, i;
@@ -975,11 +998,13 @@ apr_status_t memds_store_queue_add_many(memds_store_t *st, apr_int64_t session_p
     qa_str(&a, text_array(ops, n, st->pool));
     qa_str(&a, text_array(guids, n, st->pool));
     qa_str(&a, text_array(luids, n, st->pool));
-    return q_cmd(st, NULL, "queue_add_many",
-                 "INSERT INTO memds.session_queue (session_pk, store, n, op, guid, luid)"
-                 " SELECT $1::bigint, s, n, o, g, l FROM unnest($2::text[],"
-                 " $3::integer[], $4::text[], $5::text[], $6::text[]) AS u(s, n, o, g, l)",
-                 &a);
+    return q_cmd(
+        st, NULL, "queue_add_many",
+        "INSERT INTO memds.session_queue (session_pk, store, n, op, guid, luid)"
+        " SELECT $1::bigint, s, n, o, g, l FROM unnest($2::text[],"
+        " $3::integer[], $4::text[], $5::text[], $6::text[]) AS u(s, n, o, g, "
+        "l)",
+        &a);
 }
 
 apr_status_t memds_store_queue_update_many(memds_store_t *st,
@@ -1014,13 +1039,14 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
     qa_str(&a, int_array(sent, n, st->pool));
     qa_str(&a, int_array(msg, n, st->pool));
     qa_str(&a, int_array(status, n, st->pool));
-    return q_cmd(st, NULL, "queue_update_many",
-                 "UPDATE memds.session_queue q SET sent_bytes = u.b,"
-                 " sent_msg_id = u.m, status = u.c"
-                 " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
-                 " $5::integer[], $6::integer[]) AS u(s, n, b, m, c)"
-                 " WHERE q.session_pk = $1::bigint AND q.store = u.s AND q.n = u.n",
-                 &a);
+    return q_cmd(
+        st, NULL, "queue_update_many",
+        "UPDATE memds.session_queue q SET sent_bytes = u.b,"
+        " sent_msg_id = u.m, status = u.c"
+        " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
+        " $5::integer[], $6::integer[]) AS u(s, n, b, m, c)"
+        " WHERE q.session_pk = $1::bigint AND q.store = u.s AND q.n = u.n",
+        &a);
 }
 
 apr_status_t memds_store_queue_status_many(memds_store_t *st,
@@ -1041,12 +1067,13 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     qa_str(&a, int_array(codes, n, st->pool));
     /* A status names our item by its GUID (SourceRef), its temporary id
      * "#n", or, for Replace/Delete without a SourceRef, the device's LUID. */
-    return q_cmd(st, NULL, "queue_status_many",
-                 "UPDATE memds.session_queue q SET status = u.c"
-                 " FROM unnest($2::text[], $3::text[], $4::integer[]) AS u(g, l, c)"
-                 " WHERE q.session_pk = $1::bigint AND"
-                 " (q.guid = u.g OR '#' || q.n = u.g OR (u.g IS NULL AND q.luid = u.l))",
-                 &a);
+    return q_cmd(
+        st, NULL, "queue_status_many",
+        "UPDATE memds.session_queue q SET status = u.c"
+        " FROM unnest($2::text[], $3::text[], $4::integer[]) AS u(g, l, c)"
+        " WHERE q.session_pk = $1::bigint AND"
+        " (q.guid = u.g OR '#' || q.n = u.g OR (u.g IS NULL AND q.luid = u.l))",
+        &a);
 }
 
 /* ------------------------------------------------- partial large object */
@@ -1064,7 +1091,8 @@ apr_status_t memds_store_partial_get(memds_store_t *st, memds_partial_t *pt,
     rv = q_row(st, &res, "partial_get",
                "SELECT store, cmd, luid, content_type, total_size, data"
                " FROM memds.session_partial"
-               " WHERE session_pk = $1::bigint AND store = $2", &a);
+               " WHERE session_pk = $1::bigint AND store = $2",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1133,7 +1161,8 @@ apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
     rv = q_row(st, &res, "syncstate_get",
                "SELECT client_uri, last_client_anchor, last_server_anchor,"
                " last_seq FROM memds.sync_state"
-               " WHERE device_id = $1::bigint AND store = $2", &a);
+               " WHERE device_id = $1::bigint AND store = $2",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1339,7 +1368,8 @@ apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
     rv = q_row(st, &res, "items_get",
                "SELECT guid, content_type, data, seq, deleted,"
                " coalesce(changed_by, 0) FROM memds.items"
-               " WHERE account = $1 AND store = $2 AND guid = $3", &a);
+               " WHERE account = $1 AND store = $2 AND guid = $3",
+               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1355,8 +1385,8 @@ apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
 
 apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
                                      const char *account, const char *store,
-                                     apr_int64_t device_id,
-                                     const char *data, apr_size_t len)
+                                     apr_int64_t device_id, const char *data,
+                                     apr_size_t len)
 {
     qargs_t a;
 

@@ -22,8 +22,8 @@
 
 typedef struct memds_store_t {
     memds_pgconn_t *conn;
-    apr_pool_t *pool;       /**< request pool: results and errors */
-    const char *err;        /**< last error (for the log), never sent to a device */
+    apr_pool_t *pool; /**< request pool: results and errors */
+    const char *err;  /**< last error (for the log), never sent to a device */
 } memds_store_t;
 
 void memds_store_init(memds_store_t *st, memds_pgconn_t *conn, apr_pool_t *p);
@@ -35,9 +35,9 @@ void memds_store_rollback(memds_store_t *st);
 /* --------------------------------------------------------------- auth */
 
 typedef struct memds_auth_row_t {
-    const char *nonce;      /**< "" when none was issued */
+    const char *nonce; /**< "" when none was issued */
     int failures;
-    int blocked;            /**< blocked_until is in the future */
+    int blocked; /**< blocked_until is in the future */
 } memds_auth_row_t;
 
 /** Read (and lock) the auth row; a missing row reads as all-zero/"". */
@@ -71,9 +71,9 @@ apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
 typedef struct memds_device_t {
     apr_int64_t device_id;
     const char *account, *devid;
-    int max_guid_size;      /**< 0: no limit */
+    int max_guid_size; /**< 0: no limit */
     int large_objs;
-    const char *devinf;     /**< XML, NULL if none */
+    const char *devinf; /**< XML, NULL if none */
     apr_size_t devinf_len;
 } memds_device_t;
 
@@ -91,13 +91,13 @@ apr_status_t memds_store_device_set_devinf(memds_store_t *st,
 /* ----------------------------------------------------------- sessions */
 
 typedef struct memds_session_row_t {
-    apr_int64_t session_pk;     /**< 0 for a session not yet inserted */
+    apr_int64_t session_pk; /**< 0 for a session not yet inserted */
     const char *token;
     apr_int64_t device_id;
     const char *account, *devid; /**< of the device (read with the session) */
     const char *session_id, *version, *encoding, *phase;
     int client_msg_id, server_msg_id, max_msg_size;
-    apr_int64_t max_obj_size;   /**< -1: unknown */
+    apr_int64_t max_obj_size; /**< -1: unknown */
     const char *request_sha1;
     const char *response;
     apr_size_t response_len;
@@ -131,7 +131,7 @@ typedef struct memds_sstore_t {
     int alert_code;
     int slow;
     const char *client_next, *server_next;
-    apr_int64_t snapshot_seq;   /**< -1: none */
+    apr_int64_t snapshot_seq; /**< -1: none */
     int queue_built;
 } memds_sstore_t;
 
@@ -151,11 +151,11 @@ typedef struct memds_qitem_t {
     const char *store;
     int n;
     memds_qop_e op;
-    const char *guid, *luid;    /**< luid NULL for add */
+    const char *guid, *luid; /**< luid NULL for add */
     apr_int64_t sent_bytes;
-    int sent_msg_id;            /**< 0: not completely sent */
-    int status;                 /**< 0: no status yet */
-    int dirty;                  /**< engine bookkeeping: changed, not yet stored */
+    int sent_msg_id; /**< 0: not completely sent */
+    int status;      /**< 0: no status yet */
+    int dirty;       /**< engine bookkeeping: changed, not yet stored */
 } memds_qitem_t;
 
 apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
@@ -195,8 +195,8 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
 /** The newest suspended, unexpired session of the device that has store
  *  (other than except), locked; APR_ENOENT if none. */
 apr_status_t memds_store_suspended_find(memds_store_t *st, apr_int64_t *pold,
-                                        apr_int64_t device_id, const char *store,
-                                        apr_int64_t except);
+                                        apr_int64_t device_id,
+                                        const char *store, apr_int64_t except);
 /** Move what store still had to do in session old_pk into new_pk: the
  *  unacknowledged send queue, the slow-sync set, a partial large object;
  *  the old session forgets store (and ends when nothing is left). The
@@ -220,14 +220,16 @@ apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
                                    apr_int64_t device_id, const char *store);
 /** Remember that the device has these GUIDs (slow or refresh-from-client
  *  sync), so they are not sent back to it. */
-apr_status_t memds_store_seen_add_many(memds_store_t *st, apr_int64_t session_pk,
+apr_status_t memds_store_seen_add_many(memds_store_t *st,
+                                       apr_int64_t session_pk,
                                        const char *store,
                                        const char *const *guids, int n);
 /** The slow-sync set of a session's store: guid -> "". */
 apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
                                    apr_int64_t session_pk, const char *store);
 /** queue_add for an array of memds_qitem_t *. */
-apr_status_t memds_store_queue_add_many(memds_store_t *st, apr_int64_t session_pk,
+apr_status_t memds_store_queue_add_many(memds_store_t *st,
+                                        apr_int64_t session_pk,
                                         const apr_array_header_t *items);
 /** queue_update (sent_bytes, sent_msg_id, status) for memds_qitem_t *. */
 apr_status_t memds_store_queue_update_many(memds_store_t *st,
@@ -270,7 +272,8 @@ typedef struct memds_syncstate_t {
 
 /** APR_ENOENT when the device never completed a sync of store. */
 apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
-                                       apr_int64_t device_id, const char *store);
+                                       apr_int64_t device_id,
+                                       const char *store);
 apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
                                        const char *store,
                                        const memds_syncstate_t *ss);
@@ -301,7 +304,7 @@ typedef struct memds_item_row_t {
     apr_size_t len;
     apr_int64_t seq;
     int deleted;
-    apr_int64_t changed_by;     /**< 0: unknown source */
+    apr_int64_t changed_by; /**< 0: unknown source */
 } memds_item_row_t;
 
 /** Current value of the change sequence (changes with seq <= it are visible).
@@ -324,8 +327,8 @@ apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
  *  (slow-sync matching); APR_ENOENT if none. */
 apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
                                      const char *account, const char *store,
-                                     apr_int64_t device_id,
-                                     const char *data, apr_size_t len);
+                                     apr_int64_t device_id, const char *data,
+                                     apr_size_t len);
 /** New item; *pguid receives its new GUID: the decimal text of the item's
  *  first change sequence value (short, so that it fits MaxGUIDSize). */
 apr_status_t memds_store_items_add(memds_store_t *st, const char **pguid,

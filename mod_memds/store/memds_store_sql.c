@@ -117,8 +117,7 @@ apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what)
  * On success *pres (if pres is not NULL) gets the result, which the caller
  * must PQclear; otherwise the result is cleared here. */
 apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
-                          const char *sql, const qargs_t *a,
-                          ExecStatusType expect)
+                   const char *sql, const qargs_t *a, ExecStatusType expect)
 {
     PGconn *c = memds_pgconn_native(st->conn);
     PGresult *res;
@@ -145,7 +144,7 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
 /* A query that yields at most one row of interest: APR_ENOENT (result
  * freed) when it yields none. */
 apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
-                          const char *sql, const qargs_t *a)
+                   const char *sql, const qargs_t *a)
 {
     apr_status_t rv = q_run(st, pres, what, sql, a, PGRES_TUPLES_OK);
 
@@ -159,7 +158,7 @@ apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
 
 /* A statement that changes rows: *pn = how many (pn may be NULL). */
 apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
-                          const char *sql, const qargs_t *a)
+                   const char *sql, const qargs_t *a)
 {
     PGresult *res;
     apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_COMMAND_OK);
@@ -177,8 +176,7 @@ apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
 /* ---------------------------------------------- binary result decoding */
 
 /* An integer column (int2, int4 or int8; binary big-endian, or text). */
-apr_int64_t col_i64(const PGresult *r, int row, int col,
-                           apr_int64_t dflt)
+apr_int64_t col_i64(const PGresult *r, int row, int col, apr_int64_t dflt)
 {
     const unsigned char *v;
     int len, i;
@@ -199,12 +197,9 @@ apr_int64_t col_i64(const PGresult *r, int row, int col,
         u = (u << 8) | v[i];
     }
     switch (len) {
-    case 2:
-        return (apr_int16_t)(apr_uint16_t)u;
-    case 4:
-        return (apr_int32_t)(apr_uint32_t)u;
-    default:
-        return (apr_int64_t)u;
+    case 2: return (apr_int16_t)(apr_uint16_t)u;
+    case 4: return (apr_int32_t)(apr_uint32_t)u;
+    default: return (apr_int64_t)u;
     }
 }
 
@@ -236,8 +231,8 @@ const char *col_str(const PGresult *r, int row, int col, apr_pool_t *p)
 
 /* A bytea column (binary format): copied into p with a NUL appended (not
  * counted in *plen) so that text content can be used as a C string. */
-const char *col_bytes(const PGresult *r, int row, int col,
-                             apr_size_t *plen, apr_pool_t *p)
+const char *col_bytes(const PGresult *r, int row, int col, apr_size_t *plen,
+                      apr_pool_t *p)
 {
     if (PQgetisnull(r, row, col)) {
         *plen = 0;
@@ -247,8 +242,8 @@ const char *col_bytes(const PGresult *r, int row, int col,
     return apr_pstrmemdup(p, PQgetvalue(r, row, col), *plen);
 }
 /* One text value of a single-row query, or APR_ENOENT. */
-apr_status_t q_value(memds_store_t *st, const char **pval,
-                            const char *what, const char *sql, const qargs_t *a)
+apr_status_t q_value(memds_store_t *st, const char **pval, const char *what,
+                     const char *sql, const qargs_t *a)
 {
     PGresult *res;
     apr_status_t rv = q_row(st, &res, what, sql, a);
@@ -304,9 +299,9 @@ const char *int_array(const apr_int64_t *v, int n, apr_pool_t *p)
     int i;
 
     for (i = 0; i < n; ++i) {
-        s[i] = v[i] == MEMDS_STORE_NULL ? NULL
-             : apr_psprintf(p, "%" APR_INT64_T_FMT, v[i]);
+        s[i] = v[i] == MEMDS_STORE_NULL
+                   ? NULL
+                   : apr_psprintf(p, "%" APR_INT64_T_FMT, v[i]);
     }
     return text_array(s, n, p);
 }
-

@@ -40,7 +40,7 @@
  * allocated from the store's pool. */
 typedef struct qargs_t {
     int n;
-    int too_big;                 /* a binary value exceeded libpq's int length */
+    int too_big; /* a binary value exceeded libpq's int length */
     const char *val[QMAX_PARAMS];
     int len[QMAX_PARAMS];
     int fmt[QMAX_PARAMS];
@@ -57,15 +57,20 @@ void qa_bin_or_null(qargs_t *a, const char *data, apr_size_t len);
 const char *nz(const char *s);
 const char *trim_nl(const char *m, apr_pool_t *p);
 apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what);
-apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what, const char *sql, const qargs_t *a, ExecStatusType expect);
-apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what, const char *sql, const qargs_t *a);
-apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what, const char *sql, const qargs_t *a);
+apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
+                   const char *sql, const qargs_t *a, ExecStatusType expect);
+apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
+                   const char *sql, const qargs_t *a);
+apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
+                   const char *sql, const qargs_t *a);
 apr_int64_t col_i64(const PGresult *r, int row, int col, apr_int64_t dflt);
 int col_int(const PGresult *r, int row, int col, int dflt);
 int col_bool(const PGresult *r, int row, int col);
 const char *col_str(const PGresult *r, int row, int col, apr_pool_t *p);
-const char *col_bytes(const PGresult *r, int row, int col, apr_size_t *plen, apr_pool_t *p);
-apr_status_t q_value(memds_store_t *st, const char **pval, const char *what, const char *sql, const qargs_t *a);
+const char *col_bytes(const PGresult *r, int row, int col, apr_size_t *plen,
+                      apr_pool_t *p);
+apr_status_t q_value(memds_store_t *st, const char **pval, const char *what,
+                     const char *sql, const qargs_t *a);
 const char *text_array(const char *const *v, int n, apr_pool_t *p);
 const char *int_array(const apr_int64_t *v, int n, apr_pool_t *p);
 

@@ -20,12 +20,11 @@ static const char *sval(const memds_node_t *n, apr_pool_t *p)
     return memds_node_str(n, p);
 }
 
-static apr_status_t bad(memds_codec_err_t *err, apr_pool_t *p,
-                        const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static apr_status_t bad(memds_codec_err_t *err, apr_pool_t *p, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
 
-static apr_status_t bad(memds_codec_err_t *err, apr_pool_t *p,
-                        const char *fmt, ...)
+static apr_status_t bad(memds_codec_err_t *err, apr_pool_t *p, const char *fmt,
+                        ...)
 {
     va_list ap;
 
@@ -77,9 +76,12 @@ static apr_status_t parse_int(apr_int64_t *pv, const memds_node_t *n,
     return APR_SUCCESS;
 }
 
-#define PUSH(arr, type, v, p) do { \
-        if ((arr) == NULL) (arr) = apr_array_make((p), 4, sizeof(type)); \
-        APR_ARRAY_PUSH((arr), type) = (v); } while (0)
+#define PUSH(arr, type, v, p) \
+    do { \
+        if ((arr) == NULL) \
+            (arr) = apr_array_make((p), 4, sizeof(type)); \
+        APR_ARRAY_PUSH((arr), type) = (v); \
+    } while (0)
 
 /* =================================================== tree -> model: MetInf */
 
@@ -106,32 +108,50 @@ static apr_status_t meta_from(memds_meta_t *m, const memds_node_t *n,
         if (c->tag->ts != MEMDS_TS_METINF) {
             return not_allowed(err, p, c, n);
         }
-        if (is(c, "Type")) m->type = sval(c, p);
-        else if (is(c, "Format")) m->format = sval(c, p);
-        else if (is(c, "Mark")) m->mark = sval(c, p);
-        else if (is(c, "Version")) m->version = sval(c, p);
-        else if (is(c, "NextNonce")) m->next_nonce = sval(c, p);
-        else if (is(c, "Size")) rv = parse_int(&m->size, c, err, p);
-        else if (is(c, "MaxMsgSize")) rv = parse_int(&m->max_msg_size, c, err, p);
-        else if (is(c, "MaxObjSize")) rv = parse_int(&m->max_obj_size, c, err, p);
-        else if (is(c, "EMI")) PUSH(m->emi, const char *, sval(c, p), p);
-        else if (is(c, "FieldLevel")) m->field_level = 1;
-        else if (is(c, "MetInf")) rv = meta_from(m, c, err, p);
+        if (is(c, "Type"))
+            m->type = sval(c, p);
+        else if (is(c, "Format"))
+            m->format = sval(c, p);
+        else if (is(c, "Mark"))
+            m->mark = sval(c, p);
+        else if (is(c, "Version"))
+            m->version = sval(c, p);
+        else if (is(c, "NextNonce"))
+            m->next_nonce = sval(c, p);
+        else if (is(c, "Size"))
+            rv = parse_int(&m->size, c, err, p);
+        else if (is(c, "MaxMsgSize"))
+            rv = parse_int(&m->max_msg_size, c, err, p);
+        else if (is(c, "MaxObjSize"))
+            rv = parse_int(&m->max_obj_size, c, err, p);
+        else if (is(c, "EMI"))
+            PUSH(m->emi, const char *, sval(c, p), p);
+        else if (is(c, "FieldLevel"))
+            m->field_level = 1;
+        else if (is(c, "MetInf"))
+            rv = meta_from(m, c, err, p);
         else if (is(c, "Anchor")) {
             m->anchor = apr_pcalloc(p, sizeof(*m->anchor));
             for (d = c->first; d; d = d->next) {
-                if (is(d, "Last")) m->anchor->last = sval(d, p);
-                else if (is(d, "Next")) m->anchor->next = sval(d, p);
-                else return not_allowed(err, p, d, c);
+                if (is(d, "Last"))
+                    m->anchor->last = sval(d, p);
+                else if (is(d, "Next"))
+                    m->anchor->next = sval(d, p);
+                else
+                    return not_allowed(err, p, d, c);
             }
         }
         else if (is(c, "Mem")) {
             m->mem = apr_pcalloc(p, sizeof(*m->mem));
             for (d = c->first; d; d = d->next) {
-                if (is(d, "SharedMem")) m->mem->shared_mem = 1;
-                else if (is(d, "FreeMem")) m->mem->free_mem = sval(d, p);
-                else if (is(d, "FreeID")) m->mem->free_id = sval(d, p);
-                else return not_allowed(err, p, d, c);
+                if (is(d, "SharedMem"))
+                    m->mem->shared_mem = 1;
+                else if (is(d, "FreeMem"))
+                    m->mem->free_mem = sval(d, p);
+                else if (is(d, "FreeID"))
+                    m->mem->free_id = sval(d, p);
+                else
+                    return not_allowed(err, p, d, c);
             }
         }
         else {
@@ -150,26 +170,35 @@ static apr_status_t ctver_from(memds_ctver_t **pcv, const memds_node_t *n,
     const memds_node_t *c;
 
     for (c = n->first; c; c = c->next) {
-        if (is(c, "CTType")) cv->ct_type = sval(c, p);
-        else if (is(c, "VerCT")) cv->ver_ct = sval(c, p);
-        else return not_allowed(err, p, c, n);
+        if (is(c, "CTType"))
+            cv->ct_type = sval(c, p);
+        else if (is(c, "VerCT"))
+            cv->ver_ct = sval(c, p);
+        else
+            return not_allowed(err, p, c, n);
     }
     *pcv = cv;
     return APR_SUCCESS;
 }
 
-static apr_status_t propparam_from(memds_propparam_t **ppp, const memds_node_t *n,
+static apr_status_t propparam_from(memds_propparam_t **ppp,
+                                   const memds_node_t *n,
                                    memds_codec_err_t *err, apr_pool_t *p)
 {
     memds_propparam_t *pp = apr_pcalloc(p, sizeof(*pp));
     const memds_node_t *c;
 
     for (c = n->first; c; c = c->next) {
-        if (is(c, "ParamName")) pp->name = sval(c, p);
-        else if (is(c, "DataType")) pp->data_type = sval(c, p);
-        else if (is(c, "DisplayName")) pp->display_name = sval(c, p);
-        else if (is(c, "ValEnum")) PUSH(pp->val_enums, const char *, sval(c, p), p);
-        else return not_allowed(err, p, c, n);
+        if (is(c, "ParamName"))
+            pp->name = sval(c, p);
+        else if (is(c, "DataType"))
+            pp->data_type = sval(c, p);
+        else if (is(c, "DisplayName"))
+            pp->display_name = sval(c, p);
+        else if (is(c, "ValEnum"))
+            PUSH(pp->val_enums, const char *, sval(c, p), p);
+        else
+            return not_allowed(err, p, c, n);
     }
     *ppp = pp;
     return APR_SUCCESS;
@@ -183,13 +212,20 @@ static apr_status_t property_from(memds_property_t **ppr, const memds_node_t *n,
     apr_status_t rv;
 
     for (c = n->first; c; c = c->next) {
-        if (is(c, "PropName")) pr->name = sval(c, p);
-        else if (is(c, "DataType")) pr->data_type = sval(c, p);
-        else if (is(c, "MaxOccur")) pr->max_occur = sval(c, p);
-        else if (is(c, "MaxSize") || is(c, "Size")) pr->max_size = sval(c, p);
-        else if (is(c, "DisplayName")) pr->display_name = sval(c, p);
-        else if (is(c, "NoTruncate")) pr->no_truncate = 1;
-        else if (is(c, "ValEnum")) PUSH(pr->val_enums, const char *, sval(c, p), p);
+        if (is(c, "PropName"))
+            pr->name = sval(c, p);
+        else if (is(c, "DataType"))
+            pr->data_type = sval(c, p);
+        else if (is(c, "MaxOccur"))
+            pr->max_occur = sval(c, p);
+        else if (is(c, "MaxSize") || is(c, "Size"))
+            pr->max_size = sval(c, p);
+        else if (is(c, "DisplayName"))
+            pr->display_name = sval(c, p);
+        else if (is(c, "NoTruncate"))
+            pr->no_truncate = 1;
+        else if (is(c, "ValEnum"))
+            PUSH(pr->val_enums, const char *, sval(c, p), p);
         else if (is(c, "PropParam")) {
             memds_propparam_t *pp = NULL;
             if ((rv = propparam_from(&pp, c, err, p)) != APR_SUCCESS) {
@@ -197,13 +233,15 @@ static apr_status_t property_from(memds_property_t **ppr, const memds_node_t *n,
             }
             PUSH(pr->params, memds_propparam_t *, pp, p);
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     *ppr = pr;
     return APR_SUCCESS;
 }
 
-static apr_status_t datastore_from(memds_datastore_t **pds, const memds_node_t *n,
+static apr_status_t datastore_from(memds_datastore_t **pds,
+                                   const memds_node_t *n,
                                    memds_codec_err_t *err, apr_pool_t *p)
 {
     memds_datastore_t *ds = apr_pcalloc(p, sizeof(*ds));
@@ -212,62 +250,86 @@ static apr_status_t datastore_from(memds_datastore_t **pds, const memds_node_t *
     apr_status_t rv = APR_SUCCESS;
 
     for (c = n->first; c && rv == APR_SUCCESS; c = c->next) {
-        if (is(c, "SourceRef")) ds->source_ref = sval(c, p);
-        else if (is(c, "DisplayName")) ds->display_name = sval(c, p);
-        else if (is(c, "MaxGUIDSize")) ds->max_guid_size = sval(c, p);
-        else if (is(c, "Rx-Pref")) rv = ctver_from(&ds->rx_pref, c, err, p);
-        else if (is(c, "Tx-Pref")) rv = ctver_from(&ds->tx_pref, c, err, p);
+        if (is(c, "SourceRef"))
+            ds->source_ref = sval(c, p);
+        else if (is(c, "DisplayName"))
+            ds->display_name = sval(c, p);
+        else if (is(c, "MaxGUIDSize"))
+            ds->max_guid_size = sval(c, p);
+        else if (is(c, "Rx-Pref"))
+            rv = ctver_from(&ds->rx_pref, c, err, p);
+        else if (is(c, "Tx-Pref"))
+            rv = ctver_from(&ds->tx_pref, c, err, p);
         else if (is(c, "Rx") || is(c, "Tx") || is(c, "Filter-Rx")) {
             if ((rv = ctver_from(&cv, c, err, p)) == APR_SUCCESS) {
-                if (is(c, "Rx")) PUSH(ds->rx, memds_ctver_t *, cv, p);
-                else if (is(c, "Tx")) PUSH(ds->tx, memds_ctver_t *, cv, p);
-                else PUSH(ds->filter_rx, memds_ctver_t *, cv, p);
+                if (is(c, "Rx"))
+                    PUSH(ds->rx, memds_ctver_t *, cv, p);
+                else if (is(c, "Tx"))
+                    PUSH(ds->tx, memds_ctver_t *, cv, p);
+                else
+                    PUSH(ds->filter_rx, memds_ctver_t *, cv, p);
             }
         }
         else if (is(c, "CTCap")) {
             memds_ctcap_t *cc = apr_pcalloc(p, sizeof(*cc));
             for (d = c->first; d && rv == APR_SUCCESS; d = d->next) {
-                if (is(d, "CTType")) cc->ct_type = sval(d, p);
-                else if (is(d, "VerCT")) cc->ver_ct = sval(d, p);
-                else if (is(d, "FieldLevel")) cc->field_level = 1;
+                if (is(d, "CTType"))
+                    cc->ct_type = sval(d, p);
+                else if (is(d, "VerCT"))
+                    cc->ver_ct = sval(d, p);
+                else if (is(d, "FieldLevel"))
+                    cc->field_level = 1;
                 else if (is(d, "Property")) {
                     memds_property_t *pr = NULL;
                     if ((rv = property_from(&pr, d, err, p)) == APR_SUCCESS) {
                         PUSH(cc->props, memds_property_t *, pr, p);
                     }
                 }
-                else return not_allowed(err, p, d, c);
+                else
+                    return not_allowed(err, p, d, c);
             }
             PUSH(ds->ctcaps, memds_ctcap_t *, cc, p);
         }
         else if (is(c, "DSMem")) {
             ds->has_dsmem = 1;
             for (d = c->first; d; d = d->next) {
-                if (is(d, "SharedMem")) ds->dsmem_shared = 1;
-                else if (is(d, "MaxMem")) ds->dsmem_max_mem = sval(d, p);
-                else if (is(d, "MaxID")) ds->dsmem_max_id = sval(d, p);
-                else return not_allowed(err, p, d, c);
+                if (is(d, "SharedMem"))
+                    ds->dsmem_shared = 1;
+                else if (is(d, "MaxMem"))
+                    ds->dsmem_max_mem = sval(d, p);
+                else if (is(d, "MaxID"))
+                    ds->dsmem_max_id = sval(d, p);
+                else
+                    return not_allowed(err, p, d, c);
             }
         }
-        else if (is(c, "SupportHierarchicalSync")) ds->hierarchical = 1;
+        else if (is(c, "SupportHierarchicalSync"))
+            ds->hierarchical = 1;
         else if (is(c, "SyncCap")) {
             for (d = c->first; d; d = d->next) {
-                if (!is(d, "SyncType")) return not_allowed(err, p, d, c);
+                if (!is(d, "SyncType"))
+                    return not_allowed(err, p, d, c);
                 PUSH(ds->sync_types, const char *, sval(d, p), p);
             }
         }
         else if (is(c, "FilterCap")) {
             memds_filtercap_t *fc = apr_pcalloc(p, sizeof(*fc));
             for (d = c->first; d; d = d->next) {
-                if (is(d, "CTType")) fc->ct_type = sval(d, p);
-                else if (is(d, "VerCT")) fc->ver_ct = sval(d, p);
-                else if (is(d, "FilterKeyword")) PUSH(fc->keywords, const char *, sval(d, p), p);
-                else if (is(d, "PropName")) PUSH(fc->prop_names, const char *, sval(d, p), p);
-                else return not_allowed(err, p, d, c);
+                if (is(d, "CTType"))
+                    fc->ct_type = sval(d, p);
+                else if (is(d, "VerCT"))
+                    fc->ver_ct = sval(d, p);
+                else if (is(d, "FilterKeyword"))
+                    PUSH(fc->keywords, const char *, sval(d, p), p);
+                else if (is(d, "PropName"))
+                    PUSH(fc->prop_names, const char *, sval(d, p), p);
+                else
+                    return not_allowed(err, p, d, c);
             }
             PUSH(ds->filter_caps, memds_filtercap_t *, fc, p);
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     if (rv == APR_SUCCESS && ds->source_ref == NULL) {
         return bad(err, p, "<DataStore> without <SourceRef>");
@@ -305,36 +367,54 @@ apr_status_t memds_devinf_from_tree(memds_devinf_t **pdi,
         return bad(err, p, "expected <DevInf>");
     }
     for (c = root->first; c && rv == APR_SUCCESS; c = c->next) {
-        if (c->tag->ts != MEMDS_TS_DEVINF) return not_allowed(err, p, c, root);
-        if (is(c, "VerDTD")) di->verdtd = sval(c, p);
-        else if (is(c, "Man")) di->man = sval(c, p);
-        else if (is(c, "Mod")) di->mod = sval(c, p);
-        else if (is(c, "OEM")) di->oem = sval(c, p);
-        else if (is(c, "FwV")) di->fwv = sval(c, p);
-        else if (is(c, "SwV")) di->swv = sval(c, p);
-        else if (is(c, "HwV")) di->hwv = sval(c, p);
-        else if (is(c, "DevID")) di->devid = sval(c, p);
-        else if (is(c, "DevTyp")) di->devtyp = sval(c, p);
-        else if (is(c, "UTC")) di->utc = 1;
-        else if (is(c, "SupportLargeObjs")) di->large_objs = 1;
-        else if (is(c, "SupportNumberOfChanges")) di->number_of_changes = 1;
+        if (c->tag->ts != MEMDS_TS_DEVINF)
+            return not_allowed(err, p, c, root);
+        if (is(c, "VerDTD"))
+            di->verdtd = sval(c, p);
+        else if (is(c, "Man"))
+            di->man = sval(c, p);
+        else if (is(c, "Mod"))
+            di->mod = sval(c, p);
+        else if (is(c, "OEM"))
+            di->oem = sval(c, p);
+        else if (is(c, "FwV"))
+            di->fwv = sval(c, p);
+        else if (is(c, "SwV"))
+            di->swv = sval(c, p);
+        else if (is(c, "HwV"))
+            di->hwv = sval(c, p);
+        else if (is(c, "DevID"))
+            di->devid = sval(c, p);
+        else if (is(c, "DevTyp"))
+            di->devtyp = sval(c, p);
+        else if (is(c, "UTC"))
+            di->utc = 1;
+        else if (is(c, "SupportLargeObjs"))
+            di->large_objs = 1;
+        else if (is(c, "SupportNumberOfChanges"))
+            di->number_of_changes = 1;
         else if (is(c, "DataStore")) {
             memds_datastore_t *ds = NULL;
             if ((rv = datastore_from(&ds, c, err, p)) == APR_SUCCESS) {
                 PUSH(di->datastores, memds_datastore_t *, ds, p);
             }
         }
-        else if (is(c, "CTCap")) PUSH(di->ctcaps11, memds_node_t *, node_copy(c, p), p);
+        else if (is(c, "CTCap"))
+            PUSH(di->ctcaps11, memds_node_t *, node_copy(c, p), p);
         else if (is(c, "Ext")) {
             memds_ext_t *x = apr_pcalloc(p, sizeof(*x));
             for (d = c->first; d; d = d->next) {
-                if (is(d, "XNam")) x->xnam = sval(d, p);
-                else if (is(d, "XVal")) PUSH(x->xvals, const char *, sval(d, p), p);
-                else return not_allowed(err, p, d, c);
+                if (is(d, "XNam"))
+                    x->xnam = sval(d, p);
+                else if (is(d, "XVal"))
+                    PUSH(x->xvals, const char *, sval(d, p), p);
+                else
+                    return not_allowed(err, p, d, c);
             }
             PUSH(di->exts, memds_ext_t *, x, p);
         }
-        else return not_allowed(err, p, c, root);
+        else
+            return not_allowed(err, p, c, root);
     }
     if (rv != APR_SUCCESS) {
         return rv;
@@ -342,8 +422,9 @@ apr_status_t memds_devinf_from_tree(memds_devinf_t **pdi,
     if (di->verdtd == NULL) {
         return bad(err, p, "<DevInf> without <VerDTD>");
     }
-    di->version = strcmp(di->verdtd, "1.2") == 0 ? MEMDS_V12
-                : strcmp(di->verdtd, "1.1") == 0 ? MEMDS_V11 : MEMDS_V10;
+    di->version = strcmp(di->verdtd, "1.2") == 0   ? MEMDS_V12
+                  : strcmp(di->verdtd, "1.1") == 0 ? MEMDS_V11
+                                                   : MEMDS_V10;
     *pdi = di;
     return APR_SUCCESS;
 }
@@ -365,7 +446,8 @@ static apr_status_t filter_from(memds_filter_t **pf, const memds_node_t *n,
             f->meta = meta_new(p);
             rv = meta_from(f->meta, c, err, p);
         }
-        else if (is(c, "FilterType")) f->filter_type = sval(c, p);
+        else if (is(c, "FilterType"))
+            f->filter_type = sval(c, p);
         else if (is(c, "Field") || is(c, "Record")) {
             i = c->first;
             if (i == NULL || !is(i, "Item") || i->next) {
@@ -374,7 +456,8 @@ static apr_status_t filter_from(memds_filter_t **pf, const memds_node_t *n,
             }
             rv = item_from(is(c, "Field") ? &f->field : &f->record, i, err, p);
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     *pf = f;
     return rv;
@@ -389,10 +472,14 @@ static apr_status_t loc_from(memds_loc_t **pl, const memds_node_t *n,
     apr_status_t rv = APR_SUCCESS;
 
     for (c = n->first; c && rv == APR_SUCCESS; c = c->next) {
-        if (is(c, "LocURI")) l->uri = sval(c, p);
-        else if (is(c, "LocName")) l->name = sval(c, p);
-        else if (is(c, "Filter") && filter_ok) rv = filter_from(&l->filter, c, err, p);
-        else return not_allowed(err, p, c, n);
+        if (is(c, "LocURI"))
+            l->uri = sval(c, p);
+        else if (is(c, "LocName"))
+            l->name = sval(c, p);
+        else if (is(c, "Filter") && filter_ok)
+            rv = filter_from(&l->filter, c, err, p);
+        else
+            return not_allowed(err, p, c, n);
     }
     if (rv == APR_SUCCESS && l->uri == NULL) {
         return bad(err, p, "<%s> without <LocURI>", n->tag->name);
@@ -409,7 +496,8 @@ static apr_status_t parent_from(const char **puri, const memds_node_t *n,
 
     if (rv == APR_SUCCESS) {
         if (l->name) {
-            return bad(err, p, "<LocName> is not allowed in <%s>", n->tag->name);
+            return bad(err, p, "<LocName> is not allowed in <%s>",
+                       n->tag->name);
         }
         *puri = l->uri;
     }
@@ -424,15 +512,20 @@ static apr_status_t item_from(memds_item_t **pit, const memds_node_t *n,
     apr_status_t rv = APR_SUCCESS;
 
     for (c = n->first; c && rv == APR_SUCCESS; c = c->next) {
-        if (is(c, "Target")) rv = loc_from(&it->target, c, 1, err, p);
-        else if (is(c, "Source")) rv = loc_from(&it->source, c, 0, err, p);
-        else if (is(c, "TargetParent")) rv = parent_from(&it->target_parent, c, err, p);
-        else if (is(c, "SourceParent")) rv = parent_from(&it->source_parent, c, err, p);
+        if (is(c, "Target"))
+            rv = loc_from(&it->target, c, 1, err, p);
+        else if (is(c, "Source"))
+            rv = loc_from(&it->source, c, 0, err, p);
+        else if (is(c, "TargetParent"))
+            rv = parent_from(&it->target_parent, c, err, p);
+        else if (is(c, "SourceParent"))
+            rv = parent_from(&it->source_parent, c, err, p);
         else if (is(c, "Meta")) {
             it->meta = meta_new(p);
             rv = meta_from(it->meta, c, err, p);
         }
-        else if (is(c, "MoreData")) it->more_data = 1;
+        else if (is(c, "MoreData"))
+            it->more_data = 1;
         else if (is(c, "Data")) {
             if (c->first && c->first->tag->ts == MEMDS_TS_DEVINF) {
                 if (c->first->next) {
@@ -453,24 +546,46 @@ static apr_status_t item_from(memds_item_t **pit, const memds_node_t *n,
                 it->data_opaque = c->opaque;
             }
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     *pit = it;
     return rv;
 }
 
 /* Allowed children per command (RepPro 1.2 content models). */
-static const char *const k_item_cmd[] = { "CmdID", "NoResp", "Cred", "Meta", "Item", NULL };
-static const char *const k_delete[] = { "CmdID", "NoResp", "Archive", "SftDel", "Cred", "Meta", "Item", NULL };
-static const char *const k_alert[] = { "CmdID", "NoResp", "Cred", "Data", "Correlator", "Item", NULL };
-static const char *const k_putget[] = { "CmdID", "NoResp", "Lang", "Cred", "Meta", "Item", NULL };
-static const char *const k_results[] = { "CmdID", "MsgRef", "CmdRef", "Meta", "TargetRef", "SourceRef", "Item", NULL };
-static const char *const k_status[] = { "CmdID", "MsgRef", "CmdRef", "Cmd", "TargetRef", "SourceRef", "Cred", "Chal", "Data", "Item", NULL };
-static const char *const k_sync[] = { "CmdID", "NoResp", "Cred", "Target", "Source", "Meta", "NumberOfChanges", "Add", "Atomic", "Copy", "Delete", "Move", "Replace", "Sequence", NULL };
-static const char *const k_map[] = { "CmdID", "Target", "Source", "Cred", "Meta", "MapItem", NULL };
-static const char *const k_atomic[] = { "CmdID", "NoResp", "Meta", "Add", "Replace", "Delete", "Copy", "Atomic", "Map", "Move", "Sequence", "Sync", "Get", "Exec", "Alert", NULL };
-static const char *const k_exec[] = { "CmdID", "NoResp", "Cred", "Meta", "Correlator", "Item", NULL };
-static const char *const k_search[] = { "CmdID", "NoResp", "NoResults", "Cred", "Target", "Source", "Lang", "Meta", "Data", NULL };
+static const char *const k_item_cmd[] = { "CmdID", "NoResp", "Cred",
+                                          "Meta",  "Item",   NULL };
+static const char *const k_delete[] = { "CmdID", "NoResp", "Archive", "SftDel",
+                                        "Cred",  "Meta",   "Item",    NULL };
+static const char *const k_alert[] = { "CmdID",      "NoResp", "Cred", "Data",
+                                       "Correlator", "Item",   NULL };
+static const char *const k_putget[] = { "CmdID", "NoResp", "Lang", "Cred",
+                                        "Meta",  "Item",   NULL };
+static const char *const k_results[] = { "CmdID", "MsgRef",    "CmdRef",
+                                         "Meta",  "TargetRef", "SourceRef",
+                                         "Item",  NULL };
+static const char *const k_status[] = { "CmdID", "MsgRef",    "CmdRef",
+                                        "Cmd",   "TargetRef", "SourceRef",
+                                        "Cred",  "Chal",      "Data",
+                                        "Item",  NULL };
+static const char *const k_sync[] = {
+    "CmdID",           "NoResp",   "Cred",   "Target", "Source", "Meta",
+    "NumberOfChanges", "Add",      "Atomic", "Copy",   "Delete", "Move",
+    "Replace",         "Sequence", NULL
+};
+static const char *const k_map[] = { "CmdID", "Target",  "Source", "Cred",
+                                     "Meta",  "MapItem", NULL };
+static const char *const k_atomic[] = {
+    "CmdID", "NoResp", "Meta",  "Add",  "Replace",  "Delete",
+    "Copy",  "Atomic", "Map",   "Move", "Sequence", "Sync",
+    "Get",   "Exec",   "Alert", NULL
+};
+static const char *const k_exec[] = { "CmdID",      "NoResp", "Cred", "Meta",
+                                      "Correlator", "Item",   NULL };
+static const char *const k_search[] = { "CmdID",  "NoResp", "NoResults", "Cred",
+                                        "Target", "Source", "Lang",      "Meta",
+                                        "Data",   NULL };
 
 static const struct {
     const char *name;
@@ -527,7 +642,8 @@ static apr_status_t cred_from(memds_cred_t **pc, const memds_node_t *n,
             cr->data.data = c->text ? c->text : "";
             cr->data.len = c->text ? c->len : 0;
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     *pc = cr;
     return rv;
@@ -549,7 +665,8 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
         const char *name = c->tag->name;
         int sub;
 
-        if (c->tag->ts != MEMDS_TS_SYNCML || !in_list(name, k_cmds[t].allowed)) {
+        if (c->tag->ts != MEMDS_TS_SYNCML
+            || !in_list(name, k_cmds[t].allowed)) {
             return not_allowed(err, p, c, n);
         }
         if ((sub = cmd_type(name)) >= 0) {
@@ -561,12 +678,18 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
                 PUSH(cmd->cmds, memds_cmd_t *, child, p);
             }
         }
-        else if (is(c, "CmdID")) cmd->cmd_id = sval(c, p);
-        else if (is(c, "NoResp")) cmd->no_resp = 1;
-        else if (is(c, "NoResults")) cmd->no_results = 1;
-        else if (is(c, "Archive")) cmd->archive = 1;
-        else if (is(c, "SftDel")) cmd->sft_del = 1;
-        else if (is(c, "Cred")) rv = cred_from(&cmd->cred, c, err, p);
+        else if (is(c, "CmdID"))
+            cmd->cmd_id = sval(c, p);
+        else if (is(c, "NoResp"))
+            cmd->no_resp = 1;
+        else if (is(c, "NoResults"))
+            cmd->no_results = 1;
+        else if (is(c, "Archive"))
+            cmd->archive = 1;
+        else if (is(c, "SftDel"))
+            cmd->sft_del = 1;
+        else if (is(c, "Cred"))
+            rv = cred_from(&cmd->cred, c, err, p);
         else if (is(c, "Meta")) {
             cmd->meta = meta_new(p);
             rv = meta_from(cmd->meta, c, err, p);
@@ -583,14 +706,22 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
             }
             cmd->data = sval(c, p);
         }
-        else if (is(c, "Correlator")) cmd->correlator = sval(c, p);
-        else if (is(c, "Lang")) cmd->lang = sval(c, p);
-        else if (is(c, "MsgRef")) cmd->msg_ref = sval(c, p);
-        else if (is(c, "CmdRef")) cmd->cmd_ref = sval(c, p);
-        else if (is(c, "Cmd")) cmd->cmd = sval(c, p);
-        else if (is(c, "TargetRef")) PUSH(cmd->target_refs, const char *, sval(c, p), p);
-        else if (is(c, "SourceRef")) PUSH(cmd->source_refs, const char *, sval(c, p), p);
-        else if (is(c, "NumberOfChanges")) cmd->number_of_changes = sval(c, p);
+        else if (is(c, "Correlator"))
+            cmd->correlator = sval(c, p);
+        else if (is(c, "Lang"))
+            cmd->lang = sval(c, p);
+        else if (is(c, "MsgRef"))
+            cmd->msg_ref = sval(c, p);
+        else if (is(c, "CmdRef"))
+            cmd->cmd_ref = sval(c, p);
+        else if (is(c, "Cmd"))
+            cmd->cmd = sval(c, p);
+        else if (is(c, "TargetRef"))
+            PUSH(cmd->target_refs, const char *, sval(c, p), p);
+        else if (is(c, "SourceRef"))
+            PUSH(cmd->source_refs, const char *, sval(c, p), p);
+        else if (is(c, "NumberOfChanges"))
+            cmd->number_of_changes = sval(c, p);
         else if (is(c, "Chal")) {
             d = c->first;
             if (d == NULL || !is(d, "Meta") || d->next) {
@@ -605,8 +736,10 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
         else if (is(c, "Source")) {
             memds_loc_t *l = NULL;
             if ((rv = loc_from(&l, c, 0, err, p)) == APR_SUCCESS) {
-                if (t == MEMDS_CMD_SEARCH) PUSH(cmd->sources, memds_loc_t *, l, p);
-                else cmd->source = l;
+                if (t == MEMDS_CMD_SEARCH)
+                    PUSH(cmd->sources, memds_loc_t *, l, p);
+                else
+                    cmd->source = l;
             }
         }
         else if (is(c, "MapItem")) {
@@ -615,11 +748,14 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
             for (d = c->first; d && rv == APR_SUCCESS; d = d->next) {
                 if (is(d, "Target") || is(d, "Source")) {
                     if ((rv = loc_from(&l, d, 0, err, p)) == APR_SUCCESS) {
-                        if (is(d, "Target")) mi->target = l->uri;
-                        else mi->source = l->uri;
+                        if (is(d, "Target"))
+                            mi->target = l->uri;
+                        else
+                            mi->source = l->uri;
                     }
                 }
-                else return not_allowed(err, p, d, c);
+                else
+                    return not_allowed(err, p, d, c);
             }
             if (rv == APR_SUCCESS && (!mi->target || !mi->source)) {
                 return bad(err, p, "<MapItem> needs <Target> and <Source>");
@@ -637,7 +773,8 @@ static apr_status_t cmd_from(memds_cmd_t **pcmd, const memds_node_t *n,
         return bad(err, p, "<%s> without <CmdID>", n->tag->name);
     }
     if (t == MEMDS_CMD_STATUS && (!cmd->cmd_ref || !cmd->cmd || !cmd->data)) {
-        return bad(err, p, "<Status> (CmdID %s) needs <CmdRef>, <Cmd> and <Data>",
+        return bad(err, p,
+                   "<Status> (CmdID %s) needs <CmdRef>, <Cmd> and <Data>",
                    cmd->cmd_id);
     }
     *pcmd = cmd;
@@ -651,30 +788,43 @@ static apr_status_t hdr_from(memds_hdr_t *h, const memds_node_t *n,
     apr_status_t rv = APR_SUCCESS;
 
     for (c = n->first; c && rv == APR_SUCCESS; c = c->next) {
-        if (is(c, "VerDTD")) h->verdtd = sval(c, p);
-        else if (is(c, "VerProto")) h->verproto = sval(c, p);
-        else if (is(c, "SessionID")) h->session_id = sval(c, p);
-        else if (is(c, "MsgID")) h->msg_id = sval(c, p);
-        else if (is(c, "Target")) rv = loc_from(&h->target, c, 0, err, p);
-        else if (is(c, "Source")) rv = loc_from(&h->source, c, 0, err, p);
-        else if (is(c, "RespURI")) h->resp_uri = sval(c, p);
-        else if (is(c, "NoResp")) h->no_resp = 1;
-        else if (is(c, "Cred")) rv = cred_from(&h->cred, c, err, p);
+        if (is(c, "VerDTD"))
+            h->verdtd = sval(c, p);
+        else if (is(c, "VerProto"))
+            h->verproto = sval(c, p);
+        else if (is(c, "SessionID"))
+            h->session_id = sval(c, p);
+        else if (is(c, "MsgID"))
+            h->msg_id = sval(c, p);
+        else if (is(c, "Target"))
+            rv = loc_from(&h->target, c, 0, err, p);
+        else if (is(c, "Source"))
+            rv = loc_from(&h->source, c, 0, err, p);
+        else if (is(c, "RespURI"))
+            h->resp_uri = sval(c, p);
+        else if (is(c, "NoResp"))
+            h->no_resp = 1;
+        else if (is(c, "Cred"))
+            rv = cred_from(&h->cred, c, err, p);
         else if (is(c, "Meta")) {
             h->meta = meta_new(p);
             rv = meta_from(h->meta, c, err, p);
         }
-        else return not_allowed(err, p, c, n);
+        else
+            return not_allowed(err, p, c, n);
     }
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    if (!h->verdtd || !h->verproto || !h->session_id || !h->msg_id
-        || !h->target || !h->source) {
+    if (!h->verdtd || !h->verproto || !h->session_id || !h->msg_id || !h->target
+        || !h->source) {
         return bad(err, p, "<SyncHdr> lacks %s",
-                   !h->verdtd ? "<VerDTD>" : !h->verproto ? "<VerProto>"
-                   : !h->session_id ? "<SessionID>" : !h->msg_id ? "<MsgID>"
-                   : !h->target ? "<Target>" : "<Source>");
+                   !h->verdtd       ? "<VerDTD>"
+                   : !h->verproto   ? "<VerProto>"
+                   : !h->session_id ? "<SessionID>"
+                   : !h->msg_id     ? "<MsgID>"
+                   : !h->target     ? "<Target>"
+                                    : "<Source>");
     }
     return APR_SUCCESS;
 }
@@ -691,10 +841,15 @@ apr_status_t memds_msg_from_tree(memds_msg_t **pmsg, const memds_tree_t *t,
     }
     m->version = t->version;
     for (c = root->first; c; c = c->next) {
-        if (is(c, "SyncHdr") && !hdr && !body) hdr = c;
-        else if (is(c, "SyncBody") && hdr && !body) body = c;
-        else return bad(err, p, "<SyncML> must hold <SyncHdr> then <SyncBody>, "
-                        "found <%s>", c->tag->name);
+        if (is(c, "SyncHdr") && !hdr && !body)
+            hdr = c;
+        else if (is(c, "SyncBody") && hdr && !body)
+            body = c;
+        else
+            return bad(err, p,
+                       "<SyncML> must hold <SyncHdr> then <SyncBody>, "
+                       "found <%s>",
+                       c->tag->name);
     }
     if (!hdr || !body) {
         return bad(err, p, "<SyncML> must hold <SyncHdr> then <SyncBody>");
@@ -742,11 +897,12 @@ static void str_el(memds_node_t *parent, const memds_tag_t *tag, const char *s,
     }
 }
 
-static void int_el(memds_node_t *parent, const memds_tag_t *tag,
-                   apr_int64_t v, apr_pool_t *p)
+static void int_el(memds_node_t *parent, const memds_tag_t *tag, apr_int64_t v,
+                   apr_pool_t *p)
 {
     if (v != MEMDS_NOVAL) {
-        memds_node_add_str(parent, tag, apr_psprintf(p, "%" APR_INT64_T_FMT, v), p);
+        memds_node_add_str(parent, tag, apr_psprintf(p, "%" APR_INT64_T_FMT, v),
+                           p);
     }
 }
 
@@ -779,11 +935,13 @@ static void meta_children(memds_node_t *n, const memds_meta_t *m, apr_pool_t *p)
     strs_el(n, MI("EMI"), m->emi, p);
     if (m->mem) {
         memds_node_t *mm = el(n, MI("Mem"), p);
-        if (m->mem->shared_mem) el(mm, MI("SharedMem"), p);
+        if (m->mem->shared_mem)
+            el(mm, MI("SharedMem"), p);
         str_el(mm, MI("FreeMem"), m->mem->free_mem, p);
         str_el(mm, MI("FreeID"), m->mem->free_id, p);
     }
-    if (m->field_level) el(n, MI("FieldLevel"), p);
+    if (m->field_level)
+        el(n, MI("FieldLevel"), p);
 }
 
 static void meta_el(memds_node_t *parent, const memds_meta_t *m, apr_pool_t *p)
@@ -829,9 +987,12 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
     str_el(r, DI("HwV"), di->hwv, p);
     str_el(r, DI("DevID"), di->devid, p);
     str_el(r, DI("DevTyp"), di->devtyp, p);
-    if (di->utc) el(r, DI("UTC"), p);
-    if (di->large_objs) el(r, DI("SupportLargeObjs"), p);
-    if (di->number_of_changes) el(r, DI("SupportNumberOfChanges"), p);
+    if (di->utc)
+        el(r, DI("UTC"), p);
+    if (di->large_objs)
+        el(r, DI("SupportLargeObjs"), p);
+    if (di->number_of_changes)
+        el(r, DI("SupportNumberOfChanges"), p);
     for (i = 0; di->datastores && i < di->datastores->nelts; ++i) {
         const memds_datastore_t *ds = APR_ARRAY_IDX(di->datastores, i,
                                                     memds_datastore_t *);
@@ -844,11 +1005,13 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
         ctver_el(n, "Tx-Pref", ds->tx_pref, p);
         ctvers_el(n, "Tx", ds->tx, p);
         for (j = 0; ds->ctcaps && j < ds->ctcaps->nelts; ++j) {
-            const memds_ctcap_t *cc = APR_ARRAY_IDX(ds->ctcaps, j, memds_ctcap_t *);
+            const memds_ctcap_t *cc = APR_ARRAY_IDX(ds->ctcaps, j,
+                                                    memds_ctcap_t *);
             c = el(n, DI("CTCap"), p);
             str_el(c, DI("CTType"), cc->ct_type, p);
             str_el(c, DI("VerCT"), cc->ver_ct, p);
-            if (cc->field_level) el(c, DI("FieldLevel"), p);
+            if (cc->field_level)
+                el(c, DI("FieldLevel"), p);
             for (k = 0; cc->props && k < cc->props->nelts; ++k) {
                 const memds_property_t *pr = APR_ARRAY_IDX(cc->props, k,
                                                            memds_property_t *);
@@ -858,12 +1021,13 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
                 str_el(d, DI("DataType"), pr->data_type, p);
                 str_el(d, DI("MaxOccur"), pr->max_occur, p);
                 str_el(d, DI("MaxSize"), pr->max_size, p);
-                if (pr->no_truncate) el(d, DI("NoTruncate"), p);
+                if (pr->no_truncate)
+                    el(d, DI("NoTruncate"), p);
                 strs_el(d, DI("ValEnum"), pr->val_enums, p);
                 str_el(d, DI("DisplayName"), pr->display_name, p);
                 for (l = 0; pr->params && l < pr->params->nelts; ++l) {
-                    const memds_propparam_t *pp = APR_ARRAY_IDX(pr->params, l,
-                                                                memds_propparam_t *);
+                    const memds_propparam_t
+                        *pp = APR_ARRAY_IDX(pr->params, l, memds_propparam_t *);
                     e = el(d, DI("PropParam"), p);
                     str_el(e, DI("ParamName"), pp->name, p);
                     str_el(e, DI("DataType"), pp->data_type, p);
@@ -874,11 +1038,13 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
         }
         if (ds->has_dsmem) {
             c = el(n, DI("DSMem"), p);
-            if (ds->dsmem_shared) el(c, DI("SharedMem"), p);
+            if (ds->dsmem_shared)
+                el(c, DI("SharedMem"), p);
             str_el(c, DI("MaxMem"), ds->dsmem_max_mem, p);
             str_el(c, DI("MaxID"), ds->dsmem_max_id, p);
         }
-        if (ds->hierarchical) el(n, DI("SupportHierarchicalSync"), p);
+        if (ds->hierarchical)
+            el(n, DI("SupportHierarchicalSync"), p);
         if (ds->sync_types) {
             c = el(n, DI("SyncCap"), p);
             strs_el(c, DI("SyncType"), ds->sync_types, p);
@@ -895,8 +1061,9 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
         }
     }
     for (i = 0; di->ctcaps11 && i < di->ctcaps11->nelts; ++i) {
-        memds_node_add(r, node_copy(APR_ARRAY_IDX(di->ctcaps11, i,
-                                                  memds_node_t *), p));
+        memds_node_add(r,
+                       node_copy(APR_ARRAY_IDX(di->ctcaps11, i, memds_node_t *),
+                                 p));
     }
     for (i = 0; di->exts && i < di->exts->nelts; ++i) {
         const memds_ext_t *x = APR_ARRAY_IDX(di->exts, i, memds_ext_t *);
@@ -907,13 +1074,14 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
     return r;
 }
 
-static void loc_el(memds_node_t *parent, const char *name,
-                   const memds_loc_t *l, apr_pool_t *p);
+static void loc_el(memds_node_t *parent, const char *name, const memds_loc_t *l,
+                   apr_pool_t *p);
 
-static void item_el(memds_node_t *parent, const memds_item_t *it, apr_pool_t *p);
+static void item_el(memds_node_t *parent, const memds_item_t *it,
+                    apr_pool_t *p);
 
-static void loc_el(memds_node_t *parent, const char *name,
-                   const memds_loc_t *l, apr_pool_t *p)
+static void loc_el(memds_node_t *parent, const char *name, const memds_loc_t *l,
+                   apr_pool_t *p)
 {
     memds_node_t *n, *f;
 
@@ -926,8 +1094,10 @@ static void loc_el(memds_node_t *parent, const char *name,
     if (l->filter) {
         f = el(n, SM("Filter"), p);
         meta_el(f, l->filter->meta, p);
-        if (l->filter->field) item_el(el(f, SM("Field"), p), l->filter->field, p);
-        if (l->filter->record) item_el(el(f, SM("Record"), p), l->filter->record, p);
+        if (l->filter->field)
+            item_el(el(f, SM("Field"), p), l->filter->field, p);
+        if (l->filter->record)
+            item_el(el(f, SM("Record"), p), l->filter->record, p);
         str_el(f, SM("FilterType"), l->filter->filter_type, p);
     }
 }
@@ -951,7 +1121,8 @@ static void item_el(memds_node_t *parent, const memds_item_t *it, apr_pool_t *p)
     meta_el(n, it->meta, p);
     switch (it->data_kind) {
     case MEMDS_DATA_BYTES:
-        d = memds_node_add_text(n, memds_tag_Data, it->data.data, it->data.len, p);
+        d = memds_node_add_text(n, memds_tag_Data, it->data.data, it->data.len,
+                                p);
         d->opaque = it->data_opaque;
         break;
     case MEMDS_DATA_DEVINF:
@@ -962,10 +1133,10 @@ static void item_el(memds_node_t *parent, const memds_item_t *it, apr_pool_t *p)
         d = el(n, memds_tag_Data, p);
         meta_children(d, it->data_meta, p);
         break;
-    case MEMDS_DATA_NONE:
-        break;
+    case MEMDS_DATA_NONE: break;
     }
-    if (it->more_data) el(n, SM("MoreData"), p);
+    if (it->more_data)
+        el(n, SM("MoreData"), p);
 }
 
 static void cred_el(memds_node_t *parent, const memds_cred_t *c, apr_pool_t *p)
@@ -979,7 +1150,8 @@ static void cred_el(memds_node_t *parent, const memds_cred_t *c, apr_pool_t *p)
     }
 }
 
-static void items_el(memds_node_t *n, const apr_array_header_t *a, apr_pool_t *p)
+static void items_el(memds_node_t *n, const apr_array_header_t *a,
+                     apr_pool_t *p)
 {
     int i;
 
@@ -1013,7 +1185,9 @@ static memds_node_t *cmd_el(memds_node_t *parent, const memds_cmd_t *c,
         strs_el(n, SM("SourceRef"), c->source_refs, p);
         if (c->type == MEMDS_CMD_STATUS) {
             cred_el(n, c->cred, p);
-            if (c->chal) meta_children(el(el(n, SM("Chal"), p), SM("Meta"), p), c->chal, p);
+            if (c->chal)
+                meta_children(el(el(n, SM("Chal"), p), SM("Meta"), p), c->chal,
+                              p);
             str_el(n, SM("Data"), c->data, p);
         }
         items_el(n, c->items, p);
@@ -1031,14 +1205,16 @@ static memds_node_t *cmd_el(memds_node_t *parent, const memds_cmd_t *c,
             str_el(el(m, SM("Source"), p), SM("LocURI"), mi->source, p);
         }
         return n;
-    default:
-        break;
+    default: break;
     }
-    if (c->no_resp) el(n, SM("NoResp"), p);
+    if (c->no_resp)
+        el(n, SM("NoResp"), p);
     switch (c->type) {
     case MEMDS_CMD_DELETE:
-        if (c->archive) el(n, SM("Archive"), p);
-        if (c->sft_del) el(n, SM("SftDel"), p);
+        if (c->archive)
+            el(n, SM("Archive"), p);
+        if (c->sft_del)
+            el(n, SM("SftDel"), p);
         cred_el(n, c->cred, p);
         meta_el(n, c->meta, p);
         break;
@@ -1061,16 +1237,15 @@ static memds_node_t *cmd_el(memds_node_t *parent, const memds_cmd_t *c,
         str_el(n, SM("NumberOfChanges"), c->number_of_changes, p);
         break;
     case MEMDS_CMD_ATOMIC:
-    case MEMDS_CMD_SEQUENCE:
-        meta_el(n, c->meta, p);
-        break;
+    case MEMDS_CMD_SEQUENCE: meta_el(n, c->meta, p); break;
     case MEMDS_CMD_EXEC:
         cred_el(n, c->cred, p);
         meta_el(n, c->meta, p);
         str_el(n, SM("Correlator"), c->correlator, p);
         break;
     case MEMDS_CMD_SEARCH:
-        if (c->no_results) el(n, SM("NoResults"), p);
+        if (c->no_results)
+            el(n, SM("NoResults"), p);
         cred_el(n, c->cred, p);
         loc_el(n, "Target", c->target, p);
         for (i = 0; c->sources && i < c->sources->nelts; ++i) {
@@ -1104,7 +1279,8 @@ static memds_node_t *hdr_el(memds_node_t *root, const memds_hdr_t *h,
     loc_el(n, "Target", h->target, p);
     loc_el(n, "Source", h->source, p);
     str_el(n, SM("RespURI"), h->resp_uri, p);
-    if (h->no_resp) el(n, SM("NoResp"), p);
+    if (h->no_resp)
+        el(n, SM("NoResp"), p);
     cred_el(n, h->cred, p);
     meta_el(n, h->meta, p);
     return n;
@@ -1123,7 +1299,8 @@ memds_tree_t *memds_msg_to_tree(const memds_msg_t *m, apr_pool_t *p)
     for (i = 0; m->cmds && i < m->cmds->nelts; ++i) {
         cmd_el(body, APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *), p);
     }
-    if (m->final) el(body, SM("Final"), p);
+    if (m->final)
+        el(body, SM("Final"), p);
     return t;
 }
 
@@ -1175,8 +1352,8 @@ apr_status_t memds_msg_encode(memds_buf_t *out, const memds_msg_t *m,
 #define XML_CLOSE "</SyncBody></SyncML>"
 #define XML_FINAL "<Final/>"
 
-void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m,
-                      memds_enc_e enc, apr_pool_t *p)
+void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m, memds_enc_e enc,
+                      apr_pool_t *p)
 {
     memds_tree_t *t;
     memds_node_t *body, *c;
@@ -1189,7 +1366,9 @@ void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m,
     if (enc == MEMDS_ENC_WBXML) {
         int page = 0;
         sz->open_size = WBXML_HDR_LEN + 1 /* SyncML */
-            + memds_wbxml_node_size(memds_node_child(t->root, "SyncHdr"), &page);
+                        + memds_wbxml_node_size(memds_node_child(t->root,
+                                                                 "SyncHdr"),
+                                                &page);
         if (page != 0) {
             sz->open_size += 2;
             page = 0;
@@ -1208,7 +1387,7 @@ void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m,
             el(body, SM("Final"), p);
         }
         sz->open_size = sizeof(XML_DECL) - 1 + memds_xml_node_size(t->root)
-            - (sizeof(XML_FINAL) - 1) - (sizeof(XML_CLOSE) - 1);
+                        - (sizeof(XML_FINAL) - 1) - (sizeof(XML_CLOSE) - 1);
         sz->page = 0;
     }
 }
@@ -1249,5 +1428,5 @@ apr_size_t memds_sizer_total(const memds_sizer_t *sz, int final)
         return sz->open_size + (final ? (sz->page != 0 ? 3 : 1) : 0) + 2;
     }
     return sz->open_size + (final ? sizeof(XML_FINAL) - 1 : 0)
-        + sizeof(XML_CLOSE) - 1;
+           + sizeof(XML_CLOSE) - 1;
 }

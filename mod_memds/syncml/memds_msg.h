@@ -29,12 +29,12 @@ typedef enum {
 
 /** Opaque bytes (item data, credentials). */
 typedef struct memds_bytes_t {
-    const char *data;  /**< NUL-terminated for convenience; may contain NULs */
+    const char *data; /**< NUL-terminated for convenience; may contain NULs */
     apr_size_t len;
 } memds_bytes_t;
 
 typedef struct memds_anchor_t {
-    const char *last;  /**< NULL when absent */
+    const char *last; /**< NULL when absent */
     const char *next;
 } memds_anchor_t;
 
@@ -46,10 +46,11 @@ typedef struct memds_mem_t {
 /** MetInf (Meta, and MetInf inside Data). Strings NULL when absent. */
 typedef struct memds_meta_t {
     const char *type, *format, *mark, *version, *next_nonce;
-    apr_int64_t size, max_msg_size, max_obj_size;  /**< MEMDS_NOVAL when absent */
+    apr_int64_t size, max_msg_size,
+        max_obj_size; /**< MEMDS_NOVAL when absent */
     memds_anchor_t *anchor;
     memds_mem_t *mem;
-    apr_array_header_t *emi;   /**< const char *; NULL when none */
+    apr_array_header_t *emi; /**< const char *; NULL when none */
     int field_level;
 } memds_meta_t;
 
@@ -65,8 +66,8 @@ typedef struct memds_filter_t {
 /** Target / Source: LocURI, LocName, and (Target only) Filter. */
 typedef struct memds_loc_t {
     const char *uri;
-    const char *name;         /**< NULL when absent */
-    memds_filter_t *filter;   /**< NULL when absent */
+    const char *name;       /**< NULL when absent */
+    memds_filter_t *filter; /**< NULL when absent */
 } memds_loc_t;
 
 typedef struct memds_cred_t {
@@ -78,34 +79,46 @@ typedef struct memds_devinf_t memds_devinf_t;
 
 /** What an Item's Data holds. */
 typedef enum {
-    MEMDS_DATA_NONE = 0,  /**< no <Data> */
-    MEMDS_DATA_BYTES,     /**< payload bytes (data) */
-    MEMDS_DATA_DEVINF,    /**< a DevInf document (devinf) */
-    MEMDS_DATA_META       /**< MetInf elements, e.g. Anchor in a Status item (data_meta) */
+    MEMDS_DATA_NONE = 0, /**< no <Data> */
+    MEMDS_DATA_BYTES,    /**< payload bytes (data) */
+    MEMDS_DATA_DEVINF,   /**< a DevInf document (devinf) */
+    MEMDS_DATA_META /**< MetInf elements, e.g. Anchor in a Status item (data_meta) */
 } memds_data_e;
 
 struct memds_item_t {
     memds_loc_t *target, *source;
-    const char *target_parent, *source_parent;  /**< LocURI of each (1.2) */
+    const char *target_parent, *source_parent; /**< LocURI of each (1.2) */
     memds_meta_t *meta;
     memds_data_e data_kind;
     memds_bytes_t data;
-    int data_opaque;              /**< came as / goes as WBXML OPAQUE */
+    int data_opaque; /**< came as / goes as WBXML OPAQUE */
     memds_devinf_t *devinf;
     memds_meta_t *data_meta;
     int more_data;
 };
 
 typedef struct memds_mapitem_t {
-    const char *target;  /**< server GUID */
-    const char *source;  /**< client LUID */
+    const char *target; /**< server GUID */
+    const char *source; /**< client LUID */
 } memds_mapitem_t;
 
 typedef enum {
-    MEMDS_CMD_ADD, MEMDS_CMD_ALERT, MEMDS_CMD_ATOMIC, MEMDS_CMD_COPY,
-    MEMDS_CMD_DELETE, MEMDS_CMD_EXEC, MEMDS_CMD_GET, MEMDS_CMD_MAP,
-    MEMDS_CMD_MOVE, MEMDS_CMD_PUT, MEMDS_CMD_REPLACE, MEMDS_CMD_RESULTS,
-    MEMDS_CMD_SEARCH, MEMDS_CMD_SEQUENCE, MEMDS_CMD_STATUS, MEMDS_CMD_SYNC,
+    MEMDS_CMD_ADD,
+    MEMDS_CMD_ALERT,
+    MEMDS_CMD_ATOMIC,
+    MEMDS_CMD_COPY,
+    MEMDS_CMD_DELETE,
+    MEMDS_CMD_EXEC,
+    MEMDS_CMD_GET,
+    MEMDS_CMD_MAP,
+    MEMDS_CMD_MOVE,
+    MEMDS_CMD_PUT,
+    MEMDS_CMD_REPLACE,
+    MEMDS_CMD_RESULTS,
+    MEMDS_CMD_SEARCH,
+    MEMDS_CMD_SEQUENCE,
+    MEMDS_CMD_STATUS,
+    MEMDS_CMD_SYNC,
     MEMDS_CMD_COUNT
 } memds_cmd_e;
 
@@ -123,24 +136,25 @@ struct memds_cmd_t {
     int no_resp;
     memds_cred_t *cred;
     memds_meta_t *meta;
-    apr_array_header_t *items;       /**< memds_item_t *; Add..Status, Results, Alert */
+    apr_array_header_t
+        *items; /**< memds_item_t *; Add..Status, Results, Alert */
     /* Delete */
     int archive, sft_del;
     /* Alert: code; Status: status code; Search: data */
     const char *data;
-    const char *correlator;          /**< Alert, Exec (1.2) */
-    const char *lang;                /**< Get, Put, Search */
+    const char *correlator; /**< Alert, Exec (1.2) */
+    const char *lang;       /**< Get, Put, Search */
     /* Status, Results */
     const char *msg_ref, *cmd_ref, *cmd;
-    apr_array_header_t *target_refs, *source_refs;  /**< const char * */
-    memds_meta_t *chal;              /**< Status: Chal's Meta */
+    apr_array_header_t *target_refs, *source_refs; /**< const char * */
+    memds_meta_t *chal;                            /**< Status: Chal's Meta */
     /* Sync, Map, Search (Search: sources) */
     memds_loc_t *target, *source;
-    apr_array_header_t *sources;     /**< Search: memds_loc_t * */
-    const char *number_of_changes;   /**< Sync */
-    apr_array_header_t *map_items;   /**< Map: memds_mapitem_t * */
-    apr_array_header_t *cmds;        /**< Sync, Atomic, Sequence: memds_cmd_t * */
-    int no_results;                  /**< Search */
+    apr_array_header_t *sources;   /**< Search: memds_loc_t * */
+    const char *number_of_changes; /**< Sync */
+    apr_array_header_t *map_items; /**< Map: memds_mapitem_t * */
+    apr_array_header_t *cmds;      /**< Sync, Atomic, Sequence: memds_cmd_t * */
+    int no_results;                /**< Search */
 };
 
 typedef struct memds_hdr_t {
@@ -155,7 +169,7 @@ typedef struct memds_hdr_t {
 typedef struct memds_msg_t {
     memds_ver_e version;
     memds_hdr_t hdr;
-    apr_array_header_t *cmds;   /**< memds_cmd_t * */
+    apr_array_header_t *cmds; /**< memds_cmd_t * */
     int final;
 } memds_msg_t;
 
@@ -167,50 +181,50 @@ typedef struct memds_ctver_t {
 
 typedef struct memds_propparam_t {
     const char *name, *data_type, *display_name;
-    apr_array_header_t *val_enums;  /**< const char * */
+    apr_array_header_t *val_enums; /**< const char * */
 } memds_propparam_t;
 
 typedef struct memds_property_t {
     const char *name, *data_type, *max_occur, *max_size, *display_name;
     int no_truncate;
-    apr_array_header_t *val_enums;  /**< const char * */
-    apr_array_header_t *params;     /**< memds_propparam_t * */
+    apr_array_header_t *val_enums; /**< const char * */
+    apr_array_header_t *params;    /**< memds_propparam_t * */
 } memds_property_t;
 
 typedef struct memds_ctcap_t {
     const char *ct_type, *ver_ct;
     int field_level;
-    apr_array_header_t *props;      /**< memds_property_t * */
+    apr_array_header_t *props; /**< memds_property_t * */
 } memds_ctcap_t;
 
 typedef struct memds_filtercap_t {
     const char *ct_type, *ver_ct;
-    apr_array_header_t *keywords, *prop_names;  /**< const char * */
+    apr_array_header_t *keywords, *prop_names; /**< const char * */
 } memds_filtercap_t;
 
 typedef struct memds_datastore_t {
     const char *source_ref, *display_name, *max_guid_size;
     memds_ctver_t *rx_pref, *tx_pref;
-    apr_array_header_t *rx, *tx;           /**< memds_ctver_t * */
-    apr_array_header_t *ctcaps;            /**< memds_ctcap_t * (1.2) */
+    apr_array_header_t *rx, *tx; /**< memds_ctver_t * */
+    apr_array_header_t *ctcaps;  /**< memds_ctcap_t * (1.2) */
     int has_dsmem, dsmem_shared;
     const char *dsmem_max_mem, *dsmem_max_id;
-    int hierarchical;                      /**< SupportHierarchicalSync */
-    apr_array_header_t *sync_types;        /**< const char * (values as sent) */
-    apr_array_header_t *filter_rx;         /**< memds_ctver_t * */
-    apr_array_header_t *filter_caps;       /**< memds_filtercap_t * */
+    int hierarchical;                /**< SupportHierarchicalSync */
+    apr_array_header_t *sync_types;  /**< const char * (values as sent) */
+    apr_array_header_t *filter_rx;   /**< memds_ctver_t * */
+    apr_array_header_t *filter_caps; /**< memds_filtercap_t * */
 } memds_datastore_t;
 
 /* memds_ext_t (an Ext: name and values) is in util/memds_buf.h. */
 
 struct memds_devinf_t {
-    memds_ver_e version;                   /**< from VerDTD */
+    memds_ver_e version; /**< from VerDTD */
     const char *verdtd, *man, *mod, *oem, *fwv, *swv, *hwv, *devid, *devtyp;
     int utc, large_objs, number_of_changes;
-    apr_array_header_t *datastores;        /**< memds_datastore_t * */
+    apr_array_header_t *datastores; /**< memds_datastore_t * */
     /** DevInf 1.1 top-level CTCap: a flat sequence kept as its tree. */
-    apr_array_header_t *ctcaps11;          /**< memds_node_t * */
-    apr_array_header_t *exts;              /**< memds_ext_t * */
+    apr_array_header_t *ctcaps11; /**< memds_node_t * */
+    apr_array_header_t *exts;     /**< memds_ext_t * */
 };
 
 /* ------------------------------------------------------------ codec */
@@ -254,16 +268,17 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p);
 typedef struct memds_sizer_t {
     memds_enc_e enc;
     memds_ver_e version;
-    apr_size_t open_size;  /**< bytes up to and including the last command */
-    int page;              /**< WBXML code page current after the last command */
+    apr_size_t open_size; /**< bytes up to and including the last command */
+    int page;             /**< WBXML code page current after the last command */
     apr_pool_t *pool;
 } memds_sizer_t;
 
 /** Start sizing a message whose header is m's (m's commands are counted too). */
-void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m,
-                      memds_enc_e enc, apr_pool_t *p);
+void memds_sizer_init(memds_sizer_t *sz, const memds_msg_t *m, memds_enc_e enc,
+                      apr_pool_t *p);
 /** Bytes that appending cmd to SyncBody would add. */
-apr_size_t memds_sizer_cmd_size(const memds_sizer_t *sz, const memds_cmd_t *cmd);
+apr_size_t memds_sizer_cmd_size(const memds_sizer_t *sz,
+                                const memds_cmd_t *cmd);
 /** Account cmd as appended. */
 void memds_sizer_add(memds_sizer_t *sz, const memds_cmd_t *cmd);
 /** Size of the complete message if closed now. */

@@ -70,8 +70,9 @@ const char *memds_node_str(const memds_node_t *n, apr_pool_t *p)
     while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')) {
         ++s;
     }
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'
-                     || e[-1] == '\n')) {
+    while (
+        e > s
+        && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) {
         --e;
     }
     return apr_pstrmemdup(p, s, (apr_size_t)(e - s));

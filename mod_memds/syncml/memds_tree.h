@@ -28,20 +28,22 @@ typedef enum {
 } memds_ts_e;
 
 /** Protocol versions (also select public ids and namespaces). */
-typedef enum {
-    MEMDS_V10 = 10, MEMDS_V11 = 11, MEMDS_V12 = 12
-} memds_ver_e;
+typedef enum { MEMDS_V10 = 10, MEMDS_V11 = 11, MEMDS_V12 = 12 } memds_ver_e;
 
 /** Tag flags. */
-#define MEMDS_TAGF_V12     0x01 /**< defined in 1.2 (the XML codec refuses it in 1.0/1.1 documents; WBXML accepts it, as old Nokia phones use it) */
-#define MEMDS_TAGF_EMPTY   0x02 /**< a flag element, never has content (<Final/>) */
-#define MEMDS_TAGF_DATA    0x04 /**< <Data>: opaque bytes, or a nested element tree */
+#define MEMDS_TAGF_V12 \
+    0x01 /**< defined in 1.2 (the XML codec refuses it in 1.0/1.1 documents; WBXML accepts it, as old Nokia phones use it) */
+#define MEMDS_TAGF_EMPTY \
+    0x02 /**< a flag element, never has content (<Final/>) */
+#define MEMDS_TAGF_DATA \
+    0x04 /**< <Data>: opaque bytes, or a nested element tree */
 
 /** One entry of a tag table. */
 typedef struct memds_tag_t {
-    const char *name;    /**< element name as in XML */
-    unsigned char ts;    /**< memds_ts_e */
-    unsigned char tok;   /**< WBXML token (0x05..0x3F), without content/attr bits */
+    const char *name; /**< element name as in XML */
+    unsigned char ts; /**< memds_ts_e */
+    unsigned char
+        tok; /**< WBXML token (0x05..0x3F), without content/attr bits */
     unsigned char flags; /**< MEMDS_TAGF_* */
 } memds_tag_t;
 
@@ -53,7 +55,7 @@ const memds_tag_t *memds_tag_by_tok(memds_ts_e ts, unsigned tok);
 
 /* Well-known tags, for builders and the model (defined in memds_tags.c). */
 extern const memds_tag_t *const memds_tag_SyncML, *const memds_tag_DevInf,
-    *const memds_tag_Data;
+                                                      *const memds_tag_Data;
 
 typedef struct memds_node_t memds_node_t;
 
@@ -75,12 +77,12 @@ struct memds_node_t {
 /** A decoded document: root <SyncML> (or <DevInf> for a nested one). */
 typedef struct memds_tree_t {
     memds_node_t *root;
-    memds_ver_e version;     /**< from the namespace / public id */
-    int wbxml_version;       /**< 0x02 (1.2) or 0x03 (1.3) when decoded from WBXML, else 0 */
+    memds_ver_e version; /**< from the namespace / public id */
+    int wbxml_version; /**< 0x02 (1.2) or 0x03 (1.3) when decoded from WBXML, else 0 */
 } memds_tree_t;
 
 /** Limits applied by both decoders. */
-#define MEMDS_CODEC_MAX_DEPTH 32      /**< element nesting (SyncML needs < 20) */
+#define MEMDS_CODEC_MAX_DEPTH 32 /**< element nesting (SyncML needs < 20) */
 #define MEMDS_CODEC_MAX_NODES 1000000 /**< elements per message */
 
 /* ----------------------------------------------------------- building */

@@ -29,24 +29,24 @@
 
 /* Global tokens (WBXML 1.3, section 7.1). */
 #define WB_SWITCH_PAGE 0x00
-#define WB_END         0x01
-#define WB_ENTITY      0x02
-#define WB_STR_I       0x03
-#define WB_LITERAL     0x04
-#define WB_PI          0x43
-#define WB_STR_T       0x83
-#define WB_OPAQUE      0xC3
-#define WB_CONTENT     0x40 /* tag bit: element has content */
-#define WB_ATTRS       0x80 /* tag bit: element has attributes */
+#define WB_END 0x01
+#define WB_ENTITY 0x02
+#define WB_STR_I 0x03
+#define WB_LITERAL 0x04
+#define WB_PI 0x43
+#define WB_STR_T 0x83
+#define WB_OPAQUE 0xC3
+#define WB_CONTENT 0x40 /* tag bit: element has content */
+#define WB_ATTRS 0x80   /* tag bit: element has attributes */
 
-#define WB_CHARSET_UTF8  106
+#define WB_CHARSET_UTF8 106
 #define WB_CHARSET_ASCII 3
 
 /* The WBXML version we write: what libsynthesis and phones send. */
 #define WB_OUT_VERSION 0x02
 
 #define DEVINF_WBXML "application/vnd.syncml-devinf+wbxml"
-#define DEVINF_XML   "application/vnd.syncml-devinf+xml"
+#define DEVINF_XML "application/vnd.syncml-devinf+xml"
 
 typedef enum { DOC_SYNCML, DOC_DEVINF } doc_kind_e;
 
@@ -214,24 +214,24 @@ typedef struct dec_t dec_t;
 struct dec_t {
     const unsigned char *buf;
     apr_size_t len, pos;
-    apr_size_t base;              /* offset of buf[0] in the outer message */
+    apr_size_t base; /* offset of buf[0] in the outer message */
     const unsigned char *strtbl;
     apr_size_t strtbl_len;
-    apr_size_t strtbl_off;        /* offset of the table in buf */
+    apr_size_t strtbl_off; /* offset of the table in buf */
     doc_kind_e kind;
-    int page;                     /* current code page; END does not change it */
-    apr_size_t *nodes;            /* element count, shared with a nested doc */
+    int page;          /* current code page; END does not change it */
+    apr_size_t *nodes; /* element count, shared with a nested doc */
     apr_pool_t *p;
-    const char *msg;              /* the failure, when one occurred */
-    apr_size_t err_off;           /* absolute offset of the failure */
+    const char *msg;    /* the failure, when one occurred */
+    apr_size_t err_off; /* absolute offset of the failure */
     /* Content of the innermost open element collected so far: pointing
      * into the input while it is one piece, else gathered in scratch. */
     struct {
         int have, opaque, in_scratch;
         const char *ptr;
         apr_size_t len;
-        apr_size_t off;       /* offset (in buf) of the first content token */
-        apr_size_t data_off;  /* offset (in buf) of the first content byte */
+        apr_size_t off;      /* offset (in buf) of the first content token */
+        apr_size_t data_off; /* offset (in buf) of the first content byte */
     } txt;
     memds_buf_t scratch;
     int scratch_ready;
@@ -265,12 +265,15 @@ static apr_status_t get_mb(dec_t *d, apr_uint32_t *pv)
 
         /* 5 bytes carry 35 bits; more can only be padding or an attack */
         if (i == 5) {
-            return bad(d, start, "mb_u_int32 longer than 5 bytes at offset %"
-                       APR_SIZE_T_FMT, ABS(d, start));
+            return bad(
+                d, start,
+                "mb_u_int32 longer than 5 bytes at offset %" APR_SIZE_T_FMT,
+                ABS(d, start));
         }
         if (d->pos >= d->len) {
-            return bad(d, start, "truncated mb_u_int32 at offset %"
-                       APR_SIZE_T_FMT, ABS(d, start));
+            return bad(d, start,
+                       "truncated mb_u_int32 at offset %" APR_SIZE_T_FMT,
+                       ABS(d, start));
         }
         c = d->buf[d->pos++];
         v = (v << 7) | (c & 0x7F);
@@ -334,16 +337,18 @@ static apr_status_t dec_header(dec_t *d, doc_kind_e want, int *pwbver,
     }
     /* US-ASCII is a subset of UTF-8; strings are checked as UTF-8 either way */
     if (cs != WB_CHARSET_UTF8 && cs != WB_CHARSET_ASCII) {
-        return bad(d, cs_off, "unsupported charset %u at offset %"
-                   APR_SIZE_T_FMT, (unsigned)cs, ABS(d, cs_off));
+        return bad(d, cs_off,
+                   "unsupported charset %u at offset %" APR_SIZE_T_FMT,
+                   (unsigned)cs, ABS(d, cs_off));
     }
     if ((rv = get_mb(d, &slen)) != APR_SUCCESS) {
         return rv;
     }
     if (slen > d->len - d->pos) {
-        return bad(d, d->pos, "string table length %u past the end of the "
-                   "message (at offset %" APR_SIZE_T_FMT ")", (unsigned)slen,
-                   ABS(d, d->pos));
+        return bad(d, d->pos,
+                   "string table length %u past the end of the "
+                   "message (at offset %" APR_SIZE_T_FMT ")",
+                   (unsigned)slen, ABS(d, d->pos));
     }
     d->strtbl = d->buf + d->pos;
     d->strtbl_len = slen;
@@ -355,8 +360,10 @@ static apr_status_t dec_header(dec_t *d, doc_kind_e want, int *pwbver,
          * table ends it too. */
         const unsigned char *s, *e;
         if (idx >= slen) {
-            return bad(d, off, "public id string table reference %u past the "
-                       "table (size %u)", (unsigned)idx, (unsigned)slen);
+            return bad(d, off,
+                       "public id string table reference %u past the "
+                       "table (size %u)",
+                       (unsigned)idx, (unsigned)slen);
         }
         s = d->strtbl + idx;
         e = memchr(s, 0, slen - idx);
@@ -384,8 +391,10 @@ static apr_status_t dec_header(dec_t *d, doc_kind_e want, int *pwbver,
         }
     }
     if (found && found->kind != want) {
-        return bad(d, off, "public id of %s %s where a %s document was "
-                   "expected", kind_name(found->kind), ver_name(found->ver),
+        return bad(d, off,
+                   "public id of %s %s where a %s document was "
+                   "expected",
+                   kind_name(found->kind), ver_name(found->ver),
                    kind_name(want));
     }
     *pwbver = (int)ver;
@@ -440,9 +449,10 @@ static void txt_add(dec_t *d, const char *data, apr_size_t len, int opaque,
 static apr_status_t txt_drop_blank(dec_t *d, const memds_node_t *cur)
 {
     if (d->txt.opaque || !is_blank(d->txt.ptr, d->txt.len)) {
-        return bad(d, d->txt.off, "mixed content: text and child elements in "
-                   "<%s> at offset %" APR_SIZE_T_FMT, cur->tag->name,
-                   ABS(d, d->txt.off));
+        return bad(d, d->txt.off,
+                   "mixed content: text and child elements in "
+                   "<%s> at offset %" APR_SIZE_T_FMT,
+                   cur->tag->name, ABS(d, d->txt.off));
     }
     txt_reset(d);
     return APR_SUCCESS;
@@ -471,7 +481,8 @@ static apr_status_t dec_nested(dec_t *d, memds_node_t *data, int depth)
     sub.p = d->p;
     rv = dec_doc(&sub, DOC_DEVINF, depth, &root, &ver, &wbver);
     if (rv != APR_SUCCESS) {
-        d->msg = apr_psprintf(d->p, "nested DevInf document in <Data> at "
+        d->msg = apr_psprintf(d->p,
+                              "nested DevInf document in <Data> at "
                               "offset %" APR_SIZE_T_FMT ": %s",
                               ABS(d, d->txt.off), sub.msg);
         d->err_off = sub.err_off;
@@ -526,13 +537,17 @@ static apr_status_t dec_content(dec_t *d, unsigned t, apr_size_t off)
         s = d->buf + d->pos;
         e = memchr(s, 0, d->len - d->pos);
         if (e == NULL) {
-            return bad(d, off, "unterminated inline string (STR_I at offset %"
-                       APR_SIZE_T_FMT ")", ABS(d, off));
+            return bad(
+                d, off,
+                "unterminated inline string (STR_I at offset %" APR_SIZE_T_FMT
+                ")",
+                ABS(d, off));
         }
         bad_at = utf8_bad_at(s, (apr_size_t)(e - s));
         if (bad_at != (apr_size_t)(e - s)) {
-            return bad(d, d->pos + bad_at, "invalid UTF-8 in string at offset %"
-                       APR_SIZE_T_FMT, ABS(d, d->pos + bad_at));
+            return bad(d, d->pos + bad_at,
+                       "invalid UTF-8 in string at offset %" APR_SIZE_T_FMT,
+                       ABS(d, d->pos + bad_at));
         }
         txt_add(d, (const char *)s, (apr_size_t)(e - s), 0, 0, off, d->pos);
         d->pos += (apr_size_t)(e - s) + 1;
@@ -543,21 +558,25 @@ static apr_status_t dec_content(dec_t *d, unsigned t, apr_size_t off)
             return rv;
         }
         if (v >= d->strtbl_len) {
-            return bad(d, off, "string table reference %u past the table "
+            return bad(d, off,
+                       "string table reference %u past the table "
                        "(size %" APR_SIZE_T_FMT ") at offset %" APR_SIZE_T_FMT,
                        (unsigned)v, d->strtbl_len, ABS(d, off));
         }
         s = d->strtbl + v;
         e = memchr(s, 0, d->strtbl_len - v);
         if (e == NULL) {
-            return bad(d, off, "unterminated string table entry %u (STR_T at "
-                       "offset %" APR_SIZE_T_FMT ")", (unsigned)v, ABS(d, off));
+            return bad(d, off,
+                       "unterminated string table entry %u (STR_T at "
+                       "offset %" APR_SIZE_T_FMT ")",
+                       (unsigned)v, ABS(d, off));
         }
         bad_at = utf8_bad_at(s, (apr_size_t)(e - s));
         if (bad_at != (apr_size_t)(e - s)) {
             apr_size_t at = d->strtbl_off + v + bad_at;
-            return bad(d, at, "invalid UTF-8 in string at offset %"
-                       APR_SIZE_T_FMT, ABS(d, at));
+            return bad(d, at,
+                       "invalid UTF-8 in string at offset %" APR_SIZE_T_FMT,
+                       ABS(d, at));
         }
         txt_add(d, (const char *)s, (apr_size_t)(e - s), 0, 0, off,
                 d->strtbl_off + v);
@@ -568,9 +587,10 @@ static apr_status_t dec_content(dec_t *d, unsigned t, apr_size_t off)
             return rv;
         }
         if (v > d->len - d->pos) {
-            return bad(d, off, "OPAQUE length %u past the end of the message "
-                       "(at offset %" APR_SIZE_T_FMT ")", (unsigned)v,
-                       ABS(d, off));
+            return bad(d, off,
+                       "OPAQUE length %u past the end of the message "
+                       "(at offset %" APR_SIZE_T_FMT ")",
+                       (unsigned)v, ABS(d, off));
         }
         txt_add(d, (const char *)d->buf + d->pos, v, 1, 0, off, d->pos);
         d->pos += v;
@@ -585,8 +605,10 @@ static apr_status_t dec_content(dec_t *d, unsigned t, apr_size_t off)
             return rv;
         }
         if (v == 0 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-            return bad(d, off, "invalid character entity 0x%X at offset %"
-                       APR_SIZE_T_FMT, (unsigned)v, ABS(d, off));
+            return bad(
+                d, off,
+                "invalid character entity 0x%X at offset %" APR_SIZE_T_FMT,
+                (unsigned)v, ABS(d, off));
         }
         if (v < 0x80) {
             u[0] = (char)v;
@@ -634,22 +656,26 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
         unsigned t = d->buf[d->pos++], id;
 
         if (closed) {
-            rv = bad(d, off, "content after the root element at offset %"
-                     APR_SIZE_T_FMT, ABS(d, off));
+            rv =
+                bad(d, off,
+                    "content after the root element at offset %" APR_SIZE_T_FMT,
+                    ABS(d, off));
             goto done;
         }
         switch (t) {
         case WB_SWITCH_PAGE:
             if (d->pos >= d->len) {
-                rv = bad(d, off, "truncated SWITCH_PAGE at offset %"
-                         APR_SIZE_T_FMT, ABS(d, off));
+                rv = bad(d, off,
+                         "truncated SWITCH_PAGE at offset %" APR_SIZE_T_FMT,
+                         ABS(d, off));
                 goto done;
             }
             id = d->buf[d->pos++];
             if (id > (d->kind == DOC_SYNCML ? 1u : 0u)) {
-                rv = bad(d, off, "unsupported code page %u in a %s document "
-                         "at offset %" APR_SIZE_T_FMT, id, kind_name(d->kind),
-                         ABS(d, off));
+                rv = bad(d, off,
+                         "unsupported code page %u in a %s document "
+                         "at offset %" APR_SIZE_T_FMT,
+                         id, kind_name(d->kind), ABS(d, off));
                 goto done;
             }
             d->page = (int)id;
@@ -657,8 +683,10 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
 
         case WB_END:
             if (cur == NULL) {
-                rv = bad(d, off, "END without an open element at offset %"
-                         APR_SIZE_T_FMT, ABS(d, off));
+                rv = bad(
+                    d, off,
+                    "END without an open element at offset %" APR_SIZE_T_FMT,
+                    ABS(d, off));
                 goto done;
             }
             if ((rv = dec_close(d, cur, depth)) != APR_SUCCESS) {
@@ -676,8 +704,10 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
         case WB_OPAQUE:
         case WB_ENTITY:
             if (cur == NULL) {
-                rv = bad(d, off, "content before the root element at offset %"
-                         APR_SIZE_T_FMT, ABS(d, off));
+                rv = bad(d, off,
+                         "content before the root element at offset "
+                         "%" APR_SIZE_T_FMT,
+                         ABS(d, off));
                 goto done;
             }
             if ((rv = dec_content(d, t, off)) != APR_SUCCESS) {
@@ -689,49 +719,65 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
         case WB_LITERAL | 0x40:
         case WB_LITERAL | 0x80:
         case WB_LITERAL | 0xC0:
-            rv = bad(d, off, "LITERAL token 0x%02X at offset %" APR_SIZE_T_FMT
-                     " is not supported", t, ABS(d, off));
+            rv = bad(d, off,
+                     "LITERAL token 0x%02X at offset %" APR_SIZE_T_FMT
+                     " is not supported",
+                     t, ABS(d, off));
             goto done;
 
         case WB_PI:
-            rv = bad(d, off, "processing instruction (PI) at offset %"
-                     APR_SIZE_T_FMT " is not supported", ABS(d, off));
+            rv = bad(d, off,
+                     "processing instruction (PI) at offset %" APR_SIZE_T_FMT
+                     " is not supported",
+                     ABS(d, off));
             goto done;
 
-        case 0x40: case 0x41: case 0x42:
-        case 0x80: case 0x81: case 0x82:
-        case 0xC0: case 0xC1: case 0xC2:
-            rv = bad(d, off, "extension token 0x%02X at offset %"
-                     APR_SIZE_T_FMT " is not supported", t, ABS(d, off));
+        case 0x40:
+        case 0x41:
+        case 0x42:
+        case 0x80:
+        case 0x81:
+        case 0x82:
+        case 0xC0:
+        case 0xC1:
+        case 0xC2:
+            rv = bad(d, off,
+                     "extension token 0x%02X at offset %" APR_SIZE_T_FMT
+                     " is not supported",
+                     t, ABS(d, off));
             goto done;
 
-        default:
-            break;
+        default: break;
         }
 
         /* a tag */
         if (t & WB_ATTRS) {
-            rv = bad(d, off, "attributes are not allowed in %s (tag 0x%02X at "
-                     "offset %" APR_SIZE_T_FMT ")", kind_name(d->kind), t,
-                     ABS(d, off));
+            rv = bad(d, off,
+                     "attributes are not allowed in %s (tag 0x%02X at "
+                     "offset %" APR_SIZE_T_FMT ")",
+                     kind_name(d->kind), t, ABS(d, off));
             goto done;
         }
         id = t & 0x3F;
         tag = memds_tag_by_tok(d->kind == DOC_DEVINF ? MEMDS_TS_DEVINF
-                               : d->page ? MEMDS_TS_METINF : MEMDS_TS_SYNCML,
+                               : d->page             ? MEMDS_TS_METINF
+                                                     : MEMDS_TS_SYNCML,
                                id);
         if (tag == NULL) {
-            rv = bad(d, off, "unknown tag 0x%02X on code page %d at offset %"
-                     APR_SIZE_T_FMT, id, d->page, ABS(d, off));
+            rv = bad(
+                d, off,
+                "unknown tag 0x%02X on code page %d at offset %" APR_SIZE_T_FMT,
+                id, d->page, ABS(d, off));
             goto done;
         }
         if (root == NULL) {
             const memds_tag_t *want = d->kind == DOC_DEVINF ? memds_tag_DevInf
                                                             : memds_tag_SyncML;
             if (tag != want) {
-                rv = bad(d, off, "root element is <%s>, expected <%s> (at "
-                         "offset %" APR_SIZE_T_FMT ")", tag->name, want->name,
-                         ABS(d, off));
+                rv = bad(d, off,
+                         "root element is <%s>, expected <%s> (at "
+                         "offset %" APR_SIZE_T_FMT ")",
+                         tag->name, want->name, ABS(d, off));
                 goto done;
             }
         }
@@ -739,13 +785,17 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
             goto done;
         }
         if (depth + 1 > MEMDS_CODEC_MAX_DEPTH) {
-            rv = bad(d, off, "elements nested deeper than %d (at offset %"
-                     APR_SIZE_T_FMT ")", MEMDS_CODEC_MAX_DEPTH, ABS(d, off));
+            rv =
+                bad(d, off,
+                    "elements nested deeper than %d (at offset %" APR_SIZE_T_FMT
+                    ")",
+                    MEMDS_CODEC_MAX_DEPTH, ABS(d, off));
             goto done;
         }
         if (++*d->nodes > MEMDS_CODEC_MAX_NODES) {
-            rv = bad(d, off, "more than %d elements (at offset %"
-                     APR_SIZE_T_FMT ")", MEMDS_CODEC_MAX_NODES, ABS(d, off));
+            rv = bad(d, off,
+                     "more than %d elements (at offset %" APR_SIZE_T_FMT ")",
+                     MEMDS_CODEC_MAX_NODES, ABS(d, off));
             goto done;
         }
         n = memds_node_new(tag, d->p);
@@ -765,13 +815,18 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
     }
 
     if (root == NULL) {
-        rv = bad(d, d->pos, "no root element (the message ends at offset %"
-                 APR_SIZE_T_FMT "%s)", ABS(d, d->pos),
+        rv = bad(d, d->pos,
+                 "no root element (the message ends at offset %" APR_SIZE_T_FMT
+                 "%s)",
+                 ABS(d, d->pos),
                  d->pos == body ? ", right after the header" : "");
     }
     else if (!closed) {
-        rv = bad(d, d->pos, "unexpected end of message inside <%s> (at offset %"
-                 APR_SIZE_T_FMT ")", cur->tag->name, ABS(d, d->pos));
+        rv = bad(
+            d, d->pos,
+            "unexpected end of message inside <%s> (at offset %" APR_SIZE_T_FMT
+            ")",
+            cur->tag->name, ABS(d, d->pos));
     }
 done:
     if (rv == APR_SUCCESS) {
@@ -785,7 +840,8 @@ static int ver_from_verdtd(const memds_node_t *root, doc_kind_e kind,
                            memds_ver_e *pver, apr_pool_t *p)
 {
     const memds_node_t *v = child_named(kind == DOC_SYNCML
-                                        ? child_named(root, "SyncHdr") : root,
+                                            ? child_named(root, "SyncHdr")
+                                            : root,
                                         "VerDTD");
     const char *s = memds_node_str(v, p);
 
@@ -826,7 +882,8 @@ static apr_status_t dec_doc(dec_t *d, doc_kind_e want, int depth0,
     }
     else if (!ver_from_verdtd(root, want, &ver, d->p) && want == DOC_SYNCML) {
         /* a nested DevInf needs no version of its own: the message has one */
-        rv = bad(d, 0, "public id unknown and no VerDTD 1.0, 1.1 or 1.2 in "
+        rv = bad(d, 0,
+                 "public id unknown and no VerDTD 1.0, 1.1 or 1.2 in "
                  "the SyncHdr: cannot tell the SyncML version");
         goto done;
     }
@@ -881,12 +938,12 @@ apr_status_t memds_wbxml_decode(memds_tree_t **ptree, const char *buf,
  * reports can never disagree with the bytes written; the count also lets
  * memds_wbxml_encode validate the whole tree before it touches out. */
 typedef struct {
-    memds_buf_t *out;           /* NULL: count only */
-    apr_size_t n;               /* bytes written or counted */
+    memds_buf_t *out; /* NULL: count only */
+    apr_size_t n;     /* bytes written or counted */
     int page;
     memds_ver_e ver;
-    const memds_node_t *bad;    /* the node the failure is about */
-    const char *why;            /* static text of the failure */
+    const memds_node_t *bad; /* the node the failure is about */
+    const char *why;         /* static text of the failure */
 } enc_t;
 
 static void put(enc_t *e, const void *data, apr_size_t len)
@@ -1026,9 +1083,10 @@ static apr_status_t enc_open(enc_t *e, const memds_node_t *n, doc_kind_e kind,
     }
     if (kind == DOC_DEVINF ? tag->ts != MEMDS_TS_DEVINF
                            : tag->ts == MEMDS_TS_DEVINF) {
-        return enc_fail(e, n, kind == DOC_DEVINF
-                        ? "SyncML or MetInf element inside DevInf"
-                        : "DevInf element outside a <Data>");
+        return enc_fail(e, n,
+                        kind == DOC_DEVINF
+                            ? "SyncML or MetInf element inside DevInf"
+                            : "DevInf element outside a <Data>");
     }
     page = tag->ts == MEMDS_TS_METINF ? 1 : 0;
     if (page != e->page) {
@@ -1054,7 +1112,8 @@ static apr_status_t enc_open(enc_t *e, const memds_node_t *n, doc_kind_e kind,
         && n->first->tag->ts == MEMDS_TS_DEVINF) {
         apr_status_t rv;
         if (n->first->next || n->first->tag != memds_tag_DevInf) {
-            return enc_fail(e, n, "<Data> with DevInf elements other than one "
+            return enc_fail(e, n,
+                            "<Data> with DevInf elements other than one "
                             "<DevInf>");
         }
         if ((rv = enc_nested(e, n->first)) != APR_SUCCESS) {
@@ -1069,8 +1128,7 @@ static apr_status_t enc_open(enc_t *e, const memds_node_t *n, doc_kind_e kind,
 
 /* Depth-first over top's subtree without recursion: parent pointers lead
  * back up, writing END for every element whose children are done. */
-static apr_status_t enc_walk(enc_t *e, const memds_node_t *top,
-                             doc_kind_e kind)
+static apr_status_t enc_walk(enc_t *e, const memds_node_t *top, doc_kind_e kind)
 {
     const memds_node_t *n = top;
     apr_status_t rv;
@@ -1092,7 +1150,8 @@ static apr_status_t enc_walk(enc_t *e, const memds_node_t *top,
             return APR_SUCCESS;
         }
         if (n->next->parent != n->parent) {
-            return enc_fail(e, n->next, "sibling whose parent pointer is "
+            return enc_fail(e, n->next,
+                            "sibling whose parent pointer is "
                             "wrong");
         }
         n = n->next;
@@ -1148,9 +1207,9 @@ done:
         err->offset = 0;
         err->line = 0;
         err->msg = e.bad && e.bad->tag && e.bad->tag->name && out
-                   ? apr_psprintf(out->pool, "cannot encode <%s>: %s",
-                                  e.bad->tag->name, e.why)
-                   : e.why;
+                       ? apr_psprintf(out->pool, "cannot encode <%s>: %s",
+                                      e.bad->tag->name, e.why)
+                       : e.why;
     }
     return rv;
 }
@@ -1167,8 +1226,7 @@ apr_size_t memds_wbxml_node_size(const memds_node_t *n, int *page)
     /* A nested DevInf header is 5 bytes for every version (all its public
      * ids take two mb_u_int32 bytes), so the count needs no tree version. */
     e.ver = MEMDS_V12;
-    if (enc_walk(&e, n, n->tag->ts == MEMDS_TS_DEVINF ? DOC_DEVINF
-                                                      : DOC_SYNCML)
+    if (enc_walk(&e, n, n->tag->ts == MEMDS_TS_DEVINF ? DOC_DEVINF : DOC_SYNCML)
         != APR_SUCCESS) {
         return 0; /* the encoder refuses this tree too */
     }

@@ -96,10 +96,13 @@ static int ns_class(const xmlNode *e, memds_ver_e *ver)
     if (ascii_caseeq(h, NS_DEVINF)) {
         return NSC_DEVINF;
     }
-    if (ascii_caseeq(h, "syncml:syncml1.0") || ascii_caseeq(h, "syncml:syncml1.1")
+    if (ascii_caseeq(h, "syncml:syncml1.0")
+        || ascii_caseeq(h, "syncml:syncml1.1")
         || ascii_caseeq(h, "syncml:syncml1.2")) {
         if (ver) {
-            *ver = h[15] == '0' ? MEMDS_V10 : h[15] == '1' ? MEMDS_V11 : MEMDS_V12;
+            *ver = h[15] == '0'   ? MEMDS_V10
+                   : h[15] == '1' ? MEMDS_V11
+                                  : MEMDS_V12;
         }
         return NSC_SYNCML;
     }
@@ -115,8 +118,9 @@ static const memds_tag_t *tag_named(memds_ts_e ts, const xmlNode *e)
 
 static const char *ts_name(int ts)
 {
-    return ts == MEMDS_TS_METINF ? "MetInf"
-        : ts == MEMDS_TS_DEVINF ? "DevInf" : "SyncML";
+    return ts == MEMDS_TS_METINF   ? "MetInf"
+           : ts == MEMDS_TS_DEVINF ? "DevInf"
+                                   : "SyncML";
 }
 
 /* ------------------------------------------------------------- decoder */
@@ -124,7 +128,7 @@ static const char *ts_name(int ts)
 typedef struct dec_t {
     apr_pool_t *p;
     memds_ver_e version;
-    int devinf_root;    /* a stored DevInf document (memds_xml_decode_devinf) */
+    int devinf_root; /* a stored DevInf document (memds_xml_decode_devinf) */
     /* set on failure */
     const char *msg;
     int line;
@@ -172,14 +176,14 @@ static const memds_tag_t *resolve(dec_t *d, const xmlNode *e,
             t = tag_named(MEMDS_TS_SYNCML, e);
         }
         break;
-    case NSC_DEVINF:
-        t = tag_named(MEMDS_TS_DEVINF, e);
-        break;
+    case NSC_DEVINF: t = tag_named(MEMDS_TS_DEVINF, e); break;
     case NSC_OTHER:
-        *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
-                       "element <%s> in unknown namespace '%s' (line %d)",
-                       (const char *)e->name, (const char *)e->ns->href,
-                       line_of(e)));
+        *rv = dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p,
+                         "element <%s> in unknown namespace '%s' (line %d)",
+                         (const char *)e->name, (const char *)e->ns->href,
+                         line_of(e)));
         return NULL;
     default: /* SyncML namespace or none */
         if (pn == NULL || pcls == NSC_METINF || pcls == NSC_DEVINF) {
@@ -209,33 +213,43 @@ static const memds_tag_t *resolve(dec_t *d, const xmlNode *e,
         break;
     }
     if (t == NULL) {
-        *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
-                       "unknown element <%s> in <%s> (line %d)",
-                       (const char *)e->name,
-                       pn ? pn->tag->name : "(document)", line_of(e)));
+        *rv = dec_fail(d, line_of(e),
+                       apr_psprintf(d->p,
+                                    "unknown element <%s> in <%s> (line %d)",
+                                    (const char *)e->name,
+                                    pn ? pn->tag->name : "(document)",
+                                    line_of(e)));
         return NULL;
     }
     /* Tag spaces must nest the way both wire encodings can carry them. */
     if (pn && pn->tag->ts == MEMDS_TS_DEVINF && t->ts != MEMDS_TS_DEVINF) {
-        *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
-                       "%s element <%s> inside DevInf <%s> (line %d)",
-                       ts_name(t->ts), t->name, pn->tag->name, line_of(e)));
+        *rv = dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p, "%s element <%s> inside DevInf <%s> (line %d)",
+                         ts_name(t->ts), t->name, pn->tag->name, line_of(e)));
         return NULL;
     }
-    if (t->ts == MEMDS_TS_DEVINF && (pn == NULL || pn->tag->ts != MEMDS_TS_DEVINF)
-        && (t != memds_tag_DevInf || !(pn && (pn->tag->flags & MEMDS_TAGF_DATA)))
+    if (t->ts == MEMDS_TS_DEVINF
+        && (pn == NULL || pn->tag->ts != MEMDS_TS_DEVINF)
+        && (t != memds_tag_DevInf
+            || !(pn && (pn->tag->flags & MEMDS_TAGF_DATA)))
         && !(d->devinf_root && pn == NULL && t == memds_tag_DevInf)) {
-        *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
-                       "DevInf element <%s> in <%s> (line %d): DevInf must "
-                       "come as one <DevInf> inside <Data>", t->name,
-                       pn ? pn->tag->name : "(document)", line_of(e)));
+        *rv = dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p,
+                         "DevInf element <%s> in <%s> (line %d): DevInf must "
+                         "come as one <DevInf> inside <Data>",
+                         t->name, pn ? pn->tag->name : "(document)",
+                         line_of(e)));
         return NULL;
     }
     if ((t->flags & MEMDS_TAGF_V12) && d->version != MEMDS_V12) {
-        *rv = dec_fail(d, line_of(e), apr_psprintf(d->p,
-                       "element <%s> (line %d) exists only in SyncML 1.2, "
-                       "this message is SyncML 1.%d", t->name, line_of(e),
-                       (int)d->version - 10));
+        *rv = dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p,
+                         "element <%s> (line %d) exists only in SyncML 1.2, "
+                         "this message is SyncML 1.%d",
+                         t->name, line_of(e), (int)d->version - 10));
         return NULL;
     }
     return t;
@@ -255,25 +269,27 @@ static apr_status_t convert(dec_t *d, memds_node_t **pnode, memds_node_t *pn,
     apr_status_t rv;
 
     if (depth > MEMDS_CODEC_MAX_DEPTH) {
-        return dec_fail(d, line_of(e), apr_psprintf(d->p,
-                        "elements nested deeper than %d (line %d)",
-                        MEMDS_CODEC_MAX_DEPTH, line_of(e)));
+        return dec_fail(d, line_of(e),
+                        apr_psprintf(d->p,
+                                     "elements nested deeper than %d (line %d)",
+                                     MEMDS_CODEC_MAX_DEPTH, line_of(e)));
     }
     t = resolve(d, e, pn, &rv);
     if (t == NULL) {
         return rv;
     }
     if (e->properties) {
-        return dec_fail(d, line_of(e), apr_psprintf(d->p,
-                        "attribute '%s' on <%s> (line %d): SyncML has no "
-                        "attributes", (const char *)e->properties->name,
-                        t->name, line_of(e)));
+        return dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p,
+                         "attribute '%s' on <%s> (line %d): SyncML has no "
+                         "attributes",
+                         (const char *)e->properties->name, t->name,
+                         line_of(e)));
     }
     for (c = e->children; c; c = c->next) {
         switch (c->type) {
-        case XML_ELEMENT_NODE:
-            has_el = 1;
-            break;
+        case XML_ELEMENT_NODE: has_el = 1; break;
         case XML_TEXT_NODE:
         case XML_CDATA_SECTION_NODE:
             if (c->content) {
@@ -284,28 +300,34 @@ static apr_status_t convert(dec_t *d, memds_node_t **pnode, memds_node_t *pn,
             }
             break;
         case XML_COMMENT_NODE:
-        case XML_PI_NODE:
-            break;
+        case XML_PI_NODE: break;
         case XML_ENTITY_REF_NODE:
-            return dec_fail(d, line_of(c), apr_psprintf(d->p,
-                            "entity reference &%s; in <%s> (line %d) is "
-                            "refused", (const char *)c->name, t->name,
-                            line_of(c)));
+            return dec_fail(
+                d, line_of(c),
+                apr_psprintf(d->p,
+                             "entity reference &%s; in <%s> (line %d) is "
+                             "refused",
+                             (const char *)c->name, t->name, line_of(c)));
         default:
-            return dec_fail(d, line_of(c), apr_psprintf(d->p,
-                            "unexpected XML node (type %d) in <%s> (line %d)",
-                            (int)c->type, t->name, line_of(c)));
+            return dec_fail(
+                d, line_of(c),
+                apr_psprintf(d->p,
+                             "unexpected XML node (type %d) in <%s> (line %d)",
+                             (int)c->type, t->name, line_of(c)));
         }
     }
     if ((t->flags & MEMDS_TAGF_EMPTY) && (has_el || text_at)) {
-        return dec_fail(d, line_of(e), apr_psprintf(d->p,
-                        "<%s> (line %d) is an empty flag element but has "
-                        "content", t->name, line_of(e)));
+        return dec_fail(
+            d, line_of(e),
+            apr_psprintf(d->p,
+                         "<%s> (line %d) is an empty flag element but has "
+                         "content",
+                         t->name, line_of(e)));
     }
     if (has_el && text_at) {
-        return dec_fail(d, line_of(text_at), apr_psprintf(d->p,
-                        "text inside <%s> (line %d)", t->name,
-                        line_of(text_at)));
+        return dec_fail(d, line_of(text_at),
+                        apr_psprintf(d->p, "text inside <%s> (line %d)",
+                                     t->name, line_of(text_at)));
     }
     n = memds_node_new(t, d->p);
     n->parent = pn;
@@ -398,7 +420,8 @@ static apr_status_t dec_doc(dec_t *d, memds_tree_t **ptree, xmlDocPtr doc)
     apr_status_t rv;
 
     if (doc->intSubset && doc->intSubset->children) {
-        return dec_fail(d, 0, "a DOCTYPE with an internal subset (entity "
+        return dec_fail(d, 0,
+                        "a DOCTYPE with an internal subset (entity "
                         "declarations) is refused");
     }
     if (root == NULL) {
@@ -411,19 +434,20 @@ static apr_status_t dec_doc(dec_t *d, memds_tree_t **ptree, xmlDocPtr doc)
         }
     }
     else if (strcmp((const char *)root->name, "SyncML") != 0) {
-        return dec_fail(d, line_of(root), apr_psprintf(d->p,
-                        "root element is <%s>, not <SyncML>",
-                        (const char *)root->name));
+        return dec_fail(d, line_of(root),
+                        apr_psprintf(d->p, "root element is <%s>, not <SyncML>",
+                                     (const char *)root->name));
     }
     cls = d->devinf_root ? NSC_SYNCML : ns_class(root, &ver);
     if (cls == NSC_NONE) {
         ver = version_from_verdtd(root);
     }
     else if (cls != NSC_SYNCML) {
-        return dec_fail(d, line_of(root), apr_psprintf(d->p,
-                        "root <SyncML> is in namespace '%s', not "
-                        "SYNCML:SYNCML1.0, 1.1 or 1.2",
-                        (const char *)root->ns->href));
+        return dec_fail(d, line_of(root),
+                        apr_psprintf(d->p,
+                                     "root <SyncML> is in namespace '%s', not "
+                                     "SYNCML:SYNCML1.0, 1.1 or 1.2",
+                                     (const char *)root->ns->href));
     }
     d->version = ver;
     rv = convert(d, &n, NULL, root, 1);
@@ -456,9 +480,11 @@ static apr_status_t xml_decode(memds_tree_t **ptree, const char *buf,
     }
     /* The cap comes before libxml2 sees a byte (decision 8). */
     if (len > MEMDS_XML_MAX_INPUT) {
-        d.msg = apr_psprintf(p, "XML message of %" APR_SIZE_T_FMT " bytes "
+        d.msg = apr_psprintf(p,
+                             "XML message of %" APR_SIZE_T_FMT " bytes "
                              "exceeds the decoder's limit of %" APR_SIZE_T_FMT
-                             " bytes (64 MiB)", len, MEMDS_XML_MAX_INPUT);
+                             " bytes (64 MiB)",
+                             len, MEMDS_XML_MAX_INPUT);
         goto done;
     }
     memset(&x, 0, sizeof(x));
@@ -504,10 +530,10 @@ apr_status_t memds_xml_decode_devinf(memds_tree_t **ptree, const char *buf,
 /* ------------------------------------------------------------- encoder */
 
 typedef struct enc_t {
-    memds_buf_t *out;   /**< NULL: count only (memds_xml_node_size) */
-    apr_size_t n;       /**< bytes written or counted */
-    const char *ns;     /**< SyncML namespace of the document */
-    int version;        /**< 10..12; 0 when sizing (no checks) */
+    memds_buf_t *out; /**< NULL: count only (memds_xml_node_size) */
+    apr_size_t n;     /**< bytes written or counted */
+    const char *ns;   /**< SyncML namespace of the document */
+    int version;      /**< 10..12; 0 when sizing (no checks) */
     memds_codec_err_t *err;
 } enc_t;
 
@@ -542,24 +568,29 @@ static apr_status_t bad_text(enc_t *e, const memds_node_t *n, apr_size_t off,
         return enc_fail(e, NULL);
     }
     if (n->tag->flags & MEMDS_TAGF_DATA) {
-        return enc_fail(e, apr_psprintf(p, "item data of <%s> contains %s at "
-                        "offset %" APR_SIZE_T_FMT ", which XML cannot carry; "
-                        "send it base64 (Format b64)", n->tag->name, what, off));
+        return enc_fail(e, apr_psprintf(p,
+                                        "item data of <%s> contains %s at "
+                                        "offset %" APR_SIZE_T_FMT
+                                        ", which XML cannot carry; "
+                                        "send it base64 (Format b64)",
+                                        n->tag->name, what, off));
     }
-    return enc_fail(e, apr_psprintf(p, "text of <%s> contains %s at offset %"
-                    APR_SIZE_T_FMT ", which XML cannot carry", n->tag->name,
-                    what, off));
+    return enc_fail(
+        e, apr_psprintf(p,
+                        "text of <%s> contains %s at offset %" APR_SIZE_T_FMT
+                        ", which XML cannot carry",
+                        n->tag->name, what, off));
 }
 
 /** Escaped text: & < > as entities, CR as &#13; (a parser's end-of-line
  *  handling would turn a raw CR into LF), TAB and LF raw. Other C0
  *  controls, NUL, invalid UTF-8 and U+FFFE/U+FFFF fail (when sizing they
  *  are counted as if copied). */
-static apr_status_t put_text(enc_t *e, const memds_node_t *n,
-                             const char *text, apr_size_t len)
+static apr_status_t put_text(enc_t *e, const memds_node_t *n, const char *text,
+                             apr_size_t len)
 {
     const unsigned char *b = (const unsigned char *)text, *s = b,
-        *end = b + len, *run = b;
+                        *end = b + len, *run = b;
     apr_status_t rv;
 
     while (s < end) {
@@ -631,20 +662,18 @@ static apr_status_t put_start(enc_t *e, const memds_node_t *n)
     }
     nl = strlen(t->name);
     if (e->version && (t->flags & MEMDS_TAGF_V12) && e->version != MEMDS_V12) {
-        return enc_fail(e, apr_psprintf(e->out->pool, "<%s> exists only in "
-                        "SyncML 1.2, this message is SyncML 1.%d", t->name,
-                        e->version - 10));
+        return enc_fail(e,
+                        apr_psprintf(e->out->pool,
+                                     "<%s> exists only in "
+                                     "SyncML 1.2, this message is SyncML 1.%d",
+                                     t->name, e->version - 10));
     }
     PUTS(e, "<");
     put(e, t->name, nl);
     if (par == NULL || par->tag == NULL || par->tag->ts != t->ts) {
         switch (t->ts) {
-        case MEMDS_TS_METINF:
-            PUTS(e, " xmlns=\"" NS_METINF "\"");
-            break;
-        case MEMDS_TS_DEVINF:
-            PUTS(e, " xmlns=\"" NS_DEVINF "\"");
-            break;
+        case MEMDS_TS_METINF: PUTS(e, " xmlns=\"" NS_METINF "\""); break;
+        case MEMDS_TS_DEVINF: PUTS(e, " xmlns=\"" NS_DEVINF "\""); break;
         default:
             PUTS(e, " xmlns=\"");
             put(e, e->ns, strlen(e->ns));
@@ -654,12 +683,16 @@ static apr_status_t put_start(enc_t *e, const memds_node_t *n)
     }
     if (n->first) {
         if (e->out && n->text && n->len) {
-            return enc_fail(e, apr_psprintf(e->out->pool, "<%s> has both text "
-                            "and child elements", t->name));
+            return enc_fail(e, apr_psprintf(e->out->pool,
+                                            "<%s> has both text "
+                                            "and child elements",
+                                            t->name));
         }
         if (e->out && (t->flags & MEMDS_TAGF_EMPTY)) {
-            return enc_fail(e, apr_psprintf(e->out->pool, "<%s> is an empty "
-                            "flag element but has children", t->name));
+            return enc_fail(e, apr_psprintf(e->out->pool,
+                                            "<%s> is an empty "
+                                            "flag element but has children",
+                                            t->name));
         }
         PUTS(e, ">");
         return APR_SUCCESS;
@@ -669,8 +702,10 @@ static apr_status_t put_start(enc_t *e, const memds_node_t *n)
         return APR_SUCCESS;
     }
     if (e->out && (t->flags & MEMDS_TAGF_EMPTY)) {
-        return enc_fail(e, apr_psprintf(e->out->pool, "<%s> is an empty flag "
-                        "element but has text", t->name));
+        return enc_fail(e, apr_psprintf(e->out->pool,
+                                        "<%s> is an empty flag "
+                                        "element but has text",
+                                        t->name));
     }
     PUTS(e, ">");
     if (t->ts == MEMDS_TS_METINF && strcmp(t->name, "Type") == 0
@@ -739,8 +774,7 @@ apr_status_t memds_xml_encode(memds_buf_t *out, const memds_tree_t *tree,
     case MEMDS_V10: e.ns = "SYNCML:SYNCML1.0"; break;
     case MEMDS_V11: e.ns = "SYNCML:SYNCML1.1"; break;
     case MEMDS_V12: e.ns = "SYNCML:SYNCML1.2"; break;
-    default:
-        return enc_fail(&e, "no tree or unknown SyncML version");
+    default: return enc_fail(&e, "no tree or unknown SyncML version");
     }
     if (tree->root == NULL) {
         return enc_fail(&e, "no root element");

@@ -26,16 +26,16 @@ void memds_buf_addc(memds_buf_t *b, char c);
 /** Why decoding (or encoding) failed: a message for the log and the 400
  *  answer. */
 typedef struct memds_codec_err_t {
-    apr_status_t rv;      /**< APR_EINVAL for bad input, APR_ENOMEM, ... */
-    const char *msg;      /**< what is wrong, e.g. "unknown tag 0x3F on page 1" */
-    apr_size_t offset;    /**< byte offset into the input (WBXML) or 0 */
-    int line;             /**< line (XML) or 0 */
+    apr_status_t rv;   /**< APR_EINVAL for bad input, APR_ENOMEM, ... */
+    const char *msg;   /**< what is wrong, e.g. "unknown tag 0x3F on page 1" */
+    apr_size_t offset; /**< byte offset into the input (WBXML) or 0 */
+    int line;          /**< line (XML) or 0 */
 } memds_codec_err_t;
 
 /** An Ext element: a name and its values. */
 typedef struct memds_ext_t {
     const char *xnam;
-    apr_array_header_t *xvals;             /**< const char * */
+    apr_array_header_t *xvals; /**< const char * */
 } memds_ext_t;
 
 #endif /* MEMDS_BUF_H */

@@ -10,30 +10,30 @@
 
 /** What kind of failure (the distinctions the outcome map needs). */
 typedef enum {
-    MEMDS_ERR_NONE = 0,    /**< success */
-    MEMDS_ERR_TRANSIENT,   /**< may work later: server unreachable, timed
+    MEMDS_ERR_NONE = 0,   /**< success */
+    MEMDS_ERR_TRANSIENT,  /**< may work later: server unreachable, timed
                                 out, busy, a temporary refusal, an outcome
                                 not confirmed */
-    MEMDS_ERR_TLS,         /**< the secure connection failed (handshake,
+    MEMDS_ERR_TLS,        /**< the secure connection failed (handshake,
                                 certificate, STARTTLS) */
-    MEMDS_ERR_AUTH,        /**< login refused */
-    MEMDS_ERR_NOT_FOUND,   /**< the folder or message does not exist */
-    MEMDS_ERR_EXISTS,      /**< it exists already */
-    MEMDS_ERR_PERMISSION,  /**< no permission for this operation */
-    MEMDS_ERR_REFUSED,     /**< refused for good by the server's policy
+    MEMDS_ERR_AUTH,       /**< login refused */
+    MEMDS_ERR_NOT_FOUND,  /**< the folder or message does not exist */
+    MEMDS_ERR_EXISTS,     /**< it exists already */
+    MEMDS_ERR_PERMISSION, /**< no permission for this operation */
+    MEMDS_ERR_REFUSED,    /**< refused for good by the server's policy
                                 (a sender or recipient not allowed) */
-    MEMDS_ERR_INVALID,     /**< the data from the device is invalid (an
+    MEMDS_ERR_INVALID,    /**< the data from the device is invalid (an
                                 address, an empty message) */
-    MEMDS_ERR_TOO_LARGE,   /**< too large for the server or a limit */
-    MEMDS_ERR_QUOTA,       /**< the mailbox is over its quota */
-    MEMDS_ERR_FAILED,      /**< the server failed the operation */
-    MEMDS_ERR_PROTOCOL,    /**< the server's answer is malformed */
-    MEMDS_ERR_REJECTED,    /**< the server rejected the command or the
+    MEMDS_ERR_TOO_LARGE,  /**< too large for the server or a limit */
+    MEMDS_ERR_QUOTA,      /**< the mailbox is over its quota */
+    MEMDS_ERR_FAILED,     /**< the server failed the operation */
+    MEMDS_ERR_PROTOCOL,   /**< the server's answer is malformed */
+    MEMDS_ERR_REJECTED,   /**< the server rejected the command or the
                                 message as such */
-    MEMDS_ERR_STORAGE,     /**< our own storage failed */
-    MEMDS_ERR_CONFIG,      /**< misconfiguration, or a server feature the
+    MEMDS_ERR_STORAGE,    /**< our own storage failed */
+    MEMDS_ERR_CONFIG,     /**< misconfiguration, or a server feature the
                                 module needs is missing */
-    MEMDS_ERR_INTERNAL     /**< anything else (a local error, a bug) */
+    MEMDS_ERR_INTERNAL    /**< anything else (a local error, a bug) */
 } memds_err_kind_e;
 
 /** Number of kinds (for tables indexed by kind). */

@@ -36,8 +36,8 @@ memds_ct_e memds_content_type(const char *value)
     return MEMDS_CT_OTHER;
 }
 
-apr_status_t memds_parse_size(apr_off_t *psize, const char *s,
-                              apr_off_t min, apr_off_t max)
+apr_status_t memds_parse_size(apr_off_t *psize, const char *s, apr_off_t min,
+                              apr_off_t max)
 {
     apr_off_t v = 0, mult = 1;
     const char *c = s;
@@ -53,9 +53,21 @@ apr_status_t memds_parse_size(apr_off_t *psize, const char *s,
     }
     switch (*c) {
     case '\0': break;
-    case 'k': case 'K': mult = 1024; ++c; break;
-    case 'm': case 'M': mult = 1024 * 1024; ++c; break;
-    case 'g': case 'G': mult = 1024 * 1024 * 1024; ++c; break;
+    case 'k':
+    case 'K':
+        mult = 1024;
+        ++c;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1024 * 1024;
+        ++c;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1024 * 1024 * 1024;
+        ++c;
+        break;
     default: return APR_EINVAL;
     }
     if (*c != '\0' || v > APR_INT64_MAX / mult) {
@@ -102,7 +114,8 @@ const char *memds_check_server_url(const char *url, const char *const *schemes,
                           : apr_pstrcat(p, *sc, "://", NULL);
     }
     if (url == NULL || *url == '\0') {
-        return apr_psprintf(p, "an empty URL; expected %s HOST[:PORT]", allowed);
+        return apr_psprintf(p, "an empty URL; expected %s HOST[:PORT]",
+                            allowed);
     }
     if (apr_uri_parse(p, url, &u) != APR_SUCCESS || u.scheme == NULL) {
         return apr_psprintf(p, "'%s' is not a URL; expected %s HOST[:PORT]",
@@ -121,8 +134,10 @@ const char *memds_check_server_url(const char *url, const char *const *schemes,
         return apr_psprintf(p, "'%s' has no host name", url);
     }
     if (u.user || u.password) {
-        return apr_psprintf(p, "'%s' carries credentials; credentials do not "
-                            "belong in the server URL", u.hostname);
+        return apr_psprintf(p,
+                            "'%s' carries credentials; credentials do not "
+                            "belong in the server URL",
+                            u.hostname);
     }
     if (u.port_str && (u.port == 0 || !*u.port_str)) {
         return apr_psprintf(p, "'%s' has an invalid port; use 1-65535", url);
@@ -131,13 +146,16 @@ const char *memds_check_server_url(const char *url, const char *const *schemes,
         int port;
         if (memds_parse_uint(&port, u.port_str, 65535) != APR_SUCCESS
             || port == 0) {
-            return apr_psprintf(p, "'%s' has an invalid port; use 1-65535", url);
+            return apr_psprintf(p, "'%s' has an invalid port; use 1-65535",
+                                url);
         }
     }
     if ((u.path && strcmp(u.path, "/") != 0 && *u.path) || u.query
         || u.fragment) {
-        return apr_psprintf(p, "'%s' has a path, query or fragment; give only "
-                            "%s HOST[:PORT]", url, allowed);
+        return apr_psprintf(p,
+                            "'%s' has a path, query or fragment; give only "
+                            "%s HOST[:PORT]",
+                            url, allowed);
     }
     return NULL;
 }

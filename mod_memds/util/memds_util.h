@@ -17,7 +17,7 @@ typedef enum {
     MEMDS_CT_OTHER        /**< anything else */
 } memds_ct_e;
 
-#define MEMDS_CT_XML_STR   "application/vnd.syncml+xml"
+#define MEMDS_CT_XML_STR "application/vnd.syncml+xml"
 #define MEMDS_CT_WBXML_STR "application/vnd.syncml+wbxml"
 
 /**
@@ -31,8 +31,8 @@ memds_ct_e memds_content_type(const char *value);
  * (binary multiples, case-insensitive). Fails with APR_EINVAL on anything
  * else, on overflow, and when the result is outside [min, max].
  */
-apr_status_t memds_parse_size(apr_off_t *psize, const char *s,
-                              apr_off_t min, apr_off_t max);
+apr_status_t memds_parse_size(apr_off_t *psize, const char *s, apr_off_t min,
+                              apr_off_t max);
 
 /**
  * Parse a non-negative decimal integer no larger than max (no sign, no blanks).
@@ -63,8 +63,11 @@ const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p);
 
 /** Log levels of the core (same numbers as syslog and httpd's APLOG_*). */
 typedef enum {
-    MEMDS_LOG_ERR = 3, MEMDS_LOG_WARNING = 4, MEMDS_LOG_NOTICE = 5,
-    MEMDS_LOG_INFO = 6, MEMDS_LOG_DEBUG = 7
+    MEMDS_LOG_ERR = 3,
+    MEMDS_LOG_WARNING = 4,
+    MEMDS_LOG_NOTICE = 5,
+    MEMDS_LOG_INFO = 6,
+    MEMDS_LOG_DEBUG = 7
 } memds_log_level_e;
 
 /**
@@ -87,11 +90,11 @@ typedef struct memds_logger_t {
 
 /** printf-style logging through a logger; a NULL logger or cb drops it. */
 void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
-                const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /** s with every occurrence of secret replaced by "***" (s itself when
  *  there is none); for error texts of libraries that echo credentials. */
-const char *memds_scrub_secret(apr_pool_t *p, const char *s, const char *secret);
+const char *memds_scrub_secret(apr_pool_t *p, const char *s,
+                               const char *secret);
 
 #endif /* MEMDS_UTIL_H */

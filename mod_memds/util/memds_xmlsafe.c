@@ -73,14 +73,20 @@ static void sax_entity_decl(void *ctx, const xmlChar *name, int type,
                             const xmlChar *pid, const xmlChar *sid,
                             xmlChar *content)
 {
-    (void)name; (void)type; (void)pid; (void)sid; (void)content;
+    (void)name;
+    (void)type;
+    (void)pid;
+    (void)sid;
+    (void)content;
     x_stop(ctx, STOP_SUBSET);
 }
 
 static void sax_element_decl(void *ctx, const xmlChar *name, int type,
                              xmlElementContentPtr content)
 {
-    (void)name; (void)type; (void)content;
+    (void)name;
+    (void)type;
+    (void)content;
     x_stop(ctx, STOP_SUBSET);
 }
 
@@ -89,7 +95,11 @@ static void sax_attribute_decl(void *ctx, const xmlChar *elem,
                                const xmlChar *defaultValue,
                                xmlEnumerationPtr tree)
 {
-    (void)elem; (void)fullname; (void)type; (void)def; (void)defaultValue;
+    (void)elem;
+    (void)fullname;
+    (void)type;
+    (void)def;
+    (void)defaultValue;
     xmlFreeEnumeration(tree); /* the handler owns it */
     x_stop(ctx, STOP_SUBSET);
 }
@@ -97,7 +107,9 @@ static void sax_attribute_decl(void *ctx, const xmlChar *elem,
 static void sax_notation_decl(void *ctx, const xmlChar *name,
                               const xmlChar *pid, const xmlChar *sid)
 {
-    (void)name; (void)pid; (void)sid;
+    (void)name;
+    (void)pid;
+    (void)sid;
     x_stop(ctx, STOP_SUBSET);
 }
 
@@ -105,7 +117,10 @@ static void sax_unparsed_decl(void *ctx, const xmlChar *name,
                               const xmlChar *pid, const xmlChar *sid,
                               const xmlChar *notation)
 {
-    (void)name; (void)pid; (void)sid; (void)notation;
+    (void)name;
+    (void)pid;
+    (void)sid;
+    (void)notation;
     x_stop(ctx, STOP_SUBSET);
 }
 
@@ -131,8 +146,8 @@ static void sax_start(void *ctx, const xmlChar *localname,
                           namespaces, nb_attributes, nb_defaulted, attributes);
 }
 
-static void sax_end(void *ctx, const xmlChar *localname,
-                    const xmlChar *prefix, const xmlChar *URI)
+static void sax_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                    const xmlChar *URI)
 {
     memds_xmlsafe_t *d = x_of(ctx);
 
@@ -177,8 +192,11 @@ apr_status_t memds_xmlsafe_parse(xmlDocPtr *pdoc, memds_xmlsafe_t *x,
         xmlCharEncoding enc = xmlDetectCharEncoding((const xmlChar *)buf, 4);
         if (enc != XML_CHAR_ENCODING_NONE && enc != XML_CHAR_ENCODING_UTF8) {
             const char *name = xmlGetCharEncodingName(enc);
-            return x_fail(x, 1, apr_psprintf(x->p, "XML in %s is refused: it "
-                          "must be UTF-8", name ? name : "another encoding"));
+            return x_fail(x, 1,
+                          apr_psprintf(x->p,
+                                       "XML in %s is refused: it "
+                                       "must be UTF-8",
+                                       name ? name : "another encoding"));
         }
     }
     xmlInitParser(); /* idempotent */
@@ -191,9 +209,9 @@ apr_status_t memds_xmlsafe_parse(xmlDocPtr *pdoc, memds_xmlsafe_t *x,
     /* No DTD loading, no entity substitution, no network, no error output
      * (decision 8). Never NOENT, DTDLOAD, DTDATTR or HUGE. */
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR
-                      | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES
-                      | XML_PARSE_IGNORE_ENC
-                      | (x->keep_cdata ? 0 : XML_PARSE_NOCDATA));
+                                | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES
+                                | XML_PARSE_IGNORE_ENC
+                                | (x->keep_cdata ? 0 : XML_PARSE_NOCDATA));
     /* Whatever process-wide defaults another part of the process set
      * (xmlSubstituteEntitiesDefault, xmlLoadExtDtdDefaultValue, ...). */
     ctxt->replaceEntities = 0;
@@ -222,16 +240,23 @@ apr_status_t memds_xmlsafe_parse(xmlDocPtr *pdoc, memds_xmlsafe_t *x,
 
     switch (x->stop) {
     case STOP_SUBSET:
-        x_fail(x, x->stop_line, "a DOCTYPE with an internal subset (entity "
+        x_fail(x, x->stop_line,
+               "a DOCTYPE with an internal subset (entity "
                "declarations) is refused");
         break;
     case STOP_DEPTH:
-        x_fail(x, x->stop_line, apr_psprintf(x->p, "elements nested deeper "
-               "than %d (line %d)", x->max_depth, x->stop_line));
+        x_fail(x, x->stop_line,
+               apr_psprintf(x->p,
+                            "elements nested deeper "
+                            "than %d (line %d)",
+                            x->max_depth, x->stop_line));
         break;
     case STOP_NODES:
-        x_fail(x, x->stop_line, apr_psprintf(x->p, "more than %lu elements "
-               "(line %d)", (unsigned long)x->max_nodes, x->stop_line));
+        x_fail(x, x->stop_line,
+               apr_psprintf(x->p,
+                            "more than %lu elements "
+                            "(line %d)",
+                            (unsigned long)x->max_nodes, x->stop_line));
         break;
     default:
         /* Not only wellFormed: libxml2 reports some failures (a text node
@@ -243,15 +268,19 @@ apr_status_t memds_xmlsafe_parse(xmlDocPtr *pdoc, memds_xmlsafe_t *x,
                 x->error = message_of(le, x->p);
                 x->error_line = le ? le->line : 0;
             }
-            x_fail(x, x->error_line, apr_psprintf(x->p, "malformed XML at "
-                   "line %d: %s", x->error_line, x->error));
+            x_fail(x, x->error_line,
+                   apr_psprintf(x->p,
+                                "malformed XML at "
+                                "line %d: %s",
+                                x->error_line, x->error));
             if (ctxt->errNo == XML_ERR_NO_MEMORY
                 && strstr(x->error, "huge") == NULL) {
                 x->rv = APR_ENOMEM;
             }
         }
         else if (doc->intSubset && doc->intSubset->children) {
-            x_fail(x, 0, "a DOCTYPE with an internal subset (entity "
+            x_fail(x, 0,
+                   "a DOCTYPE with an internal subset (entity "
                    "declarations) is refused");
         }
         break;

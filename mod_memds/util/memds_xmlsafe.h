@@ -16,14 +16,14 @@
 typedef struct memds_xmlsafe_t {
     /* in */
     apr_pool_t *p;
-    int max_depth;          /**< element nesting allowed */
-    apr_size_t max_nodes;   /**< elements allowed */
-    int keep_cdata;         /**< keep CDATA nodes (else they become text) */
+    int max_depth;        /**< element nesting allowed */
+    apr_size_t max_nodes; /**< elements allowed */
+    int keep_cdata;       /**< keep CDATA nodes (else they become text) */
     /* out, on failure */
-    apr_status_t rv;        /**< APR_EINVAL (bad input) or APR_ENOMEM */
-    const char *msg;        /**< e.g. "malformed XML at line 3: ..." */
+    apr_status_t rv; /**< APR_EINVAL (bad input) or APR_ENOMEM */
+    const char *msg; /**< e.g. "malformed XML at line 3: ..." */
     int line;
-    int stop;               /**< non-zero: a hardening limit stopped the parse
+    int stop; /**< non-zero: a hardening limit stopped the parse
                                  (internal subset, depth, elements) */
     /* private: set by the parser hooks */
     int depth;

@@ -139,8 +139,9 @@ static char *eol_normalised(const char *s, apr_size_t len, apr_size_t *olen,
 /* Ends with "]]&gt;" and blanks: the parser strips that from CDATA. */
 static int fnbl_tail(const char *s, apr_size_t len)
 {
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'
-                   || s[len - 1] == '\n' || s[len - 1] == '\r')) {
+    while (len
+           && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n'
+               || s[len - 1] == '\r')) {
         --len;
     }
     return len >= 6 && memcmp(s + len - 6, "]]&gt;", 6) == 0;
@@ -163,7 +164,8 @@ static void email(const uint8_t *data, size_t size, apr_pool_t *p)
     if (e == NULL) {
         fail("parse succeeded without an object", NULL);
     }
-    safe = !e->has_item || memds_email_item_xml_safe(e->item, e->item_len, NULL);
+    safe = !e->has_item
+           || memds_email_item_xml_safe(e->item, e->item_len, NULL);
     if (!safe && !(e->item_form & MEMDS_EMAIL_IF_QP)) {
         fail("a parsed item that is not XML-safe without QP", NULL);
     }
@@ -175,7 +177,8 @@ static void email(const uint8_t *data, size_t size, apr_pool_t *p)
         }
         memds_buf_init(&b3, 0, p);
         if (memds_email_build(&b3, e, MEMDS_EMAIL_STYLE_CDATA, &err, p)
-            != APR_EINVAL || b3.len != 0) {
+                != APR_EINVAL
+            || b3.len != 0) {
             fail("an unsafe item was built as CDATA", NULL);
         }
         return;
@@ -191,8 +194,8 @@ static void email(const uint8_t *data, size_t size, apr_pool_t *p)
     }
     memds_buf_init(&b2, 0, p);
     if (memds_email_build(&b2, e2, MEMDS_EMAIL_STYLE_TEXT, &err, p)
-        != APR_SUCCESS || b2.len != b1.len
-        || memcmp(b1.data, b2.data, b1.len) != 0) {
+            != APR_SUCCESS
+        || b2.len != b1.len || memcmp(b1.data, b2.data, b1.len) != 0) {
         fail("TEXT build is not canonical", &err);
     }
     memds_buf_init(&b3, 0, p);
@@ -245,7 +248,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fuzz_write_seeds("MEMDS_FUZZ_EMAIL_SEEDS", "email", seeds, FUZZ_NSEEDS(seeds));
+    fuzz_write_seeds("MEMDS_FUZZ_EMAIL_SEEDS", "email", seeds,
+                     FUZZ_NSEEDS(seeds));
     return 0;
 }
 
@@ -269,10 +273,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (olen < size) {
         fail("CRLF made the text shorter", NULL);
     }
-    if (memds_email_time_parse(&dt, (const char *)data, size, p) == APR_SUCCESS) {
+    if (memds_email_time_parse(&dt, (const char *)data, size, p)
+        == APR_SUCCESS) {
         memds_email_time_t dt2;
         if (memds_email_time_parse(&dt2, dt.text, strlen(dt.text), p)
-            != APR_SUCCESS || dt2.t != dt.t || strcmp(dt.text, dt2.text) != 0) {
+                != APR_SUCCESS
+            || dt2.t != dt.t || strcmp(dt.text, dt2.text) != 0) {
             fail("date-time text is not canonical", NULL);
         }
     }

@@ -133,7 +133,8 @@ static const fuzz_seed_t seeds[] = {
     S("a4 OK Namespace completed (0.001 + 0.000 secs).\r\n"),
     S("* 1 FETCH (UID 1 X-GUID 1795894224.M255926P25904.vm,S=118,W=124 SAVE"
       "DATE \"28-Nov-2026 19:30:24 +0000\" BINARY[1] ~{9}\r\n"
-      "\x00\x01\x02\x03\x00" "def\n"
+      "\x00\x01\x02\x03\x00"
+      "def\n"
       " BINARY.SIZE[1] 9 BODYSTRUCTURE (\"application\" \"octet-stream\" NI"
       "L NIL NIL \"base64\" 14 NIL NIL NIL NIL) BODY (\"application\" \"oct"
       "et-stream\" NIL NIL NIL \"base64\" 14))\r\n"),
@@ -247,7 +248,8 @@ static const fuzz_seed_t seeds[] = {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fuzz_write_seeds("MEMDS_FUZZ_IMAP_SEEDS", "imap", seeds, FUZZ_NSEEDS(seeds));
+    fuzz_write_seeds("MEMDS_FUZZ_IMAP_SEEDS", "imap", seeds,
+                     FUZZ_NSEEDS(seeds));
     return 0;
 }
 
@@ -290,8 +292,8 @@ static void check_parse(const uint8_t *data, size_t size, apr_pool_t *p)
             || r->type > MEMDS_IMAP_RESP_OTHER) {
             fail("success without a proper response");
         }
-        if (r->type == MEMDS_IMAP_RESP_FETCH && (r->fetch == NULL
-                                                 || r->fetch->sections == NULL)) {
+        if (r->type == MEMDS_IMAP_RESP_FETCH
+            && (r->fetch == NULL || r->fetch->sections == NULL)) {
             fail("FETCH without its data");
         }
     }
@@ -407,21 +409,24 @@ static void session(const uint8_t *data, size_t size, apr_pool_t *p)
     qr.known_uids = "1:5";
     (void)memds_imap_select(c, "INBOX", 0, memds_imap_qresync(c) ? &qr : NULL,
                             any_resp, &n, &mb, &err);
-    (void)memds_imap_select(c, "INBOX", MEMDS_IMAP_SEL_CONDSTORE, NULL, any_resp,
-                            &n, &mb, &err);
-    (void)memds_imap_uid_fetch(c, "1:*", "(UID FLAGS MODSEQ ENVELOPE BODYSTRUCTURE)",
+    (void)memds_imap_select(c, "INBOX", MEMDS_IMAP_SEL_CONDSTORE, NULL,
+                            any_resp, &n, &mb, &err);
+    (void)memds_imap_uid_fetch(c, "1:*",
+                               "(UID FLAGS MODSEQ ENVELOPE BODYSTRUCTURE)",
                                memds_imap_qresync(c) ? 5 : 0,
-                               memds_imap_qresync(c) ? MEMDS_IMAP_FETCH_VANISHED : 0,
+                               memds_imap_qresync(c) ? MEMDS_IMAP_FETCH_VANISHED
+                                                     : 0,
                                any_resp, &n, &err);
     (void)memds_imap_fetch_body(c, 1, "", 0, 0, 0, chunk, &total, &info, &err);
-    (void)memds_imap_fetch_body(c, 1, "2", 10, 100, MEMDS_IMAP_BODY_BINARY, chunk,
-                                &total, &info, &err);
-    (void)memds_imap_uid_store(c, "1:3", '+', "\\Seen", 0, 4, any_resp, &n, &mod,
-                               &err, p);
+    (void)memds_imap_fetch_body(c, 1, "2", 10, 100, MEMDS_IMAP_BODY_BINARY,
+                                chunk, &total, &info, &err);
+    (void)memds_imap_uid_store(c, "1:3", '+', "\\Seen", 0, 4, any_resp, &n,
+                               &mod, &err, p);
     (void)memds_imap_uid_search(c, "ALL", &sr, &err, p);
     (void)memds_imap_list(c, "MESSAGES UIDNEXT", &boxes, &err, p);
     (void)memds_imap_status(c, "Sent", NULL, &st, &err, p);
-    (void)memds_imap_append(c, "Sent", "\\Seen", 1, "hello", 5, &uv, &uid, &err);
+    (void)memds_imap_append(c, "Sent", "\\Seen", 1, "hello", 5, &uv, &uid,
+                            &err);
     (void)memds_imap_uid_move(c, "1", "Trash", any_resp, &n, &cu, &err, p);
     (void)memds_imap_noop(c, any_resp, &n, &err);
     memds_imap_close(c);

@@ -15,7 +15,10 @@ typedef struct fuzz_seed_t {
 } fuzz_seed_t;
 
 /* A seed from a string literal (its NUL not included). */
-#define FUZZ_SEED(x) { x, sizeof(x) - 1 }
+#define FUZZ_SEED(x) \
+    { \
+        x, sizeof(x) - 1 \
+    }
 #define FUZZ_NSEEDS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* When the environment variable env names a directory, write seeds[i] to

@@ -89,7 +89,8 @@ static apr_status_t collect(void *baton, const memds_imap_resp_t *r)
         c->vanished_uids = apr_pmemdup(c->p, r->uids, sizeof(*r->uids));
         c->vanished_uids->ranges = apr_pmemdup(c->p, r->uids->ranges,
                                                sizeof(memds_imap_range_t)
-                                               * (apr_size_t)r->uids->nranges);
+                                                   * (apr_size_t)
+                                                         r->uids->nranges);
         return APR_SUCCESS;
     }
     if (r->type != MEMDS_IMAP_RESP_FETCH) {
@@ -111,7 +112,8 @@ static apr_status_t collect(void *baton, const memds_imap_resp_t *r)
         c->subject = e->subject ? apr_pstrdup(c->p, e->subject) : NULL;
         c->msgid = e->message_id ? apr_pstrdup(c->p, e->message_id) : NULL;
         if (e->from && e->from->nelts > 0) {
-            const memds_imap_addr_t *a = &APR_ARRAY_IDX(e->from, 0, memds_imap_addr_t);
+            const memds_imap_addr_t *a = &APR_ARRAY_IDX(e->from, 0,
+                                                        memds_imap_addr_t);
             c->from_name = a->name ? apr_pstrdup(c->p, a->name) : NULL;
             c->from_mailbox = a->mailbox ? apr_pstrdup(c->p, a->mailbox) : NULL;
             c->from_host = a->host ? apr_pstrdup(c->p, a->host) : NULL;
@@ -126,17 +128,21 @@ static apr_status_t collect(void *baton, const memds_imap_resp_t *r)
             c->part1_section = apr_pstrdup(c->p, b1->section);
             if (b1->multipart && b1->parts->nelts > 0) {
                 c->part11_section = apr_pstrdup(
-                    c->p, APR_ARRAY_IDX(b1->parts, 0, memds_imap_body_t *)->section);
+                    c->p,
+                    APR_ARRAY_IDX(b1->parts, 0, memds_imap_body_t *)->section);
             }
             c->part2_section = apr_pstrdup(c->p, b2->section);
             c->part2_type = apr_pstrdup(c->p, b2->type);
             c->part2_sub = apr_pstrdup(c->p, b2->subtype);
-            c->part2_enc = b2->encoding ? apr_pstrdup(c->p, b2->encoding) : NULL;
-            c->part2_disp = b2->disposition ? apr_pstrdup(c->p, b2->disposition) : NULL;
+            c->part2_enc = b2->encoding ? apr_pstrdup(c->p, b2->encoding)
+                                        : NULL;
+            c->part2_disp = b2->disposition ? apr_pstrdup(c->p, b2->disposition)
+                                            : NULL;
             c->part2_size = b2->size;
             if (b2->params && b2->params->nelts > 0) {
                 c->part2_name = apr_pstrdup(
-                    c->p, APR_ARRAY_IDX(b2->params, 0, memds_imap_param_t).value);
+                    c->p,
+                    APR_ARRAY_IDX(b2->params, 0, memds_imap_param_t).value);
             }
         }
     }
@@ -214,11 +220,16 @@ static char *make_message(apr_pool_t *p, const char *box, apr_size_t *plen,
         }
     }
     enc[o] = '\0';
-    msg = apr_pstrcat(p,
+    msg = apr_pstrcat(
+        p,
         "From: \"Check, Robot\" <robot@example.test>\r\n"
         "To: alice@example.test\r\n"
-        "Subject: memds imap_check ", box, "\r\n"
-        "Message-ID: <imap-check-", box, "@example.test>\r\n"
+        "Subject: memds imap_check ",
+        box,
+        "\r\n"
+        "Message-ID: <imap-check-",
+        box,
+        "@example.test>\r\n"
         "Date: Mon, 02 Jan 2023 10:00:00 +0100\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: multipart/mixed; boundary=\"outer\"\r\n"
@@ -239,8 +250,11 @@ static char *make_message(apr_pool_t *p, const char *box, apr_size_t *plen,
         "Content-Type: application/octet-stream; name=\"blob.bin\"\r\n"
         "Content-Disposition: attachment; filename=\"blob.bin\"\r\n"
         "Content-Transfer-Encoding: base64\r\n"
-        "\r\n", enc, "\r\n"
-        "--outer--\r\n", NULL);
+        "\r\n",
+        enc,
+        "\r\n"
+        "--outer--\r\n",
+        NULL);
     *plen = strlen(msg);
     *pbin = bin;
     *pbinlen = nbin;
@@ -275,7 +289,9 @@ int main(int argc, const char *const *argv)
     int i, found_roles = 0, found_utf8 = 0, found_status = 0, n;
 
     if (argc != 7) {
-        fprintf(stderr, "usage: imap_check HOST PORT USER PASS MASTERUSER MASTERPASS\n");
+        fprintf(
+            stderr,
+            "usage: imap_check HOST PORT USER PASS MASTERUSER MASTERPASS\n");
         return 2;
     }
     apr_app_initialize(&argc, &argv, NULL);
@@ -304,7 +320,8 @@ int main(int argc, const char *const *argv)
     rv = memds_imap_connect(&c, &cfg, &err, p);
     oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_AUTH && oc.status == 401,
-       "wrong password gives E_AUTH and SyncML 401 (%d: %s)", oc.status, oc.text);
+       "wrong password gives E_AUTH and SyncML 401 (%d: %s)", oc.status,
+       oc.text);
     ok(err.msg && strstr(err.msg, "certainly-wrong-pw") == NULL,
        "the password is not in the error text");
     diag_err(&err);
@@ -322,7 +339,8 @@ int main(int argc, const char *const *argv)
          | MEMDS_IMAP_CAP_UIDPLUS | MEMDS_IMAP_CAP_SPECIAL_USE
          | MEMDS_IMAP_CAP_ESEARCH | MEMDS_IMAP_CAP_LIST_STATUS);
     ok((memds_imap_caps(c) & (unsigned)n) == (unsigned)n,
-       "capabilities CONDSTORE QRESYNC MOVE UIDPLUS SPECIAL-USE ESEARCH LIST-STATUS");
+       "capabilities CONDSTORE QRESYNC MOVE UIDPLUS SPECIAL-USE ESEARCH "
+       "LIST-STATUS");
     ok(memds_imap_has_cap(c, "IMAP4rev1") && !memds_imap_has_cap(c, "X-NOPE"),
        "has_cap by name");
     ok(memds_imap_qresync(c), "QRESYNC enabled");
@@ -357,7 +375,7 @@ int main(int argc, const char *const *argv)
     cfg.authzid = argv[3];
     rv = memds_imap_connect(&m, &cfg, &err, p);
     ok(rv != APR_SUCCESS && imap_outcome(&err).status == 401
-       && strstr(err.msg, "wrong-master") == NULL,
+           && strstr(err.msg, "wrong-master") == NULL,
        "wrong master password gives 401 without the password in the text");
 
     /* forced SASL mechanisms */
@@ -384,7 +402,7 @@ int main(int argc, const char *const *argv)
     cfg.starttls = 1;
     rv = memds_imap_connect(&m, &cfg, &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TLS
-       && imap_outcome(&err).status == 503,
+           && imap_outcome(&err).status == 503,
        "STARTTLS required but not offered: E_TLS / 503");
     diag_err(&err);
     cfg.starttls = 0;
@@ -398,12 +416,13 @@ int main(int argc, const char *const *argv)
         cfg.url = "imap://127.0.0.1:1";
         rv = memds_imap_connect(&m, &cfg, &err, p);
         ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_CONNECT
-           && imap_outcome(&err).status == 503,
+               && imap_outcome(&err).status == 503,
            "closed port: E_CONNECT / 503");
         diag_err(&err);
-        if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p) == APR_SUCCESS
+        if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p)
+                == APR_SUCCESS
             && apr_socket_create(&ls, APR_INET, SOCK_STREAM, APR_PROTO_TCP, p)
-               == APR_SUCCESS
+                   == APR_SUCCESS
             && apr_socket_bind(ls, sa) == APR_SUCCESS
             && apr_socket_listen(ls, 4) == APR_SUCCESS
             && apr_socket_addr_get(&sa, APR_LOCAL, ls) == APR_SUCCESS) {
@@ -415,8 +434,8 @@ int main(int argc, const char *const *argv)
         t0 = apr_time_now();
         rv = memds_imap_connect(&m, &cfg, &err, p);
         ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_TIMEOUT
-           && imap_outcome(&err).status == 503
-           && apr_time_now() - t0 < apr_time_from_sec(5),
+               && imap_outcome(&err).status == 503
+               && apr_time_now() - t0 < apr_time_from_sec(5),
            "silent server: E_TIMEOUT / 503 within the timeouts");
         diag_err(&err);
         cfg.url = url;
@@ -438,12 +457,15 @@ int main(int argc, const char *const *argv)
     rv = memds_imap_create(c, box_m7, &err);
     ok(rv == APR_SUCCESS, "CREATE the modified UTF-7 name");
 
-    rv = memds_imap_list(c, "MESSAGES UIDVALIDITY UIDNEXT HIGHESTMODSEQ", &boxes,
-                         &err, p);
-    ok(rv == APR_SUCCESS && boxes->nelts >= 6, "LIST RETURN (SPECIAL-USE STATUS) "
-       "lists %d mailboxes", rv == APR_SUCCESS ? boxes->nelts : -1);
+    rv = memds_imap_list(c, "MESSAGES UIDVALIDITY UIDNEXT HIGHESTMODSEQ",
+                         &boxes, &err, p);
+    ok(rv == APR_SUCCESS && boxes->nelts >= 6,
+       "LIST RETURN (SPECIAL-USE STATUS) "
+       "lists %d mailboxes",
+       rv == APR_SUCCESS ? boxes->nelts : -1);
     for (i = 0; rv == APR_SUCCESS && i < boxes->nelts; i++) {
-        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i, memds_imap_list_t *);
+        const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                   memds_imap_list_t *);
         if (l->role == MEMDS_IMAP_ROLE_DRAFTS || l->role == MEMDS_IMAP_ROLE_SENT
             || l->role == MEMDS_IMAP_ROLE_TRASH) {
             found_roles |= 1 << l->role;
@@ -457,8 +479,9 @@ int main(int argc, const char *const *argv)
             found_status++;
         }
     }
-    ok(found_roles == ((1 << MEMDS_IMAP_ROLE_DRAFTS) | (1 << MEMDS_IMAP_ROLE_SENT)
-                       | (1 << MEMDS_IMAP_ROLE_TRASH)),
+    ok(found_roles
+           == ((1 << MEMDS_IMAP_ROLE_DRAFTS) | (1 << MEMDS_IMAP_ROLE_SENT)
+               | (1 << MEMDS_IMAP_ROLE_TRASH)),
        "SPECIAL-USE roles Drafts, Sent and Trash found");
     ok(found_utf8, "the UTF-8 mailbox name decodes back from LIST");
     ok(rv == APR_SUCCESS && found_status == boxes->nelts,
@@ -466,12 +489,14 @@ int main(int argc, const char *const *argv)
 
     /* ---- append */
     msg = make_message(p, box, &len, &bin, &binlen);
-    msg2 = apr_psprintf(p, "From: robot@example.test\r\nSubject: second\r\n"
-                        "Message-ID: <imap-check-2-%s@example.test>\r\n\r\nbye\r\n",
-                        box);
+    msg2 = apr_psprintf(
+        p,
+        "From: robot@example.test\r\nSubject: second\r\n"
+        "Message-ID: <imap-check-2-%s@example.test>\r\n\r\nbye\r\n",
+        box);
     len2 = strlen(msg2);
-    rv = memds_imap_append(c, box, "$Check", apr_time_from_sec(1672650000),
-                           msg, len, &uv, &uid1, &err);
+    rv = memds_imap_append(c, box, "$Check", apr_time_from_sec(1672650000), msg,
+                           len, &uv, &uid1, &err);
     ok(rv == APR_SUCCESS && uv != 0 && uid1 != 0,
        "APPEND %lu bytes: APPENDUID %u %u", (unsigned long)len, (unsigned)uv,
        (unsigned)uid1);
@@ -484,16 +509,19 @@ int main(int argc, const char *const *argv)
     rv = memds_imap_select(c, box, MEMDS_IMAP_SEL_CONDSTORE, NULL, NULL, NULL,
                            &mb, &err);
     ok(rv == APR_SUCCESS && mb->exists == 2 && mb->uidvalidity == uv
-       && mb->highestmodseq > 0 && !mb->readonly && mb->uidnext == uid2 + 1,
+           && mb->highestmodseq > 0 && !mb->readonly && mb->uidnext == uid2 + 1,
        "SELECT (CONDSTORE): EXISTS 2, UIDVALIDITY, HIGHESTMODSEQ, UIDNEXT");
     diag_err(&err);
     n = lc.commands;
     rv = memds_imap_select(c, box, 0, NULL, NULL, NULL, &mb, &err);
-    ok(rv == APR_SUCCESS && lc.commands == n, "the same SELECT again sends nothing");
+    ok(rv == APR_SUCCESS && lc.commands == n,
+       "the same SELECT again sends nothing");
 
-    rv = memds_imap_uid_fetch(c, apr_psprintf(p, "%u", (unsigned)uid1),
-                              "UID FLAGS MODSEQ RFC822.SIZE INTERNALDATE ENVELOPE "
-                              "BODYSTRUCTURE", 0, 0, collect, &col, &err);
+    rv = memds_imap_uid_fetch(
+        c, apr_psprintf(p, "%u", (unsigned)uid1),
+        "UID FLAGS MODSEQ RFC822.SIZE INTERNALDATE ENVELOPE "
+        "BODYSTRUCTURE",
+        0, 0, collect, &col, &err);
     ok(rv == APR_SUCCESS && col.fetches == 1 && col.uid == uid1,
        "UID FETCH metadata");
     diag_err(&err);
@@ -502,33 +530,37 @@ int main(int argc, const char *const *argv)
     ok(col.idate == apr_time_from_sec(1672650000), "INTERNALDATE as appended");
     ok(col.modseq > 0 && (col.have & MEMDS_IMAP_F_MODSEQ), "MODSEQ present");
     ok(!(col.flags & MEMDS_IMAP_FL_SEEN), "no \\Seen after APPEND");
-    ok(col.subject && !strcmp(col.subject, apr_pstrcat(p, "memds imap_check ", box,
-                                                       NULL)), "ENVELOPE subject");
-    ok(col.from_name && !strcmp(col.from_name, "Check, Robot") && col.from_mailbox
-       && !strcmp(col.from_mailbox, "robot") && col.from_host
-       && !strcmp(col.from_host, "example.test"), "ENVELOPE from address");
+    ok(col.subject
+           && !strcmp(col.subject,
+                      apr_pstrcat(p, "memds imap_check ", box, NULL)),
+       "ENVELOPE subject");
+    ok(col.from_name && !strcmp(col.from_name, "Check, Robot")
+           && col.from_mailbox && !strcmp(col.from_mailbox, "robot")
+           && col.from_host && !strcmp(col.from_host, "example.test"),
+       "ENVELOPE from address");
     ok(col.msgid && strstr(col.msgid, "imap-check-"), "ENVELOPE message-id");
     ok(col.nparts == 2 && col.part1_section && !strcmp(col.part1_section, "1")
-       && col.part11_section && !strcmp(col.part11_section, "1.1")
-       && col.part2_section && !strcmp(col.part2_section, "2"),
+           && col.part11_section && !strcmp(col.part11_section, "1.1")
+           && col.part2_section && !strcmp(col.part2_section, "2"),
        "BODYSTRUCTURE: multipart with sections 1, 1.1, 2");
     ok(col.part2_type && !strcasecmp(col.part2_type, "application")
-       && !strcasecmp(col.part2_sub, "octet-stream")
-       && col.part2_disp && !strcasecmp(col.part2_disp, "attachment")
-       && col.part2_enc && !strcasecmp(col.part2_enc, "base64")
-       && col.part2_name && !strcmp(col.part2_name, "blob.bin")
-       && col.part2_size > binlen, "BODYSTRUCTURE: attachment type, disposition, "
+           && !strcasecmp(col.part2_sub, "octet-stream") && col.part2_disp
+           && !strcasecmp(col.part2_disp, "attachment") && col.part2_enc
+           && !strcasecmp(col.part2_enc, "base64") && col.part2_name
+           && !strcmp(col.part2_name, "blob.bin") && col.part2_size > binlen,
+       "BODYSTRUCTURE: attachment type, disposition, "
        "encoding, name, size");
 
     /* ---- body, streamed and partial */
     sink_init(&sk, len + 16, p);
     rv = memds_imap_fetch_body(c, uid1, "", 0, 0, 0, sink_cb, &sk, &bi, &err);
     ok(rv == APR_SUCCESS && sk.len == len && memcmp(sk.data, msg, len) == 0
-       && bi.len == len && sk.offsets_ok,
-       "BODY.PEEK[] streamed in %d chunks (largest %lu) is byte-exact", sk.chunks,
-       (unsigned long)sk.max_chunk);
+           && bi.len == len && sk.offsets_ok,
+       "BODY.PEEK[] streamed in %d chunks (largest %lu) is byte-exact",
+       sk.chunks, (unsigned long)sk.max_chunk);
     diag_err(&err);
-    ok(sk.chunks > 1 && sk.max_chunk < len, "the body arrived in several chunks");
+    ok(sk.chunks > 1 && sk.max_chunk < len,
+       "the body arrived in several chunks");
     {
         apr_size_t off = 0;
         int parts = 0, good = 1;
@@ -537,7 +569,8 @@ int main(int argc, const char *const *argv)
             apr_size_t before = sk.len;
             sk.offsets_ok = 1;
             rv = memds_imap_fetch_body(c, uid1, "", off, 1000, 0,
-                                       (memds_imap_chunk_cb *)sink_cb, &sk, &bi, &err);
+                                       (memds_imap_chunk_cb *)sink_cb, &sk, &bi,
+                                       &err);
             good = rv == APR_SUCCESS && sk.len > before;
             off = sk.len;
             parts++;
@@ -545,40 +578,48 @@ int main(int argc, const char *const *argv)
         ok(good && sk.len == len && memcmp(sk.data, msg, len) == 0,
            "BODY.PEEK[]<n.1000> in %d partial fetches is byte-exact", parts);
         sink_init(&sk, len + 16, p);
-        rv = memds_imap_fetch_body(c, uid1, "", len - 10, 0, 0, sink_cb, &sk, &bi,
-                                   &err);
-        ok(rv == APR_SUCCESS && sk.len == 10 && !memcmp(sk.data, msg + len - 10, 10),
+        rv = memds_imap_fetch_body(c, uid1, "", len - 10, 0, 0, sink_cb, &sk,
+                                   &bi, &err);
+        ok(rv == APR_SUCCESS && sk.len == 10
+               && !memcmp(sk.data, msg + len - 10, 10),
            "BODY.PEEK[]<origin> to the end gives the last bytes");
     }
     sink_init(&sk, binlen + 16, p);
-    rv = memds_imap_fetch_body(c, uid1, "2", 0, 0, MEMDS_IMAP_BODY_BINARY, sink_cb,
-                               &sk, &bi, &err);
-    ok(rv == APR_SUCCESS && sk.len == binlen && memcmp(sk.data, bin, binlen) == 0,
+    rv = memds_imap_fetch_body(c, uid1, "2", 0, 0, MEMDS_IMAP_BODY_BINARY,
+                               sink_cb, &sk, &bi, &err);
+    ok(rv == APR_SUCCESS && sk.len == binlen
+           && memcmp(sk.data, bin, binlen) == 0,
        "BINARY.PEEK[2] gives the attachment's decoded bytes (with NULs)");
     diag_err(&err);
     sink_init(&sk, 4096, p);
-    rv = memds_imap_fetch_body(c, uid1, "1.1", 0, 0, 0, sink_cb, &sk, &bi, &err);
+    rv = memds_imap_fetch_body(c, uid1, "1.1", 0, 0, 0, sink_cb, &sk, &bi,
+                               &err);
     /* a part's body ends before the CRLF that precedes the boundary */
     ok(rv == APR_SUCCESS && sk.len == 22
-       && !memcmp(sk.data, "Hello from imap_check.", 22), "BODY.PEEK[1.1] text part");
+           && !memcmp(sk.data, "Hello from imap_check.", 22),
+       "BODY.PEEK[1.1] text part");
     sink_init(&sk, 4096, p);
-    rv = memds_imap_fetch_body(c, uid1, "HEADER.FIELDS (Subject)", 0, 0, 0, sink_cb,
-                               &sk, &bi, &err);
+    rv = memds_imap_fetch_body(c, uid1, "HEADER.FIELDS (Subject)", 0, 0, 0,
+                               sink_cb, &sk, &bi, &err);
     ok(rv == APR_SUCCESS && sk.len > 9 && !memcmp(sk.data, "Subject: ", 9),
        "BODY.PEEK[HEADER.FIELDS (Subject)]");
-    rv = memds_imap_fetch_body(c, uid2 + 100, "", 0, 0, 0, sink_cb, &sk, &bi, &err);
+    rv = memds_imap_fetch_body(c, uid2 + 100, "", 0, 0, 0, sink_cb, &sk, &bi,
+                               &err);
     oc = imap_outcome(&err);
-    ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_NOTFOUND && oc.status == 404,
+    ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_NOTFOUND
+           && oc.status == 404,
        "fetching a missing UID gives E_NOTFOUND / 404");
-    rv = memds_imap_uid_fetch(c, "1:*", "(UID BODY[])", 0, 0, collect, &col, &err);
+    rv = memds_imap_uid_fetch(c, "1:*", "(UID BODY[])", 0, 0, collect, &col,
+                              &err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_ARG,
        "a FETCH item that sets \\Seen is refused");
 
     memset(&col, 0, sizeof(col));
     col.p = p;
-    rv = memds_imap_uid_fetch(c, "1:*", "(UID FLAGS MODSEQ)", 0, 0, collect, &col,
-                              &err);
-    ok(rv == APR_SUCCESS && col.fetches == 2 && !(col.flags & MEMDS_IMAP_FL_SEEN),
+    rv = memds_imap_uid_fetch(c, "1:*", "(UID FLAGS MODSEQ)", 0, 0, collect,
+                              &col, &err);
+    ok(rv == APR_SUCCESS && col.fetches == 2
+           && !(col.flags & MEMDS_IMAP_FL_SEEN),
        "\\Seen is still not set after the body fetches");
     rv = memds_imap_uid_fetch(c, apr_psprintf(p, "%u", (unsigned)uid1),
                               "(UID FLAGS MODSEQ)", 0, 0, collect, &col, &err);
@@ -590,20 +631,23 @@ int main(int argc, const char *const *argv)
     memset(&col, 0, sizeof(col));
     col.p = p;
     rv = memds_imap_uid_store(c, apr_psprintf(p, "%u", (unsigned)uid1), '+',
-                              "\\Flagged", 0, 0, collect, &col, &modified, &err, p);
-    ok(rv == APR_SUCCESS && col.fetches == 1 && (col.flags & MEMDS_IMAP_FL_FLAGGED)
-       && col.modseq > modseq0 && modified == NULL,
+                              "\\Flagged", 0, 0, collect, &col, &modified, &err,
+                              p);
+    ok(rv == APR_SUCCESS && col.fetches == 1
+           && (col.flags & MEMDS_IMAP_FL_FLAGGED) && col.modseq > modseq0
+           && modified == NULL,
        "UID STORE +FLAGS (\\Flagged) reports the new flags and MODSEQ");
     memset(&col, 0, sizeof(col));
     col.p = p;
     rv = memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", modseq0,
                               MEMDS_IMAP_FETCH_VANISHED, collect, &col, &err);
     ok(rv == APR_SUCCESS && col.fetches == 1 && col.uid == uid1
-       && (col.flags & MEMDS_IMAP_FL_FLAGGED) && col.vanished_earlier == 0,
+           && (col.flags & MEMDS_IMAP_FL_FLAGGED) && col.vanished_earlier == 0,
        "UID FETCH (CHANGEDSINCE) shows only the changed message");
     diag_err(&err);
     rv = memds_imap_uid_store(c, apr_psprintf(p, "%u", (unsigned)uid1), '-',
-                              "\\Flagged", 1, modseq0, NULL, NULL, &modified, &err, p);
+                              "\\Flagged", 1, modseq0, NULL, NULL, &modified,
+                              &err, p);
     ok(rv == APR_SUCCESS && modified && memds_imap_set_contains(modified, uid1),
        "UID STORE (UNCHANGEDSINCE old) reports [MODIFIED]");
 
@@ -614,11 +658,11 @@ int main(int argc, const char *const *argv)
     modseq_exp = memds_imap_selected(c)->highestmodseq;
     memset(&col, 0, sizeof(col));
     col.p = p;
-    rv = memds_imap_uid_expunge(c, apr_psprintf(p, "%u", (unsigned)uid2), collect,
-                                &col, &err);
+    rv = memds_imap_uid_expunge(c, apr_psprintf(p, "%u", (unsigned)uid2),
+                                collect, &col, &err);
     ok(rv == APR_SUCCESS && col.vanished == 1
-       && memds_imap_set_contains(col.vanished_uids, uid2)
-       && memds_imap_selected(c)->exists == 1,
+           && memds_imap_set_contains(col.vanished_uids, uid2)
+           && memds_imap_selected(c)->exists == 1,
        "UID EXPUNGE reports VANISHED and EXISTS drops to 1");
     rv = memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &mb, &err);
     ok(rv == APR_SUCCESS && !strcmp(memds_imap_selected(c)->name, "INBOX"),
@@ -627,18 +671,21 @@ int main(int argc, const char *const *argv)
         memds_imap_qresync_t qr;
         qr.uidvalidity = uv;
         qr.modseq = modseq_exp;
-        qr.known_uids = apr_psprintf(p, "%u:%u", (unsigned)uid1, (unsigned)uid2);
+        qr.known_uids = apr_psprintf(p, "%u:%u", (unsigned)uid1,
+                                     (unsigned)uid2);
         memset(&col, 0, sizeof(col));
         col.p = p;
         rv = memds_imap_select(c, box, 0, &qr, collect, &col, &mb, &err);
         ok(rv == APR_SUCCESS && col.vanished_earlier == 1
-           && memds_imap_set_contains(col.vanished_uids, uid2)
-           && !memds_imap_set_contains(col.vanished_uids, uid1) && mb->exists == 1,
+               && memds_imap_set_contains(col.vanished_uids, uid2)
+               && !memds_imap_set_contains(col.vanished_uids, uid1)
+               && mb->exists == 1,
            "SELECT (QRESYNC) reports VANISHED (EARLIER) for the expunged UID");
         diag_err(&err);
     }
     rv = memds_imap_uid_search(c, "ALL", &sr, &err, p);
-    ok(rv == APR_SUCCESS && sr->count == 1 && memds_imap_set_contains(sr->all, uid1),
+    ok(rv == APR_SUCCESS && sr->count == 1
+           && memds_imap_set_contains(sr->all, uid1),
        "UID SEARCH ALL finds the remaining message");
     rv = memds_imap_uid_search(c, "UID 100000:200000", &sr, &err, p);
     ok(rv == APR_SUCCESS && sr->count == 0 && sr->all->nranges == 0,
@@ -648,11 +695,13 @@ int main(int argc, const char *const *argv)
     rv = memds_imap_uid_copy(c, apr_psprintf(p, "%u", (unsigned)uid1),
                              "memds-no-such-box", NULL, &err, p);
     oc = imap_outcome(&err);
-    ok(rv != APR_SUCCESS && err.code == MEMDS_IMAP_CODE_TRYCREATE && oc.status == 404,
+    ok(rv != APR_SUCCESS && err.code == MEMDS_IMAP_CODE_TRYCREATE
+           && oc.status == 404,
        "COPY to a missing mailbox: TRYCREATE → 404");
     rv = memds_imap_status(c, "memds-no-such-box", NULL, &st, &err, p);
     oc = imap_outcome(&err);
-    ok(rv != APR_SUCCESS && oc.status == 404, "STATUS of a missing mailbox → 404");
+    ok(rv != APR_SUCCESS && oc.status == 404,
+       "STATUS of a missing mailbox → 404");
     rv = memds_imap_run(c, "FROBNICATE", NULL, NULL, NULL, &err);
     oc = imap_outcome(&err);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_BAD && oc.status == 500,
@@ -662,27 +711,30 @@ int main(int argc, const char *const *argv)
 
     /* ---- move */
     rv = memds_imap_select(c, box, 0, NULL, NULL, NULL, &mb, &err);
-    ok(rv == APR_SUCCESS && !strcmp(mb->name, box), "the test mailbox is selected");
+    ok(rv == APR_SUCCESS && !strcmp(mb->name, box),
+       "the test mailbox is selected");
     memset(&col, 0, sizeof(col));
     col.p = p;
-    rv = memds_imap_uid_move(c, apr_psprintf(p, "%u", (unsigned)uid1), dst, collect,
-                             &col, &cu, &err, p);
+    rv = memds_imap_uid_move(c, apr_psprintf(p, "%u", (unsigned)uid1), dst,
+                             collect, &col, &cu, &err, p);
     ok(rv == APR_SUCCESS && cu && cu->uidvalidity != 0
-       && memds_imap_copyuid_map(cu, uid1) != 0 && col.vanished == 1,
-       "UID MOVE: COPYUID %u %u→%u and VANISHED", cu ? (unsigned)cu->uidvalidity : 0,
-       (unsigned)uid1, cu ? (unsigned)memds_imap_copyuid_map(cu, uid1) : 0);
+           && memds_imap_copyuid_map(cu, uid1) != 0 && col.vanished == 1,
+       "UID MOVE: COPYUID %u %u→%u and VANISHED",
+       cu ? (unsigned)cu->uidvalidity : 0, (unsigned)uid1,
+       cu ? (unsigned)memds_imap_copyuid_map(cu, uid1) : 0);
     diag_err(&err);
     rv = memds_imap_status(c, dst, "MESSAGES UIDVALIDITY", &st, &err, p);
-    ok(rv == APR_SUCCESS && st->messages == 1 && cu && st->uidvalidity == cu->uidvalidity,
+    ok(rv == APR_SUCCESS && st->messages == 1 && cu
+           && st->uidvalidity == cu->uidvalidity,
        "STATUS of the destination: 1 message, UIDVALIDITY as in COPYUID");
     uv2 = st ? st->uidvalidity : 0;
-    rv = memds_imap_select(c, dst, MEMDS_IMAP_SEL_READONLY, NULL, NULL, NULL, &mb,
-                           &err);
+    rv = memds_imap_select(c, dst, MEMDS_IMAP_SEL_READONLY, NULL, NULL, NULL,
+                           &mb, &err);
     ok(rv == APR_SUCCESS && mb->readonly && mb->uidvalidity == uv2,
        "EXAMINE the destination (read-only)");
     sink_init(&sk, len + 16, p);
-    rv = memds_imap_fetch_body(c, cu ? memds_imap_copyuid_map(cu, uid1) : 1, "", 0,
-                               0, 0, sink_cb, &sk, &bi, &err);
+    rv = memds_imap_fetch_body(c, cu ? memds_imap_copyuid_map(cu, uid1) : 1, "",
+                               0, 0, 0, sink_cb, &sk, &bi, &err);
     ok(rv == APR_SUCCESS && sk.len == len && !memcmp(sk.data, msg, len),
        "the moved message is byte-exact at its new UID");
 
@@ -692,11 +744,13 @@ int main(int argc, const char *const *argv)
         apr_size_t blen = 3 * 1024 * 1024, k;
         char *big = apr_palloc(p, blen);
         apr_uint32_t buid = 0;
-        int hdr = apr_snprintf(big, blen, "From: robot@example.test\r\n"
+        int hdr = apr_snprintf(big, blen,
+                               "From: robot@example.test\r\n"
                                "Subject: big\r\n\r\n");
         for (k = (apr_size_t)hdr; k < blen; k++) {
-            big[k] = (k % 78 == 76) ? '\r' : (k % 78 == 77) ? '\n'
-                     : (char)('a' + k % 26);
+            big[k] = (k % 78 == 76)   ? '\r'
+                     : (k % 78 == 77) ? '\n'
+                                      : (char)('a' + k % 26);
         }
         memset(&cfg, 0, sizeof(cfg));
         cfg.url = url;
@@ -705,37 +759,43 @@ int main(int argc, const char *const *argv)
         cfg.max_response = 256 * 1024;
         rv = memds_imap_connect(&small, &cfg, &err, p);
         if (rv == APR_SUCCESS) {
-            rv = memds_imap_append(small, box, NULL, 0, big, blen, NULL, &buid, &err);
+            rv = memds_imap_append(small, box, NULL, 0, big, blen, NULL, &buid,
+                                   &err);
         }
         if (rv == APR_SUCCESS) {
             rv = memds_imap_select(small, box, 0, NULL, NULL, NULL, NULL, &err);
         }
         sink_init(&sk, blen + 16, p);
         if (rv == APR_SUCCESS) {
-            rv = memds_imap_fetch_body(small, buid, "", 0, 0, 0, sink_cb, &sk, &bi,
-                                       &err);
+            rv = memds_imap_fetch_body(small, buid, "", 0, 0, 0, sink_cb, &sk,
+                                       &bi, &err);
         }
         ok(rv == APR_SUCCESS && sk.len == blen && !memcmp(sk.data, big, blen),
            "a 3 MB message streams byte-exact through a 256 KB response cap "
-           "(%d chunks)", sk.chunks);
+           "(%d chunks)",
+           sk.chunks);
         diag_err(&err);
         if (small) {
-            rv = memds_imap_uid_fetch(small, apr_psprintf(p, "%u", (unsigned)buid),
-                                      "(UID BODY.PEEK[])", 0, 0, NULL, NULL, &err);
+            rv = memds_imap_uid_fetch(small,
+                                      apr_psprintf(p, "%u", (unsigned)buid),
+                                      "(UID BODY.PEEK[])", 0, 0, NULL, NULL,
+                                      &err);
             ok(rv != APR_SUCCESS && err.kind == MEMDS_IMAP_E_LIMIT
-               && imap_outcome(&err).status == 413,
+                   && imap_outcome(&err).status == 413,
                "held in memory instead, it exceeds the cap: E_LIMIT / 413");
             memds_imap_close(small);
         }
         /* clean up with the main connection */
         rv = memds_imap_select(c, box, 0, NULL, NULL, NULL, NULL, &err);
         if (rv == APR_SUCCESS) {
-            rv = memds_imap_uid_store(c, apr_psprintf(p, "%u", (unsigned)buid), '+',
-                                      "\\Deleted", 1, 0, NULL, NULL, NULL, &err, p);
+            rv = memds_imap_uid_store(c, apr_psprintf(p, "%u", (unsigned)buid),
+                                      '+', "\\Deleted", 1, 0, NULL, NULL, NULL,
+                                      &err, p);
         }
         if (rv == APR_SUCCESS) {
-            rv = memds_imap_uid_expunge(c, apr_psprintf(p, "%u", (unsigned)buid), NULL,
-                                        NULL, &err);
+            rv = memds_imap_uid_expunge(c,
+                                        apr_psprintf(p, "%u", (unsigned)buid),
+                                        NULL, NULL, &err);
         }
         ok(rv == APR_SUCCESS, "the big message is expunged again");
     }
@@ -743,7 +803,8 @@ int main(int argc, const char *const *argv)
     /* ---- cleanup */
     rv = memds_imap_unselect(c, &err);
     ok(rv == APR_SUCCESS && memds_imap_selected(c) == NULL, "UNSELECT");
-    rv = memds_imap_rename(c, box_m7, apr_pstrcat(p, box, "-renamed", NULL), &err);
+    rv = memds_imap_rename(c, box_m7, apr_pstrcat(p, box, "-renamed", NULL),
+                           &err);
     ok(rv == APR_SUCCESS, "RENAME");
     n = memds_imap_delete(c, box, &err) == APR_SUCCESS;
     n += memds_imap_delete(c, dst, &err) == APR_SUCCESS;

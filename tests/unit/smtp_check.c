@@ -55,15 +55,17 @@ static memds_outcome_t smtp_outcome(const memds_smtp_err_t *err)
 static void diag(const memds_smtp_err_t *e)
 {
     printf("# kind %d smtp %d (%s) curl %d permanent %d data_sent %d "
-           "in_doubt %d: %s\n", (int)e->kind, e->smtp_code,
-           e->enhanced ? e->enhanced : "-", e->curl_code, e->permanent,
-           e->data_sent, e->in_doubt, e->msg ? e->msg : "");
+           "in_doubt %d: %s\n",
+           (int)e->kind, e->smtp_code, e->enhanced ? e->enhanced : "-",
+           e->curl_code, e->permanent, e->data_sent, e->in_doubt,
+           e->msg ? e->msg : "");
 }
 
 static void diag_imap(const memds_imap_err_t *e)
 {
     if (e->kind != MEMDS_IMAP_E_NONE) {
-        printf("# imap error kind %d: %s\n", (int)e->kind, e->msg ? e->msg : "");
+        printf("# imap error kind %d: %s\n", (int)e->kind,
+               e->msg ? e->msg : "");
     }
 }
 
@@ -126,7 +128,7 @@ static int imap_count(memds_imap_conn_t *c, const char *criteria,
     memds_imap_search_t *sr = NULL;
 
     if (memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err)
-        != APR_SUCCESS
+            != APR_SUCCESS
         || memds_imap_noop(c, NULL, NULL, &err) != APR_SUCCESS
         || memds_imap_uid_search(c, criteria, &sr, &err, p) != APR_SUCCESS) {
         diag_imap(&err);
@@ -201,9 +203,10 @@ static int imap_remove(memds_imap_conn_t *c, const memds_imap_set_t *uids,
         return 1;
     }
     if (memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err)
-        != APR_SUCCESS
+            != APR_SUCCESS
         || memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL,
-                                NULL, &err, p) != APR_SUCCESS
+                                NULL, &err, p)
+               != APR_SUCCESS
         || memds_imap_uid_expunge(c, set, NULL, NULL, &err) != APR_SUCCESS) {
         diag_imap(&err);
         return 0;
@@ -217,7 +220,7 @@ typedef struct hook_t {
     int calls;
     apr_status_t ret;
     events_t *ev;
-    memds_imap_conn_t *imap;   /* when set: count the message meanwhile */
+    memds_imap_conn_t *imap; /* when set: count the message meanwhile */
     const char *criteria;
     apr_pool_t *p;
     int seen_in_hook;
@@ -249,8 +252,17 @@ static void hook_init(hook_t *h, events_t *ev, apr_status_t ret)
 static char *make_body(apr_size_t *plen, apr_pool_t *p)
 {
     static const char *const pat[] = {
-        ".", "..", ".leading dot", "plain line", "", "...", ". and a space",
-        "dot at the end.", "Gr\xc3\xbc\xc3\x9f\xe2\x82\xac aus Utf-8", "x", "."
+        ".",
+        "..",
+        ".leading dot",
+        "plain line",
+        "",
+        "...",
+        ". and a space",
+        "dot at the end.",
+        "Gr\xc3\xbc\xc3\x9f\xe2\x82\xac aus Utf-8",
+        "x",
+        "."
     };
     apr_size_t cap = 220 * 1024, len = 0;
     char *b = apr_palloc(p, cap + 256);
@@ -261,7 +273,8 @@ static char *make_body(apr_size_t *plen, apr_pool_t *p)
         apr_size_t n = strlen(l);
         if (i % 7 == 3) {
             /* vary the line lengths so that the boundaries fall anywhere */
-            len += (apr_size_t)apr_snprintf(b + len, 64, "line %u of the body", i);
+            len += (apr_size_t)apr_snprintf(b + len, 64, "line %u of the body",
+                                            i);
         }
         else {
             memcpy(b + len, l, n);
@@ -279,11 +292,11 @@ static char *make_body(apr_size_t *plen, apr_pool_t *p)
 }
 
 typedef struct msg_t {
-    const char *msgid;     /* without brackets */
-    const char *criteria;  /* UID SEARCH criteria that find it */
+    const char *msgid;    /* without brackets */
+    const char *criteria; /* UID SEARCH criteria that find it */
     char *data;
     apr_size_t len;
-    const char *body;      /* points into data */
+    const char *body; /* points into data */
     apr_size_t body_len;
 } msg_t;
 
@@ -307,7 +320,8 @@ static void make_msg(msg_t *m, const char *token, int n, const char *from,
                         "MIME-Version: 1.0\r\n"
                         "Content-Type: text/plain; charset=utf-8\r\n"
                         "Content-Transfer-Encoding: 8bit\r\n"
-                        "\r\n", from, to, token, n, date, m->msgid);
+                        "\r\n",
+                        from, to, token, n, date, m->msgid);
     if (body == NULL) {
         body = apr_psprintf(p, "Message %d of smtp_check %s.\r\n", n, token);
         body_len = strlen(body);
@@ -330,9 +344,10 @@ static apr_socket_t *bind_free(apr_port_t *pport, int listen_too, apr_pool_t *p)
     apr_socket_t *s;
     apr_sockaddr_t *sa;
 
-    if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p) != APR_SUCCESS
+    if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, 0, 0, p)
+            != APR_SUCCESS
         || apr_socket_create(&s, APR_INET, SOCK_STREAM, APR_PROTO_TCP, p)
-           != APR_SUCCESS) {
+               != APR_SUCCESS) {
         return NULL;
     }
     if (apr_socket_bind(s, sa) != APR_SUCCESS
@@ -348,20 +363,20 @@ static apr_socket_t *bind_free(apr_port_t *pport, int listen_too, apr_pool_t *p)
 /* ---- a scripted SMTP server in a thread, for replies Postfix never gives */
 
 typedef enum {
-    FAKE_AUTH_OK = 1,     /* AUTH PLAIN → 235, then 250 to the end of data */
-    FAKE_AUTH_FAIL,       /* AUTH PLAIN → 535 */
-    FAKE_END_552,         /* 552 5.3.4 to the end of data */
-    FAKE_END_451,         /* 451 4.3.0 to the end of data */
-    FAKE_END_SILENT       /* no reply to the end of data */
+    FAKE_AUTH_OK = 1, /* AUTH PLAIN → 235, then 250 to the end of data */
+    FAKE_AUTH_FAIL,   /* AUTH PLAIN → 535 */
+    FAKE_END_552,     /* 552 5.3.4 to the end of data */
+    FAKE_END_451,     /* 451 4.3.0 to the end of data */
+    FAKE_END_SILENT   /* no reply to the end of data */
 } fake_mode_e;
 
 typedef struct fake_t {
     apr_socket_t *ls;
-    apr_pool_t *tp;       /* the thread's own pool */
+    apr_pool_t *tp; /* the thread's own pool */
     fake_mode_e mode;
     /* results */
-    char auth[512];       /* decoded SASL PLAIN response, NULs as '|' */
-    apr_size_t data_len;  /* message bytes received (dot-stuffing undone) */
+    char auth[512];      /* decoded SASL PLAIN response, NULs as '|' */
+    apr_size_t data_len; /* message bytes received (dot-stuffing undone) */
     int got_end, got_quit;
 } fake_t;
 
@@ -453,7 +468,8 @@ static void *APR_THREAD_FUNC fake_thread(apr_thread_t *th, void *data)
                 in_data = 0;
                 f->got_end = 1;
                 if (f->mode == FAKE_END_552) {
-                    fake_send(fc, "552 5.3.4 Message size exceeds fixed limit\r\n");
+                    fake_send(fc,
+                              "552 5.3.4 Message size exceeds fixed limit\r\n");
                 }
                 else if (f->mode == FAKE_END_451) {
                     fake_send(fc, "451 4.3.0 Try again later\r\n");
@@ -492,8 +508,8 @@ static void *APR_THREAD_FUNC fake_thread(apr_thread_t *th, void *data)
             }
             fake_auth(f, arg);
             fake_send(fc, f->mode == FAKE_AUTH_FAIL
-                      ? "535 5.7.8 Error: authentication failed\r\n"
-                      : "235 2.7.0 Authentication successful\r\n");
+                              ? "535 5.7.8 Error: authentication failed\r\n"
+                              : "235 2.7.0 Authentication successful\r\n");
         }
         else if (!strncasecmp(line, "MAIL FROM:", 10)) {
             fake_send(fc, "250 2.1.0 Ok\r\n");
@@ -523,9 +539,8 @@ out:
 /* Run one send against the scripted server. */
 static apr_status_t fake_send_msg(fake_t *f, fake_mode_e mode,
                                   memds_smtp_config_t *cfg, const msg_t *m,
-                                  const char *from, const char *to,
-                                  hook_t *hk, memds_smtp_err_t *err,
-                                  apr_pool_t *p)
+                                  const char *from, const char *to, hook_t *hk,
+                                  memds_smtp_err_t *err, apr_pool_t *p)
 {
     apr_thread_t *th;
     apr_status_t rv, trv;
@@ -546,8 +561,8 @@ static apr_status_t fake_send_msg(fake_t *f, fake_mode_e mode,
     }
     cfg->url = apr_psprintf(p, "smtp://127.0.0.1:%u", (unsigned)port);
     rcpts[0] = to;
-    rv = memds_smtp_send(cfg, from, rcpts, 1, m->data, m->len, hook_cb, hk,
-                         err, p);
+    rv = memds_smtp_send(cfg, from, rcpts, 1, m->data, m->len, hook_cb, hk, err,
+                         p);
     apr_thread_join(&trv, th);
     apr_pool_destroy(f->tp);
     apr_socket_close(f->ls);
@@ -598,7 +613,7 @@ int main(int argc, const char *const *argv)
 
     if (argc != 9) {
         fprintf(stderr, "usage: smtp_check SMTP_HOST SMTP_PORT IMAP_PORT USER1 "
-                "PASS1 USER2 PASS2 DOMAIN\n");
+                        "PASS1 USER2 PASS2 DOMAIN\n");
         return 2;
     }
     apr_app_initialize(&argc, &argv, NULL);
@@ -645,7 +660,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&cfg, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG && err.permanent
-       && hk.calls == 0 && !err.data_sent,
+           && hk.calls == 0 && !err.data_sent,
        "a recipient with CRLF and '>' is refused before connecting (E_ARG)");
     rcpts[0] = apr_pstrcat(p, "<", to, ">", NULL);
     rv = memds_smtp_send(&cfg, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
@@ -653,33 +668,39 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG,
        "angle brackets are refused (addr-specs only)");
     rcpts[0] = to;
-    rv = memds_smtp_send(&cfg, "no-at-sign", rcpts, 1, m2.data, m2.len,
-                         hook_cb, &hk, &err, p);
+    rv = memds_smtp_send(&cfg, "no-at-sign", rcpts, 1, m2.data, m2.len, hook_cb,
+                         &hk, &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG,
        "a sender without '@' is refused");
     rv = memds_smtp_send(&cfg, from, rcpts, 0, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
-    ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG, "no recipients: E_ARG");
-    rv = memds_smtp_send(&cfg, from, rcpts, 1, m2.data, 0, hook_cb, &hk, &err, p);
+    ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG,
+       "no recipients: E_ARG");
+    rv = memds_smtp_send(&cfg, from, rcpts, 1, m2.data, 0, hook_cb, &hk, &err,
+                         p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_ARG
-       && smtp_outcome(&err).status == 400, "empty message: E_ARG, 400");
+           && smtp_outcome(&err).status == 400,
+       "empty message: E_ARG, 400");
     bad = cfg;
-    bad.url = apr_psprintf(p, "smtp://someone:%s@%s:%s", argv[5], host, argv[2]);
+    bad.url = apr_psprintf(p, "smtp://someone:%s@%s:%s", argv[5], host,
+                           argv[2]);
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG && !err.permanent
-       && err.msg && !strstr(err.msg, argv[5]),
+           && err.msg && !strstr(err.msg, argv[5]),
        "credentials in the URL: E_CONFIG, password not in the text");
     bad.url = apr_psprintf(p, "http://%s:%s", host, argv[2]);
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG
-       && smtp_outcome(&err).status == 500, "http:// URL: E_CONFIG, 500");
+           && smtp_outcome(&err).status == 500,
+       "http:// URL: E_CONFIG, 500");
     bad = cfg;
     bad.helo = "bad/name";
     rv = memds_smtp_send(&bad, from, rcpts, 1, m2.data, m2.len, hook_cb, &hk,
                          &err, p);
-    ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG, "bad EHLO name: E_CONFIG");
+    ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG,
+       "bad EHLO name: E_CONFIG");
     ok(hk.calls == 0, "the hook never ran for refused arguments");
 
     /* ================================ IMAP as USER2 */
@@ -715,7 +736,7 @@ int main(int argc, const char *const *argv)
         diag(&err);
     }
     ok(err.smtp_code == 250 && err.reply && !strncmp(err.reply, "250 ", 4)
-       && err.enhanced && !strcmp(err.enhanced, "2.0.0"),
+           && err.enhanced && !strcmp(err.enhanced, "2.0.0"),
        "final reply 250 2.0.0 kept for the ledger (%s)",
        err.reply ? err.reply : "none");
     ok(err.data_sent && !err.in_doubt && !err.permanent,
@@ -726,7 +747,8 @@ int main(int argc, const char *const *argv)
     i250 = event_at(&ev, "smtp: S: 250 2.0.0");
     ok(i354 >= 0 && ihook > i354 && i250 > ihook,
        "the hook ran after the 354 to DATA and before the final 250 "
-       "(log lines %d < %d < %d)", i354, ihook, i250);
+       "(log lines %d < %d < %d)",
+       i354, ihook, i250);
     ok(hk.seen_in_hook == 0,
        "the message was not in the mailbox while the hook ran (%d)",
        hk.seen_in_hook);
@@ -745,16 +767,18 @@ int main(int argc, const char *const *argv)
         apr_uint32_t uid = memds_imap_set_nth(delivered1, 0);
         rv = fetch_section(c2, uid, "TEXT", &sk, m1.body_len + 4096, p);
         ok(rv == APR_SUCCESS && sk.len == m1.body_len
-           && memcmp(sk.data, m1.body, m1.body_len) == 0,
+               && memcmp(sk.data, m1.body, m1.body_len) == 0,
            "body bytes intact: %" APR_SIZE_T_FMT " sent, %" APR_SIZE_T_FMT
-           " fetched (dot lines, UTF-8, across 64 KB buffers)", m1.body_len,
-           sk.len);
+           " fetched (dot lines, UTF-8, across 64 KB buffers)",
+           m1.body_len, sk.len);
         rv = fetch_section(c2, uid, "HEADER", &sk, 64 * 1024, p);
         if (rv == APR_SUCCESS) {
             char *hdr = apr_pstrmemdup(p, sk.data, sk.len);
             found = strstr(hdr, apr_psprintf(p, "Message-ID: <%s>", m1.msgid))
-                    && strstr(hdr, apr_psprintf(p, "Subject: memds smtp_check "
-                                                "%s #1", token))
+                    && strstr(hdr, apr_psprintf(p,
+                                                "Subject: memds smtp_check "
+                                                "%s #1",
+                                                token))
                     && strstr(hdr, "client.smtp-check.test");
         }
         ok(found, "header intact, and Received: names our EHLO name");
@@ -783,7 +807,7 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_EGENERAL && err.kind == MEMDS_SMTP_E_RCPT,
        "recipient %s refused: E_RCPT", badrcpt);
     ok(err.smtp_code >= 500 && err.smtp_code <= 599 && err.permanent
-       && !err.data_sent && hk.calls == 0,
+           && !err.data_sent && hk.calls == 0,
        "permanent, 5xx, nothing sent, no hook (Postfix: %s)",
        err.reply ? err.reply : "no reply");
     diag(&err);
@@ -795,7 +819,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&cfg, from, rcpts, 2, m4.data, m4.len, hook_cb, &hk,
                          &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_RCPT && err.permanent
-       && hk.calls == 0,
+           && hk.calls == 0,
        "a good and a refused recipient: the whole send fails (E_RCPT)");
     bad = cfg;
     bad.allow_rcpt_fails = 1;
@@ -805,10 +829,10 @@ int main(int argc, const char *const *argv)
        "the same with allow_rcpt_fails: sent to the good one");
     rcpts[1] = NULL;
 
-    rv = memds_smtp_send(&cfg, badrcpt, rcpts, 1, m6.data, m6.len, hook_cb,
-                         &hk, &err, p);
+    rv = memds_smtp_send(&cfg, badrcpt, rcpts, 1, m6.data, m6.len, hook_cb, &hk,
+                         &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_SENDER && err.permanent
-       && err.smtp_code / 100 == 5 && smtp_outcome(&err).status == 403,
+           && err.smtp_code / 100 == 5 && smtp_outcome(&err).status == 403,
        "sender %s refused: E_SENDER, permanent, 403 (Postfix: %s)", badrcpt,
        err.reply ? err.reply : "no reply");
 
@@ -822,7 +846,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(sock && rv == APR_EGENERAL && err.kind == MEMDS_SMTP_E_CONNECT
-       && !err.permanent && err.smtp_code == 0 && !err.data_sent,
+           && !err.permanent && err.smtp_code == 0 && !err.data_sent,
        "connection refused on a closed port: E_CONNECT, transient");
     oc = smtp_outcome(&err);
     ok(oc.status == 503, "status_of: 503 (%s)", oc.text);
@@ -836,8 +860,8 @@ int main(int argc, const char *const *argv)
                          &err, p);
     t0 = apr_time_now() - t0;
     ok(sock && rv == APR_TIMEUP && err.kind == MEMDS_SMTP_E_TIMEOUT
-       && !err.permanent && smtp_outcome(&err).status == 503
-       && t0 < apr_time_from_sec(10),
+           && !err.permanent && smtp_outcome(&err).status == 503
+           && t0 < apr_time_from_sec(10),
        "a server that never greets: E_TIMEOUT after %d ms, 503",
        (int)apr_time_as_msec(t0));
     if (sock) {
@@ -851,7 +875,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_TLS
-       && smtp_outcome(&err).status == 503,
+           && smtp_outcome(&err).status == 503,
        "smtps:// to the plain port: E_TLS, 503");
     if (err.kind != MEMDS_SMTP_E_TLS) {
         diag(&err);
@@ -864,7 +888,7 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_TLS && !err.data_sent
-       && err.msg && !strstr(err.msg, argv[5]),
+           && err.msg && !strstr(err.msg, argv[5]),
        "credentials over smtp:// without STARTTLS: E_TLS, password not in "
        "the text");
     /* allowed in the clear: Postfix here offers no AUTH at all */
@@ -872,8 +896,8 @@ int main(int argc, const char *const *argv)
     rv = memds_smtp_send(&bad, from, rcpts, 1, m7.data, m7.len, hook_cb, &hk,
                          &err, p);
     ok(rv == APR_EINVAL && err.kind == MEMDS_SMTP_E_CONFIG && !err.data_sent
-       && smtp_outcome(&err).status == 500 && err.msg
-       && !strstr(err.msg, argv[5]),
+           && smtp_outcome(&err).status == 500 && err.msg
+           && !strstr(err.msg, argv[5]),
        "credentials, but the server offers no AUTH: E_CONFIG, not sent, 500");
     diag(&err);
     ok(hk.calls == 1, "the hook ran only for the allow_rcpt_fails send (%d)",
@@ -889,29 +913,31 @@ int main(int argc, const char *const *argv)
     hook_init(&hk, &ev, APR_SUCCESS);
     rv = fake_send_msg(&fk, FAKE_AUTH_OK, &bad, &mf, from, to, &hk, &err, p);
     ok(rv == APR_SUCCESS && !strcmp(fk.auth, "dave|carol|carol-pw-xyzzy")
-       && hk.calls == 1 && fk.data_len == mf.len && fk.got_quit,
+           && hk.calls == 1 && fk.data_len == mf.len && fk.got_quit,
        "fake server: AUTH PLAIN with authzid (\"%s\"), %" APR_SIZE_T_FMT
-       " bytes un-stuffed, QUIT", fk.auth, fk.data_len);
+       " bytes un-stuffed, QUIT",
+       fk.auth, fk.data_len);
     rv = fake_send_msg(&fk, FAKE_AUTH_FAIL, &bad, &mf, from, to, &hk, &err, p);
     oc = smtp_outcome(&err);
-    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_AUTH && err.smtp_code == 535
-       && oc.status == 401 && !err.permanent && hk.calls == 1 && err.msg
-       && !strstr(err.msg, "carol-pw-xyzzy"),
+    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_AUTH
+           && err.smtp_code == 535 && oc.status == 401 && !err.permanent
+           && hk.calls == 1 && err.msg && !strstr(err.msg, "carol-pw-xyzzy"),
        "fake server: 535 → E_AUTH, 401, password not in the text");
 
     bad = cfg;
     hook_init(&hk, &ev, APR_SUCCESS);
     rv = fake_send_msg(&fk, FAKE_END_552, &bad, &mf, from, to, &hk, &err, p);
     oc = smtp_outcome(&err);
-    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA && err.smtp_code == 552
-       && err.permanent && err.data_sent && !err.in_doubt && hk.calls == 1
-       && oc.status == 413,
+    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA
+           && err.smtp_code == 552 && err.permanent && err.data_sent
+           && !err.in_doubt && hk.calls == 1 && oc.status == 413,
        "fake server: 552 to the end of data → E_DATA, permanent, data_sent, "
        "not in doubt, 413");
     rv = fake_send_msg(&fk, FAKE_END_451, &bad, &mf, from, to, &hk, &err, p);
     oc = smtp_outcome(&err);
-    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA && err.smtp_code == 451
-       && !err.permanent && err.data_sent && !err.in_doubt && oc.status == 503,
+    ok(rv != APR_SUCCESS && err.kind == MEMDS_SMTP_E_DATA
+           && err.smtp_code == 451 && !err.permanent && err.data_sent
+           && !err.in_doubt && oc.status == 503,
        "fake server: 451 to the end of data → E_DATA, transient, 503");
     bad.io_timeout_ms = 1000;
     t0 = apr_time_now();
@@ -919,10 +945,11 @@ int main(int argc, const char *const *argv)
     t0 = apr_time_now() - t0;
     oc = smtp_outcome(&err);
     ok(rv == APR_TIMEUP && err.kind == MEMDS_SMTP_E_TIMEOUT && err.data_sent
-       && err.in_doubt && fk.got_end && oc.status == 503
-       && t0 < apr_time_from_sec(10),
+           && err.in_doubt && fk.got_end && oc.status == 503
+           && t0 < apr_time_from_sec(10),
        "fake server: no reply to the end of data → E_TIMEOUT, in_doubt "
-       "(%d ms)", (int)apr_time_as_msec(t0));
+       "(%d ms)",
+       (int)apr_time_as_msec(t0));
     diag(&err);
 
     /* ================================ nothing else arrived */
@@ -932,10 +959,13 @@ int main(int argc, const char *const *argv)
     n = imap_count(c2, m2.criteria, NULL, p);
     ok(n == 0, "the hook-aborted message was not delivered (%d)", n);
     n = imap_count(c2, m4.criteria, NULL, p);
-    ok(n == 0, "the message with a refused recipient was not delivered to "
-       "the good one (%d)", n);
+    ok(n == 0,
+       "the message with a refused recipient was not delivered to "
+       "the good one (%d)",
+       n);
     n = imap_count(c2, m7.criteria, NULL, p);
-    ok(n == 0, "the message refused for lack of AUTH was not delivered (%d)", n);
+    ok(n == 0, "the message refused for lack of AUTH was not delivered (%d)",
+       n);
     n = imap_count(c2, m8.criteria, NULL, p);
     ok(n == 0, "control: an unsent message is not found (%d)", n);
     n = imap_count(c2, apr_psprintf(p, "TEXT \"%s\"", token), &uids, p);
@@ -947,7 +977,8 @@ int main(int argc, const char *const *argv)
     ok(rv == APR_SUCCESS, "IMAP login as %s", argv[4]);
     if (rv == APR_SUCCESS) {
         n = imap_count(c1, apr_psprintf(p, "TEXT \"%s\"", token), NULL, p);
-        ok(n == 0, "no bounce about these messages reached %s (%d)", argv[4], n);
+        ok(n == 0, "no bounce about these messages reached %s (%d)", argv[4],
+           n);
         memds_imap_close(c1);
     }
     else {
@@ -956,47 +987,49 @@ int main(int argc, const char *const *argv)
 
     /* ================================ (6) the status table */
     ok(smtp_outcome(NULL).status == 200
-       && status_is(MEMDS_SMTP_E_NONE, 250, "2.0.0", 0, 200), "200 for success");
+           && status_is(MEMDS_SMTP_E_NONE, 250, "2.0.0", 0, 200),
+       "200 for success");
     ok(status_is(MEMDS_SMTP_E_TIMEOUT, 0, NULL, 1, 503)
-       && status_is(MEMDS_SMTP_E_CONNECT, 0, NULL, 1, 503),
+           && status_is(MEMDS_SMTP_E_CONNECT, 0, NULL, 1, 503),
        "in doubt → 503");
     ok(status_is(MEMDS_SMTP_E_HOOK, 0, NULL, 0, 510), "E_HOOK → 510");
     ok(status_is(MEMDS_SMTP_E_ARG, 0, NULL, 0, 400), "E_ARG → 400");
     ok(status_is(MEMDS_SMTP_E_CONFIG, 0, NULL, 0, 500), "E_CONFIG → 500");
     ok(status_is(MEMDS_SMTP_E_CONNECT, 421, "4.3.2", 0, 503)
-       && status_is(MEMDS_SMTP_E_TLS, 0, NULL, 0, 503)
-       && status_is(MEMDS_SMTP_E_TIMEOUT, 0, NULL, 0, 503),
+           && status_is(MEMDS_SMTP_E_TLS, 0, NULL, 0, 503)
+           && status_is(MEMDS_SMTP_E_TIMEOUT, 0, NULL, 0, 503),
        "E_CONNECT, E_TLS, E_TIMEOUT → 503");
     ok(status_is(MEMDS_SMTP_E_AUTH, 535, "5.7.8", 0, 401)
-       && status_is(MEMDS_SMTP_E_AUTH, 0, NULL, 0, 401)
-       && status_is(MEMDS_SMTP_E_AUTH, 454, "4.7.0", 0, 503),
+           && status_is(MEMDS_SMTP_E_AUTH, 0, NULL, 0, 401)
+           && status_is(MEMDS_SMTP_E_AUTH, 454, "4.7.0", 0, 503),
        "E_AUTH → 401, 454 → 503");
     ok(status_is(MEMDS_SMTP_E_RCPT, 450, "4.2.0", 0, 503)
-       && status_is(MEMDS_SMTP_E_SENDER, 451, NULL, 0, 503)
-       && status_is(MEMDS_SMTP_E_DATA, 452, "4.3.1", 0, 503)
-       && status_is(MEMDS_SMTP_E_RCPT, 552, "5.2.2", 0, 503),
+           && status_is(MEMDS_SMTP_E_SENDER, 451, NULL, 0, 503)
+           && status_is(MEMDS_SMTP_E_DATA, 452, "4.3.1", 0, 503)
+           && status_is(MEMDS_SMTP_E_RCPT, 552, "5.2.2", 0, 503),
        "4xx, and 552 to RCPT → 503");
     ok(status_is(MEMDS_SMTP_E_DATA, 552, "5.3.4", 0, 413)
-       && status_is(MEMDS_SMTP_E_SENDER, 552, NULL, 0, 413)
-       && status_is(MEMDS_SMTP_E_DATA, 554, "5.3.4", 0, 413),
+           && status_is(MEMDS_SMTP_E_SENDER, 552, NULL, 0, 413)
+           && status_is(MEMDS_SMTP_E_DATA, 554, "5.3.4", 0, 413),
        "552 / 5.3.4 → 413");
     ok(status_is(MEMDS_SMTP_E_SENDER, 553, "5.7.1", 0, 403)
-       && status_is(MEMDS_SMTP_E_SENDER, 501, "5.1.7", 0, 403),
+           && status_is(MEMDS_SMTP_E_SENDER, 501, "5.1.7", 0, 403),
        "refused sender → 403");
     ok(status_is(MEMDS_SMTP_E_RCPT, 550, "5.1.1", 0, 400)
-       && status_is(MEMDS_SMTP_E_RCPT, 501, "5.1.3", 0, 400)
-       && status_is(MEMDS_SMTP_E_RCPT, 550, NULL, 0, 400)
-       && status_is(MEMDS_SMTP_E_RCPT, 554, "5.7.1", 0, 403),
+           && status_is(MEMDS_SMTP_E_RCPT, 501, "5.1.3", 0, 400)
+           && status_is(MEMDS_SMTP_E_RCPT, 550, NULL, 0, 400)
+           && status_is(MEMDS_SMTP_E_RCPT, 554, "5.7.1", 0, 403),
        "refused recipient → 400, by policy (5.7.x) → 403");
     ok(status_is(MEMDS_SMTP_E_DATA, 554, "5.6.0", 0, 500)
-       && status_is(MEMDS_SMTP_E_DATA, 554, "5.7.1", 0, 403)
-       && status_is(MEMDS_SMTP_E_DATA, 554, NULL, 0, 500),
+           && status_is(MEMDS_SMTP_E_DATA, 554, "5.7.1", 0, 403)
+           && status_is(MEMDS_SMTP_E_DATA, 554, NULL, 0, 500),
        "refused message → 500, by policy → 403");
     ok(status_is(MEMDS_SMTP_E_OTHER, 0, NULL, 0, 500), "E_OTHER → 500");
 
     /* ================================ cleanup */
     ok(uids != NULL && imap_remove(c2, uids, p)
-       && imap_count(c2, apr_psprintf(p, "TEXT \"%s\"", token), NULL, p) == 0,
+           && imap_count(c2, apr_psprintf(p, "TEXT \"%s\"", token), NULL, p)
+                  == 0,
        "the delivered test messages are expunged again");
     memds_imap_close(c2);
 

@@ -22,12 +22,12 @@
 #include <unistd.h>
 
 typedef struct ctx_t {
-    int n;                  /* checks run */
+    int n; /* checks run */
     int failed;
     apr_pool_t *p;
-    memds_store_t a, b;     /* two connections, two transactions */
+    memds_store_t a, b; /* two connections, two transactions */
     const char *acct, *acct2;
-    apr_int64_t dev, dev2;  /* device ids on connection a */
+    apr_int64_t dev, dev2; /* device ids on connection a */
 } ctx_t;
 
 static void ok(ctx_t *c, int cond, const char *fmt, ...)
@@ -102,8 +102,8 @@ static void raw_exec2(memds_store_t *st, const char *sql, const char *p1,
 
     vals[0] = p1;
     vals[1] = p2;
-    res = PQexecParams(memds_pgconn_native(st->conn), sql, n, NULL, vals,
-                       NULL, NULL, 0);
+    res = PQexecParams(memds_pgconn_native(st->conn), sql, n, NULL, vals, NULL,
+                       NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         printf("# %s: %s", sql, PQresultErrorMessage(res));
     }
@@ -128,9 +128,10 @@ static void check_devices(ctx_t *c)
     rv = memds_store_device_lock(a, &d, c->acct, "IMEI:1");
     if (ok_rv(c, a, rv, APR_SUCCESS, "device_lock creates a device")) {
         c->dev = d.device_id;
-        ok(c, d.device_id > 0 && streq(d.account, c->acct)
-              && streq(d.devid, "IMEI:1") && d.devinf == NULL
-              && d.max_guid_size == 0 && d.large_objs == 0,
+        ok(c,
+           d.device_id > 0 && streq(d.account, c->acct)
+               && streq(d.devid, "IMEI:1") && d.devinf == NULL
+               && d.max_guid_size == 0 && d.large_objs == 0,
            "new device: id, account, devid, no devinf, no limits");
     }
     rv = memds_store_device_lock(a, &d2, c->acct, "IMEI:1");
@@ -144,12 +145,14 @@ static void check_devices(ctx_t *c)
     rv = memds_store_device_set_devinf(a, c->dev, xml, sizeof(xml) - 1, 32, 1);
     ok_rv(c, a, rv, APR_SUCCESS, "device_set_devinf");
     rv = memds_store_device_lock(a, &d, c->acct, "IMEI:1");
-    ok(c, rv == APR_SUCCESS
-          && bytes_eq(d.devinf, d.devinf_len, xml, sizeof(xml) - 1)
-          && d.max_guid_size == 32 && d.large_objs == 1,
+    ok(c,
+       rv == APR_SUCCESS
+           && bytes_eq(d.devinf, d.devinf_len, xml, sizeof(xml) - 1)
+           && d.max_guid_size == 32 && d.large_objs == 1,
        "devinf (with NUL and 0xff), MaxGUIDSize and LargeObjs read back");
     rv = memds_store_device_set_devinf(a, -42, xml, 3, 0, 0);
-    ok_rv(c, a, rv, APR_ENOENT, "device_set_devinf of an unknown device: ENOENT");
+    ok_rv(c, a, rv, APR_ENOENT,
+          "device_set_devinf of an unknown device: ENOENT");
 
     /* The row stays locked by a's transaction: b cannot lock it. */
     raw_exec(b, "SET lock_timeout = '300ms'");
@@ -176,10 +179,16 @@ static void check_auth(ctx_t *c)
 
     memset(&r, 0xff, sizeof(r));
     rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
-    ok(c, rv == APR_SUCCESS && streq(r.nonce, "") && r.failures == 0
-          && r.blocked == 0, "auth_get of a missing row: zeros and \"\"");
-    ok(c, raw_count(a, "SELECT count(*) FROM memds.device_auth"
-                       " WHERE account = $1", c->acct) == 0,
+    ok(c,
+       rv == APR_SUCCESS && streq(r.nonce, "") && r.failures == 0
+           && r.blocked == 0,
+       "auth_get of a missing row: zeros and \"\"");
+    ok(c,
+       raw_count(a,
+                 "SELECT count(*) FROM memds.device_auth"
+                 " WHERE account = $1",
+                 c->acct)
+           == 0,
        "auth_get created no row");
 
     rv = memds_store_auth_set_nonce(a, c->acct, "IMEI:1", "bm9uY2Ux");
@@ -194,8 +203,9 @@ static void check_auth(ctx_t *c)
         ok_rv(c, a, rv, APR_SUCCESS, apr_psprintf(c->p, "auth_failed #%d", i));
     }
     rv = memds_store_auth_get(a, &r, c->acct, "IMEI:1");
-    ok(c, rv == APR_SUCCESS && r.failures == 2 && !r.blocked
-          && streq(r.nonce, "bm9uY2Uy"),
+    ok(c,
+       rv == APR_SUCCESS && r.failures == 2 && !r.blocked
+           && streq(r.nonce, "bm9uY2Uy"),
        "two failures counted, not blocked, nonce kept");
     rv = memds_store_auth_failed(a, c->acct, "IMEI:1", 3, 600, 60);
     ok_rv(c, a, rv, APR_SUCCESS, "auth_failed #3");
@@ -253,15 +263,15 @@ static apr_int64_t check_sessions(ctx_t *c)
     }
 
     rv = memds_store_session_by_token(a, &r, tok);
-    ok(c, rv == APR_SUCCESS && r.session_pk == s.session_pk
-          && streq(r.token, tok) && r.device_id == c->dev
-          && streq(r.account, c->acct) && streq(r.devid, "IMEI:1")
-          && streq(r.session_id, "1") && streq(r.version, "1.2")
-          && streq(r.encoding, "wbxml") && streq(r.phase, "init")
-          && r.client_msg_id == 1 && r.server_msg_id == 1
-          && r.max_msg_size == 10000 && r.max_obj_size == -1
-          && streq(r.request_sha1, "") && r.response_len == 0
-          && !r.finished && !r.expired,
+    ok(c,
+       rv == APR_SUCCESS && r.session_pk == s.session_pk && streq(r.token, tok)
+           && r.device_id == c->dev && streq(r.account, c->acct)
+           && streq(r.devid, "IMEI:1") && streq(r.session_id, "1")
+           && streq(r.version, "1.2") && streq(r.encoding, "wbxml")
+           && streq(r.phase, "init") && r.client_msg_id == 1
+           && r.server_msg_id == 1 && r.max_msg_size == 10000
+           && r.max_obj_size == -1 && streq(r.request_sha1, "")
+           && r.response_len == 0 && !r.finished && !r.expired,
        "session_by_token reads every field");
 
     s.phase = "client-sync";
@@ -274,10 +284,11 @@ static apr_int64_t check_sessions(ctx_t *c)
     rv = memds_store_session_save(a, &s, 3600);
     ok_rv(c, a, rv, APR_SUCCESS, "session_save updates");
     rv = memds_store_session_by_token(a, &r, tok);
-    ok(c, rv == APR_SUCCESS && streq(r.phase, "client-sync")
-          && r.client_msg_id == 2 && r.max_obj_size == (1 << 20)
-          && streq(r.request_sha1, s.request_sha1)
-          && bytes_eq(r.response, r.response_len, resp, sizeof(resp) - 1),
+    ok(c,
+       rv == APR_SUCCESS && streq(r.phase, "client-sync")
+           && r.client_msg_id == 2 && r.max_obj_size == (1 << 20)
+           && streq(r.request_sha1, s.request_sha1)
+           && bytes_eq(r.response, r.response_len, resp, sizeof(resp) - 1),
        "updated fields and the binary response read back");
     rv = memds_store_session_by_token(a, &r, "no-such-token");
     ok_rv(c, a, rv, APR_ENOENT, "session_by_token of an unknown token: ENOENT");
@@ -294,12 +305,15 @@ static apr_int64_t check_sessions(ctx_t *c)
     ok(c, rv == APR_SUCCESS && s2.session_pk > s.session_pk,
        "a second session with the same SessionID");
     rv = memds_store_session_by_sid(a, &r, c->dev, "1");
-    ok(c, rv == APR_SUCCESS && r.session_pk == s2.session_pk && r.finished
-          && r.expired, "session_by_sid returns the newest (finished, expired)");
+    ok(c,
+       rv == APR_SUCCESS && r.session_pk == s2.session_pk && r.finished
+           && r.expired,
+       "session_by_sid returns the newest (finished, expired)");
     rv = memds_store_session_by_sid(a, &r, c->dev2, "1");
     ok_rv(c, a, rv, APR_ENOENT, "session_by_sid of another device: ENOENT");
     rv = memds_store_session_by_token(a, &r, s2.token);
-    ok(c, rv == APR_SUCCESS && r.expired, "an expired session by token: expired = 1");
+    ok(c, rv == APR_SUCCESS && r.expired,
+       "an expired session by token: expired = 1");
 
     s2.session_pk = -5;
     rv = memds_store_session_save(a, &s2, 60);
@@ -329,7 +343,8 @@ static void check_expire(ctx_t *c)
     rv = memds_store_session_by_token(a, &r,
                                       apr_psprintf(c->p, "tok-%s-2", c->acct));
     ok_rv(c, a, rv, APR_ENOENT, "the expired session is gone");
-    rv = memds_store_session_by_token(a, &r, apr_psprintf(c->p, "tok-%s", c->acct));
+    rv = memds_store_session_by_token(a, &r,
+                                      apr_psprintf(c->p, "tok-%s", c->acct));
     ok_rv(c, a, rv, APR_SUCCESS, "the live session stays");
 }
 
@@ -357,8 +372,9 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
     s2.slow = 0;
     s2.snapshot_seq = 77;
     s2.queue_built = 1;
-    ok(c, memds_store_sstore_save(a, spk, &s1) == APR_SUCCESS
-          && memds_store_sstore_save(a, spk, &s2) == APR_SUCCESS,
+    ok(c,
+       memds_store_sstore_save(a, spk, &s1) == APR_SUCCESS
+           && memds_store_sstore_save(a, spk, &s2) == APR_SUCCESS,
        "sstore_save x2");
     rv = memds_store_sstores_load(a, &arr, spk);
     ok(c, rv == APR_SUCCESS && arr->nelts == 2, "sstores_load: two stores");
@@ -367,11 +383,12 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
         y = APR_ARRAY_IDX(arr, 1, const memds_sstore_t *);
         ok(c, streq(x->store, "contacts") && streq(y->store, "notes"),
            "in store order");
-        ok(c, streq(x->client_uri, "./Contacts") && x->alert_code == 200
-              && !x->slow && x->snapshot_seq == 77 && x->queue_built
-              && streq(y->server_uri, "./notes") && y->slow
-              && y->snapshot_seq == -1 && !y->queue_built
-              && streq(y->client_next, "c1") && streq(y->server_next, "s1"),
+        ok(c,
+           streq(x->client_uri, "./Contacts") && x->alert_code == 200
+               && !x->slow && x->snapshot_seq == 77 && x->queue_built
+               && streq(y->server_uri, "./notes") && y->slow
+               && y->snapshot_seq == -1 && !y->queue_built
+               && streq(y->client_next, "c1") && streq(y->server_next, "s1"),
            "every field read back (snapshot -1 stays -1)");
     }
     s1.snapshot_seq = 5;
@@ -380,8 +397,10 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
     rv = memds_store_sstore_save(a, spk, &s1);
     memds_store_sstores_load(a, &arr, spk);
     x = arr->nelts == 2 ? APR_ARRAY_IDX(arr, 1, const memds_sstore_t *) : NULL;
-    ok(c, rv == APR_SUCCESS && x && x->snapshot_seq == 5 && x->queue_built
-          && x->alert_code == 200, "sstore_save updates");
+    ok(c,
+       rv == APR_SUCCESS && x && x->snapshot_seq == 5 && x->queue_built
+           && x->alert_code == 200,
+       "sstore_save updates");
 }
 
 static void check_queue(ctx_t *c, apr_int64_t spk)
@@ -412,17 +431,19 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     ok_rv(c, a, rv, APR_SUCCESS, "queue_add x4 (two stores)");
 
     rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 2);
-    ok(c, rv == APR_SUCCESS && arr->nelts == 2
-          && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
-          && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 2,
+    ok(c,
+       rv == APR_SUCCESS && arr->nelts == 2
+           && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
+           && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 2,
        "queue_unsent with limit 2: the first two in order");
     if (rv == APR_SUCCESS && arr->nelts == 2) {
         const memds_qitem_t *x = APR_ARRAY_IDX(arr, 0, memds_qitem_t *);
         const memds_qitem_t *y = APR_ARRAY_IDX(arr, 1, memds_qitem_t *);
-        ok(c, x->op == MEMDS_Q_ADD && streq(x->guid, "g1") && x->luid == NULL
-              && x->sent_bytes == 0 && x->sent_msg_id == 0 && x->status == 0
-              && y->op == MEMDS_Q_REPLACE && streq(y->luid, "l2")
-              && streq(y->store, "contacts"),
+        ok(c,
+           x->op == MEMDS_Q_ADD && streq(x->guid, "g1") && x->luid == NULL
+               && x->sent_bytes == 0 && x->sent_msg_id == 0 && x->status == 0
+               && y->op == MEMDS_Q_REPLACE && streq(y->luid, "l2")
+               && streq(y->store, "contacts"),
            "queue item fields read back");
     }
     rv = memds_store_queue_count_unsent(a, &n, spk);
@@ -436,8 +457,9 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     rv = memds_store_queue_update(a, spk, &f);
     ok_rv(c, a, rv, APR_SUCCESS, "queue_update");
     rv = memds_store_queue_find(a, &f, spk, "contacts", NULL, "l2");
-    ok(c, rv == APR_SUCCESS && f.n == 2 && f.sent_bytes == 1234
-          && f.sent_msg_id == 5 && f.status == 200 && streq(f.guid, "g2"),
+    ok(c,
+       rv == APR_SUCCESS && f.n == 2 && f.sent_bytes == 1234
+           && f.sent_msg_id == 5 && f.status == 200 && streq(f.guid, "g2"),
        "queue_find by luid sees the update");
     rv = memds_store_queue_find(a, &f, spk, "contacts", "nope", NULL);
     ok_rv(c, a, rv, APR_ENOENT, "queue_find of an unknown guid: ENOENT");
@@ -448,9 +470,10 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     ok_rv(c, a, rv, APR_ENOENT, "queue_update of a missing item: ENOENT");
 
     rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 10);
-    ok(c, rv == APR_SUCCESS && arr->nelts == 2
-          && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
-          && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 3,
+    ok(c,
+       rv == APR_SUCCESS && arr->nelts == 2
+           && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
+           && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 3,
        "a sent item is no longer unsent");
     rv = memds_store_queue_unsent(a, &arr, spk, NULL, 0);
     ok(c, rv == APR_SUCCESS && arr->nelts == 3,
@@ -477,7 +500,8 @@ static void check_partial(ctx_t *c, apr_int64_t spk)
     pt.cmd = "Add";
     pt.luid = "L77";
     pt.content_type = "text/x-vcard";
-    pt.total_size = (apr_int64_t)(sizeof(c1) - 1 + sizeof(c2) - 1 + sizeof(c3) - 1);
+    pt.total_size = (apr_int64_t)(sizeof(c1) - 1 + sizeof(c2) - 1 + sizeof(c3)
+                                  - 1);
     rv = memds_store_partial_append(a, spk, &pt, c1, sizeof(c1) - 1);
     memcpy(all + alen, c1, sizeof(c1) - 1);
     alen += sizeof(c1) - 1;
@@ -494,11 +518,13 @@ static void check_partial(ctx_t *c, apr_int64_t spk)
     }
     ok_rv(c, a, rv, APR_SUCCESS, "partial_append x3");
     rv = memds_store_partial_get(a, &g, spk, "contacts");
-    ok(c, rv == APR_SUCCESS && bytes_eq(g.data, g.len, all, alen)
-          && streq(g.store, "contacts") && streq(g.cmd, "Add")
-          && streq(g.luid, "L77") && streq(g.content_type, "text/x-vcard")
-          && g.total_size == (apr_int64_t)alen,
-       "partial_get: the chunks concatenated byte for byte, first chunk's meta");
+    ok(c,
+       rv == APR_SUCCESS && bytes_eq(g.data, g.len, all, alen)
+           && streq(g.store, "contacts") && streq(g.cmd, "Add")
+           && streq(g.luid, "L77") && streq(g.content_type, "text/x-vcard")
+           && g.total_size == (apr_int64_t)alen,
+       "partial_get: the chunks concatenated byte for byte, first chunk's "
+       "meta");
     rv = memds_store_partial_drop(a, spk, "contacts");
     ok_rv(c, a, rv, APR_SUCCESS, "partial_drop");
     rv = memds_store_partial_get(a, &g, spk, "contacts");
@@ -520,16 +546,19 @@ static void check_syncstate(ctx_t *c)
     rv = memds_store_syncstate_put(a, c->dev, "contacts", &s);
     ok_rv(c, a, rv, APR_SUCCESS, "syncstate_put (insert)");
     rv = memds_store_syncstate_get(a, &g, c->dev, "contacts");
-    ok(c, rv == APR_SUCCESS && streq(g.client_uri, "./Contacts")
-          && streq(g.last_client_anchor, "20240101T000000Z")
-          && streq(g.last_server_anchor, "1") && g.last_seq == 41,
+    ok(c,
+       rv == APR_SUCCESS && streq(g.client_uri, "./Contacts")
+           && streq(g.last_client_anchor, "20240101T000000Z")
+           && streq(g.last_server_anchor, "1") && g.last_seq == 41,
        "syncstate read back");
     s.last_server_anchor = "2";
     s.last_seq = 42;
     rv = memds_store_syncstate_put(a, c->dev, "contacts", &s);
     memds_store_syncstate_get(a, &g, c->dev, "contacts");
-    ok(c, rv == APR_SUCCESS && streq(g.last_server_anchor, "2")
-          && g.last_seq == 42, "syncstate_put (update)");
+    ok(c,
+       rv == APR_SUCCESS && streq(g.last_server_anchor, "2")
+           && g.last_seq == 42,
+       "syncstate_put (update)");
     rv = memds_store_syncstate_get(a, &g, c->dev2, "contacts");
     ok_rv(c, a, rv, APR_ENOENT, "another device has no syncstate");
 }
@@ -547,40 +576,47 @@ static void check_maps(ctx_t *c)
     ok(c, rv == APR_SUCCESS && streq(v, "g1"), "map_guid(l1) = g1");
     rv = memds_store_map_luid(a, &v, d, "contacts", "g1");
     ok(c, rv == APR_SUCCESS && streq(v, "l1"), "map_luid(g1) = l1");
-    ok(c, memds_store_map_guid(a, &v, d, "notes", "l1") == APR_ENOENT
-          && memds_store_map_guid(a, &v, c->dev2, "contacts", "l1") == APR_ENOENT,
+    ok(c,
+       memds_store_map_guid(a, &v, d, "notes", "l1") == APR_ENOENT
+           && memds_store_map_guid(a, &v, c->dev2, "contacts", "l1")
+                  == APR_ENOENT,
        "maps are per store and per device");
 
     rv = memds_store_map_put(a, d, "contacts", "g1", "l2");
-    ok(c, rv == APR_SUCCESS
-          && memds_store_map_guid(a, &v, d, "contacts", "l1") == APR_ENOENT
-          && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_SUCCESS
-          && streq(v, "l2"),
+    ok(c,
+       rv == APR_SUCCESS
+           && memds_store_map_guid(a, &v, d, "contacts", "l1") == APR_ENOENT
+           && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_SUCCESS
+           && streq(v, "l2"),
        "map_put g1<->l2 replaces the map of g1");
     rv = memds_store_map_put(a, d, "contacts", "g2", "l2");
-    ok(c, rv == APR_SUCCESS
-          && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_ENOENT
-          && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_SUCCESS
-          && streq(v, "g2"),
+    ok(c,
+       rv == APR_SUCCESS
+           && memds_store_map_luid(a, &v, d, "contacts", "g1") == APR_ENOENT
+           && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_SUCCESS
+           && streq(v, "g2"),
        "map_put g2<->l2 replaces the map of l2");
     memds_store_map_put(a, d, "contacts", "g3", "l3");
     memds_store_map_put(a, d, "contacts", "g4", "l4");
     rv = memds_store_map_put(a, d, "contacts", "g3", "l4");
-    ok(c, rv == APR_SUCCESS
-          && memds_store_map_luid(a, &v, d, "contacts", "g4") == APR_ENOENT
-          && memds_store_map_guid(a, &v, d, "contacts", "l3") == APR_ENOENT
-          && memds_store_map_guid(a, &v, d, "contacts", "l4") == APR_SUCCESS
-          && streq(v, "g3"),
+    ok(c,
+       rv == APR_SUCCESS
+           && memds_store_map_luid(a, &v, d, "contacts", "g4") == APR_ENOENT
+           && memds_store_map_guid(a, &v, d, "contacts", "l3") == APR_ENOENT
+           && memds_store_map_guid(a, &v, d, "contacts", "l4") == APR_SUCCESS
+           && streq(v, "g3"),
        "map_put g3<->l4 replaces both g3<->l3 and g4<->l4");
     rv = memds_store_map_del(a, d, "contacts", "g2");
-    ok(c, rv == APR_SUCCESS
-          && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_ENOENT,
+    ok(c,
+       rv == APR_SUCCESS
+           && memds_store_map_guid(a, &v, d, "contacts", "l2") == APR_ENOENT,
        "map_del");
     memds_store_map_put(a, d, "notes", "n1", "nl1");
     rv = memds_store_map_clear(a, d, "contacts");
-    ok(c, rv == APR_SUCCESS
-          && memds_store_map_luid(a, &v, d, "contacts", "g3") == APR_ENOENT
-          && memds_store_map_luid(a, &v, d, "notes", "n1") == APR_SUCCESS,
+    ok(c,
+       rv == APR_SUCCESS
+           && memds_store_map_luid(a, &v, d, "contacts", "g3") == APR_ENOENT
+           && memds_store_map_luid(a, &v, d, "notes", "n1") == APR_SUCCESS,
        "map_clear forgets one store only");
 }
 
@@ -645,29 +681,33 @@ static void check_items(ctx_t *c)
     rv = memds_store_items_seq(a, &s0);
     ok(c, rv == APR_SUCCESS && s0 >= 0, "items_seq = %" APR_INT64_T_FMT, s0);
 
-    rv = memds_store_items_add(a, &g1, acct, "notes", "application/octet-stream",
-                               bin, binlen, c->dev);
+    rv = memds_store_items_add(a, &g1, acct, "notes",
+                               "application/octet-stream", bin, binlen, c->dev);
     ok(c, rv == APR_SUCCESS && all_digits(g1) && strlen(g1) <= 19,
        "items_add: GUID is short decimal text (%s)", g1 ? g1 : "-");
     rv = memds_store_items_get(a, &r, acct, "notes", g1);
-    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, bin, binlen)
-          && streq(r.content_type, "application/octet-stream")
-          && !r.deleted && r.changed_by == c->dev
-          && r.seq == apr_atoi64(g1) && r.seq > s0,
+    ok(c,
+       rv == APR_SUCCESS && bytes_eq(r.data, r.len, bin, binlen)
+           && streq(r.content_type, "application/octet-stream") && !r.deleted
+           && r.changed_by == c->dev && r.seq == apr_atoi64(g1) && r.seq > s0,
        "items_get: bytes with NUL and 0xff exact, seq = GUID");
     rv = memds_store_items_add(a, &gb, acct, "notes", NULL, big, biglen, 0);
     ok_rv(c, a, rv, APR_SUCCESS, "items_add of a 200 KB item");
     rv = memds_store_items_get(a, &r, acct, "notes", gb);
-    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, big, biglen)
-          && r.content_type == NULL && r.changed_by == 0,
+    ok(c,
+       rv == APR_SUCCESS && bytes_eq(r.data, r.len, big, biglen)
+           && r.content_type == NULL && r.changed_by == 0,
        "the 200 KB item reads back byte for byte");
     rv = memds_store_items_add(a, &g2, acct, "notes", "text/plain", "two", 3,
                                c->dev2);
     ok_rv(c, a, rv, APR_SUCCESS, "items_add a third item");
-    rv = memds_store_items_add(a, &g3, acct2, "notes", "text/plain", "two", 3, 0);
+    rv = memds_store_items_add(a, &g3, acct2, "notes", "text/plain", "two", 3,
+                               0);
     ok_rv(c, a, rv, APR_SUCCESS, "items_add in another account");
-    ok(c, g1 && gb && g2 && strcmp(g1, gb) != 0 && strcmp(gb, g2) != 0
-          && strcmp(g2, g3 ? g3 : "") != 0, "GUIDs are distinct");
+    ok(c,
+       g1 && gb && g2 && strcmp(g1, gb) != 0 && strcmp(gb, g2) != 0
+           && strcmp(g2, g3 ? g3 : "") != 0,
+       "GUIDs are distinct");
 
     /* Other transactions may be writing items meanwhile (a shared
      * database): items_seq may then stay below this run's changes, so the
@@ -676,16 +716,16 @@ static void check_items(ctx_t *c)
     ok(c, rv == APR_SUCCESS && s1 >= s0, "items_seq does not go back");
     s1 = apr_atoi64(g3 ? g3 : "0"); /* the newest change so far */
     rv = memds_store_items_changed(a, &rows, acct, "notes", -1, s1);
-    ok(c, rv == APR_SUCCESS && rows->nelts == 3 && find_row(rows, g1)
-          && find_row(rows, gb) && find_row(rows, g2) && in_seq_order(rows),
+    ok(c,
+       rv == APR_SUCCESS && rows->nelts == 3 && find_row(rows, g1)
+           && find_row(rows, gb) && find_row(rows, g2) && in_seq_order(rows),
        "items_changed(-1, now): every live item of the account, in seq order");
     if (rv == APR_SUCCESS && find_row(rows, gb)) {
         const memds_item_row_t *x = find_row(rows, gb);
         ok(c, x->data == NULL && x->len == biglen && !x->deleted,
            "items_changed rows carry no data but the size");
     }
-    rv = memds_store_items_changed(a, &rows, acct, "notes", -1,
-                                   apr_atoi64(gb));
+    rv = memds_store_items_changed(a, &rows, acct, "notes", -1, apr_atoi64(gb));
     ok(c, rv == APR_SUCCESS && rows->nelts == 2 && !find_row(rows, g2),
        "items_changed(-1, upto) stops at upto");
 
@@ -693,9 +733,10 @@ static void check_items(ctx_t *c)
                                    "new\0bytes", 9, c->dev2);
     ok_rv(c, a, rv, APR_SUCCESS, "items_replace");
     rv = memds_store_items_get(a, &r, acct, "notes", g1);
-    ok(c, rv == APR_SUCCESS && bytes_eq(r.data, r.len, "new\0bytes", 9)
-          && streq(r.content_type, "text/plain") && r.changed_by == c->dev2
-          && r.seq > s1 && streq(r.guid, g1),
+    ok(c,
+       rv == APR_SUCCESS && bytes_eq(r.data, r.len, "new\0bytes", 9)
+           && streq(r.content_type, "text/plain") && r.changed_by == c->dev2
+           && r.seq > s1 && streq(r.guid, g1),
        "replaced bytes, type, changed_by; new seq, same GUID");
     rv = memds_store_items_replace(a, acct, "notes", "999999999999", "x", "x",
                                    1, 0);
@@ -709,51 +750,62 @@ static void check_items(ctx_t *c)
     rv = memds_store_items_get(a, &r, acct, "notes", "nope");
     ok_rv(c, a, rv, APR_ENOENT, "items_get of an unknown GUID: ENOENT");
     rv = memds_store_items_get(a, &r, acct, "notes", g2);
-    ok(c, rv == APR_SUCCESS && r.deleted && r.changed_by == c->dev
-          && r.seq > s1, "items_get returns the tombstone, with a new seq");
+    ok(c,
+       rv == APR_SUCCESS && r.deleted && r.changed_by == c->dev && r.seq > s1,
+       "items_get returns the tombstone, with a new seq");
 
     s2 = r.seq; /* the tombstone: the newest change so far */
     rv = memds_store_items_changed(a, &rows, acct, "notes", s1, s2);
-    ok(c, rv == APR_SUCCESS && rows->nelts == 2 && in_seq_order(rows)
-          && streq(APR_ARRAY_IDX(rows, 0, memds_item_row_t *)->guid, g1)
-          && streq(APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->guid, g2)
-          && APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->deleted,
+    ok(c,
+       rv == APR_SUCCESS && rows->nelts == 2 && in_seq_order(rows)
+           && streq(APR_ARRAY_IDX(rows, 0, memds_item_row_t *)->guid, g1)
+           && streq(APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->guid, g2)
+           && APR_ARRAY_IDX(rows, 1, memds_item_row_t *)->deleted,
        "items_changed(since, upto): the replace, then the tombstone");
     rv = memds_store_items_changed(a, &rows, acct, "notes", -1, s2);
     ok(c, rv == APR_SUCCESS && rows->nelts == 2 && !find_row(rows, g2),
        "items_changed(-1, ...) leaves tombstones out");
     rv = memds_store_items_changed(a, &rows, acct, "notes", s2, s2);
-    ok(c, rv == APR_SUCCESS && rows->nelts == 0, "no changes after the snapshot");
+    ok(c, rv == APR_SUCCESS && rows->nelts == 0,
+       "no changes after the snapshot");
 
     /* slow-sync matching */
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen);
-    ok(c, rv == APR_SUCCESS && streq(m, gb), "items_match finds the 200 KB item");
+    ok(c, rv == APR_SUCCESS && streq(m, gb),
+       "items_match finds the 200 KB item");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen - 1);
     ok_rv(c, a, rv, APR_ENOENT, "items_match: one byte less does not match");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "two", 3);
-    ok_rv(c, a, rv, APR_ENOENT, "items_match skips tombstones (and other accounts)");
+    ok_rv(c, a, rv, APR_ENOENT,
+          "items_match skips tombstones (and other accounts)");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "new\0bytes", 9);
     ok(c, rv == APR_SUCCESS && streq(m, g1), "items_match with a NUL byte");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, "new", 3);
     ok_rv(c, a, rv, APR_ENOENT, "items_match does not stop at the NUL");
     memds_store_map_put(a, c->dev, "notes", gb, "LB");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev, big, biglen);
-    ok_rv(c, a, rv, APR_ENOENT, "items_match skips items mapped for the device");
+    ok_rv(c, a, rv, APR_ENOENT,
+          "items_match skips items mapped for the device");
     rv = memds_store_items_match(a, &m, acct, "notes", c->dev2, big, biglen);
     ok(c, rv == APR_SUCCESS && streq(m, gb), "... but not for another device");
     /* Tamper with the stored hash: same hash, other bytes must not match. */
-    raw_exec2(a, "UPDATE memds.items SET sha1 = (SELECT sha1 FROM memds.items"
+    raw_exec2(a,
+              "UPDATE memds.items SET sha1 = (SELECT sha1 FROM memds.items"
               " WHERE account = $1 AND store = 'notes' AND guid = $2)"
               " WHERE account = $1 AND store = 'notes' AND guid <> $2"
-              " AND NOT deleted", acct, g1);
-    rv = memds_store_items_match(a, &m, acct, "notes", c->dev2, "new\0bytes", 9);
+              " AND NOT deleted",
+              acct, g1);
+    rv = memds_store_items_match(a, &m, acct, "notes", c->dev2, "new\0bytes",
+                                 9);
     ok(c, rv == APR_SUCCESS && streq(m, g1),
        "items_match compares bytes, not only the hash");
-    rv = memds_store_items_replace(a, acct, "notes", g2, "text/plain",
-                                   "back", 4, 0);
+    rv = memds_store_items_replace(a, acct, "notes", g2, "text/plain", "back",
+                                   4, 0);
     memds_store_items_get(a, &r, acct, "notes", g2);
-    ok(c, rv == APR_SUCCESS && !r.deleted && bytes_eq(r.data, r.len, "back", 4)
-          && r.changed_by == 0, "items_replace revives a tombstone");
+    ok(c,
+       rv == APR_SUCCESS && !r.deleted && bytes_eq(r.data, r.len, "back", 4)
+           && r.changed_by == 0,
+       "items_replace revives a tombstone");
     rv = memds_store_items_add(a, &m, acct, "notes", NULL, NULL, 0, 0);
     memds_store_items_get(a, &r, acct, "notes", m);
     ok(c, rv == APR_SUCCESS && r.len == 0 && r.data != NULL,
@@ -776,13 +828,14 @@ static void check_items(ctx_t *c)
     rv = memds_store_items_seq(b, &s3);
     ok(c, rv == APR_SUCCESS && g1 && s3 < apr_atoi64(g1),
        "items_seq on b (%" APR_INT64_T_FMT ") stays below a's oldest open "
-       "change (%s)", s3, g1 ? g1 : "-");
+       "change (%s)",
+       s3, g1 ? g1 : "-");
     memds_store_rollback(b);
     rv = memds_store_items_seq(a, &s3);
     ok(c, rv == APR_SUCCESS && s3 >= s0,
        "after b's rollback items_seq on a (%" APR_INT64_T_FMT ") does not go "
-       "back (alone in the database, it covers a's change %s)", s3,
-       g3 ? g3 : "-");
+       "back (alone in the database, it covers a's change %s)",
+       s3, g3 ? g3 : "-");
 }
 
 int main(int argc, const char *const *argv)
@@ -835,12 +888,14 @@ int main(int argc, const char *const *argv)
     memds_store_rollback(&c.a);
     ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
        "rolled back");
-    nn = (int)raw_count(&c.a, "SELECT (SELECT count(*) FROM memds.devices"
+    nn = (int)raw_count(&c.a,
+                        "SELECT (SELECT count(*) FROM memds.devices"
                         " WHERE account LIKE $1 || '%')"
                         " + (SELECT count(*) FROM memds.items"
                         " WHERE account LIKE $1 || '%')"
                         " + (SELECT count(*) FROM memds.device_auth"
-                        " WHERE account LIKE $1 || '%')", c.acct);
+                        " WHERE account LIKE $1 || '%')",
+                        c.acct);
     ok(&c, nn == 0, "nothing of this run remains in the database");
 
     memds_pgpool_release(pool, cb, 0);

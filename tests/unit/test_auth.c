@@ -15,11 +15,13 @@ static void md5_known_answer(void)
      * NFY+QS8iISE= gives rIEoQQPbZEQCa+jKPIYb+g== (verified live). */
     const char *inner = memds_auth_md5_inner("test", "secret", unit_pool);
 
-    CU_ASSERT_STRING_EQUAL(memds_auth_md5_digest(inner, "NFY+QS8iISE=", unit_pool),
+    CU_ASSERT_STRING_EQUAL(memds_auth_md5_digest(inner,
+                                                 "NFY+QS8iISE=", unit_pool),
                            "rIEoQQPbZEQCa+jKPIYb+g==");
     /* An empty nonce (first contact) is hashed as nothing after the colon. */
     CU_ASSERT_NOT_EQUAL(strcmp(memds_auth_md5_digest(inner, "", unit_pool),
-                               "rIEoQQPbZEQCa+jKPIYb+g=="), 0);
+                               "rIEoQQPbZEQCa+jKPIYb+g=="),
+                        0);
 }
 
 static void basic_decode(void)
@@ -29,23 +31,28 @@ static void basic_decode(void)
 
     d.data = "dGVzdDpzZWNyZXQ=";
     d.len = strlen(d.data);
-    CU_ASSERT_EQUAL_FATAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool),
+                          APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(u, "test");
     CU_ASSERT_STRING_EQUAL(pw, "secret");
-    d.data = "bm9jb2xvbg==";   /* "nocolon" */
+    d.data = "bm9jb2xvbg=="; /* "nocolon" */
     d.len = strlen(d.data);
-    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool),
+                    APR_EINVAL);
     d.data = "!!!";
     d.len = 3;
-    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool), APR_EINVAL);
-    d.data = "OnB3";           /* ":pw": empty user */
+    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool),
+                    APR_EINVAL);
+    d.data = "OnB3"; /* ":pw": empty user */
     d.len = 4;
-    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_auth_basic_decode(&u, &pw, &d, unit_pool),
+                    APR_EINVAL);
 }
 
 static void nonces_differ(void)
 {
-    const char *a = memds_auth_new_nonce(unit_pool), *b = memds_auth_new_nonce(unit_pool);
+    const char *a = memds_auth_new_nonce(unit_pool),
+               *b = memds_auth_new_nonce(unit_pool);
 
     char raw[32];
     int n, i;
@@ -54,7 +61,7 @@ static void nonces_differ(void)
     n = apr_base64_decode(raw, a);
     CU_ASSERT_EQUAL(n, 16);
     for (i = 0; i < n; ++i) {
-        CU_ASSERT(apr_isalnum(raw[i]));   /* printable: clients keep C strings */
+        CU_ASSERT(apr_isalnum(raw[i])); /* printable: clients keep C strings */
     }
     CU_ASSERT_NOT_EQUAL(strcmp(a, b), 0);
     CU_ASSERT(memds_auth_equal("abc", "abc"));
@@ -70,19 +77,28 @@ static void passwd_file(void)
     memds_verifier_t v;
     const char *inner = NULL;
 
-    fputs("alice:{PLAIN}alice-secret::::\nbob:bob-secret\ncarol:{SHA512-CRYPT}$6$x\n", f);
+    fputs("alice:{PLAIN}alice-secret::::\nbob:bob-secret\ncarol:{SHA512-CRYPT}$"
+          "6$x\n",
+          f);
     fclose(f);
     memds_verifier_passwd_file(&v, path);
-    CU_ASSERT_EQUAL(v.check_password(&v, "alice", "alice-secret", unit_pool), APR_SUCCESS);
-    CU_ASSERT_EQUAL(v.check_password(&v, "alice", "wrong", unit_pool), APR_EACCES);
-    CU_ASSERT_EQUAL(v.check_password(&v, "ali", "alice-secret", unit_pool), APR_EACCES);
-    CU_ASSERT_EQUAL(v.check_password(&v, "bob", "bob-secret", unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(v.check_password(&v, "alice", "alice-secret", unit_pool),
+                    APR_SUCCESS);
+    CU_ASSERT_EQUAL(v.check_password(&v, "alice", "wrong", unit_pool),
+                    APR_EACCES);
+    CU_ASSERT_EQUAL(v.check_password(&v, "ali", "alice-secret", unit_pool),
+                    APR_EACCES);
+    CU_ASSERT_EQUAL(v.check_password(&v, "bob", "bob-secret", unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(v.check_password(&v, "carol", "x", unit_pool), APR_EACCES);
     CU_ASSERT_EQUAL(v.md5_inner(&v, "alice", &inner, unit_pool), APR_SUCCESS);
-    CU_ASSERT_STRING_EQUAL(inner, memds_auth_md5_inner("alice", "alice-secret", unit_pool));
+    CU_ASSERT_STRING_EQUAL(inner, memds_auth_md5_inner("alice", "alice-secret",
+                                                       unit_pool));
     CU_ASSERT_EQUAL(v.md5_inner(&v, "nobody", &inner, unit_pool), APR_ENOENT);
     remove(path);
-    CU_ASSERT_NOT_EQUAL(v.check_password(&v, "alice", "alice-secret", unit_pool), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(v.check_password(&v, "alice", "alice-secret",
+                                         unit_pool),
+                        APR_SUCCESS);
 }
 
 /* Recent pass-through logins: right password hits, anything else misses,
@@ -91,7 +107,8 @@ static void test_login_cache(void)
 {
     memds_logincache_t *c, *c0;
 
-    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c, 60, 3, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c, 60, 3, unit_pool),
+                          APR_SUCCESS);
     CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
     memds_logincache_put(c, "imap://h", "alice", "pw");
     CU_ASSERT_TRUE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
@@ -108,7 +125,8 @@ static void test_login_cache(void)
     CU_ASSERT_TRUE(memds_logincache_hit(c, "imap://h", "u4", "x"));
     CU_ASSERT_FALSE(memds_logincache_hit(c, "imap://h", "alice", "pw"));
     /* a ttl of 0: nothing is trusted again */
-    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c0, 0, 3, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_logincache_create(&c0, 0, 3, unit_pool),
+                          APR_SUCCESS);
     memds_logincache_put(c0, "imap://h", "alice", "pw");
     CU_ASSERT_FALSE(memds_logincache_hit(c0, "imap://h", "alice", "pw"));
 }

@@ -17,7 +17,6 @@
 #define CORPUS_RAW_EMAIL_FILES 40
 #define CORPUS_SERVER_EMAILS 9
 
-
 /* ------------------------------------------------------------- helpers */
 
 static memds_email_t *parse_ok(const char *in, apr_size_t len)
@@ -40,8 +39,10 @@ static memds_folder_t *fparse_ok(const char *in)
     memds_folder_t *f = NULL;
     memds_codec_err_t err;
 
-    if (memds_folder_parse(&f, in, strlen(in), &err, unit_pool) != APR_SUCCESS) {
-        fprintf(stderr, "\n  folder parse failed: %s\n  input: %s\n", err.msg, in);
+    if (memds_folder_parse(&f, in, strlen(in), &err, unit_pool)
+        != APR_SUCCESS) {
+        fprintf(stderr, "\n  folder parse failed: %s\n  input: %s\n", err.msg,
+                in);
         return NULL;
     }
     return f;
@@ -108,25 +109,30 @@ static int fails_with(const char *in, apr_size_t len, const char *needle,
 
     memset(&err, 0, sizeof(err));
     rv = folder ? memds_folder_parse(&f, in, len, &err, unit_pool)
-        : memds_email_parse(&e, in, len, &err, unit_pool);
+                : memds_email_parse(&e, in, len, &err, unit_pool);
     if (rv != APR_EINVAL || e != NULL || f != NULL || err.msg == NULL
         || err.rv != APR_EINVAL || strstr(err.msg, needle) == NULL) {
-        fprintf(stderr, "\n  expected failure '%s', got rv %d: %s\n  input: "
-                "%.120s\n", needle, rv, err.msg ? err.msg : "(none)", in);
+        fprintf(stderr,
+                "\n  expected failure '%s', got rv %d: %s\n  input: "
+                "%.120s\n",
+                needle, rv, err.msg ? err.msg : "(none)", in);
         return 0;
     }
     return 1;
 }
 
-#define FAILS(lit, needle) CU_ASSERT(fails_with((lit), sizeof(lit) - 1, (needle), 0))
-#define FFAILS(lit, needle) CU_ASSERT(fails_with((lit), sizeof(lit) - 1, (needle), 1))
+#define FAILS(lit, needle) \
+    CU_ASSERT(fails_with((lit), sizeof(lit) - 1, (needle), 0))
+#define FFAILS(lit, needle) \
+    CU_ASSERT(fails_with((lit), sizeof(lit) - 1, (needle), 1))
 
 static int item_is(const memds_email_t *e, const char *bytes, apr_size_t len)
 {
     if (e == NULL || !e->has_item || e->item_len != len
         || memcmp(e->item, bytes, len) != 0) {
-        fprintf(stderr, "\n  item differs: got '%.*s'\n", e && e->item
-                ? (int)e->item_len : 0, e && e->item ? e->item : "");
+        fprintf(stderr, "\n  item differs: got '%.*s'\n",
+                e && e->item ? (int)e->item_len : 0,
+                e && e->item ? e->item : "");
         return 0;
     }
     return 1;
@@ -139,23 +145,29 @@ static int item_is(const memds_email_t *e, const char *bytes, apr_size_t len)
  * (sample_item, rfc822_item). */
 static const char *client_rfc822(int i)
 {
-    return apr_psprintf(unit_pool, "From: Corpus Sender <sender@example.test>"
+    return apr_psprintf(
+        unit_pool,
+        "From: Corpus Sender <sender@example.test>"
         "\r\nTo: Alice <alice@example.test>\r\nSubject: Corpus mail %d\r\n"
         "Date: Tue, 2 Jan 2024 08:%02d:00 +0000\r\n"
         "Message-ID: <corpus-mail-%d@example.test>\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=UTF-8\r\n\r\n"
         "This is corpus mail number %d.\r\n"
-        "It has a second line & a <tag>.\r\n", i, i % 60, i, i);
+        "It has a second line & a <tag>.\r\n",
+        i, i % 60, i, i);
 }
 
 static const char *client_item(int i)
 {
-    return apr_psprintf(unit_pool, "<Email xmlns=\"syncml:email\"><read>false"
+    return apr_psprintf(
+        unit_pool,
+        "<Email xmlns=\"syncml:email\"><read>false"
         "</read><forwarded>false</forwarded><replied>false</replied>"
         "<received>20240102T08%02d00Z</received><created>20240102T08%02d00Z"
         "</created><modified>20240102T08%02d00Z</modified><deleted>false"
         "</deleted><flagged>false</flagged><emailitem><![CDATA[%s]]>"
-        "</emailitem></Email>", i % 60, i % 60, i % 60, client_rfc822(i));
+        "</emailitem></Email>",
+        i % 60, i % 60, i % 60, client_rfc822(i));
 }
 
 static char *lf_only(const char *s, apr_size_t len, apr_size_t *olen)
@@ -196,7 +208,8 @@ static void test_client_item(void)
         CU_ASSERT_EQUAL(e->deleted, MEMDS_EMAIL_FALSE);
         CU_ASSERT_EQUAL(e->flagged, MEMDS_EMAIL_FALSE);
         CU_ASSERT_STRING_EQUAL(e->received.text,
-                               apr_psprintf(unit_pool, "20240102T08%02d00Z", i));
+                               apr_psprintf(unit_pool, "20240102T08%02d00Z",
+                                            i));
         CU_ASSERT_STRING_EQUAL(e->created.text, e->received.text);
         CU_ASSERT_STRING_EQUAL(e->modified.text, e->received.text);
         CU_ASSERT_FALSE(e->received.floating);
@@ -217,8 +230,9 @@ static void test_client_item(void)
             CU_ASSERT(n == strlen(rfc) && memcmp(c, rfc, n) == 0);
         }
         CU_ASSERT(e->item_form & MEMDS_EMAIL_IF_CDATA);
-        CU_ASSERT_FALSE(e->item_form & (MEMDS_EMAIL_IF_QP | MEMDS_EMAIL_IF_FNBL_END
-                                        | MEMDS_EMAIL_IF_ESCAPED));
+        CU_ASSERT_FALSE(e->item_form
+                        & (MEMDS_EMAIL_IF_QP | MEMDS_EMAIL_IF_FNBL_END
+                           | MEMDS_EMAIL_IF_ESCAPED));
         CU_ASSERT_FALSE(e->has_truncated);
         CU_ASSERT_PTR_NULL(e->exts);
         CU_ASSERT_FALSE(memds_email_is_flags_only(e));
@@ -233,15 +247,19 @@ static void test_client_item(void)
 
         CU_ASSERT_PTR_NOT_NULL_FATAL(e);
         /* with the line ends restored, as the gateway keeps the mail */
-        memds_email_crlf(&e->item, &e->item_len, e->item, e->item_len, unit_pool);
+        memds_email_crlf(&e->item, &e->item_len, e->item, e->item_len,
+                         unit_pool);
         x = build(e, MEMDS_EMAIL_STYLE_TEXT, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x);
         CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
-        CU_ASSERT_STRING_EQUAL(x, "<Email><read>false</read><forwarded>false"
+        CU_ASSERT_STRING_EQUAL(
+            x,
+            "<Email><read>false</read><forwarded>false"
             "</forwarded><replied>false</replied><received>20240102T080100Z"
             "</received><created>20240102T080100Z</created><modified>"
             "20240102T080100Z</modified><deleted>false</deleted><flagged>false"
-            "</flagged><emailitem>From: Corpus Sender &lt;sender@example.test&gt;"
+            "</flagged><emailitem>From: Corpus Sender "
+            "&lt;sender@example.test&gt;"
             "&#13;\nTo: Alice &lt;alice@example.test&gt;&#13;\n"
             "Subject: Corpus mail 1&#13;\n"
             "Date: Tue, 2 Jan 2024 08:01:00 +0000&#13;\nMessage-ID: "
@@ -254,16 +272,20 @@ static void test_client_item(void)
         x = build(e, MEMDS_EMAIL_STYLE_CDATA, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x);
         CU_ASSERT_STRING_EQUAL(x, apr_pstrcat(unit_pool, "<Email>",
-                               strchr(in, '>') + 1, NULL));
-        CU_ASSERT_PTR_NOT_NULL(strstr(x, apr_pstrcat(unit_pool,
-            "<flagged>false</flagged><emailitem><![CDATA[", client_rfc822(1),
-            "]]></emailitem></Email>", NULL)));
+                                              strchr(in, '>') + 1, NULL));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(x,
+                   apr_pstrcat(unit_pool,
+                               "<flagged>false</flagged><emailitem><![CDATA[",
+                               client_rfc822(1), "]]></emailitem></Email>",
+                               NULL)));
     }
 }
 
 /* Collect the email items (Meta Type on the command or the item) of a
  * decoded message, commands nested in Sync too. */
-static void collect_email(apr_array_header_t *out, const apr_array_header_t *cmds)
+static void collect_email(apr_array_header_t *out,
+                          const apr_array_header_t *cmds)
 {
     int i, j;
 
@@ -272,7 +294,8 @@ static void collect_email(apr_array_header_t *out, const apr_array_header_t *cmd
         for (j = 0; c->items && j < c->items->nelts; ++j) {
             const memds_item_t *it = APR_ARRAY_IDX(c->items, j, memds_item_t *);
             const char *type = it->meta && it->meta->type ? it->meta->type
-                : c->meta ? c->meta->type : NULL;
+                               : c->meta                  ? c->meta->type
+                                                          : NULL;
             if (it->data_kind == MEMDS_DATA_BYTES && type
                 && strcmp(type, MEMDS_EMAIL_CTTYPE) == 0) {
                 APR_ARRAY_PUSH(out, const memds_item_t *) = it;
@@ -304,7 +327,7 @@ static void test_captures(void)
             apr_size_t n = strlen(fi.name), len;
             int wbxml = n > 6 && strcmp(fi.name + n - 6, ".wbxml") == 0;
             int xml = n > 4 && strcmp(fi.name + n - 4, ".xml") == 0
-                && strstr(fi.name, ".decoded.") == NULL;
+                      && strstr(fi.name, ".decoded.") == NULL;
             int from_server = strstr(fi.name, "-resp.") != NULL;
             int client_adds = !from_server && strstr(fi.name, "-slow-") != NULL;
             apr_array_header_t *items;
@@ -316,10 +339,12 @@ static void test_captures(void)
                 continue;
             }
             buf = unit_read_file(apr_pstrcat(unit_pool, dir, "/", fi.name,
-                                             NULL), &len);
+                                             NULL),
+                                 &len);
             CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
             CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO,
-                                                   &err, unit_pool), APR_SUCCESS);
+                                                   &err, unit_pool),
+                                  APR_SUCCESS);
             ++files;
             items = apr_array_make(unit_pool, 4, sizeof(memds_item_t *));
             collect_email(items, m->cmds);
@@ -327,7 +352,8 @@ static void test_captures(void)
                 pkg1_items += items->nelts;
             }
             for (i = 0; i < items->nelts; ++i) {
-                const memds_item_t *it = APR_ARRAY_IDX(items, i, memds_item_t *);
+                const memds_item_t *it = APR_ARRAY_IDX(items, i,
+                                                       memds_item_t *);
                 memds_email_t *e = parse_ok(it->data.data, it->data.len);
                 int k;
 
@@ -341,7 +367,8 @@ static void test_captures(void)
                     ++server_items;
                     CU_ASSERT_FATAL(e->has_item);
                     CU_ASSERT_FALSE(e->item_form & MEMDS_EMAIL_IF_CDATA);
-                    CU_ASSERT_PTR_NULL(memchr(it->data.data, '\r', it->data.len));
+                    CU_ASSERT_PTR_NULL(
+                        memchr(it->data.data, '\r', it->data.len));
                     CU_ASSERT_PTR_NOT_NULL(memchr(e->item, '\r', e->item_len));
                     continue;
                 }
@@ -382,10 +409,11 @@ static void test_captures(void)
         CU_ASSERT(item_is(seen[0][i], lf, lflen));
         CU_ASSERT(memds_email_equal(seen[0][i], seen[1][i]));
         CU_ASSERT(memds_email_equal(seen[0][i], file_e));
-        CU_ASSERT_PTR_NULL(memchr(seen[0][i]->item, '\r', seen[0][i]->item_len));
+        CU_ASSERT_PTR_NULL(
+            memchr(seen[0][i]->item, '\r', seen[0][i]->item_len));
         /* memds_email_crlf gives IMAP/SMTP the client's bytes back */
-        memds_email_crlf(&crlf, &crlflen, seen[1][i]->item, seen[1][i]->item_len,
-                         unit_pool);
+        memds_email_crlf(&crlf, &crlflen, seen[1][i]->item,
+                         seen[1][i]->item_len, unit_pool);
         CU_ASSERT(crlflen == strlen(rfc) && memcmp(crlf, rfc, crlflen) == 0);
     }
 }
@@ -397,20 +425,22 @@ static void test_captures(void)
 static void test_through_syncml(void)
 {
     apr_size_t len, xlen;
-    const char *in = unit_read_file(CORPUS
-        "mail/xml-basic-raw-email-inbox-slow-002-req.xml", &len);
+    const char *in = unit_read_file(
+        CORPUS "mail/xml-basic-raw-email-inbox-slow-002-req.xml", &len);
     memds_msg_t *m;
     memds_codec_err_t err;
-    apr_array_header_t *items = apr_array_make(unit_pool, 4, sizeof(memds_item_t *));
+    apr_array_header_t *items = apr_array_make(unit_pool, 4,
+                                               sizeof(memds_item_t *));
     memds_item_t *it;
     memds_email_t *e = memds_email_make(unit_pool);
     static const char rfc[] = "From: a@example.org\r\nSubject: x ]]> y\r\n"
-        "\r\nline\rbare CR & <tags>\r\n";
+                              "\r\nline\rbare CR & <tags>\r\n";
     int style, enc;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(in);
     CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, in, len, MEMDS_ENC_XML, &err,
-                                           unit_pool), APR_SUCCESS);
+                                           unit_pool),
+                          APR_SUCCESS);
     collect_email(items, m->cmds);
     CU_ASSERT_EQUAL_FATAL(items->nelts, 3);
     it = APR_ARRAY_IDX(items, 0, memds_item_t *);
@@ -432,11 +462,13 @@ static void test_through_syncml(void)
             memds_email_t *e2;
 
             memds_buf_init(&b, 0, unit_pool);
-            CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&b, m, (memds_enc_e)enc, &err,
-                                                   unit_pool), APR_SUCCESS);
+            CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&b, m, (memds_enc_e)enc,
+                                                   &err, unit_pool),
+                                  APR_SUCCESS);
             CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m2, b.data, b.len,
                                                    (memds_enc_e)enc, &err,
-                                                   unit_pool), APR_SUCCESS);
+                                                   unit_pool),
+                                  APR_SUCCESS);
             collect_email(items2, m2->cmds);
             CU_ASSERT_EQUAL_FATAL(items2->nelts, 3);
             it2 = APR_ARRAY_IDX(items2, 0, memds_item_t *);
@@ -447,7 +479,7 @@ static void test_through_syncml(void)
             }
             else {
                 ITEM_IS(e2, "From: a@example.org\nSubject: x ]]> y\n\nline\n"
-                        "bare CR & <tags>\n");
+                            "bare CR & <tags>\n");
             }
             CU_ASSERT_EQUAL(e2->read, MEMDS_EMAIL_TRUE);
         }
@@ -464,16 +496,19 @@ static memds_email_t *full_email(void)
     e->read = MEMDS_EMAIL_TRUE;
     e->forwarded = MEMDS_EMAIL_FALSE;
     CU_ASSERT_EQUAL(memds_email_time_parse(&e->received, "20240131T083000Z", 16,
-                                           unit_pool), APR_SUCCESS);
+                                           unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(memds_email_time_parse(&e->modified, "2024-01-31T09:30:00",
-                                           19, unit_pool), APR_SUCCESS);
+                                           19, unit_pool),
+                    APR_SUCCESS);
     e->deleted = MEMDS_EMAIL_FALSE;
     e->flagged = MEMDS_EMAIL_TRUE;
     e->has_item = 1;
     e->item = "A&B <x>\r\n]]>\tz";
     e->item_len = strlen(e->item);
     memds_email_add_tbody(e, 48213, "text/plain", unit_pool);
-    memds_email_add_tattach(e, "report.pdf", 1203311, "application/pdf", unit_pool);
+    memds_email_add_tattach(e, "report.pdf", 1203311, "application/pdf",
+                            unit_pool);
     memds_email_ext_add(&e->exts, "x-foo", vals, 2, unit_pool);
     return e;
 }
@@ -485,18 +520,20 @@ static void test_build_order(void)
 
     x = build(e, MEMDS_EMAIL_STYLE_TEXT, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x);
-    CU_ASSERT_STRING_EQUAL(x, "<Email><read>true</read><forwarded>false"
-        "</forwarded><received>20240131T083000Z</received><modified>"
-        "20240131T093000</modified><deleted>false</deleted><flagged>true"
-        "</flagged><emailitem>A&amp;B &lt;x&gt;&#13;\n]]&gt;\tz</emailitem>"
-        "<truncated><body><size>48213</size><type>text/plain</type></body>"
-        "<attach><name>report.pdf</name><size>1203311</size><type>"
-        "application/pdf</type></attach></truncated><Ext><XNam>x-foo</XNam>"
-        "<XVal>1</XVal><XVal/></Ext></Email>");
+    CU_ASSERT_STRING_EQUAL(
+        x, "<Email><read>true</read><forwarded>false"
+           "</forwarded><received>20240131T083000Z</received><modified>"
+           "20240131T093000</modified><deleted>false</deleted><flagged>true"
+           "</flagged><emailitem>A&amp;B &lt;x&gt;&#13;\n]]&gt;\tz</emailitem>"
+           "<truncated><body><size>48213</size><type>text/plain</type></body>"
+           "<attach><name>report.pdf</name><size>1203311</size><type>"
+           "application/pdf</type></attach></truncated><Ext><XNam>x-foo</XNam>"
+           "<XVal>1</XVal><XVal/></Ext></Email>");
     x = build(e, MEMDS_EMAIL_STYLE_CDATA, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x);
-    CU_ASSERT_PTR_NOT_NULL(strstr(x, "<flagged>true</flagged><emailitem>"
-        "<![CDATA[A&B <x>\r\n]]]]><![CDATA[>\tz]]></emailitem><truncated>"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        x, "<flagged>true</flagged><emailitem>"
+           "<![CDATA[A&B <x>\r\n]]]]><![CDATA[>\tz]]></emailitem><truncated>"));
     /* an empty object and an empty item */
     {
         memds_email_t *z = memds_email_make(unit_pool);
@@ -531,7 +568,7 @@ static void test_round_trips(void)
     }
     {
         static const char tail[] = "\r\r\n\n\r\xc3\xa9\xe2\x82\xac\xf0\x9f\x98"
-            "\x80]]>]]>]]]>>";
+                                   "\x80]]>]]>]]]>>";
         memcpy(item + n, tail, sizeof(tail) - 1);
         n += sizeof(tail) - 1;
     }
@@ -583,7 +620,8 @@ static void test_nokia_variants(void)
     CU_ASSERT_EQUAL(e->read, MEMDS_EMAIL_TRUE);
     ITEM_IS(e, "x\ny");
     /* escaped text is exact, blanks included; &#13; is a CR */
-    e = PARSE("<Email><emailitem>  a&#13;\nb &amp; &lt;c&gt; </emailitem></Email>");
+    e = PARSE(
+        "<Email><emailitem>  a&#13;\nb &amp; &lt;c&gt; </emailitem></Email>");
     ITEM_IS(e, "  a\r\nb & <c> ");
     CU_ASSERT_FALSE(e->item_form & MEMDS_EMAIL_IF_CDATA);
     /* any order, any case, empty booleans are false, 1/0 */
@@ -599,7 +637,8 @@ static void test_nokia_variants(void)
     CU_ASSERT_STRING_EQUAL(e->received.text, "20240131T083000Z");
     ITEM_IS(e, "");
     /* the Nokia order comes back out */
-    CU_ASSERT_STRING_EQUAL(build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
+    CU_ASSERT_STRING_EQUAL(
+        build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
         "<Email><read>false</read><forwarded>false</forwarded><replied>false"
         "</replied><received>20240131T083000Z</received><deleted>true"
         "</deleted><flagged>true</flagged><emailitem></emailitem></Email>");
@@ -621,7 +660,8 @@ static void test_nokia_variants(void)
 static void test_funambol_variants(void)
 {
     memds_email_t *e;
-    static const char qp[] = "<Email><emailitem ENC=\"Quoted-Printable\">"
+    static const char qp[] =
+        "<Email><emailitem ENC=\"Quoted-Printable\">"
         "<![CDATA[Subject: caf=C3=A9\r\n\r\nline one is lo=\r\nng=3D=\n"
         " soft=  \r\nx=4\r\n=zz end=]]></emailitem></Email>";
 
@@ -634,8 +674,9 @@ static void test_funambol_variants(void)
     ITEM_IS(e, "x");
     CU_ASSERT_FALSE(e->item_form & MEMDS_EMAIL_IF_QP);
     /* the C++ client's "]]&gt;" closing an unterminated CDATA section */
-    e = PARSE("<Email><read>false</read><emailitem><![CDATA[From: a@b\r\n\r\n"
-              "hi <there>\r\n]]&gt;\n</emailitem><flagged>true</flagged></Email>");
+    e = PARSE(
+        "<Email><read>false</read><emailitem><![CDATA[From: a@b\r\n\r\n"
+        "hi <there>\r\n]]&gt;\n</emailitem><flagged>true</flagged></Email>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     ITEM_IS(e, "From: a@b\n\nhi <there>\n");
     CU_ASSERT(e->item_form & MEMDS_EMAIL_IF_FNBL_END);
@@ -658,16 +699,20 @@ static void test_funambol_variants(void)
     /* server style inside a SyncML XML message: the object in an outer
      * CDATA, the C++ client's inner end marker */
     {
-        static const char msg[] = "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr>"
+        static const char msg[] =
+            "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr>"
             "<VerDTD>1.2</VerDTD><VerProto>SyncML/1.2</VerProto><SessionID>1"
             "</SessionID><MsgID>2</MsgID><Target><LocURI>http://s/</LocURI>"
-            "</Target><Source><LocURI>fnbl</LocURI></Source></SyncHdr><SyncBody>"
+            "</Target><Source><LocURI>fnbl</LocURI></Source></"
+            "SyncHdr><SyncBody>"
             "<Sync><CmdID>1</CmdID><Target><LocURI>mail</LocURI></Target><Add>"
             "<CmdID>2</CmdID><Meta><Type xmlns='syncml:metinf'>"
-            "application/vnd.omads-email+xml</Type></Meta><Item><Source><LocURI>"
+            "application/vnd.omads-email+xml</Type></"
+            "Meta><Item><Source><LocURI>"
             "O/12</LocURI></Source><Data><![CDATA[<Email><read>true</read>"
             "<emailitem><![CDATA[From: a@b\r\n\r\nhi\r\n]]&gt;</emailitem>"
-            "</Email>]]></Data></Item></Add></Sync><Final/></SyncBody></SyncML>";
+            "</Email>]]></Data></Item></Add></Sync><Final/></SyncBody></"
+            "SyncML>";
         memds_msg_t *m;
         memds_codec_err_t err;
         apr_array_header_t *items = apr_array_make(unit_pool, 1,
@@ -698,7 +743,7 @@ static void test_flags_only(void)
     CU_ASSERT_EQUAL(e->replied, MEMDS_EMAIL_ABSENT);
     x = build(e, MEMDS_EMAIL_STYLE_TEXT, NULL);
     CU_ASSERT_STRING_EQUAL(x, "<Email><read>true</read><flagged>false</flagged>"
-                           "</Email>");
+                              "</Email>");
     CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_CDATA));
     /* an empty emailitem is an (empty) item, not a flags-only update */
     e = PARSE("<Email><emailitem></emailitem></Email>");
@@ -715,10 +760,11 @@ static void test_truncation(void)
     const char *x;
 
     /* (a) OMA <truncated>, children in any order, fields optional */
-    e = PARSE("<Email><truncated><attach><type>application/pdf</type><size>"
-              "1203311</size><name> report.pdf </name></attach><body><size>48213"
-              "</size><type>text/plain</type></body><attach/><body><type>"
-              "text/html</type></body></truncated></Email>");
+    e = PARSE(
+        "<Email><truncated><attach><type>application/pdf</type><size>"
+        "1203311</size><name> report.pdf </name></attach><body><size>48213"
+        "</size><type>text/plain</type></body><attach/><body><type>"
+        "text/html</type></body></truncated></Email>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT(e->has_truncated);
     CU_ASSERT(memds_email_is_truncated(e));
@@ -738,10 +784,11 @@ static void test_truncation(void)
     CU_ASSERT_EQUAL(a->size, MEMDS_EMAIL_NOSIZE);
     /* built: bodies before attachments, empty entries as <x/> */
     x = build(e, MEMDS_EMAIL_STYLE_TEXT, NULL);
-    CU_ASSERT_STRING_EQUAL(x, "<Email><truncated><body><size>48213</size><type>"
-        "text/plain</type></body><body><type>text/html</type></body><attach>"
-        "<name>report.pdf</name><size>1203311</size><type>application/pdf"
-        "</type></attach><attach/></truncated></Email>");
+    CU_ASSERT_STRING_EQUAL(
+        x, "<Email><truncated><body><size>48213</size><type>"
+           "text/plain</type></body><body><type>text/html</type></body><attach>"
+           "<name>report.pdf</name><size>1203311</size><type>application/pdf"
+           "</type></attach><attach/></truncated></Email>");
     CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
     /* an empty <truncated/> is kept, but says nothing is missing */
     e = PARSE("<Email><truncated/></Email>");
@@ -752,20 +799,23 @@ static void test_truncation(void)
     /* a huge size */
     e = PARSE("<Email><truncated><body><size>9223372036854775807</size></body>"
               "</truncated></Email>");
-    CU_ASSERT_EQUAL(APR_ARRAY_IDX(e->trunc_body, 0, memds_email_tbody_t *)->size,
+    CU_ASSERT_EQUAL(APR_ARRAY_IDX(e->trunc_body, 0, memds_email_tbody_t *)
+                        ->size,
                     APR_INT64_MAX);
     FAILS("<Email><truncated><body><size>9223372036854775808</size></body>"
-          "</truncated></Email>", "is not a byte count");
+          "</truncated></Email>",
+          "is not a byte count");
 
     /* (b) Funambol's Exts, recognised as data and kept as Exts */
-    e = PARSE("<Email><emailitem><![CDATA[From: a@b\r\n\r\nfirst 2 KB]]>"
-              "</emailitem><Ext><XNam>x-funambol-size</XNam><XVal>52000</XVal>"
-              "</Ext><Ext><XNam>x-funambol-body</XNam><XVal> 48000 </XVal></Ext>"
-              "<Ext><XNam>X-Funambol-Attach-N</XNam><XVal>1</XVal></Ext><Ext>"
-              "<XNam>x-funambol-attach</XNam><XVal>=?UTF-8?Q?r=C3=A9port.pdf?="
-              "</XVal><XVal>1203311</XVal><XVal>application/pdf</XVal><XVal>"
-              "http://h/cp?AUTH=t&amp;USER=u&amp;INDEX=1</XVal></Ext><Ext><XNam>"
-              "x-funambol-attach</XNam><XVal>b.txt</XVal></Ext></Email>");
+    e = PARSE(
+        "<Email><emailitem><![CDATA[From: a@b\r\n\r\nfirst 2 KB]]>"
+        "</emailitem><Ext><XNam>x-funambol-size</XNam><XVal>52000</XVal>"
+        "</Ext><Ext><XNam>x-funambol-body</XNam><XVal> 48000 </XVal></Ext>"
+        "<Ext><XNam>X-Funambol-Attach-N</XNam><XVal>1</XVal></Ext><Ext>"
+        "<XNam>x-funambol-attach</XNam><XVal>=?UTF-8?Q?r=C3=A9port.pdf?="
+        "</XVal><XVal>1203311</XVal><XVal>application/pdf</XVal><XVal>"
+        "http://h/cp?AUTH=t&amp;USER=u&amp;INDEX=1</XVal></Ext><Ext><XNam>"
+        "x-funambol-attach</XNam><XVal>b.txt</XVal></Ext></Email>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT_EQUAL(e->fnbl.size, 52000);
     CU_ASSERT_EQUAL(e->fnbl.body_left, 48000);
@@ -799,7 +849,8 @@ static void test_truncation(void)
         static const char *const v[] = { "52000" };
         memds_email_t *f = memds_email_make(unit_pool);
         memds_email_ext_add(&f->exts, "x-funambol-size", v, 1, unit_pool);
-        CU_ASSERT_STRING_EQUAL(build(f, MEMDS_EMAIL_STYLE_TEXT, NULL),
+        CU_ASSERT_STRING_EQUAL(
+            build(f, MEMDS_EMAIL_STYLE_TEXT, NULL),
             "<Email><Ext><XNam>x-funambol-size</XNam><XVal>52000</XVal></Ext>"
             "</Email>");
     }
@@ -809,9 +860,10 @@ static void test_sync_limit(void)
 {
     apr_int64_t v = 0;
     static const char m1[] = "From: a\r\nX-Sync-Message-Limit: 2048\r\n"
-        "Subject: x\r\n\r\nbody";
+                             "Subject: x\r\n\r\nbody";
     static const char m2[] = "x-sync-message-limit:-1\n\nbody";
-    static const char m3[] = "Subject: s\r\nX-Sync-Message-Limit :\r\n 51\r\n\t2"
+    static const char m3[] =
+        "Subject: s\r\nX-Sync-Message-Limit :\r\n 51\r\n\t2"
         "\r\nTo: b\r\n\r\n";
     static const char m4[] = "From: a\r\n\r\nX-Sync-Message-Limit: 5\r\n";
     static const char m5[] = "X-Sync-Message-Limit: abc\r\n\r\n";
@@ -819,19 +871,25 @@ static void test_sync_limit(void)
     static const char m7[] = "X-Sync-Message-Limits: 3\r\n\r\n";
     static const char m8[] = "X-Sync-Message-Limit: 77";
 
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m1, sizeof(m1) - 1), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m1, sizeof(m1) - 1),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(v, 2048);
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m2, sizeof(m2) - 1), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m2, sizeof(m2) - 1),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(v, -1);
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m3, sizeof(m3) - 1), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m3, sizeof(m3) - 1),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(v, 512);
     v = 9;
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m4, sizeof(m4) - 1), APR_NOTFOUND);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m4, sizeof(m4) - 1),
+                    APR_NOTFOUND);
     CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m5, sizeof(m5) - 1), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m6, sizeof(m6) - 1), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m7, sizeof(m7) - 1), APR_NOTFOUND);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m7, sizeof(m7) - 1),
+                    APR_NOTFOUND);
     CU_ASSERT_EQUAL(v, 9);
-    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m8, sizeof(m8) - 1), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_sync_limit(&v, m8, sizeof(m8) - 1),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(v, 77);
     CU_ASSERT_EQUAL(memds_email_sync_limit(&v, "", 0), APR_NOTFOUND);
     CU_ASSERT_EQUAL(memds_email_sync_limit(&v, NULL, 0), APR_NOTFOUND);
@@ -845,13 +903,25 @@ static void test_times(void)
     apr_time_exp_t xt;
     apr_time_t t;
     apr_pool_t *sub;
-    static const char *const bad[] = {
-        "", "2024", "20240230T000000Z", "20230229T000000Z", "20240131T240000Z",
-        "20240131T236000Z", "20240131T235960Z", "2024013T083000Z",
-        "20240131 083000Z", "20240131T083000ZZ", "00000101T000000Z",
-        "99991231T235959-0100", "20240131T083000+2400", "20240131T083000.Z",
-        "+2024-01-31T08:30:00Z", "20240131T0830Z", "2024\xef\xbc\x90" "0131T083000Z", NULL
-    };
+    static const char *const bad[] = { "",
+                                       "2024",
+                                       "20240230T000000Z",
+                                       "20230229T000000Z",
+                                       "20240131T240000Z",
+                                       "20240131T236000Z",
+                                       "20240131T235960Z",
+                                       "2024013T083000Z",
+                                       "20240131 083000Z",
+                                       "20240131T083000ZZ",
+                                       "00000101T000000Z",
+                                       "99991231T235959-0100",
+                                       "20240131T083000+2400",
+                                       "20240131T083000.Z",
+                                       "+2024-01-31T08:30:00Z",
+                                       "20240131T0830Z",
+                                       "2024\xef\xbc\x90"
+                                       "0131T083000Z",
+                                       NULL };
     int i;
 
     memset(&xt, 0, sizeof(xt));
@@ -893,7 +963,8 @@ static void test_times(void)
         }
     }
     CU_ASSERT_STRING_EQUAL(dt.text, "untouched");
-    CU_ASSERT_EQUAL(memds_email_time_parse(&dt, NULL, 0, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_time_parse(&dt, NULL, 0, unit_pool),
+                    APR_EINVAL);
 #undef TP
     /* set */
     CU_ASSERT_EQUAL(memds_email_time_set(&dt, 0, unit_pool), APR_SUCCESS);
@@ -901,20 +972,25 @@ static void test_times(void)
     CU_ASSERT_EQUAL(memds_email_time_set(&dt, -1, unit_pool), APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(dt.text, "19691231T235959Z");
     CU_ASSERT_EQUAL(dt.t, -APR_USEC_PER_SEC);
-    CU_ASSERT_EQUAL(memds_email_time_set(&dt, t + 999999, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_time_set(&dt, t + 999999, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(dt.text, "20240131T083000Z");
     CU_ASSERT_EQUAL(dt.t, t);
-    CU_ASSERT_EQUAL(memds_email_time_set(&dt, APR_INT64_MAX, unit_pool), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_email_time_set(&dt, APR_INT64_MIN, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_time_set(&dt, APR_INT64_MAX, unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_time_set(&dt, APR_INT64_MIN, unit_pool),
+                    APR_EINVAL);
     /* every day of 400 years goes around */
     apr_pool_create(&sub, unit_pool);
     for (i = 0; i < 146097; i += 1) {
         apr_time_t ti = ((apr_time_t)i * 86400 - (apr_time_t)60 * 365 * 86400)
-            * APR_USEC_PER_SEC + (apr_time_t)(i % 86400) * APR_USEC_PER_SEC;
+                            * APR_USEC_PER_SEC
+                        + (apr_time_t)(i % 86400) * APR_USEC_PER_SEC;
         memds_email_time_t a, b;
         if (memds_email_time_set(&a, ti, sub) != APR_SUCCESS
             || memds_email_time_parse(&b, a.text, strlen(a.text), sub)
-               != APR_SUCCESS || b.t != ti || strcmp(a.text, b.text) != 0) {
+                   != APR_SUCCESS
+            || b.t != ti || strcmp(a.text, b.text) != 0) {
             CU_FAIL("date round trip");
             break;
         }
@@ -931,19 +1007,21 @@ static void test_folders(void)
     memds_folder_t *f, *f2;
     const char *x;
 
-    f = fparse_ok("<Folder><name>Inbox</name><created>20050101T000000Z</created>"
-                  "<role>inbox</role></Folder>");
+    f = fparse_ok(
+        "<Folder><name>Inbox</name><created>20050101T000000Z</created>"
+        "<role>inbox</role></Folder>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_STRING_EQUAL(f->name, "Inbox");
     CU_ASSERT_STRING_EQUAL(f->created.text, "20050101T000000Z");
     CU_ASSERT_EQUAL(f->role_id, MEMDS_FOLDER_ROLE_INBOX);
     CU_ASSERT_FALSE(f->has_attributes);
     /* any order, namespace, Funambol client's "e", name exact */
-    f = fparse_ok("<Folder xmlns='syncml:folder'><role> Trash </role><attributes>"
-                  "<e>true</e><H>false</H><w/></attributes><name> My &amp; "
-                  "Folder </name><accessed>2024-01-02T03:04:05Z</accessed>"
-                  "<Ext><XNam>EmailAddress</XNam><XVal>alice@example.org</XVal>"
-                  "</Ext><modified>20240101T000000</modified></Folder>");
+    f = fparse_ok(
+        "<Folder xmlns='syncml:folder'><role> Trash </role><attributes>"
+        "<e>true</e><H>false</H><w/></attributes><name> My &amp; "
+        "Folder </name><accessed>2024-01-02T03:04:05Z</accessed>"
+        "<Ext><XNam>EmailAddress</XNam><XVal>alice@example.org</XVal>"
+        "</Ext><modified>20240101T000000</modified></Folder>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_STRING_EQUAL(f->name, " My & Folder ");
     CU_ASSERT_STRING_EQUAL(f->role, "Trash");
@@ -955,11 +1033,12 @@ static void test_folders(void)
     CU_ASSERT_EQUAL(f->attr[MEMDS_FOLDER_ATTR_R], MEMDS_EMAIL_ABSENT);
     CU_ASSERT(f->modified.floating);
     x = fbuild(f);
-    CU_ASSERT_STRING_EQUAL(x, "<Folder><name> My &amp; Folder </name><modified>"
-        "20240101T000000</modified><accessed>20240102T030405Z</accessed>"
-        "<attributes><h>false</h><w>false</w><x>true</x></attributes><role>"
-        "Trash</role><Ext><XNam>EmailAddress</XNam><XVal>alice@example.org"
-        "</XVal></Ext></Folder>");
+    CU_ASSERT_STRING_EQUAL(
+        x, "<Folder><name> My &amp; Folder </name><modified>"
+           "20240101T000000</modified><accessed>20240102T030405Z</accessed>"
+           "<attributes><h>false</h><w>false</w><x>true</x></attributes><role>"
+           "Trash</role><Ext><XNam>EmailAddress</XNam><XVal>alice@example.org"
+           "</XVal></Ext></Folder>");
     f2 = fparse_ok(x);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f2);
     CU_ASSERT(memds_folder_equal(f, f2));
@@ -971,11 +1050,13 @@ static void test_folders(void)
     f->role = memds_folder_role_name(MEMDS_FOLDER_ROLE_SENT);
     f->has_attributes = 1;
     memds_email_ext_add(&f->exts, "EmailAddress", vals, 1, unit_pool);
-    CU_ASSERT_EQUAL(memds_email_time_set(&f->created, 0, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_email_time_set(&f->created, 0, unit_pool),
+                    APR_SUCCESS);
     x = fbuild(f);
-    CU_ASSERT_STRING_EQUAL(x, "<Folder><name>Sent</name><created>"
-        "19700101T000000Z</created><attributes/><role>sent</role><Ext><XNam>"
-        "EmailAddress</XNam><XVal>alice@example.org</XVal></Ext></Folder>");
+    CU_ASSERT_STRING_EQUAL(
+        x, "<Folder><name>Sent</name><created>"
+           "19700101T000000Z</created><attributes/><role>sent</role><Ext><XNam>"
+           "EmailAddress</XNam><XVal>alice@example.org</XVal></Ext></Folder>");
     f2 = fparse_ok(x);
     CU_ASSERT(memds_folder_equal(f, f2));
     CU_ASSERT_EQUAL(f2->role_id, MEMDS_FOLDER_ROLE_SENT);
@@ -993,19 +1074,24 @@ static void test_folders(void)
     CU_ASSERT_EQUAL(memds_folder_role("account"), MEMDS_FOLDER_ROLE_ACCOUNT);
     CU_ASSERT_EQUAL(memds_folder_role("Junk"), MEMDS_FOLDER_ROLE_OTHER);
     CU_ASSERT_EQUAL(memds_folder_role(NULL), MEMDS_FOLDER_ROLE_NONE);
-    CU_ASSERT_STRING_EQUAL(memds_folder_role_name(MEMDS_FOLDER_ROLE_TRASH), "deleted");
-    CU_ASSERT_STRING_EQUAL(memds_folder_role_name(MEMDS_FOLDER_ROLE_DRAFTS), "drafts");
+    CU_ASSERT_STRING_EQUAL(memds_folder_role_name(MEMDS_FOLDER_ROLE_TRASH),
+                           "deleted");
+    CU_ASSERT_STRING_EQUAL(memds_folder_role_name(MEMDS_FOLDER_ROLE_DRAFTS),
+                           "drafts");
     CU_ASSERT_PTR_NULL(memds_folder_role_name(MEMDS_FOLDER_ROLE_OTHER));
     /* errors */
-    FFAILS("<Folder><role>inbox</role></Folder>", "<Folder> (line 1) has no <name>");
+    FFAILS("<Folder><role>inbox</role></Folder>",
+           "<Folder> (line 1) has no <name>");
     FFAILS("<Folder><name></name></Folder>", "empty <name> in <Folder>");
     FFAILS("<Folder><name>a</name><name>b</name></Folder>", "<name> repeated");
     FFAILS("<Folder><name>a</name><attributes><q>1</q></attributes></Folder>",
            "unknown element <q> in <attributes>");
     FFAILS("<Folder><name>a</name><attributes><x>1</x><e>0</e></attributes>"
-           "</Folder>", "<e> repeated in <attributes>");
+           "</Folder>",
+           "<e> repeated in <attributes>");
     FFAILS("<Folder><name>a</name><attributes><h>maybe</h></attributes>"
-           "</Folder>", "'maybe' is not a boolean");
+           "</Folder>",
+           "'maybe' is not a boolean");
     FFAILS("<Folder><name>a</name><parent>x</parent></Folder>",
            "unknown element <parent> in <Folder>");
     FFAILS("<Email/>", "root element is <Email>, not <Folder>");
@@ -1034,7 +1120,8 @@ static void test_malformed(void)
 
     CU_ASSERT(fails_with("", 0, "empty <Email> object", 0));
     FAILS(" \r\n\t", "empty <Email> object");
-    CU_ASSERT_EQUAL(memds_email_parse(&e, NULL, 0, &err, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_parse(&e, NULL, 0, &err, unit_pool),
+                    APR_EINVAL);
     FAILS("<Email>", "malformed XML at line 1");
     FAILS("not xml", "malformed XML");
     FAILS("<Email></Emial>", "malformed XML");
@@ -1050,7 +1137,7 @@ static void test_malformed(void)
           "<emailitem> repeated");
     FAILS("<Email><truncated/><truncated/></Email>", "<truncated> repeated");
     FAILS("<Email><read>yes</read></Email>", "<read> (line 1): 'yes' is not a "
-          "boolean");
+                                             "boolean");
     FAILS("<Email><received>2024-13-01T00:00:00Z</received></Email>",
           "<received> (line 1): '2024-13-01T00:00:00Z' is not an ISO 8601 "
           "date-time");
@@ -1060,18 +1147,21 @@ static void test_malformed(void)
     FAILS("<Email><truncated><body><size>-1</size></body></truncated></Email>",
           "'-1' is not a byte count");
     FAILS("<Email><truncated><body><size>1</size><size>2</size></body>"
-          "</truncated></Email>", "<size> repeated in <body>");
+          "</truncated></Email>",
+          "<size> repeated in <body>");
     FAILS("<Email><truncated><body><name>x</name></body></truncated></Email>",
           "unknown element <name> in <body>");
     FAILS("<Email><truncated><part/></truncated></Email>",
           "unknown element <part> in <truncated>");
     FAILS("<Email><truncated>x</truncated></Email>", "text inside <truncated>");
-    FAILS("<Email>hello<read/></Email>", "text inside <Email> (line 1): 'hello'");
+    FAILS("<Email>hello<read/></Email>",
+          "text inside <Email> (line 1): 'hello'");
     FAILS("<Email><![CDATA[x]]></Email>", "text inside <Email>");
     FAILS("<Email><emailitem>a<b/>c</emailitem></Email>",
           "element <b> inside <emailitem> (line 1)");
     FAILS("<Email><read><b/></read></Email>", "element <b> inside <read>");
-    FAILS("<Email><Ext><XVal>1</XVal></Ext></Email>", "<Ext> (line 1) has no <XNam>");
+    FAILS("<Email><Ext><XVal>1</XVal></Ext></Email>",
+          "<Ext> (line 1) has no <XNam>");
     FAILS("<Email><Ext><XNam> </XNam></Ext></Email>", "empty <XNam> in <Ext>");
     FAILS("<Email><Ext><XNam>a</XNam><XNam>b</XNam></Ext></Email>",
           "<XNam> repeated in <Ext>");
@@ -1088,7 +1178,8 @@ static void test_malformed(void)
     FAILS("<Email><emailitem>\x01</emailitem></Email>", "malformed XML");
     FAILS("<Email><emailitem>caf\xe9</emailitem></Email>", "malformed XML");
     FAILS("<Email><Ext><XVal><a><b><c><d><e><f><g/></f></e></d></c></b></a>"
-          "</XVal></Ext></Email>", "elements nested deeper than 8 (line 1)");
+          "</XVal></Ext></Email>",
+          "elements nested deeper than 8 (line 1)");
     CU_ASSERT(fails_with("\xff\xfe<\0E\0m\0", 8, "refused", 0));
     CU_ASSERT(fails_with("\0<\0?\0x", 6, "refused", 0));
     FAILS("<Email><emailitem enc='base64'>eA==</emailitem></Email>",
@@ -1114,15 +1205,18 @@ static void test_malformed(void)
     CU_ASSERT(fails_with(big, big_len, "more than 65536 elements", 0));
     /* the error has the line */
     memset(&err, 0, sizeof(err));
-    CU_ASSERT_EQUAL(memds_email_parse(&e, "<Email>\n\n<read>x</read></Email>", 30,
-                                      &err, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_parse(&e, "<Email>\n\n<read>x</read></Email>",
+                                      30, &err, unit_pool),
+                    APR_EINVAL);
     CU_ASSERT_EQUAL(err.line, 3);
     CU_ASSERT_PTR_NULL(e);
     /* a NULL err is fine */
-    CU_ASSERT_EQUAL(memds_email_parse(&e, "<x/>", 4, NULL, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_email_parse(&e, "<x/>", 4, NULL, unit_pool),
+                    APR_EINVAL);
     /* long values are cut in messages, controls masked */
     FAILS("<Email><read>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-          "</read></Email>", "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'");
+          "</read></Email>",
+          "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'");
     FAILS("<Email><read>a&#9;b</read></Email>", "'a?b'");
 }
 
@@ -1149,8 +1243,11 @@ static int build_fails(const memds_email_t *e, memds_email_style_e style,
 
 static void test_build_refuses(void)
 {
-    static const struct { const char *bytes; apr_size_t len, bad; const char *what; }
-    cases[] = {
+    static const struct {
+        const char *bytes;
+        apr_size_t len, bad;
+        const char *what;
+    } cases[] = {
         { "abc\0def", 7, 3, "byte 0x00 at offset 3" },
         { "ab\x0b", 3, 2, "byte 0x0B at offset 2" },
         { "caf\xe9 latin-1", 12, 3, "invalid UTF-8 (byte 0xE9) at offset 3" },
@@ -1170,14 +1267,14 @@ static void test_build_refuses(void)
         e->item = cases[i].bytes;
         e->item_len = cases[i].len;
         bad = 999;
-        CU_ASSERT_FALSE(memds_email_item_xml_safe(cases[i].bytes, cases[i].len,
-                                                  &bad));
+        CU_ASSERT_FALSE(
+            memds_email_item_xml_safe(cases[i].bytes, cases[i].len, &bad));
         CU_ASSERT_EQUAL(bad, cases[i].bad);
         CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, cases[i].what));
         CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_CDATA, cases[i].what));
     }
-    CU_ASSERT(memds_email_item_xml_safe("\t\r\n \x7f\xc2\x80\xf4\x8f\xbf\xbf", 11,
-                                        NULL));
+    CU_ASSERT(memds_email_item_xml_safe("\t\r\n \x7f\xc2\x80\xf4\x8f\xbf\xbf",
+                                        11, NULL));
     CU_ASSERT(memds_email_item_xml_safe(NULL, 0, NULL));
     CU_ASSERT(build_fails(e, (memds_email_style_e)7, "style"));
     e->item = NULL;
@@ -1185,25 +1282,30 @@ static void test_build_refuses(void)
     CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "no bytes"));
     e->has_item = 0;
     e->received.text = "yesterday";
-    CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<received>: 'yesterday' "
+    CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT,
+                          "<received>: 'yesterday' "
                           "is not an ISO 8601 date-time"));
     e->received.text = NULL;
     e->read = (memds_email_bool_e)7;
-    CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<read>: 7 is not a tri-state"));
+    CU_ASSERT(
+        build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<read>: 7 is not a tri-state"));
     e->read = MEMDS_EMAIL_ABSENT;
     memds_email_add_tbody(e, -5, NULL, unit_pool);
-    CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<size>: negative size -5"));
+    CU_ASSERT(
+        build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<size>: negative size -5"));
     e = memds_email_make(unit_pool);
     memds_email_ext_add(&e->exts, NULL, NULL, 0, unit_pool);
     CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "Ext 1 has no XNam"));
     e = memds_email_make(unit_pool);
     memds_email_add_tattach(e, "a\x01", 1, NULL, unit_pool);
-    CU_ASSERT(build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<name> contains byte 0x01"));
+    CU_ASSERT(
+        build_fails(e, MEMDS_EMAIL_STYLE_TEXT, "<name> contains byte 0x01"));
     CU_ASSERT(build_fails(NULL, MEMDS_EMAIL_STYLE_TEXT, "no email object"));
     /* the canonical form of a date the caller wrote loosely */
     e = memds_email_make(unit_pool);
     e->received.text = "2024-01-31T09:30:00+01:00";
-    CU_ASSERT_STRING_EQUAL(build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
+    CU_ASSERT_STRING_EQUAL(
+        build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
         "<Email><received>20240131T083000Z</received></Email>");
 }
 
@@ -1214,7 +1316,7 @@ static void test_imap_flags(void)
     memds_email_t *e = memds_email_make(unit_pool);
     memds_email_flagops_t ops;
     static const char *const flags[] = { "\\SEEN", "\\Flagged", "Forwarded",
-                                         NULL, "$Junk", "\\Recent" };
+                                         NULL,     "$Junk",     "\\Recent" };
     static const char *const answered[] = { "\\Answered", "$forwarded" };
 
     memds_email_flags_to_imap(&ops, e, unit_pool);
@@ -1230,11 +1332,13 @@ static void test_imap_flags(void)
     CU_ASSERT_STRING_EQUAL(ops.add_str, "\\Seen $Forwarded");
     CU_ASSERT_STRING_EQUAL(ops.remove_str, "\\Answered \\Deleted");
     CU_ASSERT_EQUAL(ops.add->nelts, 2);
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(ops.remove, 1, const char *), "\\Deleted");
+    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(ops.remove, 1, const char *),
+                           "\\Deleted");
     e->flagged = MEMDS_EMAIL_TRUE;
     e->deleted = MEMDS_EMAIL_TRUE;
     memds_email_flags_to_imap(&ops, e, unit_pool);
-    CU_ASSERT_STRING_EQUAL(ops.add_str, "\\Seen $Forwarded \\Flagged \\Deleted");
+    CU_ASSERT_STRING_EQUAL(ops.add_str,
+                           "\\Seen $Forwarded \\Flagged \\Deleted");
     CU_ASSERT_STRING_EQUAL(ops.remove_str, "\\Answered");
     /* from a complete IMAP list: every flag set or cleared */
     e = memds_email_make(unit_pool);
@@ -1258,7 +1362,8 @@ static void test_imap_flags(void)
     CU_ASSERT_STRING_EQUAL(ops.remove_str, "\\Answered \\Deleted");
     /* into a built object */
     e->has_item = 0;
-    CU_ASSERT_STRING_EQUAL(build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
+    CU_ASSERT_STRING_EQUAL(
+        build(e, MEMDS_EMAIL_STYLE_TEXT, NULL),
         "<Email><read>true</read><forwarded>true</forwarded><replied>false"
         "</replied><deleted>false</deleted><flagged>true</flagged></Email>");
 }
@@ -1311,15 +1416,16 @@ static void *APR_THREAD_FUNC email_thread(apr_thread_t *th, void *data)
 
         memds_buf_init(&b, 0, p);
         if (memds_email_parse(&e, a->job->in, strlen(a->job->in), &err, p)
-            != APR_SUCCESS
+                != APR_SUCCESS
             || memds_email_build(&b, e, MEMDS_EMAIL_STYLE_TEXT, &err, p)
-               != APR_SUCCESS
+                   != APR_SUCCESS
             || memds_email_parse(&e2, b.data, b.len, &err, p) != APR_SUCCESS
             || !memds_email_equal(e, e2)) {
             ++a->job->failures[a->id];
         }
         if (memds_email_parse(&e, "<Email><a></b></Email>", 22, &err, p)
-            != APR_EINVAL || strstr(err.msg, "mismatch") == NULL) {
+                != APR_EINVAL
+            || strstr(err.msg, "mismatch") == NULL) {
             ++a->job->failures[a->id];
         }
         apr_pool_clear(p);
@@ -1357,7 +1463,8 @@ void unit_add_email(void)
 
     CU_add_test(s, "real client's raw-email items", test_client_item);
     CU_add_test(s, "raw-email captures", test_captures);
-    CU_add_test(s, "built objects through SyncML XML and WBXML", test_through_syncml);
+    CU_add_test(s, "built objects through SyncML XML and WBXML",
+                test_through_syncml);
     CU_add_test(s, "build order", test_build_order);
     CU_add_test(s, "round trips", test_round_trips);
     CU_add_test(s, "Nokia and libsynthesis variants", test_nokia_variants);

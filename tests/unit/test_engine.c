@@ -970,6 +970,39 @@ static void corpus_items_sessions(void)
     }
 }
 
+/* What the gateway kept of device devid's earlier syncs of store before a
+ * recorded session: the client's Last anchor of its last sync, one item and
+ * the map of the device's LUID to it, as a completed two-way sync of
+ * another copy of the device leaves them. */
+static void seed_synced_device(tdev_t *d, const char *account, const char *devid,
+                               const char *store, const char *client_anchor,
+                               const char *luid, const char *data)
+{
+    memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
+    memds_ds_env_t env = { 0 };
+    memds_device_t dev;
+    memds_syncstate_t state = { 0 };
+    memds_ds_t *ds;
+    const char *guid;
+
+    env.kind = "items";
+    CU_ASSERT_EQUAL_FATAL(db->vt->begin(db), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(db->vt->device_lock(db, &dev, account, devid), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(db->vt->ds_open(db, &ds, &env, account, store, dev.device_id,
+                                          d->p), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(ds->vt->add(ds, &guid, "text/plain", data, strlen(data)),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(db->vt->map_put_many(db, dev.device_id, store, &guid, &luid, 1),
+                          APR_SUCCESS);
+    state.client_uri = "./memo";
+    state.last_client_anchor = client_anchor;
+    state.last_server_anchor = "20240101T000000Z-000000";
+    state.last_seq = -1;
+    CU_ASSERT_EQUAL_FATAL(db->vt->syncstate_put(db, dev.device_id, store, &state),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(db->vt->commit(db), APR_SUCCESS);
+}
+
 static void corpus_other_sessions(void)
 {
     static const char *const pkg1[] = { "xml-basic", "xml-md5", "wbxml-basic",
@@ -989,6 +1022,13 @@ static void corpus_other_sessions(void)
     d = dev_new("corpus");
     d->cfg.max_msg_size = 8192;
     CU_ASSERT_EQUAL(replay(d, "items", "wbxml-basic-large-up", 0), 4);
+    /* a stale copy of a device whose original synced on: its Last anchor
+     * is not the one the gateway kept, so 508 and a slow sync (201), where
+     * its old memo loses to the server's newer one (419) */
+    d = dev_new("corpus");
+    seed_synced_device(d, "alice", "corpus-anchor", "notes-anchor", "20240101T000000Z", "1",
+                       "Memo changed after the copy\n");
+    CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-anchor-mismatch", 0), 3);
 }
 
 void unit_add_engine(void)
@@ -1009,5 +1049,6 @@ void unit_add_engine(void)
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
     CU_add_test(s, "corpus: items sessions replayed, a retransmission", corpus_items_sessions);
-    CU_add_test(s, "corpus: 401 and large objects replayed", corpus_other_sessions);
+    CU_add_test(s, "corpus: 401, large objects, anchor mismatch replayed",
+                corpus_other_sessions);
 }

@@ -21,8 +21,8 @@ void unit_add_imap(void);
 /* assertion with a message naming the case */
 #define CHECK(cond, ...) \
     CU_assertImplementation((cond) ? CU_TRUE : CU_FALSE, __LINE__, \
-                            apr_psprintf(unit_pool, __VA_ARGS__), __FILE__, "", \
-                            CU_FALSE)
+                            apr_psprintf(unit_pool, __VA_ARGS__), __FILE__, \
+                            "", CU_FALSE)
 
 /* A failure's SyncML status for an item, through the one outcome map. */
 static memds_outcome_t imap_outcome(const memds_imap_err_t *err)
@@ -37,17 +37,20 @@ static memds_imap_resp_t *parse(const char *buf, apr_size_t len,
 {
     memds_imap_resp_t *r = NULL;
 
-    if (memds_imap_parse_response(&r, buf, len, 0, err, unit_pool) != APR_SUCCESS) {
+    if (memds_imap_parse_response(&r, buf, len, 0, err, unit_pool)
+        != APR_SUCCESS) {
         return NULL;
     }
     return r;
 }
 
-#define PARSE(r, lit) do { \
+#define PARSE(r, lit) \
+    do { \
         memds_imap_err_t e_; \
         (r) = parse(lit, LEN(lit), &e_); \
         CHECK((r) != NULL, "parse failed: %s", (r) ? "" : e_.msg); \
-        if ((r) == NULL) return; \
+        if ((r) == NULL) \
+            return; \
     } while (0)
 
 static const char *str_at(const apr_array_header_t *a, int i)
@@ -68,24 +71,32 @@ static const char *str_at(const apr_array_header_t *a, int i)
 /* FETCH of a multipart message: literal subject, groups, a literal
  * parameter value with UTF-8, message/rfc822 inside. */
 static const char dovecot_fetch_mixed[] =
-    "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent $Label1) MODSEQ (3) RFC822.SIZE "
+    "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent $Label1) MODSEQ (3) "
+    "RFC822.SIZE "
     "884 INTERNALDATE \"02-Jan-2023 09:00:00 +0000\" ENVELOPE (\"Mon, 02 Jan "
     "2023 10:00:00 +0100\" {21}\r\n"
-    "Mixed \"quoted\" \\ test ((\"=?UTF-8?B?SsO8cmdlbg==?=\" NIL \"j\" \"example.test\")"
-    ") ((\"=?UTF-8?B?SsO8cmdlbg==?=\" NIL \"j\" \"example.test\")) ((\"=?UTF-8?B?SsO8cmdlbg==?=\" "
+    "Mixed \"quoted\" \\ test ((\"=?UTF-8?B?SsO8cmdlbg==?=\" NIL \"j\" "
+    "\"example.test\")"
+    ") ((\"=?UTF-8?B?SsO8cmdlbg==?=\" NIL \"j\" \"example.test\")) "
+    "((\"=?UTF-8?B?SsO8cmdlbg==?=\" "
     "NIL \"j\" \"example.test\")) ((\"Bob, B.\" NIL \"bob\" \"example.test\")"
     "(NIL NIL \"group\" NIL)(NIL NIL \"a\" \"b.c\")(NIL NIL \"d\" \"e.f\")(NIL "
     "NIL NIL NIL)) ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)"
-    ") NIL \"<x@y>\" \"<m1@example.test>\") BODYSTRUCTURE (((\"text\" \"plain\" "
+    ") NIL \"<x@y>\" \"<m1@example.test>\") BODYSTRUCTURE (((\"text\" "
+    "\"plain\" "
     "(\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 12 0 NIL NIL NIL NIL)"
     "(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 0 NIL NIL "
-    "NIL NIL) \"alternative\" (\"boundary\" \"AA\") NIL NIL NIL)(\"application\" "
+    "NIL NIL) \"alternative\" (\"boundary\" \"AA\") NIL NIL "
+    "NIL)(\"application\" "
     "\"pdf\" (\"name\" {11}\r\n"
-    "r\xc3\xa9port.pdf) \"<cid1@x>\" \"The report\" \"base64\" 12 NIL (\"attachment\" "
+    "r\xc3\xa9port.pdf) \"<cid1@x>\" \"The report\" \"base64\" 12 NIL "
+    "(\"attachment\" "
     "(\"filename\" \"report.pdf\")) (\"en\") NIL)(\"message\" \"rfc822\" NIL "
-    "NIL NIL \"7bit\" 33 (NIL \"inner\" ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" "
+    "NIL NIL \"7bit\" 33 (NIL \"inner\" ((NIL NIL \"a\" \"b\")) ((NIL NIL "
+    "\"a\" "
     "\"b\")) ((NIL NIL \"a\" \"b\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
-    "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 0 NIL NIL NIL NIL) 3 NIL NIL "
+    "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 0 NIL NIL NIL NIL) 3 NIL "
+    "NIL "
     "NIL NIL) \"mixed\" (\"boundary\" \"BB\") NIL NIL NIL))\r\n";
 
 /* BODY[section]<origin> literals, one after the other */
@@ -108,7 +119,8 @@ static const char dovecot_fetch_sections[] =
 static const char dovecot_fetch_binary[] =
     "* 1 FETCH (UID 1 X-GUID 1795894224.M255926P25904.vm,S=118,W=124 SAVEDATE "
     "\"28-Nov-2026 19:30:24 +0000\" BINARY[1] ~{9}\r\n"
-    "\x00\x01\x02\x03\x00" "def\n"
+    "\x00\x01\x02\x03\x00"
+    "def\n"
     " BINARY.SIZE[1] 9 BODYSTRUCTURE (\"application\" \"octet-stream\" NIL NIL "
     "NIL \"base64\" 14 NIL NIL NIL NIL) BODY (\"application\" \"octet-stream\" "
     "NIL NIL NIL \"base64\" 14))\r\n";
@@ -117,19 +129,28 @@ static const struct {
     const char *text;
     memds_imap_resp_e type;
 } dovecot_lines[] = {
-    { "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
-      "AUTH=PLAIN AUTH=LOGIN] Dovecot (Debian) ready.\r\n", MEMDS_IMAP_RESP_COND },
-    { "a1 OK [CAPABILITY " DOVECOT_CAPS "] Logged in\r\n", MEMDS_IMAP_RESP_TAGGED },
+    { "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE "
+      "LITERAL+ "
+      "AUTH=PLAIN AUTH=LOGIN] Dovecot (Debian) ready.\r\n",
+      MEMDS_IMAP_RESP_COND },
+    { "a1 OK [CAPABILITY " DOVECOT_CAPS "] Logged in\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "* CAPABILITY " DOVECOT_CAPS "\r\n", MEMDS_IMAP_RESP_CAPABILITY },
-    { "a2 OK Capability completed (0.001 + 0.000 secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+    { "a2 OK Capability completed (0.001 + 0.000 secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "* ENABLED QRESYNC\r\n", MEMDS_IMAP_RESP_ENABLED },
     { "* LIST (\\Drafts) \"/\" Drafts\r\n", MEMDS_IMAP_RESP_LIST },
     { "* LIST () \"/\" INBOX\r\n", MEMDS_IMAP_RESP_LIST },
-    { "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n", MEMDS_IMAP_RESP_LIST },
-    { "* LIST (\\HasNoChildren) \"/\" \"Cap&AOk-t\\\"x\"\r\n", MEMDS_IMAP_RESP_LIST },
-    { "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n", MEMDS_IMAP_RESP_FLAGS },
-    { "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] "
-      "Flags permitted.\r\n", MEMDS_IMAP_RESP_COND },
+    { "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n",
+      MEMDS_IMAP_RESP_LIST },
+    { "* LIST (\\HasNoChildren) \"/\" \"Cap&AOk-t\\\"x\"\r\n",
+      MEMDS_IMAP_RESP_LIST },
+    { "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n",
+      MEMDS_IMAP_RESP_FLAGS },
+    { "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+      "\\*)] "
+      "Flags permitted.\r\n",
+      MEMDS_IMAP_RESP_COND },
     { "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n", MEMDS_IMAP_RESP_COND },
     { "* 3 EXISTS\r\n", MEMDS_IMAP_RESP_EXISTS },
     { "* 0 RECENT\r\n", MEMDS_IMAP_RESP_RECENT },
@@ -141,18 +162,24 @@ static const struct {
       MEMDS_IMAP_RESP_TAGGED },
     { "c7 OK [READ-ONLY] Examine completed (0.001 + 0.000 + 0.001 secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
-    { "* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ (4) RFC822.SIZE 800 INTERNALDATE "
-      "\"28-Nov-2026 19:14:52 +0000\" ENVELOPE (\"Sat, 28 Nov 2026 19:14:52 +0000\" "
-      "\"Welcome to MemDS\" ((\"bob\" NIL \"bob\" \"example.test\")) ((\"bob\" NIL "
+    { "* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ (4) RFC822.SIZE 800 "
+      "INTERNALDATE "
+      "\"28-Nov-2026 19:14:52 +0000\" ENVELOPE (\"Sat, 28 Nov 2026 19:14:52 "
+      "+0000\" "
+      "\"Welcome to MemDS\" ((\"bob\" NIL \"bob\" \"example.test\")) ((\"bob\" "
+      "NIL "
       "\"bob\" \"example.test\")) ((\"bob\" NIL \"bob\" \"example.test\")) "
       "((\"alice\" NIL \"alice\" \"example.test\")) NIL NIL NIL "
       "\"<seed-1795893292-9745-12519@example.test>\") BODYSTRUCTURE (\"text\" "
-      "\"plain\" (\"charset\" \"utf-8\") NIL NIL \"8bit\" 80 5 NIL NIL NIL NIL))\r\n",
+      "\"plain\" (\"charset\" \"utf-8\") NIL NIL \"8bit\" 80 5 NIL NIL NIL "
+      "NIL))\r\n",
       MEMDS_IMAP_RESP_FETCH },
     { "* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1795893292 UNSEEN 3 "
-      "HIGHESTMODSEQ 4)\r\n", MEMDS_IMAP_RESP_STATUS },
+      "HIGHESTMODSEQ 4)\r\n",
+      MEMDS_IMAP_RESP_STATUS },
     { "a7 OK [CLIENTBUG] Status on selected mailbox completed (0.001 + 0.000 "
-      "secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+      "secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "* SEARCH 1 2 3\r\n", MEMDS_IMAP_RESP_SEARCH },
     { "* SEARCH\r\n", MEMDS_IMAP_RESP_SEARCH },
     { "* SEARCH 1 (MODSEQ 2)\r\n", MEMDS_IMAP_RESP_SEARCH },
@@ -161,12 +188,14 @@ static const struct {
     { "* ESEARCH (TAG \"b7\") UID\r\n", MEMDS_IMAP_RESP_ESEARCH },
     { "* ESEARCH (TAG \"b5\") UID ALL 1,3\r\n", MEMDS_IMAP_RESP_ESEARCH },
     { "* STATUS Z3 (MESSAGES 1 UIDVALIDITY 1795893296 HIGHESTMODSEQ 5 X-GUID "
-      "029d100fcf2b0b6b3065000083ecc375)\r\n", MEMDS_IMAP_RESP_STATUS },
+      "029d100fcf2b0b6b3065000083ecc375)\r\n",
+      MEMDS_IMAP_RESP_STATUS },
     { "* STATUS QR (MESSAGES 2 UIDNEXT 4 UIDVALIDITY 1795893295 UNSEEN 2 "
       "HIGHESTMODSEQ 7 SIZE 20 X-GUID 8a861c118c280b6b1d64000083ecc375)\r\n",
       MEMDS_IMAP_RESP_STATUS },
     { "a6 OK [APPENDUID 1795893293 1] Append completed (0.004 + 0.000 + 0.003 "
-      "secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+      "secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "b2 OK [MODIFIED 1] Conditional store failed (0.001 + 0.000 secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
     { "* 2 FETCH (UID 2 MODSEQ (5) FLAGS (\\Answered \\Recent))\r\n",
@@ -174,31 +203,38 @@ static const struct {
     { "* OK [COPYUID 1795893294 2 1] Moved UIDs.\r\n", MEMDS_IMAP_RESP_COND },
     { "* VANISHED 2\r\n", MEMDS_IMAP_RESP_VANISHED },
     { "* VANISHED (EARLIER) 2\r\n", MEMDS_IMAP_RESP_VANISHED },
-    { "b5 OK [HIGHESTMODSEQ 6] Move completed (0.006 + 0.000 + 0.005 secs).\r\n",
+    { "b5 OK [HIGHESTMODSEQ 6] Move completed (0.006 + 0.000 + 0.005 "
+      "secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
     { "b6 OK [COPYUID 1795893294 1 2] Copy completed (0.007 + 0.000 + 0.006 "
-      "secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+      "secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "* OK [CLOSED] Previous mailbox closed.\r\n", MEMDS_IMAP_RESP_COND },
-    { "b7 BAD Error in IMAP command SELECT: Invalid QRESYNC parameters (0.001 + "
-      "0.000 secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+    { "b7 BAD Error in IMAP command SELECT: Invalid QRESYNC parameters (0.001 "
+      "+ "
+      "0.000 secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "b8 NO Mailbox doesn't exist: Nope (0.001 + 0.000 secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
     { "a9 NO [TRYCREATE] Mailbox doesn't exist: Nope (0.001 + 0.000 secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
     { "d3 NO [NONEXISTENT] Mailbox doesn't exist: Nope (0.002 + 0.000 + 0.001 "
-      "secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+      "secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
     { "a0 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
       MEMDS_IMAP_RESP_TAGGED },
     { "c8 OK Store ignored with read-only mailbox (0.001 + 0.000 secs).\r\n",
       MEMDS_IMAP_RESP_TAGGED },
-    { "* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[]<0> {4}\r\nSubj BODY[TEXT] {0}\r\n)\r\n",
+    { "* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[]<0> {4}\r\nSubj BODY[TEXT] "
+      "{0}\r\n)\r\n",
       MEMDS_IMAP_RESP_FETCH },
     { "* 2 FETCH (UID 3 MODSEQ (7) FLAGS (\\Flagged \\Recent))\r\n",
       MEMDS_IMAP_RESP_FETCH },
     { "* ID (\"name\" \"Dovecot\")\r\n", MEMDS_IMAP_RESP_OTHER },
     { "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n", MEMDS_IMAP_RESP_OTHER },
     { "* BYE Logging out\r\n", MEMDS_IMAP_RESP_COND },
-    { "d4 OK Logout completed (0.001 + 0.000 secs).\r\n", MEMDS_IMAP_RESP_TAGGED },
+    { "d4 OK Logout completed (0.001 + 0.000 secs).\r\n",
+      MEMDS_IMAP_RESP_TAGGED },
 };
 
 static void test_corpus(void)
@@ -211,15 +247,17 @@ static void test_corpus(void)
         r = parse(dovecot_lines[i].text, strlen(dovecot_lines[i].text), &err);
         CHECK(r != NULL, "corpus line %d: %s", (int)i, r ? "" : err.msg);
         CHECK(r == NULL || r->type == dovecot_lines[i].type,
-              "corpus line %d: type %d, expected %d", (int)i, r ? (int)r->type : -1,
-              (int)dovecot_lines[i].type);
+              "corpus line %d: type %d, expected %d", (int)i,
+              r ? (int)r->type : -1, (int)dovecot_lines[i].type);
     }
     r = parse(dovecot_fetch_mixed, LEN(dovecot_fetch_mixed), &err);
     CHECK(r && r->type == MEMDS_IMAP_RESP_FETCH, "mixed: %s", r ? "" : err.msg);
     r = parse(dovecot_fetch_sections, LEN(dovecot_fetch_sections), &err);
-    CHECK(r && r->type == MEMDS_IMAP_RESP_FETCH, "sections: %s", r ? "" : err.msg);
+    CHECK(r && r->type == MEMDS_IMAP_RESP_FETCH, "sections: %s",
+          r ? "" : err.msg);
     r = parse(dovecot_fetch_binary, LEN(dovecot_fetch_binary), &err);
-    CHECK(r && r->type == MEMDS_IMAP_RESP_FETCH, "binary: %s", r ? "" : err.msg);
+    CHECK(r && r->type == MEMDS_IMAP_RESP_FETCH, "binary: %s",
+          r ? "" : err.msg);
 }
 
 /* ------------------------------------------------ status responses */
@@ -246,8 +284,10 @@ static void test_status_responses(void)
     PARSE(r, "M7 OK [COPYUID 1795893294 4,7:9 11:14] Copy completed.\r\n");
     CU_ASSERT_EQUAL(r->code.code, MEMDS_IMAP_CODE_COPYUID);
     CU_ASSERT_EQUAL(r->code.uidvalidity, 1795893294u);
-    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->code.uids, unit_pool), "4,7:9");
-    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->code.uids2, unit_pool), "11:14");
+    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->code.uids, unit_pool),
+                           "4,7:9");
+    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->code.uids2, unit_pool),
+                           "11:14");
     {
         memds_imap_copyuid_t cu;
         cu.uidvalidity = r->code.uidvalidity;
@@ -267,14 +307,16 @@ static void test_status_responses(void)
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_COND);
     CU_ASSERT_EQUAL(r->code.modseq, APR_UINT64_C(9223372036854775807));
 
-    PARSE(r, "* OK [NOMODSEQ] Sorry, this mailbox format doesn't support modsequences\r\n");
+    PARSE(r, "* OK [NOMODSEQ] Sorry, this mailbox format doesn't support "
+             "modsequences\r\n");
     CU_ASSERT_EQUAL(r->code.code, MEMDS_IMAP_CODE_NOMODSEQ);
 
     PARSE(r, "* OK [CLOSED]\r\n");
     CU_ASSERT_EQUAL(r->code.code, MEMDS_IMAP_CODE_CLOSED);
     CU_ASSERT_STRING_EQUAL(r->text, "");
 
-    PARSE(r, "* OK [PERMANENTFLAGS (\\Answered \\Seen $Label1 \\*)] Flags permitted.\r\n");
+    PARSE(r, "* OK [PERMANENTFLAGS (\\Answered \\Seen $Label1 \\*)] Flags "
+             "permitted.\r\n");
     CU_ASSERT_EQUAL(r->code.code, MEMDS_IMAP_CODE_PERMANENTFLAGS);
     CU_ASSERT_EQUAL(r->code.list->nelts, 4);
     CU_ASSERT_STRING_EQUAL(str_at(r->code.list, 3), "\\*");
@@ -319,9 +361,12 @@ static void test_list(void)
         const char *attr;
         memds_imap_role_e role;
     } roles[] = {
-        { "\\Drafts", MEMDS_IMAP_ROLE_DRAFTS }, { "\\Sent", MEMDS_IMAP_ROLE_SENT },
-        { "\\Trash", MEMDS_IMAP_ROLE_TRASH }, { "\\Junk", MEMDS_IMAP_ROLE_JUNK },
-        { "\\Archive", MEMDS_IMAP_ROLE_ARCHIVE }, { "\\All", MEMDS_IMAP_ROLE_ALL },
+        { "\\Drafts", MEMDS_IMAP_ROLE_DRAFTS },
+        { "\\Sent", MEMDS_IMAP_ROLE_SENT },
+        { "\\Trash", MEMDS_IMAP_ROLE_TRASH },
+        { "\\Junk", MEMDS_IMAP_ROLE_JUNK },
+        { "\\Archive", MEMDS_IMAP_ROLE_ARCHIVE },
+        { "\\All", MEMDS_IMAP_ROLE_ALL },
         { "\\Flagged", MEMDS_IMAP_ROLE_FLAGGED },
     };
     apr_size_t i;
@@ -330,7 +375,8 @@ static void test_list(void)
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_LIST);
     CU_ASSERT_STRING_EQUAL(r->mbox->name, "Drafts");
     CU_ASSERT_EQUAL(r->mbox->delim, '/');
-    CU_ASSERT_EQUAL(r->mbox->attrs, MEMDS_IMAP_MBX_HASNOCHILDREN | MEMDS_IMAP_MBX_DRAFTS);
+    CU_ASSERT_EQUAL(r->mbox->attrs,
+                    MEMDS_IMAP_MBX_HASNOCHILDREN | MEMDS_IMAP_MBX_DRAFTS);
     CU_ASSERT_EQUAL(r->mbox->role, MEMDS_IMAP_ROLE_DRAFTS);
     CU_ASSERT_EQUAL(r->mbox->attr_names->nelts, 2);
 
@@ -358,8 +404,9 @@ static void test_list(void)
     CU_ASSERT_EQUAL(r->mbox->delim, '\\');
     CU_ASSERT_STRING_EQUAL(r->mbox->name, "A\\B (C)");
     PARSE(r, "* LIST (\\Subscribed \\NonExistent) \"/\" Foo (\"CHILDINFO\" "
-          "(\"SUBSCRIBED\") \"OLDNAME\" (\"Bar\"))\r\n");
-    CU_ASSERT_EQUAL(r->mbox->attrs, MEMDS_IMAP_MBX_SUBSCRIBED | MEMDS_IMAP_MBX_NONEXISTENT);
+             "(\"SUBSCRIBED\") \"OLDNAME\" (\"Bar\"))\r\n");
+    CU_ASSERT_EQUAL(r->mbox->attrs,
+                    MEMDS_IMAP_MBX_SUBSCRIBED | MEMDS_IMAP_MBX_NONEXISTENT);
     PARSE(r, "* LIST (\\Noselect) \"/\" \"&Jjo-!\"\r\n");
     CU_ASSERT_STRING_EQUAL(r->mbox->name_utf8, "\xe2\x98\xba!");
     CU_ASSERT_EQUAL(r->mbox->attrs, MEMDS_IMAP_MBX_NOSELECT);
@@ -373,8 +420,10 @@ static void test_mailbox_data(void)
 {
     memds_imap_resp_t *r;
 
-    PARSE(r, "* STATUS QR (MESSAGES 2 UIDNEXT 4 UIDVALIDITY 1795893295 UNSEEN 2 "
-          "HIGHESTMODSEQ 7 SIZE 20 X-GUID 8a861c118c280b6b1d64000083ecc375)\r\n");
+    PARSE(
+        r,
+        "* STATUS QR (MESSAGES 2 UIDNEXT 4 UIDVALIDITY 1795893295 UNSEEN 2 "
+        "HIGHESTMODSEQ 7 SIZE 20 X-GUID 8a861c118c280b6b1d64000083ecc375)\r\n");
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_STATUS);
     CU_ASSERT_STRING_EQUAL(r->status->mailbox, "QR");
     CU_ASSERT_EQUAL(r->status->messages, 2);
@@ -383,11 +432,13 @@ static void test_mailbox_data(void)
     CU_ASSERT_EQUAL(r->status->unseen, 2);
     CU_ASSERT_EQUAL(r->status->highestmodseq, 7);
     CU_ASSERT_EQUAL(r->status->size, 20);
-    CU_ASSERT_STRING_EQUAL(r->status->xguid, "8a861c118c280b6b1d64000083ecc375");
-    CU_ASSERT_EQUAL(r->status->have, MEMDS_IMAP_ST_MESSAGES | MEMDS_IMAP_ST_UIDNEXT
-                    | MEMDS_IMAP_ST_UIDVALIDITY | MEMDS_IMAP_ST_UNSEEN
-                    | MEMDS_IMAP_ST_HIGHESTMODSEQ | MEMDS_IMAP_ST_SIZE
-                    | MEMDS_IMAP_ST_XGUID);
+    CU_ASSERT_STRING_EQUAL(r->status->xguid,
+                           "8a861c118c280b6b1d64000083ecc375");
+    CU_ASSERT_EQUAL(r->status->have,
+                    MEMDS_IMAP_ST_MESSAGES | MEMDS_IMAP_ST_UIDNEXT
+                        | MEMDS_IMAP_ST_UIDVALIDITY | MEMDS_IMAP_ST_UNSEEN
+                        | MEMDS_IMAP_ST_HIGHESTMODSEQ | MEMDS_IMAP_ST_SIZE
+                        | MEMDS_IMAP_ST_XGUID);
     PARSE(r, "* STATUS \"Sent Items\" (MESSAGES 3 )\r\n"); /* Exchange's SP */
     CU_ASSERT_STRING_EQUAL(r->status->mailbox, "Sent Items");
     PARSE(r, "* STATUS blurdybloop ()\r\n");
@@ -395,7 +446,8 @@ static void test_mailbox_data(void)
 
     PARSE(r, "* SEARCH 7 2 3 9 8\r\n");
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_SEARCH);
-    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->search->all, unit_pool), "2:3,7:9");
+    CU_ASSERT_STRING_EQUAL(memds_imap_set_str(r->search->all, unit_pool),
+                           "2:3,7:9");
     CU_ASSERT_EQUAL(r->search->count, 5);
     PARSE(r, "* SEARCH 1 (MODSEQ 2)\r\n");
     CU_ASSERT_EQUAL(r->search->modseq, 2);
@@ -434,7 +486,9 @@ static void test_mailbox_data(void)
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_EXISTS);
     CU_ASSERT_EQUAL(r->number, 0);
 
-    PARSE(r, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)\r\n");
+    PARSE(
+        r,
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)\r\n");
     CU_ASSERT_EQUAL(r->type, MEMDS_IMAP_RESP_FLAGS);
     CU_ASSERT_EQUAL(r->list->nelts, 6);
     CU_ASSERT_STRING_EQUAL(str_at(r->list, 5), "$Label1");
@@ -476,14 +530,16 @@ static void test_fetch_envelope_body(void)
     CU_ASSERT_EQUAL(f->size, 884);
     CU_ASSERT_STRING_EQUAL(f->internaldate, "02-Jan-2023 09:00:00 +0000");
     CU_ASSERT_EQUAL(f->internaldate_t, apr_time_from_sec(1672650000));
-    CU_ASSERT_EQUAL(f->have, MEMDS_IMAP_F_UID | MEMDS_IMAP_F_FLAGS | MEMDS_IMAP_F_MODSEQ
-                    | MEMDS_IMAP_F_SIZE | MEMDS_IMAP_F_INTERNALDATE
-                    | MEMDS_IMAP_F_ENVELOPE | MEMDS_IMAP_F_BODYSTRUCTURE);
+    CU_ASSERT_EQUAL(f->have,
+                    MEMDS_IMAP_F_UID | MEMDS_IMAP_F_FLAGS | MEMDS_IMAP_F_MODSEQ
+                        | MEMDS_IMAP_F_SIZE | MEMDS_IMAP_F_INTERNALDATE
+                        | MEMDS_IMAP_F_ENVELOPE | MEMDS_IMAP_F_BODYSTRUCTURE);
 
     e = f->envelope;
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT_STRING_EQUAL(e->date, "Mon, 02 Jan 2023 10:00:00 +0100");
-    CU_ASSERT_STRING_EQUAL(e->subject, "Mixed \"quoted\" \\ test"); /* literal */
+    CU_ASSERT_STRING_EQUAL(e->subject,
+                           "Mixed \"quoted\" \\ test"); /* literal */
     CU_ASSERT_EQUAL(e->from->nelts, 1);
     a = &APR_ARRAY_IDX(e->from, 0, memds_imap_addr_t);
     CU_ASSERT_STRING_EQUAL(a->name, "=?UTF-8?B?SsO8cmdlbg==?=");
@@ -518,14 +574,15 @@ static void test_fetch_envelope_body(void)
     CU_ASSERT_STRING_EQUAL(alt->subtype, "alternative");
     CU_ASSERT_PTR_EQUAL(alt->parent, b);
     CU_ASSERT_EQUAL(alt->depth, 1);
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(alt->parts, 0, memds_imap_body_t *)->section,
-                           "1.1");
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(alt->parts, 0, memds_imap_body_t *)->encoding,
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(alt->parts, 0, memds_imap_body_t *)->section, "1.1");
+    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(alt->parts, 0, memds_imap_body_t *)
+                               ->encoding,
                            "quoted-printable");
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(alt->parts, 1, memds_imap_body_t *)->subtype,
-                           "html");
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(alt->parts, 1, memds_imap_body_t *)->section,
-                           "1.2");
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(alt->parts, 1, memds_imap_body_t *)->subtype, "html");
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(alt->parts, 1, memds_imap_body_t *)->section, "1.2");
 
     pdf = APR_ARRAY_IDX(b->parts, 1, memds_imap_body_t *);
     CU_ASSERT_STRING_EQUAL(pdf->section, "2");
@@ -540,8 +597,9 @@ static void test_fetch_envelope_body(void)
     CU_ASSERT_EQUAL(pdf->has_lines, 0);
     CU_ASSERT_PTR_NULL(pdf->md5);
     CU_ASSERT_STRING_EQUAL(pdf->disposition, "attachment");
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(pdf->disp_params, 0, memds_imap_param_t).value,
-                           "report.pdf");
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(pdf->disp_params, 0, memds_imap_param_t).value,
+        "report.pdf");
     CU_ASSERT_STRING_EQUAL(str_at(pdf->language, 0), "en");
     CU_ASSERT_PTR_NULL(pdf->location);
 
@@ -558,24 +616,32 @@ static void test_fetch_envelope_body(void)
     CU_ASSERT_EQUAL(msg->message->depth, 2);
 
     /* a single-part message is section 1; non-extensible BODY */
-    PARSE(r, "* 4 FETCH (BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL "
-          "\"7BIT\" 3028 92))\r\n");
+    PARSE(r, "* 4 FETCH (BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") "
+             "NIL NIL "
+             "\"7BIT\" 3028 92))\r\n");
     CU_ASSERT_STRING_EQUAL(r->fetch->body->section, "1");
     CU_ASSERT_EQUAL(r->fetch->body->lines, 92);
     CU_ASSERT_EQUAL(r->fetch->have, MEMDS_IMAP_F_BODY);
     /* message/rfc822 with a multipart inside: its parts are 2.1, 2.2 */
-    PARSE(r, "* 5 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)"
-          "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 99 (NIL NIL NIL NIL NIL NIL "
-          "NIL NIL NIL NIL) ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)(\"image\" "
-          "\"png\" NIL NIL NIL \"base64\" 8) \"mixed\") 9) \"mixed\"))\r\n");
+    PARSE(r, "* 5 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL "
+             "\"7bit\" 1 1)"
+             "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 99 (NIL NIL NIL NIL "
+             "NIL NIL "
+             "NIL NIL NIL NIL) ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 "
+             "1)(\"image\" "
+             "\"png\" NIL NIL NIL \"base64\" 8) \"mixed\") 9) \"mixed\"))\r\n");
     msg = APR_ARRAY_IDX(r->fetch->body->parts, 1, memds_imap_body_t *);
     CU_ASSERT_STRING_EQUAL(msg->message->section, "2");
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(msg->message->parts, 1,
-                                         memds_imap_body_t *)->section, "2.2");
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(msg->message->parts, 1, memds_imap_body_t *)->section,
+        "2.2");
     /* extension data of any shape after the location */
-    PARSE(r, "* 6 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1 "
-          "\"md5sum\" (\"inline\" NIL) (\"en\" \"de\") \"http://x/\" 5 (\"a\" (7 NIL)) "
-          "NIL))\r\n");
+    PARSE(
+        r,
+        "* 6 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1 "
+        "\"md5sum\" (\"inline\" NIL) (\"en\" \"de\") \"http://x/\" 5 (\"a\" (7 "
+        "NIL)) "
+        "NIL))\r\n");
     CU_ASSERT_STRING_EQUAL(r->fetch->body->md5, "md5sum");
     CU_ASSERT_STRING_EQUAL(r->fetch->body->disposition, "inline");
     CU_ASSERT_EQUAL(r->fetch->body->language->nelts, 2);
@@ -605,19 +671,22 @@ static void test_fetch_sections(void)
     CU_ASSERT_EQUAL(s->len, 34);
 
     PARSE(r, dovecot_fetch_binary);
-    CU_ASSERT_STRING_EQUAL(r->fetch->xguid, "1795894224.M255926P25904.vm,S=118,W=124");
+    CU_ASSERT_STRING_EQUAL(r->fetch->xguid,
+                           "1795894224.M255926P25904.vm,S=118,W=124");
     s = &APR_ARRAY_IDX(r->fetch->sections, 0, memds_imap_section_t);
     CU_ASSERT_STRING_EQUAL(s->item, "BINARY");
     CU_ASSERT_STRING_EQUAL(s->section, "1");
     CU_ASSERT_EQUAL(s->len, 9);
     CU_ASSERT(memcmp(s->data, "\0\1\2\3\0def\n", 9) == 0); /* NULs kept */
     CU_ASSERT_EQUAL(r->fetch->other->nelts, 1);
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(r->fetch->other, 0, memds_imap_item_t).name,
-                           "SAVEDATE");
-    CU_ASSERT_EQUAL(r->fetch->have & (MEMDS_IMAP_F_BODY | MEMDS_IMAP_F_BODYSTRUCTURE),
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(r->fetch->other, 0, memds_imap_item_t).name, "SAVEDATE");
+    CU_ASSERT_EQUAL(r->fetch->have
+                        & (MEMDS_IMAP_F_BODY | MEMDS_IMAP_F_BODYSTRUCTURE),
                     MEMDS_IMAP_F_BODY | MEMDS_IMAP_F_BODYSTRUCTURE);
 
-    PARSE(r, "* 2 FETCH (BODY[TEXT] NIL RFC822.HEADER \"a: \\\\b\\\"\" BODY[]<100> \"\")\r\n");
+    PARSE(r, "* 2 FETCH (BODY[TEXT] NIL RFC822.HEADER \"a: \\\\b\\\"\" "
+             "BODY[]<100> \"\")\r\n");
     s = &APR_ARRAY_IDX(r->fetch->sections, 0, memds_imap_section_t);
     CU_ASSERT_PTR_NULL(s->data);
     s = &APR_ARRAY_IDX(r->fetch->sections, 1, memds_imap_section_t);
@@ -628,13 +697,16 @@ static void test_fetch_sections(void)
     CU_ASSERT_EQUAL(s->origin, 100);
     CU_ASSERT_EQUAL(s->len, 0);
     CU_ASSERT_PTR_NOT_NULL(s->data);
-    PARSE(r, "* 2 FETCH (BODY[1.2.HEADER.FIELDS.NOT (Received \"X-Spam\")] {0}\r\n)\r\n");
+    PARSE(r, "* 2 FETCH (BODY[1.2.HEADER.FIELDS.NOT (Received \"X-Spam\")] "
+             "{0}\r\n)\r\n");
     s = &APR_ARRAY_IDX(r->fetch->sections, 0, memds_imap_section_t);
-    CU_ASSERT_STRING_EQUAL(s->section, "1.2.HEADER.FIELDS.NOT (Received \"X-Spam\")");
+    CU_ASSERT_STRING_EQUAL(s->section,
+                           "1.2.HEADER.FIELDS.NOT (Received \"X-Spam\")");
     PARSE(r, "* 2 FETCH (FLAGS () UID 4294967295 X-UNKNOWN (1 \"2\" (3)))\r\n");
     CU_ASSERT_EQUAL(r->fetch->uid, 4294967295u);
     CU_ASSERT_EQUAL(r->fetch->flag_names->nelts, 0);
-    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(r->fetch->other, 0, memds_imap_item_t).value,
+    CU_ASSERT_STRING_EQUAL(APR_ARRAY_IDX(r->fetch->other, 0, memds_imap_item_t)
+                               .value,
                            "(1 \"2\" (3))");
     PARSE(r, "* 9 FETCH (INTERNALDATE \" 2-Jan-2023 10:00:00 +0100\")\r\n");
     CU_ASSERT_EQUAL(r->fetch->internaldate_t, apr_time_from_sec(1672650000));
@@ -644,13 +716,17 @@ static void test_fetch_sections(void)
 
 static const struct {
     const char *in;
-    apr_size_t len;       /* 0: strlen */
-    const char *msg;      /* expected in the error message */
-    apr_size_t offset;    /* expected error offset, or (apr_size_t)-1 */
+    apr_size_t len;    /* 0: strlen */
+    const char *msg;   /* expected in the error message */
+    apr_size_t offset; /* expected error offset, or (apr_size_t)-1 */
 } bad_inputs[] = {
-#define B(s, m, o) { s, sizeof(s) - 1, m, o }
+#define B(s, m, o) \
+    { \
+        s, sizeof(s) - 1, m, o \
+    }
     B("", "expected '*', '+' or a tag, found end of input", 0),
-    B("a1 OK done", "expected CRLF at the end of the response, found end of input", 10),
+    B("a1 OK done",
+      "expected CRLF at the end of the response, found end of input", 10),
     B("a1 OK done\r\nx", "1 bytes after the end of the response", 12),
     B("a1 OK done\n", "LF in response text", 10),
     B("a1 OK a\0b\r\n", "byte 0x00 in response text", 7),
@@ -659,93 +735,127 @@ static const struct {
     B("a1\r\n", "expected SP after the tag, found CR", 2),
     B("*OK\r\n", "expected SP after '*', found 'O'", 1),
     B("* (\r\n", "expected a response name, found '('", 2),
-    B("* OK [ALERT\r\n", "expected ']' closing response code ALERT, found CR", 11),
-    B("* OK [ALERT x] y\r\n", "expected ']' closing response code ALERT, found SP", 11),
-    B("* OK [UIDVALIDITY abc] x\r\n", "expected UIDVALIDITY (a number), found 'a'", 18),
+    B("* OK [ALERT\r\n", "expected ']' closing response code ALERT, found CR",
+      11),
+    B("* OK [ALERT x] y\r\n",
+      "expected ']' closing response code ALERT, found SP", 11),
+    B("* OK [UIDVALIDITY abc] x\r\n",
+      "expected UIDVALIDITY (a number), found 'a'", 18),
     B("* OK [UIDVALIDITY 0] x\r\n", "UIDVALIDITY must not be 0", 18),
-    B("* OK [UIDNEXT 4294967296] x\r\n", "UIDNEXT is larger than 4294967295", 14),
+    B("* OK [UIDNEXT 4294967296] x\r\n", "UIDNEXT is larger than 4294967295",
+      14),
     B("* OK [HIGHESTMODSEQ 9223372036854775808] x\r\n",
       "HIGHESTMODSEQ is larger than 9223372036854775807", 20),
-    B("* OK [COPYUID 1 1:3 5] x\r\n", "COPYUID source and destination sets differ in size",
-      21),
-    B("* OK [APPENDUID 5] x\r\n", "expected SP after the APPENDUID uidvalidity, found ']'",
-      17),
+    B("* OK [COPYUID 1 1:3 5] x\r\n",
+      "COPYUID source and destination sets differ in size", 21),
+    B("* OK [APPENDUID 5] x\r\n",
+      "expected SP after the APPENDUID uidvalidity, found ']'", 17),
     B("* OK [MODIFIED 1:*] x\r\n", "'*' is not allowed in MODIFIED set", 17),
-    B("* OK [PERMANENTFLAGS \\Seen] x\r\n", "expected '(' opening PERMANENTFLAGS", 21),
+    B("* OK [PERMANENTFLAGS \\Seen] x\r\n",
+      "expected '(' opening PERMANENTFLAGS", 21),
     B("* FLAGS (\\Seen \\*)\r\n", "\\* is only allowed in PERMANENTFLAGS", 16),
     B("* FLAGS (\\Seen  \\Draft)\r\n", "expected a flag, found SP", 15),
     B("* VANISHED 1:*\r\n", "'*' is not allowed in VANISHED uids", 13),
-    B("* VANISHED (LATER) 1\r\n", "expected EARLIER after VANISHED (, found 'L'", 12),
+    B("* VANISHED (LATER) 1\r\n",
+      "expected EARLIER after VANISHED (, found 'L'", 12),
     B("* VANISHED 0\r\n", "VANISHED uids must not be 0", 11),
     B("* 0 FETCH (UID 1)\r\n", "message number 0 in FETCH", 4),
-    B("* 1 FETCH UID 1\r\n", "expected '(' opening the FETCH attributes, found 'U'", 10),
+    B("* 1 FETCH UID 1\r\n",
+      "expected '(' opening the FETCH attributes, found 'U'", 10),
     B("* 1 FETCH ()\r\n", "empty FETCH attribute list", 11),
     B("* 1 FETCH (UID 0)\r\n", "UID must not be 0", 15),
-    B("* 1 FETCH (UID 1\r\n", "expected SP or ')' after FETCH item UID, found CR", 16),
-    B("* 1 FETCH (UID 1 UID 2)\r\n", "UID appears twice in a FETCH response", 20),
-    B("* 1 FETCH (UID 1 {3}\r\nabc)\r\n", "expected a FETCH item name, found '{'", 17),
+    B("* 1 FETCH (UID 1\r\n",
+      "expected SP or ')' after FETCH item UID, found CR", 16),
+    B("* 1 FETCH (UID 1 UID 2)\r\n", "UID appears twice in a FETCH response",
+      20),
+    B("* 1 FETCH (UID 1 {3}\r\nabc)\r\n",
+      "expected a FETCH item name, found '{'", 17),
     B("* 1 FETCH (MODSEQ 5)\r\n", "expected '(' after MODSEQ, found '5'", 18),
     B("* 1 FETCH (BODY[] {10}\r\nabc)\r\n",
-      "literal of 10 bytes in section data runs past the end of the response (6 left)",
+      "literal of 10 bytes in section data runs past the end of the response "
+      "(6 left)",
       24),
-    B("* 1 FETCH (BODY[] {3x}\r\nabc)\r\n", "expected '}' after the literal length, found 'x'",
-      20),
+    B("* 1 FETCH (BODY[] {3x}\r\nabc)\r\n",
+      "expected '}' after the literal length, found 'x'", 20),
     B("* 1 FETCH (BODY[] {3}\nabc)\r\n",
       "expected CRLF after the literal length of section data, found LF", 21),
-    B("* 1 FETCH (BODY[] ~{3}\r\nabc)\r\n", "literal8 is not allowed in section data", 18),
+    B("* 1 FETCH (BODY[] ~{3}\r\nabc)\r\n",
+      "literal8 is not allowed in section data", 18),
     B("* 1 FETCH (BODY[1.] \"\")\r\n", "invalid section text, found ']'", 18),
-    B("* 1 FETCH (BODY[HEADERS] \"\")\r\n", "invalid section text, found 'H'", 16),
-    B("* 1 FETCH (BODY[1.MIME \"\")\r\n", "expected ']' closing the section, found SP", 22),
-    B("* 1 FETCH (BINARY[TEXT] \"\")\r\n", "BINARY sections are part numbers, found 'T'", 18),
-    B("* 1 FETCH (BODY[]<1 \"\")\r\n", "expected '>' closing the origin, found SP", 19),
-    B("* 1 FETCH (X-FOO[1] \"\")\r\n", "unknown FETCH item X-FOO with a section", 16),
+    B("* 1 FETCH (BODY[HEADERS] \"\")\r\n", "invalid section text, found 'H'",
+      16),
+    B("* 1 FETCH (BODY[1.MIME \"\")\r\n",
+      "expected ']' closing the section, found SP", 22),
+    B("* 1 FETCH (BINARY[TEXT] \"\")\r\n",
+      "BINARY sections are part numbers, found 'T'", 18),
+    B("* 1 FETCH (BODY[]<1 \"\")\r\n",
+      "expected '>' closing the origin, found SP", 19),
+    B("* 1 FETCH (X-FOO[1] \"\")\r\n",
+      "unknown FETCH item X-FOO with a section", 16),
     B("* 1 FETCH (INTERNALDATE \"31-Feb-2023 10:00:00 +0000\")\r\n",
       "invalid date-time \"31-Feb-2023 10:00:00 +0000\"", 52),
-    B("* 1 FETCH (INTERNALDATE NIL)\r\n", "expected a quoted date-time, found 'N'", 24),
-    B("* 1 FETCH (ENVELOPE (NIL NIL NIL))\r\n", "expected SP after envelope from, found ')'",
-      32),
-    B("* 1 FETCH (ENVELOPE (NIL {3}\r\na\0b NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
+    B("* 1 FETCH (INTERNALDATE NIL)\r\n",
+      "expected a quoted date-time, found 'N'", 24),
+    B("* 1 FETCH (ENVELOPE (NIL NIL NIL))\r\n",
+      "expected SP after envelope from, found ')'", 32),
+    B("* 1 FETCH (ENVELOPE (NIL {3}\r\na\0b NIL NIL NIL NIL NIL NIL NIL "
+      "NIL))\r\n",
       "NUL byte in the literal of envelope subject", 30),
     B("* 1 FETCH (ENVELOPE (NIL \"a\rb\" NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
       "CR inside the quoted string of envelope subject", 27),
-    B("* 1 FETCH (ENVELOPE (NIL \"a\\nb\" NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
-      "invalid escape in the quoted string of envelope subject (only \\\" and \\\\), found 'n'",
+    B("* 1 FETCH (ENVELOPE (NIL \"a\\nb\" NIL NIL NIL NIL NIL NIL NIL "
+      "NIL))\r\n",
+      "invalid escape in the quoted string of envelope subject (only \\\" and "
+      "\\\\), found 'n'",
       28),
     B("* 1 FETCH (ENVELOPE (NIL \"abc NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
       "CR inside the quoted string of envelope subject", 63),
     B("* 1 FETCH (ENVELOPE (NIL NIL () NIL NIL NIL NIL NIL NIL NIL))\r\n",
       "expected '(' opening an address, found ')'", 30),
-    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" 10))\r\n",
+    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" "
+      "10))\r\n",
       "expected SP before the lines of a text part, found ')'", 62),
-    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" -1 1))\r\n",
+    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" -1 "
+      "1))\r\n",
       "expected the body size (a number), found '-'", 60),
-    B("* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)))\r\n",
+    B("* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 "
+      "1)))\r\n",
       "expected SP before the multipart subtype, found ')'", 65),
-    B("* 1 FETCH (BODYSTRUCTURE (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 9 NIL))\r\n",
+    B("* 1 FETCH (BODYSTRUCTURE (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 9 "
+      "NIL))\r\n",
       "expected '(' opening ENVELOPE, found 'N'", 66),
-    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" (\"a\") NIL NIL \"7bit\" 1 1))\r\n",
+    B("* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" (\"a\") NIL NIL \"7bit\" 1 "
+      "1))\r\n",
       "expected SP after a parameter name, found ')'", 45),
-    B("* LIST (\\Noselect) \"//\" foo\r\n", "the hierarchy delimiter must be one character",
-      23),
-    B("* LIST (Noselect) \"/\" foo\r\n", "expected a mailbox attribute (\\name), found 'N'", 8),
-    B("* LIST () / foo\r\n", "expected a quoted delimiter or NIL, found '/'", 10),
+    B("* LIST (\\Noselect) \"//\" foo\r\n",
+      "the hierarchy delimiter must be one character", 23),
+    B("* LIST (Noselect) \"/\" foo\r\n",
+      "expected a mailbox attribute (\\name), found 'N'", 8),
+    B("* LIST () / foo\r\n", "expected a quoted delimiter or NIL, found '/'",
+      10),
     B("* LIST () \"/\" \"a\\qb\"\r\n",
-      "invalid escape in the quoted string of a mailbox name (only \\\" and \\\\), found 'q'",
+      "invalid escape in the quoted string of a mailbox name (only \\\" and "
+      "\\\\), found 'q'",
       17),
-    B("* LIST () \"/\" {3}\r\na\0b\r\n", "NUL byte in the literal of a mailbox name", 19),
-    B("* STATUS INBOX (MESSAGES 1 MESSAGES 2)\r\n", "STATUS attribute MESSAGES appears twice",
-      36),
-    B("* STATUS INBOX MESSAGES 1\r\n", "expected '(' opening the STATUS attributes, found 'M'",
-      15),
+    B("* LIST () \"/\" {3}\r\na\0b\r\n",
+      "NUL byte in the literal of a mailbox name", 19),
+    B("* STATUS INBOX (MESSAGES 1 MESSAGES 2)\r\n",
+      "STATUS attribute MESSAGES appears twice", 36),
+    B("* STATUS INBOX MESSAGES 1\r\n",
+      "expected '(' opening the STATUS attributes, found 'M'", 15),
     B("* SEARCH 1 x\r\n", "expected a SEARCH result (a number), found 'x'", 11),
-    B("* SEARCH 1 (FOO 2)\r\n", "expected MODSEQ in the SEARCH result, found 'F'", 12),
-    B("* ESEARCH (TAG a9) ALL 1\r\n", "expected the ESEARCH tag (a string), found 'a'", 15),
+    B("* SEARCH 1 (FOO 2)\r\n",
+      "expected MODSEQ in the SEARCH result, found 'F'", 12),
+    B("* ESEARCH (TAG a9) ALL 1\r\n",
+      "expected the ESEARCH tag (a string), found 'a'", 15),
     B("* ESEARCH MIN 1 MIN 2\r\n", "ESEARCH result MIN appears twice", 21),
     B("* ESEARCH ALL 1,,2\r\n", "expected ALL (a number), found ','", 16),
-    B("* CAPABILITY IMAP4rev1  IDLE\r\n", "expected a capability, found SP", 23),
+    B("* CAPABILITY IMAP4rev1  IDLE\r\n", "expected a capability, found SP",
+      23),
     B("* XFOO (a (b)\r\n", "expected SP or ')' in a list, found CR", 13),
     B("* XFOO \"a\r\n", "CR inside the quoted string of a value", 9),
-    B("+ go\rahead\r\n", "expected CRLF at the end of the response, found CR", 4),
+    B("+ go\rahead\r\n", "expected CRLF at the end of the response, found CR",
+      4),
 #undef B
 };
 
@@ -758,15 +868,16 @@ static void test_malformed(void)
         memds_imap_err_t err;
         apr_status_t rv;
         memset(&err, 0, sizeof(err));
-        rv = memds_imap_parse_response(&r, bad_inputs[i].in, bad_inputs[i].len, 0,
-                                       &err, unit_pool);
-        CHECK(rv == APR_EINVAL && r == NULL && err.kind == MEMDS_IMAP_E_PROTOCOL,
+        rv = memds_imap_parse_response(&r, bad_inputs[i].in, bad_inputs[i].len,
+                                       0, &err, unit_pool);
+        CHECK(rv == APR_EINVAL && r == NULL
+                  && err.kind == MEMDS_IMAP_E_PROTOCOL,
               "bad input %d must fail", (int)i);
         CHECK(err.msg && strstr(err.msg, bad_inputs[i].msg) != NULL,
               "bad input %d: got \"%s\", expected \"%s\"", (int)i,
               err.msg ? err.msg : "(none)", bad_inputs[i].msg);
         CHECK(bad_inputs[i].offset == (apr_size_t)-1
-              || err.offset == bad_inputs[i].offset,
+                  || err.offset == bad_inputs[i].offset,
               "bad input %d: offset %d, expected %d", (int)i, (int)err.offset,
               (int)bad_inputs[i].offset);
     }
@@ -790,7 +901,8 @@ static void test_truncated(void)
         for (n = 0; n < lens[i]; n++) {
             /* copy so a read past the end would be seen by ASan/valgrind */
             char *copy = apr_pmemdup(unit_pool, inputs[i], n ? n : 1);
-            apr_status_t rv = memds_imap_parse_response(&r, copy, n, 0, &err, unit_pool);
+            apr_status_t rv = memds_imap_parse_response(&r, copy, n, 0, &err,
+                                                        unit_pool);
             CHECK(rv == APR_EINVAL, "input %d truncated to %d bytes must fail",
                   (int)i, (int)n);
         }
@@ -806,14 +918,18 @@ static void test_limits(void)
 
     /* literal cap */
     s = "* 1 FETCH (BODY[] {5}\r\nhello)\r\n";
-    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 5, &err, unit_pool),
+    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 5, &err,
+                                              unit_pool),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 4, &err, unit_pool),
+    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 4, &err,
+                                              unit_pool),
                     APR_EINVAL);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "literal of 5 bytes in section data exceeds "
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg,
+                                  "literal of 5 bytes in section data exceeds "
                                   "the limit of 4"));
     s = "* 1 FETCH (BODY[] {99999999999999999999}\r\nhello)\r\n";
-    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 0, &err, unit_pool),
+    CU_ASSERT_EQUAL(memds_imap_parse_response(&r, s, strlen(s), 0, &err,
+                                              unit_pool),
                     APR_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "literal length is larger than"));
 
@@ -824,15 +940,19 @@ static void test_limits(void)
         for (i = 0; i < d; i++) {
             b = apr_pstrcat(unit_pool, b, "(", NULL);
         }
-        b = apr_pstrcat(unit_pool, b, "\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)", NULL);
+        b = apr_pstrcat(unit_pool, b,
+                        "\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)", NULL);
         for (i = 1; i < d; i++) {
             b = apr_pstrcat(unit_pool, b, " \"mixed\")", NULL);
         }
         b = apr_pstrcat(unit_pool, b, ")\r\n", NULL);
         CHECK((memds_imap_parse_response(&r, b, strlen(b), 0, &err, unit_pool)
-               == APR_SUCCESS) == (d <= 20), "body depth %d", d);
+               == APR_SUCCESS)
+                  == (d <= 20),
+              "body depth %d", d);
         if (d > 20) {
-            CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "body structure nested deeper "
+            CU_ASSERT_PTR_NOT_NULL(strstr(err.msg,
+                                          "body structure nested deeper "
                                           "than 20 levels"));
         }
     }
@@ -842,12 +962,15 @@ static void test_limits(void)
         memcpy(b, "* XFOO ", 7);
         memset(b + 7, '(', 200000);
         memcpy(b + 200007, "\r\n", 2);
-        CU_ASSERT_EQUAL(memds_imap_parse_response(&r, b, 200009, 0, &err, unit_pool),
+        CU_ASSERT_EQUAL(memds_imap_parse_response(&r, b, 200009, 0, &err,
+                                                  unit_pool),
                         APR_EINVAL);
-        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "lists nested deeper than 32 levels"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(err.msg, "lists nested deeper than 32 levels"));
         memcpy(b, "* 1 FETCH (BODYSTRUCTURE ", 25);
         memset(b + 25, '(', 100000);
-        CU_ASSERT_EQUAL(memds_imap_parse_response(&r, b, 100025, 0, &err, unit_pool),
+        CU_ASSERT_EQUAL(memds_imap_parse_response(&r, b, 100025, 0, &err,
+                                                  unit_pool),
                         APR_EINVAL);
     }
 }
@@ -859,7 +982,8 @@ static void test_sets(void)
     memds_imap_set_t *s;
     apr_uint32_t uids[] = { 9, 3, 4, 5, 1, 9, 12, 11 };
 
-    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "1:3,7,9:8", 9, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "1:3,7,9:8", 9, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(s->nranges, 3);
     CU_ASSERT_EQUAL(s->ranges[2].lo, 8);
     CU_ASSERT_EQUAL(s->ranges[2].hi, 9);
@@ -874,11 +998,14 @@ static void test_sets(void)
     CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "", 0, unit_pool), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "1,", 2, unit_pool), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "0", 1, unit_pool), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "4294967295", 10, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "4294967295", 10, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(memds_imap_set_count(s), 1);
-    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "1:4294967295", 12, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_set_parse(&s, "1:4294967295", 12, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(memds_imap_set_count(s), APR_UINT64_C(4294967295));
-    CU_ASSERT_STRING_EQUAL(memds_imap_set_from_uids(uids, 8, unit_pool), "1,3:5,9,11:12");
+    CU_ASSERT_STRING_EQUAL(memds_imap_set_from_uids(uids, 8, unit_pool),
+                           "1,3:5,9,11:12");
     CU_ASSERT_STRING_EQUAL(memds_imap_set_from_uids(uids, 0, unit_pool), "");
 }
 
@@ -887,55 +1014,85 @@ static void test_mutf7(void)
     static const struct {
         const char *m7, *utf8;
     } good[] = {
-        { "INBOX", "INBOX" }, { "&-", "&" }, { "a&-b", "a&b" },
-        { "Entw&APw-rfe", "Entw\xc3\xbc" "rfe" },
+        { "INBOX", "INBOX" },
+        { "&-", "&" },
+        { "a&-b", "a&b" },
+        { "Entw&APw-rfe", "Entw\xc3\xbc"
+                          "rfe" },
         { "&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
         { "~peter/mail/&U,BTFw-/&ZeVnLIqe-",
-          "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
+          "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
+          "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
         { "&2D3eAA-", "\xf0\x9f\x98\x80" }, /* a surrogate pair */
         { "", "" },
     };
     static const char *const bad[] = {
-        "&", "&AGE-", /* encodes "a" */ "&2D0-", /* lone high surrogate */
-        "&3gA-", /* lone low surrogate */ "&AOk", /* unterminated */
-        "&AO!-", "caf\xc3\xa9", "a\tb", "&AOkA-", /* leftover bits */
+        "&",
+        "&AGE-",
+        /* encodes "a" */ "&2D0-", /* lone high surrogate */
+        "&3gA-",
+        /* lone low surrogate */ "&AOk", /* unterminated */
+        "&AO!-",
+        "caf\xc3\xa9",
+        "a\tb",
+        "&AOkA-", /* leftover bits */
     };
     apr_size_t i;
     const char *o;
 
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        CHECK(memds_imap_mutf7_decode(&o, good[i].m7, strlen(good[i].m7), unit_pool)
-              == APR_SUCCESS && !strcmp(o, good[i].utf8), "decode %s", good[i].m7);
-        CHECK(memds_imap_mutf7_encode(&o, good[i].utf8, unit_pool) == APR_SUCCESS
-              && !strcmp(o, good[i].m7), "encode to %s (got %s)", good[i].m7, o);
+        CHECK(memds_imap_mutf7_decode(&o, good[i].m7, strlen(good[i].m7),
+                                      unit_pool)
+                      == APR_SUCCESS
+                  && !strcmp(o, good[i].utf8),
+              "decode %s", good[i].m7);
+        CHECK(memds_imap_mutf7_encode(&o, good[i].utf8, unit_pool)
+                      == APR_SUCCESS
+                  && !strcmp(o, good[i].m7),
+              "encode to %s (got %s)", good[i].m7, o);
     }
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(memds_imap_mutf7_decode(&o, bad[i], strlen(bad[i]), unit_pool)
-              == APR_EINVAL, "decode of invalid %s", bad[i]);
+                  == APR_EINVAL,
+              "decode of invalid %s", bad[i]);
     }
-    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xc3\x28", unit_pool), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xed\xa0\x80", unit_pool), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xc0\xaf", unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xc3\x28", unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xed\xa0\x80", unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_mutf7_encode(&o, "\xc0\xaf", unit_pool),
+                    APR_EINVAL);
 }
 
 static void test_dates(void)
 {
     apr_time_t t;
 
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 09:00:00 +0000", 26), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 09:00:00 +0000", 26),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(t, apr_time_from_sec(1672650000));
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, " 2-jan-2023 04:30:00 -0430", 26), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, " 2-jan-2023 04:30:00 -0430", 26),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(t, apr_time_from_sec(1672650000));
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-2024 00:00:00 +0000", 26), APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "01-Jan-1970 00:00:00 +0000", 26), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-2024 00:00:00 +0000", 26),
+                    APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "01-Jan-1970 00:00:00 +0000", 26),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(t, 0);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-2023 00:00:00 +0000", 26), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-1900 00:00:00 +0000", 26), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "32-Jan-2023 00:00:00 +0000", 26), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jax-2023 00:00:00 +0000", 26), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 24:00:00 +0000", 26), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 10:00:00 0000", 25), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "2-Jan-2023 10:00:00 +0000", 25), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-2023 00:00:00 +0000", 26),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "29-Feb-1900 00:00:00 +0000", 26),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "32-Jan-2023 00:00:00 +0000", 26),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jax-2023 00:00:00 +0000", 26),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 24:00:00 +0000", 26),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "02-Jan-2023 10:00:00 0000", 25),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_parse_date(&t, "2-Jan-2023 10:00:00 +0000", 25),
+                    APR_EINVAL);
 }
 
 static void test_status_mapping(void)
@@ -1003,19 +1160,22 @@ typedef struct step_t {
     apr_size_t reply_len;
 } step_t;
 
-#define STEP(e, r) { e, r, sizeof(r) - 1 }
+#define STEP(e, r) \
+    { \
+        e, r, sizeof(r) - 1 \
+    }
 
 typedef struct fake_t {
     const step_t *steps;
     int nsteps, step;
-    apr_size_t delivered;       /* of the current reply */
+    apr_size_t delivered; /* of the current reply */
     char *sent;
     apr_size_t sent_len, sent_cap, step_start;
-    int split_step;             /* this reply comes in two pieces ... */
-    apr_size_t split;           /* ... the first ending here */
-    apr_size_t chunk;           /* at most this much per recv (0: any) */
-    apr_size_t send_chunk;      /* at most this much per send (0: any) */
-    apr_status_t end_rv;        /* recv after the last step (default EOF) */
+    int split_step;        /* this reply comes in two pieces ... */
+    apr_size_t split;      /* ... the first ending here */
+    apr_size_t chunk;      /* at most this much per recv (0: any) */
+    apr_size_t send_chunk; /* at most this much per send (0: any) */
+    apr_status_t end_rv;   /* recv after the last step (default EOF) */
     int mismatch;
     const char *mismatch_msg;
 } fake_t;
@@ -1033,15 +1193,18 @@ static apr_status_t fake_recv(void *baton, char *buf, apr_size_t len,
     st = &f->steps[f->step];
     sent = f->sent_len - f->step_start;
     elen = strlen(st->expect);
-    if (sent != elen || memcmp(f->sent + f->step_start, st->expect, elen) != 0) {
+    if (sent != elen
+        || memcmp(f->sent + f->step_start, st->expect, elen) != 0) {
         f->mismatch++;
-        f->mismatch_msg = apr_psprintf(unit_pool, "step %d: expected \"%s\", got \"%.*s\"",
+        f->mismatch_msg = apr_psprintf(unit_pool,
+                                       "step %d: expected \"%s\", got \"%.*s\"",
                                        f->step, st->expect, (int)sent,
                                        f->sent + f->step_start);
         return APR_EOF;
     }
     n = st->reply_len - f->delivered;
-    if (f->step == f->split_step && f->delivered < f->split && f->split - f->delivered < n) {
+    if (f->step == f->split_step && f->delivered < f->split
+        && f->split - f->delivered < n) {
         n = f->split - f->delivered;
     }
     if (f->chunk && n > f->chunk) {
@@ -1094,8 +1257,8 @@ static fake_t *fake_new(const step_t *steps, int n)
     return f;
 }
 
-static memds_imap_conn_t *fake_open_cfg(fake_t *f, const memds_imap_config_t *cfg,
-                                        apr_pool_t *p)
+static memds_imap_conn_t *
+fake_open_cfg(fake_t *f, const memds_imap_config_t *cfg, apr_pool_t *p)
 {
     memds_imap_io_t io;
     memds_imap_conn_t *c = NULL;
@@ -1118,36 +1281,47 @@ static memds_imap_conn_t *fake_open(fake_t *f, apr_pool_t *p)
 }
 
 /* all steps done, nothing unexpected sent */
-#define FAKE_DONE(f) CHECK((f)->step == (f)->nsteps && !(f)->mismatch, \
-                           "fake server at step %d of %d: %s", (f)->step, \
-                           (f)->nsteps, (f)->mismatch_msg ? (f)->mismatch_msg : "")
+#define FAKE_DONE(f) \
+    CHECK((f)->step == (f)->nsteps && !(f)->mismatch, \
+          "fake server at step %d of %d: %s", (f)->step, (f)->nsteps, \
+          (f)->mismatch_msg ? (f)->mismatch_msg : "")
 
 #define OPEN_STEPS \
-    STEP("M1 CAPABILITY\r\n", "* CAPABILITY " DOVECOT_CAPS "\r\n" \
+    STEP("M1 CAPABILITY\r\n", \
+         "* CAPABILITY " DOVECOT_CAPS "\r\n" \
          "M1 OK Capability completed (0.001 + 0.000 secs).\r\n"), \
-    STEP("M2 ENABLE QRESYNC\r\n", "* ENABLED QRESYNC\r\n" \
-         "M2 OK Enabled (0.001 + 0.000 secs).\r\n")
+        STEP("M2 ENABLE QRESYNC\r\n", \
+             "* ENABLED QRESYNC\r\n" \
+             "M2 OK Enabled (0.001 + 0.000 secs).\r\n")
 
 #define SELECT_STEP(tag, box) \
-    STEP(tag " SELECT " box "\r\n", "* FLAGS (\\Answered \\Flagged \\Deleted " \
-         "\\Seen \\Draft)\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted " \
-         "\\Seen \\Draft \\*)] Flags permitted.\r\n* 3 EXISTS\r\n* 0 RECENT\r\n" \
-         "* OK [UIDVALIDITY 1795893292] UIDs valid\r\n* OK [UIDNEXT 4] Predicted " \
-         "next UID\r\n* OK [HIGHESTMODSEQ 4] Highest\r\n" \
-         tag " OK [READ-WRITE] Select completed (0.001 + 0.000 secs).\r\n")
+    STEP(tag " SELECT " box "\r\n", \
+         "* FLAGS (\\Answered \\Flagged \\Deleted " \
+         "\\Seen \\Draft)\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged " \
+         "\\Deleted " \
+         "\\Seen \\Draft \\*)] Flags permitted.\r\n* 3 EXISTS\r\n* 0 " \
+         "RECENT\r\n" \
+         "* OK [UIDVALIDITY 1795893292] UIDs valid\r\n* OK [UIDNEXT 4] " \
+         "Predicted " \
+         "next UID\r\n* OK [HIGHESTMODSEQ 4] Highest\r\n" tag \
+         " OK [READ-WRITE] Select completed (0.001 + 0.000 secs).\r\n")
 
 static void test_open_and_select(void)
 {
     static const step_t steps[] = {
         OPEN_STEPS,
         SELECT_STEP("M3", "INBOX"),
-        STEP("M4 EXAMINE INBOX (CONDSTORE)\r\n", "* OK [CLOSED] Previous mailbox "
-             "closed.\r\n* 3 EXISTS\r\n* OK [UIDVALIDITY 1795893292] UIDs valid\r\n"
+        STEP("M4 EXAMINE INBOX (CONDSTORE)\r\n",
+             "* OK [CLOSED] Previous mailbox "
+             "closed.\r\n* 3 EXISTS\r\n* OK [UIDVALIDITY 1795893292] UIDs "
+             "valid\r\n"
              "* OK [NOMODSEQ] No permanent modsequences\r\n"
              "M4 OK [READ-ONLY] Examine completed.\r\n"),
-        STEP("M5 SELECT Nope\r\n", "M5 NO Mailbox doesn't exist: Nope (0.001 + 0.000 "
+        STEP("M5 SELECT Nope\r\n",
+             "M5 NO Mailbox doesn't exist: Nope (0.001 + 0.000 "
              "secs).\r\n"),
-        STEP("M6 LOGOUT\r\n", "* BYE Logging out\r\nM6 OK Logout completed.\r\n"),
+        STEP("M6 LOGOUT\r\n",
+             "* BYE Logging out\r\nM6 OK Logout completed.\r\n"),
     };
     fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
     memds_imap_conn_t *c = fake_open(f, unit_pool);
@@ -1159,7 +1333,8 @@ static void test_open_and_select(void)
     CU_ASSERT(memds_imap_caps(c) & MEMDS_IMAP_CAP_LITERAL_PLUS);
     CU_ASSERT(memds_imap_has_cap(c, "thread=refs"));
     CU_ASSERT_PTR_NULL(memds_imap_selected(c));
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &mb, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &mb,
+                                      &err),
                     APR_SUCCESS);
     CU_ASSERT_EQUAL(mb->exists, 3);
     CU_ASSERT_EQUAL(mb->uidvalidity, 1795893292u);
@@ -1170,18 +1345,22 @@ static void test_open_and_select(void)
     CU_ASSERT(mb->condstore); /* QRESYNC is enabled */
     CU_ASSERT_FALSE(mb->readonly);
     /* the same mailbox again: nothing sent (the fake would see it) */
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", MEMDS_IMAP_SEL_CONDSTORE, NULL, NULL,
-                                      NULL, &mb, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", MEMDS_IMAP_SEL_CONDSTORE,
+                                      NULL, NULL, NULL, &mb, &err),
+                    APR_SUCCESS);
     CU_ASSERT_PTR_EQUAL(memds_imap_selected(c), mb);
     /* read-only is another mode: EXAMINE is sent */
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", MEMDS_IMAP_SEL_READONLY
-                                      | MEMDS_IMAP_SEL_CONDSTORE, NULL, NULL, NULL,
-                                      &mb, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX",
+                                      MEMDS_IMAP_SEL_READONLY
+                                          | MEMDS_IMAP_SEL_CONDSTORE,
+                                      NULL, NULL, NULL, &mb, &err),
+                    APR_SUCCESS);
     CU_ASSERT(mb->readonly);
     CU_ASSERT(mb->nomodseq);
     CU_ASSERT_FALSE(mb->condstore);
     CU_ASSERT_EQUAL(mb->highestmodseq, 0);
-    CU_ASSERT_NOT_EQUAL(memds_imap_select(c, "Nope", 0, NULL, NULL, NULL, &mb, &err),
+    CU_ASSERT_NOT_EQUAL(memds_imap_select(c, "Nope", 0, NULL, NULL, NULL, &mb,
+                                          &err),
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_NO);
     CU_ASSERT_STRING_EQUAL(err.cmd, "SELECT");
@@ -1202,10 +1381,11 @@ typedef struct sink_t {
     char buf[512];
     apr_size_t len;
     int calls, bad_offset;
-    int fail_after;             /* refuse the n-th call (0: never) */
+    int fail_after; /* refuse the n-th call (0: never) */
 } sink_t;
 
-static apr_status_t sink(void *baton, apr_uint64_t off, const char *d, apr_size_t n)
+static apr_status_t sink(void *baton, apr_uint64_t off, const char *d,
+                         apr_size_t n)
 {
     sink_t *s = baton;
 
@@ -1241,9 +1421,12 @@ static step_t *stream_steps(int *pn, const char *fetch_reply, apr_size_t rlen)
 
 static char *stream_reply(apr_size_t *plen)
 {
-    const char *pre = apr_psprintf(unit_pool, "* 1 FETCH (UID 5 FLAGS (\\Recent) "
-                                   "BODY[] {%d}\r\n", (int)LEN(stream_data));
-    const char *post = " MODSEQ (7))\r\n* 3 EXISTS\r\nM4 OK Fetch completed.\r\n";
+    const char *pre = apr_psprintf(unit_pool,
+                                   "* 1 FETCH (UID 5 FLAGS (\\Recent) "
+                                   "BODY[] {%d}\r\n",
+                                   (int)LEN(stream_data));
+    const char
+        *post = " MODSEQ (7))\r\n* 3 EXISTS\r\nM4 OK Fetch completed.\r\n";
     apr_size_t a = strlen(pre), b = LEN(stream_data), c = strlen(post);
     char *r = apr_palloc(unit_pool, a + b + c);
 
@@ -1284,21 +1467,26 @@ static void test_stream_split(void)
             memset(&s, 0, sizeof(s));
             rv = memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err);
             if (rv == APR_SUCCESS) {
-                rv = memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, &info, &err);
+                rv = memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, &info,
+                                           &err);
             }
             CHECK(rv == APR_SUCCESS, "mode %d split %d: %s", mode, (int)split,
                   rv ? err.msg : "");
-            CHECK(s.len == LEN(stream_data) && !memcmp(s.buf, stream_data, s.len)
-                  && !s.bad_offset && info.len == LEN(stream_data) && !info.nil,
-                  "mode %d split %d: streamed data differs (%d bytes, %d calls)", mode,
-                  (int)split, (int)s.len, s.calls);
+            CHECK(
+                s.len == LEN(stream_data) && !memcmp(s.buf, stream_data, s.len)
+                    && !s.bad_offset && info.len == LEN(stream_data)
+                    && !info.nil,
+                "mode %d split %d: streamed data differs (%d bytes, %d calls)",
+                mode, (int)split, (int)s.len, s.calls);
             CHECK(memds_imap_selected(c) && memds_imap_selected(c)->exists == 3,
-                  "mode %d split %d: EXISTS after the literal", mode, (int)split);
+                  "mode %d split %d: EXISTS after the literal", mode,
+                  (int)split);
             rv = memds_imap_noop(c, NULL, NULL, &err);
             CHECK(rv == APR_SUCCESS && memds_imap_selected(c)->exists == 4,
                   "mode %d split %d: NOOP after the stream", mode, (int)split);
-            CHECK(f->step == f->nsteps && !f->mismatch, "mode %d split %d: %s", mode,
-                  (int)split, f->mismatch_msg ? f->mismatch_msg : "steps left");
+            CHECK(f->step == f->nsteps && !f->mismatch, "mode %d split %d: %s",
+                  mode, (int)split,
+                  f->mismatch_msg ? f->mismatch_msg : "steps left");
             apr_pool_destroy(p);
         }
     }
@@ -1317,13 +1505,16 @@ static apr_status_t seen_cb(void *baton, const memds_imap_resp_t *r)
 {
     fetch_seen_t *s = baton;
 
-    if (r->type == MEMDS_IMAP_RESP_FETCH && r->fetch->envelope && r->fetch->body) {
+    if (r->type == MEMDS_IMAP_RESP_FETCH && r->fetch->envelope
+        && r->fetch->body) {
         const memds_imap_body_t *pdf = APR_ARRAY_IDX(r->fetch->body->parts, 1,
                                                      memds_imap_body_t *);
         s->n++;
         s->uid = r->fetch->uid;
-        apr_cpystrn(s->subject, r->fetch->envelope->subject, sizeof(s->subject));
-        apr_cpystrn(s->param, APR_ARRAY_IDX(pdf->params, 0, memds_imap_param_t).value,
+        apr_cpystrn(s->subject, r->fetch->envelope->subject,
+                    sizeof(s->subject));
+        apr_cpystrn(s->param,
+                    APR_ARRAY_IDX(pdf->params, 0, memds_imap_param_t).value,
                     sizeof(s->param));
     }
     return APR_SUCCESS;
@@ -1331,9 +1522,11 @@ static apr_status_t seen_cb(void *baton, const memds_imap_resp_t *r)
 
 static void test_buffered_split(void)
 {
-    const char *reply = apr_pstrcat(unit_pool, dovecot_fetch_mixed,
-                                    "M4 OK Fetch completed (0.005 + 0.000 + 0.004 "
-                                    "secs).\r\n", NULL);
+    const char
+        *reply = apr_pstrcat(unit_pool, dovecot_fetch_mixed,
+                             "M4 OK Fetch completed (0.005 + 0.000 + 0.004 "
+                             "secs).\r\n",
+                             NULL);
     apr_size_t rlen = strlen(reply), split;
     int n;
 
@@ -1358,12 +1551,12 @@ static void test_buffered_split(void)
         memset(&s, 0, sizeof(s));
         rv = memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err);
         if (rv == APR_SUCCESS) {
-            rv = memds_imap_uid_fetch(c, "1", "UID ENVELOPE BODYSTRUCTURE", 0, 0,
-                                      seen_cb, &s, &err);
+            rv = memds_imap_uid_fetch(c, "1", "UID ENVELOPE BODYSTRUCTURE", 0,
+                                      0, seen_cb, &s, &err);
         }
         CHECK(rv == APR_SUCCESS && s.n == 1 && s.uid == 1
-              && !strcmp(s.subject, "Mixed \"quoted\" \\ test")
-              && !strcmp(s.param, "r\xc3\xa9port.pdf"),
+                  && !strcmp(s.subject, "Mixed \"quoted\" \\ test")
+                  && !strcmp(s.param, "r\xc3\xa9port.pdf"),
               "split %d: %s", (int)split, rv ? err.msg : "wrong values");
         CHECK(f->step == f->nsteps && !f->mismatch, "split %d: %s", (int)split,
               f->mismatch_msg ? f->mismatch_msg : "steps left");
@@ -1386,7 +1579,8 @@ static apr_status_t big_cb(void *baton, const memds_imap_resp_t *r)
     if (r->type == MEMDS_IMAP_RESP_FETCH && r->fetch->sections->nelts == 1) {
         const memds_imap_section_t *s = &APR_ARRAY_IDX(r->fetch->sections, 0,
                                                        memds_imap_section_t);
-        b->ok = s->len == b->len && !memcmp(s->data, b->data, b->len) && !s->streamed;
+        b->ok = s->len == b->len && !memcmp(s->data, b->data, b->len)
+                && !s->streamed;
     }
     return APR_SUCCESS;
 }
@@ -1406,7 +1600,8 @@ static void test_big_literal(void)
 {
     apr_size_t n = 200000, i;
     char *data = apr_palloc(unit_pool, n);
-    const char *pre = apr_psprintf(unit_pool, "* 1 FETCH (UID 5 BODY[] {%d}\r\n", (int)n);
+    const char *pre = apr_psprintf(unit_pool,
+                                   "* 1 FETCH (UID 5 BODY[] {%d}\r\n", (int)n);
     const char *post = ")\r\nM4 OK Fetch completed.\r\n";
     char *reply = apr_palloc(unit_pool, strlen(pre) + n + strlen(post));
     step_t *st;
@@ -1431,10 +1626,12 @@ static void test_big_literal(void)
     b.data = data;
     b.len = n;
     b.ok = 0;
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "5", "(UID BODY.PEEK[])", 0, 0, big_cb, &b,
-                                         &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "5", "(UID BODY.PEEK[])", 0, 0,
+                                         big_cb, &b, &err),
+                    APR_SUCCESS);
     CU_ASSERT(b.ok);
     FAKE_DONE(f);
 
@@ -1443,9 +1640,11 @@ static void test_big_literal(void)
     c = fake_open(f, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     b.ok = 1;
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, big_sink, &b, &info, &err),
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, big_sink, &b,
+                                          &info, &err),
                     APR_SUCCESS);
     CU_ASSERT(b.ok);
     CU_ASSERT_EQUAL(info.len, n);
@@ -1458,7 +1657,8 @@ static apr_status_t count_cb(void *baton, const memds_imap_resp_t *r)
 {
     int *n = baton;
 
-    if (r->type == MEMDS_IMAP_RESP_FETCH || r->type == MEMDS_IMAP_RESP_VANISHED) {
+    if (r->type == MEMDS_IMAP_RESP_FETCH
+        || r->type == MEMDS_IMAP_RESP_VANISHED) {
         (*n)++;
     }
     return APR_SUCCESS;
@@ -1468,42 +1668,60 @@ static void test_commands_on_the_wire(void)
 {
     static const step_t steps[] = {
         OPEN_STEPS,
-        STEP("M3 SELECT \"Sent Items\" (QRESYNC (67890007 90060115194045000 41:211,214:541))\r\n",
-             "* OK [CLOSED]\r\n* 3 EXISTS\r\n* OK [UIDVALIDITY 67890007] UIDs valid\r\n"
+        STEP("M3 SELECT \"Sent Items\" (QRESYNC (67890007 90060115194045000 "
+             "41:211,214:541))\r\n",
+             "* OK [CLOSED]\r\n* 3 EXISTS\r\n* OK [UIDVALIDITY 67890007] UIDs "
+             "valid\r\n"
              "* OK [HIGHESTMODSEQ 90060115205545359] Highest\r\n"
              "* VANISHED (EARLIER) 41,43:116,118,120:211,214:540\r\n"
-             "* 49 FETCH (UID 117 FLAGS (\\Seen \\Answered) MODSEQ (90060115194045001))\r\n"
+             "* 49 FETCH (UID 117 FLAGS (\\Seen \\Answered) MODSEQ "
+             "(90060115194045001))\r\n"
              "M3 OK [READ-WRITE] mailbox selected\r\n"),
         STEP("M4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n",
-             "* VANISHED (EARLIER) 300:310\r\n* 1 FETCH (UID 4 FLAGS () MODSEQ (12346))\r\n"
+             "* VANISHED (EARLIER) 300:310\r\n* 1 FETCH (UID 4 FLAGS () MODSEQ "
+             "(12346))\r\n"
              "M4 OK Fetch completed.\r\n"),
-        STEP("M5 UID STORE 4,7 (UNCHANGEDSINCE 12346) +FLAGS.SILENT (\\Seen $Junk)\r\n",
+        STEP("M5 UID STORE 4,7 (UNCHANGEDSINCE 12346) +FLAGS.SILENT (\\Seen "
+             "$Junk)\r\n",
              "M5 OK [MODIFIED 7] Conditional STORE failed\r\n"),
         STEP("M6 UID STORE 4 -FLAGS (\\Flagged)\r\n",
-             "* 1 FETCH (UID 4 MODSEQ (12350) FLAGS ())\r\nM6 OK [HIGHESTMODSEQ 12350] done\r\n"),
+             "* 1 FETCH (UID 4 MODSEQ (12350) FLAGS ())\r\nM6 OK "
+             "[HIGHESTMODSEQ 12350] done\r\n"),
         STEP("M7 UID SEARCH RETURN (ALL) UNDELETED SINCE 1-Jan-2024\r\n",
-             "* ESEARCH (TAG \"M7\") UID ALL 4,9:11\r\nM7 OK Search completed.\r\n"),
-        STEP("M8 APPEND \"Sent Items\" (\\Seen) \" 2-Jan-2023 09:00:00 +0000\" {5+}\r\nhello\r\n",
+             "* ESEARCH (TAG \"M7\") UID ALL 4,9:11\r\nM7 OK Search "
+             "completed.\r\n"),
+        STEP("M8 APPEND \"Sent Items\" (\\Seen) \" 2-Jan-2023 09:00:00 +0000\" "
+             "{5+}\r\nhello\r\n",
              "M8 OK [APPENDUID 67890007 3001] Append completed.\r\n"),
         STEP("M9 UID MOVE 4 \"a \\\"b\\\" \\\\c\"\r\n",
              "* OK [COPYUID 1795893294 4 12] Moved UIDs.\r\n* VANISHED 4\r\n"
              "M9 OK [HIGHESTMODSEQ 12351] Move completed.\r\n"),
-        STEP("M10 CREATE {4+}\r\n\xc3\xa9t\xc3\r\n", "M10 NO [CANNOT] Invalid mailbox name\r\n"),
+        STEP("M10 CREATE {4+}\r\n\xc3\xa9t\xc3\r\n",
+             "M10 NO [CANNOT] Invalid mailbox name\r\n"),
         STEP("M11 RENAME Foo/Bar &AOk-t\r\n", "M11 OK Rename completed.\r\n"),
         STEP("M12 DELETE \"\"\r\n", "M12 BAD Empty mailbox name\r\n"),
-        STEP("M13 UID EXPUNGE 9:11\r\n", "* VANISHED 9:11\r\nM13 OK Expunge completed.\r\n"),
-        STEP("M14 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)\r\n",
-             "* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1795893292 UNSEEN 3 "
-             "HIGHESTMODSEQ 4)\r\nM14 OK [CLIENTBUG] Status on selected mailbox completed.\r\n"),
+        STEP("M13 UID EXPUNGE 9:11\r\n",
+             "* VANISHED 9:11\r\nM13 OK Expunge completed.\r\n"),
+        STEP("M14 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN "
+             "HIGHESTMODSEQ)\r\n",
+             "* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1795893292 "
+             "UNSEEN 3 "
+             "HIGHESTMODSEQ 4)\r\nM14 OK [CLIENTBUG] Status on selected "
+             "mailbox completed.\r\n"),
         STEP("M15 UID FETCH 4 (UID BINARY.PEEK[1.2]<100.50>)\r\n",
-             "* 1 FETCH (UID 4 BINARY[1.2]<100> ~{4}\r\n\0\0\0\0)\r\nM15 OK done\r\n"),
-        STEP("M16 UID FETCH 4 (UID BODY.PEEK[HEADER.FIELDS (Subject From)]<10.4294967295>)\r\n",
-             "* 1 FETCH (UID 4 BODY[HEADER.FIELDS (SUBJECT FROM)]<10> \"abc\")\r\nM16 OK done\r\n"),
+             "* 1 FETCH (UID 4 BINARY[1.2]<100> ~{4}\r\n\0\0\0\0)\r\nM15 OK "
+             "done\r\n"),
+        STEP("M16 UID FETCH 4 (UID BODY.PEEK[HEADER.FIELDS (Subject "
+             "From)]<10.4294967295>)\r\n",
+             "* 1 FETCH (UID 4 BODY[HEADER.FIELDS (SUBJECT FROM)]<10> "
+             "\"abc\")\r\nM16 OK done\r\n"),
         STEP("M17 UID FETCH 4 (UID BODY.PEEK[TEXT])\r\n",
              "* 1 FETCH (UID 4 BODY[TEXT] NIL)\r\nM17 OK done\r\n"),
-        STEP("M18 XAPPLEPUSHSERVICE \"x\"\r\n", "* XAPPLEPUSHSERVICE aps-version {1+}\r\n"
+        STEP("M18 XAPPLEPUSHSERVICE \"x\"\r\n",
+             "* XAPPLEPUSHSERVICE aps-version {1+}\r\n"
              "2 aps-topic {3}\r\nxyz\r\nM18 OK done\r\n"),
-        STEP("M19 LOGOUT\r\n", "* BYE Logging out\r\nM19 OK Logout completed.\r\n"),
+        STEP("M19 LOGOUT\r\n",
+             "* BYE Logging out\r\nM19 OK Logout completed.\r\n"),
     };
     fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
     memds_imap_conn_t *c = fake_open(f, unit_pool);
@@ -1524,77 +1742,96 @@ static void test_commands_on_the_wire(void)
     qr.uidvalidity = 67890007;
     qr.modseq = APR_UINT64_C(90060115194045000);
     qr.known_uids = "41:211,214:541";
-    CU_ASSERT_EQUAL(memds_imap_select(c, "Sent Items", 0, &qr, count_cb, &n, &mb, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "Sent Items", 0, &qr, count_cb, &n,
+                                      &mb, &err),
                     APR_SUCCESS);
     CU_ASSERT_EQUAL(n, 2);
     CU_ASSERT_EQUAL(mb->highestmodseq, APR_UINT64_C(90060115205545359));
     n = 0;
     CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(FLAGS)", 12345,
-                                         MEMDS_IMAP_FETCH_VANISHED, count_cb, &n, &err),
+                                         MEMDS_IMAP_FETCH_VANISHED, count_cb,
+                                         &n, &err),
                     APR_SUCCESS);
     CU_ASSERT_EQUAL(n, 2);
-    CU_ASSERT_EQUAL(mb->exists, 3); /* VANISHED (EARLIER) does not change EXISTS */
-    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "4,7", '+', "\\Seen $Junk", 1, 12346, NULL,
-                                         NULL, &mod, &err, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(mb->exists,
+                    3); /* VANISHED (EARLIER) does not change EXISTS */
+    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "4,7", '+', "\\Seen $Junk", 1,
+                                         12346, NULL, NULL, &mod, &err,
+                                         unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mod);
     CU_ASSERT_STRING_EQUAL(memds_imap_set_str(mod, unit_pool), "7");
     n = 0;
-    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "4", '-', "\\Flagged", 0, 0, count_cb, &n,
-                                         &mod, &err, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "4", '-', "\\Flagged", 0, 0,
+                                         count_cb, &n, &mod, &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(n, 1);
     CU_ASSERT_PTR_NULL(mod);
     CU_ASSERT_EQUAL(mb->highestmodseq, 12350); /* from the tagged OK */
-    CU_ASSERT_EQUAL(memds_imap_uid_search(c, "UNDELETED SINCE 1-Jan-2024", &sr, &err,
-                                          unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_search(c, "UNDELETED SINCE 1-Jan-2024", &sr,
+                                          &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(memds_imap_set_str(sr->all, unit_pool), "4,9:11");
     CU_ASSERT_EQUAL(sr->count, 4);
     CU_ASSERT_EQUAL(sr->min, 4);
     CU_ASSERT_EQUAL(sr->max, 11);
     CU_ASSERT_EQUAL(memds_imap_append(c, "Sent Items", "\\Seen",
-                                      apr_time_from_sec(1672650000), "hello", 5, &uv,
-                                      &uid, &err), APR_SUCCESS);
+                                      apr_time_from_sec(1672650000), "hello", 5,
+                                      &uv, &uid, &err),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(uv, 67890007);
     CU_ASSERT_EQUAL(uid, 3001);
-    CU_ASSERT_EQUAL(memds_imap_uid_move(c, "4", "a \"b\" \\c", NULL, NULL, &cu, &err,
-                                        unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_move(c, "4", "a \"b\" \\c", NULL, NULL, &cu,
+                                        &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cu);
     CU_ASSERT_EQUAL(cu->uidvalidity, 1795893294u);
     CU_ASSERT_EQUAL(memds_imap_copyuid_map(cu, 4), 12);
     CU_ASSERT_EQUAL(mb->exists, 2); /* VANISHED without EARLIER */
-    CU_ASSERT_NOT_EQUAL(memds_imap_create(c, "\xc3\xa9t\xc3", &err), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_imap_create(c, "\xc3\xa9t\xc3", &err),
+                        APR_SUCCESS);
     CU_ASSERT_EQUAL(err.code, MEMDS_IMAP_CODE_CANNOT);
     CU_ASSERT_EQUAL(imap_outcome(&err).status, 510);
-    CU_ASSERT_EQUAL(memds_imap_rename(c, "Foo/Bar", "&AOk-t", &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_rename(c, "Foo/Bar", "&AOk-t", &err),
+                    APR_SUCCESS);
     /* an empty name is refused locally; the raw form reaches the server */
     CU_ASSERT_EQUAL(memds_imap_delete(c, "", &err), APR_EINVAL);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_ARG);
-    CU_ASSERT_NOT_EQUAL(memds_imap_run(c, "DELETE \"\"", NULL, NULL, &tagged, &err),
+    CU_ASSERT_NOT_EQUAL(memds_imap_run(c, "DELETE \"\"", NULL, NULL, &tagged,
+                                       &err),
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_BAD);
     CU_ASSERT_STRING_EQUAL(err.cmd, "DELETE");
     CU_ASSERT_EQUAL(tagged->cond, MEMDS_IMAP_BAD);
-    CU_ASSERT_EQUAL(memds_imap_uid_expunge(c, "9:11", NULL, NULL, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_expunge(c, "9:11", NULL, NULL, &err),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(mb->exists, 0);
-    CU_ASSERT_EQUAL(memds_imap_status(c, "inbox", NULL, &st, &err, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_status(c, "inbox", NULL, &st, &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(st->messages, 3);
     CU_ASSERT_EQUAL(st->highestmodseq, 4);
     memset(&s, 0, sizeof(s));
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "1.2", 100, 50, MEMDS_IMAP_BODY_BINARY,
-                                          sink, &s, &info, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "1.2", 100, 50,
+                                          MEMDS_IMAP_BODY_BINARY, sink, &s,
+                                          &info, &err),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(s.len, 4);
     CU_ASSERT(!memcmp(s.buf, "\0\0\0\0", 4));
     memset(&s, 0, sizeof(s));
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "HEADER.FIELDS (Subject From)", 10, 0, 0,
-                                          sink, &s, &info, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "HEADER.FIELDS (Subject From)",
+                                          10, 0, 0, sink, &s, &info, &err),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL(s.len, 3); /* a quoted string is delivered too */
     CU_ASSERT(!memcmp(s.buf, "abc", 3));
     memset(&s, 0, sizeof(s));
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "TEXT", 0, 0, 0, sink, &s, &info, &err),
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 4, "TEXT", 0, 0, 0, sink, &s,
+                                          &info, &err),
                     APR_SUCCESS);
     CU_ASSERT(info.nil);
     CU_ASSERT_EQUAL(info.len, 0);
-    CU_ASSERT_EQUAL(memds_imap_run(c, "XAPPLEPUSHSERVICE \"x\"", NULL, NULL, &tagged,
-                                   &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_run(c, "XAPPLEPUSHSERVICE \"x\"", NULL, NULL,
+                                   &tagged, &err),
+                    APR_SUCCESS);
     memds_imap_close(c);
     FAKE_DONE(f);
 }
@@ -1606,22 +1843,31 @@ static void test_commands_on_the_wire(void)
 static void test_old_server(void)
 {
     static const step_t steps[] = {
-        STEP("M1 CAPABILITY\r\n", "* CAPABILITY " OLD_CAPS "\r\nM1 OK done\r\n"),
+        STEP("M1 CAPABILITY\r\n",
+             "* CAPABILITY " OLD_CAPS "\r\nM1 OK done\r\n"),
         /* a synchronizing literal: the data only after "+" */
         STEP("M2 APPEND INBOX {5}\r\n", "+ Ready for literal data\r\n"),
-        STEP("hello\r\n", "* 4 EXISTS\r\nM2 OK [APPENDUID 7 9] Append completed.\r\n"),
-        STEP("M3 APPEND INBOX {6}\r\n", "M3 NO [LIMIT] Too big\r\n"), /* refused early */
+        STEP("hello\r\n",
+             "* 4 EXISTS\r\nM2 OK [APPENDUID 7 9] Append completed.\r\n"),
+        STEP("M3 APPEND INBOX {6}\r\n",
+             "M3 NO [LIMIT] Too big\r\n"), /* refused early */
         STEP("M4 SELECT INBOX\r\n", "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n"
-             "M4 OK [READ-WRITE] done\r\n"),
+                                    "M4 OK [READ-WRITE] done\r\n"),
         /* MOVE without MOVE */
-        STEP("M5 UID COPY 3 Trash\r\n", "M5 OK [COPYUID 8 3 20] Copy completed.\r\n"),
-        STEP("M6 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\n", "M6 OK Store completed.\r\n"),
-        STEP("M7 UID EXPUNGE 3\r\n", "* 3 EXPUNGE\r\nM7 OK Expunge completed.\r\n"),
+        STEP("M5 UID COPY 3 Trash\r\n",
+             "M5 OK [COPYUID 8 3 20] Copy completed.\r\n"),
+        STEP("M6 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\n",
+             "M6 OK Store completed.\r\n"),
+        STEP("M7 UID EXPUNGE 3\r\n",
+             "* 3 EXPUNGE\r\nM7 OK Expunge completed.\r\n"),
         /* SEARCH without ESEARCH */
-        STEP("M8 UID SEARCH ALL\r\n", "* SEARCH 5 1 2\r\n* SEARCH 9\r\nM8 OK done\r\n"),
+        STEP("M8 UID SEARCH ALL\r\n",
+             "* SEARCH 5 1 2\r\n* SEARCH 9\r\nM8 OK done\r\n"),
         /* LIST RETURN refused: plain LIST, then STATUS per selectable box */
-        STEP("M9 LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n", "M9 BAD Unknown syntax\r\n"),
-        STEP("M10 LIST \"\" \"*\"\r\n", "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+        STEP("M9 LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n",
+             "M9 BAD Unknown syntax\r\n"),
+        STEP("M10 LIST \"\" \"*\"\r\n",
+             "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
              "* LIST (\\Noselect \\HasChildren) \"/\" Public\r\n"
              "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n"
              "* LIST () \"/\" Gone\r\nM10 OK done\r\n"),
@@ -1629,7 +1875,8 @@ static void test_old_server(void)
              "* STATUS INBOX (MESSAGES 3 UIDNEXT 10)\r\nM11 OK done\r\n"),
         STEP("M12 STATUS Trash (MESSAGES UIDNEXT)\r\n",
              "* STATUS Trash (MESSAGES 1 UIDNEXT 21)\r\nM12 OK done\r\n"),
-        STEP("M13 STATUS Gone (MESSAGES UIDNEXT)\r\n", "M13 NO Mailbox doesn't exist\r\n"),
+        STEP("M13 STATUS Gone (MESSAGES UIDNEXT)\r\n",
+             "M13 NO Mailbox doesn't exist\r\n"),
         STEP("M14 LOGOUT\r\n", "M14 OK bye\r\n"),
     };
     fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
@@ -1643,38 +1890,49 @@ static void test_old_server(void)
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_FALSE(memds_imap_qresync(c));
-    CU_ASSERT_EQUAL(memds_imap_append(c, "INBOX", NULL, 0, "hello", 5, &uv, &uid, &err),
+    CU_ASSERT_EQUAL(memds_imap_append(c, "INBOX", NULL, 0, "hello", 5, &uv,
+                                      &uid, &err),
                     APR_SUCCESS);
     CU_ASSERT_EQUAL(uid, 9);
-    CU_ASSERT_NOT_EQUAL(memds_imap_append(c, "INBOX", NULL, 0, "hello!", 6, &uv, &uid,
-                                          &err), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_imap_append(c, "INBOX", NULL, 0, "hello!", 6, &uv,
+                                          &uid, &err),
+                        APR_SUCCESS);
     CU_ASSERT_EQUAL(err.code, MEMDS_IMAP_CODE_LIMIT);
     CU_ASSERT_EQUAL(uid, 0);
     CU_ASSERT_FALSE(memds_imap_broken(c));
     qr.uidvalidity = 7;
     qr.modseq = 1;
     qr.known_uids = NULL;
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, &qr, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, &qr, NULL, NULL, NULL,
+                                      &err),
                     APR_ENOTIMPL);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_UNSUPPORTED);
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "FLAGS", 5, MEMDS_IMAP_FETCH_VANISHED,
-                                         NULL, NULL, &err), APR_ENOTIMPL);
-    CU_ASSERT_EQUAL(memds_imap_uid_move(c, "3", "Trash", NULL, NULL, &cu, &err, unit_pool),
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "FLAGS", 5,
+                                         MEMDS_IMAP_FETCH_VANISHED, NULL, NULL,
+                                         &err),
+                    APR_ENOTIMPL);
+    CU_ASSERT_EQUAL(memds_imap_uid_move(c, "3", "Trash", NULL, NULL, &cu, &err,
+                                        unit_pool),
                     APR_SUCCESS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cu);
     CU_ASSERT_EQUAL(memds_imap_copyuid_map(cu, 3), 20);
     CU_ASSERT_EQUAL(memds_imap_selected(c)->exists, 3);
-    CU_ASSERT_EQUAL(memds_imap_uid_search(c, "ALL", &sr, &err, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_uid_search(c, "ALL", &sr, &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(memds_imap_set_str(sr->all, unit_pool), "1:2,5,9");
     CU_ASSERT_EQUAL(sr->count, 4);
-    CU_ASSERT_EQUAL(memds_imap_list(c, "MESSAGES UIDNEXT", &boxes, &err, unit_pool),
+    CU_ASSERT_EQUAL(memds_imap_list(c, "MESSAGES UIDNEXT", &boxes, &err,
+                                    unit_pool),
                     APR_SUCCESS);
     CU_ASSERT_EQUAL_FATAL(boxes->nelts, 4);
-    CU_ASSERT_EQUAL(APR_ARRAY_IDX(boxes, 0, memds_imap_list_t *)->status->messages, 3);
+    CU_ASSERT_EQUAL(
+        APR_ARRAY_IDX(boxes, 0, memds_imap_list_t *)->status->messages, 3);
     CU_ASSERT_PTR_NULL(APR_ARRAY_IDX(boxes, 1, memds_imap_list_t *)->status);
-    CU_ASSERT_EQUAL(APR_ARRAY_IDX(boxes, 2, memds_imap_list_t *)->status->uidnext, 21);
+    CU_ASSERT_EQUAL(
+        APR_ARRAY_IDX(boxes, 2, memds_imap_list_t *)->status->uidnext, 21);
     CU_ASSERT_EQUAL(APR_ARRAY_IDX(boxes, 2, memds_imap_list_t *)->role,
                     MEMDS_IMAP_ROLE_TRASH);
     CU_ASSERT_PTR_NULL(APR_ARRAY_IDX(boxes, 3, memds_imap_list_t *)->status);
@@ -1686,13 +1944,18 @@ static void test_list_status(void)
 {
     static const step_t steps[] = {
         OPEN_STEPS,
-        STEP("M3 LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UIDVALIDITY "
+        STEP("M3 LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES "
+             "UIDVALIDITY "
              "HIGHESTMODSEQ X-GUID))\r\n",
-             "* LIST () \"/\" Z3\r\n* STATUS Z3 (MESSAGES 1 UIDVALIDITY 1795893296 "
+             "* LIST () \"/\" Z3\r\n* STATUS Z3 (MESSAGES 1 UIDVALIDITY "
+             "1795893296 "
              "HIGHESTMODSEQ 5 X-GUID 029d100fcf2b0b6b3065000083ecc375)\r\n"
-             "* LIST (\\Drafts) \"/\" Drafts\r\n* STATUS Drafts (MESSAGES 0 UIDVALIDITY "
-             "1795893297 HIGHESTMODSEQ 1 X-GUID 68a9f110d92b0b6b3065000083ecc375)\r\n"
-             "* LIST () \"/\" INBOX\r\n* STATUS INBOX (MESSAGES 1 UIDVALIDITY 1795893292 "
+             "* LIST (\\Drafts) \"/\" Drafts\r\n* STATUS Drafts (MESSAGES 0 "
+             "UIDVALIDITY "
+             "1795893297 HIGHESTMODSEQ 1 X-GUID "
+             "68a9f110d92b0b6b3065000083ecc375)\r\n"
+             "* LIST () \"/\" INBOX\r\n* STATUS INBOX (MESSAGES 1 UIDVALIDITY "
+             "1795893292 "
              "HIGHESTMODSEQ 2 X-GUID fd22a71f2c280b6b932a000083ecc375)\r\n"
              "M3 OK List completed (0.036 + 0.000 + 0.035 secs).\r\n"),
         STEP("M4 LOGOUT\r\n", "M4 OK bye\r\n"),
@@ -1704,14 +1967,17 @@ static void test_list_status(void)
     const memds_imap_list_t *l;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(memds_imap_list(c, "MESSAGES UIDVALIDITY HIGHESTMODSEQ X-GUID",
-                                    &boxes, &err, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_list(c,
+                                    "MESSAGES UIDVALIDITY HIGHESTMODSEQ X-GUID",
+                                    &boxes, &err, unit_pool),
+                    APR_SUCCESS);
     CU_ASSERT_EQUAL_FATAL(boxes->nelts, 3);
     l = APR_ARRAY_IDX(boxes, 1, memds_imap_list_t *);
     CU_ASSERT_EQUAL(l->role, MEMDS_IMAP_ROLE_DRAFTS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(l->status);
     CU_ASSERT_EQUAL(l->status->uidvalidity, 1795893297u);
-    CU_ASSERT_STRING_EQUAL(l->status->xguid, "68a9f110d92b0b6b3065000083ecc375");
+    CU_ASSERT_STRING_EQUAL(l->status->xguid,
+                           "68a9f110d92b0b6b3065000083ecc375");
     l = APR_ARRAY_IDX(boxes, 2, memds_imap_list_t *);
     CU_ASSERT_EQUAL(l->role, MEMDS_IMAP_ROLE_INBOX);
     CU_ASSERT_EQUAL(l->status->highestmodseq, 2);
@@ -1725,7 +1991,8 @@ static void test_text_is_no_literal(void)
     static const step_t steps[] = {
         OPEN_STEPS,
         STEP("M3 SELECT \"x{5}\"\r\n", "M3 NO Mailbox doesn't exist: x{5}\r\n"),
-        STEP("M4 NOOP\r\n", "* OK [ALERT] maintenance at {12}\r\nM4 OK done {3}\r\n"),
+        STEP("M4 NOOP\r\n",
+             "* OK [ALERT] maintenance at {12}\r\nM4 OK done {3}\r\n"),
         STEP("M5 LOGOUT\r\n", "M5 OK bye\r\n"),
     };
     fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
@@ -1733,7 +2000,8 @@ static void test_text_is_no_literal(void)
     memds_imap_err_t err;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_NOT_EQUAL(memds_imap_select(c, "x{5}", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_NOT_EQUAL(memds_imap_select(c, "x{5}", 0, NULL, NULL, NULL, NULL,
+                                          &err),
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_NO);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_SUCCESS);
@@ -1754,17 +2022,21 @@ static void test_recoverable_errors(void)
         OPEN_STEPS,
         SELECT_STEP("M3", "INBOX"),
         /* a malformed untagged response among good ones */
-        STEP("M4 UID FETCH 1:* (UID FLAGS)\r\n", "* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"
+        STEP("M4 UID FETCH 1:* (UID FLAGS)\r\n",
+             "* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"
              "* 2 FETCH (UID 0 FLAGS ())\r\n* 3 FETCH (UID 3 FLAGS ())\r\n"
              "M4 OK Fetch completed.\r\n"),
         /* the callback refuses: the rest is still read */
-        STEP("M5 UID FETCH 1:* (UID FLAGS)\r\n", "* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"
+        STEP("M5 UID FETCH 1:* (UID FLAGS)\r\n",
+             "* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"
              "* 2 FETCH (UID 2 FLAGS ())\r\nM5 OK Fetch completed.\r\n"),
         /* the chunk callback refuses in the middle of a literal */
-        STEP("M6 UID FETCH 5 (UID BODY.PEEK[])\r\n", "* 1 FETCH (UID 5 BODY[] {10}\r\n"
+        STEP("M6 UID FETCH 5 (UID BODY.PEEK[])\r\n",
+             "* 1 FETCH (UID 5 BODY[] {10}\r\n"
              "0123456789)\r\nM6 OK Fetch completed.\r\n"),
         /* a UID that is not there */
-        STEP("M7 UID FETCH 6 (UID BODY.PEEK[])\r\n", "M7 OK Fetch completed.\r\n"),
+        STEP("M7 UID FETCH 6 (UID BODY.PEEK[])\r\n",
+             "M7 OK Fetch completed.\r\n"),
         STEP("M8 NOOP\r\n", "M8 OK NOOP completed.\r\n"),
         STEP("M9 LOGOUT\r\n", "M9 OK bye\r\n"),
     };
@@ -1775,26 +2047,31 @@ static void test_recoverable_errors(void)
     int n = 0;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, count_cb, &n,
-                                         &err), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0,
+                                         count_cb, &n, &err),
+                    APR_EINVAL);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_PROTOCOL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "UID must not be 0"));
     CU_ASSERT_EQUAL(n, 2);
     CU_ASSERT_EQUAL(imap_outcome(&err).status, 510);
     CU_ASSERT_FALSE(memds_imap_broken(c));
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, refuse_cb, NULL,
-                                         &err), APR_EGENERAL);
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0,
+                                         refuse_cb, NULL, &err),
+                    APR_EGENERAL);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_CALLBACK);
     memset(&s, 0, sizeof(s));
     s.fail_after = 1;
     f->chunk = 4; /* the literal arrives in several reads */
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, NULL,
+                                          &err),
                     APR_ENOSPC);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_CALLBACK);
     CU_ASSERT_EQUAL(s.calls, 1); /* not called again after refusing */
-    CU_ASSERT_NOT_EQUAL(memds_imap_fetch_body(c, 6, "", 0, 0, 0, sink, &s, NULL, &err),
+    CU_ASSERT_NOT_EQUAL(memds_imap_fetch_body(c, 6, "", 0, 0, 0, sink, &s, NULL,
+                                              &err),
                         APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_NOTFOUND);
     CU_ASSERT_EQUAL(imap_outcome(&err).status, 404);
@@ -1806,15 +2083,22 @@ static void test_recoverable_errors(void)
 static void test_fatal_errors(void)
 {
     static const step_t eof[] = { OPEN_STEPS, STEP("M3 NOOP\r\n", "* 3 EXI") };
-    static const step_t bye[] = { OPEN_STEPS,
-                                  STEP("M3 NOOP\r\n", "* BYE Server shutting down\r\n") };
-    static const step_t tag[] = { OPEN_STEPS, STEP("M3 NOOP\r\n", "M9 OK done\r\n") };
-    static const step_t cont[] = { OPEN_STEPS, STEP("M3 NOOP\r\n", "+ what?\r\n") };
-    static const step_t lf[] = { OPEN_STEPS, STEP("M3 NOOP\r\n", "M3 OK done\n") };
-    static const step_t big[] = { OPEN_STEPS, SELECT_STEP("M3", "INBOX"),
-                                  STEP("M4 UID FETCH 1 (UID BODY.PEEK[1])\r\n",
-                                       "* 1 FETCH (UID 1 BODY[1] {999999999999}\r\n") };
-    static const step_t slow[] = { OPEN_STEPS, STEP("M3 NOOP\r\n", "* 1 EXISTS\r\n") };
+    static const step_t bye[] = {
+        OPEN_STEPS, STEP("M3 NOOP\r\n", "* BYE Server shutting down\r\n")
+    };
+    static const step_t tag[] = { OPEN_STEPS,
+                                  STEP("M3 NOOP\r\n", "M9 OK done\r\n") };
+    static const step_t cont[] = { OPEN_STEPS,
+                                   STEP("M3 NOOP\r\n", "+ what?\r\n") };
+    static const step_t lf[] = { OPEN_STEPS,
+                                 STEP("M3 NOOP\r\n", "M3 OK done\n") };
+    static const step_t big[] = {
+        OPEN_STEPS, SELECT_STEP("M3", "INBOX"),
+        STEP("M4 UID FETCH 1 (UID BODY.PEEK[1])\r\n",
+             "* 1 FETCH (UID 1 BODY[1] {999999999999}\r\n")
+    };
+    static const step_t slow[] = { OPEN_STEPS,
+                                   STEP("M3 NOOP\r\n", "* 1 EXISTS\r\n") };
     memds_imap_conn_t *c;
     memds_imap_err_t err;
     fake_t *f;
@@ -1853,7 +2137,8 @@ static void test_fatal_errors(void)
     c = fake_open(f, p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_EINVAL);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "unexpected IMAP continuation request"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(err.msg, "unexpected IMAP continuation request"));
     memds_imap_close(c);
 
     f = fake_new(lf, 3);
@@ -1866,10 +2151,12 @@ static void test_fatal_errors(void)
     f = fake_new(big, 4);
     c = fake_open(f, p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "(UID BODY.PEEK[1])", 0, 0, NULL, NULL,
-                                         &err), APR_ENOSPC);
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "(UID BODY.PEEK[1])", 0, 0,
+                                         NULL, NULL, &err),
+                    APR_ENOSPC);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_LIMIT);
     CU_ASSERT_EQUAL(imap_outcome(&err).status, 413);
     CU_ASSERT(memds_imap_broken(c));
@@ -1894,10 +2181,12 @@ static void test_refused_stream(void)
 
     for (i = 0; i < 2; i++) {
         step_t *st = apr_pcalloc(unit_pool, 4 * sizeof(*st));
-        const char *pre = apr_psprintf(unit_pool, "* 1 FETCH (UID 5 BODY[] {%d}\r\n",
+        const char *pre = apr_psprintf(unit_pool,
+                                       "* 1 FETCH (UID 5 BODY[] {%d}\r\n",
                                        (int)sizes[i]);
         const char *post = ")\r\nM4 OK Fetch completed.\r\n";
-        char *reply = apr_palloc(unit_pool, strlen(pre) + sizes[i] + strlen(post));
+        char *reply = apr_palloc(unit_pool,
+                                 strlen(pre) + sizes[i] + strlen(post));
         memds_imap_config_t cfg;
         memds_imap_conn_t *c;
         memds_imap_err_t err;
@@ -1917,11 +2206,13 @@ static void test_refused_stream(void)
         cfg.max_response = 1000; /* the SELECT reply fits, 5000 bytes do not */
         c = fake_open_cfg(f, &cfg, unit_pool);
         CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-        CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+        CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                          &err),
                         APR_SUCCESS);
         memset(&s, 0, sizeof(s));
         s.fail_after = 1;
-        CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, NULL, &err),
+        CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 5, "", 0, 0, 0, sink, &s, NULL,
+                                              &err),
                         APR_ENOSPC);
         CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_CALLBACK);
         CU_ASSERT_EQUAL(s.calls, 1);
@@ -1941,14 +2232,19 @@ static void test_refused_stream(void)
 static void test_arguments(void)
 {
     static const step_t steps[] = {
-        OPEN_STEPS, SELECT_STEP("M3", "INBOX"), STEP("M4 LOGOUT\r\n", "M4 OK bye\r\n"),
+        OPEN_STEPS,
+        SELECT_STEP("M3", "INBOX"),
+        STEP("M4 LOGOUT\r\n", "M4 OK bye\r\n"),
     };
     static const char *const seen_items[] = {
-        "(UID BODY[])", "BODY[1]", "(FLAGS RFC822)", "RFC822", "(RFC822.TEXT)",
-        "(BINARY[1])", "uid body[header]",
+        "(UID BODY[])",  "BODY[1]",     "(FLAGS RFC822)",   "RFC822",
+        "(RFC822.TEXT)", "(BINARY[1])", "uid body[header]",
     };
     static const char *const safe_items[] = {
-        "(UID BODY.PEEK[])", "(RFC822.SIZE RFC822.HEADER)", "FAST", "(BINARY.PEEK[1])",
+        "(UID BODY.PEEK[])",
+        "(RFC822.SIZE RFC822.HEADER)",
+        "FAST",
+        "(BINARY.PEEK[1])",
         "BODYSTRUCTURE",
     };
     fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
@@ -1959,43 +2255,61 @@ static void test_arguments(void)
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     /* needs a selected mailbox */
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "FLAGS", 0, 0, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "FLAGS", 0, 0, NULL, NULL,
+                                         &err),
                     APR_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "needs a selected mailbox"));
-    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err),
                     APR_SUCCESS);
     for (i = 0; i < sizeof(seen_items) / sizeof(seen_items[0]); i++) {
-        CHECK(memds_imap_uid_fetch(c, "1", seen_items[i], 0, 0, NULL, NULL, &err)
-              == APR_EINVAL && err.kind == MEMDS_IMAP_E_ARG, "%s refused", seen_items[i]);
+        CHECK(memds_imap_uid_fetch(c, "1", seen_items[i], 0, 0, NULL, NULL,
+                                   &err)
+                      == APR_EINVAL
+                  && err.kind == MEMDS_IMAP_E_ARG,
+              "%s refused", seen_items[i]);
     }
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "would set \\Seen"));
     for (i = 0; i < sizeof(safe_items) / sizeof(safe_items[0]); i++) {
-        CHECK(memds_imap_uid_fetch(c, "x", safe_items[i], 0, 0, NULL, NULL, &err)
-              == APR_EINVAL && strstr(err.msg, "invalid UID set"),
+        CHECK(memds_imap_uid_fetch(c, "x", safe_items[i], 0, 0, NULL, NULL,
+                                   &err)
+                      == APR_EINVAL
+                  && strstr(err.msg, "invalid UID set"),
               "%s is not refused for \\Seen", safe_items[i]);
     }
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:", "FLAGS", 0, 0, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1:", "FLAGS", 0, 0, NULL, NULL,
+                                         &err),
                     APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "0", "FLAGS", 0, 0, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "0", "FLAGS", 0, 0, NULL, NULL,
+                                         &err),
                     APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "FLAGS\r\nM9 LOGOUT", 0, 0, NULL, NULL,
-                                         &err), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "1", '+', "\\Seen) (x", 0, 0, NULL, NULL,
-                                         NULL, &err, unit_pool), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "1", '*', "\\Seen", 0, 0, NULL, NULL, NULL,
-                                         &err, unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_uid_fetch(c, "1", "FLAGS\r\nM9 LOGOUT", 0, 0,
+                                         NULL, NULL, &err),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "1", '+', "\\Seen) (x", 0, 0, NULL,
+                                         NULL, NULL, &err, unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_uid_store(c, "1", '*', "\\Seen", 0, 0, NULL,
+                                         NULL, NULL, &err, unit_pool),
+                    APR_EINVAL);
     memset(&s, 0, sizeof(s));
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 1, "1.]", 0, 0, 0, sink, &s, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 1, "1.]", 0, 0, 0, sink, &s, NULL,
+                                          &err),
                     APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 1, "HEADER", 0, 0, MEMDS_IMAP_BODY_BINARY,
-                                          sink, &s, NULL, &err), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 0, "", 0, 0, 0, sink, &s, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 1, "HEADER", 0, 0,
+                                          MEMDS_IMAP_BODY_BINARY, sink, &s,
+                                          NULL, &err),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_fetch_body(c, 0, "", 0, 0, 0, sink, &s, NULL,
+                                          &err),
                     APR_EINVAL);
     CU_ASSERT_EQUAL(memds_imap_uid_search(c, "ALL\r\n", NULL, &err, unit_pool),
                     APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_append(c, "INBOX", "(\\Seen)", 0, "x", 1, NULL, NULL,
-                                      &err), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_imap_run(c, "NOOP\r\nM9 LOGOUT", NULL, NULL, NULL, &err),
+    CU_ASSERT_EQUAL(memds_imap_append(c, "INBOX", "(\\Seen)", 0, "x", 1, NULL,
+                                      NULL, &err),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_imap_run(c, "NOOP\r\nM9 LOGOUT", NULL, NULL, NULL,
+                                   &err),
                     APR_EINVAL);
     CU_ASSERT_FALSE(memds_imap_broken(c));
     memds_imap_close(c);
@@ -2010,7 +2324,8 @@ void unit_add_imap(void)
     CU_add_test(s, "status responses and codes", test_status_responses);
     CU_add_test(s, "LIST and mailbox names", test_list);
     CU_add_test(s, "STATUS, SEARCH, ESEARCH, VANISHED, ...", test_mailbox_data);
-    CU_add_test(s, "FETCH envelope and bodystructure", test_fetch_envelope_body);
+    CU_add_test(s, "FETCH envelope and bodystructure",
+                test_fetch_envelope_body);
     CU_add_test(s, "FETCH body sections and literal8", test_fetch_sections);
     CU_add_test(s, "malformed responses: precise errors", test_malformed);
     CU_add_test(s, "truncated responses fail cleanly", test_truncated);
@@ -2021,13 +2336,17 @@ void unit_add_imap(void)
     CU_add_test(s, "status mapping", test_status_mapping);
     CU_add_test(s, "open, capabilities, SELECT reuse", test_open_and_select);
     CU_add_test(s, "streamed literal split at every offset", test_stream_split);
-    CU_add_test(s, "buffered literals split at every offset", test_buffered_split);
+    CU_add_test(s, "buffered literals split at every offset",
+                test_buffered_split);
     CU_add_test(s, "literals larger than the read buffer", test_big_literal);
     CU_add_test(s, "commands on the wire", test_commands_on_the_wire);
-    CU_add_test(s, "server without LITERAL+/MOVE/ESEARCH/LIST-STATUS", test_old_server);
+    CU_add_test(s, "server without LITERAL+/MOVE/ESEARCH/LIST-STATUS",
+                test_old_server);
     CU_add_test(s, "LIST-STATUS", test_list_status);
-    CU_add_test(s, "text ending in {n} is not a literal", test_text_is_no_literal);
-    CU_add_test(s, "recoverable errors keep the connection", test_recoverable_errors);
+    CU_add_test(s, "text ending in {n} is not a literal",
+                test_text_is_no_literal);
+    CU_add_test(s, "recoverable errors keep the connection",
+                test_recoverable_errors);
     CU_add_test(s, "fatal errors break the connection", test_fatal_errors);
     CU_add_test(s, "refused streams", test_refused_stream);
     CU_add_test(s, "argument checks", test_arguments);

@@ -42,8 +42,9 @@ static apr_array_header_t *corpus(void)
                 || strstr(fi.name, ".c.xml")) {
                 continue;
             }
-            APR_ARRAY_PUSH(files, const char *) =
-                apr_pstrcat(unit_pool, dir, "/", fi.name, NULL);
+            APR_ARRAY_PUSH(files, const char *) = apr_pstrcat(unit_pool, dir,
+                                                              "/", fi.name,
+                                                              NULL);
         }
         apr_dir_close(d);
     }
@@ -51,7 +52,8 @@ static apr_array_header_t *corpus(void)
 }
 
 /* Collect every BYTES item data of a message, commands nested too. */
-static void collect_data(apr_array_header_t *out, const apr_array_header_t *cmds)
+static void collect_data(apr_array_header_t *out,
+                         const apr_array_header_t *cmds)
 {
     int i, j;
 
@@ -95,7 +97,8 @@ static void data_equal(const memds_msg_t *a, const memds_msg_t *b,
         const memds_bytes_t *x = APR_ARRAY_IDX(da, i, memds_bytes_t *);
         const memds_bytes_t *y = APR_ARRAY_IDX(db, i, memds_bytes_t *);
         if (x->len != y->len || memcmp(x->data, y->data, x->len) != 0) {
-            fprintf(stderr, "\n  %s: item data %d differs after %s\n", path, i, how);
+            fprintf(stderr, "\n  %s: item data %d differs after %s\n", path, i,
+                    how);
             CU_FAIL("item data differs");
         }
     }
@@ -120,7 +123,8 @@ static void roundtrip_corpus(void)
         buf = unit_read_file(path, &len);
         CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
         memset(&err, 0, sizeof(err));
-        if (memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO, &err, p) != APR_SUCCESS) {
+        if (memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO, &err, p)
+            != APR_SUCCESS) {
             fprintf(stderr, "\n  %s: %s (line %d, offset %lu)\n", path, err.msg,
                     err.line, (unsigned long)err.offset);
             CU_FAIL("capture does not decode");
@@ -130,8 +134,9 @@ static void roundtrip_corpus(void)
         /* XML: decode(encode(m)) encodes to the same bytes (canonical). */
         x1 = xml_of(m, p);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x1);
-        CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m2, x1, strlen(x1), MEMDS_ENC_XML,
-                                               &err, p), APR_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m2, x1, strlen(x1),
+                                               MEMDS_ENC_XML, &err, p),
+                              APR_SUCCESS);
         x2 = xml_of(m2, p);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x2);
         if (strcmp(x1, x2) != 0) {
@@ -141,11 +146,13 @@ static void roundtrip_corpus(void)
         data_equal(m, m2, path, "XML");
         /* WBXML: the same model again. */
         memds_buf_init(&wb, len + 256, p);
-        CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&wb, m, MEMDS_ENC_WBXML, &err, p),
+        CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&wb, m, MEMDS_ENC_WBXML, &err,
+                                               p),
                               APR_SUCCESS);
         if (memds_msg_decode(&m3, wb.data, wb.len, MEMDS_ENC_WBXML, &err, p)
             != APR_SUCCESS) {
-            fprintf(stderr, "\n  %s: own WBXML does not decode: %s\n", path, err.msg);
+            fprintf(stderr, "\n  %s: own WBXML does not decode: %s\n", path,
+                    err.msg);
             CU_FAIL("WBXML round trip");
             apr_pool_destroy(p);
             continue;
@@ -179,7 +186,8 @@ static void sizer_matches_encoder(void)
 
         apr_pool_create(&p, unit_pool);
         if (buf == NULL
-            || memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO, &err, p) != APR_SUCCESS) {
+            || memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO, &err, p)
+                   != APR_SUCCESS) {
             apr_pool_destroy(p);
             continue; /* reported by roundtrip_corpus */
         }
@@ -201,17 +209,19 @@ static void sizer_matches_encoder(void)
                         continue; /* XML cannot carry some binary data */
                     }
                     if (j + fin > 0 && memds_sizer_total(&sz, fin) != b.len) {
-                        fprintf(stderr, "\n  %s (%s, %d cmds, final %d): sizer "
-                                "says %lu, encoder wrote %lu\n", path,
-                                e == MEMDS_ENC_XML ? "XML" : "WBXML", j, fin,
-                                (unsigned long)memds_sizer_total(&sz, fin),
+                        fprintf(stderr,
+                                "\n  %s (%s, %d cmds, final %d): sizer "
+                                "says %lu, encoder wrote %lu\n",
+                                path, e == MEMDS_ENC_XML ? "XML" : "WBXML", j,
+                                fin, (unsigned long)memds_sizer_total(&sz, fin),
                                 (unsigned long)b.len);
                         CU_FAIL("sizer total");
                     }
                 }
                 partial.final = 0;
                 if (j < m->cmds->nelts) {
-                    const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, j, memds_cmd_t *);
+                    const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, j,
+                                                         memds_cmd_t *);
                     apr_size_t before = memds_sizer_total(&sz, 0);
                     apr_size_t add = memds_sizer_cmd_size(&sz, c);
                     memds_sizer_add(&sz, c);
@@ -262,15 +272,16 @@ static const char *md5_empty_nonce(const char *user, const char *password)
  * password "corpus-secret", memo datastore, XML and WBXML, basic and md5). */
 static void model_of_pkg1(void)
 {
-    const char *names[] = { "xml-basic-001-req.xml", "wbxml-basic-001-req.wbxml",
-                            "xml-md5-001-req.xml", "wbxml-md5-001-req.wbxml",
-                            NULL };
+    const char *names[] = { "xml-basic-001-req.xml",
+                            "wbxml-basic-001-req.wbxml", "xml-md5-001-req.xml",
+                            "wbxml-md5-001-req.wbxml", NULL };
     int i;
 
     for (i = 0; names[i]; ++i) {
         apr_size_t len;
         const char *buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS, "pkg1/",
-                                                     names[i], NULL), &len);
+                                                     names[i], NULL),
+                                         &len);
         int md5 = strstr(names[i], "-md5-") != NULL;
         memds_msg_t *m;
         memds_codec_err_t err;
@@ -280,7 +291,8 @@ static void model_of_pkg1(void)
 
         CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
         CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO,
-                                               &err, unit_pool), APR_SUCCESS);
+                                               &err, unit_pool),
+                              APR_SUCCESS);
         CU_ASSERT_STRING_EQUAL(m->hdr.verdtd, "1.2");
         CU_ASSERT_STRING_EQUAL(m->hdr.msg_id, "1");
         CU_ASSERT_STRING_EQUAL(m->hdr.source->name, "corpus");
@@ -288,9 +300,9 @@ static void model_of_pkg1(void)
         CU_ASSERT_STRING_EQUAL(m->hdr.cred->meta->type,
                                md5 ? "syncml:auth-md5" : "syncml:auth-basic");
         /* md5: credentials in message 1 already, over an empty nonce */
-        CU_ASSERT(bytes_are(&m->hdr.cred->data, md5
-                            ? md5_empty_nonce("corpus", "corpus-secret")
-                            : "Y29ycHVzOmNvcnB1cy1zZWNyZXQ=")); /* basic */
+        CU_ASSERT(bytes_are(&m->hdr.cred->data,
+                            md5 ? md5_empty_nonce("corpus", "corpus-secret")
+                                : "Y29ycHVzOmNvcnB1cy1zZWNyZXQ=")); /* basic */
         CU_ASSERT_EQUAL(m->hdr.meta->max_msg_size, 150000);
         CU_ASSERT_EQUAL(m->hdr.meta->max_obj_size, 4000000);
         CU_ASSERT(m->final);
@@ -324,45 +336,56 @@ static void expect_bad(const char *xml, const char *needle)
 
     memset(&err, 0, sizeof(err));
     CU_ASSERT_EQUAL(memds_msg_decode(&m, xml, strlen(xml), MEMDS_ENC_XML, &err,
-                                     unit_pool), APR_EINVAL);
+                                     unit_pool),
+                    APR_EINVAL);
     if (!err.msg || !strstr(err.msg, needle)) {
-        fprintf(stderr, "\n  error '%s' lacks '%s'\n", err.msg ? err.msg : "(none)",
-                needle);
+        fprintf(stderr, "\n  error '%s' lacks '%s'\n",
+                err.msg ? err.msg : "(none)", needle);
         CU_FAIL("specific error");
     }
 }
 
-#define HDR "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>" \
+#define HDR \
+    "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>" \
     "<VerProto>SyncML/1.2</VerProto><SessionID>1</SessionID><MsgID>1</MsgID>" \
     "<Target><LocURI>http://x/</LocURI></Target><Source><LocURI>dev</LocURI>" \
     "</Source></SyncHdr><SyncBody>"
 
 static void strict_model(void)
 {
-    expect_bad(HDR "<Add><CmdID>1</CmdID><Cmd>Add</Cmd></Add></SyncBody></SyncML>",
+    expect_bad(HDR
+               "<Add><CmdID>1</CmdID><Cmd>Add</Cmd></Add></SyncBody></SyncML>",
                "<Cmd> is not allowed in <Add>");
     expect_bad(HDR "<Add><Item/></Add></SyncBody></SyncML>", "without <CmdID>");
     expect_bad(HDR "<Status><CmdID>1</CmdID><MsgRef>1</MsgRef></Status>"
-               "</SyncBody></SyncML>", "needs <CmdRef>");
-    expect_bad(HDR "<Final/><Alert><CmdID>1</CmdID></Alert></SyncBody></SyncML>",
+                   "</SyncBody></SyncML>",
+               "needs <CmdRef>");
+    expect_bad(HDR
+               "<Final/><Alert><CmdID>1</CmdID></Alert></SyncBody></SyncML>",
                "after <Final>");
     expect_bad(HDR "<Item><Data>x</Data></Item></SyncBody></SyncML>",
                "not a command");
     expect_bad(HDR "<Map><CmdID>1</CmdID><MapItem><Target><LocURI>1</LocURI>"
-               "</Target></MapItem></Map></SyncBody></SyncML>", "<MapItem> needs");
+                   "</Target></MapItem></Map></SyncBody></SyncML>",
+               "<MapItem> needs");
     expect_bad("<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>"
-               "</SyncHdr><SyncBody/></SyncML>", "<SyncHdr> lacks <VerProto>");
-    expect_bad(HDR "<Alert><CmdID>1</CmdID><Item><Meta><MaxObjSize "
+               "</SyncHdr><SyncBody/></SyncML>",
+               "<SyncHdr> lacks <VerProto>");
+    expect_bad(HDR
+               "<Alert><CmdID>1</CmdID><Item><Meta><MaxObjSize "
                "xmlns='syncml:metinf'>12ab</MaxObjSize></Meta></Item></Alert>"
-               "</SyncBody></SyncML>", "is not a number");
+               "</SyncBody></SyncML>",
+               "is not a number");
 }
 
 void unit_add_msg(void)
 {
     CU_pSuite s = CU_add_suite("msg", NULL, NULL);
 
-    CU_add_test(s, "every capture round-trips through the model", roundtrip_corpus);
-    CU_add_test(s, "sizer predicts the encoders exactly", sizer_matches_encoder);
+    CU_add_test(s, "every capture round-trips through the model",
+                roundtrip_corpus);
+    CU_add_test(s, "sizer predicts the encoders exactly",
+                sizer_matches_encoder);
     CU_add_test(s, "model of a real package 1", model_of_pkg1);
     CU_add_test(s, "strict content models", strict_model);
 }

@@ -10,8 +10,14 @@
 
 #include <string.h>
 
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); \
-        fputc('\n', stderr); } CU_ASSERT(cond); } while (0)
+#define CHECK(cond, ...) \
+    do { \
+        if (!(cond)) { \
+            fprintf(stderr, __VA_ARGS__); \
+            fputc('\n', stderr); \
+        } \
+        CU_ASSERT(cond); \
+    } while (0)
 
 static const struct {
     memds_err_kind_e kind;
@@ -63,7 +69,8 @@ static void test_kinds(void)
         CU_ASSERT_PTR_NOT_NULL(memds_err_kind_name(kinds[i].kind));
         for (j = 0; j < i; j++) {
             CU_ASSERT(strcmp(memds_err_kind_name(kinds[i].kind),
-                             memds_err_kind_name(kinds[j].kind)) != 0);
+                             memds_err_kind_name(kinds[j].kind))
+                      != 0);
         }
     }
 }
@@ -83,12 +90,15 @@ static void test_edges(void)
     CU_ASSERT_EQUAL(o.status, MEMDS_ST_COMMAND_FAILED);
     CU_ASSERT_EQUAL(o.level, MEMDS_LOG_ERR);
     CU_ASSERT_STRING_EQUAL(o.text, "internal");
-    CU_ASSERT_EQUAL(memds_outcome_status((memds_err_kind_e)-1, MEMDS_OUTCOME_ITEM),
+    CU_ASSERT_EQUAL(memds_outcome_status((memds_err_kind_e)-1,
+                                         MEMDS_OUTCOME_ITEM),
                     MEMDS_ST_COMMAND_FAILED);
-    CU_ASSERT_STRING_EQUAL(memds_err_kind_name((memds_err_kind_e)999), "unknown");
+    CU_ASSERT_STRING_EQUAL(memds_err_kind_name((memds_err_kind_e)999),
+                           "unknown");
     /* no text: the kind's name */
     e = memds_err_make(MEMDS_ERR_QUOTA, NULL);
-    CU_ASSERT_STRING_EQUAL(memds_outcome_of(&e, MEMDS_OUTCOME_ITEM).text, "quota");
+    CU_ASSERT_STRING_EQUAL(memds_outcome_of(&e, MEMDS_OUTCOME_ITEM).text,
+                           "quota");
 }
 
 /* The SMTP results and the statuses memds_smtp_status_of gave before the
@@ -148,7 +158,8 @@ static void test_smtp(void)
         CHECK(o.status == map[i].status, "smtp %d: %d, expected %d", (int)i,
               o.status, map[i].status);
         CHECK(e.text && *e.text && strstr(e.text, "secret") == NULL
-              && strchr(e.text, '@') == NULL, "smtp %d: sanitised text", (int)i);
+                  && strchr(e.text, '@') == NULL,
+              "smtp %d: sanitised text", (int)i);
     }
     CU_ASSERT_EQUAL(memds_smtp_err_of(NULL).kind, MEMDS_ERR_NONE);
     CU_ASSERT_EQUAL(memds_outcome_of(NULL, MEMDS_OUTCOME_ITEM).status, 200);

@@ -7,10 +7,13 @@
 
 static void check_conninfo(void)
 {
-    CU_ASSERT_PTR_NULL(memds_pg_check_conninfo("host=127.0.0.1 dbname=memds", unit_pool));
-    CU_ASSERT_PTR_NULL(memds_pg_check_conninfo("postgresql://u@127.0.0.1:5/db", unit_pool));
+    CU_ASSERT_PTR_NULL(
+        memds_pg_check_conninfo("host=127.0.0.1 dbname=memds", unit_pool));
+    CU_ASSERT_PTR_NULL(
+        memds_pg_check_conninfo("postgresql://u@127.0.0.1:5/db", unit_pool));
     CU_ASSERT_PTR_NOT_NULL(memds_pg_check_conninfo("nosuchkey=1", unit_pool));
-    CU_ASSERT_PTR_NOT_NULL(memds_pg_check_conninfo("host='unterminated", unit_pool));
+    CU_ASSERT_PTR_NOT_NULL(
+        memds_pg_check_conninfo("host='unterminated", unit_pool));
 }
 
 static int logged;
@@ -32,8 +35,11 @@ static void unreachable_server(void)
     const char *err = NULL;
 
     logged = 0;
-    CU_ASSERT_EQUAL_FATAL(memds_pgpool_create(&pool, "host=127.0.0.1 port=1 "
-                          "dbname=x user=x", &pp, &lg, unit_pool), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_pgpool_create(&pool,
+                                              "host=127.0.0.1 port=1 "
+                                              "dbname=x user=x",
+                                              &pp, &lg, unit_pool),
+                          APR_SUCCESS);
     CU_ASSERT_EQUAL(memds_pgpool_acquire(&c, pool, &err, unit_pool),
                     APR_ECONNREFUSED);
     CU_ASSERT_PTR_NULL(c);
@@ -52,8 +58,11 @@ static void min_connections_fail_creation(void)
                                  apr_time_from_sec(1) };
     memds_pgpool_t *pool = NULL;
 
-    CU_ASSERT_NOT_EQUAL(memds_pgpool_create(&pool, "host=127.0.0.1 port=1 "
-                        "dbname=x user=x", &pp, NULL, unit_pool), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_pgpool_create(&pool,
+                                            "host=127.0.0.1 port=1 "
+                                            "dbname=x user=x",
+                                            &pp, NULL, unit_pool),
+                        APR_SUCCESS);
 }
 
 void unit_add_pgpool(void)

@@ -8,14 +8,20 @@ static void test_content_type(void)
 {
     CU_ASSERT_EQUAL(memds_content_type(NULL), MEMDS_CT_MISSING);
     CU_ASSERT_EQUAL(memds_content_type(""), MEMDS_CT_MISSING);
-    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xml"), MEMDS_CT_XML);
-    CU_ASSERT_EQUAL(memds_content_type("Application/VND.SyncML+XML; charset=UTF-8"),
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xml"),
                     MEMDS_CT_XML);
-    CU_ASSERT_EQUAL(memds_content_type("  application/vnd.syncml+wbxml"), MEMDS_CT_WBXML);
-    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+wbxml;x=1"), MEMDS_CT_WBXML);
-    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xmlx"), MEMDS_CT_OTHER);
+    CU_ASSERT_EQUAL(memds_content_type(
+                        "Application/VND.SyncML+XML; charset=UTF-8"),
+                    MEMDS_CT_XML);
+    CU_ASSERT_EQUAL(memds_content_type("  application/vnd.syncml+wbxml"),
+                    MEMDS_CT_WBXML);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+wbxml;x=1"),
+                    MEMDS_CT_WBXML);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml+xmlx"),
+                    MEMDS_CT_OTHER);
     CU_ASSERT_EQUAL(memds_content_type("text/xml"), MEMDS_CT_OTHER);
-    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml.dm+xml"), MEMDS_CT_OTHER);
+    CU_ASSERT_EQUAL(memds_content_type("application/vnd.syncml.dm+xml"),
+                    MEMDS_CT_OTHER);
 }
 
 static void test_parse_size(void)
@@ -35,9 +41,10 @@ static void test_parse_size(void)
     CU_ASSERT_EQUAL(memds_parse_size(&v, "1KB", 0, 1 << 20), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_parse_size(&v, "101", 0, 100), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_parse_size(&v, "99999999999999999999999", 0,
-                                     APR_INT64_MAX), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_parse_size(&v, "9999999999999999G", 0,
-                                     APR_INT64_MAX), APR_EINVAL);
+                                     APR_INT64_MAX),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_size(&v, "9999999999999999G", 0, APR_INT64_MAX),
+                    APR_EINVAL);
     CU_ASSERT_EQUAL(v, 7); /* untouched on failure */
 }
 
@@ -52,7 +59,8 @@ static void test_parse_uint(void)
     CU_ASSERT_EQUAL(memds_parse_uint(&v, "11", 10), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_parse_uint(&v, "1 ", 10), APR_EINVAL);
     CU_ASSERT_EQUAL(memds_parse_uint(&v, "", 10), APR_EINVAL);
-    CU_ASSERT_EQUAL(memds_parse_uint(&v, "99999999999999999999", 1000), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_parse_uint(&v, "99999999999999999999", 1000),
+                    APR_EINVAL);
 }
 
 static void test_server_url(void)
@@ -62,8 +70,10 @@ static void test_server_url(void)
     const char *e;
 
     CU_ASSERT_PTR_NULL(memds_check_server_url("imap://127.0.0.1:143", imap, p));
-    CU_ASSERT_PTR_NULL(memds_check_server_url("imaps://mail.example.org", imap, p));
-    CU_ASSERT_PTR_NULL(memds_check_server_url("IMAP://mail.example.org/", imap, p));
+    CU_ASSERT_PTR_NULL(
+        memds_check_server_url("imaps://mail.example.org", imap, p));
+    CU_ASSERT_PTR_NULL(
+        memds_check_server_url("IMAP://mail.example.org/", imap, p));
     e = memds_check_server_url("http://mail.example.org", imap, p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT_PTR_NOT_NULL(strstr(e, "imap://, imaps://"));
@@ -89,8 +99,9 @@ static void test_sha1(void)
 
 static void test_utf8(void)
 {
-#define SEQ(str) memds_utf8_seq((const unsigned char *)(str), \
-                                (const unsigned char *)(str) + sizeof(str) - 1, &cp)
+#define SEQ(str) \
+    memds_utf8_seq((const unsigned char *)(str), \
+                   (const unsigned char *)(str) + sizeof(str) - 1, &cp)
     unsigned cp = 0;
 
     CU_ASSERT_EQUAL(SEQ("\xC3\xA4"), 2);
@@ -99,12 +110,12 @@ static void test_utf8(void)
     CU_ASSERT_EQUAL(cp, 0x20AC);
     CU_ASSERT_EQUAL(SEQ("\xF0\x9F\x98\x80"), 4);
     CU_ASSERT_EQUAL(cp, 0x1F600);
-    CU_ASSERT_EQUAL(SEQ("\xC0\xAF"), 0);          /* overlong */
-    CU_ASSERT_EQUAL(SEQ("\xE0\x80\xAF"), 0);      /* overlong */
-    CU_ASSERT_EQUAL(SEQ("\xED\xA0\x80"), 0);      /* surrogate */
+    CU_ASSERT_EQUAL(SEQ("\xC0\xAF"), 0);         /* overlong */
+    CU_ASSERT_EQUAL(SEQ("\xE0\x80\xAF"), 0);     /* overlong */
+    CU_ASSERT_EQUAL(SEQ("\xED\xA0\x80"), 0);     /* surrogate */
     CU_ASSERT_EQUAL(SEQ("\xF4\x90\x80\x80"), 0); /* > U+10FFFF */
-    CU_ASSERT_EQUAL(SEQ("\xE2\x82"), 0);          /* truncated */
-    CU_ASSERT_EQUAL(SEQ("\xE2\x28\xAC"), 0);      /* bad continuation */
+    CU_ASSERT_EQUAL(SEQ("\xE2\x82"), 0);         /* truncated */
+    CU_ASSERT_EQUAL(SEQ("\xE2\x28\xAC"), 0);     /* bad continuation */
     CU_ASSERT_EQUAL(SEQ("\xFF"), 0);
 #undef SEQ
 }

@@ -34,7 +34,7 @@
 #define CLIENT_MAIL_PATH "mail/wbxml-md5-raw-email-inbox-slow-002-req.wbxml"
 
 #define DEVINF_WBXML "application/vnd.syncml-devinf+wbxml"
-#define DEVINF_XML   "application/vnd.syncml-devinf+xml"
+#define DEVINF_XML "application/vnd.syncml-devinf+xml"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -44,25 +44,29 @@ static void check(int cond, int line, const char *what)
     CU_assertImplementation(cond ? CU_TRUE : CU_FALSE, (unsigned)line, what,
                             __FILE__, "", CU_FALSE);
 }
-#define CHECK(cond, ...) check((cond), __LINE__, apr_psprintf(unit_pool, __VA_ARGS__))
+#define CHECK(cond, ...) \
+    check((cond), __LINE__, apr_psprintf(unit_pool, __VA_ARGS__))
 
 static const memds_tag_t *tS(const char *name)
 {
-    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_SYNCML, name, strlen(name));
+    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_SYNCML, name,
+                                             strlen(name));
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     return t;
 }
 
 static const memds_tag_t *tM(const char *name)
 {
-    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_METINF, name, strlen(name));
+    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_METINF, name,
+                                             strlen(name));
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     return t;
 }
 
 static const memds_tag_t *tD(const char *name)
 {
-    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_DEVINF, name, strlen(name));
+    const memds_tag_t *t = memds_tag_by_name(MEMDS_TS_DEVINF, name,
+                                             strlen(name));
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     return t;
 }
@@ -99,7 +103,8 @@ static const char *tree_diff(const memds_node_t *a, const memds_node_t *b,
     const memds_node_t *x, *y;
 
     if (a == NULL || b == NULL) {
-        return a == b ? NULL : apr_psprintf(unit_pool, "%s: missing node", path);
+        return a == b ? NULL
+                      : apr_psprintf(unit_pool, "%s: missing node", path);
     }
     path = apr_pstrcat(unit_pool, path, "/", a->tag->name, NULL);
     if (a->tag != b->tag) {
@@ -110,10 +115,12 @@ static const char *tree_diff(const memds_node_t *a, const memds_node_t *b,
         return apr_psprintf(unit_pool, "%s: text on one side only", path);
     }
     if (a->text && !(a->len == b->len && memcmp(a->text, b->text, a->len) == 0)
-        && !(is_devinf_type(a->text, a->len) && is_devinf_type(b->text, b->len))) {
-        return apr_psprintf(unit_pool, "%s: text differs (%" APR_SIZE_T_FMT
-                            " vs %" APR_SIZE_T_FMT " bytes)", path, a->len,
-                            b->len);
+        && !(is_devinf_type(a->text, a->len)
+             && is_devinf_type(b->text, b->len))) {
+        return apr_psprintf(unit_pool,
+                            "%s: text differs (%" APR_SIZE_T_FMT
+                            " vs %" APR_SIZE_T_FMT " bytes)",
+                            path, a->len, b->len);
     }
     for (x = a->first, y = b->first; x && y; x = x->next, y = y->next) {
         const char *d = tree_diff(x, y, path);
@@ -125,7 +132,8 @@ static const char *tree_diff(const memds_node_t *a, const memds_node_t *b,
         }
     }
     if (x || y) {
-        return apr_psprintf(unit_pool, "%s: different number of children", path);
+        return apr_psprintf(unit_pool, "%s: different number of children",
+                            path);
     }
     return NULL;
 }
@@ -178,7 +186,8 @@ static apr_array_header_t *wbxml_files(void)
             c = apr_array_push(a);
             c->name = apr_pstrcat(unit_pool, dirs[i], "/", fi.name, NULL);
             c->buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS, c->name,
-                                                NULL), &c->len);
+                                                NULL),
+                                    &c->len);
             CHECK(c->buf != NULL, "cannot read %s", c->name);
             if (c->buf == NULL) {
                 --a->nelts;
@@ -221,8 +230,10 @@ static void captures_round_trip(void)
     apr_array_header_t *files = wbxml_files();
     int i, raw_email = 0, nested = 0;
 
-    CHECK(files->nelts >= CORPUS_WBXML_FILES, "expected the %d WBXML messages "
-          "of the corpus, found %d", CORPUS_WBXML_FILES, files->nelts);
+    CHECK(files->nelts >= CORPUS_WBXML_FILES,
+          "expected the %d WBXML messages "
+          "of the corpus, found %d",
+          CORPUS_WBXML_FILES, files->nelts);
     for (i = 0; i < files->nelts; ++i) {
         const capture_t *c = &APR_ARRAY_IDX(files, i, capture_t);
         memds_tree_t *t1, *t2;
@@ -235,15 +246,17 @@ static void captures_round_trip(void)
         if (t1 == NULL) {
             continue;
         }
-        CHECK(t1->version == (strstr(c->name, "syncml11") ? MEMDS_V11 : MEMDS_V12)
-              && t1->wbxml_version == 2, "%s: version %d, WBXML 0x%02X",
-              c->name, t1->version, t1->wbxml_version);
+        CHECK(t1->version
+                      == (strstr(c->name, "syncml11") ? MEMDS_V11 : MEMDS_V12)
+                  && t1->wbxml_version == 2,
+              "%s: version %d, WBXML 0x%02X", c->name, t1->version,
+              t1->wbxml_version);
         out = encode_ok(t1, c->name);
         if (out == NULL) {
             continue;
         }
-        t2 = decode_ok(out->data, out->len, apr_pstrcat(unit_pool, c->name,
-                                                        " (re-encoded)", NULL));
+        t2 = decode_ok(out->data, out->len,
+                       apr_pstrcat(unit_pool, c->name, " (re-encoded)", NULL));
         if (t2 == NULL) {
             continue;
         }
@@ -255,7 +268,7 @@ static void captures_round_trip(void)
         /* the encoder's output is a fixed point */
         out2 = encode_ok(t2, c->name);
         CHECK(out2 && out2->len == out->len
-              && memcmp(out2->data, out->data, out->len) == 0,
+                  && memcmp(out2->data, out->data, out->len) == 0,
               "%s: second encoding differs from the first", c->name);
 
         /* item bytes: each opaque Data of the original is in the original
@@ -290,9 +303,10 @@ static void captures_round_trip(void)
             const memds_node_t *body = memds_node_child(t1->root, "SyncBody");
             const memds_node_t *cmd;
             for (cmd = body ? body->first : NULL; cmd; cmd = cmd->next) {
-                const memds_node_t *data = memds_node_child(
-                    memds_node_child(cmd, "Item"), "Data");
-                if (data && data->first && data->first->tag == memds_tag_DevInf) {
+                const memds_node_t *data =
+                    memds_node_child(memds_node_child(cmd, "Item"), "Data");
+                if (data && data->first
+                    && data->first->tag == memds_tag_DevInf) {
                     ++nested;
                     CHECK(data->text == NULL && data->first->next == NULL,
                           "%s: DevInf Data has more than the DevInf", c->name);
@@ -300,10 +314,14 @@ static void captures_round_trip(void)
             }
         }
     }
-    CHECK(raw_email >= CORPUS_WBXML_RAW_EMAIL, "expected the %d raw-email "
-          "messages, found %d", CORPUS_WBXML_RAW_EMAIL, raw_email);
-    CHECK(nested >= CORPUS_WBXML_DEVINF, "expected the %d messages with a "
-          "nested DevInf, found %d", CORPUS_WBXML_DEVINF, nested);
+    CHECK(raw_email >= CORPUS_WBXML_RAW_EMAIL,
+          "expected the %d raw-email "
+          "messages, found %d",
+          CORPUS_WBXML_RAW_EMAIL, raw_email);
+    CHECK(nested >= CORPUS_WBXML_DEVINF,
+          "expected the %d messages with a "
+          "nested DevInf, found %d",
+          CORPUS_WBXML_DEVINF, nested);
 }
 
 /* A raw email item holds "]]>" and CRLF: check the bytes in detail. */
@@ -360,8 +378,10 @@ static void check_sizes(const memds_tree_t *t, const memds_buf_t *out,
     apr_size_t off, sz;
 
     sz = memds_wbxml_node_size(t->root, &page);
-    CHECK(5 + sz == out->len, "%s: header + root size %" APR_SIZE_T_FMT
-          " but %" APR_SIZE_T_FMT " bytes written", name, 5 + sz, out->len);
+    CHECK(5 + sz == out->len,
+          "%s: header + root size %" APR_SIZE_T_FMT " but %" APR_SIZE_T_FMT
+          " bytes written",
+          name, 5 + sz, out->len);
 
     hdr = memds_node_child(t->root, "SyncHdr");
     body = memds_node_child(t->root, "SyncBody");
@@ -373,8 +393,10 @@ static void check_sizes(const memds_tree_t *t, const memds_buf_t *out,
     off = 5 + 1; /* header, SyncML */
     off += memds_wbxml_node_size(hdr, &page);
     if (page != 0) {
-        CHECK(o[off] == 0x00 && o[off + 1] == 0x00, "%s: no switch to page 0 "
-              "before SyncBody", name);
+        CHECK(o[off] == 0x00 && o[off + 1] == 0x00,
+              "%s: no switch to page 0 "
+              "before SyncBody",
+              name);
         off += 2;
         page = 0;
     }
@@ -386,8 +408,9 @@ static void check_sizes(const memds_tree_t *t, const memds_buf_t *out,
         unsigned tok = cmd->tag->tok;
 
         sz = memds_wbxml_node_size(cmd, &page);
-        CHECK(sz > 0 && off + sz <= out->len, "%s: <%s> size %" APR_SIZE_T_FMT
-              " at %" APR_SIZE_T_FMT, name, cmd->tag->name, sz, off);
+        CHECK(sz > 0 && off + sz <= out->len,
+              "%s: <%s> size %" APR_SIZE_T_FMT " at %" APR_SIZE_T_FMT, name,
+              cmd->tag->name, sz, off);
         if (sz == 0 || off + sz > out->len) {
             return;
         }
@@ -398,9 +421,10 @@ static void check_sizes(const memds_tree_t *t, const memds_buf_t *out,
                   cmd->tag->name);
         }
         else {
-            CHECK((o[off] & 0x3F) == tok, "%s: <%s> token 0x%02X expected at %"
-                  APR_SIZE_T_FMT ", found 0x%02X", name, cmd->tag->name, tok,
-                  off, o[off]);
+            CHECK((o[off] & 0x3F) == tok,
+                  "%s: <%s> token 0x%02X expected at %" APR_SIZE_T_FMT
+                  ", found 0x%02X",
+                  name, cmd->tag->name, tok, off, o[off]);
         }
         if (cmd->first || cmd->text) {
             CHECK(o[off + sz - 1] == 0x01, "%s: <%s> does not end with END",
@@ -413,8 +437,8 @@ static void check_sizes(const memds_tree_t *t, const memds_buf_t *out,
         off += sz;
     }
     CHECK(off + 2 == out->len && o[off] == 0x01 && o[off + 1] == 0x01,
-          "%s: commands end at %" APR_SIZE_T_FMT " of %" APR_SIZE_T_FMT,
-          name, off, out->len);
+          "%s: commands end at %" APR_SIZE_T_FMT " of %" APR_SIZE_T_FMT, name,
+          off, out->len);
 }
 
 static void captures_node_sizes(void)
@@ -470,8 +494,10 @@ static const char *wbxml2xml(const char *buf, apr_size_t len, apr_size_t *plen)
         return NULL;
     }
     close(fo);
-    rc = system(apr_psprintf(unit_pool, "wbxml2xml -m 0 -k -o %s %s "
-                             ">/dev/null 2>&1", out, in));
+    rc = system(apr_psprintf(unit_pool,
+                             "wbxml2xml -m 0 -k -o %s %s "
+                             ">/dev/null 2>&1",
+                             out, in));
     if (rc == 0) {
         xml = unit_read_file(out, plen);
     }
@@ -560,7 +586,8 @@ static void oracle_wbxml2xml(void)
 {
     const char *name = "items/wbxml-basic-slow-001-req.wbxml";
     apr_size_t len, xlen = 0;
-    const char *buf = unit_read_file(CORPUS "items/wbxml-basic-slow-001-req.wbxml",
+    const char *buf = unit_read_file(CORPUS
+                                     "items/wbxml-basic-slow-001-req.wbxml",
                                      &len);
     memds_tree_t *t;
     memds_buf_t *out;
@@ -582,7 +609,7 @@ static void oracle_wbxml2xml(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(xml);
     doc = xmlReadMemory(xml, (int)xlen, "oracle.xml", NULL,
                         XML_PARSE_NONET | XML_PARSE_NOERROR
-                        | XML_PARSE_NOWARNING);
+                            | XML_PARSE_NOWARNING);
     CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
     diff = xml_diff(xmlDocGetRootElement(doc), t->root, "");
     CHECK(diff == NULL, "wbxml2xml disagrees with our decoder: %s", diff);
@@ -619,7 +646,7 @@ static void oracle_cdata_defect(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(xml); /* libwbxml itself reports success */
     doc = xmlReadMemory(xml, (int)xlen, "oracle.xml", NULL,
                         XML_PARSE_NONET | XML_PARSE_NOERROR
-                        | XML_PARSE_NOWARNING);
+                            | XML_PARSE_NOWARNING);
     CU_ASSERT_PTR_NULL(doc); /* ... but its XML is not well-formed */
     if (doc) {
         xmlFreeDoc(doc);
@@ -637,7 +664,8 @@ static void oracle_cdata_defect(void)
         const memds_node_t *b = APR_ARRAY_IDX(d2, k, const memds_node_t *);
         if (find_bytes(a->text, a->len, "]]>", 3)) {
             ++seen;
-            CU_ASSERT(a->len == b->len && memcmp(a->text, b->text, a->len) == 0);
+            CU_ASSERT(a->len == b->len
+                      && memcmp(a->text, b->text, a->len) == 0);
         }
     }
     CU_ASSERT(seen > 0);
@@ -647,7 +675,10 @@ static void oracle_cdata_defect(void)
 
 #define H12 "\x02\xA4\x01\x6A\x00"
 /* <SyncML><SyncHdr><VerDTD>1.2</VerDTD></SyncHdr><SyncBody><Final/>... */
-#define MIN_BODY "\x6D\x6C\x71\x03" "1.2" "\x00\x01\x01\x6B\x12\x01\x01"
+#define MIN_BODY \
+    "\x6D\x6C\x71\x03" \
+    "1.2" \
+    "\x00\x01\x01\x6B\x12\x01\x01"
 
 /* buf must give APR_EINVAL with word in the message. */
 static void expect_bad_at(int line, const void *buf, apr_size_t len,
@@ -661,10 +692,13 @@ static void expect_bad_at(int line, const void *buf, apr_size_t len,
     memcpy(copy, buf, len);
     rv = memds_wbxml_decode(&t, copy, len, &err, unit_pool);
     free(copy);
-    check(rv == APR_EINVAL && t == NULL && err.rv == APR_EINVAL
-          && err.msg && strstr(err.msg, word), line,
-          apr_psprintf(unit_pool, "expected an error with \"%s\", got rv %d: "
-                       "%s", word, rv, err.msg ? err.msg : "(none)"));
+    check(rv == APR_EINVAL && t == NULL && err.rv == APR_EINVAL && err.msg
+              && strstr(err.msg, word),
+          line,
+          apr_psprintf(unit_pool,
+                       "expected an error with \"%s\", got rv %d: "
+                       "%s",
+                       word, rv, err.msg ? err.msg : "(none)"));
 }
 #define BAD(lit, word) expect_bad_at(__LINE__, lit, sizeof(lit) - 1, word)
 
@@ -674,8 +708,9 @@ static memds_tree_t *expect_good_at(int line, const void *buf, apr_size_t len)
     memds_codec_err_t err = { 0, NULL, 0, 0 };
     apr_status_t rv = memds_wbxml_decode(&t, buf, len, &err, unit_pool);
 
-    check(rv == APR_SUCCESS, line, apr_psprintf(unit_pool, "decode failed: %s",
-                                                err.msg ? err.msg : "?"));
+    check(rv == APR_SUCCESS, line,
+          apr_psprintf(unit_pool, "decode failed: %s",
+                       err.msg ? err.msg : "?"));
     return t;
 }
 #define GOOD(lit) expect_good_at(__LINE__, lit, sizeof(lit) - 1)
@@ -683,7 +718,7 @@ static memds_tree_t *expect_good_at(int line, const void *buf, apr_size_t len)
 static void malformed_truncated(void)
 {
     static const char *const files[] = {
-        "pkg1/wbxml-md5-001-req.wbxml",                /* nested DevInf */
+        "pkg1/wbxml-md5-001-req.wbxml", /* nested DevInf */
         "handmade/string-fpi-wbxml-basic-slow-001-resp.wbxml", /* string FPI */
         "handmade/hm01-client-pkg1-email.libwbxml.wbxml", /* string table */
         CLIENT_MAIL_PATH,
@@ -692,7 +727,8 @@ static void malformed_truncated(void)
 
     for (f = 0; f < sizeof(files) / sizeof(files[0]); ++f) {
         const char *buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS,
-                                                     files[f], NULL), &len);
+                                                     files[f], NULL),
+                                         &len);
         apr_pool_t *p;
         int failures = 0;
 
@@ -711,8 +747,10 @@ static void malformed_truncated(void)
             if (rv != APR_EINVAL || err.msg == NULL || t != NULL
                 || err.offset > i) {
                 if (failures++ < 5) {
-                    CHECK(0, "%s truncated to %" APR_SIZE_T_FMT " bytes: rv %d,"
-                          " %s", files[f], i, rv, err.msg ? err.msg : "?");
+                    CHECK(0,
+                          "%s truncated to %" APR_SIZE_T_FMT " bytes: rv %d,"
+                          " %s",
+                          files[f], i, rv, err.msg ? err.msg : "?");
                 }
             }
             apr_pool_clear(p);
@@ -727,7 +765,9 @@ static void malformed_truncated(void)
     BAD("\x02\xA4", "truncated mb_u_int32 at offset 1");
     BAD(H12, "no root element");
     BAD(H12 "\x6D\x6C", "unexpected end of message inside <SyncHdr>");
-    BAD(H12 "\x6D\x6C\x71\x03" "1.", "unterminated inline string");
+    BAD(H12 "\x6D\x6C\x71\x03"
+            "1.",
+        "unterminated inline string");
 }
 
 static void malformed_header(void)
@@ -740,19 +780,26 @@ static void malformed_header(void)
     BAD("\x02\xA4\x02\x6A\x00" MIN_BODY, "unknown public id 0x1202");
     /* a DevInf document where a message belongs */
     BAD("\x02\xA4\x03\x6A\x00" MIN_BODY, "public id of DevInf 1.2");
-    BAD("\x02\x00\x00\x6A\x05" "abcd\x00" MIN_BODY, "unknown public id \"abcd\"");
-    BAD("\x02\x00\x09\x6A\x05" "abcd\x00" MIN_BODY,
+    BAD("\x02\x00\x00\x6A\x05"
+        "abcd\x00" MIN_BODY,
+        "unknown public id \"abcd\"");
+    BAD("\x02\x00\x09\x6A\x05"
+        "abcd\x00" MIN_BODY,
         "public id string table reference 9 past the table (size 5)");
     BAD("\x02\xA4\x01\x04\x00" MIN_BODY, "unsupported charset 4");
-    BAD("\x02\xA4\x01\x6A\x20" "abc", "string table length 32 past the end");
+    BAD("\x02\xA4\x01\x6A\x20"
+        "abc",
+        "string table length 32 past the end");
     /* mb_u_int32: 6 bytes, 2^32, truncated */
     BAD("\x02\x80\x80\x80\x80\x80\x01\x6A\x00" MIN_BODY, "longer than 5 bytes");
     BAD("\x02\x90\x80\x80\x80\x00\x6A\x00" MIN_BODY, "mb_u_int32 overflow");
-    BAD("\x02\x8F\xFF\xFF\xFF\x7F\x6A\x00" MIN_BODY, "unknown public id 0xFFFFFFFF");
+    BAD("\x02\x8F\xFF\xFF\xFF\x7F\x6A\x00" MIN_BODY,
+        "unknown public id 0xFFFFFFFF");
     BAD("\x02\xA4\x01\x6A\x80", "truncated mb_u_int32 at offset 4");
     /* unknown public id and no usable VerDTD */
     BAD("\x02\x01\x6A\x00\x6D\x6B\x12\x01\x01", "VerDTD");
-    BAD("\x02\x01\x6A\x00\x6D\x6C\x71\x03" "9.9\x00\x01\x01\x6B\x12\x01\x01",
+    BAD("\x02\x01\x6A\x00\x6D\x6C\x71\x03"
+        "9.9\x00\x01\x01\x6B\x12\x01\x01",
         "VerDTD");
 }
 
@@ -762,29 +809,38 @@ static void malformed_tokens(void)
     apr_size_t i, n;
 
     /* lengths and references past the end */
-    BAD(H12 "\x6D\x6C\x4F\xC3\xA7\x08" "abc",
+    BAD(H12 "\x6D\x6C\x4F\xC3\xA7\x08"
+            "abc",
         "OPAQUE length 5000 past the end of the message (at offset 8)");
     BAD(H12 "\x6D\x6C\x71\x83\x14\x01", "string table reference 20 past the "
-        "table (size 0)");
-    BAD("\x02\xA4\x01\x6A\x03" "abc" "\x6D\x6C\x71\x83\x01\x01",
+                                        "table (size 0)");
+    BAD("\x02\xA4\x01\x6A\x03"
+        "abc"
+        "\x6D\x6C\x71\x83\x01\x01",
         "unterminated string table entry 1");
-    BAD(H12 "\x6D\x6C\x71\x03" "1.2", "unterminated inline string (STR_I at "
+    BAD(H12 "\x6D\x6C\x71\x03"
+            "1.2",
+        "unterminated inline string (STR_I at "
         "offset 8)");
     BAD(H12 "\x6D\x6C\x71\xC3\x85", "truncated mb_u_int32 at offset 9");
     BAD(H12 "\x6D\x6C\x71\x02\xFF\xFF\xFF\xFF\xFF\x01", "longer than 5 bytes");
     /* unsupported WBXML features */
-    BAD(H12 "\xAD", "attributes are not allowed in SyncML (tag 0xAD at offset 5)");
+    BAD(H12 "\xAD",
+        "attributes are not allowed in SyncML (tag 0xAD at offset 5)");
     BAD(H12 "\x6D\xEC\x01", "attributes are not allowed");
     BAD(H12 "\x6D\x04\x00\x01", "LITERAL token 0x04");
     BAD(H12 "\x6D\x44\x00\x01", "LITERAL token 0x44");
     BAD(H12 "\x6D\x84\x00\x01", "LITERAL token 0x84");
     BAD(H12 "\x6D\xC4\x00\x01", "LITERAL token 0xC4");
-    BAD(H12 "\x6D\x40" "x\x00\x01", "extension token 0x40");
+    BAD(H12 "\x6D\x40"
+            "x\x00\x01",
+        "extension token 0x40");
     BAD(H12 "\x6D\x80\x00\x01", "extension token 0x80");
     BAD(H12 "\x6D\xC0\x01", "extension token 0xC0");
     BAD(H12 "\x6D\x43\x01", "processing instruction");
     /* tags and pages */
-    BAD(H12 "\x6D\x00\x01\x7F\x01\x01", "unknown tag 0x3F on code page 1 at offset 8");
+    BAD(H12 "\x6D\x00\x01\x7F\x01\x01",
+        "unknown tag 0x3F on code page 1 at offset 8");
     BAD(H12 "\x6D\x00\x01\x57\x01\x01", "unknown tag 0x17 on code page 1");
     BAD(H12 "\x6D\x70\x01\x01", "unknown tag 0x30 on code page 0");
     BAD(H12 "\x6D\x00\x05\x6C\x01\x01", "unsupported code page 5");
@@ -793,26 +849,38 @@ static void malformed_tokens(void)
     BAD(H12 "\x00\x01\x45\x01", "root element is <Anchor>");
     /* structure */
     BAD(H12 "\x01", "END without an open element at offset 5");
-    BAD(H12 "\x03" "x\x00", "content before the root element");
+    BAD(H12 "\x03"
+            "x\x00",
+        "content before the root element");
     BAD(H12 MIN_BODY "\x00\x00", "content after the root element at offset 19");
     BAD(H12 MIN_BODY "\x6D\x01", "content after the root element");
     BAD(H12 MIN_BODY "\x01", "content after the root element");
     BAD(H12 "\x2D\x6D\x01", "content after the root element");
-    BAD(H12 "\x6D\x6C\x03" "text\x00\x71\x03" "1.2\x00\x01\x01\x01",
+    BAD(H12 "\x6D\x6C\x03"
+            "text\x00\x71\x03"
+            "1.2\x00\x01\x01\x01",
         "mixed content: text and child elements in <SyncHdr>");
-    BAD(H12 "\x6D\x6C\x71\x03" "1.2\x00\x01\x03" "x\x00\x01\x01",
+    BAD(H12 "\x6D\x6C\x71\x03"
+            "1.2\x00\x01\x03"
+            "x\x00\x01\x01",
         "mixed content");
-    BAD(H12 "\x6D\x6C\xC3\x01 \x71\x03" "1.2\x00\x01\x01\x01",
+    BAD(H12 "\x6D\x6C\xC3\x01 \x71\x03"
+            "1.2\x00\x01\x01\x01",
         "mixed content"); /* opaque blanks are data, never dropped */
     /* text */
     BAD(H12 "\x6D\x6C\x71\x03\xC3\x28\x00\x01\x01\x01",
         "invalid UTF-8 in string at offset 9");
-    BAD(H12 "\x6D\x6C\x71\x03" "1\xC0\x80\x00\x01\x01\x01", "invalid UTF-8 in "
+    BAD(H12 "\x6D\x6C\x71\x03"
+            "1\xC0\x80\x00\x01\x01\x01",
+        "invalid UTF-8 in "
         "string at offset 10");
     BAD(H12 "\x6D\x6C\x71\x03\xED\xA0\x80\x00\x01\x01\x01", "invalid UTF-8");
-    BAD(H12 "\x6D\x6C\x71\x03\xF4\x90\x80\x80\x00\x01\x01\x01", "invalid UTF-8");
+    BAD(H12 "\x6D\x6C\x71\x03\xF4\x90\x80\x80\x00\x01\x01\x01",
+        "invalid UTF-8");
     BAD(H12 "\x6D\x6C\x71\x03\xE2\x82\x00\x01\x01\x01", "invalid UTF-8");
-    BAD("\x02\xA4\x01\x6A\x03" "\xFF" "a\x00\x6D\x6C\x71\x83\x00\x01\x01\x01",
+    BAD("\x02\xA4\x01\x6A\x03"
+        "\xFF"
+        "a\x00\x6D\x6C\x71\x83\x00\x01\x01\x01",
         "invalid UTF-8 in string at offset 5");
     BAD(H12 "\x6D\x6C\x71\x02\x83\xB0\x00\x01\x01\x01", /* U+D800 */
         "invalid character entity 0xD800");
@@ -841,7 +909,8 @@ static void malformed_tokens(void)
         memset(no + 6, 0x6A, 31);
         no[37] = 0x2A;
         memset(no + 38, 0x01, 32);
-        expect_bad_at(__LINE__, no, sizeof(no), "elements nested deeper than "
+        expect_bad_at(__LINE__, no, sizeof(no),
+                      "elements nested deeper than "
                       "32 (at offset 37)");
     }
 
@@ -881,7 +950,8 @@ static void wide_trees(void)
         memcpy(b + o, "\x4F\x03x\x00\x01", 5);
     }
     memcpy(b + o, "\x01\x01\x01\x01", 4);
-    CU_ASSERT_EQUAL_FATAL(memds_wbxml_decode(&t, b, o + 4, &err, p), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_wbxml_decode(&t, b, o + 4, &err, p),
+                          APR_SUCCESS);
     memds_buf_init(&out, 0, p);
     CU_ASSERT_EQUAL(memds_wbxml_encode(&out, t, &err), APR_SUCCESS);
     CU_ASSERT_EQUAL(out.len, 5 + memds_wbxml_node_size(t->root, &page));
@@ -908,11 +978,13 @@ static const char *devinf_put(const char *nested, apr_size_t nlen,
 
     memds_buf_init(&b, 256, unit_pool);
 #define ADD(lit) memds_buf_add(&b, lit, sizeof(lit) - 1)
-    ADD(H12 "\x6D\x6C\x71\x03" "1.2\x00\x01\x01\x6B\x5F");
-    ADD("\x4B\x03" "1\x00\x01");                                /* CmdID */
-    ADD("\x5A\x00\x01\x53\x03");                           /* Meta, Type */
+    ADD(H12 "\x6D\x6C\x71\x03"
+            "1.2\x00\x01\x01\x6B\x5F");
+    ADD("\x4B\x03"
+        "1\x00\x01");            /* CmdID */
+    ADD("\x5A\x00\x01\x53\x03"); /* Meta, Type */
     memds_buf_add(&b, type, sizeof(type));
-    ADD("\x01\x01\x00\x00\x54\x4F\xC3");                /* Item, Data, OPAQUE */
+    ADD("\x01\x01\x00\x00\x54\x4F\xC3"); /* Item, Data, OPAQUE */
     memds_buf_addc(&b, (char)l1);
     memds_buf_addc(&b, (char)l2);
     memds_buf_add(&b, nested, nlen);
@@ -931,21 +1003,30 @@ static void malformed_nested(void)
     const memds_node_t *data;
 
     /* well-formed first: DevInf(VerDTD 1.2, UTC) */
-    m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A\x65\x03" "1.2\x00\x01\x28\x01", &len);
+    m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A\x65\x03"
+                   "1.2\x00\x01\x28\x01",
+                   &len);
     t = expect_good_at(__LINE__, m, len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    data = memds_node_child(memds_node_child(memds_node_child(
-        memds_node_child(t->root, "SyncBody"), "Put"), "Item"), "Data");
+    data = memds_node_child(
+        memds_node_child(memds_node_child(memds_node_child(t->root, "SyncBody"),
+                                          "Put"),
+                         "Item"),
+        "Data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(data);
     CU_ASSERT_PTR_NULL(data->text);
     CU_ASSERT_PTR_NOT_NULL_FATAL(data->first);
     CU_ASSERT_PTR_EQUAL(data->first->tag, memds_tag_DevInf);
     CU_ASSERT_PTR_EQUAL(data->first->parent, data);
-    CU_ASSERT_STRING_EQUAL(memds_node_child(data->first, "VerDTD")->text, "1.2");
+    CU_ASSERT_STRING_EQUAL(memds_node_child(data->first, "VerDTD")->text,
+                           "1.2");
 
     /* invalid UTF-8 inside the nested document: offset in the message */
-    m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A\x65\x03" "1\xFF\x00\x01\x01", &len);
-    expect_bad_at(__LINE__, m, len, "nested DevInf document in <Data> at offset");
+    m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A\x65\x03"
+                   "1\xFF\x00\x01\x01",
+                   &len);
+    expect_bad_at(__LINE__, m, len,
+                  "nested DevInf document in <Data> at offset");
     expect_bad_at(__LINE__, m, len, "invalid UTF-8 in string at offset 81");
     m = DEVINF_PUT("\x02\xA4\x01\x6A\x00\x4A\x01", &len);
     expect_bad_at(__LINE__, m, len, "public id of SyncML 1.2 where a DevInf");
@@ -958,7 +1039,8 @@ static void malformed_nested(void)
     m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A\x01\x12", &len);
     expect_bad_at(__LINE__, m, len, "content after the root element");
     m = DEVINF_PUT("\x02\xA4\x03\x6A\x00\x4A", &len);
-    expect_bad_at(__LINE__, m, len, "unexpected end of message inside <DevInf>");
+    expect_bad_at(__LINE__, m, len,
+                  "unexpected end of message inside <DevInf>");
     m = DEVINF_PUT("<DevInf/>", &len);
     expect_bad_at(__LINE__, m, len, "nested DevInf document");
 }
@@ -970,16 +1052,19 @@ static void decode_variants(void)
     const memds_node_t *hdr, *n;
 
     /* public id unknown: version from VerDTD */
-    t = GOOD("\x02\x01\x6A\x00\x6D\x6C\x71\x03" "1.1\x00\x01\x01\x6B\x12\x01\x01");
+    t = GOOD("\x02\x01\x6A\x00\x6D\x6C\x71\x03"
+             "1.1\x00\x01\x01\x6B\x12\x01\x01");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V11);
     /* FPI in the string table (libsynthesis 1.0), WBXML 1.3, US-ASCII */
-    t = GOOD("\x03\x00\x00\x03\x1E" "-//SYNCML//DTD SyncML 1.0//EN\x00" MIN_BODY);
+    t = GOOD("\x03\x00\x00\x03\x1E"
+             "-//SYNCML//DTD SyncML 1.0//EN\x00" MIN_BODY);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V10);
     CU_ASSERT_EQUAL(t->wbxml_version, 3);
     /* Horde: FPI without its NUL; numeric 1.1 id; WBXML 1.1 */
-    t = GOOD("\x02\x00\x00\x6A\x1D" "-//SYNCML//DTD SyncML 1.1//EN" MIN_BODY);
+    t = GOOD("\x02\x00\x00\x6A\x1D"
+             "-//SYNCML//DTD SyncML 1.1//EN" MIN_BODY);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V11);
     t = GOOD("\x01\x9F\x53\x6A\x00" MIN_BODY);
@@ -990,14 +1075,18 @@ static void decode_variants(void)
     /* STR_T, STR_I, ENTITY and OPAQUE concatenated; blanks between
      * elements dropped; 1.2-only tags in a 1.1 message; page 1 kept across
      * END; an empty element written with the content bit */
-    t = GOOD("\x02\x9F\x53\x6A\x04" "1.\x00x"
-             "\x6D\x03 \n\x00"                               /* blanks: dropped */
-             "\x6C\x71\x83\x00\x02\x32\x01"         /* VerDTD: STR_T + ENTITY */
-             "\x5A\x00\x01\x4C\x03" "10\x00\xC3\x02" "0\x00\x01"  /* MaxMsgSize */
-             "\x4D\x49\x02\xC1\x2C\x01\x01"     /* Mem/FreeMem: ENTITY 0x20AC */
-             "\x16"                                    /* FieldLevel (1.2 only) */
-             "\x01\x03\t\x00\x01"          /* END Meta on page 1, blank, END */
-             "\x00\x00\x6B\x7B\x01\x52\x01\x01\x01"); /* Move, Final w/ content */
+    t = GOOD(
+        "\x02\x9F\x53\x6A\x04"
+        "1.\x00x"
+        "\x6D\x03 \n\x00"              /* blanks: dropped */
+        "\x6C\x71\x83\x00\x02\x32\x01" /* VerDTD: STR_T + ENTITY */
+        "\x5A\x00\x01\x4C\x03"
+        "10\x00\xC3\x02"
+        "0\x00\x01"                    /* MaxMsgSize */
+        "\x4D\x49\x02\xC1\x2C\x01\x01" /* Mem/FreeMem: ENTITY 0x20AC */
+        "\x16"                         /* FieldLevel (1.2 only) */
+        "\x01\x03\t\x00\x01"           /* END Meta on page 1, blank, END */
+        "\x00\x00\x6B\x7B\x01\x52\x01\x01\x01"); /* Move, Final w/ content */
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_PTR_NULL(t->root->text);
     hdr = memds_node_child(t->root, "SyncHdr");
@@ -1019,8 +1108,8 @@ static void decode_variants(void)
     /* U+20AC (euro sign) from the ENTITY 0x20AC */
     CU_ASSERT_STRING_EQUAL(n->first->tag->name, "FreeMem");
     CU_ASSERT_STRING_EQUAL(n->first->text, "\xE2\x82\xAC");
-    CU_ASSERT_PTR_NOT_NULL(memds_node_child(memds_node_child(hdr, "Meta"),
-                                            "FieldLevel"));
+    CU_ASSERT_PTR_NOT_NULL(
+        memds_node_child(memds_node_child(hdr, "Meta"), "FieldLevel"));
     n = memds_node_child(t->root, "SyncBody");
     CU_ASSERT_PTR_NOT_NULL_FATAL(n);
     CU_ASSERT_STRING_EQUAL(n->first->tag->name, "Move");
@@ -1028,19 +1117,25 @@ static void decode_variants(void)
     CU_ASSERT_STRING_EQUAL(n->last->tag->name, "Final");
 
     /* Data holding MetInf elements (Status for an Alert: Anchor/Next) */
-    t = GOOD(H12 "\x6D\x6C\x71\x03" "1.2\x00\x01\x01\x6B\x69\x54\x4F"
-             "\x00\x01\x45\x4F\x03" "42\x00\x01\x01\x01\x01\x01"
-             "\x00\x00\x12\x01\x01");
+    t = GOOD(H12 "\x6D\x6C\x71\x03"
+                 "1.2\x00\x01\x01\x6B\x69\x54\x4F"
+                 "\x00\x01\x45\x4F\x03"
+                 "42\x00\x01\x01\x01\x01\x01"
+                 "\x00\x00\x12\x01\x01");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    n = memds_node_child(memds_node_child(memds_node_child(
-        memds_node_child(t->root, "SyncBody"), "Status"), "Item"), "Data");
+    n = memds_node_child(
+        memds_node_child(memds_node_child(memds_node_child(t->root, "SyncBody"),
+                                          "Status"),
+                         "Item"),
+        "Data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(n);
     CU_ASSERT_PTR_NULL(n->text);
     CU_ASSERT_STRING_EQUAL(memds_node_child(n->first, "Next")->text, "42");
 
     /* OPAQUE Data in a Put without a DevInf type stays bytes */
-    t = GOOD(H12 "\x6D\x6C\x71\x03" "1.2\x00\x01\x01\x6B\x5F\x54\x4F\xC3\x03"
-             "\x02\xA4\x03\x01\x01\x01\x01\x01");
+    t = GOOD(H12 "\x6D\x6C\x71\x03"
+                 "1.2\x00\x01\x01\x6B\x5F\x54\x4F\xC3\x03"
+                 "\x02\xA4\x03\x01\x01\x01\x01\x01");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
 }
 
@@ -1125,23 +1220,30 @@ static void built_round_trip(void)
 
     out = encode_ok(t, "built 1.2");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
-    CU_ASSERT(out->len > 5 && memcmp(out->data, "\x02\xA4\x01\x6A\x00", 5) == 0);
+    CU_ASSERT(out->len > 5
+              && memcmp(out->data, "\x02\xA4\x01\x6A\x00", 5) == 0);
     /* Final as bare 0x12, then END SyncBody, END SyncML */
     CU_ASSERT(memcmp(out->data + out->len - 3, "\x12\x01\x01", 3) == 0);
     /* MetInf Type inside Meta: page switch, Type, END, END(Meta) on page 1,
      * switch back for Item; "+xml" written as "+wbxml" */
-    CU_ASSERT(HAS(out, "\x5A\x00\x01\x53\x03" DEVINF_WBXML "\x00\x01\x01\x00\x00\x54"));
+    CU_ASSERT(HAS(out, "\x5A\x00\x01\x53\x03" DEVINF_WBXML
+                       "\x00\x01\x01\x00\x00\x54"));
     CU_ASSERT_FALSE(HAS(out, DEVINF_XML));
     /* Status Item Data with an Anchor */
-    CU_ASSERT(HAS(out, "\x54\x4F\x00\x01\x45\x4F\x03" "20240101T000000Z"
-                  "\x00\x01\x01\x01\x01\x01"));
+    CU_ASSERT(HAS(out, "\x54\x4F\x00\x01\x45\x4F\x03"
+                       "20240101T000000Z"
+                       "\x00\x01\x01\x01\x01\x01"));
     /* Status Data "200" as OPAQUE */
-    CU_ASSERT(HAS(out, "\x4F\xC3\x03" "200\x01"));
+    CU_ASSERT(HAS(out, "\x4F\xC3\x03"
+                       "200\x01"));
     /* nested DevInf: Data, OPAQUE, length, DevInf 1.2 document */
-    CU_ASSERT(HAS(out, "\x02\xA4\x03\x6A\x00\x4A\x65\x03" "1.2\x00\x01"));
-    CU_ASSERT(HAS(out, "\x28\x47\x5D\x03" "Inbox")); /* UTC bare, DataStore */
+    CU_ASSERT(HAS(out, "\x02\xA4\x03\x6A\x00\x4A\x65\x03"
+                       "1.2\x00\x01"));
+    CU_ASSERT(HAS(out, "\x28\x47\x5D\x03"
+                       "Inbox")); /* UTC bare, DataStore */
     /* binary data as OPAQUE, every byte */
-    CU_ASSERT(HAS(out, "\x4F\xC3\x0C" "a\0b\xFF]]>\r\nz\r\n\x01"));
+    CU_ASSERT(HAS(out, "\x4F\xC3\x0C"
+                       "a\0b\xFF]]>\r\nz\r\n\x01"));
     CU_ASSERT_EQUAL(5 + memds_wbxml_node_size(t->root, &page), out->len);
     CU_ASSERT_EQUAL(page, 0);
 
@@ -1150,8 +1252,12 @@ static void built_round_trip(void)
     CU_ASSERT_EQUAL(t2->version, MEMDS_V12);
     diff = tree_diff(t->root, t2->root, "");
     CHECK(diff == NULL, "built tree changed: %s", diff);
-    d = memds_node_child(memds_node_child(memds_node_child(
-        memds_node_child(t2->root, "SyncBody"), "Add"), "Item"), "Data");
+    d = memds_node_child(
+        memds_node_child(memds_node_child(memds_node_child(t2->root,
+                                                           "SyncBody"),
+                                          "Add"),
+                         "Item"),
+        "Data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     CU_ASSERT_EQUAL(d->len, sizeof(binary) - 1);
     CU_ASSERT(memcmp(d->text, binary, d->len) == 0);
@@ -1206,16 +1312,23 @@ static void built_versions(void)
     out = encode_ok(t, "DevInf");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT_EQUAL_FATAL(out->len, 14);
-    CU_ASSERT(memcmp(out->data, "\x02\xA4\x03\x6A\x00\x4A\x65\x03" "1.2\x00"
-                     "\x01\x01", 14) == 0);
+    CU_ASSERT(memcmp(out->data,
+                     "\x02\xA4\x03\x6A\x00\x4A\x65\x03"
+                     "1.2\x00"
+                     "\x01\x01",
+                     14)
+              == 0);
     page = 0;
     CU_ASSERT_EQUAL(memds_wbxml_node_size(r, &page), 9);
 
     /* node sizes follow the page: a MetInf element after page 1 */
     page = 1;
-    CU_ASSERT_EQUAL(memds_wbxml_node_size(memds_node_new(tM("Type"), p), &page), 1);
+    CU_ASSERT_EQUAL(memds_wbxml_node_size(memds_node_new(tM("Type"), p), &page),
+                    1);
     CU_ASSERT_EQUAL(page, 1);
-    CU_ASSERT_EQUAL(memds_wbxml_node_size(memds_node_new(tS("Final"), p), &page), 3);
+    CU_ASSERT_EQUAL(memds_wbxml_node_size(memds_node_new(tS("Final"), p),
+                                          &page),
+                    3);
     CU_ASSERT_EQUAL(page, 0);
 }
 
@@ -1256,8 +1369,12 @@ static void encode_errors(void)
     t->root = r = memds_node_new(memds_tag_SyncML, p);
     memds_node_add_text(r, tS("SessionID"), "a\0\xFF", 3, p);
     CU_ASSERT_EQUAL(memds_wbxml_encode(&b, t, &err), APR_SUCCESS);
-    CU_ASSERT(b.len == 14 && memcmp(b.data, H12 "\x6D\x65\xC3\x03" "a\0\xFF\x01\x01",
-                                    14) == 0);
+    CU_ASSERT(b.len == 14
+              && memcmp(b.data,
+                        H12 "\x6D\x65\xC3\x03"
+                            "a\0\xFF\x01\x01",
+                        14)
+                     == 0);
 }
 
 void unit_add_wbxml(void)

@@ -19,7 +19,8 @@
 #define DECL_LEN (sizeof(DECL) - 1)
 
 /* A minimal message around a body. */
-#define HDR "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>" \
+#define HDR \
+    "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>" \
     "<VerProto>SyncML/1.2</VerProto><SessionID>1</SessionID><MsgID>1</MsgID>" \
     "<Target><LocURI>http://s/</LocURI></Target><Source><LocURI>dev</LocURI>" \
     "</Source></SyncHdr><SyncBody>"
@@ -148,7 +149,8 @@ static void expect_fail(const char *s, apr_size_t len, const char *needle)
     CU_ASSERT_EQUAL(rv, APR_EINVAL);
     CU_ASSERT_PTR_NULL(t); /* out-param untouched on failure */
     if (rv == APR_SUCCESS) {
-        fprintf(stderr, "\n  decoded what should fail (%s): %.80s\n", needle, s);
+        fprintf(stderr, "\n  decoded what should fail (%s): %.80s\n", needle,
+                s);
         return;
     }
     CU_ASSERT_EQUAL(err.rv, rv);
@@ -244,14 +246,16 @@ static void round_trip(const char *name, const char *in, apr_size_t len,
     body = memds_node_child(t1->root, "SyncBody");
     CU_ASSERT_PTR_NOT_NULL_FATAL(body);
     {
-        apr_size_t pos = DECL_LEN + strlen("<SyncML xmlns=\"SYNCML:SYNCML1.2\">")
-            + memds_xml_node_size(memds_node_child(t1->root, "SyncHdr"))
-            + strlen("<SyncBody>");
+        apr_size_t pos = DECL_LEN
+                         + strlen("<SyncML xmlns=\"SYNCML:SYNCML1.2\">")
+                         + memds_xml_node_size(
+                             memds_node_child(t1->root, "SyncHdr"))
+                         + strlen("<SyncBody>");
         for (c = body->first; c; c = c->next) {
             apr_size_t sz = memds_xml_node_size(c);
             CU_ASSERT(pos + sz <= l1);
-            CU_ASSERT(strncmp(e1 + pos + 1, c->tag->name,
-                              strlen(c->tag->name)) == 0);
+            CU_ASSERT(strncmp(e1 + pos + 1, c->tag->name, strlen(c->tag->name))
+                      == 0);
             pos += sz;
         }
         CU_ASSERT(pos + strlen("</SyncBody></SyncML>") == l1);
@@ -273,7 +277,10 @@ typedef void (*file_cb)(const char *path, const char *name, int decoded_xml,
 static int for_each_xml(file_cb cb, void *baton)
 {
     static const char *const dirs[] = {
-        CORPUS "pkg1", CORPUS "items", CORPUS "mail", CORPUS "handmade",
+        CORPUS "pkg1",
+        CORPUS "items",
+        CORPUS "mail",
+        CORPUS "handmade",
     };
     apr_size_t i;
     int count = 0;
@@ -374,9 +381,11 @@ static void test_renderings_equal(void)
             base = apr_pstrmemdup(unit_pool, fi.name,
                                   strlen(fi.name) - strlen(variants[i]));
             a = unit_read_file(apr_pstrcat(unit_pool, CORPUS "handmade/",
-                                           fi.name, NULL), &l1);
-            b = unit_read_file(apr_pstrcat(unit_pool, CORPUS "handmade/",
-                                           base, ".xml", NULL), &l2);
+                                           fi.name, NULL),
+                               &l1);
+            b = unit_read_file(apr_pstrcat(unit_pool, CORPUS "handmade/", base,
+                                           ".xml", NULL),
+                               &l2);
             if (a == NULL || b == NULL) {
                 continue; /* no plain sibling */
             }
@@ -402,8 +411,8 @@ static void test_renderings_equal(void)
 static void test_corpus_email_data(void)
 {
     apr_size_t len, l1;
-    const char *in = unit_read_file(CORPUS
-        "mail/xml-basic-raw-email-inbox-slow-002-req.xml", &len);
+    const char *in = unit_read_file(
+        CORPUS "mail/xml-basic-raw-email-inbox-slow-002-req.xml", &len);
     memds_tree_t *t, *t2;
     const memds_node_t *sync, *add, *data;
     const char *e1;
@@ -420,9 +429,11 @@ static void test_corpus_email_data(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(data->text);
     CU_ASSERT_EQUAL(data->text[data->len], '\0');
     /* the inner CDATA of the email object, rejoined; raw CRLF became LF */
-    CU_ASSERT_PTR_NOT_NULL(strstr(data->text,
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        data->text,
         "<emailitem><![CDATA[From: Corpus Sender <sender@example.test>\nTo:"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(data->text,
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        data->text,
         "mail number 1.\nIt has a second line & a <tag>.\n]]></emailitem>"
         "</Email>"));
     CU_ASSERT_PTR_NULL(strchr(data->text, '\r'));
@@ -430,7 +441,7 @@ static void test_corpus_email_data(void)
     e1 = enc_ok(t, &l1, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e1);
     CU_ASSERT_PTR_NOT_NULL(strstr(e1, "line &amp; a &lt;tag&gt;.\n]]&gt;"
-                                  "&lt;/emailitem&gt;"));
+                                      "&lt;/emailitem&gt;"));
     t2 = dec_ok(e1, l1, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t2);
     CU_ASSERT_PTR_NULL(tree_diff(t->root, t2->root, unit_pool));
@@ -441,16 +452,19 @@ static void test_versions(void)
 {
     memds_tree_t *t;
     static const char nons11[] = "<SyncML><SyncHdr><VerDTD> 1.1 </VerDTD>"
-        "</SyncHdr><SyncBody/></SyncML>";
+                                 "</SyncHdr><SyncBody/></SyncML>";
 
-    t = dec_str("<SyncML xmlns='syncml:syncml1.2'><SyncHdr/><SyncBody/></SyncML>");
+    t = dec_str(
+        "<SyncML xmlns='syncml:syncml1.2'><SyncHdr/><SyncBody/></SyncML>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V12);
     CU_ASSERT_EQUAL(t->wbxml_version, 0);
-    t = dec_str("<SyncML xmlns='SYNCML:SYNCML1.1'><SyncHdr/><SyncBody/></SyncML>");
+    t = dec_str(
+        "<SyncML xmlns='SYNCML:SYNCML1.1'><SyncHdr/><SyncBody/></SyncML>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V11);
-    t = dec_str("<SyncML xmlns='SYNCML:SYNCML1.0'><SyncHdr/><SyncBody/></SyncML>");
+    t = dec_str(
+        "<SyncML xmlns='SYNCML:SYNCML1.0'><SyncHdr/><SyncBody/></SyncML>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->version, MEMDS_V10);
     t = dec_str(nons11);
@@ -460,7 +474,9 @@ static void test_versions(void)
         apr_size_t l;
         const char *e = enc_ok(t, &l, unit_pool);
         CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-        CU_ASSERT_STRING_EQUAL(e, DECL "<SyncML xmlns=\"SYNCML:SYNCML1.1\">"
+        CU_ASSERT_STRING_EQUAL(
+            e, DECL
+            "<SyncML xmlns=\"SYNCML:SYNCML1.1\">"
             "<SyncHdr><VerDTD> 1.1 </VerDTD></SyncHdr><SyncBody/></SyncML>");
     }
     /* no namespace, no VerDTD: 1.2, the engine's version check answers */
@@ -476,8 +492,12 @@ static void test_versions(void)
                 "<s:SyncHdr><s:Meta><m:MaxMsgSize>9</m:MaxMsgSize></s:Meta>"
                 "</s:SyncHdr><s:SyncBody/></s:SyncML>");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    CU_ASSERT_EQUAL(memds_node_child(memds_node_child(memds_node_child(t->root,
-        "SyncHdr"), "Meta"), "MaxMsgSize")->tag->ts, MEMDS_TS_METINF);
+    CU_ASSERT_EQUAL(
+        memds_node_child(memds_node_child(memds_node_child(t->root, "SyncHdr"),
+                                          "Meta"),
+                         "MaxMsgSize")
+            ->tag->ts,
+        MEMDS_TS_METINF);
 }
 
 /* ------------------------------------------------------- data specifics */
@@ -492,13 +512,17 @@ static const memds_node_t *item_data(const char *payload)
     if (t == NULL) {
         return NULL;
     }
-    d = memds_node_child(memds_node_child(memds_node_child(
-        memds_node_child(t->root, "SyncBody"), "Add"), "Item"), "Data");
+    d = memds_node_child(
+        memds_node_child(memds_node_child(memds_node_child(t->root, "SyncBody"),
+                                          "Add"),
+                         "Item"),
+        "Data");
     CU_ASSERT_PTR_NOT_NULL(d);
     return d;
 }
 
-#define DATA_IS(payload, bytes) do { \
+#define DATA_IS(payload, bytes) \
+    do { \
         const memds_node_t *d_ = item_data(payload); \
         CU_ASSERT_PTR_NOT_NULL_FATAL(d_); \
         CU_ASSERT_PTR_NOT_NULL_FATAL(d_->text); \
@@ -531,12 +555,14 @@ static void test_data_decode(void)
     /* empty Data: <Data/> and <Data></Data> both give "" (non-NULL) */
     DATA_IS("", "");
     {
-        memds_tree_t *t = dec_str(HDR "<Alert><CmdID>1</CmdID><Data/></Alert>"
-                                  TRL);
+        memds_tree_t *t = dec_str(HDR
+                                  "<Alert><CmdID>1</CmdID><Data/></Alert>" TRL);
         const memds_node_t *d;
         CU_ASSERT_PTR_NOT_NULL_FATAL(t);
         d = memds_node_child(memds_node_child(memds_node_child(t->root,
-            "SyncBody"), "Alert"), "Data");
+                                                               "SyncBody"),
+                                              "Alert"),
+                             "Data");
         CU_ASSERT_PTR_NOT_NULL_FATAL(d);
         CU_ASSERT_PTR_NOT_NULL(d->text);
         CU_ASSERT_EQUAL(d->len, 0);
@@ -547,7 +573,8 @@ static void test_data_decode(void)
 
 static void test_leaf_text(void)
 {
-    memds_tree_t *t = dec_str("<SyncML xmlns='SYNCML:SYNCML1.2'>\n  <SyncHdr>\n"
+    memds_tree_t *t = dec_str(
+        "<SyncML xmlns='SYNCML:SYNCML1.2'>\n  <SyncHdr>\n"
         "    <VerDTD> 1.2 </VerDTD>\n    <SessionID></SessionID>\n"
         "    <MsgID>  </MsgID>\n  </SyncHdr>\n  <SyncBody>\n"
         "    <Final></Final>\n  </SyncBody>\n</SyncML>\n");
@@ -575,9 +602,11 @@ static void test_leaf_text(void)
         apr_size_t l;
         const char *e = enc_ok(t, &l, unit_pool);
         CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-        CU_ASSERT_STRING_EQUAL(e, DECL "<SyncML xmlns=\"SYNCML:SYNCML1.2\">"
-            "<SyncHdr><VerDTD> 1.2 </VerDTD><SessionID/><MsgID/></SyncHdr>"
-            "<SyncBody><Final/></SyncBody></SyncML>");
+        CU_ASSERT_STRING_EQUAL(
+            e,
+            DECL "<SyncML xmlns=\"SYNCML:SYNCML1.2\">"
+                 "<SyncHdr><VerDTD> 1.2 </VerDTD><SessionID/><MsgID/></SyncHdr>"
+                 "<SyncBody><Final/></SyncBody></SyncML>");
     }
 }
 
@@ -595,8 +624,9 @@ static memds_tree_t *data_tree(const char *bytes, apr_size_t len,
     add = memds_node_add(body, memds_node_new(S_("Add"), unit_pool));
     memds_node_add_str(add, S_("CmdID"), "1", unit_pool);
     item = memds_node_add(add, memds_node_new(S_("Item"), unit_pool));
-    memds_node_add_str(memds_node_add(item, memds_node_new(S_("Source"),
-        unit_pool)), S_("LocURI"), "a&b", unit_pool);
+    memds_node_add_str(memds_node_add(item,
+                                      memds_node_new(S_("Source"), unit_pool)),
+                       S_("LocURI"), "a&b", unit_pool);
     *pdata = memds_node_add_text(item, memds_tag_Data, bytes, len, unit_pool);
     return t;
 }
@@ -613,7 +643,7 @@ static void test_data_encode(void)
     e = enc_ok(t, &l, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT_PTR_NOT_NULL(strstr(e, "<Data>x]]&gt;y&#13;\nz&lt;&amp;&gt;\t"
-                                  "\xC3\xA4\xF0\x9F\x98\x80 </Data>"));
+                                     "\xC3\xA4\xF0\x9F\x98\x80 </Data>"));
     CU_ASSERT_PTR_NOT_NULL(strstr(e, "<LocURI>a&amp;b</LocURI>"));
     CU_ASSERT_EQUAL(memds_xml_node_size(t->root) + DECL_LEN, l);
     CU_ASSERT_EQUAL(memds_xml_node_size(data),
@@ -621,8 +651,12 @@ static void test_data_encode(void)
     t2 = dec_ok(e, l, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t2);
     CU_ASSERT_PTR_NULL(tree_diff(t->root, t2->root, unit_pool));
-    d2 = memds_node_child(memds_node_child(memds_node_child(memds_node_child(
-        t2->root, "SyncBody"), "Add"), "Item"), "Data");
+    d2 = memds_node_child(
+        memds_node_child(memds_node_child(memds_node_child(t2->root,
+                                                           "SyncBody"),
+                                          "Add"),
+                         "Item"),
+        "Data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d2);
     CU_ASSERT_EQUAL(d2->len, sizeof(bytes) - 1);
     CU_ASSERT(memcmp(d2->text, bytes, sizeof(bytes) - 1) == 0);
@@ -632,7 +666,7 @@ static void test_data_encode(void)
     data->len = 0;
     e = enc_ok(t, &l, unit_pool);
     CU_ASSERT_PTR_NOT_NULL(strstr(e, "<Item><Source><LocURI>a&amp;b</LocURI>"
-                                  "</Source><Data/></Item>"));
+                                     "</Source><Data/></Item>"));
     CU_ASSERT_EQUAL(memds_xml_node_size(data), 7);
     data->text = "";
     e = enc_ok(t, &l, unit_pool);
@@ -676,27 +710,27 @@ static void test_data_refused(void)
     refuse("a\x1F", 2, "byte 0x1F at offset 1");
     refuse("\xC3\x28", 2, "invalid UTF-8 (byte 0xC3) at offset 0");
     refuse("ok\xFF", 3, "invalid UTF-8 (byte 0xFF) at offset 2");
-    refuse("\xC0\xAF", 2, "invalid UTF-8"); /* overlong '/' */
-    refuse("\xED\xA0\x80", 3, "invalid UTF-8"); /* surrogate */
+    refuse("\xC0\xAF", 2, "invalid UTF-8");         /* overlong '/' */
+    refuse("\xED\xA0\x80", 3, "invalid UTF-8");     /* surrogate */
     refuse("\xF4\x90\x80\x80", 4, "invalid UTF-8"); /* > U+10FFFF */
-    refuse("\xE2\x82", 2, "invalid UTF-8"); /* truncated */
+    refuse("\xE2\x82", 2, "invalid UTF-8");         /* truncated */
     refuse("x\xEF\xBF\xBE", 4, "U+FFFE at offset 1");
     refuse("\xEF\xBF\xBF", 3, "U+FFFF");
     /* the message names the element */
     t = data_tree("x", 1, &data);
     memds_node_add_text(data->parent, S_("MoreData"), NULL, 0, unit_pool);
-    memds_node_child(memds_node_child(data->parent, "Source"),
-                     "LocURI")->text = "a\x02";
+    memds_node_child(memds_node_child(data->parent, "Source"), "LocURI")
+        ->text = "a\x02";
     memds_buf_init(&b, 0, unit_pool);
     CU_ASSERT_EQUAL(memds_xml_encode(&b, t, &err), APR_EINVAL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(err.msg);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "text of <LocURI> contains byte "
-                                  "0x02 at offset 1"));
+                                           "0x02 at offset 1"));
     /* a flag element with text cannot be written */
-    memds_node_child(memds_node_child(data->parent, "Source"),
-                     "LocURI")->text = "a";
-    memds_node_child(memds_node_child(data->parent, "Source"),
-                     "LocURI")->len = 1;
+    memds_node_child(memds_node_child(data->parent, "Source"), "LocURI")
+        ->text = "a";
+    memds_node_child(memds_node_child(data->parent, "Source"), "LocURI")
+        ->len = 1;
     memds_node_child(data->parent, "MoreData")->text = "x";
     memds_node_child(data->parent, "MoreData")->len = 1;
     CU_ASSERT_EQUAL(memds_xml_encode(&b, t, &err), APR_EINVAL);
@@ -712,8 +746,7 @@ static void test_data_refused(void)
 static void test_truncated(void)
 {
     apr_size_t len, i;
-    const char *in = unit_read_file(CORPUS "pkg1/xml-md5-001-req.xml",
-                                    &len);
+    const char *in = unit_read_file(CORPUS "pkg1/xml-md5-001-req.xml", &len);
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(in);
     for (i = 0; i < 20; ++i) {
@@ -749,25 +782,28 @@ static void test_malformed(void)
                     "<Item><Data>x</Item></Data></SyncHdr></SyncML>",
                     "malformed XML at line 3: Opening and ending tag "
                     "mismatch: Data line 3 and Item");
-    {   /* the line is reported */
+    { /* the line is reported */
         memds_tree_t *t = NULL;
         memds_codec_err_t err = { 0, NULL, 0, 0 };
         static const char m[] = "<SyncML>\n\n<a></b></SyncML>";
-        CU_ASSERT_EQUAL(memds_xml_decode(&t, m, sizeof(m) - 1, &err,
-                                         unit_pool), APR_EINVAL);
+        CU_ASSERT_EQUAL(memds_xml_decode(&t, m, sizeof(m) - 1, &err, unit_pool),
+                        APR_EINVAL);
         CU_ASSERT_EQUAL(err.line, 3);
     }
-    expect_fail_str("<html><body/></html>", "root element is <html>, not <SyncML>");
+    expect_fail_str("<html><body/></html>",
+                    "root element is <html>, not <SyncML>");
     expect_fail_str("<foo xmlns=\"bar\"/>", "root element is <foo>");
     expect_fail_str("<SyncML xmlns='bar'/>", "namespace 'bar'");
     expect_fail_str("<SyncML xmlns='SYNCML:SYNCML2.0'/>", "namespace");
     expect_fail_str("<SyncML xmlns='syncml:metinf'/>", "namespace");
     expect_fail_str("<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><Foo/></SyncHdr>"
-                    "</SyncML>", "unknown element <Foo> in <SyncHdr> (line 1)");
+                    "</SyncML>",
+                    "unknown element <Foo> in <SyncHdr> (line 1)");
     expect_fail_str("<SyncML><SyncHdr><Meta><Bogus/></Meta></SyncHdr></SyncML>",
                     "unknown element <Bogus> in <Meta>");
     expect_fail_str("<SyncML><SyncBody><Add><x:Item xmlns:x='urn:x'/></Add>"
-                    "</SyncBody></SyncML>", "unknown namespace 'urn:x'");
+                    "</SyncBody></SyncML>",
+                    "unknown namespace 'urn:x'");
     expect_fail_str("<SyncML><SyncBody><Add id='1'/></SyncBody></SyncML>",
                     "attribute 'id' on <Add>");
     expect_fail_str("<SyncML><SyncBody xml:lang='en'/></SyncML>", "attribute");
@@ -777,21 +813,25 @@ static void test_malformed(void)
                     "text inside <Data>");
     expect_fail_str("<SyncML><SyncBody><Final>x</Final></SyncBody></SyncML>",
                     "flag element");
-    expect_fail_str("<SyncML><SyncBody><Final><Add/></Final></SyncBody></SyncML>",
-                    "flag element");
+    expect_fail_str(
+        "<SyncML><SyncBody><Final><Add/></Final></SyncBody></SyncML>",
+        "flag element");
     expect_fail_str("<SyncML><SyncHdr><DevInf xmlns='syncml:devinf'/></SyncHdr>"
-                    "</SyncML>", "DevInf element <DevInf> in <SyncHdr>");
-    expect_fail_str(ITEM_PRE "<VerDTD xmlns='syncml:devinf'>1.2</VerDTD>"
-                    ITEM_POST, "DevInf must come as one <DevInf>");
+                    "</SyncML>",
+                    "DevInf element <DevInf> in <SyncHdr>");
+    expect_fail_str(ITEM_PRE
+                    "<VerDTD xmlns='syncml:devinf'>1.2</VerDTD>" ITEM_POST,
+                    "DevInf must come as one <DevInf>");
     expect_fail_str(ITEM_PRE "<DevInf xmlns='syncml:devinf'><Anchor xmlns="
-                    "'syncml:metinf'/></DevInf>" ITEM_POST,
+                             "'syncml:metinf'/></DevInf>" ITEM_POST,
                     "MetInf element <Anchor> inside DevInf");
     expect_fail_str(ITEM_PRE "<DevInf xmlns='syncml:devinf'><Item xmlns="
-                    "'SYNCML:SYNCML1.2'/></DevInf>" ITEM_POST,
+                             "'SYNCML:SYNCML1.2'/></DevInf>" ITEM_POST,
                     "SyncML element <Item> inside DevInf");
     expect_fail_str("<SyncML><x:SyncBody/></SyncML>", "malformed XML");
     /* entities: no internal subset is ever read */
-    expect_fail(laughs, sizeof(laughs) - 1, "a DOCTYPE with an internal "
+    expect_fail(laughs, sizeof(laughs) - 1,
+                "a DOCTYPE with an internal "
                 "subset (entity declarations) is refused");
     expect_fail(xxe, sizeof(xxe) - 1, "internal subset");
     expect_fail(pe, sizeof(pe) - 1, "internal subset");
@@ -832,7 +872,7 @@ static void test_encodings(void)
     static const char u16[] = "\xFF\xFE<\0S\0y\0n\0c\0M\0L\0/\0>\0";
     static const char u16nobom[] = "<\0?\0x\0m\0l\0 \0";
     static const char u8bom[] = "\xEF\xBB\xBF<SyncML><SyncHdr/><SyncBody/>"
-        "</SyncML>";
+                                "</SyncML>";
 
     expect_fail(u16, sizeof(u16) - 1, "XML in UTF-16 is refused");
     expect_fail(u16nobom, sizeof(u16nobom) - 1, "is refused");
@@ -850,7 +890,8 @@ static void test_doctype_public(void)
 {
     /* libsynthesis-style DOCTYPE without internal subset: accepted, the DTD
      * is not loaded (nothing listens on those addresses anyway) */
-    memds_tree_t *t = dec_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+    memds_tree_t *t = dec_str(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
         "<!DOCTYPE SyncML PUBLIC \"-//SYNCML//DTD SyncML 1.2//EN\" "
         "\"http://www.openmobilealliance.org/tech/DTD/OMA-TS-SyncML_RepPro_"
         "DTD-V1_2.dtd\">" HDR TRL);
@@ -858,7 +899,8 @@ static void test_doctype_public(void)
     CU_ASSERT_PTR_NOT_NULL(t);
     t = dec_str("<!DOCTYPE SyncML SYSTEM \"file:///etc/passwd\">" HDR TRL);
     CU_ASSERT_PTR_NOT_NULL(t);
-    t = dec_str("<!DOCTYPE SyncML SYSTEM \"http://127.0.0.1:1/x.dtd\">" HDR TRL);
+    t = dec_str(
+        "<!DOCTYPE SyncML SYSTEM \"http://127.0.0.1:1/x.dtd\">" HDR TRL);
     CU_ASSERT_PTR_NOT_NULL(t);
 }
 
@@ -941,12 +983,12 @@ static void test_built_status_anchor(void)
     memds_node_add_str(anchor, M_("Next"), "20261128T175715Z", unit_pool);
     memds_node_add(body, memds_node_new(S_("Final"), unit_pool));
     check_built(t, "<Cmd>Alert</Cmd><Data>200</Data><Item><Data><Anchor "
-                "xmlns=\"syncml:metinf\"><Next>20261128T175715Z</Next>"
-                "</Anchor></Data></Item></Status><Final/></SyncBody>");
+                   "xmlns=\"syncml:metinf\"><Next>20261128T175715Z</Next>"
+                   "</Anchor></Data></Item></Status><Final/></SyncBody>");
     check_built(t, "<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr><VerDTD>1.2"
-                "</VerDTD><VerProto>SyncML/1.2</VerProto><Meta><MaxMsgSize "
-                "xmlns=\"syncml:metinf\">150000</MaxMsgSize><MaxObjSize "
-                "xmlns=\"syncml:metinf\">4000000</MaxObjSize></Meta>");
+                   "</VerDTD><VerProto>SyncML/1.2</VerProto><Meta><MaxMsgSize "
+                   "xmlns=\"syncml:metinf\">150000</MaxMsgSize><MaxObjSize "
+                   "xmlns=\"syncml:metinf\">4000000</MaxObjSize></Meta>");
     /* the Anchor node's size includes its xmlns */
     CU_ASSERT_EQUAL(memds_xml_node_size(anchor),
                     strlen("<Anchor xmlns=\"syncml:metinf\"><Next>"
@@ -969,8 +1011,9 @@ static void test_built_put_devinf(void)
     memds_node_add_str(meta, M_("Type"), "application/vnd.syncml-devinf+wbxml",
                        unit_pool);
     item = memds_node_add(put, memds_node_new(S_("Item"), unit_pool));
-    memds_node_add_str(memds_node_add(item, memds_node_new(S_("Source"),
-        unit_pool)), S_("LocURI"), "./devinf12", unit_pool);
+    memds_node_add_str(memds_node_add(item,
+                                      memds_node_new(S_("Source"), unit_pool)),
+                       S_("LocURI"), "./devinf12", unit_pool);
     data = memds_node_add(item, memds_node_new(memds_tag_Data, unit_pool));
     di = memds_node_add(data, memds_node_new(memds_tag_DevInf, unit_pool));
     memds_node_add_str(di, D_("VerDTD"), "1.2", unit_pool);
@@ -991,8 +1034,9 @@ static void test_built_put_devinf(void)
         apr_size_t l;
         const char *e = enc_ok(t, &l, unit_pool);
         CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-        CU_ASSERT_PTR_NOT_NULL(strstr(e, "<Meta><Type xmlns=\"syncml:metinf\">"
-            "application/vnd.syncml-devinf+xml</Type></Meta>"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(e, "<Meta><Type xmlns=\"syncml:metinf\">"
+                      "application/vnd.syncml-devinf+xml</Type></Meta>"));
         CU_ASSERT_EQUAL(memds_xml_node_size(t->root) + DECL_LEN, l);
         CU_ASSERT_EQUAL(memds_xml_node_size(meta),
                         strlen("<Meta><Type xmlns=\"syncml:metinf\">application"
@@ -1001,16 +1045,19 @@ static void test_built_put_devinf(void)
     meta->first->text = "application/vnd.syncml-devinf+xml";
     meta->first->len = strlen(meta->first->text);
     check_built(t, "<Item><Source><LocURI>./devinf12</LocURI></Source><Data>"
-                "<DevInf xmlns=\"syncml:devinf\"><VerDTD>1.2</VerDTD><Man>"
-                "M&amp;S &lt;x&gt;</Man><DevID>server</DevID><UTC/>"
-                "<SupportLargeObjs/><DataStore><SourceRef>mail</SourceRef>"
-                "<Rx-Pref><CTType>text/plain</CTType><VerCT>1.0</VerCT>"
-                "</Rx-Pref></DataStore></DevInf></Data></Item></Put>");
-    CU_ASSERT_EQUAL(memds_xml_node_size(di), strlen("<DevInf xmlns=\"syncml:"
-        "devinf\"><VerDTD>1.2</VerDTD><Man>M&amp;S &lt;x&gt;</Man><DevID>"
-        "server</DevID><UTC/><SupportLargeObjs/><DataStore><SourceRef>mail"
-        "</SourceRef><Rx-Pref><CTType>text/plain</CTType><VerCT>1.0</VerCT>"
-        "</Rx-Pref></DataStore></DevInf>"));
+                   "<DevInf xmlns=\"syncml:devinf\"><VerDTD>1.2</VerDTD><Man>"
+                   "M&amp;S &lt;x&gt;</Man><DevID>server</DevID><UTC/>"
+                   "<SupportLargeObjs/><DataStore><SourceRef>mail</SourceRef>"
+                   "<Rx-Pref><CTType>text/plain</CTType><VerCT>1.0</VerCT>"
+                   "</Rx-Pref></DataStore></DevInf></Data></Item></Put>");
+    CU_ASSERT_EQUAL(
+        memds_xml_node_size(di),
+        strlen(
+            "<DevInf xmlns=\"syncml:"
+            "devinf\"><VerDTD>1.2</VerDTD><Man>M&amp;S &lt;x&gt;</Man><DevID>"
+            "server</DevID><UTC/><SupportLargeObjs/><DataStore><SourceRef>mail"
+            "</SourceRef><Rx-Pref><CTType>text/plain</CTType><VerCT>1.0</VerCT>"
+            "</Rx-Pref></DataStore></DevInf>"));
     /* a DevInf tree of its own (nested document) */
     {
         memds_tree_t dt = { di, MEMDS_V12, 0 };
@@ -1022,7 +1069,8 @@ static void test_built_put_devinf(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(e);
         CU_ASSERT(strncmp(e, DECL "<DevInf xmlns=\"syncml:devinf\"><VerDTD>",
                           strlen(DECL "<DevInf xmlns=\"syncml:devinf\">"
-                                 "<VerDTD>")) == 0);
+                                      "<VerDTD>"))
+                  == 0);
         CU_ASSERT_EQUAL(memds_xml_node_size(di) + DECL_LEN, l);
         di->parent = saved;
     }
@@ -1032,13 +1080,14 @@ static void test_built_put_devinf(void)
  * decodes with memds_xml_decode_devinf, and only with it. */
 static void test_devinf_document(void)
 {
-    static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+    static const char doc[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
         "<DevInf xmlns=\"syncml:devinf\"><VerDTD>1.2</VerDTD><Man>m</Man>"
         "<DevID>dev1</DevID><DataStore><SourceRef>./mail</SourceRef>"
         "<Rx-Pref><CTType>message/rfc822</CTType><VerCT>1.0</VerCT></Rx-Pref>"
         "<SyncCap><SyncType>1</SyncType></SyncCap></DataStore></DevInf>";
     static const char syncml[] = "<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr>"
-        "</SyncHdr><SyncBody/></SyncML>";
+                                 "</SyncHdr><SyncBody/></SyncML>";
     memds_tree_t *t;
     memds_codec_err_t err;
     memds_devinf_t *di;
@@ -1047,7 +1096,8 @@ static void test_devinf_document(void)
     CU_ASSERT_EQUAL(memds_xml_decode(&t, doc, strlen(doc), &err, unit_pool),
                     APR_EINVAL);
     CU_ASSERT_EQUAL_FATAL(memds_xml_decode_devinf(&t, doc, strlen(doc), &err,
-                                                  unit_pool), APR_SUCCESS);
+                                                  unit_pool),
+                          APR_SUCCESS);
     CU_ASSERT_EQUAL_FATAL(memds_devinf_from_tree(&di, t->root, &err, unit_pool),
                           APR_SUCCESS);
     CU_ASSERT_STRING_EQUAL(di->devid, "dev1");
@@ -1057,7 +1107,8 @@ static void test_devinf_document(void)
     CU_ASSERT_STRING_EQUAL(ds->rx_pref->ct_type, "message/rfc822");
     /* a SyncML message is not a DevInf document */
     CU_ASSERT_EQUAL(memds_xml_decode_devinf(&t, syncml, strlen(syncml), &err,
-                                            unit_pool), APR_EINVAL);
+                                            unit_pool),
+                    APR_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "not a DevInf document"));
 }
 
@@ -1080,14 +1131,16 @@ static void test_built_meta(void)
     memds_node_add(mem, memds_node_new(M_("SharedMem"), unit_pool));
     memds_node_add_str(mem, M_("FreeMem"), "10", unit_pool);
     memds_node_add(meta, memds_node_new(M_("FieldLevel"), unit_pool));
-    check_built(t, "<Item><Meta><Anchor xmlns=\"syncml:metinf\"><Last>1</Last>"
+    check_built(t,
+                "<Item><Meta><Anchor xmlns=\"syncml:metinf\"><Last>1</Last>"
                 "<Next>2</Next></Anchor><MaxObjSize xmlns=\"syncml:metinf\">"
                 "4000000</MaxObjSize><Format xmlns=\"syncml:metinf\">b64"
                 "</Format><Mem xmlns=\"syncml:metinf\"><SharedMem/><FreeMem>10"
                 "</FreeMem></Mem><FieldLevel xmlns=\"syncml:metinf\"/></Meta>"
                 "</Item></Alert>");
-    CU_ASSERT_EQUAL(memds_xml_node_size(mem), strlen("<Mem xmlns=\"syncml:"
-                    "metinf\"><SharedMem/><FreeMem>10</FreeMem></Mem>"));
+    CU_ASSERT_EQUAL(memds_xml_node_size(mem),
+                    strlen("<Mem xmlns=\"syncml:"
+                           "metinf\"><SharedMem/><FreeMem>10</FreeMem></Mem>"));
     CU_ASSERT_EQUAL(memds_xml_node_size(mem->first), strlen("<SharedMem/>"));
     /* FieldLevel (MetInf) is 1.2 only */
     {
@@ -1121,8 +1174,12 @@ static void test_lenient_namespaces(void)
         t = dec_str(apr_pstrcat(unit_pool, HDR "<Alert><CmdID>1</CmdID><Item>",
                                 docs[i], "</Item></Alert>" TRL, NULL));
         CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-        meta = memds_node_child(memds_node_child(memds_node_child(
-            memds_node_child(t->root, "SyncBody"), "Alert"), "Item"), "Meta");
+        meta = memds_node_child(
+            memds_node_child(memds_node_child(memds_node_child(t->root,
+                                                               "SyncBody"),
+                                              "Alert"),
+                             "Item"),
+            "Meta");
         CU_ASSERT_PTR_NOT_NULL_FATAL(meta);
         CU_ASSERT_EQUAL(meta->tag->ts, MEMDS_TS_SYNCML);
         CU_ASSERT_EQUAL(meta->first->tag->ts, MEMDS_TS_METINF);
@@ -1133,7 +1190,8 @@ static void test_lenient_namespaces(void)
         ref = t;
     }
     /* Anchor in Status Item Data without namespace, DevInf without one */
-    t = dec_str(HDR "<Status><CmdID>1</CmdID><Item><Data><Anchor><Next>2"
+    t = dec_str(HDR
+                "<Status><CmdID>1</CmdID><Item><Data><Anchor><Next>2"
                 "</Next></Anchor></Data></Item></Status><Put><CmdID>2</CmdID>"
                 "<Item><Data>\n  <DevInf>\n    <VerDTD>1.2</VerDTD>\n"
                 "    <Size>5</Size>\n  </DevInf>\n</Data></Item></Put>" TRL);
@@ -1141,12 +1199,14 @@ static void test_lenient_namespaces(void)
     {
         const memds_node_t *b = memds_node_child(t->root, "SyncBody"), *d;
         d = memds_node_child(memds_node_child(memds_node_child(b, "Status"),
-                                              "Item"), "Data");
+                                              "Item"),
+                             "Data");
         CU_ASSERT_PTR_NULL(d->text);
         CU_ASSERT_EQUAL(d->first->tag->ts, MEMDS_TS_METINF);
         CU_ASSERT_EQUAL(d->first->first->tag->ts, MEMDS_TS_METINF);
         d = memds_node_child(memds_node_child(memds_node_child(b, "Put"),
-                                              "Item"), "Data");
+                                              "Item"),
+                             "Data");
         CU_ASSERT_PTR_NULL(d->text); /* whitespace around elements ignored */
         CU_ASSERT_PTR_EQUAL(d->first->tag, memds_tag_DevInf);
         CU_ASSERT_EQUAL(d->first->first->tag->ts, MEMDS_TS_DEVINF);
@@ -1154,12 +1214,13 @@ static void test_lenient_namespaces(void)
         CU_ASSERT_EQUAL(d->first->last->tag->tok, 0x1C);
     }
     /* an explicit switch back to SyncML inside MetInf round-trips */
-    t = dec_str(HDR "<Alert><CmdID>1</CmdID><Item><Data><Anchor xmlns="
+    t = dec_str(HDR
+                "<Alert><CmdID>1</CmdID><Item><Data><Anchor xmlns="
                 "'syncml:metinf'><Next>1</Next><LocURI xmlns='SYNCML:SYNCML1.2'"
                 ">u</LocURI></Anchor></Data></Item></Alert>" TRL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     check_built(t, "<Anchor xmlns=\"syncml:metinf\"><Next>1</Next><LocURI "
-                "xmlns=\"SYNCML:SYNCML1.2\">u</LocURI></Anchor>");
+                   "xmlns=\"SYNCML:SYNCML1.2\">u</LocURI></Anchor>");
 }
 
 /* ------------------------------------------------------------ threads */
@@ -1227,7 +1288,8 @@ static void *APR_THREAD_FUNC decode_thread(apr_thread_t *th, void *data)
             }
             /* and a failing one, which records its error in the context */
             if (memds_xml_decode(&t, "<SyncML><a></b></SyncML>", 24, &err, p)
-                != APR_EINVAL || strstr(err.msg, "mismatch") == NULL) {
+                    != APR_EINVAL
+                || strstr(err.msg, "mismatch") == NULL) {
                 ++job->failures[a->id];
             }
             apr_pool_clear(p);
