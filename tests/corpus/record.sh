@@ -1,5 +1,6 @@
 #!/bin/bash
-# record.sh [OUTDIR]: record the SyncML corpus of tests/corpus anew.
+# record.sh [--only anchor] [OUTDIR]: record the SyncML corpus of
+# tests/corpus anew.
 #
 # Brings up a private stack (./dev up in a fresh MEMDS_VAR), drives the
 # real SyncEvolution client (tests/client/run-client.sh) through the
@@ -8,11 +9,23 @@
 # (default: this directory) receives pkg1/, items/ and mail/; handmade/
 # is not touched but for its generated renderings.
 #
+# --only anchor re-records the anchor mismatch session alone
+# (items/xml-basic-anchor-mismatch-*), on its own fresh stack: the other
+# files, COMMANDS.txt and the derived files stay as they are.
+#
 # Environment: MEMDS_BUILD (build dir with mod_memds, default ROOT/build),
 # MEMDS_PORT_BASE (default 23000), MEMDS_VAR (must not exist yet; default
 # a new directory under /tmp). Every client command is echoed as it runs
 # ("+ name: ...") and listed in OUTDIR/COMMANDS.txt.
 set -eu
+ONLY=""
+if [ "${1:-}" = --only ]; then
+    case "${2:-}" in
+        anchor) ONLY=$2 ;;
+        *) echo "record.sh: --only anchor is the one section recorded alone" >&2; exit 2 ;;
+    esac
+    shift 2
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$(mkdir -p "${1:-$HERE}" && cd "${1:-$HERE}" && pwd)
@@ -57,9 +70,13 @@ cat >>"$MEMDS_HTTPD_SITE_CONF" <<SITE
 </Location>
 SITE
 (cd "$ROOT" && ./dev svc httpd graceful) >>"$WORK/dev-up.log" 2>&1 || { cat "$WORK/dev-up.log"; exit 1; }
-rm -rf "$OUT/pkg1" "$OUT/items" "$OUT/mail"
-: >"$OUT/COMMANDS.txt"
-say() { echo "+ $*"; echo "$*" >>"$OUT/COMMANDS.txt"; }
+if [ -z "$ONLY" ]; then
+    rm -rf "$OUT/pkg1" "$OUT/items" "$OUT/mail"
+    : >"$OUT/COMMANDS.txt"
+fi
+say() { echo "+ $*"; [ -n "$ONLY" ] || echo "$*" >>"$OUT/COMMANDS.txt"; }
+# want SECTION: whether this run records SECTION
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
 # direct WORKDIR PATH client-args...: a session that is not recorded
 direct() {
@@ -75,7 +92,7 @@ direct() {
 rec() {
     local dir=$1 name=$2 expect=$3 wd=$4 path=$5 port rc=0
     shift 5
-    rm -f "$WORK/port"
+    rm -f "$WORK/port" "$OUT/$dir/$name"-[0-9][0-9][0-9]*
     python3 "$RECORDER" --upstream "http://$HOSTPORT" --out "$OUT/$dir" --name "$name" \
         --port-file "$WORK/port" 2>>"$WORK/recorder.log" &
     recorder_pid=$!
@@ -137,95 +154,135 @@ memo() { printf '%s\n' "$@"; }
 # ------------------------------------------------ pkg1: an unknown user
 # Package 1 as the client sends it (DevInf Put, Get, Alert, credentials)
 # and what the gateway answers to credentials it does not know.
-for enc in xml wbxml; do
-    for auth in basic md5; do
-        rec pkg1 "$enc-$auth" fail "p-$enc-$auth" /items --user corpus --pass corpus-secret \
-            --enc "$enc" --auth "$auth" --type memo --mode two-way --devid "corpus-pkg1-$enc-$auth"
+if want pkg1; then
+    for enc in xml wbxml; do
+        for auth in basic md5; do
+            rec pkg1 "$enc-$auth" fail "p-$enc-$auth" /items --user corpus --pass corpus-secret \
+                --enc "$enc" --auth "$auth" --type memo --mode two-way --devid "corpus-pkg1-$enc-$auth"
+        done
+        rec pkg1 "$enc-basic-raw-email" fail "p-$enc-mail" /sync --user corpus --pass corpus-secret \
+            --enc "$enc" --auth basic --type raw-email --uri Inbox --devid "corpus-pkg1-$enc-mail"
     done
-    rec pkg1 "$enc-basic-raw-email" fail "p-$enc-mail" /sync --user corpus --pass corpus-secret \
-        --enc "$enc" --auth basic --type raw-email --uri Inbox --devid "corpus-pkg1-$enc-mail"
-done
+fi
 
 # ------------------------------------- items: the opaque items datastore
 # slow sync of three memos, then two-way with changes on both sides
-for enc in xml wbxml; do
-    for auth in basic md5; do
-        g=$enc-$auth
-        rec items "$g-slow" ok "$g" /items --enc "$enc" --auth "$auth" --type memo \
-            --uri "notes-$g" --mode slow --items 3 --devid "corpus-$g"
-        memo "Corpus memo 1" "Changed on the client." >"$WORK/$g/items/1"
-        rm "$WORK/$g/items/2"
-        memo "Corpus memo 4" "Added on the client, <&> ]]> too." >"$WORK/$g/items/4"
-        server_add "notes-$g" "srv-$g" "Server memo for $g"
-        rec items "$g-twoway" ok "$g" /items --reuse --enc "$enc" --auth "$auth" \
-            --type memo --uri "notes-$g" --mode two-way
+if want items; then
+    for enc in xml wbxml; do
+        for auth in basic md5; do
+            g=$enc-$auth
+            rec items "$g-slow" ok "$g" /items --enc "$enc" --auth "$auth" --type memo \
+                --uri "notes-$g" --mode slow --items 3 --devid "corpus-$g"
+            memo "Corpus memo 1" "Changed on the client." >"$WORK/$g/items/1"
+            rm "$WORK/$g/items/2"
+            memo "Corpus memo 4" "Added on the client, <&> ]]> too." >"$WORK/$g/items/4"
+            server_add "notes-$g" "srv-$g" "Server memo for $g"
+            rec items "$g-twoway" ok "$g" /items --reuse --enc "$enc" --auth "$auth" \
+                --type memo --uri "notes-$g" --mode two-way
+        done
     done
-done
+fi
 
 # every other sync mode, XML and basic, one device
-direct modes /items --type memo --uri notes-modes --mode slow --items 2 --devid corpus-modes
-memo "Memo for one-way from client" >"$WORK/modes/items/3"
-server_add notes-modes srv-modes-1 "Server memo that waits"
-rec items xml-basic-mode-one-way-from-client ok modes /items --reuse --type memo \
-    --uri notes-modes --mode one-way-from-client
-rec items xml-basic-mode-one-way-from-server ok modes /items --reuse --type memo \
-    --uri notes-modes --mode one-way-from-server
-memo "Client junk, replaced by the refresh" >"$WORK/modes/items/junk"
-rec items xml-basic-mode-refresh-from-server ok modes /items --reuse --type memo \
-    --uri notes-modes --mode refresh-from-server
-memo "Memo for refresh from client" >"$WORK/modes/items/5"
-server_add notes-modes srv-modes-2 "Server memo that the refresh removes"
-rec items xml-basic-mode-refresh-from-client ok modes /items --reuse --type memo \
-    --uri notes-modes --mode refresh-from-client
+if want modes; then
+    direct modes /items --type memo --uri notes-modes --mode slow --items 2 --devid corpus-modes
+    memo "Memo for one-way from client" >"$WORK/modes/items/3"
+    server_add notes-modes srv-modes-1 "Server memo that waits"
+    rec items xml-basic-mode-one-way-from-client ok modes /items --reuse --type memo \
+        --uri notes-modes --mode one-way-from-client
+    rec items xml-basic-mode-one-way-from-server ok modes /items --reuse --type memo \
+        --uri notes-modes --mode one-way-from-server
+    memo "Client junk, replaced by the refresh" >"$WORK/modes/items/junk"
+    rec items xml-basic-mode-refresh-from-server ok modes /items --reuse --type memo \
+        --uri notes-modes --mode refresh-from-server
+    memo "Memo for refresh from client" >"$WORK/modes/items/5"
+    server_add notes-modes srv-modes-2 "Server memo that the refresh removes"
+    rec items xml-basic-mode-refresh-from-client ok modes /items --reuse --type memo \
+        --uri notes-modes --mode refresh-from-client
+fi
 
-# 508: the client comes back with anchors the gateway has moved past
-direct anchor /items --type memo --uri notes-anchor --mode slow --items 1 --devid corpus-anchor
-cp -a "$WORK/anchor" "$WORK/anchor-stale"
-memo "Memo changed after the copy" >"$WORK/anchor/items/1"
-direct anchor /items --reuse --type memo --uri notes-anchor --mode two-way
-rec items xml-basic-anchor-mismatch ok anchor-stale /items --reuse --type memo \
-    --uri notes-anchor --mode two-way
+# 508: the client comes back with anchors the gateway has moved past. A
+# device syncs, its work dir is copied, the original syncs again (the
+# gateway now keeps that sync's Next anchor), then the stale copy comes
+# with the Last anchor of the first sync. The client's anchors are UTC
+# times to the second: without the pause the original's second sync can
+# fall in the same second as the first, keep the same anchor, and the
+# copy's Last would still match (that recording showed 200, not 508).
+# The client's config names its items dir by absolute path: the copy is
+# pointed at its own items, else it would sync the original's.
+if want anchor; then
+    direct anchor /items --type memo --uri notes-anchor --mode slow --items 1 --devid corpus-anchor
+    cp -a "$WORK/anchor" "$WORK/anchor-stale"
+    grep -rlF "$WORK/anchor/" "$WORK/anchor-stale/config" |
+        xargs sed -i "s|$WORK/anchor/|$WORK/anchor-stale/|g"
+    memo "Memo changed after the copy" >"$WORK/anchor/items/1"
+    sleep 2
+    direct anchor /items --reuse --type memo --uri notes-anchor --mode two-way
+    rec items xml-basic-anchor-mismatch ok anchor-stale /items --reuse --type memo \
+        --uri notes-anchor --mode two-way
+    # the gateway must have answered the Alert 508 and asked for a slow sync (201)
+    python3 - "$OUT/items/xml-basic-anchor-mismatch-001-resp.xml" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+ns = "{SYNCML:SYNCML1.2}"
+body = ET.parse(sys.argv[1]).getroot().find(ns + "SyncBody")
+st = [s.findtext(ns + "Data") for s in body.findall(ns + "Status")
+      if s.findtext(ns + "Cmd") == "Alert"]
+al = [a.findtext(ns + "Data") for a in body.findall(ns + "Alert")]
+if st != ["508"] or al != ["201"]:
+    sys.exit("record.sh: anchor mismatch recorded as Alert status %s, server Alert %s, "
+             "not 508 and 201" % (st, al))
+EOF
+fi
 
 # multi-message packages and a large object both ways, eight small cards
 # and one of about 12 KB: up to a gateway location with MaxMsgSize 8K,
 # down to a client with MaxMsgSize 10240
-for enc in xml wbxml; do
-    g=lo-$enc
-    direct "$g-up" /items --enc "$enc" --type raw-vcard --uri "contacts-$g" --mode slow \
-        --maxmsg 10240 --devid "corpus-$g-up"
-    for i in 1 2 3 4 5 6 7 8; do
-        printf 'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:corpus-small-%d\r\nFN:Small Card %d\r\nN:Card %d;Small;;;\r\nEND:VCARD\r\n' \
-            $i $i $i >"$WORK/$g-up/items/s$i"
+if want large; then
+    for enc in xml wbxml; do
+        g=lo-$enc
+        direct "$g-up" /items --enc "$enc" --type raw-vcard --uri "contacts-$g" --mode slow \
+            --maxmsg 10240 --devid "corpus-$g-up"
+        for i in 1 2 3 4 5 6 7 8; do
+            printf 'BEGIN:VCARD\r\nVERSION:3.0\r\nUID:corpus-small-%d\r\nFN:Small Card %d\r\nN:Card %d;Small;;;\r\nEND:VCARD\r\n' \
+                $i $i $i >"$WORK/$g-up/items/s$i"
+        done
+        # LF only: over XML a CR in the client's CDATA reaches the gateway as
+        # LF, and the chunks would no longer add up to the announced Size (424)
+        {
+            printf 'BEGIN:VCARD\nVERSION:3.0\nUID:corpus-large\nFN:Large Card\nN:Card;Large;;;\nNOTE:'
+            for i in $(seq 1 220); do printf 'line %03d of a note long enough to be sent in pieces\\n' "$i"; done
+            printf '\nEND:VCARD\n'
+        } >"$WORK/$g-up/items/large"
+        rec items "$enc-basic-large-up" ok "$g-up" /items-small --reuse --enc "$enc" \
+            --type raw-vcard --uri "contacts-$g" --mode slow
+        rec items "$enc-basic-large-down" ok "$g-down" /items --enc "$enc" --type raw-vcard \
+            --uri "contacts-$g" --mode slow --maxmsg 10240 --devid "corpus-$g-down"
     done
-    # LF only: over XML a CR in the client's CDATA reaches the gateway as
-    # LF, and the chunks would no longer add up to the announced Size (424)
-    {
-        printf 'BEGIN:VCARD\nVERSION:3.0\nUID:corpus-large\nFN:Large Card\nN:Card;Large;;;\nNOTE:'
-        for i in $(seq 1 220); do printf 'line %03d of a note long enough to be sent in pieces\\n' "$i"; done
-        printf '\nEND:VCARD\n'
-    } >"$WORK/$g-up/items/large"
-    rec items "$enc-basic-large-up" ok "$g-up" /items-small --reuse --enc "$enc" \
-        --type raw-vcard --uri "contacts-$g" --mode slow
-    rec items "$enc-basic-large-down" ok "$g-down" /items --enc "$enc" --type raw-vcard \
-        --uri "contacts-$g" --mode slow --maxmsg 10240 --devid "corpus-$g-down"
-done
+fi
 
 # ---------------------------------------------------- mail: the Inbox
 # The stack seeds three messages into alice's Inbox. The client sends its
 # three raw-email items and receives the seeded ones; then a delivered mail
 # comes down and a flag change goes up; the WBXML/md5 device also deletes.
-rec mail xml-basic-raw-email-inbox-slow ok mail-xml /sync --enc xml --auth basic \
-    --type raw-email --uri Inbox --mode slow --items 3 --devid corpus-mail-xml
-deliver 1
-sed -i 's|<read>false</read>|<read>true</read>|' "$WORK/mail-xml/items/1"
-rec mail xml-basic-raw-email-inbox-twoway ok mail-xml /sync --reuse --enc xml --auth basic \
-    --type raw-email --uri Inbox --mode two-way
-rec mail wbxml-md5-raw-email-inbox-slow ok mail-wbxml /sync --enc wbxml --auth md5 \
-    --type raw-email --uri Inbox --mode slow --items 3 --devid corpus-mail-wbxml
-deliver 2
-rm "$WORK/mail-wbxml/items/2"
-rec mail wbxml-md5-raw-email-inbox-twoway ok mail-wbxml /sync --reuse --enc wbxml --auth md5 \
-    --type raw-email --uri Inbox --mode two-way
+if want mail; then
+    rec mail xml-basic-raw-email-inbox-slow ok mail-xml /sync --enc xml --auth basic \
+        --type raw-email --uri Inbox --mode slow --items 3 --devid corpus-mail-xml
+    deliver 1
+    sed -i 's|<read>false</read>|<read>true</read>|' "$WORK/mail-xml/items/1"
+    rec mail xml-basic-raw-email-inbox-twoway ok mail-xml /sync --reuse --enc xml --auth basic \
+        --type raw-email --uri Inbox --mode two-way
+    rec mail wbxml-md5-raw-email-inbox-slow ok mail-wbxml /sync --enc wbxml --auth md5 \
+        --type raw-email --uri Inbox --mode slow --items 3 --devid corpus-mail-wbxml
+    deliver 2
+    rm "$WORK/mail-wbxml/items/2"
+    rec mail wbxml-md5-raw-email-inbox-twoway ok mail-wbxml /sync --reuse --enc wbxml --auth md5 \
+        --type raw-email --uri Inbox --mode two-way
+fi
 
+if [ -n "$ONLY" ]; then
+    echo "record.sh: section $ONLY recorded into $OUT"
+    exit 0
+fi
 python3 "$HERE/make-derived.py" "$OUT"
 echo "record.sh: corpus written to $OUT ($(du -sh "$OUT" | cut -f1))"
