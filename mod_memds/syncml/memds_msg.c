@@ -434,6 +434,34 @@ apr_status_t memds_devinf_from_tree(memds_devinf_t **pdi,
 static apr_status_t item_from(memds_item_t **pit, const memds_node_t *n,
                               memds_codec_err_t *err, apr_pool_t *p);
 
+/* The Data of a Filter's Field: DevInf <Property> elements, nothing else. */
+static apr_status_t props_from(memds_item_t *it, const memds_node_t *data,
+                               memds_codec_err_t *err, apr_pool_t *p)
+{
+    const memds_node_t *c;
+    memds_property_t *pr = NULL;
+    apr_status_t rv;
+
+    it->data_kind = MEMDS_DATA_PROPS;
+    it->props = apr_array_make(p, 1, sizeof(memds_property_t *));
+    for (c = data->first; c; c = c->next) {
+        if (c->tag->ts != MEMDS_TS_DEVINF || !is(c, "Property")) {
+            return bad(err, p,
+                       "<%s> is not allowed in the <Data> of a filter "
+                       "<Field> (DevInf <Property> elements only)",
+                       c->tag->name);
+        }
+        if ((rv = property_from(&pr, c, err, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (pr->name == NULL) {
+            return bad(err, p, "<Property> without <PropName> in a filter");
+        }
+        PUSH(it->props, memds_property_t *, pr, p);
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t filter_from(memds_filter_t **pf, const memds_node_t *n,
                                 memds_codec_err_t *err, apr_pool_t *p)
 {
@@ -454,10 +482,24 @@ static apr_status_t filter_from(memds_filter_t **pf, const memds_node_t *n,
                 return bad(err, p, "<%s> must hold exactly one <Item>",
                            c->tag->name);
             }
+            if ((is(c, "Field") ? f->field : f->record) != NULL) {
+                return bad(err, p, "more than one <%s> in <Filter>",
+                           c->tag->name);
+            }
             rv = item_from(is(c, "Field") ? &f->field : &f->record, i, err, p);
+            if (rv == APR_SUCCESS && is(c, "Record")
+                && f->record->data_kind != MEMDS_DATA_BYTES
+                && f->record->data_kind != MEMDS_DATA_NONE) {
+                return bad(err, p,
+                           "the <Data> of a filter <Record> must be "
+                           "text (the filter expression)");
+            }
         }
         else
             return not_allowed(err, p, c, n);
+    }
+    if (rv == APR_SUCCESS && f->meta == NULL) {
+        return bad(err, p, "<Filter> without <Meta>");
     }
     *pf = f;
     return rv;
@@ -527,7 +569,16 @@ static apr_status_t item_from(memds_item_t **pit, const memds_node_t *n,
         else if (is(c, "MoreData"))
             it->more_data = 1;
         else if (is(c, "Data")) {
-            if (c->first && c->first->tag->ts == MEMDS_TS_DEVINF) {
+            if (c->first && c->first->tag->ts == MEMDS_TS_DEVINF
+                && is(c->first, "Property")) {
+                if (n->parent == NULL || !is(n->parent, "Field")) {
+                    return bad(err, p,
+                               "DevInf <Property> in a <Data> outside a "
+                               "filter <Field>");
+                }
+                rv = props_from(it, c, err, p);
+            }
+            else if (c->first && c->first->tag->ts == MEMDS_TS_DEVINF) {
                 if (c->first->next) {
                     return bad(err, p, "<Data> holds more than one DevInf");
                 }
@@ -973,10 +1024,41 @@ static void ctvers_el(memds_node_t *parent, const char *name,
     }
 }
 
+/* DevInf <Property> elements (a CTCap's, or a filter Field's Data). */
+static void props_el(memds_node_t *parent, const apr_array_header_t *props,
+                     apr_pool_t *p)
+{
+    memds_node_t *d, *e;
+    int k, l;
+
+    for (k = 0; props && k < props->nelts; ++k) {
+        const memds_property_t *pr = APR_ARRAY_IDX(props, k,
+                                                   memds_property_t *);
+        d = el(parent, DI("Property"), p);
+        str_el(d, DI("PropName"), pr->name, p);
+        str_el(d, DI("DataType"), pr->data_type, p);
+        str_el(d, DI("MaxOccur"), pr->max_occur, p);
+        str_el(d, DI("MaxSize"), pr->max_size, p);
+        if (pr->no_truncate)
+            el(d, DI("NoTruncate"), p);
+        strs_el(d, DI("ValEnum"), pr->val_enums, p);
+        str_el(d, DI("DisplayName"), pr->display_name, p);
+        for (l = 0; pr->params && l < pr->params->nelts; ++l) {
+            const memds_propparam_t *pp = APR_ARRAY_IDX(pr->params, l,
+                                                        memds_propparam_t *);
+            e = el(d, DI("PropParam"), p);
+            str_el(e, DI("ParamName"), pp->name, p);
+            str_el(e, DI("DataType"), pp->data_type, p);
+            strs_el(e, DI("ValEnum"), pp->val_enums, p);
+            str_el(e, DI("DisplayName"), pp->display_name, p);
+        }
+    }
+}
+
 memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
 {
-    memds_node_t *r = memds_node_new(memds_tag_DevInf, p), *n, *c, *d, *e;
-    int i, j, k;
+    memds_node_t *r = memds_node_new(memds_tag_DevInf, p), *n, *c;
+    int i, j;
 
     str_el(r, DI("VerDTD"), di->verdtd, p);
     str_el(r, DI("Man"), di->man, p);
@@ -1012,29 +1094,7 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
             str_el(c, DI("VerCT"), cc->ver_ct, p);
             if (cc->field_level)
                 el(c, DI("FieldLevel"), p);
-            for (k = 0; cc->props && k < cc->props->nelts; ++k) {
-                const memds_property_t *pr = APR_ARRAY_IDX(cc->props, k,
-                                                           memds_property_t *);
-                int l;
-                d = el(c, DI("Property"), p);
-                str_el(d, DI("PropName"), pr->name, p);
-                str_el(d, DI("DataType"), pr->data_type, p);
-                str_el(d, DI("MaxOccur"), pr->max_occur, p);
-                str_el(d, DI("MaxSize"), pr->max_size, p);
-                if (pr->no_truncate)
-                    el(d, DI("NoTruncate"), p);
-                strs_el(d, DI("ValEnum"), pr->val_enums, p);
-                str_el(d, DI("DisplayName"), pr->display_name, p);
-                for (l = 0; pr->params && l < pr->params->nelts; ++l) {
-                    const memds_propparam_t
-                        *pp = APR_ARRAY_IDX(pr->params, l, memds_propparam_t *);
-                    e = el(d, DI("PropParam"), p);
-                    str_el(e, DI("ParamName"), pp->name, p);
-                    str_el(e, DI("DataType"), pp->data_type, p);
-                    strs_el(e, DI("ValEnum"), pp->val_enums, p);
-                    str_el(e, DI("DisplayName"), pp->display_name, p);
-                }
-            }
+            props_el(c, cc->props, p);
         }
         if (ds->has_dsmem) {
             c = el(n, DI("DSMem"), p);
@@ -1132,6 +1192,10 @@ static void item_el(memds_node_t *parent, const memds_item_t *it, apr_pool_t *p)
     case MEMDS_DATA_META:
         d = el(n, memds_tag_Data, p);
         meta_children(d, it->data_meta, p);
+        break;
+    case MEMDS_DATA_PROPS:
+        d = el(n, memds_tag_Data, p);
+        props_el(d, it->props, p);
         break;
     case MEMDS_DATA_NONE: break;
     }

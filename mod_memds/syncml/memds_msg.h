@@ -56,7 +56,15 @@ typedef struct memds_meta_t {
 
 typedef struct memds_item_t memds_item_t;
 
-/** 1.2 Filter (in an Alert item Target). */
+/**
+ * 1.2 Filter (in an Alert item Target): Meta (Type: the filtered CTType),
+ * Field (one Item whose Data holds DevInf <Property> elements,
+ * MEMDS_DATA_PROPS, e.g. emailitem with MaxSize and PropParams), Record (one
+ * Item whose Data is the filter expression as bytes, its Meta Type the
+ * grammar, e.g. syncml:filtertype-cgi), FilterType (INCLUSIVE / EXCLUSIVE;
+ * NULL when absent, which means EXCLUSIVE). Field and Record in either
+ * order on input; encoded Field first.
+ */
 typedef struct memds_filter_t {
     memds_meta_t *meta;
     memds_item_t *field, *record;
@@ -82,7 +90,8 @@ typedef enum {
     MEMDS_DATA_NONE = 0, /**< no <Data> */
     MEMDS_DATA_BYTES,    /**< payload bytes (data) */
     MEMDS_DATA_DEVINF,   /**< a DevInf document (devinf) */
-    MEMDS_DATA_META /**< MetInf elements, e.g. Anchor in a Status item (data_meta) */
+    MEMDS_DATA_META, /**< MetInf elements, e.g. Anchor in a Status item (data_meta) */
+    MEMDS_DATA_PROPS /**< DevInf <Property> elements: a Filter's Field (props) */
 } memds_data_e;
 
 struct memds_item_t {
@@ -94,6 +103,7 @@ struct memds_item_t {
     int data_opaque; /**< came as / goes as WBXML OPAQUE */
     memds_devinf_t *devinf;
     memds_meta_t *data_meta;
+    apr_array_header_t *props; /**< memds_property_t *: MEMDS_DATA_PROPS */
     int more_data;
 };
 

@@ -200,7 +200,9 @@ static int data_is_devinf(const memds_node_t *data)
     if (!is_named(item, "Item")) {
         return 0;
     }
-    if (meta_is_devinf(child_named(item, "Meta"))) {
+    /* a filter's Field holds DevInf <Property> elements, whatever its Meta */
+    if (is_named(item->parent, "Field")
+        || meta_is_devinf(child_named(item, "Meta"))) {
         return 1;
     }
     cmd = item->parent;
@@ -219,6 +221,7 @@ struct dec_t {
     apr_size_t strtbl_len;
     apr_size_t strtbl_off; /* offset of the table in buf */
     doc_kind_e kind;
+    int prop_root;     /* nested DevInf of a filter Field: root <Property> */
     int page;          /* current code page; END does not change it */
     apr_size_t *nodes; /* element count, shared with a nested doc */
     apr_pool_t *p;
@@ -479,6 +482,8 @@ static apr_status_t dec_nested(dec_t *d, memds_node_t *data, int depth)
     sub.base = ABS(d, d->txt.data_off);
     sub.nodes = d->nodes;
     sub.p = d->p;
+    sub.prop_root = is_named(data->parent ? data->parent->parent : NULL,
+                             "Field");
     rv = dec_doc(&sub, DOC_DEVINF, depth, &root, &ver, &wbver);
     if (rv != APR_SUCCESS) {
         d->msg = apr_psprintf(d->p,
@@ -638,6 +643,51 @@ static apr_status_t dec_content(dec_t *d, unsigned t, apr_size_t off)
     }
 }
 
+/* A LITERAL tag (its name in the string table). libwbxml writes one for
+ * every element its SyncML tables lack, such as the DevInf <Property> of a
+ * filter Field written inline in the <Data>: accepted there only, inside a
+ * <Data> of a SyncML document or below a DevInf element in it, and only
+ * for DevInf names. */
+static apr_status_t dec_literal(dec_t *d, const memds_node_t *cur,
+                                apr_size_t off, const memds_tag_t **ptag)
+{
+    apr_uint32_t idx;
+    const unsigned char *s, *e;
+    apr_status_t rv;
+
+    if ((rv = get_mb(d, &idx)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (d->kind != DOC_SYNCML || cur == NULL
+        || !((cur->tag->flags & MEMDS_TAGF_DATA)
+             || cur->tag->ts == MEMDS_TS_DEVINF)) {
+        return bad(d, off,
+                   "LITERAL tag at offset %" APR_SIZE_T_FMT
+                   " outside a <Data> (only DevInf elements of a filter "
+                   "Field may come as LITERAL)",
+                   ABS(d, off));
+    }
+    if (idx >= d->strtbl_len
+        || (e = memchr(d->strtbl + idx, 0, d->strtbl_len - idx)) == NULL) {
+        return bad(d, off,
+                   "LITERAL tag at offset %" APR_SIZE_T_FMT
+                   " names string table index %u, outside the table",
+                   ABS(d, off), (unsigned)idx);
+    }
+    s = d->strtbl + idx;
+    *ptag = memds_tag_by_name(MEMDS_TS_DEVINF, (const char *)s,
+                              (apr_size_t)(e - s));
+    if (*ptag == NULL || *ptag == memds_tag_DevInf
+        || ((cur->tag->flags & MEMDS_TAGF_DATA)
+            && strcmp((*ptag)->name, "Property") != 0)) {
+        return bad(d, off,
+                   "LITERAL tag <%.*s> at offset %" APR_SIZE_T_FMT
+                   " is not a DevInf element of a filter Field",
+                   (int)(e - s), (const char *)s, ABS(d, off));
+    }
+    return APR_SUCCESS;
+}
+
 /* The token stream after the header. depth0 is the depth of the element
  * the document hangs under (0 for a message, the Data's for a nested doc),
  * so the nesting limit holds for the whole tree. */
@@ -645,7 +695,7 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
 {
     apr_status_t rv = APR_SUCCESS;
     memds_node_t *root = NULL, *cur = NULL, *n;
-    const memds_tag_t *tag;
+    const memds_tag_t *tag, *lit = NULL;
     int depth = depth0, closed = 0;
     apr_size_t body = d->pos;
 
@@ -717,6 +767,11 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
 
         case WB_LITERAL:
         case WB_LITERAL | 0x40:
+            if ((rv = dec_literal(d, cur, off, &lit)) != APR_SUCCESS) {
+                goto done;
+            }
+            break;
+
         case WB_LITERAL | 0x80:
         case WB_LITERAL | 0xC0:
             rv = bad(d, off,
@@ -751,28 +806,37 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
         }
 
         /* a tag */
-        if (t & WB_ATTRS) {
+        if (lit) {
+            tag = lit;
+            lit = NULL;
+        }
+        else if (t & WB_ATTRS) {
             rv = bad(d, off,
                      "attributes are not allowed in %s (tag 0x%02X at "
                      "offset %" APR_SIZE_T_FMT ")",
                      kind_name(d->kind), t, ABS(d, off));
             goto done;
         }
-        id = t & 0x3F;
-        tag = memds_tag_by_tok(d->kind == DOC_DEVINF ? MEMDS_TS_DEVINF
-                               : d->page             ? MEMDS_TS_METINF
-                                                     : MEMDS_TS_SYNCML,
-                               id);
-        if (tag == NULL) {
-            rv = bad(
-                d, off,
-                "unknown tag 0x%02X on code page %d at offset %" APR_SIZE_T_FMT,
-                id, d->page, ABS(d, off));
-            goto done;
+        else {
+            id = t & 0x3F;
+            tag = memds_tag_by_tok(d->kind == DOC_DEVINF ? MEMDS_TS_DEVINF
+                                   : d->page             ? MEMDS_TS_METINF
+                                                         : MEMDS_TS_SYNCML,
+                                   id);
+            if (tag == NULL) {
+                rv = bad(d, off,
+                         "unknown tag 0x%02X on code page %d at offset "
+                         "%" APR_SIZE_T_FMT,
+                         id, d->page, ABS(d, off));
+                goto done;
+            }
         }
         if (root == NULL) {
             const memds_tag_t *want = d->kind == DOC_DEVINF ? memds_tag_DevInf
                                                             : memds_tag_SyncML;
+            if (d->prop_root) {
+                want = memds_tag_by_name(MEMDS_TS_DEVINF, "Property", 8);
+            }
             if (tag != want) {
                 rv = bad(d, off,
                          "root element is <%s>, expected <%s> (at "
@@ -1111,7 +1175,16 @@ static apr_status_t enc_open(enc_t *e, const memds_node_t *n, doc_kind_e kind,
     if (kind == DOC_SYNCML && (tag->flags & MEMDS_TAGF_DATA) && n->first->tag
         && n->first->tag->ts == MEMDS_TS_DEVINF) {
         apr_status_t rv;
-        if (n->first->next || n->first->tag != memds_tag_DevInf) {
+        int prop = strcmp(n->first->tag->name, "Property") == 0;
+        /* a filter Field's <Property>: a nested document of its own too */
+        if (prop
+            && (n->first->next || !is_named(n->parent, "Item")
+                || !is_named(n->parent->parent, "Field"))) {
+            return enc_fail(e, n,
+                            "WBXML carries one DevInf <Property> per <Data>, "
+                            "in a filter <Field> only");
+        }
+        if (!prop && (n->first->next || n->first->tag != memds_tag_DevInf)) {
             return enc_fail(e, n,
                             "<Data> with DevInf elements other than one "
                             "<DevInf>");

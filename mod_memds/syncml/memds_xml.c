@@ -155,7 +155,8 @@ static int line_of(const xmlNode *n)
  * of DevInf are DevInf, of MetInf MetInf), with the leniency real parsers
  * have: children of <Meta> are MetInf first (libsynthesis puts the
  * namespace on each, others on <Meta> or nowhere), and children of <Data>
- * are MetInf (an Anchor in a Status Item) or a DevInf root. An element
+ * are MetInf (an Anchor in a Status Item), a DevInf root or DevInf
+ * <Property> elements (a filter's Field, docs/codec.md). An element
  * that declares the SyncML namespace (or none) under a MetInf/DevInf one
  * switches back to SyncML explicitly (that is what the encoder writes for
  * such a tree).
@@ -203,8 +204,11 @@ static const memds_tag_t *resolve(dec_t *d, const xmlNode *e,
         }
         else if (pn->tag->flags & MEMDS_TAGF_DATA) {
             t = tag_named(MEMDS_TS_METINF, e);
-            if (t == NULL && strcmp((const char *)e->name, "DevInf") == 0) {
-                t = memds_tag_DevInf;
+            if (t == NULL
+                && (strcmp((const char *)e->name, "DevInf") == 0
+                    || strcmp((const char *)e->name, "Property") == 0)) {
+                /* a DevInf root, or a filter Field's <Property> */
+                t = tag_named(MEMDS_TS_DEVINF, e);
             }
         }
         else {
@@ -231,14 +235,15 @@ static const memds_tag_t *resolve(dec_t *d, const xmlNode *e,
     }
     if (t->ts == MEMDS_TS_DEVINF
         && (pn == NULL || pn->tag->ts != MEMDS_TS_DEVINF)
-        && (t != memds_tag_DevInf
+        && ((t != memds_tag_DevInf && strcmp(t->name, "Property") != 0)
             || !(pn && (pn->tag->flags & MEMDS_TAGF_DATA)))
         && !(d->devinf_root && pn == NULL && t == memds_tag_DevInf)) {
         *rv = dec_fail(
             d, line_of(e),
             apr_psprintf(d->p,
                          "DevInf element <%s> in <%s> (line %d): DevInf must "
-                         "come as one <DevInf> inside <Data>",
+                         "come as one <DevInf> (or <Property> elements) "
+                         "inside <Data>",
                          t->name, pn ? pn->tag->name : "(document)",
                          line_of(e)));
         return NULL;

@@ -378,6 +378,170 @@ static void strict_model(void)
                "is not a number");
 }
 
+/* What the two filtered Alerts of handmade/hm13 say (docs/codec.md). */
+static void check_filters(const memds_msg_t *m, const char *how)
+{
+    const memds_cmd_t *a1, *a2;
+    const memds_filter_t *f;
+    const memds_property_t *pr;
+    const memds_item_t *it;
+
+    CU_ASSERT_EQUAL_FATAL(m->cmds->nelts, 2);
+    a1 = APR_ARRAY_IDX(m->cmds, 0, memds_cmd_t *);
+    a2 = APR_ARRAY_IDX(m->cmds, 1, memds_cmd_t *);
+    it = APR_ARRAY_IDX(a1->items, 0, memds_item_t *);
+    CU_ASSERT_STRING_EQUAL(it->target->uri, "Inbox");
+    f = it->target->filter;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_STRING_EQUAL(f->meta->type, "application/vnd.omads-email+xml");
+    CU_ASSERT_STRING_EQUAL(f->filter_type, "INCLUSIVE");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->record);
+    CU_ASSERT_STRING_EQUAL(f->record->meta->type, "syncml:filtertype-cgi");
+    CU_ASSERT_EQUAL(f->record->data_kind, MEMDS_DATA_BYTES);
+    CU_ASSERT(bytes_are(&f->record->data, "&LUID;&EQ;4711"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->field);
+    CU_ASSERT_EQUAL_FATAL(f->field->data_kind, MEMDS_DATA_PROPS);
+    CU_ASSERT_EQUAL_FATAL(f->field->props->nelts, 1);
+    pr = APR_ARRAY_IDX(f->field->props, 0, memds_property_t *);
+    CU_ASSERT_STRING_EQUAL(pr->name, "emailitem");
+    CU_ASSERT_STRING_EQUAL(pr->max_size, "20480");
+    CU_ASSERT_EQUAL_FATAL(pr->params->nelts, 2);
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(pr->params, 0, memds_propparam_t *)->name, "texttype");
+    CU_ASSERT_STRING_EQUAL(
+        APR_ARRAY_IDX(pr->params, 1, memds_propparam_t *)->name, "attachtype");
+
+    it = APR_ARRAY_IDX(a2->items, 0, memds_item_t *);
+    CU_ASSERT_STRING_EQUAL(it->target->uri, "Sent");
+    f = it->target->filter;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NULL(f->filter_type); /* absent: EXCLUSIVE */
+    CU_ASSERT(bytes_are(&f->record->data, "received&GE;20240101T000000Z&AND;"
+                                          "received&LT;20250101T000000Z"));
+    CU_ASSERT_EQUAL_FATAL(f->field->data_kind, MEMDS_DATA_PROPS);
+    pr = APR_ARRAY_IDX(f->field->props, 0, memds_property_t *);
+    CU_ASSERT_STRING_EQUAL(pr->name, "emailitem");
+    CU_ASSERT_PTR_NULL(pr->max_size);
+    CU_ASSERT_EQUAL(pr->params->nelts, 1);
+    if (CU_get_number_of_failures() > 0) {
+        fprintf(stderr, "\n  (filters: %s)\n", how);
+    }
+}
+
+/* A Filter whose Field holds DevInf Property elements (with and without
+ * the namespace; Record before Field): XML, libwbxml's WBXML (LITERAL
+ * tags), and both encodings of ours, decoded again. */
+static void model_of_filters(void)
+{
+    static const char *const names[] = {
+        "hm13-client-filter-field.xml", "hm13-client-filter-field.c.xml",
+        "hm13-client-filter-field.libwbxml.wbxml", NULL
+    };
+    int i;
+    memds_enc_e e;
+
+    for (i = 0; names[i]; ++i) {
+        apr_size_t len;
+        const char *buf = unit_read_file(apr_pstrcat(unit_pool, CORPUS,
+                                                     "handmade/", names[i],
+                                                     NULL),
+                                         &len);
+        memds_msg_t *m, *m2;
+        memds_codec_err_t err;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+        memset(&err, 0, sizeof(err));
+        if (memds_msg_decode(&m, buf, len, MEMDS_ENC_AUTO, &err, unit_pool)
+            != APR_SUCCESS) {
+            fprintf(stderr, "\n  %s: %s\n", names[i], err.msg);
+            CU_FAIL_FATAL("filter message does not decode");
+        }
+        check_filters(m, names[i]);
+        for (e = MEMDS_ENC_XML; e <= MEMDS_ENC_WBXML; ++e) {
+            memds_buf_t b;
+            memds_buf_init(&b, 4096, unit_pool);
+            CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&b, m, e, &err, unit_pool),
+                                  APR_SUCCESS);
+            CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m2, b.data, b.len, e, &err,
+                                                   unit_pool),
+                                  APR_SUCCESS);
+            check_filters(m2, e == MEMDS_ENC_XML ? "XML again" : "WBXML again");
+        }
+    }
+}
+
+#define FILTER_OPEN \
+    HDR "<Alert><CmdID>1</CmdID><Data>200</Data><Item><Target>" \
+        "<LocURI>Inbox</LocURI><Filter><Meta><Type xmlns='syncml:metinf'>" \
+        "application/vnd.omads-email+xml</Type></Meta>"
+#define FILTER_CLOSE "</Filter></Target></Item></Alert></SyncBody></SyncML>"
+#define PROP \
+    "<Property xmlns='syncml:devinf'><PropName>emailitem</PropName>" \
+    "</Property>"
+
+static void strict_filters(void)
+{
+    /* a Property anywhere but in a filter's Field */
+    expect_bad(HDR "<Add><CmdID>1</CmdID><Item><Data>" PROP "</Data></Item>"
+                   "</Add></SyncBody></SyncML>",
+               "outside a filter <Field>");
+    expect_bad(FILTER_OPEN "<Record><Item><Data>" PROP "</Data></Item>"
+                           "</Record>" FILTER_CLOSE,
+               "outside a filter <Field>");
+    /* a Field's Data holds Property elements only */
+    expect_bad(FILTER_OPEN "<Field><Item><Data>" PROP
+                           "<DevInf xmlns='syncml:devinf'><VerDTD>1.2</VerDTD>"
+                           "</DevInf></Data></Item></Field>" FILTER_CLOSE,
+               "DevInf <Property> elements only");
+    expect_bad(FILTER_OPEN "<Field><Item><Data><Property xmlns='syncml:devinf'>"
+                           "<MaxSize>1</MaxSize></Property></Data></Item>"
+                           "</Field>" FILTER_CLOSE,
+               "<Property> without <PropName>");
+    expect_bad(FILTER_OPEN "<Field><Item><Data><Property xmlns='syncml:devinf'>"
+                           "<PropName>a</PropName><CTType>x</CTType>"
+                           "</Property></Data></Item></Field>" FILTER_CLOSE,
+               "<CTType> is not allowed in <Property>");
+    expect_bad(FILTER_OPEN
+               "<Field><Item/></Field><Field><Item/></Field>" FILTER_CLOSE,
+               "more than one <Field>");
+    expect_bad(FILTER_OPEN "<Record><Item/><Item/></Record>" FILTER_CLOSE,
+               "exactly one <Item>");
+    expect_bad(FILTER_OPEN
+               "<Record><Item><Data><Anchor xmlns='syncml:metinf'>"
+               "<Next>1</Next></Anchor></Data></Item></Record>" FILTER_CLOSE,
+               "must be text");
+    expect_bad(HDR "<Alert><CmdID>1</CmdID><Item><Target><LocURI>Inbox</LocURI>"
+                   "<Filter><FilterType>INCLUSIVE</FilterType></Filter>"
+                   "</Target></Item></Alert></SyncBody></SyncML>",
+               "<Filter> without <Meta>");
+    /* Filter belongs to an Alert item's Target only */
+    expect_bad(HDR "<Alert><CmdID>1</CmdID><Item><Source><LocURI>x</LocURI>"
+                   "<Filter/></Source></Item></Alert></SyncBody></SyncML>",
+               "<Filter> is not allowed in <Source>");
+}
+
+/* WBXML carries a Field's Property as a nested document: one per Data. */
+static void filter_wbxml_one_property(void)
+{
+    const char *xml = FILTER_OPEN "<Field><Item><Data>" PROP PROP
+                                  "</Data></Item></Field>" FILTER_CLOSE;
+    memds_msg_t *m;
+    memds_codec_err_t err;
+    memds_buf_t b;
+
+    memset(&err, 0, sizeof(err));
+    CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, xml, strlen(xml), MEMDS_ENC_XML,
+                                           &err, unit_pool),
+                          APR_SUCCESS);
+    memds_buf_init(&b, 1024, unit_pool);
+    CU_ASSERT_EQUAL(memds_msg_encode(&b, m, MEMDS_ENC_XML, &err, unit_pool),
+                    APR_SUCCESS);
+    memds_buf_init(&b, 1024, unit_pool);
+    CU_ASSERT_EQUAL(memds_msg_encode(&b, m, MEMDS_ENC_WBXML, &err, unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT(err.msg && strstr(err.msg, "one DevInf <Property> per <Data>"));
+}
+
 void unit_add_msg(void)
 {
     CU_pSuite s = CU_add_suite("msg", NULL, NULL);
@@ -388,4 +552,9 @@ void unit_add_msg(void)
                 sizer_matches_encoder);
     CU_add_test(s, "model of a real package 1", model_of_pkg1);
     CU_add_test(s, "strict content models", strict_model);
+    CU_add_test(s, "filters: Field with DevInf Property, both encodings",
+                model_of_filters);
+    CU_add_test(s, "filters: strict content models", strict_filters);
+    CU_add_test(s, "filters: WBXML carries one Property per Data",
+                filter_wbxml_one_property);
 }

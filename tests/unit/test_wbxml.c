@@ -803,6 +803,40 @@ static void malformed_header(void)
         "VerDTD");
 }
 
+/* A string table for LITERAL tags: Property (0), CTType (9), Foo (16),
+ * DevInf (20); the body starts at offset 32. */
+#define LIT_TBL \
+    "\x02\xA4\x01\x6A\x1B" \
+    "Property\0CTType\0Foo\0DevInf\0"
+
+/* libwbxml's form of a filter Field's Property: LITERAL tags in the Data,
+ * read as the DevInf elements they name. */
+static void literal_property(void)
+{
+    static const char msg[] = "\x02\xA4\x01\x6A\x12"
+                              "Property\0PropName\0"
+                              "\x6D\x4F\x44\x00\x44\x09\x03"
+                              "emailitem\0\x01\x01\x01\x01";
+    memds_tree_t *t = NULL;
+    memds_codec_err_t err;
+    const memds_node_t *d;
+
+    memset(&err, 0, sizeof(err));
+    CU_ASSERT_EQUAL_FATAL(memds_wbxml_decode(&t, msg, sizeof(msg) - 1, &err,
+                                             unit_pool),
+                          APR_SUCCESS);
+    d = t->root->first;
+    CU_ASSERT_STRING_EQUAL(d->tag->name, "Data");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->first);
+    CU_ASSERT_EQUAL(d->first->tag->ts, MEMDS_TS_DEVINF);
+    CU_ASSERT_STRING_EQUAL(d->first->tag->name, "Property");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->first->first);
+    CU_ASSERT_EQUAL(d->first->first->tag->ts, MEMDS_TS_DEVINF);
+    CU_ASSERT_STRING_EQUAL(d->first->first->tag->name, "PropName");
+    CU_ASSERT_STRING_EQUAL(memds_node_str(d->first->first, unit_pool),
+                           "emailitem");
+}
+
 static void malformed_tokens(void)
 {
     char *deep, *many;
@@ -828,8 +862,19 @@ static void malformed_tokens(void)
     BAD(H12 "\xAD",
         "attributes are not allowed in SyncML (tag 0xAD at offset 5)");
     BAD(H12 "\x6D\xEC\x01", "attributes are not allowed");
-    BAD(H12 "\x6D\x04\x00\x01", "LITERAL token 0x04");
-    BAD(H12 "\x6D\x44\x00\x01", "LITERAL token 0x44");
+    /* LITERAL tags: only DevInf names of a filter Field, in a <Data> */
+    BAD(H12 "\x6D\x04\x00\x01", "LITERAL tag at offset 6 outside a <Data>");
+    BAD(H12 "\x6D\x44\x00\x01", "LITERAL tag at offset 6 outside a <Data>");
+    BAD(LIT_TBL "\x6D\x4F\x44\x1E\x01\x01\x01",
+        "string table index 30, outside the table");
+    BAD(LIT_TBL "\x6D\x4F\x44\x10\x01\x01\x01",
+        "LITERAL tag <Foo> at offset 34 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x4F\x44\x09\x01\x01\x01",
+        "LITERAL tag <CTType> at offset 34 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x4F\x44\x14\x01\x01\x01",
+        "LITERAL tag <DevInf> at offset 34 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x4F\x44\x00\x04\x10\x01\x01\x01",
+        "LITERAL tag <Foo> at offset 36 is not a DevInf element");
     BAD(H12 "\x6D\x84\x00\x01", "LITERAL token 0x84");
     BAD(H12 "\x6D\xC4\x00\x01", "LITERAL token 0xC4");
     BAD(H12 "\x6D\x40"
@@ -1389,6 +1434,8 @@ void unit_add_wbxml(void)
     CU_add_test(s, "malformed: truncated", malformed_truncated);
     CU_add_test(s, "malformed: header", malformed_header);
     CU_add_test(s, "malformed: tokens", malformed_tokens);
+    CU_add_test(s, "LITERAL DevInf Property in a filter Field (libwbxml)",
+                literal_property);
     CU_add_test(s, "malformed: nested DevInf", malformed_nested);
     CU_add_test(s, "wide trees stay linear", wide_trees);
     CU_add_test(s, "decode variants", decode_variants);

@@ -1155,6 +1155,77 @@ static void test_built_meta(void)
 
 /* The namespace leniency of real clients: MetInf without namespace, on
  * <Meta>, DevInf in Data without namespace. */
+/* A filter Field's Data: DevInf <Property> elements with the namespace,
+ * without it, or with a prefix, give one tree; the encoder writes the
+ * namespace on the Property only. A Property elsewhere is refused. */
+static void test_filter_property(void)
+{
+    static const char *const props[] = {
+        "<Property xmlns='syncml:devinf'><PropName>emailitem</PropName>"
+        "<MaxSize>20480</MaxSize></Property>",
+        "<Property><PropName>emailitem</PropName><MaxSize>20480</MaxSize>"
+        "</Property>",
+        "<d:Property xmlns:d='syncml:devinf'><d:PropName>emailitem"
+        "</d:PropName><d:MaxSize>20480</d:MaxSize></d:Property>",
+    };
+    memds_tree_t *ref = NULL, *t;
+    apr_size_t i;
+    memds_buf_t b;
+    memds_codec_err_t err;
+
+    for (i = 0; i < sizeof(props) / sizeof(props[0]); ++i) {
+        const memds_node_t *data;
+        t = dec_str(apr_pstrcat(
+            unit_pool,
+            HDR "<Alert><CmdID>1</CmdID><Item><Target><LocURI>Inbox</LocURI>"
+                "<Filter><Meta><Type xmlns='syncml:metinf'>t</Type></Meta>"
+                "<Field><Item><Data>",
+            props[i],
+            "</Data></Item></Field></Filter></Target></Item></Alert>" TRL,
+            NULL));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        data = memds_node_child(
+            memds_node_child(
+                memds_node_child(
+                    memds_node_child(
+                        memds_node_child(
+                            memds_node_child(
+                                memds_node_child(memds_node_child(t->root,
+                                                                  "SyncBody"),
+                                                 "Alert"),
+                                "Item"),
+                            "Target"),
+                        "Filter"),
+                    "Field"),
+                "Item"),
+            "Data");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(data->first);
+        CU_ASSERT_EQUAL(data->first->tag->ts, MEMDS_TS_DEVINF);
+        CU_ASSERT_STRING_EQUAL(data->first->tag->name, "Property");
+        CU_ASSERT_EQUAL(data->first->last->tag->ts, MEMDS_TS_DEVINF);
+        if (ref) {
+            CU_ASSERT_PTR_NULL(tree_diff(ref->root, t->root, unit_pool));
+        }
+        ref = t;
+    }
+    memds_buf_init(&b, 1024, unit_pool);
+    CU_ASSERT_EQUAL_FATAL(memds_xml_encode(&b, ref, &err), APR_SUCCESS);
+    memds_buf_addc(&b, '\0');
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(b.data, "<Data><Property xmlns=\"syncml:devinf\"><PropName>"
+                       "emailitem</PropName>"));
+    /* DevInf elements other than a Property or a DevInf root in a Data */
+    expect_fail_str(ITEM_PRE
+                    "<PropName xmlns='syncml:devinf'>a</PropName>" ITEM_POST,
+                    "DevInf element <PropName> in <Data>");
+    expect_fail_str(HDR "<Add><CmdID>1</CmdID><Item><Property xmlns="
+                        "'syncml:devinf'/></Item></Add>" TRL,
+                    "DevInf element <Property> in <Item>");
+    expect_fail_str(ITEM_PRE "<PropName>a</PropName>" ITEM_POST,
+                    "unknown element <PropName> in <Data>");
+}
+
 static void test_lenient_namespaces(void)
 {
     static const char *const docs[] = {
@@ -1347,5 +1418,7 @@ void unit_add_xml(void)
     CU_add_test(s, "stored DevInf document", test_devinf_document);
     CU_add_test(s, "built Meta", test_built_meta);
     CU_add_test(s, "lenient namespaces", test_lenient_namespaces);
+    CU_add_test(s, "filter Field: DevInf Property in Data",
+                test_filter_property);
     CU_add_test(s, "threads", test_threads);
 }
