@@ -143,6 +143,9 @@ typedef struct memds_ds_env_t {
                                      pass-through IMAP login, or NULL */
     const char *want_type;     /**< the device's preferred content type */
     memds_ds_shared_t *shared; /**< per request (memds_ds_shared_make) */
+    /** The device merges field-level replaces of the email type (DevInf
+     *  CTCap FieldLevel): a flag change may go to it as flags only. */
+    int field_level;
 } memds_ds_env_t;
 
 struct memds_ds_t {

@@ -14,8 +14,9 @@
  * INTERNALDATE). Bodies are fetched with BODY.PEEK only when sent.
  *
  * Objects: application/vnd.omads-email+xml (flags, received, emailitem; a
- * Replace for a flag change carries no emailitem) or message/rfc822, as the
- * device prefers (DevInf Rx-Pref). */
+ * Replace for a flag change carries no emailitem when the device's DevInf
+ * CTCap for the type has FieldLevel, the complete object otherwise) or
+ * message/rfc822, as the device prefers (DevInf Rx-Pref). */
 #include "ds/memds_mailbox.h"
 #include "email/memds_mime.h"
 
@@ -498,8 +499,11 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     if (row.internaldate) {
         memds_email_time_set(&e->received, row.internaldate, p);
     }
-    if (!x->want_rfc822 && known_seq >= 0 && row.content_seq <= known_seq) {
-        /* The device has this message: only its flags changed. */
+    if (!x->want_rfc822 && x->env.field_level && known_seq >= 0
+        && row.content_seq <= known_seq) {
+        /* The device has this message and merges field-level replaces:
+         * only its flags changed. Any other device replaces its whole copy
+         * with what it gets, so it gets the complete object. */
         goto build;
     }
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {

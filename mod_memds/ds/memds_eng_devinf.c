@@ -197,12 +197,11 @@ static apr_status_t store_client_devinf(eng_t *e, const memds_devinf_t *di)
     return APR_SUCCESS;
 }
 
-/* The content type the device prefers for a datastore (its DevInf
- * Rx-Pref, from this message or stored), or NULL. */
-const char *eng_client_rx_type(eng_t *e, const char *store)
+/* The client's DevInf datastore of a datastore of ours (from this
+ * message or stored), or NULL. */
+static const memds_datastore_t *client_store_devinf(eng_t *e, const char *store)
 {
     const memds_sstore_t *ss = eng_find_sstore(e, store);
-    const memds_datastore_t *cds;
 
     if (!e->client_devinf_read) {
         e->client_devinf_read = 1;
@@ -220,8 +219,34 @@ const char *eng_client_rx_type(eng_t *e, const char *store)
             }
         }
     }
-    cds = client_ds(e->client_devinf, ss ? ss->client_uri : NULL);
+    return client_ds(e->client_devinf, ss ? ss->client_uri : NULL);
+}
+
+/* The content type the device prefers for a datastore (its DevInf
+ * Rx-Pref, from this message or stored), or NULL. */
+const char *eng_client_rx_type(eng_t *e, const char *store)
+{
+    const memds_datastore_t *cds = client_store_devinf(e, store);
+
     return cds && cds->rx_pref ? cds->rx_pref->ct_type : NULL;
+}
+
+/* Does the device merge field-level replaces of type in a datastore (a
+ * CTCap for the type with FieldLevel in its DevInf 1.2)? */
+int eng_client_field_level(eng_t *e, const char *store, const char *type)
+{
+    const memds_datastore_t *cds = client_store_devinf(e, store);
+    int i;
+
+    for (i = 0; cds && cds->ctcaps && i < cds->ctcaps->nelts; ++i) {
+        const memds_ctcap_t *cc = APR_ARRAY_IDX(cds->ctcaps, i,
+                                                memds_ctcap_t *);
+        if (cc->field_level && cc->ct_type
+            && strcasecmp(cc->ct_type, type) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd)

@@ -176,6 +176,10 @@ apr_status_t eng_complete_session(eng_t *e);
  * Rx-Pref, from this message or stored), or NULL. */
 const char *eng_client_rx_type(eng_t *e, const char *store);
 
+/* Does the device merge field-level replaces of type in a datastore (a
+ * CTCap for the type with FieldLevel in its DevInf 1.2)? */
+int eng_client_field_level(eng_t *e, const char *store, const char *type);
+
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
 
 apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);

@@ -154,7 +154,9 @@ def test_511_inbox_over_xml_and_wbxml_basic_and_md5(stack, enc, auth):
 
 def test_512_server_changes_reach_the_device(stack):
     """New mail, a flag change and an expunge made over IMAP arrive at the
-    next two-way sync: Add, flags-only Replace, Delete."""
+    next two-way sync: Add, Replace, Delete. The real client announces no
+    FieldLevel for the email type, so the flag change reaches it as the
+    complete object and its copy stays the IMAP message byte for byte."""
     folder = new_folder(stack, 3)
     c = mail_client(stack, folder)
     sync(stack, c, "slow")
@@ -172,13 +174,18 @@ def test_512_server_changes_reach_the_device(stack):
     sync(stack, c, "two-way")
     assert stats(c)[:3] == [1, 1, 1], c.last_log[-2000:]
     local = [parse_item(b) for b in c.local()]
-    flags_only = [f for f, item in local if item is None]
-    assert len(flags_only) == 1
-    assert flags_only[0]["flagged"] == "true" and flags_only[0]["replied"] == "true"
-    assert flags_only[0]["read"] == "false"
+    assert all(item is not None for _, item in local)  # no flags-only copy
+    now = folder_messages(stack, folder)
+    got = items_by_mid(c)
+    assert set(got) == set(now)
+    for mid, (uid, flags, raw) in now.items():
+        assert got[mid][1] == raw, mid
+    changed = got["<%s-0@example.test>" % folder][0]
+    assert changed["flagged"] == "true" and changed["replied"] == "true"
+    assert changed["read"] == "false"
     subjects = sorted(re.search(rb"Subject: (.*)\r", i).group(1).decode()
                       for _, i in local if i)
-    assert subjects == ["%s 2" % folder, "%s 7" % folder]
+    assert subjects == ["%s 0" % folder, "%s 2" % folder, "%s 7" % folder]
     # and a no-change sync after that is empty
     sync(stack, c, "two-way")
     assert stats(c) == [0] * 8
@@ -558,6 +565,87 @@ def test_522_hierarchical_email_datastore(stack):
     got3, a = _receive_all(s3, s3.post(s3.message(S.sync(2, "email", "./email", []))))
     assert [(op, typ, par) for op, _, par, typ, *_ in got3] == [
         ("Add", "application/vnd.omads-folder+xml", by_name[top])]
+
+
+EMAIL_TYPE = "application/vnd.omads-email+xml"
+
+
+def _devinf_put(devid, folder, field_level):
+    """A DevInf Put whose datastore for folder prefers email objects, with a
+    CTCap for the type that has FieldLevel or not."""
+    return ("<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>application/"
+            "vnd.syncml-devinf+xml</Type></Meta><Item><Source><LocURI>./devinf12</LocURI>"
+            "</Source><Data><DevInf xmlns='syncml:devinf'><VerDTD>1.2</VerDTD>"
+            "<DevID>%s</DevID><DevTyp>phone</DevTyp><DataStore><SourceRef>./%s"
+            "</SourceRef><Rx-Pref><CTType>%s</CTType><VerCT>1.2</VerCT></Rx-Pref>"
+            "<Tx-Pref><CTType>%s</CTType><VerCT>1.2</VerCT></Tx-Pref>"
+            "<CTCap><CTType>%s</CTType><VerCT>1.2</VerCT>%s<Property><PropName>read"
+            "</PropName></Property><Property><PropName>emailitem</PropName></Property>"
+            "</CTCap><SyncCap><SyncType>1</SyncType><SyncType>2</SyncType></SyncCap>"
+            "</DataStore></DevInf></Data></Item></Put>"
+            % (S.esc(devid), S.esc(folder), EMAIL_TYPE, EMAIL_TYPE, EMAIL_TYPE,
+               "<FieldLevel/>" if field_level else ""))
+
+
+def _hand_session(stack, folder, devid, n1, field_level=None, url=None):
+    """A slow sync of folder by a hand-made device (DevInf with or without
+    FieldLevel, or none), its Map sent: {server id: email object}."""
+    sess = S.Session(url or stack["MEMDS_URL"], devid, "alice", "alice-secret")
+    put = _devinf_put(devid, folder, field_level) if field_level is not None else ""
+    a = sess.post(sess.message(put + S.alert(2, 201, folder, "./" + folder, n1)))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(3, folder, "./" + folder, []))))
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
+                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
+    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>%s</LocURI></Target>"
+                               "<Source><LocURI>./%s</LocURI></Source>%s</Map>"
+                               % (folder, folder, maps)))
+    assert a.final
+    return {g: data for _, g, _, _, data, _ in got}
+
+
+def _hand_two_way(stack, folder, devid, last, n2, url=None):
+    """A two-way sync of the hand-made device: the items it receives."""
+    s2 = S.Session(url or stack["MEMDS_URL"], devid, "alice", "alice-secret",
+                   session_id=n2)
+    a = s2.post(s2.message(S.alert(1, 200, folder, "./" + folder, n2, last=last)))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    got, a = _receive_all(s2, s2.post(s2.message(S.sync(2, folder, "./" + folder, []))))
+    last = _hier_items(a)
+    if last:  # its statuses for the last ones end the session
+        s2.post(s2.message("".join(
+            S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "200", target_ref=it[1])
+            for i, it in enumerate(last))))
+    return got
+
+
+def test_523_flags_only_replace_only_with_field_level(stack):
+    """A server-side flag change reaches a device whose DevInf CTCap for the
+    email type has FieldLevel as an Email without emailitem; a device whose
+    CTCap has no FieldLevel, and one without DevInf, get the complete
+    object, its emailitem the IMAP message byte for byte."""
+    folder = new_folder(stack, 2)
+    devs = {}
+    for fl in (True, False, None):
+        devid = "dev-" + uuid.uuid4().hex[:10]
+        objs = _hand_session(stack, folder, devid, "n1", field_level=fl)
+        assert len(objs) == 2 and all(parse_item(o.encode())[1] for o in objs.values())
+        devs[fl] = devid
+    msgs = folder_messages(stack, folder)
+    uid, _, raw = msgs["<%s-1@example.test>" % folder]
+    m = imap(stack)
+    m.select(folder)
+    m.uid("STORE", str(uid), "+FLAGS", r"(\Flagged)")
+    m.logout()
+    for fl, devid in devs.items():
+        got = _hand_two_way(stack, folder, devid, "n1", "n2")
+        assert [op for op, *_ in got] == ["Replace"], (fl, got)
+        fields, item = parse_item(got[0][4].encode())
+        assert fields["flagged"] == "true" and fields["read"] == "false"
+        if fl:
+            assert item is None, fl
+        else:
+            assert item == raw, fl
 
 
 def folder_messages_of(stack, user, pw, folder):
