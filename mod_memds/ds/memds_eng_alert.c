@@ -2,6 +2,7 @@
  * a sync mode per datastore (508 and the slow/refresh variant when the
  * anchors differ), resume (225), suspend (224), next message (222). */
 #include "ds/memds_engine_int.h"
+#include "syncml/memds_filter.h"
 #include <apr_time.h>
 
 /* Server anchors: UTC time plus a random part, so two sessions in the same
@@ -33,6 +34,29 @@ static int base_mode(int code)
         return MEMDS_ALERT_REFRESH_SERVER;
     default: return code;
     }
+}
+
+/* A Filter on the Alert's Target (docs/filters.md): never a silent 200.
+ * 415 for an unknown grammar, 422 for a bad one, 406 for a field the
+ * server does not know, and 406 for a valid filter too: the server does
+ * not apply filters yet. */
+static int filter_status(eng_t *e, const memds_filter_t *f, const char *name)
+{
+    memds_filter_spec_t *sp = NULL;
+    const char *why = NULL;
+    int st = memds_filter_spec(&sp, f, &why, e->p);
+
+    if (st == MEMDS_ST_OK) {
+        st = MEMDS_ST_NOT_SUPPORTED;
+        why = "filters are not applied yet";
+    }
+    e->resp->log_level = 6;
+    e->resp->log_msg = apr_psprintf(e->p,
+                                    MEMDS_LOGNO(00519) "device %s datastore "
+                                                       "%s: filter refused "
+                                                       "with %d: %s",
+                                                e->dev.devid, name, st, why);
+    return st;
 }
 
 static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
@@ -67,6 +91,12 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         if (strcmp(e->sess.phase, PH_INIT) != 0) {
             st->data = eng_code_text(
                 e, MEMDS_ST_FORBIDDEN); /* sync alerts belong in package 1 */
+            eng_reply(e, cmd, st);
+            continue;
+        }
+        if (it->target && it->target->filter) {
+            st->data = eng_code_text(e, filter_status(e, it->target->filter,
+                                                      name));
             eng_reply(e, cmd, st);
             continue;
         }

@@ -4,6 +4,7 @@ instances on one database, and a child killed in mid-session."""
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ import uuid
 import pytest
 
 import syncml as S
+from conftest import capture
 
 
 def psql(stack, sql, *args):
@@ -519,3 +521,68 @@ def test_217_watchdog_removes_expired_sessions(stack):
                 % S.token_of(live.next_url)) == "1"
     assert psql(stack, "SELECT count(*) FROM memds.session_stores ss WHERE NOT EXISTS "
                        "(SELECT 1 FROM memds.sessions s WHERE s.session_pk = ss.session_pk)") == "0"
+
+
+def _filtered_alert(sess, filter_xml, store="Inbox"):
+    """Package 1 whose Alert Target carries a Filter (email-san.md 3.1)."""
+    body = ("<Alert><CmdID>1</CmdID><Data>200</Data><Item><Target><LocURI>%s</LocURI>"
+            "<Filter><Meta><Type xmlns='syncml:metinf'>application/vnd.omads-email+xml"
+            "</Type></Meta>%s</Filter></Target><Source><LocURI>./%s</LocURI></Source>"
+            "<Meta><Anchor xmlns='syncml:metinf'><Next>n1</Next></Anchor></Meta></Item>"
+            "</Alert>" % (S.esc(store), filter_xml, S.esc(store)))
+    a = sess.post(sess.message(body))
+    assert a.http_status == 200, a.body
+    assert a.hdr_status() == "212"
+    assert a.commands("Alert") == []  # no sync opened
+    return [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"]
+
+
+def _record(expr, grammar="syncml:filtertype-cgi"):
+    return ("<Record><Item><Meta><Type xmlns='syncml:metinf'>%s</Type></Meta>"
+            "<Data>%s</Data></Item></Record>" % (grammar, S.esc(expr)))
+
+
+def test_218_filters_are_refused_never_200(stack):
+    """A DS 1.2 Filter on an Alert is parsed and refused with the specified
+    status (docs/filters.md) while the server applies none: 406 for a valid
+    one or an unknown field, 415 for another grammar, 422 for a bad one;
+    the hand-made filter message (a Field with a DevInf Property) is no
+    longer a 400, in XML nor in libwbxml's WBXML."""
+    url = "http://127.0.0.1:%s/sync" % stack["MEMDS_HTTP_PORT"]
+    sess = S.Session(url, "dev-" + uuid.uuid4().hex[:12], "alice", "alice-secret")
+    assert _filtered_alert(sess, _record("&LUID;&EQ;4711")
+                           + "<FilterType>INCLUSIVE</FilterType>") == ["406"]
+    for filt, code in [
+            (_record("received&GE;20240101T000000Z&AND;received&LT;20250101"), "406"),
+            ("<Field><Item><Data><Property xmlns='syncml:devinf'><PropName>emailitem"
+             "</PropName><MaxSize>20480</MaxSize></Property></Data></Item></Field>", "406"),
+            ("<Field><Item><Data><Property><PropName>subject</PropName></Property>"
+             "</Data></Item></Field>", "406"),
+            (_record("/Email[read='false']", "syncml:filtertype-xpath"), "415"),
+            (_record("SUBJECT&CON;invoice"), "422"),
+            (_record("&LUID;&EQ;1") + "<FilterType>MAYBE</FilterType>", "422")]:
+        s = S.Session(url, "dev-" + uuid.uuid4().hex[:12], "alice", "alice-secret")
+        assert _filtered_alert(s, filt) == [code], filt
+    # the same Alert without a filter syncs
+    s = S.Session(url, "dev-" + uuid.uuid4().hex[:12], "alice", "alice-secret")
+    a = s.post(s.message(S.alert(1, 201, "Inbox", "./Inbox", "n1")))
+    assert [x["Data"] for x in a.statuses() if x["Cmd"] == "Alert"] == ["200"]
+    assert len(a.commands("Alert")) == 1
+    # the hand-made message with two filtered Alerts, XML and WBXML
+    for name, wbxml in [("handmade/hm13-client-filter-field.xml", False),
+                        ("handmade/hm13-client-filter-field.libwbxml.wbxml", True)]:
+        devid = ("fdev-" + uuid.uuid4().hex)[:16].encode()
+        body = capture(name).replace(b"corpus-device-13", devid)
+        st, hdr, out = stack.post_syncml(body, wbxml=wbxml)
+        assert st == 200, out
+        if wbxml:
+            assert hdr["content-type"].startswith("application/vnd.syncml+wbxml")
+            with tempfile.NamedTemporaryFile(suffix=".wbxml") as f:
+                f.write(out)
+                f.flush()
+                out = subprocess.run(["wbxml2xml", "-o", "-", f.name], check=True,
+                                     stdout=subprocess.PIPE).stdout
+        a = S.Answer(200, hdr, out)
+        assert a.hdr_status() == "212", out
+        assert [x["Data"] for x in a.statuses() if x["Cmd"] == "Alert"] == ["406", "406"]
+        assert a.commands("Alert") == []

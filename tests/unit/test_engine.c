@@ -846,6 +846,119 @@ static void devinf_exchange(void)
     CU_ASSERT(d->ans->final);
 }
 
+/* ------------------------------------------- DS 1.2 filters */
+
+/* Package 1 with an Alert whose Target carries filter_xml (the children of
+ * <Filter> after its Meta); returns the Alert's status. */
+static int filtered_alert(tdev_t *d, const char *filter_xml)
+{
+    start(d);
+    send_msg(d,
+             apr_psprintf(d->p,
+                          "<Alert><CmdID>1</CmdID><Data>201</Data><Item>"
+                          "<Target><LocURI>memo</LocURI><Filter><Meta><Type "
+                          "xmlns='syncml:metinf'>text/plain</Type></Meta>%s"
+                          "</Filter></Target><Source><LocURI>./memo</LocURI>"
+                          "</Source><Meta><Anchor xmlns='syncml:metinf'>"
+                          "<Next>1</Next></Anchor></Meta></Item></Alert>",
+                          filter_xml),
+             1, 1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    /* a refused Alert opens no sync */
+    CU_ASSERT_EQUAL(alert_code(d->ans), -1);
+    return status_code(d->ans, "Alert", 0);
+}
+
+#define F_REC(type, expr) \
+    "<Record><Item><Meta><Type xmlns='syncml:metinf'>" type "</Type></Meta>" \
+    "<Data>" expr "</Data></Item></Record>"
+#define F_FIELD(prop) \
+    "<Field><Item><Meta><Type xmlns='syncml:metinf'>application/vnd.syncml-" \
+    "devinf+xml</Type></Meta><Data><Property xmlns='syncml:devinf'>" prop \
+    "</Property></Data></Item></Field>"
+
+/* A Filter is never answered 200 while the server applies none: 422 for a
+ * bad grammar or FilterType, 415 for another grammar, 406 for an unknown
+ * field and for every valid filter; the server's DevInf advertises no
+ * filtering; an Alert without a filter still syncs. */
+static void filter_refusals(void)
+{
+    tdev_t *d = dev_new("dev-filters");
+    const memds_cmd_t *res;
+    const memds_item_t *it;
+    const char *next;
+    int i;
+
+    /* valid filters: not applied yet, 406 */
+    CU_ASSERT_EQUAL(
+        filtered_alert(
+            d,
+            F_REC(
+                "syncml:filtertype-cgi",
+                "&amp;LUID;&amp;EQ;4711") "<FilterType>INCLUSIVE</FilterType>"),
+        MEMDS_ST_NOT_SUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(d->resp.log_msg);
+    CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, "00519")
+              && strstr(d->resp.log_msg, "not applied yet"));
+    CU_ASSERT_EQUAL(filtered_alert(d,
+                                   F_REC("syncml:filtertype-cgi",
+                                         "received&amp;GE;20240101T000000Z"
+                                         "&amp;AND;received&amp;LT;20250101")),
+                    MEMDS_ST_NOT_SUPPORTED);
+    CU_ASSERT_EQUAL(filtered_alert(d,
+                                   F_FIELD("<PropName>emailitem</PropName>"
+                                           "<MaxSize>20480</MaxSize><PropParam>"
+                                           "<ParamName>texttype</ParamName>"
+                                           "</PropParam>")),
+                    MEMDS_ST_NOT_SUPPORTED);
+    /* a field the server does not know: 406 */
+    CU_ASSERT_EQUAL(filtered_alert(d, F_FIELD("<PropName>subject</PropName>")),
+                    MEMDS_ST_NOT_SUPPORTED);
+    CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, "'subject'"));
+    /* bad grammar, bad FilterType: 422 */
+    CU_ASSERT_EQUAL(filtered_alert(d, F_REC("syncml:filtertype-cgi",
+                                            "a&amp;OR;b")),
+                    MEMDS_ST_BAD_CGI_SCRIPT);
+    CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, "with 422"));
+    CU_ASSERT_EQUAL(filtered_alert(d, F_REC("syncml:filtertype-cgi",
+                                            "&amp;LUID;&amp;GT;100")),
+                    MEMDS_ST_BAD_CGI_SCRIPT);
+    CU_ASSERT_EQUAL(
+        filtered_alert(
+            d,
+            F_REC("syncml:filtertype-cgi",
+                  "&amp;LUID;&amp;EQ;1") "<FilterType>SOMETIMES</FilterType>"),
+        MEMDS_ST_BAD_CGI_SCRIPT);
+    CU_ASSERT_EQUAL(filtered_alert(d, ""), MEMDS_ST_BAD_CGI_SCRIPT);
+    /* another grammar: 415 */
+    CU_ASSERT_EQUAL(filtered_alert(d, F_REC("syncml:filtertype-xpath", "/x")),
+                    MEMDS_ST_UNSUPPORTED_MEDIA);
+    /* without a filter the same Alert syncs (slow sync: first contact) */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    /* the server's DevInf promises no filtering (a DataStore per Alert) */
+    start(d);
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         "<Get><CmdID>2</CmdID><Meta><Type xmlns="
+                         "'syncml:metinf'>application/vnd.syncml-devinf+xml"
+                         "</Type></Meta><Item><Target><LocURI>./devinf12"
+                         "</LocURI></Target></Item></Get>",
+                         alert_xml(d, MEMDS_ALERT_SLOW, NULL, "2"), NULL),
+             1, 1);
+    res = find_cmd(d->ans, MEMDS_CMD_RESULTS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    it = APR_ARRAY_IDX(res->items, 0, memds_item_t *);
+    CU_ASSERT_EQUAL_FATAL(it->data_kind, MEMDS_DATA_DEVINF);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(it->devinf->datastores);
+    for (i = 0; i < it->devinf->datastores->nelts; ++i) {
+        const memds_datastore_t *ds = APR_ARRAY_IDX(it->devinf->datastores, i,
+                                                    memds_datastore_t *);
+        CU_ASSERT_PTR_NULL(ds->filter_rx);
+        CU_ASSERT_PTR_NULL(ds->filter_caps);
+    }
+}
+
 /* ------------------------------------------- the recorded corpus */
 
 #ifndef MEMDS_SRCDIR
@@ -1048,6 +1161,8 @@ void unit_add_engine(void)
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
+    CU_add_test(s, "filters: 406/415/422, never 200; no FilterCap",
+                filter_refusals);
     CU_add_test(s, "corpus: items sessions replayed, a retransmission", corpus_items_sessions);
     CU_add_test(s, "corpus: 401, large objects, anchor mismatch replayed",
                 corpus_other_sessions);
