@@ -109,6 +109,7 @@ void memds_ds_change_push(apr_array_header_t *changes, const char *guid,
     c->deleted = deleted;
     c->seq = seq;
     c->changed_by = changed_by;
+    c->content_seq = 0;
     APR_ARRAY_PUSH(changes, memds_ds_change_t *) = c;
 }
 

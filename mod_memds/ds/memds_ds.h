@@ -26,6 +26,9 @@ typedef struct memds_ds_change_t {
     int deleted;
     apr_int64_t seq;
     apr_int64_t changed_by; /**< device id, 0 unknown */
+    /** The seq of the last change of the item's content (not of its
+     *  flags), 0 when the datastore does not tell them apart. */
+    apr_int64_t content_seq;
 } memds_ds_change_t;
 
 /** Append a change to an array of memds_ds_change_t * (from its pool). */

@@ -199,8 +199,10 @@ static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
 }
 
 /* Apply what the server reported (u) to the rows: flag changes, deletions
- * (expunged, or flagged \Deleted), and new messages. full: u lists every
- * message, so rows it does not list are gone. */
+ * (expunged, or flagged \Deleted unless MemDSDeletePolicy is flag: then
+ * \Deleted is a flag the devices get, and the message goes when it is
+ * expunged), and new messages (not those already flagged \Deleted). full:
+ * u lists every message, so rows it does not list are gone. */
 static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
                           int full)
 {
@@ -208,7 +210,9 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
     apr_array_header_t *rows, *fu, *ff, *gone, *newu;
     apr_hash_t *byuid = apr_hash_make(p), *present = apr_hash_make(p);
     apr_uint32_t *nu;
-    int i;
+    int i, gone_flag = MBOX(ds)->cfg->delete_policy == MEMDS_DELETE_FLAG
+                           ? 0
+                           : MEMDS_MAIL_DELETED;
 
     if (memds_mail_live(ds->st, &rows, ds->account, MBOX(ds)->folder,
                         full ? NULL : (const apr_int64_t *)u->uids->elts,
@@ -230,7 +234,7 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
         const memds_mmsg_t *r = apr_hash_get(byuid, uid, sizeof(*uid));
         if (r) {
             apr_hash_set(present, uid, sizeof(*uid), r);
-            if (fl & MEMDS_MAIL_DELETED) {
+            if (fl & gone_flag) {
                 APR_ARRAY_PUSH(gone, apr_int64_t) = *uid;
             }
             else if (fl != r->flags) {
@@ -631,6 +635,11 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
     if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    if (in.copy) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "a truncated copy of a message is not the "
+                               "message: not appended");
+    }
     if (in.msg == NULL) {
         return memds_mbox_fail(ds, MEMDS_ST_INCOMPLETE_COMMAND,
                                "an Add without the message (no emailitem)");
@@ -856,7 +865,10 @@ static apr_status_t imap_match(memds_ds_t *ds, const char **pguid,
             return APR_EGENERAL;
         }
     }
+    /* (the rows must be current: a slow sync matches before the folder is
+     * scanned for the server's changes) */
     if (memds_mbox_resolve(ds) != APR_SUCCESS
+        || (!MBOX(ds)->hier && memds_mbox_scan(ds) != APR_SUCCESS)
         || memds_mbox_parse_in(ds, &in, NULL, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }

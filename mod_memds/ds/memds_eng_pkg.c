@@ -283,6 +283,11 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
         if (c->deleted && !luid) {
             continue;
         }
+        if (!luid && since >= 0 && c->content_seq > 0
+            && c->content_seq <= since) {
+            continue; /* the device had it and soft-deleted it: a change of
+                         its flags does not bring it back */
+        }
         q = apr_pcalloc(e->p, sizeof(*q));
         q->store = ss->store;
         q->n = ++n;

@@ -353,6 +353,12 @@ apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,
         in->message_id = memds_mime_header_value(in->msg, in->len, "Message-ID",
                                                  p);
     }
+    if (memds_email_is_device_copy(in->email, in->msg, in->len)) {
+        /* The device's truncated copy: a flags-only change. */
+        in->copy = 1;
+        in->msg = NULL;
+        in->len = 0;
+    }
     return APR_SUCCESS;
 }
 
@@ -528,6 +534,8 @@ apr_array_header_t *memds_mbox_changes_of(const apr_array_header_t *rows,
     for (i = 0; i < rows->nelts; ++i) {
         const memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
         memds_ds_change_push(out, r->guid, r->deleted, r->seq, r->changed_by);
+        APR_ARRAY_IDX(out, out->nelts - 1, memds_ds_change_t *)
+            ->content_seq = r->content_seq;
     }
     return out;
 }

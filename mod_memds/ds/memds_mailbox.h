@@ -84,12 +84,15 @@ apr_status_t memds_mbox_set_folder(memds_ds_t *ds, const char *folder);
 
 /* ---------------------------------------------------------------- messages */
 /** What a device sent: the RFC 2822 bytes (CRLF) if any, and the email
- *  object for its flags (NULL for message/rfc822). */
+ *  object for its flags (NULL for message/rfc822). A device's copy (a
+ *  truncated object, memds_email_is_device_copy) has copy set and no msg:
+ *  only its flags and its Message-ID count. */
 typedef struct memds_mbox_in_t {
     memds_email_t *email;
     const char *msg;
     apr_size_t len;
     const char *message_id;
+    int copy;
 } memds_mbox_in_t;
 
 apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,

@@ -1984,6 +1984,23 @@ int memds_email_is_truncated(const memds_email_t *e)
            || (e->fnbl.attach && e->fnbl.attach->nelts);
 }
 
+int memds_email_is_device_copy(const memds_email_t *e, const char *msg,
+                               apr_size_t len)
+{
+    apr_int64_t limit = -1;
+
+    if (e
+        && (e->has_truncated || memds_email_is_truncated(e)
+            || memds_email_ext_find(e->exts, "x-funambol-body"))) {
+        return 1;
+    }
+    if (msg) {
+        apr_status_t rv = memds_email_sync_limit(&limit, msg, len);
+        return rv == APR_EINVAL || (rv == APR_SUCCESS && limit != -1);
+    }
+    return 0;
+}
+
 static int str_eq(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);

@@ -212,6 +212,15 @@ int memds_email_is_flags_only(const memds_email_t *e);
  *  Funambol's x-funambol-body > 0 / attachments listed. */
 int memds_email_is_truncated(const memds_email_t *e);
 
+/** 1 when what a device sent is its copy of a message rather than the
+ *  message: the email object e (NULL for message/rfc822) carries
+ *  <truncated> (even empty) or an x-funambol-body Ext, or the message msg
+ *  (NULL for none) has an X-Sync-Message-Limit pseudo-header other than
+ *  -1 (an unreadable value counts as a copy). Such an object is a
+ *  flags-only change: never content to append, match or replace. */
+int memds_email_is_device_copy(const memds_email_t *e, const char *msg,
+                               apr_size_t len);
+
 /** Append a <truncated><body> entry (size MEMDS_EMAIL_NOSIZE / type NULL
  *  when unknown); sets has_truncated. Strings are not copied. */
 memds_email_tbody_t *memds_email_add_tbody(memds_email_t *e, apr_int64_t size,

@@ -570,6 +570,14 @@ def test_522_hierarchical_email_datastore(stack):
 EMAIL_TYPE = "application/vnd.omads-email+xml"
 
 
+def _imap_store(stack, folder, uid, flags):
+    """Add flags to message uid of folder over IMAP (another client)."""
+    m = imap(stack)
+    m.select(folder)
+    m.uid("STORE", str(uid), "+FLAGS", flags)
+    m.logout()
+
+
 def _devinf_put(devid, folder, field_level):
     """A DevInf Put whose datastore for folder prefers email objects, with a
     CTCap for the type that has FieldLevel or not."""
@@ -587,6 +595,16 @@ def _devinf_put(devid, folder, field_level):
                "<FieldLevel/>" if field_level else ""))
 
 
+def _send_map(sess, folder, got):
+    """The device's Map for the items it got (its id: "c" + server id)."""
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
+                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
+    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>%s</LocURI></Target>"
+                               "<Source><LocURI>./%s</LocURI></Source>%s</Map>"
+                               % (folder, folder, maps)))
+    assert a.final
+
+
 def _hand_session(stack, folder, devid, n1, field_level=None, url=None):
     """A slow sync of folder by a hand-made device (DevInf with or without
     FieldLevel, or none), its Map sent: {server id: email object}."""
@@ -595,12 +613,7 @@ def _hand_session(stack, folder, devid, n1, field_level=None, url=None):
     a = sess.post(sess.message(put + S.alert(2, 201, folder, "./" + folder, n1)))
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
     got, a = _receive_all(sess, sess.post(sess.message(S.sync(3, folder, "./" + folder, []))))
-    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
-                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
-    a = sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>%s</LocURI></Target>"
-                               "<Source><LocURI>./%s</LocURI></Source>%s</Map>"
-                               % (folder, folder, maps)))
-    assert a.final
+    _send_map(sess, folder, got)
     return {g: data for _, g, _, _, data, _ in got}
 
 
@@ -611,11 +624,10 @@ def _hand_two_way(stack, folder, devid, last, n2, url=None):
     a = s2.post(s2.message(S.alert(1, 200, folder, "./" + folder, n2, last=last)))
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
     got, a = _receive_all(s2, s2.post(s2.message(S.sync(2, folder, "./" + folder, []))))
-    last = _hier_items(a)
-    if last:  # its statuses for the last ones end the session
-        s2.post(s2.message("".join(
-            S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "200", target_ref=it[1])
-            for i, it in enumerate(last))))
+    # its statuses for the last items (if any) end the session
+    s2.post(s2.message("".join(
+        S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "200", source_ref=it[1])
+        for i, it in enumerate(_hier_items(a)))))
     return got
 
 
@@ -633,10 +645,7 @@ def test_523_flags_only_replace_only_with_field_level(stack):
         devs[fl] = devid
     msgs = folder_messages(stack, folder)
     uid, _, raw = msgs["<%s-1@example.test>" % folder]
-    m = imap(stack)
-    m.select(folder)
-    m.uid("STORE", str(uid), "+FLAGS", r"(\Flagged)")
-    m.logout()
+    _imap_store(stack, folder, uid, r"(\Flagged)")
     for fl, devid in devs.items():
         got = _hand_two_way(stack, folder, devid, "n1", "n2")
         assert [op for op, *_ in got] == ["Replace"], (fl, got)
@@ -646,6 +655,123 @@ def test_523_flags_only_replace_only_with_field_level(stack):
             assert item is None, fl
         else:
             assert item == raw, fl
+
+
+def _copy_obj(raw, flags="", trunc="<truncated><body><size>%d</size><type>text/plain"
+              "</type></body></truncated>"):
+    """A device's truncated copy of raw: the headers and a cut body."""
+    cut = raw[:raw.index(b"\r\n\r\n") + 10].decode() + "EDITED ON THE DEVICE"
+    return "<Email>%s<emailitem>%s</emailitem>%s</Email>" % (
+        flags, S.esc(cut), trunc % len(raw) if "%d" in trunc else trunc)
+
+
+def test_524_device_copies_stay_copies(stack):
+    """What a device sends back as its truncated copy (<truncated>,
+    x-funambol-body, X-Sync-Message-Limit) is never appended, is matched in a
+    slow sync by its Message-ID alone, and a Replace with it changes only
+    flags; a mail the device soft-deleted does not come back to it when its
+    flags change on the server."""
+    stack.allow_log(r"a truncated copy of a message is not the message")
+    folder = new_folder(stack, 2)
+    before = folder_messages(stack, folder)
+    raw0 = before["<%s-0@example.test>" % folder][2]
+    devid = "dev-" + uuid.uuid4().hex[:10]
+    sess = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret")
+    a = sess.post(sess.message(S.alert(1, 201, folder, "./" + folder, "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    stranger = message(folder, 9)  # not on the server
+    lim = stranger.replace(b"MIME-Version", b"X-Sync-Message-Limit: 20\r\nMIME-Version")
+    fnbl = _copy_obj(message(folder, 8), trunc="<Ext><XNam>x-funambol-body</XNam>"
+                                               "<XVal>300</XVal></Ext>")
+    ops = (_op("Add", 3, "L1", EMAIL_TYPE, _copy_obj(raw0))
+           + _op("Add", 4, "L2", "message/rfc822", lim.decode())
+           + _op("Add", 5, "L3", EMAIL_TYPE, fnbl)
+           + _op("Add", 6, "L4", EMAIL_TYPE, _copy_obj(stranger, trunc="<truncated/>")))
+    a = sess.post(sess.message(
+        "<Sync><CmdID>2</CmdID><Target><LocURI>%s</LocURI></Target><Source><LocURI>./%s"
+        "</LocURI></Source>%s</Sync>" % (folder, folder, ops)))
+    codes = {s["CmdRef"]: s["Data"] for s in a.statuses() if s["Cmd"] == "Add"}
+    assert codes["3"] in ("200", "201") and codes["4"] == codes["5"] == codes["6"] == "405", codes
+    got, a = _receive_all(sess, a)
+    now = folder_messages(stack, folder)  # nothing appended or changed
+    assert {k: v[2] for k, v in now.items()} == {k: v[2] for k, v in before.items()}
+    # the copy of message 0 was matched: only message 1 comes to the device
+    assert [op for op, *_ in got] == ["Add"], got
+    assert b"message 1 of" in parse_item(got[0][4].encode())[1]
+    _send_map(sess, folder, got)
+    guid1 = got[0][1]
+
+    # Session 2: a Replace with the (edited) truncated copy sets flags only;
+    # the device soft-deletes message 1.
+    s2 = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id="2")
+    a = s2.post(s2.message(S.alert(1, 200, folder, "./" + folder, "n2", last="n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    body = ("<Sync><CmdID>2</CmdID><Target><LocURI>%s</LocURI></Target><Source><LocURI>./%s"
+            "</LocURI></Source>%s<Delete><CmdID>4</CmdID><SftDel/><Item><Source><LocURI>c%s"
+            "</LocURI></Source></Item></Delete></Sync>"
+            % (folder, folder, _op("Replace", 3, "L1", EMAIL_TYPE,
+                                   _copy_obj(raw0, flags="<read>true</read>")), guid1))
+    a = s2.post(s2.message(body))
+    codes = {s["Cmd"]: s["Data"] for s in a.statuses() if s["Cmd"] in ("Replace", "Delete")}
+    assert codes == {"Replace": "200", "Delete": "200"}, a.body
+    got2, a = _receive_all(s2, s2.post(s2.message("")))
+    assert got2 == []
+    after = folder_messages(stack, folder)
+    assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
+    assert after["<%s-0@example.test>" % folder][1] - {"\\Recent"} == {"\\Seen"}
+
+    # A server-side flag change of the soft-deleted mail: nothing comes.
+    _imap_store(stack, folder, before["<%s-1@example.test>" % folder][0], r"(\Flagged)")
+    assert _hand_two_way(stack, folder, devid, "n2", "3") == []
+
+
+def test_525_deleted_flag_with_delete_policy_flag(stack):
+    """With MemDSDeletePolicy flag a mail marked \\Deleted on the server stays
+    on the device with <deleted>true</deleted>; it goes when expunged. With
+    the default policy \\Deleted makes it go at once."""
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /flagdel>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+    MemDSIMAPMaster %s %s
+    MemDSDeletePolicy flag
+</Location>
+<Location /trashdel>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSIMAPServer {IMAP}
+    MemDSIMAPMaster %s %s
+</Location>
+""" % ((stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"]) * 2))
+    url = "http://127.0.0.1:%s/flagdel" % stack["MEMDS_HTTP_PORT"]
+    folder = new_folder(stack, 2)
+    devid = "dev-" + uuid.uuid4().hex[:10]
+    assert len(_hand_session(stack, folder, devid, "n1", url=url)) == 2
+    msgs = folder_messages(stack, folder)
+    uid, _, raw = msgs["<%s-0@example.test>" % folder]
+    _imap_store(stack, folder, uid, r"(\Deleted)")
+    got = _hand_two_way(stack, folder, devid, "n1", "n2", url=url)
+    assert [op for op, *_ in got] == ["Replace"], got
+    fields, item = parse_item(got[0][4].encode())
+    assert fields["deleted"] == "true" and item == raw
+    assert _hand_two_way(stack, folder, devid, "n2", "n3", url=url) == []
+    m = imap(stack)
+    m.select(folder)
+    m.expunge()
+    m.logout()
+    got = _hand_two_way(stack, folder, devid, "n3", "n4", url=url)
+    assert [op for op, *_ in got] == ["Delete"], got
+    # the default policy (trash): \Deleted on the server removes it at once
+    folder = new_folder(stack, 2)
+    devid = "dev-" + uuid.uuid4().hex[:10]
+    url = "http://127.0.0.1:%s/trashdel" % stack["MEMDS_HTTP_PORT"]
+    assert len(_hand_session(stack, folder, devid, "n1", url=url)) == 2
+    _imap_store(stack, folder, folder_messages(stack, folder)["<%s-0@example.test>" % folder][0],
+                r"(\Deleted)")
+    got = _hand_two_way(stack, folder, devid, "n1", "n2", url=url)
+    assert [op for op, *_ in got] == ["Delete"], got
 
 
 def folder_messages_of(stack, user, pw, folder):

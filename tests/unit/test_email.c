@@ -895,6 +895,47 @@ static void test_sync_limit(void)
     CU_ASSERT_EQUAL(memds_email_sync_limit(&v, NULL, 0), APR_NOTFOUND);
 }
 
+/* What a device sends back as its copy of a mail (issue 11 item 5). */
+static void test_device_copy(void)
+{
+    static const char whole[] = "<Email><read>true</read><emailitem>From: a"
+                                "\r\n\r\nbody</emailitem></Email>";
+    static const char empty_tr[] = "<Email><emailitem>From: a\r\n\r\nbo"
+                                   "</emailitem><truncated/></Email>";
+    static const char body_tr[] =
+        "<Email><emailitem>From: a\r\n\r\nbo</emailitem><truncated><body>"
+        "<size>40000</size><type>text/plain</type></body></truncated></Email>";
+    static const char fnbl[] =
+        "<Email><emailitem>From: a\r\n\r\nbo</emailitem><Ext><XNam>"
+        "x-funambol-body</XNam><XVal>0</XVal></Ext></Email>";
+    static const char fnbl_size[] =
+        "<Email><emailitem>From: a\r\n\r\nbody</emailitem><Ext><XNam>"
+        "x-funambol-size</XNam><XVal>12</XVal></Ext></Email>";
+    static const char lim[] = "From: a\r\nX-Sync-Message-Limit: 2048\r\n"
+                              "\r\nbo";
+    static const char lim_all[] = "From: a\r\nX-Sync-Message-Limit: -1\r\n"
+                                  "\r\nbody";
+    static const char lim_bad[] = "From: a\r\nX-Sync-Message-Limit: x\r\n"
+                                  "\r\nbody";
+    memds_email_t *e;
+
+    e = parse_ok(whole, sizeof(whole) - 1);
+    CU_ASSERT_FALSE(memds_email_is_device_copy(e, e->item, e->item_len));
+    e = parse_ok(empty_tr, sizeof(empty_tr) - 1);
+    CU_ASSERT(memds_email_is_device_copy(e, e->item, e->item_len));
+    e = parse_ok(body_tr, sizeof(body_tr) - 1);
+    CU_ASSERT(memds_email_is_device_copy(e, e->item, e->item_len));
+    e = parse_ok(fnbl, sizeof(fnbl) - 1);
+    CU_ASSERT(memds_email_is_device_copy(e, e->item, e->item_len));
+    e = parse_ok(fnbl_size, sizeof(fnbl_size) - 1);
+    CU_ASSERT_FALSE(memds_email_is_device_copy(e, e->item, e->item_len));
+    CU_ASSERT(memds_email_is_device_copy(NULL, lim, sizeof(lim) - 1));
+    CU_ASSERT_FALSE(
+        memds_email_is_device_copy(NULL, lim_all, sizeof(lim_all) - 1));
+    CU_ASSERT(memds_email_is_device_copy(NULL, lim_bad, sizeof(lim_bad) - 1));
+    CU_ASSERT_FALSE(memds_email_is_device_copy(NULL, NULL, 0));
+}
+
 /* ------------------------------------------------------------ date-times */
 
 static void test_times(void)
@@ -1472,6 +1513,7 @@ void unit_add_email(void)
     CU_add_test(s, "flags-only updates", test_flags_only);
     CU_add_test(s, "truncation", test_truncation);
     CU_add_test(s, "X-Sync-Message-Limit", test_sync_limit);
+    CU_add_test(s, "device copies (truncated objects)", test_device_copy);
     CU_add_test(s, "date-times", test_times);
     CU_add_test(s, "folder objects", test_folders);
     CU_add_test(s, "malformed objects", test_malformed);
