@@ -674,6 +674,16 @@ static apr_status_t dec_literal(dec_t *d, const memds_node_t *cur,
                    " names string table index %u, outside the table",
                    ABS(d, off), (unsigned)idx);
     }
+    if ((cur->tag->flags & MEMDS_TAGF_DATA)
+        && (cur->first || !is_named(cur->parent, "Item")
+            || !is_named(cur->parent->parent, "Field"))) {
+        /* what the encoder can write back: one Property, in a Field */
+        return bad(d, off,
+                   "LITERAL tag at offset %" APR_SIZE_T_FMT
+                   ": a <Data> holds one DevInf <Property>, in a filter "
+                   "<Field> only",
+                   ABS(d, off));
+    }
     s = d->strtbl + idx;
     *ptag = memds_tag_by_name(MEMDS_TS_DEVINF, (const char *)s,
                               (apr_size_t)(e - s));
@@ -828,6 +838,23 @@ static apr_status_t dec_body(dec_t *d, int depth0, memds_node_t **proot)
                          "unknown tag 0x%02X on code page %d at offset "
                          "%" APR_SIZE_T_FMT,
                          id, d->page, ABS(d, off));
+                goto done;
+            }
+            if (d->kind == DOC_SYNCML && cur
+                && (cur->tag->ts == MEMDS_TS_DEVINF
+                    || (cur->first
+                        && cur->first->tag->ts == MEMDS_TS_DEVINF))) {
+                /* below or beside a LITERAL DevInf element: LITERAL
+                 * tags only */
+                rv = bad(d, off,
+                         "%s element <%s> inside DevInf <%s> at offset "
+                         "%" APR_SIZE_T_FMT,
+                         tag->ts == MEMDS_TS_METINF ? "MetInf" : "SyncML",
+                         tag->name,
+                         cur->tag->ts == MEMDS_TS_DEVINF
+                             ? cur->tag->name
+                             : cur->first->tag->name,
+                         ABS(d, off));
                 goto done;
             }
         }

@@ -815,8 +815,8 @@ static void literal_property(void)
 {
     static const char msg[] = "\x02\xA4\x01\x6A\x12"
                               "Property\0PropName\0"
-                              "\x6D\x4F\x44\x00\x44\x09\x03"
-                              "emailitem\0\x01\x01\x01\x01";
+                              "\x6D\x75\x54\x4F\x44\x00\x44\x09\x03"
+                              "emailitem\0\x01\x01\x01\x01\x01\x01";
     memds_tree_t *t = NULL;
     memds_codec_err_t err;
     const memds_node_t *d;
@@ -825,7 +825,7 @@ static void literal_property(void)
     CU_ASSERT_EQUAL_FATAL(memds_wbxml_decode(&t, msg, sizeof(msg) - 1, &err,
                                              unit_pool),
                           APR_SUCCESS);
-    d = t->root->first;
+    d = t->root->first->first->first; /* SyncML/Field/Item/Data */
     CU_ASSERT_STRING_EQUAL(d->tag->name, "Data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d->first);
     CU_ASSERT_EQUAL(d->first->tag->ts, MEMDS_TS_DEVINF);
@@ -865,16 +865,30 @@ static void malformed_tokens(void)
     /* LITERAL tags: only DevInf names of a filter Field, in a <Data> */
     BAD(H12 "\x6D\x04\x00\x01", "LITERAL tag at offset 6 outside a <Data>");
     BAD(H12 "\x6D\x44\x00\x01", "LITERAL tag at offset 6 outside a <Data>");
-    BAD(LIT_TBL "\x6D\x4F\x44\x1E\x01\x01\x01",
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x1E\x01\x01\x01",
         "string table index 30, outside the table");
-    BAD(LIT_TBL "\x6D\x4F\x44\x10\x01\x01\x01",
-        "LITERAL tag <Foo> at offset 34 is not a DevInf element");
-    BAD(LIT_TBL "\x6D\x4F\x44\x09\x01\x01\x01",
-        "LITERAL tag <CTType> at offset 34 is not a DevInf element");
-    BAD(LIT_TBL "\x6D\x4F\x44\x14\x01\x01\x01",
-        "LITERAL tag <DevInf> at offset 34 is not a DevInf element");
-    BAD(LIT_TBL "\x6D\x4F\x44\x00\x04\x10\x01\x01\x01",
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x10\x01\x01\x01",
         "LITERAL tag <Foo> at offset 36 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x09\x01\x01\x01",
+        "LITERAL tag <CTType> at offset 36 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x14\x01\x01\x01",
+        "LITERAL tag <DevInf> at offset 36 is not a DevInf element");
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x00\x04\x10\x01\x01\x01",
+        "LITERAL tag <Foo> at offset 38 is not a DevInf element");
+    /* a Property in a Data outside a Field, or a second one */
+    BAD(LIT_TBL "\x6D\x54\x4F\x44\x00\x01\x01\x01\x01",
+        "a <Data> holds one DevInf <Property>, in a filter <Field> only");
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x00\x01\x44\x00\x01\x01\x01"
+                "\x01\x01",
+        "LITERAL tag at offset 39: a <Data> holds one DevInf <Property>");
+    /* below a LITERAL DevInf element, no SyncML or MetInf token */
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x00\x4F\x03"
+                "x\x00\x01\x01\x01\x01\x01\x01",
+        "SyncML element <Data> inside DevInf <Property> at offset 38");
+    /* nor beside one in the Data */
+    BAD(LIT_TBL "\x6D\x75\x54\x4F\x44\x00\x01\x4F\x03"
+                "x\x00\x01\x01\x01\x01\x01",
+        "SyncML element <Data> inside DevInf <Property> at offset 39");
     BAD(H12 "\x6D\x84\x00\x01", "LITERAL token 0x84");
     BAD(H12 "\x6D\xC4\x00\x01", "LITERAL token 0xC4");
     BAD(H12 "\x6D\x40"
