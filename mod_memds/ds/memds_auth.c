@@ -355,6 +355,85 @@ void eng_session_password(eng_t *e)
     }
 }
 
+/* The user a later message of a session names: the HTTP user, then the
+ * basic credentials' user, then for md5 the Source LocName. NULL when it
+ * names none (no credentials, malformed or unsupported ones: nothing to
+ * compare; the session's account stands). */
+static const char *claimed_user(const eng_t *e, const char **phow)
+{
+    const memds_hdr_t *h = &e->in->hdr;
+    const memds_cred_t *cred = h->cred;
+    const char *type, *user, *pass;
+
+    if (e->req->http_user) {
+        *phow = "HTTP user";
+        return e->req->http_user;
+    }
+    if (cred == NULL) {
+        return NULL;
+    }
+    type = cred->meta && cred->meta->type ? cred->meta->type
+                                          : "syncml:auth-basic";
+    if (strcmp(type, "syncml:auth-basic") == 0
+        && memds_auth_basic_decode(&user, &pass, &cred->data, e->p)
+               == APR_SUCCESS) {
+        *phow = "basic credentials";
+        return user;
+    }
+    if (strcmp(type, "syncml:auth-md5") == 0 && h->source->name
+        && *h->source->name) {
+        *phow = "md5 credentials";
+        return h->source->name;
+    }
+    return NULL;
+}
+
+/* A session belongs to the account it was opened for. A later message
+ * whose HTTP user or SyncHdr credentials name another account (valid or
+ * not: they are not checked, so this is no password oracle) ends the
+ * session: the answer is 401 for the header and every command and nothing
+ * else, and the session row keeps that answer (for a retransmission of
+ * the same bytes) and expires now, so that any other message with its
+ * token is refused as for an expired session and it cannot be resumed.
+ * Returns APR_SUCCESS (same account), or APR_EACCES once the refusal is
+ * stored and committed, or APR_EGENERAL. */
+apr_status_t eng_session_account_check(eng_t *e)
+{
+    const memds_hdr_t *h = &e->in->hdr;
+    const char *how = NULL, *user = claimed_user(e, &how);
+
+    if (user == NULL || strcmp(user, e->sess.account) == 0) {
+        return APR_SUCCESS;
+    }
+    e->resp->log_level = 4;
+    e->resp->log_msg = apr_psprintf(
+        e->p, MEMDS_LOGNO(00540) "device %s session %s MsgID %s of account "
+                                 "%s: %s name another account (%.60s); "
+                                 "session ended, answered 401",
+                          e->sess.devid, e->sess.session_id, h->msg_id,
+                          e->sess.account, how, user);
+    e->sess.client_msg_id = atoi(h->msg_id);
+    e->sess.server_msg_id++;
+    e->chal = NULL;
+    if (eng_refuse(e, MEMDS_ST_INVALID_CREDENTIALS,
+                   MEMDS_ST_INVALID_CREDENTIALS, "session of another account")
+        != APR_SUCCESS) {
+        e->db->vt->rollback(e->db);
+        return APR_EGENERAL;
+    }
+    e->sess.request_sha1 = e->req_sha1;
+    e->sess.response = e->resp->body;
+    e->sess.response_len = e->resp->len;
+    e->sess.finished = 0;
+    if (e->db->vt->session_save(e->db, &e->sess, 0) != APR_SUCCESS) {
+        return eng_db_fail(e, "ending the session");
+    }
+    if (e->db->vt->commit(e->db) != APR_SUCCESS) {
+        return eng_db_fail(e, "committing the end of a session");
+    }
+    return APR_EACCES;
+}
+
 /* Decide who the client is. Returns APR_SUCCESS with *paccount set, or
  * APR_EACCES after filling the refusal answer, or a database error. */
 apr_status_t eng_authenticate(eng_t *e, const char **paccount)

@@ -361,6 +361,9 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         }
         rv = check_sequence(e);
         if (rv == APR_SUCCESS) {
+            rv = eng_session_account_check(e);
+        }
+        if (rv == APR_SUCCESS) {
             eng_session_password(e);
         }
     }

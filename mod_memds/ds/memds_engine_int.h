@@ -96,6 +96,11 @@ void eng_session_password(eng_t *e);
  * APR_EACCES after filling the refusal answer, or a database error. */
 apr_status_t eng_authenticate(eng_t *e, const char **paccount);
 
+/* A later message of a session naming another account (HTTP user or
+ * SyncHdr credentials) ends the session with 401. APR_SUCCESS: same
+ * account; APR_EACCES: refused, stored and committed. */
+apr_status_t eng_session_account_check(eng_t *e);
+
 /* ---------------------------- memds_eng_pkg.c: answers and package 4 */
 
 memds_loc_t *eng_loc(apr_pool_t *p, const char *uri);

@@ -28,7 +28,8 @@
 static const char *password_of(const char *user)
 {
     return strcmp(user, USER) == 0 ? PASS
-         : strcmp(user, "alice") == 0 ? "alice-secret" : NULL;
+         : strcmp(user, "alice") == 0 ? "alice-secret"
+         : strcmp(user, "bob") == 0 ? "bob-secret" : NULL;
 }
 
 static apr_status_t v_check(const memds_verifier_t *v, const char *user,
@@ -64,6 +65,7 @@ typedef struct tdev_t {
     const char *nonce;          /* md5: the last NextNonce, "" for none */
     int sid, msgid, max_msg;
     const char *token;          /* from RespURI */
+    const char *http_user;      /* httpd's r->user, or NULL */
     const char *last_anchor;    /* of the last completed sync */
     /* the last exchange */
     const char *body;           /* what was sent */
@@ -173,6 +175,7 @@ static memds_msg_t *send_bytes(tdev_t *d, const char *body, apr_size_t len,
     rq.len = len;
     rq.enc = enc;
     rq.token = d->token;
+    rq.http_user = d->http_user;
     rq.base_url = BASE;
     d->body = body;
     d->ans = NULL;
@@ -1144,6 +1147,151 @@ static void corpus_other_sessions(void)
     CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-anchor-mismatch", 0), 3);
 }
 
+/* ------------------------------------- a session belongs to one account */
+
+/* alice's items on the server (from another of her devices), then her
+ * device's package 1 for a slow sync, which package 4 would answer with
+ * all of them. */
+static tdev_t *alice_in_session(const char *devid, int md5)
+{
+    tdev_t *d = dev_new(devid), *seed;
+
+    d->user = "alice";
+    d->pass = "alice-secret";
+    d->md5 = md5;
+    seed = dev_other(d, apr_pstrcat(d->p, devid, "-seed", NULL));
+    session(seed, MEMDS_ALERT_SLOW, three_adds(seed));
+    return d;
+}
+
+/* The answer refuses with 401 and carries nothing of any mailbox. */
+static void assert_refused_bare(const tdev_t *d)
+{
+    int i;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+    CU_ASSERT(d->ans->final);
+    CU_ASSERT_PTR_NULL(hdr_status(d->ans)->chal); /* no retry in it */
+    for (i = 0; i < d->ans->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(d->ans->cmds, i, memds_cmd_t *);
+        CU_ASSERT_EQUAL(c->type, MEMDS_CMD_STATUS);
+        CU_ASSERT(c->data && atoi(c->data) == MEMDS_ST_INVALID_CREDENTIALS);
+    }
+    CU_ASSERT_PTR_NULL(strstr(d->resp.body, "memo one"));
+    CU_ASSERT_PTR_NULL(strstr(d->resp.body, "bob's memo"));
+}
+
+/* After the refusal: the same bytes again get the stored refusal; any
+ * other message with the token is refused (the session has expired) and
+ * brings nothing. */
+static void assert_session_ended(tdev_t *d)
+{
+    const char *refusal = apr_pstrmemdup(d->p, d->resp.body, d->resp.len);
+    apr_size_t len = d->resp.len;
+
+    send_raw(d, d->body);
+    CU_ASSERT(d->resp.replayed);
+    CU_ASSERT_EQUAL_FATAL(d->resp.len, len);
+    CU_ASSERT_EQUAL(memcmp(d->resp.body, refusal, len), 0);
+    d->user = "alice";
+    d->pass = "alice-secret";
+    d->http_user = NULL;
+    send_msg(d, sync_xml(d, ""), 1, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_BAD_REQUEST);
+    CU_ASSERT_PTR_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+}
+
+/* bob's items, so that his mailbox has something to leak too. */
+static void bob_has_items(tdev_t *alice)
+{
+    tdev_t *b = dev_other(alice, "dev-bob");
+
+    b->user = "bob";
+    b->pass = "bob-secret";
+    b->md5 = 0;
+    session(b, MEMDS_ALERT_SLOW, item_cmd(b, "Add", 3, "b1", "bob's memo"));
+}
+
+/* Message 2 of the session names bob (his credentials, or httpd's user):
+ * refused with nothing, the session ended. */
+static void message2_as_bob(tdev_t *d, int cred)
+{
+    if (cred) {
+        d->user = "bob"; /* valid credentials of another account */
+        d->pass = "bob-secret";
+    }
+    else {
+        d->http_user = "bob";
+    }
+    send_msg(d, sync_xml(d, ""), 1, cred);
+    assert_refused_bare(d);
+    assert_session_ended(d);
+}
+
+/* alice's slow sync opened with her credentials, bob's items on the
+ * server; then message 2 names bob. */
+static void account_other(const char *devid, int md5, int cred)
+{
+    tdev_t *d = alice_in_session(devid, md5);
+    const char *next;
+
+    bob_has_items(d);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    message2_as_bob(d, cred);
+}
+
+static void account_other_basic(void)
+{
+    account_other("dev-acct-basic", 0, 1);
+}
+
+static void account_other_md5(void)
+{
+    account_other("dev-acct-md5", 1, 1);
+}
+
+static void account_other_http_user(void)
+{
+    tdev_t *d = alice_in_session("dev-acct-http", 0);
+
+    /* opened by httpd's user alone (no Cred), then another HTTP user */
+    bob_has_items(d);
+    d->http_user = "alice";
+    start(d);
+    send_msg(d, alert_xml(d, MEMDS_ALERT_SLOW, NULL, "h1"), 1, 0);
+    CU_ASSERT_EQUAL(alert_code(d->ans), MEMDS_ALERT_SLOW);
+    CU_ASSERT_PTR_NOT_NULL(d->token);
+    message2_as_bob(d, 0);
+    /* opened by basic credentials, then an HTTP user of another account */
+    account_other("dev-acct-http-2", 0, 0);
+}
+
+static void account_same_again(void)
+{
+    tdev_t *d = alice_in_session("dev-acct-same", 0);
+    const char *next;
+
+    /* alice's own credentials in message 2 (and her HTTP user): fine */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    send_msg(d, sync_xml(d, ""), 1, 1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_OK);
+    CU_ASSERT_PTR_NOT_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    finish(d, next);
+    CU_ASSERT_EQUAL(d->got_add, 3);
+    d->md5 = 1;
+    d->http_user = "alice";
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    send_msg(d, sync_xml(d, ""), 1, 1);
+    CU_ASSERT_PTR_NOT_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    finish(d, next);
+    CU_ASSERT_EQUAL(d->got_add + d->got_replace, 3);
+}
+
 void unit_add_engine(void)
 {
     CU_pSuite s = CU_add_suite("engine", NULL, NULL);
@@ -1152,6 +1300,14 @@ void unit_add_engine(void)
     CU_add_test(s, "auth failures block the device", auth_blocked);
     CU_add_test(s, "auth md5: empty nonce, next nonce, wrong", auth_md5);
     CU_add_test(s, "auth md5 inner value recorded", auth_md5_recorded_from_basic);
+    CU_add_test(s, "account: another's basic Cred ends the session",
+                account_other_basic);
+    CU_add_test(s, "account: another's md5 Cred ends the session",
+                account_other_md5);
+    CU_add_test(s, "account: another HTTP user ends the session",
+                account_other_http_user);
+    CU_add_test(s, "account: the same account's Cred again is fine",
+                account_same_again);
     CU_add_test(s, "every alert, 508 on anchors", alert_modes);
     CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
     CU_add_test(s, "statuses of client changes", client_changes_statuses);
