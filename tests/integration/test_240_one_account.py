@@ -102,11 +102,14 @@ def test_242_other_account_basic_ends_session(stack):
     imap_append(stack, "alice", "alice-secret", tag_a)
     imap_append(stack, "bob", "bob-secret", tag_b)
     sess = open_inbox(stack)
+    mark = stack.log_mark()
     sess.user = "bob"
     body = sess.message(S.sync(2, "Inbox", "./Inbox", []),
                         cred=basic_cred("bob", "bob-secret"))
     a = sess.post(body)
     assert_refused_bare(a, tag_a, tag_b)
+    lines = [x for x in stack.log_since(mark).splitlines() if "MEMDS00540" in x]
+    assert len(lines) == 1 and "account alice" in lines[0] and "(bob)" in lines[0], lines
     sess.user = "alice"
     assert_ended(stack, sess, body, a, tag_a, tag_b)
 
