@@ -176,7 +176,7 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     {
         APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance)
-            *get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+        *get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
         APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb =
             APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
         ap_watchdog_t *wd;

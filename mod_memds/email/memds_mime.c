@@ -38,22 +38,22 @@
 
 /* One header field as found in the (CRLF-normalised) message. */
 typedef struct hfield_t {
-    const char *line;   /* first byte of the field */
-    apr_size_t len;     /* through its last CRLF, or to the end of input */
-    const char *name;   /* without white space before the colon */
+    const char *line; /* first byte of the field */
+    apr_size_t len;   /* through its last CRLF, or to the end of input */
+    const char *name; /* without white space before the colon */
     apr_size_t nlen;
-    const char *value;  /* after the colon, up to the final CRLF */
+    const char *value; /* after the colon, up to the final CRLF */
     apr_size_t vlen;
-    int drop;           /* not written out */
+    int drop; /* not written out */
 } hfield_t;
 
 /* Addresses collected from one or more fields. */
 typedef struct addrs_t {
     apr_pool_t *p;
-    apr_array_header_t *list;  /* const char * addr-specs */
-    apr_hash_t *seen;          /* lower-cased addr-specs; NULL: keep all */
-    int smtputf8;              /* a local part is not ASCII */
-    const char *name;          /* display name of the last mailbox, or NULL */
+    apr_array_header_t *list; /* const char * addr-specs */
+    apr_hash_t *seen;         /* lower-cased addr-specs; NULL: keep all */
+    int smtputf8;             /* a local part is not ASCII */
+    const char *name;         /* display name of the last mailbox, or NULL */
     const char *why;
 } addrs_t;
 
@@ -113,14 +113,14 @@ static int is_ftext(int c)
 static int is_atext(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || (c >= '0' && c <= '9')
-        || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+           || (c >= '0' && c <= '9')
+           || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 static int is_alnum(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || (c >= '0' && c <= '9');
+           || (c >= '0' && c <= '9');
 }
 
 /* Message text fit for an error reason: trimmed, printable ASCII,
@@ -212,10 +212,9 @@ static char *unfold(const hfield_t *f, apr_pool_t *p)
 
 /* Split d[0..n) (CRLF only) into header fields and the body offset (n
  * when no empty line ends the header). */
-static apr_status_t scan_header(apr_array_header_t **pfields,
-                                apr_size_t *pbody,
-                                const char *d, apr_size_t n,
-                                const char **pwhy, apr_pool_t *p)
+static apr_status_t scan_header(apr_array_header_t **pfields, apr_size_t *pbody,
+                                const char *d, apr_size_t n, const char **pwhy,
+                                apr_pool_t *p)
 {
     apr_array_header_t *fields = apr_array_make(p, 16, sizeof(hfield_t));
     hfield_t *cur = NULL;
@@ -477,13 +476,11 @@ static const char *check_addr(const char *s)
  * The grammar pass is a recursive descent over the tokens (recursion only
  * for groups, bounded by MAX_GROUP_DEPTH). */
 
-typedef enum {
-    TK_ATOM, TK_QUOTED, TK_LITERAL, TK_SPECIAL, TK_END
-} tkind_t;
+typedef enum { TK_ATOM, TK_QUOTED, TK_LITERAL, TK_SPECIAL, TK_END } tkind_t;
 
 typedef struct tok_t {
     tkind_t kind;
-    const char *s;   /* raw text: quotes and brackets included */
+    const char *s; /* raw text: quotes and brackets included */
     apr_size_t len;
 } tok_t;
 
@@ -491,10 +488,10 @@ typedef struct tok_t {
 typedef struct aparse_t {
     addrs_t *a;
     const tok_t *t;
-    int n, i;              /* tokens (t[n] is TK_END), current */
-    const char *why;       /* grammar: what is wrong */
-    int bad_address;       /* 1: why is about one address (check_addr) */
-    const char *bad_text;  /* that address */
+    int n, i;             /* tokens (t[n] is TK_END), current */
+    const char *why;      /* grammar: what is wrong */
+    int bad_address;      /* 1: why is about one address (check_addr) */
+    const char *bad_text; /* that address */
 } aparse_t;
 
 static int is_special(int c)
@@ -534,16 +531,16 @@ static const char *delimited(const char *s, const char **pwhy)
             return NULL;
         }
     }
-    *pwhy = open == '(' ? "unclosed comment"
-        : open == '"' ? "unclosed quoted string" : "unclosed domain literal";
+    *pwhy = open == '('   ? "unclosed comment"
+            : open == '"' ? "unclosed quoted string"
+                          : "unclosed domain literal";
     return NULL;
 }
 
 /* Split an address-list value into tokens (comments and white space
  * dropped), the last one TK_END. NULL with *pwhy when the value is not
  * made of tokens. */
-static tok_t *tokenize(int *pn, const char *s, const char **pwhy,
-                       apr_pool_t *p)
+static tok_t *tokenize(int *pn, const char *s, const char **pwhy, apr_pool_t *p)
 {
     apr_array_header_t *toks = apr_array_make(p, 16, sizeof(tok_t));
     tok_t *t;
@@ -575,16 +572,17 @@ static tok_t *tokenize(int *pn, const char *s, const char **pwhy,
             e = s + 1;
         }
         else if (is_atext(u) || u >= 0x80) {
-            for (e = s; is_atext((unsigned char)*e)
-                 || (unsigned char)*e >= 0x80; ++e) {
+            for (e = s;
+                 is_atext((unsigned char)*e) || (unsigned char)*e >= 0x80;
+                 ++e) {
             }
             t->kind = TK_ATOM;
         }
         else {
-            *pwhy = u == ')' ? "')' without '('"
-                : u == ']' ? "']' without '['"
-                : u == '\\' ? "backslash outside a quoted string or comment"
-                : "control character in the address list";
+            *pwhy = u == ')'    ? "')' without '('"
+                    : u == ']'  ? "']' without '['"
+                    : u == '\\' ? "backslash outside a quoted string or comment"
+                                : "control character in the address list";
             return NULL;
         }
         t->len = (apr_size_t)(e - s);
@@ -613,7 +611,7 @@ static int at_word(const aparse_t *P)
 static int at_element_end(const aparse_t *P)
 {
     return P->t[P->i].kind == TK_END || at_special(P, ',')
-        || at_special(P, ';');
+           || at_special(P, ';');
 }
 
 static apr_status_t fail(aparse_t *P, const char *why)
@@ -696,7 +694,9 @@ static apr_status_t addr_spec(aparse_t *P, const char **paddr)
     }
     else {
         return fail(P, P->t[P->i].kind == TK_END || at_element_end(P)
-                    || at_special(P, '>') ? "empty domain" : "bad domain");
+                               || at_special(P, '>')
+                           ? "empty domain"
+                           : "bad domain");
     }
     domain = apr_pstrcatv(p, (struct iovec *)parts->elts, parts->nelts, NULL);
     *paddr = apr_pstrcat(p, local, "@", domain, NULL);
@@ -715,12 +715,10 @@ static const char *idn_addr(const char *addr, apr_pool_t *p)
     if (*c == '\0' || at[1] == '[') {
         return addr;
     }
-    ia = internet_address_mailbox_new(NULL, apr_pstrcat(p, "x@", at + 1,
-                                                        NULL));
+    ia = internet_address_mailbox_new(NULL, apr_pstrcat(p, "x@", at + 1, NULL));
     idn = internet_address_mailbox_get_idn_addr(INTERNET_ADDRESS_MAILBOX(ia));
     if (idn != NULL && strncmp(idn, "x@", 2) == 0 && idn[2] != '\0') {
-        addr = apr_pstrcat(p, apr_pstrmemdup(p, addr,
-                                             (apr_size_t)(at - addr)),
+        addr = apr_pstrcat(p, apr_pstrmemdup(p, addr, (apr_size_t)(at - addr)),
                            "@", idn + 2, NULL);
     }
     g_object_unref(ia);
@@ -815,8 +813,8 @@ static apr_status_t route(aparse_t *P)
         if (P->t[P->i].kind != TK_ATOM) {
             return fail(P, "bad route in an angle address");
         }
-        for (++P->i; at_special(P, '.')
-             && P->t[P->i + 1].kind == TK_ATOM; P->i += 2) {
+        for (++P->i; at_special(P, '.') && P->t[P->i + 1].kind == TK_ATOM;
+             P->i += 2) {
         }
     }
     if (!at_special(P, ':')) {
@@ -860,9 +858,10 @@ static apr_status_t address(aparse_t *P, int depth)
     /* An unquoted address in front of an angle address ("a@b <a@b>"): a
      * display name that was not quoted, one meaning. */
     for (k = j; P->t[k].kind == TK_ATOM || P->t[k].kind == TK_QUOTED
-         || P->t[k].kind == TK_LITERAL
-         || (P->t[k].kind == TK_SPECIAL && (*P->t[k].s == '.'
-                                          || *P->t[k].s == '@')); ++k) {
+                || P->t[k].kind == TK_LITERAL
+                || (P->t[k].kind == TK_SPECIAL
+                    && (*P->t[k].s == '.' || *P->t[k].s == '@'));
+         ++k) {
     }
     if (P->t[k].kind == TK_SPECIAL && *P->t[k].s == '<') {
         P->a->name = display_name(P, start, k);
@@ -909,15 +908,18 @@ static apr_status_t address_list(aparse_t *P, int depth)
             continue;
         }
         if (at_special(P, ';')) {
-            return depth > 0 ? APR_SUCCESS
-                : fail(P, "';' outside a group (use ',' between addresses)");
+            return depth > 0
+                       ? APR_SUCCESS
+                       : fail(
+                           P,
+                           "';' outside a group (use ',' between addresses)");
         }
         if ((rv = address(P, depth)) != APR_SUCCESS) {
             return rv;
         }
         if (!at_element_end(P)) {
             return fail(P, "text after an address (use ',' between "
-                        "addresses)");
+                           "addresses)");
         }
     }
 }
@@ -943,14 +945,17 @@ static apr_status_t add_list(addrs_t *a, const char *text, const char *hname)
         return APR_SUCCESS;
     }
     if (P.bad_address) {
-        a->why = apr_psprintf(a->p, "invalid address in the %s header (%s): "
-                              "%s", hname, P.why,
-                              quote_text(P.bad_text, strlen(P.bad_text),
-                                         a->p));
+        a->why = apr_psprintf(a->p,
+                              "invalid address in the %s header (%s): "
+                              "%s",
+                              hname, P.why,
+                              quote_text(P.bad_text, strlen(P.bad_text), a->p));
     }
     else {
-        a->why = apr_psprintf(a->p, "invalid address list in the %s header "
-                              "(%s): %s", hname, P.why,
+        a->why = apr_psprintf(a->p,
+                              "invalid address list in the %s header "
+                              "(%s): %s",
+                              hname, P.why,
                               quote_text(text, strlen(text), a->p));
     }
     return rv;
@@ -1029,8 +1034,9 @@ static int valid_id_right(const char *s)
         return 0;
     }
     for (c = s; *c; ++c) {
-        if (*c == '.' ? (c[1] == '\0' || c[1] == '.')
-            : !is_atext((unsigned char)*c) || (unsigned char)*c >= 0x80) {
+        if (*c == '.'
+                ? (c[1] == '\0' || c[1] == '.')
+                : !is_atext((unsigned char)*c) || (unsigned char)*c >= 0x80) {
             return 0;
         }
     }
@@ -1091,17 +1097,16 @@ static const char *date_now(apr_pool_t *p)
     apr_time_exp_gmt(&t, apr_time_now());
     return apr_psprintf(p, "%s, %02d %s %04d %02d:%02d:%02d +0000",
                         apr_day_snames[t.tm_wday], t.tm_mday,
-                        apr_month_snames[t.tm_mon], t.tm_year + 1900,
-                        t.tm_hour, t.tm_min, t.tm_sec);
+                        apr_month_snames[t.tm_mon], t.tm_year + 1900, t.tm_hour,
+                        t.tm_min, t.tm_sec);
 }
 
 /* -------------------------------------------------------------- prepare */
 
-apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
-                                const char *msg, apr_size_t len,
-                                const char *default_from, const char *domain,
-                                apr_size_t max_len, const char **pwhy,
-                                apr_pool_t *p)
+apr_status_t memds_mime_prepare(memds_mime_submission_t **psub, const char *msg,
+                                apr_size_t len, const char *default_from,
+                                const char *domain, apr_size_t max_len,
+                                const char **pwhy, apr_pool_t *p)
 {
     memds_mime_submission_t *sub;
     apr_array_header_t *fields;
@@ -1122,15 +1127,16 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
         goto out;
     }
     if (max_len && len > max_len) {
-        why = apr_psprintf(p, "message too large (%" APR_SIZE_T_FMT
-                           " bytes, limit %" APR_SIZE_T_FMT ")", len, max_len);
+        why = apr_psprintf(p,
+                           "message too large (%" APR_SIZE_T_FMT
+                           " bytes, limit %" APR_SIZE_T_FMT ")",
+                           len, max_len);
         rv = APR_EINVAL;
         goto out;
     }
     sub = apr_pcalloc(p, sizeof(*sub));
     d = to_crlf(&n, msg, len, p);
-    if ((rv = scan_header(&fields, &body, d, n, &why, p))
-        != APR_SUCCESS) {
+    if ((rv = scan_header(&fields, &body, d, n, &why, p)) != APR_SUCCESS) {
         goto out;
     }
 
@@ -1141,8 +1147,9 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
         f = &APR_ARRAY_IDX(fields, i, hfield_t);
         if (name_is(f, "to") || name_is(f, "cc") || name_is(f, "bcc")) {
             if ((rv = add_list(&rcpts, unfold(f, p),
-                               name_is(f, "to") ? "To"
-                               : name_is(f, "cc") ? "Cc" : "Bcc"))
+                               name_is(f, "to")   ? "To"
+                               : name_is(f, "cc") ? "Cc"
+                                                  : "Bcc"))
                 != APR_SUCCESS) {
                 why = rcpts.why;
                 goto out;
@@ -1211,15 +1218,14 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
         }
         /* Configuration, not message text: checked before it becomes a
          * header line (no control characters, exactly one mailbox). */
-        for (c = default_from; *c && (unsigned char)*c >= 32
-             && (unsigned char)*c != 127; ++c) {
+        for (c = default_from;
+             *c && (unsigned char)*c >= 32 && (unsigned char)*c != 127; ++c) {
         }
         if (*c == '\0') {
             rv = add_list(&from, default_from, "default From");
         }
         if (*c || rv != APR_SUCCESS || from.list->nelts != 1
-            || (from_text = from_field_text(default_from, &from, p))
-               == NULL) {
+            || (from_text = from_field_text(default_from, &from, p)) == NULL) {
             why = "invalid default sender address";
             rv = APR_EINVAL;
             goto out;
@@ -1289,7 +1295,8 @@ apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
         total += strlen(added[i].name) + 2 + strlen(added[i].value) + 2;
     }
     if (max_len && total > max_len) {
-        why = apr_psprintf(p, "message too large (%" APR_SIZE_T_FMT
+        why = apr_psprintf(p,
+                           "message too large (%" APR_SIZE_T_FMT
                            " bytes prepared, limit %" APR_SIZE_T_FMT ")",
                            total, max_len);
         rv = APR_EINVAL;

@@ -59,10 +59,10 @@ typedef struct memds_mime_submission_t {
      *  client does both). NUL-terminated; len excludes the NUL. */
     const char *data;
     apr_size_t len;
-    int added_from;        /**< 1: From: <default sender> was added */
-    int added_message_id;  /**< 1: a Message-ID field was added */
-    int added_date;        /**< 1: a Date field was added */
-    int removed_bcc;       /**< number of Bcc fields taken out */
+    int added_from;       /**< 1: From: <default sender> was added */
+    int added_message_id; /**< 1: a Message-ID field was added */
+    int added_date;       /**< 1: a Date field was added */
+    int removed_bcc;      /**< number of Bcc fields taken out */
     /** The Bcc fields taken out, as they were (CRLF line ends, each
      *  ending in CRLF), for the sender's own copies (Sent, Drafts):
      *  these fields followed by data is the message with its Bcc. ""
@@ -126,11 +126,10 @@ typedef struct memds_mime_submission_t {
  *
  * memds_mime_global_init() must have been called.
  */
-apr_status_t memds_mime_prepare(memds_mime_submission_t **psub,
-                                const char *msg, apr_size_t len,
-                                const char *default_from, const char *domain,
-                                apr_size_t max_len, const char **pwhy,
-                                apr_pool_t *p);
+apr_status_t memds_mime_prepare(memds_mime_submission_t **psub, const char *msg,
+                                apr_size_t len, const char *default_from,
+                                const char *domain, apr_size_t max_len,
+                                const char **pwhy, apr_pool_t *p);
 
 /**
  * The value of the first header field called name (case-insensitive) of a

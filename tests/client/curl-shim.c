@@ -45,10 +45,7 @@
 #define AGENT_WRITE_DATA "_ZN7SyncEvo18CurlTransportAgent9writeDataEPvm"
 #define AGENT_READ_DATA "_ZN7SyncEvo18CurlTransportAgent8readDataEPvm"
 
-enum {
-    SHIM_OPT_WRITEFUNCTION = 20011,
-    SHIM_OPT_READFUNCTION = 20012
-};
+enum { SHIM_OPT_WRITEFUNCTION = 20011, SHIM_OPT_READFUNCTION = 20012 };
 
 /* libcurl's curl_easy_setopt, with the argument as one machine word. */
 typedef int (*setopt_fn)(void *handle, int option, ...);
@@ -60,11 +57,11 @@ typedef size_t (*member_io_fn)(void *agent, void *buf, size_t len);
 typedef struct shim_state {
     setopt_fn next_setopt;
     member_io_fn agent_write, agent_read;
-    void *agent_object_base;      /* load address of libsyncevolution */
+    void *agent_object_base; /* load address of libsyncevolution */
     int debug;
 } shim_state;
 
-static shim_state shim;           /* written once, under shim_once */
+static shim_state shim; /* written once, under shim_once */
 static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
 
 /* dlsym's object pointer as a function pointer (POSIX guarantees the
@@ -111,7 +108,7 @@ static int called_by_agent(const void *addr)
     Dl_info info;
 
     return shim.agent_object_base != NULL && dladdr(addr, &info)
-        && info.dli_fbase == shim.agent_object_base;
+           && info.dli_fbase == shim.agent_object_base;
 }
 
 int curl_easy_setopt(void *handle, int option, ...);
@@ -133,12 +130,14 @@ int curl_easy_setopt(void *handle, int option, ...)
         && called_by_agent(caller)) {
         /* libcurl reads a function pointer for these options */
         curl_io_fn fixed = option == SHIM_OPT_WRITEFUNCTION
-            ? (shim.agent_write ? forward_write : NULL)
-            : (shim.agent_read ? forward_read : NULL);
+                               ? (shim.agent_write ? forward_write : NULL)
+                               : (shim.agent_read ? forward_read : NULL);
         if (fixed) {
             if (shim.debug) {
-                fprintf(stderr, "curl-shim: option %d from libsyncevolution "
-                        "replaced (it was %p)\n", option, arg);
+                fprintf(stderr,
+                        "curl-shim: option %d from libsyncevolution "
+                        "replaced (it was %p)\n",
+                        option, arg);
             }
             return shim.next_setopt(handle, option, fixed);
         }

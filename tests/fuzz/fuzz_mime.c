@@ -51,7 +51,8 @@ static const fuzz_seed_t seeds[] = {
       " Team: h@x.example, Sub: i@x.example;;, <@r.example,@[192.0.2.9]:"
       "n@x.example>, l . m @ x . example, Empty:;, [Ext] <o@x.example>\r\n"
       "\r\nx"),
-    S("To: M <m@b\xc3\xbc" "cher.example>, \xc3\xa4rger@x.example\r\n\r\nx"),
+    S("To: M <m@b\xc3\xbc"
+      "cher.example>, \xc3\xa4rger@x.example\r\n\r\nx"),
 };
 
 static void check(int cond, const char *what)
@@ -99,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     apr_pool_create(&p, NULL);
     if (memds_mime_prepare(&sub, (const char *)data, size, "dev@example.org",
-                           "example.org", 1 << 20, &why, p) != APR_SUCCESS) {
+                           "example.org", 1 << 20, &why, p)
+        != APR_SUCCESS) {
         check(why != NULL && *why, "a failure without a reason");
         apr_pool_destroy(p);
         return 0;
@@ -121,18 +123,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check(!has_bcc_field(sub->data, sub->len), "a Bcc field left");
     check(sub->bcc_fields != NULL && strlen(sub->bcc_fields) == sub->bcc_len
-          && (sub->bcc_len == 0) == (sub->removed_bcc == 0),
+              && (sub->bcc_len == 0) == (sub->removed_bcc == 0),
           "the removed Bcc fields do not match");
     if (memds_mime_prepare(&again, sub->data, sub->len, "dev@example.org",
-                           "example.org", 1 << 20, &why, p) == APR_SUCCESS) {
+                           "example.org", 1 << 20, &why, p)
+        == APR_SUCCESS) {
         check(!again->added_message_id && !again->added_date
-              && !again->removed_bcc, "preparing twice changed the header");
-        check(again->len == sub->len && memcmp(again->data, sub->data, sub->len) == 0,
+                  && !again->removed_bcc,
+              "preparing twice changed the header");
+        check(again->len == sub->len
+                  && memcmp(again->data, sub->data, sub->len) == 0,
               "preparing twice changed the bytes");
     }
     else {
         /* only Bcc recipients: the transmitted copy names nobody */
-        check(sub->removed_bcc > 0, "the prepared message does not prepare again");
+        check(sub->removed_bcc > 0,
+              "the prepared message does not prepare again");
     }
     apr_pool_destroy(p);
     return 0;
@@ -144,6 +150,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     apr_initialize();
     memds_mime_global_init();
-    fuzz_write_seeds("MEMDS_FUZZ_MIME_SEEDS", "mime", seeds, FUZZ_NSEEDS(seeds));
+    fuzz_write_seeds("MEMDS_FUZZ_MIME_SEEDS", "mime", seeds,
+                     FUZZ_NSEEDS(seeds));
     return 0;
 }

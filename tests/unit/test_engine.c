@@ -27,9 +27,10 @@
 /* The accounts: ours, and the one the recorded corpus sessions use. */
 static const char *password_of(const char *user)
 {
-    return strcmp(user, USER) == 0 ? PASS
-         : strcmp(user, "alice") == 0 ? "alice-secret"
-         : strcmp(user, "bob") == 0 ? "bob-secret" : NULL;
+    return strcmp(user, USER) == 0      ? PASS
+           : strcmp(user, "alice") == 0 ? "alice-secret"
+           : strcmp(user, "bob") == 0   ? "bob-secret"
+                                        : NULL;
 }
 
 static apr_status_t v_check(const memds_verifier_t *v, const char *user,
@@ -61,14 +62,14 @@ typedef struct tdev_t {
     memds_engine_cfg_t cfg;
     apr_pool_t *p;
     const char *devid, *user, *pass;
-    int md5;                    /* 1: syncml:auth-md5 */
-    const char *nonce;          /* md5: the last NextNonce, "" for none */
+    int md5;           /* 1: syncml:auth-md5 */
+    const char *nonce; /* md5: the last NextNonce, "" for none */
     int sid, msgid, max_msg;
-    const char *token;          /* from RespURI */
-    const char *http_user;      /* httpd's r->user, or NULL */
-    const char *last_anchor;    /* of the last completed sync */
+    const char *token;       /* from RespURI */
+    const char *http_user;   /* httpd's r->user, or NULL */
+    const char *last_anchor; /* of the last completed sync */
     /* the last exchange */
-    const char *body;           /* what was sent */
+    const char *body; /* what was sent */
     memds_response_t resp;
     memds_msg_t *ans;
     /* what package 4 brought */
@@ -119,7 +120,8 @@ static const char *cred_xml(tdev_t *d)
     const char *data;
 
     if (d->md5) {
-        data = memds_auth_md5_digest(memds_auth_md5_inner(d->user, d->pass, d->p),
+        data = memds_auth_md5_digest(memds_auth_md5_inner(d->user, d->pass,
+                                                          d->p),
                                      d->nonce, d->p);
     }
     else {
@@ -128,9 +130,12 @@ static const char *cred_xml(tdev_t *d)
         apr_base64_encode(b, up, (int)strlen(up));
         data = b;
     }
-    return apr_psprintf(d->p, "<Cred><Meta><Format xmlns='syncml:metinf'>b64</Format>"
-                        "<Type xmlns='syncml:metinf'>syncml:auth-%s</Type></Meta>"
-                        "<Data>%s</Data></Cred>", d->md5 ? "md5" : "basic", data);
+    return apr_psprintf(
+        d->p,
+        "<Cred><Meta><Format xmlns='syncml:metinf'>b64</Format>"
+        "<Type xmlns='syncml:metinf'>syncml:auth-%s</Type></Meta>"
+        "<Data>%s</Data></Cred>",
+        d->md5 ? "md5" : "basic", data);
 }
 
 static void start(tdev_t *d)
@@ -148,7 +153,8 @@ static const memds_cmd_t *hdr_status(const memds_msg_t *m)
 
     for (i = 0; m && i < m->cmds->nelts; ++i) {
         const memds_cmd_t *c = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
-        if (c->type == MEMDS_CMD_STATUS && c->cmd && strcmp(c->cmd, "SyncHdr") == 0) {
+        if (c->type == MEMDS_CMD_STATUS && c->cmd
+            && strcmp(c->cmd, "SyncHdr") == 0) {
             return c;
         }
     }
@@ -179,8 +185,9 @@ static memds_msg_t *send_bytes(tdev_t *d, const char *body, apr_size_t len,
     rq.base_url = BASE;
     d->body = body;
     d->ans = NULL;
-    CU_ASSERT_EQUAL(memds_engine_run(&d->resp, &d->cfg, memds_sessdb_mem(d->db, d->p),
-                                     &rq, d->p), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_engine_run(&d->resp, &d->cfg,
+                                     memds_sessdb_mem(d->db, d->p), &rq, d->p),
+                    APR_SUCCESS);
     if (d->resp.http_status != 200) {
         return NULL;
     }
@@ -212,44 +219,54 @@ static memds_msg_t *send_msg(tdev_t *d, const char *cmds, int final, int cred)
         d->p,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
         "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>"
-        "<VerProto>SyncML/1.2</VerProto><SessionID>%d</SessionID><MsgID>%d</MsgID>"
+        "<VerProto>SyncML/1.2</VerProto><SessionID>%d</SessionID><MsgID>%d</"
+        "MsgID>"
         "<Target><LocURI>" BASE "</LocURI></Target>"
         "<Source><LocURI>%s</LocURI><LocName>%s</LocName></Source>%s"
         "<Meta><MaxMsgSize xmlns='syncml:metinf'>%d</MaxMsgSize>"
-        "<MaxObjSize xmlns='syncml:metinf'>4000000</MaxObjSize></Meta></SyncHdr>"
+        "<MaxObjSize "
+        "xmlns='syncml:metinf'>4000000</MaxObjSize></Meta></SyncHdr>"
         "<SyncBody>%s%s</SyncBody></SyncML>",
-        d->sid, ++d->msgid, d->devid, d->user, cred ? cred_xml(d) : "", d->max_msg,
-        cmds, final ? "<Final/>" : "");
+        d->sid, ++d->msgid, d->devid, d->user, cred ? cred_xml(d) : "",
+        d->max_msg, cmds, final ? "<Final/>" : "");
 
     return send_raw(d, body);
 }
 
-static const char *alert_xml(tdev_t *d, int code, const char *last, const char *next)
+static const char *alert_xml(tdev_t *d, int code, const char *last,
+                             const char *next)
 {
-    return apr_psprintf(d->p, "<Alert><CmdID>1</CmdID><Data>%d</Data><Item>"
-                        "<Target><LocURI>memo</LocURI></Target>"
-                        "<Source><LocURI>./memo</LocURI></Source>"
-                        "<Meta><Anchor xmlns='syncml:metinf'>%s%s%s<Next>%s</Next>"
-                        "</Anchor><MaxObjSize xmlns='syncml:metinf'>4000000</MaxObjSize>"
-                        "</Meta></Item></Alert>", code, last ? "<Last>" : "",
-                        last ? last : "", last ? "</Last>" : "", next);
+    return apr_psprintf(
+        d->p,
+        "<Alert><CmdID>1</CmdID><Data>%d</Data><Item>"
+        "<Target><LocURI>memo</LocURI></Target>"
+        "<Source><LocURI>./memo</LocURI></Source>"
+        "<Meta><Anchor xmlns='syncml:metinf'>%s%s%s<Next>%s</Next>"
+        "</Anchor><MaxObjSize xmlns='syncml:metinf'>4000000</MaxObjSize>"
+        "</Meta></Item></Alert>",
+        code, last ? "<Last>" : "", last ? last : "", last ? "</Last>" : "",
+        next);
 }
 
-static const char *item_cmd(tdev_t *d, const char *cmd, int id, const char *luid,
-                            const char *data)
+static const char *item_cmd(tdev_t *d, const char *cmd, int id,
+                            const char *luid, const char *data)
 {
-    return apr_psprintf(d->p, "<%s><CmdID>%d</CmdID><Meta><Type xmlns='syncml:metinf'>"
-                        "text/plain</Type></Meta><Item><Source><LocURI>%s</LocURI>"
-                        "</Source>%s%s%s</Item></%s>", cmd, id, luid,
-                        data ? "<Data>" : "", data ? data : "", data ? "</Data>" : "",
-                        cmd);
+    return apr_psprintf(
+        d->p,
+        "<%s><CmdID>%d</CmdID><Meta><Type xmlns='syncml:metinf'>"
+        "text/plain</Type></Meta><Item><Source><LocURI>%s</LocURI>"
+        "</Source>%s%s%s</Item></%s>",
+        cmd, id, luid, data ? "<Data>" : "", data ? data : "",
+        data ? "</Data>" : "", cmd);
 }
 
 static const char *sync_xml(tdev_t *d, const char *inner)
 {
-    return apr_psprintf(d->p, "<Sync><CmdID>2</CmdID><Target><LocURI>memo</LocURI>"
-                        "</Target><Source><LocURI>./memo</LocURI></Source>%s</Sync>",
-                        inner);
+    return apr_psprintf(
+        d->p,
+        "<Sync><CmdID>2</CmdID><Target><LocURI>memo</LocURI>"
+        "</Target><Source><LocURI>./memo</LocURI></Source>%s</Sync>",
+        inner);
 }
 
 /* The answer's commands of a type, and the n-th Status for a command. */
@@ -317,9 +334,11 @@ static const char *answer_sync(tdev_t *d, const char **pmap)
         }
         else if (c->type == MEMDS_CMD_ADD) {
             d->got_add++;
-            map = apr_psprintf(d->p, "%s<MapItem><Target><LocURI>%s</LocURI></Target>"
-                               "<Source><LocURI>dev-%s</LocURI></Source></MapItem>",
-                               map, guid, guid);
+            map = apr_psprintf(
+                d->p,
+                "%s<MapItem><Target><LocURI>%s</LocURI></Target>"
+                "<Source><LocURI>dev-%s</LocURI></Source></MapItem>",
+                map, guid, guid);
         }
         else if (c->type == MEMDS_CMD_REPLACE) {
             d->got_replace++;
@@ -327,16 +346,23 @@ static const char *answer_sync(tdev_t *d, const char **pmap)
         else {
             d->got_delete++;
         }
-        st = apr_psprintf(d->p, "%s<Status><CmdID>%d</CmdID><MsgRef>%s</MsgRef>"
-                          "<CmdRef>%s</CmdRef><Cmd>%s</Cmd>%s%s%s%s%s%s<Data>%d</Data>"
-                          "</Status>", st, id++, d->ans->hdr.msg_id, c->cmd_id, name,
-                          luid ? "<TargetRef>" : "", luid ? luid : "",
-                          luid ? "</TargetRef>" : "", guid ? "<SourceRef>" : "",
-                          guid ? guid : "", guid ? "</SourceRef>" : "", code);
+        st = apr_psprintf(
+            d->p,
+            "%s<Status><CmdID>%d</CmdID><MsgRef>%s</MsgRef>"
+            "<CmdRef>%s</CmdRef><Cmd>%s</Cmd>%s%s%s%s%s%s<Data>%d</Data>"
+            "</Status>",
+            st, id++, d->ans->hdr.msg_id, c->cmd_id, name,
+            luid ? "<TargetRef>" : "", luid ? luid : "",
+            luid ? "</TargetRef>" : "", guid ? "<SourceRef>" : "",
+            guid ? guid : "", guid ? "</SourceRef>" : "", code);
     }
-    *pmap = *map ? apr_psprintf(d->p, "<Map><CmdID>%d</CmdID><Target><LocURI>./memo"
-                                "</LocURI></Target><Source><LocURI>memo</LocURI>"
-                                "</Source>%s</Map>", id, map) : "";
+    *pmap = *map
+                ? apr_psprintf(d->p,
+                               "<Map><CmdID>%d</CmdID><Target><LocURI>./memo"
+                               "</LocURI></Target><Source><LocURI>memo</LocURI>"
+                               "</Source>%s</Map>",
+                               id, map)
+                : "";
     return st;
 }
 
@@ -351,11 +377,13 @@ static int finish(tdev_t *d, const char *next)
     CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
     while (!d->ans->final) {
         const char *st = answer_sync(d, &map);
-        send_msg(d, apr_pstrcat(d->p, st, map,
-                                "<Alert><CmdID>99</CmdID><Data>222</Data><Item><Target>"
-                                "<LocURI>" BASE "</LocURI></Target><Source><LocURI>",
-                                d->devid, "</LocURI></Source></Item></Alert>", NULL),
-                 0, 0);
+        send_msg(
+            d,
+            apr_pstrcat(d->p, st, map,
+                        "<Alert><CmdID>99</CmdID><Data>222</Data><Item><Target>"
+                        "<LocURI>" BASE "</LocURI></Target><Source><LocURI>",
+                        d->devid, "</LocURI></Source></Item></Alert>", NULL),
+            0, 0);
         CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
         if (++n4 > 50) {
             CU_FAIL_FATAL("package 4 does not end");
@@ -413,7 +441,8 @@ static void auth_basic(void)
     d->pass = "wrong";
     CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), -1);
     CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
-    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_INVALID_CREDENTIALS);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0),
+                    MEMDS_ST_INVALID_CREDENTIALS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(hdr_status(d->ans)->chal);
     CU_ASSERT_STRING_EQUAL(hdr_status(d->ans)->chal->type, "syncml:auth-basic");
     CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
@@ -422,8 +451,11 @@ static void auth_basic(void)
     send_msg(d, alert_xml(d, MEMDS_ALERT_SLOW, NULL, "1"), 1, 0);
     CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_MISSING_CREDENTIALS);
     start(d);
-    send_msg(d, apr_pstrcat(d->p, "<Put><CmdID>1</CmdID><Item><Source><LocURI>x"
-                            "</LocURI></Source><Data>y</Data></Item></Put>", NULL),
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         "<Put><CmdID>1</CmdID><Item><Source><LocURI>x"
+                         "</LocURI></Source><Data>y</Data></Item></Put>",
+                         NULL),
              1, 0);
     CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_MISSING_CREDENTIALS);
 }
@@ -548,7 +580,8 @@ static void alert_modes(void)
     CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
     /* after a completed slow sync the anchors agree: each mode as asked */
     session(d, MEMDS_ALERT_SLOW, three_adds(d));
-    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next), MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next),
+                    MEMDS_ALERT_TWO_WAY);
     CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
     CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_ONE_WAY_CLIENT, &next),
                     MEMDS_ALERT_ONE_WAY_CLIENT);
@@ -579,7 +612,8 @@ static void two_way_and_maps(void)
     tdev_t *d = dev_new("dev-a"), *b;
 
     /* device a fills the datastore in a slow sync */
-    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, three_adds(d)), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, three_adds(d)),
+                    MEMDS_ALERT_SLOW);
     CU_ASSERT_EQUAL(d->got_add, 0);
     /* device b gets the three items as Adds and maps them */
     b = dev_other(d, "dev-b");
@@ -590,10 +624,11 @@ static void two_way_and_maps(void)
     CU_ASSERT_EQUAL(b->got_add + b->got_replace + b->got_delete, 0);
     /* a changes one and deletes one: b gets a Replace and a Delete for
      * the LUIDs it mapped; a itself gets nothing back */
-    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY,
-                            apr_pstrcat(d->p, item_cmd(d, "Replace", 3, "a1", "memo 1b"),
-                                        item_cmd(d, "Delete", 4, "a2", NULL), NULL)),
-                    MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(
+        session(d, MEMDS_ALERT_TWO_WAY,
+                apr_pstrcat(d->p, item_cmd(d, "Replace", 3, "a1", "memo 1b"),
+                            item_cmd(d, "Delete", 4, "a2", NULL), NULL)),
+        MEMDS_ALERT_TWO_WAY);
     CU_ASSERT_EQUAL(d->got_add + d->got_replace + d->got_delete, 0);
     CU_ASSERT_EQUAL(session(b, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
     CU_ASSERT_EQUAL(b->got_replace, 1);
@@ -603,7 +638,8 @@ static void two_way_and_maps(void)
         /* the Replace names b's own LUID (from its Map) */
         const memds_cmd_t *c;
         const char *next;
-        session(d, MEMDS_ALERT_TWO_WAY, item_cmd(d, "Replace", 3, "a3", "memo 3b"));
+        session(d, MEMDS_ALERT_TWO_WAY,
+                item_cmd(d, "Replace", 3, "a3", "memo 3b"));
         package1(b, MEMDS_ALERT_TWO_WAY, &next);
         send_msg(b, sync_xml(b, ""), 1, 0);
         c = find_cmd(b->ans, MEMDS_CMD_SYNC);
@@ -611,9 +647,10 @@ static void two_way_and_maps(void)
         CU_ASSERT_EQUAL_FATAL(c->cmds->nelts, 1);
         c = APR_ARRAY_IDX(c->cmds, 0, memds_cmd_t *);
         CU_ASSERT_EQUAL_FATAL(c->type, MEMDS_CMD_REPLACE);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target);
-        CU_ASSERT_NSTRING_EQUAL(APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target->uri,
-                                "dev-", 4);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(
+            APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target);
+        CU_ASSERT_NSTRING_EQUAL(
+            APR_ARRAY_IDX(c->items, 0, memds_item_t *)->target->uri, "dev-", 4);
     }
 }
 
@@ -624,24 +661,32 @@ static void client_changes_statuses(void)
 
     session(d, MEMDS_ALERT_SLOW, three_adds(d));
     package1(d, MEMDS_ALERT_TWO_WAY, &next);
-    send_msg(d, sync_xml(d, apr_pstrcat(d->p,
-                                        item_cmd(d, "Add", 3, "a4", "memo four"),
-                                        item_cmd(d, "Replace", 4, "a1", "memo one"),
-                                        item_cmd(d, "Replace", 5, "a2", "memo 2 new"),
-                                        item_cmd(d, "Delete", 6, "a3", NULL),
-                                        item_cmd(d, "Delete", 7, "nope", NULL),
-                                        NULL)), 1, 0);
+    send_msg(d,
+             sync_xml(d,
+                      apr_pstrcat(d->p,
+                                  item_cmd(d, "Add", 3, "a4", "memo four"),
+                                  item_cmd(d, "Replace", 4, "a1", "memo one"),
+                                  item_cmd(d, "Replace", 5, "a2", "memo 2 new"),
+                                  item_cmd(d, "Delete", 6, "a3", NULL),
+                                  item_cmd(d, "Delete", 7, "nope", NULL),
+                                  NULL)),
+             1, 0);
     CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
     CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
-    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0), MEMDS_ST_OK);  /* the same */
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0),
+                    MEMDS_ST_OK); /* the same */
     CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 1), MEMDS_ST_OK);
     CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 0), MEMDS_ST_OK);
-    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 1), MEMDS_ST_ITEM_NOT_DELETED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 1),
+                    MEMDS_ST_ITEM_NOT_DELETED);
     /* a Sync for a datastore not alerted: 404 */
     package1(d, MEMDS_ALERT_TWO_WAY, &next);
-    send_msg(d, apr_pstrcat(d->p, "<Sync><CmdID>2</CmdID><Target><LocURI>other</LocURI>"
-                            "</Target><Source><LocURI>./other</LocURI></Source>",
-                            item_cmd(d, "Add", 3, "x", "x"), "</Sync>", NULL), 1, 0);
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         "<Sync><CmdID>2</CmdID><Target><LocURI>other</LocURI>"
+                         "</Target><Source><LocURI>./other</LocURI></Source>",
+                         item_cmd(d, "Add", 3, "x", "x"), "</Sync>", NULL),
+             1, 0);
     CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_NOT_FOUND);
     CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_NOT_FOUND);
 }
@@ -694,8 +739,10 @@ static void multi_message_package(void)
 
     for (i = 0; i < 40; ++i) {
         adds = apr_pstrcat(a->p, adds,
-                           item_cmd(a, "Add", 3 + i, apr_psprintf(a->p, "l%d", i),
-                                    apr_psprintf(a->p, "memo %d %0200d", i, i)), NULL);
+                           item_cmd(a, "Add", 3 + i,
+                                    apr_psprintf(a->p, "l%d", i),
+                                    apr_psprintf(a->p, "memo %d %0200d", i, i)),
+                           NULL);
     }
     session(a, MEMDS_ALERT_SLOW, adds);
     /* a device with a small MaxMsgSize gets package 4 over several
@@ -728,13 +775,15 @@ static void next_message_alert(void)
     /* A message without Final that wants no statuses: nothing to say, so
      * the server asks for the next message with Alert 222. */
     package1(d, MEMDS_ALERT_SLOW, &next);
-    body = apr_psprintf(d->p, "<?xml version=\"1.0\"?><SyncML xmlns='SYNCML:SYNCML1.2'>"
-                        "<SyncHdr><VerDTD>1.2</VerDTD><VerProto>SyncML/1.2</VerProto>"
-                        "<SessionID>%d</SessionID><MsgID>2</MsgID>"
-                        "<Target><LocURI>" BASE "</LocURI></Target>"
-                        "<Source><LocURI>%s</LocURI></Source><NoResp/></SyncHdr>"
-                        "<SyncBody>%s</SyncBody></SyncML>", d->sid, d->devid,
-                        sync_xml(d, ""));
+    body = apr_psprintf(
+        d->p,
+        "<?xml version=\"1.0\"?><SyncML xmlns='SYNCML:SYNCML1.2'>"
+        "<SyncHdr><VerDTD>1.2</VerDTD><VerProto>SyncML/1.2</VerProto>"
+        "<SessionID>%d</SessionID><MsgID>2</MsgID>"
+        "<Target><LocURI>" BASE "</LocURI></Target>"
+        "<Source><LocURI>%s</LocURI></Source><NoResp/></SyncHdr>"
+        "<SyncBody>%s</SyncBody></SyncML>",
+        d->sid, d->devid, sync_xml(d, ""));
     d->msgid = 2;
     send_raw(d, body);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
@@ -781,7 +830,7 @@ static void retransmission(void)
     send_msg(d, alert_xml(d, MEMDS_ALERT_SLOW, NULL, "x"), 1, 1);
     first = d->resp.body;
     len = d->resp.len;
-    d->token = NULL;   /* resent to the URL of message 1 */
+    d->token = NULL; /* resent to the URL of message 1 */
     send_raw(d, d->body);
     CU_ASSERT(d->resp.replayed);
     CU_ASSERT_EQUAL_FATAL(d->resp.len, len);
@@ -825,20 +874,24 @@ static void devinf_exchange(void)
     const memds_cmd_t *res;
 
     start(d);
-    send_msg(d, "<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>"
-             "application/vnd.syncml-devinf+xml</Type></Meta><Item><Source><LocURI>"
-             "./devinf12</LocURI></Source><Data><DevInf xmlns='syncml:devinf'>"
-             "<VerDTD>1.2</VerDTD><Man>unit</Man><Mod>unit</Mod><OEM>unit</OEM>"
-             "<FwV>1</FwV><SwV>1</SwV><HwV>1</HwV><DevID>dev-devinf</DevID>"
-             "<DevTyp>workstation</DevTyp><UTC/><SupportLargeObjs/>"
-             "<SupportNumberOfChanges/><DataStore><SourceRef>./memo</SourceRef>"
-             "<MaxGUIDSize>64</MaxGUIDSize><Rx-Pref><CTType>text/plain</CTType>"
-             "<VerCT>1.0</VerCT></Rx-Pref><Tx-Pref><CTType>text/plain</CTType>"
-             "<VerCT>1.0</VerCT></Tx-Pref><SyncCap><SyncType>1</SyncType>"
-             "<SyncType>2</SyncType></SyncCap></DataStore></DevInf></Data></Item></Put>"
-             "<Get><CmdID>2</CmdID><Meta><Type xmlns='syncml:metinf'>"
-             "application/vnd.syncml-devinf+xml</Type></Meta><Item><Target><LocURI>"
-             "./devinf12</LocURI></Target></Item></Get>", 1, 1);
+    send_msg(
+        d,
+        "<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>"
+        "application/vnd.syncml-devinf+xml</Type></Meta><Item><Source><LocURI>"
+        "./devinf12</LocURI></Source><Data><DevInf xmlns='syncml:devinf'>"
+        "<VerDTD>1.2</VerDTD><Man>unit</Man><Mod>unit</Mod><OEM>unit</OEM>"
+        "<FwV>1</FwV><SwV>1</SwV><HwV>1</HwV><DevID>dev-devinf</DevID>"
+        "<DevTyp>workstation</DevTyp><UTC/><SupportLargeObjs/>"
+        "<SupportNumberOfChanges/><DataStore><SourceRef>./memo</SourceRef>"
+        "<MaxGUIDSize>64</MaxGUIDSize><Rx-Pref><CTType>text/plain</CTType>"
+        "<VerCT>1.0</VerCT></Rx-Pref><Tx-Pref><CTType>text/plain</CTType>"
+        "<VerCT>1.0</VerCT></Tx-Pref><SyncCap><SyncType>1</SyncType>"
+        "<SyncType>2</SyncType></SyncCap></DataStore></DevInf></Data></Item></"
+        "Put>"
+        "<Get><CmdID>2</CmdID><Meta><Type xmlns='syncml:metinf'>"
+        "application/vnd.syncml-devinf+xml</Type></Meta><Item><Target><LocURI>"
+        "./devinf12</LocURI></Target></Item></Get>",
+        1, 1);
     CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
     CU_ASSERT_EQUAL(status_code(d->ans, "Put", 0), MEMDS_ST_OK);
     CU_ASSERT_EQUAL(status_code(d->ans, "Get", 0), MEMDS_ST_OK);
@@ -997,23 +1050,30 @@ static int replay(tdev_t *d, const char *dir, const char *name, int resend)
     int i;
 
     for (i = 1;; ++i) {
-        const char *base = apr_psprintf(d->p, CORPUS "%s/%s-%03d-", dir, name, i);
+        const char *base = apr_psprintf(d->p, CORPUS "%s/%s-%03d-", dir, name,
+                                        i);
         memds_enc_e enc = MEMDS_ENC_XML;
         apr_size_t len, rlen;
-        const char *req = unit_read_file(apr_pstrcat(d->p, base, "req.xml", NULL), &len);
+        const char *req = unit_read_file(apr_pstrcat(d->p, base, "req.xml",
+                                                     NULL),
+                                         &len);
         const char *rec, *ours, *theirs;
         memds_msg_t *rm;
         memds_codec_err_t err;
 
         if (req == NULL) {
             enc = MEMDS_ENC_WBXML;
-            req = unit_read_file(apr_pstrcat(d->p, base, "req.wbxml", NULL), &len);
+            req = unit_read_file(apr_pstrcat(d->p, base, "req.wbxml", NULL),
+                                 &len);
         }
         if (req == NULL) {
             return i - 1;
         }
-        rec = unit_read_file(apr_pstrcat(d->p, base, enc == MEMDS_ENC_XML ? "resp.xml"
-                                         : "resp.wbxml", NULL), &rlen);
+        rec = unit_read_file(apr_pstrcat(d->p, base,
+                                         enc == MEMDS_ENC_XML ? "resp.xml"
+                                                              : "resp.wbxml",
+                                         NULL),
+                             &rlen);
         CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
         CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&rm, rec, rlen, enc, &err, d->p),
                               APR_SUCCESS);
@@ -1035,7 +1095,7 @@ static int replay(tdev_t *d, const char *dir, const char *name, int resend)
             printf("# %s: engine:%s\n#   recorded:%s\n", base, ours, theirs);
         }
         if (d->ans && d->ans->final && !d->ans->hdr.resp_uri) {
-            d->token = NULL;    /* the session is over */
+            d->token = NULL; /* the session is over */
         }
     }
 }
@@ -1046,14 +1106,16 @@ static void take_recorded_nonce(tdev_t *d, const char *file, memds_enc_e enc,
                                 const char *account, const char *devid)
 {
     apr_size_t len;
-    const char *buf = unit_read_file(apr_pstrcat(d->p, CORPUS, file, NULL), &len);
+    const char *buf = unit_read_file(apr_pstrcat(d->p, CORPUS, file, NULL),
+                                     &len);
     memds_msg_t *m;
     memds_codec_err_t err;
     memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
     const memds_cmd_t *hs;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-    CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, enc, &err, d->p), APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, buf, len, enc, &err, d->p),
+                          APR_SUCCESS);
     hs = hdr_status(m);
     CU_ASSERT_FATAL(hs && hs->chal && hs->chal->next_nonce);
     db->vt->begin(db);
@@ -1074,15 +1136,20 @@ static void corpus_items_sessions(void)
         tdev_t *d = dev_new("corpus");
         int xml = strncmp(kinds[k], "xml", 3) == 0;
 
-        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-slow", NULL), 0), 3);
+        CU_ASSERT_EQUAL(replay(d, "items",
+                               apr_pstrcat(d->p, kinds[k], "-slow", NULL), 0),
+                        3);
         if (strstr(kinds[k], "md5")) {
-            take_recorded_nonce(d, apr_pstrcat(d->p, "items/", kinds[k], "-slow-001-resp.",
-                                               xml ? "xml" : "wbxml", NULL),
+            take_recorded_nonce(d,
+                                apr_pstrcat(d->p, "items/", kinds[k],
+                                            "-slow-001-resp.",
+                                            xml ? "xml" : "wbxml", NULL),
                                 xml ? MEMDS_ENC_XML : MEMDS_ENC_WBXML, "alice",
                                 apr_pstrcat(d->p, "corpus-", kinds[k], NULL));
         }
-        CU_ASSERT_EQUAL(replay(d, "items", apr_pstrcat(d->p, kinds[k], "-twoway", NULL),
-                               2), 3);
+        CU_ASSERT_EQUAL(replay(d, "items",
+                               apr_pstrcat(d->p, kinds[k], "-twoway", NULL), 2),
+                        3);
     }
 }
 
@@ -1090,9 +1157,10 @@ static void corpus_items_sessions(void)
  * recorded session: the client's Last anchor of its last sync, one item and
  * the map of the device's LUID to it, as a completed two-way sync of
  * another copy of the device leaves them. */
-static void seed_synced_device(tdev_t *d, const char *account, const char *devid,
-                               const char *store, const char *client_anchor,
-                               const char *luid, const char *data)
+static void seed_synced_device(tdev_t *d, const char *account,
+                               const char *devid, const char *store,
+                               const char *client_anchor, const char *luid,
+                               const char *data)
 {
     memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
     memds_ds_env_t env = { 0 };
@@ -1103,18 +1171,23 @@ static void seed_synced_device(tdev_t *d, const char *account, const char *devid
 
     env.kind = "items";
     CU_ASSERT_EQUAL_FATAL(db->vt->begin(db), APR_SUCCESS);
-    CU_ASSERT_EQUAL_FATAL(db->vt->device_lock(db, &dev, account, devid), APR_SUCCESS);
-    CU_ASSERT_EQUAL_FATAL(db->vt->ds_open(db, &ds, &env, account, store, dev.device_id,
-                                          d->p), APR_SUCCESS);
-    CU_ASSERT_EQUAL_FATAL(ds->vt->add(ds, &guid, "text/plain", data, strlen(data)),
+    CU_ASSERT_EQUAL_FATAL(db->vt->device_lock(db, &dev, account, devid),
                           APR_SUCCESS);
-    CU_ASSERT_EQUAL_FATAL(db->vt->map_put_many(db, dev.device_id, store, &guid, &luid, 1),
+    CU_ASSERT_EQUAL_FATAL(db->vt->ds_open(db, &ds, &env, account, store,
+                                          dev.device_id, d->p),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(ds->vt->add(ds, &guid, "text/plain", data,
+                                      strlen(data)),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(db->vt->map_put_many(db, dev.device_id, store, &guid,
+                                               &luid, 1),
                           APR_SUCCESS);
     state.client_uri = "./memo";
     state.last_client_anchor = client_anchor;
     state.last_server_anchor = "20240101T000000Z-000000";
     state.last_seq = -1;
-    CU_ASSERT_EQUAL_FATAL(db->vt->syncstate_put(db, dev.device_id, store, &state),
+    CU_ASSERT_EQUAL_FATAL(db->vt->syncstate_put(db, dev.device_id, store,
+                                                &state),
                           APR_SUCCESS);
     CU_ASSERT_EQUAL_FATAL(db->vt->commit(db), APR_SUCCESS);
 }
@@ -1142,7 +1215,8 @@ static void corpus_other_sessions(void)
      * is not the one the gateway kept, so 508 and a slow sync (201), where
      * its old memo loses to the server's newer one (419) */
     d = dev_new("corpus");
-    seed_synced_device(d, "alice", "corpus-anchor", "notes-anchor", "20240101T000000Z", "1",
+    seed_synced_device(d, "alice", "corpus-anchor", "notes-anchor",
+                       "20240101T000000Z", "1",
                        "Memo changed after the copy\n");
     CU_ASSERT_EQUAL(replay(d, "items", "xml-basic-anchor-mismatch", 0), 3);
 }
@@ -1299,7 +1373,8 @@ void unit_add_engine(void)
     CU_add_test(s, "auth basic: right, wrong, missing", auth_basic);
     CU_add_test(s, "auth failures block the device", auth_blocked);
     CU_add_test(s, "auth md5: empty nonce, next nonce, wrong", auth_md5);
-    CU_add_test(s, "auth md5 inner value recorded", auth_md5_recorded_from_basic);
+    CU_add_test(s, "auth md5 inner value recorded",
+                auth_md5_recorded_from_basic);
     CU_add_test(s, "account: another's basic Cred ends the session",
                 account_other_basic);
     CU_add_test(s, "account: another's md5 Cred ends the session",
@@ -1319,7 +1394,8 @@ void unit_add_engine(void)
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
     CU_add_test(s, "filters: 406/415/422, never 200; no FilterCap",
                 filter_refusals);
-    CU_add_test(s, "corpus: items sessions replayed, a retransmission", corpus_items_sessions);
+    CU_add_test(s, "corpus: items sessions replayed, a retransmission",
+                corpus_items_sessions);
     CU_add_test(s, "corpus: 401, large objects, anchor mismatch replayed",
                 corpus_other_sessions);
 }

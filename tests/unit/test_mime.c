@@ -13,10 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 #define DEF_FROM "dev@example.org"
-#define DOMAIN   "gw.example.org"
+#define DOMAIN "gw.example.org"
 
 /* ------------------------------------------------------------- helpers */
 
@@ -55,9 +53,10 @@ static int fails_with(const char *msg, apr_size_t len, const char *def,
     rv = memds_mime_prepare(&s, msg, len, def, DOMAIN, max, &why, unit_pool);
     if (rv != APR_EINVAL || s != NULL || why == NULL
         || strstr(why, needle) == NULL) {
-        fprintf(stderr, "\n  expected failure '%s', got rv %d: %s\n  input: "
-                "%.200s\n", needle, rv, why ? why : "(none)",
-                msg ? msg : "(null)");
+        fprintf(stderr,
+                "\n  expected failure '%s', got rv %d: %s\n  input: "
+                "%.200s\n",
+                needle, rv, why ? why : "(none)", msg ? msg : "(null)");
         return 0;
     }
     return 1;
@@ -161,14 +160,14 @@ static void test_groups(void)
     memds_mime_submission_t *s;
 
     s = PREP(HDRS_FULL "To: undisclosed-recipients:;\r\n"
-             "Bcc: a@x.org\r\n\r\nbody\r\n");
+                       "Bcc: a@x.org\r\n\r\nbody\r\n");
     RCPTS(s, "a@x.org");
     s = PREP(HDRS_FULL "To: Team: a@x.org, \"B\" <b@y.org>;, c@z.org\r\n"
-             "\r\nbody\r\n");
+                       "\r\nbody\r\n");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org");
     /* empty group, nested groups (flattened), group in Cc */
     s = PREP(HDRS_FULL "To: Nobody: ;, Outer: Inner: i@x.org;, o@x.org;\r\n"
-             "Cc: List: l1@y.org, l2@y.org;\r\n\r\nbody\r\n");
+                       "Cc: List: l1@y.org, l2@y.org;\r\n\r\nbody\r\n");
     RCPTS(s, "i@x.org", "o@x.org", "l1@y.org", "l2@y.org");
     /* the group's header is written as it was */
     CU_ASSERT(s && strstr(s->data, "Cc: List: l1@y.org, l2@y.org;\r\n"));
@@ -179,16 +178,16 @@ static void test_quoted_names(void)
     memds_mime_submission_t *s;
 
     s = PREP(HDRS_FULL "To: \"Doe, John\" <j@x.org>,"
-             " \"Smith, A.\" <a@y.org>\r\n"
-             "\r\nbody\r\n");
+                       " \"Smith, A.\" <a@y.org>\r\n"
+                       "\r\nbody\r\n");
     RCPTS(s, "j@x.org", "a@y.org");
     /* an address-like display name is not an address */
     s = PREP(HDRS_FULL "To: \"evil@z.org, <e2@z.org>\" <real@x.org>\r\n"
-             "\r\nbody\r\n");
+                       "\r\nbody\r\n");
     RCPTS(s, "real@x.org");
     /* comments (with commas), angle-addr without a name, quoted local part */
     s = PREP(HDRS_FULL "To: a@x.org (Alice, at work), (c) b@y.org,\r\n"
-             " <c@z.org>, \"d.d\"@z.org\r\n\r\nbody\r\n");
+                       " <c@z.org>, \"d.d\"@z.org\r\n\r\nbody\r\n");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "\"d.d\"@z.org");
     /* a blank inside a quoted local part is legal but cannot be passed to
      * the SMTP layer: refused with a reason */
@@ -197,11 +196,14 @@ static void test_quoted_names(void)
         const char *why = NULL;
         const char *m = HDRS_FULL "To: \"d d\"@z.org\r\n\r\nbody\r\n";
         CU_ASSERT_EQUAL(memds_mime_prepare(&r, m, strlen(m), DEF_FROM, NULL, 0,
-                                           &why, unit_pool), APR_EINVAL);
+                                           &why, unit_pool),
+                        APR_EINVAL);
         CU_ASSERT(why != NULL && strstr(why, "blank") != NULL);
-        m = HDRS_FULL "To: \"d\\ d\"@z.org\r\n\r\nbody\r\n"; /* an escaped blank */
+        m = HDRS_FULL
+            "To: \"d\\ d\"@z.org\r\n\r\nbody\r\n"; /* an escaped blank */
         CU_ASSERT_EQUAL(memds_mime_prepare(&r, m, strlen(m), DEF_FROM, NULL, 0,
-                                           &why, unit_pool), APR_EINVAL);
+                                           &why, unit_pool),
+                        APR_EINVAL);
     }
 }
 
@@ -210,9 +212,9 @@ static void test_encoded_names(void)
     memds_mime_submission_t *s;
 
     s = PREP(HDRS_FULL "To: =?UTF-8?B?w4RyZ2Vy?= <a@x.org>,\r\n"
-             " =?ISO-8859-1?Q?M=FCller=2C_Hans?= <m@y.org>\r\n"
-             "Cc: \"=?UTF-8?Q?Caf=C3=A9=2C_Bar?=\" <c@z.org>\r\n"
-             "\r\nbody\r\n");
+                       " =?ISO-8859-1?Q?M=FCller=2C_Hans?= <m@y.org>\r\n"
+                       "Cc: \"=?UTF-8?Q?Caf=C3=A9=2C_Bar?=\" <c@z.org>\r\n"
+                       "\r\nbody\r\n");
     RCPTS(s, "a@x.org", "m@y.org", "c@z.org");
     /* raw UTF-8 in a display name (RFC 6532) */
     s = PREP(HDRS_FULL "To: J\xc3\xbcrgen <j@x.org>\r\n\r\nbody\r\n");
@@ -227,14 +229,14 @@ static void test_bcc_removed(void)
     const char *h;
 
     s = PREP(HDRS_FULL "To: a@x.org\r\n"
-             "Bcc: b1@y.org,\r\n"
-             "  \"Hidden, Too\" <b2@y.org>\r\n"
-             "Subject: hi\r\n"
-             "bcc: b3@y.org\r\n"
-             "BCC : b4@y.org\r\n"
-             "X-Other: kept\r\n"
-             "\r\n"
-             "Bcc: not-a-header@z.org\r\nbody\r\n");
+                       "Bcc: b1@y.org,\r\n"
+                       "  \"Hidden, Too\" <b2@y.org>\r\n"
+                       "Subject: hi\r\n"
+                       "bcc: b3@y.org\r\n"
+                       "BCC : b4@y.org\r\n"
+                       "X-Other: kept\r\n"
+                       "\r\n"
+                       "Bcc: not-a-header@z.org\r\nbody\r\n");
     RCPTS(s, "a@x.org", "b1@y.org", "b2@y.org", "b3@y.org", "b4@y.org");
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_EQUAL(s->removed_bcc, 3);
@@ -247,24 +249,29 @@ static void test_bcc_removed(void)
     CU_ASSERT_PTR_NULL(strstr(h, "b4@"));
     CU_ASSERT_FALSE(has_field(s, "bcc"));
     /* the rest exactly, in order; the body's "Bcc:" line untouched */
-    CU_ASSERT_STRING_EQUAL(s->data, HDRS_FULL "To: a@x.org\r\n"
-                           "Subject: hi\r\nX-Other: kept\r\n\r\n" "Bcc: "
-                           "not-a-header@z.org\r\nbody\r\n");
+    CU_ASSERT_STRING_EQUAL(s->data,
+                           HDRS_FULL "To: a@x.org\r\n"
+                                     "Subject: hi\r\nX-Other: kept\r\n\r\n"
+                                     "Bcc: "
+                                     "not-a-header@z.org\r\nbody\r\n");
     CU_ASSERT(ends_with(s, body, sizeof(body) - 1));
     CU_ASSERT_EQUAL(s->added_date + s->added_message_id + s->added_from, 0);
     /* the sender's copies get them back: exactly as they were */
-    CU_ASSERT_STRING_EQUAL(s->bcc_fields, "Bcc: b1@y.org,\r\n"
+    CU_ASSERT_STRING_EQUAL(s->bcc_fields,
+                           "Bcc: b1@y.org,\r\n"
                            "  \"Hidden, Too\" <b2@y.org>\r\nbcc: b3@y.org\r\n"
                            "BCC : b4@y.org\r\n");
     CU_ASSERT_EQUAL(s->bcc_len, strlen(s->bcc_fields));
 
     /* Bcc as the last field, folded, before the empty line; empty Bcc */
     s = PREP(HDRS_FULL "To: a@x.org\r\nBcc:\r\nbcc: x@y.org,\r\n\ty@y.org\r\n"
-             "\r\nbody");
+                       "\r\nbody");
     RCPTS(s, "a@x.org", "x@y.org", "y@y.org");
     CU_ASSERT(s && s->removed_bcc == 2);
     CU_ASSERT(s && strcmp(s->data, HDRS_FULL "To: a@x.org\r\n\r\nbody") == 0);
-    CU_ASSERT(s && strcmp(s->bcc_fields, "Bcc:\r\nbcc: x@y.org,\r\n\ty@y.org\r\n") == 0);
+    CU_ASSERT(s
+              && strcmp(s->bcc_fields, "Bcc:\r\nbcc: x@y.org,\r\n\ty@y.org\r\n")
+                     == 0);
     /* the last line of a message without a body; none at all */
     s = PREP(HDRS_FULL "To: a@x.org\r\nBcc: z@y.org");
     CU_ASSERT(s && strcmp(s->bcc_fields, "Bcc: z@y.org\r\n") == 0);
@@ -288,8 +295,8 @@ static void test_duplicates(void)
     memds_mime_submission_t *s;
 
     s = PREP(HDRS_FULL "To: a@x.org, b@y.org, A@X.ORG\r\n"
-             "Cc: \"Again\" <a@x.org>, c@z.org, B@y.org\r\n"
-             "Bcc: c@Z.org, d@z.org\r\n\r\nbody");
+                       "Cc: \"Again\" <a@x.org>, c@z.org, B@y.org\r\n"
+                       "Bcc: c@Z.org, d@z.org\r\n\r\nbody");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "d@z.org");
     /* the first spelling wins */
     s = PREP(HDRS_FULL "To: Mixed@Case.ORG\r\nCc: mixed@case.org\r\n\r\nx");
@@ -325,7 +332,7 @@ static void test_message_id_date(void)
     h = header_of(s);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     CU_ASSERT(STARTS(h, "From: x@sender.org\r\nTo: a@x.org\r\nSubject: s\r\n"
-                     "Date: "));
+                        "Date: "));
     CU_ASSERT_PTR_NOT_NULL(strstr(h, apr_pstrcat(unit_pool, "\r\nMessage-ID: ",
                                                  s->message_id, "\r\n", NULL)));
     c = strstr(h, "Date: ");
@@ -346,8 +353,8 @@ static void test_message_id_date(void)
     }
 
     /* no domain given: the sender's */
-    s = PREP_WITH("From: x@sender.org\r\nTo: a@x.org\r\n\r\nb", DEF_FROM,
-                  NULL, 0);
+    s = PREP_WITH("From: x@sender.org\r\nTo: a@x.org\r\n\r\nb", DEF_FROM, NULL,
+                  0);
     CU_ASSERT(s && strstr(s->message_id, "@sender.org>") != NULL);
 
     /* an existing folded Message-ID, a Message-ID without <>, empty ones */
@@ -376,7 +383,8 @@ static void test_message_id_date(void)
         const char *why = NULL;
         CU_ASSERT_EQUAL(memds_mime_prepare(&s3, "To: a@x.org\r\n\r\nb", 17,
                                            DEF_FROM, "bad domain>", 0, &why,
-                                           unit_pool), APR_EINVAL);
+                                           unit_pool),
+                        APR_EINVAL);
         CU_ASSERT(s3 == NULL && why && strstr(why, "Message-ID"));
     }
 }
@@ -390,7 +398,8 @@ static void test_message_id_date(void)
     "Content-Type: text/plain; charset=UTF-8\r\n" \
     "Content-Transfer-Encoding: 8bit\r\n" \
     "\r\n" \
-    "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln \xe2\x80\x93 " \
+    "Gr\xc3\xbc\xc3\x9f" \
+    "e aus K\xc3\xb6ln \xe2\x80\x93 " \
     "\xe6\x97\xa5\xe6\x9c\xac\r\n" \
     ".\r\n" \
     ".leading dot\r\n" \
@@ -435,14 +444,17 @@ static void test_body_exact(void)
     CU_ASSERT_EQUAL(s->data[s->len], '\0');
     /* folded fields other than Bcc keep their folding */
     CU_ASSERT_PTR_NOT_NULL(strstr(s->data, "Content-Type: multipart/mixed;\r\n"
-                                  " boundary=\"b1\"\r\n"));
+                                           " boundary=\"b1\"\r\n"));
     CU_ASSERT(all_crlf(s->data, s->len));
     CU_ASSERT_EQUAL(s->len, strlen(s->data));
 
     /* 8-bit in the header is kept too */
     s = PREP("From: dev@example.org\r\nTo: a@x.org\r\n"
-             "Subject: Gr\xc3\xbc\xc3\x9f" "e\r\n\r\nplain ascii\r\n");
-    CU_ASSERT(s && strstr(s->data, "Subject: Gr\xc3\xbc\xc3\x9f" "e\r\n"));
+             "Subject: Gr\xc3\xbc\xc3\x9f"
+             "e\r\n\r\nplain ascii\r\n");
+    CU_ASSERT(s
+              && strstr(s->data, "Subject: Gr\xc3\xbc\xc3\x9f"
+                                 "e\r\n"));
     CU_ASSERT(s && s->eightbit == 1);
     s = PREP(HDRS_FULL "To: a@x.org\r\n\r\nascii\r\n");
     CU_ASSERT(s && s->eightbit == 0);
@@ -491,11 +503,13 @@ static void test_lf_to_crlf(void)
              "Message-ID: <lf@example.org>\n\n"
              "line 1\n.dot\n\nlast\n");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org");
-    CU_ASSERT(s && strcmp(s->data, "From: dev@example.org\r\n"
-                          "To: a@x.org,\r\n b@y.org\r\n"
-                          "Date: Mon, 2 Jun 2025 10:00:00 +0200\r\n"
-                          "Message-ID: <lf@example.org>\r\n\r\n"
-                          "line 1\r\n.dot\r\n\r\nlast\r\n") == 0);
+    CU_ASSERT(s
+              && strcmp(s->data, "From: dev@example.org\r\n"
+                                 "To: a@x.org,\r\n b@y.org\r\n"
+                                 "Date: Mon, 2 Jun 2025 10:00:00 +0200\r\n"
+                                 "Message-ID: <lf@example.org>\r\n\r\n"
+                                 "line 1\r\n.dot\r\n\r\nlast\r\n")
+                     == 0);
     /* mixed line ends, a bare CR */
     s = PREP("From: dev@example.org\r\nTo: a@x.org\n"
              "Date: Mon, 2 Jun 2025 10:00:00 +0200\r\n"
@@ -514,15 +528,15 @@ static void test_default_from(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_STRING_EQUAL(s->from, DEF_FROM);
     CU_ASSERT_EQUAL(s->added_from, 1);
-    CU_ASSERT(STARTS(s->data, "To: a@x.org\r\nSubject: s\r\nFrom: "
-                     DEF_FROM "\r\nDate: "));
+    CU_ASSERT(STARTS(s->data, "To: a@x.org\r\nSubject: s\r\nFrom: " DEF_FROM
+                              "\r\nDate: "));
 
     /* name-addr default */
-    s = PREP_WITH("To: a@x.org\r\n\r\nb", "Dev Name <dev2@example.org>",
-                  DOMAIN, 0);
+    s = PREP_WITH("To: a@x.org\r\n\r\nb", "Dev Name <dev2@example.org>", DOMAIN,
+                  0);
     CU_ASSERT(s && strcmp(s->from, "dev2@example.org") == 0);
-    CU_ASSERT(s && strstr(s->data,
-                          "\r\nFrom: Dev Name <dev2@example.org>\r\n"));
+    CU_ASSERT(s
+              && strstr(s->data, "\r\nFrom: Dev Name <dev2@example.org>\r\n"));
     /* non-ASCII name: encoded */
     s = PREP_WITH("To: a@x.org\r\n\r\nb", "J\xc3\xbcrgen <j@example.org>",
                   DOMAIN, 0);
@@ -553,8 +567,8 @@ static void test_default_from(void)
     CU_ASSERT(fails_with("To: a@x.org\r\n\r\nb", 17, NULL, 0, "no sender"));
     CU_ASSERT(fails_with("To: a@x.org\r\n\r\nb", 17, "", 0, "no sender"));
     /* bad defaults, including header injection */
-    CU_ASSERT(fails_with("To: a@x.org\r\n\r\nb", 17, "nobody", 0,
-                         "default sender"));
+    CU_ASSERT(
+        fails_with("To: a@x.org\r\n\r\nb", 17, "nobody", 0, "default sender"));
     CU_ASSERT(fails_with("To: a@x.org\r\n\r\nb", 17, "a@b.org, c@d.org", 0,
                          "default sender"));
     CU_ASSERT(fails_with("To: a@x.org\r\n\r\nb", 17,
@@ -573,11 +587,11 @@ static void test_liberal(void)
     memds_mime_submission_t *s;
 
     s = PREP(HDRS_FULL "To: a@x.org <a@x.org>, <b@y.org, c@z.org>,\r\n"
-             " Name<d@z.org>, , e@z.org,\r\n\r\nb");
+                       " Name<d@z.org>, , e@z.org,\r\n\r\nb");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "d@z.org", "e@z.org");
     /* quotes and parentheses inside each other, escapes */
     s = PREP(HDRS_FULL "To: \"a (b\" <a@x.org>, (c \"d) b@y.org,\r\n"
-             " \"e \\\" f\" <c@z.org>, (g \\) h) d@z.org\r\n\r\nb");
+                       " \"e \\\" f\" <c@z.org>, (g \\) h) d@z.org\r\n\r\nb");
     RCPTS(s, "a@x.org", "b@y.org", "c@z.org", "d@z.org");
     /* trailing dot of a domain, obsolete route */
     s = PREP(HDRS_FULL "To: a@x.org., <@relay.org:b@y.org>\r\n\r\nb");
@@ -589,7 +603,8 @@ static void test_international(void)
     memds_mime_submission_t *s;
 
     /* IDN domain: A-labels, no SMTPUTF8 needed */
-    s = PREP(HDRS_FULL "To: M <m@b\xc3\xbc" "cher.de>\r\n\r\nb");
+    s = PREP(HDRS_FULL "To: M <m@b\xc3\xbc"
+                       "cher.de>\r\n\r\nb");
     RCPTS(s, "m@xn--bcher-kva.de");
     CU_ASSERT(s && s->smtputf8 == 0);
     /* UTF-8 local part: SMTPUTF8 */
@@ -616,7 +631,7 @@ static void test_errors(void)
     FAILS(HDRS_FULL "To: undisclosed-recipients:;\r\n\r\nbody",
           "no recipients");
     FAILS(HDRS_FULL "To:\r\nCc: \r\n\r\nbody", "no recipients");
-    FAILS("\r\nTo: a@x.org\r\n", "no recipients");  /* all body */
+    FAILS("\r\nTo: a@x.org\r\n", "no recipients"); /* all body */
     /* bad addresses */
     FAILS(HDRS_FULL "To: john\r\n\r\nb", "no domain");
     FAILS(HDRS_FULL "To: a@x.org, john\r\n\r\nb", "To");
@@ -645,12 +660,14 @@ static void test_errors(void)
      * test_hostile_found) */
     FAILS(HDRS_FULL "To:D@[\"](\"\r\n\r\nb", "unclosed comment");
     FAILS(HDRS_FULL "To: a@[1.2.3.4\r\n\r\nb", "unclosed domain literal");
-    CU_ASSERT_PTR_NOT_NULL(prep_ok(HDRS_FULL "To: \"x@[y\" <a@b.example>\r\n\r\nb",
-                                   sizeof(HDRS_FULL "To: \"x@[y\" <a@b.example>\r\n\r\nb") - 1,
-                                   DEF_FROM, DOMAIN, 0));
-    CU_ASSERT_PTR_NOT_NULL(prep_ok(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb",
-                                   sizeof(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb") - 1,
-                                   DEF_FROM, DOMAIN, 0));
+    CU_ASSERT_PTR_NOT_NULL(
+        prep_ok(HDRS_FULL "To: \"x@[y\" <a@b.example>\r\n\r\nb",
+                sizeof(HDRS_FULL "To: \"x@[y\" <a@b.example>\r\n\r\nb") - 1,
+                DEF_FROM, DOMAIN, 0));
+    CU_ASSERT_PTR_NOT_NULL(
+        prep_ok(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb",
+                sizeof(HDRS_FULL "To: a@[192.0.2.1]\r\n\r\nb") - 1, DEF_FROM,
+                DOMAIN, 0));
     /* the reason shows the address as printable ASCII only */
     {
         static const char ctl[] = HDRS_FULL "To: j\x01ohn\r\n\r\nb";
@@ -664,8 +681,8 @@ static void test_errors(void)
     /* too large: the input, and the prepared data */
     CU_ASSERT(fails_with(big, sizeof(big) - 1, DEF_FROM, sizeof(big) - 2,
                          "too large"));
-    CU_ASSERT_PTR_NOT_NULL(prep_ok(big, sizeof(big) - 1, DEF_FROM, DOMAIN,
-                                   sizeof(big) - 1));
+    CU_ASSERT_PTR_NOT_NULL(
+        prep_ok(big, sizeof(big) - 1, DEF_FROM, DOMAIN, sizeof(big) - 1));
     CU_ASSERT(fails_with(small, sizeof(small) - 1, DEF_FROM, sizeof(small) - 1,
                          "too large"));
     CU_ASSERT_PTR_NOT_NULL(prep_ok(small, sizeof(small) - 1, DEF_FROM, DOMAIN,
@@ -735,22 +752,38 @@ static void test_unbalanced_class(void)
         const char *tmpl;
         int structural;
     } ctx[] = {
-        { "%sa@x.org", 1 },              { "a@x.org%s", 1 },
-        { "a%s@x.org", 1 },              { "a@%sx.org", 1 },
-        { "a@x%s.org", 1 },              { "a@x.org, %sb@y.org", 1 },
-        { "a@[127.0.0.1]%s", 1 },        { "a@[127.0.0.1] %s, b@y.org", 1 },
-        { "a@%s[127.0.0.1", 1 },         { "a@[1%s2]", 0 },
-        { "a@[%s]", 0 },                 { "<a@[1%s2]>", 0 },
-        { "(c) a@x.org%s", 1 },          { "a@x.org (c%sd)", 0 },
-        { "(%s) a@x.org", 0 },           { "a@x.org (c (%s) d)", 0 },
-        { "\"q\" <a@x.org>%s", 1 },      { "\"q%sq\" <a@x.org>", 0 },
-        { "\"%s\"@x.org", 0 },           { "\"q\"@x.org%s", 1 },
-        { "N%s <a@x.org>", 1 },          { "N <a@x.org%s>", 1 },
-        { "N <%sa@x.org>", 1 },          { "<@r.org%s:a@x.org>", 1 },
-        { "G: a@x.org%s;", 1 },          { "G: %sa@x.org;", 1 },
-        { "G%s: a@x.org;", 1 },          { "G: a@x.org;%s", 1 },
-        { "G: \"n%s\" <a@x.org>;", 0 },  { "G: a@[1%s] ;", 0 },
-        { "G: (%s) a@x.org;", 0 },       { "O: I: a@x.org%s;;", 1 },
+        { "%sa@x.org", 1 },
+        { "a@x.org%s", 1 },
+        { "a%s@x.org", 1 },
+        { "a@%sx.org", 1 },
+        { "a@x%s.org", 1 },
+        { "a@x.org, %sb@y.org", 1 },
+        { "a@[127.0.0.1]%s", 1 },
+        { "a@[127.0.0.1] %s, b@y.org", 1 },
+        { "a@%s[127.0.0.1", 1 },
+        { "a@[1%s2]", 0 },
+        { "a@[%s]", 0 },
+        { "<a@[1%s2]>", 0 },
+        { "(c) a@x.org%s", 1 },
+        { "a@x.org (c%sd)", 0 },
+        { "(%s) a@x.org", 0 },
+        { "a@x.org (c (%s) d)", 0 },
+        { "\"q\" <a@x.org>%s", 1 },
+        { "\"q%sq\" <a@x.org>", 0 },
+        { "\"%s\"@x.org", 0 },
+        { "\"q\"@x.org%s", 1 },
+        { "N%s <a@x.org>", 1 },
+        { "N <a@x.org%s>", 1 },
+        { "N <%sa@x.org>", 1 },
+        { "<@r.org%s:a@x.org>", 1 },
+        { "G: a@x.org%s;", 1 },
+        { "G: %sa@x.org;", 1 },
+        { "G%s: a@x.org;", 1 },
+        { "G: a@x.org;%s", 1 },
+        { "G: \"n%s\" <a@x.org>;", 0 },
+        { "G: a@[1%s] ;", 0 },
+        { "G: (%s) a@x.org;", 0 },
+        { "O: I: a@x.org%s;;", 1 },
     };
     static const char alpha[] = "[(\"\\";
     char fill[4];
@@ -781,8 +814,8 @@ static void test_unbalanced_class(void)
                                                (apr_size_t)(hole
                                                             - ctx[c].tmpl)),
                                 fill, hole + 2, "\r\n\r\nbody\r\n", NULL);
-                rv = memds_mime_prepare(&s, m, strlen(m), DEF_FROM, DOMAIN,
-                                        0, &why, unit_pool);
+                rv = memds_mime_prepare(&s, m, strlen(m), DEF_FROM, DOMAIN, 0,
+                                        &why, unit_pool);
                 if (rv != APR_SUCCESS) {
                     ++refused;
                     if (rv != APR_EINVAL || s != NULL || why == NULL
@@ -818,7 +851,8 @@ static void test_valid_hard(void)
 {
     memds_mime_submission_t *s;
 
-    s = PREP(HDRS_FULL "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],\r\n"
+    s = PREP(HDRS_FULL
+             "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],\r\n"
              " (x [ \" \\) y) c@x.org (nested (comments) \\( too),\r\n"
              " \"q \\\" [ ( name\" <d@x.org>, \"e.f\"@x.org,\r\n"
              " =?UTF-8?Q?G=C3=BCnter_=5B=28?= <g@x.org>,\r\n"
@@ -830,8 +864,10 @@ static void test_valid_hard(void)
           "\"e.f\"@x.org", "g@x.org", "h@x.org", "i@x.org", "j@x.org",
           "k@x.org", "l.m@x.org", "n@x.org", "o@x.org");
     /* the header is sent as it was written */
-    CU_ASSERT(s && strstr(s->data, "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],"
-                          "\r\n (x [ \" \\) y) c@x.org") != NULL);
+    CU_ASSERT(s
+              && strstr(s->data, "To: a@[127.0.0.1], b@[IPv6:2001:db8::1],"
+                                 "\r\n (x [ \" \\) y) c@x.org")
+                     != NULL);
     /* a group without its ';' at the end of the field: one meaning */
     s = PREP(HDRS_FULL "To: Team: a@x.org, b@y.org\r\n\r\nb");
     RCPTS(s, "a@x.org", "b@y.org");
@@ -883,18 +919,21 @@ static void *APR_THREAD_FUNC mime_thread(apr_thread_t *th, void *data)
         memds_mime_submission_t *s = NULL;
         const char *why = NULL;
         const char *msg = apr_psprintf(
-            p, "From: \"T, %d\" <t%d@example.org>\nTo: G: a%d@x.org, "
+            p,
+            "From: \"T, %d\" <t%d@example.org>\nTo: G: a%d@x.org, "
             "=?UTF-8?B?w4RyZ2Vy?= <b@y.org>;\nBcc: c%d@z.org\n\nbody %d\n",
             a->id, a->id, i, i, i);
-        if (memds_mime_prepare(&s, msg, strlen(msg), DEF_FROM, DOMAIN, 0,
-                               &why, p) != APR_SUCCESS
+        if (memds_mime_prepare(&s, msg, strlen(msg), DEF_FROM, DOMAIN, 0, &why,
+                               p)
+                != APR_SUCCESS
             || s->rcpts->nelts != 3 || s->removed_bcc != 1
             || strcmp(s->from, apr_psprintf(p, "t%d@example.org", a->id)) != 0
             || strstr(s->data, "Bcc") != NULL) {
             ++a->job->failures[a->id];
         }
         if (memds_mime_prepare(&s, "To: john\n\n", 10, DEF_FROM, DOMAIN, 0,
-                               &why, p) != APR_EINVAL) {
+                               &why, p)
+            != APR_EINVAL) {
             ++a->job->failures[a->id];
         }
         apr_pool_clear(p);
@@ -945,23 +984,27 @@ static int suite_clean(void)
 static void test_header_access(void)
 {
     static const char m[] = "From: a@x.org\r\nmessage-id:  <m1@x.org> \r\n"
-        "X-Long: one\r\n two\r\nX-MemDS-Reply: m7\r\n\r\nbody\r\nX-Long: no\r\n";
+                            "X-Long: one\r\n two\r\nX-MemDS-Reply: "
+                            "m7\r\n\r\nbody\r\nX-Long: no\r\n";
     static const char *const drop[] = { "X-MemDS-Reply", "x-long", NULL };
     apr_size_t body = 0;
     const char *h;
 
-    CU_ASSERT_STRING_EQUAL(memds_mime_header_value(m, sizeof(m) - 1, "Message-ID",
-                                                   unit_pool), "<m1@x.org>");
+    CU_ASSERT_STRING_EQUAL(memds_mime_header_value(m, sizeof(m) - 1,
+                                                   "Message-ID", unit_pool),
+                           "<m1@x.org>");
     CU_ASSERT_STRING_EQUAL(memds_mime_header_value(m, sizeof(m) - 1, "x-long",
-                                                   unit_pool), "one two");
-    CU_ASSERT_PTR_NULL(memds_mime_header_value(m, sizeof(m) - 1, "Subject", unit_pool));
+                                                   unit_pool),
+                           "one two");
+    CU_ASSERT_PTR_NULL(
+        memds_mime_header_value(m, sizeof(m) - 1, "Subject", unit_pool));
     h = memds_mime_header_without(m, sizeof(m) - 1, drop, &body, unit_pool);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     CU_ASSERT_STRING_EQUAL(h, "From: a@x.org\r\nmessage-id:  <m1@x.org> \r\n");
     CU_ASSERT_STRING_EQUAL(m + body, "body\r\nX-Long: no\r\n");
     /* a malformed header: nothing read */
-    CU_ASSERT_PTR_NULL(memds_mime_header_value(" x\r\nA: b\r\n\r\n", 12, "A",
-                                               unit_pool));
+    CU_ASSERT_PTR_NULL(
+        memds_mime_header_value(" x\r\nA: b\r\n\r\n", 12, "A", unit_pool));
 }
 
 void unit_add_mime(void)
