@@ -58,23 +58,6 @@ static const memds_ds_provider_t *find(const memds_ds_registry_t *reg,
     return any;
 }
 
-int memds_ds_kind_known(const memds_ds_registry_t *reg, const char *kind)
-{
-    const memds_ds_provider_t *const *v;
-    int i;
-
-    if (reg == NULL) {
-        return find(NULL, kind, NULL) != NULL;
-    }
-    v = (const memds_ds_provider_t *const *)reg->provs->elts;
-    for (i = 0; i < reg->provs->nelts; ++i) {
-        if (strcmp(v[i]->kind, kind) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
                            memds_store_t *st, const char *account,
                            const char *store, apr_int64_t device_id,

@@ -192,8 +192,6 @@ memds_ds_registry_t *memds_ds_registry_make(apr_pool_t *p);
 /** Add a provider (not copied: it must outlive the registry). */
 void memds_ds_register(memds_ds_registry_t *reg,
                        const memds_ds_provider_t *prov);
-/** Is there any provider for kind? (reg NULL: the built-in ones) */
-int memds_ds_kind_known(const memds_ds_registry_t *reg, const char *kind);
 
 /** Open the datastore store of env->kind for account on behalf of
  *  device_id; APR_ENOTIMPL when no provider serves it. Nothing is
