@@ -20,6 +20,7 @@ void unit_add_email(void);
 void unit_add_mime(void);
 void unit_add_outcome(void);
 void unit_add_compose(void);
+void unit_add_trunc(void);
 void unit_add_engine(void);
 
 /** Read a file into unit_pool; NULL if unreadable. */

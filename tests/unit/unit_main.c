@@ -79,6 +79,7 @@ int main(int argc, const char *const *argv)
     unit_add_mime();
     unit_add_outcome();
     unit_add_compose();
+    unit_add_trunc();
     unit_add_engine();
     for (s = CU_get_registry()->pSuite; s; s = s->pNext) {
         total += s->uiNumberOfTests;

@@ -1,0 +1,310 @@
+/* memds_trunc.c: a mail truncated from its structure (memds_trunc.h).
+ * Pure MIME: the original's sections come through the caller's callback. */
+#include "email/memds_trunc.h"
+#include "email/memds_mime.h"
+#include "util/memds_buf.h"
+#include "util/memds_util.h"
+
+#include <apr_base64.h>
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+/* What the MIME fields of the result and the blank line take at most
+ * (subtype and charset are tokens of at most 64 bytes: token_or). */
+#define MIME_OVERHEAD 192
+
+static int is_text(const memds_trunc_part_t *l)
+{
+    return !strcasecmp(l->type, "text")
+           && (!l->disposition || strcasecmp(l->disposition, "attachment"))
+           && l->name == NULL;
+}
+
+/* The preferred text part: the first text/plain, else the first
+ * text/html, that is not an attachment. */
+static const memds_trunc_part_t *text_part(const apr_array_header_t *parts)
+{
+    static const char *const pref[] = { "plain", "html" };
+    int i, k;
+
+    for (k = 0; k < 2; ++k) {
+        for (i = 0; parts && i < parts->nelts; ++i) {
+            const memds_trunc_part_t *l = &APR_ARRAY_IDX(parts, i,
+                                                         memds_trunc_part_t);
+            if (is_text(l) && !strcasecmp(l->subtype, pref[k])) {
+                return l;
+            }
+        }
+    }
+    return NULL;
+}
+
+static int utf8_charset(const char *cs)
+{
+    return !cs || !strcasecmp(cs, "utf-8") || !strcasecmp(cs, "us-ascii");
+}
+
+/* The length of the longest prefix of d[0..n) that is valid UTF-8 without
+ * NUL or lines over 998 bytes, when all of it is, but for a sequence cut
+ * at the end when cut is set; (apr_size_t)-1 when it is not such text. */
+static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut)
+{
+    const unsigned char *s = (const unsigned char *)d, *end = s + n;
+    apr_size_t i = 0, line = 0;
+    unsigned cp;
+
+    while (i < n) {
+        apr_size_t l = 1;
+        if (s[i] == 0) {
+            return (apr_size_t)-1;
+        }
+        if (s[i] >= 0x80 && (l = memds_utf8_seq(s + i, end, &cp)) == 0) {
+            /* a sequence that the cut at n split is no error */
+            if (cut && n - i < 4 && (s[i] & 0xC0) == 0xC0) {
+                unsigned char tmp[4];
+                apr_size_t need = s[i] >= 0xF0 ? 4 : s[i] >= 0xE0 ? 3 : 2;
+                if (n - i < need) {
+                    memcpy(tmp, s + i, n - i);
+                    memset(tmp + (n - i), 0x80, need - (n - i));
+                    if (memds_utf8_seq(tmp, tmp + need, &cp) == need) {
+                        return i;
+                    }
+                }
+            }
+            return (apr_size_t)-1;
+        }
+        line = s[i] == '\n' ? 0 : line + l;
+        if (line > 998) {
+            return (apr_size_t)-1;
+        }
+        i += l;
+    }
+    return n;
+}
+
+/* text with every line ending in CRLF (bare LF and CR made CRLF). */
+static void add_crlf_text(memds_buf_t *b, const char *t, apr_size_t n)
+{
+    apr_size_t i, start = 0;
+
+    for (i = 0; i < n; ++i) {
+        if (t[i] == '\r' || t[i] == '\n') {
+            memds_buf_add(b, t + start, i - start);
+            memds_buf_add(b, "\r\n", 2);
+            if (t[i] == '\r' && i + 1 < n && t[i + 1] == '\n') {
+                ++i;
+            }
+            start = i + 1;
+        }
+    }
+    memds_buf_add(b, t + start, n - start);
+    if (n > 0 && t[n - 1] != '\n' && t[n - 1] != '\r') {
+        memds_buf_add(b, "\r\n", 2);
+    }
+}
+
+/* base64 of d[0..n) in lines of 76 characters. */
+static void add_base64(memds_buf_t *b, const char *d, apr_size_t n,
+                       apr_pool_t *p)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i += 57) {
+        apr_size_t k = n - i < 57 ? n - i : 57;
+        char *enc = apr_palloc(p, apr_base64_encode_len((int)k));
+        int el = apr_base64_encode(enc, d + i, (int)k);
+        memds_buf_add(b, enc,
+                      strlen(enc) < (apr_size_t)el ? strlen(enc)
+                                                   : (apr_size_t)el);
+        memds_buf_add(b, "\r\n", 2);
+    }
+}
+
+/* The bytes base64 of n bytes takes in lines of 76 with CRLF. */
+static apr_size_t base64_size(apr_size_t n)
+{
+    apr_size_t lines = (n + 56) / 57;
+    return (n + 2) / 3 * 4 + lines * 2;
+}
+
+/* One field "Name: value" with value cut to MEMDS_TRUNC_FIELD_MAX bytes
+ * (at the last comma or blank before the limit when there is one). */
+static void add_cut_field(memds_buf_t *b, const char *name, const char *v)
+{
+    apr_size_t n = strlen(v);
+
+    if (n > MEMDS_TRUNC_FIELD_MAX) {
+        apr_size_t k = MEMDS_TRUNC_FIELD_MAX;
+        while (k > 0 && v[k] != ',' && v[k] != ' ') {
+            --k;
+        }
+        n = k > 0 ? k : MEMDS_TRUNC_FIELD_MAX;
+    }
+    memds_buf_add(b, name, strlen(name));
+    memds_buf_add(b, ": ", 2);
+    memds_buf_add(b, v, n);
+    memds_buf_add(b, "\r\n", 2);
+}
+
+/* The header to send: the original's without its MIME fields, or when
+ * that does not leave MIME_OVERHEAD bytes in budget only the fields a
+ * reader needs, each cut. NULL when the header cannot be read. */
+static const char *cut_header(apr_size_t *plen, const char *hdr,
+                              apr_size_t hdrlen, apr_size_t budget,
+                              apr_pool_t *p)
+{
+    static const char *const drop[] = { "MIME-Version", "Content-Type",
+                                        "Content-Transfer-Encoding",
+                                        "Content-Disposition", NULL };
+    static const char *const keep[] = { "From",        "To",   "Cc",
+                                        "Subject",     "Date", "Message-ID",
+                                        "In-Reply-To", NULL };
+    apr_size_t body;
+    const char *h = memds_mime_header_without(hdr, hdrlen, drop, &body, p);
+    memds_buf_t b;
+    int i;
+
+    if (h == NULL) {
+        return NULL;
+    }
+    if (strlen(h) + MIME_OVERHEAD <= budget && !memchr(hdr, 0, hdrlen)) {
+        *plen = strlen(h);
+        return h;
+    }
+    memds_buf_init(&b, 1024, p);
+    for (i = 0; keep[i]; ++i) {
+        const char *v = memds_mime_header_value(hdr, hdrlen, keep[i], p);
+        if (v) {
+            add_cut_field(&b, keep[i], v);
+        }
+    }
+    memds_buf_add(&b, "", 1);
+    *plen = b.len - 1;
+    return b.data;
+}
+
+/* s when it is a MIME token (RFC 2045), else dflt. */
+static const char *token_or(const char *s, const char *dflt)
+{
+    const char *c;
+
+    if (s == NULL || *s == 0 || strlen(s) > 64) {
+        return dflt;
+    }
+    for (c = s; *c; ++c) {
+        if (*c <= ' ' || *c >= 127 || strchr("()<>@,;:\\\"/[]?=", *c)) {
+            return dflt;
+        }
+    }
+    return s;
+}
+
+static const char *mime_type(const memds_trunc_part_t *l, apr_pool_t *p)
+{
+    return apr_pstrcat(p, l->type, "/", l->subtype, NULL);
+}
+
+/* The <truncated> entries: the text part when cut (or when there is
+ * none), every other text part as a body, every other part attached. */
+static void list_omitted(memds_email_t *e, const memds_trunc_orig_t *o,
+                         const memds_trunc_part_t *tp, int text_whole,
+                         apr_pool_t *p)
+{
+    int i;
+
+    e->has_truncated = 1;
+    for (i = 0; o->parts && i < o->parts->nelts; ++i) {
+        const memds_trunc_part_t *l = &APR_ARRAY_IDX(o->parts, i,
+                                                     memds_trunc_part_t);
+        if (l == tp && text_whole) {
+            continue;
+        }
+        if (is_text(l)) {
+            memds_email_add_tbody(e, l->size, mime_type(l, p), p);
+        }
+        else {
+            memds_email_add_tattach(e,
+                                    l->name ? l->name
+                                            : apr_pstrcat(p, "part-",
+                                                          l->section, NULL),
+                                    l->size, mime_type(l, p), p);
+        }
+    }
+}
+
+apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
+                               memds_email_t *e, const memds_trunc_orig_t *o,
+                               apr_size_t budget, const char **pwhy,
+                               apr_pool_t *p)
+{
+    const memds_trunc_part_t *tp = text_part(o->parts);
+    const char *hdr, *h, *text = "", *charset, *subtype;
+    apr_size_t hdrlen, hl, room, want, tl = 0, keep;
+    memds_buf_t out;
+    int b64 = 0, text_whole = 0;
+    apr_status_t rv;
+
+    *pwhy = NULL;
+    if ((rv = o->fetch(o->baton, "HEADER", 0, 0, &hdr, &hdrlen))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    h = cut_header(&hl, hdr, hdrlen, budget, p);
+    if (h == NULL) {
+        *pwhy = "cannot read the header of the message";
+        return APR_EINVAL;
+    }
+    if (hl + MIME_OVERHEAD > budget) {
+        *pwhy = apr_psprintf(p,
+                             "even the cut header (%" APR_SIZE_T_FMT
+                             " bytes) does not fit %" APR_SIZE_T_FMT " bytes",
+                             hl, budget);
+        return APR_ENOSPC;
+    }
+    room = budget - hl - MIME_OVERHEAD;
+    charset = tp ? token_or(tp->charset, NULL) : NULL;
+    subtype = tp ? token_or(tp->subtype, "plain") : "plain";
+    if (tp && room > 8) {
+        /* as text, a CR may become CRLF: half the room is always safe;
+         * as base64, 3 bytes take 4 and a CRLF every 57 */
+        want = room / 2;
+        if ((rv = o->fetch(o->baton, tp->section, 1, want, &text, &tl))
+            != APR_SUCCESS) {
+            return rv;
+        }
+        text_whole = tl < want;
+        keep = utf8_charset(tp->charset) ? utf8_text_len(text, tl, !text_whole)
+                                         : (apr_size_t)-1;
+        if (keep == (apr_size_t)-1) {
+            b64 = 1;
+            keep = tl;
+            while (keep > 0 && base64_size(keep) > room) {
+                keep = keep > 64 ? keep - keep / 8 : keep - 1;
+            }
+        }
+        text_whole = text_whole && keep == tl;
+        tl = keep;
+    }
+    list_omitted(e, o, tp, text_whole, p);
+    memds_buf_init(&out, hl + MIME_OVERHEAD + tl * 2 + 16, p);
+    memds_buf_add(&out, h, hl);
+    memds_buf_add(&out, "MIME-Version: 1.0\r\nContent-Type: text/", 38);
+    memds_buf_add(&out, subtype, strlen(subtype));
+    memds_buf_add(&out, "; charset=", 10);
+    charset = charset ? charset : "utf-8";
+    memds_buf_add(&out, charset, strlen(charset));
+    if (b64) {
+        memds_buf_add(&out, "\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+                      39);
+        add_base64(&out, text, tl, p);
+    }
+    else {
+        memds_buf_add(&out, "\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", 37);
+        add_crlf_text(&out, text, tl);
+    }
+    memds_buf_add(&out, "", 1);
+    *pout = out.data;
+    *plen = out.len - 1;
+    return APR_SUCCESS;
+}
