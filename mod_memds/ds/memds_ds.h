@@ -78,6 +78,9 @@ typedef struct memds_ds_vt {
      *  (*pparent NULL at the top). May be NULL. */
     apr_status_t (*parent)(memds_ds_t *ds, const char *guid,
                            const char **pparent);
+    /** Hierarchical datastores: Move (DS 1.2) the item to the folder
+     *  ds->parent_hint (same server id). NULL: Move is not supported. */
+    apr_status_t (*move)(memds_ds_t *ds, const char *guid);
 } memds_ds_vt;
 
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,

@@ -913,7 +913,7 @@ static const memds_ds_vt imap_vt = {
     "imap",    imap_snapshot,    imap_changes, imap_fetch,
     imap_add,  imap_replace,     imap_remove,  imap_match,
     imap_same, imap_last_change, imap_check,   1,
-    NULL
+    NULL,      NULL
 };
 
 static const memds_ds_vt tree_vt = { "imap",
@@ -928,7 +928,8 @@ static const memds_ds_vt tree_vt = { "imap",
                                      imap_last_change,
                                      imap_check,
                                      1,
-                                     memds_mtree_parent };
+                                     memds_mtree_parent,
+                                     memds_mtree_move };
 
 static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
                               apr_pool_t *p)

@@ -292,14 +292,44 @@ apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
     return APR_SUCCESS;
 }
 
+/* Rename (or re-parent) folder row f to wire name wire, device path path. */
+static apr_status_t rename_folder(memds_ds_t *ds, const memds_mfitem_t *f,
+                                  const char *wire, const char *path)
+{
+    memds_imap_conn_t *c;
+    memds_imap_err_t ierr;
+
+    if (strcmp(wire, f->folder) == 0) {
+        return APR_SUCCESS; /* same name and place */
+    }
+    if (f->role || strcmp(f->folder, "INBOX") == 0) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "special folders (Inbox, Sent, Drafts, Trash, "
+                               "...) cannot be renamed or moved");
+    }
+    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memds_imap_unselect(c, &ierr);
+    if (memds_imap_rename(c, f->folder, wire, &ierr) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &ierr, "RENAME");
+    }
+    MBOX(ds)->sh->boxes = NULL;
+    MBOX(ds)->sh->frows = NULL;
+    if (memds_mail_folder_rename(ds->st, ds->account, f->folder, wire, path,
+                                 ds->device_id)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
                                         const char *data, apr_size_t len)
 {
     memds_folder_t *fo;
     memds_codec_err_t err;
     memds_mfitem_t f, pf;
-    memds_imap_conn_t *c;
-    memds_imap_err_t ierr;
     const char *wire, *path, *ppath;
     int has_parent = 0;
     apr_status_t rv = memds_mtree_folder_row(ds, &f, guid);
@@ -337,29 +367,7 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (strcmp(wire, f.folder) == 0) {
-        return APR_SUCCESS; /* same name and place */
-    }
-    if (f.role || strcmp(f.folder, "INBOX") == 0) {
-        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
-                               "special folders (Inbox, Sent, Drafts, Trash, "
-                               "...) cannot be renamed");
-    }
-    if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
-    memds_imap_unselect(c, &ierr);
-    if (memds_imap_rename(c, f.folder, wire, &ierr) != APR_SUCCESS) {
-        return memds_mbox_fail_imap(ds, &ierr, "RENAME");
-    }
-    MBOX(ds)->sh->boxes = NULL;
-    MBOX(ds)->sh->frows = NULL;
-    if (memds_mail_folder_rename(ds->st, ds->account, f.folder, wire, path,
-                                 ds->device_id)
-        != APR_SUCCESS) {
-        return memds_mbox_fail_db(ds);
-    }
-    return APR_SUCCESS;
+    return rename_folder(ds, &f, wire, path);
 }
 
 apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
@@ -482,4 +490,75 @@ apr_status_t memds_mtree_parent(memds_ds_t *ds, const char *guid,
         }
     }
     return APR_SUCCESS;
+}
+
+/* Move (DS 1.2) a message or a folder to the folder ds->parent_hint: a
+ * message by UID MOVE (same server id, flags kept), a folder by RENAME under
+ * its new parent. The Outbox is no place to move to or from, and special
+ * folders stay where they are. */
+apr_status_t memds_mtree_move(memds_ds_t *ds, const char *guid)
+{
+    memds_mfitem_t f, to;
+    memds_mmsg_t row;
+    const char *folder, *wire, *path;
+    apr_status_t rv;
+
+    if (guid[0] == 'q') { /* an Outbox item (memds_outbox.c) */
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "Move out of the Outbox: mail there is being "
+                               "sent");
+    }
+    if (ds->parent_hint == NULL) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                               "Move: the target folder does not exist");
+    }
+    rv = memds_mtree_folder_row(ds, &to, ds->parent_hint);
+    if (rv != APR_SUCCESS) {
+        return rv == APR_ENOENT
+                   ? memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                     "Move: the target folder does not exist")
+                   : APR_EGENERAL;
+    }
+    if (strcmp(to.folder, MEMDS_OUTBOX_FOLDER) == 0) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "Move into the Outbox: mail is sent by adding "
+                               "it there, not by moving it");
+    }
+    if (guid[0] == 'f') {
+        rv = memds_mtree_folder_row(ds, &f, guid);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (strcmp(f.folder, MEMDS_OUTBOX_FOLDER) == 0) {
+            return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                                   "the Outbox cannot be moved");
+        }
+        if (strcmp(to.guid, f.guid) == 0
+            || (strncmp(to.name, f.name, strlen(f.name)) == 0
+                && to.name[strlen(f.name)] == '/')) {
+            return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                                   "a folder cannot be moved into itself");
+        }
+        if (wire_name(ds, &to, memds_mtree_last_component(f.name), &wire, &path)
+            != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        return rename_folder(ds, &f, wire, path);
+    }
+    rv = memds_mail_get_any(ds->st, &row, &folder, ds->account, guid);
+    if (rv != APR_SUCCESS) {
+        return rv == APR_ENOENT ? rv : memds_mbox_fail_db(ds);
+    }
+    if (strcmp(folder, MEMDS_OUTBOX_FOLDER) == 0) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_ALLOWED,
+                               "Move out of the Outbox: mail there is being "
+                               "sent");
+    }
+    if (strcmp(folder, to.folder) == 0) {
+        return APR_SUCCESS; /* already there */
+    }
+    if (memds_mbox_set_folder(ds, folder) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    return memds_mtree_move_msg(ds, &row, &to);
 }

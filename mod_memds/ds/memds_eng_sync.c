@@ -208,6 +208,46 @@ static int del_item(op_ctx_t *o, const char *luid, int soft)
                                        : MEMDS_ST_OK;
 }
 
+/* A Move (DS 1.2) of a hierarchical datastore's item to the folder its
+ * TargetParent (our id) or SourceParent (the device's, mapped) names; the
+ * server id and the map stay. Returns the status code, 0 on a database
+ * error. */
+static int move_item(op_ctx_t *o, const memds_item_t *it, const char *luid)
+{
+    const char *guid, *to = NULL;
+
+    if (o->ds->vt->move == NULL) {
+        /* no SupportHierarchicalSync here: an optional feature */
+        return MEMDS_ST_NOT_SUPPORTED;
+    }
+    if (load_maps(o) != APR_SUCCESS) {
+        return 0;
+    }
+    guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+    if (guid == NULL) {
+        return MEMDS_ST_NOT_FOUND;
+    }
+    if (it->target_parent && *it->target_parent) {
+        to = it->target_parent;
+    }
+    else if (it->source_parent && *it->source_parent) {
+        to = apr_hash_get(o->luid2guid, it->source_parent, APR_HASH_KEY_STRING);
+        if (to == NULL) {
+            return MEMDS_ST_NOT_FOUND;
+        }
+    }
+    else {
+        return MEMDS_ST_INCOMPLETE_COMMAND; /* moved where? */
+    }
+    o->ds->parent_hint = to;
+    o->ds->luid_hint = luid;
+    switch (o->ds->vt->move(o->ds, guid)) {
+    case APR_SUCCESS: return MEMDS_ST_OK;
+    case APR_ENOENT: return MEMDS_ST_NOT_FOUND;
+    default: return ds_failed(o);
+    }
+}
+
 /* A chunk of a large object (MoreData), or the last chunk completing one.
  * Returns 0 on a database error; *pdone says the item is whole and
  * *pdata and *plen hold it. */
@@ -357,9 +397,12 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
                 }
             }
         }
+        else if (c->type == MEMDS_CMD_MOVE) {
+            code = move_item(o, it, luid);
+        }
         else {
             code =
-                MEMDS_ST_NOT_SUPPORTED; /* Copy, Move, Atomic, Sequence inside Sync */
+                MEMDS_ST_NOT_SUPPORTED; /* Copy, Atomic, Sequence inside Sync */
         }
         if (code == 0) {
             return eng_db_fail(e, "applying a client change");

@@ -154,5 +154,6 @@ apr_status_t memds_mtree_target_folder(memds_ds_t *ds, memds_mfitem_t *f,
                                        int *pnamed);
 apr_status_t memds_mtree_parent(memds_ds_t *ds, const char *guid,
                                 const char **pparent);
+apr_status_t memds_mtree_move(memds_ds_t *ds, const char *guid);
 
 #endif /* MEMDS_MAILBOX_H */

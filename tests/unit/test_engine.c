@@ -691,6 +691,29 @@ static void client_changes_statuses(void)
     CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_NOT_FOUND);
 }
 
+/* Move (DS 1.2) in a datastore without SupportHierarchicalSync (the items
+ * store): 406, the item untouched, the other items of the Sync applied. */
+static void move_not_hierarchical(void)
+{
+    tdev_t *d = dev_new("dev-mv");
+    const char *next;
+
+    session(d, MEMDS_ALERT_SLOW, three_adds(d));
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    send_msg(
+        d,
+        sync_xml(d, apr_pstrcat(d->p,
+                                "<Move><CmdID>3</CmdID><Item><Source><LocURI>a1"
+                                "</LocURI></Source><TargetParent><LocURI>x"
+                                "</LocURI></TargetParent></Item></Move>",
+                                item_cmd(d, "Replace", 4, "a2", "memo 2 new"),
+                                NULL)),
+        1, 0);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Move", 0), MEMDS_ST_NOT_SUPPORTED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0), MEMDS_ST_OK);
+}
+
 static void one_way_and_refresh(void)
 {
     tdev_t *a = dev_new("dev-ow"), *b;
@@ -1387,6 +1410,8 @@ void unit_add_engine(void)
     CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
     CU_add_test(s, "statuses of client changes", client_changes_statuses);
     CU_add_test(s, "one-way and refresh", one_way_and_refresh);
+    CU_add_test(s, "Move outside a hierarchical datastore: 406",
+                move_not_hierarchical);
     CU_add_test(s, "multi-message packages", multi_message_package);
     CU_add_test(s, "Alert 222 when nothing to say", next_message_alert);
     CU_add_test(s, "retransmission answered from storage", retransmission);
