@@ -171,6 +171,11 @@ struct memds_ds_t {
     /** Set by the engine before add/replace/remove: the device's id of the
      *  item (the outbox ledger keys on it). */
     const char *luid_hint;
+    /** Set by the engine before fetch: the most bytes the object may
+     *  take on the device (its MaxObjSize, or what fits a message when it
+     *  takes no large objects), 0 for no limit. A datastore that can send
+     *  a smaller form (the mail datastore: a truncated mail) keeps to it. */
+    apr_size_t size_budget;
     /** After a successful add: the status to answer instead of 201 (e.g.
      *  202 for a message accepted but not yet sent), 0 for 201. */
     int ok_status;

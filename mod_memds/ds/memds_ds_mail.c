@@ -18,6 +18,7 @@
  * CTCap for the type has FieldLevel, the complete object otherwise) or
  * message/rfc822, as the device prefers (DevInf Rx-Pref). */
 #include "ds/memds_mailbox.h"
+#include "ds/memds_mailtrunc.h"
 #include "email/memds_mime.h"
 
 #include <apr_strings.h>
@@ -475,7 +476,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     memds_mbox_t *x = MBOX(ds);
     apr_pool_t *p = ds->st->pool;
     memds_mmsg_t row;
-    memds_imap_conn_t *c;
+    memds_imap_conn_t *c = NULL;
     memds_imap_err_t err;
     memds_imap_body_info_t info;
     memds_email_t *e;
@@ -513,6 +514,13 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    if (ds->size_budget > 0
+        && (apr_size_t)row.size + (x->want_rfc822 ? 0 : 512 + row.size / 8)
+               > ds->size_budget) {
+        /* too big for the device: truncated, never fetched whole */
+        return memds_mbox_fetch_truncated(ds, c, &row, e, x->want_rfc822, pdata,
+                                          plen, ptype);
+    }
     memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
     if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
                               memds_mbox_body_cb, &body, &info, &err)
@@ -526,6 +534,10 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
         /* (raw 8-bit mail in another charset cannot be XML text: it goes as
          * message/rfc822, which WBXML and b64 carry byte for byte) */
+        if (ds->size_budget > 0 && body.len > ds->size_budget) {
+            return memds_mbox_fetch_truncated(ds, c, &row, e, 1, pdata, plen,
+                                              ptype);
+        }
         *pdata = body.data;
         *plen = body.len;
         *ptype = MEMDS_RFC822;
@@ -542,6 +554,12 @@ build:
         return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
                                apr_psprintf(p, "building the email object: %s",
                                             cerr.msg ? cerr.msg : "?"));
+    }
+    if (e->has_item && ds->size_budget > 0 && out.len > ds->size_budget) {
+        /* (XML escaping made it too big) */
+        e->has_item = 0;
+        return memds_mbox_fetch_truncated(ds, c, &row, e, 0, pdata, plen,
+                                          ptype);
     }
     *pdata = out.data;
     *plen = out.len;

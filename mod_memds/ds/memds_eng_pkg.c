@@ -342,6 +342,31 @@ apr_size_t eng_limit_of(eng_t *e)
     return (apr_size_t)(m > MSG_MARGIN * 4 ? m - MSG_MARGIN : m);
 }
 
+/* The budget to fetch an item again with after its object of len bytes
+ * (fetched with budget, 0: none) did not fit a message with room bytes for
+ * it: room less a margin first, then two thirds each time; 0 when no
+ * smaller budget is worth a try (or the datastore did not keep to it). */
+static int retry_budget(apr_size_t *pnext, apr_size_t budget, apr_size_t len,
+                        apr_size_t room)
+{
+    apr_size_t next = room > 512 ? room - 512 : 0;
+
+    if (budget > 0 && len > budget) {
+        return 0; /* a datastore that cannot make it smaller */
+    }
+    if (budget > 0 && budget <= next) {
+        next = budget * 2 / 3;
+    }
+    if (next >= len) {
+        next = len * 2 / 3;
+    }
+    if (next < 1024) {
+        return 0;
+    }
+    *pnext = next;
+    return 1;
+}
+
 /* The command carrying one queued change; data and type fetched now. */
 static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
                                const memds_qitem_t *q, apr_int64_t known_seq,
@@ -491,6 +516,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         apr_size_t empty, one_empty, est;
         int base = e->cmd_id, more = 1;
         apr_int64_t known_seq = -1;
+        apr_size_t shrink = 0; /* a smaller budget for the item retried */
         memds_syncstate_t state;
 
         if (!ss->queue_built) {
@@ -539,7 +565,30 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 apr_size_t len, delta;
                 placed_t *pl;
 
+                /* The object's budget: a mail too big goes truncated. */
+                ds->size_budget = shrink ? shrink
+                                  : e->sess.max_obj_size > 0
+                                      ? (apr_size_t)e->sess.max_obj_size
+                                      : 0;
+                shrink = 0;
                 rv = queued_cmd(&c, e, ds, q, known_seq, &data, &len);
+                if (rv == APR_ENOSPC) {
+                    /* Not even its cut header fits the budget. */
+                    e->resp->log_level = 4;
+                    e->resp->log_msg = apr_psprintf(
+                        e->p,
+                        MEMDS_LOGNO(00560) "item %s of %s does not fit %lu "
+                                           "bytes even truncated (%s): not "
+                                           "sent",
+                                    q->guid, ss->store,
+                                    (unsigned long)ds->size_budget,
+                                    ds->reason ? ds->reason : "?");
+                    if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_ENTITY_TOO_LARGE))
+                        != APR_SUCCESS) {
+                        return rv;
+                    }
+                    continue;
+                }
                 if (rv == APR_ENOENT) {
                     /* Deleted meanwhile: nothing to send; the next sync tells. */
                     if ((rv = mark_sent(e, q, 0, 1, MEMDS_ST_OK))
@@ -627,6 +676,18 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     else {
                         sync->cmds->nelts--;
                     }
+                }
+                else if (sync->cmds->nelts == 0 && first_sync
+                         && q->op != MEMDS_Q_DELETE && q->sent_bytes == 0
+                         && retry_budget(&shrink, ds->size_budget, len,
+                                         limit > est + one_empty
+                                             ? limit - est - one_empty
+                                             : 0)) {
+                    /* Would not fit even an otherwise empty message, and the
+                     * device takes no large objects: again, truncated to
+                     * what fits (a smaller budget each time). */
+                    full = 0;
+                    --j;
                 }
                 else if (sync->cmds->nelts == 0 && first_sync) {
                     /* Would not fit even an otherwise empty message, and the

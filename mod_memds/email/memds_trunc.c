@@ -12,7 +12,7 @@
 
 /* What the MIME fields of the result and the blank line take at most
  * (subtype and charset are tokens of at most 64 bytes: token_or). */
-#define MIME_OVERHEAD 192
+#define MIME_OVERHEAD 256
 
 static int is_text(const memds_trunc_part_t *l)
 {

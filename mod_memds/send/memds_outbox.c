@@ -18,6 +18,7 @@
 
 #include "send/memds_send.h"
 #include "ds/memds_mailbox.h"
+#include "ds/memds_mailtrunc.h"
 #include "backends/memds_smtp.h"
 #include "ds/memds_outcome.h"
 #include "email/memds_compose.h"
@@ -105,20 +106,6 @@ typedef struct bs_ctx_t {
     int multipart;
 } bs_ctx_t;
 
-static const char *param_of(const apr_array_header_t *params, const char *name)
-{
-    int i;
-
-    for (i = 0; params && i < params->nelts; ++i) {
-        const memds_imap_param_t *pa = &APR_ARRAY_IDX(params, i,
-                                                      memds_imap_param_t);
-        if (pa->name && strcasecmp(pa->name, name) == 0) {
-            return pa->value;
-        }
-    }
-    return NULL;
-}
-
 static void collect_leaves(bs_ctx_t *b, const memds_imap_body_t *n)
 {
     memds_compose_part_t *l;
@@ -134,7 +121,7 @@ static void collect_leaves(bs_ctx_t *b, const memds_imap_body_t *n)
     l->section = apr_pstrdup(b->p, n->section);
     l->type = apr_pstrdup(b->p, n->type ? n->type : "text");
     l->subtype = apr_pstrdup(b->p, n->subtype ? n->subtype : "plain");
-    l->charset = apr_pstrdup(b->p, param_of(n->params, "charset"));
+    l->charset = apr_pstrdup(b->p, memds_mbox_body_param(n->params, "charset"));
     l->encoding = apr_pstrdup(b->p, n->encoding);
     l->disposition = apr_pstrdup(b->p, n->disposition);
 }

@@ -1,0 +1,231 @@
+/* memds_mailtrunc.c: a mail too big for the device, sent truncated
+ * (memds_mailtrunc.h). */
+#include "ds/memds_mailtrunc.h"
+#include "email/memds_trunc.h"
+#include "util/memds_buf.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct tr_ctx_t {
+    memds_ds_t *ds;
+    memds_imap_conn_t *c;
+    apr_int64_t uid;
+    apr_pool_t *p;
+    apr_array_header_t *parts; /* memds_trunc_part_t */
+    int gone;                  /* the UID no longer exists */
+    int text_failed;           /* the server refused the text's BINARY */
+    memds_imap_err_t err;
+} tr_ctx_t;
+
+const char *memds_mbox_body_param(const apr_array_header_t *params,
+                                  const char *name)
+{
+    int i;
+
+    for (i = 0; params && i < params->nelts; ++i) {
+        const memds_imap_param_t *pa = &APR_ARRAY_IDX(params, i,
+                                                      memds_imap_param_t);
+        if (pa->name && strcasecmp(pa->name, name) == 0) {
+            return pa->value;
+        }
+    }
+    return NULL;
+}
+
+/* A file name XML can carry, or NULL. */
+static const char *safe_name(const char *n)
+{
+    return n && *n && memds_email_item_xml_safe(n, strlen(n), NULL) ? n : NULL;
+}
+
+static void leaves(tr_ctx_t *t, const memds_imap_body_t *n)
+{
+    memds_trunc_part_t *l;
+    const char *name;
+    int i;
+
+    if (n->multipart) {
+        for (i = 0; n->parts && i < n->parts->nelts; ++i) {
+            leaves(t, APR_ARRAY_IDX(n->parts, i, memds_imap_body_t *));
+        }
+        return;
+    }
+    l = apr_array_push(t->parts);
+    l->section = apr_pstrdup(t->p, n->section);
+    l->type = apr_pstrdup(t->p, n->type ? n->type : "text");
+    l->subtype = apr_pstrdup(t->p, n->subtype ? n->subtype : "plain");
+    l->charset = apr_pstrdup(t->p, memds_mbox_body_param(n->params, "charset"));
+    l->encoding = apr_pstrdup(t->p, n->encoding);
+    l->disposition = apr_pstrdup(t->p, n->disposition);
+    name = memds_mbox_body_param(n->disp_params, "filename");
+    name = name ? name : memds_mbox_body_param(n->params, "name");
+    l->name = apr_pstrdup(t->p, safe_name(name));
+    l->size = (apr_int64_t)n->size;
+}
+
+static apr_status_t bs_cb(void *baton, const memds_imap_resp_t *r)
+{
+    tr_ctx_t *t = baton;
+
+    if (r->type == MEMDS_IMAP_RESP_FETCH && r->fetch->body
+        && t->parts->nelts == 0) {
+        leaves(t, r->fetch->body);
+    }
+    return APR_SUCCESS;
+}
+
+/* The builder's fetch: BODY.PEEK[HEADER], BINARY.PEEK[n]<0.max>. */
+static apr_status_t fetch_cb(void *baton, const char *section, int binary,
+                             apr_size_t max, const char **pdata,
+                             apr_size_t *plen)
+{
+    tr_ctx_t *t = baton;
+    memds_imap_body_info_t info;
+    memds_buf_t b;
+
+    memds_buf_init(&b, max > 0 && max < 65536 ? max + 1 : 4096, t->p);
+    if (memds_imap_fetch_body(t->c, (apr_uint32_t)t->uid, section, 0, max,
+                              binary ? MEMDS_IMAP_BODY_BINARY : 0,
+                              memds_mbox_body_cb, &b, &info, &t->err)
+        != APR_SUCCESS) {
+        if (t->err.kind == MEMDS_IMAP_E_NOTFOUND) {
+            t->gone = 1;
+            return APR_ENOENT;
+        }
+        if (binary && t->err.kind == MEMDS_IMAP_E_NO) {
+            /* (an encoding the server cannot decode: no text is sent, the
+             * text part is listed as left out) */
+            t->text_failed = 1;
+            *pdata = "";
+            *plen = 0;
+            return APR_SUCCESS;
+        }
+        return APR_EGENERAL;
+    }
+    memds_buf_addc(&b, '\0');
+    *pdata = b.data;
+    *plen = b.len - 1;
+    return APR_SUCCESS;
+}
+
+/* The text part the builder took for whole when the server could not
+ * decode it: listed as left out. */
+static void text_left_out(memds_email_t *te, const apr_array_header_t *parts,
+                          apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < parts->nelts; ++i) {
+        const memds_trunc_part_t *l = &APR_ARRAY_IDX(parts, i,
+                                                     memds_trunc_part_t);
+        if (!strcasecmp(l->type, "text")) {
+            memds_email_add_tbody(te, l->size,
+                                  apr_pstrcat(p, l->type, "/", l->subtype,
+                                              NULL),
+                                  p);
+            return;
+        }
+    }
+}
+
+apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
+                                        const memds_mmsg_t *row,
+                                        memds_email_t *e, int want_rfc822,
+                                        const char **pdata, apr_size_t *plen,
+                                        const char **ptype)
+{
+    apr_pool_t *p = ds->st->pool;
+    apr_size_t budget = ds->size_budget, mb;
+    const char *msg = NULL, *why, *mark;
+    apr_size_t mlen = 0;
+    memds_trunc_orig_t o;
+    tr_ctx_t t;
+    memds_email_t *te = NULL;
+    memds_buf_t out;
+    memds_codec_err_t cerr;
+    int tries, rfc822 = want_rfc822;
+    apr_status_t rv;
+
+    memset(&t, 0, sizeof(t));
+    t.ds = ds;
+    t.c = c;
+    t.uid = row->uid;
+    t.p = p;
+    t.parts = apr_array_make(p, 8, sizeof(memds_trunc_part_t));
+    if (memds_imap_uid_fetch(c, apr_psprintf(p, "%" APR_INT64_T_FMT, row->uid),
+                             "(UID BODYSTRUCTURE)", 0, 0, bs_cb, &t, &t.err)
+        != APR_SUCCESS) {
+        if (t.err.kind == MEMDS_IMAP_E_NOTFOUND) {
+            return APR_ENOENT;
+        }
+        return memds_mbox_fail_imap(ds, &t.err, "UID FETCH BODYSTRUCTURE");
+    }
+    if (t.parts->nelts == 0) {
+        return APR_ENOENT; /* expunged since the scan: no FETCH came */
+    }
+    o.parts = t.parts;
+    o.fetch = fetch_cb;
+    o.baton = &t;
+    mark = apr_psprintf(p, "X-Sync-Message-Limit: %" APR_SIZE_T_FMT "\r\n",
+                        budget);
+    /* the email object's own overhead (flags, dates, the <truncated>
+     * list) and XML escaping are known only once built: build with a
+     * smaller message budget until the object fits */
+    mb = budget > 600 + 160 * (apr_size_t)t.parts->nelts
+             ? budget - 600 - 160 * (apr_size_t)t.parts->nelts
+             : budget / 2;
+    *pdata = NULL;
+    for (tries = 0; tries < 6; ++tries, mb = mb * 2 / 3) {
+        if (mb <= strlen(mark) + 64) {
+            ds->reason = "the budget is too small for any message";
+            return *pdata ? APR_SUCCESS : APR_ENOSPC;
+        }
+        te = apr_pmemdup(p, e, sizeof(*e));
+        t.text_failed = 0;
+        rv = memds_trunc_build(&msg, &mlen, te, &o, mb - strlen(mark), &why, p);
+        if (rv != APR_SUCCESS) {
+            if (t.gone) {
+                return APR_ENOENT;
+            }
+            if (rv == APR_ENOSPC || rv == APR_EINVAL) {
+                /* not even the cut header fits: the last one built (too
+                 * big, the engine says so), else the engine's ENOSPC */
+                ds->reason = why;
+                return *pdata ? APR_SUCCESS : APR_ENOSPC;
+            }
+            return memds_mbox_fail_imap(ds, &t.err,
+                                        "UID FETCH BODY.PEEK (truncated)");
+        }
+        if (t.text_failed) {
+            text_left_out(te, t.parts, p);
+        }
+        if (!rfc822 && memds_email_item_xml_safe(msg, mlen, NULL)) {
+            te->has_item = 1;
+            te->item = msg;
+            te->item_len = mlen;
+            memds_buf_init(&out, mlen + mlen / 4 + 2048, p);
+            memset(&cerr, 0, sizeof(cerr));
+            if (memds_email_build(&out, te, MEMDS_EMAIL_STYLE_TEXT, &cerr, p)
+                == APR_SUCCESS) {
+                *pdata = out.data;
+                *plen = out.len;
+                *ptype = MEMDS_EMAIL_CTTYPE;
+                if (out.len <= budget) {
+                    return APR_SUCCESS;
+                }
+                continue;
+            }
+        }
+        /* message/rfc822: asked for, or what XML cannot carry */
+        rfc822 = 1;
+        *pdata = apr_pstrcat(p, mark, msg, NULL);
+        *plen = strlen(mark) + mlen;
+        *ptype = MEMDS_RFC822;
+        if (*plen <= budget) {
+            return APR_SUCCESS;
+        }
+    }
+    return APR_SUCCESS; /* (the last one, too big: the engine says so) */
+}
