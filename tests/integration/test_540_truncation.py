@@ -14,7 +14,7 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import syncml as S
-from test_510_mail import (_hand_two_way, _imap_store,
+from test_510_mail import (EMAIL_TYPE, _devinf_put, _hand_two_way, _imap_store,
                            _receive_all, _send_map, folder_messages, imap,
                            new_folder, parse_item)
 
@@ -164,3 +164,29 @@ def test_542_no_large_objects_small_message(stack):
     root = ET.fromstring(big[0].encode("utf-8"))
     assert root.find("truncated") is not None
     assert len(big[0].encode("utf-8")) < 12000
+
+
+def test_543_rfc822_device_gets_the_truncated_message(stack):
+    """A device that wants message/rfc822 gets the truncated message itself,
+    marked with X-Sync-Message-Limit (so that its copy coming back is a
+    flags-only change), within its MaxObjSize."""
+    folder = new_folder(stack, 1)
+    msg, text, expect = big_mail(folder)
+    m = imap(stack)
+    assert m.append(folder, None, imaplib.Time2Internaldate(time.time()), msg)[0] == "OK"
+    m.logout()
+    devid = "dev-" + uuid.uuid4().hex[:10]
+    put = _devinf_put(devid, folder, False).replace(EMAIL_TYPE, "message/rfc822")
+    sess = SmallSession(stack["MEMDS_URL"], devid, "alice", "alice-secret")
+    a = sess.post(sess.message(put + S.alert(2, 201, folder, "./" + folder, "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(3, folder, "./" + folder, []))))
+    assert [(op, typ) for op, _, _, typ, *_ in got] == [("Add", "message/rfc822")] * 2, got
+    big = [g[4] for g in got if "big one" in g[4]]
+    assert len(big) == 1
+    data = big[0].encode("utf-8")
+    assert len(data) <= BUDGET
+    assert data.startswith(b"X-Sync-Message-Limit: %d\r\n" % BUDGET)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Subject: big one\r\n" in head and b"multipart" not in data
+    assert text.replace("\n", "\r\n").startswith(body.decode("utf-8").rstrip("\r\n"))
