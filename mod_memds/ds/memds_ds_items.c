@@ -112,12 +112,13 @@ static apr_status_t items_last_change(memds_ds_t *ds, const char *guid,
     return rv;
 }
 
-static const memds_ds_vt items_vt = {
-    "items",    items_snapshot,    items_changes, items_fetch,
-    items_add,  items_replace,     items_remove,  items_match,
-    items_same, items_last_change, NULL,          0,
-    NULL,       NULL
-};
+static const memds_ds_vt items_vt = { "items",       items_snapshot,
+                                      items_changes, items_fetch,
+                                      items_add,     items_replace,
+                                      items_remove,  items_match,
+                                      items_same,    items_last_change,
+                                      NULL,          0,
+                                      NULL,          NULL };
 
 static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
                                apr_pool_t *p)

@@ -927,12 +927,13 @@ static apr_status_t imap_check(memds_ds_t *ds)
     return MBOX(ds)->hier ? memds_mbox_conn(ds, &c) : memds_mbox_resolve(ds);
 }
 
-static const memds_ds_vt imap_vt = {
-    "imap",    imap_snapshot,    imap_changes, imap_fetch,
-    imap_add,  imap_replace,     imap_remove,  imap_match,
-    imap_same, imap_last_change, imap_check,   1,
-    NULL,      NULL
-};
+static const memds_ds_vt imap_vt = { "imap",       imap_snapshot,
+                                     imap_changes, imap_fetch,
+                                     imap_add,     imap_replace,
+                                     imap_remove,  imap_match,
+                                     imap_same,    imap_last_change,
+                                     imap_check,   1,
+                                     NULL,         NULL };
 
 static const memds_ds_vt tree_vt = { "imap",
                                      imap_snapshot,
