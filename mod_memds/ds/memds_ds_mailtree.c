@@ -245,33 +245,46 @@ static apr_status_t wire_name(memds_ds_t *ds, const memds_mfitem_t *pf,
     return APR_SUCCESS;
 }
 
+/* A folder object from the device, and the folder row of the parent it
+ * names (parent_hint; *phas 0 when it names none). */
+static apr_status_t parse_folder(memds_ds_t *ds, const char *data,
+                                 apr_size_t len, memds_folder_t **pfo,
+                                 memds_mfitem_t *pf, int *phas)
+{
+    memds_codec_err_t err;
+
+    *phas = 0;
+    memset(&err, 0, sizeof(err));
+    if (memds_folder_parse(pfo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
+        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
+                               apr_psprintf(ds->st->pool,
+                                            "unreadable folder object: %s",
+                                            err.msg ? err.msg : "?"));
+    }
+    if (ds->parent_hint) {
+        if (memds_mtree_folder_row(ds, pf, ds->parent_hint) != APR_SUCCESS) {
+            return ds->status
+                       ? APR_EGENERAL
+                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                         "the parent folder does not exist");
+        }
+        *phas = 1;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
                                     const char *data, apr_size_t len)
 {
     memds_folder_t *fo;
-    memds_codec_err_t err;
     memds_mfitem_t pf;
     memds_imap_conn_t *c;
     memds_imap_err_t ierr;
     const char *wire, *path;
     int has_parent = 0;
 
-    memset(&err, 0, sizeof(err));
-    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
-                               apr_psprintf(ds->st->pool,
-                                            "unreadable folder "
-                                            "object: %s",
-                                            err.msg ? err.msg : "?"));
-    }
-    if (ds->parent_hint) {
-        if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
-            return ds->status
-                       ? APR_EGENERAL
-                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
-                                         "the parent folder does not exist");
-        }
-        has_parent = 1;
+    if (parse_folder(ds, data, len, &fo, &pf, &has_parent) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     if (wire_name(ds, has_parent ? &pf : NULL, fo->name, &wire, &path)
             != APR_SUCCESS
@@ -328,7 +341,6 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
                                         const char *data, apr_size_t len)
 {
     memds_folder_t *fo;
-    memds_codec_err_t err;
     memds_mfitem_t f, pf;
     const char *wire, *path, *ppath;
     int has_parent = 0;
@@ -337,24 +349,10 @@ apr_status_t memds_mtree_folder_replace(memds_ds_t *ds, const char *guid,
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    memset(&err, 0, sizeof(err));
-    if (memds_folder_parse(&fo, data, len, &err, ds->st->pool) != APR_SUCCESS) {
-        return memds_mbox_fail(ds, MEMDS_ST_UNSUPPORTED_MEDIA,
-                               apr_psprintf(ds->st->pool,
-                                            "unreadable folder "
-                                            "object: %s",
-                                            err.msg ? err.msg : "?"));
+    if (parse_folder(ds, data, len, &fo, &pf, &has_parent) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
-    if (ds->parent_hint) {
-        if (memds_mtree_folder_row(ds, &pf, ds->parent_hint) != APR_SUCCESS) {
-            return ds->status
-                       ? APR_EGENERAL
-                       : memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
-                                         "the parent folder does not exist");
-        }
-        has_parent = 1;
-    }
-    else {
+    if (!has_parent) {
         /* no parent named: it stays where it is */
         if (memds_mtree_parent_of_path(ds, f.name, &ppath) != APR_SUCCESS) {
             return APR_EGENERAL;
