@@ -234,7 +234,9 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                                       ? server_last
                                       : NULL;
         ait->meta->anchor->next = ss->server_next;
-        ait->meta->max_obj_size = e->cfg->max_obj_size;
+        if (e->in->version != MEMDS_V10) { /* (MetInf 1.0 has none) */
+            ait->meta->max_obj_size = e->cfg->max_obj_size;
+        }
         eng_push(&al->items, ait, e->p);
         APR_ARRAY_PUSH(e->cmds, memds_cmd_t *) = al;
         e->saw_alert = 1;

@@ -13,7 +13,9 @@ static int is_devinf_uri(const char *uri)
 
 static const char *devinf_uri(const eng_t *e)
 {
-    return e->in->version == MEMDS_V11 ? "./devinf11" : "./devinf12";
+    return e->in->version == MEMDS_V10   ? "./devinf10"
+           : e->in->version == MEMDS_V11 ? "./devinf11"
+                                         : "./devinf12";
 }
 
 /* The client's DevInf datastore whose SourceRef is uri, if it sent one. */
@@ -69,8 +71,12 @@ static memds_devinf_t *server_devinf(eng_t *e)
     apr_array_header_t *names = apr_array_make(e->p, 4, sizeof(const char *));
     int i, j;
 
-    di->version = e->in->version == MEMDS_V11 ? MEMDS_V11 : MEMDS_V12;
-    di->verdtd = di->version == MEMDS_V11 ? "1.1" : "1.2";
+    /* DevInf in the session's version: memds_devinf_to_tree leaves out
+     * what that DevInf DTD lacks (UTC, SupportLargeObjs and
+     * SupportNumberOfChanges before 1.1; SupportHierarchicalSync, CTCap in
+     * DataStore, Filter-Rx and FilterCap before 1.2). */
+    di->version = e->in->version;
+    di->verdtd = eng_verdtd(e);
     di->man = e->cfg->server_name ? e->cfg->server_name : "mod_memds";
     di->mod = "mod_memds";
     di->swv = MEMDS_VERSION;

@@ -89,14 +89,21 @@ const char *eng_code_text(eng_t *e, int code)
     return apr_itoa(e->p, code);
 }
 
+const char *eng_verdtd(const eng_t *e)
+{
+    return e->in->version == MEMDS_V10   ? "1.0"
+           : e->in->version == MEMDS_V11 ? "1.1"
+                                         : "1.2";
+}
+
 memds_msg_t *eng_answer_header(eng_t *e, int with_respuri)
 {
     memds_msg_t *m = apr_pcalloc(e->p, sizeof(*m));
     const memds_hdr_t *h = &e->in->hdr;
 
     m->version = e->in->version;
-    m->hdr.verdtd = e->in->version == MEMDS_V11 ? "1.1" : "1.2";
-    m->hdr.verproto = e->in->version == MEMDS_V11 ? "SyncML/1.1" : "SyncML/1.2";
+    m->hdr.verdtd = eng_verdtd(e);
+    m->hdr.verproto = apr_pstrcat(e->p, "SyncML/", m->hdr.verdtd, NULL);
     m->hdr.session_id = h->session_id;
     m->hdr.msg_id = apr_itoa(e->p, e->sess.server_msg_id > 0
                                        ? e->sess.server_msg_id
@@ -634,7 +641,9 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     continue;
                 }
                 full = 1;
-                if (q->op != MEMDS_Q_DELETE && e->dev.large_objs) {
+                if (q->op != MEMDS_Q_DELETE && e->dev.large_objs
+                    && e->in->version != MEMDS_V10) {
+                    /* (SyncML 1.0 has no MoreData) */
                     /* A large object: the biggest chunk that fits, exactly
                      * measured (binary search), cut where XML keeps it. */
                     memds_item_t *it = APR_ARRAY_IDX(c->items, 0,

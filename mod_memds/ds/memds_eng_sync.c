@@ -413,13 +413,82 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
     return APR_SUCCESS;
 }
 
+/* Alert codes whose anchors must agree (two-way and one-way, also as
+ * alerted by the server): the code the mode falls back to is this + 1. */
+static int normal_mode(int code)
+{
+    switch (code) {
+    case MEMDS_ALERT_TWO_WAY:
+    case MEMDS_ALERT_TWO_WAY_BY_SERVER: return MEMDS_ALERT_TWO_WAY;
+    case MEMDS_ALERT_ONE_WAY_CLIENT:
+    case MEMDS_ALERT_ONE_WAY_CLIENT_BY_SERVER:
+        return MEMDS_ALERT_ONE_WAY_CLIENT;
+    case MEMDS_ALERT_ONE_WAY_SERVER:
+    case MEMDS_ALERT_ONE_WAY_SERVER_BY_SERVER:
+        return MEMDS_ALERT_ONE_WAY_SERVER;
+    default: return 0;
+    }
+}
+
+/* A Sync in the init phase: packages 1 and 3 together. The status this
+ * message's answer gives the datastore's Alert: 200 when it was accepted
+ * as sent; 0 when the datastore was alerted in an earlier message of the
+ * package (the device has seen our answer and syncs in the agreed mode). */
+static int combined_alert_status(eng_t *e, const memds_cmd_t *sync,
+                                 const memds_sstore_t *ss)
+{
+    int i, j, k, code = 0;
+
+    for (i = 0; i < e->in->cmds->nelts; ++i) {
+        const memds_cmd_t *a = APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *);
+        int ac = eng_code_of(a->data);
+        if (a == sync) {
+            break;
+        }
+        if (a->type != MEMDS_CMD_ALERT
+            || !(MEMDS_ALERT_IS_SYNC(ac) || MEMDS_ALERT_IS_SAN(ac)
+                 || ac == MEMDS_ALERT_RESUME)) {
+            continue;
+        }
+        for (j = 0; a->items && j < a->items->nelts; ++j) {
+            const memds_item_t *it = APR_ARRAY_IDX(a->items, j, memds_item_t *);
+            const char *uri = it->target ? it->target->uri : NULL;
+            int found = 0;
+            if (strcmp(eng_store_name(uri, e->p), ss->store) != 0) {
+                continue;
+            }
+            /* Our Status for this item of the Alert, if it asked for one;
+             * without, what the agreed mode says. */
+            for (k = 0; k < e->replies->nelts; ++k) {
+                const memds_cmd_t *s = APR_ARRAY_IDX(e->replies, k,
+                                                     memds_cmd_t *);
+                if (s->type == MEMDS_CMD_STATUS && s->cmd_ref && a->cmd_id
+                    && strcmp(s->cmd_ref, a->cmd_id) == 0 && s->target_refs
+                    && s->target_refs->nelts > 0 && uri
+                    && strcmp(APR_ARRAY_IDX(s->target_refs, 0, const char *),
+                              uri)
+                           == 0) {
+                    code = eng_code_of(s->data);
+                    found = 1;
+                }
+            }
+            if (!found) {
+                code = normal_mode(ac) && ss->alert_code == normal_mode(ac) + 1
+                           ? MEMDS_ST_REFRESH_REQUIRED
+                           : MEMDS_ST_OK;
+            }
+        }
+    }
+    return code;
+}
+
 apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
 {
     memds_cmd_t *st = eng_status_for(e, cmd, MEMDS_ST_OK);
     op_ctx_t o;
     memds_syncstate_t state;
     apr_status_t rv;
-    int i;
+    int i, refuse = 0;
 
     eng_add_ref(&st->target_refs, cmd->target ? cmd->target->uri : NULL, e->p);
     eng_add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
@@ -428,10 +497,30 @@ apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
     o.ss = eng_find_sstore(e,
                            eng_store_name(cmd->target ? cmd->target->uri : NULL,
                                           e->p));
-    if (o.ss == NULL || strcmp(e->sess.phase, PH_INIT) == 0) {
-        /* Not alerted in this session (or before the alerts are answered). */
-        st->data = eng_code_text(e, o.ss ? MEMDS_ST_FORBIDDEN
-                                         : MEMDS_ST_NOT_FOUND);
+    if (o.ss == NULL) {
+        refuse = MEMDS_ST_NOT_FOUND; /* not alerted in this session */
+    }
+    else if (strcmp(e->sess.phase, PH_INIT) == 0) {
+        /* Packages 1 and 3 together: taken when the Alert was accepted as
+         * sent. When the server requires a slow sync (508) the device's
+         * changes since its last sync are not what a slow sync needs: the
+         * Sync and its items get 508 as well, nothing is applied, and the
+         * device sends its whole datastore in package 3. */
+        int ac = combined_alert_status(e, cmd, o.ss);
+        if (ac == MEMDS_ST_REFRESH_REQUIRED) {
+            refuse = MEMDS_ST_REFRESH_REQUIRED;
+            e->combined_refused = 1;
+        }
+        else if (ac != 0 && ac != MEMDS_ST_OK) {
+            refuse = ac >= 300 ? ac : MEMDS_ST_FORBIDDEN;
+            e->combined_refused = 1;
+        }
+        else {
+            e->combined_ok = 1;
+        }
+    }
+    if (refuse) {
+        st->data = eng_code_text(e, refuse);
         eng_reply(e, cmd, st);
         for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
             const memds_cmd_t *c = APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *);

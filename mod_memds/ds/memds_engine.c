@@ -268,7 +268,7 @@ static apr_status_t start_session(eng_t *e, const char *account)
     e->sess.account = e->dev.account;
     e->sess.devid = e->dev.devid;
     e->sess.session_id = h->session_id;
-    e->sess.version = e->in->version == MEMDS_V11 ? "1.1" : "1.2";
+    e->sess.version = eng_verdtd(e);
     e->sess.encoding = e->enc == MEMDS_ENC_WBXML ? "wbxml" : "xml";
     e->sess.phase = PH_INIT;
     e->sess.client_msg_id = atoi(h->msg_id) - 1;
@@ -282,6 +282,24 @@ static apr_status_t start_session(eng_t *e, const char *account)
         return eng_db_fail(e, "creating the session");
     }
     e->new_session = 1;
+    return APR_SUCCESS;
+}
+
+/* The client's package 3 is complete: queue the server's changes of
+ * every datastore; package 4 starts in this answer. */
+static apr_status_t start_server_sync(eng_t *e)
+{
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
+        memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
+        if (!ss->queue_built && (rv = eng_build_queue(e, ss)) != APR_SUCCESS) {
+            return rv; /* (a resumed datastore brings its queue) */
+        }
+    }
+    e->sess.phase = PH_SERVER;
+    e->need_sync_out = 1;
     return APR_SUCCESS;
 }
 
@@ -333,13 +351,16 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     e->dirty = apr_array_make(p, 64, sizeof(memds_qitem_t *));
     e->ds_shared = memds_ds_shared_make(p);
     if (strcmp(h->verproto, "SyncML/1.2") != 0
-        && strcmp(h->verproto, "SyncML/1.1") != 0) {
+        && strcmp(h->verproto, "SyncML/1.1") != 0
+        && strcmp(h->verproto, "SyncML/1.0") != 0) {
         return eng_refuse(e, MEMDS_ST_PROTOCOL_VERSION,
-                          MEMDS_ST_PROTOCOL_VERSION, "SyncML/1.1, SyncML/1.2");
+                          MEMDS_ST_PROTOCOL_VERSION,
+                          "SyncML/1.0, SyncML/1.1, SyncML/1.2");
     }
-    if ((e->in->version == MEMDS_V12)
-            != (strcmp(h->verproto, "SyncML/1.2") == 0)
-        || (strcmp(h->verdtd, "1.2") != 0 && strcmp(h->verdtd, "1.1") != 0)) {
+    /* The document's version (namespace or WBXML public id, else VerDTD),
+     * VerDTD and VerProto must name the same version. */
+    if (strcmp(h->verdtd, eng_verdtd(e)) != 0
+        || strcmp(h->verproto + 7, eng_verdtd(e)) != 0) {
         return eng_refuse(e, MEMDS_ST_DTD_VERSION, MEMDS_ST_DTD_VERSION,
                           "VerDTD does not match VerProto");
     }
@@ -424,6 +445,13 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         e->sess.phase = PH_SUSPENDED;
         e->final = 1;
     }
+    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && e->saw_alert
+             && e->combined_ok && !e->combined_refused) {
+        /* Packages 1 and 3 together: package 2 and package 4 answer. */
+        if ((rv = start_server_sync(e)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
     else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0
              && e->saw_alert) {
         e->sess.phase = PH_CLIENT;
@@ -433,15 +461,9 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         e->final = 1; /* DevInf exchange only */
     }
     else if (e->in->final && strcmp(e->sess.phase, PH_CLIENT) == 0) {
-        for (i = 0; e->sstores && i < e->sstores->nelts; ++i) {
-            memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
-            if (!ss->queue_built
-                && (rv = eng_build_queue(e, ss)) != APR_SUCCESS) {
-                return rv; /* (a resumed datastore brings its queue) */
-            }
+        if ((rv = start_server_sync(e)) != APR_SUCCESS) {
+            return rv;
         }
-        e->sess.phase = PH_SERVER;
-        e->need_sync_out = 1;
     }
     else if (strcmp(e->sess.phase, PH_DONE) == 0) {
         e->final = 1; /* a late message (statuses for our last answer) */

@@ -55,6 +55,9 @@ typedef struct eng_t {
     int saw_alert;     /* sync alerts processed in this message */
     int need_sync_out; /* package 4 starts in this answer */
     int suspend;       /* the client sent Alert 224 */
+    /* packages 1 and 3 together: Syncs accepted / refused (508) in the
+     * init phase of this message */
+    int combined_ok, combined_refused;
     /* the client's statuses for our items, stored in one statement */
     apr_array_header_t *st_refs, *st_luids, *st_codes;
     /* queue items changed while filling, stored in one statement */
@@ -125,6 +128,10 @@ int eng_code_of(const char *s);
 
 /* A status or alert code as the text a command carries. */
 const char *eng_code_text(eng_t *e, int code);
+
+/* The device's SyncML version as VerDTD ("1.0", "1.1", "1.2"): answers,
+ * DevInf and the session row are in the version the device speaks. */
+const char *eng_verdtd(const eng_t *e);
 
 memds_msg_t *eng_answer_header(eng_t *e, int with_respuri);
 

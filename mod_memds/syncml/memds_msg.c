@@ -1055,10 +1055,15 @@ static void props_el(memds_node_t *parent, const apr_array_header_t *props,
     }
 }
 
+/* Only what the DevInf's own version (its VerDTD) defines is written:
+ * 1.0 has no UTC, SupportLargeObjs, SupportNumberOfChanges; 1.0 and 1.1
+ * have no CTCap inside DataStore (their CTCap is the top-level one, kept
+ * as ctcaps11), SupportHierarchicalSync, Filter-Rx, FilterCap. */
 memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
 {
     memds_node_t *r = memds_node_new(memds_tag_DevInf, p), *n, *c;
     int i, j;
+    int v11 = di->version != MEMDS_V10, v12 = v11 && di->version != MEMDS_V11;
 
     str_el(r, DI("VerDTD"), di->verdtd, p);
     str_el(r, DI("Man"), di->man, p);
@@ -1069,11 +1074,11 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
     str_el(r, DI("HwV"), di->hwv, p);
     str_el(r, DI("DevID"), di->devid, p);
     str_el(r, DI("DevTyp"), di->devtyp, p);
-    if (di->utc)
+    if (di->utc && v11)
         el(r, DI("UTC"), p);
-    if (di->large_objs)
+    if (di->large_objs && v11)
         el(r, DI("SupportLargeObjs"), p);
-    if (di->number_of_changes)
+    if (di->number_of_changes && v11)
         el(r, DI("SupportNumberOfChanges"), p);
     for (i = 0; di->datastores && i < di->datastores->nelts; ++i) {
         const memds_datastore_t *ds = APR_ARRAY_IDX(di->datastores, i,
@@ -1086,7 +1091,7 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
         ctvers_el(n, "Rx", ds->rx, p);
         ctver_el(n, "Tx-Pref", ds->tx_pref, p);
         ctvers_el(n, "Tx", ds->tx, p);
-        for (j = 0; ds->ctcaps && j < ds->ctcaps->nelts; ++j) {
+        for (j = 0; v12 && ds->ctcaps && j < ds->ctcaps->nelts; ++j) {
             const memds_ctcap_t *cc = APR_ARRAY_IDX(ds->ctcaps, j,
                                                     memds_ctcap_t *);
             c = el(n, DI("CTCap"), p);
@@ -1103,14 +1108,14 @@ memds_node_t *memds_devinf_to_tree(const memds_devinf_t *di, apr_pool_t *p)
             str_el(c, DI("MaxMem"), ds->dsmem_max_mem, p);
             str_el(c, DI("MaxID"), ds->dsmem_max_id, p);
         }
-        if (ds->hierarchical)
+        if (ds->hierarchical && v12)
             el(n, DI("SupportHierarchicalSync"), p);
         if (ds->sync_types) {
             c = el(n, DI("SyncCap"), p);
             strs_el(c, DI("SyncType"), ds->sync_types, p);
         }
-        ctvers_el(n, "Filter-Rx", ds->filter_rx, p);
-        for (j = 0; ds->filter_caps && j < ds->filter_caps->nelts; ++j) {
+        ctvers_el(n, "Filter-Rx", v12 ? ds->filter_rx : NULL, p);
+        for (j = 0; v12 && ds->filter_caps && j < ds->filter_caps->nelts; ++j) {
             const memds_filtercap_t *fc = APR_ARRAY_IDX(ds->filter_caps, j,
                                                         memds_filtercap_t *);
             c = el(n, DI("FilterCap"), p);

@@ -19,6 +19,7 @@
     }
 #define E MEMDS_TAGF_EMPTY
 #define V12 MEMDS_TAGF_V12
+#define V11 MEMDS_TAGF_V11
 
 /* Indexed by token - 5. */
 static const memds_tag_t syncml_tags[] = {
@@ -68,8 +69,8 @@ static const memds_tag_t syncml_tags[] = {
     { NULL, 0, 0x30, 0 } /* reserved */,
     S(0x31, "VerDTD", 0),
     S(0x32, "VerProto", 0),
-    S(0x33, "NumberOfChanges", 0),
-    S(0x34, "MoreData", E),
+    S(0x33, "NumberOfChanges", V11),
+    S(0x34, "MoreData", E | V11),
     S(0x35, "Field", V12),
     S(0x36, "Filter", V12),
     S(0x37, "Record", V12),
@@ -82,15 +83,15 @@ static const memds_tag_t syncml_tags[] = {
 };
 
 static const memds_tag_t metinf_tags[] = {
-    M(0x05, "Anchor", 0),     M(0x06, "EMI", 0),
-    M(0x07, "Format", 0),     M(0x08, "FreeID", 0),
-    M(0x09, "FreeMem", 0),    M(0x0A, "Last", 0),
-    M(0x0B, "Mark", 0),       M(0x0C, "MaxMsgSize", 0),
-    M(0x0D, "Mem", 0),        M(0x0E, "MetInf", 0),
-    M(0x0F, "Next", 0),       M(0x10, "NextNonce", 0),
-    M(0x11, "SharedMem", E),  M(0x12, "Size", 0),
-    M(0x13, "Type", 0),       M(0x14, "Version", 0),
-    M(0x15, "MaxObjSize", 0), M(0x16, "FieldLevel", E | V12),
+    M(0x05, "Anchor", 0),       M(0x06, "EMI", 0),
+    M(0x07, "Format", 0),       M(0x08, "FreeID", 0),
+    M(0x09, "FreeMem", 0),      M(0x0A, "Last", 0),
+    M(0x0B, "Mark", 0),         M(0x0C, "MaxMsgSize", 0),
+    M(0x0D, "Mem", 0),          M(0x0E, "MetInf", 0),
+    M(0x0F, "Next", 0),         M(0x10, "NextNonce", 0),
+    M(0x11, "SharedMem", E),    M(0x12, "Size", 0),
+    M(0x13, "Type", 0),         M(0x14, "Version", 0),
+    M(0x15, "MaxObjSize", V11), M(0x16, "FieldLevel", E | V12),
 };
 
 static const memds_tag_t devinf_tags[] = {

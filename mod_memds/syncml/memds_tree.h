@@ -37,6 +37,8 @@ typedef enum { MEMDS_V10 = 10, MEMDS_V11 = 11, MEMDS_V12 = 12 } memds_ver_e;
     0x02 /**< a flag element, never has content (<Final/>) */
 #define MEMDS_TAGF_DATA \
     0x04 /**< <Data>: opaque bytes, or a nested element tree */
+#define MEMDS_TAGF_V11 \
+    0x08 /**< defined since 1.1 (MaxObjSize, MoreData, NumberOfChanges): the XML encoder refuses it in 1.0 documents; both decoders accept it */
 
 /** One entry of a tag table. */
 typedef struct memds_tag_t {

@@ -673,6 +673,15 @@ static apr_status_t put_start(enc_t *e, const memds_node_t *n)
                                      "SyncML 1.2, this message is SyncML 1.%d",
                                      t->name, e->version - 10));
     }
+    if (e->version == MEMDS_V10 && (t->flags & MEMDS_TAGF_V11)) {
+        if (e->out == NULL) {
+            return APR_EGENERAL;
+        }
+        return enc_fail(e, apr_psprintf(e->out->pool,
+                                        "<%s> exists only since SyncML "
+                                        "1.1, this message is SyncML 1.0",
+                                        t->name));
+    }
     PUTS(e, "<");
     put(e, t->name, nl);
     if (par == NULL || par->tag == NULL || par->tag->ts != t->ts) {

@@ -714,6 +714,118 @@ static void move_not_hierarchical(void)
     CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0), MEMDS_ST_OK);
 }
 
+/* Packages 1 and 3 in one message (issue 15 item 4): the Alert and the
+ * Sync with the device's changes together. */
+static int items_count(tdev_t *d)
+{
+    memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
+    memds_ds_t *ds;
+    memds_ds_env_t env;
+    apr_array_header_t *live;
+    apr_int64_t upto;
+
+    memset(&env, 0, sizeof(env));
+    env.kind = "items";
+    if (db->vt->ds_open(db, &ds, &env, USER, "memo", 0, d->p) != APR_SUCCESS
+        || ds->vt->snapshot(ds, &upto) != APR_SUCCESS
+        || ds->vt->changes(ds, &live, -1, upto) != APR_SUCCESS) {
+        return -1;
+    }
+    return live->nelts;
+}
+
+/* A new session whose first message holds the Alert and the Sync with
+ * changes; returns the Next anchor sent. */
+static const char *combined(tdev_t *d, int code, const char *last,
+                            const char *changes)
+{
+    const char *next = apr_psprintf(d->p, "comb-%d", rand());
+
+    start(d);
+    send_msg(d,
+             apr_pstrcat(d->p, alert_xml(d, code, last, next),
+                         sync_xml(d, changes), NULL),
+             1, 1);
+    return next;
+}
+
+static const char *add_replace_delete(tdev_t *d, const char *add,
+                                      const char *replace, const char *del)
+{
+    return apr_pstrcat(d->p, item_cmd(d, "Add", 3, add, "new memo"),
+                       item_cmd(d, "Replace", 4, replace, "changed memo"),
+                       item_cmd(d, "Delete", 5, del, NULL), NULL);
+}
+
+static void combined_packages(void)
+{
+    tdev_t *d = dev_new("dev-comb"), *b;
+    const char *next;
+    int before;
+
+    session(d, MEMDS_ALERT_SLOW, three_adds(d));
+    b = dev_other(d, "dev-comb-b");
+    session(b, MEMDS_ALERT_SLOW, "");
+    CU_ASSERT_EQUAL(b->got_add, 3);
+    /* b changes one item so that d has something to receive */
+    session(b, MEMDS_ALERT_TWO_WAY, item_cmd(b, "Add", 3, "b1", "from b"));
+    before = items_count(d);
+    CU_ASSERT_EQUAL(before, 4);
+
+    /* Anchors match: Alert 200 and the Sync applied as in package 3; the
+     * same answer carries package 2 and package 4 (b's new item). */
+    next = combined(d, MEMDS_ALERT_TWO_WAY, d->last_anchor,
+                    add_replace_delete(d, "a5", "a1", "a2"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(alert_code(d->ans), MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 0), MEMDS_ST_OK);
+    CU_ASSERT_PTR_NOT_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    CU_ASSERT_EQUAL(items_count(d), before); /* +1 -1 */
+    finish(d, next);
+    CU_ASSERT_EQUAL(d->got_add, 1); /* b's item, not d's own changes */
+    CU_ASSERT_EQUAL(d->got_replace + d->got_delete, 0);
+    /* b learns d's changes in its next sync: the session completed */
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 1);
+    CU_ASSERT_EQUAL(b->got_replace, 1);
+    CU_ASSERT_EQUAL(b->got_delete, 1);
+
+    /* The server requires a slow sync (the device's Last is not the
+     * stored anchor): 508 for the Alert, the Sync and every item; nothing
+     * applied; the device sends its slow sync in package 3. */
+    before = items_count(d);
+    next = combined(d, MEMDS_ALERT_TWO_WAY, "stale",
+                    add_replace_delete(d, "a6", "a3", "a1"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(alert_code(d->ans), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Replace", 0),
+                    MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Delete", 0),
+                    MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_PTR_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    CU_ASSERT(d->ans->final);
+    CU_ASSERT_EQUAL(items_count(d), before);
+    /* package 3: the slow sync, taken as usual */
+    rest_of_session(d, item_cmd(d, "Replace", 3, "a3", "memo 3 slow"), next);
+    CU_ASSERT_EQUAL(items_count(d), before);
+
+    /* The client asked for a slow sync itself: accepted as sent. */
+    next = combined(d, MEMDS_ALERT_SLOW, NULL,
+                    item_cmd(d, "Add", 3, "a7", "memo 7"));
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    finish(d, next);
+    CU_ASSERT_EQUAL(items_count(d), before + 1);
+}
+
 static void one_way_and_refresh(void)
 {
     tdev_t *a = dev_new("dev-ow"), *b;
@@ -923,6 +1035,203 @@ static void devinf_exchange(void)
     CU_ASSERT_EQUAL(APR_ARRAY_IDX(res->items, 0, memds_item_t *)->data_kind,
                     MEMDS_DATA_DEVINF);
     CU_ASSERT(d->ans->final);
+}
+
+/* ------------------------------- SyncML 1.1 and 1.0 (issue 15 item 6) */
+
+/* The next message in SyncML version ver ("1.0", "1.1"), XML or (re-encoded
+ * by the codec) WBXML; no MaxObjSize, which MetInf 1.0 lacks. */
+static memds_msg_t *send_ver(tdev_t *d, const char *ver, memds_enc_e enc,
+                             const char *cmds, int final, int cred)
+{
+    const char *xml = apr_psprintf(
+        d->p,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<SyncML xmlns='SYNCML:SYNCML%s'><SyncHdr><VerDTD>%s</VerDTD>"
+        "<VerProto>SyncML/%s</VerProto><SessionID>%d</SessionID>"
+        "<MsgID>%d</MsgID><Target><LocURI>" BASE "</LocURI></Target>"
+        "<Source><LocURI>%s</LocURI><LocName>%s</LocName></Source>%s"
+        "<Meta><MaxMsgSize xmlns='syncml:metinf'>%d</MaxMsgSize></Meta>"
+        "</SyncHdr><SyncBody>%s%s</SyncBody></SyncML>",
+        ver, ver, ver, d->sid, ++d->msgid, d->devid, d->user,
+        cred ? cred_xml(d) : "", d->max_msg, cmds, final ? "<Final/>" : "");
+    memds_msg_t *m;
+    memds_codec_err_t err;
+    memds_buf_t b;
+
+    if (enc == MEMDS_ENC_XML) {
+        return send_raw(d, xml);
+    }
+    CU_ASSERT_EQUAL_FATAL(memds_msg_decode(&m, xml, strlen(xml), MEMDS_ENC_XML,
+                                           &err, d->p),
+                          APR_SUCCESS);
+    memds_buf_init(&b, 4096, d->p);
+    CU_ASSERT_EQUAL_FATAL(memds_msg_encode(&b, m, MEMDS_ENC_WBXML, &err, d->p),
+                          APR_SUCCESS);
+    return send_bytes(d, b.data, b.len, MEMDS_ENC_WBXML);
+}
+
+/* Does the answer (its bytes) contain s? */
+static int answer_has(const tdev_t *d, const char *s)
+{
+    apr_size_t n = strlen(s), i;
+
+    for (i = 0; i + n <= d->resp.len; ++i) {
+        if (memcmp(d->resp.body + i, s, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *devinf_put_xml(tdev_t *d, const char *uri,
+                                  const char *verdtd, const char *extra)
+{
+    return apr_psprintf(
+        d->p,
+        "<Put><CmdID>1</CmdID><Meta><Type xmlns='syncml:metinf'>"
+        "application/vnd.syncml-devinf+xml</Type></Meta><Item><Source>"
+        "<LocURI>%s</LocURI></Source><Data><DevInf xmlns='syncml:devinf'>"
+        "<VerDTD>%s</VerDTD><Man>unit</Man><DevID>%s</DevID><DevTyp>phone"
+        "</DevTyp>%s<DataStore><SourceRef>./memo</SourceRef><Rx-Pref><CTType>"
+        "text/plain</CTType><VerCT>1.0</VerCT></Rx-Pref><Tx-Pref><CTType>"
+        "text/plain</CTType><VerCT>1.0</VerCT></Tx-Pref><SyncCap><SyncType>1"
+        "</SyncType><SyncType>2</SyncType></SyncCap></DataStore></DevInf>"
+        "</Data></Item></Put>",
+        uri, verdtd, d->devid, extra);
+}
+
+static const char *slow_alert_xml(tdev_t *d, const char *next)
+{
+    return apr_psprintf(
+        d->p,
+        "<Alert><CmdID>3</CmdID><Data>201</Data><Item><Target><LocURI>"
+        "memo</LocURI></Target><Source><LocURI>./memo</LocURI></Source>"
+        "<Meta><Anchor xmlns='syncml:metinf'><Next>%s</Next></Anchor>"
+        "</Meta></Item></Alert>",
+        next);
+}
+
+static void one_version(const char *ver, memds_enc_e enc)
+{
+    tdev_t *d = dev_new(apr_psprintf(unit_pool, "dev-v%s-%d", ver, enc));
+    memds_ver_e v = strcmp(ver, "1.0") == 0 ? MEMDS_V10 : MEMDS_V11;
+    const char *uri = v == MEMDS_V10 ? "./devinf10" : "./devinf11", *map;
+    const memds_cmd_t *res, *al;
+    const memds_item_t *it;
+    const memds_devinf_t *di;
+
+    start(d);
+    send_ver(d, ver, enc,
+             apr_pstrcat(d->p, devinf_put_xml(d, uri, ver, ""),
+                         "<Get><CmdID>2</CmdID><Meta><Type xmlns='syncml:"
+                         "metinf'>application/vnd.syncml-devinf+xml</Type>"
+                         "</Meta><Item><Target><LocURI>",
+                         uri, "</LocURI></Target></Item></Get>",
+                         slow_alert_xml(d, "v-next-1"), NULL),
+             1, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    /* answered in the device's version */
+    CU_ASSERT_EQUAL(d->ans->version, v);
+    CU_ASSERT_STRING_EQUAL(d->ans->hdr.verdtd, ver);
+    CU_ASSERT_STRING_EQUAL(d->ans->hdr.verproto,
+                           apr_pstrcat(d->p, "SyncML/", ver, NULL));
+    if (enc == MEMDS_ENC_XML) {
+        CU_ASSERT(answer_has(d, apr_pstrcat(d->p, "SYNCML:SYNCML", ver, NULL)));
+        CU_ASSERT(!answer_has(d, "SYNCML1.2"));
+        /* MetInf 1.0 has no MaxObjSize */
+        CU_ASSERT_EQUAL(answer_has(d, "MaxObjSize"), v != MEMDS_V10);
+    }
+    else {
+        /* public id 0x0FD1 (1.0) / 0x0FD3 (1.1) as mb_u_int32 */
+        CU_ASSERT_EQUAL((unsigned char)d->resp.body[1], 0x9F);
+        CU_ASSERT_EQUAL((unsigned char)d->resp.body[2],
+                        v == MEMDS_V10 ? 0x51 : 0x53);
+    }
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Put", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Get", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    al = find_cmd(d->ans, MEMDS_CMD_ALERT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(al);
+    it = APR_ARRAY_IDX(al->items, 0, memds_item_t *);
+    CU_ASSERT_EQUAL(it->meta->max_obj_size,
+                    v == MEMDS_V10 ? MEMDS_NOVAL : 4000000);
+    /* DevInf in its version: ./devinf1x, VerDTD 1.x, nothing the DTD lacks */
+    res = find_cmd(d->ans, MEMDS_CMD_RESULTS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    it = APR_ARRAY_IDX(res->items, 0, memds_item_t *);
+    CU_ASSERT_STRING_EQUAL(it->source->uri, uri);
+    CU_ASSERT_EQUAL_FATAL(it->data_kind, MEMDS_DATA_DEVINF);
+    di = it->devinf;
+    CU_ASSERT_STRING_EQUAL(di->verdtd, ver);
+    CU_ASSERT_EQUAL(di->utc, v != MEMDS_V10);
+    CU_ASSERT_EQUAL(di->large_objs, v != MEMDS_V10);
+    CU_ASSERT_EQUAL(di->number_of_changes, v != MEMDS_V10);
+    CU_ASSERT(di->datastores && di->datastores->nelts == 1);
+    CU_ASSERT(d->ans->final);
+    /* packages 3 to 5 in the same version */
+    send_ver(d, ver, enc,
+             sync_xml(d, apr_pstrcat(d->p, item_cmd(d, "Add", 3, "v1", "one"),
+                                     item_cmd(d, "Add", 4, "v2", "two"), NULL)),
+             1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_STRING_EQUAL(d->ans->hdr.verdtd, ver);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 1), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT(d->ans->final);
+    send_ver(d, ver, enc, answer_sync(d, &map), 1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(items_count(d), 2);
+}
+
+static void syncml_11_and_10(void)
+{
+    tdev_t *d = dev_new("dev-v2");
+    char big[6001];
+
+    one_version("1.1", MEMDS_ENC_XML);
+    one_version("1.1", MEMDS_ENC_WBXML);
+    one_version("1.0", MEMDS_ENC_XML);
+    one_version("1.0", MEMDS_ENC_WBXML);
+    /* unknown versions: 513 listing the three; VerDTD and VerProto must
+     * agree (505) */
+    start(d);
+    send_raw(d, "<SyncML><SyncHdr><VerDTD>2.0</VerDTD><VerProto>SyncML/2.0"
+                "</VerProto><SessionID>1</SessionID><MsgID>1</MsgID><Target>"
+                "<LocURI>" BASE "</LocURI></Target><Source><LocURI>x</LocURI>"
+                "</Source></SyncHdr><SyncBody><Final/></SyncBody></SyncML>");
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_PROTOCOL_VERSION);
+    CU_ASSERT(answer_has(d, "SyncML/1.0, SyncML/1.1, SyncML/1.2"));
+    start(d);
+    send_raw(d, "<SyncML xmlns='SYNCML:SYNCML1.0'><SyncHdr><VerDTD>1.1"
+                "</VerDTD><VerProto>SyncML/1.0</VerProto><SessionID>1"
+                "</SessionID><MsgID>1</MsgID><Target><LocURI>" BASE
+                "</LocURI></Target><Source><LocURI>x</LocURI></Source>"
+                "</SyncHdr><SyncBody><Final/></SyncBody></SyncML>");
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_DTD_VERSION);
+    /* SyncML 1.0 has no MoreData: an item bigger than the device's
+     * MaxMsgSize is not cut into chunks, even for a device whose (1.1)
+     * DevInf claims large objects. */
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    session(d, MEMDS_ALERT_SLOW, item_cmd(d, "Add", 3, "big", big));
+    d = dev_other(d, "dev-v2-b");
+    d->max_msg = 4000;
+    start(d);
+    send_ver(d, "1.0", MEMDS_ENC_XML,
+             apr_pstrcat(d->p,
+                         devinf_put_xml(d, "./devinf10", "1.1",
+                                        "<SupportLargeObjs/>"),
+                         slow_alert_xml(d, "n"), NULL),
+             1, 1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    send_ver(d, "1.0", MEMDS_ENC_XML, sync_xml(d, ""), 1, 0);
+    CU_ASSERT_EQUAL(d->resp.http_status, 200);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT(!answer_has(d, "MoreData"));
+    CU_ASSERT(!answer_has(d, "xxxxxxxxxxxxxxxx"));
 }
 
 /* ------------------------------------------- DS 1.2 filters */
@@ -1410,6 +1719,10 @@ void unit_add_engine(void)
     CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
     CU_add_test(s, "statuses of client changes", client_changes_statuses);
     CU_add_test(s, "one-way and refresh", one_way_and_refresh);
+    CU_add_test(s, "packages 1 and 3 together; 508 when slow",
+                combined_packages);
+    CU_add_test(s, "SyncML 1.1 and 1.0: answers and DevInf in their version",
+                syncml_11_and_10);
     CU_add_test(s, "Move outside a hierarchical datastore: 406",
                 move_not_hierarchical);
     CU_add_test(s, "multi-message packages", multi_message_package);
