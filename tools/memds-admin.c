@@ -3,6 +3,9 @@
  *   memds-admin migrate --db CONNINFO [--schema DIR]
  *   memds-admin schema-version --db CONNINFO
  *   memds-admin md5-set --db CONNINFO USER     (password on standard input)
+ *   memds-admin server-password --db CONNINFO [--md5|--basic]
+ *               [--server-id ID] ACCOUNT DEVID       (password on stdin)
+ *   memds-admin server-password --db CONNINFO --delete ACCOUNT DEVID
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
 #include <apr_general.h>
@@ -27,19 +30,12 @@ static void log_stderr(void *baton, int level, apr_status_t rv, const char *msg)
             msg);
 }
 
-/* md5-set: read the password (first line of stdin), store the inner value. */
-static int md5_set(const char *db, const char *user, const char **perr,
-                   apr_pool_t *p)
+/* The password: the first line of standard input, without its line end. */
+static int read_password(char *line, size_t size, const char **perr)
 {
-    char line[1024];
     apr_size_t n;
-    memds_pgpool_params_t pp = { 0, 1, 1, apr_time_from_sec(60),
-                                 apr_time_from_sec(10) };
-    memds_pgpool_t *pool;
-    memds_pgconn_t *conn;
-    memds_store_t st;
 
-    if (fgets(line, sizeof(line), stdin) == NULL) {
+    if (fgets(line, (int)size, stdin) == NULL) {
         *perr = "no password on standard input";
         return 1;
     }
@@ -49,14 +45,41 @@ static int md5_set(const char *db, const char *user, const char **perr,
         *perr = "empty password";
         return 1;
     }
-    if (memds_pgpool_create(&pool, db, &pp, NULL, p) != APR_SUCCESS
-        || memds_pgpool_acquire(&conn, pool, perr, p) != APR_SUCCESS) {
+    return 0;
+}
+
+/* One connection to db for a store (released by the caller). */
+static int store_connect(memds_store_t *st, memds_pgpool_t **ppool,
+                         memds_pgconn_t **pconn, const char *db,
+                         const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_params_t pp = { 0, 1, 1, apr_time_from_sec(60),
+                                 apr_time_from_sec(10) };
+
+    if (memds_pgpool_create(ppool, db, &pp, NULL, p) != APR_SUCCESS
+        || memds_pgpool_acquire(pconn, *ppool, perr, p) != APR_SUCCESS) {
         if (!*perr) {
             *perr = "cannot connect to PostgreSQL";
         }
         return 1;
     }
-    memds_store_init(&st, conn, p);
+    memds_store_init(st, *pconn, p);
+    return 0;
+}
+
+/* md5-set: read the password (first line of stdin), store the inner value. */
+static int md5_set(const char *db, const char *user, const char **perr,
+                   apr_pool_t *p)
+{
+    char line[1024];
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+
+    if (read_password(line, sizeof(line), perr) != 0
+        || store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
     if (memds_store_md5_put(&st, user, memds_auth_md5_inner(user, line, p),
                             "admin")
         != APR_SUCCESS) {
@@ -70,6 +93,51 @@ static int md5_set(const char *db, const char *user, const char **perr,
     return 0;
 }
 
+/* server-password: the server's credentials towards one device of an
+ * account (memds.server_credentials), answering the device's challenges
+ * and the secret of a SAN digest; or --delete them. */
+static int server_password(const char *db, const char *account,
+                           const char *devid, const char *server_id,
+                           int allow_basic, int del, const char **perr,
+                           apr_pool_t *p)
+{
+    char line[1024];
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    memds_server_cred_t sc;
+    apr_status_t rv;
+
+    if ((!del && read_password(line, sizeof(line), perr) != 0)
+        || store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    if (del) {
+        rv = memds_store_server_cred_delete(&st, account, devid);
+    }
+    else {
+        memset(&sc, 0, sizeof(sc));
+        sc.server_id = server_id;
+        sc.password = line;
+        sc.allow_basic = allow_basic;
+        rv = memds_store_server_cred_put(&st, account, devid, &sc);
+        memset(line, 0, sizeof(line));
+    }
+    if (rv != APR_SUCCESS) {
+        *perr = rv == APR_ENOENT ? "no server password was set for that device"
+                                 : st.err;
+        memds_pgpool_release(pool, conn, rv != APR_ENOENT);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: server password towards device %s of %s %s\n", devid,
+           account,
+           del           ? "removed"
+           : allow_basic ? "stored (answers basic and md5 challenges)"
+                         : "stored (answers md5 challenges)");
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(
@@ -77,6 +145,10 @@ static int usage(void)
         "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
         "       memds-admin schema-version --db CONNINFO\n"
         "       memds-admin md5-set --db CONNINFO USER < password\n"
+        "       memds-admin server-password --db CONNINFO [--md5|--basic]\n"
+        "                   [--server-id ID] ACCOUNT DEVID < password\n"
+        "       memds-admin server-password --db CONNINFO --delete ACCOUNT "
+        "DEVID\n"
         "  migrate         apply the numbered SQL migrations of DIR\n"
         "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
         "                  safe to repeat and to run concurrently\n"
@@ -84,6 +156,13 @@ static int usage(void)
         "  md5-set         store the syncml:auth-md5 credential data of USER\n"
         "                  (B64(MD5(user:password)), password-equivalent for\n"
         "                  SyncML md5) from the password read on stdin\n"
+        "  server-password the server's password towards device DEVID of\n"
+        "                  ACCOUNT, read on stdin, with which the server\n"
+        "                  answers the device's challenges (and signs SAN):\n"
+        "                  --md5 (default) md5 challenges only, --basic\n"
+        "                  basic ones too; --server-id the name the server\n"
+        "                  presents (default: the sync URL as the device\n"
+        "                  addresses it); --delete removes it\n"
         "  CONNINFO        libpq connection string, e.g.\n"
         "                  \"host=127.0.0.1 port=5432 dbname=memds "
         "user=memds\"\n"
@@ -95,9 +174,9 @@ int main(int argc, const char *const *argv)
 {
     apr_pool_t *p;
     const char *cmd, *db = getenv("MEMDS_PG"), *dir = MEMDS_SCHEMA_DIR;
-    const char *err = NULL, *user = NULL;
+    const char *err = NULL, *user = NULL, *devid = NULL, *server_id = NULL;
     memds_logger_t lg = { log_stderr, NULL };
-    int i, napplied = 0, version = 0, rc = 1;
+    int i, napplied = 0, version = 0, rc = 1, allow_basic = 0, del = 0;
     apr_status_t rv;
 
     if (argc < 2) {
@@ -114,8 +193,21 @@ int main(int argc, const char *const *argv)
         else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
             dir = argv[++i];
         }
+        else if (strcmp(argv[i], "--server-id") == 0 && i + 1 < argc) {
+            server_id = argv[++i];
+        }
+        else if (strcmp(argv[i], "--basic") == 0
+                 || strcmp(argv[i], "--md5") == 0) {
+            allow_basic = strcmp(argv[i], "--basic") == 0;
+        }
+        else if (strcmp(argv[i], "--delete") == 0) {
+            del = 1;
+        }
         else if (argv[i][0] != '-' && user == NULL) {
             user = argv[i];
+        }
+        else if (argv[i][0] != '-' && devid == NULL) {
+            devid = argv[i];
         }
         else {
             return usage();
@@ -142,8 +234,13 @@ int main(int argc, const char *const *argv)
             rc = 0;
         }
     }
-    else if (strcmp(cmd, "md5-set") == 0 && user != NULL) {
+    else if (strcmp(cmd, "md5-set") == 0 && user != NULL && devid == NULL) {
         rc = md5_set(db, user, &err, p);
+    }
+    else if (strcmp(cmd, "server-password") == 0 && devid != NULL
+             && (server_id == NULL || *server_id)) {
+        rc = server_password(db, user, devid, server_id, allow_basic, del, &err,
+                             p);
     }
     else {
         apr_pool_destroy(p);

@@ -388,6 +388,8 @@ static const char *claimed_user(const eng_t *e, const char **phow)
     return NULL;
 }
 
+static apr_status_t end_session(eng_t *e, int code, const char *why);
+
 /* A session belongs to the account it was opened for. A later message
  * whose HTTP user or SyncHdr credentials name another account (valid or
  * not: they are not checked, so this is no password oracle) ends the
@@ -412,12 +414,23 @@ apr_status_t eng_session_account_check(eng_t *e)
                                  "session ended, answered 401",
                           e->sess.devid, e->sess.session_id, h->msg_id,
                           e->sess.account, how, user);
-    e->sess.client_msg_id = atoi(h->msg_id);
+    return end_session(e, MEMDS_ST_INVALID_CREDENTIALS,
+                       "session of another account");
+}
+
+/* End a found session with this message: code for the header and every
+ * command and nothing else (eng_refuse), Final, no RespURI; the session row
+ * keeps that answer (for a retransmission of the same bytes) and expires
+ * now, so that any other message with its token is refused as for an
+ * expired session and it cannot be resumed. The log line is the caller's.
+ * Returns APR_EACCES once the answer is stored and committed, or
+ * APR_EGENERAL. */
+static apr_status_t end_session(eng_t *e, int code, const char *why)
+{
+    e->sess.client_msg_id = atoi(e->in->hdr.msg_id);
     e->sess.server_msg_id++;
     e->chal = NULL;
-    if (eng_refuse(e, MEMDS_ST_INVALID_CREDENTIALS,
-                   MEMDS_ST_INVALID_CREDENTIALS, "session of another account")
-        != APR_SUCCESS) {
+    if (eng_refuse(e, code, code, why) != APR_SUCCESS) {
         e->db->vt->rollback(e->db);
         return APR_EGENERAL;
     }
@@ -432,6 +445,180 @@ apr_status_t eng_session_account_check(eng_t *e)
         return eng_db_fail(e, "committing the end of a session");
     }
     return APR_EACCES;
+}
+
+/* --------------------------------- the device authenticates the server */
+
+/* memds.sessions.server_cred: how far the device's authentication of the
+ * server got in this session. */
+#define SC_NONE 0     /* no challenge (or none since the last acceptance) */
+#define SC_BASIC 1    /* our last message carried basic credentials */
+#define SC_MD5 2      /* ... md5 credentials */
+#define SC_ACCEPTED 3 /* the device answered 212: accepted for the session */
+
+/* The device's Status for the SyncHdr of our previous message, or NULL. */
+static const memds_cmd_t *hdr_status(const eng_t *e)
+{
+    int i;
+
+    for (i = 0; i < e->in->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *);
+        if (c->type == MEMDS_CMD_STATUS && c->cmd
+            && strcmp(c->cmd, "SyncHdr") == 0
+            && (c->cmd_ref == NULL || strcmp(c->cmd_ref, "0") == 0)) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* The server's Cred of the given type from the device's secret. */
+static memds_cred_t *server_cred_make(eng_t *e, const memds_server_cred_t *sc,
+                                      const char *id, int md5,
+                                      const char *nonce)
+{
+    memds_cred_t *cred = apr_pcalloc(e->p, sizeof(*cred));
+    const char *data;
+
+    cred->meta = eng_meta_new(e->p);
+    cred->meta->type = md5 ? "syncml:auth-md5" : "syncml:auth-basic";
+    cred->meta->format = "b64";
+    if (md5) {
+        data = memds_auth_md5_digest(memds_auth_md5_inner(id, sc->password,
+                                                          e->p),
+                                     nonce, e->p);
+    }
+    else {
+        const char *plain = apr_pstrcat(e->p, id, ":", sc->password, NULL);
+        char *b = apr_palloc(e->p, apr_base64_encode_len((int)strlen(plain)));
+        apr_base64_encode(b, plain, (int)strlen(plain));
+        data = b;
+    }
+    cred->data.data = data;
+    cred->data.len = strlen(data);
+    return cred;
+}
+
+/* The device's authentication of the server cannot go on: a warning, and
+ * the session ends with 514 (see end_session). */
+static apr_status_t server_auth_end(eng_t *e, const char *msg)
+{
+    e->resp->log_level = 4;
+    e->resp->log_msg = msg; /* code in msg */
+    return end_session(e, MEMDS_ST_OP_CANCELLED_FAIL,
+                       "server authentication failed");
+}
+
+/* A device may authenticate the server: it answers our SyncHdr with 401 or
+ * 407 and a Chal (syncml:auth-basic, or syncml:auth-md5 with NextNonce).
+ * The SyncHdr of our answer then carries our Cred, made from the device's
+ * row of memds.server_credentials (server_id, or the LocURI the device
+ * addresses; the password). Until the device answers 212 (accepted for the
+ * session) every later message carries it again (200: this message only),
+ * with the nonce of the latest md5 Chal. A challenge that answers a message
+ * with our Cred is a rejection; the session ends (514), as it does when the
+ * device has no row or asks for what its row does not allow: a device that
+ * requires server authentication cannot go on without it. Returns
+ * APR_SUCCESS (e->server_cred set when our answer carries Cred), APR_EACCES
+ * once the end of the session is stored, or a database error. */
+apr_status_t eng_server_auth(eng_t *e)
+{
+    const memds_cmd_t *st = hdr_status(e);
+    int code = st ? eng_code_of(st->data) : 0, md5;
+    const memds_meta_t *chal = st ? st->chal : NULL;
+    const char *type, *id, *nonce, *why;
+    memds_server_cred_t sc;
+    apr_status_t rv;
+
+    if (code == MEMDS_ST_INVALID_CREDENTIALS
+        || code == MEMDS_ST_MISSING_CREDENTIALS) {
+        if (e->sess.server_cred == SC_BASIC || e->sess.server_cred == SC_MD5) {
+            return server_auth_end(
+                e, apr_psprintf(e->p,
+                                MEMDS_LOGNO(00592) "device %s session %s MsgID "
+                                                   "%s: the device rejected "
+                                                   "the server's credentials "
+                                                   "(%d); session ended",
+                                            e->sess.devid, e->sess.session_id,
+                                            e->in->hdr.msg_id, code));
+        }
+        type = chal && chal->type ? chal->type : "syncml:auth-basic";
+    }
+    else if (e->sess.server_cred == SC_BASIC || e->sess.server_cred == SC_MD5) {
+        if (code == MEMDS_ST_AUTH_ACCEPTED) {
+            e->sess.server_cred = SC_ACCEPTED;
+            return APR_SUCCESS;
+        }
+        /* Accepted for that message only (or not answered): again. */
+        type = e->sess.server_cred == SC_MD5 ? "syncml:auth-md5"
+                                             : "syncml:auth-basic";
+    }
+    else {
+        return APR_SUCCESS; /* the device asks nothing of the server */
+    }
+
+    md5 = strcmp(type, "syncml:auth-md5") == 0;
+    rv = e->db->vt->server_cred_get(e->db, &sc, e->sess.account, e->sess.devid);
+    if (rv == APR_ENOENT) {
+        return server_auth_end(
+            e, apr_psprintf(e->p,
+                            MEMDS_LOGNO(00590) "device %s of account %s "
+                                               "session %s: the device "
+                                               "requires the server to "
+                                               "authenticate (%d, %.40s) but "
+                                               "no server password is set "
+                                               "for it (memds-admin "
+                                               "server-password); session "
+                                               "ended",
+                                        e->sess.devid, e->sess.account,
+                                        e->sess.session_id, code, type));
+    }
+    if (rv != APR_SUCCESS) {
+        return eng_db_fail(e, "reading the server's credentials");
+    }
+    why = !md5 && strcmp(type, "syncml:auth-basic") != 0
+              ? "an authentication type the server does not support"
+          : !md5 && !sc.allow_basic
+              ? "basic, which its server password does not allow "
+                "(memds-admin server-password --basic)"
+              : NULL;
+    if (why) {
+        return server_auth_end(
+            e, apr_psprintf(e->p,
+                            MEMDS_LOGNO(00593) "device %s of account %s "
+                                               "session %s: the device asks "
+                                               "the server to authenticate "
+                                               "with %.40s: %s; session ended",
+                                        e->sess.devid, e->sess.account,
+                                        e->sess.session_id, type, why));
+    }
+    nonce = sc.nonce ? sc.nonce : "";
+    if (md5 && chal
+        && strcmp(chal->next_nonce ? chal->next_nonce : "", nonce) != 0) {
+        /* The server nonce (also the SAN digest's) is the device's latest;
+         * a Chal without NextNonce means the empty nonce. */
+        nonce = chal->next_nonce ? chal->next_nonce : "";
+        if (e->db->vt->server_cred_nonce(e->db, e->sess.account, e->sess.devid,
+                                         nonce)
+            != APR_SUCCESS) {
+            return eng_db_fail(e, "storing the server nonce");
+        }
+    }
+    id = sc.server_id ? sc.server_id : e->in->hdr.target->uri;
+    e->server_cred = server_cred_make(e, &sc, id, md5, nonce);
+    e->sess.server_cred = md5 ? SC_MD5 : SC_BASIC;
+    if (code == MEMDS_ST_INVALID_CREDENTIALS
+        || code == MEMDS_ST_MISSING_CREDENTIALS) {
+        e->resp->log_level = 6;
+        e->resp->log_msg = apr_psprintf(
+            e->p, MEMDS_LOGNO(00591) "device %s session %s MsgID %s: its "
+                                     "challenge (%d) answered with the "
+                                     "server's %s credentials as %.80s",
+                              e->sess.devid, e->sess.session_id,
+                              e->in->hdr.msg_id, code, md5 ? "md5" : "basic",
+                              id);
+    }
+    return APR_SUCCESS;
 }
 
 /* Decide who the client is. Returns APR_SUCCESS with *paccount set, or

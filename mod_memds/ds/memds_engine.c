@@ -394,6 +394,9 @@ apr_status_t memds_engine_run(memds_response_t *resp,
             rv = start_session(e, account);
         }
     }
+    if (rv == APR_SUCCESS && !e->new_session) {
+        rv = eng_server_auth(e); /* the device authenticates the server */
+    }
     if (rv == APR_EACCES) {
         e->db->vt->rollback(
             e->db); /* refusals change nothing (auth committed itself) */
@@ -477,6 +480,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
 
     /* Assemble: replies, our commands, then queued changes while they fit. */
     e->out = eng_answer_header(e, 1);
+    e->out->hdr.cred = e->server_cred;
     e->cmd_id = 1;
     for (i = 0; i < e->replies->nelts; ++i) {
         memds_cmd_t *c = APR_ARRAY_IDX(e->replies, i, memds_cmd_t *);

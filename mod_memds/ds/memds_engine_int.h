@@ -51,6 +51,7 @@ typedef struct eng_t {
     int final;
     int hdr_status; /* 0: none yet */
     memds_meta_t *chal;
+    memds_cred_t *server_cred; /* the server's Cred for our SyncHdr, or NULL */
     int authenticated_now;
     int saw_alert;     /* sync alerts processed in this message */
     int need_sync_out; /* package 4 starts in this answer */
@@ -103,6 +104,14 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount);
  * SyncHdr credentials) ends the session with 401. APR_SUCCESS: same
  * account; APR_EACCES: refused, stored and committed. */
 apr_status_t eng_session_account_check(eng_t *e);
+
+/* A later message of a session: the device's Status for our SyncHdr. A
+ * challenge (401/407 with Chal) is answered with the server's Cred in our
+ * SyncHdr (e->server_cred, from memds.server_credentials), again in every
+ * message until the device answers 212; without a secret for the device,
+ * or when the device rejects ours, the session ends (APR_EACCES, stored
+ * and committed). */
+apr_status_t eng_server_auth(eng_t *e);
 
 /* ---------------------------- memds_eng_pkg.c: answers and package 4 */
 

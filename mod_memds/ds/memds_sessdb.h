@@ -51,6 +51,17 @@ typedef struct memds_sessdb_vt {
     apr_status_t (*md5_put)(memds_sessdb_t *db, const char *account,
                             const char *inner_b64, const char *source);
 
+    /* the server's credentials towards a device (memds.server_credentials):
+     * answering a device that challenges the server */
+    apr_status_t (*server_cred_get)(memds_sessdb_t *db,
+                                    memds_server_cred_t *row,
+                                    const char *account, const char *devid);
+    apr_status_t (*server_cred_nonce)(memds_sessdb_t *db, const char *account,
+                                      const char *devid, const char *nonce);
+    apr_status_t (*server_cred_put)(memds_sessdb_t *db, const char *account,
+                                    const char *devid,
+                                    const memds_server_cred_t *row);
+
     /* devices and their DevInf */
     apr_status_t (*device_lock)(memds_sessdb_t *db, memds_device_t *dev,
                                 const char *account, const char *devid);

@@ -18,6 +18,7 @@ typedef struct tables_t {
     apr_int64_t next_device, next_session, seq, tick;
     apr_hash_t *auth;      /* account, devid -> mauth_t */
     apr_hash_t *md5;       /* account -> inner value */
+    apr_hash_t *srvcred;   /* account, devid -> memds_server_cred_t */
     apr_hash_t *devices;   /* account, devid -> memds_device_t */
     apr_hash_t *sessions;  /* pk -> msess_t */
     apr_hash_t *sstores;   /* pk, store -> msstore_t */
@@ -134,6 +135,7 @@ static void tables_copy(tables_t *to, const tables_t *from, apr_pool_t *p)
     *to = *from;
     to->auth = apr_hash_copy(p, from->auth);
     to->md5 = apr_hash_copy(p, from->md5);
+    to->srvcred = apr_hash_copy(p, from->srvcred);
     to->devices = apr_hash_copy(p, from->devices);
     to->sessions = apr_hash_copy(p, from->sessions);
     to->sstores = apr_hash_copy(p, from->sstores);
@@ -268,6 +270,52 @@ static apr_status_t mem_md5_put(memds_sessdb_t *db, const char *account,
 {
     (void)source;
     put(M(db)->t.md5, mdup(M(db), account), mdup(M(db), inner_b64));
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_server_cred_get(memds_sessdb_t *db,
+                                        memds_server_cred_t *row,
+                                        const char *account, const char *devid)
+{
+    const memds_server_cred_t *c = get(M(db)->t.srvcred,
+                                       k2(M(db), account, devid));
+
+    if (c == NULL) {
+        return APR_ENOENT;
+    }
+    *row = *c;
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_server_cred_put(memds_sessdb_t *db, const char *account,
+                                        const char *devid,
+                                        const memds_server_cred_t *row)
+{
+    memds_memdb_t *m = M(db);
+    const memds_server_cred_t *old = get(m->t.srvcred, k2(m, account, devid));
+    memds_server_cred_t *c = apr_pcalloc(m->pool, sizeof(*c));
+
+    c->server_id = mdup(m, row->server_id);
+    c->password = mdup(m, row->password);
+    c->allow_basic = row->allow_basic;
+    c->nonce = old ? old->nonce : ""; /* kept, as in PostgreSQL */
+    put(m->t.srvcred, k2(m, account, devid), c);
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_server_cred_nonce(memds_sessdb_t *db,
+                                          const char *account,
+                                          const char *devid, const char *nonce)
+{
+    memds_memdb_t *m = M(db);
+    const memds_server_cred_t *old = get(m->t.srvcred, k2(m, account, devid));
+    memds_server_cred_t *c;
+
+    if (old) {
+        c = apr_pmemdup(m->pool, old, sizeof(*c));
+        c->nonce = mdup(m, nonce);
+        put(m->t.srvcred, k2(m, account, devid), c);
+    }
     return APR_SUCCESS;
 }
 
@@ -1211,6 +1259,9 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_auth_ok,
                                         mem_md5_get,
                                         mem_md5_put,
+                                        mem_server_cred_get,
+                                        mem_server_cred_nonce,
+                                        mem_server_cred_put,
                                         mem_device_lock,
                                         mem_device_set_devinf,
                                         mem_session_by_token,
@@ -1248,6 +1299,7 @@ memds_memdb_t *memds_memdb_create(apr_pool_t *p)
     m->pool = p;
     m->t.auth = apr_hash_make(p);
     m->t.md5 = apr_hash_make(p);
+    m->t.srvcred = apr_hash_make(p);
     m->t.devices = apr_hash_make(p);
     m->t.sessions = apr_hash_make(p);
     m->t.sstores = apr_hash_make(p);

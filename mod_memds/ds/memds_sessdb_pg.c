@@ -69,6 +69,28 @@ static apr_status_t pg_md5_put(memds_sessdb_t *db, const char *account,
     return done(db, memds_store_md5_put(ST(db), account, inner_b64, source));
 }
 
+static apr_status_t pg_server_cred_get(memds_sessdb_t *db,
+                                       memds_server_cred_t *row,
+                                       const char *account, const char *devid)
+{
+    return done(db, memds_store_server_cred_get(ST(db), row, account, devid));
+}
+
+static apr_status_t pg_server_cred_nonce(memds_sessdb_t *db,
+                                         const char *account, const char *devid,
+                                         const char *nonce)
+{
+    return done(db,
+                memds_store_server_cred_nonce(ST(db), account, devid, nonce));
+}
+
+static apr_status_t pg_server_cred_put(memds_sessdb_t *db, const char *account,
+                                       const char *devid,
+                                       const memds_server_cred_t *row)
+{
+    return done(db, memds_store_server_cred_put(ST(db), account, devid, row));
+}
+
 static apr_status_t pg_device_lock(memds_sessdb_t *db, memds_device_t *dev,
                                    const char *account, const char *devid)
 {
@@ -285,6 +307,9 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_auth_ok,
                                        pg_md5_get,
                                        pg_md5_put,
+                                       pg_server_cred_get,
+                                       pg_server_cred_nonce,
+                                       pg_server_cred_put,
                                        pg_device_lock,
                                        pg_device_set_devinf,
                                        pg_session_by_token,

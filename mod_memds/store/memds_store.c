@@ -240,6 +240,90 @@ apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
         &a);
 }
 
+apr_status_t memds_store_server_cred_get(memds_store_t *st,
+                                         memds_server_cred_t *row,
+                                         const char *account, const char *devid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    rv = q_row(st, &res, "server_cred_get",
+               "SELECT server_id, password, auth = 'basic', nonce"
+               " FROM memds.server_credentials"
+               " WHERE account = $1 AND devid = $2",
+               &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    row->server_id = col_str(res, 0, 0, st->pool); /* NULL stays NULL */
+    row->password = col_str(res, 0, 1, st->pool);
+    row->allow_basic = col_bool(res, 0, 2);
+    row->nonce = col_str(res, 0, 3, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_server_cred_nonce(memds_store_t *st,
+                                           const char *account,
+                                           const char *devid, const char *nonce)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    qa_str(&a, nonce);
+    return q_cmd(st, NULL, "server_cred_nonce",
+                 "UPDATE memds.server_credentials SET nonce = $3,"
+                 " nonce_at = now() WHERE account = $1 AND devid = $2",
+                 &a);
+}
+
+apr_status_t memds_store_server_cred_put(memds_store_t *st, const char *account,
+                                         const char *devid,
+                                         const memds_server_cred_t *row)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    qa_str(&a, row->server_id);
+    qa_str(&a, row->password);
+    qa_str(&a, row->allow_basic ? "basic" : "md5");
+    return q_cmd(st, NULL, "server_cred_put",
+                 "INSERT INTO memds.server_credentials"
+                 " (account, devid, server_id, password, auth)"
+                 " VALUES ($1, $2, $3, $4, $5)"
+                 " ON CONFLICT (account, devid) DO UPDATE SET"
+                 " server_id = EXCLUDED.server_id,"
+                 " password = EXCLUDED.password, auth = EXCLUDED.auth,"
+                 " updated_at = now()",
+                 &a);
+}
+
+apr_status_t memds_store_server_cred_delete(memds_store_t *st,
+                                            const char *account,
+                                            const char *devid)
+{
+    qargs_t a;
+    int n = 0;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    rv = q_cmd(st, &n, "server_cred_delete",
+               "DELETE FROM memds.server_credentials"
+               " WHERE account = $1 AND devid = $2",
+               &a);
+    return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
+}
+
 /* ------------------------------------------------------------ devices */
 
 apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
@@ -315,7 +399,8 @@ apr_status_t memds_store_device_set_devinf(memds_store_t *st,
     "SELECT s.session_pk, s.token, s.device_id, d.account, d.devid," \
     " s.session_id, s.version, s.encoding, s.phase, s.client_msg_id," \
     " s.server_msg_id, s.max_msg_size, coalesce(s.max_obj_size, -1)," \
-    " s.request_sha1, s.response, s.finished, s.expires_at <= now()" \
+    " s.request_sha1, s.response, s.finished, s.expires_at <= now()," \
+    " s.server_cred" \
     " FROM memds.sessions s JOIN memds.devices d ON d.device_id = s.device_id"
 
 static void session_from_row(memds_session_row_t *row, const PGresult *res,
@@ -338,6 +423,7 @@ static void session_from_row(memds_session_row_t *row, const PGresult *res,
     row->response = col_bytes(res, 0, 14, &row->response_len, p);
     row->finished = col_bool(res, 0, 15);
     row->expired = col_bool(res, 0, 16);
+    row->server_cred = col_int(res, 0, 17, 0);
 }
 
 /* Run a session SELECT; one row or APR_ENOENT. */
@@ -395,7 +481,7 @@ apr_status_t memds_store_session_save(memds_store_t *st,
     apr_status_t rv;
     int n;
 
-    /* $1..$12 are common to insert and update. */
+    /* $1..$13 are common to insert and update. */
     qa_init(&a, st->pool);
     qa_str(&a, row->session_id);
     qa_str(&a, row->version);
@@ -414,6 +500,7 @@ apr_status_t memds_store_session_save(memds_store_t *st,
     qa_bin(&a, row->response, row->response ? row->response_len : 0);
     qa_bool(&a, row->finished);
     qa_int(&a, timeout_secs);
+    qa_int(&a, row->server_cred);
 
     if (row->session_pk != 0) {
         qa_i64(&a, row->session_pk);
@@ -424,8 +511,9 @@ apr_status_t memds_store_session_save(memds_store_t *st,
                    " max_obj_size = $8::bigint, request_sha1 = $9,"
                    " response = $10::bytea, finished = $11::boolean,"
                    " updated_at = now(),"
-                   " expires_at = now() + $12::integer * interval '1 second'"
-                   " WHERE session_pk = $13::bigint",
+                   " expires_at = now() + $12::integer * interval '1 second',"
+                   " server_cred = $13::smallint"
+                   " WHERE session_pk = $14::bigint",
                    &a);
         if (rv == APR_SUCCESS && n == 0) {
             return APR_ENOENT;
@@ -439,10 +527,11 @@ apr_status_t memds_store_session_save(memds_store_t *st,
                "INSERT INTO memds.sessions (session_id, version, encoding,"
                " phase, client_msg_id, server_msg_id, max_msg_size,"
                " max_obj_size, request_sha1, response, finished, expires_at,"
-               " token, device_id)"
+               " server_cred, token, device_id)"
                " VALUES ($1, $2, $3, $4, $5::integer, $6::integer, $7::integer,"
                " $8::bigint, $9, $10::bytea, $11::boolean,"
-               " now() + $12::integer * interval '1 second', $13, $14::bigint)"
+               " now() + $12::integer * interval '1 second', $13::smallint,"
+               " $14, $15::bigint)"
                " RETURNING session_pk",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {

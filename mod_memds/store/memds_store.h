@@ -62,6 +62,35 @@ apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
 apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
                                  const char *inner_b64, const char *source);
 
+/** The server's credentials towards one device (schema/008): what answers
+ *  a device's challenge, and the secret of a SAN digest. */
+typedef struct memds_server_cred_t {
+    const char *server_id; /**< NULL: the LocURI the device addresses */
+    const char *password;  /**< in clear */
+    int allow_basic;       /**< auth = 'basic': basic challenges answered */
+    const char *nonce;     /**< the device's last md5 NextNonce (b64); "" */
+} memds_server_cred_t;
+
+/** The server's credentials towards (account, devid); APR_ENOENT if none. */
+apr_status_t memds_store_server_cred_get(memds_store_t *st,
+                                         memds_server_cred_t *row,
+                                         const char *account,
+                                         const char *devid);
+/** Remember the nonce of the device's md5 challenge (the server nonce). */
+apr_status_t memds_store_server_cred_nonce(memds_store_t *st,
+                                           const char *account,
+                                           const char *devid,
+                                           const char *nonce);
+/** Set (insert or replace; nonce kept) the server's credentials towards
+ *  (account, devid): memds-admin server-password. */
+apr_status_t memds_store_server_cred_put(memds_store_t *st, const char *account,
+                                         const char *devid,
+                                         const memds_server_cred_t *row);
+/** Remove them; APR_ENOENT if there were none. */
+apr_status_t memds_store_server_cred_delete(memds_store_t *st,
+                                            const char *account,
+                                            const char *devid);
+
 /** For the status page: sessions in progress and known devices. */
 apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
                                 apr_int64_t *pdevices);
@@ -102,6 +131,7 @@ typedef struct memds_session_row_t {
     const char *response;
     apr_size_t response_len;
     int finished, expired;
+    int server_cred; /**< 0 none, 1 our Cred sent, 2 accepted (schema/008) */
 } memds_session_row_t;
 
 /** The session of a RespURI token, locked; APR_ENOENT if none. Expired

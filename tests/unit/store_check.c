@@ -235,6 +235,46 @@ static void check_auth(ctx_t *c)
        "auth_ok on a new device creates a clean row");
 }
 
+/* The server's credentials towards a device (schema/008). */
+static void check_server_cred(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    memds_server_cred_t w, r;
+    apr_status_t rv;
+
+    rv = memds_store_server_cred_get(a, &r, c->acct, "IMEI:1");
+    ok_rv(c, a, rv, APR_ENOENT, "server_cred_get of a missing row: ENOENT");
+    rv = memds_store_server_cred_nonce(a, c->acct, "IMEI:1", "bm9uY2Ux");
+    ok_rv(c, a, rv, APR_SUCCESS, "server_cred_nonce without a row: nothing");
+    memset(&w, 0, sizeof(w));
+    w.password = "srv-pw";
+    rv = memds_store_server_cred_put(a, c->acct, "IMEI:1", &w);
+    ok_rv(c, a, rv, APR_SUCCESS, "server_cred_put (insert)");
+    memset(&r, 0xff, sizeof(r));
+    rv = memds_store_server_cred_get(a, &r, c->acct, "IMEI:1");
+    ok(c,
+       rv == APR_SUCCESS && r.server_id == NULL && streq(r.password, "srv-pw")
+           && !r.allow_basic && streq(r.nonce, ""),
+       "server_cred_get: no server id, md5 only, no nonce");
+    rv = memds_store_server_cred_nonce(a, c->acct, "IMEI:1", "bm9uY2Ux");
+    ok_rv(c, a, rv, APR_SUCCESS, "server_cred_nonce");
+    w.server_id = "srv-id";
+    w.password = "srv-pw2";
+    w.allow_basic = 1;
+    rv = memds_store_server_cred_put(a, c->acct, "IMEI:1", &w);
+    ok_rv(c, a, rv, APR_SUCCESS, "server_cred_put (replace)");
+    rv = memds_store_server_cred_get(a, &r, c->acct, "IMEI:1");
+    ok(c,
+       rv == APR_SUCCESS && streq(r.server_id, "srv-id")
+           && streq(r.password, "srv-pw2") && r.allow_basic
+           && streq(r.nonce, "bm9uY2Ux"),
+       "replaced: server id, password, basic; the nonce kept");
+    rv = memds_store_server_cred_delete(a, c->acct, "IMEI:1");
+    ok_rv(c, a, rv, APR_SUCCESS, "server_cred_delete");
+    rv = memds_store_server_cred_delete(a, c->acct, "IMEI:1");
+    ok_rv(c, a, rv, APR_ENOENT, "server_cred_delete again: ENOENT");
+}
+
 static apr_int64_t check_sessions(ctx_t *c)
 {
     memds_store_t *a = &c->a;
@@ -271,8 +311,10 @@ static apr_int64_t check_sessions(ctx_t *c)
            && streq(r.phase, "init") && r.client_msg_id == 1
            && r.server_msg_id == 1 && r.max_msg_size == 10000
            && r.max_obj_size == -1 && streq(r.request_sha1, "")
-           && r.response_len == 0 && !r.finished && !r.expired,
+           && r.response_len == 0 && !r.finished && !r.expired
+           && r.server_cred == 0,
        "session_by_token reads every field");
+    s.server_cred = 2;
 
     s.phase = "client-sync";
     s.client_msg_id = 2;
@@ -290,6 +332,8 @@ static apr_int64_t check_sessions(ctx_t *c)
            && streq(r.request_sha1, s.request_sha1)
            && bytes_eq(r.response, r.response_len, resp, sizeof(resp) - 1),
        "updated fields and the binary response read back");
+    ok(c, rv == APR_SUCCESS && r.server_cred == 2,
+       "the server's authentication state reads back");
     rv = memds_store_session_by_token(a, &r, "no-such-token");
     ok_rv(c, a, rv, APR_ENOENT, "session_by_token of an unknown token: ENOENT");
 
@@ -876,6 +920,7 @@ int main(int argc, const char *const *argv)
     ok_rv(&c, &c.a, memds_store_begin(&c.a), APR_SUCCESS, "begin on a");
     check_devices(&c);
     check_auth(&c);
+    check_server_cred(&c);
     spk = check_sessions(&c);
     check_expire(&c);
     check_sstores(&c, spk);

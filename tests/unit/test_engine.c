@@ -13,6 +13,7 @@
 #include "syncml/memds_codes.h"
 
 #include <apr_base64.h>
+#include <apr_md5.h>
 #include <apr_strings.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1698,6 +1699,216 @@ static void account_same_again(void)
     CU_ASSERT_EQUAL(d->got_add + d->got_replace, 3);
 }
 
+/* ------------------------------- the device authenticates the server */
+
+#define SRV_PASS "srv-secret"
+
+/* The device's Status for the server's last SyncHdr: code, and a Chal of
+ * type (NULL: none) with NextNonce (NULL: none). */
+static const char *hdr_status_xml(tdev_t *d, int code, const char *type,
+                                  const char *nonce)
+{
+    const char *chal =
+        type ? apr_psprintf(d->p,
+                            "<Chal><Meta><Type xmlns='syncml:metinf'>%s</Type>"
+                            "<Format xmlns='syncml:metinf'>b64</Format>%s%s%s"
+                            "</Meta></Chal>",
+                            type,
+                            nonce ? "<NextNonce xmlns='syncml:metinf'>" : "",
+                            nonce ? nonce : "", nonce ? "</NextNonce>" : "")
+             : "";
+
+    return apr_psprintf(d->p,
+                        "<Status><CmdID>1</CmdID><MsgRef>%s</MsgRef>"
+                        "<CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd>"
+                        "<TargetRef>%s</TargetRef><SourceRef>" BASE
+                        "</SourceRef>%s<Data>%d</Data></Status>",
+                        d->ans->hdr.msg_id, d->devid, chal, code);
+}
+
+/* The server's password towards the device (what memds-admin sets). */
+static void set_server_password(tdev_t *d, const char *server_id, int basic)
+{
+    memds_sessdb_t *db = memds_sessdb_mem(d->db, d->p);
+    memds_server_cred_t sc;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.server_id = server_id;
+    sc.password = SRV_PASS;
+    sc.allow_basic = basic;
+    CU_ASSERT_EQUAL(db->vt->server_cred_put(db, USER, d->devid, &sc),
+                    APR_SUCCESS);
+}
+
+/* Computed here from the definitions (syncml-core 3.2, 3.3), not with the
+ * engine's helpers. */
+static const char *b64_of(apr_pool_t *p, const unsigned char *v, int len)
+{
+    char *b = apr_palloc(p, apr_base64_encode_len(len));
+
+    apr_base64_encode_binary(b, v, len);
+    return b;
+}
+
+static const char *expect_cred(apr_pool_t *p, const char *id, int md5,
+                               const char *nonce_b64)
+{
+    unsigned char d[APR_MD5_DIGESTSIZE], nonce[64];
+    const char *inner, *s;
+    int n;
+
+    if (!md5) {
+        s = apr_pstrcat(p, id, ":", SRV_PASS, NULL);
+        return b64_of(p, (const unsigned char *)s, (int)strlen(s));
+    }
+    s = apr_pstrcat(p, id, ":", SRV_PASS, NULL);
+    apr_md5(d, s, strlen(s));
+    inner = b64_of(p, d, APR_MD5_DIGESTSIZE);
+    n = apr_base64_decode_binary(nonce, nonce_b64);
+    s = apr_pstrcat(p, inner, ":", NULL);
+    {
+        apr_md5_ctx_t c;
+        apr_md5_init(&c);
+        apr_md5_update(&c, s, strlen(s));
+        apr_md5_update(&c, nonce, (apr_size_t)n);
+        apr_md5_final(d, &c);
+    }
+    return b64_of(p, d, APR_MD5_DIGESTSIZE);
+}
+
+static void assert_server_cred(const tdev_t *d, const char *type,
+                               const char *data)
+{
+    const memds_cred_t *c = d->ans ? d->ans->hdr.cred : NULL;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c->meta);
+    CU_ASSERT_STRING_EQUAL(c->meta->type, type);
+    CU_ASSERT_STRING_EQUAL(c->meta->format, "b64");
+    CU_ASSERT_EQUAL(c->data.len, strlen(data));
+    CU_ASSERT_STRING_EQUAL(c->data.data, data);
+}
+
+/* The session ended: 514 for the header and every command, nothing else,
+ * no RespURI, Final, no Cred; the log line names the code. */
+static void assert_cancelled(tdev_t *d, const char *logno)
+{
+    int i;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_OP_CANCELLED_FAIL);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.cred);
+    CU_ASSERT(d->ans->final);
+    for (i = 0; i < d->ans->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(d->ans->cmds, i, memds_cmd_t *);
+        CU_ASSERT_EQUAL(c->type, MEMDS_CMD_STATUS);
+        CU_ASSERT(c->data && atoi(c->data) == MEMDS_ST_OP_CANCELLED_FAIL);
+    }
+    CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, logno) != NULL);
+    /* any later message of the session: refused, nothing */
+    send_msg(d, sync_xml(d, ""), 1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_BAD_REQUEST);
+    CU_ASSERT_PTR_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+}
+
+static void server_cred_basic(void)
+{
+    tdev_t *d = dev_new("dev-srv-basic");
+    const char *next;
+
+    set_server_password(d, NULL, 1);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.cred); /* nobody asked */
+    /* the device challenges the server's header: 407 with basic */
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         hdr_status_xml(d, MEMDS_ST_MISSING_CREDENTIALS,
+                                        "syncml:auth-basic", NULL),
+                         sync_xml(d, item_cmd(d, "Add", 3, "a1", "memo one")),
+                         NULL),
+             1, 0);
+    /* as the sync URL the device addresses, and the session goes on */
+    assert_server_cred(d, "syncml:auth-basic", expect_cred(d->p, BASE, 0, ""));
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, "MEMDS00591") != NULL);
+    /* 212: accepted for the session, no more Cred */
+    send_msg(d, hdr_status_xml(d, MEMDS_ST_AUTH_ACCEPTED, NULL, NULL), 1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.cred);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_OK);
+    finish(d, next);
+    /* a new session: nobody asks, no Cred */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next),
+                    MEMDS_ALERT_TWO_WAY);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.cred);
+}
+
+static void server_cred_md5(void)
+{
+    tdev_t *d = dev_new("dev-srv-md5");
+    memds_sessdb_t *db;
+    memds_server_cred_t sc;
+    const char *next;
+
+    set_server_password(d, "memds-server", 0);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    /* 401 with md5 and the device's nonce ("Nonce1") */
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         hdr_status_xml(d, MEMDS_ST_INVALID_CREDENTIALS,
+                                        "syncml:auth-md5", "Tm9uY2Ux"),
+                         sync_xml(d, ""), NULL),
+             1, 0);
+    assert_server_cred(d, "syncml:auth-md5",
+                       expect_cred(d->p, "memds-server", 1, "Tm9uY2Ux"));
+    /* the server nonce is kept (the SAN digest's) */
+    db = memds_sessdb_mem(d->db, d->p);
+    CU_ASSERT_EQUAL_FATAL(db->vt->server_cred_get(db, &sc, USER, d->devid),
+                          APR_SUCCESS);
+    CU_ASSERT_STRING_EQUAL(sc.nonce, "Tm9uY2Ux");
+    /* 200 (this message only) with the next nonce: Cred again with it */
+    send_msg(d, hdr_status_xml(d, MEMDS_ST_OK, "syncml:auth-md5", "Tm9uY2Uy"),
+             0, 0);
+    assert_server_cred(d, "syncml:auth-md5",
+                       expect_cred(d->p, "memds-server", 1, "Tm9uY2Uy"));
+    /* then a challenge again: the device rejected it; the session ends */
+    send_msg(d,
+             hdr_status_xml(d, MEMDS_ST_INVALID_CREDENTIALS, "syncml:auth-md5",
+                            "Tm9uY2Uz"),
+             1, 0);
+    assert_cancelled(d, "MEMDS00592");
+}
+
+static void server_cred_missing(void)
+{
+    tdev_t *d = dev_new("dev-srv-none");
+    const char *next;
+
+    /* no server password for the device: the session ends */
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         hdr_status_xml(d, MEMDS_ST_MISSING_CREDENTIALS,
+                                        "syncml:auth-md5", "Tm9uY2Ux"),
+                         sync_xml(d, item_cmd(d, "Add", 3, "a1", "memo one")),
+                         NULL),
+             1, 0);
+    assert_cancelled(d, "MEMDS00590");
+    /* md5 only: a basic challenge is not answered (password in clear) */
+    d = dev_new("dev-srv-md5only");
+    set_server_password(d, NULL, 0);
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_SLOW, &next), MEMDS_ALERT_SLOW);
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         hdr_status_xml(d, MEMDS_ST_MISSING_CREDENTIALS,
+                                        "syncml:auth-basic", NULL),
+                         sync_xml(d, ""), NULL),
+             1, 0);
+    assert_cancelled(d, "MEMDS00593");
+}
+
 void unit_add_engine(void)
 {
     CU_pSuite s = CU_add_suite("engine", NULL, NULL);
@@ -1715,6 +1926,12 @@ void unit_add_engine(void)
                 account_other_http_user);
     CU_add_test(s, "account: the same account's Cred again is fine",
                 account_same_again);
+    CU_add_test(s, "server credentials: basic challenge, 212",
+                server_cred_basic);
+    CU_add_test(s, "server credentials: md5 challenge, 200, rejection",
+                server_cred_md5);
+    CU_add_test(s, "server credentials: none set, basic not allowed: 514",
+                server_cred_missing);
     CU_add_test(s, "every alert, 508 on anchors", alert_modes);
     CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
     CU_add_test(s, "statuses of client changes", client_changes_statuses);
