@@ -106,6 +106,8 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->smtp_auth = MEMDS_UNSET;
     dc->sent_copy = MEMDS_UNSET;
     dc->rejected_to_drafts = MEMDS_UNSET;
+    dc->truncate.whole_max = dc->truncate.text_max = MEMDS_DEFAULT_TRUNCATE;
+    dc->max_age = dc->max_items = MEMDS_UNSET;
     return dc;
 }
 
@@ -128,6 +130,11 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(delete_policy);
     MERGE_INT(sent_copy);
     MERGE_INT(rejected_to_drafts);
+    c->truncate_set = add->truncate_set || base->truncate_set;
+    c->truncate = add->truncate_set ? add->truncate : base->truncate;
+    MERGE_INT(max_age);
+    MERGE_INT(max_items);
+    MERGE_PTR(exclude);
     if (add->smtp_auth != MEMDS_UNSET) {
         c->smtp_auth = add->smtp_auth;
         c->smtp_user = add->smtp_user;
@@ -198,6 +205,10 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->imap_cache = imap_cache;
     mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
+    mbuf->truncate = &dc->truncate;
+    mbuf->exclude = dc->exclude;
+    cfg->max_age_days = OR(dc->max_age, 0);
+    cfg->max_items = OR(dc->max_items, 0);
     cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout,
                               MEMDS_DEFAULT_SESSION_TIMEOUT);
@@ -429,6 +440,66 @@ static const char *set_rejected_mail(cmd_parms *cmd, void *dcv, const char *arg)
                             "or keep",
                             arg);
     }
+    return NULL;
+}
+
+static const char *set_truncate(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    apr_off_t v;
+
+    memset(&dc->truncate, 0, sizeof(dc->truncate));
+    dc->truncate_set = 1;
+    if (strcasecmp(arg, "off") == 0) {
+        dc->truncate.whole_max = dc->truncate.text_max = -1;
+        dc->truncate.attach = 1;
+        return NULL;
+    }
+    if (memds_parse_size(&v, arg, 0, (apr_off_t)1024 * 1024 * 1024)
+        != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSTruncate: '%s' is neither Off nor a size "
+                            "up to 1G (bytes, or a number with a K, M or G "
+                            "suffix)",
+                            arg);
+    }
+    dc->truncate.whole_max = dc->truncate.text_max = v;
+    return NULL;
+}
+
+static const char *set_limit(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    int v;
+
+    if (memds_parse_uint(&v, arg, 1000000) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a number from 0 to 1000000",
+                            cmd->cmd->name, arg);
+    }
+    if (strcasecmp(cmd->cmd->name, "MemDSMaxAge") == 0) {
+        dc->max_age = v;
+    }
+    else {
+        dc->max_items = v;
+    }
+    return NULL;
+}
+
+static const char *set_exclude(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (!*arg) {
+        return "MemDSExcludeFolder: the folder name is empty";
+    }
+    if (strcasecmp(arg, "INBOX") == 0) {
+        return "MemDSExcludeFolder: INBOX cannot be excluded";
+    }
+    if (dc->exclude == NULL) {
+        dc->exclude = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(dc->exclude, const char *) = apr_pstrdup(cmd->pool, arg);
     return NULL;
 }
 
@@ -667,6 +738,26 @@ const command_rec memds_cmds[] = {
                   "trash, flag or expunge: what a device's Delete does to the "
                   "IMAP message (move to Trash, set \\Deleted, or expunge). "
                   "Default: trash."),
+    AP_INIT_TAKE1("MemDSTruncate", set_truncate, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Off, or a size (bytes, K/M/G): a mail up to that size "
+                  "goes to devices whole; a bigger one as its header and that "
+                  "much of its text, its attachments listed in <truncated> "
+                  "(get-more brings the rest). A device's filter or the "
+                  "account's setting (memds-admin) overrides it. Default: "
+                  "20K."),
+    AP_INIT_TAKE1("MemDSMaxAge", set_limit, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Days: mail received longer ago is not synchronised (and "
+                  "leaves devices as it ages, nothing is deleted on the "
+                  "server); a device's filter can only narrow it. Default: 0 "
+                  "(no limit)."),
+    AP_INIT_TAKE1("MemDSMaxItems", set_limit, NULL, RSRC_CONF | ACCESS_CONF,
+                  "At most this many mails (the newest) per folder on a "
+                  "device. Default: 0 (no limit)."),
+    AP_INIT_ITERATE("MemDSExcludeFolder", set_exclude, NULL,
+                    RSRC_CONF | ACCESS_CONF,
+                    "IMAP folders (name or path) never synchronised: not in "
+                    "the email datastore, 404 as datastores of their own. "
+                    "Default: none."),
     AP_INIT_TAKE2("MemDSFolder", set_folder, NULL, RSRC_CONF | ACCESS_CONF,
                   "ROLE PATH: the folder of a role (drafts, sent, trash, junk, "
                   "archive) when the IMAP server does not mark it with "

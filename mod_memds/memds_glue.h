@@ -33,6 +33,7 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_DB_EXPTIME 300
 #define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
 #define MEMDS_DEFAULT_MAX_OBJ_SIZE (4 * 1024 * 1024)
+#define MEMDS_DEFAULT_TRUNCATE (20 * 1024) /**< MemDSTruncate: 20K */
 #define MEMDS_DEFAULT_SESSION_TIMEOUT 900
 #define MEMDS_DEFAULT_AUTH_FAILURES 10
 #define MEMDS_DEFAULT_AUTH_WINDOW 600
@@ -114,6 +115,10 @@ typedef struct memds_dir_conf {
     const char *folder_names[9]; /**< MemDSFolder, by memds_imap_role_e */
     int smtp_auth;               /**< MemDSSMTPAuth (MEMDS_UNSET) */
     const char *smtp_user, *smtp_password;
+    int truncate_set;            /**< MemDSTruncate given here */
+    memds_ds_level_t truncate;   /**< MemDSTruncate (default 20K) */
+    int max_age, max_items;      /**< MemDSMaxAge, MemDSMaxItems */
+    apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];

@@ -128,3 +128,107 @@ apr_pool_t *memds_ds_shared_pool(memds_ds_shared_t *sh)
 {
     return sh->p;
 }
+
+/* ------------------------------------------------------------ levels */
+
+int memds_ds_level_is_whole(const memds_ds_level_t *l)
+{
+    return l == NULL || l->whole_max < 0;
+}
+
+const char *memds_ds_level_format(const memds_ds_level_t *l, apr_pool_t *p)
+{
+    const char *s;
+
+    if (memds_ds_level_is_whole(l)) {
+        return "whole";
+    }
+    s = apr_psprintf(p, "w=%" APR_INT64_T_FMT ";t=%" APR_INT64_T_FMT ";a=%d",
+                     l->whole_max, l->text_max, l->attach ? 1 : 0);
+    if (l->attach_name) {
+        const unsigned char *c = (const unsigned char *)l->attach_name;
+        char *esc = apr_palloc(p, strlen(l->attach_name) * 3 + 1), *o = esc;
+        for (; *c; ++c) {
+            if (*c <= ' ' || *c >= 127 || *c == '%' || *c == ';' || *c == '=') {
+                o += apr_snprintf(o, 4, "%%%02X", *c);
+            }
+            else {
+                *o++ = (char)*c;
+            }
+        }
+        *o = 0;
+        s = apr_pstrcat(p, s, ";n=", esc, NULL);
+    }
+    return s;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+}
+
+apr_status_t memds_ds_level_parse(memds_ds_level_t *l, const char *s,
+                                  apr_pool_t *p)
+{
+    char *copy, *tok, *last;
+    int seen = 0;
+
+    memset(l, 0, sizeof(*l));
+    if (s == NULL) {
+        return APR_EINVAL;
+    }
+    if (strcmp(s, "whole") == 0) {
+        l->whole_max = -1;
+        l->text_max = -1;
+        l->attach = 1;
+        return APR_SUCCESS;
+    }
+    copy = apr_pstrdup(p, s);
+    for (tok = apr_strtok(copy, ";", &last); tok;
+         tok = apr_strtok(NULL, ";", &last)) {
+        char *end;
+        if (tok[0] == 0 || tok[1] != '=') {
+            return APR_EINVAL;
+        }
+        if (tok[0] == 'n') {
+            char *o = tok + 2, *i = tok + 2;
+            while (*i) {
+                if (*i == '%' && hexval(i[1]) >= 0 && hexval(i[2]) >= 0) {
+                    *o++ = (char)(hexval(i[1]) * 16 + hexval(i[2]));
+                    i += 3;
+                }
+                else {
+                    *o++ = *i++;
+                }
+            }
+            *o = 0;
+            l->attach_name = tok + 2;
+            continue;
+        }
+        {
+            apr_int64_t v = apr_strtoi64(tok + 2, &end, 10);
+            if (end == tok + 2 || *end) {
+                return APR_EINVAL;
+            }
+            switch (tok[0]) {
+            case 'w':
+                l->whole_max = v;
+                seen |= 1;
+                break;
+            case 't':
+                l->text_max = v;
+                seen |= 2;
+                break;
+            case 'a':
+                l->attach = v != 0;
+                seen |= 4;
+                break;
+            default: return APR_EINVAL;
+            }
+        }
+    }
+    return seen == 7 ? APR_SUCCESS : APR_EINVAL;
+}

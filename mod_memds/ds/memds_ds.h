@@ -18,6 +18,8 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_hash.h>
+#include <apr_time.h>
 #include "store/memds_store.h"
 #include "util/memds_util.h"
 
@@ -36,6 +38,38 @@ void memds_ds_change_push(apr_array_header_t *changes, const char *guid,
                           int deleted, apr_int64_t seq, apr_int64_t changed_by);
 
 typedef struct memds_ds_t memds_ds_t;
+
+/** How much of a mail a device gets (docs/mail.md "Truncation"): the
+ *  level of MemDSTruncate, an account's setting, or the device's filter.
+ *  The device's size budget (ds->size_budget) caps it in any case. */
+typedef struct memds_ds_level_t {
+    apr_int64_t whole_max;   /**< a mail of at most this size goes whole;
+                                -1: any size */
+    apr_int64_t text_max;    /**< else its header and this many bytes of its
+                                text; -1: all of it, 0: none */
+    int attach;              /**< else also every attachment (1) or none (0) */
+    const char *attach_name; /**< else also this one attachment, or NULL */
+} memds_ds_level_t;
+
+/** The level "the whole mail": whole_max -1. */
+int memds_ds_level_is_whole(const memds_ds_level_t *l);
+/** The compact form kept in memds.mail_levels: "whole" or
+ *  "w=M;t=N;a=0|1[;n=NAME]" (NAME %-escaped). */
+const char *memds_ds_level_format(const memds_ds_level_t *l, apr_pool_t *p);
+/** Read the compact form; APR_EINVAL if it is not one. */
+apr_status_t memds_ds_level_parse(memds_ds_level_t *l, const char *s,
+                                  apr_pool_t *p);
+
+/** A record filter as a datastore applies it (DS 1.2, docs/filters.md):
+ *  a time window and at most max_count items (newest first, per folder).
+ *  The engine handles the device's LUIDs itself. */
+typedef struct memds_ds_select_t {
+    apr_time_t since;  /**< at or after (0: no lower bound) */
+    int since_incl;    /**< since itself is in (else strictly after) */
+    apr_time_t before; /**< at or before (0: no upper bound) */
+    int before_incl;
+    apr_int64_t max_count; /**< <= 0: no limit */
+} memds_ds_select_t;
 
 typedef struct memds_ds_vt {
     const char *kind;
@@ -81,6 +115,15 @@ typedef struct memds_ds_vt {
     /** Hierarchical datastores: Move (DS 1.2) the item to the folder
      *  ds->parent_hint (same server id). NULL: Move is not supported. */
     apr_status_t (*move)(memds_ds_t *ds, const char *guid);
+    /** Filters: every live item as a key of *pset (a hash of guid), with
+     *  the value "1" when it is in the set sel describes and "0" when not.
+     *  NULL: the datastore cannot filter (the Alert gets 406). */
+    apr_status_t (*select)(memds_ds_t *ds, const memds_ds_select_t *sel,
+                           apr_hash_t **pset);
+    /** Items the device asked to get again at a new level (a Replace of
+     *  its truncated copy with a larger X-Sync-Message-Limit): guids in
+     *  *pguids (const char *). May be NULL. */
+    apr_status_t (*wanted)(memds_ds_t *ds, apr_array_header_t **pguids);
 } memds_ds_vt;
 
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,
@@ -116,6 +159,12 @@ typedef struct memds_mail_cfg_t {
     struct memds_imap_cache_t *imap_cache; /**< connections kept between
                                                 requests, or NULL */
     int keep_rejected; /**< MemDSRejectedMail keep: not to Drafts */
+    /** MemDSTruncate: the level mail goes at when neither the device's
+     *  filter nor the account's setting says otherwise; NULL: whole. */
+    const memds_ds_level_t *truncate;
+    /** MemDSExcludeFolder: folders (IMAP names) never synchronised;
+     *  const char *, or NULL. */
+    const apr_array_header_t *exclude;
 } memds_mail_cfg_t;
 
 #define MEMDS_SMTP_AUTH_NONE 0 /**< no AUTH (trusted submission) */
@@ -176,6 +225,11 @@ struct memds_ds_t {
      *  takes no large objects), 0 for no limit. A datastore that can send
      *  a smaller form (the mail datastore: a truncated mail) keeps to it. */
     apr_size_t size_budget;
+    /** Set by the engine before fetch: the level the session sends at
+     *  (NULL: whole); force: the whole content at that level even when the
+     *  device has the item and only flags changed (get-more). */
+    const memds_ds_level_t *level;
+    int force;
     /** After a successful add: the status to answer instead of 201 (e.g.
      *  202 for a message accepted but not yet sent), 0 for 201. */
     int ok_status;

@@ -118,6 +118,7 @@ static const memds_ds_vt items_vt = { "items",       items_snapshot,
                                       items_remove,  items_match,
                                       items_same,    items_last_change,
                                       NULL,          0,
+                                      NULL,          NULL,
                                       NULL,          NULL };
 
 static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,

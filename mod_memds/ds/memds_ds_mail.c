@@ -469,6 +469,97 @@ static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row,
     return rv == APR_SUCCESS ? rv : memds_mbox_fail_db(ds);
 }
 
+/* A truncation setting ("off" or a byte count) as a level. */
+static int level_of_setting(memds_ds_level_t *l, const char *v)
+{
+    char *end;
+    apr_int64_t n;
+
+    memset(l, 0, sizeof(*l));
+    if (v && strcasecmp(v, "off") == 0) {
+        l->whole_max = l->text_max = -1;
+        l->attach = 1;
+        return 1;
+    }
+    n = v ? apr_strtoi64(v, &end, 10) : -1;
+    if (v == NULL || end == v || *end || n < 0) {
+        return 0;
+    }
+    l->whole_max = l->text_max = n;
+    return 1;
+}
+
+/* The level a device gets mail at by default: the account's setting,
+ * else MemDSTruncate (NULL: whole). */
+static apr_status_t default_level(memds_ds_t *ds,
+                                  const memds_ds_level_t **plevel)
+{
+    memds_mbox_t *x = MBOX(ds);
+
+    if (!x->acct_read) {
+        const char *v = NULL;
+        apr_status_t rv = memds_account_truncate(ds->st, &v, ds->account);
+        if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+            return memds_mbox_fail_db(ds);
+        }
+        x->acct_has = rv == APR_SUCCESS && level_of_setting(&x->acct_level, v);
+        x->acct_read = 1;
+    }
+    *plevel = x->acct_has ? &x->acct_level : x->cfg->truncate;
+    return APR_SUCCESS;
+}
+
+/* The level to send the mail row at now (docs/mail.md "Truncation"):
+ * what the device asked for (a larger X-Sync-Message-Limit), what the
+ * session asks for when forced (get-more), for a change of flags only the
+ * level the device already has, else the session's level or the default.
+ * *pflags_only: the device merges field-level replaces and has the
+ * content: its flags are enough. *pl NULL: whole. */
+static apr_status_t level_for(memds_ds_t *ds, const memds_mmsg_t *row,
+                              apr_int64_t known_seq,
+                              const memds_ds_level_t **pl, int *pflags_only)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_pool_t *p = ds->st->pool;
+    const char *have = NULL, *want = NULL;
+    memds_ds_level_t *l = apr_pcalloc(p, sizeof(*l));
+    apr_status_t rv;
+
+    *pflags_only = 0;
+    rv = memds_mail_level_get(ds->st, &have, &want, ds->device_id, ds->store,
+                              row->guid);
+    if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+        return memds_mbox_fail_db(ds);
+    }
+    if (want && memds_ds_level_parse(l, want, p) == APR_SUCCESS) {
+        *pl = l;
+        return APR_SUCCESS;
+    }
+    if (ds->force) {
+        *pl = ds->level; /* get-more: the session's level, else whole */
+        return APR_SUCCESS;
+    }
+    if (known_seq >= 0 && row->content_seq <= known_seq) {
+        /* The device has this content: only its flags changed. A device
+         * that merges field-level replaces gets them alone; any other
+         * replaces its whole copy with what it gets, so it gets the
+         * complete object at the level it has. */
+        if (!x->want_rfc822 && x->env.field_level) {
+            *pflags_only = 1;
+            return APR_SUCCESS;
+        }
+        if (have && memds_ds_level_parse(l, have, p) == APR_SUCCESS) {
+            *pl = l;
+            return APR_SUCCESS;
+        }
+    }
+    if (ds->level) {
+        *pl = ds->level;
+        return APR_SUCCESS;
+    }
+    return default_level(ds, pl);
+}
+
 static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
                                apr_int64_t known_seq, const char **pdata,
                                apr_size_t *plen, const char **ptype)
@@ -482,6 +573,9 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     memds_email_t *e;
     memds_buf_t body, out;
     memds_codec_err_t cerr;
+    const memds_ds_level_t *lv = NULL;
+    const char *sent_level = "whole";
+    int flags_only = 0, truncated = 0;
     apr_status_t rv;
 
     if (x->hier && guid[0] == 'f') {
@@ -504,22 +598,33 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     if (row.internaldate) {
         memds_email_time_set(&e->received, row.internaldate, p);
     }
-    if (!x->want_rfc822 && x->env.field_level && known_seq >= 0
-        && row.content_seq <= known_seq) {
-        /* The device has this message and merges field-level replaces:
-         * only its flags changed. Any other device replaces its whole copy
-         * with what it gets, so it gets the complete object. */
+    if ((rv = level_for(ds, &row, known_seq, &lv, &flags_only))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    if (flags_only) {
         goto build;
     }
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (ds->size_budget > 0
-        && (apr_size_t)row.size + (x->want_rfc822 ? 0 : 512 + row.size / 8)
-               > ds->size_budget) {
-        /* too big for the device: truncated, never fetched whole */
-        return memds_mbox_fetch_truncated(ds, c, &row, e, x->want_rfc822, pdata,
-                                          plen, ptype);
+    if ((lv && !memds_ds_level_is_whole(lv)
+         && (lv->attach_name || row.size > lv->whole_max))
+        || (ds->size_budget > 0
+            && (apr_size_t)row.size
+                       + (x->want_rfc822 ? 0 : 512 + (apr_size_t)row.size / 8)
+                   > ds->size_budget)) {
+        /* more than the level or the device's budget: truncated, never
+         * fetched whole */
+        rv = memds_mbox_fetch_truncated(ds, c, &row, e, x->want_rfc822, lv,
+                                        pdata, plen, ptype);
+        if (rv != APR_EEXIST) {
+            truncated = 1;
+            goto sent;
+        }
+        e = apr_pmemdup(p, e, sizeof(*e)); /* (nothing left out: whole) */
+        e->has_truncated = 0;
+        e->trunc_body = e->trunc_attach = NULL;
     }
     memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
     if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
@@ -535,13 +640,16 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         /* (raw 8-bit mail in another charset cannot be XML text: it goes as
          * message/rfc822, which WBXML and b64 carry byte for byte) */
         if (ds->size_budget > 0 && body.len > ds->size_budget) {
-            return memds_mbox_fetch_truncated(ds, c, &row, e, 1, pdata, plen,
-                                              ptype);
+            rv = memds_mbox_fetch_truncated(ds, c, &row, e, 1, lv, pdata, plen,
+                                            ptype);
+            truncated = 1;
+            goto sent;
         }
         *pdata = body.data;
         *plen = body.len;
         *ptype = MEMDS_RFC822;
-        return APR_SUCCESS;
+        rv = APR_SUCCESS;
+        goto sent;
     }
     e->has_item = 1;
     e->item = body.data;
@@ -558,12 +666,38 @@ build:
     if (e->has_item && ds->size_budget > 0 && out.len > ds->size_budget) {
         /* (XML escaping made it too big) */
         e->has_item = 0;
-        return memds_mbox_fetch_truncated(ds, c, &row, e, 0, pdata, plen,
-                                          ptype);
+        rv = memds_mbox_fetch_truncated(ds, c, &row, e, 0, lv, pdata, plen,
+                                        ptype);
+        truncated = 1;
+        goto sent;
     }
     *pdata = out.data;
     *plen = out.len;
     *ptype = MEMDS_EMAIL_CTTYPE;
+    if (flags_only) {
+        return APR_SUCCESS; /* (the device keeps its level) */
+    }
+    rv = APR_SUCCESS;
+sent:
+    if (rv == APR_EEXIST) {
+        rv = APR_SUCCESS; /* (cannot happen past the first try) */
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (truncated) {
+        /* truncated: what the device now holds, for later changes */
+        memds_ds_level_t held;
+        memset(&held, 0, sizeof(held));
+        held.text_max = lv ? lv->text_max : -1;
+        held.attach_name = lv ? lv->attach_name : NULL;
+        sent_level = memds_ds_level_format(&held, p);
+    }
+    if (memds_mail_level_put(ds->st, ds->device_id, ds->store, row.guid,
+                             sent_level, (apr_int64_t)*plen)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
     return APR_SUCCESS;
 }
 
@@ -766,6 +900,50 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    if (!in.copy && in.msg) {
+        /* X-Sync-Message-Limit: -1 on a mail this device holds truncated:
+         * its copy, asking for all of it (not new content) */
+        apr_int64_t lim;
+        const char *have = NULL, *want = NULL;
+        memds_ds_level_t h;
+        if (memds_email_sync_limit(&lim, in.msg, in.len) == APR_SUCCESS
+            && memds_mail_level_get(ds->st, &have, &want, ds->device_id,
+                                    ds->store, row.guid)
+                   == APR_SUCCESS
+            && memds_ds_level_parse(&h, have, ds->st->pool) == APR_SUCCESS
+            && !memds_ds_level_is_whole(&h)) {
+            in.copy = in.has_limit = 1;
+            in.limit = lim;
+            in.msg = NULL;
+            in.len = 0;
+        }
+    }
+    if (in.copy && in.has_limit) {
+        /* libsynthesis' get-more (email-san.md 3.6, 2): its copy with a
+         * larger limit asks for the message again at that limit */
+        memds_ds_level_t w;
+        const char *have = NULL, *want = NULL;
+        memds_ds_level_t h;
+        memset(&w, 0, sizeof(w));
+        w.whole_max = in.limit < 0 ? -1 : in.limit;
+        w.text_max = in.limit;
+        w.attach = in.limit < 0;
+        rv = memds_mail_level_get(ds->st, &have, &want, ds->device_id,
+                                  ds->store, row.guid);
+        if (rv != APR_SUCCESS && rv != APR_ENOENT) {
+            return memds_mbox_fail_db(ds);
+        }
+        if ((rv == APR_ENOENT
+             || memds_ds_level_parse(&h, have, ds->st->pool) != APR_SUCCESS
+             || (!memds_ds_level_is_whole(&h)
+                 && (in.limit < 0
+                     || (h.text_max >= 0 && in.limit > h.text_max))))
+            && memds_mail_level_want(ds->st, ds->device_id, ds->store, row.guid,
+                                     memds_ds_level_format(&w, ds->st->pool))
+                   != APR_SUCCESS) {
+            return memds_mbox_fail_db(ds);
+        }
+    }
     if (same_content(&in, &row)) {
         if (flags != row.flags
             && memds_mbox_store_flags(ds, c, row.uid, row.flags, flags)
@@ -927,13 +1105,39 @@ static apr_status_t imap_check(memds_ds_t *ds)
     return MBOX(ds)->hier ? memds_mbox_conn(ds, &c) : memds_mbox_resolve(ds);
 }
 
+static apr_status_t imap_select(memds_ds_t *ds, const memds_ds_select_t *sel,
+                                apr_hash_t **pset)
+{
+    if (!MBOX(ds)->hier && memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_select(ds->st, pset, ds->account,
+                          MBOX(ds)->hier ? NULL : MBOX(ds)->folder, sel->since,
+                          sel->since_incl, sel->before, sel->before_incl,
+                          sel->max_count)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t imap_wanted(memds_ds_t *ds, apr_array_header_t **pguids)
+{
+    if (memds_mail_level_wanted(ds->st, pguids, ds->device_id, ds->store)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
+}
+
 static const memds_ds_vt imap_vt = { "imap",       imap_snapshot,
                                      imap_changes, imap_fetch,
                                      imap_add,     imap_replace,
                                      imap_remove,  imap_match,
                                      imap_same,    imap_last_change,
                                      imap_check,   1,
-                                     NULL,         NULL };
+                                     NULL,         NULL,
+                                     imap_select,  imap_wanted };
 
 static const memds_ds_vt tree_vt = { "imap",
                                      imap_snapshot,
@@ -948,7 +1152,9 @@ static const memds_ds_vt tree_vt = { "imap",
                                      imap_check,
                                      1,
                                      memds_mtree_parent,
-                                     memds_mtree_move };
+                                     memds_mtree_move,
+                                     imap_select,
+                                     imap_wanted };
 
 static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
                               apr_pool_t *p)

@@ -65,7 +65,7 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
                                                APR_HASH_KEY_STRING);
         const memds_imap_status_t *st = l->status;
 
-        if (!memds_mbox_selectable(l)) {
+        if (!memds_mbox_selectable(l) || memds_mbox_excluded(ds, l)) {
             continue;
         }
         apr_hash_set(seen, l->name, APR_HASH_KEY_STRING, l);

@@ -2,7 +2,6 @@
  * a sync mode per datastore (508 and the slow/refresh variant when the
  * anchors differ), resume (225), suspend (224), next message (222). */
 #include "ds/memds_engine_int.h"
-#include "syncml/memds_filter.h"
 #include <apr_time.h>
 
 /* Server anchors: UTC time plus a random part, so two sessions in the same
@@ -36,26 +35,18 @@ static int base_mode(int code)
     }
 }
 
-/* A Filter on the Alert's Target (docs/filters.md): never a silent 200.
- * 415 for an unknown grammar, 422 for a bad one, 406 for a field the
- * server does not know, and 406 for a valid filter too: the server does
- * not apply filters yet. */
-static int filter_status(eng_t *e, const memds_filter_t *f, const char *name)
+/* A Filter on the Alert's Target (docs/filters.md) that the server cannot
+ * apply: never a silent 200. 415 for an unknown grammar, 422 for a bad
+ * one, 406 for a field or a datastore the server cannot filter. */
+static int filter_refused(eng_t *e, int st, const char *why, const char *name)
 {
-    memds_filter_spec_t *sp = NULL;
-    const char *why = NULL;
-    int st = memds_filter_spec(&sp, f, &why, e->p);
-
-    if (st == MEMDS_ST_OK) {
-        st = MEMDS_ST_NOT_SUPPORTED;
-        why = "filters are not applied yet";
-    }
     e->resp->log_level = 6;
     e->resp->log_msg = apr_psprintf(e->p,
                                     MEMDS_LOGNO(00519) "device %s datastore "
                                                        "%s: filter refused "
                                                        "with %d: %s",
-                                                e->dev.devid, name, st, why);
+                                                e->dev.devid, name, st,
+                                                why ? why : "?");
     return st;
 }
 
@@ -72,6 +63,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         const char *name, *next = NULL, *last = NULL, *server_last = NULL;
         int mode = base_mode(code), have_state = 0, effective;
         memds_sstore_t *resumed = NULL;
+        eng_filter_t *flt = NULL;
         apr_int64_t old_pk = 0;
         apr_status_t rv;
 
@@ -94,15 +86,11 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             eng_reply(e, cmd, st);
             continue;
         }
-        if (it->target && it->target->filter) {
-            st->data = eng_code_text(e, filter_status(e, it->target->filter,
-                                                      name));
-            eng_reply(e, cmd, st);
-            continue;
-        }
         {
             /* The datastore must exist (a mail folder) and be reachable. */
             memds_ds_t *ds;
+            const char *why = NULL;
+            int fst;
             if ((rv = eng_open_ds(&ds, e, name)) != APR_SUCCESS) {
                 return rv;
             }
@@ -115,6 +103,14 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
                                                 MEMDS_LOGNO(00513) "device %s: %s",
                                                     e->dev.devid, ds->reason);
                 st->data = apr_itoa(e->p, ds->status);
+                eng_reply(e, cmd, st);
+                continue;
+            }
+            fst = eng_filter_from_alert(e, &flt,
+                                        it->target ? it->target->filter : NULL,
+                                        ds, &why);
+            if (fst != MEMDS_ST_OK) {
+                st->data = eng_code_text(e, filter_refused(e, fst, why, name));
                 eng_reply(e, cmd, st);
                 continue;
             }
@@ -192,8 +188,10 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         ss->server_next = new_anchor(e->p);
         ss->snapshot_seq = resumed ? resumed->snapshot_seq : -1;
         ss->queue_built = resumed ? resumed->queue_built : 0;
+        ss->filter = eng_filter_format(flt, e->p);
         if (resumed) {
             ss->slow = resumed->slow;
+            ss->filter = resumed->filter;
             if (e->db->vt->resume_copy(e->db, e->sess.session_pk, old_pk, name)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "resuming a session");

@@ -147,6 +147,38 @@ static memds_devinf_t *server_devinf(eng_t *e)
                 ds->hierarchical = di->version == MEMDS_V12;
             }
             ds->tx = ds->rx;
+            if (di->version == MEMDS_V12) {
+                /* DS 1.2 filters, exactly what eng_filter applies: not in
+                 * the Outbox (docs/filters.md) */
+                memds_ds_t *d;
+                if (eng_open_ds(&d, e, n) == APR_SUCCESS && d->vt->select) {
+                    static const char *const kw[] = { "SINCE",    "BEFORE",
+                                                      "MAXSIZE",  "NOATT",
+                                                      "MAXCOUNT", NULL };
+                    static const char *const pn[] = { "emailitem", "received",
+                                                      "modified", NULL };
+                    memds_filtercap_t *fc = apr_pcalloc(e->p, sizeof(*fc));
+                    int w;
+                    ds->filter_rx = apr_array_make(e->p, 1,
+                                                   sizeof(memds_ctver_t *));
+                    APR_ARRAY_PUSH(ds->filter_rx, memds_ctver_t *) =
+                        ctver(e->p, "syncml:filtertype-cgi", "1.0");
+                    fc->ct_type = em->ct_type;
+                    fc->ver_ct = em->ver_ct;
+                    fc->keywords = apr_array_make(e->p, 5, sizeof(char *));
+                    fc->prop_names = apr_array_make(e->p, 3, sizeof(char *));
+                    for (w = 0; kw[w]; ++w) {
+                        APR_ARRAY_PUSH(fc->keywords, const char *) = kw[w];
+                    }
+                    for (w = 0; pn[w]; ++w) {
+                        APR_ARRAY_PUSH(fc->prop_names, const char *) = pn[w];
+                    }
+                    ds->filter_caps = apr_array_make(e->p, 1,
+                                                     sizeof(
+                                                         memds_filtercap_t *));
+                    APR_ARRAY_PUSH(ds->filter_caps, memds_filtercap_t *) = fc;
+                }
+            }
         }
         else if (cds && cds->rx_pref) {
             ds->rx_pref = cds->rx_pref;

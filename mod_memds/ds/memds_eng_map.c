@@ -125,6 +125,9 @@ apr_status_t eng_complete_session(eng_t *e)
         state.last_server_anchor = ss->server_next;
         /* An item the device did not take is sent again next time: keep
          * the old change position then. */
+        state.filter = eng_filter_remember(e, ss,
+                                           rv == APR_SUCCESS ? old.filter
+                                                             : NULL);
         state.last_seq = (failed && rv == APR_SUCCESS) ? old.last_seq
                          : ss->snapshot_seq >= 0
                              ? ss->snapshot_seq

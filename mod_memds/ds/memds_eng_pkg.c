@@ -208,6 +208,8 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     apr_int64_t since = -1, snap;
     apr_status_t rv;
     int i, n = 0, mode = ss->alert_code;
+    const char *prev_filter = NULL;
+    eng_fctx_t *fx = NULL;
 
     if ((rv = eng_open_ds(&ds, e, ss->store)) != APR_SUCCESS) {
         return rv;
@@ -220,6 +222,7 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, ss->store);
     if (rv == APR_SUCCESS) {
         since = state.last_seq;
+        prev_filter = state.filter;
     }
     else if (rv != APR_ENOENT) {
         return eng_db_fail(e, "reading anchors");
@@ -271,6 +274,10 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
                    != APR_SUCCESS)) {
         return eng_db_fail(e, "reading maps");
     }
+    if ((rv = eng_filter_prepare(e, &fx, ss, ds, since, prev_filter))
+        != APR_SUCCESS) {
+        return rv;
+    }
     queue = apr_array_make(e->p, changes->nelts + 1, sizeof(memds_qitem_t *));
     for (i = 0; i < changes->nelts; ++i) {
         const memds_ds_change_t *c = APR_ARRAY_IDX(changes, i,
@@ -294,6 +301,9 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
             && c->content_seq <= since) {
             continue; /* the device had it and soft-deleted it: a change of
                          its flags does not bring it back */
+        }
+        if (!eng_filter_admit(fx, c)) {
+            continue; /* out of the device's filter (soft-deleted below) */
         }
         q = apr_pcalloc(e->p, sizeof(*q));
         q->store = ss->store;
@@ -329,6 +339,10 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
             q->op = MEMDS_Q_DELETE;
             APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
         }
+    }
+    if ((rv = eng_filter_finish(e, fx, ss, ds, maps, queue, &n))
+        != APR_SUCCESS) {
+        return rv;
     }
     if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue)
         != APR_SUCCESS) {
@@ -386,17 +400,18 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
 
     *pdata = NULL;
     *plen = 0;
-    if (q->op != MEMDS_Q_DELETE) {
-        rv = ds->vt->fetch(ds, q->guid,
-                           q->op == MEMDS_Q_REPLACE ? known_seq : -1, pdata,
-                           plen, &type);
+    if (!ENG_Q_IS_DELETE(q->op)) {
+        ds->force = q->op == MEMDS_Q_REFETCH;
+        rv = ds->vt->fetch(ds, q->guid, q->op == MEMDS_Q_ADD ? -1 : known_seq,
+                           pdata, plen, &type);
         if (rv != APR_SUCCESS) {
             return rv; /* gone meanwhile: APR_ENOENT */
         }
     }
-    c = eng_cmd_new(e, q->op == MEMDS_Q_ADD       ? MEMDS_CMD_ADD
-                       : q->op == MEMDS_Q_REPLACE ? MEMDS_CMD_REPLACE
-                                                  : MEMDS_CMD_DELETE);
+    c = eng_cmd_new(e, q->op == MEMDS_Q_ADD     ? MEMDS_CMD_ADD
+                       : ENG_Q_IS_DELETE(q->op) ? MEMDS_CMD_DELETE
+                                                : MEMDS_CMD_REPLACE);
+    c->sft_del = q->op == MEMDS_Q_SOFTDELETE;
     if (e->dev.max_guid_size > 0
         && strlen(q->guid) > (apr_size_t)e->dev.max_guid_size) {
         /* The device cannot store our GUID: an Add carries the temporary
@@ -416,13 +431,13 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
         it->target = eng_loc(e->p, q->luid);
         it->source = eng_loc(e->p, q->guid);
     }
-    if (q->op != MEMDS_Q_DELETE && ds->vt->parent) {
+    if (!ENG_Q_IS_DELETE(q->op) && ds->vt->parent) {
         const char *parent = NULL;
         if (ds->vt->parent(ds, q->guid, &parent) == APR_SUCCESS && parent) {
             it->source_parent = parent;
         }
     }
-    if (q->op != MEMDS_Q_DELETE) {
+    if (!ENG_Q_IS_DELETE(q->op)) {
         if (type) {
             c->meta = eng_meta_new(e->p);
             c->meta->type = type;
@@ -549,6 +564,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         if (eng_open_ds(&ds, e, ss->store) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
+        ds->level = eng_filter_level(e, ss);
         empty = total_with(e, sz, sync, base);
         est = empty;
         one = *sync;
@@ -641,7 +657,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     continue;
                 }
                 full = 1;
-                if (q->op != MEMDS_Q_DELETE && e->dev.large_objs
+                if (!ENG_Q_IS_DELETE(q->op) && e->dev.large_objs
                     && e->in->version != MEMDS_V10) {
                     /* (SyncML 1.0 has no MoreData) */
                     /* A large object: the biggest chunk that fits, exactly
@@ -687,7 +703,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     }
                 }
                 else if (sync->cmds->nelts == 0 && first_sync
-                         && q->op != MEMDS_Q_DELETE && q->sent_bytes == 0
+                         && !ENG_Q_IS_DELETE(q->op) && q->sent_bytes == 0
                          && retry_budget(&shrink, ds->size_budget, len,
                                          limit > est + one_empty
                                              ? limit - est - one_empty

@@ -45,6 +45,10 @@ typedef struct memds_engine_cfg_t {
     int auth_block;          /**< seconds */
     const char *server_name; /**< DevInf Man/Mod */
     int record_md5;          /**< keep md5 inner values from basic logins */
+    int max_age_days;        /**< MemDSMaxAge: mail older than this many days is
+                           not synchronised (0: no limit) */
+    int max_items; /**< MemDSMaxItems: at most this many mails per folder
+                           (the newest; 0: no limit) */
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {

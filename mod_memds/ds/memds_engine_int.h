@@ -170,6 +170,56 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone);
 /* Does the answer carry any Sync (something the client must answer)? */
 int eng_sent_items(const eng_t *e);
 
+/* ------------------------ memds_eng_filter.c: DS 1.2 filters applied */
+
+#include "syncml/memds_filter.h"
+
+/* A session datastore's filter: the device's (with its level) and the
+ * administrator's limits; kept in memds_sstore_t.filter in compact form. */
+typedef struct eng_filter_t {
+    int inclusive;
+    int has_rec;
+    memds_filter_rec_t rec; /* the device's record clause */
+    int has_level;
+    memds_ds_level_t level;  /* from the field clause, MAXSIZE, NOATT */
+    apr_time_t admin_since;  /* MemDSMaxAge, 0: none */
+    apr_int64_t admin_count; /* MemDSMaxItems, 0: none */
+} eng_filter_t;
+
+const char *eng_filter_format(const eng_filter_t *f, apr_pool_t *p);
+apr_status_t eng_filter_parse(eng_filter_t **pf, const char *s, apr_pool_t *p);
+
+/* The Alert's Filter (mf, NULL for none) for datastore ds with the
+ * administrator's limits: MEMDS_ST_OK with *pf (NULL when there is nothing
+ * to apply), or the status the Alert gets with *pwhy. */
+int eng_filter_from_alert(eng_t *e, eng_filter_t **pf, const memds_filter_t *mf,
+                          memds_ds_t *ds, const char **pwhy);
+
+/* The level the session's filter asks for, NULL for none. */
+const memds_ds_level_t *eng_filter_level(eng_t *e, const memds_sstore_t *ss);
+
+/* Building the queue with a filter: prepare once (the sets), admit each
+ * change, finish (soft deletes, mail that entered the set, INCLUSIVE
+ * additions, get-more, what the device asked for). */
+typedef struct eng_fctx_t eng_fctx_t;
+apr_status_t eng_filter_prepare(eng_t *e, eng_fctx_t **pfx,
+                                const memds_sstore_t *ss, memds_ds_t *ds,
+                                apr_int64_t since, const char *prev_filter);
+int eng_filter_admit(const eng_fctx_t *fx, const memds_ds_change_t *c);
+apr_status_t eng_filter_finish(eng_t *e, eng_fctx_t *fx,
+                               const memds_sstore_t *ss, memds_ds_t *ds,
+                               apr_hash_t *maps, apr_array_header_t *queue,
+                               int *pn);
+
+/* The filter the device's sync state keeps after the session (the
+ * EXCLUSIVE set; an INCLUSIVE one leaves the old one in place). */
+const char *eng_filter_remember(eng_t *e, const memds_sstore_t *ss,
+                                const char *old);
+
+/* A queued change that goes as a Delete. */
+#define ENG_Q_IS_DELETE(op) \
+    ((op) == MEMDS_Q_DELETE || (op) == MEMDS_Q_SOFTDELETE)
+
 /* ----------------------------------------- memds_eng_alert.c: alerts */
 
 apr_status_t eng_do_alert(eng_t *e, const memds_cmd_t *cmd);

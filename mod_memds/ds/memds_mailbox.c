@@ -161,6 +161,24 @@ int memds_mbox_selectable(const memds_imap_list_t *l)
     return !(l->attrs & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT));
 }
 
+int memds_mbox_excluded(const memds_ds_t *ds, const memds_imap_list_t *l)
+{
+    const apr_array_header_t *ex = MBOX(ds)->cfg->exclude;
+    const char *path = NULL;
+    int i;
+
+    for (i = 0; ex && i < ex->nelts; ++i) {
+        const char *n = APR_ARRAY_IDX(ex, i, const char *);
+        if (path == NULL) {
+            path = memds_mbox_path_of(l, ds->st->pool);
+        }
+        if (strcmp(n, l->name) == 0 || strcmp(n, path) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* A mailbox's path as a device names it: UTF-8, "/" between levels. */
 const char *memds_mbox_path_of(const memds_imap_list_t *l, apr_pool_t *p)
 {
@@ -272,6 +290,21 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
             return APR_EGENERAL;
         }
         if (x->folder) {
+            for (i = 0; MBOX(ds)->cfg->exclude
+                        && memds_mbox_boxes(ds, &boxes) == APR_SUCCESS
+                        && i < boxes->nelts;
+                 ++i) {
+                const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                           memds_imap_list_t *);
+                if (strcmp(l->name, x->folder) == 0
+                    && memds_mbox_excluded(ds, l)) {
+                    x->folder = NULL;
+                    return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                           "the folder is excluded from "
+                                           "synchronisation "
+                                           "(MemDSExcludeFolder)");
+                }
+            }
             return APR_SUCCESS;
         }
     }
@@ -287,6 +320,12 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
             if (memds_mbox_selectable(l)
                 && (pass == 0 ? strcmp(path, name) == 0
                               : strcasecmp(path, name) == 0)) {
+                if (memds_mbox_excluded(ds, l)) {
+                    return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                                           "the folder is excluded from "
+                                           "synchronisation "
+                                           "(MemDSExcludeFolder)");
+                }
                 x->folder = l->name;
                 if (x->role == MEMDS_IMAP_ROLE_NONE) {
                     x->role = l->role;
@@ -354,8 +393,12 @@ apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,
                                                  p);
     }
     if (memds_email_is_device_copy(in->email, in->msg, in->len)) {
-        /* The device's truncated copy: a flags-only change. */
+        /* The device's truncated copy: a flags-only change (with a limit:
+         * what the device asks to hold, libsynthesis' get-more). */
         in->copy = 1;
+        in->has_limit = in->msg
+                        && memds_email_sync_limit(&in->limit, in->msg, in->len)
+                               == APR_SUCCESS;
         in->msg = NULL;
         in->len = 0;
     }

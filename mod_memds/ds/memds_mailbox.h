@@ -44,6 +44,9 @@ typedef struct memds_mbox_t {
     memds_imap_role_e role;
     int scanned;
     int hier; /**< the hierarchical "email" datastore */
+    /* the account's truncation setting, read once per datastore */
+    int acct_read, acct_has;
+    memds_ds_level_t acct_level;
 } memds_mbox_t;
 
 #define MBOX(ds) ((memds_mbox_t *)(ds)->impl)
@@ -66,6 +69,9 @@ apr_status_t memds_mbox_fail_db(memds_ds_t *ds);
 apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc);
 memds_imap_role_e memds_mbox_role_of_name(const char *n);
 int memds_mbox_selectable(const memds_imap_list_t *l);
+/** Is the folder excluded from synchronisation (MemDSExcludeFolder names
+ *  its IMAP name or its path)? */
+int memds_mbox_excluded(const memds_ds_t *ds, const memds_imap_list_t *l);
 /** A mailbox's path as a device names it: UTF-8, "/" between levels. */
 const char *memds_mbox_path_of(const memds_imap_list_t *l, apr_pool_t *p);
 /** The account's folders (one LIST per request). */
@@ -93,6 +99,9 @@ typedef struct memds_mbox_in_t {
     apr_size_t len;
     const char *message_id;
     int copy;
+    /** A copy's X-Sync-Message-Limit (-1: complete), when has_limit. */
+    int has_limit;
+    apr_int64_t limit;
 } memds_mbox_in_t;
 
 apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,

@@ -133,11 +133,17 @@ static void text_left_out(memds_email_t *te, const apr_array_header_t *parts,
 apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
                                         const memds_mmsg_t *row,
                                         memds_email_t *e, int want_rfc822,
+                                        const memds_ds_level_t *lv,
                                         const char **pdata, apr_size_t *plen,
                                         const char **ptype)
 {
     apr_pool_t *p = ds->st->pool;
-    apr_size_t budget = ds->size_budget, mb;
+    apr_size_t budget = ds->size_budget > 0 ? ds->size_budget
+                                            : (apr_size_t)1 << 40,
+               mb;
+    memds_trunc_opts_t opts;
+    apr_int64_t limit;
+    int all = 0;
     const char *msg = NULL, *why, *mark;
     apr_size_t mlen = 0;
     memds_trunc_orig_t o;
@@ -168,8 +174,17 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
     o.parts = t.parts;
     o.fetch = fetch_cb;
     o.baton = &t;
-    mark = apr_psprintf(p, "X-Sync-Message-Limit: %" APR_SIZE_T_FMT "\r\n",
-                        budget);
+    opts.text_max = lv ? lv->text_max : -1;
+    opts.attach_name = lv ? lv->attach_name : NULL;
+    /* (the mark: where the text was cut at most) */
+    limit = ds->size_budget > 0 ? (apr_int64_t)ds->size_budget
+            : row->size > 0     ? row->size - 1
+                                : 0;
+    if (opts.text_max >= 0 && opts.text_max < limit) {
+        limit = opts.text_max;
+    }
+    mark = apr_psprintf(p, "X-Sync-Message-Limit: %" APR_INT64_T_FMT "\r\n",
+                        limit);
     /* the email object's own overhead (flags, dates, the <truncated>
      * list) and XML escaping are known only once built: build with a
      * smaller message budget until the object fits */
@@ -184,7 +199,8 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
         }
         te = apr_pmemdup(p, e, sizeof(*e));
         t.text_failed = 0;
-        rv = memds_trunc_build(&msg, &mlen, te, &o, mb - strlen(mark), &why, p);
+        rv = memds_trunc_build_opts(&msg, &mlen, te, &o, mb - strlen(mark),
+                                    &opts, &all, &why, p);
         if (rv != APR_SUCCESS) {
             if (t.gone) {
                 return APR_ENOENT;
@@ -200,6 +216,12 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
         }
         if (t.text_failed) {
             text_left_out(te, t.parts, p);
+        }
+        else if (all && tries == 0
+                 && (ds->size_budget == 0
+                     || (apr_size_t)row->size + 512 + (apr_size_t)row->size / 8
+                            <= ds->size_budget)) {
+            return APR_EEXIST; /* nothing left out: the whole mail fits */
         }
         if (!rfc822 && memds_email_item_xml_safe(msg, mlen, NULL)) {
             te->has_item = 1;

@@ -564,6 +564,7 @@ static apr_status_t mem_sstore_save(memds_sessdb_t *db, apr_int64_t session_pk,
     v->ss.server_uri = mdup(m, ss->server_uri);
     v->ss.client_next = mdup(m, ss->client_next);
     v->ss.server_next = mdup(m, ss->server_next);
+    v->ss.filter = ss->filter ? mdup(m, ss->filter) : NULL;
     put(m->t.sstores, kn(m, session_pk, ss->store), v);
     return APR_SUCCESS;
 }
@@ -1021,6 +1022,7 @@ static apr_status_t mem_syncstate_put(memds_sessdb_t *db, apr_int64_t device_id,
     v->last_client_anchor = mdup(m, ss->last_client_anchor);
     v->last_server_anchor = mdup(m, ss->last_server_anchor);
     v->last_seq = ss->last_seq;
+    v->filter = ss->filter ? mdup(m, ss->filter) : NULL;
     put(m->t.syncstate, kn(m, device_id, store), v);
     return APR_SUCCESS;
 }

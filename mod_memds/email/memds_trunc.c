@@ -207,19 +207,20 @@ static const char *mime_type(const memds_trunc_part_t *l, apr_pool_t *p)
 
 /* The <truncated> entries: the text part when cut (or when there is
  * none), every other text part as a body, every other part attached. */
-static void list_omitted(memds_email_t *e, const memds_trunc_orig_t *o,
-                         const memds_trunc_part_t *tp, int text_whole,
-                         apr_pool_t *p)
+static int list_omitted(memds_email_t *e, const memds_trunc_orig_t *o,
+                        const memds_trunc_part_t *tp, int text_whole,
+                        const memds_trunc_part_t *att, apr_pool_t *p)
 {
-    int i;
+    int i, n = 0;
 
     e->has_truncated = 1;
     for (i = 0; o->parts && i < o->parts->nelts; ++i) {
         const memds_trunc_part_t *l = &APR_ARRAY_IDX(o->parts, i,
                                                      memds_trunc_part_t);
-        if (l == tp && text_whole) {
+        if ((l == tp && text_whole) || l == att) {
             continue;
         }
+        ++n;
         if (is_text(l)) {
             memds_email_add_tbody(e, l->size, mime_type(l, p), p);
         }
@@ -231,6 +232,50 @@ static void list_omitted(memds_email_t *e, const memds_trunc_orig_t *o,
                                     l->size, mime_type(l, p), p);
         }
     }
+    return n;
+}
+
+/* The leaf named name that is not the text part, or NULL. */
+static const memds_trunc_part_t *attachment(const memds_trunc_orig_t *o,
+                                            const memds_trunc_part_t *tp,
+                                            const char *name)
+{
+    int i;
+
+    for (i = 0; name && o->parts && i < o->parts->nelts; ++i) {
+        const memds_trunc_part_t *l = &APR_ARRAY_IDX(o->parts, i,
+                                                     memds_trunc_part_t);
+        if (l != tp && l->name && strcmp(l->name, name) == 0) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static int contains(const char *d, apr_size_t n, const char *w)
+{
+    apr_size_t k = strlen(w), i;
+
+    for (i = 0; i + k <= n; ++i) {
+        if (d[i] == w[0] && memcmp(d + i, w, k) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A boundary that occurs in none of the given data. */
+static const char *boundary_for(const char *a, apr_size_t al, const char *b,
+                                apr_size_t bl, apr_pool_t *p)
+{
+    int k;
+
+    for (k = 0;; ++k) {
+        const char *bd = apr_psprintf(p, "=_memds_part_%d", k);
+        if (!contains(a, al, bd) && !contains(b, bl, bd)) {
+            return bd;
+        }
+    }
 }
 
 apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
@@ -238,9 +283,23 @@ apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
                                apr_size_t budget, const char **pwhy,
                                apr_pool_t *p)
 {
-    const memds_trunc_part_t *tp = text_part(o->parts);
-    const char *hdr, *h, *text = "", *charset, *subtype;
-    apr_size_t hdrlen, hl, room, want, tl = 0, keep;
+    int all;
+
+    return memds_trunc_build_opts(pout, plen, e, o, budget, NULL, &all, pwhy,
+                                  p);
+}
+
+apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
+                                    memds_email_t *e,
+                                    const memds_trunc_orig_t *o,
+                                    apr_size_t budget,
+                                    const memds_trunc_opts_t *opts, int *pall,
+                                    const char **pwhy, apr_pool_t *p)
+{
+    const memds_trunc_part_t *tp = text_part(o->parts), *att = NULL;
+    const char *hdr, *h, *text = "", *charset, *subtype, *amime = NULL,
+                         *abody = NULL, *bd = NULL;
+    apr_size_t hdrlen, hl, room, want, tl = 0, keep, aml = 0, abl = 0;
     memds_buf_t out;
     int b64 = 0, text_whole = 0;
     apr_status_t rv;
@@ -263,12 +322,37 @@ apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
         return APR_ENOSPC;
     }
     room = budget - hl - MIME_OVERHEAD;
+    att = attachment(o, tp, opts ? opts->attach_name : NULL);
+    if (att && att->size >= 0
+        && (apr_size_t)att->size + 2 * MIME_OVERHEAD < room) {
+        /* the attachment asked for, as stored: its MIME header and body */
+        if ((rv = o->fetch(o->baton,
+                           apr_pstrcat(p, att->section, ".MIME", NULL), 0, 0,
+                           &amime, &aml))
+                != APR_SUCCESS
+            || (rv = o->fetch(o->baton, att->section, 0, 0, &abody, &abl))
+                   != APR_SUCCESS) {
+            return rv;
+        }
+        if (aml + abl + 2 * MIME_OVERHEAD < room) {
+            room -= aml + abl + 2 * MIME_OVERHEAD;
+        }
+        else {
+            att = NULL; /* (bigger than BODYSTRUCTURE said) */
+        }
+    }
+    else {
+        att = NULL;
+    }
     charset = tp ? token_or(tp->charset, NULL) : NULL;
     subtype = tp ? token_or(tp->subtype, "plain") : "plain";
-    if (tp && room > 8) {
+    if (tp && room > 8 && !(opts && opts->text_max == 0)) {
         /* as text, a CR may become CRLF: half the room is always safe;
          * as base64, 3 bytes take 4 and a CRLF every 57 */
         want = room / 2;
+        if (opts && opts->text_max > 0 && (apr_size_t)opts->text_max < want) {
+            want = (apr_size_t)opts->text_max;
+        }
         if ((rv = o->fetch(o->baton, tp->section, 1, want, &text, &tl))
             != APR_SUCCESS) {
             return rv;
@@ -286,10 +370,19 @@ apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
         text_whole = text_whole && keep == tl;
         tl = keep;
     }
-    list_omitted(e, o, tp, text_whole, p);
-    memds_buf_init(&out, hl + MIME_OVERHEAD + tl * 2 + 16, p);
+    *pall = list_omitted(e, o, tp, text_whole, att, p) == 0;
+    memds_buf_init(&out, hl + 2 * MIME_OVERHEAD + tl * 2 + aml + abl + 16, p);
     memds_buf_add(&out, h, hl);
-    memds_buf_add(&out, "MIME-Version: 1.0\r\nContent-Type: text/", 38);
+    memds_buf_add(&out, "MIME-Version: 1.0\r\n", 19);
+    if (att) {
+        bd = boundary_for(amime, aml, abody, abl, p);
+        memds_buf_addstr(&out, "Content-Type: multipart/mixed; boundary=\"");
+        memds_buf_addstr(&out, bd);
+        memds_buf_addstr(&out, "\"\r\n\r\n--");
+        memds_buf_addstr(&out, bd);
+        memds_buf_add(&out, "\r\n", 2);
+    }
+    memds_buf_add(&out, "Content-Type: text/", 19);
     memds_buf_add(&out, subtype, strlen(subtype));
     memds_buf_add(&out, "; charset=", 10);
     charset = charset ? charset : "utf-8";
@@ -302,6 +395,18 @@ apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
     else {
         memds_buf_add(&out, "\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", 37);
         add_crlf_text(&out, text, tl);
+    }
+    if (att) {
+        /* (the CRLF before a delimiter belongs to it: each part keeps its
+         * bytes exactly) */
+        memds_buf_addstr(&out, "\r\n--");
+        memds_buf_addstr(&out, bd);
+        memds_buf_add(&out, "\r\n", 2);
+        memds_buf_add(&out, amime, aml);
+        memds_buf_add(&out, abody, abl);
+        memds_buf_addstr(&out, "\r\n--");
+        memds_buf_addstr(&out, bd);
+        memds_buf_add(&out, "--\r\n", 4);
     }
     memds_buf_add(&out, "", 1);
     *pout = out.data;

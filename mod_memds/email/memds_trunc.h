@@ -65,4 +65,27 @@ apr_status_t memds_trunc_build(const char **pout, apr_size_t *plen,
                                apr_size_t budget, const char **pwhy,
                                apr_pool_t *p);
 
+/** What else the truncated message holds (a level, docs/mail.md). */
+typedef struct memds_trunc_opts_t {
+    /** At most this many bytes of the text (of the decoded text part);
+     *  -1: as much as the budget leaves, 0: no text. */
+    apr_int64_t text_max;
+    /** The attachment (leaf whose name is exactly this) to send whole,
+     *  as stored (its own MIME header and transfer encoding), after the
+     *  text in a multipart/mixed; NULL: none. Left out (and listed) when
+     *  there is no such part or it does not fit the budget. */
+    const char *attach_name;
+} memds_trunc_opts_t;
+
+/**
+ * memds_trunc_build with a level: opts NULL is memds_trunc_build. Sets
+ * *pall when nothing was left out (the caller may send the mail whole).
+ */
+apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
+                                    memds_email_t *e,
+                                    const memds_trunc_orig_t *o,
+                                    apr_size_t budget,
+                                    const memds_trunc_opts_t *opts, int *pall,
+                                    const char **pwhy, apr_pool_t *p);
+
 #endif /* MEMDS_TRUNC_H */

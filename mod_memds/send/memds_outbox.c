@@ -747,6 +747,7 @@ static const memds_ds_vt outbox_vt = { "outbox",       outbox_snapshot,
                                        outbox_remove,  outbox_match,
                                        outbox_same,    outbox_last_change,
                                        outbox_check,   1,
+                                       NULL,           NULL,
                                        NULL,           NULL };
 
 static int serves_outbox(const char *store)

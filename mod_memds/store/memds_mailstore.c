@@ -1036,3 +1036,164 @@ apr_status_t memds_outbox_acknowledge(memds_store_t *st, const char *account,
                  " AND m.guid = 'q' || o.outbox_id AND m.seq <= s.last_seq",
                  &a);
 }
+
+/* ------------------------------------------ filters and sent levels */
+
+static const char *usecs_or_null(apr_time_t t, apr_pool_t *p)
+{
+    return t ? apr_psprintf(p, "%" APR_INT64_T_FMT ".%06d",
+                            (apr_int64_t)(t / USEC), (int)(t % USEC))
+             : NULL;
+}
+
+apr_status_t memds_mail_select(memds_store_t *st, apr_hash_t **pset,
+                               const char *account, const char *folder,
+                               apr_time_t since, int since_incl,
+                               apr_time_t before, int before_incl,
+                               apr_int64_t max_count)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_hash_t *h = apr_hash_make(st->pool);
+    apr_status_t rv;
+    int i, n;
+
+    qa_folder(&a, st, account, folder);
+    qa_str(&a, usecs_or_null(since, st->pool));
+    qa_bool(&a, since_incl);
+    qa_str(&a, usecs_or_null(before, st->pool));
+    qa_bool(&a, before_incl);
+    qa_i64(&a, max_count);
+    rv = q_run(
+        st, &res, "mail_select",
+        "SELECT guid, w AND ($7::bigint <= 0 OR row_number() OVER"
+        "  (PARTITION BY folder, w ORDER BY t DESC, uid DESC) <= $7::bigint)"
+        " FROM (SELECT guid, folder, uid, t,"
+        "  ($3::numeric IS NULL OR t > to_timestamp($3::double precision)"
+        "   OR ($4::boolean AND t = to_timestamp($3::double precision)))"
+        "  AND ($5::numeric IS NULL OR t < to_timestamp($5::double precision)"
+        "   OR ($6::boolean AND t = to_timestamp($5::double precision))) AS w"
+        "  FROM (SELECT guid, folder, uid,"
+        "   coalesce(internaldate, created_at) AS t FROM memds.mail_messages"
+        "   WHERE account = $1 AND ($2::text IS NULL OR folder = $2)"
+        "   AND NOT deleted AND uid > 0) AS m) AS x",
+        &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    for (i = 0; i < n; ++i) {
+        apr_hash_set(h, col_str(res, i, 0, st->pool), APR_HASH_KEY_STRING,
+                     col_bool(res, i, 1) ? "1" : "0");
+    }
+    PQclear(res);
+    *pset = h;
+    return APR_SUCCESS;
+}
+
+/* $1 device, $2 store, $3 guid: a row of memds.mail_levels. */
+static void qa_level_key(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
+                         const char *store, const char *guid)
+{
+    qa_init(a, st->pool);
+    qa_i64(a, device_id);
+    qa_str(a, store);
+    qa_str(a, guid);
+}
+
+apr_status_t memds_mail_level_get(memds_store_t *st, const char **plevel,
+                                  const char **pwant, apr_int64_t device_id,
+                                  const char *store, const char *guid)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_level_key(&a, st, device_id, store, guid);
+    rv = q_row(st, &res, "mail_level_get",
+               "SELECT level, want FROM memds.mail_levels"
+               " WHERE device_id = $1::bigint AND store = $2 AND guid = $3",
+               &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *plevel = col_str(res, 0, 0, st->pool);
+    *pwant = PQgetisnull(res, 0, 1) ? NULL : col_str(res, 0, 1, st->pool);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_level_put(memds_store_t *st, apr_int64_t device_id,
+                                  const char *store, const char *guid,
+                                  const char *level, apr_int64_t sent_bytes)
+{
+    qargs_t a;
+
+    qa_level_key(&a, st, device_id, store, guid);
+    qa_str(&a, level);
+    qa_i64(&a, sent_bytes);
+    return q_cmd(st, NULL, "mail_level_put",
+                 "INSERT INTO memds.mail_levels (device_id, store, guid, level,"
+                 " sent_bytes) VALUES ($1::bigint, $2, $3, $4, $5::bigint)"
+                 " ON CONFLICT (device_id, store, guid) DO UPDATE SET"
+                 " level = EXCLUDED.level, sent_bytes = EXCLUDED.sent_bytes,"
+                 " want = NULL, updated_at = now()",
+                 &a);
+}
+
+apr_status_t memds_mail_level_want(memds_store_t *st, apr_int64_t device_id,
+                                   const char *store, const char *guid,
+                                   const char *want)
+{
+    qargs_t a;
+
+    qa_level_key(&a, st, device_id, store, guid);
+    qa_str(&a, want);
+    return q_cmd(st, NULL, "mail_level_want",
+                 "INSERT INTO memds.mail_levels (device_id, store, guid, level,"
+                 " want) VALUES ($1::bigint, $2, $3, 'whole', $4)"
+                 " ON CONFLICT (device_id, store, guid) DO UPDATE SET"
+                 " want = EXCLUDED.want, updated_at = now()",
+                 &a);
+}
+
+apr_status_t memds_mail_level_wanted(memds_store_t *st,
+                                     apr_array_header_t **pguids,
+                                     apr_int64_t device_id, const char *store)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    rv = q_run(st, &res, "mail_level_wanted",
+               "SELECT guid FROM memds.mail_levels WHERE device_id = $1::bigint"
+               " AND store = $2 AND want IS NOT NULL ORDER BY guid",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    *pguids = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(const char *));
+    for (i = 0; i < n; ++i) {
+        APR_ARRAY_PUSH(*pguids, const char *) = col_str(res, i, 0, st->pool);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_account_truncate(memds_store_t *st, const char **pvalue,
+                                    const char *account)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    return q_value(st, pvalue, "account_truncate",
+                   "SELECT truncate FROM memds.account_settings"
+                   " WHERE account = $1 AND truncate IS NOT NULL",
+                   &a);
+}

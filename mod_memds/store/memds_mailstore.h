@@ -229,4 +229,39 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
                               apr_int64_t device_id, const char *store,
                               int limit);
 
+/* ------------------------------------------ filters and sent levels */
+
+/** Every live message of account (of folder, or of every folder when
+ *  folder is NULL) as a key of *pset (guid) with the value "1" when its
+ *  INTERNALDATE is in the window (since/before 0: unbounded; _incl: the
+ *  bound itself is in) and it is among the newest max_count of its folder
+ *  in the window (max_count <= 0: no limit), else "0". */
+apr_status_t memds_mail_select(memds_store_t *st, apr_hash_t **pset,
+                               const char *account, const char *folder,
+                               apr_time_t since, int since_incl,
+                               apr_time_t before, int before_incl,
+                               apr_int64_t max_count);
+/** The level a device holds a mail at (memds.mail_levels, the compact
+ *  form of memds_ds_level_format) and a level it asked for (*pwant, NULL
+ *  for none); APR_ENOENT when never recorded. */
+apr_status_t memds_mail_level_get(memds_store_t *st, const char **plevel,
+                                  const char **pwant, apr_int64_t device_id,
+                                  const char *store, const char *guid);
+/** Record the level just sent (and forget what was asked for). */
+apr_status_t memds_mail_level_put(memds_store_t *st, apr_int64_t device_id,
+                                  const char *store, const char *guid,
+                                  const char *level, apr_int64_t sent_bytes);
+/** Record a level the device asks for. */
+apr_status_t memds_mail_level_want(memds_store_t *st, apr_int64_t device_id,
+                                   const char *store, const char *guid,
+                                   const char *want);
+/** The guids of the device's datastore with a level asked for. */
+apr_status_t memds_mail_level_wanted(memds_store_t *st,
+                                     apr_array_header_t **pguids,
+                                     apr_int64_t device_id, const char *store);
+/** The account's truncation setting (memds.account_settings.truncate);
+ *  APR_ENOENT when it has none. */
+apr_status_t memds_account_truncate(memds_store_t *st, const char **pvalue,
+                                    const char *account);
+
 #endif /* MEMDS_MAILSTORE_H */

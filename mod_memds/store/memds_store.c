@@ -572,7 +572,7 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
     rv = q_run(st, &res, "sstores_load",
                "SELECT store, client_uri, server_uri, alert_code, slow,"
                " client_next, server_next, coalesce(snapshot_seq, -1),"
-               " queue_built FROM memds.session_stores"
+               " queue_built, filter FROM memds.session_stores"
                " WHERE session_pk = $1::bigint ORDER BY store COLLATE \"C\"",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
@@ -591,6 +591,8 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
         ss->server_next = col_str(res, i, 6, st->pool);
         ss->snapshot_seq = col_i64(res, i, 7, -1);
         ss->queue_built = col_bool(res, i, 8);
+        ss->filter = PQgetisnull(res, i, 9) ? NULL
+                                            : col_str(res, i, 9, st->pool);
         APR_ARRAY_PUSH(arr, memds_sstore_t *) = ss;
     }
     PQclear(res);
@@ -619,12 +621,13 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
         qa_i64(&a, ss->snapshot_seq);
     }
     qa_bool(&a, ss->queue_built);
+    qa_str(&a, ss->filter);
     return q_cmd(st, NULL, "sstore_save",
                  "INSERT INTO memds.session_stores (session_pk, store,"
                  " client_uri, server_uri, alert_code, slow, client_next,"
-                 " server_next, snapshot_seq, queue_built)"
+                 " server_next, snapshot_seq, queue_built, filter)"
                  " VALUES ($1::bigint, $2, $3, $4, $5::integer, $6::boolean,"
-                 " $7, $8, $9::bigint, $10::boolean)"
+                 " $7, $8, $9::bigint, $10::boolean, $11)"
                  " ON CONFLICT (session_pk, store) DO UPDATE SET"
                  " client_uri = EXCLUDED.client_uri,"
                  " server_uri = EXCLUDED.server_uri,"
@@ -632,26 +635,29 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
                  " client_next = EXCLUDED.client_next,"
                  " server_next = EXCLUDED.server_next,"
                  " snapshot_seq = EXCLUDED.snapshot_seq,"
-                 " queue_built = EXCLUDED.queue_built",
+                 " queue_built = EXCLUDED.queue_built,"
+                 " filter = EXCLUDED.filter",
                  &a);
 }
 
 /* ------------------------------------------------------------- queue */
 
-static const char *const qop_names[] = { "add", "replace", "delete" };
+static const char *const qop_names[] = { "add", "replace", "delete",
+                                         "softdelete", "refetch" };
 
 static const char *qop_name(memds_qop_e op)
 {
-    return (op >= MEMDS_Q_ADD && op <= MEMDS_Q_DELETE) ? qop_names[op] : "?";
+    return (op >= MEMDS_Q_ADD && op <= MEMDS_Q_REFETCH) ? qop_names[op] : "?";
 }
 
 static memds_qop_e qop_parse(const char *s)
 {
-    if (s && strcmp(s, "replace") == 0) {
-        return MEMDS_Q_REPLACE;
-    }
-    if (s && strcmp(s, "delete") == 0) {
-        return MEMDS_Q_DELETE;
+    int i;
+
+    for (i = MEMDS_Q_REPLACE; s && i <= MEMDS_Q_REFETCH; ++i) {
+        if (strcmp(s, qop_names[i]) == 0) {
+            return (memds_qop_e)i;
+        }
     }
     return MEMDS_Q_ADD;
 }
@@ -1249,7 +1255,7 @@ apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
     qa_str(&a, store);
     rv = q_row(st, &res, "syncstate_get",
                "SELECT client_uri, last_client_anchor, last_server_anchor,"
-               " last_seq FROM memds.sync_state"
+               " last_seq, filter FROM memds.sync_state"
                " WHERE device_id = $1::bigint AND store = $2",
                &a);
     if (rv != APR_SUCCESS) {
@@ -1259,6 +1265,7 @@ apr_status_t memds_store_syncstate_get(memds_store_t *st, memds_syncstate_t *ss,
     ss->last_client_anchor = col_str(res, 0, 1, st->pool);
     ss->last_server_anchor = col_str(res, 0, 2, st->pool);
     ss->last_seq = col_i64(res, 0, 3, 0);
+    ss->filter = PQgetisnull(res, 0, 4) ? NULL : col_str(res, 0, 4, st->pool);
     PQclear(res);
     return APR_SUCCESS;
 }
@@ -1276,15 +1283,17 @@ apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
     qa_str(&a, nz(ss->last_client_anchor));
     qa_str(&a, nz(ss->last_server_anchor));
     qa_i64(&a, ss->last_seq);
+    qa_str(&a, ss->filter);
     return q_cmd(st, NULL, "syncstate_put",
                  "INSERT INTO memds.sync_state (device_id, store, client_uri,"
-                 " last_client_anchor, last_server_anchor, last_seq)"
-                 " VALUES ($1::bigint, $2, $3, $4, $5, $6::bigint)"
+                 " last_client_anchor, last_server_anchor, last_seq, filter)"
+                 " VALUES ($1::bigint, $2, $3, $4, $5, $6::bigint, $7)"
                  " ON CONFLICT (device_id, store) DO UPDATE SET"
                  " client_uri = EXCLUDED.client_uri,"
                  " last_client_anchor = EXCLUDED.last_client_anchor,"
                  " last_server_anchor = EXCLUDED.last_server_anchor,"
-                 " last_seq = EXCLUDED.last_seq, updated_at = now()",
+                 " last_seq = EXCLUDED.last_seq, filter = EXCLUDED.filter,"
+                 " updated_at = now()",
                  &a);
 }
 

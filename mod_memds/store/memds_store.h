@@ -163,6 +163,9 @@ typedef struct memds_sstore_t {
     const char *client_next, *server_next;
     apr_int64_t snapshot_seq; /**< -1: none */
     int queue_built;
+    /** The filter of the Alert (with the administrator's limits) in the
+     *  compact form of ds/memds_dsfilter.h, NULL for none. */
+    const char *filter;
 } memds_sstore_t;
 
 /** All datastores of a session (memds_sstore_t *), in store order. */
@@ -175,7 +178,16 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
 
 /* ------------------------------------------------------------- queue */
 
-typedef enum { MEMDS_Q_ADD = 0, MEMDS_Q_REPLACE, MEMDS_Q_DELETE } memds_qop_e;
+/** SOFTDELETE: a Delete with SftDel (the item left the device's filter
+ *  window); REFETCH: a Replace with the whole content at the session's
+ *  level (get-more), never a flags-only update. */
+typedef enum {
+    MEMDS_Q_ADD = 0,
+    MEMDS_Q_REPLACE,
+    MEMDS_Q_DELETE,
+    MEMDS_Q_SOFTDELETE,
+    MEMDS_Q_REFETCH
+} memds_qop_e;
 
 typedef struct memds_qitem_t {
     const char *store;
@@ -298,6 +310,9 @@ apr_status_t memds_store_partial_drop(memds_store_t *st, apr_int64_t session_pk,
 typedef struct memds_syncstate_t {
     const char *client_uri, *last_client_anchor, *last_server_anchor;
     apr_int64_t last_seq;
+    /** The EXCLUSIVE filter of the last completed session (compact form),
+     *  NULL: none (the device had the whole datastore). */
+    const char *filter;
 } memds_syncstate_t;
 
 /** APR_ENOENT when the device never completed a sync of store. */

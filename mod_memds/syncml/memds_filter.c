@@ -460,6 +460,24 @@ int memds_filter_field_parse(memds_filter_field_t *fld,
             return MEMDS_ST_BAD_CGI_SCRIPT;
         }
         *flag = 1;
+        if (pp->data_type || pp->display_name) {
+            *why = "emailitem parameters take ValEnum only";
+            return MEMDS_ST_NOT_SUPPORTED;
+        }
+        if (pp->val_enums && pp->val_enums->nelts > 0) {
+            /* one attachment on demand: attachtype names it */
+            const char *v = APR_ARRAY_IDX(pp->val_enums, 0, const char *);
+            if (flag != &fld->attachtype || pp->val_enums->nelts != 1) {
+                *why = "only attachtype takes a ValEnum (one attachment's "
+                       "name)";
+                return MEMDS_ST_NOT_SUPPORTED;
+            }
+            if (v == NULL || *v == 0) {
+                *why = "an empty attachment name";
+                return MEMDS_ST_BAD_CGI_SCRIPT;
+            }
+            fld->attach_name = v;
+        }
     }
     return MEMDS_ST_OK;
 }

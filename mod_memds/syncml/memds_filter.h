@@ -55,6 +55,9 @@ typedef struct memds_filter_field_t {
     int texttype;         /**< PropParam texttype: the body */
     int attachtype;       /**< PropParam attachtype: the attachments */
     apr_int64_t max_size; /**< MaxSize, MEMDS_NOVAL when absent */
+    /** One attachment asked for: the ValEnum of the attachtype PropParam
+     *  (the attachment's file name), NULL when absent. */
+    const char *attach_name;
 } memds_filter_field_t;
 
 /** A whole Filter, understood. */
@@ -76,7 +79,8 @@ apr_status_t memds_filter_cgi_parse(memds_filter_rec_t *rec, const char *s,
 /**
  * Read a field clause: the DevInf Property elements of a Filter's Field.
  * Exactly one Property, PropName `emailitem`, PropParams `texttype` and
- * `attachtype` only, MaxSize a number. Returns MEMDS_ST_OK, or
+ * `attachtype` only, MaxSize a number; attachtype may carry one ValEnum,
+ * the file name of the one attachment asked for. Returns MEMDS_ST_OK, or
  * MEMDS_ST_NOT_SUPPORTED (another property or parameter: a field the server
  * does not know) or MEMDS_ST_BAD_CGI_SCRIPT (malformed), with *why.
  */

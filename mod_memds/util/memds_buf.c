@@ -32,3 +32,8 @@ void memds_buf_addc(memds_buf_t *b, char c)
 {
     memds_buf_add(b, &c, 1);
 }
+
+void memds_buf_addstr(memds_buf_t *b, const char *s)
+{
+    memds_buf_add(b, s, strlen(s));
+}

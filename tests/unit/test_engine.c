@@ -1278,7 +1278,7 @@ static void filter_refusals(void)
     const char *next;
     int i;
 
-    /* valid filters: not applied yet, 406 */
+    /* valid filters on a datastore that cannot filter (items): 406 */
     CU_ASSERT_EQUAL(
         filtered_alert(
             d,
@@ -1288,7 +1288,7 @@ static void filter_refusals(void)
         MEMDS_ST_NOT_SUPPORTED);
     CU_ASSERT_PTR_NOT_NULL(d->resp.log_msg);
     CU_ASSERT(d->resp.log_msg && strstr(d->resp.log_msg, "00519")
-              && strstr(d->resp.log_msg, "not applied yet"));
+              && strstr(d->resp.log_msg, "cannot be filtered"));
     CU_ASSERT_EQUAL(filtered_alert(d,
                                    F_REC("syncml:filtertype-cgi",
                                          "received&amp;GE;20240101T000000Z"
