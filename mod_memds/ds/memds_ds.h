@@ -201,6 +201,9 @@ typedef struct memds_ds_env_t {
     /** The device merges field-level replaces of the email type (DevInf
      *  CTCap FieldLevel): a flag change may go to it as flags only. */
     int field_level;
+    /** A Funambol client: a truncated mail carries the x-funambol-* Exts
+     *  (email-san.md 1.4 b) besides <truncated>. */
+    int funambol;
 } memds_ds_env_t;
 
 struct memds_ds_t {

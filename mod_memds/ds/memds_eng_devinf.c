@@ -2,6 +2,7 @@
  * (Put, Results) kept with the device, ours (Get), the content type the
  * device prefers for a datastore. */
 #include "ds/memds_engine_int.h"
+#include <apr_lib.h>
 #include "syncml/memds_xml.h"
 
 static int is_devinf_uri(const char *uri)
@@ -285,6 +286,28 @@ int eng_client_field_level(eng_t *e, const char *store, const char *type)
         }
     }
     return 0;
+}
+
+/* Does s name Funambol (any case)? */
+static int names_funambol(const char *s, apr_pool_t *p)
+{
+    char *l = s ? apr_pstrdup(p, s) : NULL, *c;
+
+    for (c = l; c && *c; ++c) {
+        *c = (char)apr_tolower(*c);
+    }
+    return l && strstr(l, "funambol") != NULL;
+}
+
+/* Is the device a Funambol client (its DevInf Man or Mod says so)? */
+int eng_client_is_funambol(eng_t *e, const char *store)
+{
+    const memds_devinf_t *di;
+
+    (void)client_store_devinf(e, store); /* (reads the DevInf once) */
+    di = e->client_devinf;
+    return di
+           && (names_funambol(di->man, e->p) || names_funambol(di->mod, e->p));
 }
 
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd)

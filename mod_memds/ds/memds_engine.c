@@ -98,6 +98,7 @@ apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
         env.want_type = eng_client_rx_type(e, store);
         env.field_level =
             eng_client_field_level(e, store, "application/vnd.omads-email+xml");
+        env.funambol = eng_client_is_funambol(e, store);
     }
     rv = e->db->vt->ds_open(e->db, pds, &env, e->dev.account, store,
                             e->dev.device_id, e->p);

@@ -251,6 +251,10 @@ const char *eng_client_rx_type(eng_t *e, const char *store);
  * CTCap for the type with FieldLevel in its DevInf 1.2)? */
 int eng_client_field_level(eng_t *e, const char *store, const char *type);
 
+/* Is the device a Funambol client (DevInf Man or Mod)? It gets truncation
+ * in Funambol's x-funambol-* Ext form too. */
+int eng_client_is_funambol(eng_t *e, const char *store);
+
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
 
 apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);

@@ -130,6 +130,42 @@ static void text_left_out(memds_email_t *te, const apr_array_header_t *parts,
     }
 }
 
+/* Funambol's form of the <truncated> list (email-san.md 1.4 b), for its
+ * clients: x-funambol-size (the whole message), x-funambol-body (the full
+ * size of the body parts cut or left out), x-funambol-attach-n and one
+ * x-funambol-attach (name, size, type; no download URL: get-more goes
+ * through SyncML) per attachment left out. */
+static void funambol_exts(memds_email_t *te, apr_int64_t size, apr_pool_t *p)
+{
+    apr_int64_t body = 0;
+    const char *v[3];
+    int i;
+
+    for (i = 0; te->trunc_body && i < te->trunc_body->nelts; ++i) {
+        const memds_email_tbody_t *b = APR_ARRAY_IDX(te->trunc_body, i,
+                                                     memds_email_tbody_t *);
+        body += b->size > 0 ? b->size : 0;
+    }
+    te->exts = NULL;
+    v[0] = apr_psprintf(p, "%" APR_INT64_T_FMT, size);
+    memds_email_ext_add(&te->exts, "x-funambol-size", v, 1, p);
+    if (body > 0) {
+        v[0] = apr_psprintf(p, "%" APR_INT64_T_FMT, body);
+        memds_email_ext_add(&te->exts, "x-funambol-body", v, 1, p);
+    }
+    v[0] = apr_itoa(p, te->trunc_attach ? te->trunc_attach->nelts : 0);
+    memds_email_ext_add(&te->exts, "x-funambol-attach-n", v, 1, p);
+    for (i = 0; te->trunc_attach && i < te->trunc_attach->nelts; ++i) {
+        const memds_email_attach_t *a = APR_ARRAY_IDX(te->trunc_attach, i,
+                                                      memds_email_attach_t *);
+        v[0] = a->name ? a->name : "";
+        v[1] = apr_psprintf(p, "%" APR_INT64_T_FMT, a->size);
+        v[2] = a->type ? a->type : "application/octet-stream";
+        memds_email_ext_add(&te->exts, "x-funambol-attach",
+                            apr_pmemdup(p, v, sizeof(v)), 3, p);
+    }
+}
+
 apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
                                         const memds_mmsg_t *row,
                                         memds_email_t *e, int want_rfc822,
@@ -224,6 +260,9 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
             return APR_EEXIST; /* nothing left out: the whole mail fits */
         }
         if (!rfc822 && memds_email_item_xml_safe(msg, mlen, NULL)) {
+            if (MBOX(ds)->env.funambol) {
+                funambol_exts(te, row->size, p);
+            }
             te->has_item = 1;
             te->item = msg;
             te->item_len = mlen;

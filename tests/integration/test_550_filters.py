@@ -188,6 +188,7 @@ class Device:
         self.last = None
         self.n = 0
         self.held = {}  # luid -> data
+        self.put = devinf_put
 
     def sync(self, flt="", ops=(), expect="200"):
         """One session: Alert (200 with the anchors, 201 the first time),
@@ -199,7 +200,7 @@ class Device:
                             session_id=str(self.n), max_msg=self.max_msg,
                             max_obj=self.max_obj)
         code = 200 if self.last else 201
-        put = devinf_put(self.devid, self.folder) if self.n == 1 else ""
+        put = self.put(self.devid, self.folder) if self.n == 1 else ""
         a = sess.post(sess.message(put + falert(code, self.folder, nxt, self.last, flt)))
         st = [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"]
         if st != [expect]:
@@ -481,3 +482,35 @@ def test_556_account_setting(stack):
         assert len(item_of(got[0][2]).partition(b"\r\n\r\n")[2]) <= 1002
     finally:
         psql(stack, "DELETE FROM memds.account_settings WHERE account = 'alice'")
+
+
+def test_557_funambol_client_gets_its_ext_form(stack):
+    """A device whose DevInf names Funambol gets the truncated mail with
+    the x-funambol-* Exts as well as <truncated>; another device does
+    not."""
+    folder = new_folder(stack, 0)
+    tag = "fnbl-" + uuid.uuid4().hex[:8]
+    msg, text, atts = big5(tag)
+    append(stack, folder, msg)
+    size = len(list(folder_messages(stack, folder).values())[0][2])
+    for funambol in (True, False):
+        dev = Device(stack, folder, max_obj=8000000)
+        if funambol:
+            dev.put = lambda devid, f: devinf_put(devid, f).replace(
+                "<VerDTD>1.2</VerDTD>", "<VerDTD>1.2</VerDTD><Man>Funambol</Man>"
+                "<Mod>Funambol Android Sync Client</Mod>")
+        got, _, _ = dev.sync()
+        root = ET.fromstring(got[0][2].encode())
+        assert root.find("truncated") is not None
+        exts = {}
+        for x in root.findall("Ext"):
+            exts.setdefault(x.findtext("XNam"), []).append([v.text for v in x.findall("XVal")])
+        if not funambol:
+            assert exts == {}
+            continue
+        assert exts["x-funambol-size"] == [[str(size)]]
+        assert int(exts["x-funambol-body"][0][0]) == len(text.encode())
+        assert exts["x-funambol-attach-n"] == [["3"]]
+        assert [a[0] for a in exts["x-funambol-attach"]] == ["report.pdf", "photo.jpg",
+                                                             "notes.txt"]
+        assert exts["x-funambol-attach"][0][2] == "application/pdf"

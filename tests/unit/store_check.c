@@ -583,6 +583,7 @@ static void check_syncstate(ctx_t *c)
 
     rv = memds_store_syncstate_get(a, &g, c->dev, "contacts");
     ok_rv(c, a, rv, APR_ENOENT, "syncstate_get before a sync: ENOENT");
+    memset(&s, 0, sizeof(s));
     s.client_uri = "./Contacts";
     s.last_client_anchor = "20240101T000000Z";
     s.last_server_anchor = "1";
@@ -593,16 +594,18 @@ static void check_syncstate(ctx_t *c)
     ok(c,
        rv == APR_SUCCESS && streq(g.client_uri, "./Contacts")
            && streq(g.last_client_anchor, "20240101T000000Z")
-           && streq(g.last_server_anchor, "1") && g.last_seq == 41,
-       "syncstate read back");
+           && streq(g.last_server_anchor, "1") && g.last_seq == 41
+           && g.filter == NULL,
+       "syncstate read back (no filter: NULL)");
     s.last_server_anchor = "2";
     s.last_seq = 42;
+    s.filter = "i=0;c=5;";
     rv = memds_store_syncstate_put(a, c->dev, "contacts", &s);
     memds_store_syncstate_get(a, &g, c->dev, "contacts");
     ok(c,
-       rv == APR_SUCCESS && streq(g.last_server_anchor, "2")
-           && g.last_seq == 42,
-       "syncstate_put (update)");
+       rv == APR_SUCCESS && streq(g.last_server_anchor, "2") && g.last_seq == 42
+           && streq(g.filter, "i=0;c=5;"),
+       "syncstate_put (update, with the filter)");
     rv = memds_store_syncstate_get(a, &g, c->dev2, "contacts");
     ok_rv(c, a, rv, APR_ENOENT, "another device has no syncstate");
 }
