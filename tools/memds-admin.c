@@ -6,6 +6,7 @@
  *   memds-admin server-password --db CONNINFO [--md5|--basic]
  *               [--server-id ID] ACCOUNT DEVID       (password on stdin)
  *   memds-admin server-password --db CONNINFO --delete ACCOUNT DEVID
+ *   memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
 #include <apr_general.h>
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/memds_util.h"
 #include "store/memds_migrate.h"
 #include "store/memds_store.h"
+#include "store/memds_mailstore.h"
 #include "ds/memds_auth.h"
 
 #ifndef MEMDS_SCHEMA_DIR
@@ -138,6 +141,47 @@ static int server_password(const char *db, const char *account,
     return 0;
 }
 
+/* truncate: an account's truncation setting (memds.account_settings):
+ * "off", a size (K/M/G suffix), or "default" (MemDSTruncate). */
+static int truncate_set(const char *db, const char *account, const char *value,
+                        const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    const char *v = NULL;
+    apr_off_t n;
+
+    if (strcasecmp(value, "off") == 0) {
+        v = "off";
+    }
+    else if (strcasecmp(value, "default") != 0) {
+        if (memds_parse_size(&n, value, 0, (apr_off_t)1024 * 1024 * 1024)
+            != APR_SUCCESS) {
+            *perr = apr_psprintf(p,
+                                 "'%s' is neither off, default nor a size up "
+                                 "to 1G (bytes, or with a K, M or G suffix)",
+                                 value);
+            return 1;
+        }
+        v = apr_off_t_toa(p, n);
+    }
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    if (memds_account_truncate_set(&st, account, v) != APR_SUCCESS) {
+        *perr = st.err;
+        memds_pgpool_release(pool, conn, 1);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: truncation of %s: %s\n", account,
+           v == NULL               ? "MemDSTruncate (the default)"
+           : strcmp(v, "off") == 0 ? "off (whole mail)"
+                                   : apr_pstrcat(p, v, " bytes", NULL));
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(
@@ -149,6 +193,7 @@ static int usage(void)
         "                   [--server-id ID] ACCOUNT DEVID < password\n"
         "       memds-admin server-password --db CONNINFO --delete ACCOUNT "
         "DEVID\n"
+        "       memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default\n"
         "  migrate         apply the numbered SQL migrations of DIR\n"
         "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
         "                  safe to repeat and to run concurrently\n"
@@ -163,6 +208,10 @@ static int usage(void)
         "                  basic ones too; --server-id the name the server\n"
         "                  presents (default: the sync URL as the device\n"
         "                  addresses it); --delete removes it\n"
+        "  truncate        how much of a mail ACCOUNT's devices get: off\n"
+        "                  (whole), SIZE (a mail up to SIZE whole, a bigger\n"
+        "                  one as its header and SIZE of text), default\n"
+        "                  (MemDSTruncate)\n"
         "  CONNINFO        libpq connection string, e.g.\n"
         "                  \"host=127.0.0.1 port=5432 dbname=memds "
         "user=memds\"\n"
@@ -241,6 +290,9 @@ int main(int argc, const char *const *argv)
              && (server_id == NULL || *server_id)) {
         rc = server_password(db, user, devid, server_id, allow_basic, del, &err,
                              p);
+    }
+    else if (strcmp(cmd, "truncate") == 0 && devid != NULL) {
+        rc = truncate_set(db, user, devid, &err, p);
     }
     else {
         apr_pool_destroy(p);

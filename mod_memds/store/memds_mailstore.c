@@ -1197,3 +1197,18 @@ apr_status_t memds_account_truncate(memds_store_t *st, const char **pvalue,
                    " WHERE account = $1 AND truncate IS NOT NULL",
                    &a);
 }
+
+apr_status_t memds_account_truncate_set(memds_store_t *st, const char *account,
+                                        const char *value)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, value);
+    return q_cmd(st, NULL, "account_truncate_set",
+                 "INSERT INTO memds.account_settings (account, truncate)"
+                 " VALUES ($1, $2) ON CONFLICT (account) DO UPDATE SET"
+                 " truncate = EXCLUDED.truncate, updated_at = now()",
+                 &a);
+}

@@ -263,5 +263,8 @@ apr_status_t memds_mail_level_wanted(memds_store_t *st,
  *  APR_ENOENT when it has none. */
 apr_status_t memds_account_truncate(memds_store_t *st, const char **pvalue,
                                     const char *account);
+/** Set it ("off" or a byte count; NULL: back to MemDSTruncate). */
+apr_status_t memds_account_truncate_set(memds_store_t *st, const char *account,
+                                        const char *value);
 
 #endif /* MEMDS_MAILSTORE_H */

@@ -20,6 +20,7 @@ import base64
 import email
 import email.policy
 import imaplib
+import os
 import re
 import subprocess
 import time
@@ -470,18 +471,39 @@ def test_555_administrator_limits(stack):
     assert st == "404"
 
 
+def admin_truncate(stack, *args):
+    exe = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
+    return subprocess.run([exe, "truncate", "--db", stack["MEMDS_PG"], *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60)
+
+
 def test_556_account_setting(stack):
+    """memds-admin truncate sets an account's level, over MemDSTruncate;
+    off sends whole; default goes back to the directive; a bad value is a
+    usage error that changes nothing."""
     folder = new_folder(stack, 1, size=3000)
-    psql(stack, "INSERT INTO memds.account_settings (account, truncate) VALUES "
-                "('alice', '1000') ON CONFLICT (account) DO UPDATE SET truncate = '1000'")
+    r = admin_truncate(stack, "alice", "1K")
+    assert r.returncode == 0 and "1024 bytes" in r.stdout, r.stdout
+    assert psql(stack, "SELECT truncate FROM memds.account_settings "
+                       "WHERE account = 'alice'") == "1024"
     try:
         dev = Device(stack, folder)
         got, _, _ = dev.sync()
         root = ET.fromstring(got[0][2].encode())
         assert root.find("truncated") is not None
-        assert len(item_of(got[0][2]).partition(b"\r\n\r\n")[2]) <= 1002
+        assert len(item_of(got[0][2]).partition(b"\r\n\r\n")[2]) <= 1026
+        r = admin_truncate(stack, "alice", "lots")
+        assert r.returncode == 1 and "neither off" in r.stdout, r.stdout
+        assert admin_truncate(stack, "alice", "off").returncode == 0
+        dev2 = Device(stack, folder)
+        got, _, _ = dev2.sync()
+        whole = list(folder_messages(stack, folder).values())[0][2]
+        assert item_of(got[0][2]) == whole
     finally:
-        psql(stack, "DELETE FROM memds.account_settings WHERE account = 'alice'")
+        assert admin_truncate(stack, "alice", "default").returncode == 0
+    assert psql(stack, "SELECT count(*) FROM memds.account_settings WHERE "
+                       "account = 'alice' AND truncate IS NOT NULL") == "0"
 
 
 def test_557_funambol_client_gets_its_ext_form(stack):
