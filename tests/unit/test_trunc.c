@@ -5,6 +5,7 @@
  * big, and the failures. */
 #include "unit.h"
 #include "email/memds_trunc.h"
+#include "ds/memds_ds.h"
 #include "util/memds_buf.h"
 #include "util/memds_util.h"
 
@@ -296,6 +297,127 @@ static void test_header_too_big(void)
     CU_ASSERT_PTR_NOT_NULL(why);
 }
 
+/* The fetch of an original whose "3" (report.pdf) is served as stored. */
+static apr_status_t fetch_att(void *baton, const char *section, int binary,
+                              apr_size_t max, const char **pdata,
+                              apr_size_t *plen)
+{
+    if (strcmp(section, "3.MIME") == 0 && !binary && max == 0) {
+        *pdata = "Content-Type: application/pdf; name=\"report.pdf\"\r\n"
+                 "Content-Transfer-Encoding: base64\r\n\r\n";
+        *plen = strlen(*pdata);
+        return APR_SUCCESS;
+    }
+    if (strcmp(section, "3") == 0 && !binary && max == 0) {
+        *pdata = "JVBERi0xLjQK\r\nJSVFT0YK";
+        *plen = strlen(*pdata);
+        return APR_SUCCESS;
+    }
+    return fetch(baton, section, binary, max, pdata, plen);
+}
+
+static void test_levels(void)
+{
+    orig_t ob = { HDR, NULL, 0, 0, 0, 0 };
+    memds_trunc_orig_t o = { mixed("plain", "UTF-8"), fetch, &ob };
+    memds_trunc_opts_t opts = { 100, NULL };
+    memds_email_t *e = memds_email_make(unit_pool);
+    const char *out, *why, *b;
+    apr_size_t len;
+    int all = -1, i;
+
+    ob.text = long_text(&ob.textlen);
+    /* the text limit, whatever the budget */
+    CU_ASSERT_EQUAL_FATAL(memds_trunc_build_opts(&out, &len, e, &o, 100000,
+                                                 &opts, &all, &why, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL(ob.max_seen, 100);
+    b = body_of(out);
+    /* (100 bytes of text, its LF lines made CRLF) */
+    CU_ASSERT(b && strlen(b) <= 120 && valid_utf8(b, strlen(b)));
+    CU_ASSERT_EQUAL(all, 0);
+    CU_ASSERT_EQUAL(e->trunc_body ? e->trunc_body->nelts : 0, 2);
+    /* headers only: no text fetched, the text listed */
+    e = memds_email_make(unit_pool);
+    ob.max_seen = 0;
+    opts.text_max = 0;
+    CU_ASSERT_EQUAL_FATAL(memds_trunc_build_opts(&out, &len, e, &o, 100000,
+                                                 &opts, &all, &why, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL(ob.max_seen, 0);
+    CU_ASSERT_STRING_EQUAL(body_of(out), "");
+    CU_ASSERT_EQUAL(e->trunc_body ? e->trunc_body->nelts : 0, 2);
+    /* one attachment: multipart/mixed, the part as stored, closed */
+    e = memds_email_make(unit_pool);
+    o.fetch = fetch_att;
+    opts.text_max = 50;
+    opts.attach_name = "report.pdf";
+    CU_ASSERT_EQUAL_FATAL(memds_trunc_build_opts(&out, &len, e, &o, 5000000,
+                                                 &opts, &all, &why, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Content-Type: multipart/mixed; "
+                                       "boundary=\"=_memds_part_0\"\r\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(out, "\r\n--=_memds_part_0\r\nContent-Type: application/pdf; "
+                    "name=\"report.pdf\"\r\nContent-Transfer-Encoding: "
+                    "base64\r\n\r\nJVBERi0xLjQK\r\nJSVFT0YK\r\n"
+                    "--=_memds_part_0--\r\n"));
+    CU_ASSERT_EQUAL(e->trunc_attach ? e->trunc_attach->nelts : 0, 1);
+    for (i = 0; e->trunc_attach && i < e->trunc_attach->nelts; ++i) {
+        const memds_email_attach_t *a = APR_ARRAY_IDX(e->trunc_attach, i,
+                                                      memds_email_attach_t *);
+        CU_ASSERT_STRING_EQUAL(a->name, "p.jpg");
+    }
+    /* a name that matches no part: left out, listed, single part */
+    e = memds_email_make(unit_pool);
+    opts.attach_name = "nothing.doc";
+    CU_ASSERT_EQUAL_FATAL(memds_trunc_build_opts(&out, &len, e, &o, 5000000,
+                                                 &opts, &all, &why, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_PTR_NULL(strstr(out, "multipart"));
+    CU_ASSERT_EQUAL(e->trunc_attach ? e->trunc_attach->nelts : 0, 2);
+    /* nothing left out: *pall */
+    {
+        orig_t sb = { HDR, "short\r\n", 7, 0, 0, 0 };
+        apr_array_header_t *one = apr_array_make(unit_pool, 1,
+                                                 sizeof(memds_trunc_part_t));
+        memds_trunc_orig_t so = { one, fetch, &sb };
+        add_part(one, "1", "text", "plain", "utf-8", "7bit", NULL, NULL, 7);
+        e = memds_email_make(unit_pool);
+        opts.text_max = -1;
+        opts.attach_name = NULL;
+        CU_ASSERT_EQUAL_FATAL(memds_trunc_build_opts(&out, &len, e, &so, 5000,
+                                                     &opts, &all, &why,
+                                                     unit_pool),
+                              APR_SUCCESS);
+        CU_ASSERT_EQUAL(all, 1);
+    }
+}
+
+/* The compact form of a level (memds.mail_levels) reads back. */
+static void test_level_form(void)
+{
+    memds_ds_level_t l = { 0, 20480, 0, "a;b=c%d \xc3\xa9.pdf" }, r;
+
+    CU_ASSERT_STRING_EQUAL(memds_ds_level_format(&l, unit_pool),
+                           "w=0;t=20480;a=0;n=a%3Bb%3Dc%25d%20%C3%A9.pdf");
+    CU_ASSERT_EQUAL_FATAL(memds_ds_level_parse(&r,
+                                               memds_ds_level_format(&l,
+                                                                     unit_pool),
+                                               unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT(r.whole_max == 0 && r.text_max == 20480 && !r.attach
+              && strcmp(r.attach_name, l.attach_name) == 0);
+    CU_ASSERT_EQUAL(memds_ds_level_parse(&r, "whole", unit_pool), APR_SUCCESS);
+    CU_ASSERT(memds_ds_level_is_whole(&r) && r.attach);
+    CU_ASSERT_STRING_EQUAL(memds_ds_level_format(&r, unit_pool), "whole");
+    CU_ASSERT_EQUAL(memds_ds_level_parse(&r, "w=1;t=2", unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_ds_level_parse(&r, "w=x;t=2;a=0", unit_pool),
+                    APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_ds_level_parse(&r, "", unit_pool), APR_EINVAL);
+    CU_ASSERT_EQUAL(memds_ds_level_parse(&r, NULL, unit_pool), APR_EINVAL);
+}
+
 static void test_failures(void)
 {
     orig_t ob = { HDR, "text", 4, 0, 0, 0 };
@@ -333,4 +455,7 @@ void unit_add_trunc(void)
     CU_add_test(s, "non-UTF-8 text as base64", test_base64_other_charset);
     CU_add_test(s, "a header too big is cut", test_header_too_big);
     CU_add_test(s, "failures", test_failures);
+    CU_add_test(s, "levels: text limit, headers only, one attachment",
+                test_levels);
+    CU_add_test(s, "the compact form of a level", test_level_form);
 }
