@@ -553,6 +553,21 @@ static apr_status_t level_for(memds_ds_t *ds, const memds_mmsg_t *row,
             return APR_SUCCESS;
         }
     }
+    if (known_seq < 0 && x->cfg->smtp_url) {
+        /* The sender's own Sent copy: the device wrote it, so it gets the
+         * header and flags (what it already has), never the whole message
+         * with its attachments again; get-more brings the rest. */
+        rv = memds_outbox_sent_by(ds->st, ds->account, ds->device_id,
+                                  row->guid);
+        if (rv == APR_SUCCESS) {
+            l->whole_max = l->text_max = 0;
+            *pl = l;
+            return APR_SUCCESS;
+        }
+        if (rv != APR_ENOENT) {
+            return memds_mbox_fail_db(ds);
+        }
+    }
     if (ds->level) {
         *pl = ds->level;
         return APR_SUCCESS;

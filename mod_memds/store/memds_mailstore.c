@@ -1212,3 +1212,19 @@ apr_status_t memds_account_truncate_set(memds_store_t *st, const char *account,
                  " truncate = EXCLUDED.truncate, updated_at = now()",
                  &a);
 }
+
+apr_status_t memds_outbox_sent_by(memds_store_t *st, const char *account,
+                                  apr_int64_t device_id, const char *guid)
+{
+    qargs_t a;
+    const char *v;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, guid);
+    return q_value(st, &v, "outbox_sent_by",
+                   "SELECT 1 FROM memds.outbox WHERE account = $1"
+                   " AND device_id = $2::bigint AND sent_guid = $3 LIMIT 1",
+                   &a);
+}

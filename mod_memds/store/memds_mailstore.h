@@ -263,6 +263,10 @@ apr_status_t memds_mail_level_wanted(memds_store_t *st,
  *  APR_ENOENT when it has none. */
 apr_status_t memds_account_truncate(memds_store_t *st, const char **pvalue,
                                     const char *account);
+/** Did this device send the message whose copy in Sent is guid (the
+ *  outbox ledger's sent_guid)? APR_SUCCESS yes, APR_ENOENT no. */
+apr_status_t memds_outbox_sent_by(memds_store_t *st, const char *account,
+                                  apr_int64_t device_id, const char *guid);
 /** Set it ("off" or a byte count; NULL: back to MemDSTruncate). */
 apr_status_t memds_account_truncate_set(memds_store_t *st, const char *account,
                                         const char *value);

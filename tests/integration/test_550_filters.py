@@ -536,3 +536,46 @@ def test_557_funambol_client_gets_its_ext_form(stack):
         assert [a[0] for a in exts["x-funambol-attach"]] == ["report.pdf", "photo.jpg",
                                                              "notes.txt"]
         assert exts["x-funambol-attach"][0][2] == "application/pdf"
+
+
+def test_558_sender_gets_its_sent_copy_as_header_and_flags(stack):
+    """Issue 11 item 6: the device that sent a message through the Outbox
+    gets the copy filed in Sent as its header and flags (what it already
+    has; attachments listed, never downloaded again); another device gets
+    it at the usual level."""
+    tag = "sent-" + uuid.uuid4().hex[:8]
+    attach = base64.b64encode(bytes(range(256)) * 40).decode()
+    mail = ("From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\n"
+            "Subject: %s\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"s1\"\r\n\r\n--s1\r\n"
+            "Content-Type: text/plain; charset=UTF-8\r\n\r\nSee attached.\r\n--s1\r\n"
+            "Content-Type: application/octet-stream; name=\"data.bin\"\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            "Content-Disposition: attachment; filename=\"data.bin\"\r\n\r\n%s\r\n--s1--\r\n"
+            % (tag, "\r\n".join(attach[i:i + 76] for i in range(0, len(attach), 76))))
+    obj = ("<Email><read>true</read><emailitem>%s</emailitem></Email>"
+           % S.esc(mail).replace("\r", "&#13;"))
+    sender = Device(stack, "Outbox")
+    add = ("<Add><CmdID>4</CmdID><Meta><Type xmlns='syncml:metinf'>%s</Type></Meta>"
+           "<Item><Source><LocURI>L1</LocURI></Source><Data>%s</Data></Item></Add>"
+           % (EMAIL_TYPE, S.esc(obj)))
+    got, _, st = sender.sync(ops=[add])
+    assert st == "200"
+    # the copy is filed in Sent; the sender syncs Sent
+    sent = Device(stack, "Sent")
+    sent.devid = sender.devid
+    got, _, _ = sent.sync()
+    mine = [d for op, k, d, _, _ in got if tag.encode() in item_of(d)]
+    assert len(mine) == 1, got
+    root = ET.fromstring(mine[0].encode())
+    assert root.findtext("read") == "true"
+    head, _, body = item_of(mine[0]).partition(b"\r\n\r\n")
+    assert b"Subject: " + tag.encode() in head and body == b""
+    tr = root.find("truncated")
+    assert [a.findtext("name") for a in tr.findall("attach")] == ["data.bin"]
+    # another device: the usual level (the whole mail is under 20 KB)
+    other = Device(stack, "Sent")
+    got, _, _ = other.sync()
+    theirs = [d for op, k, d, _, _ in got if tag.encode() in item_of(d)]
+    assert len(theirs) == 1 and b"See attached." in item_of(theirs[0])
+    assert ET.fromstring(theirs[0].encode()).find("truncated") is None
