@@ -29,6 +29,7 @@
 #   --devid ID       the client's device ID (SyncHdr Source LocURI)
 #   --maxmsg BYTES   MaxMsgSize the client announces and keeps to (the
 #                    client raises values below 10240 to 10240)
+#   --syncml V       SyncML version the client speaks: 1.2 (default), 1.1, 1.0
 #   --loglevel N     SyncEvolution log level; 5 and more also write every
 #                    SyncML message into $WORKDIR/cache/syncevolution/...
 #   --timeout S      kill the client after S seconds (default 300)
@@ -50,7 +51,7 @@ TMP=${TMPDIR:-/tmp}
 
 url="" workdir="$TMP/memds-client" reuse=0 user=alice pass=alice-secret
 enc=xml auth=basic type=memo uri="" mode=two-way nitems=0 devid=""
-maxmsg="" loglevel="" limit=300 install=0
+maxmsg="" loglevel="" limit=300 install=0 syncml=1.2
 
 while [ $# -gt 0 ]; do
     opt=$1
@@ -75,6 +76,7 @@ while [ $# -gt 0 ]; do
     --items) nitems=$val ;;
     --devid) devid=$val ;;
     --maxmsg) maxmsg=$val ;;
+    --syncml) syncml=$val ;;
     --loglevel) loglevel=$val ;;
     --timeout) limit=$val ;;
     *) die "unknown option $opt (see --help)" ;;
@@ -84,6 +86,7 @@ done
 
 case $enc in xml) wbxml=0 ;; wbxml) wbxml=1 ;; *) die "--enc xml|wbxml" ;; esac
 case $auth in basic | md5) ;; *) die "--auth basic|md5" ;; esac
+case $syncml in 1.0 | 1.1 | 1.2) ;; *) die "--syncml 1.0|1.1|1.2" ;; esac
 case $nitems in '' | *[!0-9]*) die "--items needs a number" ;; esac
 
 # SyncEvolution's names of the modes; the "from server" ones also need
@@ -222,7 +225,7 @@ if [ ! -d "$XDG_CONFIG_HOME/syncevolution" ]; then
         --sync-property "syncURL=$url"
         --sync-property "username=$user" --sync-property "password=$pass"
         --sync-property "enableWBXML=$wbxml" --sync-property "clientAuthType=$auth"
-        --sync-property SyncMLVersion=1.2 --sync-property preventSlowSync=0
+        --sync-property "SyncMLVersion=$syncml" --sync-property preventSlowSync=0
         --sync-property RetryInterval=0 --sync-property RetryDuration=0
         --sync-property printChanges=0 --sync-property dumpData=0
         --datastore-property backend=file
@@ -240,7 +243,8 @@ fi
 
 # Per-session settings, so that a reused work dir can change them.
 run=(--sync "$se_mode" --sync-property "syncURL=$url"
-    --sync-property "enableWBXML=$wbxml" --sync-property "clientAuthType=$auth")
+    --sync-property "enableWBXML=$wbxml" --sync-property "clientAuthType=$auth"
+    --sync-property "SyncMLVersion=$syncml")
 [ "$refresh" = 0 ] || run+=(--sync-property enableRefreshSync=1)
 [ -z "$maxmsg" ] || run+=(--sync-property "maxMsgSize=$maxmsg")
 [ -z "$loglevel" ] || run+=(--sync-property "loglevel=$loglevel")

@@ -16,8 +16,10 @@ class Client:
     """One SyncEvolution client (its own work dir, device id and datastore)."""
 
     def __init__(self, stack, enc="xml", auth="basic", uri=None, user="alice",
-                 password="alice-secret", maxmsg=None, typ="raw-vcard"):
+                 password="alice-secret", maxmsg=None, typ="raw-vcard",
+                 syncml=None):
         self.stack = stack
+        self.syncml = syncml  # SyncML version, None: the runner's 1.2
         self.enc, self.auth, self.typ = enc, auth, typ
         self.uri = uri or "store-" + uuid.uuid4().hex[:10]
         self.user, self.password, self.maxmsg = user, password, maxmsg
@@ -42,6 +44,8 @@ class Client:
             args += ["--items", str(items)]
         if self.maxmsg:
             args += ["--maxmsg", str(self.maxmsg)]
+        if self.syncml:
+            args += ["--syncml", self.syncml]
         if os.environ.get("MEMDS_CLIENT_LOGLEVEL"):
             args += ["--loglevel", os.environ["MEMDS_CLIENT_LOGLEVEL"]]
         env = dict(os.environ, TMPDIR=self.stack.var)
