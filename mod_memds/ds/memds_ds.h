@@ -204,6 +204,10 @@ typedef struct memds_ds_env_t {
     /** A Funambol client: a truncated mail carries the x-funambol-* Exts
      *  (email-san.md 1.4 b) besides <truncated>. */
     int funambol;
+    /** The device's DevInf announces the email object but not
+     *  message/rfc822: 8-bit mail goes to it made 7-bit, in the email
+     *  object. */
+    int no_rfc822;
 } memds_ds_env_t;
 
 struct memds_ds_t {

@@ -650,6 +650,20 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         }
         return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
     }
+    if (!x->want_rfc822 && x->env.no_rfc822
+        && !memds_email_item_xml_safe(body.data, body.len, NULL)) {
+        /* a device that takes only the email object: the mail made 7-bit
+         * (transfer-encoded parts, encoded words), never a type it did
+         * not announce */
+        const char *sb;
+        apr_size_t sbl;
+        if (memds_mime_seven_bit(&sb, &sbl, body.data, body.len, p)
+                == APR_SUCCESS
+            && memds_email_item_xml_safe(sb, sbl, NULL)) {
+            body.data = (char *)sb;
+            body.len = sbl;
+        }
+    }
     if (x->want_rfc822
         || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
         /* (raw 8-bit mail in another charset cannot be XML text: it goes as

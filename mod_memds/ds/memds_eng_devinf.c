@@ -288,6 +288,29 @@ int eng_client_field_level(eng_t *e, const char *store, const char *type)
     return 0;
 }
 
+/* Does the device take type in a datastore (its DevInf Rx-Pref or Rx)?
+ * 1 too when it sent no DevInf for the datastore (nothing announced). */
+int eng_client_takes(eng_t *e, const char *store, const char *type)
+{
+    const memds_datastore_t *cds = client_store_devinf(e, store);
+    int i;
+
+    if (cds == NULL || (cds->rx_pref == NULL && cds->rx == NULL)) {
+        return 1;
+    }
+    if (cds->rx_pref && cds->rx_pref->ct_type
+        && strcasecmp(cds->rx_pref->ct_type, type) == 0) {
+        return 1;
+    }
+    for (i = 0; cds->rx && i < cds->rx->nelts; ++i) {
+        const memds_ctver_t *cv = APR_ARRAY_IDX(cds->rx, i, memds_ctver_t *);
+        if (cv->ct_type && strcasecmp(cv->ct_type, type) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Does s name Funambol (any case)? */
 static int names_funambol(const char *s, apr_pool_t *p)
 {

@@ -255,6 +255,10 @@ int eng_client_field_level(eng_t *e, const char *store, const char *type);
  * in Funambol's x-funambol-* Ext form too. */
 int eng_client_is_funambol(eng_t *e, const char *store);
 
+/* Does the device take type in a datastore (DevInf Rx-Pref or Rx; 1 when
+ * it announced nothing)? */
+int eng_client_takes(eng_t *e, const char *store, const char *type);
+
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
 
 apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);

@@ -1336,3 +1336,90 @@ out:
     }
     return rv;
 }
+
+/* ------------------------------------------------------------ 7-bit */
+
+static int has_8bit(const char *s)
+{
+    for (; s && *s; ++s) {
+        if ((unsigned char)*s >= 0x80) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Header fields with 8-bit bytes, written again as encoded words. */
+static void seven_bit_headers(GMimeObject *o)
+{
+    GMimeHeaderList *hl = g_mime_object_get_header_list(o);
+    int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
+
+    for (i = 0; i < n; ++i) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+        if (has_8bit(g_mime_header_get_raw_value(h))) {
+            char *v = g_strdup(g_mime_header_get_value(h));
+            g_mime_header_set_value(h, NULL, v ? v : "", "utf-8");
+            g_free(v);
+        }
+    }
+}
+
+static void seven_bit_part(GMimeObject *parent, GMimeObject *part, void *data)
+{
+    (void)parent;
+    (void)data;
+    seven_bit_headers(part);
+    if (GMIME_IS_PART(part)) {
+        GMimePart *mp = (GMimePart *)part;
+        GMimeContentEncoding enc = g_mime_part_get_content_encoding(mp);
+        if (enc == GMIME_CONTENT_ENCODING_DEFAULT
+            || enc == GMIME_CONTENT_ENCODING_7BIT
+            || enc == GMIME_CONTENT_ENCODING_8BIT
+            || enc == GMIME_CONTENT_ENCODING_BINARY) {
+            GMimeContentEncoding best = g_mime_part_get_best_content_encoding(
+                mp, GMIME_ENCODING_CONSTRAINT_7BIT);
+            if (best != enc && best != GMIME_CONTENT_ENCODING_7BIT) {
+                g_mime_part_set_content_encoding(mp, best);
+            }
+        }
+    }
+}
+
+apr_status_t memds_mime_seven_bit(const char **pout, apr_size_t *plen,
+                                  const char *msg, apr_size_t len,
+                                  apr_pool_t *p)
+{
+    GMimeStream *st = g_mime_stream_mem_new_with_buffer(msg, len);
+    GMimeParser *ps = g_mime_parser_new_with_stream(st);
+    GMimeMessage *m = g_mime_parser_construct_message(ps, NULL);
+    GMimeFormatOptions *fo;
+    char *s;
+    apr_size_t i, n;
+    apr_status_t rv = APR_EINVAL;
+
+    g_object_unref(ps);
+    g_object_unref(st);
+    if (m == NULL) {
+        return APR_EINVAL;
+    }
+    seven_bit_headers(GMIME_OBJECT(m));
+    g_mime_message_foreach(m, seven_bit_part, NULL);
+    fo = g_mime_format_options_new();
+    g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+    s = g_mime_object_to_string(GMIME_OBJECT(m), fo);
+    g_mime_format_options_free(fo);
+    g_object_unref(m);
+    if (s != NULL) {
+        n = strlen(s);
+        for (i = 0; i < n && (unsigned char)s[i] < 0x80; ++i) {
+        }
+        if (i == n) {
+            *pout = apr_pstrmemdup(p, s, n);
+            *plen = n;
+            rv = APR_SUCCESS;
+        }
+        g_free(s);
+    }
+    return rv;
+}

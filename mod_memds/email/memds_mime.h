@@ -149,4 +149,19 @@ const char *memds_mime_header_without(const char *msg, apr_size_t len,
                                       const char *const *drop,
                                       apr_size_t *pbody, apr_pool_t *p);
 
+/**
+ * The message made 7-bit (for a device that takes only the email object,
+ * whose text is XML: raw 8-bit mail in another charset cannot be XML
+ * text): every part whose content has 8-bit bytes gets the best 7-bit
+ * transfer encoding (quoted-printable or base64) and every header field
+ * with 8-bit bytes is decoded (UTF-8, else the parser's fallback charset)
+ * and written again as RFC 2047 encoded words. The content is unchanged
+ * once decoded. APR_SUCCESS with *pout (CRLF, NUL-terminated, all ASCII);
+ * APR_EINVAL when the message cannot be read or some byte stays 8-bit
+ * (a preamble, say).
+ */
+apr_status_t memds_mime_seven_bit(const char **pout, apr_size_t *plen,
+                                  const char *msg, apr_size_t len,
+                                  apr_pool_t *p);
+
 #endif /* MEMDS_MIME_H */

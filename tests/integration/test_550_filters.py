@@ -579,3 +579,30 @@ def test_558_sender_gets_its_sent_copy_as_header_and_flags(stack):
     theirs = [d for op, k, d, _, _ in got if tag.encode() in item_of(d)]
     assert len(theirs) == 1 and b"See attached." in item_of(theirs[0])
     assert ET.fromstring(theirs[0].encode()).find("truncated") is None
+
+
+def test_559_8bit_mail_to_an_email_object_only_device(stack):
+    """Issue 11 item 5: raw 8-bit mail in another charset cannot be XML
+    text. A device whose DevInf takes only the email object gets it in an
+    email object, made 7-bit (parts transfer-encoded, header fields as
+    encoded words), the same once decoded."""
+    folder = new_folder(stack, 0)
+    raw = (b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\n"
+           b"Subject: Gr\xfc\xdfe aus K\xf6ln\r\nMessage-ID: <latin1-" + folder.encode()
+           + b"@example.test>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+           + b"Sch\xf6ne Gr\xfc\xdfe aus K\xf6ln, \xe9t\xe9 \xe0 Paris.\r\n" * 20)
+    append(stack, folder, raw)
+    dev = Device(stack, folder)
+    got, _, _ = dev.sync()
+    assert len(got) == 1
+    obj = got[0][2]
+    root = ET.fromstring(obj.encode())
+    m = item_of(obj)
+    assert all(b < 0x80 for b in m)
+    parsed = email.message_from_bytes(m, policy=email.policy.default)
+    orig = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Grüße aus Köln"
+    assert parsed.get_payload(decode=True) == orig.get_payload(decode=True)
+    assert root.findtext("read") == "false"

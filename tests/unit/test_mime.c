@@ -4,6 +4,7 @@
 #include "unit.h"
 #include "email/memds_mime.h"
 
+#include <apr_base64.h>
 #include <apr_date.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -1007,6 +1008,46 @@ static void test_header_access(void)
         memds_mime_header_value(" x\r\nA: b\r\n\r\n", 12, "A", unit_pool));
 }
 
+/* Latin-1 mail made 7-bit: the text part QP, the Subject an encoded word,
+ * the content unchanged once decoded, every byte ASCII. */
+static void test_seven_bit(void)
+{
+    static const char msg[] =
+        "From: Bob <bob@example.test>\r\nTo: alice@example.test\r\n"
+        "Subject: Gr\xfc\xdf" "e aus K\xf6ln\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        "Sch\xf6ne Gr\xfc\xdf" "e, \xe9t\xe9 \xe0 Paris.\r\n";
+    const char *out = NULL;
+    apr_size_t len = 0, i;
+
+    CU_ASSERT_EQUAL_FATAL(memds_mime_seven_bit(&out, &len, msg, sizeof(msg) - 1,
+                                               unit_pool),
+                          APR_SUCCESS);
+    for (i = 0; i < len; ++i) {
+        CU_ASSERT_FATAL((unsigned char)out[i] < 0x80);
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Subject: =?"));
+    if (strstr(out, "Content-Transfer-Encoding: base64\r\n")) {
+        const char *b = strstr(out, "\r\n\r\n");
+        char dec[256];
+        int n;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        n = apr_base64_decode(dec, b + 4);
+        CU_ASSERT(n == (int)strlen(strstr(msg, "Sch\xf6ne"))
+                  && memcmp(dec, strstr(msg, "Sch\xf6ne"), (apr_size_t)n) == 0);
+    }
+    else {
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "quoted-printable"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "Sch=F6ne Gr=FC=DF"));
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "charset=iso-8859-1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "From: Bob <bob@example.test>\r\n"));
+    /* not a message at all */
+    CU_ASSERT_EQUAL(memds_mime_seven_bit(&out, &len, "", 0, unit_pool),
+                    APR_EINVAL);
+}
+
 void unit_add_mime(void)
 {
     CU_pSuite s = CU_add_suite("mime", suite_init, suite_clean);
@@ -1032,4 +1073,5 @@ void unit_add_mime(void)
     CU_add_test(s, "valid hard lists", test_valid_hard);
     CU_add_test(s, "no body", test_no_body);
     CU_add_test(s, "threads", test_threads);
+    CU_add_test(s, "8-bit mail made 7-bit", test_seven_bit);
 }
