@@ -606,3 +606,58 @@ def test_559_8bit_mail_to_an_email_object_only_device(stack):
     assert parsed["Subject"] == "Grüße aus Köln"
     assert parsed.get_payload(decode=True) == orig.get_payload(decode=True)
     assert root.findtext("read") == "false"
+
+
+def _peak_rss_kb(stack):
+    peak = 0
+    for pid in stack.httpd_children():
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
+
+
+MB = 1024 * 1024
+
+
+def test_560_peak_memory_with_20_mb_mails(stack):
+    """The httpd child's peak RSS while syncing a folder of five 20 MB
+    mails: with the default truncation no mail is fetched whole, so the
+    peak stays within 40 MB of a fresh child's; get-more of one of them
+    (whole, as a large object) stays within 8 times the mail's size."""
+    folder = new_folder(stack, 0)
+    blob = base64.b64encode(bytes((i * 31) % 256 for i in range(15 * MB)))
+    body = b"\r\n".join(blob[i:i + 76] for i in range(0, len(blob), 76))
+    for i in range(5):
+        msg = (b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\n"
+               b"Subject: huge %d\r\nMessage-ID: <huge-%d-%s@example.test>\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"h\"\r\n\r\n"
+               b"--h\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA big one.\r\n"
+               b"--h\r\nContent-Type: application/octet-stream; name=\"big.bin\"\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n" % (i, i, folder.encode())
+               + body + b"\r\n--h--\r\n")
+        append(stack, folder, msg)
+    size = len(msg)
+    assert size > 20 * MB
+    stack.graceful()  # fresh children: their peak is this test's
+    base = _peak_rss_kb(stack)
+    dev = Device(stack, folder, max_obj=64 * MB, max_msg=1000000)
+    got, _, _ = dev.sync()
+    assert len(got) == 5 and all(len(d) < 30000 for _, _, d, _, _ in got)
+    after_sync = _peak_rss_kb(stack)
+    assert after_sync - base < 40 * 1024, (base, after_sync)
+    key = got[0][1]
+    f = filt("&LUID;&EQ;c" + key,
+             "<PropName>emailitem</PropName><PropParam><ParamName>texttype</ParamName>"
+             "</PropParam><PropParam><ParamName>attachtype</ParamName></PropParam>",
+             "INCLUSIVE")
+    got, msgs, _ = dev.sync(flt=f)
+    assert len(got) == 1 and len(got[0][2]) > 20 * MB and msgs > 20
+    after_more = _peak_rss_kb(stack)
+    print("peak RSS kB: fresh %d, after the sync %d, after get-more of %d MB: %d"
+          % (base, after_sync, size // MB, after_more))
+    assert after_more - base < 8 * size / 1024, (base, after_more)
