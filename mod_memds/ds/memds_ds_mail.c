@@ -613,6 +613,11 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     if (row.internaldate) {
         memds_email_time_set(&e->received, row.internaldate, p);
     }
+    if (row.updated_at) {
+        /* <modified>: the last change the server knows of (arrival, flags,
+         * a new version) */
+        memds_email_time_set(&e->modified, row.updated_at, p);
+    }
     if ((rv = level_for(ds, &row, known_seq, &lv, &flags_only))
         != APR_SUCCESS) {
         return rv;
@@ -683,6 +688,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     e->has_item = 1;
     e->item = body.data;
     e->item_len = body.len;
+    memds_mbox_set_created(e, body.data, body.len, p);
 build:
     memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
     memset(&cerr, 0, sizeof(cerr));

@@ -4,6 +4,7 @@
  * datastores (memds_ds_mail.c, memds_ds_mailtree.c) and the Outbox
  * (send/memds_outbox.c). */
 #include "ds/memds_mailbox.h"
+#include <apr_date.h>
 #include "ds/memds_outcome.h"
 #include "email/memds_mime.h"
 
@@ -633,4 +634,15 @@ apr_status_t memds_mbox_init(memds_ds_t *ds, const memds_ds_env_t *env,
     x->p = p;
     ds->impl = x;
     return APR_SUCCESS;
+}
+
+void memds_mbox_set_created(memds_email_t *e, const char *msg, apr_size_t len,
+                            apr_pool_t *p)
+{
+    const char *d = msg ? memds_mime_header_value(msg, len, "Date", p) : NULL;
+    apr_time_t t = d ? apr_date_parse_rfc(d) : APR_DATE_BAD;
+
+    if (t != APR_DATE_BAD && t > 0) {
+        memds_email_time_set(&e->created, t, p);
+    }
 }

@@ -107,6 +107,10 @@ typedef struct memds_mbox_in_t {
 apr_status_t memds_mbox_parse_in(memds_ds_t *ds, memds_mbox_in_t *in,
                                  const char *type, const char *data,
                                  apr_size_t len);
+/** The email object's <created>: the message's Date header field (left
+ *  unset when there is none or it cannot be read). */
+void memds_mbox_set_created(memds_email_t *e, const char *msg, apr_size_t len,
+                            apr_pool_t *p);
 /** Flags after applying an email object's tri-state flags to old. */
 int memds_mbox_merge_flags(int old, const memds_email_t *e);
 /** IMAP flag list of MEMDS_MAIL_* bits, NULL for none. */

@@ -260,6 +260,7 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
             return APR_EEXIST; /* nothing left out: the whole mail fits */
         }
         if (!rfc822 && memds_email_item_xml_safe(msg, mlen, NULL)) {
+            memds_mbox_set_created(te, msg, mlen, p);
             if (MBOX(ds)->env.funambol) {
                 funambol_exts(te, row->size, p);
             }

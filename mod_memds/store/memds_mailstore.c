@@ -81,7 +81,8 @@ apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
 #define ROW_COLS \
     "guid, uid, flags, message_id, size," \
     " coalesce(extract(epoch FROM internaldate)::bigint, 0), seq," \
-    " content_seq, deleted, coalesce(changed_by, 0)"
+    " content_seq, deleted, coalesce(changed_by, 0)," \
+    " extract(epoch FROM updated_at)::bigint"
 
 static memds_mmsg_t *row_of(const PGresult *res, int i, apr_pool_t *p)
 {
@@ -97,6 +98,7 @@ static memds_mmsg_t *row_of(const PGresult *res, int i, apr_pool_t *p)
     m->content_seq = col_i64(res, i, 7, 0);
     m->deleted = col_bool(res, i, 8);
     m->changed_by = col_i64(res, i, 9, 0);
+    m->updated_at = (apr_time_t)col_i64(res, i, 10, 0) * USEC;
     return m;
 }
 
@@ -702,7 +704,7 @@ apr_status_t memds_mail_get_any(memds_store_t *st, memds_mmsg_t *row,
         return rv;
     }
     *row = *row_of(res, 0, st->pool);
-    *pfolder = col_str(res, 0, 10, st->pool);
+    *pfolder = col_str(res, 0, 11, st->pool);
     PQclear(res);
     return APR_SUCCESS;
 }

@@ -42,6 +42,8 @@ typedef struct memds_mmsg_t {
     apr_int64_t seq, content_seq;
     int deleted;
     apr_int64_t changed_by; /**< 0: the IMAP server */
+    apr_time_t updated_at;  /**< the last change the server knows of
+                                 (new, flags, content): the <modified> */
 } memds_mmsg_t;
 
 /** Live messages of the folder (memds_mmsg_t *, guid, uid, flags, and with
