@@ -74,6 +74,7 @@ int main(int argc, const char *const *argv)
     unit_add_wbxml();
     unit_add_msg();
     unit_add_filter();
+    unit_add_san();
     unit_add_imap();
     unit_add_email();
     unit_add_mime();
