@@ -3,6 +3,8 @@
  * datastore, then filled into messages up to the device's MaxMsgSize with
  * exact sizes and large objects cut into chunks). */
 #include "ds/memds_engine_int.h"
+#include "email/memds_email.h"
+#include <apr_base64.h>
 
 static const char *next_id(eng_t *e)
 {
@@ -441,6 +443,20 @@ static apr_status_t queued_cmd(memds_cmd_t **pc, eng_t *e, memds_ds_t *ds,
         if (type) {
             c->meta = eng_meta_new(e->p);
             c->meta->type = type;
+        }
+        if (e->enc == MEMDS_ENC_XML && *plen > 0
+            && !memds_email_item_xml_safe(*pdata, *plen, NULL)) {
+            /* bytes XML cannot carry (raw 8-bit mail as message/rfc822):
+             * base64, Meta Format b64 (WBXML carries them as they are) */
+            char *b = apr_palloc(e->p,
+                                 (apr_size_t)apr_base64_encode_len((int)*plen));
+            int bl = apr_base64_encode(b, *pdata, (int)*plen);
+            *pdata = b;
+            *plen = bl > 0 ? (apr_size_t)bl - 1 : 0;
+            if (c->meta == NULL) {
+                c->meta = eng_meta_new(e->p);
+            }
+            c->meta->format = "b64";
         }
         it->data_kind = MEMDS_DATA_BYTES;
         it->data.data = *pdata + q->sent_bytes;

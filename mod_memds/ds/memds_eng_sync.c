@@ -2,6 +2,8 @@
  * its Add/Replace/Delete items applied to the datastore (conflicts, slow-sync
  * matching, large objects in chunks) with the device's maps. */
 #include "ds/memds_engine_int.h"
+#include <apr_base64.h>
+#include <apr_lib.h>
 
 typedef struct op_ctx_t {
     eng_t *e;
@@ -248,6 +250,76 @@ static int move_item(op_ctx_t *o, const memds_item_t *it, const char *luid)
     }
 }
 
+/* Item data the device sent base64 (Meta Format b64: bytes XML cannot
+ * carry): decoded, whitespace and line ends ignored. 400 when it is not
+ * base64. */
+static int b64_item(eng_t *e, const memds_cmd_t *c, const memds_item_t *it,
+                    const char **pdata, apr_size_t *plen)
+{
+    const char *fmt = it->meta && it->meta->format ? it->meta->format
+                      : c->meta                    ? c->meta->format
+                                                   : NULL;
+    char *clean, *out;
+    apr_size_t i, n = 0;
+    int len;
+
+    if (fmt == NULL || strcasecmp(fmt, "b64") != 0) {
+        return MEMDS_ST_OK;
+    }
+    clean = apr_palloc(e->p, *plen + 1);
+    for (i = 0; i < *plen; ++i) {
+        char ch = (*pdata)[i];
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+            continue;
+        }
+        if (!apr_isalnum(ch) && ch != '+' && ch != '/' && ch != '=') {
+            return MEMDS_ST_BAD_REQUEST;
+        }
+        clean[n++] = ch;
+    }
+    clean[n] = '\0';
+    if (n % 4 != 0) {
+        return MEMDS_ST_BAD_REQUEST;
+    }
+    out = apr_palloc(e->p, (apr_size_t)apr_base64_decode_len(clean) + 1);
+    len = apr_base64_decode(out, clean);
+    out[len] = '\0';
+    *pdata = out;
+    *plen = (apr_size_t)len;
+    return MEMDS_ST_OK;
+}
+
+/* Over XML a parser's end-of-line handling turns the device's CRLF into
+ * LF, so the chunks of a large object may add up to less than the Size it
+ * announced (counted with CRLF): when exactly the bare LFs are missing,
+ * the CRLFs are put back and the object is whole. NULL otherwise. */
+static char *crlf_restored(eng_t *e, const char *d, apr_size_t n,
+                           apr_int64_t size, apr_size_t *plen)
+{
+    apr_size_t i, lf = 0, k = 0;
+    char *out;
+
+    if (e->enc != MEMDS_ENC_XML) {
+        return NULL;
+    }
+    for (i = 0; i < n; ++i) {
+        lf += d[i] == '\n' && (i == 0 || d[i - 1] != '\r');
+    }
+    if (lf == 0 || (apr_int64_t)(n + lf) != size) {
+        return NULL;
+    }
+    out = apr_palloc(e->p, n + lf + 1);
+    for (i = 0; i < n; ++i) {
+        if (d[i] == '\n' && (i == 0 || d[i - 1] != '\r')) {
+            out[k++] = '\r';
+        }
+        out[k++] = d[i];
+    }
+    out[k] = '\0';
+    *plen = k;
+    return out;
+}
+
 /* A chunk of a large object (MoreData), or the last chunk completing one.
  * Returns 0 on a database error; *pdone says the item is whole and
  * *pdata and *plen hold it. */
@@ -321,11 +393,15 @@ static int chunk(op_ctx_t *o, const memds_cmd_t *c, const memds_item_t *it,
             != APR_SUCCESS) {
             return 0;
         }
-        if ((apr_int64_t)(pt.len + it->data.len) != pt.total_size) {
-            return MEMDS_ST_SIZE_MISMATCH;
+        *plen = pt.len + it->data.len;
+        if ((apr_int64_t)*plen != pt.total_size) {
+            char *fixed = crlf_restored(e, all, *plen, pt.total_size, plen);
+            if (fixed == NULL) {
+                return MEMDS_ST_SIZE_MISMATCH;
+            }
+            all = fixed;
         }
         *pdata = all;
-        *plen = pt.len + it->data.len;
         *pdone = 1;
         return MEMDS_ST_OK;
     }
@@ -387,7 +463,9 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
                 code = MEMDS_ST_INCOMPLETE_COMMAND;
             }
             else if ((code = chunk(o, c, it, luid, &data, &len, &done)) != 0
-                     && done) {
+                     && done
+                     && (code = b64_item(e, c, it, &data, &len))
+                            == MEMDS_ST_OK) {
                 if ((apr_int64_t)len > e->cfg->max_obj_size) {
                     code = MEMDS_ST_ENTITY_TOO_LARGE;
                 }
