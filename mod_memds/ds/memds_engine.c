@@ -315,7 +315,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     const char *account = NULL;
     memds_cmd_t *hs;
     memds_sizer_t sz;
-    int i, have = 0, done = 1;
+    int i, have = 0, done = 1, alerted;
     apr_status_t rv;
 
     memset(e, 0, sizeof(*e));
@@ -445,20 +445,22 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         return rv;
     }
 
-    /* Package transitions on the client's Final. */
+    /* Package transitions on the client's Final. Package 1 may span
+     * messages: its datastores were alerted in this message or in an
+     * earlier one (then they are in sstores). */
+    alerted = e->saw_alert || (e->sstores && e->sstores->nelts > 0);
     if (e->suspend) {
         e->sess.phase = PH_SUSPENDED;
         e->final = 1;
     }
-    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && e->saw_alert
+    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && alerted
              && e->combined_ok && !e->combined_refused) {
         /* Packages 1 and 3 together: package 2 and package 4 answer. */
         if ((rv = start_server_sync(e)) != APR_SUCCESS) {
             return rv;
         }
     }
-    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0
-             && e->saw_alert) {
+    else if (e->in->final && strcmp(e->sess.phase, PH_INIT) == 0 && alerted) {
         e->sess.phase = PH_CLIENT;
         e->final = 1;
     }

@@ -825,6 +825,24 @@ static void combined_packages(void)
     CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
     finish(d, next);
     CU_ASSERT_EQUAL(items_count(d), before + 1);
+
+    /* Package 1 over two messages: the Alert in the first (no Final), the
+     * Sync with the Final in the second; package 4 follows the second. */
+    session(b, MEMDS_ALERT_TWO_WAY, item_cmd(b, "Add", 3, "b2", "from b 2"));
+    next = apr_psprintf(d->p, "comb-%d", rand());
+    start(d);
+    send_msg(d, alert_xml(d, MEMDS_ALERT_TWO_WAY, d->last_anchor, next), 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_OK);
+    CU_ASSERT(!d->ans->final);
+    send_msg(d, sync_xml(d, item_cmd(d, "Add", 3, "a8", "memo 8")), 1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_ITEM_ADDED);
+    CU_ASSERT_PTR_NOT_NULL(find_cmd(d->ans, MEMDS_CMD_SYNC));
+    finish(d, next);
+    CU_ASSERT_EQUAL(d->got_add, 1); /* b's */
+    CU_ASSERT_EQUAL(items_count(d), before + 3);
 }
 
 static void one_way_and_refresh(void)
