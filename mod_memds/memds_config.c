@@ -108,6 +108,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->rejected_to_drafts = MEMDS_UNSET;
     dc->truncate.whole_max = dc->truncate.text_max = MEMDS_DEFAULT_TRUNCATE;
     dc->max_age = dc->max_items = MEMDS_UNSET;
+    dc->compress = MEMDS_UNSET;
     return dc;
 }
 
@@ -135,6 +136,7 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(max_age);
     MERGE_INT(max_items);
     MERGE_PTR(exclude);
+    MERGE_INT(compress);
     if (add->smtp_auth != MEMDS_UNSET) {
         c->smtp_auth = add->smtp_auth;
         c->smtp_user = add->smtp_user;
@@ -421,6 +423,12 @@ static const char *set_smtp_auth(cmd_parms *cmd, void *dcv, const char *a1,
 static const char *set_sent_copy(cmd_parms *cmd, void *dcv, int flag)
 {
     ((memds_dir_conf *)dcv)->sent_copy = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_compression(cmd_parms *cmd, void *dcv, int flag)
+{
+    ((memds_dir_conf *)dcv)->compress = flag ? 1 : 0;
     return NULL;
 }
 
@@ -728,6 +736,11 @@ const command_rec memds_cmds[] = {
                  "On or Off: append a copy of each sent message to the Sent "
                  "folder (Off when the submission server files it itself, "
                  "like Gmail). Default: On."),
+    AP_INIT_FLAG("MemDSCompression", set_compression, NULL,
+                 RSRC_CONF | ACCESS_CONF,
+                 "On or Off: compress answers (gzip or deflate) for devices "
+                 "that accept it; compressed requests are decoded either "
+                 "way. Default: On."),
     AP_INIT_TAKE1("MemDSRejectedMail", set_rejected_mail, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "drafts or keep: a message the SMTP server refuses goes to "

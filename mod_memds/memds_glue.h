@@ -119,6 +119,7 @@ typedef struct memds_dir_conf {
     memds_ds_level_t truncate;   /**< MemDSTruncate (default 20K) */
     int max_age, max_items;      /**< MemDSMaxAge, MemDSMaxItems */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
+    int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];
@@ -146,6 +147,21 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
+
+/** Content codings of request bodies and answers (memds_compress.c). */
+enum { MEMDS_CE_IDENTITY, MEMDS_CE_GZIP, MEMDS_CE_ZLIB, MEMDS_CE_RAW };
+
+/** Read the request body, decoded from its Content-Encoding (gzip, deflate
+ *  in the zlib or raw form); the decoded message may not exceed max bytes,
+ *  checked while inflating. Returns OK, or the HTTP status to answer
+ *  (logged); *pcoding tells the form the body came in. */
+int memds_read_body(const char **pbuf, apr_size_t *plen, int *pcoding,
+                    request_rec *r, apr_off_t max);
+/** Compress the answer in *pout when the request accepts a coding and
+ *  MemDSCompression is On: Content-Encoding, Uncompressed-Content-Length
+ *  and Vary set, *pout and *plen replaced. */
+void memds_compress_answer(const char **pout, apr_size_t *plen, request_rec *r,
+                           const memds_dir_conf *dc, int req_coding);
 
 /** The memds-status handler. */
 int memds_status_handler(request_rec *r);

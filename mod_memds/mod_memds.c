@@ -304,93 +304,6 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
             apr_atomic_inc64(&(sc)->counters->f); \
     } while (0)
 
-/* Read the whole body, refusing more than max bytes. */
-static int read_body(const char **pbuf, apr_size_t *plen, request_rec *r,
-                     apr_off_t max)
-{
-    const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_bucket_brigade *bb;
-    char *buf;
-    apr_size_t len = 0, cap;
-    int seen_eos = 0;
-    apr_status_t rv;
-
-    if (cl) {
-        apr_off_t n;
-        if (memds_parse_size(&n, cl, 0, APR_INT64_MAX) != APR_SUCCESS) {
-            return HTTP_BAD_REQUEST;
-        }
-        if (n > max) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                          MEMDS_APLOGNO(00010) "request body of %" APR_OFF_T_FMT
-                                     " bytes is larger "
-                                     "than MemDSMaxMsgSize %" APR_OFF_T_FMT,
-                              n, max);
-            return HTTP_REQUEST_ENTITY_TOO_LARGE;
-        }
-        cap = (apr_size_t)n;
-    }
-    else {
-        cap = 8192;
-    }
-    buf = apr_palloc(r->pool, cap + 1);
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    while (!seen_eos) {
-        apr_bucket *b;
-
-        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
-                            APR_BLOCK_READ, 65536);
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                          MEMDS_APLOGNO(00012) "reading the request body failed");
-            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-        }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
-             b = APR_BUCKET_NEXT(b)) {
-            const char *data;
-            apr_size_t n;
-
-            if (APR_BUCKET_IS_EOS(b)) {
-                seen_eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(b)) {
-                continue;
-            }
-            rv = apr_bucket_read(b, &data, &n, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS) {
-                return HTTP_BAD_REQUEST;
-            }
-            if ((apr_off_t)(len + n) > max) {
-                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                              MEMDS_APLOGNO(00015) "request body is larger "
-                                         "than MemDSMaxMsgSize %" APR_OFF_T_FMT,
-                                  max);
-                return HTTP_REQUEST_ENTITY_TOO_LARGE;
-            }
-            if (len + n > cap) {
-                char *nb;
-                while (len + n > cap) {
-                    cap *= 2;
-                }
-                if ((apr_off_t)cap > max) {
-                    cap = (apr_size_t)max;
-                }
-                nb = apr_palloc(r->pool, cap + 1);
-                memcpy(nb, buf, len);
-                buf = nb;
-            }
-            memcpy(buf + len, data, n);
-            len += n;
-        }
-        apr_brigade_cleanup(bb);
-    }
-    buf[len] = '\0';
-    *pbuf = buf;
-    *plen = len;
-    return OK;
-}
-
 /* An HTTP error of ours: count it; on 413 close the connection rather than
  * read the rest of a body we refused. */
 static int fail(request_rec *r, memds_srv_conf *sc, int status)
@@ -481,7 +394,7 @@ static int memds_sync_handler(request_rec *r)
     memds_mail_cfg_t mailcfg;
     memds_request_t rq;
     memds_response_t resp;
-    int st;
+    int st, coding = MEMDS_CE_IDENTITY;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-sync") != 0) {
         return DECLINED;
@@ -510,7 +423,7 @@ static int memds_sync_handler(request_rec *r)
                     : "");
         return fail(r, sc, HTTP_UNSUPPORTED_MEDIA_TYPE);
     }
-    st = read_body(&body, &blen, r, memds_dir_max_msg_size(dc));
+    st = memds_read_body(&body, &blen, &coding, r, memds_dir_max_msg_size(dc));
     if (st != OK) {
         return fail(r, sc, st);
     }
@@ -564,12 +477,13 @@ static int memds_sync_handler(request_rec *r)
     olen = resp.len;
     ap_set_content_type(r, ct == MEMDS_CT_WBXML ? MEMDS_CT_WBXML_STR
                                                 : MEMDS_CT_XML_STR);
-    ap_set_content_length(r, (apr_off_t)olen);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     COUNT(sc, answered);
     if (sc->counters) {
         apr_atomic_add64(&sc->counters->bytes_out, olen);
     }
+    memds_compress_answer(&out, &olen, r, dc, coding);
+    ap_set_content_length(r, (apr_off_t)olen);
     if (!r->header_only) {
         ap_rwrite(out, (int)olen, r);
     }
