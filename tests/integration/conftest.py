@@ -194,6 +194,19 @@ class Stack:
                              stdout=subprocess.PIPE, text=True).stdout
         return [int(x) for x in out.split()]
 
+    def children_peak_rss_kb(self):
+        """The highest VmHWM (peak RSS) among httpd's children, in kB."""
+        peak = 0
+        for pid in self.httpd_children():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            except OSError:
+                pass
+        return peak
+
 
 @pytest.fixture(scope="session")
 def stack():

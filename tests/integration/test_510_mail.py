@@ -357,16 +357,7 @@ def test_519_soft_delete_and_unknown_folder(stack):
 
 
 def _peak_rss_kb(stack):
-    peak = 0
-    for pid in stack.httpd_children():
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-        except OSError:
-            pass
-    return peak
+    return stack.children_peak_rss_kb()
 
 
 def _bulk_folder(stack, n, size):

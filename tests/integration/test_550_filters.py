@@ -609,16 +609,7 @@ def test_559_8bit_mail_to_an_email_object_only_device(stack):
 
 
 def _peak_rss_kb(stack):
-    peak = 0
-    for pid in stack.httpd_children():
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-        except OSError:
-            pass
-    return peak
+    return stack.children_peak_rss_kb()
 
 
 MB = 1024 * 1024
