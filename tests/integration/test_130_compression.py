@@ -351,6 +351,9 @@ def test_137_with_mod_deflate_filters(stack):
         assert a.http_status == 200 and a.hdr_status() == "212", (form, a.body)
         assert hdr.get("content-encoding") == (accept if accept else None)
         assert a.body.startswith(b"<?xml") or a.body.startswith(b"<SyncML")
+    st, _, body = post(stack["MEMDS_ITEMS_URL"], gzip.compress(m1),
+                       {"Content-Encoding": "x-gzip"})
+    assert st == 200 and body == a.body
     stack.apply_site(site.replace("SetOutputFilter DEFLATE",
                                   "SetOutputFilter DEFLATE\n    MemDSCompression Off"))
     st, hdr, wire = post(stack["MEMDS_ITEMS_URL"], m1, {"Accept-Encoding": "gzip"})
