@@ -53,6 +53,36 @@ if $codec check "$tmp/unk.xml" >/dev/null 2>"$tmp/err"; then nok "unknown elemen
 elif grep -q "Foo" "$tmp/err"; then ok "unknown element named: $(head -c 100 "$tmp/err")"
 else nok "unknown element: $(cat "$tmp/err")"; fi
 
+# SAN: the worked example of docs/san.md built byte for byte, decoded with
+# its digest checked; a wrong password refused; the legacy form decoded
+san_ex=65d58602508d64f8b83e0704e2f1dddf0318000000002a12   # digest, header
+san_ex=${san_ex}6d61696c67772e6578616d706c652e636f6d1060000306046d61696c
+$codec san-build --server-id mailgw.example.com --password srvsecret --nonce SyncNonce1 \
+    --session 42 --ui 1 --alert 206 --type application/vnd.omads-email+xml --uri mail \
+    >"$tmp/ex.san" 2>"$tmp/err"
+[ "$(od -An -tx1 -v "$tmp/ex.san" | tr -d ' \n')" = "$san_ex" ] \
+    && ok "san-build: the worked example, byte for byte" \
+    || nok "san-build: the worked example: $(od -An -tx1 -v "$tmp/ex.san" | tr -d ' \n') $(cat "$tmp/err")"
+$codec san-decode --password srvsecret --nonce-b64 U3luY05vbmNlMQ== "$tmp/ex.san" >"$tmp/ex.txt" 2>&1 \
+    && grep -q "^digest .*(matches" "$tmp/ex.txt" && grep -q '^session-id   42$' "$tmp/ex.txt" \
+    && grep -q '^sync 1       206 (two-way), content-type 0x000306 .*server URI "mail"$' "$tmp/ex.txt" \
+    && ok "san-decode: the worked example, digest checked" || nok "san-decode: $(cat "$tmp/ex.txt")"
+if $codec san-decode --password srvsecreT --nonce SyncNonce1 "$tmp/ex.san" >/dev/null 2>"$tmp/err"; then
+    nok "san-decode: a wrong password accepted"
+elif [ $? = 1 ] && grep -q "digest does not match" "$tmp/err"; then ok "san-decode: a wrong password refused"
+else nok "san-decode: wrong password: $(cat "$tmp/err")"; fi
+head -c 30 "$tmp/ex.san" >"$tmp/cut.san"
+if $codec san-decode "$tmp/cut.san" >/dev/null 2>"$tmp/err"; then nok "san-decode: a cut package accepted"
+elif [ $? = 1 ] && grep -q "server identifier of 18 bytes runs past the end" "$tmp/err"; then
+    ok "san-decode: a cut package: $(head -c 100 "$tmp/err")"
+else nok "san-decode: cut package: $(cat "$tmp/err")"; fi
+$codec san-build --server-id srv --session 7 --alert 210 --type application/vnd.omads-folder+xml \
+    --uri email --legacy --device IMEI:1 >"$tmp/l.wbxml" 2>"$tmp/err" \
+    && $codec san-decode "$tmp/l.wbxml" >"$tmp/l.txt" && grep -q '^legacy SAN (SyncML 1.1' "$tmp/l.txt" \
+    && grep -q '^sync 1       210 (refresh from server), content-type 0x000308' "$tmp/l.txt" \
+    && $codec decode "$tmp/l.wbxml" | grep -q '<Data>210</Data>' \
+    && ok "san-build --legacy: a SyncML 1.1 Alert the codec decodes" || nok "legacy SAN: $(cat "$tmp/err" "$tmp/l.txt")"
+
 if $codec frobnicate x >/dev/null 2>&1; then nok "bad usage accepted"
 elif [ $? = 2 ]; then ok "usage error exits 2"; else nok "usage error exit code"; fi
 
