@@ -843,6 +843,27 @@ static void combined_packages(void)
     finish(d, next);
     CU_ASSERT_EQUAL(d->got_add, 1); /* b's */
     CU_ASSERT_EQUAL(items_count(d), before + 3);
+
+    /* An Alert that wants no Status (NoResp): the agreed mode tells; a
+     * forced slow sync still refuses the Sync with 508. */
+    next = apr_psprintf(d->p, "comb-%d", rand());
+    start(d);
+    send_msg(d,
+             apr_pstrcat(d->p,
+                         apr_pstrcat(d->p, "<Alert><CmdID>1</CmdID><NoResp/>",
+                                     alert_xml(d, MEMDS_ALERT_TWO_WAY, "stale",
+                                               next)
+                                         + 23,
+                                     NULL),
+                         sync_xml(d, item_cmd(d, "Add", 3, "a9", "memo 9")),
+                         NULL),
+             1, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), -1);
+    CU_ASSERT_EQUAL(alert_code(d->ans), MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Sync", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Add", 0), MEMDS_ST_REFRESH_REQUIRED);
+    CU_ASSERT_EQUAL(items_count(d), before + 3);
 }
 
 static void one_way_and_refresh(void)
