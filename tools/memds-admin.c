@@ -7,6 +7,8 @@
  *               [--server-id ID] ACCOUNT DEVID       (password on stdin)
  *   memds-admin server-password --db CONNINFO --delete ACCOUNT DEVID
  *   memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default
+ *   memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID
+ *   memds-admin devices --db CONNINFO [ACCOUNT]
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
 #include <apr_general.h>
@@ -182,6 +184,69 @@ static int truncate_set(const char *db, const char *account, const char *value,
     return 0;
 }
 
+/* wipe / enable: the administrator's order for one device. */
+static int device_order(const char *db, const char *cmd, const char *account,
+                        const char *devid, const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    apr_status_t rv;
+
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    rv = memds_store_device_order(&st, account, devid, cmd);
+    if (rv != APR_SUCCESS) {
+        *perr = rv == APR_ENOENT ? "no such device (it never synced)" : st.err;
+        memds_pgpool_release(pool, conn, rv != APR_ENOENT);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: device %s of %s %s\n", devid, account,
+           strcmp(cmd, "wipe") == 0
+               ? "will be wiped at its next sessions (every item and folder "
+                 "it has from this server deleted), then refused"
+               : "enabled: its next sync is a slow sync");
+    return 0;
+}
+
+/* devices: who syncs, their datastores (items mapped) and wipe state. */
+static int devices(const char *db, const char *account, const char **perr,
+                   apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    apr_array_header_t *rows;
+    int i;
+
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    if (memds_store_devices(&st, &rows, account) != APR_SUCCESS) {
+        *perr = st.err;
+        memds_pgpool_release(pool, conn, 1);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("%-16s %-28s %-19s %-10s %s\n", "ACCOUNT", "DEVICE",
+           "LAST SEEN (UTC)", "WIPE", "DATASTORES (items mapped)");
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_device_info_t *d = APR_ARRAY_IDX(rows, i,
+                                                     memds_device_info_t *);
+        printf("%-16s %-28s %-19s %-10s %s\n", d->account, d->devid,
+               d->last_seen, *d->wipe ? d->wipe : "-",
+               *d->stores ? d->stores : "-");
+        if (*d->wipe) {
+            printf("%-16s %-28s wipe ordered %s%s%s\n", "", "",
+                   d->wipe_requested, *d->wipe_done ? ", done " : "",
+                   d->wipe_done);
+        }
+    }
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(
@@ -194,6 +259,8 @@ static int usage(void)
         "       memds-admin server-password --db CONNINFO --delete ACCOUNT "
         "DEVID\n"
         "       memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default\n"
+        "       memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID\n"
+        "       memds-admin devices --db CONNINFO [ACCOUNT]\n"
         "  migrate         apply the numbered SQL migrations of DIR\n"
         "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
         "                  safe to repeat and to run concurrently\n"
@@ -212,6 +279,12 @@ static int usage(void)
         "                  (whole), SIZE (a mail up to SIZE whole, a bigger\n"
         "                  one as its header and SIZE of text), default\n"
         "                  (MemDSTruncate)\n"
+        "  wipe            remote wipe: at its next sessions device DEVID of\n"
+        "                  ACCOUNT gets a Delete for every item and folder\n"
+        "                  it has from this server, then it is refused\n"
+        "  enable          lets a wiped device sync again (a slow sync)\n"
+        "  devices         the devices (of ACCOUNT), their datastores with\n"
+        "                  the items mapped, and the wipe state\n"
         "  CONNINFO        libpq connection string, e.g.\n"
         "                  \"host=127.0.0.1 port=5432 dbname=memds "
         "user=memds\"\n"
@@ -290,6 +363,13 @@ int main(int argc, const char *const *argv)
              && (server_id == NULL || *server_id)) {
         rc = server_password(db, user, devid, server_id, allow_basic, del, &err,
                              p);
+    }
+    else if ((strcmp(cmd, "wipe") == 0 || strcmp(cmd, "enable") == 0)
+             && devid != NULL) {
+        rc = device_order(db, cmd, user, devid, &err, p);
+    }
+    else if (strcmp(cmd, "devices") == 0 && devid == NULL) {
+        rc = devices(db, user, &err, p);
     }
     else if (strcmp(cmd, "truncate") == 0 && devid != NULL) {
         rc = truncate_set(db, user, devid, &err, p);

@@ -116,6 +116,28 @@ apr_status_t eng_complete_session(eng_t *e)
             != APR_SUCCESS) {
             return eng_db_fail(e, "checking item results");
         }
+        if (ENG_WIPING(e) && ss->queue_built) {
+            /* Remote wipe: the datastore is done when the device took every
+             * Delete; its maps and anchors go (the device is "wiped" when
+             * none is left). */
+            int left = 0;
+            if (failed) {
+                continue; /* the next session deletes what is left */
+            }
+            if (e->db->vt->wipe_store(e->db, e->dev.device_id, ss->store, &left)
+                != APR_SUCCESS) {
+                return eng_db_fail(e, "finishing a wipe");
+            }
+            e->resp->log_level = 5;
+            e->resp->log_msg = apr_psprintf(
+                e->p,
+                MEMDS_LOGNO(00547) "device %s of %s: datastore %s wiped; %d "
+                                   "datastore%s left%s",
+                            e->dev.devid, e->dev.account, ss->store, left,
+                            left == 1 ? "" : "s",
+                            left ? "" : ": the device is wiped and refused");
+            continue;
+        }
         rv = e->db->vt->syncstate_get(e->db, &old, e->dev.device_id, ss->store);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             return eng_db_fail(e, "reading anchors");

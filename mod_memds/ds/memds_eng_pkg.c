@@ -201,6 +201,91 @@ apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code, const char *why)
 }
 
 /* Queue what the device must receive for one datastore. */
+/* The depth of guid below the top (0: at the top), through the
+ * datastore's parent op; depths memoised in h. */
+static int depth_of(memds_ds_t *ds, apr_hash_t *h, const char *guid, int guard)
+{
+    const int *known = apr_hash_get(h, guid, APR_HASH_KEY_STRING);
+    const char *parent = NULL;
+    int *d;
+
+    if (known) {
+        return *known;
+    }
+    d = apr_palloc(apr_hash_pool_get(h), sizeof(*d));
+    *d = 0;
+    if (guard < 64 && ds->vt->parent
+        && ds->vt->parent(ds, guid, &parent) == APR_SUCCESS && parent) {
+        *d = depth_of(ds, h, parent, guard + 1) + 1;
+    }
+    apr_hash_set(h, guid, APR_HASH_KEY_STRING, d);
+    return *d;
+}
+
+typedef struct wipe_item_t {
+    const char *guid, *luid;
+    int depth;
+} wipe_item_t;
+
+static int deepest_first(const void *a, const void *b)
+{
+    const wipe_item_t *x = a, *y = b;
+
+    return (y->depth > x->depth) - (y->depth < x->depth);
+}
+
+/* Remote wipe (memds-admin wipe): the queue is a Delete of every item the
+ * device has mapped, the deepest first (messages before their folders);
+ * the server's changes do not go. The maps and anchors go when the session
+ * completes (eng_complete_session). */
+static apr_status_t wipe_queue(eng_t *e, memds_sstore_t *ss, memds_ds_t *ds)
+{
+    apr_hash_t *maps, *depths = apr_hash_make(e->p);
+    apr_hash_index_t *hi;
+    apr_array_header_t *all, *queue;
+    int i;
+
+    if (e->db->vt->maps_load(e->db, &maps, e->dev.device_id, ss->store)
+        != APR_SUCCESS) {
+        return eng_db_fail(e, "reading maps");
+    }
+    all = apr_array_make(e->p, (int)apr_hash_count(maps) + 1,
+                         sizeof(wipe_item_t));
+    for (hi = apr_hash_first(e->p, maps); hi; hi = apr_hash_next(hi)) {
+        wipe_item_t *w = apr_array_push(all);
+        w->guid = apr_hash_this_key(hi);
+        w->luid = apr_hash_this_val(hi);
+        w->depth = depth_of(ds, depths, w->guid, 0);
+    }
+    qsort(all->elts, (size_t)all->nelts, sizeof(wipe_item_t), deepest_first);
+    queue = apr_array_make(e->p, all->nelts + 1, sizeof(memds_qitem_t *));
+    for (i = 0; i < all->nelts; ++i) {
+        const wipe_item_t *w = &APR_ARRAY_IDX(all, i, wipe_item_t);
+        memds_qitem_t *q = apr_pcalloc(e->p, sizeof(*q));
+        q->store = ss->store;
+        q->n = i + 1;
+        q->guid = w->guid;
+        q->luid = w->luid;
+        q->op = MEMDS_Q_DELETE;
+        APR_ARRAY_PUSH(queue, memds_qitem_t *) = q;
+    }
+    if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue)
+            != APR_SUCCESS
+        || e->db->vt->sstore_save(e->db, e->sess.session_pk, ss)
+               != APR_SUCCESS) {
+        return eng_db_fail(e, "queueing the wipe");
+    }
+    e->resp->log_level = 5;
+    e->resp->log_msg = apr_psprintf(e->p,
+                                    MEMDS_LOGNO(00546) "device %s of %s: "
+                                                       "remote wipe of %s, %d "
+                                                       "item%s to delete",
+                                                e->dev.devid, e->dev.account,
+                                                ss->store, all->nelts,
+                                                all->nelts == 1 ? "" : "s");
+    return APR_SUCCESS;
+}
+
 apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
 {
     memds_ds_t *ds;
@@ -221,6 +306,9 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     }
     ss->snapshot_seq = snap;
     ss->queue_built = 1;
+    if (ENG_WIPING(e)) {
+        return wipe_queue(e, ss, ds);
+    }
     rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, ss->store);
     if (rv == APR_SUCCESS) {
         since = state.last_seq;

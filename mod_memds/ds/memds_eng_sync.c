@@ -430,6 +430,10 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
         if (luid == NULL) {
             code = MEMDS_ST_INCOMPLETE_COMMAND;
         }
+        else if (ENG_WIPING(e)) {
+            code = MEMDS_ST_FORBIDDEN; /* a device being wiped changes
+                                          nothing on the server */
+        }
         else if (o->ss->alert_code == MEMDS_ALERT_ONE_WAY_SERVER
                  || o->ss->alert_code == MEMDS_ALERT_REFRESH_SERVER) {
             code =

@@ -242,6 +242,21 @@ static apr_status_t start_session(eng_t *e, const char *account)
         != APR_SUCCESS) {
         return eng_db_fail(e, "locking the device");
     }
+    if (e->dev.wipe && strcmp(e->dev.wipe, "wiped") == 0) {
+        /* Remote wipe done: refused until an administrator enables it. */
+        e->resp->log_level = 4;
+        e->resp->log_msg = apr_psprintf(
+            e->p,
+            MEMDS_LOGNO(00545) "device %s of %s was wiped remotely: refused "
+                               "(403) until an administrator enables it "
+                               "(memds-admin enable)",
+                        e->dev.devid, account);
+        return eng_refuse(e, MEMDS_ST_FORBIDDEN, MEMDS_ST_FORBIDDEN,
+                          "this device was wiped remotely")
+                       == APR_SUCCESS
+                   ? APR_EACCES
+                   : APR_EGENERAL;
+    }
     /* A client that ignores RespURI continues by SessionID. */
     rv = e->db->vt->session_by_sid(e->db, &e->sess, e->dev.device_id,
                                    h->session_id);

@@ -216,6 +216,9 @@ apr_status_t eng_filter_finish(eng_t *e, eng_fctx_t *fx,
 const char *eng_filter_remember(eng_t *e, const memds_sstore_t *ss,
                                 const char *old);
 
+/* The device is being wiped remotely (memds-admin wipe). */
+#define ENG_WIPING(e) ((e)->dev.wipe && strcmp((e)->dev.wipe, "requested") == 0)
+
 /* A queued change that goes as a Delete. */
 #define ENG_Q_IS_DELETE(op) \
     ((op) == MEMDS_Q_DELETE || (op) == MEMDS_Q_SOFTDELETE)

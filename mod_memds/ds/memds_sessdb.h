@@ -148,6 +148,11 @@ typedef struct memds_sessdb_vt {
                                   const char *store,
                                   const memds_syncstate_t *ss);
 
+    /* remote wipe: a datastore of the device is done (maps and anchors
+     * gone); the device becomes "wiped" when none is left */
+    apr_status_t (*wipe_store)(memds_sessdb_t *db, apr_int64_t device_id,
+                               const char *store, int *premaining);
+
     /** Open the datastore of env->kind in this store's transaction;
      *  APR_ENOTIMPL for a kind this store cannot serve. */
     apr_status_t (*ds_open)(memds_sessdb_t *db, memds_ds_t **pds,
@@ -172,6 +177,11 @@ memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p);
 typedef struct memds_memdb_t memds_memdb_t;
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p);
+
+/** The administrator's order for a device of an in-memory store: "wipe"
+ *  or "enable" (memds_store_device_order); APR_ENOENT: no such device. */
+apr_status_t memds_memdb_device_order(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char *order);
 
 /** A session store over m for one request (results in p). Its "items"
  *  datastore keeps items in m as well. */

@@ -908,6 +908,57 @@ static apr_status_t mem_map_clear(memds_sessdb_t *db, apr_int64_t device_id,
     return APR_SUCCESS;
 }
 
+/* A datastore of a device being wiped is done (memds_store_wipe_store). */
+static apr_status_t mem_wipe_store(memds_sessdb_t *db, apr_int64_t device_id,
+                                   const char *store, int *premaining)
+{
+    memds_memdb_t *m = M(db);
+    apr_hash_t *left = apr_hash_make(db->pool);
+    apr_hash_index_t *hi;
+    const char *prefix = kn(m, device_id, "");
+    const memds_device_t *d;
+
+    mem_map_clear(db, device_id, store);
+    apr_hash_set(m->t.syncstate, kn(m, device_id, store), APR_HASH_KEY_STRING,
+                 NULL);
+    for (hi = apr_hash_first(NULL, m->t.g2l); hi; hi = apr_hash_next(hi)) {
+        const mmap_t *x = apr_hash_this_val(hi);
+        if (x->device_id == device_id) {
+            apr_hash_set(left, x->store, APR_HASH_KEY_STRING, "");
+        }
+    }
+    for (hi = apr_hash_first(NULL, m->t.syncstate); hi;
+         hi = apr_hash_next(hi)) {
+        const char *k = apr_hash_this_key(hi);
+        if (strncmp(k, prefix, strlen(prefix)) == 0) {
+            apr_hash_set(left, k + strlen(prefix), APR_HASH_KEY_STRING, "");
+        }
+    }
+    *premaining = (int)apr_hash_count(left);
+    d = device_by_id(m, device_id);
+    if (*premaining == 0 && d && d->wipe && strcmp(d->wipe, "requested") == 0) {
+        memds_device_t *n = apr_pmemdup(m->pool, d, sizeof(*n));
+        n->wipe = "wiped";
+        put(m->t.devices, k2(m, n->account, n->devid), n);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_memdb_device_order(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char *order)
+{
+    const memds_device_t *d = get(m->t.devices, k2(m, account, devid));
+    memds_device_t *n;
+
+    if (d == NULL) {
+        return APR_ENOENT;
+    }
+    n = apr_pmemdup(m->pool, d, sizeof(*n));
+    n->wipe = strcmp(order, "wipe") == 0 ? "requested" : NULL;
+    put(m->t.devices, k2(m, n->account, n->devid), n);
+    return APR_SUCCESS;
+}
+
 static apr_status_t mem_seen_add_many(memds_sessdb_t *db,
                                       apr_int64_t session_pk, const char *store,
                                       const char *const *guids, int n)
@@ -1292,6 +1343,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_partial_drop,
                                         mem_syncstate_get,
                                         mem_syncstate_put,
+                                        mem_wipe_store,
                                         mem_ds_open };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)

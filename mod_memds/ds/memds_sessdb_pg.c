@@ -289,6 +289,13 @@ static apr_status_t pg_syncstate_put(memds_sessdb_t *db, apr_int64_t device_id,
     return done(db, memds_store_syncstate_put(ST(db), device_id, store, ss));
 }
 
+static apr_status_t pg_wipe_store(memds_sessdb_t *db, apr_int64_t device_id,
+                                  const char *store, int *premaining)
+{
+    return done(db,
+                memds_store_wipe_store(ST(db), device_id, store, premaining));
+}
+
 static apr_status_t pg_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
                                const memds_ds_env_t *env, const char *account,
                                const char *store, apr_int64_t device_id,
@@ -338,6 +345,7 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_partial_drop,
                                        pg_syncstate_get,
                                        pg_syncstate_put,
+                                       pg_wipe_store,
                                        pg_ds_open };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)

@@ -345,7 +345,7 @@ apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
               "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
               " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
               " RETURNING device_id, account, devid,"
-              " coalesce(max_guid_size, 0), large_objs, devinf",
+              " coalesce(max_guid_size, 0), large_objs, devinf, wipe",
               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -361,8 +361,117 @@ apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
     dev->max_guid_size = col_int(res, 0, 3, 0);
     dev->large_objs = col_bool(res, 0, 4);
     dev->devinf = col_bytes(res, 0, 5, &dev->devinf_len, st->pool);
+    dev->wipe = PQgetisnull(res, 0, 6) ? NULL : col_str(res, 0, 6, st->pool);
     PQclear(res);
     return APR_SUCCESS;
+}
+
+apr_status_t memds_store_wipe_store(memds_store_t *st, apr_int64_t device_id,
+                                    const char *store, int *premaining)
+{
+    qargs_t a;
+    const char *v = NULL;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    rv = q_value(
+        st, &v, "wipe_store",
+        "WITH m AS (DELETE FROM memds.maps WHERE device_id = $1::bigint"
+        "  AND store = $2), s AS (DELETE FROM memds.sync_state"
+        "  WHERE device_id = $1::bigint AND store = $2),"
+        " l AS (DELETE FROM memds.mail_levels WHERE device_id = $1::bigint"
+        "  AND store = $2),"
+        " r AS (SELECT count(DISTINCT store) AS n FROM (SELECT store FROM"
+        "  memds.maps WHERE device_id = $1::bigint AND store <> $2 UNION ALL"
+        "  SELECT store FROM memds.sync_state WHERE device_id = $1::bigint"
+        "  AND store <> $2) x),"
+        " d AS (UPDATE memds.devices SET wipe = 'wiped', wipe_done_at = now()"
+        "  WHERE device_id = $1::bigint AND wipe = 'requested'"
+        "  AND (SELECT n FROM r) = 0)"
+        " SELECT n FROM r",
+        &a);
+    if (rv == APR_SUCCESS) {
+        *premaining = atoi(v);
+    }
+    return rv;
+}
+
+apr_status_t memds_store_devices(memds_store_t *st, apr_array_header_t **prows,
+                                 const char *account)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    rv = q_run(
+        st, &res, "devices",
+        "SELECT d.account, d.devid,"
+        " to_char(d.last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+        " coalesce(d.wipe, ''),"
+        " coalesce(to_char(d.wipe_requested_at AT TIME ZONE 'UTC',"
+        "  'YYYY-MM-DD HH24:MI:SS'), ''),"
+        " coalesce(to_char(d.wipe_done_at AT TIME ZONE 'UTC',"
+        "  'YYYY-MM-DD HH24:MI:SS'), ''),"
+        " coalesce((SELECT string_agg(x.store || ':' || x.n, ','"
+        "  ORDER BY x.store) FROM (SELECT s.store, (SELECT count(*) FROM"
+        "  memds.maps m WHERE m.device_id = d.device_id AND m.store = s.store)"
+        "  AS n FROM (SELECT store FROM memds.sync_state WHERE device_id ="
+        "  d.device_id UNION SELECT store FROM memds.maps WHERE device_id ="
+        "  d.device_id) s) x), '')"
+        " FROM memds.devices d WHERE $1::text IS NULL OR d.account = $1"
+        " ORDER BY d.account, d.devid",
+        &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    *prows = apr_array_make(st->pool, n > 0 ? n : 1,
+                            sizeof(memds_device_info_t *));
+    for (i = 0; i < n; ++i) {
+        memds_device_info_t *d = apr_pcalloc(st->pool, sizeof(*d));
+        d->account = col_str(res, i, 0, st->pool);
+        d->devid = col_str(res, i, 1, st->pool);
+        d->last_seen = col_str(res, i, 2, st->pool);
+        d->wipe = col_str(res, i, 3, st->pool);
+        d->wipe_requested = col_str(res, i, 4, st->pool);
+        d->wipe_done = col_str(res, i, 5, st->pool);
+        d->stores = col_str(res, i, 6, st->pool);
+        APR_ARRAY_PUSH(*prows, memds_device_info_t *) = d;
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_device_order(memds_store_t *st, const char *account,
+                                      const char *devid, const char *order)
+{
+    qargs_t a;
+    int n = 0;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    if (strcmp(order, "wipe") == 0) {
+        rv = q_cmd(st, &n, "device_wipe",
+                   "UPDATE memds.devices SET wipe = 'requested',"
+                   " wipe_requested_at = now(), wipe_done_at = NULL"
+                   " WHERE account = $1 AND devid = $2",
+                   &a);
+    }
+    else {
+        rv = q_cmd(st, &n, "device_enable",
+                   "UPDATE memds.devices SET wipe = NULL,"
+                   " wipe_requested_at = NULL, wipe_done_at = NULL"
+                   " WHERE account = $1 AND devid = $2",
+                   &a);
+    }
+    return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
 }
 
 apr_status_t memds_store_device_set_devinf(memds_store_t *st,

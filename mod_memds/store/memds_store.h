@@ -104,12 +104,32 @@ typedef struct memds_device_t {
     int large_objs;
     const char *devinf; /**< XML, NULL if none */
     apr_size_t devinf_len;
+    /** Remote wipe: NULL, "requested" or "wiped" (memds.devices.wipe). */
+    const char *wipe;
 } memds_device_t;
 
 /** Find or create the device row of (account, devid), lock it (serialises
  *  the device's requests) and update last_seen_at. */
 apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
                                      const char *account, const char *devid);
+/** A datastore of a device being wiped is done: its maps and anchors go;
+ *  when nothing of the device is mapped or anchored any more, the device
+ *  becomes "wiped". *premaining: datastores left. */
+apr_status_t memds_store_wipe_store(memds_store_t *st, apr_int64_t device_id,
+                                    const char *store, int *premaining);
+/** The administrator's orders: "wipe" (request a wipe) or "enable" (clear
+ *  a wipe); APR_ENOENT when there is no such device. */
+apr_status_t memds_store_device_order(memds_store_t *st, const char *account,
+                                      const char *devid, const char *order);
+/** One device for the administrator (memds_store_devices). */
+typedef struct memds_device_info_t {
+    const char *account, *devid, *last_seen, *wipe, *wipe_requested, *wipe_done;
+    const char
+        *stores; /**< "store:mapped" of its datastores, comma-separated */
+} memds_device_info_t;
+/** The devices (of account, or all when NULL), as memds_device_info_t *. */
+apr_status_t memds_store_devices(memds_store_t *st, apr_array_header_t **prows,
+                                 const char *account);
 /** Store the DevInf (xml NULL clears it); max_guid_size 0: no limit.
  *  APR_ENOENT if there is no such device. */
 apr_status_t memds_store_device_set_devinf(memds_store_t *st,

@@ -1,0 +1,73 @@
+"""Remote wipe (issue 13 item 1): memds-admin wipe records the order; at
+its next sessions the device gets a Delete for every item it has mapped in
+each datastore it syncs (the server's own changes wait, the device's
+changes are refused with 403, nothing changes on IMAP); the datastore's
+maps and anchors go; when none is left the device is refused (403, logged)
+until memds-admin enable; memds-admin devices shows the progress."""
+import os
+import subprocess
+import uuid
+
+import syncml as S
+from test_510_mail import folder_messages, message, new_folder
+from test_550_filters import Device, EMAIL_TYPE, falert
+
+
+def admin(stack, *args):
+    exe = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
+    return subprocess.run([exe, args[0], "--db", stack["MEMDS_PG"], *args[1:]],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60)
+
+
+def _line(out, devid):
+    return [l for l in out.splitlines() if devid in l and "wipe ordered" not in l][0]
+
+
+def test_281_wipe_every_datastore_then_refuse_until_enabled(stack):
+    f1, f2 = new_folder(stack, 2), new_folder(stack, 3)
+    d1 = Device(stack, f1)
+    d2 = Device(stack, f2)
+    d2.devid = d1.devid
+    assert len(d1.sync()[0]) == 2 and len(d2.sync()[0]) == 3
+    before = {f: folder_messages(stack, f) for f in (f1, f2)}
+    r = admin(stack, "devices", "alice")
+    assert r.returncode == 0 and d1.devid in r.stdout, r.stdout
+    assert "%s:2" % f1 in _line(r.stdout, d1.devid)
+    r = admin(stack, "wipe", "alice", d1.devid)
+    assert r.returncode == 0 and "wiped" in r.stdout, r.stdout
+    assert "requested" in _line(admin(stack, "devices", "alice").stdout, d1.devid)
+    assert admin(stack, "wipe", "alice", "no-such-device").returncode == 1
+    # first datastore: every mapped item deleted on the device, its own Add
+    # refused, IMAP untouched
+    add = ("<Add><CmdID>4</CmdID><Meta><Type xmlns='syncml:metinf'>%s</Type></Meta>"
+           "<Item><Source><LocURI>new1</LocURI></Source><Data>%s</Data></Item></Add>"
+           % (EMAIL_TYPE, S.esc("<Email><emailitem>%s</emailitem></Email>"
+                                % S.esc(message(f1, 9).decode()))))
+    luids = set(d1.held)
+    got, _, st = d1.sync(ops=[add])
+    assert st == "200"
+    assert sorted((op, sd) for op, _, _, sd, _ in got) == [("Delete", False)] * 2, got
+    assert {k for _, k, *_ in got} == luids and len(luids) == 2
+    line = _line(admin(stack, "devices", "alice").stdout, d1.devid)
+    assert f1 not in line and "%s:3" % f2 in line and "requested" in line, line
+    # the second datastore
+    got, _, _ = d2.sync()
+    assert sorted(op for op, *_ in got) == ["Delete"] * 3, got
+    out = admin(stack, "devices", "alice").stdout
+    assert "wiped" in _line(out, d1.devid), out
+    assert {f: folder_messages(stack, f) for f in (f1, f2)} == before
+    # refused until enabled
+    stack.allow_log(r"MEMDS00545")
+    sess = S.Session(stack["MEMDS_URL"], d1.devid, "alice", "alice-secret",
+                     session_id="99")
+    a = sess.post(sess.message(falert(200, f1, "z1", d1.last)))
+    assert a.hdr_status() == "403"
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["403"]
+    r = admin(stack, "enable", "alice", d1.devid)
+    assert r.returncode == 0
+    fresh = Device(stack, f1)
+    fresh.devid = d1.devid
+    got, _, _ = fresh.sync()
+    assert sorted(op for op, *_ in got) == ["Add"] * 2
+    assert _line(admin(stack, "devices", "alice").stdout, d1.devid).split()[4] == "-"
