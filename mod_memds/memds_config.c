@@ -69,6 +69,7 @@ void *memds_create_srv_conf(apr_pool_t *p, server_rec *s)
     memds_srv_conf *sc = apr_pcalloc(p, sizeof(*sc));
 
     sc->db_min = sc->db_keep = sc->db_max = sc->db_exptime = MEMDS_UNSET;
+    sc->push_delay = MEMDS_UNSET;
     return sc;
 }
 
@@ -85,6 +86,8 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(db_keep);
     MERGE_INT(db_max);
     MERGE_INT(db_exptime);
+    MERGE_PTR(server_id);
+    MERGE_INT(push_delay);
     c->engine_used = add->engine_used;
     c->engine_where = add->engine_where;
     return c;
@@ -108,6 +111,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->rejected_to_drafts = MEMDS_UNSET;
     dc->truncate.whole_max = dc->truncate.text_max = MEMDS_DEFAULT_TRUNCATE;
     dc->max_age = dc->max_items = MEMDS_UNSET;
+    dc->push = MEMDS_UNSET;
     dc->compress = MEMDS_UNSET;
     return dc;
 }
@@ -135,6 +139,7 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->truncate = add->truncate_set ? add->truncate : base->truncate;
     MERGE_INT(max_age);
     MERGE_INT(max_items);
+    MERGE_INT(push);
     MERGE_PTR(exclude);
     MERGE_INT(compress);
     if (add->smtp_auth != MEMDS_UNSET) {
@@ -211,6 +216,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->exclude = dc->exclude;
     cfg->max_age_days = OR(dc->max_age, 0);
     cfg->max_items = OR(dc->max_items, 0);
+    cfg->push = OR(dc->push, 0) == 1;
     cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout,
                               MEMDS_DEFAULT_SESSION_TIMEOUT);
@@ -494,6 +500,41 @@ static const char *set_limit(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *set_push(cmd_parms *cmd, void *dcv, int on)
+{
+    ((memds_dir_conf *)dcv)->push = on ? 1 : 0;
+    (void)cmd;
+    return NULL;
+}
+
+static const char *set_server_id(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+
+    (void)dcv;
+    if (!*arg || strlen(arg) > 255) {
+        return "MemDSServerID: 1 to 255 bytes";
+    }
+    sc->server_id = arg;
+    return NULL;
+}
+
+static const char *set_push_delay(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+    int v;
+
+    (void)dcv;
+    if (memds_parse_uint(&v, arg, 60000) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSPushDelay: '%s' is not a number of "
+                            "milliseconds from 0 to 60000",
+                            arg);
+    }
+    sc->push_delay = v;
+    return NULL;
+}
+
 static const char *set_exclude(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_dir_conf *dc = dcv;
@@ -766,6 +807,16 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSMaxItems", set_limit, NULL, RSRC_CONF | ACCESS_CONF,
                   "At most this many mails (the newest) per folder on a "
                   "device. Default: 0 (no limit)."),
+    AP_INIT_FLAG("MemDSPush", set_push, NULL, RSRC_CONF | ACCESS_CONF,
+                 "On or Off: this location offers server-alerted sync (DevInf "
+                 "SyncType 7) and its devices get Server Alerted "
+                 "Notifications over their registered channel. Default: Off."),
+    AP_INIT_TAKE1("MemDSServerID", set_server_id, NULL, RSRC_CONF,
+                  "The server identifier in a SAN (and its digest) when the "
+                  "device's server credentials name none. Default: none."),
+    AP_INIT_TAKE1("MemDSPushDelay", set_push_delay, NULL, RSRC_CONF,
+                  "Milliseconds a notification waits for more mail before it "
+                  "goes (one SAN for a burst), 0 to 60000. Default: 500."),
     AP_INIT_ITERATE("MemDSExcludeFolder", set_exclude, NULL,
                     RSRC_CONF | ACCESS_CONF,
                     "IMAP folders (name or path) never synchronised: not in "

@@ -34,6 +34,8 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
 #define MEMDS_DEFAULT_MAX_OBJ_SIZE (4 * 1024 * 1024)
 #define MEMDS_DEFAULT_TRUNCATE (20 * 1024) /**< MemDSTruncate: 20K */
+#define MEMDS_DEFAULT_PUSH_DELAY 500       /**< MemDSPushDelay: ms */
+#define MEMDS_PUSH_INTERVAL_MS 200         /**< the push job's period */
 #define MEMDS_DEFAULT_SESSION_TIMEOUT 900
 #define MEMDS_DEFAULT_AUTH_FAILURES 10
 #define MEMDS_DEFAULT_AUTH_WINDOW 600
@@ -89,6 +91,8 @@ typedef struct memds_srv_conf {
     memds_imap_cache_t *imap_cache; /**< this child's idle IMAP connections */
     memds_counters_t *counters;     /**< shared by the generation's children */
     memds_logger_t logger; /**< core log lines to this server's ErrorLog */
+    const char *server_id; /**< MemDSServerID: the SAN's server identifier */
+    int push_delay;        /**< MemDSPushDelay (ms; MEMDS_UNSET) */
     volatile apr_uint32_t
         schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;
@@ -118,11 +122,17 @@ typedef struct memds_dir_conf {
     int truncate_set;            /**< MemDSTruncate given here */
     memds_ds_level_t truncate;   /**< MemDSTruncate (default 20K) */
     int max_age, max_items;      /**< MemDSMaxAge, MemDSMaxItems */
+    int push;                    /**< MemDSPush (MEMDS_UNSET) */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
     int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];
+/** The memds-notify handler (memds_notify.c): mail events from the IMAP
+ *  server (Dovecot's push_notification) become pending notifications. */
+int memds_notify_handler(request_rec *r);
+/** Watchdog job (memds_notify.c): deliver the push notifications due. */
+apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool);
 void *memds_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *memds_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *memds_create_dir_conf(apr_pool_t *p, char *dir);

@@ -133,6 +133,24 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+/* Does any location have MemDSPush On? (The delivery job runs then.) */
+static int push_on(server_rec *s)
+{
+    server_rec *v;
+    int i;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        for (i = 0; sc->engine_dirs && i < sc->engine_dirs->nelts; ++i) {
+            if (APR_ARRAY_IDX(sc->engine_dirs, i, memds_dir_conf *)->push
+                == 1) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -185,6 +203,11 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             && get_instance(&wd, "memds-expire", 0, 1, pconf) == APR_SUCCESS) {
             register_cb(wd, apr_time_from_sec(MEMDS_EXPIRE_INTERVAL), s,
                         expire_sessions);
+        }
+        if (get_instance && register_cb && push_on(s)
+            && get_instance(&wd, "memds-push", 0, 1, pconf) == APR_SUCCESS) {
+            register_cb(wd, apr_time_from_msec(MEMDS_PUSH_INTERVAL_MS), s,
+                        memds_push_job);
         }
         if (get_instance && register_cb
             && get_instance(&wd, "memds-outbox", 0, 1, pconf) == APR_SUCCESS) {
@@ -497,6 +520,7 @@ static void memds_register_hooks(apr_pool_t *p)
     ap_hook_child_init(memds_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_sync_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(memds_notify_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(memds) = { STANDARD20_MODULE_STUFF,

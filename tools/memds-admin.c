@@ -9,6 +9,8 @@
  *   memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default
  *   memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID
  *   memds-admin devices --db CONNINFO [ACCOUNT]
+ *   memds-admin push-register --db CONNINFO ACCOUNT DEVID http URL
+ *   memds-admin push-register --db CONNINFO --delete ACCOUNT DEVID
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
 #include <apr_general.h>
@@ -23,6 +25,7 @@
 #include "store/memds_migrate.h"
 #include "store/memds_store.h"
 #include "store/memds_mailstore.h"
+#include "store/memds_pushstore.h"
 #include "ds/memds_auth.h"
 
 #ifndef MEMDS_SCHEMA_DIR
@@ -247,6 +250,42 @@ static int devices(const char *db, const char *account, const char **perr,
     return 0;
 }
 
+/* push-register: the device's push channel (or --delete it). */
+static int push_register(const char *db, const char *account, const char *devid,
+                         const char *channel, const char *address, int del,
+                         const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    apr_status_t rv;
+
+    if (!del
+        && (channel == NULL || strcmp(channel, "http") != 0 || address == NULL
+            || (strncmp(address, "http://", 7) != 0
+                && strncmp(address, "https://", 8) != 0))) {
+        *perr = "the channel is http followed by an http:// or https:// URL "
+                "(WAP push over SMS is not there yet)";
+        return 1;
+    }
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    rv = memds_push_register(&st, account, devid, del ? NULL : channel,
+                             del ? NULL : address);
+    if (rv != APR_SUCCESS) {
+        *perr = rv == APR_ENOENT ? (del ? "the device has no push channel"
+                                        : "no such device (it never synced)")
+                                 : st.err;
+        memds_pgpool_release(pool, conn, rv != APR_ENOENT);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: push channel of device %s of %s %s%s\n", devid,
+           account, del ? "removed" : "set to ", del ? "" : address);
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(
@@ -261,6 +300,10 @@ static int usage(void)
         "       memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default\n"
         "       memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID\n"
         "       memds-admin devices --db CONNINFO [ACCOUNT]\n"
+        "       memds-admin push-register --db CONNINFO ACCOUNT DEVID http "
+        "URL\n"
+        "       memds-admin push-register --db CONNINFO --delete ACCOUNT "
+        "DEVID\n"
         "  migrate         apply the numbered SQL migrations of DIR\n"
         "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
         "                  safe to repeat and to run concurrently\n"
@@ -285,6 +328,8 @@ static int usage(void)
         "  enable          lets a wiped device sync again (a slow sync)\n"
         "  devices         the devices (of ACCOUNT), their datastores with\n"
         "                  the items mapped, and the wipe state\n"
+        "  push-register   where device DEVID of ACCOUNT gets its Server\n"
+        "                  Alerted Notifications: http URL (POST)\n"
         "  CONNINFO        libpq connection string, e.g.\n"
         "                  \"host=127.0.0.1 port=5432 dbname=memds "
         "user=memds\"\n"
@@ -297,6 +342,7 @@ int main(int argc, const char *const *argv)
     apr_pool_t *p;
     const char *cmd, *db = getenv("MEMDS_PG"), *dir = MEMDS_SCHEMA_DIR;
     const char *err = NULL, *user = NULL, *devid = NULL, *server_id = NULL;
+    const char *extra1 = NULL, *extra2 = NULL;
     memds_logger_t lg = { log_stderr, NULL };
     int i, napplied = 0, version = 0, rc = 1, allow_basic = 0, del = 0;
     apr_status_t rv;
@@ -331,9 +377,18 @@ int main(int argc, const char *const *argv)
         else if (argv[i][0] != '-' && devid == NULL) {
             devid = argv[i];
         }
+        else if (argv[i][0] != '-' && extra1 == NULL) {
+            extra1 = argv[i];
+        }
+        else if (argv[i][0] != '-' && extra2 == NULL) {
+            extra2 = argv[i];
+        }
         else {
             return usage();
         }
+    }
+    if (extra1 != NULL && strcmp(cmd, "push-register") != 0) {
+        return usage();
     }
     if (db == NULL) {
         fprintf(stderr, "memds-admin: no database: give --db CONNINFO or set "
@@ -367,6 +422,10 @@ int main(int argc, const char *const *argv)
     else if ((strcmp(cmd, "wipe") == 0 || strcmp(cmd, "enable") == 0)
              && devid != NULL) {
         rc = device_order(db, cmd, user, devid, &err, p);
+    }
+    else if (strcmp(cmd, "push-register") == 0 && devid != NULL
+             && (del ? extra1 == NULL : extra2 != NULL)) {
+        rc = push_register(db, user, devid, extra1, extra2, del, &err, p);
     }
     else if (strcmp(cmd, "devices") == 0 && devid == NULL) {
         rc = devices(db, user, &err, p);

@@ -192,7 +192,9 @@ static memds_devinf_t *server_devinf(eng_t *e)
             ds->tx_pref = ctver(e->p, "text/plain", "1.0");
         }
         ds->sync_types = apr_array_make(e->p, 7, sizeof(const char *));
-        for (k = 1; k <= 7; ++k) {
+        /* 7, server-alerted sync, only where push is on (MemDSPush): a
+         * device believes it */
+        for (k = 1; k <= (e->cfg->push ? 7 : 6); ++k) {
             APR_ARRAY_PUSH(ds->sync_types, const char *) = apr_itoa(e->p, k);
         }
         APR_ARRAY_PUSH(di->datastores, memds_datastore_t *) = ds;

@@ -49,6 +49,7 @@ typedef struct memds_engine_cfg_t {
                            not synchronised (0: no limit) */
     int max_items; /**< MemDSMaxItems: at most this many mails per folder
                            (the newest; 0: no limit) */
+    int push; /**< MemDSPush On: server-alerted sync (SyncType 7) offered */
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {

@@ -36,13 +36,13 @@ if [ ! -f "$BUILD/Makefile" ]; then
         LDFLAGS='-fsanitize=address,undefined' >configure.log 2>&1) \
         || { tail -20 "$BUILD/configure.log"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 fi
-if ! make -C "$BUILD" -j2 tests/fuzz/fuzz_xml tests/fuzz/fuzz_wbxml tests/fuzz/fuzz_imap tests/fuzz/fuzz_email tests/fuzz/fuzz_mime tests/fuzz/fuzz_filter tests/fuzz/fuzz_san >"$BUILD/make.log" 2>&1; then
+if ! make -C "$BUILD" -j2 tests/fuzz/fuzz_xml tests/fuzz/fuzz_wbxml tests/fuzz/fuzz_imap tests/fuzz/fuzz_email tests/fuzz/fuzz_mime tests/fuzz/fuzz_filter tests/fuzz/fuzz_san tests/fuzz/fuzz_json >"$BUILD/make.log" 2>&1; then
     tail -30 "$BUILD/make.log"
     echo "fuzz: 0 passed, 1 failed"
     exit 1
 fi
 
-for t in xml wbxml imap email mime filter san; do
+for t in xml wbxml imap email mime filter san json; do
     corpus="$BUILD/corpus-$t"
     mkdir -p "$corpus"
     case $t in
@@ -54,6 +54,7 @@ for t in xml wbxml imap email mime filter san; do
     mime)  export MEMDS_FUZZ_MIME_SEEDS="$corpus" ;;
     filter) export MEMDS_FUZZ_FILTER_SEEDS="$corpus" ;;
     san)   export MEMDS_FUZZ_SAN_SEEDS="$corpus" ;;
+    json)  export MEMDS_FUZZ_JSON_SEEDS="$corpus" ;;
     esac
     log="$BUILD/fuzz-$t.log"
     rm -f "$BUILD"/crash-$t-*

@@ -12,9 +12,10 @@ top=${top_srcdir:-$(dirname "$0")/../..}
 # ------------------------------------------------------------ project arrows
 # folder    may include (its own folder is always allowed)
 ARROWS='
-glue        ds send syncml email store backends util
+glue        ds send push syncml email store backends util
 ds          syncml email store backends util
 send        ds syncml email store backends util
+push        syncml store backends util
 backends    util
 syncml      util
 store       util

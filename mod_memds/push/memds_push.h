@@ -1,0 +1,30 @@
+/**
+ * @file memds_push.h
+ * Push delivery (docs/push.md): the notifications that are due
+ * (store/memds_pushstore.h) become a SAN 1.2 per device (syncml/
+ * memds_san.h: one entry per datastore, sync type 206, the email content
+ * type, the digest from the device's row of memds.server_credentials) and
+ * go to its channel (HTTP POST). Run by the module's watchdog job, one
+ * child per node; several nodes share the work through row locks.
+ */
+#ifndef MEMDS_PUSH_H
+#define MEMDS_PUSH_H
+
+#include "store/memds_store.h"
+#include "util/memds_util.h"
+
+typedef struct memds_push_cfg_t {
+    const char *server_id; /**< MemDSServerID: the SAN's server identifier
+                                when the device's row names none */
+    long timeout_ms;       /**< per delivery */
+    const memds_logger_t *log;
+} memds_push_cfg_t;
+
+/** Deliver what is due for at most limit devices, each in its own
+ *  transaction on st's connection. *psent: SANs delivered. A failure of
+ *  one device's delivery is logged and retried later, never fatal. */
+apr_status_t memds_push_run(int *psent, memds_store_t *st,
+                            const memds_push_cfg_t *cfg, int limit,
+                            apr_pool_t *p);
+
+#endif /* MEMDS_PUSH_H */

@@ -1,0 +1,159 @@
+/* memds_pushstore.c: push channels and pending notifications in
+ * PostgreSQL (memds_pushstore.h). */
+#include "store/memds_pushstore.h"
+#include "store/memds_store_sql.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+apr_status_t memds_push_register(memds_store_t *st, const char *account,
+                                 const char *devid, const char *channel,
+                                 const char *address)
+{
+    qargs_t a;
+    int n = 0;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    qa_str(&a, channel);
+    qa_str(&a, address);
+    rv = q_cmd(st, &n, "push_register",
+               channel ? "INSERT INTO memds.push_channels (device_id, channel,"
+                         " address) SELECT device_id, $3, $4 FROM"
+                         " memds.devices WHERE account = $1 AND devid = $2"
+                         " ON CONFLICT (device_id) DO UPDATE SET"
+                         " channel = EXCLUDED.channel,"
+                         " address = EXCLUDED.address, created_at = now()"
+                       : "DELETE FROM memds.push_channels WHERE device_id IN"
+                         " (SELECT device_id FROM memds.devices WHERE"
+                         " account = $1 AND devid = $2) AND $3::text IS NULL"
+                         " AND $4::text IS NULL",
+               &a);
+    return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
+}
+
+apr_status_t memds_push_event(memds_store_t *st, int *pn, const char *account,
+                              const char *folder, int delay_ms)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, folder);
+    qa_int(&a, delay_ms);
+    *pn = 0;
+    return q_cmd(
+        st, pn, "push_event",
+        "INSERT INTO memds.push_pending (device_id, store, due_at)"
+        " SELECT s.device_id, s.store,"
+        "  now() + $3::integer * interval '1 millisecond'"
+        " FROM memds.sync_state s JOIN memds.devices d USING (device_id)"
+        " JOIN memds.push_channels c USING (device_id)"
+        " WHERE d.account = $1 AND d.wipe IS NULL"
+        " AND (lower(s.store) = lower($2) OR lower(s.store) IN ('email',"
+        "  'mail'))"
+        " ON CONFLICT (device_id, store) DO NOTHING",
+        &a);
+}
+
+apr_status_t memds_push_due(memds_store_t *st, apr_array_header_t **prows,
+                            int limit)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    memds_push_due_t *cur = NULL;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    qa_int(&a, limit);
+    rv = q_run(
+        st, &res, "push_due",
+        "SELECT p.device_id, d.account, d.devid, c.channel, c.address,"
+        " k.server_id, k.password, k.nonce, p.store, p.sync_type, p.ui_mode,"
+        " p.attempts"
+        " FROM memds.push_pending p JOIN memds.devices d USING (device_id)"
+        " JOIN memds.push_channels c USING (device_id)"
+        " LEFT JOIN memds.server_credentials k ON k.account = d.account"
+        "  AND k.devid = d.devid"
+        " WHERE p.due_at <= now() AND d.wipe IS NULL AND NOT EXISTS"
+        "  (SELECT 1 FROM memds.sessions x WHERE x.device_id = p.device_id"
+        "   AND NOT x.finished AND x.expires_at > now()"
+        "   AND x.phase <> 'suspended')"
+        " AND p.device_id IN (SELECT DISTINCT device_id FROM"
+        "  memds.push_pending WHERE due_at <= now() ORDER BY device_id"
+        "  LIMIT $1::integer)"
+        " ORDER BY p.device_id, p.store COLLATE \"C\""
+        " FOR UPDATE OF p SKIP LOCKED",
+        &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    *prows = apr_array_make(st->pool, 4, sizeof(memds_push_due_t *));
+    for (i = 0; i < n; ++i) {
+        apr_int64_t id = col_i64(res, i, 0, 0);
+        if (cur == NULL || cur->device_id != id) {
+            cur = apr_pcalloc(st->pool, sizeof(*cur));
+            cur->device_id = id;
+            cur->account = col_str(res, i, 1, st->pool);
+            cur->devid = col_str(res, i, 2, st->pool);
+            cur->channel = col_str(res, i, 3, st->pool);
+            cur->address = col_str(res, i, 4, st->pool);
+            cur->server_id = PQgetisnull(res, i, 5)
+                                 ? NULL
+                                 : col_str(res, i, 5, st->pool);
+            cur->password = PQgetisnull(res, i, 6)
+                                ? NULL
+                                : col_str(res, i, 6, st->pool);
+            cur->nonce = PQgetisnull(res, i, 7) ? NULL
+                                                : col_str(res, i, 7, st->pool);
+            cur->stores = apr_array_make(st->pool, 2, sizeof(const char *));
+            cur->sync_type = col_int(res, i, 9, 206);
+            APR_ARRAY_PUSH(*prows, memds_push_due_t *) = cur;
+        }
+        APR_ARRAY_PUSH(cur->stores, const char *) = col_str(res, i, 8,
+                                                            st->pool);
+        if (col_int(res, i, 10, 1) > cur->ui_mode) {
+            cur->ui_mode = col_int(res, i, 10, 1);
+        }
+        if (col_int(res, i, 11, 0) > cur->attempts) {
+            cur->attempts = col_int(res, i, 11, 0);
+        }
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_push_delivered(memds_store_t *st, apr_int64_t device_id,
+                                  const apr_array_header_t *stores)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, text_array((const char *const *)stores->elts, stores->nelts,
+                          st->pool));
+    return q_cmd(st, NULL, "push_delivered",
+                 "DELETE FROM memds.push_pending WHERE device_id = $1::bigint"
+                 " AND store = ANY ($2::text[])",
+                 &a);
+}
+
+apr_status_t memds_push_failed(memds_store_t *st, apr_int64_t device_id,
+                               const char *why)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, why);
+    return q_cmd(st, NULL, "push_failed",
+                 "UPDATE memds.push_pending SET attempts = attempts + 1,"
+                 " last_error = $2, due_at = now() + least(300,"
+                 " power(2, least(attempts, 9)))::integer * interval '1 second'"
+                 " WHERE device_id = $1::bigint",
+                 &a);
+}

@@ -1,0 +1,242 @@
+"""Push (issue 12, first part): mail delivered through Postfix to alice's
+Inbox makes Dovecot's push_notification (OX driver) tell the module's
+memds-notify handler; the pending notification becomes a SAN 1.2 POSTed to
+the device's registered HTTP receiver, with a valid digest and the right
+datastore and sync type; the device then syncs and gets the mail, which
+clears the notification. A burst makes a handful of SANs, not one per
+mail; a receiver that is down keeps the notification (retried, cleared by
+the next sync); a device in a session gets nothing until it ends; bad
+calls of memds-notify are refused; DevInf offers server-alerted sync
+(SyncType 7) only where MemDSPush is on."""
+import base64
+import hashlib
+import http.server
+import os
+import smtplib
+import subprocess
+import threading
+import time
+import uuid
+
+import syncml as S
+from test_200_protocol import items_url, psql
+from test_510_mail import message
+from test_550_filters import Device, falert, receive
+
+SRV_ID = "memds-push-test"
+SRV_PW = "srv-" + uuid.uuid4().hex[:8]
+
+
+class Receiver:
+    """A device platform's push receiver: collects the POSTed bodies."""
+
+    def __init__(self):
+        self.got = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                outer.got.append((self.headers.get("Content-Type"), self.rfile.read(n)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/push" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+    def wait(self, n, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline and len(self.got) < n:
+            time.sleep(0.05)
+        return len(self.got) >= n
+
+
+def admin(stack, *args, password=None):
+    exe = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
+    return subprocess.run([exe, args[0], "--db", stack["MEMDS_PG"], *args[1:]],
+                          input=(password + "\n") if password else "",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60)
+
+
+def parse_san(b):
+    """(digest, version, ui, initiator, session, server id, [(type, ct, uri)])."""
+    digest, hdr = b[:16], b[16:24]
+    bits = int.from_bytes(hdr, "big")
+    version = bits >> 54
+    ui = (bits >> 52) & 3
+    init = (bits >> 51) & 1
+    session = (bits >> 8) & 0xFFFF
+    idlen = bits & 0xFF
+    sid = b[24:24 + idlen].decode()
+    p = 24 + idlen
+    n = b[p] >> 4
+    p += 1
+    syncs = []
+    for _ in range(n):
+        st = (b[p] >> 4) + 200
+        ct = int.from_bytes(b[p + 1:p + 4], "big")
+        ul = b[p + 4]
+        syncs.append((st, ct, b[p + 5:p + 5 + ul].decode()))
+        p += 5 + ul
+    return digest, version, ui, init, session, sid, syncs
+
+
+def digest_of(b, sid, pw, nonce=b""):
+    def b64md5(x):
+        return base64.b64encode(hashlib.md5(x).digest())
+    return hashlib.md5(b64md5(("%s:%s" % (sid, pw)).encode()) + b":" + nonce + b":"
+                       + b64md5(b[16:])).digest()
+
+
+def deliver(stack, tag, n=1):
+    with smtplib.SMTP("127.0.0.1", int(stack["MEMDS_SMTP_PORT"]), timeout=30) as s:
+        for i in range(n):
+            s.sendmail("bob@example.test", ["alice@example.test"], message(tag, i))
+
+
+def pending(stack, devid):
+    return psql(stack, "SELECT coalesce(string_agg(p.store || ':' || p.attempts || ':' || "
+                       "coalesce(p.last_error, ''), ','), '') FROM memds.push_pending p "
+                       "JOIN memds.devices d USING (device_id) WHERE d.devid = '%s'" % devid)
+
+
+def _forget(stack, dev):
+    """No channel left behind: later deliveries to alice would notify it."""
+    if dev is not None:
+        admin(stack, "push-register", "--delete", "alice", dev.devid)
+
+
+def _device(stack, rcv):
+    dev = Device(stack, "Inbox")
+    got, _, _ = dev.sync()
+    r = admin(stack, "push-register", "alice", dev.devid, "http", rcv.url)
+    assert r.returncode == 0, r.stdout
+    r = admin(stack, "server-password", "--basic", "--server-id", SRV_ID, "alice",
+              dev.devid, password=SRV_PW)
+    assert r.returncode == 0, r.stdout
+    return dev
+
+
+def test_701_new_mail_reaches_the_device_as_a_san(stack):
+    rcv, dev = Receiver(), None
+    try:
+        dev = _device(stack, rcv)
+        tag = "push-" + uuid.uuid4().hex[:6]
+        t0 = time.time()
+        deliver(stack, tag)
+        assert rcv.wait(1), "no SAN within 15 s"
+        latency = time.time() - t0
+        ctype, san = rcv.got[0]
+        assert ctype == "application/vnd.syncml.ds.notification"
+        digest, version, ui, init, session, sid, syncs = parse_san(san)
+        assert (version, ui, init, sid) == (12, 1, 1, SRV_ID)
+        assert syncs == [(206, 0x306, "Inbox")], syncs
+        assert digest == digest_of(san, SRV_ID, SRV_PW)
+        assert digest != digest_of(san, SRV_ID, "wrong")
+        # the device syncs and gets the mail; the notification is gone
+        got, _, _ = dev.sync()
+        assert any(tag.encode() in d.encode() for _, _, d, _, _ in got), got
+        assert pending(stack, dev.devid) == ""
+        print("delivery to SAN: %.2f s" % latency)
+    finally:
+        _forget(stack, dev)
+        rcv.close()
+
+
+def test_702_a_burst_makes_a_handful_of_sans(stack):
+    rcv, dev = Receiver(), None
+    try:
+        dev = _device(stack, rcv)
+        tag = "burst-" + uuid.uuid4().hex[:6]
+        deliver(stack, tag, 100)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if len(rcv.got) and pending(stack, dev.devid) == "":
+                time.sleep(2)  # anything still coming
+                if pending(stack, dev.devid) == "":
+                    break
+            time.sleep(0.2)
+        assert 1 <= len(rcv.got) <= 8, len(rcv.got)
+        print("100 deliveries: %d SANs" % len(rcv.got))
+        got, _, _ = dev.sync()
+        assert sum(1 for _, _, d, _, _ in got if tag in d) == 100
+    finally:
+        _forget(stack, dev)
+        rcv.close()
+
+
+def test_703_receiver_down_keeps_the_notification(stack):
+    rcv = Receiver()
+    dev = _device(stack, rcv)
+    rcv.close()  # the receiver is gone
+    stack.allow_log(r"MEMDS00611")
+    deliver(stack, "down-" + uuid.uuid4().hex[:6])
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        p = pending(stack, dev.devid)
+        if p and p.split(":")[1] != "0":
+            break
+        time.sleep(0.2)
+    store, attempts, err = p.split(":", 2)
+    assert store == "Inbox" and int(attempts) >= 1 and err, p
+    # the device's next sync clears it
+    _forget(stack, dev)
+    dev.sync()
+    assert pending(stack, dev.devid) == ""
+
+
+def test_704_no_san_while_the_device_is_in_a_session(stack):
+    rcv, dev = Receiver(), None
+    try:
+        dev = _device(stack, rcv)
+        sess = S.Session(stack["MEMDS_URL"], dev.devid, "alice", "alice-secret",
+                         session_id="77")
+        a = sess.post(sess.message(falert(200, "Inbox", "m1", dev.last)))
+        assert a.hdr_status() == "212"
+        deliver(stack, "mid-" + uuid.uuid4().hex[:6])
+        time.sleep(3)
+        assert rcv.got == [] and pending(stack, dev.devid) == "Inbox:0:"
+        # the session ends (package 3 and its answers): the sync clears it
+        got, _, a, sts = receive(sess, sess.post(sess.message(
+            "<Sync><CmdID>3</CmdID><Target><LocURI>Inbox</LocURI></Target><Source>"
+            "<LocURI>./Inbox</LocURI></Source></Sync>")))
+        sess.post(sess.message(sts))
+        assert rcv.got == []
+    finally:
+        _forget(stack, dev)
+        rcv.close()
+
+
+def test_705_notify_refuses_bad_calls_and_devinf_tells_the_truth(stack):
+    stack.allow_log(r"MEMDS00091")
+    for method, body, code in [("GET", None, 405), ("PUT", b"{not json", 400),
+                               ("PUT", b'{"folder":"INBOX"}', 400),
+                               ("POST", b'{"user":"alice","folder":"INBOX",'
+                                        b'"nested":{"a":1}}', 400)]:
+        st, hdr, out = stack.request(method, "/memds-notify", body,
+                                     {"Content-Type": "application/json"})
+        assert st == code, (method, body, st)
+    st, hdr, out = stack.request("PUT", "/memds-notify",
+                                 b'{"user":"nobody","event":"messageNew","folder":"INBOX",'
+                                 b'"subject":"\\u00e9t\\u00e9"}',
+                                 {"Content-Type": "application/json"})
+    assert st == 204
+    get = ("<Get><CmdID>3</CmdID><Meta><Type xmlns='syncml:metinf'>application/"
+           "vnd.syncml-devinf+xml</Type></Meta><Item><Target><LocURI>./devinf12</LocURI>"
+           "</Target></Item></Get>")
+    for url, store, seven in [(stack["MEMDS_URL"], "Inbox", True),
+                              (items_url(stack), "notes", False)]:
+        sess = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "alice", "alice-secret")
+        a = sess.post(sess.message(falert(201, store, "d1") + get))
+        assert (b"<SyncType>7</SyncType>" in a.body) == seven, url
+        assert b"<SyncType>6</SyncType>" in a.body
