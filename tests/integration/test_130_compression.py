@@ -220,6 +220,16 @@ def test_134_corrupt_or_unknown_codings(stack):
     st, _, body = post(url, gzip.compress(m[:100]) + gzip.compress(m[100:]),
                        {"Content-Encoding": "gzip"})
     assert st == 200 and b"<Data>212</Data>" in body
+    # Chunked, in pieces of 7 bytes (the zlib header split too).
+    z = zlib.compress(new_session(stack).message(S.alert(1, 201, "ch", "./ch", "n1")))
+    c = http.client.HTTPConnection("127.0.0.1", int(stack["MEMDS_HTTP_PORT"]), timeout=30)
+    c.request("POST", "/items", body=(z[i:i + 7] for i in range(0, len(z), 7)),
+              encode_chunked=True,
+              headers={"Content-Type": XML, "Content-Encoding": "deflate",
+                       "Transfer-Encoding": "chunked"})
+    r = c.getresponse()
+    assert r.status == 200 and b"<Data>212</Data>" in r.read()
+    c.close()
 
 
 def test_135_max_msg_size_is_the_decoded_size(stack):
