@@ -16,6 +16,7 @@ void unit_add_wbxml(void);
 void unit_add_msg(void);
 void unit_add_filter(void);
 void unit_add_san(void);
+void unit_add_wappush(void);
 void unit_add_imap(void);
 void unit_add_email(void);
 void unit_add_mime(void);

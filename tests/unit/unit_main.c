@@ -75,6 +75,7 @@ int main(int argc, const char *const *argv)
     unit_add_msg();
     unit_add_filter();
     unit_add_san();
+    unit_add_wappush();
     unit_add_imap();
     unit_add_email();
     unit_add_mime();
