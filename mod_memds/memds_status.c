@@ -31,6 +31,122 @@ static int wants_json(request_rec *r)
     return accept && strstr(accept, "application/json") != NULL;
 }
 
+static int wants_prometheus(request_rec *r)
+{
+    return r->args && strstr(r->args, "format=prometheus") != NULL;
+}
+
+/* One metric's HELP and TYPE lines. */
+static void meta(request_rec *r, const char *name, const char *type,
+                 const char *help)
+{
+    ap_rprintf(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* The Prometheus text exposition format (version 0.0.4): the request
+ * counters of all children, the database's figures, this child's pool. */
+static void prometheus(request_rec *r, const stat_line_t *lines, int n,
+                       int db_ok, int schema, apr_int64_t active,
+                       apr_int64_t devices, const apr_array_header_t *gauges,
+                       const memds_pgpool_stats_t *ps, int pooled)
+{
+    long pid = (long)getpid();
+    int i, k;
+
+    meta(r, "memds_requests_total", "counter",
+         "Requests that reached the sync handler since the last start.");
+    ap_rprintf(r, "memds_requests_total %" APR_UINT64_T_FMT "\n",
+               lines[0].value);
+    meta(r, "memds_responses_total", "counter", "Answers by HTTP status.");
+    ap_rprintf(r, "memds_responses_total{code=\"200\"} %" APR_UINT64_T_FMT "\n",
+               lines[1].value);
+    for (i = 2; i < n; ++i) {
+        if (strncmp(lines[i].key, "http_", 5) == 0) {
+            ap_rprintf(r,
+                       "memds_responses_total{code=\"%s\"} %" APR_UINT64_T_FMT
+                       "\n",
+                       lines[i].key + 5, lines[i].value);
+        }
+    }
+    meta(r, "memds_bytes_total", "counter",
+         "SyncML message bytes, uncompressed.");
+    for (i = 0; i < n; ++i) {
+        if (strncmp(lines[i].key, "bytes_", 6) == 0) {
+            ap_rprintf(r,
+                       "memds_bytes_total{direction=\"%s\"} %" APR_UINT64_T_FMT
+                       "\n",
+                       lines[i].key + 6, lines[i].value);
+        }
+    }
+    meta(r, "memds_database_up", "gauge", "PostgreSQL answered this scrape.");
+    ap_rprintf(r, "memds_database_up %d\n", db_ok);
+    meta(r, "memds_schema_version", "gauge", "The database's schema version.");
+    ap_rprintf(r, "memds_schema_version %d\n", schema);
+    meta(r, "memds_schema_version_required", "gauge",
+         "The schema version the module needs.");
+    ap_rprintf(r, "memds_schema_version_required %d\n", MEMDS_SCHEMA_VERSION);
+    if (db_ok) {
+        static const struct {
+            const char *kind, *metric, *label, *help;
+        } g[] = { { "push_pending", "memds_push_pending", NULL,
+                    "Push notifications waiting to be delivered." },
+                  { "outbox", "memds_outbox_messages", "state",
+                    "Outbox ledger rows by state." },
+                  { "wipe", "memds_devices_wipe", "wipe",
+                    "Devices by remote-wipe state." } };
+        meta(r, "memds_sessions_active", "gauge",
+             "Sessions neither finished nor expired.");
+        ap_rprintf(r, "memds_sessions_active %" APR_INT64_T_FMT "\n", active);
+        meta(r, "memds_devices", "gauge", "Known devices.");
+        ap_rprintf(r, "memds_devices %" APR_INT64_T_FMT "\n", devices);
+        for (k = 0; k < 3; ++k) {
+            int seen = 0;
+            meta(r, g[k].metric, "gauge", g[k].help);
+            for (i = 0; gauges && i < gauges->nelts; ++i) {
+                const memds_gauge_t *x = &APR_ARRAY_IDX(gauges, i,
+                                                        memds_gauge_t);
+                if (strcmp(x->name, g[k].kind) != 0) {
+                    continue;
+                }
+                seen = 1;
+                if (g[k].label) {
+                    ap_rprintf(r, "%s{%s=\"%s\"} %" APR_INT64_T_FMT "\n",
+                               g[k].metric, g[k].label, x->label, x->value);
+                }
+                else {
+                    ap_rprintf(r, "%s %" APR_INT64_T_FMT "\n", g[k].metric,
+                               x->value);
+                }
+            }
+            if (!seen && !g[k].label) {
+                ap_rprintf(r, "%s 0\n", g[k].metric);
+            }
+        }
+    }
+    if (pooled) {
+        meta(r, "memds_db_pool_connections", "gauge",
+             "PostgreSQL connections of the child that answered.");
+        ap_rprintf(r,
+                   "memds_db_pool_connections{pid=\"%ld\",state=\"open\"} %u\n"
+                   "memds_db_pool_connections{pid=\"%ld\",state=\"in_use\"} "
+                   "%u\n",
+                   pid, ps->open, pid, ps->in_use);
+        meta(r, "memds_db_pool_events_total", "counter",
+             "Pool events of the child that answered.");
+        ap_rprintf(r,
+                   "memds_db_pool_events_total{pid=\"%ld\",event=\"connect\"} "
+                   "%" APR_UINT64_T_FMT "\n"
+                   "memds_db_pool_events_total{pid=\"%ld\",event=\"connect_"
+                   "failure\"} %" APR_UINT64_T_FMT "\n"
+                   "memds_db_pool_events_total{pid=\"%ld\",event=\"acquire\"} "
+                   "%" APR_UINT64_T_FMT "\n"
+                   "memds_db_pool_events_total{pid=\"%ld\",event=\"acquire_"
+                   "failure\"} %" APR_UINT64_T_FMT "\n",
+                   pid, ps->connects, pid, ps->connect_fails, pid, ps->acquires,
+                   pid, ps->acquire_fails);
+    }
+}
+
 int memds_status_handler(request_rec *r)
 {
     memds_srv_conf *sc;
@@ -40,6 +156,7 @@ int memds_status_handler(request_rec *r)
     stat_line_t lines[32];
     int n = 0, i, json, db_ok = 0, schema = 0;
     apr_int64_t active = 0, devices = 0;
+    apr_array_header_t *gauges = NULL;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
         return DECLINED;
@@ -67,6 +184,10 @@ int memds_status_handler(request_rec *r)
                         == APR_SUCCESS
                     && memds_store_counts(&st, &active, &devices)
                            == APR_SUCCESS;
+            if (db_ok && wants_prometheus(r)
+                && memds_store_gauges(&st, &gauges) != APR_SUCCESS) {
+                gauges = NULL; /* (the rest still shows) */
+            }
         }
     }
 
@@ -88,6 +209,15 @@ int memds_status_handler(request_rec *r)
     L("bytes_out", apr_atomic_read64(&c->bytes_out));
 #undef L
 
+    if (wants_prometheus(r)) {
+        ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        if (!r->header_only) {
+            prometheus(r, lines, n, db_ok, schema, active, devices, gauges, &ps,
+                       sc->pgpool != NULL);
+        }
+        return OK;
+    }
     json = wants_json(r);
     ap_set_content_type(r, json ? "application/json"
                                 : "text/plain; charset=utf-8");

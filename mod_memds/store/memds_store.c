@@ -208,6 +208,37 @@ apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
     return APR_SUCCESS;
 }
 
+apr_status_t memds_store_gauges(memds_store_t *st, apr_array_header_t **prows)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, n;
+
+    qa_init(&a, st->pool);
+    rv = q_run(st, &res, "gauges",
+               "SELECT 'outbox', state, count(*) FROM memds.outbox"
+               " GROUP BY state"
+               " UNION ALL SELECT 'push_pending', '', count(*)"
+               " FROM memds.push_pending"
+               " UNION ALL SELECT 'wipe', wipe, count(*) FROM memds.devices"
+               " WHERE wipe IS NOT NULL GROUP BY wipe ORDER BY 1, 2",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    *prows = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_gauge_t));
+    for (i = 0; i < n; ++i) {
+        memds_gauge_t *g = apr_array_push(*prows);
+        g->name = col_str(res, i, 0, st->pool);
+        g->label = col_str(res, i, 1, st->pool);
+        g->value = col_i64(res, i, 2, 0);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_store_md5_get(memds_store_t *st, const char **pinner,
                                  const char *account)
 {

@@ -92,6 +92,15 @@ apr_status_t memds_store_server_cred_delete(memds_store_t *st,
                                             const char *devid);
 
 /** For the status page: sessions in progress and known devices. */
+/** One gauge of the operations tables (memds_store_gauges). */
+typedef struct memds_gauge_t {
+    const char *name;  /**< outbox, push_pending, wipe */
+    const char *label; /**< the outbox state or wipe state, "" for none */
+    apr_int64_t value;
+} memds_gauge_t;
+/** Rows of the outbox by state, pending push notifications, devices by
+ *  wipe state (memds_gauge_t, by name and label). */
+apr_status_t memds_store_gauges(memds_store_t *st, apr_array_header_t **prows);
 apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
                                 apr_int64_t *pdevices);
 

@@ -127,3 +127,28 @@ MemDSDatabase "{PG}"
 """)
     st, _, _ = stack.post_syncml(capture("pkg1/xml-basic-001-req.xml"))
     assert st != 200
+
+
+def test_110_status_page_prometheus_form(stack):
+    """?format=prometheus: the counters, the database's figures and this
+    child's pool in the Prometheus text format, every sample line a metric
+    with a HELP and TYPE line before it."""
+    import re
+    stack.post_syncml(b"garbage")
+    stack.allow_log(r"MEMDS0001|MEMDS0000|not a SyncML|cannot decode")
+    st, hdr, body = stack.request("GET", "/memds-status?format=prometheus")
+    assert st == 200 and hdr["content-type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    typed = set(re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, re.M))
+    names = {n for n, _ in typed}
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    for line in samples:
+        m = re.match(r'^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?\d+$', line)
+        assert m and m.group(1) in names, line
+    values = dict((l.rsplit(" ", 1)[0], int(l.rsplit(" ", 1)[1])) for l in samples)
+    assert values["memds_requests_total"] >= 1
+    assert values['memds_responses_total{code="400"}'] >= 1
+    assert values["memds_database_up"] == 1
+    assert values["memds_schema_version"] == values["memds_schema_version_required"]
+    assert "memds_push_pending" in values and "memds_sessions_active" in values
+    assert any(k.startswith("memds_db_pool_connections{") for k in values)
