@@ -88,6 +88,15 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(db_exptime);
     MERGE_PTR(server_id);
     MERGE_INT(push_delay);
+    MERGE_PTR(kannel_url);
+    if (add->kannel_user) {
+        c->kannel_user = add->kannel_user;
+        c->kannel_pass = add->kannel_pass;
+    }
+    else {
+        c->kannel_user = base->kannel_user;
+        c->kannel_pass = base->kannel_pass;
+    }
     c->engine_used = add->engine_used;
     c->engine_where = add->engine_where;
     return c;
@@ -535,6 +544,62 @@ static const char *set_push_delay(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *set_kannel_url(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+    apr_uri_t u;
+    int port;
+
+    (void)dcv;
+    if (apr_uri_parse(cmd->temp_pool, arg, &u) != APR_SUCCESS
+        || u.scheme == NULL
+        || (ap_cstr_casecmp(u.scheme, "http") != 0
+            && ap_cstr_casecmp(u.scheme, "https") != 0)
+        || u.hostname == NULL || !*u.hostname) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSKannelURL: '%s' is not an http:// or "
+                            "https:// URL of smsbox's sendsms, e.g. "
+                            "http://127.0.0.1:13013/cgi-bin/sendsms",
+                            arg);
+    }
+    if (u.user || u.password) {
+        return "MemDSKannelURL: credentials do not belong in the URL; use "
+               "MemDSKannelAuth";
+    }
+    if (u.port_str
+        && (memds_parse_uint(&port, u.port_str, 65535) != APR_SUCCESS
+            || port == 0)) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSKannelURL: '%s' has an invalid port; use "
+                            "1-65535",
+                            arg);
+    }
+    if (u.path == NULL || strcmp(u.path, "/") == 0 || !*u.path || u.fragment) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSKannelURL: '%s' needs the path of the "
+                            "sendsms interface (e.g. /cgi-bin/sendsms) and "
+                            "no fragment",
+                            arg);
+    }
+    sc->kannel_url = arg;
+    return NULL;
+}
+
+static const char *set_kannel_auth(cmd_parms *cmd, void *dcv, const char *user,
+                                   const char *pass)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+
+    (void)dcv;
+    if (!*user || !*pass) {
+        return "MemDSKannelAuth: a user name and a password of Kannel's "
+               "sendsms-user group, both non-empty";
+    }
+    sc->kannel_user = user;
+    sc->kannel_pass = pass;
+    return NULL;
+}
+
 static const char *set_exclude(cmd_parms *cmd, void *dcv, const char *arg)
 {
     memds_dir_conf *dc = dcv;
@@ -817,6 +882,14 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSPushDelay", set_push_delay, NULL, RSRC_CONF,
                   "Milliseconds a notification waits for more mail before it "
                   "goes (one SAN for a burst), 0 to 60000. Default: 500."),
+    AP_INIT_TAKE1("MemDSKannelURL", set_kannel_url, NULL, RSRC_CONF,
+                  "The sendsms URL of Kannel's smsbox (http:// or https://, "
+                  "e.g. http://127.0.0.1:13013/cgi-bin/sendsms) through "
+                  "which devices with the sms push channel get their SANs as "
+                  "WAP Push. Default: none (no SMS push)."),
+    AP_INIT_TAKE2("MemDSKannelAuth", set_kannel_auth, NULL, RSRC_CONF,
+                  "User name and password of a sendsms-user of Kannel's "
+                  "smsbox. Default: none."),
     AP_INIT_ITERATE("MemDSExcludeFolder", set_exclude, NULL,
                     RSRC_CONF | ACCESS_CONF,
                     "IMAP folders (name or path) never synchronised: not in "

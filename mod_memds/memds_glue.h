@@ -90,9 +90,12 @@ typedef struct memds_srv_conf {
     memds_logincache_t *logins; /**< this child's recent pass-through logins */
     memds_imap_cache_t *imap_cache; /**< this child's idle IMAP connections */
     memds_counters_t *counters;     /**< shared by the generation's children */
-    memds_logger_t logger; /**< core log lines to this server's ErrorLog */
-    const char *server_id; /**< MemDSServerID: the SAN's server identifier */
-    int push_delay;        /**< MemDSPushDelay (ms; MEMDS_UNSET) */
+    memds_logger_t logger;   /**< core log lines to this server's ErrorLog */
+    const char *server_id;   /**< MemDSServerID: the SAN's server identifier */
+    int push_delay;          /**< MemDSPushDelay (ms; MEMDS_UNSET) */
+    const char *kannel_url;  /**< MemDSKannelURL: smsbox's sendsms */
+    const char *kannel_user; /**< MemDSKannelAuth */
+    const char *kannel_pass;
     volatile apr_uint32_t
         schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;

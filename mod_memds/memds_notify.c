@@ -167,6 +167,9 @@ apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
         }
         memds_store_init(&st, conn, pool);
         cfg.server_id = sc->server_id;
+        cfg.kannel_url = sc->kannel_url;
+        cfg.kannel_user = sc->kannel_user;
+        cfg.kannel_pass = sc->kannel_pass;
         cfg.timeout_ms = 5000;
         cfg.log = &sc->logger;
         rv = memds_push_run(&sent, &st, &cfg, 50, pool);

@@ -10,6 +10,7 @@
  *   memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID
  *   memds-admin devices --db CONNINFO [ACCOUNT]
  *   memds-admin push-register --db CONNINFO ACCOUNT DEVID http URL
+ *   memds-admin push-register --db CONNINFO ACCOUNT DEVID sms +NUMBER
  *   memds-admin push-register --db CONNINFO --delete ACCOUNT DEVID
  *
  * Exit codes: 0 success, 1 failure, 2 usage error. */
@@ -26,6 +27,7 @@
 #include "store/memds_store.h"
 #include "store/memds_mailstore.h"
 #include "store/memds_pushstore.h"
+#include "push/memds_wappush.h"
 #include "ds/memds_auth.h"
 
 #ifndef MEMDS_SCHEMA_DIR
@@ -260,12 +262,20 @@ static int push_register(const char *db, const char *account, const char *devid,
     memds_store_t st;
     apr_status_t rv;
 
-    if (!del
-        && (channel == NULL || strcmp(channel, "http") != 0 || address == NULL
-            || (strncmp(address, "http://", 7) != 0
-                && strncmp(address, "https://", 8) != 0))) {
-        *perr = "the channel is http followed by an http:// or https:// URL "
-                "(WAP push over SMS is not there yet)";
+    if (!del && channel != NULL && strcmp(channel, "sms") == 0) {
+        if (!memds_sms_number_ok(address)) {
+            *perr = "the channel sms takes a phone number: an optional + "
+                    "and 3 to 20 digits";
+            return 1;
+        }
+    }
+    else if (!del
+             && (channel == NULL || strcmp(channel, "http") != 0
+                 || address == NULL
+                 || (strncmp(address, "http://", 7) != 0
+                     && strncmp(address, "https://", 8) != 0))) {
+        *perr = "the channel is http followed by an http:// or https:// URL, "
+                "or sms followed by a phone number";
         return 1;
     }
     if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
@@ -302,6 +312,8 @@ static int usage(void)
         "       memds-admin devices --db CONNINFO [ACCOUNT]\n"
         "       memds-admin push-register --db CONNINFO ACCOUNT DEVID http "
         "URL\n"
+        "       memds-admin push-register --db CONNINFO ACCOUNT DEVID sms "
+        "+NUMBER\n"
         "       memds-admin push-register --db CONNINFO --delete ACCOUNT "
         "DEVID\n"
         "  migrate         apply the numbered SQL migrations of DIR\n"
@@ -329,7 +341,9 @@ static int usage(void)
         "  devices         the devices (of ACCOUNT), their datastores with\n"
         "                  the items mapped, and the wipe state\n"
         "  push-register   where device DEVID of ACCOUNT gets its Server\n"
-        "                  Alerted Notifications: http URL (POST)\n"
+        "                  Alerted Notifications: http URL (POST), or\n"
+        "                  sms +NUMBER (WAP Push over SMS through Kannel,\n"
+        "                  MemDSKannelURL)\n"
         "  CONNINFO        libpq connection string, e.g.\n"
         "                  \"host=127.0.0.1 port=5432 dbname=memds "
         "user=memds\"\n"

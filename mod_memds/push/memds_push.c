@@ -2,10 +2,12 @@
 #include "push/memds_push.h"
 #include "store/memds_pushstore.h"
 #include "syncml/memds_san.h"
+#include "push/memds_wappush.h"
 #include "backends/memds_http.h"
 #include "util/memds_buf.h"
 
 #include <apr_base64.h>
+#include <apr_lib.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <string.h>
@@ -57,6 +59,119 @@ static const char *san_of(apr_size_t *plen, const memds_push_due_t *d,
     return out.data;
 }
 
+/* Percent-encoding of len bytes (everything but the unreserved
+ * characters of RFC 3986), for a query parameter. */
+static const char *pct(const void *data, apr_size_t len, apr_pool_t *p)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = data;
+    char *out = apr_palloc(p, len * 3 + 1), *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < len; ++i) {
+        if (apr_isalnum(s[i]) || s[i] == '-' || s[i] == '.' || s[i] == '_'
+            || s[i] == '~') {
+            *o++ = (char)s[i];
+        }
+        else {
+            *o++ = '%';
+            *o++ = hex[s[i] >> 4];
+            *o++ = hex[s[i] & 15];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* The SAN as WAP Push over SMS: one sendsms call per SMS (8-bit data with
+ * the UDH). *pn: SMS accepted by Kannel. */
+static apr_status_t send_sms(int *pn, const memds_push_due_t *d,
+                             const char *san, apr_size_t len,
+                             const memds_push_cfg_t *cfg, const char **why,
+                             apr_pool_t *p)
+{
+    apr_array_header_t *segs;
+    unsigned char rnd[2] = { 0, 0 };
+    const char *base;
+    int i;
+
+    *pn = 0;
+    if (cfg->kannel_url == NULL) {
+        *why = "the device's channel is sms but there is no MemDSKannelURL";
+        return APR_EGENERAL;
+    }
+    apr_generate_random_bytes(rnd, sizeof(rnd));
+    if (memds_wappush_sms(&segs, san, len, rnd[0], rnd[1], why, p)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    base = apr_pstrcat(p, cfg->kannel_url,
+                       strchr(cfg->kannel_url, '?') ? "&" : "?",
+                       cfg->kannel_user ? "username=" : "",
+                       cfg->kannel_user
+                           ? pct(cfg->kannel_user, strlen(cfg->kannel_user), p)
+                           : "",
+                       cfg->kannel_user ? "&password=" : "",
+                       cfg->kannel_user
+                           ? pct(cfg->kannel_pass, strlen(cfg->kannel_pass), p)
+                           : "",
+                       cfg->kannel_user ? "&" : "",
+                       "to=", pct(d->address, strlen(d->address), p),
+                       "&coding=1", NULL);
+    for (i = 0; i < segs->nelts; ++i) {
+        const memds_sms_seg_t *s = &APR_ARRAY_IDX(segs, i, memds_sms_seg_t);
+        const char *body = NULL;
+        int status = 0;
+
+        if (memds_http_get(&status,
+                           apr_pstrcat(p, base,
+                                       "&udh=", pct(s->udh, s->udh_len, p),
+                                       "&text=", pct(s->ud, s->ud_len, p),
+                                       NULL),
+                           cfg->timeout_ms, &body, why, p)
+            != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (status < 200 || status > 299) {
+            *why = apr_psprintf(p,
+                                "Kannel's sendsms answered %d (%s) to SMS "
+                                "%d of %d",
+                                status, body ? body : "", i + 1, segs->nelts);
+            return APR_EGENERAL;
+        }
+        ++*pn;
+    }
+    return APR_SUCCESS;
+}
+
+/* Deliver the SAN over the device's channel; *pwhere: what it reached. */
+static apr_status_t deliver(const char **pwhere, const memds_push_due_t *d,
+                            const char *san, apr_size_t len,
+                            const memds_push_cfg_t *cfg, const char **why,
+                            apr_pool_t *p)
+{
+    int status = 0, n = 0;
+
+    if (strcmp(d->channel, "sms") == 0) {
+        if (send_sms(&n, d, san, len, cfg, why, p) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        *pwhere = apr_psprintf(p, "%d SMS to %s", n, d->address);
+        return APR_SUCCESS;
+    }
+    if (memds_http_post(&status, d->address, SAN_CTYPE, san, len,
+                        cfg->timeout_ms, why, p)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (status < 200 || status > 299) {
+        *why = apr_psprintf(p, "the receiver answered %d", status);
+        return APR_EGENERAL;
+    }
+    *pwhere = d->address;
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_push_run(int *psent, memds_store_t *st,
                             const memds_push_cfg_t *cfg, int limit,
                             apr_pool_t *p)
@@ -74,16 +189,12 @@ apr_status_t memds_push_run(int *psent, memds_store_t *st,
     }
     for (i = 0; i < due->nelts; ++i) {
         const memds_push_due_t *d = APR_ARRAY_IDX(due, i, memds_push_due_t *);
-        const char *why = NULL, *san;
+        const char *why = NULL, *san, *where = NULL;
         apr_size_t len = 0;
-        int status = 0;
 
         san = san_of(&len, d, cfg, &why, p);
         if (san != NULL
-            && memds_http_post(&status, d->address, SAN_CTYPE, san, len,
-                               cfg->timeout_ms, &why, p)
-                   == APR_SUCCESS
-            && status >= 200 && status < 300) {
+            && deliver(&where, d, san, len, cfg, &why, p) == APR_SUCCESS) {
             if (memds_push_delivered(st, d->device_id, d->stores)
                 != APR_SUCCESS) {
                 break;
@@ -94,11 +205,8 @@ apr_status_t memds_push_run(int *psent, memds_store_t *st,
                                           "to device %s of %s (%s)",
                                    d->stores->nelts,
                                    d->stores->nelts == 1 ? "" : "s", d->devid,
-                                   d->account, d->address);
+                                   d->account, where);
             continue;
-        }
-        if (san != NULL && why == NULL) {
-            why = apr_psprintf(p, "the receiver answered %d", status);
         }
         if (memds_push_failed(st, d->device_id, why) != APR_SUCCESS) {
             break;

@@ -4,7 +4,8 @@
  * (store/memds_pushstore.h) become a SAN 1.2 per device (syncml/
  * memds_san.h: one entry per datastore, sync type 206, the email content
  * type, the digest from the device's row of memds.server_credentials) and
- * go to its channel (HTTP POST). Run by the module's watchdog job, one
+ * go to its channel: HTTP POST, or WAP Push over SMS through Kannel's
+ * sendsms (push/memds_wappush.h). Run by the module's watchdog job, one
  * child per node; several nodes share the work through row locks.
  */
 #ifndef MEMDS_PUSH_H
@@ -14,9 +15,13 @@
 #include "util/memds_util.h"
 
 typedef struct memds_push_cfg_t {
-    const char *server_id; /**< MemDSServerID: the SAN's server identifier
+    const char *server_id;   /**< MemDSServerID: the SAN's server identifier
                                 when the device's row names none */
-    long timeout_ms;       /**< per delivery */
+    const char *kannel_url;  /**< MemDSKannelURL: smsbox's sendsms (NULL:
+                                  no SMS channel) */
+    const char *kannel_user; /**< MemDSKannelAuth (NULL when none) */
+    const char *kannel_pass;
+    long timeout_ms; /**< per delivery (per SMS) */
     const memds_logger_t *log;
 } memds_push_cfg_t;
 

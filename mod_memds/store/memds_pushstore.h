@@ -9,8 +9,9 @@
 
 #include "store/memds_store.h"
 
-/** Register (or replace) a device's channel ("http" and a URL); clear it
- *  with channel NULL. APR_ENOENT when there is no such device. */
+/** Register (or replace) a device's channel ("http" and a URL, or "sms"
+ *  and a phone number); clear it with channel NULL. APR_ENOENT when there
+ *  is no such device. */
 apr_status_t memds_push_register(memds_store_t *st, const char *account,
                                  const char *devid, const char *channel,
                                  const char *address);

@@ -48,6 +48,13 @@ BAD = [
     ('MemDSDatabase "{PG}"\nMemDSDBMin 3\nMemDSDBKeep 2', ["MemDSDBMin", "MemDSDBKeep"]),
     ('<Location /sync>\nSetHandler memds-sync\nMemDSEngine On\n</Location>',
      ["MemDSEngine On", "needs MemDSDatabase"]),
+    ("MemDSKannelURL ftp://127.0.0.1/cgi-bin/sendsms", ["MemDSKannelURL", "http://"]),
+    ("MemDSKannelURL http://127.0.0.1:13013", ["MemDSKannelURL", "path"]),
+    ("MemDSKannelURL http://u:p@127.0.0.1/cgi-bin/sendsms", ["MemDSKannelURL", "MemDSKannelAuth"]),
+    ("MemDSKannelURL http://127.0.0.1:99999/cgi-bin/sendsms", ["MemDSKannelURL", "port"]),
+    ("MemDSKannelAuth memds", ["MemDSKannelAuth", "two arguments"]),
+    ("<Location /x>\nMemDSKannelURL http://127.0.0.1/s\n</Location>",
+     ["MemDSKannelURL", "not allowed"]),
 ]
 
 
