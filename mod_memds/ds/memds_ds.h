@@ -124,6 +124,12 @@ typedef struct memds_ds_vt {
      *  its truncated copy with a larger X-Sync-Message-Limit): guids in
      *  *pguids (const char *). May be NULL. */
     apr_status_t (*wanted)(memds_ds_t *ds, apr_array_header_t **pguids);
+    /** A hint before the engine fetches these new items (Adds, in order):
+     *  the datastore may read ahead the ones it will send whole, at most
+     *  max_bytes in all, in one round trip instead of one each. A failure
+     *  only means fetch does the work. May be NULL. */
+    apr_status_t (*prefetch)(memds_ds_t *ds, const char *const *guids, int n,
+                             apr_size_t max_bytes);
 } memds_ds_vt;
 
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,

@@ -119,7 +119,8 @@ static const memds_ds_vt items_vt = { "items",       items_snapshot,
                                       items_same,    items_last_change,
                                       NULL,          0,
                                       NULL,          NULL,
-                                      NULL,          NULL };
+                                      NULL,          NULL,
+                                      NULL };
 
 static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
                                apr_pool_t *p)

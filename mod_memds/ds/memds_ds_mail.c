@@ -646,10 +646,17 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         e->has_truncated = 0;
         e->trunc_body = e->trunc_attach = NULL;
     }
-    memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p);
-    if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
-                              memds_mbox_body_cb, &body, &info, &err)
-        != APR_SUCCESS) {
+    if (x->ahead && apr_hash_get(x->ahead, row.guid, APR_HASH_KEY_STRING)) {
+        /* read ahead with the others of this message (prefetch) */
+        body = *(memds_buf_t *)apr_hash_get(x->ahead, row.guid,
+                                            APR_HASH_KEY_STRING);
+        apr_hash_set(x->ahead, row.guid, APR_HASH_KEY_STRING, NULL);
+    }
+    else if (memds_buf_init(&body,
+                            row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p),
+             memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
+                                   memds_mbox_body_cb, &body, &info, &err)
+                 != APR_SUCCESS) {
         if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
             return APR_ENOENT; /* expunged since the scan */
         }
@@ -1156,6 +1163,106 @@ static apr_status_t imap_select(memds_ds_t *ds, const memds_ds_select_t *sel,
     return APR_SUCCESS;
 }
 
+typedef struct ahead_ctx_t {
+    memds_mbox_t *x;
+    apr_hash_t *byuid; /* uid -> guid */
+    apr_pool_t *p;
+} ahead_ctx_t;
+
+static apr_status_t ahead_cb(void *baton, const memds_imap_resp_t *r)
+{
+    ahead_ctx_t *a = baton;
+    const char *guid;
+    int i;
+
+    if (r->type != MEMDS_IMAP_RESP_FETCH
+        || !(r->fetch->have & MEMDS_IMAP_F_UID)) {
+        return APR_SUCCESS;
+    }
+    guid = apr_hash_get(a->byuid, &r->fetch->uid, sizeof(r->fetch->uid));
+    for (i = 0; guid && r->fetch->sections && i < r->fetch->sections->nelts;
+         ++i) {
+        const memds_imap_section_t *sec = &APR_ARRAY_IDX(r->fetch->sections, i,
+                                                         memds_imap_section_t);
+        if (sec->data && sec->section && *sec->section == '\0'
+            && strcmp(sec->item, "BODY") == 0) {
+            memds_buf_t *b = apr_palloc(a->p, sizeof(*b));
+            memds_buf_init(b, sec->len + 1, a->p);
+            memds_buf_add(b, sec->data, sec->len);
+            memds_buf_addc(b, '\0');
+            b->len--; /* (NUL-terminated, as fetch leaves it) */
+            apr_hash_set(a->x->ahead, guid, APR_HASH_KEY_STRING, b);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Read ahead the new messages of one folder that go whole: one UID FETCH
+ * (UID BODY.PEEK[]) for them all instead of one round trip each. Only
+ * for a per-folder datastore and not in Sent (the sender's own copy goes
+ * truncated); anything unusual is left to fetch. */
+static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
+                                  int n, apr_size_t max_bytes)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_pool_t *p = ds->st->pool;
+    const memds_ds_level_t *lv = ds->level;
+    memds_imap_conn_t *c;
+    memds_imap_err_t err;
+    ahead_ctx_t a;
+    apr_array_header_t *uids;
+    apr_size_t total = 0;
+    int i;
+
+    if (x->hier || x->role == MEMDS_IMAP_ROLE_SENT || ds->force
+        || (lv == NULL && default_level(ds, &lv) != APR_SUCCESS)) {
+        return APR_SUCCESS;
+    }
+    if (x->ahead == NULL) {
+        x->ahead = apr_hash_make(p);
+    }
+    a.x = x;
+    a.p = p;
+    a.byuid = apr_hash_make(p);
+    uids = apr_array_make(p, n > 0 ? n : 1, sizeof(apr_uint32_t));
+    for (i = 0; i < n; ++i) {
+        memds_mmsg_t row;
+        apr_int64_t *k;
+        if (live_row(ds, &row, guids[i]) != APR_SUCCESS) {
+            ds->status = 0;
+            continue;
+        }
+        if ((lv && !memds_ds_level_is_whole(lv)
+             && (lv->attach_name || row.size > lv->whole_max))
+            || (ds->size_budget > 0
+                && (apr_size_t)row.size + 512 + (apr_size_t)row.size / 8
+                       > ds->size_budget)) {
+            continue; /* (goes truncated: fetch reads its parts) */
+        }
+        if (total + (apr_size_t)row.size > max_bytes && uids->nelts > 0) {
+            break;
+        }
+        total += (apr_size_t)row.size;
+        APR_ARRAY_PUSH(uids, apr_uint32_t) = (apr_uint32_t)row.uid;
+        k = apr_palloc(p, sizeof(*k));
+        *k = row.uid;
+        apr_hash_set(a.byuid, k, sizeof(*k), apr_pstrdup(p, row.guid));
+    }
+    if (uids->nelts < 2 || memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+        ds->status = 0;
+        return APR_SUCCESS; /* (one message: fetch does it as well) */
+    }
+    if (memds_imap_uid_fetch(c,
+                             memds_imap_set_from_uids((apr_uint32_t *)
+                                                          uids->elts,
+                                                      uids->nelts, p),
+                             "(UID BODY.PEEK[])", 0, 0, ahead_cb, &a, &err)
+        != APR_SUCCESS) {
+        x->ahead = NULL; /* (fetch reads them one by one) */
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t imap_wanted(memds_ds_t *ds, apr_array_header_t **pguids)
 {
     if (memds_mail_level_wanted(ds->st, pguids, ds->device_id, ds->store)
@@ -1172,7 +1279,8 @@ static const memds_ds_vt imap_vt = { "imap",       imap_snapshot,
                                      imap_same,    imap_last_change,
                                      imap_check,   1,
                                      NULL,         NULL,
-                                     imap_select,  imap_wanted };
+                                     imap_select,  imap_wanted,
+                                     imap_prefetch };
 
 static const memds_ds_vt tree_vt = { "imap",
                                      imap_snapshot,
@@ -1189,7 +1297,8 @@ static const memds_ds_vt tree_vt = { "imap",
                                      memds_mtree_parent,
                                      memds_mtree_move,
                                      imap_select,
-                                     imap_wanted };
+                                     imap_wanted,
+                                     imap_prefetch };
 
 static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
                               apr_pool_t *p)

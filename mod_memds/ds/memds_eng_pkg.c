@@ -685,6 +685,29 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 return eng_db_fail(e, "reading the send queue");
             }
             more = items->nelts == 500;
+            if (ds->vt->prefetch) {
+                /* one round trip for the new items this message can carry
+                 * (the datastore reads ahead what it sends whole) */
+                const char **ahead = apr_palloc(e->p,
+                                                sizeof(char *)
+                                                    * (apr_size_t)(items->nelts
+                                                                   + 1));
+                int na = 0;
+                for (j = 0; j < items->nelts && na < 64; ++j) {
+                    const memds_qitem_t *q = APR_ARRAY_IDX(items, j,
+                                                           memds_qitem_t *);
+                    if (q->op == MEMDS_Q_ADD && q->sent_bytes == 0) {
+                        ahead[na++] = q->guid;
+                    }
+                }
+                ds->size_budget = e->sess.max_obj_size > 0
+                                      ? (apr_size_t)e->sess.max_obj_size
+                                      : 0;
+                if (na > 1
+                    && ds->vt->prefetch(ds, ahead, na, limit) != APR_SUCCESS) {
+                    ds->status = 0; /* (fetch does the work) */
+                }
+            }
             for (j = 0; j < items->nelts && !full; ++j) {
                 memds_qitem_t *q = APR_ARRAY_IDX(items, j, memds_qitem_t *);
                 memds_cmd_t *c;

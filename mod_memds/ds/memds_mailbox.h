@@ -44,6 +44,8 @@ typedef struct memds_mbox_t {
     memds_imap_role_e role;
     int scanned;
     int hier; /**< the hierarchical "email" datastore */
+    /* messages read ahead (memds_ds_vt.prefetch): guid -> memds_buf_t * */
+    apr_hash_t *ahead;
     /* the account's truncation setting, read once per datastore */
     int acct_read, acct_has;
     memds_ds_level_t acct_level;
