@@ -508,6 +508,7 @@ static int memds_sync_handler(request_rec *r)
     memds_compress_answer(&out, &olen, r, dc, coding);
     ap_set_content_length(r, (apr_off_t)olen);
     if (!r->header_only) {
+        MEMDS_FAULT("answer-write-before");
         ap_rwrite(out, (int)olen, r);
     }
     return OK;

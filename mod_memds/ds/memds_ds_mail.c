@@ -755,12 +755,14 @@ static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
         && !in->email->received.floating) {
         when = in->email->received.t;
     }
+    MEMDS_FAULT("imap-append-before");
     if (memds_imap_append(c, MBOX(ds)->folder,
                           memds_mbox_flag_list(flags, ds->st->pool), when,
                           in->msg, in->len, &uv, &uid, &err)
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
+    MEMDS_FAULT("imap-append-after");
     if (uid == 0) {
         return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
                                "the IMAP server has no UIDPLUS: the appended "

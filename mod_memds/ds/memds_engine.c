@@ -563,9 +563,11 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         != APR_SUCCESS) {
         return eng_db_fail(e, "saving the session");
     }
+    MEMDS_FAULT("pg-commit-before");
     if (e->db->vt->commit(e->db) != APR_SUCCESS) {
         return eng_db_fail(e, "committing");
     }
+    MEMDS_FAULT("pg-commit-after");
     if (!resp->log_msg) {
         resp->log_level = 7;
         resp->log_msg = apr_psprintf(

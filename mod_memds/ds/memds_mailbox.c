@@ -463,6 +463,7 @@ apr_status_t memds_mbox_store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
                    != APR_SUCCESS)) {
         return memds_mbox_fail_imap(ds, &err, "UID STORE");
     }
+    MEMDS_FAULT("imap-store-after");
     return APR_SUCCESS;
 }
 

@@ -32,19 +32,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* Test hook: MEMDS_TEST_FAULT=<point> in httpd's environment kills the
- * process at that point of sending (SIGKILL: no cleanup, no answer), so
- * that tests can show a crash at every step of the ledger ends in exactly
- * one delivery. Never set in production; reading the environment has no
- * other effect. */
-static void fault_point(const char *point)
-{
-    const char *f = getenv("MEMDS_TEST_FAULT");
-
-    if (f && strcmp(f, point) == 0) {
-        kill(getpid(), SIGKILL);
-    }
-}
+/* Fault points (MEMDS_FAULT, --enable-fault-injection only): a crash at
+ * every step of the ledger must end in exactly one delivery. */
+#define fault_point(p) MEMDS_FAULT(p)
 
 typedef struct ledger_t {
     memds_store_t st;

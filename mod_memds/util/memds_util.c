@@ -1,5 +1,8 @@
 /* memds_util.c: small helpers of the core library (see memds_util.h). */
 #include "util/memds_util.h"
+#include <unistd.h>
+#include <stdlib.h>
+#include <signal.h>
 
 #include <apr_strings.h>
 #include <apr_lib.h>
@@ -251,3 +254,17 @@ const char *memds_scrub_secret(apr_pool_t *p, const char *s, const char *secret)
     }
     return s;
 }
+
+#ifdef MEMDS_FAULT_INJECTION
+void memds_fault(const char *point)
+{
+    const char *f = getenv("MEMDS_TEST_FAULT");
+
+    if (f && strcmp(f, point) == 0) {
+        fprintf(stderr, "MEMDS fault point %s fired in pid %ld\n", point,
+                (long)getpid());
+        fflush(stderr);
+        kill(getpid(), SIGKILL);
+    }
+}
+#endif

@@ -97,4 +97,17 @@ void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
 const char *memds_scrub_secret(apr_pool_t *p, const char *s,
                                const char *secret);
 
+/* Fault points (docs/testing.md): compiled only with
+ * --enable-fault-injection (the fault tests' second module, never
+ * production). MEMDS_FAULT("name") then kills the process (SIGKILL: no
+ * cleanup) when httpd's environment has MEMDS_TEST_FAULT=name, after
+ * writing "MEMDS fault point name fired" to stderr (httpd's error log), so
+ * that a test can require that the point fired. */
+#ifdef MEMDS_FAULT_INJECTION
+void memds_fault(const char *point);
+#define MEMDS_FAULT(point) memds_fault(point)
+#else
+#define MEMDS_FAULT(point) ((void)0)
+#endif
+
 #endif /* MEMDS_UTIL_H */

@@ -238,3 +238,9 @@ def log_guard(request, stack):
 def capture(path):
     with open(os.path.join(CAPTURES, path), "rb") as f:
         return f.read()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fault: needs the module built with --enable-fault-injection "
+        "(./dev test runs these in its fault stage against a second build)")

@@ -181,6 +181,7 @@ def test_615_invalid_recipient_is_refused(stack):
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["400"]
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("point", ["outbox-received", "outbox-sent", "outbox-filed"])
 def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
     """The httpd child dies (SIGKILL, test hook MEMDS_TEST_FAULT) right after
@@ -197,11 +198,14 @@ def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
     try:
         stack.env = dict(env, MEMDS_TEST_FAULT=point)
         stack.dev("svc", "httpd", "start")
+        mark = stack.log_mark()
         try:
             st = sess.post(msg).http_status
         except Exception:
             st = None  # the connection died with the child
         assert st != 200
+        # the named point fired (the module was built with the points)
+        assert "MEMDS fault point %s fired" % point in stack.log_since(mark)
     finally:
         stack.env = env
         stack.dev("svc", "httpd", "stop")
