@@ -133,10 +133,17 @@ static apr_status_t send_sms(int *pn, const memds_push_due_t *d,
             return APR_EGENERAL;
         }
         if (status < 200 || status > 299) {
+            char *c, *b = apr_pstrdup(p, body ? body : "");
+
+            for (c = b; *c; ++c) { /* one line in the log */
+                if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                    *c = ' ';
+                }
+            }
             *why = apr_psprintf(p,
                                 "Kannel's sendsms answered %d (%s) to SMS "
                                 "%d of %d",
-                                status, body ? body : "", i + 1, segs->nelts);
+                                status, b, i + 1, segs->nelts);
             return APR_EGENERAL;
         }
         ++*pn;

@@ -135,6 +135,25 @@ def test_713_kannel_down_keeps_the_notification(stack, sms):
 
 
 
+def test_715_wrong_kannel_password_is_a_failed_delivery(stack, sms):
+    dev = None
+    try:
+        stack.apply_site(stack._default_site.replace("{", "{{").replace("}", "}}")
+                         + "\nMemDSKannelURL %s\nMemDSKannelAuth %s wrong-%s\n"
+                         % (sms.url, K.USER, sms.password))
+        dev = _device(stack, "memds-sms")
+        stack.allow_log(r"MEMDS00611.*sendsms answered 403")
+        deliver(stack, "smsauth-" + uuid.uuid4().hex[:6])
+        p = _until(lambda: pending(stack, dev.devid), lambda v: v.count(":") >= 2
+                   and v.split(":")[1] != "0")
+        assert "sendsms answered 403" in p and "\n" not in p, p
+        assert sms.messages() == []
+    finally:
+        _forget(stack, dev)
+        if dev is not None:
+            dev.sync()
+
+
 def test_714_push_register_checks_the_number(stack):
     dev = Device(stack, "Inbox")
     dev.sync()
