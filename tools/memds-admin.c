@@ -9,6 +9,8 @@
  *   memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default
  *   memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID
  *   memds-admin devices --db CONNINFO [ACCOUNT]
+ *   memds-admin sessions|outbox|push --db CONNINFO [--json] [ACCOUNT]
+ *   memds-admin end-session --db CONNINFO ACCOUNT DEVID
  *   memds-admin push-register --db CONNINFO ACCOUNT DEVID http URL
  *   memds-admin push-register --db CONNINFO ACCOUNT DEVID sms +NUMBER
  *   memds-admin push-register --db CONNINFO --delete ACCOUNT DEVID
@@ -296,6 +298,102 @@ static int push_register(const char *db, const char *account, const char *devid,
     return 0;
 }
 
+/* A JSON string (RFC 8259). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            printf("\\%c", c);
+        }
+        else if (c < 0x20) {
+            printf("\\u%04x", c);
+        }
+        else {
+            putchar(c);
+        }
+    }
+    putchar('"');
+}
+
+/* sessions, outbox, push: a report as a table, or JSON (an array of
+ * objects) with --json. */
+static int report(const char *db, const char *which, const char *account,
+                  int json, const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    apr_array_header_t *rows;
+    const char *const *cols;
+    int i, k, nc;
+
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    if (memds_store_report(&st, &cols, &rows, which, account) != APR_SUCCESS) {
+        *perr = st.err;
+        memds_pgpool_release(pool, conn, 1);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    for (nc = 0; cols[nc]; ++nc) {
+    }
+    if (json) {
+        printf("[");
+        for (i = 0; i < rows->nelts; ++i) {
+            const char **r = APR_ARRAY_IDX(rows, i, const char **);
+            printf("%s\n  {", i ? "," : "");
+            for (k = 0; k < nc; ++k) {
+                printf("%s", k ? ", " : "");
+                json_str(cols[k]);
+                printf(": ");
+                json_str(r[k]);
+            }
+            printf("}");
+        }
+        printf("%s]\n", rows->nelts ? "\n" : "");
+        return 0;
+    }
+    for (k = 0; k < nc; ++k) {
+        printf("%s%s", k ? "\t" : "", cols[k]);
+    }
+    printf("\n");
+    for (i = 0; i < rows->nelts; ++i) {
+        const char **r = APR_ARRAY_IDX(rows, i, const char **);
+        for (k = 0; k < nc; ++k) {
+            printf("%s%s", k ? "\t" : "", *r[k] ? r[k] : "-");
+        }
+        printf("\n");
+    }
+    return 0;
+}
+
+/* end-session: the device's sessions in progress expire now. */
+static int end_session(const char *db, const char *account, const char *devid,
+                       const char **perr, apr_pool_t *p)
+{
+    memds_pgpool_t *pool;
+    memds_pgconn_t *conn;
+    memds_store_t st;
+    int n = 0;
+
+    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
+        return 1;
+    }
+    if (memds_store_end_sessions(&st, &n, account, devid) != APR_SUCCESS) {
+        *perr = st.err;
+        memds_pgpool_release(pool, conn, 1);
+        return 1;
+    }
+    memds_pgpool_release(pool, conn, 0);
+    printf("memds-admin: %d session%s of device %s of %s ended (its next "
+           "message gets 400, session expired)\n",
+           n, n == 1 ? "" : "s", devid, account);
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(
@@ -310,6 +408,9 @@ static int usage(void)
         "       memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default\n"
         "       memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID\n"
         "       memds-admin devices --db CONNINFO [ACCOUNT]\n"
+        "       memds-admin sessions|outbox|push --db CONNINFO [--json] "
+        "[ACCOUNT]\n"
+        "       memds-admin end-session --db CONNINFO ACCOUNT DEVID\n"
         "       memds-admin push-register --db CONNINFO ACCOUNT DEVID http "
         "URL\n"
         "       memds-admin push-register --db CONNINFO ACCOUNT DEVID sms "
@@ -340,6 +441,13 @@ static int usage(void)
         "  enable          lets a wiped device sync again (a slow sync)\n"
         "  devices         the devices (of ACCOUNT), their datastores with\n"
         "                  the items mapped, and the wipe state\n"
+        "  sessions        sessions in progress: phase, datastores, server\n"
+        "                  changes not yet acknowledged, expiry\n"
+        "  outbox          messages of the outbox ledger not yet\n"
+        "                  acknowledged: state, attempts, next retry, reason\n"
+        "  push            pending push notifications and their channel\n"
+        "                  (tab-separated; --json: an array of objects)\n"
+        "  end-session     ends the device's sessions in progress\n"
         "  push-register   where device DEVID of ACCOUNT gets its Server\n"
         "                  Alerted Notifications: http URL (POST), or\n"
         "                  sms +NUMBER (WAP Push over SMS through Kannel,\n"
@@ -358,7 +466,8 @@ int main(int argc, const char *const *argv)
     const char *err = NULL, *user = NULL, *devid = NULL, *server_id = NULL;
     const char *extra1 = NULL, *extra2 = NULL;
     memds_logger_t lg = { log_stderr, NULL };
-    int i, napplied = 0, version = 0, rc = 1, allow_basic = 0, del = 0;
+    int i, napplied = 0, version = 0, rc = 1, allow_basic = 0, del = 0,
+           json = 0;
     apr_status_t rv;
 
     if (argc < 2) {
@@ -384,6 +493,9 @@ int main(int argc, const char *const *argv)
         }
         else if (strcmp(argv[i], "--delete") == 0) {
             del = 1;
+        }
+        else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
         }
         else if (argv[i][0] != '-' && user == NULL) {
             user = argv[i];
@@ -440,6 +552,14 @@ int main(int argc, const char *const *argv)
     else if (strcmp(cmd, "push-register") == 0 && devid != NULL
              && (del ? extra1 == NULL : extra2 != NULL)) {
         rc = push_register(db, user, devid, extra1, extra2, del, &err, p);
+    }
+    else if ((strcmp(cmd, "sessions") == 0 || strcmp(cmd, "outbox") == 0
+              || strcmp(cmd, "push") == 0)
+             && devid == NULL) {
+        rc = report(db, cmd, user, json, &err, p);
+    }
+    else if (strcmp(cmd, "end-session") == 0 && devid != NULL) {
+        rc = end_session(db, user, devid, &err, p);
     }
     else if (strcmp(cmd, "devices") == 0 && devid == NULL) {
         rc = devices(db, user, &err, p);

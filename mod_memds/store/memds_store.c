@@ -208,6 +208,140 @@ apr_status_t memds_store_counts(memds_store_t *st, apr_int64_t *pactive,
     return APR_SUCCESS;
 }
 
+apr_status_t memds_store_report(memds_store_t *st, const char *const **pcols,
+                                apr_array_header_t **prows, const char *which,
+                                const char *account)
+{
+    static const char *const sessions_cols[] = {
+        "account", "device",   "session",    "phase",
+        "version", "encoding", "datastores", "unacknowledged",
+        "updated", "expires",  NULL
+    };
+    static const char *const outbox_cols[] = { "id",     "account",  "device",
+                                               "state",  "attempts", "next",
+                                               "status", "reason",   "created",
+                                               NULL };
+    static const char *const push_cols[] = { "account",  "device",  "datastore",
+                                             "channel",  "address", "due",
+                                             "attempts", "error",   NULL };
+    const char *sql;
+    const char *const *cols;
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, k, n, nc;
+
+#define TS(x) \
+    "coalesce(to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '')"
+    if (strcmp(which, "sessions") == 0) {
+        cols = sessions_cols;
+        sql = "SELECT account, devid, session_id, phase, version, encoding,"
+              " coalesce(stores, ''), pending_items::text, " TS(
+                  "updated_at") ", " TS("expires_at") " FROM "
+                                                      "memds.active_sessions"
+                                                      " WHERE $1::text IS NULL "
+                                                      "OR account = $1"
+                                                      " ORDER BY account, "
+                                                      "devid, updated_at";
+    }
+    else if (strcmp(which, "outbox") == 0) {
+        cols = outbox_cols;
+        sql =
+            "SELECT o.outbox_id::text, o.account, d.devid, o.state,"
+            " o.attempts::text, " TS(
+                "o.next_attempt_at") ", coalesce(o.status::text, ''), "
+                                     "coalesce(o.reason, ''), " TS("o.created_"
+                                                                   "at") " FROM"
+                                                                         " memd"
+                                                                         "s."
+                                                                         "outbo"
+                                                                         "x o "
+                                                                         "JOIN "
+                                                                         "memds"
+                                                                         ".devi"
+                                                                         "ces d"
+                                                                         " USIN"
+                                                                         "G "
+                                                                         "(devi"
+                                                                         "ce_"
+                                                                         "id) "
+                                                                         "WHERE"
+                                                                         " o."
+                                                                         "state"
+                                                                         " <> "
+                                                                         "'ackn"
+                                                                         "owled"
+                                                                         "ged'"
+                                                                         " AND "
+                                                                         "($1::"
+                                                                         "text "
+                                                                         "IS "
+                                                                         "NULL "
+                                                                         "OR "
+                                                                         "o."
+                                                                         "accou"
+                                                                         "nt = "
+                                                                         "$1) "
+                                                                         "ORDER"
+                                                                         " BY "
+                                                                         "o."
+                                                                         "outbo"
+                                                                         "x_id";
+    }
+    else if (strcmp(which, "push") == 0) {
+        cols = push_cols;
+        sql = "SELECT d.account, d.devid, p.store, c.channel, c.address, " TS(
+            "p.due_at") ", p.attempts::text, coalesce(p.last_error, '')"
+                        " FROM memds.push_pending p JOIN memds.devices d USING"
+                        " (device_id) LEFT JOIN memds.push_channels c USING "
+                        "(device_id)"
+                        " WHERE $1::text IS NULL OR d.account = $1"
+                        " ORDER BY d.account, d.devid, p.store";
+    }
+    else {
+        st->err = "store: no such report";
+        return APR_EINVAL;
+    }
+#undef TS
+    for (nc = 0; cols[nc]; ++nc) {
+    }
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    rv = q_run(st, &res, which, sql, &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    n = PQntuples(res);
+    *prows = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(const char **));
+    for (i = 0; i < n; ++i) {
+        const char **row = apr_palloc(st->pool,
+                                      sizeof(char *) * (apr_size_t)nc);
+        for (k = 0; k < nc; ++k) {
+            row[k] = col_str(res, i, k, st->pool);
+        }
+        APR_ARRAY_PUSH(*prows, const char **) = row;
+    }
+    PQclear(res);
+    *pcols = cols;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_end_sessions(memds_store_t *st, int *pn,
+                                      const char *account, const char *devid)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    *pn = 0;
+    return q_cmd(st, pn, "end_sessions",
+                 "UPDATE memds.sessions SET expires_at = now() WHERE device_id"
+                 " IN (SELECT device_id FROM memds.devices WHERE account = $1"
+                 " AND devid = $2) AND NOT finished AND expires_at > now()",
+                 &a);
+}
+
 apr_status_t memds_store_gauges(memds_store_t *st, apr_array_header_t **prows)
 {
     qargs_t a;

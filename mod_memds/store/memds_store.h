@@ -92,6 +92,18 @@ apr_status_t memds_store_server_cred_delete(memds_store_t *st,
                                             const char *devid);
 
 /** For the status page: sessions in progress and known devices. */
+/** An administrator's report (memds-admin): which is "sessions" (in
+ *  progress), "outbox" (ledger rows not yet acknowledged) or "push"
+ *  (pending notifications with the device's channel); of account, or of
+ *  all when NULL. *pcols: the column names (NULL-terminated); *prows:
+ *  const char ** of ncols strings each. APR_EINVAL for another report. */
+apr_status_t memds_store_report(memds_store_t *st, const char *const **pcols,
+                                apr_array_header_t **prows, const char *which,
+                                const char *account);
+/** End the device's sessions in progress (they expire now): *pn ended. */
+apr_status_t memds_store_end_sessions(memds_store_t *st, int *pn,
+                                      const char *account, const char *devid);
+
 /** One gauge of the operations tables (memds_store_gauges). */
 typedef struct memds_gauge_t {
     const char *name;  /**< outbox, push_pending, wipe */

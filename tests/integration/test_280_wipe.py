@@ -71,3 +71,34 @@ def test_281_wipe_every_datastore_then_refuse_until_enabled(stack):
     got, _, _ = fresh.sync()
     assert sorted(op for op, *_ in got) == ["Add"] * 2
     assert _line(admin(stack, "devices", "alice").stdout, d1.devid).split()[4] == "-"
+
+
+def test_282_admin_reports_and_end_session(stack):
+    """memds-admin sessions/outbox/push list what operators look at, as a
+    table or --json; end-session ends a device's session in progress."""
+    import json
+    folder = new_folder(stack, 1)
+    d = Device(stack, folder)
+    d.sync()
+    sess = S.Session(stack["MEMDS_URL"], d.devid, "alice", "alice-secret", session_id="5")
+    a = sess.post(sess.message(falert(200, folder, "e1", d.last)))
+    assert a.hdr_status() == "212"
+    r = admin(stack, "sessions", "alice")
+    assert r.returncode == 0 and d.devid in r.stdout, r.stdout
+    assert r.stdout.splitlines()[0].split("\t")[:4] == ["account", "device", "session", "phase"]
+    rows = json.loads(admin(stack, "sessions", "--json", "alice").stdout)
+    mine = [x for x in rows if x["device"] == d.devid]
+    assert len(mine) == 1 and mine[0]["session"] == "5" and folder in mine[0]["datastores"]
+    r = admin(stack, "end-session", "alice", d.devid)
+    assert r.returncode == 0 and "1 session" in r.stdout, r.stdout
+    assert not [x for x in json.loads(admin(stack, "sessions", "--json", "alice").stdout)
+                if x["device"] == d.devid]
+    # the device's next message in that session: 400 (expired)
+    a = sess.post(sess.message(
+        "<Sync><CmdID>3</CmdID><Target><LocURI>%s</LocURI></Target><Source>"
+        "<LocURI>./%s</LocURI></Source></Sync>" % (folder, folder)))
+    assert a.hdr_status() == "400"
+    for which in ("outbox", "push"):
+        r = admin(stack, which, "--json")
+        assert r.returncode == 0 and isinstance(json.loads(r.stdout), list), r.stdout
+    assert admin(stack, "sessions", "alice", "extra").returncode == 2
