@@ -673,15 +673,10 @@ static apr_status_t put_start(enc_t *e, const memds_node_t *n)
                                      "SyncML 1.2, this message is SyncML 1.%d",
                                      t->name, e->version - 10));
     }
-    if (e->version == MEMDS_V10 && (t->flags & MEMDS_TAGF_V11)) {
-        if (e->out == NULL) {
-            return APR_EGENERAL;
-        }
-        return enc_fail(e, apr_psprintf(e->out->pool,
-                                        "<%s> exists only since SyncML "
-                                        "1.1, this message is SyncML 1.0",
-                                        t->name));
-    }
+    /* (elements new in 1.1 -- MaxObjSize, MoreData, NumberOfChanges -- in
+     * a 1.0 tree are written as decoded: both decoders take them from
+     * lenient 1.0 clients, so a decoded tree always encodes again; the
+     * engine never puts them into its answers to a 1.0 device) */
     PUTS(e, "<");
     put(e, t->name, nl);
     if (par == NULL || par->tag == NULL || par->tag->ts != t->ts) {

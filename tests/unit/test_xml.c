@@ -448,6 +448,33 @@ static void test_corpus_email_data(void)
 }
 
 /* Version and namespace variants of the corpus. */
+/* A SyncML 1.0 message with elements new in 1.1 (a lenient client's
+ * MaxObjSize): decoded, and encoded again (found by fuzz_xml). */
+static void test_v10_with_v11_elements(void)
+{
+    static const char in[] =
+        "<SyncML xmlns='SYNCML:SYNCML1.0'><SyncHdr><VerDTD>1.0</VerDTD>"
+        "<VerProto>SyncML/1.0</VerProto><SessionID>1</SessionID>"
+        "<MsgID>1</MsgID><Target><LocURI>s</LocURI></Target><Source>"
+        "<LocURI>d</LocURI></Source><Meta><MaxObjSize xmlns='syncml:metinf'>"
+        "4000</MaxObjSize></Meta></SyncHdr><SyncBody><Final/></SyncBody>"
+        "</SyncML>";
+    memds_tree_t *t = NULL, *t2 = NULL;
+    memds_codec_err_t err;
+    memds_buf_t b;
+
+    memset(&err, 0, sizeof(err));
+    CU_ASSERT_EQUAL_FATAL(memds_xml_decode(&t, in, sizeof(in) - 1, &err,
+                                           unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL(t->version, MEMDS_V10);
+    memds_buf_init(&b, 0, unit_pool);
+    CU_ASSERT_EQUAL_FATAL(memds_xml_encode(&b, t, &err), APR_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "<MaxObjSize"));
+    CU_ASSERT_EQUAL(memds_xml_decode(&t2, b.data, b.len, &err, unit_pool),
+                    APR_SUCCESS);
+}
+
 static void test_versions(void)
 {
     memds_tree_t *t;
@@ -1421,4 +1448,6 @@ void unit_add_xml(void)
     CU_add_test(s, "filter Field: DevInf Property in Data",
                 test_filter_property);
     CU_add_test(s, "threads", test_threads);
+    CU_add_test(s, "SyncML 1.0 with 1.1 elements round-trips",
+                test_v10_with_v11_elements);
 }
