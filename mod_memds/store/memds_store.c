@@ -246,47 +246,47 @@ apr_status_t memds_store_report(memds_store_t *st, const char *const **pcols,
     }
     else if (strcmp(which, "outbox") == 0) {
         cols = outbox_cols;
-        sql =
-            "SELECT o.outbox_id::text, o.account, d.devid, o.state,"
-            " o.attempts::text, " TS(
-                "o.next_attempt_at") ", coalesce(o.status::text, ''), "
-                                     "coalesce(o.reason, ''), " TS("o.created_"
-                                                                   "at") " FROM"
-                                                                         " memd"
-                                                                         "s."
-                                                                         "outbo"
-                                                                         "x o "
-                                                                         "JOIN "
-                                                                         "memds"
-                                                                         ".devi"
-                                                                         "ces d"
-                                                                         " USIN"
-                                                                         "G "
-                                                                         "(devi"
-                                                                         "ce_"
-                                                                         "id) "
-                                                                         "WHERE"
-                                                                         " o."
-                                                                         "state"
-                                                                         " <> "
-                                                                         "'ackn"
-                                                                         "owled"
-                                                                         "ged'"
-                                                                         " AND "
-                                                                         "($1::"
-                                                                         "text "
-                                                                         "IS "
-                                                                         "NULL "
-                                                                         "OR "
-                                                                         "o."
-                                                                         "accou"
-                                                                         "nt = "
-                                                                         "$1) "
-                                                                         "ORDER"
-                                                                         " BY "
-                                                                         "o."
-                                                                         "outbo"
-                                                                         "x_id";
+        sql = "SELECT o.outbox_id::text, o.account, d.devid, o.state,"
+              " o.attempts::text, " TS(
+                  "o.next_attempt_at") ", coalesce(o.status::text, ''), "
+                                       "coalesce(o.reason, ''), " TS(
+                                           "o.created_"
+                                           "at") " FROM"
+                                                 " memd"
+                                                 "s."
+                                                 "outbo"
+                                                 "x o "
+                                                 "JOIN "
+                                                 "memds"
+                                                 ".devi"
+                                                 "ces d"
+                                                 " USIN"
+                                                 "G "
+                                                 "(devi"
+                                                 "ce_"
+                                                 "id) "
+                                                 "WHERE"
+                                                 " o."
+                                                 "state"
+                                                 " <> "
+                                                 "'ackn"
+                                                 "owled"
+                                                 "ged'"
+                                                 " AND "
+                                                 "($1::"
+                                                 "text "
+                                                 "IS "
+                                                 "NULL "
+                                                 "OR "
+                                                 "o."
+                                                 "accou"
+                                                 "nt = "
+                                                 "$1) "
+                                                 "ORDER"
+                                                 " BY "
+                                                 "o."
+                                                 "outbo"
+                                                 "x_id";
     }
     else if (strcmp(which, "push") == 0) {
         cols = push_cols;
@@ -628,6 +628,19 @@ apr_status_t memds_store_device_order(memds_store_t *st, const char *account,
                    " wipe_requested_at = now(), wipe_done_at = NULL"
                    " WHERE account = $1 AND devid = $2",
                    &a);
+        if (rv == APR_SUCCESS && n > 0) {
+            /* with a push channel, a notification for each datastore the
+             * device syncs, due now: the wipe starts at once */
+            rv = q_cmd(st, NULL, "device_wipe_push",
+                       "INSERT INTO memds.push_pending (device_id, store,"
+                       " ui_mode, due_at) SELECT s.device_id, s.store, 1, now()"
+                       " FROM memds.sync_state s JOIN memds.devices d USING"
+                       " (device_id) JOIN memds.push_channels c USING"
+                       " (device_id) WHERE d.account = $1 AND d.devid = $2"
+                       " ON CONFLICT (device_id, store) DO UPDATE SET"
+                       " due_at = now()",
+                       &a);
+        }
     }
     else {
         rv = q_cmd(st, &n, "device_enable",

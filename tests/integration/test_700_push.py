@@ -240,3 +240,23 @@ def test_705_notify_refuses_bad_calls_and_devinf_tells_the_truth(stack):
         a = sess.post(sess.message(falert(201, store, "d1") + get))
         assert (b"<SyncType>7</SyncType>" in a.body) == seven, url
         assert b"<SyncType>6</SyncType>" in a.body
+
+
+def test_706_a_wipe_order_sends_a_san(stack):
+    """memds-admin wipe on a device with a push channel: a SAN for each
+    datastore it syncs goes at once (UI mode background), so the wipe
+    starts without waiting for the device's own next sync."""
+    rcv, dev = Receiver(), None
+    try:
+        dev = _device(stack, rcv)
+        r = admin(stack, "wipe", "alice", dev.devid)
+        assert r.returncode == 0, r.stdout
+        assert rcv.wait(1), "no SAN after the wipe order"
+        digest, version, ui, init, session, sid, syncs = parse_san(rcv.got[0][1])
+        assert ui == 1 and syncs == [(206, 0x306, "Inbox")], syncs
+        assert digest == digest_of(rcv.got[0][1], SRV_ID, SRV_PW)
+        got, _, _ = dev.sync()
+        assert got and all(op == "Delete" for op, *_ in got), got
+    finally:
+        _forget(stack, dev)
+        rcv.close()
