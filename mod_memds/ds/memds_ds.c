@@ -136,6 +136,42 @@ int memds_ds_level_is_whole(const memds_ds_level_t *l)
     return l == NULL || l->whole_max < 0;
 }
 
+const char *memds_ds_value_escape(const char *v, apr_pool_t *p)
+{
+    const unsigned char *c = (const unsigned char *)v;
+    char *esc = apr_palloc(p, strlen(v) * 3 + 1), *o = esc;
+
+    for (; *c; ++c) {
+        if (*c <= ' ' || *c >= 127 || *c == '%' || *c == ';' || *c == '=') {
+            o += apr_snprintf(o, 4, "%%%02X", *c);
+        }
+        else {
+            *o++ = (char)*c;
+        }
+    }
+    *o = 0;
+    return esc;
+}
+
+static int hexval(char c);
+
+char *memds_ds_value_unescape(char *v)
+{
+    char *o = v, *i = v;
+
+    while (*i) {
+        if (*i == '%' && hexval(i[1]) >= 0 && hexval(i[2]) >= 0) {
+            *o++ = (char)(hexval(i[1]) * 16 + hexval(i[2]));
+            i += 3;
+        }
+        else {
+            *o++ = *i++;
+        }
+    }
+    *o = 0;
+    return v;
+}
+
 const char *memds_ds_level_format(const memds_ds_level_t *l, apr_pool_t *p)
 {
     const char *s;
@@ -146,18 +182,8 @@ const char *memds_ds_level_format(const memds_ds_level_t *l, apr_pool_t *p)
     s = apr_psprintf(p, "w=%" APR_INT64_T_FMT ";t=%" APR_INT64_T_FMT ";a=%d",
                      l->whole_max, l->text_max, l->attach ? 1 : 0);
     if (l->attach_name) {
-        const unsigned char *c = (const unsigned char *)l->attach_name;
-        char *esc = apr_palloc(p, strlen(l->attach_name) * 3 + 1), *o = esc;
-        for (; *c; ++c) {
-            if (*c <= ' ' || *c >= 127 || *c == '%' || *c == ';' || *c == '=') {
-                o += apr_snprintf(o, 4, "%%%02X", *c);
-            }
-            else {
-                *o++ = (char)*c;
-            }
-        }
-        *o = 0;
-        s = apr_pstrcat(p, s, ";n=", esc, NULL);
+        s = apr_pstrcat(p, s, ";n=", memds_ds_value_escape(l->attach_name, p),
+                        NULL);
     }
     return s;
 }
@@ -194,18 +220,7 @@ apr_status_t memds_ds_level_parse(memds_ds_level_t *l, const char *s,
             return APR_EINVAL;
         }
         if (tok[0] == 'n') {
-            char *o = tok + 2, *i = tok + 2;
-            while (*i) {
-                if (*i == '%' && hexval(i[1]) >= 0 && hexval(i[2]) >= 0) {
-                    *o++ = (char)(hexval(i[1]) * 16 + hexval(i[2]));
-                    i += 3;
-                }
-                else {
-                    *o++ = *i++;
-                }
-            }
-            *o = 0;
-            l->attach_name = tok + 2;
+            l->attach_name = memds_ds_value_unescape(tok + 2);
             continue;
         }
         {

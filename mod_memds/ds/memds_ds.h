@@ -51,6 +51,12 @@ typedef struct memds_ds_level_t {
     const char *attach_name; /**< else also this one attachment, or NULL */
 } memds_ds_level_t;
 
+/** A value of the module's compact forms (levels, filters) %hh-escaped:
+ *  controls, space, 8-bit bytes, '%', ';' and '='. */
+const char *memds_ds_value_escape(const char *v, apr_pool_t *p);
+/** Undo memds_ds_value_escape in place; returns v. */
+char *memds_ds_value_unescape(char *v);
+
 /** The level "the whole mail": whole_max -1. */
 int memds_ds_level_is_whole(const memds_ds_level_t *l);
 /** The compact form kept in memds.mail_levels: "whole" or

@@ -590,6 +590,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     memds_codec_err_t cerr;
     const memds_ds_level_t *lv = NULL;
     const char *sent_level = "whole";
+    const memds_buf_t *ahead;
     int flags_only = 0, truncated = 0;
     apr_status_t rv;
 
@@ -646,21 +647,24 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
         e->has_truncated = 0;
         e->trunc_body = e->trunc_attach = NULL;
     }
-    if (x->ahead && apr_hash_get(x->ahead, row.guid, APR_HASH_KEY_STRING)) {
+    ahead = x->ahead ? apr_hash_get(x->ahead, row.guid, APR_HASH_KEY_STRING)
+                     : NULL;
+    if (ahead) {
         /* read ahead with the others of this message (prefetch) */
-        body = *(memds_buf_t *)apr_hash_get(x->ahead, row.guid,
-                                            APR_HASH_KEY_STRING);
+        body = *ahead;
         apr_hash_set(x->ahead, row.guid, APR_HASH_KEY_STRING, NULL);
     }
-    else if (memds_buf_init(&body,
-                            row.size > 0 ? (apr_size_t)row.size + 1 : 4096, p),
-             memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
-                                   memds_mbox_body_cb, &body, &info, &err)
-                 != APR_SUCCESS) {
-        if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
-            return APR_ENOENT; /* expunged since the scan */
+    else {
+        memds_buf_init(&body, row.size > 0 ? (apr_size_t)row.size + 1 : 4096,
+                       p);
+        if (memds_imap_fetch_body(c, (apr_uint32_t)row.uid, "", 0, 0, 0,
+                                  memds_mbox_body_cb, &body, &info, &err)
+            != APR_SUCCESS) {
+            if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
+                return APR_ENOENT; /* expunged since the scan */
+            }
+            return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
         }
-        return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
     }
     if (!x->want_rfc822 && x->env.no_rfc822
         && !memds_email_item_xml_safe(body.data, body.len, NULL)) {

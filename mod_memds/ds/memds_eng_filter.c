@@ -47,13 +47,8 @@ const char *eng_filter_format(const eng_filter_t *f, apr_pool_t *p)
             put_num(&b, "c", r->max_count, p);
         }
         if (r->luid) {
-            memds_ds_level_t tmp;
-            /* (the level's escaping: %hh of ; = % and controls) */
-            memset(&tmp, 0, sizeof(tmp));
-            tmp.attach_name = r->luid;
             memds_buf_addstr(&b, "l=");
-            memds_buf_addstr(&b,
-                             strstr(memds_ds_level_format(&tmp, p), ";n=") + 3);
+            memds_buf_addstr(&b, memds_ds_value_escape(r->luid, p));
             memds_buf_addstr(&b, ";");
         }
     }
@@ -122,14 +117,7 @@ apr_status_t eng_filter_parse(eng_filter_t **pf, const char *s, apr_pool_t *p)
             f->has_rec = 1;
         }
         else if (!strcmp(tok, "l")) {
-            memds_ds_level_t tmp;
-            if (memds_ds_level_parse(&tmp,
-                                     apr_pstrcat(p, "w=0;t=0;a=0;n=", eq, NULL),
-                                     p)
-                != APR_SUCCESS) {
-                return APR_EINVAL;
-            }
-            f->rec.luid = tmp.attach_name;
+            f->rec.luid = memds_ds_value_unescape(eq);
             f->has_rec = 1;
         }
         else if (!strcmp(tok, "as")) {
