@@ -580,6 +580,30 @@ int memds_imap_broken(const memds_imap_conn_t *c);
 typedef apr_status_t memds_imap_resp_cb(void *baton,
                                         const memds_imap_resp_t *r);
 
+/**
+ * IDLE (RFC 2177), for watchers that wait for new mail without polling:
+ * memds_imap_idle_start sends IDLE and returns once the server accepted it
+ * (E_UNSUPPORTED without the IDLE capability); then, whenever the socket
+ * (memds_imap_socket, for poll) is readable or bytes are already buffered
+ * (memds_imap_buffered), memds_imap_idle_read reads the untagged responses
+ * that arrived (EXISTS, EXPUNGE, FETCH ...: the selected mailbox's state is
+ * kept current, each goes to cb; a BYE fails with E_BYE); and
+ * memds_imap_idle_done sends DONE and reads the tagged answer. No other
+ * command may run meanwhile (E_ARG).
+ */
+apr_status_t memds_imap_idle_start(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                   void *baton, memds_imap_err_t *err);
+apr_status_t memds_imap_idle_read(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                  void *baton, memds_imap_err_t *err);
+apr_status_t memds_imap_idle_done(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                  void *baton, memds_imap_err_t *err);
+/** 1 while IDLE runs. */
+int memds_imap_idling(const memds_imap_conn_t *c);
+/** The socket of a libcurl connection (for poll), -1 for other transports. */
+int memds_imap_socket(const memds_imap_conn_t *c);
+/** 1 when received bytes wait to be read (read them before polling). */
+int memds_imap_buffered(const memds_imap_conn_t *c);
+
 /** Body data as it arrives: offset counts from the start of the literal. */
 typedef apr_status_t memds_imap_chunk_cb(void *baton, apr_uint64_t offset,
                                          const char *data, apr_size_t len);

@@ -692,9 +692,11 @@ void memds_imap__cmd_add(cmd_t *cmd, const char *s)
 
 void memds_imap__cmd_start(memds_imap_conn_t *c, cmd_t *cmd, const char *verb)
 {
-    apr_pool_clear(c->cpool);
-    c->verb = verb;
-    c->tag = apr_psprintf(c->cpool, "M%u", ++c->tagno);
+    if (!c->idling) { /* (during IDLE, exec refuses it: keep IDLE's tag) */
+        apr_pool_clear(c->cpool);
+        c->verb = verb;
+        c->tag = apr_psprintf(c->cpool, "M%u", ++c->tagno);
+    }
     cmd->c = c;
     cmd->pieces = apr_array_make(c->cpool, 4, sizeof(piece_t));
     memds_buf_init(&cmd->b, 256, c->cpool);
@@ -791,6 +793,10 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
 
     memds_imap__cmd_add(cmd, "\r\n");
     cmd_piece(cmd, cmd->b.data, cmd->b.len, 0);
+    if (c->idling) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+                                "IMAP command during IDLE (end it first)");
+    }
     if (c->broken) {
         return memds_imap__fail(
             c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
@@ -884,6 +890,179 @@ done:
     c->chunk_cb = NULL;
     c->chunk_baton = NULL;
     return rv;
+}
+
+/* ---- IDLE (RFC 2177) */
+
+/* Start the callback's time for a command-less exchange. */
+static void idle_cb(memds_imap_conn_t *c, memds_imap_resp_cb *cb, void *baton)
+{
+    c->cb = cb;
+    c->baton = baton;
+    c->cb_rv = APR_SUCCESS;
+    c->proto_err = NULL;
+}
+
+/* After an untagged response: a BYE ends the connection. */
+static apr_status_t idle_after(memds_imap_conn_t *c, memds_imap_err_t *err)
+{
+    if (c->bye) {
+        c->idling = 0;
+        return broke(c, err, MEMDS_IMAP_E_BYE, APR_ECONNABORTED,
+                     "IMAP server ended the connection (BYE) during IDLE");
+    }
+    if (c->cb_rv != APR_SUCCESS) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_CALLBACK, c->cb_rv,
+                                "IMAP IDLE: a callback refused the data");
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_imap_idle_start(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                   void *baton, memds_imap_err_t *err)
+{
+    cmd_t cmd;
+    memds_imap_resp_t *r;
+    apr_status_t rv;
+    ERR_ARG(err);
+
+    if (c->idling) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+                                "IMAP IDLE is already running");
+    }
+    if (!(c->caps & MEMDS_IMAP_CAP_IDLE)) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_UNSUPPORTED, APR_ENOTIMPL,
+                                "the IMAP server does not offer IDLE");
+    }
+    if (c->broken) {
+        return memds_imap__fail(
+            c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
+            APR_ECONNABORTED,
+            "IMAP connection unusable after an earlier failure");
+    }
+    memds_imap__cmd_start(c, &cmd, "IDLE");
+    memds_imap__cmd_add(&cmd, "\r\n");
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0,
+               MEMDS_LOGNO(00213) "imap: %s IDLE (waiting for news)", c->tag);
+    idle_cb(c, cb, baton);
+    rv = send_all(c, cmd.b.data, cmd.b.len, err);
+    while (rv == APR_SUCCESS && !c->idling) {
+        rv = next_response(c, &r, err);
+        if (rv != APR_SUCCESS || r == NULL) {
+            continue;
+        }
+        if (r->type == MEMDS_IMAP_RESP_CONT) {
+            c->idling = 1;
+        }
+        else if (r->type == MEMDS_IMAP_RESP_TAGGED) {
+            rv = memds_imap__fail(
+                c, err,
+                r->cond == MEMDS_IMAP_NO ? MEMDS_IMAP_E_NO : MEMDS_IMAP_E_BAD,
+                APR_EGENERAL, "IMAP IDLE refused: %s", r->text);
+        }
+        else {
+            handle_untagged(c, r);
+            rv = idle_after(c, err);
+        }
+    }
+    c->cb = NULL;
+    c->baton = NULL;
+    return rv;
+}
+
+apr_status_t memds_imap_idle_read(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                  void *baton, memds_imap_err_t *err)
+{
+    memds_imap_resp_t *r;
+    apr_status_t rv;
+    ERR_ARG(err);
+
+    if (!c->idling) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+                                "IMAP IDLE is not running");
+    }
+    idle_cb(c, cb, baton);
+    do {
+        rv = next_response(c, &r, err);
+        if (rv != APR_SUCCESS || r == NULL) {
+            continue;
+        }
+        if (r->type == MEMDS_IMAP_RESP_TAGGED
+            || r->type == MEMDS_IMAP_RESP_CONT) {
+            c->idling = 0;
+            rv = broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+                       "unexpected IMAP %s during IDLE",
+                       r->type == MEMDS_IMAP_RESP_CONT ? "continuation"
+                                                       : "tagged response");
+        }
+        else {
+            handle_untagged(c, r);
+            rv = idle_after(c, err);
+        }
+    } while (rv == APR_SUCCESS && c->in_pos < c->in_len);
+    if (rv != APR_SUCCESS && c->broken) {
+        c->idling = 0;
+    }
+    c->cb = NULL;
+    c->baton = NULL;
+    return rv;
+}
+
+apr_status_t memds_imap_idle_done(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
+                                  void *baton, memds_imap_err_t *err)
+{
+    memds_imap_resp_t *r, *tagged = NULL;
+    apr_status_t rv;
+    ERR_ARG(err);
+
+    if (!c->idling) {
+        return APR_SUCCESS;
+    }
+    c->idling = 0;
+    idle_cb(c, cb, baton);
+    rv = send_all(c, "DONE\r\n", 6, err);
+    while (rv == APR_SUCCESS && tagged == NULL) {
+        rv = next_response(c, &r, err);
+        if (rv != APR_SUCCESS || r == NULL) {
+            continue;
+        }
+        if (r->type == MEMDS_IMAP_RESP_TAGGED) {
+            tagged = r;
+        }
+        else if (r->type == MEMDS_IMAP_RESP_CONT) {
+            rv = broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+                       "unexpected IMAP continuation request after DONE");
+        }
+        else {
+            handle_untagged(c, r);
+        }
+    }
+    if (rv == APR_SUCCESS && tagged->cond != MEMDS_IMAP_OK) {
+        rv = memds_imap__fail(c, err,
+                              tagged->cond == MEMDS_IMAP_NO ? MEMDS_IMAP_E_NO
+                                                            : MEMDS_IMAP_E_BAD,
+                              APR_EGENERAL, "IMAP IDLE ended with %s: %s",
+                              tagged->cond == MEMDS_IMAP_NO ? "NO" : "BAD",
+                              tagged->text);
+    }
+    c->cb = NULL;
+    c->baton = NULL;
+    return rv;
+}
+
+int memds_imap_idling(const memds_imap_conn_t *c)
+{
+    return c->idling;
+}
+
+int memds_imap_socket(const memds_imap_conn_t *c)
+{
+    return c->cio.h ? (int)c->cio.sock : -1;
+}
+
+int memds_imap_buffered(const memds_imap_conn_t *c)
+{
+    return c->in_pos < c->in_len;
 }
 
 /* ---- connection setup */

@@ -112,6 +112,7 @@ struct memds_imap_conn_t {
     int qresync; /* ENABLE QRESYNC succeeded */
     int broken, bye;
     int selected, selecting;
+    int idling; /* IDLE running: only memds_imap_idle_* may talk */
     memds_imap_mailbox_t sel;
     /* the running command */
     const char *tag, *verb;

@@ -70,6 +70,7 @@ void *memds_create_srv_conf(apr_pool_t *p, server_rec *s)
 
     sc->db_min = sc->db_keep = sc->db_max = sc->db_exptime = MEMDS_UNSET;
     sc->push_delay = MEMDS_UNSET;
+    sc->watch_max = MEMDS_UNSET;
     return sc;
 }
 
@@ -88,6 +89,7 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(db_exptime);
     MERGE_PTR(server_id);
     MERGE_INT(push_delay);
+    MERGE_INT(watch_max);
     MERGE_PTR(kannel_url);
     if (add->kannel_user) {
         c->kannel_user = add->kannel_user;
@@ -121,6 +123,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->truncate.whole_max = dc->truncate.text_max = MEMDS_DEFAULT_TRUNCATE;
     dc->max_age = dc->max_items = MEMDS_UNSET;
     dc->push = MEMDS_UNSET;
+    dc->push_watch = MEMDS_UNSET;
     dc->compress = MEMDS_UNSET;
     return dc;
 }
@@ -149,6 +152,7 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(max_age);
     MERGE_INT(max_items);
     MERGE_INT(push);
+    MERGE_INT(push_watch);
     MERGE_PTR(exclude);
     MERGE_INT(compress);
     if (add->smtp_auth != MEMDS_UNSET) {
@@ -226,6 +230,8 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     cfg->max_age_days = OR(dc->max_age, 0);
     cfg->max_items = OR(dc->max_items, 0);
     cfg->push = OR(dc->push, 0) == 1;
+    cfg->push_watch = cfg->push && OR(dc->push_watch, 0) == 1 ? dc->imap_url
+                                                               : NULL;
     cfg->mail = mbuf;
     cfg->session_timeout = OR(dc->session_timeout,
                               MEMDS_DEFAULT_SESSION_TIMEOUT);
@@ -513,6 +519,29 @@ static const char *set_push(cmd_parms *cmd, void *dcv, int on)
 {
     ((memds_dir_conf *)dcv)->push = on ? 1 : 0;
     (void)cmd;
+    return NULL;
+}
+
+static const char *set_push_watch(cmd_parms *cmd, void *dcv, int on)
+{
+    ((memds_dir_conf *)dcv)->push_watch = on ? 1 : 0;
+    (void)cmd;
+    return NULL;
+}
+
+static const char *set_watch_max(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+    int v;
+
+    (void)dcv;
+    if (memds_parse_uint(&v, arg, 100000) != APR_SUCCESS || v < 1) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSPushWatchMax: '%s' is not a number of "
+                            "accounts from 1 to 100000",
+                            arg);
+    }
+    sc->watch_max = v;
     return NULL;
 }
 
@@ -876,6 +905,16 @@ const command_rec memds_cmds[] = {
                  "On or Off: this location offers server-alerted sync (DevInf "
                  "SyncType 7) and its devices get Server Alerted "
                  "Notifications over their registered channel. Default: Off."),
+    AP_INIT_FLAG("MemDSPushWatch", set_push_watch, NULL,
+                 RSRC_CONF | ACCESS_CONF,
+                 "On or Off: for an IMAP server that cannot report new mail "
+                 "itself, this node keeps IMAP IDLE on INBOX of the accounts "
+                 "with push-enabled devices (leases in PostgreSQL: one node "
+                 "per account). Needs MemDSPush On, MemDSIMAPServer and "
+                 "MemDSIMAPMaster. Default: Off."),
+    AP_INIT_TAKE1("MemDSPushWatchMax", set_watch_max, NULL, RSRC_CONF,
+                  "At most this many accounts watched by IMAP IDLE per node "
+                  "(one IMAP connection each), 1 to 100000. Default: 1000."),
     AP_INIT_TAKE1("MemDSServerID", set_server_id, NULL, RSRC_CONF,
                   "The server identifier in a SAN (and its digest) when the "
                   "device's server credentials name none. Default: none."),

@@ -36,6 +36,8 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_TRUNCATE (20 * 1024) /**< MemDSTruncate: 20K */
 #define MEMDS_DEFAULT_PUSH_DELAY 500       /**< MemDSPushDelay: ms */
 #define MEMDS_PUSH_INTERVAL_MS 200         /**< the push job's period */
+#define MEMDS_WATCH_INTERVAL_MS 50 /**< the IDLE watcher's (a round also
+                                      waits up to 250 ms for IMAP data) */
 #define MEMDS_DEFAULT_SESSION_TIMEOUT 900
 #define MEMDS_DEFAULT_AUTH_FAILURES 10
 #define MEMDS_DEFAULT_AUTH_WINDOW 600
@@ -96,6 +98,11 @@ typedef struct memds_srv_conf {
     const char *kannel_url;  /**< MemDSKannelURL: smsbox's sendsms */
     const char *kannel_user; /**< MemDSKannelAuth */
     const char *kannel_pass;
+    int watch_max;           /**< MemDSPushWatchMax (MEMDS_UNSET) */
+    struct memds_watch_t *watch; /**< this child's IDLE watcher (child_init;
+                                    used by the memds-watch job's thread
+                                    only), NULL when nothing is watched */
+    struct memds_watch_cfg_t *watch_cfg; /**< its sources and settings */
     volatile apr_uint32_t
         schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;
@@ -126,6 +133,7 @@ typedef struct memds_dir_conf {
     memds_ds_level_t truncate;   /**< MemDSTruncate (default 20K) */
     int max_age, max_items;      /**< MemDSMaxAge, MemDSMaxItems */
     int push;                    /**< MemDSPush (MEMDS_UNSET) */
+    int push_watch;              /**< MemDSPushWatch (MEMDS_UNSET) */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
     int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
 } memds_dir_conf;
@@ -136,6 +144,15 @@ extern const command_rec memds_cmds[];
 int memds_notify_handler(request_rec *r);
 /** Watchdog job (memds_notify.c): deliver the push notifications due. */
 apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool);
+/** Watchdog job (memds_notify.c): the IMAP IDLE watcher's rounds. */
+apr_status_t memds_watch_job(int state, void *data, apr_pool_t *pool);
+/** The IDLE watchers of this child (child_init): one per PostgreSQL pool
+ *  whose servers have locations with MemDSPushWatch On. */
+void memds_watch_child_init(apr_pool_t *pchild, server_rec *s);
+/** 1 when some location has MemDSPushWatch On (the job is registered). */
+int memds_watch_wanted(server_rec *s);
+/** Configuration check of MemDSPushWatch (check_config): NULL or why not. */
+const char *memds_watch_check(const memds_dir_conf *dc);
 void *memds_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *memds_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *memds_create_dir_conf(apr_pool_t *p, char *dir);

@@ -4,6 +4,7 @@
  * pending notifications; the watchdog job delivers them. */
 #include "memds_glue.h"
 #include "push/memds_push.h"
+#include "push/memds_watch.h"
 #include "store/memds_pushstore.h"
 #include "util/memds_json.h"
 
@@ -12,6 +13,7 @@
 #include <http_request.h>
 #include <mod_watchdog.h>
 #include <apr_strings.h>
+#include <unistd.h>
 
 #define NOTIFY_MAX 65536 /* an event is a few hundred bytes */
 
@@ -174,6 +176,174 @@ apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
         cfg.log = &sc->logger;
         rv = memds_push_run(&sent, &st, &cfg, 50, pool);
         memds_pgpool_release(sc->pgpool, conn, rv != APR_SUCCESS);
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------- the IMAP IDLE watcher */
+
+#define WATCH_LEASE_MS 8000      /* renewed every 2 s */
+#define WATCH_IDLE_RENEW 1500    /* s: IDLE restarted (RFC 2177: < 29 min) */
+#define WATCH_WAIT_MS 250        /* longest wait for IMAP data per round */
+#define WATCH_DEFAULT_MAX 1000
+
+const char *memds_watch_check(const memds_dir_conf *dc)
+{
+    if (dc->push_watch != 1) {
+        return NULL;
+    }
+    if (dc->push != 1) {
+        return "MemDSPushWatch On needs MemDSPush On";
+    }
+    if (dc->imap_url == NULL) {
+        return "MemDSPushWatch On needs MemDSIMAPServer";
+    }
+    if (dc->master_user == NULL) {
+        return "MemDSPushWatch On needs MemDSIMAPMaster (the watcher logs "
+               "in for each account without its password)";
+    }
+    return NULL;
+}
+
+int memds_watch_wanted(server_rec *s)
+{
+    server_rec *v;
+    int i;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        for (i = 0; sc->engine_dirs && i < sc->engine_dirs->nelts; ++i) {
+            const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
+                                                     memds_dir_conf *);
+            if (dc->push_watch == 1 && memds_watch_check(dc) == NULL) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The sources of the servers sharing v's pool (each IMAP server once). */
+static apr_array_header_t *watch_sources(server_rec *s, memds_pgpool_t *pg,
+                                         apr_pool_t *p)
+{
+    apr_array_header_t *a = apr_array_make(p, 2, sizeof(memds_watch_src_t));
+    server_rec *v;
+    int i, j;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        for (i = 0; sc->pgpool == pg && sc->engine_dirs
+                    && i < sc->engine_dirs->nelts;
+             ++i) {
+            const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
+                                                     memds_dir_conf *);
+            memds_watch_src_t *src;
+            int dup = 0;
+
+            if (dc->push_watch != 1 || memds_watch_check(dc) != NULL) {
+                continue;
+            }
+            for (j = 0; j < a->nelts; ++j) {
+                dup |= strcmp(APR_ARRAY_IDX(a, j, memds_watch_src_t).server,
+                              dc->imap_url)
+                       == 0;
+            }
+            if (dup) {
+                continue;
+            }
+            src = apr_array_push(a);
+            memset(src, 0, sizeof(*src));
+            src->server = dc->imap_url;
+            src->imap.url = dc->imap_url;
+            src->imap.user = dc->master_user;
+            src->imap.password = dc->master_password;
+            src->imap.connect_timeout_ms = 10000;
+            src->imap.io_timeout_ms = 30000;
+            src->imap.log = &memds_srv_conf_get(s)->logger;
+        }
+    }
+    return a;
+}
+
+/* The child exits: its leases are given up now rather than running out
+ * (a pre-cleanup: the PostgreSQL pool, a subpool, is still there). The
+ * watchdog's own STOPPING call may not come before the process ends. */
+static apr_status_t watch_cleanup(void *data)
+{
+    memds_srv_conf *sc = data;
+    apr_pool_t *tmp;
+
+    if (apr_pool_create(&tmp, NULL) == APR_SUCCESS) {
+        memds_watch_stop(sc->watch, sc->watch_cfg, sc->pgpool, tmp);
+        apr_pool_destroy(tmp);
+    }
+    return APR_SUCCESS;
+}
+
+void memds_watch_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    server_rec *v, *w;
+    char host[APRMAXHOSTLEN + 1];
+    const char *node;
+
+    if (apr_gethostname(host, sizeof(host), pchild) != APR_SUCCESS) {
+        apr_cpystrn(host, "localhost", sizeof(host));
+    }
+    node = apr_psprintf(pchild, "%s:%ld:%ld", host, (long)getppid(),
+                        (long)getpid());
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        memds_watch_cfg_t *cfg;
+        int shared = 0;
+
+        for (w = s; w != v; w = w->next) {
+            shared |= memds_srv_conf_get(w)->pgpool == sc->pgpool;
+        }
+        if (sc->pgpool == NULL || shared) {
+            continue; /* (watched with the first server of its pool) */
+        }
+        cfg = apr_pcalloc(pchild, sizeof(*cfg));
+        cfg->sources = watch_sources(s, sc->pgpool, pchild);
+        if (cfg->sources->nelts == 0) {
+            continue;
+        }
+        cfg->max = sc->watch_max != MEMDS_UNSET ? sc->watch_max
+                                                : WATCH_DEFAULT_MAX;
+        cfg->delay_ms = sc->push_delay != MEMDS_UNSET ? sc->push_delay
+                                                      : MEMDS_DEFAULT_PUSH_DELAY;
+        cfg->lease_ms = WATCH_LEASE_MS;
+        cfg->idle_renew_secs = WATCH_IDLE_RENEW;
+        cfg->log = &sc->logger;
+        sc->watch_cfg = cfg;
+        if (memds_watch_create(&sc->watch, node, pchild) != APR_SUCCESS) {
+            sc->watch = NULL;
+            continue;
+        }
+        apr_pool_pre_cleanup_register(pchild, sc, watch_cleanup);
+    }
+}
+
+apr_status_t memds_watch_job(int state, void *data, apr_pool_t *pool)
+{
+    server_rec *s = data, *v;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        apr_pool_t *tmp;
+
+        if (sc->watch == NULL) {
+            continue;
+        }
+        apr_pool_create(&tmp, pool);
+        if (state == AP_WATCHDOG_STATE_RUNNING) {
+            memds_watch_round(sc->watch, sc->watch_cfg, sc->pgpool,
+                              WATCH_WAIT_MS, tmp);
+        }
+        else if (state == AP_WATCHDOG_STATE_STOPPING) {
+            memds_watch_stop(sc->watch, sc->watch_cfg, sc->pgpool, tmp);
+        }
+        apr_pool_destroy(tmp);
     }
     return APR_SUCCESS;
 }

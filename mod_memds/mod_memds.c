@@ -46,11 +46,24 @@ static int memds_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {
     server_rec *v;
-    int ok = OK;
+    int ok = OK, i;
 
+    memds_collect_engine_dirs(pconf, s);
     for (v = s; v; v = v->next) {
         memds_srv_conf *sc = memds_srv_conf_get(v);
         memds_pgpool_params_t pp;
+
+        for (i = 0; sc->engine_dirs && i < sc->engine_dirs->nelts; ++i) {
+            const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
+                                                     memds_dir_conf *);
+            const char *why = memds_watch_check(dc);
+            if (why) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
+                             MEMDS_APLOGNO(00042) "%s (<Location %s>)", why,
+                             dc->location);
+                ok = HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
 
         if (sc->engine_used && sc->db_conninfo == NULL) {
             ap_log_error(
@@ -209,6 +222,11 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             register_cb(wd, apr_time_from_msec(MEMDS_PUSH_INTERVAL_MS), s,
                         memds_push_job);
         }
+        if (get_instance && register_cb && memds_watch_wanted(s)
+            && get_instance(&wd, "memds-watch", 0, 1, pconf) == APR_SUCCESS) {
+            register_cb(wd, apr_time_from_msec(MEMDS_WATCH_INTERVAL_MS), s,
+                        memds_watch_job);
+        }
         if (get_instance && register_cb
             && get_instance(&wd, "memds-outbox", 0, 1, pconf) == APR_SUCCESS) {
             register_cb(wd, apr_time_from_sec(MEMDS_OUTBOX_INTERVAL), s,
@@ -317,6 +335,7 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
             sc->ledger_pool = NULL;
         }
     }
+    memds_watch_child_init(pchild, s);
 }
 
 /* ------------------------------------------------------------ the handler */

@@ -257,6 +257,11 @@ static apr_status_t start_session(eng_t *e, const char *account)
                    ? APR_EACCES
                    : APR_EGENERAL;
     }
+    if (e->cfg->push_watch
+        && e->db->vt->push_watch_note(e->db, account, e->cfg->push_watch)
+               != APR_SUCCESS) {
+        return eng_db_fail(e, "noting the account for the IDLE watcher");
+    }
     /* A client that ignores RespURI continues by SessionID. */
     rv = e->db->vt->session_by_sid(e->db, &e->sess, e->dev.device_id,
                                    h->session_id);

@@ -50,6 +50,9 @@ typedef struct memds_engine_cfg_t {
     int max_items; /**< MemDSMaxItems: at most this many mails per folder
                            (the newest; 0: no limit) */
     int push; /**< MemDSPush On: server-alerted sync (SyncType 7) offered */
+    const char *push_watch; /**< MemDSPushWatch On: the IMAP server's URL;
+                               a session notes its account for the IDLE
+                               watcher (memds.push_watch) */
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {

@@ -152,6 +152,10 @@ typedef struct memds_sessdb_vt {
      * gone); the device becomes "wiped" when none is left */
     apr_status_t (*wipe_store)(memds_sessdb_t *db, apr_int64_t device_id,
                                const char *store, int *premaining);
+    /* push: a session of account began where the IDLE watcher watches
+     * the IMAP server server (MemDSPushWatch On) */
+    apr_status_t (*push_watch_note)(memds_sessdb_t *db, const char *account,
+                                    const char *server);
 
     /** Open the datastore of env->kind in this store's transaction;
      *  APR_ENOTIMPL for a kind this store cannot serve. */

@@ -909,6 +909,16 @@ static apr_status_t mem_map_clear(memds_sessdb_t *db, apr_int64_t device_id,
 }
 
 /* A datastore of a device being wiped is done (memds_store_wipe_store). */
+/* The in-memory store has no watcher: nothing to note. */
+static apr_status_t mem_push_watch_note(memds_sessdb_t *db,
+                                        const char *account, const char *server)
+{
+    (void)db;
+    (void)account;
+    (void)server;
+    return APR_SUCCESS;
+}
+
 static apr_status_t mem_wipe_store(memds_sessdb_t *db, apr_int64_t device_id,
                                    const char *store, int *premaining)
 {
@@ -1344,6 +1354,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_syncstate_get,
                                         mem_syncstate_put,
                                         mem_wipe_store,
+                                        mem_push_watch_note,
                                         mem_ds_open };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)

@@ -3,6 +3,7 @@
  * on the request's connection and transaction; the datastores are opened
  * on the same store (memds_ds_open). */
 #include "ds/memds_sessdb.h"
+#include "store/memds_watchstore.h"
 
 #include <apr_strings.h>
 
@@ -304,6 +305,12 @@ static apr_status_t pg_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
     return memds_ds_open(pds, env, ST(db), account, store, device_id, p);
 }
 
+static apr_status_t pg_push_watch_note(memds_sessdb_t *db, const char *account,
+                                       const char *server)
+{
+    return done(db, memds_watch_note(ST(db), account, server));
+}
+
 static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_begin,
                                        pg_commit,
@@ -346,6 +353,7 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_syncstate_get,
                                        pg_syncstate_put,
                                        pg_wipe_store,
+                                       pg_push_watch_note,
                                        pg_ds_open };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)

@@ -2009,6 +2009,117 @@ static void test_text_is_no_literal(void)
     FAKE_DONE(f);
 }
 
+/* ---- IDLE: start, untagged responses as they come, DONE */
+
+typedef struct idle_seen_t {
+    int exists, expunge, fetch, other;
+} idle_seen_t;
+
+static apr_status_t idle_seen_cb(void *baton, const memds_imap_resp_t *r)
+{
+    idle_seen_t *n = baton;
+
+    if (r->type == MEMDS_IMAP_RESP_EXISTS) {
+        n->exists = (int)r->number;
+    }
+    else if (r->type == MEMDS_IMAP_RESP_EXPUNGE) {
+        n->expunge++;
+    }
+    else if (r->type == MEMDS_IMAP_RESP_FETCH) {
+        n->fetch++;
+    }
+    else {
+        n->other++;
+    }
+    return APR_SUCCESS;
+}
+
+static void test_idle(void)
+{
+    static const step_t steps[] = {
+        OPEN_STEPS,
+        SELECT_STEP("M3", "INBOX"),
+        STEP("M4 IDLE\r\n", "+ idling\r\n"),
+        /* two untagged responses in one read, then a third in two pieces */
+        STEP("", "* 4 EXISTS\r\n* 1 RECENT\r\n"),
+        STEP("", "* OK Still here\r\n"),
+        STEP("DONE\r\n", "* 5 EXISTS\r\nM4 OK Idle completed.\r\n"),
+        STEP("M5 IDLE\r\n", "+ idling\r\n"),
+        STEP("", "* BYE Server shutting down.\r\n"),
+    };
+    fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
+    memds_imap_conn_t *c = fake_open(f, unit_pool);
+    memds_imap_err_t err;
+    idle_seen_t seen = { 0, 0, 0, 0 };
+    const memds_imap_mailbox_t *m = NULL;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(memds_imap_socket(c), -1);
+    CU_ASSERT_EQUAL_FATAL(
+        memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &m, &err),
+        APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_idle_start(c, idle_seen_cb, &seen, &err),
+                    APR_SUCCESS);
+    CU_ASSERT_TRUE(memds_imap_idling(c));
+    /* no command while idling */
+    CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_EINVAL);
+    CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_ARG);
+    CU_ASSERT_EQUAL(memds_imap_idle_start(c, NULL, NULL, &err), APR_EINVAL);
+    /* both responses of one packet are read by one call */
+    CU_ASSERT_EQUAL(memds_imap_idle_read(c, idle_seen_cb, &seen, &err),
+                    APR_SUCCESS);
+    CU_ASSERT_EQUAL(seen.exists, 4);
+    CU_ASSERT_EQUAL(memds_imap_selected(c)->exists, 4);
+    CU_ASSERT_FALSE(memds_imap_buffered(c));
+    CU_ASSERT_EQUAL(memds_imap_idle_read(c, idle_seen_cb, &seen, &err),
+                    APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_idle_done(c, idle_seen_cb, &seen, &err),
+                    APR_SUCCESS);
+    CU_ASSERT_FALSE(memds_imap_idling(c));
+    CU_ASSERT_EQUAL(seen.exists, 5);
+    CU_ASSERT_EQUAL(memds_imap_selected(c)->exists, 5);
+    CU_ASSERT_EQUAL(memds_imap_idle_done(c, NULL, NULL, &err), APR_SUCCESS);
+    /* a BYE during IDLE breaks the connection */
+    CU_ASSERT_EQUAL(memds_imap_idle_start(c, NULL, NULL, &err), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_imap_idle_read(c, NULL, NULL, &err),
+                        APR_SUCCESS);
+    CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_BYE);
+    CU_ASSERT_TRUE(memds_imap_broken(c));
+    CU_ASSERT_FALSE(memds_imap_idling(c));
+    FAKE_DONE(f);
+    memds_imap_close(c);
+}
+
+static void test_idle_refused(void)
+{
+    static const step_t steps[] = {
+        STEP("M1 CAPABILITY\r\n",
+             "* CAPABILITY IMAP4rev1 UIDPLUS\r\nM1 OK done\r\n"),
+    };
+    static const step_t steps2[] = {
+        OPEN_STEPS,
+        STEP("M3 IDLE\r\n", "M3 BAD No mailbox selected\r\n"),
+        STEP("M4 NOOP\r\n", "M4 OK done\r\n"),
+    };
+    fake_t *f = fake_new(steps, 1), *f2;
+    memds_imap_conn_t *c = fake_open(f, unit_pool);
+    memds_imap_err_t err;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(memds_imap_idle_start(c, NULL, NULL, &err), APR_ENOTIMPL);
+    CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_UNSUPPORTED);
+    FAKE_DONE(f);
+    f2 = fake_new(steps2, sizeof(steps2) / sizeof(steps2[0]));
+    c = fake_open(f2, unit_pool);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(memds_imap_idle_start(c, NULL, NULL, &err), APR_EGENERAL);
+    CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_BAD);
+    CU_ASSERT_FALSE(memds_imap_idling(c));
+    /* still usable */
+    CU_ASSERT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_SUCCESS);
+    FAKE_DONE(f2);
+}
+
 /* ---- failures that keep the connection usable, and those that do not */
 
 static apr_status_t refuse_cb(void *baton, const memds_imap_resp_t *r)
@@ -2345,6 +2456,8 @@ void unit_add_imap(void)
     CU_add_test(s, "LIST-STATUS", test_list_status);
     CU_add_test(s, "text ending in {n} is not a literal",
                 test_text_is_no_literal);
+    CU_add_test(s, "IDLE", test_idle);
+    CU_add_test(s, "IDLE refused", test_idle_refused);
     CU_add_test(s, "recoverable errors keep the connection",
                 test_recoverable_errors);
     CU_add_test(s, "fatal errors break the connection", test_fatal_errors);

@@ -1,0 +1,280 @@
+"""Push without hooks in the IMAP server (issue 12): the IMAP IDLE watcher
+(MemDSPushWatch On) keeps IDLE on INBOX of the accounts with push-enabled
+devices, under a lease in PostgreSQL. Dovecot's push_notification is
+switched off for alice here (her opt-in metadata key removed), so every
+SAN in this test comes from the watcher.
+
+Two extra httpd instances (nodes A and B, each with the module, sharing
+the stack's PostgreSQL and Dovecot) are started by the test: the lease is
+held by exactly one node; when A is killed (kill -9 of its parent and
+children), B takes the account over once A's lease has run out, and mail
+delivered while nobody watched reaches the device (UIDNEXT kept with the
+lease); a node that stops cleanly gives its leases up at once. And
+configtest refuses MemDSPushWatch without what it needs."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+from test_200_protocol import psql
+from test_550_filters import Device
+from test_700_push import (SRV_ID, SRV_PW, Receiver, admin, deliver, digest_of,
+                           parse_san)
+from conftest import _port_free
+
+META = "/private/vendor/vendor.dovecot/http-notify"
+
+SITE = """MemDSDatabase "{PG}"
+<Location /sync>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSDatastore imap
+    MemDSIMAPServer {IMAP}
+    MemDSIMAPMaster %s %s
+    MemDSSMTPServer {SMTP}
+    MemDSPush On
+    MemDSPushWatch On
+</Location>
+"""
+
+
+class Node:
+    """A second (third) httpd with the module: the stack's httpd.conf with
+    its own port, pid file, run directory, logs and site."""
+
+    def __init__(self, stack, name):
+        self.stack, self.name = stack, name
+        self.dir = os.path.join(stack.var, "node-" + name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(os.path.join(self.dir, "run"))
+        os.chmod(self.dir, 0o755)
+        port = 20000 + (os.getpid() * 7 + ord(name[0])) % 20000
+        while not _port_free(port):
+            port += 1
+        self.port = port
+        self.url = "http://127.0.0.1:%d/sync" % port
+        self.log = os.path.join(self.dir, "error.log")
+        self.pidfile = os.path.join(self.dir, "httpd.pid")
+        site = os.path.join(self.dir, "site.conf")
+        with open(site, "w") as f:
+            f.write(stack.site_conf(SITE % (stack["MEMDS_MASTER_USER"],
+                                            stack["MEMDS_MASTER_PASS"])))
+        with open(stack["MEMDS_HTTPD_CONF"]) as f:
+            conf = f.read()
+        conf = re.sub(r"(?m)^Listen .*$", "Listen 127.0.0.1:%d" % port, conf)
+        conf = re.sub(r"(?m)^PidFile .*$", 'PidFile "%s"' % self.pidfile, conf)
+        conf = re.sub(r"(?m)^DefaultRuntimeDir .*$",
+                      'DefaultRuntimeDir "%s/run"' % self.dir, conf)
+        conf = re.sub(r"(?m)^Mutex .*$", 'Mutex "file:%s/run" default' % self.dir, conf)
+        conf = re.sub(r"(?m)^ErrorLog .*$", 'ErrorLog "%s"' % self.log, conf)
+        conf = re.sub(r"(?m)^CustomLog .*$",
+                      'CustomLog "%s/access.log" memds' % self.dir, conf)
+        conf = re.sub(r"(?m)^LogLevel .*$", "LogLevel warn memds:debug", conf)
+        conf = conf.replace(stack["MEMDS_HTTPD_SITE_CONF"], site)
+        self.conf = os.path.join(self.dir, "httpd.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        subprocess.run([self.stack["MEMDS_HTTPD_BIN"], "-f", self.conf, "-k", "start"],
+                       check=True, timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if os.path.exists(self.pidfile) and not _port_free(self.port):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("node %s did not start" % self.name)
+
+    def ppid(self):
+        with open(self.pidfile) as f:
+            return int(f.read().strip())
+
+    def stop(self):
+        if os.path.exists(self.pidfile):
+            subprocess.run([self.stack["MEMDS_HTTPD_BIN"], "-f", self.conf, "-k", "stop"],
+                           timeout=60)
+            deadline = time.time() + 30
+            while time.time() < deadline and os.path.exists(self.pidfile):
+                time.sleep(0.1)
+
+    def kill(self):
+        """kill -9 of the parent and every child: a crashed node."""
+        parent = self.ppid()
+        kids = subprocess.run(["pgrep", "-P", str(parent)], stdout=subprocess.PIPE,
+                              text=True).stdout.split()
+        for pid in [parent] + [int(k) for k in kids]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.unlink(self.pidfile)
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def doveadm(stack, *args):
+    conf = os.path.join(stack.var, "dovecot", "dovecot.conf")
+    return subprocess.run(["doveadm", "-c", conf, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
+
+
+def holder(stack):
+    return psql(stack, "SELECT coalesce(node, '') FROM memds.push_watch WHERE account = "
+                       "'alice' AND imap_server = 'imap://127.0.0.1:%s'"
+                % stack["MEMDS_IMAP_PORT"])
+
+
+def wait_holder(stack, pred, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        h = holder(stack)
+        if pred(h):
+            return h
+        time.sleep(0.2)
+    return holder(stack)
+
+
+def node_of(h):
+    """(parent pid, child pid) of a lease holder host:ppid:pid."""
+    _, ppid, pid = h.rsplit(":", 2)
+    return int(ppid), int(pid)
+
+
+def check_san(san):
+    digest, version, ui, init, session, sid, syncs = parse_san(san)
+    assert (version, sid) == (12, SRV_ID)
+    assert syncs == [(206, 0x306, "Inbox")], syncs
+    assert digest == digest_of(san, SRV_ID, SRV_PW)
+
+
+def test_731_idle_watcher_and_its_lease(stack):
+    nodes, rcv, dev = [], Receiver(), None
+    r = doveadm(stack, "mailbox", "metadata", "unset", "-u", "alice", "-s", "", META)
+    assert r.returncode == 0, r.stdout
+    try:
+        a, b = Node(stack, "a"), Node(stack, "b")
+        nodes = [a, b]
+        a.start()
+        # the device syncs through node A: its account is noted for the watcher
+        dev = Device(stack, "Inbox", url=a.url)
+        got, _, _ = dev.sync()
+        assert got is not None
+        assert admin(stack, "push-register", "alice", dev.devid, "http",
+                     rcv.url).returncode == 0
+        assert admin(stack, "server-password", "--basic", "--server-id", SRV_ID, "alice",
+                     dev.devid, password=SRV_PW).returncode == 0
+        h = wait_holder(stack, lambda h: h != "")
+        assert node_of(h)[0] == a.ppid(), (h, a.ppid())
+        deadline = time.time() + 20  # connected and in IDLE
+        while time.time() < deadline and "IDLE" not in a.log_text():
+            time.sleep(0.1)
+        assert re.search(r"imap: M\d+ IDLE", a.log_text()), a.log_text()[-3000:]
+
+        # new mail: the watcher sees it (no memds-notify call), the SAN goes
+        mark = os.path.getsize(os.path.join(stack.var, "httpd", "access.log"))
+        tag = "watch-" + uuid.uuid4().hex[:6]
+        t0 = time.time()
+        deliver(stack, tag)
+        assert rcv.wait(1, timeout=20), "no SAN from the IDLE watcher"
+        latency = time.time() - t0
+        check_san(rcv.got[0][1])
+        with open(os.path.join(stack.var, "httpd", "access.log")) as f:
+            f.seek(mark)
+            assert "/memds-notify" not in f.read(), "Dovecot's hook is not off"
+        assert "seen by the IDLE watcher" in a.log_text()
+        got, _, _ = dev.sync()
+        assert any(tag in d for _, _, d, _, _ in got)
+
+        # node B joins: the lease stays with A (exactly one watcher)
+        b.start()
+        time.sleep(3)
+        assert node_of(holder(stack))[0] == a.ppid()
+        assert not re.search(r"imap: M\d+ IDLE", b.log_text())
+
+        # A crashes; mail arrives while nobody watches; B takes the account
+        # once A's lease (8 s) has run out and notices the mail by UIDNEXT
+        n0 = len(rcv.got)
+        a.kill()
+        t_kill = time.time()
+        tag2 = "gap-" + uuid.uuid4().hex[:6]
+        deliver(stack, tag2)
+        h = wait_holder(stack, lambda h: h != "" and node_of(h)[0] == b.ppid(), 30)
+        moved = time.time() - t_kill
+        assert node_of(h)[0] == b.ppid(), h
+        assert rcv.wait(n0 + 1, timeout=20), "mail delivered during the gap not notified"
+        check_san(rcv.got[-1][1])
+        dev.url = b.url  # (A is gone: the device reaches node B)
+        got, _, _ = dev.sync()
+        assert any(tag2 in d for _, _, d, _, _ in got)
+
+        # and B watches live
+        n1 = len(rcv.got)
+        deliver(stack, "live-" + uuid.uuid4().hex[:6])
+        assert rcv.wait(n1 + 1, timeout=20)
+        dev.sync()
+
+        # a clean stop gives the lease up at once
+        b.stop()
+        assert wait_holder(stack, lambda h: h == "", 5) == ""
+        print("IDLE watcher: SAN %.2f s after delivery; lease moved %.1f s after "
+              "the crash" % (latency, moved))
+    finally:
+        for n in nodes:
+            print("---- node %s's error log (tail):\n%s" % (n.name, n.log_text()[-4000:]))
+            try:
+                n.stop()
+            except Exception as e:  # the test's own failure matters more
+                print("stopping node %s: %s" % (n.name, e))
+        if dev is not None:
+            admin(stack, "push-register", "--delete", "alice", dev.devid)
+        rcv.close()
+        doveadm(stack, "mailbox", "metadata", "set", "-u", "alice", "-s", "", META,
+                "user=alice")
+
+
+def test_732_configtest_refuses_a_watch_without_its_needs(stack):
+    base = SITE % (stack["MEMDS_MASTER_USER"], stack["MEMDS_MASTER_PASS"])
+    rc, out = stack.configtest(base.replace("    MemDSPush On\n", ""))
+    assert rc != 0 and "MemDSPushWatch On needs MemDSPush On" in out, out
+    no_master = re.sub(r"(?m)^\s*MemDSIMAPMaster .*\n", "", base)
+    rc, out = stack.configtest(no_master)
+    assert rc != 0 and "needs MemDSIMAPMaster" in out, out
+    rc, out = stack.configtest(base.replace("</Location>",
+                                            "    MemDSPushWatchMax 0\n</Location>"))
+    assert rc != 0, out
+    rc, out = stack.configtest(base + "MemDSPushWatchMax 0\n")
+    assert rc != 0 and "MemDSPushWatchMax" in out, out
+    rc, out = stack.configtest(base + "MemDSPushWatchMax 50\n")
+    assert rc == 0, out
+
+
+def test_733_a_sync_clears_only_what_was_pending_when_it_began(stack):
+    """A notification made during a session (mail that may have come after
+    the session's look at the mailbox) survives the session's end."""
+    dev = Device(stack, "Inbox")
+    dev.sync()
+    did = psql(stack, "SELECT device_id FROM memds.devices WHERE devid = '%s'" % dev.devid)
+    try:
+        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at) "
+                    "VALUES (%s, 'Inbox', now() + interval '1 hour', now() - interval '1 hour')"
+             % did)
+        dev.sync()
+        assert psql(stack, "SELECT count(*) FROM memds.push_pending WHERE device_id = %s"
+                    % did) == "0"
+        # made after the session began (first_at later than its start)
+        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at) "
+                    "VALUES (%s, 'Inbox', now() + interval '1 hour', now() + interval '1 minute')"
+             % did)
+        dev.sync()
+        assert psql(stack, "SELECT count(*) FROM memds.push_pending WHERE device_id = %s"
+                    % did) == "1"
+    finally:
+        psql(stack, "DELETE FROM memds.push_pending WHERE device_id = %s" % did)
