@@ -29,7 +29,6 @@
 #include "store/memds_store.h"
 #include "store/memds_mailstore.h"
 #include "store/memds_pushstore.h"
-#include "push/memds_wappush.h"
 #include "ds/memds_auth.h"
 
 #ifndef MEMDS_SCHEMA_DIR
@@ -264,20 +263,12 @@ static int push_register(const char *db, const char *account, const char *devid,
     memds_store_t st;
     apr_status_t rv;
 
-    if (!del && channel != NULL && strcmp(channel, "sms") == 0) {
-        if (!memds_sms_number_ok(address)) {
-            *perr = "the channel sms takes a phone number: an optional + "
-                    "and 3 to 20 digits";
-            return 1;
+    if (!del && (*perr = memds_push_channel_check(channel, address)) != NULL) {
+        if (channel == NULL || address == NULL
+            || (strcmp(channel, "http") != 0 && strcmp(channel, "sms") != 0)) {
+            *perr = "the channel is http followed by an http:// or https:// "
+                    "URL, or sms followed by a phone number";
         }
-    }
-    else if (!del
-             && (channel == NULL || strcmp(channel, "http") != 0
-                 || address == NULL
-                 || (strncmp(address, "http://", 7) != 0
-                     && strncmp(address, "https://", 8) != 0))) {
-        *perr = "the channel is http followed by an http:// or https:// URL, "
-                "or sms followed by a phone number";
         return 1;
     }
     if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {

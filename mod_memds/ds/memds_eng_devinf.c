@@ -235,7 +235,7 @@ static apr_status_t store_client_devinf(eng_t *e, const memds_devinf_t *di)
         != APR_SUCCESS) {
         return eng_db_fail(e, "storing the DevInf");
     }
-    return APR_SUCCESS;
+    return eng_push_self_register(e, di);
 }
 
 /* The client's DevInf datastore of a datastore of ours (from this

@@ -69,6 +69,7 @@ typedef struct eng_t {
     const char *password;
     const memds_devinf_t *client_devinf;
     int client_devinf_read;
+    int inband; /* in-band notifications (Alerts 206) in this answer */
 } eng_t;
 
 /* ----------------------- memds_engine.c: the request and the session */
@@ -267,5 +268,31 @@ apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
 apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);
 
 void eng_do_get(eng_t *e, const memds_cmd_t *cmd);
+
+/* ------------------------------- memds_eng_push.c: the engine's push */
+
+/* The DevInf Ext in which a device names its push channel: XVal http and
+ * a URL, sms and a number, or none (docs/push.md). */
+#define MEMDS_PUSH_EXT "X-memds-push"
+
+/* What the device's DevInf di asks for its push channel under cfg
+ * (MemDSPush, MemDSPushSelfRegister): NULL with *pchannel NULL (nothing
+ * asked), "none" (remove it), or "http"/"sms" with *paddress; else why it
+ * is refused (*pchannel, *paddress as far as they were read). */
+const char *eng_push_self_decide(const memds_engine_cfg_t *cfg,
+                                 const memds_devinf_t *di,
+                                 const char **pchannel, const char **paddress);
+
+/* The client's DevInf di was stored: register, change or remove the
+ * device's push channel as it asks, or log why not (MEMDS00570); never
+ * fails the DevInf's command (only a database error returns). */
+apr_status_t eng_push_self_register(eng_t *e, const memds_devinf_t *di);
+
+/* The session ends in this answer (eng_complete_session): the device's
+ * pending notifications this session did not satisfy (a datastore not in
+ * it or synced from the client only, or mail that came during it) become
+ * Alerts 206 at the end of the answer and stay pending until the device
+ * syncs that datastore. */
+apr_status_t eng_push_complete(eng_t *e);
 
 #endif /* MEMDS_ENGINE_INT_H */

@@ -1,5 +1,6 @@
 /* memds_wappush.c: WAP Push over SMS framing (memds_wappush.h). */
 #include "push/memds_wappush.h"
+#include "store/memds_pushstore.h"
 
 #include <string.h>
 
@@ -103,18 +104,5 @@ apr_status_t memds_wappush_sms(apr_array_header_t **psegs, const void *san,
 
 int memds_sms_number_ok(const char *s)
 {
-    apr_size_t n = 0;
-
-    if (s == NULL) {
-        return 0;
-    }
-    if (*s == '+') {
-        ++s;
-    }
-    for (; *s; ++s, ++n) {
-        if (*s < '0' || *s > '9') {
-            return 0;
-        }
-    }
-    return n >= 3 && n <= 20;
+    return s != NULL && memds_push_channel_check("sms", s) == NULL;
 }

@@ -34,6 +34,114 @@ apr_status_t memds_push_register(memds_store_t *st, const char *account,
     return rv == APR_SUCCESS && n == 0 ? APR_ENOENT : rv;
 }
 
+const char *memds_push_channel_check(const char *channel, const char *address)
+{
+    const char *c, *host;
+    apr_size_t n = 0;
+
+    if (channel == NULL || address == NULL) {
+        return "a channel and an address are needed";
+    }
+    if (strcmp(channel, "sms") == 0) {
+        c = address + (*address == '+');
+        for (; *c; ++c, ++n) {
+            if (*c < '0' || *c > '9') {
+                return "the channel sms takes a phone number: an optional + "
+                       "and 3 to 20 digits";
+            }
+        }
+        return n >= 3 && n <= 20 ? NULL
+                                 : "the channel sms takes a phone number: an "
+                                   "optional + and 3 to 20 digits";
+    }
+    if (strcmp(channel, "http") != 0) {
+        return "the channel is http or sms";
+    }
+    host = strncmp(address, "http://", 7) == 0    ? address + 7
+           : strncmp(address, "https://", 8) == 0 ? address + 8
+                                                  : NULL;
+    if (host == NULL || *host == '\0' || *host == '/' || *host == ':'
+        || *host == '?' || *host == '#') {
+        return "the channel http takes an http:// or https:// URL with a host";
+    }
+    for (c = address; *c; ++c) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            return "the URL has a space or a control character";
+        }
+    }
+    return c - address > 2048 ? "the URL is longer than 2048 bytes" : NULL;
+}
+
+apr_status_t memds_push_pending_of(memds_store_t *st,
+                                   apr_array_header_t **prows,
+                                   apr_int64_t device_id,
+                                   apr_int64_t session_pk)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_i64(&a, session_pk);
+    rv = q_run(st, &res, "push_pending_of",
+               "SELECT p.store, p.sync_type, p.ui_mode, p.attempts,"
+               " p.first_at::text, p.due_at::text, p.last_error,"
+               " coalesce(p.first_at >= s.created_at, false)"
+               " FROM memds.push_pending p LEFT JOIN memds.sessions s"
+               "  ON s.session_pk = $2::bigint"
+               " WHERE p.device_id = $1::bigint"
+               " ORDER BY p.store COLLATE \"C\"",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *prows = apr_array_make(st->pool, 2, sizeof(memds_push_pend_t *));
+    for (i = 0; i < PQntuples(res); ++i) {
+        memds_push_pend_t *r = apr_pcalloc(st->pool, sizeof(*r));
+        r->store = col_str(res, i, 0, st->pool);
+        r->sync_type = col_int(res, i, 1, 206);
+        r->ui_mode = col_int(res, i, 2, 1);
+        r->attempts = col_int(res, i, 3, 0);
+        r->first_at = col_str(res, i, 4, st->pool);
+        r->due_at = col_str(res, i, 5, st->pool);
+        r->last_error = PQgetisnull(res, i, 6) ? NULL
+                                               : col_str(res, i, 6, st->pool);
+        r->in_session = col_bool(res, i, 7);
+        APR_ARRAY_PUSH(*prows, memds_push_pend_t *) = r;
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_push_keep(memds_store_t *st, apr_int64_t device_id,
+                             const memds_push_pend_t *row, int hold_ms)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, row->store);
+    qa_int(&a, row->sync_type);
+    qa_int(&a, row->ui_mode);
+    qa_str(&a, row->first_at);
+    qa_str(&a, row->due_at);
+    qa_int(&a, row->attempts);
+    qa_str(&a, row->last_error);
+    qa_int(&a, hold_ms);
+    return q_cmd(st, NULL, "push_keep",
+                 "INSERT INTO memds.push_pending (device_id, store, sync_type,"
+                 " ui_mode, first_at, due_at, attempts, last_error)"
+                 " VALUES ($1::bigint, $2, $3::integer, $4::integer,"
+                 " $5::timestamptz, greatest($6::timestamptz, now()"
+                 " + $9::integer * interval '1 millisecond'), $7::integer, $8)"
+                 " ON CONFLICT (device_id, store) DO UPDATE SET due_at ="
+                 " greatest(memds.push_pending.due_at, now()"
+                 " + $9::integer * interval '1 millisecond')",
+                 &a);
+}
+
 apr_status_t memds_push_event(memds_store_t *st, int *pn, const char *account,
                               const char *folder, int delay_ms)
 {

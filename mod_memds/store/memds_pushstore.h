@@ -16,6 +16,36 @@ apr_status_t memds_push_register(memds_store_t *st, const char *account,
                                  const char *devid, const char *channel,
                                  const char *address);
 
+/** Whether address is acceptable for channel: "http" and an http:// or
+ *  https:// URL with a host, at most 2048 bytes, no space or control
+ *  character; "sms" and a phone number (an optional + and 3 to 20
+ *  digits). NULL when it is, else why not (a fixed text). The rule of
+ *  memds-admin push-register and of a device registering itself. */
+const char *memds_push_channel_check(const char *channel, const char *address);
+
+/** A pending notification of a device, as its session ends (the engine's
+ *  in-band notification, docs/push.md). */
+typedef struct memds_push_pend_t {
+    const char *store;
+    int sync_type, ui_mode, attempts;
+    const char *first_at, *due_at; /**< as PostgreSQL prints them */
+    const char *last_error;        /**< NULL: none */
+    int in_session; /**< made since the session began (first_at) */
+} memds_push_pend_t;
+
+/** The device's pending notifications (memds_push_pend_t *), in store
+ *  order; in_session compares first_at with the start of session_pk. */
+apr_status_t memds_push_pending_of(memds_store_t *st,
+                                   apr_array_header_t **prows,
+                                   apr_int64_t device_id,
+                                   apr_int64_t session_pk);
+
+/** Put row back for the device (completing a sync of its datastore
+ *  removed it), not due before hold_ms from now; one there already is
+ *  only held as long. */
+apr_status_t memds_push_keep(memds_store_t *st, apr_int64_t device_id,
+                             const memds_push_pend_t *row, int hold_ms);
+
 /** Mail arrived or changed in folder (IMAP name) of account: a pending
  *  notification, due in delay_ms, for each datastore showing the folder
  *  (by name, INBOX as Inbox, or the hierarchical email/mail) of each

@@ -1948,6 +1948,206 @@ static void server_cred_missing(void)
     assert_cancelled(d, "MEMDS00593");
 }
 
+/* --------------------------------------------- push (docs/push.md) */
+
+/* A DevInf Put whose Ext X-memds-push has the values v1 and v2 (NULL:
+ * not there); the device's channel afterwards ("" for none). */
+static const char *self_register(tdev_t *d, const char *v1, const char *v2)
+{
+    const char *ch = NULL, *addr = NULL;
+    const char *ext =
+        apr_psprintf(d->p, "<Ext><XNam>X-memds-push</XNam>%s%s%s%s%s%s</Ext>",
+                     v1 ? "<XVal>" : "", v1 ? v1 : "", v1 ? "</XVal>" : "",
+                     v2 ? "<XVal>" : "", v2 ? v2 : "", v2 ? "</XVal>" : "");
+
+    start(d);
+    send_msg(d, devinf_put_xml(d, "./devinf12", "1.2", ext), 1, 1);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Put", 0), MEMDS_ST_OK);
+    CU_ASSERT_EQUAL(memds_memdb_push_channel(d->db, USER, d->devid, &ch, &addr),
+                    APR_SUCCESS);
+    return ch ? apr_pstrcat(d->p, ch, " ", addr, NULL) : "";
+}
+
+static int logged(const tdev_t *d, const char *code)
+{
+    return d->resp.log_msg && strstr(d->resp.log_msg, code) != NULL;
+}
+
+static void push_self_registration(void)
+{
+    tdev_t *d = dev_new("dev-push-self");
+    apr_array_header_t *pre = apr_array_make(d->p, 1, sizeof(const char *));
+
+    APR_ARRAY_PUSH(pre, const char *) = "https://push.example/dev/";
+    d->cfg.push = 1;
+    /* MemDSPushSelfRegister Off (the default): refused, logged */
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http",
+                                         "https://push.example/dev/1"),
+                           "");
+    CU_ASSERT(logged(d, "MEMDS00570"));
+    d->cfg.push_self_prefixes = pre;
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http",
+                                         "https://push.example/dev/1"),
+                           "http https://push.example/dev/1");
+    CU_ASSERT(logged(d, "MEMDS00571"));
+    /* outside the prefixes, sms not allowed, malformed: kept as it was */
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http",
+                                         "https://push.example/other/1"),
+                           "http https://push.example/dev/1");
+    CU_ASSERT(logged(d, "MEMDS00570"));
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http", "https://push.example/dev"),
+                           "http https://push.example/dev/1");
+    CU_ASSERT_STRING_EQUAL(self_register(d, "sms", "+4915550001"),
+                           "http https://push.example/dev/1");
+    CU_ASSERT(logged(d, "MEMDS00570"));
+    d->cfg.push_self_sms = 1;
+    CU_ASSERT_STRING_EQUAL(self_register(d, "sms", "+4915550001"),
+                           "sms +4915550001");
+    CU_ASSERT_STRING_EQUAL(self_register(d, "sms", "+49 1555"),
+                           "sms +4915550001");
+    CU_ASSERT(logged(d, "MEMDS00570"));
+    CU_ASSERT_STRING_EQUAL(self_register(d, "fax", "+4915550002"),
+                           "sms +4915550001");
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http", NULL), "sms +4915550001");
+    CU_ASSERT_STRING_EQUAL(self_register(d, NULL, NULL), "sms +4915550001");
+    CU_ASSERT(logged(d, "MEMDS00570"));
+    CU_ASSERT_STRING_EQUAL(self_register(d, "http",
+                                         "https://push.example/dev/a b"),
+                           "sms +4915550001");
+    /* none removes it, a second none is harmless */
+    CU_ASSERT_STRING_EQUAL(self_register(d, "none", NULL), "");
+    CU_ASSERT(logged(d, "MEMDS00571"));
+    CU_ASSERT_STRING_EQUAL(self_register(d, "none", NULL), "");
+    /* without MemDSPush the Ext means nothing */
+    d->cfg.push = 0;
+    CU_ASSERT_STRING_EQUAL(self_register(d, "sms", "+4915550001"), "");
+    CU_ASSERT(!logged(d, "MEMDS0057"));
+    /* the rule of memds-admin push-register too */
+    CU_ASSERT_PTR_NULL(memds_push_channel_check("http", "http://h/p?q=1"));
+    CU_ASSERT_PTR_NULL(memds_push_channel_check("sms", "0049301234567"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("http", "http://"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("http", "http:///x"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("http", "ftp://h/"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("http", "http://h/ x"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("sms", "++1555"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("x", "+1555"));
+    CU_ASSERT_PTR_NOT_NULL(memds_push_channel_check("http", NULL));
+}
+
+/* A session of store (Alert code, anchors in *plast) without changes;
+ * mid: a notification for that datastore made while it runs. The last
+ * answer's in-band Alert, or NULL. */
+static const memds_cmd_t *store_session(tdev_t *d, const char *store, int code,
+                                        const char **plast, const char *mid)
+{
+    const char *next = apr_psprintf(d->p, "%s-%d", store, rand());
+    const memds_cmd_t *al;
+
+    start(d);
+    send_msg(d,
+             apr_psprintf(d->p,
+                          "<Alert><CmdID>1</CmdID><Data>%d</Data><Item>"
+                          "<Target><LocURI>%s</LocURI></Target><Source>"
+                          "<LocURI>./%s</LocURI></Source><Meta><Anchor "
+                          "xmlns='syncml:metinf'>%s%s%s<Next>%s</Next>"
+                          "</Anchor></Meta></Item></Alert>",
+                          code, store, store, *plast ? "<Last>" : "",
+                          *plast ? *plast : "", *plast ? "</Last>" : "", next),
+             1, 1);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_AUTH_ACCEPTED);
+    if (mid) {
+        CU_ASSERT_EQUAL(memds_memdb_push_pending(d->db, USER, d->devid, mid),
+                        APR_SUCCESS);
+    }
+    send_msg(d,
+             apr_psprintf(d->p,
+                          "<Sync><CmdID>2</CmdID><Target><LocURI>%s</LocURI>"
+                          "</Target><Source><LocURI>./%s</LocURI></Source>"
+                          "</Sync>",
+                          store, store),
+             1, 0);
+    finish(d, next);
+    *plast = next;
+    CU_ASSERT(d->ans->final);
+    al = find_cmd(d->ans, MEMDS_CMD_ALERT);
+    if (al == NULL) {
+        return NULL;
+    }
+    /* the device answers it (as SyncEvolution does: 406): the session is
+     * over, Final */
+    CU_ASSERT_PTR_NOT_NULL(d->ans->hdr.resp_uri);
+    send_msg(d,
+             apr_psprintf(d->p,
+                          "<Status><CmdID>1</CmdID><MsgRef>%s</MsgRef>"
+                          "<CmdRef>%s</CmdRef><Cmd>Alert</Cmd><Data>406"
+                          "</Data></Status>",
+                          d->ans->hdr.msg_id, al->cmd_id),
+             1, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ans);
+    CU_ASSERT(d->ans->final);
+    CU_ASSERT_PTR_NULL(find_cmd(d->ans, MEMDS_CMD_ALERT));
+    return al;
+}
+
+static int alert_names(const memds_cmd_t *al, const char *target,
+                       const char *source)
+{
+    const memds_item_t *it;
+
+    if (al == NULL || strcmp(al->data, "206") != 0 || !al->items
+        || al->items->nelts != 1) {
+        return 0;
+    }
+    it = APR_ARRAY_IDX(al->items, 0, memds_item_t *);
+    return it->target && strcmp(it->target->uri, target) == 0 && it->source
+           && strcmp(it->source->uri, source) == 0;
+}
+
+static void push_inband(void)
+{
+    tdev_t *d = dev_new("dev-push-inband");
+    const char *memo = NULL, *notes = NULL;
+
+    d->cfg.push = 1;
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "notes", MEMDS_ALERT_SLOW, &notes, NULL));
+    CU_ASSERT_PTR_NULL(store_session(d, "memo", MEMDS_ALERT_SLOW, &memo, NULL));
+    /* a datastore the session does not sync: told, and it stays pending
+     * until the device syncs it */
+    memds_memdb_push_pending(d->db, USER, d->devid, "notes");
+    CU_ASSERT(
+        alert_names(store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL),
+                    "./notes", "notes"));
+    CU_ASSERT(logged(d, "MEMDS00572") || d->resp.log_msg);
+    CU_ASSERT(
+        alert_names(store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL),
+                    "./notes", "notes"));
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "notes", MEMDS_ALERT_TWO_WAY, &notes, NULL));
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL));
+    /* synced one way from the client: told, kept */
+    memds_memdb_push_pending(d->db, USER, d->devid, "memo");
+    CU_ASSERT(alert_names(store_session(d, "memo", MEMDS_ALERT_ONE_WAY_CLIENT,
+                                        &memo, NULL),
+                          "./memo", "memo"));
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL));
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL));
+    /* made during the session (mail after its snapshot): told, kept */
+    CU_ASSERT(alert_names(store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo,
+                                        "memo"),
+                          "./memo", "memo"));
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL));
+    /* without MemDSPush: never */
+    d->cfg.push = 0;
+    memds_memdb_push_pending(d->db, USER, d->devid, "notes");
+    CU_ASSERT_PTR_NULL(
+        store_session(d, "memo", MEMDS_ALERT_TWO_WAY, &memo, NULL));
+}
+
 void unit_add_engine(void)
 {
     CU_pSuite s = CU_add_suite("engine", NULL, NULL);
@@ -1986,6 +2186,9 @@ void unit_add_engine(void)
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
+    CU_add_test(s, "push: a device registers its channel in its DevInf",
+                push_self_registration);
+    CU_add_test(s, "push: in-band Alert 206 as the session ends", push_inband);
     CU_add_test(s, "filters: 406/415/422, never 200; no FilterCap",
                 filter_refusals);
     CU_add_test(s, "corpus: items sessions replayed, a retransmission",
