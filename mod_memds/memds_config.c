@@ -8,6 +8,7 @@
 #include <apr_file_info.h>
 
 #include "util/memds_util.h"
+#include "store/memds_pushstore.h"
 
 extern module AP_MODULE_DECLARE_DATA memds_module;
 
@@ -123,6 +124,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->truncate.whole_max = dc->truncate.text_max = MEMDS_DEFAULT_TRUNCATE;
     dc->max_age = dc->max_items = MEMDS_UNSET;
     dc->push = MEMDS_UNSET;
+    dc->push_self = MEMDS_UNSET;
     dc->push_watch = MEMDS_UNSET;
     dc->compress = MEMDS_UNSET;
     return dc;
@@ -152,6 +154,13 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(max_age);
     MERGE_INT(max_items);
     MERGE_INT(push);
+    c->push_self = add->push_self != MEMDS_UNSET ? add->push_self
+                                                 : base->push_self;
+    c->push_self_sms = add->push_self != MEMDS_UNSET ? add->push_self_sms
+                                                     : base->push_self_sms;
+    c->push_self_prefixes = add->push_self != MEMDS_UNSET
+                                ? add->push_self_prefixes
+                                : base->push_self_prefixes;
     MERGE_INT(push_watch);
     MERGE_PTR(exclude);
     MERGE_INT(compress);
@@ -230,6 +239,9 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     cfg->max_age_days = OR(dc->max_age, 0);
     cfg->max_items = OR(dc->max_items, 0);
     cfg->push = OR(dc->push, 0) == 1;
+    cfg->push_self_sms = dc->push_self == 1 && dc->push_self_sms;
+    cfg->push_self_prefixes = dc->push_self == 1 ? dc->push_self_prefixes
+                                                 : NULL;
     cfg->push_watch = cfg->push && OR(dc->push_watch, 0) == 1 ? dc->imap_url
                                                                : NULL;
     cfg->mail = mbuf;
@@ -542,6 +554,45 @@ static const char *set_watch_max(cmd_parms *cmd, void *dcv, const char *arg)
                             arg);
     }
     sc->watch_max = v;
+    return NULL;
+}
+
+/* MemDSPushSelfRegister Off | [sms] [URL-prefix ...] (one word a call). */
+static const char *set_push_self(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    const char *why;
+
+    if (strcasecmp(arg, "Off") == 0 || dc->push_self == 0) {
+        if (dc->push_self != MEMDS_UNSET) {
+            return "MemDSPushSelfRegister: Off stands alone";
+        }
+        dc->push_self = 0;
+        return NULL;
+    }
+    dc->push_self = 1;
+    if (strcasecmp(arg, "sms") == 0) {
+        dc->push_self_sms = 1;
+        return NULL;
+    }
+    why = memds_push_channel_check("http", arg);
+    if (why == NULL
+        && strchr(arg + (strncmp(arg, "https", 5) == 0 ? 8 : 7), '/') == NULL) {
+        why = "the prefix must end its host with a / (http://host/ or "
+              "http://host:port/path)";
+    }
+    if (why) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSPushSelfRegister: '%s' is not Off, sms or "
+                            "an http:// or https:// URL prefix: %s",
+                            arg, why);
+    }
+    if (dc->push_self_prefixes == NULL) {
+        dc->push_self_prefixes = apr_array_make(cmd->pool, 2,
+                                                sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(dc->push_self_prefixes,
+                   const char *) = apr_pstrdup(cmd->pool, arg);
     return NULL;
 }
 
@@ -915,6 +966,12 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSPushWatchMax", set_watch_max, NULL, RSRC_CONF,
                   "At most this many accounts watched by IMAP IDLE per node "
                   "(one IMAP connection each), 1 to 100000. Default: 1000."),
+    AP_INIT_ITERATE("MemDSPushSelfRegister", set_push_self, NULL,
+                    RSRC_CONF | ACCESS_CONF,
+                    "Off, or what a device may register itself as its push "
+                    "channel in its DevInf (Ext X-memds-push) where MemDSPush "
+                    "is On: sms (phone numbers) and http:// or https:// URL "
+                    "prefixes its URL must start with. Default: Off."),
     AP_INIT_TAKE1("MemDSServerID", set_server_id, NULL, RSRC_CONF,
                   "The server identifier in a SAN (and its digest) when the "
                   "device's server credentials name none. Default: none."),

@@ -136,6 +136,9 @@ typedef struct memds_dir_conf {
     int push_watch;              /**< MemDSPushWatch (MEMDS_UNSET) */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
     int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
+    /* MemDSPushSelfRegister: MEMDS_UNSET, 0 Off, 1 on; sms, URL prefixes */
+    int push_self, push_self_sms;
+    apr_array_header_t *push_self_prefixes; /* or NULL */
 } memds_dir_conf;
 
 extern const command_rec memds_cmds[];

@@ -496,7 +496,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         e->final = 1; /* a late message (statuses for our last answer) */
     }
     else if (e->in->final && strcmp(e->sess.phase, PH_MAP) == 0) {
-        if ((rv = eng_complete_session(e)) != APR_SUCCESS) {
+        if ((rv = eng_push_complete(e)) != APR_SUCCESS) {
             return rv;
         }
         e->final = 1;
@@ -528,7 +528,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
                 /* Nothing in this last message needs an answer, so the
                  * client may not send one (libsynthesis does not): every
                  * status is in, finish now. */
-                if ((rv = eng_complete_session(e)) != APR_SUCCESS) {
+                if ((rv = eng_push_complete(e)) != APR_SUCCESS) {
                     return rv;
                 }
             }
@@ -547,7 +547,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         APR_ARRAY_PUSH(e->out->cmds, memds_cmd_t *) = al;
     }
     e->out->final = e->final;
-    if (e->sess.finished) {
+    if (e->sess.finished && !e->inband) {
         e->out->hdr.resp_uri = NULL; /* nothing follows */
     }
     if (eng_encode(e, e->out) != APR_SUCCESS) {

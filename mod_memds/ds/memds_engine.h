@@ -50,6 +50,12 @@ typedef struct memds_engine_cfg_t {
     int max_items; /**< MemDSMaxItems: at most this many mails per folder
                            (the newest; 0: no limit) */
     int push; /**< MemDSPush On: server-alerted sync (SyncType 7) offered */
+    /** MemDSPushSelfRegister: a device may register its own channel in
+     *  its DevInf (Ext X-memds-push): sms numbers when push_self_sms, http
+     *  URLs that start with one of push_self_prefixes (const char *;
+     *  NULL: none). Both unset: Off. */
+    int push_self_sms;
+    const apr_array_header_t *push_self_prefixes;
     const char *push_watch; /**< MemDSPushWatch On: the IMAP server's URL;
                                a session notes its account for the IDLE
                                watcher (memds.push_watch) */

@@ -23,6 +23,7 @@
 #include <apr_tables.h>
 #include <apr_hash.h>
 #include "store/memds_store.h"
+#include "store/memds_pushstore.h"
 #include "ds/memds_ds.h"
 
 typedef struct memds_sessdb_t memds_sessdb_t;
@@ -157,6 +158,19 @@ typedef struct memds_sessdb_vt {
     apr_status_t (*push_watch_note)(memds_sessdb_t *db, const char *account,
                                     const char *server);
 
+    /* push (docs/push.md): a device registers its own channel
+     * (memds_push_register: channel NULL removes it, APR_ENOENT when there
+     * is none); its pending notifications as its session ends
+     * (memds_push_pending_of), and one put back that completing a sync
+     * removed (memds_push_keep) */
+    apr_status_t (*push_register)(memds_sessdb_t *db, const char *account,
+                                  const char *devid, const char *channel,
+                                  const char *address);
+    apr_status_t (*push_pending)(memds_sessdb_t *db, apr_array_header_t **prows,
+                                 apr_int64_t device_id, apr_int64_t session_pk);
+    apr_status_t (*push_keep)(memds_sessdb_t *db, apr_int64_t device_id,
+                              const memds_push_pend_t *row, int hold_ms);
+
     /** Open the datastore of env->kind in this store's transaction;
      *  APR_ENOTIMPL for a kind this store cannot serve. */
     apr_status_t (*ds_open)(memds_sessdb_t *db, memds_ds_t **pds,
@@ -186,6 +200,15 @@ memds_memdb_t *memds_memdb_create(apr_pool_t *p);
  *  or "enable" (memds_store_device_order); APR_ENOENT: no such device. */
 apr_status_t memds_memdb_device_order(memds_memdb_t *m, const char *account,
                                       const char *devid, const char *order);
+
+/** Test helpers for push in an in-memory store: the device's channel
+ *  (*pchannel NULL when none; APR_ENOENT: no such device), and a pending
+ *  notification for a datastore of it made now (as memds_push_event). */
+apr_status_t memds_memdb_push_channel(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char **pchannel,
+                                      const char **paddress);
+apr_status_t memds_memdb_push_pending(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char *store);
 
 /** A session store over m for one request (results in p). Its "items"
  *  datastore keeps items in m as well. */

@@ -29,6 +29,8 @@ typedef struct tables_t {
     apr_hash_t *g2l;       /* device, store, guid -> mmap_t */
     apr_hash_t *l2g;       /* device, store, luid -> mmap_t (the same) */
     apr_hash_t *items;     /* account, store, guid -> mitem_t */
+    apr_hash_t *pushch;    /* device -> mpushch_t */
+    apr_hash_t *pushpend;  /* device, store -> memds_push_pend_t */
 } tables_t;
 
 struct memds_memdb_t {
@@ -48,7 +50,12 @@ typedef struct msess_t {
     memds_session_row_t row;
     apr_time_t expires;
     apr_int64_t updated; /* tick of the last save */
+    apr_int64_t created; /* tick of the first */
 } msess_t;
+
+typedef struct mpushch_t {
+    const char *channel, *address;
+} mpushch_t;
 
 typedef struct msstore_t {
     apr_int64_t pk;
@@ -146,6 +153,8 @@ static void tables_copy(tables_t *to, const tables_t *from, apr_pool_t *p)
     to->g2l = apr_hash_copy(p, from->g2l);
     to->l2g = apr_hash_copy(p, from->l2g);
     to->items = apr_hash_copy(p, from->items);
+    to->pushch = apr_hash_copy(p, from->pushch);
+    to->pushpend = apr_hash_copy(p, from->pushpend);
 }
 
 static void mem_rollback(memds_sessdb_t *db)
@@ -462,6 +471,7 @@ static apr_status_t mem_session_save(memds_sessdb_t *db,
     s->row.expired = 0;
     s->expires = apr_time_now() + apr_time_from_sec(timeout_secs);
     s->updated = ++m->t.tick;
+    s->created = old ? old->created : s->updated;
     put(m->t.sessions,
         apr_psprintf(m->pool, "%" APR_INT64_T_FMT, s->row.session_pk), s);
     return APR_SUCCESS;
@@ -1085,6 +1095,122 @@ static apr_status_t mem_syncstate_put(memds_sessdb_t *db, apr_int64_t device_id,
     v->last_seq = ss->last_seq;
     v->filter = ss->filter ? mdup(m, ss->filter) : NULL;
     put(m->t.syncstate, kn(m, device_id, store), v);
+    /* as the trigger memds.push_synced: the sync clears its notification */
+    put(m->t.pushpend, kn(m, device_id, store), NULL);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------- push */
+
+static apr_status_t mem_push_register(memds_sessdb_t *db, const char *account,
+                                      const char *devid, const char *channel,
+                                      const char *address)
+{
+    memds_memdb_t *m = M(db);
+    const memds_device_t *d = get(m->t.devices, k2(m, account, devid));
+    const char *key;
+    mpushch_t *c;
+
+    if (d == NULL) {
+        return APR_ENOENT;
+    }
+    key = kn(m, d->device_id, NULL);
+    if (channel == NULL) {
+        if (get(m->t.pushch, key) == NULL) {
+            return APR_ENOENT;
+        }
+        put(m->t.pushch, key, NULL);
+        return APR_SUCCESS;
+    }
+    c = apr_pcalloc(m->pool, sizeof(*c));
+    c->channel = mdup(m, channel);
+    c->address = mdup(m, address);
+    put(m->t.pushch, key, c);
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_push_pending(memds_sessdb_t *db,
+                                     apr_array_header_t **prows,
+                                     apr_int64_t device_id,
+                                     apr_int64_t session_pk)
+{
+    memds_memdb_t *m = M(db);
+    const msess_t *s = get(m->t.sessions,
+                           apr_psprintf(m->pool, "%" APR_INT64_T_FMT,
+                                        session_pk));
+    const char *prefix = kn(m, device_id, NULL);
+    apr_hash_index_t *hi;
+
+    *prows = apr_array_make(db->pool, 2, sizeof(memds_push_pend_t *));
+    for (hi = apr_hash_first(db->pool, m->t.pushpend); hi;
+         hi = apr_hash_next(hi)) {
+        const void *k;
+        void *v;
+        memds_push_pend_t *r;
+        apr_hash_this(hi, &k, NULL, &v);
+        if (strncmp(k, prefix, strlen(prefix)) != 0) {
+            continue;
+        }
+        r = apr_pmemdup(db->pool, v, sizeof(*r));
+        r->in_session = s && apr_atoi64(r->first_at) >= s->created;
+        APR_ARRAY_PUSH(*prows, memds_push_pend_t *) = r;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_push_keep(memds_sessdb_t *db, apr_int64_t device_id,
+                                  const memds_push_pend_t *row, int hold_ms)
+{
+    memds_memdb_t *m = M(db);
+    const char *key = kn(m, device_id, row->store);
+    memds_push_pend_t *r;
+
+    (void)hold_ms;
+    if (get(m->t.pushpend, key) == NULL) {
+        r = apr_pmemdup(m->pool, row, sizeof(*r));
+        r->store = mdup(m, row->store);
+        r->first_at = mdup(m, row->first_at);
+        r->due_at = mdup(m, row->due_at);
+        r->last_error = mdup(m, row->last_error);
+        put(m->t.pushpend, key, r);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_memdb_push_channel(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char **pchannel,
+                                      const char **paddress)
+{
+    const memds_device_t *d = get(m->t.devices, k2(m, account, devid));
+    const mpushch_t *c;
+
+    if (d == NULL) {
+        return APR_ENOENT;
+    }
+    c = get(m->t.pushch, kn(m, d->device_id, NULL));
+    *pchannel = c ? c->channel : NULL;
+    *paddress = c ? c->address : NULL;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_memdb_push_pending(memds_memdb_t *m, const char *account,
+                                      const char *devid, const char *store)
+{
+    const memds_device_t *d = get(m->t.devices, k2(m, account, devid));
+    memds_push_pend_t *r;
+
+    if (d == NULL) {
+        return APR_ENOENT;
+    }
+    r = apr_pcalloc(m->pool, sizeof(*r));
+    r->store = mdup(m, store);
+    r->sync_type = 206;
+    r->ui_mode = 1;
+    r->first_at = r->due_at = apr_psprintf(m->pool, "%" APR_INT64_T_FMT,
+                                           ++m->t.tick);
+    if (get(m->t.pushpend, kn(m, d->device_id, store)) == NULL) {
+        put(m->t.pushpend, kn(m, d->device_id, store), r);
+    }
     return APR_SUCCESS;
 }
 
@@ -1355,6 +1481,9 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_syncstate_put,
                                         mem_wipe_store,
                                         mem_push_watch_note,
+                                        mem_push_register,
+                                        mem_push_pending,
+                                        mem_push_keep,
                                         mem_ds_open };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)
@@ -1375,6 +1504,8 @@ memds_memdb_t *memds_memdb_create(apr_pool_t *p)
     m->t.g2l = apr_hash_make(p);
     m->t.l2g = apr_hash_make(p);
     m->t.items = apr_hash_make(p);
+    m->t.pushch = apr_hash_make(p);
+    m->t.pushpend = apr_hash_make(p);
     return m;
 }
 

@@ -311,6 +311,29 @@ static apr_status_t pg_push_watch_note(memds_sessdb_t *db, const char *account,
     return done(db, memds_watch_note(ST(db), account, server));
 }
 
+static apr_status_t pg_push_register(memds_sessdb_t *db, const char *account,
+                                     const char *devid, const char *channel,
+                                     const char *address)
+{
+    return done(db,
+                memds_push_register(ST(db), account, devid, channel, address));
+}
+
+static apr_status_t pg_push_pending(memds_sessdb_t *db,
+                                    apr_array_header_t **prows,
+                                    apr_int64_t device_id,
+                                    apr_int64_t session_pk)
+{
+    return done(db,
+                memds_push_pending_of(ST(db), prows, device_id, session_pk));
+}
+
+static apr_status_t pg_push_keep(memds_sessdb_t *db, apr_int64_t device_id,
+                                 const memds_push_pend_t *row, int hold_ms)
+{
+    return done(db, memds_push_keep(ST(db), device_id, row, hold_ms));
+}
+
 static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_begin,
                                        pg_commit,
@@ -354,6 +377,9 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_syncstate_put,
                                        pg_wipe_store,
                                        pg_push_watch_note,
+                                       pg_push_register,
+                                       pg_push_pending,
+                                       pg_push_keep,
                                        pg_ds_open };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)
