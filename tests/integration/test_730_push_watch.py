@@ -13,8 +13,6 @@ lease); a node that stops cleanly gives its leases up at once. And
 configtest refuses MemDSPushWatch without what it needs."""
 import os
 import re
-import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -23,7 +21,7 @@ from test_200_protocol import psql
 from test_550_filters import Device
 from test_700_push import (SRV_ID, SRV_PW, Receiver, admin, deliver, digest_of,
                            parse_san)
-from conftest import _port_free
+from nodes import Node
 
 META = "/private/vendor/vendor.dovecot/http-notify"
 
@@ -39,85 +37,6 @@ SITE = """MemDSDatabase "{PG}"
     MemDSPushWatch On
 </Location>
 """
-
-
-class Node:
-    """A second (third) httpd with the module: the stack's httpd.conf with
-    its own port, pid file, run directory, logs and site."""
-
-    def __init__(self, stack, name):
-        self.stack, self.name = stack, name
-        self.dir = os.path.join(stack.var, "node-" + name)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(os.path.join(self.dir, "run"))
-        os.chmod(self.dir, 0o755)
-        port = 20000 + (os.getpid() * 7 + ord(name[0])) % 20000
-        while not _port_free(port):
-            port += 1
-        self.port = port
-        self.url = "http://127.0.0.1:%d/sync" % port
-        self.log = os.path.join(self.dir, "error.log")
-        self.pidfile = os.path.join(self.dir, "httpd.pid")
-        site = os.path.join(self.dir, "site.conf")
-        with open(site, "w") as f:
-            f.write(stack.site_conf(SITE % (stack["MEMDS_MASTER_USER"],
-                                            stack["MEMDS_MASTER_PASS"])))
-        with open(stack["MEMDS_HTTPD_CONF"]) as f:
-            conf = f.read()
-        conf = re.sub(r"(?m)^Listen .*$", "Listen 127.0.0.1:%d" % port, conf)
-        conf = re.sub(r"(?m)^PidFile .*$", 'PidFile "%s"' % self.pidfile, conf)
-        conf = re.sub(r"(?m)^DefaultRuntimeDir .*$",
-                      'DefaultRuntimeDir "%s/run"' % self.dir, conf)
-        conf = re.sub(r"(?m)^Mutex .*$", 'Mutex "file:%s/run" default' % self.dir, conf)
-        conf = re.sub(r"(?m)^ErrorLog .*$", 'ErrorLog "%s"' % self.log, conf)
-        conf = re.sub(r"(?m)^CustomLog .*$",
-                      'CustomLog "%s/access.log" memds' % self.dir, conf)
-        conf = re.sub(r"(?m)^LogLevel .*$", "LogLevel warn memds:debug", conf)
-        conf = conf.replace(stack["MEMDS_HTTPD_SITE_CONF"], site)
-        self.conf = os.path.join(self.dir, "httpd.conf")
-        with open(self.conf, "w") as f:
-            f.write(conf)
-
-    def start(self):
-        subprocess.run([self.stack["MEMDS_HTTPD_BIN"], "-f", self.conf, "-k", "start"],
-                       check=True, timeout=60)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if os.path.exists(self.pidfile) and not _port_free(self.port):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("node %s did not start" % self.name)
-
-    def ppid(self):
-        with open(self.pidfile) as f:
-            return int(f.read().strip())
-
-    def stop(self):
-        if os.path.exists(self.pidfile):
-            subprocess.run([self.stack["MEMDS_HTTPD_BIN"], "-f", self.conf, "-k", "stop"],
-                           timeout=60)
-            deadline = time.time() + 30
-            while time.time() < deadline and os.path.exists(self.pidfile):
-                time.sleep(0.1)
-
-    def kill(self):
-        """kill -9 of the parent and every child: a crashed node."""
-        parent = self.ppid()
-        kids = subprocess.run(["pgrep", "-P", str(parent)], stdout=subprocess.PIPE,
-                              text=True).stdout.split()
-        for pid in [parent] + [int(k) for k in kids]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.unlink(self.pidfile)
-
-    def log_text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 def doveadm(stack, *args):
@@ -160,7 +79,7 @@ def test_731_idle_watcher_and_its_lease(stack):
     r = doveadm(stack, "mailbox", "metadata", "unset", "-u", "alice", "-s", "", META)
     assert r.returncode == 0, r.stdout
     try:
-        a, b = Node(stack, "a"), Node(stack, "b")
+        a, b = Node(stack, "a", SITE), Node(stack, "b", SITE)
         nodes = [a, b]
         a.start()
         # the device syncs through node A: its account is noted for the watcher
