@@ -39,6 +39,7 @@
 
 #include "util/memds_util.h"
 #include "util/memds_err.h"
+#include "util/memds_stats.h"
 
 /* ================================================================ limits */
 
@@ -496,6 +497,9 @@ typedef struct memds_imap_config_t {
     const char *ca_file;     /**< CA bundle for TLS, NULL for the system's */
     int no_qresync;          /**< do not ENABLE QRESYNC even when offered */
     const memds_logger_t *log; /**< debug lines (commands without arguments) */
+    /** Latency of the connect and of each command but IDLE, by command
+     *  (util/memds_stats.h); NULL: not measured. Kept by the connection. */
+    memds_stats_t *stats;
 } memds_imap_config_t;
 
 /** A byte transport under the connection: libcurl's, or a test double. */

@@ -789,6 +789,7 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
     memds_imap_conn_t *c = cmd->c;
     memds_imap_resp_t *r, *tagged = NULL;
     apr_status_t rv = APR_SUCCESS;
+    apr_time_t t0 = apr_time_now();
     int i;
 
     memds_imap__cmd_add(cmd, "\r\n");
@@ -885,6 +886,8 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
                               "IMAP %s: %s", c->verb, c->proto_err);
     }
 done:
+    memds_stats_observe(c->stats, memds_stats_imap_op(c->verb),
+                        apr_time_now() - t0, rv != APR_SUCCESS);
     c->cb = NULL;
     c->baton = NULL;
     c->chunk_cb = NULL;
@@ -1112,6 +1115,7 @@ static memds_imap_conn_t *conn_new(const memds_imap_config_t *cfg,
     if (cfg && cfg->log) {
         c->log = *cfg->log;
     }
+    c->stats = cfg ? cfg->stats : NULL;
     c->verb = "LOGIN";
     apr_pool_cleanup_register(cp, c, conn_cleanup, apr_pool_cleanup_null);
     return c;
@@ -1195,6 +1199,7 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
     long cto;
     const char *mech;
     apr_status_t rv;
+    apr_time_t t0 = apr_time_now();
     ERR_ARG(err);
 
     c = conn_new(cfg, p);
@@ -1282,9 +1287,13 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
                MEMDS_LOGNO(00204) "imap: logged in to %s as %s%s%s", cfg->url,
                            cfg->user, cfg->authzid ? " for " : "",
                            cfg->authzid ? cfg->authzid : "");
+    memds_stats_observe(c->stats, MEMDS_OP_IMAP_CONNECT, apr_time_now() - t0,
+                        0);
     *pconn = c;
     return APR_SUCCESS;
 failed:
+    memds_stats_observe(cfg ? cfg->stats : NULL, MEMDS_OP_IMAP_CONNECT,
+                        apr_time_now() - t0, 1);
     err->msg = apr_pstrdup(p, err->msg);
     apr_pool_destroy(c->pool);
     return rv;

@@ -126,6 +126,7 @@ struct memds_imap_conn_t {
     apr_status_t chunk_rv;
     apr_uint64_t chunk_total; /* streamed bytes in this command */
     int chunk_lits;           /* literals streamed in the current response */
+    memds_stats_t *stats;     /* latency per command, or NULL */
 };
 
 typedef struct cmd_t {

@@ -330,11 +330,11 @@ static apr_status_t bad_arg(memds_smtp_err_t *err, memds_smtp_ekind_e kind,
 
 /* ============================================== (4) memds_smtp_send */
 
-apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
-                             const char *const *rcpts, int nrcpts,
-                             const char *data, apr_size_t len,
-                             memds_smtp_before_end_cb *hook, void *baton,
-                             memds_smtp_err_t *err, apr_pool_t *p)
+static apr_status_t smtp_send(const memds_smtp_config_t *cfg, const char *from,
+                              const char *const *rcpts, int nrcpts,
+                              const char *data, apr_size_t len,
+                              memds_smtp_before_end_cb *hook, void *baton,
+                              memds_smtp_err_t *err, apr_pool_t *p)
 {
     static const char *const schemes[] = { "smtp", "smtps", NULL };
     memds_smtp_err_t err_local;
@@ -572,6 +572,29 @@ done:
         curl_easy_cleanup(h);
     }
     curl_slist_free_all(rl);
+    return rv;
+}
+
+apr_status_t memds_smtp_send(const memds_smtp_config_t *cfg, const char *from,
+                             const char *const *rcpts, int nrcpts,
+                             const char *data, apr_size_t len,
+                             memds_smtp_before_end_cb *hook, void *baton,
+                             memds_smtp_err_t *err, apr_pool_t *p)
+{
+    memds_smtp_err_t err_local;
+    apr_time_t t0 = apr_time_now();
+    apr_status_t rv;
+
+    if (err == NULL) {
+        err = &err_local;
+    }
+    rv = smtp_send(cfg, from, rcpts, nrcpts, data, len, hook, baton, err, p);
+    /* (refused before anything left the process: not a submission) */
+    if (cfg && err->kind != MEMDS_SMTP_E_ARG
+        && err->kind != MEMDS_SMTP_E_CONFIG) {
+        memds_stats_observe(cfg->stats, MEMDS_OP_SMTP_SEND,
+                            apr_time_now() - t0, rv != APR_SUCCESS);
+    }
     return rv;
 }
 

@@ -34,6 +34,7 @@
 
 #include "util/memds_util.h"
 #include "util/memds_err.h"
+#include "util/memds_stats.h"
 
 /** Longest address accepted for MAIL FROM / RCPT TO, in bytes. */
 #define MEMDS_SMTP_MAX_ADDR 512
@@ -85,6 +86,10 @@ typedef struct memds_smtp_config_t {
     int tls_no_verify;         /**< tests only: accept any certificate */
     const char *ca_file;       /**< CA bundle for TLS, NULL for the system's */
     const memds_logger_t *log; /**< debug lines; NULL: none */
+    /** Latency of each submission that reached the network (connect to
+     *  QUIT; a failure counts as an error), util/memds_stats.h; NULL: not
+     *  measured. */
+    memds_stats_t *stats;
 } memds_smtp_config_t;
 
 /** What went wrong (or MEMDS_SMTP_E_NONE). */

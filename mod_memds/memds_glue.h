@@ -14,6 +14,7 @@
 #include "store/memds_pgpool.h"
 #include "ds/memds_engine.h"
 #include "backends/memds_imap.h"
+#include "util/memds_stats.h"
 
 #ifndef MEMDS_MODULE_MAIN /* mod_memds.c declares it with the module */
 APLOG_USE_MODULE(memds);
@@ -71,6 +72,18 @@ typedef struct memds_counters_t {
     volatile apr_uint64_t failed;      /**< 500 */
     volatile apr_uint64_t bytes_in;    /**< request body bytes */
     volatile apr_uint64_t bytes_out;   /**< response body bytes */
+    /** Answers of the sync handler by HTTP status class (index status /
+     *  100, 1 to 5), whatever the code. */
+    volatile apr_uint64_t status_class[6];
+    /** Committed requests: sessions begun and completed, the items of
+     *  the devices' Syncs (up) and of ours (down), the sync alerts the
+     *  devices sent (index alert code - 200). */
+    volatile apr_uint64_t sessions_started, sessions_completed;
+    volatile apr_uint64_t items_up, items_down;
+    volatile apr_uint64_t sync_alerts[7];
+    /** Latency histograms of IMAP, SMTP, PostgreSQL and push deliveries
+     *  (the layers get a pointer to it through their configuration). */
+    memds_stats_t stats;
 } memds_counters_t;
 
 /** Per-server configuration. */
@@ -198,5 +211,10 @@ void memds_compress_answer(const char **pout, apr_size_t *plen, request_rec *r,
 
 /** The memds-status handler. */
 int memds_status_handler(request_rec *r);
+/** The status page's Prometheus form, second part (memds_metrics.c): the
+ *  shared counters and histograms; with conn (the database answered), the
+ *  stuck outbox messages. */
+void memds_metrics_prometheus(request_rec *r, const memds_counters_t *c,
+                              memds_pgconn_t *conn);
 
 #endif /* MEMDS_GLUE_H */

@@ -174,6 +174,7 @@ apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
         cfg.kannel_pass = sc->kannel_pass;
         cfg.timeout_ms = 5000;
         cfg.log = &sc->logger;
+        cfg.stats = sc->counters ? &sc->counters->stats : NULL;
         rv = memds_push_run(&sent, &st, &cfg, 50, pool);
         memds_pgpool_release(sc->pgpool, conn, rv != APR_SUCCESS);
     }

@@ -157,6 +157,7 @@ int memds_status_handler(request_rec *r)
     int n = 0, i, json, db_ok = 0, schema = 0;
     apr_int64_t active = 0, devices = 0;
     apr_array_header_t *gauges = NULL;
+    memds_pgconn_t *dbconn = NULL;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
         return DECLINED;
@@ -180,6 +181,7 @@ int memds_status_handler(request_rec *r)
             == APR_SUCCESS) {
             memds_store_t st;
             memds_store_init(&st, conn, r->pool);
+            dbconn = conn;
             db_ok = memds_store_schema_version(&schema, conn, &err, r->pool)
                         == APR_SUCCESS
                     && memds_store_counts(&st, &active, &devices)
@@ -215,6 +217,7 @@ int memds_status_handler(request_rec *r)
         if (!r->header_only) {
             prometheus(r, lines, n, db_ok, schema, active, devices, gauges, &ps,
                        sc->pgpool != NULL);
+            memds_metrics_prometheus(r, c, db_ok ? dbconn : NULL);
         }
         return OK;
     }

@@ -140,6 +140,7 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
             memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
                                  NULL, NULL, dc);
             mail.ledger_pool = sc->ledger_pool;
+            mail.stats = sc->counters ? &sc->counters->stats : NULL;
             memds_send_background(&sent, sc->pgpool, &mail, 20, pool);
         }
     }
@@ -325,6 +326,9 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
         pp.min = 0;
         pp.keep = 1;
         pp.max = pp.max + 1;
+        if (sc->counters) {
+            memds_pgpool_set_stats(sc->pgpool, &sc->counters->stats);
+        }
         if (memds_pgpool_create(&sc->ledger_pool, sc->db_conninfo, &pp,
                                 &sc->logger, p)
             != APR_SUCCESS) {
@@ -333,6 +337,9 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
                 MEMDS_APLOGNO(00007) "cannot create the outbox ledger's connection pool; "
                            "sending answers 500");
             sc->ledger_pool = NULL;
+        }
+        else if (sc->counters) {
+            memds_pgpool_set_stats(sc->ledger_pool, &sc->counters->stats);
         }
     }
     memds_watch_child_init(pchild, s);
@@ -350,6 +357,9 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
  * read the rest of a body we refused. */
 static int fail(request_rec *r, memds_srv_conf *sc, int status)
 {
+    if (sc->counters && status >= 100 && status < 600) {
+        apr_atomic_inc64(&sc->counters->status_class[status / 100]);
+    }
     switch (status) {
     case HTTP_METHOD_NOT_ALLOWED: COUNT(sc, bad_method); break;
     case HTTP_UNSUPPORTED_MEDIA_TYPE: COUNT(sc, bad_type); break;
@@ -422,6 +432,21 @@ static const char *query_token(request_rec *r)
     return NULL;
 }
 
+/* A 200 answer: its class, and what the engine did (memds_response_t). */
+static void count_answer(memds_counters_t *c, const memds_response_t *resp)
+{
+    int i;
+
+    apr_atomic_inc64(&c->status_class[2]);
+    apr_atomic_add64(&c->sessions_started, resp->session_started ? 1 : 0);
+    apr_atomic_add64(&c->sessions_completed, resp->session_completed ? 1 : 0);
+    apr_atomic_add64(&c->items_up, (apr_uint64_t)resp->items_up);
+    apr_atomic_add64(&c->items_down, (apr_uint64_t)resp->items_down);
+    for (i = 0; i < 7; ++i) {
+        apr_atomic_add64(&c->sync_alerts[i], (apr_uint64_t)resp->sync_alerts[i]);
+    }
+}
+
 static int memds_sync_handler(request_rec *r)
 {
     memds_dir_conf *dc;
@@ -492,6 +517,7 @@ static int memds_sync_handler(request_rec *r)
     memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool,
                          sc->logins, sc->imap_cache, dc);
     mailcfg.ledger_pool = sc->ledger_pool;
+    mailcfg.stats = sc->counters ? &sc->counters->stats : NULL;
     cfg.registry = sc->ds_registry;
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
@@ -523,6 +549,7 @@ static int memds_sync_handler(request_rec *r)
     COUNT(sc, answered);
     if (sc->counters) {
         apr_atomic_add64(&sc->counters->bytes_out, olen);
+        count_answer(sc->counters, &resp);
     }
     memds_compress_answer(&out, &olen, r, dc, coding);
     ap_set_content_length(r, (apr_off_t)olen);

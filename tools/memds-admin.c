@@ -8,14 +8,20 @@
  *   memds-admin server-password --db CONNINFO --delete ACCOUNT DEVID
  *   memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default
  *   memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID
- *   memds-admin devices --db CONNINFO [ACCOUNT]
- *   memds-admin sessions|outbox|push --db CONNINFO [--json] [ACCOUNT]
+ *   memds-admin accounts|devices|sessions|push --db CONNINFO [--json]
+ *               [ACCOUNT]
+ *   memds-admin outbox --db CONNINFO [--json] [--all] [ACCOUNT]
+ *   memds-admin outbox --db CONNINFO retry|drop ID
  *   memds-admin end-session --db CONNINFO ACCOUNT DEVID
  *   memds-admin push-register --db CONNINFO ACCOUNT DEVID http URL
  *   memds-admin push-register --db CONNINFO ACCOUNT DEVID sms +NUMBER
  *   memds-admin push-register --db CONNINFO --delete ACCOUNT DEVID
  *
- * Exit codes: 0 success, 1 failure, 2 usage error. */
+ *   memds-admin help [VERB]       (or VERB --help; memds-admin.1 too)
+ *
+ * --config HTTPD_CONF instead of --db: the MemDSDatabase of httpd's
+ * configuration (memds_admin_ops.c). Exit codes: 0 success, 1 failure,
+ * 2 usage error. */
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
@@ -30,6 +36,7 @@
 #include "store/memds_mailstore.h"
 #include "store/memds_pushstore.h"
 #include "ds/memds_auth.h"
+#include "memds_admin_ops.h"
 
 #ifndef MEMDS_SCHEMA_DIR
 #define MEMDS_SCHEMA_DIR "schema"
@@ -64,18 +71,7 @@ static int store_connect(memds_store_t *st, memds_pgpool_t **ppool,
                          memds_pgconn_t **pconn, const char *db,
                          const char **perr, apr_pool_t *p)
 {
-    memds_pgpool_params_t pp = { 0, 1, 1, apr_time_from_sec(60),
-                                 apr_time_from_sec(10) };
-
-    if (memds_pgpool_create(ppool, db, &pp, NULL, p) != APR_SUCCESS
-        || memds_pgpool_acquire(pconn, *ppool, perr, p) != APR_SUCCESS) {
-        if (!*perr) {
-            *perr = "cannot connect to PostgreSQL";
-        }
-        return 1;
-    }
-    memds_store_init(st, *pconn, p);
-    return 0;
+    return adm_connect(st, ppool, pconn, db, perr, p);
 }
 
 /* md5-set: read the password (first line of stdin), store the inner value. */
@@ -217,42 +213,6 @@ static int device_order(const char *db, const char *cmd, const char *account,
     return 0;
 }
 
-/* devices: who syncs, their datastores (items mapped) and wipe state. */
-static int devices(const char *db, const char *account, const char **perr,
-                   apr_pool_t *p)
-{
-    memds_pgpool_t *pool;
-    memds_pgconn_t *conn;
-    memds_store_t st;
-    apr_array_header_t *rows;
-    int i;
-
-    if (store_connect(&st, &pool, &conn, db, perr, p) != 0) {
-        return 1;
-    }
-    if (memds_store_devices(&st, &rows, account) != APR_SUCCESS) {
-        *perr = st.err;
-        memds_pgpool_release(pool, conn, 1);
-        return 1;
-    }
-    memds_pgpool_release(pool, conn, 0);
-    printf("%-16s %-28s %-19s %-10s %s\n", "ACCOUNT", "DEVICE",
-           "LAST SEEN (UTC)", "WIPE", "DATASTORES (items mapped)");
-    for (i = 0; i < rows->nelts; ++i) {
-        const memds_device_info_t *d = APR_ARRAY_IDX(rows, i,
-                                                     memds_device_info_t *);
-        printf("%-16s %-28s %-19s %-10s %s\n", d->account, d->devid,
-               d->last_seen, *d->wipe ? d->wipe : "-",
-               *d->stores ? d->stores : "-");
-        if (*d->wipe) {
-            printf("%-16s %-28s wipe ordered %s%s%s\n", "", "",
-                   d->wipe_requested, *d->wipe_done ? ", done " : "",
-                   d->wipe_done);
-        }
-    }
-    return 0;
-}
-
 /* push-register: the device's push channel (or --delete it). */
 static int push_register(const char *db, const char *account, const char *devid,
                          const char *channel, const char *address, int del,
@@ -387,67 +347,7 @@ static int end_session(const char *db, const char *account, const char *devid,
 
 static int usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: memds-admin migrate --db CONNINFO [--schema DIR]\n"
-        "       memds-admin schema-version --db CONNINFO\n"
-        "       memds-admin md5-set --db CONNINFO USER < password\n"
-        "       memds-admin server-password --db CONNINFO [--md5|--basic]\n"
-        "                   [--server-id ID] ACCOUNT DEVID < password\n"
-        "       memds-admin server-password --db CONNINFO --delete ACCOUNT "
-        "DEVID\n"
-        "       memds-admin truncate --db CONNINFO ACCOUNT off|SIZE|default\n"
-        "       memds-admin wipe|enable --db CONNINFO ACCOUNT DEVID\n"
-        "       memds-admin devices --db CONNINFO [ACCOUNT]\n"
-        "       memds-admin sessions|outbox|push --db CONNINFO [--json] "
-        "[ACCOUNT]\n"
-        "       memds-admin end-session --db CONNINFO ACCOUNT DEVID\n"
-        "       memds-admin push-register --db CONNINFO ACCOUNT DEVID http "
-        "URL\n"
-        "       memds-admin push-register --db CONNINFO ACCOUNT DEVID sms "
-        "+NUMBER\n"
-        "       memds-admin push-register --db CONNINFO --delete ACCOUNT "
-        "DEVID\n"
-        "  migrate         apply the numbered SQL migrations of DIR\n"
-        "                  (default " MEMDS_SCHEMA_DIR ") not yet applied;\n"
-        "                  safe to repeat and to run concurrently\n"
-        "  schema-version  print the schema version of the database\n"
-        "  md5-set         store the syncml:auth-md5 credential data of USER\n"
-        "                  (B64(MD5(user:password)), password-equivalent for\n"
-        "                  SyncML md5) from the password read on stdin\n"
-        "  server-password the server's password towards device DEVID of\n"
-        "                  ACCOUNT, read on stdin, with which the server\n"
-        "                  answers the device's challenges (and signs SAN):\n"
-        "                  --md5 (default) md5 challenges only, --basic\n"
-        "                  basic ones too; --server-id the name the server\n"
-        "                  presents (default: the sync URL as the device\n"
-        "                  addresses it); --delete removes it\n"
-        "  truncate        how much of a mail ACCOUNT's devices get: off\n"
-        "                  (whole), SIZE (a mail up to SIZE whole, a bigger\n"
-        "                  one as its header and SIZE of text), default\n"
-        "                  (MemDSTruncate)\n"
-        "  wipe            remote wipe: at its next sessions device DEVID of\n"
-        "                  ACCOUNT gets a Delete for every item and folder\n"
-        "                  it has from this server, then it is refused\n"
-        "  enable          lets a wiped device sync again (a slow sync)\n"
-        "  devices         the devices (of ACCOUNT), their datastores with\n"
-        "                  the items mapped, and the wipe state\n"
-        "  sessions        sessions in progress: phase, datastores, server\n"
-        "                  changes not yet acknowledged, expiry\n"
-        "  outbox          messages of the outbox ledger not yet\n"
-        "                  acknowledged: state, attempts, next retry, reason\n"
-        "  push            pending push notifications and their channel\n"
-        "                  (tab-separated; --json: an array of objects)\n"
-        "  end-session     ends the device's sessions in progress\n"
-        "  push-register   where device DEVID of ACCOUNT gets its Server\n"
-        "                  Alerted Notifications: http URL (POST), or\n"
-        "                  sms +NUMBER (WAP Push over SMS through Kannel,\n"
-        "                  MemDSKannelURL)\n"
-        "  CONNINFO        libpq connection string, e.g.\n"
-        "                  \"host=127.0.0.1 port=5432 dbname=memds "
-        "user=memds\"\n"
-        "                  (default: $MEMDS_PG)\n");
-    return 2;
+    return adm_usage(); /* (every verb's help: memds_admin_ops.c) */
 }
 
 int main(int argc, const char *const *argv)
@@ -455,14 +355,21 @@ int main(int argc, const char *const *argv)
     apr_pool_t *p;
     const char *cmd, *db = getenv("MEMDS_PG"), *dir = MEMDS_SCHEMA_DIR;
     const char *err = NULL, *user = NULL, *devid = NULL, *server_id = NULL;
-    const char *extra1 = NULL, *extra2 = NULL;
+    const char *extra1 = NULL, *extra2 = NULL, *config = NULL;
     memds_logger_t lg = { log_stderr, NULL };
     int i, napplied = 0, version = 0, rc = 1, allow_basic = 0, del = 0,
-           json = 0;
+           json = 0, all = 0, db_given = 0;
     apr_status_t rv;
 
     if (argc < 2) {
         return usage();
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0) {
+        return adm_help(argc > 2 ? argv[2] : NULL, stdout);
+    }
+    if (!adm_verb_known(argv[1])) {
+        return adm_help(argv[1], stdout); /* (says so; 2) */
     }
     apr_app_initialize(&argc, &argv, NULL);
     atexit(apr_terminate);
@@ -471,6 +378,17 @@ int main(int argc, const char *const *argv)
     for (i = 2; i < argc; ++i) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
             db = argv[++i];
+            db_given = 1;
+        }
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        }
+        else if (strcmp(argv[i], "--help") == 0
+                 || strcmp(argv[i], "-h") == 0) {
+            return adm_help(cmd, stdout);
+        }
+        else if (strcmp(argv[i], "--all") == 0) {
+            all = 1;
         }
         else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
             dir = argv[++i];
@@ -507,10 +425,12 @@ int main(int argc, const char *const *argv)
     if (extra1 != NULL && strcmp(cmd, "push-register") != 0) {
         return usage();
     }
-    if (db == NULL) {
-        fprintf(stderr, "memds-admin: no database: give --db CONNINFO or set "
-                        "MEMDS_PG\n");
-        return 2;
+    if ((config != NULL && !db_given) || db == NULL) {
+        /* httpd's own configuration: --config, else the usual places */
+        if (adm_db_from_config(&db, config, &err, p) != 0) {
+            fprintf(stderr, "memds-admin: %s\n", err);
+            return 2;
+        }
     }
     if (strcmp(cmd, "migrate") == 0) {
         rv = memds_migrate_run(&napplied, &version, db, dir, &lg, &err, p);
@@ -544,8 +464,17 @@ int main(int argc, const char *const *argv)
              && (del ? extra1 == NULL : extra2 != NULL)) {
         rc = push_register(db, user, devid, extra1, extra2, del, &err, p);
     }
-    else if ((strcmp(cmd, "sessions") == 0 || strcmp(cmd, "outbox") == 0
-              || strcmp(cmd, "push") == 0)
+    else if (strcmp(cmd, "outbox") == 0 && devid != NULL && user != NULL
+             && (strcmp(user, "retry") == 0 || strcmp(user, "drop") == 0)) {
+        rc = adm_outbox_act(db, user, devid, &err, p);
+    }
+    else if (strcmp(cmd, "outbox") == 0 && devid == NULL) {
+        rc = adm_outbox(db, user, all, json, &err, p);
+    }
+    else if (strcmp(cmd, "accounts") == 0 && devid == NULL) {
+        rc = adm_accounts(db, user, json, &err, p);
+    }
+    else if ((strcmp(cmd, "sessions") == 0 || strcmp(cmd, "push") == 0)
              && devid == NULL) {
         rc = report(db, cmd, user, json, &err, p);
     }
@@ -553,7 +482,7 @@ int main(int argc, const char *const *argv)
         rc = end_session(db, user, devid, &err, p);
     }
     else if (strcmp(cmd, "devices") == 0 && devid == NULL) {
-        rc = devices(db, user, &err, p);
+        rc = adm_devices(db, user, json, &err, p);
     }
     else if (strcmp(cmd, "truncate") == 0 && devid != NULL) {
         rc = truncate_set(db, user, devid, &err, p);

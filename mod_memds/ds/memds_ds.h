@@ -177,6 +177,9 @@ typedef struct memds_mail_cfg_t {
     /** MemDSExcludeFolder: folders (IMAP names) never synchronised;
      *  const char *, or NULL. */
     const apr_array_header_t *exclude;
+    /** Latency histograms of the IMAP and SMTP calls made with these
+     *  settings (util/memds_stats.h), or NULL. */
+    struct memds_stats_t *stats;
 } memds_mail_cfg_t;
 
 #define MEMDS_SMTP_AUTH_NONE 0 /**< no AUTH (trusted submission) */

@@ -325,6 +325,40 @@ static apr_status_t start_server_sync(eng_t *e)
     return APR_SUCCESS;
 }
 
+/* Items in the Sync commands of a message. */
+static int sync_items(const memds_msg_t *m)
+{
+    int i, k, n = 0;
+
+    for (i = 0; m && m->cmds && i < m->cmds->nelts; ++i) {
+        const memds_cmd_t *s = APR_ARRAY_IDX(m->cmds, i, memds_cmd_t *);
+        for (k = 0; s->type == MEMDS_CMD_SYNC && s->cmds && k < s->cmds->nelts;
+             ++k) {
+            const memds_cmd_t *c = APR_ARRAY_IDX(s->cmds, k, memds_cmd_t *);
+            n += c->items ? c->items->nelts : 0;
+        }
+    }
+    return n;
+}
+
+/* What a committed request did, for the metrics (memds_response_t). */
+static void eng_count(eng_t *e, memds_response_t *resp, int was_finished)
+{
+    int i, code;
+
+    resp->session_started = e->new_session;
+    resp->session_completed = e->sess.finished && !was_finished;
+    resp->items_up = sync_items(e->in);
+    resp->items_down = sync_items(e->out);
+    for (i = 0; e->in->cmds && i < e->in->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(e->in->cmds, i, memds_cmd_t *);
+        code = c->type == MEMDS_CMD_ALERT && c->data ? atoi(c->data) : 0;
+        if (code >= 200 && code <= 206) {
+            resp->sync_alerts[code - 200]++;
+        }
+    }
+}
+
 apr_status_t memds_engine_run(memds_response_t *resp,
                               const memds_engine_cfg_t *cfg, memds_sessdb_t *db,
                               const memds_request_t *req, apr_pool_t *p)
@@ -335,7 +369,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     const char *account = NULL;
     memds_cmd_t *hs;
     memds_sizer_t sz;
-    int i, have = 0, done = 1, alerted;
+    int i, have = 0, done = 1, alerted, was_finished;
     apr_status_t rv;
 
     memset(e, 0, sizeof(*e));
@@ -427,6 +461,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    was_finished = e->sess.finished;
     if (!e->new_session
         && e->db->vt->sstores_load(e->db, &e->sstores, e->sess.session_pk)
                != APR_SUCCESS) {
@@ -573,6 +608,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
         return eng_db_fail(e, "committing");
     }
     MEMDS_FAULT("pg-commit-after");
+    eng_count(e, resp, was_finished);
     if (!resp->log_msg) {
         resp->log_level = 7;
         resp->log_msg = apr_psprintf(

@@ -77,6 +77,14 @@ typedef struct memds_response_t {
     int log_level;       /**< level of log_msg (syslog numbers), 0: none */
     const char *log_msg; /**< one line for the error log; never has passwords */
     int replayed;        /**< the stored response of a retransmission */
+    /* What this request did, for the metrics (set only when its
+     * transaction committed): a session began / completed, the items of
+     * the device's Syncs (up) and of ours (down), and the sync alerts the
+     * device sent by code (200 two-way ... 206 one-way from the server by
+     * the server's alert; index code - 200). */
+    int session_started, session_completed;
+    int items_up, items_down;
+    int sync_alerts[7];
 } memds_response_t;
 
 /**

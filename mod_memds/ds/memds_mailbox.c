@@ -62,6 +62,7 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
     }
     memset(&c, 0, sizeof(c));
     c.url = x->cfg->imap_url;
+    c.stats = x->cfg->stats;
     if (x->cfg->master_user) {
         c.user = x->cfg->master_user;
         c.password = x->cfg->master_password;

@@ -198,10 +198,15 @@ apr_status_t memds_push_run(int *psent, memds_store_t *st,
         const memds_push_due_t *d = APR_ARRAY_IDX(due, i, memds_push_due_t *);
         const char *why = NULL, *san, *where = NULL;
         apr_size_t len = 0;
+        apr_time_t t0 = apr_time_now();
+        int ok;
 
         san = san_of(&len, d, cfg, &why, p);
-        if (san != NULL
-            && deliver(&where, d, san, len, cfg, &why, p) == APR_SUCCESS) {
+        ok = san != NULL
+             && deliver(&where, d, san, len, cfg, &why, p) == APR_SUCCESS;
+        memds_stats_observe(cfg->stats, MEMDS_OP_PUSH_SEND,
+                            apr_time_now() - t0, !ok);
+        if (ok) {
             if (memds_push_delivered(st, d->device_id, d->stores)
                 != APR_SUCCESS) {
                 break;

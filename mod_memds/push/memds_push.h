@@ -13,6 +13,7 @@
 
 #include "store/memds_store.h"
 #include "util/memds_util.h"
+#include "util/memds_stats.h"
 
 typedef struct memds_push_cfg_t {
     const char *server_id;   /**< MemDSServerID: the SAN's server identifier
@@ -23,6 +24,8 @@ typedef struct memds_push_cfg_t {
     const char *kannel_pass;
     long timeout_ms; /**< per delivery (per SMS) */
     const memds_logger_t *log;
+    memds_stats_t *stats; /**< latency and failures of each delivery
+                             (MEMDS_OP_PUSH_SEND), or NULL */
 } memds_push_cfg_t;
 
 /** Deliver what is due for at most limit devices, each in its own

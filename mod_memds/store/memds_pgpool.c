@@ -13,6 +13,7 @@ struct memds_pgconn_t {
     PGconn *conn;
     memds_pgpool_t *owner;
     int broken;
+    apr_time_t tx_start; /* a transaction's BEGIN, 0 outside one */
 };
 
 struct memds_pgpool_t {
@@ -20,6 +21,7 @@ struct memds_pgpool_t {
     const char *conninfo;
     memds_pgpool_params_t params;
     const memds_logger_t *lg;
+    memds_stats_t *stats; /* latency histograms, or NULL */
     /* counters, updated atomically by all threads of the process */
     volatile apr_uint32_t open;
     volatile apr_uint32_t in_use;
@@ -214,6 +216,9 @@ apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
 void memds_pgpool_release(memds_pgpool_t *pool, memds_pgconn_t *conn,
                           int broken)
 {
+    if (conn->tx_start) {
+        memds_pgconn_tx(conn, 1, 1);
+    }
     apr_atomic_dec32(&pool->in_use);
     if (broken || conn->broken || PQstatus(conn->conn) != CONNECTION_OK
         || PQtransactionStatus(conn->conn) != PQTRANS_IDLE) {
@@ -269,4 +274,28 @@ void memds_pgpool_get_stats(memds_pgpool_stats_t *st, memds_pgpool_t *pool)
 const memds_pgpool_params_t *memds_pgpool_params(memds_pgpool_t *pool)
 {
     return &pool->params;
+}
+
+void memds_pgpool_set_stats(memds_pgpool_t *pool, memds_stats_t *stats)
+{
+    pool->stats = stats;
+}
+
+void memds_pgconn_observe(memds_pgconn_t *conn, apr_interval_time_t d,
+                          int failed)
+{
+    memds_stats_observe(conn->owner->stats, MEMDS_OP_PG_QUERY, d, failed);
+}
+
+void memds_pgconn_tx(memds_pgconn_t *conn, int end, int failed)
+{
+    if (!end) {
+        conn->tx_start = apr_time_now();
+        return;
+    }
+    if (conn->tx_start) {
+        memds_stats_observe(conn->owner->stats, MEMDS_OP_PG_TX,
+                            apr_time_now() - conn->tx_start, failed);
+        conn->tx_start = 0;
+    }
 }

@@ -13,6 +13,7 @@
 #include <apr_pools.h>
 #include <apr_time.h>
 #include "util/memds_util.h"
+#include "util/memds_stats.h"
 
 typedef struct memds_pgpool_t memds_pgpool_t;
 
@@ -96,5 +97,17 @@ void memds_pgpool_get_stats(memds_pgpool_stats_t *st, memds_pgpool_t *pool);
 
 /** The params the pool was created with. */
 const memds_pgpool_params_t *memds_pgpool_params(memds_pgpool_t *pool);
+
+/** Where the pool's connections add the latency of their statements and
+ *  transactions (util/memds_stats.h); NULL (the default): not measured.
+ *  Set it before the pool is used by several threads. */
+void memds_pgpool_set_stats(memds_pgpool_t *pool, memds_stats_t *stats);
+/** One statement of d microseconds on conn (the store's q_run). */
+void memds_pgconn_observe(memds_pgconn_t *conn, apr_interval_time_t d,
+                          int failed);
+/** A transaction on conn begins (end 0) or ends (end 1; failed: rolled
+ *  back or the commit failed). A connection released with a transaction
+ *  still open counts it as failed. */
+void memds_pgconn_tx(memds_pgconn_t *conn, int end, int failed);
 
 #endif /* MEMDS_PGPOOL_H */

@@ -32,8 +32,14 @@ apr_status_t memds_store_begin(memds_store_t *st)
 {
     /* READ COMMITTED on purpose: each statement sees what other sessions
      * committed before it, which memds_store_items_seq relies on. */
-    return q_run(st, NULL, "begin", "BEGIN ISOLATION LEVEL READ COMMITTED",
-                 NULL, PGRES_COMMAND_OK);
+    apr_status_t rv = q_run(st, NULL, "begin",
+                            "BEGIN ISOLATION LEVEL READ COMMITTED", NULL,
+                            PGRES_COMMAND_OK);
+
+    if (rv == APR_SUCCESS) {
+        memds_pgconn_tx(st->conn, 0, 0); /* (latency: BEGIN to the end) */
+    }
+    return rv;
 }
 
 apr_status_t memds_store_commit(memds_store_t *st)
@@ -42,6 +48,8 @@ apr_status_t memds_store_commit(memds_store_t *st)
     apr_status_t rv = q_run(st, &res, "commit", "COMMIT", NULL,
                             PGRES_COMMAND_OK);
 
+    memds_pgconn_tx(st->conn, 1,
+                    rv != APR_SUCCESS || strcmp(PQcmdStatus(res), "COMMIT"));
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -64,6 +72,7 @@ void memds_store_rollback(memds_store_t *st)
     PGconn *c = memds_pgconn_native(st->conn);
     PGresult *res;
 
+    memds_pgconn_tx(st->conn, 1, 1);
     switch (PQtransactionStatus(c)) {
     case PQTRANS_IDLE: return;
     case PQTRANS_INTRANS:

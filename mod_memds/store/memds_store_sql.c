@@ -121,14 +121,18 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
 {
     PGconn *c = memds_pgconn_native(st->conn);
     PGresult *res;
+    apr_time_t t0;
 
     if (a && a->too_big) {
         st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
                                what);
         return APR_EGENERAL;
     }
+    t0 = apr_time_now();
     res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
                        a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    memds_pgconn_observe(st->conn, apr_time_now() - t0,
+                         res == NULL || PQresultStatus(res) != expect);
     if (res == NULL || PQresultStatus(res) != expect) {
         return q_fail(st, res, what);
     }

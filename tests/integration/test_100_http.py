@@ -139,13 +139,15 @@ def test_110_status_page_prometheus_form(stack):
     st, hdr, body = stack.request("GET", "/memds-status?format=prometheus")
     assert st == 200 and hdr["content-type"].startswith("text/plain; version=0.0.4")
     text = body.decode()
-    typed = set(re.findall(r"^# TYPE (\S+) (counter|gauge)$", text, re.M))
+    typed = set(re.findall(r"^# TYPE (\S+) (counter|gauge|histogram)$", text, re.M))
     names = {n for n, _ in typed}
     samples = [l for l in text.splitlines() if l and not l.startswith("#")]
     for line in samples:
-        m = re.match(r'^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?\d+$', line)
-        assert m and m.group(1) in names, line
-    values = dict((l.rsplit(" ", 1)[0], int(l.rsplit(" ", 1)[1])) for l in samples)
+        m = re.match(r'^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?\d+(\.\d+)?$', line)
+        assert m, line
+        base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        assert m.group(1) in names or (base, "histogram") in typed, line
+    values = dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1])) for l in samples)
     assert values["memds_requests_total"] >= 1
     assert values['memds_responses_total{code="400"}'] >= 1
     assert values["memds_database_up"] == 1

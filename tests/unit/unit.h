@@ -24,6 +24,7 @@ void unit_add_outcome(void);
 void unit_add_compose(void);
 void unit_add_trunc(void);
 void unit_add_engine(void);
+void unit_add_stats(void);
 
 /** Read a file into unit_pool; NULL if unreadable. */
 const char *unit_read_file(const char *path, apr_size_t *plen);

@@ -83,6 +83,7 @@ int main(int argc, const char *const *argv)
     unit_add_compose();
     unit_add_trunc();
     unit_add_engine();
+    unit_add_stats();
     for (s = CU_get_registry()->pSuite; s; s = s->pNext) {
         total += s->uiNumberOfTests;
     }
