@@ -4,10 +4,15 @@ Two httpd instances with the module (nodes A and B, tests/integration/
 nodes.py) share the stack's PostgreSQL, Dovecot and Postfix behind HAProxy
 (Debian's package) on a free loopback port: `balance roundrobin`, no
 stickiness, health checks on each node's status page, `retries` with
-`option redispatch` and L7 retries of requests that got no answer. Real
-clients sync alice's and bob's INBOX through it and send mail through the
-Outbox, all at once, while mail keeps arriving over SMTP; in the middle
-node A is stopped (`httpd -k stop`) or crashes (kill -9 of its processes).
+`option redispatch` and (but in the third variant) L7 retries of requests
+that got no answer. Real clients (SyncEvolution and hand-made devices,
+distinct device ids) sync alice's and bob's INBOX through it and send mail
+through the Outbox, all at once, while mail keeps arriving over SMTP; in
+the middle node A is stopped (`httpd -k stop`) or crashes (kill -9 of its
+processes) with requests in flight: the devices' rows are held in
+PostgreSQL (FOR UPDATE, from psql) until some request of node A waits for
+one (pg_stat_activity, by the nodes' application_name), then A goes, then
+the rows are given back.
 
 - every session completes (a device resends an unanswered message as it
   was: same MsgID, same bytes; the real client runs a failed session again;
@@ -51,16 +56,20 @@ HAPROXY_CFG = """global
     maxconn 1000
     stats socket {sock} mode 600 level admin
     pidfile {pidfile}
+    log stdout format raw local0 info
 
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 2s
     timeout client 120s
     timeout server 120s
     timeout check 2s
     # a request that could not be delivered goes again, to the other node;
     # with L7 retries also one that got no answer at all (the node died
-    # with it): SyncML messages may be sent twice (the engine answers a
+    # with it; the whole request is read first so that it can be sent
+    # again): SyncML messages may be sent twice (the engine answers a
     # retransmission from the session's stored answer)
     retries 3
     option redispatch 1
@@ -121,7 +130,8 @@ class Balancer:
         servers = "".join("    server %s 127.0.0.1:%d\n" % (n.name, n.port) for n in nodes)
         with open(self.cfg, "w") as f:
             f.write(HAPROXY_CFG.format(sock=self.sock, port=port, servers=servers,
-                                       l7="    retry-on conn-failure empty-response\n"
+                                       l7="    option http-buffer-request\n"
+                                       "    retry-on conn-failure empty-response\n"
                                        if l7 else "",
                                        pidfile=os.path.join(self.dir, "haproxy.pid")))
         self.proc = None
@@ -144,6 +154,13 @@ class Balancer:
                 self.proc.wait()
             self.proc = None
             self.out.close()
+
+    def log_lines(self):
+        try:
+            with open(os.path.join(self.dir, "haproxy.log"), errors="replace") as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
 
     def stats(self):
         """{server name: {field: value}} of HAProxy's `show stat`."""
@@ -314,9 +331,12 @@ class RealDevice:
         mode = "two-way" if self.n else "slow"
         rc = self.c.sync(mode, url=self.url, check=False, timeout=240)
         if rc != 0:
-            tail = [ln for ln in self.c.last_log.splitlines() if "rror" in ln][-3:]
+            tail = [ln.strip() for ln in self.c.last_log.splitlines()
+                    if re.search(r"(?i)error|fail|status|abort", ln)][-2:]
+            with open(os.path.join(self.c.workdir, "failed-%d.log" % self.n), "w") as f:
+                f.write(self.c.last_log)
             self.fig.add("client retries")
-            self.fig.retry("client: " + (tail[-1][:100] if tail else "rc %d" % rc))
+            self.fig.retry("client: " + (" / ".join(t[:120] for t in tail) or "rc %d" % rc))
             return False
         self.n += 1
         self.fig.add("real-client sessions")
@@ -497,12 +517,18 @@ def test_801_two_nodes_behind_haproxy_one_goes(stack, how):
         before = dict(fig.c)
         t_switch = time.time()
         if how == "stop":
-            a.stop()
+            # httpd lets running requests finish (for up to ~10 s): the
+            # rows are given back a second into the stop
+            stopper = threading.Thread(target=a.stop)
+            stopper.start()
+            time.sleep(1)
+            held.release()
+            stopper.join(60)
         else:
             a.kill()
+            held.release()
         switched.set()
         t_gone = time.time() - t_switch
-        held.release()
         # ... and the work goes on through B alone
         deadline = time.time() + 120
         while time.time() < deadline and (dth.is_alive()
@@ -609,9 +635,13 @@ def test_801_two_nodes_behind_haproxy_one_goes(stack, how):
                                    st["b"]["wretr"], st["a"]["wredis"], st["b"]["wredis"],
                                    st["FRONTEND"]["hrsp_5xx"]),
             "time: %.1f s of concurrent work, %.1f s in all" % (t_work, time.time() - t_start),
-        ]
+        ] + ["HAProxy's 5xx: " + ln for ln in lb.log_lines()
+             if re.search(r"/\d+ 5\d\d \d+ ", ln)][:5]
         print("\n".join(fig_lines))
         assert fig.c["errors"] == 0, fig.errors
+        # the requests caught in flight on A were sent again, by HAProxy or
+        # by the devices
+        assert int(st["a"]["wretr"]) + fig.c["request retries"] >= 1
     finally:
         done.set()
         if held is not None:
