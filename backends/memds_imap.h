@@ -422,6 +422,8 @@ typedef struct memds_imap_err_t {
                                    mailbox names. Allocated from the
                                    connection's pool (or the pool given). */
     apr_size_t offset;      /**< parse errors: byte offset in the response */
+    char buf[256]; /**< holds msg when the pool it came from is gone (a
+                      failed login of the connection cache) */
 } memds_imap_err_t;
 
 /**

@@ -133,6 +133,12 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
     l->uses = 1;
     rv = memds_imap_connect(&l->conn, cfg, err, lp);
     if (rv != APR_SUCCESS) {
+        /* the message lives in lp: keep it in err itself (a refused
+         * login's text used to be read from the freed pool) */
+        if (err && err->msg) {
+            apr_cpystrn(err->buf, err->msg, sizeof(err->buf));
+            err->msg = err->buf;
+        }
         apr_pool_destroy(lp);
         return rv;
     }

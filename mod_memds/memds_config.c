@@ -6,6 +6,7 @@
 #include <ap_mpm.h>
 #include <apr_strings.h>
 #include <apr_file_info.h>
+#include <apr_lib.h>
 
 #include "util/memds_util.h"
 #include "store/memds_pushstore.h"
@@ -24,7 +25,9 @@ memds_dir_conf *memds_dir_conf_get(const request_rec *r)
 
 void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s)
 {
-    apr_hash_t *seen = apr_hash_make(p);
+    apr_hash_t *seen = apr_hash_make(p), *realms = apr_hash_make(p);
+    apr_array_header_t *all = apr_array_make(p, 2, sizeof(const char *));
+    apr_hash_index_t *hi;
     server_rec *v;
     int i;
 
@@ -60,8 +63,18 @@ void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s)
             if (dc->engine == 1 && dc->location != NULL) {
                 apr_hash_set(seen, cd->d, APR_HASH_KEY_STRING, cd->d);
                 APR_ARRAY_PUSH(sc->engine_dirs, memds_dir_conf *) = dc;
+                if (dc->account_realm) {
+                    apr_hash_set(realms, dc->account_realm,
+                                 APR_HASH_KEY_STRING, dc->account_realm);
+                }
             }
         }
+    }
+    for (hi = apr_hash_first(p, realms); hi; hi = apr_hash_next(hi)) {
+        APR_ARRAY_PUSH(all, const char *) = apr_hash_this_key(hi);
+    }
+    for (v = s; v; v = v->next) {
+        memds_srv_conf_get(v)->realms = all->nelts ? all : NULL;
     }
 }
 
@@ -145,6 +158,7 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                                        : base->max_obj_size;
     MERGE_PTR(datastore);
     MERGE_PTR(master_user);
+    MERGE_PTR(account_realm);
     MERGE_PTR(master_password);
     MERGE_INT(delete_policy);
     MERGE_INT(sent_copy);
@@ -220,6 +234,8 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                                     : "items";
     mbuf->imap_url = dc->imap_url;
     mbuf->master_user = dc->master_user;
+    mbuf->realm = dc->account_realm;
+    cfg->realm = dc->account_realm;
     mbuf->master_password = dc->master_password;
     mbuf->delete_policy = (memds_delete_policy_e)OR(dc->delete_policy,
                                                     MEMDS_DELETE_TRASH);
@@ -593,6 +609,26 @@ static const char *set_push_self(cmd_parms *cmd, void *dcv, const char *arg)
     }
     APR_ARRAY_PUSH(dc->push_self_prefixes,
                    const char *) = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_account_realm(cmd_parms *cmd, void *dcv,
+                                     const char *arg)
+{
+    const char *c;
+
+    for (c = arg; *c; ++c) {
+        if (!apr_isalnum(*c) && *c != '.' && *c != '-' && *c != '_') {
+            break;
+        }
+    }
+    if (!*arg || *c || strlen(arg) > 64) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSAccountRealm: '%s' is not 1 to 64 letters, "
+                            "digits, '.', '-' or '_'",
+                            arg);
+    }
+    ((memds_dir_conf *)dcv)->account_realm = arg;
     return NULL;
 }
 
@@ -972,6 +1008,11 @@ const command_rec memds_cmds[] = {
                     "channel in its DevInf (Ext X-memds-push) where MemDSPush "
                     "is On: sms (phone numbers) and http:// or https:// URL "
                     "prefixes its URL must start with. Default: Off."),
+    AP_INIT_TAKE1("MemDSAccountRealm", set_account_realm, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "A name for this location's mail server: its accounts are "
+                  "kept as realm:login, apart from the same login on another "
+                  "server. Default: none (the login alone)."),
     AP_INIT_TAKE1("MemDSServerID", set_server_id, NULL, RSRC_CONF,
                   "The server identifier in a SAN (and its digest) when the "
                   "device's server credentials name none. Default: none."),

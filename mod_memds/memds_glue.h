@@ -112,6 +112,8 @@ typedef struct memds_srv_conf {
     const char *kannel_user; /**< MemDSKannelAuth */
     const char *kannel_pass;
     int watch_max;           /**< MemDSPushWatchMax (MEMDS_UNSET) */
+    apr_array_header_t *realms; /**< every MemDSAccountRealm of the
+                                   configuration (memds_collect_engine_dirs) */
     struct memds_watch_t *watch; /**< this child's IDLE watcher (child_init;
                                     used by the memds-watch job's thread
                                     only), NULL when nothing is watched */
@@ -147,6 +149,7 @@ typedef struct memds_dir_conf {
     int max_age, max_items;      /**< MemDSMaxAge, MemDSMaxItems */
     int push;                    /**< MemDSPush (MEMDS_UNSET) */
     int push_watch;              /**< MemDSPushWatch (MEMDS_UNSET) */
+    const char *account_realm;   /**< MemDSAccountRealm */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
     int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
     /* MemDSPushSelfRegister: MEMDS_UNSET, 0 Off, 1 on; sms, URL prefixes */

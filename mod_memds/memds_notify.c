@@ -119,7 +119,13 @@ int memds_notify_handler(request_rec *r)
         return HTTP_SERVICE_UNAVAILABLE;
     }
     memds_store_init(&st, conn, r->pool);
-    if (memds_push_event(&st, &n, user, folder,
+    /* The IMAP server's user in this location's realm (the notify URL of a
+     * mail server lives where MemDSAccountRealm names that server). */
+    if (memds_push_event(&st, &n,
+                         memds_account_key(user,
+                                           memds_dir_conf_get(r)->account_realm,
+                                           r->pool),
+                         folder,
                          sc->push_delay != MEMDS_UNSET
                              ? sc->push_delay
                              : MEMDS_DEFAULT_PUSH_DELAY)
@@ -256,6 +262,7 @@ static apr_array_header_t *watch_sources(server_rec *s, memds_pgpool_t *pg,
             src = apr_array_push(a);
             memset(src, 0, sizeof(*src));
             src->server = dc->imap_url;
+            src->realm = dc->account_realm;
             src->imap.url = dc->imap_url;
             src->imap.user = dc->master_user;
             src->imap.password = dc->master_password;

@@ -57,6 +57,31 @@ static int memds_check_config(apr_pool_t *pconf, apr_pool_t *plog,
             const memds_dir_conf *dc = APR_ARRAY_IDX(sc->engine_dirs, i,
                                                      memds_dir_conf *);
             const char *why = memds_watch_check(dc);
+            int j;
+
+            /* The same realm on two mail servers shares their accounts'
+             * state: right for replicas of one mail store, wrong else. */
+            for (j = 0; j < i && dc->imap_url; ++j) {
+                const memds_dir_conf *o = APR_ARRAY_IDX(sc->engine_dirs, j,
+                                                        memds_dir_conf *);
+                if (o->imap_url && strcmp(o->imap_url, dc->imap_url) != 0
+                    && (o->account_realm == dc->account_realm
+                        || (o->account_realm && dc->account_realm
+                            && strcmp(o->account_realm, dc->account_realm)
+                                   == 0))) {
+                    ap_log_error(
+                        APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, v,
+                        MEMDS_APLOGNO(00043) "<Location %s> and <Location "
+                                             "%s> reach different IMAP "
+                                             "servers with the same account "
+                                             "realm (%s): the same login on "
+                                             "both shares one state; give "
+                                             "each its own MemDSAccountRealm "
+                                             "unless they are one mail store",
+                        o->location, dc->location,
+                        dc->account_realm ? dc->account_realm : "none");
+                }
+            }
             if (why) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, v,
                              MEMDS_APLOGNO(00042) "%s (<Location %s>)", why,
@@ -519,6 +544,7 @@ static int memds_sync_handler(request_rec *r)
     mailcfg.ledger_pool = sc->ledger_pool;
     mailcfg.stats = sc->counters ? &sc->counters->stats : NULL;
     cfg.registry = sc->ds_registry;
+    cfg.realms = sc->realms;
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
     rq.len = blen;

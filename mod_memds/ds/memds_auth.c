@@ -349,7 +349,9 @@ void eng_session_password(eng_t *e)
             || strcmp(cred->meta->type, "syncml:auth-basic") == 0)
         && memds_auth_basic_decode(&user, &pass, &cred->data, e->p)
                == APR_SUCCESS
-        && strcmp(user, e->sess.account) == 0) {
+        && strcmp(memds_account_key(user, e->cfg->realm, e->p),
+                  e->sess.account)
+               == 0) {
         e->password = pass;
         e->hdr_status = MEMDS_ST_OK;
     }
@@ -390,6 +392,29 @@ static const char *claimed_user(const eng_t *e, const char **phow)
 
 static apr_status_t end_session(eng_t *e, int code, const char *why);
 
+/* The session's account is of another location's realm: its RespURI
+ * posted here. (Without a realm here, an account "r:login" of a
+ * configured realm r is foreign.) */
+static int foreign_realm(const eng_t *e)
+{
+    const char *key = e->sess.account;
+    int i;
+
+    if (memds_account_login(key, e->cfg->realm) == NULL) {
+        return 1;
+    }
+    for (i = 0; e->cfg->realm == NULL && e->cfg->realms
+                && i < e->cfg->realms->nelts;
+         ++i) {
+        if (memds_account_login(key, APR_ARRAY_IDX(e->cfg->realms, i,
+                                                   const char *))
+            != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* A session belongs to the account it was opened for. A later message
  * whose HTTP user or SyncHdr credentials name another account (valid or
  * not: they are not checked, so this is no password oracle) ends the
@@ -404,7 +429,15 @@ apr_status_t eng_session_account_check(eng_t *e)
     const memds_hdr_t *h = &e->in->hdr;
     const char *how = NULL, *user = claimed_user(e, &how);
 
-    if (user == NULL || strcmp(user, e->sess.account) == 0) {
+    if (foreign_realm(e)) {
+        /* a session of another location's realm (its RespURI used here) */
+        how = "the location (MemDSAccountRealm)";
+        user = e->cfg->realm ? e->cfg->realm : "no realm";
+    }
+    else if (user == NULL
+             || strcmp(memds_account_key(user, e->cfg->realm, e->p),
+                       e->sess.account)
+                    == 0) {
         return APR_SUCCESS;
     }
     e->resp->log_level = 4;
@@ -634,10 +667,10 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     memds_auth_row_t ar;
     apr_status_t rv;
     int md5 = strcmp(type, "syncml:auth-md5") == 0;
-    const char *why = NULL;
+    const char *why = NULL, *akey = NULL;
 
     if (e->req->http_user) {
-        *paccount = e->req->http_user;
+        *paccount = memds_account_key(e->req->http_user, e->cfg->realm, e->p);
         e->hdr_status = MEMDS_ST_OK;
         return APR_SUCCESS;
     }
@@ -680,7 +713,10 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         why = "user name too long";
         goto challenge;
     }
-    if (e->db->vt->auth_get(e->db, &ar, user, devid) != APR_SUCCESS) {
+    /* State is kept per account key (the login in this location's realm);
+     * the verifier and the md5 digest know the login. */
+    akey = memds_account_key(user, e->cfg->realm, e->p);
+    if (e->db->vt->auth_get(e->db, &ar, akey, devid) != APR_SUCCESS) {
         return eng_db_fail(e, "reading authentication state");
     }
     if (ar.blocked) {
@@ -693,7 +729,7 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
         if (rv == APR_ENOENT) {
             /* The verifier does not know it (passwords live on the IMAP
              * server): the value an admin set or a basic login recorded. */
-            rv = e->db->vt->md5_get(e->db, &inner, user);
+            rv = e->db->vt->md5_get(e->db, &inner, akey);
             if (rv != APR_SUCCESS && rv != APR_ENOENT) {
                 return eng_db_fail(e, "reading md5 credential data");
             }
@@ -738,11 +774,11 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
             return APR_EGENERAL;
         }
     }
-    if (e->db->vt->auth_ok(e->db, user, devid) != APR_SUCCESS) {
+    if (e->db->vt->auth_ok(e->db, akey, devid) != APR_SUCCESS) {
         return eng_db_fail(e, "recording authentication");
     }
     if (!md5 && e->cfg->record_md5
-        && e->db->vt->md5_put(e->db, user,
+        && e->db->vt->md5_put(e->db, akey,
                               memds_auth_md5_inner(user, pass, e->p),
                               "basic-login")
                != APR_SUCCESS) {
@@ -752,7 +788,7 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     if (md5) {
         /* The nonce for the next session goes out with this answer. */
         const char *nonce = memds_auth_new_nonce(e->p);
-        if (e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
+        if (e->db->vt->auth_set_nonce(e->db, akey, devid, nonce)
             != APR_SUCCESS) {
             return eng_db_fail(e, "storing the nonce");
         }
@@ -768,12 +804,15 @@ apr_status_t eng_authenticate(eng_t *e, const char **paccount)
     e->hdr_status = pass_through(e) && !md5 ? MEMDS_ST_OK
                                             : MEMDS_ST_AUTH_ACCEPTED;
     e->authenticated_now = 1;
-    *paccount = user;
+    *paccount = akey;
     return APR_SUCCESS;
 
 challenge:
+    if (user && akey == NULL) {
+        akey = memds_account_key(user, e->cfg->realm, e->p);
+    }
     if (user
-        && e->db->vt->auth_failed(e->db, user, devid, e->cfg->auth_max_failures,
+        && e->db->vt->auth_failed(e->db, akey, devid, e->cfg->auth_max_failures,
                                   e->cfg->auth_window, e->cfg->auth_block)
                != APR_SUCCESS) {
         return eng_db_fail(e, "counting an authentication failure");
@@ -785,8 +824,11 @@ challenge_nocount:
         e->chal->type = "syncml:auth-md5";
         e->chal->format = "b64";
         e->chal->next_nonce = nonce;
+        if (user && akey == NULL) {
+            akey = memds_account_key(user, e->cfg->realm, e->p);
+        }
         if (user
-            && e->db->vt->auth_set_nonce(e->db, user, devid, nonce)
+            && e->db->vt->auth_set_nonce(e->db, akey, devid, nonce)
                    != APR_SUCCESS) {
             return eng_db_fail(e, "storing the nonce");
         }

@@ -73,6 +73,11 @@ apr_status_t memds_ds_open(memds_ds_t **pds, const memds_ds_env_t *env,
     ds = apr_pcalloc(p, sizeof(*ds));
     ds->st = st;
     ds->account = apr_pstrdup(p, account);
+    ds->login = memds_account_login(ds->account,
+                                    env->mail ? env->mail->realm : NULL);
+    if (ds->login == NULL) {
+        return APR_ENOTIMPL; /* (the engine never opens another realm's) */
+    }
     ds->store = apr_pstrdup(p, store);
     ds->device_id = device_id;
     rv = prov->open(ds, env, p);
@@ -246,4 +251,21 @@ apr_status_t memds_ds_level_parse(memds_ds_level_t *l, const char *s,
         }
     }
     return seen == 7 ? APR_SUCCESS : APR_EINVAL;
+}
+
+const char *memds_account_key(const char *login, const char *realm,
+                              apr_pool_t *p)
+{
+    return realm ? apr_pstrcat(p, realm, ":", login, NULL) : login;
+}
+
+const char *memds_account_login(const char *key, const char *realm)
+{
+    size_t n;
+
+    if (realm == NULL) {
+        return key;
+    }
+    n = strlen(realm);
+    return strncmp(key, realm, n) == 0 && key[n] == ':' ? key + n + 1 : NULL;
 }

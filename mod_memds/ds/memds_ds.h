@@ -168,6 +168,7 @@ typedef struct memds_mail_cfg_t {
                                      second one from it */
     int no_sent_copy;     /**< MemDSSentCopy Off: the server files it */
     const char *location; /**< the <Location> path (outbox retries) */
+    const char *realm;    /**< MemDSAccountRealm, or NULL */
     struct memds_imap_cache_t *imap_cache; /**< connections kept between
                                                 requests, or NULL */
     int keep_rejected; /**< MemDSRejectedMail keep: not to Drafts */
@@ -229,6 +230,8 @@ struct memds_ds_t {
     const memds_ds_vt *vt;
     memds_store_t *st; /**< the request's store (same transaction) */
     const char *account, *store;
+    const char *login; /**< the mail server's login of the account (the
+                          account key without its MemDSAccountRealm) */
     apr_int64_t device_id;
     void *impl;
     /** After a failed operation: the SyncML status to answer (0: a store
@@ -290,5 +293,15 @@ extern const memds_ds_provider_t memds_ds_items_provider;
 /** Register the mailbox providers (memds_ds_mail.c; kind "imap": one
  *  datastore per folder, and the hierarchical "email" datastore). */
 void memds_ds_mail_register(memds_ds_registry_t *reg);
+
+/** The account key of a login at a location (MemDSAccountRealm): the
+ *  login itself without a realm, else "realm:login", so that the same login
+ *  on two mail servers keeps two separate states (devices, sessions,
+ *  anchors, maps, mail rows, outbox rows). */
+const char *memds_account_key(const char *login, const char *realm,
+                              apr_pool_t *p);
+/** The login of an account key at a location with that realm (NULL: the
+ *  key itself); a key of another realm gives NULL. */
+const char *memds_account_login(const char *key, const char *realm);
 
 #endif /* MEMDS_DS_H */

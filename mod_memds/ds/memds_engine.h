@@ -56,6 +56,10 @@ typedef struct memds_engine_cfg_t {
      *  NULL: none). Both unset: Off. */
     int push_self_sms;
     const apr_array_header_t *push_self_prefixes;
+    const char *realm; /**< MemDSAccountRealm: account keys are
+                          "realm:login" (memds_account_key), or NULL */
+    const apr_array_header_t *realms; /**< every realm of the configuration
+                                         (const char *), or NULL */
     const char *push_watch; /**< MemDSPushWatch On: the IMAP server's URL;
                                a session notes its account for the IDLE
                                watcher (memds.push_watch) */

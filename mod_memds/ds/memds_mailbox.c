@@ -66,10 +66,10 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
     if (x->cfg->master_user) {
         c.user = x->cfg->master_user;
         c.password = x->cfg->master_password;
-        c.authzid = ds->account;
+        c.authzid = ds->login;
     }
     else if (x->password) {
-        c.user = ds->account;
+        c.user = ds->login;
         c.password = x->password;
     }
     else {

@@ -1431,6 +1431,7 @@ static apr_status_t mem_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
     ds->vt = &mem_items_vt;
     ds->st = st;
     ds->account = apr_pstrdup(p, account);
+    ds->login = ds->account;
     ds->store = apr_pstrdup(p, store);
     ds->device_id = device_id;
     ds->impl = M(db);

@@ -209,7 +209,15 @@ static void connect_one(watched_t *x, const memds_watch_cfg_t *cfg)
     const memds_imap_mailbox_t *m = NULL;
     memds_imap_err_t err;
 
+    /* the login: the account key without "realm:" */
     c.authzid = x->account;
+    if (x->src->realm) {
+        size_t n = strlen(x->src->realm);
+        if (strncmp(x->account, x->src->realm, n) == 0
+            && x->account[n] == ':') {
+            c.authzid = x->account + n + 1;
+        }
+    }
     if (memds_imap_connect(&x->c, &c, &err, x->pool) != APR_SUCCESS) {
         x->c = NULL;
         fail_watch(x, cfg, MEMDS_LOG_WARNING, "login", &err);

@@ -24,6 +24,8 @@
 /** An IMAP server to watch (a location with MemDSPushWatch On). */
 typedef struct memds_watch_src_t {
     const char *server;       /**< MemDSIMAPServer: also the lease key */
+    const char *realm;        /**< MemDSAccountRealm: accounts are
+                                   "realm:login" (NULL: the login) */
     memds_imap_config_t imap; /**< the master login (authzid: the account) */
 } memds_watch_src_t;
 

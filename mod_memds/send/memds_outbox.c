@@ -260,13 +260,13 @@ static void smtp_cfg(memds_ds_t *ds, memds_smtp_config_t *c)
     c->log = x->cfg->log;
     c->stats = x->cfg->stats;
     if (x->cfg->smtp_auth == MEMDS_SMTP_AUTH_USER) {
-        c->user = ds->account;
+        c->user = ds->login;
         c->password = x->password;
     }
     else if (x->cfg->smtp_auth == MEMDS_SMTP_AUTH_FIXED) {
         c->user = x->cfg->smtp_user;
         c->password = x->cfg->smtp_password;
-        c->authzid = ds->account;
+        c->authzid = ds->login;
     }
 }
 
@@ -528,7 +528,7 @@ static apr_status_t outbox_retry(memds_ds_t *ds)
 static const char *envelope_from(memds_ds_t *ds,
                                  const memds_mime_submission_t *sub)
 {
-    return strchr(ds->account, '@') ? ds->account : sub->from;
+    return strchr(ds->login, '@') ? ds->login : sub->from;
 }
 
 static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
@@ -617,7 +617,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (compose_smart(ds, &in) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    from = strchr(ds->account, '@') ? ds->account : NULL;
+    from = strchr(ds->login, '@') ? ds->login : NULL;
     if (memds_mime_prepare(&sub, in.msg, in.len, from, NULL,
                            (apr_size_t)64 * 1024 * 1024, &why, ds->st->pool)
         != APR_SUCCESS) {
@@ -822,9 +822,11 @@ apr_status_t memds_send_background(int *psent, struct memds_pgpool_t *pool,
         ds = apr_pcalloc(sub, sizeof(*ds));
         ds->st = &st;
         ds->account = r->account;
+        ds->login = memds_account_login(r->account, cfg->realm);
         ds->store = r->store;
         ds->device_id = r->device_id;
-        if (outbox_open(ds, &env, sub) != APR_SUCCESS) {
+        if (ds->login == NULL /* (the location's realm changed since) */
+            || outbox_open(ds, &env, sub) != APR_SUCCESS) {
             apr_pool_destroy(sub);
             continue;
         }
