@@ -130,6 +130,13 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->session_timeout = MEMDS_UNSET;
     dc->conflict = MEMDS_UNSET;
     dc->auth_failures = dc->auth_window = dc->auth_block = MEMDS_UNSET;
+    {
+        int i;
+        for (i = 0; i < 6; ++i) {
+            dc->limits[i] = MEMDS_UNSET;
+        }
+    }
+    dc->autoblock = dc->autoblock_secs = dc->quarantine = MEMDS_UNSET;
     dc->delete_policy = MEMDS_UNSET;
     dc->smtp_auth = MEMDS_UNSET;
     dc->sent_copy = MEMDS_UNSET;
@@ -202,6 +209,17 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(auth_failures);
     MERGE_INT(auth_window);
     MERGE_INT(auth_block);
+    {
+        int i;
+        for (i = 0; i < 6; ++i) {
+            c->limits[i] = add->limits[i] != MEMDS_UNSET ? add->limits[i]
+                                                         : base->limits[i];
+        }
+    }
+    c->autoblock_secs = add->autoblock != MEMDS_UNSET ? add->autoblock_secs
+                                                      : base->autoblock_secs;
+    MERGE_INT(autoblock);
+    MERGE_INT(quarantine);
     if (c->auth_file) {
         memds_verifier_passwd_file(&c->verifier, c->auth_file);
     }
@@ -283,6 +301,15 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     cfg->auth_window = OR(dc->auth_window, MEMDS_DEFAULT_AUTH_WINDOW);
     cfg->auth_block = OR(dc->auth_block, MEMDS_DEFAULT_AUTH_BLOCK);
     cfg->server_name = "mod_memds";
+    cfg->limit_dev_min = (int)OR(dc->limits[0], MEMDS_DEFAULT_LIMIT_DEV_MIN);
+    cfg->limit_acct_min = (int)OR(dc->limits[1], 0);
+    cfg->limit_dev_conc = (int)OR(dc->limits[2], 0);
+    cfg->limit_acct_conc = (int)OR(dc->limits[3], 0);
+    cfg->limit_dev_bytes = OR(dc->limits[4], 0);
+    cfg->limit_acct_bytes = OR(dc->limits[5], 0);
+    cfg->autoblock = OR(dc->autoblock, MEMDS_DEFAULT_AUTOBLOCK);
+    cfg->autoblock_secs = OR(dc->autoblock_secs, MEMDS_DEFAULT_AUTOBLOCK_SECS);
+    cfg->quarantine = OR(dc->quarantine, MEMDS_DEFAULT_QUARANTINE);
 #undef OR
 }
 
@@ -864,6 +891,92 @@ static const char *set_auth_limit(cmd_parms *cmd, void *dcv, const char *a1,
     return NULL;
 }
 
+/* MemDSLimit device|account sessions/min|concurrent|bytes/hour N|off */
+static const char *set_throttle_limit(cmd_parms *cmd, void *dcv,
+                                      const char *who, const char *what,
+                                      const char *value)
+{
+    static const char *const kinds[] = { "sessions/min", "concurrent",
+                                         "bytes/hour" };
+    memds_dir_conf *dc = dcv;
+    int k, v, acct;
+    apr_off_t size;
+
+    acct = strcasecmp(who, "account") == 0;
+    for (k = 0; k < 3 && strcasecmp(what, kinds[k]) != 0; ++k) {
+    }
+    if ((!acct && strcasecmp(who, "device") != 0) || k == 3) {
+        return "MemDSLimit: give device or account, then sessions/min, "
+               "concurrent or bytes/hour, then the limit (or off)";
+    }
+    if (strcasecmp(value, "off") == 0) {
+        dc->limits[k * 2 + acct] = 0;
+    }
+    else if (k == 2) {
+        if (memds_parse_size(&size, value, 1, (apr_off_t)1 << 50)
+            != APR_SUCCESS) {
+            return apr_psprintf(cmd->pool,
+                                "MemDSLimit: '%s' is not a number of bytes "
+                                "(K, M, G allowed) or off",
+                                value);
+        }
+        dc->limits[k * 2 + acct] = (apr_int64_t)size;
+    }
+    else {
+        if (memds_parse_uint(&v, value, 1000000) != APR_SUCCESS || v < 1) {
+            return apr_psprintf(cmd->pool,
+                                "MemDSLimit: '%s' is not a number from 1 to "
+                                "1000000 or off",
+                                value);
+        }
+        dc->limits[k * 2 + acct] = v;
+    }
+    return NULL;
+}
+
+/* MemDSAutoBlock N [SECONDS|forever] | off */
+static const char *set_autoblock(cmd_parms *cmd, void *dcv, const char *n,
+                                 const char *secs)
+{
+    memds_dir_conf *dc = dcv;
+    int v, s = 0;
+
+    (void)cmd;
+    if (strcasecmp(n, "off") == 0 && secs == NULL) {
+        dc->autoblock = 0;
+        dc->autoblock_secs = 0;
+        return NULL;
+    }
+    if (memds_parse_uint(&v, n, 100000) != APR_SUCCESS || v < 1
+        || (secs && strcasecmp(secs, "forever") != 0
+            && (memds_parse_uint(&s, secs, 31536000) != APR_SUCCESS
+                || s < 1))) {
+        return "MemDSAutoBlock: give FAILED-SESSIONS (1-100000) and "
+               "optionally SECONDS (1-31536000) or forever, or off";
+    }
+    dc->autoblock = v;
+    dc->autoblock_secs = secs == NULL ? MEMDS_DEFAULT_AUTOBLOCK_SECS : s;
+    return NULL;
+}
+
+/* MemDSQuarantine N | off */
+static const char *set_quarantine(cmd_parms *cmd, void *dcv, const char *n)
+{
+    memds_dir_conf *dc = dcv;
+    int v;
+
+    (void)cmd;
+    if (strcasecmp(n, "off") == 0) {
+        dc->quarantine = 0;
+        return NULL;
+    }
+    if (memds_parse_uint(&v, n, 1000) != APR_SUCCESS || v < 1) {
+        return "MemDSQuarantine: give ERROR-STATUSES (1-1000) or off";
+    }
+    dc->quarantine = v;
+    return NULL;
+}
+
 /* MemDSDBMin/Keep/Max/Exptime share one setter; the name picks the field. */
 static const char *set_db_int(cmd_parms *cmd, void *dcv, const char *arg)
 {
@@ -1059,5 +1172,24 @@ const command_rec memds_cmds[] = {
                   "FAILURES WINDOW BLOCK: after FAILURES failed logins of one "
                   "account and device within WINDOW seconds, refuse it for "
                   "BLOCK seconds. Default: 10 600 600."),
+    AP_INIT_TAKE3("MemDSLimit", set_throttle_limit, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "device|account sessions/min|concurrent|bytes/hour N|off: "
+                  "a new session of a device (account) over the limit is "
+                  "refused with SyncML 503 and Retry-After; counted in "
+                  "PostgreSQL for all nodes. Default: device sessions/min "
+                  "120, the others off."),
+    AP_INIT_TAKE12("MemDSAutoBlock", set_autoblock, NULL,
+                   RSRC_CONF | ACCESS_CONF,
+                   "N [SECONDS|forever], or off: after N failed sessions in "
+                   "a row (wrong password, protocol or internal error) a "
+                   "device is refused (403) for SECONDS, or until "
+                   "memds-admin unblock. Default: 30 3600."),
+    AP_INIT_TAKE1("MemDSQuarantine", set_quarantine, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "N, or off: a server item a device answers with an error "
+                  "status N times is put in quarantine (left out of that "
+                  "device's syncs until memds-admin quarantine --release). "
+                  "Default: 3."),
     { NULL }
 };

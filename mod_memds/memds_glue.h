@@ -43,6 +43,14 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_DEFAULT_AUTH_FAILURES 10
 #define MEMDS_DEFAULT_AUTH_WINDOW 600
 #define MEMDS_DEFAULT_AUTH_BLOCK 600
+/** MemDSLimit, MemDSAutoBlock, MemDSQuarantine (docs/throttle.md): a
+ *  device may start 120 sessions a minute (no other limit), 30 failed
+ *  sessions in a row block it for an hour, an item refused 3 times goes
+ *  into quarantine. */
+#define MEMDS_DEFAULT_LIMIT_DEV_MIN 120
+#define MEMDS_DEFAULT_AUTOBLOCK 30
+#define MEMDS_DEFAULT_AUTOBLOCK_SECS 3600
+#define MEMDS_DEFAULT_QUARANTINE 3
 #define MEMDS_EXPIRE_INTERVAL 60
 /** Successful pass-through IMAP logins are trusted again for this long
  *  (per child), at most this many remembered. */
@@ -72,6 +80,8 @@ typedef struct memds_counters_t {
     volatile apr_uint64_t failed;      /**< 500 */
     volatile apr_uint64_t bytes_in;    /**< request body bytes */
     volatile apr_uint64_t bytes_out;   /**< response body bytes */
+    volatile apr_uint64_t throttled;   /**< new sessions over MemDSLimit */
+    volatile apr_uint64_t blocked;     /**< new sessions of held devices */
     /** Answers of the sync handler by HTTP status class (index status /
      *  100, 1 to 5), whatever the code. */
     volatile apr_uint64_t status_class[6];
@@ -136,6 +146,11 @@ typedef struct memds_dir_conf {
     int session_timeout;    /**< MemDSSessionTimeout */
     int conflict;           /**< MemDSConflictPolicy */
     int auth_failures, auth_window, auth_block; /**< MemDSAuthLimit */
+    /** MemDSLimit: device/account sessions per minute, concurrent, bytes
+     *  per hour (MEMDS_UNSET each) */
+    apr_int64_t limits[6];
+    int autoblock, autoblock_secs; /**< MemDSAutoBlock (MEMDS_UNSET) */
+    int quarantine;                /**< MemDSQuarantine (MEMDS_UNSET) */
     memds_verifier_t verifier; /**< built from auth_file at config time */
     const char *master_user, *master_password; /**< MemDSIMAPMaster */
     int delete_policy;           /**< MemDSDeletePolicy (MEMDS_UNSET) */

@@ -13,6 +13,7 @@
 
 #include "store/memds_migrate.h"
 #include "store/memds_store.h"
+#include "store/memds_throttle.h"
 
 typedef struct stat_line_t {
     const char *key;
@@ -45,6 +46,32 @@ static void meta(request_rec *r, const char *name, const char *type,
 
 /* The Prometheus text exposition format (version 0.0.4): the request
  * counters of all children, the database's figures, this child's pool. */
+/* Throttling (docs/throttle.md): refusals since the last start, and from
+ * the database (-1: not read) items in quarantine and devices blocked. */
+static void throttle_prometheus(request_rec *r, memds_counters_t *c,
+                                apr_int64_t quar_items, apr_int64_t held)
+{
+    meta(r, "memds_sessions_refused_total", "counter",
+         "New sessions refused: over a limit of MemDSLimit (throttled), "
+         "of a blocked device (blocked).");
+    ap_rprintf(r,
+               "memds_sessions_refused_total{reason=\"throttled\"} "
+               "%" APR_UINT64_T_FMT "\n"
+               "memds_sessions_refused_total{reason=\"blocked\"} "
+               "%" APR_UINT64_T_FMT "\n",
+               apr_atomic_read64(&c->throttled),
+               apr_atomic_read64(&c->blocked));
+    if (quar_items >= 0) {
+        meta(r, "memds_quarantine_items", "gauge",
+             "Server items in quarantine (left out of a device's syncs).");
+        ap_rprintf(r, "memds_quarantine_items %" APR_INT64_T_FMT "\n",
+                   quar_items);
+        meta(r, "memds_devices_blocked", "gauge",
+             "Devices blocked now (autoblock or memds-admin block).");
+        ap_rprintf(r, "memds_devices_blocked %" APR_INT64_T_FMT "\n", held);
+    }
+}
+
 static void prometheus(request_rec *r, const stat_line_t *lines, int n,
                        int db_ok, int schema, apr_int64_t active,
                        apr_int64_t devices, const apr_array_header_t *gauges,
@@ -157,6 +184,7 @@ int memds_status_handler(request_rec *r)
     int n = 0, i, json, db_ok = 0, schema = 0;
     apr_int64_t active = 0, devices = 0;
     apr_array_header_t *gauges = NULL;
+    apr_int64_t quar_items = -1, held_devices = -1;
     memds_pgconn_t *dbconn = NULL;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
@@ -190,6 +218,11 @@ int memds_status_handler(request_rec *r)
                 && memds_store_gauges(&st, &gauges) != APR_SUCCESS) {
                 gauges = NULL; /* (the rest still shows) */
             }
+            if (db_ok && wants_prometheus(r)
+                && memds_throttle_gauges(&st, &quar_items, &held_devices)
+                       != APR_SUCCESS) {
+                quar_items = held_devices = -1;
+            }
         }
     }
 
@@ -217,6 +250,7 @@ int memds_status_handler(request_rec *r)
         if (!r->header_only) {
             prometheus(r, lines, n, db_ok, schema, active, devices, gauges, &ps,
                        sc->pgpool != NULL);
+            throttle_prometheus(r, c, quar_items, held_devices);
             memds_metrics_prometheus(r, c, db_ok ? dbconn : NULL);
         }
         return OK;

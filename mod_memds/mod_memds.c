@@ -562,6 +562,17 @@ static int memds_sync_handler(request_rec *r)
         ap_log_rerror(APLOG_MARK, resp.log_level, 0, r, "%s",
                       resp.log_msg); /* code in msg */
     }
+    if (resp.retry_after > 0) {
+        /* a refused session (MemDSLimit, a held device): when to come back */
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_itoa(r->pool, resp.retry_after));
+    }
+    if (resp.throttled) {
+        COUNT(sc, throttled);
+    }
+    if (resp.blocked) {
+        COUNT(sc, blocked);
+    }
     if (resp.http_status != HTTP_OK) {
         /* (A database failure left the transaction rolled back; the pool
          * drops the connection on release if libpq says it is broken.) */

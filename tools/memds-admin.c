@@ -36,6 +36,7 @@
 #include "store/memds_mailstore.h"
 #include "store/memds_pushstore.h"
 #include "ds/memds_auth.h"
+#include "memds_admin_throttle.h"
 #include "memds_admin_ops.h"
 
 #ifndef MEMDS_SCHEMA_DIR
@@ -406,6 +407,12 @@ int main(int argc, const char *const *argv)
         else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         }
+        else if (strcmp(argv[i], "--until") == 0 && i + 1 < argc) {
+            ++i; /* (block: memds_admin_throttle.c reads it) */
+        }
+        else if (strcmp(argv[i], "--release") == 0) {
+            continue; /* (quarantine: memds_admin_throttle.c) */
+        }
         else if (argv[i][0] != '-' && user == NULL) {
             user = argv[i];
         }
@@ -422,7 +429,8 @@ int main(int argc, const char *const *argv)
             return usage();
         }
     }
-    if (extra1 != NULL && strcmp(cmd, "push-register") != 0) {
+    if (extra1 != NULL && strcmp(cmd, "push-register") != 0
+        && strcmp(cmd, "quarantine") != 0) {
         return usage();
     }
     if ((config != NULL && !db_given) || db == NULL) {
@@ -484,12 +492,22 @@ int main(int argc, const char *const *argv)
     else if (strcmp(cmd, "devices") == 0 && devid == NULL) {
         rc = adm_devices(db, user, json, &err, p);
     }
+    else if (adm_throttle_verb(cmd)) {
+        rc = adm_throttle(cmd, argc, argv, db, &err, p);
+        if (rc == 2) {
+            apr_pool_destroy(p);
+            return usage();
+        }
+    }
     else if (strcmp(cmd, "truncate") == 0 && devid != NULL) {
         rc = truncate_set(db, user, devid, &err, p);
     }
     else {
         apr_pool_destroy(p);
         return usage();
+    }
+    if (rc == 0 && strcmp(cmd, "devices") == 0 && !json) {
+        rc = adm_blocked_devices(db, user, &err, p); /* docs/throttle.md */
     }
     if (rc != 0) {
         fprintf(stderr, "memds-admin: %s failed: %s\n", cmd,

@@ -101,6 +101,22 @@ static const verb_t verbs[] = {
     { "end-session", "end-session " DB " ACCOUNT DEVID",
       "End the device's sessions in progress (its next message in them gets\n"
       "400, session expired).\n" },
+    { "block", "block " DB " ACCOUNT DEVID [--until TIME]",
+      "Block device DEVID of ACCOUNT: its new sessions are refused (SyncML\n"
+      "403) until TIME (a PostgreSQL timestamp, or +N with s, m, h or d),\n"
+      "without --until until it is unblocked. devices lists the blocked ones\n"
+      "(also those the autoblock of MemDSAutoBlock blocked) and why.\n" },
+    { "unblock", "unblock " DB " ACCOUNT DEVID",
+      "Let a blocked device in again; its failed sessions and logins are\n"
+      "forgotten.\n" },
+    { "quarantine",
+      "quarantine " DB " [--json] [ACCOUNT [DEVID]]\n"
+      "       memds-admin quarantine " DB " --release ACCOUNT [DEVID [GUID]]",
+      "Server items (mail) a device does not take (it answered them with an\n"
+      "error MemDSQuarantine times, or their object cannot be built): state\n"
+      "(held: left out of the device's syncs; counting; released), count,\n"
+      "last status, first and last time, reason. --release: the held ones\n"
+      "are sent again at the device's next sync.\n" },
     { "push-register",
       "push-register " DB " ACCOUNT DEVID http URL\n"
       "       memds-admin push-register " DB " ACCOUNT DEVID sms +NUMBER\n"

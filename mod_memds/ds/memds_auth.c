@@ -811,6 +811,10 @@ challenge:
     if (user && akey == NULL) {
         akey = memds_account_key(user, e->cfg->realm, e->p);
     }
+    if (user) {
+        e->fail_account = akey; /* a failed session (MemDSAutoBlock) */
+        e->fail_why = why;
+    }
     if (user
         && e->db->vt->auth_failed(e->db, akey, devid, e->cfg->auth_max_failures,
                                   e->cfg->auth_window, e->cfg->auth_block)

@@ -43,6 +43,9 @@ apr_status_t eng_flush_statuses(eng_t *e)
                != APR_SUCCESS) {
         return eng_db_fail(e, "recording statuses");
     }
+    if (e->st_codes->nelts && eng_quarantine_note(e) != APR_SUCCESS) {
+        return APR_EGENERAL; /* (MemDSQuarantine) */
+    }
     e->st_codes->nelts = e->st_refs->nelts = e->st_luids->nelts = 0;
     return APR_SUCCESS;
 }
@@ -161,5 +164,5 @@ apr_status_t eng_complete_session(eng_t *e)
     }
     e->sess.phase = PH_DONE;
     e->sess.finished = 1;
-    return APR_SUCCESS;
+    return eng_throttle_complete(e); /* failures in a row, quarantine */
 }

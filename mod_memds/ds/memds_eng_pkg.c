@@ -164,6 +164,7 @@ apr_status_t eng_refuse(eng_t *e, int hdr_code, int cmd_code, const char *why)
     memds_cmd_t *s;
     int i;
 
+    e->refused_code = hdr_code; /* (a failed session: eng_throttle_after) */
     e->cmd_id = 1;
     s = eng_status_for(e, NULL, hdr_code);
     eng_add_ref(&s->target_refs, e->in->hdr.target->uri, e->p);
@@ -433,6 +434,9 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     if ((rv = eng_filter_finish(e, fx, ss, ds, maps, queue, &n))
         != APR_SUCCESS) {
         return rv;
+    }
+    if ((rv = eng_quarantine_apply(e, ss, maps, queue, &n)) != APR_SUCCESS) {
+        return rv; /* held items left out, released ones again */
     }
     if (e->db->vt->queue_add_many(e->db, e->sess.session_pk, queue)
         != APR_SUCCESS) {
@@ -747,8 +751,22 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                     }
                     continue;
                 }
-                if (rv != APR_SUCCESS) {
+                if (rv != APR_SUCCESS
+                    && (rv = eng_quarantine_unbuildable(e, ss, q, ds))
+                           == APR_SUCCESS) {
+                    /* its object cannot be built: in quarantine, the rest
+                     * goes on */
+                    if ((rv = mark_sent(e, q, 0, 1, ds->status))
+                        != APR_SUCCESS) {
+                        return rv;
+                    }
+                    continue;
+                }
+                if (rv == APR_EAGAIN) {
                     return eng_ds_fail(e, ds, "fetching an item");
+                }
+                if (rv != APR_SUCCESS) {
+                    return rv;
                 }
                 if (e->sess.max_obj_size > 0
                     && (apr_int64_t)len > e->sess.max_obj_size) {

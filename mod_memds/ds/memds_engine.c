@@ -277,6 +277,9 @@ static apr_status_t start_session(eng_t *e, const char *account)
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         return eng_db_fail(e, "finding the session");
     }
+    if ((rv = eng_throttle_check(e)) != APR_SUCCESS) {
+        return rv; /* held, or over a limit (MemDSLimit) */
+    }
     memset(&e->sess, 0, sizeof(e->sess));
     e->sess.token = eng_new_token(e->p);
     if (e->sess.token == NULL) {
@@ -359,11 +362,11 @@ static void eng_count(eng_t *e, memds_response_t *resp, int was_finished)
     }
 }
 
-apr_status_t memds_engine_run(memds_response_t *resp,
-                              const memds_engine_cfg_t *cfg, memds_sessdb_t *db,
-                              const memds_request_t *req, apr_pool_t *p)
+static apr_status_t engine_run(eng_t *e, memds_response_t *resp,
+                               const memds_engine_cfg_t *cfg,
+                               memds_sessdb_t *db, const memds_request_t *req,
+                               apr_pool_t *p)
 {
-    eng_t E, *e = &E;
     memds_codec_err_t err;
     const memds_hdr_t *h;
     const char *account = NULL;
@@ -372,7 +375,6 @@ apr_status_t memds_engine_run(memds_response_t *resp,
     int i, have = 0, done = 1, alerted, was_finished;
     apr_status_t rv;
 
-    memset(e, 0, sizeof(*e));
     memset(resp, 0, sizeof(*resp));
     memset(&err, 0, sizeof(err));
     e->p = p;
@@ -597,6 +599,7 @@ apr_status_t memds_engine_run(memds_response_t *resp,
                            (unsigned long)resp->len, e->sess.max_msg_size);
     }
     e->sess.request_sha1 = e->req_sha1;
+    e->sess.bytes_add = (apr_int64_t)(req->len + resp->len); /* MemDSLimit */
     e->sess.response = resp->body;
     e->sess.response_len = resp->len;
     if (e->db->vt->session_save(e->db, &e->sess, cfg->session_timeout)
@@ -619,6 +622,17 @@ apr_status_t memds_engine_run(memds_response_t *resp,
                            e->out->cmds->nelts, e->final ? ", Final" : "");
     }
     return APR_SUCCESS;
+}
+
+apr_status_t memds_engine_run(memds_response_t *resp,
+                              const memds_engine_cfg_t *cfg, memds_sessdb_t *db,
+                              const memds_request_t *req, apr_pool_t *p)
+{
+    eng_t *e = apr_pcalloc(p, sizeof(*e));
+    apr_status_t rv = engine_run(e, resp, cfg, db, req, p);
+
+    eng_throttle_after(e); /* a failed session (MemDSAutoBlock) */
+    return rv;
 }
 
 apr_status_t memds_engine_process(memds_response_t *resp,

@@ -63,6 +63,19 @@ typedef struct memds_engine_cfg_t {
     const char *push_watch; /**< MemDSPushWatch On: the IMAP server's URL;
                                a session notes its account for the IDLE
                                watcher (memds.push_watch) */
+    /** MemDSLimit (docs/throttle.md): per device and per account, sessions
+     *  started per minute, sessions in progress, bytes per hour (0: no
+     *  limit); a new session over one is refused with 503 and
+     *  Retry-After. */
+    int limit_dev_min, limit_acct_min, limit_dev_conc, limit_acct_conc;
+    apr_int64_t limit_dev_bytes, limit_acct_bytes;
+    /** MemDSAutoBlock: this many failed sessions in a row hold the device
+     *  (0: never) for autoblock_secs (0: until an administrator unblocks
+     *  it). */
+    int autoblock, autoblock_secs;
+    /** MemDSQuarantine: a server item the device answers with an error
+     *  this many times is put in quarantine (0: never). */
+    int quarantine;
 } memds_engine_cfg_t;
 
 typedef struct memds_request_t {
@@ -81,6 +94,9 @@ typedef struct memds_response_t {
     int log_level;       /**< level of log_msg (syslog numbers), 0: none */
     const char *log_msg; /**< one line for the error log; never has passwords */
     int replayed;        /**< the stored response of a retransmission */
+    int retry_after; /**< seconds for an HTTP Retry-After header, 0: none */
+    int throttled;   /**< a new session refused by a limit (MemDSLimit) */
+    int blocked;     /**< a new session of a held device refused */
     /* What this request did, for the metrics (set only when its
      * transaction committed): a session began / completed, the items of
      * the device's Syncs (up) and of ours (down), and the sync alerts the

@@ -70,6 +70,10 @@ typedef struct eng_t {
     const memds_devinf_t *client_devinf;
     int client_devinf_read;
     int inband; /* in-band notifications (Alerts 206) in this answer */
+    /* throttling (memds_eng_throttle.c): the SyncHdr status of a refusal
+     * (eng_refuse), and a failed login of this request (memds_auth.c) */
+    int refused_code;
+    const char *fail_account, *fail_why;
 } eng_t;
 
 /* ----------------------- memds_engine.c: the request and the session */
@@ -294,5 +298,38 @@ apr_status_t eng_push_self_register(eng_t *e, const memds_devinf_t *di);
  * Alerts 206 at the end of the answer and stay pending until the device
  * syncs that datastore. */
 apr_status_t eng_push_complete(eng_t *e);
+
+/* ------------ memds_eng_throttle.c: limits, autoblock, quarantine */
+
+/* A new session (device locked): refused with 403 while the device is
+ * held, with 503 and Retry-After over a limit of MemDSLimit (APR_EACCES,
+ * answer made); APR_SUCCESS to go on. */
+apr_status_t eng_throttle_check(eng_t *e);
+
+/* After the request: a failed login, a protocol error in a session or an
+ * internal error counts a failed session of the device (MemDSAutoBlock),
+ * outside the request's transaction. */
+void eng_throttle_after(eng_t *e);
+
+/* The session completed: failures in a row start again; the items it
+ * delivered leave the quarantine table. */
+apr_status_t eng_throttle_complete(eng_t *e);
+
+/* The device's statuses of this message (e->st_*), before they are
+ * cleared: error statuses count towards the quarantine (MemDSQuarantine). */
+apr_status_t eng_quarantine_note(eng_t *e);
+
+/* Building the queue of ss: items held are left out, items released are
+ * sent again (*pn numbers the queue). */
+apr_status_t eng_quarantine_apply(eng_t *e, const memds_sstore_t *ss,
+                                  apr_hash_t *maps, apr_array_header_t *queue,
+                                  int *pn);
+
+/* Fetching q failed: APR_SUCCESS when its object cannot be built (an item
+ * failure, not the backend's): held, the caller marks it and goes on;
+ * APR_EAGAIN when the failure is not the item's; else a database error
+ * (answer made). */
+apr_status_t eng_quarantine_unbuildable(eng_t *e, const memds_sstore_t *ss,
+                                        const memds_qitem_t *q, memds_ds_t *ds);
 
 #endif /* MEMDS_ENGINE_INT_H */

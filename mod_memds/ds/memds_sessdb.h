@@ -23,6 +23,7 @@
 #include <apr_tables.h>
 #include <apr_hash.h>
 #include "store/memds_store.h"
+#include "store/memds_throttle.h"
 #include "store/memds_pushstore.h"
 #include "ds/memds_ds.h"
 
@@ -171,6 +172,36 @@ typedef struct memds_sessdb_vt {
     apr_status_t (*push_keep)(memds_sessdb_t *db, apr_int64_t device_id,
                               const memds_push_pend_t *row, int hold_ms);
 
+    /* throttling, autoblock and quarantine (docs/throttle.md,
+     * store/memds_throttle.h): a new session's usage and hold (one
+     * statement); a failed session (outside the transaction: it survives
+     * the refusal's rollback) and a completed one; the device's error
+     * statuses for items, an item held at once, the held and released
+     * items of a datastore, and the items a completed session delivered */
+    apr_status_t (*limits_check)(memds_sessdb_t *db, memds_usage_t *u,
+                                 apr_int64_t device_id, const char *account,
+                                 const char *devid);
+    apr_status_t (*device_failed)(memds_sessdb_t *db, int *pheld,
+                                  const char *account, const char *devid,
+                                  int max, int block_secs, const char *why);
+    apr_status_t (*device_reset)(memds_sessdb_t *db, const char *account,
+                                 const char *devid);
+    apr_status_t (*quarantine_note)(memds_sessdb_t *db,
+                                    apr_array_header_t **prows,
+                                    apr_int64_t session_pk,
+                                    apr_int64_t device_id,
+                                    const char *const *refs,
+                                    const char *const *luids,
+                                    const apr_int64_t *codes, int n,
+                                    int threshold);
+    apr_status_t (*quarantine_hold)(memds_sessdb_t *db, apr_int64_t device_id,
+                                    const char *store, const char *guid,
+                                    int status, const char *reason);
+    apr_status_t (*quarantine_of)(memds_sessdb_t *db, apr_hash_t **pset,
+                                  apr_int64_t device_id, const char *store);
+    apr_status_t (*quarantine_done)(memds_sessdb_t *db, apr_int64_t session_pk,
+                                    apr_int64_t device_id, const char *store);
+
     /** Open the datastore of env->kind in this store's transaction;
      *  APR_ENOTIMPL for a kind this store cannot serve. */
     apr_status_t (*ds_open)(memds_sessdb_t *db, memds_ds_t **pds,
@@ -209,6 +240,20 @@ apr_status_t memds_memdb_push_channel(memds_memdb_t *m, const char *account,
                                       const char **paddress);
 apr_status_t memds_memdb_push_pending(memds_memdb_t *m, const char *account,
                                       const char *devid, const char *store);
+
+/** Test helpers for throttling in an in-memory store: hold a device
+ *  (secs > 0 for that long, -1 until unblocked, 0 unblock); the
+ *  quarantine state of an item (*pstate NULL when it has no row), and
+ *  release the held items of a device (*pn how many). */
+apr_status_t memds_memdb_device_hold(memds_memdb_t *m, const char *account,
+                                     const char *devid, int secs);
+void memds_memdb_quarantine_state(memds_memdb_t *m, apr_int64_t device_id,
+                                  const char *store, const char *guid,
+                                  const char **pstate, int *pcount);
+int memds_memdb_quarantine_release(memds_memdb_t *m, apr_int64_t device_id);
+/** Test helper: the "items" datastore cannot build (fetch fails with 500)
+ *  the items whose data is data (NULL: none). */
+void memds_memdb_break(memds_memdb_t *m, const char *data);
 
 /** A session store over m for one request (results in p). Its "items"
  *  datastore keeps items in m as well. */

@@ -29,6 +29,8 @@ typedef struct tables_t {
     apr_hash_t *g2l;       /* device, store, guid -> mmap_t */
     apr_hash_t *l2g;       /* device, store, luid -> mmap_t (the same) */
     apr_hash_t *items;     /* account, store, guid -> mitem_t */
+    apr_hash_t *usage;     /* pk -> musage_t (schema/014) */
+    apr_hash_t *quar;      /* device, store, guid -> mquar_t */
     apr_hash_t *pushch;    /* device -> mpushch_t */
     apr_hash_t *pushpend;  /* device, store -> memds_push_pend_t */
 } tables_t;
@@ -38,13 +40,29 @@ struct memds_memdb_t {
     tables_t t;     /* current */
     tables_t saved; /* at begin */
     int in_tx;
+    const char *broken; /* items with this data cannot be fetched (tests) */
 };
 
 typedef struct mauth_t {
     const char *nonce;
     int failures;
     apr_time_t window_start, blocked_until;
+    int failed_sessions;    /* in a row (MemDSAutoBlock) */
+    apr_time_t held_until;  /* APR_INT64_MAX: until unblocked */
+    const char *held_reason;
 } mauth_t;
+
+typedef struct musage_t {
+    apr_int64_t device_id, bytes;
+    const char *account;
+    apr_time_t started;
+} musage_t;
+
+typedef struct mquar_t {
+    apr_int64_t device_id;
+    const char *store, *guid, *state, *reason;
+    int last_status, count;
+} mquar_t;
 
 typedef struct msess_t {
     memds_session_row_t row;
@@ -153,6 +171,8 @@ static void tables_copy(tables_t *to, const tables_t *from, apr_pool_t *p)
     to->g2l = apr_hash_copy(p, from->g2l);
     to->l2g = apr_hash_copy(p, from->l2g);
     to->items = apr_hash_copy(p, from->items);
+    to->usage = apr_hash_copy(p, from->usage);
+    to->quar = apr_hash_copy(p, from->quar);
     to->pushch = apr_hash_copy(p, from->pushch);
     to->pushpend = apr_hash_copy(p, from->pushpend);
 }
@@ -472,6 +492,24 @@ static apr_status_t mem_session_save(memds_sessdb_t *db,
     s->expires = apr_time_now() + apr_time_from_sec(timeout_secs);
     s->updated = ++m->t.tick;
     s->created = old ? old->created : s->updated;
+    {
+        /* memds.session_usage: the session's start and bytes */
+        const char *uk = apr_psprintf(m->pool, "%" APR_INT64_T_FMT,
+                                      s->row.session_pk);
+        const musage_t *ou = get(m->t.usage, uk);
+        musage_t *u = apr_pcalloc(m->pool, sizeof(*u));
+        const memds_device_t *d = device_by_id(m, s->row.device_id);
+        if (ou) {
+            *u = *ou;
+        }
+        else {
+            u->device_id = s->row.device_id;
+            u->account = d ? d->account : "";
+            u->started = apr_time_now();
+        }
+        u->bytes += row->bytes_add;
+        put(m->t.usage, uk, u);
+    }
     put(m->t.sessions,
         apr_psprintf(m->pool, "%" APR_INT64_T_FMT, s->row.session_pk), s);
     return APR_SUCCESS;
@@ -827,6 +865,27 @@ static apr_status_t mem_queue_count_unsent(memds_sessdb_t *db, int *pn,
     return APR_SUCCESS;
 }
 
+/* ------------------------------------------- quarantine (schema/014) */
+
+static const char *quar_key(memds_memdb_t *m, apr_int64_t device_id,
+                            const char *store, const char *guid)
+{
+    return kn3(m, device_id, store, guid);
+}
+
+/* Is guid of store held for the device of session pk? */
+static int quar_held(memds_memdb_t *m, apr_int64_t pk, const char *store,
+                     const char *guid)
+{
+    const msess_t *s = get(m->t.sessions,
+                           apr_psprintf(m->pool, "%" APR_INT64_T_FMT, pk));
+    const mquar_t *z = s ? get(m->t.quar, quar_key(m, s->row.device_id, store,
+                                                   guid))
+                         : NULL;
+
+    return z && strcmp(z->state, "held") == 0;
+}
+
 static apr_status_t mem_queue_count_failed(memds_sessdb_t *db, int *pn,
                                            apr_int64_t session_pk,
                                            const char *store)
@@ -839,7 +898,8 @@ static apr_status_t mem_queue_count_failed(memds_sessdb_t *db, int *pn,
         const mqueue_t *v = apr_hash_this_val(hi);
         n += v->pk == session_pk && eq(v->q.store, store)
              && (v->q.status == 0
-                 || (v->q.status >= 300 && v->q.status != 418));
+                 || (v->q.status >= 300 && v->q.status != 418))
+             && !quar_held(M(db), session_pk, store, v->q.guid);
     }
     *pn = n;
     return APR_SUCCESS;
@@ -1296,6 +1356,12 @@ static apr_status_t mi_fetch(memds_ds_t *ds, const char *guid,
     if (it == NULL || it->deleted) {
         return APR_ENOENT;
     }
+    if (eq(DM(ds)->broken, it->data)) {
+        /* (memds_memdb_break: an object that cannot be built) */
+        ds->status = 500;
+        ds->reason = "the object cannot be built (test)";
+        return APR_EGENERAL;
+    }
     *pdata = it->data;
     *plen = it->len;
     *ptype = it->type;
@@ -1439,6 +1505,284 @@ static apr_status_t mem_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
     return APR_SUCCESS;
 }
 
+/* ----------------------------- throttling and autoblock (schema/014) */
+
+static apr_status_t mem_limits_check(memds_sessdb_t *db, memds_usage_t *u,
+                                     apr_int64_t device_id, const char *account,
+                                     const char *devid)
+{
+    memds_memdb_t *m = M(db);
+    apr_time_t now = apr_time_now(), minute = now - apr_time_from_sec(60),
+               hour = now - apr_time_from_sec(3600);
+    apr_time_t dmin = 0, amin = 0, dhour = 0, ahour = 0;
+    const mauth_t *a = auth_of(m, account, devid);
+    apr_hash_index_t *hi;
+
+    memset(u, 0, sizeof(*u));
+    for (hi = apr_hash_first(NULL, m->t.usage); hi; hi = apr_hash_next(hi)) {
+        const musage_t *x = apr_hash_this_val(hi);
+        int dev = x->device_id == device_id;
+        if (!eq(x->account, account) || x->started <= hour) {
+            continue;
+        }
+        u->acct_bytes += x->bytes;
+        ahour = ahour && ahour < x->started ? ahour : x->started;
+        if (dev) {
+            u->dev_bytes += x->bytes;
+            dhour = dhour && dhour < x->started ? dhour : x->started;
+        }
+        if (x->started > minute) {
+            u->acct_min++;
+            amin = amin && amin < x->started ? amin : x->started;
+            if (dev) {
+                u->dev_min++;
+                dmin = dmin && dmin < x->started ? dmin : x->started;
+            }
+        }
+    }
+#define WAIT_OF(t, span) \
+    ((t) ? (int)apr_time_sec((t) + apr_time_from_sec(span) - now) + 1 : (span))
+    u->dev_min_wait = WAIT_OF(dmin, 60);
+    u->acct_min_wait = WAIT_OF(amin, 60);
+    u->dev_bytes_wait = WAIT_OF(dhour, 3600);
+    u->acct_bytes_wait = WAIT_OF(ahour, 3600);
+#undef WAIT_OF
+    for (hi = apr_hash_first(NULL, m->t.sessions); hi; hi = apr_hash_next(hi)) {
+        const msess_t *x = apr_hash_this_val(hi);
+        const memds_device_t *d = device_by_id(m, x->row.device_id);
+        if (x->row.finished || x->expires <= now
+            || eq(x->row.phase, "suspended") || !d || !eq(d->account, account)) {
+            continue;
+        }
+        u->acct_conc++;
+        u->dev_conc += x->row.device_id == device_id;
+    }
+    if (a && a->held_until > now) {
+        u->held = 1;
+        u->held_wait = a->held_until == APR_INT64_MAX
+                           ? -1
+                           : (int)apr_time_sec(a->held_until - now) + 1;
+        u->held_reason = a->held_reason;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_device_failed(memds_sessdb_t *db, int *pheld,
+                                      const char *account, const char *devid,
+                                      int max, int block_secs, const char *why)
+{
+    memds_memdb_t *m = M(db);
+    mauth_t *a = auth_copy(m, account, devid);
+    apr_time_t now = apr_time_now();
+
+    *pheld = 0;
+    a->failed_sessions++;
+    if (max > 0 && a->failed_sessions >= max && a->held_until <= now) {
+        *pheld = 1;
+        a->failed_sessions = 0;
+        a->held_until = block_secs > 0 ? now + apr_time_from_sec(block_secs)
+                                       : APR_INT64_MAX;
+        a->held_reason = mdup(m, why);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_device_reset(memds_sessdb_t *db, const char *account,
+                                     const char *devid)
+{
+    if (auth_of(M(db), account, devid)) {
+        auth_copy(M(db), account, devid)->failed_sessions = 0;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_memdb_device_hold(memds_memdb_t *m, const char *account,
+                                     const char *devid, int secs)
+{
+    mauth_t *a = auth_copy(m, account, devid);
+
+    a->held_until = secs > 0    ? apr_time_now() + apr_time_from_sec(secs)
+                    : secs < 0 ? APR_INT64_MAX
+                               : 0;
+    a->held_reason = secs ? "held by the administrator" : NULL;
+    a->failed_sessions = 0;
+    return APR_SUCCESS;
+}
+
+/* A quarantine row made anew (counting) or copied to be changed. */
+static mquar_t *quar_copy(memds_memdb_t *m, apr_int64_t device_id,
+                          const char *store, const char *guid)
+{
+    const char *key = quar_key(m, device_id, store, guid);
+    const mquar_t *old = get(m->t.quar, key);
+    mquar_t *z = apr_pcalloc(m->pool, sizeof(*z));
+
+    if (old) {
+        *z = *old;
+    }
+    else {
+        z->device_id = device_id;
+        z->store = mdup(m, store);
+        z->guid = mdup(m, guid);
+        z->state = "counting";
+    }
+    put(m->t.quar, key, z);
+    return z;
+}
+
+static apr_status_t mem_quarantine_note(memds_sessdb_t *db,
+                                        apr_array_header_t **prows,
+                                        apr_int64_t session_pk,
+                                        apr_int64_t device_id,
+                                        const char *const *refs,
+                                        const char *const *luids,
+                                        const apr_int64_t *codes, int n,
+                                        int threshold)
+{
+    memds_memdb_t *m = M(db);
+    apr_hash_t *done = apr_hash_make(db->pool);
+    apr_hash_index_t *hi;
+    int i;
+
+    if (prows) {
+        *prows = apr_array_make(db->pool, 1, sizeof(memds_quar_t *));
+    }
+    for (i = 0; i < n; ++i) {
+        int tn = temp_id(refs[i]);
+        if (codes[i] < 300 || codes[i] == 418) {
+            continue;
+        }
+        for (hi = apr_hash_first(NULL, m->t.queue); hi;
+             hi = apr_hash_next(hi)) {
+            const mqueue_t *v = apr_hash_this_val(hi);
+            const char *dk;
+            mquar_t *z;
+            if (v->pk != session_pk
+                || !(eq(v->q.guid, refs[i]) || (tn >= 0 && v->q.n == tn)
+                     || (!refs[i] && eq(v->q.luid, luids[i])))) {
+                continue;
+            }
+            dk = quar_key(m, device_id, v->q.store, v->q.guid);
+            if (get(done, dk)) {
+                continue;
+            }
+            put(done, dk, "1");
+            z = quar_copy(m, device_id, v->q.store, v->q.guid);
+            z->count++;
+            z->last_status = (int)codes[i];
+            z->reason = apr_psprintf(m->pool, "the device answered %d",
+                                     (int)codes[i]);
+            if (prows) {
+                memds_quar_t *r = apr_pcalloc(db->pool, sizeof(*r));
+                r->store = z->store;
+                r->guid = z->guid;
+                r->count = z->count;
+                r->last_status = z->last_status;
+                r->reason = z->reason;
+                r->newly_held = strcmp(z->state, "held") != 0
+                                && z->count >= threshold;
+                APR_ARRAY_PUSH(*prows, memds_quar_t *) = r;
+            }
+            if (z->count >= threshold) {
+                z->state = "held";
+            }
+            if (prows) {
+                APR_ARRAY_IDX(*prows, (*prows)->nelts - 1, memds_quar_t *)
+                    ->state = z->state;
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_quarantine_hold(memds_sessdb_t *db,
+                                        apr_int64_t device_id,
+                                        const char *store, const char *guid,
+                                        int status, const char *reason)
+{
+    mquar_t *z = quar_copy(M(db), device_id, store, guid);
+
+    z->state = "held";
+    z->count++;
+    z->last_status = status;
+    z->reason = mdup(M(db), reason);
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_quarantine_of(memds_sessdb_t *db, apr_hash_t **pset,
+                                      apr_int64_t device_id, const char *store)
+{
+    apr_hash_index_t *hi;
+
+    *pset = apr_hash_make(db->pool);
+    for (hi = apr_hash_first(NULL, M(db)->t.quar); hi; hi = apr_hash_next(hi)) {
+        const mquar_t *z = apr_hash_this_val(hi);
+        if (z->device_id == device_id && eq(z->store, store)
+            && strcmp(z->state, "counting") != 0) {
+            apr_hash_set(*pset, apr_pstrdup(db->pool, z->guid),
+                         APR_HASH_KEY_STRING, z->state);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_quarantine_done(memds_sessdb_t *db,
+                                        apr_int64_t session_pk,
+                                        apr_int64_t device_id,
+                                        const char *store)
+{
+    memds_memdb_t *m = M(db);
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(NULL, m->t.queue); hi; hi = apr_hash_next(hi)) {
+        const mqueue_t *v = apr_hash_this_val(hi);
+        const char *key;
+        const mquar_t *z;
+        if (v->pk != session_pk || !eq(v->q.store, store) || v->q.status == 0
+            || (v->q.status >= 300 && v->q.status != 418)) {
+            continue;
+        }
+        key = quar_key(m, device_id, store, v->q.guid);
+        z = get(m->t.quar, key);
+        if (z && strcmp(z->state, "held") != 0) {
+            put(m->t.quar, key, NULL);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+void memds_memdb_quarantine_state(memds_memdb_t *m, apr_int64_t device_id,
+                                  const char *store, const char *guid,
+                                  const char **pstate, int *pcount)
+{
+    const mquar_t *z = get(m->t.quar, quar_key(m, device_id, store, guid));
+
+    *pstate = z ? z->state : NULL;
+    *pcount = z ? z->count : 0;
+}
+
+void memds_memdb_break(memds_memdb_t *m, const char *data)
+{
+    m->broken = mdup(m, data);
+}
+
+int memds_memdb_quarantine_release(memds_memdb_t *m, apr_int64_t device_id)
+{
+    apr_hash_index_t *hi;
+    int n = 0;
+
+    for (hi = apr_hash_first(NULL, m->t.quar); hi; hi = apr_hash_next(hi)) {
+        const mquar_t *z = apr_hash_this_val(hi);
+        if (z->device_id == device_id && strcmp(z->state, "held") == 0) {
+            mquar_t *c = quar_copy(m, device_id, z->store, z->guid);
+            c->state = "released";
+            c->count = 0;
+            ++n;
+        }
+    }
+    return n;
+}
+
 static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_begin,
                                         mem_commit,
@@ -1485,6 +1829,13 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_push_register,
                                         mem_push_pending,
                                         mem_push_keep,
+                                        mem_limits_check,
+                                        mem_device_failed,
+                                        mem_device_reset,
+                                        mem_quarantine_note,
+                                        mem_quarantine_hold,
+                                        mem_quarantine_of,
+                                        mem_quarantine_done,
                                         mem_ds_open };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)
@@ -1505,6 +1856,8 @@ memds_memdb_t *memds_memdb_create(apr_pool_t *p)
     m->t.g2l = apr_hash_make(p);
     m->t.l2g = apr_hash_make(p);
     m->t.items = apr_hash_make(p);
+    m->t.usage = apr_hash_make(p);
+    m->t.quar = apr_hash_make(p);
     m->t.pushch = apr_hash_make(p);
     m->t.pushpend = apr_hash_make(p);
     return m;

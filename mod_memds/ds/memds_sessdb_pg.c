@@ -4,6 +4,7 @@
  * on the same store (memds_ds_open). */
 #include "ds/memds_sessdb.h"
 #include "store/memds_watchstore.h"
+#include "store/memds_throttle.h"
 
 #include <apr_strings.h>
 
@@ -297,6 +298,65 @@ static apr_status_t pg_wipe_store(memds_sessdb_t *db, apr_int64_t device_id,
                 memds_store_wipe_store(ST(db), device_id, store, premaining));
 }
 
+static apr_status_t pg_limits_check(memds_sessdb_t *db, memds_usage_t *u,
+                                    apr_int64_t device_id, const char *account,
+                                    const char *devid)
+{
+    return done(db,
+                memds_throttle_usage(ST(db), u, device_id, account, devid));
+}
+
+static apr_status_t pg_device_failed(memds_sessdb_t *db, int *pheld,
+                                     const char *account, const char *devid,
+                                     int max, int block_secs, const char *why)
+{
+    return done(db, memds_throttle_failed(ST(db), pheld, account, devid, max,
+                                          block_secs, why));
+}
+
+static apr_status_t pg_device_reset(memds_sessdb_t *db, const char *account,
+                                    const char *devid)
+{
+    return done(db, memds_throttle_reset(ST(db), account, devid));
+}
+
+static apr_status_t pg_quarantine_note(memds_sessdb_t *db,
+                                       apr_array_header_t **prows,
+                                       apr_int64_t session_pk,
+                                       apr_int64_t device_id,
+                                       const char *const *refs,
+                                       const char *const *luids,
+                                       const apr_int64_t *codes, int n,
+                                       int threshold)
+{
+    return done(db, memds_quarantine_note(ST(db), prows, session_pk,
+                                          device_id, refs, luids, codes, n,
+                                          threshold));
+}
+
+static apr_status_t pg_quarantine_hold(memds_sessdb_t *db,
+                                       apr_int64_t device_id, const char *store,
+                                       const char *guid, int status,
+                                       const char *reason)
+{
+    return done(db, memds_quarantine_hold(ST(db), device_id, store, guid,
+                                          status, reason));
+}
+
+static apr_status_t pg_quarantine_of(memds_sessdb_t *db, apr_hash_t **pset,
+                                     apr_int64_t device_id, const char *store)
+{
+    return done(db, memds_quarantine_of(ST(db), pset, device_id, store));
+}
+
+static apr_status_t pg_quarantine_done(memds_sessdb_t *db,
+                                       apr_int64_t session_pk,
+                                       apr_int64_t device_id, const char *store)
+{
+    return done(db,
+                memds_quarantine_done(ST(db), session_pk, device_id, store));
+}
+
 static apr_status_t pg_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
                                const memds_ds_env_t *env, const char *account,
                                const char *store, apr_int64_t device_id,
@@ -380,6 +440,13 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_push_register,
                                        pg_push_pending,
                                        pg_push_keep,
+                                       pg_limits_check,
+                                       pg_device_failed,
+                                       pg_device_reset,
+                                       pg_quarantine_note,
+                                       pg_quarantine_hold,
+                                       pg_quarantine_of,
+                                       pg_quarantine_done,
                                        pg_ds_open };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)

@@ -800,8 +800,12 @@ apr_status_t memds_store_session_save(memds_store_t *st,
 
     if (row->session_pk != 0) {
         qa_i64(&a, row->session_pk);
+        qa_i64(&a, row->bytes_add);
         rv = q_cmd(st, &n, "session_save",
-                   "UPDATE memds.sessions SET session_id = $1, version = $2,"
+                   "WITH u AS (UPDATE memds.session_usage"
+                   " SET bytes = bytes + $15::bigint"
+                   " WHERE session_pk = $14::bigint AND $15::bigint <> 0)"
+                   " UPDATE memds.sessions SET session_id = $1, version = $2,"
                    " encoding = $3, phase = $4, client_msg_id = $5::integer,"
                    " server_msg_id = $6::integer, max_msg_size = $7::integer,"
                    " max_obj_size = $8::bigint, request_sha1 = $9,"
@@ -819,8 +823,11 @@ apr_status_t memds_store_session_save(memds_store_t *st,
     /* The token comes from the engine (it is unguessable; we only store it). */
     qa_str(&a, row->token);
     qa_i64(&a, row->device_id);
+    qa_i64(&a, row->bytes_add);
+    /* (memds.session_usage: the limits of MemDSLimit, schema/014) */
     rv = q_run(st, &res, "session_save",
-               "INSERT INTO memds.sessions (session_id, version, encoding,"
+               "WITH s AS (INSERT INTO memds.sessions (session_id, version,"
+               " encoding,"
                " phase, client_msg_id, server_msg_id, max_msg_size,"
                " max_obj_size, request_sha1, response, finished, expires_at,"
                " server_cred, token, device_id)"
@@ -828,7 +835,11 @@ apr_status_t memds_store_session_save(memds_store_t *st,
                " $8::bigint, $9, $10::bytea, $11::boolean,"
                " now() + $12::integer * interval '1 second', $13::smallint,"
                " $14, $15::bigint)"
-               " RETURNING session_pk",
+               " RETURNING session_pk, device_id),"
+               " u AS (INSERT INTO memds.session_usage (session_pk, device_id,"
+               " account, bytes) SELECT s.session_pk, s.device_id, d.account,"
+               " $16::bigint FROM s JOIN memds.devices d USING (device_id))"
+               " SELECT session_pk FROM s",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -843,7 +854,9 @@ apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn)
     int n;
     apr_status_t rv =
         q_cmd(st, &n, "sessions_expire",
-              "DELETE FROM memds.sessions WHERE expires_at <= now()", NULL);
+              "WITH u AS (DELETE FROM memds.session_usage"
+              " WHERE started_at < now() - interval '2 hours')"
+              " DELETE FROM memds.sessions WHERE expires_at <= now()", NULL);
 
     if (rv == APR_SUCCESS) {
         *pn = n;
@@ -1155,9 +1168,14 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
     /* Not taken: no status yet, or an error status. 418 (already exists)
      * and 211 (not deleted, not found) leave the device as wanted. */
     rv = q_run(st, &res, "queue_count_failed",
-               "SELECT count(*) FROM memds.session_queue"
+               "SELECT count(*) FROM memds.session_queue q"
                " WHERE session_pk = $1::bigint AND store = $2"
-               " AND (status IS NULL OR (status >= 300 AND status <> 418))",
+               " AND (status IS NULL OR (status >= 300 AND status <> 418))"
+               /* items in quarantine do not hold the device back */
+               " AND NOT EXISTS (SELECT 1 FROM memds.quarantine z"
+               "  JOIN memds.sessions s USING (device_id)"
+               "  WHERE s.session_pk = $1::bigint AND z.store = q.store"
+               "  AND z.guid = q.guid AND z.state = 'held')",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;

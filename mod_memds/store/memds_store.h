@@ -173,6 +173,8 @@ typedef struct memds_session_row_t {
     apr_size_t response_len;
     int finished, expired;
     int server_cred; /**< 0 none, 1 our Cred sent, 2 accepted (schema/008) */
+    apr_int64_t bytes_add; /**< bytes of this message and its answer, added
+                              to memds.session_usage by session_save */
 } memds_session_row_t;
 
 /** The session of a RespURI token, locked; APR_ENOENT if none. Expired

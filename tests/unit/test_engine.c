@@ -75,6 +75,9 @@ typedef struct tdev_t {
     memds_msg_t *ans;
     /* what package 4 brought */
     int got_add, got_replace, got_delete;
+    /* the device answers items with this data with 500 (quarantine) */
+    const char *refuse;
+    int refused;
 } tdev_t;
 
 static tdev_t *dev_new(const char *devid)
@@ -330,7 +333,12 @@ static const char *answer_sync(tdev_t *d, const char **pmap)
         const char *luid = it->target ? it->target->uri : NULL;
         int code = c->type == MEMDS_CMD_ADD ? 201 : 200;
 
-        if (it->more_data) {
+        if (d->refuse && it->data.len == strlen(d->refuse)
+            && memcmp(it->data.data, d->refuse, it->data.len) == 0) {
+            code = 500;
+            d->refused++;
+        }
+        else if (it->more_data) {
             code = 213;
         }
         else if (c->type == MEMDS_CMD_ADD) {
@@ -1041,6 +1049,136 @@ static void sessions_and_tokens(void)
     CU_ASSERT_EQUAL(memds_engine_expire_db(&n, memds_sessdb_mem(d->db, d->p)),
                     APR_SUCCESS);
     CU_ASSERT(n >= 1);
+}
+
+/* MemDSLimit: a new session over a limit gets SyncML 503 and Retry-After,
+ * nothing of it is kept; the limit off, it goes. */
+static void throttle_limits(void)
+{
+    tdev_t *d = dev_new("dev-limit");
+    const char *next;
+
+    d->cfg.limit_dev_min = 2;
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, three_adds(d)),
+                    MEMDS_ALERT_SLOW);
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0),
+                    MEMDS_ST_SERVICE_UNAVAILABLE);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_SERVICE_UNAVAILABLE);
+    CU_ASSERT(d->resp.throttled);
+    CU_ASSERT(d->resp.retry_after >= 1 && d->resp.retry_after <= 60);
+    CU_ASSERT(d->ans->final);
+    CU_ASSERT_PTR_NULL(d->ans->hdr.resp_uri);
+    /* the account's sessions at a time: one left in progress */
+    d->cfg.limit_dev_min = 0;
+    d->cfg.limit_acct_conc = 1;
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next),
+                    MEMDS_ALERT_TWO_WAY);
+    {
+        tdev_t *o = dev_other(d, "dev-limit-2");
+        const char *n2;
+        package1(o, MEMDS_ALERT_SLOW, &n2);
+        CU_ASSERT_EQUAL(hdr_code(o->ans), MEMDS_ST_SERVICE_UNAVAILABLE);
+        CU_ASSERT(o->resp.throttled);
+    }
+    rest_of_session(d, "", next);
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+}
+
+/* MemDSAutoBlock: failed logins in a row block the device (403 with the
+ * right password) until it is unblocked; a completed session resets. */
+static void throttle_autoblock(void)
+{
+    tdev_t *d = dev_new("dev-ab");
+    const char *next;
+
+    d->cfg.autoblock = 2;
+    d->cfg.autoblock_secs = 0;
+    d->pass = "wrong";
+    package1(d, MEMDS_ALERT_SLOW, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_INVALID_CREDENTIALS);
+    d->pass = PASS;
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, ""), MEMDS_ALERT_SLOW);
+    d->pass = "wrong";
+    package1(d, MEMDS_ALERT_TWO_WAY, &next); /* 1 in a row after the reset */
+    CU_ASSERT_PTR_NULL(d->resp.log_msg ? strstr(d->resp.log_msg, "MEMDS00622")
+                                       : NULL);
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_PTR_NOT_NULL(strstr(d->resp.log_msg, "MEMDS00622"));
+    d->pass = PASS;
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_FORBIDDEN);
+    CU_ASSERT(d->resp.blocked);
+    CU_ASSERT_EQUAL(d->resp.retry_after, 0); /* until unblocked */
+    memds_memdb_device_hold(d->db, USER, d->devid, 0);
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_TWO_WAY, ""), MEMDS_ALERT_TWO_WAY);
+    /* an administrator's block, for a time */
+    memds_memdb_device_hold(d->db, USER, d->devid, 60);
+    package1(d, MEMDS_ALERT_TWO_WAY, &next);
+    CU_ASSERT_EQUAL(hdr_code(d->ans), MEMDS_ST_FORBIDDEN);
+    CU_ASSERT(d->resp.retry_after > 0 && d->resp.retry_after <= 61);
+}
+
+/* MemDSQuarantine: an item the device refuses twice is held (the rest
+ * syncs on, the change position moves), released it goes again; an item
+ * whose object cannot be built is held at once. */
+static void throttle_quarantine(void)
+{
+    tdev_t *a = dev_new("dev-qa"), *b;
+    const char *state = NULL;
+    int count = 0;
+
+    a->cfg.quarantine = 2;
+    session(a, MEMDS_ALERT_SLOW, three_adds(a)); /* items 1 2 3 */
+    b = dev_other(a, "dev-qb");
+    session(b, MEMDS_ALERT_SLOW, "");
+    CU_ASSERT_EQUAL(b->got_add, 3);
+    session(a, MEMDS_ALERT_TWO_WAY,
+            apr_pstrcat(a->p, item_cmd(a, "Add", 3, "a4", "memo bad"),
+                        item_cmd(a, "Add", 4, "a5", "memo five"), NULL));
+    b->refuse = "memo bad"; /* item 4 */
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 1);
+    CU_ASSERT_EQUAL(b->refused, 1);
+    memds_memdb_quarantine_state(b->db, 2, "memo", "4", &state, &count);
+    CU_ASSERT_STRING_EQUAL(state ? state : "", "counting");
+    CU_ASSERT_EQUAL(count, 1);
+    /* sent again (the position stays), refused again: held */
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->refused, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b->resp.log_msg ? b->resp.log_msg : "",
+                                  "MEMDS00623"));
+    memds_memdb_quarantine_state(b->db, 2, "memo", "4", &state, &count);
+    CU_ASSERT_STRING_EQUAL(state ? state : "", "held");
+    /* held: left out, the position moves; the rest goes on */
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add + b->got_replace, 0);
+    CU_ASSERT_EQUAL(b->refused, 2);
+    session(a, MEMDS_ALERT_TWO_WAY, item_cmd(a, "Add", 3, "a6", "memo six"));
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 1);
+    CU_ASSERT_EQUAL(b->refused, 2);
+    /* released: sent again, taken, gone from the table */
+    b->refuse = NULL;
+    CU_ASSERT_EQUAL(memds_memdb_quarantine_release(b->db, 2), 1);
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 1);
+    memds_memdb_quarantine_state(b->db, 2, "memo", "4", &state, &count);
+    CU_ASSERT_PTR_NULL(state);
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 0);
+    /* an object that cannot be built: held at once, the session goes on */
+    memds_memdb_break(a->db, "memo seven");
+    session(a, MEMDS_ALERT_TWO_WAY,
+            apr_pstrcat(a->p, item_cmd(a, "Add", 3, "a7", "memo seven"),
+                        item_cmd(a, "Add", 4, "a8", "memo eight"), NULL));
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 1);
+    memds_memdb_quarantine_state(b->db, 2, "memo", "7", &state, &count);
+    CU_ASSERT_STRING_EQUAL(state ? state : "", "held");
+    session(b, MEMDS_ALERT_TWO_WAY, "");
+    CU_ASSERT_EQUAL(b->got_add, 0);
 }
 
 static void devinf_exchange(void)
@@ -2186,6 +2324,12 @@ void unit_add_engine(void)
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
     CU_add_test(s, "DevInf Put and Get", devinf_exchange);
+    CU_add_test(s, "throttling: MemDSLimit refuses new sessions with 503",
+                throttle_limits);
+    CU_add_test(s, "throttling: autoblock, unblock, block for a time",
+                throttle_autoblock);
+    CU_add_test(s, "throttling: quarantine of refused and unbuildable items",
+                throttle_quarantine);
     CU_add_test(s, "push: a device registers its channel in its DevInf",
                 push_self_registration);
     CU_add_test(s, "push: in-band Alert 206 as the session ends", push_inband);
