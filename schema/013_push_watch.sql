@@ -4,9 +4,11 @@
 -- by exactly one node: the node holding its lease, renewed every 2 s and
 -- taken over by another node once it has run out.
 --
--- Also: a completed sync clears only the notifications that were pending
--- when its session started; one made meanwhile (mail that arrived after
--- the session's snapshot) stays and is delivered after the session.
+-- Also: a completed sync clears only the notifications whose last event
+-- came before its session started; one with an event since (mail that may
+-- have arrived after the session's snapshot) stays and is delivered after
+-- the session. push_pending.last_at records the latest event a row stands
+-- for (a burst still makes one row and one SAN, due after the first).
 
 CREATE TABLE memds.push_watch (
     account        text        NOT NULL,
@@ -39,11 +41,14 @@ COMMENT ON COLUMN memds.push_watch.uidnext IS 'INBOX UIDNEXT when last looked at
 COMMENT ON COLUMN memds.push_watch.last_event_at IS 'When the watcher last saw new mail.';
 COMMENT ON COLUMN memds.push_watch.last_error IS 'Why the watcher could not watch (login refused, no IDLE ...), NULL when fine.';
 
+ALTER TABLE memds.push_pending ADD COLUMN last_at timestamptz NOT NULL DEFAULT now();
+COMMENT ON COLUMN memds.push_pending.last_at IS 'The latest event it stands for (a completed sync keeps the row when this is later than its session''s start).';
+
 CREATE OR REPLACE FUNCTION memds.push_synced() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM memds.push_pending p
    WHERE p.device_id = NEW.device_id AND p.store = NEW.store
-     AND p.first_at < coalesce((SELECT max(s.created_at) FROM memds.sessions s
+     AND p.last_at < coalesce((SELECT max(s.created_at) FROM memds.sessions s
                                  WHERE s.device_id = NEW.device_id), now());
   RETURN NEW;
 END $$;

@@ -88,7 +88,7 @@ apr_status_t memds_push_pending_of(memds_store_t *st,
     rv = q_run(st, &res, "push_pending_of",
                "SELECT p.store, p.sync_type, p.ui_mode, p.attempts,"
                " p.first_at::text, p.due_at::text, p.last_error,"
-               " coalesce(p.first_at >= s.created_at, false)"
+               " coalesce(p.last_at >= s.created_at, false)"
                " FROM memds.push_pending p LEFT JOIN memds.sessions s"
                "  ON s.session_pk = $2::bigint"
                " WHERE p.device_id = $1::bigint"
@@ -162,7 +162,7 @@ apr_status_t memds_push_event(memds_store_t *st, int *pn, const char *account,
         " WHERE d.account = $1 AND d.wipe IS NULL"
         " AND (lower(s.store) = lower($2) OR lower(s.store) IN ('email',"
         "  'mail'))"
-        " ON CONFLICT (device_id, store) DO NOTHING",
+        " ON CONFLICT (device_id, store) DO UPDATE SET last_at = now()",
         &a);
 }
 

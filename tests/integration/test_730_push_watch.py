@@ -182,16 +182,17 @@ def test_733_a_sync_clears_only_what_was_pending_when_it_began(stack):
     dev.sync()
     did = psql(stack, "SELECT device_id FROM memds.devices WHERE devid = '%s'" % dev.devid)
     try:
-        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at) "
-                    "VALUES (%s, 'Inbox', now() + interval '1 hour', now() - interval '1 hour')"
-             % did)
+        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at, "
+                    "last_at) VALUES (%s, 'Inbox', now() + interval '1 hour', "
+                    "now() - interval '1 hour', now() - interval '1 hour')" % did)
         dev.sync()
         assert psql(stack, "SELECT count(*) FROM memds.push_pending WHERE device_id = %s"
                     % did) == "0"
-        # made after the session began (first_at later than its start)
-        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at) "
-                    "VALUES (%s, 'Inbox', now() + interval '1 hour', now() + interval '1 minute')"
-             % did)
+        # pending from before the session, with an event after it began
+        # (last_at later than its start): kept
+        psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at, first_at, "
+                    "last_at) VALUES (%s, 'Inbox', now() + interval '1 hour', "
+                    "now() - interval '1 hour', now() + interval '1 minute')" % did)
         dev.sync()
         assert psql(stack, "SELECT count(*) FROM memds.push_pending WHERE device_id = %s"
                     % did) == "1"
