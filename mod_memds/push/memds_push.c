@@ -2,6 +2,7 @@
 #include "push/memds_push.h"
 #include "store/memds_pushstore.h"
 #include "syncml/memds_san.h"
+#include "syncml/memds_xml.h"
 #include "push/memds_wappush.h"
 #include "backends/memds_http.h"
 #include "util/memds_buf.h"
@@ -13,9 +14,30 @@
 #include <string.h>
 
 #define SAN_CTYPE "application/vnd.syncml.ds.notification"
+#define SAN_CTYPE_LEGACY "application/vnd.syncml+wbxml"
 
-/* The SAN of one device's due notifications, or NULL with *why. */
-static const char *san_of(apr_size_t *plen, const memds_push_due_t *d,
+/* Whether the device speaks DS 1.0/1.1 only (the VerDTD of the DevInf it
+ * sent): it gets the legacy SAN, a SyncML 1.1 message (docs/san.md). */
+static int legacy_device(const memds_push_due_t *d, apr_pool_t *p)
+{
+    memds_tree_t *t;
+    memds_codec_err_t err;
+    memds_devinf_t *di;
+
+    if (d->devinf == NULL
+        || memds_xml_decode_devinf(&t, d->devinf, d->devinf_len, &err, p)
+               != APR_SUCCESS
+        || memds_devinf_from_tree(&di, t->root, &err, p) != APR_SUCCESS
+        || di->verdtd == NULL) {
+        return 0;
+    }
+    return strcmp(di->verdtd, "1.1") == 0 || strcmp(di->verdtd, "1.0") == 0;
+}
+
+/* The SAN of one device's due notifications, or NULL with *why; *plegacy:
+ * the legacy form (a WBXML SyncML 1.1 message, no digest). */
+static const char *san_of(apr_size_t *plen, int *plegacy,
+                          const memds_push_due_t *d,
                           const memds_push_cfg_t *cfg, const char **why,
                           apr_pool_t *p)
 {
@@ -32,7 +54,8 @@ static const char *san_of(apr_size_t *plen, const memds_push_due_t *d,
                "server-password --server-id)";
         return NULL;
     }
-    if (d->password == NULL) {
+    *plegacy = legacy_device(d, p);
+    if (d->password == NULL && !*plegacy) {
         *why = "no server password for the device (memds-admin "
                "server-password): the SAN digest needs it";
         return NULL;
@@ -51,8 +74,11 @@ static const char *san_of(apr_size_t *plen, const memds_push_due_t *d,
                            APR_ARRAY_IDX(d->stores, i, const char *), p);
     }
     memds_buf_init(&out, 128, p);
-    if (memds_san_build(&out, san, d->password, nonce, nlen, why, p)
-        != APR_SUCCESS) {
+    if (*plegacy ? memds_san_build_legacy(&out, san, d->devid, MEMDS_ENC_WBXML,
+                                          why, p)
+                       != APR_SUCCESS
+                 : memds_san_build(&out, san, d->password, nonce, nlen, why, p)
+                       != APR_SUCCESS) {
         return NULL;
     }
     *plen = out.len;
@@ -86,7 +112,7 @@ static const char *pct(const void *data, apr_size_t len, apr_pool_t *p)
 /* The SAN as WAP Push over SMS: one sendsms call per SMS (8-bit data with
  * the UDH). *pn: SMS accepted by Kannel. */
 static apr_status_t send_sms(int *pn, const memds_push_due_t *d,
-                             const char *san, apr_size_t len,
+                             const char *san, apr_size_t len, int legacy,
                              const memds_push_cfg_t *cfg, const char **why,
                              apr_pool_t *p)
 {
@@ -101,7 +127,9 @@ static apr_status_t send_sms(int *pn, const memds_push_due_t *d,
         return APR_EGENERAL;
     }
     apr_generate_random_bytes(rnd, sizeof(rnd));
-    if (memds_wappush_sms(&segs, san, len, rnd[0], rnd[1], why, p)
+    if ((legacy ? memds_wappush_sms_legacy(&segs, san, len, rnd[0], rnd[1],
+                                           why, p)
+                : memds_wappush_sms(&segs, san, len, rnd[0], rnd[1], why, p))
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -153,20 +181,21 @@ static apr_status_t send_sms(int *pn, const memds_push_due_t *d,
 
 /* Deliver the SAN over the device's channel; *pwhere: what it reached. */
 static apr_status_t deliver(const char **pwhere, const memds_push_due_t *d,
-                            const char *san, apr_size_t len,
+                            const char *san, apr_size_t len, int legacy,
                             const memds_push_cfg_t *cfg, const char **why,
                             apr_pool_t *p)
 {
     int status = 0, n = 0;
 
     if (strcmp(d->channel, "sms") == 0) {
-        if (send_sms(&n, d, san, len, cfg, why, p) != APR_SUCCESS) {
+        if (send_sms(&n, d, san, len, legacy, cfg, why, p) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
         *pwhere = apr_psprintf(p, "%d SMS to %s", n, d->address);
         return APR_SUCCESS;
     }
-    if (memds_http_post(&status, d->address, SAN_CTYPE, san, len,
+    if (memds_http_post(&status, d->address,
+                        legacy ? SAN_CTYPE_LEGACY : SAN_CTYPE, san, len,
                         cfg->timeout_ms, why, p)
         != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -199,11 +228,12 @@ apr_status_t memds_push_run(int *psent, memds_store_t *st,
         const char *why = NULL, *san, *where = NULL;
         apr_size_t len = 0;
         apr_time_t t0 = apr_time_now();
-        int ok;
+        int ok, legacy = 0;
 
-        san = san_of(&len, d, cfg, &why, p);
+        san = san_of(&len, &legacy, d, cfg, &why, p);
         ok = san != NULL
-             && deliver(&where, d, san, len, cfg, &why, p) == APR_SUCCESS;
+             && deliver(&where, d, san, len, legacy, cfg, &why, p)
+                    == APR_SUCCESS;
         memds_stats_observe(cfg->stats, MEMDS_OP_PUSH_SEND,
                             apr_time_now() - t0, !ok);
         if (ok) {

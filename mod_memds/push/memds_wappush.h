@@ -35,6 +35,11 @@ typedef struct memds_sms_seg_t {
  *  bytes of SAN. */
 void memds_wappush_pdu(memds_buf_t *out, unsigned char tid, const void *san,
                        apr_size_t len);
+/** The same for a legacy (DS 1.1) SAN, a WBXML SyncML message: Content-Type
+ *  application/vnd.syncml+wbxml (well-known 0x0303, in the general form
+ *  03 02 03 03), the same application id. */
+void memds_wappush_pdu_legacy(memds_buf_t *out, unsigned char tid,
+                              const void *san, apr_size_t len);
 
 /**
  * The SMS of the WAP Push of len bytes of SAN (transaction id tid,
@@ -47,6 +52,11 @@ apr_status_t memds_wappush_sms(apr_array_header_t **psegs, const void *san,
                                apr_size_t len, unsigned char tid,
                                unsigned char ref, const char **why,
                                apr_pool_t *p);
+/** The same with memds_wappush_pdu_legacy's PDU. */
+apr_status_t memds_wappush_sms_legacy(apr_array_header_t **psegs,
+                                      const void *san, apr_size_t len,
+                                      unsigned char tid, unsigned char ref,
+                                      const char **why, apr_pool_t *p);
 
 /** Whether s is a phone number for the SMS channel: an optional + and 3
  *  to 20 digits. */

@@ -181,7 +181,7 @@ apr_status_t memds_push_due(memds_store_t *st, apr_array_header_t **prows,
         st, &res, "push_due",
         "SELECT p.device_id, d.account, d.devid, c.channel, c.address,"
         " k.server_id, k.password, k.nonce, p.store, p.sync_type, p.ui_mode,"
-        " p.attempts"
+        " p.attempts, d.devinf"
         " FROM memds.push_pending p JOIN memds.devices d USING (device_id)"
         " JOIN memds.push_channels c USING (device_id)"
         " LEFT JOIN memds.server_credentials k ON k.account = d.account"
@@ -221,6 +221,10 @@ apr_status_t memds_push_due(memds_store_t *st, apr_array_header_t **prows,
                                                 : col_str(res, i, 7, st->pool);
             cur->stores = apr_array_make(st->pool, 2, sizeof(const char *));
             cur->sync_type = col_int(res, i, 9, 206);
+            cur->devinf = PQgetisnull(res, i, 12)
+                              ? NULL
+                              : col_bytes(res, i, 12, &cur->devinf_len,
+                                          st->pool);
             APR_ARRAY_PUSH(*prows, memds_push_due_t *) = cur;
         }
         APR_ARRAY_PUSH(cur->stores, const char *) = col_str(res, i, 8,

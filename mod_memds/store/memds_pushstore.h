@@ -62,6 +62,8 @@ typedef struct memds_push_due_t {
     const char *server_id, *password, *nonce; /**< NULL when none stored */
     apr_array_header_t *stores;               /**< const char * */
     int sync_type, ui_mode, attempts;
+    const char *devinf; /**< the device's stored DevInf (XML), or NULL */
+    apr_size_t devinf_len;
 } memds_push_due_t;
 
 /** The devices whose notifications are due and that are not in a session

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import http.server
 import os
+import re
 import smtplib
 import subprocess
 import threading
@@ -259,4 +260,47 @@ def test_706_a_wipe_order_sends_a_san(stack):
         assert got and all(op == "Delete" for op, *_ in got), got
     finally:
         _forget(stack, dev)
+        rcv.close()
+
+
+def test_707_a_syncml_11_device_gets_the_legacy_san(stack):
+    """The real client in SyncML 1.1 mode: its DevInf says VerDTD 1.1, so
+    its notification is the legacy SAN (docs/san.md): a WBXML SyncML 1.1
+    message with an Alert 206 for the datastore, POSTed as
+    application/vnd.syncml+wbxml, no digest; its Source is the server
+    identifier."""
+    import json
+    import test_510_mail as M
+    rcv, c = Receiver(), None
+    try:
+        folder = M.new_folder(stack, 1)
+        c = M.mail_client(stack, folder, enc="wbxml", syncml="1.1")
+        M.sync(stack, c, "slow")
+        r = admin(stack, "push-register", "alice", c.devid, "http", rcv.url)
+        assert r.returncode == 0, r.stdout
+        r = admin(stack, "server-password", "--basic", "--server-id", SRV_ID, "alice",
+                  c.devid, password=SRV_PW)
+        assert r.returncode == 0, r.stdout
+        st, _, _ = stack.request("PUT", "/memds-notify",
+                                 json.dumps({"user": "alice", "folder": folder,
+                                             "event": "MessageNew"}).encode(),
+                                 {"Content-Type": "application/json"})
+        assert st == 204
+        assert rcv.wait(1), "no SAN for the 1.1 device"
+        ctype, san = rcv.got[0]
+        assert ctype == "application/vnd.syncml+wbxml", ctype
+        assert san[:4] == b"\x02\x9f\x53\x6a", san[:8]  # WBXML 1.2, SyncML 1.1
+        codec = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-codec")
+        xml = subprocess.run([codec, "decode", "-"], input=san, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=30).stdout.decode()
+        assert "<VerDTD>1.1</VerDTD>" in xml and "<LocURI>%s</LocURI>" % SRV_ID in xml, xml
+        assert re.search(r"<Alert>\s*<CmdID>1</CmdID>\s*<Data>206</Data>\s*<Item>\s*"
+                         r"<Source>\s*<LocURI>%s</LocURI>" % re.escape(folder), xml), xml
+        # and the device syncs: the notification is gone
+        M.sync(stack, c, "two-way")
+        assert pending(stack, c.devid) == ""
+    finally:
+        if c is not None:
+            admin(stack, "push-register", "--delete", "alice", c.devid)
+            c.cleanup()
         rcv.close()

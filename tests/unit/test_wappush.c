@@ -147,6 +147,33 @@ static void test_uintvar_headers_len(void)
     CU_ASSERT(memcmp(b.data, "\x7f\x06\x03\xce\xaf\x85x", 7) == 0);
 }
 
+/* A legacy SAN (a WBXML SyncML 1.1 message): Content-Type
+ * application/vnd.syncml+wbxml, well-known 0x0303 in the general form
+ * (Value-length 3, Short-length 2, 03 03); the same application id. */
+static void test_legacy_header(void)
+{
+    memds_buf_t b;
+    apr_array_header_t *segs;
+    const memds_sms_seg_t *s;
+    const char *why = NULL;
+    static const char msg[] = "\x02\x9f\x53\x6a";
+
+    memds_buf_init(&b, 16, unit_pool);
+    memds_wappush_pdu_legacy(&b, 0x11, msg, 4);
+    CU_ASSERT_EQUAL_FATAL(b.len, 13);
+    CU_ASSERT(memcmp(b.data, "\x11\x06\x06\x03\x02\x03\x03\xaf\x85"
+                             "\x02\x9f\x53\x6a",
+                     13)
+              == 0);
+    CU_ASSERT_EQUAL_FATAL(memds_wappush_sms_legacy(&segs, msg, 4, 0x11, 0,
+                                                   &why, unit_pool),
+                          APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(segs->nelts, 1);
+    s = &APR_ARRAY_IDX(segs, 0, memds_sms_seg_t);
+    CU_ASSERT_EQUAL(s->ud_len, 13);
+    CU_ASSERT(memcmp(s->ud, "\x11\x06\x06\x03\x02\x03\x03", 7) == 0);
+}
+
 static void test_phone_numbers(void)
 {
     CU_ASSERT(memds_sms_number_ok("+15550001"));
@@ -172,5 +199,6 @@ void unit_add_wappush(void)
     CU_add_test(s, "empty and over-long SANs are refused",
                 test_refuses_empty_and_too_long);
     CU_add_test(s, "the WSP header", test_uintvar_headers_len);
+    CU_add_test(s, "the WSP header of a legacy (DS 1.1) SAN", test_legacy_header);
     CU_add_test(s, "phone numbers", test_phone_numbers);
 }
