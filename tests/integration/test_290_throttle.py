@@ -48,6 +48,9 @@ MemDSDatabase "{PG}"
     MemDSIMAPMaster memds-master master-secret
     %s
 </Location>
+<Location /memds-status>
+    SetHandler memds-status
+</Location>
 """ % extra
 
 
@@ -113,6 +116,7 @@ def test_291_device_sessions_per_minute(stack):
     assert sessions_of(stack, dev.devid) == n
     assert folder_messages(stack, folder) == before
     assert "MEMDS00621" in stack.log_since(mark)
+    assert prom(stack, 'memds_sessions_refused_total{reason="throttled"}') >= 1
     # a minute later: the session goes, with the mail that came meanwhile
     forget_minute(stack)
     got, _, st = dev.sync()
@@ -291,3 +295,20 @@ def test_295_quarantine_by_error_statuses_and_release(stack):
     assert admin(stack, "quarantine", "alice", dev.devid).stdout.count("\n") == 1
     assert dev.sync() == []
 
+
+
+def test_297_bad_directives_fail_configtest(stack):
+    for bad, word in (("MemDSLimit device sessions/hour 3", "MemDSLimit"),
+                      ("MemDSLimit phone sessions/min 3", "MemDSLimit"),
+                      ("MemDSLimit device bytes/hour lots", "MemDSLimit"),
+                      ("MemDSLimit account concurrent 0", "MemDSLimit"),
+                      ("MemDSAutoBlock 0", "MemDSAutoBlock"),
+                      ("MemDSAutoBlock 5 sometimes", "MemDSAutoBlock"),
+                      ("MemDSQuarantine never", "MemDSQuarantine")):
+        rc, out = stack.configtest(site(bad))
+        assert rc != 0 and word in out, (bad, out)
+    rc, out = stack.configtest(site("MemDSLimit device bytes/hour 10M\n"
+                                    "    MemDSLimit account concurrent off\n"
+                                    "    MemDSAutoBlock 5 forever\n"
+                                    "    MemDSQuarantine off"))
+    assert rc == 0, out
