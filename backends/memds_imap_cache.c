@@ -51,7 +51,7 @@ static void lease_key(const memds_imap_cache_t *c,
 {
     apr_sha1_ctx_t ctx;
     unsigned char d[APR_SHA1_DIGESTSIZE];
-    const char *parts[5];
+    const char *parts[7];
     int i;
 
     parts[0] = cfg->url;
@@ -59,9 +59,13 @@ static void lease_key(const memds_imap_cache_t *c,
     parts[2] = cfg->authzid;
     parts[3] = cfg->password;
     parts[4] = cfg->bearer;
+    /* and how it was secured: a connection made with one CA bundle or
+     * without STARTTLS is no answer for settings that ask for another */
+    parts[5] = cfg->ca_file;
+    parts[6] = cfg->starttls ? "starttls" : NULL;
     apr_sha1_init(&ctx);
     apr_sha1_update_binary(&ctx, c->salt, sizeof(c->salt));
-    for (i = 0; i < 5; ++i) {
+    for (i = 0; i < 7; ++i) {
         const char *s = parts[i] ? parts[i] : "";
         apr_sha1_update_binary(&ctx,
                                (const unsigned char *)(parts[i] ? "1" : "0"),

@@ -935,7 +935,8 @@ memds_err_t memds_imap_err_of(const memds_imap_err_t *err)
     case MEMDS_IMAP_E_AUTH:
         return memds_err_make(MEMDS_ERR_AUTH, "Mail server login failed");
     case MEMDS_IMAP_E_TLS:
-        return memds_err_make(MEMDS_ERR_TLS, "Mail server not reachable");
+        return memds_err_make(MEMDS_ERR_TLS,
+                              "Secure connection to the mail server failed");
     case MEMDS_IMAP_E_CONNECT:
     case MEMDS_IMAP_E_IO:
     case MEMDS_IMAP_E_BYE:

@@ -42,6 +42,12 @@ void memds_collect_engine_dirs(apr_pool_t *p, server_rec *s)
                                                     core->sec_dir);
         ap_conf_vector_t **sec;
 
+        if (v != s && sc == memds_srv_conf_get(s)) {
+            /* a virtual host without MemDS directives of its own shares
+             * the main server's record (httpd merges nothing then): its
+             * locations are the main server's, listed there already */
+            continue;
+        }
         sc->engine_dirs = apr_array_make(p, 2, sizeof(memds_dir_conf *));
         if (base == NULL) {
             base = memds_create_dir_conf(p, NULL);
@@ -147,6 +153,7 @@ void *memds_create_dir_conf(apr_pool_t *p, char *dir)
     dc->push_self = MEMDS_UNSET;
     dc->push_watch = MEMDS_UNSET;
     dc->compress = MEMDS_UNSET;
+    dc->imap_starttls = dc->smtp_starttls = MEMDS_UNSET;
     return dc;
 }
 
@@ -185,6 +192,9 @@ void *memds_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_INT(push_watch);
     MERGE_PTR(exclude);
     MERGE_INT(compress);
+    MERGE_PTR(tls_ca_file);
+    MERGE_INT(imap_starttls);
+    MERGE_INT(smtp_starttls);
     if (add->smtp_auth != MEMDS_UNSET) {
         c->smtp_auth = add->smtp_auth;
         c->smtp_user = add->smtp_user;
@@ -270,6 +280,9 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     mbuf->truncate = &dc->truncate;
     mbuf->exclude = dc->exclude;
+    mbuf->ca_file = dc->tls_ca_file;
+    mbuf->imap_starttls = OR(dc->imap_starttls, 0) == 1;
+    mbuf->smtp_starttls = OR(dc->smtp_starttls, 0) == 1;
     cfg->max_age_days = OR(dc->max_age, 0);
     cfg->max_items = OR(dc->max_items, 0);
     cfg->push = OR(dc->push, 0) == 1;
@@ -294,6 +307,8 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     }
     else if (dc->imap_url) {
         memds_verifier_imap(vbuf, dc->imap_url, logins);
+        memds_verifier_imap_tls(vbuf, dc->tls_ca_file,
+                                OR(dc->imap_starttls, 0) == 1, log);
         cfg->verifier = vbuf;
         cfg->record_md5 = 1;
     }
@@ -402,6 +417,38 @@ static const char *set_smtp(cmd_parms *cmd, void *dcv, const char *arg)
     memds_dir_conf *dc = dcv;
 
     return set_url(cmd, &dc->smtp_url, arg, schemes);
+}
+
+/* MemDSTLSCAFile: relative to ServerRoot; checked now (configtest) so that
+ * a wrong path does not surface as a TLS failure at the first sync. */
+static const char *set_tls_ca_file(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    memds_dir_conf *dc = dcv;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    const char *why;
+
+    if (path == NULL || *arg == '\0') {
+        return apr_psprintf(cmd->pool, "MemDSTLSCAFile: invalid path '%s'",
+                            arg);
+    }
+    if ((why = memds_check_ca_file(path, cmd->temp_pool)) != NULL) {
+        return apr_psprintf(cmd->pool, "MemDSTLSCAFile: %s", why);
+    }
+    dc->tls_ca_file = path;
+    return NULL;
+}
+
+static const char *set_starttls(cmd_parms *cmd, void *dcv, int flag)
+{
+    memds_dir_conf *dc = dcv;
+
+    if (strcmp((const char *)cmd->info, "imap") == 0) {
+        dc->imap_starttls = flag ? 1 : 0;
+    }
+    else {
+        dc->smtp_starttls = flag ? 1 : 0;
+    }
+    return NULL;
 }
 
 static const char *set_max_msg_size(cmd_parms *cmd, void *dcv, const char *arg)
@@ -1028,6 +1075,21 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSSMTPServer", set_smtp, NULL, RSRC_CONF | ACCESS_CONF,
                   "smtp://HOST[:PORT] or smtps://HOST[:PORT] of the mail "
                   "submission server. Default: none."),
+    AP_INIT_TAKE1("MemDSTLSCAFile", set_tls_ca_file, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "PEM file of the CA certificates that verify the IMAP and "
+                  "SMTP servers' certificates (imaps://, smtps://, STARTTLS). "
+                  "Default: the system's CA bundle."),
+    AP_INIT_FLAG("MemDSIMAPStartTLS", set_starttls, "imap",
+                 RSRC_CONF | ACCESS_CONF,
+                 "On: an imap:// server must switch to TLS with STARTTLS "
+                 "(refused when it does not offer it). Default: Off (imap:// "
+                 "in the clear)."),
+    AP_INIT_FLAG("MemDSSMTPStartTLS", set_starttls, "smtp",
+                 RSRC_CONF | ACCESS_CONF,
+                 "On: an smtp:// server must switch to TLS with STARTTLS "
+                 "(refused when it does not offer it). Default: Off "
+                 "(STARTTLS when the server offers it)."),
     AP_INIT_TAKE1("MemDSMaxMsgSize", set_max_msg_size, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "Largest SyncML message accepted, 1K to 64M (bytes, or K/M "

@@ -167,6 +167,9 @@ typedef struct memds_dir_conf {
     const char *account_realm;   /**< MemDSAccountRealm */
     apr_array_header_t *exclude; /**< MemDSExcludeFolder, or NULL */
     int compress;                /**< MemDSCompression (MEMDS_UNSET: On) */
+    const char *tls_ca_file;     /**< MemDSTLSCAFile (absolute), or NULL */
+    int imap_starttls;           /**< MemDSIMAPStartTLS (MEMDS_UNSET) */
+    int smtp_starttls;           /**< MemDSSMTPStartTLS (MEMDS_UNSET) */
     /* MemDSPushSelfRegister: MEMDS_UNSET, 0 Off, 1 on; sms, URL prefixes */
     int push_self, push_self_sms;
     apr_array_header_t *push_self_prefixes; /* or NULL */

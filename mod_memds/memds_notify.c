@@ -268,6 +268,8 @@ static apr_array_header_t *watch_sources(server_rec *s, memds_pgpool_t *pg,
             src->imap.password = dc->master_password;
             src->imap.connect_timeout_ms = 10000;
             src->imap.io_timeout_ms = 30000;
+            src->imap.ca_file = dc->tls_ca_file;
+            src->imap.starttls = dc->imap_starttls == 1;
             src->imap.log = &memds_srv_conf_get(s)->logger;
         }
     }

@@ -193,7 +193,12 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     apr_pool_t *sub;
     apr_status_t rv;
 
-    if (v->cache && memds_logincache_hit(v->cache, v->baton, user, password)) {
+    /* a login proven under other TLS settings proves nothing here */
+    const char *server = apr_pstrcat(p, (const char *)v->baton, " ca=",
+                                     v->ca_file ? v->ca_file : "(system)",
+                                     v->starttls ? " starttls" : "", NULL);
+
+    if (v->cache && memds_logincache_hit(v->cache, server, user, password)) {
         return APR_SUCCESS;
     }
     if (apr_pool_create(&sub, p) != APR_SUCCESS) {
@@ -206,18 +211,26 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     cfg.password = password;
     cfg.connect_timeout_ms = 10000;
     cfg.io_timeout_ms = 10000;
+    cfg.ca_file = v->ca_file;
+    cfg.starttls = v->starttls;
     rv = memds_imap_connect(&c, &cfg, &err, sub);
     if (rv == APR_SUCCESS) {
         memds_imap_close(c);
         if (v->cache) {
-            memds_logincache_put(v->cache, v->baton, user, password);
+            memds_logincache_put(v->cache, server, user, password);
         }
     }
     else {
         /* A refused login is a wrong password; anything else means the
          * server could not decide (503 to the device, not 401). */
-        rv = memds_imap_err_of(&err).kind == MEMDS_ERR_AUTH ? APR_EACCES
-                                                            : APR_EGENERAL;
+        memds_err_t te = memds_imap_err_of(&err);
+        rv = te.kind == MEMDS_ERR_AUTH ? APR_EACCES : APR_EGENERAL;
+        if (te.kind == MEMDS_ERR_TLS) {
+            memds_logf(v->log, MEMDS_LOG_ERR, 0,
+                       MEMDS_LOGNO(00220) "pass-through login of %s not "
+                                          "checked: %s",
+                       user, err.msg ? err.msg : te.text);
+        }
     }
     apr_pool_destroy(sub);
     return rv;
@@ -236,6 +249,17 @@ void memds_verifier_imap(memds_verifier_t *v, const char *url,
     v->md5_inner = imap_md5_inner;
     v->baton = url;
     v->cache = cache;
+    v->ca_file = NULL;
+    v->starttls = 0;
+    v->log = NULL;
+}
+
+void memds_verifier_imap_tls(memds_verifier_t *v, const char *ca_file,
+                             int starttls, const memds_logger_t *log)
+{
+    v->ca_file = ca_file;
+    v->starttls = starttls;
+    v->log = log;
 }
 
 /* ------------------------------------------------------- login cache */

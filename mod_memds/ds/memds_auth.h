@@ -12,6 +12,7 @@
 
 #include <apr_pools.h>
 #include "syncml/memds_msg.h"
+#include "util/memds_util.h"
 
 /** Successful pass-through logins remembered for a short time, per
  *  process (thread-safe), so that a device's sessions do not cost an IMAP
@@ -40,6 +41,11 @@ struct memds_verifier_t {
                               const char **pinner, apr_pool_t *p);
     const void *baton;
     memds_logincache_t *cache; /**< IMAP verifier: recent logins, or NULL */
+    /* IMAP verifier (memds_verifier_imap_tls): the CA bundle, STARTTLS
+     * required on imap://, and where a TLS failure is logged */
+    const char *ca_file;
+    int starttls;
+    const memds_logger_t *log;
 };
 
 /** A verifier over a Dovecot-style passwd-file ("user:{PLAIN}password:..."
@@ -52,6 +58,14 @@ void memds_verifier_passwd_file(memds_verifier_t *v, const char *path);
  *  borrowed and must outlive the verifier. */
 void memds_verifier_imap(memds_verifier_t *v, const char *url,
                          memds_logincache_t *cache);
+
+/** The IMAP verifier's TLS settings (after memds_verifier_imap): ca_file
+ *  (MemDSTLSCAFile, NULL for the system's bundle; borrowed), STARTTLS
+ *  required on imap://, and the logger of a failed secure connection (an
+ *  untrusted certificate is an error line, the login is not decided and
+ *  the device gets 503). Remembered logins are kept per these settings. */
+void memds_verifier_imap_tls(memds_verifier_t *v, const char *ca_file,
+                             int starttls, const memds_logger_t *log);
 
 /** B64(MD5(user ":" password)), the md5 "inner" value. */
 const char *memds_auth_md5_inner(const char *user, const char *password,

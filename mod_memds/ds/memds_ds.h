@@ -148,6 +148,11 @@ typedef enum {
 
 typedef struct memds_mail_cfg_t {
     const char *imap_url;    /**< imap:// or imaps:// */
+    /** MemDSTLSCAFile: the CA bundle that verifies the IMAP and SMTP
+     *  servers' certificates, NULL for the system's */
+    const char *ca_file;
+    int imap_starttls; /**< MemDSIMAPStartTLS On: imap:// needs STARTTLS */
+    int smtp_starttls; /**< MemDSSMTPStartTLS On: smtp:// needs STARTTLS */
     const char *master_user; /**< log in as this user for the account
                                      (SASL PLAIN authzid), or NULL */
     const char *master_password;

@@ -80,6 +80,8 @@ apr_status_t memds_mbox_conn(memds_ds_t *ds, memds_imap_conn_t **pc)
             "configured");
     }
     c.io_timeout_ms = x->cfg->timeout_ms;
+    c.ca_file = x->cfg->ca_file;
+    c.starttls = x->cfg->imap_starttls;
     c.log = x->cfg->log;
     if (x->sh->lease) {
         /* a broken connection from the cache: back (it is closed there) */

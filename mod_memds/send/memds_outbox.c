@@ -257,6 +257,8 @@ static void smtp_cfg(memds_ds_t *ds, memds_smtp_config_t *c)
 
     memset(c, 0, sizeof(*c));
     c->url = x->cfg->smtp_url;
+    c->ca_file = x->cfg->ca_file;
+    c->starttls = x->cfg->smtp_starttls;
     c->log = x->cfg->log;
     c->stats = x->cfg->stats;
     if (x->cfg->smtp_auth == MEMDS_SMTP_AUTH_USER) {

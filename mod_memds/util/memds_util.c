@@ -8,6 +8,8 @@
 #include <apr_lib.h>
 #include <apr_uri.h>
 #include <apr_sha1.h>
+#include <apr_file_io.h>
+#include <apr_file_info.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -161,6 +163,110 @@ const char *memds_check_server_url(const char *url, const char *const *schemes,
                             url, allowed);
     }
     return NULL;
+}
+
+/* The next "-----BEGIN <label>-----" line in [s, end), its label in *plabel
+ * (pointing into the buffer, *plen bytes); NULL when there is none. */
+static const char *pem_begin(const char *s, const char *end,
+                             const char **plabel, apr_size_t *plen)
+{
+    static const char dash[] = "-----BEGIN ";
+    const char *l, *e;
+
+    for (; (apr_size_t)(end - s) >= sizeof(dash) - 1; s++) {
+        if (memcmp(s, dash, sizeof(dash) - 1) != 0) {
+            continue;
+        }
+        l = s + sizeof(dash) - 1;
+        for (e = l; e < end && *e != '-' && *e != '\n'; e++) {
+        }
+        if (end - e >= 5 && memcmp(e, "-----", 5) == 0) {
+            *plabel = l;
+            *plen = (apr_size_t)(e - l);
+            return e + 5;
+        }
+    }
+    return NULL;
+}
+
+const char *memds_check_ca_pem(const char *buf, apr_size_t len)
+{
+    const char *s = buf, *end = buf + len, *label, *body, *stop;
+    apr_size_t n, b64;
+    int certs = 0;
+
+    while ((body = pem_begin(s, end, &label, &n)) != NULL) {
+        char endline[80];
+        if (n >= 11 && memcmp(label + n - 11, "PRIVATE KEY", 11) == 0) {
+            return "it holds a private key: give the CA's certificates "
+                   "only (never a key)";
+        }
+        if (n + 14 >= sizeof(endline)) {
+            return "it holds a PEM block with an overlong label";
+        }
+        apr_snprintf(endline, sizeof(endline), "-----END %.*s-----", (int)n,
+                     label);
+        stop = NULL;
+        for (s = body; (apr_size_t)(end - s) >= strlen(endline); s++) {
+            if (memcmp(s, endline, strlen(endline)) == 0) {
+                stop = s;
+                break;
+            }
+        }
+        if (stop == NULL) {
+            return "a PEM block has no END line (truncated file?)";
+        }
+        for (b64 = 0, s = body; s < stop; s++) {
+            b64 += apr_isalnum(*s) || *s == '+' || *s == '/';
+        }
+        if (n == 11 && memcmp(label, "CERTIFICATE", 11) == 0) {
+            if (b64 < 64) {
+                return "a CERTIFICATE block is empty or too short";
+            }
+            certs++;
+        }
+        s = stop + strlen(endline);
+    }
+    if (certs == 0) {
+        return "it holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")";
+    }
+    return NULL;
+}
+
+const char *memds_check_ca_file(const char *path, apr_pool_t *p)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    char *buf;
+    apr_size_t n;
+    const char *why;
+    apr_status_t rv;
+
+    rv = apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_SIZE, p);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(p, "cannot read '%s': %pm", path, &rv);
+    }
+    if (fi.filetype != APR_REG) {
+        return apr_psprintf(p, "'%s' is not a regular file", path);
+    }
+    if (fi.size <= 0 || fi.size > MEMDS_MAX_CA_FILE) {
+        return apr_psprintf(p, "'%s' is empty or larger than %d MB", path,
+                            MEMDS_MAX_CA_FILE >> 20);
+    }
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(p, "cannot open '%s': %pm", path, &rv);
+    }
+    n = (apr_size_t)fi.size;
+    buf = apr_palloc(p, n);
+    rv = apr_file_read_full(f, buf, n, &n);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return apr_psprintf(p, "cannot read '%s': %pm", path, &rv);
+    }
+    why = memds_check_ca_pem(buf, n);
+    return why ? apr_psprintf(p, "'%s' is not a PEM CA bundle: %s", path, why)
+               : NULL;
 }
 
 void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,

@@ -49,6 +49,26 @@ apr_status_t memds_parse_uint(int *pval, const char *s, int max);
 const char *memds_check_server_url(const char *url, const char *const *schemes,
                                    apr_pool_t *p);
 
+/** Largest CA bundle accepted (bytes): Debian's whole system bundle is
+ *  about 0.2 MB. */
+#define MEMDS_MAX_CA_FILE (8 * 1024 * 1024)
+
+/**
+ * Check that buf (len bytes) reads as a CA bundle in PEM: at least one
+ * CERTIFICATE block with an END line and content, every block closed, and
+ * no private key. Pure (no TLS library): the certificates' contents are
+ * left to the TLS library when it loads the file.
+ * @return NULL when it is fine, else a fixed sentence saying why not.
+ */
+const char *memds_check_ca_pem(const char *buf, apr_size_t len);
+
+/**
+ * memds_check_ca_file's file: a regular file of 1 byte to
+ * MEMDS_MAX_CA_FILE that memds_check_ca_pem accepts.
+ * @return NULL when it is fine, else a sentence naming path, from p.
+ */
+const char *memds_check_ca_file(const char *path, apr_pool_t *p);
+
 /**
  * Length (2..4) of the valid multi-byte UTF-8 sequence starting at s (s <
  * end, *s >= 0x80), or 0 when it is invalid (RFC 3629: no overlong forms,

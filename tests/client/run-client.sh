@@ -33,6 +33,9 @@
 #   --loglevel N     SyncEvolution log level; 5 and more also write every
 #                    SyncML message into $WORKDIR/cache/syncevolution/...
 #   --timeout S      kill the client after S seconds (default 300)
+#   --cafile FILE    for an https:// URL: the CA certificates (PEM) that
+#                    verify the server (SSLServerCertificates); default the
+#                    system's bundle
 #   --install        apt-get install what is missing (as root) first
 #
 # The exit code is the client's: 0 when it reports a successful session.
@@ -51,7 +54,7 @@ TMP=${TMPDIR:-/tmp}
 
 url="" workdir="$TMP/memds-client" reuse=0 user=alice pass=alice-secret
 enc=xml auth=basic type=memo uri="" mode=two-way nitems=0 devid=""
-maxmsg="" loglevel="" limit=300 install=0 syncml=1.2
+maxmsg="" loglevel="" limit=300 install=0 syncml=1.2 cafile=""
 
 while [ $# -gt 0 ]; do
     opt=$1
@@ -79,6 +82,7 @@ while [ $# -gt 0 ]; do
     --syncml) syncml=$val ;;
     --loglevel) loglevel=$val ;;
     --timeout) limit=$val ;;
+    --cafile) cafile=$val ;;
     *) die "unknown option $opt (see --help)" ;;
     esac
 done
@@ -248,6 +252,7 @@ run=(--sync "$se_mode" --sync-property "syncURL=$url"
 [ "$refresh" = 0 ] || run+=(--sync-property enableRefreshSync=1)
 [ -z "$maxmsg" ] || run+=(--sync-property "maxMsgSize=$maxmsg")
 [ -z "$loglevel" ] || run+=(--sync-property "loglevel=$loglevel")
+[ -z "$cafile" ] || run+=(--sync-property "SSLServerCertificates=$cafile")
 
 cd "$workdir" || die "cd $workdir"
 echo "run-client.sh: ${se[*]} --run ${run[*]} $config $store" >&2

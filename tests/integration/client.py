@@ -17,9 +17,10 @@ class Client:
 
     def __init__(self, stack, enc="xml", auth="basic", uri=None, user="alice",
                  password="alice-secret", maxmsg=None, typ="raw-vcard",
-                 syncml=None):
+                 syncml=None, cafile=None):
         self.stack = stack
         self.syncml = syncml  # SyncML version, None: the runner's 1.2
+        self.cafile = cafile  # https://: the CA file, None: the system's
         self.enc, self.auth, self.typ = enc, auth, typ
         self.uri = uri or "store-" + uuid.uuid4().hex[:10]
         self.user, self.password, self.maxmsg = user, password, maxmsg
@@ -46,6 +47,8 @@ class Client:
             args += ["--maxmsg", str(self.maxmsg)]
         if self.syncml:
             args += ["--syncml", self.syncml]
+        if self.cafile:
+            args += ["--cafile", self.cafile]
         if os.environ.get("MEMDS_CLIENT_LOGLEVEL"):
             args += ["--loglevel", os.environ["MEMDS_CLIENT_LOGLEVEL"]]
         env = dict(os.environ, TMPDIR=self.stack.var)

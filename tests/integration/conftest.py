@@ -42,9 +42,10 @@ def _port_free(port):
 
 
 def _pick_port_base():
-    # ./dev uses base+24, +25, +43, +54, +80; pick a base where all are free.
+    # ./dev uses base+24, +25, +26, +43, +44, +54, +65, +80, +93; pick a
+    # base where all are free.
     for base in range(21000, 60000, 100):
-        if all(_port_free(base + off) for off in (24, 25, 43, 54, 80)):
+        if all(_port_free(base + off) for off in (24, 25, 26, 43, 44, 54, 65, 80, 93)):
             return base
     raise RuntimeError("no free loopback port range")
 

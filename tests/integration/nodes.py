@@ -56,6 +56,8 @@ class Node:
                                             stack["MEMDS_MASTER_PASS"])))
         with open(stack["MEMDS_HTTPD_CONF"]) as f:
             conf = f.read()
+        # the stack's HTTPS port is the first httpd's
+        conf = re.sub(r"(?ms)^# --- HTTPS .*?^# --- end of HTTPS\n", "", conf)
         conf = re.sub(r"(?m)^Listen .*$", "Listen 127.0.0.1:%d" % port, conf)
         conf = re.sub(r"(?m)^PidFile .*$", 'PidFile "%s"' % self.pidfile, conf)
         conf = re.sub(r"(?m)^DefaultRuntimeDir .*$",

@@ -75,8 +75,9 @@ class Answer:
 
 class Session:
     def __init__(self, url, devid, user=None, password=None, session_id="1",
-                 max_msg=150000):
+                 max_msg=150000, ssl_context=None):
         self.url = url
+        self.ssl_context = ssl_context  # https:// URLs: ssl.SSLContext
         self.next_url = url
         self.devid = devid
         self.user = user
@@ -114,7 +115,11 @@ class Session:
 
     def post(self, data, url=None):
         u = urllib.parse.urlsplit(url or self.next_url)
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        if u.scheme == "https":
+            c = http.client.HTTPSConnection(u.hostname, u.port, timeout=60,
+                                            context=self.ssl_context)
+        else:
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
         try:
             c.request("POST", u.path + ("?" + u.query if u.query else ""), body=data,
                       headers={"Content-Type": "application/vnd.syncml+xml"})

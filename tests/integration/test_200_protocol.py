@@ -203,6 +203,8 @@ def _second_httpd(stack, port):
     conf = conf.replace("Listen 127.0.0.1:%s" % stack["MEMDS_HTTP_PORT"],
                         "Listen 127.0.0.1:%d" % port)
     import re
+    # the stack's HTTPS port is the first httpd's
+    conf = re.sub(r"(?ms)^# --- HTTPS .*?^# --- end of HTTPS\n", "", conf)
     conf = re.sub(r'^PidFile .*$', 'PidFile "%s/httpd.pid"' % d, conf, flags=re.M)
     conf = re.sub(r'^ErrorLog .*$', 'ErrorLog "%s/error.log"' % d, conf, flags=re.M)
     conf = re.sub(r'^DefaultRuntimeDir .*$', 'DefaultRuntimeDir "%s"' % d, conf, flags=re.M)

@@ -16,7 +16,7 @@ def test_601_smtp_check(stack):
                         stack["MEMDS_USER1"], stack["MEMDS_PASS1"], stack["MEMDS_USER2"],
                         stack["MEMDS_PASS2"], stack["MEMDS_DOMAIN"]],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=300)
+                       timeout=300, env=dict(os.environ, MEMDS_CA_FILE=stack["MEMDS_CA_FILE"]))
     failed = [l for l in r.stdout.splitlines() if l.startswith("not ok")]
     assert r.returncode == 0 and not failed, r.stdout[-3000:]
     assert sum(1 for l in r.stdout.splitlines() if l.startswith("ok ")) >= 40

@@ -3,6 +3,8 @@
 #include "util/memds_util.h"
 
 #include <string.h>
+#include <apr_strings.h>
+#include <apr_file_io.h>
 
 static void test_content_type(void)
 {
@@ -89,6 +91,81 @@ static void test_server_url(void)
     CU_ASSERT_PTR_NULL(strstr(e, "secret")); /* never echo a password */
 }
 
+static void test_ca_pem(void)
+{
+    static const char b64[] = "MIIBszCCAVmgAwIBAgIUQ2hlY2tlZCBieSB0ZXN0X2Nh"
+                              "X3BlbSBpbiB0ZXN0X3V0aWwuYwo=\n";
+    const char *cert = apr_pstrcat(unit_pool, "-----BEGIN CERTIFICATE-----\n",
+                                   b64, b64, "-----END CERTIFICATE-----\n",
+                                   NULL);
+    const char *two = apr_pstrcat(unit_pool, "# a bundle\n", cert,
+                                  "\r\n", cert, NULL);
+    const char *key = apr_pstrcat(unit_pool, cert,
+                                  "-----BEGIN PRIVATE KEY-----\n", b64,
+                                  "-----END PRIVATE KEY-----\n", NULL);
+    const char *eckey = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n"
+                        "-----END EC PRIVATE KEY-----\n";
+    const char *cut = apr_pstrndup(unit_pool, cert, strlen(cert) - 10);
+    const char *empty = "-----BEGIN CERTIFICATE-----\n"
+                        "-----END CERTIFICATE-----\n";
+    const char *other = apr_pstrcat(unit_pool, "-----BEGIN X509 CRL-----\n",
+                                    b64, "-----END X509 CRL-----\n", NULL);
+    const char *e;
+
+    CU_ASSERT_PTR_NULL(memds_check_ca_pem(cert, strlen(cert)));
+    CU_ASSERT_PTR_NULL(memds_check_ca_pem(two, strlen(two)));
+    /* other blocks may sit beside the certificates */
+    e = apr_pstrcat(unit_pool, other, cert, NULL);
+    CU_ASSERT_PTR_NULL(memds_check_ca_pem(e, strlen(e)));
+    e = memds_check_ca_pem(other, strlen(other));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "no PEM certificate"));
+    e = memds_check_ca_pem(key, strlen(key));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "private key"));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem(eckey, strlen(eckey)));
+    e = memds_check_ca_pem(cut, strlen(cut));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "no END line"));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem(empty, strlen(empty)));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem("", 0));
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem("-----BEGIN ", 11));
+    /* a DER file, or any binary */
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem("\x30\x82\x01\xb3\0\0", 6));
+    /* only the given length counts */
+    CU_ASSERT_PTR_NOT_NULL(memds_check_ca_pem(cert, strlen(cert) - 3));
+}
+
+static void test_ca_file(void)
+{
+    char path[] = "/tmp/memds-unit-ca-XXXXXX";
+    apr_file_t *f;
+    const char *e;
+    const char *pem = "-----BEGIN CERTIFICATE-----\n"
+                      "MIIBszCCAVmgAwIBAgIUQ2hlY2tlZCBieSB0ZXN0X2NhX2ZpbGUK"
+                      "MIIBszCCAVmgAwIBAgIUQ2hlY2tlZCBieSB0ZXN0X2NhX2ZpbGUK\n"
+                      "-----END CERTIFICATE-----\n";
+    apr_size_t n = strlen(pem);
+
+    CU_ASSERT_FATAL(apr_file_mktemp(&f, path,
+                                    APR_FOPEN_CREATE | APR_FOPEN_READ
+                                        | APR_FOPEN_WRITE | APR_FOPEN_EXCL,
+                                    unit_pool)
+                    == APR_SUCCESS);
+    e = memds_check_ca_file(path, unit_pool);
+    CU_ASSERT(e != NULL && strstr(e, "empty") != NULL);
+    CU_ASSERT(apr_file_write_full(f, pem, n, NULL) == APR_SUCCESS);
+    apr_file_close(f);
+    CU_ASSERT_PTR_NULL(memds_check_ca_file(path, unit_pool));
+    apr_file_remove(path, unit_pool);
+    e = memds_check_ca_file(path, unit_pool);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "cannot read"));
+    e = memds_check_ca_file("/tmp", unit_pool);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "not a regular file"));
+}
+
 static void test_sha1(void)
 {
     CU_ASSERT_STRING_EQUAL(memds_sha1_hex("abc", 3, unit_pool),
@@ -129,5 +206,7 @@ void unit_add_util(void)
     CU_add_test(s, "parse uint", test_parse_uint);
     CU_add_test(s, "server url", test_server_url);
     CU_add_test(s, "sha1", test_sha1);
+    CU_add_test(s, "CA bundle (PEM)", test_ca_pem);
+    CU_add_test(s, "CA bundle file", test_ca_file);
     CU_add_test(s, "utf8", test_utf8);
 }
