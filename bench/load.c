@@ -9,18 +9,23 @@
  * changes; package 5 with the statuses and the Map of the server's Adds.
  * Device ids, session ids and anchors are the device's own.
  *
- * Two kinds of device, alternating by index:
+ * Two kinds of device, alternating by index (--mail-devices-ratio), over
+ * the accounts of --users in turn:
  *   items  the items datastore (--items-url, e.g. /items): devices 2k and
  *          2k+1 are two devices of one user sharing the datastore
  *          "load-<run>-<k>", so that what one changes is what the server
  *          sends to the other; each Adds, Replaces and Deletes a few of its
  *          own items per session (never the other's: no conflicts);
- *   mail   a mailbox (--mail-url, e.g. /sync; alice or bob, Inbox): sets
- *          the read flag of a mail, deletes one now and then (each device
- *          only touches the mails whose Message-ID hashes to it, so two
- *          devices never race on one mail), and sometimes sends a mail to
- *          the other account through the Outbox datastore in the same
- *          session (the server must answer 201 and delete the Outbox item).
+ *   mail   an account's Inbox (--mail-url, e.g. /sync): sets the read flag
+ *          of a mail, deletes one now and then (each device only touches
+ *          the mails whose Message-ID hashes to it, so two devices of an
+ *          account never race on one mail), and sometimes sends a mail to
+ *          the next account through the Outbox datastore in the same
+ *          session (the server must answer 201 and delete the Outbox item;
+ *          a Delete that only comes in a later session is counted apart).
+ * A change the server did not acknowledge (a failed session) is sent again
+ * in the next session; an Add the server sends again (no Map reached it)
+ * updates the item the device already has.
  *
  * Phases: for --duration seconds every device runs sessions (a pause of
  * --think ms between sessions, --msg-think ms between the messages of a
@@ -40,7 +45,7 @@
  *
  * usage: loadgen --items-url URL --mail-url URL [--devices 200]
  *        [--duration 60] [--think 1000] [--msg-think 200] [--settle 5]
- *        [--users alice:alice-secret,bob:bob-secret] [--dump FILE]
+ *        [--users alice:alice-secret,bob:bob-secret,...] [--dump FILE]
  *        [--run TAG] [--p-flag 30] [--p-delete 5] [--p-send 5]
  *        [--mail-devices-ratio 50] [--trace N (messages of devices < N to stderr)] */
 #ifndef _GNU_SOURCE
@@ -317,7 +322,8 @@ typedef struct device_t {
 
 struct ctx_t {
     const char *items_url, *mail_url, *dump, *run;
-    char users[2][2][64];
+    char (*users)[2][64];   /* accounts: login, password */
+    int nusers;
     int ndev, duration, think, msg_think, settle;
     int p_flag, p_delete, p_send, mail_ratio, trace;
     CURLM *multi;
@@ -325,13 +331,13 @@ struct ctx_t {
     device_t *dev;
     double t0, t_end;
     /* stats */
-    double *lat;
-    size_t nlat, caplat;
+    double *lat[2];         /* per HTTP message, by kind of device */
+    size_t nlat[2], caplat[2];
     long sessions, messages, errors, errors_http, errors_syncml,
         errors_parse, errors_converge, errors_protocol;
     long sessions_items, sessions_mail, mail_sends, item_changes,
         mail_changes, server_changes;
-    long conc_samples, outbox_late;
+    long conc_samples, outbox_late, errors_of_kind[2];
     double conc_sum;
     int conc_max;
     double run_secs;
@@ -346,6 +352,7 @@ static void error_(device_t *d, long *kind, const char *fmt, ...)
     ctx_t *cx = d->cx;
 
     cx->errors++;
+    cx->errors_of_kind[d->kind]++;
     d->session_failed = 1;
     if ((*kind)++ < MAX_ERRORS_SHOWN) {
         fprintf(stderr, "error: %s (session %d msg %d): ", d->devid, d->sid, d->msg);
@@ -697,7 +704,8 @@ static void put_sync(device_t *d, buf_t *b, int si)
     } else if (d->kind == K_MAIL && si == 1 && d->mode == M_RUN && s->active == 2) {
         /* a mail to the other account through the Outbox */
         buf_t m = {0}, r = {0};
-        const char *me = cx->users[d->acct][0], *other = cx->users[!d->acct][0];
+        const char *me = cx->users[d->acct][0];
+        const char *other = cx->users[(d->acct + 1) % cx->nusers][0];
         char l[48];
         snprintf(l, sizeof l, "o%u", ++d->outseq);
         buf_fmt(&r, "From: %s <%s@example.test>\r\nTo: %s <%s@example.test>\r\n"
@@ -1234,16 +1242,16 @@ static void send_msg(device_t *d)
     post_now(d);
 }
 
-static void push_latency(ctx_t *cx, double s)
+static void push_latency(ctx_t *cx, int kind, double s)
 {
-    if (cx->nlat == cx->caplat) {
-        cx->caplat = cx->caplat ? 2 * cx->caplat : 4096;
-        cx->lat = realloc(cx->lat, cx->caplat * sizeof *cx->lat);
-        if (cx->lat == NULL) {
+    if (cx->nlat[kind] == cx->caplat[kind]) {
+        cx->caplat[kind] = cx->caplat[kind] ? 2 * cx->caplat[kind] : 4096;
+        cx->lat[kind] = realloc(cx->lat[kind], cx->caplat[kind] * sizeof *cx->lat[kind]);
+        if (cx->lat[kind] == NULL) {
             die_oom();
         }
     }
-    cx->lat[cx->nlat++] = s;
+    cx->lat[kind][cx->nlat[kind]++] = s;
 }
 
 static void on_done(device_t *d, CURLcode rc)
@@ -1257,7 +1265,7 @@ static void on_done(device_t *d, CURLcode rc)
     curl_easy_getinfo(d->h, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_getinfo(d->h, CURLINFO_TOTAL_TIME_T, &us);
     cx->messages++;
-    push_latency(cx, (double)us / 1e6);
+    push_latency(cx, d->kind, (double)us / 1e6);
     if (rc != CURLE_OK || code != 200) {
         if (rc != CURLE_OK) {
             error_(d, &cx->errors_http, "transport: %s", curl_easy_strerror(rc));
@@ -1307,13 +1315,35 @@ static double pct(const double *v, size_t n, double p)
     return v[i];
 }
 
+/* Prints the percentiles of the latencies of kind (2: all). */
+static void print_latency(const ctx_t *cx, int kind, const char *name)
+{
+    size_t n = kind == 2 ? cx->nlat[0] + cx->nlat[1] : cx->nlat[kind];
+    double *v = malloc((n + 1) * sizeof *v);
+    if (v == NULL) {
+        die_oom();
+    }
+    if (kind == 2) {
+        memcpy(v, cx->lat[0], cx->nlat[0] * sizeof *v);
+        memcpy(v + cx->nlat[0], cx->lat[1], cx->nlat[1] * sizeof *v);
+    } else {
+        memcpy(v, cx->lat[kind], n * sizeof *v);
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    printf("latency%s_p50_ms %.1f\nlatency%s_p90_ms %.1f\nlatency%s_p99_ms %.1f\n"
+           "latency%s_max_ms %.1f\nmessages%s %zu\n", name, 1000 * pct(v, n, 0.5), name,
+           1000 * pct(v, n, 0.9), name, 1000 * pct(v, n, 0.99), name,
+           n ? 1000 * v[n - 1] : 0.0, name, n);
+    free(v);
+}
+
 static void setup_devices(ctx_t *cx)
 {
-    int i, n_mail = 0, n_items = 0, per_acct[2] = {0, 0};
+    int i, n_mail = 0, n_items = 0, *per_acct = calloc((size_t)cx->nusers, sizeof(int));
     uint64_t seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL);
 
     cx->dev = calloc((size_t)cx->ndev, sizeof *cx->dev);
-    if (cx->dev == NULL) {
+    if (cx->dev == NULL || per_acct == NULL) {
         die_oom();
     }
     /* which devices are mail devices: mail_ratio percent, spread out */
@@ -1339,7 +1369,7 @@ static void setup_devices(ctx_t *cx)
         curl_easy_setopt(d->h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(d->h, CURLOPT_USERAGENT, "SyncEvolution");
         if (mail) {
-            d->acct = n_mail % 2;
+            d->acct = n_mail % cx->nusers;
             d->acct_k = per_acct[d->acct]++;
             n_mail++;
             d->nst = 2;
@@ -1353,7 +1383,7 @@ static void setup_devices(ctx_t *cx)
         } else {
             /* devices 2k and 2k+1 of the items kind share one datastore */
             int pair = n_items / 2;
-            d->acct = pair % 2;
+            d->acct = pair % cx->nusers;
             n_items++;
             d->nst = 1;
             snprintf(d->base, sizeof d->base, "%s", cx->items_url);
@@ -1373,6 +1403,7 @@ static void setup_devices(ctx_t *cx)
             cx->dev[i].acct_n = per_acct[cx->dev[i].acct];
         }
     }
+    free(per_acct);
 }
 
 /* Runs every device until all are D_DONE. */
@@ -1463,6 +1494,33 @@ static void write_dump(ctx_t *cx)
     fclose(f);
 }
 
+/* --users login:password,login:password,...: the accounts, mail devices
+ * spread over them in turn, the pairs of items devices too. */
+static int parse_users(ctx_t *cx, const char *list)
+{
+    const char *p = list;
+    int n = 1;
+    for (; *p; ++p) {
+        n += *p == ',';
+    }
+    cx->users = calloc((size_t)n, sizeof *cx->users);
+    if (cx->users == NULL) {
+        die_oom();
+    }
+    for (p = list, cx->nusers = 0; cx->nusers < n; ++cx->nusers) {
+        int len = 0;
+        if (sscanf(p, "%63[^:]:%63[^,]%n", cx->users[cx->nusers][0],
+                   cx->users[cx->nusers][1], &len) != 2) {
+            return -1;
+        }
+        p += len;
+        if (*p == ',') {
+            ++p;
+        }
+    }
+    return cx->nusers;
+}
+
 static void usage(void)
 {
     fputs("usage: loadgen --items-url URL --mail-url URL [--devices N] [--duration S]\n"
@@ -1516,8 +1574,7 @@ int main(int argc, char **argv)
     }
     if (cx.items_url == NULL || cx.mail_url == NULL || cx.ndev < 1
         || cx.mail_ratio < 0 || cx.mail_ratio > 100
-        || sscanf(users, "%63[^:]:%63[^,],%63[^:]:%63s", cx.users[0][0], cx.users[0][1],
-                  cx.users[1][0], cx.users[1][1]) != 4) {
+        || parse_users(&cx, users) < 1) {
         usage();
     }
     xmlInitParser();
@@ -1535,28 +1592,20 @@ int main(int argc, char **argv)
     drive(&cx);
     cx.run_secs = now_s() - cx.t0;
     {
-        size_t n = cx.nlat;
-        double *v = malloc((n + 1) * sizeof *v);
         long errs_run = cx.errors;
-        if (v == NULL) {
-            die_oom();
-        }
-        memcpy(v, cx.lat, n * sizeof *v);
-        qsort(v, n, sizeof *v, cmp_double);
         printf("run_seconds %.2f\n", cx.run_secs);
         printf("run_sessions %ld\nrun_messages %ld\n", cx.sessions, cx.messages);
         printf("sessions_per_s %.2f\nmessages_per_s %.2f\n", cx.sessions / cx.run_secs,
                cx.messages / cx.run_secs);
-        printf("latency_p50_ms %.1f\nlatency_p90_ms %.1f\nlatency_p99_ms %.1f\n"
-               "latency_max_ms %.1f\n", 1000 * pct(v, n, 0.5), 1000 * pct(v, n, 0.9),
-               1000 * pct(v, n, 0.99), n ? 1000 * v[n - 1] : 0.0);
+        print_latency(&cx, 2, "");
+        print_latency(&cx, K_ITEMS, "_items");
+        print_latency(&cx, K_MAIL, "_mail");
         printf("concurrent_sessions_avg %.1f\nconcurrent_sessions_max %d\n",
                cx.conc_samples ? cx.conc_sum / cx.conc_samples : 0.0, cx.conc_max);
         printf("sessions_items %ld\nsessions_mail %ld\nitem_changes %ld\nmail_changes %ld\n"
                "mail_sends %ld\nserver_changes %ld\nrun_errors %ld\n", cx.sessions_items,
                cx.sessions_mail, cx.item_changes, cx.mail_changes, cx.mail_sends,
                cx.server_changes, errs_run);
-        free(v);
         fflush(stdout);
     }
 
@@ -1612,8 +1661,10 @@ int main(int argc, char **argv)
     printf("total_sessions %ld\ntotal_messages %ld\noutbox_delete_late %ld\n", cx.sessions,
            cx.messages, cx.outbox_late);
     printf("errors %ld\nerrors_http %ld\nerrors_syncml %ld\nerrors_parse %ld\n"
-           "errors_protocol %ld\nerrors_converge %ld\n", cx.errors, cx.errors_http,
-           cx.errors_syncml, cx.errors_parse, cx.errors_protocol, cx.errors_converge);
+           "errors_protocol %ld\nerrors_converge %ld\nerrors_items_devices %ld\n"
+           "errors_mail_devices %ld\n", cx.errors, cx.errors_http,
+           cx.errors_syncml, cx.errors_parse, cx.errors_protocol, cx.errors_converge,
+           cx.errors_of_kind[K_ITEMS], cx.errors_of_kind[K_MAIL]);
     for (i = 0; i < cx.ndev; ++i) {
         device_t *d = &cx.dev[i];
         int j;
@@ -1635,7 +1686,9 @@ int main(int argc, char **argv)
         curl_easy_cleanup(d->h);
     }
     free(cx.dev);
-    free(cx.lat);
+    free(cx.users);
+    free(cx.lat[0]);
+    free(cx.lat[1]);
     curl_slist_free_all(cx.hdrs);
     curl_multi_cleanup(cx.multi);
     curl_global_cleanup();
