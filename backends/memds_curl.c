@@ -64,22 +64,18 @@ void memds_curl_tls(CURL *h, int no_verify, const char *ca_file)
     }
 }
 
-const char *memds_curl_tls_why(CURLcode rc)
+const char *memds_curl_strerror(CURLcode rc)
 {
     switch (rc) {
     case CURLE_PEER_FAILED_VERIFICATION:
-        return "the server's certificate is not trusted (not signed by a CA "
-               "of the configured CA file, expired, or not for this host "
-               "name): ";
+        return "the server's certificate is not trusted (unknown CA, "
+               "expired, or not for this host name)";
     case CURLE_USE_SSL_FAILED:
-        return "STARTTLS is required but the server does not offer it: ";
+        return "STARTTLS is required but the server does not offer it";
     case CURLE_SSL_CACERT_BADFILE:
-        return "the CA file cannot be read: ";
-    default: break;
+        return "the CA file cannot be read";
+    default: return curl_easy_strerror(rc);
     }
-    return memds_curl_class(rc) == MEMDS_CURL_TLS
-               ? "the secure connection (TLS) failed: "
-               : "";
 }
 
 void memds_curl_sasl(CURL *h, const char *mech, const char *authzid,

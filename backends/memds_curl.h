@@ -35,10 +35,10 @@ void memds_curl_protocols(CURL *h, const char *names, long bits);
  *  ca_file, when not NULL, is the CA bundle instead of the system's. */
 void memds_curl_tls(CURL *h, int no_verify, const char *ca_file);
 
-/** What a TLS failure means, as a sentence for the log ending in ": "
- *  (an untrusted certificate, STARTTLS not offered, an unreadable CA
- *  file, a failed handshake); "" for any other CURLcode. */
-const char *memds_curl_tls_why(CURLcode rc);
+/** A CURLcode other than CURLE_OK for the log: what an untrusted
+ *  certificate, STARTTLS not offered or an unreadable CA file means, else
+ *  libcurl's own text (e.g. "SSL connect error"). Static. */
+const char *memds_curl_strerror(CURLcode rc);
 
 /** SASL options of a login: the mechanism (CURLOPT_LOGIN_OPTIONS
  *  "AUTH=mech", from p) and the authorization identity, each when not

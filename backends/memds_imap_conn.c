@@ -1262,10 +1262,9 @@ apr_status_t memds_imap_connect(memds_imap_conn_t **pconn,
         rv = memds_imap__fail(c, err, curl_kind(rc),
                               rc == CURLE_OPERATION_TIMEDOUT ? APR_TIMEUP
                                                              : APR_EGENERAL,
-                              "IMAP %s to %s as %s failed: %s%s%s%s%s",
+                              "IMAP %s to %s as %s failed: %s%s%s%s",
                               rc == CURLE_LOGIN_DENIED ? "login" : "connect",
-                              cfg->url, cfg->user, memds_curl_tls_why(rc),
-                              curl_easy_strerror(rc),
+                              cfg->url, cfg->user, memds_curl_strerror(rc),
                               *detail ? " (" : "", detail, *detail ? ")" : "");
         goto failed;
     }

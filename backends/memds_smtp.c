@@ -554,9 +554,8 @@ static apr_status_t smtp_send(const memds_smtp_config_t *cfg, const char *from,
         err->msg = apr_psprintf(
             p,
             "SMTP %s failure sending from %s via %s: "
-            "%s%s%s%s%s%s%s%s",
-            kind_name(err->kind), from, cfg->url, memds_curl_tls_why(rc),
-            curl_easy_strerror(rc),
+            "%s%s%s%s%s%s%s",
+            kind_name(err->kind), from, cfg->url, memds_curl_strerror(rc),
             *detail ? " (" : "", detail, *detail ? ")" : "",
             err->reply ? "; server: " : "", err->reply ? err->reply : "",
             err->in_doubt ? "; the end of data was sent "

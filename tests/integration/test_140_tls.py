@@ -192,6 +192,9 @@ def test_145_untrusted_imap_certificate_refused(stack, other_ca):
     stack.allow_log(r"MEMDS00220: pass-through login of alice not checked: "
                     r".*certificate is not trusted")
     stack.allow_log(r"MEMDS00511")
+    # imaps:// and imap:// of one Dovecot look like two servers to the
+    # account realm check: they are one mail store
+    stack.allow_log(r"MEMDS00043: .*reach different IMAP servers")
     starttls = "imap://127.0.0.1:%s" % stack["MEMDS_IMAP_PORT"]
     # the same servers under the right CA and under another CA, side by
     # side: logins and connections kept by the first (per child) must not
@@ -213,6 +216,21 @@ def test_145_untrusted_imap_certificate_refused(stack, other_ca):
             assert a.http_status == 200 and _alert_status(a) == ["503"], a.body[-800:]
             log = stack.log_since(mark)
             assert "MEMDS00513" in log and "the server's certificate is not trusted" in log, log
+    # the right CA, but a host name the certificate does not name (this
+    # machine's name, when it resolves to 127.0.0.1 like localhost)
+    name = socket.gethostname()
+    if name not in ("localhost", "127.0.0.1") and _loopback(name):
+        stack.apply_site(_site(stack, "/tls-badname", "imaps://%s:%s"
+                               % (name, stack["MEMDS_IMAPS_PORT"]), good))
+        mark = stack.log_mark()
+        s, a = _alert_email(stack, _url(stack, "/tls-badname"))
+        assert _alert_status(a) == ["503"], a.body[-800:]
+        log = stack.log_since(mark)
+        assert "the server's certificate is not trusted" in log \
+            and "match" in log and name in log, log
+        stack.apply_site(
+            _site(stack, "/tls-good-pt", _imaps(stack), good, auth_file=False)
+            + _loc(stack, "/tls-bad-pt", _imaps(stack), bad, auth_file=False))
     # the pass-through login cannot be checked: 503 for the request
     for _ in range(3):
         s, a = _alert_email(stack, _url(stack, "/tls-good-pt"))
@@ -222,6 +240,13 @@ def test_145_untrusted_imap_certificate_refused(stack, other_ca):
         assert a.http_status == 503
         log = stack.log_since(mark)
         assert "MEMDS00220" in log and "certificate is not trusted" in log, log
+
+
+def _loopback(name):
+    try:
+        return socket.gethostbyname(name) == "127.0.0.1"
+    except OSError:
+        return False
 
 
 class _NoStartTLSImap:
