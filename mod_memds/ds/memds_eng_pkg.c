@@ -697,7 +697,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                                                     * (apr_size_t)(items->nelts
                                                                    + 1));
                 int na = 0;
-                for (j = 0; j < items->nelts && na < 64; ++j) {
+                for (j = 0; j < items->nelts; ++j) {
                     const memds_qitem_t *q = APR_ARRAY_IDX(items, j,
                                                            memds_qitem_t *);
                     if (q->op == MEMDS_Q_ADD && q->sent_bytes == 0) {

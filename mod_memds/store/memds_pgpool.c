@@ -2,10 +2,12 @@
 #include "store/memds_pgpool.h"
 
 #include <apr_atomic.h>
+#include <apr_hash.h>
 #include <apr_reslist.h>
 #include <apr_strings.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,10 @@ struct memds_pgconn_t {
     memds_pgpool_t *owner;
     int broken;
     apr_time_t tx_start; /* a transaction's BEGIN, 0 outside one */
+    /* prepared statements of this session: SQL text -> name (the pool is
+     * the connection's own, unmanaged: made and freed with it) */
+    apr_pool_t *prep_pool;
+    apr_hash_t *prepared;
 };
 
 struct memds_pgpool_t {
@@ -87,6 +93,10 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
     }
     c->conn = conn;
     c->owner = pool;
+    if (apr_pool_create_unmanaged_ex(&c->prep_pool, NULL, NULL)
+        == APR_SUCCESS) {
+        c->prepared = apr_hash_make(c->prep_pool);
+    }
     apr_atomic_inc32(&pool->open);
     apr_atomic_inc64(&pool->connects);
     *res = c;
@@ -99,6 +109,9 @@ static apr_status_t pg_destruct(void *res, void *params, apr_pool_t *p)
     memds_pgconn_t *c = res;
 
     PQfinish(c->conn);
+    if (c->prep_pool) {
+        apr_pool_destroy(c->prep_pool);
+    }
     free(c);
     apr_atomic_dec32(&pool->open);
     return APR_SUCCESS;
@@ -298,4 +311,37 @@ void memds_pgconn_tx(memds_pgconn_t *conn, int end, int failed)
                             apr_time_now() - conn->tx_start, failed);
         conn->tx_start = 0;
     }
+}
+
+void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
+                           const char **pname)
+{
+    const char *name;
+    char buf[16];
+    PGresult *res;
+    size_t len = strlen(sql);
+
+    *pname = NULL;
+    if (conn->prepared == NULL) {
+        return NULL;
+    }
+    name = apr_hash_get(conn->prepared, sql, (apr_ssize_t)len);
+    if (name) {
+        *pname = name;
+        return NULL;
+    }
+    if (apr_hash_count(conn->prepared) >= MEMDS_PG_PREPARED_MAX) {
+        return NULL; /* (statements made on the fly: run unnamed) */
+    }
+    snprintf(buf, sizeof(buf), "m%u", apr_hash_count(conn->prepared) + 1);
+    res = PQprepare(conn->conn, buf, sql, nparams, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        return res; /* the statement's own error, for the caller */
+    }
+    PQclear(res);
+    name = apr_pstrdup(conn->prep_pool, buf);
+    apr_hash_set(conn->prepared, apr_pstrmemdup(conn->prep_pool, sql, len),
+                 (apr_ssize_t)len, name);
+    *pname = name;
+    return NULL;
 }

@@ -89,6 +89,21 @@ apr_status_t memds_pgpool_acquire_for(memds_pgconn_t **pconn,
 /** Mark an acquired connection broken so its release closes it. */
 void memds_pgconn_mark_broken(memds_pgconn_t *conn);
 
+/** Statements prepared per connection, at most (more: run unnamed). */
+#define MEMDS_PG_PREPARED_MAX 400
+
+/**
+ * The prepared statement for sql on this connection: prepared (with
+ * nparams parameters, types inferred as for an unnamed statement) on its
+ * first use, then reused, so that each statement is parsed and planned
+ * once per connection. *pname gets its name, or NULL when it is not
+ * prepared (the cache is full: run it unnamed). Returns NULL, or the
+ * failed PREPARE's result (a PGresult *, the statement's own error: the
+ * caller reports and frees it).
+ */
+void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
+                           const char **pname);
+
 /** The libpq handle of an acquired connection (type PGconn *). */
 void *memds_pgconn_native(memds_pgconn_t *conn);
 

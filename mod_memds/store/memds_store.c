@@ -1795,6 +1795,44 @@ apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
     return APR_SUCCESS;
 }
 
+apr_status_t memds_store_items_get_many(memds_store_t *st,
+                                        apr_array_header_t **prows,
+                                        const char *account, const char *store,
+                                        const char *const *guids, int n)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, k;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_str(&a, text_array(guids, n, st->pool));
+    rv = q_run(st, &res, "items_get_many",
+               "SELECT guid, content_type, data, seq, deleted,"
+               " coalesce(changed_by, 0) FROM memds.items"
+               " WHERE account = $1 AND store = $2 AND guid = ANY ($3::text[])",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    k = PQntuples(res);
+    *prows = apr_array_make(st->pool, k + 1, sizeof(memds_item_row_t *));
+    for (i = 0; i < k; ++i) {
+        memds_item_row_t *row = apr_pcalloc(st->pool, sizeof(*row));
+        row->guid = col_str(res, i, 0, st->pool);
+        row->content_type = col_str(res, i, 1, st->pool);
+        row->data = col_bytes(res, i, 2, &row->len, st->pool);
+        row->seq = col_i64(res, i, 3, 0);
+        row->deleted = col_bool(res, i, 4);
+        row->changed_by = col_i64(res, i, 5, 0);
+        APR_ARRAY_PUSH(*prows, memds_item_row_t *) = row;
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
                                      const char *account, const char *store,
                                      apr_int64_t device_id, const char *data,

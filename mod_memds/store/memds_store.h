@@ -411,6 +411,12 @@ apr_status_t memds_store_items_changed(memds_store_t *st,
 apr_status_t memds_store_items_get(memds_store_t *st, memds_item_row_t *row,
                                    const char *account, const char *store,
                                    const char *guid);
+/** The rows of these n guids (those that exist, any order), in one
+ *  statement: *prows holds memds_item_row_t *. */
+apr_status_t memds_store_items_get_many(memds_store_t *st,
+                                        apr_array_header_t **prows,
+                                        const char *account, const char *store,
+                                        const char *const *guids, int n);
 /** A live item with exactly these bytes that no map of device_id points to
  *  (slow-sync matching); APR_ENOENT if none. */
 apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,

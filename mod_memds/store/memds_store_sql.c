@@ -121,6 +121,7 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
 {
     PGconn *c = memds_pgconn_native(st->conn);
     PGresult *res;
+    const char *name = NULL;
     apr_time_t t0;
 
     if (a && a->too_big) {
@@ -129,8 +130,15 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
         return APR_EGENERAL;
     }
     t0 = apr_time_now();
-    res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
-                       a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, &name);
+    if (res == NULL && name) {
+        res = PQexecPrepared(c, name, a ? a->n : 0, a ? a->val : NULL,
+                             a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    }
+    else if (res == NULL) {
+        res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
+                           a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    }
     memds_pgconn_observe(st->conn, apr_time_now() - t0,
                          res == NULL || PQresultStatus(res) != expect);
     if (res == NULL || PQresultStatus(res) != expect) {
