@@ -5,6 +5,13 @@ tree) through `./dev up` in a private MEMDS_VAR on free loopback ports, lets
 each test write its own MemDS* configuration and reload httpd, and fails a
 test when httpd's error log gains error or warning lines the test did not
 announce with `stack.allow_log(regex)`.
+
+With MEMDS_SANITIZE=1 (./dev test stage asan-integration, a module built
+with --enable-sanitizers) httpd runs with the ASan/UBSan runtimes preloaded
+and the sanitized tools (memds-admin...) get the same options: ASan's
+reports go to files in the stack's san/ directory, UBSan's to httpd's error
+log; a test during which one appears fails, as does the run if one appears
+later (at shutdown).
 """
 import http.client
 import os
@@ -50,6 +57,27 @@ def _pick_port_base():
     raise RuntimeError("no free loopback port range")
 
 
+SANITIZE = os.environ.get("MEMDS_SANITIZE") == "1"
+# a sanitizer's report in a log: UBSan's first line, or ASan's
+SAN_LINE = re.compile(r": runtime error: |==[0-9]+==ERROR: [A-Za-z]+Sanitizer")
+
+
+def _sanitizer_env(var):
+    """ASan/UBSan options for the sanitized tools the tests run (httpd gets
+    its own from ./dev): reports to files in var/san, no leak reports
+    (docs/testing.md)."""
+    d = os.path.join(var, "san")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o1777)
+    return {
+        "ASAN_OPTIONS": "log_path=%s/tool-asan:detect_leaks=0:abort_on_error=0:"
+                        "halt_on_error=1" % d,
+        # UBSan (next to ASan) ignores log_path: its reports go to the
+        # tool's stderr, which the tests capture, and it exits with 1
+        "UBSAN_OPTIONS": "print_stacktrace=1:abort_on_error=0:halt_on_error=1",
+    }
+
+
 class Stack:
     def __init__(self, var, base):
         self.var = var
@@ -61,6 +89,8 @@ class Stack:
         self.vars = {}
         self._allowed = []
         self._default_site = None
+        self._san_seen = set()
+        self._san_log_pos = 0
 
     # ------------------------------------------------------------- commands
     def dev(self, *args, check=True, timeout=300):
@@ -172,6 +202,40 @@ class Stack:
         self._allowed = []
         return bad
 
+    # --------------------------------------------------------- sanitizers
+    def sanitizer_reports(self):
+        """Sanitizer reports not returned before: the files in var/san and
+        UBSan's lines in httpd's error log (gcc's UBSan runtime ignores
+        log_path next to ASan's: it writes to stderr, which is the error log)."""
+        d = os.path.join(self.var, "san")
+        out = []
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            path = os.path.join(d, name)
+            if name in self._san_seen or not os.path.isfile(path):
+                continue
+            self._san_seen.add(name)
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()
+            if len(lines) > 150:
+                lines = lines[:150] + ["... (%d more lines)" % (len(lines) - 150)]
+            out.append("==== %s ====\n%s" % (path, "\n".join(lines)))
+        try:
+            pos, self._san_log_pos = self._san_log_pos, self.log_mark()
+            text = self.log_since(pos)
+        except (OSError, KeyError):
+            text = ""
+        found, keep = [], False
+        for line in text.splitlines():
+            if SAN_LINE.search(line):
+                keep = True
+            elif not line.startswith("    #"):
+                keep = False
+            if keep and len(found) < 150:
+                found.append(line)
+        if found:
+            out.append("==== %s ====\n%s" % (self["MEMDS_ERROR_LOG"], "\n".join(found)))
+        return out
+
     # --------------------------------------------------------------- HTTP
     def request(self, method, path, body=None, headers=None, timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", int(self["MEMDS_HTTP_PORT"]),
@@ -213,14 +277,19 @@ class Stack:
 def stack():
     var = tempfile.mkdtemp(prefix="memds-it-")
     os.chmod(var, 0o755)
+    if SANITIZE:
+        os.environ.update(_sanitizer_env(var))
     st = Stack(var, _pick_port_base())
+    reports = []
     try:
         st.up()
         yield st
     finally:
         st.down()
+        reports = st.sanitizer_reports() if SANITIZE else []
         if os.environ.get("MEMDS_KEEP_VAR") != "1":
             shutil.rmtree(var, ignore_errors=True)
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
 
 
 @pytest.fixture(autouse=True)
@@ -233,6 +302,8 @@ def log_guard(request, stack):
         stack.restore_site()
     finally:
         bad = stack.unexpected_log_lines(mark)
+        reports = stack.sanitizer_reports() if SANITIZE else []
+        assert not reports, "sanitizer reports:\n" + "\n".join(reports)
         assert not bad, "unexpected lines in the httpd error log:\n" + "\n".join(bad)
 
 
