@@ -179,6 +179,9 @@ extern const command_rec memds_cmds[];
 /** The memds-notify handler (memds_notify.c): mail events from the IMAP
  *  server (Dovecot's push_notification) become pending notifications. */
 int memds_notify_handler(request_rec *r);
+/** The memds-admin handler (memds_adminpage.c): remote wipe and enable
+ *  for users httpd authenticated. */
+int memds_adminpage_handler(request_rec *r);
 /** Watchdog job (memds_notify.c): deliver the push notifications due. */
 apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool);
 /** Watchdog job (memds_notify.c): the IMAP IDLE watcher's rounds. */

@@ -605,6 +605,7 @@ static void memds_register_hooks(apr_pool_t *p)
     ap_hook_handler(memds_sync_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_notify_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(memds_adminpage_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(memds) = { STANDARD20_MODULE_STUFF,

@@ -102,3 +102,73 @@ def test_282_admin_reports_and_end_session(stack):
         r = admin(stack, which, "--json")
         assert r.returncode == 0 and isinstance(json.loads(r.stdout), list), r.stdout
     assert admin(stack, "sessions", "alice", "extra").returncode == 2
+
+
+def test_283_wipe_through_the_admin_page(stack):
+    """The memds-admin handler orders a wipe (and undoes it) for a user
+    httpd authenticated; without authentication it refuses (403)."""
+    import base64
+    import hashlib
+    import urllib.parse
+    from test_200_protocol import psql
+    users = os.path.join(stack.var, "admin-users")
+    with open(users, "w") as f:
+        f.write("root-admin:{SHA}%s\n" % base64.b64encode(
+            hashlib.sha1(b"adm-secret").digest()).decode())
+    os.chmod(users, 0o644)
+    stack.apply_site(stack._default_site + """
+<Location /gw-admin>
+    SetHandler memds-admin
+    AuthType Basic
+    AuthName "gateway administrators"
+    AuthBasicProvider file
+    AuthUserFile %s
+    Require valid-user
+</Location>
+<Location /gw-admin-open>
+    SetHandler memds-admin
+</Location>
+""" % users)
+    try:
+        stack.allow_log(r"MEMDS00095|MEMDS00096|AH01618|AH01617")
+        dev = Device(stack, "Inbox")
+        dev.sync()
+        auth = {"Authorization": "Basic " + base64.b64encode(b"root-admin:adm-secret").decode(),
+                "Content-Type": "application/x-www-form-urlencoded"}
+        form = urllib.parse.urlencode({"action": "wipe", "account": "alice",
+                                       "device": dev.devid}).encode()
+        wipe = lambda: psql(stack, "SELECT coalesce(wipe, '-') FROM memds.devices WHERE "
+                                   "account = 'alice' AND devid = '%s'" % dev.devid)
+        # no credentials: httpd asks for them; a location without
+        # authentication: the handler refuses
+        st, _, _ = stack.request("POST", "/gw-admin", form,
+                                 {"Content-Type": "application/x-www-form-urlencoded"})
+        assert st == 401
+        mark = stack.log_mark()
+        st, _, _ = stack.request("POST", "/gw-admin-open", form,
+                                 {"Content-Type": "application/x-www-form-urlencoded"})
+        assert st == 403 and "MEMDS00095" in stack.log_since(mark)
+        assert wipe() == "-"
+        # the administrator: listed, wiped, enabled
+        st, _, out = stack.request("GET", "/gw-admin", None, auth)
+        assert st == 200 and ("alice %s " % dev.devid).encode() in out
+        mark = stack.log_mark()
+        st, _, out = stack.request("POST", "/gw-admin", form, auth)
+        assert st == 200, out
+        assert wipe() == "requested"
+        assert "MEMDS00097: memds-admin: root-admin ordered wipe of device %s of alice" \
+            % dev.devid in stack.log_since(mark)
+        got, _, _ = dev.sync()
+        assert got is not None and all(op == "Delete" for op, *_ in got)
+        st, _, _ = stack.request("POST", "/gw-admin", urllib.parse.urlencode(
+            {"action": "enable", "account": "alice", "device": dev.devid}).encode(), auth)
+        assert st == 200 and wipe() == "-"
+        # unknown device, unknown action
+        st, _, _ = stack.request("POST", "/gw-admin", urllib.parse.urlencode(
+            {"action": "wipe", "account": "alice", "device": "no-such"}).encode(), auth)
+        assert st == 404
+        st, _, _ = stack.request("POST", "/gw-admin", urllib.parse.urlencode(
+            {"action": "format", "account": "alice", "device": dev.devid}).encode(), auth)
+        assert st == 400
+    finally:
+        stack.restore_site()
