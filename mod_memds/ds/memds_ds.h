@@ -263,6 +263,11 @@ struct memds_ds_t {
     /** After a successful add: the status to answer instead of 201 (e.g.
      *  202 for a message accepted but not yet sent), 0 for 201. */
     int ok_status;
+    /** After a failed fetch: the item's own command failed on a backend
+     *  connection that worked until then (the IMAP server dropped the
+     *  connection on this message, say); the engine counts it towards
+     *  the item's quarantine (docs/throttle.md). */
+    int item_failed;
 };
 
 /** A datastore implementation, registered under a MemDSDatastore kind. */

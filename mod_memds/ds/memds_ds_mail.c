@@ -663,6 +663,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
             if (err.kind == MEMDS_IMAP_E_NOTFOUND) {
                 return APR_ENOENT; /* expunged since the scan */
             }
+            ds->item_failed = 1; /* (selected fine: this message's fetch) */
             return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
         }
     }

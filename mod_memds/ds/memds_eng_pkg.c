@@ -725,6 +725,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                                       ? (apr_size_t)e->sess.max_obj_size
                                       : 0;
                 shrink = 0;
+                ds->item_failed = 0;
                 rv = queued_cmd(&c, e, ds, q, known_seq, &data, &len);
                 if (rv == APR_ENOSPC) {
                     /* Not even its cut header fits the budget. */

@@ -108,6 +108,41 @@ apr_status_t eng_throttle_check(eng_t *e)
                : APR_EGENERAL;
 }
 
+/* After a 503 for an item whose fetch broke the backend's connection
+ * (e->suspect_*): count it, outside the rolled back transaction; the
+ * MemDSQuarantine-th time holds it, and the device's retry goes on
+ * without it. */
+static void quarantine_suspect(eng_t *e)
+{
+    int held = 0;
+
+    if (e->suspect_guid == NULL || e->cfg->quarantine <= 0) {
+        return;
+    }
+    e->db->vt->rollback(e->db);
+    if (e->db->vt->quarantine_count(
+            e->db, &held, e->dev.device_id, e->suspect_store, e->suspect_guid,
+            e->suspect_status,
+            apr_psprintf(e->p, "fetching it failed (%d): %s",
+                         e->suspect_status,
+                         e->suspect_reason ? e->suspect_reason : "?"),
+            e->cfg->quarantine)
+            != APR_SUCCESS
+        || !held) {
+        e->db->vt->rollback(e->db);
+        return; /* (the request's own line says what happened) */
+    }
+    e->resp->log_level = 4;
+    e->resp->log_msg = apr_psprintf(
+        e->p,
+        MEMDS_LOGNO(00625) "device %s of %s: item %s of %s put in quarantine "
+                           "after its fetch failed %d times: %s (answered "
+                           "503; the retry goes on without it)",
+                    e->dev.devid, e->dev.account, e->suspect_guid,
+                    e->suspect_store, e->cfg->quarantine,
+                    e->suspect_reason ? e->suspect_reason : "?");
+}
+
 void eng_throttle_after(eng_t *e)
 {
     const char *account = e->fail_account, *why = e->fail_why;
@@ -115,7 +150,11 @@ void eng_throttle_after(eng_t *e)
                                                    : NULL;
     int held = 0;
 
-    if (e->db == NULL || e->cfg->autoblock <= 0 || devid == NULL) {
+    if (e->db == NULL) {
+        return;
+    }
+    quarantine_suspect(e);
+    if (e->cfg->autoblock <= 0 || devid == NULL) {
         return;
     }
     if (why == NULL && e->sess.account
@@ -277,17 +316,27 @@ apr_status_t eng_quarantine_unbuildable(eng_t *e, const memds_sstore_t *ss,
                                         const memds_qitem_t *q, memds_ds_t *ds)
 {
     const char *reason;
+    int held = 0;
 
     /* 0: the store; 503: the backend is unreachable; 401: its login. Any
      * other status is this item's. */
     if (ds->status <= 0 || ds->status == MEMDS_ST_SERVICE_UNAVAILABLE
         || ds->status == MEMDS_ST_INVALID_CREDENTIALS) {
+        if (ds->item_failed && ds->status > 0) {
+            /* this message's own fetch broke a working connection: the
+             * request answers 503; counted after its rollback */
+            e->suspect_store = ss->store;
+            e->suspect_guid = q->guid;
+            e->suspect_status = ds->status;
+            e->suspect_reason = ds->reason;
+        }
         return APR_EAGAIN;
     }
+
     reason = apr_psprintf(e->p, "the object cannot be built (%d): %s",
                           ds->status, ds->reason ? ds->reason : "?");
-    if (e->db->vt->quarantine_hold(e->db, e->dev.device_id, ss->store, q->guid,
-                                   ds->status, reason)
+    if (e->db->vt->quarantine_count(e->db, &held, e->dev.device_id, ss->store,
+                                    q->guid, ds->status, reason, 1)
         != APR_SUCCESS) {
         return eng_db_fail(e, "putting an item in quarantine");
     }

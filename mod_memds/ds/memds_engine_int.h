@@ -74,6 +74,9 @@ typedef struct eng_t {
      * (eng_refuse), and a failed login of this request (memds_auth.c) */
     int refused_code;
     const char *fail_account, *fail_why;
+    /* an item whose fetch broke the backend's connection (503) */
+    const char *suspect_store, *suspect_guid, *suspect_reason;
+    int suspect_status;
 } eng_t;
 
 /* ----------------------- memds_engine.c: the request and the session */
@@ -308,7 +311,8 @@ apr_status_t eng_throttle_check(eng_t *e);
 
 /* After the request: a failed login, a protocol error in a session or an
  * internal error counts a failed session of the device (MemDSAutoBlock),
- * outside the request's transaction. */
+ * and an item whose fetch broke the backend's connection counts towards
+ * its quarantine, outside the request's transaction. */
 void eng_throttle_after(eng_t *e);
 
 /* The session completed: failures in a row start again; the items it

@@ -194,9 +194,10 @@ typedef struct memds_sessdb_vt {
                                     const char *const *luids,
                                     const apr_int64_t *codes, int n,
                                     int threshold);
-    apr_status_t (*quarantine_hold)(memds_sessdb_t *db, apr_int64_t device_id,
-                                    const char *store, const char *guid,
-                                    int status, const char *reason);
+    apr_status_t (*quarantine_count)(memds_sessdb_t *db, int *pheld,
+                                     apr_int64_t device_id, const char *store,
+                                     const char *guid, int status,
+                                     const char *reason, int threshold);
     apr_status_t (*quarantine_of)(memds_sessdb_t *db, apr_hash_t **pset,
                                   apr_int64_t device_id, const char *store);
     apr_status_t (*quarantine_done)(memds_sessdb_t *db, apr_int64_t session_pk,

@@ -1695,17 +1695,21 @@ static apr_status_t mem_quarantine_note(memds_sessdb_t *db,
     return APR_SUCCESS;
 }
 
-static apr_status_t mem_quarantine_hold(memds_sessdb_t *db,
-                                        apr_int64_t device_id,
-                                        const char *store, const char *guid,
-                                        int status, const char *reason)
+static apr_status_t mem_quarantine_count(memds_sessdb_t *db, int *pheld,
+                                         apr_int64_t device_id,
+                                         const char *store, const char *guid,
+                                         int status, const char *reason,
+                                         int threshold)
 {
     mquar_t *z = quar_copy(M(db), device_id, store, guid);
 
-    z->state = "held";
+    *pheld = strcmp(z->state, "held") != 0 && z->count + 1 >= threshold;
     z->count++;
     z->last_status = status;
     z->reason = mdup(M(db), reason);
+    if (z->count >= threshold) {
+        z->state = "held";
+    }
     return APR_SUCCESS;
 }
 
@@ -1833,7 +1837,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_device_failed,
                                         mem_device_reset,
                                         mem_quarantine_note,
-                                        mem_quarantine_hold,
+                                        mem_quarantine_count,
                                         mem_quarantine_of,
                                         mem_quarantine_done,
                                         mem_ds_open };

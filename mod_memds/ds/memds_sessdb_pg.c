@@ -334,13 +334,14 @@ static apr_status_t pg_quarantine_note(memds_sessdb_t *db,
                                           threshold));
 }
 
-static apr_status_t pg_quarantine_hold(memds_sessdb_t *db,
-                                       apr_int64_t device_id, const char *store,
-                                       const char *guid, int status,
-                                       const char *reason)
+static apr_status_t pg_quarantine_count(memds_sessdb_t *db, int *pheld,
+                                        apr_int64_t device_id,
+                                        const char *store, const char *guid,
+                                        int status, const char *reason,
+                                        int threshold)
 {
-    return done(db, memds_quarantine_hold(ST(db), device_id, store, guid,
-                                          status, reason));
+    return done(db, memds_quarantine_count(ST(db), pheld, device_id, store,
+                                           guid, status, reason, threshold));
 }
 
 static apr_status_t pg_quarantine_of(memds_sessdb_t *db, apr_hash_t **pset,
@@ -444,7 +445,7 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_device_failed,
                                        pg_device_reset,
                                        pg_quarantine_note,
-                                       pg_quarantine_hold,
+                                       pg_quarantine_count,
                                        pg_quarantine_of,
                                        pg_quarantine_done,
                                        pg_ds_open };

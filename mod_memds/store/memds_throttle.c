@@ -309,11 +309,14 @@ apr_status_t memds_quarantine_note(memds_store_t *st,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_quarantine_hold(memds_store_t *st, apr_int64_t device_id,
-                                   const char *store, const char *guid,
-                                   int status, const char *reason)
+apr_status_t memds_quarantine_count(memds_store_t *st, int *pheld,
+                                    apr_int64_t device_id, const char *store,
+                                    const char *guid, int status,
+                                    const char *reason, int threshold)
 {
     qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
 
     qa_init(&a, st->pool);
     qa_i64(&a, device_id);
@@ -321,15 +324,29 @@ apr_status_t memds_quarantine_hold(memds_store_t *st, apr_int64_t device_id,
     qa_str(&a, guid);
     qa_int(&a, status);
     qa_str(&a, reason);
-    return q_cmd(st, NULL, "quarantine_hold",
-                 "INSERT INTO memds.quarantine AS z (device_id, store, guid,"
-                 " state, reason, last_status, count, held_at)"
-                 " VALUES ($1::bigint, $2, $3, 'held', $5, $4::integer, 1,"
-                 " now())"
-                 " ON CONFLICT (device_id, store, guid) DO UPDATE SET"
-                 " state = 'held', reason = $5, last_status = $4::integer,"
-                 " count = z.count + 1, last_at = now(), held_at = now()",
-                 &a);
+    qa_int(&a, threshold);
+    rv = q_row(st, &res, "quarantine_count",
+               "INSERT INTO memds.quarantine AS z (device_id, store, guid,"
+               " state, reason, last_status, count, held_at)"
+               " VALUES ($1::bigint, $2, $3,"
+               "  CASE WHEN $6::integer <= 1 THEN 'held' ELSE 'counting' END,"
+               "  $5, $4::integer, 1,"
+               "  CASE WHEN $6::integer <= 1 THEN now() END)"
+               " ON CONFLICT (device_id, store, guid) DO UPDATE SET"
+               " count = z.count + 1, reason = $5, last_status = $4::integer,"
+               " last_at = now(),"
+               " state = CASE WHEN z.state = 'held' OR z.count + 1 >= $6::integer"
+               "  THEN 'held' ELSE z.state END,"
+               " held_at = CASE WHEN z.state <> 'held'"
+               "  AND z.count + 1 >= $6::integer THEN now() ELSE z.held_at END"
+               " RETURNING state = 'held' AND held_at = now()",
+               &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pheld = col_bool(res, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
 }
 
 apr_status_t memds_quarantine_of(memds_store_t *st, apr_hash_t **pset,

@@ -87,10 +87,14 @@ apr_status_t memds_quarantine_note(memds_store_t *st,
                                    const apr_int64_t *codes, int n,
                                    int threshold);
 
-/** Hold an item at once (its object cannot be built). */
-apr_status_t memds_quarantine_hold(memds_store_t *st, apr_int64_t device_id,
-                                   const char *store, const char *guid,
-                                   int status, const char *reason);
+/** A failure of an item the device did not get (its object cannot be
+ *  built: threshold 1, held at once; its fetch made the backend fail):
+ *  counted like an error status, the threshold-th holds it (*pheld 1
+ *  then). Also as an autocommit statement, after a rollback. */
+apr_status_t memds_quarantine_count(memds_store_t *st, int *pheld,
+                                    apr_int64_t device_id, const char *store,
+                                    const char *guid, int status,
+                                    const char *reason, int threshold);
 
 /** The items of the device's datastore held or released: a hash of guid
  *  to "held" or "released". */

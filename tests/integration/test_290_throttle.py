@@ -312,3 +312,52 @@ def test_297_bad_directives_fail_configtest(stack):
                                     "    MemDSAutoBlock 5 forever\n"
                                     "    MemDSQuarantine off"))
     assert rc == 0, out
+
+
+def maildir_file(stack, folder, tag):
+    """The maildir file of the message whose text has tag."""
+    root = os.path.join(stack.var, "mail", "alice", "Maildir", "." + folder)
+    for sub in ("cur", "new"):
+        d = os.path.join(root, sub)
+        for name in os.listdir(d) if os.path.isdir(d) else []:
+            with open(os.path.join(d, name), "rb") as f:
+                if tag.encode() in f.read():
+                    return os.path.join(d, name)
+    return None
+
+
+def test_296_quarantine_of_a_mail_whose_fetch_fails(stack):
+    """A maildir file damaged behind Dovecot's back: its UID FETCH makes
+    Dovecot drop the connection; the device's package 3 is answered 503
+    (MemDSQuarantine) times, then its retry goes on without that mail."""
+    stack.allow_log(r"MEMDS00502: .*fetching an item|MEMDS00625")
+    folder = new_folder(stack, 2)
+    tag = "broken-" + uuid.uuid4().hex[:6]
+    m = imap(stack)
+    m.append(folder, None, None, message(tag, 1, 3000))
+    m.logout()
+    assert len(Device(stack, folder).sync()[0]) == 3  # (the server knows it)
+    path = maildir_file(stack, folder, tag)
+    assert path
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    devid = "dev-" + uuid.uuid4().hex[:10]
+    sess = SmallSession(stack["MEMDS_URL"], devid, "alice", "alice-secret",
+                        session_id="1")
+    a = sess.post(sess.message(falert(201, folder, "n1")))
+    assert a.hdr_status() in ("200", "212")
+    p3 = sess.message("<Sync><CmdID>3</CmdID><Target><LocURI>%s</LocURI></Target>"
+                      "<Source><LocURI>./%s</LocURI></Source></Sync>"
+                      % (S.esc(folder), S.esc(folder)))
+    for k in range(3):
+        a = sess.post(p3)
+        assert a.http_status == 503, (k, a.http_status)
+        assert "retry-after" in a.headers
+    a = sess.post(p3)  # the same message again: without the broken mail
+    assert a.http_status == 200
+    its = items_of(a)
+    assert len(its) == 2 and not any(tag in it["data"] for it in its), its
+    out = admin(stack, "quarantine", "alice", devid).stdout
+    rows = [l.split("\t") for l in out.splitlines()[1:]]
+    assert len(rows) == 1 and rows[0][4] == "held" and rows[0][5] == "3", out
+    assert "fetching it failed" in rows[0][9], out
