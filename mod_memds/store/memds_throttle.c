@@ -272,15 +272,21 @@ apr_status_t memds_quarantine_note(memds_store_t *st,
     qa_str(&a, int_array(codes, n, st->pool));
     qa_i64(&a, device_id);
     qa_int(&a, threshold);
-    /* The items are found as queue_status_many finds them. */
+    /* The items are found as queue_status_many finds them (three
+     * equi-joins, not a join on an OR: a nested loop over the queue). */
     rv = q_run(
         st, &res, "quarantine_note",
-        "WITH f AS (SELECT DISTINCT ON (q.store, q.guid) q.store, q.guid,"
-        "  u.c FROM memds.session_queue q,"
-        "  unnest($2::text[], $3::text[], $4::integer[]) AS u(g, l, c)"
-        "  WHERE q.session_pk = $1::bigint AND u.c >= 300 AND u.c <> 418 AND"
-        "  (q.guid = u.g OR '#' || q.n = u.g OR (u.g IS NULL AND q.luid = u.l))"
-        "  ORDER BY q.store, q.guid)"
+        "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[],"
+        "  $4::integer[]) AS u(g, l, c) WHERE c >= 300 AND c <> 418),"
+        " t AS (SELECT q.store, q.guid, u.c FROM memds.session_queue q"
+        "  JOIN u ON q.guid = u.g WHERE q.session_pk = $1::bigint"
+        "  UNION ALL SELECT q.store, q.guid, u.c FROM memds.session_queue q"
+        "  JOIN u ON '#' || q.n = u.g WHERE q.session_pk = $1::bigint"
+        "  UNION ALL SELECT q.store, q.guid, u.c FROM memds.session_queue q"
+        "  JOIN u ON q.luid = u.l WHERE q.session_pk = $1::bigint"
+        "  AND u.g IS NULL),"
+        " f AS (SELECT DISTINCT ON (store, guid) store, guid, c FROM t"
+        "  ORDER BY store, guid)"
         " INSERT INTO memds.quarantine AS z (device_id, store, guid, state,"
         " reason, last_status, count, held_at)"
         " SELECT $5::bigint, f.store, f.guid,"
