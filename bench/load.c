@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MAX_ERRORS_SHOWN 15 /* of each class */
@@ -1657,6 +1658,14 @@ int main(int argc, char **argv)
         if (d->st[0].npdel) {
             error_(d, &cx.errors_converge, "%zu deletes never acknowledged", d->st[0].npdel);
         }
+    }
+    {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("cpu_seconds %.2f\nwall_seconds %.2f\n",
+               (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
+                   + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+               now_s() - cx.t0);
     }
     printf("total_sessions %ld\ntotal_messages %ld\noutbox_delete_late %ld\n", cx.sessions,
            cx.messages, cx.outbox_late);
