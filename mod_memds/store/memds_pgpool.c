@@ -86,6 +86,10 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
         }
         return APR_ECONNREFUSED;
     }
+    /* Prepared statements (memds_pgconn_prepare) save parsing; their
+     * plans stay made for each execution's values: a generic plan ignores
+     * them (items_match would walk an account's items in seq order). */
+    PQclear(PQexec(conn, "SET plan_cache_mode = force_custom_plan"));
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         PQfinish(conn);

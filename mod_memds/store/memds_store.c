@@ -1475,13 +1475,23 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     qa_str(&a, text_array(luids, n, st->pool));
     qa_str(&a, int_array(codes, n, st->pool));
     /* A status names our item by its GUID (SourceRef), its temporary id
-     * "#n", or, for Replace/Delete without a SourceRef, the device's LUID. */
+     * "#n", or, for Replace/Delete without a SourceRef, the device's LUID.
+     * Three equi-joins (hash joins over the session's queue, once per
+     * message), not one join on an OR: that was a nested loop, its cost
+     * the queue's length times the statuses (quadratic in the items). */
     return q_cmd(
         st, NULL, "queue_status_many",
-        "UPDATE memds.session_queue q SET status = u.c"
-        " FROM unnest($2::text[], $3::text[], $4::integer[]) AS u(g, l, c)"
-        " WHERE q.session_pk = $1::bigint AND"
-        " (q.guid = u.g OR '#' || q.n = u.g OR (u.g IS NULL AND q.luid = u.l))",
+        "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[],"
+        "  $4::integer[]) AS u(g, l, c)),"
+        " t AS (SELECT q.store, q.n, u.c FROM memds.session_queue q"
+        "  JOIN u ON q.guid = u.g WHERE q.session_pk = $1::bigint"
+        "  UNION ALL SELECT q.store, q.n, u.c FROM memds.session_queue q"
+        "  JOIN u ON '#' || q.n = u.g WHERE q.session_pk = $1::bigint"
+        "  UNION ALL SELECT q.store, q.n, u.c FROM memds.session_queue q"
+        "  JOIN u ON q.luid = u.l WHERE q.session_pk = $1::bigint"
+        "  AND u.g IS NULL)"
+        " UPDATE memds.session_queue q SET status = t.c FROM t"
+        " WHERE q.session_pk = $1::bigint AND q.store = t.store AND q.n = t.n",
         &a);
 }
 
