@@ -809,6 +809,30 @@ static apr_status_t send_via_outbox(memds_ds_t *ds, const char **pguid,
     return rv;
 }
 
+/* A per-folder datastore's writes take the folder's row lock first, as
+ * its scan does (memds_mbox_scan): the same order in every request. A
+ * device's flag change or delete used to write message rows before its own
+ * scan took the folder lock, while another device's scan held that lock
+ * and waited for those rows: a deadlock (found by bench/load, 40P01). */
+static apr_status_t lock_folder(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_mfolder_t f;
+
+    if (x->hier || x->locked) {
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    x->locked = 1;
+    return APR_SUCCESS;
+}
+
 static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
                              const char *type, const char *data, apr_size_t len)
 {
@@ -833,7 +857,8 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
             return APR_EGENERAL;
         }
     }
-    if (memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
+    if (lock_folder(ds) != APR_SUCCESS
+        || memds_mbox_parse_in(ds, &in, type, data, len) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (in.copy) {
@@ -927,6 +952,9 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
 
     if (x->hier && guid[0] == 'f') {
         return memds_mtree_folder_replace(ds, guid, data, len);
+    }
+    if (lock_folder(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
@@ -1049,6 +1077,9 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
 
     if (x->hier && guid[0] == 'f') {
         return memds_mtree_folder_remove(ds, guid);
+    }
+    if (lock_folder(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;

@@ -43,6 +43,7 @@ typedef struct memds_mbox_t {
     const char *folder; /**< wire name, NULL until resolved */
     memds_imap_role_e role;
     int scanned;
+    int locked; /**< the folder's row lock is held (memds_ds_mail.c) */
     int hier; /**< the hierarchical "email" datastore */
     /* messages read ahead (memds_ds_vt.prefetch): guid -> memds_buf_t * */
     apr_hash_t *ahead;
