@@ -320,6 +320,7 @@ struct eng_fctx_t {
                          no set (everything) */
     apr_hash_t *prev; /* the same for the last session's set; NULL: that
                          was everything (or a slow sync: not needed) */
+    int window;       /* the set is a count window (MAXCOUNT, MemDSMaxItems) */
 };
 
 apr_status_t eng_filter_prepare(eng_t *e, eng_fctx_t **pfx,
@@ -346,6 +347,7 @@ apr_status_t eng_filter_prepare(eng_t *e, eng_fctx_t **pfx,
         && ds->vt->select(ds, &sel, &fx->set) != APR_SUCCESS) {
         return eng_ds_fail(e, ds, "selecting the filtered items");
     }
+    fx->window = fx->set && sel.max_count > 0 && fx->f && !fx->f->inclusive;
     if (since >= 0 && prev && prev_set_of(&sel, prev)
         && ds->vt->select(ds, &sel, &fx->prev) != APR_SUCCESS) {
         return eng_ds_fail(e, ds, "selecting the previous filter's items");
@@ -446,6 +448,20 @@ apr_status_t eng_filter_finish(eng_t *e, eng_fctx_t *fx,
                 }
             }
             if (!apr_hash_get(maps, guid, APR_HASH_KEY_STRING)
+                && !apr_hash_get(queued, guid, APR_HASH_KEY_STRING)) {
+                queue_push(e, queue, queued, ss, pn, guid, NULL, MEMDS_Q_ADD);
+            }
+        }
+    }
+    if (fx && fx->window) {
+        /* A count window refills: when newer mail goes (deleted on the
+         * device or elsewhere), older mail enters it. Mail in the set that
+         * the device does not have is added (found by bench/load: with
+         * MemDSMaxItems a device that deleted its mail got nothing). */
+        for (hi = apr_hash_first(e->p, fx->set); hi; hi = apr_hash_next(hi)) {
+            const char *guid = apr_hash_this_key(hi);
+            if (*(const char *)apr_hash_this_val(hi) == '1'
+                && !apr_hash_get(maps, guid, APR_HASH_KEY_STRING)
                 && !apr_hash_get(queued, guid, APR_HASH_KEY_STRING)) {
                 queue_push(e, queue, queued, ss, pn, guid, NULL, MEMDS_Q_ADD);
             }

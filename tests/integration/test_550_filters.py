@@ -471,6 +471,33 @@ def test_555_administrator_limits(stack):
     assert st == "404"
 
 
+def test_555b_a_count_window_refills_when_newer_mail_goes(stack):
+    """MemDSMaxItems 2: the device has the newest two; it deletes them, and
+    its next sync brings the two that entered the window (they used to
+    stay on the server only: the set was compared with itself)."""
+    stack.apply_site(_site("MemDSMaxItems 2\n    MemDSTruncate Off"))
+    url = "http://127.0.0.1:%s/lim" % stack["MEMDS_HTTP_PORT"]
+    folder = new_folder(stack, 0)
+    now = time.time()
+    for d in (4, 3, 2, 1):  # days ago
+        append(stack, folder, message(folder, d, 3000), when=now - d * DAY)
+    dev = Device(stack, folder, url=url)
+    got, _, _ = dev.sync()
+    assert len(got) == 2, got
+    first = {item_of(d) for _, _, d, _, _ in got}
+    dels = "".join("<Delete><CmdID>%d</CmdID><Item><Source><LocURI>c%s</LocURI></Source>"
+                   "</Item></Delete>" % (10 + i, key) for i, (_, key, _, _, _) in enumerate(got))
+    got, _, _ = dev.sync(ops=[dels])
+    assert sorted(op for op, *_ in got) == ["Add", "Add"], got
+    second = {item_of(d) for _, _, d, _, _ in got}
+    assert not first & second
+    whole = {v[2] for v in folder_messages(stack, folder).values()}
+    assert second <= whole and len(whole) == 2, (len(whole), len(second))
+    # and nothing more: the window is full
+    got, _, _ = dev.sync()
+    assert got == [], got
+
+
 def admin_truncate(stack, *args):
     exe = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
     return subprocess.run([exe, "truncate", "--db", stack["MEMDS_PG"], *args],
