@@ -250,25 +250,6 @@ static int push_register(const char *db, const char *account, const char *devid,
     return 0;
 }
 
-/* A JSON string (RFC 8259). */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; ++s) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            printf("\\%c", c);
-        }
-        else if (c < 0x20) {
-            printf("\\u%04x", c);
-        }
-        else {
-            putchar(c);
-        }
-    }
-    putchar('"');
-}
-
 /* sessions, outbox, push: a report as a table, or JSON (an array of
  * objects) with --json. */
 static int report(const char *db, const char *which, const char *account,
@@ -299,9 +280,9 @@ static int report(const char *db, const char *which, const char *account,
             printf("%s\n  {", i ? "," : "");
             for (k = 0; k < nc; ++k) {
                 printf("%s", k ? ", " : "");
-                json_str(cols[k]);
+                adm_json_str(stdout, cols[k]);
                 printf(": ");
-                json_str(r[k]);
+                adm_json_str(stdout, r[k]);
             }
             printf("}");
         }
@@ -384,8 +365,7 @@ int main(int argc, const char *const *argv)
         else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
         }
-        else if (strcmp(argv[i], "--help") == 0
-                 || strcmp(argv[i], "-h") == 0) {
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return adm_help(cmd, stdout);
         }
         else if (strcmp(argv[i], "--all") == 0) {

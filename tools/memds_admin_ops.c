@@ -169,8 +169,9 @@ int adm_help(const char *verb, FILE *out)
         }
     }
     if (verb) {
-        fprintf(stderr, "memds-admin: no verb '%s' (memds-admin help lists "
-                        "them)\n",
+        fprintf(stderr,
+                "memds-admin: no verb '%s' (memds-admin help lists "
+                "them)\n",
                 verb);
         return 2;
     }
@@ -280,7 +281,7 @@ static const char *col_name(const char *c, int *pint, apr_pool_t *p)
     return *pint ? apr_pstrndup(p, c, n - 1) : c;
 }
 
-static void json_str(FILE *out, const char *s)
+void adm_json_str(FILE *out, const char *s)
 {
     fputc('"', out);
     for (; *s; ++s) {
@@ -309,13 +310,13 @@ static void print_json(FILE *out, const memds_admin_table_t *t, apr_pool_t *p)
         for (k = 0; t->cols[k]; ++k) {
             const char *name = col_name(t->cols[k], &isint, p);
             fprintf(out, "%s", k ? ", " : "");
-            json_str(out, name);
+            adm_json_str(out, name);
             fputs(": ", out);
             if (isint && *r[k]) {
                 fprintf(out, "%lld", (long long)apr_atoi64(r[k]));
             }
             else {
-                json_str(out, r[k]);
+                adm_json_str(out, r[k]);
             }
         }
         fputc('}', out);
@@ -363,8 +364,7 @@ static apr_status_t outbox_fn(memds_store_t *st, memds_admin_table_t *t,
 }
 
 static int load(memds_admin_table_t *t, table_fn *fn, const char *db,
-                const char *account, int all, const char **perr,
-                apr_pool_t *p)
+                const char *account, int all, const char **perr, apr_pool_t *p)
 {
     memds_pgpool_t *pool;
     memds_pgconn_t *conn;
@@ -477,8 +477,9 @@ int adm_outbox_act(const char *db, const char *action, const char *id,
     int drop = strcmp(action, "drop") == 0;
 
     if (*id == '\0' || *end != '\0' || n <= 0) {
-        *perr = apr_psprintf(p, "'%s' is not an outbox id (the id column "
-                                "of memds-admin outbox)",
+        *perr = apr_psprintf(p,
+                             "'%s' is not an outbox id (the id column "
+                             "of memds-admin outbox)",
                              id);
         return 1;
     }
@@ -494,8 +495,8 @@ int adm_outbox_act(const char *db, const char *action, const char *id,
     memds_pgpool_release(pool, conn, 0);
     if (res != MEMDS_OUTBOX_ACT_DONE) {
         *perr = apr_psprintf(p, "outbox %s%s%s%s: %s", id,
-                             *state ? " (state " : "", state,
-                             *state ? ")" : "", what);
+                             *state ? " (state " : "", state, *state ? ")" : "",
+                             what);
         return 1;
     }
     printf("memds-admin: outbox %s (was %s) %s\n", id, state, what);

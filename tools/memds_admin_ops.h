@@ -14,7 +14,9 @@
 /** Where memds-admin looks for httpd's configuration when neither --db,
  *  --config nor MEMDS_PG says where the database is. */
 #define MEMDS_ADMIN_DEFAULT_CONFIGS \
-    { "/etc/apache2/apache2.conf", "/etc/httpd/conf/httpd.conf", NULL }
+    { \
+        "/etc/apache2/apache2.conf", "/etc/httpd/conf/httpd.conf", NULL \
+    }
 
 /** Help: every verb with its synopsis (verb NULL), or one verb in full.
  *  Returns 0, or 2 (usage error) for an unknown verb. */
@@ -35,6 +37,9 @@ int adm_db_from_config(const char **pdb, const char *conf, const char **perr,
 int adm_connect(memds_store_t *st, memds_pgpool_t **ppool,
                 memds_pgconn_t **pconn, const char *db, const char **perr,
                 apr_pool_t *p);
+
+/** s as a JSON string (RFC 8259) on out. */
+void adm_json_str(FILE *out, const char *s);
 
 /** accounts [ACCOUNT] [--json] */
 int adm_accounts(const char *db, const char *account, int json,

@@ -44,33 +44,14 @@ static const char *until_of(const char *s, apr_pool_t *p)
         || (*end && !strchr("smhd", *end))) {
         return NULL;
     }
-    secs = (apr_int64_t)n * (*end == 'm'   ? 60
-                             : *end == 'h' ? 3600
-                             : *end == 'd' ? 86400
-                                           : 1);
+    secs = (apr_int64_t)n
+           * (*end == 'm'   ? 60
+              : *end == 'h' ? 3600
+              : *end == 'd' ? 86400
+                            : 1);
     apr_time_exp_gmt(&t, apr_time_now() + apr_time_from_sec(secs));
-    return apr_psprintf(p, "%04d-%02d-%02d %02d:%02d:%02d+00",
-                        t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
-                        t.tm_min, t.tm_sec);
-}
-
-/* A JSON string (RFC 8259). */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; ++s) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            printf("\\%c", c);
-        }
-        else if (c < 0x20) {
-            printf("\\u%04x", c);
-        }
-        else {
-            putchar(c);
-        }
-    }
-    putchar('"');
+    return apr_psprintf(p, "%04d-%02d-%02d %02d:%02d:%02d+00", t.tm_year + 1900,
+                        t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
 }
 
 static int quarantine_show(memds_store_t *st, const char *account,
@@ -88,22 +69,22 @@ static int quarantine_show(memds_store_t *st, const char *account,
         for (i = 0; i < rows->nelts; ++i) {
             const memds_quar_t *q = APR_ARRAY_IDX(rows, i, memds_quar_t *);
             printf("%s\n  {\"account\": ", i ? "," : "");
-            json_str(q->account);
+            adm_json_str(stdout, q->account);
             printf(", \"device\": ");
-            json_str(q->devid);
+            adm_json_str(stdout, q->devid);
             printf(", \"store\": ");
-            json_str(q->store);
+            adm_json_str(stdout, q->store);
             printf(", \"guid\": ");
-            json_str(q->guid);
+            adm_json_str(stdout, q->guid);
             printf(", \"state\": ");
-            json_str(q->state);
+            adm_json_str(stdout, q->state);
             printf(", \"count\": %d, \"status\": %d, \"reason\": ", q->count,
                    q->last_status);
-            json_str(q->reason);
+            adm_json_str(stdout, q->reason);
             printf(", \"first\": ");
-            json_str(q->first_at);
+            adm_json_str(stdout, q->first_at);
             printf(", \"last\": ");
-            json_str(q->last_at);
+            adm_json_str(stdout, q->last_at);
             printf("}");
         }
         printf("%s]\n", rows->nelts ? "\n" : "");
@@ -113,9 +94,9 @@ static int quarantine_show(memds_store_t *st, const char *account,
            "\treason\n");
     for (i = 0; i < rows->nelts; ++i) {
         const memds_quar_t *q = APR_ARRAY_IDX(rows, i, memds_quar_t *);
-        printf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", q->account,
-               q->devid, q->store, q->guid, q->state, q->count,
-               q->last_status, q->first_at, q->last_at, q->reason);
+        printf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", q->account, q->devid,
+               q->store, q->guid, q->state, q->count, q->last_status,
+               q->first_at, q->last_at, q->reason);
     }
     return 0;
 }
