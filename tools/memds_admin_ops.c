@@ -283,6 +283,10 @@ static const char *col_name(const char *c, int *pint, apr_pool_t *p)
 
 void adm_json_str(FILE *out, const char *s)
 {
+    if (s == NULL) { /* (a report's NULL column: a seg fault before) */
+        fputs("null", out);
+        return;
+    }
     fputc('"', out);
     for (; *s; ++s) {
         unsigned char c = (unsigned char)*s;

@@ -38,7 +38,7 @@ int adm_connect(memds_store_t *st, memds_pgpool_t **ppool,
                 memds_pgconn_t **pconn, const char *db, const char **perr,
                 apr_pool_t *p);
 
-/** s as a JSON string (RFC 8259) on out. */
+/** s as a JSON string (RFC 8259) on out; NULL as null. */
 void adm_json_str(FILE *out, const char *s);
 
 /** accounts [ACCOUNT] [--json] */

@@ -98,9 +98,21 @@ def test_282_admin_reports_and_end_session(stack):
         "<Sync><CmdID>3</CmdID><Target><LocURI>%s</LocURI></Target><Source>"
         "<LocURI>./%s</LocURI></Source></Sync>" % (folder, folder)))
     assert a.hdr_status() == "400"
-    for which in ("outbox", "push"):
-        r = admin(stack, which, "--json")
-        assert r.returncode == 0 and isinstance(json.loads(r.stdout), list), r.stdout
+    # a pending notification of a device without a channel: NULL columns
+    # in the report (memds-admin died on them)
+    from test_200_protocol import psql
+    psql(stack, "INSERT INTO memds.push_pending (device_id, store, due_at) SELECT "
+                "device_id, 'NoChannel', now() + interval '1 hour' FROM memds.devices "
+                "WHERE device_id NOT IN (SELECT device_id FROM memds.push_channels) "
+                "LIMIT 1")
+    try:
+        for which in ("outbox", "push"):
+            r = admin(stack, which, "--json")
+            assert r.returncode == 0 and isinstance(json.loads(r.stdout), list), r.stdout
+        assert any(x.get("channel") is None for x in json.loads(admin(stack, "push",
+                                                                      "--json").stdout))
+    finally:
+        psql(stack, "DELETE FROM memds.push_pending WHERE store = 'NoChannel'")
     assert admin(stack, "sessions", "alice", "extra").returncode == 2
 
 
