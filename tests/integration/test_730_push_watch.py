@@ -21,22 +21,12 @@ from test_200_protocol import psql
 from test_550_filters import Device
 from test_700_push import (SRV_ID, SRV_PW, Receiver, admin, deliver, digest_of,
                            parse_san)
-from nodes import Node
+from nodes import SITE as NODE_SITE, Node
 
 META = "/private/vendor/vendor.dovecot/http-notify"
 
-SITE = """MemDSDatabase "{PG}"
-<Location /sync>
-    SetHandler memds-sync
-    MemDSEngine On
-    MemDSDatastore imap
-    MemDSIMAPServer {IMAP}
-    MemDSIMAPMaster %s %s
-    MemDSSMTPServer {SMTP}
-    MemDSPush On
-    MemDSPushWatch On
-</Location>
-"""
+# nodes.SITE (the mailbox location and the status page) with the watcher on
+SITE = NODE_SITE.replace("    MemDSPush On\n", "    MemDSPush On\n    MemDSPushWatch On\n")
 
 
 def doveadm(stack, *args):
@@ -167,7 +157,7 @@ def test_732_configtest_refuses_a_watch_without_its_needs(stack):
     rc, out = stack.configtest(no_master)
     assert rc != 0 and "needs MemDSIMAPMaster" in out, out
     rc, out = stack.configtest(base.replace("</Location>",
-                                            "    MemDSPushWatchMax 0\n</Location>"))
+                                            "    MemDSPushWatchMax 0\n</Location>", 1))
     assert rc != 0, out
     rc, out = stack.configtest(base + "MemDSPushWatchMax 0\n")
     assert rc != 0 and "MemDSPushWatchMax" in out, out
