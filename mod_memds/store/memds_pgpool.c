@@ -128,7 +128,7 @@ static apr_status_t pg_destruct(void *res, void *params, apr_pool_t *p)
 static int pg_alive(PGconn *conn)
 {
     struct pollfd pfd;
-    int sock;
+    int sock, tries;
 
     if (PQstatus(conn) != CONNECTION_OK
         || PQtransactionStatus(conn) != PQTRANS_IDLE) {
@@ -140,8 +140,15 @@ static int pg_alive(PGconn *conn)
     }
     pfd.fd = sock;
     pfd.events = POLLIN;
-    pfd.revents = 0;
-    if (poll(&pfd, 1, 0) > 0) {
+    /* A server that ended the connection (shutdown, restart, an idle kill)
+     * sent its FATAL message and then closed: the first read takes the
+     * message (libpq keeps the connection OK, as for a notice), only the
+     * next one sees the end. So read while there is something to read. */
+    for (tries = 0; tries < 4; ++tries) {
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 0) <= 0) {
+            return 1; /* nothing (more) pending */
+        }
         if ((pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
             || !PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
             return 0;
