@@ -1,6 +1,7 @@
 """2xx: the protocol engine driven message by message (tests/integration/
 syncml.py): a complete session, retransmissions, refusals, two httpd
 instances on one database, and a child killed in mid-session."""
+import http.client
 import os
 import signal
 import subprocess
@@ -226,11 +227,12 @@ def test_209_two_servers_alternate_messages(stack):
     try:
         url2 = "http://127.0.0.1:%d/items" % port
         deadline = time.time() + 10
-        while time.time() < deadline:
+        while True:
             try:
                 S.Session(url2, "x").post(b"x", url=url2)
                 break
             except OSError:
+                assert time.time() < deadline, "the second httpd does not answer"
                 time.sleep(0.2)
         store = "proto-" + uuid.uuid4().hex[:8]
         sess = new_session(stack)
@@ -251,40 +253,75 @@ def test_209_two_servers_alternate_messages(stack):
 
 def test_210_kill_child_mid_session(stack):
     """kill -9 of the children while a big message is processed; the client's
-    retry of the same message completes the session with every item once."""
+    retry of the same message completes the session with every item once.
+    The kill is made while the request is known to be inside the module, in
+    its PostgreSQL transaction: another connection holds memds.items locked
+    against writes, so the request's first write waits on that lock (seen
+    in pg_stat_activity); only then are the children killed. The device
+    gets no answer, nothing of the message was committed, and the retry
+    stores all 600 items once."""
     stack.allow_log(r"AH10392")  # mpm_event: "children are killed successively"
     store = "proto-" + uuid.uuid4().hex[:8]
     sess = new_session(stack)
-    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    a = sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    assert a.http_status == 200
     ops = [("Add", "l%d" % i, "item %d %s" % (i, "y" * 200)) for i in range(600)]
     msg = sess.message(S.sync(2, store, "./" + store, ops))
-
-    def killer():
-        time.sleep(0.15)
-        for pid in stack.httpd_children():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    t = threading.Thread(target=killer)
-    t.start()
+    holder = subprocess.Popen(["psql", stack["MEMDS_PG"], "-XAtq"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    first = []
+    t = None
     try:
-        first = sess.post(msg)
-    except Exception:
-        first = None
-    t.join()
+        holder.stdin.write("BEGIN; LOCK TABLE memds.items IN EXCLUSIVE MODE; "
+                           "SELECT 'held';\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "held"
+
+        def post():
+            try:
+                first.append(sess.post(msg))
+            except (OSError, http.client.HTTPException) as e:
+                first.append(e)  # the connection died with the child
+
+        t = threading.Thread(target=post)
+        t.start()
+        deadline = time.time() + 30
+        while True:  # the request waits for the lock, inside its transaction
+            waiting = psql(stack, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND query ILIKE '%memds.items%'")
+            if waiting == "1":
+                break
+            assert time.time() < deadline, "the request never reached its write"
+            time.sleep(0.05)
+        children = stack.httpd_children()
+        assert children
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        t.join(timeout=30)
+        assert not t.is_alive()
+    finally:
+        holder.stdin.close()  # (ends the lock's transaction)
+        holder.wait(timeout=30)
+        if t is not None:
+            t.join(timeout=30)
+    # the kill happened: the device got no answer, the children are gone
+    assert len(first) == 1 and isinstance(first[0], Exception), first
+    deadline = time.time() + 30
+    while set(children) & set(stack.httpd_children()):
+        assert time.time() < deadline, "the killed children are still there"
+        time.sleep(0.2)
+    assert count_items(stack, store) == 0  # nothing of the message was committed
     deadline = time.time() + 30
     answer = None
-    while time.time() < deadline:
+    while answer is None:
         try:
             answer = sess.post(msg)
-            break
-        except Exception:
+        except (OSError, http.client.HTTPException):
+            # (only while httpd replaces the killed children)
+            assert time.time() < deadline, "httpd did not answer after the kill"
             time.sleep(0.3)
-    assert answer is not None and answer.hdr_status() == "200"
-    if first is not None:
-        assert first.body == answer.body
+    assert answer.http_status == 200 and answer.hdr_status() == "200", answer.body
+    assert [s["Data"] for s in answer.statuses() if s["Cmd"] == "Add"] == ["201"] * 600
     assert count_items(stack, store) == 600
     a = sess.post(sess.message(""))
     assert a.final
@@ -442,10 +479,23 @@ def test_214_suspend_and_resume(stack):
     assert not guids_first & guids_rest        # nothing acknowledged is resent
     assert len(guids_first | guids_rest) == 40  # and nothing is missing
 
-    # Resume with nothing suspended: 509, and a normal sync goes on.
+    # the device's statuses for the last message end the resumed session
+    a = r.post(r.message(body))
+    assert a.http_status == 200 and a.final and a.sync_items() == []
+
+    # Resume with nothing suspended, the anchors agreeing: 509 (cannot
+    # resume), and the normal sync goes on: the server alerts two-way (200).
+    again = S.Session(items_url(stack), sess.devid, "alice", "alice-secret", session_id="3")
+    a = again.post(again.message(S.alert(1, 225, store, "./" + store, "n3", last="n2")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["509"], a.body
+    assert a.commands("Alert")[0].find(S.NS + "Data").text == "200"
+    # A device that never synced resumes: nothing suspended and no anchors,
+    # so the normal sync it falls back to needs a slow sync: 508 (which
+    # replaces the 509), and the server alerts slow (201).
     other = new_session(stack)
     a = other.post(other.message(S.alert(1, 225, store, "./" + store, "n3")))
-    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] in (["509"], ["508"])
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["508"], a.body
+    assert a.commands("Alert")[0].find(S.NS + "Data").text == "201"
 
 
 def test_215_noresp_gets_alert_222(stack):
