@@ -4,6 +4,7 @@ Bcc recipients get it and no delivered copy names them; a retransmitted
 message, a retried Add in a new session, a stopped MTA and a stopped
 PostgreSQL all end in exactly one delivery."""
 import imaplib
+import json
 import os
 import re
 import subprocess
@@ -44,9 +45,35 @@ def copies(stack, user, password, box, tag, wait=20):
         time.sleep(0.3)
 
 
-def settle(stack, seconds=3):
-    """Give the MTA time to deliver anything that would be a duplicate."""
-    time.sleep(seconds)
+def mta_queue(stack):
+    """The messages in the stack's Postfix queue (postqueue -j: maildrop,
+    incoming, active, deferred, hold), as its JSON objects. The MTA must be
+    running (postqueue asks its showq service)."""
+    r = subprocess.run(["postqueue", "-c", os.path.join(stack.var, "postfix"), "-j"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=30)
+    assert r.returncode == 0, "postqueue -j failed: %s" % r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def settle(stack, _unused=None, timeout=60):
+    """Waits until the MTA has nothing left to deliver: Postfix's queue is
+    empty, so every message it accepted (the module's SMTP transaction ends
+    with the queue file written) has been handed to Dovecot over LMTP and
+    delivered (Postfix removes a queue file only after LMTP's 250), or it
+    would still be queued. A count taken after this sees every duplicate
+    the MTA accepted. Fails when the queue does not empty in timeout s.
+    (The second argument is the old fixed sleep's length, no longer used.)"""
+    deadline = time.time() + timeout
+    while True:
+        q = mta_queue(stack)
+        if not q:
+            return
+        assert time.time() < deadline, "the MTA queue did not empty in %d s: %r" % (
+            timeout, [(m.get("queue_name"), m.get("queue_id"),
+                       [r.get("delay_reason") for r in m.get("recipients", [])])
+                      for m in q])
+        time.sleep(0.2)
 
 
 def test_611_real_client_outbox_once_and_sent_once(stack):
@@ -140,32 +167,89 @@ def test_613_mta_down_then_sent_once(stack):
     assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
 
 
-def test_614_database_down_nothing_sent_then_once(stack):
-    stack.allow_log(r"database|PostgreSQL|connect|pool|503|unavailable")
-    tag = "pgdown-" + uuid.uuid4().hex[:8]
+def _ledger_state(stack, devid):
+    """The Outbox ledger rows of device devid: their states, oldest first."""
+    out = psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
+                      "(device_id) WHERE d.devid = '%s' ORDER BY outbox_id" % devid)
+    return out.split() if out else []
+
+
+def _admin_psql(stack, sql):
+    """sql run in the cluster's maintenance database (postgres), for what a
+    connection to memds cannot do (refuse new connections to it)."""
+    return subprocess.run(["psql", stack["MEMDS_PG"].replace("dbname=memds", "dbname=postgres"),
+                           "-XAtq", "-c", sql], check=True, stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+
+
+@pytest.mark.parametrize("outage", ["stopped", "ledger"])
+def test_614_database_down_nothing_sent_then_once(stack, outage):
+    """PostgreSQL fails while a device is in an Outbox session (opened with
+    PostgreSQL up): the Add is answered 503, nothing reaches the MTA, and
+    the device's retry of the same message once PostgreSQL is back sends it
+    exactly once. "stopped": the server is stopped, so the request cannot
+    even get its connection (the glue's pool answers, MEMDS00021): the
+    session's state cannot be read, nothing runs. "ledger": the request's
+    pooled connection lives on but new connections are refused (database
+    not accepting connections), so the ledger cannot open its own one to
+    record the message: the store's Outbox path answers 503 before any
+    SMTP and no ledger row exists."""
+    stack.allow_log(r"MEMDS00300: PostgreSQL connect failed|MEMDS0002[12]: database|"
+                    r"MEMDS00500: database error|outbox ledger|MEMDS0040[8]|MEMDS00410|"
+                    r"MEMDS00502")
+    tag = "pgdown-%s-%s" % (outage, uuid.uuid4().hex[:8])
     devid = "dev-" + uuid.uuid4().hex[:8]
+    if outage == "ledger":
+        # fresh children: each request pool holds its MemDSDBMin connections,
+        # the ledger pools none (opened when mail is sent); no retry of
+        # another test's row falls due meanwhile (the background job would
+        # open a ledger connection for it)
+        psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() + interval '1 hour' "
+                    "WHERE state = 'retrying'")
+        stack.graceful()
     sess, body = _outbox_session(stack, devid, "1", tag)
-    stack.dev("svc", "pg", "stop")
+    msg = sess.message(body)
+    mark = stack.log_mark()
+    if outage == "stopped":
+        stack.dev("svc", "pg", "stop")
+    else:
+        _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS false")
     try:
-        st, _, _ = stack.request("POST", "/sync", sess.message(body),
-                                 {"Content-Type": "application/vnd.syncml+xml"})
-        assert st == 503
+        a = sess.post(msg)
+        assert a.http_status == 503, (a.http_status, a.body)
+        assert a.headers.get("retry-after") == "30"
+        log = stack.log_since(mark)
+        if outage == "stopped":
+            # the pooled connection is seen dead before use (not at the
+            # store's first query), no new one can be had: 503 before the
+            # engine runs
+            assert "MEMDS00301: dropping a dead PostgreSQL connection" in log, log
+            assert "MEMDS00021: database unavailable, answering 503" in log, log
+            assert "MEMDS00500" not in log, log
+        else:
+            # answered by the Outbox datastore: its ledger had no connection
+            assert re.search(r"outbox ledger: no database connection", log), log
+            assert "MEMDS00021" not in log, log
+        # nothing reached the MTA, nothing was delivered
+        assert mta_queue(stack) == []
+        assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
     finally:
-        stack.dev("svc", "pg", "start")
-    # (each child's pooled connections died with the server: a graceful
-    # restart gives fresh ones, so later tests see no first-use failures)
-    stack.graceful()
+        if outage == "stopped":
+            stack.dev("svc", "pg", "start")
+        else:
+            _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS true")
+    # the ledger never recorded the message
+    assert _ledger_state(stack, devid) == []
     assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=2) == []
     # the device retries the same message: sent once now
-    for _ in range(20):
-        a = sess.post(sess.message(body, msg_id=sess.msg_id))
-        if a.http_status == 200:
-            break
-        time.sleep(0.5)
-    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"]
+    a = sess.post(msg)
+    assert a.http_status == 200, a.body
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"], a.body
+    assert _ledger_state(stack, devid) == ["filed"]
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
     settle(stack)
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0)) == 1
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == 1
 
 
 def test_615_invalid_recipient_is_refused(stack):
@@ -182,34 +266,44 @@ def test_615_invalid_recipient_is_refused(stack):
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("point", ["outbox-received", "outbox-sent", "outbox-filed"])
-def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
-    """The httpd child dies (SIGKILL, test hook MEMDS_TEST_FAULT) right after
-    the ledger row is stored, right after the SMTP server's 250, and after
-    filing but before the answer is committed; the device retries the same
-    message and the mail is delivered exactly once, filed once."""
+@pytest.mark.parametrize("point,state,bob,sent", [
+    ("outbox-received", "received", 0, 0),
+    ("outbox-sent", "submitting", 1, 0),
+    ("outbox-filed", "filed", 1, 1)])
+def test_616_child_killed_at_each_ledger_step_sends_once(stack, point, state, bob, sent):
+    """The httpd child dies (SIGKILL at the named fault point, armed through
+    the fault build's arming file: no restart) right after the ledger row is
+    stored, right after the SMTP server's 250, and after filing but before
+    the answer is committed. The point's line is required and the ledger,
+    bob's INBOX and alice's Sent at the kill are what that step means; the
+    device retries the same message and the mail is delivered exactly once,
+    filed once (test_415 has every step)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fault"))
+    import campaign as F
     stack.allow_log(r"exit signal Killed|child pid \\d+ exit signal|retried while its submission")
+    F.ensure_armable(stack)
     tag = "kill-%s-%s" % (point, uuid.uuid4().hex[:6])
     devid = "dev-" + uuid.uuid4().hex[:8]
     sess, body = _outbox_session(stack, devid, "1", tag)
     msg = sess.message(body)
-    stack.dev("svc", "httpd", "stop")
-    env = dict(stack.env)
+    mark = stack.log_mark()
+    F.arm(stack, point)
     try:
-        stack.env = dict(env, MEMDS_TEST_FAULT=point)
-        stack.dev("svc", "httpd", "start")
-        mark = stack.log_mark()
         try:
             st = sess.post(msg).http_status
-        except Exception:
-            st = None  # the connection died with the child
-        assert st != 200
-        # the named point fired (the module was built with the points)
-        assert "MEMDS fault point %s fired" % point in stack.log_since(mark)
+        except Exception:  # noqa: BLE001 (the connection died with the child)
+            st = None
     finally:
-        stack.env = env
-        stack.dev("svc", "httpd", "stop")
-        stack.dev("svc", "httpd", "start")
+        left = F.disarm(stack)
+    assert st is None and not left
+    assert F.fired_line(point) in stack.log_since(mark)
+    ledger = psql(stack, "SELECT string_agg(o.state, ',') FROM memds.outbox o JOIN "
+                         "memds.devices d ON d.device_id = o.device_id "
+                         "WHERE d.devid = '%s'" % devid)
+    assert ledger == state
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=15 if bob else 0)) == bob
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == sent
     a = None
     for _ in range(20):
         a = sess.post(msg)
@@ -475,7 +569,9 @@ MemDSDatabase "{PG}"
         assert len(drafts) == 1 and b"X-MemDS-Send-Error: " in drafts[0]
         # back in Drafts whole, Bcc included, for the user to send again
         assert b"\r\nBcc: Carol <carol@example.test>\r\n" in drafts[0]
-        assert b"User unknown" in drafts[0] or b"refused" in drafts[0]
+        # the reason: the SMTP server's reply, as it gave it
+        assert re.search(rb"(?m)^X-MemDS-Send-Error: [^\r\n]*550 5\.1\.1 "
+                         rb"<nobody@example\.test>: User unknown", drafts[0]), drafts[0]
         assert psql(stack, "SELECT state FROM memds.outbox o JOIN memds.devices d USING "
                            "(device_id) WHERE d.devid = '%s'" % devid) == "rejected"
         s2 = S.Session(url, devid, "alice", "alice-secret", session_id="2")
@@ -532,12 +628,21 @@ def test_622_one_sender_per_message_at_a_time(stack):
                            % (0x4d440000 + (oid >> 32), oid & 0x7fffffff))
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "held"
+        mark = stack.log_mark()
         psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() "
                     "WHERE outbox_id = %d" % oid)
         s2, _ = _outbox_session(stack, devid, "2", tag, last="n1")
         a = s2.post(s2.message(body))
         assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["202"]
-        time.sleep(12)  # at least one run of the background job (every 10 s)
+        # the device's Add found the claim held, and so did (at least) one
+        # run of the background job (every 10 s): each says so once
+        held = "MEMDS00405: outbox %d of alice: being sent by another process" % oid
+        deadline = time.time() + 30
+        while stack.log_since(mark).count(held) < 2:
+            assert time.time() < deadline, "the background job never tried: " + \
+                stack.log_since(mark)
+            time.sleep(0.2)
+        assert mta_queue(stack) == []
         assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
         assert psql(stack, "SELECT state FROM memds.outbox WHERE outbox_id = %d"
                     % oid) == "retrying"
