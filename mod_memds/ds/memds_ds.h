@@ -138,6 +138,27 @@ typedef struct memds_ds_vt {
                              apr_size_t max_bytes);
 } memds_ds_vt;
 
+/** What a datastore may do for many items of a message at once (one
+ *  round trip instead of one per item), besides its vtable; the engine
+ *  asks memds_ds_batch_of and falls back to the vtable's one-item
+ *  operations when it gives NULL. */
+typedef struct memds_ds_batch_t {
+    /** match for n contents at once, as the datastore stands now: for
+     *  each, the item match would give (pguids[i], NULL for none), or
+     *  "" when only match itself can tell (a hash collision). The arrays
+     *  are the caller's. */
+    apr_status_t (*match_many)(memds_ds_t *ds, int n, const char *const *data,
+                               const apr_size_t *lens, const char **pguids);
+    /** add of n items in order; pguids[i] receives item i's id. */
+    apr_status_t (*add_many)(memds_ds_t *ds, int n, const char *const *types,
+                             const char *const *data, const apr_size_t *lens,
+                             const char **pguids);
+} memds_ds_batch_t;
+
+/** The batch operations of ds, or NULL (memds_ds_items.c: the items
+ *  datastore over PostgreSQL has them). */
+const memds_ds_batch_t *memds_ds_batch_of(const memds_ds_t *ds);
+
 /** Settings of the mailbox datastores (MemDSIMAP*, MemDSFolder,
  *  MemDSDeletePolicy). */
 typedef enum {

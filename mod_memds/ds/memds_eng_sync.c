@@ -16,7 +16,20 @@ typedef struct op_ctx_t {
     apr_hash_t *luid2guid;
     apr_hash_t *claimed; /* guids mapped in this Sync (not yet stored) */
     apr_array_header_t *new_guids, *new_luids, *seen;
+    /* A datastore with batch operations (memds_ds_batch_of): the
+     * message's slow-sync matches are looked up together before its items
+     * are applied (pre_match: item -> guid, NO_MATCH, or "" for undecided;
+     * rewritten: guids replaced since, whose lookup no longer holds), and
+     * its new items are added together (pend_*, by luid in pending) when
+     * the Sync ends or an item needs them. */
+    const memds_ds_batch_t *batch;
+    const memds_item_t *cur; /* the item being applied */
+    apr_hash_t *pre_match, *rewritten, *pending;
+    apr_array_header_t *pend_luids, *pend_types, *pend_data, *pend_lens;
+    int no_partial; /* no large object is being assembled (known) */
 } op_ctx_t;
+
+static const char NO_MATCH[] = "-";
 
 static apr_status_t load_maps(op_ctx_t *o)
 {
@@ -56,10 +69,63 @@ static void mark_seen(op_ctx_t *o, const char *guid)
     }
 }
 
+/* The new items held back (deferred_add) added in one statement, then
+ * mapped and marked seen in their order. */
+static apr_status_t flush_adds(op_ctx_t *o)
+{
+    int n = o->pend_luids ? o->pend_luids->nelts : 0, i;
+    const char **guids;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    guids = apr_palloc(o->e->p, sizeof(char *) * (apr_size_t)n);
+    if (o->batch->add_many(o->ds, n, (const char *const *)o->pend_types->elts,
+                           (const char *const *)o->pend_data->elts,
+                           (const apr_size_t *)o->pend_lens->elts, guids)
+        != APR_SUCCESS) {
+        if (o->ds->st->err) {
+            o->e->db->err = o->ds->st->err;
+        }
+        return eng_db_fail(o->e, "adding items");
+    }
+    for (i = 0; i < n; ++i) {
+        const char *luid = APR_ARRAY_IDX(o->pend_luids, i, const char *);
+        new_map(o, guids[i], luid);
+        mark_seen(o, guids[i]);
+    }
+    o->pend_luids->nelts = o->pend_types->nelts = 0;
+    o->pend_data->nelts = o->pend_lens->nelts = 0;
+    apr_hash_clear(o->pending);
+    return APR_SUCCESS;
+}
+
+/* An add of the device's item luid held back for flush_adds (the item's
+ * status does not depend on its guid). */
+static void deferred_add(op_ctx_t *o, const char *luid, const char *type,
+                         const char *data, apr_size_t len)
+{
+    if (o->pend_luids == NULL) {
+        o->pend_luids = apr_array_make(o->e->p, 64, sizeof(const char *));
+        o->pend_types = apr_array_make(o->e->p, 64, sizeof(const char *));
+        o->pend_data = apr_array_make(o->e->p, 64, sizeof(const char *));
+        o->pend_lens = apr_array_make(o->e->p, 64, sizeof(apr_size_t));
+        o->pending = apr_hash_make(o->e->p);
+    }
+    APR_ARRAY_PUSH(o->pend_luids, const char *) = luid;
+    APR_ARRAY_PUSH(o->pend_types, const char *) = type;
+    APR_ARRAY_PUSH(o->pend_data, const char *) = data;
+    APR_ARRAY_PUSH(o->pend_lens, apr_size_t) = len;
+    apr_hash_set(o->pending, luid, APR_HASH_KEY_STRING, "");
+}
+
 static apr_status_t flush_ops(op_ctx_t *o)
 {
     eng_t *e = o->e;
 
+    if (flush_adds(o) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
     if (e->db->vt->map_put_many(e->db, e->dev.device_id, o->ss->store,
                                 (const char *const *)o->new_guids->elts,
                                 (const char *const *)o->new_luids->elts,
@@ -118,6 +184,10 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
     if (load_maps(o) != APR_SUCCESS) {
         return 0;
     }
+    if (o->pending && apr_hash_get(o->pending, luid, APR_HASH_KEY_STRING)
+        && flush_adds(o) != APR_SUCCESS) {
+        return 0;
+    }
     guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
     rv = guid ? o->ds->vt->same(o->ds, guid, type, data, len, &same)
               : APR_ENOENT;
@@ -133,6 +203,10 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
         conflict = o->ss->slow || changed_on_server(o, guid);
         if (conflict && e->cfg->conflict == MEMDS_CONFLICT_DUPLICATE) {
             const char *nguid;
+            if (o->batch) {
+                deferred_add(o, luid, type, data, len);
+                return MEMDS_ST_CONFLICT_DUPLICATE;
+            }
             if (o->ds->vt->add(o->ds, &nguid, type, data, len) != APR_SUCCESS) {
                 return ds_failed(o);
             }
@@ -147,6 +221,9 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
              * is "changed since", or unseen in a slow sync). */
             return MEMDS_ST_SERVER_DATA_WINS;
         }
+        if (o->rewritten) {
+            apr_hash_set(o->rewritten, guid, APR_HASH_KEY_STRING, "");
+        }
         if (o->ds->vt->replace(o->ds, guid, type, data, len) != APR_SUCCESS) {
             return ds_failed(o);
         }
@@ -156,7 +233,20 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
     /* Unknown LUID: in a slow or refresh sync match identical content first
      * so that nothing is duplicated. */
     if (o->ss->slow || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT) {
-        rv = o->ds->vt->match(o->ds, &guid, data, len);
+        const char *pre = o->pre_match ? apr_hash_get(o->pre_match, &o->cur,
+                                                      sizeof(o->cur))
+                                       : NULL;
+        /* looked up with the message's others, unless it was undecided or
+         * its item has been replaced since (then no longer the first) */
+        if (pre && *pre
+            && (pre == NO_MATCH
+                || !apr_hash_get(o->rewritten, pre, APR_HASH_KEY_STRING))) {
+            rv = pre == NO_MATCH ? APR_ENOENT : APR_SUCCESS;
+            guid = pre;
+        }
+        else {
+            rv = o->ds->vt->match(o->ds, &guid, data, len);
+        }
         if (rv == APR_SUCCESS) {
             /* not already claimed by another item of this batch */
             if (!apr_hash_get(o->claimed, guid, APR_HASH_KEY_STRING)) {
@@ -168,6 +258,10 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
         else if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             return ds_failed(o);
         }
+    }
+    if (o->batch) {
+        deferred_add(o, luid, type, data, len);
+        return MEMDS_ST_ITEM_ADDED;
     }
     o->ds->ok_status = 0;
     if (o->ds->vt->add(o->ds, &guid, type, data, len) != APR_SUCCESS) {
@@ -185,9 +279,10 @@ static int del_item(op_ctx_t *o, const char *luid, int soft)
     const char *guid;
     apr_status_t rv = APR_SUCCESS;
 
-    if (load_maps(o) != APR_SUCCESS) {
+    if (load_maps(o) != APR_SUCCESS || flush_adds(o) != APR_SUCCESS) {
         return 0;
     }
+    o->pre_match = NULL; /* maps change: look up one by one from here */
     guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
     if (guid == NULL) {
         return MEMDS_ST_ITEM_NOT_DELETED;
@@ -222,9 +317,10 @@ static int move_item(op_ctx_t *o, const memds_item_t *it, const char *luid)
         /* no SupportHierarchicalSync here: an optional feature */
         return MEMDS_ST_NOT_SUPPORTED;
     }
-    if (load_maps(o) != APR_SUCCESS) {
+    if (load_maps(o) != APR_SUCCESS || flush_adds(o) != APR_SUCCESS) {
         return 0;
     }
+    o->pre_match = NULL;
     guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
     if (guid == NULL) {
         return MEMDS_ST_NOT_FOUND;
@@ -250,20 +346,35 @@ static int move_item(op_ctx_t *o, const memds_item_t *it, const char *luid)
     }
 }
 
+/* The device's item id: its Source, else its Target. */
+static const char *item_luid(const memds_item_t *it)
+{
+    return it->source && it->source->uri ? it->source->uri
+           : it->target                  ? it->target->uri
+                                         : NULL;
+}
+
+/* Does the item come base64 (Meta Format b64)? */
+static int is_b64(const memds_cmd_t *c, const memds_item_t *it)
+{
+    const char *fmt = it->meta && it->meta->format ? it->meta->format
+                      : c->meta                    ? c->meta->format
+                                                   : NULL;
+
+    return fmt != NULL && strcasecmp(fmt, "b64") == 0;
+}
+
 /* Item data the device sent base64 (Meta Format b64: bytes XML cannot
  * carry): decoded, whitespace and line ends ignored. 400 when it is not
  * base64. */
 static int b64_item(eng_t *e, const memds_cmd_t *c, const memds_item_t *it,
                     const char **pdata, apr_size_t *plen)
 {
-    const char *fmt = it->meta && it->meta->format ? it->meta->format
-                      : c->meta                    ? c->meta->format
-                                                   : NULL;
     char *clean, *out;
     apr_size_t i, n = 0;
     int len;
 
-    if (fmt == NULL || strcasecmp(fmt, "b64") != 0) {
+    if (!is_b64(c, it)) {
         return MEMDS_ST_OK;
     }
     clean = apr_palloc(e->p, *plen + 1);
@@ -336,10 +447,13 @@ static int chunk(op_ctx_t *o, const memds_cmd_t *c, const memds_item_t *it,
                                                                  : -1;
 
     *pdone = 0;
-    rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
+    rv = o->no_partial ? APR_ENOENT
+                       : e->db->vt->partial_get(e->db, &pt, e->sess.session_pk,
+                                                o->ss->store);
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         return 0;
     }
+    o->no_partial = rv == APR_ENOENT && !it->more_data;
     if (rv == APR_ENOENT) {
         if (!it->more_data) {
             *pdata = it->data.data;
@@ -414,14 +528,14 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
 
     for (i = 0; c->items && i < c->items->nelts; ++i) {
         const memds_item_t *it = APR_ARRAY_IDX(c->items, i, memds_item_t *);
-        const char *luid = it->source && it->source->uri ? it->source->uri
-                           : it->target                  ? it->target->uri
-                                                         : NULL;
+        const char *luid = item_luid(it);
         const char *type, *data;
         int code = 0;
         apr_size_t len;
         int done = 0;
         memds_cmd_t *st = eng_status_for(e, c, MEMDS_ST_OK);
+
+        o->cur = it;
 
         eng_add_ref(&st->source_refs, it->source ? it->source->uri : NULL,
                     e->p);
@@ -491,6 +605,91 @@ static apr_status_t do_sync_op(op_ctx_t *o, const memds_cmd_t *c)
         }
         st->data = eng_code_text(e, code);
         eng_reply(e, c, st);
+    }
+    return APR_SUCCESS;
+}
+
+/* Before the items of a Sync are applied one by one (a datastore with
+ * batch operations): the rows of the items the device already has read
+ * in one statement (prefetch), and the slow-sync matches of the others
+ * looked up in one statement (pre_match). Only the leading Adds and
+ * Replaces, whole items as sent (not in chunks, not base64): whatever
+ * follows goes one by one as before. */
+static apr_status_t prepare_batch(op_ctx_t *o, const memds_cmd_t *sync)
+{
+    eng_t *e = o->e;
+    apr_array_header_t *known, *items, *data, *lens;
+    memds_partial_t pt;
+    const char **guids;
+    apr_status_t rv;
+    int i, j, match = o->ss->slow
+                      || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT;
+
+    rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
+    if (rv == APR_SUCCESS) {
+        return APR_SUCCESS; /* a large object goes on: one by one */
+    }
+    if (rv != APR_ENOENT) {
+        return eng_db_fail(e, "reading a partial item");
+    }
+    o->no_partial = 1;
+    if (load_maps(o) != APR_SUCCESS) {
+        return eng_db_fail(e, "reading maps");
+    }
+    known = apr_array_make(e->p, 64, sizeof(const char *));
+    items = apr_array_make(e->p, 64, sizeof(const memds_item_t *));
+    data = apr_array_make(e->p, 64, sizeof(const char *));
+    lens = apr_array_make(e->p, 64, sizeof(apr_size_t));
+    for (i = 0; sync->cmds && i < sync->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(sync->cmds, i, memds_cmd_t *);
+        if (c->type != MEMDS_CMD_ADD && c->type != MEMDS_CMD_REPLACE) {
+            break;
+        }
+        for (j = 0; c->items && j < c->items->nelts; ++j) {
+            const memds_item_t *it = APR_ARRAY_IDX(c->items, j,
+                                                   memds_item_t *);
+            const char *luid = item_luid(it), *guid;
+            if (luid == NULL || it->data_kind != MEMDS_DATA_BYTES
+                || it->more_data || is_b64(c, it)
+                || (apr_int64_t)it->data.len > e->cfg->max_obj_size) {
+                continue;
+            }
+            guid = apr_hash_get(o->luid2guid, luid, APR_HASH_KEY_STRING);
+            if (guid) {
+                APR_ARRAY_PUSH(known, const char *) = guid;
+            }
+            else if (match) {
+                APR_ARRAY_PUSH(items, const memds_item_t *) = it;
+                APR_ARRAY_PUSH(data, const char *) = it->data.data;
+                APR_ARRAY_PUSH(lens, apr_size_t) = it->data.len;
+            }
+        }
+    }
+    if (known->nelts > 0 && o->ds->vt->prefetch) {
+        /* (a failure only means the items are read one by one) */
+        o->ds->vt->prefetch(o->ds, (const char *const *)known->elts,
+                            known->nelts, (apr_size_t)-1);
+    }
+    if (items->nelts == 0) {
+        return APR_SUCCESS;
+    }
+    guids = apr_palloc(e->p, sizeof(char *) * (apr_size_t)items->nelts);
+    if (o->batch->match_many(o->ds, items->nelts,
+                             (const char *const *)data->elts,
+                             (const apr_size_t *)lens->elts, guids)
+        != APR_SUCCESS) {
+        if (o->ds->st->err) {
+            e->db->err = o->ds->st->err;
+        }
+        return eng_db_fail(e, "matching items");
+    }
+    o->pre_match = apr_hash_make(e->p);
+    o->rewritten = apr_hash_make(e->p);
+    for (i = 0; i < items->nelts; ++i) {
+        apr_hash_set(o->pre_match,
+                     &APR_ARRAY_IDX(items, i, const memds_item_t *),
+                     sizeof(const memds_item_t *),
+                     guids[i] ? guids[i] : NO_MATCH);
     }
     return APR_SUCCESS;
 }
@@ -626,6 +825,13 @@ apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
     o.new_guids = apr_array_make(e->p, 64, sizeof(const char *));
     o.new_luids = apr_array_make(e->p, 64, sizeof(const char *));
     o.seen = apr_array_make(e->p, 64, sizeof(const char *));
+    o.batch = memds_ds_batch_of(o.ds);
+    if (o.batch && !ENG_WIPING(e)
+        && o.ss->alert_code != MEMDS_ALERT_ONE_WAY_SERVER
+        && o.ss->alert_code != MEMDS_ALERT_REFRESH_SERVER
+        && (rv = prepare_batch(&o, cmd)) != APR_SUCCESS) {
+        return rv;
+    }
     for (i = 0; cmd->cmds && i < cmd->cmds->nelts; ++i) {
         if ((rv = do_sync_op(&o, APR_ARRAY_IDX(cmd->cmds, i, memds_cmd_t *)))
             != APR_SUCCESS) {

@@ -1286,15 +1286,40 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    /* The last pair wins when one guid or luid repeats in the batch. */
-    return q_cmd(
-        st, NULL, "map_put_many",
-        "INSERT INTO memds.maps (device_id, store, guid, luid)"
-        " SELECT DISTINCT ON (g) $1::bigint, $2, g, l FROM"
-        " (SELECT DISTINCT ON (l) g, l, o FROM unnest($3::text[], $4::text[])"
-        "  WITH ORDINALITY AS u(g, l, o) ORDER BY l, o DESC) x"
-        " ORDER BY g, o DESC",
-        &a);
+    /* The last pair wins when one guid or luid repeats in the batch: the
+     * pairs a later one overrides are left out here (a pair goes when a
+     * later pair has its luid, or a later pair that stays has its guid),
+     * so that the INSERT needs no sorting. */
+    {
+        apr_hash_t *ls = apr_hash_make(st->pool), *gs = apr_hash_make(st->pool);
+        const char **g = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+        const char **l = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+        int i, k = n;
+
+        for (i = n - 1; i >= 0; --i) {
+            if (apr_hash_get(ls, luids[i], APR_HASH_KEY_STRING)) {
+                continue;
+            }
+            apr_hash_set(ls, luids[i], APR_HASH_KEY_STRING, "");
+            if (apr_hash_get(gs, guids[i], APR_HASH_KEY_STRING)) {
+                continue;
+            }
+            apr_hash_set(gs, guids[i], APR_HASH_KEY_STRING, "");
+            --k;
+            g[k] = guids[i];
+            l[k] = luids[i];
+        }
+        qa_init(&a, st->pool);
+        qa_i64(&a, device_id);
+        qa_str(&a, store);
+        qa_str(&a, text_array(g + k, n - k, st->pool));
+        qa_str(&a, text_array(l + k, n - k, st->pool));
+    }
+    return q_cmd(st, NULL, "map_put_many",
+                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
+                 " SELECT $1::bigint, $2, g, l"
+                 " FROM unnest($3::text[], $4::text[]) AS u(g, l)",
+                 &a);
 }
 
 apr_status_t memds_store_seen_add_many(memds_store_t *st,
@@ -1314,8 +1339,8 @@ apr_status_t memds_store_seen_add_many(memds_store_t *st,
     return q_cmd(
         st, NULL, "seen_add_many",
         "INSERT INTO memds.session_seen (session_pk, store, guid)"
-        " SELECT DISTINCT $1::bigint, $2, g FROM unnest($3::text[]) AS u(g)"
-        " ON CONFLICT DO NOTHING",
+        " SELECT $1::bigint, $2, g FROM unnest($3::text[]) AS u(g)"
+        " ON CONFLICT DO NOTHING", /* (also a guid twice in the array) */
         &a);
 }
 
@@ -1969,4 +1994,199 @@ apr_status_t memds_store_items_delete(memds_store_t *st, const char *account,
         return APR_ENOENT;
     }
     return rv;
+}
+
+/* ------------------------------------ the items datastore, in batches */
+
+static void put_be32(unsigned char *o, apr_uint32_t v)
+{
+    o[0] = (unsigned char)(v >> 24);
+    o[1] = (unsigned char)(v >> 16);
+    o[2] = (unsigned char)(v >> 8);
+    o[3] = (unsigned char)v;
+}
+
+/* A one-dimensional array parameter in PostgreSQL's binary format
+ * (elements of type oid; lens NULL: NUL-terminated text, a NULL element
+ * is SQL NULL), for qa_bin: no escaping of the bytes, and a bytea[] cannot
+ * be written any other way without hex-encoding every item. */
+static const char *bin_array(const char *const *v, const apr_size_t *lens,
+                             int n, apr_uint32_t oid, apr_size_t *plen,
+                             apr_pool_t *p)
+{
+    apr_size_t cap = 20, k = 20;
+    unsigned char *out;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        cap += 4 + (lens ? lens[i] : v[i] ? strlen(v[i]) : 0);
+    }
+    out = apr_palloc(p, cap);
+    put_be32(out, 1);      /* dimensions */
+    put_be32(out + 4, 1);  /* may have NULLs */
+    put_be32(out + 8, oid);
+    put_be32(out + 12, (apr_uint32_t)n);
+    put_be32(out + 16, 1); /* lower bound */
+    for (i = 0; i < n; ++i) {
+        apr_size_t l = lens ? lens[i] : v[i] ? strlen(v[i]) : 0;
+        if (v[i] == NULL && lens == NULL) {
+            put_be32(out + k, 0xFFFFFFFFu); /* -1: NULL */
+            k += 4;
+            continue;
+        }
+        put_be32(out + k, (apr_uint32_t)l);
+        if (l) {
+            memcpy(out + k + 4, v[i], l);
+        }
+        k += 4 + l;
+    }
+    *plen = k;
+    return (const char *)out;
+}
+
+#define OID_BYTEA 17
+#define OID_TEXT 25
+
+static const char *const *sha1_all(const char *const *data,
+                                   const apr_size_t *lens, int n,
+                                   apr_pool_t *p)
+{
+    const char **h = apr_palloc(p, sizeof(char *) * (apr_size_t)(n > 0 ? n : 1));
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        h[i] = memds_sha1_hex(data[i], lens[i], p);
+    }
+    return h;
+}
+
+apr_status_t memds_store_items_match_many(memds_store_t *st,
+                                          const char *account,
+                                          const char *store,
+                                          apr_int64_t device_id, int n,
+                                          const char *const *data,
+                                          const apr_size_t *lens,
+                                          const char **pguids,
+                                          const char **pdata,
+                                          apr_size_t *plens)
+{
+    qargs_t a;
+    PGresult *res;
+    const char *arr;
+    apr_size_t alen;
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        pguids[i] = pdata[i] = NULL;
+        plens[i] = 0;
+    }
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    arr = bin_array(sha1_all(data, lens, n, st->pool), NULL, n, OID_TEXT,
+                    &alen, st->pool);
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_bin(&a, arr, alen);
+    qa_i64(&a, device_id);
+    /* One index scan of items_match per item (docs/performance.md); the
+     * first candidate's bytes come back for the caller to compare. */
+    rv = q_run(st, &res, "items_match_many",
+               "SELECT u.o, c.guid, c.data"
+               " FROM unnest($3::text[]) WITH ORDINALITY AS u(h, o)"
+               " CROSS JOIN LATERAL (SELECT i.guid, i.data FROM memds.items i"
+               "  WHERE i.account = $1 AND i.store = $2 AND i.sha1 = u.h"
+               "  AND NOT i.deleted"
+               "  AND NOT EXISTS (SELECT 1 FROM memds.maps m"
+               "   WHERE m.device_id = $4::bigint AND m.store = i.store"
+               "   AND m.guid = i.guid)"
+               "  ORDER BY i.seq LIMIT 1) c",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < PQntuples(res); ++i) {
+        apr_int64_t o = col_i64(res, i, 0, 0);
+        if (o >= 1 && o <= n) {
+            pguids[o - 1] = col_str(res, i, 1, st->pool);
+            pdata[o - 1] = col_bytes(res, i, 2, &plens[o - 1], st->pool);
+        }
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_store_items_add_many(memds_store_t *st, const char *account,
+                                        const char *store, int n,
+                                        const char *const *types,
+                                        const char *const *data,
+                                        const apr_size_t *lens,
+                                        apr_int64_t changed_by,
+                                        const char **pguids)
+{
+    qargs_t a;
+    PGresult *res;
+    const char *ta, *da, *ha;
+    apr_size_t tl, dl, hl;
+    apr_status_t rv;
+    int i, k;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    ta = bin_array(types, NULL, n, OID_TEXT, &tl, st->pool);
+    da = bin_array(data, lens, n, OID_BYTEA, &dl, st->pool);
+    ha = bin_array(sha1_all(data, lens, n, st->pool), NULL, n, OID_TEXT, &hl,
+                   st->pool);
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, store);
+    qa_bin(&a, ta, tl);
+    qa_bin(&a, da, dl);
+    qa_bin(&a, ha, hl);
+    if (changed_by > 0) {
+        qa_i64(&a, changed_by);
+    }
+    else {
+        qa_str(&a, NULL);
+    }
+    qa_int(&a, n);
+    /* Each item's seq and GUID as memds_store_items_add gives them, in
+     * order; but only the first value goes through item_seq_take() (its
+     * gate and the lock that names the transaction's first value, which
+     * keeps item_seq_visible() below all of them), the others are plain
+     * nextval: one PL/pgSQL call per message instead of one per item. */
+    rv = q_run(st, &res, "items_add_many",
+               "WITH f AS MATERIALIZED (SELECT memds.item_seq_take() AS v0),"
+               " s AS MATERIALIZED (SELECT g.o, CASE WHEN g.o = 1 THEN f.v0"
+               "  ELSE nextval('memds.item_seq') END AS v"
+               "  FROM generate_series(1, $7::integer) AS g(o) CROSS JOIN f),"
+               " ins AS (INSERT INTO memds.items (account, store, guid,"
+               "  content_type, data, sha1, seq, changed_by)"
+               "  SELECT $1::text, $2::text, s.v::text, u.t,"
+               "  u.d, u.h, s.v, $6::bigint"
+               "  FROM unnest($3::text[], $4::bytea[], $5::text[])"
+               "  WITH ORDINALITY AS u(t, d, h, o) JOIN s ON s.o = u.o"
+               "  RETURNING 1)"
+               " SELECT s.o, s.v::text, (SELECT count(*) FROM ins)"
+               " FROM s ORDER BY s.o",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    k = PQntuples(res);
+    if (k != n || col_i64(res, 0, 2, 0) != n) {
+        st->err = apr_psprintf(st->pool,
+                               "store: items_add_many: %d of %d items added",
+                               k > 0 ? (int)col_i64(res, 0, 2, 0) : 0, n);
+        PQclear(res);
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < k; ++i) {
+        pguids[i] = col_str(res, i, 1, st->pool);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
 }

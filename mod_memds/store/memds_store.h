@@ -440,5 +440,28 @@ apr_status_t memds_store_items_replace(memds_store_t *st, const char *account,
 apr_status_t memds_store_items_delete(memds_store_t *st, const char *account,
                                       const char *store, const char *guid,
                                       apr_int64_t changed_by);
+/** Slow-sync matching of n items in one statement: for each data[i],
+ *  the live item first in seq order whose SHA-1 equals that of data[i]
+ *  and that no map of device_id points to: pguids[i] its GUID (NULL for
+ *  none) and pdata[i], plens[i] its bytes, which the caller compares (a
+ *  SHA-1 collision must not match). The arrays are the caller's. */
+apr_status_t memds_store_items_match_many(memds_store_t *st,
+                                          const char *account,
+                                          const char *store,
+                                          apr_int64_t device_id, int n,
+                                          const char *const *data,
+                                          const apr_size_t *lens,
+                                          const char **pguids,
+                                          const char **pdata,
+                                          apr_size_t *plens);
+/** n new items in one statement, as memds_store_items_add each in order:
+ *  pguids[i] (the caller's array) receives the GUID of item i. */
+apr_status_t memds_store_items_add_many(memds_store_t *st, const char *account,
+                                        const char *store, int n,
+                                        const char *const *types,
+                                        const char *const *data,
+                                        const apr_size_t *lens,
+                                        apr_int64_t changed_by,
+                                        const char **pguids);
 
 #endif /* MEMDS_STORE_H */
