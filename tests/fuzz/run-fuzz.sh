@@ -45,9 +45,15 @@ fi
 for t in xml wbxml imap email mime filter san json; do
     corpus="$BUILD/corpus-$t"
     mkdir -p "$corpus"
+    # seed files from tests/corpus, and how many there must be at least
+    # (fewer: the corpus is missing or incomplete, and the run would
+    # start from nothing, or from an earlier run's leftovers, and pass)
+    seeds=0 need=0
     case $t in
-    xml)   find "$CORPUS" -name '*.xml' ! -name '*.decoded.xml' -exec cp {} "$corpus/" \; ;;
-    wbxml) find "$CORPUS" -name '*.wbxml' -exec cp {} "$corpus/" \; ;;
+    xml)   seeds=$(find "$CORPUS" -name '*.xml' ! -name '*.decoded.xml' \
+                   -exec cp {} "$corpus/" \; -print | wc -l); need=130 ;;
+    wbxml) seeds=$(find "$CORPUS" -name '*.wbxml' -exec cp {} "$corpus/" \; -print | wc -l)
+           need=90 ;;
     imap)  # the target writes its own seeds (real Dovecot responses) here
            export MEMDS_FUZZ_IMAP_SEEDS="$corpus" ;;
     email) export MEMDS_FUZZ_EMAIL_SEEDS="$corpus" ;;
@@ -56,6 +62,11 @@ for t in xml wbxml imap email mime filter san json; do
     san)   export MEMDS_FUZZ_SAN_SEEDS="$corpus" ;;
     json)  export MEMDS_FUZZ_JSON_SEEDS="$corpus" ;;
     esac
+    if [ "$seeds" -lt "$need" ]; then
+        echo "fuzz_$t: FAILED, $seeds seed files from $CORPUS, expected at least $need"
+        fail=$((fail + 1))
+        continue
+    fi
     log="$BUILD/fuzz-$t.log"
     rm -f "$BUILD"/crash-$t-*
     # targets with built-in seeds write them when they start: once, so the
