@@ -45,8 +45,13 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_imap_list(c, "UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES", &boxes,
-                        &err, x->sh->p)
+    /* (HIGHESTMODSEQ is CONDSTORE's: a server without it may refuse the
+     * item, and then every folder is SELECTed anyway) */
+    if (memds_imap_list(c,
+                        (memds_imap_caps(c) & MEMDS_IMAP_CAP_CONDSTORE)
+                            ? "UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES"
+                            : "UIDVALIDITY UIDNEXT MESSAGES",
+                        &boxes, &err, x->sh->p)
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "LIST");
     }
