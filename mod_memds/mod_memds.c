@@ -593,6 +593,10 @@ static int memds_sync_handler(request_rec *r)
     if (!r->header_only) {
         MEMDS_FAULT("answer-write-before");
         ap_rwrite(out, (int)olen, r);
+#ifdef MEMDS_FAULT_INJECTION
+        ap_rflush(r); /* (the answer reached the client: then die) */
+        MEMDS_FAULT("answer-write-after");
+#endif
     }
     return OK;
 }

@@ -760,11 +760,20 @@ static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
         && !in->email->received.floating) {
         when = in->email->received.t;
     }
-    MEMDS_FAULT("imap-append-before");
-    if (memds_imap_append(c, MBOX(ds)->folder,
-                          memds_mbox_flag_list(flags, ds->st->pool), when,
-                          in->msg, in->len, &uv, &uid, &err)
+    /* the copy an earlier try appended before it died (its row was never
+     * committed) is this message: not appended twice
+     * (docs/crash-recovery.md) */
+    if (memds_mbox_find_orphan(ds, c, MBOX(ds)->folder, in->msg, in->len,
+                               in->message_id, &uid)
         != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    MEMDS_FAULT("imap-append-before");
+    if (uid == 0
+        && memds_imap_append(c, MBOX(ds)->folder,
+                             memds_mbox_flag_list(flags, ds->st->pool), when,
+                             in->msg, in->len, &uv, &uid, &err)
+               != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
     MEMDS_FAULT("imap-append-after");
@@ -1047,6 +1056,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
     {
         const char *set = apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
                                        row.uid);
+        MEMDS_FAULT("imap-replace-expunge-before");
         if (memds_imap_uid_store(c, set, '+', "\\Deleted", 1, 0, NULL, NULL,
                                  NULL, &err, ds->st->pool)
                 != APR_SUCCESS
@@ -1055,6 +1065,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
                        != APR_SUCCESS)) {
             return memds_mbox_fail_imap(ds, &err, "removing the old version");
         }
+        MEMDS_FAULT("imap-replace-expunge-after");
     }
     nrow.guid = row.guid;
     if (memds_mail_update(ds->st, ds->account, x->folder, &nrow, 1,
@@ -1097,6 +1108,7 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
             pol = MEMDS_DELETE_EXPUNGE; /* deleting in Trash: gone for good */
         }
     }
+    MEMDS_FAULT("imap-delete-before");
     if (pol == MEMDS_DELETE_TRASH) {
         rv = memds_imap_uid_move(c, set, trash, NULL, NULL, NULL, &err,
                                  ds->st->pool);
@@ -1114,6 +1126,7 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
                                     pol == MEMDS_DELETE_TRASH ? "UID MOVE"
                                                               : "deleting");
     }
+    MEMDS_FAULT("imap-delete-after");
     if (memds_mail_remove(ds->st, ds->account, x->folder, guid, ds->device_id)
         == APR_EGENERAL) {
         return memds_mbox_fail_db(ds);

@@ -296,10 +296,12 @@ apr_status_t memds_mtree_folder_add(memds_ds_t *ds, const char **pguid,
         || memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    MEMDS_FAULT("imap-folder-create-before");
     if (memds_imap_create(c, wire, &ierr) != APR_SUCCESS
         && ierr.code != MEMDS_IMAP_CODE_ALREADYEXISTS) {
         return memds_mbox_fail_imap(ds, &ierr, "CREATE");
     }
+    MEMDS_FAULT("imap-folder-create-after");
     MBOX(ds)->sh->boxes = NULL; /* LIST again when needed */
     MBOX(ds)->sh->frows = NULL;
     if (memds_mail_folder_upsert(ds->st, ds->account, wire, path, NULL,
@@ -329,9 +331,11 @@ static apr_status_t rename_folder(memds_ds_t *ds, const memds_mfitem_t *f,
         return APR_EGENERAL;
     }
     memds_imap_unselect(c, &ierr);
+    MEMDS_FAULT("imap-folder-rename-before");
     if (memds_imap_rename(c, f->folder, wire, &ierr) != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &ierr, "RENAME");
     }
+    MEMDS_FAULT("imap-folder-rename-after");
     MBOX(ds)->sh->boxes = NULL;
     MBOX(ds)->sh->frows = NULL;
     if (memds_mail_folder_rename(ds->st, ds->account, f->folder, wire, path,
@@ -392,10 +396,12 @@ apr_status_t memds_mtree_folder_remove(memds_ds_t *ds, const char *guid)
         return APR_EGENERAL;
     }
     memds_imap_unselect(c, &ierr);
+    MEMDS_FAULT("imap-folder-delete-before");
     if (memds_imap_delete(c, f.folder, &ierr) != APR_SUCCESS
         && memds_imap_err_of(&ierr).kind != MEMDS_ERR_NOT_FOUND) {
         return memds_mbox_fail_imap(ds, &ierr, "DELETE");
     }
+    MEMDS_FAULT("imap-folder-delete-after");
     MBOX(ds)->sh->boxes = NULL;
     MBOX(ds)->sh->frows = NULL;
     if (memds_mail_folder_gone(ds->st, ds->account, f.folder, ds->device_id)
@@ -419,6 +425,7 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    MEMDS_FAULT("imap-move-before");
     if (memds_imap_uid_move(c,
                             apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
                                          row->uid),
@@ -426,6 +433,7 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
         != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID MOVE");
     }
+    MEMDS_FAULT("imap-move-after");
     nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
     if (nuid == 0) {
         return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,

@@ -456,6 +456,7 @@ apr_status_t memds_mbox_store_flags(memds_ds_t *ds, memds_imap_conn_t *c,
     const char *del = memds_mbox_flag_list(from & ~to, ds->st->pool);
     memds_imap_err_t err;
 
+    MEMDS_FAULT("imap-store-before");
     if ((add
          && memds_imap_uid_store(c, set, '+', add, 1, 0, NULL, NULL, NULL, &err,
                                  ds->st->pool)
@@ -501,11 +502,28 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
     if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_imap_append(c, folder, memds_mbox_flag_list(flags, ds->st->pool),
-                          0, data, len, &uv, &uid, &err)
+    /* a copy filed by a sender that died before its row was committed is
+     * the copy (docs/crash-recovery.md): not filed twice */
+    if (memds_imap_select(c, folder, 0, NULL, NULL, NULL, NULL, &err)
         != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "SELECT");
+    }
+    if (memds_mbox_find_orphan(ds, c, folder, data, len,
+                               memds_mime_header_value(data, len, "Message-ID",
+                                                       ds->st->pool),
+                               &uid)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    MEMDS_FAULT("imap-file-before");
+    if (uid == 0
+        && memds_imap_append(c, folder,
+                             memds_mbox_flag_list(flags, ds->st->pool), 0, data,
+                             len, &uv, &uid, &err)
+               != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "APPEND");
     }
+    MEMDS_FAULT("imap-file-after");
     if (uid == 0) {
         return APR_SUCCESS; /* no UIDPLUS: the next scan finds it */
     }
@@ -569,6 +587,81 @@ apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
     }
     memds_buf_addc(out, '\0');
     out->len--;
+    return APR_SUCCESS;
+}
+
+/* A copy of msg that an earlier APPEND left in folder (selected on c)
+ * without its row: the request that appended it died before its
+ * transaction committed (docs/crash-recovery.md). Candidates: messages of
+ * exactly len bytes (and with msg's Message-ID, when it has a plain one)
+ * that no live row of folder records; the first whose bytes are msg's is
+ * it. *puid 0 when there is none. */
+apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
+                                    const char *folder, const char *msg,
+                                    apr_size_t len, const char *message_id,
+                                    apr_uint32_t *puid)
+{
+    apr_pool_t *p = ds->st->pool;
+    const char *crit;
+    const char *s;
+    memds_imap_search_t *sr = NULL;
+    memds_imap_err_t err;
+    apr_array_header_t *rows;
+    apr_int64_t *uids;
+    apr_uint64_t i, n;
+    int j, known;
+    memds_buf_t b;
+
+    *puid = 0;
+    if (len == 0) {
+        return APR_SUCCESS;
+    }
+    crit = apr_psprintf(p, "LARGER %lu SMALLER %lu", (unsigned long)len - 1,
+                        (unsigned long)len + 1);
+    for (s = message_id; s && *s; ++s) {
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20
+            || (unsigned char)*s >= 0x7f) {
+            break;
+        }
+    }
+    if (message_id && *message_id && s && *s == '\0') {
+        crit = apr_pstrcat(p, crit, " HEADER Message-ID \"", message_id, "\"",
+                           NULL);
+    }
+    if (memds_imap_uid_search(c, crit, &sr, &err, p) != APR_SUCCESS) {
+        return memds_mbox_fail_imap(ds, &err, "UID SEARCH");
+    }
+    n = memds_imap_set_count(sr->all);
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    if (n > 32) {
+        n = 32; /* (the same bytes 32 times over: not a crash's leftover) */
+    }
+    uids = apr_palloc(p, (apr_size_t)n * sizeof(*uids));
+    for (i = 0; i < n; ++i) {
+        uids[i] = memds_imap_set_nth(sr->all, i);
+    }
+    if (memds_mail_live(ds->st, &rows, ds->account, folder, uids, (int)n, 0)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    for (i = 0; i < n; ++i) {
+        for (known = 0, j = 0; j < rows->nelts && !known; ++j) {
+            known = APR_ARRAY_IDX(rows, j, memds_mmsg_t *)->uid == uids[i];
+        }
+        if (known) {
+            continue;
+        }
+        if (memds_mbox_fetch_section(ds, c, uids[i], "", 0, &b)
+            != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+        if (b.len == len && memcmp(b.data, msg, len) == 0) {
+            *puid = (apr_uint32_t)uids[i];
+            return APR_SUCCESS;
+        }
+    }
     return APR_SUCCESS;
 }
 

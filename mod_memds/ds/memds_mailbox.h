@@ -135,6 +135,14 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
                                   const char *data, apr_size_t len, int flags,
                                   const char **pguid);
 
+/** The UID of a message of folder (selected on c) with exactly the bytes
+ *  msg that no live row records (an APPEND whose transaction died), or 0
+ *  in *puid (docs/crash-recovery.md). */
+apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
+                                    const char *folder, const char *msg,
+                                    apr_size_t len, const char *message_id,
+                                    apr_uint32_t *puid);
+
 /** Message rows (memds_mmsg_t *) as the engine's changes. */
 apr_array_header_t *memds_mbox_changes_of(const apr_array_header_t *rows,
                                           apr_pool_t *p);

@@ -78,9 +78,17 @@ typedef struct hook_ctx_t {
 static apr_status_t before_end(void *baton)
 {
     hook_ctx_t *h = baton;
+    apr_status_t rv;
 
-    return memds_outbox_set(&h->l->st, h->id, "submitting", 0, NULL, NULL, 0, 0,
-                            0);
+    /* (MAIL FROM, RCPT TO and DATA have had their answers; the message but
+     * its final dot is written) */
+    fault_point("outbox-submitting-before");
+    rv = memds_outbox_set(&h->l->st, h->id, "submitting", 0, NULL, NULL, 0, 0,
+                          0);
+    if (rv == APR_SUCCESS) {
+        fault_point("outbox-submitting");
+    }
+    return rv;
 }
 
 /* ------------------------------- reply and forward without download
@@ -336,6 +344,7 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
              * retry also treats as sent */
             return ledger_fail(ds, l);
         }
+        fault_point("outbox-submitted");
         own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
         if (!MBOX(ds)->cfg->no_sent_copy
             && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_SENT, own, own_len,
@@ -627,6 +636,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
                                apr_psprintf(ds->st->pool, "cannot send: %s",
                                             why ? why : "invalid message"));
     }
+    fault_point("outbox-received-before");
     if (id == 0
         && memds_outbox_insert(&l.st, &id, ds->account, ds->device_id,
                                ds->store, x->cfg->location, ds->luid_hint, sha1,

@@ -362,15 +362,71 @@ const char *memds_scrub_secret(apr_pool_t *p, const char *s, const char *secret)
 }
 
 #ifdef MEMDS_FAULT_INJECTION
+#include <fcntl.h>
+#include <sys/types.h>
+
+/* The point named by the arming file path ("NAME" or "NAME N": fire at
+ * the Nth hit): true when this call is the one to fire. Hits are counted
+ * in path.hits (one byte appended per hit, O_APPEND: the offset after the
+ * write is this hit's number, whichever child makes it); the child that
+ * fires unlinks the file first, which succeeds once, so exactly one child
+ * fires per arming. */
+static int fault_armed_file(const char *path, const char *point)
+{
+    char buf[256], hits[1024];
+    const char *sp;
+    long nth = 1, n;
+    ssize_t r;
+    size_t plen = strlen(point);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return 0;
+    }
+    r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (r <= 0) {
+        return 0;
+    }
+    buf[r] = '\0';
+    sp = buf + strcspn(buf, " \t\r\n");
+    if ((size_t)(sp - buf) != plen || strncmp(buf, point, plen) != 0) {
+        return 0;
+    }
+    if (*sp == ' ' || *sp == '\t') {
+        nth = strtol(sp + 1, NULL, 10);
+    }
+    if (nth > 1) {
+        if (strlen(path) + 6 > sizeof(hits)) {
+            return 0;
+        }
+        strcpy(hits, path);
+        strcat(hits, ".hits");
+        fd = open(hits, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) {
+            return 0;
+        }
+        n = (write(fd, "x", 1) == 1) ? (long)lseek(fd, 0, SEEK_CUR) : 0;
+        close(fd);
+        if (n != nth) {
+            return 0;
+        }
+    }
+    return unlink(path) == 0;
+}
+
 void memds_fault(const char *point)
 {
     const char *f = getenv("MEMDS_TEST_FAULT");
 
-    if (f && strcmp(f, point) == 0) {
-        fprintf(stderr, "MEMDS fault point %s fired in pid %ld\n", point,
-                (long)getpid());
-        fflush(stderr);
-        kill(getpid(), SIGKILL);
+    if (f == NULL
+        || (f[0] == '/' ? !fault_armed_file(f, point)
+                        : strcmp(f, point) != 0)) {
+        return;
     }
+    fprintf(stderr, "MEMDS fault point %s fired in pid %ld\n", point,
+            (long)getpid());
+    fflush(stderr);
+    kill(getpid(), SIGKILL);
 }
 #endif

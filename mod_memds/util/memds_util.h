@@ -117,12 +117,16 @@ void memds_logf(const memds_logger_t *lg, int level, apr_status_t rv,
 const char *memds_scrub_secret(apr_pool_t *p, const char *s,
                                const char *secret);
 
-/* Fault points (docs/testing.md): compiled only with
- * --enable-fault-injection (the fault tests' second module, never
+/* Fault points (docs/testing.md, docs/crash-recovery.md): compiled only
+ * with --enable-fault-injection (the fault tests' second module, never
  * production). MEMDS_FAULT("name") then kills the process (SIGKILL: no
- * cleanup) when httpd's environment has MEMDS_TEST_FAULT=name, after
- * writing "MEMDS fault point name fired" to stderr (httpd's error log), so
- * that a test can require that the point fired. */
+ * cleanup) when httpd's environment has MEMDS_TEST_FAULT=name, or when
+ * MEMDS_TEST_FAULT is an absolute path of an arming file holding "name"
+ * (or "name N": at the Nth hit), read again at every point, which the
+ * child that fires unlinks first (so one child fires per arming, and a
+ * campaign kills thousands of times without restarting httpd); before
+ * dying it writes "MEMDS fault point name fired in pid P" to stderr
+ * (httpd's error log), so that a test can require that the point fired. */
 #ifdef MEMDS_FAULT_INJECTION
 void memds_fault(const char *point);
 #define MEMDS_FAULT(point) memds_fault(point)

@@ -266,40 +266,45 @@ def test_615_invalid_recipient_is_refused(stack):
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("point", ["outbox-received", "outbox-sent", "outbox-filed"])
-def test_616_child_killed_at_each_ledger_step_sends_once(stack, point):
-    """The httpd child dies (SIGKILL, test hook MEMDS_TEST_FAULT) right after
-    the ledger row is stored, right after the SMTP server's 250, and after
-    filing but before the answer is committed; the device retries the same
-    message and the mail is delivered exactly once, filed once."""
+@pytest.mark.parametrize("point,state,bob,sent", [
+    ("outbox-received", "received", 0, 0),
+    ("outbox-sent", "submitting", 1, 0),
+    ("outbox-filed", "filed", 1, 1)])
+def test_616_child_killed_at_each_ledger_step_sends_once(stack, point, state, bob, sent):
+    """The httpd child dies (SIGKILL at the named fault point, armed through
+    the fault build's arming file: no restart) right after the ledger row is
+    stored, right after the SMTP server's 250, and after filing but before
+    the answer is committed. The point's line is required and the ledger,
+    bob's INBOX and alice's Sent at the kill are what that step means; the
+    device retries the same message and the mail is delivered exactly once,
+    filed once (test_415 has every step)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fault"))
+    import campaign as F
     stack.allow_log(r"exit signal Killed|child pid \\d+ exit signal|retried while its submission")
+    F.ensure_armable(stack)
     tag = "kill-%s-%s" % (point, uuid.uuid4().hex[:6])
     devid = "dev-" + uuid.uuid4().hex[:8]
     sess, body = _outbox_session(stack, devid, "1", tag)
     msg = sess.message(body)
-    stack.dev("svc", "httpd", "stop")
-    env = dict(stack.env)
+    mark = stack.log_mark()
+    F.arm(stack, point)
     try:
-        stack.env = dict(env, MEMDS_TEST_FAULT=point)
-        stack.dev("svc", "httpd", "start")
-        mark = stack.log_mark()
         try:
             st = sess.post(msg).http_status
-        except Exception:
-            st = None  # the connection died with the child
-        assert st != 200
-        # the named point fired (the module was built with the points)
-        assert "MEMDS fault point %s fired" % point in stack.log_since(mark)
+        except Exception:  # noqa: BLE001 (the connection died with the child)
+            st = None
     finally:
-        stack.env = env
-        stack.dev("svc", "httpd", "stop")
-        stack.dev("svc", "httpd", "start")
-    a = None
-    for _ in range(20):
-        a = sess.post(msg)
-        if a.http_status == 200:
-            break
-        time.sleep(0.5)
+        left = F.disarm(stack)
+    assert st is None and not left
+    assert F.fired_line(point) in stack.log_since(mark)
+    ledger = psql(stack, "SELECT string_agg(o.state, ',') FROM memds.outbox o JOIN "
+                         "memds.devices d ON d.device_id = o.device_id "
+                         "WHERE d.devid = '%s'" % devid)
+    assert ledger == state
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag, wait=15 if bob else 0)) == bob
+    assert len(copies(stack, "alice", "alice-secret", "Sent", tag, wait=0)) == sent
+    a = F.post_until_200(sess, msg)
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["201"], a.body
     assert len(copies(stack, "bob", "bob-secret", "INBOX", tag)) == 1
     settle(stack)
