@@ -42,13 +42,14 @@ def holder(stack):
 
 
 def wait_holder(stack, pred, timeout=30):
+    """The lease holder once pred(holder) is true; fails after timeout s."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while True:
         h = holder(stack)
         if pred(h):
             return h
+        assert time.time() < deadline, "the lease holder stayed %r for %d s" % (h, timeout)
         time.sleep(0.2)
-    return holder(stack)
 
 
 def node_of(h):
