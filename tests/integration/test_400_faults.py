@@ -171,6 +171,7 @@ def test_403_kill_child_under_load(stack):
                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                  "AND query ILIKE '%memds.items%'"], check=True, stdout=subprocess.PIPE,
                 text=True).stdout.strip() == "0":
+            assert not failures, failures  # a device failed before the kill
             assert time.time() < deadline, "no request reached its write"
             time.sleep(0.05)
         victims = stack.httpd_children()
