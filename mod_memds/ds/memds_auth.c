@@ -351,11 +351,15 @@ void memds_logincache_put(memds_logincache_t *c, const char *server,
 
 /* ============================================= the engine's login check */
 
-/* The mailbox datastores log in to IMAP with the device's own password. */
+/* The mailbox datastores log in to IMAP with the device's own password
+ * (no MemDSIMAPMaster), or the Outbox to SMTP (MemDSSMTPAuth user): every
+ * message may need it. */
 static int pass_through(const eng_t *e)
 {
     return strcmp(e->cfg->datastore, "imap") == 0 && e->cfg->mail
-           && e->cfg->mail->master_user == NULL;
+           && (e->cfg->mail->master_user == NULL
+               || (e->cfg->mail->smtp_url
+                   && e->cfg->mail->smtp_auth == MEMDS_SMTP_AUTH_USER));
 }
 
 /* A later message of a session: the password its basic credentials carry

@@ -320,6 +320,15 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
                                "no MemDSSMTPServer configured: cannot send");
     }
+    if (MBOX(ds)->cfg->smtp_auth == MEMDS_SMTP_AUTH_USER
+        && MBOX(ds)->password == NULL) {
+        /* (the row stays as it is: the device's retry with basic
+         * credentials sends it) */
+        return memds_mbox_fail(ds, MEMDS_ST_MISSING_CREDENTIALS,
+                               "no password for the SMTP login "
+                               "(MemDSSMTPAuth user): the message carried "
+                               "no basic credentials");
+    }
     smtp_cfg(ds, &cfg);
     h.l = l;
     h.id = id;
@@ -369,9 +378,16 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
     te = memds_smtp_err_of(&err);
     o = memds_outcome_of(&te, MEMDS_OUTCOME_ITEM);
     if (err.kind == MEMDS_SMTP_E_HOOK) {
-        /* the ledger could not record "submitting": nothing went out */
-        return memds_mbox_fail(ds, MEMDS_ST_SERVICE_UNAVAILABLE,
-                               "outbox ledger unavailable; message not sent");
+        /* the ledger could not record "submitting": nothing went out (the
+         * transaction was aborted before the end of the data); the row
+         * stays "received" for the device's retry */
+        return memds_mbox_fail(
+            ds, MEMDS_ST_SERVICE_UNAVAILABLE,
+            apr_psprintf(ds->st->pool,
+                         "outbox %" APR_INT64_T_FMT
+                         ": the ledger could not record the submission, "
+                         "message not sent: %s",
+                         id, l->st.err ? l->st.err : "?"));
     }
     if (err.permanent) {
         const char *reason = apr_psprintf(ds->st->pool, "%s (%s)", o.text,
@@ -381,8 +397,9 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         const char *draft, *copy;
         memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0,
                          0);
-        /* the device keeps nothing in Outbox: the message goes to Drafts
-         * with the reason, for the user to fix and send again */
+        /* the device gets the refusal as its Add's status; the message
+         * goes to Drafts with the reason (MemDSRejectedMail drafts), for
+         * the user to fix and send again */
         copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
                            apr_pstrndup(ds->st->pool, reason, 200), "\r\n",
                            NULL);
@@ -475,9 +492,15 @@ static apr_status_t submit(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
         return APR_SUCCESS;
     }
     if (strcmp(now.state, "received") == 0
-        || strcmp(now.state, "retrying") == 0) {
+        || (strcmp(now.state, "retrying") == 0 && now.due)) {
         rv = send_claimed(ds, l, id, from, rcpts, nrcpts, data, len, bcc,
                           bcc_len, now.attempts);
+    }
+    else if (strcmp(now.state, "retrying") == 0) {
+        /* tried by another sender between this one's reading the row as
+         * due and its claim: it waits for its new time */
+        ds->ok_status = MEMDS_ST_ACCEPTED;
+        rv = APR_SUCCESS;
     }
     else if (strcmp(now.state, "rejected") == 0) {
         rv = memds_mbox_fail(ds,
