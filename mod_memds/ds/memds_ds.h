@@ -289,6 +289,11 @@ struct memds_ds_t {
      *  connection on this message, say); the engine counts it towards
      *  the item's quarantine (docs/throttle.md). */
     int item_failed;
+    /** Set by a datastore that batches what fetch records (the mail
+     *  datastore: the levels sent): the engine calls it once it filled a
+     *  message with the datastore's items, before the request commits.
+     *  NULL: nothing to write. */
+    apr_status_t (*flush)(memds_ds_t *ds);
 };
 
 /** A datastore implementation, registered under a MemDSDatastore kind. */

@@ -443,6 +443,32 @@ static apr_status_t imap_changes(memds_ds_t *ds, apr_array_header_t **pchanges,
     return APR_SUCCESS;
 }
 
+/* What the read-ahead read of one new mail (memds_mbox_t.pre), taken by
+ * its fetch. */
+typedef struct pre_t {
+    memds_mmsg_t row;         /* its live row */
+    const char *level, *want; /* recorded level (NULL: none) and wish */
+    int sent_read, sent_by;   /* the Sent check was made; its answer */
+} pre_t;
+
+/* A level fetch recorded for memds_ds_vt.flush (memds_mbox_t.puts). */
+typedef struct put_t {
+    const char *level;
+    apr_int64_t sent_bytes;
+} put_t;
+
+/* The read-ahead's record of guid, taken (NULL: none). */
+static pre_t *take_pre(memds_mbox_t *x, const char *guid)
+{
+    pre_t *pre = x->pre ? apr_hash_get(x->pre, guid, APR_HASH_KEY_STRING)
+                        : NULL;
+
+    if (pre) {
+        apr_hash_set(x->pre, guid, APR_HASH_KEY_STRING, NULL);
+    }
+    return pre;
+}
+
 /* The row of a live message; APR_ENOENT if unknown or deleted. */
 
 static apr_status_t live_row(memds_ds_t *ds, memds_mmsg_t *row,
@@ -516,18 +542,33 @@ static apr_status_t default_level(memds_ds_t *ds,
  * *pflags_only: the device merges field-level replaces and has the
  * content: its flags are enough. *pl NULL: whole. */
 static apr_status_t level_for(memds_ds_t *ds, const memds_mmsg_t *row,
-                              apr_int64_t known_seq,
+                              const pre_t *pre, apr_int64_t known_seq,
                               const memds_ds_level_t **pl, int *pflags_only)
 {
     memds_mbox_t *x = MBOX(ds);
     apr_pool_t *p = ds->st->pool;
     const char *have = NULL, *want = NULL;
     memds_ds_level_t *l = apr_pcalloc(p, sizeof(*l));
+    const put_t *put = x->puts ? apr_hash_get(x->puts, row->guid,
+                                              APR_HASH_KEY_STRING)
+                               : NULL;
     apr_status_t rv;
 
     *pflags_only = 0;
-    rv = memds_mail_level_get(ds->st, &have, &want, ds->device_id, ds->store,
-                              row->guid);
+    if (put) {
+        /* recorded in this message, not yet written */
+        have = put->level;
+        rv = APR_SUCCESS;
+    }
+    else if (pre) {
+        have = pre->level;
+        want = pre->want;
+        rv = have ? APR_SUCCESS : APR_ENOENT;
+    }
+    else {
+        rv = memds_mail_level_get(ds->st, &have, &want, ds->device_id,
+                                  ds->store, row->guid);
+    }
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         return memds_mbox_fail_db(ds);
     }
@@ -557,8 +598,10 @@ static apr_status_t level_for(memds_ds_t *ds, const memds_mmsg_t *row,
         /* The sender's own Sent copy: the device wrote it, so it gets the
          * header and flags (what it already has), never the whole message
          * with its attachments again; get-more brings the rest. */
-        rv = memds_outbox_sent_by(ds->st, ds->account, ds->device_id,
-                                  row->guid);
+        rv = pre && pre->sent_read
+                 ? (pre->sent_by ? APR_SUCCESS : APR_ENOENT)
+                 : memds_outbox_sent_by(ds->st, ds->account, ds->device_id,
+                                        row->guid);
         if (rv == APR_SUCCESS) {
             l->whole_max = l->text_max = 0;
             *pl = l;
@@ -592,12 +635,16 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     const char *sent_level = "whole";
     const memds_buf_t *ahead;
     int flags_only = 0, truncated = 0;
+    pre_t *pre;
     apr_status_t rv;
 
     if (x->hier && guid[0] == 'f') {
         return memds_mtree_folder_fetch(ds, guid, pdata, plen, ptype);
     }
-    if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
+    if ((pre = take_pre(x, guid)) != NULL) {
+        row = pre->row; /* (read ahead with the others of this message) */
+    }
+    else if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
         return rv;
     }
     e = memds_email_make(p);
@@ -619,7 +666,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
          * a new version) */
         memds_email_time_set(&e->modified, row.updated_at, p);
     }
-    if ((rv = level_for(ds, &row, known_seq, &lv, &flags_only))
+    if ((rv = level_for(ds, &row, pre, known_seq, &lv, &flags_only))
         != APR_SUCCESS) {
         return rv;
     }
@@ -700,6 +747,7 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
     e->has_item = 1;
     e->item = body.data;
     e->item_len = body.len;
+    e->item_checked = 1; /* (xml_safe above) */
     memds_mbox_set_created(e, body.data, body.len, p);
 build:
     memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
@@ -740,9 +788,16 @@ sent:
         held.attach_name = lv ? lv->attach_name : NULL;
         sent_level = memds_ds_level_format(&held, p);
     }
-    if (memds_mail_level_put(ds->st, ds->device_id, ds->store, row.guid,
-                             sent_level, (apr_int64_t)*plen)
-        != APR_SUCCESS) {
+    if (x->puts) {
+        /* written with the others of this message (imap_flush) */
+        put_t *put = apr_palloc(p, sizeof(*put));
+        put->level = sent_level;
+        put->sent_bytes = (apr_int64_t)*plen;
+        apr_hash_set(x->puts, row.guid, APR_HASH_KEY_STRING, put);
+    }
+    else if (memds_mail_level_put(ds->st, ds->device_id, ds->store, row.guid,
+                                  sent_level, (apr_int64_t)*plen)
+             != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
@@ -1248,10 +1303,71 @@ static apr_status_t ahead_cb(void *baton, const memds_imap_resp_t *r)
     return APR_SUCCESS;
 }
 
-/* Read ahead the new messages of one folder that go whole: one UID FETCH
- * (UID BODY.PEEK[]) for them all instead of one round trip each. Only
- * for a per-folder datastore and not in Sent (the sender's own copy goes
- * truncated); anything unusual is left to fetch. */
+/* Read the rows, recorded levels and (with an Outbox) the Sent check of
+ * n new mails in one statement each, for their fetch (x->pre). */
+static apr_status_t read_pre(memds_ds_t *ds, const char *const *guids, int n)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_array_header_t *rows, *levels, *sent = NULL;
+    const char **live;
+    int i, nl = 0;
+
+    if (memds_mail_get_many(ds->st, &rows, ds->account, x->folder, guids, n)
+        != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    live = apr_palloc(ds->st->pool, sizeof(*live) * (apr_size_t)(n + 1));
+    for (i = 0; i < rows->nelts; ++i) {
+        const memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
+        pre_t *pre;
+        if (r->deleted || r->uid <= 0) {
+            continue; /* (fetch says it is gone) */
+        }
+        pre = apr_pcalloc(ds->st->pool, sizeof(*pre));
+        pre->row = *r;
+        pre->sent_read = x->cfg->smtp_url != NULL;
+        apr_hash_set(x->pre, r->guid, APR_HASH_KEY_STRING, pre);
+        live[nl++] = r->guid;
+    }
+    if (nl == 0) {
+        return APR_SUCCESS;
+    }
+    if (memds_mail_level_get_many(ds->st, &levels, ds->device_id, ds->store,
+                                  live, nl)
+            != APR_SUCCESS
+        || (x->cfg->smtp_url
+            && memds_outbox_sent_by_many(ds->st, &sent, ds->account,
+                                         ds->device_id, live, nl)
+                   != APR_SUCCESS)) {
+        return APR_EGENERAL;
+    }
+    for (i = 0; i < levels->nelts; ++i) {
+        const memds_mlevel_t *l = &APR_ARRAY_IDX(levels, i, memds_mlevel_t);
+        pre_t *pre = apr_hash_get(x->pre, l->guid, APR_HASH_KEY_STRING);
+        if (pre) {
+            pre->level = l->level;
+            pre->want = l->want;
+        }
+    }
+    for (i = 0; sent && i < sent->nelts; ++i) {
+        pre_t *pre = apr_hash_get(x->pre, APR_ARRAY_IDX(sent, i, const char *),
+                                  APR_HASH_KEY_STRING);
+        if (pre) {
+            pre->sent_by = 1;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Rows read ahead at a time: about what one message carries. */
+#define PRE_CHUNK 32
+
+/* Read ahead the new messages of one folder: their rows, levels and Sent
+ * checks (read_pre), and the bodies of the ones that go whole in one UID
+ * FETCH (UID BODY.PEEK[]) instead of one round trip each, bounded by the
+ * message's room; the levels fetch records are written by imap_flush.
+ * Only for a per-folder datastore and not in Sent (the sender's own copy
+ * goes truncated); anything unusual is left to fetch. */
 static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
                                   int n, apr_size_t max_bytes)
 {
@@ -1261,55 +1377,123 @@ static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
     memds_imap_conn_t *c;
     memds_imap_err_t err;
     ahead_ctx_t a;
-    apr_array_header_t *uids;
+    apr_array_header_t *uids, *tuids;
     apr_size_t total = 0;
-    int i;
+    int i, done = 0;
 
     if (x->hier || x->role == MEMDS_IMAP_ROLE_SENT || ds->force
-        || (lv == NULL && default_level(ds, &lv) != APR_SUCCESS)) {
+        || (lv == NULL && default_level(ds, &lv) != APR_SUCCESS)
+        || memds_mbox_resolve(ds) != APR_SUCCESS) {
+        ds->status = 0;
         return APR_SUCCESS;
     }
     if (x->ahead == NULL) {
         x->ahead = apr_hash_make(p);
     }
+    if (x->pre == NULL) {
+        x->pre = apr_hash_make(p);
+    }
+    if (x->puts == NULL) {
+        x->puts = apr_hash_make(p);
+    }
     a.x = x;
     a.p = p;
     a.byuid = apr_hash_make(p);
     uids = apr_array_make(p, n > 0 ? n : 1, sizeof(apr_uint32_t));
-    for (i = 0; i < n; ++i) {
-        memds_mmsg_t row;
+    tuids = apr_array_make(p, 16, sizeof(apr_uint32_t));
+    for (i = 0; i < n && !done; ++i) {
+        const pre_t *pre;
         apr_int64_t *k;
-        if (live_row(ds, &row, guids[i]) != APR_SUCCESS) {
-            ds->status = 0;
-            continue;
-        }
-        if ((lv && !memds_ds_level_is_whole(lv)
-             && (lv->attach_name || row.size > lv->whole_max))
-            || (ds->size_budget > 0
-                && (apr_size_t)row.size + 512 + (apr_size_t)row.size / 8
-                       > ds->size_budget)) {
-            continue; /* (goes truncated: fetch reads its parts) */
-        }
-        if (total + (apr_size_t)row.size > max_bytes && uids->nelts > 0) {
+        if (i % PRE_CHUNK == 0
+            && read_pre(ds, guids + i, n - i < PRE_CHUNK ? n - i : PRE_CHUNK)
+                   != APR_SUCCESS) {
+            ds->status = 0; /* (fetch reads them one by one) */
+            x->pre = NULL;
             break;
         }
-        total += (apr_size_t)row.size;
-        APR_ARRAY_PUSH(uids, apr_uint32_t) = (apr_uint32_t)row.uid;
+        pre = apr_hash_get(x->pre, guids[i], APR_HASH_KEY_STRING);
+        if (pre == NULL) {
+            continue; /* (gone: fetch says so) */
+        }
+        if ((lv && !memds_ds_level_is_whole(lv)
+             && (lv->attach_name || pre->row.size > lv->whole_max))
+            || (ds->size_budget > 0
+                && (apr_size_t)pre->row.size + 512
+                           + (apr_size_t)pre->row.size / 8
+                       > ds->size_budget)) {
+            /* goes truncated (fetch reads its parts): about its text */
+            apr_size_t cut = lv && lv->text_max >= 0
+                                 ? (apr_size_t)lv->text_max + 2048
+                                 : ds->size_budget;
+            total += cut < (apr_size_t)pre->row.size
+                         ? cut
+                         : (apr_size_t)pre->row.size;
+            done = total > max_bytes;
+            APR_ARRAY_PUSH(tuids, apr_uint32_t) = (apr_uint32_t)pre->row.uid;
+            continue;
+        }
+        if (total + (apr_size_t)pre->row.size > max_bytes && uids->nelts > 0) {
+            break;
+        }
+        total += (apr_size_t)pre->row.size;
+        APR_ARRAY_PUSH(uids, apr_uint32_t) = (apr_uint32_t)pre->row.uid;
         k = apr_palloc(p, sizeof(*k));
-        *k = row.uid;
-        apr_hash_set(a.byuid, k, sizeof(*k), apr_pstrdup(p, row.guid));
+        *k = pre->row.uid;
+        apr_hash_set(a.byuid, k, sizeof(*k), pre->row.guid);
     }
-    if (uids->nelts < 2 || memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
+    if ((uids->nelts < 2 && tuids->nelts == 0)
+        || memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {
         ds->status = 0;
         return APR_SUCCESS; /* (one message: fetch does it as well) */
     }
-    if (memds_imap_uid_fetch(c,
-                             memds_imap_set_from_uids((apr_uint32_t *)
-                                                          uids->elts,
-                                                      uids->nelts, p),
-                             "(UID BODY.PEEK[])", 0, 0, ahead_cb, &a, &err)
-        != APR_SUCCESS) {
+    memds_mbox_prefetch_truncated(ds, c, (const apr_uint32_t *)tuids->elts,
+                                  tuids->nelts,
+                                  lv && !memds_ds_level_is_whole(lv)
+                                      ? lv->text_max
+                                      : 0);
+    if (uids->nelts >= 2
+        && memds_imap_uid_fetch(c,
+                                memds_imap_set_from_uids((apr_uint32_t *)
+                                                             uids->elts,
+                                                         uids->nelts, p),
+                                "(UID BODY.PEEK[])", 0, 0, ahead_cb, &a, &err)
+               != APR_SUCCESS) {
         x->ahead = NULL; /* (fetch reads them one by one) */
+    }
+    return APR_SUCCESS;
+}
+
+/* Write the levels fetch recorded in this message, one statement. */
+static apr_status_t imap_flush(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_pool_t *p = ds->st->pool;
+    apr_hash_index_t *hi;
+    const char **guids, **levels;
+    apr_int64_t *sent;
+    int n = 0, cap;
+
+    if (x->puts == NULL) {
+        return APR_SUCCESS;
+    }
+    cap = (int)apr_hash_count(x->puts);
+    guids = apr_palloc(p, sizeof(*guids) * (apr_size_t)(cap + 1));
+    levels = apr_palloc(p, sizeof(*levels) * (apr_size_t)(cap + 1));
+    sent = apr_palloc(p, sizeof(*sent) * (apr_size_t)(cap + 1));
+    for (hi = apr_hash_first(p, x->puts); hi; hi = apr_hash_next(hi)) {
+        const void *key;
+        void *val;
+        apr_hash_this(hi, &key, NULL, &val);
+        guids[n] = key;
+        levels[n] = ((const put_t *)val)->level;
+        sent[n] = ((const put_t *)val)->sent_bytes;
+        ++n;
+    }
+    x->puts = NULL; /* (later fetches of the request write at once) */
+    if (memds_mail_level_put_many(ds->st, ds->device_id, ds->store, guids,
+                                  levels, sent, n)
+        != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
     }
     return APR_SUCCESS;
 }
@@ -1361,6 +1545,7 @@ static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
     }
     MBOX(ds)->hier = memds_mtree_serves(ds->store);
     ds->vt = MBOX(ds)->hier ? &tree_vt : &imap_vt;
+    ds->flush = imap_flush;
     return APR_SUCCESS;
 }
 

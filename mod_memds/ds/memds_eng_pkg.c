@@ -879,6 +879,9 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 }
             }
         }
+        if (ds->flush && ds->flush(ds) != APR_SUCCESS) {
+            return eng_ds_fail(e, ds, "recording the items sent");
+        }
         /* The exact size, trimmed if the shares added up short. */
         while (sync->cmds->nelts > 0 && total_with(e, sz, sync, base) > limit) {
             placed_t *pl = &APR_ARRAY_IDX(placed, placed->nelts - 1, placed_t);

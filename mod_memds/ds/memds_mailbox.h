@@ -47,6 +47,15 @@ typedef struct memds_mbox_t {
     int hier; /**< the hierarchical "email" datastore */
     /* messages read ahead (memds_ds_vt.prefetch): guid -> memds_buf_t * */
     apr_hash_t *ahead;
+    /* what the read-ahead read of them in one statement per table (a row,
+     * its level, the Sent check): guid -> pre_t * (memds_ds_mail.c), and
+     * the levels fetch recorded, written by memds_ds_vt.flush: guid ->
+     * put_t *; NULL: fetch writes each at once */
+    apr_hash_t *pre, *puts;
+    /* what the read-ahead read of the ones that go truncated (structure,
+     * header, the start of the text): uid (apr_uint32_t) -> memds_mbox_tpre_t *
+     * (memds_mailtrunc.c) */
+    apr_hash_t *tahead;
     /* the account's truncation setting, read once per datastore */
     int acct_read, acct_has;
     memds_ds_level_t acct_level;

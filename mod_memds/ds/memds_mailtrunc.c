@@ -8,8 +8,19 @@
 #include <string.h>
 #include <strings.h>
 
+/* One message read ahead (memds_mbox_prefetch_truncated). */
+typedef struct memds_mbox_tpre_t {
+    apr_array_header_t *parts; /* memds_trunc_part_t, its leaves */
+    const char *header;        /* BODY[HEADER], NUL-terminated; NULL: unread */
+    apr_size_t header_len;
+    const char *tsection; /* BINARY[tsection]<0.text_max> read, or NULL */
+    const char *text;
+    apr_size_t text_len, text_max;
+} memds_mbox_tpre_t;
+
 typedef struct tr_ctx_t {
     memds_ds_t *ds;
+    const memds_mbox_tpre_t *pre; /* read ahead, or NULL */
     memds_imap_conn_t *c;
     apr_int64_t uid;
     apr_pool_t *p;
@@ -82,9 +93,23 @@ static apr_status_t fetch_cb(void *baton, const char *section, int binary,
                              apr_size_t *plen)
 {
     tr_ctx_t *t = baton;
+    const memds_mbox_tpre_t *pre = t->pre;
     memds_imap_body_info_t info;
     memds_buf_t b;
 
+    if (pre && !binary && max == 0 && pre->header
+        && strcmp(section, "HEADER") == 0) {
+        *pdata = pre->header;
+        *plen = pre->header_len;
+        return APR_SUCCESS;
+    }
+    if (pre && binary && pre->tsection && max > 0 && max <= pre->text_max
+        && strcmp(section, pre->tsection) == 0) {
+        /* (the first max bytes of the first text_max) */
+        *plen = pre->text_len < max ? pre->text_len : max;
+        *pdata = apr_pstrmemdup(t->p, pre->text, *plen);
+        return APR_SUCCESS;
+    }
     memds_buf_init(&b, max > 0 && max < 65536 ? max + 1 : 4096, t->p);
     if (memds_imap_fetch_body(t->c, (apr_uint32_t)t->uid, section, 0, max,
                               binary ? MEMDS_IMAP_BODY_BINARY : 0,
@@ -196,9 +221,19 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
     t.uid = row->uid;
     t.p = p;
     t.parts = apr_array_make(p, 8, sizeof(memds_trunc_part_t));
-    if (memds_imap_uid_fetch(c, apr_psprintf(p, "%" APR_INT64_T_FMT, row->uid),
-                             "(UID BODYSTRUCTURE)", 0, 0, bs_cb, &t, &t.err)
-        != APR_SUCCESS) {
+    if (MBOX(ds)->tahead) {
+        apr_uint32_t u = (apr_uint32_t)row->uid;
+        t.pre = apr_hash_get(MBOX(ds)->tahead, &u, sizeof(u));
+    }
+    if (t.pre) {
+        t.parts = t.pre->parts; /* (read ahead with the others) */
+    }
+    else if (memds_imap_uid_fetch(c,
+                                  apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                               row->uid),
+                                  "(UID BODYSTRUCTURE)", 0, 0, bs_cb, &t,
+                                  &t.err)
+             != APR_SUCCESS) {
         if (t.err.kind == MEMDS_IMAP_E_NOTFOUND) {
             return APR_ENOENT;
         }
@@ -267,6 +302,7 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
             te->has_item = 1;
             te->item = msg;
             te->item_len = mlen;
+            te->item_checked = 1; /* (xml_safe above) */
             memds_buf_init(&out, mlen + mlen / 4 + 2048, p);
             memset(&cerr, 0, sizeof(cerr));
             if (memds_email_build(&out, te, MEMDS_EMAIL_STYLE_TEXT, &cerr, p)
@@ -290,4 +326,170 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
         }
     }
     return APR_SUCCESS; /* (the last one, too big: the engine says so) */
+}
+
+typedef struct tahead_ctx_t {
+    apr_hash_t *h;
+    apr_pool_t *p;
+} tahead_ctx_t;
+
+/* The read-ahead record of a FETCH response's UID, made on first sight. */
+static memds_mbox_tpre_t *tpre_of(tahead_ctx_t *a, const memds_imap_resp_t *r)
+{
+    memds_mbox_tpre_t *pre;
+    apr_uint32_t *k;
+
+    if (r->type != MEMDS_IMAP_RESP_FETCH
+        || !(r->fetch->have & MEMDS_IMAP_F_UID)) {
+        return NULL;
+    }
+    pre = apr_hash_get(a->h, &r->fetch->uid, sizeof(r->fetch->uid));
+    if (pre == NULL) {
+        pre = apr_pcalloc(a->p, sizeof(*pre));
+        k = apr_pmemdup(a->p, &r->fetch->uid, sizeof(*k));
+        apr_hash_set(a->h, k, sizeof(*k), pre);
+    }
+    return pre;
+}
+
+/* The section item of a FETCH response (item, section), or NULL. */
+static const memds_imap_section_t *
+section_of(const memds_imap_resp_t *r, const char *item, const char *section)
+{
+    int i;
+
+    for (i = 0; r->fetch->sections && i < r->fetch->sections->nelts; ++i) {
+        const memds_imap_section_t *sec = &APR_ARRAY_IDX(r->fetch->sections, i,
+                                                         memds_imap_section_t);
+        if (sec->data && !sec->streamed && sec->section
+            && strcmp(sec->item, item) == 0
+            && strcmp(sec->section, section) == 0) {
+            return sec;
+        }
+    }
+    return NULL;
+}
+
+static apr_status_t tahead_bs_cb(void *baton, const memds_imap_resp_t *r)
+{
+    tahead_ctx_t *a = baton;
+    memds_mbox_tpre_t *pre = tpre_of(a, r);
+    const memds_imap_section_t *sec;
+    tr_ctx_t t;
+
+    if (pre == NULL) {
+        return APR_SUCCESS;
+    }
+    if (r->fetch->body && pre->parts == NULL) {
+        memset(&t, 0, sizeof(t));
+        t.p = a->p;
+        t.parts = apr_array_make(a->p, 4, sizeof(memds_trunc_part_t));
+        leaves(&t, r->fetch->body);
+        pre->parts = t.parts;
+    }
+    if ((sec = section_of(r, "BODY", "HEADER")) != NULL) {
+        pre->header = apr_pstrmemdup(a->p, sec->data, sec->len);
+        pre->header_len = sec->len;
+    }
+    return APR_SUCCESS;
+}
+
+typedef struct tahead_text_t {
+    tahead_ctx_t *a;
+    const char *section;
+    apr_size_t max;
+} tahead_text_t;
+
+static apr_status_t tahead_text_cb(void *baton, const memds_imap_resp_t *r)
+{
+    tahead_text_t *tt = baton;
+    memds_mbox_tpre_t *pre = tpre_of(tt->a, r);
+    const memds_imap_section_t *sec;
+
+    if (pre && pre->parts && (sec = section_of(r, "BINARY", tt->section))
+        && (!sec->has_origin || sec->origin == 0) && sec->len <= tt->max) {
+        pre->text = apr_pstrmemdup(tt->a->p, sec->data, sec->len);
+        pre->text_len = sec->len;
+        pre->text_max = tt->max;
+        pre->tsection = tt->section;
+    }
+    return APR_SUCCESS;
+}
+
+void memds_mbox_prefetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
+                                   const apr_uint32_t *uids, int n,
+                                   apr_int64_t text_max)
+{
+    memds_mbox_t *x = MBOX(ds);
+    apr_pool_t *p = ds->st->pool;
+    apr_hash_t *bysec;
+    apr_hash_index_t *hi;
+    memds_imap_err_t err;
+    tahead_ctx_t a;
+
+    if (n <= 0) {
+        return;
+    }
+    a.h = apr_hash_make(p);
+    a.p = p;
+    if (memds_imap_uid_fetch(c, memds_imap_set_from_uids(uids, n, p),
+                             "(UID BODYSTRUCTURE BODY.PEEK[HEADER])", 0, 0,
+                             tahead_bs_cb, &a, &err)
+        != APR_SUCCESS) {
+        return; /* (fetch reads them one by one) */
+    }
+    if (text_max > 0) {
+        /* the start of each text part: one UID FETCH per section name */
+        bysec = apr_hash_make(p);
+        for (hi = apr_hash_first(p, a.h); hi; hi = apr_hash_next(hi)) {
+            const void *k;
+            void *v;
+            const memds_mbox_tpre_t *pre;
+            const memds_trunc_part_t *tp;
+            apr_array_header_t *set;
+            apr_hash_this(hi, &k, NULL, &v);
+            pre = v;
+            if (pre->parts == NULL || pre->header == NULL
+                || (tp = memds_trunc_text_part(pre->parts)) == NULL) {
+                continue;
+            }
+            set = apr_hash_get(bysec, tp->section, APR_HASH_KEY_STRING);
+            if (set == NULL) {
+                set = apr_array_make(p, n, sizeof(apr_uint32_t));
+                apr_hash_set(bysec, tp->section, APR_HASH_KEY_STRING, set);
+            }
+            APR_ARRAY_PUSH(set, apr_uint32_t) = *(const apr_uint32_t *)k;
+        }
+        for (hi = apr_hash_first(p, bysec); hi; hi = apr_hash_next(hi)) {
+            const void *k;
+            void *v;
+            const apr_array_header_t *set;
+            tahead_text_t tt;
+            apr_hash_this(hi, &k, NULL, &v);
+            set = v;
+            tt.a = &a;
+            tt.section = k;
+            tt.max = (apr_size_t)text_max;
+            /* (a server that cannot decode a part answers NO: fetch then
+             * finds the text unread and asks for it alone) */
+            (void)memds_imap_uid_fetch(
+                c,
+                memds_imap_set_from_uids((const apr_uint32_t *)set->elts,
+                                         set->nelts, p),
+                apr_psprintf(p, "(UID BINARY.PEEK[%s]<0.%" APR_SIZE_T_FMT ">)",
+                             tt.section, tt.max),
+                0, 0, tahead_text_cb, &tt, &err);
+        }
+    }
+    for (hi = apr_hash_first(p, a.h); hi; hi = apr_hash_next(hi)) {
+        const void *k;
+        void *v;
+        apr_hash_this(hi, &k, NULL, &v);
+        if (((const memds_mbox_tpre_t *)v)->parts) {
+            if (x->tahead == NULL) {
+                x->tahead = apr_hash_make(p);
+            }
+            apr_hash_set(x->tahead, k, sizeof(apr_uint32_t), v);
+        }
+    }
 }

@@ -40,4 +40,15 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
                                         const char **pdata, apr_size_t *plen,
                                         const char **ptype);
 
+/**
+ * Read ahead for memds_mbox_fetch_truncated the n messages uids (of the
+ * folder selected on c) that go truncated: their structure and header in
+ * one UID FETCH, and the first text_max bytes of their text part
+ * (BINARY.PEEK, one UID FETCH per section name; none when text_max <= 0),
+ * into MBOX(ds)->tahead. A failure leaves the rest to fetch.
+ */
+void memds_mbox_prefetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
+                                   const apr_uint32_t *uids, int n,
+                                   apr_int64_t text_max);
+
 #endif /* MEMDS_MAILTRUNC_H */

@@ -162,11 +162,24 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
 {
     const unsigned char *b = (const unsigned char *)data, *s = b,
                         *end = b + len;
+    const apr_uint64_t hi = APR_UINT64_C(0x8080808080808080),
+                       sp = APR_UINT64_C(0x2020202020202020);
 
     while (s < end) {
-        unsigned c = *s, cp;
+        unsigned c, cp;
         apr_size_t k;
 
+        if (end - s >= 8) {
+            /* eight bytes at once while they are ASCII without controls
+             * (a byte below 0x20 sets its high bit in w - sp & ~w) */
+            apr_uint64_t w;
+            memcpy(&w, s, sizeof(w));
+            if (!(w & hi) && !((w - sp) & ~w & hi)) {
+                s += 8;
+                continue;
+            }
+        }
+        c = *s;
         if (c < 0x80) {
             if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
                 apr_snprintf(what, wlen, "byte 0x%02X", c);
@@ -1562,13 +1575,14 @@ static apr_status_t check_xml(bw_t *w, const char *what, const char *s,
     return APR_SUCCESS;
 }
 
-/* Escaped text: & < > as entities, CR as &#13;; checked first. */
-static apr_status_t put_text(bw_t *w, const char *what, const char *s,
-                             apr_size_t len)
+/* Escaped text: & < > as entities, CR as &#13;; checked first unless
+ * the caller did (checked). */
+static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
+                                     apr_size_t len, int checked)
 {
     const char *run = s, *end = s + len;
 
-    if (check_xml(w, what, s, len) != APR_SUCCESS) {
+    if (!checked && check_xml(w, what, s, len) != APR_SUCCESS) {
         return APR_EINVAL;
     }
     for (; s < end; ++s) {
@@ -1586,6 +1600,12 @@ static apr_status_t put_text(bw_t *w, const char *what, const char *s,
     }
     memds_buf_add(w->out, run, (apr_size_t)(end - run));
     return APR_SUCCESS;
+}
+
+static apr_status_t put_text(bw_t *w, const char *what, const char *s,
+                             apr_size_t len)
+{
+    return put_text_checked(w, what, s, len, 0);
 }
 
 /* One CDATA section; an inner "]]>" split as "]]]]><![CDATA[>". */
@@ -1807,7 +1827,8 @@ static apr_status_t build_email(bw_t *w, const memds_email_t *e,
         PUTS(w, "<emailitem>");
         if ((style == MEMDS_EMAIL_STYLE_CDATA
                  ? put_cdata(w, "emailitem", s, e->item_len)
-                 : put_text(w, "emailitem", s, e->item_len))
+                 : put_text_checked(w, "emailitem", s, e->item_len,
+                                    e->item_checked))
             != APR_SUCCESS) {
             return APR_EINVAL;
         }

@@ -113,6 +113,9 @@ typedef struct memds_email_t {
     const char *
         item; /**< the RFC 2822 bytes (NUL-terminated; may contain NULs after QP) */
     apr_size_t item_len;
+    /** The builder may skip its check of item (XML carries every byte:
+     *  the caller made memds_email_item_xml_safe true). */
+    int item_checked;
     unsigned item_form; /**< MEMDS_EMAIL_IF_* */
     /** <truncated> present (possibly empty). */
     int has_truncated;

@@ -40,6 +40,11 @@ static const memds_trunc_part_t *text_part(const apr_array_header_t *parts)
     return NULL;
 }
 
+const memds_trunc_part_t *memds_trunc_text_part(const apr_array_header_t *parts)
+{
+    return text_part(parts);
+}
+
 static int utf8_charset(const char *cs)
 {
     return !cs || !strcasecmp(cs, "utf-8") || !strcasecmp(cs, "us-ascii");

@@ -88,4 +88,9 @@ apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
                                     const memds_trunc_opts_t *opts, int *pall,
                                     const char **pwhy, apr_pool_t *p);
 
+/** The text part memds_trunc_build_opts sends (the first text/plain, else
+ *  text/html, that is not an attachment), or NULL. */
+const memds_trunc_part_t *
+memds_trunc_text_part(const apr_array_header_t *parts);
+
 #endif /* MEMDS_TRUNC_H */

@@ -1230,3 +1230,128 @@ apr_status_t memds_outbox_sent_by(memds_store_t *st, const char *account,
                    " AND device_id = $2::bigint AND sent_guid = $3 LIMIT 1",
                    &a);
 }
+
+/* ------------------------------------------------------------------ batches */
+
+apr_status_t memds_mail_get_many(memds_store_t *st, apr_array_header_t **prows,
+                                 const char *account, const char *folder,
+                                 const char *const *guids, int n)
+{
+    qargs_t a;
+
+    qa_folder(&a, st, account, folder);
+    qa_str(&a, text_array(guids, n, st->pool));
+    return rows_of(st, prows, "mail_get_many",
+                   "SELECT " ROW_COLS " FROM memds.mail_messages"
+                   " WHERE account = $1 AND folder = $2"
+                   " AND guid = ANY ($3::text[])",
+                   &a);
+}
+
+/* $1 device, $2 store, $3 the guids as a text[]. */
+static void qa_level_keys(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
+                          const char *store, const char *const *guids, int n)
+{
+    qa_init(a, st->pool);
+    qa_i64(a, device_id);
+    qa_str(a, store);
+    qa_str(a, text_array(guids, n, st->pool));
+}
+
+apr_status_t memds_mail_level_get_many(memds_store_t *st,
+                                       apr_array_header_t **plevels,
+                                       apr_int64_t device_id, const char *store,
+                                       const char *const *guids, int n)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+    int i, rows;
+
+    qa_level_keys(&a, st, device_id, store, guids, n);
+    rv = q_run(st, &res, "mail_level_get_many",
+               "SELECT guid, level, want FROM memds.mail_levels"
+               " WHERE device_id = $1::bigint AND store = $2"
+               " AND guid = ANY ($3::text[])",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rows = PQntuples(res);
+    *plevels = apr_array_make(st->pool, rows > 0 ? rows : 1,
+                              sizeof(memds_mlevel_t));
+    for (i = 0; i < rows; ++i) {
+        memds_mlevel_t *l = apr_array_push(*plevels);
+        l->guid = col_str(res, i, 0, st->pool);
+        l->level = col_str(res, i, 1, st->pool);
+        l->want = PQgetisnull(res, i, 2) ? NULL : col_str(res, i, 2, st->pool);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
+                                       const char *store,
+                                       const char *const *guids,
+                                       const char *const *levels,
+                                       const apr_int64_t *sent_bytes, int n)
+{
+    qargs_t a;
+
+    if (n <= 0) {
+        return APR_SUCCESS;
+    }
+    qa_level_keys(&a, st, device_id, store, guids, n);
+    qa_str(&a, text_array(levels, n, st->pool));
+    qa_str(&a, int_array(sent_bytes, n, st->pool));
+    return q_cmd(st, NULL, "mail_level_put_many",
+                 "INSERT INTO memds.mail_levels (device_id, store, guid, level,"
+                 " sent_bytes) SELECT $1::bigint, $2, u.g, u.l, u.b"
+                 " FROM unnest($3::text[], $4::text[], $5::bigint[])"
+                 " AS u (g, l, b)"
+                 " ON CONFLICT (device_id, store, guid) DO UPDATE SET"
+                 " level = EXCLUDED.level, sent_bytes = EXCLUDED.sent_bytes,"
+                 " want = NULL, updated_at = now()",
+                 &a);
+}
+
+/* The first column of a query's rows, as strings in *pout. */
+static apr_status_t strings_of(memds_store_t *st, apr_array_header_t **pout,
+                               const char *what, const char *sql,
+                               const qargs_t *a)
+{
+    PGresult *res;
+    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+    int i, rows;
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rows = PQntuples(res);
+    *pout = apr_array_make(st->pool, rows > 0 ? rows : 1,
+                           sizeof(const char *));
+    for (i = 0; i < rows; ++i) {
+        APR_ARRAY_PUSH(*pout, const char *) = col_str(res, i, 0, st->pool);
+    }
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_outbox_sent_by_many(memds_store_t *st,
+                                       apr_array_header_t **psent,
+                                       const char *account,
+                                       apr_int64_t device_id,
+                                       const char *const *guids, int n)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_i64(&a, device_id);
+    qa_str(&a, text_array(guids, n, st->pool));
+    return strings_of(st, psent, "outbox_sent_by_many",
+                      "SELECT DISTINCT sent_guid FROM memds.outbox"
+                      " WHERE account = $1 AND device_id = $2::bigint"
+                      " AND sent_guid = ANY ($3::text[])",
+                      &a);
+}

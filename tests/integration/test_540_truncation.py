@@ -9,9 +9,12 @@ MaxMsgSize gets it truncated to what fits a message."""
 import base64
 import imaplib
 import quopri
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
+
+import pytest
 
 import syncml as S
 from test_510_mail import (EMAIL_TYPE, _devinf_put, _hand_two_way, _imap_store,
@@ -190,3 +193,69 @@ def test_543_rfc822_device_gets_the_truncated_message(stack):
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"Subject: big one\r\n" in head and b"multipart" not in data
     assert text.replace("\n", "\r\n").startswith(body.decode("utf-8").rstrip("\r\n"))
+
+
+def _hand_sync(stack, folder, session):
+    """A fresh hand-made device's slow sync of folder: {Message-ID: the
+    email object without its dates} of what it got (all Adds)."""
+    sess = session(stack["MEMDS_URL"], "dev-" + uuid.uuid4().hex[:10],
+                     "alice", "alice-secret")
+    a = sess.post(sess.message(S.alert(2, 201, folder, "./" + folder, "n1")))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Alert"] == ["200"]
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(3, folder, "./" + folder, []))))
+    _send_map(sess, folder, got)
+    out = {}
+    for g in got:
+        op, obj = g[0], g[4]
+        assert op == "Add", got
+        root = ET.fromstring(obj.encode("utf-8"))
+        for tag in ("received", "created", "modified"):
+            for el in root.findall(tag):
+                root.remove(el)
+        item = parse_item(obj.encode("utf-8"))[1]
+        mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", item).group(1).decode()
+        out[mid] = ET.tostring(root)
+    return out
+
+
+@pytest.mark.parametrize("session", [S.Session, SmallSession], ids=["level", "budget"])
+def test_544_read_ahead_sends_what_one_at_a_time_sends(stack, session):
+    """Issue 14: the mails of one SyncML message are read ahead together
+    (rows, levels, bodies, and for the truncated ones structure, header and
+    the start of the text in one UID FETCH each); every object is byte for
+    byte the one the mail gets when it is alone in its folder (one fetch
+    of its own, nothing read ahead), and reading never sets \\Seen. Cut
+    at the default level (MemDSTruncate 20K) and by a device's MaxObjSize."""
+    mails = []
+    for k in range(3):
+        msg, _, _ = big_mail("ra%d" % k)
+        mails.append(msg.replace(b"Subject: big one", b"Subject: big %d" % k))
+    long_text = b"".join(b"plain line %05d of a long mail, just text.\r\n" % i
+                         for i in range(1200))  # ~50 KB: cut at the level
+    for k in range(3):
+        mails.append(b"From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\n"
+                     b"Subject: plain %d\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n"
+                     b"Message-ID: <plain-%d-%s@example.test>\r\n\r\n" % (k, k, uuid.uuid4().hex[:6].encode())
+                     + long_text[:20000 + 9000 * k])
+    for k in range(3):
+        mails.append(b"From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\n"
+                     b"Subject: small %d\r\nMessage-ID: <small-%d-%s@example.test>\r\n\r\n"
+                     b"hello %d\r\n" % (k, k, uuid.uuid4().hex[:6].encode(), k))
+    when = imaplib.Time2Internaldate(time.time())
+    together = new_folder(stack, 0)
+    alone = [new_folder(stack, 0) for _ in mails]
+    m = imap(stack)
+    for i, msg in enumerate(mails):
+        assert m.append(together, None, when, msg)[0] == "OK"
+        assert m.append(alone[i], None, when, msg)[0] == "OK"
+    m.logout()
+    got = _hand_sync(stack, together, session)
+    assert len(got) == len(mails), sorted(got)
+    for i, f in enumerate(alone):
+        one = _hand_sync(stack, f, session)
+        assert len(one) == 1
+        (mid, obj), = one.items()
+        assert got[mid] == obj, (mid, got[mid][:400], obj[:400])
+    assert b"<truncated>" in got[next(k for k in got if k.startswith("<big-ra0"))]
+    for f in [together] + alone:
+        assert all(r"\Seen" not in fl for _, fl, _ in folder_messages(stack, f).values())
