@@ -251,6 +251,17 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
             /* not already claimed by another item of this batch */
             if (!apr_hash_get(o->claimed, guid, APR_HASH_KEY_STRING)) {
                 new_map(o, guid, luid);
+                /* A refresh from the client: its version of an item the
+                 * server keeps wins (a mail matched by Message-ID and
+                 * size may have other flags), and nothing goes back. */
+                if (o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT
+                    && (o->ds->vt->same(o->ds, guid, type, data, len, &same)
+                            != APR_SUCCESS
+                        || (!same
+                            && o->ds->vt->replace(o->ds, guid, type, data, len)
+                                   != APR_SUCCESS))) {
+                    return ds_failed(o);
+                }
                 mark_seen(o, guid);
                 return is_add ? MEMDS_ST_ITEM_ADDED : MEMDS_ST_OK;
             }

@@ -86,7 +86,7 @@ def test_560a_refresh_from_client_deletes_nothing_on_imap(stack):
     """A refresh from the client (203) after the device dropped two of its
     four mails: IMAP keeps all four, byte for byte, none \\Deleted, nothing
     in Trash, no row a tombstone, and what the device sent matched (no
-    second copy). New mail still reaches the device, a server-side flag
+    second copy), its flags applied (its version wins). New mail still reaches the device, a server-side flag
     change of a mail it dropped does not; a slow sync gives it the two it
     dropped back: nothing is lost."""
     folder = new_folder(stack, 4)
@@ -97,10 +97,17 @@ def test_560a_refresh_from_client_deletes_nothing_on_imap(stack):
     assert len(c.local()) == 4
     c.remove(item_file(c, mid(folder, 0)))
     c.remove(item_file(c, mid(folder, 1)))
+    n = item_file(c, mid(folder, 2))  # and marks one it keeps read and flagged
+    with open(os.path.join(c.items_dir, n), "rb") as f:
+        b = f.read()
+    c.put(n, b.replace(b"<read>false</read>", b"<read>true</read>")
+              .replace(b"<flagged>false</flagged>", b"<flagged>true</flagged>"))
     sync(stack, c, "refresh-from-client")
     after = fm(stack, folder)
-    assert {k: (v[1], v[2]) for k, v in after.items()} == \
-        {k: (v[1], v[2]) for k, v in before.items()}
+    assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
+    assert after[mid(folder, 2)][1] == {"\\Seen", "\\Flagged"}  # its version won
+    assert {k: v[1] for k, v in after.items() if k != mid(folder, 2)} == \
+        {k: v[1] for k, v in before.items() if k != mid(folder, 2)}
     assert all("\\Deleted" not in v[1] for v in after.values())
     assert set(folder_messages(stack, "Trash")) == trash_before
     assert live_rows(stack, "alice", folder) == "4/4"
