@@ -20,6 +20,7 @@
 #include "ds/memds_mailbox.h"
 #include "ds/memds_mailtrunc.h"
 #include "email/memds_mime.h"
+#include "store/memds_pgpool.h"
 
 #include <apr_strings.h>
 #include <string.h>
@@ -89,8 +90,11 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
     memds_mmsg_t *row;
     int i;
 
+    /* (a FETCH without RFC822.SIZE is not an answer to META_ITEMS but the
+     * server telling of another client's flag change, UID included under
+     * CONDSTORE: not a new message, and inserting it made the UID twice) */
     if (r->type != MEMDS_IMAP_RESP_FETCH || !(f->have & MEMDS_IMAP_F_UID)
-        || m->db != APR_SUCCESS) {
+        || !(f->have & MEMDS_IMAP_F_SIZE) || m->db != APR_SUCCESS) {
         return APR_SUCCESS;
     }
     if (f->flags & MEMDS_IMAP_FL_DELETED) {
@@ -173,6 +177,7 @@ typedef struct uf_ctx_t {
     apr_array_header_t *uids;     /* apr_int64_t */
     apr_array_header_t *flags;    /* int */
     apr_array_header_t *vanished; /* apr_int64_t */
+    int skipped; /* rows another transaction held: not applied (apply) */
 } uf_ctx_t;
 
 static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
@@ -211,6 +216,7 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
     apr_array_header_t *rows, *fu, *ff, *gone, *newu;
     apr_hash_t *byuid = apr_hash_make(p), *present = apr_hash_make(p);
     apr_uint32_t *nu;
+    int nf = 0, ng = 0;
     int i, gone_flag = MBOX(ds)->cfg->delete_policy == MEMDS_DELETE_FLAG
                            ? 0
                            : MEMDS_MAIL_DELETED;
@@ -259,15 +265,19 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
         APR_ARRAY_PUSH(gone, apr_int64_t) = APR_ARRAY_IDX(u->vanished, i,
                                                           apr_int64_t);
     }
+    /* (rows a device's request holds are skipped, not waited for: its own
+     * change of them is under way; u->skipped keeps the scan's position) */
     if (memds_mail_flags_many(ds->st, ds->account, MBOX(ds)->folder,
                               (const apr_int64_t *)fu->elts,
-                              (const int *)ff->elts, fu->nelts, 0)
+                              (const int *)ff->elts, fu->nelts, 0, &nf)
             != APR_SUCCESS
         || memds_mail_gone_many(ds->st, ds->account, MBOX(ds)->folder,
-                                (const apr_int64_t *)gone->elts, gone->nelts, 0)
+                                (const apr_int64_t *)gone->elts, gone->nelts, 0,
+                                &ng)
                != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
+    u->skipped += nf + ng;
     nu = (apr_uint32_t *)newu->elts;
     return load_meta(ds, c, memds_imap_set_from_uids(nu, newu->nelts, p), NULL);
 }
@@ -324,23 +334,18 @@ static apr_status_t remap(memds_ds_t *ds, memds_imap_conn_t *c,
     return APR_SUCCESS;
 }
 
-/* Bring memds.mail_messages up to date with the folder. */
-apr_status_t memds_mbox_scan(memds_ds_t *ds)
+/* Bring memds.mail_messages up to date with the folder, in ds->st's
+ * transaction. */
+static apr_status_t scan_locked(memds_ds_t *ds)
 {
     memds_mbox_t *x = MBOX(ds);
     memds_imap_conn_t *c;
     const memds_imap_mailbox_t *mb;
     memds_mfolder_t f, nf;
     memds_imap_err_t err;
-    uf_ctx_t *u;
+    uf_ctx_t *u = NULL;
     apr_status_t rv;
 
-    if (x->scanned) {
-        return APR_SUCCESS;
-    }
-    if (memds_mbox_resolve(ds) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
     /* The folder row lock makes concurrent scans of one folder (two devices
      * of an account) run one after the other. */
     if (memds_mail_folder_lock(ds->st, &f, ds->account, x->folder)
@@ -392,12 +397,107 @@ apr_status_t memds_mbox_scan(memds_ds_t *ds)
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    if (u && u->skipped) {
+        /* Rows a device's request held were left as they were: the next
+         * scan asks for the changes since the old position again. */
+        nf.highestmodseq = f.highestmodseq;
+    }
     if (memds_mail_folder_save(ds->st, ds->account, x->folder, &nf)
         != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
     x->scanned = 1;
     return APR_SUCCESS;
+}
+
+/* Lock waits of a scan in its own transaction, at most (ms). */
+#define SCAN_LOCK_WAIT 2000
+
+/* A per-folder datastore scans in a transaction of its own (scan_apart),
+ * unless this request's transaction holds the folder's row lock (an Add)
+ * or gave rows of it new UIDs (a new version, a copy filed in Sent):
+ * memds_mbox_note_held; the scan would wait for its own request. The
+ * hierarchical datastore scans in the request's transaction. */
+static int scan_apart_ok(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+
+    return !x->hier && !x->locked && x->folder && x->cfg
+           && x->cfg->ledger_pool && !memds_mbox_is_held(ds, x->folder);
+}
+
+/* The scan in a transaction of its own on a connection of the ledger pool
+ * (docs/performance.md, "Concurrency"), committed at once: the folder's
+ * row lock is held for the scan alone, not for the rest of the request,
+ * so the devices of an account no longer sync one at a time, and the
+ * seqs it takes are not held open. Its rows are what IMAP holds whether
+ * or not the request succeeds. A lock it waits for longer than
+ * SCAN_LOCK_WAIT, or a deadlock it loses, ends the scan with nothing
+ * written: this sync sends what earlier scans recorded, the next one
+ * scans again. APR_EAGAIN: no connection, scan in the request's
+ * transaction. */
+static apr_status_t scan_apart(memds_ds_t *ds)
+{
+    memds_mbox_t *x = MBOX(ds);
+    memds_store_t *req = ds->st, own;
+    memds_pgconn_t *conn;
+    const char *why = NULL;
+    apr_status_t rv;
+
+    if (memds_pgpool_acquire(&conn, x->cfg->ledger_pool, &why, req->pool)
+        != APR_SUCCESS) {
+        return APR_EAGAIN;
+    }
+    memds_store_init(&own, conn, req->pool);
+    ds->st = &own;
+    rv = memds_store_begin(&own);
+    if (rv == APR_SUCCESS) {
+        rv = memds_mail_lock_timeout(&own, SCAN_LOCK_WAIT);
+    }
+    if (rv != APR_SUCCESS) {
+        ds->st = req;
+        memds_pgpool_release(x->cfg->ledger_pool, conn, 1);
+        return APR_EAGAIN;
+    }
+    rv = scan_locked(ds);
+    ds->st = req;
+    if (rv == APR_SUCCESS && memds_store_commit(&own) != APR_SUCCESS) {
+        ds->status = 0;
+        ds->reason = own.err;
+        rv = APR_EGENERAL;
+    }
+    else if (rv != APR_SUCCESS) {
+        memds_store_rollback(&own);
+    }
+    memds_pgpool_release(x->cfg->ledger_pool, conn, 0);
+    if (rv != APR_SUCCESS && ds->status == 0 && own.err
+        && (strstr(own.err, "55P03") || strstr(own.err, "40P01"))) {
+        memds_logf(x->cfg->log, MEMDS_LOG_INFO, APR_SUCCESS,
+                   MEMDS_LOGNO(00770) "mailbox %s of %s: scan left for the "
+                                      "next sync (%s)",
+                   x->folder, ds->account, own.err);
+        ds->reason = NULL;
+        x->scanned = 1;
+        return APR_SUCCESS;
+    }
+    return rv;
+}
+
+/* Bring memds.mail_messages up to date with the folder. */
+apr_status_t memds_mbox_scan(memds_ds_t *ds)
+{
+    apr_status_t rv;
+
+    if (MBOX(ds)->scanned) {
+        return APR_SUCCESS;
+    }
+    if (memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    if (scan_apart_ok(ds) && (rv = scan_apart(ds)) != APR_EAGAIN) {
+        return rv;
+    }
+    return scan_locked(ds);
 }
 
 /* ------------------------------------------------------------ the vtable */
@@ -894,7 +994,19 @@ static apr_status_t lock_folder(memds_ds_t *ds)
         return memds_mbox_fail_db(ds);
     }
     x->locked = 1;
+    memds_mbox_note_held(ds, x->folder);
     return APR_SUCCESS;
+}
+
+/* A device's Replace or Delete: the folder's row lock only when the scan
+ * runs in the request's transaction (lock_folder); a scan in a transaction
+ * of its own skips the rows this request holds instead of waiting. */
+static apr_status_t lock_for_change(memds_ds_t *ds)
+{
+    if (!MBOX(ds)->hier && memds_mbox_resolve(ds) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    return scan_apart_ok(ds) ? APR_SUCCESS : lock_folder(ds);
 }
 
 static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
@@ -1017,7 +1129,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
     if (x->hier && guid[0] == 'f') {
         return memds_mtree_folder_replace(ds, guid, data, len);
     }
-    if (lock_folder(ds) != APR_SUCCESS) {
+    if (lock_for_change(ds) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {
@@ -1123,6 +1235,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
         MEMDS_FAULT("imap-replace-expunge-after");
     }
     nrow.guid = row.guid;
+    memds_mbox_note_held(ds, x->folder); /* (its new UID) */
     if (memds_mail_update(ds->st, ds->account, x->folder, &nrow, 1,
                           ds->device_id)
         != APR_SUCCESS) {
@@ -1144,7 +1257,7 @@ static apr_status_t imap_remove(memds_ds_t *ds, const char *guid)
     if (x->hier && guid[0] == 'f') {
         return memds_mtree_folder_remove(ds, guid);
     }
-    if (lock_folder(ds) != APR_SUCCESS) {
+    if (lock_for_change(ds) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if ((rv = live_row(ds, &row, guid)) != APR_SUCCESS) {

@@ -539,7 +539,27 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
         != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
+    memds_mbox_note_held(ds, folder);
     return APR_SUCCESS;
+}
+
+void memds_mbox_note_held(memds_ds_t *ds, const char *folder)
+{
+    memds_mbox_shared_t *sh = MBOX(ds)->sh;
+
+    if (sh->wrote == NULL) {
+        sh->wrote = apr_hash_make(sh->p);
+    }
+    apr_hash_set(sh->wrote, apr_pstrdup(sh->p, folder), APR_HASH_KEY_STRING,
+                 "");
+}
+
+int memds_mbox_is_held(const memds_ds_t *ds, const char *folder)
+{
+    const memds_mbox_shared_t *sh = MBOX(ds)->sh;
+
+    return sh->wrote && folder
+           && apr_hash_get(sh->wrote, folder, APR_HASH_KEY_STRING) != NULL;
 }
 
 /* Choose the folder the next operations work on (by IMAP name). */

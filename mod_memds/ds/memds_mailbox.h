@@ -29,6 +29,8 @@ typedef struct memds_mbox_shared_t {
     apr_array_header_t *boxes; /**< memds_imap_list_t *, or NULL */
     apr_array_header_t *frows; /**< memds_mfitem_t * (email datastore),
                                       or NULL: read again */
+    apr_hash_t *wrote; /**< folders (wire names) held by this request's
+                            transaction (memds_mbox_note_held), or NULL */
     apr_pool_t *p;
 } memds_mbox_shared_t;
 
@@ -143,6 +145,13 @@ apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
 apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
                                   const char *data, apr_size_t len, int flags,
                                   const char **pguid);
+
+/** This request's transaction holds folder's row lock, or gave a message
+ *  row of it a new UID (an Add, a new version, a copy filed): a scan of
+ *  folder in a transaction of its own would wait for this one, so it runs
+ *  in this one (memds_ds_mail.c). */
+void memds_mbox_note_held(memds_ds_t *ds, const char *folder);
+int memds_mbox_is_held(const memds_ds_t *ds, const char *folder);
 
 /** The UID of a message of folder (selected on c) with exactly the bytes
  *  msg that no live row records (an APPEND whose transaction died), or 0

@@ -696,7 +696,10 @@ static apr_status_t outbox_snapshot(memds_ds_t *ds, apr_int64_t *pseq)
         != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
-    return memds_store_items_seq(ds->st, pseq) == APR_SUCCESS
+    /* (past this transaction's own tombstones when it can: a sent item's
+     * Delete goes in the session that sent it, not the next) */
+    return memds_outbox_seq(ds->st, pseq, ds->account, MEMDS_OUTBOX_FOLDER)
+                   == APR_SUCCESS
                ? APR_SUCCESS
                : memds_mbox_fail_db(ds);
 }

@@ -9,6 +9,11 @@
 
 #define USEC 1000000
 
+/* The advisory lock that writers of a virtual folder's tombstones (the
+ * Outbox's) hold shared: (1296367614, hash of account and folder), outside
+ * the keys of memds.item_seq_take (002_engine.sql). */
+#define OUTBOX_LOCK "1296367614, hashtext($1::text || '/' || $2::text)"
+
 /* The first parameters of most statements: $1 account, $2 folder. */
 static void qa_folder(qargs_t *a, memds_store_t *st, const char *account,
                       const char *folder)
@@ -55,6 +60,17 @@ apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
     f->messages = col_i64(res, 0, 3, 0);
     PQclear(res);
     return APR_SUCCESS;
+}
+
+apr_status_t memds_mail_lock_timeout(memds_store_t *st, int ms)
+{
+    qargs_t a;
+    const char *v = NULL;
+
+    qa_init(&a, st->pool);
+    qa_str(&a, apr_psprintf(st->pool, "%dms", ms));
+    return q_value(st, &v, "mail_lock_timeout",
+                   "SELECT set_config('lock_timeout', $1, true)", &a);
 }
 
 apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
@@ -187,19 +203,57 @@ apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
                  " to_timestamp(u.secs::double precision), s.v, s.v,"
                  " $8::bigint FROM s, unnest($3::bigint[], $4::int[],"
                  " $5::text[], $6::bigint[], $7::bigint[])"
-                 " AS u (uid, flags, mid, size, secs)",
+                 " AS u (uid, flags, mid, size, secs)"
+                 /* a message another scan (or a device's Add) recorded
+                  * since this one read the rows keeps its row and guid */
+                 " ON CONFLICT (account, folder, uid) WHERE NOT deleted"
+                 " DO NOTHING",
                  &a);
+}
+
+/* The bigint of a statement's one row and column. */
+static apr_status_t one_i64(memds_store_t *st, apr_int64_t *pv,
+                            const char *what, const char *sql,
+                            const qargs_t *a)
+{
+    PGresult *res;
+    apr_status_t rv = q_row(st, &res, what, sql, a);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pv = col_i64(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
+/* *pskipped (may be NULL) = rows the statement would have changed but
+ * another transaction holds (SKIP LOCKED; see memds_mailstore.h). */
+static apr_status_t skipped_of(memds_store_t *st, int *pskipped,
+                               const char *what, const char *sql,
+                               const qargs_t *a)
+{
+    apr_int64_t n = 0;
+    apr_status_t rv = one_i64(st, &n, what, sql, a);
+
+    if (pskipped) {
+        *pskipped = (int)n;
+    }
+    return rv;
 }
 
 apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
                                    const char *folder, const apr_int64_t *uids,
                                    const int *flags, int n,
-                                   apr_int64_t changed_by)
+                                   apr_int64_t changed_by, int *pskipped)
 {
     qargs_t a;
     apr_int64_t *f;
     int i;
 
+    if (pskipped) {
+        *pskipped = 0;
+    }
     if (n == 0) {
         return APR_SUCCESS;
     }
@@ -215,22 +269,36 @@ apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
     qa_str(&a, changed_by
                    ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
                    : NULL);
-    return q_cmd(st, NULL, "mail_flags",
-                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
-                 " UPDATE memds.mail_messages m SET flags = u.flags,"
-                 " seq = s.v, changed_by = $5::bigint, updated_at = now()"
-                 " FROM s, unnest($3::bigint[], $4::int[]) AS u (uid, flags)"
-                 " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
-                 " AND m.uid = u.uid AND m.flags <> u.flags",
-                 &a);
+    /* A row another transaction holds (a device's change of it, not yet
+     * committed) is skipped, not waited for: the caller sees how many. */
+    return skipped_of(
+        st, pskipped, "mail_flags",
+        "WITH s AS (SELECT memds.item_seq_take() AS v),"
+        " w AS (SELECT m.guid, u.flags FROM memds.mail_messages m,"
+        "  unnest($3::bigint[], $4::int[]) AS u (uid, flags)"
+        "  WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
+        "  AND m.uid = u.uid AND m.flags <> u.flags),"
+        " l AS (SELECT m.guid FROM memds.mail_messages m, w"
+        "  WHERE m.account = $1 AND m.folder = $2 AND m.guid = w.guid"
+        "  AND NOT m.deleted FOR UPDATE OF m SKIP LOCKED),"
+        " c AS (UPDATE memds.mail_messages m SET flags = w.flags,"
+        "  seq = s.v, changed_by = $5::bigint, updated_at = now()"
+        "  FROM s, w, l WHERE m.account = $1 AND m.folder = $2"
+        "  AND m.guid = l.guid AND w.guid = l.guid AND m.flags <> w.flags"
+        "  RETURNING 1)"
+        " SELECT (SELECT count(*) FROM w) - (SELECT count(*) FROM c)",
+        &a);
 }
 
 apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
                                   const char *folder, const apr_int64_t *uids,
-                                  int n, apr_int64_t changed_by)
+                                  int n, apr_int64_t changed_by, int *pskipped)
 {
     qargs_t a;
 
+    if (pskipped) {
+        *pskipped = 0;
+    }
     if (n == 0) {
         return APR_SUCCESS;
     }
@@ -241,13 +309,21 @@ apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
     qa_str(&a, changed_by
                    ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
                    : NULL);
-    return q_cmd(st, NULL, "mail_gone",
-                 "WITH s AS (SELECT memds.item_seq_take() AS v)"
-                 " UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
-                 " changed_by = $4::bigint, updated_at = now() FROM s"
-                 " WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
-                 " AND m.uid = ANY ($3::bigint[])",
-                 &a);
+    return skipped_of(
+        st, pskipped, "mail_gone",
+        "WITH s AS (SELECT memds.item_seq_take() AS v),"
+        " w AS (SELECT m.guid FROM memds.mail_messages m"
+        "  WHERE m.account = $1 AND m.folder = $2 AND NOT m.deleted"
+        "  AND m.uid = ANY ($3::bigint[])),"
+        " l AS (SELECT m.guid FROM memds.mail_messages m, w"
+        "  WHERE m.account = $1 AND m.folder = $2 AND m.guid = w.guid"
+        "  AND NOT m.deleted FOR UPDATE OF m SKIP LOCKED),"
+        " c AS (UPDATE memds.mail_messages m SET deleted = true, seq = s.v,"
+        "  changed_by = $4::bigint, updated_at = now() FROM s, l"
+        "  WHERE m.account = $1 AND m.folder = $2 AND m.guid = l.guid"
+        "  AND NOT m.deleted RETURNING 1)"
+        " SELECT (SELECT count(*) FROM w) - (SELECT count(*) FROM c)",
+        &a);
 }
 
 apr_status_t memds_mail_remap_begin(memds_store_t *st, const char *account,
@@ -433,7 +509,13 @@ apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
                    " changed_by)"
                    " SELECT $1, $2, $3::bigint, $4::int, $5, $6::bigint,"
                    " to_timestamp($7::double precision), s.v, s.v, $8::bigint"
-                   " FROM s RETURNING guid",
+                   " FROM s"
+                   /* a scan that saw the new UID first made the row: this
+                    * is that message, now the adding device's change */
+                   " ON CONFLICT (account, folder, uid) WHERE NOT deleted"
+                   " DO UPDATE SET flags = EXCLUDED.flags, seq = EXCLUDED.seq,"
+                   " changed_by = EXCLUDED.changed_by, updated_at = now()"
+                   " RETURNING guid",
                    &a);
 }
 
@@ -958,14 +1040,44 @@ apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
     qa_str(&a, account);
     qa_str(&a, folder);
     qa_str(&a, guid);
+    /* The folder's writer lock (shared, OUTBOX_LOCK) before the seq is
+     * taken: memds_outbox_seq knows from it that no write is in flight. */
     return q_cmd(
         st, NULL, "mail_tombstone",
-        "INSERT INTO memds.mail_messages AS m (account, folder, guid,"
-        " uid, deleted) VALUES ($1, $2, $3, 0, true)"
+        "WITH k AS (SELECT pg_advisory_xact_lock_shared(" OUTBOX_LOCK ")"
+        "  AS held),"
+        " s AS (SELECT memds.item_seq_take() AS v FROM k)"
+        " INSERT INTO memds.mail_messages AS m (account, folder, guid,"
+        " uid, deleted, seq) SELECT $1, $2, $3, 0, true, s.v FROM s"
         " ON CONFLICT (account, folder, guid) DO UPDATE SET"
-        " deleted = true, seq = memds.item_seq_take(), changed_by = NULL,"
+        " deleted = true, seq = EXCLUDED.seq, changed_by = NULL,"
         " updated_at = now()",
         &a);
+}
+
+apr_status_t memds_outbox_seq(memds_store_t *st, apr_int64_t *pseq,
+                              const char *account, const char *folder)
+{
+    qargs_t a;
+
+    qa_folder(&a, st, account, folder);
+    /* memds.item_seq_visible() stops below every seq an open transaction
+     * holds, this one's own tombstones excluded, so under load a sent
+     * item's Delete (written in this transaction) missed the session. Its
+     * rows are safe to include when no other transaction is writing the
+     * folder: writers hold OUTBOX_LOCK shared from before their seq until
+     * they end, so if it can be had exclusively for a moment, every other
+     * row up to the folder's highest seq is committed, and any later
+     * writer's seq is higher. (The lock is this session's own and given
+     * back at once; CASE orders the two calls.) */
+    return one_i64(st, pseq, "outbox_seq",
+               "SELECT CASE WHEN pg_try_advisory_lock(" OUTBOX_LOCK ")"
+               " THEN CASE WHEN pg_advisory_unlock(" OUTBOX_LOCK ")"
+               "  THEN greatest(v.v, (SELECT max(m.seq) FROM"
+               "   memds.mail_messages m WHERE m.account = $1"
+               "   AND m.folder = $2)) ELSE v.v END"
+               " ELSE v.v END FROM (SELECT memds.item_seq_visible() AS v) v",
+               &a);
 }
 
 apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,

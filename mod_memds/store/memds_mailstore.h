@@ -31,6 +31,9 @@ apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
 apr_status_t memds_mail_folder_save(memds_store_t *st, const char *account,
                                     const char *folder,
                                     const memds_mfolder_t *f);
+/** Lock waits of the rest of the transaction end after ms with SQLSTATE
+ *  55P03 (a scan in a transaction of its own, memds_ds_mail.c). */
+apr_status_t memds_mail_lock_timeout(memds_store_t *st, int ms);
 
 typedef struct memds_mmsg_t {
     const char *guid;
@@ -52,20 +55,25 @@ typedef struct memds_mmsg_t {
 apr_status_t memds_mail_live(memds_store_t *st, apr_array_header_t **prows,
                              const char *account, const char *folder,
                              const apr_int64_t *uids, int n, int full);
-/** Insert new messages (guid ignored: the store gives one). */
+/** Insert new messages (guid ignored: the store gives one); a UID that has
+ *  a live row already (another scan's, a device's Add) keeps that row. */
 apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
                                     const char *folder,
                                     memds_mmsg_t *const *rows, int n,
                                     apr_int64_t changed_by);
-/** New flags for messages (by uid); only rows whose flags differ change. */
+/** New flags for messages (by uid); only rows whose flags differ change.
+ *  A row another transaction holds is skipped, not waited for: *pskipped
+ *  (may be NULL) counts those (and rows changed meanwhile), so the caller
+ *  can tell the folder is not yet up to date. */
 apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
                                    const char *folder, const apr_int64_t *uids,
                                    const int *flags, int n,
-                                   apr_int64_t changed_by);
-/** Tombstone the live messages with these uids. */
+                                   apr_int64_t changed_by, int *pskipped);
+/** Tombstone the live messages with these uids; rows another transaction
+ *  holds are skipped and counted in *pskipped (may be NULL). */
 apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,
                                   const char *folder, const apr_int64_t *uids,
-                                  int n, apr_int64_t changed_by);
+                                  int n, apr_int64_t changed_by, int *pskipped);
 /** UIDVALIDITY changed: every live row gets uid -(old uid) (a new seq only
  *  when it is not re-mapped later) until memds_mail_remap_one/ _finish. */
 apr_status_t memds_mail_remap_begin(memds_store_t *st, const char *account,
@@ -99,7 +107,8 @@ apr_status_t memds_mail_match(memds_store_t *st, const char **pguid,
 apr_status_t memds_mail_update(memds_store_t *st, const char *account,
                                const char *folder, const memds_mmsg_t *row,
                                int content_changed, apr_int64_t changed_by);
-/** A device added a message: *pguid the new GUID. */
+/** A device added a message: *pguid the new GUID (or that of the row a
+ *  scan made for the same UID first, now marked as the device's change). */
 apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
                             const char *account, const char *folder,
                             const memds_mmsg_t *row, apr_int64_t changed_by);
@@ -107,6 +116,12 @@ apr_status_t memds_mail_add(memds_store_t *st, const char **pguid,
  *  the guid get a Delete. */
 apr_status_t memds_mail_tombstone(memds_store_t *st, const char *account,
                                   const char *folder, const char *guid);
+/** The change position of a virtual folder of tombstones (the Outbox):
+ *  memds_store_items_seq, raised to the folder's highest seq when no other
+ *  transaction is writing tombstones into it, so that this transaction's
+ *  own tombstones go in this session. */
+apr_status_t memds_outbox_seq(memds_store_t *st, apr_int64_t *pseq,
+                              const char *account, const char *folder);
 /** Tombstone one message. */
 apr_status_t memds_mail_remove(memds_store_t *st, const char *account,
                                const char *folder, const char *guid,

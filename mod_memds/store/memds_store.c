@@ -403,10 +403,17 @@ apr_status_t memds_store_md5_put(memds_store_t *st, const char *account,
     qa_str(&a, account);
     qa_str(&a, inner_b64);
     qa_str(&a, source);
+    /* Nothing written, and no row locked, when the row already says so:
+     * ON CONFLICT DO UPDATE locks the row even when its WHERE is false,
+     * and every basic login of the account's devices queued on it until
+     * the request's transaction ended (found by bench/load). */
     return q_cmd(
         st, NULL, "md5_put",
         "INSERT INTO memds.md5_credentials (account, inner_b64, source)"
-        " VALUES ($1, $2, $3) ON CONFLICT (account) DO UPDATE SET"
+        " SELECT $1::text, $2::text, $3::text WHERE NOT EXISTS (SELECT 1"
+        " FROM memds.md5_credentials c WHERE c.account = $1::text"
+        " AND c.inner_b64 = $2::text AND c.source = $3::text)"
+        " ON CONFLICT (account) DO UPDATE SET"
         " inner_b64 = EXCLUDED.inner_b64, source = EXCLUDED.source,"
         " updated_at = now()"
         " WHERE md5_credentials.inner_b64 <> EXCLUDED.inner_b64"

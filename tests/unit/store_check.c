@@ -9,6 +9,7 @@
  * memds_store_items_seq promises about concurrent writers. Prints TAP and
  * exits 0 when every check passed, 1 when one failed, 2 on a setup error. */
 #include "store/memds_store.h"
+#include "store/memds_mailstore.h"
 #include "store/memds_pgpool.h"
 
 #include <apr_general.h>
@@ -885,6 +886,136 @@ static void check_items(ctx_t *c)
        s3, g3 ? g3 : "-");
 }
 
+/* What bench/load found (issue 14): a scan that inserts a UID another
+ * recorded first, a scan's write of a row a device's request holds, the
+ * md5 row every basic login locked, and a sent item's Delete left out of
+ * its session by another transaction's open seq. Rows are committed under
+ * the run's account (two connections must see them), removed at the end. */
+static void check_mail_races(ctx_t *c)
+{
+    memds_store_t *a = &c->a, *b = &c->b;
+    memds_mmsg_t r[4];
+    memds_mmsg_t *rows[4];
+    const char *g = NULL;
+    apr_int64_t v = 0, s = 0, t;
+    int i, skipped = -1;
+    apr_int64_t one[1] = { 1 }, two[2] = { 1, 2 };
+    int fl[2] = { 2, 2 };
+    apr_time_t t0;
+
+    memds_store_rollback(a);
+    memset(r, 0, sizeof(r));
+    for (i = 0; i < 4; ++i) {
+        r[i].uid = i < 3 ? i + 1 : 3; /* 1, 2, 3, 3 */
+        r[i].size = 100;
+        r[i].message_id = "<race@example.test>";
+        rows[i] = &r[i];
+    }
+    memds_store_begin(a);
+    ok_rv(c, a, memds_mail_insert_many(a, c->acct, "INBOX", rows, 2, 0),
+          APR_SUCCESS, "mail_insert_many: UIDs 1, 2");
+    ok_rv(c, a, memds_mail_insert_many(a, c->acct, "INBOX", rows + 1, 3, 0),
+          APR_SUCCESS,
+          "mail_insert_many: UIDs 2, 3, 3 (2 recorded by another scan): no "
+          "duplicate key");
+    ok(c,
+       raw_count(a,
+                 "SELECT count(*) FROM memds.mail_messages WHERE account = $1"
+                 " AND NOT deleted",
+                 c->acct)
+           == 3,
+       "three live rows, one per UID");
+    ok_rv(c, a, memds_mail_add(a, &g, c->acct, "INBOX", &r[2], c->dev),
+          APR_SUCCESS, "mail_add of a UID a scan recorded first: no error");
+    ok(c,
+       g
+           && raw_count(a,
+                        "SELECT count(*) FROM memds.mail_messages WHERE"
+                        " account = $1 AND NOT deleted AND uid = 3"
+                        " AND changed_by IS NOT NULL",
+                        c->acct)
+                  == 1,
+       "mail_add: the scan's row, now the device's change");
+    ok_rv(c, a, memds_store_commit(a), APR_SUCCESS, "commit the rows");
+
+    /* a holds row 1 (a device's flag change, not committed) */
+    memds_store_begin(a);
+    memds_store_begin(b);
+    ok_rv(c, a, memds_mail_flags_many(a, c->acct, "INBOX", one, fl, 1, 0, NULL),
+          APR_SUCCESS, "a changes the flags of UID 1");
+    memds_mail_lock_timeout(b, 3000);
+    t0 = apr_time_now();
+    ok_rv(c, b,
+          memds_mail_flags_many(b, c->acct, "INBOX", two, fl, 2, 0, &skipped),
+          APR_SUCCESS, "a scan's flags of UIDs 1, 2 do not wait for a's row");
+    ok(c, skipped == 1 && apr_time_now() - t0 < apr_time_from_sec(2),
+       "... UID 1 skipped and counted (%d)", skipped);
+    skipped = -1;
+    ok_rv(c, b, memds_mail_gone_many(b, c->acct, "INBOX", one, 1, 0, &skipped),
+          APR_SUCCESS, "a scan's expunge of UID 1 does not wait either");
+    ok(c, skipped == 1, "... skipped and counted (%d)", skipped);
+    memds_store_rollback(b);
+    memds_store_rollback(a);
+
+    /* md5: the same credential again writes and locks nothing */
+    ok_rv(c, b, memds_store_md5_put(b, c->acct, "aW5uZXI=", "basic-login"),
+          APR_SUCCESS, "md5_put (committed)");
+    memds_store_begin(a);
+    ok_rv(c, a, memds_store_md5_put(a, c->acct, "aW5uZXI=", "basic-login"),
+          APR_SUCCESS, "md5_put of the same credential");
+    ok(c,
+       raw_count(b,
+                 "SELECT count(*) FROM (SELECT 1 FROM memds.md5_credentials"
+                 " WHERE account = $1 FOR UPDATE NOWAIT) x",
+                 c->acct)
+           == 1,
+       "... leaves the row unlocked for the other logins");
+    ok_rv(c, a, memds_store_md5_put(a, c->acct, "b3RoZXI=", "basic-login"),
+          APR_SUCCESS, "md5_put of a new credential");
+    ok(c,
+       raw_count(a, "SELECT count(*) FROM memds.md5_credentials"
+                    " WHERE account = $1 AND inner_b64 = 'b3RoZXI='",
+                 c->acct)
+           == 1,
+       "... writes it");
+    memds_store_rollback(a);
+
+    /* b holds an open seq below a's tombstone */
+    memds_store_begin(b);
+    raw_count(b, "SELECT count(*) FROM (SELECT memds.item_seq_take()) x WHERE"
+                 " $1::text IS NOT NULL",
+              c->acct);
+    memds_store_begin(a);
+    ok_rv(c, a, memds_mail_tombstone(a, c->acct, "Outbox", "q1"), APR_SUCCESS,
+          "a tombstones a sent Outbox item");
+    t = raw_count(a,
+                  "SELECT seq FROM memds.mail_messages WHERE account = $1"
+                  " AND folder = 'Outbox' AND guid = 'q1'",
+                  c->acct);
+    memds_store_items_seq(a, &v);
+    ok_rv(c, a, memds_outbox_seq(a, &s, c->acct, "Outbox"), APR_SUCCESS,
+          "outbox_seq");
+    ok(c, v < t && s >= t,
+       "the Outbox's position takes in its own tombstone (seq %" APR_INT64_T_FMT
+       ", visible %" APR_INT64_T_FMT ", outbox %" APR_INT64_T_FMT ")",
+       t, v, s);
+    ok_rv(c, b, memds_mail_tombstone(b, c->acct, "Outbox", "q2"), APR_SUCCESS,
+          "b tombstones another item of the Outbox, not committed");
+    memds_store_items_seq(a, &v);
+    memds_outbox_seq(a, &s, c->acct, "Outbox");
+    ok(c, s == v, "... so the Outbox's position stays below b's seqs");
+    memds_store_rollback(b);
+    memds_store_rollback(a);
+
+    raw_exec2(a, "DELETE FROM memds.mail_messages WHERE account = $1", c->acct,
+              NULL);
+    raw_exec2(a, "DELETE FROM memds.mail_folders WHERE account = $1", c->acct,
+              NULL);
+    raw_exec2(a, "DELETE FROM memds.md5_credentials WHERE account = $1",
+              c->acct, NULL);
+    memds_store_begin(a);
+}
+
 int main(int argc, const char *const *argv)
 {
     ctx_t c;
@@ -932,6 +1063,7 @@ int main(int argc, const char *const *argv)
     check_syncstate(&c);
     check_maps(&c);
     check_items(&c);
+    check_mail_races(&c);
 
     memds_store_rollback(&c.a);
     ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
