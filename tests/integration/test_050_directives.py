@@ -1,9 +1,11 @@
 """05x: directives whose effect no other test showed: MemDSSMTPAuth,
-MemDSSentCopy, MemDSRejectedMail, MemDSFolder, MemDSAuthType,
-MemDSSessionTimeout, and the configuration side of MemDSMaxObjSize and
-MemDSDeletePolicy (their effects on large objects and on deletes are
-tested with the mailbox datastores). Each gets its effect checked and its
-bad values refused by configtest with a message naming the directive."""
+MemDSSentCopy, MemDSFolder, MemDSAuthType, MemDSSessionTimeout, the
+configuration side of MemDSMaxObjSize, and the configtest side of
+MemDSRejectedMail (its effect: test_633 drafts, test_634 keep). Each gets
+its effect checked and its bad values refused by configtest with a message
+naming the directive. Elsewhere: MemDSDeletePolicy's effect and configtest
+(test_560c/d/e), MemDSMaxObjSize's effect and 8K announced (test_560j),
+MemDSSentCopy On (test_611)."""
 import imaplib
 import os
 import re
@@ -40,9 +42,6 @@ BAD = [
     ("MemDSMaxObjSize 2G", ["MemDSMaxObjSize", "from 1K to 1G"]),
     ("MemDSMaxObjSize 10X", ["MemDSMaxObjSize", "'10X' is not a size"]),
     ("MemDSMaxObjSize -1", ["MemDSMaxObjSize", "from 1K to 1G"]),
-    ("MemDSDeletePolicy purge", ["MemDSDeletePolicy", "'purge' is not one of",
-                                 "trash, flag, expunge"]),
-    ("MemDSDeletePolicy", ["MemDSDeletePolicy", "takes one argument"]),
 ]
 
 
@@ -60,8 +59,7 @@ GOOD = ["MemDSSMTPAuth none", "MemDSSMTPAuth USER", "MemDSSMTPAuth submitter s3c
         'MemDSFolder archive "INBOX/Old Mail"', "MemDSFolder JUNK Spam",
         "MemDSAuthType md5", "MemDSAuthType basic", "MemDSSessionTimeout 30",
         "MemDSSessionTimeout 86400", "MemDSMaxObjSize 1K", "MemDSMaxObjSize 1G",
-        "MemDSMaxObjSize 65536", "MemDSDeletePolicy trash", "MemDSDeletePolicy flag",
-        "MemDSDeletePolicy EXPUNGE"]
+        "MemDSMaxObjSize 65536"]
 
 
 @pytest.mark.parametrize("conf", GOOD)
