@@ -333,7 +333,17 @@ static apr_status_t rename_folder(memds_ds_t *ds, const memds_mfitem_t *f,
     memds_imap_unselect(c, &ierr);
     MEMDS_FAULT("imap-folder-rename-before");
     if (memds_imap_rename(c, f->folder, wire, &ierr) != APR_SUCCESS) {
-        return memds_mbox_fail_imap(ds, &ierr, "RENAME");
+        memds_imap_status_t *st;
+        memds_imap_err_t serr;
+        /* the old name gone and the new one there: a rename a dead request
+         * made (its rows never committed) is this one
+         * (docs/crash-recovery.md) */
+        if (memds_imap_err_of(&ierr).kind != MEMDS_ERR_NOT_FOUND
+            || memds_imap_status(c, wire, "UIDVALIDITY", &st, &serr,
+                                 ds->st->pool)
+                   != APR_SUCCESS) {
+            return memds_mbox_fail_imap(ds, &ierr, "RENAME");
+        }
     }
     MEMDS_FAULT("imap-folder-rename-after");
     MBOX(ds)->sh->boxes = NULL;
@@ -426,15 +436,32 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
         return APR_EGENERAL;
     }
     MEMDS_FAULT("imap-move-before");
+    memset(&err, 0, sizeof(err));
     if (memds_imap_uid_move(c,
                             apr_psprintf(ds->st->pool, "%" APR_INT64_T_FMT,
                                          row->uid),
                             to->folder, NULL, NULL, &cu, &err, ds->st->pool)
-        != APR_SUCCESS) {
+            != APR_SUCCESS
+        && err.kind != MEMDS_IMAP_E_NOTFOUND) {
         return memds_mbox_fail_imap(ds, &err, "UID MOVE");
     }
     MEMDS_FAULT("imap-move-after");
     nuid = cu ? memds_imap_copyuid_map(cu, (apr_uint32_t)row->uid) : 0;
+    if (nuid == 0 && row->message_id && row->size > 0) {
+        /* no such UID any more: a move a dead request made (its row never
+         * committed) left the message in the target without a row; that
+         * is the one (docs/crash-recovery.md) */
+        if (memds_imap_select(c, to->folder, 0, NULL, NULL, NULL, NULL, &err)
+            != APR_SUCCESS) {
+            return memds_mbox_fail_imap(ds, &err, "SELECT");
+        }
+        if (memds_mbox_find_orphan(ds, c, to->folder, NULL,
+                                   (apr_size_t)row->size, row->message_id,
+                                   &nuid)
+            != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
+    }
     if (nuid == 0) {
         return memds_mbox_fail(ds, MEMDS_ST_COMMAND_FAILED,
                                "the IMAP server did not say where the message "

@@ -610,12 +610,13 @@ apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
     return APR_SUCCESS;
 }
 
-/* A copy of msg that an earlier APPEND left in folder (selected on c)
- * without its row: the request that appended it died before its
+/* A copy of msg that an earlier APPEND (or MOVE) left in folder (selected
+ * on c) without its row: the request that made it died before its
  * transaction committed (docs/crash-recovery.md). Candidates: messages of
  * exactly len bytes (and with msg's Message-ID, when it has a plain one)
  * that no live row of folder records; the first whose bytes are msg's is
- * it. *puid 0 when there is none. */
+ * it (msg NULL: the first, when message_id is plain). *puid 0 when there
+ * is none. */
 apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
                                     const char *folder, const char *msg,
                                     apr_size_t len, const char *message_id,
@@ -648,6 +649,9 @@ apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
         crit = apr_pstrcat(p, crit, " HEADER Message-ID \"", message_id, "\"",
                            NULL);
     }
+    else if (msg == NULL) {
+        return APR_SUCCESS; /* (the size alone says nothing) */
+    }
     if (memds_imap_uid_search(c, crit, &sr, &err, p) != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID SEARCH");
     }
@@ -672,6 +676,10 @@ apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
         }
         if (known) {
             continue;
+        }
+        if (msg == NULL) {
+            *puid = (apr_uint32_t)uids[i];
+            return APR_SUCCESS;
         }
         if (memds_mbox_fetch_section(ds, c, uids[i], "", 0, &b)
             != APR_SUCCESS) {

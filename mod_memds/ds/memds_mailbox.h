@@ -154,8 +154,9 @@ void memds_mbox_note_held(memds_ds_t *ds, const char *folder);
 int memds_mbox_is_held(const memds_ds_t *ds, const char *folder);
 
 /** The UID of a message of folder (selected on c) with exactly the bytes
- *  msg that no live row records (an APPEND whose transaction died), or 0
- *  in *puid (docs/crash-recovery.md). */
+ *  msg that no live row records (an APPEND or MOVE whose transaction
+ *  died), or 0 in *puid (docs/crash-recovery.md); msg NULL: one of len
+ *  bytes with this Message-ID. */
 apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
                                     const char *folder, const char *msg,
                                     apr_size_t len, const char *message_id,

@@ -373,3 +373,132 @@ def test_419_campaign_one_pass(stack, armed):
             assert outs == ["not-reached"]
         else:
             assert outs in (["ok"], ["ok-lost-in-doubt"]), (point, outs)
+
+
+def _hier_device(stack, user, pw, names, mail_to_inbox=None):
+    """Folders names (created on IMAP), a mail in INBOX (optional), and a
+    device of the hierarchical "email" datastore after its slow sync:
+    (devid, {folder name: server id}, server id of the mail or None)."""
+    import test_530_move as MV
+    m = F.imap(stack, user, pw)
+    for n in names:
+        assert m.create(n)[0] == "OK"
+    if mail_to_inbox:
+        m.append("INBOX", None, None, mail_to_inbox)
+    m.logout()
+    devid = "dev-" + uuid.uuid4().hex[:8]
+    got = MV._slow(stack, "email", devid, user, pw)
+    by_name = {}
+    guid = None
+    for op, src, par, typ, data, _ in got:
+        if typ == MV.FOLDER_TYPE:
+            by_name.setdefault(re.search(r"<name>(.*?)</name>", data).group(1), src)
+        elif mail_to_inbox and re.search(r"Subject: (\S+ \S+)", mail_to_inbox.decode()).group(1) \
+                in (data or ""):
+            guid = src
+    return devid, by_name, guid
+
+
+def _hier_retry(stack, devid, user, pw, ops, point):
+    """A two-way session of the device sending ops, killed at point, then
+    the same message sent again: the statuses of the retry {CmdRef: code}."""
+    import test_530_move as MV
+    s = S.Session(stack["MEMDS_URL"], devid, user, pw, session_id="2")
+    a = s.post(s.message(S.alert(1, 200, "email", "./email", "2", last="n1")))
+    assert [x["Data"] for x in a.statuses() if x["Cmd"] == "Alert"] == ["200"]
+    msg = s.message(MV._sync_body("email", ops))
+    assert _kill_during(stack, point, lambda: _post_dies(s, msg)) is None
+    return s, msg
+
+
+def _codes(a):
+    return {x["CmdRef"]: x["Data"] for x in a.statuses()
+            if x["Cmd"] in ("Move", "Add", "Replace", "Delete")}
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("point", ["imap-move-before", "imap-move-after"])
+def test_416_move_killed_keeps_the_message_once(stack, armed, point):
+    """A device of the hierarchical datastore moves a mail from INBOX to a
+    folder (UID MOVE, then the row follows). Killed after the MOVE, the mail
+    is in the target and its row still in INBOX; the retried Move finds no
+    such UID in INBOX and takes the message in the target that no row
+    records (same Message-ID and size): 200, same server id, the row in the
+    target on the new UID, the mail once."""
+    import test_530_move as MV
+    user, pw = stack["MEMDS_USER2"], stack["MEMDS_PASS2"]
+    top = "MV" + uuid.uuid4().hex[:6]
+    mid = _mid("move")
+    raw = F.raw_message(mid, "move " + mid.strip("<>").split("@")[0], "Move me")
+    devid, by_name, guid = _hier_device(stack, user, pw, [top], raw)
+    assert guid and top in by_name
+    s, msg = _hier_retry(stack, devid, user, pw,
+                            MV._move(3, "c" + guid, target_parent=by_name[top]), point)
+
+    def where():
+        return (F.count_many(stack, user, pw, "INBOX", [mid])[mid],
+                F.count_many(stack, user, pw, top, [mid])[mid],
+                F.psql(stack, "SELECT folder FROM memds.mail_messages WHERE account = "
+                              "'%s' AND guid = '%s' AND NOT deleted" % (user, guid)))
+    assert where() == ((1, 0, "INBOX") if point.endswith("-before") else (0, 1, "INBOX"))
+    a = F.post_until_200(s, msg)
+    assert _codes(a) == {"3": "200"}, a.body
+    assert where() == (0, 1, top)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("point", ["imap-folder-create-before", "imap-folder-create-after",
+                                   "imap-folder-rename-before", "imap-folder-rename-after",
+                                   "imap-folder-delete-before", "imap-folder-delete-after"])
+def test_417_folder_op_killed_is_done_once(stack, armed, point):
+    """A device's folder Add (CREATE), rename (Replace with a new name:
+    RENAME) and Delete (DELETE), killed before or after the IMAP command:
+    IMAP has the folder as the point says while its row does not follow; the
+    device's retry of the same message ends with IMAP and the rows agreeing.
+    CREATE and DELETE are re-applied (ALREADYEXISTS, NONEXISTENT count as
+    done), and a RENAME whose old name is gone while the new one exists is
+    the one a dead request made: 201/200 (docs/crash-recovery.md)."""
+    user, pw = stack["MEMDS_USER2"], stack["MEMDS_PASS2"]
+    base = "FO" + uuid.uuid4().hex[:6]
+    op = point.split("-")[2]
+    after = point.endswith("-after")
+    devid, by_name, _ = _hier_device(stack, user, pw, [base] if op != "create" else [])
+    new = base + "N"
+    if op == "create":
+        ops = _folder_op("Add", 3, "cNew", "<Folder><name>%s</name></Folder>" % new)
+        gone, there = None, new
+    elif op == "rename":
+        ops = _folder_op("Replace", 3, "c" + by_name[base], "<Folder><name>%s</name></Folder>" % new)
+        gone, there = base, new
+    else:
+        ops = "<Delete><CmdID>3</CmdID><Item><Source><LocURI>c%s</LocURI></Source>" \
+              "</Item></Delete>" % by_name[base]
+        gone, there = base, None
+    s, msg = _hier_retry(stack, devid, user, pw, ops, point)
+
+    def imap_has(name):
+        m = F.imap(stack, user, pw)
+        try:
+            return m.select('"%s"' % name, readonly=True)[0] == "OK"
+        finally:
+            m.logout()
+
+    def row(name):
+        return F.psql(stack, "SELECT count(*) FROM memds.mail_folders WHERE account = "
+                             "'%s' AND folder = '%s' AND NOT deleted" % (user, name))
+    # at the kill: IMAP done (after) or not (before); the rows as before
+    if there:
+        assert imap_has(there) == after and row(there) == "0"
+    if gone:
+        assert imap_has(gone) == (not after) and row(gone) == "1"
+    a = F.post_until_200(s, msg)
+    assert _codes(a)["3"] in ("200", "201"), a.body
+    if there:
+        assert imap_has(there) and row(there) == "1"
+    if gone:
+        assert not imap_has(gone) and row(gone) == "0"
+
+
+def _folder_op(cmd, cmd_id, luid, data):
+    import test_510_mail as M
+    return M._op(cmd, cmd_id, luid, "application/vnd.omads-folder+xml", data)
