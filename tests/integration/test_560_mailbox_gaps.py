@@ -3,7 +3,8 @@
 - a refresh from the client (Alert 203) deletes nothing on IMAP, for a
   per-folder datastore and for the hierarchical "email" one;
 - MemDSDeletePolicy: a device's Delete under trash (the default), flag and
-  expunge, and the same in the Trash folder; a bad value at configtest;
+  expunge, and the same in the Trash folder (also through the
+  hierarchical "email" datastore); a bad value at configtest;
 - an IMAP server without CONDSTORE/QRESYNC (a second Dovecot whose
   imap_capability leaves them out, with a raw log of what the module sent):
   the UID/flags diff carries new mail, flag changes, \\Deleted and expunges
@@ -617,3 +618,41 @@ def test_560j_max_obj_size_refuses_bigger_items(stack):
     assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Add"] == ["413"], a.body
     settle(stack)
     assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
+
+
+def test_560k_delete_in_trash_in_the_email_datastore(stack):
+    """The hierarchical "email" datastore, default policy: a device's Delete
+    of a mail in another folder moves it to Trash; of a mail in Trash
+    expunges it (not a second copy in Trash)."""
+    user, pw = stack["MEMDS_USER2"], stack["MEMDS_PASS2"]
+    tag = "H" + uuid.uuid4().hex[:6]
+    m = imap(stack, user, pw)
+    assert m.create(tag)[0] == "OK"
+    m.append(tag, None, imaplib.Time2Internaldate(time.time()), message(tag, 0))
+    m.append("Trash", None, imaplib.Time2Internaldate(time.time()), message(tag, 1))
+    m.logout()
+    sess = S.Session(stack["MEMDS_URL"], "dev-" + uuid.uuid4().hex[:10], user, pw)
+    sess.post(sess.message(S.alert(1, 201, "email", "./email", "n1")))
+    got, a = _receive_all(sess, sess.post(sess.message(S.sync(2, "email", "./email", []))))
+    guid = {}
+    for op, g, _, typ, data, _ in got:
+        item = parse_item(data.encode())[1] if typ == EMAIL_TYPE else None
+        for i in (0, 1):
+            if item and ("message %d of %s." % (i, tag)).encode() in item:
+                guid[i] = g
+    assert set(guid) == {0, 1}, got
+    maps = "".join("<MapItem><Target><LocURI>%s</LocURI></Target><Source><LocURI>c%s"
+                   "</LocURI></Source></MapItem>" % (g, g) for _, g, *_ in got)
+    sess.post(sess.message("<Map><CmdID>1</CmdID><Target><LocURI>email</LocURI></Target>"
+                           "<Source><LocURI>./email</LocURI></Source>%s</Map>" % maps))
+    s2 = S.Session(stack["MEMDS_URL"], sess.devid, user, pw, session_id="2")
+    s2.post(s2.message(S.alert(1, 200, "email", "./email", "n2", last="n1")))
+    dels = "".join("<Delete><CmdID>%d</CmdID><Item><Source><LocURI>c%s</LocURI></Source>"
+                   "</Item></Delete>" % (3 + i, guid[i]) for i in (0, 1))
+    a = s2.post(s2.message("<Sync><CmdID>2</CmdID><Target><LocURI>email</LocURI></Target>"
+                           "<Source><LocURI>./email</LocURI></Source>%s</Sync>" % dels))
+    assert [s["Data"] for s in a.statuses() if s["Cmd"] == "Delete"] == ["200", "200"], a.body
+    assert folder_messages_of(stack, user, pw, tag) == {}
+    trash = [v[2] for v in folder_messages_of(stack, user, pw, "Trash").values()
+             if ("of %s." % tag).encode() in v[2]]
+    assert len(trash) == 1 and b"message 0 of" in trash[0], trash
