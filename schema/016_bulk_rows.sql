@@ -49,3 +49,10 @@ COMMENT ON COLUMN memds.session_seen.session_pk IS
   'The session (no foreign key: sessions_gone deletes its rows).';
 COMMENT ON COLUMN memds.session_queue.session_pk IS
   'The session (no foreign key: sessions_gone deletes its rows).';
+
+-- A message going down reads the next unsent rows of the queue, and the
+-- device's statuses find their rows by GUID: both by index, not by a pass
+-- over the session's whole queue per message (quadratic in the items).
+CREATE INDEX session_queue_unsent ON memds.session_queue (session_pk, store, n)
+  WHERE sent_msg_id IS NULL;
+CREATE INDEX session_queue_guid ON memds.session_queue (session_pk, guid);

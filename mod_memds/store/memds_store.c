@@ -1046,12 +1046,19 @@ apr_status_t memds_store_queue_unsent(memds_store_t *st,
     else {
         qa_str(&a, NULL); /* LIMIT NULL: no limit */
     }
+    /* One datastore: in the order of the session_queue_unsent index, so
+     * that a message reads only its own rows (not every unsent row sorted
+     * again per message). */
     rv = q_run(st, &res, "queue_unsent",
-               "SELECT " QUEUE_COLS " FROM memds.session_queue"
-               " WHERE session_pk = $1::bigint"
-               " AND ($2::text IS NULL OR store = $2::text)"
-               " AND sent_msg_id IS NULL"
-               " ORDER BY store COLLATE \"C\", n LIMIT $3::integer",
+               store ? "SELECT " QUEUE_COLS " FROM memds.session_queue"
+                       " WHERE session_pk = $1::bigint AND store = $2::text"
+                       " AND sent_msg_id IS NULL"
+                       " ORDER BY n LIMIT $3::integer"
+                     : "SELECT " QUEUE_COLS " FROM memds.session_queue"
+                       " WHERE session_pk = $1::bigint"
+                       " AND ($2::text IS NULL OR store = $2::text)"
+                       " AND sent_msg_id IS NULL"
+                       " ORDER BY store COLLATE \"C\", n LIMIT $3::integer",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1511,17 +1518,21 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
      * Three equi-joins (hash joins over the session's queue, once per
      * message), not one join on an OR: that was a nested loop, its cost
      * the queue's length times the statuses (quadratic in the items). */
+    /* (The GUID join goes through session_queue_guid; the other two are
+     * rare and run only when a status needs them.) */
     return q_cmd(
         st, NULL, "queue_status_many",
         "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[],"
         "  $4::integer[]) AS u(g, l, c)),"
         " t AS (SELECT q.store, q.n, u.c FROM memds.session_queue q"
         "  JOIN u ON q.guid = u.g WHERE q.session_pk = $1::bigint"
+        "  AND q.guid = ANY ($2::text[])"
         "  UNION ALL SELECT q.store, q.n, u.c FROM memds.session_queue q"
         "  JOIN u ON '#' || q.n = u.g WHERE q.session_pk = $1::bigint"
+        "  AND EXISTS (SELECT 1 FROM u WHERE u.g LIKE '#%')"
         "  UNION ALL SELECT q.store, q.n, u.c FROM memds.session_queue q"
         "  JOIN u ON q.luid = u.l WHERE q.session_pk = $1::bigint"
-        "  AND u.g IS NULL)"
+        "  AND u.g IS NULL AND EXISTS (SELECT 1 FROM u WHERE u.g IS NULL))"
         " UPDATE memds.session_queue q SET status = t.c FROM t"
         " WHERE q.session_pk = $1::bigint AND q.store = t.store AND q.n = t.n",
         &a);
@@ -1883,7 +1894,8 @@ apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
     qargs_t a;
 
     /* The hash finds candidates through the items_match index; comparing
-     * the bytes too makes a SHA-1 collision harmless. */
+     * the bytes too makes a SHA-1 collision harmless. (Account and store
+     * as InitPlans: see memds_store_items_match_many.) */
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, store);
@@ -1892,7 +1904,8 @@ apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
     qa_i64(&a, device_id);
     return q_value(st, pguid, "items_match",
                    "SELECT i.guid FROM memds.items i"
-                   " WHERE i.account = $1 AND i.store = $2 AND i.sha1 = $3"
+                   " WHERE i.account = (SELECT $1::text)"
+                   " AND i.store = (SELECT $2::text) AND i.sha1 = $3"
                    " AND NOT i.deleted AND i.data = $4::bytea"
                    " AND NOT EXISTS (SELECT 1 FROM memds.maps m"
                    "  WHERE m.device_id = $5::bigint AND m.store = i.store"
@@ -2079,10 +2092,12 @@ apr_status_t memds_store_items_match_many(memds_store_t *st,
 {
     qargs_t a;
     PGresult *res;
+    const char *const *h;
     const char *arr;
+    apr_hash_t *first;
     apr_size_t alen;
     apr_status_t rv;
-    int i;
+    int i, *rows;
 
     for (i = 0; i < n; ++i) {
         pguids[i] = pdata[i] = NULL;
@@ -2091,34 +2106,47 @@ apr_status_t memds_store_items_match_many(memds_store_t *st,
     if (n == 0) {
         return APR_SUCCESS;
     }
-    arr = bin_array(sha1_all(data, lens, n, st->pool), NULL, n, OID_TEXT,
-                    &alen, st->pool);
+    h = sha1_all(data, lens, n, st->pool);
+    arr = bin_array(h, NULL, n, OID_TEXT, &alen, st->pool);
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, store);
     qa_bin(&a, arr, alen);
     qa_i64(&a, device_id);
-    /* One index scan of items_match per item (docs/performance.md); the
-     * first candidate's bytes come back for the caller to compare. */
+    /* Every candidate of the message's hashes, oldest first; the first of
+     * each hash is the item's (docs/performance.md). Not one LIMIT 1
+     * subquery per item: a store that grew since the last ANALYZE is
+     * believed to hold one row, and the planner then walked it in seq
+     * order (items_changes) for each item, quadratic in a slow sync. This
+     * form is an index scan of items_match with fresh statistics and at
+     * worst one pass over the store per message with stale ones. */
     rv = q_run(st, &res, "items_match_many",
-               "SELECT u.o, c.guid, c.data"
-               " FROM unnest($3::text[]) WITH ORDINALITY AS u(h, o)"
-               " CROSS JOIN LATERAL (SELECT i.guid, i.data FROM memds.items i"
-               "  WHERE i.account = $1 AND i.store = $2 AND i.sha1 = u.h"
-               "  AND NOT i.deleted"
-               "  AND NOT EXISTS (SELECT 1 FROM memds.maps m"
-               "   WHERE m.device_id = $4::bigint AND m.store = i.store"
-               "   AND m.guid = i.guid)"
-               "  ORDER BY i.seq LIMIT 1) c",
+               "SELECT i.sha1, i.guid, i.data FROM memds.items i"
+               " WHERE i.account = $1 AND i.store = $2"
+               " AND i.sha1 = ANY ($3::text[]) AND NOT i.deleted"
+               " AND NOT EXISTS (SELECT 1 FROM memds.maps m"
+               "  WHERE m.device_id = $4::bigint AND m.store = i.store"
+               "  AND m.guid = i.guid)"
+               " ORDER BY i.seq",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    /* hash -> its first row (the result's strings live until PQclear) */
+    first = apr_hash_make(st->pool);
+    rows = apr_palloc(st->pool, sizeof(int) * (apr_size_t)(PQntuples(res) + 1));
     for (i = 0; i < PQntuples(res); ++i) {
-        apr_int64_t o = col_i64(res, i, 0, 0);
-        if (o >= 1 && o <= n) {
-            pguids[o - 1] = col_str(res, i, 1, st->pool);
-            pdata[o - 1] = col_bytes(res, i, 2, &plens[o - 1], st->pool);
+        const char *hash = PQgetvalue(res, i, 0);
+        rows[i] = i;
+        if (apr_hash_get(first, hash, APR_HASH_KEY_STRING) == NULL) {
+            apr_hash_set(first, hash, APR_HASH_KEY_STRING, &rows[i]);
+        }
+    }
+    for (i = 0; i < n; ++i) {
+        const int *r = apr_hash_get(first, h[i], APR_HASH_KEY_STRING);
+        if (r) {
+            pguids[i] = col_str(res, *r, 1, st->pool);
+            pdata[i] = col_bytes(res, *r, 2, &plens[i], st->pool);
         }
     }
     PQclear(res);
