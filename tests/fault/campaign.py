@@ -21,7 +21,7 @@ more), then the invariants are checked:
     the same on both sides, each once, with the same read flag, and drafts
     byte for byte;
   - nothing lost: IMAP holds every message the campaign delivered or the
-    device added and did not delete;
+    device added and did not delete, and what it deleted is in Trash once;
   - every message sent is delivered to bob once and filed in alice's Sent
     once, and leaves the device's Outbox;
   - the point fired (the log line), unless no work reaches it.
@@ -268,6 +268,7 @@ class Campaign:
         self.inbox = set()   # Message-IDs delivered and not deleted
         self.drafts = {}     # Message-ID: bytes (the device's latest version)
         self.sent = []       # Message-IDs sent
+        self.trashed = []    # Message-IDs the device deleted (to Trash)
         self.results = []    # (point, outcome, detail)
         self.errors = []     # httpd warn/error lines seen
 
@@ -334,6 +335,7 @@ class Campaign:
         for n in names[1:1 + (len(names) > 3) + (len(names) > 8)]:
             c.remove(n)
             self.inbox.discard(mine[n][0])
+            self.trashed.append(mine[n][0])
         return c
 
     def work_drafts(self):
@@ -354,6 +356,7 @@ class Campaign:
         if len(mine) > 3:
             c.remove(mine[1])
             del self.drafts[have[mine[1]][0]]
+            self.trashed.append(have[mine[1]][0])
         return c
 
     def work_outbox(self):
@@ -406,6 +409,10 @@ class Campaign:
         oc = self.clients["outbox"]
         if oc.local():
             bad.append("Outbox: %d items left on the device" % len(oc.local()))
+        gone = self.trashed if final else self.trashed[-4:]
+        for mid, n in count_many(st, "alice", "alice-secret", "Trash", gone).items():
+            if n != 1:
+                bad.append("deleted %s is %d times in Trash" % (mid, n))
         recent = self.sent if final else self.sent[-4:]
         deadline = time.time() + 20
         while True:
