@@ -1316,6 +1316,28 @@ static void test_build_refuses(void)
     }
     CU_ASSERT(memds_email_item_xml_safe("\t\r\n \x7f\xc2\x80\xf4\x8f\xbf\xbf",
                                         11, NULL));
+    {
+        /* the check's eight-bytes-at-once path: a bad byte at every offset
+         * of a long ASCII run is found there, 0x7F and CRLF are not bad */
+        char run[61];
+        apr_size_t k;
+        for (k = 0; k < sizeof(run); ++k) {
+            memset(run, 'a', sizeof(run));
+            run[k] = '\x01';
+            bad = 999;
+            CU_ASSERT_FALSE(memds_email_item_xml_safe(run, sizeof(run), &bad));
+            CU_ASSERT_EQUAL(bad, k);
+            run[k] = '\xe9';
+            bad = 999;
+            CU_ASSERT_FALSE(memds_email_item_xml_safe(run, sizeof(run), &bad));
+            CU_ASSERT_EQUAL(bad, k);
+            run[k] = '\x7f';
+            CU_ASSERT(memds_email_item_xml_safe(run, sizeof(run), NULL));
+            run[k] = '\r';
+            run[(k + 1) % sizeof(run)] = '\n';
+            CU_ASSERT(memds_email_item_xml_safe(run, sizeof(run), NULL));
+        }
+    }
     CU_ASSERT(memds_email_item_xml_safe(NULL, 0, NULL));
     CU_ASSERT(build_fails(e, (memds_email_style_e)7, "style"));
     e->item = NULL;
