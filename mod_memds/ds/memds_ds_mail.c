@@ -352,6 +352,14 @@ static apr_status_t scan_locked(memds_ds_t *ds)
         != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }
+    if (f.fresh && f.uidvalidity != 0) {
+        /* Another device's scan of the folder began after this transaction
+         * did (while this one waited for the lock) and has committed: what
+         * IMAP held when this sync came is recorded. The devices of an
+         * account waiting for the lock share one scan. */
+        x->scanned = 1;
+        return APR_SUCCESS;
+    }
     if (memds_mbox_select(ds, &c, &mb) != APR_SUCCESS) {
         return APR_EGENERAL;
     }

@@ -36,21 +36,27 @@ apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
     PGresult *res;
     apr_status_t rv;
 
+    static const char lock_sql[] =
+        "SELECT uidvalidity, highestmodseq, uidnext, messages,"
+        " scanned_at >= now() FROM memds.mail_folders"
+        " WHERE account = $1 AND folder = $2 FOR UPDATE";
+
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, folder);
-    rv = q_cmd(st, NULL, "mail_folder_create",
-               "INSERT INTO memds.mail_folders (account, folder, uidvalidity)"
-               " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-               &a);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    /* The row is created only when missing: the INSERT's defaults take a
+     * seq (memds.item_seq_take) that stays open until the transaction
+     * ends, holding back every device's change position. */
+    rv = q_row(st, &res, "mail_folder_lock", lock_sql, &a);
+    if (rv == APR_ENOENT) {
+        rv = q_cmd(st, NULL, "mail_folder_create",
+                   "INSERT INTO memds.mail_folders (account, folder,"
+                   " uidvalidity) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+                   &a);
+        if (rv == APR_SUCCESS) {
+            rv = q_row(st, &res, "mail_folder_lock", lock_sql, &a);
+        }
     }
-    rv = q_row(st, &res, "mail_folder_lock",
-               "SELECT uidvalidity, highestmodseq, uidnext, messages"
-               " FROM memds.mail_folders WHERE account = $1 AND folder = $2"
-               " FOR UPDATE",
-               &a);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -58,6 +64,7 @@ apr_status_t memds_mail_folder_lock(memds_store_t *st, memds_mfolder_t *f,
     f->highestmodseq = col_i64(res, 0, 1, 0);
     f->uidnext = col_i64(res, 0, 2, 0);
     f->messages = col_i64(res, 0, 3, 0);
+    f->fresh = col_bool(res, 0, 4);
     PQclear(res);
     return APR_SUCCESS;
 }

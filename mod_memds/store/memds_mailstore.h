@@ -22,6 +22,8 @@ typedef struct memds_mfolder_t {
     apr_int64_t uidvalidity;   /**< 0: never scanned */
     apr_int64_t highestmodseq; /**< 0: no CONDSTORE */
     apr_int64_t uidnext, messages;
+    int fresh; /**< (read by memds_mail_folder_lock) the last scan began
+                    after this transaction did */
 } memds_mfolder_t;
 
 /** Lock the folder's row (created empty when missing: uidvalidity 0) for
