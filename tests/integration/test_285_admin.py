@@ -191,7 +191,13 @@ def test_287_outbox_retry_and_drop_a_stuck_message(stack):
     assert psql(stack, "SELECT data IS NOT NULL FROM memds.outbox WHERE outbox_id = %s"
                 % id2) == "t"
     psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE outbox_id = %s" % id2)
-    time.sleep(12)  # more than one run of the background job (every 10 s)
+    # a canary, due from now on as well: once the background job (every
+    # 10 s, every due row of a run) has sent it, a run has seen the dropped
+    # row due too (instead of sleeping 12 s and hoping a run came)
+    tag3, dev3, _ = _pending_while_the_mta_is_down(stack, "adm-canary-")
+    psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE outbox_id = %s"
+         % _row(stack, dev3))
+    assert len(copies(stack, "bob", "bob-secret", "INBOX", tag3, wait=60)) == 1
     assert copies(stack, "bob", "bob-secret", "INBOX", tag2, wait=0) == []
     assert _state(stack, id2)[0] == "rejected"
     r = adm(stack, "outbox", "drop", id2)
