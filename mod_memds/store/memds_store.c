@@ -1493,7 +1493,9 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
         " sent_msg_id = u.m, status = u.c"
         " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
         " $5::integer[], $6::integer[]) AS u(s, n, b, m, c)"
-        " WHERE q.session_pk = $1::bigint AND q.store = u.s AND q.n = u.n",
+        " WHERE q.session_pk = $1::bigint AND q.store = u.s AND q.n = u.n"
+        /* the rows by their primary key, not the session's queue hashed */
+        " AND q.store = ANY ($2::text[]) AND q.n = ANY ($3::integer[])",
         &a);
 }
 
@@ -1504,9 +1506,27 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
                                            const apr_int64_t *codes, int n)
 {
     qargs_t a;
+    int i;
 
     if (n == 0) {
         return APR_SUCCESS;
+    }
+    for (i = 0; i < n && refs[i] && refs[i][0] != '#'; ++i) {
+    }
+    if (i == n) {
+        /* Every status by GUID (the common case): the rows by
+         * session_queue_guid, one probe per status, not a pass over the
+         * session's queue (docs/performance.md). */
+        qa_init(&a, st->pool);
+        qa_i64(&a, session_pk);
+        qa_str(&a, text_array(refs, n, st->pool));
+        qa_str(&a, int_array(codes, n, st->pool));
+        return q_cmd(st, NULL, "queue_status_many",
+                     "UPDATE memds.session_queue q SET status = u.c"
+                     " FROM unnest($2::text[], $3::integer[]) AS u(g, c)"
+                     " WHERE q.session_pk = $1::bigint"
+                     " AND q.guid = ANY ($2::text[]) AND q.guid = u.g",
+                     &a);
     }
     qa_init(&a, st->pool);
     qa_i64(&a, session_pk);
