@@ -7,6 +7,7 @@ import base64
 import socket
 import ssl
 import threading
+import time
 
 
 class FakeSMTP:
@@ -19,6 +20,7 @@ class FakeSMTP:
             self.tls_ctx.load_cert_chain(cert, key)
         self.auth = auth
         self.rcpt_reply = b"250 2.1.5 Ok"
+        self.rcpt_delay = {}  # recipient address -> seconds before the reply
         self.eod_reply = b"250 2.0.0 Ok: queued"
         self.connections = []  # one dict per connection, see _serve
         self._lock = threading.Lock()
@@ -40,9 +42,11 @@ class FakeSMTP:
         with self._lock:
             return [m for c in self.connections for m, ok in c["messages"] if ok]
 
-    def count(self):
+    def count(self, rcpt=None):
+        """Connections so far (that named rcpt in a RCPT TO)."""
         with self._lock:
-            return len(self.connections)
+            return len([c for c in self.connections
+                        if rcpt is None or any("<%s>" % rcpt in r for r in c["rcpts"])])
 
     def stop(self):
         self._stop.set()
@@ -117,6 +121,9 @@ class FakeSMTP:
                 say(b"250 2.1.0 Ok")
             elif verb == b"RCPT":
                 conn["rcpts"].append(arg.decode())
+                for addr, secs in self.rcpt_delay.items():
+                    if ("<%s>" % addr).encode() in arg:
+                        time.sleep(secs)
                 say(self.rcpt_reply)
                 if self.rcpt_reply.startswith(b"421"):
                     return

@@ -195,6 +195,43 @@ def test_631_backoff_not_yet_due_then_sent_once(stack):
         fake.stop()
 
 
+def test_635_a_retry_tried_meanwhile_waits(stack):
+    """Two senders reach a due retry: the background job, which listed it as
+    due, and the device's sync, which tried it first (the job was busy with
+    the message before it in its list, whose server is slow). When the job
+    gets the row's claim after the device, the row is no longer due: it
+    waits for its new time instead of being tried again at once (before,
+    the job sent every row it had listed, due or not by then)."""
+    stack.allow_log(r"not sent yet, retried")
+    fake = FakeSMTP()
+    fake.rcpt_reply = b"451 4.3.0 Try again later"
+    fake.rcpt_delay = {"carol@example.test": 6}
+    try:
+        url = mail_location(stack, "/race635", fake.url)
+        slow, d = Device(stack, url), Device(stack, url)
+        # the slow one first: the job takes the rows in the order of their ids
+        assert slow.add("L1", email_obj("race-slow", to="Carol <carol@example.test>"))[0] == "202"
+        assert d.add("L1", email_obj("race-" + uuid.uuid4().hex[:6]))[0] == "202"
+        assert (fake.count("carol@example.test"), fake.count("bob@example.test")) == (1, 1)
+        ids = [ledger(stack, x.devid)["id"] for x in (slow, d)]
+        psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() WHERE outbox_id IN "
+                    "(%d, %d)" % tuple(ids))
+        # the job lists both and is held up by the first (its RCPT takes 6 s)
+        wait_for(lambda: fake.count("carol@example.test") == 2, 30, "the job's attempt")
+        d.sync()  # the device tries its own row meanwhile
+        assert fake.count("bob@example.test") == 2
+        mine = ledger(stack, d.devid)
+        assert (mine["state"], mine["attempts"]) == ("retrying", 2), mine
+        # the job is done with the slow one, then comes to the device's row
+        wait_for(lambda: ledger(stack, slow.devid)["attempts"] == 2, 30, "the slow attempt")
+        time.sleep(2)
+        assert fake.count("bob@example.test") == 2, "tried again before it was due"
+        r = ledger(stack, d.devid)
+        assert r["attempts"] == 2 and 110 <= r["secs"] <= 120, r
+    finally:
+        fake.stop()
+
+
 # --------------------------------------- the ledger cannot record submitting
 
 def test_632_ledger_cannot_record_submitting(stack):
