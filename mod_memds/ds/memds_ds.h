@@ -136,6 +136,11 @@ typedef struct memds_ds_vt {
      *  only means fetch does the work. May be NULL. */
     apr_status_t (*prefetch)(memds_ds_t *ds, const char *const *guids, int n,
                              apr_size_t max_bytes);
+    /** 1: match finds the same item by identity (a mail's Message-ID and
+     *  size), not by its bytes, so a match may still differ (its flags):
+     *  a slow sync then settles it as a conflict (MemDSConflictPolicy).
+     *  0: a match is the same bytes. */
+    int match_loose;
 } memds_ds_vt;
 
 /** What a datastore may do for many items of a message at once (one
@@ -168,7 +173,7 @@ typedef enum {
 } memds_delete_policy_e;
 
 typedef struct memds_mail_cfg_t {
-    const char *imap_url;    /**< imap:// or imaps:// */
+    const char *imap_url; /**< imap:// or imaps:// */
     /** MemDSTLSCAFile: the CA bundle that verifies the IMAP and SMTP
      *  servers' certificates, NULL for the system's */
     const char *ca_file;

@@ -146,8 +146,8 @@ static apr_status_t items_prefetch(memds_ds_t *ds, const char *const *guids,
     apr_size_t bytes = 0;
     int i;
 
-    if (memds_store_items_get_many(ds->st, &rows, ds->account, ds->store,
-                                   guids, n)
+    if (memds_store_items_get_many(ds->st, &rows, ds->account, ds->store, guids,
+                                   n)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -173,9 +173,9 @@ static apr_status_t items_match_many(memds_ds_t *ds, int n,
     apr_size_t *clens = apr_palloc(ds->st->pool,
                                    sizeof(apr_size_t) * (apr_size_t)(n + 1));
     apr_status_t rv = memds_store_items_match_many(ds->st, ds->account,
-                                                   ds->store, ds->device_id,
-                                                   n, data, lens, pguids,
-                                                   cdata, clens);
+                                                   ds->store, ds->device_id, n,
+                                                   data, lens, pguids, cdata,
+                                                   clens);
     int i;
 
     for (i = 0; rv == APR_SUCCESS && i < n; ++i) {
@@ -200,15 +200,15 @@ static apr_status_t items_add_many(memds_ds_t *ds, int n,
 static const memds_ds_batch_t items_batch = { items_match_many,
                                               items_add_many };
 
-static const memds_ds_vt items_vt = { "items",       items_snapshot,
-                                      items_changes, items_fetch,
-                                      items_add,     items_replace,
-                                      items_remove,  items_match,
-                                      items_same,    items_last_change,
-                                      NULL,          0,
-                                      NULL,          NULL,
-                                      NULL,          NULL,
-                                      items_prefetch };
+static const memds_ds_vt items_vt = { "items",        items_snapshot,
+                                      items_changes,  items_fetch,
+                                      items_add,      items_replace,
+                                      items_remove,   items_match,
+                                      items_same,     items_last_change,
+                                      NULL,           0,
+                                      NULL,           NULL,
+                                      NULL,           NULL,
+                                      items_prefetch, 0 };
 
 static apr_status_t items_open(memds_ds_t *ds, const memds_ds_env_t *env,
                                apr_pool_t *p)

@@ -430,8 +430,8 @@ static int scan_apart_ok(memds_ds_t *ds)
 {
     memds_mbox_t *x = MBOX(ds);
 
-    return !x->hier && !x->locked && x->folder && x->cfg
-           && x->cfg->ledger_pool && !memds_mbox_is_held(ds, x->folder);
+    return !x->hier && !x->locked && x->folder && x->cfg && x->cfg->ledger_pool
+           && !memds_mbox_is_held(ds, x->folder);
 }
 
 /* The scan in a transaction of its own on a connection of the ledger pool
@@ -483,7 +483,7 @@ static apr_status_t scan_apart(memds_ds_t *ds)
         memds_logf(x->cfg->log, MEMDS_LOG_INFO, APR_SUCCESS,
                    MEMDS_LOGNO(00770) "mailbox %s of %s: scan left for the "
                                       "next sync (%s)",
-                   x->folder, ds->account, own.err);
+                               x->folder, ds->account, own.err);
         ds->reason = NULL;
         x->scanned = 1;
         return APR_SUCCESS;
@@ -1628,15 +1628,15 @@ static apr_status_t imap_wanted(memds_ds_t *ds, apr_array_header_t **pguids)
     return APR_SUCCESS;
 }
 
-static const memds_ds_vt imap_vt = { "imap",       imap_snapshot,
-                                     imap_changes, imap_fetch,
-                                     imap_add,     imap_replace,
-                                     imap_remove,  imap_match,
-                                     imap_same,    imap_last_change,
-                                     imap_check,   1,
-                                     NULL,         NULL,
-                                     imap_select,  imap_wanted,
-                                     imap_prefetch };
+static const memds_ds_vt imap_vt = { "imap",        imap_snapshot,
+                                     imap_changes,  imap_fetch,
+                                     imap_add,      imap_replace,
+                                     imap_remove,   imap_match,
+                                     imap_same,     imap_last_change,
+                                     imap_check,    1,
+                                     NULL,          NULL,
+                                     imap_select,   imap_wanted,
+                                     imap_prefetch, 1 };
 
 static const memds_ds_vt tree_vt = { "imap",
                                      imap_snapshot,
@@ -1654,7 +1654,8 @@ static const memds_ds_vt tree_vt = { "imap",
                                      memds_mtree_move,
                                      imap_select,
                                      imap_wanted,
-                                     imap_prefetch };
+                                     imap_prefetch,
+                                     1 };
 
 static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
                               apr_pool_t *p)

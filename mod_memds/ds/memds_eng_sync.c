@@ -262,6 +262,35 @@ static int put_item(op_ctx_t *o, int is_add, const char *luid, const char *type,
                                    != APR_SUCCESS))) {
                     return ds_failed(o);
                 }
+                /* A slow sync: a mail matched by identity may have other
+                 * flags than the server's; that is a conflict like a
+                 * known item's (the README's MemDSConflictPolicy).
+                 * duplicate never copies a mail for its flags: the
+                 * server's version goes to the device as with
+                 * server-wins (not seen: queued as a Replace). */
+                if (o->ss->alert_code != MEMDS_ALERT_REFRESH_CLIENT
+                    && o->ds->vt->match_loose) {
+                    if (o->ds->vt->same(o->ds, guid, type, data, len, &same)
+                        != APR_SUCCESS) {
+                        return ds_failed(o);
+                    }
+                    if (!same
+                        && e->cfg->conflict != MEMDS_CONFLICT_CLIENT_WINS) {
+                        return MEMDS_ST_SERVER_DATA_WINS;
+                    }
+                    if (!same) {
+                        if (o->rewritten) {
+                            apr_hash_set(o->rewritten, guid,
+                                         APR_HASH_KEY_STRING, "");
+                        }
+                        if (o->ds->vt->replace(o->ds, guid, type, data, len)
+                            != APR_SUCCESS) {
+                            return ds_failed(o);
+                        }
+                        mark_seen(o, guid);
+                        return MEMDS_ST_CONFLICT_CLIENT_WON;
+                    }
+                }
                 mark_seen(o, guid);
                 return is_add ? MEMDS_ST_ITEM_ADDED : MEMDS_ST_OK;
             }
@@ -633,8 +662,8 @@ static apr_status_t prepare_batch(op_ctx_t *o, const memds_cmd_t *sync)
     memds_partial_t pt;
     const char **guids;
     apr_status_t rv;
-    int i, j, match = o->ss->slow
-                      || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT;
+    int i, j,
+        match = o->ss->slow || o->ss->alert_code == MEMDS_ALERT_REFRESH_CLIENT;
 
     rv = e->db->vt->partial_get(e->db, &pt, e->sess.session_pk, o->ss->store);
     if (rv == APR_SUCCESS) {
@@ -657,8 +686,7 @@ static apr_status_t prepare_batch(op_ctx_t *o, const memds_cmd_t *sync)
             break;
         }
         for (j = 0; c->items && j < c->items->nelts; ++j) {
-            const memds_item_t *it = APR_ARRAY_IDX(c->items, j,
-                                                   memds_item_t *);
+            const memds_item_t *it = APR_ARRAY_IDX(c->items, j, memds_item_t *);
             const char *luid = item_luid(it), *guid;
             if (luid == NULL || it->data_kind != MEMDS_DATA_BYTES
                 || it->more_data || is_b64(c, it)

@@ -770,23 +770,15 @@ static apr_status_t outbox_check(memds_ds_t *ds)
                                  "(MemDSSMTPServer)");
 }
 
-static const memds_ds_vt outbox_vt = { "outbox",
-                                       outbox_snapshot,
-                                       outbox_changes,
-                                       outbox_fetch,
-                                       outbox_add,
-                                       outbox_replace,
-                                       outbox_remove,
-                                       outbox_match,
-                                       outbox_same,
-                                       outbox_last_change,
-                                       outbox_check,
-                                       1,
-                                       NULL,
-                                       NULL,
-                                       NULL,
-                                       NULL,
-                                       NULL };
+static const memds_ds_vt outbox_vt = { "outbox",       outbox_snapshot,
+                                       outbox_changes, outbox_fetch,
+                                       outbox_add,     outbox_replace,
+                                       outbox_remove,  outbox_match,
+                                       outbox_same,    outbox_last_change,
+                                       outbox_check,   1,
+                                       NULL,           NULL,
+                                       NULL,           NULL,
+                                       NULL,           0 };
 
 static int serves_outbox(const char *store)
 {

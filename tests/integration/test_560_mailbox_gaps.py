@@ -656,3 +656,54 @@ def test_560k_delete_in_trash_in_the_email_datastore(stack):
     trash = [v[2] for v in folder_messages_of(stack, user, pw, "Trash").values()
              if ("of %s." % tag).encode() in v[2]]
     assert len(trash) == 1 and b"message 0 of" in trash[0], trash
+
+
+# ------------------------------------- 6. a slow sync's match with other flags
+
+@pytest.mark.parametrize("policy", ["server-wins", "client-wins", "duplicate"])
+def test_560l_slow_sync_match_with_other_flags_is_a_conflict(stack, policy):
+    """A new device's slow sync sends mail the server has (matched by
+    Message-ID and size), one of them read while IMAP has it unread: that
+    is a conflict settled by MemDSConflictPolicy, as for a known item.
+    server-wins (and duplicate: a mail is never copied for its flags): the
+    server's version goes to the device (a Replace), IMAP stays unread;
+    client-wins: IMAP gets \\Seen. Either way one copy on each side. (The
+    match used to take the device's item as it was: 201, nothing sent,
+    the two disagreeing until the next change.)"""
+    stack.apply_site(stack._default_site + location(
+        stack, "/conf-" + policy, "MemDSConflictPolicy " + policy))
+    url = url_of(stack, "/conf-" + policy)
+    folder = new_folder(stack, 2)
+    before = fm(stack, folder)
+    c = mail_client(stack, folder)
+    c.sync("slow", url=url)
+    assert len(c.local()) == 2
+    # a new device holding the same two mails (its first run must keep
+    # them: the runner empties a work dir only when not told to reuse it)
+    c2 = mail_client(stack, folder)
+    c2.runs = 1
+    read = item_file(c, mid(folder, 0))
+    for n in os.listdir(c.items_dir):
+        with open(os.path.join(c.items_dir, n), "rb") as f:
+            b = f.read()
+        if n == read:
+            assert b"<read>false</read>" in b
+            b = b.replace(b"<read>false</read>", b"<read>true</read>")
+        c2.put(n, b)
+    c2.sync("slow", url=url)
+    after = fm(stack, folder)
+    assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
+    got = items_by_mid(c2)
+    assert set(got) == set(before) and len(c2.local()) == 2
+    if policy == "client-wins":
+        assert after[mid(folder, 0)][1] == {"\\Seen"}
+        assert got[mid(folder, 0)][0]["read"] == "true"
+    else:
+        assert "\\Seen" not in after[mid(folder, 0)][1]
+        assert got[mid(folder, 0)][0]["read"] == "false", c2.last_log[-3000:]
+        assert stats(c2)[1] == 1, c2.last_log[-3000:]  # the server's Replace
+    assert "\\Seen" not in after[mid(folder, 1)][1]
+    assert got[mid(folder, 1)][0]["read"] == "false"
+    # and they agree: nothing to do either way
+    c2.sync("two-way", url=url)
+    assert stats(c2) == [0] * 8, c2.last_log[-2000:]
