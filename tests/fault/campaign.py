@@ -14,7 +14,11 @@ The work (one round per kill, the point decides which):
   drafts  the device (real client on Drafts) adds a draft, edits one (new
           content: APPEND of the new version, EXPUNGE of the old one) and
           deletes one;
-  outbox  the device (real client on Outbox) sends a message to bob.
+  outbox  the device (real client on Outbox) sends a message to bob;
+  tree    a hand-made device of the hierarchical "email" datastore (bob's;
+          the real client cannot express moves or folder operations) moves
+          the campaign's message between two folders (UID MOVE) and creates,
+          renames or deletes a folder of its own in the same message.
 After the kill the client syncs again until a session succeeds (and once
 more), then the invariants are checked:
   - the device converges to IMAP: the campaign's messages of the folder are
@@ -24,7 +28,13 @@ more), then the invariants are checked:
     device added and did not delete, and what it deleted is in Trash once;
   - every message sent is delivered to bob once and filed in alice's Sent
     once, and leaves the device's Outbox;
-  - the point fired (the log line), unless no work reaches it.
+  - tree: the message is once on IMAP, in the folder it was moved to, its
+    row there under the server id the device knows; the folders the device
+    made are on IMAP and in the rows, once, under their last names; the
+    retried ops answer 200/201, a new two-way session sends the device none
+    of them back, and a slow sync (every fourth tree round) gives the
+    device the message once in its folder and its folders once;
+  - the point fired (the log line).
 
     MEMDS_BUILD=build-fault tests/fault/campaign.py [--kills N] [--points a,b]
 
@@ -53,10 +63,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from client import Client  # noqa: E402
+import syncml as S  # noqa: E402
 
 # Every fault point of the module (docs/crash-recovery.md), with the work
-# that reaches it ("hier": the hierarchical datastore's moves and folder
-# operations, which the real client cannot express: test_410 has them).
+# that reaches it ("tree": the hierarchical datastore's moves and folder
+# operations, which the real client cannot express: a hand-made device).
 POINTS = [
     ("imap-append-before", "drafts"), ("imap-append-after", "drafts"),
     ("imap-replace-expunge-before", "drafts"), ("imap-replace-expunge-after", "drafts"),
@@ -69,10 +80,10 @@ POINTS = [
     ("outbox-filed", "outbox"),
     ("pg-commit-before", "any"), ("pg-commit-after", "any"),
     ("answer-write-before", "any"), ("answer-write-after", "any"),
-    ("imap-move-before", "hier"), ("imap-move-after", "hier"),
-    ("imap-folder-create-before", "hier"), ("imap-folder-create-after", "hier"),
-    ("imap-folder-rename-before", "hier"), ("imap-folder-rename-after", "hier"),
-    ("imap-folder-delete-before", "hier"), ("imap-folder-delete-after", "hier"),
+    ("imap-move-before", "tree"), ("imap-move-after", "tree"),
+    ("imap-folder-create-before", "tree"), ("imap-folder-create-after", "tree"),
+    ("imap-folder-rename-before", "tree"), ("imap-folder-rename-after", "tree"),
+    ("imap-folder-delete-before", "tree"), ("imap-folder-delete-after", "tree"),
 ]
 # A crash at this point loses the message (docs/crash-recovery.md: the
 # ledger said "submitting", the final dot was not written; a retry must not
@@ -299,6 +310,7 @@ class Campaign:
             self.drafts[mid] = raw
         for c in self.clients.values():
             assert sync(self.stack, c) == 0, c.last_log[-3000:]
+        self.tree_setup()
         bad = self.check()
         if bad:
             raise RuntimeError("not converged before the first kill: " + "; ".join(bad))
@@ -380,6 +392,236 @@ class Campaign:
         self.sent.append(mid)
         return c
 
+    # ------------------------------------------- the hierarchical datastore
+    # A hand-made device of the "email" datastore (the real client cannot
+    # express moves or folder operations), as bob (user 2): one campaign
+    # message moved between the folders CT<run>A and CT<run>B each round,
+    # and folders CT<run>F<n> it creates, renames and deletes.
+    def tree_setup(self):
+        st = self.stack
+        self.tuser, self.tpw = st["MEMDS_USER2"], st["MEMDS_PASS2"]
+        self.tprefix = "CT" + self.run_id
+        self.tdev = "camp-" + self.run_id
+        self.tsid = 0
+        self.tanchor = None
+        self.tmid = "<tree-%s@%s>" % (self.run_id, DOMAIN)
+        self.thome = {}        # folder name: server id (A, B)
+        self.tat = self.tprefix + "A"   # where the message must be
+        self.tfolders = {}     # live folders the device made: name: its id
+        self.trounds = 0
+        m = imap(st, self.tuser, self.tpw)
+        try:
+            for n in ("A", "B"):
+                assert m.create(self.tprefix + n)[0] == "OK"
+            m.append(self.tat, None, None,
+                     raw_message(self.tmid, "tree " + self.run_id, "Moved around"))
+        finally:
+            m.logout()
+        bad = self.tree_slow()
+        if bad:
+            raise RuntimeError("tree: " + "; ".join(bad))
+
+    def tree_next(self):
+        self.tsid += 1
+        return "t%d" % self.tsid
+
+    def tree_finish(self, s, a, luids=None):
+        """Receive the rest of a session's answer; its last package:
+        statuses and a Map (the device's id: "c" + server id) for what it
+        got (luids: {server id: its id}, else "c" + server id); the
+        items."""
+        import test_510_mail as M
+        got, a = M._receive_all(s, a)
+        last = M._hier_items(a)
+        body = "".join(S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "200",
+                                source_ref=it[1]) for i, it in enumerate(last))
+        adds = [(g, luids(g, d) if callable(luids) else "c" + g)
+                for op, g, _, _, d, _ in got if op == "Add"]
+        if adds:
+            body += ("<Map><CmdID>%d</CmdID><Target><LocURI>email</LocURI></Target>"
+                     "<Source><LocURI>./email</LocURI></Source>%s</Map>" % (
+                         len(last) + 1, "".join(
+                             "<MapItem><Target><LocURI>%s</LocURI></Target><Source>"
+                             "<LocURI>%s</LocURI></Source></MapItem>" % (g, S.esc(l))
+                             for g, l in adds)))
+        s.post(s.message(body))  # (the client's last package ends the session)
+        return got
+
+    def tree_slow(self):
+        """A slow sync of the device: its view rebuilt from what it gets
+        (ids "c" + server id, as after a first sync); invariant failures."""
+        st = self.stack
+        sid = self.tree_next()
+        s = S.Session(st["MEMDS_URL"], self.tdev, self.tuser, self.tpw, session_id=sid)
+        a = s.post(s.message(S.alert(1, 201, "email", "./email", sid)))
+        codes = [x["Data"] for x in a.statuses() if x["Cmd"] == "Alert"]
+        if codes != ["200"]:
+            return ["tree: slow sync refused: %s" % codes]
+        a = s.post(s.message(S.sync(2, "email", "./email", [])))
+
+        def luid(g, data):
+            # a device maps what it has to its own ids (the folders it made)
+            n = re.search(r"<name>(.*?)</name>", data or "")
+            return self.tfolders.get(n.group(1) if n else None, "c" + g)
+        got = self.tree_finish(s, a, luid)
+        self.tanchor = sid
+        names, msgs = {}, []
+        for op, g, par, typ, data, _ in got:
+            if typ == "application/vnd.omads-folder+xml":
+                n = re.search(r"<name>(.*?)</name>", data or "")
+                if n and n.group(1).startswith(self.tprefix):
+                    names.setdefault(n.group(1), []).append(g)
+            elif data and self.tmid.strip("<>") in data:
+                msgs.append((g, par))
+        bad = ["tree: folder %s %d times in the slow sync" % (n, len(g))
+               for n, g in names.items() if len(g) != 1]
+        ids = {n: g[0] for n, g in names.items()}
+        self.thome = {n: ids.get(n) for n in (self.tprefix + "A", self.tprefix + "B")}
+        if not hasattr(self, "tguid"):
+            self.tguid = msgs[0][0] if msgs else None
+        if msgs != [(self.tguid, self.thome[self.tat])]:
+            bad.append("tree: the message in the slow sync is %s, not once as %s in %s (%s)"
+                       % (msgs, self.tguid, self.tat, self.thome[self.tat]))
+        mine = {n for n in ids if n not in self.thome}
+        if self.trounds and mine != set(self.tfolders):
+            bad.append("tree: the slow sync has folders %s, the device made %s"
+                       % (sorted(mine), sorted(self.tfolders)))
+        self.tfolders = {n: self.tfolders.get(n, "c" + ids[n]) for n in mine}
+        return bad
+
+    def tree_ops(self, point):
+        """The round's ops (the Move first, then a folder operation the
+        point needs, a random one for the move points) and the model
+        after them."""
+        import test_510_mail as M
+        import test_530_move as MV
+        self.trounds += 1
+        other = self.tprefix + ("B" if self.tat.endswith("A") else "A")
+        ops = [MV._move(3, "c" + self.tguid, target_parent=self.thome[other])]
+        self.tat = other
+        op = point.split("-")[2] if "folder" in point else \
+            self.rnd.choice(["create", "rename", "delete"])
+        if op != "create" and not self.tfolders:
+            # a folder to rename or delete first (a session of its own)
+            self.tree_run([self.tree_create(4)])
+        fold = sorted(self.tfolders)
+        if op == "create":
+            ops.append(self.tree_create(4))
+            if len(fold) > 1:
+                ops.append(self.tree_delete(5, fold[0]))
+        elif op == "rename":
+            old = self.rnd.choice(fold)
+            new = "%sF%dr" % (self.tprefix, self.trounds)
+            luid = self.tfolders.pop(old)
+            ops.append(M._op("Replace", 4, luid, "application/vnd.omads-folder+xml",
+                             "<Folder><name>%s</name></Folder>" % new))
+            self.tfolders[new] = luid
+        else:
+            ops.append(self.tree_delete(4, self.rnd.choice(fold)))
+        return "".join(ops)
+
+    def tree_create(self, cmd_id):
+        import test_510_mail as M
+        name = "%sF%d" % (self.tprefix, self.trounds)
+        self.tfolders[name] = "dev-f%d" % self.trounds
+        return M._op("Add", cmd_id, "dev-f%d" % self.trounds,
+                     "application/vnd.omads-folder+xml",
+                     "<Folder><name>%s</name></Folder>" % name)
+
+    def tree_delete(self, cmd_id, name):
+        return ("<Delete><CmdID>%d</CmdID><Item><Source><LocURI>%s</LocURI></Source>"
+                "</Item></Delete>" % (cmd_id, self.tfolders.pop(name)))
+
+    def tree_run(self, ops, point=None, nth=1):
+        """A two-way session of the device sending ops (killed at point
+        when given, the same message then sent again until a child answers,
+        as a device retries): (the ops' statuses, the items it got, whether
+        the point fired)."""
+        import test_530_move as MV
+        st = self.stack
+        sid = self.tree_next()
+        s = S.Session(st["MEMDS_URL"], self.tdev, self.tuser, self.tpw, session_id=sid)
+        a = post_until_200(s, s.message(S.alert(1, 200, "email", "./email", sid,
+                                                last=self.tanchor)))
+        codes = [x["Data"] for x in a.statuses() if x["Cmd"] == "Alert"]
+        if codes != ["200"]:
+            raise RuntimeError("tree: two-way refused: %s" % codes)
+        msg = s.message(MV._sync_body("email", "".join(ops)))
+        fired = a = None
+        if point:
+            mark = st.log_mark()
+            arm(st, point, nth)
+            try:
+                a = s.post(msg)
+            except Exception:  # noqa: BLE001 (the connection died with the child)
+                a = None
+            left = disarm(st)
+            fired = fired_line(point) in st.log_since(mark)
+            if fired and left:
+                raise RuntimeError("fired but the arming file is still there")
+        if a is None or a.http_status != 200:
+            a = post_until_200(s, msg)
+        got = self.tree_finish(s, a)
+        self.tanchor = sid
+        return {x["CmdRef"]: x["Data"] for x in a.statuses()
+                if x["Cmd"] in ("Move", "Add", "Replace", "Delete")}, got, fired
+
+    def tree_check(self, got=()):
+        """Invariant failures of the tree work: the message once on IMAP,
+        in its folder, its row there under the server id the device
+        knows; the device's folders on IMAP and in the rows as it made
+        them; got (what a two-way sent the device after) echoes none."""
+        st, u, pw = self.stack, self.tuser, self.tpw
+        bad = []
+        where = {f: n for f, n in
+                 ((f, count_many(st, u, pw, '"%s"' % f, [self.tmid])[self.tmid])
+                  for f in list(self.thome) + ["INBOX"]) if n}
+        if where != {self.tat: 1}:
+            bad.append("tree: the message is on IMAP %s, not once in %s" % (where, self.tat))
+        rows = psql(st, "SELECT folder FROM memds.mail_messages WHERE account = '%s' AND "
+                        "guid = '%s' AND NOT deleted" % (u, self.tguid)).split()
+        if rows != [self.tat]:
+            bad.append("tree: the message's rows (server id %s) are in %s, not %s"
+                       % (self.tguid, rows, self.tat))
+        m = imap(st, u, pw)
+        try:
+            listed = {re.search(rb'"([^"]*)"$|(\S+)$', l).group(1 if l.endswith(b'"') else 2)
+                      .decode() for l in m.list()[1] if l}
+        finally:
+            m.logout()
+        on_imap = {n for n in listed if n.startswith(self.tprefix) and n not in self.thome}
+        in_rows = set(psql(st, "SELECT folder FROM memds.mail_folders WHERE account = '%s' "
+                               "AND folder LIKE '%s%%' AND NOT deleted" % (u, self.tprefix)
+                           ).split()) - set(self.thome)
+        if on_imap != set(self.tfolders) or in_rows != set(self.tfolders):
+            bad.append("tree: the device made folders %s; IMAP has %s, the rows %s"
+                       % (sorted(self.tfolders), sorted(on_imap), sorted(in_rows)))
+        for op, g, par, typ, data, _ in got:
+            if (data and (self.tmid.strip("<>") in data
+                          or "<name>%s" % self.tprefix in data)) \
+                    or g == self.tguid:
+                bad.append("tree: a two-way after sends the device %s of %s (%s)"
+                           % (op, g, (data or "")[:80]))
+        return bad
+
+    def round_tree(self, point):
+        """One kill at point in a session of the hierarchical datastore,
+        the retry of the same message, a new two-way session, the checks
+        (a slow sync of the device every fourth round): (outcome, detail)."""
+        ops = self.tree_ops(point)
+        codes, got, fired = self.tree_run([ops], point)
+        bad = ["tree: the retried ops answered %s" % codes] \
+            if any(c not in ("200", "201") for c in codes.values()) else []
+        _, got2, _ = self.tree_run([])
+        bad += self.tree_check(got + got2)
+        if self.trounds % 4 == 0 and not bad:
+            bad += self.tree_slow()
+        if bad:
+            return "FAIL", "; ".join(bad)
+        if not fired:
+            return "not-fired", "codes %s" % codes
+        return "ok", "codes %s" % sorted(codes.items())
+
     # ------------------------------------------------------------ checking
     def sync_until_ok(self, c, tries=6):
         for i in range(tries):
@@ -436,6 +678,8 @@ class Campaign:
                     or time.time() > deadline:
                 break
             time.sleep(0.3)
+        if final and getattr(self, "tguid", None):
+            bad += self.tree_check() or self.tree_slow()
         filed = count_many(st, "alice", "alice-secret", "Sent", recent)
         for mid in recent:
             want = 0 if mid in self.lost_ok else 1
@@ -453,8 +697,11 @@ class Campaign:
     def round(self, point, where):
         """One kill at point: (outcome, detail)."""
         st = self.stack
-        if where == "hier":
-            return "not-reached", "no campaign work reaches it (test_410)"
+        if where == "tree":
+            mark = st.log_mark()
+            outcome, detail = self.round_tree(point)
+            self.warnings(st.log_since(mark))
+            return outcome, detail
         if where == "any":
             where = self.rnd.choice(["inbox", "drafts", "outbox"])
         c = getattr(self, "work_" + where)()
@@ -490,10 +737,13 @@ class Campaign:
                 outcome, detail = "ok-lost-in-doubt", at_kill
             else:
                 outcome, detail = "ok", at_kill
-        for line in st.log_since(mark).splitlines():
+        self.warnings(st.log_since(mark))
+        return outcome, detail
+
+    def warnings(self, log):
+        for line in log.splitlines():
             if re.search(r"\[[a-z_0-9]*:(warn|error|crit)\]", line):
                 self.errors.append(line)
-        return outcome, detail
 
     def run(self, kills=None, points=None):
         pts = [p for p in POINTS if not points or p[0] in points]
