@@ -261,7 +261,8 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
  *  APR_ENOENT if there is no such item. */
 apr_status_t memds_store_queue_update(memds_store_t *st, apr_int64_t session_pk,
                                       const memds_qitem_t *q);
-/** Number of queue items of the session still unsent (all stores). */
+/** Whether the session has queue items still unsent (all stores):
+ *  *pn is 1 if any, 0 if none. */
 apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
                                             apr_int64_t session_pk);
 
