@@ -488,8 +488,11 @@ int main(int argc, const char *const *argv)
             && !strcmp(l->name, box_m7)) {
             found_utf8 = 1;
         }
-        if (l->status && (l->status->have & MEMDS_IMAP_ST_UIDVALIDITY)
-            && (l->status->have & MEMDS_IMAP_ST_HIGHESTMODSEQ)) {
+        /* (a \NoSelect or \NonExistent one has no status, RFC 5819:
+         * e.g. the parent of a nested folder another test made) */
+        if ((l->attrs & (MEMDS_IMAP_MBX_NOSELECT | MEMDS_IMAP_MBX_NONEXISTENT))
+            || (l->status && (l->status->have & MEMDS_IMAP_ST_UIDVALIDITY)
+                && (l->status->have & MEMDS_IMAP_ST_HIGHESTMODSEQ))) {
             found_status++;
         }
     }
