@@ -427,15 +427,14 @@ class Campaign:
 
     def tree_finish(self, s, a, luids=None):
         """Receive the rest of a session's answer; its last package:
-        statuses and a Map (the device's id: "c" + server id) for what it
-        got (luids: {server id: its id}, else "c" + server id); the
-        items."""
+        statuses and a Map for what it got (the device's id: luids(server
+        id, data), else "c" + server id); the items."""
         import test_510_mail as M
         got, a = M._receive_all(s, a)
         last = M._hier_items(a)
         body = "".join(S.status(i + 1, a.hdr("MsgID").text, it[5], it[0], "200",
                                 source_ref=it[1]) for i, it in enumerate(last))
-        adds = [(g, luids(g, d) if callable(luids) else "c" + g)
+        adds = [(g, luids(g, d) if luids else "c" + g)
                 for op, g, _, _, d, _ in got if op == "Add"]
         if adds:
             body += ("<Map><CmdID>%d</CmdID><Target><LocURI>email</LocURI></Target>"
