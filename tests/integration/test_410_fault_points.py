@@ -150,7 +150,10 @@ def test_411_device_add_killed_is_appended_once(stack, armed, point):
     # (the Add travels in the client's second message: the 2nd hit of a
     # point that every request passes)
     nth = 2 if point.startswith(("pg-", "answer-")) else 1
-    assert _kill_during(stack, point, lambda: _sync(stack, c, check=False), nth) != 0
+    rc = _kill_during(stack, point, lambda: _sync(stack, c, check=False), nth)
+    # (after the whole answer was written the device may not notice: libcurl
+    # takes the next message to a new connection; before, its sync fails)
+    assert rc != 0 or point == "answer-write-after"
     uids, _ = _imap_uids(stack, folder, mid)
     rows = _rows(stack, folder, mid)
     if point == "imap-append-before":

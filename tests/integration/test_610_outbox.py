@@ -208,37 +208,49 @@ def test_614_database_down_nothing_sent_then_once(stack, outage):
         psql(stack, "UPDATE memds.outbox SET next_attempt_at = now() + interval '1 hour' "
                     "WHERE state = 'retrying'")
         stack.graceful()
-    sess, body = _outbox_session(stack, devid, "1", tag)
-    msg = sess.message(body)
-    mark = stack.log_mark()
-    if outage == "stopped":
-        stack.dev("svc", "pg", "stop")
-    else:
-        _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS false")
-    try:
-        a = sess.post(msg)
-        assert a.http_status == 503, (a.http_status, a.body)
-        assert a.headers.get("retry-after") == "30"
-        log = stack.log_since(mark)
+    for attempt in range(5):
+        sess, body = _outbox_session(stack, devid, "1", tag)
+        msg = sess.message(body)
+        mark = stack.log_mark()
         if outage == "stopped":
-            # the pooled connection is seen dead before use (not at the
-            # store's first query), no new one can be had: 503 before the
-            # engine runs
-            assert "MEMDS00301: dropping a dead PostgreSQL connection" in log, log
-            assert "MEMDS00021: database unavailable, answering 503" in log, log
-            assert "MEMDS00500" not in log, log
+            stack.dev("svc", "pg", "stop")
         else:
-            # answered by the Outbox datastore: its ledger had no connection
-            assert "outbox ledger: no database connection" in log, log
-            assert "MEMDS00021" not in log, log
-        # nothing reached the MTA, nothing was delivered
-        assert mta_queue(stack) == []
-        assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
-    finally:
-        if outage == "stopped":
-            stack.dev("svc", "pg", "start")
-        else:
-            _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS true")
+            _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS false")
+        try:
+            a = sess.post(msg)
+            assert a.http_status == 503, (a.http_status, a.body)
+            assert a.headers.get("retry-after") == "30"
+            log = stack.log_since(mark)
+            if (outage == "ledger" and attempt < 4 and "MEMDS00021" in log
+                    and "outbox ledger" not in log):
+                # the Add went to a child holding no connection of the
+                # session's (the MPM chooses the child: a new TCP
+                # connection after the keep-alive ended, as under ASan):
+                # the glue answered, which is the "stopped" case; again
+                # with a new device until a child with its connection
+                # takes it
+                devid = "dev-" + uuid.uuid4().hex[:8]
+                continue
+            if outage == "stopped":
+                # the pooled connection is seen dead before use (not at the
+                # store's first query), no new one can be had: 503 before the
+                # engine runs
+                assert "MEMDS00301: dropping a dead PostgreSQL connection" in log, log
+                assert "MEMDS00021: database unavailable, answering 503" in log, log
+                assert "MEMDS00500" not in log, log
+            else:
+                # answered by the Outbox datastore: its ledger had no connection
+                assert "outbox ledger: no database connection" in log, log
+                assert "MEMDS00021" not in log, log
+            # nothing reached the MTA, nothing was delivered
+            assert mta_queue(stack) == []
+            assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=0) == []
+        finally:
+            if outage == "stopped":
+                stack.dev("svc", "pg", "start")
+            else:
+                _admin_psql(stack, "ALTER DATABASE memds ALLOW_CONNECTIONS true")
+        break
     # the ledger never recorded the message
     assert _ledger_state(stack, devid) == []
     assert copies(stack, "bob", "bob-secret", "INBOX", tag, wait=2) == []
