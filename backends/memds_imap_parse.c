@@ -1568,7 +1568,8 @@ static apr_status_t msg_att(pctx_t *x, memds_imap_fetch_t *f)
             int ext = name[4] != '\0';
             TRY(once(x, f, ext ? MEMDS_IMAP_F_BODYSTRUCTURE : MEMDS_IMAP_F_BODY,
                      name));
-            x->p++;
+            TRY(expect(x, ' ',
+                       ext ? "SP after BODYSTRUCTURE" : "SP after BODY"));
             TRY(body(x, NULL, 0, &bs));
             number_body(bs, bs->multipart ? "" : "1", x->pool);
             /* both may be asked for (Dovecot then sends both): the

@@ -781,6 +781,12 @@ static const struct {
       "expected CRLF after the literal length of section data, found LF", 21),
     B("* 1 FETCH (BODY[] ~{3}\r\nabc)\r\n",
       "literal8 is not allowed in section data", 18),
+    /* fuzz_imap found these: the SP after BODYSTRUCTURE was skipped
+     * unread, and an error at the end of input said offset size + 1 */
+    B("* 1 FETCH (BODYSTRUCTURE",
+      "expected SP after BODYSTRUCTURE, found end of input", 24),
+    B("* 1 FETCH (BODYSTRUCTURE(\"TEXT\"",
+      "expected SP after BODYSTRUCTURE, found '('", 24),
     B("* 1 FETCH (BODY[1.] \"\")\r\n", "invalid section text, found ']'", 18),
     B("* 1 FETCH (BODY[HEADERS] \"\")\r\n", "invalid section text, found 'H'",
       16),
@@ -2055,9 +2061,9 @@ static void test_idle(void)
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(memds_imap_socket(c), -1);
-    CU_ASSERT_EQUAL_FATAL(
-        memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &m, &err),
-        APR_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &m,
+                                            &err),
+                          APR_SUCCESS);
     CU_ASSERT_EQUAL(memds_imap_idle_start(c, idle_seen_cb, &seen, &err),
                     APR_SUCCESS);
     CU_ASSERT_TRUE(memds_imap_idling(c));
@@ -2081,8 +2087,7 @@ static void test_idle(void)
     CU_ASSERT_EQUAL(memds_imap_idle_done(c, NULL, NULL, &err), APR_SUCCESS);
     /* a BYE during IDLE breaks the connection */
     CU_ASSERT_EQUAL(memds_imap_idle_start(c, NULL, NULL, &err), APR_SUCCESS);
-    CU_ASSERT_NOT_EQUAL(memds_imap_idle_read(c, NULL, NULL, &err),
-                        APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_imap_idle_read(c, NULL, NULL, &err), APR_SUCCESS);
     CU_ASSERT_EQUAL(err.kind, MEMDS_IMAP_E_BYE);
     CU_ASSERT_TRUE(memds_imap_broken(c));
     CU_ASSERT_FALSE(memds_imap_idling(c));
