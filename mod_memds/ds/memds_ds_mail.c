@@ -911,8 +911,10 @@ sent:
     return APR_SUCCESS;
 }
 
+/* adopt: a device's Add, whose row memds_mail_add makes (or takes over:
+ * memds_mbox_find_orphan); not a new version, whose row is the old one's */
 static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
-                               const memds_mbox_in_t *in, int flags,
+                               const memds_mbox_in_t *in, int flags, int adopt,
                                memds_mmsg_t *row)
 {
     memds_imap_err_t err;
@@ -927,7 +929,7 @@ static apr_status_t append_msg(memds_ds_t *ds, memds_imap_conn_t *c,
      * committed) is this message: not appended twice
      * (docs/crash-recovery.md) */
     if (memds_mbox_find_orphan(ds, c, MBOX(ds)->folder, in->msg, in->len,
-                               in->message_id, &uid)
+                               in->message_id, adopt, &uid)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -1055,7 +1057,8 @@ static apr_status_t imap_add(memds_ds_t *ds, const char **pguid,
                                "an Add without the message (no emailitem)");
     }
     if (memds_mbox_select(ds, &c, NULL) != APR_SUCCESS
-        || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), &row)
+        || append_msg(ds, c, &in, memds_mbox_merge_flags(0, in.email), 1,
+                             &row)
                != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -1225,7 +1228,7 @@ static apr_status_t imap_replace(memds_ds_t *ds, const char *guid,
                                "refused (only flags and deletion)");
     }
     /* A new version (a draft): append it, then remove the old one. */
-    if (append_msg(ds, c, &in, flags, &nrow) != APR_SUCCESS) {
+    if (append_msg(ds, c, &in, flags, 0, &nrow) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     {

@@ -457,7 +457,7 @@ apr_status_t memds_mtree_move_msg(memds_ds_t *ds, memds_mmsg_t *row,
         }
         if (memds_mbox_find_orphan(ds, c, to->folder, NULL,
                                    (apr_size_t)row->size, row->message_id,
-                                   &nuid)
+                                   0, &nuid)
             != APR_SUCCESS) {
             return APR_EGENERAL;
         }

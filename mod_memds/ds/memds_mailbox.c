@@ -511,7 +511,7 @@ apr_status_t memds_mbox_file_copy(memds_ds_t *ds, memds_imap_role_e role,
     if (memds_mbox_find_orphan(ds, c, folder, data, len,
                                memds_mime_header_value(data, len, "Message-ID",
                                                        ds->st->pool),
-                               &uid)
+                               1, &uid)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -616,11 +616,15 @@ apr_status_t memds_mbox_fetch_section(memds_ds_t *ds, memds_imap_conn_t *c,
  * exactly len bytes (and with msg's Message-ID, when it has a plain one)
  * that no live row of folder records; the first whose bytes are msg's is
  * it (msg NULL: the first, when message_id is plain). *puid 0 when there
- * is none. */
+ * is none. With adopt (and msg and a plain Message-ID), a message a row
+ * records is a candidate too when that row is not this device's own change
+ * and the device does not hold it (no map): a scan of another request
+ * recorded the copy as the server's mail between the crash and the retry,
+ * and the retry takes that row (memds_mail_add) instead of a second copy. */
 apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
                                     const char *folder, const char *msg,
                                     apr_size_t len, const char *message_id,
-                                    apr_uint32_t *puid)
+                                    int adopt, apr_uint32_t *puid)
 {
     apr_pool_t *p = ds->st->pool;
     const char *crit;
@@ -652,6 +656,12 @@ apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
     else if (msg == NULL) {
         return APR_SUCCESS; /* (the size alone says nothing) */
     }
+    else {
+        adopt = 0; /* (without a Message-ID, equal bytes may be two mails) */
+    }
+    if (msg == NULL) {
+        adopt = 0;
+    }
     if (memds_imap_uid_search(c, crit, &sr, &err, p) != APR_SUCCESS) {
         return memds_mbox_fail_imap(ds, &err, "UID SEARCH");
     }
@@ -671,8 +681,19 @@ apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
         return memds_mbox_fail_db(ds);
     }
     for (i = 0; i < n; ++i) {
+        const memds_mmsg_t *row = NULL;
         for (known = 0, j = 0; j < rows->nelts && !known; ++j) {
-            known = APR_ARRAY_IDX(rows, j, memds_mmsg_t *)->uid == uids[i];
+            row = APR_ARRAY_IDX(rows, j, memds_mmsg_t *);
+            known = row->uid == uids[i];
+        }
+        if (known && adopt && row->changed_by != ds->device_id) {
+            int mapped = 1;
+            if (memds_mail_mapped(ds->st, &mapped, ds->device_id, ds->store,
+                                  row->guid)
+                != APR_SUCCESS) {
+                return memds_mbox_fail_db(ds);
+            }
+            known = mapped;
         }
         if (known) {
             continue;

@@ -156,11 +156,13 @@ int memds_mbox_is_held(const memds_ds_t *ds, const char *folder);
 /** The UID of a message of folder (selected on c) with exactly the bytes
  *  msg that no live row records (an APPEND or MOVE whose transaction
  *  died), or 0 in *puid (docs/crash-recovery.md); msg NULL: one of len
- *  bytes with this Message-ID. */
+ *  bytes with this Message-ID. adopt: also one a row records that is
+ *  neither this device's change nor held by it (a scan recorded the dead
+ *  request's copy): the caller's memds_mail_add then takes that row. */
 apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
                                     const char *folder, const char *msg,
                                     apr_size_t len, const char *message_id,
-                                    apr_uint32_t *puid);
+                                    int adopt, apr_uint32_t *puid);
 
 /** Message rows (memds_mmsg_t *) as the engine's changes. */
 apr_array_header_t *memds_mbox_changes_of(const apr_array_header_t *rows,

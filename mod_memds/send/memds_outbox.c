@@ -300,6 +300,37 @@ static const char *own_copy(memds_ds_t *ds, const char *data, apr_size_t len,
     return c;
 }
 
+/* The copy of a message refused for good, for the user to fix and send
+ * again (MemDSRejectedMail drafts): the message with X-MemDS-Send-Error
+ * naming the reason, appended to Drafts, and the row's drafts_pending
+ * cleared. Made the same from the same row, so that a retry after a crash
+ * between the APPEND and the clearing takes the copy already there
+ * (memds_mbox_file_copy). Its failure is logged, not the device's. */
+static void file_refused(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
+                         const char *reason, const char *data, apr_size_t len,
+                         const char *bcc, apr_size_t bcc_len)
+{
+    const char *copy, *own, *draft = NULL;
+    apr_size_t own_len;
+
+    copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
+                       apr_pstrndup(ds->st->pool, reason ? reason : "", 200),
+                       "\r\n", NULL);
+    own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
+    copy = apr_pstrcat(ds->st->pool, copy, own, NULL);
+    if (memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy, strlen(copy),
+                             MEMDS_MAIL_DRAFT, &draft)
+        != APR_SUCCESS) {
+        ds->status = 0;
+        return;
+    }
+    fault_point("outbox-rejected-filed");
+    if (memds_outbox_drafts_set(&l->st, id, 0) != APR_SUCCESS) {
+        /* the copy is there: a retry takes it instead of a second one */
+        memds_pgconn_mark_broken(l->conn);
+    }
+}
+
 static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                                  const char *from, const char *const *rcpts,
                                  int nrcpts, const char *data, apr_size_t len,
@@ -394,22 +425,20 @@ static apr_status_t send_claimed(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                                           err.reply ? err.reply
                                           : err.msg ? err.msg
                                                     : "");
-        const char *draft, *copy;
-        memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0,
-                         0);
+        int to_drafts = !MBOX(ds)->cfg->keep_rejected;
         /* the device gets the refusal as its Add's status; the message
          * goes to Drafts with the reason (MemDSRejectedMail drafts), for
-         * the user to fix and send again */
-        copy = apr_pstrcat(ds->st->pool, "X-MemDS-Send-Error: ",
-                           apr_pstrndup(ds->st->pool, reason, 200), "\r\n",
-                           NULL);
-        own = own_copy(ds, data, len, bcc, bcc_len, &own_len);
-        copy = apr_pstrcat(ds->st->pool, copy, own, NULL);
-        if (!MBOX(ds)->cfg->keep_rejected
-            && memds_mbox_file_copy(ds, MEMDS_IMAP_ROLE_DRAFTS, copy,
-                                    strlen(copy), MEMDS_MAIL_DRAFT, &draft)
-                   != APR_SUCCESS) {
-            ds->status = 0;
+         * the user to fix and send again. "rejected" first (never sent
+         * again), the copy to make recorded with it: a retry after a
+         * crash between the two makes the copy (docs/crash-recovery.md) */
+        if (to_drafts) {
+            (void)memds_outbox_drafts_set(&l->st, id, 1);
+        }
+        memds_outbox_set(&l->st, id, "rejected", o.status, reason, NULL, 1, 0,
+                         0);
+        fault_point("outbox-rejected");
+        if (to_drafts) {
+            file_refused(ds, l, id, reason, data, len, bcc, bcc_len);
         }
         return memds_mbox_fail(ds, o.status,
                                apr_psprintf(ds->st->pool,
@@ -462,6 +491,37 @@ static apr_status_t file_late(memds_ds_t *ds, ledger_t *l,
         return ledger_fail(ds, l);
     }
     return APR_SUCCESS;
+}
+
+/* A retried Add of a message refused for good: when the copy for Drafts
+ * is still to be made (the sender died after writing "rejected"), it is
+ * made now, under the row's claim (one retry at a time makes it). */
+static void refused_retry(memds_ds_t *ds, ledger_t *l,
+                          const memds_outbox_row_t *row)
+{
+    memds_outbox_row_t now;
+    int got = 0, pending = 0;
+
+    if (MBOX(ds)->cfg->keep_rejected || row->data == NULL) {
+        return;
+    }
+    if (memds_outbox_claim(&l->st, row->id, &got, &now) != APR_SUCCESS
+        || !got) {
+        return; /* (another sender has it: it makes the copy) */
+    }
+    if (memds_outbox_drafts_get(&l->st, row->id, &pending) == APR_SUCCESS
+        && pending) {
+        memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_NOTICE, APR_SUCCESS,
+                   MEMDS_LOGNO(00411) "outbox %" APR_INT64_T_FMT
+                              " of %s: refused, and its copy for Drafts was "
+                              "not made (the sender stopped): made now",
+                       row->id, ds->account);
+        file_refused(ds, l, row->id, row->reason, row->data, row->len,
+                     row->bcc, row->bcc_len);
+    }
+    if (memds_outbox_unclaim(&l->st, row->id) != APR_SUCCESS) {
+        memds_pgconn_mark_broken(l->conn);
+    }
 }
 
 /* Send ledger row id, as one sender: a device's Add or retried Add, the
@@ -599,6 +659,7 @@ static apr_status_t outbox_add(memds_ds_t *ds, const char **pguid,
     if (rv == APR_SUCCESS) {
         /* A retried Add: its outcome, never a second submission. */
         if (strcmp(row.state, "rejected") == 0) {
+            refused_retry(ds, &l, &row);
             return memds_mbox_fail(ds,
                                    row.status ? row.status
                                               : MEMDS_ST_COMMAND_FAILED,

@@ -234,6 +234,26 @@ static apr_status_t one_i64(memds_store_t *st, apr_int64_t *pv,
     return APR_SUCCESS;
 }
 
+apr_status_t memds_mail_mapped(memds_store_t *st, int *pmapped,
+                               apr_int64_t device_id, const char *store,
+                               const char *guid)
+{
+    qargs_t a;
+    apr_int64_t n = 0;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, device_id);
+    qa_str(&a, store);
+    qa_str(&a, guid);
+    rv = one_i64(st, &n, "mail_mapped",
+                 "SELECT count(*) FROM memds.maps WHERE device_id = $1"
+                 " AND store = $2 AND guid = $3",
+                 &a);
+    *pmapped = n > 0;
+    return rv;
+}
+
 /* *pskipped (may be NULL) = rows the statement would have changed but
  * another transaction holds (SKIP LOCKED; see memds_mailstore.h). */
 static apr_status_t skipped_of(memds_store_t *st, int *pskipped,
@@ -974,6 +994,37 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
         " bcc_fields = CASE WHEN $8::bool THEN NULL ELSE bcc_fields END,"
         " updated_at = now() WHERE outbox_id = $1::bigint",
         &a);
+}
+
+apr_status_t memds_outbox_drafts_set(memds_store_t *st, apr_int64_t id,
+                                     int pending)
+{
+    qargs_t a;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, id);
+    qa_bool(&a, pending);
+    return q_cmd(st, NULL, "outbox_drafts_set",
+                 "UPDATE memds.outbox SET drafts_pending = $2::bool"
+                 " WHERE outbox_id = $1::bigint",
+                 &a);
+}
+
+apr_status_t memds_outbox_drafts_get(memds_store_t *st, apr_int64_t id,
+                                     int *ppending)
+{
+    apr_int64_t n = 0;
+    qargs_t a;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, id);
+    rv = one_i64(st, &n, "outbox_drafts_get",
+                 "SELECT count(*) FROM memds.outbox WHERE outbox_id = $1::bigint"
+                 " AND drafts_pending",
+                 &a);
+    *ppending = n > 0;
+    return rv;
 }
 
 /* The advisory-lock keys of an outbox row: the two-int4 form, which

@@ -57,6 +57,11 @@ typedef struct memds_mmsg_t {
 apr_status_t memds_mail_live(memds_store_t *st, apr_array_header_t **prows,
                              const char *account, const char *folder,
                              const apr_int64_t *uids, int n, int full);
+/** *pmapped: the device holds guid in its datastore store (a row of
+ *  memds.maps: it added it, or mapped it when the server sent it). */
+apr_status_t memds_mail_mapped(memds_store_t *st, int *pmapped,
+                               apr_int64_t device_id, const char *store,
+                               const char *guid);
 /** Insert new messages (guid ignored: the store gives one); a UID that has
  *  a live row already (another scan's, a device's Add) keeps that row. */
 apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
@@ -219,6 +224,13 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
                               const char *state, int status, const char *reason,
                               const char *sent_guid, int attempt,
                               int retry_secs, int clear_data);
+/** The copy of refused row id for Drafts is still to be made (pending 1)
+ *  or made (0): memds.outbox.drafts_pending. */
+apr_status_t memds_outbox_drafts_set(memds_store_t *st, apr_int64_t id,
+                                     int pending);
+/** *ppending: row id's drafts_pending. */
+apr_status_t memds_outbox_drafts_get(memds_store_t *st, apr_int64_t id,
+                                     int *ppending);
 
 /** Take the right to send row id: a PostgreSQL session-level advisory
  *  lock (key pair MEMDS_OUTBOX_LOCK_CLASS + high bits of id, low 32 bits

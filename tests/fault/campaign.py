@@ -67,7 +67,9 @@ import syncml as S  # noqa: E402
 
 # Every fault point of the module (docs/crash-recovery.md), with the work
 # that reaches it ("tree": the hierarchical datastore's moves and folder
-# operations, which the real client cannot express: a hand-made device).
+# operations, which the real client cannot express: a hand-made device),
+# but the two of a message the SMTP server refuses (outbox-rejected,
+# outbox-rejected-filed: the campaign's sends are taken; test_415c).
 POINTS = [
     ("imap-append-before", "drafts"), ("imap-append-after", "drafts"),
     ("imap-replace-expunge-before", "drafts"), ("imap-replace-expunge-after", "drafts"),

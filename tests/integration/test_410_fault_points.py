@@ -170,18 +170,16 @@ def test_411_device_add_killed_is_appended_once(stack, armed, point):
     assert len(c.local()) == 1
 
 
-@pytest.mark.fault
-def test_411b_resent_add_after_append_is_not_appended_twice(stack, armed):
-    """The same without the real client's slow sync after a failure (whose
-    matching by Message-ID would hide a duplicate): a device resends the
-    very message whose Add died after the APPEND, in the same two-way
-    session. Without the search for the unrecorded copy, that APPENDed a
-    second copy (and the next scan gave the device both)."""
+def _add_killed_after_append(stack, kind):
+    """A hand-made device of a new folder (slow-synced, empty) in a two-way
+    session whose Add of a draft dies after the APPEND: (folder, its
+    Message-ID, the session, the message to resend, the one UID on IMAP),
+    no row for it."""
     import test_530_move as MV
     folder = _folder(stack)
     devid = "dev-" + uuid.uuid4().hex[:8]
     assert MV._slow(stack, folder, devid, "alice", "alice-secret") == []
-    mid = _mid("resend")
+    mid = _mid(kind)
     raw = _draft(mid)
     s = S.Session(stack["MEMDS_URL"], devid, "alice", "alice-secret", session_id="2")
     a = s.post(s.message(S.alert(1, 200, folder, "./" + folder, "2", last="n1")))
@@ -193,10 +191,51 @@ def test_411b_resent_add_after_append_is_not_appended_twice(stack, armed):
     assert _kill_during(stack, "imap-append-after", lambda: _post_dies(s, msg)) is None
     uids, _ = _imap_uids(stack, folder, mid)
     assert len(uids) == 1 and _rows(stack, folder, mid) == []
+    return folder, mid, s, msg, uids
+
+
+@pytest.mark.fault
+def test_411b_resent_add_after_append_is_not_appended_twice(stack, armed):
+    """The same without the real client's slow sync after a failure (whose
+    matching by Message-ID would hide a duplicate): a device resends the
+    very message whose Add died after the APPEND, in the same two-way
+    session. Without the search for the unrecorded copy, that APPENDed a
+    second copy (and the next scan gave the device both)."""
+    folder, mid, s, msg, uids = _add_killed_after_append(stack, "resend")
     a = s.post(msg)
     assert [x["Data"] for x in a.statuses() if x["Cmd"] == "Add"] == ["201"], a.body
     assert _imap_uids(stack, folder, mid)[0] == uids
     assert [r[0] for r in _rows(stack, folder, mid)] == uids
+
+
+@pytest.mark.fault
+def test_411c_add_recorded_by_a_scan_before_the_retry_is_not_appended_twice(
+        stack, armed):
+    """As test_411b, but before the resend another device of the account
+    syncs the folder: its scan records the dead request's copy as the
+    server's mail (a row, not the adding device's). The resend takes that
+    row over (one message on IMAP, the row now the device's change) and the
+    device does not get it back as a server Add. Without taking it over, the
+    resend's search saw the copy as recorded and appended a second one."""
+    import test_510_mail as M
+    import test_530_move as MV
+    folder, mid, s, msg, uids = _add_killed_after_append(stack, "scanned")
+    # another device's scan records the copy as the server's mail
+    other = MV._slow(stack, folder, "dev-" + uuid.uuid4().hex[:8], "alice",
+                     "alice-secret")
+    assert len(other) == 1 and other[0][0] == "Add"
+    assert [r[0] for r in _rows(stack, folder, mid)] == uids
+    who = "SELECT coalesce(changed_by, 0) FROM memds.mail_messages WHERE " \
+          "account = 'alice' AND folder = '%s' AND message_id = '%s' AND NOT " \
+          "deleted" % (folder, mid)
+    assert F.psql(stack, who).split() == ["0"]
+    a = s.post(msg)
+    assert [x["Data"] for x in a.statuses() if x["Cmd"] == "Add"] == ["201"], a.body
+    assert _imap_uids(stack, folder, mid)[0] == uids
+    assert [r[0] for r in _rows(stack, folder, mid)] == uids
+    assert F.psql(stack, who).split() != ["0"]  # the device's change now
+    got, a = M._receive_all(s, a)
+    assert [it for it in got if it[0] == "Add"] == [], got
 
 
 @pytest.mark.fault
@@ -415,6 +454,61 @@ def _hier_retry(stack, devid, user, pw, ops, point):
 def _codes(a):
     return {x["CmdRef"]: x["Data"] for x in a.statuses()
             if x["Cmd"] in ("Move", "Add", "Replace", "Delete")}
+
+
+@pytest.fixture(scope="module")
+def refusing_postfix(stack):
+    import test_630_send_gaps as G
+    pf = G.Postfix(stack)
+    pf.install()
+    try:
+        yield pf
+    finally:
+        pf.remove()
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("point", ["outbox-rejected", "outbox-rejected-filed"])
+def test_415c_refused_send_killed_still_gets_its_drafts_copy(
+        stack, armed, refusing_postfix, point):
+    """A message Postfix refuses for good (554 at RCPT TO): the ledger says
+    `rejected` (with drafts_pending) before the copy for the user goes to
+    Drafts. Killed after `rejected` (no copy yet) or after the copy's
+    APPEND (drafts_pending still set): the device's retry gets the refusal
+    again without a second SMTP transaction, and the copy is in Drafts once
+    (made by the retry, or the one there taken). Before drafts_pending, the
+    first case left no copy at all."""
+    import test_630_send_gaps as G
+    stack.allow_log(r"message refused by the SMTP server|MEMDS00411|MEMDS00514")
+    pf = refusing_postfix
+    tag = "refkill-%s" % uuid.uuid4().hex[:8]
+    sender = "%s@example.test" % tag
+    pf.maps["rcpt"][sender] = "554 5.7.1 Relay access denied"
+    pf.reload()
+    d = G.Device(stack)
+    obj = G.email_obj(tag, sender="Alice <%s>" % sender)
+
+    def add():
+        try:
+            return d.add("L1", obj)[0]
+        except Exception:  # noqa: BLE001 (the connection died with the child)
+            return None
+    mark = stack.log_mark()
+    assert _kill_during(stack, point, add) is None
+    pending = "SELECT state || ' ' || drafts_pending FROM memds.outbox o JOIN " \
+              "memds.devices d USING (device_id) WHERE d.devid = '%s'" % d.devid
+    assert F.psql(stack, pending) == "rejected true"
+    drafts = G.copies(stack, "alice", "alice-secret", "Drafts", tag, wait=0)
+    assert len(drafts) == (1 if point.endswith("-filed") else 0), drafts
+    assert len(pf.rejects(sender)) == 1
+    assert d.add("L1", obj)[0] == "403"
+    assert "MEMDS00411" in stack.log_since(mark)
+    assert F.psql(stack, pending) == "rejected false"
+    drafts = G.copies(stack, "alice", "alice-secret", "Drafts", tag, wait=0)
+    assert len(drafts) == 1 and b"X-MemDS-Send-Error: " in drafts[0], drafts
+    assert d.add("L1", obj)[0] == "403"
+    assert len(G.copies(stack, "alice", "alice-secret", "Drafts", tag, wait=0)) == 1
+    assert len(pf.rejects(sender)) == 1
 
 
 @pytest.mark.fault
