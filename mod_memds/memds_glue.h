@@ -128,6 +128,9 @@ typedef struct memds_srv_conf {
                                     used by the memds-watch job's thread
                                     only), NULL when nothing is watched */
     struct memds_watch_cfg_t *watch_cfg; /**< its sources and settings */
+    struct memds_push_wake_t *push_wake; /**< when this child's push job
+                                            looks again (child_init; its
+                                            thread only), or NULL */
     volatile apr_uint32_t
         schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;
@@ -189,6 +192,8 @@ apr_status_t memds_watch_job(int state, void *data, apr_pool_t *pool);
 /** The IDLE watchers of this child (child_init): one per PostgreSQL pool
  *  whose servers have locations with MemDSPushWatch On. */
 void memds_watch_child_init(apr_pool_t *pchild, server_rec *s);
+/** child_init: the push job's LISTEN connection (memds_push_job). */
+void memds_push_child_init(apr_pool_t *pchild, server_rec *s);
 /** 1 when some location has MemDSPushWatch On (the job is registered). */
 int memds_watch_wanted(server_rec *s);
 /** Configuration check of MemDSPushWatch (check_config): NULL or why not. */

@@ -149,6 +149,65 @@ int memds_notify_handler(request_rec *r)
     return HTTP_NO_CONTENT;
 }
 
+/* When the push job looks for due notifications again: it LISTENs on
+ * memds_push (schema/020: new or rescheduled notifications NOTIFY it) and
+ * otherwise waits until the next one falls due, instead of querying every
+ * round (five times a second, ~1 ms of PostgreSQL each). */
+struct memds_push_wake_t {
+    memds_pglisten_t *listen;
+    apr_time_t next_at; /* 0: at the next round */
+};
+
+#define PUSH_HELD_RECHECK apr_time_from_sec(1) /* a device in a session */
+#define PUSH_IDLE_RECHECK apr_time_from_sec(30) /* (in case) */
+#define PUSH_BATCH 50
+
+static apr_status_t push_wake_cleanup(void *data)
+{
+    memds_srv_conf *sc = data;
+
+    memds_pglisten_destroy(sc->push_wake->listen);
+    sc->push_wake = NULL;
+    return APR_SUCCESS;
+}
+
+void memds_push_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    server_rec *v;
+
+    for (v = s; v; v = v->next) {
+        memds_srv_conf *sc = memds_srv_conf_get(v);
+        struct memds_push_wake_t *w;
+
+        if (sc->pgpool == NULL
+            || (v != s && sc->pgpool == memds_srv_conf_get(s)->pgpool)) {
+            continue;
+        }
+        w = apr_pcalloc(pchild, sizeof(*w));
+        w->listen = memds_pglisten_create(sc->pgpool, "memds_push");
+        if (w->listen == NULL) {
+            continue; /* (the job then looks every round) */
+        }
+        sc->push_wake = w;
+        apr_pool_cleanup_register(pchild, sc, push_wake_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+}
+
+/* When to look next after a round that sent sent notifications. */
+static apr_time_t push_next_at(memds_store_t *st, int sent, apr_time_t now)
+{
+    apr_time_t at = 0;
+
+    if (sent >= PUSH_BATCH || memds_push_next_due(st, &at) != APR_SUCCESS) {
+        return 0; /* more, or unknown: at once */
+    }
+    if (at == 0 || at > now + PUSH_IDLE_RECHECK) {
+        return now + PUSH_IDLE_RECHECK;
+    }
+    return at <= now ? now + PUSH_HELD_RECHECK : at;
+}
+
 apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
 {
     server_rec *s = data, *v;
@@ -158,16 +217,22 @@ apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
     }
     for (v = s; v; v = v->next) {
         memds_srv_conf *sc = memds_srv_conf_get(v);
+        struct memds_push_wake_t *w = sc->push_wake;
         memds_push_cfg_t cfg;
         memds_pgconn_t *conn;
         memds_store_t st;
         const char *err = NULL;
         int sent = 0;
         apr_status_t rv;
+        apr_time_t now = apr_time_now();
 
         if (sc->pgpool == NULL
             || (v != s && sc->pgpool == memds_srv_conf_get(s)->pgpool)) {
             continue; /* (a pool shared with the main server: done there) */
+        }
+        /* (polled every round: notifications are read as they come) */
+        if (w && !memds_pglisten_poll(w->listen) && now < w->next_at) {
+            continue;
         }
         if (memds_pgpool_acquire(&conn, sc->pgpool, &err, pool)
             != APR_SUCCESS) {
@@ -181,7 +246,10 @@ apr_status_t memds_push_job(int state, void *data, apr_pool_t *pool)
         cfg.timeout_ms = 5000;
         cfg.log = &sc->logger;
         cfg.stats = sc->counters ? &sc->counters->stats : NULL;
-        rv = memds_push_run(&sent, &st, &cfg, 50, pool);
+        rv = memds_push_run(&sent, &st, &cfg, PUSH_BATCH, pool);
+        if (w) {
+            w->next_at = rv == APR_SUCCESS ? push_next_at(&st, sent, now) : 0;
+        }
         memds_pgpool_release(sc->pgpool, conn, rv != APR_SUCCESS);
     }
     return APR_SUCCESS;

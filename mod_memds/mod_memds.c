@@ -368,6 +368,9 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
     memds_watch_child_init(pchild, s);
+    if (push_on(s)) {
+        memds_push_child_init(pchild, s);
+    }
 }
 
 /* ------------------------------------------------------------ the handler */

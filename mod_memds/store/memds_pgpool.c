@@ -356,3 +356,81 @@ void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
     *pname = name;
     return NULL;
 }
+
+/* ------------------------------------------------------------ LISTEN */
+
+struct memds_pglisten_t {
+    memds_pgpool_t *pool;
+    memds_pgconn_t *c; /* NULL: none (not yet, lost) */
+    char *listen;      /* "LISTEN channel" */
+    apr_time_t last_try;
+};
+
+memds_pglisten_t *memds_pglisten_create(memds_pgpool_t *pool,
+                                        const char *channel)
+{
+    memds_pglisten_t *l = calloc(1, sizeof(*l));
+    size_t n = strlen(channel) + sizeof("LISTEN ");
+
+    if (l == NULL || (l->listen = malloc(n)) == NULL) {
+        free(l);
+        return NULL;
+    }
+    snprintf(l->listen, n, "LISTEN %s", channel);
+    l->pool = pool;
+    return l;
+}
+
+static void listen_drop(memds_pglisten_t *l)
+{
+    if (l->c) {
+        pg_destruct(l->c, l->pool, NULL);
+        l->c = NULL;
+    }
+}
+
+int memds_pglisten_poll(memds_pglisten_t *l)
+{
+    PGnotify *n;
+    PGresult *res;
+    int got = 0;
+
+    if (l->c == NULL) {
+        apr_time_t now = apr_time_now();
+        void *c = NULL;
+        if (now - l->last_try < apr_time_from_sec(5)) {
+            return 1;
+        }
+        l->last_try = now;
+        if (pg_construct(&c, l->pool, NULL) != APR_SUCCESS) {
+            return 1;
+        }
+        l->c = c;
+        res = PQexec(l->c->conn, l->listen);
+        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            PQclear(res);
+            listen_drop(l);
+            return 1;
+        }
+        PQclear(res);
+        return 1;
+    }
+    if (!PQconsumeInput(l->c->conn) || PQstatus(l->c->conn) != CONNECTION_OK) {
+        listen_drop(l);
+        return 1;
+    }
+    while ((n = PQnotifies(l->c->conn)) != NULL) {
+        got = 1;
+        PQfreemem(n);
+    }
+    return got;
+}
+
+void memds_pglisten_destroy(memds_pglisten_t *l)
+{
+    if (l) {
+        listen_drop(l);
+        free(l->listen);
+        free(l);
+    }
+}

@@ -125,4 +125,22 @@ void memds_pgconn_observe(memds_pgconn_t *conn, apr_interval_time_t d,
  *  still open counts it as failed. */
 void memds_pgconn_tx(memds_pgconn_t *conn, int end, int failed);
 
+/**
+ * A connection of its own (not the pool's) that LISTENs on a channel, for
+ * a background job to learn without polling that there is work: the
+ * statements that make work NOTIFY the channel (a trigger). One thread
+ * uses it. NULL when out of memory.
+ */
+typedef struct memds_pglisten_t memds_pglisten_t;
+memds_pglisten_t *memds_pglisten_create(memds_pgpool_t *pool,
+                                        const char *channel);
+/**
+ * Never blocks: 1 when a notification came since the last call, or when
+ * the connection is new, lost or cannot be made (what came meanwhile is
+ * unknown: the caller looks for work); 0 when none came. A lost
+ * connection is made again at a later call (at most every 5 s).
+ */
+int memds_pglisten_poll(memds_pglisten_t *l);
+void memds_pglisten_destroy(memds_pglisten_t *l);
+
 #endif /* MEMDS_PGPOOL_H */

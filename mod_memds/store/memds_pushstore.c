@@ -166,6 +166,25 @@ apr_status_t memds_push_event(memds_store_t *st, int *pn, const char *account,
         &a);
 }
 
+apr_status_t memds_push_next_due(memds_store_t *st, apr_time_t *pat)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    rv = q_row(st, &res, "push_next_due",
+               "SELECT (extract(epoch FROM min(due_at)) * 1000000)::bigint"
+               " FROM memds.push_pending",
+               &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pat = (apr_time_t)col_i64(res, 0, 0, 0);
+    PQclear(res);
+    return APR_SUCCESS;
+}
+
 apr_status_t memds_push_due(memds_store_t *st, apr_array_header_t **prows,
                             int limit)
 {

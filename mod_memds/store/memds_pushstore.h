@@ -71,6 +71,9 @@ typedef struct memds_push_due_t {
  *  their rows locked (SKIP LOCKED: several nodes share the work). */
 apr_status_t memds_push_due(memds_store_t *st, apr_array_header_t **prows,
                             int limit);
+/** When the next notification is due (*pat, 0 when none is pending; a
+ *  time already past when one is held back by a session or a lock). */
+apr_status_t memds_push_next_due(memds_store_t *st, apr_time_t *pat);
 /** Delivered: the device's rows for those stores go. */
 apr_status_t memds_push_delivered(memds_store_t *st, apr_int64_t device_id,
                                   const apr_array_header_t *stores);

@@ -306,3 +306,24 @@ def test_707_a_syncml_11_device_gets_the_legacy_san(stack):
             admin(stack, "push-register", "--delete", "alice", c.devid)
             c.cleanup()
         rcv.close()
+
+
+def test_708_the_push_job_waits_for_work(stack):
+    """With nothing pending the push job does not query: it LISTENs on
+    memds_push, which a trigger on memds.push_pending notifies (schema/020),
+    and otherwise waits for the next due row or its 30 s recheck. Counted
+    with the module's own statement counter (memds_db_query_duration_seconds,
+    all children): over 4 s with the table empty, the statements beyond the
+    scrape's own are at most one round's (a recheck may fall in); polling
+    ran its query and transaction at every 200 ms round (≥ 40). That a new
+    row still wakes it at once is test_701 and test_707."""
+    from test_112_metrics import scrape
+    fam = ("memds_db_query_duration_seconds", ())
+    psql(stack, "DELETE FROM memds.push_pending")
+    time.sleep(1.5)  # (a round held back by a session rechecks within 1 s)
+    h0 = scrape(stack)[1][fam][0]
+    h1 = scrape(stack)[1][fam][0]
+    time.sleep(4)
+    h2 = scrape(stack)[1][fam][0]
+    own = h1 - h0  # the statements of one scrape
+    assert (h2 - h1) - own <= 15, (h0, h1, h2)
