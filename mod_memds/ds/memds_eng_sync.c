@@ -9,10 +9,12 @@ typedef struct op_ctx_t {
     eng_t *e;
     memds_sstore_t *ss;
     memds_ds_t *ds;
+    const memds_cmd_t *sync; /* the Sync command being applied */
     apr_int64_t last_seq; /* device's last seen change (conflicts) */
-    /* The device's maps of this datastore (luid -> guid), read once per
-     * Sync; new maps and slow-sync "seen" marks are stored together at the
-     * end of the Sync (flush_ops). */
+    /* The device's maps of this datastore (luid -> guid) for the luids the
+     * Sync names (its items' ids and parents), read once per Sync; new maps
+     * and slow-sync "seen" marks are stored together at the end of the Sync
+     * (flush_ops). */
     apr_hash_t *luid2guid;
     apr_hash_t *claimed; /* guids mapped in this Sync (not yet stored) */
     apr_array_header_t *new_guids, *new_luids, *seen;
@@ -31,16 +33,38 @@ typedef struct op_ctx_t {
 
 static const char NO_MATCH[] = "-";
 
+static const char *item_luid(const memds_item_t *it);
+
+/* Every lookup of luid2guid is of a luid of this Sync: only their maps are
+ * read (all the device's maps for every message made a slow sync up cost
+ * the square of its items: docs/performance.md). */
 static apr_status_t load_maps(op_ctx_t *o)
 {
     apr_hash_t *g2l;
     apr_hash_index_t *hi;
+    apr_array_header_t *luids;
+    int i, j;
 
     if (o->luid2guid) {
         return APR_SUCCESS;
     }
-    if (o->e->db->vt->maps_load(o->e->db, &g2l, o->e->dev.device_id,
-                                o->ss->store)
+    luids = apr_array_make(o->e->p, 64, sizeof(const char *));
+    for (i = 0; o->sync && o->sync->cmds && i < o->sync->cmds->nelts; ++i) {
+        const memds_cmd_t *c = APR_ARRAY_IDX(o->sync->cmds, i, memds_cmd_t *);
+        for (j = 0; c->items && j < c->items->nelts; ++j) {
+            const memds_item_t *it = APR_ARRAY_IDX(c->items, j, memds_item_t *);
+            if (item_luid(it)) {
+                APR_ARRAY_PUSH(luids, const char *) = item_luid(it);
+            }
+            if (it->source_parent && *it->source_parent) {
+                APR_ARRAY_PUSH(luids, const char *) = it->source_parent;
+            }
+        }
+    }
+    if (o->e->db->vt->maps_of_luids(o->e->db, &g2l, o->e->dev.device_id,
+                                    o->ss->store,
+                                    (const char *const *)luids->elts,
+                                    luids->nelts)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
@@ -814,6 +838,7 @@ apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
     eng_add_ref(&st->source_refs, cmd->source ? cmd->source->uri : NULL, e->p);
     memset(&o, 0, sizeof(o));
     o.e = e;
+    o.sync = cmd;
     o.ss = eng_find_sstore(e,
                            eng_store_name(cmd->target ? cmd->target->uri : NULL,
                                           e->p));

@@ -121,6 +121,11 @@ typedef struct memds_sessdb_vt {
     /* maps and the slow-sync "seen" set */
     apr_status_t (*maps_load)(memds_sessdb_t *db, apr_hash_t **pmap,
                               apr_int64_t device_id, const char *store);
+    /* (only the maps of those n luids, guid -> luid: what one message of
+     * the device's changes needs, not all its maps every message) */
+    apr_status_t (*maps_of_luids)(memds_sessdb_t *db, apr_hash_t **pmap,
+                                  apr_int64_t device_id, const char *store,
+                                  const char *const *luids, int n);
     apr_status_t (*map_put_many)(memds_sessdb_t *db, apr_int64_t device_id,
                                  const char *store, const char *const *guids,
                                  const char *const *luids, int n);

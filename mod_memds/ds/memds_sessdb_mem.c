@@ -931,6 +931,24 @@ static apr_status_t mem_maps_load(memds_sessdb_t *db, apr_hash_t **pmap,
     return APR_SUCCESS;
 }
 
+static apr_status_t mem_maps_of_luids(memds_sessdb_t *db, apr_hash_t **pmap,
+                                      apr_int64_t device_id, const char *store,
+                                      const char *const *luids, int n)
+{
+    apr_hash_t *h = apr_hash_make(db->pool);
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        const mmap_t *x = get(M(db)->t.l2g,
+                              kn3(M(db), device_id, store, luids[i]));
+        if (x) {
+            put(h, x->guid, x->luid);
+        }
+    }
+    *pmap = h;
+    return APR_SUCCESS;
+}
+
 static apr_status_t mem_map_put_many(memds_sessdb_t *db, apr_int64_t device_id,
                                      const char *store,
                                      const char *const *guids,
@@ -1818,6 +1836,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_queue_count_unsent,
                                         mem_queue_count_failed,
                                         mem_maps_load,
+                                        mem_maps_of_luids,
                                         mem_map_put_many,
                                         mem_map_del,
                                         mem_map_clear,

@@ -223,6 +223,14 @@ static apr_status_t pg_maps_load(memds_sessdb_t *db, apr_hash_t **pmap,
     return done(db, memds_store_maps_load(ST(db), pmap, device_id, store));
 }
 
+static apr_status_t pg_maps_of_luids(memds_sessdb_t *db, apr_hash_t **pmap,
+                                     apr_int64_t device_id, const char *store,
+                                     const char *const *luids, int n)
+{
+    return done(db, memds_store_maps_of_luids(ST(db), pmap, device_id, store,
+                                              luids, n));
+}
+
 static apr_status_t pg_map_put_many(memds_sessdb_t *db, apr_int64_t device_id,
                                     const char *store, const char *const *guids,
                                     const char *const *luids, int n)
@@ -426,6 +434,7 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_queue_count_unsent,
                                        pg_queue_count_failed,
                                        pg_maps_load,
+                                       pg_maps_of_luids,
                                        pg_map_put_many,
                                        pg_map_del,
                                        pg_map_clear,

@@ -1362,8 +1362,11 @@ apr_status_t memds_store_seen_add_many(memds_store_t *st,
         &a);
 }
 
-apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
-                                   apr_int64_t device_id, const char *store)
+/* The device's maps of the datastore (guid -> luid): all, or (luids not
+ * NULL) those of the n luids. */
+static apr_status_t maps_read(memds_store_t *st, apr_hash_t **pmap,
+                              apr_int64_t device_id, const char *store,
+                              const char *const *luids, int n)
 {
     qargs_t a;
     PGresult *res;
@@ -1371,12 +1374,18 @@ apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
     apr_status_t rv;
     int i;
 
+    *pmap = h;
+    if (luids && n == 0) {
+        return APR_SUCCESS;
+    }
     qa_init(&a, st->pool);
     qa_i64(&a, device_id);
     qa_str(&a, store);
-    rv = q_run(st, &res, "maps_load",
+    qa_str(&a, luids ? text_array(luids, n, st->pool) : NULL);
+    rv = q_run(st, &res, luids ? "maps_of_luids" : "maps_load",
                "SELECT guid, luid FROM memds.maps WHERE device_id = $1::bigint"
-               " AND store = $2",
+               " AND store = $2"
+               " AND ($3::text[] IS NULL OR luid = ANY ($3::text[]))",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1386,8 +1395,24 @@ apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
                      col_str(res, i, 1, st->pool));
     }
     PQclear(res);
-    *pmap = h;
     return APR_SUCCESS;
+}
+
+apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
+                                   apr_int64_t device_id, const char *store)
+{
+    return maps_read(st, pmap, device_id, store, NULL, 0);
+}
+
+apr_status_t memds_store_maps_of_luids(memds_store_t *st, apr_hash_t **pmap,
+                                       apr_int64_t device_id,
+                                       const char *store,
+                                       const char *const *luids, int n)
+{
+    static const char *const none[] = { NULL };
+
+    /* (no luids: no maps, never all of them) */
+    return maps_read(st, pmap, device_id, store, luids ? luids : none, n);
 }
 
 apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,

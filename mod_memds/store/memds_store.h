@@ -302,6 +302,11 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
                                       const char *const *guids,
                                       const char *const *luids, int n);
 /** Every map of the device's store: guid -> luid. */
+/** The maps of those n luids only (guid -> luid), by the unique index. */
+apr_status_t memds_store_maps_of_luids(memds_store_t *st, apr_hash_t **pmap,
+                                       apr_int64_t device_id,
+                                       const char *store,
+                                       const char *const *luids, int n);
 apr_status_t memds_store_maps_load(memds_store_t *st, apr_hash_t **pmap,
                                    apr_int64_t device_id, const char *store);
 /** Remember that the device has these GUIDs (slow or refresh-from-client

@@ -668,6 +668,64 @@ static void check_maps(ctx_t *c)
        "map_clear forgets one store only");
 }
 
+/* memds_store_map_put_many: new pairs go in by the unique indexes alone,
+ * pairs that meet a map replace it, the last pair of a batch wins. */
+static int map_is(ctx_t *c, const char *store, const char *g, const char *l)
+{
+    const char *v = NULL;
+
+    return memds_store_map_luid(&c->a, &v, c->dev, store, g) == APR_SUCCESS
+           && streq(v, l);
+}
+
+static int unmapped(ctx_t *c, const char *store, const char *g,
+                    const char *l)
+{
+    const char *v = NULL;
+
+    return (g == NULL
+            || memds_store_map_luid(&c->a, &v, c->dev, store, g) == APR_ENOENT)
+           && (l == NULL
+               || memds_store_map_guid(&c->a, &v, c->dev, store, l)
+                      == APR_ENOENT);
+}
+
+static void check_maps_many(ctx_t *c)
+{
+    memds_store_t *a = &c->a;
+    const char *st = "mapsmany";
+    const char *g1[] = { "a1", "a2", "a3" }, *l1[] = { "x1", "x2", "x3" };
+    const char *g2[] = { "a4", "a1", "a5" }, *l2[] = { "x4", "y1", "x2" };
+    const char *g3[] = { "a6", "a7" }, *l3[] = { "x6", "x6" };
+    apr_status_t rv;
+
+    rv = memds_store_map_put_many(a, c->dev, st, g1, l1, 3);
+    ok(c,
+       rv == APR_SUCCESS && map_is(c, st, "a1", "x1") && map_is(c, st, "a2", "x2")
+           && map_is(c, st, "a3", "x3"),
+       "map_put_many: new pairs");
+    /* a4 new; a1 gets another luid; x2 goes to another guid (a5) */
+    rv = memds_store_map_put_many(a, c->dev, st, g2, l2, 3);
+    ok(c,
+       rv == APR_SUCCESS && map_is(c, st, "a4", "x4") && map_is(c, st, "a1", "y1")
+           && unmapped(c, st, NULL, "x1") && map_is(c, st, "a5", "x2")
+           && unmapped(c, st, "a2", NULL) && map_is(c, st, "a3", "x3"),
+       "map_put_many: new pairs with pairs that replace a map of their guid "
+       "or their luid");
+    /* x6 twice: the last pair wins, a6 keeps no map */
+    rv = memds_store_map_put_many(a, c->dev, st, g3, l3, 2);
+    ok(c,
+       rv == APR_SUCCESS && map_is(c, st, "a7", "x6")
+           && unmapped(c, st, "a6", NULL),
+       "map_put_many: the last pair of a batch wins");
+    rv = memds_store_map_put_many(a, c->dev, st, g1, l1, 3);
+    ok(c,
+       rv == APR_SUCCESS && map_is(c, st, "a1", "x1") && map_is(c, st, "a2", "x2")
+           && map_is(c, st, "a3", "x3") && unmapped(c, st, "a5", "y1"),
+       "map_put_many: the same pairs again");
+    memds_store_map_clear(a, c->dev, st);
+}
+
 static int all_digits(const char *s)
 {
     if (s == NULL || *s == '\0') {
@@ -1062,6 +1120,7 @@ int main(int argc, const char *const *argv)
     check_partial(&c, spk);
     check_syncstate(&c);
     check_maps(&c);
+    check_maps_many(&c);
     check_items(&c);
     check_mail_races(&c);
 
