@@ -7,6 +7,7 @@
 #include <apr_date.h>
 #include "ds/memds_outcome.h"
 #include "email/memds_mime.h"
+#include "store/memds_store.h"
 
 #include <apr_strings.h>
 #include <string.h>
@@ -687,13 +688,14 @@ apr_status_t memds_mbox_find_orphan(memds_ds_t *ds, memds_imap_conn_t *c,
             known = row->uid == uids[i];
         }
         if (known && adopt && row->changed_by != ds->device_id) {
-            int mapped = 1;
-            if (memds_mail_mapped(ds->st, &mapped, ds->device_id, ds->store,
-                                  row->guid)
-                != APR_SUCCESS) {
+            const char *luid;
+            apr_status_t rv = memds_store_map_luid(ds->st, &luid,
+                                                   ds->device_id, ds->store,
+                                                   row->guid);
+            if (rv != APR_SUCCESS && rv != APR_ENOENT) {
                 return memds_mbox_fail_db(ds);
             }
-            known = mapped;
+            known = rv == APR_SUCCESS; /* (the device holds it) */
         }
         if (known) {
             continue;

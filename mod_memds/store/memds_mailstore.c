@@ -234,26 +234,6 @@ static apr_status_t one_i64(memds_store_t *st, apr_int64_t *pv,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_mail_mapped(memds_store_t *st, int *pmapped,
-                               apr_int64_t device_id, const char *store,
-                               const char *guid)
-{
-    qargs_t a;
-    apr_int64_t n = 0;
-    apr_status_t rv;
-
-    qa_init(&a, st->pool);
-    qa_i64(&a, device_id);
-    qa_str(&a, store);
-    qa_str(&a, guid);
-    rv = one_i64(st, &n, "mail_mapped",
-                 "SELECT count(*) FROM memds.maps WHERE device_id = $1"
-                 " AND store = $2 AND guid = $3",
-                 &a);
-    *pmapped = n > 0;
-    return rv;
-}
-
 /* *pskipped (may be NULL) = rows the statement would have changed but
  * another transaction holds (SKIP LOCKED; see memds_mailstore.h). */
 static apr_status_t skipped_of(memds_store_t *st, int *pskipped,

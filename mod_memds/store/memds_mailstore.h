@@ -57,11 +57,6 @@ typedef struct memds_mmsg_t {
 apr_status_t memds_mail_live(memds_store_t *st, apr_array_header_t **prows,
                              const char *account, const char *folder,
                              const apr_int64_t *uids, int n, int full);
-/** *pmapped: the device holds guid in its datastore store (a row of
- *  memds.maps: it added it, or mapped it when the server sent it). */
-apr_status_t memds_mail_mapped(memds_store_t *st, int *pmapped,
-                               apr_int64_t device_id, const char *store,
-                               const char *guid);
 /** Insert new messages (guid ignored: the store gives one); a UID that has
  *  a live row already (another scan's, a device's Add) keeps that row. */
 apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
