@@ -305,7 +305,9 @@ static const char *own_copy(memds_ds_t *ds, const char *data, apr_size_t len,
  * naming the reason, appended to Drafts, and the row's drafts_pending
  * cleared. Made the same from the same row, so that a retry after a crash
  * between the APPEND and the clearing takes the copy already there
- * (memds_mbox_file_copy). Its failure is logged, not the device's. */
+ * (memds_mbox_file_copy). Its failure is not the device's: the device
+ * gets the refusal as its status, and drafts_pending stays set, so that
+ * its next retry tries the copy again. */
 static void file_refused(memds_ds_t *ds, ledger_t *l, apr_int64_t id,
                          const char *reason, const char *data, apr_size_t len,
                          const char *bcc, apr_size_t bcc_len)
