@@ -502,17 +502,17 @@ static void refused_retry(memds_ds_t *ds, ledger_t *l,
                           const memds_outbox_row_t *row)
 {
     memds_outbox_row_t now;
-    int got = 0, pending = 0;
+    int got = 0;
 
-    if (MBOX(ds)->cfg->keep_rejected || row->data == NULL) {
+    if (MBOX(ds)->cfg->keep_rejected || row->data == NULL
+        || !row->drafts_pending) {
         return;
     }
     if (memds_outbox_claim(&l->st, row->id, &got, &now) != APR_SUCCESS
         || !got) {
         return; /* (another sender has it: it makes the copy) */
     }
-    if (memds_outbox_drafts_get(&l->st, row->id, &pending) == APR_SUCCESS
-        && pending) {
+    if (now.drafts_pending) { /* (as read under the claim) */
         memds_logf(MBOX(ds)->cfg->log, MEMDS_LOG_NOTICE, APR_SUCCESS,
                    MEMDS_LOGNO(00411) "outbox %" APR_INT64_T_FMT
                               " of %s: refused, and its copy for Drafts was "

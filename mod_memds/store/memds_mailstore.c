@@ -841,7 +841,7 @@ apr_status_t memds_mail_move(memds_store_t *st, const char *account,
 #define OUTBOX_COLS \
     "outbox_id, state, luid, message_id, envelope_from," \
     " sent_guid, reason, coalesce(status, 0), attempts," \
-    " (state = 'retrying' AND next_attempt_at <= now())"
+    " (state = 'retrying' AND next_attempt_at <= now()), drafts_pending"
 
 /* The recipients column (space-separated: addresses have no blanks). */
 static apr_array_header_t *rcpts_of(const PGresult *res, int i, int col,
@@ -871,7 +871,11 @@ static void outbox_of(memds_outbox_row_t *o, const PGresult *res, int i,
     o->status = col_int(res, i, 7, 0);
     o->attempts = col_int(res, i, 8, 0);
     o->due = col_bool(res, i, 9);
+    o->drafts_pending = col_bool(res, i, 10);
 }
+
+/* The first column after OUTBOX_COLS. */
+#define OB 11
 
 apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
                                const char *account, apr_int64_t device_id,
@@ -899,9 +903,9 @@ apr_status_t memds_outbox_find(memds_store_t *st, memds_outbox_row_t *row,
         return rv;
     }
     outbox_of(row, res, 0, st->pool);
-    row->data = col_bytes(res, 0, 10, &row->len, st->pool);
-    row->rcpts = rcpts_of(res, 0, 11, st->pool);
-    row->bcc = col_bytes(res, 0, 12, &row->bcc_len, st->pool);
+    row->data = col_bytes(res, 0, OB, &row->len, st->pool);
+    row->rcpts = rcpts_of(res, 0, OB + 1, st->pool);
+    row->bcc = col_bytes(res, 0, OB + 2, &row->bcc_len, st->pool);
     PQclear(res);
     return APR_SUCCESS;
 }
@@ -988,23 +992,6 @@ apr_status_t memds_outbox_drafts_set(memds_store_t *st, apr_int64_t id,
                  "UPDATE memds.outbox SET drafts_pending = $2::bool"
                  " WHERE outbox_id = $1::bigint",
                  &a);
-}
-
-apr_status_t memds_outbox_drafts_get(memds_store_t *st, apr_int64_t id,
-                                     int *ppending)
-{
-    apr_int64_t n = 0;
-    qargs_t a;
-    apr_status_t rv;
-
-    qa_init(&a, st->pool);
-    qa_i64(&a, id);
-    rv = one_i64(st, &n, "outbox_drafts_get",
-                 "SELECT count(*) FROM memds.outbox WHERE outbox_id = $1::bigint"
-                 " AND drafts_pending",
-                 &a);
-    *ppending = n > 0;
-    return rv;
 }
 
 /* The advisory-lock keys of an outbox row: the two-int4 form, which
@@ -1153,12 +1140,12 @@ apr_status_t memds_outbox_due(memds_store_t *st, apr_array_header_t **prows,
     for (i = 0; i < n; ++i) {
         memds_outbox_row_t *o = apr_palloc(st->pool, sizeof(*o));
         outbox_of(o, res, i, st->pool);
-        o->data = col_bytes(res, i, 10, &o->len, st->pool);
-        o->rcpts = rcpts_of(res, i, 11, st->pool);
-        o->bcc = col_bytes(res, i, 15, &o->bcc_len, st->pool);
-        o->account = col_str(res, i, 12, st->pool);
-        o->device_id = col_i64(res, i, 13, 0);
-        o->store = col_str(res, i, 14, st->pool);
+        o->data = col_bytes(res, i, OB, &o->len, st->pool);
+        o->rcpts = rcpts_of(res, i, OB + 1, st->pool);
+        o->bcc = col_bytes(res, i, OB + 5, &o->bcc_len, st->pool);
+        o->account = col_str(res, i, OB + 2, st->pool);
+        o->device_id = col_i64(res, i, OB + 3, 0);
+        o->store = col_str(res, i, OB + 4, st->pool);
         APR_ARRAY_PUSH(arr, memds_outbox_row_t *) = o;
     }
     PQclear(res);

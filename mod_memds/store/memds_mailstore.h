@@ -193,6 +193,7 @@ typedef struct memds_outbox_row_t {
     apr_size_t bcc_len;
     int status, attempts;
     int due; /**< retrying and next_attempt_at has come */
+    int drafts_pending; /**< rejected, its copy for Drafts not yet made */
 } memds_outbox_row_t;
 
 /** The ledger row of a device's item, with its message unless filed;
@@ -223,9 +224,6 @@ apr_status_t memds_outbox_set(memds_store_t *st, apr_int64_t id,
  *  or made (0): memds.outbox.drafts_pending. */
 apr_status_t memds_outbox_drafts_set(memds_store_t *st, apr_int64_t id,
                                      int pending);
-/** *ppending: row id's drafts_pending. */
-apr_status_t memds_outbox_drafts_get(memds_store_t *st, apr_int64_t id,
-                                     int *ppending);
 
 /** Take the right to send row id: a PostgreSQL session-level advisory
  *  lock (key pair MEMDS_OUTBOX_LOCK_CLASS + high bits of id, low 32 bits
