@@ -188,6 +188,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
         ss->server_next = new_anchor(e->p);
         ss->snapshot_seq = resumed ? resumed->snapshot_seq : -1;
         ss->queue_built = resumed ? resumed->queue_built : 0;
+        ss->sent_upto = 0; /* (a resumed queue goes again from its start) */
         ss->filter = eng_filter_format(flt, e->p);
         if (resumed) {
             ss->slow = resumed->slow;

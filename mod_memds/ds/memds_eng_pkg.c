@@ -600,20 +600,71 @@ static apr_status_t mark_sent(eng_t *e, memds_qitem_t *q, apr_int64_t sent,
     return APR_SUCCESS;
 }
 
-/* Store the queue items changed since the last flush. */
-static apr_status_t flush_queue(eng_t *e)
+/* Store the queue items changed since the last flush. An item just sent
+ * whole with no status of its own needs no row write when its datastore's
+ * sent_upto comes to cover it (schema/021, note_sent_upto): until the end
+ * of its datastore's Sync (final 0) it stays pending; items covered are
+ * dropped; with final set every other one is written. */
+static apr_status_t flush_queue(eng_t *e, int final)
 {
-    int i;
+    apr_array_header_t *w = apr_array_make(e->p, e->dirty->nelts + 1,
+                                           sizeof(memds_qitem_t *));
+    int i, k = 0;
 
-    if (e->dirty->nelts
-        && e->db->vt->queue_update_many(e->db, e->sess.session_pk, e->dirty)
+    for (i = 0; i < e->dirty->nelts; ++i) {
+        memds_qitem_t *q = APR_ARRAY_IDX(e->dirty, i, memds_qitem_t *);
+        if (q->covered) {
+            q->dirty = 0;
+        }
+        else if (!final && q->sent_msg_id && !q->status) {
+            APR_ARRAY_IDX(e->dirty, k++, memds_qitem_t *) = q;
+        }
+        else {
+            APR_ARRAY_PUSH(w, memds_qitem_t *) = q;
+        }
+    }
+    e->dirty->nelts = k;
+    if (w->nelts
+        && e->db->vt->queue_update_many(e->db, e->sess.session_pk, w)
                != APR_SUCCESS) {
         return eng_db_fail(e, "updating the send queue");
     }
-    for (i = 0; i < e->dirty->nelts; ++i) {
-        APR_ARRAY_IDX(e->dirty, i, memds_qitem_t *)->dirty = 0;
+    for (i = 0; i < w->nelts; ++i) {
+        APR_ARRAY_IDX(w, i, memds_qitem_t *)->dirty = 0;
     }
-    e->dirty->nelts = 0;
+    return APR_SUCCESS;
+}
+
+/* After a datastore's Sync is final (trimmed to fit): the items read for
+ * it came in the order of n after its sent_upto; those sent whole before
+ * the first one not completely sent move sent_upto, and the ones among
+ * them with no status of their own are covered by it (no row write). */
+static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
+                                   const apr_array_header_t *read)
+{
+    int cur = ss->sent_upto, i;
+
+    for (i = 0; i < read->nelts; ++i) {
+        const memds_qitem_t *q = APR_ARRAY_IDX(read, i, memds_qitem_t *);
+        if (q->sent_msg_id == 0) {
+            break;
+        }
+        cur = q->n;
+    }
+    if (cur == ss->sent_upto) {
+        return APR_SUCCESS;
+    }
+    for (i = 0; i < read->nelts; ++i) {
+        memds_qitem_t *q = APR_ARRAY_IDX(read, i, memds_qitem_t *);
+        if (q->n > cur) {
+            break;
+        }
+        q->covered = q->dirty && !q->status;
+    }
+    ss->sent_upto = cur;
+    if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss) != APR_SUCCESS) {
+        return eng_db_fail(e, "saving the send queue's position");
+    }
     return APR_SUCCESS;
 }
 
@@ -642,9 +693,9 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         memds_sstore_t *ss = APR_ARRAY_IDX(e->sstores, i, memds_sstore_t *);
         memds_cmd_t *sync, one;
         memds_ds_t *ds;
-        apr_array_header_t *items, *placed;
+        apr_array_header_t *items, *placed, *read;
         apr_size_t empty, one_empty, est;
-        int base = e->cmd_id, more = 1;
+        int base = e->cmd_id, more = 1, after = ss->sent_upto;
         apr_int64_t known_seq = -1;
         apr_size_t shrink = 0; /* a smaller budget for the item retried */
         memds_syncstate_t state;
@@ -669,6 +720,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         sync->source = eng_loc(e->p, ss->server_uri);
         sync->cmds = apr_array_make(e->p, 64, sizeof(memds_cmd_t *));
         placed = apr_array_make(e->p, 64, sizeof(placed_t));
+        read = apr_array_make(e->p, 64, sizeof(memds_qitem_t *));
         if (eng_open_ds(&ds, e, ss->store) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
@@ -680,15 +732,23 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         one_empty = memds_sizer_cmd_size(sz, &one);
 
         while (more && !full) {
-            if ((rv = flush_queue(e)) != APR_SUCCESS) {
+            if ((rv = flush_queue(e, 0)) != APR_SUCCESS) {
                 return rv;
             }
             if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
-                                        ss->store, 500)
+                                        ss->store, after, 500)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the send queue");
             }
             more = items->nelts == 500;
+            for (j = 0; j < items->nelts; ++j) {
+                APR_ARRAY_PUSH(read, memds_qitem_t *) = APR_ARRAY_IDX(
+                    items, j, memds_qitem_t *);
+            }
+            if (items->nelts) {
+                after = APR_ARRAY_IDX(items, items->nelts - 1,
+                                      memds_qitem_t *)->n;
+            }
             if (ds->vt->prefetch) {
                 /* one round trip for the new items this message can carry
                  * (the datastore reads ahead what it sends whole) */
@@ -893,6 +953,9 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             sync->cmds->nelts--;
             full = 1;
         }
+        if ((rv = note_sent_upto(e, ss, read)) != APR_SUCCESS) {
+            return rv;
+        }
         if (sync->cmds->nelts > 0 || e->need_sync_out) {
             total_with(e, sz, sync, base); /* final CmdIDs */
             APR_ARRAY_PUSH(e->out->cmds, memds_cmd_t *) = sync;
@@ -903,7 +966,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             e->cmd_id = base;
         }
     }
-    if ((rv = flush_queue(e)) != APR_SUCCESS) {
+    if ((rv = flush_queue(e, 1)) != APR_SUCCESS) {
         return rv;
     }
     if (e->db->vt->queue_count_unsent(e->db, &left, e->sess.session_pk)

@@ -97,10 +97,11 @@ typedef struct memds_sessdb_vt {
     /* the change queue (package 4) and the device's statuses for it */
     apr_status_t (*queue_add_many)(memds_sessdb_t *db, apr_int64_t session_pk,
                                    const apr_array_header_t *items);
+    /* (after: rows with a greater n; see memds_store_queue_unsent) */
     apr_status_t (*queue_unsent)(memds_sessdb_t *db,
                                  apr_array_header_t **pitems,
                                  apr_int64_t session_pk, const char *store,
-                                 int limit);
+                                 int after, int limit);
     apr_status_t (*queue_find)(memds_sessdb_t *db, memds_qitem_t *q,
                                apr_int64_t session_pk, const char *store,
                                const char *guid, const char *luid);

@@ -727,10 +727,17 @@ static int by_store_n(const void *a, const void *b)
     return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
+/* The sent_upto of a session's datastore (schema/021): 0 when none. */
+static int mem_sent_upto(memds_memdb_t *m, apr_int64_t pk, const char *store)
+{
+    const msstore_t *v = get(m->t.sstores, kn(m, pk, store));
+    return v ? v->ss.sent_upto : 0;
+}
+
 static apr_status_t mem_queue_unsent(memds_sessdb_t *db,
                                      apr_array_header_t **pitems,
                                      apr_int64_t session_pk, const char *store,
-                                     int limit)
+                                     int after, int limit)
 {
     apr_array_header_t *arr = apr_array_make(db->pool, 16,
                                              sizeof(memds_qitem_t *));
@@ -740,6 +747,8 @@ static apr_status_t mem_queue_unsent(memds_sessdb_t *db,
          hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
         if (v->pk == session_pk && (!store || eq(v->q.store, store))
+            && v->q.n > (store ? after
+                               : mem_sent_upto(M(db), session_pk, v->q.store))
             && v->q.sent_msg_id == 0) {
             APR_ARRAY_PUSH(arr, memds_qitem_t *) = apr_pmemdup(db->pool, &v->q,
                                                                sizeof(v->q));
@@ -859,7 +868,8 @@ static apr_status_t mem_queue_count_unsent(memds_sessdb_t *db, int *pn,
     for (hi = apr_hash_first(NULL, M(db)->t.queue); hi;
          hi = apr_hash_next(hi)) {
         const mqueue_t *v = apr_hash_this_val(hi);
-        n += v->pk == session_pk && v->q.sent_msg_id == 0;
+        n += v->pk == session_pk && v->q.sent_msg_id == 0
+             && v->q.n > mem_sent_upto(M(db), session_pk, v->q.store);
     }
     *pn = n;
     return APR_SUCCESS;

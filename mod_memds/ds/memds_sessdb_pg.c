@@ -172,10 +172,10 @@ static apr_status_t pg_queue_add_many(memds_sessdb_t *db,
 static apr_status_t pg_queue_unsent(memds_sessdb_t *db,
                                     apr_array_header_t **pitems,
                                     apr_int64_t session_pk, const char *store,
-                                    int limit)
+                                    int after, int limit)
 {
     return done(db, memds_store_queue_unsent(ST(db), pitems, session_pk, store,
-                                             limit));
+                                             after, limit));
 }
 
 static apr_status_t pg_queue_find(memds_sessdb_t *db, memds_qitem_t *q,

@@ -888,7 +888,7 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
     rv = q_run(st, &res, "sstores_load",
                "SELECT store, client_uri, server_uri, alert_code, slow,"
                " client_next, server_next, coalesce(snapshot_seq, -1),"
-               " queue_built, filter FROM memds.session_stores"
+               " queue_built, filter, sent_upto FROM memds.session_stores"
                " WHERE session_pk = $1::bigint ORDER BY store COLLATE \"C\"",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
@@ -909,6 +909,7 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
         ss->queue_built = col_bool(res, i, 8);
         ss->filter = PQgetisnull(res, i, 9) ? NULL
                                             : col_str(res, i, 9, st->pool);
+        ss->sent_upto = col_int(res, i, 10, 0);
         APR_ARRAY_PUSH(arr, memds_sstore_t *) = ss;
     }
     PQclear(res);
@@ -938,12 +939,13 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
     }
     qa_bool(&a, ss->queue_built);
     qa_str(&a, ss->filter);
+    qa_int(&a, ss->sent_upto);
     return q_cmd(st, NULL, "sstore_save",
                  "INSERT INTO memds.session_stores (session_pk, store,"
                  " client_uri, server_uri, alert_code, slow, client_next,"
-                 " server_next, snapshot_seq, queue_built, filter)"
+                 " server_next, snapshot_seq, queue_built, filter, sent_upto)"
                  " VALUES ($1::bigint, $2, $3, $4, $5::integer, $6::boolean,"
-                 " $7, $8, $9::bigint, $10::boolean, $11)"
+                 " $7, $8, $9::bigint, $10::boolean, $11, $12::integer)"
                  " ON CONFLICT (session_pk, store) DO UPDATE SET"
                  " client_uri = EXCLUDED.client_uri,"
                  " server_uri = EXCLUDED.server_uri,"
@@ -952,7 +954,7 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
                  " server_next = EXCLUDED.server_next,"
                  " snapshot_seq = EXCLUDED.snapshot_seq,"
                  " queue_built = EXCLUDED.queue_built,"
-                 " filter = EXCLUDED.filter",
+                 " filter = EXCLUDED.filter, sent_upto = EXCLUDED.sent_upto",
                  &a);
 }
 
@@ -994,6 +996,7 @@ static void qitem_from_row(memds_qitem_t *q, const PGresult *res, int i,
     q->sent_msg_id = col_int(res, i, 6, 0);
     q->status = col_int(res, i, 7, 0);
     q->dirty = 0;
+    q->covered = 0;
 }
 
 /* The fields of q after (session_pk, store, n): $4..$9. sent_msg_id and
@@ -1029,7 +1032,7 @@ apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
 apr_status_t memds_store_queue_unsent(memds_store_t *st,
                                       apr_array_header_t **pitems,
                                       apr_int64_t session_pk, const char *store,
-                                      int limit)
+                                      int after, int limit)
 {
     qargs_t a;
     PGresult *res;
@@ -1046,17 +1049,22 @@ apr_status_t memds_store_queue_unsent(memds_store_t *st,
     else {
         qa_str(&a, NULL); /* LIMIT NULL: no limit */
     }
-    /* One datastore: in the order of the session_queue_unsent index, so
-     * that a message reads only its own rows (not every unsent row sorted
-     * again per message). */
+    qa_int(&a, after);
+    /* One datastore: from `after` on in the order of the primary key, so
+     * that a message reads only its own rows (not the rows sent before it,
+     * nor every unsent row sorted again per message). */
     rv = q_run(st, &res, "queue_unsent",
                store ? "SELECT " QUEUE_COLS " FROM memds.session_queue"
                        " WHERE session_pk = $1::bigint AND store = $2::text"
-                       " AND sent_msg_id IS NULL"
+                       " AND n > $4::integer AND sent_msg_id IS NULL"
                        " ORDER BY n LIMIT $3::integer"
-                     : "SELECT " QUEUE_COLS " FROM memds.session_queue"
+                     : "SELECT " QUEUE_COLS " FROM memds.session_queue q"
                        " WHERE session_pk = $1::bigint"
                        " AND ($2::text IS NULL OR store = $2::text)"
+                       " AND n > coalesce((SELECT ss.sent_upto"
+                       "  FROM memds.session_stores ss"
+                       "  WHERE ss.session_pk = q.session_pk"
+                       "  AND ss.store = q.store), 0) + 0 * $4::integer"
                        " AND sent_msg_id IS NULL"
                        " ORDER BY store COLLATE \"C\", n LIMIT $3::integer",
                &a, PGRES_TUPLES_OK);
@@ -1160,8 +1168,10 @@ apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
      * every message going down, and counting the unsent rows of a long
      * queue cost ~2 ms a message (docs/performance.md, Mail). */
     rv = q_run(st, &res, "queue_count_unsent",
-               "SELECT count(*) FROM (SELECT 1 FROM memds.session_queue"
-               " WHERE session_pk = $1::bigint AND sent_msg_id IS NULL"
+               "SELECT count(*) FROM (SELECT 1 FROM memds.session_stores ss"
+               " JOIN memds.session_queue q ON q.session_pk = ss.session_pk"
+               " AND q.store = ss.store AND q.n > ss.sent_upto"
+               " WHERE ss.session_pk = $1::bigint AND q.sent_msg_id IS NULL"
                " LIMIT 1) x",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {

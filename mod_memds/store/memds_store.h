@@ -209,6 +209,8 @@ typedef struct memds_sstore_t {
     /** The filter of the Alert (with the administrator's limits) in the
      *  compact form of ds/memds_dsfilter.h, NULL for none. */
     const char *filter;
+    /** Every queue row with n <= sent_upto is sent (schema/021); 0: none. */
+    int sent_upto;
 } memds_sstore_t;
 
 /** All datastores of a session (memds_sstore_t *), in store order. */
@@ -241,16 +243,20 @@ typedef struct memds_qitem_t {
     int sent_msg_id; /**< 0: not completely sent */
     int status;      /**< 0: no status yet */
     int dirty;       /**< engine bookkeeping: changed, not yet stored */
+    int covered;     /**< engine bookkeeping: sent, and within its
+                          datastore's sent_upto: no row write needed */
 } memds_qitem_t;
 
 apr_status_t memds_store_queue_add(memds_store_t *st, apr_int64_t session_pk,
                                    const memds_qitem_t *q);
-/** Items not yet completely sent (sent_msg_id 0), in order, at most limit.
- *  store NULL: of every store (by store, then n); limit <= 0: no limit. */
+/** Items of store after position `after` (its sent_upto, or the last
+ *  one read) not completely sent on their own (sent_msg_id 0), in order,
+ *  at most limit. store NULL: of every store (by store, then n), after
+ *  each store's sent_upto; limit <= 0: no limit. */
 apr_status_t memds_store_queue_unsent(memds_store_t *st,
                                       apr_array_header_t **pitems,
                                       apr_int64_t session_pk, const char *store,
-                                      int limit);
+                                      int after, int limit);
 /** The item with this store and guid or luid (whichever is not NULL;
  *  guid wins when both are given); a guid "#n" is the temporary id of
  *  queue position n; APR_ENOENT if none. */
@@ -261,8 +267,8 @@ apr_status_t memds_store_queue_find(memds_store_t *st, memds_qitem_t *q,
  *  APR_ENOENT if there is no such item. */
 apr_status_t memds_store_queue_update(memds_store_t *st, apr_int64_t session_pk,
                                       const memds_qitem_t *q);
-/** Whether the session has queue items still unsent (all stores):
- *  *pn is 1 if any, 0 if none. */
+/** Whether the session has queue items still unsent (all stores: after
+ *  their store's sent_upto, sent_msg_id 0): *pn is 1 if any, 0 if none. */
 apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
                                             apr_int64_t session_pk);
 

@@ -3,6 +3,7 @@ XML and WBXML x basic and md5 x all six sync modes, items compared byte by
 byte on both sides after each session; 1000 items; MaxMsgSize 10240 with a
 200 KB item (multi-message packages and large objects both ways)."""
 import os
+import subprocess
 
 import pytest
 
@@ -86,6 +87,48 @@ def test_222_thousand_items(stack):
         assert len(up.remote()) == 1000 and up.remote() == up.local()
         down.sync("slow", items=0)
         assert down.local() == up.remote()
+    finally:
+        up.cleanup()
+        down.cleanup()
+
+
+def _psql(stack, sql):
+    return subprocess.run(["psql", stack["MEMDS_PG"], "-XAtq", "-c", sql],
+                          check=True, stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+
+
+def test_225_queue_position_not_rows(stack):
+    """A message going down records how far its datastore's queue has gone
+    (session_stores.sent_upto, schema 021), not each row it carried: after
+    300 items down in several messages, every row is covered by sent_upto,
+    no row was marked sent on its own, and the device's statuses are on
+    the rows (docs/performance.md, "The send queue's position")."""
+    up = Client(stack, enc="wbxml")
+    down = Client(stack, enc="wbxml", maxmsg=16384, uri=up.uri)
+    try:
+        up.sync("slow", items=0)
+        for i in range(300):
+            up.put("i%04d" % i, vcard("pos-%04d" % i))
+        up.sync("slow")
+        down.sync("slow", items=0)
+        assert down.local() == up.remote() and len(down.local()) == 300
+        row = _psql(stack, """
+            SELECT ss.sent_upto, count(q.*), max(q.n),
+                   count(q.*) FILTER (WHERE q.sent_msg_id IS NOT NULL),
+                   count(q.*) FILTER (WHERE q.status BETWEEN 200 AND 299)
+              FROM memds.devices d
+              JOIN memds.sessions s USING (device_id)
+              JOIN memds.session_stores ss USING (session_pk)
+              JOIN memds.session_queue q
+                ON q.session_pk = ss.session_pk AND q.store = ss.store
+             WHERE d.devid = '%s' AND ss.store = '%s'
+             GROUP BY ss.session_pk, ss.sent_upto""" % (down.devid, up.uri))
+        upto, rows, top, marked, taken = (int(x) for x in row.split("|"))
+        assert (rows, top) == (300, 300), row
+        assert upto == 300, row
+        assert marked == 0, row
+        assert taken == 300, row
     finally:
         up.cleanup()
         down.cleanup()

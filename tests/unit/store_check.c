@@ -475,7 +475,7 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     }
     ok_rv(c, a, rv, APR_SUCCESS, "queue_add x4 (two stores)");
 
-    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 2);
+    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 0, 2);
     ok(c,
        rv == APR_SUCCESS && arr->nelts == 2
            && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
@@ -514,17 +514,60 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     rv = memds_store_queue_update(a, spk, &f);
     ok_rv(c, a, rv, APR_ENOENT, "queue_update of a missing item: ENOENT");
 
-    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 10);
+    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 0, 10);
     ok(c,
        rv == APR_SUCCESS && arr->nelts == 2
            && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 1
            && APR_ARRAY_IDX(arr, 1, memds_qitem_t *)->n == 3,
        "a sent item is no longer unsent");
-    rv = memds_store_queue_unsent(a, &arr, spk, NULL, 0);
+    rv = memds_store_queue_unsent(a, &arr, spk, NULL, 0, 0);
     ok(c, rv == APR_SUCCESS && arr->nelts == 3,
        "queue_unsent of all stores without a limit");
     rv = memds_store_queue_count_unsent(a, &n, spk);
     ok(c, rv == APR_SUCCESS && n == 1, "queue_count_unsent: any left");
+
+    /* sent_upto (schema/021): the rows up to it are sent, whatever their
+     * sent_msg_id says */
+    rv = memds_store_queue_unsent(a, &arr, spk, "contacts", 1, 10);
+    ok(c,
+       rv == APR_SUCCESS && arr->nelts == 1
+           && APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->n == 3,
+       "queue_unsent after n 1: only the rows after it");
+    {
+        apr_array_header_t *ss;
+        memds_sstore_t *x = NULL;
+        int k;
+        memds_store_sstores_load(a, &ss, spk);
+        for (k = 0; k < ss->nelts; ++k) {
+            if (streq(APR_ARRAY_IDX(ss, k, memds_sstore_t *)->store,
+                      "contacts")) {
+                x = APR_ARRAY_IDX(ss, k, memds_sstore_t *);
+            }
+        }
+        ok(c, x && x->sent_upto == 0, "sent_upto starts at 0");
+        if (x) {
+            x->sent_upto = 3;
+            rv = memds_store_sstore_save(a, spk, x);
+            memds_store_sstores_load(a, &ss, spk);
+            ok(c,
+               rv == APR_SUCCESS
+                   && APR_ARRAY_IDX(ss, 0, memds_sstore_t *)->sent_upto == 3,
+               "sstore_save and sstores_load keep sent_upto");
+        }
+    }
+    rv = memds_store_queue_unsent(a, &arr, spk, NULL, 0, 0);
+    ok(c,
+       rv == APR_SUCCESS && arr->nelts == 1
+           && streq(APR_ARRAY_IDX(arr, 0, memds_qitem_t *)->store, "notes"),
+       "queue_unsent of all stores: not the rows up to their sent_upto");
+    rv = memds_store_queue_count_unsent(a, &n, spk);
+    ok(c, rv == APR_SUCCESS && n == 1, "queue_count_unsent: notes is left");
+    rv = memds_store_queue_update(a, spk, &(memds_qitem_t){
+        .store = "notes", .n = 1, .op = MEMDS_Q_ADD, .guid = "n1",
+        .sent_msg_id = 6 });
+    rv = rv == APR_SUCCESS ? memds_store_queue_count_unsent(a, &n, spk) : rv;
+    ok(c, rv == APR_SUCCESS && n == 0,
+       "queue_count_unsent: none when the rest was sent on its own");
 }
 
 static void check_partial(ctx_t *c, apr_int64_t spk)
