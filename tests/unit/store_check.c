@@ -570,6 +570,60 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
        "queue_count_unsent: none when the rest was sent on its own");
 }
 
+/* A queue of QUEUE_ANALYZE_ROWS (2000) rows or more gets its statistics at
+ * once (memds_store_queue_add_many); another ANALYZE holding the table's
+ * lock only makes it skip that. */
+static void check_queue_analyze(ctx_t *c, apr_int64_t spk)
+{
+    memds_store_t *a = &c->a, *b = &c->b;
+    const char *pk = apr_psprintf(c->p, "%" APR_INT64_T_FMT, spk);
+    static const char *const known =
+        "SELECT count(*) FROM pg_stats WHERE schemaname = 'memds'"
+        " AND tablename = 'session_queue' AND attname = 'session_pk'"
+        " AND $1::bigint = ANY (most_common_vals::text::bigint[])";
+    apr_array_header_t *q1 = apr_array_make(c->p, 2000,
+                                            sizeof(memds_qitem_t *));
+    apr_array_header_t *q2 = apr_array_make(c->p, 2000,
+                                            sizeof(memds_qitem_t *));
+    apr_status_t rv;
+    int i;
+
+    for (i = 1; i <= 2000; ++i) {
+        memds_qitem_t *q = apr_pcalloc(c->p, sizeof(*q));
+        q->store = "bulk";
+        q->n = i;
+        q->op = MEMDS_Q_ADD;
+        q->guid = apr_psprintf(c->p, "b%d", i);
+        APR_ARRAY_PUSH(q1, memds_qitem_t *) = q;
+        q = apr_pmemdup(c->p, q, sizeof(*q));
+        q->store = "bulk2";
+        APR_ARRAY_PUSH(q2, memds_qitem_t *) = q;
+    }
+    ok(c, raw_count(a, known, pk) == 0,
+       "a new session is unknown to session_queue's statistics");
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "begin on b");
+    raw_exec(b, "LOCK TABLE memds.session_queue IN SHARE UPDATE EXCLUSIVE"
+                " MODE");
+    rv = memds_store_queue_add_many(a, spk, q1);
+    ok_rv(c, a, rv, APR_SUCCESS,
+          "queue_add_many of 2000 while b holds the table's ANALYZE lock");
+    ok(c,
+       raw_count(a,
+                 "SELECT count(*) FROM memds.session_queue"
+                 " WHERE session_pk = $1::bigint AND store = 'bulk'",
+                 pk)
+               == 2000
+           && PQtransactionStatus(memds_pgconn_native(a->conn))
+                  == PQTRANS_INTRANS
+           && raw_count(a, known, pk) == 0,
+       "the rows are queued, the transaction goes on, the ANALYZE skipped");
+    memds_store_rollback(b);
+    rv = memds_store_queue_add_many(a, spk, q2);
+    ok_rv(c, a, rv, APR_SUCCESS, "queue_add_many of 2000 more");
+    ok(c, raw_count(a, known, pk) == 1,
+       "session_queue's statistics now know the session (ANALYZE)");
+}
+
 static void check_partial(ctx_t *c, apr_int64_t spk)
 {
     memds_store_t *a = &c->a;
@@ -1150,6 +1204,21 @@ int main(int argc, const char *const *argv)
     }
     memds_store_init(&c.a, ca, p);
     memds_store_init(&c.b, cb, p);
+    {
+        /* the pool's connections price index probes for data in memory
+         * (memds_pgpool.c): 1.1, set by the session, where the server
+         * keeps PostgreSQL's default of 4 */
+        PGresult *r = PQexec(memds_pgconn_native(ca),
+                             "SELECT setting, source FROM pg_settings"
+                             " WHERE name = 'random_page_cost'");
+        int one = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        ok(&c,
+           one && strcmp(PQgetvalue(r, 0, 0), "1.1") == 0
+               && strcmp(PQgetvalue(r, 0, 1), "session") == 0,
+           "pooled connection: random_page_cost %s (%s)",
+           one ? PQgetvalue(r, 0, 0) : "?", one ? PQgetvalue(r, 0, 1) : "?");
+        PQclear(r);
+    }
 
     memds_store_rollback(&c.a);
     ok_rv(&c, &c.a, memds_store_begin(&c.a), APR_SUCCESS, "begin on a");
@@ -1160,6 +1229,7 @@ int main(int argc, const char *const *argv)
     check_expire(&c);
     check_sstores(&c, spk);
     check_queue(&c, spk);
+    check_queue_analyze(&c, spk);
     check_partial(&c, spk);
     check_syncstate(&c);
     check_maps(&c);
