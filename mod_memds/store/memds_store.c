@@ -1168,11 +1168,15 @@ apr_status_t memds_store_queue_count_unsent(memds_store_t *st, int *pn,
      * every message going down, and counting the unsent rows of a long
      * queue cost ~2 ms a message (docs/performance.md, Mail). */
     rv = q_run(st, &res, "queue_count_unsent",
+               /* per datastore the first row after its sent_upto, in the
+                * order of the primary key (a join let the planner walk the
+                * session's rows from the start: every row already sent) */
                "SELECT count(*) FROM (SELECT 1 FROM memds.session_stores ss"
-               " JOIN memds.session_queue q ON q.session_pk = ss.session_pk"
-               " AND q.store = ss.store AND q.n > ss.sent_upto"
-               " WHERE ss.session_pk = $1::bigint AND q.sent_msg_id IS NULL"
-               " LIMIT 1) x",
+               " CROSS JOIN LATERAL (SELECT 1 FROM memds.session_queue q"
+               "  WHERE q.session_pk = ss.session_pk AND q.store = ss.store"
+               "  AND q.n > ss.sent_upto AND q.sent_msg_id IS NULL"
+               "  ORDER BY q.n LIMIT 1) f"
+               " WHERE ss.session_pk = $1::bigint LIMIT 1) x",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
