@@ -57,6 +57,7 @@ typedef struct meta_ctx_t {
     apr_hash_t *remap;         /* key -> apr_array of old rows, or NULL */
     apr_int64_t changed_by;
     apr_status_t db; /* a store failure inside the callback */
+    int inserted;    /* rows inserted (or met) by this scan */
 } meta_ctx_t;
 
 static const char *remap_key(const char *mid, apr_int64_t size, apr_time_t t,
@@ -78,6 +79,7 @@ static apr_status_t meta_flush(meta_ctx_t *m)
                != APR_SUCCESS) {
         return APR_EGENERAL;
     }
+    m->inserted += m->batch->nelts;
     m->batch->nelts = 0;
     apr_pool_clear(m->sub);
     return APR_SUCCESS;
@@ -142,6 +144,8 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
     "(UID FLAGS RFC822.SIZE INTERNALDATE " \
     "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
 
+#define META_ANALYZE_ROWS 2000
+
 /* Fetch the metadata of uidset and insert the messages (or re-map them). */
 static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
                               const char *uidset, apr_hash_t *remap)
@@ -169,6 +173,13 @@ static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
         return memds_mbox_fail_db(ds);
     }
     apr_pool_destroy(m.sub);
+    if (m.inserted >= META_ANALYZE_ROWS) {
+        /* A folder's first scan: the rows of this device's first sync are
+         * read by GUID (memds_mail_get_many) once per message going down;
+         * with the folder unknown to the statistics the planner walked the
+         * whole folder each time (docs/performance.md, Mail). */
+        memds_store_analyze(ds->st, "memds.mail_messages");
+    }
     return APR_SUCCESS;
 }
 

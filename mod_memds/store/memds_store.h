@@ -31,6 +31,14 @@ apr_status_t memds_store_begin(memds_store_t *st);
 apr_status_t memds_store_commit(memds_store_t *st);
 /** Roll back; safe to call after an error or when no transaction is open. */
 void memds_store_rollback(memds_store_t *st);
+/** ANALYZE table (a constant name such as "memds.session_queue") inside the
+ *  open transaction, which ANALYZE counts: for a table that has just grown
+ *  by thousands of rows of a key its statistics do not know (the planner
+ *  would take them for one row until autovacuum comes, a minute later).
+ *  Waits at most 5 ms for the table's lock (autovacuum or another
+ *  session's ANALYZE holds it: then skipped), never fails the transaction
+ *  (a savepoint), and keeps its lock_timeout. */
+void memds_store_analyze(memds_store_t *st, const char *table);
 
 /* --------------------------------------------------------------- auth */
 

@@ -782,3 +782,42 @@ def folder_messages_of(stack, user, pw, folder):
             out[uid] = (uid, flags, part[1])
     m.logout()
     return out
+
+
+def _folder_known(stack, folder):
+    return subprocess.run(
+        ["psql", stack["MEMDS_PG"], "-XAtq", "-c",
+         "SELECT count(*) FROM pg_stats WHERE schemaname = 'memds'"
+         " AND tablename = 'mail_messages' AND attname = 'folder'"
+         " AND '%s' = ANY (most_common_vals::text::text[])" % folder],
+        check=True, stdout=subprocess.PIPE, text=True).stdout.strip() == "1"
+
+
+def test_526_first_scan_of_a_large_folder_analyzes(stack):
+    """A folder's first scan that records 2000 mails or more ANALYZEs
+    memds.mail_messages in its transaction: the first sync reads the rows
+    of each message's mails by GUID, and with the folder unknown to the
+    statistics the planner walked the whole folder every message
+    (docs/performance.md, Mail). autovacuum is held off the table
+    meanwhile, so that only the scan can have done it."""
+    pg = ["psql", stack["MEMDS_PG"], "-XAtq", "-c"]
+    subprocess.run(pg + ["ALTER TABLE memds.mail_messages"
+                         " SET (autovacuum_enabled = false)"], check=True)
+    try:
+        name = new_folder(stack, n=0, prefix="Big")
+        m = imap(stack)
+        for i in range(2100):
+            assert m.append(name, None, imaplib.Time2Internaldate(time.time()),
+                            message(name, i))[0] == "OK"
+        m.logout()
+        assert not _folder_known(stack, name)
+        c = mail_client(stack, name)
+        try:
+            sync(stack, c, "slow")
+            assert len(c.local()) == 2100
+        finally:
+            c.cleanup()
+        assert _folder_known(stack, name)
+    finally:
+        subprocess.run(pg + ["ALTER TABLE memds.mail_messages"
+                             " RESET (autovacuum_enabled)"], check=True)

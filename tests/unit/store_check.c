@@ -618,10 +618,18 @@ static void check_queue_analyze(ctx_t *c, apr_int64_t spk)
            && raw_count(a, known, pk) == 0,
        "the rows are queued, the transaction goes on, the ANALYZE skipped");
     memds_store_rollback(b);
+    raw_exec(a, "SET LOCAL lock_timeout = '1234ms'");
     rv = memds_store_queue_add_many(a, spk, q2);
     ok_rv(c, a, rv, APR_SUCCESS, "queue_add_many of 2000 more");
     ok(c, raw_count(a, known, pk) == 1,
        "session_queue's statistics now know the session (ANALYZE)");
+    ok(c,
+       raw_count(a,
+                 "SELECT count(*) WHERE current_setting('lock_timeout') = $1",
+                 "1234ms")
+           == 1,
+       "the transaction's own lock_timeout is kept");
+    raw_exec(a, "SET LOCAL lock_timeout TO DEFAULT");
 }
 
 static void check_partial(ctx_t *c, apr_int64_t spk)
