@@ -299,6 +299,12 @@ struct memds_ds_t {
      *  message with the datastore's items, before the request commits.
      *  NULL: nothing to write. */
     apr_status_t (*flush)(memds_ds_t *ds);
+    /** Set by a datastore that keeps rows per device and item (the mail
+     *  datastore: its levels): the engine calls it once in a session, when
+     *  thousands of its items have gone down, to bring the planner's
+     *  statistics of those rows up to date (see memds_sessdb_vt.grown).
+     *  Best effort. NULL: nothing to do. */
+    void (*grown)(memds_ds_t *ds);
 };
 
 /** A datastore implementation, registered under a MemDSDatastore kind. */

@@ -635,11 +635,20 @@ static apr_status_t flush_queue(eng_t *e, int final)
     return APR_SUCCESS;
 }
 
+/* When this many of a datastore's items have gone down in a session (a
+ * first sync), the rows kept per device and item (maps, the mail levels)
+ * have grown from few to thousands within it, and the planner, whose
+ * statistics do not know the device yet, takes its lookups by key for
+ * walks of all its rows: they get fresh statistics then, once (memds_
+ * sessdb_vt.grown, memds_ds_t.grown; docs/performance.md). */
+#define GROWN_ROWS 2000
+
 /* After a datastore's Sync is final (trimmed to fit): the items read for
  * it came in the order of n after its sent_upto; those sent whole before
  * the first one not completely sent move sent_upto, and the ones among
  * them with no status of their own are covered by it (no row write). */
 static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
+                                   memds_ds_t *ds,
                                    const apr_array_header_t *read)
 {
     int cur = ss->sent_upto, i;
@@ -660,6 +669,14 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
             break;
         }
         q->covered = q->dirty && !q->status;
+    }
+    if (ss->sent_upto < GROWN_ROWS && cur >= GROWN_ROWS) {
+        if (e->db->vt->grown) {
+            e->db->vt->grown(e->db);
+        }
+        if (ds->grown) {
+            ds->grown(ds);
+        }
     }
     ss->sent_upto = cur;
     if (e->db->vt->sstore_save(e->db, e->sess.session_pk, ss) != APR_SUCCESS) {
@@ -953,7 +970,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             sync->cmds->nelts--;
             full = 1;
         }
-        if ((rv = note_sent_upto(e, ss, read)) != APR_SUCCESS) {
+        if ((rv = note_sent_upto(e, ss, ds, read)) != APR_SUCCESS) {
             return rv;
         }
         if (sync->cmds->nelts > 0 || e->need_sync_out) {

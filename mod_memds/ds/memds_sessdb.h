@@ -215,6 +215,12 @@ typedef struct memds_sessdb_vt {
                             const memds_ds_env_t *env, const char *account,
                             const char *store, apr_int64_t device_id,
                             apr_pool_t *p);
+    /** The device's maps have just grown by thousands of rows in this
+     *  session (a first sync going down): bring the planner's statistics
+     *  up to date in the request's transaction, so that their per-message
+     *  lookups probe the device's keys instead of walking all its rows.
+     *  Best effort. May be NULL. */
+    void (*grown)(memds_sessdb_t *db);
 } memds_sessdb_vt;
 
 struct memds_sessdb_t {

@@ -1869,7 +1869,8 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_quarantine_count,
                                         mem_quarantine_of,
                                         mem_quarantine_done,
-                                        mem_ds_open };
+                                        mem_ds_open,
+                                        NULL };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)
 {

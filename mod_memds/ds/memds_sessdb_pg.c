@@ -403,6 +403,11 @@ static apr_status_t pg_push_keep(memds_sessdb_t *db, apr_int64_t device_id,
     return done(db, memds_push_keep(ST(db), device_id, row, hold_ms));
 }
 
+static void pg_grown(memds_sessdb_t *db)
+{
+    memds_store_analyze(ST(db), "memds.maps");
+}
+
 static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_begin,
                                        pg_commit,
@@ -457,7 +462,8 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_quarantine_count,
                                        pg_quarantine_of,
                                        pg_quarantine_done,
-                                       pg_ds_open };
+                                       pg_ds_open,
+                                       pg_grown };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)
 {

@@ -1312,8 +1312,14 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     qa_str(&a, text_array(luids, n, st->pool));
     rv = q_cmd(
         st, NULL, "map_put_many",
-        "DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
-        " AND (guid = ANY($3::text[]) OR luid = ANY($4::text[]))",
+        /* (two DELETEs, each an index probe per key: with the OR of both
+         * lists the planner scanned the whole table, 2.2 against 0.3 ms
+         * for 57 pairs among 11,000 maps; docs/performance.md) */
+        "WITH by_guid AS (DELETE FROM memds.maps"
+        " WHERE device_id = $1::bigint AND store = $2"
+        " AND guid = ANY($3::text[]))"
+        " DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
+        " AND luid = ANY($4::text[])",
         &a);
     if (rv != APR_SUCCESS) {
         return rv;
