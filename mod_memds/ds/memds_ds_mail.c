@@ -189,6 +189,7 @@ typedef struct uf_ctx_t {
     apr_array_header_t *flags;    /* int */
     apr_array_header_t *vanished; /* apr_int64_t */
     int skipped; /* rows another transaction held: not applied (apply) */
+    apr_int64_t fence; /* memds_mail_seq_fence before the FETCH; -1: none */
 } uf_ctx_t;
 
 static apr_status_t uf_cb(void *baton, const memds_imap_resp_t *r)
@@ -280,7 +281,8 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
      * change of them is under way; u->skipped keeps the scan's position) */
     if (memds_mail_flags_many(ds->st, ds->account, MBOX(ds)->folder,
                               (const apr_int64_t *)fu->elts,
-                              (const int *)ff->elts, fu->nelts, 0, &nf)
+                              (const int *)ff->elts, fu->nelts, 0, u->fence,
+                              &nf)
             != APR_SUCCESS
         || memds_mail_gone_many(ds->st, ds->account, MBOX(ds)->folder,
                                 (const apr_int64_t *)gone->elts, gone->nelts, 0,
@@ -355,6 +357,7 @@ static apr_status_t scan_locked(memds_ds_t *ds)
     memds_mfolder_t f, nf;
     memds_imap_err_t err;
     uf_ctx_t *u = NULL;
+    apr_int64_t fence = -1;
     apr_status_t rv;
 
     /* The folder row lock makes concurrent scans of one folder (two devices
@@ -370,6 +373,10 @@ static apr_status_t scan_locked(memds_ds_t *ds)
          * account waiting for the lock share one scan. */
         x->scanned = 1;
         return APR_SUCCESS;
+    }
+    /* (before IMAP is asked: flags it reports are no newer than this) */
+    if (memds_mail_seq_fence(ds->st, &fence) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
     }
     if (memds_mbox_select(ds, &c, &mb) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -391,6 +398,7 @@ static apr_status_t scan_locked(memds_ds_t *ds)
              && memds_imap_qresync(c)) {
         /* QRESYNC: what changed since, and what vanished */
         u = uf_make(ds->st->pool);
+        u->fence = fence;
         rv = mb->exists == 0 && f.messages == 0
                  ? APR_SUCCESS
                  : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
@@ -405,6 +413,7 @@ static apr_status_t scan_locked(memds_ds_t *ds)
     else {
         /* No CONDSTORE (or the first scan): diff every UID and its flags. */
         u = uf_make(ds->st->pool);
+        u->fence = fence;
         if (mb->exists > 0
             && memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, uf_cb, u,
                                     &err)

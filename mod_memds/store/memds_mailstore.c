@@ -252,7 +252,8 @@ static apr_status_t skipped_of(memds_store_t *st, int *pskipped,
 apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
                                    const char *folder, const apr_int64_t *uids,
                                    const int *flags, int n,
-                                   apr_int64_t changed_by, int *pskipped)
+                                   apr_int64_t changed_by, apr_int64_t fence,
+                                   int *pskipped)
 {
     qargs_t a;
     apr_int64_t *f;
@@ -276,8 +277,15 @@ apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
     qa_str(&a, changed_by
                    ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, changed_by)
                    : NULL);
+    qa_str(&a, fence >= 0
+                   ? apr_psprintf(st->pool, "%" APR_INT64_T_FMT, fence)
+                   : NULL);
     /* A row another transaction holds (a device's change of it, not yet
-     * committed) is skipped, not waited for: the caller sees how many. */
+     * committed) is skipped, not waited for: the caller sees how many.
+     * So is a row changed after the fence: a device's flag change that
+     * IMAP got after it answered the scan, committed since; the scan's
+     * flags are older than it (bench/load: the device's next change of
+     * the mail then met a "server" change, 419). */
     return skipped_of(
         st, pskipped, "mail_flags",
         "WITH s AS (SELECT memds.item_seq_take() AS v),"
@@ -287,7 +295,8 @@ apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
         "  AND m.uid = u.uid AND m.flags <> u.flags),"
         " l AS (SELECT m.guid FROM memds.mail_messages m, w"
         "  WHERE m.account = $1 AND m.folder = $2 AND m.guid = w.guid"
-        "  AND NOT m.deleted FOR UPDATE OF m SKIP LOCKED),"
+        "  AND NOT m.deleted AND ($6::bigint IS NULL OR m.seq <= $6::bigint)"
+        "  FOR UPDATE OF m SKIP LOCKED),"
         " c AS (UPDATE memds.mail_messages m SET flags = w.flags,"
         "  seq = s.v, changed_by = $5::bigint, updated_at = now()"
         "  FROM s, w, l WHERE m.account = $1 AND m.folder = $2"
@@ -295,6 +304,23 @@ apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
         "  RETURNING 1)"
         " SELECT (SELECT count(*) FROM w) - (SELECT count(*) FROM c)",
         &a);
+}
+
+apr_status_t memds_mail_seq_fence(memds_store_t *st, apr_int64_t *pfence)
+{
+    PGresult *res;
+    apr_status_t rv;
+
+    rv = q_run(st, &res, "mail_seq_fence",
+               "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1"
+               " END FROM memds.item_seq",
+               NULL, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *pfence = PQntuples(res) == 1 ? col_i64(res, 0, 0, -1) : -1;
+    PQclear(res);
+    return APR_SUCCESS;
 }
 
 apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,

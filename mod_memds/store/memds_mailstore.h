@@ -66,11 +66,19 @@ apr_status_t memds_mail_insert_many(memds_store_t *st, const char *account,
 /** New flags for messages (by uid); only rows whose flags differ change.
  *  A row another transaction holds is skipped, not waited for: *pskipped
  *  (may be NULL) counts those (and rows changed meanwhile), so the caller
- *  can tell the folder is not yet up to date. */
+ *  can tell the folder is not yet up to date. fence >= 0: a row whose seq
+ *  is above it (changed after the flags were read from IMAP: see
+ *  memds_mail_seq_fence) is skipped and counted too; -1: none. */
 apr_status_t memds_mail_flags_many(memds_store_t *st, const char *account,
                                    const char *folder, const apr_int64_t *uids,
                                    const int *flags, int n,
-                                   apr_int64_t changed_by, int *pskipped);
+                                   apr_int64_t changed_by, apr_int64_t fence,
+                                   int *pskipped);
+/** The highest value memds.item_seq has handed out: every seq taken after
+ *  this call is above it. A scan reads it before it asks IMAP for flags,
+ *  so that a device's change stored on IMAP after that answer, whose row
+ *  takes a later seq, is not undone by the older flags. */
+apr_status_t memds_mail_seq_fence(memds_store_t *st, apr_int64_t *pfence);
 /** Tombstone the live messages with these uids; rows another transaction
  *  holds are skipped and counted in *pskipped (may be NULL). */
 apr_status_t memds_mail_gone_many(memds_store_t *st, const char *account,

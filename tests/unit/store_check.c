@@ -1104,12 +1104,13 @@ static void check_mail_races(ctx_t *c)
     /* a holds row 1 (a device's flag change, not committed) */
     memds_store_begin(a);
     memds_store_begin(b);
-    ok_rv(c, a, memds_mail_flags_many(a, c->acct, "INBOX", one, fl, 1, 0, NULL),
+    ok_rv(c, a, memds_mail_flags_many(a, c->acct, "INBOX", one, fl, 1, 0, -1, NULL),
           APR_SUCCESS, "a changes the flags of UID 1");
     memds_mail_lock_timeout(b, 3000);
     t0 = apr_time_now();
     ok_rv(c, b,
-          memds_mail_flags_many(b, c->acct, "INBOX", two, fl, 2, 0, &skipped),
+          memds_mail_flags_many(b, c->acct, "INBOX", two, fl, 2, 0, -1,
+                                &skipped),
           APR_SUCCESS, "a scan's flags of UIDs 1, 2 do not wait for a's row");
     ok(c, skipped == 1 && apr_time_now() - t0 < apr_time_from_sec(2),
        "... UID 1 skipped and counted (%d)", skipped);
@@ -1119,6 +1120,62 @@ static void check_mail_races(ctx_t *c)
     ok(c, skipped == 1, "... skipped and counted (%d)", skipped);
     memds_store_rollback(b);
     memds_store_rollback(a);
+
+    /* A scan read its flags from IMAP (after its fence); then a device's
+     * flag change reached IMAP and committed its row: the scan's older
+     * flags must not undo it. */
+    {
+        apr_int64_t fence = -1;
+        int seen[1] = { 1 }, unseen[1] = { 0 }, both[2] = { 0, 8 };
+
+        memds_store_begin(b);
+        ok_rv(c, b, memds_mail_seq_fence(b, &fence), APR_SUCCESS,
+              "mail_seq_fence");
+        memds_store_begin(a);
+        ok_rv(c, a,
+              memds_mail_flags_many(a, c->acct, "INBOX", one, seen, 1, c->dev,
+                                    -1, NULL),
+              APR_SUCCESS, "a device sets UID 1's flags after the fence");
+        ok_rv(c, a, memds_store_commit(a), APR_SUCCESS, "... and commits");
+        skipped = -1;
+        ok(c, fence > 0, "... a seq already taken (%" APR_INT64_T_FMT ")",
+           fence);
+        ok_rv(c, b,
+              memds_mail_flags_many(b, c->acct, "INBOX", two, both, 2, 0,
+                                    fence, &skipped),
+              APR_SUCCESS,
+              "the scan's older flags of UIDs 1 and 2, with its fence");
+        ok(c,
+           skipped == 1
+               && raw_count(b,
+                            "SELECT flags FROM memds.mail_messages WHERE"
+                            " account = $1 AND uid = 1 AND NOT deleted",
+                            c->acct)
+                      == 1,
+           "... UID 1's are skipped and counted, the device's flags kept (%d)",
+           skipped);
+        ok(c,
+           raw_count(b,
+                     "SELECT flags FROM memds.mail_messages WHERE"
+                     " account = $1 AND uid = 2 AND NOT deleted",
+                     c->acct)
+               == 8,
+           "... UID 2's (not changed since the fence) are applied");
+        skipped = -1;
+        ok_rv(c, b,
+              memds_mail_flags_many(b, c->acct, "INBOX", one, unseen, 1, 0, -1,
+                                    &skipped),
+              APR_SUCCESS, "the same without a fence");
+        ok(c,
+           skipped == 0
+               && raw_count(b,
+                            "SELECT flags FROM memds.mail_messages WHERE"
+                            " account = $1 AND uid = 1 AND NOT deleted",
+                            c->acct)
+                      == 0,
+           "... would undo the device's change (%d)", skipped);
+        memds_store_rollback(b);
+    }
 
     /* md5: the same credential again writes and locks nothing */
     ok_rv(c, b, memds_store_md5_put(b, c->acct, "aW5uZXI=", "basic-login"),
