@@ -498,6 +498,39 @@ def test_555b_a_count_window_refills_when_newer_mail_goes(stack):
     assert got == [], got
 
 
+def test_555c_window_refill_keeps_to_the_snapshot(stack):
+    """MemDSMaxItems 2, and another transaction holds an older change
+    sequence value (under load there always is one), so the session's
+    snapshot lags behind a mail just delivered: the window's refill does
+    not send that mail in this session, it comes once, as an Add, with the
+    next session's changes. (It used to go at once and then again as a
+    Replace, a change after the device's position: the device's own next
+    change of it met a "server change", 419 in bench/load.)"""
+    from test_570_concurrency import Holder
+    stack.apply_site(_site("MemDSMaxItems 2\n    MemDSTruncate Off"))
+    url = "http://127.0.0.1:%s/lim" % stack["MEMDS_HTTP_PORT"]
+    folder = new_folder(stack, 0)
+    now = time.time()
+    for d in (3, 2):  # days ago
+        append(stack, folder, message(folder, d, 3000), when=now - d * DAY)
+    dev = Device(stack, folder, url=url)
+    got, _, _ = dev.sync()
+    assert sorted(op for op, *_ in got) == ["Add", "Add"], got
+    h = Holder(stack, "SELECT count(*) FROM (SELECT memds.item_seq_take()) x;")
+    try:
+        append(stack, folder, message(folder, 1, 3000), when=now - DAY)
+        newest = {v[2] for v in folder_messages(stack, folder).values()}
+        got2, _, _ = dev.sync()
+    finally:
+        h.release()
+    got3, _, _ = dev.sync()
+    ops = [(op, item_of(d)) for op, _, d, _, _ in got2 + got3
+           if op in ("Add", "Replace")]
+    assert len(ops) == 1 and ops[0][0] == "Add", (got2, got3)
+    assert ops[0][1] in newest
+    assert [op for op, *_ in got3] == ["Add"], got3
+
+
 def admin_truncate(stack, *args):
     exe = os.path.join(stack.env["MEMDS_BUILD"], "tools", "memds-admin")
     return subprocess.run([exe, "truncate", "--db", stack["MEMDS_PG"], *args],
