@@ -37,6 +37,9 @@
  * of mails it sent to --dump for the driver (bench/load, bench/soak) to
  * compare with the IMAP mailboxes.
  *
+ * A message whose connection broke (send or receive error, nothing
+ * received) is sent again on a new connection, at most twice, as
+ * SyncEvolution does; counted apart (messages_resent), not an error.
  * Errors counted: transport failures and HTTP statuses other than 200,
  * unparsable answers, SyncML statuses >= 300 to the device's commands (and
  * 202 for a mail send), an unexpected sync mode, a missing Outbox delete,
@@ -321,6 +324,7 @@ typedef struct device_t {
     size_t nsent, capsent;
     unsigned outseq;
     int session_failed;
+    int resends; /* of the message in flight, after transport failures */
 } device_t;
 
 struct ctx_t {
@@ -341,6 +345,7 @@ struct ctx_t {
     long sessions_items, sessions_mail, mail_sends, item_changes,
         mail_changes, server_changes;
     long conc_samples, outbox_late, errors_of_kind[2];
+    long resent; /* messages sent again after a transport failure */
     long send_pending;      /* 202 to a mail send under --pending-ok */
     int pending_ok;
     double conc_sum;
@@ -1263,6 +1268,9 @@ static void push_latency(ctx_t *cx, int kind, double s)
     cx->lat[kind][cx->nlat[kind]++] = s;
 }
 
+/* Times a message is sent again after its connection broke. */
+#define MAX_RESENDS 2
+
 static void on_done(device_t *d, CURLcode rc)
 {
     ctx_t *cx = d->cx;
@@ -1275,6 +1283,23 @@ static void on_done(device_t *d, CURLcode rc)
     curl_easy_getinfo(d->h, CURLINFO_TOTAL_TIME_T, &us);
     cx->messages++;
     push_latency(cx, d->kind, (double)us / 1e6);
+    if ((rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR
+         || rc == CURLE_GOT_NOTHING)
+        && d->resends < MAX_RESENDS) {
+        /* The connection broke under the message (httpd closed a kept-alive
+         * connection as a child retired, say): like SyncEvolution, send
+         * the same message again on a new connection; the server answers
+         * a message it already took with the answer it gave. */
+        d->resends++;
+        cx->resent++;
+        curl_easy_setopt(d->h, CURLOPT_FRESH_CONNECT, 1L);
+        post_now(d);
+        return;
+    }
+    if (d->resends) {
+        d->resends = 0;
+        curl_easy_setopt(d->h, CURLOPT_FRESH_CONNECT, 0L);
+    }
     if (rc != CURLE_OK || code != 200) {
         if (rc != CURLE_OK) {
             error_(d, &cx->errors_http, "transport: %s", curl_easy_strerror(rc));
@@ -1682,7 +1707,8 @@ int main(int argc, char **argv)
                now_s() - cx.t0);
     }
     printf("total_sessions %ld\ntotal_messages %ld\noutbox_delete_late %ld\n"
-           "send_pending %ld\n", cx.sessions, cx.messages, cx.outbox_late, cx.send_pending);
+           "send_pending %ld\nmessages_resent %ld\n", cx.sessions, cx.messages,
+           cx.outbox_late, cx.send_pending, cx.resent);
     printf("errors %ld\nerrors_http %ld\nerrors_syncml %ld\nerrors_parse %ld\n"
            "errors_protocol %ld\nerrors_converge %ld\nerrors_items_devices %ld\n"
            "errors_mail_devices %ld\n", cx.errors, cx.errors_http,
