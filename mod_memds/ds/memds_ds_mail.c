@@ -144,8 +144,6 @@ static apr_status_t meta_cb(void *baton, const memds_imap_resp_t *r)
     "(UID FLAGS RFC822.SIZE INTERNALDATE " \
     "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
 
-#define META_ANALYZE_ROWS 2000
-
 /* Fetch the metadata of uidset and insert the messages (or re-map them). */
 static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
                               const char *uidset, apr_hash_t *remap)
@@ -173,7 +171,7 @@ static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
         return memds_mbox_fail_db(ds);
     }
     apr_pool_destroy(m.sub);
-    if (m.inserted >= META_ANALYZE_ROWS) {
+    if (m.inserted >= MEMDS_ANALYZE_ROWS) {
         /* A folder's first scan: the rows of this device's first sync are
          * read by GUID (memds_mail_get_many) once per message going down;
          * with the folder unknown to the statistics the planner walked the
@@ -295,14 +293,22 @@ static apr_status_t apply(memds_ds_t *ds, memds_imap_conn_t *c, uf_ctx_t *u,
     return load_meta(ds, c, memds_imap_set_from_uids(nu, newu->nelts, p), NULL);
 }
 
-static uf_ctx_t *uf_make(apr_pool_t *p)
+/* What a scan's UID FETCH of flags reports, with the fence read before it
+ * is sent (memds_mail_seq_fence: flags from that answer never undo a row
+ * changed after it). Only a scan that asks IMAP for flags reads it. */
+static apr_status_t uf_make(memds_ds_t *ds, uf_ctx_t **pu)
 {
+    apr_pool_t *p = ds->st->pool;
     uf_ctx_t *u = apr_pcalloc(p, sizeof(*u));
 
     u->uids = apr_array_make(p, 64, sizeof(apr_int64_t));
     u->flags = apr_array_make(p, 64, sizeof(int));
     u->vanished = apr_array_make(p, 16, sizeof(apr_int64_t));
-    return u;
+    *pu = u;
+    if (memds_mail_seq_fence(ds->st, &u->fence) != APR_SUCCESS) {
+        return memds_mbox_fail_db(ds);
+    }
+    return APR_SUCCESS;
 }
 
 /* UIDVALIDITY changed: find every message again by (Message-ID, size,
@@ -357,7 +363,6 @@ static apr_status_t scan_locked(memds_ds_t *ds)
     memds_mfolder_t f, nf;
     memds_imap_err_t err;
     uf_ctx_t *u = NULL;
-    apr_int64_t fence = -1;
     apr_status_t rv;
 
     /* The folder row lock makes concurrent scans of one folder (two devices
@@ -373,10 +378,6 @@ static apr_status_t scan_locked(memds_ds_t *ds)
          * account waiting for the lock share one scan. */
         x->scanned = 1;
         return APR_SUCCESS;
-    }
-    /* (before IMAP is asked: flags it reports are no newer than this) */
-    if (memds_mail_seq_fence(ds->st, &fence) != APR_SUCCESS) {
-        return memds_mbox_fail_db(ds);
     }
     if (memds_mbox_select(ds, &c, &mb) != APR_SUCCESS) {
         return APR_EGENERAL;
@@ -397,8 +398,9 @@ static apr_status_t scan_locked(memds_ds_t *ds)
     else if (f.uidvalidity != 0 && nf.highestmodseq > 0 && f.highestmodseq > 0
              && memds_imap_qresync(c)) {
         /* QRESYNC: what changed since, and what vanished */
-        u = uf_make(ds->st->pool);
-        u->fence = fence;
+        if (uf_make(ds, &u) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
         rv = mb->exists == 0 && f.messages == 0
                  ? APR_SUCCESS
                  : memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)",
@@ -412,8 +414,9 @@ static apr_status_t scan_locked(memds_ds_t *ds)
     }
     else {
         /* No CONDSTORE (or the first scan): diff every UID and its flags. */
-        u = uf_make(ds->st->pool);
-        u->fence = fence;
+        if (uf_make(ds, &u) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
         if (mb->exists > 0
             && memds_imap_uid_fetch(c, "1:*", "(UID FLAGS)", 0, 0, uf_cb, u,
                                     &err)

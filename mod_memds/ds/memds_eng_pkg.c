@@ -635,14 +635,6 @@ static apr_status_t flush_queue(eng_t *e, int final)
     return APR_SUCCESS;
 }
 
-/* When this many of a datastore's items have gone down in a session (a
- * first sync), the rows kept per device and item (maps, the mail levels)
- * have grown from few to thousands within it, and the planner, whose
- * statistics do not know the device yet, takes its lookups by key for
- * walks of all its rows: they get fresh statistics then, once (memds_
- * sessdb_vt.grown, memds_ds_t.grown; docs/performance.md). */
-#define GROWN_ROWS 2000
-
 /* After a datastore's Sync is final (trimmed to fit): the items read for
  * it came in the order of n after its sent_upto; those sent whole before
  * the first one not completely sent move sent_upto, and the ones among
@@ -670,7 +662,12 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
         }
         q->covered = q->dirty && !q->status;
     }
-    if (ss->sent_upto < GROWN_ROWS && cur >= GROWN_ROWS) {
+    if (ss->sent_upto < MEMDS_ANALYZE_ROWS && cur >= MEMDS_ANALYZE_ROWS) {
+        /* A first sync: the rows kept per device and item (maps, the mail
+         * levels) have grown from none to thousands within it, and the
+         * planner, whose statistics do not know the device yet, took its
+         * lookups by key for walks of all its rows; fresh statistics once
+         * (docs/performance.md). */
         if (e->db->vt->grown) {
             e->db->vt->grown(e->db);
         }

@@ -1470,7 +1470,6 @@ apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
  * probing session_queue_guid: 2.7 ms against 0.4 ms a message for 10,000
  * rows, 175 messages for a folder of 10,000 mails (docs/performance.md).
  * (memds_store_analyze: ≈7 ms for 10,000 rows.) */
-#define QUEUE_ANALYZE_ROWS 2000
 
 void memds_store_analyze(memds_store_t *st, const char *table)
 {
@@ -1547,7 +1546,7 @@ apr_status_t memds_store_queue_add_many(memds_store_t *st,
         " $3::integer[], $4::text[], $5::text[], $6::text[]) AS u(s, n, o, g, "
         "l)",
         &a);
-    if (rv == APR_SUCCESS && n >= QUEUE_ANALYZE_ROWS) {
+    if (rv == APR_SUCCESS && n >= MEMDS_ANALYZE_ROWS) {
         memds_store_analyze(st, "memds.session_queue");
     }
     return rv;

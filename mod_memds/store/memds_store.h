@@ -39,6 +39,10 @@ void memds_store_rollback(memds_store_t *st);
  *  session's ANALYZE holds it: then skipped), never fails the transaction
  *  (a savepoint), and keeps its lock_timeout. */
 void memds_store_analyze(memds_store_t *st, const char *table);
+/** How many rows of one new key a write (or a session) adds before its
+ *  table is worth memds_store_analyze: the send queue built, a folder's
+ *  first scan, the device's rows of a first sync going down. */
+#define MEMDS_ANALYZE_ROWS 2000
 
 /* --------------------------------------------------------------- auth */
 
