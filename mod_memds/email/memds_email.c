@@ -1575,30 +1575,57 @@ static apr_status_t check_xml(bw_t *w, const char *what, const char *s,
     return APR_SUCCESS;
 }
 
+#define ONES APR_UINT64_C(0x0101010101010101)
+
 /* Escaped text: & < > as entities, CR as &#13;; checked first unless
  * the caller did (checked). */
 static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
                                      apr_size_t len, int checked)
 {
-    const char *run = s, *end = s + len;
+    const char *end = s + len;
 
     if (!checked && check_xml(w, what, s, len) != APR_SUCCESS) {
         return APR_EINVAL;
     }
-    for (; s < end; ++s) {
-        const char *rep;
-        switch (*s) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '\r': rep = "&#13;"; break;
-        default: continue;
+    /* written straight into the buffer: a mail's CRLF lines made two
+     * appends per line (the run and "&#13;") */
+    while (s < end) {
+        char *o, *oe;
+        memds_buf_reserve(w->out,
+                          (apr_size_t)(end - s) + (apr_size_t)(end - s) / 16
+                              + 64);
+        o = w->out->data + w->out->len;
+        oe = w->out->data + w->out->cap - 5; /* room for an entity */
+        while (s < end && o < oe) {
+            if (end - s >= 8 && oe - o >= 8) {
+                /* eight bytes at once while none needs an entity (a zero
+                 * byte of v ^ c, for each c, sets its high bit in
+                 * x - one & ~x) */
+                apr_uint64_t v, x1, x2, x3, x4;
+                memcpy(&v, s, sizeof(v));
+                x1 = v ^ (ONES * '&');
+                x2 = v ^ (ONES * '<');
+                x3 = v ^ (ONES * '>');
+                x4 = v ^ (ONES * '\r');
+                if (!((((x1 - ONES) & ~x1) | ((x2 - ONES) & ~x2)
+                       | ((x3 - ONES) & ~x3) | ((x4 - ONES) & ~x4))
+                      & (ONES * 0x80))) {
+                    memcpy(o, s, sizeof(v));
+                    o += 8;
+                    s += 8;
+                    continue;
+                }
+            }
+            switch (*s++) {
+            case '&': memcpy(o, "&amp;", 5); o += 5; break;
+            case '<': memcpy(o, "&lt;", 4); o += 4; break;
+            case '>': memcpy(o, "&gt;", 4); o += 4; break;
+            case '\r': memcpy(o, "&#13;", 5); o += 5; break;
+            default: *o++ = s[-1]; break;
+            }
         }
-        memds_buf_add(w->out, run, (apr_size_t)(s - run));
-        memds_buf_add(w->out, rep, strlen(rep));
-        run = s + 1;
+        w->out->len = (apr_size_t)(o - w->out->data);
     }
-    memds_buf_add(w->out, run, (apr_size_t)(end - run));
     return APR_SUCCESS;
 }
 

@@ -1186,8 +1186,10 @@ static void item_el(memds_node_t *parent, const memds_item_t *it, apr_pool_t *p)
     meta_el(n, it->meta, p);
     switch (it->data_kind) {
     case MEMDS_DATA_BYTES:
-        d = memds_node_add_text(n, memds_tag_Data, it->data.data, it->data.len,
-                                p);
+        /* not copied: the tree lives no longer than the message it is
+         * made from (encoding and sizing) */
+        d = memds_node_add_ref(n, memds_tag_Data, it->data.data, it->data.len,
+                               p);
         d->opaque = it->data_opaque;
         break;
     case MEMDS_DATA_DEVINF:

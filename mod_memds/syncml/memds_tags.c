@@ -168,8 +168,13 @@ const memds_tag_t *memds_tag_by_name(memds_ts_e ts, const char *name,
     apr_size_t n, i;
     const memds_tag_t *t = table(ts, &n);
 
+    if (len == 0) {
+        return NULL;
+    }
     for (i = 0; i < n; ++i) {
-        if (t[i].name && strlen(t[i].name) == len
+        /* (the first byte first: every element built or read looks its
+         * tag up here) */
+        if (t[i].name && t[i].name[0] == name[0] && strlen(t[i].name) == len
             && memcmp(t[i].name, name, len) == 0) {
             return &t[i];
         }

@@ -37,6 +37,17 @@ memds_node_t *memds_node_add_text(memds_node_t *parent, const memds_tag_t *tag,
     return memds_node_add(parent, n);
 }
 
+memds_node_t *memds_node_add_ref(memds_node_t *parent, const memds_tag_t *tag,
+                                 const char *text, apr_size_t len,
+                                 apr_pool_t *p)
+{
+    memds_node_t *n = memds_node_new(tag, p);
+
+    n->text = text ? text : "";
+    n->len = text ? len : 0;
+    return memds_node_add(parent, n);
+}
+
 memds_node_t *memds_node_add_str(memds_node_t *parent, const memds_tag_t *tag,
                                  const char *s, apr_pool_t *p)
 {

@@ -97,6 +97,13 @@ memds_node_t *memds_node_add(memds_node_t *parent, memds_node_t *child);
 memds_node_t *memds_node_add_text(memds_node_t *parent, const memds_tag_t *tag,
                                   const char *text, apr_size_t len,
                                   apr_pool_t *p);
+/** Same without the copy: the node points at text, which must outlive the
+ *  tree (an outgoing message's item data, sized and encoded several times
+ *  per message: copying a mail each time was half of httpd's CPU in a
+ *  mail folder's first sync, docs/performance.md). */
+memds_node_t *memds_node_add_ref(memds_node_t *parent, const memds_tag_t *tag,
+                                 const char *text, apr_size_t len,
+                                 apr_pool_t *p);
 /** Same, with a NUL-terminated string; NULL text adds nothing and returns NULL. */
 memds_node_t *memds_node_add_str(memds_node_t *parent, const memds_tag_t *tag,
                                  const char *s, apr_pool_t *p);

@@ -1139,9 +1139,12 @@ static apr_status_t enc_leaf(enc_t *e, const memds_node_t *n)
         s = DEVINF_WBXML;
         len = sizeof(DEVINF_WBXML) - 1;
     }
-    str_i = !n->opaque && memchr(s, 0, len) == NULL
-            && utf8_bad_at((const unsigned char *)s, len) == len
-            && (!(n->tag->flags & MEMDS_TAGF_DATA) || data_is_devinf(n));
+    /* (the cheap tests first: an item's Data, often a whole mail, goes
+     * OPAQUE without a scan of its bytes) */
+    str_i = !n->opaque
+            && (!(n->tag->flags & MEMDS_TAGF_DATA) || data_is_devinf(n))
+            && memchr(s, 0, len) == NULL
+            && utf8_bad_at((const unsigned char *)s, len) == len;
     if (len > 0xFFFFFFFFu) {
         return enc_fail(e, n, "content larger than 4 GB");
     }

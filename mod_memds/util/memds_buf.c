@@ -11,7 +11,7 @@ void memds_buf_init(memds_buf_t *b, apr_size_t initial, apr_pool_t *p)
     b->len = 0;
 }
 
-void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len)
+void memds_buf_reserve(memds_buf_t *b, apr_size_t len)
 {
     if (b->len + len > b->cap) {
         apr_size_t cap = b->cap * 2;
@@ -24,6 +24,11 @@ void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len)
         b->data = nd;
         b->cap = cap;
     }
+}
+
+void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len)
+{
+    memds_buf_reserve(b, len);
     memcpy(b->data + b->len, data, len);
     b->len += len;
 }

@@ -22,6 +22,9 @@ typedef struct memds_buf_t {
 void memds_buf_init(memds_buf_t *b, apr_size_t initial, apr_pool_t *p);
 void memds_buf_add(memds_buf_t *b, const void *data, apr_size_t len);
 void memds_buf_addc(memds_buf_t *b, char c);
+/** Room for at least len more bytes after b->len (writers that fill
+ *  b->data + b->len themselves, then advance b->len). */
+void memds_buf_reserve(memds_buf_t *b, apr_size_t len);
 /** Append a NUL-terminated string (without its NUL). */
 void memds_buf_addstr(memds_buf_t *b, const char *s);
 

@@ -599,6 +599,57 @@ static void test_round_trips(void)
     CU_ASSERT_FALSE(memds_email_equal(e, e2));
 }
 
+/* The emailitem's escaping looks at eight bytes at a time: every special
+ * byte at every position of a word, runs of them, and long plain runs,
+ * against a byte-by-byte reference. */
+static void test_escape_words(void)
+{
+    static const char specials[] = "&<>\r";
+    memds_email_t *e = memds_email_make(unit_pool);
+    char item[700];
+    apr_size_t n, i;
+    int k, pos;
+
+    e->has_item = 1;
+    for (k = 0; k < 4; ++k) {
+        for (pos = 0; pos < 24; ++pos) {
+            memds_buf_t ref;
+            const char *x;
+            apr_size_t len;
+            n = 0;
+            for (i = 0; i < 40; ++i) {
+                item[n++] = (char)('a' + (int)(i % 26));
+            }
+            item[pos] = specials[k];
+            item[pos + 9] = specials[(k + 1) % 4];
+            item[pos + 10] = specials[(k + 2) % 4];
+            item[n++] = '\n';
+            for (i = 0; i < 600; ++i) { /* a long line, then one more */
+                item[n++] = i % 97 == 96 ? specials[(i / 97) % 4] : 'x';
+            }
+            e->item = item;
+            e->item_len = n;
+            x = build(e, MEMDS_EMAIL_STYLE_TEXT, &len);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+            memds_buf_init(&ref, 0, unit_pool);
+            memds_buf_addstr(&ref, "<Email><emailitem>");
+            for (i = 0; i < n; ++i) {
+                switch (item[i]) {
+                case '&': memds_buf_addstr(&ref, "&amp;"); break;
+                case '<': memds_buf_addstr(&ref, "&lt;"); break;
+                case '>': memds_buf_addstr(&ref, "&gt;"); break;
+                case '\r': memds_buf_addstr(&ref, "&#13;"); break;
+                default: memds_buf_addc(&ref, item[i]); break;
+                }
+            }
+            memds_buf_addstr(&ref, "</emailitem></Email>");
+            CU_ASSERT_EQUAL(len, ref.len);
+            CU_ASSERT(len == ref.len && memcmp(x, ref.data, len) == 0);
+            CU_ASSERT(round_trips(e, MEMDS_EMAIL_STYLE_TEXT));
+        }
+    }
+}
+
 /* ------------------------------------------------------------- variants */
 
 static void test_nokia_variants(void)
@@ -1530,6 +1581,7 @@ void unit_add_email(void)
                 test_through_syncml);
     CU_add_test(s, "build order", test_build_order);
     CU_add_test(s, "round trips", test_round_trips);
+    CU_add_test(s, "escaping eight bytes at a time", test_escape_words);
     CU_add_test(s, "Nokia and libsynthesis variants", test_nokia_variants);
     CU_add_test(s, "Funambol variants", test_funambol_variants);
     CU_add_test(s, "flags-only updates", test_flags_only);

@@ -259,6 +259,47 @@ static void test_base64_other_charset(void)
     CU_ASSERT_EQUAL(e->trunc_body ? e->trunc_body->nelts : 0, 2);
 }
 
+/* UTF-8 text goes as 8bit only without NUL and lines over 998 bytes; the
+ * check reads eight ASCII bytes at a time, so each case at every alignment. */
+static void test_text_lines(void)
+{
+    static char t[4000];
+    int off, kind;
+
+    for (kind = 0; kind < 4; ++kind) {
+        for (off = 0; off < 9; ++off) {
+            orig_t ob = { HDR, t, 0, 0, 0, 0 };
+            memds_trunc_orig_t o = { mixed("plain", "utf-8"), fetch, &ob };
+            memds_email_t *e = memds_email_make(unit_pool);
+            const char *out, *why;
+            apr_size_t len, n = 0, i, line = kind == 1 ? 999 : 998;
+
+            for (i = 0; i < (apr_size_t)off; ++i) {
+                t[n++] = 'a';
+            }
+            t[n++] = '\n';
+            for (i = 0; i < line; ++i) { /* the CR of a CRLF counts */
+                t[n++] = i + 1 == line && kind == 3 ? '\r' : 'b';
+            }
+            t[n++] = '\n';
+            for (i = 0; i < 100; ++i) {
+                t[n++] = kind == 2 && i == 50 ? '\0' : 'c';
+            }
+            ob.textlen = n;
+            CU_ASSERT_EQUAL_FATAL(memds_trunc_build(&out, &len, e, &o, 9000,
+                                                    &why, unit_pool),
+                                  APR_SUCCESS);
+            if (kind == 1 || kind == 2) {
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "base64\r\n\r\n"));
+            }
+            else {
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "8bit\r\n\r\n"));
+                CU_ASSERT_PTR_NULL(strstr(out, "base64\r\n\r\n"));
+            }
+        }
+    }
+}
+
 static void test_header_too_big(void)
 {
     memds_buf_t h;
@@ -453,6 +494,7 @@ void unit_add_trunc(void)
     CU_add_test(s, "a short text goes whole", test_short_text_whole);
     CU_add_test(s, "an HTML-only mail", test_html_only);
     CU_add_test(s, "non-UTF-8 text as base64", test_base64_other_charset);
+    CU_add_test(s, "8bit text: NUL and line lengths", test_text_lines);
     CU_add_test(s, "a header too big is cut", test_header_too_big);
     CU_add_test(s, "failures", test_failures);
     CU_add_test(s, "levels: text limit, headers only, one attachment",
