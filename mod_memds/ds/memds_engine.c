@@ -199,6 +199,9 @@ static apr_status_t check_sequence(eng_t *e)
 
     if (msgid == e->sess.client_msg_id) {
         if (strcmp(e->req_sha1, e->sess.request_sha1) == 0) {
+            if (e->db->vt->session_response(e->db, &e->sess) != APR_SUCCESS) {
+                return eng_db_fail(e, "reading the stored answer");
+            }
             e->resp->http_status = 200;
             e->resp->body = e->sess.response;
             e->resp->len = e->sess.response_len;

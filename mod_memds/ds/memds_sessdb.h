@@ -80,6 +80,9 @@ typedef struct memds_sessdb_vt {
                                    const char *session_id);
     apr_status_t (*session_save)(memds_sessdb_t *db, memds_session_row_t *row,
                                  int timeout_secs);
+    /* the stored answer (row->response), read only to replay it */
+    apr_status_t (*session_response)(memds_sessdb_t *db,
+                                     memds_session_row_t *row);
     apr_status_t (*sessions_expire)(memds_sessdb_t *db, int *pn);
 
     /* the datastores of a session; suspend and resume */

@@ -456,6 +456,14 @@ static apr_status_t mem_session_by_sid(memds_sessdb_t *db,
     return APR_SUCCESS;
 }
 
+static apr_status_t mem_session_response(memds_sessdb_t *db,
+                                         memds_session_row_t *row)
+{
+    (void)db;
+    (void)row; /* (session_out copied it already) */
+    return APR_SUCCESS;
+}
+
 static apr_status_t mem_session_save(memds_sessdb_t *db,
                                      memds_session_row_t *row, int timeout_secs)
 {
@@ -1833,6 +1841,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_session_by_token,
                                         mem_session_by_sid,
                                         mem_session_save,
+                                        mem_session_response,
                                         mem_sessions_expire,
                                         mem_sstores_load,
                                         mem_sstore_save,

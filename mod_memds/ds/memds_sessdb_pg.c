@@ -115,6 +115,12 @@ static apr_status_t pg_session_by_token(memds_sessdb_t *db,
     return done(db, memds_store_session_by_token(ST(db), row, token));
 }
 
+static apr_status_t pg_session_response(memds_sessdb_t *db,
+                                        memds_session_row_t *row)
+{
+    return done(db, memds_store_session_response(ST(db), row));
+}
+
 static apr_status_t pg_session_by_sid(memds_sessdb_t *db,
                                       memds_session_row_t *row,
                                       apr_int64_t device_id,
@@ -426,6 +432,7 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_session_by_token,
                                        pg_session_by_sid,
                                        pg_session_save,
+                                       pg_session_response,
                                        pg_sessions_expire,
                                        pg_sstores_load,
                                        pg_sstore_save,

@@ -507,6 +507,25 @@ apr_status_t memds_store_server_cred_delete(memds_store_t *st,
 
 /* ------------------------------------------------------------ devices */
 
+/* How old memds.devices.last_seen_at may get before a request moves it. */
+#define DEVICE_SEEN_SECS "60"
+
+#define DEVICE_COLS \
+    "device_id, account, devid, coalesce(max_guid_size, 0), large_objs," \
+    " devinf, wipe"
+
+static void device_from_row(memds_store_t *st, memds_device_t *dev,
+                            PGresult *res)
+{
+    dev->device_id = col_i64(res, 0, 0, 0);
+    dev->account = col_str(res, 0, 1, st->pool);
+    dev->devid = col_str(res, 0, 2, st->pool);
+    dev->max_guid_size = col_int(res, 0, 3, 0);
+    dev->large_objs = col_bool(res, 0, 4);
+    dev->devinf = col_bytes(res, 0, 5, &dev->devinf_len, st->pool);
+    dev->wipe = PQgetisnull(res, 0, 6) ? NULL : col_str(res, 0, 6, st->pool);
+}
+
 apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
                                      const char *account, const char *devid)
 {
@@ -514,20 +533,50 @@ apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
     PGresult *res;
     apr_status_t rv;
 
-    /* The upsert both creates the row and locks it until the transaction
-     * ends: the requests of one device run one after the other. (It takes
-     * a value of devices_device_id_seq on every call, even when the row
-     * exists; a bigserial does not run out.) */
+    /* Every request locks its device's row until the transaction ends: the
+     * requests of one device run one after the other. A known device's row
+     * is locked (FOR UPDATE) and not rewritten: last_seen_at moves when it
+     * is a minute old (DEVICE_SEEN_SECS), so most requests write no new row
+     * version of memds.devices (with its DevInf) and take no value of
+     * devices_device_id_seq, as the upsert did on every request. */
     qa_init(&a, st->pool);
     qa_str(&a, account);
     qa_str(&a, devid);
-    rv =
-        q_run(st, &res, "device_lock",
-              "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
-              " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
-              " RETURNING device_id, account, devid,"
-              " coalesce(max_guid_size, 0), large_objs, devinf, wipe",
-              &a, PGRES_TUPLES_OK);
+    rv = q_run(st, &res, "device_lock",
+               "SELECT " DEVICE_COLS ","
+               " last_seen_at < now() - " DEVICE_SEEN_SECS " * interval '1 second'"
+               " FROM memds.devices WHERE account = $1 AND devid = $2"
+               " FOR UPDATE",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) == 1) {
+        int stale = col_bool(res, 0, 7);
+        device_from_row(st, dev, res);
+        PQclear(res);
+        if (stale) {
+            int n;
+            qa_init(&a, st->pool);
+            qa_i64(&a, dev->device_id);
+            rv = q_cmd(st, &n, "device_seen",
+                       "UPDATE memds.devices SET last_seen_at = now()"
+                       " WHERE device_id = $1::bigint",
+                       &a);
+        }
+        return rv;
+    }
+    PQclear(res);
+    /* A new device: the upsert creates the row (or, when another request
+     * just did, locks it) */
+    qa_init(&a, st->pool);
+    qa_str(&a, account);
+    qa_str(&a, devid);
+    rv = q_run(st, &res, "device_create",
+               "INSERT INTO memds.devices (account, devid) VALUES ($1, $2)"
+               " ON CONFLICT (account, devid) DO UPDATE SET last_seen_at = now()"
+               " RETURNING " DEVICE_COLS,
+               &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -536,13 +585,7 @@ apr_status_t memds_store_device_lock(memds_store_t *st, memds_device_t *dev,
         PQclear(res);
         return APR_EGENERAL;
     }
-    dev->device_id = col_i64(res, 0, 0, 0);
-    dev->account = col_str(res, 0, 1, st->pool);
-    dev->devid = col_str(res, 0, 2, st->pool);
-    dev->max_guid_size = col_int(res, 0, 3, 0);
-    dev->large_objs = col_bool(res, 0, 4);
-    dev->devinf = col_bytes(res, 0, 5, &dev->devinf_len, st->pool);
-    dev->wipe = PQgetisnull(res, 0, 6) ? NULL : col_str(res, 0, 6, st->pool);
+    device_from_row(st, dev, res);
     PQclear(res);
     return APR_SUCCESS;
 }
@@ -702,7 +745,7 @@ apr_status_t memds_store_device_set_devinf(memds_store_t *st,
     "SELECT s.session_pk, s.token, s.device_id, d.account, d.devid," \
     " s.session_id, s.version, s.encoding, s.phase, s.client_msg_id," \
     " s.server_msg_id, s.max_msg_size, coalesce(s.max_obj_size, -1)," \
-    " s.request_sha1, s.response, s.finished, s.expires_at <= now()," \
+    " s.request_sha1, s.finished, s.expires_at <= now()," \
     " s.server_cred" \
     " FROM memds.sessions s JOIN memds.devices d ON d.device_id = s.device_id"
 
@@ -723,10 +766,11 @@ static void session_from_row(memds_session_row_t *row, const PGresult *res,
     row->max_msg_size = col_int(res, 0, 11, 0);
     row->max_obj_size = col_i64(res, 0, 12, -1);
     row->request_sha1 = col_str(res, 0, 13, p);
-    row->response = col_bytes(res, 0, 14, &row->response_len, p);
-    row->finished = col_bool(res, 0, 15);
-    row->expired = col_bool(res, 0, 16);
-    row->server_cred = col_int(res, 0, 17, 0);
+    row->response = ""; /* (memds_store_session_response) */
+    row->response_len = 0;
+    row->finished = col_bool(res, 0, 14);
+    row->expired = col_bool(res, 0, 15);
+    row->server_cred = col_int(res, 0, 16, 0);
 }
 
 /* Run a session SELECT; one row or APR_ENOENT. */
@@ -773,6 +817,35 @@ apr_status_t memds_store_session_by_sid(memds_store_t *st,
                          " WHERE s.device_id = $1::bigint AND s.session_id = $2"
                          " ORDER BY s.session_pk DESC LIMIT 1 FOR UPDATE OF s",
                          &a);
+}
+
+apr_status_t memds_store_session_response(memds_store_t *st,
+                                          memds_session_row_t *row)
+{
+    qargs_t a;
+    PGresult *res;
+    apr_status_t rv;
+
+    qa_init(&a, st->pool);
+    qa_i64(&a, row->session_pk);
+    rv = q_run(st, &res, "session_response",
+               "SELECT response FROM memds.sessions"
+               " WHERE session_pk = $1::bigint",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return APR_ENOENT;
+    }
+    row->response = col_bytes(res, 0, 0, &row->response_len, st->pool);
+    if (row->response == NULL) {
+        row->response = "";
+        row->response_len = 0;
+    }
+    PQclear(res);
+    return APR_SUCCESS;
 }
 
 apr_status_t memds_store_session_save(memds_store_t *st,

@@ -181,6 +181,10 @@ typedef struct memds_session_row_t {
     int client_msg_id, server_msg_id, max_msg_size;
     apr_int64_t max_obj_size; /**< -1: unknown */
     const char *request_sha1;
+    /** The answer to request_sha1, for a retransmission: written by
+     *  session_save; not read by session_by_token/by_sid (every request
+     *  would read the last answer, up to MaxMsgSize, to use it only on a
+     *  retransmission): memds_store_session_response reads it. */
     const char *response;
     apr_size_t response_len;
     int finished, expired;
@@ -199,6 +203,10 @@ apr_status_t memds_store_session_by_sid(memds_store_t *st,
                                         memds_session_row_t *row,
                                         apr_int64_t device_id,
                                         const char *session_id);
+/** The stored answer of row's session (row->response, response_len; ""
+ *  when none); APR_ENOENT when the session is gone. */
+apr_status_t memds_store_session_response(memds_store_t *st,
+                                          memds_session_row_t *row);
 /** Insert (row->session_pk == 0; sets it) or update a session; expires_at
  *  becomes now() + timeout_secs. The token is the caller's (stored as is,
  *  never changed by an update). NULL request_sha1/response are stored as

@@ -118,6 +118,28 @@ static void raw_exec(memds_store_t *st, const char *sql)
 
 /* ------------------------------------------------------------------ */
 
+/* IMEI:1's last_seen_at set to age ago, then device_lock: whether its
+ * row then matches cond. */
+static int seen_after_lock(ctx_t *c, const char *age, const char *cond)
+{
+    memds_device_t d;
+
+    raw_exec2(&c->a,
+              "UPDATE memds.devices SET last_seen_at = now() - $2::interval"
+              " WHERE account = $1 AND devid = 'IMEI:1'",
+              c->acct, age);
+    return memds_store_device_lock(&c->a, &d, c->acct, "IMEI:1") == APR_SUCCESS
+           && d.device_id == c->dev
+           && raw_count(&c->a,
+                        apr_pstrcat(c->p,
+                                    "SELECT count(*) FROM memds.devices"
+                                    " WHERE account = $1 AND devid = 'IMEI:1'"
+                                    " AND ",
+                                    cond, NULL),
+                        c->acct)
+                  == 1;
+}
+
 static void check_devices(ctx_t *c)
 {
     memds_store_t *a = &c->a, *b = &c->b;
@@ -138,6 +160,12 @@ static void check_devices(ctx_t *c)
     rv = memds_store_device_lock(a, &d2, c->acct, "IMEI:1");
     ok(c, rv == APR_SUCCESS && d2.device_id == c->dev,
        "device_lock again finds the same device");
+    /* last_seen_at moves when a minute old, not on every request (a new
+     * row version of memds.devices per HTTP message before schema 023) */
+    ok(c, seen_after_lock(c, "30 s", "last_seen_at < now() - interval '20 s'"),
+       "device_lock leaves a 30 s old last_seen_at alone");
+    ok(c, seen_after_lock(c, "2 min", "last_seen_at >= now()"),
+       "device_lock moves a 2 min old last_seen_at");
     rv = memds_store_device_lock(a, &d2, c->acct, "IMEI:2");
     ok(c, rv == APR_SUCCESS && d2.device_id != c->dev && d2.device_id > 0,
        "another devid is another device");
@@ -330,9 +358,19 @@ static apr_int64_t check_sessions(ctx_t *c)
     ok(c,
        rv == APR_SUCCESS && streq(r.phase, "client-sync")
            && r.client_msg_id == 2 && r.max_obj_size == (1 << 20)
-           && streq(r.request_sha1, s.request_sha1)
+           && streq(r.request_sha1, s.request_sha1) && r.response_len == 0,
+       "updated fields read back, without the stored answer");
+    rv = memds_store_session_response(a, &r);
+    ok(c,
+       rv == APR_SUCCESS
            && bytes_eq(r.response, r.response_len, resp, sizeof(resp) - 1),
-       "updated fields and the binary response read back");
+       "session_response reads the binary answer back");
+    {
+        memds_session_row_t gone = r;
+        gone.session_pk = -1;
+        ok_rv(c, a, memds_store_session_response(a, &gone), APR_ENOENT,
+              "session_response of a session that is gone: ENOENT");
+    }
     ok(c, rv == APR_SUCCESS && r.server_cred == 2,
        "the server's authentication state reads back");
     rv = memds_store_session_by_token(a, &r, "no-such-token");
