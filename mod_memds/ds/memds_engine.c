@@ -199,7 +199,28 @@ static apr_status_t check_sequence(eng_t *e)
 
     if (msgid == e->sess.client_msg_id) {
         if (strcmp(e->req_sha1, e->sess.request_sha1) == 0) {
-            if (e->db->vt->session_response(e->db, &e->sess) != APR_SUCCESS) {
+            apr_status_t rv = e->db->vt->session_response(e->db, &e->sess);
+            if (rv == APR_ENOENT) {
+                /* gone with a crash of PostgreSQL (UNLOGGED, schema/024):
+                 * what the message did is committed, its answer cannot be
+                 * given again; the device starts a new session */
+                e->resp->log_level = 4;
+                e->resp->log_msg = apr_psprintf(
+                    e->p,
+                    MEMDS_LOGNO(00626) "device %s session %s MsgID %d: "
+                                       "retransmission, but the stored "
+                                       "answer is gone (PostgreSQL "
+                                       "restarted after a crash?): the "
+                                       "session cannot go on",
+                    e->sess.devid, e->sess.session_id, msgid);
+                return eng_refuse(e, MEMDS_ST_COMMAND_FAILED,
+                                  MEMDS_ST_COMMAND_FAILED,
+                                  "the stored answer of this message is gone")
+                               == APR_SUCCESS
+                           ? APR_EACCES
+                           : APR_EGENERAL;
+            }
+            if (rv != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the stored answer");
             }
             e->resp->http_status = 200;

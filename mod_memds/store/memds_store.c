@@ -829,7 +829,7 @@ apr_status_t memds_store_session_response(memds_store_t *st,
     qa_init(&a, st->pool);
     qa_i64(&a, row->session_pk);
     rv = q_run(st, &res, "session_response",
-               "SELECT response FROM memds.sessions"
+               "SELECT response FROM memds.session_answers"
                " WHERE session_pk = $1::bigint",
                &a, PGRES_TUPLES_OK);
     if (rv != APR_SUCCESS) {
@@ -881,15 +881,21 @@ apr_status_t memds_store_session_save(memds_store_t *st,
     if (row->session_pk != 0) {
         qa_i64(&a, row->session_pk);
         qa_i64(&a, row->bytes_add);
+        /* (the answer in memds.session_answers, UNLOGGED: schema/024) */
         rv = q_cmd(st, &n, "session_save",
                    "WITH u AS (UPDATE memds.session_usage"
                    " SET bytes = bytes + $15::bigint"
-                   " WHERE session_pk = $14::bigint AND $15::bigint <> 0)"
+                   " WHERE session_pk = $14::bigint AND $15::bigint <> 0),"
+                   " a AS (INSERT INTO memds.session_answers (session_pk,"
+                   " response) SELECT $14::bigint, $10::bytea WHERE EXISTS"
+                   " (SELECT 1 FROM memds.sessions WHERE session_pk ="
+                   " $14::bigint) ON CONFLICT (session_pk) DO UPDATE"
+                   " SET response = EXCLUDED.response)"
                    " UPDATE memds.sessions SET session_id = $1, version = $2,"
                    " encoding = $3, phase = $4, client_msg_id = $5::integer,"
                    " server_msg_id = $6::integer, max_msg_size = $7::integer,"
                    " max_obj_size = $8::bigint, request_sha1 = $9,"
-                   " response = $10::bytea, finished = $11::boolean,"
+                   " finished = $11::boolean,"
                    " updated_at = now(),"
                    " expires_at = now() + $12::integer * interval '1 second',"
                    " server_cred = $13::smallint"
@@ -909,13 +915,15 @@ apr_status_t memds_store_session_save(memds_store_t *st,
                "WITH s AS (INSERT INTO memds.sessions (session_id, version,"
                " encoding,"
                " phase, client_msg_id, server_msg_id, max_msg_size,"
-               " max_obj_size, request_sha1, response, finished, expires_at,"
+               " max_obj_size, request_sha1, finished, expires_at,"
                " server_cred, token, device_id)"
                " VALUES ($1, $2, $3, $4, $5::integer, $6::integer, $7::integer,"
-               " $8::bigint, $9, $10::bytea, $11::boolean,"
+               " $8::bigint, $9, $11::boolean,"
                " now() + $12::integer * interval '1 second', $13::smallint,"
                " $14, $15::bigint)"
                " RETURNING session_pk, device_id),"
+               " a AS (INSERT INTO memds.session_answers (session_pk,"
+               " response) SELECT s.session_pk, $10::bytea FROM s),"
                " u AS (INSERT INTO memds.session_usage (session_pk, device_id,"
                " account, bytes) SELECT s.session_pk, s.device_id, d.account,"
                " $16::bigint FROM s JOIN memds.devices d USING (device_id))"
@@ -1367,22 +1375,98 @@ apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
 
 /* ---------------------------------------------------------- batches */
 
+/* The pairs of guids/luids that the INSERT needs: the last pair wins when
+ * one guid or luid repeats in the batch (a pair goes when a later pair has
+ * its luid, or a later pair that stays has its guid), so that the INSERT
+ * needs no sorting. Into g[*pk..n), l[*pk..n). */
+static void map_last_pairs(memds_store_t *st, const char *const *guids,
+                           const char *const *luids, int n, const char **g,
+                           const char **l, int *pk)
+{
+    apr_hash_t *ls = apr_hash_make(st->pool), *gs = apr_hash_make(st->pool);
+    int i, k = n;
+
+    for (i = n - 1; i >= 0; --i) {
+        if (apr_hash_get(ls, luids[i], APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        apr_hash_set(ls, luids[i], APR_HASH_KEY_STRING, "");
+        if (apr_hash_get(gs, guids[i], APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        apr_hash_set(gs, guids[i], APR_HASH_KEY_STRING, "");
+        --k;
+        g[k] = guids[i];
+        l[k] = luids[i];
+    }
+    *pk = k;
+}
+
+static void qa_map_pairs(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
+                         const char *store, const char *const *g,
+                         const char *const *l, int n)
+{
+    qa_init(a, st->pool);
+    qa_i64(a, device_id);
+    qa_str(a, store);
+    qa_str(a, text_array(g, n, st->pool));
+    qa_str(a, text_array(l, n, st->pool));
+}
+
 apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
                                       const char *store,
                                       const char *const *guids,
                                       const char *const *luids, int n)
 {
     qargs_t a;
+    PGresult *res;
     apr_status_t rv;
+    apr_hash_t *added;
+    const char **g, **l;
+    int i, k, m, rows;
 
     if (n == 0) {
         return APR_SUCCESS;
     }
-    qa_init(&a, st->pool);
-    qa_i64(&a, device_id);
-    qa_str(&a, store);
-    qa_str(&a, text_array(guids, n, st->pool));
-    qa_str(&a, text_array(luids, n, st->pool));
+    g = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    l = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    map_last_pairs(st, guids, luids, n, g, l, &k);
+    /* New pairs, the common case (a device's first sync, its new items):
+     * inserted in one statement; a pair whose guid or luid the device has
+     * mapped already is left for the DELETE and INSERT below. (Before,
+     * every batch ran the DELETE: 64 index probes that found nothing for
+     * 32 new pairs; docs/performance.md.) The device's requests run one
+     * after the other (its row is locked), so nothing else inserts its
+     * maps in between. */
+    qa_map_pairs(&a, st, device_id, store, g + k, l + k, n - k);
+    rv = q_run(st, &res, "map_put_many",
+               "INSERT INTO memds.maps (device_id, store, guid, luid)"
+               " SELECT $1::bigint, $2, g, l"
+               " FROM unnest($3::text[], $4::text[]) AS u(g, l)"
+               " ON CONFLICT DO NOTHING RETURNING guid",
+               &a, PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rows = PQntuples(res);
+    if (rows == n - k) {
+        PQclear(res);
+        return APR_SUCCESS;
+    }
+    added = apr_hash_make(st->pool);
+    for (i = 0; i < rows; ++i) {
+        apr_hash_set(added, col_str(res, i, 0, st->pool), APR_HASH_KEY_STRING,
+                     "");
+    }
+    PQclear(res);
+    for (i = k, m = k; i < n; ++i) {
+        if (!apr_hash_get(added, g[i], APR_HASH_KEY_STRING)) {
+            g[m] = g[i];
+            l[m] = l[i];
+            ++m;
+        }
+    }
+    qa_map_pairs(&a, st, device_id, store, g + k, l + k, m - k);
     rv = q_cmd(
         st, NULL, "map_put_many",
         /* (two DELETEs, each an index probe per key: with the OR of both
@@ -1396,35 +1480,6 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
         &a);
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    /* The last pair wins when one guid or luid repeats in the batch: the
-     * pairs a later one overrides are left out here (a pair goes when a
-     * later pair has its luid, or a later pair that stays has its guid),
-     * so that the INSERT needs no sorting. */
-    {
-        apr_hash_t *ls = apr_hash_make(st->pool), *gs = apr_hash_make(st->pool);
-        const char **g = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
-        const char **l = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
-        int i, k = n;
-
-        for (i = n - 1; i >= 0; --i) {
-            if (apr_hash_get(ls, luids[i], APR_HASH_KEY_STRING)) {
-                continue;
-            }
-            apr_hash_set(ls, luids[i], APR_HASH_KEY_STRING, "");
-            if (apr_hash_get(gs, guids[i], APR_HASH_KEY_STRING)) {
-                continue;
-            }
-            apr_hash_set(gs, guids[i], APR_HASH_KEY_STRING, "");
-            --k;
-            g[k] = guids[i];
-            l[k] = luids[i];
-        }
-        qa_init(&a, st->pool);
-        qa_i64(&a, device_id);
-        qa_str(&a, store);
-        qa_str(&a, text_array(g + k, n - k, st->pool));
-        qa_str(&a, text_array(l + k, n - k, st->pool));
     }
     return q_cmd(st, NULL, "map_put_many",
                  "INSERT INTO memds.maps (device_id, store, guid, luid)"

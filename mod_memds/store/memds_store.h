@@ -203,8 +203,9 @@ apr_status_t memds_store_session_by_sid(memds_store_t *st,
                                         memds_session_row_t *row,
                                         apr_int64_t device_id,
                                         const char *session_id);
-/** The stored answer of row's session (row->response, response_len; ""
- *  when none); APR_ENOENT when the session is gone. */
+/** The stored answer of row's session (row->response, response_len);
+ *  APR_ENOENT when there is none: the session is gone, or its answer is
+ *  (memds.session_answers is UNLOGGED: crash recovery empties it). */
 apr_status_t memds_store_session_response(memds_store_t *st,
                                           memds_session_row_t *row);
 /** Insert (row->session_pk == 0; sets it) or update a session; expires_at

@@ -137,6 +137,31 @@ def test_205_unknown_and_foreign_tokens(stack):
     assert count_items(stack, store) == 1
 
 
+def test_203b_lost_answer_is_not_run_again(stack):
+    """The stored answers are UNLOGGED (schema/024): crash recovery empties
+    them. A resend of a message whose answer is gone is refused (500,
+    MEMDS00626), nothing is run twice, and a new session goes on."""
+    stack.allow_log(r"MEMDS00626")
+    store = "proto-" + uuid.uuid4().hex[:8]
+    sess = new_session(stack)
+    sess.post(sess.message(S.alert(1, 201, store, "./" + store, "n1")))
+    msg = sess.message(S.sync(2, store, "./" + store, [("Add", "l1", "x"), ("Add", "l2", "y")]))
+    a1 = sess.post(msg)
+    assert a1.hdr_status() == "200", a1.body
+    # what crash recovery does to the UNLOGGED table
+    psql(stack, "DELETE FROM memds.session_answers a USING memds.sessions s "
+                "JOIN memds.devices d USING (device_id) WHERE a.session_pk = "
+                "s.session_pk AND d.devid = '%s'" % sess.devid)
+    a2 = sess.post(msg)
+    assert a2.http_status == 200 and a2.hdr_status() == "500", a2.body
+    assert b"stored answer of this message is gone" in a2.body
+    assert count_items(stack, store) == 2
+    again = S.Session(items_url(stack), sess.devid, "alice", "alice-secret",
+                      session_id="2")
+    a3 = again.post(again.message(S.alert(1, 200, store, "./" + store, "n2")))
+    assert a3.http_status == 200 and a3.hdr_status() == "212", a3.body
+
+
 def test_206_out_of_order_msgid(stack):
     store = "proto-" + uuid.uuid4().hex[:8]
     sess = new_session(stack)
