@@ -50,8 +50,13 @@ def _port_free(port):
 
 def _pick_port_base():
     # ./dev uses base+24, +25, +26, +43, +44, +54, +65, +80, +93; pick a
-    # base where all are free.
-    for base in range(21000, 60000, 100):
+    # base where all are free. The search starts at a place of this
+    # process's own (its pid), so that stacks started at the same moment
+    # on one machine (a bench beside a test run) do not both take the
+    # first free base and collide when they bind.
+    bases = list(range(21000, 60000, 100))
+    start = os.getpid() % len(bases)
+    for base in bases[start:] + bases[:start]:
         if all(_port_free(base + off) for off in (24, 25, 26, 43, 44, 54, 65, 80, 93)):
             return base
     raise RuntimeError("no free loopback port range")
