@@ -305,12 +305,6 @@ struct memds_ds_t {
      *  statistics of those rows up to date (see memds_sessdb_vt.grown).
      *  Best effort. NULL: nothing to do. */
     void (*grown)(memds_ds_t *ds);
-    /** Set by a datastore whose objects are seldom smaller than this many
-     *  bytes (the mail datastore: a mail's object): the engine reads the
-     *  send queue a message's worth at a time (its room / this, at least
-     *  32 rows) instead of 500 rows, of which a message of mail carries a
-     *  handful. 0: unknown. */
-    apr_size_t item_bytes_hint;
 };
 
 /** A datastore implementation, registered under a MemDSDatastore kind. */

@@ -1705,7 +1705,6 @@ static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
     ds->vt = MBOX(ds)->hier ? &tree_vt : &imap_vt;
     ds->flush = imap_flush;
     ds->grown = imap_grown;
-    ds->item_bytes_hint = 1024; /* (a mail's header alone is about that) */
     return APR_SUCCESS;
 }
 

@@ -712,7 +712,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         memds_ds_t *ds;
         apr_array_header_t *items, *placed, *read;
         apr_size_t empty, one_empty, est;
-        int base = e->cmd_id, more = 1, after = ss->sent_upto, batch;
+        int base = e->cmd_id, more = 1, after = ss->sent_upto;
         apr_int64_t known_seq = -1;
         apr_size_t shrink = 0; /* a smaller budget for the item retried */
         memds_syncstate_t state;
@@ -742,14 +742,6 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             return APR_EGENERAL;
         }
         ds->level = eng_filter_level(e, ss);
-        /* the queue's rows a message's worth at a time (then 500) */
-        batch = QUEUE_BATCH;
-        if (ds->item_bytes_hint > 0
-            && limit / ds->item_bytes_hint < QUEUE_BATCH) {
-            batch = limit / ds->item_bytes_hint < 32
-                        ? 32
-                        : (int)(limit / ds->item_bytes_hint);
-        }
         empty = total_with(e, sz, sync, base);
         est = empty;
         one = *sync;
@@ -761,12 +753,11 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 return rv;
             }
             if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
-                                        ss->store, after, batch)
+                                        ss->store, after, QUEUE_BATCH)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the send queue");
             }
-            more = items->nelts == batch;
-            batch = QUEUE_BATCH;
+            more = items->nelts == QUEUE_BATCH;
             for (j = 0; j < items->nelts; ++j) {
                 APR_ARRAY_PUSH(read, memds_qitem_t *) = APR_ARRAY_IDX(
                     items, j, memds_qitem_t *);
