@@ -1431,6 +1431,13 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     g = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
     l = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
     map_last_pairs(st, guids, luids, n, g, l, &k);
+    if (k > 0) {
+        /* a guid or luid twice in the batch: every guid and luid named
+         * loses its map first (a pair a later one overrode included) */
+        m = n; /* (the pairs to insert: g[k..m)) */
+        qa_map_pairs(&a, st, device_id, store, guids, luids, n);
+        goto replace;
+    }
     /* New pairs, the common case (a device's first sync, its new items):
      * inserted in one statement; a pair whose guid or luid the device has
      * mapped already is left for the DELETE and INSERT below. (Before,
@@ -1438,7 +1445,7 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
      * 32 new pairs; docs/performance.md.) The device's requests run one
      * after the other (its row is locked), so nothing else inserts its
      * maps in between. */
-    qa_map_pairs(&a, st, device_id, store, g + k, l + k, n - k);
+    qa_map_pairs(&a, st, device_id, store, g, l, n);
     rv = q_run(st, &res, "map_put_many",
                "INSERT INTO memds.maps (device_id, store, guid, luid)"
                " SELECT $1::bigint, $2, g, l"
@@ -1449,7 +1456,7 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
         return rv;
     }
     rows = PQntuples(res);
-    if (rows == n - k) {
+    if (rows == n) {
         PQclear(res);
         return APR_SUCCESS;
     }
@@ -1459,14 +1466,16 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
                      "");
     }
     PQclear(res);
-    for (i = k, m = k; i < n; ++i) {
+    for (i = 0, m = 0; i < n; ++i) {
         if (!apr_hash_get(added, g[i], APR_HASH_KEY_STRING)) {
             g[m] = g[i];
             l[m] = l[i];
             ++m;
         }
     }
-    qa_map_pairs(&a, st, device_id, store, g + k, l + k, m - k);
+    qa_map_pairs(&a, st, device_id, store, g, l, m);
+    k = 0; /* (the pairs to insert: g[0..m)) */
+replace:
     rv = q_cmd(
         st, NULL, "map_put_many",
         /* (two DELETEs, each an index probe per key: with the OR of both
@@ -1481,6 +1490,7 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    qa_map_pairs(&a, st, device_id, store, g + k, l + k, m - k);
     return q_cmd(st, NULL, "map_put_many",
                  "INSERT INTO memds.maps (device_id, store, guid, luid)"
                  " SELECT $1::bigint, $2, g, l"
