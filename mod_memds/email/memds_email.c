@@ -162,8 +162,7 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
 {
     const unsigned char *b = (const unsigned char *)data, *s = b,
                         *end = b + len;
-    const apr_uint64_t hi = APR_UINT64_C(0x8080808080808080),
-                       sp = APR_UINT64_C(0x2020202020202020);
+    const apr_uint64_t sp = MEMDS_W_ONES * 0x20;
 
     while (s < end) {
         unsigned c, cp;
@@ -174,7 +173,7 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
              * (a byte below 0x20 sets its high bit in w - sp & ~w) */
             apr_uint64_t w;
             memcpy(&w, s, sizeof(w));
-            if (!(w & hi) && !((w - sp) & ~w & hi)) {
+            if (!MEMDS_W_HIGHBIT(w) && !((w - sp) & ~w & MEMDS_W_HIGH)) {
                 s += 8;
                 continue;
             }
@@ -1575,8 +1574,6 @@ static apr_status_t check_xml(bw_t *w, const char *what, const char *s,
     return APR_SUCCESS;
 }
 
-#define ONES APR_UINT64_C(0x0101010101010101)
-
 /* Escaped text: & < > as entities, CR as &#13;; checked first unless
  * the caller did (checked). */
 static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
@@ -1598,18 +1595,11 @@ static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
         oe = w->out->data + w->out->cap - 5; /* room for an entity */
         while (s < end && o < oe) {
             if (end - s >= 8 && oe - o >= 8) {
-                /* eight bytes at once while none needs an entity (a zero
-                 * byte of v ^ c, for each c, sets its high bit in
-                 * x - one & ~x) */
-                apr_uint64_t v, x1, x2, x3, x4;
+                /* eight bytes at once while none needs an entity */
+                apr_uint64_t v;
                 memcpy(&v, s, sizeof(v));
-                x1 = v ^ (ONES * '&');
-                x2 = v ^ (ONES * '<');
-                x3 = v ^ (ONES * '>');
-                x4 = v ^ (ONES * '\r');
-                if (!((((x1 - ONES) & ~x1) | ((x2 - ONES) & ~x2)
-                       | ((x3 - ONES) & ~x3) | ((x4 - ONES) & ~x4))
-                      & (ONES * 0x80))) {
+                if (!(MEMDS_W_HAS(v, '&') | MEMDS_W_HAS(v, '<')
+                      | MEMDS_W_HAS(v, '>') | MEMDS_W_HAS(v, '\r'))) {
                     memcpy(o, s, sizeof(v));
                     o += 8;
                     s += 8;

@@ -59,19 +59,13 @@ static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut)
     apr_size_t i = 0, line = 0;
     unsigned cp;
 
-    const apr_uint64_t hi = APR_UINT64_C(0x8080808080808080),
-                       one = APR_UINT64_C(0x0101010101010101),
-                       lf = APR_UINT64_C(0x0A0A0A0A0A0A0A0A);
-
     while (i < n) {
         apr_size_t l = 1;
         if (n - i >= 8) {
-            /* eight ASCII bytes at once while none is NUL or LF (a zero
-             * byte of w, or of w ^ lf, sets its high bit in x - one & ~x) */
-            apr_uint64_t w, x;
+            /* eight ASCII bytes at once while none is NUL or LF */
+            apr_uint64_t w;
             memcpy(&w, s + i, sizeof(w));
-            x = w ^ lf;
-            if (!(w & hi) && !((w - one) & ~w & hi) && !((x - one) & ~x & hi)) {
+            if (!(MEMDS_W_HIGHBIT(w) | MEMDS_W_ZERO(w) | MEMDS_W_HAS(w, '\n'))) {
                 line += 8;
                 if (line > 998) {
                     return (apr_size_t)-1;

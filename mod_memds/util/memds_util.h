@@ -78,6 +78,18 @@ const char *memds_check_ca_file(const char *path, apr_pool_t *p);
 apr_size_t memds_utf8_seq(const unsigned char *s, const unsigned char *end,
                           unsigned *cp);
 
+/* Eight bytes at a time (the scans of mail text): the word w of 8 bytes
+ * read with memcpy; a zero byte of x sets its high bit in x - 1s & ~x
+ * (exact for "any", whichever byte). */
+#define MEMDS_W_ONES APR_UINT64_C(0x0101010101010101)
+#define MEMDS_W_HIGH APR_UINT64_C(0x8080808080808080)
+/** Non-zero when some byte of w is zero. */
+#define MEMDS_W_ZERO(w) (((w) - MEMDS_W_ONES) & ~(w) & MEMDS_W_HIGH)
+/** Non-zero when some byte of w is c. */
+#define MEMDS_W_HAS(w, c) MEMDS_W_ZERO((w) ^ (MEMDS_W_ONES * (unsigned char)(c)))
+/** Non-zero when some byte of w is 0x80 or above. */
+#define MEMDS_W_HIGHBIT(w) ((w) & MEMDS_W_HIGH)
+
 /** Lower-case hex SHA-1 of len bytes (any length), from p. */
 const char *memds_sha1_hex(const char *data, apr_size_t len, apr_pool_t *p);
 
