@@ -1413,6 +1413,40 @@ static void qa_map_pairs(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
     qa_str(a, text_array(l, n, st->pool));
 }
 
+/* Every map of the nd guids dg and luids dl goes, then the ni pairs
+ * (ig, il) go in (no guid or luid twice among them). */
+static apr_status_t map_replace(memds_store_t *st, apr_int64_t device_id,
+                                const char *store, const char *const *dg,
+                                const char *const *dl, int nd,
+                                const char *const *ig, const char *const *il,
+                                int ni)
+{
+    qargs_t a;
+    apr_status_t rv;
+
+    qa_map_pairs(&a, st, device_id, store, dg, dl, nd);
+    rv = q_cmd(
+        st, NULL, "map_put_many",
+        /* (two DELETEs, each an index probe per key: with the OR of both
+         * lists the planner scanned the whole table, 2.2 against 0.3 ms
+         * for 57 pairs among 11,000 maps; docs/performance.md) */
+        "WITH by_guid AS (DELETE FROM memds.maps"
+        " WHERE device_id = $1::bigint AND store = $2"
+        " AND guid = ANY($3::text[]))"
+        " DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
+        " AND luid = ANY($4::text[])",
+        &a);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    qa_map_pairs(&a, st, device_id, store, ig, il, ni);
+    return q_cmd(st, NULL, "map_put_many",
+                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
+                 " SELECT $1::bigint, $2, g, l"
+                 " FROM unnest($3::text[], $4::text[]) AS u(g, l)",
+                 &a);
+}
+
 apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
                                       const char *store,
                                       const char *const *guids,
@@ -1434,17 +1468,15 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
     if (k > 0) {
         /* a guid or luid twice in the batch: every guid and luid named
          * loses its map first (a pair a later one overrode included) */
-        m = n; /* (the pairs to insert: g[k..m)) */
-        qa_map_pairs(&a, st, device_id, store, guids, luids, n);
-        goto replace;
+        return map_replace(st, device_id, store, guids, luids, n, g + k,
+                           l + k, n - k);
     }
     /* New pairs, the common case (a device's first sync, its new items):
      * inserted in one statement; a pair whose guid or luid the device has
-     * mapped already is left for the DELETE and INSERT below. (Before,
-     * every batch ran the DELETE: 64 index probes that found nothing for
-     * 32 new pairs; docs/performance.md.) The device's requests run one
-     * after the other (its row is locked), so nothing else inserts its
-     * maps in between. */
+     * mapped already is left for map_replace. (Before, every batch ran
+     * the DELETE: 64 index probes that found nothing for 32 new pairs;
+     * docs/performance.md.) The device's requests run one after the other
+     * (its row is locked), so nothing else inserts its maps in between. */
     qa_map_pairs(&a, st, device_id, store, g, l, n);
     rv = q_run(st, &res, "map_put_many",
                "INSERT INTO memds.maps (device_id, store, guid, luid)"
@@ -1473,29 +1505,7 @@ apr_status_t memds_store_map_put_many(memds_store_t *st, apr_int64_t device_id,
             ++m;
         }
     }
-    qa_map_pairs(&a, st, device_id, store, g, l, m);
-    k = 0; /* (the pairs to insert: g[0..m)) */
-replace:
-    rv = q_cmd(
-        st, NULL, "map_put_many",
-        /* (two DELETEs, each an index probe per key: with the OR of both
-         * lists the planner scanned the whole table, 2.2 against 0.3 ms
-         * for 57 pairs among 11,000 maps; docs/performance.md) */
-        "WITH by_guid AS (DELETE FROM memds.maps"
-        " WHERE device_id = $1::bigint AND store = $2"
-        " AND guid = ANY($3::text[]))"
-        " DELETE FROM memds.maps WHERE device_id = $1::bigint AND store = $2"
-        " AND luid = ANY($4::text[])",
-        &a);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    qa_map_pairs(&a, st, device_id, store, g + k, l + k, m - k);
-    return q_cmd(st, NULL, "map_put_many",
-                 "INSERT INTO memds.maps (device_id, store, guid, luid)"
-                 " SELECT $1::bigint, $2, g, l"
-                 " FROM unnest($3::text[], $4::text[]) AS u(g, l)",
-                 &a);
+    return map_replace(st, device_id, store, g, l, m, g, l, m);
 }
 
 apr_status_t memds_store_seen_add_many(memds_store_t *st,
