@@ -1035,7 +1035,11 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
                  " server_next = EXCLUDED.server_next,"
                  " snapshot_seq = EXCLUDED.snapshot_seq,"
                  " queue_built = EXCLUDED.queue_built,"
-                 " filter = EXCLUDED.filter, sent_upto = EXCLUDED.sent_upto",
+                 " filter = EXCLUDED.filter, sent_upto = EXCLUDED.sent_upto,"
+                 /* the acknowledged position is queue_status_many's; it
+                  * only keeps below sent_upto (a resumed queue's restart) */
+                 " acked_upto = least(memds.session_stores.acked_upto,"
+                 " EXCLUDED.sent_upto)",
                  &a);
 }
 
@@ -1278,12 +1282,17 @@ apr_status_t memds_store_queue_count_failed(memds_store_t *st, int *pn,
     qa_init(&a, st->pool);
     qa_i64(&a, session_pk);
     qa_str(&a, store);
-    /* Not taken: no status yet, or an error status. 418 (already exists)
-     * and 211 (not deleted, not found) leave the device as wanted. */
+    /* Not taken: no status yet (none of its own, above the acknowledged
+     * position), or an error status. 418 (already exists) and 211 (not
+     * deleted, not found) leave the device as wanted. */
     rv = q_run(st, &res, "queue_count_failed",
                "SELECT count(*) FROM memds.session_queue q"
                " WHERE session_pk = $1::bigint AND store = $2"
-               " AND (status IS NULL OR (status >= 300 AND status <> 418))"
+               " AND CASE WHEN status IS NULL"
+               "  THEN n > coalesce((SELECT ss.acked_upto"
+               "   FROM memds.session_stores ss WHERE ss.session_pk = $1::bigint"
+               "   AND ss.store = $2), 0)"
+               "  ELSE status >= 300 AND status <> 418 END"
                /* items in quarantine do not hold the device back */
                " AND NOT EXISTS (SELECT 1 FROM memds.quarantine z"
                "  JOIN memds.sessions s USING (device_id)"
@@ -1337,7 +1346,9 @@ apr_status_t memds_store_resume_copy(memds_store_t *st, apr_int64_t new_pk,
         /* what the device had not acknowledged goes again, from the start */
         "INSERT INTO memds.session_queue (session_pk, store, n, op, guid, luid)"
         " SELECT $1::bigint, store, n, op, guid, luid FROM memds.session_queue"
-        " WHERE session_pk = $2::bigint AND store = $3 AND status IS NULL",
+        " WHERE session_pk = $2::bigint AND store = $3 AND status IS NULL"
+        " AND n > coalesce((SELECT ss.acked_upto FROM memds.session_stores ss"
+        "  WHERE ss.session_pk = $2::bigint AND ss.store = $3), 0)",
         "INSERT INTO memds.session_seen (session_pk, store, guid)"
         " SELECT $1::bigint, store, guid FROM memds.session_seen"
         " WHERE session_pk = $2::bigint AND store = $3",
@@ -1755,11 +1766,12 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
         &a);
 }
 
-apr_status_t memds_store_queue_status_many(memds_store_t *st,
-                                           apr_int64_t session_pk,
-                                           const char *const *refs,
-                                           const char *const *luids,
-                                           const apr_int64_t *codes, int n)
+/* Statuses written on the rows they name (what the acknowledged position
+ * does not cover): by GUID, temporary id or LUID. */
+static apr_status_t status_rows(memds_store_t *st, apr_int64_t session_pk,
+                               const char *const *refs,
+                               const char *const *luids,
+                               const apr_int64_t *codes, int n)
 {
     qargs_t a;
     int i;
@@ -1812,6 +1824,204 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
         " UPDATE memds.session_queue q SET status = t.c FROM t"
         " WHERE q.session_pk = $1::bigint AND q.store = t.store AND q.n = t.n",
         &a);
+}
+
+/* The window of a message's statuses: per datastore the rows sent and not
+ * yet acknowledged, (acked_upto, sent_upto], at most twice as many (and 16)
+ * as there are statuses: a device that leaves a row unanswered for good
+ * does not make every later message read a longer window (what lies beyond
+ * goes to status_rows), while rows answered on their own before the
+ * position reached them still leave room for this message's. */
+#define WINDOW_SQL \
+    "SELECT ss.store, q.n, q.guid, q.luid, q.status IS NOT NULL" \
+    " FROM memds.session_stores ss CROSS JOIN LATERAL (" \
+    "  SELECT q.n, q.guid, q.luid, q.status FROM memds.session_queue q" \
+    "  WHERE q.session_pk = ss.session_pk AND q.store = ss.store" \
+    "  AND q.n > ss.acked_upto" \
+    "  AND q.n <= least(ss.sent_upto, ss.acked_upto + 2 * $2::integer + 16)" \
+    "  ORDER BY q.n) q" \
+    " WHERE ss.session_pk = $1::bigint ORDER BY ss.store, q.n"
+
+/* A status that leaves nothing to remember: the row counts as taken, and
+ * a row within acked_upto with no status of its own had one of these. */
+#define CLEAN_STATUS(c) ((c) == 200 || (c) == 201)
+
+/* The status of statuses[] that names window row r (its GUID, its
+ * temporary id "#n", or its LUID for a status without a SourceRef): the
+ * index, or -1. */
+static int status_for_row(apr_hash_t *by_ref, apr_hash_t *by_luid, int n,
+                          const char *guid, const char *luid, apr_pool_t *p)
+{
+    void *v = guid ? apr_hash_get(by_ref, guid, APR_HASH_KEY_STRING) : NULL;
+
+    if (v == NULL) {
+        v = apr_hash_get(by_ref, apr_psprintf(p, "#%d", n),
+                         APR_HASH_KEY_STRING);
+    }
+    if (v == NULL && luid) {
+        v = apr_hash_get(by_luid, luid, APR_HASH_KEY_STRING);
+    }
+    return v ? *(const int *)v : -1;
+}
+
+apr_status_t memds_store_queue_status_many(memds_store_t *st,
+                                           apr_int64_t session_pk,
+                                           const char *const *refs,
+                                           const char *const *luids,
+                                           const apr_int64_t *codes, int n)
+{
+    /* A message's statuses answer, nearly always, the rows the message
+     * before carried, in order, all 200 or 201. Those rows are not each
+     * written: the datastore's acknowledged position (schema/025,
+     * session_stores.acked_upto) moves over them, one row written per
+     * datastore. A row is written on its own when its status says more
+     * (an error, 418, ...) or when it is answered past a row not yet
+     * answered; statuses for rows outside the window go as before. */
+    apr_hash_t *by_ref = apr_hash_make(st->pool);
+    apr_hash_t *by_luid = apr_hash_make(st->pool);
+    char *used = apr_pcalloc(st->pool, (apr_size_t)n);
+    int *idx = apr_palloc(st->pool, sizeof(int) * (apr_size_t)n);
+    const char **ps, **rest_refs, **rest_luids, **as;
+    apr_int64_t *wc, *pn, *rest_codes, *av;
+    int np = 0, nrest = 0, na = 0, i, rows;
+    PGresult *res;
+    qargs_t a;
+    apr_status_t rv;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    for (i = 0; i < n; ++i) {
+        idx[i] = i;
+        if (refs[i]) {
+            apr_hash_set(by_ref, refs[i], APR_HASH_KEY_STRING, &idx[i]);
+        }
+        else if (luids[i]) {
+            apr_hash_set(by_luid, luids[i], APR_HASH_KEY_STRING, &idx[i]);
+        }
+    }
+    qa_init(&a, st->pool);
+    qa_i64(&a, session_pk);
+    qa_int(&a, n);
+    rv = q_run(st, &res, "queue_status_window", WINDOW_SQL, &a,
+               PGRES_TUPLES_OK);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rows = PQntuples(res);
+    wc = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)(rows + 1));
+    ps = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)(rows + 1));
+    pn = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)(rows + 1));
+    as = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)(rows + 1));
+    av = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)(rows + 1));
+    {
+        const char *cur = NULL;
+        int gap = 0, top = 0;
+
+        for (i = 0; i <= rows; ++i) {
+            const char *store = i < rows ? col_str(res, i, 0, st->pool) : NULL;
+            int qn, k, had;
+
+            if (cur && (store == NULL || strcmp(store, cur) != 0)) {
+                if (top > 0) { /* the datastore's new position */
+                    as[na] = cur;
+                    av[na++] = top;
+                }
+                cur = NULL;
+            }
+            if (store == NULL) {
+                break;
+            }
+            if (cur == NULL) {
+                cur = store;
+                gap = 0;
+                top = 0;
+            }
+            qn = col_int(res, i, 1, 0);
+            had = col_bool(res, i, 4);
+            k = status_for_row(by_ref, by_luid, qn,
+                               PQgetisnull(res, i, 2)
+                                   ? NULL
+                                   : col_str(res, i, 2, st->pool),
+                               PQgetisnull(res, i, 3)
+                                   ? NULL
+                                   : col_str(res, i, 3, st->pool),
+                               st->pool);
+            if (k >= 0) {
+                used[k] = 1;
+                if (gap || !CLEAN_STATUS(codes[k])) {
+                    ps[np] = store; /* this row's own status */
+                    pn[np] = qn;
+                    wc[np++] = codes[k];
+                }
+            }
+            else if (!had) {
+                gap = 1; /* not answered (yet): the position stops here */
+            }
+            if (!gap) {
+                top = qn;
+            }
+        }
+    }
+    PQclear(res);
+    if (np > 0) {
+        /* the rows by their primary key, each store once in $5 (see
+         * queue_update_many) */
+        const char **distinct = apr_palloc(st->pool,
+                                           sizeof(char *) * (apr_size_t)np);
+        int nd = 0, k;
+        for (i = 0; i < np; ++i) {
+            for (k = 0; k < nd && strcmp(distinct[k], ps[i]) != 0; ++k) {
+            }
+            if (k == nd) {
+                distinct[nd++] = ps[i];
+            }
+        }
+        qa_init(&a, st->pool);
+        qa_i64(&a, session_pk);
+        qa_str(&a, text_array(ps, np, st->pool));
+        qa_str(&a, int_array(pn, np, st->pool));
+        qa_str(&a, int_array(wc, np, st->pool));
+        qa_str(&a, text_array(distinct, nd, st->pool));
+        rv = q_cmd(st, NULL, "queue_status_rows",
+                   "UPDATE memds.session_queue q SET status = u.c"
+                   " FROM unnest($2::text[], $3::integer[], $4::integer[])"
+                   " AS u(s, n, c)"
+                   " WHERE q.session_pk = $1::bigint AND q.store = u.s"
+                   " AND q.n = u.n AND q.store = ANY ($5::text[])"
+                   " AND q.n = ANY ($3::integer[])",
+                   &a);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    if (na > 0) {
+        qa_init(&a, st->pool);
+        qa_i64(&a, session_pk);
+        qa_str(&a, text_array(as, na, st->pool));
+        qa_str(&a, int_array(av, na, st->pool));
+        rv = q_cmd(st, NULL, "queue_acked_upto",
+                   "UPDATE memds.session_stores ss SET acked_upto = u.v"
+                   " FROM unnest($2::text[], $3::integer[]) AS u(s, v)"
+                   " WHERE ss.session_pk = $1::bigint AND ss.store = u.s"
+                   " AND u.v > ss.acked_upto",
+                   &a);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    rest_refs = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    rest_luids = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
+    rest_codes = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
+    for (i = 0; i < n; ++i) {
+        if (!used[i]) {
+            rest_refs[nrest] = refs[i];
+            rest_luids[nrest] = luids[i];
+            rest_codes[nrest++] = codes[i];
+        }
+    }
+    return status_rows(st, session_pk, rest_refs, rest_luids, rest_codes,
+                       nrest);
 }
 
 /* ------------------------------------------------- partial large object */

@@ -398,7 +398,11 @@ apr_status_t memds_quarantine_done(memds_store_t *st, apr_int64_t session_pk,
                  " WHERE z.device_id = $2::bigint AND z.store = $3"
                  " AND z.state <> 'held' AND q.session_pk = $1::bigint"
                  " AND q.store = z.store AND q.guid = z.guid"
-                 " AND (q.status < 300 OR q.status = 418)",
+                 " AND (q.status < 300 OR q.status = 418"
+                 /* (taken with no status of its own: schema/025) */
+                 "  OR (q.status IS NULL AND q.n <= (SELECT ss.acked_upto"
+                 "   FROM memds.session_stores ss WHERE ss.session_pk ="
+                 "   $1::bigint AND ss.store = z.store)))",
                  &a);
 }
 

@@ -102,8 +102,10 @@ def test_225_queue_position_not_rows(stack):
     """A message going down records how far its datastore's queue has gone
     (session_stores.sent_upto, schema 021), not each row it carried: after
     300 items down in several messages, every row is covered by sent_upto,
-    no row was marked sent on its own, and the device's statuses are on
-    the rows (docs/performance.md, "The send queue's position")."""
+    no row was marked sent on its own, and the device's statuses (all 201)
+    moved the acknowledged position (acked_upto, schema 025) instead of
+    being written on the rows (docs/performance.md, "The send queue's
+    position")."""
     up = Client(stack, enc="wbxml")
     down = Client(stack, enc="wbxml", maxmsg=16384, uri=up.uri)
     try:
@@ -114,21 +116,22 @@ def test_225_queue_position_not_rows(stack):
         down.sync("slow", items=0)
         assert down.local() == up.remote() and len(down.local()) == 300
         row = _psql(stack, """
-            SELECT ss.sent_upto, count(q.*), max(q.n),
+            SELECT ss.sent_upto, ss.acked_upto, count(q.*), max(q.n),
                    count(q.*) FILTER (WHERE q.sent_msg_id IS NOT NULL),
-                   count(q.*) FILTER (WHERE q.status BETWEEN 200 AND 299)
+                   count(q.*) FILTER (WHERE q.status IS NOT NULL)
               FROM memds.devices d
               JOIN memds.sessions s USING (device_id)
               JOIN memds.session_stores ss USING (session_pk)
               JOIN memds.session_queue q
                 ON q.session_pk = ss.session_pk AND q.store = ss.store
              WHERE d.devid = '%s' AND ss.store = '%s'
-             GROUP BY ss.session_pk, ss.sent_upto""" % (down.devid, up.uri))
-        upto, rows, top, marked, taken = (int(x) for x in row.split("|"))
+             GROUP BY ss.session_pk, ss.sent_upto, ss.acked_upto"""
+                   % (down.devid, up.uri))
+        upto, acked, rows, top, marked, own = (int(x) for x in row.split("|"))
         assert (rows, top) == (300, 300), row
-        assert upto == 300, row
+        assert upto == 300 and acked == 300, row
         assert marked == 0, row
-        assert taken == 300, row
+        assert own == 0, row
     finally:
         up.cleanup()
         down.cleanup()

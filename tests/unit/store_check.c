@@ -304,6 +304,23 @@ static void check_server_cred(ctx_t *c)
     ok_rv(c, a, rv, APR_ENOENT, "server_cred_delete again: ENOENT");
 }
 
+/* A session row of c's device, in phase init, not yet saved. */
+static void new_session_row(memds_session_row_t *s, ctx_t *c, const char *tok,
+                            const char *sid)
+{
+    memset(s, 0, sizeof(*s));
+    s->token = tok;
+    s->device_id = c->dev;
+    s->session_id = sid;
+    s->version = "1.2";
+    s->encoding = "wbxml";
+    s->phase = "init";
+    s->client_msg_id = 1;
+    s->server_msg_id = 1;
+    s->max_msg_size = 10000;
+    s->max_obj_size = -1;
+}
+
 static apr_int64_t check_sessions(ctx_t *c)
 {
     memds_store_t *a = &c->a;
@@ -312,19 +329,7 @@ static apr_int64_t check_sessions(ctx_t *c)
     const char *tok = apr_psprintf(c->p, "tok-%s", c->acct);
     apr_status_t rv;
 
-    memset(&s, 0, sizeof(s));
-    s.token = tok;
-    s.device_id = c->dev;
-    s.session_id = "1";
-    s.version = "1.2";
-    s.encoding = "wbxml";
-    s.phase = "init";
-    s.client_msg_id = 1;
-    s.server_msg_id = 1;
-    s.max_msg_size = 10000;
-    s.max_obj_size = -1;
-    s.request_sha1 = NULL;
-    s.response = NULL;
+    new_session_row(&s, c, tok, "1");
     rv = memds_store_session_save(a, &s, 3600);
     ok(c, rv == APR_SUCCESS && s.session_pk > 0, "session_save inserts");
     if (rv != APR_SUCCESS) {
@@ -606,6 +611,139 @@ static void check_queue(ctx_t *c, apr_int64_t spk)
     rv = rv == APR_SUCCESS ? memds_store_queue_count_unsent(a, &n, spk) : rv;
     ok(c, rv == APR_SUCCESS && n == 0,
        "queue_count_unsent: none when the rest was sent on its own");
+}
+
+/* The device's statuses (schema/025): in order and 200/201 they move the
+ * datastore's acked_upto and write no row; an error, a row answered past
+ * one not answered, a status outside the window each get the row's own
+ * status. count_failed and resume_copy read both. */
+static long own_statuses(ctx_t *c, const char *pk)
+{
+    return raw_count(&c->a,
+                     "SELECT count(*) FROM memds.session_queue"
+                     " WHERE session_pk = $1::bigint AND store = 'acked'"
+                     " AND status IS NOT NULL",
+                     pk);
+}
+
+static long acked_upto(ctx_t *c, const char *pk)
+{
+    return raw_count(&c->a,
+                     "SELECT acked_upto FROM memds.session_stores"
+                     " WHERE session_pk = $1::bigint AND store = 'acked'",
+                     pk);
+}
+
+static void check_queue_acked(ctx_t *c, apr_int64_t spk)
+{
+    memds_store_t *a = &c->a;
+    const char *pk = apr_psprintf(c->p, "%" APR_INT64_T_FMT, spk);
+    memds_sstore_t ss;
+    memds_session_row_t s2;
+    apr_status_t rv = APR_SUCCESS;
+    int i, failed = -1;
+
+    memset(&ss, 0, sizeof(ss));
+    ss.store = "acked";
+    ss.client_uri = ss.server_uri = "./acked";
+    ss.alert_code = 200;
+    ss.snapshot_seq = -1;
+    ss.queue_built = 1;
+    ss.sent_upto = 5; /* rows 1..5 sent, 6 not yet */
+    for (i = 1; i <= 6 && rv == APR_SUCCESS; ++i) {
+        memds_qitem_t q;
+        memset(&q, 0, sizeof(q));
+        q.store = "acked";
+        q.n = i;
+        q.op = MEMDS_Q_ADD;
+        q.guid = apr_psprintf(c->p, "k%d", i);
+        rv = memds_store_queue_add(a, spk, &q);
+    }
+    ok(c,
+       rv == APR_SUCCESS && memds_store_sstore_save(a, spk, &ss) == APR_SUCCESS,
+       "acked: six rows queued, five sent");
+    {
+        const char *refs[] = { "k1", "k2" };
+        const char *luids[] = { "L1", "L2" };
+        const apr_int64_t codes[] = { 201, 200 };
+        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 2);
+    }
+    ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 2 && own_statuses(c, pk) == 0,
+       "201 and 200 in order: acked_upto 2, no row written (%ld, %ld)",
+       acked_upto(c, pk), own_statuses(c, pk));
+    memds_store_queue_count_failed(a, &failed, spk, "acked");
+    ok(c, failed == 4, "count_failed: the four rows above it (%d)", failed);
+    {
+        const char *refs[] = { "k4" };
+        const char *luids[] = { NULL };
+        const apr_int64_t codes[] = { 201 };
+        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 1);
+    }
+    ok(c,
+       rv == APR_SUCCESS && acked_upto(c, pk) == 2
+           && raw_count(a,
+                        "SELECT count(*) FROM memds.session_queue WHERE"
+                        " session_pk = $1::bigint AND store = 'acked'"
+                        " AND n = 4 AND status = 201",
+                        pk)
+                  == 1,
+       "row 4 answered before row 3: its own status, the position stays");
+    {
+        /* row 3 by its LUID-less GUID with 418, row 5 by temporary id */
+        const char *refs[] = { "k3", "#5" };
+        const char *luids[] = { NULL, NULL };
+        const apr_int64_t codes[] = { 418, 500 };
+        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 2);
+    }
+    ok(c,
+       rv == APR_SUCCESS && acked_upto(c, pk) == 5 && own_statuses(c, pk) == 3,
+       "418 and 500 are written on their rows; the position passes them to "
+       "5 (%ld, %ld)",
+       acked_upto(c, pk), own_statuses(c, pk));
+    memds_store_queue_count_failed(a, &failed, spk, "acked");
+    ok(c, failed == 2, "count_failed: row 5 (500) and row 6 (unsent) (%d)",
+       failed);
+    {
+        const char *refs[] = { "k1" }; /* outside the window now */
+        const char *luids[] = { NULL };
+        const apr_int64_t codes[] = { 500 };
+        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 1);
+    }
+    memds_store_queue_count_failed(a, &failed, spk, "acked");
+    ok(c, rv == APR_SUCCESS && failed == 3,
+       "a status for an acknowledged row is written on it (%d)", failed);
+    ss.sent_upto = 0; /* (a save never leaves the position above sent_upto) */
+    rv = memds_store_sstore_save(a, spk, &ss);
+    ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 0,
+       "sstore_save with sent_upto 0: acked_upto 0");
+    ss.sent_upto = 5;
+    memds_store_sstore_save(a, spk, &ss);
+    raw_exec2(a,
+              "UPDATE memds.session_stores SET acked_upto = 5"
+              " WHERE session_pk = $1::bigint AND store = 'acked'",
+              pk, NULL);
+    ok(c, acked_upto(c, pk) == 5, "sstore_save keeps acked_upto");
+
+    /* resume: only what is above the position and has no status goes */
+    new_session_row(&s2, c, apr_psprintf(c->p, "tok2-%s", c->acct), "77");
+    rv = memds_store_session_save(a, &s2, 3600);
+    rv = rv == APR_SUCCESS ? memds_store_resume_copy(a, s2.session_pk, spk,
+                                                     "acked")
+                           : rv;
+    ok(c,
+       rv == APR_SUCCESS
+           && raw_count(a,
+                        "SELECT count(*) FROM memds.session_queue"
+                        " WHERE session_pk = $1::bigint AND store = 'acked'"
+                        " AND n = 6",
+                        apr_psprintf(c->p, "%" APR_INT64_T_FMT, s2.session_pk))
+                  == 1
+           && raw_count(a,
+                        "SELECT count(*) FROM memds.session_queue"
+                        " WHERE session_pk = $1::bigint AND store = 'acked'",
+                        apr_psprintf(c->p, "%" APR_INT64_T_FMT, s2.session_pk))
+                  == 1,
+       "resume_copy: only row 6, not the rows the device took");
 }
 
 /* A queue of QUEUE_ANALYZE_ROWS (2000) rows or more gets its statistics at
@@ -1341,6 +1479,7 @@ int main(int argc, const char *const *argv)
     check_expire(&c);
     check_sstores(&c, spk);
     check_queue(&c, spk);
+    check_queue_acked(&c, spk);
     check_queue_analyze(&c, spk);
     check_partial(&c, spk);
     check_syncstate(&c);
