@@ -411,7 +411,7 @@ static apr_status_t pg_push_keep(memds_sessdb_t *db, apr_int64_t device_id,
 
 static void pg_grown(memds_sessdb_t *db)
 {
-    memds_store_analyze(ST(db), "memds.maps");
+    memds_store_analyze(ST(db), "memds.maps (device_id)");
 }
 
 static const memds_sessdb_vt pg_vt = { "pg",

@@ -1706,7 +1706,7 @@ apr_status_t memds_store_queue_add_many(memds_store_t *st,
         "l)",
         &a);
     if (rv == APR_SUCCESS && n >= MEMDS_ANALYZE_ROWS) {
-        memds_store_analyze(st, "memds.session_queue");
+        memds_store_analyze(st, "memds.session_queue (session_pk)");
     }
     return rv;
 }
