@@ -6,7 +6,8 @@
 -- fresh device: the UPDATE was 11 ms of PostgreSQL's 75 ms, most of it the
 -- planning of a 1,000-element GUID array). A row still gets a status of its
 -- own when the status says more than "taken" (an error, 418 already
--- exists, ...) or when it is answered past a row not yet answered.
+-- exists, ...), when it is answered past a row not yet answered, or when
+-- its message's statuses are few (fewer than 32: one UPDATE then).
 
 ALTER TABLE memds.session_stores
     ADD COLUMN acked_upto integer NOT NULL DEFAULT 0;

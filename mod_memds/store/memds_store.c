@@ -1842,6 +1842,11 @@ static apr_status_t status_rows(memds_store_t *st, apr_int64_t session_pk,
     "  ORDER BY q.n) q" \
     " WHERE ss.session_pk = $1::bigint ORDER BY ss.store, q.n"
 
+/* Fewer statuses than this (a mail message's few items, a small change)
+ * are written on their rows in one UPDATE, as before: the window's read
+ * and the position's write would be two statements for one. */
+#define STATUS_WINDOW_MIN 32
+
 /* A status that leaves nothing to remember: the row counts as taken, and
  * a row within acked_upto with no status of its own had one of these. */
 #define CLEAN_STATUS(c) ((c) == 200 || (c) == 201)
@@ -1888,8 +1893,8 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     qargs_t a;
     apr_status_t rv;
 
-    if (n == 0) {
-        return APR_SUCCESS;
+    if (n < STATUS_WINDOW_MIN) {
+        return status_rows(st, session_pk, refs, luids, codes, n);
     }
     for (i = 0; i < n; ++i) {
         idx[i] = i;

@@ -634,12 +634,29 @@ static long acked_upto(ctx_t *c, const char *pk)
                      pk);
 }
 
+/* refs/luids/codes[at..]: n statuses with code for the rows first..
+ * first+n-1, by their GUIDs "k<n>". */
+static void statuses(ctx_t *c, int first, int n, apr_int64_t code,
+                     const char **refs, const char **luids, apr_int64_t *codes,
+                     int at)
+{
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        refs[at + i] = apr_psprintf(c->p, "k%d", first + i);
+        luids[at + i] = NULL;
+        codes[at + i] = code;
+    }
+}
+
 static void check_queue_acked(ctx_t *c, apr_int64_t spk)
 {
     memds_store_t *a = &c->a;
     const char *pk = apr_psprintf(c->p, "%" APR_INT64_T_FMT, spk);
     memds_sstore_t ss;
     memds_session_row_t s2;
+    const char *refs[64], *luids[64];
+    apr_int64_t codes[64];
     apr_status_t rv = APR_SUCCESS;
     int i, failed = -1;
 
@@ -649,8 +666,8 @@ static void check_queue_acked(ctx_t *c, apr_int64_t spk)
     ss.alert_code = 200;
     ss.snapshot_seq = -1;
     ss.queue_built = 1;
-    ss.sent_upto = 5; /* rows 1..5 sent, 6 not yet */
-    for (i = 1; i <= 6 && rv == APR_SUCCESS; ++i) {
+    ss.sent_upto = 99; /* rows 1..99 sent, 100 not yet */
+    for (i = 1; i <= 100 && rv == APR_SUCCESS; ++i) {
         memds_qitem_t q;
         memset(&q, 0, sizeof(q));
         q.store = "acked";
@@ -661,68 +678,55 @@ static void check_queue_acked(ctx_t *c, apr_int64_t spk)
     }
     ok(c,
        rv == APR_SUCCESS && memds_store_sstore_save(a, spk, &ss) == APR_SUCCESS,
-       "acked: six rows queued, five sent");
-    {
-        const char *refs[] = { "k1", "k2" };
-        const char *luids[] = { "L1", "L2" };
-        const apr_int64_t codes[] = { 201, 200 };
-        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 2);
-    }
-    ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 2 && own_statuses(c, pk) == 0,
-       "201 and 200 in order: acked_upto 2, no row written (%ld, %ld)",
+       "acked: 100 rows queued, 99 sent");
+    statuses(c, 1, 20, 201, refs, luids, codes, 0);
+    statuses(c, 21, 20, 200, refs, luids, codes, 20);
+    rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 40);
+    ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 40 && own_statuses(c, pk) == 0,
+       "40 statuses 201/200 in order: acked_upto 40, no row written (%ld, %ld)",
        acked_upto(c, pk), own_statuses(c, pk));
     memds_store_queue_count_failed(a, &failed, spk, "acked");
-    ok(c, failed == 4, "count_failed: the four rows above it (%d)", failed);
-    {
-        const char *refs[] = { "k4" };
-        const char *luids[] = { NULL };
-        const apr_int64_t codes[] = { 201 };
-        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 1);
-    }
+    ok(c, failed == 60, "count_failed: the 60 rows above it (%d)", failed);
+    statuses(c, 42, 40, 201, refs, luids, codes, 0);
+    rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 40);
+    ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 40 && own_statuses(c, pk) == 40,
+       "rows 42-81 answered before row 41: statuses of their own, the "
+       "position stays (%ld, %ld)",
+       acked_upto(c, pk), own_statuses(c, pk));
+    /* row 41 418, row 82 by temporary id 500, 83-99 201, and 13 rows
+     * already passed (outside the window) 200 */
+    statuses(c, 41, 1, 418, refs, luids, codes, 0);
+    refs[1] = "#82";
+    luids[1] = NULL;
+    codes[1] = 500;
+    statuses(c, 83, 17, 201, refs, luids, codes, 2);
+    statuses(c, 1, 13, 200, refs, luids, codes, 19);
+    rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 32);
     ok(c,
-       rv == APR_SUCCESS && acked_upto(c, pk) == 2
-           && raw_count(a,
-                        "SELECT count(*) FROM memds.session_queue WHERE"
-                        " session_pk = $1::bigint AND store = 'acked'"
-                        " AND n = 4 AND status = 201",
-                        pk)
-                  == 1,
-       "row 4 answered before row 3: its own status, the position stays");
-    {
-        /* row 3 by its LUID-less GUID with 418, row 5 by temporary id */
-        const char *refs[] = { "k3", "#5" };
-        const char *luids[] = { NULL, NULL };
-        const apr_int64_t codes[] = { 418, 500 };
-        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 2);
-    }
-    ok(c,
-       rv == APR_SUCCESS && acked_upto(c, pk) == 5 && own_statuses(c, pk) == 3,
-       "418 and 500 are written on their rows; the position passes them to "
-       "5 (%ld, %ld)",
+       rv == APR_SUCCESS && acked_upto(c, pk) == 99 && own_statuses(c, pk) == 55,
+       "418 and 500 on their rows, the position passes them to 99, the "
+       "statuses outside the window on their rows (%ld, %ld)",
        acked_upto(c, pk), own_statuses(c, pk));
     memds_store_queue_count_failed(a, &failed, spk, "acked");
-    ok(c, failed == 2, "count_failed: row 5 (500) and row 6 (unsent) (%d)",
+    ok(c, failed == 2, "count_failed: row 82 (500) and row 100 (unsent) (%d)",
        failed);
-    {
-        const char *refs[] = { "k1" }; /* outside the window now */
-        const char *luids[] = { NULL };
-        const apr_int64_t codes[] = { 500 };
-        rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 1);
-    }
+    statuses(c, 1, 1, 500, refs, luids, codes, 0);
+    rv = memds_store_queue_status_many(a, spk, refs, luids, codes, 1);
     memds_store_queue_count_failed(a, &failed, spk, "acked");
     ok(c, rv == APR_SUCCESS && failed == 3,
-       "a status for an acknowledged row is written on it (%d)", failed);
+       "a few statuses go on their rows, also below the position (%d)",
+       failed);
     ss.sent_upto = 0; /* (a save never leaves the position above sent_upto) */
     rv = memds_store_sstore_save(a, spk, &ss);
     ok(c, rv == APR_SUCCESS && acked_upto(c, pk) == 0,
        "sstore_save with sent_upto 0: acked_upto 0");
-    ss.sent_upto = 5;
+    ss.sent_upto = 99;
     memds_store_sstore_save(a, spk, &ss);
     raw_exec2(a,
-              "UPDATE memds.session_stores SET acked_upto = 5"
+              "UPDATE memds.session_stores SET acked_upto = 99"
               " WHERE session_pk = $1::bigint AND store = 'acked'",
               pk, NULL);
-    ok(c, acked_upto(c, pk) == 5, "sstore_save keeps acked_upto");
+    ok(c, acked_upto(c, pk) == 99, "sstore_save keeps acked_upto");
 
     /* resume: only what is above the position and has no status goes */
     new_session_row(&s2, c, apr_psprintf(c->p, "tok2-%s", c->acct), "77");
@@ -730,20 +734,25 @@ static void check_queue_acked(ctx_t *c, apr_int64_t spk)
     rv = rv == APR_SUCCESS ? memds_store_resume_copy(a, s2.session_pk, spk,
                                                      "acked")
                            : rv;
-    ok(c,
-       rv == APR_SUCCESS
-           && raw_count(a,
-                        "SELECT count(*) FROM memds.session_queue"
-                        " WHERE session_pk = $1::bigint AND store = 'acked'"
-                        " AND n = 6",
-                        apr_psprintf(c->p, "%" APR_INT64_T_FMT, s2.session_pk))
-                  == 1
-           && raw_count(a,
-                        "SELECT count(*) FROM memds.session_queue"
-                        " WHERE session_pk = $1::bigint AND store = 'acked'",
-                        apr_psprintf(c->p, "%" APR_INT64_T_FMT, s2.session_pk))
-                  == 1,
-       "resume_copy: only row 6, not the rows the device took");
+    {
+        const char *pk2 = apr_psprintf(c->p, "%" APR_INT64_T_FMT,
+                                       s2.session_pk);
+        ok(c,
+           rv == APR_SUCCESS
+               && raw_count(a,
+                            "SELECT count(*) FROM memds.session_queue"
+                            " WHERE session_pk = $1::bigint"
+                            " AND store = 'acked' AND n = 100",
+                            pk2)
+                      == 1
+               && raw_count(a,
+                            "SELECT count(*) FROM memds.session_queue"
+                            " WHERE session_pk = $1::bigint"
+                            " AND store = 'acked'",
+                            pk2)
+                      == 1,
+           "resume_copy: only row 100, not the rows the device took");
+    }
 }
 
 /* A queue of QUEUE_ANALYZE_ROWS (2000) rows or more gets its statistics at
