@@ -119,7 +119,7 @@ static apr_status_t sync_alert(eng_t *e, const memds_cmd_t *cmd, int code)
             next = it->meta->anchor->next;
             last = it->meta->anchor->last;
         }
-        rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, name);
+        rv = eng_syncstate(e, &state, name);
         if (rv == APR_SUCCESS) {
             have_state = 1;
             server_last = state.last_server_anchor;

@@ -131,6 +131,7 @@ apr_status_t eng_complete_session(eng_t *e)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "finishing a wipe");
             }
+            eng_syncstate_forget(e, ss->store);
             e->resp->log_level = 5;
             e->resp->log_msg = apr_psprintf(
                 e->p,
@@ -141,7 +142,7 @@ apr_status_t eng_complete_session(eng_t *e)
                             left ? "" : ": the device is wiped and refused");
             continue;
         }
-        rv = e->db->vt->syncstate_get(e->db, &old, e->dev.device_id, ss->store);
+        rv = eng_syncstate(e, &old, ss->store);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             return eng_db_fail(e, "reading anchors");
         }
@@ -161,6 +162,7 @@ apr_status_t eng_complete_session(eng_t *e)
             != APR_SUCCESS) {
             return eng_db_fail(e, "storing anchors");
         }
+        eng_syncstate_forget(e, ss->store);
     }
     e->sess.phase = PH_DONE;
     e->sess.finished = 1;

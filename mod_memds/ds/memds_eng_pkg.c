@@ -310,7 +310,7 @@ apr_status_t eng_build_queue(eng_t *e, memds_sstore_t *ss)
     if (ENG_WIPING(e)) {
         return wipe_queue(e, ss, ds);
     }
-    rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, ss->store);
+    rv = eng_syncstate(e, &state, ss->store);
     if (rv == APR_SUCCESS) {
         since = state.last_seq;
         prev_filter = state.filter;
@@ -723,8 +723,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         /* Up to where the device has the items it gets a Replace for (in a
          * slow sync it may have lost them: whole items then). */
         if (!ss->slow) {
-            rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id,
-                                          ss->store);
+            rv = eng_syncstate(e, &state, ss->store);
             if (rv == APR_SUCCESS) {
                 known_seq = state.last_seq;
             }

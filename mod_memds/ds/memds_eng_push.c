@@ -182,8 +182,7 @@ apr_status_t eng_push_complete(eng_t *e)
             continue; /* this session brought what it stands for */
         }
         if (ss == NULL) {
-            rv = e->db->vt->syncstate_get(e->db, &st, e->dev.device_id,
-                                          r->store);
+            rv = eng_syncstate(e, &st, r->store);
             if (rv == APR_ENOENT) {
                 continue;
             }

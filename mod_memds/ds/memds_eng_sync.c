@@ -878,7 +878,7 @@ apr_status_t eng_do_sync(eng_t *e, const memds_cmd_t *cmd)
         return rv;
     }
     o.last_seq = -1;
-    rv = e->db->vt->syncstate_get(e->db, &state, e->dev.device_id, o.ss->store);
+    rv = eng_syncstate(e, &state, o.ss->store);
     if (rv == APR_SUCCESS) {
         o.last_seq = state.last_seq;
     }

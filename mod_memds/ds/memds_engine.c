@@ -83,6 +83,45 @@ apr_status_t eng_db_fail(eng_t *e, const char *what)
     return APR_EGENERAL;
 }
 
+/* A sync_state row read in this request (eng_t.syncstates). */
+typedef struct {
+    apr_status_t rv; /* APR_SUCCESS or APR_ENOENT */
+    memds_syncstate_t state;
+} eng_syncstate_t;
+
+apr_status_t eng_syncstate(eng_t *e, memds_syncstate_t *state,
+                           const char *store)
+{
+    eng_syncstate_t *c = e->syncstates ? apr_hash_get(e->syncstates, store,
+                                                      APR_HASH_KEY_STRING)
+                                       : NULL;
+
+    if (c == NULL) {
+        c = apr_pcalloc(e->p, sizeof(*c));
+        c->rv = e->db->vt->syncstate_get(e->db, &c->state, e->dev.device_id,
+                                         store);
+        if (c->rv != APR_SUCCESS && c->rv != APR_ENOENT) {
+            return c->rv;
+        }
+        if (e->syncstates == NULL) {
+            e->syncstates = apr_hash_make(e->p);
+        }
+        apr_hash_set(e->syncstates, apr_pstrdup(e->p, store),
+                     APR_HASH_KEY_STRING, c);
+    }
+    if (c->rv == APR_SUCCESS) {
+        *state = c->state;
+    }
+    return c->rv;
+}
+
+void eng_syncstate_forget(eng_t *e, const char *store)
+{
+    if (e->syncstates) {
+        apr_hash_set(e->syncstates, store, APR_HASH_KEY_STRING, NULL);
+    }
+}
+
 apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
 {
     memds_ds_env_t env;

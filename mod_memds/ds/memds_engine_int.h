@@ -77,6 +77,9 @@ typedef struct eng_t {
     /* an item whose fetch broke the backend's connection (503) */
     const char *suspect_store, *suspect_guid, *suspect_reason;
     int suspect_status;
+    /* the device's sync_state rows read in this request, by store
+     * (eng_syncstate): several steps of one message ask for the same row */
+    apr_hash_t *syncstates;
 } eng_t;
 
 /* ----------------------- memds_engine.c: the request and the session */
@@ -92,6 +95,13 @@ memds_sstore_t *eng_find_sstore(eng_t *e, const char *name);
 apr_status_t eng_db_fail(eng_t *e, const char *what);
 
 apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store);
+
+/* The device's anchors and change position of store (syncstate_get), read
+ * once per request: APR_SUCCESS, APR_ENOENT (none yet) or a database
+ * error (not kept). eng_syncstate_forget after the row is written. */
+apr_status_t eng_syncstate(eng_t *e, memds_syncstate_t *state,
+                           const char *store);
+void eng_syncstate_forget(eng_t *e, const char *store);
 
 /* A datastore failed where no item status can carry it (scanning the
  * mailbox for the server's changes): the whole message is answered with

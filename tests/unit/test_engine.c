@@ -78,6 +78,8 @@ typedef struct tdev_t {
     /* the device answers items with this data with 500 (quarantine) */
     const char *refuse;
     int refused;
+    /* sessions run with this vtable instead of the memory store's own */
+    const memds_sessdb_vt *vt;
 } tdev_t;
 
 static tdev_t *dev_new(const char *devid)
@@ -179,6 +181,7 @@ static memds_msg_t *send_bytes(tdev_t *d, const char *body, apr_size_t len,
     memds_request_t rq;
     memds_codec_err_t err;
     const memds_cmd_t *hs;
+    memds_sessdb_t *db;
 
     memset(&rq, 0, sizeof(rq));
     rq.body = body;
@@ -189,8 +192,11 @@ static memds_msg_t *send_bytes(tdev_t *d, const char *body, apr_size_t len,
     rq.base_url = BASE;
     d->body = body;
     d->ans = NULL;
-    CU_ASSERT_EQUAL(memds_engine_run(&d->resp, &d->cfg,
-                                     memds_sessdb_mem(d->db, d->p), &rq, d->p),
+    db = memds_sessdb_mem(d->db, d->p);
+    if (d->vt) {
+        db->vt = d->vt;
+    }
+    CU_ASSERT_EQUAL(memds_engine_run(&d->resp, &d->cfg, db, &rq, d->p),
                     APR_SUCCESS);
     if (d->resp.http_status != 200) {
         return NULL;
@@ -614,6 +620,49 @@ static void alert_modes(void)
     CU_ASSERT_EQUAL(status_code(d->ans, "Alert", 0), MEMDS_ST_NOT_SUPPORTED);
     /* resume without a suspended session: 509 and a normal sync */
     CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_RESUME, &next), MEMDS_ALERT_SLOW);
+}
+
+/* syncstate_get of the memory store, counted (ss_reads) per request. */
+static const memds_sessdb_vt *ss_inner;
+static int ss_reads;
+
+static apr_status_t counted_syncstate_get(memds_sessdb_t *db,
+                                          memds_syncstate_t *st,
+                                          apr_int64_t device_id,
+                                          const char *store)
+{
+    ++ss_reads;
+    return ss_inner->syncstate_get(db, st, device_id, store);
+}
+
+/* The engine reads a datastore's sync_state row once per request, however
+ * many of its steps need it (eng_syncstate): one statement a message. */
+static void syncstate_once_per_request(void)
+{
+    tdev_t *d = dev_new("dev-ss");
+    memds_sessdb_vt *vt = apr_pmemdup(d->p, memds_sessdb_mem(d->db, d->p)->vt,
+                                      sizeof(*vt));
+    const char *next;
+    int most = 0;
+
+    ss_inner = memds_sessdb_mem(d->db, d->p)->vt;
+    vt->syncstate_get = counted_syncstate_get;
+    d->vt = vt;
+    CU_ASSERT_EQUAL(session(d, MEMDS_ALERT_SLOW, three_adds(d)),
+                    MEMDS_ALERT_SLOW);
+    /* a two-way sync, message by message */
+    ss_reads = 0;
+    CU_ASSERT_EQUAL(package1(d, MEMDS_ALERT_TWO_WAY, &next),
+                    MEMDS_ALERT_TWO_WAY);
+    most = ss_reads > most ? ss_reads : most;
+    ss_reads = 0;
+    send_msg(d, sync_xml(d, item_cmd(d, "Replace", 3, "a1", "memo 1c")), 1, 0);
+    most = ss_reads > most ? ss_reads : most;
+    ss_reads = 0;
+    finish(d, next);
+    most = ss_reads > most ? ss_reads : most;
+    CU_ASSERT_EQUAL(most, 1);
+    d->vt = NULL;
 }
 
 static void two_way_and_maps(void)
@@ -2311,6 +2360,8 @@ void unit_add_engine(void)
                 server_cred_missing);
     CU_add_test(s, "every alert, 508 on anchors", alert_modes);
     CU_add_test(s, "two-way syncs and maps", two_way_and_maps);
+    CU_add_test(s, "sync_state read once per request",
+                syncstate_once_per_request);
     CU_add_test(s, "statuses of client changes", client_changes_statuses);
     CU_add_test(s, "one-way and refresh", one_way_and_refresh);
     CU_add_test(s, "packages 1 and 3 together; 508 when slow",
