@@ -1711,12 +1711,31 @@ apr_status_t memds_store_queue_add_many(memds_store_t *st,
     return rv;
 }
 
+/* The n stores as a text array literal with each store once: statements
+ * that find queue rows by (store, n) name them in "store = ANY" too (the
+ * planner prices an index scan by the product of its arrays' lengths). */
+static const char *distinct_stores(const char *const *stores, int n,
+                                   apr_pool_t *p)
+{
+    const char **d = apr_palloc(p, sizeof(char *) * (apr_size_t)(n + 1));
+    int nd = 0, i, k;
+
+    for (i = 0; i < n; ++i) {
+        for (k = 0; k < nd && strcmp(d[k], stores[i]) != 0; ++k) {
+        }
+        if (k == nd) {
+            d[nd++] = stores[i];
+        }
+    }
+    return text_array(d, nd, p);
+}
+
 apr_status_t memds_store_queue_update_many(memds_store_t *st,
                                            apr_int64_t session_pk,
                                            const apr_array_header_t *items)
 {
-    int n = items->nelts, i, nd = 0;
-    const char **stores, **distinct;
+    int n = items->nelts, i;
+    const char **stores;
     apr_int64_t *ns, *sent, *msg, *status;
     qargs_t a;
 
@@ -1728,15 +1747,8 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
     sent = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
     msg = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
     status = apr_palloc(st->pool, sizeof(apr_int64_t) * (apr_size_t)n);
-    distinct = apr_palloc(st->pool, sizeof(char *) * (apr_size_t)n);
     for (i = 0; i < n; ++i) {
         const memds_qitem_t *q = APR_ARRAY_IDX(items, i, memds_qitem_t *);
-        int k;
-        for (k = 0; k < nd && strcmp(distinct[k], q->store) != 0; ++k) {
-        }
-        if (k == nd) {
-            distinct[nd++] = q->store;
-        }
         stores[i] = q->store;
         ns[i] = q->n;
         sent[i] = q->sent_bytes;
@@ -1750,7 +1762,7 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
     qa_str(&a, int_array(sent, n, st->pool));
     qa_str(&a, int_array(msg, n, st->pool));
     qa_str(&a, int_array(status, n, st->pool));
-    qa_str(&a, text_array(distinct, nd, st->pool));
+    qa_str(&a, distinct_stores(stores, n, st->pool));
     return q_cmd(
         st, NULL, "queue_update_many",
         "UPDATE memds.session_queue q SET sent_bytes = u.b,"
@@ -1852,14 +1864,15 @@ static apr_status_t status_rows(memds_store_t *st, apr_int64_t session_pk,
 #define CLEAN_STATUS(c) ((c) == 200 || (c) == 201)
 
 /* The status of statuses[] that names window row r (its GUID, its
- * temporary id "#n", or its LUID for a status without a SourceRef): the
- * index, or -1. */
-static int status_for_row(apr_hash_t *by_ref, apr_hash_t *by_luid, int n,
-                          const char *guid, const char *luid, apr_pool_t *p)
+ * temporary id "#n" when some status names one (temp_ids), or its LUID
+ * for a status without a SourceRef): the index, or -1. */
+static int status_for_row(apr_hash_t *by_ref, apr_hash_t *by_luid,
+                          int temp_ids, int n, const char *guid,
+                          const char *luid, apr_pool_t *p)
 {
     void *v = guid ? apr_hash_get(by_ref, guid, APR_HASH_KEY_STRING) : NULL;
 
-    if (v == NULL) {
+    if (v == NULL && temp_ids) {
         v = apr_hash_get(by_ref, apr_psprintf(p, "#%d", n),
                          APR_HASH_KEY_STRING);
     }
@@ -1888,7 +1901,7 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     int *idx = apr_palloc(st->pool, sizeof(int) * (apr_size_t)n);
     const char **ps, **rest_refs, **rest_luids, **as;
     apr_int64_t *wc, *pn, *rest_codes, *av;
-    int np = 0, nrest = 0, na = 0, i, rows;
+    int np = 0, nrest = 0, na = 0, temp_ids = 0, i, rows;
     PGresult *res;
     qargs_t a;
     apr_status_t rv;
@@ -1900,6 +1913,7 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
         idx[i] = i;
         if (refs[i]) {
             apr_hash_set(by_ref, refs[i], APR_HASH_KEY_STRING, &idx[i]);
+            temp_ids |= refs[i][0] == '#';
         }
         else if (luids[i]) {
             apr_hash_set(by_luid, luids[i], APR_HASH_KEY_STRING, &idx[i]);
@@ -1944,7 +1958,7 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
             }
             qn = col_int(res, i, 1, 0);
             had = col_bool(res, i, 4);
-            k = status_for_row(by_ref, by_luid, qn,
+            k = status_for_row(by_ref, by_luid, temp_ids, qn,
                                PQgetisnull(res, i, 2)
                                    ? NULL
                                    : col_str(res, i, 2, st->pool),
@@ -1970,24 +1984,13 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     }
     PQclear(res);
     if (np > 0) {
-        /* the rows by their primary key, each store once in $5 (see
-         * queue_update_many) */
-        const char **distinct = apr_palloc(st->pool,
-                                           sizeof(char *) * (apr_size_t)np);
-        int nd = 0, k;
-        for (i = 0; i < np; ++i) {
-            for (k = 0; k < nd && strcmp(distinct[k], ps[i]) != 0; ++k) {
-            }
-            if (k == nd) {
-                distinct[nd++] = ps[i];
-            }
-        }
+        /* the rows by their primary key */
         qa_init(&a, st->pool);
         qa_i64(&a, session_pk);
         qa_str(&a, text_array(ps, np, st->pool));
         qa_str(&a, int_array(pn, np, st->pool));
         qa_str(&a, int_array(wc, np, st->pool));
-        qa_str(&a, text_array(distinct, nd, st->pool));
+        qa_str(&a, distinct_stores(ps, np, st->pool));
         rv = q_cmd(st, NULL, "queue_status_rows",
                    "UPDATE memds.session_queue q SET status = u.c"
                    " FROM unnest($2::text[], $3::integer[], $4::integer[])"
