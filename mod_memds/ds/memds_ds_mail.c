@@ -176,7 +176,7 @@ static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
          * read by GUID (memds_mail_get_many) once per message going down;
          * with the folder unknown to the statistics the planner walked the
          * whole folder each time (docs/performance.md, Mail). */
-        memds_store_analyze(ds->st, "memds.mail_messages (account, folder)");
+        memds_store_analyze(ds->st, "memds.mail_messages");
     }
     return APR_SUCCESS;
 }
@@ -1618,7 +1618,7 @@ static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
  * docs/performance.md). */
 static void imap_grown(memds_ds_t *ds)
 {
-    memds_store_analyze(ds->st, "memds.mail_levels (device_id)");
+    memds_store_analyze(ds->st, "memds.mail_levels");
 }
 
 static apr_status_t imap_flush(memds_ds_t *ds)

@@ -39,6 +39,8 @@ void memds_store_rollback(memds_store_t *st);
  *  column: the others' statistics (a GUID's distinct share) do not change
  *  with one more device, and sorting their sample was most of the cost
  *  (memds.maps of 31,000 rows: 82-107 ms whole, 14-15 ms its device_id).
+ *  Not for a table whose other columns may have no statistics yet (the
+ *  mail tables on a new server: docs/performance.md).
  *  Waits at most 5 ms for the table's lock (autovacuum or another
  *  session's ANALYZE holds it: then skipped), never fails the transaction
  *  (a savepoint), and keeps its lock_timeout. */
