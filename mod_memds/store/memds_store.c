@@ -1895,10 +1895,9 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
      * datastore. A row is written on its own when its status says more
      * (an error, 418, ...) or when it is answered past a row not yet
      * answered; statuses for rows outside the window go as before. */
-    apr_hash_t *by_ref = apr_hash_make(st->pool);
-    apr_hash_t *by_luid = apr_hash_make(st->pool);
-    char *used = apr_pcalloc(st->pool, (apr_size_t)n);
-    int *idx = apr_palloc(st->pool, sizeof(int) * (apr_size_t)n);
+    apr_hash_t *by_ref, *by_luid;
+    char *used;
+    int *idx;
     const char **ps, **rest_refs, **rest_luids, **as;
     apr_int64_t *wc, *pn, *rest_codes, *av;
     int np = 0, nrest = 0, na = 0, temp_ids = 0, i, rows;
@@ -1909,6 +1908,10 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
     if (n < STATUS_WINDOW_MIN) {
         return status_rows(st, session_pk, refs, luids, codes, n);
     }
+    by_ref = apr_hash_make(st->pool);
+    by_luid = apr_hash_make(st->pool);
+    used = apr_pcalloc(st->pool, (apr_size_t)n);
+    idx = apr_palloc(st->pool, sizeof(int) * (apr_size_t)n);
     for (i = 0; i < n; ++i) {
         idx[i] = i;
         if (refs[i]) {
