@@ -251,7 +251,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           memds_pgpool_t *pgpool, memds_logincache_t *logins,
                           memds_imap_cache_t *imap_cache,
-                          const memds_dir_conf *dc)
+                          memds_stats_t *stats, const memds_dir_conf *dc)
 {
 #define OR(v, d) ((v) != MEMDS_UNSET ? (v) : (d))
     memset(cfg, 0, sizeof(*cfg));
@@ -276,6 +276,7 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
     mbuf->pgpool = pgpool;
     mbuf->location = dc->location;
     mbuf->imap_cache = imap_cache;
+    mbuf->stats = stats;
     mbuf->no_sent_copy = !OR(dc->sent_copy, 1);
     mbuf->keep_rejected = !OR(dc->rejected_to_drafts, 1);
     mbuf->truncate = &dc->truncate;
@@ -309,6 +310,11 @@ void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
         memds_verifier_imap(vbuf, dc->imap_url, logins);
         memds_verifier_imap_tls(vbuf, dc->tls_ca_file,
                                 OR(dc->imap_starttls, 0) == 1, log);
+        if (strcmp(cfg->datastore, "imap") == 0 && dc->master_user == NULL) {
+            /* the mailbox logs in as the device: one login proves the
+             * password and serves the mailbox */
+            memds_verifier_imap_share(vbuf, imap_cache, stats);
+        }
         cfg->verifier = vbuf;
         cfg->record_md5 = 1;
     }

@@ -214,12 +214,13 @@ memds_dir_conf *memds_dir_conf_get(const request_rec *r);
 int memds_dir_engine(const memds_dir_conf *dc);
 apr_off_t memds_dir_max_msg_size(const memds_dir_conf *dc);
 /** Engine settings of a location (defaults applied), in cfg; mbuf holds
- *  the mailbox settings cfg->mail points to, logging through log. */
+ *  the mailbox settings cfg->mail points to, logging through log; IMAP
+ *  latencies are counted in stats (or not, NULL). */
 void memds_dir_engine_cfg(memds_engine_cfg_t *cfg, memds_verifier_t *vbuf,
                           memds_mail_cfg_t *mbuf, const memds_logger_t *log,
                           memds_pgpool_t *pgpool, memds_logincache_t *logins,
                           memds_imap_cache_t *imap_cache,
-                          const memds_dir_conf *dc);
+                          memds_stats_t *stats, const memds_dir_conf *dc);
 /** Effective pool sizing for a server (defaults applied; max from the MPM). */
 void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc);
 

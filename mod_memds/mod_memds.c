@@ -163,9 +163,10 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
                 continue;
             }
             memds_dir_engine_cfg(&cfg, &vbuf, &mail, &sc->logger, sc->pgpool,
-                                 NULL, NULL, dc);
+                                 NULL, NULL,
+                                 sc->counters ? &sc->counters->stats : NULL,
+                                 dc);
             mail.ledger_pool = sc->ledger_pool;
-            mail.stats = sc->counters ? &sc->counters->stats : NULL;
             memds_send_background(&sent, sc->pgpool, &mail, 20, pool);
         }
     }
@@ -543,9 +544,9 @@ static int memds_sync_handler(request_rec *r)
         return fail(r, sc, st);
     }
     memds_dir_engine_cfg(&cfg, &verifier, &mailcfg, &sc->logger, sc->pgpool,
-                         sc->logins, sc->imap_cache, dc);
+                         sc->logins, sc->imap_cache,
+                         sc->counters ? &sc->counters->stats : NULL, dc);
     mailcfg.ledger_pool = sc->ledger_pool;
-    mailcfg.stats = sc->counters ? &sc->counters->stats : NULL;
     cfg.registry = sc->ds_registry;
     cfg.realms = sc->realms;
     memset(&rq, 0, sizeof(rq));

@@ -213,9 +213,26 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     cfg.io_timeout_ms = 10000;
     cfg.ca_file = v->ca_file;
     cfg.starttls = v->starttls;
-    rv = memds_imap_connect(&c, &cfg, &err, sub);
+    if (v->imap_cache) {
+        /* The mailbox logs in as the device too: one login for both. The
+         * connection stays in the cache with the mailbox's own I/O timeout
+         * (the login itself is bounded by the connect timeout). */
+        memds_imap_lease_t *lease = NULL;
+        cfg.io_timeout_ms = 0;
+        cfg.stats = v->stats;
+        cfg.log = v->log;
+        rv = memds_imap_cache_get(v->imap_cache, &lease, &c, &cfg, &err);
+        if (rv == APR_SUCCESS) {
+            memds_imap_cache_put(v->imap_cache, lease);
+        }
+    }
+    else {
+        rv = memds_imap_connect(&c, &cfg, &err, sub);
+        if (rv == APR_SUCCESS) {
+            memds_imap_close(c);
+        }
+    }
     if (rv == APR_SUCCESS) {
-        memds_imap_close(c);
         if (v->cache) {
             memds_logincache_put(v->cache, server, user, password);
         }
@@ -252,6 +269,16 @@ void memds_verifier_imap(memds_verifier_t *v, const char *url,
     v->ca_file = NULL;
     v->starttls = 0;
     v->log = NULL;
+    v->imap_cache = NULL;
+    v->stats = NULL;
+}
+
+void memds_verifier_imap_share(memds_verifier_t *v,
+                               struct memds_imap_cache_t *cache,
+                               struct memds_stats_t *stats)
+{
+    v->imap_cache = cache;
+    v->stats = stats;
 }
 
 void memds_verifier_imap_tls(memds_verifier_t *v, const char *ca_file,

@@ -46,6 +46,12 @@ struct memds_verifier_t {
     const char *ca_file;
     int starttls;
     const memds_logger_t *log;
+    /* IMAP verifier of a mailbox location whose datastore logs in with the
+     * device's own password (memds_verifier_imap_share): the login that
+     * proves the password is made through the process's connection cache
+     * and left there logged in, for the mailbox to take */
+    struct memds_imap_cache_t *imap_cache;
+    struct memds_stats_t *stats;
 };
 
 /** A verifier over a Dovecot-style passwd-file ("user:{PLAIN}password:..."
@@ -66,6 +72,16 @@ void memds_verifier_imap(memds_verifier_t *v, const char *url,
  *  the device gets 503). Remembered logins are kept per these settings. */
 void memds_verifier_imap_tls(memds_verifier_t *v, const char *ca_file,
                              int starttls, const memds_logger_t *log);
+
+/** The IMAP verifier of a location whose mailbox datastore logs in as the
+ *  device (no MemDSIMAPMaster): the proving login goes through cache (the
+ *  process's logged-in connections, memds_imap_cache_get) and stays there,
+ *  so the mailbox takes it instead of logging in a second time; an idle
+ *  connection logged in with the same user and password proves it without
+ *  a login. stats (or NULL) measures the connection as the mailbox's own. */
+void memds_verifier_imap_share(memds_verifier_t *v,
+                               struct memds_imap_cache_t *cache,
+                               struct memds_stats_t *stats);
 
 /** B64(MD5(user ":" password)), the md5 "inner" value. */
 const char *memds_auth_md5_inner(const char *user, const char *password,

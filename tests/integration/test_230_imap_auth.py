@@ -75,3 +75,39 @@ def test_232_md5_after_basic_login_and_by_admin(stack):
     assert subprocess.run(["psql", stack["MEMDS_PG"], "-XAtc",
                            "SELECT source FROM memds.md5_credentials WHERE account='bob'"],
                           stdout=subprocess.PIPE, text=True).stdout.strip() == "admin"
+
+
+def _logins(stack, user):
+    """Dovecot's successful IMAP logins of user so far."""
+    with open(os.path.join(stack["MEMDS_VAR"], "dovecot", "dovecot.log"),
+              errors="replace") as f:
+        return sum(1 for l in f
+                   if "imap-login: Info: Login: user=<%s>" % user in l)
+
+
+def test_233_one_login_proves_and_serves_the_mailbox(stack):
+    """A mailbox reached with the device's own password: the IMAP login
+    that checks the password is the connection the mailbox then uses (one
+    login for a fresh process, not one for the check and one for the
+    mailbox); a wrong password still logs in nowhere and is refused."""
+    stack.allow_log(r"authentication failed")
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Location /imapmail>
+    SetHandler memds-sync
+    MemDSEngine On
+    MemDSDatastore imap
+    MemDSIMAPServer {IMAP}
+</Location>
+""")  # a graceful restart: new children, nothing remembered or kept
+    url = "http://127.0.0.1:%s/imapmail" % stack["MEMDS_HTTP_PORT"]
+    before = _logins(stack, "bob")
+    s = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "bob", "bob-secret")
+    a = s.post(s.message(S.alert(1, 201, "email", "./email", "n1")))
+    assert a.hdr_status() == "200"  # pass-through: credentials in every message
+    assert [st["Data"] for st in a.statuses() if st["Cmd"] == "Alert"] == ["200"]
+    assert _logins(stack, "bob") - before == 1
+    bad = S.Session(url, "dev-" + uuid.uuid4().hex[:8], "bob", "wrong")
+    assert bad.post(bad.message(S.alert(1, 201, "email", "./email", "n1"))
+                    ).hdr_status() == "401"
+    assert _logins(stack, "bob") - before == 1
