@@ -1550,7 +1550,8 @@ static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
     tuids = apr_array_make(p, 16, sizeof(apr_uint32_t));
     for (i = 0; i < n && !done; ++i) {
         const pre_t *pre;
-        apr_int64_t *k;
+        apr_uint32_t *k; /* (the type of memds_imap_fetch_t.uid: the
+                          * callback looks it up by that) */
         if (i % PRE_CHUNK == 0
             && read_pre(ds, guids + i, n - i < PRE_CHUNK ? n - i : PRE_CHUNK)
                    != APR_SUCCESS) {
@@ -1579,14 +1580,15 @@ static apr_status_t imap_prefetch(memds_ds_t *ds, const char *const *guids,
             APR_ARRAY_PUSH(tuids, apr_uint32_t) = (apr_uint32_t)pre->row.uid;
             continue;
         }
-        if (total + (apr_size_t)pre->row.size > max_bytes && uids->nelts > 0) {
-            break;
-        }
         total += (apr_size_t)pre->row.size;
         APR_ARRAY_PUSH(uids, apr_uint32_t) = (apr_uint32_t)pre->row.uid;
         k = apr_palloc(p, sizeof(*k));
-        *k = pre->row.uid;
+        *k = (apr_uint32_t)pre->row.uid;
         apr_hash_set(a.byuid, k, sizeof(*k), pre->row.guid);
+        /* the one that crosses the room is read too: the engine builds it
+         * before it knows it does not fit (and begins it as a large
+         * object when the device takes them) */
+        done = total > max_bytes;
     }
     if ((uids->nelts < 2 && tuids->nelts == 0)
         || memds_mbox_select(ds, &c, NULL) != APR_SUCCESS) {

@@ -776,7 +776,10 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 for (j = 0; j < items->nelts; ++j) {
                     const memds_qitem_t *q = APR_ARRAY_IDX(items, j,
                                                            memds_qitem_t *);
-                    if (q->op == MEMDS_Q_ADD && q->sent_bytes == 0) {
+                    if (q->op == MEMDS_Q_ADD) {
+                        /* (with the rest of an object begun in the last
+                         * message: it is built again, from the same
+                         * bytes) */
                         ahead[na++] = q->guid;
                     }
                 }
