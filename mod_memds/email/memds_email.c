@@ -165,38 +165,43 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
     const apr_uint64_t sp = MEMDS_W_ONES * 0x20;
 
     while (s < end) {
-        unsigned c, cp;
-        apr_size_t k;
+        const unsigned char *lim = s + 1;
 
         if (end - s >= 8) {
             /* eight bytes at once while they are ASCII without controls
-             * (a byte below 0x20 sets its high bit in w - sp & ~w) */
+             * (a byte below 0x20 sets its high bit in w - sp & ~w); else
+             * these eight one by one (a line's CRLF is one such word) */
             apr_uint64_t w;
             memcpy(&w, s, sizeof(w));
             if (!MEMDS_W_HIGHBIT(w) && !((w - sp) & ~w & MEMDS_W_HIGH)) {
                 s += 8;
                 continue;
             }
+            lim = s + 8;
         }
-        c = *s;
-        if (c < 0x80) {
-            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-                apr_snprintf(what, wlen, "byte 0x%02X", c);
+        while (s < lim) {
+            unsigned c = *s, cp;
+            apr_size_t k;
+
+            if (c < 0x80) {
+                if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+                    apr_snprintf(what, wlen, "byte 0x%02X", c);
+                    return (apr_size_t)(s - b);
+                }
+                ++s;
+                continue;
+            }
+            k = memds_utf8_seq(s, end, &cp);
+            if (k == 0) {
+                apr_snprintf(what, wlen, "invalid UTF-8 (byte 0x%02X)", c);
                 return (apr_size_t)(s - b);
             }
-            ++s;
-            continue;
+            if (cp == 0xFFFE || cp == 0xFFFF) {
+                apr_snprintf(what, wlen, "U+%04X", cp);
+                return (apr_size_t)(s - b);
+            }
+            s += k;
         }
-        k = memds_utf8_seq(s, end, &cp);
-        if (k == 0) {
-            apr_snprintf(what, wlen, "invalid UTF-8 (byte 0x%02X)", c);
-            return (apr_size_t)(s - b);
-        }
-        if (cp == 0xFFFE || cp == 0xFFFF) {
-            apr_snprintf(what, wlen, "U+%04X", cp);
-            return (apr_size_t)(s - b);
-        }
-        s += k;
     }
     return len;
 }
@@ -1594,8 +1599,10 @@ static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
         o = w->out->data + w->out->len;
         oe = w->out->data + w->out->cap - 5; /* room for an entity */
         while (s < end && o < oe) {
+            const char *lim = s + 1;
             if (end - s >= 8 && oe - o >= 8) {
-                /* eight bytes at once while none needs an entity */
+                /* eight bytes at once while none needs an entity; else
+                 * these eight one by one (a line's CR is one such word) */
                 apr_uint64_t v;
                 memcpy(&v, s, sizeof(v));
                 if (!(MEMDS_W_HAS(v, '&') | MEMDS_W_HAS(v, '<')
@@ -1605,13 +1612,16 @@ static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
                     s += 8;
                     continue;
                 }
+                lim = s + 8;
             }
-            switch (*s++) {
-            case '&': memcpy(o, "&amp;", 5); o += 5; break;
-            case '<': memcpy(o, "&lt;", 4); o += 4; break;
-            case '>': memcpy(o, "&gt;", 4); o += 4; break;
-            case '\r': memcpy(o, "&#13;", 5); o += 5; break;
-            default: *o++ = s[-1]; break;
+            while (s < lim && o < oe) {
+                switch (*s++) {
+                case '&': memcpy(o, "&amp;", 5); o += 5; break;
+                case '<': memcpy(o, "&lt;", 4); o += 4; break;
+                case '>': memcpy(o, "&gt;", 4); o += 4; break;
+                case '\r': memcpy(o, "&#13;", 5); o += 5; break;
+                default: *o++ = s[-1]; break;
+                }
             }
         }
         w->out->len = (apr_size_t)(o - w->out->data);

@@ -104,17 +104,29 @@ static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut)
 /* text with every line ending in CRLF (bare LF and CR made CRLF). */
 static void add_crlf_text(memds_buf_t *b, const char *t, apr_size_t n)
 {
-    apr_size_t i, start = 0;
+    apr_size_t i = 0, start = 0;
 
-    for (i = 0; i < n; ++i) {
+    /* A CRLF stays as it is: only a bare CR or LF breaks the run copied */
+    while (i < n) {
+        if (n - i >= 8) {
+            apr_uint64_t w;
+            memcpy(&w, t + i, sizeof(w));
+            if (!(MEMDS_W_HAS(w, '\r') | MEMDS_W_HAS(w, '\n'))) {
+                i += 8;
+                continue;
+            }
+        }
+        if (t[i] == '\r' && i + 1 < n && t[i + 1] == '\n') {
+            i += 2;
+            continue;
+        }
         if (t[i] == '\r' || t[i] == '\n') {
             memds_buf_add(b, t + start, i - start);
             memds_buf_add(b, "\r\n", 2);
-            if (t[i] == '\r' && i + 1 < n && t[i + 1] == '\n') {
-                ++i;
-            }
-            start = i + 1;
+            start = ++i;
+            continue;
         }
+        ++i;
     }
     memds_buf_add(b, t + start, n - start);
     if (n > 0 && t[n - 1] != '\n' && t[n - 1] != '\r') {

@@ -1387,6 +1387,17 @@ static void test_build_refuses(void)
             run[k] = '\r';
             run[(k + 1) % sizeof(run)] = '\n';
             CU_ASSERT(memds_email_item_xml_safe(run, sizeof(run), NULL));
+            /* a character of 2, 3 and 4 bytes after a CRLF, across the
+             * eight bytes checked one by one, and a bad byte after it */
+            if (k + 12 <= sizeof(run)) {
+                memcpy(run + k + 2, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
+                CU_ASSERT(memds_email_item_xml_safe(run, sizeof(run), NULL));
+                run[k + 11] = '\x02';
+                bad = 999;
+                CU_ASSERT_FALSE(
+                    memds_email_item_xml_safe(run, sizeof(run), &bad));
+                CU_ASSERT_EQUAL(bad, k + 11);
+            }
         }
     }
     CU_ASSERT(memds_email_item_xml_safe(NULL, 0, NULL));

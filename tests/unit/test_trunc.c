@@ -483,6 +483,78 @@ static void test_failures(void)
                     APR_EINVAL);
 }
 
+
+/* The reference: every CR, LF and CRLF becomes CRLF, byte by byte; a text
+ * not ending in a line end gets one. */
+static apr_size_t crlf_ref(char *o, const char *t, apr_size_t n)
+{
+    apr_size_t i, k = 0;
+
+    for (i = 0; i < n; ++i) {
+        if (t[i] == '\r' || t[i] == '\n') {
+            o[k++] = '\r';
+            o[k++] = '\n';
+            if (t[i] == '\r' && i + 1 < n && t[i + 1] == '\n') {
+                ++i;
+            }
+        }
+        else {
+            o[k++] = t[i];
+        }
+    }
+    if (n > 0 && t[n - 1] != '\n' && t[n - 1] != '\r') {
+        o[k++] = '\r';
+        o[k++] = '\n';
+    }
+    return k;
+}
+
+static void test_line_ends(void)
+{
+    static const char *const ends[] = { "\r\n", "\n", "\r", "\r\r\n",
+                                        "\n\r", "\r\n\r\n", "" };
+    static char t[64], ref[160];
+    unsigned e1, e2;
+    apr_size_t at, n, i;
+
+    for (e1 = 0; e1 < sizeof(ends) / sizeof(ends[0]); ++e1) {
+        for (e2 = 0; e2 < sizeof(ends) / sizeof(ends[0]); ++e2) {
+            for (at = 0; at < 20; ++at) {
+                orig_t ob = { HDR, t, 0, 0, 0, 0 };
+                memds_trunc_orig_t o = { mixed("plain", "utf-8"), fetch, &ob };
+                memds_email_t *e = memds_email_make(unit_pool);
+                const char *out, *why, *body;
+                apr_size_t len, rl;
+
+                n = 0;
+                for (i = 0; i < at; ++i) {
+                    t[n++] = (char)('a' + i % 26);
+                }
+                memcpy(t + n, ends[e1], strlen(ends[e1]));
+                n += strlen(ends[e1]);
+                for (i = 0; i < 9; ++i) {
+                    t[n++] = 'x';
+                }
+                memcpy(t + n, ends[e2], strlen(ends[e2]));
+                n += strlen(ends[e2]);
+                ob.textlen = n;
+                CU_ASSERT_EQUAL_FATAL(memds_trunc_build(&out, &len, e, &o, 9000,
+                                                        &why, unit_pool),
+                                      APR_SUCCESS);
+                rl = crlf_ref(ref, t, n);
+                ref[rl] = '\0';
+                body = strstr(out, "8bit\r\n\r\n");
+                CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+                body += 8;
+                /* (the text part ends where the attachments' list begins:
+                 * a single-part result, so at the end of out) */
+                CU_ASSERT_EQUAL(strlen(body), rl);
+                CU_ASSERT_STRING_EQUAL(body, ref);
+            }
+        }
+    }
+}
+
 void unit_add_trunc(void)
 {
     CU_pSuite s = CU_add_suite("trunc", NULL, NULL);
@@ -495,6 +567,8 @@ void unit_add_trunc(void)
     CU_add_test(s, "an HTML-only mail", test_html_only);
     CU_add_test(s, "non-UTF-8 text as base64", test_base64_other_charset);
     CU_add_test(s, "8bit text: NUL and line lengths", test_text_lines);
+    CU_add_test(s, "8bit text: bare CR and LF made CRLF at every alignment",
+                test_line_ends);
     CU_add_test(s, "a header too big is cut", test_header_too_big);
     CU_add_test(s, "failures", test_failures);
     CU_add_test(s, "levels: text limit, headers only, one attachment",
