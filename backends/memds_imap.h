@@ -578,6 +578,12 @@ int memds_imap_has_cap(const memds_imap_conn_t *c, const char *name);
 int memds_imap_qresync(const memds_imap_conn_t *c);
 /** 0 while usable; non-zero after an I/O or protocol failure or BYE. */
 int memds_imap_broken(const memds_imap_conn_t *c);
+/** 1 when an idle connection is known usable without a round trip: not
+ *  broken, no mailbox selected, nothing received and not yet read, and its
+ *  socket has nothing to read (a server that closed it or said BYE while it
+ *  was idle makes it readable). 0 otherwise, and always over a transport
+ *  other than libcurl's: then ask the server (memds_imap_noop). */
+int memds_imap_quiet(const memds_imap_conn_t *c);
 
 /** Untagged responses while a command runs, after the connection updated
  *  its own state. r and everything in it is valid only during the call.

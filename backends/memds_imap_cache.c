@@ -118,8 +118,10 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
         lease_close(stale[i]);
     }
     if (l) {
-        /* proven alive (the server may have dropped it while idle) */
-        if (memds_imap_noop(l->conn, NULL, NULL, err) == APR_SUCCESS) {
+        /* proven alive (the server may have dropped it while idle): by
+         * its silence (a close or BYE would have arrived), else a NOOP */
+        if (memds_imap_quiet(l->conn)
+            || memds_imap_noop(l->conn, NULL, NULL, err) == APR_SUCCESS) {
             l->uses++;
             *pl = l;
             *pconn = l->conn;

@@ -1343,3 +1343,18 @@ int memds_imap_broken(const memds_imap_conn_t *c)
 {
     return c->broken;
 }
+
+int memds_imap_quiet(const memds_imap_conn_t *c)
+{
+    struct pollfd pfd;
+
+    if (c->broken || c->bye || c->idling || c->selected
+        || c->in_pos < c->in_len || c->io.recv != curl_recv_cb
+        || c->cio.sock == CURL_SOCKET_BAD) {
+        return 0;
+    }
+    pfd.fd = c->cio.sock;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) == 0;
+}

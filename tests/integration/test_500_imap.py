@@ -20,3 +20,24 @@ def test_501_imap_check(stack):
     failed = [l for l in r.stdout.splitlines() if l.startswith("not ok")]
     assert r.returncode == 0 and not failed, r.stdout[-3000:]
     assert sum(1 for l in r.stdout.splitlines() if l.startswith("ok ")) >= 50
+
+
+def test_502_kept_connection_closed_by_the_server(stack):
+    """A kept (idle) IMAP connection is taken without a NOOP only while
+    nothing came from the server: once Dovecot has closed it (doveadm
+    kick: BYE, then the close), the next request logs in anew and the
+    syncs go on without an error."""
+    from test_510_mail import new_folder
+    from test_550_filters import Device
+    folder = new_folder(stack, 2)
+    devs = [Device(stack, folder) for _ in range(3)]
+    for d in devs:
+        got, _, st = d.sync()
+        assert st == "200" and len(got) == 2
+    conf = os.path.join(stack["MEMDS_VAR"], "dovecot", "dovecot.conf")
+    r = subprocess.run(["doveadm", "-c", conf, "kick", "alice"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 0 and "alice" in r.stdout, r.stdout
+    for d in devs:
+        got, _, st = d.sync()
+        assert st == "200" and got == []
