@@ -86,10 +86,15 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
         }
         return APR_ECONNREFUSED;
     }
-    /* Prepared statements (memds_pgconn_prepare) save parsing; their
-     * plans stay made for each execution's values: a generic plan ignores
-     * them (items_match would walk an account's items in seq order). */
-    PQclear(PQexec(conn, "SET plan_cache_mode = force_custom_plan"));
+    /* Prepared statements (memds_pgconn_prepare) save parsing, and
+     * planning once PostgreSQL's own rule (auto) takes their generic plan;
+     * the statements whose plans depend on their values are not prepared
+     * (arrays; items_match, whose generic plan walks an account's items in
+     * seq order). force_custom_plan planned every execution: at 200
+     * devices PostgreSQL's CPU per HTTP message was 4.0 ms instead of
+     * 2.5 ms (docs/performance.md). Set here, so that a DBA's default for
+     * the role does not decide. */
+    PQclear(PQexec(conn, "SET plan_cache_mode = auto"));
     /* Index probes priced as what they are for these tables, which are
      * read from memory: at the default random_page_cost (4, a disk seek)
      * the planner reads a whole send queue of 10,000 rows to set the
@@ -342,7 +347,8 @@ void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
     size_t len = strlen(sql);
 
     *pname = NULL;
-    if (conn->prepared == NULL) {
+    if (conn->prepared == NULL || strstr(sql, "[]") != NULL
+        || strstr(sql, MEMDS_PG_CUSTOM_PLAN) != NULL) {
         return NULL;
     }
     name = apr_hash_get(conn->prepared, sql, (apr_ssize_t)len);

@@ -92,14 +92,22 @@ void memds_pgconn_mark_broken(memds_pgconn_t *conn);
 /** Statements prepared per connection, at most (more: run unnamed). */
 #define MEMDS_PG_PREPARED_MAX 400
 
+/** In a statement's text (a comment): its plan is made for the values of
+ *  each execution, as for one with array parameters ("[]"). */
+#define MEMDS_PG_CUSTOM_PLAN "/* plan per values */"
+
 /**
  * The prepared statement for sql on this connection: prepared (with
  * nparams parameters, types inferred as for an unnamed statement) on its
- * first use, then reused, so that each statement is parsed and planned
- * once per connection. *pname gets its name, or NULL when it is not
- * prepared (the cache is full: run it unnamed). Returns NULL, or the
- * failed PREPARE's result (a PGresult *, the statement's own error: the
- * caller reports and frees it).
+ * first use, then reused, so that each statement is parsed once per
+ * connection and, once PostgreSQL finds its generic plan no dearer than
+ * the plans made for the values (plan_cache_mode auto, after five
+ * executions), planned once too. *pname gets its name, or NULL when it is
+ * not prepared: the cache is full, or the statement's plan depends on
+ * its values (array parameters, "[]", whose length the generic plan
+ * cannot know, or MEMDS_PG_CUSTOM_PLAN): run it unnamed, planned for its
+ * values. Returns NULL, or the failed PREPARE's result (a PGresult *, the
+ * statement's own error: the caller reports and frees it).
  */
 void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
                            const char **pname);

@@ -2400,7 +2400,7 @@ apr_status_t memds_store_items_match(memds_store_t *st, const char **pguid,
     qa_bin(&a, data, len);
     qa_i64(&a, device_id);
     return q_value(st, pguid, "items_match",
-                   "SELECT i.guid FROM memds.items i"
+                   "SELECT " MEMDS_PG_CUSTOM_PLAN " i.guid FROM memds.items i"
                    " WHERE i.account = (SELECT $1::text)"
                    " AND i.store = (SELECT $2::text) AND i.sha1 = $3"
                    " AND NOT i.deleted AND i.data = $4::bytea"

@@ -1430,6 +1430,30 @@ static void check_mail_races(ctx_t *c)
     memds_store_begin(a);
 }
 
+/* Which statements connection a prepared (run after the checks above used
+ * it): those planned once (no array parameter), never one with an array
+ * parameter or items_match (planned for their values, run unnamed); and
+ * PostgreSQL's own rule decides between plans (plan_cache_mode auto). */
+static void check_prepared(ctx_t *c)
+{
+    PGconn *pc = memds_pgconn_native(c->a.conn);
+    PGresult *r = PQexec(pc, "SELECT count(*) FILTER (WHERE statement LIKE '%[]%'),"
+                             " count(*) FILTER (WHERE statement LIKE '%i.guid FROM memds.items i%'),"
+                             " count(*), current_setting('plan_cache_mode')"
+                             " FROM pg_prepared_statements");
+    int ok_res = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+
+    ok(c, ok_res && atoi(PQgetvalue(r, 0, 0)) == 0 && atoi(PQgetvalue(r, 0, 1)) == 0,
+       "no statement with an array parameter, nor items_match, prepared "
+       "(%s with arrays, %s items_match)",
+       ok_res ? PQgetvalue(r, 0, 0) : "?", ok_res ? PQgetvalue(r, 0, 1) : "?");
+    ok(c, ok_res && atoi(PQgetvalue(r, 0, 2)) >= 10,
+       "the others prepared (%s)", ok_res ? PQgetvalue(r, 0, 2) : "?");
+    ok(c, ok_res && strcmp(PQgetvalue(r, 0, 3), "auto") == 0,
+       "plan_cache_mode auto (%s)", ok_res ? PQgetvalue(r, 0, 3) : "?");
+    PQclear(r);
+}
+
 int main(int argc, const char *const *argv)
 {
     ctx_t c;
@@ -1496,6 +1520,7 @@ int main(int argc, const char *const *argv)
     check_maps_many(&c);
     check_items(&c);
     check_mail_races(&c);
+    check_prepared(&c);
 
     memds_store_rollback(&c.a);
     ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
