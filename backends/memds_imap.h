@@ -549,8 +549,10 @@ apr_status_t memds_imap_open_io(memds_imap_conn_t **pconn,
 /**
  * Logged-in connections kept between requests (per process, thread-safe):
  * memds_imap_cache_get gives one logged in as cfg says (same server, user,
- * authzid and password; an idle one proven alive by NOOP, else a new
- * login), memds_imap_cache_put gives it back (kept only when healthy, with
+ * authzid and password; an idle one proven alive by its silence or a NOOP,
+ * else a new login), memds_imap_cache_login always a new login (a proof
+ * of the password now, as the pass-through check needs), and
+ * memds_imap_cache_put gives it back (kept only when healthy, with
  * nothing selected: UNSELECT). At most max_idle are kept, each at most
  * idle_secs idle and max_uses times. Connections live in pools of their
  * own, not in the caller's.
@@ -565,6 +567,11 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
                                   memds_imap_conn_t **pconn,
                                   const memds_imap_config_t *cfg,
                                   memds_imap_err_t *err);
+apr_status_t memds_imap_cache_login(memds_imap_cache_t *c,
+                                    memds_imap_lease_t **pl,
+                                    memds_imap_conn_t **pconn,
+                                    const memds_imap_config_t *cfg,
+                                    memds_imap_err_t *err);
 void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l);
 
 /** LOGOUT (best effort) and free the connection and its pool. */

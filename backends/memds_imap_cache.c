@@ -84,6 +84,51 @@ static void lease_close(memds_imap_lease_t *l)
     apr_pool_destroy(l->pool);
 }
 
+/* A new connection logged in as cfg says, in a lease of its own. */
+static apr_status_t lease_new(memds_imap_lease_t **pl,
+                              memds_imap_conn_t **pconn, const char *key,
+                              const memds_imap_config_t *cfg,
+                              memds_imap_err_t *err)
+{
+    memds_imap_lease_t *l;
+    apr_pool_t *lp;
+    apr_status_t rv = apr_pool_create_unmanaged_ex(&lp, NULL, NULL);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    l = apr_pcalloc(lp, sizeof(*l));
+    memcpy(l->key, key, sizeof(l->key));
+    l->pool = lp;
+    l->uses = 1;
+    rv = memds_imap_connect(&l->conn, cfg, err, lp);
+    if (rv != APR_SUCCESS) {
+        /* the message lives in lp: keep it in err itself (a refused
+         * login's text used to be read from the freed pool) */
+        if (err && err->msg) {
+            apr_cpystrn(err->buf, err->msg, sizeof(err->buf));
+            err->msg = err->buf;
+        }
+        apr_pool_destroy(lp);
+        return rv;
+    }
+    *pl = l;
+    *pconn = l->conn;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_imap_cache_login(memds_imap_cache_t *c,
+                                    memds_imap_lease_t **pl,
+                                    memds_imap_conn_t **pconn,
+                                    const memds_imap_config_t *cfg,
+                                    memds_imap_err_t *err)
+{
+    char key[2 * APR_SHA1_DIGESTSIZE + 1];
+
+    lease_key(c, cfg, key);
+    return lease_new(pl, pconn, key, cfg, err);
+}
+
 apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
                                   memds_imap_lease_t **pl,
                                   memds_imap_conn_t **pconn,
@@ -93,8 +138,6 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
     char key[2 * APR_SHA1_DIGESTSIZE + 1];
     memds_imap_lease_t *l = NULL, *stale[8];
     apr_time_t now = apr_time_now();
-    apr_pool_t *lp;
-    apr_status_t rv;
     int i, nstale = 0;
 
     lease_key(c, cfg, key);
@@ -129,28 +172,7 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
         }
         lease_close(l);
     }
-    rv = apr_pool_create_unmanaged_ex(&lp, NULL, NULL);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    l = apr_pcalloc(lp, sizeof(*l));
-    memcpy(l->key, key, sizeof(key));
-    l->pool = lp;
-    l->uses = 1;
-    rv = memds_imap_connect(&l->conn, cfg, err, lp);
-    if (rv != APR_SUCCESS) {
-        /* the message lives in lp: keep it in err itself (a refused
-         * login's text used to be read from the freed pool) */
-        if (err && err->msg) {
-            apr_cpystrn(err->buf, err->msg, sizeof(err->buf));
-            err->msg = err->buf;
-        }
-        apr_pool_destroy(lp);
-        return rv;
-    }
-    *pl = l;
-    *pconn = l->conn;
-    return APR_SUCCESS;
+    return lease_new(pl, pconn, key, cfg, err);
 }
 
 void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l)

@@ -215,13 +215,16 @@ static apr_status_t imap_check(const memds_verifier_t *v, const char *user,
     cfg.starttls = v->starttls;
     if (v->imap_cache) {
         /* The mailbox logs in as the device too: one login for both. The
-         * connection stays in the cache with the mailbox's own I/O timeout
+         * login is always a new one (an idle connection logged in with
+         * this password proves nothing about it now: a password changed
+         * on the server would go on working while it is kept and used);
+         * it then stays in the cache with the mailbox's own I/O timeout
          * (the login itself is bounded by the connect timeout). */
         memds_imap_lease_t *lease = NULL;
         cfg.io_timeout_ms = 0;
         cfg.stats = v->stats;
         cfg.log = v->log;
-        rv = memds_imap_cache_get(v->imap_cache, &lease, &c, &cfg, &err);
+        rv = memds_imap_cache_login(v->imap_cache, &lease, &c, &cfg, &err);
         if (rv == APR_SUCCESS) {
             memds_imap_cache_put(v->imap_cache, lease);
         }

@@ -74,11 +74,10 @@ void memds_verifier_imap_tls(memds_verifier_t *v, const char *ca_file,
                              int starttls, const memds_logger_t *log);
 
 /** The IMAP verifier of a location whose mailbox datastore logs in as the
- *  device (no MemDSIMAPMaster): the proving login goes through cache (the
- *  process's logged-in connections, memds_imap_cache_get) and stays there,
- *  so the mailbox takes it instead of logging in a second time; an idle
- *  connection logged in with the same user and password proves it without
- *  a login. stats (or NULL) measures the connection as the mailbox's own. */
+ *  device (no MemDSIMAPMaster): the proving login (always a new one,
+ *  memds_imap_cache_login) is left in cache (the process's logged-in
+ *  connections), so the mailbox takes it instead of logging in a second
+ *  time. stats (or NULL) measures the connection as the mailbox's own. */
 void memds_verifier_imap_share(memds_verifier_t *v,
                                struct memds_imap_cache_t *cache,
                                struct memds_stats_t *stats);

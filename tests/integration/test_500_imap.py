@@ -16,7 +16,9 @@ def test_501_imap_check(stack):
                         stack["MEMDS_PASS1"], stack["MEMDS_MASTER_USER"],
                         stack["MEMDS_MASTER_PASS"]],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=300, env=dict(os.environ, MEMDS_CA_FILE=stack["MEMDS_CA_FILE"]))
+                       timeout=300, env=dict(os.environ, MEMDS_CA_FILE=stack["MEMDS_CA_FILE"],
+                                             MEMDS_DOVECOT_LOG=os.path.join(
+                                                 stack["MEMDS_VAR"], "dovecot", "dovecot.log")))
     failed = [l for l in r.stdout.splitlines() if l.startswith("not ok")]
     assert r.returncode == 0 and not failed, r.stdout[-3000:]
     assert sum(1 for l in r.stdout.splitlines() if l.startswith("ok ")) >= 50

@@ -11,6 +11,7 @@
  * deletes what it created. TAP on stdout; exit 0 when everything passed.
  * IMAP_CHECK_VERBOSE=1 prints the layer's debug lines on stderr. */
 #include "../../backends/memds_imap.h"
+#include "ds/memds_auth.h"
 #include "ds/memds_outcome.h"
 
 #include <apr_general.h>
@@ -259,6 +260,33 @@ static char *make_message(apr_pool_t *p, const char *box, apr_size_t *plen,
     *pbin = bin;
     *pbinlen = nbin;
     return msg;
+}
+
+/* Dovecot's successful logins of user so far (its log, MEMDS_DOVECOT_LOG),
+ * waiting up to 2 s for at least want of them (the log process writes
+ * them a moment after the login). */
+static int dovecot_logins(const char *path, const char *user, int want)
+{
+    char line[2048], pat[300];
+    int i, n = -1;
+
+    snprintf(pat, sizeof(pat), "imap-login: Info: Login: user=<%s>", user);
+    for (i = 0; i < 40; ++i) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            return -1;
+        }
+        n = 0;
+        while (fgets(line, sizeof(line), f)) {
+            n += strstr(line, pat) != NULL;
+        }
+        fclose(f);
+        if (n >= want) {
+            break;
+        }
+        usleep(50000);
+    }
+    return n;
 }
 
 int main(int argc, const char *const *argv)
@@ -815,6 +843,50 @@ int main(int argc, const char *const *argv)
                                         NULL, NULL, &err);
         }
         ok(rv == APR_SUCCESS, "the big message is expunged again");
+    }
+
+    /* ---- the pass-through check's login, left for the mailbox */
+    if (getenv("MEMDS_DOVECOT_LOG")) {
+        const char *dlog = getenv("MEMDS_DOVECOT_LOG");
+        memds_imap_cache_t *kc = NULL;
+        memds_imap_lease_t *lease = NULL;
+        memds_imap_conn_t *kept = NULL;
+        memds_imap_config_t cc;
+        memds_verifier_t v;
+        int n0, n1;
+
+        ok(memds_imap_cache_create(&kc, 4, 60, 500, p) == APR_SUCCESS,
+           "a connection cache");
+        memds_verifier_imap(&v, url, NULL); /* (no remembered logins) */
+        memds_verifier_imap_share(&v, kc, NULL);
+        n0 = dovecot_logins(dlog, argv[3], 0);
+        n1 = v.check_password(&v, argv[3], argv[4], p) == APR_SUCCESS
+                 ? dovecot_logins(dlog, argv[3], n0 + 1)
+                 : -1;
+        ok(n0 >= 0 && n1 == n0 + 1, "the check logs in once (%d -> %d)", n0,
+           n1);
+        memset(&cc, 0, sizeof(cc));
+        cc.url = url;
+        cc.user = argv[3];
+        cc.password = argv[4];
+        rv = memds_imap_cache_get(kc, &lease, &kept, &cc, &err);
+        ok(rv == APR_SUCCESS, "the mailbox takes the check's connection");
+        memds_imap_cache_put(kc, lease);
+        usleep(300000);
+        ok(dovecot_logins(dlog, argv[3], 0) == n1,
+           "... without a login of its own");
+        /* a kept connection proves nothing about the password now (it may
+         * have changed on the server): every check is a new login */
+        n0 = v.check_password(&v, argv[3], argv[4], p) == APR_SUCCESS
+                 ? dovecot_logins(dlog, argv[3], n1 + 1)
+                 : -1;
+        ok(n0 == n1 + 1,
+           "a second check logs in again though a connection is kept "
+           "(%d -> %d)",
+           n1, n0);
+        ok(v.check_password(&v, argv[3], "certainly-wrong-pw", p)
+               == APR_EACCES,
+           "a wrong password is refused");
     }
 
     /* ---- cleanup */
