@@ -91,9 +91,9 @@ static apr_status_t pg_construct(void **res, void *params, apr_pool_t *p)
      * the statements whose plans depend on their values are not prepared
      * (arrays; items_match, whose generic plan walks an account's items in
      * seq order). force_custom_plan planned every execution: at 200
-     * devices PostgreSQL's CPU per HTTP message was 4.0 ms instead of
-     * 2.5 ms (docs/performance.md). Set here, so that a DBA's default for
-     * the role does not decide. */
+     * devices PostgreSQL's CPU per HTTP message was 4.0-4.2 ms, 2.7-3.2 ms
+     * with this (docs/performance.md, "Plans made once"). Set here, so
+     * that a DBA's default for the role does not decide. */
     PQclear(PQexec(conn, "SET plan_cache_mode = auto"));
     /* Index probes priced as what they are for these tables, which are
      * read from memory: at the default random_page_cost (4, a disk seek)
