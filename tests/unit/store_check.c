@@ -116,6 +116,23 @@ static void raw_exec(memds_store_t *st, const char *sql)
     raw_exec2(st, sql, NULL, NULL);
 }
 
+/* A query's one bigint value, on st's connection (-2 when it fails). */
+static apr_int64_t raw_i64(memds_store_t *st, const char *sql)
+{
+    PGresult *res = PQexec(memds_pgconn_native(st->conn), sql);
+    apr_int64_t v = -2;
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+        && !PQgetisnull(res, 0, 0)) {
+        v = apr_atoi64(PQgetvalue(res, 0, 0));
+    }
+    else {
+        printf("# %s: %s", sql, PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return v;
+}
+
 /* ------------------------------------------------------------------ */
 
 /* IMEI:1's last_seen_at set to age ago, then device_lock: whether its
@@ -1243,6 +1260,62 @@ static void check_items(ctx_t *c)
        s3, g3 ? g3 : "-");
 }
 
+/* memds.item_seq_visible() asks only about the values above the one already
+ * proven (memds.item_seq_proven, schema/026): a's transaction holds its
+ * first change value open (check_items), b's takes one after it. Whatever
+ * path the answer takes (the values asked one by one, or pg_locks after a
+ * batch of more than 128), it stops below the other transaction's first
+ * value, and the proven value stays below every open transaction's first
+ * value, the caller's own included, though the caller's own count as
+ * visible to it. */
+static void check_seq_proven(ctx_t *c)
+{
+    static const char vis[] = "SELECT memds.item_seq_visible()";
+    static const char proven[] = "SELECT last_value FROM memds.item_seq_proven";
+    apr_int64_t fa, fb, v, pv;
+    const char *g = NULL;
+
+    fa = raw_i64(&c->a, "SELECT current_setting('memds.item_seq_first')::bigint");
+    ok(c, fa > 0, "a's transaction has a first change value open (%" APR_INT64_T_FMT ")", fa);
+    v = raw_i64(&c->a, vis);
+    pv = raw_i64(&c->a, proven);
+    ok(c, v >= fa && pv >= 0 && pv < fa,
+       "on a: its own values visible (%" APR_INT64_T_FMT "), the proven value"
+       " (%" APR_INT64_T_FMT ") below them", v, pv);
+    ok_rv(c, &c->b, memds_store_begin(&c->b), APR_SUCCESS, "begin on b");
+    v = raw_i64(&c->b, vis);
+    pv = raw_i64(&c->b, proven);
+    ok(c, v >= 0 && v < fa && pv < fa,
+       "on b: visible %" APR_INT64_T_FMT ", proven %" APR_INT64_T_FMT
+       ", both below a's open value (asked one by one)", v, pv);
+    /* 200 more values in a's transaction, then b's first: from a, more
+     * than 128 values in a row that no other transaction holds before b's,
+     * so the rest of the answer comes from pg_locks */
+    raw_i64(&c->a, "SELECT max(nextval('memds.item_seq'))"
+                   " FROM generate_series(1, 200)");
+    ok_rv(c, &c->b,
+          memds_store_items_add(&c->b, &g, c->acct2, "notes", NULL, "p", 1, 0),
+          APR_SUCCESS, "b adds an item (not committed)");
+    fb = raw_i64(&c->b, "SELECT current_setting('memds.item_seq_first')::bigint");
+    v = raw_i64(&c->a, vis);
+    pv = raw_i64(&c->a, proven);
+    ok(c, fb > fa + 200 && v >= fa + 200 && v < fb && pv < fa,
+       "on a: visible %" APR_INT64_T_FMT " stops below b's open value %"
+       APR_INT64_T_FMT " (pg_locks), proven %" APR_INT64_T_FMT " below a's",
+       v, fb, pv);
+    v = raw_i64(&c->b, vis);
+    pv = raw_i64(&c->b, proven);
+    ok(c, v >= 0 && v < fa && pv < fa,
+       "on b: visible %" APR_INT64_T_FMT ", proven %" APR_INT64_T_FMT
+       " still below a's open value", v, pv);
+    ok(c,
+       raw_i64(&c->b, "SELECT count(*) FROM pg_locks WHERE locktype ="
+                      " 'advisory' AND pid = pg_backend_pid()"
+                      " AND mode = 'ShareLock'") == 0,
+       "no probe lock left held");
+    memds_store_rollback(&c->b);
+}
+
 /* What bench/load found (issue 14): a scan that inserts a UID another
  * recorded first, a scan's write of a row a device's request holds, the
  * md5 row every basic login locked, and a sent item's Delete left out of
@@ -1519,12 +1592,23 @@ int main(int argc, const char *const *argv)
     check_maps(&c);
     check_maps_many(&c);
     check_items(&c);
+    check_seq_proven(&c);
     check_mail_races(&c);
     check_prepared(&c);
 
     memds_store_rollback(&c.a);
     ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
        "rolled back");
+    {
+        /* with no value of its own, a caller's answer becomes the proven
+         * value, which the next caller starts from */
+        apr_int64_t v = raw_i64(&c.b, "SELECT memds.item_seq_visible()");
+        apr_int64_t pv = raw_i64(&c.b, "SELECT last_value FROM"
+                                       " memds.item_seq_proven");
+        ok(&c, v > 0 && pv == v,
+           "item_seq_visible %" APR_INT64_T_FMT " kept as proven (%"
+           APR_INT64_T_FMT ")", v, pv);
+    }
     nn = (int)raw_count(&c.a,
                         "SELECT (SELECT count(*) FROM memds.devices"
                         " WHERE account LIKE $1 || '%')"
