@@ -573,6 +573,9 @@ apr_status_t memds_imap_cache_login(memds_imap_cache_t *c,
                                     const memds_imap_config_t *cfg,
                                     memds_imap_err_t *err);
 void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l);
+/** The cache's limits (MemDSIMAPKeep) and how many it keeps now. */
+void memds_imap_cache_stats(memds_imap_cache_t *c, int *pmax, int *pidle_secs,
+                            int *pkept);
 
 /** LOGOUT (best effort) and free the connection and its pool. */
 void memds_imap_close(memds_imap_conn_t *c);

@@ -210,3 +210,18 @@ void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l)
         lease_close(evict); /* the oldest idle one made room */
     }
 }
+
+void memds_imap_cache_stats(memds_imap_cache_t *c, int *pmax, int *pidle_secs,
+                            int *pkept)
+{
+    int i, n = 0;
+
+    apr_thread_mutex_lock(c->lock);
+    for (i = 0; i < c->max_idle; ++i) {
+        n += c->idle[i] != NULL;
+    }
+    apr_thread_mutex_unlock(c->lock);
+    *pmax = c->max_idle;
+    *pidle_secs = (int)apr_time_sec(c->max_age);
+    *pkept = n;
+}

@@ -91,6 +91,7 @@ void *memds_create_srv_conf(apr_pool_t *p, server_rec *s)
     sc->db_min = sc->db_keep = sc->db_max = sc->db_exptime = MEMDS_UNSET;
     sc->push_delay = MEMDS_UNSET;
     sc->watch_max = MEMDS_UNSET;
+    sc->imap_keep = sc->imap_keep_secs = MEMDS_UNSET;
     return sc;
 }
 
@@ -110,6 +111,8 @@ void *memds_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(server_id);
     MERGE_INT(push_delay);
     MERGE_INT(watch_max);
+    MERGE_INT(imap_keep);
+    MERGE_INT(imap_keep_secs);
     MERGE_PTR(kannel_url);
     if (add->kannel_user) {
         c->kannel_user = add->kannel_user;
@@ -653,6 +656,37 @@ static const char *set_watch_max(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+/* MemDSIMAPKeep N [SECONDS]: the child's cache of logged-in IMAP
+ * connections (one per child, for every virtual host: main server only). */
+static const char *set_imap_keep(cmd_parms *cmd, void *dcv, const char *n,
+                                 const char *secs)
+{
+    memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
+    const char *err = ap_check_cmd_context(cmd,
+                                           GLOBAL_ONLY);
+    int v, t = MEMDS_IMAP_CACHE_IDLE_SECS;
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (memds_parse_uint(&v, n, 1024) != APR_SUCCESS || v < 1) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSIMAPKeep: '%s' is not a number of "
+                            "connections from 1 to 1024",
+                            n);
+    }
+    if (secs && (memds_parse_uint(&t, secs, 3600) != APR_SUCCESS || t < 1)) {
+        return apr_psprintf(cmd->pool,
+                            "MemDSIMAPKeep: '%s' is not a number of seconds "
+                            "from 1 to 3600",
+                            secs);
+    }
+    sc->imap_keep = v;
+    sc->imap_keep_secs = t;
+    return NULL;
+}
+
 /* MemDSPushSelfRegister Off | [sms] [URL-prefix ...] (one word a call). */
 static const char *set_push_self(cmd_parms *cmd, void *dcv, const char *arg)
 {
@@ -1112,6 +1146,10 @@ const command_rec memds_cmds[] = {
     AP_INIT_TAKE1("MemDSDBExptime", set_db_int, NULL, RSRC_CONF,
                   "Seconds an idle PostgreSQL connection above MemDSDBKeep "
                   "stays open. Default: 300."),
+    AP_INIT_TAKE12("MemDSIMAPKeep", set_imap_keep, NULL, RSRC_CONF,
+                   "Logged-in IMAP connections each child keeps between "
+                   "requests (1-1024), and the seconds one may stay idle "
+                   "(1-3600). Default: 16 60."),
     AP_INIT_TAKE1("MemDSMaxObjSize", set_max_obj_size, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "Largest single item accepted (after reassembly of chunks), "

@@ -56,8 +56,8 @@ APLOG_USE_MODULE(memds);
  *  (per child), at most this many remembered. */
 #define MEMDS_LOGIN_CACHE_SECS 120
 #define MEMDS_LOGIN_CACHE_MAX 4096
-/** IMAP connections a child keeps between requests, how long idle, and
- *  for how many requests at most. */
+/** IMAP connections a child keeps between requests, how long idle
+ *  (MemDSIMAPKeep's defaults), and for how many requests at most. */
 #define MEMDS_IMAP_CACHE_MAX 16
 #define MEMDS_IMAP_CACHE_IDLE_SECS 60
 #define MEMDS_IMAP_CACHE_USES 500
@@ -122,6 +122,7 @@ typedef struct memds_srv_conf {
     const char *kannel_user; /**< MemDSKannelAuth */
     const char *kannel_pass;
     int watch_max;           /**< MemDSPushWatchMax (MEMDS_UNSET) */
+    int imap_keep, imap_keep_secs; /**< MemDSIMAPKeep (MEMDS_UNSET) */
     apr_array_header_t *realms; /**< every MemDSAccountRealm of the
                                    configuration (memds_collect_engine_dirs) */
     struct memds_watch_t *watch; /**< this child's IDLE watcher (child_init;

@@ -186,6 +186,7 @@ int memds_status_handler(request_rec *r)
     apr_array_header_t *gauges = NULL;
     apr_int64_t quar_items = -1, held_devices = -1;
     memds_pgconn_t *dbconn = NULL;
+    int imax = 0, isecs = 0, ikept = 0;
 
     if (r->handler == NULL || strcmp(r->handler, "memds-status") != 0) {
         return DECLINED;
@@ -197,6 +198,9 @@ int memds_status_handler(request_rec *r)
     sc = memds_srv_conf_get(r->server);
     memset(&zero, 0, sizeof(zero));
     c = sc->counters ? sc->counters : &zero;
+    if (sc->imap_cache) {
+        memds_imap_cache_stats(sc->imap_cache, &imax, &isecs, &ikept);
+    }
     memset(&ps, 0, sizeof(ps));
     if (sc->pgpool) {
         memds_pgconn_t *conn;
@@ -286,11 +290,15 @@ int memds_status_handler(request_rec *r)
                    "    \"connect_failures\": %" APR_UINT64_T_FMT ",\n"
                    "    \"replaced\": %" APR_UINT64_T_FMT ",\n"
                    "    \"acquires\": %" APR_UINT64_T_FMT ",\n"
-                   "    \"acquire_failures\": %" APR_UINT64_T_FMT "\n  }\n}\n",
+                   "    \"acquire_failures\": %" APR_UINT64_T_FMT "\n  },\n",
                    (long)getpid(), sc->pgpool ? "true" : "false",
                    pp ? pp->max : 0, pp ? pp->keep : 0, ps.open, ps.in_use,
                    ps.connects, ps.connect_fails, ps.replaced, ps.acquires,
                    ps.acquire_fails);
+        ap_rprintf(r,
+                   "  \"imap_cache\": {\"max\": %d, \"idle_secs\": %d, "
+                   "\"kept\": %d}\n}\n",
+                   imax, isecs, ikept);
         return OK;
     }
     ap_rputs("mod_memds " MEMDS_VERSION "\n", r);
@@ -309,6 +317,10 @@ int memds_status_handler(request_rec *r)
         ap_rprintf(r, "  %-10s %" APR_UINT64_T_FMT "\n", lines[i].key,
                    lines[i].value);
     }
+    ap_rprintf(r,
+               "\nIMAP connections kept (child pid %ld): %d of at most %d,"
+               " each for %d s idle\n",
+               (long)getpid(), ikept, imax, isecs);
     ap_rprintf(r, "\nPostgreSQL pool (child pid %ld):\n", (long)getpid());
     if (!sc->pgpool) {
         ap_rputs("  not configured in this server\n", r);

@@ -287,13 +287,21 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
          * virtual host (the server URL is part of each key). */
         memds_logincache_t *logins = NULL;
         memds_imap_cache_t *imaps = NULL;
+        /* (MemDSIMAPKeep: the main server's) */
+        const memds_srv_conf *msc = memds_srv_conf_get(s);
+
         if (memds_logincache_create(&logins, MEMDS_LOGIN_CACHE_SECS,
                                     MEMDS_LOGIN_CACHE_MAX, pchild)
             != APR_SUCCESS) {
             logins = NULL;
         }
-        if (memds_imap_cache_create(&imaps, MEMDS_IMAP_CACHE_MAX,
-                                    MEMDS_IMAP_CACHE_IDLE_SECS,
+        if (memds_imap_cache_create(&imaps,
+                                    msc->imap_keep != MEMDS_UNSET
+                                        ? msc->imap_keep
+                                        : MEMDS_IMAP_CACHE_MAX,
+                                    msc->imap_keep_secs != MEMDS_UNSET
+                                        ? msc->imap_keep_secs
+                                        : MEMDS_IMAP_CACHE_IDLE_SECS,
                                     MEMDS_IMAP_CACHE_USES, pchild)
             != APR_SUCCESS) {
             imaps = NULL;

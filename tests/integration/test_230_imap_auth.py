@@ -111,3 +111,43 @@ MemDSDatabase "{PG}"
     assert bad.post(bad.message(S.alert(1, 201, "email", "./email", "n1"))
                     ).hdr_status() == "401"
     assert _logins(stack, "bob") - before == 1
+
+
+def test_239_imap_keep(stack):
+    """MemDSIMAPKeep N [SECONDS] sizes each child's cache of logged-in IMAP
+    connections (default 16, 60 s): what the status page shows of the child
+    that answers; configtest refuses values out of range, and the directive
+    anywhere but the main server (one cache per child serves every virtual
+    host)."""
+    import json
+    for conf, words in [
+            ("MemDSIMAPKeep 0", ["MemDSIMAPKeep", "from 1 to 1024"]),
+            ("MemDSIMAPKeep 1025", ["MemDSIMAPKeep", "from 1 to 1024"]),
+            ("MemDSIMAPKeep many", ["MemDSIMAPKeep", "'many' is not a number"]),
+            ("MemDSIMAPKeep 8 0", ["MemDSIMAPKeep", "seconds from 1 to 3600"]),
+            ("MemDSIMAPKeep 8 3601", ["MemDSIMAPKeep", "seconds from 1 to 3600"]),
+            ("<Location /k>\nMemDSIMAPKeep 8\n</Location>", ["MemDSIMAPKeep", "not allowed"]),
+            ("<VirtualHost 127.0.0.1:1>\nMemDSIMAPKeep 8\n</VirtualHost>",
+             ["MemDSIMAPKeep", "VirtualHost"])]:
+        rc, out = stack.configtest('MemDSDatabase "{PG}"\n%s\n' % conf)
+        assert rc != 0, "configtest accepted:\n" + conf
+        for w in words:
+            assert w in out, "%r not in configtest output:\n%s" % (w, out)
+
+    def cache():
+        st, _, body = stack.request("GET", "/memds-status?json")
+        assert st == 200
+        return json.loads(body)["imap_cache"]
+
+    c = cache()
+    assert (c["max"], c["idle_secs"]) == (16, 60) and 0 <= c["kept"] <= 16
+    try:
+        stack.apply_site('MemDSDatabase "{PG}"\nMemDSIMAPKeep 64 120\n'
+                         "<Location /memds-status>\n    SetHandler memds-status\n"
+                         "</Location>\n")
+        c = cache()
+        assert (c["max"], c["idle_secs"]) == (64, 120) and 0 <= c["kept"] <= 64
+        st, _, body = stack.request("GET", "/memds-status")
+        assert b"of at most 64, each for 120 s idle" in body
+    finally:
+        stack.restore_site()
