@@ -662,8 +662,7 @@ static const char *set_imap_keep(cmd_parms *cmd, void *dcv, const char *n,
                                  const char *secs)
 {
     memds_srv_conf *sc = memds_srv_conf_get(cmd->server);
-    const char *err = ap_check_cmd_context(cmd,
-                                           GLOBAL_ONLY);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     int v, t = MEMDS_IMAP_CACHE_IDLE_SECS;
 
     (void)dcv;
