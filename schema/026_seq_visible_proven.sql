@@ -32,7 +32,9 @@
 -- More than 128 ended values in a row (a long batch since the last proof,
 -- or a first call on an existing database), or a proven value above the
 -- sequence (memds.item_seq set back by hand): one pg_locks read as before
--- for the answer, which then becomes the proven value.
+-- for the answer, which then becomes the proven value. A proven value above
+-- the last value read but not above the sequence now is another reader's,
+-- proven since: everything up to the last value read has ended.
 
 CREATE SEQUENCE memds.item_seq_proven MINVALUE 0 START 0;
 COMMENT ON SEQUENCE memds.item_seq_proven IS
@@ -75,6 +77,7 @@ DECLARE
     pending bigint;
     own bigint;
     keep bigint;
+    cur bigint;
     v bigint;
     probing boolean := false;
 BEGIN
@@ -88,6 +91,14 @@ BEGIN
     END;
     PERFORM pg_advisory_unlock(1296367615, 0);
     SELECT last_value INTO proven FROM memds.item_seq_proven;
+    IF proven > last THEN
+        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+          INTO cur FROM memds.item_seq;
+        IF proven <= cur THEN
+            -- another reader proved past our last value since we read it
+            RETURN last;
+        END IF;
+    END IF;
     answer := last;
     -- (WHILE: a FOR loop's variable would be an integer)
     v := proven + 1;
