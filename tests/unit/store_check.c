@@ -1260,6 +1260,23 @@ static void check_items(ctx_t *c)
        s3, g3 ? g3 : "-");
 }
 
+/* memds.item_seq_visible() on st's connection, and the proven value
+ * (memds.item_seq_proven) it left. */
+static apr_int64_t seq_visible(memds_store_t *st, apr_int64_t *pproven)
+{
+    apr_int64_t v = raw_i64(st, "SELECT memds.item_seq_visible()");
+
+    *pproven = raw_i64(st, "SELECT last_value FROM memds.item_seq_proven");
+    return v;
+}
+
+/* The first change value st's transaction holds open (item_seq_take). */
+static apr_int64_t seq_first(memds_store_t *st)
+{
+    return raw_i64(st,
+                   "SELECT current_setting('memds.item_seq_first')::bigint");
+}
+
 /* memds.item_seq_visible() asks only about the values above the one already
  * proven (memds.item_seq_proven, schema/026): a's transaction holds its
  * first change value open (check_items), b's takes one after it. Whatever
@@ -1270,21 +1287,19 @@ static void check_items(ctx_t *c)
  * visible to it. */
 static void check_seq_proven(ctx_t *c)
 {
-    static const char vis[] = "SELECT memds.item_seq_visible()";
-    static const char proven[] = "SELECT last_value FROM memds.item_seq_proven";
     apr_int64_t fa, fb, v, pv;
     const char *g = NULL;
 
-    fa = raw_i64(&c->a, "SELECT current_setting('memds.item_seq_first')::bigint");
-    ok(c, fa > 0, "a's transaction has a first change value open (%" APR_INT64_T_FMT ")", fa);
-    v = raw_i64(&c->a, vis);
-    pv = raw_i64(&c->a, proven);
+    fa = seq_first(&c->a);
+    ok(c, fa > 0,
+       "a's transaction has a first change value open (%" APR_INT64_T_FMT ")",
+       fa);
+    v = seq_visible(&c->a, &pv);
     ok(c, v >= fa && pv >= 0 && pv < fa,
        "on a: its own values visible (%" APR_INT64_T_FMT "), the proven value"
        " (%" APR_INT64_T_FMT ") below them", v, pv);
     ok_rv(c, &c->b, memds_store_begin(&c->b), APR_SUCCESS, "begin on b");
-    v = raw_i64(&c->b, vis);
-    pv = raw_i64(&c->b, proven);
+    v = seq_visible(&c->b, &pv);
     ok(c, v >= 0 && v < fa && pv < fa,
        "on b: visible %" APR_INT64_T_FMT ", proven %" APR_INT64_T_FMT
        ", both below a's open value (asked one by one)", v, pv);
@@ -1296,15 +1311,13 @@ static void check_seq_proven(ctx_t *c)
     ok_rv(c, &c->b,
           memds_store_items_add(&c->b, &g, c->acct2, "notes", NULL, "p", 1, 0),
           APR_SUCCESS, "b adds an item (not committed)");
-    fb = raw_i64(&c->b, "SELECT current_setting('memds.item_seq_first')::bigint");
-    v = raw_i64(&c->a, vis);
-    pv = raw_i64(&c->a, proven);
+    fb = seq_first(&c->b);
+    v = seq_visible(&c->a, &pv);
     ok(c, fb > fa + 200 && v >= fa + 200 && v < fb && pv < fa,
        "on a: visible %" APR_INT64_T_FMT " stops below b's open value %"
        APR_INT64_T_FMT " (pg_locks), proven %" APR_INT64_T_FMT " below a's",
        v, fb, pv);
-    v = raw_i64(&c->b, vis);
-    pv = raw_i64(&c->b, proven);
+    v = seq_visible(&c->b, &pv);
     ok(c, v >= 0 && v < fa && pv < fa,
        "on b: visible %" APR_INT64_T_FMT ", proven %" APR_INT64_T_FMT
        " still below a's open value", v, pv);
@@ -1312,8 +1325,7 @@ static void check_seq_proven(ctx_t *c)
      * is not believed: pg_locks answers and the proof starts again */
     raw_i64(&c->b, "SELECT setval('memds.item_seq_proven',"
                    " (SELECT last_value + 1000 FROM memds.item_seq))");
-    v = raw_i64(&c->b, vis);
-    pv = raw_i64(&c->b, proven);
+    v = seq_visible(&c->b, &pv);
     ok(c, v >= 0 && v < fa && pv < fa,
        "a proof above the sequence: on b visible %" APR_INT64_T_FMT
        ", proven reset to %" APR_INT64_T_FMT ", below a's open value", v, pv);
@@ -1611,9 +1623,8 @@ int main(int argc, const char *const *argv)
     {
         /* with no value of its own, a caller's answer becomes the proven
          * value, which the next caller starts from */
-        apr_int64_t v = raw_i64(&c.b, "SELECT memds.item_seq_visible()");
-        apr_int64_t pv = raw_i64(&c.b, "SELECT last_value FROM"
-                                       " memds.item_seq_proven");
+        apr_int64_t pv;
+        apr_int64_t v = seq_visible(&c.b, &pv);
         ok(&c, v > 0 && pv == v,
            "item_seq_visible %" APR_INT64_T_FMT " kept as proven (%"
            APR_INT64_T_FMT ")", v, pv);
