@@ -940,32 +940,50 @@ static memds_node_t *el(memds_node_t *parent, const memds_tag_t *tag,
     return memds_node_add(parent, memds_node_new(tag, p));
 }
 
-static void str_el(memds_node_t *parent, const memds_tag_t *tag, const char *s,
-                   apr_pool_t *p)
+static void int_el_of(memds_node_t *parent, const memds_tag_t *tag,
+                      apr_int64_t v, apr_pool_t *p)
 {
-    if (s) {
-        memds_node_add_str(parent, tag, s, p);
-    }
+    memds_node_add_str(parent, tag, apr_psprintf(p, "%" APR_INT64_T_FMT, v), p);
 }
 
-static void int_el(memds_node_t *parent, const memds_tag_t *tag, apr_int64_t v,
-                   apr_pool_t *p)
-{
-    if (v != MEMDS_NOVAL) {
-        memds_node_add_str(parent, tag, apr_psprintf(p, "%" APR_INT64_T_FMT, v),
-                           p);
-    }
-}
-
-static void strs_el(memds_node_t *parent, const memds_tag_t *tag,
-                    const apr_array_header_t *a, apr_pool_t *p)
+static void strs_el_of(memds_node_t *parent, const memds_tag_t *tag,
+                       const apr_array_header_t *a, apr_pool_t *p)
 {
     int i;
 
-    for (i = 0; a && i < a->nelts; ++i) {
-        str_el(parent, tag, APR_ARRAY_IDX(a, i, const char *), p);
+    for (i = 0; i < a->nelts; ++i) {
+        const char *s = APR_ARRAY_IDX(a, i, const char *);
+        if (s) {
+            memds_node_add_str(parent, tag, s, p);
+        }
     }
 }
+
+/* An element with text s, with integer v, or one per string of a; none
+ * when s is NULL, v MEMDS_NOVAL, a NULL or empty. Macros, so that the tag
+ * is looked up only for an element that is there: most of a Meta's
+ * optional children are not (and the sizer builds every item's command). */
+#define str_el(parent, tag, s, p) \
+    do { \
+        const char *s_ = (s); \
+        if (s_) { \
+            memds_node_add_str((parent), (tag), s_, (p)); \
+        } \
+    } while (0)
+#define int_el(parent, tag, v, p) \
+    do { \
+        apr_int64_t v_ = (v); \
+        if (v_ != MEMDS_NOVAL) { \
+            int_el_of((parent), (tag), v_, (p)); \
+        } \
+    } while (0)
+#define strs_el(parent, tag, a, p) \
+    do { \
+        const apr_array_header_t *a_ = (a); \
+        if (a_ && a_->nelts > 0) { \
+            strs_el_of((parent), (tag), a_, (p)); \
+        } \
+    } while (0)
 
 /* MetInf children into parent (a Meta, a Chal's Meta or a Data). */
 static void meta_children(memds_node_t *n, const memds_meta_t *m, apr_pool_t *p)

@@ -7,15 +7,15 @@
 
 #define S(tok, name, fl) \
     { \
-        name, MEMDS_TS_SYNCML, tok, fl \
+        name, MEMDS_TS_SYNCML, tok, fl, sizeof(name) - 1 \
     }
 #define M(tok, name, fl) \
     { \
-        name, MEMDS_TS_METINF, tok, fl \
+        name, MEMDS_TS_METINF, tok, fl, sizeof(name) - 1 \
     }
 #define D(tok, name, fl) \
     { \
-        name, MEMDS_TS_DEVINF, tok, fl \
+        name, MEMDS_TS_DEVINF, tok, fl, sizeof(name) - 1 \
     }
 #define E MEMDS_TAGF_EMPTY
 #define V12 MEMDS_TAGF_V12
@@ -66,7 +66,7 @@ static const memds_tag_t syncml_tags[] = {
     S(0x2D, "SyncML", 0),
     S(0x2E, "Target", 0),
     S(0x2F, "TargetRef", 0),
-    { NULL, 0, 0x30, 0 } /* reserved */,
+    { NULL, 0, 0x30, 0, 0 } /* reserved */,
     S(0x31, "VerDTD", 0),
     S(0x32, "VerProto", 0),
     S(0x33, "NumberOfChanges", V11),
@@ -139,7 +139,7 @@ static const memds_tag_t devinf_tags[] = {
     D(0x2C, "PropParam", 0),
     D(0x2D, "MaxOccur", 0),
     D(0x2E, "NoTruncate", E),
-    { NULL, 0, 0x2F, 0 } /* unassigned */,
+    { NULL, 0, 0x2F, 0, 0 } /* unassigned */,
     D(0x30, "Filter-Rx", 0),
     D(0x31, "FilterCap", 0),
     D(0x32, "FilterKeyword", 0),
@@ -172,9 +172,9 @@ const memds_tag_t *memds_tag_by_name(memds_ts_e ts, const char *name,
         return NULL;
     }
     for (i = 0; i < n; ++i) {
-        /* (the first byte first: every element built or read looks its
-         * tag up here) */
-        if (t[i].name && t[i].name[0] == name[0] && strlen(t[i].name) == len
+        /* (the length and the first byte first: every element built or
+         * read looks its tag up here; a reserved entry has length 0) */
+        if (t[i].len == len && t[i].name[0] == name[0]
             && memcmp(t[i].name, name, len) == 0) {
             return &t[i];
         }

@@ -47,6 +47,7 @@ typedef struct memds_tag_t {
     unsigned char
         tok; /**< WBXML token (0x05..0x3F), without content/attr bits */
     unsigned char flags; /**< MEMDS_TAGF_* */
+    unsigned char len;   /**< strlen(name) (0 for an unassigned token) */
 } memds_tag_t;
 
 /** Look a tag up by tag space and name; NULL if unknown. */
