@@ -613,8 +613,32 @@ static int memds_sync_handler(request_rec *r)
     return OK;
 }
 
+/* A sync URL maps to no file: where its <Location> switches the engine on,
+ * the directory walk (a stat and a .htaccess open per path component, for
+ * every message of every session) is skipped, as mod_proxy does for the
+ * URLs it serves. A sync URL configured by a <Directory> section keeps the
+ * walk: the location walk done here does not see that section. (The core
+ * walked the locations from the same defaults before translate_name, so
+ * this walk is its cached result; the core walks them again after this
+ * hook either way.) */
+static int memds_map_to_storage(request_rec *r)
+{
+    if (r->proxyreq) {
+        return DECLINED;
+    }
+    if (ap_location_walk(r) == OK
+        && memds_dir_engine(memds_dir_conf_get(r))) {
+        return OK;
+    }
+    /* the directory walk starts from the server's defaults, as without
+     * this hook */
+    r->per_dir_config = r->server->lookup_defaults;
+    return DECLINED;
+}
+
 static void memds_register_hooks(apr_pool_t *p)
 {
+    ap_hook_map_to_storage(memds_map_to_storage, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(memds_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memds_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(memds_child_init, NULL, NULL, APR_HOOK_MIDDLE);

@@ -129,6 +129,39 @@ MemDSDatabase "{PG}"
     assert st != 200
 
 
+def test_111_sync_url_skips_the_directory_walk(stack):
+    """A sync URL maps to no file: where its <Location> switches the engine
+    on, httpd does not walk the directories under DocumentRoot for it (a
+    stat and a .htaccess open per path component, per message). Shown by a
+    broken .htaccess in DocumentRoot: it fails every URL that is walked
+    (the plain one here: 500), not the sync URL. A sync URL that only a
+    <Directory> section configures is still walked (test_621)."""
+    import os
+    stack.allow_log(r"authentication failed")  # the capture's user is unknown here
+    stack.allow_log(r"Invalid command 'NotADirective'")
+    htdocs = os.path.join(stack.var, "httpd", "htdocs")
+    stack.apply_site("""
+MemDSDatabase "{PG}"
+<Directory "%s">
+    AllowOverride All
+</Directory>
+<Location /sync>
+    SetHandler memds-sync
+    MemDSEngine On
+</Location>
+""" % htdocs)
+    with open(os.path.join(htdocs, ".htaccess"), "w") as f:
+        f.write("NotADirective on\n")
+    try:
+        st, _, _ = stack.request("GET", "/plain")
+        assert st == 500
+        st, hdr, body = stack.post_syncml(capture("pkg1/xml-basic-001-req.xml"))
+        assert st == 200
+        assert b"</SyncML>" in body
+    finally:
+        os.unlink(os.path.join(htdocs, ".htaccess"))
+
+
 def test_110_status_page_prometheus_form(stack):
     """?format=prometheus: the counters, the database's figures and this
     child's pool in the Prometheus text format, every sample line a metric
