@@ -281,12 +281,6 @@ struct memds_ds_t {
      *  takes no large objects), 0 for no limit. A datastore that can send
      *  a smaller form (the mail datastore: a truncated mail) keeps to it. */
     apr_size_t size_budget;
-    /** Rows of the send queue the engine reads first for this datastore
-     *  (it doubles the count on each further read of the same message);
-     *  0: the engine's default, for items small enough that hundreds fit
-     *  a message. The mail datastores set a few dozen: a message carries
-     *  about ten mails, and every row read costs a decode. */
-    int queue_batch;
     /** Set by the engine before fetch: the level the session sends at
      *  (NULL: whole); force: the whole content at that level even when the
      *  device has the item and only flags changed (get-more). */

@@ -28,10 +28,6 @@
 
 #define BATCH 500
 
-/* Rows of the send queue the engine reads first (ds->queue_batch): about
- * what one message carries, as PRE_CHUNK below. */
-#define MAIL_QUEUE_BATCH 32
-
 /* ------------------------------------------------------------ messages */
 
 static int flags_of_fetch(const memds_imap_fetch_t *f)
@@ -1711,7 +1707,6 @@ static apr_status_t mail_open(memds_ds_t *ds, const memds_ds_env_t *env,
     ds->vt = MBOX(ds)->hier ? &tree_vt : &imap_vt;
     ds->flush = imap_flush;
     ds->grown = imap_grown;
-    ds->queue_batch = MAIL_QUEUE_BATCH;
     return APR_SUCCESS;
 }
 

@@ -682,8 +682,7 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
     return APR_SUCCESS;
 }
 
-/* Rows of the send queue read at a time at most (and first, unless the
- * datastore asks for fewer: ds->queue_batch). */
+/* Rows of the send queue read at a time. */
 #define QUEUE_BATCH 500
 
 /* Exact bytes the answer would have with sync appended (and Final). */
@@ -713,7 +712,7 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         memds_ds_t *ds;
         apr_array_header_t *items, *placed, *read;
         apr_size_t empty, one_empty, est;
-        int base = e->cmd_id, more = 1, after = ss->sent_upto, batch;
+        int base = e->cmd_id, more = 1, after = ss->sent_upto;
         apr_int64_t known_seq = -1;
         apr_size_t shrink = 0; /* a smaller budget for the item retried */
         memds_syncstate_t state;
@@ -742,9 +741,6 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
             return APR_EGENERAL;
         }
         ds->level = eng_filter_level(e, ss);
-        batch = ds->queue_batch > 0 && ds->queue_batch < QUEUE_BATCH
-                    ? ds->queue_batch
-                    : QUEUE_BATCH;
         empty = total_with(e, sz, sync, base);
         est = empty;
         one = *sync;
@@ -756,13 +752,11 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 return rv;
             }
             if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
-                                        ss->store, after, batch)
+                                        ss->store, after, QUEUE_BATCH)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the send queue");
             }
-            more = items->nelts == batch;
-            /* (a message with room left reads on, twice as many) */
-            batch = batch * 2 < QUEUE_BATCH ? batch * 2 : QUEUE_BATCH;
+            more = items->nelts == QUEUE_BATCH;
             for (j = 0; j < items->nelts; ++j) {
                 APR_ARRAY_PUSH(read, memds_qitem_t *) = APR_ARRAY_IDX(
                     items, j, memds_qitem_t *);
