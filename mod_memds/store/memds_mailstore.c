@@ -1467,7 +1467,7 @@ apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
     qa_level_keys(&a, st, device_id, store, guids, n);
     qa_str(&a, text_array(levels, n, st->pool));
     qa_str(&a, int_array(sent_bytes, n, st->pool));
-    return q_cmd(st, NULL, "mail_level_put_many",
+    return q_later(st, "mail_level_put_many",
                  "INSERT INTO memds.mail_levels (device_id, store, guid, level,"
                  " sent_bytes) SELECT $1::bigint, $2, u.g, u.l, u.b"
                  " FROM unnest($3::text[], $4::text[], $5::bigint[])"

@@ -20,6 +20,9 @@ struct memds_pgconn_t {
      * the connection's own, unmanaged: made and freed with it) */
     apr_pool_t *prep_pool;
     apr_hash_t *prepared;
+    /* statements sent in pipeline mode, results not read (memds_sq_q_later) */
+    int npending;
+    const char *pending[MEMDS_PG_PENDING_MAX];
 };
 
 struct memds_pgpool_t {
@@ -259,6 +262,7 @@ void memds_pgpool_release(memds_pgpool_t *pool, memds_pgconn_t *conn,
     }
     apr_atomic_dec32(&pool->in_use);
     if (broken || conn->broken || PQstatus(conn->conn) != CONNECTION_OK
+        || PQpipelineStatus(conn->conn) != PQ_PIPELINE_OFF
         || PQtransactionStatus(conn->conn) != PQTRANS_IDLE) {
         apr_atomic_inc64(&pool->replaced);
         apr_reslist_invalidate(pool->rl, conn);
@@ -370,6 +374,39 @@ void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
                  (apr_ssize_t)len, name);
     *pname = name;
     return NULL;
+}
+
+int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql)
+{
+    return conn->prepared != NULL && strstr(sql, "[]") == NULL
+           && strstr(sql, MEMDS_PG_CUSTOM_PLAN) == NULL
+           && apr_hash_count(conn->prepared) < MEMDS_PG_PREPARED_MAX
+           && apr_hash_get(conn->prepared, sql, APR_HASH_KEY_STRING) == NULL;
+}
+
+int memds_pgconn_pending(memds_pgconn_t *conn)
+{
+    return conn->npending;
+}
+
+void memds_pgconn_pending_add(memds_pgconn_t *conn, const char *what)
+{
+    if (conn->npending < MEMDS_PG_PENDING_MAX) {
+        conn->pending[conn->npending] = what;
+    }
+    conn->npending++;
+}
+
+const char *memds_pgconn_pending_what(memds_pgconn_t *conn, int i)
+{
+    return i >= 0 && i < conn->npending && i < MEMDS_PG_PENDING_MAX
+               ? conn->pending[i]
+               : "a statement sent before";
+}
+
+void memds_pgconn_pending_clear(memds_pgconn_t *conn)
+{
+    conn->npending = 0;
 }
 
 /* ------------------------------------------------------------ LISTEN */

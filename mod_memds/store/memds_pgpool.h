@@ -112,6 +112,23 @@ void memds_pgconn_mark_broken(memds_pgconn_t *conn);
 void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
                            const char **pname);
 
+/** Would memds_pgconn_prepare send a PREPARE for sql (a statement not yet
+ *  prepared on this connection, that it prepares)? PREPARE is a round
+ *  trip of its own, which pipeline mode cannot run. */
+int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql);
+
+/** The most statements sent in pipeline mode before their results are
+ *  read (memds_sq_q_later: the store reads them before this many more). */
+#define MEMDS_PG_PENDING_MAX 32
+
+/** Statements sent in pipeline mode whose results are not read yet: how
+ *  many, add one (what names it for the log: a constant string), the
+ *  name of the i-th, forget them all. */
+int memds_pgconn_pending(memds_pgconn_t *conn);
+void memds_pgconn_pending_add(memds_pgconn_t *conn, const char *what);
+const char *memds_pgconn_pending_what(memds_pgconn_t *conn, int i);
+void memds_pgconn_pending_clear(memds_pgconn_t *conn);
+
 /** The libpq handle of an acquired connection (type PGconn *). */
 void *memds_pgconn_native(memds_pgconn_t *conn);
 

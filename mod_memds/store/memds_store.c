@@ -32,9 +32,9 @@ apr_status_t memds_store_begin(memds_store_t *st)
 {
     /* READ COMMITTED on purpose: each statement sees what other sessions
      * committed before it, which memds_store_items_seq relies on. */
-    apr_status_t rv = q_run(st, NULL, "begin",
-                            "BEGIN ISOLATION LEVEL READ COMMITTED", NULL,
-                            PGRES_COMMAND_OK);
+    /* (sent with the transaction's first statement: q_later) */
+    apr_status_t rv = q_later(st, "begin",
+                              "BEGIN ISOLATION LEVEL READ COMMITTED", NULL);
 
     if (rv == APR_SUCCESS) {
         memds_pgconn_tx(st->conn, 0, 0); /* (latency: BEGIN to the end) */
@@ -73,6 +73,7 @@ void memds_store_rollback(memds_store_t *st)
     PGresult *res;
 
     memds_pgconn_tx(st->conn, 1, 1);
+    (void)q_sync(st); /* (what q_later sent: its failure is no news here) */
     switch (PQtransactionStatus(c)) {
     case PQTRANS_IDLE: return;
     case PQTRANS_INTRANS:
@@ -1021,7 +1022,7 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
     qa_bool(&a, ss->queue_built);
     qa_str(&a, ss->filter);
     qa_int(&a, ss->sent_upto);
-    return q_cmd(st, NULL, "sstore_save",
+    return q_later(st, "sstore_save",
                  "INSERT INTO memds.session_stores (session_pk, store,"
                  " client_uri, server_uri, alert_code, slow, client_next,"
                  " server_next, snapshot_seq, queue_built, filter, sent_upto)"
@@ -1633,13 +1634,17 @@ apr_status_t memds_store_seen_load(memds_store_t *st, apr_hash_t **pset,
 void memds_store_analyze(memds_store_t *st, const char *table)
 {
     PGconn *c = memds_pgconn_native(st->conn);
-    PGresult *res = PQexec(c, "SHOW lock_timeout");
-    const char *old = res && PQresultStatus(res) == PGRES_TUPLES_OK
-                              && PQntuples(res) == 1
-                          ? apr_pstrdup(st->pool, PQgetvalue(res, 0, 0))
-                          : NULL;
+    PGresult *res;
+    const char *old;
     int ok;
 
+    if (q_sync(st) != APR_SUCCESS) {
+        return; /* (the transaction failed: the caller hears of it next) */
+    }
+    res = PQexec(c, "SHOW lock_timeout");
+    old = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+              ? apr_pstrdup(st->pool, PQgetvalue(res, 0, 0))
+              : NULL;
     PQclear(res);
     if (old == NULL) {
         return;
@@ -1763,8 +1768,8 @@ apr_status_t memds_store_queue_update_many(memds_store_t *st,
     qa_str(&a, int_array(msg, n, st->pool));
     qa_str(&a, int_array(status, n, st->pool));
     qa_str(&a, distinct_stores(stores, n, st->pool));
-    return q_cmd(
-        st, NULL, "queue_update_many",
+    return q_later(
+        st, "queue_update_many",
         "UPDATE memds.session_queue q SET sent_bytes = u.b,"
         " sent_msg_id = u.m, status = u.c"
         " FROM unnest($2::text[], $3::integer[], $4::bigint[],"
@@ -1801,7 +1806,7 @@ static apr_status_t status_rows(memds_store_t *st, apr_int64_t session_pk,
         qa_i64(&a, session_pk);
         qa_str(&a, text_array(refs, n, st->pool));
         qa_str(&a, int_array(codes, n, st->pool));
-        return q_cmd(st, NULL, "queue_status_many",
+        return q_later(st, "queue_status_many",
                      "UPDATE memds.session_queue q SET status = u.c"
                      " FROM unnest($2::text[], $3::integer[]) AS u(g, c)"
                      " WHERE q.session_pk = $1::bigint"
@@ -1994,7 +1999,7 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
         qa_str(&a, int_array(pn, np, st->pool));
         qa_str(&a, int_array(wc, np, st->pool));
         qa_str(&a, distinct_stores(ps, np, st->pool));
-        rv = q_cmd(st, NULL, "queue_status_rows",
+        rv = q_later(st, "queue_status_rows",
                    "UPDATE memds.session_queue q SET status = u.c"
                    " FROM unnest($2::text[], $3::integer[], $4::integer[])"
                    " AS u(s, n, c)"
@@ -2011,7 +2016,7 @@ apr_status_t memds_store_queue_status_many(memds_store_t *st,
         qa_i64(&a, session_pk);
         qa_str(&a, text_array(as, na, st->pool));
         qa_str(&a, int_array(av, na, st->pool));
-        rv = q_cmd(st, NULL, "queue_acked_upto",
+        rv = q_later(st, "queue_acked_upto",
                    "UPDATE memds.session_stores ss SET acked_upto = u.v"
                    " FROM unnest($2::text[], $3::integer[]) AS u(s, v)"
                    " WHERE ss.session_pk = $1::bigint AND ss.store = u.s"
@@ -2148,7 +2153,7 @@ apr_status_t memds_store_syncstate_put(memds_store_t *st, apr_int64_t device_id,
     qa_str(&a, nz(ss->last_server_anchor));
     qa_i64(&a, ss->last_seq);
     qa_str(&a, ss->filter);
-    return q_cmd(st, NULL, "syncstate_put",
+    return q_later(st, "syncstate_put",
                  "INSERT INTO memds.sync_state (device_id, store, client_uri,"
                  " last_client_anchor, last_server_anchor, last_seq, filter)"
                  " VALUES ($1::bigint, $2, $3, $4, $5, $6::bigint, $7)"

@@ -1,6 +1,7 @@
 /* memds_store_sql.c: the statement helpers of the store (see
- * memds_store_sql.h): every statement goes through q_run, PQexecParams with
- * text parameters (bytea in binary) and binary results. */
+ * memds_store_sql.h): every statement goes through q_run (or q_later, for
+ * a write sent with the next one), prepared or unnamed, with text
+ * parameters (bytea in binary) and binary results. */
 #include "store/memds_store_sql.h"
 
 #include <apr_strings.h>
@@ -113,9 +114,131 @@ apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what)
     return APR_EGENERAL;
 }
 
+/* ------------------------------------------------ statements in a pipeline
+ *
+ * A write whose result the caller needs only to be a success (q_later) is
+ * sent in libpq's pipeline mode and not waited for: it goes to the server
+ * with the next statement that is waited for (q_run: a read, the session's
+ * save, COMMIT), in one round trip, and its result is read then. The
+ * statements run in the order they were sent, in the same transaction; a
+ * failure of one is reported by the statement that read it (its `what`
+ * named in st->err), the ones after it up to that statement do not run
+ * (PGRES_PIPELINE_ABORTED), and the transaction is rolled back as after
+ * any failed statement. */
+
+/* Send one statement (prepared name or unnamed); 0 when libpq refused. */
+static int send_one(PGconn *c, const char *name, const char *sql,
+                    const qargs_t *a)
+{
+    return name ? PQsendQueryPrepared(c, name, a ? a->n : 0,
+                                      a ? a->val : NULL, a ? a->len : NULL,
+                                      a ? a->fmt : NULL, 1)
+                : PQsendQueryParams(c, sql, a ? a->n : 0, NULL,
+                                    a ? a->val : NULL, a ? a->len : NULL,
+                                    a ? a->fmt : NULL, 1);
+}
+
+/* Read the results of the statements sent in pipeline mode and, when plast
+ * is set, of one more sent after them (*plast gets its result, NULL if
+ * none came), up to the synchronization point just sent; then leave
+ * pipeline mode. The first failed statement's error is the one kept. */
+static apr_status_t pipe_read(memds_store_t *st, PGresult **plast)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+    int n = memds_pgconn_pending(st->conn) + (plast ? 1 : 0), q = 0;
+    apr_status_t rv = APR_SUCCESS;
+    PGresult *r;
+
+    if (plast) {
+        *plast = NULL;
+    }
+    while (q < n) {
+        if ((r = PQgetResult(c)) == NULL) {
+            ++q; /* (the end of statement q's results) */
+            continue;
+        }
+        if (plast && q == n - 1 && *plast == NULL) {
+            *plast = r;
+            continue;
+        }
+        if (rv == APR_SUCCESS && PQresultStatus(r) != PGRES_COMMAND_OK
+            && PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rv = q_fail(st, r, memds_pgconn_pending_what(st->conn, q));
+        }
+        else {
+            PQclear(r);
+        }
+        if (PQstatus(c) != CONNECTION_OK) {
+            break; /* (no more results are coming) */
+        }
+    }
+    memds_pgconn_pending_clear(st->conn);
+    r = PQstatus(c) == CONNECTION_OK ? PQgetResult(c) : NULL;
+    if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC
+        || !PQexitPipelineMode(c)) {
+        if (rv == APR_SUCCESS) {
+            rv = q_fail(st, NULL, "the end of a pipeline");
+        }
+        memds_pgconn_mark_broken(st->conn);
+    }
+    PQclear(r);
+    return rv;
+}
+
+apr_status_t q_sync(memds_store_t *st)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF) {
+        return APR_SUCCESS;
+    }
+    if (!PQpipelineSync(c)) {
+        memds_pgconn_pending_clear(st->conn);
+        memds_pgconn_mark_broken(st->conn);
+        return q_fail(st, NULL, memds_pgconn_pending_what(st->conn, 0));
+    }
+    return pipe_read(st, NULL);
+}
+
+apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
+                     const qargs_t *a)
+{
+    PGconn *c = memds_pgconn_native(st->conn);
+    PGresult *res;
+    const char *name = NULL;
+    apr_status_t rv;
+
+    if (a && a->too_big) {
+        st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
+                               what);
+        return APR_EGENERAL;
+    }
+    /* (a PREPARE waits for its answer: outside the pipeline) */
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
+        && (memds_pgconn_pending(st->conn) >= MEMDS_PG_PENDING_MAX
+            || memds_pgconn_needs_prepare(st->conn, sql))
+        && (rv = q_sync(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if ((res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, &name))
+        != NULL) {
+        return q_fail(st, res, what);
+    }
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF && !PQenterPipelineMode(c)) {
+        return q_fail(st, NULL, what);
+    }
+    if (!send_one(c, name, sql, a)) {
+        memds_pgconn_mark_broken(st->conn);
+        return q_fail(st, NULL, what);
+    }
+    memds_pgconn_pending_add(st->conn, what);
+    return APR_SUCCESS;
+}
+
 /* Run sql with a's parameters, binary results, and expect status `expect`.
  * On success *pres (if pres is not NULL) gets the result, which the caller
- * must PQclear; otherwise the result is cleared here. */
+ * must PQclear; otherwise the result is cleared here. The statements that
+ * q_later sent go with it (their failure is this call's). */
 apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
                    const char *sql, const qargs_t *a, ExecStatusType expect)
 {
@@ -123,6 +246,7 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
     PGresult *res;
     const char *name = NULL;
     apr_time_t t0;
+    apr_status_t rv = APR_SUCCESS;
 
     if (a && a->too_big) {
         st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
@@ -130,8 +254,22 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
         return APR_EGENERAL;
     }
     t0 = apr_time_now();
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
+        && memds_pgconn_needs_prepare(st->conn, sql)
+        && (rv = q_sync(st)) != APR_SUCCESS) {
+        return rv;
+    }
     res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, &name);
-    if (res == NULL && name) {
+    if (res == NULL && PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+        /* this one, then the synchronization point: one round trip */
+        if (!send_one(c, name, sql, a) || !PQpipelineSync(c)) {
+            memds_pgconn_pending_clear(st->conn);
+            memds_pgconn_mark_broken(st->conn);
+            return q_fail(st, NULL, what);
+        }
+        rv = pipe_read(st, &res);
+    }
+    else if (res == NULL && name) {
         res = PQexecPrepared(c, name, a ? a->n : 0, a ? a->val : NULL,
                              a ? a->len : NULL, a ? a->fmt : NULL, 1);
     }
@@ -140,7 +278,12 @@ apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
                            a ? a->len : NULL, a ? a->fmt : NULL, 1);
     }
     memds_pgconn_observe(st->conn, apr_time_now() - t0,
-                         res == NULL || PQresultStatus(res) != expect);
+                         rv != APR_SUCCESS || res == NULL
+                             || PQresultStatus(res) != expect);
+    if (rv != APR_SUCCESS) {
+        PQclear(res); /* (an earlier statement failed: this one did not run) */
+        return rv;
+    }
     if (res == NULL || PQresultStatus(res) != expect) {
         return q_fail(st, res, what);
     }

@@ -24,6 +24,8 @@
 #define q_run memds_sq_q_run
 #define q_row memds_sq_q_row
 #define q_cmd memds_sq_q_cmd
+#define q_later memds_sq_q_later
+#define q_sync memds_sq_q_sync
 #define q_value memds_sq_q_value
 #define col_i64 memds_sq_col_i64
 #define col_int memds_sq_col_int
@@ -63,6 +65,17 @@ apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
                    const char *sql, const qargs_t *a);
 apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,
                    const char *sql, const qargs_t *a);
+/* A write whose result needs only to be a success, sent in pipeline mode
+ * and not waited for: the next q_run (a read, COMMIT) carries it to the
+ * server and reads its result, and fails if it failed (st->err names it).
+ * Only for a statement whose failure may surface there: not one that an
+ * action outside the database (IMAP, SMTP) must follow. */
+apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
+                     const qargs_t *a);
+/* Read the results of what q_later sent (nothing to do when it sent
+ * nothing); before anything that talks to the connection other than
+ * q_run. */
+apr_status_t q_sync(memds_store_t *st);
 apr_int64_t col_i64(const PGresult *r, int row, int col, apr_int64_t dflt);
 int col_int(const PGresult *r, int row, int col, int dflt);
 int col_bool(const PGresult *r, int row, int col);

@@ -11,6 +11,7 @@
 #include "store/memds_store.h"
 #include "store/memds_mailstore.h"
 #include "store/memds_pgpool.h"
+#include "store/memds_store_sql.h"
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -74,9 +75,19 @@ static int bytes_eq(const char *x, apr_size_t xlen, const char *y,
 }
 
 /* count(*) of a query with one text parameter, on st's connection. */
+/* st's connection for a statement of the test's own, after the results of
+ * what the store sent without waiting (q_later: BEGIN, some writes). */
+static PGconn *raw_conn(memds_store_t *st)
+{
+    if (q_sync(st) != APR_SUCCESS) {
+        printf("# pending statements failed: %s\n", st->err ? st->err : "?");
+    }
+    return memds_pgconn_native(st->conn);
+}
+
 static long raw_count(memds_store_t *st, const char *sql, const char *p1)
 {
-    PGconn *pc = memds_pgconn_native(st->conn);
+    PGconn *pc = raw_conn(st);
     const char *vals[1];
     PGresult *res;
     long n = -1;
@@ -103,8 +114,7 @@ static void raw_exec2(memds_store_t *st, const char *sql, const char *p1,
 
     vals[0] = p1;
     vals[1] = p2;
-    res = PQexecParams(memds_pgconn_native(st->conn), sql, n, NULL, vals, NULL,
-                       NULL, 0);
+    res = PQexecParams(raw_conn(st), sql, n, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         printf("# %s: %s", sql, PQresultErrorMessage(res));
     }
@@ -119,7 +129,7 @@ static void raw_exec(memds_store_t *st, const char *sql)
 /* A query's one bigint value, on st's connection (-2 when it fails). */
 static apr_int64_t raw_i64(memds_store_t *st, const char *sql)
 {
-    PGresult *res = PQexec(memds_pgconn_native(st->conn), sql);
+    PGresult *res = PQexec(raw_conn(st), sql);
     apr_int64_t v = -2;
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
@@ -1530,7 +1540,7 @@ static void check_mail_races(ctx_t *c)
  * PostgreSQL's own rule decides between plans (plan_cache_mode auto). */
 static void check_prepared(ctx_t *c)
 {
-    PGconn *pc = memds_pgconn_native(c->a.conn);
+    PGconn *pc = raw_conn(&c->a);
     PGresult *r = PQexec(pc, "SELECT count(*) FILTER (WHERE statement LIKE '%[]%'),"
                              " count(*) FILTER (WHERE statement LIKE '%i.guid FROM memds.items i%'),"
                              " count(*), current_setting('plan_cache_mode')"
@@ -1546,6 +1556,115 @@ static void check_prepared(ctx_t *c)
     ok(c, ok_res && strcmp(PQgetvalue(r, 0, 3), "auto") == 0,
        "plan_cache_mode auto (%s)", ok_res ? PQgetvalue(r, 0, 3) : "?");
     PQclear(r);
+}
+
+/* Statements sent without waiting (q_later) go with the next one waited
+ * for, in order, in the same transaction; a failure among them fails that
+ * statement, names the one that failed, and leaves the transaction to roll
+ * back; the connection comes out of pipeline mode every time. */
+static void check_pipeline(ctx_t *c)
+{
+    memds_store_t *b = &c->b;
+    PGconn *pc = memds_pgconn_native(b->conn);
+    PGresult *res = NULL;
+    qargs_t a;
+    apr_status_t rv;
+    int i, all = 1, n = MEMDS_PG_PENDING_MAX + 5;
+    const char *mark = apr_psprintf(c->p, "v%" APR_TIME_T_FMT, apr_time_now());
+
+    memds_store_rollback(b);
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "pipeline: begin on b");
+    ok(c, PQpipelineStatus(pc) == PQ_PIPELINE_ON
+              && memds_pgconn_pending(b->conn) == 1,
+       "pipeline: BEGIN sent, not waited for");
+    all = q_later(b, "t_create",
+                  "CREATE TEMP TABLE memds_pipe_t (k integer PRIMARY KEY)"
+                  " ON COMMIT DROP", NULL) == APR_SUCCESS;
+    for (i = 1; i <= n; ++i) {
+        qa_init(&a, c->p);
+        qa_int(&a, i);
+        all &= q_later(b, "t_insert",
+                       "INSERT INTO memds_pipe_t VALUES ($1::integer)", &a)
+               == APR_SUCCESS;
+        all &= memds_pgconn_pending(b->conn) <= MEMDS_PG_PENDING_MAX;
+    }
+    ok(c, all, "pipeline: %d writes sent, never more than %d unread", n + 1,
+       MEMDS_PG_PENDING_MAX);
+    rv = q_run(b, &res, "t_count",
+               "SELECT count(*), sum(k) FROM memds_pipe_t", NULL,
+               PGRES_TUPLES_OK);
+    ok(c, rv == APR_SUCCESS && col_i64(res, 0, 0, -1) == n
+              && col_i64(res, 0, 1, -1) == (apr_int64_t)n * (n + 1) / 2
+              && PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+              && memds_pgconn_pending(b->conn) == 0
+              && PQtransactionStatus(pc) == PQTRANS_INTRANS,
+       "pipeline: the next read sees every write, in order; pipeline off");
+    if (rv == APR_SUCCESS) {
+        PQclear(res);
+    }
+
+    /* a failure among the writes (statements prepared above: nothing is
+     * read before t_count2) */
+    qa_init(&a, c->p);
+    qa_int(&a, 1);
+    all = q_later(b, "t_dup", "INSERT INTO memds_pipe_t VALUES ($1::integer)",
+                  &a) == APR_SUCCESS;
+    qa_init(&a, c->p);
+    qa_int(&a, 100000);
+    all &= q_later(b, "t_after",
+                   "INSERT INTO memds_pipe_t VALUES ($1::integer)", &a)
+           == APR_SUCCESS;
+    rv = q_run(b, &res, "t_count2", "SELECT count(*) FROM memds_pipe_t", NULL,
+               PGRES_TUPLES_OK);
+    ok(c, all && rv == APR_EGENERAL && b->err && strstr(b->err, "t_dup")
+              && strstr(b->err, "23505")
+              && PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+              && PQtransactionStatus(pc) == PQTRANS_INERROR,
+       "pipeline: a failed write fails the next read, named: %s",
+       b->err ? b->err : "(no err)");
+    rv = memds_store_commit(b);
+    ok(c, rv == APR_EGENERAL && b->err && strstr(b->err, "rolled back"),
+       "pipeline: the commit after it reports the rollback");
+    memds_store_rollback(b);
+    ok(c, PQtransactionStatus(pc) == PQTRANS_IDLE,
+       "pipeline: rolled back");
+
+    /* a statement first prepared while writes wait (they are read first),
+     * and a commit that carries writes */
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "pipeline: begin again");
+    all = q_later(b, "t_create2", "CREATE TEMP TABLE memds_pipe_c (v text)",
+                  NULL) == APR_SUCCESS;
+    qa_init(&a, c->p);
+    qa_str(&a, mark);
+    all &= q_later(b, "t_new",
+                   apr_psprintf(c->p,
+                                "INSERT INTO memds_pipe_c VALUES ($1)"
+                                " /* %s */", mark),
+                   &a) == APR_SUCCESS;
+    all &= q_later(b, "t_new2",
+                   "INSERT INTO memds_pipe_c SELECT v || '-2' FROM"
+                   " memds_pipe_c", NULL) == APR_SUCCESS;
+    ok_rv(c, b, memds_store_commit(b), APR_SUCCESS,
+          "pipeline: the commit carries the writes");
+    ok(c, all && PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+              && PQtransactionStatus(pc) == PQTRANS_IDLE
+              && raw_count(b,
+                           "SELECT count(*) FROM memds_pipe_c WHERE v = $1"
+                           " OR v = $1 || '-2'",
+                           mark) == 2,
+       "pipeline: both rows committed, in order");
+
+    /* a rollback with writes unread */
+    ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "pipeline: begin, once more");
+    q_later(b, "t_gone", "INSERT INTO memds_pipe_c VALUES ('gone')", NULL);
+    memds_store_rollback(b);
+    ok(c, PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+              && PQtransactionStatus(pc) == PQTRANS_IDLE
+              && raw_count(b,
+                           "SELECT count(*) FROM memds_pipe_c WHERE v = $1",
+                           "gone") == 0,
+       "pipeline: a rollback reads what was sent, then undoes it");
+    raw_exec(b, "DROP TABLE memds_pipe_c");
 }
 
 int main(int argc, const char *const *argv)
@@ -1616,6 +1735,7 @@ int main(int argc, const char *const *argv)
     check_seq_proven(&c);
     check_mail_races(&c);
     check_prepared(&c);
+    check_pipeline(&c);
 
     memds_store_rollback(&c.a);
     ok(&c, PQtransactionStatus(memds_pgconn_native(ca)) == PQTRANS_IDLE,
