@@ -643,7 +643,7 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
                                    memds_ds_t *ds,
                                    const apr_array_header_t *read)
 {
-    int cur = ss->sent_upto, i;
+    int cur = ss->sent_upto, i, rows = 0;
 
     for (i = 0; i < read->nelts; ++i) {
         const memds_qitem_t *q = APR_ARRAY_IDX(read, i, memds_qitem_t *);
@@ -651,10 +651,12 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
             break;
         }
         cur = q->n;
+        ++rows;
     }
     if (cur == ss->sent_upto) {
         return APR_SUCCESS;
     }
+    ss->last_rows = rows; /* (the next message reads about as many) */
     for (i = 0; i < read->nelts; ++i) {
         memds_qitem_t *q = APR_ARRAY_IDX(read, i, memds_qitem_t *);
         if (q->n > cur) {
@@ -682,8 +684,25 @@ static apr_status_t note_sent_upto(eng_t *e, memds_sstore_t *ss,
     return APR_SUCCESS;
 }
 
-/* Rows of the send queue read at a time. */
+/* Rows of the send queue read at a time at most, and first when the
+ * datastore's last message sent none (the session's first message). */
 #define QUEUE_BATCH 500
+/* The fewest rows read first after a message that sent some: twice what
+ * it covered, at least this many (schema/027). */
+#define QUEUE_BATCH_MIN 32
+
+/* How many rows of ss's queue a message reads first: about twice what the
+ * datastore's last message covered (a message of mail carries about ten
+ * mails of a first sync; every row read is decoded), else QUEUE_BATCH. A
+ * message with room left reads on, twice as many each time. */
+static int queue_batch_first(const memds_sstore_t *ss)
+{
+    if (ss->last_rows <= 0 || ss->last_rows >= QUEUE_BATCH / 2) {
+        return QUEUE_BATCH;
+    }
+    return ss->last_rows * 2 < QUEUE_BATCH_MIN ? QUEUE_BATCH_MIN
+                                               : ss->last_rows * 2;
+}
 
 /* Exact bytes the answer would have with sync appended (and Final). */
 static apr_size_t total_with(eng_t *e, memds_sizer_t *sz, memds_cmd_t *sync,
@@ -712,7 +731,8 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
         memds_ds_t *ds;
         apr_array_header_t *items, *placed, *read;
         apr_size_t empty, one_empty, est;
-        int base = e->cmd_id, more = 1, after = ss->sent_upto;
+        int base = e->cmd_id, more = 1, after = ss->sent_upto,
+            batch = queue_batch_first(ss);
         apr_int64_t known_seq = -1;
         apr_size_t shrink = 0; /* a smaller budget for the item retried */
         memds_syncstate_t state;
@@ -752,11 +772,12 @@ apr_status_t eng_fill_sync(eng_t *e, memds_sizer_t *sz, int *pdone)
                 return rv;
             }
             if (e->db->vt->queue_unsent(e->db, &items, e->sess.session_pk,
-                                        ss->store, after, QUEUE_BATCH)
+                                        ss->store, after, batch)
                 != APR_SUCCESS) {
                 return eng_db_fail(e, "reading the send queue");
             }
-            more = items->nelts == QUEUE_BATCH;
+            more = items->nelts == batch;
+            batch = batch * 2 < QUEUE_BATCH ? batch * 2 : QUEUE_BATCH;
             for (j = 0; j < items->nelts; ++j) {
                 APR_ARRAY_PUSH(read, memds_qitem_t *) = APR_ARRAY_IDX(
                     items, j, memds_qitem_t *);

@@ -270,6 +270,8 @@ int memds_memdb_quarantine_release(memds_memdb_t *m, apr_int64_t device_id);
 /** Test helper: the "items" datastore cannot build (fetch fails with 500)
  *  the items whose data is data (NULL: none). */
 void memds_memdb_break(memds_memdb_t *m, const char *data);
+/** Test helper: how many rows of send queues queue_unsent has returned. */
+apr_int64_t memds_memdb_queue_rows_read(const memds_memdb_t *m);
 
 /** A session store over m for one request (results in p). Its "items"
  *  datastore keeps items in m as well. */

@@ -41,6 +41,7 @@ struct memds_memdb_t {
     tables_t saved; /* at begin */
     int in_tx;
     const char *broken; /* items with this data cannot be fetched (tests) */
+    apr_int64_t queue_rows_read; /* rows queue_unsent returned (tests) */
 };
 
 typedef struct mauth_t {
@@ -766,6 +767,7 @@ static apr_status_t mem_queue_unsent(memds_sessdb_t *db,
     if (limit > 0 && arr->nelts > limit) {
         arr->nelts = limit;
     }
+    M(db)->queue_rows_read += arr->nelts;
     *pitems = arr;
     return APR_SUCCESS;
 }
@@ -1804,6 +1806,11 @@ void memds_memdb_quarantine_state(memds_memdb_t *m, apr_int64_t device_id,
 void memds_memdb_break(memds_memdb_t *m, const char *data)
 {
     m->broken = mdup(m, data);
+}
+
+apr_int64_t memds_memdb_queue_rows_read(const memds_memdb_t *m)
+{
+    return m->queue_rows_read;
 }
 
 int memds_memdb_quarantine_release(memds_memdb_t *m, apr_int64_t device_id)

@@ -238,6 +238,9 @@ typedef struct memds_sstore_t {
     const char *filter;
     /** Every queue row with n <= sent_upto is sent (schema/021); 0: none. */
     int sent_upto;
+    /** Rows the last message that moved sent_upto covered (schema/027): the
+     *  next message reads about that many first; 0: none yet. */
+    int last_rows;
 } memds_sstore_t;
 
 /** All datastores of a session (memds_sstore_t *), in store order. */

@@ -487,6 +487,7 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
     s2.slow = 0;
     s2.snapshot_seq = 77;
     s2.queue_built = 1;
+    s2.last_rows = 12;
     ok(c,
        memds_store_sstore_save(a, spk, &s1) == APR_SUCCESS
            && memds_store_sstore_save(a, spk, &s2) == APR_SUCCESS,
@@ -503,18 +504,20 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
                && !x->slow && x->snapshot_seq == 77 && x->queue_built
                && streq(y->server_uri, "./notes") && y->slow
                && y->snapshot_seq == -1 && !y->queue_built
-               && streq(y->client_next, "c1") && streq(y->server_next, "s1"),
+               && streq(y->client_next, "c1") && streq(y->server_next, "s1")
+               && x->last_rows == 12 && y->last_rows == 0,
            "every field read back (snapshot -1 stays -1)");
     }
     s1.snapshot_seq = 5;
     s1.queue_built = 1;
     s1.alert_code = 200;
+    s1.last_rows = 40;
     rv = memds_store_sstore_save(a, spk, &s1);
     memds_store_sstores_load(a, &arr, spk);
     x = arr->nelts == 2 ? APR_ARRAY_IDX(arr, 1, const memds_sstore_t *) : NULL;
     ok(c,
        rv == APR_SUCCESS && x && x->snapshot_seq == 5 && x->queue_built
-           && x->alert_code == 200,
+           && x->alert_code == 200 && x->last_rows == 40,
        "sstore_save updates");
 }
 

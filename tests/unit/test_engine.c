@@ -999,6 +999,37 @@ static void multi_message_package(void)
     CU_ASSERT_EQUAL(b->got_add, 2);
 }
 
+/* A message reads about twice as many send queue rows as the last one
+ * carried (schema/027), not 500: a download over many messages reads each
+ * row a few times at most, not once per message until it goes. */
+static void queue_read_by_last_message(void)
+{
+    tdev_t *a = dev_new("dev-rows"), *b;
+    const char *adds = "", *next;
+    apr_int64_t before, rows;
+    int i, n4;
+
+    for (i = 0; i < 200; ++i) {
+        adds = apr_pstrcat(a->p, adds,
+                           item_cmd(a, "Add", 3 + i,
+                                    apr_psprintf(a->p, "r%d", i),
+                                    apr_psprintf(a->p, "memo %d %0200d", i, i)),
+                           NULL);
+    }
+    session(a, MEMDS_ALERT_SLOW, adds);
+    b = dev_other(a, "dev-rows-small");
+    b->max_msg = 3000;
+    package1(b, MEMDS_ALERT_SLOW, &next);
+    before = memds_memdb_queue_rows_read(b->db);
+    n4 = rest_of_session(b, "", next);
+    rows = memds_memdb_queue_rows_read(b->db) - before;
+    CU_ASSERT_EQUAL(b->got_add, 200);
+    CU_ASSERT(n4 > 20);
+    /* (500 at a time: every row read again by each message until it goes,
+     * about 200 * n4 / 2) */
+    CU_ASSERT(rows <= 200 + 40 * (apr_int64_t)n4);
+}
+
 static void next_message_alert(void)
 {
     tdev_t *d = dev_new("dev-222");
@@ -2371,6 +2402,8 @@ void unit_add_engine(void)
     CU_add_test(s, "Move outside a hierarchical datastore: 406",
                 move_not_hierarchical);
     CU_add_test(s, "multi-message packages", multi_message_package);
+    CU_add_test(s, "queue rows read by the last message's count",
+                queue_read_by_last_message);
     CU_add_test(s, "Alert 222 when nothing to say", next_message_alert);
     CU_add_test(s, "retransmission answered from storage", retransmission);
     CU_add_test(s, "sessions and tokens", sessions_and_tokens);
