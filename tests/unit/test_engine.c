@@ -963,20 +963,29 @@ static void one_way_and_refresh(void)
     CU_ASSERT_EQUAL(b->got_add, 0);
 }
 
+/* n Adds of memos of about 200 bytes, LUIDs prefix0, prefix1, ... */
+static const char *memo_adds(tdev_t *d, int n, const char *prefix)
+{
+    const char *adds = "";
+    int i;
+
+    for (i = 0; i < n; ++i) {
+        adds = apr_pstrcat(d->p, adds,
+                           item_cmd(d, "Add", 3 + i,
+                                    apr_psprintf(d->p, "%s%d", prefix, i),
+                                    apr_psprintf(d->p, "memo %d %0200d", i, i)),
+                           NULL);
+    }
+    return adds;
+}
+
 static void multi_message_package(void)
 {
     tdev_t *a = dev_new("dev-big"), *b;
-    const char *adds = "", *next;
-    int i, n4;
+    const char *next;
+    int n4;
 
-    for (i = 0; i < 40; ++i) {
-        adds = apr_pstrcat(a->p, adds,
-                           item_cmd(a, "Add", 3 + i,
-                                    apr_psprintf(a->p, "l%d", i),
-                                    apr_psprintf(a->p, "memo %d %0200d", i, i)),
-                           NULL);
-    }
-    session(a, MEMDS_ALERT_SLOW, adds);
+    session(a, MEMDS_ALERT_SLOW, memo_adds(a, 40, "l"));
     /* a device with a small MaxMsgSize gets package 4 over several
      * messages, asking for each with Alert 222 */
     b = dev_other(a, "dev-small");
@@ -1005,18 +1014,11 @@ static void multi_message_package(void)
 static void queue_read_by_last_message(void)
 {
     tdev_t *a = dev_new("dev-rows"), *b;
-    const char *adds = "", *next;
+    const char *next;
     apr_int64_t before, rows;
-    int i, n4;
+    int n4;
 
-    for (i = 0; i < 200; ++i) {
-        adds = apr_pstrcat(a->p, adds,
-                           item_cmd(a, "Add", 3 + i,
-                                    apr_psprintf(a->p, "r%d", i),
-                                    apr_psprintf(a->p, "memo %d %0200d", i, i)),
-                           NULL);
-    }
-    session(a, MEMDS_ALERT_SLOW, adds);
+    session(a, MEMDS_ALERT_SLOW, memo_adds(a, 200, "r"));
     b = dev_other(a, "dev-rows-small");
     b->max_msg = 3000;
     package1(b, MEMDS_ALERT_SLOW, &next);
