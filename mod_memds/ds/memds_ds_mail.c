@@ -845,41 +845,60 @@ static apr_status_t imap_fetch(memds_ds_t *ds, const char *guid,
             return memds_mbox_fail_imap(ds, &err, "UID FETCH BODY.PEEK[]");
         }
     }
-    if (!x->want_rfc822 && x->env.no_rfc822
-        && !memds_email_item_xml_safe(body.data, body.len, NULL)) {
-        /* a device that takes only the email object: the mail made 7-bit
-         * (transfer-encoded parts, encoded words), never a type it did
-         * not announce */
-        const char *sb;
-        apr_size_t sbl;
-        if (memds_mime_seven_bit(&sb, &sbl, body.data, body.len, p)
-                == APR_SUCCESS
-            && memds_email_item_xml_safe(sb, sbl, NULL)) {
+    if (!x->want_rfc822) {
+        /* the mail as the email object's text: what XML cannot carry fails
+         * the build, found while the text is escaped (one pass over the
+         * mail, not a check first) */
+        memds_email_t keep = *e;
+        memds_buf_t orig = body;
+        int tries;
+        for (tries = 0; tries < 2; ++tries) {
+            const char *sb;
+            apr_size_t sbl;
+            e->has_item = 1;
+            e->item = body.data;
+            e->item_len = body.len;
+            e->item_checked = 0;
+            memds_mbox_set_created(e, body.data, body.len, p);
+            memds_buf_init(&out, 512 + body.len + body.len / 8, p);
+            memset(&cerr, 0, sizeof(cerr));
+            if (memds_email_build(&out, e, MEMDS_EMAIL_STYLE_TEXT, &cerr, p)
+                == APR_SUCCESS) {
+                goto built;
+            }
+            *e = keep;
+            if (memds_email_item_xml_safe(body.data, body.len, NULL)) {
+                return memds_mbox_fail(
+                    ds, MEMDS_ST_COMMAND_FAILED,
+                    apr_psprintf(p, "building the email object: %s",
+                                 cerr.msg ? cerr.msg : "?"));
+            }
+            /* a device that takes only the email object: the mail made
+             * 7-bit (transfer-encoded parts, encoded words), never a type
+             * it did not announce */
+            if (tries > 0 || !x->env.no_rfc822
+                || memds_mime_seven_bit(&sb, &sbl, body.data, body.len, p)
+                       != APR_SUCCESS) {
+                break;
+            }
             body.data = (char *)sb;
             body.len = sbl;
         }
+        body = orig; /* (as it is, for message/rfc822) */
     }
-    if (x->want_rfc822
-        || !memds_email_item_xml_safe(body.data, body.len, NULL)) {
-        /* (raw 8-bit mail in another charset cannot be XML text: it goes as
-         * message/rfc822, which WBXML and b64 carry byte for byte) */
-        if (ds->size_budget > 0 && body.len > ds->size_budget) {
-            rv = memds_mbox_fetch_truncated(ds, c, &row, e, 1, lv, pdata, plen,
-                                            ptype);
-            truncated = 1;
-            goto sent;
-        }
-        *pdata = body.data;
-        *plen = body.len;
-        *ptype = MEMDS_RFC822;
-        rv = APR_SUCCESS;
+    /* (raw 8-bit mail in another charset cannot be XML text: it goes as
+     * message/rfc822, which WBXML and b64 carry byte for byte) */
+    if (ds->size_budget > 0 && body.len > ds->size_budget) {
+        rv = memds_mbox_fetch_truncated(ds, c, &row, e, 1, lv, pdata, plen,
+                                        ptype);
+        truncated = 1;
         goto sent;
     }
-    e->has_item = 1;
-    e->item = body.data;
-    e->item_len = body.len;
-    e->item_checked = 1; /* (xml_safe above) */
-    memds_mbox_set_created(e, body.data, body.len, p);
+    *pdata = body.data;
+    *plen = body.len;
+    *ptype = MEMDS_RFC822;
+    rv = APR_SUCCESS;
+    goto sent;
 build:
     memds_buf_init(&out, 512 + e->item_len + e->item_len / 8, p);
     memset(&cerr, 0, sizeof(cerr));
@@ -889,6 +908,7 @@ build:
                                apr_psprintf(p, "building the email object: %s",
                                             cerr.msg ? cerr.msg : "?"));
     }
+built:
     if (e->has_item && ds->size_budget > 0 && out.len > ds->size_budget) {
         /* (XML escaping made it too big) */
         e->has_item = 0;

@@ -294,7 +294,9 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
                             <= ds->size_budget)) {
             return APR_EEXIST; /* nothing left out: the whole mail fits */
         }
-        if (!rfc822 && memds_email_item_xml_safe(msg, mlen, NULL)) {
+        if (!rfc822) {
+            /* (what XML cannot carry fails the build, checked while it is
+             * escaped: then message/rfc822 below) */
             memds_mbox_set_created(te, msg, mlen, p);
             if (MBOX(ds)->env.funambol) {
                 funambol_exts(te, row->size, p);
@@ -302,7 +304,7 @@ apr_status_t memds_mbox_fetch_truncated(memds_ds_t *ds, memds_imap_conn_t *c,
             te->has_item = 1;
             te->item = msg;
             te->item_len = mlen;
-            te->item_checked = 1; /* (xml_safe above) */
+            te->item_checked = 0;
             memds_buf_init(&out, mlen + mlen / 4 + 2048, p);
             memset(&cerr, 0, sizeof(cerr));
             if (memds_email_build(&out, te, MEMDS_EMAIL_STYLE_TEXT, &cerr, p)

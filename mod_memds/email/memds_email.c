@@ -1579,52 +1579,78 @@ static apr_status_t check_xml(bw_t *w, const char *what, const char *s,
     return APR_SUCCESS;
 }
 
-/* Escaped text: & < > as entities, CR as &#13;; checked first unless
- * the caller did (checked). */
+/* Escaped text: & < > as entities, CR as &#13;. Unless the caller checked
+ * it (checked), what XML cannot carry is found in the same pass (the
+ * error names it as check_xml does): the mail's text was read twice. */
 static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
                                      apr_size_t len, int checked)
 {
-    const char *end = s + len;
+    const unsigned char *b = (const unsigned char *)s, *end = b + len;
+    const apr_uint64_t sp = MEMDS_W_ONES * 0x20;
 
-    if (!checked && check_xml(w, what, s, len) != APR_SUCCESS) {
-        return APR_EINVAL;
-    }
     /* written straight into the buffer: a mail's CRLF lines made two
      * appends per line (the run and "&#13;") */
-    while (s < end) {
-        char *o, *oe;
+    while (b < end) {
+        unsigned char *o, *oe;
         memds_buf_reserve(w->out,
-                          (apr_size_t)(end - s) + (apr_size_t)(end - s) / 16
+                          (apr_size_t)(end - b) + (apr_size_t)(end - b) / 16
                               + 64);
-        o = w->out->data + w->out->len;
-        oe = w->out->data + w->out->cap - 5; /* room for an entity */
-        while (s < end && o < oe) {
-            const char *lim = s + 1;
-            if (end - s >= 8 && oe - o >= 8) {
-                /* eight bytes at once while none needs an entity; else
-                 * these eight one by one (a line's CR is one such word) */
+        o = (unsigned char *)w->out->data + w->out->len;
+        oe = (unsigned char *)w->out->data + w->out->cap - 5; /* an entity */
+        while (b < end && o < oe) {
+            const unsigned char *lim = b + 1;
+            if (end - b >= 8 && oe - o >= 8) {
+                /* eight bytes at once while none needs an entity (nor, to
+                 * be checked, is 8-bit or a control byte: a byte below
+                 * 0x20 sets its high bit in v - sp & ~v); else these eight
+                 * one by one (a line's CRLF is one such word) */
                 apr_uint64_t v;
-                memcpy(&v, s, sizeof(v));
+                memcpy(&v, b, sizeof(v));
                 if (!(MEMDS_W_HAS(v, '&') | MEMDS_W_HAS(v, '<')
-                      | MEMDS_W_HAS(v, '>') | MEMDS_W_HAS(v, '\r'))) {
-                    memcpy(o, s, sizeof(v));
+                      | MEMDS_W_HAS(v, '>')
+                      | (checked ? MEMDS_W_HAS(v, '\r')
+                                 : MEMDS_W_HIGHBIT(v)
+                                       | ((v - sp) & ~v & MEMDS_W_HIGH)))) {
+                    memcpy(o, b, sizeof(v));
                     o += 8;
-                    s += 8;
+                    b += 8;
                     continue;
                 }
-                lim = s + 8;
+                lim = b + 8;
             }
-            while (s < lim && o < oe) {
-                switch (*s++) {
+            while (b < lim && o < oe) {
+                unsigned c = *b;
+                if (!checked && (c < 0x20 || c >= 0x80)) {
+                    apr_size_t k = 1;
+                    unsigned cp = c;
+                    if (c >= 0x80) {
+                        k = memds_utf8_seq(b, end, &cp);
+                    }
+                    if (k == 0 || cp == 0xFFFE || cp == 0xFFFF
+                        || (c < 0x20 && c != '\t' && c != '\n'
+                            && c != '\r')) {
+                        apr_status_t rv = check_xml(w, what, s, len);
+                        return rv != APR_SUCCESS
+                                   ? rv
+                                   : bw_fail(w, "text XML cannot carry");
+                    }
+                    if (k > 1) {
+                        memcpy(o, b, k); /* (k <= 4: room for an entity) */
+                        o += k;
+                        b += k;
+                        continue;
+                    }
+                }
+                switch (*b++) {
                 case '&': memcpy(o, "&amp;", 5); o += 5; break;
                 case '<': memcpy(o, "&lt;", 4); o += 4; break;
                 case '>': memcpy(o, "&gt;", 4); o += 4; break;
                 case '\r': memcpy(o, "&#13;", 5); o += 5; break;
-                default: *o++ = s[-1]; break;
+                default: *o++ = b[-1]; break;
                 }
             }
         }
-        w->out->len = (apr_size_t)(o - w->out->data);
+        w->out->len = (apr_size_t)((char *)o - w->out->data);
     }
     return APR_SUCCESS;
 }

@@ -650,6 +650,83 @@ static void test_escape_words(void)
     }
 }
 
+/* Text the caller did not check (item_checked 0) is checked while it is
+ * escaped, eight bytes at a time: UTF-8 of every length, TAB and LF at
+ * every position of a word go through as they are; a byte XML cannot carry
+ * fails the build at every position, named with its offset. */
+static void test_escape_checks(void)
+{
+    static const char *const good[] = { "\xc3\xa9", "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80", "\t", "\n" };
+    static const struct {
+        const char *bytes, *what;
+    } bad[] = { { "\x01", "byte 0x01" },
+                { "\x1f", "byte 0x1F" },
+                { "\xc3\x28", "invalid UTF-8 (byte 0xC3)" },
+                { "\xff", "invalid UTF-8 (byte 0xFF)" },
+                { "\xef\xbf\xbe", "U+FFFE" } };
+    static const char tail[] = "0123456789&abcdefghij\r\nklmnopqrstuvwxyz";
+    memds_email_t *e = memds_email_make(unit_pool);
+    char item[128];
+    apr_size_t n, i, k;
+    int pos;
+
+    e->has_item = 1;
+    e->item_checked = 0;
+    for (pos = 0; pos < 24; ++pos) {
+        for (k = 0; k < sizeof(good) / sizeof(good[0]); ++k) {
+            memds_buf_t ref;
+            const char *x;
+            apr_size_t len;
+            n = 0;
+            for (i = 0; i < (apr_size_t)pos; ++i) {
+                item[n++] = (char)('a' + (int)(i % 26));
+            }
+            memcpy(item + n, good[k], strlen(good[k]));
+            n += strlen(good[k]);
+            memcpy(item + n, tail, strlen(tail));
+            n += strlen(tail);
+            e->item = item;
+            e->item_len = n;
+            x = build(e, MEMDS_EMAIL_STYLE_TEXT, &len);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+            memds_buf_init(&ref, 0, unit_pool);
+            memds_buf_addstr(&ref, "<Email><emailitem>");
+            for (i = 0; i < n; ++i) {
+                switch (item[i]) {
+                case '&': memds_buf_addstr(&ref, "&amp;"); break;
+                case '\r': memds_buf_addstr(&ref, "&#13;"); break;
+                default: memds_buf_addc(&ref, item[i]); break;
+                }
+            }
+            memds_buf_addstr(&ref, "</emailitem></Email>");
+            CU_ASSERT(len == ref.len && memcmp(x, ref.data, len) == 0);
+        }
+        for (k = 0; k < sizeof(bad) / sizeof(bad[0]); ++k) {
+            memds_buf_t b;
+            memds_codec_err_t err;
+            const char *want = apr_psprintf(unit_pool, "%s at offset %d",
+                                            bad[k].what, pos);
+            n = 0;
+            for (i = 0; i < (apr_size_t)pos; ++i) {
+                item[n++] = (char)('a' + (int)(i % 26));
+            }
+            memcpy(item + n, bad[k].bytes, strlen(bad[k].bytes));
+            n += strlen(bad[k].bytes);
+            memcpy(item + n, tail + 11, strlen(tail + 11));
+            n += strlen(tail + 11);
+            e->item = item;
+            e->item_len = n;
+            memds_buf_init(&b, 0, unit_pool);
+            memset(&err, 0, sizeof(err));
+            CU_ASSERT_EQUAL(memds_email_build(&b, e, MEMDS_EMAIL_STYLE_TEXT,
+                                              &err, unit_pool),
+                            APR_EINVAL);
+            CU_ASSERT(err.msg && strstr(err.msg, want));
+        }
+    }
+}
+
 /* ------------------------------------------------------------- variants */
 
 static void test_nokia_variants(void)
@@ -1593,6 +1670,8 @@ void unit_add_email(void)
     CU_add_test(s, "build order", test_build_order);
     CU_add_test(s, "round trips", test_round_trips);
     CU_add_test(s, "escaping eight bytes at a time", test_escape_words);
+    CU_add_test(s, "unchecked text checked while escaped, at every position",
+                test_escape_checks);
     CU_add_test(s, "Nokia and libsynthesis variants", test_nokia_variants);
     CU_add_test(s, "Funambol variants", test_funambol_variants);
     CU_add_test(s, "flags-only updates", test_flags_only);
