@@ -53,19 +53,22 @@ static int utf8_charset(const char *cs)
 /* The length of the longest prefix of d[0..n) that is valid UTF-8 without
  * NUL or lines over 998 bytes, when all of it is, but for a sequence cut
  * at the end when cut is set; (apr_size_t)-1 when it is not such text. */
-static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut)
+static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut,
+                                int *pcrlf)
 {
     const unsigned char *s = (const unsigned char *)d, *end = s + n;
     apr_size_t i = 0, line = 0;
     unsigned cp;
 
+    *pcrlf = 1;
     while (i < n) {
         apr_size_t l = 1;
         if (n - i >= 8) {
-            /* eight ASCII bytes at once while none is NUL or LF */
+            /* eight ASCII bytes at once while none is NUL, CR or LF */
             apr_uint64_t w;
             memcpy(&w, s + i, sizeof(w));
-            if (!(MEMDS_W_HIGHBIT(w) | MEMDS_W_ZERO(w) | MEMDS_W_HAS(w, '\n'))) {
+            if (!(MEMDS_W_HIGHBIT(w) | MEMDS_W_ZERO(w) | MEMDS_W_HAS(w, '\n')
+                  | MEMDS_W_HAS(w, '\r'))) {
                 line += 8;
                 if (line > 998) {
                     return (apr_size_t)-1;
@@ -91,6 +94,10 @@ static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut)
                 }
             }
             return (apr_size_t)-1;
+        }
+        if ((s[i] == '\r' && (i + 1 == n || s[i + 1] != '\n'))
+            || (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))) {
+            *pcrlf = 0; /* (a bare CR or LF: add_crlf_text) */
         }
         line = s[i] == '\n' ? 0 : line + l;
         if (line > 998) {
@@ -331,7 +338,7 @@ apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
                          *abody = NULL, *bd = NULL;
     apr_size_t hdrlen, hl, room, want, tl = 0, keep, aml = 0, abl = 0;
     memds_buf_t out;
-    int b64 = 0, text_whole = 0;
+    int b64 = 0, text_whole = 0, crlf = 0;
     apr_status_t rv;
 
     *pwhy = NULL;
@@ -388,8 +395,9 @@ apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
             return rv;
         }
         text_whole = tl < want;
-        keep = utf8_charset(tp->charset) ? utf8_text_len(text, tl, !text_whole)
-                                         : (apr_size_t)-1;
+        keep = utf8_charset(tp->charset)
+                   ? utf8_text_len(text, tl, !text_whole, &crlf)
+                   : (apr_size_t)-1;
         if (keep == (apr_size_t)-1) {
             b64 = 1;
             keep = tl;
@@ -424,7 +432,17 @@ apr_status_t memds_trunc_build_opts(const char **pout, apr_size_t *plen,
     }
     else {
         memds_buf_add(&out, "\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", 37);
-        add_crlf_text(&out, text, tl);
+        if (crlf) {
+            /* (every line end is CRLF already, as a mail's are: one copy,
+             * ended as add_crlf_text ends it) */
+            memds_buf_add(&out, text, tl);
+            if (tl > 0 && text[tl - 1] != '\n') {
+                memds_buf_add(&out, "\r\n", 2);
+            }
+        }
+        else {
+            add_crlf_text(&out, text, tl);
+        }
     }
     if (att) {
         /* (the CRLF before a delimiter belongs to it: each part keeps its
