@@ -263,6 +263,69 @@ static const memds_datastore_t *client_store_devinf(eng_t *e, const char *store)
     return client_ds(e->client_devinf, ss ? ss->client_uri : NULL);
 }
 
+/* The facts of the device's DevInf that opening a mail datastore needs,
+ * in the compact form kept in memds.session_stores.client_caps (schema
+ * 028): "f=0|1;b=0|1;r=0|1[;t=TYPE]" (field-level email replaces, a
+ * Funambol client, takes message/rfc822, the preferred type %-escaped). */
+static const char *caps_format(const memds_ds_env_t *env, apr_pool_t *p)
+{
+    const char *s = apr_psprintf(p, "f=%d;b=%d;r=%d", env->field_level ? 1 : 0,
+                                 env->funambol ? 1 : 0,
+                                 env->no_rfc822 ? 0 : 1);
+
+    return env->want_type
+               ? apr_pstrcat(p, s, ";t=",
+                             memds_ds_value_escape(env->want_type, p), NULL)
+               : s;
+}
+
+static int caps_parse(memds_ds_env_t *env, const char *caps, apr_pool_t *p)
+{
+    char *copy = apr_pstrdup(p, caps), *last = NULL, *tok;
+    int seen = 0;
+
+    env->want_type = NULL;
+    for (tok = apr_strtok(copy, ";", &last); tok;
+         tok = apr_strtok(NULL, ";", &last)) {
+        if (tok[0] == 't' && tok[1] == '=') {
+            env->want_type = memds_ds_value_unescape(tok + 2);
+        }
+        else if (tok[1] == '=' && (tok[2] == '0' || tok[2] == '1') && !tok[3]) {
+            int v = tok[2] == '1';
+            switch (tok[0]) {
+            case 'f': env->field_level = v; seen |= 1; break;
+            case 'b': env->funambol = v; seen |= 2; break;
+            case 'r': env->no_rfc822 = !v; seen |= 4; break;
+            default: return 0;
+            }
+        }
+        else {
+            return 0;
+        }
+    }
+    return seen == 7;
+}
+
+void eng_client_caps(eng_t *e, const char *store, memds_ds_env_t *env)
+{
+    memds_sstore_t *ss = eng_find_sstore(e, store);
+
+    /* (a DevInf in this message is read again: it may be new) */
+    if (ss && ss->client_caps && devinf_in_message(e) == NULL
+        && caps_parse(env, ss->client_caps, e->p)) {
+        return;
+    }
+    env->want_type = eng_client_rx_type(e, store);
+    env->field_level =
+        eng_client_field_level(e, store, "application/vnd.omads-email+xml");
+    env->funambol = eng_client_is_funambol(e, store);
+    env->no_rfc822 = !eng_client_takes(e, store, "message/rfc822");
+    if (ss) {
+        /* kept with the datastore's row when the request saves it */
+        ss->client_caps = caps_format(env, e->p);
+    }
+}
+
 /* The content type the device prefers for a datastore (its DevInf
  * Rx-Pref, from this message or stored), or NULL. */
 const char *eng_client_rx_type(eng_t *e, const char *store)

@@ -134,11 +134,7 @@ apr_status_t eng_open_ds(memds_ds_t **pds, eng_t *e, const char *store)
     env.shared = e->ds_shared;
     env.registry = e->cfg->registry;
     if (strcmp(env.kind, "items") != 0) {
-        env.want_type = eng_client_rx_type(e, store);
-        env.field_level =
-            eng_client_field_level(e, store, "application/vnd.omads-email+xml");
-        env.funambol = eng_client_is_funambol(e, store);
-        env.no_rfc822 = !eng_client_takes(e, store, "message/rfc822");
+        eng_client_caps(e, store, &env);
     }
     rv = e->db->vt->ds_open(e->db, pds, &env, e->dev.account, store,
                             e->dev.device_id, e->p);

@@ -280,6 +280,13 @@ int eng_client_is_funambol(eng_t *e, const char *store);
  * it announced nothing)? */
 int eng_client_takes(eng_t *e, const char *store, const char *type);
 
+/* What opening a mail datastore needs of the device's DevInf (preferred
+ * type, field-level email, Funambol, takes message/rfc822) into env: from
+ * the session's datastore row (client_caps, schema 028) when it has them
+ * and this message brings no DevInf, else read from the DevInf and noted
+ * there (the stored DevInf is parsed once per session, not per message). */
+void eng_client_caps(eng_t *e, const char *store, memds_ds_env_t *env);
+
 apr_status_t eng_do_put(eng_t *e, const memds_cmd_t *cmd);
 
 apr_status_t eng_do_results(eng_t *e, const memds_cmd_t *cmd);

@@ -622,6 +622,7 @@ static apr_status_t mem_sstore_save(memds_sessdb_t *db, apr_int64_t session_pk,
     v->ss.client_next = mdup(m, ss->client_next);
     v->ss.server_next = mdup(m, ss->server_next);
     v->ss.filter = ss->filter ? mdup(m, ss->filter) : NULL;
+    v->ss.client_caps = ss->client_caps ? mdup(m, ss->client_caps) : NULL;
     put(m->t.sstores, kn(m, session_pk, ss->store), v);
     return APR_SUCCESS;
 }

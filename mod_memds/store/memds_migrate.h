@@ -12,7 +12,7 @@
 #include "store/memds_pgpool.h"
 
 /** The schema version this build of the module needs (highest migration). */
-#define MEMDS_SCHEMA_VERSION 27
+#define MEMDS_SCHEMA_VERSION 28
 
 /**
  * Connect with conninfo and apply every migration of dir not yet recorded.

@@ -970,7 +970,7 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
     rv = q_run(st, &res, "sstores_load",
                "SELECT store, client_uri, server_uri, alert_code, slow,"
                " client_next, server_next, coalesce(snapshot_seq, -1),"
-               " queue_built, filter, sent_upto, last_rows"
+               " queue_built, filter, sent_upto, last_rows, client_caps"
                " FROM memds.session_stores"
                " WHERE session_pk = $1::bigint ORDER BY store COLLATE \"C\"",
                &a, PGRES_TUPLES_OK);
@@ -994,6 +994,9 @@ apr_status_t memds_store_sstores_load(memds_store_t *st,
                                             : col_str(res, i, 9, st->pool);
         ss->sent_upto = col_int(res, i, 10, 0);
         ss->last_rows = col_int(res, i, 11, 0);
+        ss->client_caps = PQgetisnull(res, i, 12)
+                              ? NULL
+                              : col_str(res, i, 12, st->pool);
         APR_ARRAY_PUSH(arr, memds_sstore_t *) = ss;
     }
     PQclear(res);
@@ -1025,14 +1028,15 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
     qa_str(&a, ss->filter);
     qa_int(&a, ss->sent_upto);
     qa_int(&a, ss->last_rows);
+    qa_str(&a, ss->client_caps);
     return q_later(st, "sstore_save",
                  "INSERT INTO memds.session_stores (session_pk, store,"
                  " client_uri, server_uri, alert_code, slow, client_next,"
                  " server_next, snapshot_seq, queue_built, filter, sent_upto,"
-                 " last_rows)"
+                 " last_rows, client_caps)"
                  " VALUES ($1::bigint, $2, $3, $4, $5::integer, $6::boolean,"
                  " $7, $8, $9::bigint, $10::boolean, $11, $12::integer,"
-                 " $13::integer)"
+                 " $13::integer, $14)"
                  " ON CONFLICT (session_pk, store) DO UPDATE SET"
                  " client_uri = EXCLUDED.client_uri,"
                  " server_uri = EXCLUDED.server_uri,"
@@ -1043,6 +1047,7 @@ apr_status_t memds_store_sstore_save(memds_store_t *st, apr_int64_t session_pk,
                  " queue_built = EXCLUDED.queue_built,"
                  " filter = EXCLUDED.filter, sent_upto = EXCLUDED.sent_upto,"
                  " last_rows = EXCLUDED.last_rows,"
+                 " client_caps = EXCLUDED.client_caps,"
                  /* the acknowledged position is queue_status_many's; it
                   * only keeps below sent_upto (a resumed queue's restart) */
                  " acked_upto = least(memds.session_stores.acked_upto,"

@@ -241,6 +241,10 @@ typedef struct memds_sstore_t {
     /** Rows the last message that moved sent_upto covered (schema/027): the
      *  next message reads about that many first; 0: none yet. */
     int last_rows;
+    /** What opening the datastore needs of the device's DevInf, in the
+     *  engine's compact form (schema/028, eng_client_caps); NULL: not read
+     *  yet in this session. */
+    const char *client_caps;
 } memds_sstore_t;
 
 /** All datastores of a session (memds_sstore_t *), in store order. */

@@ -296,6 +296,29 @@ def test_517_message_rfc822(stack):
     assert sorted(c.local()) == sorted(v[2] for v in folder_messages(stack, folder).values())
 
 
+@pytest.mark.parametrize("typ,want", [
+    ("raw-rfc822", "r=1;t=message/rfc822"),
+    # (this client's DevInf for the email object does not name rfc822)
+    ("raw-email", "r=0;t=application/vnd.omads-email+xml")])
+def test_517b_devinf_facts_kept_with_the_session(stack, typ, want):
+    """What opening a mail datastore needs of the device's DevInf (its
+    preferred type, field-level email, Funambol, message/rfc822) is read
+    once per session and kept with the session's datastore
+    (session_stores.client_caps, schema 028), not parsed from the stored
+    DevInf again by every message: after a first sync over several
+    messages the row holds the device's preferred type, and every mail
+    arrived in it."""
+    folder = new_folder(stack, 12, size=6000)
+    c = mail_client(stack, folder, typ=typ, enc="wbxml", maxmsg=16384)
+    sync(stack, c, "slow")
+    assert len(c.local()) == 12
+    caps = psql(stack, "SELECT string_agg(DISTINCT ss.client_caps, ',')"
+                       " FROM memds.devices d JOIN memds.sessions s USING (device_id)"
+                       " JOIN memds.session_stores ss USING (session_pk)"
+                       " WHERE d.devid = '%s' AND ss.store = '%s'" % (c.devid, folder))
+    assert re.fullmatch(r"f=[01];b=0;" + re.escape(want), caps), caps
+
+
 def test_518_drafts_add_and_edit(stack):
     """A message the device adds to Drafts is appended; an edit replaces it
     (new version appended, old expunged, same server id); neither is echoed."""

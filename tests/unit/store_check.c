@@ -488,6 +488,7 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
     s2.snapshot_seq = 77;
     s2.queue_built = 1;
     s2.last_rows = 12;
+    s2.client_caps = "f=0;b=0;r=1;t=message/rfc822";
     ok(c,
        memds_store_sstore_save(a, spk, &s1) == APR_SUCCESS
            && memds_store_sstore_save(a, spk, &s2) == APR_SUCCESS,
@@ -505,7 +506,9 @@ static void check_sstores(ctx_t *c, apr_int64_t spk)
                && streq(y->server_uri, "./notes") && y->slow
                && y->snapshot_seq == -1 && !y->queue_built
                && streq(y->client_next, "c1") && streq(y->server_next, "s1")
-               && x->last_rows == 12 && y->last_rows == 0,
+               && x->last_rows == 12 && y->last_rows == 0
+               && streq(x->client_caps, "f=0;b=0;r=1;t=message/rfc822")
+               && y->client_caps == NULL,
            "every field read back (snapshot -1 stays -1)");
     }
     s1.snapshot_seq = 5;
