@@ -162,46 +162,38 @@ static apr_size_t first_bad(const char *data, apr_size_t len, char *what,
 {
     const unsigned char *b = (const unsigned char *)data, *s = b,
                         *end = b + len;
-    const apr_uint64_t sp = MEMDS_W_ONES * 0x20;
 
     while (s < end) {
-        const unsigned char *lim = s + 1;
+        unsigned c = *s, cp;
+        apr_size_t k;
 
-        if (end - s >= 8) {
-            /* eight bytes at once while they are ASCII without controls
-             * (a byte below 0x20 sets its high bit in w - sp & ~w); else
-             * these eight one by one (a line's CRLF is one such word) */
-            apr_uint64_t w;
-            memcpy(&w, s, sizeof(w));
-            if (!MEMDS_W_HIGHBIT(w) && !((w - sp) & ~w & MEMDS_W_HIGH)) {
-                s += 8;
+        if (end - s >= 16) {
+            /* sixteen bytes at once up to the first control or 8-bit one */
+            apr_size_t n = memds_scan16(s, 0, 0, 0, 0, MEMDS_SCAN_CTL);
+            s += n;
+            if (n == 16) {
                 continue;
             }
-            lim = s + 8;
+            c = *s;
         }
-        while (s < lim) {
-            unsigned c = *s, cp;
-            apr_size_t k;
-
-            if (c < 0x80) {
-                if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-                    apr_snprintf(what, wlen, "byte 0x%02X", c);
-                    return (apr_size_t)(s - b);
-                }
-                ++s;
-                continue;
-            }
-            k = memds_utf8_seq(s, end, &cp);
-            if (k == 0) {
-                apr_snprintf(what, wlen, "invalid UTF-8 (byte 0x%02X)", c);
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+                apr_snprintf(what, wlen, "byte 0x%02X", c);
                 return (apr_size_t)(s - b);
             }
-            if (cp == 0xFFFE || cp == 0xFFFF) {
-                apr_snprintf(what, wlen, "U+%04X", cp);
-                return (apr_size_t)(s - b);
-            }
-            s += k;
+            ++s;
+            continue;
         }
+        k = memds_utf8_seq(s, end, &cp);
+        if (k == 0) {
+            apr_snprintf(what, wlen, "invalid UTF-8 (byte 0x%02X)", c);
+            return (apr_size_t)(s - b);
+        }
+        if (cp == 0xFFFE || cp == 0xFFFF) {
+            apr_snprintf(what, wlen, "U+%04X", cp);
+            return (apr_size_t)(s - b);
+        }
+        s += k;
     }
     return len;
 }
@@ -1586,7 +1578,6 @@ static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
                                      apr_size_t len, int checked)
 {
     const unsigned char *b = (const unsigned char *)s, *end = b + len;
-    const apr_uint64_t sp = MEMDS_W_ONES * 0x20;
 
     /* written straight into the buffer: a mail's CRLF lines made two
      * appends per line (the run and "&#13;") */
@@ -1598,56 +1589,49 @@ static apr_status_t put_text_checked(bw_t *w, const char *what, const char *s,
         o = (unsigned char *)w->out->data + w->out->len;
         oe = (unsigned char *)w->out->data + w->out->cap - 5; /* an entity */
         while (b < end && o < oe) {
-            const unsigned char *lim = b + 1;
-            if (end - b >= 8 && oe - o >= 8) {
-                /* eight bytes at once while none needs an entity (nor, to
-                 * be checked, is 8-bit or a control byte: a byte below
-                 * 0x20 sets its high bit in v - sp & ~v); else these eight
-                 * one by one (a line's CRLF is one such word) */
-                apr_uint64_t v;
-                memcpy(&v, b, sizeof(v));
-                if (!(MEMDS_W_HAS(v, '&') | MEMDS_W_HAS(v, '<')
-                      | MEMDS_W_HAS(v, '>')
-                      | (checked ? MEMDS_W_HAS(v, '\r')
-                                 : MEMDS_W_HIGHBIT(v)
-                                       | ((v - sp) & ~v & MEMDS_W_HIGH)))) {
-                    memcpy(o, b, sizeof(v));
-                    o += 8;
-                    b += 8;
+            unsigned c;
+            if (end - b >= 16 && oe - o >= 16) {
+                /* sixteen bytes copied, and kept up to the first that
+                 * needs an entity (or, to be checked, is 8-bit or a
+                 * control byte) */
+                apr_size_t n = memds_scan16(b, '&', '<', '>',
+                                            checked ? '\r' : '&',
+                                            checked ? MEMDS_SCAN_NONE
+                                                    : MEMDS_SCAN_CTL);
+                memcpy(o, b, 16);
+                o += n;
+                b += n;
+                if (n == 16) {
                     continue;
                 }
-                lim = b + 8;
             }
-            while (b < lim && o < oe) {
-                unsigned c = *b;
-                if (!checked && (c < 0x20 || c >= 0x80)) {
-                    apr_size_t k = 1;
-                    unsigned cp = c;
-                    if (c >= 0x80) {
-                        k = memds_utf8_seq(b, end, &cp);
-                    }
-                    if (k == 0 || cp == 0xFFFE || cp == 0xFFFF
-                        || (c < 0x20 && c != '\t' && c != '\n'
-                            && c != '\r')) {
-                        apr_status_t rv = check_xml(w, what, s, len);
-                        return rv != APR_SUCCESS
-                                   ? rv
-                                   : bw_fail(w, "text XML cannot carry");
-                    }
-                    if (k > 1) {
-                        memcpy(o, b, k); /* (k <= 4: room for an entity) */
-                        o += k;
-                        b += k;
-                        continue;
-                    }
+            c = *b;
+            if (!checked && (c < 0x20 || c >= 0x80)) {
+                apr_size_t k = 1;
+                unsigned cp = c;
+                if (c >= 0x80) {
+                    k = memds_utf8_seq(b, end, &cp);
                 }
-                switch (*b++) {
-                case '&': memcpy(o, "&amp;", 5); o += 5; break;
-                case '<': memcpy(o, "&lt;", 4); o += 4; break;
-                case '>': memcpy(o, "&gt;", 4); o += 4; break;
-                case '\r': memcpy(o, "&#13;", 5); o += 5; break;
-                default: *o++ = b[-1]; break;
+                if (k == 0 || cp == 0xFFFE || cp == 0xFFFF
+                    || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) {
+                    apr_status_t rv = check_xml(w, what, s, len);
+                    return rv != APR_SUCCESS
+                               ? rv
+                               : bw_fail(w, "text XML cannot carry");
                 }
+                if (k > 1) {
+                    memcpy(o, b, k); /* (k <= 4: room for an entity) */
+                    o += k;
+                    b += k;
+                    continue;
+                }
+            }
+            switch (*b++) {
+            case '&': memcpy(o, "&amp;", 5); o += 5; break;
+            case '<': memcpy(o, "&lt;", 4); o += 4; break;
+            case '>': memcpy(o, "&gt;", 4); o += 4; break;
+            case '\r': memcpy(o, "&#13;", 5); o += 5; break;
+            default: *o++ = b[-1]; break;
             }
         }
         w->out->len = (apr_size_t)((char *)o - w->out->data);

@@ -63,17 +63,16 @@ static apr_size_t utf8_text_len(const char *d, apr_size_t n, int cut,
     *pcrlf = 1;
     while (i < n) {
         apr_size_t l = 1;
-        if (n - i >= 8) {
-            /* eight ASCII bytes at once while none is NUL, CR or LF */
-            apr_uint64_t w;
-            memcpy(&w, s + i, sizeof(w));
-            if (!(MEMDS_W_HIGHBIT(w) | MEMDS_W_ZERO(w) | MEMDS_W_HAS(w, '\n')
-                  | MEMDS_W_HAS(w, '\r'))) {
-                line += 8;
-                if (line > 998) {
-                    return (apr_size_t)-1;
-                }
-                i += 8;
+        if (n - i >= 16) {
+            /* sixteen bytes at once up to the first NUL, CR, LF or 8-bit */
+            apr_size_t k = memds_scan16(s + i, 0, '\n', '\r', '\r',
+                                        MEMDS_SCAN_HIGH);
+            line += k;
+            if (line > 998) {
+                return (apr_size_t)-1;
+            }
+            i += k;
+            if (k == 16) {
                 continue;
             }
         }
@@ -115,11 +114,11 @@ static void add_crlf_text(memds_buf_t *b, const char *t, apr_size_t n)
 
     /* A CRLF stays as it is: only a bare CR or LF breaks the run copied */
     while (i < n) {
-        if (n - i >= 8) {
-            apr_uint64_t w;
-            memcpy(&w, t + i, sizeof(w));
-            if (!(MEMDS_W_HAS(w, '\r') | MEMDS_W_HAS(w, '\n'))) {
-                i += 8;
+        if (n - i >= 16) {
+            apr_size_t k = memds_scan16((const unsigned char *)t + i, '\r',
+                                        '\n', '\r', '\n', MEMDS_SCAN_NONE);
+            i += k;
+            if (k == 16) {
                 continue;
             }
         }

@@ -197,6 +197,58 @@ static void test_utf8(void)
 #undef SEQ
 }
 
+/* memds_scan16's implementations agree with a byte loop: every set and
+ * class of the callers, on bytes drawn so that each position is often a
+ * hit (and the word version's borrows meet every neighbour). */
+static void test_scan16(void)
+{
+    static const unsigned char pool[] = { 0x00, 0x01, 0x09, 0x0A, 0x0D,
+                                          0x1F, 0x20, 0x21, '&',  '<',
+                                          '>',  'a',  0x7F, 0x80, 0xC3,
+                                          0xFF };
+    static const unsigned char sets[][4] = {
+        { '&', '<', '>', '&' }, { '&', '<', '>', '\r' },
+        { 0, '\n', '\r', '\r' }, { '\r', '\n', '\r', '\n' }, { 0, 0, 0, 0 }
+    };
+    unsigned seed = 12345, round, bad = 0;
+
+    for (round = 0; round < 20000; ++round) {
+        unsigned char buf[16];
+        unsigned i, k, cls;
+        /* mostly plain letters, a few bytes from the pool */
+        for (i = 0; i < 16; ++i) {
+            seed = seed * 1103515245u + 12345u;
+            buf[i] = (seed >> 16) % 4 == 0 ? pool[(seed >> 20) % sizeof(pool)]
+                                           : (unsigned char)('b' + (seed >> 24) % 20);
+        }
+        for (k = 0; k < sizeof(sets) / sizeof(sets[0]); ++k) {
+            for (cls = MEMDS_SCAN_NONE; cls <= MEMDS_SCAN_CTL; ++cls) {
+                unsigned want = memds_scan16_bytes(buf, sets[k][0], sets[k][1],
+                                                   sets[k][2], sets[k][3],
+                                                   (int)cls);
+                bad += memds_scan16_words(buf, sets[k][0], sets[k][1],
+                                          sets[k][2], sets[k][3], (int)cls)
+                       != want;
+#ifdef MEMDS_HAVE_SCAN16_SSE2
+                bad += memds_scan16_sse2(buf, sets[k][0], sets[k][1],
+                                         sets[k][2], sets[k][3], (int)cls)
+                       != want;
+#endif
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(memds_scan16((const unsigned char *)"0123456789abcdef",
+                                 '&', '<', '>', '&', MEMDS_SCAN_CTL),
+                    16);
+    CU_ASSERT_EQUAL(memds_scan16((const unsigned char *)"0123456789abcd\xC3\xA4",
+                                 '&', '<', '>', '&', MEMDS_SCAN_CTL),
+                    14);
+    CU_ASSERT_EQUAL(memds_scan16((const unsigned char *)"01234\r\n789abcdef",
+                                 0, '\n', '\r', '\r', MEMDS_SCAN_HIGH),
+                    5);
+}
+
 void unit_add_util(void)
 {
     CU_pSuite s = CU_add_suite("util", NULL, NULL);
@@ -209,4 +261,5 @@ void unit_add_util(void)
     CU_add_test(s, "CA bundle (PEM)", test_ca_pem);
     CU_add_test(s, "CA bundle file", test_ca_file);
     CU_add_test(s, "utf8", test_utf8);
+    CU_add_test(s, "scan16", test_scan16);
 }
