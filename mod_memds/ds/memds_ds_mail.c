@@ -173,7 +173,7 @@ static apr_status_t load_meta(memds_ds_t *ds, memds_imap_conn_t *c,
     apr_pool_destroy(m.sub);
     if (m.inserted >= MEMDS_ANALYZE_ROWS) {
         /* A folder's first scan: the rows of this device's first sync are
-         * read by GUID (memds_mail_get_many) once per message going down;
+         * read by GUID (memds_mail_pre_many) once per message going down;
          * with the folder unknown to the statistics the planner walked the
          * whole folder each time (docs/performance.md, Mail). */
         memds_store_analyze(ds->st, "memds.mail_messages");
@@ -1471,19 +1471,20 @@ static apr_status_t ahead_cb(void *baton, const memds_imap_resp_t *r)
 }
 
 /* Read the rows, recorded levels and (with an Outbox) the Sent check of
- * n new mails in one statement each, for their fetch (x->pre). */
+ * n new mails, one statement each in one round trip, for their fetch
+ * (x->pre). */
 static apr_status_t read_pre(memds_ds_t *ds, const char *const *guids, int n)
 {
     memds_mbox_t *x = MBOX(ds);
     apr_array_header_t *rows, *levels, *sent = NULL;
-    const char **live;
-    int i, nl = 0;
+    int i;
 
-    if (memds_mail_get_many(ds->st, &rows, ds->account, x->folder, guids, n)
+    if (memds_mail_pre_many(ds->st, &rows, &levels,
+                            x->cfg->smtp_url ? &sent : NULL, ds->account,
+                            x->folder, ds->device_id, ds->store, guids, n)
         != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    live = apr_palloc(ds->st->pool, sizeof(*live) * (apr_size_t)(n + 1));
     for (i = 0; i < rows->nelts; ++i) {
         const memds_mmsg_t *r = APR_ARRAY_IDX(rows, i, memds_mmsg_t *);
         pre_t *pre;
@@ -1494,20 +1495,8 @@ static apr_status_t read_pre(memds_ds_t *ds, const char *const *guids, int n)
         pre->row = *r;
         pre->sent_read = x->cfg->smtp_url != NULL;
         apr_hash_set(x->pre, r->guid, APR_HASH_KEY_STRING, pre);
-        live[nl++] = r->guid;
     }
-    if (nl == 0) {
-        return APR_SUCCESS;
-    }
-    if (memds_mail_level_get_many(ds->st, &levels, ds->device_id, ds->store,
-                                  live, nl)
-            != APR_SUCCESS
-        || (x->cfg->smtp_url
-            && memds_outbox_sent_by_many(ds->st, &sent, ds->account,
-                                         ds->device_id, live, nl)
-                   != APR_SUCCESS)) {
-        return APR_EGENERAL;
-    }
+    /* (the levels and Sent checks of gone ones find no pre) */
     for (i = 0; i < levels->nelts; ++i) {
         const memds_mlevel_t *l = &APR_ARRAY_IDX(levels, i, memds_mlevel_t);
         pre_t *pre = apr_hash_get(x->pre, l->guid, APR_HASH_KEY_STRING);

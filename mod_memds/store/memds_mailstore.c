@@ -125,24 +125,30 @@ static memds_mmsg_t *row_of(const PGresult *res, int i, apr_pool_t *p)
     return m;
 }
 
+/* The rows of a result (memds_mmsg_t *), which is cleared. */
+static apr_array_header_t *rows_from(PGresult *res, apr_pool_t *p)
+{
+    int i, n = PQntuples(res);
+    apr_array_header_t *arr = apr_array_make(p, n > 0 ? n : 1,
+                                             sizeof(memds_mmsg_t *));
+
+    for (i = 0; i < n; ++i) {
+        APR_ARRAY_PUSH(arr, memds_mmsg_t *) = row_of(res, i, p);
+    }
+    PQclear(res);
+    return arr;
+}
+
 static apr_status_t rows_of(memds_store_t *st, apr_array_header_t **prows,
                             const char *what, const char *sql, const qargs_t *a)
 {
     PGresult *res;
-    apr_array_header_t *arr;
     apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
-    int i, n;
 
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    n = PQntuples(res);
-    arr = apr_array_make(st->pool, n > 0 ? n : 1, sizeof(memds_mmsg_t *));
-    for (i = 0; i < n; ++i) {
-        APR_ARRAY_PUSH(arr, memds_mmsg_t *) = row_of(res, i, st->pool);
-    }
-    PQclear(res);
-    *prows = arr;
+    *prows = rows_from(res, st->pool);
     return APR_SUCCESS;
 }
 
@@ -1396,21 +1402,6 @@ apr_status_t memds_outbox_sent_by(memds_store_t *st, const char *account,
 
 /* ------------------------------------------------------------------ batches */
 
-apr_status_t memds_mail_get_many(memds_store_t *st, apr_array_header_t **prows,
-                                 const char *account, const char *folder,
-                                 const char *const *guids, int n)
-{
-    qargs_t a;
-
-    qa_folder(&a, st, account, folder);
-    qa_str(&a, text_array(guids, n, st->pool));
-    return rows_of(st, prows, "mail_get_many",
-                   "SELECT " ROW_COLS " FROM memds.mail_messages"
-                   " WHERE account = $1 AND folder = $2"
-                   " AND guid = ANY ($3::text[])",
-                   &a);
-}
-
 /* $1 device, $2 store, $3 the guids as a text[]. */
 static void qa_level_keys(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
                           const char *store, const char *const *guids, int n)
@@ -1419,38 +1410,6 @@ static void qa_level_keys(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
     qa_i64(a, device_id);
     qa_str(a, store);
     qa_str(a, text_array(guids, n, st->pool));
-}
-
-apr_status_t memds_mail_level_get_many(memds_store_t *st,
-                                       apr_array_header_t **plevels,
-                                       apr_int64_t device_id, const char *store,
-                                       const char *const *guids, int n)
-{
-    qargs_t a;
-    PGresult *res;
-    apr_status_t rv;
-    int i, rows;
-
-    qa_level_keys(&a, st, device_id, store, guids, n);
-    rv = q_run(st, &res, "mail_level_get_many",
-               "SELECT guid, level, want FROM memds.mail_levels"
-               " WHERE device_id = $1::bigint AND store = $2"
-               " AND guid = ANY ($3::text[])",
-               &a, PGRES_TUPLES_OK);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    rows = PQntuples(res);
-    *plevels = apr_array_make(st->pool, rows > 0 ? rows : 1,
-                              sizeof(memds_mlevel_t));
-    for (i = 0; i < rows; ++i) {
-        memds_mlevel_t *l = apr_array_push(*plevels);
-        l->guid = col_str(res, i, 0, st->pool);
-        l->level = col_str(res, i, 1, st->pool);
-        l->want = PQgetisnull(res, i, 2) ? NULL : col_str(res, i, 2, st->pool);
-    }
-    PQclear(res);
-    return APR_SUCCESS;
 }
 
 apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
@@ -1478,43 +1437,72 @@ apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
                  &a);
 }
 
-/* The first column of a query's rows, as strings in *pout. */
-static apr_status_t strings_of(memds_store_t *st, apr_array_header_t **pout,
-                               const char *what, const char *sql,
-                               const qargs_t *a)
+apr_status_t memds_mail_pre_many(memds_store_t *st, apr_array_header_t **prows,
+                                 apr_array_header_t **plevels,
+                                 apr_array_header_t **psent,
+                                 const char *account, const char *folder,
+                                 apr_int64_t device_id, const char *store,
+                                 const char *const *guids, int n)
 {
-    PGresult *res;
-    apr_status_t rv = q_run(st, &res, what, sql, a, PGRES_TUPLES_OK);
+    qargs_t ra, la, sa;
+    q_stmt_t q[3];
+    const char *arr = text_array(guids, n, st->pool);
+    apr_status_t rv;
     int i, rows;
 
-    if (rv != APR_SUCCESS) {
+    qa_folder(&ra, st, account, folder);
+    qa_str(&ra, arr);
+    q[0].what = "mail_pre_many (rows)";
+    q[0].sql = "SELECT " ROW_COLS " FROM memds.mail_messages"
+               " WHERE account = $1 AND folder = $2"
+               " AND guid = ANY ($3::text[])";
+    q[0].a = &ra;
+    q[0].expect = PGRES_TUPLES_OK;
+    qa_init(&la, st->pool);
+    qa_i64(&la, device_id);
+    qa_str(&la, store);
+    qa_str(&la, arr);
+    q[1].what = "mail_pre_many (levels)";
+    q[1].sql = "SELECT guid, level, want FROM memds.mail_levels"
+               " WHERE device_id = $1::bigint AND store = $2"
+               " AND guid = ANY ($3::text[])";
+    q[1].a = &la;
+    q[1].expect = PGRES_TUPLES_OK;
+    qa_init(&sa, st->pool);
+    qa_str(&sa, account);
+    qa_i64(&sa, device_id);
+    qa_str(&sa, arr);
+    q[2].what = "mail_pre_many (sent)";
+    q[2].sql = "SELECT DISTINCT sent_guid FROM memds.outbox"
+               " WHERE account = $1 AND device_id = $2::bigint"
+               " AND sent_guid = ANY ($3::text[])";
+    q[2].a = &sa;
+    q[2].expect = PGRES_TUPLES_OK;
+    if ((rv = q_run_many(st, q, psent ? 3 : 2)) != APR_SUCCESS) {
         return rv;
     }
-    rows = PQntuples(res);
-    *pout = apr_array_make(st->pool, rows > 0 ? rows : 1,
-                           sizeof(const char *));
+    *prows = rows_from(q[0].res, st->pool);
+    rows = PQntuples(q[1].res);
+    *plevels = apr_array_make(st->pool, rows > 0 ? rows : 1,
+                              sizeof(memds_mlevel_t));
     for (i = 0; i < rows; ++i) {
-        APR_ARRAY_PUSH(*pout, const char *) = col_str(res, i, 0, st->pool);
+        memds_mlevel_t *l = apr_array_push(*plevels);
+        l->guid = col_str(q[1].res, i, 0, st->pool);
+        l->level = col_str(q[1].res, i, 1, st->pool);
+        l->want = PQgetisnull(q[1].res, i, 2) ? NULL
+                                              : col_str(q[1].res, i, 2,
+                                                        st->pool);
     }
-    PQclear(res);
+    PQclear(q[1].res);
+    if (psent) {
+        rows = PQntuples(q[2].res);
+        *psent = apr_array_make(st->pool, rows > 0 ? rows : 1,
+                                sizeof(const char *));
+        for (i = 0; i < rows; ++i) {
+            APR_ARRAY_PUSH(*psent, const char *) = col_str(q[2].res, i, 0,
+                                                           st->pool);
+        }
+        PQclear(q[2].res);
+    }
     return APR_SUCCESS;
-}
-
-apr_status_t memds_outbox_sent_by_many(memds_store_t *st,
-                                       apr_array_header_t **psent,
-                                       const char *account,
-                                       apr_int64_t device_id,
-                                       const char *const *guids, int n)
-{
-    qargs_t a;
-
-    qa_init(&a, st->pool);
-    qa_str(&a, account);
-    qa_i64(&a, device_id);
-    qa_str(&a, text_array(guids, n, st->pool));
-    return strings_of(st, psent, "outbox_sent_by_many",
-                      "SELECT DISTINCT sent_guid FROM memds.outbox"
-                      " WHERE account = $1 AND device_id = $2::bigint"
-                      " AND sent_guid = ANY ($3::text[])",
-                      &a);
 }

@@ -305,32 +305,26 @@ apr_status_t memds_account_truncate_set(memds_store_t *st, const char *account,
 
 /* ------------------------------------------- batches of one SyncML message
  * (a mail datastore's read-ahead: one statement per table, not per mail) */
-/** The rows of these guids in folder (any order, unknown ones missing). */
-apr_status_t memds_mail_get_many(memds_store_t *st, apr_array_header_t **prows,
-                                 const char *account, const char *folder,
-                                 const char *const *guids, int n);
-/** One recorded level (memds_mail_level_get) of memds_mail_level_get_many. */
+/** One recorded level (memds_mail_level_get) of memds_mail_pre_many. */
 typedef struct memds_mlevel_t {
     const char *guid, *level, *want; /**< want NULL: none */
 } memds_mlevel_t;
-/** The recorded levels of these guids (memds_mlevel_t, unrecorded ones
- *  missing). */
-apr_status_t memds_mail_level_get_many(memds_store_t *st,
-                                       apr_array_header_t **plevels,
-                                       apr_int64_t device_id, const char *store,
-                                       const char *const *guids, int n);
+/** The read-ahead of n mails going down, in one round trip: their rows in
+ *  folder (*prows, memds_mmsg_t *, any order, unknown guids missing),
+ *  their recorded levels (*plevels, memds_mlevel_t, unrecorded ones
+ *  missing) and, when psent is not NULL, which of them the device sent
+ *  (memds_outbox_sent_by: *psent, const char *). */
+apr_status_t memds_mail_pre_many(memds_store_t *st, apr_array_header_t **prows,
+                                 apr_array_header_t **plevels,
+                                 apr_array_header_t **psent,
+                                 const char *account, const char *folder,
+                                 apr_int64_t device_id, const char *store,
+                                 const char *const *guids, int n);
 /** memds_mail_level_put for n distinct guids in one statement. */
 apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
                                        const char *store,
                                        const char *const *guids,
                                        const char *const *levels,
                                        const apr_int64_t *sent_bytes, int n);
-/** Which of these guids the device sent (memds_outbox_sent_by): the
- *  guids in *psent (const char *). */
-apr_status_t memds_outbox_sent_by_many(memds_store_t *st,
-                                       apr_array_header_t **psent,
-                                       const char *account,
-                                       apr_int64_t device_id,
-                                       const char *const *guids, int n);
 
 #endif /* MEMDS_MAILSTORE_H */

@@ -138,27 +138,28 @@ static int send_one(PGconn *c, const char *name, const char *sql,
                                     a ? a->fmt : NULL, 1);
 }
 
-/* Read the results of the statements sent in pipeline mode and, when plast
- * is set, of one more sent after them (*plast gets its result, NULL if
- * none came), up to the synchronization point just sent; then leave
- * pipeline mode. The first failed statement's error is the one kept. */
-static apr_status_t pipe_read(memds_store_t *st, PGresult **plast)
+/* Read the results of the statements sent in pipeline mode and of nlast
+ * more sent after them (last[i] gets the result of the i-th, NULL if none
+ * came), up to the synchronization point just sent; then leave pipeline
+ * mode. The first failed statement's error is the one kept. */
+static apr_status_t pipe_read(memds_store_t *st, PGresult **last, int nlast)
 {
     PGconn *c = memds_pgconn_native(st->conn);
-    int n = memds_pgconn_pending(st->conn) + (plast ? 1 : 0), q = 0;
+    int pend = memds_pgconn_pending(st->conn), n = pend + nlast, q = 0;
     apr_status_t rv = APR_SUCCESS;
     PGresult *r;
 
-    if (plast) {
-        *plast = NULL;
+    for (q = 0; q < nlast; ++q) {
+        last[q] = NULL;
     }
+    q = 0;
     while (q < n) {
         if ((r = PQgetResult(c)) == NULL) {
             ++q; /* (the end of statement q's results) */
             continue;
         }
-        if (plast && q == n - 1 && *plast == NULL) {
-            *plast = r;
+        if (q >= pend && last[q - pend] == NULL) {
+            last[q - pend] = r;
             continue;
         }
         if (rv == APR_SUCCESS && PQresultStatus(r) != PGRES_COMMAND_OK
@@ -197,7 +198,7 @@ apr_status_t q_sync(memds_store_t *st)
         memds_pgconn_mark_broken(st->conn);
         return q_fail(st, NULL, memds_pgconn_pending_what(st->conn, 0));
     }
-    return pipe_read(st, NULL);
+    return pipe_read(st, NULL, 0);
 }
 
 apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
@@ -242,58 +243,102 @@ apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
 apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
                    const char *sql, const qargs_t *a, ExecStatusType expect)
 {
+    q_stmt_t q;
+    apr_status_t rv;
+
+    q.what = what;
+    q.sql = sql;
+    q.a = a;
+    q.expect = expect;
+    rv = q_run_many(st, &q, 1);
+    if (rv == APR_SUCCESS && pres) {
+        *pres = q.res;
+    }
+    else if (rv == APR_SUCCESS) {
+        PQclear(q.res);
+    }
+    return rv;
+}
+
+apr_status_t q_run_many(memds_store_t *st, q_stmt_t *v, int n)
+{
     PGconn *c = memds_pgconn_native(st->conn);
-    PGresult *res;
-    const char *name = NULL;
+    PGresult *res = NULL, **got;
+    const char **names;
     apr_time_t t0;
     apr_status_t rv = APR_SUCCESS;
+    int i;
 
-    if (a && a->too_big) {
-        st->err = apr_psprintf(st->pool, "store: %s: value larger than 2 GB",
-                               what);
-        return APR_EGENERAL;
-    }
-    t0 = apr_time_now();
-    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
-        && memds_pgconn_needs_prepare(st->conn, sql)
-        && (rv = q_sync(st)) != APR_SUCCESS) {
-        return rv;
-    }
-    res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, &name);
-    if (res == NULL && PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
-        /* this one, then the synchronization point: one round trip */
-        if (!send_one(c, name, sql, a) || !PQpipelineSync(c)) {
-            memds_pgconn_pending_clear(st->conn);
-            memds_pgconn_mark_broken(st->conn);
-            return q_fail(st, NULL, what);
+    for (i = 0; i < n; ++i) {
+        v[i].res = NULL;
+        if (v[i].a && v[i].a->too_big) {
+            st->err = apr_psprintf(st->pool,
+                                   "store: %s: value larger than 2 GB",
+                                   v[i].what);
+            return APR_EGENERAL;
         }
-        rv = pipe_read(st, &res);
     }
-    else if (res == NULL && name) {
-        res = PQexecPrepared(c, name, a ? a->n : 0, a ? a->val : NULL,
-                             a ? a->len : NULL, a ? a->fmt : NULL, 1);
+    names = apr_pcalloc(st->pool, sizeof(*names) * (apr_size_t)n);
+    got = apr_pcalloc(st->pool, sizeof(*got) * (apr_size_t)n);
+    t0 = apr_time_now();
+    /* (a PREPARE waits for its answer: outside the pipeline) */
+    for (i = 0; i < n; ++i) {
+        if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
+            && memds_pgconn_needs_prepare(st->conn, v[i].sql)
+            && (rv = q_sync(st)) != APR_SUCCESS) {
+            return rv;
+        }
+        if ((res = memds_pgconn_prepare(st->conn, v[i].sql,
+                                        v[i].a ? v[i].a->n : 0, &names[i]))
+            != NULL) {
+            return q_fail(st, res, v[i].what);
+        }
     }
-    else if (res == NULL) {
-        res = PQexecParams(c, sql, a ? a->n : 0, NULL, a ? a->val : NULL,
-                           a ? a->len : NULL, a ? a->fmt : NULL, 1);
-    }
-    memds_pgconn_observe(st->conn, apr_time_now() - t0,
-                         rv != APR_SUCCESS || res == NULL
-                             || PQresultStatus(res) != expect);
-    if (rv != APR_SUCCESS) {
-        PQclear(res); /* (an earlier statement failed: this one did not run) */
-        return rv;
-    }
-    if (res == NULL || PQresultStatus(res) != expect) {
-        return q_fail(st, res, what);
-    }
-    if (pres) {
-        *pres = res;
+    if (n == 1 && PQpipelineStatus(c) == PQ_PIPELINE_OFF) {
+        /* (nothing waits: the plain call) */
+        const qargs_t *a = v[0].a;
+        res = names[0] ? PQexecPrepared(c, names[0], a ? a->n : 0,
+                                        a ? a->val : NULL, a ? a->len : NULL,
+                                        a ? a->fmt : NULL, 1)
+                       : PQexecParams(c, v[0].sql, a ? a->n : 0, NULL,
+                                      a ? a->val : NULL, a ? a->len : NULL,
+                                      a ? a->fmt : NULL, 1);
+        got[0] = res;
     }
     else {
-        PQclear(res);
+        /* these, then the synchronization point: one round trip */
+        if (PQpipelineStatus(c) == PQ_PIPELINE_OFF
+            && !PQenterPipelineMode(c)) {
+            return q_fail(st, NULL, v[0].what);
+        }
+        for (i = 0; i < n; ++i) {
+            if (!send_one(c, names[i], v[i].sql, v[i].a)) {
+                break;
+            }
+        }
+        if (i < n || !PQpipelineSync(c)) {
+            memds_pgconn_pending_clear(st->conn);
+            memds_pgconn_mark_broken(st->conn);
+            return q_fail(st, NULL, v[i < n ? i : 0].what);
+        }
+        rv = pipe_read(st, got, n);
     }
-    return APR_SUCCESS;
+    for (i = 0; i < n && rv == APR_SUCCESS; ++i) {
+        if (got[i] == NULL || PQresultStatus(got[i]) != v[i].expect) {
+            rv = q_fail(st, got[i], v[i].what);
+            got[i] = NULL;
+        }
+    }
+    memds_pgconn_observe(st->conn, apr_time_now() - t0, rv != APR_SUCCESS);
+    for (i = 0; i < n; ++i) {
+        if (rv == APR_SUCCESS) {
+            v[i].res = got[i];
+        }
+        else {
+            PQclear(got[i]); /* (after a failure: none is kept) */
+        }
+    }
+    return rv;
 }
 
 /* A query that yields at most one row of interest: APR_ENOENT (result

@@ -22,6 +22,7 @@
 #define trim_nl memds_sq_trim_nl
 #define q_fail memds_sq_q_fail
 #define q_run memds_sq_q_run
+#define q_run_many memds_sq_q_run_many
 #define q_row memds_sq_q_row
 #define q_cmd memds_sq_q_cmd
 #define q_later memds_sq_q_later
@@ -61,6 +62,18 @@ const char *trim_nl(const char *m, apr_pool_t *p);
 apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what);
 apr_status_t q_run(memds_store_t *st, PGresult **pres, const char *what,
                    const char *sql, const qargs_t *a, ExecStatusType expect);
+/* Statements run together: sent in one pipeline with those q_later sent,
+ * one round trip; each must give its expect, else none of the results is
+ * kept (st->err names the first that failed). On success each res is the
+ * caller's to PQclear. */
+typedef struct {
+    const char *what;
+    const char *sql;
+    const qargs_t *a;
+    ExecStatusType expect;
+    PGresult *res;
+} q_stmt_t;
+apr_status_t q_run_many(memds_store_t *st, q_stmt_t *v, int n);
 apr_status_t q_row(memds_store_t *st, PGresult **pres, const char *what,
                    const char *sql, const qargs_t *a);
 apr_status_t q_cmd(memds_store_t *st, int *pn, const char *what,

@@ -1403,6 +1403,41 @@ static void check_mail_races(ctx_t *c)
                         c->acct)
                   == 1,
        "mail_add: the scan's row, now the device's change");
+    {
+        /* the read-ahead of mails going down: rows, levels, Sent checks */
+        const char *gs[2], *lv = "t20480";
+        apr_int64_t sb = 20480;
+        apr_array_header_t *prow = NULL, *plev = NULL, *psent = NULL;
+        apr_status_t rv;
+        memds_device_t pd;
+        memset(&pd, 0, sizeof(pd));
+        ok_rv(c, a, memds_store_device_lock(a, &pd, c->acct, "IMEI:pre"),
+              APR_SUCCESS, "a device for mail_pre_many");
+        gs[0] = g;
+        gs[1] = "no-such-guid";
+        ok_rv(c, a,
+              memds_mail_level_put_many(a, pd.device_id, "INBOX", gs, &lv, &sb, 1),
+              APR_SUCCESS, "mail_level_put_many (sent later)");
+        rv = memds_mail_pre_many(a, &prow, &plev, &psent, c->acct, "INBOX",
+                                 pd.device_id, "INBOX", gs, 2);
+        ok(c, rv == APR_SUCCESS && prow->nelts == 1
+                  && strcmp(APR_ARRAY_IDX(prow, 0, memds_mmsg_t *)->guid, g)
+                         == 0
+                  && plev->nelts == 1
+                  && strcmp(APR_ARRAY_IDX(plev, 0, memds_mlevel_t).level,
+                            "t20480") == 0
+                  && psent->nelts == 0,
+           "mail_pre_many: the row and level of one, nothing for the other"
+           " (%s)", a->err ? a->err : "-");
+        rv = memds_mail_pre_many(a, &prow, &plev, NULL, c->acct, "INBOX",
+                                 pd.device_id, "INBOX", gs, 2);
+        ok(c, rv == APR_SUCCESS && prow->nelts == 1 && plev->nelts == 1,
+           "mail_pre_many without the Sent check");
+        raw_exec2(a,
+                  "DELETE FROM memds.devices WHERE account = $1"
+                  " AND devid = $2",
+                  c->acct, "IMEI:pre");
+    }
     ok_rv(c, a, memds_store_commit(a), APR_SUCCESS, "commit the rows");
 
     /* a holds row 1 (a device's flag change, not committed) */
@@ -1607,6 +1642,70 @@ static void check_pipeline(ctx_t *c)
        "pipeline: the next read sees every write, in order; pipeline off");
     if (rv == APR_SUCCESS) {
         PQclear(res);
+    }
+
+    /* several reads in one round trip, after writes (q_run_many): each
+     * gets its own result, the writes are seen by all */
+    {
+        q_stmt_t q[3];
+        qargs_t a1;
+        qa_init(&a, c->p);
+        qa_int(&a, n + 1);
+        all = q_later(b, "t_more",
+                      "INSERT INTO memds_pipe_t VALUES ($1::integer)", &a)
+              == APR_SUCCESS;
+        qa_init(&a1, c->p);
+        qa_int(&a1, 3);
+        q[0].what = "t_max";
+        q[0].sql = "SELECT max(k) FROM memds_pipe_t";
+        q[0].a = NULL;
+        q[0].expect = PGRES_TUPLES_OK;
+        q[1].what = "t_some";
+        q[1].sql = "SELECT k FROM memds_pipe_t WHERE k <= $1::integer"
+                   " ORDER BY k";
+        q[1].a = &a1;
+        q[1].expect = PGRES_TUPLES_OK;
+        q[2].what = "t_arr";
+        q[2].sql = "SELECT count(*) FROM memds_pipe_t WHERE k = ANY"
+                   " ('{1,2,99999}'::integer[])";
+        q[2].a = NULL;
+        q[2].expect = PGRES_TUPLES_OK;
+        rv = q_run_many(b, q, 3);
+        ok(c, all && rv == APR_SUCCESS && col_i64(q[0].res, 0, 0, -1) == n + 1
+                  && PQntuples(q[1].res) == 3
+                  && col_i64(q[1].res, 2, 0, -1) == 3
+                  && col_i64(q[2].res, 0, 0, -1) == 2
+                  && PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+                  && memds_pgconn_pending(b->conn) == 0,
+           "pipeline: three reads in one round trip, each its own result");
+        for (i = 0; rv == APR_SUCCESS && i < 3; ++i) {
+            PQclear(q[i].res);
+        }
+        /* the second of three fails: named, no result kept */
+        q[1].sql = "SELECT k / 0 FROM memds_pipe_t";
+        q[1].a = NULL;
+        rv = q_run_many(b, q, 3);
+        ok(c, rv == APR_EGENERAL && b->err && strstr(b->err, "t_some")
+                  && strstr(b->err, "22012") && q[0].res == NULL
+                  && q[1].res == NULL && q[2].res == NULL
+                  && PQpipelineStatus(pc) == PQ_PIPELINE_OFF
+                  && PQtransactionStatus(pc) == PQTRANS_INERROR,
+           "pipeline: a failed read among three is named, none kept: %s",
+           b->err ? b->err : "(no err)");
+        memds_store_rollback(b);
+        ok_rv(c, b, memds_store_begin(b), APR_SUCCESS,
+              "pipeline: begin after the failed reads");
+        all = q_later(b, "t_create",
+                      "CREATE TEMP TABLE memds_pipe_t (k integer PRIMARY KEY)"
+                      " ON COMMIT DROP", NULL) == APR_SUCCESS;
+        for (i = 1; i <= n; ++i) {
+            qa_init(&a, c->p);
+            qa_int(&a, i);
+            all &= q_later(b, "t_insert",
+                           "INSERT INTO memds_pipe_t VALUES ($1::integer)", &a)
+                   == APR_SUCCESS;
+        }
+        ok(c, all && q_sync(b) == APR_SUCCESS, "pipeline: table made again");
     }
 
     /* a failure among the writes (statements prepared above: nothing is
