@@ -1437,6 +1437,15 @@ apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
                  &a);
 }
 
+static void pre_stmt(q_stmt_t *q, const char *what, const char *sql,
+                     const qargs_t *a)
+{
+    q->what = what;
+    q->sql = sql;
+    q->a = a;
+    q->expect = PGRES_TUPLES_OK;
+}
+
 apr_status_t memds_mail_pre_many(memds_store_t *st, apr_array_header_t **prows,
                                  apr_array_header_t **plevels,
                                  apr_array_header_t **psent,
@@ -1452,32 +1461,26 @@ apr_status_t memds_mail_pre_many(memds_store_t *st, apr_array_header_t **prows,
 
     qa_folder(&ra, st, account, folder);
     qa_str(&ra, arr);
-    q[0].what = "mail_pre_many (rows)";
-    q[0].sql = "SELECT " ROW_COLS " FROM memds.mail_messages"
-               " WHERE account = $1 AND folder = $2"
-               " AND guid = ANY ($3::text[])";
-    q[0].a = &ra;
-    q[0].expect = PGRES_TUPLES_OK;
-    qa_init(&la, st->pool);
-    qa_i64(&la, device_id);
-    qa_str(&la, store);
-    qa_str(&la, arr);
-    q[1].what = "mail_pre_many (levels)";
-    q[1].sql = "SELECT guid, level, want FROM memds.mail_levels"
-               " WHERE device_id = $1::bigint AND store = $2"
-               " AND guid = ANY ($3::text[])";
-    q[1].a = &la;
-    q[1].expect = PGRES_TUPLES_OK;
+    pre_stmt(&q[0], "mail_pre_many (rows)",
+             "SELECT " ROW_COLS " FROM memds.mail_messages"
+             " WHERE account = $1 AND folder = $2"
+             " AND guid = ANY ($3::text[])",
+             &ra);
+    qa_level_keys(&la, st, device_id, store, guids, n);
+    pre_stmt(&q[1], "mail_pre_many (levels)",
+             "SELECT guid, level, want FROM memds.mail_levels"
+             " WHERE device_id = $1::bigint AND store = $2"
+             " AND guid = ANY ($3::text[])",
+             &la);
     qa_init(&sa, st->pool);
     qa_str(&sa, account);
     qa_i64(&sa, device_id);
     qa_str(&sa, arr);
-    q[2].what = "mail_pre_many (sent)";
-    q[2].sql = "SELECT DISTINCT sent_guid FROM memds.outbox"
-               " WHERE account = $1 AND device_id = $2::bigint"
-               " AND sent_guid = ANY ($3::text[])";
-    q[2].a = &sa;
-    q[2].expect = PGRES_TUPLES_OK;
+    pre_stmt(&q[2], "mail_pre_many (sent)",
+             "SELECT DISTINCT sent_guid FROM memds.outbox"
+             " WHERE account = $1 AND device_id = $2::bigint"
+             " AND sent_guid = ANY ($3::text[])",
+             &sa);
     if ((rv = q_run_many(st, q, psent ? 3 : 2)) != APR_SUCCESS) {
         return rv;
     }
