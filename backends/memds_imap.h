@@ -738,6 +738,16 @@ apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
                              apr_array_header_t **pboxes, memds_imap_err_t *err,
                              apr_pool_t *p);
 
+/** memds_imap_list without STATUS, answered from this connection's last
+ *  such LIST while it is younger than max_age (none after a CREATE, DELETE
+ *  or RENAME through this connection; other clients' changes show when it
+ *  is renewed): a kept connection does not LIST again for every request.
+ *  From p. */
+apr_status_t memds_imap_list_recent(memds_imap_conn_t *c,
+                                    apr_interval_time_t max_age,
+                                    apr_array_header_t **pboxes,
+                                    memds_imap_err_t *err, apr_pool_t *p);
+
 /** STATUS mailbox (items); items NULL: MESSAGES UIDNEXT UIDVALIDITY UNSEEN
  *  (and HIGHESTMODSEQ with CONDSTORE). From p. */
 apr_status_t memds_imap_status(memds_imap_conn_t *c, const char *mailbox,

@@ -513,19 +513,40 @@ typedef struct list_baton_t {
     apr_array_header_t *statuses; /* memds_imap_status_t * */
 } list_baton_t;
 
+/* A folder of a LIST answer, from p (without its STATUS). */
+static memds_imap_list_t *copy_list(const memds_imap_list_t *m, apr_pool_t *p)
+{
+    memds_imap_list_t *l = apr_pmemdup(p, m, sizeof(*m));
+
+    l->name = apr_pstrdup(p, m->name);
+    l->name_utf8 = m->name_utf8 ? apr_pstrdup(p, m->name_utf8) : NULL;
+    l->attr_names = memds_imap__copy_strs(m->attr_names, p);
+    l->status = NULL;
+    return l;
+}
+
+static apr_array_header_t *copy_lists(const apr_array_header_t *boxes,
+                                      apr_pool_t *p)
+{
+    apr_array_header_t *o = apr_array_make(p, boxes->nelts > 0 ? boxes->nelts
+                                                               : 1,
+                                           sizeof(memds_imap_list_t *));
+    int i;
+
+    for (i = 0; i < boxes->nelts; i++) {
+        *(memds_imap_list_t **)apr_array_push(o) = copy_list(
+            APR_ARRAY_IDX(boxes, i, const memds_imap_list_t *), p);
+    }
+    return o;
+}
+
 static apr_status_t list_resp(void *baton, const memds_imap_resp_t *r)
 {
     list_baton_t *lb = baton;
 
     if (r->type == MEMDS_IMAP_RESP_LIST) {
-        memds_imap_list_t *l = apr_pmemdup(lb->p, r->mbox, sizeof(*r->mbox));
-        l->name = apr_pstrdup(lb->p, r->mbox->name);
-        l->name_utf8 = r->mbox->name_utf8
-                           ? apr_pstrdup(lb->p, r->mbox->name_utf8)
-                           : NULL;
-        l->attr_names = memds_imap__copy_strs(r->mbox->attr_names, lb->p);
-        l->status = NULL;
-        *(memds_imap_list_t **)apr_array_push(lb->boxes) = l;
+        *(memds_imap_list_t **)apr_array_push(lb->boxes) = copy_list(r->mbox,
+                                                                     lb->p);
     }
     else if (r->type == MEMDS_IMAP_RESP_STATUS) {
         *(memds_imap_status_t **)apr_array_push(
@@ -598,6 +619,28 @@ apr_status_t memds_imap_list(memds_imap_conn_t *c, const char *status_items,
         }
     }
     *pboxes = lb.boxes;
+    return APR_SUCCESS;
+}
+
+apr_status_t memds_imap_list_recent(memds_imap_conn_t *c,
+                                    apr_interval_time_t max_age,
+                                    apr_array_header_t **pboxes,
+                                    memds_imap_err_t *err, apr_pool_t *p)
+{
+    apr_array_header_t *boxes;
+    apr_time_t now = apr_time_now();
+    ERR_ARG(err);
+
+    if (c->listed && max_age > 0 && now >= c->listed_at
+        && now - c->listed_at < max_age) {
+        *pboxes = copy_lists(c->listed, p);
+        return APR_SUCCESS;
+    }
+    TRY(memds_imap_list(c, NULL, &boxes, err, p));
+    apr_pool_clear(c->listpool);
+    c->listed = copy_lists(boxes, c->listpool);
+    c->listed_at = now;
+    *pboxes = boxes;
     return APR_SUCCESS;
 }
 
@@ -836,6 +879,8 @@ static apr_status_t mailbox_cmd(memds_imap_conn_t *c, const char *verb,
         memds_buf_addc(&cmd.b, ' ');
         memds_imap__cmd_astring(&cmd, b);
     }
+    /* (whether it failed or not, the folders may have changed) */
+    c->listed = NULL;
     TRY(memds_imap__cmd_exec(&cmd, NULL, NULL, NULL, err));
     if (c->selected && strcmp(verb, "CREATE") != 0 && !strcmp(c->sel.name, a)) {
         c->selected = 0; /* the selected box is gone or renamed */

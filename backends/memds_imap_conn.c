@@ -1105,6 +1105,7 @@ static memds_imap_conn_t *conn_new(const memds_imap_config_t *cfg,
     apr_pool_create(&c->cpool, cp);
     apr_pool_create(&c->selpool, cp);
     apr_pool_create(&c->cappool, cp);
+    apr_pool_create(&c->listpool, cp);
     apr_pool_tag(c->rpool, "memds_imap_response");
     apr_pool_tag(c->cpool, "memds_imap_command");
     c->io_timeout_ms = cfg && cfg->io_timeout_ms > 0 ? cfg->io_timeout_ms

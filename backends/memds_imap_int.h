@@ -98,6 +98,9 @@ struct memds_imap_conn_t {
     apr_pool_t *cpool;   /* one command: its text and tagged response */
     apr_pool_t *selpool; /* the selected mailbox's state */
     apr_pool_t *cappool; /* the capability list */
+    apr_pool_t *listpool; /* the last plain LIST (memds_imap_list_recent) */
+    apr_array_header_t *listed; /* its folders, or NULL */
+    apr_time_t listed_at;
     memds_imap_io_t io;
     curl_io_t cio; /* used when libcurl connected */
     char errbuf[CURL_ERROR_SIZE];

@@ -1417,7 +1417,8 @@ static apr_status_t imap_check(memds_ds_t *ds)
 {
     memds_imap_conn_t *c;
 
-    return MBOX(ds)->hier ? memds_mbox_conn(ds, &c) : memds_mbox_resolve(ds);
+    return MBOX(ds)->hier ? memds_mbox_conn(ds, &c)
+                          : memds_mbox_resolve_listed(ds);
 }
 
 static apr_status_t imap_select(memds_ds_t *ds, const memds_ds_select_t *sel,

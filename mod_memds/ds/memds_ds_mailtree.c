@@ -56,6 +56,7 @@ apr_status_t memds_mtree_scan(memds_ds_t *ds)
         return memds_mbox_fail_imap(ds, &err, "LIST");
     }
     x->sh->boxes = boxes;
+    x->sh->boxes_fresh = 1;
     if (memds_mail_folders_all(ds->st, &rows, ds->account) != APR_SUCCESS) {
         return memds_mbox_fail_db(ds);
     }

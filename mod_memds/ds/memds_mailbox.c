@@ -200,24 +200,38 @@ const char *memds_mbox_path_of(const memds_imap_list_t *l, apr_pool_t *p)
     return s;
 }
 
-apr_status_t memds_mbox_boxes(memds_ds_t *ds, apr_array_header_t **pboxes)
+/* A kept IMAP connection's LIST is used again for this long (a folder is
+ * looked up by name in every HTTP message: one LIST each, 4 % of httpd's
+ * CPU in a mail first sync); a name it does not have is looked up in a new
+ * LIST (memds_mbox_resolve). */
+#define MBOX_LIST_MAX_AGE apr_time_from_sec(30)
+
+static apr_status_t mbox_list(memds_ds_t *ds, int fresh,
+                              apr_array_header_t **pboxes)
 {
     memds_mbox_t *x = MBOX(ds);
     memds_imap_conn_t *c;
     memds_imap_err_t err;
 
-    if (x->sh->boxes == NULL) {
+    if (x->sh->boxes == NULL || (fresh && !x->sh->boxes_fresh)) {
         if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
             return APR_EGENERAL;
         }
-        if (memds_imap_list(c, NULL, &x->sh->boxes, &err, x->sh->p)
+        if (memds_imap_list_recent(c, fresh ? 0 : MBOX_LIST_MAX_AGE,
+                                   &x->sh->boxes, &err, x->sh->p)
             != APR_SUCCESS) {
             x->sh->boxes = NULL;
             return memds_mbox_fail_imap(ds, &err, "LIST");
         }
+        x->sh->boxes_fresh = fresh;
     }
     *pboxes = x->sh->boxes;
     return APR_SUCCESS;
+}
+
+apr_status_t memds_mbox_boxes(memds_ds_t *ds, apr_array_header_t **pboxes)
+{
+    return mbox_list(ds, 0, pboxes);
 }
 
 /* The folder of a role: SPECIAL-USE, then MemDSFolder, then usual names.
@@ -313,18 +327,27 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
             return APR_SUCCESS;
         }
     }
-    /* Any folder by its path: exact first, then ignoring case. */
+    /* Any folder by its path: exact first, then ignoring case; then the
+     * same in a LIST of this request when the first was a kept one's. */
     if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    for (pass = 0; pass < 2; ++pass) {
+    for (pass = 0; pass < 4; ++pass) {
+        if (pass == 2) {
+            if (x->sh->boxes_fresh) {
+                break;
+            }
+            if (mbox_list(ds, 1, &boxes) != APR_SUCCESS) {
+                return APR_EGENERAL;
+            }
+        }
         for (i = 0; i < boxes->nelts; ++i) {
             const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
                                                        memds_imap_list_t *);
             const char *path = memds_mbox_path_of(l, ds->st->pool);
             if (memds_mbox_selectable(l)
-                && (pass == 0 ? strcmp(path, name) == 0
-                              : strcasecmp(path, name) == 0)) {
+                && (pass % 2 == 0 ? strcmp(path, name) == 0
+                                  : strcasecmp(path, name) == 0)) {
                 if (memds_mbox_excluded(ds, l)) {
                     return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
                                            "the folder is excluded from "
@@ -342,6 +365,17 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
     return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no such mail folder");
 }
 
+apr_status_t memds_mbox_resolve_listed(memds_ds_t *ds)
+{
+    apr_array_header_t *boxes;
+
+    if (MBOX(ds)->folder == NULL && !MBOX(ds)->hier
+        && mbox_list(ds, 1, &boxes) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    return memds_mbox_resolve(ds);
+}
+
 apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
                                const memds_imap_mailbox_t **pmb)
 {
@@ -352,13 +386,26 @@ apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
         || memds_mbox_conn(ds, pc) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    if (memds_imap_select(*pc, MBOX(ds)->folder,
-                          (memds_imap_caps(*pc) & MEMDS_IMAP_CAP_CONDSTORE)
-                              ? MEMDS_IMAP_SEL_CONDSTORE
-                              : 0,
-                          NULL, NULL, NULL, &mb, &err)
-        != APR_SUCCESS) {
-        return memds_mbox_fail_imap(ds, &err, "SELECT");
+    while (memds_imap_select(*pc, MBOX(ds)->folder,
+                             (memds_imap_caps(*pc) & MEMDS_IMAP_CAP_CONDSTORE)
+                                 ? MEMDS_IMAP_SEL_CONDSTORE
+                                 : 0,
+                             NULL, NULL, NULL, &mb, &err)
+           != APR_SUCCESS) {
+        memds_mbox_t *x = MBOX(ds);
+        apr_array_header_t *boxes;
+        if (x->sh->boxes_fresh || err.kind != MEMDS_IMAP_E_NO
+            || memds_imap_broken(*pc) || x->hier) {
+            return memds_mbox_fail_imap(ds, &err, "SELECT");
+        }
+        /* named from a kept connection's LIST: gone or renamed since?
+         * Named again from a new one (not there: "no such mail folder") */
+        x->folder = NULL;
+        if (mbox_list(ds, 1, &boxes) != APR_SUCCESS
+            || memds_mbox_resolve(ds) != APR_SUCCESS
+            || memds_mbox_conn(ds, pc) != APR_SUCCESS) {
+            return APR_EGENERAL;
+        }
     }
     if (pmb) {
         *pmb = mb;

@@ -27,6 +27,7 @@ typedef struct memds_mbox_shared_t {
     memds_imap_lease_t *lease; /**< conn came from this cache entry */
     memds_imap_cache_t *cache;
     apr_array_header_t *boxes; /**< memds_imap_list_t *, or NULL */
+    int boxes_fresh;           /**< boxes is a LIST of this request */
     apr_array_header_t *frows; /**< memds_mfitem_t * (email datastore),
                                       or NULL: read again */
     apr_hash_t *wrote; /**< folders (wire names) held by this request's
@@ -96,6 +97,9 @@ apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
                                     const char **pfolder);
 /** Which IMAP folder this datastore is (404 when there is none). */
 apr_status_t memds_mbox_resolve(memds_ds_t *ds);
+/** memds_mbox_resolve from a LIST of this request, not a kept
+ *  connection's (an Alert: a folder gone since is refused at once). */
+apr_status_t memds_mbox_resolve_listed(memds_ds_t *ds);
 /** SELECT this datastore's folder. */
 apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
                                const memds_imap_mailbox_t **pmb);

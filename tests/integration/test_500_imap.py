@@ -43,3 +43,28 @@ def test_502_kept_connection_closed_by_the_server(stack):
     for d in devs:
         got, _, st = d.sync()
         assert st == "200" and got == []
+
+
+def test_503_new_folder_found_through_kept_connections(stack):
+    """A kept IMAP connection answers folder look-ups from its last LIST
+    (30 s): a folder that another client made after that LIST is still
+    found by the first device that syncs it, and a deleted one is refused
+    (an Alert names its folder from a new LIST)."""
+    from test_510_mail import new_folder, imap
+    from test_550_filters import Device
+    first = new_folder(stack, 1)
+    devs = [Device(stack, first) for _ in range(4)]
+    for d in devs:  # (the children keep connections that have LISTed)
+        got, _, st = d.sync()
+        assert st == "200" and len(got) == 1
+    fresh = new_folder(stack, 2)
+    d = Device(stack, fresh)
+    got, _, st = d.sync()
+    assert st == "200" and len(got) == 2
+    # a deleted one is refused at the Alert (its LIST is new), as before
+    stack.allow_log(r"MEMDS00513: .*no such mail folder")
+    m = imap(stack)
+    assert m.delete(fresh)[0] == "OK"
+    m.logout()
+    got, _, st = Device(stack, fresh).sync()
+    assert st == "404"

@@ -289,6 +289,20 @@ static int dovecot_logins(const char *path, const char *user, int want)
     return n;
 }
 
+/* Is a folder of this (wire) name in a LIST answer? */
+static int listed(const apr_array_header_t *boxes, const char *name)
+{
+    int i;
+
+    for (i = 0; boxes && i < boxes->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(boxes, i, const memds_imap_list_t *)->name,
+                   name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *p;
@@ -531,6 +545,47 @@ int main(int argc, const char *const *argv)
     ok(found_utf8, "the UTF-8 mailbox name decodes back from LIST");
     ok(rv == APR_SUCCESS && found_status == boxes->nelts,
        "every mailbox has its status through LIST-STATUS");
+    {
+        /* memds_imap_list_recent: the last plain LIST again while it is
+         * young; a folder another connection made shows in a new LIST; one
+         * made through this connection at once */
+        memds_imap_config_t c2cfg;
+        memds_imap_conn_t *c2 = NULL;
+        apr_array_header_t *r1 = NULL, *r2 = NULL, *r3 = NULL, *r4 = NULL;
+        const char *other = apr_pstrcat(p, box, "-other", NULL);
+        const char *mine = apr_pstrcat(p, box, "-mine", NULL);
+        memset(&c2cfg, 0, sizeof(c2cfg));
+        c2cfg.url = url;
+        c2cfg.user = argv[3];
+        c2cfg.password = argv[4];
+        c2cfg.io_timeout_ms = 10000;
+        rv = memds_imap_list_recent(c, apr_time_from_sec(60), &r1, &err, p);
+        ok(rv == APR_SUCCESS && r1->nelts == boxes->nelts
+               && listed(r1, box_m7) && !listed(r1, other),
+           "LIST (recent): the folders");
+        rv = memds_imap_connect(&c2, &c2cfg, &err, p);
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_create(c2, other, &err);
+            memds_imap_close(c2);
+        }
+        ok(rv == APR_SUCCESS, "another connection makes %s", other);
+        rv = memds_imap_list_recent(c, apr_time_from_sec(60), &r2, &err, p);
+        ok(rv == APR_SUCCESS && r2 != r1 && r2->nelts == r1->nelts
+               && !listed(r2, other),
+           "LIST (recent) again: the kept answer, a copy");
+        rv = memds_imap_list_recent(c, 0, &r3, &err, p);
+        ok(rv == APR_SUCCESS && listed(r3, other),
+           "LIST (recent, max age 0): a new LIST has it");
+        rv = memds_imap_create(c, mine, &err);
+        if (rv == APR_SUCCESS) {
+            rv = memds_imap_list_recent(c, apr_time_from_sec(60), &r4, &err,
+                                        p);
+        }
+        ok(rv == APR_SUCCESS && listed(r4, mine) && listed(r4, other),
+           "a CREATE through the connection: the next LIST (recent) is new");
+        memds_imap_delete(c, other, &err);
+        memds_imap_delete(c, mine, &err);
+    }
 
     /* ---- append */
     msg = make_message(p, box, &len, &bin, &binlen);
