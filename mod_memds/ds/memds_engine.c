@@ -661,13 +661,24 @@ static apr_status_t engine_run(eng_t *e, memds_response_t *resp,
     e->sess.bytes_add = (apr_int64_t)(req->len + resp->len); /* MemDSLimit */
     e->sess.response = resp->body;
     e->sess.response_len = resp->len;
-    if (e->db->vt->session_save(e->db, &e->sess, cfg->session_timeout)
-        != APR_SUCCESS) {
-        return eng_db_fail(e, "saving the session");
+    if (e->db->vt->session_save_commit) {
+        /* (one round trip; the fault point is before both) */
+        MEMDS_FAULT("pg-commit-before");
+        if (e->db->vt->session_save_commit(e->db, &e->sess,
+                                           cfg->session_timeout)
+            != APR_SUCCESS) {
+            return eng_db_fail(e, "saving the session and committing");
+        }
     }
-    MEMDS_FAULT("pg-commit-before");
-    if (e->db->vt->commit(e->db) != APR_SUCCESS) {
-        return eng_db_fail(e, "committing");
+    else {
+        if (e->db->vt->session_save(e->db, &e->sess, cfg->session_timeout)
+            != APR_SUCCESS) {
+            return eng_db_fail(e, "saving the session");
+        }
+        MEMDS_FAULT("pg-commit-before");
+        if (e->db->vt->commit(e->db) != APR_SUCCESS) {
+            return eng_db_fail(e, "committing");
+        }
     }
     MEMDS_FAULT("pg-commit-after");
     eng_count(e, resp, was_finished);

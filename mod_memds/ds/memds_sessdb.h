@@ -224,6 +224,12 @@ typedef struct memds_sessdb_vt {
      *  lookups probe the device's keys instead of walking all its rows.
      *  Best effort. May be NULL. */
     void (*grown)(memds_sessdb_t *db);
+    /** session_save, then commit, in one round trip (the session's row is
+     *  locked by this transaction: its update cannot miss). May be NULL:
+     *  the two calls. */
+    apr_status_t (*session_save_commit)(memds_sessdb_t *db,
+                                        memds_session_row_t *row,
+                                        int timeout_secs);
 } memds_sessdb_vt;
 
 struct memds_sessdb_t {

@@ -1887,6 +1887,7 @@ static const memds_sessdb_vt mem_vt = { "mem",
                                         mem_quarantine_of,
                                         mem_quarantine_done,
                                         mem_ds_open,
+                                        NULL,
                                         NULL };
 
 memds_memdb_t *memds_memdb_create(apr_pool_t *p)

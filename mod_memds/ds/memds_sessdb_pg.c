@@ -136,6 +136,14 @@ static apr_status_t pg_session_save(memds_sessdb_t *db,
     return done(db, memds_store_session_save(ST(db), row, timeout_secs));
 }
 
+static apr_status_t pg_session_save_commit(memds_sessdb_t *db,
+                                           memds_session_row_t *row,
+                                           int timeout_secs)
+{
+    return done(db,
+                memds_store_session_save_commit(ST(db), row, timeout_secs));
+}
+
 static apr_status_t pg_sessions_expire(memds_sessdb_t *db, int *pn)
 {
     return done(db, memds_store_sessions_expire(ST(db), pn));
@@ -470,7 +478,8 @@ static const memds_sessdb_vt pg_vt = { "pg",
                                        pg_quarantine_of,
                                        pg_quarantine_done,
                                        pg_ds_open,
-                                       pg_grown };
+                                       pg_grown,
+                                       pg_session_save_commit };
 
 memds_sessdb_t *memds_sessdb_pg(memds_pgconn_t *conn, apr_pool_t *p)
 {

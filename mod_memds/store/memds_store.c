@@ -849,93 +849,149 @@ apr_status_t memds_store_session_response(memds_store_t *st,
     return APR_SUCCESS;
 }
 
-apr_status_t memds_store_session_save(memds_store_t *st,
-                                      memds_session_row_t *row,
-                                      int timeout_secs)
+/* The statement that saves a session: an UPDATE of row->session_pk
+ * (PGRES_COMMAND_OK) or, without one, an INSERT that returns the new
+ * session_pk (PGRES_TUPLES_OK). */
+static void session_save_stmt(memds_store_t *st, q_stmt_t *q, qargs_t *a,
+                              const memds_session_row_t *row,
+                              int timeout_secs)
 {
-    qargs_t a;
-    PGresult *res;
-    apr_status_t rv;
-    int n;
-
     /* $1..$13 are common to insert and update. */
-    qa_init(&a, st->pool);
-    qa_str(&a, row->session_id);
-    qa_str(&a, row->version);
-    qa_str(&a, row->encoding);
-    qa_str(&a, row->phase);
-    qa_int(&a, row->client_msg_id);
-    qa_int(&a, row->server_msg_id);
-    qa_int(&a, row->max_msg_size);
+    qa_init(a, st->pool);
+    qa_str(a, row->session_id);
+    qa_str(a, row->version);
+    qa_str(a, row->encoding);
+    qa_str(a, row->phase);
+    qa_int(a, row->client_msg_id);
+    qa_int(a, row->server_msg_id);
+    qa_int(a, row->max_msg_size);
     if (row->max_obj_size < 0) {
-        qa_str(&a, NULL);
+        qa_str(a, NULL);
     }
     else {
-        qa_i64(&a, row->max_obj_size);
+        qa_i64(a, row->max_obj_size);
     }
-    qa_str(&a, nz(row->request_sha1));
-    qa_bin(&a, row->response, row->response ? row->response_len : 0);
-    qa_bool(&a, row->finished);
-    qa_int(&a, timeout_secs);
-    qa_int(&a, row->server_cred);
-
+    qa_str(a, nz(row->request_sha1));
+    qa_bin(a, row->response, row->response ? row->response_len : 0);
+    qa_bool(a, row->finished);
+    qa_int(a, timeout_secs);
+    qa_int(a, row->server_cred);
+    q->what = "session_save";
+    q->a = a;
     if (row->session_pk != 0) {
-        qa_i64(&a, row->session_pk);
-        qa_i64(&a, row->bytes_add);
+        qa_i64(a, row->session_pk);
+        qa_i64(a, row->bytes_add);
         /* (the answer in memds.session_answers, UNLOGGED: schema/024) */
-        rv = q_cmd(st, &n, "session_save",
-                   "WITH u AS (UPDATE memds.session_usage"
-                   " SET bytes = bytes + $15::bigint"
-                   " WHERE session_pk = $14::bigint AND $15::bigint <> 0),"
-                   " a AS (INSERT INTO memds.session_answers (session_pk,"
-                   " response) SELECT $14::bigint, $10::bytea WHERE EXISTS"
-                   " (SELECT 1 FROM memds.sessions WHERE session_pk ="
-                   " $14::bigint) ON CONFLICT (session_pk) DO UPDATE"
-                   " SET response = EXCLUDED.response)"
-                   " UPDATE memds.sessions SET session_id = $1, version = $2,"
-                   " encoding = $3, phase = $4, client_msg_id = $5::integer,"
-                   " server_msg_id = $6::integer, max_msg_size = $7::integer,"
-                   " max_obj_size = $8::bigint, request_sha1 = $9,"
-                   " finished = $11::boolean,"
-                   " updated_at = now(),"
-                   " expires_at = now() + $12::integer * interval '1 second',"
-                   " server_cred = $13::smallint"
-                   " WHERE session_pk = $14::bigint",
-                   &a);
-        if (rv == APR_SUCCESS && n == 0) {
-            return APR_ENOENT;
-        }
-        return rv;
+        q->expect = PGRES_COMMAND_OK;
+        q->sql = "WITH u AS (UPDATE memds.session_usage"
+                 " SET bytes = bytes + $15::bigint"
+                 " WHERE session_pk = $14::bigint AND $15::bigint <> 0),"
+                 " a AS (INSERT INTO memds.session_answers (session_pk,"
+                 " response) SELECT $14::bigint, $10::bytea WHERE EXISTS"
+                 " (SELECT 1 FROM memds.sessions WHERE session_pk ="
+                 " $14::bigint) ON CONFLICT (session_pk) DO UPDATE"
+                 " SET response = EXCLUDED.response)"
+                 " UPDATE memds.sessions SET session_id = $1, version = $2,"
+                 " encoding = $3, phase = $4, client_msg_id = $5::integer,"
+                 " server_msg_id = $6::integer, max_msg_size = $7::integer,"
+                 " max_obj_size = $8::bigint, request_sha1 = $9,"
+                 " finished = $11::boolean,"
+                 " updated_at = now(),"
+                 " expires_at = now() + $12::integer * interval '1 second',"
+                 " server_cred = $13::smallint"
+                 " WHERE session_pk = $14::bigint";
+        return;
     }
     /* The token comes from the engine (it is unguessable; we only store it). */
-    qa_str(&a, row->token);
-    qa_i64(&a, row->device_id);
-    qa_i64(&a, row->bytes_add);
+    qa_str(a, row->token);
+    qa_i64(a, row->device_id);
+    qa_i64(a, row->bytes_add);
     /* (memds.session_usage: the limits of MemDSLimit, schema/014) */
-    rv = q_run(st, &res, "session_save",
-               "WITH s AS (INSERT INTO memds.sessions (session_id, version,"
-               " encoding,"
-               " phase, client_msg_id, server_msg_id, max_msg_size,"
-               " max_obj_size, request_sha1, finished, expires_at,"
-               " server_cred, token, device_id)"
-               " VALUES ($1, $2, $3, $4, $5::integer, $6::integer, $7::integer,"
-               " $8::bigint, $9, $11::boolean,"
-               " now() + $12::integer * interval '1 second', $13::smallint,"
-               " $14, $15::bigint)"
-               " RETURNING session_pk, device_id),"
-               " a AS (INSERT INTO memds.session_answers (session_pk,"
-               " response) SELECT s.session_pk, $10::bytea FROM s),"
-               " u AS (INSERT INTO memds.session_usage (session_pk, device_id,"
-               " account, bytes) SELECT s.session_pk, s.device_id, d.account,"
-               " $16::bigint FROM s JOIN memds.devices d USING (device_id))"
-               " SELECT session_pk FROM s",
-               &a, PGRES_TUPLES_OK);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    q->expect = PGRES_TUPLES_OK;
+    q->sql = "WITH s AS (INSERT INTO memds.sessions (session_id, version,"
+             " encoding,"
+             " phase, client_msg_id, server_msg_id, max_msg_size,"
+             " max_obj_size, request_sha1, finished, expires_at,"
+             " server_cred, token, device_id)"
+             " VALUES ($1, $2, $3, $4, $5::integer, $6::integer, $7::integer,"
+             " $8::bigint, $9, $11::boolean,"
+             " now() + $12::integer * interval '1 second', $13::smallint,"
+             " $14, $15::bigint)"
+             " RETURNING session_pk, device_id),"
+             " a AS (INSERT INTO memds.session_answers (session_pk,"
+             " response) SELECT s.session_pk, $10::bytea FROM s),"
+             " u AS (INSERT INTO memds.session_usage (session_pk, device_id,"
+             " account, bytes) SELECT s.session_pk, s.device_id, d.account,"
+             " $16::bigint FROM s JOIN memds.devices d USING (device_id))"
+             " SELECT session_pk FROM s";
+}
+
+/* What the save's result says: the new session_pk, or ENOENT when the
+ * update found no session. The result is cleared. */
+static apr_status_t session_saved(memds_store_t *st, PGresult *res,
+                                  memds_session_row_t *row)
+{
+    if (row->session_pk != 0) {
+        int n = atoi(PQcmdTuples(res));
+        PQclear(res);
+        if (n == 0) {
+            st->err = "store: session_save: no such session";
+            return APR_ENOENT;
+        }
+        return APR_SUCCESS;
     }
     row->session_pk = col_i64(res, 0, 0, 0);
     PQclear(res);
     return APR_SUCCESS;
+}
+
+apr_status_t memds_store_session_save(memds_store_t *st,
+                                      memds_session_row_t *row,
+                                      int timeout_secs)
+{
+    q_stmt_t q;
+    qargs_t a;
+    apr_status_t rv;
+
+    session_save_stmt(st, &q, &a, row, timeout_secs);
+    if ((rv = q_run_many(st, &q, 1)) != APR_SUCCESS) {
+        return rv;
+    }
+    return session_saved(st, q.res, row);
+}
+
+apr_status_t memds_store_session_save_commit(memds_store_t *st,
+                                             memds_session_row_t *row,
+                                             int timeout_secs)
+{
+    q_stmt_t q[2];
+    qargs_t a;
+    apr_status_t rv;
+    int committed;
+
+    session_save_stmt(st, &q[0], &a, row, timeout_secs);
+    q[1].what = "commit";
+    q[1].sql = "COMMIT";
+    q[1].a = NULL;
+    q[1].expect = PGRES_COMMAND_OK;
+    rv = q_run_many(st, q, 2);
+    /* (a COMMIT of a transaction that an error aborted is tagged ROLLBACK) */
+    committed = rv == APR_SUCCESS && strcmp(PQcmdStatus(q[1].res), "COMMIT") == 0;
+    memds_pgconn_tx(st->conn, 1, !committed);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (!committed) {
+        st->err = apr_psprintf(st->pool,
+                               "store: commit: the transaction was "
+                               "rolled back (%s)",
+                               PQcmdStatus(q[1].res));
+        PQclear(q[0].res);
+        PQclear(q[1].res);
+        return APR_EGENERAL;
+    }
+    PQclear(q[1].res);
+    return session_saved(st, q[0].res, row);
 }
 
 apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn)

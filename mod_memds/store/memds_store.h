@@ -221,6 +221,14 @@ apr_status_t memds_store_session_response(memds_store_t *st,
 apr_status_t memds_store_session_save(memds_store_t *st,
                                       memds_session_row_t *row,
                                       int timeout_secs);
+/** memds_store_session_save and memds_store_commit in one round trip
+ *  (the request's last two statements). APR_ENOENT when updating a
+ *  session_pk that does not exist: the transaction is committed then
+ *  (only a caller that holds the session's row lock, as the engine does,
+ *  should use it). */
+apr_status_t memds_store_session_save_commit(memds_store_t *st,
+                                             memds_session_row_t *row,
+                                             int timeout_secs);
 /** Delete sessions whose expires_at passed; *pn = how many. */
 apr_status_t memds_store_sessions_expire(memds_store_t *st, int *pn);
 

@@ -1757,6 +1757,55 @@ static void check_pipeline(ctx_t *c)
            b->err ? b->err : "(no err)");
         memds_store_rollback(b);
     }
+
+    /* the session's save and the COMMIT in one round trip */
+    {
+        memds_session_row_t s;
+        memds_device_t d;
+        const char *tok = apr_psprintf(c->p, "tok-sc-%s", c->acct);
+        memset(&d, 0, sizeof(d));
+        ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "save+commit: begin");
+        ok_rv(c, b, memds_store_device_lock(b, &d, c->acct, "IMEI:sc"),
+              APR_SUCCESS, "save+commit: a device");
+        new_session_row(&s, c, tok, "1");
+        s.device_id = d.device_id;
+        rv = memds_store_session_save_commit(b, &s, 3600);
+        ok(c, rv == APR_SUCCESS && s.session_pk > 0
+                  && PQtransactionStatus(pc) == PQTRANS_IDLE
+                  && raw_count(b,
+                               "SELECT count(*) FROM memds.sessions"
+                               " WHERE token = $1 AND phase = 'init'",
+                               tok) == 1,
+           "save+commit: a new session inserted and committed");
+        ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "save+commit: begin");
+        s.phase = "sync";
+        rv = memds_store_session_save_commit(b, &s, 3600);
+        ok(c, rv == APR_SUCCESS && PQtransactionStatus(pc) == PQTRANS_IDLE
+                  && raw_count(b,
+                               "SELECT count(*) FROM memds.sessions"
+                               " WHERE token = $1 AND phase = 'sync'",
+                               tok) == 1,
+           "save+commit: the update committed");
+        ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "save+commit: begin");
+        s.session_pk = -5;
+        rv = memds_store_session_save_commit(b, &s, 3600);
+        ok(c, rv == APR_ENOENT && PQtransactionStatus(pc) == PQTRANS_IDLE,
+           "save+commit of a missing session_pk: ENOENT");
+        ok_rv(c, b, memds_store_begin(b), APR_SUCCESS, "save+commit: begin");
+        qa_init(&a, c->p);
+        qa_int(&a, 1);
+        all = q_later(b, "t_fail", "SELECT 1 / ($1::integer - 1)", &a)
+              == APR_SUCCESS;
+        rv = memds_store_session_save_commit(b, &s, 3600);
+        ok(c, all && rv == APR_EGENERAL && b->err && strstr(b->err, "t_fail")
+                  && PQtransactionStatus(pc) == PQTRANS_INERROR,
+           "save+commit after a failed write: its error, nothing committed");
+        memds_store_rollback(b);
+        raw_exec2(b,
+                  "DELETE FROM memds.devices WHERE account = $1"
+                  " AND devid = $2",
+                  c->acct, "IMEI:sc");
+    }
 }
 
 int main(int argc, const char *const *argv)
