@@ -213,6 +213,7 @@ static apr_status_t mbox_list(memds_ds_t *ds, int fresh,
     memds_imap_conn_t *c;
     memds_imap_err_t err;
 
+    fresh = fresh || x->list_fresh;
     if (x->sh->boxes == NULL || (fresh && !x->sh->boxes_fresh)) {
         if (memds_mbox_conn(ds, &c) != APR_SUCCESS) {
             return APR_EGENERAL;
@@ -367,13 +368,13 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
 
 apr_status_t memds_mbox_resolve_listed(memds_ds_t *ds)
 {
-    apr_array_header_t *boxes;
+    apr_status_t rv;
 
-    if (MBOX(ds)->folder == NULL && !MBOX(ds)->hier
-        && mbox_list(ds, 1, &boxes) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
-    return memds_mbox_resolve(ds);
+    /* (LIST only if the name needs one: INBOX does not) */
+    MBOX(ds)->list_fresh = 1;
+    rv = memds_mbox_resolve(ds);
+    MBOX(ds)->list_fresh = 0;
+    return rv;
 }
 
 apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,

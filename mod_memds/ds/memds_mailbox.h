@@ -48,6 +48,7 @@ typedef struct memds_mbox_t {
     int scanned;
     int locked; /**< the folder's row lock is held (memds_ds_mail.c) */
     int hier; /**< the hierarchical "email" datastore */
+    int list_fresh; /**< name the folder from a LIST of this request */
     /* messages read ahead (memds_ds_vt.prefetch): guid -> memds_buf_t * */
     apr_hash_t *ahead;
     /* what the read-ahead read of them in one statement per table (a row,
