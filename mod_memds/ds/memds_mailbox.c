@@ -288,13 +288,37 @@ apr_status_t memds_mbox_role_folder(memds_ds_t *ds, memds_imap_role_e role,
     return APR_SUCCESS;
 }
 
+/* The selectable folder whose path is name: exactly, else ignoring case;
+ * NULL when none. */
+static const memds_imap_list_t *mbox_by_path(memds_ds_t *ds,
+                                             const apr_array_header_t *boxes,
+                                             const char *name)
+{
+    int i, exact;
+
+    for (exact = 1; exact >= 0; --exact) {
+        for (i = 0; i < boxes->nelts; ++i) {
+            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                                                       memds_imap_list_t *);
+            const char *path = memds_mbox_path_of(l, ds->st->pool);
+            if (memds_mbox_selectable(l)
+                && (exact ? strcmp(path, name) : strcasecmp(path, name))
+                       == 0) {
+                return l;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* Which IMAP folder this datastore is. */
 apr_status_t memds_mbox_resolve(memds_ds_t *ds)
 {
     memds_mbox_t *x = MBOX(ds);
     apr_array_header_t *boxes;
+    const memds_imap_list_t *l;
     const char *name = ds->store;
-    int i, pass;
+    int i;
 
     if (x->folder) {
         return APR_SUCCESS;
@@ -314,10 +338,10 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
                         && memds_mbox_boxes(ds, &boxes) == APR_SUCCESS
                         && i < boxes->nelts;
                  ++i) {
-                const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
+                const memds_imap_list_t *b = APR_ARRAY_IDX(boxes, i,
                                                            memds_imap_list_t *);
-                if (strcmp(l->name, x->folder) == 0
-                    && memds_mbox_excluded(ds, l)) {
+                if (strcmp(b->name, x->folder) == 0
+                    && memds_mbox_excluded(ds, b)) {
                     x->folder = NULL;
                     return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
                                            "the folder is excluded from "
@@ -328,42 +352,30 @@ apr_status_t memds_mbox_resolve(memds_ds_t *ds)
             return APR_SUCCESS;
         }
     }
-    /* Any folder by its path: exact first, then ignoring case; then the
-     * same in a LIST of this request when the first was a kept one's. */
+    /* Any folder by its path; when a kept connection's LIST lacks it, in a
+     * LIST of this request */
     if (memds_mbox_boxes(ds, &boxes) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    for (pass = 0; pass < 4; ++pass) {
-        if (pass == 2) {
-            if (x->sh->boxes_fresh) {
-                break;
-            }
-            if (mbox_list(ds, 1, &boxes) != APR_SUCCESS) {
-                return APR_EGENERAL;
-            }
+    if ((l = mbox_by_path(ds, boxes, name)) == NULL && !x->sh->boxes_fresh) {
+        if (mbox_list(ds, 1, &boxes) != APR_SUCCESS) {
+            return APR_EGENERAL;
         }
-        for (i = 0; i < boxes->nelts; ++i) {
-            const memds_imap_list_t *l = APR_ARRAY_IDX(boxes, i,
-                                                       memds_imap_list_t *);
-            const char *path = memds_mbox_path_of(l, ds->st->pool);
-            if (memds_mbox_selectable(l)
-                && (pass % 2 == 0 ? strcmp(path, name) == 0
-                                  : strcasecmp(path, name) == 0)) {
-                if (memds_mbox_excluded(ds, l)) {
-                    return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
-                                           "the folder is excluded from "
-                                           "synchronisation "
-                                           "(MemDSExcludeFolder)");
-                }
-                x->folder = l->name;
-                if (x->role == MEMDS_IMAP_ROLE_NONE) {
-                    x->role = l->role;
-                }
-                return APR_SUCCESS;
-            }
-        }
+        l = mbox_by_path(ds, boxes, name);
     }
-    return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no such mail folder");
+    if (l == NULL) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND, "no such mail folder");
+    }
+    if (memds_mbox_excluded(ds, l)) {
+        return memds_mbox_fail(ds, MEMDS_ST_NOT_FOUND,
+                               "the folder is excluded from synchronisation "
+                               "(MemDSExcludeFolder)");
+    }
+    x->folder = l->name;
+    if (x->role == MEMDS_IMAP_ROLE_NONE) {
+        x->role = l->role;
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t memds_mbox_resolve_listed(memds_ds_t *ds)
@@ -396,7 +408,8 @@ apr_status_t memds_mbox_select(memds_ds_t *ds, memds_imap_conn_t **pc,
         memds_mbox_t *x = MBOX(ds);
         apr_array_header_t *boxes;
         if (x->sh->boxes_fresh || err.kind != MEMDS_IMAP_E_NO
-            || memds_imap_broken(*pc) || x->hier) {
+            || memds_imap_broken(*pc) || x->hier
+            || strcmp(x->folder, "INBOX") == 0) {
             return memds_mbox_fail_imap(ds, &err, "SELECT");
         }
         /* named from a kept connection's LIST: gone or renamed since?

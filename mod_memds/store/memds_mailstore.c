@@ -1402,14 +1402,14 @@ apr_status_t memds_outbox_sent_by(memds_store_t *st, const char *account,
 
 /* ------------------------------------------------------------------ batches */
 
-/* $1 device, $2 store, $3 the guids as a text[]. */
+/* $1 device, $2 store, $3 the guids (a text[] from text_array). */
 static void qa_level_keys(qargs_t *a, memds_store_t *st, apr_int64_t device_id,
-                          const char *store, const char *const *guids, int n)
+                          const char *store, const char *guid_array)
 {
     qa_init(a, st->pool);
     qa_i64(a, device_id);
     qa_str(a, store);
-    qa_str(a, text_array(guids, n, st->pool));
+    qa_str(a, guid_array);
 }
 
 apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
@@ -1423,7 +1423,7 @@ apr_status_t memds_mail_level_put_many(memds_store_t *st, apr_int64_t device_id,
     if (n <= 0) {
         return APR_SUCCESS;
     }
-    qa_level_keys(&a, st, device_id, store, guids, n);
+    qa_level_keys(&a, st, device_id, store, text_array(guids, n, st->pool));
     qa_str(&a, text_array(levels, n, st->pool));
     qa_str(&a, int_array(sent_bytes, n, st->pool));
     return q_later(st, "mail_level_put_many",
@@ -1466,7 +1466,7 @@ apr_status_t memds_mail_pre_many(memds_store_t *st, apr_array_header_t **prows,
              " WHERE account = $1 AND folder = $2"
              " AND guid = ANY ($3::text[])",
              &ra);
-    qa_level_keys(&la, st, device_id, store, guids, n);
+    qa_level_keys(&la, st, device_id, store, arr);
     pre_stmt(&q[1], "mail_pre_many (levels)",
              "SELECT guid, level, want FROM memds.mail_levels"
              " WHERE device_id = $1::bigint AND store = $2"

@@ -42,29 +42,35 @@ apr_status_t memds_store_begin(memds_store_t *st)
     return rv;
 }
 
-apr_status_t memds_store_commit(memds_store_t *st)
+/* The end of a COMMIT that q_run or q_run_many gave rv and res (NULL after a
+ * failure): the transaction's latency recorded, res cleared. A COMMIT of a
+ * transaction that an earlier error aborted "succeeds" with the tag
+ * ROLLBACK: the engine must not believe its state was saved. */
+static apr_status_t commit_ended(memds_store_t *st, apr_status_t rv,
+                                 PGresult *res)
 {
-    PGresult *res;
-    apr_status_t rv = q_run(st, &res, "commit", "COMMIT", NULL,
-                            PGRES_COMMAND_OK);
+    int committed = rv == APR_SUCCESS
+                    && strcmp(PQcmdStatus(res), "COMMIT") == 0;
 
-    memds_pgconn_tx(st->conn, 1,
-                    rv != APR_SUCCESS || strcmp(PQcmdStatus(res), "COMMIT"));
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    /* COMMIT of a transaction that an earlier error aborted "succeeds" with
-     * the tag ROLLBACK: the engine must not believe its state was saved. */
-    if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+    memds_pgconn_tx(st->conn, 1, !committed);
+    if (rv == APR_SUCCESS && !committed) {
         st->err = apr_psprintf(st->pool,
                                "store: commit: the transaction was "
                                "rolled back (%s)",
                                PQcmdStatus(res));
-        PQclear(res);
-        return APR_EGENERAL;
+        rv = APR_EGENERAL;
     }
     PQclear(res);
-    return APR_SUCCESS;
+    return rv;
+}
+
+apr_status_t memds_store_commit(memds_store_t *st)
+{
+    PGresult *res = NULL;
+    apr_status_t rv = q_run(st, &res, "commit", "COMMIT", NULL,
+                            PGRES_COMMAND_OK);
+
+    return commit_ended(st, rv, res);
 }
 
 void memds_store_rollback(memds_store_t *st)
@@ -967,7 +973,6 @@ apr_status_t memds_store_session_save_commit(memds_store_t *st,
     q_stmt_t q[2];
     qargs_t a;
     apr_status_t rv;
-    int committed;
 
     session_save_stmt(st, &q[0], &a, row, timeout_secs);
     q[1].what = "commit";
@@ -975,22 +980,10 @@ apr_status_t memds_store_session_save_commit(memds_store_t *st,
     q[1].a = NULL;
     q[1].expect = PGRES_COMMAND_OK;
     rv = q_run_many(st, q, 2);
-    /* (a COMMIT of a transaction that an error aborted is tagged ROLLBACK) */
-    committed = rv == APR_SUCCESS && strcmp(PQcmdStatus(q[1].res), "COMMIT") == 0;
-    memds_pgconn_tx(st->conn, 1, !committed);
-    if (rv != APR_SUCCESS) {
+    if ((rv = commit_ended(st, rv, q[1].res)) != APR_SUCCESS) {
+        PQclear(q[0].res); /* (NULL when q_run_many failed) */
         return rv;
     }
-    if (!committed) {
-        st->err = apr_psprintf(st->pool,
-                               "store: commit: the transaction was "
-                               "rolled back (%s)",
-                               PQcmdStatus(q[1].res));
-        PQclear(q[0].res);
-        PQclear(q[1].res);
-        return APR_EGENERAL;
-    }
-    PQclear(q[1].res);
     return session_saved(st, q[0].res, row);
 }
 
