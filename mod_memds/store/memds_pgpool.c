@@ -342,8 +342,15 @@ void memds_pgconn_tx(memds_pgconn_t *conn, int end, int failed)
     }
 }
 
+/* Is sql run unnamed, planned for its values? */
+static int per_values(const char *sql, int short_arrays)
+{
+    return (!short_arrays && strstr(sql, "[]") != NULL)
+           || strstr(sql, MEMDS_PG_CUSTOM_PLAN) != NULL;
+}
+
 void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
-                           const char **pname)
+                           int short_arrays, const char **pname)
 {
     const char *name;
     char buf[16];
@@ -351,8 +358,7 @@ void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
     size_t len = strlen(sql);
 
     *pname = NULL;
-    if (conn->prepared == NULL || strstr(sql, "[]") != NULL
-        || strstr(sql, MEMDS_PG_CUSTOM_PLAN) != NULL) {
+    if (conn->prepared == NULL || per_values(sql, short_arrays)) {
         return NULL;
     }
     name = apr_hash_get(conn->prepared, sql, (apr_ssize_t)len);
@@ -376,10 +382,10 @@ void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
     return NULL;
 }
 
-int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql)
+int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql,
+                               int short_arrays)
 {
-    return conn->prepared != NULL && strstr(sql, "[]") == NULL
-           && strstr(sql, MEMDS_PG_CUSTOM_PLAN) == NULL
+    return conn->prepared != NULL && !per_values(sql, short_arrays)
            && apr_hash_count(conn->prepared) < MEMDS_PG_PREPARED_MAX
            && apr_hash_get(conn->prepared, sql, APR_HASH_KEY_STRING) == NULL;
 }

@@ -96,6 +96,10 @@ void memds_pgconn_mark_broken(memds_pgconn_t *conn);
  *  each execution, as for one with array parameters ("[]"). */
 #define MEMDS_PG_CUSTOM_PLAN "/* plan per values */"
 
+/** A statement with array parameters runs prepared when no array holds
+ *  more than this many values (short_arrays below). */
+#define MEMDS_PG_SHORT_ARRAY 16
+
 /**
  * The prepared statement for sql on this connection: prepared (with
  * nparams parameters, types inferred as for an unnamed statement) on its
@@ -104,18 +108,21 @@ void memds_pgconn_mark_broken(memds_pgconn_t *conn);
  * the plans made for the values (plan_cache_mode auto, after five
  * executions), planned once too. *pname gets its name, or NULL when it is
  * not prepared: the cache is full, or the statement's plan depends on
- * its values (array parameters, "[]", whose length the generic plan
- * cannot know, or MEMDS_PG_CUSTOM_PLAN): run it unnamed, planned for its
- * values. Returns NULL, or the failed PREPARE's result (a PGresult *, the
- * statement's own error: the caller reports and frees it).
+ * its values: MEMDS_PG_CUSTOM_PLAN, or array parameters ("[]") of this
+ * execution that are not short (short_arrays 0: a generic plan made for
+ * three GUIDs, then run with 500, walked whole tables), so it runs
+ * unnamed, planned for its values. Returns NULL, or the failed PREPARE's
+ * result (a PGresult *, the statement's own error: the caller reports and
+ * frees it).
  */
 void *memds_pgconn_prepare(memds_pgconn_t *conn, const char *sql, int nparams,
-                           const char **pname);
+                           int short_arrays, const char **pname);
 
 /** Would memds_pgconn_prepare send a PREPARE for sql (a statement not yet
  *  prepared on this connection, that it prepares)? PREPARE is a round
  *  trip of its own, which pipeline mode cannot run. */
-int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql);
+int memds_pgconn_needs_prepare(memds_pgconn_t *conn, const char *sql,
+                               int short_arrays);
 
 /** The most statements sent in pipeline mode before their results are
  *  read (memds_sq_q_later: the store reads them before this many more). */

@@ -126,6 +126,52 @@ apr_status_t q_fail(memds_store_t *st, PGresult *res, const char *what)
  * (PGRES_PIPELINE_ABORTED), and the transaction is rolled back as after
  * any failed statement. */
 
+/* A big-endian 32-bit value. */
+static apr_uint32_t be32(const char *b)
+{
+    const unsigned char *u = (const unsigned char *)b;
+
+    return (apr_uint32_t)u[0] << 24 | (apr_uint32_t)u[1] << 16
+           | (apr_uint32_t)u[2] << 8 | u[3];
+}
+
+/* Has a array parameters, and does each hold at most MEMDS_PG_SHORT_ARRAY
+ * values? An array is a text value in array syntax ("{...}", text_array,
+ * int_array) or a one-dimensional one in binary format (bin_array). A
+ * comma inside a quoted value counts as another value: an array it makes
+ * look longer is only planned for its values, as before. */
+static int short_arrays(const qargs_t *a)
+{
+    int i, commas, arrays = 0;
+
+    for (i = 0; a && i < a->n; ++i) {
+        const char *v = a->val[i];
+        if (v == NULL) {
+            continue;
+        }
+        if (a->fmt[i] != 0) {
+            /* (dimensions, NULLs flag, element type, length, lower bound) */
+            if (a->len[i] >= 20 && be32(v) == 1) {
+                if (be32(v + 12) > MEMDS_PG_SHORT_ARRAY) {
+                    return 0;
+                }
+                ++arrays;
+            }
+            continue;
+        }
+        if (*v != '{') {
+            continue;
+        }
+        for (commas = 0; (v = strchr(v + 1, ',')) != NULL;) {
+            if (++commas >= MEMDS_PG_SHORT_ARRAY) {
+                return 0;
+            }
+        }
+        ++arrays;
+    }
+    return arrays > 0;
+}
+
 /* Send one statement (prepared name or unnamed); 0 when libpq refused. */
 static int send_one(PGconn *c, const char *name, const char *sql,
                     const qargs_t *a)
@@ -207,6 +253,7 @@ apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
     PGconn *c = memds_pgconn_native(st->conn);
     PGresult *res;
     const char *name = NULL;
+    int sa = short_arrays(a);
     apr_status_t rv;
 
     if (a && a->too_big) {
@@ -217,11 +264,11 @@ apr_status_t q_later(memds_store_t *st, const char *what, const char *sql,
     /* (a PREPARE waits for its answer: outside the pipeline) */
     if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
         && (memds_pgconn_pending(st->conn) >= MEMDS_PG_PENDING_MAX
-            || memds_pgconn_needs_prepare(st->conn, sql))
+            || memds_pgconn_needs_prepare(st->conn, sql, sa))
         && (rv = q_sync(st)) != APR_SUCCESS) {
         return rv;
     }
-    if ((res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, &name))
+    if ((res = memds_pgconn_prepare(st->conn, sql, a ? a->n : 0, sa, &name))
         != NULL) {
         return q_fail(st, res, what);
     }
@@ -283,27 +330,28 @@ apr_status_t q_run_many(memds_store_t *st, q_stmt_t *v, int n)
     t0 = apr_time_now();
     /* (a PREPARE waits for its answer: outside the pipeline) */
     for (i = 0; i < n; ++i) {
+        int sa = short_arrays(v[i].a);
         if (PQpipelineStatus(c) != PQ_PIPELINE_OFF
-            && memds_pgconn_needs_prepare(st->conn, v[i].sql)
+            && memds_pgconn_needs_prepare(st->conn, v[i].sql, sa)
             && (rv = q_sync(st)) != APR_SUCCESS) {
             return rv;
         }
         if ((res = memds_pgconn_prepare(st->conn, v[i].sql,
-                                        v[i].a ? v[i].a->n : 0, &names[i]))
+                                        v[i].a ? v[i].a->n : 0, sa,
+                                        &names[i]))
             != NULL) {
             return q_fail(st, res, v[i].what);
         }
     }
     if (n == 1 && PQpipelineStatus(c) == PQ_PIPELINE_OFF) {
-        /* (nothing waits: the plain call) */
-        const qargs_t *a = v[0].a;
-        res = names[0] ? PQexecPrepared(c, names[0], a ? a->n : 0,
-                                        a ? a->val : NULL, a ? a->len : NULL,
-                                        a ? a->fmt : NULL, 1)
-                       : PQexecParams(c, v[0].sql, a ? a->n : 0, NULL,
-                                      a ? a->val : NULL, a ? a->len : NULL,
-                                      a ? a->fmt : NULL, 1);
-        got[0] = res;
+        /* (nothing waits: the plain call; its last result is the one) */
+        if (!send_one(c, names[0], v[0].sql, v[0].a)) {
+            return q_fail(st, NULL, v[0].what);
+        }
+        while ((res = PQgetResult(c)) != NULL) {
+            PQclear(got[0]);
+            got[0] = res;
+        }
     }
     else {
         /* these, then the synchronization point: one round trip */

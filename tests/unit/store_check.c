@@ -1579,24 +1579,78 @@ static void check_mail_races(ctx_t *c)
  * it): those planned once (no array parameter), never one with an array
  * parameter or items_match (planned for their values, run unnamed); and
  * PostgreSQL's own rule decides between plans (plan_cache_mode auto). */
+/* A statement run with n values in its array parameter: when it worked,
+ * how many times its prepared statement on a's connection has run (-1:
+ * not prepared); -2 when it failed. */
+static int run_array_stmt(ctx_t *c, const char *sql, int n)
+{
+    memds_store_t *a = &c->a;
+    PGresult *res = NULL, *r;
+    qargs_t q;
+    const char **v = apr_palloc(c->p, sizeof(*v) * (apr_size_t)(n > 0 ? n : 1));
+    const char *arr = "{";
+    const char *pv[1];
+    int i, runs;
+
+    for (i = 0; i < n; ++i) {
+        v[i] = apr_psprintf(c->p, "g%d", i);
+        arr = apr_pstrcat(c->p, arr, i ? "," : "", v[i], NULL);
+    }
+    arr = apr_pstrcat(c->p, arr, "}", NULL);
+    qa_init(&q, c->p);
+    qa_str(&q, arr);
+    if (q_run(a, &res, "array_stmt", sql, &q, PGRES_TUPLES_OK) != APR_SUCCESS
+        || col_i64(res, 0, 0, -1) != n) {
+        PQclear(res);
+        return -2;
+    }
+    PQclear(res);
+    pv[0] = sql;
+    r = PQexecParams(raw_conn(a), "SELECT coalesce(sum(generic_plans"
+                                  " + custom_plans), -1)"
+                                  " FROM pg_prepared_statements"
+                                  " WHERE statement = $1",
+                     1, NULL, pv, NULL, NULL, 0);
+    runs = r && PQresultStatus(r) == PGRES_TUPLES_OK
+               ? atoi(PQgetvalue(r, 0, 0)) : -2;
+    PQclear(r);
+    return runs;
+}
+
 static void check_prepared(ctx_t *c)
 {
     PGconn *pc = raw_conn(&c->a);
-    PGresult *r = PQexec(pc, "SELECT count(*) FILTER (WHERE statement LIKE '%[]%'),"
-                             " count(*) FILTER (WHERE statement LIKE '%i.guid FROM memds.items i%'),"
+    PGresult *r = PQexec(pc, "SELECT count(*) FILTER (WHERE statement LIKE '%i.guid FROM memds.items i%'),"
                              " count(*), current_setting('plan_cache_mode')"
                              " FROM pg_prepared_statements");
     int ok_res = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    const char *shrt = "SELECT count(*) FROM unnest($1::text[]) /* short */";
+    const char *lng = "SELECT count(*) FROM unnest($1::text[]) /* long */";
+    int got[4];
 
-    ok(c, ok_res && atoi(PQgetvalue(r, 0, 0)) == 0 && atoi(PQgetvalue(r, 0, 1)) == 0,
-       "no statement with an array parameter, nor items_match, prepared "
-       "(%s with arrays, %s items_match)",
-       ok_res ? PQgetvalue(r, 0, 0) : "?", ok_res ? PQgetvalue(r, 0, 1) : "?");
-    ok(c, ok_res && atoi(PQgetvalue(r, 0, 2)) >= 10,
-       "the others prepared (%s)", ok_res ? PQgetvalue(r, 0, 2) : "?");
-    ok(c, ok_res && strcmp(PQgetvalue(r, 0, 3), "auto") == 0,
-       "plan_cache_mode auto (%s)", ok_res ? PQgetvalue(r, 0, 3) : "?");
+    ok(c, ok_res && atoi(PQgetvalue(r, 0, 0)) == 0,
+       "items_match not prepared (%s)", ok_res ? PQgetvalue(r, 0, 0) : "?");
+    ok(c, ok_res && atoi(PQgetvalue(r, 0, 1)) >= 10,
+       "the others prepared (%s)", ok_res ? PQgetvalue(r, 0, 1) : "?");
+    ok(c, ok_res && strcmp(PQgetvalue(r, 0, 2), "auto") == 0,
+       "plan_cache_mode auto (%s)", ok_res ? PQgetvalue(r, 0, 2) : "?");
     PQclear(r);
+    /* arrays: prepared while short, planned for their values when longer
+     * (a generic plan made for 3 values must not run with 500) */
+    got[0] = run_array_stmt(c, lng, MEMDS_PG_SHORT_ARRAY + 1);
+    got[1] = run_array_stmt(c, lng, 500);
+    got[2] = run_array_stmt(c, shrt, MEMDS_PG_SHORT_ARRAY);
+    got[3] = run_array_stmt(c, shrt, 3);
+    ok(c, got[0] == -1 && got[1] == -1,
+       "a statement with an array of %d or 500 values is not prepared "
+       "(%d %d)", MEMDS_PG_SHORT_ARRAY + 1, got[0], got[1]);
+    ok(c, got[2] == 1 && got[3] == 2,
+       "the same with %d or 3 values runs prepared (%d %d)",
+       MEMDS_PG_SHORT_ARRAY, got[2], got[3]);
+    got[0] = run_array_stmt(c, shrt, 500);
+    ok(c, got[0] == 2,
+       "the prepared one, given 500 values, runs unnamed, planned for them "
+       "(%d)", got[0]);
 }
 
 /* Statements sent without waiting (q_later) go with the next one waited
