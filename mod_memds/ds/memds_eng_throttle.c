@@ -65,8 +65,16 @@ apr_status_t eng_throttle_check(eng_t *e)
     const char *limit, *why;
     int wait = 0;
 
-    if (e->db->vt->limits_check(e->db, &u, e->dev.device_id, e->dev.account,
-                                e->dev.devid)
+    const memds_engine_cfg_t *c = e->cfg;
+    unsigned want = (c->limit_dev_min > 0 ? MEMDS_USAGE_DEV_MIN : 0)
+                    | (c->limit_acct_min > 0 ? MEMDS_USAGE_ACCT_MIN : 0)
+                    | (c->limit_dev_conc > 0 ? MEMDS_USAGE_DEV_CONC : 0)
+                    | (c->limit_acct_conc > 0 ? MEMDS_USAGE_ACCT_CONC : 0)
+                    | (c->limit_dev_bytes > 0 ? MEMDS_USAGE_DEV_BYTES : 0)
+                    | (c->limit_acct_bytes > 0 ? MEMDS_USAGE_ACCT_BYTES : 0);
+
+    if (e->db->vt->limits_check(e->db, &u, want, e->dev.device_id,
+                                e->dev.account, e->dev.devid)
         != APR_SUCCESS) {
         return eng_db_fail(e, "reading the device's usage");
     }

@@ -188,8 +188,8 @@ typedef struct memds_sessdb_vt {
      * statuses for items, an item held at once, the held and released
      * items of a datastore, and the items a completed session delivered */
     apr_status_t (*limits_check)(memds_sessdb_t *db, memds_usage_t *u,
-                                 apr_int64_t device_id, const char *account,
-                                 const char *devid);
+                                 unsigned want, apr_int64_t device_id,
+                                 const char *account, const char *devid);
     apr_status_t (*device_failed)(memds_sessdb_t *db, int *pheld,
                                   const char *account, const char *devid,
                                   int max, int block_secs, const char *why);

@@ -1547,8 +1547,8 @@ static apr_status_t mem_ds_open(memds_sessdb_t *db, memds_ds_t **pds,
 /* ----------------------------- throttling and autoblock (schema/014) */
 
 static apr_status_t mem_limits_check(memds_sessdb_t *db, memds_usage_t *u,
-                                     apr_int64_t device_id, const char *account,
-                                     const char *devid)
+                                     unsigned want, apr_int64_t device_id,
+                                     const char *account, const char *devid)
 {
     memds_memdb_t *m = M(db);
     apr_time_t now = apr_time_now(), minute = now - apr_time_from_sec(60),
@@ -1557,6 +1557,7 @@ static apr_status_t mem_limits_check(memds_sessdb_t *db, memds_usage_t *u,
     const mauth_t *a = auth_of(m, account, devid);
     apr_hash_index_t *hi;
 
+    (void)want; /* (every figure counted) */
     memset(u, 0, sizeof(*u));
     for (hi = apr_hash_first(NULL, m->t.usage); hi; hi = apr_hash_next(hi)) {
         const musage_t *x = apr_hash_this_val(hi);

@@ -321,11 +321,11 @@ static apr_status_t pg_wipe_store(memds_sessdb_t *db, apr_int64_t device_id,
 }
 
 static apr_status_t pg_limits_check(memds_sessdb_t *db, memds_usage_t *u,
-                                    apr_int64_t device_id, const char *account,
-                                    const char *devid)
+                                    unsigned want, apr_int64_t device_id,
+                                    const char *account, const char *devid)
 {
-    return done(db,
-                memds_throttle_usage(ST(db), u, device_id, account, devid));
+    return done(db, memds_throttle_usage(ST(db), u, want, device_id, account,
+                                         devid));
 }
 
 static apr_status_t pg_device_failed(memds_sessdb_t *db, int *pheld,

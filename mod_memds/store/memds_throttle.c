@@ -16,15 +16,29 @@
     "' - now())))::integer"
 
 apr_status_t memds_throttle_usage(memds_store_t *st, memds_usage_t *u,
-                                  apr_int64_t device_id, const char *account,
-                                  const char *devid)
+                                  unsigned want, apr_int64_t device_id,
+                                  const char *account, const char *devid)
 {
     qargs_t a;
     PGresult *res;
     apr_status_t rv;
+    const char *rows;
 
 #define DEV_MIN "device_id = $1::bigint AND started_at > now() - interval '1 minute'"
 #define ANY_MIN "started_at > now() - interval '1 minute'"
+    /* The rows of memds.session_usage the wanted figures need: the
+     * account's last hour, the device's last minute (one index range,
+     * session_usage_device: the default limit alone), or none. */
+    if (want & (MEMDS_USAGE_ACCT_MIN | MEMDS_USAGE_DEV_BYTES
+                | MEMDS_USAGE_ACCT_BYTES)) {
+        rows = "account = $2 AND started_at > now() - interval '1 hour'";
+    }
+    else if (want & MEMDS_USAGE_DEV_MIN) {
+        rows = DEV_MIN;
+    }
+    else {
+        rows = "false";
+    }
     /* (results come in binary: every number is cast to its C type) */
     qa_init(&a, st->pool);
     qa_i64(&a, device_id);
@@ -32,32 +46,39 @@ apr_status_t memds_throttle_usage(memds_store_t *st, memds_usage_t *u,
     qa_str(&a, devid);
     rv = q_row(
         st, &res, "throttle_usage",
-        "SELECT u.dm, u.dmw, u.am, u.amw, u.db, u.dbw, u.ab, u.abw,"
-        " (SELECT count(*) FROM memds.sessions s WHERE s.device_id = $1::bigint"
-        "  AND " IN_PROGRESS "),"
-        " (SELECT count(*) FROM memds.sessions s JOIN memds.devices d"
-        "  USING (device_id) WHERE d.account = $2 AND " IN_PROGRESS "),"
-        " h.held_until IS NOT NULL,"
-        " CASE WHEN h.held_until = 'infinity' THEN -1"
-        "  ELSE " WAIT("h.held_until", "0 s") " END,"
-        " h.held_reason"
-        " FROM (SELECT"
-        "  count(*) FILTER (WHERE " DEV_MIN ") AS dm,"
-        "  " WAIT("min(started_at) FILTER (WHERE " DEV_MIN ")", "1 minute")
-        "   AS dmw,"
-        "  count(*) FILTER (WHERE " ANY_MIN ") AS am,"
-        "  " WAIT("min(started_at) FILTER (WHERE " ANY_MIN ")", "1 minute")
-        "   AS amw,"
-        "  coalesce(sum(bytes) FILTER (WHERE device_id = $1::bigint), 0)::bigint"
-        "   AS db,"
-        "  " WAIT("min(started_at) FILTER (WHERE device_id = $1::bigint)",
-                  "1 hour") " AS dbw,"
-        "  coalesce(sum(bytes), 0)::bigint AS ab,"
-        "  " WAIT("min(started_at)", "1 hour") " AS abw"
-        "  FROM memds.session_usage WHERE account = $2"
-        "  AND started_at > now() - interval '1 hour') u"
-        " LEFT JOIN memds.device_auth h ON h.account = $2 AND h.devid = $3"
-        "  AND h.held_until > now()",
+        apr_pstrcat(
+            st->pool,
+            "SELECT u.dm, u.dmw, u.am, u.amw, u.db, u.dbw, u.ab, u.abw, ",
+            (want & MEMDS_USAGE_DEV_CONC)
+                ? "(SELECT count(*) FROM memds.sessions s"
+                  " WHERE s.device_id = $1::bigint AND " IN_PROGRESS "), "
+                : "0::bigint, ",
+            (want & MEMDS_USAGE_ACCT_CONC)
+                ? "(SELECT count(*) FROM memds.sessions s JOIN memds.devices d"
+                  " USING (device_id) WHERE d.account = $2"
+                  " AND " IN_PROGRESS "),"
+                : "0::bigint,",
+            " h.held_until IS NOT NULL,"
+            " CASE WHEN h.held_until = 'infinity' THEN -1"
+            "  ELSE " WAIT("h.held_until", "0 s") " END,"
+            " h.held_reason"
+            " FROM (SELECT"
+            "  count(*) FILTER (WHERE " DEV_MIN ") AS dm,"
+            "  " WAIT("min(started_at) FILTER (WHERE " DEV_MIN ")",
+                      "1 minute") "   AS dmw,"
+            "  count(*) FILTER (WHERE " ANY_MIN ") AS am,"
+            "  " WAIT("min(started_at) FILTER (WHERE " ANY_MIN ")",
+                      "1 minute") "   AS amw,"
+            "  coalesce(sum(bytes) FILTER (WHERE device_id = $1::bigint), 0)"
+            "::bigint AS db,"
+            "  " WAIT("min(started_at) FILTER (WHERE device_id = $1::bigint)",
+                      "1 hour") " AS dbw,"
+            "  coalesce(sum(bytes), 0)::bigint AS ab,"
+            "  " WAIT("min(started_at)", "1 hour") " AS abw"
+            "  FROM memds.session_usage WHERE ", rows, ") u"
+            " LEFT JOIN memds.device_auth h ON h.account = $2 AND h.devid = $3"
+            "  AND h.held_until > now()",
+            NULL),
         &a);
 #undef DEV_MIN
 #undef ANY_MIN

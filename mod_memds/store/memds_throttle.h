@@ -25,10 +25,20 @@ typedef struct memds_usage_t {
     const char *held_reason;
 } memds_usage_t;
 
-/** One statement: the usage of device_id (account, devid) and its hold. */
+/** The figures of memds_usage_t a check needs (the limits set): */
+#define MEMDS_USAGE_DEV_MIN 0x01u    /**< dev_min, dev_min_wait */
+#define MEMDS_USAGE_ACCT_MIN 0x02u   /**< acct_min, acct_min_wait */
+#define MEMDS_USAGE_DEV_CONC 0x04u   /**< dev_conc */
+#define MEMDS_USAGE_ACCT_CONC 0x08u  /**< acct_conc */
+#define MEMDS_USAGE_DEV_BYTES 0x10u  /**< dev_bytes, dev_bytes_wait */
+#define MEMDS_USAGE_ACCT_BYTES 0x20u /**< acct_bytes, acct_bytes_wait */
+
+/** One statement: the usage of device_id (account, devid) and its hold.
+ *  Only the figures in want are counted (the others may be 0 or partial:
+ *  the limits that are off cost nothing); the hold is always read. */
 apr_status_t memds_throttle_usage(memds_store_t *st, memds_usage_t *u,
-                                  apr_int64_t device_id, const char *account,
-                                  const char *devid);
+                                  unsigned want, apr_int64_t device_id,
+                                  const char *account, const char *devid);
 
 /** A failed session of (account, devid): count it; with max > 0 the
  *  max-th in a row holds the device for block_secs (0: until unblocked),
