@@ -339,6 +339,7 @@ struct ctx_t {
     double t0, t_end;
     /* stats */
     double *lat[2];         /* per HTTP message, by kind of device */
+    double *lat_at[2];      /* when each answer came, seconds after t0 */
     size_t nlat[2], caplat[2];
     long sessions, messages, errors, errors_http, errors_syncml,
         errors_parse, errors_converge, errors_protocol;
@@ -1261,10 +1262,13 @@ static void push_latency(ctx_t *cx, int kind, double s)
     if (cx->nlat[kind] == cx->caplat[kind]) {
         cx->caplat[kind] = cx->caplat[kind] ? 2 * cx->caplat[kind] : 4096;
         cx->lat[kind] = realloc(cx->lat[kind], cx->caplat[kind] * sizeof *cx->lat[kind]);
-        if (cx->lat[kind] == NULL) {
+        cx->lat_at[kind] = realloc(cx->lat_at[kind],
+                                   cx->caplat[kind] * sizeof *cx->lat_at[kind]);
+        if (cx->lat[kind] == NULL || cx->lat_at[kind] == NULL) {
             die_oom();
         }
     }
+    cx->lat_at[kind][cx->nlat[kind]] = now_s() - cx->t0;
     cx->lat[kind][cx->nlat[kind]++] = s;
 }
 
@@ -1368,6 +1372,36 @@ static void print_latency(const ctx_t *cx, int kind, const char *name)
            "latency%s_max_ms %.1f\nmessages%s %zu\n", name, 1000 * pct(v, n, 0.5), name,
            1000 * pct(v, n, 0.9), name, 1000 * pct(v, n, 0.99), name,
            n ? 1000 * v[n - 1] : 0.0, name, n);
+    free(v);
+}
+
+/* The p99 of every kind's latencies in each 10 s of the run (by when the
+ * answer came): the start, when every device begins at once and httpd
+ * starts children, apart from the rest. */
+#define WINDOW_S 10
+static void print_latency_windows(const ctx_t *cx)
+{
+    int w, nw = (int)(cx->run_secs / WINDOW_S + 0.999);
+    size_t n = cx->nlat[0] + cx->nlat[1], k, i;
+    double *v = malloc((n + 1) * sizeof *v);
+    if (v == NULL) {
+        die_oom();
+    }
+    printf("latency_p99_per_10s_ms");
+    for (w = 0; w < nw; ++w) {
+        int kind;
+        k = 0;
+        for (kind = 0; kind < 2; ++kind) {
+            for (i = 0; i < cx->nlat[kind]; ++i) {
+                if ((int)(cx->lat_at[kind][i] / WINDOW_S) == w) {
+                    v[k++] = cx->lat[kind][i];
+                }
+            }
+        }
+        qsort(v, k, sizeof *v, cmp_double);
+        printf("%s%.0f", w ? "," : " ", 1000 * pct(v, k, 0.99));
+    }
+    printf("\n");
     free(v);
 }
 
@@ -1640,6 +1674,7 @@ int main(int argc, char **argv)
         print_latency(&cx, 2, "");
         print_latency(&cx, K_ITEMS, "_items");
         print_latency(&cx, K_MAIL, "_mail");
+        print_latency_windows(&cx);
         printf("concurrent_sessions_avg %.1f\nconcurrent_sessions_max %d\n",
                cx.conc_samples ? cx.conc_sum / cx.conc_samples : 0.0, cx.conc_max);
         printf("sessions_items %ld\nsessions_mail %ld\nitem_changes %ld\nmail_changes %ld\n"
@@ -1738,6 +1773,8 @@ int main(int argc, char **argv)
     free(cx.users);
     free(cx.lat[0]);
     free(cx.lat[1]);
+    free(cx.lat_at[0]);
+    free(cx.lat_at[1]);
     curl_slist_free_all(cx.hdrs);
     curl_multi_cleanup(cx.multi);
     curl_global_cleanup();
