@@ -168,9 +168,16 @@ static void prometheus(request_rec *r, const stat_line_t *lines, int n,
                    "memds_db_pool_events_total{pid=\"%ld\",event=\"acquire\"} "
                    "%" APR_UINT64_T_FMT "\n"
                    "memds_db_pool_events_total{pid=\"%ld\",event=\"acquire_"
-                   "failure\"} %" APR_UINT64_T_FMT "\n",
+                   "failure\"} %" APR_UINT64_T_FMT "\n"
+                   "memds_db_pool_events_total{pid=\"%ld\",event=\"acquire_"
+                   "wait\"} %" APR_UINT64_T_FMT "\n",
                    pid, ps->connects, pid, ps->connect_fails, pid, ps->acquires,
-                   pid, ps->acquire_fails);
+                   pid, ps->acquire_fails, pid, ps->acquire_waits);
+        meta(r, "memds_db_pool_wait_seconds_total", "counter",
+             "Time the child's requests waited for a free PostgreSQL "
+             "connection.");
+        ap_rprintf(r, "memds_db_pool_wait_seconds_total{pid=\"%ld\"} %.3f\n",
+                   pid, (double)ps->acquire_wait_ms / 1000.0);
     }
 }
 
@@ -290,11 +297,13 @@ int memds_status_handler(request_rec *r)
                    "    \"connect_failures\": %" APR_UINT64_T_FMT ",\n"
                    "    \"replaced\": %" APR_UINT64_T_FMT ",\n"
                    "    \"acquires\": %" APR_UINT64_T_FMT ",\n"
-                   "    \"acquire_failures\": %" APR_UINT64_T_FMT "\n  },\n",
+                   "    \"acquire_failures\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"acquire_waits\": %" APR_UINT64_T_FMT ",\n"
+                   "    \"acquire_wait_ms\": %" APR_UINT64_T_FMT "\n  },\n",
                    (long)getpid(), sc->pgpool ? "true" : "false",
                    pp ? pp->max : 0, pp ? pp->keep : 0, ps.open, ps.in_use,
                    ps.connects, ps.connect_fails, ps.replaced, ps.acquires,
-                   ps.acquire_fails);
+                   ps.acquire_fails, ps.acquire_waits, ps.acquire_wait_ms);
         ap_rprintf(r,
                    "  \"imap_cache\": {\"max\": %d, \"idle_secs\": %d, "
                    "\"kept\": %d}\n}\n",
@@ -333,8 +342,11 @@ int memds_status_handler(request_rec *r)
                "  connect_failures %" APR_UINT64_T_FMT "\n"
                "  replaced         %" APR_UINT64_T_FMT "\n"
                "  acquires         %" APR_UINT64_T_FMT "\n"
-               "  acquire_failures %" APR_UINT64_T_FMT "\n",
+               "  acquire_failures %" APR_UINT64_T_FMT "\n"
+               "  acquire_waits    %" APR_UINT64_T_FMT "\n"
+               "  acquire_wait_ms  %" APR_UINT64_T_FMT "\n",
                pp->max, pp->keep, ps.open, ps.in_use, ps.connects,
-               ps.connect_fails, ps.replaced, ps.acquires, ps.acquire_fails);
+               ps.connect_fails, ps.replaced, ps.acquires, ps.acquire_fails,
+               ps.acquire_waits, ps.acquire_wait_ms);
     return OK;
 }

@@ -39,6 +39,7 @@ struct memds_pgpool_t {
     volatile apr_uint64_t replaced;
     volatile apr_uint64_t acquires;
     volatile apr_uint64_t acquire_fails;
+    volatile apr_uint64_t acquire_waits, acquire_wait_us;
 };
 
 const char *memds_pg_check_conninfo(const char *conninfo, apr_pool_t *p)
@@ -213,6 +214,11 @@ apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
     int tries = pool->params.max + 1;
     apr_status_t rv = APR_EGENERAL;
     void *res;
+    /* (all in use when asked: this acquire waits; read without a lock,
+     * a figure for the status page) */
+    int full = apr_atomic_read32(&pool->in_use)
+               >= (apr_uint32_t)pool->params.max;
+    apr_time_t t0 = full ? apr_time_now() : 0;
 
     while (tries-- > 0) {
         rv = apr_reslist_acquire(pool->rl, &res);
@@ -224,6 +230,11 @@ apr_status_t memds_pgpool_acquire(memds_pgconn_t **pconn, memds_pgpool_t *pool,
             c->broken = 0;
             apr_atomic_inc32(&pool->in_use);
             apr_atomic_inc64(&pool->acquires);
+            if (full) {
+                apr_atomic_inc64(&pool->acquire_waits);
+                apr_atomic_add64(&pool->acquire_wait_us,
+                                 (apr_uint64_t)(apr_time_now() - t0));
+            }
             *pconn = c;
             return APR_SUCCESS;
         }
@@ -311,6 +322,8 @@ void memds_pgpool_get_stats(memds_pgpool_stats_t *st, memds_pgpool_t *pool)
     st->replaced = apr_atomic_read64(&pool->replaced);
     st->acquires = apr_atomic_read64(&pool->acquires);
     st->acquire_fails = apr_atomic_read64(&pool->acquire_fails);
+    st->acquire_waits = apr_atomic_read64(&pool->acquire_waits);
+    st->acquire_wait_ms = apr_atomic_read64(&pool->acquire_wait_us) / 1000;
 }
 
 const memds_pgpool_params_t *memds_pgpool_params(memds_pgpool_t *pool)

@@ -41,6 +41,9 @@ typedef struct memds_pgpool_stats_t {
     apr_uint64_t acquires;      /**< successful acquires */
     apr_uint64_t
         acquire_fails; /**< acquires that failed (no connection to be had) */
+    apr_uint64_t acquire_waits;   /**< acquires that found all in use and
+                                       waited (and got one) */
+    apr_uint64_t acquire_wait_ms; /**< their waiting, in all */
 } memds_pgpool_stats_t;
 
 /**

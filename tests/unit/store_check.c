@@ -14,6 +14,7 @@
 #include "store/memds_store_sql.h"
 
 #include <apr_general.h>
+#include <apr_thread_proc.h>
 #include <apr_strings.h>
 #include <apr_time.h>
 #include <libpq-fe.h>
@@ -1862,6 +1863,55 @@ static void check_pipeline(ctx_t *c)
     }
 }
 
+/* The pool's waiting, counted: a thread asks for a connection while both
+ * are in use, and gets one when cb is given back 100 ms later. */
+typedef struct {
+    memds_pgpool_t *pool;
+    apr_pool_t *p;
+    apr_status_t rv;
+} waiter_t;
+
+static void *APR_THREAD_FUNC waiter_run(apr_thread_t *t, void *arg)
+{
+    waiter_t *w = arg;
+    memds_pgconn_t *conn = NULL;
+    const char *err = NULL;
+
+    w->rv = memds_pgpool_acquire(&conn, w->pool, &err, w->p);
+    if (w->rv == APR_SUCCESS) {
+        memds_pgpool_release(w->pool, conn, 0);
+    }
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static void check_pool_waits(ctx_t *c, memds_pgpool_t *pool,
+                             memds_pgconn_t *cb)
+{
+    memds_pgpool_stats_t before, after;
+    apr_thread_t *t;
+    apr_status_t trv;
+    waiter_t w = { pool, NULL, APR_EGENERAL };
+
+    apr_pool_create(&w.p, c->p);
+    memds_pgpool_get_stats(&before, pool);
+    if (apr_thread_create(&t, NULL, waiter_run, &w, c->p) != APR_SUCCESS) {
+        ok(c, 0, "pool waits: thread");
+        return;
+    }
+    apr_sleep(apr_time_from_msec(100));
+    memds_pgpool_release(pool, cb, 0);
+    apr_thread_join(&trv, t);
+    memds_pgpool_get_stats(&after, pool);
+    ok(c, w.rv == APR_SUCCESS
+              && after.acquire_waits == before.acquire_waits + 1
+              && after.acquire_wait_ms - before.acquire_wait_ms >= 50,
+       "pool: an acquire that found every connection in use is counted "
+       "with its wait (%" APR_UINT64_T_FMT " waits, %" APR_UINT64_T_FMT
+       " ms)", after.acquire_waits - before.acquire_waits,
+       after.acquire_wait_ms - before.acquire_wait_ms);
+}
+
 int main(int argc, const char *const *argv)
 {
     ctx_t c;
@@ -1954,7 +2004,7 @@ int main(int argc, const char *const *argv)
                         c.acct);
     ok(&c, nn == 0, "nothing of this run remains in the database");
 
-    memds_pgpool_release(pool, cb, 0);
+    check_pool_waits(&c, pool, cb); /* (gives cb back) */
     memds_pgpool_release(pool, ca, 0);
     printf("1..%d\n", c.n);
     if (c.failed) {
