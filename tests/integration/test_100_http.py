@@ -109,6 +109,8 @@ def test_108_status_page_counts(stack):
     assert after["requests"]["http_405"] == before["requests"]["http_405"] + 1
     assert after["requests"]["requests"] >= before["requests"]["requests"] + 2
     assert "db_pool" in after and after["db_pool"]["configured"] is True
+    # MemDSDBMax's default: 8 per child (ThreadsPerChild is 25 here)
+    assert after["db_pool"]["max"] == 8
     assert after["database"]["reachable"] is True
     assert after["database"]["schema_version"] == after["schema_version_required"]
     st, hdr, body = stack.request("GET", "/memds-status")
