@@ -352,9 +352,16 @@ void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc)
      * spent 4.0-4.6 ms of CPU per HTTP message under bench/load, 2.7 ms
      * with 8 per child, and the gateway answered 40-60 % more messages
      * (docs/performance.md, "Connections per child"). */
-    pp->max = sc->db_max != MEMDS_UNSET ? sc->db_max
-              : threads < MEMDS_DEFAULT_DB_MAX ? threads
-                                                : MEMDS_DEFAULT_DB_MAX;
+    if (sc->db_max != MEMDS_UNSET) {
+        pp->max = sc->db_max;
+    }
+    else {
+        /* (and at least MemDSDBKeep: a configuration that kept more than
+         * 8 before this default still starts) */
+        pp->max = pp->keep > MEMDS_DEFAULT_DB_MAX ? pp->keep
+                                                  : MEMDS_DEFAULT_DB_MAX;
+        pp->max = threads < pp->max ? threads : pp->max;
+    }
     pp->exptime = apr_time_from_sec(sc->db_exptime != MEMDS_UNSET
                                         ? sc->db_exptime
                                         : MEMDS_DEFAULT_DB_EXPTIME);

@@ -31,7 +31,7 @@ APLOG_USE_MODULE(memds);
 #define MEMDS_MAX_MAX_MSG_SIZE (64 * 1024 * 1024)
 #define MEMDS_DEFAULT_DB_MIN 0
 #define MEMDS_DEFAULT_DB_KEEP 2
-#define MEMDS_DEFAULT_DB_MAX 8 /* (or ThreadsPerChild, if fewer) */
+#define MEMDS_DEFAULT_DB_MAX 8 /* (or MemDSDBKeep if more; at most ThreadsPerChild) */
 #define MEMDS_DEFAULT_DB_EXPTIME 300
 #define MEMDS_DEFAULT_DB_ACQUIRE_TIMEOUT 5
 #define MEMDS_DEFAULT_MAX_OBJ_SIZE (4 * 1024 * 1024)

@@ -26,6 +26,15 @@ def test_001_good_config_passes(stack):
     assert "Syntax OK" in out
 
 
+def test_007_db_keep_above_the_default_max(stack):
+    """MemDSDBMax's default (8 per child) grows to MemDSDBKeep: a
+    configuration that keeps more connections idle still starts."""
+    rc, out = stack.configtest('MemDSDBKeep 12\n' + GOOD)
+    assert rc == 0 and "Syntax OK" in out, out
+    rc, out = stack.configtest('MemDSDBKeep 12\nMemDSDBMax 8\n' + GOOD)
+    assert rc != 0 and "MemDSDBKeep (12) <= MemDSDBMax (8)" in out, out
+
+
 # (site config, words the error must contain)
 BAD = [
     ('MemDSDatabase "nosuchkey=1"', ["MemDSDatabase", "libpq", "nosuchkey"]),
