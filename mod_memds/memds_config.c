@@ -348,9 +348,9 @@ void memds_srv_pool_params(memds_pgpool_params_t *pp, const memds_srv_conf *sc)
     pp->min = sc->db_min != MEMDS_UNSET ? sc->db_min : MEMDS_DEFAULT_DB_MIN;
     pp->keep = sc->db_keep != MEMDS_UNSET ? sc->db_keep : MEMDS_DEFAULT_DB_KEEP;
     /* A few connections per child, not one per worker thread: requests
-     * beyond them wait for one. PostgreSQL with 185 backends on 2 cores
-     * spent 4.0-4.6 ms of CPU per HTTP message under bench/load, 2.7 ms
-     * with 8 per child, and the gateway answered 40-60 % more messages
+     * beyond them wait for one. Under bench/load PostgreSQL with about 185
+     * backends on 2 cores spent 4.0-4.7 ms of CPU per HTTP message, 2.7-3.4
+     * with 8 per child, which answered more messages sooner
      * (docs/performance.md, "Connections per child"). */
     if (sc->db_max != MEMDS_UNSET) {
         pp->max = sc->db_max;
