@@ -133,6 +133,9 @@ typedef struct memds_srv_conf {
     struct memds_push_wake_t *push_wake; /**< when this child's push job
                                             looks again (child_init; its
                                             thread only), or NULL */
+    struct memds_jobgate_t *jobgate; /**< this child's background jobs may
+                                        run (child_init, in the process
+                                        pool: memds_jobgate.h) */
     volatile apr_uint32_t
         schema_ok; /**< this child saw the right schema version */
 } memds_srv_conf;

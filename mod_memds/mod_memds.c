@@ -22,6 +22,7 @@
 #include <apr_strings.h>
 
 #include "util/memds_util.h"
+#include "util/memds_jobgate.h"
 #include "ds/memds_engine.h"
 #include "backends/memds_imap.h"
 #include "email/memds_mime.h"
@@ -173,6 +174,37 @@ static apr_status_t retry_outbox(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+/* A job as registered with mod_watchdog: it runs inside the child's gate
+ * (memds_jobgate.h), never after the child's pool is gone. */
+typedef struct gated_job_t {
+    ap_watchdog_callback_fn_t *fn;
+    server_rec *s;
+} gated_job_t;
+
+static apr_status_t gated_job(int state, void *data, apr_pool_t *pool)
+{
+    const gated_job_t *j = data;
+    memds_jobgate_t *gate = memds_srv_conf_get(j->s)->jobgate;
+    apr_status_t rv;
+
+    if (!memds_jobgate_enter(gate)) {
+        return APR_SUCCESS; /* (the child exits, or its start failed) */
+    }
+    rv = j->fn(state, j->s, pool);
+    memds_jobgate_leave(gate);
+    return rv;
+}
+
+static void *gated(apr_pool_t *pconf, server_rec *s,
+                   ap_watchdog_callback_fn_t *fn)
+{
+    gated_job_t *j = apr_palloc(pconf, sizeof(*j));
+
+    j->fn = fn;
+    j->s = s;
+    return j;
+}
+
 /* Does any location have MemDSPush On? (The delivery job runs then.) */
 static int push_on(server_rec *s)
 {
@@ -241,23 +273,23 @@ static int memds_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
         if (get_instance && register_cb && push_on(s)
             && get_instance(&wd, "memds-push", 0, 1, pconf) == APR_SUCCESS) {
-            register_cb(wd, apr_time_from_msec(MEMDS_PUSH_INTERVAL_MS), s,
-                        memds_push_job);
+            register_cb(wd, apr_time_from_msec(MEMDS_PUSH_INTERVAL_MS),
+                        gated(pconf, s, memds_push_job), gated_job);
         }
         if (get_instance && register_cb && memds_watch_wanted(s)
             && get_instance(&wd, "memds-watch", 0, 1, pconf) == APR_SUCCESS) {
-            register_cb(wd, apr_time_from_msec(MEMDS_WATCH_INTERVAL_MS), s,
-                        memds_watch_job);
+            register_cb(wd, apr_time_from_msec(MEMDS_WATCH_INTERVAL_MS),
+                        gated(pconf, s, memds_watch_job), gated_job);
         }
         /* The two slow jobs share one instance: each instance's thread
          * wakes every 100 ms in every child (mod_watchdog's slice), 1-1.5 %
          * of httpd's CPU per instance in a mail first sync */
         if (get_instance && register_cb
             && get_instance(&wd, "memds-jobs", 0, 1, pconf) == APR_SUCCESS) {
-            register_cb(wd, apr_time_from_sec(MEMDS_EXPIRE_INTERVAL), s,
-                        expire_sessions);
-            register_cb(wd, apr_time_from_sec(MEMDS_OUTBOX_INTERVAL), s,
-                        retry_outbox);
+            register_cb(wd, apr_time_from_sec(MEMDS_EXPIRE_INTERVAL),
+                        gated(pconf, s, expire_sessions), gated_job);
+            register_cb(wd, apr_time_from_sec(MEMDS_OUTBOX_INTERVAL),
+                        gated(pconf, s, retry_outbox), gated_job);
         }
         else {
             ap_log_error(
@@ -273,6 +305,7 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_pool_t *p;
     server_rec *v, *w;
+    memds_jobgate_t *gate = NULL;
 
     /* GMime (MIME parsing for sending mail) in each child, before its
      * threads run, and never in the parent: httpd unloads and reloads the
@@ -379,6 +412,20 @@ static void memds_child_init(apr_pool_t *pchild, server_rec *s)
     memds_watch_child_init(pchild, s);
     if (push_on(s)) {
         memds_push_child_init(pchild, s);
+    }
+    /* Last, so that its pre-cleanup runs first at child exit: the jobs
+     * that mod_watchdog's threads (started after this hook) are running
+     * end before anything of this child is released. */
+    if (memds_jobgate_create(&gate, s->process->pool) == APR_SUCCESS) {
+        memds_jobgate_close_with(gate, pchild);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     MEMDS_APLOGNO(00098) "cannot create the background jobs' "
+                     "gate: this child runs none");
+    }
+    for (v = s; v; v = v->next) {
+        memds_srv_conf_get(v)->jobgate = gate;
     }
 }
 
@@ -638,10 +685,14 @@ static int memds_map_to_storage(request_rec *r)
 
 static void memds_register_hooks(apr_pool_t *p)
 {
+    static const char *const watchdog_after[] = { "mod_watchdog.c", NULL };
+
     ap_hook_map_to_storage(memds_map_to_storage, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(memds_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memds_post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(memds_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* before mod_watchdog's, which starts the threads of the jobs */
+    ap_hook_child_init(memds_child_init, NULL, watchdog_after,
+                       APR_HOOK_MIDDLE);
     ap_hook_handler(memds_sync_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(memds_notify_handler, NULL, NULL, APR_HOOK_MIDDLE);

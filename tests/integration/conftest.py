@@ -208,6 +208,24 @@ class Stack:
         return bad
 
     # --------------------------------------------------------- sanitizers
+    @staticmethod
+    def _san_report(path):
+        """A sanitizer's report file, waited for until it is whole: the
+        runtime writes its header first and the stacks after symbolizing
+        them (a second or more), so a report read at once may end at its
+        first lines (up to 20 s: a "SUMMARY:" line, or no growth for 3 s)."""
+        deadline, last, still = time.time() + 20, None, time.time()
+        while True:
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if "SUMMARY:" in text or time.time() > deadline:
+                return text.splitlines()
+            if text != last:
+                last, still = text, time.time()
+            elif time.time() - still > 3:
+                return text.splitlines()
+            time.sleep(0.2)
+
     def sanitizer_reports(self):
         """Sanitizer reports not returned before: the files in var/san and
         UBSan's lines in httpd's error log (gcc's UBSan runtime ignores
@@ -219,8 +237,7 @@ class Stack:
             if name in self._san_seen or not os.path.isfile(path):
                 continue
             self._san_seen.add(name)
-            with open(path, errors="replace") as f:
-                lines = f.read().splitlines()
+            lines = self._san_report(path)
             if len(lines) > 150:
                 lines = lines[:150] + ["... (%d more lines)" % (len(lines) - 150)]
             out.append("==== %s ====\n%s" % (path, "\n".join(lines)))

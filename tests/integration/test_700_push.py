@@ -31,14 +31,18 @@ SRV_PW = "srv-" + uuid.uuid4().hex[:8]
 class Receiver:
     """A device platform's push receiver: collects the POSTed bodies."""
 
-    def __init__(self):
+    def __init__(self, delay=0):
         self.got = []
+        self.arrived = 0  # POSTs read, answered or not (delay: seconds before answering)
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
-                outer.got.append((self.headers.get("Content-Type"), self.rfile.read(n)))
+                body = self.rfile.read(n)
+                outer.arrived += 1
+                time.sleep(delay)
+                outer.got.append((self.headers.get("Content-Type"), body))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -305,6 +309,38 @@ def test_707_a_syncml_11_device_gets_the_legacy_san(stack):
         if c is not None:
             admin(stack, "push-register", "--delete", "alice", c.devid)
             c.cleanup()
+        rcv.close()
+
+
+def test_709_a_restart_lets_the_delivery_in_progress_end(stack):
+    """mod_watchdog's threads belong to the process, not to the child: at a
+    child's exit they may be inside the push job while the child's pool
+    (its PostgreSQL connections, the job's LISTEN) is released. The jobs
+    run inside a gate that the child's pool closes first, waiting for the
+    job inside (memds_jobgate.h). Here the receiver takes 3 s to answer and
+    httpd restarts gracefully meanwhile: the old child ends the delivery
+    and commits it, so the device gets one SAN and nothing stays pending.
+    (Without the gate the child ended under the job: its transaction was
+    lost and the new children sent the SAN again, seen as two here; under
+    ASan, a use after free of the job's LISTEN.)"""
+    rcv, dev = Receiver(delay=3), None
+    try:
+        dev = _device(stack, rcv)
+        deliver(stack, "exit-" + uuid.uuid4().hex[:6])
+        deadline = time.time() + 15
+        while rcv.arrived < 1:
+            assert time.time() < deadline, "no SAN within 15 s"
+            time.sleep(0.05)
+        stack.graceful()  # (the old children exit while the job waits)
+        deadline = time.time() + 20
+        while pending(stack, dev.devid) != "":
+            assert time.time() < deadline, pending(stack, dev.devid)
+            time.sleep(0.2)
+        time.sleep(4)  # (a second delivery would have arrived by now)
+        assert rcv.arrived == 1 and len(rcv.got) == 1, (rcv.arrived, len(rcv.got))
+        assert pending(stack, dev.devid) == ""
+    finally:
+        _forget(stack, dev)
         rcv.close()
 
 

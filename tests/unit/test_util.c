@@ -1,10 +1,13 @@
 /* Unit tests: util/memds_util.c */
 #include "unit.h"
 #include "util/memds_util.h"
+#include "util/memds_jobgate.h"
 
 #include <string.h>
 #include <apr_strings.h>
 #include <apr_file_io.h>
+#include <apr_atomic.h>
+#include <apr_thread_proc.h>
 
 static void test_content_type(void)
 {
@@ -249,6 +252,86 @@ static void test_scan16(void)
                     5);
 }
 
+/* The jobs' gate: open, then closed by its pool's pre-cleanup. */
+static void test_jobgate_open_close(void)
+{
+    memds_jobgate_t *g = NULL;
+    apr_pool_t *child;
+
+    CU_ASSERT_FALSE(memds_jobgate_enter(NULL));
+    CU_ASSERT_EQUAL_FATAL(memds_jobgate_create(&g, unit_pool), APR_SUCCESS);
+    apr_pool_create(&child, unit_pool);
+    memds_jobgate_close_with(g, child);
+    CU_ASSERT_TRUE(memds_jobgate_enter(g));
+    CU_ASSERT_TRUE(memds_jobgate_enter(g));
+    memds_jobgate_leave(g);
+    memds_jobgate_leave(g);
+    apr_pool_destroy(child);
+    CU_ASSERT_FALSE(memds_jobgate_enter(g));
+    memds_jobgate_close(g); /* (again: harmless) */
+    CU_ASSERT_FALSE(memds_jobgate_enter(g));
+}
+
+typedef struct gate_run_t {
+    memds_jobgate_t *g;
+    apr_pool_t *child;
+    volatile apr_uint32_t inside, release, done, done_at_close;
+} gate_run_t;
+
+static void *APR_THREAD_FUNC gate_job(apr_thread_t *t, void *data)
+{
+    gate_run_t *r = data;
+
+    if (memds_jobgate_enter(r->g)) {
+        apr_atomic_set32(&r->inside, 1);
+        while (!apr_atomic_read32(&r->release)) {
+            apr_sleep(1000);
+        }
+        apr_atomic_set32(&r->done, 1);
+        memds_jobgate_leave(r->g);
+    }
+    return NULL;
+}
+
+static void *APR_THREAD_FUNC gate_closer(apr_thread_t *t, void *data)
+{
+    gate_run_t *r = data;
+
+    apr_pool_destroy(r->child); /* (the child exits) */
+    apr_atomic_set32(&r->done_at_close, apr_atomic_read32(&r->done) + 1);
+    return NULL;
+}
+
+/* The child's pool is destroyed while a job runs: the destruction waits
+ * for the job to leave (what the child's pool holds is still there for
+ * it), and no job enters afterwards. */
+static void test_jobgate_waits(void)
+{
+    gate_run_t r;
+    apr_thread_t *job, *closer;
+    apr_status_t trv;
+
+    memset(&r, 0, sizeof(r));
+    CU_ASSERT_EQUAL_FATAL(memds_jobgate_create(&r.g, unit_pool), APR_SUCCESS);
+    apr_pool_create(&r.child, unit_pool);
+    memds_jobgate_close_with(r.g, r.child);
+    CU_ASSERT_EQUAL_FATAL(apr_thread_create(&job, NULL, gate_job, &r,
+                                            unit_pool), APR_SUCCESS);
+    while (!apr_atomic_read32(&r.inside)) {
+        apr_sleep(1000);
+    }
+    CU_ASSERT_EQUAL_FATAL(apr_thread_create(&closer, NULL, gate_closer, &r,
+                                            unit_pool), APR_SUCCESS);
+    apr_sleep(apr_time_from_msec(50)); /* (the closer waits meanwhile) */
+    CU_ASSERT_EQUAL(apr_atomic_read32(&r.done_at_close), 0);
+    apr_atomic_set32(&r.release, 1);
+    apr_thread_join(&trv, job);
+    apr_thread_join(&trv, closer);
+    /* 2: the job had ended when the destruction returned */
+    CU_ASSERT_EQUAL(apr_atomic_read32(&r.done_at_close), 2);
+    CU_ASSERT_FALSE(memds_jobgate_enter(r.g));
+}
+
 void unit_add_util(void)
 {
     CU_pSuite s = CU_add_suite("util", NULL, NULL);
@@ -262,4 +345,8 @@ void unit_add_util(void)
     CU_add_test(s, "CA bundle file", test_ca_file);
     CU_add_test(s, "utf8", test_utf8);
     CU_add_test(s, "scan16", test_scan16);
+    CU_add_test(s, "jobs' gate: open, closed with its pool",
+                test_jobgate_open_close);
+    CU_add_test(s, "jobs' gate: closing waits for the job inside",
+                test_jobgate_waits);
 }
