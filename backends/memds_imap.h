@@ -589,7 +589,8 @@ int memds_imap_qresync(const memds_imap_conn_t *c);
 /** 0 while usable; non-zero after an I/O or protocol failure or BYE. */
 int memds_imap_broken(const memds_imap_conn_t *c);
 /** 1 when an idle connection is known usable without a round trip: not
- *  broken, no mailbox selected, nothing received and not yet read, and its
+ *  broken, no mailbox selected, no answer owed (memds_imap_settle), nothing
+ *  received and not yet read, and its
  *  socket has nothing to read (a server that closed it or said BYE while it
  *  was idle makes it readable). 0 otherwise, and always over a transport
  *  other than libcurl's: then ask the server (memds_imap_noop). */
@@ -668,6 +669,16 @@ apr_status_t memds_imap_select(memds_imap_conn_t *c, const char *mailbox,
 const memds_imap_mailbox_t *memds_imap_selected(const memds_imap_conn_t *c);
 /** UNSELECT (or nothing when none is selected). */
 apr_status_t memds_imap_unselect(memds_imap_conn_t *c, memds_imap_err_t *err);
+/** UNSELECT sent without waiting for its answer (a connection going back
+ *  to the cache: the server deselects at once, and the thread does not
+ *  wait a round trip). The answer is read before the next command, or by
+ *  memds_imap_settle; nothing is selected from now on. */
+apr_status_t memds_imap_unselect_later(memds_imap_conn_t *c,
+                                       memds_imap_err_t *err);
+/** Reads the answer of a command sent without waiting (untagged responses
+ *  before it are not attributed to a mailbox). A refusal or a failure
+ *  leaves the connection broken. Nothing owed: APR_SUCCESS at once. */
+apr_status_t memds_imap_settle(memds_imap_conn_t *c, memds_imap_err_t *err);
 
 #define MEMDS_IMAP_FETCH_VANISHED 0x01 /**< with CHANGEDSINCE: VANISHED too */
 

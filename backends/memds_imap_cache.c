@@ -163,7 +163,8 @@ apr_status_t memds_imap_cache_get(memds_imap_cache_t *c,
     if (l) {
         /* proven alive (the server may have dropped it while idle): by
          * its silence (a close or BYE would have arrived), else a NOOP */
-        if (memds_imap_quiet(l->conn)
+        if ((memds_imap_settle(l->conn, NULL) == APR_SUCCESS
+             && memds_imap_quiet(l->conn))
             || memds_imap_noop(l->conn, NULL, NULL, err) == APR_SUCCESS) {
             l->uses++;
             *pl = l;
@@ -187,7 +188,7 @@ void memds_imap_cache_put(memds_imap_cache_t *c, memds_imap_lease_t *l)
     /* Only a healthy connection with nothing selected is kept: the next
      * user must not see a stale mailbox state. */
     if (memds_imap_broken(l->conn) || l->uses >= c->max_uses
-        || memds_imap_unselect(l->conn, &err) != APR_SUCCESS
+        || memds_imap_unselect_later(l->conn, &err) != APR_SUCCESS
         || memds_imap_broken(l->conn)) {
         lease_close(l);
         return;

@@ -218,7 +218,9 @@ const memds_imap_mailbox_t *memds_imap_selected(const memds_imap_conn_t *c)
     return c->selected ? &c->sel : NULL;
 }
 
-apr_status_t memds_imap_unselect(memds_imap_conn_t *c, memds_imap_err_t *err)
+/* UNSELECT, its answer read now or later (memds_imap_settle). */
+static apr_status_t unselect(memds_imap_conn_t *c, int later,
+                             memds_imap_err_t *err)
 {
     cmd_t cmd;
     apr_status_t rv = APR_SUCCESS;
@@ -229,12 +231,24 @@ apr_status_t memds_imap_unselect(memds_imap_conn_t *c, memds_imap_err_t *err)
     }
     if (c->caps & MEMDS_IMAP_CAP_UNSELECT) {
         memds_imap__cmd_start(c, &cmd, "UNSELECT");
-        rv = memds_imap__cmd_exec(&cmd, NULL, NULL, NULL, err);
+        rv = later ? memds_imap__cmd_send_later(&cmd, err)
+                   : memds_imap__cmd_exec(&cmd, NULL, NULL, NULL, err);
     }
     /* without UNSELECT (CLOSE would expunge) the server keeps the box
      * selected; we just stop attributing its updates */
     c->selected = 0;
     return rv;
+}
+
+apr_status_t memds_imap_unselect(memds_imap_conn_t *c, memds_imap_err_t *err)
+{
+    return unselect(c, 0, err);
+}
+
+apr_status_t memds_imap_unselect_later(memds_imap_conn_t *c,
+                                       memds_imap_err_t *err)
+{
+    return unselect(c, 1, err);
 }
 
 apr_status_t memds_imap_uid_fetch(memds_imap_conn_t *c, const char *uidset,

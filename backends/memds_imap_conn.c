@@ -781,6 +781,74 @@ void memds_imap__cmd_astring(cmd_t *cmd, const char *s)
 }
 
 /* Send the command and read up to its tagged response. */
+apr_status_t memds_imap__cmd_send_later(cmd_t *cmd, memds_imap_err_t *err)
+{
+    memds_imap_conn_t *c = cmd->c;
+    apr_status_t rv;
+
+    memds_imap__cmd_add(cmd, "\r\n");
+    if (c->idling || c->broken || c->owed[0]
+        || strlen(c->tag) >= sizeof(c->owed)) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_ARG, APR_EINVAL,
+                                "IMAP %s cannot be sent now", c->verb);
+    }
+    memds_logf(&c->log, MEMDS_LOG_DEBUG, 0,
+               MEMDS_LOGNO(00214) "imap: %s %s (answer read later)", c->tag,
+               c->verb);
+    rv = send_all(c, cmd->b.data, cmd->b.len, err);
+    if (rv == APR_SUCCESS) {
+        apr_cpystrn(c->owed, c->tag, sizeof(c->owed));
+    }
+    return rv;
+}
+
+apr_status_t memds_imap_settle(memds_imap_conn_t *c, memds_imap_err_t *err)
+{
+    const char *tag = c->tag, *verb = c->verb;
+    memds_imap_resp_t *r;
+    apr_status_t rv = APR_SUCCESS;
+    ERR_ARG(err);
+
+    if (!c->owed[0]) {
+        return APR_SUCCESS;
+    }
+    if (c->broken) {
+        return memds_imap__fail(c, err, MEMDS_IMAP_E_IO, APR_ECONNABORTED,
+                                "IMAP connection unusable after an earlier "
+                                "failure");
+    }
+    c->tag = c->owed; /* (next_response checks the tag) */
+    c->verb = "(a command sent before)";
+    for (;;) {
+        if ((rv = next_response(c, &r, err)) != APR_SUCCESS) {
+            break;
+        }
+        if (r == NULL) {
+            continue;
+        }
+        if (r->type == MEMDS_IMAP_RESP_TAGGED) {
+            if (r->cond != MEMDS_IMAP_OK) {
+                rv = broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EGENERAL,
+                           "IMAP: the answer to a command sent before was "
+                           "%s %s",
+                           r->cond == MEMDS_IMAP_NO ? "NO" : "BAD", r->text);
+            }
+            break;
+        }
+        if (r->type == MEMDS_IMAP_RESP_CONT) {
+            rv = broke(c, err, MEMDS_IMAP_E_PROTOCOL, APR_EINVAL,
+                       "unexpected IMAP continuation request");
+            break;
+        }
+        handle_untagged(c, r); /* (no command: nothing attributed) */
+    }
+    c->owed[0] = '\0';
+    c->tag = tag;
+    c->verb = verb;
+    c->proto_err = NULL;
+    return rv;
+}
+
 apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
                                   void *baton,
                                   const memds_imap_resp_t **ptagged,
@@ -803,6 +871,9 @@ apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
             c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
             APR_ECONNABORTED,
             "IMAP connection unusable after an earlier failure");
+    }
+    if (c->owed[0] && (rv = memds_imap_settle(c, err)) != APR_SUCCESS) {
+        goto done;
     }
     c->cb = cb;
     c->baton = baton;
@@ -942,6 +1013,9 @@ apr_status_t memds_imap_idle_start(memds_imap_conn_t *c, memds_imap_resp_cb *cb,
             c, err, c->bye ? MEMDS_IMAP_E_BYE : MEMDS_IMAP_E_IO,
             APR_ECONNABORTED,
             "IMAP connection unusable after an earlier failure");
+    }
+    if (c->owed[0] && (rv = memds_imap_settle(c, err)) != APR_SUCCESS) {
+        return rv;
     }
     memds_imap__cmd_start(c, &cmd, "IDLE");
     memds_imap__cmd_add(&cmd, "\r\n");
@@ -1349,7 +1423,7 @@ int memds_imap_quiet(const memds_imap_conn_t *c)
 {
     struct pollfd pfd;
 
-    if (c->broken || c->bye || c->idling || c->selected
+    if (c->broken || c->bye || c->idling || c->selected || c->owed[0]
         || c->in_pos < c->in_len || c->io.recv != curl_recv_cb
         || c->cio.sock == CURL_SOCKET_BAD) {
         return 0;

@@ -116,6 +116,8 @@ struct memds_imap_conn_t {
     int broken, bye;
     int selected, selecting;
     int idling; /* IDLE running: only memds_imap_idle_* may talk */
+    char owed[16]; /* the tag of a command sent whose tagged answer is not
+                      read yet (memds_imap_unselect_later), or "" */
     memds_imap_mailbox_t sel;
     /* the running command */
     const char *tag, *verb;
@@ -172,6 +174,9 @@ void memds_imap__cmd_addf(cmd_t *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void memds_imap__cmd_literal(cmd_t *cmd, const char *data, apr_size_t len);
 void memds_imap__cmd_astring(cmd_t *cmd, const char *s);
+/* Sends a command without literals and reads nothing: its tagged answer
+ * is read before the next command's (memds_imap_settle). One at a time. */
+apr_status_t memds_imap__cmd_send_later(cmd_t *cmd, memds_imap_err_t *err);
 apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
                                   void *baton,
                                   const memds_imap_resp_t **ptagged,

@@ -2432,6 +2432,70 @@ static void test_arguments(void)
     FAKE_DONE(f);
 }
 
+/* UNSELECT sent without waiting: its answer (and any untagged response
+ * before it) is read before the next command, or by memds_imap_settle. */
+static void test_unselect_later(void)
+{
+    static const step_t steps[] = {
+        OPEN_STEPS,
+        SELECT_STEP("M3", "INBOX"),
+        STEP("M4 UNSELECT\r\n",
+             "* 2 EXPUNGE\r\nM4 OK Unselect completed.\r\n"),
+        SELECT_STEP("M5", "Other"),
+        STEP("M6 UNSELECT\r\n", "M6 OK Unselect completed.\r\n"),
+        STEP("M7 LOGOUT\r\n",
+             "* BYE Logging out\r\nM7 OK Logout completed.\r\n"),
+    };
+    fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
+    memds_imap_conn_t *c = fake_open(f, unit_pool);
+    const memds_imap_mailbox_t *mb = NULL;
+    memds_imap_err_t err;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, &mb,
+                                      &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_unselect_later(c, &err), APR_SUCCESS);
+    CU_ASSERT_PTR_NULL(memds_imap_selected(c));
+    CU_ASSERT_EQUAL(f->step, 3); /* sent, its answer not read */
+    CU_ASSERT_EQUAL(f->sent_len - f->step_start, strlen("M4 UNSELECT\r\n"));
+    CU_ASSERT_FALSE(memds_imap_quiet(c));
+    /* the next command reads it first; the EXPUNGE counts for no box */
+    CU_ASSERT_EQUAL(memds_imap_select(c, "Other", 0, NULL, NULL, NULL, &mb,
+                                      &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(mb->exists, 3);
+    CU_ASSERT_EQUAL(memds_imap_unselect_later(c, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_settle(c, &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(f->step, 6);
+    CU_ASSERT_EQUAL(memds_imap_settle(c, &err), APR_SUCCESS); /* (none) */
+    CU_ASSERT_FALSE(memds_imap_broken(c));
+    memds_imap_close(c);
+    FAKE_DONE(f);
+}
+
+/* A refused UNSELECT read later: the connection is broken, not used. */
+static void test_unselect_later_refused(void)
+{
+    static const step_t steps[] = {
+        OPEN_STEPS,
+        SELECT_STEP("M3", "INBOX"),
+        STEP("M4 UNSELECT\r\n", "M4 BAD Not now.\r\n"),
+    };
+    fake_t *f = fake_new(steps, sizeof(steps) / sizeof(steps[0]));
+    memds_imap_conn_t *c = fake_open(f, unit_pool);
+    memds_imap_err_t err;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(memds_imap_select(c, "INBOX", 0, NULL, NULL, NULL, NULL,
+                                      &err), APR_SUCCESS);
+    CU_ASSERT_EQUAL(memds_imap_unselect_later(c, &err), APR_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(memds_imap_noop(c, NULL, NULL, &err), APR_SUCCESS);
+    CU_ASSERT(memds_imap_broken(c));
+    CU_ASSERT_PTR_NOT_NULL(err.msg && strstr(err.msg, "BAD Not now")
+                               ? err.msg : NULL);
+    memds_imap_close(c);
+    FAKE_DONE(f);
+}
+
 void unit_add_imap(void)
 {
     CU_pSuite s = CU_add_suite("imap", NULL, NULL);
@@ -2468,4 +2532,7 @@ void unit_add_imap(void)
     CU_add_test(s, "fatal errors break the connection", test_fatal_errors);
     CU_add_test(s, "refused streams", test_refused_stream);
     CU_add_test(s, "argument checks", test_arguments);
+    CU_add_test(s, "UNSELECT answered later", test_unselect_later);
+    CU_add_test(s, "UNSELECT refused later breaks the connection",
+                test_unselect_later_refused);
 }
