@@ -780,7 +780,7 @@ void memds_imap__cmd_astring(cmd_t *cmd, const char *s)
     }
 }
 
-/* Send the command and read up to its tagged response. */
+/* Send the command; its tagged response is read later (memds_imap_settle). */
 apr_status_t memds_imap__cmd_send_later(cmd_t *cmd, memds_imap_err_t *err)
 {
     memds_imap_conn_t *c = cmd->c;
@@ -849,6 +849,7 @@ apr_status_t memds_imap_settle(memds_imap_conn_t *c, memds_imap_err_t *err)
     return rv;
 }
 
+/* Send the command and read up to its tagged response. */
 apr_status_t memds_imap__cmd_exec(cmd_t *cmd, memds_imap_resp_cb *cb,
                                   void *baton,
                                   const memds_imap_resp_t **ptagged,
